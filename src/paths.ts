@@ -1,0 +1,44 @@
+import { realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { MonitorError } from './errors.js';
+
+/** True when `candidate` is `root` or below it (both already absolute and normalised). */
+export function isInside(root: string, candidate: string): boolean {
+  const relative = path.relative(root, candidate);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+/**
+ * Resolves `p` (relative to `base`) and follows every symlink; the real path must stay inside one
+ * of `roots` (themselves resolved). Throws PATH_OUTSIDE_ROOT or, when nothing is there, `missing`.
+ */
+export async function resolveInsideRoots(
+  p: string,
+  roots: readonly string[],
+  options: { base?: string; what?: string; missingCode?: 'WORKER_NOT_FOUND' | 'INVALID_INPUT' } = {},
+): Promise<string> {
+  const what = options.what ?? 'path';
+  if (p.includes('\0')) throw new MonitorError('INVALID_INPUT', `The ${what} contains a NUL byte.`);
+  const base = options.base ?? roots[0];
+  if (base === undefined) throw new MonitorError('PATH_OUTSIDE_ROOT', `No allowed folders are configured for the ${what}.`);
+  const absolute = path.resolve(base, p);
+  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => path.resolve(r))));
+  let real: string;
+  try {
+    real = await realpath(absolute);
+  } catch {
+    // Say "outside" before "missing", so probing for files outside the roots learns nothing.
+    if (!realRoots.some((root) => isInside(root, absolute))) throw outside(what, p, realRoots);
+    throw new MonitorError(options.missingCode ?? 'INVALID_INPUT', `No such ${what}: ${p}`, {
+      hint: `Paths are resolved against ${base}.`,
+    });
+  }
+  if (!realRoots.some((root) => isInside(root, real))) throw outside(what, p, realRoots);
+  return real;
+}
+
+function outside(what: string, p: string, roots: readonly string[]): MonitorError {
+  return new MonitorError('PATH_OUTSIDE_ROOT', `The ${what} "${p}" resolves outside the allowed folders.`, {
+    hint: `Use a path inside ${roots.join(', ')} (symlinks are followed before the check). The user can allow more folders with --root or "allowedRoots" in the config file.`,
+  });
+}

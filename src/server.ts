@@ -1,0 +1,106 @@
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Config } from './config.js';
+import { Engine } from './engine/engine.js';
+import type { Pool } from './engine/types.js';
+import { errorText } from './errors.js';
+import { silentLogger, type Logger } from './log.js';
+import type { Services } from './services.js';
+import { JobStore } from './store/store.js';
+import { allTools } from './tools/index.js';
+import type { ToolContext } from './tools/tool.js';
+
+export const SERVER_NAME = 'monitor-mcp';
+export const SERVER_VERSION = '0.1.0';
+
+export interface ServerDeps {
+  log?: Logger;
+}
+
+export interface MonitorServer {
+  server: McpServer;
+  engine: Engine;
+  services: Services;
+  /** Loads earlier jobs from the state directory; call once before connecting a transport. */
+  start(): Promise<void>;
+  /** Stops running work (it loads as `interrupted` next time) and closes every pool. */
+  close(): Promise<void>;
+}
+
+function instructions(config: Config): string {
+  return [
+    'monitor-mcp runs work on real parallel workers on this machine: worker scripts in a subprocess pool (run_script_batch), local LLMs on LM Studio or any OpenAI-compatible server (lmstudio_complete), and external HTTP APIs (http_batch).',
+    'Working pattern: 1) submit a whole batch with one dispatch tool; it returns a job_id at once. 2) Keep working on something else meanwhile. 3) Call collect_results with the job_id: it waits (bounded) for the job and returns status counts and a page of results within an output budget, with a cursor for the next page. Merge the results yourself.',
+    `Results live on disk (${config.stateDir}) and survive a server restart; jobs are removed ${config.retentionDays} days after they finish. Tasks cut off by a restart are "interrupted": resume_job runs them again. list_jobs shows every job; cancel_job stops one.`,
+    'Prefer sending file paths to workers over pasting file contents: the workers read the files, so their contents never pass through your context.',
+  ].join('\n');
+}
+
+/**
+ * Builds the MCP server and everything under it. Side-effect free: nothing is read, written or
+ * listened to until start() and a transport's connect().
+ */
+export function createServer(config: Config, deps: ServerDeps = {}): MonitorServer {
+  const log = deps.log ?? silentLogger;
+  const store = new JobStore(config.stateDir, log);
+  const services: Services = { closers: [] };
+  const pools: Pool[] = [];
+  // Worker kinds: each builds its pool (and any service its tools need) here.
+  const engine = new Engine({ store, pools, log, retentionDays: config.retentionDays });
+
+  const server = new McpServer(
+    { name: SERVER_NAME, version: SERVER_VERSION },
+    { capabilities: { logging: {} }, instructions: instructions(config) },
+  );
+
+  for (const tool of allTools) {
+    server.registerTool(
+      tool.name,
+      { title: tool.title, description: tool.description, inputSchema: tool.inputSchema, annotations: tool.annotations },
+      async (args: unknown, extra: RequestHandlerExtra<ServerRequest, ServerNotification>): Promise<CallToolResult> => {
+        const progressToken = extra._meta?.progressToken;
+        const ctx: ToolContext = {
+          config,
+          engine,
+          services,
+          log,
+          signal: extra.signal,
+          progress: async (progress, total, message) => {
+            if (progressToken === undefined) return;
+            await extra
+              .sendNotification({
+                method: 'notifications/progress',
+                params: total === undefined ? { progressToken, progress, message } : { progressToken, progress, total, message },
+              })
+              .catch(() => undefined);
+          },
+        };
+        try {
+          const reply = await tool.handler(args as never, ctx);
+          const result: CallToolResult = { content: [{ type: 'text', text: reply.text }] };
+          if (reply.structured) result.structuredContent = reply.structured;
+          return result;
+        } catch (error) {
+          log.debug(`${tool.name} failed: ${errorText(error)}`);
+          return { content: [{ type: 'text', text: errorText(error) }], isError: true };
+        }
+      },
+    );
+  }
+
+  return {
+    server,
+    engine,
+    services,
+    async start() {
+      const { loaded, removed, interrupted } = await engine.init();
+      log.info(`state ${config.stateDir}: ${loaded} job(s) loaded, ${removed} expired removed, ${interrupted} with interrupted tasks`);
+    },
+    async close() {
+      await engine.close();
+      for (const closer of services.closers) await closer().catch((error: unknown) => log.warn(`close: ${String(error)}`));
+      await server.close().catch(() => undefined);
+    },
+  };
+}

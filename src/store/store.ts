@@ -1,0 +1,178 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { appendFile, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { JobMeta, TaskRecord } from '../engine/types.js';
+import type { Logger } from '../log.js';
+import { writeFileAtomic } from './atomic.js';
+
+/**
+ * The state directory: one folder per job.
+ *   job.json       metadata, replaced atomically
+ *   inputs.jsonl   one task input per line, written once (atomically) at submit
+ *   results.jsonl  one finished task per line, appended; a torn last line is ignored on load
+ *   out/           full outputs named by task index
+ * The store is the source of truth for finished work; the engine keeps only what runs in memory.
+ */
+export class JobStore {
+  readonly jobsDir: string;
+  private readonly log: Logger;
+  /** Appends to one results file are chained so lines never interleave. */
+  private readonly appendChains = new Map<string, Promise<void>>();
+  private readonly resultCache = new Map<string, { bytes: number; records: TaskRecord[]; partial: string }>();
+
+  constructor(stateDir: string, log: Logger) {
+    this.jobsDir = path.join(stateDir, 'jobs');
+    this.log = log;
+  }
+
+  static newJobId(): string {
+    // 128 random bits: handles are unguessable, so one client cannot reach another's jobs by guessing.
+    return `job_${randomBytes(16).toString('base64url')}`;
+  }
+
+  static isJobId(id: string): boolean {
+    return /^job_[A-Za-z0-9_-]{22}$/.test(id);
+  }
+
+  jobDir(id: string): string {
+    return path.join(this.jobsDir, id);
+  }
+
+  outputDir(id: string): string {
+    return path.join(this.jobDir(id), 'out');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.jobsDir, { recursive: true, mode: 0o700 });
+  }
+
+  async createJob(meta: JobMeta, inputs: readonly unknown[]): Promise<void> {
+    const dir = this.jobDir(meta.id);
+    await mkdir(path.join(dir, 'out'), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(path.join(dir, 'inputs.jsonl'), inputs.map((i) => JSON.stringify(i ?? null)).join('\n') + '\n');
+    await writeFileAtomic(path.join(dir, 'results.jsonl'), '');
+    // job.json last: a folder without it is an aborted submit and is swept on load.
+    await writeFileAtomic(path.join(dir, 'job.json'), JSON.stringify(meta, null, 2));
+  }
+
+  async writeMeta(meta: JobMeta): Promise<void> {
+    await writeFileAtomic(path.join(this.jobDir(meta.id), 'job.json'), JSON.stringify(meta, null, 2));
+  }
+
+  appendResult(jobId: string, record: TaskRecord): Promise<void> {
+    return this.appendResults(jobId, [record]);
+  }
+
+  /** One write for many records (cancelling 10,000 queued tasks is one append, not 10,000). */
+  appendResults(jobId: string, records: readonly TaskRecord[]): Promise<void> {
+    const file = path.join(this.jobDir(jobId), 'results.jsonl');
+    const text = records.map((r) => JSON.stringify(r) + '\n').join('');
+    const previous = this.appendChains.get(jobId) ?? Promise.resolve();
+    const next = previous.then(() => appendFile(file, text));
+    const settled = next.catch((error: unknown) => {
+      this.log.error(`could not record ${records.length} task(s) of ${jobId}: ${String(error)}`);
+    });
+    this.appendChains.set(jobId, settled);
+    return next;
+  }
+
+  /** Resolves once every append queued so far has reached the file. */
+  async flush(jobId?: string): Promise<void> {
+    const chains = jobId === undefined ? [...this.appendChains.values()] : [this.appendChains.get(jobId)];
+    await Promise.all(chains);
+  }
+
+  async readInputs(jobId: string): Promise<unknown[]> {
+    const text = await readFile(path.join(this.jobDir(jobId), 'inputs.jsonl'), 'utf8');
+    return text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as unknown);
+  }
+
+  /**
+   * All finished-task records of a job, in the order they finished. Reads only what was appended
+   * since the last call, so polling a 10,000-task job stays cheap.
+   */
+  async readResults(jobId: string): Promise<readonly TaskRecord[]> {
+    const file = path.join(this.jobDir(jobId), 'results.jsonl');
+    let cached = this.resultCache.get(jobId);
+    if (!cached) {
+      cached = { bytes: 0, records: [], partial: '' };
+      this.resultCache.set(jobId, cached);
+    }
+    let size: number;
+    try {
+      size = (await stat(file)).size;
+    } catch {
+      return cached.records;
+    }
+    if (size < cached.bytes) {
+      cached.bytes = 0;
+      cached.records = [];
+      cached.partial = '';
+    }
+    if (size === cached.bytes) return cached.records;
+    const handle = await open(file, 'r');
+    try {
+      const buffer = Buffer.alloc(size - cached.bytes);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, cached.bytes);
+      cached.bytes += bytesRead;
+      const text = cached.partial + buffer.subarray(0, bytesRead).toString('utf8');
+      const lines = text.split('\n');
+      cached.partial = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line.length === 0) continue;
+        try {
+          cached.records.push(JSON.parse(line) as TaskRecord);
+        } catch {
+          this.log.warn(`ignoring an unreadable line in ${file}`);
+        }
+      }
+    } finally {
+      await handle.close();
+    }
+    return cached.records;
+  }
+
+  forget(jobId: string): void {
+    this.resultCache.delete(jobId);
+  }
+
+  /** Every job with readable metadata; unreadable folders are reported and skipped, never fatal. */
+  async loadAll(): Promise<JobMeta[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.jobsDir);
+    } catch {
+      return [];
+    }
+    const metas: JobMeta[] = [];
+    for (const name of names) {
+      if (!JobStore.isJobId(name)) continue;
+      try {
+        metas.push(JSON.parse(await readFile(path.join(this.jobsDir, name, 'job.json'), 'utf8')) as JobMeta);
+      } catch {
+        this.log.warn(`job folder ${name} has no readable job.json (a submit cut short?); removing it`);
+        await rm(path.join(this.jobsDir, name), { recursive: true, force: true });
+      }
+    }
+    return metas.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+
+  async removeJob(jobId: string): Promise<void> {
+    this.forget(jobId);
+    await rm(this.jobDir(jobId), { recursive: true, force: true });
+  }
+
+  /** Streams a results file line by line (for tools that scan everything, e.g. the CLI). */
+  async *iterateResults(jobId: string): AsyncGenerator<TaskRecord> {
+    const lines = createInterface({ input: createReadStream(path.join(this.jobDir(jobId), 'results.jsonl')) });
+    for await (const line of lines) {
+      try {
+        yield JSON.parse(line) as TaskRecord;
+      } catch {
+        // torn last line after a crash
+      }
+    }
+  }
+}
