@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { appendFile, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import type { JobMeta, TaskRecord } from '../engine/types.js';
 import type { Logger } from '../log.js';
 import { writeFileAtomic } from './atomic.js';
@@ -138,8 +136,17 @@ export class JobStore {
     this.resultCache.delete(jobId);
   }
 
-  /** Every job with readable metadata; unreadable folders are reported and skipped, never fatal. */
+  /** Every job with readable metadata; folders without it (a submit cut short) are removed. */
   async loadAll(): Promise<JobMeta[]> {
+    return this.readMetas(true);
+  }
+
+  /** The same, touching nothing: for readers while a server may own the directory. */
+  async loadAllReadOnly(): Promise<JobMeta[]> {
+    return this.readMetas(false);
+  }
+
+  private async readMetas(removeBroken: boolean): Promise<JobMeta[]> {
     let names: string[];
     try {
       names = await readdir(this.jobsDir);
@@ -152,6 +159,7 @@ export class JobStore {
       try {
         metas.push(JSON.parse(await readFile(path.join(this.jobsDir, name, 'job.json'), 'utf8')) as JobMeta);
       } catch {
+        if (!removeBroken) continue;
         this.log.warn(`job folder ${name} has no readable job.json (a submit cut short?); removing it`);
         await rm(path.join(this.jobsDir, name), { recursive: true, force: true });
       }
@@ -162,17 +170,5 @@ export class JobStore {
   async removeJob(jobId: string): Promise<void> {
     this.forget(jobId);
     await rm(this.jobDir(jobId), { recursive: true, force: true });
-  }
-
-  /** Streams a results file line by line (for tools that scan everything, e.g. the CLI). */
-  async *iterateResults(jobId: string): AsyncGenerator<TaskRecord> {
-    const lines = createInterface({ input: createReadStream(path.join(this.jobDir(jobId), 'results.jsonl')) });
-    for await (const line of lines) {
-      try {
-        yield JSON.parse(line) as TaskRecord;
-      } catch {
-        // torn last line after a crash
-      }
-    }
   }
 }

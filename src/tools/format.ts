@@ -1,0 +1,129 @@
+import type { JobSnapshot, TaskRecord } from '../engine/types.js';
+
+/** Tool output is measured in characters; ≈4 characters make a token for the client's budget. */
+export const CHARS_PER_TOKEN = 4;
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  const minutes = Math.floor(ms / 60_000);
+  if (minutes < 60) return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
+  const hours = Math.floor(minutes / 60);
+  return hours < 48 ? `${hours} h ${minutes % 60} min` : `${Math.floor(hours / 24)} days`;
+}
+
+export function formatAge(iso: string, now: number): string {
+  return `${formatDuration(Math.max(0, now - Date.parse(iso)))} ago`;
+}
+
+/** One line a job: what it is, where it stands, and what it cost. */
+export function describeJob(job: JobSnapshot): string {
+  const c = job.counts;
+  const finished = c.succeeded + c.failed + c.cancelled + c.interrupted;
+  const parts = [`${c.succeeded} succeeded`];
+  if (c.failed) parts.push(`${c.failed} failed`);
+  if (c.cancelled) parts.push(`${c.cancelled} cancelled`);
+  if (c.interrupted) parts.push(`${c.interrupted} interrupted`);
+  if (c.running) parts.push(`${c.running} running`);
+  if (c.queued) parts.push(`${c.queued} queued`);
+  let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency} (peak ${job.peakRunning} at once)`;
+  const tokens = job.usage.promptTokens + job.usage.completionTokens;
+  if (tokens > 0) {
+    const seconds = job.elapsedMs / 1000;
+    const rate = seconds > 0 ? ` at ${Math.round(job.usage.completionTokens / seconds)} tok/s out` : '';
+    line += `; ${tokens} tokens processed locally (${job.usage.promptTokens} in, ${job.usage.completionTokens} out${rate})`;
+  }
+  return line;
+}
+
+/** The JSON view of a job snapshot used in structured results. */
+export function jobView(job: JobSnapshot): Record<string, unknown> {
+  const view: Record<string, unknown> = {
+    job_id: job.id,
+    kind: job.kind,
+    state: job.state,
+    counts: job.counts,
+    created_at: job.createdAt,
+    elapsed_ms: job.elapsedMs,
+    concurrency: job.concurrency,
+    peak_running: job.peakRunning,
+  };
+  if (job.label) view.label = job.label;
+  if (job.finishedAt) view.finished_at = job.finishedAt;
+  if (job.usage.promptTokens + job.usage.completionTokens > 0) {
+    view.tokens = {
+      prompt: job.usage.promptTokens,
+      completion: job.usage.completionTokens,
+      completion_per_second: job.elapsedMs > 0 ? Math.round((job.usage.completionTokens * 1000) / job.elapsedMs) : null,
+    };
+  }
+  return view;
+}
+
+/** One result as shown to the model. */
+export function resultView(jobId: string | undefined, record: TaskRecord): Record<string, unknown> {
+  const view: Record<string, unknown> = {};
+  if (jobId !== undefined) view.job_id = jobId;
+  view.index = record.index;
+  view.state = record.state;
+  if (record.durationMs !== undefined) view.duration_ms = record.durationMs;
+  if (record.attempt > 1) view.attempt = record.attempt;
+  if (record.error) view.error = record.error;
+  if (record.value !== undefined) view.value = record.value;
+  if (record.files) view.files = record.files;
+  return view;
+}
+
+const CUT_NOTE = '…[cut to fit the page; the full output is in `files`]';
+
+/**
+ * Makes one result fit `maxChars` of JSON by cutting its largest strings (and stringifying large
+ * JSON values first). Returns the view untouched when it already fits.
+ */
+export function shrinkToFit(view: Record<string, unknown>, maxChars: number): Record<string, unknown> {
+  let text = JSON.stringify(view);
+  if (text.length <= maxChars) return view;
+  const copy = structuredClone(view);
+  const value = copy.value;
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    const record = value as Record<string, unknown>;
+    if (record.json !== undefined && typeof record.json !== 'string') record.json = JSON.stringify(record.json);
+  }
+  for (let round = 0; round < 8 && text.length > maxChars; round++) {
+    const excess = text.length - maxChars;
+    const longest = findLongestString(copy);
+    if (!longest || longest.length < 64) break;
+    const keep = Math.max(32, longest.length - excess - CUT_NOTE.length - 16);
+    longest.set(longest.value.slice(0, keep) + CUT_NOTE);
+    text = JSON.stringify(copy);
+  }
+  return copy;
+}
+
+interface StringSlot {
+  value: string;
+  length: number;
+  set(next: string): void;
+}
+
+function findLongestString(node: unknown): StringSlot | undefined {
+  let best: StringSlot | undefined;
+  const visit = (container: Record<string, unknown> | unknown[]): void => {
+    const entries: Array<[string | number, unknown]> = Array.isArray(container) ? container.map((v, i) => [i, v]) : Object.entries(container);
+    for (const [key, child] of entries) {
+      if (typeof child === 'string') {
+        if (!best || child.length > best.length) {
+          best = {
+            value: child,
+            length: child.length,
+            set: (next) => {
+              (container as Record<string | number, unknown>)[key] = next;
+            },
+          };
+        }
+      } else if (child && typeof child === 'object') visit(child as Record<string, unknown>);
+    }
+  };
+  if (node && typeof node === 'object') visit(node as Record<string, unknown>);
+  return best;
+}

@@ -1,0 +1,166 @@
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+import type { Pool, TaskContext, TaskResult } from '../../src/engine/types.js';
+import { silentLogger } from '../../src/log.js';
+import { JobStore } from '../../src/store/store.js';
+import { makeTempDir } from '../helpers/client.js';
+
+/** A real pool whose tasks sleep `input.ms` and record how many ran at once. */
+class SleepPool implements Pool {
+  readonly kind = 'sleep';
+  running = 0;
+  peak = 0;
+  started: Array<{ jobId: string; index: number }> = [];
+  constructor(readonly concurrency: number) {}
+  async run(task: TaskContext): Promise<TaskResult> {
+    this.running++;
+    this.peak = Math.max(this.peak, this.running);
+    this.started.push({ jobId: task.jobId, index: task.index });
+    try {
+      const { ms, fail } = task.input as { ms: number; fail?: boolean };
+      await sleep(ms, undefined, { signal: task.signal });
+      return fail ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } } : { ok: true, value: { text: `slept ${ms}` }, usage: { promptTokens: 2, completionTokens: 3 } };
+    } finally {
+      this.running--;
+    }
+  }
+}
+
+const dirs: string[] = [];
+async function setup(poolConcurrency = 4, now?: () => Date): Promise<{ engine: Engine; pool: SleepPool; store: JobStore; dir: string }> {
+  const dir = await makeTempDir();
+  dirs.push(dir);
+  const store = new JobStore(dir, silentLogger);
+  const pool = new SleepPool(poolConcurrency);
+  const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 7, ...(now ? { now } : {}) });
+  await engine.init();
+  return { engine, pool, store, dir };
+}
+
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+const tasks = (n: number, ms: number, extra: Record<string, unknown> = {}): unknown[] => Array.from({ length: n }, () => ({ ms, ...extra }));
+
+describe('Engine', () => {
+  it('runs every task, respects the job limit and records results durably', async () => {
+    const { engine, pool, store } = await setup(8);
+    const job = await engine.submit({ kind: 'sleep', inputs: tasks(10, 30), options: {}, concurrency: 3 });
+    expect(await engine.waitFor([job.id], 10_000)).toBe(true);
+    expect(pool.peak).toBe(3);
+    const snapshot = engine.snapshotOf(job.id);
+    expect(snapshot.state).toBe('succeeded');
+    expect(snapshot.counts).toMatchObject({ total: 10, succeeded: 10, queued: 0, running: 0 });
+    expect(snapshot.peakRunning).toBe(3);
+    expect(snapshot.usage).toEqual({ promptTokens: 20, completionTokens: 30 });
+    const records = await store.readResults(job.id);
+    expect(records.map((r) => r.index).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(records.every((r) => r.state === 'succeeded' && r.durationMs !== undefined)).toBe(true);
+  });
+
+  it('shares a pool limit across jobs and serves jobs round-robin', async () => {
+    const { engine, pool } = await setup(2);
+    const big = await engine.submit({ kind: 'sleep', inputs: tasks(20, 20), options: {}, concurrency: 2 });
+    const small = await engine.submit({ kind: 'sleep', inputs: tasks(2, 20), options: {}, concurrency: 2 });
+    await engine.waitFor([big.id, small.id], 10_000);
+    expect(pool.peak).toBe(2);
+    // The small job must not wait behind all 20 tasks of the big one.
+    const lastSmall = Math.max(...pool.started.map((s, i) => (s.jobId === small.id ? i : -1)));
+    expect(lastSmall).toBeLessThan(8);
+  });
+
+  it('cancel drops queued tasks, aborts running ones, and keeps finished results', async () => {
+    const { engine, store } = await setup(4);
+    const job = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }, ...tasks(5, 5000)], options: {}, concurrency: 2 });
+    await sleep(100);
+    const after = await engine.cancel(job.id);
+    expect(after.counts).toMatchObject({ succeeded: 1, queued: 0 });
+    expect(after.counts.cancelled + after.counts.running).toBe(5);
+    await engine.waitFor([job.id], 5000);
+    const done = engine.snapshotOf(job.id);
+    expect(done.state).toBe('cancelled');
+    expect(done.counts).toMatchObject({ succeeded: 1, cancelled: 5, running: 0, queued: 0 });
+    const records = await store.readResults(job.id);
+    expect(records.filter((r) => r.state === 'cancelled').map((r) => r.error?.code)).toEqual(Array(5).fill('CANCELLED'));
+  });
+
+  it('after a restart, unfinished tasks are interrupted and resume finishes them in the same job', async () => {
+    const first = await setup(4);
+    const job = await first.engine.submit({ kind: 'sleep', inputs: [...tasks(2, 1), ...tasks(3, 10_000)], options: { a: 1 }, concurrency: 4 });
+    await sleep(300);
+    await first.engine.close(2000);
+
+    const store = new JobStore(first.dir, silentLogger);
+    const pool = new SleepPool(4);
+    const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 7 });
+    expect(await engine.init()).toMatchObject({ loaded: 1, interrupted: 1 });
+    const loaded = engine.snapshotOf(job.id);
+    expect(loaded.state).toBe('interrupted');
+    expect(loaded.counts).toMatchObject({ succeeded: 2, interrupted: 3 });
+
+    // Make the interrupted tasks quick this time by editing nothing but the pool: inputs come from disk.
+    const inputsFile = path.join(store.jobDir(job.id), 'inputs.jsonl');
+    expect((await readFile(inputsFile, 'utf8')).trim().split('\n')).toHaveLength(5);
+    await writeFile(inputsFile, tasks(5, 5).map((t) => JSON.stringify(t)).join('\n') + '\n');
+    const { requeued } = await engine.resume(job.id);
+    expect(requeued).toBe(3);
+    await engine.waitFor([job.id], 5000);
+    const resumed = engine.snapshotOf(job.id);
+    expect(resumed.state).toBe('succeeded');
+    expect(resumed.counts.succeeded).toBe(5);
+    const attempts = (await store.readResults(job.id)).filter((r) => r.attempt === 2);
+    expect(attempts).toHaveLength(3);
+  });
+
+  it('retries failed tasks only when asked', async () => {
+    const { engine } = await setup(4);
+    const job = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }, { ms: 1, fail: true }], options: {}, concurrency: 2 });
+    await engine.waitFor([job.id], 5000);
+    expect(engine.snapshotOf(job.id).state).toBe('failed');
+    expect((await engine.resume(job.id)).requeued).toBe(0);
+    expect((await engine.resume(job.id, { failed: true })).requeued).toBe(1);
+    await engine.waitFor([job.id], 5000);
+    expect(engine.snapshotOf(job.id).counts).toMatchObject({ succeeded: 1, failed: 1 });
+  });
+
+  it('removes jobs past retention on start and ignores a torn last result line', async () => {
+    let clock = new Date('2026-01-01T00:00:00Z');
+    const first = await setup(4, () => clock);
+    const old = await first.engine.submit({ kind: 'sleep', inputs: tasks(1, 1), options: {}, concurrency: 1 });
+    await first.engine.waitFor([old.id], 5000);
+    clock = new Date('2026-01-07T00:00:00Z');
+    const recent = await first.engine.submit({ kind: 'sleep', inputs: tasks(2, 1), options: {}, concurrency: 1 });
+    await first.engine.waitFor([recent.id], 5000);
+    await first.store.flush();
+    await writeFile(path.join(first.store.jobDir(recent.id), 'results.jsonl'), '{"index":0,"sta', { flag: 'a' });
+
+    clock = new Date('2026-01-09T00:00:00Z');
+    const store = new JobStore(first.dir, silentLogger);
+    const engine = new Engine({ store, pools: [new SleepPool(1)], log: silentLogger, retentionDays: 7, now: () => clock });
+    expect(await engine.init()).toMatchObject({ loaded: 1, removed: 1 });
+    expect(engine.get(old.id)).toBeUndefined();
+    expect(engine.snapshotOf(recent.id).counts.succeeded).toBe(2);
+  });
+
+  it('rejects unknown jobs and bad concurrency with actionable errors', async () => {
+    const { engine } = await setup(1);
+    expect(() => engine.snapshotOf('job_nope')).toThrow(/No job "job_nope".*/);
+    await expect(engine.submit({ kind: 'sleep', inputs: tasks(1, 1), options: {}, concurrency: 0 })).rejects.toThrow(/integer from 1 and up/);
+    await expect(engine.submit({ kind: 'sleep', inputs: [], options: {}, concurrency: 1 })).rejects.toThrow(/at least one task/);
+  });
+
+  it('job ids are unguessable and job folders are only readable by the user', async () => {
+    const ids = new Set(Array.from({ length: 1000 }, () => JobStore.newJobId()));
+    expect(ids.size).toBe(1000);
+    for (const id of ids) expect(JobStore.isJobId(id)).toBe(true);
+    const { engine, store } = await setup(1);
+    const job = await engine.submit({ kind: 'sleep', inputs: tasks(1, 1), options: {}, concurrency: 1 });
+    expect((await stat(store.jobDir(job.id))).mode & 0o777).toBe(0o700);
+    expect((await stat(path.join(store.jobDir(job.id), 'job.json'))).mode & 0o777).toBe(0o600);
+    await engine.waitFor([job.id], 5000);
+  });
+});

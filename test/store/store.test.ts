@@ -1,0 +1,71 @@
+import { appendFile, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { JobMeta } from '../../src/engine/types.js';
+import { silentLogger } from '../../src/log.js';
+import { writeFileAtomic } from '../../src/store/atomic.js';
+import { JobStore } from '../../src/store/store.js';
+import { makeTempDir } from '../helpers/client.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function newStore(): Promise<JobStore> {
+  const dir = await makeTempDir();
+  dirs.push(dir);
+  const store = new JobStore(dir, silentLogger);
+  await store.init();
+  return store;
+}
+
+const meta = (id: string): JobMeta => ({ id, kind: 'script', createdAt: new Date().toISOString(), taskCount: 3, concurrency: 1, options: { worker: 'w.py' } });
+
+describe('JobStore', () => {
+  it('writes atomically and leaves no temp files behind', async () => {
+    const dir = await makeTempDir();
+    dirs.push(dir);
+    const file = path.join(dir, 'a.json');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writeFileAtomic(file, JSON.stringify({ i, pad: 'x'.repeat(10_000) }))));
+    expect(JSON.parse(await readFile(file, 'utf8'))).toHaveProperty('pad');
+    expect(await readdir(dir)).toEqual(['a.json']);
+  });
+
+  it('round-trips a job: inputs, results in finish order, incremental reads', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id), [{ args: ['a'] }, { args: ['b'] }, null]);
+    expect(await store.readInputs(id)).toEqual([{ args: ['a'] }, { args: ['b'] }, null]);
+    await store.appendResult(id, { index: 2, state: 'succeeded', attempt: 1, finishedAt: 't' });
+    expect((await store.readResults(id)).map((r) => r.index)).toEqual([2]);
+    await store.appendResults(id, [
+      { index: 0, state: 'failed', attempt: 1, finishedAt: 't', error: { code: 'NON_ZERO_EXIT', message: 'exit 1' } },
+      { index: 1, state: 'cancelled', attempt: 1, finishedAt: 't' },
+    ]);
+    expect((await store.readResults(id)).map((r) => r.index)).toEqual([2, 0, 1]);
+    expect((await store.loadAll()).map((m) => m.id)).toEqual([id]);
+  });
+
+  it('ignores a torn line and picks up the rest once it is completed', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id), [1, 2, 3]);
+    const file = path.join(store.jobDir(id), 'results.jsonl');
+    await appendFile(file, '{"index":0,"state":"succeeded","attempt":1,"finishedAt":"t"}\n{"index":1,"sta');
+    expect((await store.readResults(id)).map((r) => r.index)).toEqual([0]);
+    await appendFile(file, 'te":"succeeded","attempt":1,"finishedAt":"t"}\n');
+    expect((await store.readResults(id)).map((r) => r.index)).toEqual([0, 1]);
+  });
+
+  it('sweeps a job folder whose submit never finished, but only when not read-only', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id), [1]);
+    await rm(path.join(store.jobDir(id), 'job.json'));
+    expect(await store.loadAllReadOnly()).toEqual([]);
+    expect(await readdir(store.jobsDir)).toEqual([id]);
+    expect(await store.loadAll()).toEqual([]);
+    expect(await readdir(store.jobsDir)).toEqual([]);
+  });
+});
