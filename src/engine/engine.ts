@@ -21,6 +21,10 @@ interface JobRuntime {
   usage: { promptTokens: number; completionTokens: number };
   prepared?: Promise<void>;
   prepareAbort?: AbortController;
+  /** Run by another live server on the same state dir: read-only here, refreshed from disk. */
+  foreign: boolean;
+  /** How many records of results.jsonl are applied to `states`. */
+  applied: number;
 }
 
 interface Lane {
@@ -39,12 +43,20 @@ export interface SubmitRequest {
   label?: string;
 }
 
+/** Who runs jobs: lets several servers (one per client session) share a state directory safely. */
+export interface Ownership {
+  pid: number;
+  isAlive(pid: number): boolean;
+}
+
 export interface EngineOptions {
   store: JobStore;
   pools: readonly Pool[];
   log: Logger;
   retentionDays: number;
   now?: () => Date;
+  /** Without it every unfinished job found on start counts as interrupted. */
+  ownership?: Ownership;
 }
 
 /**
@@ -61,8 +73,10 @@ export class Engine {
   private readonly listeners = new Set<() => void>();
   private readonly inFlight = new Set<Promise<void>>();
   private closing = false;
+  private readonly ownership: Ownership | undefined;
 
   constructor(options: EngineOptions) {
+    this.ownership = options.ownership;
     this.store = options.store;
     this.log = options.log;
     this.now = options.now ?? (() => new Date());
@@ -91,22 +105,81 @@ export class Engine {
         removed++;
         continue;
       }
-      const job = this.newRuntime(meta);
-      const records = await this.store.readResults(meta.id);
-      for (const record of records) this.applyRecord(job, record);
-      for (let i = 0; i < meta.taskCount; i++) {
-        if (job.states[i] === code('queued')) this.setState(job, i, 'interrupted');
-      }
-      if (job.counts.interrupted > 0) {
-        interrupted++;
-        if (meta.finishedAt === undefined) {
-          meta.finishedAt = this.now().toISOString();
-          await this.store.writeMeta(meta);
-        }
-      }
-      this.jobs.set(meta.id, job);
+      if (await this.adopt(meta)) interrupted++;
     }
     return { loaded: this.jobs.size, removed, interrupted };
+  }
+
+  /** Takes a job found on disk into memory; true when it had tasks cut off by a dead process. */
+  private async adopt(meta: JobMeta): Promise<boolean> {
+    const job = this.newRuntime(meta);
+    this.jobs.set(meta.id, job);
+    if (meta.finishedAt === undefined && this.ownedElsewhere(meta)) {
+      job.foreign = true;
+      await this.refreshForeign(job);
+      return false;
+    }
+    await this.applyNewRecords(job);
+    return this.markInterrupted(job);
+  }
+
+  private ownedElsewhere(meta: JobMeta): boolean {
+    const owner = meta.ownerPid;
+    return this.ownership !== undefined && owner !== undefined && owner !== this.ownership.pid && this.ownership.isAlive(owner);
+  }
+
+  private async applyNewRecords(job: JobRuntime): Promise<void> {
+    const records = await this.store.readResults(job.meta.id);
+    for (; job.applied < records.length; job.applied++) {
+      const record = records[job.applied];
+      if (record) this.applyRecord(job, record);
+    }
+  }
+
+  /** Tasks with no final record were cut off by the end of the process that ran them. */
+  private async markInterrupted(job: JobRuntime): Promise<boolean> {
+    let cut = false;
+    for (let i = 0; i < job.meta.taskCount; i++) {
+      const state = job.states[i];
+      if (state === code('queued') || state === code('running')) {
+        this.setState(job, i, 'interrupted');
+        cut = true;
+      }
+    }
+    if (cut && job.meta.finishedAt === undefined) {
+      job.meta.finishedAt = this.now().toISOString();
+      await this.store.writeMeta(job.meta);
+    }
+    return cut;
+  }
+
+  /** Re-reads a job another server runs; once that server is gone, its leftovers are interrupted. */
+  private async refreshForeign(job: JobRuntime): Promise<void> {
+    const meta = await this.store.readMeta(job.meta.id).catch(() => job.meta);
+    job.meta = meta;
+    // Unknown tasks of a live foreign job count as running: queued or running over there.
+    for (let i = 0; i < meta.taskCount; i++) if (job.states[i] === code('queued')) this.setState(job, i, 'running');
+    await this.applyNewRecords(job);
+    if (meta.finishedAt !== undefined || !this.ownedElsewhere(meta)) {
+      job.foreign = false;
+      await this.markInterrupted(job);
+    }
+  }
+
+  /** Brings jobs run by other server processes up to date (no-op for our own). */
+  async refresh(jobIds?: readonly string[]): Promise<void> {
+    // Another server process may have submitted jobs since we started.
+    if (jobIds === undefined) {
+      for (const meta of await this.store.loadAllReadOnly()) if (!this.jobs.has(meta.id)) await this.adopt(meta);
+    } else {
+      for (const id of jobIds) {
+        if (this.jobs.has(id) || !JobStore.isJobId(id)) continue;
+        const meta = await this.store.readMeta(id).catch(() => undefined);
+        if (meta) await this.adopt(meta);
+      }
+    }
+    const jobs = jobIds === undefined ? [...this.jobs.values()] : jobIds.map((id) => this.jobs.get(id));
+    for (const job of jobs) if (job?.foreign) await this.refreshForeign(job);
   }
 
   async submit(request: SubmitRequest): Promise<JobSnapshot> {
@@ -126,6 +199,7 @@ export class Engine {
       options: request.options,
     };
     if (request.label !== undefined) meta.label = request.label;
+    if (this.ownership) meta.ownerPid = this.ownership.pid;
     await this.store.createJob(meta, request.inputs);
     const job = this.newRuntime(meta);
     request.inputs.forEach((input, index) => {
@@ -141,7 +215,7 @@ export class Engine {
 
   /** Queued tasks are dropped at once; running ones are aborted and recorded as cancelled. */
   async cancel(jobId: string): Promise<JobSnapshot> {
-    const job = this.require(jobId);
+    const job = this.requireOwn(jobId);
     const finishedAt = this.now().toISOString();
     const dropped: TaskRecord[] = [];
     for (let q = job.queueHead; q < job.queue.length; q++) {
@@ -155,6 +229,7 @@ export class Engine {
     job.prepareAbort?.abort(new MonitorError('CANCELLED', 'Job cancelled.'));
     for (const controller of job.running.values()) controller.abort(new MonitorError('CANCELLED', 'Job cancelled.'));
     if (job.meta.cancelledAt === undefined) job.meta.cancelledAt = finishedAt;
+    job.applied += dropped.length;
     if (dropped.length > 0) await this.store.appendResults(jobId, dropped);
     await this.store.writeMeta(job.meta);
     await this.finishIfDone(job);
@@ -164,7 +239,7 @@ export class Engine {
 
   /** Queues interrupted (and, if asked, failed or cancelled) tasks of a job again, in the same job. */
   async resume(jobId: string, include: { failed?: boolean; cancelled?: boolean } = {}): Promise<{ snapshot: JobSnapshot; requeued: number }> {
-    const job = this.require(jobId);
+    const job = this.requireOwn(jobId);
     const lane = this.lanes.get(job.meta.kind);
     if (!lane) throw new MonitorError('JOB_NOT_RESUMABLE', `Job ${jobId} is of kind "${job.meta.kind}", which this server does not run.`);
     const wanted = new Set<number>([code('interrupted')]);
@@ -184,6 +259,7 @@ export class Engine {
     }
     delete job.meta.finishedAt;
     delete job.meta.cancelledAt;
+    if (this.ownership) job.meta.ownerPid = this.ownership.pid;
     await this.store.writeMeta(job.meta);
     if (!lane.ring.includes(job)) lane.ring.push(job);
     this.pump(lane);
@@ -229,16 +305,23 @@ export class Engine {
    * aborts; then resolves (never rejects). `onUpdate` runs after each change.
    */
   async waitFor(jobIds: readonly string[], timeoutMs: number, signal?: AbortSignal, onUpdate?: () => void): Promise<boolean> {
+    await this.refresh(jobIds);
     const done = (): boolean => jobIds.every((id) => this.isDone(id));
     if (done() || timeoutMs <= 0) return done();
+    // Jobs of another server process change only on disk: poll those.
+    const foreign = jobIds.filter((id) => this.jobs.get(id)?.foreign);
     await new Promise<void>((resolve) => {
       const finish = (): void => {
         clearTimeout(timer);
+        clearInterval(poll);
         unsubscribe();
         signal?.removeEventListener('abort', finish);
         resolve();
       };
       const timer = setTimeout(finish, timeoutMs);
+      const poll = setInterval(() => {
+        if (foreign.length > 0) void this.refresh(foreign).then(() => this.emit(), () => undefined);
+      }, 500);
       const unsubscribe = this.onChange(() => {
         onUpdate?.();
         if (done()) finish();
@@ -285,6 +368,16 @@ export class Engine {
     return job;
   }
 
+  private requireOwn(jobId: string): JobRuntime {
+    const job = this.require(jobId);
+    if (job.foreign) {
+      throw new MonitorError('JOB_NOT_RESUMABLE', `Job ${jobId} is run by another monitor-mcp process (pid ${job.meta.ownerPid ?? '?'}) on the same state directory.`, {
+        hint: 'Cancel or resume it from the client session that started it; its results are collectable from here.',
+      });
+    }
+    return job;
+  }
+
   private newRuntime(meta: JobMeta): JobRuntime {
     const job: JobRuntime = {
       meta,
@@ -297,6 +390,8 @@ export class Engine {
       running: new Map(),
       peakRunning: meta.peakRunning ?? 0,
       usage: { promptTokens: 0, completionTokens: 0 },
+      foreign: false,
+      applied: 0,
     };
     return job;
   }
@@ -413,6 +508,7 @@ export class Engine {
     if (result.files) record.files = result.files;
     if (result.usage) record.usage = result.usage;
     this.applyRecord(job, record);
+    job.applied++;
     await this.store.appendResult(job.meta.id, record);
     await this.finishIfDone(job);
   }
@@ -440,6 +536,7 @@ export class Engine {
     };
     if (meta.label !== undefined) snapshot.label = meta.label;
     if (meta.finishedAt !== undefined) snapshot.finishedAt = meta.finishedAt;
+    if (job.foreign && meta.ownerPid !== undefined) snapshot.ownerPid = meta.ownerPid;
     return snapshot;
   }
 

@@ -72,6 +72,8 @@ export interface JobMeta {
   options: unknown;
   /** Most tasks that ran at once, saved when the job finishes. */
   peakRunning?: number;
+  /** The server process running the job; another live server on the same state dir leaves it alone. */
+  ownerPid?: number;
 }
 
 export interface JobCounts {
@@ -97,5 +99,7 @@ export interface JobSnapshot {
   elapsedMs: number;
   /** Most tasks seen running at once in this process's lifetime. */
   peakRunning: number;
+  /** Set when another live server process runs this job; its counts are read from disk. */
+  ownerPid?: number;
   usage: { promptTokens: number; completionTokens: number };
 }

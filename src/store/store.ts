@@ -55,6 +55,10 @@ export class JobStore {
     await writeFileAtomic(path.join(dir, 'job.json'), JSON.stringify(meta, null, 2));
   }
 
+  async readMeta(id: string): Promise<JobMeta> {
+    return JSON.parse(await readFile(path.join(this.jobDir(id), 'job.json'), 'utf8')) as JobMeta;
+  }
+
   async writeMeta(meta: JobMeta): Promise<void> {
     await writeFileAtomic(path.join(this.jobDir(meta.id), 'job.json'), JSON.stringify(meta, null, 2));
   }

@@ -12,6 +12,7 @@ export const cancelJobTool = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, ctx) {
+    await ctx.engine.refresh([args.job_id]);
     const before = ctx.engine.snapshotOf(args.job_id);
     const after = await ctx.engine.cancel(args.job_id);
     const stopped = before.counts.queued + before.counts.running;

@@ -71,6 +71,7 @@ function mergedPiece(record: TaskRecord, merge: MergeMode): unknown {
  */
 export async function collect(ctx: ToolContext, request: CollectRequest): Promise<ToolReply> {
   const { engine } = ctx;
+  await engine.refresh(request.jobIds);
   for (const id of request.jobIds) engine.snapshotOf(id);
   const offsets = request.cursor ? decodeCursor(request.cursor, request.jobIds).offsets : request.jobIds.map(() => 0);
 
@@ -104,6 +105,7 @@ export async function collect(ctx: ToolContext, request: CollectRequest): Promis
     clearInterval(heartbeat);
   }
 
+  await engine.refresh(request.jobIds);
   const snapshots = request.jobIds.map((id) => engine.snapshotOf(id));
   const header = snapshots.map(describeJob);
   const budgetChars = request.budgetTokens * CHARS_PER_TOKEN;

@@ -27,6 +27,7 @@ export function describeJob(job: JobSnapshot): string {
   if (c.running) parts.push(`${c.running} running`);
   if (c.queued) parts.push(`${c.queued} queued`);
   let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency} (peak ${job.peakRunning} at once)`;
+  if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
   const tokens = job.usage.promptTokens + job.usage.completionTokens;
   if (tokens > 0) {
     const seconds = job.elapsedMs / 1000;

@@ -18,6 +18,7 @@ export const listJobsTool = defineTool({
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(args, ctx) {
     const active = (state: string): boolean => state === 'queued' || state === 'running';
+    await ctx.engine.refresh();
     const all = ctx.engine.list().filter((job) => {
       if (args.kind && job.kind !== args.kind) return false;
       if (args.state === 'active') return active(job.state);

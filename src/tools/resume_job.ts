@@ -16,6 +16,7 @@ export const resumeJobTool = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
+    await ctx.engine.refresh([args.job_id]);
     const { requeued, snapshot } = await ctx.engine.resume(args.job_id, {
       failed: args.include_failed ?? false,
       cancelled: args.include_cancelled ?? false,

@@ -164,3 +164,36 @@ describe('Engine', () => {
     await engine.waitFor([job.id], 5000);
   });
 });
+
+describe('Engine with two servers on one state directory', () => {
+  it('leaves a live server\'s job alone, follows its progress, and interrupts it once that server is gone', async () => {
+    const dir = await makeTempDir();
+    dirs.push(dir);
+    const alive = new Set([101, 202]);
+    const ownership = (pid: number) => ({ pid, isAlive: (p: number) => alive.has(p) });
+    const a = new Engine({ store: new JobStore(dir, silentLogger), pools: [new SleepPool(4)], log: silentLogger, retentionDays: 7, ownership: ownership(101) });
+    await a.init();
+    const job = await a.submit({ kind: 'sleep', inputs: [...tasks(1, 1), ...tasks(2, 800)], options: {}, concurrency: 4 });
+    await sleep(100);
+
+    const b = new Engine({ store: new JobStore(dir, silentLogger), pools: [new SleepPool(4)], log: silentLogger, retentionDays: 7, ownership: ownership(202) });
+    expect(await b.init()).toMatchObject({ interrupted: 0 });
+    const seen = b.snapshotOf(job.id);
+    expect(seen).toMatchObject({ state: 'running', ownerPid: 101 });
+    expect(seen.counts).toMatchObject({ succeeded: 1, running: 2 });
+    await expect(b.cancel(job.id)).rejects.toThrow(/another monitor-mcp process \(pid 101\)/);
+    expect(await b.waitFor([job.id], 10_000)).toBe(true);
+    expect(b.snapshotOf(job.id)).toMatchObject({ state: 'succeeded', counts: { succeeded: 3 } });
+
+    const second = await a.submit({ kind: 'sleep', inputs: tasks(2, 5000), options: {}, concurrency: 2 });
+    await b.refresh();
+    expect(b.snapshotOf(second.id).state).toBe('running');
+    alive.delete(101);
+    await b.refresh([second.id]);
+    expect(b.snapshotOf(second.id)).toMatchObject({ state: 'interrupted', counts: { interrupted: 2 } });
+    expect((await b.resume(second.id)).requeued).toBe(2);
+    await b.cancel(second.id);
+    await a.close(1000);
+    await b.close(1000);
+  });
+});

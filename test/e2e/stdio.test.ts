@@ -1,0 +1,130 @@
+import { spawn } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { jobIdOf, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
+
+/** These tests run the built server (`npm test` compiles first), exactly as an MCP client starts it. */
+const cli = path.join(repoRoot, 'dist', 'src', 'cli.js');
+const fixtures = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
+const stateDirs: string[] = [];
+
+afterAll(async () => {
+  await Promise.all(stateDirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function newStateDir(): Promise<string> {
+  const dir = await makeTempDir('monitor-e2e-');
+  stateDirs.push(dir);
+  return dir;
+}
+
+function serverArgs(stateDir: string): string[] {
+  return [cli, '--state-dir', stateDir, '--workers-dir', fixtures, '--root', repoRoot, '--log-level', 'warn'];
+}
+
+async function connect(stateDir: string): Promise<{ client: Client; transport: StdioClientTransport; call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult> }> {
+  const transport = new StdioClientTransport({ command: process.execPath, args: serverArgs(stateDir), cwd: repoRoot, stderr: 'pipe' });
+  const client = new Client({ name: 'e2e', version: '0.0.0' });
+  await client.connect(transport);
+  const call = async (name: string, args: Record<string, unknown>): Promise<CallToolResult> =>
+    (await client.callTool({ name, arguments: args }, undefined, { timeout: 60_000 })) as CallToolResult;
+  return { client, transport, call };
+}
+
+describe('the built server over stdio', () => {
+  it('lists every tool with a description, annotations and an input schema', async () => {
+    const { client } = await connect(await newStateDir());
+    try {
+      const { tools } = await client.listTools();
+      const names = tools.map((t) => t.name).sort();
+      for (const name of ['collect_results', 'list_jobs', 'cancel_job', 'resume_job', 'run_script_batch', 'list_workers']) expect(names).toContain(name);
+      for (const tool of tools) {
+        expect(tool.description?.length ?? 0).toBeGreaterThan(40);
+        expect(tool.annotations).toBeDefined();
+        const properties = (tool.inputSchema.properties ?? {}) as Record<string, { description?: string }>;
+        for (const [field, schema] of Object.entries(properties)) expect(schema.description, `${tool.name}.${field}`).toBeTruthy();
+      }
+      expect(client.getInstructions()).toMatch(/collect_results/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('writes nothing but JSON-RPC to stdout and exits when stdin closes', async () => {
+    const stateDir = await newStateDir();
+    const child = spawn(process.execPath, serverArgs(stateDir), { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const send = (message: unknown): void => {
+      child.stdin.write(JSON.stringify(message) + '\n');
+    };
+    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '0' } } });
+    send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    send({ jsonrpc: '2.0', id: 2, method: 'tools/list' });
+    send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'list_workers', arguments: {} } });
+    send({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'run_script_batch', arguments: { worker: 'nap.py', inputs: [{ args: ['0', 'a'] }, { args: ['0', 'b'] }], wait_seconds: 20 } } });
+    send({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'collect_results', arguments: { job_ids: ['job_doesnotexist'] } } });
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && !stdout.includes('"id":5')) await sleep(50);
+    child.stdin.end();
+    const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout' as const)]);
+    expect(code).toBe(0);
+    const lines = stdout.split('\n').filter((l) => l.length > 0);
+    expect(lines.length).toBeGreaterThanOrEqual(5);
+    for (const line of lines) {
+      const message = JSON.parse(line) as { jsonrpc?: string };
+      expect(message.jsonrpc).toBe('2.0');
+    }
+    expect(stdout).toMatch(/"id":4.*slept/s);
+    expect(stdout).toMatch(/JOB_NOT_FOUND/);
+  });
+
+  it('keeps finished results across a SIGKILL; unfinished tasks are interrupted and resume finishes them', async () => {
+    const stateDir = await newStateDir();
+    const first = await connect(stateDir);
+    const inputs = [
+      ...Array.from({ length: 4 }, (_, i) => ({ args: ['0', `quick${i}`] })),
+      ...Array.from({ length: 3 }, (_, i) => ({ args: ['2', `slow${i}`] })),
+    ];
+    const submitted = await first.call('run_script_batch', { worker: 'nap.py', inputs, concurrency: 7 });
+    const jobId = jobIdOf(submitted);
+    // Wait until the quick tasks are recorded, while the slow ones still run.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const page = await first.call('collect_results', { job_ids: [jobId], wait_seconds: 0 });
+      const counts = (page.structuredContent as { jobs: Array<{ counts: { succeeded: number } }> }).jobs[0]?.counts;
+      if ((counts?.succeeded ?? 0) >= 4 || Date.now() > deadline) break;
+      await sleep(50);
+    }
+    const pid = first.transport.pid;
+    expect(pid).toBeTypeOf('number');
+    process.kill(pid ?? 0, 'SIGKILL');
+    await first.client.close().catch(() => undefined);
+
+    const second = await connect(stateDir);
+    try {
+      const jobs = await second.call('list_jobs', {});
+      expect(textOf(jobs)).toMatch(new RegExp(`${jobId}.*interrupted`));
+      const page = await second.call('collect_results', { job_ids: [jobId], wait_seconds: 0 });
+      const structured = page.structuredContent as { jobs: Array<{ counts: Record<string, number> }>; results: Array<{ index: number; state: string; value?: { json?: { label?: string } } }> };
+      expect(structured.jobs[0]?.counts).toMatchObject({ succeeded: 4, interrupted: 3 });
+      expect(structured.results.map((r) => r.value?.json?.label).sort()).toEqual(['quick0', 'quick1', 'quick2', 'quick3']);
+
+      const resumed = await second.call('resume_job', { job_id: jobId, wait_seconds: 30 });
+      expect(resumed.isError).toBeFalsy();
+      const final = await second.call('collect_results', { job_ids: [jobId], wait_seconds: 30, merge: 'json' });
+      const done = final.structuredContent as { jobs: Array<{ state: string; counts: Record<string, number> }>; merged: Array<{ label: string }> };
+      expect(done.jobs[0]?.state).toBe('succeeded');
+      expect(done.jobs[0]?.counts).toMatchObject({ succeeded: 7, interrupted: 0 });
+      expect(done.merged.map((m) => m.label).sort()).toEqual(['quick0', 'quick1', 'quick2', 'quick3', 'slow0', 'slow1', 'slow2']);
+    } finally {
+      await second.client.close();
+    }
+  });
+});

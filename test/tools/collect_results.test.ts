@@ -1,0 +1,135 @@
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Connected, connectInMemory, jobIdOf, repoRoot, testConfig, textOf } from '../helpers/client.js';
+
+const fixtures = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
+let open: Connected | undefined;
+afterEach(async () => {
+  await open?.close();
+  open = undefined;
+});
+
+async function connect(): Promise<Connected> {
+  open = await connectInMemory(await testConfig((c) => c.workersDirs.push(fixtures)));
+  return open;
+}
+
+interface Page {
+  jobs: Array<{ state: string; counts: Record<string, number> }>;
+  results: Array<{ index: number; state: string; value?: { json?: { label: string; pad: string } }; error?: { code: string } }>;
+  next_cursor?: string;
+  more_now?: boolean;
+  done: boolean;
+  merged?: unknown;
+}
+const page = (r: { structuredContent?: unknown }): Page => r.structuredContent as Page;
+
+async function submit(m: Connected, inputs: unknown[], concurrency = 4): Promise<string> {
+  const reply = await m.call('run_script_batch', { worker: 'emit.py', inputs, concurrency });
+  expect(reply.isError, textOf(reply)).toBeFalsy();
+  return jobIdOf(reply);
+}
+
+describe('collect_results', () => {
+  it('pages within the budget, and the cursor walks every result exactly once', async () => {
+    const m = await connect();
+    const jobId = await submit(m, Array.from({ length: 12 }, (_, i) => ({ args: [`r${i}`, '0', '900'] })));
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 1000, ...(cursor ? { cursor } : {}) });
+      expect(reply.isError, textOf(reply)).toBeFalsy();
+      expect(textOf(reply).length).toBeLessThanOrEqual(1000 * 4);
+      const p = page(reply);
+      seen.push(...p.results.map((r) => r.value?.json?.label ?? '?'));
+      cursor = p.more_now ? p.next_cursor : undefined;
+      pages++;
+    } while (cursor && pages < 20);
+    expect(pages).toBeGreaterThan(2);
+    expect(seen.sort()).toEqual(Array.from({ length: 12 }, (_, i) => `r${i}`).sort());
+  });
+
+  it('cuts one result larger than the page instead of dropping it', async () => {
+    const m = await connect();
+    const jobId = await submit(m, [{ args: ['huge', '0', '200000'] }]);
+    const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 500 });
+    const text = textOf(reply);
+    expect(text.length).toBeLessThan(500 * 4 + 500);
+    expect(text).toMatch(/cut to fit the page/);
+    expect(page(reply).results).toHaveLength(1);
+  });
+
+  it('filters failures and merges outputs as text or one JSON array', async () => {
+    const m = await connect();
+    const jobId = await submit(m, [{ args: ['ok1', '0', '0'] }, { args: ['bad', '3', '0'] }, { args: ['ok2', '0', '0'] }]);
+    const failed = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, filter: 'failed' });
+    expect(page(failed).results.map((r) => [r.index, r.state, r.error?.code])).toEqual([[1, 'failed', 'NON_ZERO_EXIT']]);
+    expect(page(failed).jobs[0]?.state).toBe('failed');
+    const json = await m.call('collect_results', { job_ids: [jobId], filter: 'succeeded', merge: 'json' });
+    const merged = page(json).merged as Array<{ label: string }>;
+    expect(merged.map((v) => v.label).sort()).toEqual(['ok1', 'ok2']);
+    const text = await m.call('collect_results', { job_ids: [jobId], merge: 'text' });
+    expect(textOf(text)).toMatch(/--- #\d succeeded ---\n\{/);
+  });
+
+  it('collects several jobs at once and polls a running job without repeating results', async () => {
+    const m = await connect();
+    const slow = await submit(m, [{ args: ['fast', '0', '0'] }, { args: ['late', '0', '0', '2'] }], 2);
+    const other = await submit(m, [{ args: ['other', '0', '0'] }]);
+    const first = await m.call('collect_results', { job_ids: [slow, other], wait_seconds: 1 });
+    const p1 = page(first);
+    expect(p1.done).toBe(false);
+    expect(p1.next_cursor).toBeDefined();
+    expect(p1.results.map((r) => r.value?.json?.label).sort()).toEqual(['fast', 'other']);
+    const second = await m.call('collect_results', { job_ids: [slow, other], wait_seconds: 30, cursor: p1.next_cursor });
+    expect(page(second).results.map((r) => r.value?.json?.label)).toEqual(['late']);
+    expect(page(second).done).toBe(true);
+  });
+
+  it('reports progress while it waits', async () => {
+    const m = await connect();
+    const jobId = await submit(m, Array.from({ length: 4 }, (_, i) => ({ args: [`p${i}`, '0', '0', '0.4'] })), 1);
+    const progress: number[] = [];
+    await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30 }, { onprogress: (p) => progress.push(p.progress) });
+    // The last notification can be lost by the SDK (typescript-sdk#2580); the earlier ones arrive.
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+    expect(progress.every((p, i) => i === 0 || p >= (progress[i - 1] ?? 0))).toBe(true);
+  });
+
+  it('answers unknown jobs and foreign cursors with an actionable error', async () => {
+    const m = await connect();
+    const unknown = await m.call('collect_results', { job_ids: ['job_AAAAAAAAAAAAAAAAAAAAAA'] });
+    expect(unknown.isError).toBe(true);
+    expect(textOf(unknown)).toMatch(/JOB_NOT_FOUND.*\nNext: Call list_jobs/);
+    const jobId = await submit(m, [{ args: ['x'] }]);
+    const badCursor = await m.call('collect_results', { job_ids: [jobId], cursor: 'c2.garbage' });
+    expect(badCursor.isError).toBe(true);
+    expect(textOf(badCursor)).toMatch(/cursor/);
+    const empty = await m.call('collect_results', { job_ids: [] });
+    expect(empty.isError).toBe(true);
+  });
+});
+
+describe('list_jobs, cancel_job and resume_job', () => {
+  it('lists, cancels (killing running tasks) and resumes cancelled tasks', async () => {
+    const m = await connect();
+    const jobId = await submit(m, Array.from({ length: 6 }, (_, i) => ({ args: [`s${i}`, '0', '0', '20'] })), 2);
+    const listed = await m.call('list_jobs', { state: 'active' });
+    expect(textOf(listed)).toContain(jobId);
+    const started = Date.now();
+    const cancelled = await m.call('cancel_job', { job_id: jobId });
+    expect(textOf(cancelled)).toMatch(/Cancelled 4 queued and 2 running/);
+    const after = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 20 });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(page(after).jobs[0]).toMatchObject({ state: 'cancelled', counts: { cancelled: 6 } });
+    expect(textOf(await m.call('list_jobs', { state: 'cancelled' }))).toContain(jobId);
+
+    expect(textOf(await m.call('resume_job', { job_id: jobId }))).toMatch(/Nothing to resume/);
+    const again = await m.call('resume_job', { job_id: jobId, include_cancelled: true });
+    expect(textOf(again)).toMatch(/Requeued 6 task/);
+    await m.call('cancel_job', { job_id: jobId });
+    const unknown = await m.call('cancel_job', { job_id: 'job_nope' });
+    expect(unknown.isError).toBe(true);
+  });
+});
