@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The only module that touches `process`: argv, env, stdio, signals and the exit code.
-import { readFileSync } from 'node:fs';
-import { cpus, homedir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
@@ -18,6 +18,7 @@ Usage:
   monitor-mcp [options]          run the MCP server on stdio (what an MCP client starts)
   monitor-mcp jobs [options]     print the job table from the state directory
   monitor-mcp doctor [options]   check LLM endpoints, python3, workers and state directory
+  monitor-mcp demo               a real MCP client runs two batch jobs over this package's sources
   monitor-mcp --help | --version
 
 Options (also settable in the config file and environment; see the README):
@@ -62,7 +63,18 @@ function loadConfig(argv: readonly string[]): Config {
 
 async function serve(config: Config): Promise<void> {
   const log = createLogger((line) => process.stderr.write(line), config.logLevel);
-  const app = createServer(config, { log, env: process.env });
+  const ownership = {
+    pid: process.pid,
+    isAlive: (pid: number): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch (error) {
+        return (error as NodeJS.ErrnoException).code === 'EPERM';
+      }
+    },
+  };
+  const app = createServer(config, { log, env: process.env, ownership });
   await app.start();
   const transport = new StdioServerTransport();
   let closing = false;
@@ -104,6 +116,22 @@ async function main(argv: string[]): Promise<number> {
     const config = loadConfig(rest);
     process.stdout.write(await renderJobTable(config.stateDir, Date.now()));
     return 0;
+  }
+  if (command === 'demo') {
+    const { runDemo } = await import('./demo.js');
+    const stateDir = mkdtempSync(path.join(tmpdir(), 'monitor-demo-'));
+    try {
+      return await runDemo({
+        nodePath: process.execPath,
+        cliPath: fileURLToPath(import.meta.url),
+        repoRoot: packageRoot,
+        stateDir,
+        cpus: cpus().length,
+        write: (text) => process.stdout.write(text),
+      });
+    } finally {
+      rmSync(stateDir, { recursive: true, force: true });
+    }
   }
   if (command === 'doctor') {
     const config = loadConfig(rest);

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import * as z from 'zod';
 import { MonitorError } from './errors.js';
+import { parseHostPatterns } from './pools/http/hosts.js';
 import type { LogLevel } from './log.js';
 
 /** One OpenAI-compatible server the LLM pool may send prompts to. */
@@ -41,6 +42,14 @@ export interface Config {
     outputCapBytes: number;
     /** Interpreters by extension; resolved once to a real path at start (shims cost ~300 ms a start). */
     interpreters: Record<string, string>;
+    /** stdout up to this size comes back whole in a task's value (parsed JSON or text); above it, a preview and a file. */
+    inlineBytes: number;
+    /** After SIGTERM (timeout or cancel), a worker's process group gets this long before SIGKILL. */
+    killGraceSeconds: number;
+    /** The node binary for `.js` workers (the CLI sets the running node's own path). */
+    nodePath: string;
+    /** Folders searched for interpreter and command names (the server's PATH). */
+    searchPath: string;
   };
   collect: {
     defaultWaitSeconds: number;
@@ -58,19 +67,40 @@ export interface Config {
     defaultConcurrency: number;
     requestTimeoutSeconds: number;
     maxRetries: number;
+    /** Stream answers (SSE): detects a connection lost mid-answer and measures time to first token. */
+    stream: boolean;
+    /** Largest file (or chunk) read into one prompt. */
+    maxFileBytes: number;
+    /** Most files one lmstudio_complete call may match. */
+    maxFiles: number;
+    /** Most tasks (prompts, files × items, chunks) in one lmstudio_complete job. */
+    maxTasks: number;
+    /** Answer characters kept in a result; longer answers go whole to the task's output file. */
+    maxInlineChars: number;
   };
   http: {
     /** Hosts http_batch may call (`api.github.com`, `*.example.com`, `127.0.0.1:8080`). Empty = none. */
     allowHosts: string[];
     /** Allow loopback and private addresses (off: a name resolving there is refused). */
     allowPrivateAddresses: boolean;
+    /** Env var names header templates may use (`Bearer ${env:GITHUB_TOKEN}`); empty = none. */
+    secretEnv: string[];
+    /** Requests in flight at once to one host:port, over all jobs. */
     perHostConcurrency: number;
+    /** Requests in flight at once over all hosts and jobs. */
+    maxConcurrency: number;
+    /** Per attempt, from sending to the last body byte. */
     timeoutSeconds: number;
     /** Response bytes kept inline per request; the full body goes to the result file. */
     maxInlineBytes: number;
-    /** Hard cap on bytes read from one response. */
+    /** JSON bodies up to this size are parsed (and extracted from); larger ones stay in the file. */
+    maxJsonBytes: number;
+    /** Hard cap on bytes read from one response; the rest is never read. */
     maxResponseBytes: number;
+    /** Retries on 429/503 and connection failures. */
     maxRetries: number;
+    /** A Retry-After longer than this fails the request instead of waiting. */
+    maxRetryAfterSeconds: number;
   };
 }
 
@@ -105,6 +135,10 @@ export function defaultConfig(src: Pick<ConfigSources, 'env' | 'home' | 'cpus' |
       defaultTimeoutSeconds: 300,
       outputCapBytes: 1024 * 1024,
       interpreters: { '.py': 'python3', '.js': 'node', '.mjs': 'node', '.cjs': 'node', '.sh': 'bash' },
+      inlineBytes: 16 * 1024,
+      killGraceSeconds: 2,
+      nodePath: 'node',
+      searchPath: src.env.PATH || '/usr/local/bin:/usr/bin:/bin',
     },
     collect: { defaultWaitSeconds: 20, maxWaitSeconds: 50, defaultBudgetTokens: 8000, maxBudgetTokens: 25000 },
     llm: {
@@ -112,15 +146,24 @@ export function defaultConfig(src: Pick<ConfigSources, 'env' | 'home' | 'cpus' |
       defaultConcurrency: 4,
       requestTimeoutSeconds: 600,
       maxRetries: 3,
+      stream: true,
+      maxFileBytes: 4 * 1024 * 1024,
+      maxFiles: 5000,
+      maxTasks: 20000,
+      maxInlineChars: 16000,
     },
     http: {
       allowHosts: [],
       allowPrivateAddresses: false,
+      secretEnv: [],
       perHostConcurrency: 4,
+      maxConcurrency: 64,
       timeoutSeconds: 30,
       maxInlineBytes: 16 * 1024,
+      maxJsonBytes: 8 * 1024 * 1024,
       maxResponseBytes: 100 * 1024 * 1024,
       maxRetries: 3,
+      maxRetryAfterSeconds: 60,
     },
   };
 }
@@ -150,6 +193,8 @@ const fileSchema = z.strictObject({
       defaultTimeoutSeconds: z.number().positive().optional(),
       outputCapBytes: positiveInt.optional(),
       interpreters: z.record(z.string().regex(/^\.[A-Za-z0-9]+$/), z.string().min(1)).optional(),
+      inlineBytes: positiveInt.max(1024 * 1024).optional(),
+      killGraceSeconds: z.number().min(0).max(60).optional(),
     })
     .optional(),
   collect: z
@@ -167,17 +212,26 @@ const fileSchema = z.strictObject({
       defaultConcurrency: positiveInt.optional(),
       requestTimeoutSeconds: z.number().positive().optional(),
       maxRetries: z.number().int().min(0).max(10).optional(),
+      stream: z.boolean().optional(),
+      maxFileBytes: positiveInt.optional(),
+      maxFiles: positiveInt.optional(),
+      maxTasks: positiveInt.optional(),
+      maxInlineChars: positiveInt.optional(),
     })
     .optional(),
   http: z
     .strictObject({
       allowHosts: z.array(z.string().min(1)).optional(),
       allowPrivateAddresses: z.boolean().optional(),
-      perHostConcurrency: positiveInt.optional(),
+      secretEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).optional(),
+      perHostConcurrency: positiveInt.max(256).optional(),
+      maxConcurrency: positiveInt.max(1024).optional(),
       timeoutSeconds: z.number().positive().optional(),
-      maxInlineBytes: positiveInt.optional(),
+      maxInlineBytes: positiveInt.max(1024 * 1024).optional(),
+      maxJsonBytes: positiveInt.max(256 * 1024 * 1024).optional(),
       maxResponseBytes: positiveInt.optional(),
       maxRetries: z.number().int().min(0).max(10).optional(),
+      maxRetryAfterSeconds: z.number().min(0).max(3600).optional(),
     })
     .optional(),
 });
@@ -192,7 +246,7 @@ export function configFilePath(argv: readonly string[], env: ConfigSources['env'
   return { path: path.join(configHome, 'monitor-mcp', 'config.json'), explicit: false };
 }
 
-const LIST_FLAGS = ['workers-dir', 'root', 'allow-command', 'http-allow-host', 'endpoint'] as const;
+const LIST_FLAGS = ['workers-dir', 'root', 'allow-command', 'http-allow-host', 'http-secret-env', 'endpoint'] as const;
 const VALUE_FLAGS = [
   'config', 'state-dir', 'retention-days', 'log-level', 'lmstudio-url', 'model', 'concurrency',
   'max-concurrency', 'timeout', 'wait-seconds', 'max-wait-seconds', 'budget-tokens', 'lmstudio-concurrency',
@@ -307,6 +361,7 @@ export function parseConfig(src: ConfigSources): Config {
   if (env.MONITOR_MODEL) config.llm.defaultModel = env.MONITOR_MODEL;
   if (env.MONITOR_HTTP_ALLOW_HOSTS) config.http.allowHosts = splitList(env.MONITOR_HTTP_ALLOW_HOSTS, ',');
   if (env.MONITOR_HTTP_ALLOW_PRIVATE) config.http.allowPrivateAddresses = env.MONITOR_HTTP_ALLOW_PRIVATE === '1' || env.MONITOR_HTTP_ALLOW_PRIVATE === 'true';
+  if (env.MONITOR_HTTP_SECRET_ENV) config.http.secretEnv = splitList(env.MONITOR_HTTP_SECRET_ENV, ',');
   if (env.MONITOR_BUDGET_TOKENS) config.collect.defaultBudgetTokens = toNumber(env.MONITOR_BUDGET_TOKENS, 'MONITOR_BUDGET_TOKENS', { integer: true, min: 1 });
 
   const flags = readFlags(src.argv);
@@ -343,6 +398,7 @@ export function parseConfig(src: ConfigSources): Config {
   const budget = last('budget-tokens');
   if (budget) config.collect.defaultBudgetTokens = toNumber(budget, '--budget-tokens', { integer: true, min: 1 });
   if (flags['http-allow-host']) config.http.allowHosts = [...config.http.allowHosts, ...flags['http-allow-host']];
+  if (flags['http-secret-env']) config.http.secretEnv = [...config.http.secretEnv, ...flags['http-secret-env']];
   const allowPrivate = last('http-allow-private');
   if (allowPrivate) config.http.allowPrivateAddresses = allowPrivate !== 'false';
 
@@ -399,6 +455,13 @@ function validate(config: Config): Config {
   config.collect.defaultBudgetTokens = Math.min(config.collect.defaultBudgetTokens, config.collect.maxBudgetTokens);
   config.collect.defaultWaitSeconds = Math.min(config.collect.defaultWaitSeconds, config.collect.maxWaitSeconds);
   config.script.defaultConcurrency = Math.min(config.script.defaultConcurrency, config.script.maxConcurrency);
+  // A typo in an allowlist entry must fail at start, not silently allow nothing (or too much).
+  parseHostPatterns(config.http.allowHosts);
+  for (const name of config.http.secretEnv) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new MonitorError('INVALID_INPUT', `Expected http secretEnv entries to be env var names, got "${name}".`);
+  }
+  config.http.maxJsonBytes = Math.max(config.http.maxJsonBytes, config.http.maxInlineBytes);
+  config.script.inlineBytes = Math.min(config.script.inlineBytes, config.script.outputCapBytes);
   const names = new Set<string>();
   for (const e of config.llm.endpoints) {
     if (names.has(e.name)) throw new MonitorError('INVALID_INPUT', `Two LLM endpoints are named "${e.name}"; names must be unique.`);

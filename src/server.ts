@@ -2,8 +2,11 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from './config.js';
-import { Engine } from './engine/engine.js';
+import { Engine, type Ownership } from './engine/engine.js';
 import type { Pool } from './engine/types.js';
+import { HttpPool } from './pools/http/pool.js';
+import { LlmService } from './pools/llm/service.js';
+import { createScriptWorkers } from './pools/script/kind.js';
 import { errorText } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { Services } from './services.js';
@@ -16,6 +19,13 @@ export const SERVER_VERSION = '0.1.0';
 
 export interface ServerDeps {
   log?: Logger;
+  /**
+   * The environment secrets are read from (`${env:NAME}` in http_batch headers, API key vars):
+   * the CLI passes process.env, tests their own map. Values are read when needed, never stored.
+   */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** This process and a liveness check, so servers sharing a state dir leave each other's jobs alone. */
+  ownership?: Ownership;
 }
 
 export interface MonitorServer {
@@ -44,10 +54,19 @@ function instructions(config: Config): string {
 export function createServer(config: Config, deps: ServerDeps = {}): MonitorServer {
   const log = deps.log ?? silentLogger;
   const store = new JobStore(config.stateDir, log);
-  const services: Services = { closers: [] };
+  const env = deps.env ?? {};
+  const httpPool = new HttpPool({ settings: config.http, env, log });
+  const scripts = createScriptWorkers(config, env, log);
+  const llm = new LlmService(config, { log, env });
+  const services: Services = { closers: [], http: httpPool, workers: scripts.catalog, llm };
   const pools: Pool[] = [];
   // Worker kinds: each builds its pool (and any service its tools need) here.
-  const engine = new Engine({ store, pools, log, retentionDays: config.retentionDays });
+  pools.push(httpPool);
+  pools.push(scripts.pool);
+  services.closers.push(() => httpPool.close());
+  pools.push(llm.pool);
+  services.closers.push(() => llm.close());
+  const engine = new Engine({ store, pools, log, retentionDays: config.retentionDays, ...(deps.ownership ? { ownership: deps.ownership } : {}) });
 
   const server = new McpServer(
     { name: SERVER_NAME, version: SERVER_VERSION },

@@ -82,3 +82,22 @@ describe('configFilePath', () => {
     expect(configFilePath([], {}, '/h')).toEqual({ path: '/h/.config/monitor-mcp/config.json', explicit: false });
   });
 });
+
+describe('parseConfig: http', () => {
+  it('takes the allowlist, private-address switch and secret env names from file, env and flags', () => {
+    const fileText = JSON.stringify({ http: { allowHosts: ['api.github.com'], secretEnv: ['GITHUB_TOKEN'], perHostConcurrency: 2, maxRetryAfterSeconds: 10 } });
+    const fromFile = parseConfig({ ...base, fileText, filePath: '/etc/mm/config.json' });
+    expect(fromFile.http).toMatchObject({ allowHosts: ['api.github.com'], secretEnv: ['GITHUB_TOKEN'], perHostConcurrency: 2, maxRetryAfterSeconds: 10, allowPrivateAddresses: false });
+
+    const fromEnv = parseConfig({ ...base, env: { MONITOR_HTTP_ALLOW_HOSTS: 'a.example.com, *.b.example.com', MONITOR_HTTP_ALLOW_PRIVATE: '1', MONITOR_HTTP_SECRET_ENV: 'A_TOKEN,B_TOKEN' } });
+    expect(fromEnv.http).toMatchObject({ allowHosts: ['a.example.com', '*.b.example.com'], allowPrivateAddresses: true, secretEnv: ['A_TOKEN', 'B_TOKEN'] });
+
+    const fromFlags = parseConfig({ ...base, fileText, filePath: '/etc/mm/config.json', argv: ['--http-allow-host', '127.0.0.1:8080', '--http-allow-private', '--http-secret-env=NPM_TOKEN'] });
+    expect(fromFlags.http).toMatchObject({ allowHosts: ['api.github.com', '127.0.0.1:8080'], allowPrivateAddresses: true, secretEnv: ['GITHUB_TOKEN', 'NPM_TOKEN'] });
+  });
+
+  it('rejects allowlist entries that are not [*.]host[:port]', () => {
+    expect(() => parseConfig({ ...base, argv: ['--http-allow-host', 'https://api.github.com/'] })).toThrow(/allowHosts entry/);
+    expect(() => parseConfig({ ...base, env: { MONITOR_HTTP_SECRET_ENV: 'not-a-name' } })).toThrow(/env var names/);
+  });
+});

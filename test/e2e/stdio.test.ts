@@ -71,7 +71,7 @@ describe('the built server over stdio', () => {
     send({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'run_script_batch', arguments: { worker: 'nap.py', inputs: [{ args: ['0', 'a'] }, { args: ['0', 'b'] }], wait_seconds: 20 } } });
     send({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'collect_results', arguments: { job_ids: ['job_doesnotexist'] } } });
     const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && !stdout.includes('"id":5')) await sleep(50);
+    while (Date.now() < deadline && !(stdout.includes('"id":4') && stdout.includes('"id":5'))) await sleep(50);
     child.stdin.end();
     const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout' as const)]);
     expect(code).toBe(0);
@@ -81,8 +81,10 @@ describe('the built server over stdio', () => {
       const message = JSON.parse(line) as { jsonrpc?: string };
       expect(message.jsonrpc).toBe('2.0');
     }
-    expect(stdout).toMatch(/"id":4.*slept/s);
-    expect(stdout).toMatch(/JOB_NOT_FOUND/);
+    const byId = new Map(lines.map((l) => JSON.parse(l) as { id?: number; result?: { isError?: boolean } }).map((m) => [m.id, m]));
+    expect(JSON.stringify(byId.get(4)?.result)).toMatch(/slept/);
+    expect(byId.get(5)?.result?.isError).toBe(true);
+    expect(JSON.stringify(byId.get(5)?.result)).toMatch(/JOB_NOT_FOUND/);
   });
 
   it('keeps finished results across a SIGKILL; unfinished tasks are interrupted and resume finishes them', async () => {

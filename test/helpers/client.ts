@@ -6,7 +6,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { parseConfig, type Config } from '../../src/config.js';
-import { createServer, type MonitorServer } from '../../src/server.js';
+import { createServer, type MonitorServer, type ServerDeps } from '../../src/server.js';
 
 /** The repository root (works from both `test/` sources and compiled `dist/test/`). */
 export const repoRoot = ((): string => {
@@ -43,9 +43,9 @@ export interface Connected {
   close(): Promise<void>;
 }
 
-/** A real SDK Client connected to createServer(config) over the in-memory transport. */
-export async function connectInMemory(config: Config): Promise<Connected> {
-  const app = createServer(config);
+/** A real SDK Client connected to createServer(config, deps) over the in-memory transport. */
+export async function connectInMemory(config: Config, deps: ServerDeps = {}): Promise<Connected> {
+  const app = createServer(config, deps);
   await app.start();
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
   await app.server.connect(serverTransport);

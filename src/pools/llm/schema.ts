@@ -1,0 +1,52 @@
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
+import type { JsonSchemaType, JsonSchemaValidator } from '@modelcontextprotocol/sdk/validation';
+import { MonitorError } from '../../errors.js';
+
+export type SchemaCheck = { ok: true; value: unknown } | { ok: false; error: string };
+
+/**
+ * Compiles JSON schemas once (keyed by their text) and checks answers against them. Uses the ajv
+ * that ships with the MCP SDK, through the SDK's own wrapper, so no extra dependency is needed.
+ */
+export class SchemaValidator {
+  private readonly provider = new AjvJsonSchemaValidator();
+  private readonly compiled = new Map<string, JsonSchemaValidator<unknown>>();
+
+  /** Throws INVALID_INPUT when the schema itself does not compile. */
+  compile(schema: Record<string, unknown>): JsonSchemaValidator<unknown> {
+    const key = JSON.stringify(schema);
+    let validate = this.compiled.get(key);
+    if (!validate) {
+      try {
+        validate = this.provider.getValidator<unknown>(schema as JsonSchemaType);
+      } catch (error) {
+        throw new MonitorError('INVALID_INPUT', `json_schema is not a valid JSON schema: ${error instanceof Error ? error.message : String(error)}`, {
+          hint: 'Pass a JSON Schema object, e.g. {"type":"object","properties":{"summary":{"type":"string"}},"required":["summary"]}.',
+        });
+      }
+      // Jobs reuse a handful of schemas; the cap only guards against a client sending thousands.
+      if (this.compiled.size > 100) this.compiled.clear();
+      this.compiled.set(key, validate);
+    }
+    return validate;
+  }
+
+  /** Parses the answer as JSON (tolerating a ```json fence) and validates it. */
+  check(schema: Record<string, unknown>, text: string): SchemaCheck {
+    const body = stripFence(text);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body);
+    } catch (error) {
+      return { ok: false, error: `the answer is not valid JSON (${error instanceof Error ? error.message : String(error)})` };
+    }
+    const result = this.compile(schema)(parsed);
+    return result.valid ? { ok: true, value: parsed } : { ok: false, error: result.errorMessage };
+  }
+}
+
+function stripFence(text: string): string {
+  const trimmed = text.trim();
+  const fence = /^```(?:json)?\s*\n([\s\S]*?)\n?```$/i.exec(trimmed);
+  return fence ? (fence[1] ?? '') : trimmed;
+}

@@ -1,0 +1,196 @@
+import { open, readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { isMonitorError, MonitorError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { isInside, resolveInsideRoots } from '../../paths.js';
+import { HEADER_SCAN_BYTES, parseWorkerHeader, type WorkerHeader } from './header.js';
+import { findExecutable, type InterpreterResolver } from './interpreters.js';
+
+/** A script found in a workers folder, as list_workers shows it. */
+export interface WorkerEntry {
+  /** What run_script_batch's `worker` takes: the file name inside its folder. */
+  name: string;
+  dir: string;
+  /** The real path (symlinks followed). */
+  path: string;
+  /** The configured interpreter (`python3`, `node`, …) or `executable` when it runs directly. */
+  interpreter: string;
+  header: WorkerHeader;
+  /** A later folder's script with the same name, which this one hides. */
+  shadows?: string[];
+}
+
+/** How to start one worker or command: `file` then `prefixArgs`, then the task's own args. */
+export interface LaunchPlan {
+  file: string;
+  prefixArgs: string[];
+  /** Short name for messages: the worker name or the command. */
+  display: string;
+  interpreter: string;
+}
+
+export interface WorkerCatalogOptions {
+  workersDirs: readonly string[];
+  allowCommands: readonly string[];
+  interpreters: Readonly<Record<string, string>>;
+  searchPath: string;
+  resolver: InterpreterResolver;
+  log: Logger;
+}
+
+const NOT_WORKERS = /^(readme|license|changelog)(\.|$)|\.(md|txt|json|ya?ml|toml|cfg|ini|lock|pyc)$/i;
+
+/** The scripts in the workers folders, and the rules for turning a request into a LaunchPlan. */
+export class WorkerCatalog {
+  private readonly options: WorkerCatalogOptions;
+
+  constructor(options: WorkerCatalogOptions) {
+    this.options = options;
+  }
+
+  get dirs(): readonly string[] {
+    return this.options.workersDirs;
+  }
+
+  get allowCommands(): readonly string[] {
+    return this.options.allowCommands;
+  }
+
+  /** Every runnable script at the top of each workers folder; the first folder wins a name clash. */
+  async list(): Promise<WorkerEntry[]> {
+    const byName = new Map<string, WorkerEntry>();
+    for (const dir of this.options.workersDirs) {
+      let realDir: string;
+      let names: string[];
+      try {
+        realDir = await realpath(dir);
+        names = (await readdir(realDir)).sort();
+      } catch (error) {
+        this.options.log.debug(`workers folder ${dir} unreadable: ${String(error)}`);
+        continue;
+      }
+      for (const name of names) {
+        if (name.startsWith('.') || name.startsWith('_') || NOT_WORKERS.test(name)) continue;
+        const entry = await this.describe(realDir, name).catch(() => undefined);
+        if (!entry) continue;
+        const existing = byName.get(name);
+        if (existing) (existing.shadows ??= []).push(entry.path);
+        else byName.set(name, entry);
+      }
+    }
+    return [...byName.values()];
+  }
+
+  /** Names for an error message's "available workers" list. */
+  async names(): Promise<string[]> {
+    return (await this.list()).map((w) => w.name);
+  }
+
+  /**
+   * A worker name (or a path inside a workers folder) to its real path. Refuses `..`, absolute
+   * paths elsewhere and symlinks leading out of every workers folder (PATH_OUTSIDE_ROOT).
+   */
+  async resolveWorker(worker: string): Promise<{ name: string; path: string }> {
+    const dirs = this.options.workersDirs;
+    if (worker.trim() === '') throw new MonitorError('INVALID_INPUT', 'The worker name is empty.', { hint: await this.availableHint() });
+    if (worker.split(/[\\/]/).includes('..')) {
+      throw new MonitorError('PATH_OUTSIDE_ROOT', `The worker "${worker}" climbs out of the workers folder with "..".`, {
+        hint: `Name a worker by its file name, as list_workers shows it. ${await this.availableHint()}`,
+      });
+    }
+    for (const dir of dirs) {
+      let real: string;
+      try {
+        real = await resolveInsideRoots(worker, dirs, { base: dir, what: 'worker', missingCode: 'WORKER_NOT_FOUND' });
+      } catch (error) {
+        if (isMonitorError(error) && error.code === 'WORKER_NOT_FOUND') continue;
+        throw error;
+      }
+      if (!(await stat(real)).isFile()) continue;
+      return { name: worker, path: real };
+    }
+    throw new MonitorError('WORKER_NOT_FOUND', `No worker "${worker}" in ${dirs.join(', ')}.`, { hint: await this.availableHint() });
+  }
+
+  /** The plan for a worker: its interpreter by extension, or the file itself when it is executable. */
+  async planWorker(worker: string): Promise<LaunchPlan> {
+    const resolved = await this.resolveWorker(worker);
+    const interpreter = this.interpreterFor(resolved.name) ?? this.interpreterFor(resolved.path);
+    if (interpreter !== undefined) {
+      const file = await this.options.resolver.resolve(interpreter);
+      return { file, prefixArgs: [resolved.path], display: worker, interpreter };
+    }
+    const mode = (await stat(resolved.path)).mode;
+    if ((mode & 0o111) === 0) {
+      throw new MonitorError('INVALID_INPUT', `The worker "${worker}" has no known extension and is not executable, so there is no way to run it.`, {
+        hint: `Known extensions: ${Object.keys(this.options.interpreters).join(', ')}. The user can mark the file executable (chmod +x) or map its extension in the config file ("script": {"interpreters": {...}}).`,
+      });
+    }
+    return { file: resolved.path, prefixArgs: [], display: worker, interpreter: 'executable' };
+  }
+
+  /** The plan for an arbitrary command: only one the user allowed by name or absolute path. */
+  async planCommand(command: string): Promise<LaunchPlan> {
+    const allowed = this.options.allowCommands;
+    if (allowed.length === 0) {
+      throw new MonitorError('COMMAND_NOT_ALLOWED', `Running arbitrary commands ("${command}") is turned off on this server.`, {
+        hint: 'Use a worker instead (list_workers shows them). The user can allow specific executables with --allow-command NAME or "allowCommands" in the config file.',
+      });
+    }
+    if (!allowed.includes(command)) {
+      throw new MonitorError('COMMAND_NOT_ALLOWED', `The command "${command}" is not in the allowed list.`, {
+        hint: `Allowed commands: ${allowed.join(', ')}. Give one of these exactly, or use a worker (list_workers).`,
+      });
+    }
+    const file = await findExecutable(command, this.options.searchPath);
+    if (file === undefined) {
+      throw new MonitorError('SPAWN_FAILED', `The allowed command "${command}" was not found${command.includes('/') ? '' : ' on PATH'} or is not executable.`, {
+        hint: 'Ask the user to install it or to fix the allowCommands entry (a name on PATH or an absolute path).',
+      });
+    }
+    return { file, prefixArgs: [], display: command, interpreter: 'executable' };
+  }
+
+  async plan(spec: { worker?: string | undefined; command?: string | undefined }): Promise<LaunchPlan> {
+    if (spec.worker !== undefined) return this.planWorker(spec.worker);
+    if (spec.command !== undefined) return this.planCommand(spec.command);
+    throw new MonitorError('INVALID_INPUT', 'Name a worker (or, if the user allowed commands, a command) to run.', { hint: await this.availableHint() });
+  }
+
+  private interpreterFor(file: string): string | undefined {
+    const ext = path.extname(file);
+    if (ext === '') return undefined;
+    return this.options.interpreters[ext] ?? this.options.interpreters[ext.toLowerCase()];
+  }
+
+  private async describe(realDir: string, name: string): Promise<WorkerEntry | undefined> {
+    const real = await realpath(path.join(realDir, name));
+    if (!isInside(realDir, real)) {
+      this.options.log.debug(`worker ${name} in ${realDir} links outside the folder; not listed`);
+      return undefined;
+    }
+    const info = await stat(real);
+    if (!info.isFile()) return undefined;
+    const interpreter = this.interpreterFor(name) ?? this.interpreterFor(real) ?? ((info.mode & 0o111) !== 0 ? 'executable' : undefined);
+    if (interpreter === undefined) return undefined;
+    return { name, dir: realDir, path: real, interpreter, header: parseWorkerHeader(await readHead(real)) };
+  }
+
+  private async availableHint(): Promise<string> {
+    const names = await this.names().catch(() => []);
+    return names.length > 0
+      ? `Available workers: ${names.join(', ')} (list_workers describes each).`
+      : `No workers found in ${this.options.workersDirs.join(', ')}; the user can add a folder with --workers-dir or "workersDirs".`;
+  }
+}
+
+async function readHead(file: string): Promise<string> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(HEADER_SCAN_BYTES);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}

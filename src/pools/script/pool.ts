@@ -1,0 +1,361 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { execa } from 'execa';
+import * as z from 'zod';
+import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
+import { MonitorError, type TaskError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { resolveInsideRoots } from '../../paths.js';
+import type { LaunchPlan, WorkerCatalog } from './catalog.js';
+import { decodeUtf8, headUtf8, OutputCapture, tailUtf8 } from './output.js';
+
+export const SCRIPT_KIND = 'script';
+
+/** Bytes of a large stdout shown in the value; the file has it all. */
+export const PREVIEW_BYTES = 2048;
+/** Bytes of stderr shown in the value. */
+export const STDERR_TAIL_BYTES = 2048;
+/** After the worker exits, how long its pipes may stay open (a grandchild that left the group). */
+const DRAIN_MS = 2000;
+/** Plans of this many recent jobs are kept; an evicted one is simply worked out again. */
+const PLAN_CACHE_SIZE = 128;
+
+/** A job's options as run_script_batch stores them: enough to run its tasks again after a restart. */
+export const scriptJobOptionsSchema = z.object({
+  worker: z.string().min(1).optional(),
+  command: z.string().min(1).optional(),
+  /** Absolute, checked against the allowed roots at submit and again when the job (re)starts. */
+  cwd: z.string().min(1),
+  env: z.record(z.string(), z.string()).optional(),
+  timeout_seconds: z.number().positive(),
+});
+export type ScriptJobOptions = z.infer<typeof scriptJobOptionsSchema>;
+
+/** One task's input: arguments, and at most one of stdin text or a JSON value (sent on stdin). */
+export interface ScriptTaskInput {
+  args?: string[];
+  stdin?: string;
+  json?: unknown;
+}
+
+/** Everything per job that tasks share, worked out once (not once per task). */
+export interface JobPlan {
+  launch: LaunchPlan;
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs: number;
+}
+
+export interface ScriptPoolOptions {
+  catalog: WorkerCatalog;
+  allowedRoots: readonly string[];
+  /** Script tasks of all jobs at once. */
+  concurrency: number;
+  outputCapBytes: number;
+  inlineBytes: number;
+  killGraceSeconds: number;
+  /** The environment workers start from (the server's own); PATH falls back to searchPath. */
+  baseEnv: Readonly<Record<string, string | undefined>>;
+  searchPath: string;
+  log: Logger;
+}
+
+/**
+ * Checks a job's options and turns them into a plan: the worker or command resolved (inside a
+ * workers folder / on the allowlist), the interpreter found, the cwd inside an allowed root.
+ */
+export async function planJob(
+  options: ScriptJobOptions,
+  context: { catalog: WorkerCatalog; allowedRoots: readonly string[]; baseEnv: ScriptPoolOptions['baseEnv']; searchPath: string },
+): Promise<JobPlan> {
+  const launch = await context.catalog.plan({ worker: options.worker, command: options.command });
+  const cwd = await resolveCwd(options.cwd, context.allowedRoots);
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[key] = value;
+  env.PATH ??= context.searchPath;
+  Object.assign(env, options.env);
+  return { launch, cwd, env, timeoutMs: Math.round(options.timeout_seconds * 1000) };
+}
+
+export async function resolveCwd(cwd: string, allowedRoots: readonly string[]): Promise<string> {
+  const real = await resolveInsideRoots(cwd, allowedRoots, { what: 'cwd' });
+  if (!(await stat(real)).isDirectory()) {
+    throw new MonitorError('INVALID_INPUT', `The cwd "${cwd}" is not a folder.`, { hint: `Give a folder inside ${allowedRoots.join(', ')}.` });
+  }
+  return real;
+}
+
+/** Runs worker scripts (never through a shell), one process group per task. */
+export class ScriptPool implements Pool {
+  readonly kind = SCRIPT_KIND;
+  readonly concurrency: number;
+  private readonly options: ScriptPoolOptions;
+  private readonly plans = new Map<string, Promise<JobPlan>>();
+
+  constructor(options: ScriptPoolOptions) {
+    if (!(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
+      throw new TypeError(`Expected script concurrency to be an integer from 1 and up, got ${options.concurrency}`);
+    }
+    this.options = options;
+    this.concurrency = options.concurrency;
+  }
+
+  async run(task: TaskContext): Promise<TaskResult> {
+    const plan = await this.planFor(task.jobId, task.options);
+    const input = parseTaskInput(task.input);
+    task.signal.throwIfAborted();
+    return this.spawn(plan, input, task);
+  }
+
+  /** Cached per job: thousands of tasks must not redo realpath, stat and PATH lookups each. */
+  private planFor(jobId: string, rawOptions: unknown): Promise<JobPlan> {
+    let plan = this.plans.get(jobId);
+    if (!plan) {
+      const parsed = scriptJobOptionsSchema.safeParse(rawOptions);
+      plan = parsed.success
+        ? planJob(parsed.data, this.options)
+        : Promise.reject(new MonitorError('INVALID_INPUT', `The stored options of job ${jobId} are not script options: ${parsed.error.message}`));
+      plan.catch(() => undefined);
+      this.plans.set(jobId, plan);
+      if (this.plans.size > PLAN_CACHE_SIZE) {
+        const oldest = this.plans.keys().next().value;
+        if (oldest !== undefined) this.plans.delete(oldest);
+      }
+    }
+    return plan;
+  }
+
+  private async spawn(plan: JobPlan, input: ScriptTaskInput, task: TaskContext): Promise<TaskResult> {
+    const { outputCapBytes, inlineBytes } = this.options;
+    const stdinText = input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined);
+    const env: Record<string, string> = {
+      ...plan.env,
+      MONITOR_JOB_ID: task.jobId,
+      MONITOR_TASK_INDEX: String(task.index),
+      MONITOR_ATTEMPT: String(task.attempt),
+      MONITOR_STDIN_FORMAT: input.stdin !== undefined ? 'text' : input.json !== undefined ? 'json' : 'none',
+      MONITOR_OUTPUT_DIR: task.outputDir,
+    };
+    const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES);
+    const stderr = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES);
+
+    const subprocess = execa(plan.launch.file, [...plan.launch.prefixArgs, ...(input.args ?? [])], {
+      cwd: plan.cwd,
+      env,
+      extendEnv: false,
+      // Its own process group, so a timeout or cancel can end the worker's children too.
+      detached: true,
+      cleanup: false,
+      buffer: false,
+      reject: false,
+      stripFinalNewline: false,
+      stdin: stdinText === undefined ? 'ignore' : 'pipe',
+      ...(stdinText === undefined ? {} : { input: stdinText }),
+    });
+    stdout.attach(subprocess.stdout);
+    stderr.attach(subprocess.stderr);
+
+    const pid = subprocess.pid;
+    let stopReason: 'timeout' | 'cancel' | undefined;
+    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let forceKill: NodeJS.Timeout | undefined;
+    const stop = (reason: 'timeout' | 'cancel'): void => {
+      if (stopReason !== undefined || exit !== undefined) return;
+      stopReason = reason;
+      signalGroup(pid, 'SIGTERM');
+      forceKill = setTimeout(() => signalGroup(pid, 'SIGKILL'), this.options.killGraceSeconds * 1000);
+    };
+    const timer = setTimeout(() => stop('timeout'), plan.timeoutMs);
+    const onAbort = (): void => stop('cancel');
+    task.signal.addEventListener('abort', onAbort, { once: true });
+    subprocess.once('exit', (code, signal) => {
+      exit = { code, signal };
+      clearTimeout(timer);
+      clearTimeout(forceKill);
+      // Whatever the worker left behind in its group goes with it (also after a normal exit).
+      signalGroup(pid, 'SIGKILL');
+    });
+
+    let spawnError: { code?: string; message: string } | undefined;
+    try {
+      const result = await settle(subprocess, () => exit !== undefined);
+      if (exit === undefined && result.failed) spawnError = { code: result.code, message: result.originalMessage ?? result.shortMessage ?? 'unknown error' };
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(forceKill);
+      task.signal.removeEventListener('abort', onAbort);
+      if (exit === undefined) signalGroup(pid, 'SIGKILL');
+    }
+    if (spawnError) return { ok: false, error: spawnFailure(plan.launch, spawnError) };
+
+    const notes: string[] = [];
+    const value: Record<string, unknown> = { exit_code: exit?.code ?? null };
+    if (exit?.signal) value.signal = exit.signal;
+    value.timed_out = stopReason === 'timeout';
+
+    let wantStdoutFile = false;
+    const whole = stdout.whole();
+    if (whole !== undefined && whole.length <= inlineBytes) {
+      const { text, lossy } = decodeUtf8(whole);
+      const parsed = lossy ? undefined : parseJson(text);
+      if (parsed) value.json = parsed.value;
+      else if (text !== '') value.text = text.endsWith('\n') ? text.slice(0, -1) : text;
+      if (lossy) {
+        wantStdoutFile = true;
+        notes.push('stdout is not valid UTF-8: "text" shows it with U+FFFD replacement characters; files.stdout has the exact bytes.');
+      }
+    } else {
+      const head = headUtf8(stdout.first(), PREVIEW_BYTES);
+      const { text, lossy } = decodeUtf8(head);
+      value.text = text;
+      wantStdoutFile = true;
+      const looksJson = /^\s*[[{]/.test(text) ? ' It looks like JSON, too large to inline.' : '';
+      notes.push(`stdout is ${stdout.bytes} bytes; "text" shows the first ${head.length}; files.stdout has all of it.${looksJson}`);
+      if (lossy) notes.push('stdout is not valid UTF-8: the preview shows U+FFFD replacement characters; the file has the exact bytes.');
+    }
+    value.stdout_bytes = stdout.bytes;
+
+    let wantStderrFile = false;
+    if (stderr.bytes > 0) {
+      const { text, lossy } = decodeUtf8(tailUtf8(stderr.last(), STDERR_TAIL_BYTES));
+      value.stderr_tail = text;
+      value.stderr_bytes = stderr.bytes;
+      wantStderrFile = stderr.bytes > STDERR_TAIL_BYTES || lossy;
+      if (lossy) notes.push('stderr is not valid UTF-8: stderr_tail shows U+FFFD replacement characters.');
+    }
+    value.truncated = { stdout: whole === undefined || whole.length > inlineBytes, stderr: stderr.bytes > STDERR_TAIL_BYTES };
+
+    const files: Record<string, string> = {};
+    for (const [name, capture, wanted] of [['stdout', stdout, wantStdoutFile], ['stderr', stderr, wantStderrFile]] as const) {
+      try {
+        const file = await capture.finish(wanted);
+        if (file !== undefined) files[name] = file;
+      } catch (error) {
+        notes.push(`Could not write the ${name} file: ${error instanceof Error ? error.message : String(error)}.`);
+      }
+    }
+    if (notes.length > 0) value.notes = notes;
+
+    const result: TaskResult = { ok: false, value };
+    if (Object.keys(files).length > 0) result.files = files;
+    const error = this.failure(plan, stopReason, exit, value.stderr_tail);
+    if (error) result.error = error;
+    else result.ok = true;
+    return result;
+  }
+
+  private failure(
+    plan: JobPlan,
+    stopReason: 'timeout' | 'cancel' | undefined,
+    exit: { code: number | null; signal: NodeJS.Signals | null } | undefined,
+    stderrTail: unknown,
+  ): TaskError | undefined {
+    const name = plan.launch.display;
+    const grace = this.options.killGraceSeconds;
+    if (stopReason === 'timeout') {
+      return {
+        code: 'TIMEOUT',
+        message: `${name} ran longer than ${plan.timeoutMs / 1000} s; its process group got SIGTERM, then SIGKILL after ${grace} s.`,
+        hint: 'Raise timeout_seconds, or give each task less work (fewer files per task). The value holds the output so far.',
+      };
+    }
+    if (stopReason === 'cancel') return { code: 'CANCELLED', message: `${name} was cancelled; its process group was stopped.` };
+    if (exit?.code === 0) return undefined;
+    const lastLine = typeof stderrTail === 'string' ? stderrTail.trim().split('\n').at(-1)?.slice(0, 300) : undefined;
+    const how = exit?.signal ? `was killed by ${exit.signal}` : `exited with code ${String(exit?.code)}`;
+    return {
+      code: 'NON_ZERO_EXIT',
+      message: `${name} ${how}${lastLine ? `: ${lastLine}` : '.'}`,
+      hint: 'The value holds its stdout and stderr_tail (full stderr in files.stderr when long). Fix the input, then resume_job with include_failed: true re-runs only the failed tasks.',
+    };
+  }
+}
+
+/** Sends `signal` to the whole process group led by `pid`; a group already gone is fine. */
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: nothing left in the group.
+  }
+}
+
+interface Settleable<R> extends PromiseLike<R> {
+  once(event: 'exit', listener: () => void): unknown;
+  stdout: Readable | null;
+  stderr: Readable | null;
+}
+
+/**
+ * The subprocess's result. Once it has exited, its pipes get DRAIN_MS to close; a descendant that
+ * escaped the process group and holds them open must not keep the task running forever.
+ */
+async function settle<R>(subprocess: Settleable<R>, exited: () => boolean): Promise<R> {
+  let drainTimer: NodeJS.Timeout | undefined;
+  const drained = new Promise<'drain-timeout'>((resolve) => {
+    const arm = (): void => {
+      drainTimer = setTimeout(() => resolve('drain-timeout'), DRAIN_MS);
+    };
+    if (exited()) arm();
+    else subprocess.once('exit', arm);
+  });
+  try {
+    const first = await Promise.race([subprocess, drained]);
+    if (first !== 'drain-timeout') return first;
+    subprocess.stdout?.destroy();
+    subprocess.stderr?.destroy();
+    return await subprocess;
+  } finally {
+    clearTimeout(drainTimer);
+  }
+}
+
+function parseJson(text: string): { value: unknown } | undefined {
+  const trimmed = text.trim();
+  if (trimmed === '') return undefined;
+  const first = trimmed[0];
+  // Only structured output counts as JSON: a worker printing "42" or "true" means text.
+  if (first !== '{' && first !== '[') return undefined;
+  try {
+    return { value: JSON.parse(trimmed) };
+  } catch {
+    return undefined;
+  }
+}
+
+function parseTaskInput(raw: unknown): ScriptTaskInput {
+  const bad = (why: string): MonitorError =>
+    new MonitorError('INVALID_INPUT', `Task input ${why}.`, { hint: 'Each input is {args?: string[], stdin?: string} or {args?: string[], json?: any}.' });
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad('is not an object');
+  const input: ScriptTaskInput = {};
+  if ('args' in raw && raw.args !== undefined) {
+    if (!Array.isArray(raw.args) || !raw.args.every((a): a is string => typeof a === 'string')) throw bad('args must be an array of strings');
+    input.args = raw.args;
+  }
+  if ('stdin' in raw && raw.stdin !== undefined) {
+    if (typeof raw.stdin !== 'string') throw bad('stdin must be a string');
+    input.stdin = raw.stdin;
+  }
+  if ('json' in raw && raw.json !== undefined) {
+    if (input.stdin !== undefined) throw bad('has both stdin and json, but json is sent on stdin');
+    input.json = raw.json;
+  }
+  return input;
+}
+
+function spawnFailure(launch: LaunchPlan, error: { code?: string | undefined; message: string }): TaskError {
+  const file = launch.file;
+  const hints: Record<string, string> = {
+    ENOENT: `${file} (or the cwd) does not exist any more. Check the interpreter mapping in the config file and that the cwd still exists.`,
+    EACCES: `${file} is not executable. The user can chmod +x it, or map its extension to an interpreter in the config file.`,
+    E2BIG: 'The arguments or environment are too large for one process. Pass large inputs as json (sent on stdin) instead of args or env.',
+    ENOEXEC: `${file} is not a program the system can run (a script without a #! line?). Map its extension to an interpreter in the config file.`,
+  };
+  return {
+    code: 'SPAWN_FAILED',
+    message: `Could not start ${launch.display}: ${error.message}`,
+    hint: hints[error.code ?? ''] ?? 'Check that the worker and its interpreter run by hand; list_workers shows the interpreter per worker.',
+  };
+}

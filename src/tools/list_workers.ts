@@ -1,0 +1,67 @@
+import type { WorkerEntry } from '../pools/script/catalog.js';
+import { defineTool } from './tool.js';
+
+function describeInput(worker: WorkerEntry): string {
+  const { args, stdin, json } = worker.header.input;
+  const forms: string[] = [];
+  if (args !== undefined) forms.push(`args: ${args}`);
+  if (stdin !== undefined) forms.push(`stdin: ${stdin}`);
+  if (json !== undefined) forms.push(`json: ${json}`);
+  return forms.length > 0 ? forms.join(' | ') : 'not declared';
+}
+
+function workerView(worker: WorkerEntry): Record<string, unknown> {
+  const view: Record<string, unknown> = {
+    name: worker.name,
+    description: worker.header.description ?? 'no description',
+    interpreter: worker.interpreter,
+    input: worker.header.input,
+    path: worker.path,
+  };
+  if (worker.header.output !== undefined) view.output = worker.header.output;
+  if (Object.keys(worker.header.extra).length > 0) view.more = worker.header.extra;
+  if (worker.shadows) view.shadows = worker.shadows;
+  return view;
+}
+
+export const listWorkersTool = defineTool({
+  name: 'list_workers',
+  title: 'List worker scripts',
+  description: [
+    'Lists the worker scripts run_script_batch can run: the bundled ones (dependency analysis, code statistics, regex search with context) and any in folders the user configured.',
+    'For each: its name (what run_script_batch\'s worker takes), a one-line description, its interpreter, the input it accepts (args, stdin text, or a json value on stdin) and what it prints.',
+    'Also says whether arbitrary commands are allowed and which.',
+  ].join(' '),
+  inputSchema: {},
+  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  async handler(_args, ctx) {
+    const catalog = ctx.services.workers;
+    const workers = await catalog.list();
+    const lines: string[] = [];
+    if (workers.length === 0) {
+      lines.push(`No worker scripts found in ${catalog.dirs.join(', ')}. The user can add a folder with --workers-dir or "workersDirs" in the config file.`);
+    } else {
+      lines.push(`${workers.length} worker(s); run one with run_script_batch {"worker": NAME, "inputs": [{"args": [...]}, ...]}:`);
+      for (const worker of workers) {
+        lines.push('');
+        lines.push(`${worker.name} (${worker.interpreter}): ${worker.header.description ?? 'no description'}`);
+        lines.push(`  input: ${describeInput(worker)}`);
+        if (worker.header.output !== undefined) lines.push(`  output: ${worker.header.output}`);
+        for (const [key, value] of Object.entries(worker.header.extra)) lines.push(`  ${key}: ${value}`);
+        if (worker.shadows) lines.push(`  (hides a same-named script in: ${worker.shadows.join(', ')})`);
+      }
+    }
+    const commands = catalog.allowCommands;
+    lines.push('');
+    lines.push(`Worker folders: ${catalog.dirs.join(', ')}`);
+    lines.push(
+      commands.length > 0
+        ? `Commands allowed as run_script_batch "command": ${commands.join(', ')}`
+        : 'Arbitrary commands: off (the user can allow executables with --allow-command NAME or "allowCommands").',
+    );
+    return {
+      text: lines.join('\n'),
+      structured: { workers: workers.map(workerView), dirs: [...catalog.dirs], commands: [...commands] },
+    };
+  },
+});

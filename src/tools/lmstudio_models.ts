@@ -1,0 +1,77 @@
+import * as z from 'zod';
+import { MonitorError } from '../errors.js';
+import type { EndpointReport } from '../pools/llm/service.js';
+import type { ModelInfo } from '../pools/llm/types.js';
+import { defineTool } from './tool.js';
+
+export const lmstudioModelsTool = defineTool({
+  name: 'lmstudio_models',
+  title: 'List local LLM endpoints and models',
+  description: [
+    'Checks every configured LLM endpoint (LM Studio by default; also Ollama, llama.cpp, vLLM or a remote OpenAI-compatible API) and lists its models.',
+    'For each endpoint: reachable or not (with the reason and how to fix it), its concurrency limit and requests in flight; for each model: type (llm / vlm / embeddings), whether it is loaded, and its context length, where the server tells.',
+    'Use it before lmstudio_complete to pick a `model`; an LLM marked loaded answers at once, others are loaded on first use.',
+  ].join(' '),
+  inputSchema: {
+    endpoint: z.string().optional().describe('Only this endpoint (by name). Default: all.'),
+  },
+  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: true },
+  async handler(args, ctx) {
+    const llm = ctx.services.llm;
+    if (args.endpoint !== undefined && !llm.endpointNames.includes(args.endpoint)) {
+      throw new MonitorError('INVALID_INPUT', `No endpoint named "${args.endpoint}".`, { hint: `Configured endpoints: ${llm.endpointNames.join(', ')}.` });
+    }
+    const reports = (await llm.report(ctx.signal)).filter((r) => args.endpoint === undefined || r.name === args.endpoint);
+    const lines: string[] = [];
+    for (const report of reports) lines.push(...describeEndpoint(report));
+    const defaultModel = ctx.config.llm.defaultModel;
+    lines.push(defaultModel ? `Default model: ${defaultModel}.` : 'No default model is set: lmstudio_complete uses the loaded LLM unless you pass `model`.');
+    return {
+      text: lines.join('\n'),
+      structured: { endpoints: reports.map(endpointView), default_model: defaultModel ?? null },
+    };
+  },
+});
+
+function describeEndpoint(report: EndpointReport): string[] {
+  const head = `${report.name} (${report.flavor}, ${report.url}, up to ${report.concurrency} at once${report.active > 0 ? `, ${report.active} in flight` : ''})`;
+  if (!report.reachable) {
+    const lines = [`${head}: NOT REACHABLE — ${report.error?.code ?? 'ERROR'}: ${report.error?.message ?? 'no answer'}`];
+    if (report.error?.hint) lines.push(`  Fix: ${report.error.hint}`);
+    return lines;
+  }
+  const lines = [`${head}: reachable, ${report.models.length} model(s)${report.configuredModels ? `; configured to serve ${report.configuredModels.join(', ')}` : ''}`];
+  for (const model of report.models) lines.push(`  - ${describeModel(model)}`);
+  return lines;
+}
+
+function describeModel(model: ModelInfo): string {
+  const facts: string[] = [];
+  if (model.type) facts.push(model.type);
+  if (model.state) facts.push(model.state);
+  if (model.contextLength) facts.push(`context ${model.contextLength}`);
+  if (model.maxContextLength && model.maxContextLength !== model.contextLength) facts.push(`max context ${model.maxContextLength}`);
+  return facts.length > 0 ? `${model.id} (${facts.join(', ')})` : model.id;
+}
+
+function endpointView(report: EndpointReport): Record<string, unknown> {
+  const view: Record<string, unknown> = {
+    name: report.name,
+    url: report.url,
+    flavor: report.flavor,
+    concurrency: report.concurrency,
+    in_flight: report.active,
+    reachable: report.reachable,
+    models: report.models.map((m) => {
+      const model: Record<string, unknown> = { id: m.id };
+      if (m.type) model.type = m.type;
+      if (m.state) model.loaded = m.state === 'loaded';
+      if (m.contextLength) model.context_length = m.contextLength;
+      if (m.maxContextLength) model.max_context_length = m.maxContextLength;
+      return model;
+    }),
+  };
+  if (report.error) view.error = report.error;
+  if (report.configuredModels) view.configured_models = report.configuredModels;
+  return view;
+}

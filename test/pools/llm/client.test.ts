@@ -1,0 +1,209 @@
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EndpointConfig } from '../../../src/config.js';
+import { MonitorError } from '../../../src/errors.js';
+import { EndpointClient } from '../../../src/pools/llm/client.js';
+import { LmStudioDouble } from '../../fixtures/lmstudio-double.js';
+
+function endpointFor(url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig {
+  return { name: 'double', url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN', ...extra };
+}
+
+async function failure(promise: Promise<unknown>): Promise<MonitorError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof MonitorError) return error;
+    throw error;
+  }
+  throw new Error('expected a failure');
+}
+
+const signal = (): AbortSignal => AbortSignal.timeout(10_000);
+const ask = (prompt: string, model = 'test-model'): { model: string; messages: Array<{ role: 'user'; content: string }> } => ({ model, messages: [{ role: 'user', content: prompt }] });
+
+describe.each([true, false])('EndpointClient against the LM Studio double (stream: %s)', (stream) => {
+  let double: LmStudioDouble;
+  let client: EndpointClient;
+
+  beforeAll(async () => {
+    double = await LmStudioDouble.start({
+      models: [
+        { id: 'test-model', type: 'llm', state: 'loaded', contextLength: 4096 },
+        { id: 'thinker', type: 'llm', state: 'loaded', contextLength: 4096, reasoning: 'reasoning_content' },
+        { id: 'gpt-oss', type: 'llm', state: 'loaded', contextLength: 4096, reasoning: 'reasoning' },
+        { id: 'nomic-embed', type: 'embeddings', state: 'not-loaded', contextLength: 2048 },
+      ],
+    });
+    client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream });
+  });
+  afterAll(async () => {
+    await client.close();
+    await double.close();
+  });
+
+  it('gets an answer with usage, model and finish_reason', async () => {
+    const answer = await client.chat(ask('hello there'), { signal: signal() });
+    expect(answer.content).toBe('Answer to: hello there');
+    expect(answer.model).toBe('test-model');
+    expect(answer.finishReason).toBe('stop');
+    expect(answer.promptTokens).toBeGreaterThan(0);
+    expect(answer.completionTokens).toBe(4);
+    if (stream) expect(answer.ttftMs).toBeGreaterThanOrEqual(0);
+    const sent = double.chatRequests.at(-1)?.body;
+    expect(sent?.stream).toBe(stream);
+    if (stream) expect(sent?.stream_options).toEqual({ include_usage: true });
+  });
+
+  it('flags truncation by max_tokens', async () => {
+    const answer = await client.chat({ ...ask('one two three four five six'), maxTokens: 2 }, { signal: signal() });
+    expect(answer.finishReason).toBe('length');
+    expect(answer.content).toBe('Answer to: ');
+  });
+
+  it('reads reasoning_content and gpt-oss reasoning apart from content', async () => {
+    const a = await client.chat(ask('why', 'thinker'), { signal: signal() });
+    expect(a.reasoning).toBe('Let me think about this step by step.');
+    expect(a.content).toBe('Answer to: why');
+    const b = await client.chat(ask('why', 'gpt-oss'), { signal: signal() });
+    expect(b.reasoning).toBe('Let me think about this step by step.');
+  });
+
+  it('sends response_format with the JSON schema', async () => {
+    const schema = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
+    const answer = await client.chat({ ...ask('count'), jsonSchema: schema }, { signal: signal() });
+    expect(JSON.parse(answer.content)).toEqual({ n: 1 });
+    expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'result', strict: true, schema } });
+  });
+
+  it.each([
+    ['no-model', 'MODEL_NOT_LOADED', false],
+    ['no-model-string', 'MODEL_NOT_LOADED', false],
+    ['context', 'CONTEXT_OVERFLOW', false],
+    ['error200', 'CONTEXT_OVERFLOW', false],
+    ['error200string', 'UPSTREAM_ERROR', false],
+    ['crash', 'UPSTREAM_ERROR', false],
+    ['429', 'UPSTREAM_ERROR', true],
+    ['503', 'UPSTREAM_ERROR', true],
+    ['reset', 'ENDPOINT_UNREACHABLE', true],
+  ])('maps fault %s to %s (retryable: %s)', async (fault, code, retryable) => {
+    const error = await failure(client.chat(ask(`#fault:${fault} x${String(stream)}`), { signal: signal() }));
+    expect(error.code).toBe(code);
+    expect(error.retryable).toBe(retryable);
+    expect(error.hint).toBeTruthy();
+  });
+
+  it('says what the base URL should be when the server does not know the path', async () => {
+    const error = await failure(client.chat(ask('#fault:error200string'), { signal: signal() }));
+    expect(error.hint).toMatch(/without \/v1/);
+  });
+
+  it('lists the available models for an unknown model', async () => {
+    const error = await failure(client.chat(ask('hi', 'o4-mini'), { signal: signal() }));
+    expect(error.code).toBe('MODEL_NOT_FOUND');
+    expect(error.message).toContain('test-model');
+    expect(error.message).toContain('o4-mini');
+  });
+
+  it('treats a connection reset mid-answer as transient', async () => {
+    const error = await failure(client.chat(ask('#fault:reset-mid please'), { signal: signal() }));
+    expect(error.code).toBe('UPSTREAM_ERROR');
+    expect(error.retryable).toBe(true);
+    expect(error.message).toMatch(/mid-answer/);
+  });
+
+  it('lists LM Studio models with type, state and context', async () => {
+    const models = await client.models(signal());
+    expect(models).toContainEqual({ id: 'test-model', type: 'llm', state: 'loaded', contextLength: 4096, maxContextLength: 4096 });
+    expect(models).toContainEqual({ id: 'nomic-embed', type: 'embeddings', state: 'not-loaded', maxContextLength: 2048 });
+  });
+
+  it('aborts the request in flight when the signal aborts, and the server sees the disconnect', async () => {
+    const before = double.disconnects;
+    const controller = new AbortController();
+    const pending = client.chat(ask('#fault:hang'), { signal: controller.signal });
+    await expect.poll(() => double.inFlight).toBeGreaterThan(0);
+    controller.abort(new Error('stop'));
+    await expect(pending).rejects.toThrow('stop');
+    await expect.poll(() => double.disconnects).toBe(before + 1);
+  });
+});
+
+describe('EndpointClient: stream-only and connection errors', () => {
+  it('maps an error event inside a 200 stream', async () => {
+    const double = await LmStudioDouble.start();
+    const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: true });
+    try {
+      const error = await failure(client.chat(ask('#fault:stream-error'), { signal: signal() }));
+      expect(error.code).toBe('UPSTREAM_ERROR');
+      expect(error.message).toContain('Model unloaded mid-generation.');
+    } finally {
+      await client.close();
+      await double.close();
+    }
+  });
+
+  it('asks for the token on 401 without one, and says it was refused with a wrong one', async () => {
+    const double = await LmStudioDouble.start({ token: 'sk-lm-good:secret' });
+    const without = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: true });
+    const wrong = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: true, token: 'sk-lm-bad:nope' });
+    const right = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: true, token: 'sk-lm-good:secret' });
+    try {
+      const missing = await failure(without.chat(ask('hi'), { signal: signal() }));
+      expect(missing.code).toBe('AUTH_REQUIRED');
+      expect(missing.hint).toContain('LM_API_TOKEN');
+      const refused = await failure(wrong.chat(ask('hi'), { signal: signal() }));
+      expect(refused.code).toBe('AUTH_REQUIRED');
+      expect(refused.hint).toMatch(/refused/);
+      expect((await right.chat(ask('hi'), { signal: signal() })).content).toBe('Answer to: hi');
+      expect(double.chatRequests.at(-1)?.authorization).toBe('Bearer sk-lm-good:secret');
+      expect((await failure(without.models(signal()))).code).toBe('AUTH_REQUIRED');
+    } finally {
+      await Promise.all([without.close(), wrong.close(), right.close()]);
+      await double.close();
+    }
+  });
+
+  it('says how to start LM Studio when nothing listens', async () => {
+    // A port that was free a moment ago: bind, read it, close.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const address = probe.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const client = new EndpointClient({ endpoint: endpointFor(`http://127.0.0.1:${port}`), requestTimeoutMs: 5_000, stream: true });
+    try {
+      const error = await failure(client.chat(ask('hi'), { signal: signal() }));
+      expect(error.code).toBe('ENDPOINT_UNREACHABLE');
+      expect(error.retryable).toBe(true);
+      expect(error.hint).toContain('lms server start');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('falls back to /v1/models on a server without the LM Studio API', async () => {
+    const double = await LmStudioDouble.start({ flavor: 'openai' });
+    const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
+    try {
+      expect(await client.models(signal())).toEqual([{ id: 'test-model' }]);
+      expect(double.requests.map((r) => r.path)).toEqual(['/api/v0/models', '/v1/models']);
+    } finally {
+      await client.close();
+      await double.close();
+    }
+  });
+
+  it('loads a model through LM Studio\'s REST API', async () => {
+    const double = await LmStudioDouble.start({ models: [{ id: 'cold', state: 'not-loaded' }] });
+    const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
+    try {
+      expect(await client.loadModel('cold', signal())).toBe(true);
+      expect(double.model('cold')?.state).toBe('loaded');
+      expect(double.loads).toBe(1);
+    } finally {
+      await client.close();
+      await double.close();
+    }
+  });
+});

@@ -1,0 +1,234 @@
+import { readFile, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../../src/config.js';
+import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
+import { silentLogger } from '../../../src/log.js';
+import { createScriptWorkers } from '../../../src/pools/script/kind.js';
+import type { ScriptJobOptions, ScriptPool } from '../../../src/pools/script/pool.js';
+import { makeTempDir, repoRoot } from '../../helpers/client.js';
+import { alive, eventually, killQuietly, readPids, scriptConfig } from './setup.js';
+
+let config: Config;
+let pool: ScriptPool;
+let outputDir: string;
+let jobCounter = 0;
+
+beforeAll(async () => {
+  config = await scriptConfig((c) => {
+    c.allowedRoots = [repoRoot, '/tmp'];
+  });
+  pool = createScriptWorkers(config, process.env, silentLogger).pool;
+  outputDir = await makeTempDir('monitor-pool-out-');
+});
+
+afterAll(async () => {
+  await rm(outputDir, { recursive: true, force: true });
+  await rm(config.stateDir, { recursive: true, force: true });
+});
+
+interface RunOptions {
+  options?: Partial<ScriptJobOptions>;
+  signal?: AbortSignal;
+  index?: number;
+}
+
+/** One task straight through the pool (a fresh job id each time, like separate jobs). */
+function run(worker: string, input: unknown, { options = {}, signal = new AbortController().signal, index = 0 }: RunOptions = {}): Promise<TaskResult> {
+  const task: TaskContext = {
+    jobId: `job_test${++jobCounter}`,
+    index,
+    input,
+    options: { worker, cwd: repoRoot, timeout_seconds: 30, ...options },
+    outputDir,
+    attempt: 1,
+    signal,
+  };
+  return pool.run(task);
+}
+
+type Value = Record<string, unknown>;
+const valueOf = (result: TaskResult): Value => (result.value ?? {}) as Value;
+
+describe('ScriptPool', () => {
+  it('passes args literally (no shell), parses JSON stdout and sets the MONITOR_ variables', async () => {
+    const args = ['$(touch /tmp/pwned)', '; rm -rf /', '`id`', '*', 'a b', "'quoted'", '"dq"', '|', '&&', '$HOME', '\\n'];
+    const result = await run('echo.py', { args }, { index: 7 });
+    expect(result.ok).toBe(true);
+    const value = valueOf(result);
+    expect(value.exit_code).toBe(0);
+    expect(value.timed_out).toBe(false);
+    const json = value.json as { args: string[]; stdin: string; cwd: string; env: Record<string, string> };
+    expect(json.args).toEqual(args);
+    expect(json.stdin).toBe('');
+    expect(json.cwd).toBe(repoRoot);
+    expect(json.env).toMatchObject({ MONITOR_TASK_INDEX: '7', MONITOR_ATTEMPT: '1', MONITOR_STDIN_FORMAT: 'none', MONITOR_OUTPUT_DIR: outputDir });
+    expect(json.env.MONITOR_JOB_ID).toMatch(/^job_test\d+$/);
+    expect(result.files).toBeUndefined();
+    await expect(stat('/tmp/pwned')).rejects.toThrow();
+  });
+
+  it('writes stdin text, or the json value as one JSON line, and says which in MONITOR_STDIN_FORMAT', async () => {
+    const text = await run('echo.py', { stdin: 'line one\nline two' });
+    expect(valueOf(text).json).toMatchObject({ stdin: 'line one\nline two', env: { MONITOR_STDIN_FORMAT: 'text' } });
+
+    const json = await run('echo.py', { args: ['x'], json: { files: ['a.ts'], n: 2 } });
+    expect(valueOf(json).json).toMatchObject({ args: ['x'], stdin: '{"files":["a.ts"],"n":2}\n', env: { MONITOR_STDIN_FORMAT: 'json' } });
+  });
+
+  it('adds the job env to every task', async () => {
+    const result = await run('echo.py', {}, { options: { env: { FIXTURE_COLOUR: 'blue' } } });
+    expect(valueOf(result).json).toMatchObject({ env: { FIXTURE_COLOUR: 'blue' } });
+  });
+
+  it('runs .mjs with the configured node, .sh with bash, and executables directly', async () => {
+    const node = await run('echo.mjs', { args: ['a'] });
+    expect(valueOf(node).json).toMatchObject({ args: ['a'], execPath: process.execPath });
+    const bash = await run('no_header.sh', { args: ['there'] });
+    expect(valueOf(bash).text).toBe('hello from bash there');
+    const direct = await run('direct', { args: ['x', 'y'] });
+    expect(valueOf(direct).text).toBe('direct x y');
+  });
+
+  it('reports a non-zero exit as NON_ZERO_EXIT and keeps the output', async () => {
+    const result = await run('fail.py', { args: ['3', 'disk on fire'] });
+    expect(result.ok).toBe(false);
+    expect(result.error?.code).toBe('NON_ZERO_EXIT');
+    expect(result.error?.message).toContain('exited with code 3: fatal: disk on fire');
+    expect(result.error?.hint).toContain('stderr_tail');
+    const value = valueOf(result);
+    expect(value.exit_code).toBe(3);
+    expect(value.text).toBe('partial output before failing');
+    expect(value.stderr_tail).toBe('a warning first\nfatal: disk on fire\n');
+  });
+
+  it('streams 10 MB of stdout to a file, keeping only a preview in the value', async () => {
+    const size = 10 * 1024 * 1024;
+    const result = await run('big_output.py', { args: [String(size), '5000'] }, { index: 3 });
+    expect(result.ok).toBe(true);
+    const value = valueOf(result);
+    expect(value.stdout_bytes).toBe(size);
+    expect(value.truncated).toEqual({ stdout: true, stderr: true });
+    expect(typeof value.text).toBe('string');
+    expect((value.text as string).length).toBeLessThanOrEqual(2048);
+    expect((value.text as string).startsWith('0123456789abc')).toBe(true);
+    expect(value.notes).toEqual([expect.stringContaining(`stdout is ${size} bytes`)]);
+    expect(result.files?.stdout).toBe(path.join(outputDir, '3.stdout'));
+    expect((await stat(result.files?.stdout ?? '')).size).toBe(size);
+    expect(value.stderr_bytes).toBe(5000);
+    expect((value.stderr_tail as string).endsWith('eeeeEND\n')).toBe(true);
+    expect((await readFile(result.files?.stderr ?? '', 'utf8')).length).toBe(5000);
+    // The whole value stays small, whatever the worker printed.
+    expect(JSON.stringify(value).length).toBeLessThan(8 * 1024);
+  });
+
+  it('writes no file for small output, and one for output between the inline limit and the memory cap', async () => {
+    const small = await run('big_output.py', { args: ['100'] }, { index: 11 });
+    expect(small.files).toBeUndefined();
+    await expect(stat(path.join(outputDir, '11.stdout'))).rejects.toThrow();
+
+    const middle = await run('big_output.py', { args: ['100000'] }, { index: 12 });
+    expect(valueOf(middle).truncated).toEqual({ stdout: true, stderr: false });
+    expect((await stat(middle.files?.stdout ?? '')).size).toBe(100000);
+  });
+
+  it('decodes invalid UTF-8 lossily and says so; the file keeps the exact bytes', async () => {
+    const result = await run('bad_utf8.py', {}, { index: 21 });
+    expect(result.ok).toBe(true);
+    const value = valueOf(result);
+    expect(value.text).toContain('café ok, then bad: \uFFFD');
+    expect(value.text).toContain(' end');
+    expect(value.stderr_tail).toBe('err \uFFFD\n');
+    expect(value.notes).toEqual(expect.arrayContaining([expect.stringContaining('stdout is not valid UTF-8'), expect.stringContaining('stderr is not valid UTF-8')]));
+    const bytes = await readFile(result.files?.stdout ?? '');
+    expect(bytes.includes(Buffer.from([0xff, 0xfe]))).toBe(true);
+  });
+
+  it('kills the whole process group on timeout, even processes that ignore SIGTERM', async () => {
+    const pidFile = path.join(outputDir, `stubborn-timeout-${Date.now()}`);
+    const started = Date.now();
+    const pending = run('stubborn.py', { args: [pidFile] }, { options: { timeout_seconds: 1 } });
+    const [parent = 0, child = 0] = await readPids(pidFile);
+    try {
+      expect(alive(parent) && alive(child)).toBe(true);
+      const result = await pending;
+      expect(result.ok).toBe(false);
+      expect(result.error?.code).toBe('TIMEOUT');
+      expect(result.error?.hint).toContain('timeout_seconds');
+      expect(valueOf(result)).toMatchObject({ timed_out: true, signal: 'SIGKILL' });
+      // 1 s timeout + 0.5 s grace, with room for a loaded machine.
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(await eventually(() => !alive(parent) && !alive(child), 5000)).toBe(true);
+    } finally {
+      killQuietly(parent);
+      killQuietly(child);
+    }
+  });
+
+  it('kills the whole process group when the task is cancelled', async () => {
+    const pidFile = path.join(outputDir, `stubborn-cancel-${Date.now()}`);
+    const controller = new AbortController();
+    const pending = run('stubborn.py', { args: [pidFile] }, { signal: controller.signal });
+    const [parent = 0, child = 0] = await readPids(pidFile);
+    try {
+      expect(alive(parent) && alive(child)).toBe(true);
+      controller.abort();
+      const result = await pending;
+      expect(result.error?.code).toBe('CANCELLED');
+      expect(await eventually(() => !alive(parent) && !alive(child), 5000)).toBe(true);
+    } finally {
+      killQuietly(parent);
+      killQuietly(child);
+    }
+  });
+
+  it('ends processes a worker leaves behind in its group when it exits', async () => {
+    const pidFile = path.join(outputDir, `left-${Date.now()}`);
+    const result = await run('leave_child.py', { args: [pidFile] });
+    const [child = 0] = await readPids(pidFile);
+    try {
+      expect(result.ok).toBe(true);
+      expect(await eventually(() => !alive(child), 5000)).toBe(true);
+    } finally {
+      killQuietly(child);
+    }
+  });
+
+  it('does not hang when a descendant leaves the group holding stdout open', async () => {
+    const pidFile = path.join(outputDir, `escaped-${Date.now()}`);
+    const started = Date.now();
+    const result = await run('escape_group.py', { args: [pidFile] });
+    const [child = 0] = await readPids(pidFile);
+    killQuietly(child);
+    expect(result.ok).toBe(true);
+    expect(valueOf(result).text).toBe('parent done');
+    expect(Date.now() - started).toBeLessThan(15_000);
+  });
+
+  it('stops before starting when the task is already cancelled', async () => {
+    const controller = new AbortController();
+    controller.abort(new Error('cancelled before start'));
+    await expect(run('echo.py', {}, { signal: controller.signal })).rejects.toThrow('cancelled before start');
+  });
+
+  it('fails tasks of a job whose worker cannot be resolved any more, with the catalog error', async () => {
+    await expect(run('../../etc/passwd', {})).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
+    await expect(run('gone.py', {})).rejects.toMatchObject({ code: 'WORKER_NOT_FOUND' });
+    await expect(run('echo.py', {}, { options: { cwd: '/etc' } })).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
+  });
+
+  it('refuses a malformed task input with INVALID_INPUT', async () => {
+    await expect(run('echo.py', { args: 'not-an-array' })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+    await expect(run('echo.py', { stdin: 'a', json: {} })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+  });
+
+  it('reports an interpreter that cannot start as SPAWN_FAILED with a hint', async () => {
+    const broken = await scriptConfig((c) => {
+      c.script.interpreters = { ...c.script.interpreters, '.py': '/nonexistent/python9' };
+    });
+    const brokenPool = createScriptWorkers(broken, process.env, silentLogger).pool;
+    const task: TaskContext = { jobId: 'job_broken', index: 0, input: {}, options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 5 }, outputDir, attempt: 1, signal: new AbortController().signal };
+    await expect(brokenPool.run(task)).rejects.toMatchObject({ code: 'SPAWN_FAILED', hint: expect.stringContaining('interpreters') });
+    await rm(broken.stateDir, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,70 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../../../src/config.js';
+import { repoRoot, testConfig } from '../../helpers/client.js';
+
+export const fixtureWorkers = path.join(repoRoot, 'test', 'fixtures', 'workers');
+export const bundledWorkers = path.join(repoRoot, 'workers');
+
+/**
+ * The test config for script work: the fixture workers as a second folder, the real PATH (so
+ * python3 and bash are found as the CLI would find them) and a short kill grace.
+ */
+export async function scriptConfig(edit: (config: Config) => void = () => {}): Promise<Config> {
+  return testConfig((config) => {
+    config.workersDirs = [...config.workersDirs, fixtureWorkers];
+    config.script.searchPath = process.env.PATH ?? '/usr/bin:/bin';
+    config.script.nodePath = process.execPath;
+    config.script.killGraceSeconds = 0.5;
+    edit(config);
+  });
+}
+
+/**
+ * True while a process with this pid runs (signal 0 only checks). A zombie counts as gone: it is
+ * dead and only waits to be reaped, which for orphans is up to PID 1 and can take seconds.
+ */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return !existsSync('/proc/self/stat');
+  }
+}
+
+/** Polls until `check` holds or `timeoutMs` passes; returns its last answer. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(stepMs);
+  }
+}
+
+/** The pids a fixture wrote to `file` (space or newline separated), once the file exists. */
+export async function readPids(file: string, timeoutMs = 10_000): Promise<number[]> {
+  let text = '';
+  await eventually(async () => {
+    text = await readFile(file, 'utf8').catch(() => '');
+    return text.trim() !== '';
+  }, timeoutMs);
+  return text.trim().split(/\s+/).map(Number);
+}
+
+/** Ends a leftover test process (only ones the test itself caused), ignoring "already gone". */
+export function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+# monitor: description: Regex search (Python re syntax) over files or folders, returning each match with N lines of context as JSON, up to a match cap.
+# monitor: args: [--context N] [--max-matches N] [-i] [-F] [--include GLOB] PATTERN PATH... (folders are searched recursively, skipping dot-folders and node_modules)
+# monitor: json: {"pattern": "regex", "files": ["src", "README.md"], "context": 2, "max_matches": 100, "ignore_case": false, "fixed": false, "include": "*.ts"}
+# monitor: output: json {"pattern", "files": [{"file", "matches", "blocks": [{"start", "lines": [...], "match_lines": [...]}]}], "total_matches", "files_searched", "truncated"}
+"""Standard library only; one process per task, so it starts fast and reads each file once."""
+import fnmatch
+import json
+import os
+import re
+import sys
+
+MAX_BYTES = 20 * 1024 * 1024
+MAX_LINE_CHARS = 400
+SKIP_DIRS = {"node_modules", "__pycache__", "dist", "build", "target", "venv"}
+
+
+def fail(message):
+    sys.stderr.write(f"grep_context: {message}\n")
+    sys.exit(2)
+
+
+def number(value, name, low, high):
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        fail(f"{name} must be a whole number, got {value!r}")
+    if not low <= n <= high:
+        fail(f"{name} must be from {low} to {high}, got {n}")
+    return n
+
+
+def read_request():
+    request = {"context": 2, "max_matches": 100, "ignore_case": False, "fixed": False, "include": None}
+    argv = sys.argv[1:]
+    if argv:
+        positional = []
+        i = 0
+        while i < len(argv):
+            arg = argv[i]
+            if arg in ("--context", "-C", "--max-matches", "--include") and i + 1 < len(argv):
+                key = {"--context": "context", "-C": "context", "--max-matches": "max_matches", "--include": "include"}[arg]
+                request[key] = argv[i + 1]
+                i += 2
+                continue
+            if arg in ("-i", "--ignore-case"):
+                request["ignore_case"] = True
+            elif arg in ("-F", "--fixed"):
+                request["fixed"] = True
+            elif arg == "--":
+                positional.extend(argv[i + 1:])
+                break
+            else:
+                positional.append(arg)
+            i += 1
+        if len(positional) < 2:
+            fail("usage: grep_context.py [--context N] [--max-matches N] [-i] [-F] [--include GLOB] PATTERN PATH...")
+        request["pattern"], request["files"] = positional[0], positional[1:]
+    else:
+        text = sys.stdin.read() if (os.environ.get("MONITOR_STDIN_FORMAT") == "json" or not sys.stdin.isatty()) else ""
+        if not text.strip():
+            fail('give PATTERN PATH... as arguments, or {"pattern": ..., "files": [...]} as JSON on stdin')
+        try:
+            given = json.loads(text)
+        except ValueError as error:
+            fail(f"stdin is not JSON: {error}")
+        if not isinstance(given, dict):
+            fail("expected a JSON object on stdin")
+        request.update({k: v for k, v in given.items() if v is not None})
+    if not isinstance(request.get("pattern"), str) or request["pattern"] == "":
+        fail("pattern must be a non-empty string")
+    files = request.get("files")
+    if isinstance(files, str):
+        files = [files]
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        fail("files must be a non-empty list of paths")
+    request["files"] = files
+    request["context"] = number(request["context"], "context", 0, 50)
+    request["max_matches"] = number(request["max_matches"], "max_matches", 1, 100000)
+    return request
+
+
+def walk(paths, include):
+    """(path, named): explicitly named files first-class; files found in folders filtered by `include`."""
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
+                for name in sorted(names):
+                    if include is None or fnmatch.fnmatch(name, include):
+                        yield os.path.join(folder, name), False
+        else:
+            yield path, True
+
+
+def clip(line):
+    return line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS] + "…"
+
+
+def search(path, regex, context, budget):
+    """(entry or None, matches used). Explicit files always get an entry; folder files only on a hit."""
+    try:
+        if os.path.getsize(path) > MAX_BYTES:
+            return {"file": path, "error": f"larger than {MAX_BYTES} bytes; skipped"}, 0
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        return {"file": path, "error": f"unreadable: {error.strerror or error}"}, 0
+    if b"\0" in data[:8192]:
+        return {"file": path, "error": "binary file"}, 0
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    hits = []
+    for index, line in enumerate(lines):
+        if regex.search(line):
+            hits.append(index)
+            if len(hits) == budget:
+                break
+    entry = {"file": path, "matches": len(hits)}
+    if not hits:
+        return entry, 0
+    blocks = []
+    for index in hits:
+        start = max(0, index - context)
+        end = min(len(lines), index + context + 1)
+        if blocks and start <= blocks[-1]["_end"]:
+            block = blocks[-1]
+            block["lines"].extend(clip(l) for l in lines[block["_end"]:end])
+            block["_end"] = max(block["_end"], end)
+            block["match_lines"].append(index + 1)
+        else:
+            blocks.append({"start": start + 1, "lines": [clip(l) for l in lines[start:end]], "match_lines": [index + 1], "_end": end})
+    for block in blocks:
+        del block["_end"]
+    entry["blocks"] = blocks
+    return entry, len(hits)
+
+
+def main():
+    request = read_request()
+    source = re.escape(request["pattern"]) if request["fixed"] else request["pattern"]
+    try:
+        regex = re.compile(source, re.IGNORECASE if request["ignore_case"] else 0)
+    except re.error as error:
+        fail(f"pattern is not a valid regular expression: {error}")
+    budget = request["max_matches"]
+    results, total, searched, truncated = [], 0, 0, False
+    for path, named in walk(request["files"], request.get("include")):
+        if total >= budget:
+            truncated = True
+            break
+        entry, used = search(path, regex, request["context"], budget - total)
+        searched += 1
+        total += used
+        if named or used or ("error" in entry and entry["error"] != "binary file"):
+            results.append(entry)
+    if total >= budget:
+        truncated = True
+    out = {"pattern": request["pattern"], "files": results, "total_matches": total, "files_searched": searched, "truncated": truncated}
+    sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+
+
+if __name__ == "__main__":
+    main()
