@@ -59,6 +59,7 @@ export class WorkerCatalog {
   /** Every runnable script at the top of each workers folder; the first folder wins a name clash. */
   async list(): Promise<WorkerEntry[]> {
     const byName = new Map<string, WorkerEntry>();
+    const realDirs = await Promise.all(this.options.workersDirs.map((d) => realpath(d).catch(() => path.resolve(d))));
     for (const dir of this.options.workersDirs) {
       let realDir: string;
       let names: string[];
@@ -71,7 +72,7 @@ export class WorkerCatalog {
       }
       for (const name of names) {
         if (name.startsWith('.') || name.startsWith('_') || NOT_WORKERS.test(name)) continue;
-        const entry = await this.describe(realDir, name).catch(() => undefined);
+        const entry = await this.describe(realDir, name, realDirs).catch(() => undefined);
         if (!entry) continue;
         const existing = byName.get(name);
         if (existing) (existing.shadows ??= []).push(entry.path);
@@ -163,9 +164,9 @@ export class WorkerCatalog {
     return this.options.interpreters[ext] ?? this.options.interpreters[ext.toLowerCase()];
   }
 
-  private async describe(realDir: string, name: string): Promise<WorkerEntry | undefined> {
+  private async describe(realDir: string, name: string, realDirs: readonly string[]): Promise<WorkerEntry | undefined> {
     const real = await realpath(path.join(realDir, name));
-    if (!isInside(realDir, real)) {
+    if (!realDirs.some((dir) => isInside(dir, real))) {
       this.options.log.debug(`worker ${name} in ${realDir} links outside the folder; not listed`);
       return undefined;
     }

@@ -18,8 +18,11 @@ export async function findExecutable(name: string, searchPath: string): Promise<
 
 export async function isExecutableFile(file: string): Promise<boolean> {
   try {
+    const info = await stat(file);
+    // The mode bits too: for root, access(X_OK) passes on files nobody may execute.
+    if (!info.isFile() || (info.mode & 0o111) === 0) return false;
     await access(file, constants.X_OK);
-    return (await stat(file)).isFile();
+    return true;
   } catch {
     return false;
   }

@@ -7,7 +7,7 @@ import { silentLogger } from '../../../src/log.js';
 import { createScriptWorkers } from '../../../src/pools/script/kind.js';
 import type { ScriptJobOptions, ScriptPool } from '../../../src/pools/script/pool.js';
 import { makeTempDir, repoRoot } from '../../helpers/client.js';
-import { alive, eventually, killQuietly, readPids, scriptConfig } from './setup.js';
+import { alive, eventually, killQuietly, readPids, scriptConfig } from '../../helpers/scripts.js';
 
 let config: Config;
 let pool: ScriptPool;

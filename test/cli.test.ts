@@ -1,0 +1,56 @@
+import { execFile } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { makeTempDir, repoRoot } from './helpers/client.js';
+
+const run = promisify(execFile);
+const cli = path.join(repoRoot, 'dist', 'src', 'cli.js');
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function cliRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { cwd: repoRoot, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe('the monitor-mcp command (built)', () => {
+  it('prints help and version', async () => {
+    const help = await cliRun(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/monitor-mcp jobs/);
+    expect(help.stdout).toMatch(/--state-dir DIR/);
+    expect((await cliRun(['--version'])).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  });
+
+  it('fails clearly on an unknown command or option, on stderr', async () => {
+    const unknown = await cliRun(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/Unknown command "frobnicate"/);
+    const badFlag = await cliRun(['jobs', '--nope']);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toMatch(/Unknown option --nope/);
+    const missingConfig = await cliRun(['jobs', '--config', '/nonexistent/monitor.json']);
+    expect(missingConfig.code).toBe(2);
+    expect(missingConfig.stderr).toMatch(/Cannot read the config file/);
+  });
+
+  it('the demo (the README\'s main job) runs end to end and merges real results', async () => {
+    const demo = await cliRun(['demo']);
+    expect(demo.stderr).toBe('');
+    expect(demo.code).toBe(0);
+    expect(demo.stdout).toMatch(/analyze_dependencies\.py\s+succeeded: (\d+)\/\1 succeeded/);
+    expect(demo.stdout).toMatch(/code_stats\.py\s+succeeded: (\d+)\/\1 succeeded/);
+    expect(demo.stdout).toMatch(/external packages \(files importing them\): .*zod/);
+    expect(demo.stdout).toMatch(/most imported modules of this repo: .*src\/errors\.ts/);
+    expect(demo.stdout).toMatch(/peak [2-9]\d* at once/);
+  }, 120_000);
+});

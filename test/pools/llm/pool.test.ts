@@ -1,0 +1,222 @@
+import { readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Config, EndpointConfig } from '../../../src/config.js';
+import { Engine } from '../../../src/engine/engine.js';
+import type { TaskRecord } from '../../../src/engine/types.js';
+import { silentLogger } from '../../../src/log.js';
+import { backoffMs } from '../../../src/pools/llm/pool.js';
+import { LlmService } from '../../../src/pools/llm/service.js';
+import type { LlmJobOptions, LlmTaskInput } from '../../../src/pools/llm/types.js';
+import { JobStore } from '../../../src/store/store.js';
+import { LmStudioDouble, type DoubleOptions } from '../../fixtures/lmstudio-double.js';
+import { testConfig } from '../../helpers/client.js';
+
+interface Rig {
+  engine: Engine;
+  /** waitFor, then flush the store: Engine.waitFor skips the flush when the job is already done. */
+  settle(jobId: string): Promise<void>;
+  service: LlmService;
+  config: Config;
+  run(prompts: string[], options?: Partial<LlmJobOptions>, concurrency?: number): Promise<{ jobId: string; records: TaskRecord[] }>;
+  submit(prompts: string[], options?: Partial<LlmJobOptions>, concurrency?: number): Promise<string>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function double(options: DoubleOptions = {}): Promise<LmStudioDouble> {
+  const d = await LmStudioDouble.start(options);
+  cleanups.push(() => d.close());
+  return d;
+}
+
+function endpoint(name: string, url: string, concurrency: number, extra: Partial<EndpointConfig> = {}): EndpointConfig {
+  return { name, url, concurrency, models: [], flavor: 'lmstudio', ...extra };
+}
+
+async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void = () => {}): Promise<Rig> {
+  const config = await testConfig((c) => {
+    c.llm.endpoints = endpoints;
+    c.llm.maxRetries = 3;
+    edit(c);
+  });
+  const service = new LlmService(config, { log: silentLogger, env: {} });
+  const store = new JobStore(config.stateDir, silentLogger);
+  const engine = new Engine({ store, pools: [service.pool], log: silentLogger, retentionDays: 1 });
+  await engine.init();
+  cleanups.push(async () => {
+    await engine.close();
+    await service.close();
+    await rm(config.stateDir, { recursive: true, force: true });
+  });
+  const submit = async (prompts: string[], options: Partial<LlmJobOptions> = {}, concurrency = service.pool.concurrency): Promise<string> => {
+    const inputs: LlmTaskInput[] = prompts.map((prompt, i) => ({ id: String(i + 1), messages: [{ role: 'user', content: prompt }] }));
+    const job = await engine.submit({ kind: 'llm', inputs, options: { model: 'test-model', timeout_seconds: 30, ...options }, concurrency });
+    return job.id;
+  };
+  const settle = async (jobId: string): Promise<void> => {
+    expect(await engine.waitFor([jobId], 60_000)).toBe(true);
+    await store.flush();
+  };
+  return {
+    engine,
+    service,
+    config,
+    submit,
+    settle,
+    async run(prompts, options, concurrency) {
+      const jobId = await submit(prompts, options, concurrency);
+      await settle(jobId);
+      const records = [...(await engine.results(jobId))].sort((a, b) => a.index - b.index);
+      return { jobId, records };
+    },
+  };
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const address = probe.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+const valueOf = (record: TaskRecord | undefined): Record<string, unknown> => (record?.value ?? {}) as Record<string, unknown>;
+
+describe('LlmPool', () => {
+  it('never exceeds an endpoint\'s limit, spreads work over both endpoints, and sums usage', async () => {
+    const a = await double({ latencyMs: 60, slots: 8 });
+    const b = await double({ latencyMs: 60, slots: 8 });
+    const r = await rig([endpoint('a', a.url, 2), endpoint('b', b.url, 3)]);
+    expect(r.service.pool.concurrency).toBe(5);
+    const started = Date.now();
+    const { records } = await r.run(Array.from({ length: 20 }, (_, i) => `prompt ${i}`));
+    const wall = Date.now() - started;
+    expect(records.every((rec) => rec.state === 'succeeded')).toBe(true);
+    expect(a.peakInFlight).toBeLessThanOrEqual(2);
+    expect(b.peakInFlight).toBeLessThanOrEqual(3);
+    expect(a.peakInFlight + b.peakInFlight).toBe(5);
+    expect(a.completed + b.completed).toBe(20);
+    // 20 prompts, 5 at once, 60 ms each: ≈ 240 ms; sequential would be 1200 ms.
+    expect(wall).toBeLessThan(1100);
+    const endpoints = new Set(records.map((rec) => valueOf(rec).endpoint));
+    expect(endpoints).toEqual(new Set(['a', 'b']));
+    const first = records[0];
+    expect(first?.usage?.promptTokens).toBeGreaterThan(0);
+    expect(valueOf(first)).toMatchObject({ id: '1', text: 'Answer to: prompt 0', model: 'test-model', finish_reason: 'stop', truncated: false });
+    expect(await readFile(first?.files?.answer ?? '', 'utf8')).toBe('Answer to: prompt 0');
+  });
+
+  it('fails over to another endpoint serving the model when one refuses connections', async () => {
+    const b = await double();
+    const deadUrl = `http://127.0.0.1:${await freePort()}`;
+    const r = await rig([endpoint('dead', deadUrl, 4, { models: ['test-model'] }), endpoint('b', b.url, 4)]);
+    const { records } = await r.run(Array.from({ length: 8 }, (_, i) => `p${i}`));
+    expect(records.map((rec) => rec.state)).toEqual(Array(8).fill('succeeded'));
+    expect(records.every((rec) => valueOf(rec).endpoint === 'b')).toBe(true);
+    expect(r.service.router.stats('dead')?.down).toBe(true);
+  });
+
+  it('retries transient failures (503, 429, reset mid-answer) and not permanent ones', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const { records } = await r.run(['#fault:503*2 one', '#fault:429*1 two', '#fault:reset-mid*1 three', '#fault:context four', '#fault:503 five']);
+    const [busy, limited, reset, context, alwaysBusy] = records;
+    expect(busy?.state).toBe('succeeded');
+    expect(valueOf(busy).requests).toBe(3);
+    expect(limited?.state).toBe('succeeded');
+    expect(reset?.state).toBe('succeeded');
+    expect(context?.state).toBe('failed');
+    expect(context?.error?.code).toBe('CONTEXT_OVERFLOW');
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:context four')).toHaveLength(1);
+    expect(alwaysBusy?.state).toBe('failed');
+    expect(alwaysBusy?.error?.code).toBe('UPSTREAM_ERROR');
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:503 five')).toHaveLength(4); // 1 + maxRetries
+  });
+
+  it('validates JSON answers: one corrective retry with the error fed back, then fails keeping the raw text', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const schema = { type: 'object', properties: { risk: { type: 'integer' } }, required: ['risk'], additionalProperties: false };
+    const { records } = await r.run(['#fault:bad-json*1 fixable', '#fault:bad-json hopeless', 'fine'], { json_schema: schema });
+    expect(records[0]?.state).toBe('succeeded');
+    expect(valueOf(records[0]).json).toEqual({ risk: 1 });
+    const retry = d.chatRequests.filter((q) => JSON.stringify(q.body?.messages).includes('fixable'));
+    expect(retry).toHaveLength(2);
+    const feedback = JSON.stringify(retry[1]?.body?.messages);
+    expect(feedback).toContain('does not match the required JSON schema');
+    expect(feedback).toContain('risk');
+    expect(records[1]?.state).toBe('failed');
+    expect(records[1]?.error?.code).toBe('SCHEMA_INVALID');
+    expect(valueOf(records[1]).text).toBe('{"unexpected":true}');
+    expect(valueOf(records[2]).json).toEqual({ risk: 1 });
+  });
+
+  it('keeps reasoning apart and returns it only on request', async () => {
+    const d = await double({ models: [{ id: 'test-model', state: 'loaded', reasoning: 'reasoning_content' }] });
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const hidden = await r.run(['q', '#fault:think inline']);
+    expect(valueOf(hidden.records[0])).toMatchObject({ text: 'Answer to: q' });
+    expect(valueOf(hidden.records[0]).reasoning).toBeUndefined();
+    expect(valueOf(hidden.records[1]).text).toBe('Answer to: #fault:think inline');
+    const shown = await r.run(['q'], { include_reasoning: true });
+    expect(valueOf(shown.records[0]).reasoning).toBe('Let me think about this step by step.');
+    expect(shown.records[0]?.files?.reasoning).toMatch(/0\.reasoning\.txt$/);
+  });
+
+  it('fails empty answers clearly: retried when transient, not when reasoning used up max_tokens', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)], (c) => {
+      c.llm.maxRetries = 1;
+    });
+    const { records } = await r.run(['#fault:empty e', '#fault:reasoning-only r', '#fault:empty*1 once']);
+    expect(records[0]?.error?.code).toBe('EMPTY_ANSWER');
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:empty e')).toHaveLength(2);
+    expect(records[1]?.error?.code).toBe('EMPTY_ANSWER');
+    expect(records[1]?.error?.message).toMatch(/reasoning/);
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:reasoning-only r')).toHaveLength(1);
+    expect(records[2]?.state).toBe('succeeded');
+  });
+
+  it('cancelling a job aborts its requests in flight (the server sees each disconnect)', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const jobId = await r.submit(Array.from({ length: 6 }, (_, i) => `#fault:hang ${i}`));
+    await expect.poll(() => d.inFlight).toBe(4);
+    await r.engine.cancel(jobId);
+    await r.settle(jobId);
+    await expect.poll(() => d.disconnects).toBe(4);
+    expect(d.inFlight).toBe(0);
+    const records = await r.engine.results(jobId);
+    expect(records.map((rec) => `${rec.index}:${rec.state}`).sort()).toEqual(['0:cancelled', '1:cancelled', '2:cancelled', '3:cancelled', '4:cancelled', '5:cancelled']);
+  });
+
+  it('loads an unloaded LM Studio model once before fanning out (no duplicate just-in-time loads)', async () => {
+    const d = await double({ models: [{ id: 'test-model', state: 'not-loaded' }], loadMs: 100 });
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const { records } = await r.run(Array.from({ length: 8 }, (_, i) => `p${i}`));
+    expect(records.every((rec) => rec.state === 'succeeded')).toBe(true);
+    expect(d.loads).toBe(1);
+    expect(d.requests.some((q) => q.path === '/api/v1/models/load')).toBe(true);
+  });
+
+  it('a per-job concurrency below the endpoint limit caps that job', async () => {
+    const d = await double({ latencyMs: 30 });
+    const r = await rig([endpoint('d', d.url, 4)]);
+    await r.run(Array.from({ length: 8 }, (_, i) => `p${i}`), {}, 2);
+    expect(d.peakInFlight).toBe(2);
+  });
+
+  it('backs off exponentially with jitter, and honours Retry-After', () => {
+    expect(backoffMs(1, undefined, () => 0)).toBe(125);
+    expect(backoffMs(1, undefined, () => 1)).toBe(250);
+    expect(backoffMs(3, undefined, () => 1)).toBe(1000);
+    expect(backoffMs(20, undefined, () => 1)).toBe(8000);
+    expect(backoffMs(1, 2000)).toBe(2000);
+    expect(backoffMs(1, 999_000)).toBe(30_000);
+  });
+});

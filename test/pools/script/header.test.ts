@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { parseWorkerHeader } from '../../../src/pools/script/header.js';
+
+describe('parseWorkerHeader', () => {
+  it('reads description, input forms and output from # comments', () => {
+    const header = parseWorkerHeader([
+      '#!/usr/bin/env python3',
+      '# monitor: description: Counts lines.',
+      '# monitor: args: FILE... files to count',
+      '# monitor: json: {"files": [...]}',
+      '# monitor: output: json',
+      'import sys',
+    ].join('\n'));
+    expect(header).toEqual({
+      description: 'Counts lines.',
+      input: { args: 'FILE... files to count', json: '{"files": [...]}' },
+      output: 'json',
+      extra: {},
+    });
+  });
+
+  it('accepts //, -- and ; comments, any key case, and continues a repeated key', () => {
+    const header = parseWorkerHeader([
+      '// monitor: Description: First part,',
+      '//   monitor: description: second part.',
+      '-- monitor: stdin: text to scan',
+      '; monitor: example: {"args": ["a"]}',
+    ].join('\n'));
+    expect(header.description).toBe('First part, second part.');
+    expect(header.input).toEqual({ stdin: 'text to scan' });
+    expect(header.extra).toEqual({ example: '{"args": ["a"]}' });
+  });
+
+  it('gives an empty header for a script without one, and ignores lines far down the file', () => {
+    expect(parseWorkerHeader('echo hi\n')).toEqual({ input: {}, extra: {} });
+    const late = `${'x = 1\n'.repeat(100)}# monitor: description: too late\n`;
+    expect(parseWorkerHeader(late).description).toBeUndefined();
+  });
+
+  it('ignores lines that only look similar', () => {
+    const header = parseWorkerHeader(['print("# monitor: description: not a comment")', '# monitor description missing colon', '# monitor: args:'].join('\n'));
+    expect(header).toEqual({ input: {}, extra: {} });
+  });
+});

@@ -1,0 +1,57 @@
+import { execFile } from 'node:child_process';
+import { chmod, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../src/log.js';
+import { findExecutable, InterpreterResolver } from '../../../src/pools/script/interpreters.js';
+import { makeTempDir } from '../../helpers/client.js';
+
+const run = promisify(execFile);
+const searchPath = process.env.PATH ?? '/usr/bin:/bin';
+
+describe('findExecutable', () => {
+  it('finds a name on the search path, and an absolute path only when it is an executable file', async () => {
+    expect(await findExecutable('bash', searchPath)).toMatch(/\/bash$/);
+    expect(await findExecutable('no-such-program-xyz', searchPath)).toBeUndefined();
+    expect(await findExecutable('/bin/sh', '')).toBe('/bin/sh');
+    const dir = await makeTempDir('monitor-exec-');
+    const plain = path.join(dir, 'plain');
+    await writeFile(plain, '#!/bin/sh\n', { mode: 0o644 });
+    expect(await findExecutable(plain, '')).toBeUndefined();
+    expect(await findExecutable('plain', dir)).toBeUndefined();
+    await chmod(plain, 0o755);
+    expect(await findExecutable('plain', dir)).toBe(plain);
+    await rm(dir, { recursive: true, force: true });
+    expect(await findExecutable('/etc', '')).toBeUndefined();
+    // A relative path with a slash is never looked up (it would depend on the server's cwd).
+    expect(await findExecutable('./bash', '/bin')).toBeUndefined();
+  });
+});
+
+describe('InterpreterResolver', () => {
+  const resolver = (nodePath = process.execPath): InterpreterResolver =>
+    new InterpreterResolver({ searchPath, nodePath, env: { PATH: searchPath, HOME: process.env.HOME }, log: silentLogger });
+
+  it('resolves python3 once to the interpreter behind any shim (sys.executable)', async () => {
+    const { stdout } = await run('python3', ['-c', 'import sys; print(sys.executable)']);
+    const r = resolver();
+    const first = r.resolve('python3');
+    expect(r.resolve('python3')).toBe(first);
+    expect(await first).toBe(stdout.trim());
+  });
+
+  it('uses the configured node binary for "node"', async () => {
+    expect(await resolver().resolve('node')).toBe(process.execPath);
+  });
+
+  it('fails with SPAWN_FAILED and a config hint when the interpreter is missing, and retries later', async () => {
+    const r = resolver();
+    await expect(r.resolve('ruby-does-not-exist')).rejects.toMatchObject({
+      code: 'SPAWN_FAILED',
+      hint: expect.stringContaining('"interpreters"'),
+    });
+    // Not cached: a second call looks again instead of replaying the failure.
+    await expect(r.resolve('ruby-does-not-exist')).rejects.toMatchObject({ code: 'SPAWN_FAILED' });
+  });
+});
