@@ -67,7 +67,10 @@ export interface Config {
     defaultConcurrency: number;
     requestTimeoutSeconds: number;
     maxRetries: number;
-    /** Stream answers (SSE): detects a connection lost mid-answer and measures time to first token. */
+    /**
+     * Stream answers (SSE): adds time to first token to each result. Off by default: on a machine
+     * where the model shares the CPU, per-token events cost throughput (see the README's benchmark).
+     */
     stream: boolean;
     /** Largest file (or chunk) read into one prompt. */
     maxFileBytes: number;
@@ -146,7 +149,7 @@ export function defaultConfig(src: Pick<ConfigSources, 'env' | 'home' | 'cpus' |
       defaultConcurrency: 4,
       requestTimeoutSeconds: 600,
       maxRetries: 3,
-      stream: true,
+      stream: false,
       maxFileBytes: 4 * 1024 * 1024,
       maxFiles: 5000,
       maxTasks: 20000,

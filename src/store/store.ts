@@ -5,6 +5,15 @@ import type { JobMeta, TaskRecord } from '../engine/types.js';
 import type { Logger } from '../log.js';
 import { writeFileAtomic } from './atomic.js';
 
+interface AppendQueue {
+  lines: string[];
+  records: number;
+  /** The write that will take `lines`; undefined once it has taken them. */
+  batch: Promise<void> | undefined;
+  /** Settles when the last write queued so far has finished (never rejects). */
+  written: Promise<void>;
+}
+
 /**
  * The state directory: one folder per job.
  *   job.json       metadata, replaced atomically
@@ -16,8 +25,8 @@ import { writeFileAtomic } from './atomic.js';
 export class JobStore {
   readonly jobsDir: string;
   private readonly log: Logger;
-  /** Appends to one results file are chained so lines never interleave. */
-  private readonly appendChains = new Map<string, Promise<void>>();
+  /** Per job: lines waiting for the write in flight to finish; they go out together in the next one. */
+  private readonly appendQueues = new Map<string, AppendQueue>();
   private readonly resultCache = new Map<string, { bytes: number; records: TaskRecord[]; partial: string }>();
 
   constructor(stateDir: string, log: Logger) {
@@ -67,23 +76,48 @@ export class JobStore {
     return this.appendResults(jobId, [record]);
   }
 
-  /** One write for many records (cancelling 10,000 queued tasks is one append, not 10,000). */
+  /**
+   * One write for many records (cancelling 10,000 queued tasks is one append, not 10,000).
+   * Records arriving while a write is in flight are coalesced into the next one: writing each
+   * record on its own (open, write, close) falls behind fast tasks, and every record waiting in
+   * line keeps its finished task alive in memory.
+   */
   appendResults(jobId: string, records: readonly TaskRecord[]): Promise<void> {
+    let queue = this.appendQueues.get(jobId);
+    if (!queue) {
+      queue = { lines: [], records: 0, batch: undefined, written: Promise.resolve() };
+      this.appendQueues.set(jobId, queue);
+    }
+    for (const record of records) queue.lines.push(JSON.stringify(record) + '\n');
+    queue.records += records.length;
+    if (queue.batch) return queue.batch;
+    const current = queue;
     const file = path.join(this.jobDir(jobId), 'results.jsonl');
-    const text = records.map((r) => JSON.stringify(r) + '\n').join('');
-    const previous = this.appendChains.get(jobId) ?? Promise.resolve();
-    const next = previous.then(() => appendFile(file, text));
-    const settled = next.catch((error: unknown) => {
-      this.log.error(`could not record ${records.length} task(s) of ${jobId}: ${String(error)}`);
+    // Starts once the previous write has finished, so lines never interleave or reorder.
+    const batch = current.written.then(async () => {
+      const text = current.lines.join('');
+      const count = current.records;
+      current.lines = [];
+      current.records = 0;
+      current.batch = undefined;
+      try {
+        await appendFile(file, text);
+      } catch (error) {
+        this.log.error(`could not record ${count} task(s) of ${jobId}: ${String(error)}`);
+        throw error;
+      } finally {
+        if (current.batch === undefined && this.appendQueues.get(jobId) === current) this.appendQueues.delete(jobId);
+      }
     });
-    this.appendChains.set(jobId, settled);
-    return next;
+    current.batch = batch;
+    current.written = batch.catch(() => undefined);
+    return batch;
   }
 
   /** Resolves once every append queued so far has reached the file. */
   async flush(jobId?: string): Promise<void> {
-    const chains = jobId === undefined ? [...this.appendChains.values()] : [this.appendChains.get(jobId)];
-    await Promise.all(chains);
+    const queues = jobId === undefined ? [...this.appendQueues.values()] : [this.appendQueues.get(jobId)];
+    await Promise.all(queues.map((q) => q?.written));
   }
 
   async readInputs(jobId: string): Promise<unknown[]> {

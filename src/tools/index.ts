@@ -4,6 +4,8 @@ import { collectResultsTool } from './collect_results.js';
 import { httpBatchTool } from './http_batch.js';
 import { listJobsTool } from './list_jobs.js';
 import { listWorkersTool } from './list_workers.js';
+import { lmstudioCompleteTool } from './lmstudio_complete.js';
+import { lmstudioModelsTool } from './lmstudio_models.js';
 import { resumeJobTool } from './resume_job.js';
 import { runScriptBatchTool } from './run_script_batch.js';
 
@@ -12,6 +14,8 @@ import { runScriptBatchTool } from './run_script_batch.js';
 export const allTools: ReadonlyArray<ToolDefinition<any>> = [
   runScriptBatchTool,
   listWorkersTool,
+  lmstudioCompleteTool,
+  lmstudioModelsTool,
   httpBatchTool,
   collectResultsTool,
   listJobsTool,

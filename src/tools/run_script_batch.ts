@@ -1,4 +1,5 @@
 import * as z from 'zod';
+import type { SubmitRequest } from '../engine/engine.js';
 import { MonitorError } from '../errors.js';
 import { planJob, resolveCwd, SCRIPT_KIND, type ScriptJobOptions, type ScriptTaskInput } from '../pools/script/pool.js';
 import { dispatchReply } from './collect_results.js';
@@ -80,7 +81,7 @@ export const runScriptBatchTool = defineTool({
     // Everything is checked before anything is submitted: a bad request leaves no job behind.
     await planJob(options, { catalog, allowedRoots: config.allowedRoots, baseEnv: {}, searchPath: config.script.searchPath });
 
-    const submit: Parameters<typeof ctx.engine.submit>[0] = { kind: SCRIPT_KIND, inputs, options, concurrency };
+    const submit: SubmitRequest = { kind: SCRIPT_KIND, inputs, options, concurrency };
     if (args.label !== undefined) submit.label = args.label;
     const job = await ctx.engine.submit(submit);
     return dispatchReply(ctx, job.id, args.wait_seconds);

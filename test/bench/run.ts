@@ -1,8 +1,10 @@
 // `npm run bench`: the performance table of the README. Not part of CI (timings need a quiet machine).
 import { printTable } from './common.js';
+import { benchLlm } from './llm.js';
 import { benchScripts } from './scripts.js';
 
 const only = process.argv.slice(2);
 const want = (name: string): boolean => only.length === 0 || only.includes(name);
 
 if (want('scripts')) printTable('Script pool (issue: core)', await benchScripts());
+if (want('llm')) printTable('Local LLM workers (issue 3)', await benchLlm());

@@ -72,6 +72,7 @@ export function killQuietly(pid: number): void {
 export interface CollectedResult {
   index: number;
   state: string;
+  attempt?: number;
   value?: Record<string, unknown>;
   error?: { code: string; message: string; hint?: string };
   files?: Record<string, string>;

@@ -103,20 +103,26 @@ export class EndpointClient {
   ): Promise<Dispatcher.ResponseData> {
     const headers = this.headers(accept === 'json');
     if (body !== undefined) headers['content-type'] = 'application/json';
-    try {
-      return await this.pool.request({
-        origin: this.origin,
-        path: this.prefix + path,
-        method,
-        headers,
-        body: body === undefined ? null : JSON.stringify(body),
-        signal,
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
-      });
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      throw transportError(error, ctx, 'connect');
+    const payload = body === undefined ? null : JSON.stringify(body);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.pool.request({
+          origin: this.origin,
+          path: this.prefix + path,
+          method,
+          headers,
+          body: payload,
+          signal,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        });
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        // A kept-alive connection the server closed just as we reused it (llama-server closes one
+        // after 100 requests, most servers after a few idle seconds): send again on a fresh one.
+        if (attempt === 0 && isStaleConnection(error)) continue;
+        throw transportError(error, ctx, 'connect');
+      }
     }
   }
 
@@ -311,6 +317,11 @@ export class EndpointClient {
     this.dispatcher = undefined;
     if (dispatcher && this.ownsDispatcher) await dispatcher.destroy().catch(() => undefined);
   }
+}
+
+function isStaleConnection(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 /** Drops a body we will not read: closes its connection without an unhandled 'error' event. */

@@ -36,7 +36,11 @@ const optionsSchema = z.object({
   json_schema: z.record(z.string(), z.unknown()).optional(),
   include_reasoning: z.boolean().optional(),
   timeout_seconds: z.number().positive(),
+  concurrency: z.number().int().positive().optional(),
 });
+
+/** Engine-level tasks per request slot: see LlmPool.concurrency. */
+export const PREFETCH_FACTOR = 2;
 
 /** Inputs and options come back from disk after a restart: check them rather than trust them. */
 function parseStored<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -72,9 +76,13 @@ export class LlmPool implements Pool {
     this.service = service;
   }
 
-  /** All endpoint limits together; each endpoint's own limit is enforced by the router. */
+  /**
+   * Twice all endpoint limits together. The router enforces each endpoint's limit (and each job's);
+   * the extra tasks wait there ready to send, so a freed slot is refilled at once instead of after
+   * the engine has recorded the previous answer (worth ~3% of wall time on short prompts).
+   */
   get concurrency(): number {
-    return this.service.router.capacity;
+    return this.service.router.capacity * PREFETCH_FACTOR;
   }
 
   async prepareJob(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void> {
@@ -165,7 +173,7 @@ export class LlmPool implements Pool {
         excluded.clear();
         choices = endpoints;
       }
-      const lease = await service.router.acquire(choices, task.signal);
+      const lease = await service.router.acquire(choices, task.signal, options.concurrency === undefined ? undefined : { key: task.jobId, limit: options.concurrency });
       lastEndpoint = lease.endpoint;
       const client = service.client(lease.endpoint);
       const timeout = AbortSignal.timeout(timeoutMs);

@@ -24,8 +24,20 @@ interface Slot {
   peak: number;
 }
 
+/** A cap shared by every request with the same key (one job's own concurrency). */
+export interface GroupLimit {
+  key: string;
+  limit: number;
+}
+
+interface Group {
+  active: number;
+  limit: number;
+}
+
 interface Waiter {
   candidates: ReadonlySet<string>;
+  group: GroupLimit | undefined;
   resolve(lease: Lease): void;
   reject(error: unknown): void;
   signal: AbortSignal;
@@ -39,6 +51,7 @@ interface Waiter {
 export class Router {
   private readonly slots = new Map<string, Slot>();
   private readonly waiters: Waiter[] = [];
+  private readonly groups = new Map<string, Group>();
   private readonly now: () => number;
 
   constructor(endpoints: readonly RouterEndpoint[], now: () => number = Date.now) {
@@ -78,16 +91,20 @@ export class Router {
     if (slot) slot.downUntil = 0;
   }
 
-  /** Resolves with a slot on one of `candidates`; rejects with the signal's reason if it aborts first. */
-  acquire(candidates: readonly string[], signal: AbortSignal): Promise<Lease> {
+  /**
+   * Resolves with a slot on one of `candidates` (and in `group`, when given); rejects with the
+   * signal's reason if it aborts first.
+   */
+  acquire(candidates: readonly string[], signal: AbortSignal, group?: GroupLimit): Promise<Lease> {
     const set = new Set(candidates.filter((name) => this.slots.has(name)));
     if (set.size === 0) return Promise.reject(new MonitorError('INTERNAL', `No configured endpoint among: ${candidates.join(', ')}.`));
     if (signal.aborted) return Promise.reject(signal.reason);
-    const slot = this.pick(set);
-    if (slot) return Promise.resolve(this.lease(slot));
+    const slot = this.groupHasRoom(group) ? this.pick(set) : undefined;
+    if (slot) return Promise.resolve(this.lease(slot, group));
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
         candidates: set,
+        group,
         resolve,
         reject,
         signal,
@@ -125,9 +142,21 @@ export class Router {
     return best;
   }
 
-  private lease(slot: Slot): Lease {
+  private groupHasRoom(group: GroupLimit | undefined): boolean {
+    if (!group) return true;
+    const state = this.groups.get(group.key);
+    return (state?.active ?? 0) < group.limit;
+  }
+
+  private lease(slot: Slot, group: GroupLimit | undefined): Lease {
     slot.active++;
     slot.peak = Math.max(slot.peak, slot.active);
+    let state: Group | undefined;
+    if (group) {
+      state = this.groups.get(group.key) ?? { active: 0, limit: group.limit };
+      state.active++;
+      this.groups.set(group.key, state);
+    }
     let released = false;
     return {
       endpoint: slot.name,
@@ -135,6 +164,10 @@ export class Router {
         if (released) return;
         released = true;
         slot.active--;
+        if (group && state) {
+          state.active--;
+          if (state.active === 0) this.groups.delete(group.key);
+        }
         this.drain();
       },
     };
@@ -144,14 +177,14 @@ export class Router {
     for (let i = 0; i < this.waiters.length; ) {
       const waiter = this.waiters[i];
       if (!waiter) break;
-      const slot = this.pick(waiter.candidates);
+      const slot = this.groupHasRoom(waiter.group) ? this.pick(waiter.candidates) : undefined;
       if (!slot) {
         i++;
         continue;
       }
       this.waiters.splice(i, 1);
       waiter.signal.removeEventListener('abort', waiter.onAbort);
-      waiter.resolve(this.lease(slot));
+      waiter.resolve(this.lease(slot, waiter.group));
     }
   }
 }

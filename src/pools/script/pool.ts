@@ -355,7 +355,7 @@ function spawnFailure(launch: LaunchPlan, error: { code?: string | undefined; me
   };
   return {
     code: 'SPAWN_FAILED',
-    message: `Could not start ${launch.display}: ${error.message}`,
+    message: `Could not start ${launch.display}: ${error.message.trim().split('\n').join('; ')}`,
     hint: hints[error.code ?? ''] ?? 'Check that the worker and its interpreter run by hand; list_workers shows the interpreter per worker.',
   };
 }

@@ -105,6 +105,11 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
     expect(error.message).toContain('o4-mini');
   });
 
+  it('sends once more at once when the connection drops before any answer (stale keep-alive)', async () => {
+    const answer = await client.chat(ask(`#fault:reset*1 stale ${String(stream)}`), { signal: signal() });
+    expect(answer.content).toContain('Answer to: #fault:reset*1');
+  });
+
   it('treats a connection reset mid-answer as transient', async () => {
     const error = await failure(client.chat(ask('#fault:reset-mid please'), { signal: signal() }));
     expect(error.code).toBe('UPSTREAM_ERROR');

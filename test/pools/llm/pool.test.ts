@@ -92,7 +92,8 @@ describe('LlmPool', () => {
     const a = await double({ latencyMs: 60, slots: 8 });
     const b = await double({ latencyMs: 60, slots: 8 });
     const r = await rig([endpoint('a', a.url, 2), endpoint('b', b.url, 3)]);
-    expect(r.service.pool.concurrency).toBe(5);
+    // Twice the endpoint limits: the extra tasks wait in the router, ready to send.
+    expect(r.service.pool.concurrency).toBe(10);
     const started = Date.now();
     const { records } = await r.run(Array.from({ length: 20 }, (_, i) => `prompt ${i}`));
     const wall = Date.now() - started;
@@ -204,11 +205,14 @@ describe('LlmPool', () => {
     expect(d.requests.some((q) => q.path === '/api/v1/models/load')).toBe(true);
   });
 
-  it('a per-job concurrency below the endpoint limit caps that job', async () => {
+  it('a per-job concurrency below the endpoint limit caps that job, even with tasks dispatched ahead', async () => {
     const d = await double({ latencyMs: 30 });
     const r = await rig([endpoint('d', d.url, 4)]);
-    await r.run(Array.from({ length: 8 }, (_, i) => `p${i}`), {}, 2);
+    await r.run(Array.from({ length: 12 }, (_, i) => `p${i}`), { concurrency: 2 }, 8);
     expect(d.peakInFlight).toBe(2);
+    d.resetStats();
+    await r.run(Array.from({ length: 12 }, (_, i) => `p${i}`), {}, 8);
+    expect(d.peakInFlight).toBe(4);
   });
 
   it('backs off exponentially with jitter, and honours Retry-After', () => {

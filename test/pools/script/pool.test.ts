@@ -76,6 +76,12 @@ describe('ScriptPool', () => {
     expect(valueOf(json).json).toMatchObject({ args: ['x'], stdin: '{"files":["a.ts"],"n":2}\n', env: { MONITOR_STDIN_FORMAT: 'json' } });
   });
 
+  it('succeeds when a worker exits without reading a large stdin', async () => {
+    const result = await run('fail.py', { args: ['0'], stdin: 'x'.repeat(4 * 1024 * 1024) });
+    expect(result.ok).toBe(true);
+    expect(valueOf(result)).toMatchObject({ exit_code: 0, text: 'partial output before failing' });
+  });
+
   it('adds the job env to every task', async () => {
     const result = await run('echo.py', {}, { options: { env: { FIXTURE_COLOUR: 'blue' } } });
     expect(valueOf(result).json).toMatchObject({ env: { FIXTURE_COLOUR: 'blue' } });
@@ -220,6 +226,24 @@ describe('ScriptPool', () => {
   it('refuses a malformed task input with INVALID_INPUT', async () => {
     await expect(run('echo.py', { args: 'not-an-array' })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     await expect(run('echo.py', { stdin: 'a', json: {} })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+  });
+
+  it('reports a task that cannot start (its cwd vanished after the job was planned) as SPAWN_FAILED', async () => {
+    const cwd = await makeTempDir('monitor-vanishing-');
+    const task = (index: number): TaskContext => ({
+      jobId: 'job_vanishing',
+      index,
+      input: {},
+      options: { worker: 'echo.py', cwd, timeout_seconds: 5 },
+      outputDir,
+      attempt: 1,
+      signal: new AbortController().signal,
+    });
+    expect((await pool.run(task(0))).ok).toBe(true);
+    await rm(cwd, { recursive: true, force: true });
+    const result = await pool.run(task(1));
+    expect(result.ok).toBe(false);
+    expect(result.error).toMatchObject({ code: 'SPAWN_FAILED', message: expect.stringContaining('Could not start echo.py'), hint: expect.stringContaining('cwd') });
   });
 
   it('reports an interpreter that cannot start as SPAWN_FAILED with a hint', async () => {

@@ -1,0 +1,63 @@
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runDoctor } from '../src/doctor.js';
+import { LmStudioDouble } from './fixtures/lmstudio-double.js';
+import { testConfig } from './helpers/client.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const address = probe.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+// The doctor probes the real python3 on PATH, as `monitor-mcp doctor` would.
+const env = { PATH: process.env.PATH, HOME: process.env.HOME, PYENV_ROOT: process.env.PYENV_ROOT };
+
+describe('runDoctor', () => {
+  it('passes when every endpoint, python3 and folder is fine, listing the models', async () => {
+    const double = await LmStudioDouble.start({ models: [{ id: 'qwen3-8b', state: 'loaded', contextLength: 8192 }] });
+    cleanups.push(() => double.close());
+    const config = await testConfig((c) => {
+      c.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
+    });
+    const lines: string[] = [];
+    const code = await runDoctor(config, { write: (line) => lines.push(line), env });
+    const out = lines.join('');
+    expect(out).toMatch(/\[ok\]\s+lmstudio \(lmstudio, http:\/\/127\.0\.0\.1:\d+, concurrency 4\): reachable, 1 model\(s\), 1 LLM\(s\) loaded/);
+    expect(out).toContain('- qwen3-8b (llm, loaded, context 8192)');
+    expect(out).toMatch(/\[ok\]\s+Python 3\.\d+/);
+    expect(out).toMatch(/\[ok\]\s+workers folder/);
+    expect(out).toMatch(/\[ok\]\s+state directory .* is writable/);
+    expect(out).toContain('All checks passed');
+    expect(code).toBe(0);
+  });
+
+  it('fails with what to fix: endpoint down, missing default model, bad python, missing folders', async () => {
+    const deadUrl = `http://127.0.0.1:${await freePort()}`;
+    const config = await testConfig((c) => {
+      c.llm.endpoints = [{ name: 'lmstudio', url: deadUrl, concurrency: 4, models: [], flavor: 'lmstudio' }];
+      c.llm.defaultModel = 'llama-70b';
+      c.script.interpreters['.py'] = 'python3-that-does-not-exist';
+      c.workersDirs = [...c.workersDirs, path.join(c.stateDir, 'no-such-workers')];
+    });
+    const lines: string[] = [];
+    const code = await runDoctor(config, { write: (line) => lines.push(line), env });
+    const out = lines.join('');
+    expect(code).toBe(1);
+    expect(out).toMatch(/\[FAIL\] lmstudio .*not reachable/);
+    expect(out).toMatch(/fix: Start LM Studio's server/);
+    expect(out).toMatch(/\[FAIL\] default model llama-70b is not listed/);
+    expect(out).toMatch(/\[FAIL\] python3-that-does-not-exist not found/);
+    expect(out).toMatch(/\[FAIL\] workers folder .*no-such-workers is not readable/);
+    expect(out).toMatch(/check\(s\) failed/);
+  });
+});

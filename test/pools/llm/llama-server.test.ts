@@ -1,0 +1,134 @@
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa, type ResultPromise } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectInMemory, jobIdOf, repoRoot, testConfig, textOf, type Connected } from '../../helpers/client.js';
+
+/** The real llama.cpp server kit shipped beside the repository (CI has it). */
+const kit = path.resolve(repoRoot, '..', 'shared', 'llama');
+const binary = path.join(kit, 'llama-server');
+const model = path.join(kit, 'models', 'tiny.gguf');
+const available = existsSync(binary) && existsSync(model) && process.platform === 'linux' && process.arch === 'x64';
+if (!available) console.warn(`SKIPPED: the real llama-server test needs ${binary} and ${model} (x86-64 Linux); they are not here.`);
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const address = probe.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** Polls /health until 200, the process exits, or the deadline passes. */
+async function waitHealthy(url: string, server: ResultPromise, deadlineMs: number): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  let exited = false;
+  void server.then(() => (exited = true), () => (exited = true));
+  while (Date.now() < deadline && !exited) {
+    try {
+      const response = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
+      if (response.status === 200) return;
+    } catch {
+      // Refused until the port opens.
+    }
+    await sleep(100);
+  }
+  throw new Error(exited ? 'llama-server exited before it was healthy' : `llama-server not healthy within ${deadlineMs} ms`);
+}
+
+interface Result {
+  index: number;
+  state: string;
+  value?: { text?: string; model?: string; endpoint?: string; finish_reason?: string; tokens_out?: number; ttft_ms?: number; duration_ms?: number };
+}
+
+describe.skipIf(!available)('LLM pool against the real llama-server (tiny model, --parallel 4)', () => {
+  let server: ResultPromise | undefined;
+  let stderr = '';
+  let c: Connected;
+  let url = '';
+
+  beforeAll(async () => {
+    const port = await freePort();
+    server = execa(binary, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-t', '1', '--parallel', '4', '-c', '8192', '--alias', 'tiny', '--no-webui'], {
+      reject: false,
+      stdin: 'ignore',
+      forceKillAfterDelay: 5000,
+    });
+    server.stderr?.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-4000);
+    });
+    url = `http://127.0.0.1:${port}`;
+    try {
+      // The first start unpacks the kit into its cache (a few seconds).
+      await waitHealthy(url, server, 60_000);
+    } catch (error) {
+      throw new Error(`${String(error)}\n${stderr}`);
+    }
+    const config = await testConfig((cfg) => {
+      cfg.llm.endpoints = [{ name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' }];
+    });
+    c = await connectInMemory(config);
+  }, 90_000);
+
+  afterAll(async () => {
+    await c?.close();
+    if (server) {
+      server.kill('SIGTERM');
+      await server;
+    }
+  }, 20_000);
+
+  it('answers 16 prompts with the real model, up to 4 at once', async () => {
+    const models = await c.call('lmstudio_models');
+    expect(textOf(models)).toMatch(/llama .*reachable, 1 model\(s\)[\s\S]*tiny \(context 2048/);
+
+    const submitted = await c.call('lmstudio_complete', {
+      prompts: Array.from({ length: 16 }, (_, i) => ({ prompt: `Write a story about the number ${i}.` })),
+      max_tokens: 256,
+      temperature: 0,
+    });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    expect(textOf(submitted)).toContain('Model tiny on llama');
+    const jobId = jobIdOf(submitted);
+    // The server's own view: how many of its slots decode at the same moment.
+    const slotWatch = (async (): Promise<number> => {
+      let most = 0;
+      while (!c.app.engine.isDone(jobId)) {
+        const slots = (await fetch(`${url}/slots`).then((r) => r.json(), () => [])) as Array<{ is_processing?: boolean }>;
+        most = Math.max(most, slots.filter((slot) => slot.is_processing === true).length);
+        await sleep(20);
+      }
+      return most;
+    })();
+    const results: Result[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < 20; page++) {
+      const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 45, ...(cursor ? { cursor } : {}) });
+      const structured = reply.structuredContent as { jobs: Array<{ state: string }>; results: Result[]; next_cursor?: string | null };
+      results.push(...structured.results);
+      cursor = structured.next_cursor ?? undefined;
+      if (!cursor && structured.jobs[0]?.state !== 'running' && structured.jobs[0]?.state !== 'queued') break;
+    }
+    expect(results).toHaveLength(16);
+    for (const result of results) {
+      expect(result.state).toBe('succeeded');
+      expect(result.value?.model).toBe('tiny');
+      expect(result.value?.endpoint).toBe('llama');
+      // tiny never emits end-of-sequence: every answer runs to max_tokens.
+      expect(result.value?.finish_reason).toBe('length');
+      expect(result.value?.tokens_out).toBe(256);
+      expect(result.value?.text?.length).toBeGreaterThan(0);
+    }
+
+    const busiest = await slotWatch;
+    const sent = c.app.services.llm.router.stats('llama')?.peak;
+    console.info(`llama-server: at most ${busiest} slots processing at once; at most ${sent} requests in flight (limit 4)`);
+    expect(sent).toBe(4);
+    expect(busiest).toBeGreaterThanOrEqual(2);
+    expect(busiest).toBeLessThanOrEqual(4);
+  }, 120_000);
+});

@@ -1,0 +1,85 @@
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectInMemory, makeTempDir, textOf } from '../helpers/client.js';
+import { bundledWorkers, fixtureWorkers, scriptConfig } from '../helpers/scripts.js';
+
+interface WorkerView {
+  name: string;
+  description: string;
+  interpreter: string;
+  input: { args?: string; stdin?: string; json?: string };
+  output?: string;
+  path: string;
+}
+
+let userDir: string;
+
+beforeAll(async () => {
+  userDir = await makeTempDir('monitor-list-workers-');
+  await writeFile(path.join(userDir, 'mine.py'), 'import sys\nprint(sys.argv)\n');
+  await writeFile(path.join(userDir, 'README.md'), '# not a worker\n');
+});
+
+afterAll(async () => {
+  await rm(userDir, { recursive: true, force: true });
+});
+
+describe('list_workers', () => {
+  it('lists bundled and user workers with description, interpreter and input form', async () => {
+    const conn = await connectInMemory(await scriptConfig((c) => c.workersDirs.push(userDir)));
+    try {
+      const reply = await conn.call('list_workers', {});
+      expect(reply.isError).toBeFalsy();
+      const structured = reply.structuredContent as { workers: WorkerView[]; dirs: string[]; commands: string[] };
+      const byName = new Map(structured.workers.map((w) => [w.name, w]));
+
+      const deps = byName.get('analyze_dependencies.py');
+      expect(deps).toMatchObject({ interpreter: 'python3', path: path.join(bundledWorkers, 'analyze_dependencies.py'), output: expect.stringMatching(/^json/) });
+      expect(deps?.description).toContain('internal');
+      expect(deps?.input.args).toContain('FILE...');
+      expect(deps?.input.json).toContain('"files"');
+      for (const name of ['code_stats.py', 'grep_context.py', 'outline.py']) {
+        expect(byName.get(name)?.description).not.toBe('no description');
+      }
+      expect(byName.get('mine.py')).toMatchObject({ interpreter: 'python3', description: 'no description', input: {} });
+      expect(byName.get('echo.mjs')?.interpreter).toBe('node');
+      expect(byName.get('direct')?.interpreter).toBe('executable');
+      expect(byName.has('README.md')).toBe(false);
+      expect(structured.dirs).toEqual([bundledWorkers, fixtureWorkers, userDir]);
+      expect(structured.commands).toEqual([]);
+
+      const text = textOf(reply);
+      expect(text).toContain('analyze_dependencies.py (python3): The imports each source file makes');
+      expect(text).toMatch(/mine\.py \(python3\): no description\n {2}input: not declared/);
+      expect(text).toContain('Arbitrary commands: off');
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('names the allowed commands when the user enabled some', async () => {
+    const conn = await connectInMemory(await scriptConfig((c) => (c.allowCommands = ['rg', '/usr/bin/git'])));
+    try {
+      const reply = await conn.call('list_workers', {});
+      expect(textOf(reply)).toContain('Commands allowed as run_script_batch "command": rg, /usr/bin/git');
+      expect((reply.structuredContent as { commands: string[] }).commands).toEqual(['rg', '/usr/bin/git']);
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('says how to add workers when no folder has any', async () => {
+    const empty = await makeTempDir('monitor-no-workers-');
+    const conn = await connectInMemory(await scriptConfig((c) => (c.workersDirs = [empty])));
+    try {
+      const reply = await conn.call('list_workers', {});
+      expect(reply.isError).toBeFalsy();
+      expect(textOf(reply)).toContain('No worker scripts found');
+      expect(textOf(reply)).toContain('--workers-dir');
+    } finally {
+      await conn.close();
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
+});

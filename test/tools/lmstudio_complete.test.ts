@@ -1,0 +1,238 @@
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config.js';
+import type { ServerDeps } from '../../src/server.js';
+import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
+import { connectInMemory, jobIdOf, makeTempDir, testConfig, textOf, type Connected } from '../helpers/client.js';
+
+interface CollectedResult {
+  index: number;
+  state: string;
+  value?: Record<string, unknown>;
+  error?: { code: string; message: string; hint?: string };
+  files?: Record<string, string>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function startDouble(options: DoubleOptions = {}): Promise<LmStudioDouble> {
+  const double = await LmStudioDouble.start(options);
+  cleanups.push(() => double.close());
+  return double;
+}
+
+async function connect(url: string, edit: (config: Config) => void = () => {}, deps: ServerDeps = {}): Promise<Connected> {
+  const config = await testConfig((c) => {
+    c.llm.endpoints = [{ name: 'lmstudio', url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }];
+    edit(c);
+  });
+  const connected = await connectInMemory(config, deps);
+  cleanups.push(() => connected.close());
+  return connected;
+}
+
+async function collectAll(c: Connected, jobId: string): Promise<{ results: CollectedResult[]; job: Record<string, unknown>; text: string }> {
+  const results: CollectedResult[] = [];
+  let cursor: string | undefined;
+  let job: Record<string, unknown> = {};
+  let text = '';
+  for (let page = 0; page < 50; page++) {
+    const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) });
+    expect(reply.isError).toBeFalsy();
+    text += textOf(reply);
+    const structured = reply.structuredContent as { jobs: Array<Record<string, unknown>>; results: CollectedResult[]; next_cursor?: string | null };
+    job = structured.jobs[0] ?? {};
+    results.push(...structured.results);
+    cursor = structured.next_cursor ?? undefined;
+    if (!cursor && job.state !== 'running' && job.state !== 'queued') break;
+  }
+  return { results: results.sort((a, b) => a.index - b.index), job, text };
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const address = probe.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+async function filesRoot(files: Record<string, string>): Promise<string> {
+  const root = await makeTempDir('llm-files-');
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(root, name)), { recursive: true });
+    await writeFile(path.join(root, name), content);
+  }
+  cleanups.push(() => rm(root, { recursive: true, force: true }));
+  return root;
+}
+
+describe('lmstudio_complete', () => {
+  it('runs a batch of prompts and collect_results shows answers, models, tokens and job totals', async () => {
+    const double = await startDouble({ latencyMs: 20 });
+    const c = await connect(double.url);
+    const submitted = await c.call('lmstudio_complete', {
+      prompts: [{ id: 'auth', prompt: 'Analyse the auth module' }, { prompt: 'Second' }, { messages: [{ role: 'user', content: 'Third' }] }],
+      system: 'Be brief.',
+      temperature: 0.2,
+      max_tokens: 100,
+      seed: 7,
+      stop: ['END'],
+      label: 'three prompts',
+    });
+    expect(submitted.isError).toBeFalsy();
+    expect(textOf(submitted)).toContain('Model test-model on lmstudio');
+    const { results, job } = await collectAll(c, jobIdOf(submitted));
+    expect(results.map((r) => r.state)).toEqual(['succeeded', 'succeeded', 'succeeded']);
+    expect(results[0]?.value).toMatchObject({ id: 'auth', text: 'Answer to: Analyse the auth module', model: 'test-model', endpoint: 'lmstudio', finish_reason: 'stop', truncated: false });
+    expect(results[0]?.value?.tokens_in).toBeGreaterThan(0);
+    expect(results[0]?.value?.tokens_out).toBe(6);
+    expect(results[1]?.value?.id).toBe('2');
+    expect(job.tokens).toMatchObject({ prompt: expect.any(Number), completion: expect.any(Number) });
+    const sent = double.chatRequests[0]?.body ?? {};
+    expect(sent).toMatchObject({ model: 'test-model', temperature: 0.2, max_tokens: 100, seed: 7, stop: ['END'] });
+    expect(sent.messages).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Analyse the auth module' },
+    ]);
+  });
+
+  it('fills a template from files it reads itself (globs inside the roots), crossed with items', async () => {
+    const double = await startDouble();
+    const root = await filesRoot({ 'src/a.py': 'print("a")', 'src/b.py': 'print("b")', 'src/skip.txt': 'no', 'src/{{x}}.py': 'x = "{{content}}"' });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+    const submitted = await c.call('lmstudio_complete', {
+      template: 'File {{path}} ({{name}}), focus on {{aspect}}:\n{{content}}',
+      files: ['src/*.py'],
+      items: [{ aspect: 'security' }, { aspect: 'style', id: 'sty' }],
+    });
+    expect(submitted.isError).toBeFalsy();
+    const { results } = await collectAll(c, jobIdOf(submitted));
+    expect(results).toHaveLength(6);
+    expect(results.map((r) => r.value?.id)).toEqual(['src/a.py | 1', 'src/a.py | sty', 'src/b.py | 1', 'src/b.py | sty', 'src/{{x}}.py | 1', 'src/{{x}}.py | sty']);
+    const prompts = double.chatRequests.map((r) => r.prompt).sort();
+    expect(prompts).toContain('File src/a.py (a.py), focus on security:\nprint("a")');
+    // A file's own {{…}} text is not expanded again.
+    expect(prompts).toContain('File src/{{x}}.py ({{x}}.py), focus on style:\nx = "{{content}}"');
+    expect(results[0]?.value?.file).toBe('src/a.py');
+  });
+
+  it('splits files too large for the context into chunks when asked, and fails them clearly when not', async () => {
+    const double = await startDouble({ models: [{ id: 'small', state: 'loaded', contextLength: 256 }] });
+    const big = Array.from({ length: 400 }, (_, i) => `line ${i}: some text here`).join('\n');
+    const root = await filesRoot({ 'big.txt': big, 'small.txt': 'tiny' });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+
+    const whole = await c.call('lmstudio_complete', { template: 'Summarise {{path}}: {{content}}', files: ['*.txt'], max_tokens: 50 });
+    expect(textOf(whole)).toMatch(/1 file\(s\) look larger than the model's context/);
+    const plain = await collectAll(c, jobIdOf(whole));
+    expect(plain.results[0]?.error?.code).toBe('CONTEXT_OVERFLOW');
+    expect(plain.results[0]?.error?.hint).toMatch(/chunk: true/);
+    expect(plain.results[1]?.state).toBe('succeeded');
+
+    double.resetStats();
+    const chunked = await c.call('lmstudio_complete', { template: 'Part {{chunk}}/{{chunks}} of {{path}}: {{content}}', files: ['big.txt'], chunk: true, max_tokens: 50 });
+    expect(chunked.isError).toBeFalsy();
+    const parts = await collectAll(c, jobIdOf(chunked));
+    expect(parts.results.length).toBeGreaterThan(5);
+    expect(parts.results.every((r) => r.state === 'succeeded')).toBe(true);
+    const n = parts.results.length;
+    expect(parts.results[0]?.value?.chunk).toBe(`1/${n}`);
+    const sentBodies = double.chatRequests.map((r) => r.prompt ?? '');
+    expect(sentBodies.some((p) => p.startsWith(`Part 1/${n} of big.txt: line 0:`))).toBe(true);
+    // Every line went out exactly once across the chunks.
+    const lines = sentBodies.flatMap((p) => p.replace(/^Part \d+\/\d+ of big.txt: /, '').split('\n')).filter((l) => l.length > 0);
+    expect(lines.sort()).toEqual(big.split('\n').sort());
+  });
+
+  it('returns validated JSON for json_schema, mergeable into one array', async () => {
+    const double = await startDouble();
+    const c = await connect(double.url);
+    const schema = { type: 'object', properties: { summary: { type: 'string' }, risk: { type: 'integer', minimum: 2 } }, required: ['summary', 'risk'] };
+    const submitted = await c.call('lmstudio_complete', { prompts: [{ prompt: 'a' }, { prompt: 'b' }], json_schema: schema, wait_seconds: 20 });
+    expect(submitted.isError).toBeFalsy();
+    const merged = await c.call('collect_results', { job_ids: [jobIdOf(submitted)], merge: 'json', wait_seconds: 20 });
+    expect(textOf(merged)).toContain('{"summary":"example","risk":2}');
+    expect(double.chatRequests[0]?.body?.response_format).toMatchObject({ type: 'json_schema' });
+  });
+
+  it('refuses bad input before submitting anything, saying what to do', async () => {
+    const double = await startDouble();
+    const root = await filesRoot({ 'a.md': 'x' });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{}, /Nothing to send/],
+      [{ prompts: [{ prompt: 'a' }], template: '{{x}}', items: [{ x: 1 }] }, /either prompts or template/],
+      [{ template: 'Hi {{who}}' }, /needs items and\/or files/],
+      [{ template: 'Hi {{who}}', items: [{ name: 'x' }] }, /\{\{who\}\}/],
+      [{ template: '{{content}}', files: ['*.rs'] }, /No file matches "\*\.rs"/],
+      [{ template: '{{content}}', files: ['/etc/passwd'] }, /PATH_OUTSIDE_ROOT/],
+      [{ prompts: [{ prompt: 'a' }], json_schema: { type: 'nonsense' } }, /json_schema is not a valid JSON schema/],
+      [{ prompts: [{ prompt: 'a' }], model: 'o4-mini' }, /MODEL_NOT_FOUND.*o4-mini.*Available: test-model/s],
+      [{ prompts: [{}] }, /exactly one of prompt or messages/],
+    ];
+    for (const [args, expected] of cases) {
+      const reply = await c.call('lmstudio_complete', args);
+      expect(reply.isError, JSON.stringify(args)).toBe(true);
+      expect(textOf(reply)).toMatch(expected);
+    }
+    expect(double.chatRequests).toHaveLength(0);
+  });
+
+  it('says how to start LM Studio when its server is not running', async () => {
+    const c = await connect(`http://127.0.0.1:${await freePort()}`);
+    const reply = await c.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }] });
+    expect(reply.isError).toBe(true);
+    expect(textOf(reply)).toMatch(/ENDPOINT_UNREACHABLE[\s\S]*lms server start/);
+  });
+
+  it('uses the loaded LLM by default, and says so when none is loaded', async () => {
+    const double = await startDouble({ models: [{ id: 'embedder', type: 'embeddings', state: 'loaded' }, { id: 'cold', state: 'not-loaded' }, { id: 'warm', state: 'loaded' }] });
+    const c = await connect(double.url);
+    const ok = await c.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }], wait_seconds: 20 });
+    expect(textOf(ok)).toContain('Model warm on lmstudio');
+    const coldOnly = await startDouble({ models: [{ id: 'cold', state: 'not-loaded' }] });
+    const c2 = await connect(coldOnly.url);
+    const reply = await c2.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }] });
+    expect(reply.isError).toBe(true);
+    expect(textOf(reply)).toMatch(/MODEL_NOT_LOADED: No LLM is loaded. Downloaded: cold/);
+  });
+
+  it('sends the LM Studio API token from the environment, and explains a 401 without it', async () => {
+    const double = await startDouble({ token: 'sk-lm-abc:def' });
+    const withToken = await connect(double.url, () => {}, { env: { LM_API_TOKEN: 'sk-lm-abc:def' } });
+    const ok = await withToken.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }], wait_seconds: 20 });
+    expect(ok.isError).toBeFalsy();
+    expect(double.chatRequests[0]?.authorization).toBe('Bearer sk-lm-abc:def');
+    // The token is never stored with the job.
+    expect(JSON.stringify(withToken.app.engine.meta(jobIdOf(ok)))).not.toContain('sk-lm-abc');
+    const without = await connect(double.url);
+    const refused = await without.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }] });
+    expect(refused.isError).toBe(true);
+    expect(textOf(refused)).toMatch(/AUTH_REQUIRED[\s\S]*LM_API_TOKEN/);
+  });
+
+  it('cancel_job aborts the HTTP requests in flight', async () => {
+    const double = await startDouble();
+    const c = await connect(double.url);
+    const submitted = await c.call('lmstudio_complete', { prompts: Array.from({ length: 5 }, (_, i) => ({ prompt: `#fault:hang ${i}` })) });
+    await expect.poll(() => double.inFlight).toBe(4);
+    const cancelled = await c.call('cancel_job', { job_id: jobIdOf(submitted) });
+    expect(cancelled.isError).toBeFalsy();
+    await expect.poll(() => double.disconnects).toBe(4);
+    const { results } = await collectAll(c, jobIdOf(submitted));
+    expect(results.map((r) => r.state)).toEqual(Array(5).fill('cancelled'));
+  });
+});

@@ -1,0 +1,67 @@
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LmStudioDouble } from '../fixtures/lmstudio-double.js';
+import { connectInMemory, testConfig, textOf } from '../helpers/client.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const address = probe.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+describe('lmstudio_models', () => {
+  it('reports each endpoint: reachable or why not, models with type, loaded state and context', async () => {
+    const lmstudio = await LmStudioDouble.start({
+      models: [
+        { id: 'qwen3-8b', type: 'llm', state: 'loaded', contextLength: 32768 },
+        { id: 'llama-70b', type: 'llm', state: 'not-loaded', contextLength: 131072 },
+        { id: 'nomic-embed', type: 'embeddings', state: 'not-loaded', contextLength: 2048 },
+      ],
+    });
+    const vllm = await LmStudioDouble.start({ flavor: 'openai', models: [{ id: 'meta/llama-3' }] });
+    cleanups.push(() => lmstudio.close(), () => vllm.close());
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const config = await testConfig((c) => {
+      c.llm.endpoints = [
+        { name: 'gpu1', url: lmstudio.url, concurrency: 4, models: [], flavor: 'lmstudio' },
+        { name: 'cluster', url: vllm.url, concurrency: 16, models: [], flavor: 'openai' },
+        { name: 'gpu2', url: dead, concurrency: 2, models: [], flavor: 'lmstudio' },
+      ];
+    });
+    const c = await connectInMemory(config);
+    cleanups.push(() => c.close());
+
+    const reply = await c.call('lmstudio_models');
+    expect(reply.isError).toBeFalsy();
+    const text = textOf(reply);
+    expect(text).toContain('gpu1 (lmstudio');
+    expect(text).toContain('qwen3-8b (llm, loaded, context 32768)');
+    expect(text).toContain('llama-70b (llm, not-loaded, max context 131072)');
+    expect(text).toContain('nomic-embed (embeddings, not-loaded');
+    expect(text).toMatch(/gpu2 .*NOT REACHABLE — ENDPOINT_UNREACHABLE/);
+    expect(text).toContain('lms server start');
+    const structured = reply.structuredContent as { endpoints: Array<Record<string, unknown>> };
+    expect(structured.endpoints.map((e) => [e.name, e.reachable])).toEqual([
+      ['gpu1', true],
+      ['cluster', true],
+      ['gpu2', false],
+    ]);
+    expect(structured.endpoints[0]?.models).toContainEqual({ id: 'qwen3-8b', type: 'llm', loaded: true, context_length: 32768, max_context_length: 32768 });
+    expect(structured.endpoints[1]?.models).toEqual([{ id: 'meta/llama-3' }]);
+    expect(vllm.requests.map((r) => r.path)).toEqual(['/v1/models']);
+
+    const one = await c.call('lmstudio_models', { endpoint: 'cluster' });
+    expect((one.structuredContent as { endpoints: unknown[] }).endpoints).toHaveLength(1);
+    const unknown = await c.call('lmstudio_models', { endpoint: 'nope' });
+    expect(unknown.isError).toBe(true);
+    expect(textOf(unknown)).toContain('gpu1, cluster, gpu2');
+  });
+});

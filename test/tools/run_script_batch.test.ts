@@ -1,0 +1,222 @@
+import { readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectInMemory, makeTempDir, repoRoot, textOf, type Connected } from '../helpers/client.js';
+import { alive, collectAll, eventually, killQuietly, readPids, scriptConfig, submitScripts } from '../helpers/scripts.js';
+
+let conn: Connected;
+let tmp: string;
+let userWorkers: string;
+
+beforeAll(async () => {
+  tmp = await makeTempDir('monitor-rsb-');
+  userWorkers = await makeTempDir('monitor-user-workers-');
+  await writeFile(path.join(tmp, 'secret.py'), 'print("should never run")\n');
+  await symlink(path.join(tmp, 'secret.py'), path.join(userWorkers, 'escape.py'));
+  const config = await scriptConfig((c) => {
+    c.workersDirs = [...c.workersDirs, userWorkers];
+    c.allowedRoots = [repoRoot, tmp];
+    c.script.maxConcurrency = 8;
+    c.script.defaultConcurrency = 2;
+  });
+  conn = await connectInMemory(config, { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
+});
+
+afterAll(async () => {
+  await conn.close();
+  await rm(tmp, { recursive: true, force: true });
+  await rm(userWorkers, { recursive: true, force: true });
+});
+
+async function jobCount(): Promise<number> {
+  const reply = await conn.call('list_jobs', { limit: 200 });
+  return (reply.structuredContent as { total: number }).total;
+}
+
+describe('run_script_batch', () => {
+  it('returns a job handle at once, and the results come through collect_results', async () => {
+    const reply = await conn.call('run_script_batch', { worker: 'echo.py', inputs: [{ args: ['a'] }, { args: ['b'] }, {}], label: 'echo three' });
+    expect(reply.isError).toBeFalsy();
+    expect(textOf(reply)).toContain('collect_results');
+    const structured = reply.structuredContent as { job_id: string; kind: string; concurrency: number; label: string };
+    expect(structured).toMatchObject({ kind: 'script', concurrency: 2, label: 'echo three' });
+    const { results, job } = await collectAll(conn, structured.job_id);
+    expect(job).toMatchObject({ state: 'succeeded', label: 'echo three' });
+    expect(results.map((r) => [r.index, r.state, (r.value?.json as { args: string[] }).args])).toEqual([
+      [0, 'succeeded', ['a']],
+      [1, 'succeeded', ['b']],
+      [2, 'succeeded', []],
+    ]);
+    expect((results[1]?.value?.json as { env: Record<string, string> }).env).toMatchObject({
+      MONITOR_JOB_ID: structured.job_id,
+      MONITOR_TASK_INDEX: '1',
+      MONITOR_STDIN_FORMAT: 'none',
+    });
+  });
+
+  it('with wait_seconds answers with the results inline', async () => {
+    const reply = await conn.call('run_script_batch', { worker: 'echo.py', inputs: [{ stdin: 'hi there' }, { json: { files: ['x.ts'] } }], wait_seconds: 30 });
+    expect(reply.isError).toBeFalsy();
+    const structured = reply.structuredContent as { job_id: string; done: boolean; results: Array<{ index: number; value: { json: { stdin: string; env: Record<string, string> } } }> };
+    expect(structured.done).toBe(true);
+    const byIndex = new Map(structured.results.map((r) => [r.index, r.value.json]));
+    expect(byIndex.get(0)).toMatchObject({ stdin: 'hi there', env: { MONITOR_STDIN_FORMAT: 'text' } });
+    expect(byIndex.get(1)).toMatchObject({ stdin: '{"files":["x.ts"]}\n', env: { MONITOR_STDIN_FORMAT: 'json' } });
+  });
+
+  it('passes shell metacharacters in args literally', async () => {
+    const marker = path.join(tmp, 'pwned');
+    const args = [`$(touch ${marker})`, `; touch ${marker}`, `\`touch ${marker}\``, '|', '&&', '*', '~', '$HOME', "it's", '"x"', '>out.txt'];
+    const jobId = await submitScripts(conn, { worker: 'echo.py', inputs: [{ args }], cwd: tmp });
+    const { results } = await collectAll(conn, jobId);
+    expect((results[0]?.value?.json as { args: string[] }).args).toEqual(args);
+    await expect(readFile(marker)).rejects.toThrow();
+    await expect(readFile(path.join(tmp, 'out.txt'))).rejects.toThrow();
+  });
+
+  it('runs in the given cwd with the env additions', async () => {
+    const jobId = await submitScripts(conn, { worker: 'echo.py', inputs: [{}], cwd: tmp, env: { FIXTURE_MODE: 'strict' } });
+    const { results } = await collectAll(conn, jobId);
+    expect(results[0]?.value?.json).toMatchObject({ cwd: tmp, env: { FIXTURE_MODE: 'strict' } });
+  });
+
+  it('reports a failing task as NON_ZERO_EXIT with its output, next to succeeding ones', async () => {
+    const jobId = await submitScripts(conn, { worker: 'fail.py', inputs: [{ args: ['0'] }, { args: ['4', 'bad input file'] }] });
+    const { results, job } = await collectAll(conn, jobId);
+    expect(job.state).toBe('failed');
+    expect(results[0]).toMatchObject({ state: 'succeeded', value: { exit_code: 0 } });
+    expect(results[1]).toMatchObject({
+      state: 'failed',
+      error: { code: 'NON_ZERO_EXIT', message: expect.stringContaining('exited with code 4: fatal: bad input file') },
+      value: { exit_code: 4, text: 'partial output before failing', stderr_tail: expect.stringContaining('fatal: bad input file') },
+    });
+  });
+
+  it('resume_job runs failed tasks again as attempt 2', async () => {
+    const failing = await submitScripts(conn, { worker: 'fail.py', inputs: [{ args: ['0'] }, { args: ['1'] }] });
+    await collectAll(conn, failing);
+    const resumed = await conn.call('resume_job', { job_id: failing, include_failed: true });
+    expect(resumed.isError).toBeFalsy();
+    const { results } = await collectAll(conn, failing);
+    const attempts = results.filter((r) => r.index === 1);
+    expect(attempts.at(-1)).toMatchObject({ state: 'failed', error: { code: 'NON_ZERO_EXIT' } });
+    expect(attempts.at(-1)?.attempt).toBe(2);
+  });
+
+  it('keeps at most `concurrency` tasks running, and runs them in parallel', async () => {
+    const log = path.join(tmp, 'overlap.log');
+    const tasks = 6;
+    const concurrency = 3;
+    const seconds = 1;
+    const started = Date.now();
+    const jobId = await submitScripts(conn, { worker: 'record.py', inputs: Array.from({ length: tasks }, () => ({ args: [log, String(seconds)] })), concurrency });
+    const { results, job } = await collectAll(conn, jobId);
+    const elapsed = (Date.now() - started) / 1000;
+    expect(results.every((r) => r.state === 'succeeded')).toBe(true);
+    const events = (await readFile(log, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const [kind = '', , at = '0'] = line.split(' ');
+        return { delta: kind === 'start' ? 1 : -1, at: Number(at) };
+      })
+      .sort((a, b) => a.at - b.at || a.delta - b.delta);
+    expect(events).toHaveLength(tasks * 2);
+    let running = 0;
+    let peak = 0;
+    for (const event of events) {
+      running += event.delta;
+      peak = Math.max(peak, running);
+    }
+    expect(peak).toBeLessThanOrEqual(concurrency);
+    expect(peak).toBeGreaterThanOrEqual(2);
+    expect(job.peak_running).toBeLessThanOrEqual(concurrency);
+    // ceil(6/3) × 1 s = 2 s of sleeping; serial would be 6 s. Generous for two loaded cores.
+    expect(elapsed).toBeGreaterThanOrEqual((Math.ceil(tasks / concurrency) * seconds) * 0.95);
+    expect(elapsed).toBeLessThan(tasks * seconds);
+  });
+
+  it('kills a task over timeout_seconds with its children (TIMEOUT)', async () => {
+    const pidFile = path.join(tmp, 'timeout.pids');
+    const jobId = await submitScripts(conn, { worker: 'stubborn.py', inputs: [{ args: [pidFile] }], timeout_seconds: 1 });
+    const [parent = 0, child = 0] = await readPids(pidFile);
+    try {
+      const { results } = await collectAll(conn, jobId);
+      expect(results[0]).toMatchObject({ state: 'failed', error: { code: 'TIMEOUT' }, value: { timed_out: true } });
+      expect(await eventually(() => !alive(parent) && !alive(child), 5000)).toBe(true);
+    } finally {
+      killQuietly(parent);
+      killQuietly(child);
+    }
+  });
+
+  it('cancel_job kills running tasks with their children and drops queued ones', async () => {
+    const pidFile = path.join(tmp, 'cancel.pids');
+    const jobId = await submitScripts(conn, { worker: 'stubborn.py', inputs: [{ args: [pidFile] }, { args: [path.join(tmp, 'never.pids')] }], concurrency: 1 });
+    const [parent = 0, child = 0] = await readPids(pidFile);
+    try {
+      expect(alive(parent) && alive(child)).toBe(true);
+      const cancel = await conn.call('cancel_job', { job_id: jobId });
+      expect(cancel.isError).toBeFalsy();
+      const { results, job } = await collectAll(conn, jobId);
+      expect(job.state).toBe('cancelled');
+      expect(results.map((r) => r.state)).toEqual(['cancelled', 'cancelled']);
+      expect(await eventually(() => !alive(parent) && !alive(child), 5000)).toBe(true);
+      await expect(readFile(path.join(tmp, 'never.pids'))).rejects.toThrow();
+    } finally {
+      killQuietly(parent);
+      killQuietly(child);
+    }
+  });
+
+  it('runs allowed commands only', async () => {
+    const allowed = await connectInMemory(
+      await scriptConfig((c) => {
+        c.allowCommands = ['echo'];
+      }),
+    );
+    try {
+      const jobId = await submitScripts(allowed, { command: 'echo', inputs: [{ args: ['hello', '$USER;', 'world'] }] });
+      const { results } = await collectAll(allowed, jobId);
+      expect(results[0]?.value).toMatchObject({ exit_code: 0, text: 'hello $USER; world' });
+
+      const refused = await allowed.call('run_script_batch', { command: 'rm', inputs: [{ args: ['-rf', tmp] }] });
+      expect(refused.isError).toBe(true);
+      expect(textOf(refused)).toMatch(/^COMMAND_NOT_ALLOWED: .*"rm"[\s\S]*Next: Allowed commands: echo/);
+    } finally {
+      await allowed.close();
+    }
+  });
+});
+
+describe('run_script_batch refuses bad input and submits nothing', () => {
+  const cases: Array<{ name: string; args: Record<string, unknown>; expected: RegExp }> = [
+    { name: 'an unknown worker', args: { worker: 'nope.py', inputs: [{}] }, expected: /^WORKER_NOT_FOUND: No worker "nope.py"[\s\S]*Next: Available workers: .*analyze_dependencies\.py.*echo\.py/ },
+    { name: 'a path climbing out', args: { worker: '../../etc/passwd', inputs: [{}] }, expected: /^PATH_OUTSIDE_ROOT: [\s\S]*Next: / },
+    { name: 'an absolute path elsewhere', args: { worker: '/etc/passwd', inputs: [{}] }, expected: /^PATH_OUTSIDE_ROOT: The worker "\/etc\/passwd" resolves outside[\s\S]*Next: / },
+    { name: 'a symlink out of the workers folder', args: { worker: 'escape.py', inputs: [{}] }, expected: /^PATH_OUTSIDE_ROOT: The worker "escape.py" resolves outside[\s\S]*Next: .*symlinks are followed/ },
+    { name: 'no worker', args: { inputs: [{}] }, expected: /^INVALID_INPUT: Name the worker to run\.\nNext: Pass "worker" with one of: .*code_stats\.py/ },
+    { name: 'worker and command', args: { worker: 'echo.py', command: 'ls', inputs: [{}] }, expected: /^INVALID_INPUT: Give either worker or command, not both/ },
+    { name: 'a command while commands are off', args: { command: 'ls', inputs: [{}] }, expected: /^COMMAND_NOT_ALLOWED: [\s\S]*Next: Use a worker instead/ },
+    { name: 'zero concurrency', args: { worker: 'echo.py', inputs: [{}], concurrency: 0 }, expected: /concurrency must be a whole number from 1 up to the server maximum/ },
+    { name: 'negative concurrency', args: { worker: 'echo.py', inputs: [{}], concurrency: -3 }, expected: /concurrency must be a whole number from 1/ },
+    { name: 'huge concurrency', args: { worker: 'echo.py', inputs: [{}], concurrency: 100000 }, expected: /^INVALID_INPUT: concurrency must be from 1 to 8, got 100000\.\nNext: Use at most 8/ },
+    { name: 'a zero timeout', args: { worker: 'echo.py', inputs: [{}], timeout_seconds: 0 }, expected: /timeout_seconds must be more than 0/ },
+    { name: 'an empty inputs list', args: { worker: 'echo.py', inputs: [] }, expected: /inputs is empty: give at least one task/ },
+    { name: 'stdin and json in one task', args: { worker: 'echo.py', inputs: [{}, { stdin: 'a', json: { b: 1 } }] }, expected: /^INVALID_INPUT: inputs\[1\] has both stdin and json[\s\S]*Next: / },
+    { name: 'a misspelt task field', args: { worker: 'echo.py', inputs: [{ arg: ['x'] }] }, expected: /arg/ },
+    { name: 'a cwd outside the roots', args: { worker: 'echo.py', inputs: [{}], cwd: '/etc' }, expected: /^PATH_OUTSIDE_ROOT: The cwd "\/etc" resolves outside[\s\S]*Next: / },
+    { name: 'a cwd that is a file', args: { worker: 'echo.py', inputs: [{}], cwd: 'package.json' }, expected: /^INVALID_INPUT: The cwd "package.json" is not a folder/ },
+    { name: 'a bad env name', args: { worker: 'echo.py', inputs: [{}], env: { 'BAD=NAME': 'x' } }, expected: /^INVALID_INPUT: "BAD=NAME" is not a valid environment variable name/ },
+  ];
+
+  for (const { name, args, expected } of cases) {
+    it(`refuses ${name}`, async () => {
+      const before = await jobCount();
+      const reply = await conn.call('run_script_batch', args);
+      expect(reply.isError).toBe(true);
+      expect(textOf(reply)).toMatch(expected);
+      expect(await jobCount()).toBe(before);
+    });
+  }
+});
