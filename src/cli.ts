@@ -9,6 +9,7 @@ import { renderJobTable } from './commands/jobs.js';
 import { configFilePath, parseConfig, type Config } from './config.js';
 import { errorText } from './errors.js';
 import { createLogger } from './log.js';
+import { processControl } from './processes.js';
 import { createServer, SERVER_VERSION } from './server.js';
 
 const HELP = `monitor-mcp ${SERVER_VERSION} — an MCP stdio server that runs batches on real parallel workers
@@ -63,18 +64,10 @@ function loadConfig(argv: readonly string[]): Config {
 
 async function serve(config: Config): Promise<void> {
   const log = createLogger((line) => process.stderr.write(line), config.logLevel);
-  const ownership = {
-    pid: process.pid,
-    isAlive: (pid: number): boolean => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch (error) {
-        return (error as NodeJS.ErrnoException).code === 'EPERM';
-      }
-    },
-  };
-  const app = createServer(config, { log, env: process.env, ownership });
+  const processes = processControl(process.pid, (pid, signal) => {
+    process.kill(pid, signal);
+  });
+  const app = createServer(config, { log, env: process.env, processes });
   await app.start();
   const transport = new StdioServerTransport();
   let closing = false;

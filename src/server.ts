@@ -9,6 +9,7 @@ import { LlmService } from './pools/llm/service.js';
 import { createScriptWorkers } from './pools/script/kind.js';
 import { errorText } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
+import type { ProcessControl } from './processes.js';
 import type { Services } from './services.js';
 import { JobStore } from './store/store.js';
 import { allTools } from './tools/index.js';
@@ -26,6 +27,11 @@ export interface ServerDeps {
   env?: Readonly<Record<string, string | undefined>>;
   /** This process and a liveness check, so servers sharing a state dir leave each other's jobs alone. */
   ownership?: Ownership;
+  /**
+   * This process and the right to signal others: ownership (when not given) and the recording of
+   * worker process groups, which lets the next start end the workers of a server that was killed.
+   */
+  processes?: ProcessControl;
 }
 
 export interface MonitorServer {
@@ -56,7 +62,7 @@ export function createServer(config: Config, deps: ServerDeps = {}): MonitorServ
   const store = new JobStore(config.stateDir, log);
   const env = deps.env ?? {};
   const httpPool = new HttpPool({ settings: config.http, env, log });
-  const scripts = createScriptWorkers(config, env, log);
+  const scripts = createScriptWorkers(config, env, log, deps.processes);
   const llm = new LlmService(config, { log, env });
   const services: Services = { closers: [], http: httpPool, workers: scripts.catalog, llm };
   const pools: Pool[] = [];
@@ -66,7 +72,8 @@ export function createServer(config: Config, deps: ServerDeps = {}): MonitorServ
   services.closers.push(() => httpPool.close());
   pools.push(llm.pool);
   services.closers.push(() => llm.close());
-  const engine = new Engine({ store, pools, log, retentionDays: config.retentionDays, ...(deps.ownership ? { ownership: deps.ownership } : {}) });
+  const ownership = deps.ownership ?? deps.processes;
+  const engine = new Engine({ store, pools, log, retentionDays: config.retentionDays, ...(ownership ? { ownership } : {}) });
 
   const server = new McpServer(
     { name: SERVER_NAME, version: SERVER_VERSION },

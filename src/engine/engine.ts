@@ -96,6 +96,7 @@ export class Engine {
   /** Loads earlier jobs: finished results stay collectable; what was queued or running is `interrupted`. */
   async init(): Promise<{ loaded: number; removed: number; interrupted: number }> {
     await this.store.init();
+    for (const lane of this.lanes.values()) await lane.pool.recover?.();
     const cutoff = this.now().getTime() - this.retentionDays * 86_400_000;
     let removed = 0;
     let interrupted = 0;
@@ -285,8 +286,10 @@ export class Engine {
     return [...this.jobs.values()].map((job) => this.snapshot(job)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
-  results(jobId: string): Promise<readonly TaskRecord[]> {
+  /** Finished-task records in finish order; waits for queued appends, so "done" implies "all here". */
+  async results(jobId: string): Promise<readonly TaskRecord[]> {
     this.require(jobId);
+    await this.store.flush(jobId);
     return this.store.readResults(jobId);
   }
 

@@ -44,6 +44,8 @@ export interface Pool {
   run(task: TaskContext): Promise<TaskResult>;
   /** Optional one-off work before a job's first task runs (e.g. load an LLM once). */
   prepareJob?(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void>;
+  /** Optional clean-up on start of what an earlier server left behind (e.g. orphaned workers); never throws. */
+  recover?(): Promise<void>;
 }
 
 /** One finished task as stored (one line of results.jsonl). */

@@ -169,9 +169,10 @@ async function benchLlamaServer(rows: BenchRow[]): Promise<void> {
       'monitor-mcp (default: JSON answers; submit → all collected)': () => timeOurs(json, args),
     };
     const best = new Map<string, { wallMs: number; completionTokens: number }>();
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 5; round++) {
       for (const [name, run] of Object.entries(runs)) {
         const result = await run();
+        if (process.env.BENCH_VERBOSE) process.stderr.write(`round ${round} ${name}: ${Math.round(result.wallMs)} ms, ${result.completionTokens} tokens\n`);
         const previous = best.get(name);
         if (!previous || result.wallMs < previous.wallMs) best.set(name, result);
       }

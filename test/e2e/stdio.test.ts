@@ -7,6 +7,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jobIdOf, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
+import { alive, eventually, killQuietly, readPids } from '../helpers/scripts.js';
 
 /** These tests run the built server (`npm test` compiles first), exactly as an MCP client starts it. */
 const cli = path.join(repoRoot, 'dist', 'src', 'cli.js');
@@ -127,6 +128,34 @@ describe('the built server over stdio', () => {
       expect(done.merged.map((m) => m.label).sort()).toEqual(['quick0', 'quick1', 'quick2', 'quick3', 'slow0', 'slow1', 'slow2']);
     } finally {
       await second.client.close();
+    }
+  });
+
+  it('stops the worker process groups a SIGKILLed server left running when the next server starts', { timeout: 60_000 }, async () => {
+    const stateDir = await newStateDir();
+    const pidDir = await newStateDir();
+    const first = await connect(stateDir);
+    const pidFile = path.join(pidDir, 'hold.pids');
+    // hold.py and the child it forks sleep 60 s; only the next start can end them once their server is gone.
+    const submitted = await first.call('run_script_batch', { worker: 'hold.py', inputs: [{ args: [pidFile] }], timeout_seconds: 120 });
+    expect(submitted.isError).toBeFalsy();
+    const pids = await readPids(pidFile, 20_000);
+    expect(pids).toHaveLength(2);
+    try {
+      expect(pids.every(alive)).toBe(true);
+      process.kill(first.transport.pid ?? 0, 'SIGKILL');
+      await first.client.close().catch(() => undefined);
+      await sleep(300);
+      expect(pids.every(alive), 'a SIGKILLed server cannot end its workers').toBe(true);
+
+      const second = await connect(stateDir);
+      try {
+        expect(await eventually(() => !pids.some(alive), 5000)).toBe(true);
+      } finally {
+        await second.client.close();
+      }
+    } finally {
+      for (const pid of pids) killQuietly(pid);
     }
   });
 });

@@ -235,4 +235,33 @@ describe('lmstudio_complete', () => {
     const { results } = await collectAll(c, jobIdOf(submitted));
     expect(results.map((r) => r.state)).toEqual(Array(5).fill('cancelled'));
   });
+
+  it('resumes a template job after a restart, reading its files again at run time', async () => {
+    const double = await startDouble({ latencyMs: 5000 });
+    const root = await filesRoot({ 'notes/a.md': 'alpha', 'notes/b.md': 'beta' });
+    const config = await testConfig((cfg) => {
+      cfg.allowedRoots = [root];
+      cfg.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
+    });
+    const first = await connectInMemory(config);
+    const submitted = await first.call('lmstudio_complete', { template: 'Summarise {{path}}: {{content}}', files: ['notes/*.md'] });
+    const jobId = jobIdOf(submitted);
+    await expect.poll(() => double.inFlight).toBe(2);
+    // A restart: the server goes away mid-answer (without cancelling), its tasks load as interrupted.
+    await first.client.close();
+    await first.app.close();
+    double.latencyMs = 0;
+    await writeFile(path.join(root, 'notes', 'b.md'), 'beta, edited after submit');
+
+    const second = await connectInMemory(config);
+    cleanups.push(() => second.close());
+    const resumed = await second.call('resume_job', { job_id: jobId });
+    expect(resumed.isError, textOf(resumed)).toBeFalsy();
+    const { results } = await collectAll(second, jobId);
+    expect(results.map((r) => [r.state, r.value?.file])).toEqual([
+      ['succeeded', 'notes/a.md'],
+      ['succeeded', 'notes/b.md'],
+    ]);
+    expect(double.chatRequests.map((r) => r.prompt)).toContain('Summarise notes/b.md: beta, edited after submit');
+  });
 });

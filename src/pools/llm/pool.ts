@@ -39,8 +39,25 @@ const optionsSchema = z.object({
   concurrency: z.number().int().positive().optional(),
 });
 
+/** Answers up to this long stay inline only; longer ones also go whole to a file. */
+const SHORT_TEXT_CHARS = 480;
+
 /** Engine-level tasks per request slot: see LlmPool.concurrency. */
 export const PREFETCH_FACTOR = 2;
+
+/** Parsed job options by the engine's options object: every task of a job shares the same one. */
+const parsedOptions = new WeakMap<object, LlmJobOptions>();
+
+function jobOptions(value: unknown): LlmJobOptions {
+  if (typeof value === 'object' && value !== null) {
+    const cached = parsedOptions.get(value);
+    if (cached) return cached;
+    const parsed = parseStored(optionsSchema, value, 'job options');
+    parsedOptions.set(value, parsed);
+    return parsed;
+  }
+  return parseStored(optionsSchema, value, 'job options');
+}
 
 /** Inputs and options come back from disk after a restart: check them rather than trust them. */
 function parseStored<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -86,12 +103,12 @@ export class LlmPool implements Pool {
   }
 
   async prepareJob(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void> {
-    const options = parseStored(optionsSchema, job.options, 'job options');
+    const options = jobOptions(job.options);
     await this.service.ensureLoaded(options.model, job.signal);
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
-    const options: LlmJobOptions = parseStored(optionsSchema, task.options, 'job options');
+    const options = jobOptions(task.options);
     const input: LlmTaskInput = parseStored(inputSchema, task.input, 'input');
     const base = describeInput(input);
     let messages: ChatMessage[];
@@ -267,7 +284,7 @@ export class LlmPool implements Pool {
             }),
             { ...meta, ...raw.inline },
           );
-          return { ...failed, files: { answer: raw.file } };
+          return raw.file === undefined ? failed : { ...failed, files: { answer: raw.file } };
         }
         json = check.value;
       }
@@ -275,17 +292,19 @@ export class LlmPool implements Pool {
       const value: Record<string, unknown> = { ...base };
       const files: Record<string, string> = {};
       const kept = await this.keep(task, split.answer, 'answer');
-      files.answer = kept.file;
+      if (kept.file !== undefined) files.answer = kept.file;
       if (json !== undefined) value.json = json;
       else Object.assign(value, kept.inline);
       if (options.include_reasoning && split.reasoning.length > 0) {
         const reasoning = await this.keep(task, split.reasoning, 'reasoning');
-        files.reasoning = reasoning.file;
+        if (reasoning.file !== undefined) files.reasoning = reasoning.file;
         Object.assign(value, reasoning.inline);
       }
       Object.assign(value, meta);
       if (answer.durationMs > 0 && answer.completionTokens !== undefined) value.tokens_per_second = Math.round(answer.completionTokens / (answer.durationMs / 1000));
-      return { ok: true, value, files, usage: { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } };
+      const result: TaskResult = { ok: true, value, usage: { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } };
+      if (Object.keys(files).length > 0) result.files = files;
+      return result;
     }
   }
 
@@ -293,13 +312,21 @@ export class LlmPool implements Pool {
    * Writes the whole text to the task's output file (collect_results may cut long values to fit a
    * page; the file always has everything) and returns the inline part, cut at the configured cap.
    */
-  private async keep(task: TaskContext, text: string, kind: 'answer' | 'reasoning'): Promise<{ inline: Record<string, unknown>; file: string }> {
+  private async keep(task: TaskContext, text: string, kind: 'answer' | 'reasoning'): Promise<{ inline: Record<string, unknown>; file?: string }> {
     const field = kind === 'answer' ? 'text' : 'reasoning';
     const cap = this.service.config.llm.maxInlineChars;
-    await mkdir(task.outputDir, { recursive: true });
+    const inline = text.length <= cap ? { [field]: text } : { [field]: `${text.slice(0, cap)}…`, [`${field}_cut`]: true };
+    // collect_results never cuts a result below 512 characters: short answers need no file.
+    if (text.length <= SHORT_TEXT_CHARS) return { inline };
     const file = path.join(task.outputDir, `${task.index}.${kind}.txt`);
-    await writeFile(file, text);
-    return { inline: text.length <= cap ? { [field]: text } : { [field]: `${text.slice(0, cap)}…`, [`${field}_cut`]: true }, file };
+    try {
+      await writeFile(file, text);
+    } catch {
+      // The store creates outputDir at submit; recreate it if it was removed since.
+      await mkdir(task.outputDir, { recursive: true });
+      await writeFile(file, text);
+    }
+    return { inline, file };
   }
 }
 

@@ -1,13 +1,13 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { execa } from 'execa';
+import { type ChildProcess, spawn as spawnProcess } from 'node:child_process';
 import * as z from 'zod';
 import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
 import { MonitorError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { resolveInsideRoots } from '../../paths.js';
 import type { LaunchPlan, WorkerCatalog } from './catalog.js';
+import type { GroupRecords } from './orphans.js';
 import { decodeUtf8, headUtf8, OutputCapture, tailUtf8 } from './output.js';
 
 export const SCRIPT_KIND = 'script';
@@ -59,6 +59,8 @@ export interface ScriptPoolOptions {
   baseEnv: Readonly<Record<string, string | undefined>>;
   searchPath: string;
   log: Logger;
+  /** Where running process groups are recorded, so the next start can end what a crash left running. */
+  groupRecords?: GroupRecords;
 }
 
 /**
@@ -101,6 +103,11 @@ export class ScriptPool implements Pool {
     this.concurrency = options.concurrency;
   }
 
+  /** Ends worker process groups that servers which died without cleaning up left running. */
+  async recover(): Promise<void> {
+    await this.options.groupRecords?.recover();
+  }
+
   async run(task: TaskContext): Promise<TaskResult> {
     const plan = await this.planFor(task.jobId, task.options);
     const input = parseTaskInput(task.input);
@@ -140,23 +147,29 @@ export class ScriptPool implements Pool {
     const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES);
     const stderr = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES);
 
-    const subprocess = execa(plan.launch.file, [...plan.launch.prefixArgs, ...(input.args ?? [])], {
+    // Plain child_process, not execa: at thousands of tasks execa's per-process promises, streams
+    // and option copies were most of what the server allocated, and lifted its peak memory.
+    const subprocess = spawnProcess(plan.launch.file, [...plan.launch.prefixArgs, ...(input.args ?? [])], {
       cwd: plan.cwd,
       env,
-      extendEnv: false,
       // Its own process group, so a timeout or cancel can end the worker's children too.
       detached: true,
-      cleanup: false,
-      buffer: false,
-      reject: false,
-      stripFinalNewline: false,
-      stdin: stdinText === undefined ? 'ignore' : 'pipe',
-      ...(stdinText === undefined ? {} : { input: stdinText }),
+      stdio: [stdinText === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    let startError: NodeJS.ErrnoException | undefined;
+    subprocess.once('error', (error: NodeJS.ErrnoException) => {
+      startError ??= error;
+    });
+    if (stdinText !== undefined && subprocess.stdin) {
+      // A worker may exit without reading all of its stdin: EPIPE here is not a failure.
+      subprocess.stdin.on('error', () => undefined);
+      subprocess.stdin.end(stdinText);
+    }
     stdout.attach(subprocess.stdout);
     stderr.attach(subprocess.stderr);
 
     const pid = subprocess.pid;
+    const untrack = pid === undefined ? undefined : this.options.groupRecords?.track(pid);
     let stopReason: 'timeout' | 'cancel' | undefined;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     let forceKill: NodeJS.Timeout | undefined;
@@ -179,13 +192,14 @@ export class ScriptPool implements Pool {
 
     let spawnError: { code?: string; message: string } | undefined;
     try {
-      const result = await settle(subprocess, () => exit !== undefined);
-      if (exit === undefined && result.failed) spawnError = { code: result.code, message: result.originalMessage ?? result.shortMessage ?? 'unknown error' };
+      await settle(subprocess, () => exit !== undefined);
+      if (exit === undefined && startError) spawnError = { code: startError.code, message: startError.message };
     } finally {
       clearTimeout(timer);
       clearTimeout(forceKill);
       task.signal.removeEventListener('abort', onAbort);
       if (exit === undefined) signalGroup(pid, 'SIGKILL');
+      await untrack?.();
     }
     if (spawnError) return { ok: false, error: spawnFailure(plan.launch, spawnError) };
 
@@ -282,34 +296,30 @@ function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
   }
 }
 
-interface Settleable<R> extends PromiseLike<R> {
-  once(event: 'exit', listener: () => void): unknown;
-  stdout: Readable | null;
-  stderr: Readable | null;
-}
-
 /**
- * The subprocess's result. Once it has exited, its pipes get DRAIN_MS to close; a descendant that
- * escaped the process group and holds them open must not keep the task running forever.
+ * Resolves once the subprocess has exited and its pipes have closed, or it could not start. After
+ * the exit its pipes get DRAIN_MS to close; a descendant that escaped the process group and holds
+ * them open must not keep the task running forever.
  */
-async function settle<R>(subprocess: Settleable<R>, exited: () => boolean): Promise<R> {
-  let drainTimer: NodeJS.Timeout | undefined;
-  const drained = new Promise<'drain-timeout'>((resolve) => {
-    const arm = (): void => {
-      drainTimer = setTimeout(() => resolve('drain-timeout'), DRAIN_MS);
+function settle(subprocess: ChildProcess, exited: () => boolean): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let drainTimer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      clearTimeout(drainTimer);
+      resolve();
     };
+    const arm = (): void => {
+      drainTimer = setTimeout(() => {
+        subprocess.stdout?.destroy();
+        subprocess.stderr?.destroy();
+        done();
+      }, DRAIN_MS);
+    };
+    subprocess.once('close', done);
+    subprocess.once('error', done);
     if (exited()) arm();
     else subprocess.once('exit', arm);
   });
-  try {
-    const first = await Promise.race([subprocess, drained]);
-    if (first !== 'drain-timeout') return first;
-    subprocess.stdout?.destroy();
-    subprocess.stderr?.destroy();
-    return await subprocess;
-  } finally {
-    clearTimeout(drainTimer);
-  }
 }
 
 function parseJson(text: string): { value: unknown } | undefined {

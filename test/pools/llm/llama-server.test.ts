@@ -4,6 +4,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EndpointClient } from '../../../src/pools/llm/client.js';
 import { connectInMemory, jobIdOf, repoRoot, testConfig, textOf, type Connected } from '../../helpers/client.js';
 
 /** The real llama.cpp server kit shipped beside the repository (CI has it). */
@@ -131,4 +132,20 @@ describe.skipIf(!available)('LLM pool against the real llama-server (tiny model,
     expect(busiest).toBeGreaterThanOrEqual(2);
     expect(busiest).toBeLessThanOrEqual(4);
   }, 120_000);
+
+  it('reads the real server\'s streamed answers (SSE) and JSON answers alike', async () => {
+    for (const stream of [true, false]) {
+      const client = new EndpointClient({ endpoint: { name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' }, requestTimeoutMs: 30_000, stream });
+      try {
+        const answer = await client.chat({ model: 'tiny', messages: [{ role: 'user', content: 'Hello' }], maxTokens: 32 }, { signal: AbortSignal.timeout(30_000) });
+        expect(answer.model).toBe('tiny');
+        expect(answer.finishReason).toBe('length');
+        expect(answer.completionTokens).toBe(32);
+        expect(answer.content.length).toBeGreaterThan(0);
+        if (stream) expect(answer.ttftMs).toBeGreaterThan(0);
+      } finally {
+        await client.close();
+      }
+    }
+  }, 60_000);
 });

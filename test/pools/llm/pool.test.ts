@@ -14,7 +14,7 @@ import { testConfig } from '../../helpers/client.js';
 
 interface Rig {
   engine: Engine;
-  /** waitFor, then flush the store: Engine.waitFor skips the flush when the job is already done. */
+  /** Waits until the job has no queued or running task. */
   settle(jobId: string): Promise<void>;
   service: LlmService;
   config: Config;
@@ -59,7 +59,6 @@ async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void =
   };
   const settle = async (jobId: string): Promise<void> => {
     expect(await engine.waitFor([jobId], 60_000)).toBe(true);
-    await store.flush();
   };
   return {
     engine,
@@ -109,7 +108,21 @@ describe('LlmPool', () => {
     const first = records[0];
     expect(first?.usage?.promptTokens).toBeGreaterThan(0);
     expect(valueOf(first)).toMatchObject({ id: '1', text: 'Answer to: prompt 0', model: 'test-model', finish_reason: 'stop', truncated: false });
-    expect(await readFile(first?.files?.answer ?? '', 'utf8')).toBe('Answer to: prompt 0');
+    // Short answers live inline only.
+    expect(first?.files).toBeUndefined();
+  });
+
+  it('keeps long answers whole in a file and cuts the inline text at the configured cap', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)], (c) => {
+      c.llm.maxInlineChars = 100;
+    });
+    const { records } = await r.run(['#fault:long essay']);
+    const value = valueOf(records[0]);
+    expect(value.text_cut).toBe(true);
+    expect(String(value.text)).toHaveLength(101);
+    const full = await readFile(records[0]?.files?.answer ?? '', 'utf8');
+    expect(full).toMatch(/^Answer to: #fault:long essay( and more){300}$/);
   });
 
   it('fails over to another endpoint serving the model when one refuses connections', async () => {
@@ -166,7 +179,7 @@ describe('LlmPool', () => {
     expect(valueOf(hidden.records[1]).text).toBe('Answer to: #fault:think inline');
     const shown = await r.run(['q'], { include_reasoning: true });
     expect(valueOf(shown.records[0]).reasoning).toBe('Let me think about this step by step.');
-    expect(shown.records[0]?.files?.reasoning).toMatch(/0\.reasoning\.txt$/);
+    expect(shown.records[0]?.files).toBeUndefined();
   });
 
   it('fails empty answers clearly: retried when transient, not when reasoning used up max_tokens', async () => {

@@ -1,0 +1,158 @@
+import { spawn } from 'node:child_process';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../../src/config.js';
+import { silentLogger } from '../../../src/log.js';
+import { processControl, type ProcessControl } from '../../../src/processes.js';
+import { createScriptWorkers } from '../../../src/pools/script/kind.js';
+import { GroupRecords, readProcInfo } from '../../../src/pools/script/orphans.js';
+import { makeTempDir, repoRoot } from '../../helpers/client.js';
+import { alive, eventually, fixtureWorkers, killQuietly, readPids, scriptConfig } from '../../helpers/scripts.js';
+
+let config: Config;
+let workDir: string;
+let recordsDir: string;
+
+const kill = (pid: number, signal: NodeJS.Signals | 0): void => {
+  process.kill(pid, signal);
+};
+/** This test process as the server that starts next. */
+const thisServer: ProcessControl = processControl(process.pid, kill);
+
+beforeAll(async () => {
+  config = await scriptConfig((c) => {
+    c.allowedRoots = [repoRoot, '/tmp'];
+  });
+  recordsDir = path.join(config.stateDir, 'pids');
+  workDir = await makeTempDir('monitor-orphans-');
+});
+
+afterAll(async () => {
+  await rm(workDir, { recursive: true, force: true });
+  await rm(config.stateDir, { recursive: true, force: true });
+});
+
+/** The pid of a process that has exited: a server SIGKILLed before this start. */
+async function deadPid(): Promise<number> {
+  const child = spawn('true', [], { stdio: 'ignore' });
+  await new Promise((resolve) => child.on('exit', resolve));
+  const pid = child.pid ?? 0;
+  expect(pid).toBeGreaterThan(1);
+  expect(thisServer.isAlive(pid)).toBe(false);
+  return pid;
+}
+
+/** A fixture worker in a process group of its own, like the pool starts them; returns its pids once it wrote them. */
+async function startGroup(worker: string): Promise<number[]> {
+  const pidFile = path.join(workDir, `${worker}-${Date.now()}-${Math.random()}`);
+  const child = spawn('python3', [path.join(fixtureWorkers, worker), pidFile], { detached: true, stdio: 'ignore' });
+  child.unref();
+  const pids = [child.pid ?? 0, ...(await readPids(pidFile))];
+  return [...new Set(pids)];
+}
+
+async function records(): Promise<string[]> {
+  return readdir(recordsDir).catch(() => []);
+}
+
+const recoverAsNextServer = async (): Promise<void> => {
+  await createScriptWorkers(config, process.env, silentLogger, thisServer).pool.recover();
+};
+
+describe('orphaned worker groups', { timeout: 20_000 }, () => {
+  it('records each running group under the state dir and removes the record when the task ends', async () => {
+    const owner = await deadPid();
+    const pool = createScriptWorkers(config, process.env, silentLogger, processControl(owner, kill)).pool;
+    const pidFile = path.join(workDir, `record-${Date.now()}`);
+    const pending = pool.run({
+      jobId: 'job_records',
+      index: 0,
+      input: { args: [pidFile] },
+      options: { worker: 'stubborn.py', cwd: repoRoot, timeout_seconds: 1 },
+      outputDir: workDir,
+      attempt: 1,
+      signal: new AbortController().signal,
+    });
+    const [parent = 0, child = 0] = await readPids(pidFile);
+    try {
+      const info = await readProcInfo(parent);
+      expect(info?.startTime).toMatch(/^\d+$/);
+      expect(await eventually(async () => (await records()).includes(`${owner}-${parent}-${info?.startTime}`), 5000)).toBe(true);
+      const result = await pending;
+      expect(result.error?.code).toBe('TIMEOUT');
+      expect((await records()).filter((name) => name.startsWith(`${owner}-`))).toEqual([]);
+    } finally {
+      killQuietly(parent);
+      killQuietly(child);
+    }
+  });
+
+  it('ends the whole group of a dead server on recover, with SIGKILL after the grace when SIGTERM is ignored', async () => {
+    const owner = await deadPid();
+    // stubborn.py ignores SIGTERM and forks a child that does too, all in its own group.
+    const [leader = 0, child = 0] = await startGroup('stubborn.py');
+    try {
+      const untrack = new GroupRecords({ dir: recordsDir, processes: processControl(owner, kill), killGraceMs: 500, log: silentLogger }).track(leader);
+      expect(await eventually(async () => (await records()).some((name) => name.startsWith(`${owner}-${leader}-`)), 5000)).toBe(true);
+      expect(alive(leader) && alive(child)).toBe(true);
+
+      const started = Date.now();
+      await recoverAsNextServer();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+      expect(await eventually(() => !alive(leader) && !alive(child), 5000)).toBe(true);
+      expect((await records()).filter((name) => name.startsWith(`${owner}-`))).toEqual([]);
+      await untrack();
+    } finally {
+      killQuietly(leader);
+      killQuietly(child);
+    }
+  });
+
+  it('ends what a dead server\'s worker left in its group after the worker itself exited', async () => {
+    const owner = await deadPid();
+    // leave_child.py forks a sleeping child into its group and exits at once.
+    const pids = await startGroup('leave_child.py');
+    const [leader = 0] = pids;
+    const child = pids.at(-1) ?? 0;
+    try {
+      expect(child).not.toBe(leader);
+      expect(await eventually(() => !alive(leader), 5000)).toBe(true);
+      expect(alive(child)).toBe(true);
+      await mkdir(recordsDir, { recursive: true });
+      // The leader is gone, so its start time cannot matter: the group id still names its members.
+      await writeFile(path.join(recordsDir, `${owner}-${leader}-12345`), '');
+      await recoverAsNextServer();
+      expect(await eventually(() => !alive(child), 5000)).toBe(true);
+      expect((await records()).filter((name) => name.startsWith(`${owner}-`))).toEqual([]);
+    } finally {
+      killQuietly(child);
+    }
+  });
+
+  it('leaves alone a group whose leader pid now belongs to a process started at another time, and groups of live servers', async () => {
+    const owner = await deadPid();
+    const [reused = 0, reusedChild = 0] = await startGroup('stubborn.py');
+    const [otherServers = 0, otherChild = 0] = await startGroup('stubborn.py');
+    // A live server: any running process stands for one.
+    const liveOwner = otherChild;
+    try {
+      await mkdir(recordsDir, { recursive: true });
+      const start = (await readProcInfo(reused))?.startTime ?? '';
+      const otherStart = (await readProcInfo(otherServers))?.startTime ?? '';
+      const wrongStart = String(Number(start) - 1);
+      await writeFile(path.join(recordsDir, `${owner}-${reused}-${wrongStart}`), '');
+      await writeFile(path.join(recordsDir, `${liveOwner}-${otherServers}-${otherStart}`), '');
+
+      await recoverAsNextServer();
+      // Give a wrongly sent signal time to land.
+      await eventually(() => false, 300);
+      expect([reused, reusedChild, otherServers, otherChild].map(alive)).toEqual([true, true, true, true]);
+      const left = await records();
+      expect(left).not.toContain(`${owner}-${reused}-${wrongStart}`);
+      expect(left).toContain(`${liveOwner}-${otherServers}-${otherStart}`);
+    } finally {
+      for (const pid of [reused, reusedChild, otherServers, otherChild]) killQuietly(pid);
+    }
+  });
+});
