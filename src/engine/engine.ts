@@ -422,7 +422,7 @@ export class Engine {
       for (let tries = 0; tries < lane.ring.length; tries++) {
         const at = (lane.next + tries) % lane.ring.length;
         const job = lane.ring[at];
-        if (job && job.queueHead < job.queue.length && job.running.size < job.meta.concurrency) {
+        if (job && job.queueHead < job.queue.length && job.running.size < job.meta.concurrency * (lane.pool.prefetch ?? 1)) {
           picked = job;
           lane.next = at + 1;
           break;
@@ -534,7 +534,8 @@ export class Engine {
       concurrency: meta.concurrency,
       counts: { ...counts },
       elapsedMs: Math.max(0, end - Date.parse(meta.createdAt)),
-      peakRunning: job.peakRunning,
+      // Prefetched tasks wait inside their pool; at most `concurrency` of them really run.
+      peakRunning: Math.min(job.peakRunning, meta.concurrency),
       usage: { ...job.usage },
     };
     if (meta.label !== undefined) snapshot.label = meta.label;

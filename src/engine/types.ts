@@ -41,6 +41,11 @@ export interface TaskResult {
 export interface Pool {
   readonly kind: string;
   readonly concurrency: number;
+  /**
+   * Tasks handed over per unit of a job's concurrency (default 1). A pool that enforces the job's
+   * limit itself (the LLM router) takes 2, so a freed slot is refilled at once.
+   */
+  readonly prefetch?: number;
   run(task: TaskContext): Promise<TaskResult>;
   /** Optional one-off work before a job's first task runs (e.g. load an LLM once). */
   prepareJob?(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void>;

@@ -12,7 +12,6 @@ import {
   FILE_PLACEHOLDERS,
   looksBinary,
 } from '../pools/llm/template.js';
-import { PREFETCH_FACTOR } from '../pools/llm/pool.js';
 import type { ChatMessage, FileRef, LlmJobOptions, LlmTaskInput } from '../pools/llm/types.js';
 import { dispatchReply } from './collect_results.js';
 import { defineTool } from './tool.js';
@@ -176,20 +175,16 @@ export const lmstudioCompleteTool = defineTool({
     const capacity = llm.router.capacityOf(resolved.endpoints);
     const inFlight = Math.max(1, Math.min(args.concurrency ?? capacity, capacity));
     options.concurrency = inFlight;
-    // The engine hands out twice as many tasks; the router keeps `inFlight` of them in flight.
-    const dispatched = inFlight * PREFETCH_FACTOR;
     const job = await ctx.engine.submit({
       kind: llm.pool.kind,
       inputs,
       options,
-      concurrency: dispatched,
+      concurrency: inFlight,
       ...(args.label === undefined ? {} : { label: args.label }),
     });
     const reply = await dispatchReply(ctx, job.id, args.wait_seconds);
     const head = `Model ${resolved.model} on ${resolved.endpoints.join(', ')}, up to ${inFlight} prompt(s) at once.`;
-    const text = reply.text.replace(`up to ${dispatched} at once`, `up to ${inFlight} at once`);
-    const structured = reply.structured && { ...reply.structured, concurrency: inFlight };
-    return { text: [head, ...notes, text].join('\n'), ...(structured ? { structured } : {}) };
+    return { text: [head, ...notes, reply.text].join('\n'), ...(reply.structured ? { structured: reply.structured } : {}) };
   },
 });
 

@@ -102,6 +102,8 @@ export class LlmPool implements Pool {
     return this.service.router.capacity * PREFETCH_FACTOR;
   }
 
+  readonly prefetch = PREFETCH_FACTOR;
+
   async prepareJob(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void> {
     const options = jobOptions(job.options);
     await this.service.ensureLoaded(options.model, job.signal);
