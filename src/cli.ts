@@ -38,6 +38,7 @@ Options (also settable in the config file and environment; see the README):
   --model ID                    default model for lmstudio_complete
   --http-allow-host HOST        host http_batch may call (repeatable)
   --http-allow-private          let http_batch reach loopback and private addresses
+  --http-secret-env NAME        env var http_batch headers may use as \${env:NAME} (repeatable)
   --wait-seconds N              default wait of collect_results (default 20)
   --max-wait-seconds N          longest wait of any call (default 50)
   --budget-tokens N             default page size of collect_results (default 8000)

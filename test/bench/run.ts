@@ -6,5 +6,5 @@ import { benchScripts } from './scripts.js';
 const only = process.argv.slice(2);
 const want = (name: string): boolean => only.length === 0 || only.includes(name);
 
-if (want('scripts')) printTable('Script pool (issue: core)', await benchScripts());
-if (want('llm')) printTable('Local LLM workers (issue 3)', await benchLlm());
+if (want('scripts')) printTable('Script pool', await benchScripts());
+if (want('llm')) printTable('Local LLM workers', await benchLlm());
