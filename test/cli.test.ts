@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { makeTempDir, repoRoot } from './helpers/client.js';
+import { repoRoot } from './helpers/client.js';
 
 const run = promisify(execFile);
 const cli = path.join(repoRoot, 'dist', 'src', 'cli.js');

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
@@ -10,20 +9,13 @@ import { request } from 'undici';
 import { LmStudioDouble } from '../fixtures/lmstudio-double.js';
 import { jobIdOf, makeTempDir, repoRoot } from '../helpers/client.js';
 import { type BenchRow, type BenchServer, ms, startServer, waitDone } from './common.js';
+import { freePort } from '../helpers/net.js';
 
 const PROMPTS = 200;
 const SLOTS = 4;
 const LATENCY_MS = 100;
 const prompts = Array.from({ length: PROMPTS }, (_, i) => `Summarise item ${i} in one line.`);
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const address = probe.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 interface JobOutcome {
   wallMs: number;

@@ -3,7 +3,7 @@ import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { jobIdOf, makeTempDir, repoRoot } from '../helpers/client.js';
-import { type BenchRow, ms, printTable, startServer, waitDone } from './common.js';
+import { type BenchRow, ms, startServer, waitDone } from './common.js';
 
 const run = promisify(execFile);
 const fixtures = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');

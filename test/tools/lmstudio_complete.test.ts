@@ -1,11 +1,11 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import type { ServerDeps } from '../../src/server.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
 import { connectInMemory, jobIdOf, makeTempDir, testConfig, textOf, type Connected } from '../helpers/client.js';
+import { freePort } from '../helpers/net.js';
 
 interface CollectedResult {
   index: number;
@@ -54,14 +54,6 @@ async function collectAll(c: Connected, jobId: string): Promise<{ results: Colle
   return { results: results.sort((a, b) => a.index - b.index), job, text };
 }
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const address = probe.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 async function filesRoot(files: Record<string, string>): Promise<string> {
   const root = await makeTempDir('llm-files-');

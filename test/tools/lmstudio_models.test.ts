@@ -1,21 +1,13 @@
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LmStudioDouble } from '../fixtures/lmstudio-double.js';
 import { connectInMemory, testConfig, textOf } from '../helpers/client.js';
+import { freePort } from '../helpers/net.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const address = probe.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 describe('lmstudio_models', () => {
   it('reports each endpoint: reachable or why not, models with type, loaded state and context', async () => {

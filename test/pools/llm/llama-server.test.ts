@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EndpointClient } from '../../../src/pools/llm/client.js';
 import { connectInMemory, jobIdOf, repoRoot, testConfig, textOf, type Connected } from '../../helpers/client.js';
+import { freePort } from '../../helpers/net.js';
 
 /** The real llama.cpp server kit shipped beside the repository (CI has it). */
 const kit = path.resolve(repoRoot, '..', 'shared', 'llama');
@@ -14,14 +14,6 @@ const model = path.join(kit, 'models', 'tiny.gguf');
 const available = existsSync(binary) && existsSync(model) && process.platform === 'linux' && process.arch === 'x64';
 if (!available) console.warn(`SKIPPED: the real llama-server test needs ${binary} and ${model} (x86-64 Linux); they are not here.`);
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const address = probe.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 /** Polls /health until 200, the process exits, or the deadline passes. */
 async function waitHealthy(url: string, server: ResultPromise, deadlineMs: number): Promise<void> {

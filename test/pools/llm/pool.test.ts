@@ -1,5 +1,4 @@
 import { readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config, EndpointConfig } from '../../../src/config.js';
 import { Engine } from '../../../src/engine/engine.js';
@@ -11,6 +10,7 @@ import type { LlmJobOptions, LlmTaskInput } from '../../../src/pools/llm/types.j
 import { JobStore } from '../../../src/store/store.js';
 import { LmStudioDouble, type DoubleOptions } from '../../fixtures/lmstudio-double.js';
 import { testConfig } from '../../helpers/client.js';
+import { freePort } from '../../helpers/net.js';
 
 interface Rig {
   engine: Engine;
@@ -75,14 +75,6 @@ async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void =
   };
 }
 
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const address = probe.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 const valueOf = (record: TaskRecord | undefined): Record<string, unknown> => (record?.value ?? {}) as Record<string, unknown>;
 
