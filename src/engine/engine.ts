@@ -25,6 +25,8 @@ interface JobRuntime {
   foreign: boolean;
   /** How many records of results.jsonl are applied to `states`. */
   applied: number;
+  /** Set when a result could not be written (disk full, …): shown with the job. */
+  storeError?: string;
 }
 
 interface Lane {
@@ -101,7 +103,8 @@ export class Engine {
     let removed = 0;
     let interrupted = 0;
     for (const meta of await this.store.loadAll()) {
-      if (Date.parse(meta.finishedAt ?? meta.createdAt) < cutoff) {
+      // Unfinished jobs are kept: they load as interrupted (or stay with the live server running them).
+      if (meta.finishedAt !== undefined && Date.parse(meta.finishedAt) < cutoff) {
         await this.store.removeJob(meta.id);
         removed++;
         continue;
@@ -217,6 +220,8 @@ export class Engine {
   /** Queued tasks are dropped at once; running ones are aborted and recorded as cancelled. */
   async cancel(jobId: string): Promise<JobSnapshot> {
     const job = this.requireOwn(jobId);
+    // A finished job keeps its state: there is nothing left to stop.
+    if (job.counts.queued === 0 && job.counts.running === 0) return this.snapshot(job);
     const finishedAt = this.now().toISOString();
     const dropped: TaskRecord[] = [];
     for (let q = job.queueHead; q < job.queue.length; q++) {
@@ -227,6 +232,11 @@ export class Engine {
     job.queue = [];
     job.queueHead = 0;
     job.inputs.clear();
+    const lane = this.lanes.get(job.meta.kind);
+    if (lane && lane.ring.includes(job)) {
+      lane.ring.splice(lane.ring.indexOf(job), 1);
+      if (lane.next >= lane.ring.length) lane.next = 0;
+    }
     job.prepareAbort?.abort(new MonitorError('CANCELLED', 'Job cancelled.'));
     for (const controller of job.running.values()) controller.abort(new MonitorError('CANCELLED', 'Job cancelled.'));
     if (job.meta.cancelledAt === undefined) job.meta.cancelledAt = finishedAt;
@@ -310,7 +320,7 @@ export class Engine {
   async waitFor(jobIds: readonly string[], timeoutMs: number, signal?: AbortSignal, onUpdate?: () => void): Promise<boolean> {
     await this.refresh(jobIds);
     const done = (): boolean => jobIds.every((id) => this.isDone(id));
-    if (done() || timeoutMs <= 0) return done();
+    if (done() || timeoutMs <= 0 || signal?.aborted) return done();
     // Jobs of another server process change only on disk: poll those.
     const foreign = jobIds.filter((id) => this.jobs.get(id)?.foreign);
     await new Promise<void>((resolve) => {
@@ -322,9 +332,12 @@ export class Engine {
         resolve();
       };
       const timer = setTimeout(finish, timeoutMs);
-      const poll = setInterval(() => {
-        if (foreign.length > 0) void this.refresh(foreign).then(() => this.emit(), () => undefined);
-      }, 500);
+      const poll =
+        foreign.length > 0
+          ? setInterval(() => {
+              void this.refresh(foreign).then(() => this.emit(), () => undefined);
+            }, 500)
+          : undefined;
       const unsubscribe = this.onChange(() => {
         onUpdate?.();
         if (done()) finish();
@@ -490,13 +503,14 @@ export class Engine {
   }
 
   private async record(job: JobRuntime, index: number, startedAt: Date, signal: AbortSignal, result: TaskResult): Promise<void> {
-    if (this.closing) {
+    if (this.closing && signal.aborted && !result.ok) {
       // Not recorded on purpose: the next start sees it as interrupted, ready to resume.
       this.setState(job, index, 'interrupted');
       return;
     }
     const finishedAt = this.now();
-    const state = signal.aborted ? 'cancelled' : result.ok ? 'succeeded' : 'failed';
+    // Work that completed is kept even if a cancel or shutdown arrived meanwhile.
+    const state = result.ok ? 'succeeded' : signal.aborted ? 'cancelled' : 'failed';
     const record: TaskRecord = {
       index,
       state,
@@ -512,7 +526,12 @@ export class Engine {
     if (result.usage) record.usage = result.usage;
     this.applyRecord(job, record);
     job.applied++;
-    await this.store.appendResult(job.meta.id, record);
+    try {
+      await this.store.appendResult(job.meta.id, record);
+    } catch (error) {
+      job.storeError = `task ${index}'s result could not be saved (${String(error)}); it will show as interrupted after a restart`;
+      throw error;
+    }
     await this.finishIfDone(job);
   }
 
@@ -535,12 +554,13 @@ export class Engine {
       counts: { ...counts },
       elapsedMs: Math.max(0, end - Date.parse(meta.createdAt)),
       // Prefetched tasks wait inside their pool; at most `concurrency` of them really run.
-      peakRunning: Math.min(job.peakRunning, meta.concurrency),
+      peakRunning: (this.lanes.get(meta.kind)?.pool.prefetch ?? 1) > 1 ? Math.min(job.peakRunning, meta.concurrency) : job.peakRunning,
       usage: { ...job.usage },
     };
     if (meta.label !== undefined) snapshot.label = meta.label;
     if (meta.finishedAt !== undefined) snapshot.finishedAt = meta.finishedAt;
     if (job.foreign && meta.ownerPid !== undefined) snapshot.ownerPid = meta.ownerPid;
+    if (job.storeError !== undefined) snapshot.warning = job.storeError;
     return snapshot;
   }
 

@@ -108,5 +108,7 @@ export interface JobSnapshot {
   peakRunning: number;
   /** Set when another live server process runs this job; its counts are read from disk. */
   ownerPid?: number;
+  /** Something the user should know about the job's storage (e.g. a result that could not be saved). */
+  warning?: string;
   usage: { promptTokens: number; completionTokens: number };
 }

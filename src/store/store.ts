@@ -5,6 +5,15 @@ import type { JobMeta, TaskRecord } from '../engine/types.js';
 import type { Logger } from '../log.js';
 import { writeFileAtomic } from './atomic.js';
 
+interface ResultCache {
+  bytes: number;
+  records: TaskRecord[];
+  partial: string;
+}
+
+/** How many jobs' parsed results stay in memory; the others are read again from disk on demand. */
+const CACHED_JOBS = 16;
+
 interface AppendQueue {
   lines: string[];
   records: number;
@@ -27,7 +36,12 @@ export class JobStore {
   private readonly log: Logger;
   /** Per job: lines waiting for the write in flight to finish; they go out together in the next one. */
   private readonly appendQueues = new Map<string, AppendQueue>();
-  private readonly resultCache = new Map<string, { bytes: number; records: TaskRecord[]; partial: string }>();
+  /** Parsed results of the jobs read most recently (least recently used first); bounded. */
+  private readonly resultCache = new Map<string, ResultCache>();
+  /** One read at a time per job: concurrent collects must not parse the same bytes twice. */
+  private readonly reads = new Map<string, Promise<unknown>>();
+  /** Jobs whose results file was checked for a torn last line since this process started. */
+  private readonly tailChecked = new Set<string>();
 
   constructor(stateDir: string, log: Logger) {
     this.jobsDir = path.join(stateDir, 'jobs');
@@ -101,7 +115,7 @@ export class JobStore {
       current.records = 0;
       current.batch = undefined;
       try {
-        await appendFile(file, text);
+        await appendFile(file, (await this.tornTailPrefix(jobId, file)) + text);
       } catch (error) {
         this.log.error(`could not record ${count} task(s) of ${jobId}: ${String(error)}`);
         throw error;
@@ -112,6 +126,26 @@ export class JobStore {
     current.batch = batch;
     current.written = batch.catch(() => undefined);
     return batch;
+  }
+
+  /**
+   * A crash mid-append can leave a last line without its newline; appending straight after it would
+   * glue the next record onto the torn one and lose both. Once per job, end such a line first.
+   */
+  private async tornTailPrefix(jobId: string, file: string): Promise<string> {
+    if (this.tailChecked.has(jobId)) return '';
+    this.tailChecked.add(jobId);
+    const handle = await open(file, 'r').catch(() => undefined);
+    if (!handle) return '';
+    try {
+      const { size } = await handle.stat();
+      if (size === 0) return '';
+      const last = Buffer.alloc(1);
+      await handle.read(last, 0, 1, size - 1);
+      return last[0] === 0x0a ? '' : '\n';
+    } finally {
+      await handle.close();
+    }
   }
 
   /** Resolves once every append queued so far has reached the file. */
@@ -130,11 +164,25 @@ export class JobStore {
    * since the last call, so polling a 10,000-task job stays cheap.
    */
   async readResults(jobId: string): Promise<readonly TaskRecord[]> {
+    const previous = this.reads.get(jobId) ?? Promise.resolve();
+    const next = previous.then(() => this.readNewResults(jobId));
+    const settled = next.catch(() => undefined);
+    this.reads.set(jobId, settled);
+    void settled.then(() => {
+      if (this.reads.get(jobId) === settled) this.reads.delete(jobId);
+    });
+    return next;
+  }
+
+  private async readNewResults(jobId: string): Promise<readonly TaskRecord[]> {
     const file = path.join(this.jobDir(jobId), 'results.jsonl');
     let cached = this.resultCache.get(jobId);
-    if (!cached) {
-      cached = { bytes: 0, records: [], partial: '' };
-      this.resultCache.set(jobId, cached);
+    if (cached) this.resultCache.delete(jobId);
+    else cached = { bytes: 0, records: [], partial: '' };
+    this.resultCache.set(jobId, cached);
+    for (const [id] of this.resultCache) {
+      if (this.resultCache.size <= CACHED_JOBS) break;
+      if (id !== jobId) this.resultCache.delete(id);
     }
     let size: number;
     try {
@@ -197,7 +245,8 @@ export class JobStore {
       try {
         metas.push(JSON.parse(await readFile(path.join(this.jobsDir, name, 'job.json'), 'utf8')) as JobMeta);
       } catch {
-        if (!removeBroken) continue;
+        // Only old folders: a young one may be a submit another server is writing right now.
+        if (!removeBroken || !(await isOlderThan(path.join(this.jobsDir, name), ABANDONED_SUBMIT_MS))) continue;
         this.log.warn(`job folder ${name} has no readable job.json (a submit cut short?); removing it`);
         await rm(path.join(this.jobsDir, name), { recursive: true, force: true });
       }
@@ -208,5 +257,16 @@ export class JobStore {
   async removeJob(jobId: string): Promise<void> {
     this.forget(jobId);
     await rm(this.jobDir(jobId), { recursive: true, force: true });
+  }
+}
+
+/** A job folder without job.json this old is an abandoned submit, not one being written. */
+const ABANDONED_SUBMIT_MS = 10 * 60_000;
+
+async function isOlderThan(file: string, ms: number): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(file)).mtimeMs > ms;
+  } catch {
+    return false;
   }
 }

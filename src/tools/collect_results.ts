@@ -14,6 +14,8 @@ export interface CollectRequest {
   filter: ResultFilter;
   merge: MergeMode;
   budgetTokens: number;
+  /** Start after these many finished-order records per job (instead of a cursor). */
+  startOffsets?: number[];
 }
 
 /** Per job of the request: how many of its finished-order records were already shown. */
@@ -73,7 +75,7 @@ export async function collect(ctx: ToolContext, request: CollectRequest): Promis
   const { engine } = ctx;
   await engine.refresh(request.jobIds);
   for (const id of request.jobIds) engine.snapshotOf(id);
-  const offsets = request.cursor ? decodeCursor(request.cursor, request.jobIds).offsets : request.jobIds.map(() => 0);
+  const offsets = request.cursor ? decodeCursor(request.cursor, request.jobIds).offsets : (request.startOffsets ?? request.jobIds.map(() => 0));
 
   const progressTotal = (): { done: number; total: number } => {
     let done = 0;
@@ -107,14 +109,18 @@ export async function collect(ctx: ToolContext, request: CollectRequest): Promis
 
   await engine.refresh(request.jobIds);
   const snapshots = request.jobIds.map((id) => engine.snapshotOf(id));
-  const header = snapshots.map(describeJob);
   const budgetChars = request.budgetTokens * CHARS_PER_TOKEN;
-  let used = header.join('\n').length + 400;
+  const header = fitHeader(snapshots, budgetChars * 0.3);
+  const jobViews = snapshots.map(jobView);
+  // The reply carries each result twice (text for the model, structuredContent for programs), so
+  // both count against the budget.
+  let used = header.join('\n').length + JSON.stringify(jobViews).length + 600;
   const items: Array<Record<string, unknown>> = [];
   const pieces: unknown[] = [];
   let cut = false;
   let remaining = 0;
   const multi = request.jobIds.length > 1;
+  const sizeOf = (value: unknown): number => (typeof value === 'string' ? value.length : JSON.stringify(value).length) + 24;
 
   for (let j = 0; j < request.jobIds.length; j++) {
     const id = request.jobIds[j] ?? '';
@@ -127,22 +133,25 @@ export async function collect(ctx: ToolContext, request: CollectRequest): Promis
     for (; o < records.length; o++) {
       const record = records[o];
       if (!record || !matches(record, request.filter)) continue;
-      const view = resultView(multi ? id : undefined, record);
-      let rendered: unknown = request.merge === 'list' ? view : mergedPiece(record, request.merge);
-      let size = (typeof rendered === 'string' ? rendered.length : JSON.stringify(rendered).length) + 24;
-      if (used + size > budgetChars) {
+      const full = resultView(multi ? id : undefined, record);
+      // In merge modes the outputs travel in `merged`; results keep only what identifies them.
+      const item = request.merge === 'list' ? full : leanView(full);
+      let rendered: unknown = request.merge === 'list' ? full : mergedPiece(record, request.merge);
+      const extra = request.merge === 'list' ? 0 : sizeOf(item);
+      let cost = 2 * sizeOf(rendered) + extra;
+      if (used + cost > budgetChars) {
         if (items.length > 0) {
           cut = true;
           remaining += countRemaining(records, o, request.filter);
           break;
         }
         // A single result larger than the whole page is cut, never skipped.
-        const room = Math.max(512, budgetChars - used - 24);
-        rendered = request.merge === 'list' ? shrinkToFit(view, room) : shrinkPiece(rendered, room);
-        size = (typeof rendered === 'string' ? rendered.length : JSON.stringify(rendered).length) + 24;
+        const room = Math.max(256, Math.floor((budgetChars - used - extra) / 2) - 24);
+        rendered = request.merge === 'list' ? shrinkToFit(full, room) : shrinkPiece(rendered, room);
+        cost = 2 * sizeOf(rendered) + extra;
       }
-      used += size;
-      items.push(view);
+      used += cost;
+      items.push(request.merge === 'list' ? (rendered as Record<string, unknown>) : item);
       pieces.push(rendered);
     }
     offsets[j] = o;
@@ -172,7 +181,7 @@ export async function collect(ctx: ToolContext, request: CollectRequest): Promis
     lines.push(`Jobs still running. Keep working, then call collect_results with the same job_ids and cursor "${nextCursor}" to get only the results that finish after these.`);
   }
   const structured: Record<string, unknown> = {
-    jobs: snapshots.map(jobView),
+    jobs: jobViews,
     done: allDone,
     results: items,
   };
@@ -182,6 +191,30 @@ export async function collect(ctx: ToolContext, request: CollectRequest): Promis
     structured.more_now = cut;
   }
   return { text: lines.join('\n'), structured };
+}
+
+/** Status lines for as many jobs as fit a share of the page; the rest are summed up in one line. */
+function fitHeader(snapshots: readonly JobSnapshot[], maxChars: number): string[] {
+  const lines: string[] = [];
+  let used = 0;
+  for (const [i, snapshot] of snapshots.entries()) {
+    const line = describeJob(snapshot);
+    if (i > 0 && used + line.length > maxChars) {
+      const rest = snapshots.slice(i);
+      const done = rest.reduce((n, s) => n + s.counts.total - s.counts.queued - s.counts.running, 0);
+      const total = rest.reduce((n, s) => n + s.counts.total, 0);
+      lines.push(`…and ${rest.length} more job(s): ${done}/${total} tasks done (per-job counts in structuredContent.jobs, or collect fewer jobs at once).`);
+      break;
+    }
+    lines.push(line);
+    used += line.length + 1;
+  }
+  return lines;
+}
+
+function leanView(view: Record<string, unknown>): Record<string, unknown> {
+  const { value: _value, ...rest } = view;
+  return rest;
 }
 
 function shrinkPiece(piece: unknown, room: number): unknown {
@@ -202,21 +235,32 @@ function countRemaining(records: readonly TaskRecord[], from: number, filter: Re
  * What every dispatch tool answers: the job handle at once, or — when the caller asked to wait —
  * the first page of results if the job finishes within `waitSeconds`.
  */
-export async function dispatchReply(ctx: ToolContext, jobId: string, waitSeconds: number | undefined): Promise<ToolReply> {
+export async function dispatchReply(
+  ctx: ToolContext,
+  jobId: string,
+  waitSeconds: number | undefined,
+  options: { resumed?: number } = {},
+): Promise<ToolReply> {
   const wait = Math.min(waitSeconds ?? 0, ctx.config.collect.maxWaitSeconds);
+  const resumed = options.resumed !== undefined;
   if (wait > 0) {
-    const reply = await collect(ctx, {
+    const request: CollectRequest = {
       jobIds: [jobId],
       waitSeconds: wait,
       filter: 'all',
       merge: 'list',
       budgetTokens: ctx.config.collect.defaultBudgetTokens,
-    });
+    };
+    // A resumed job's first page shows the new attempts, not the results collected before.
+    if (resumed) request.startOffsets = [(await ctx.engine.results(jobId)).length];
+    const reply = await collect(ctx, request);
     return { text: `job_id: ${jobId}\n${reply.text}`, structured: { job_id: jobId, ...reply.structured } };
   }
   const job: JobSnapshot = ctx.engine.snapshotOf(jobId);
   const text = [
-    `Submitted ${jobId}: ${job.counts.total} task(s) of kind ${job.kind}, up to ${job.concurrency} at once.`,
+    resumed
+      ? `Resumed ${jobId}: ${options.resumed ?? 0} task(s) queued again, of kind ${job.kind}, up to ${job.concurrency} at once.`
+      : `Submitted ${jobId}: ${job.counts.total} task(s) of kind ${job.kind}, up to ${job.concurrency} at once.`,
     `Keep working on something else; then call collect_results with job_ids ["${jobId}"] (it waits up to ${ctx.config.collect.maxWaitSeconds} s and pages the results). cancel_job stops it.`,
   ].join('\n');
   return { text, structured: { job_id: jobId, ...jobView(job) } };

@@ -28,6 +28,7 @@ export function describeJob(job: JobSnapshot): string {
   if (c.queued) parts.push(`${c.queued} queued`);
   let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency} (peak ${job.peakRunning} at once)`;
   if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
+  if (job.warning !== undefined) line += `; WARNING: ${job.warning}`;
   const tokens = job.usage.promptTokens + job.usage.completionTokens;
   if (tokens > 0) {
     const seconds = job.elapsedMs / 1000;
@@ -50,6 +51,7 @@ export function jobView(job: JobSnapshot): Record<string, unknown> {
     peak_running: job.peakRunning,
   };
   if (job.label) view.label = job.label;
+  if (job.warning) view.warning = job.warning;
   if (job.finishedAt) view.finished_at = job.finishedAt;
   if (job.usage.promptTokens + job.usage.completionTokens > 0) {
     view.tokens = {
@@ -90,7 +92,7 @@ export function shrinkToFit(view: Record<string, unknown>, maxChars: number): Re
     const record = value as Record<string, unknown>;
     if (record.json !== undefined && typeof record.json !== 'string') record.json = JSON.stringify(record.json);
   }
-  for (let round = 0; round < 8 && text.length > maxChars; round++) {
+  for (let round = 0; round < 16 && text.length > maxChars; round++) {
     const excess = text.length - maxChars;
     const longest = findLongestString(copy);
     if (!longest || longest.length < 64) break;
@@ -98,6 +100,8 @@ export function shrinkToFit(view: Record<string, unknown>, maxChars: number): Re
     longest.set(longest.value.slice(0, keep) + CUT_NOTE);
     text = JSON.stringify(copy);
   }
+  // Many small fields can still overflow: then the value goes, the file paths stay.
+  if (text.length > maxChars) copy.value = { cut: true, note: 'Too large for one page; the full output is in `files`.' };
   return copy;
 }
 
@@ -112,6 +116,8 @@ function findLongestString(node: unknown): StringSlot | undefined {
   const visit = (container: Record<string, unknown> | unknown[]): void => {
     const entries: Array<[string | number, unknown]> = Array.isArray(container) ? container.map((v, i) => [i, v]) : Object.entries(container);
     for (const [key, child] of entries) {
+      // File paths are how the model reaches the full output: never cut them.
+      if (key === 'files') continue;
       if (typeof child === 'string') {
         if (!best || child.length > best.length) {
           best = {

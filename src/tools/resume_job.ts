@@ -24,7 +24,7 @@ export const resumeJobTool = defineTool({
     if (requeued === 0) {
       return { text: `Nothing to resume (no interrupted${args.include_failed ? ', failed' : ''}${args.include_cancelled ? ', cancelled' : ''} tasks).\n${describeJob(snapshot)}`, structured: { job_id: snapshot.id, requeued } };
     }
-    const reply = await dispatchReply(ctx, args.job_id, args.wait_seconds);
-    return { text: `Requeued ${requeued} task(s).\n${reply.text}`, structured: { ...reply.structured, requeued } };
+    const reply = await dispatchReply(ctx, args.job_id, args.wait_seconds, { resumed: requeued });
+    return { text: reply.text, structured: { ...reply.structured, requeued } };
   },
 });

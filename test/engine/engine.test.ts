@@ -116,6 +116,32 @@ describe('Engine', () => {
     expect(attempts).toHaveLength(3);
   });
 
+  it('cancelling a finished job changes nothing', async () => {
+    const { engine } = await setup(4);
+    const job = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }, { ms: 1, fail: true }], options: {}, concurrency: 2 });
+    await engine.waitFor([job.id], 5000);
+    expect((await engine.cancel(job.id)).state).toBe('failed');
+    expect(engine.snapshotOf(job.id).state).toBe('failed');
+  });
+
+  it('keeps a result that completed while its job was being cancelled or the server closing', async () => {
+    const { engine, store } = await setup(4);
+    const finishing: Pool = {
+      kind: 'sleep',
+      concurrency: 1,
+      async run(task) {
+        await new Promise((resolve) => task.signal.addEventListener('abort', resolve, { once: true }));
+        return { ok: true, value: { text: 'done anyway' } };
+      },
+    };
+    const engine2 = new Engine({ store, pools: [finishing], log: silentLogger, retentionDays: 7 });
+    const job = await engine2.submit({ kind: 'sleep', inputs: [{}], options: {}, concurrency: 1 });
+    await sleep(20);
+    await engine2.close(2000);
+    expect((await store.readResults(job.id)).map((r) => r.state)).toEqual(['succeeded']);
+    await engine.close(100);
+  });
+
   it('retries failed tasks only when asked', async () => {
     const { engine } = await setup(4);
     const job = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }, { ms: 1, fail: true }], options: {}, concurrency: 2 });

@@ -1,4 +1,4 @@
-import { appendFile, readdir, readFile, rm } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rm, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobMeta } from '../../src/engine/types.js';
@@ -58,6 +58,25 @@ describe('JobStore', () => {
     expect((await store.readResults(id)).map((r) => r.index)).toEqual([0, 1]);
   });
 
+  it('ends a torn last line before appending, so the next record is not lost', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id), [1, 2, 3]);
+    await appendFile(path.join(store.jobDir(id), 'results.jsonl'), '{"index":0,"state":"succeeded","attempt":1,"finishedAt":"t"}\n{"index":1,"sta');
+    const after = new JobStore(path.dirname(store.jobsDir), silentLogger);
+    await after.appendResult(id, { index: 1, state: 'succeeded', attempt: 2, finishedAt: 't' });
+    expect((await after.readResults(id)).map((r) => [r.index, r.attempt])).toEqual([[0, 1], [1, 2]]);
+  });
+
+  it('concurrent reads of one job parse each record once', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id), [1, 2, 3]);
+    await store.appendResults(id, [0, 1, 2].map((index) => ({ index, state: 'succeeded' as const, attempt: 1, finishedAt: 't' })));
+    const reads = await Promise.all([store.readResults(id), store.readResults(id), store.readResults(id)]);
+    for (const records of reads) expect(records.map((r) => r.index)).toEqual([0, 1, 2]);
+  });
+
   it('sweeps a job folder whose submit never finished, but only when not read-only', async () => {
     const store = await newStore();
     const id = JobStore.newJobId();
@@ -65,6 +84,11 @@ describe('JobStore', () => {
     await rm(path.join(store.jobDir(id), 'job.json'));
     expect(await store.loadAllReadOnly()).toEqual([]);
     expect(await readdir(store.jobsDir)).toEqual([id]);
+    // A young folder may be a submit another server is writing: left alone.
+    expect(await store.loadAll()).toEqual([]);
+    expect(await readdir(store.jobsDir)).toEqual([id]);
+    const old = new Date(Date.now() - 3600_000);
+    await utimes(store.jobDir(id), old, old);
     expect(await store.loadAll()).toEqual([]);
     expect(await readdir(store.jobsDir)).toEqual([]);
   });

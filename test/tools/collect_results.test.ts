@@ -40,7 +40,7 @@ describe('collect_results', () => {
     do {
       const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 1000, ...(cursor ? { cursor } : {}) });
       expect(reply.isError, textOf(reply)).toBeFalsy();
-      expect(textOf(reply).length).toBeLessThanOrEqual(1000 * 4);
+      expect(textOf(reply).length + JSON.stringify(reply.structuredContent).length).toBeLessThanOrEqual(1000 * 4);
       const p = page(reply);
       seen.push(...p.results.map((r) => r.value?.json?.label ?? '?'));
       cursor = p.more_now ? p.next_cursor : undefined;
@@ -55,9 +55,13 @@ describe('collect_results', () => {
     const jobId = await submit(m, [{ args: ['huge', '0', '200000'] }]);
     const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 500 });
     const text = textOf(reply);
-    expect(text.length).toBeLessThan(500 * 4 + 500);
+    expect(text.length + JSON.stringify(reply.structuredContent).length).toBeLessThanOrEqual(500 * 4);
     expect(text).toMatch(/cut to fit the page/);
     expect(page(reply).results).toHaveLength(1);
+    for (const merge of ['text', 'json']) {
+      const merged = await m.call('collect_results', { job_ids: [jobId], budget_tokens: 500, merge });
+      expect(textOf(merged).length + JSON.stringify(merged.structuredContent).length).toBeLessThanOrEqual(500 * 4);
+    }
   });
 
   it('filters failures and merges outputs as text or one JSON array', async () => {
@@ -85,6 +89,14 @@ describe('collect_results', () => {
     const second = await m.call('collect_results', { job_ids: [slow, other], wait_seconds: 30, cursor: p1.next_cursor });
     expect(page(second).results.map((r) => r.value?.json?.label)).toEqual(['late']);
     expect(page(second).done).toBe(true);
+  });
+
+  it('shows every result exactly once when two collects run at the same time', async () => {
+    const m = await connect();
+    const jobId = await submit(m, Array.from({ length: 6 }, (_, i) => ({ args: [`c${i}`] })));
+    await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 200 });
+    const [a, b] = await Promise.all([m.call('collect_results', { job_ids: [jobId] }), m.call('collect_results', { job_ids: [jobId] })]);
+    for (const reply of [a, b]) expect(page(reply).results.map((r) => r.index).sort()).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
   it('reports progress while it waits', async () => {
@@ -127,7 +139,7 @@ describe('list_jobs, cancel_job and resume_job', () => {
 
     expect(textOf(await m.call('resume_job', { job_id: jobId }))).toMatch(/Nothing to resume/);
     const again = await m.call('resume_job', { job_id: jobId, include_cancelled: true });
-    expect(textOf(again)).toMatch(/Requeued 6 task/);
+    expect(textOf(again)).toMatch(/Resumed job_\S+: 6 task\(s\) queued again/);
     await m.call('cancel_job', { job_id: jobId });
     const unknown = await m.call('cancel_job', { job_id: 'job_nope' });
     expect(unknown.isError).toBe(true);
