@@ -2,11 +2,12 @@
 // Only the repo's own rules, no preset: each one here is a rule of the project's style guide.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-export default tseslint.config(
+export default defineConfig(
   { ignores: ['dist/**', 'node_modules/**'] },
   {
     files: ['**/*.ts'],

@@ -27,7 +27,8 @@ Options (also settable in the config file and environment; see the README):
   --state-dir DIR               where jobs are kept (default: $XDG_STATE_HOME/monitor-mcp)
   --retention-days N            remove jobs N days after they finish (default 7)
   --workers-dir DIR             another folder of worker scripts (repeatable)
-  --root DIR                    folder that paths must stay inside (repeatable; default: the cwd)
+  --root DIR                    folder that paths must stay inside (repeatable; default: the cwd,
+                                none when that is /, as under Claude Desktop: then pass --root)
   --allow-command NAME          let run_script_batch run this executable directly (repeatable)
   --concurrency N               default tasks at once per script job (default: CPUs)
   --max-concurrency N           ceiling for script concurrency (default 64)
@@ -87,6 +88,9 @@ async function serve(config: Config): Promise<void> {
       },
     );
   };
+  // The client died: writing a reply fails (EPIPE). Without a handler that would crash the server
+  // before close() stops its workers.
+  process.stdout.on('error', () => shutdown('stdout closed'));
   process.stdin.on('end', () => shutdown('stdin closed'));
   process.stdin.on('close', () => shutdown('stdin closed'));
   process.on('SIGINT', () => shutdown('SIGINT'));
@@ -98,7 +102,8 @@ async function serve(config: Config): Promise<void> {
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === '--help' || command === '-h' || command === 'help') {
+  // Anywhere on the line (`monitor-mcp jobs --help`, `--state-dir x -h`): help, not "unknown option".
+  if (command === 'help' || argv.some((arg) => arg === '--help' || arg === '-h')) {
     process.stdout.write(HELP);
     return 0;
   }

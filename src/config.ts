@@ -123,13 +123,21 @@ export interface ConfigSources {
 
 export const DEFAULT_LMSTUDIO_URL = 'http://127.0.0.1:1234';
 
+/** Longest timeout anywhere (a day): Node timers overflow past 2^31-1 ms (~24.8 days) and fire at once. */
+export const MAX_TIMEOUT_SECONDS = 86_400;
+/** Longest wait of one tool call: Claude Code backgrounds a call after 2 minutes, so stay under it. */
+export const MAX_WAIT_SECONDS = 110;
+
 export function defaultConfig(src: Pick<ConfigSources, 'env' | 'home' | 'cpus' | 'packageRoot' | 'cwd'>): Config {
   const stateHome = src.env.XDG_STATE_HOME || path.join(src.home, '.local', 'state');
   return {
     stateDir: path.join(stateHome, 'monitor-mcp'),
     retentionDays: 7,
     workersDirs: [path.join(src.packageRoot, 'workers')],
-    allowedRoots: [src.cwd],
+    // The folder the client started the server in is the project, except the filesystem root:
+    // Claude Desktop may start servers in "/", and that would allow every file. Then no folder is
+    // allowed until the user names one (--root), and path-taking tools say so.
+    allowedRoots: path.parse(path.resolve(src.cwd)).root === path.resolve(src.cwd) ? [] : [src.cwd],
     allowCommands: [],
     logLevel: 'info',
     script: {
@@ -193,7 +201,7 @@ const fileSchema = z.strictObject({
     .strictObject({
       defaultConcurrency: positiveInt.optional(),
       maxConcurrency: positiveInt.max(1024).optional(),
-      defaultTimeoutSeconds: z.number().positive().optional(),
+      defaultTimeoutSeconds: z.number().positive().max(MAX_TIMEOUT_SECONDS).optional(),
       outputCapBytes: positiveInt.optional(),
       interpreters: z.record(z.string().regex(/^\.[A-Za-z0-9]+$/), z.string().min(1)).optional(),
       inlineBytes: positiveInt.max(1024 * 1024).optional(),
@@ -203,7 +211,7 @@ const fileSchema = z.strictObject({
   collect: z
     .strictObject({
       defaultWaitSeconds: z.number().min(0).optional(),
-      maxWaitSeconds: z.number().min(0).optional(),
+      maxWaitSeconds: z.number().min(0).max(MAX_WAIT_SECONDS).optional(),
       defaultBudgetTokens: positiveInt.optional(),
       maxBudgetTokens: positiveInt.optional(),
     })
@@ -213,7 +221,7 @@ const fileSchema = z.strictObject({
       endpoints: z.array(endpointSchema).min(1).optional(),
       defaultModel: z.string().min(1).optional(),
       defaultConcurrency: positiveInt.optional(),
-      requestTimeoutSeconds: z.number().positive().optional(),
+      requestTimeoutSeconds: z.number().positive().max(MAX_TIMEOUT_SECONDS).optional(),
       maxRetries: z.number().int().min(0).max(10).optional(),
       stream: z.boolean().optional(),
       maxFileBytes: positiveInt.optional(),
@@ -229,7 +237,7 @@ const fileSchema = z.strictObject({
       secretEnv: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).optional(),
       perHostConcurrency: positiveInt.max(256).optional(),
       maxConcurrency: positiveInt.max(1024).optional(),
-      timeoutSeconds: z.number().positive().optional(),
+      timeoutSeconds: z.number().positive().max(MAX_TIMEOUT_SECONDS).optional(),
       maxInlineBytes: positiveInt.max(1024 * 1024).optional(),
       maxJsonBytes: positiveInt.max(256 * 1024 * 1024).optional(),
       maxResponseBytes: positiveInt.optional(),
@@ -288,10 +296,11 @@ function splitList(value: string, separator: string | RegExp): string[] {
   return value.split(separator).map((s) => s.trim()).filter((s) => s.length > 0);
 }
 
-function toNumber(value: string, what: string, { integer = false, min = 0 } = {}): number {
+function toNumber(value: string, what: string, { integer = false, min = 0, max = Number.POSITIVE_INFINITY } = {}): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
-    throw new MonitorError('INVALID_INPUT', `Expected ${what} to be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got "${value}".`);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
+    const range = max === Number.POSITIVE_INFINITY ? `≥ ${min}` : `from ${min} to ${max}`;
+    throw new MonitorError('INVALID_INPUT', `Expected ${what} to be ${integer ? 'an integer' : 'a number'} ${range}, got "${value}".`);
   }
   return n;
 }
@@ -301,15 +310,38 @@ function toLogLevel(value: string): LogLevel {
   throw new MonitorError('INVALID_INPUT', `Expected log level debug, info, warn or error, got "${value}".`);
 }
 
-/** `name=url`, `url`, optionally `@concurrency`: `gpu2=http://10.0.0.2:1234@2`. */
+/** Port 1234 is LM Studio's; anything else is taken for a plain OpenAI-compatible server. */
+function guessFlavor(url: string): EndpointConfig['flavor'] {
+  return new URL(url).port === '1234' ? 'lmstudio' : 'openai';
+}
+
+/**
+ * `[NAME=]URL[@N][#FLAVOR]`: `gpu2=http://10.0.0.2:1234@2`, `ollama=http://127.0.0.1:11434#openai`.
+ * FLAVOR is `lmstudio` or `openai`; without it, port 1234 means LM Studio.
+ */
 function parseEndpointSpec(spec: string, index: number, defaultConcurrency: number): EndpointConfig {
-  const at = spec.lastIndexOf('@');
-  const concurrency = at > spec.indexOf('//') && at !== -1 ? toNumber(spec.slice(at + 1), 'endpoint concurrency', { integer: true, min: 1 }) : defaultConcurrency;
-  const body = at > spec.indexOf('//') && at !== -1 ? spec.slice(0, at) : spec;
-  const eq = body.indexOf('=');
-  const name = eq > 0 && !body.slice(0, eq).includes('/') ? body.slice(0, eq) : `endpoint${index + 1}`;
-  const url = eq > 0 && !body.slice(0, eq).includes('/') ? body.slice(eq + 1) : body;
-  return { name, url: normaliseUrl(url), concurrency, models: [], flavor: 'openai' };
+  let rest = spec.trim();
+  let flavor: EndpointConfig['flavor'] | undefined;
+  const hash = rest.lastIndexOf('#');
+  if (hash !== -1) {
+    const word = rest.slice(hash + 1).toLowerCase();
+    if (word !== 'lmstudio' && word !== 'openai') {
+      throw new MonitorError('INVALID_INPUT', `Expected #lmstudio or #openai at the end of --endpoint "${spec}", got "#${word}".`, {
+        hint: 'Syntax: --endpoint [NAME=]URL[@CONCURRENCY][#lmstudio|#openai], e.g. gpu2=http://10.0.0.2:1234@2#lmstudio.',
+      });
+    }
+    flavor = word;
+    rest = rest.slice(0, hash);
+  }
+  // Only a number after the last "@" is a concurrency: "user:pass@host" is refused by normaliseUrl.
+  const count = /@(\d+)$/.exec(rest);
+  const concurrency = count ? toNumber(count[1] ?? '', 'endpoint concurrency', { integer: true, min: 1 }) : defaultConcurrency;
+  if (count) rest = rest.slice(0, count.index);
+  const eq = rest.indexOf('=');
+  const named = eq > 0 && !rest.slice(0, eq).includes('/');
+  const name = named ? rest.slice(0, eq) : `endpoint${index + 1}`;
+  const url = normaliseUrl(named ? rest.slice(eq + 1) : rest);
+  return { name, url, concurrency, models: [], flavor: flavor ?? guessFlavor(url) };
 }
 
 function normaliseUrl(url: string): string {
@@ -321,6 +353,12 @@ function normaliseUrl(url: string): string {
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new MonitorError('INVALID_INPUT', `Expected an http(s) URL for an endpoint, got "${url}".`);
+  }
+  if (parsed.username || parsed.password) {
+    // Never echo the password: show the URL without its credentials.
+    throw new MonitorError('INVALID_INPUT', `The endpoint URL ${parsed.protocol}//…@${parsed.host}${parsed.pathname} has a user name or password in it; monitor-mcp does not send URL credentials.`, {
+      hint: 'Remove them from the URL, put the token in an environment variable and name it with "apiKeyEnv" on the endpoint in the config file (LM Studio endpoints read LM_API_TOKEN by default).',
+    });
   }
   // Users paste LM Studio's ".../v1" base URL; the pool appends the paths itself.
   return parsed.href.replace(/\/+$/, '').replace(/\/v1$/, '');
@@ -356,15 +394,16 @@ export function parseConfig(src: ConfigSources): Config {
   const fromCwd = (p: string): string => resolveFrom(src.cwd, p);
   if (env.MONITOR_STATE_DIR) config.stateDir = fromCwd(env.MONITOR_STATE_DIR);
   if (env.MONITOR_RETENTION_DAYS) config.retentionDays = toNumber(env.MONITOR_RETENTION_DAYS, 'MONITOR_RETENTION_DAYS');
-  if (env.MONITOR_WORKERS_DIRS) config.workersDirs = [config.workersDirs[0] ?? '', ...splitList(env.MONITOR_WORKERS_DIRS, path.delimiter).map(fromCwd)].filter(Boolean);
+  // List settings add up over file, env and flags (allowedRoots excepted: a root given replaces the cwd default).
+  if (env.MONITOR_WORKERS_DIRS) config.workersDirs = [...config.workersDirs, ...splitList(env.MONITOR_WORKERS_DIRS, path.delimiter).map(fromCwd)];
   if (env.MONITOR_ALLOWED_ROOTS) config.allowedRoots = splitList(env.MONITOR_ALLOWED_ROOTS, path.delimiter).map(fromCwd);
-  if (env.MONITOR_ALLOW_COMMANDS) config.allowCommands = splitList(env.MONITOR_ALLOW_COMMANDS, ',');
+  if (env.MONITOR_ALLOW_COMMANDS) config.allowCommands = [...config.allowCommands, ...splitList(env.MONITOR_ALLOW_COMMANDS, ',')];
   if (env.MONITOR_LOG_LEVEL) config.logLevel = toLogLevel(env.MONITOR_LOG_LEVEL);
   if (env.MONITOR_LMSTUDIO_URL) setLmStudioUrl(config, env.MONITOR_LMSTUDIO_URL);
   if (env.MONITOR_MODEL) config.llm.defaultModel = env.MONITOR_MODEL;
-  if (env.MONITOR_HTTP_ALLOW_HOSTS) config.http.allowHosts = splitList(env.MONITOR_HTTP_ALLOW_HOSTS, ',');
+  if (env.MONITOR_HTTP_ALLOW_HOSTS) config.http.allowHosts = [...config.http.allowHosts, ...splitList(env.MONITOR_HTTP_ALLOW_HOSTS, ',')];
   if (env.MONITOR_HTTP_ALLOW_PRIVATE) config.http.allowPrivateAddresses = env.MONITOR_HTTP_ALLOW_PRIVATE === '1' || env.MONITOR_HTTP_ALLOW_PRIVATE === 'true';
-  if (env.MONITOR_HTTP_SECRET_ENV) config.http.secretEnv = splitList(env.MONITOR_HTTP_SECRET_ENV, ',');
+  if (env.MONITOR_HTTP_SECRET_ENV) config.http.secretEnv = [...config.http.secretEnv, ...splitList(env.MONITOR_HTTP_SECRET_ENV, ',')];
   if (env.MONITOR_BUDGET_TOKENS) config.collect.defaultBudgetTokens = toNumber(env.MONITOR_BUDGET_TOKENS, 'MONITOR_BUDGET_TOKENS', { integer: true, min: 1 });
 
   const flags = readFlags(src.argv);
@@ -393,11 +432,11 @@ export function parseConfig(src: ConfigSources): Config {
   const maxConcurrency = last('max-concurrency');
   if (maxConcurrency) config.script.maxConcurrency = toNumber(maxConcurrency, '--max-concurrency', { integer: true, min: 1 });
   const timeout = last('timeout');
-  if (timeout) config.script.defaultTimeoutSeconds = toNumber(timeout, '--timeout', { min: 0.001 });
+  if (timeout) config.script.defaultTimeoutSeconds = toNumber(timeout, '--timeout', { min: 0.001, max: MAX_TIMEOUT_SECONDS });
   const wait = last('wait-seconds');
-  if (wait) config.collect.defaultWaitSeconds = toNumber(wait, '--wait-seconds');
+  if (wait) config.collect.defaultWaitSeconds = toNumber(wait, '--wait-seconds', { max: MAX_WAIT_SECONDS });
   const maxWait = last('max-wait-seconds');
-  if (maxWait) config.collect.maxWaitSeconds = toNumber(maxWait, '--max-wait-seconds');
+  if (maxWait) config.collect.maxWaitSeconds = toNumber(maxWait, '--max-wait-seconds', { max: MAX_WAIT_SECONDS });
   const budget = last('budget-tokens');
   if (budget) config.collect.defaultBudgetTokens = toNumber(budget, '--budget-tokens', { integer: true, min: 1 });
   if (flags['http-allow-host']) config.http.allowHosts = [...config.http.allowHosts, ...flags['http-allow-host']];
@@ -424,7 +463,7 @@ function applyFile(config: Config, file: ConfigFile, resolve: (p: string) => str
   if (file.retentionDays !== undefined) config.retentionDays = file.retentionDays;
   if (file.workersDirs) config.workersDirs = [...config.workersDirs, ...file.workersDirs.map(resolve)];
   if (file.allowedRoots) config.allowedRoots = file.allowedRoots.map(resolve);
-  if (file.allowCommands) config.allowCommands = file.allowCommands;
+  if (file.allowCommands) config.allowCommands = [...config.allowCommands, ...file.allowCommands];
   if (file.logLevel) config.logLevel = file.logLevel;
   if (file.script) {
     const { interpreters, ...rest } = file.script;
@@ -443,7 +482,7 @@ function applyFile(config: Config, file: ConfigFile, resolve: (p: string) => str
           url,
           concurrency: e.concurrency ?? config.llm.defaultConcurrency,
           models: e.models ?? [],
-          flavor: e.flavor ?? (new URL(url).port === '1234' ? 'lmstudio' : 'openai'),
+          flavor: e.flavor ?? guessFlavor(url),
         };
         if (e.apiKeyEnv) endpoint.apiKeyEnv = e.apiKeyEnv;
         return endpoint;
@@ -454,6 +493,11 @@ function applyFile(config: Config, file: ConfigFile, resolve: (p: string) => str
 }
 
 function validate(config: Config): Config {
+  // Sources add up, so the same entry may come twice.
+  config.workersDirs = [...new Set(config.workersDirs)];
+  config.allowCommands = [...new Set(config.allowCommands)];
+  config.http.allowHosts = [...new Set(config.http.allowHosts)];
+  config.http.secretEnv = [...new Set(config.http.secretEnv)];
   if (config.collect.maxBudgetTokens > 25000) config.collect.maxBudgetTokens = 25000;
   config.collect.defaultBudgetTokens = Math.min(config.collect.defaultBudgetTokens, config.collect.maxBudgetTokens);
   config.collect.defaultWaitSeconds = Math.min(config.collect.defaultWaitSeconds, config.collect.maxWaitSeconds);
@@ -467,6 +511,8 @@ function validate(config: Config): Config {
   config.script.inlineBytes = Math.min(config.script.inlineBytes, config.script.outputCapBytes);
   const names = new Set<string>();
   for (const e of config.llm.endpoints) {
+    // LM Studio's SDK and CLI read the token from LM_API_TOKEN: every LM Studio endpoint does too.
+    if (e.flavor === 'lmstudio' && e.apiKeyEnv === undefined) e.apiKeyEnv = 'LM_API_TOKEN';
     if (names.has(e.name)) throw new MonitorError('INVALID_INPUT', `Two LLM endpoints are named "${e.name}"; names must be unique.`);
     names.add(e.name);
   }

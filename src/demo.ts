@@ -106,7 +106,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const listed = await call('list_jobs', { state: 'active' });
     write(listed.content.map((c) => (c.type === 'text' ? `  ${c.text.split('\n').join('\n  ')}` : '')).join('') + '\n');
 
-    write(`\nCollecting (collect_results waits, pages within the output budget; merge as JSON):\n`);
+    write(`\nCollecting (collect_results waits, then pages results within the output budget, in the order tasks finished):\n`);
     const collectAll = async (jobId: string): Promise<{ job: JobView; values: unknown[]; taskMs: number; pages: number }> => {
       const values: unknown[] = [];
       let cursor: string | undefined;

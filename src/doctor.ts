@@ -79,8 +79,12 @@ type Say = (verdict: Verdict, text: string, fix?: string) => void;
 
 function checkEndpoint(report: EndpointReport, say: Say, detail: (text: string) => void): void {
   const where = `${report.name} (${report.flavor}, ${report.url}, concurrency ${report.concurrency})`;
-  if (!report.reachable) {
-    say('fail', `${where}: not reachable: ${report.error?.message ?? 'no answer'}`, report.error?.hint);
+  if (report.error || !report.reachable) {
+    const code = report.error?.code ?? 'ERROR';
+    const message = report.error?.message ?? 'no answer';
+    // Reachable = an HTTP answer came back: a 401 means "there, but refused", not "down".
+    const state = !report.reachable ? `not reachable: ${message}` : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
+    say('fail', `${where}: ${state}`, report.error?.hint);
     return;
   }
   const llms = report.models.filter((m) => m.type === undefined || m.type === 'llm' || m.type === 'vlm');

@@ -19,8 +19,9 @@ export async function resolveInsideRoots(
 ): Promise<string> {
   const what = options.what ?? 'path';
   if (p.includes('\0')) throw new MonitorError('INVALID_INPUT', `The ${what} contains a NUL byte.`);
+  if (roots.length === 0) throw noAllowedFolders(what);
   const base = options.base ?? roots[0];
-  if (base === undefined) throw new MonitorError('PATH_OUTSIDE_ROOT', `No allowed folders are configured for the ${what}.`);
+  if (base === undefined) throw noAllowedFolders(what);
   const absolute = path.resolve(base, p);
   const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => path.resolve(r))));
   let real: string;
@@ -35,6 +36,13 @@ export async function resolveInsideRoots(
   }
   if (!realRoots.some((root) => isInside(root, real))) throw outside(what, p, realRoots);
   return real;
+}
+
+/** No roots at all: the server was started without --root where its cwd could not serve as one (e.g. "/"). */
+export function noAllowedFolders(what: string): MonitorError {
+  return new MonitorError('PATH_OUTSIDE_ROOT', `No folders are allowed for the ${what}: the server has no project folder.`, {
+    hint: 'Ask the user to start the server with --root /path/to/project (or "allowedRoots" in the config file); a server started in "/" without --root allows no folder.',
+  });
 }
 
 function outside(what: string, p: string, roots: readonly string[]): MonitorError {

@@ -28,8 +28,10 @@ export interface ServerDeps {
   /** This process and a liveness check, so servers sharing a state dir leave each other's jobs alone. */
   ownership?: Ownership;
   /**
-   * This process and the right to signal others: ownership (when not given) and the recording of
-   * worker process groups, which lets the next start end the workers of a server that was killed.
+   * This process and the right to signal others: worker process groups are stopped through it,
+   * ownership (when not given), and the recording of worker process groups, which lets the next
+   * start end the workers of a server that was killed. createServer requires it: only the CLI (or
+   * a test) holds `process`.
    */
   processes?: ProcessControl;
 }
@@ -57,7 +59,7 @@ function instructions(config: Config): string {
  * Builds the MCP server and everything under it. Side-effect free: nothing is read, written or
  * listened to until start() and a transport's connect().
  */
-export function createServer(config: Config, deps: ServerDeps = {}): MonitorServer {
+export function createServer(config: Config, deps: ServerDeps & Required<Pick<ServerDeps, 'processes'>>): MonitorServer {
   const log = deps.log ?? silentLogger;
   const store = new JobStore(config.stateDir, log);
   const env = deps.env ?? {};

@@ -29,6 +29,13 @@ describe('the monitor-mcp command (built)', () => {
     expect(help.stdout).toMatch(/monitor-mcp jobs/);
     expect(help.stdout).toMatch(/--state-dir DIR/);
     expect((await cliRun(['--version'])).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+    // Asked for anywhere on the line, after a command or other options, help wins over "unknown option".
+    for (const args of [['jobs', '--help'], ['--state-dir', '/nonexistent/x', '--help'], ['jobs', '-h'], ['doctor', '--log-level', 'debug', '-h']]) {
+      const late = await cliRun(args);
+      expect(late.code, args.join(' ')).toBe(0);
+      expect(late.stderr, args.join(' ')).toBe('');
+      expect(late.stdout, args.join(' ')).toBe(help.stdout);
+    }
   });
 
   it('fails clearly on an unknown command or option, on stderr', async () => {

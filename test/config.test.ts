@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFilePath, parseConfig, type ConfigSources } from '../src/config.js';
+import { errorText } from '../src/errors.js';
+import { resolveInsideRoots } from '../src/paths.js';
 
 const base: ConfigSources = { argv: [], env: {}, home: '/home/u', cpus: 6, packageRoot: '/opt/monitor', cwd: '/work/project' };
 
@@ -63,6 +65,39 @@ describe('parseConfig', () => {
     expect(config.collect.defaultWaitSeconds).toBe(config.collect.maxWaitSeconds);
   });
 
+  it('allows no folder by default when started in the filesystem root (as Claude Desktop may), and says to pass --root', async () => {
+    const atRoot = parseConfig({ ...base, cwd: '/' });
+    expect(atRoot.allowedRoots).toEqual([]);
+    await expect(resolveInsideRoots('src', atRoot.allowedRoots, { what: 'cwd' })).rejects.toMatchObject({
+      code: 'PATH_OUTSIDE_ROOT',
+      hint: expect.stringContaining('start the server with --root /path/to/project'),
+    });
+    // An explicit root, from any source, is taken as given.
+    expect(parseConfig({ ...base, cwd: '/', argv: ['--root', '/srv/app'] }).allowedRoots).toEqual(['/srv/app']);
+    expect(parseConfig({ ...base, cwd: '/', env: { MONITOR_ALLOWED_ROOTS: '/a:/b' } }).allowedRoots).toEqual(['/a', '/b']);
+    expect(parseConfig({ ...base, cwd: '/', fileText: JSON.stringify({ allowedRoots: ['/c'] }), filePath: '/etc/mm/config.json' }).allowedRoots).toEqual(['/c']);
+  });
+
+  it('caps timeouts and waits where Node timers would overflow or the client would give up', () => {
+    const maxed = parseConfig({
+      ...base,
+      fileText: JSON.stringify({ script: { defaultTimeoutSeconds: 86_400 }, http: { timeoutSeconds: 86_400 }, llm: { requestTimeoutSeconds: 86_400 }, collect: { maxWaitSeconds: 110 } }),
+    });
+    expect([maxed.script.defaultTimeoutSeconds, maxed.http.timeoutSeconds, maxed.llm.requestTimeoutSeconds, maxed.collect.maxWaitSeconds]).toEqual([86_400, 86_400, 86_400, 110]);
+    for (const [section, key, value] of [
+      ['script', 'defaultTimeoutSeconds', 86_401],
+      ['http', 'timeoutSeconds', 3e9],
+      ['llm', 'requestTimeoutSeconds', 1e12],
+      ['collect', 'maxWaitSeconds', 111],
+    ] as const) {
+      expect(() => parseConfig({ ...base, fileText: JSON.stringify({ [section]: { [key]: value } }) }), `${section}.${key}`).toThrow(new RegExp(`${section}\\.${key}: Too big`));
+    }
+    expect(() => parseConfig({ ...base, argv: ['--timeout', '2147484'] })).toThrow(/--timeout to be a number from 0.001 to 86400, got "2147484"/);
+    expect(() => parseConfig({ ...base, argv: ['--max-wait-seconds', '600'] })).toThrow(/--max-wait-seconds to be a number from 0 to 110/);
+    expect(() => parseConfig({ ...base, argv: ['--wait-seconds', '1e10'] })).toThrow(/--wait-seconds to be a number from 0 to 110/);
+    expect(parseConfig({ ...base, argv: ['--timeout', '86400', '--max-wait-seconds', '110'] }).collect.maxWaitSeconds).toBe(110);
+  });
+
   it('rejects bad input with messages that name the problem', () => {
     expect(() => parseConfig({ ...base, argv: ['--bogus'] })).toThrow(/Unknown option --bogus/);
     expect(() => parseConfig({ ...base, argv: ['--state-dir'] })).toThrow(/needs a value/);
@@ -96,8 +131,84 @@ describe('parseConfig: http', () => {
     expect(fromFlags.http).toMatchObject({ allowHosts: ['api.github.com', '127.0.0.1:8080'], allowPrivateAddresses: true, secretEnv: ['GITHUB_TOKEN', 'NPM_TOKEN'] });
   });
 
+  it('adds up list settings from file, env and flags (none replaces another)', () => {
+    const fileText = JSON.stringify({
+      workersDirs: ['file-workers'],
+      allowCommands: ['rg'],
+      http: { allowHosts: ['file.example.com'], secretEnv: ['FILE_TOKEN'] },
+    });
+    const config = parseConfig({
+      ...base,
+      fileText,
+      filePath: '/etc/mm/config.json',
+      env: {
+        MONITOR_WORKERS_DIRS: '/env/w1:/env/w2',
+        MONITOR_ALLOW_COMMANDS: 'jq',
+        MONITOR_HTTP_ALLOW_HOSTS: 'env.example.com,file.example.com',
+        MONITOR_HTTP_SECRET_ENV: 'ENV_TOKEN',
+      },
+      argv: ['--workers-dir', '/flag/w', '--allow-command', 'git', '--http-allow-host', 'flag.example.com', '--http-secret-env', 'FLAG_TOKEN'],
+    });
+    expect(config.workersDirs).toEqual(['/opt/monitor/workers', '/etc/mm/file-workers', '/env/w1', '/env/w2', '/flag/w']);
+    expect(config.allowCommands).toEqual(['rg', 'jq', 'git']);
+    // Repeats collapse.
+    expect(config.http.allowHosts).toEqual(['file.example.com', 'env.example.com', 'flag.example.com']);
+    expect(config.http.secretEnv).toEqual(['FILE_TOKEN', 'ENV_TOKEN', 'FLAG_TOKEN']);
+  });
+
   it('rejects allowlist entries that are not [*.]host[:port]', () => {
     expect(() => parseConfig({ ...base, argv: ['--http-allow-host', 'https://api.github.com/'] })).toThrow(/allowHosts entry/);
     expect(() => parseConfig({ ...base, env: { MONITOR_HTTP_SECRET_ENV: 'not-a-name' } })).toThrow(/env var names/);
+  });
+});
+
+describe('parseConfig: LLM endpoints', () => {
+  it('reads [NAME=]URL[@N][#FLAVOR]: port 1234 is LM Studio, #openai/#lmstudio override, LM Studio reads LM_API_TOKEN', () => {
+    const config = parseConfig({
+      ...base,
+      argv: ['--endpoint', 'lmstudio=http://127.0.0.1:1234', '--endpoint', 'ollama=http://127.0.0.1:11434/v1', '--endpoint', 'box=http://10.0.0.3:8080@2#lmstudio', '--endpoint', 'proxy=http://10.0.0.4:1234#openai'],
+    });
+    expect(config.llm.endpoints).toEqual([
+      { name: 'lmstudio', url: 'http://127.0.0.1:1234', concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' },
+      { name: 'ollama', url: 'http://127.0.0.1:11434', concurrency: 4, models: [], flavor: 'openai' },
+      { name: 'box', url: 'http://10.0.0.3:8080', concurrency: 2, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' },
+      { name: 'proxy', url: 'http://10.0.0.4:1234', concurrency: 4, models: [], flavor: 'openai' },
+    ]);
+    expect(() => parseConfig({ ...base, argv: ['--endpoint', 'http://127.0.0.1:1234#vllm'] })).toThrow(/#lmstudio or #openai/);
+  });
+
+  it('gives LM Studio endpoints from the config file and --lmstudio-url the LM_API_TOKEN default, keeping an explicit apiKeyEnv', () => {
+    const fileText = JSON.stringify({
+      llm: {
+        endpoints: [
+          { name: 'a', url: 'http://10.0.0.2:1234' },
+          { name: 'b', url: 'http://10.0.0.3:9000', flavor: 'lmstudio', apiKeyEnv: 'GPU_TOKEN' },
+          { name: 'c', url: 'https://api.example.com', apiKeyEnv: 'OPENAI_API_KEY' },
+        ],
+      },
+    });
+    const config = parseConfig({ ...base, fileText, argv: ['--lmstudio-url', 'http://10.0.0.9:1234/v1'] });
+    expect(config.llm.endpoints.map((e) => [e.name, e.url, e.flavor, e.apiKeyEnv])).toEqual([
+      ['a', 'http://10.0.0.9:1234', 'lmstudio', 'LM_API_TOKEN'],
+      ['b', 'http://10.0.0.3:9000', 'lmstudio', 'GPU_TOKEN'],
+      ['c', 'https://api.example.com', 'openai', 'OPENAI_API_KEY'],
+    ]);
+  });
+
+  it('refuses credentials in an endpoint URL without echoing the password, pointing at apiKeyEnv', () => {
+    for (const source of [
+      { argv: ['--endpoint', 'x=http://user:s3cret@10.0.0.2:1234'] },
+      { argv: ['--lmstudio-url', 'http://user:s3cret@10.0.0.2:1234'] },
+      { fileText: JSON.stringify({ llm: { endpoints: [{ url: 'http://user:s3cret@10.0.0.2:1234' }] } }) },
+    ]) {
+      let message = '';
+      try {
+        parseConfig({ ...base, ...source });
+      } catch (error) {
+        message = errorText(error);
+      }
+      expect(message).toMatch(/has a user name or password in it[\s\S]*apiKeyEnv/);
+      expect(message).not.toContain('s3cret');
+    }
   });
 });

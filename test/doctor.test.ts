@@ -1,8 +1,9 @@
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runDoctor } from '../src/doctor.js';
 import { LmStudioDouble } from './fixtures/lmstudio-double.js';
-import { testConfig } from './helpers/client.js';
+import { makeTempDir, testConfig } from './helpers/client.js';
 import { freePort } from './helpers/net.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -51,5 +52,30 @@ describe('runDoctor', () => {
     expect(out).toMatch(/\[FAIL\] python3-that-does-not-exist not found/);
     expect(out).toMatch(/\[FAIL\] workers folder .*no-such-workers is not readable/);
     expect(out).toMatch(/check\(s\) failed/);
+  });
+
+  it('tells a refusing endpoint from a dead one, and fails on a missing allowed folder and an unwritable state directory', async () => {
+    const guarded = await LmStudioDouble.start({ token: 'sk-lm-abc:def' });
+    cleanups.push(() => guarded.close());
+    const blocker = path.join(await makeTempDir('doctor-'), 'a-file');
+    await writeFile(blocker, 'not a folder');
+    cleanups.push(() => rm(path.dirname(blocker), { recursive: true, force: true }));
+    const config = await testConfig((c) => {
+      c.llm.endpoints = [{ name: 'guarded', url: guarded.url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }];
+      c.allowedRoots = [...c.allowedRoots, path.join(path.dirname(blocker), 'no-such-root')];
+      // A state directory under a regular file cannot be created, whoever runs the test (root too).
+      const made = c.stateDir;
+      cleanups.push(() => rm(made, { recursive: true, force: true }));
+      c.stateDir = path.join(blocker, 'state');
+    });
+    const lines: string[] = [];
+    const code = await runDoctor(config, { write: (line) => lines.push(line), env });
+    const out = lines.join('');
+    expect(code).toBe(1);
+    expect(out).toMatch(/\[FAIL\] guarded .*: reachable, refused \(AUTH_REQUIRED\)/);
+    expect(out).toMatch(/fix: Set LM_API_TOKEN/);
+    expect(out).not.toMatch(/not reachable/);
+    expect(out).toMatch(/\[FAIL\] allowed folder .*no-such-root does not exist/);
+    expect(out).toMatch(/\[FAIL\] state directory .*a-file\/state is not writable/);
   });
 });

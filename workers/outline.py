@@ -7,6 +7,7 @@
 import json
 import os
 import re
+import stat
 import sys
 
 MAX_BYTES = 5 * 1024 * 1024
@@ -24,6 +25,61 @@ JS_METHOD = re.compile(
     r"(?P<name>#?[\w$]+)\s*(?:<[^>\n]*>)?\((?P<params>[^)\n]*)\)\s*(?::\s*(?P<ret>[^{;\n]+))?\{",
     re.M,
 )
+
+
+# --- Reading files safely (the same block in every bundled worker: each stays one standalone file).
+
+
+def allowed_roots():
+    """The folders the server allows (MONITOR_ALLOWED_ROOTS, os.pathsep-separated); None when run by hand."""
+    value = os.environ.get("MONITOR_ALLOWED_ROOTS")
+    if value is None:
+        return None
+    return [os.path.realpath(root) for root in value.split(os.pathsep) if root]
+
+
+ALLOWED_ROOTS = allowed_roots()
+
+
+def outside_roots(path):
+    """True when the path, symlinks followed, is outside every allowed folder."""
+    if ALLOWED_ROOTS is None:
+        return False
+    real = os.path.realpath(path)
+    return not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in ALLOWED_ROOTS)
+
+
+def read_file(path, limit):
+    """(bytes, None) for a regular file inside the allowed folders and within `limit`, else (None, error).
+
+    Opened without blocking and checked before reading: a FIFO, a device such as /dev/zero or a
+    folder is skipped instead of hanging the task or reading forever; at most limit+1 bytes are read.
+    """
+    if outside_roots(path):
+        return None, "outside the allowed folders (the server's --root); skipped"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        return None, f"unreadable: {error.strerror or error}"
+    try:
+        info = os.fstat(fd)
+    except OSError as error:
+        os.close(fd)
+        return None, f"unreadable: {error.strerror or error}"
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        return None, "not a regular file (a folder, FIFO or device); skipped"
+    if info.st_size > limit:
+        os.close(fd)
+        return None, f"larger than {limit} bytes; skipped"
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            data = handle.read(limit + 1)
+        except OSError as error:
+            return None, f"unreadable: {error.strerror or error}"
+    if len(data) > limit:
+        return None, f"larger than {limit} bytes; skipped"
+    return data, None
 
 
 def fail(message):
@@ -146,14 +202,9 @@ def outline(path):
         result["error"] = "not a Python, JavaScript or TypeScript file (by extension)"
         return result
     result["language"] = language
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except OSError as error:
-        result["error"] = f"unreadable: {error.strerror or error}"
-        return result
-    if len(data) > MAX_BYTES:
-        result["error"] = f"larger than {MAX_BYTES} bytes; skipped"
+    data, error = read_file(path, MAX_BYTES)
+    if error:
+        result["error"] = error
         return result
     if b"\0" in data[:8192]:
         result["error"] = "binary file"

@@ -213,7 +213,8 @@ function fitHeader(snapshots: readonly JobSnapshot[], maxChars: number): string[
 }
 
 function leanView(view: Record<string, unknown>): Record<string, unknown> {
-  const { value: _value, ...rest } = view;
+  const rest = { ...view };
+  delete rest.value;
   return rest;
 }
 

@@ -2,7 +2,7 @@ import * as z from 'zod';
 import { isMonitorError, MonitorError } from '../errors.js';
 import { validateExtract, type ExtractSpec } from '../pools/http/extract.js';
 import { allowEntryFor, allowHostHint } from '../pools/http/hosts.js';
-import { checkHeader, METHODS, type HttpJobOptions, type HttpTaskInput } from '../pools/http/request.js';
+import { checkHeader, extractSchema, METHODS, type HttpJobOptions, type HttpTaskInput } from '../pools/http/request.js';
 import { mentionsTemplate } from '../pools/http/secrets.js';
 import { dispatchReply } from './collect_results.js';
 import { defineTool } from './tool.js';
@@ -13,17 +13,6 @@ const DEFAULT_CONCURRENCY = 16;
 const headersSchema = z
   .record(z.string(), z.string())
   .describe('Header name → value. A secret is written as ${env:NAME} inside the value (e.g. "Authorization": "Bearer ${env:GITHUB_TOKEN}"): the server substitutes it from its environment and redacts it from every output. Never paste a secret itself.');
-
-const extractSchema = z
-  .union([
-    z.string().describe('A JSON pointer, e.g. "/items/0/name" or "/data".'),
-    z.array(z.string()).describe('Dotted field paths kept from the body, e.g. ["name", "owner.login"]; applied to each element when the body is an array.'),
-    z.strictObject({
-      pointer: z.string().optional().describe('JSON pointer applied first, e.g. "/items".'),
-      fields: z.array(z.string()).optional().describe('Field paths then kept from what the pointer found (from each element of an array).'),
-    }),
-  ])
-  .describe('Keep only part of a JSON response, so results stay small (the full body is still saved to a file when large).');
 
 const requestSchema = z.strictObject({
   url: z.string().min(1).describe('Absolute http(s) URL, or a path relative to base_url. Its host must be on the user\'s allowlist.'),
@@ -92,7 +81,7 @@ export const httpBatchTool = defineTool({
         }
         inputs.push(toTaskInput(request, url, http));
       } catch (error) {
-        throw isMonitorError(error) ? new MonitorError(error.code, `${where}: ${error.message}`, error.hint === undefined ? {} : { hint: error.hint }) : error;
+        throw prefixed(where, error);
       }
     });
     if (refusedHosts.size > 0) {
@@ -138,8 +127,13 @@ function checkHeaders(headers: Readonly<Record<string, string>>, where: string, 
     for (const [name, value] of Object.entries(headers)) checkHeader(name, value);
     http.checkHeaders(headers);
   } catch (error) {
-    throw isMonitorError(error) ? new MonitorError(error.code, `${where}: ${error.message}`, error.hint === undefined ? {} : { hint: error.hint }) : error;
+    throw prefixed(where, error);
   }
+}
+
+/** A MonitorError with the place it concerns (`requests[3]: …`) in front of its message; anything else unchanged. */
+function prefixed(where: string, error: unknown): unknown {
+  return isMonitorError(error) ? new MonitorError(error.code, `${where}: ${error.message}`, error.hint === undefined ? {} : { hint: error.hint }) : error;
 }
 
 /** What is stored for one request: templates, not secrets; bodies serialised; the URL absolute. */

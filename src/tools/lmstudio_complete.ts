@@ -44,6 +44,7 @@ export const lmstudioCompleteTool = defineTool({
     'A file too large for the model\'s context fails with CONTEXT_OVERFLOW unless chunk is true: then it is split into chunks (one task each; {{chunk}} and {{chunks}} give the chunk number and count).',
     'For structured answers pass json_schema: each answer is validated (one corrective retry), and collect_results shows it parsed in `json`; use merge "json" there to get one array.',
     'Each result has the answer (`text` or `json`), the model and endpoint used, tokens in/out, duration and finish_reason (truncated: true when max_tokens cut it). Reasoning ("thinking") is left out unless include_reasoning is true.',
+    'Transient failures (connection dropped, 429, 502, 503, 504, a stream cut off) are retried with backoff, an empty answer once; permanent ones (unknown model, context overflow, 401) fail that item with a code and a hint.',
     'Call lmstudio_models first if you do not know which models are available.',
   ].join(' '),
   inputSchema: {
@@ -52,7 +53,7 @@ export const lmstudioCompleteTool = defineTool({
       .string()
       .min(1)
       .optional()
-      .describe('A prompt with {{placeholders}}: {{name}} for an item value; with files also {{content}}, {{path}}, {{name}} (file name), {{chunk}}, {{chunks}}. Example: "Summarise {{path}} in 3 bullet points:\\n\\n{{content}}".'),
+      .describe('A prompt with {{placeholders}}. {{KEY}} is the value under KEY in each item (e.g. {{topic}} for items [{"topic": "auth"}]). With files also {{content}} (the file\'s text), {{path}} (its path), {{name}} (its file name), {{chunk}} and {{chunks}}; with files, items may not use these five keys. Example: "Summarise {{path}} in 3 bullet points:\\n\\n{{content}}".'),
     items: z
       .array(z.record(z.string(), scalar))
       .min(1)
@@ -63,7 +64,7 @@ export const lmstudioCompleteTool = defineTool({
       .min(1)
       .optional()
       .describe('Files for the template: paths or glob patterns (*, ?, **, {a,b}) inside the allowed folders, relative to the first one. `**` skips dot-folders and node_modules. A pattern that matches nothing is an error.'),
-    system: z.string().optional().describe('System prompt sent before every prompt.'),
+    system: z.string().optional().describe('System prompt sent before every prompt. Not allowed with prompts whose messages start with their own system message.'),
     model: z.string().optional().describe('Model id as lmstudio_models lists it. Default: the configured default model, else the LLM loaded in LM Studio.'),
     temperature: z.number().min(0).max(2).optional().describe('Sampling temperature (0 = most deterministic). Default: the server\'s.'),
     max_tokens: z.number().int().min(1).optional().describe('Longest answer in tokens. Default: the server\'s (often unlimited). Reasoning models need room to think.'),
@@ -77,7 +78,7 @@ export const lmstudioCompleteTool = defineTool({
     chunk: z.boolean().optional().describe('Split files too large for one prompt into chunks sized to the model\'s context, one task each. Default false.'),
     chunk_tokens: z.number().int().min(64).optional().describe('Chunk size in tokens (implies chunk: true). Default: what fits the model\'s context with room for the answer.'),
     concurrency: z.number().int().min(1).optional().describe('At most this many prompts of this job at once. Default: what the endpoints serving the model allow together (LM Studio: 4).'),
-    timeout_seconds: z.number().positive().max(7200).optional().describe('Longest wait for one answer (default: the server\'s setting, usually 600). Queue time does not count.'),
+    timeout_seconds: z.number().positive().max(7200).optional().describe('Longest wait for one answer, in seconds (default: monitor-mcp\'s "llm.requestTimeoutSeconds", 600 unless configured). Queue time does not count.'),
     label: z.string().max(200).optional().describe('A short name shown in list_jobs.'),
     wait_seconds: z.number().min(0).optional().describe('Wait up to this many seconds for the job and return the first page of results in this reply (default 0: return the job_id at once).'),
   },
@@ -112,7 +113,7 @@ export const lmstudioCompleteTool = defineTool({
     const notes: string[] = [];
     let inputs: LlmTaskInput[];
     if (args.prompts !== undefined) {
-      inputs = args.prompts.map((p, i) => ({ id: p.id ?? String(i + 1), messages: toMessages(p, i) }));
+      inputs = args.prompts.map((p, i) => ({ id: p.id ?? String(i + 1), messages: toMessages(p, i, args.system !== undefined) }));
     } else {
       const template = args.template ?? '';
       const items = args.items;
@@ -145,8 +146,8 @@ export const lmstudioCompleteTool = defineTool({
             files.push({ path: file, display });
             continue;
           }
-          files.push(...(await chunkFile(file, display, chunkTokens * CHUNK_BYTES_PER_TOKEN, settings.maxFileBytes)));
-          if (files.length > settings.maxTasks) break;
+          // One push per chunk: spreading 100k+ chunks into push() overflows the stack.
+          for (const chunk of await chunkFile(file, display, chunkTokens * CHUNK_BYTES_PER_TOKEN, settings.maxFileBytes, settings.maxTasks - files.length, settings.maxTasks)) files.push(chunk);
         }
         if (oversized > 0) {
           notes.push(`Note: ${oversized} file(s) look larger than the model's context (${resolved.contextLength} tokens) and will fail with CONTEXT_OVERFLOW; cancel and resubmit with chunk: true to split them.`);
@@ -166,11 +167,7 @@ export const lmstudioCompleteTool = defineTool({
         if (inputs.length > settings.maxTasks) break;
       }
     }
-    if (inputs.length > settings.maxTasks) {
-      throw new MonitorError('INVALID_INPUT', `This would be more than ${settings.maxTasks} tasks.`, {
-        hint: 'Split the work into several calls, narrow the file patterns, or use larger chunks. The cap is "llm.maxTasks" in the config file.',
-      });
-    }
+    if (inputs.length > settings.maxTasks) throw tooManyTasks(settings.maxTasks, '');
 
     const capacity = llm.router.capacityOf(resolved.endpoints);
     const inFlight = Math.max(1, Math.min(args.concurrency ?? capacity, capacity));
@@ -188,9 +185,14 @@ export const lmstudioCompleteTool = defineTool({
   },
 });
 
-function toMessages(p: z.infer<typeof promptSchema>, index: number): ChatMessage[] {
+function toMessages(p: z.infer<typeof promptSchema>, index: number, hasSystem: boolean): ChatMessage[] {
   if ((p.prompt === undefined) === (p.messages === undefined)) {
     throw new MonitorError('INVALID_INPUT', `prompts[${index}] needs exactly one of prompt or messages.`, { hint: 'e.g. {"prompt": "Explain …"}' });
+  }
+  if (hasSystem && p.messages?.[0]?.role === 'system') {
+    throw new MonitorError('INVALID_INPUT', `prompts[${index}] starts with its own system message, and \`system\` is given too: only one can be used.`, {
+      hint: 'Drop `system`, or drop the system message from that prompt\'s messages (or put the text of both into one).',
+    });
   }
   return p.messages ?? [{ role: 'user', content: p.prompt ?? '' }];
 }
@@ -210,9 +212,21 @@ function autoChunkTokens(contextLength: number | undefined, options: LlmJobOptio
   return Math.max(128, Math.floor((context - answer - overhead) * 0.9));
 }
 
-/** Reads a file once at submit to cut it at line breaks; only the byte ranges are stored. */
-async function chunkFile(file: string, display: string, chunkBytes: number, maxFileBytes: number): Promise<FileRef[]> {
+function tooManyTasks(maxTasks: number, why: string): MonitorError {
+  return new MonitorError('INVALID_INPUT', `This would be more than ${maxTasks} tasks${why}.`, {
+    hint: 'Split the work into several calls, narrow the file patterns, or use larger chunks (chunk_tokens). The cap is "llm.maxTasks" in the config file.',
+  });
+}
+
+/**
+ * Reads a file once at submit to cut it at line breaks; only the byte ranges are stored. `room` is
+ * how many more tasks the job may have: a file that needs more is refused before it is read.
+ */
+async function chunkFile(file: string, display: string, chunkBytes: number, maxFileBytes: number, room: number, maxTasks: number): Promise<FileRef[]> {
   const { size } = await stat(file);
+  const bytesPerChunk = Math.max(16, Math.min(chunkBytes, maxFileBytes));
+  const fewest = Math.ceil(size / bytesPerChunk);
+  if (fewest > room) throw tooManyTasks(maxTasks, `: ${display} needs at least ${fewest} chunks of ${bytesPerChunk} bytes, and only ${room} more fit`);
   if (size > MAX_CHUNKED_FILE_BYTES) {
     throw new MonitorError('INVALID_INPUT', `${display} is ${size} bytes; files over ${MAX_CHUNKED_FILE_BYTES} bytes are not chunked.`, {
       hint: 'Split it first (e.g. with run_script_batch), or leave it out of files.',
@@ -224,6 +238,7 @@ async function chunkFile(file: string, display: string, chunkBytes: number, maxF
       hint: 'Narrow the file patterns to text files.',
     });
   }
-  const ranges = chunkRanges(buffer, Math.max(16, Math.min(chunkBytes, maxFileBytes)));
+  const ranges = chunkRanges(buffer, bytesPerChunk, room + 1);
+  if (ranges.length > room) throw tooManyTasks(maxTasks, `: ${display} needs more than the ${room} chunks of ${bytesPerChunk} bytes that still fit`);
   return ranges.map((range, i) => ({ path: file, display, chunk: i + 1, chunks: ranges.length, start: range.start, end: range.end, size: buffer.length }));
 }

@@ -9,7 +9,7 @@ export const lmstudioModelsTool = defineTool({
   title: 'List local LLM endpoints and models',
   description: [
     'Checks every configured LLM endpoint (LM Studio by default; also Ollama, llama.cpp, vLLM or a remote OpenAI-compatible API) and lists its models.',
-    'For each endpoint: reachable or not (with the reason and how to fix it), its concurrency limit and requests in flight; for each model: type (llm / vlm / embeddings), whether it is loaded, and its context length, where the server tells.',
+    'For each endpoint: reachable or not, or reachable but refusing (e.g. AUTH_REQUIRED without the API token), with the reason and how to fix it; its concurrency limit and requests in flight; for each model: type (llm / vlm / embeddings), whether it is loaded, and its context length, where the server tells.',
     'Use it before lmstudio_complete to pick a `model`; an LLM marked loaded answers at once, others are loaded on first use.',
   ].join(' '),
   inputSchema: {
@@ -35,8 +35,12 @@ export const lmstudioModelsTool = defineTool({
 
 function describeEndpoint(report: EndpointReport): string[] {
   const head = `${report.name} (${report.flavor}, ${report.url}, up to ${report.concurrency} at once${report.active > 0 ? `, ${report.active} in flight` : ''})`;
-  if (!report.reachable) {
-    const lines = [`${head}: NOT REACHABLE — ${report.error?.code ?? 'ERROR'}: ${report.error?.message ?? 'no answer'}`];
+  if (report.error || !report.reachable) {
+    const code = report.error?.code ?? 'ERROR';
+    const message = report.error?.message ?? 'no answer';
+    // Reachable = an HTTP answer came back: a 401 means "there, but refused", not "down".
+    const state = !report.reachable ? `NOT REACHABLE — ${code}: ${message}` : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
+    const lines = [`${head}: ${state}`];
     if (report.error?.hint) lines.push(`  Fix: ${report.error.hint}`);
     return lines;
   }

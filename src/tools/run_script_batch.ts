@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import type { SubmitRequest } from '../engine/engine.js';
 import { MonitorError } from '../errors.js';
-import { planJob, resolveCwd, SCRIPT_KIND, type ScriptJobOptions, type ScriptTaskInput } from '../pools/script/pool.js';
+import { planJob, resolveCwd, SCRIPT_KIND, scriptTaskInputSchema, type ScriptJobOptions, type ScriptTaskInput } from '../pools/script/pool.js';
 import { dispatchReply } from './collect_results.js';
 import { defineTool } from './tool.js';
 
@@ -9,13 +9,28 @@ const MAX_TASKS = 10_000;
 const MAX_TIMEOUT_SECONDS = 86_400;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-const taskInputSchema = z
-  .strictObject({
-    args: z.array(z.string()).optional().describe('Command-line arguments after the script, passed literally (no shell: quotes, $, ; and * mean nothing special). Usually file paths relative to cwd.'),
-    stdin: z.string().optional().describe('Text written to the worker\'s stdin.'),
-    json: z.unknown().optional().describe('A JSON value written to stdin as one line of JSON (use instead of stdin, not with it); the worker sees MONITOR_STDIN_FORMAT=json.'),
-  })
-  .describe('One task: args and/or either stdin text or a json value. {} runs the worker with no input.');
+/**
+ * Variables that make an interpreter, the shell or the dynamic loader run code of the caller's
+ * choosing (NODE_OPTIONS=--import=data:…, LD_PRELOAD, PYTHONSTARTUP, BASH_ENV, SHELLOPTS+PS4, …) or
+ * pick which program runs (PATH): through `env` they would run anything, past allowCommands.
+ * MONITOR_* are set by the server itself.
+ */
+const REFUSED_ENV = /^(LD_.*|DYLD_.*|NODE_OPTIONS|NODE_PATH|PYTHON.*|BASH_ENV|ENV|SHELLOPTS|BASHOPTS|PS4|PATH|PERL5.*|PERLLIB|RUBY.*|GLIBC_TUNABLES|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|MONITOR_.*)$/;
+
+/** Throws INVALID_INPUT for an env entry the tool must not pass on. */
+function checkEnvEntry(name: string, value: string): void {
+  if (!ENV_NAME.test(name)) {
+    throw new MonitorError('INVALID_INPUT', `"${name}" is not a valid environment variable name.`, { hint: 'Use letters, digits and _ only, not starting with a digit.' });
+  }
+  if (REFUSED_ENV.test(name.toUpperCase())) {
+    throw new MonitorError('INVALID_INPUT', `env cannot set ${name}: it changes which code the worker's interpreter, shell or loader runs${name.toUpperCase().startsWith('MONITOR_') ? ' (MONITOR_* are set by the server)' : ''}.`, {
+      hint: 'Leave it out and pass what the worker needs as args, stdin/json or a plain variable of its own (e.g. MY_WORKER_MODE). The user controls the server\'s own environment.',
+    });
+  }
+  if (value.includes('\0')) {
+    throw new MonitorError('INVALID_INPUT', `The value of env ${name} contains a NUL byte, which no process environment can hold.`, { hint: 'Remove the NUL byte, or send binary data on stdin.' });
+  }
+}
 
 export const runScriptBatchTool = defineTool({
   name: 'run_script_batch',
@@ -29,10 +44,10 @@ export const runScriptBatchTool = defineTool({
   inputSchema: {
     worker: z.string().min(1).optional().describe('The worker to run, by the name list_workers shows, e.g. "code_stats.py". Give either worker or command.'),
     command: z.string().min(1).optional().describe('Instead of a worker: an executable the user explicitly allowed (allowCommands in the server config; off by default), named exactly as allowed, e.g. "rg".'),
-    inputs: z.array(taskInputSchema).min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}].' }).max(MAX_TASKS).describe(`The tasks, 1 to ${MAX_TASKS}; results keep this order's indices.`),
+    inputs: z.array(scriptTaskInputSchema).min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}].' }).max(MAX_TASKS).describe(`The tasks, 1 to ${MAX_TASKS}; results keep this order's indices.`),
     concurrency: z.number().int().min(1, { error: 'concurrency must be a whole number from 1 up to the server maximum (script.maxConcurrency, 64 unless configured); omit it for the default (the number of CPUs).' }).optional().describe('Tasks of this job running at once. Default: the number of CPUs; at most the server\'s maximum (usually 64).'),
     timeout_seconds: z.number().positive({ error: 'timeout_seconds must be more than 0; omit it for the default (300 s unless configured).' }).max(MAX_TIMEOUT_SECONDS).optional().describe('Per task: a task running longer is killed, with its child processes. Default 300 unless configured.'),
-    env: z.record(z.string(), z.string()).optional().describe('Environment variables added for every task (on top of the server\'s). Stored with the job: never put secrets here.'),
+    env: z.record(z.string(), z.string()).optional().describe('Environment variables added for every task (on top of the server\'s). Stored with the job: never put secrets here. Variables that change which code runs (PATH, NODE_OPTIONS, LD_*, PYTHON*, BASH_ENV, …) and MONITOR_* are refused.'),
     cwd: z.string().min(1).optional().describe('Working folder of the tasks, where relative paths in args resolve. Must be inside the allowed roots; default the first allowed root (the project folder).'),
     label: z.string().max(200).optional().describe('A short name shown in list_jobs, e.g. "deps of src/".'),
     wait_seconds: z.number().min(0).optional().describe('Wait up to this many seconds for the job and return its first page of results in this reply (default 0: return the job_id at once; capped by the server, about 50 s).'),
@@ -55,15 +70,18 @@ export const runScriptBatchTool = defineTool({
       });
     }
     const env = args.env ?? {};
-    for (const name of Object.keys(env)) {
-      if (!ENV_NAME.test(name)) {
-        throw new MonitorError('INVALID_INPUT', `"${name}" is not a valid environment variable name.`, { hint: 'Use letters, digits and _ only, not starting with a digit.' });
-      }
-    }
+    for (const [name, value] of Object.entries(env)) checkEnvEntry(name, value);
     const inputs: ScriptTaskInput[] = args.inputs.map((input, index) => {
       if (input.stdin !== undefined && input.json !== undefined) {
         throw new MonitorError('INVALID_INPUT', `inputs[${index}] has both stdin and json, but json is delivered on stdin.`, {
           hint: 'Put everything the worker needs in json, or send text in stdin and pass the rest in args.',
+        });
+      }
+      // A process argument is a C string: a NUL byte would fail every attempt at spawn time. (stdin is a byte stream: NUL is fine there.)
+      const nulArg = input.args?.findIndex((arg) => arg.includes('\0')) ?? -1;
+      if (nulArg !== -1) {
+        throw new MonitorError('INVALID_INPUT', `inputs[${index}].args[${nulArg}] contains a NUL byte, which a process argument cannot hold.`, {
+          hint: 'Remove the NUL byte; to pass binary data, send it on stdin (or as json).',
         });
       }
       const task: ScriptTaskInput = {};

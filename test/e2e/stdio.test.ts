@@ -24,8 +24,8 @@ async function newStateDir(): Promise<string> {
   return dir;
 }
 
-function serverArgs(stateDir: string): string[] {
-  return [cli, '--state-dir', stateDir, '--workers-dir', fixtures, '--root', repoRoot, '--log-level', 'warn'];
+function serverArgs(stateDir: string, logLevel: 'debug' | 'info' | 'warn' = 'warn'): string[] {
+  return [cli, '--state-dir', stateDir, '--workers-dir', fixtures, '--root', repoRoot, '--log-level', logLevel];
 }
 
 async function connect(stateDir: string): Promise<{ client: Client; transport: StdioClientTransport; call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult> }> {
@@ -58,9 +58,12 @@ describe('the built server over stdio', () => {
 
   it('writes nothing but JSON-RPC to stdout and exits when stdin closes', async () => {
     const stateDir = await newStateDir();
-    const child = spawn(process.execPath, serverArgs(stateDir), { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    // At debug level, so every log line the server can write is exercised: all of them must go to stderr.
+    const child = spawn(process.execPath, serverArgs(stateDir, 'debug'), { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
+    let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const send = (message: unknown): void => {
       child.stdin.write(JSON.stringify(message) + '\n');
@@ -86,6 +89,28 @@ describe('the built server over stdio', () => {
     expect(JSON.stringify(byId.get(4)?.result)).toMatch(/slept/);
     expect(byId.get(5)?.result?.isError).toBe(true);
     expect(JSON.stringify(byId.get(5)?.result)).toMatch(/JOB_NOT_FOUND/);
+    // The logs were written, at info and debug level, to stderr.
+    expect(stderr).toMatch(/^\[monitor-mcp\] info: ready/m);
+    expect(stderr).toMatch(/^\[monitor-mcp\] debug: collect_results failed: JOB_NOT_FOUND/m);
+    expect(stderr).toMatch(/^\[monitor-mcp\] info: shutting down \(stdin closed\)/m);
+  });
+
+  it('shuts down cleanly, not with a crash, when its stdout is gone (the client died)', async () => {
+    const stateDir = await newStateDir();
+    const child = spawn(process.execPath, serverArgs(stateDir, 'info'), { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline && !stderr.includes('ready')) await sleep(50);
+    // Close our end of its stdout; its next reply then fails with EPIPE.
+    child.stdout.destroy();
+    child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'gone', version: '0' } } }) + '\n');
+    const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)]);
+    if (code === 'timeout') child.kill('SIGKILL');
+    expect(code).toBe(0);
+    expect(stderr).toContain('shutting down (stdout closed)');
+    expect(stderr).not.toMatch(/EPIPE|Unhandled|at .*\.js:\d+/);
   });
 
   it('keeps finished results across a SIGKILL; unfinished tasks are interrupted and resume finishes them', async () => {

@@ -6,6 +6,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { parseConfig, type Config } from '../../src/config.js';
+import { processControl, type ProcessControl } from '../../src/processes.js';
 import { createServer, type MonitorServer, type ServerDeps } from '../../src/server.js';
 
 /** The repository root (works from both `test/` sources and compiled `dist/test/`). */
@@ -43,9 +44,14 @@ export interface Connected {
   close(): Promise<void>;
 }
 
+/** This test process's own ProcessControl, as the CLI builds it for the server. */
+export const testProcesses: ProcessControl = processControl(process.pid, (pid, signal) => {
+  process.kill(pid, signal);
+});
+
 /** A real SDK Client connected to createServer(config, deps) over the in-memory transport. */
 export async function connectInMemory(config: Config, deps: ServerDeps = {}): Promise<Connected> {
-  const app = createServer(config, deps);
+  const app = createServer(config, { ...deps, processes: deps.processes ?? testProcesses });
   await app.start();
   const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
   await app.server.connect(serverTransport);

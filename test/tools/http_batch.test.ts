@@ -100,6 +100,20 @@ describe('http_batch', () => {
     expect(textOf(none)).toContain('the allowlist is empty');
   });
 
+  it('refuses headers the client owns, Accept-Encoding included (bodies must stay redactable), naming the request', async () => {
+    const s = await server((req, res) => sendJson(res, 200, {}));
+    const m = await connect((h) => {
+      h.allowHosts = [s.hostEntry];
+      h.allowPrivateAddresses = true;
+    });
+    const own = await m.call('http_batch', { requests: [{ url: `${s.origin}/` }, { url: `${s.origin}/`, headers: { 'Accept-Encoding': 'gzip' } }] });
+    expect(own.isError).toBe(true);
+    expect(textOf(own)).toMatch(/^INVALID_INPUT: requests\[1\]: headers: The Accept-Encoding header is managed by the HTTP client[\s\S]*Next: .*uncompressed/);
+    const shared = await m.call('http_batch', { requests: [{ url: `${s.origin}/` }], headers: { host: 'elsewhere.example' } });
+    expect(textOf(shared)).toMatch(/^INVALID_INPUT: headers: The host header is managed/);
+    expect(s.requests).toHaveLength(0);
+  });
+
   it('refuses a loopback target unless private addresses are allowed', async () => {
     const s = await server((req, res) => sendJson(res, 200, {}));
     const m = await connect((h) => {

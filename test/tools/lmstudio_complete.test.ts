@@ -86,7 +86,13 @@ describe('lmstudio_complete', () => {
     expect(results[0]?.value?.tokens_in).toBeGreaterThan(0);
     expect(results[0]?.value?.tokens_out).toBe(6);
     expect(results[1]?.value?.id).toBe('2');
-    expect(job.tokens).toMatchObject({ prompt: expect.any(Number), completion: expect.any(Number) });
+    // Job totals are the sum over its items; the rate is what came out per second of wall time.
+    const tokens = job.tokens as { prompt: number; completion: number; completion_per_second: number };
+    expect(tokens.prompt).toBe(results.reduce((sum, r) => sum + Number(r.value?.tokens_in), 0));
+    expect(tokens.completion).toBe(results.reduce((sum, r) => sum + Number(r.value?.tokens_out), 0));
+    expect(tokens.completion_per_second).toBeGreaterThan(0);
+    expect(tokens.completion_per_second).toBeLessThanOrEqual(tokens.completion * 1000 / Number(job.elapsed_ms) + 1);
+    for (const r of results) expect(Number(r.value?.tokens_per_second)).toBeGreaterThan(0);
     const sent = double.chatRequests[0]?.body ?? {};
     expect(sent).toMatchObject({ model: 'test-model', temperature: 0.2, max_tokens: 100, seed: 7, stop: ['END'] });
     expect(sent.messages).toEqual([
@@ -147,6 +153,19 @@ describe('lmstudio_complete', () => {
     expect(lines.sort()).toEqual(big.split('\n').sort());
   });
 
+  it('refuses a file that would need more chunks than the task cap before reading it', async () => {
+    const double = await startDouble();
+    const root = await filesRoot({ 'huge.txt': 'x'.repeat(200_000) });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+      cfg.llm.maxTasks = 100;
+    });
+    const reply = await c.call('lmstudio_complete', { template: '{{content}}', files: ['huge.txt'], chunk_tokens: 64 });
+    expect(reply.isError).toBe(true);
+    expect(textOf(reply)).toMatch(/more than 100 tasks: huge\.txt needs at least 1042 chunks of 192 bytes/);
+    expect(double.chatRequests).toHaveLength(0);
+  });
+
   it('returns validated JSON for json_schema, mergeable into one array', async () => {
     const double = await startDouble();
     const c = await connect(double.url);
@@ -174,6 +193,7 @@ describe('lmstudio_complete', () => {
       [{ prompts: [{ prompt: 'a' }], json_schema: { type: 'nonsense' } }, /json_schema is not a valid JSON schema/],
       [{ prompts: [{ prompt: 'a' }], model: 'o4-mini' }, /MODEL_NOT_FOUND.*o4-mini.*Available: test-model/s],
       [{ prompts: [{}] }, /exactly one of prompt or messages/],
+      [{ prompts: [{ messages: [{ role: 'system', content: 'Be terse.' }, { role: 'user', content: 'hi' }] }], system: 'Be kind.' }, /starts with its own system message, and `system` is given too/],
     ];
     for (const [args, expected] of cases) {
       const reply = await c.call('lmstudio_complete', args);
@@ -214,6 +234,20 @@ describe('lmstudio_complete', () => {
     const refused = await without.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }] });
     expect(refused.isError).toBe(true);
     expect(textOf(refused)).toMatch(/AUTH_REQUIRED[\s\S]*LM_API_TOKEN/);
+  });
+
+  it('--endpoint NAME=URL#lmstudio gets LM Studio\'s API and reads LM_API_TOKEN without further config', async () => {
+    const double = await startDouble({ token: 'sk-lm-abc:def', models: [{ id: 'cold', state: 'not-loaded' }] });
+    const config = await testConfig(() => {}, ['--endpoint', `box=${double.url}@2#lmstudio`]);
+    expect(config.llm.endpoints).toEqual([{ name: 'box', url: double.url, concurrency: 2, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }]);
+    const c = await connectInMemory(config, { env: { LM_API_TOKEN: 'sk-lm-abc:def' } });
+    cleanups.push(() => c.close());
+    const reply = await c.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }], model: 'cold', wait_seconds: 20 });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    expect(double.requests.map((r) => r.path)).toContain('/api/v0/models');
+    expect(double.requests.every((r) => r.authorization === 'Bearer sk-lm-abc:def')).toBe(true);
+    // The model was cold: one warm-up, then the prompt.
+    expect(double.chatRequests.map((r) => r.body?.max_tokens)).toEqual([1, undefined]);
   });
 
   it('cancel_job aborts the HTTP requests in flight', async () => {

@@ -56,4 +56,20 @@ describe('lmstudio_models', () => {
     expect(unknown.isError).toBe(true);
     expect(textOf(unknown)).toContain('gpu1, cluster, gpu2');
   });
+
+  it('calls an endpoint that answers 401 reachable but refused, and says how to pass the token', async () => {
+    const guarded = await LmStudioDouble.start({ token: 'sk-lm-abc:def' });
+    cleanups.push(() => guarded.close());
+    const config = await testConfig((c) => {
+      c.llm.endpoints = [{ name: 'guarded', url: guarded.url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }];
+    });
+    const c = await connectInMemory(config);
+    cleanups.push(() => c.close());
+    const reply = await c.call('lmstudio_models');
+    expect(textOf(reply)).toMatch(/guarded .*: reachable, refused \(AUTH_REQUIRED\): endpoint guarded refused the request \(HTTP 401\)/);
+    expect(textOf(reply)).toMatch(/Fix: Set LM_API_TOKEN/);
+    expect(textOf(reply)).not.toContain('NOT REACHABLE');
+    const structured = reply.structuredContent as { endpoints: Array<Record<string, unknown>> };
+    expect(structured.endpoints[0]).toMatchObject({ name: 'guarded', reachable: true, error: { code: 'AUTH_REQUIRED' }, models: [] });
+  });
 });

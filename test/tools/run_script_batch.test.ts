@@ -80,6 +80,12 @@ describe('run_script_batch', () => {
     expect(results[0]?.value?.json).toMatchObject({ cwd: tmp, env: { FIXTURE_MODE: 'strict' } });
   });
 
+  it('delivers NUL bytes on stdin intact (only args and env values cannot hold them)', async () => {
+    const jobId = await submitScripts(conn, { worker: 'echo.py', inputs: [{ stdin: 'a\u0000b' }] });
+    const { results } = await collectAll(conn, jobId);
+    expect(results[0]).toMatchObject({ state: 'succeeded', value: { json: { stdin: 'a\u0000b' } } });
+  });
+
   it('reports a failing task as NON_ZERO_EXIT with its output, next to succeeding ones', async () => {
     const jobId = await submitScripts(conn, { worker: 'fail.py', inputs: [{ args: ['0'] }, { args: ['4', 'bad input file'] }] });
     const { results, job } = await collectAll(conn, jobId);
@@ -208,6 +214,13 @@ describe('run_script_batch refuses bad input and submits nothing', () => {
     { name: 'a cwd outside the roots', args: { worker: 'echo.py', inputs: [{}], cwd: '/etc' }, expected: /^PATH_OUTSIDE_ROOT: The cwd "\/etc" resolves outside[\s\S]*Next: / },
     { name: 'a cwd that is a file', args: { worker: 'echo.py', inputs: [{}], cwd: 'package.json' }, expected: /^INVALID_INPUT: The cwd "package.json" is not a folder/ },
     { name: 'a bad env name', args: { worker: 'echo.py', inputs: [{}], env: { 'BAD=NAME': 'x' } }, expected: /^INVALID_INPUT: "BAD=NAME" is not a valid environment variable name/ },
+    ...['NODE_OPTIONS', 'LD_PRELOAD', 'DYLD_INSERT_LIBRARIES', 'PYTHONPATH', 'PYTHONSTARTUP', 'BASH_ENV', 'ENV', 'PATH', 'PERL5OPT', 'RUBYOPT', 'SHELLOPTS', 'ld_preload', 'MONITOR_ALLOWED_ROOTS'].map((name) => ({
+      name: `env ${name}, which would choose the code that runs`,
+      args: { worker: 'echo.py', inputs: [{}], env: { OK_VAR: '1', [name]: name === 'NODE_OPTIONS' ? '--import=data:text/javascript,process.exit(9)' : '/tmp/x' } },
+      expected: new RegExp(`^INVALID_INPUT: env cannot set ${name}: it changes which code[\\s\\S]*Next: Leave it out`),
+    })),
+    { name: 'a NUL byte in an env value', args: { worker: 'echo.py', inputs: [{}], env: { MODE: 'a\u0000b' } }, expected: /^INVALID_INPUT: The value of env MODE contains a NUL byte[\s\S]*Next: / },
+    { name: 'a NUL byte in an argument', args: { worker: 'echo.py', inputs: [{ args: ['ok'] }, { args: ['fine', 'a\u0000b'] }] }, expected: /^INVALID_INPUT: inputs\[1\]\.args\[1\] contains a NUL byte[\s\S]*Next: .*stdin/ },
   ];
 
   for (const { name, args, expected } of cases) {

@@ -1,5 +1,9 @@
+import { execFile } from 'node:child_process';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectInMemory, type Connected } from '../helpers/client.js';
+import { connectInMemory, makeTempDir, repoRoot, type Connected } from '../helpers/client.js';
 import { collectAll, scriptConfig, submitScripts } from '../helpers/scripts.js';
 
 /** The bundled workers, run by run_script_batch over this repository's own files. */
@@ -74,7 +78,8 @@ describe('code_stats.py', () => {
     expect(catalog?.comment).toBeGreaterThan(5);
     expect(grep).toMatchObject({ language: 'python', classes: 0 });
     expect(grep?.functions).toBeGreaterThanOrEqual(6);
-    expect(binary?.error).toBe('binary file');
+    // Outside the allowed folders (the repository here): not read at all.
+    expect(binary?.error).toMatch(/outside the allowed folders/);
     expect(out.totals).toMatchObject({ files: 3 });
   });
 
@@ -124,3 +129,73 @@ describe('outline.py', () => {
     expect(py?.doc).toContain('Standard library only');
   });
 });
+
+describe('every bundled worker, on files it must not read', () => {
+  let guarded: Connected;
+  let project: string;
+  let outside: string;
+
+  beforeAll(async () => {
+    project = await makeTempDir('monitor-project-');
+    outside = await makeTempDir('monitor-outside-');
+    await promisify(execFile)('mkfifo', [path.join(project, 'pipe.py')]);
+    // Inside an allowed folder (/dev is allowed here) but a device: reading it would never end.
+    await symlink('/dev/zero', path.join(project, 'zero.ts'));
+    await mkdir(path.join(project, 'folder.py'));
+    await writeFile(path.join(outside, 'private.py'), 'import secret_module  # TODO: private\n');
+    await symlink(path.join(outside, 'private.py'), path.join(project, 'link_out.py'));
+    await writeFile(path.join(project, 'fine.py'), 'import json  # TODO: fine\n');
+    await writeFile(path.join(project, 'binary.py'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0, 0x54, 0x4f, 0x44, 0x4f]));
+    guarded = await connectInMemory(
+      await scriptConfig((c) => {
+        c.allowedRoots = [project, '/dev'];
+      }),
+      { env: { PATH: process.env.PATH } },
+    );
+  });
+
+  afterAll(async () => {
+    await guarded.close();
+    await rm(project, { recursive: true, force: true });
+    await rm(outside, { recursive: true, force: true });
+  });
+
+  const files = (): string[] => ['pipe.py', 'zero.ts', 'folder.py', 'link_out.py', path.join(outside, 'private.py'), path.join(repoRoot, 'src', 'config.ts'), 'fine.py', 'binary.py'];
+  const cases: Array<{ worker: string; args: () => string[] }> = [
+    { worker: 'analyze_dependencies.py', args: files },
+    { worker: 'code_stats.py', args: files },
+    { worker: 'outline.py', args: files },
+    { worker: 'grep_context.py', args: () => ['-F', 'TODO', ...files()] },
+  ];
+  for (const { worker, args } of cases) {
+    it(`${worker} skips FIFOs, devices and folders, and files outside the allowed folders, per file`, async () => {
+      // A FIFO or /dev/zero read without care would hold the task until its timeout.
+      const jobId = await submitScripts(guarded, { worker, inputs: [{ args: args() }], cwd: project, timeout_seconds: 20 });
+      const { results } = await collectAll(guarded, jobId);
+      expect(results[0]?.state, JSON.stringify(results[0])).toBe('succeeded');
+      const out = results[0]?.value?.json as { files: Array<{ file: string; error?: string }> };
+      const byName = new Map(out.files.map((f) => [path.basename(f.file), f]));
+      // grep_context searches a folder it is given (here an empty one); the others skip it.
+      const specials = worker === 'grep_context.py' ? ['pipe.py', 'zero.ts'] : ['pipe.py', 'zero.ts', 'folder.py'];
+      for (const special of specials) expect(byName.get(special)?.error, special).toMatch(/not a regular file/);
+      for (const far of ['link_out.py', 'private.py', 'config.ts']) expect(byName.get(far)?.error, far).toMatch(/outside the allowed folders/);
+      expect(byName.get('fine.py')?.error).toBeUndefined();
+      expect(byName.get('binary.py')?.error).toBe('binary file');
+      expect(JSON.stringify(out)).not.toContain('secret_module');
+    });
+  }
+
+  it('grep_context.py does not list a folder outside the allowed ones', async () => {
+    const out = (await runOneOn(guarded, 'grep_context.py', { args: ['-F', 'TODO', outside, '.'] })) as { files: Array<{ file: string; error?: string; matches?: number }> };
+    expect(out.files).toContainEqual({ file: outside, error: expect.stringMatching(/outside the allowed folders/) });
+    expect(out.files.find((f) => f.file === './fine.py')?.matches).toBe(1);
+    expect(JSON.stringify(out)).not.toContain('secret_module');
+  });
+});
+
+async function runOneOn(on: Connected, worker: string, input: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const jobId = await submitScripts(on, { worker, inputs: [input], cwd: on.config.allowedRoots[0], timeout_seconds: 20 });
+  const { results } = await collectAll(on, jobId);
+  expect(results[0]?.state, JSON.stringify(results[0])).toBe('succeeded');
+  return (results[0]?.value?.json ?? {}) as Record<string, unknown>;
+}

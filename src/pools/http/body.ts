@@ -1,4 +1,4 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import type { Redactor } from './secrets.js';
 
 export interface BodyLimits {
@@ -27,7 +27,9 @@ export interface ReadBody {
  * Streams a response body: counts it, stops at the cap (destroying the stream, so the socket is
  * closed and the rest never arrives), keeps a bounded prefix in memory, and writes everything
  * past the inline size to `filePath`. Memory stays at about `keepBytes` whatever the body's size.
- * Secret values are removed from the bytes before they are kept or written.
+ * Secret values are removed from the bytes before they are kept or written. When reading fails
+ * (connection dropped, timeout, cancel) the partial file is removed: no result names it, and a
+ * retry must not leave an earlier attempt's bytes behind.
  */
 export async function readBody(body: AsyncIterable<Buffer> & { destroy(): unknown }, limits: BodyLimits, filePath: string, redactor: Redactor): Promise<ReadBody> {
   const filter = redactor.stream();
@@ -66,6 +68,7 @@ export async function readBody(body: AsyncIterable<Buffer> & { destroy(): unknow
     }
   };
 
+  let failed = false;
   try {
     for await (const chunk of body) {
       let piece = chunk;
@@ -78,9 +81,13 @@ export async function readBody(body: AsyncIterable<Buffer> & { destroy(): unknow
       if (truncated) break;
     }
     await output(filter.end());
+  } catch (error) {
+    failed = true;
+    throw error;
   } finally {
     if (truncated) body.destroy();
     await file?.close();
+    if (failed && file) await rm(filePath, { force: true });
   }
   const result: ReadBody = { bytes, truncated, kept: Buffer.concat(keptParts), complete: complete && !truncated };
   if (file) result.file = filePath;

@@ -64,9 +64,13 @@ function child(node: unknown, key: string): { found: true; value: unknown } | { 
   return { found: false };
 }
 
-/** `{ "name": …, "owner.login": … }`; a path that leads nowhere gives null, so every row has every key. */
+/**
+ * `{ "name": …, "owner.login": … }`; a path that leads nowhere gives null, so every row has every key.
+ * Built without a prototype and with defineProperty, so a field named `__proto__` (or `constructor`)
+ * is a plain key of the row, never a prototype switch.
+ */
 function pickFields(node: unknown, fields: readonly string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  const out: Record<string, unknown> = Object.create(null);
   for (const field of fields) {
     let value: unknown = node;
     for (const key of field.split('.')) {
@@ -74,7 +78,7 @@ function pickFields(node: unknown, fields: readonly string[]): Record<string, un
       value = next.found ? next.value : null;
       if (!next.found) break;
     }
-    out[field] = value;
+    Object.defineProperty(out, field, { value, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }

@@ -9,7 +9,7 @@ import { checkedLookup, checkLiteralHost } from './addresses.js';
 import { readBody, type ReadBody } from './body.js';
 import { applyExtract, type ExtractSpec } from './extract.js';
 import { allowEntryFor, allowHostHint, hostKey, isHostAllowed, parseHostPatterns, type HostPattern } from './hosts.js';
-import { extractOf, KEPT_RESPONSE_HEADERS, mergeHeaders, parseJobOptions, parseTaskInput, type HttpMethod } from './request.js';
+import { ACCEPT_ENCODING, extractOf, KEPT_RESPONSE_HEADERS, mergeHeaders, parseJobOptions, parseTaskInput, type HttpMethod } from './request.js';
 import { backoffMs, isRetryableError, parseRetryAfter, RETRY_STATUSES, sleep } from './retry.js';
 import { checkSecretNames, mentionsTemplate, Redactor, referencedEnvNames, substituteHeaders, type Env } from './secrets.js';
 import { KeyedSemaphore } from './semaphore.js';
@@ -51,6 +51,8 @@ interface RequestRun {
   /** Lower-case names of headers that carry a substituted secret. */
   secretHeaders: ReadonlySet<string>;
   attempts: number;
+  /** Retries spent so far (429/503, dropped connections, bodies cut off), over all hops. */
+  retries: number;
   redirects: string[];
 }
 
@@ -137,6 +139,7 @@ export class HttpPool implements Pool {
       redactor: new Redactor(substituted.secrets),
       secretHeaders: substituted.secretHeaders,
       attempts: 0,
+      retries: 0,
       redirects: [],
     };
     try {
@@ -169,13 +172,23 @@ export class HttpPool implements Pool {
     return this.agent;
   }
 
-  /** Follows redirects (each hop checked like the first URL) until a final response, then reads it. */
+  /**
+   * Follows redirects (each hop checked like the first URL) until a final response, then reads it.
+   * A connection dropped while the body streams in is retried like one dropped before the answer.
+   */
   private async perform(run: RequestRun, first: Target): Promise<TaskResult> {
     let target = first;
     for (;;) {
       const exchange = await this.sendWithRetries(run, target);
       const location = exchange.headers.location;
-      if (!REDIRECT_STATUSES.has(exchange.status) || typeof location !== 'string') return await this.finish(run, target, exchange);
+      if (!REDIRECT_STATUSES.has(exchange.status) || typeof location !== 'string') {
+        try {
+          return await this.finish(run, target, exchange);
+        } catch (error) {
+          if (!(await this.retryAfterFailure(run, target, error))) throw error;
+          continue;
+        }
+      }
       await discard(exchange);
       target = this.redirectTarget(run, target, exchange.status, location);
       run.redirects.push(target.url.href);
@@ -213,24 +226,33 @@ export class HttpPool implements Pool {
     return { url: next, method, headers, body };
   }
 
+  /**
+   * After a failed attempt: true (having waited the backoff) when it is worth another, i.e. a
+   * connection failure of an idempotent request with retries left; false to give up.
+   */
+  private async retryAfterFailure(run: RequestRun, target: Target, error: unknown): Promise<boolean> {
+    const { task, maxRetries } = run;
+    if (task.signal.aborted) throw task.signal.reason;
+    if (run.retries >= maxRetries || isMonitorError(error) || !isRetryableError(error, target.method)) return false;
+    run.retries++;
+    this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} ${errorCode(error)}, retry ${run.retries}/${maxRetries}`);
+    await sleep(backoffMs(run.retries), task.signal);
+    return true;
+  }
+
   /** Sends once, then again on 429/503 (honouring Retry-After) and on connection failures of idempotent requests. */
   private async sendWithRetries(run: RequestRun, target: Target): Promise<Exchange> {
     const { task, maxRetries } = run;
-    for (let retry = 0; ; retry++) {
+    for (;;) {
       run.attempts++;
       let exchange: Exchange;
       try {
         exchange = await this.send(run, target);
       } catch (error) {
-        if (task.signal.aborted) throw task.signal.reason;
-        if (retry < maxRetries && !isMonitorError(error) && isRetryableError(error, target.method)) {
-          this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} ${errorCode(error)}, retry ${retry + 1}/${maxRetries}`);
-          await sleep(backoffMs(retry + 1), task.signal);
-          continue;
-        }
+        if (await this.retryAfterFailure(run, target, error)) continue;
         throw error;
       }
-      if (!RETRY_STATUSES.has(exchange.status) || retry >= maxRetries) return exchange;
+      if (!RETRY_STATUSES.has(exchange.status) || run.retries >= maxRetries) return exchange;
       const retryAfter = parseRetryAfter(headerText(exchange.headers['retry-after']));
       await discard(exchange);
       if (retryAfter !== undefined && retryAfter > this.settings.maxRetryAfterSeconds * 1000) {
@@ -240,8 +262,9 @@ export class HttpPool implements Pool {
           { hint: 'The API is rate limiting: wait that long, then run the failed requests again with resume_job (include failed). The user can raise http.maxRetryAfterSeconds.' },
         );
       }
-      const wait = retryAfter ?? backoffMs(retry + 1);
-      this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} answered ${exchange.status}, retry ${retry + 1}/${maxRetries} in ${wait} ms`);
+      run.retries++;
+      const wait = retryAfter ?? backoffMs(run.retries);
+      this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} answered ${exchange.status}, retry ${run.retries}/${maxRetries} in ${wait} ms`);
       await sleep(wait, task.signal);
     }
   }
@@ -256,7 +279,8 @@ export class HttpPool implements Pool {
         origin: target.url.origin,
         path: `${target.url.pathname}${target.url.search}`,
         method: target.method,
-        headers: target.headers,
+        // Whatever a stored request says (jobs from before this rule too): bodies come uncompressed.
+        headers: { ...withoutHeaders(target.headers, new Set(['accept-encoding'])), 'accept-encoding': ACCEPT_ENCODING },
         body: target.body ?? null,
         signal,
         headersTimeout: run.timeoutMs,

@@ -5,11 +5,17 @@ import type { ExtractSpec } from './extract.js';
 export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export type HttpMethod = (typeof METHODS)[number];
 
-const extractSchema = z.union([
-  z.string(),
-  z.array(z.string()),
-  z.strictObject({ pointer: z.string().optional(), fields: z.array(z.string()).optional() }),
-]);
+/** What http_batch accepts as `extract` and what is stored with a job: one schema for both. */
+export const extractSchema = z
+  .union([
+    z.string().describe('A JSON pointer, e.g. "/items/0/name" or "/data".'),
+    z.array(z.string()).describe('Dotted field paths kept from the body, e.g. ["name", "owner.login"]; applied to each element when the body is an array.'),
+    z.strictObject({
+      pointer: z.string().optional().describe('JSON pointer applied first, e.g. "/items".'),
+      fields: z.array(z.string()).optional().describe('Field paths then kept from what the pointer found (from each element of an array).'),
+    }),
+  ])
+  .describe('Keep only part of a JSON response, so results stay small (the full body is still saved to a file when large).');
 
 /**
  * One request as stored with the job. Header values keep their `${env:NAME}` templates: secrets
@@ -52,8 +58,15 @@ export function extractOf(input: HttpTaskInput, options: HttpJobOptions): Extrac
   return input.extract ?? options.extract;
 }
 
+/**
+ * Responses are always asked for uncompressed: a compressed body could be neither redacted nor
+ * parsed as JSON. The pool sends this on every request; a request cannot set its own.
+ */
+export const ACCEPT_ENCODING = 'identity';
+
 /** Headers the connection manages itself; setting them would desync or redirect the request. */
 const RESERVED_HEADERS: ReadonlySet<string> = new Set([
+  'accept-encoding',
   'host',
   'connection',
   'content-length',
@@ -74,7 +87,10 @@ export function checkHeader(name: string, value: string): void {
   if (!TOKEN.test(name)) throw new MonitorError('INVALID_INPUT', `"${name}" is not a valid header name.`);
   if (RESERVED_HEADERS.has(name.toLowerCase())) {
     throw new MonitorError('INVALID_INPUT', `The ${name} header is managed by the HTTP client and cannot be set.`, {
-      hint: 'Leave it out; the URL decides the host, and the body its length.',
+      hint:
+        name.toLowerCase() === 'accept-encoding'
+          ? 'Leave it out; responses are always requested uncompressed, so secrets can be redacted and JSON parsed.'
+          : 'Leave it out; the URL decides the host, and the body its length.',
     });
   }
   if (/[\r\n\0]/.test(value)) throw new MonitorError('INVALID_INPUT', `The value of header ${name} contains a line break or NUL byte.`);

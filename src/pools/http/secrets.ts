@@ -113,8 +113,11 @@ export class Redactor {
     if (typeof node === 'string') return this.text(node);
     if (Array.isArray(node)) return node.map((item) => this.walk(item));
     if (node && typeof node === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const [key, child] of Object.entries(node)) out[this.text(key)] = this.walk(child);
+      // defineProperty on a prototype-less object: a `__proto__` key (JSON.parse makes it an own key) stays a key.
+      const out: Record<string, unknown> = Object.create(null);
+      for (const [key, child] of Object.entries(node)) {
+        Object.defineProperty(out, this.text(key), { value: this.walk(child), enumerable: true, writable: true, configurable: true });
+      }
       return out;
     }
     return node;

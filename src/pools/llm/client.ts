@@ -1,9 +1,21 @@
-import { Pool, type Dispatcher } from 'undici';
+import { buildConnector, Pool, type Dispatcher } from 'undici';
+import * as z from 'zod';
 import type { EndpointConfig } from '../../config.js';
 import { MonitorError } from '../../errors.js';
+import { isStrictCompatible } from './schema.js';
 import { SseParser } from './sse.js';
 import type { ChatAnswer, ChatParams, ModelInfo } from './types.js';
-import { extractUpstreamError, transportError, upstreamError, type UpstreamContext } from './upstream.js';
+import {
+  CLOSED_CODES,
+  errorCodeOf,
+  extractUpstreamError,
+  parseRetryAfter,
+  redactSecret,
+  transportError,
+  UpstreamAnswerError,
+  upstreamError,
+  type UpstreamContext,
+} from './upstream.js';
 
 export interface EndpointClientOptions {
   endpoint: EndpointConfig;
@@ -21,18 +33,52 @@ export interface ChatCallOptions {
   signal: AbortSignal;
   /** Overrides requestTimeoutMs for this call. */
   timeoutMs?: number;
-  /** Models this endpoint listed, for error messages. */
-  knownModels?: readonly string[];
 }
 
 /** Bodies of error answers and model lists are small; answers are bounded by max_tokens, this is the backstop. */
 const MAX_JSON_BYTES = 32 * 1024 * 1024;
 const MAX_ERROR_BYTES = 64 * 1024;
+/**
+ * A kept-alive connection the server had already closed fails at once. A failure later than this
+ * means the server took the request and went away while working on it: no blind resend then.
+ */
+const STALE_CONNECTION_MS = 100;
+
+// Response shapes, loose: unknown fields pass, a field of the wrong type reads as absent.
+const maybeText = z.string().nullish().catch(undefined);
+const maybeNumber = z.number().nullish().catch(undefined);
+const usageSchema = z.looseObject({ prompt_tokens: maybeNumber, completion_tokens: maybeNumber }).nullish().catch(undefined);
+const textFields = { content: maybeText, reasoning_content: maybeText, reasoning: maybeText };
+const completionSchema = z.looseObject({
+  model: maybeText,
+  choices: z.array(z.looseObject({ message: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText })).nullish().catch(undefined),
+  usage: usageSchema,
+});
+const streamChunkSchema = z.looseObject({
+  model: maybeText,
+  choices: z.array(z.looseObject({ delta: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText })).nullish().catch(undefined),
+  usage: usageSchema,
+});
+const listSchema = z.looseObject({ data: z.array(z.unknown()) });
+const lmStudioModelSchema = z.looseObject({
+  id: z.string(),
+  type: maybeText,
+  state: maybeText,
+  loaded_context_length: maybeNumber,
+  max_context_length: maybeNumber,
+});
+const openAiModelSchema = z.looseObject({
+  id: z.string(),
+  meta: z.looseObject({ n_ctx: maybeNumber, n_ctx_train: maybeNumber }).nullish().catch(undefined),
+  max_model_len: maybeNumber,
+  context_length: maybeNumber,
+  context_window: maybeNumber,
+});
 
 /**
- * One OpenAI-compatible server: chat completions (streamed or not), model lists and, on LM Studio,
- * model loading. Maps every error shape to a MonitorError. Holds one undici Pool (keep-alive,
- * `concurrency + 1` connections: one spare for model lists while every slot generates).
+ * One OpenAI-compatible server: chat completions (streamed or not) and model lists (LM Studio's
+ * native list where there is one). Maps every error shape to a MonitorError. Holds one undici Pool
+ * (keep-alive, `concurrency + 1` connections: one spare for model lists while every slot generates).
  */
 export class EndpointClient {
   readonly endpoint: EndpointConfig;
@@ -43,10 +89,15 @@ export class EndpointClient {
   private readonly origin: string;
   private dispatcher: Dispatcher | undefined;
   private readonly ownsDispatcher: boolean;
+  private closed = false;
+  /** Connections opened so far: a request during which none opened ran on a reused one. */
+  private connects = 0;
 
   constructor(options: EndpointClientOptions) {
     this.endpoint = options.endpoint;
-    this.token = options.token;
+    // An empty value (mcp.json passes `LM_API_TOKEN: "${LM_API_TOKEN:-}"`) means no token.
+    const token = options.token?.trim();
+    this.token = token ? token : undefined;
     this.requestTimeoutMs = options.requestTimeoutMs;
     this.stream = options.stream;
     const url = new URL(options.endpoint.url);
@@ -64,24 +115,31 @@ export class EndpointClient {
     return this.token !== undefined;
   }
 
-  /** Created on first use, so building the server does no I/O and holds no sockets. */
+  /** Created on first use, so building the server does no I/O and holds no sockets; never again after close(). */
   private get pool(): Dispatcher {
-    this.dispatcher ??= new Pool(this.origin, {
-      connections: this.endpoint.concurrency + 1,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      keepAliveMaxTimeout: 600_000,
-      headersTimeout: this.requestTimeoutMs,
-      bodyTimeout: this.requestTimeoutMs,
-      connect: { timeout: Math.min(10_000, this.requestTimeoutMs) },
-    });
+    if (this.closed) throw new MonitorError('CANCELLED', `The client of endpoint ${this.name} is closed (server shutting down).`);
+    if (!this.dispatcher) {
+      const connector = buildConnector({ timeout: Math.min(10_000, this.requestTimeoutMs) });
+      this.dispatcher = new Pool(this.origin, {
+        connections: this.endpoint.concurrency + 1,
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        keepAliveMaxTimeout: 600_000,
+        headersTimeout: this.requestTimeoutMs,
+        bodyTimeout: this.requestTimeoutMs,
+        connect: (options, callback) => {
+          this.connects++;
+          connector(options, callback);
+        },
+      });
+    }
     return this.dispatcher;
   }
 
-  private context(model?: string, knownModels?: readonly string[]): UpstreamContext {
+  private context(model?: string): UpstreamContext {
     const ctx: UpstreamContext = { endpoint: this.endpoint, tokenSent: this.token !== undefined };
+    if (this.token !== undefined) ctx.secret = this.token;
     if (model !== undefined) ctx.model = model;
-    if (knownModels !== undefined) ctx.knownModels = knownModels;
     return ctx;
   }
 
@@ -105,6 +163,8 @@ export class EndpointClient {
     if (body !== undefined) headers['content-type'] = 'application/json';
     const payload = body === undefined ? null : JSON.stringify(body);
     for (let attempt = 0; ; attempt++) {
+      const connectsBefore = this.connects;
+      const started = performance.now();
       try {
         return await this.pool.request({
           origin: this.origin,
@@ -119,9 +179,13 @@ export class EndpointClient {
       } catch (error) {
         if (signal.aborted) throw signal.reason;
         // A kept-alive connection the server closed just as we reused it (llama-server closes one
-        // after 100 requests, most servers after a few idle seconds): send again on a fresh one.
-        if (attempt === 0 && isStaleConnection(error)) continue;
-        throw transportError(error, ctx, 'connect');
+        // after 100 requests, most servers after a few idle seconds) fails at once: send again on a
+        // fresh one. Anything else (a fresh connection, or a failure while the server was working)
+        // goes back to the caller, which retries with backoff.
+        const code = errorCodeOf(error);
+        const reused = this.connects === connectsBefore;
+        if (attempt === 0 && reused && code !== undefined && CLOSED_CODES.has(code) && performance.now() - started < STALE_CONNECTION_MS) continue;
+        throw transportError(error, ctx, 'request');
       }
     }
   }
@@ -149,7 +213,8 @@ export class EndpointClient {
 
   /** Parses a JSON answer; any `error` in it (whatever the status) becomes a MonitorError. */
   private async readJson(response: Dispatcher.ResponseData, ctx: UpstreamContext, signal: AbortSignal): Promise<unknown> {
-    const ok = response.statusCode >= 200 && response.statusCode < 300;
+    const status = response.statusCode;
+    const ok = status >= 200 && status < 300;
     const text = await this.readText(response, ctx, signal, ok ? MAX_JSON_BYTES : MAX_ERROR_BYTES);
     let parsed: unknown;
     try {
@@ -158,10 +223,11 @@ export class EndpointClient {
       parsed = undefined;
     }
     const error = extractUpstreamError(parsed);
-    if (error) throw upstreamError(response.statusCode, error, ctx, retryAfterSeconds(response));
-    if (!ok) throw upstreamError(response.statusCode, { message: text.slice(0, 500) || `HTTP ${response.statusCode}` }, ctx, retryAfterSeconds(response));
+    const retryAfter = parseRetryAfter(headerText(response.headers['retry-after']));
+    if (error) throw upstreamError(status, error, ctx, retryAfter);
+    if (!ok) throw upstreamError(status, { message: text.slice(0, 500) || `HTTP ${status}` }, ctx, retryAfter);
     if (parsed === undefined) {
-      throw new MonitorError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a body that is not JSON: ${JSON.stringify(text.slice(0, 200))}`, {
+      throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a body that is not JSON: ${JSON.stringify(redactSecret(text.slice(0, 200), ctx.secret))}`, status, {
         hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',
       });
     }
@@ -170,7 +236,7 @@ export class EndpointClient {
 
   /** One chat completion. Streams when configured; a server that answers JSON anyway is read as JSON. */
   async chat(params: ChatParams, options: ChatCallOptions): Promise<ChatAnswer> {
-    const ctx = this.context(params.model, options.knownModels);
+    const ctx = this.context(params.model);
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const body: Record<string, unknown> = { model: params.model, messages: params.messages, stream: this.stream };
     if (this.stream) body.stream_options = { include_usage: true };
@@ -179,16 +245,19 @@ export class EndpointClient {
     if (params.stop !== undefined && params.stop.length > 0) body.stop = params.stop;
     if (params.seed !== undefined) body.seed = params.seed;
     if (params.jsonSchema !== undefined) {
-      body.response_format = { type: 'json_schema', json_schema: { name: 'result', strict: true, schema: params.jsonSchema } };
+      // LM Studio turns any schema into a grammar; OpenAI's strict mode refuses schemas outside its
+      // subset (400 for the whole job), so strict goes only where it is safe.
+      const strict = this.endpoint.flavor === 'lmstudio' || isStrictCompatible(params.jsonSchema);
+      body.response_format = { type: 'json_schema', json_schema: { name: 'result', ...(strict ? { strict: true } : {}), schema: params.jsonSchema } };
     }
     const started = performance.now();
     const response = await this.send('POST', '/v1/chat/completions', body, ctx, options.signal, timeoutMs, this.stream ? 'sse' : 'json');
-    const contentType = String(response.headers['content-type'] ?? '');
+    const contentType = headerText(response.headers['content-type']) ?? '';
     if (this.stream && response.statusCode === 200 && contentType.includes('text/event-stream')) {
       return this.readStream(response, ctx, options.signal, started, params.model);
     }
     const json = await this.readJson(response, ctx, options.signal);
-    return answerFromCompletion(json, params.model, performance.now() - started, this.name);
+    return answerFromCompletion(json, params.model, performance.now() - started, this.name, response.statusCode);
   }
 
   private async readStream(response: Dispatcher.ResponseData, ctx: UpstreamContext, signal: AbortSignal, started: number, requested: string): Promise<ChatAnswer> {
@@ -213,29 +282,27 @@ export class EndpointClient {
       try {
         parsed = JSON.parse(data);
       } catch {
-        throw new MonitorError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a stream event that is not JSON: ${JSON.stringify(data.slice(0, 200))}`);
+        throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a stream event that is not JSON: ${JSON.stringify(redactSecret(data.slice(0, 200), ctx.secret))}`, 200);
       }
       const error = extractUpstreamError(parsed);
       if (error || event === 'error') throw upstreamError(200, error ?? { message: data.slice(0, 500) }, ctx);
-      if (typeof parsed !== 'object' || parsed === null) return;
+      const chunk = streamChunkSchema.safeParse(parsed);
+      if (!chunk.success) return;
       sawChunk = true;
-      const chunk = parsed as StreamChunk;
-      if (typeof chunk.model === 'string' && chunk.model.length > 0) model = chunk.model;
-      const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined;
+      if (chunk.data.model) model = chunk.data.model;
+      const choice = chunk.data.choices?.[0];
       const delta = choice?.delta;
-      const piece = typeof delta?.content === 'string' ? delta.content : '';
-      const thought = typeof delta?.reasoning_content === 'string' ? delta.reasoning_content : typeof delta?.reasoning === 'string' ? delta.reasoning : '';
+      const piece = delta?.content ?? '';
+      const thought = delta?.reasoning_content || delta?.reasoning || '';
       if ((piece || thought) && ttftMs === undefined) ttftMs = performance.now() - started;
       if (piece) content.push(piece);
       if (thought) reasoning.push(thought);
       size += piece.length + thought.length;
       if (size > MAX_JSON_BYTES) throw new MonitorError('RESPONSE_TOO_LARGE', `Endpoint ${this.name} streamed more than ${MAX_JSON_BYTES} characters.`);
       if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
-      const usage = chunk.usage;
-      if (usage && typeof usage === 'object') {
-        if (typeof usage.prompt_tokens === 'number') promptTokens = usage.prompt_tokens;
-        if (typeof usage.completion_tokens === 'number') completionTokens = usage.completion_tokens;
-      }
+      const usage = chunk.data.usage;
+      if (typeof usage?.prompt_tokens === 'number') promptTokens = usage.prompt_tokens;
+      if (typeof usage?.completion_tokens === 'number') completionTokens = usage.completion_tokens;
     };
 
     try {
@@ -253,15 +320,15 @@ export class EndpointClient {
     }
     // A stream that stops before a finish_reason and without [DONE] lost its connection mid-answer.
     if (!done && finishReason === null) {
-      const tokens = content.length + reasoning.length;
+      const pieces = content.length + reasoning.length;
       if (!sawChunk) {
         throw new MonitorError('EMPTY_ANSWER', `Endpoint ${this.name} closed the stream without sending anything.`, {
-          hint: 'LM Studio does this when the prompt overflows the context on some GGUF models; try chunk: true or a shorter prompt. It was retried once.',
+          hint: 'LM Studio does this when the prompt overflows the context on some GGUF models; try chunk: true or a shorter prompt. An empty answer is retried once.',
           retryable: true,
         });
       }
-      throw new MonitorError('UPSTREAM_ERROR', `The stream from endpoint ${this.name} ended mid-answer (after ${tokens} pieces, no finish_reason).`, {
-        hint: 'Usually transient (server restarted or evicted the model); it was retried. If it persists, check the server log.',
+      throw new MonitorError('UPSTREAM_ERROR', `The stream from endpoint ${this.name} ended mid-answer (after ${pieces} pieces, no finish_reason).`, {
+        hint: 'Usually transient (server restarted or evicted the model); it was retried with backoff. If it persists, check the server log.',
         retryable: true,
       });
     }
@@ -272,14 +339,18 @@ export class EndpointClient {
     return answer;
   }
 
-  /** The models this endpoint serves: LM Studio's `/api/v0/models` (type, state, context), else `/v1/models`. */
+  /**
+   * The models this endpoint serves: LM Studio's `/api/v0/models` (type, state, context), else (or
+   * when that answers without a list) `/v1/models`.
+   */
   async models(signal: AbortSignal, timeoutMs = Math.min(this.requestTimeoutMs, 10_000)): Promise<ModelInfo[]> {
     const ctx = this.context();
     if (this.endpoint.flavor === 'lmstudio') {
       const response = await this.send('GET', '/api/v0/models', undefined, ctx, signal, timeoutMs);
       if (response.statusCode !== 404) {
         try {
-          return parseLmStudioModels(await this.readJson(response, ctx, signal));
+          const models = parseLmStudioModels(await this.readJson(response, ctx, signal));
+          if (models !== undefined) return models;
         } catch (error) {
           // Older builds or an LM Studio-flavoured config pointing elsewhere: fall back to /v1.
           if (!(error instanceof MonitorError) || error.code === 'AUTH_REQUIRED' || error.code === 'ENDPOINT_UNREACHABLE') throw error;
@@ -289,39 +360,22 @@ export class EndpointClient {
       }
     }
     const response = await this.send('GET', '/v1/models', undefined, ctx, signal, timeoutMs);
-    return parseOpenAiModels(await this.readJson(response, ctx, signal));
-  }
-
-  /**
-   * Asks LM Studio to load a model (REST v1, 0.4+). Returns false when this server has no such
-   * endpoint, so the caller can warm the model up with a one-token request instead.
-   */
-  async loadModel(model: string, signal: AbortSignal): Promise<boolean> {
-    const ctx = this.context(model);
-    const response = await this.send('POST', '/api/v1/models/load', { model }, ctx, signal, this.requestTimeoutMs);
-    if (response.statusCode === 404 || response.statusCode === 405) {
-      abandon(response.body);
-      return false;
+    const json = await this.readJson(response, ctx, signal);
+    const models = parseOpenAiModels(json);
+    if (models === undefined) {
+      throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} answered /v1/models without a model list: ${JSON.stringify(json).slice(0, 200)}`, response.statusCode, {
+        hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',
+      });
     }
-    try {
-      await this.readJson(response, ctx, signal);
-    } catch (error) {
-      if (error instanceof MonitorError && /unexpected endpoint/i.test(error.message)) return false;
-      throw error;
-    }
-    return true;
+    return models;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     const dispatcher = this.dispatcher;
     this.dispatcher = undefined;
     if (dispatcher && this.ownsDispatcher) await dispatcher.destroy().catch(() => undefined);
   }
-}
-
-function isStaleConnection(error: unknown): boolean {
-  const code = typeof error === 'object' && error !== null && 'code' in error ? error.code : undefined;
-  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }
 
 /** Drops a body we will not read: closes its connection without an unhandled 'error' event. */
@@ -330,67 +384,51 @@ function abandon(body: Dispatcher.ResponseData['body']): void {
   body.destroy();
 }
 
-interface StreamChunk {
-  model?: unknown;
-  choices?: Array<{ delta?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown }; finish_reason?: unknown }>;
-  usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
-interface CompletionBody {
-  model?: unknown;
-  choices?: Array<{ message?: { content?: unknown; reasoning_content?: unknown; reasoning?: unknown }; finish_reason?: unknown }>;
-  usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
-}
-
-function retryAfterSeconds(response: Dispatcher.ResponseData): number | undefined {
-  const value = response.headers['retry-after'];
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined) return undefined;
-  const seconds = Number(text);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds;
-  const date = Date.parse(text);
-  return Number.isNaN(date) ? undefined : Math.max(0, (date - Date.now()) / 1000);
-}
-
-function answerFromCompletion(json: unknown, requested: string, durationMs: number, endpoint: string): ChatAnswer {
-  const body = (typeof json === 'object' && json !== null ? json : {}) as CompletionBody;
-  const choice = Array.isArray(body.choices) ? body.choices[0] : undefined;
-  if (!choice) {
-    throw new MonitorError('UPSTREAM_ERROR', `Endpoint ${endpoint} answered without choices: ${JSON.stringify(json).slice(0, 300)}`, {
+function answerFromCompletion(json: unknown, requested: string, durationMs: number, endpoint: string, status: number): ChatAnswer {
+  const body = completionSchema.safeParse(json);
+  const choice = body.success ? body.data.choices?.[0] : undefined;
+  if (!body.success || !choice) {
+    throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${endpoint} answered without choices: ${JSON.stringify(json).slice(0, 300)}`, status, {
       hint: 'Check that the endpoint is an OpenAI-compatible chat completions server.',
     });
   }
-  const message = choice.message ?? {};
-  const reasoning = typeof message.reasoning_content === 'string' ? message.reasoning_content : typeof message.reasoning === 'string' ? message.reasoning : '';
+  const message = choice.message;
   const answer: ChatAnswer = {
-    content: typeof message.content === 'string' ? message.content : '',
-    reasoning,
-    model: typeof body.model === 'string' && body.model.length > 0 ? body.model : requested,
-    finishReason: typeof choice.finish_reason === 'string' ? choice.finish_reason : null,
+    content: message?.content ?? '',
+    reasoning: message?.reasoning_content || message?.reasoning || '',
+    model: body.data.model || requested,
+    finishReason: choice.finish_reason ?? null,
     durationMs,
   };
-  if (typeof body.usage?.prompt_tokens === 'number') answer.promptTokens = body.usage.prompt_tokens;
-  if (typeof body.usage?.completion_tokens === 'number') answer.completionTokens = body.usage.completion_tokens;
+  const usage = body.data.usage;
+  if (typeof usage?.prompt_tokens === 'number') answer.promptTokens = usage.prompt_tokens;
+  if (typeof usage?.completion_tokens === 'number') answer.completionTokens = usage.completion_tokens;
   return answer;
 }
 
-function positive(value: unknown): number | undefined {
+function positive(value: number | null | undefined): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
 }
 
-function listOf(json: unknown, key: string): unknown[] {
-  if (typeof json !== 'object' || json === null) return [];
-  const value = (json as Record<string, unknown>)[key];
-  return Array.isArray(value) ? value : [];
+/** The items of `{data: [...]}`, or undefined when the body has no such list. */
+function listItems(json: unknown): unknown[] | undefined {
+  const list = listSchema.safeParse(json);
+  return list.success ? list.data.data : undefined;
 }
 
-/** LM Studio `/api/v0/models`: id, type, state, max_context_length, loaded_context_length. */
-export function parseLmStudioModels(json: unknown): ModelInfo[] {
+/** LM Studio `/api/v0/models`: id, type, state, max_context_length, loaded_context_length. Undefined without a list. */
+export function parseLmStudioModels(json: unknown): ModelInfo[] | undefined {
+  const items = listItems(json);
+  if (items === undefined) return undefined;
   const models: ModelInfo[] = [];
-  for (const item of listOf(json, 'data')) {
-    if (typeof item !== 'object' || item === null) continue;
-    const m = item as Record<string, unknown>;
-    if (typeof m.id !== 'string') continue;
+  for (const item of items) {
+    const parsed = lmStudioModelSchema.safeParse(item);
+    if (!parsed.success) continue;
+    const m = parsed.data;
     const info: ModelInfo = { id: m.id };
     if (m.type === 'llm' || m.type === 'vlm') info.type = m.type;
     else if (m.type === 'embeddings' || m.type === 'embedding') info.type = 'embeddings';
@@ -404,18 +442,19 @@ export function parseLmStudioModels(json: unknown): ModelInfo[] {
   return models;
 }
 
-/** `/v1/models` of any OpenAI-compatible server; llama-server adds `meta.n_ctx`, vLLM `max_model_len`. */
-export function parseOpenAiModels(json: unknown): ModelInfo[] {
+/** `/v1/models` of any OpenAI-compatible server; llama-server adds `meta.n_ctx`, vLLM `max_model_len`. Undefined without a list. */
+export function parseOpenAiModels(json: unknown): ModelInfo[] | undefined {
+  const items = listItems(json);
+  if (items === undefined) return undefined;
   const models: ModelInfo[] = [];
-  for (const item of listOf(json, 'data')) {
-    if (typeof item !== 'object' || item === null) continue;
-    const m = item as Record<string, unknown>;
-    if (typeof m.id !== 'string') continue;
+  for (const item of items) {
+    const parsed = openAiModelSchema.safeParse(item);
+    if (!parsed.success) continue;
+    const m = parsed.data;
     const info: ModelInfo = { id: m.id };
-    const meta = typeof m.meta === 'object' && m.meta !== null ? (m.meta as Record<string, unknown>) : {};
-    const context = positive(meta.n_ctx) ?? positive(m.max_model_len) ?? positive(m.context_length) ?? positive(m.context_window);
+    const context = positive(m.meta?.n_ctx) ?? positive(m.max_model_len) ?? positive(m.context_length) ?? positive(m.context_window);
     if (context !== undefined) info.contextLength = context;
-    const trained = positive(meta.n_ctx_train);
+    const trained = positive(m.meta?.n_ctx_train);
     if (trained !== undefined) info.maxContextLength = trained;
     models.push(info);
   }

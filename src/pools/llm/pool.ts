@@ -6,6 +6,7 @@ import { MonitorError, toTaskError } from '../../errors.js';
 import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
 import { resolveInsideRoots } from '../../paths.js';
 import { splitReasoning } from './reasoning.js';
+import { Deadline } from './deadline.js';
 import { DOWN_FOR_MS, type LlmService } from './service.js';
 import { estimateTokens, readFileForPrompt, renderTemplate } from './template.js';
 import type { ChatAnswer, ChatMessage, LlmJobOptions, LlmTaskInput } from './types.js';
@@ -163,6 +164,8 @@ export class LlmPool implements Pool {
     let schemaRetried = false;
     let requests = 0;
     let lastEndpoint: string | undefined;
+    let emptyRetried = false;
+    let discovery: 'fresh' | 'cached' = 'cached';
 
     const fail = (error: unknown, extra: Record<string, unknown> = {}): TaskResult => {
       const value: Record<string, unknown> = { ...base, model: options.model, ...extra, requests };
@@ -174,6 +177,11 @@ export class LlmPool implements Pool {
     // Transient failures wait and go again; everything else ends the task.
     const retryOrFail = async (error: unknown): Promise<TaskResult | undefined> => {
       if (!(error instanceof MonitorError && error.retryable) || retries >= maxRetries) return fail(error);
+      // An empty answer is often deterministic (the prompt overflowed the context): one more try only.
+      if (error.code === 'EMPTY_ANSWER') {
+        if (emptyRetried) return fail(error);
+        emptyRetried = true;
+      }
       retries++;
       await sleep(backoffMs(retries, retryAfterMs(error)), undefined, { signal: task.signal });
       return undefined;
@@ -181,9 +189,17 @@ export class LlmPool implements Pool {
 
     for (;;) {
       task.signal.throwIfAborted();
-      const { endpoints, error } = await service.candidatesFor(options.model, 'cached', task.signal);
+      const found = await service.candidatesFor(options.model, discovery, task.signal);
+      // No list known at all (the server was down when asked): let the request itself find out.
+      const endpoints = found.endpoints.length > 0 ? found.endpoints : found.unverified;
       if (endpoints.length === 0) {
-        const verdict = await retryOrFail(error ?? new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${options.model}".`));
+        const error = found.error ?? new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${options.model}".`);
+        // A cached list may be out of date: look again once before giving up, without waiting.
+        if (discovery === 'cached') {
+          discovery = 'fresh';
+          continue;
+        }
+        const verdict = await retryOrFail(error);
         if (verdict) return verdict;
         continue;
       }
@@ -195,25 +211,27 @@ export class LlmPool implements Pool {
       const lease = await service.router.acquire(choices, task.signal, options.concurrency === undefined ? undefined : { key: task.jobId, limit: options.concurrency });
       lastEndpoint = lease.endpoint;
       const client = service.client(lease.endpoint);
-      const timeout = AbortSignal.timeout(timeoutMs);
+      const model = found.served[lease.endpoint] ?? options.model;
+      const deadline = new Deadline(timeoutMs, [task.signal], () =>
+        new MonitorError('TIMEOUT', `No complete answer from ${lease.endpoint} within ${options.timeout_seconds} s.`, {
+          hint: 'Raise timeout_seconds, lower max_tokens, or send less per prompt.',
+        }),
+      );
       let answer: ChatAnswer;
       requests++;
       try {
-        const params: Parameters<typeof client.chat>[0] = { model: options.model, messages: conversation };
+        const params: Parameters<typeof client.chat>[0] = { model, messages: conversation };
         if (options.temperature !== undefined) params.temperature = options.temperature;
         if (options.max_tokens !== undefined) params.maxTokens = options.max_tokens;
         if (options.stop !== undefined) params.stop = options.stop;
         if (options.seed !== undefined) params.seed = options.seed;
         if (options.json_schema !== undefined) params.jsonSchema = options.json_schema;
-        answer = await client.chat(params, { signal: AbortSignal.any([task.signal, timeout]), timeoutMs });
+        answer = await client.chat(params, { signal: deadline.signal, timeoutMs });
       } catch (caught) {
+        deadline.clear();
         lease.release();
         if (task.signal.aborted) throw task.signal.reason;
-        const error = timeout.aborted
-          ? new MonitorError('TIMEOUT', `No complete answer from ${lease.endpoint} within ${options.timeout_seconds} s.`, {
-              hint: 'Raise timeout_seconds, lower max_tokens, or send less per prompt.',
-            })
-          : caught;
+        let error = deadline.expired ? deadline.signal.reason : caught;
         if (isConnectionFailure(error)) {
           service.router.markDown(lease.endpoint, DOWN_FOR_MS);
           excluded.add(lease.endpoint);
@@ -224,10 +242,12 @@ export class LlmPool implements Pool {
             continue;
           }
         }
+        if (error instanceof MonitorError && error.code === 'MODEL_NOT_FOUND') error = await service.explainUnknownModel(lease.endpoint, error, task.signal);
         const verdict = await retryOrFail(error);
         if (verdict) return verdict;
         continue;
       }
+      deadline.clear();
       lease.release();
       service.router.markUp(lease.endpoint);
 
@@ -258,7 +278,7 @@ export class LlmPool implements Pool {
         }
         const verdict = await retryOrFail(
           new MonitorError('EMPTY_ANSWER', `Endpoint ${lease.endpoint} returned an empty answer (finish_reason ${answer.finishReason ?? 'none'}).`, {
-            hint: 'Check the prompt and the server log; an empty answer can mean the prompt overflowed the context.',
+            hint: 'It was tried once more. Check the prompt and the server log; an empty answer can mean the prompt overflowed the context.',
             retryable: true,
           }),
         );
@@ -321,12 +341,13 @@ export class LlmPool implements Pool {
     // collect_results never cuts a result below 512 characters: short answers need no file.
     if (text.length <= SHORT_TEXT_CHARS) return { inline };
     const file = path.join(task.outputDir, `${task.index}.${kind}.txt`);
+    // Answers may quote private files: readable by the owner only, like the rest of the state dir.
     try {
-      await writeFile(file, text);
+      await writeFile(file, text, { mode: 0o600 });
     } catch {
       // The store creates outputDir at submit; recreate it if it was removed since.
-      await mkdir(task.outputDir, { recursive: true });
-      await writeFile(file, text);
+      await mkdir(task.outputDir, { recursive: true, mode: 0o700 });
+      await writeFile(file, text, { mode: 0o600 });
     }
     return { inline, file };
   }

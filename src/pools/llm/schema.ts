@@ -50,3 +50,39 @@ function stripFence(text: string): string {
   const fence = /^```(?:json)?\s*\n([\s\S]*?)\n?```$/i.exec(trimmed);
   return fence ? (fence[1] ?? '') : trimmed;
 }
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * True when OpenAI's strict structured outputs accept the schema: an object at the root, and every
+ * object with `additionalProperties: false` and all of its properties in `required` (checked through
+ * properties, items, anyOf/allOf/oneOf and $defs). Other servers ignore `strict` or take any schema.
+ */
+export function isStrictCompatible(schema: Record<string, unknown>): boolean {
+  if (schema.type !== 'object') return false;
+  const check = (node: unknown, depth: number): boolean => {
+    if (depth > 32) return false;
+    if (Array.isArray(node)) return node.every((n) => check(n, depth + 1));
+    if (!isRecord(node)) return true;
+    const types = Array.isArray(node.type) ? node.type : [node.type];
+    if (types.includes('object') || isRecord(node.properties)) {
+      if (node.additionalProperties !== false) return false;
+      const keys = isRecord(node.properties) ? Object.keys(node.properties) : [];
+      const required = Array.isArray(node.required) ? node.required : [];
+      if (!keys.every((k) => required.includes(k))) return false;
+    }
+    const children = [
+      ...(isRecord(node.properties) ? Object.values(node.properties) : []),
+      ...(isRecord(node.$defs) ? Object.values(node.$defs) : []),
+      ...(isRecord(node.definitions) ? Object.values(node.definitions) : []),
+      node.items,
+      node.anyOf,
+      node.allOf,
+      node.oneOf,
+    ];
+    return children.every((c) => check(c, depth + 1));
+  };
+  return check(schema, 0);
+}

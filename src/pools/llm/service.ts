@@ -2,10 +2,12 @@ import type { Config, EndpointConfig } from '../../config.js';
 import { MonitorError, toTaskError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { EndpointClient } from './client.js';
+import { Deadline } from './deadline.js';
 import { LlmPool } from './pool.js';
 import { Router } from './router.js';
 import { SchemaValidator } from './schema.js';
 import type { ModelInfo } from './types.js';
+import { answeredStatus, withModelList } from './upstream.js';
 
 export interface LlmDeps {
   log: Logger;
@@ -20,7 +22,9 @@ export interface EndpointReport {
   url: string;
   flavor: EndpointConfig['flavor'];
   concurrency: number;
+  /** An HTTP answer came back (a 401 counts: the server is there, it refused). */
   reachable: boolean;
+  /** Why the model list could not be read (unreachable, or the server's error answer). */
   error?: TaskError;
   /** Set when the config pins the models this endpoint may serve. */
   configuredModels?: string[];
@@ -37,23 +41,58 @@ export interface ResolvedModel {
   contextLength?: number;
 }
 
-interface Discovery {
+/** What one endpoint's model list is known to be. */
+export interface Discovery {
+  /** When the last refresh finished. */
   at: number;
+  /** The last list read successfully; kept when a later refresh fails. */
   models?: ModelInfo[];
+  /** Set when the last refresh failed. */
+  error?: MonitorError;
+  /** The last refresh got an HTTP answer (even an error answer). */
+  answered: boolean;
+}
+
+/** Endpoints for one model, and the id each of them knows it by. */
+export interface Candidates {
+  /** Endpoints known to serve the model (config or their last good list), in config order. */
+  endpoints: string[];
+  /** Endpoints whose list was never read (discovery failed): the request itself finds out. */
+  unverified: string[];
+  /** The id to send to each endpoint (`qwen3` is `qwen3:latest` on Ollama). */
+  served: Record<string, string>;
+  /** Why no endpoint is known to serve it. */
   error?: MonitorError;
 }
 
-/** Model lists are cached this long; a failure is retried sooner. */
+/** Model lists are cached this long; after a failure, the next "cached" caller refreshes sooner. */
 const DISCOVERY_TTL_MS = 30_000;
 const FAILURE_TTL_MS = 3_000;
 /** How long an endpoint that refused a connection is avoided while another serves the model. */
 export const DOWN_FOR_MS = 5_000;
 
-/** `name`, `NAME`, `name:2` (LM Studio's second instance), `name:latest` (Ollama), `name@q4_k_m`. */
-export function modelMatches(requested: string, served: string): boolean {
+export type ModelMatch = { id: string } | { ambiguous: string[] };
+
+/**
+ * Which served id a requested name means: the same id (any case), else Ollama's `name:latest`,
+ * else the one id that extends it (`name:tag`, LM Studio's `name@q4_k_m`, or instances `name:2`,
+ * `name:3` of one model). Several different extensions are ambiguous.
+ */
+export function matchModel(requested: string, served: readonly string[]): ModelMatch | undefined {
   const a = requested.toLowerCase();
-  const b = served.toLowerCase();
-  return a === b || b.startsWith(`${a}:`) || b.startsWith(`${a}@`);
+  const exact = served.find((id) => id.toLowerCase() === a) ?? served.find((id) => id.toLowerCase() === `${a}:latest`);
+  if (exact !== undefined) return { id: exact };
+  const extended = served.filter((id) => id.toLowerCase().startsWith(`${a}:`) || id.toLowerCase().startsWith(`${a}@`));
+  const first = extended[0];
+  if (first === undefined) return undefined;
+  if (extended.length === 1 || extended.every((id) => /:\d+$/.test(id))) return { id: first };
+  return { ambiguous: extended };
+}
+
+/** True when `requested` names `served` (see matchModel). */
+export function modelMatches(requested: string, served: string): boolean {
+  const match = matchModel(requested, [served]);
+  return match !== undefined && 'id' in match;
 }
 
 function isChatModel(model: ModelInfo): boolean {
@@ -63,7 +102,7 @@ function isChatModel(model: ModelInfo): boolean {
 
 /**
  * Everything the LLM tools need: one client per endpoint, the router (limits, least busy,
- * failover), cached model lists, model resolution and LM Studio pre-loading, and the pool.
+ * failover), cached model lists, model resolution and LM Studio warm-up, and the pool.
  */
 export class LlmService {
   readonly config: Config;
@@ -73,8 +112,10 @@ export class LlmService {
   readonly log: Logger;
   private readonly clients = new Map<string, EndpointClient>();
   private readonly discovery = new Map<string, Discovery>();
-  private readonly pendingDiscovery = new Map<string, Promise<Discovery>>();
-  private readonly loading = new Map<string, Promise<void>>();
+  /** Bumped by invalidate(): a refresh started before then neither fills the cache nor is shared after. */
+  private readonly generations = new Map<string, number>();
+  private readonly pendingDiscovery = new Map<string, { generation: number; promise: Promise<Discovery> }>();
+  private readonly warming = new Map<string, Promise<void>>();
   private readonly lifetime = new AbortController();
   private readonly now: () => number;
 
@@ -89,7 +130,7 @@ export class LlmService {
         requestTimeoutMs: config.llm.requestTimeoutSeconds * 1000,
         stream: config.llm.stream,
       };
-      if (token) options.token = token;
+      if (token !== undefined) options.token = token;
       this.clients.set(endpoint.name, new EndpointClient(options));
     }
     this.router = new Router(config.llm.endpoints.map((e) => ({ name: e.name, limit: e.concurrency })), this.now);
@@ -112,39 +153,63 @@ export class LlmService {
    */
   async discover(name: string, mode: 'fresh' | 'cached', signal?: AbortSignal): Promise<Discovery> {
     const cached = this.discovery.get(name);
-    const age = cached ? this.now() - cached.at : Infinity;
-    const ttl = cached?.error ? FAILURE_TTL_MS : DISCOVERY_TTL_MS;
     if (mode === 'cached' && cached) {
-      if (age > ttl && !this.pendingDiscovery.has(name)) void this.refresh(name).catch(() => undefined);
+      const ttl = cached.error ? FAILURE_TTL_MS : DISCOVERY_TTL_MS;
+      if (this.now() - cached.at > ttl) void this.refresh(name).catch(() => undefined);
       return cached;
     }
-    return raceSignal(this.pendingDiscovery.get(name) ?? this.refresh(name), signal);
+    return raceSignal(this.refresh(name), signal);
   }
 
+  private generationOf(name: string): number {
+    return this.generations.get(name) ?? 0;
+  }
+
+  /** Reads the list now, or joins a read of the current generation already under way. Never rejects. */
   private refresh(name: string): Promise<Discovery> {
+    const generation = this.generationOf(name);
+    const pending = this.pendingDiscovery.get(name);
+    if (pending && pending.generation === generation) return pending.promise;
     const client = this.client(name);
-    const signal = AbortSignal.any([this.lifetime.signal, AbortSignal.timeout(Math.min(10_000, this.config.llm.requestTimeoutSeconds * 1000))]);
-    const pending = client
-      .models(signal)
-      .then((models): Discovery => ({ at: this.now(), models }))
-      .catch((error: unknown): Discovery => {
-        const mapped = error instanceof MonitorError ? error : new MonitorError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not answer in time.`, { cause: error, retryable: true });
-        return { at: this.now(), error: mapped };
-      })
+    const deadline = new Deadline(Math.min(10_000, this.config.llm.requestTimeoutSeconds * 1000), [this.lifetime.signal], () =>
+      new MonitorError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models within 10 s.`, { retryable: true }),
+    );
+    const promise: Promise<Discovery> = client
+      .models(deadline.signal)
+      .then(
+        (models): Discovery => ({ at: this.now(), models, answered: true }),
+        (error: unknown): Discovery => {
+          const mapped = error instanceof MonitorError ? error : new MonitorError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models.`, { cause: error, retryable: true });
+          const failed: Discovery = { at: this.now(), error: mapped, answered: answeredStatus(mapped) !== undefined };
+          // A failed refresh keeps the last good list: one hiccup must not fail a batch while the server is up.
+          const previous = this.discovery.get(name)?.models;
+          if (previous && this.generationOf(name) === generation) failed.models = previous;
+          return failed;
+        },
+      )
       .then((result) => {
-        this.discovery.set(name, result);
-        this.pendingDiscovery.delete(name);
-        if (result.models) this.router.markUp(name);
+        deadline.clear();
+        if (this.generationOf(name) === generation) this.discovery.set(name, result);
+        if (this.pendingDiscovery.get(name)?.promise === promise) this.pendingDiscovery.delete(name);
+        if (!result.error) this.router.markUp(name);
         return result;
       });
-    this.pendingDiscovery.set(name, pending);
-    return pending;
+    this.pendingDiscovery.set(name, { generation, promise });
+    return promise;
   }
 
-  /** Forget cached lists (after a load, or when lmstudio_models asks for fresh data). */
+  /** Forget cached lists (after a warm-up, or when a model turned out to be gone). */
   invalidate(name?: string): void {
-    if (name === undefined) this.discovery.clear();
-    else this.discovery.delete(name);
+    for (const endpoint of name === undefined ? this.endpointNames : [name]) {
+      this.generations.set(endpoint, this.generationOf(endpoint) + 1);
+      this.discovery.delete(endpoint);
+      this.pendingDiscovery.delete(endpoint);
+    }
+  }
+
+  /** Chat model ids from an endpoint's last good list (for error messages). */
+  knownModels(name: string): string[] {
+    return (this.discovery.get(name)?.models ?? []).filter(isChatModel).map((m) => m.id);
   }
 
   /** Every endpoint: reachable or not (why), its models, and how busy it is. */
@@ -158,8 +223,8 @@ export class LlmService {
           url: endpoint.url,
           flavor: endpoint.flavor,
           concurrency: endpoint.concurrency,
-          reachable: found.models !== undefined,
-          models: found.models ?? [],
+          reachable: found.error ? found.answered : true,
+          models: found.error ? [] : (found.models ?? []),
           active: stats?.active ?? 0,
           tokenSet: this.client(endpoint.name).hasToken,
         };
@@ -173,59 +238,85 @@ export class LlmService {
 
   /**
    * Endpoints serving `model`. An endpoint with a configured model list serves exactly those (no
-   * request needed); others serve what they list. `error` explains an empty answer.
+   * request needed); others serve what they last listed. Endpoints whose list was never read are
+   * returned apart (`unverified`), so a caller may still try them.
    */
-  async candidatesFor(model: string, mode: 'fresh' | 'cached', signal?: AbortSignal): Promise<{ endpoints: string[]; error?: MonitorError }> {
-    const endpoints: string[] = [];
+  async candidatesFor(model: string, mode: 'fresh' | 'cached', signal?: AbortSignal): Promise<Candidates> {
+    const found: Candidates = { endpoints: [], unverified: [], served: {} };
     const unreachable: MonitorError[] = [];
+    const ambiguous: string[] = [];
     const available = new Set<string>();
+    const consider = (name: string, ids: readonly string[]): void => {
+      const match = matchModel(model, ids);
+      if (match && 'id' in match) {
+        found.endpoints.push(name);
+        found.served[name] = match.id;
+      } else if (match) ambiguous.push(`${match.ambiguous.join(', ')} (${name})`);
+      else for (const id of ids) available.add(id);
+    };
     await Promise.all(
       this.config.llm.endpoints.map(async (endpoint) => {
-        if (endpoint.models.length > 0) {
-          if (endpoint.models.some((m) => modelMatches(model, m))) endpoints.push(endpoint.name);
-          else for (const m of endpoint.models) available.add(m);
-          return;
-        }
-        const found = await this.discover(endpoint.name, mode, signal);
-        if (!found.models) {
-          if (found.error) unreachable.push(found.error);
-          return;
-        }
-        if (found.models.some((m) => modelMatches(model, m.id))) endpoints.push(endpoint.name);
-        else for (const m of found.models) if (isChatModel(m)) available.add(m.id);
+        if (endpoint.models.length > 0) return consider(endpoint.name, endpoint.models);
+        const list = await this.discover(endpoint.name, mode, signal);
+        if (list.error) unreachable.push(list.error);
+        if (list.models) consider(endpoint.name, list.models.filter(isChatModel).map((m) => m.id));
+        else found.unverified.push(endpoint.name);
       }),
     );
     const order = this.endpointNames;
-    endpoints.sort((a, b) => order.indexOf(a) - order.indexOf(b));
-    if (endpoints.length > 0) return { endpoints };
+    const byConfig = (a: string, b: string): number => order.indexOf(a) - order.indexOf(b);
+    found.endpoints.sort(byConfig);
+    found.unverified.sort(byConfig);
+    for (const name of found.unverified) found.served[name] = model;
+    if (found.endpoints.length > 0) return found;
+    if (ambiguous.length > 0) {
+      found.error = new MonitorError('INVALID_INPUT', `Model "${model}" is ambiguous: it could be ${ambiguous.join('; ')}.`, {
+        hint: 'Pass the full model id as `model` (lmstudio_models lists them).',
+      });
+      return found;
+    }
     const firstUnreachable = unreachable[0];
-    if (firstUnreachable && available.size === 0) return { endpoints, error: firstUnreachable };
+    if (firstUnreachable && available.size === 0) {
+      found.error = firstUnreachable;
+      return found;
+    }
     const list = [...available].slice(0, 30);
     const down = unreachable.length > 0 ? ` (${unreachable.length} endpoint(s) did not answer: ${unreachable.map((e) => e.message).join(' ')})` : '';
-    return {
-      endpoints,
-      error: new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${model}". Available: ${list.length > 0 ? list.join(', ') : 'none'}${down}.`, {
-        hint: 'Pass one of the available models as `model` (lmstudio_models lists them per endpoint), download it in LM Studio (`lms get <model>`), or add it to an endpoint\'s "models" in the config file.',
-      }),
-    };
+    found.error = new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${model}". Available: ${list.length > 0 ? list.join(', ') : 'none'}${down}.`, {
+      hint: 'Pass one of the available models as `model` (lmstudio_models lists them per endpoint), download it in LM Studio (`lms get <model>`), or add it to an endpoint\'s "models" in the config file.',
+    });
+    return found;
   }
 
-  /** Which model a job uses: the one asked for, else the configured default, else the loaded LLM. */
+  /**
+   * Which model a job uses: the one asked for, else the configured default, else the loaded LLM.
+   * Refuses when no endpoint serving it answered just now (the server is down: say so at submit).
+   */
   async resolveModel(requested: string | undefined, signal?: AbortSignal): Promise<ResolvedModel> {
     const model = requested ?? this.config.llm.defaultModel ?? (await this.loadedModel(signal));
-    const { endpoints, error } = await this.candidatesFor(model, 'fresh', signal);
-    if (endpoints.length === 0) throw error ?? new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${model}".`);
-    const resolved: ResolvedModel = { model, endpoints };
-    const context = this.contextLength(model, endpoints);
+    const found = await this.candidatesFor(model, 'fresh', signal);
+    const live = found.endpoints.filter((name) => this.endpointIsConfiguredFor(name) || !this.discovery.get(name)?.error);
+    if (live.length === 0) {
+      const down = found.endpoints.map((name) => this.discovery.get(name)?.error).find((e) => e !== undefined);
+      throw down ?? found.error ?? new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${model}".`);
+    }
+    const resolved: ResolvedModel = { model, endpoints: found.endpoints };
+    const context = this.contextLength(model, found.endpoints);
     if (context !== undefined) resolved.contextLength = context;
     return resolved;
+  }
+
+  private endpointIsConfiguredFor(name: string): boolean {
+    return (this.config.llm.endpoints.find((e) => e.name === name)?.models.length ?? 0) > 0;
   }
 
   /** Smallest known context length of `model` among `endpoints` (from the cached lists). */
   contextLength(model: string, endpoints: readonly string[] = this.endpointNames): number | undefined {
     let smallest: number | undefined;
     for (const name of endpoints) {
-      const info = this.discovery.get(name)?.models?.find((m) => modelMatches(model, m.id));
+      const models = this.discovery.get(name)?.models ?? [];
+      const match = matchModel(model, models.map((m) => m.id));
+      const info = match && 'id' in match ? models.find((m) => m.id === match.id) : undefined;
       const context = info?.contextLength ?? (info?.state === 'loaded' ? info.maxContextLength : undefined);
       if (context !== undefined && (smallest === undefined || context < smallest)) smallest = context;
     }
@@ -241,7 +332,7 @@ export class LlmService {
       const first = endpoint.models[0];
       if (first !== undefined) return first;
       const found = await this.discover(endpoint.name, 'fresh', signal);
-      if (!found.models) {
+      if (found.error || !found.models) {
         if (found.error) unreachable.push(found.error);
         continue;
       }
@@ -274,36 +365,55 @@ export class LlmService {
   /**
    * Makes sure `model` is loaded on every LM Studio endpoint serving it, once, before a batch fans
    * out: concurrent first requests would otherwise each trigger a just-in-time load (duplicate
-   * instances `name:2`, `name:3`, LM Studio bug #1751). Concurrent callers share one load.
+   * instances `name:2`, `name:3`, LM Studio bug #1751). Concurrent callers share one warm-up.
    */
   async ensureLoaded(model: string, signal: AbortSignal): Promise<void> {
-    const { endpoints } = await this.candidatesFor(model, 'cached', signal);
+    const { endpoints, served } = await this.candidatesFor(model, 'cached', signal);
     await Promise.all(
       endpoints
         .filter((name) => this.client(name).endpoint.flavor === 'lmstudio')
         .map((name) => {
-          const key = `${name}\0${model}`;
-          let pending = this.loading.get(key);
+          const id = served[name] ?? model;
+          const key = `${name}\0${id}`;
+          let pending = this.warming.get(key);
           if (!pending) {
-            pending = this.load(name, model).finally(() => this.loading.delete(key));
-            this.loading.set(key, pending);
+            pending = this.warmUp(name, id).finally(() => this.warming.delete(key));
+            this.warming.set(key, pending);
           }
           return raceSignal(pending, signal);
         }),
     );
   }
 
-  private async load(name: string, model: string): Promise<void> {
+  /**
+   * One 1-token request while the model is not loaded: LM Studio loads it just in time, once. Not
+   * `/api/v1/models/load`: that pins the model (no idle TTL, never auto-evicted), so batches on
+   * model A then B would keep both in memory. The request takes a router slot like any other.
+   */
+  private async warmUp(name: string, model: string): Promise<void> {
     const found = await this.discover(name, 'fresh');
-    const info = found.models?.find((m) => modelMatches(model, m.id));
-    if (!found.models || info?.state === 'loaded' || (info && info.state === undefined)) return;
-    const client = this.client(name);
-    const signal = AbortSignal.any([this.lifetime.signal, AbortSignal.timeout(this.config.llm.requestTimeoutSeconds * 1000)]);
-    this.log.info(`loading model ${model} on ${name} before the batch starts`);
-    const loaded = await client.loadModel(model, signal);
-    // Builds before 0.4 have no load endpoint: one tiny request loads the model just in time, once.
-    if (!loaded) await client.chat({ model, messages: [{ role: 'user', content: 'Hi' }], maxTokens: 1 }, { signal });
+    const info = found.error ? undefined : found.models?.find((m) => m.id === model);
+    if (info?.state !== 'not-loaded') return;
+    const lease = await this.router.acquire([name], this.lifetime.signal);
+    const deadline = new Deadline(this.config.llm.requestTimeoutSeconds * 1000, [this.lifetime.signal], () =>
+      new MonitorError('TIMEOUT', `Loading ${model} on ${name} took longer than ${this.config.llm.requestTimeoutSeconds} s.`),
+    );
+    try {
+      this.log.info(`loading model ${model} on ${name} with one short request before the batch starts`);
+      await this.client(name).chat({ model, messages: [{ role: 'user', content: 'Hi' }], maxTokens: 1 }, { signal: deadline.signal });
+    } finally {
+      deadline.clear();
+      lease.release();
+      this.invalidate(name);
+    }
+  }
+
+  /** An unknown-model error from a request, with the endpoint's models (read now) when the server did not list them. */
+  async explainUnknownModel(name: string, error: MonitorError, signal: AbortSignal): Promise<MonitorError> {
+    // The list that sent us there is evidently stale: the next tasks read it again.
     this.invalidate(name);
+    const found = await this.discover(name, 'fresh', signal);
+    return withModelList(error, (found.error ? [] : (found.models ?? [])).filter(isChatModel).map((m) => m.id));
   }
 
   async close(): Promise<void> {

@@ -28,7 +28,7 @@ export function checkPlaceholders(template: string, available: ReadonlySet<strin
   const used = placeholdersOf(template);
   if (used.length === 0) {
     throw new MonitorError('INVALID_INPUT', 'The template has no {{placeholders}}, so every task would get the same prompt.', {
-      hint: `Use {{name}} for item values${available.has('content') ? ', {{content}} and {{path}} for each file' : ''}.`,
+      hint: `Use {{KEY}} for the value under KEY in each item${available.has('content') ? ', {{content}} and {{path}} for each file' : ''}.`,
     });
   }
   const missing = used.filter((name) => !available.has(name));
@@ -54,13 +54,14 @@ export interface ChunkRange {
 
 /**
  * Cuts `buffer` into ranges of at most `maxBytes`, preferring to end at a line break in the last
- * fifth of each window, and never inside a UTF-8 character.
+ * fifth of each window, and never inside a UTF-8 character. Stops after `limit` ranges (the caller
+ * refuses a file that needs more).
  */
-export function chunkRanges(buffer: Uint8Array, maxBytes: number): ChunkRange[] {
+export function chunkRanges(buffer: Uint8Array, maxBytes: number, limit = Infinity): ChunkRange[] {
   if (!(Number.isInteger(maxBytes) && maxBytes >= 16)) throw new TypeError(`Expected maxBytes to be an integer from 16 and up, got ${maxBytes}`);
   const ranges: ChunkRange[] = [];
   let start = 0;
-  while (start < buffer.length) {
+  while (start < buffer.length && ranges.length < limit) {
     let end = Math.min(buffer.length, start + maxBytes);
     if (end < buffer.length) {
       const floor = start + Math.floor(maxBytes * 0.8);

@@ -1,5 +1,6 @@
-import { MonitorError } from '../../errors.js';
+import * as z from 'zod';
 import type { EndpointConfig } from '../../config.js';
+import { MonitorError, type ErrorCode } from '../../errors.js';
 
 /** What the error mapping needs to know about the endpoint and the request. */
 export interface UpstreamContext {
@@ -7,21 +8,36 @@ export interface UpstreamContext {
   model?: string;
   /** True when a bearer token was sent (a 401 then means the token is wrong, not missing). */
   tokenSent: boolean;
-  /** Models the endpoint listed, for "unknown model" messages. */
-  knownModels?: readonly string[];
+  /** The token itself, only to scrub it from server messages (LM Studio echoes part of a malformed one). */
+  secret?: string;
 }
 
-/** 429/503 and friends: transient, retried after the server's Retry-After when it sent one. */
-export class BusyError extends MonitorError {
+/** An error the server sent as an HTTP answer: proof that the endpoint is there and answering. */
+export class UpstreamAnswerError extends MonitorError {
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, status: number, options: { hint?: string; retryable?: boolean } = {}) {
+    super(code, message, options);
+    this.status = status;
+  }
+}
+
+/** 429/502/503/504 and "Loading model": transient, retried after the server's Retry-After when it sent one. */
+export class BusyError extends UpstreamAnswerError {
   readonly retryAfterMs: number | undefined;
 
-  constructor(message: string, retryAfterSeconds?: number) {
-    super('UPSTREAM_ERROR', message, {
-      hint: 'The server is busy or still loading the model; it was retried with backoff. Lower `concurrency` or the endpoint\'s concurrency if this persists.',
+  constructor(message: string, status: number, retryAfterSeconds?: number) {
+    super('UPSTREAM_ERROR', message, status, {
+      hint: 'The server is busy, overloaded or still loading the model; it was retried with backoff. Lower `concurrency` or the endpoint\'s concurrency if this persists.',
       retryable: true,
     });
     this.retryAfterMs = retryAfterSeconds === undefined ? undefined : retryAfterSeconds * 1000;
   }
+}
+
+/** The HTTP status when the error came from an answer (the endpoint is reachable), else undefined. */
+export function answeredStatus(error: unknown): number | undefined {
+  return error instanceof UpstreamAnswerError ? error.status : undefined;
 }
 
 /** The parts of an error body worth keeping: every server spells it differently. */
@@ -29,47 +45,86 @@ export interface UpstreamErrorBody {
   message: string;
   type?: string;
   code?: string;
+  param?: string;
+}
+
+// Loose on purpose: a field of an unexpected type is dropped, never fatal.
+const optionalText = z.string().optional().catch(undefined);
+const optionalCode = z.union([z.string(), z.number()]).transform(String).optional().catch(undefined);
+const errorFieldsSchema = z.looseObject({ message: optionalText, type: optionalText, code: optionalCode, param: optionalText });
+const fastApiIssueSchema = z.looseObject({ msg: z.string() });
+const errorEnvelopeSchema = z.looseObject({ error: z.unknown().optional(), object: z.unknown().optional(), detail: z.unknown().optional() });
+
+function fields(source: z.infer<typeof errorFieldsSchema>, message: string): UpstreamErrorBody {
+  const out: UpstreamErrorBody = { message };
+  if (source.type !== undefined) out.type = source.type;
+  if (source.code !== undefined) out.code = source.code;
+  if (source.param !== undefined) out.param = source.param;
+  return out;
 }
 
 /**
  * Finds the error in a response body, if there is one: `{"error":"…"}`, `{"error":{message,type,code}}`,
- * vLLM's older `{"object":"error","message":…}`, or FastAPI's `{"detail":…}`. LM Studio sends
- * some of these with status 200, so callers check every body.
+ * vLLM's older `{"object":"error","message":…}`, or FastAPI's `{"detail":…}` (a string, or a list of
+ * validation issues). LM Studio sends some of these with status 200, so callers check every body.
  */
 export function extractUpstreamError(body: unknown): UpstreamErrorBody | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const record = body as Record<string, unknown>;
-  const error = record.error;
+  const envelope = errorEnvelopeSchema.safeParse(body);
+  if (!envelope.success) return undefined;
+  const { error, object, detail } = envelope.data;
   if (typeof error === 'string') return { message: error };
   if (typeof error === 'object' && error !== null) {
-    const e = error as Record<string, unknown>;
-    const out: UpstreamErrorBody = { message: typeof e.message === 'string' ? e.message : JSON.stringify(error) };
-    if (typeof e.type === 'string') out.type = e.type;
-    if (typeof e.code === 'string' || typeof e.code === 'number') out.code = String(e.code);
-    return out;
+    const parsed = errorFieldsSchema.safeParse(error);
+    if (parsed.success) return fields(parsed.data, parsed.data.message ?? JSON.stringify(error));
   }
-  if (record.object === 'error' && typeof record.message === 'string') {
-    const out: UpstreamErrorBody = { message: record.message };
-    if (typeof record.type === 'string') out.type = record.type;
-    if (typeof record.code === 'string' || typeof record.code === 'number') out.code = String(record.code);
-    return out;
+  if (object === 'error') {
+    const parsed = errorFieldsSchema.safeParse(body);
+    if (parsed.success && parsed.data.message !== undefined) return fields(parsed.data, parsed.data.message);
   }
-  if (typeof record.detail === 'string') return { message: record.detail };
+  if (typeof detail === 'string') return { message: detail };
+  if (Array.isArray(detail)) {
+    const issues = detail.map((item) => fastApiIssueSchema.safeParse(item)).flatMap((p) => (p.success ? [p.data.msg] : []));
+    if (issues.length > 0) return { message: issues.join('; ') };
+  }
   return undefined;
 }
 
+const REDACTED = '[redacted]';
+
+/**
+ * Removes the token from text that came from the server: the whole token, any run of 6 or more of
+ * its first characters (LM Studio's "Malformed token" error quotes the first 10), and anything that
+ * looks like an LM Studio token (`sk-lm-…`).
+ */
+export function redactSecret(text: string, secret?: string): string {
+  let out = text;
+  if (secret !== undefined && secret.length >= 4) {
+    out = out.split(secret).join(REDACTED);
+    if (secret.length > 6) {
+      const head = secret.slice(0, 6);
+      for (let at = out.indexOf(head); at !== -1; at = out.indexOf(head, at + REDACTED.length)) {
+        let end = at + head.length;
+        while (end < out.length && end - at < secret.length && out[end] === secret[end - at]) end++;
+        out = out.slice(0, at) + REDACTED + out.slice(end);
+      }
+    }
+  }
+  return out.replace(/sk-lm-\S+/g, `sk-lm-${REDACTED}`);
+}
+
+/** How to get the server running, for "cannot reach" errors. */
 function startHint(endpoint: UpstreamContext['endpoint']): string {
   return endpoint.flavor === 'lmstudio'
-    ? `Start LM Studio's server: in LM Studio open the Developer tab and switch "Status" to Running, or run \`lms server start\` (headless: \`lms daemon up\` first). If it runs elsewhere, point monitor-mcp at it with --lmstudio-url or "llm.endpoints" in the config file (now ${endpoint.url}).`
+    ? `Start LM Studio's server: in LM Studio's Developer tab switch the server's Status to Running, or run \`lms server start\` (headless: \`lms daemon up\` first). If it runs elsewhere, point monitor-mcp at it with --lmstudio-url or "llm.endpoints" in the config file (now ${endpoint.url}).`
     : `Start the server at ${endpoint.url} (llama-server, \`ollama serve\`, vLLM, …) or fix the endpoint URL in the config file ("llm.endpoints") or --endpoint.`;
 }
 
-const CONNECTION_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT',
-  'ECONNABORTED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED',
-]);
+/** The request never reached the server: another endpoint can take it at once. */
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+/** The connection closed after it was made: the request may have been written and even run. */
+export const CLOSED_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
 
-function errorCodeOf(error: unknown): string | undefined {
+export function errorCodeOf(error: unknown): string | undefined {
   for (let e: unknown = error, depth = 0; e && depth < 4; depth++) {
     if (typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string') return e.code;
     e = typeof e === 'object' && e !== null && 'cause' in e ? e.cause : undefined;
@@ -77,53 +132,64 @@ function errorCodeOf(error: unknown): string | undefined {
   return undefined;
 }
 
-/** True for failures where the request may never have reached the server: another endpoint can take it. */
+/** True for failures where the request never reached the server: another endpoint can take it. */
 export function isConnectionFailure(error: unknown): boolean {
   return error instanceof MonitorError && error.code === 'ENDPOINT_UNREACHABLE';
 }
 
 /**
- * Maps a transport error from undici or node:net to a MonitorError. Connection failures are
- * ENDPOINT_UNREACHABLE (retryable, and the router fails over); timeouts are TIMEOUT (not retried:
- * the same request would take as long again).
+ * Maps a transport error from undici or node:net to a MonitorError. `request` = before the answer's
+ * headers (the request was being sent, or the server was generating); `answer` = while reading the
+ * body. Only failures to connect are ENDPOINT_UNREACHABLE (the router fails over and marks the
+ * endpoint down); a connection closed after it was made is a retryable UPSTREAM_ERROR; timeouts are
+ * TIMEOUT (not retried: the same request would take as long again).
  */
-export function transportError(error: unknown, ctx: UpstreamContext, phase: 'connect' | 'answer'): MonitorError {
+export function transportError(error: unknown, ctx: UpstreamContext, phase: 'request' | 'answer'): MonitorError {
   if (error instanceof MonitorError) return error;
   const code = errorCodeOf(error);
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = redactSecret(error instanceof Error ? error.message : String(error), ctx.secret);
+  const where = `endpoint ${ctx.endpoint.name}`;
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    return new MonitorError('TIMEOUT', `Endpoint ${ctx.endpoint.name} sent nothing for too long (${code === 'UND_ERR_HEADERS_TIMEOUT' ? 'no answer headers' : 'the answer stalled'}).`, {
+    return new MonitorError('TIMEOUT', `The ${where} sent nothing for too long (${code === 'UND_ERR_HEADERS_TIMEOUT' ? 'no answer headers' : 'the answer stalled'}).`, {
       hint: 'Raise timeout_seconds (or "llm.requestTimeoutSeconds"), lower max_tokens, or check that the server is not stuck loading a model.',
       cause: error,
     });
   }
-  if (phase === 'answer' && (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED')) {
-    return new MonitorError('UPSTREAM_ERROR', `The connection to endpoint ${ctx.endpoint.name} was reset mid-answer (${code}).`, {
-      hint: 'Usually transient (the server restarted, or evicted the model mid-generation); it was retried. If it keeps happening, check the server log.',
+  const closed = code !== undefined && CLOSED_CODES.has(code);
+  if (phase === 'answer' && (closed || (code !== undefined && UNREACHABLE_CODES.has(code)))) {
+    return new MonitorError('UPSTREAM_ERROR', `The connection to ${where} was reset mid-answer (${code}).`, {
+      hint: 'Usually transient (the server restarted, or evicted the model mid-generation); it was retried with backoff. If it keeps happening, check the server log.',
       cause: error,
       retryable: true,
     });
   }
-  if (code !== undefined && CONNECTION_CODES.has(code)) {
+  if (closed) {
+    return new MonitorError('UPSTREAM_ERROR', `The connection to ${where} closed before the answer (${code}).`, {
+      hint: 'Usually transient (the server restarted, crashed or evicted the model while generating); it was retried with backoff. If it keeps happening, check the server log.',
+      cause: error,
+      retryable: true,
+    });
+  }
+  if (code !== undefined && UNREACHABLE_CODES.has(code)) {
     const reason = code === 'ECONNREFUSED' ? 'nothing is listening there (server not running?)' : code;
-    return new MonitorError('ENDPOINT_UNREACHABLE', `Cannot reach endpoint ${ctx.endpoint.name} at ${ctx.endpoint.url}: ${reason}.`, {
+    return new MonitorError('ENDPOINT_UNREACHABLE', `Cannot reach ${where} at ${ctx.endpoint.url}: ${reason}.`, {
       hint: startHint(ctx.endpoint),
       cause: error,
       retryable: true,
     });
   }
-  return new MonitorError('UPSTREAM_ERROR', `Request to endpoint ${ctx.endpoint.name} failed: ${detail}`, { cause: error, retryable: false });
+  return new MonitorError('UPSTREAM_ERROR', `Request to ${where} failed: ${detail}`, { cause: error, retryable: false });
 }
 
 /** Maps an error answer (any status, including 200 carrying `error`) to a MonitorError with a next step. */
-export function upstreamError(status: number, body: UpstreamErrorBody, ctx: UpstreamContext, retryAfterSeconds?: number): MonitorError {
+export function upstreamError(status: number, body: UpstreamErrorBody, ctx: UpstreamContext, retryAfterSeconds?: number): UpstreamAnswerError {
   const where = `endpoint ${ctx.endpoint.name}`;
-  const text = body.message.trim();
+  const text = redactSecret(body.message.trim(), ctx.secret);
   const lower = text.toLowerCase();
   const type = (body.type ?? '').toLowerCase();
   const code = (body.code ?? '').toLowerCase();
   const statusText = status === 200 ? 'status 200 carrying an error' : `HTTP ${status}`;
-  const known = ctx.knownModels && ctx.knownModels.length > 0 ? ` Models there: ${ctx.knownModels.slice(0, 20).join(', ')}.` : '';
+  const fail = (errorCode: ErrorCode, message: string, hint: string): UpstreamAnswerError => new UpstreamAnswerError(errorCode, message, status, { hint });
 
   if (status === 401 || status === 403 || code === 'invalid_api_key' || /api token|api key/.test(lower)) {
     const env = ctx.endpoint.apiKeyEnv;
@@ -132,44 +198,64 @@ export function upstreamError(status: number, body: UpstreamErrorBody, ctx: Upst
       : env
         ? `Set ${env} to the server's API token in monitor-mcp's environment (e.g. \`claude mcp add -e ${env}=… monitor-mcp -- …\`), or turn off "Require Authentication" in LM Studio's server settings.`
         : `Add "apiKeyEnv": "<ENV_VAR_NAME>" to this endpoint in the config file and set that variable to the token.`;
-    return new MonitorError('AUTH_REQUIRED', `${where} refused the request (${statusText}): ${text}`, { hint });
+    return fail('AUTH_REQUIRED', `${where} refused the request (${statusText}): ${text}`, hint);
   }
   if (/no models? (are )?loaded/.test(lower)) {
-    return new MonitorError('MODEL_NOT_LOADED', `${where} has no model loaded: ${text}`, {
-      hint: 'Load a model (LM Studio: Developer tab → Select a model, or `lms load <model>`), or pass `model` with a downloaded model so LM Studio loads it just in time. lmstudio_models lists what is there.',
-    });
+    return fail('MODEL_NOT_LOADED', `${where} has no model loaded: ${text}`,
+      'Load a model (LM Studio: Developer tab → Select a model, or `lms load <model>`), or pass `model` with a downloaded model so LM Studio loads it just in time. lmstudio_models lists what is there.');
+  }
+  if (body.param === 'response_format' || /response_format|json_schema|invalid schema/.test(lower)) {
+    return fail('INVALID_INPUT', `${where} refused json_schema (${statusText}): ${text}`,
+      'Make the schema acceptable to this server: for OpenAI\'s strict mode every object needs "additionalProperties": false and every property listed in "required"; or simplify it (no $ref, fewer keywords).');
   }
   if (code === 'model_not_found' || /invalid model identifier|model .*not found|model_not_found|does not exist|unknown model/.test(lower)) {
-    return new MonitorError('MODEL_NOT_FOUND', `${where} does not serve model "${ctx.model ?? '?'}": ${text}${known}`, {
-      hint: 'Pass one of the listed models as `model` (lmstudio_models shows each endpoint\'s models), or download it first (`lms get <model>`).',
-    });
+    return fail('MODEL_NOT_FOUND', `${where} does not serve model "${ctx.model ?? '?'}": ${text}`,
+      'Pass one of the models there as `model` (lmstudio_models shows each endpoint\'s models), or download it first (`lms get <model>`, `ollama pull <model>`).');
   }
   if (type.includes('exceed_context') || /context (length|size|window)|n_keep|n_ctx|too many tokens|maximum context|context.*exceeded|prompt is too long|longer than the (model'?s )?context/.test(lower)) {
-    return new MonitorError('CONTEXT_OVERFLOW', `The prompt does not fit the model's context on ${where}: ${text}`, {
-      hint: 'Send less per prompt: for files pass chunk: true (or chunk_tokens) so each file is split into chunks, shorten the template, lower max_tokens, or load the model with a larger context length.',
-    });
+    return fail('CONTEXT_OVERFLOW', `The prompt does not fit the model's context on ${where}: ${text}`,
+      'Send less per prompt: for files pass chunk: true (or chunk_tokens) so each file is split into chunks, shorten the template, lower max_tokens, or load the model with a larger context length.');
   }
   if (/unexpected endpoint or method/.test(lower)) {
-    return new MonitorError('UPSTREAM_ERROR', `${where} does not know this path (${statusText}): ${text}`, {
-      hint: `The endpoint URL should be the server's base address without /v1 (now ${ctx.endpoint.url}); fix it in the config file or --lmstudio-url/--endpoint.`,
-    });
+    return fail('UPSTREAM_ERROR', `${where} does not know this path (${statusText}): ${text}`,
+      `The endpoint URL should be the server's base address without /v1 (now ${ctx.endpoint.url}); fix it in the config file or --lmstudio-url/--endpoint.`);
   }
-  if (status === 429 || status === 503 || status === 502 || status === 504 || /loading model/.test(lower)) {
-    return new BusyError(`${where} is busy or unavailable (${statusText}): ${text}`, retryAfterSeconds);
+  // "Error loading model…" is a failed load, not a load in progress: retrying would only load again.
+  if (status === 429 || status === 502 || status === 503 || status === 504 || type === 'unavailable_error' || /^loading model/.test(lower)) {
+    return new BusyError(`${where} is busy or unavailable (${statusText}): ${text}`, status, retryAfterSeconds);
+  }
+  if (/(error|failed to|unable to) load(ing)? (the )?model/.test(lower)) {
+    return fail('UPSTREAM_ERROR', `${where} could not load the model: ${text}`,
+      'The model does not fit or its runtime failed: load it by hand with a smaller context length (LM Studio: Developer tab, or `lms load <model> --context-length 8192`), free memory by unloading other models, or pick a smaller model.');
   }
   if (/crash/.test(lower)) {
-    return new MonitorError('UPSTREAM_ERROR', `The model crashed on ${where}: ${text}`, {
-      hint: 'Reload the model (LM Studio: eject and load again, or `lms unload --all && lms load <model>`), maybe with a smaller context length, then resume_job with failed: true.',
-    });
+    return fail('UPSTREAM_ERROR', `The model crashed on ${where}: ${text}`,
+      'Reload the model (LM Studio: eject and load again, or `lms unload --all && lms load <model>`), maybe with a smaller context length, then resume_job with include_failed: true.');
   }
-  return new MonitorError('UPSTREAM_ERROR', `${where} answered with an error (${statusText}): ${text}`, {
-    hint: 'Check the request options (json_schema, stop, max_tokens) and the server log.',
-  });
+  return fail('UPSTREAM_ERROR', `${where} answered with an error (${statusText}): ${text}`, 'Check the request options (json_schema, stop, max_tokens) and the server log.');
 }
 
-/** Retry-After in ms when the server sent one with a 429/503. */
+/**
+ * Adds the endpoint's models to an unknown-model error when the server's own message does not name
+ * them (llama-server, Ollama and LM Studio 0.3.15 only say "not found").
+ */
+export function withModelList(error: MonitorError, models: readonly string[]): MonitorError {
+  if (error.code !== 'MODEL_NOT_FOUND' || models.length === 0 || models.every((m) => error.message.includes(m))) return error;
+  const listed = `${error.message} Models there: ${models.slice(0, 30).join(', ')}${models.length > 30 ? ', …' : ''}.`;
+  const status = answeredStatus(error);
+  return status === undefined ? new MonitorError(error.code, listed, { hint: error.hint }) : new UpstreamAnswerError(error.code, listed, status, { hint: error.hint });
+}
+
+/** Retry-After: delay-seconds or an HTTP date; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now: number = Date.now()): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds : undefined;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, (date - now) / 1000);
+}
+
+/** Retry-After in ms when the server sent one with a busy answer. */
 export function retryAfterMs(error: unknown): number | undefined {
   return error instanceof BusyError ? error.retryAfterMs : undefined;
 }
-
-export { startHint as serverStartHint };

@@ -9,14 +9,14 @@ import { ScriptPool } from './pool.js';
 
 /**
  * The script worker kind: its pool and the catalog its tools use. Builds objects only, no I/O.
- * With `processes`, running process groups are recorded under the state dir and the pool's
- * recover() ends those of servers that died (see orphans.ts).
+ * `processes` signals worker process groups; running groups are recorded under the state dir and
+ * the pool's recover() ends those of servers that died (see orphans.ts).
  */
 export function createScriptWorkers(
   config: Config,
   env: Readonly<Record<string, string | undefined>>,
   log: Logger,
-  processes?: ProcessControl,
+  processes: ProcessControl,
 ): { pool: ScriptPool; catalog: WorkerCatalog } {
   const { script } = config;
   const resolver = new InterpreterResolver({ searchPath: script.searchPath, nodePath: script.nodePath, env, log });
@@ -35,12 +35,20 @@ export function createScriptWorkers(
     outputCapBytes: script.outputCapBytes,
     inlineBytes: script.inlineBytes,
     killGraceSeconds: script.killGraceSeconds,
-    baseEnv: env,
+    baseEnv: withoutSecrets(env, config),
     searchPath: script.searchPath,
     log,
-    ...(processes
-      ? { groupRecords: new GroupRecords({ dir: path.join(config.stateDir, 'pids'), processes, killGraceMs: script.killGraceSeconds * 1000, log }) }
-      : {}),
+    processes,
+    groupRecords: new GroupRecords({ dir: path.join(config.stateDir, 'pids'), processes, killGraceMs: script.killGraceSeconds * 1000, log }),
   });
   return { pool, catalog };
+}
+
+/**
+ * The server's environment minus the variables that hold secrets the server uses itself (http
+ * `${env:NAME}` names, LLM API key vars): a worker script has no business with them.
+ */
+export function withoutSecrets(env: Readonly<Record<string, string | undefined>>, config: Config): Record<string, string | undefined> {
+  const secrets = new Set<string>([...config.http.secretEnv, ...config.llm.endpoints.flatMap((e) => (e.apiKeyEnv === undefined ? [] : [e.apiKeyEnv]))]);
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !secrets.has(name)));
 }

@@ -6,6 +6,7 @@ import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
 import { MonitorError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { resolveInsideRoots } from '../../paths.js';
+import type { ProcessControl } from '../../processes.js';
 import type { LaunchPlan, WorkerCatalog } from './catalog.js';
 import type { GroupRecords } from './orphans.js';
 import { decodeUtf8, headUtf8, OutputCapture, tailUtf8 } from './output.js';
@@ -32,12 +33,18 @@ export const scriptJobOptionsSchema = z.object({
 });
 export type ScriptJobOptions = z.infer<typeof scriptJobOptionsSchema>;
 
-/** One task's input: arguments, and at most one of stdin text or a JSON value (sent on stdin). */
-export interface ScriptTaskInput {
-  args?: string[];
-  stdin?: string;
-  json?: unknown;
-}
+/**
+ * One task's input: arguments, and at most one of stdin text or a JSON value (sent on stdin). The
+ * one schema for both what run_script_batch accepts and what the pool reads back from the store.
+ */
+export const scriptTaskInputSchema = z
+  .strictObject({
+    args: z.array(z.string()).optional().describe('Command-line arguments after the script, passed literally (no shell: quotes, $, ; and * mean nothing special). Usually file paths relative to cwd.'),
+    stdin: z.string().optional().describe('Text written to the worker\'s stdin.'),
+    json: z.unknown().optional().describe('A JSON value written to stdin as one line of JSON (use instead of stdin, not with it); the worker sees MONITOR_STDIN_FORMAT=json.'),
+  })
+  .describe('One task: args and/or either stdin text or a json value. {} runs the worker with no input.');
+export type ScriptTaskInput = z.infer<typeof scriptTaskInputSchema>;
 
 /** Everything per job that tasks share, worked out once (not once per task). */
 export interface JobPlan {
@@ -59,6 +66,8 @@ export interface ScriptPoolOptions {
   baseEnv: Readonly<Record<string, string | undefined>>;
   searchPath: string;
   log: Logger;
+  /** Signals worker process groups (timeouts, cancel, clean-up after exit). */
+  processes: Pick<ProcessControl, 'signalGroup'>;
   /** Where running process groups are recorded, so the next start can end what a crash left running. */
   groupRecords?: GroupRecords;
 }
@@ -109,22 +118,30 @@ export class ScriptPool implements Pool {
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
-    const plan = await this.planFor(task.jobId, task.options);
+    const plan = await this.planFor(task.jobId, task.attempt, task.options);
     const input = parseTaskInput(task.input);
     task.signal.throwIfAborted();
     return this.spawn(plan, input, task);
   }
 
-  /** Cached per job: thousands of tasks must not redo realpath, stat and PATH lookups each. */
-  private planFor(jobId: string, rawOptions: unknown): Promise<JobPlan> {
-    let plan = this.plans.get(jobId);
+  /**
+   * Cached per job and attempt: thousands of tasks must not redo realpath, stat and PATH lookups
+   * each, but a resumed task (a later attempt) is checked again against the folders and files as
+   * they are now, and a failed plan is not kept (what failed it may be fixed by the next task).
+   */
+  private planFor(jobId: string, attempt: number, rawOptions: unknown): Promise<JobPlan> {
+    const key = `${jobId}#${attempt}`;
+    let plan = this.plans.get(key);
     if (!plan) {
       const parsed = scriptJobOptionsSchema.safeParse(rawOptions);
       plan = parsed.success
         ? planJob(parsed.data, this.options)
         : Promise.reject(new MonitorError('INVALID_INPUT', `The stored options of job ${jobId} are not script options: ${parsed.error.message}`));
-      plan.catch(() => undefined);
-      this.plans.set(jobId, plan);
+      const cached = plan;
+      cached.catch(() => {
+        if (this.plans.get(key) === cached) this.plans.delete(key);
+      });
+      this.plans.set(key, cached);
       if (this.plans.size > PLAN_CACHE_SIZE) {
         const oldest = this.plans.keys().next().value;
         if (oldest !== undefined) this.plans.delete(oldest);
@@ -143,6 +160,8 @@ export class ScriptPool implements Pool {
       MONITOR_ATTEMPT: String(task.attempt),
       MONITOR_STDIN_FORMAT: input.stdin !== undefined ? 'text' : input.json !== undefined ? 'json' : 'none',
       MONITOR_OUTPUT_DIR: task.outputDir,
+      // The bundled workers read files only inside these (a worker's args are paths of the model's choosing).
+      MONITOR_ALLOWED_ROOTS: this.options.allowedRoots.join(path.delimiter),
     };
     const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES);
     const stderr = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES);
@@ -173,11 +192,15 @@ export class ScriptPool implements Pool {
     let stopReason: 'timeout' | 'cancel' | undefined;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
     let forceKill: NodeJS.Timeout | undefined;
+    const signalGroup = (signal: NodeJS.Signals): void => {
+      // A group already gone is fine.
+      if (pid !== undefined) this.options.processes.signalGroup(pid, signal);
+    };
     const stop = (reason: 'timeout' | 'cancel'): void => {
       if (stopReason !== undefined || exit !== undefined) return;
       stopReason = reason;
-      signalGroup(pid, 'SIGTERM');
-      forceKill = setTimeout(() => signalGroup(pid, 'SIGKILL'), this.options.killGraceSeconds * 1000);
+      signalGroup('SIGTERM');
+      forceKill = setTimeout(() => signalGroup('SIGKILL'), this.options.killGraceSeconds * 1000);
     };
     const timer = setTimeout(() => stop('timeout'), plan.timeoutMs);
     const onAbort = (): void => stop('cancel');
@@ -187,7 +210,7 @@ export class ScriptPool implements Pool {
       clearTimeout(timer);
       clearTimeout(forceKill);
       // Whatever the worker left behind in its group goes with it (also after a normal exit).
-      signalGroup(pid, 'SIGKILL');
+      signalGroup('SIGKILL');
     });
 
     let spawnError: { code?: string; message: string } | undefined;
@@ -198,8 +221,8 @@ export class ScriptPool implements Pool {
       clearTimeout(timer);
       clearTimeout(forceKill);
       task.signal.removeEventListener('abort', onAbort);
-      if (exit === undefined) signalGroup(pid, 'SIGKILL');
-      await untrack?.();
+      if (exit === undefined) signalGroup('SIGKILL');
+      untrack?.();
     }
     if (spawnError) return { ok: false, error: spawnFailure(plan.launch, spawnError) };
 
@@ -286,16 +309,6 @@ export class ScriptPool implements Pool {
   }
 }
 
-/** Sends `signal` to the whole process group led by `pid`; a group already gone is fine. */
-function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: nothing left in the group.
-  }
-}
-
 /**
  * Resolves once the subprocess has exited and its pipes have closed, or it could not start. After
  * the exit its pipes get DRAIN_MS to close; a descendant that escaped the process group and holds
@@ -336,23 +349,13 @@ function parseJson(text: string): { value: unknown } | undefined {
 }
 
 function parseTaskInput(raw: unknown): ScriptTaskInput {
-  const bad = (why: string): MonitorError =>
-    new MonitorError('INVALID_INPUT', `Task input ${why}.`, { hint: 'Each input is {args?: string[], stdin?: string} or {args?: string[], json?: any}.' });
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw bad('is not an object');
-  const input: ScriptTaskInput = {};
-  if ('args' in raw && raw.args !== undefined) {
-    if (!Array.isArray(raw.args) || !raw.args.every((a): a is string => typeof a === 'string')) throw bad('args must be an array of strings');
-    input.args = raw.args;
+  const hint = 'Each input is {args?: string[], stdin?: string} or {args?: string[], json?: any}.';
+  const parsed = scriptTaskInputSchema.safeParse(raw);
+  if (!parsed.success) throw new MonitorError('INVALID_INPUT', `Task input is not readable: ${z.prettifyError(parsed.error)}`, { hint });
+  if (parsed.data.stdin !== undefined && parsed.data.json !== undefined) {
+    throw new MonitorError('INVALID_INPUT', 'Task input has both stdin and json, but json is sent on stdin.', { hint });
   }
-  if ('stdin' in raw && raw.stdin !== undefined) {
-    if (typeof raw.stdin !== 'string') throw bad('stdin must be a string');
-    input.stdin = raw.stdin;
-  }
-  if ('json' in raw && raw.json !== undefined) {
-    if (input.stdin !== undefined) throw bad('has both stdin and json, but json is sent on stdin');
-    input.json = raw.json;
-  }
-  return input;
+  return parsed.data;
 }
 
 function spawnFailure(launch: LaunchPlan, error: { code?: string | undefined; message: string }): TaskError {

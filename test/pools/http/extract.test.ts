@@ -26,6 +26,17 @@ describe('extract', () => {
     expect(applyExtract({}, ['toString']).value).toEqual({ toString: null });
   });
 
+  it('keeps a field named __proto__ as a plain key, never as the row\'s prototype', () => {
+    const parsed: unknown = JSON.parse('{"__proto__": {"polluted": true}, "name": "n"}');
+    const row = applyExtract(parsed, ['__proto__', 'name', 'constructor']).value;
+    expect(Object.keys(row as object)).toEqual(['__proto__', 'name', 'constructor']);
+    expect(Object.getPrototypeOf(row)).toBeNull();
+    expect(Object.getOwnPropertyDescriptor(row, '__proto__')?.value).toEqual({ polluted: true });
+    expect(Object.getOwnPropertyDescriptor(row, 'constructor')?.value).toBeNull();
+    expect(JSON.stringify(row)).toBe('{"__proto__":{"polluted":true},"name":"n","constructor":null}');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it('rejects a pointer without a leading slash and empty field lists', () => {
     expect(() => validateExtract('items/0')).toThrow(/JSON pointer/);
     expect(() => validateExtract([])).toThrow(/non-empty/);

@@ -1,7 +1,6 @@
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
 import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
@@ -10,6 +9,7 @@ import { HttpPool } from '../../../src/pools/http/pool.js';
 import type { HttpJobOptions, HttpTaskInput } from '../../../src/pools/http/request.js';
 import { type Handler, sendJson, startHttpServer, streamBytes, type TestHttpServer } from '../../fixtures/http-server.js';
 import { makeTempDir, testConfig } from '../../helpers/client.js';
+import { peakGrowthDuring } from '../../helpers/memory.js';
 
 const SECRET = 'tok_9f8e7d6c5b4a3210_SECRET';
 
@@ -210,6 +210,8 @@ describe('HttpPool', () => {
       const auth = req.headers.authorization ?? '';
       if (req.url === '/json') return sendJson(res, 200, { you_sent: auth }, { link: `<https://x/?t=${auth}>` });
       if (req.url === '/fail') return sendJson(res, 401, { bad_token: auth });
+      // A dropped connection: the failure is logged, with the URL (which here carries the secret's value).
+      if (req.url?.startsWith('/reset')) return void req.socket.destroy();
       // A large text echo, written so the secret straddles two network chunks.
       res.writeHead(200, { 'content-type': 'text/plain' });
       const filler = 'z'.repeat(40_000);
@@ -217,16 +219,22 @@ describe('HttpPool', () => {
       res.write(filler + auth.slice(0, cut));
       setTimeout(() => res.end(auth.slice(cut) + filler + auth), 50);
     });
-    const { run, logLines } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, secretEnv: ['TEST_TOKEN'], maxInlineBytes: 1024 }, { TEST_TOKEN: SECRET });
+    const { run, logLines } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, secretEnv: ['TEST_TOKEN'], maxInlineBytes: 1024, maxRetries: 1 }, { TEST_TOKEN: SECRET });
     const headers = { authorization: 'Bearer ${env:TEST_TOKEN}' };
     const results = [
       await run({ method: 'GET', url: `${s.origin}/json`, headers }),
       await run({ method: 'GET', url: `${s.origin}/text` }, { headers }),
       await run({ method: 'GET', url: `${s.origin}/fail`, headers }),
+      await run({ method: 'GET', url: `${s.origin}/reset?echo=${SECRET}`, headers }),
     ];
-    expect(s.requests.map((r) => r.headers.authorization)).toEqual([`Bearer ${SECRET}`, `Bearer ${SECRET}`, `Bearer ${SECRET}`]);
+    expect(s.requests.map((r) => r.headers.authorization)).toEqual(Array.from({ length: 5 }, () => `Bearer ${SECRET}`));
     expect(results[0]?.value).toMatchObject({ json: { you_sent: 'Bearer [redacted:TEST_TOKEN]' } });
     expect(results[2]?.error?.code).toBe('HTTP_ERROR');
+    expect(results[3]?.error?.code).toBe('ENDPOINT_UNREACHABLE');
+    expect(results[3]?.value).toMatchObject({ attempts: 2, url: `${s.origin}/reset?echo=[redacted:TEST_TOKEN]` });
+    // The retry and the failure were logged, and the log shows the URL with the secret's value redacted.
+    expect(logLines.length).toBeGreaterThanOrEqual(2);
+    expect(logLines.join('\n')).toContain('/reset?echo=[redacted:TEST_TOKEN]');
 
     const outputs = [JSON.stringify(results), logLines.join('\n')];
     const bodyFile = results[1]?.files?.body;
@@ -251,7 +259,8 @@ describe('HttpPool', () => {
     expect(s.requests).toHaveLength(0);
   });
 
-  it('caps a 50 MB response: stops reading, keeps what was read in the file, memory stays flat', async () => {
+  // Its own timeout: streaming 20 MB through a loaded machine while sampling memory takes seconds.
+  it('caps a 50 MB response: stops reading, keeps what was read in the file, memory stays flat', { timeout: 30_000 }, async () => {
     let served: Promise<{ written: number; aborted: boolean }> | undefined;
     const s = await server((req, res) => {
       served = streamBytes(res, 50 * 1024 * 1024);
@@ -259,22 +268,8 @@ describe('HttpPool', () => {
     const cap = 20 * 1024 * 1024;
     const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, maxResponseBytes: cap, maxInlineBytes: 4096 });
 
-    // Live memory, not garbage: collect before each sample, so the measure does not depend on when GC runs.
-    setFlagsFromString('--expose-gc');
-    const gc: unknown = runInNewContext('gc');
-    const used = (): number => {
-      if (typeof gc === 'function') gc();
-      const m = process.memoryUsage();
-      return m.heapUsed + m.arrayBuffers;
-    };
-    const baseline = used();
-    let peak = baseline;
-    const sampler = setInterval(() => {
-      peak = Math.max(peak, used());
-    }, 10);
-    const result = await run({ method: 'GET', url: `${s.origin}/big` });
-    clearInterval(sampler);
-    peak = Math.max(peak, used());
+    // Sampled every 100 ms: a forced GC per sample is costly, and the body takes seconds to stream.
+    const { result, growth } = await peakGrowthDuring(() => run({ method: 'GET', url: `${s.origin}/big` }), 100);
 
     const v = valueOf(result);
     expect(result.ok).toBe(true);
@@ -286,7 +281,56 @@ describe('HttpPool', () => {
     expect(outcome?.aborted).toBe(true);
     expect(outcome?.written).toBeLessThan(50 * 1024 * 1024);
     // Holding the capped body would take 20 MB; streaming takes a few chunks.
-    expect(peak - baseline).toBeLessThan(12 * 1024 * 1024);
+    expect(growth).toBeLessThan(12 * 1024 * 1024);
+  });
+
+  it('always asks for uncompressed bodies, so they can be redacted and parsed whatever the request says', async () => {
+    const s = await server((req, res) => {
+      const body = JSON.stringify({ you_sent: req.headers.authorization ?? '' });
+      if (/gzip/.test(String(req.headers['accept-encoding'] ?? ''))) {
+        const packed = gzipSync(body);
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': packed.length });
+        res.end(packed);
+        return;
+      }
+      sendJson(res, 200, JSON.parse(body));
+    });
+    const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, secretEnv: ['TEST_TOKEN'] }, { TEST_TOKEN: SECRET });
+    // A stored request may carry its own Accept-Encoding (the tool refuses it; older jobs may not have been checked).
+    const result = await run({ method: 'GET', url: `${s.origin}/`, headers: { 'Accept-Encoding': 'gzip, br', authorization: 'Bearer ${env:TEST_TOKEN}' } });
+    expect(result.ok).toBe(true);
+    expect(s.requests[0]?.headers['accept-encoding']).toBe('identity');
+    expect(valueOf(result).json).toEqual({ you_sent: 'Bearer [redacted:TEST_TOKEN]' });
+  });
+
+  it('retries a GET whose connection drops while the body streams in, leaving no partial file; a POST is not retried', async () => {
+    const seen = new Map<string, number>();
+    const s = await server((req, res) => {
+      const n = (seen.get(req.url ?? '') ?? 0) + 1;
+      seen.set(req.url ?? '', n);
+      if ((req.url === '/flaky' && n === 1) || req.url === '/post') {
+        // Promise 100 kB, send 20 kB (past the inline size, so a body file is started), then drop the connection.
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': 100_000 });
+        res.write(`{"a":"${'x'.repeat(20_000)}`);
+        setTimeout(() => req.socket.destroy(), 100);
+        return;
+      }
+      sendJson(res, 200, { n });
+    });
+    const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, maxInlineBytes: 1024, maxRetries: 2 });
+
+    const flaky = await run({ method: 'GET', url: `${s.origin}/flaky` }, {}, undefined, 900);
+    expect(flaky.ok).toBe(true);
+    expect(valueOf(flaky)).toMatchObject({ attempts: 2, json: { n: 2 } });
+    expect(flaky.files).toBeUndefined();
+    await expect(stat(path.join(outputDir, '900.body'))).rejects.toThrow();
+
+    const post = await run({ method: 'POST', url: `${s.origin}/post`, body: 'x' }, {}, undefined, 901);
+    expect(post.ok).toBe(false);
+    expect(post.error?.code).toBe('ENDPOINT_UNREACHABLE');
+    expect(valueOf(post).attempts).toBe(1);
+    expect(seen.get('/post')).toBe(1);
+    await expect(stat(path.join(outputDir, '901.body'))).rejects.toThrow();
   });
 
   it('keeps a text preview inline and the whole body in the file', async () => {

@@ -25,6 +25,14 @@ describe('secrets', () => {
     expect(r.value({ k: ['abc', 1, null, { abc: 'xxabcxx' }] })).toEqual({ k: ['[redacted:SHORT]', 1, null, { '[redacted:SHORT]': '[redacted:LONG]' }] });
   });
 
+  it('keeps a __proto__ key of a parsed body as a key while redacting', () => {
+    const r = new Redactor([{ name: 'T', value: 'abc' }]);
+    const parsed: unknown = JSON.parse('{"__proto__": {"token": "abc"}, "n": 1}');
+    const out = r.value(parsed);
+    expect(JSON.stringify(out)).toBe('{"__proto__":{"token":"[redacted:T]"},"n":1}');
+    expect(Object.getPrototypeOf(out)).toBeNull();
+  });
+
   it('redacts a stream whatever the chunk boundaries, without holding more than the longest secret', () => {
     const secret = 'S3CR3T-value-42';
     const r = new Redactor([{ name: 'T', value: secret }]);

@@ -73,6 +73,7 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
     const schema = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] };
     const answer = await client.chat({ ...ask('count'), jsonSchema: schema }, { signal: signal() });
     expect(JSON.parse(answer.content)).toEqual({ n: 1 });
+    // LM Studio takes any schema strictly (as a grammar).
     expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'result', strict: true, schema } });
   });
 
@@ -85,7 +86,9 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
     ['crash', 'UPSTREAM_ERROR', false],
     ['429', 'UPSTREAM_ERROR', true],
     ['503', 'UPSTREAM_ERROR', true],
-    ['reset', 'ENDPOINT_UNREACHABLE', true],
+    ['load-error', 'UPSTREAM_ERROR', false],
+    ['reset', 'UPSTREAM_ERROR', true],
+    ['reset-late', 'UPSTREAM_ERROR', true],
   ])('maps fault %s to %s (retryable: %s)', async (fault, code, retryable) => {
     const error = await failure(client.chat(ask(`#fault:${fault} x${String(stream)}`), { signal: signal() }));
     expect(error.code).toBe(code);
@@ -106,8 +109,19 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
   });
 
   it('sends once more at once when the connection drops before any answer (stale keep-alive)', async () => {
+    // A kept-alive connection to reuse first.
+    await client.chat(ask('warm'), { signal: signal() });
     const answer = await client.chat(ask(`#fault:reset*1 stale ${String(stream)}`), { signal: signal() });
     expect(answer.content).toContain('Answer to: #fault:reset*1');
+  });
+
+  it('does not resend blindly when the connection closes while the server generates, and does not call the server down', async () => {
+    const prompt = `#fault:reset-late once ${String(stream)}`;
+    const error = await failure(client.chat(ask(prompt), { signal: signal() }));
+    expect(error.code).toBe('UPSTREAM_ERROR');
+    expect(error.retryable).toBe(true);
+    expect(error.message).toMatch(/closed before the answer/);
+    expect(double.chatRequests.filter((q) => q.prompt === prompt)).toHaveLength(1);
   });
 
   it('treats a connection reset mid-answer as transient', async () => {
@@ -115,6 +129,14 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
     expect(error.code).toBe('UPSTREAM_ERROR');
     expect(error.retryable).toBe(true);
     expect(error.message).toMatch(/mid-answer/);
+  });
+
+  it('keeps connections alive: far fewer connections than requests', async () => {
+    double.resetStats();
+    for (let i = 0; i < 20; i++) await client.chat(ask(`keep-alive ${i}`), { signal: signal() });
+    expect(double.chatRequests).toHaveLength(20);
+    // undici may open a second connection while the first finishes its answer; never one per request.
+    expect(double.connections).toBeLessThanOrEqual(2);
   });
 
   it('lists LM Studio models with type, state and context', async () => {
@@ -160,11 +182,41 @@ describe('EndpointClient: stream-only and connection errors', () => {
       const refused = await failure(wrong.chat(ask('hi'), { signal: signal() }));
       expect(refused.code).toBe('AUTH_REQUIRED');
       expect(refused.hint).toMatch(/refused/);
+      // The server echoes the token's first 10 characters; none of it reaches the error.
+      expect(refused.message).toContain('Malformed LM Studio API token provided');
+      expect(refused.message).not.toMatch(/sk-lm-bad|bad:no/);
       expect((await right.chat(ask('hi'), { signal: signal() })).content).toBe('Answer to: hi');
       expect(double.chatRequests.at(-1)?.authorization).toBe('Bearer sk-lm-good:secret');
       expect((await failure(without.models(signal()))).code).toBe('AUTH_REQUIRED');
     } finally {
       await Promise.all([without.close(), wrong.close(), right.close()]);
+      await double.close();
+    }
+  });
+
+  it('scrubs any token from server messages, also one that does not look like an LM Studio token', async () => {
+    const double = await LmStudioDouble.start({ token: 'right-token-0000' });
+    const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false, token: 'my-own-secret-123456' });
+    try {
+      const refused = await failure(client.chat(ask('hi'), { signal: signal() }));
+      expect(double.chatRequests.at(-1)?.authorization).toBe('Bearer my-own-secret-123456');
+      expect(refused.message).toContain('Malformed LM Studio API token provided: [redacted]...');
+      expect(refused.message).not.toContain('my-own');
+    } finally {
+      await client.close();
+      await double.close();
+    }
+  });
+
+  it('sends no Authorization header for an empty token (an unset ${VAR:-} in mcp.json)', async () => {
+    const double = await LmStudioDouble.start();
+    const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false, token: '' });
+    try {
+      await client.chat(ask('hi'), { signal: signal() });
+      expect(client.hasToken).toBe(false);
+      expect(double.chatRequests.at(-1)?.authorization).toBeUndefined();
+    } finally {
+      await client.close();
       await double.close();
     }
   });
@@ -182,6 +234,7 @@ describe('EndpointClient: stream-only and connection errors', () => {
       expect(error.code).toBe('ENDPOINT_UNREACHABLE');
       expect(error.retryable).toBe(true);
       expect(error.hint).toContain('lms server start');
+      expect(error.hint).toContain('Developer tab');
     } finally {
       await client.close();
     }
@@ -199,15 +252,45 @@ describe('EndpointClient: stream-only and connection errors', () => {
     }
   });
 
-  it('loads a model through LM Studio\'s REST API', async () => {
-    const double = await LmStudioDouble.start({ models: [{ id: 'cold', state: 'not-loaded' }] });
+  it('falls back to /v1/models when /api/v0/models answers without a list', async () => {
+    const double = await LmStudioDouble.start({ nativeListWithoutData: true });
     const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
     try {
-      expect(await client.loadModel('cold', signal())).toBe(true);
-      expect(double.model('cold')?.state).toBe('loaded');
-      expect(double.loads).toBe(1);
+      expect(await client.models(signal())).toEqual([{ id: 'test-model' }]);
+      expect(double.requests.map((r) => r.path)).toEqual(['/api/v0/models', '/v1/models']);
     } finally {
       await client.close();
+      await double.close();
+    }
+  });
+
+  it('sends strict json_schema to other servers only when the schema is strict-compatible', async () => {
+    const double = await LmStudioDouble.start({ flavor: 'openai' });
+    const client = new EndpointClient({ endpoint: endpointFor(double.url, { flavor: 'openai' }), requestTimeoutMs: 10_000, stream: false });
+    try {
+      const loose = { type: 'object', properties: { n: { type: 'integer' } } };
+      await client.chat({ ...ask('a'), jsonSchema: loose }, { signal: signal() });
+      expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'result', schema: loose } });
+      const strict = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'], additionalProperties: false };
+      await client.chat({ ...ask('b'), jsonSchema: strict }, { signal: signal() });
+      expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'result', strict: true, schema: strict } });
+    } finally {
+      await client.close();
+      await double.close();
+    }
+  });
+
+  it('opens no connection after close()', async () => {
+    const double = await LmStudioDouble.start();
+    const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
+    try {
+      await client.models(signal());
+      await client.close();
+      const late = await failure(client.models(signal()));
+      expect(late.code).toBe('CANCELLED');
+      expect(double.connections).toBe(1);
+      expect(double.requests).toHaveLength(1);
+    } finally {
       await double.close();
     }
   });

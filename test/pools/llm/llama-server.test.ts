@@ -87,42 +87,51 @@ describe.skipIf(!available)('LLM pool against the real llama-server (tiny model,
     expect(submitted.isError, textOf(submitted)).toBeFalsy();
     expect(textOf(submitted)).toContain('Model tiny on llama');
     const jobId = jobIdOf(submitted);
-    // The server's own view: how many of its slots decode at the same moment.
+    // The server's own view: how many of its slots decode at the same moment. Stops when the job is
+    // done, when the test is over (finally) or at its own deadline, whichever comes first.
+    const watching = new AbortController();
+    const watchDeadline = Date.now() + 110_000;
     const slotWatch = (async (): Promise<number> => {
       let most = 0;
-      while (!c.app.engine.isDone(jobId)) {
-        const slots = (await fetch(`${url}/slots`).then((r) => r.json(), () => [])) as Array<{ is_processing?: boolean }>;
-        most = Math.max(most, slots.filter((slot) => slot.is_processing === true).length);
+      while (!c.app.engine.isDone(jobId) && !watching.signal.aborted && Date.now() < watchDeadline) {
+        const slots: unknown = await fetch(`${url}/slots`, { signal: AbortSignal.timeout(2000) }).then((r) => r.json()).catch(() => []);
+        const busy = Array.isArray(slots) ? slots.filter((slot: unknown) => typeof slot === 'object' && slot !== null && 'is_processing' in slot && slot.is_processing === true).length : 0;
+        most = Math.max(most, busy);
         await sleep(20);
       }
       return most;
     })();
-    const results: Result[] = [];
-    let cursor: string | undefined;
-    for (let page = 0; page < 20; page++) {
-      const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 45, ...(cursor ? { cursor } : {}) });
-      const structured = reply.structuredContent as { jobs: Array<{ state: string }>; results: Result[]; next_cursor?: string | null };
-      results.push(...structured.results);
-      cursor = structured.next_cursor ?? undefined;
-      if (!cursor && structured.jobs[0]?.state !== 'running' && structured.jobs[0]?.state !== 'queued') break;
-    }
-    expect(results).toHaveLength(16);
-    for (const result of results) {
-      expect(result.state).toBe('succeeded');
-      expect(result.value?.model).toBe('tiny');
-      expect(result.value?.endpoint).toBe('llama');
-      // tiny never emits end-of-sequence: every answer runs to max_tokens.
-      expect(result.value?.finish_reason).toBe('length');
-      expect(result.value?.tokens_out).toBe(256);
-      expect(result.value?.text?.length).toBeGreaterThan(0);
-    }
+    try {
+      const results: Result[] = [];
+      let cursor: string | undefined;
+      for (let page = 0; page < 20; page++) {
+        const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 45, ...(cursor ? { cursor } : {}) });
+        const structured = reply.structuredContent as { jobs: Array<{ state: string }>; results: Result[]; next_cursor?: string | null };
+        results.push(...structured.results);
+        cursor = structured.next_cursor ?? undefined;
+        if (!cursor && structured.jobs[0]?.state !== 'running' && structured.jobs[0]?.state !== 'queued') break;
+      }
+      expect(results).toHaveLength(16);
+      for (const result of results) {
+        expect(result.state).toBe('succeeded');
+        expect(result.value?.model).toBe('tiny');
+        expect(result.value?.endpoint).toBe('llama');
+        // tiny never emits end-of-sequence: every answer runs to max_tokens.
+        expect(result.value?.finish_reason).toBe('length');
+        expect(result.value?.tokens_out).toBe(256);
+        expect(result.value?.text?.length).toBeGreaterThan(0);
+      }
 
-    const busiest = await slotWatch;
-    const sent = c.app.services.llm.router.stats('llama')?.peak;
-    console.info(`llama-server: at most ${busiest} slots processing at once; at most ${sent} requests in flight (limit 4)`);
-    expect(sent).toBe(4);
-    expect(busiest).toBeGreaterThanOrEqual(2);
-    expect(busiest).toBeLessThanOrEqual(4);
+      const busiest = await slotWatch;
+      const sent = c.app.services.llm.router.stats('llama')?.peak;
+      console.info(`llama-server: at most ${busiest} slots processing at once; at most ${sent} requests in flight (limit 4)`);
+      expect(sent).toBe(4);
+      expect(busiest).toBeGreaterThanOrEqual(2);
+      expect(busiest).toBeLessThanOrEqual(4);
+    } finally {
+      watching.abort();
+      await slotWatch;
+    }
   }, 120_000);
 
   it('reads the real server\'s streamed answers (SSE) and JSON answers alike', async () => {

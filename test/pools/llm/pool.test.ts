@@ -1,4 +1,4 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config, EndpointConfig } from '../../../src/config.js';
 import { Engine } from '../../../src/engine/engine.js';
@@ -174,11 +174,10 @@ describe('LlmPool', () => {
     expect(shown.records[0]?.files).toBeUndefined();
   });
 
-  it('fails empty answers clearly: retried when transient, not when reasoning used up max_tokens', async () => {
+  it('fails empty answers clearly: retried once (not maxRetries times), not when reasoning used up max_tokens', async () => {
     const d = await double();
-    const r = await rig([endpoint('d', d.url, 4)], (c) => {
-      c.llm.maxRetries = 1;
-    });
+    const r = await rig([endpoint('d', d.url, 4)]);
+    expect(r.config.llm.maxRetries).toBe(3);
     const { records } = await r.run(['#fault:empty e', '#fault:reasoning-only r', '#fault:empty*1 once']);
     expect(records[0]?.error?.code).toBe('EMPTY_ANSWER');
     expect(d.chatRequests.filter((q) => q.prompt === '#fault:empty e')).toHaveLength(2);
@@ -201,13 +200,78 @@ describe('LlmPool', () => {
     expect(records.map((rec) => `${rec.index}:${rec.state}`).sort()).toEqual(['0:cancelled', '1:cancelled', '2:cancelled', '3:cancelled', '4:cancelled', '5:cancelled']);
   });
 
-  it('loads an unloaded LM Studio model once before fanning out (no duplicate just-in-time loads)', async () => {
-    const d = await double({ models: [{ id: 'test-model', state: 'not-loaded' }], loadMs: 100 });
+  it('warms an unloaded LM Studio model up once before fanning out, in a router slot, without pinning it', async () => {
+    const d = await double({ models: [{ id: 'test-model', state: 'not-loaded' }], loadMs: 300 });
     const r = await rig([endpoint('d', d.url, 4)]);
-    const { records } = await r.run(Array.from({ length: 8 }, (_, i) => `p${i}`));
+    const jobId = await r.submit(Array.from({ length: 8 }, (_, i) => `p${i}`));
+    // While the model loads, only the warm-up is out, and it holds one of the endpoint's slots.
+    await expect.poll(() => d.inFlight).toBe(1);
+    expect(r.service.router.stats('d')?.active).toBe(1);
+    await r.settle(jobId);
+    const records = await r.engine.results(jobId);
     expect(records.every((rec) => rec.state === 'succeeded')).toBe(true);
     expect(d.loads).toBe(1);
-    expect(d.requests.some((q) => q.path === '/api/v1/models/load')).toBe(true);
+    // A just-in-time load (keeps LM Studio's idle TTL and auto-evict), not /api/v1/models/load.
+    expect(d.requests.some((q) => q.path.startsWith('/api/v1/'))).toBe(false);
+    expect(d.chatRequests[0]?.body).toMatchObject({ model: 'test-model', max_tokens: 1 });
+    expect(d.chatRequests).toHaveLength(9);
+    expect(d.peakInFlight).toBeLessThanOrEqual(4);
+  });
+
+  it('a connection closed while the server generates is retried with backoff, without marking the endpoint down', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const { records } = await r.run(['#fault:reset-late*1 once', '#fault:reset-late always']);
+    expect(records[0]?.state).toBe('succeeded');
+    expect(valueOf(records[0]).requests).toBe(2);
+    expect(records[1]?.state).toBe('failed');
+    expect(records[1]?.error?.code).toBe('UPSTREAM_ERROR');
+    expect(records[1]?.error?.message).toMatch(/closed before the answer/);
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:reset-late always')).toHaveLength(4); // 1 + maxRetries
+    expect(r.service.router.stats('d')?.down).toBe(false);
+  });
+
+  it('does not retry a model that failed to load (each retry would load it again)', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const { records } = await r.run(['#fault:load-error x']);
+    expect(records[0]?.error?.code).toBe('UPSTREAM_ERROR');
+    expect(records[0]?.error?.message).toMatch(/could not load the model/);
+    expect(d.chatRequests).toHaveLength(1);
+  });
+
+  it('sends the id the server knows (qwen3 → qwen3:30b), and lists the models when the server\'s own error does not', async () => {
+    const d = await double({ flavor: 'openai', models: [{ id: 'qwen3:30b' }, { id: 'llama3.2:3b' }] });
+    const r = await rig([endpoint('d', d.url, 4, { flavor: 'openai' })]);
+    const { records } = await r.run(['hi'], { model: 'qwen3' });
+    expect(records[0]?.state).toBe('succeeded');
+    expect(d.chatRequests[0]?.body?.model).toBe('qwen3:30b');
+
+    const pinned = await rig([endpoint('p', d.url, 4, { flavor: 'openai', models: ['ghost'] })]);
+    const unknown = await pinned.run(['hi'], { model: 'ghost' });
+    expect(unknown.records[0]?.error?.code).toBe('MODEL_NOT_FOUND');
+    // Ollama only says "not found"; the list comes from the endpoint's /v1/models.
+    expect(unknown.records[0]?.error?.message).toMatch(/model "ghost" not found.*Models there: qwen3:30b, llama3\.2:3b\./);
+  });
+
+  it('marks truncation by max_tokens and returns inline <think> and gpt-oss `reasoning` on request', async () => {
+    const d = await double({ models: [{ id: 'test-model', state: 'loaded' }, { id: 'gpt-oss', state: 'loaded', reasoning: 'reasoning' }] });
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const cut = await r.run(['one two three four five'], { max_tokens: 2 });
+    expect(valueOf(cut.records[0])).toMatchObject({ text: 'Answer to:', finish_reason: 'length', truncated: true });
+    const inline = await r.run(['#fault:think t'], { include_reasoning: true });
+    expect(valueOf(inline.records[0])).toMatchObject({ text: 'Answer to: #fault:think t', reasoning: 'Inline reasoning here.' });
+    const oss = await r.run(['q'], { model: 'gpt-oss', include_reasoning: true });
+    expect(valueOf(oss.records[0])).toMatchObject({ text: 'Answer to: q', reasoning: 'Let me think about this step by step.' });
+    expect(d.chatRequests.at(-1)?.body?.model).toBe('gpt-oss');
+  });
+
+  it('writes long answers to files only the owner can read', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const { records } = await r.run(['#fault:long essay']);
+    const file = records[0]?.files?.answer ?? '';
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
   });
 
   it('a per-job concurrency below the endpoint limit caps that job, even with tasks dispatched ahead', async () => {

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
 import { silentLogger } from '../../../src/log.js';
 import { processControl, type ProcessControl } from '../../../src/processes.js';
 import { createScriptWorkers } from '../../../src/pools/script/kind.js';
-import { GroupRecords, readProcInfo } from '../../../src/pools/script/orphans.js';
+import { GroupRecords, parseJournal, readProcInfo } from '../../../src/pools/script/orphans.js';
 import { makeTempDir, repoRoot } from '../../helpers/client.js';
 import { alive, eventually, fixtureWorkers, killQuietly, readPids, scriptConfig } from '../../helpers/scripts.js';
 
@@ -52,8 +52,18 @@ async function startGroup(worker: string): Promise<number[]> {
   return [...new Set(pids)];
 }
 
-async function records(): Promise<string[]> {
+async function journals(): Promise<string[]> {
   return readdir(recordsDir).catch(() => []);
+}
+
+/** The groups a server's journal says are running, pgid → start time. */
+async function runningIn(owner: number): Promise<Map<number, string>> {
+  return parseJournal(await readFile(path.join(recordsDir, `${owner}.groups`), 'utf8').catch(() => ''));
+}
+
+async function writeJournal(owner: number, lines: string[]): Promise<void> {
+  await mkdir(recordsDir, { recursive: true });
+  await writeFile(path.join(recordsDir, `${owner}.groups`), lines.map((line) => `${line}\n`).join(''));
 }
 
 const recoverAsNextServer = async (): Promise<void> => {
@@ -61,7 +71,7 @@ const recoverAsNextServer = async (): Promise<void> => {
 };
 
 describe('orphaned worker groups', { timeout: 20_000 }, () => {
-  it('records each running group under the state dir and removes the record when the task ends', async () => {
+  it('journals each running group under the state dir, and its end when the task ends', async () => {
     const owner = await deadPid();
     const pool = createScriptWorkers(config, process.env, silentLogger, processControl(owner, kill)).pool;
     const pidFile = path.join(workDir, `record-${Date.now()}`);
@@ -76,15 +86,40 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
     });
     const [parent = 0, child = 0] = await readPids(pidFile);
     try {
-      const info = await readProcInfo(parent);
+      const info = readProcInfo(parent);
       expect(info?.startTime).toMatch(/^\d+$/);
-      expect(await eventually(async () => (await records()).includes(`${owner}-${parent}-${info?.startTime}`), 5000)).toBe(true);
+      expect(await eventually(async () => (await runningIn(owner)).get(parent) === info?.startTime, 5000)).toBe(true);
       const result = await pending;
       expect(result.error?.code).toBe('TIMEOUT');
-      expect((await records()).filter((name) => name.startsWith(`${owner}-`))).toEqual([]);
+      expect(await eventually(async () => (await runningIn(owner)).size === 0, 5000)).toBe(true);
+      expect(await readFile(path.join(recordsDir, `${owner}.groups`), 'utf8')).toBe(`+ ${parent} ${info?.startTime}\n- ${parent}\n`);
     } finally {
       killQuietly(parent);
       killQuietly(child);
+    }
+  });
+
+  it('keeps a journal small: past 64 KiB it is rewritten with only the groups still running', async () => {
+    const owner = await deadPid();
+    const [steady = 0, steadyChild = 0] = await startGroup('stubborn.py');
+    const [busy = 0, busyChild = 0] = await startGroup('stubborn.py');
+    const journal = path.join(recordsDir, `${owner}.groups`);
+    try {
+      const records = new GroupRecords({ dir: recordsDir, processes: processControl(owner, kill), killGraceMs: 500, log: silentLogger });
+      records.track(steady);
+      // ~30 bytes a task: 5000 tasks pass the limit twice.
+      for (let i = 0; i < 5000; i++) {
+        records.track(busy)();
+        if (i % 100 === 0) await records.flushed();
+      }
+      await records.flushed();
+      const text = await readFile(journal, 'utf8');
+      expect(text.length).toBeLessThan(64 * 1024);
+      expect([...parseJournal(text)]).toEqual([[steady, readProcInfo(steady)?.startTime]]);
+      expect(await journals()).not.toContain(`${owner}.groups.tmp`);
+    } finally {
+      await rm(journal, { force: true });
+      for (const pid of [steady, steadyChild, busy, busyChild]) killQuietly(pid);
     }
   });
 
@@ -93,16 +128,17 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
     // stubborn.py ignores SIGTERM and forks a child that does too, all in its own group.
     const [leader = 0, child = 0] = await startGroup('stubborn.py');
     try {
-      const untrack = new GroupRecords({ dir: recordsDir, processes: processControl(owner, kill), killGraceMs: 500, log: silentLogger }).track(leader);
-      expect(await eventually(async () => (await records()).some((name) => name.startsWith(`${owner}-${leader}-`)), 5000)).toBe(true);
+      const dead = new GroupRecords({ dir: recordsDir, processes: processControl(owner, kill), killGraceMs: 500, log: silentLogger });
+      dead.track(leader);
+      await dead.flushed();
+      expect((await runningIn(owner)).has(leader)).toBe(true);
       expect(alive(leader) && alive(child)).toBe(true);
 
       const started = Date.now();
       await recoverAsNextServer();
       expect(Date.now() - started).toBeGreaterThanOrEqual(400);
       expect(await eventually(() => !alive(leader) && !alive(child), 5000)).toBe(true);
-      expect((await records()).filter((name) => name.startsWith(`${owner}-`))).toEqual([]);
-      await untrack();
+      expect(await journals()).not.toContain(`${owner}.groups`);
     } finally {
       killQuietly(leader);
       killQuietly(child);
@@ -119,12 +155,11 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
       expect(child).not.toBe(leader);
       expect(await eventually(() => !alive(leader), 5000)).toBe(true);
       expect(alive(child)).toBe(true);
-      await mkdir(recordsDir, { recursive: true });
       // The leader is gone, so its start time cannot matter: the group id still names its members.
-      await writeFile(path.join(recordsDir, `${owner}-${leader}-12345`), '');
+      await writeJournal(owner, [`+ ${leader} 12345`]);
       await recoverAsNextServer();
       expect(await eventually(() => !alive(child), 5000)).toBe(true);
-      expect((await records()).filter((name) => name.startsWith(`${owner}-`))).toEqual([]);
+      expect(await journals()).not.toContain(`${owner}.groups`);
     } finally {
       killQuietly(child);
     }
@@ -137,20 +172,19 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
     // A live server: any running process stands for one.
     const liveOwner = otherChild;
     try {
-      await mkdir(recordsDir, { recursive: true });
-      const start = (await readProcInfo(reused))?.startTime ?? '';
-      const otherStart = (await readProcInfo(otherServers))?.startTime ?? '';
+      const start = readProcInfo(reused)?.startTime ?? '';
+      const otherStart = readProcInfo(otherServers)?.startTime ?? '';
       const wrongStart = String(Number(start) - 1);
-      await writeFile(path.join(recordsDir, `${owner}-${reused}-${wrongStart}`), '');
-      await writeFile(path.join(recordsDir, `${liveOwner}-${otherServers}-${otherStart}`), '');
+      await writeJournal(owner, [`+ ${reused} ${wrongStart}`]);
+      await writeJournal(liveOwner, [`+ ${otherServers} ${otherStart}`]);
 
       await recoverAsNextServer();
       // Give a wrongly sent signal time to land.
       await eventually(() => false, 300);
       expect([reused, reusedChild, otherServers, otherChild].map(alive)).toEqual([true, true, true, true]);
-      const left = await records();
-      expect(left).not.toContain(`${owner}-${reused}-${wrongStart}`);
-      expect(left).toContain(`${liveOwner}-${otherServers}-${otherStart}`);
+      const left = await journals();
+      expect(left).not.toContain(`${owner}.groups`);
+      expect(left).toContain(`${liveOwner}.groups`);
     } finally {
       for (const pid of [reused, reusedChild, otherServers, otherChild]) killQuietly(pid);
     }

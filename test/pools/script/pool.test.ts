@@ -1,12 +1,14 @@
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
 import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
 import { silentLogger } from '../../../src/log.js';
 import { createScriptWorkers } from '../../../src/pools/script/kind.js';
+import type { ProcessControl } from '../../../src/processes.js';
 import type { ScriptJobOptions, ScriptPool } from '../../../src/pools/script/pool.js';
-import { makeTempDir, repoRoot } from '../../helpers/client.js';
+import { makeTempDir, repoRoot, testProcesses } from '../../helpers/client.js';
+import { peakGrowthDuring } from '../../helpers/memory.js';
 import { alive, eventually, killQuietly, readPids, scriptConfig } from '../../helpers/scripts.js';
 
 let config: Config;
@@ -18,7 +20,7 @@ beforeAll(async () => {
   config = await scriptConfig((c) => {
     c.allowedRoots = [repoRoot, '/tmp'];
   });
-  pool = createScriptWorkers(config, process.env, silentLogger).pool;
+  pool = createScriptWorkers(config, process.env, silentLogger, testProcesses).pool;
   outputDir = await makeTempDir('monitor-pool-out-');
 });
 
@@ -108,9 +110,13 @@ describe('ScriptPool', () => {
     expect(value.stderr_tail).toBe('a warning first\nfatal: disk on fire\n');
   });
 
-  it('streams 10 MB of stdout to a file, keeping only a preview in the value', async () => {
+  // Its own timeout: 10 MB through a pipe while memory is sampled takes seconds on a loaded machine.
+  it('streams 10 MB of stdout to a file, keeping only a preview in the value, and memory stays flat', { timeout: 30_000 }, async () => {
     const size = 10 * 1024 * 1024;
-    const result = await run('big_output.py', { args: [String(size), '5000'] }, { index: 3 });
+    // The worker stays 0.5 s after writing, so the samples (every 100 ms) see whatever the pool holds of its output.
+    const { result, growth } = await peakGrowthDuring(() => run('big_output.py', { args: [String(size), '5000', '0.5'] }, { index: 3 }));
+    // Holding the output would take 10 MB; the pool keeps at most outputCapBytes (1 MiB) per stream in memory.
+    expect(growth).toBeLessThan(5 * 1024 * 1024);
     expect(result.ok).toBe(true);
     const value = valueOf(result);
     expect(value.stdout_bytes).toBe(size);
@@ -171,6 +177,32 @@ describe('ScriptPool', () => {
     }
   });
 
+  it('signals process groups only through the ProcessControl it was given', async () => {
+    const sent: Array<[number, string | number]> = [];
+    const recording: ProcessControl = {
+      ...testProcesses,
+      signalGroup(pgid, signal) {
+        sent.push([pgid, signal]);
+        return testProcesses.signalGroup(pgid, signal);
+      },
+    };
+    const recordingConfig = await scriptConfig((c) => {
+      c.allowedRoots = [repoRoot];
+    });
+    const recordingPool = createScriptWorkers(recordingConfig, process.env, silentLogger, recording).pool;
+    try {
+      const task: TaskContext = { jobId: 'job_signals', index: 0, input: { args: ['30'] }, options: { worker: 'sleep.py', cwd: repoRoot, timeout_seconds: 0.5 }, outputDir, attempt: 1, signal: new AbortController().signal };
+      const result = await recordingPool.run(task);
+      expect(result.error?.code).toBe('TIMEOUT');
+      const groups = new Set(sent.map(([pgid]) => pgid));
+      expect(groups.size).toBe(1);
+      expect(sent.map(([, signal]) => signal)).toEqual(expect.arrayContaining(['SIGTERM', 'SIGKILL']));
+      expect(sent[0]?.[1]).toBe('SIGTERM');
+    } finally {
+      await rm(recordingConfig.stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('kills the whole process group when the task is cancelled', async () => {
     const pidFile = path.join(outputDir, `stubborn-cancel-${Date.now()}`);
     const controller = new AbortController();
@@ -223,6 +255,61 @@ describe('ScriptPool', () => {
     await expect(run('echo.py', {}, { options: { cwd: '/etc' } })).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
   });
 
+  it('keeps the server\'s secret variables from workers, and tells them the allowed folders', async () => {
+    const withSecrets = await scriptConfig((c) => {
+      c.allowedRoots = [repoRoot, '/tmp'];
+      c.http.secretEnv = ['FIXTURE_HTTP_TOKEN'];
+      c.llm.endpoints = [{ name: 'lmstudio', url: 'http://127.0.0.1:1234', concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'FIXTURE_LM_KEY' }];
+    });
+    const env = { ...process.env, FIXTURE_HTTP_TOKEN: 'http-secret', FIXTURE_LM_KEY: 'lm-secret', FIXTURE_PLAIN: 'plain' };
+    const secretPool = createScriptWorkers(withSecrets, env, silentLogger, testProcesses).pool;
+    try {
+      const task: TaskContext = { jobId: 'job_secrets', index: 0, input: {}, options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 10 }, outputDir, attempt: 1, signal: new AbortController().signal };
+      const json = valueOf(await secretPool.run(task)).json as { env: Record<string, string> };
+      expect(json.env.FIXTURE_PLAIN).toBe('plain');
+      expect(json.env).not.toHaveProperty('FIXTURE_HTTP_TOKEN');
+      expect(json.env).not.toHaveProperty('FIXTURE_LM_KEY');
+      expect(json.env.MONITOR_ALLOWED_ROOTS).toBe([repoRoot, '/tmp'].join(path.delimiter));
+    } finally {
+      await rm(withSecrets.stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('does not keep a failed plan, and checks a resumed task (a later attempt) again', async () => {
+    const workers = await makeTempDir('monitor-replan-');
+    const elsewhere = await makeTempDir('monitor-elsewhere-');
+    const replanConfig = await scriptConfig((c) => {
+      c.workersDirs = [...c.workersDirs, workers];
+      c.allowedRoots = [repoRoot];
+    });
+    const replanPool = createScriptWorkers(replanConfig, process.env, silentLogger, testProcesses).pool;
+    const task = (index: number, attempt: number): TaskContext => ({
+      jobId: 'job_replan',
+      index,
+      input: {},
+      options: { worker: 'late.py', cwd: repoRoot, timeout_seconds: 10 },
+      outputDir,
+      attempt,
+      signal: new AbortController().signal,
+    });
+    try {
+      // Not there yet: the plan fails...
+      await expect(replanPool.run(task(0, 1))).rejects.toMatchObject({ code: 'WORKER_NOT_FOUND' });
+      // ...and is not kept: once the worker exists, the next task of the same job runs.
+      await writeFile(path.join(workers, 'late.py'), 'print("late ran")\n');
+      expect(valueOf(await replanPool.run(task(1, 1))).text).toBe('late ran');
+      // The worker is swapped for a symlink out of its folder: a resumed task is checked again, and refused.
+      await rm(path.join(workers, 'late.py'));
+      await writeFile(path.join(elsewhere, 'evil.py'), 'print("outside ran")\n');
+      await symlink(path.join(elsewhere, 'evil.py'), path.join(workers, 'late.py'));
+      await expect(replanPool.run(task(0, 2))).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
+    } finally {
+      await rm(workers, { recursive: true, force: true });
+      await rm(elsewhere, { recursive: true, force: true });
+      await rm(replanConfig.stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a malformed task input with INVALID_INPUT', async () => {
     await expect(run('echo.py', { args: 'not-an-array' })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     await expect(run('echo.py', { stdin: 'a', json: {} })).rejects.toMatchObject({ code: 'INVALID_INPUT' });
@@ -250,7 +337,7 @@ describe('ScriptPool', () => {
     const broken = await scriptConfig((c) => {
       c.script.interpreters = { ...c.script.interpreters, '.py': '/nonexistent/python9' };
     });
-    const brokenPool = createScriptWorkers(broken, process.env, silentLogger).pool;
+    const brokenPool = createScriptWorkers(broken, process.env, silentLogger, testProcesses).pool;
     const task: TaskContext = { jobId: 'job_broken', index: 0, input: {}, options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 5 }, outputDir, attempt: 1, signal: new AbortController().signal };
     await expect(brokenPool.run(task)).rejects.toMatchObject({ code: 'SPAWN_FAILED', hint: expect.stringContaining('interpreters') });
     await rm(broken.stateDir, { recursive: true, force: true });

@@ -1,0 +1,93 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectInMemory, repoRoot, textOf, type Connected } from '../helpers/client.js';
+import { collectAll, scriptConfig, submitScripts } from '../helpers/scripts.js';
+
+/** emit.py args: [label, exit_code, size, sleep_seconds]. */
+const e2eWorkers = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
+
+let conn: Connected;
+
+beforeAll(async () => {
+  conn = await connectInMemory(
+    await scriptConfig((c) => {
+      c.workersDirs = [...c.workersDirs, e2eWorkers];
+    }),
+    { env: { PATH: process.env.PATH } },
+  );
+});
+
+afterAll(async () => {
+  await conn.close();
+});
+
+interface JobView {
+  job_id: string;
+  state: string;
+  counts: Record<string, number>;
+}
+
+describe('cancel_job', () => {
+  it('stops a running job: the running task is killed, queued ones dropped, finished results kept', async () => {
+    const jobId = await submitScripts(conn, {
+      worker: 'emit.py',
+      inputs: [{ args: ['quick', '0'] }, { args: ['slow', '0', '0', '60'] }, { args: ['never', '0'] }, { args: ['never2', '0'] }],
+      concurrency: 1,
+    });
+    // Wait until the quick task finished and the slow one runs.
+    for (let i = 0; i < 200; i++) {
+      const page = await conn.call('collect_results', { job_ids: [jobId], wait_seconds: 0 });
+      const counts = (page.structuredContent as { jobs: JobView[] }).jobs[0]?.counts;
+      if (counts?.succeeded === 1 && counts.running === 1) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const started = Date.now();
+    const reply = await conn.call('cancel_job', { job_id: jobId });
+    expect(reply.isError).toBeFalsy();
+    expect(textOf(reply)).toMatch(/^Cancelled 2 queued and 1 running task\(s\)\./);
+    const { results, job } = await collectAll(conn, jobId);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(job.state).toBe('cancelled');
+    expect(results.map((r) => [r.index, r.state])).toEqual([
+      [0, 'succeeded'],
+      [1, 'cancelled'],
+      [2, 'cancelled'],
+      [3, 'cancelled'],
+    ]);
+    expect(results[0]?.value?.json).toMatchObject({ label: 'quick' });
+
+    // Again: nothing left to stop, and nothing changes.
+    const again = await conn.call('cancel_job', { job_id: jobId });
+    expect(again.isError).toBeFalsy();
+    expect(textOf(again)).toMatch(/^Nothing to cancel: /);
+    expect((again.structuredContent as unknown as JobView).state).toBe('cancelled');
+  });
+
+  it('leaves a finished job as it was: succeeded stays succeeded, failed stays failed, results intact', async () => {
+    const succeeded = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['ok', '0'] }] });
+    const failed = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['ok', '0'] }, { args: ['bad', '4'] }] });
+    await collectAll(conn, succeeded);
+    await collectAll(conn, failed);
+    for (const [jobId, state] of [
+      [succeeded, 'succeeded'],
+      [failed, 'failed'],
+    ] as const) {
+      const reply = await conn.call('cancel_job', { job_id: jobId });
+      expect(reply.isError).toBeFalsy();
+      expect(textOf(reply)).toMatch(new RegExp(`^Nothing to cancel: ${jobId} \\[script\\] ${state}`));
+      expect(reply.structuredContent).toMatchObject({ job_id: jobId, state, counts: { cancelled: 0 } });
+      const { results, job } = await collectAll(conn, jobId);
+      expect(job.state).toBe(state);
+      expect(results.every((r) => r.state !== 'cancelled')).toBe(true);
+    }
+    const listed = await conn.call('list_jobs', { state: 'cancelled' });
+    expect(textOf(listed)).not.toContain(succeeded);
+    expect(textOf(listed)).not.toContain(failed);
+  });
+
+  it('refuses an unknown job id with a hint', async () => {
+    const reply = await conn.call('cancel_job', { job_id: 'job_doesnotexist00000000' });
+    expect(reply.isError).toBe(true);
+    expect(textOf(reply)).toMatch(/^JOB_NOT_FOUND: [\s\S]*Next: /);
+  });
+});

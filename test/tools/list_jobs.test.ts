@@ -1,0 +1,86 @@
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendJson, startHttpServer, type TestHttpServer } from '../fixtures/http-server.js';
+import { connectInMemory, jobIdOf, repoRoot, textOf, type Connected } from '../helpers/client.js';
+import { collectAll, scriptConfig, submitScripts } from '../helpers/scripts.js';
+
+/** emit.py args: [label, exit_code, size, sleep_seconds]. */
+const e2eWorkers = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
+
+let conn: Connected;
+let api: TestHttpServer;
+const ids: Record<'done' | 'failed' | 'http' | 'running', string> = { done: '', failed: '', http: '', running: '' };
+
+interface Listed {
+  jobs: Array<{ job_id: string; kind: string; state: string; label?: string; counts: Record<string, number> }>;
+  total: number;
+}
+async function list(args: Record<string, unknown>): Promise<{ text: string; listed: Listed }> {
+  const reply = await conn.call('list_jobs', args);
+  expect(reply.isError, textOf(reply)).toBeFalsy();
+  return { text: textOf(reply), listed: reply.structuredContent as unknown as Listed };
+}
+
+beforeAll(async () => {
+  api = await startHttpServer((_req, res) => sendJson(res, 200, { ok: true }));
+  conn = await connectInMemory(
+    await scriptConfig((c) => {
+      c.workersDirs = [...c.workersDirs, e2eWorkers];
+      c.http.allowHosts = [api.hostEntry];
+      c.http.allowPrivateAddresses = true;
+    }),
+    { env: { PATH: process.env.PATH } },
+  );
+  // Oldest first: a succeeded, a failed and an http job, all finished; then one that keeps running.
+  ids.done = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['a', '0'] }], label: 'all good' });
+  await collectAll(conn, ids.done);
+  ids.failed = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['b', '0'] }, { args: ['c', '3'] }], label: 'one fails' });
+  await collectAll(conn, ids.failed);
+  ids.http = jobIdOf(await conn.call('http_batch', { requests: [{ url: `${api.origin}/x` }], label: 'an api call' }));
+  await collectAll(conn, ids.http);
+  ids.running = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['slow', '0', '0', '60'] }, { args: ['queued', '0'] }], concurrency: 1, label: 'still running' });
+});
+
+afterAll(async () => {
+  await conn.call('cancel_job', { job_id: ids.running });
+  await conn.close();
+  await api.close();
+});
+
+describe('list_jobs', () => {
+  it('lists every job newest first, with kind, label, state and counts', async () => {
+    const { text, listed } = await list({});
+    expect(listed.total).toBe(4);
+    expect(listed.jobs.map((j) => j.job_id)).toEqual([ids.running, ids.http, ids.failed, ids.done]);
+    expect(listed.jobs.find((j) => j.job_id === ids.failed)).toMatchObject({ kind: 'script', state: 'failed', label: 'one fails', counts: { succeeded: 1, failed: 1, total: 2 } });
+    expect(listed.jobs.find((j) => j.job_id === ids.http)).toMatchObject({ kind: 'http', state: 'succeeded' });
+    expect(text).toMatch(new RegExp(`${ids.done} \\[script: all good\\] succeeded — 1/1 done`));
+    expect(text).toMatch(/created .*ago|created/);
+    expect(text).not.toContain('raise limit');
+  });
+
+  it('filters by active, finished and a single state', async () => {
+    expect((await list({ state: 'active' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.running]);
+    expect((await list({ state: 'finished' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.http, ids.failed, ids.done]);
+    expect((await list({ state: 'failed' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.failed]);
+    const none = await list({ state: 'interrupted' });
+    expect(none.listed).toEqual({ jobs: [], total: 0 });
+    expect(none.text).toBe('No job matches.');
+  });
+
+  it('filters by kind', async () => {
+    expect((await list({ kind: 'http' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.http]);
+    expect((await list({ kind: 'script' })).listed.total).toBe(3);
+    expect((await list({ kind: 'llm' })).listed.total).toBe(0);
+    expect((await list({ kind: 'script', state: 'finished' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.failed, ids.done]);
+  });
+
+  it('shows at most limit jobs and says how many more there are', async () => {
+    const { text, listed } = await list({ limit: 2 });
+    expect(listed.jobs.map((j) => j.job_id)).toEqual([ids.running, ids.http]);
+    expect(listed.total).toBe(4);
+    expect(text).toContain('(2 more; raise limit to see them)');
+    const bad = await conn.call('list_jobs', { limit: 0 });
+    expect(bad.isError).toBe(true);
+  });
+});
