@@ -1,4 +1,5 @@
 import type { Ownership } from './engine/engine.js';
+import { readProcInfo } from './pools/script/orphans.js';
 
 /** `process.kill`'s shape: only the CLI hands in the real one (it is the one module that touches `process`). */
 export type KillFunction = (pid: number, signal: NodeJS.Signals | 0) => void;
@@ -10,16 +11,21 @@ export interface ProcessControl extends Ownership {
 }
 
 export function processControl(pid: number, kill: KillFunction): ProcessControl {
+  const startToken = readProcInfo(pid)?.startTime;
   return {
     pid,
-    isAlive(other: number): boolean {
+    ...(startToken === undefined ? {} : { startToken }),
+    isAlive(other: number, otherStart?: string): boolean {
       try {
         kill(other, 0);
-        return true;
       } catch (error) {
         // EPERM: it runs, as another user.
-        return errorCode(error) === 'EPERM';
+        if (errorCode(error) !== 'EPERM') return false;
       }
+      // After a reboot the pid may belong to something else: compare start times where /proc tells.
+      if (otherStart === undefined) return true;
+      const now = readProcInfo(other)?.startTime;
+      return now === undefined || now === otherStart;
     },
     signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
       // -0 and -1 would address this server's own group and every process there is.

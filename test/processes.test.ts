@@ -17,6 +17,13 @@ describe('processControl', () => {
     expect(control.isAlive(child.pid ?? 0)).toBe(false);
   });
 
+  it('does not take a process started at another time for the owner (a pid reused after a reboot)', () => {
+    const control = processControl(process.pid, kill);
+    expect(control.startToken).toMatch(/^\d+$/);
+    expect(control.isAlive(process.pid, control.startToken)).toBe(true);
+    expect(control.isAlive(process.pid, '1')).toBe(false);
+  });
+
   it('signals a whole process group and says whether anyone got it', { timeout: 20_000 }, async () => {
     const control = processControl(process.pid, kill);
     const leader = spawn('bash', ['-c', 'sleep 60 & echo $!; wait'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });

@@ -48,7 +48,10 @@ export interface SubmitRequest {
 /** Who runs jobs: lets several servers (one per client session) share a state directory safely. */
 export interface Ownership {
   pid: number;
-  isAlive(pid: number): boolean;
+  /** Tells this process from a later one given the same pid (its start time), where known. */
+  startToken?: string;
+  /** With `startToken`, a process now holding that pid but started at another time is not it. */
+  isAlive(pid: number, startToken?: string): boolean;
 }
 
 export interface EngineOptions {
@@ -127,9 +130,16 @@ export class Engine {
     return this.markInterrupted(job);
   }
 
+  private stampOwner(meta: JobMeta): void {
+    if (!this.ownership) return;
+    meta.ownerPid = this.ownership.pid;
+    if (this.ownership.startToken !== undefined) meta.ownerStart = this.ownership.startToken;
+    else delete meta.ownerStart;
+  }
+
   private ownedElsewhere(meta: JobMeta): boolean {
     const owner = meta.ownerPid;
-    return this.ownership !== undefined && owner !== undefined && owner !== this.ownership.pid && this.ownership.isAlive(owner);
+    return this.ownership !== undefined && owner !== undefined && owner !== this.ownership.pid && this.ownership.isAlive(owner, meta.ownerStart);
   }
 
   private async applyNewRecords(job: JobRuntime): Promise<void> {
@@ -203,7 +213,7 @@ export class Engine {
       options: request.options,
     };
     if (request.label !== undefined) meta.label = request.label;
-    if (this.ownership) meta.ownerPid = this.ownership.pid;
+    this.stampOwner(meta);
     await this.store.createJob(meta, request.inputs);
     const job = this.newRuntime(meta);
     request.inputs.forEach((input, index) => {
@@ -270,7 +280,7 @@ export class Engine {
     }
     delete job.meta.finishedAt;
     delete job.meta.cancelledAt;
-    if (this.ownership) job.meta.ownerPid = this.ownership.pid;
+    this.stampOwner(job.meta);
     await this.store.writeMeta(job.meta);
     if (!lane.ring.includes(job)) lane.ring.push(job);
     this.pump(lane);

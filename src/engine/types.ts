@@ -81,6 +81,8 @@ export interface JobMeta {
   peakRunning?: number;
   /** The server process running the job; another live server on the same state dir leaves it alone. */
   ownerPid?: number;
+  /** The owner's start time, so a reused pid (after a reboot) is not taken for it. */
+  ownerStart?: string;
 }
 
 export interface JobCounts {
