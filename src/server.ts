@@ -71,6 +71,7 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
   // Worker kinds: each builds its pool (and any service its tools need) here.
   pools.push(httpPool);
   pools.push(scripts.pool);
+  services.closers.push(() => scripts.pool.close());
   services.closers.push(() => httpPool.close());
   pools.push(llm.pool);
   services.closers.push(() => llm.close());

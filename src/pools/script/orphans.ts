@@ -11,7 +11,7 @@ const POLL_MS = 50;
 const COMPACT_BYTES = 64 * 1024;
 /** Ends of groups are written with the next start, or after this long: a lost end line is harmless. */
 const LAZY_FLUSH_MS = 1000;
-/** One /proc/<pid>/stat line (~300 bytes; the command name is at most 64). */
+/** One /proc/<pid>/stat line (~300 bytes; the command name in it is at most 16). */
 const statBuffer = Buffer.alloc(1024);
 /** `<server pid>.groups`: one journal per server process (`.tmp` while being compacted). */
 const JOURNAL_NAME = /^(\d+)\.groups(\.tmp)?$/;
@@ -49,6 +49,9 @@ export function readProcInfo(pid: number): ProcInfo | undefined {
   return { startTime, zombie: state === 'Z' };
 }
 
+/** `@ <start time>`: the first line of a journal, which tells its server from a later process with its pid. */
+const OWNER_LINE = /^@ (\d+)$/m;
+
 /** The groups a journal says were running when it was last written: `+ pgid start` minus `- pgid`. */
 export function parseJournal(text: string): Map<number, string> {
   const running = new Map<number, string>();
@@ -82,6 +85,7 @@ export interface GroupRecordsOptions {
 export class GroupRecords {
   private readonly options: GroupRecordsOptions;
   private readonly file: string;
+  private readonly header: string;
   /** What this server runs now, pgid → start time: the content of a compacted journal. */
   private readonly running = new Map<number, string>();
   /** Lines not yet written; drain() writes them, one write at a time. */
@@ -97,6 +101,8 @@ export class GroupRecords {
   constructor(options: GroupRecordsOptions) {
     this.options = options;
     this.file = path.join(options.dir, `${options.processes.pid}.groups`);
+    const start = options.processes.startToken;
+    this.header = start === undefined ? '' : `@ ${start}\n`;
   }
 
   /** Records the running group `pgid`; the returned function records its end. */
@@ -144,12 +150,13 @@ export class GroupRecords {
   private async drain(): Promise<void> {
     try {
       while (this.pending !== '' && !this.off) {
-        const chunk = this.pending;
+        let chunk = this.pending;
         this.pending = '';
         if (this.handle === undefined) {
           await mkdir(this.options.dir, { recursive: true, mode: 0o700 });
           // 'w': an older journal of this pid is a dead server's, which recover() has already handled.
           this.handle = await open(this.file, 'w', 0o600);
+          chunk = this.header + chunk;
         }
         if (this.bytes + chunk.length > COMPACT_BYTES) await this.compact();
         else {
@@ -168,9 +175,23 @@ export class GroupRecords {
     }
   }
 
+  /**
+   * Writes what is pending and closes the journal; removes it when no group runs any more (after a
+   * clean shutdown nothing is left for the next start to do).
+   */
+  async close(): Promise<void> {
+    await this.flushed();
+    const handle = this.handle;
+    this.handle = undefined;
+    this.off = true;
+    if (handle === undefined) return;
+    await handle.close().catch(() => undefined);
+    if (this.running.size === 0) await unlink(this.file).catch(() => undefined);
+  }
+
   /** Replaces the journal with the groups running now (they include the pending lines' effect). */
   private async compact(): Promise<void> {
-    const text = [...this.running].map(([pgid, startTime]) => `+ ${pgid} ${startTime}\n`).join('');
+    const text = this.header + [...this.running].map(([pgid, startTime]) => `+ ${pgid} ${startTime}\n`).join('');
     const temporary = `${this.file}.tmp`;
     const next = await open(temporary, 'w', 0o600);
     try {
@@ -209,14 +230,15 @@ export class GroupRecords {
       const finished: string[] = [];
       for (const name of names) {
         const match = JOURNAL_NAME.exec(name);
-        const owner = Number(match?.[1]);
-        // Our own pid on a journal means a dead server had it before: this one has started nothing yet.
-        if (!match || (owner !== processes.pid && processes.isAlive(owner))) continue;
+        if (!match) continue;
         const file = path.join(dir, name);
+        // A `.tmp` is a compaction cut short: the journal it was to replace is still whole.
+        const text = match[2] === undefined ? await readFile(file, 'utf8').catch(() => '') : '';
+        const owner = Number(match[1]);
+        // Our own pid on a journal means a dead server had it before: this one has started nothing yet.
+        if (owner !== processes.pid && processes.isAlive(owner, OWNER_LINE.exec(text)?.[1])) continue;
         finished.push(file);
-        // A compaction cut short: the journal it was to replace is still whole.
-        if (match[2] !== undefined) continue;
-        for (const [pgid, startTime] of parseJournal(await readFile(file, 'utf8'))) {
+        for (const [pgid, startTime] of parseJournal(text)) {
           // A leader with another start time means the pid was given to a new process: the system
           // reuses a pid only once no process is left in the group it led, so ours is gone. A
           // leader that is gone (or a zombie) may have left members: the group id still names them.

@@ -117,6 +117,11 @@ export class ScriptPool implements Pool {
     await this.options.groupRecords?.recover();
   }
 
+  /** After the engine has stopped every task: closes (and, with nothing running, removes) the journal. */
+  async close(): Promise<void> {
+    await this.options.groupRecords?.close();
+  }
+
   async run(task: TaskContext): Promise<TaskResult> {
     const plan = await this.planFor(task.jobId, task.attempt, task.options);
     const input = parseTaskInput(task.input);

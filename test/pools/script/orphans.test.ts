@@ -71,7 +71,7 @@ const recoverAsNextServer = async (): Promise<void> => {
 };
 
 describe('orphaned worker groups', { timeout: 20_000 }, () => {
-  it('journals each running group under the state dir, and its end when the task ends', async () => {
+  it('journals each running group under the state dir and its end when the task ends; close removes the journal', async () => {
     const owner = await deadPid();
     const pool = createScriptWorkers(config, process.env, silentLogger, processControl(owner, kill)).pool;
     const pidFile = path.join(workDir, `record-${Date.now()}`);
@@ -93,6 +93,9 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
       expect(result.error?.code).toBe('TIMEOUT');
       expect(await eventually(async () => (await runningIn(owner)).size === 0, 5000)).toBe(true);
       expect(await readFile(path.join(recordsDir, `${owner}.groups`), 'utf8')).toBe(`+ ${parent} ${info?.startTime}\n- ${parent}\n`);
+      // A clean shutdown leaves nothing for the next start.
+      await pool.close();
+      expect(await journals()).not.toContain(`${owner}.groups`);
     } finally {
       killQuietly(parent);
       killQuietly(child);
@@ -161,6 +164,36 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
       expect(await eventually(() => !alive(child), 5000)).toBe(true);
       expect(await journals()).not.toContain(`${owner}.groups`);
     } finally {
+      killQuietly(child);
+    }
+  });
+
+  it("tells a live server from a later process given its pid, by the start time in the journal's first line", async () => {
+    const dir = path.join(workDir, `journals-${Date.now()}`);
+    const [leader = 0, child = 0] = await startGroup('stubborn.py');
+    try {
+      // This test process plays a live server; the one recovering is another (a dead pid will do).
+      const live = new GroupRecords({ dir, processes: thisServer, killGraceMs: 500, log: silentLogger });
+      live.track(leader);
+      await live.flushed();
+      const journal = path.join(dir, `${process.pid}.groups`);
+      const text = await readFile(journal, 'utf8');
+      expect(text.split('\n')[0]).toBe(`@ ${readProcInfo(process.pid)?.startTime}`);
+      const recovering = (): Promise<void> =>
+        new GroupRecords({ dir, processes: processControl(1 << 22, kill), killGraceMs: 500, log: silentLogger }).recover();
+
+      await recovering();
+      expect(alive(leader) && alive(child)).toBe(true);
+      expect(await readdir(dir)).toContain(`${process.pid}.groups`);
+
+      // The same pid, started at another time: the server that wrote the journal is gone.
+      await writeFile(journal, text.replace(/^@ \d+/, '@ 1'));
+      await recovering();
+      expect(await eventually(() => !alive(leader) && !alive(child), 5000)).toBe(true);
+      expect(await readdir(dir)).not.toContain(`${process.pid}.groups`);
+      await live.close();
+    } finally {
+      killQuietly(leader);
       killQuietly(child);
     }
   });
