@@ -4,11 +4,11 @@
 # monitor: json: {"files": ["src/a.ts", ...], "root": "repo root, default the cwd"}
 # monitor: output: json {"root", "files": [{"file", "language", "internal": [{"specifier", "path", "line"}], "external": [{"specifier", "package", "line"}], "builtin": [...], "error"?}], "external_packages": [...]}
 """Standard library only; one process per task, so it starts fast and reads each file once."""
-import json
 import os
 import re
-import stat
 import sys
+
+import _common
 
 MAX_BYTES = 5 * 1024 * 1024
 PY_EXTS = {".py", ".pyi", ".pyw"}
@@ -24,115 +24,33 @@ NODE_BUILTINS = set(
 PY_STDLIB = set(getattr(sys, "stdlib_module_names", ())) | {"__future__"}
 
 
-# --- Reading files safely (the same block in every bundled worker: each stays one standalone file).
-
-
-def allowed_roots():
-    """The folders the server allows (MONITOR_ALLOWED_ROOTS, os.pathsep-separated); None when run by hand."""
-    value = os.environ.get("MONITOR_ALLOWED_ROOTS")
-    if value is None:
-        return None
-    return [os.path.realpath(root) for root in value.split(os.pathsep) if root]
-
-
-ALLOWED_ROOTS = allowed_roots()
-
-
-def outside_roots(path):
-    """True when the path, symlinks followed, is outside every allowed folder."""
-    if ALLOWED_ROOTS is None:
-        return False
-    real = os.path.realpath(path)
-    return not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in ALLOWED_ROOTS)
-
-
-def read_file(path, limit):
-    """(bytes, None) for a regular file inside the allowed folders and within `limit`, else (None, error).
-
-    Opened without blocking and checked before reading: a FIFO, a device such as /dev/zero or a
-    folder is skipped instead of hanging the task or reading forever; at most limit+1 bytes are read.
-    """
-    if outside_roots(path):
-        return None, "outside the allowed folders (the server's --root); skipped"
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as error:
-        return None, f"unreadable: {error.strerror or error}"
-    try:
-        info = os.fstat(fd)
-    except OSError as error:
-        os.close(fd)
-        return None, f"unreadable: {error.strerror or error}"
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        return None, "not a regular file (a folder, FIFO or device); skipped"
-    if info.st_size > limit:
-        os.close(fd)
-        return None, f"larger than {limit} bytes; skipped"
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(limit + 1)
-        except OSError as error:
-            return None, f"unreadable: {error.strerror or error}"
-    if len(data) > limit:
-        return None, f"larger than {limit} bytes; skipped"
-    return data, None
-
-
-def fail(message):
-    sys.stderr.write(f"analyze_dependencies: {message}\n")
-    sys.exit(2)
+fail = _common.failer("analyze_dependencies")
 
 
 def read_request():
     """(files, root) from args, or from the JSON value on stdin."""
     if len(sys.argv) > 1:
         return sys.argv[1:], os.getcwd()
-    if os.environ.get("MONITOR_STDIN_FORMAT") == "json" or not sys.stdin.isatty():
-        text = sys.stdin.read()
-        if text.strip():
-            try:
-                request = json.loads(text)
-            except ValueError as error:
-                fail(f"stdin is not JSON: {error}")
-            if isinstance(request, list):
-                request = {"files": request}
-            if not isinstance(request, dict) or not isinstance(request.get("files"), list):
-                fail('expected {"files": ["path", ...]} on stdin')
-            files = request["files"]
-            if not all(isinstance(f, str) for f in files):
-                fail("files must be strings")
-            root = request.get("root") or os.getcwd()
-            if not isinstance(root, str):
-                fail("root must be a string")
-            return files, os.path.abspath(root)
+    text = _common.stdin_text()
+    if text.strip():
+        request = _common.load_json(text, fail)
+        if isinstance(request, list):
+            request = {"files": request}
+        if not isinstance(request, dict) or not isinstance(request.get("files"), list):
+            fail('expected {"files": ["path", ...]} on stdin')
+        files = request["files"]
+        if not all(isinstance(f, str) for f in files):
+            fail("files must be strings")
+        root = request.get("root") or os.getcwd()
+        if not isinstance(root, str):
+            fail("root must be a string")
+        return files, os.path.abspath(root)
     fail("give file paths as arguments, or {\"files\": [...]} as JSON on stdin")
 
 
 def rel(path, root):
     relative = os.path.relpath(path, root)
     return path if relative.startswith("..") else relative.replace(os.sep, "/")
-
-
-def line_starts(text):
-    starts = [0]
-    find = text.find
-    at = find("\n")
-    while at != -1:
-        starts.append(at + 1)
-        at = find("\n", at + 1)
-    return starts
-
-
-def line_of(starts, offset):
-    lo, hi = 0, len(starts)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if starts[mid] <= offset:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 # ---- Python ----
@@ -246,7 +164,7 @@ def js_package(specifier):
 
 def js_imports(path, text, root):
     code = strip_js_comments(text)
-    starts = line_starts(code)
+    starts = _common.line_starts(code)
     file_dir = os.path.dirname(os.path.abspath(path))
     seen = set()
     out = []
@@ -257,7 +175,7 @@ def js_imports(path, text, root):
             if (at, specifier) in seen:
                 continue
             seen.add((at, specifier))
-            line = line_of(starts, at)
+            line = _common.line_of(starts, at)
             entry = {"specifier": specifier, "line": line}
             if via != "import":
                 entry["via"] = via
@@ -296,14 +214,10 @@ def analyze(path, root):
         result["error"] = "not a Python, JavaScript or TypeScript file (by extension)"
         return result
     result["language"] = language
-    data, error = read_file(path, MAX_BYTES)
+    _, text, error = _common.read_text(path, MAX_BYTES)
     if error:
         result["error"] = error
         return result
-    if b"\0" in data[:8192]:
-        result["error"] = "binary file"
-        return result
-    text = data.decode("utf-8", errors="replace")
     try:
         imports = py_imports(path, text, root) if language == "python" else js_imports(path, text, root)
     except SyntaxError as error:
@@ -321,7 +235,7 @@ def main():
     results = [analyze(f, root) for f in files]
     packages = sorted({e["package"] for r in results for e in r.get("external", ())})
     out = {"root": root, "files": results, "external_packages": packages}
-    sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+    _common.write_json(out)
 
 
 if __name__ == "__main__":

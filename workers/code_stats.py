@@ -4,11 +4,11 @@
 # monitor: json: {"files": ["src/a.ts", ...]}
 # monitor: output: json {"files": [{"file", "language", "lines", "blank", "comment", "code", "functions", "classes", "todos": [{"line", "tag", "text"}], "error"?}], "totals": {...}}
 """Standard library only; one process per task, so it starts fast and reads each file once."""
-import json
 import os
 import re
-import stat
 import sys
+
+import _common
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_TODOS = 200
@@ -53,81 +53,7 @@ OTHER_CLASSES = {
 }
 
 
-# --- Reading files safely (the same block in every bundled worker: each stays one standalone file).
-
-
-def allowed_roots():
-    """The folders the server allows (MONITOR_ALLOWED_ROOTS, os.pathsep-separated); None when run by hand."""
-    value = os.environ.get("MONITOR_ALLOWED_ROOTS")
-    if value is None:
-        return None
-    return [os.path.realpath(root) for root in value.split(os.pathsep) if root]
-
-
-ALLOWED_ROOTS = allowed_roots()
-
-
-def outside_roots(path):
-    """True when the path, symlinks followed, is outside every allowed folder."""
-    if ALLOWED_ROOTS is None:
-        return False
-    real = os.path.realpath(path)
-    return not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in ALLOWED_ROOTS)
-
-
-def read_file(path, limit):
-    """(bytes, None) for a regular file inside the allowed folders and within `limit`, else (None, error).
-
-    Opened without blocking and checked before reading: a FIFO, a device such as /dev/zero or a
-    folder is skipped instead of hanging the task or reading forever; at most limit+1 bytes are read.
-    """
-    if outside_roots(path):
-        return None, "outside the allowed folders (the server's --root); skipped"
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as error:
-        return None, f"unreadable: {error.strerror or error}"
-    try:
-        info = os.fstat(fd)
-    except OSError as error:
-        os.close(fd)
-        return None, f"unreadable: {error.strerror or error}"
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        return None, "not a regular file (a folder, FIFO or device); skipped"
-    if info.st_size > limit:
-        os.close(fd)
-        return None, f"larger than {limit} bytes; skipped"
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(limit + 1)
-        except OSError as error:
-            return None, f"unreadable: {error.strerror or error}"
-    if len(data) > limit:
-        return None, f"larger than {limit} bytes; skipped"
-    return data, None
-
-
-def fail(message):
-    sys.stderr.write(f"code_stats: {message}\n")
-    sys.exit(2)
-
-
-def read_files():
-    if len(sys.argv) > 1:
-        return sys.argv[1:]
-    if os.environ.get("MONITOR_STDIN_FORMAT") == "json" or not sys.stdin.isatty():
-        text = sys.stdin.read()
-        if text.strip():
-            try:
-                request = json.loads(text)
-            except ValueError as error:
-                fail(f"stdin is not JSON: {error}")
-            files = request.get("files") if isinstance(request, dict) else request
-            if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-                fail('expected {"files": ["path", ...]} on stdin')
-            return files
-    fail("give file paths as arguments, or {\"files\": [...]} as JSON on stdin")
+fail = _common.failer("code_stats")
 
 
 def comment_lines(lines, language):
@@ -197,14 +123,10 @@ def measure(path):
     if language is None and os.path.basename(path) in {"Makefile", "Dockerfile"}:
         language = "shell"
     result["language"] = language or "unknown"
-    data, error = read_file(path, MAX_BYTES)
+    data, text, error = _common.read_text(path, MAX_BYTES)
     if error:
         result["error"] = error
         return result
-    if b"\0" in data[:8192]:
-        result["error"] = "binary file"
-        return result
-    text = data.decode("utf-8", errors="replace")
     if "\ufffd" in text and b"\xef\xbf\xbd" not in data:
         result["not_utf8"] = True
     lines = text.splitlines()
@@ -250,16 +172,14 @@ def measure(path):
 
 
 def main():
-    files = read_files()
-    if not files:
-        fail("no files given")
+    files = _common.read_files(fail)
     results = [measure(f) for f in files]
     totals = {"files": len(results), "lines": 0, "blank": 0, "comment": 0, "code": 0, "functions": 0, "classes": 0, "todos": 0}
     for r in results:
         for key in ("lines", "blank", "comment", "code", "functions", "classes"):
             totals[key] += r.get(key) or 0
         totals["todos"] += len(r.get("todos", ()))
-    sys.stdout.write(json.dumps({"files": results, "totals": totals}, separators=(",", ":")) + "\n")
+    _common.write_json({"files": results, "totals": totals})
 
 
 if __name__ == "__main__":

@@ -5,75 +5,18 @@
 # monitor: output: json {"pattern", "files": [{"file", "matches", "blocks": [{"start", "lines": [...], "match_lines": [...]}]}], "total_matches", "files_searched", "truncated"}
 """Standard library only; one process per task, so it starts fast and reads each file once."""
 import fnmatch
-import json
 import os
 import re
-import stat
 import sys
+
+import _common
 
 MAX_BYTES = 20 * 1024 * 1024
 MAX_LINE_CHARS = 400
 SKIP_DIRS = {"node_modules", "__pycache__", "dist", "build", "target", "venv"}
 
 
-# --- Reading files safely (the same block in every bundled worker: each stays one standalone file).
-
-
-def allowed_roots():
-    """The folders the server allows (MONITOR_ALLOWED_ROOTS, os.pathsep-separated); None when run by hand."""
-    value = os.environ.get("MONITOR_ALLOWED_ROOTS")
-    if value is None:
-        return None
-    return [os.path.realpath(root) for root in value.split(os.pathsep) if root]
-
-
-ALLOWED_ROOTS = allowed_roots()
-
-
-def outside_roots(path):
-    """True when the path, symlinks followed, is outside every allowed folder."""
-    if ALLOWED_ROOTS is None:
-        return False
-    real = os.path.realpath(path)
-    return not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in ALLOWED_ROOTS)
-
-
-def read_file(path, limit):
-    """(bytes, None) for a regular file inside the allowed folders and within `limit`, else (None, error).
-
-    Opened without blocking and checked before reading: a FIFO, a device such as /dev/zero or a
-    folder is skipped instead of hanging the task or reading forever; at most limit+1 bytes are read.
-    """
-    if outside_roots(path):
-        return None, "outside the allowed folders (the server's --root); skipped"
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as error:
-        return None, f"unreadable: {error.strerror or error}"
-    try:
-        info = os.fstat(fd)
-    except OSError as error:
-        os.close(fd)
-        return None, f"unreadable: {error.strerror or error}"
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        return None, "not a regular file (a folder, FIFO or device); skipped"
-    if info.st_size > limit:
-        os.close(fd)
-        return None, f"larger than {limit} bytes; skipped"
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(limit + 1)
-        except OSError as error:
-            return None, f"unreadable: {error.strerror or error}"
-    if len(data) > limit:
-        return None, f"larger than {limit} bytes; skipped"
-    return data, None
-
-
-def fail(message):
-    sys.stderr.write(f"grep_context: {message}\n")
-    sys.exit(2)
+fail = _common.failer("grep_context")
 
 
 def number(value, name, low, high):
@@ -113,13 +56,10 @@ def read_request():
             fail("usage: grep_context.py [--context N] [--max-matches N] [-i] [-F] [--include GLOB] PATTERN PATH...")
         request["pattern"], request["files"] = positional[0], positional[1:]
     else:
-        text = sys.stdin.read() if (os.environ.get("MONITOR_STDIN_FORMAT") == "json" or not sys.stdin.isatty()) else ""
+        text = _common.stdin_text()
         if not text.strip():
             fail('give PATTERN PATH... as arguments, or {"pattern": ..., "files": [...]} as JSON on stdin')
-        try:
-            given = json.loads(text)
-        except ValueError as error:
-            fail(f"stdin is not JSON: {error}")
+        given = _common.load_json(text, fail)
         if not isinstance(given, dict):
             fail("expected a JSON object on stdin")
         request.update({k: v for k, v in given.items() if v is not None})
@@ -140,7 +80,7 @@ def walk(paths, include):
     """(path, named): explicitly named files first-class; files found in folders filtered by `include`."""
     for path in paths:
         # A folder outside the allowed ones is not listed: it comes back as one refused entry.
-        if os.path.isdir(path) and not outside_roots(path):
+        if os.path.isdir(path) and not _common.outside_roots(path):
             for folder, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
                 for name in sorted(names):
@@ -156,12 +96,10 @@ def clip(line):
 
 def search(path, regex, context, budget):
     """(entry or None, matches used). Explicit files always get an entry; folder files only on a hit."""
-    data, error = read_file(path, MAX_BYTES)
+    _, text, error = _common.read_text(path, MAX_BYTES)
     if error:
         return {"file": path, "error": error}, 0
-    if b"\0" in data[:8192]:
-        return {"file": path, "error": "binary file"}, 0
-    lines = data.decode("utf-8", errors="replace").splitlines()
+    lines = text.splitlines()
     hits = []
     for index, line in enumerate(lines):
         if regex.search(line):
@@ -209,7 +147,7 @@ def main():
     if total >= budget:
         truncated = True
     out = {"pattern": request["pattern"], "files": results, "total_matches": total, "files_searched": searched, "truncated": truncated}
-    sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+    _common.write_json(out)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@
 # monitor: json: {"files": ["src/a.ts", ...]}
 # monitor: output: json {"files": [{"file", "language", "lines", "symbols": [{"kind", "name", "line", "signature"?, "doc"?, "exported"?, "members"?}], "error"?}]}
 """Standard library only; one process per task, so it starts fast and reads each file once."""
-import json
 import os
 import re
-import stat
 import sys
+
+import _common
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_SYMBOLS = 500
@@ -27,81 +27,7 @@ JS_METHOD = re.compile(
 )
 
 
-# --- Reading files safely (the same block in every bundled worker: each stays one standalone file).
-
-
-def allowed_roots():
-    """The folders the server allows (MONITOR_ALLOWED_ROOTS, os.pathsep-separated); None when run by hand."""
-    value = os.environ.get("MONITOR_ALLOWED_ROOTS")
-    if value is None:
-        return None
-    return [os.path.realpath(root) for root in value.split(os.pathsep) if root]
-
-
-ALLOWED_ROOTS = allowed_roots()
-
-
-def outside_roots(path):
-    """True when the path, symlinks followed, is outside every allowed folder."""
-    if ALLOWED_ROOTS is None:
-        return False
-    real = os.path.realpath(path)
-    return not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in ALLOWED_ROOTS)
-
-
-def read_file(path, limit):
-    """(bytes, None) for a regular file inside the allowed folders and within `limit`, else (None, error).
-
-    Opened without blocking and checked before reading: a FIFO, a device such as /dev/zero or a
-    folder is skipped instead of hanging the task or reading forever; at most limit+1 bytes are read.
-    """
-    if outside_roots(path):
-        return None, "outside the allowed folders (the server's --root); skipped"
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as error:
-        return None, f"unreadable: {error.strerror or error}"
-    try:
-        info = os.fstat(fd)
-    except OSError as error:
-        os.close(fd)
-        return None, f"unreadable: {error.strerror or error}"
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        return None, "not a regular file (a folder, FIFO or device); skipped"
-    if info.st_size > limit:
-        os.close(fd)
-        return None, f"larger than {limit} bytes; skipped"
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            data = handle.read(limit + 1)
-        except OSError as error:
-            return None, f"unreadable: {error.strerror or error}"
-    if len(data) > limit:
-        return None, f"larger than {limit} bytes; skipped"
-    return data, None
-
-
-def fail(message):
-    sys.stderr.write(f"outline: {message}\n")
-    sys.exit(2)
-
-
-def read_files():
-    if len(sys.argv) > 1:
-        return sys.argv[1:]
-    if os.environ.get("MONITOR_STDIN_FORMAT") == "json" or not sys.stdin.isatty():
-        text = sys.stdin.read()
-        if text.strip():
-            try:
-                request = json.loads(text)
-            except ValueError as error:
-                fail(f"stdin is not JSON: {error}")
-            files = request.get("files") if isinstance(request, dict) else request
-            if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-                fail('expected {"files": ["path", ...]} on stdin')
-            return files
-    fail("give file paths as arguments, or {\"files\": [...]} as JSON on stdin")
+fail = _common.failer("outline")
 
 
 def python_symbols(text, path):
@@ -147,17 +73,10 @@ def python_symbols(text, path):
 
 def js_symbols(text):
     symbols = []
-    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+    starts = _common.line_starts(text)
 
     def line_of(offset):
-        lo, hi = 0, len(starts)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if starts[mid] <= offset:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return _common.line_of(starts, offset)
 
     for match in JS_DECLARATION.finditer(text):
         if match.group("indent"):
@@ -202,14 +121,10 @@ def outline(path):
         result["error"] = "not a Python, JavaScript or TypeScript file (by extension)"
         return result
     result["language"] = language
-    data, error = read_file(path, MAX_BYTES)
+    _, text, error = _common.read_text(path, MAX_BYTES)
     if error:
         result["error"] = error
         return result
-    if b"\0" in data[:8192]:
-        result["error"] = "binary file"
-        return result
-    text = data.decode("utf-8", errors="replace")
     result["lines"] = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     try:
         if language == "python":
@@ -229,10 +144,8 @@ def outline(path):
 
 
 def main():
-    files = read_files()
-    if not files:
-        fail("no files given")
-    sys.stdout.write(json.dumps({"files": [outline(f) for f in files]}, separators=(",", ":")) + "\n")
+    files = _common.read_files(fail)
+    _common.write_json({"files": [outline(f) for f in files]})
 
 
 if __name__ == "__main__":

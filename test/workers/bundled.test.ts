@@ -53,7 +53,8 @@ describe('analyze_dependencies.py', () => {
     expect(interpreters?.external?.map((e) => e.package)).toEqual(expect.arrayContaining(['execa']));
     expect(pool?.internal).toContainEqual(expect.objectContaining({ specifier: './catalog.js', path: 'src/pools/script/catalog.ts' }));
     expect(stats?.language).toBe('python');
-    expect(stats?.builtin?.map((e) => e.specifier)).toEqual(expect.arrayContaining(['json', 'os', 're', 'sys', 'ast']));
+    expect(stats?.builtin?.map((e) => e.specifier)).toEqual(expect.arrayContaining(['os', 're', 'sys', 'ast']));
+    expect(stats?.internal).toContainEqual(expect.objectContaining({ specifier: '_common', path: 'workers/_common.py' }));
     expect(stats?.external).toEqual([]);
     expect(out.external_packages).toEqual(expect.arrayContaining(['execa', 'zod']));
   });
