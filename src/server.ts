@@ -63,18 +63,17 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
   const log = deps.log ?? silentLogger;
   const store = new JobStore(config.stateDir, log);
   const env = deps.env ?? {};
-  const httpPool = new HttpPool({ settings: config.http, env, log });
+  // Worker kinds: each builds its pool (and any service its tools need) here.
   const scripts = createScriptWorkers(config, env, log, deps.processes);
   const llm = new LlmService(config, { log, env });
-  const services: Services = { closers: [], http: httpPool, workers: scripts.catalog, llm };
-  const pools: Pool[] = [];
-  // Worker kinds: each builds its pool (and any service its tools need) here.
-  pools.push(httpPool);
-  pools.push(scripts.pool);
-  services.closers.push(() => scripts.pool.close());
-  services.closers.push(() => httpPool.close());
-  pools.push(llm.pool);
-  services.closers.push(() => llm.close());
+  const httpPool = new HttpPool({ settings: config.http, env, log });
+  const pools: Pool[] = [scripts.pool, llm.pool, httpPool];
+  const services: Services = {
+    closers: [() => scripts.pool.close(), () => llm.close(), () => httpPool.close()],
+    workers: scripts.catalog,
+    llm,
+    http: httpPool,
+  };
   const ownership = deps.ownership ?? deps.processes;
   const engine = new Engine({ store, pools, log, retentionDays: config.retentionDays, ...(ownership ? { ownership } : {}) });
 
