@@ -3,10 +3,22 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../src/config.js';
-import { jobIdOf, repoRoot, testConfig, type Connected } from './client.js';
+import { connectInMemory, jobIdOf, repoRoot, testConfig, type Connected } from './client.js';
 
 export const fixtureWorkers = path.join(repoRoot, 'test', 'fixtures', 'workers');
 export const bundledWorkers = path.join(repoRoot, 'workers');
+/** emit.py args: [label, exit_code, size, sleep_seconds]; nap.py, noop.*, hold.py. */
+export const e2eWorkers = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
+
+/** An in-memory client whose server also lists the e2e fixture workers. */
+export async function connectWithE2eWorkers(): Promise<Connected> {
+  return connectInMemory(
+    await scriptConfig((c) => {
+      c.workersDirs = [...c.workersDirs, e2eWorkers];
+    }),
+    { env: { PATH: process.env.PATH } },
+  );
+}
 
 /**
  * The test config for script work: the fixture workers as a second folder, the real PATH (so

@@ -1,20 +1,11 @@
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectInMemory, repoRoot, textOf, type Connected } from '../helpers/client.js';
-import { collectAll, scriptConfig, submitScripts } from '../helpers/scripts.js';
-
-/** emit.py args: [label, exit_code, size, sleep_seconds]. */
-const e2eWorkers = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
+import { textOf, type Connected } from '../helpers/client.js';
+import { collectAll, connectWithE2eWorkers, submitScripts } from '../helpers/scripts.js';
 
 let conn: Connected;
 
 beforeAll(async () => {
-  conn = await connectInMemory(
-    await scriptConfig((c) => {
-      c.workersDirs = [...c.workersDirs, e2eWorkers];
-    }),
-    { env: { PATH: process.env.PATH } },
-  );
+  conn = await connectWithE2eWorkers();
 });
 
 afterAll(async () => {

@@ -1,11 +1,7 @@
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendJson, startHttpServer, type TestHttpServer } from '../fixtures/http-server.js';
-import { connectInMemory, jobIdOf, repoRoot, textOf, type Connected } from '../helpers/client.js';
-import { collectAll, scriptConfig, submitScripts } from '../helpers/scripts.js';
-
-/** emit.py args: [label, exit_code, size, sleep_seconds]. */
-const e2eWorkers = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
+import { connectInMemory, jobIdOf, textOf, type Connected } from '../helpers/client.js';
+import { collectAll, e2eWorkers, scriptConfig, submitScripts } from '../helpers/scripts.js';
 
 let conn: Connected;
 let api: TestHttpServer;
