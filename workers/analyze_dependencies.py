@@ -4,6 +4,7 @@
 # monitor: json: {"files": ["src/a.ts", ...], "root": "repo root, default the cwd"}
 # monitor: output: json {"root", "files": [{"file", "language", "internal": [{"specifier", "path", "line"}], "external": [{"specifier", "package", "line"}], "builtin": [...], "error"?}], "external_packages": [...]}
 """Standard library only; one process per task, so it starts fast and reads each file once."""
+import bisect
 import os
 import re
 import sys
@@ -162,8 +163,16 @@ def js_package(specifier):
     return "/".join(parts[:2]) if specifier.startswith("@") and len(parts) > 1 else parts[0]
 
 
+def in_string(spans, span_starts, at):
+    i = bisect.bisect_right(span_starts, at) - 1
+    return i >= 0 and spans[i][0] < at < spans[i][1]
+
+
 def js_imports(path, text, root):
     code = strip_js_comments(text)
+    # A keyword inside a string ('import', "require(x)") is text, not an import.
+    strings = [m.span() for m in JS_TOKENS.finditer(code) if m.group(0)[:1] in "\"'`"]
+    string_starts = [a for a, _ in strings]
     starts = _common.line_starts(code)
     file_dir = os.path.dirname(os.path.abspath(path))
     seen = set()
@@ -172,7 +181,7 @@ def js_imports(path, text, root):
         for match in pattern.finditer(code):
             specifier = match.group(2)
             at = match.start()
-            if (at, specifier) in seen:
+            if (at, specifier) in seen or in_string(strings, string_starts, at):
                 continue
             seen.add((at, specifier))
             line = _common.line_of(starts, at)

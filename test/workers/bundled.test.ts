@@ -59,6 +59,12 @@ describe('analyze_dependencies.py', () => {
     expect(out.external_packages).toEqual(expect.arrayContaining(['execa', 'zod']));
   });
 
+  it('does not take the word import inside a string for an import', async () => {
+    // This very file passes { pattern: 'import', files: [...] } to grep_context.py below.
+    const out = await runOne('analyze_dependencies.py', { args: ['test/workers/bundled.test.ts'] });
+    expect(out.external_packages).toEqual(['vitest']);
+  });
+
   it('takes {"files": [...]} as json and reports unreadable or unsupported files per file', async () => {
     const out = await runOne('analyze_dependencies.py', { json: { files: ['src/errors.ts', 'no/such/file.ts', 'package.json', 'test/fixtures/workers/direct'] } });
     const files = out.files as DepFile[];
