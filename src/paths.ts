@@ -23,7 +23,7 @@ export async function resolveInsideRoots(
   const base = options.base ?? roots[0];
   if (base === undefined) throw noAllowedFolders(what);
   const absolute = path.resolve(base, p);
-  const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => path.resolve(r))));
+  const realRoots = await resolveRoots(roots);
   let real: string;
   try {
     real = await realpath(absolute);
@@ -39,6 +39,11 @@ export async function resolveInsideRoots(
 }
 
 /** No roots at all: the server was started without --root where its cwd could not serve as one (e.g. "/"). */
+/** The allowed folders with their symlinks followed (as given when one does not exist). */
+export function resolveRoots(roots: readonly string[]): Promise<string[]> {
+  return Promise.all(roots.map((r) => realpath(r).catch(() => path.resolve(r))));
+}
+
 export function noAllowedFolders(what: string): MonitorError {
   return new MonitorError('PATH_OUTSIDE_ROOT', `No folders are allowed for the ${what}: the server has no project folder.`, {
     hint: 'Ask the user to start the server with --root /path/to/project (or "allowedRoots" in the config file); a server started in "/" without --root allows no folder.',

@@ -1,15 +1,13 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runDoctor } from '../src/doctor.js';
 import { LmStudioDouble } from './fixtures/lmstudio-double.js';
 import { makeTempDir, testConfig } from './helpers/client.js';
 import { freePort } from './helpers/net.js';
+import { cleanupsAfterEach } from './helpers/cleanup.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 
 // The doctor probes the real python3 on PATH, as `monitor-mcp doctor` would.

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
-import { realpath } from 'node:fs/promises';
 import * as z from 'zod';
 import { MonitorError } from '../errors.js';
+import { resolveRoots } from '../paths.js';
 import { expandFiles } from '../pools/llm/glob.js';
 import {
   CHUNK_BYTES_PER_TOKEN,
@@ -134,7 +134,7 @@ export const lmstudioCompleteTool = defineTool({
       if (args.files) {
         const roots = ctx.config.allowedRoots;
         const matched = await expandFiles(args.files, { roots, maxFiles: settings.maxFiles });
-        const realRoots = await Promise.all(roots.map((r) => realpath(r).catch(() => r)));
+        const realRoots = await resolveRoots(roots);
         const chunkTokens = args.chunk_tokens ?? (args.chunk ? autoChunkTokens(resolved.contextLength, options) : undefined);
         files = [];
         let oversized = 0;

@@ -1,11 +1,12 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import type { ServerDeps } from '../../src/server.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
 import { connectInMemory, jobIdOf, makeTempDir, testConfig, textOf, type Connected } from '../helpers/client.js';
 import { freePort } from '../helpers/net.js';
+import { cleanupsAfterEach } from '../helpers/cleanup.js';
 
 interface CollectedResult {
   index: number;
@@ -15,10 +16,7 @@ interface CollectedResult {
   files?: Record<string, string>;
 }
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 async function startDouble(options: DoubleOptions = {}): Promise<LmStudioDouble> {
   const double = await LmStudioDouble.start(options);

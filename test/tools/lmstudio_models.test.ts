@@ -1,12 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LmStudioDouble } from '../fixtures/lmstudio-double.js';
 import { connectInMemory, testConfig, textOf } from '../helpers/client.js';
 import { freePort } from '../helpers/net.js';
+import { cleanupsAfterEach } from '../helpers/cleanup.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 
 describe('lmstudio_models', () => {

@@ -2,7 +2,7 @@ import type { Dirent } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MonitorError } from '../../errors.js';
-import { isInside, resolveInsideRoots } from '../../paths.js';
+import { isInside, noAllowedFolders, resolveInsideRoots, resolveRoots } from '../../paths.js';
 
 export interface GlobOptions {
   /** Every match must really (after symlinks) be inside one of these. */
@@ -28,8 +28,8 @@ const MAGIC = /[*?[]/;
  */
 export async function expandFiles(patterns: readonly string[], options: GlobOptions): Promise<string[]> {
   const base = options.base ?? options.roots[0];
-  if (base === undefined) throw new MonitorError('PATH_OUTSIDE_ROOT', 'No allowed folders are configured for files.');
-  const realRoots = await Promise.all(options.roots.map((r) => realpath(r).catch(() => path.resolve(r))));
+  if (base === undefined) throw noAllowedFolders('files');
+  const realRoots = await resolveRoots(options.roots);
   const budget = { entries: options.maxEntries ?? 200_000 };
   const seen = new Set<string>();
   const out: string[] = [];

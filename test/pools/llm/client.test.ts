@@ -1,23 +1,14 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EndpointConfig } from '../../../src/config.js';
-import { MonitorError } from '../../../src/errors.js';
 import { EndpointClient } from '../../../src/pools/llm/client.js';
 import { LmStudioDouble } from '../../fixtures/lmstudio-double.js';
+import { failure } from '../../helpers/cleanup.js';
 
 function endpointFor(url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig {
   return { name: 'double', url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN', ...extra };
 }
 
-async function failure(promise: Promise<unknown>): Promise<MonitorError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof MonitorError) return error;
-    throw error;
-  }
-  throw new Error('expected a failure');
-}
 
 const signal = (): AbortSignal => AbortSignal.timeout(10_000);
 const ask = (prompt: string, model = 'test-model'): { model: string; messages: Array<{ role: 'user'; content: string }> } => ({ model, messages: [{ role: 'user', content: prompt }] });

@@ -1,5 +1,5 @@
 import { readFile, rm, stat } from 'node:fs/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Config, EndpointConfig } from '../../../src/config.js';
 import { Engine } from '../../../src/engine/engine.js';
 import type { TaskRecord } from '../../../src/engine/types.js';
@@ -11,6 +11,7 @@ import { JobStore } from '../../../src/store/store.js';
 import { LmStudioDouble, type DoubleOptions } from '../../fixtures/lmstudio-double.js';
 import { testConfig } from '../../helpers/client.js';
 import { freePort } from '../../helpers/net.js';
+import { cleanupsAfterEach } from '../../helpers/cleanup.js';
 
 interface Rig {
   engine: Engine;
@@ -22,10 +23,7 @@ interface Rig {
   submit(prompts: string[], options?: Partial<LlmJobOptions>, concurrency?: number): Promise<string>;
 }
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 async function double(options: DoubleOptions = {}): Promise<LmStudioDouble> {
   const d = await LmStudioDouble.start(options);

@@ -1,19 +1,16 @@
 import { rm } from 'node:fs/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Config, EndpointConfig } from '../../../src/config.js';
 import { Engine } from '../../../src/engine/engine.js';
-import { MonitorError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { LlmService, matchModel } from '../../../src/pools/llm/service.js';
 import { JobStore } from '../../../src/store/store.js';
 import { LmStudioDouble, type DoubleOptions } from '../../fixtures/lmstudio-double.js';
 import { testConfig } from '../../helpers/client.js';
 import { freePort } from '../../helpers/net.js';
+import { cleanupsAfterEach, failure } from '../../helpers/cleanup.js';
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const cleanups = cleanupsAfterEach();
 
 async function double(options: DoubleOptions = {}): Promise<LmStudioDouble> {
   const d = await LmStudioDouble.start(options);
@@ -45,15 +42,6 @@ async function service(endpoints: EndpointConfig[], options: ServiceOptions = {}
   return llm;
 }
 
-async function failure(promise: Promise<unknown>): Promise<MonitorError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof MonitorError) return error;
-    throw error;
-  }
-  throw new Error('expected a failure');
-}
 
 const listRequests = (d: LmStudioDouble): number => d.requests.filter((q) => q.path.endsWith('/models')).length;
 
