@@ -267,6 +267,16 @@ export async function dispatchReply(
   return { text, structured: { job_id: jobId, ...jobView(job) } };
 }
 
+/** The fields every dispatch tool takes, described once. */
+export const dispatchFields = {
+  label: z.string().max(200).optional().describe('A short name shown in list_jobs, e.g. "deps of src/".'),
+  wait_seconds: z
+    .number()
+    .min(0)
+    .optional()
+    .describe('Wait up to this many seconds for the job and return its first page of results in this reply (default 0: return the job_id at once; capped by the server, about 50 s).'),
+};
+
 export const collectResultsTool = defineTool({
   name: 'collect_results',
   title: 'Collect job results',

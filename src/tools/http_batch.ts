@@ -4,7 +4,7 @@ import { validateExtract, type ExtractSpec } from '../pools/http/extract.js';
 import { allowEntryFor, allowHostHint } from '../pools/http/hosts.js';
 import { checkHeader, extractSchema, METHODS, type HttpJobOptions, type HttpTaskInput } from '../pools/http/request.js';
 import { mentionsTemplate } from '../pools/http/secrets.js';
-import { dispatchReply } from './collect_results.js';
+import { dispatchFields, dispatchReply } from './collect_results.js';
 import { defineTool } from './tool.js';
 
 const MAX_REQUESTS = 1000;
@@ -44,8 +44,7 @@ export const httpBatchTool = defineTool({
     per_host_concurrency: z.number().int().min(1).optional().describe('Lower the per-host limit for this job (default and maximum: the server\'s, usually 4).'),
     timeout_seconds: z.number().positive().max(3600).optional().describe('Default per-attempt timeout of every request (default: the server\'s, usually 30 s).'),
     max_retries: z.number().int().min(0).optional().describe('Retries on 429/503 or a dropped connection (default and maximum: the server\'s, usually 3).'),
-    label: z.string().max(200).optional().describe('A short name shown in list_jobs.'),
-    wait_seconds: z.number().min(0).optional().describe('Wait up to this many seconds for the job and return the first page of results in this reply (default 0: return the job_id at once).'),
+    ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {

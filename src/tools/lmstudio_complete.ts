@@ -13,7 +13,7 @@ import {
   looksBinary,
 } from '../pools/llm/template.js';
 import type { ChatMessage, FileRef, LlmJobOptions, LlmTaskInput } from '../pools/llm/types.js';
-import { dispatchReply } from './collect_results.js';
+import { dispatchFields, dispatchReply } from './collect_results.js';
 import { defineTool } from './tool.js';
 
 /** Context assumed for chunk sizing when no endpoint tells the model's context length. */
@@ -79,8 +79,7 @@ export const lmstudioCompleteTool = defineTool({
     chunk_tokens: z.number().int().min(64).optional().describe('Chunk size in tokens (implies chunk: true). Default: what fits the model\'s context with room for the answer.'),
     concurrency: z.number().int().min(1).optional().describe('At most this many prompts of this job at once. Default: what the endpoints serving the model allow together (LM Studio: 4).'),
     timeout_seconds: z.number().positive().max(7200).optional().describe('Longest wait for one answer, in seconds (default: monitor-mcp\'s "llm.requestTimeoutSeconds", 600 unless configured). Queue time does not count.'),
-    label: z.string().max(200).optional().describe('A short name shown in list_jobs.'),
-    wait_seconds: z.number().min(0).optional().describe('Wait up to this many seconds for the job and return the first page of results in this reply (default 0: return the job_id at once).'),
+    ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {

@@ -2,7 +2,7 @@ import * as z from 'zod';
 import type { SubmitRequest } from '../engine/engine.js';
 import { MonitorError } from '../errors.js';
 import { planJob, resolveCwd, SCRIPT_KIND, scriptTaskInputSchema, type ScriptJobOptions, type ScriptTaskInput } from '../pools/script/pool.js';
-import { dispatchReply } from './collect_results.js';
+import { dispatchFields, dispatchReply } from './collect_results.js';
 import { defineTool } from './tool.js';
 
 const MAX_TASKS = 10_000;
@@ -49,8 +49,7 @@ export const runScriptBatchTool = defineTool({
     timeout_seconds: z.number().positive({ error: 'timeout_seconds must be more than 0; omit it for the default (300 s unless configured).' }).max(MAX_TIMEOUT_SECONDS).optional().describe('Per task: a task running longer is killed, with its child processes. Default 300 unless configured.'),
     env: z.record(z.string(), z.string()).optional().describe('Environment variables added for every task (on top of the server\'s). Stored with the job: never put secrets here. Variables that change which code runs (PATH, NODE_OPTIONS, LD_*, PYTHON*, BASH_ENV, …) and MONITOR_* are refused.'),
     cwd: z.string().min(1).optional().describe('Working folder of the tasks, where relative paths in args resolve. Must be inside the allowed roots; default the first allowed root (the project folder).'),
-    label: z.string().max(200).optional().describe('A short name shown in list_jobs, e.g. "deps of src/".'),
-    wait_seconds: z.number().min(0).optional().describe('Wait up to this many seconds for the job and return its first page of results in this reply (default 0: return the job_id at once; capped by the server, about 50 s).'),
+    ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async handler(args, ctx) {
