@@ -1,6 +1,7 @@
 // `npm run bench`: the performance table of the README. Not part of CI (timings need a quiet machine).
 import { printTable } from './common.js';
 import { benchLlm } from './llm.js';
+import { benchMemory } from './memory.js';
 import { benchScripts } from './scripts.js';
 
 const only = process.argv.slice(2);
@@ -8,3 +9,4 @@ const want = (name: string): boolean => only.length === 0 || only.includes(name)
 
 if (want('scripts')) printTable('Script pool', await benchScripts());
 if (want('llm')) printTable('Local LLM workers', await benchLlm());
+if (want('memory')) printTable('Memory under large outputs', await benchMemory());

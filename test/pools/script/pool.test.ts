@@ -8,7 +8,6 @@ import { createScriptWorkers } from '../../../src/pools/script/kind.js';
 import type { ProcessControl } from '../../../src/processes.js';
 import type { ScriptJobOptions, ScriptPool } from '../../../src/pools/script/pool.js';
 import { makeTempDir, repoRoot, testProcesses } from '../../helpers/client.js';
-import { peakGrowthDuring } from '../../helpers/memory.js';
 import { alive, eventually, killQuietly, readPids, scriptConfig } from '../../helpers/scripts.js';
 
 let config: Config;
@@ -110,13 +109,11 @@ describe('ScriptPool', () => {
     expect(value.stderr_tail).toBe('a warning first\nfatal: disk on fire\n');
   });
 
-  // Its own timeout: 10 MB through a pipe while memory is sampled takes seconds on a loaded machine.
-  it('streams 10 MB of stdout to a file, keeping only a preview in the value, and memory stays flat', { timeout: 30_000 }, async () => {
+  // Its own timeout: 10 MB through a pipe takes seconds on a loaded machine. (The server's memory
+  // meanwhile is a goal of `npm run bench memory`; output.test.ts checks what OutputCapture keeps.)
+  it('streams 10 MB of stdout to a file, keeping only a preview in the value', { timeout: 30_000 }, async () => {
     const size = 10 * 1024 * 1024;
-    // The worker stays 0.5 s after writing, so the samples (every 100 ms) see whatever the pool holds of its output.
-    const { result, growth } = await peakGrowthDuring(() => run('big_output.py', { args: [String(size), '5000', '0.5'] }, { index: 3 }));
-    // Holding the output would take 10 MB; the pool keeps at most outputCapBytes (1 MiB) per stream in memory.
-    expect(growth).toBeLessThan(5 * 1024 * 1024);
+    const result = await run('big_output.py', { args: [String(size), '5000'] }, { index: 3 });
     expect(result.ok).toBe(true);
     const value = valueOf(result);
     expect(value.stdout_bytes).toBe(size);
