@@ -6,13 +6,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { renderJobTable } from './commands/jobs.js';
-import { configFilePath, parseConfig, type Config } from './config.js';
+import { configFilePath, configHelp, parseConfig, type Config } from './config.js';
 import { errorText } from './errors.js';
 import { createLogger } from './log.js';
 import { processControl } from './processes.js';
 import { createServer, SERVER_VERSION } from './server.js';
 
-const HELP = `monitor-mcp ${SERVER_VERSION} — an MCP stdio server that runs batches on real parallel workers
+function help(): string {
+  return `monitor-mcp ${SERVER_VERSION} — an MCP stdio server that runs batches on real parallel workers
 (worker scripts, local LLMs, HTTP APIs) as durable jobs for one orchestrating model.
 
 Usage:
@@ -23,28 +24,9 @@ Usage:
   monitor-mcp --help | --version
 
 Options (also settable in the config file and environment; see the README):
-  --config FILE                 JSON config file (default: $XDG_CONFIG_HOME/monitor-mcp/config.json)
-  --state-dir DIR               where jobs are kept (default: $XDG_STATE_HOME/monitor-mcp)
-  --retention-days N            remove jobs N days after they finish (default 7)
-  --workers-dir DIR             another folder of worker scripts (repeatable)
-  --root DIR                    folder that paths must stay inside (repeatable; default: the cwd,
-                                none when that is /, as under Claude Desktop: then pass --root)
-  --allow-command NAME          let run_script_batch run this executable directly (repeatable)
-  --concurrency N               default tasks at once per script job (default: CPUs)
-  --max-concurrency N           ceiling for script concurrency (default 64)
-  --timeout SECONDS             default per-task timeout for scripts (default 300)
-  --lmstudio-url URL            LM Studio base URL (default http://127.0.0.1:1234)
-  --lmstudio-concurrency N      parallel predictions sent to LM Studio (default 4)
-  --endpoint [NAME=]URL[@N]     an OpenAI-compatible endpoint (repeatable; replaces the default list)
-  --model ID                    default model for lmstudio_complete
-  --http-allow-host HOST        host http_batch may call (repeatable)
-  --http-allow-private          let http_batch reach loopback and private addresses
-  --http-secret-env NAME        env var http_batch headers may use as \${env:NAME} (repeatable)
-  --wait-seconds N              default wait of collect_results (default 20)
-  --max-wait-seconds N          longest wait of any call (default 50)
-  --budget-tokens N             default page size of collect_results (default 8000)
-  --log-level LEVEL             debug | info | warn | error (stderr only)
+${configHelp()}
 `;
+}
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -58,10 +40,8 @@ function loadConfig(argv: readonly string[]): Config {
   } catch (error) {
     if (file.explicit) throw new Error(`Cannot read the config file ${file.path}: ${(error as Error).message}`);
   }
-  const sources = { argv, env, home, cpus: cpus().length, packageRoot, cwd: process.cwd(), filePath: file.path };
-  const config = parseConfig(fileText === undefined ? sources : { ...sources, fileText });
-  config.script.nodePath = process.execPath;
-  return config;
+  const sources = { argv, env, home, cpus: cpus().length, packageRoot, cwd: process.cwd(), execPath: process.execPath, filePath: file.path };
+  return parseConfig(fileText === undefined ? sources : { ...sources, fileText });
 }
 
 async function serve(config: Config): Promise<void> {
@@ -104,7 +84,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // Anywhere on the line (`monitor-mcp jobs --help`, `--state-dir x -h`): help, not "unknown option".
   if (command === 'help' || argv.some((arg) => arg === '--help' || arg === '-h')) {
-    process.stdout.write(HELP);
+    process.stdout.write(help());
     return 0;
   }
   if (command === '--version' || command === '-v') {
@@ -138,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
     return runDoctor(config, { write: (line: string) => process.stdout.write(line), env: process.env });
   }
   if (command !== undefined && !command.startsWith('--')) {
-    process.stderr.write(`Unknown command "${command}".\n\n${HELP}`);
+    process.stderr.write(`Unknown command "${command}".\n\n${help()}`);
     return 2;
   }
   await serve(loadConfig(argv));

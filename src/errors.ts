@@ -1,47 +1,39 @@
 /**
- * One error type for everything below the MCP layer. `code` is stable (tests and the model can rely
- * on it); `hint` says what to do next and ends up in the tool's isError text.
+ * Codes any layer may raise. Each worker kind declares its own codes beside these, in its folder
+ * (`pools/<kind>/errors.ts`), with an error class that takes them.
  */
-export type ErrorCode =
-  | 'INVALID_INPUT'
-  | 'WORKER_NOT_FOUND'
-  | 'PATH_OUTSIDE_ROOT'
-  | 'COMMAND_NOT_ALLOWED'
-  | 'JOB_NOT_FOUND'
-  | 'JOB_NOT_RESUMABLE'
-  | 'TIMEOUT'
-  | 'CANCELLED'
-  | 'NON_ZERO_EXIT'
-  | 'SPAWN_FAILED'
-  | 'OUTPUT_TRUNCATED'
-  | 'ENDPOINT_UNREACHABLE'
-  | 'MODEL_NOT_LOADED'
-  | 'MODEL_NOT_FOUND'
-  | 'CONTEXT_OVERFLOW'
-  | 'AUTH_REQUIRED'
-  | 'EMPTY_ANSWER'
-  | 'SCHEMA_INVALID'
-  | 'UPSTREAM_ERROR'
-  | 'HOST_NOT_ALLOWED'
-  | 'ADDRESS_NOT_ALLOWED'
-  | 'REDIRECT_NOT_ALLOWED'
-  | 'SECRET_NOT_SET'
-  | 'HTTP_ERROR'
-  | 'RESPONSE_TOO_LARGE'
-  | 'INTERNAL';
+export const CORE_ERROR_CODES = [
+  'INVALID_INPUT',
+  'PATH_OUTSIDE_ROOT',
+  'JOB_NOT_FOUND',
+  'JOB_NOT_RESUMABLE',
+  'TIMEOUT',
+  'CANCELLED',
+  'SHUTTING_DOWN',
+  'INTERNAL',
+] as const;
+export type CoreErrorCode = (typeof CORE_ERROR_CODES)[number];
 
-export class MonitorError extends Error {
-  override readonly name = 'MonitorError';
-  readonly code: ErrorCode;
+export interface MonitorErrorOptions {
+  hint?: string | undefined;
+  cause?: unknown;
+  retryable?: boolean;
+}
+
+/**
+ * One error type for everything below the MCP layer. `code` is stable (tests and the model can rely
+ * on it); `hint` says what to do next and ends up in the tool's isError text; `cause` keeps the
+ * error it was made from. `Code` is the codes of a kind besides the core ones: a kind subclasses
+ * it (`class LlmError extends MonitorError<LlmErrorCode>`), so a code nobody declared does not compile.
+ */
+export class MonitorError<Code extends string = CoreErrorCode> extends Error {
+  override readonly name: string = 'MonitorError';
+  readonly code: Code | CoreErrorCode;
   readonly hint: string | undefined;
   /** Transient failures (connection reset, 429, 503) may be retried; permanent ones never are. */
   readonly retryable: boolean;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options: { hint?: string; cause?: unknown; retryable?: boolean } = {},
-  ) {
+  constructor(code: NoInfer<Code> | CoreErrorCode, message: string, options: MonitorErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.hint = options.hint;
@@ -49,7 +41,7 @@ export class MonitorError extends Error {
   }
 }
 
-export function isMonitorError(error: unknown): error is MonitorError {
+export function isMonitorError(error: unknown): error is MonitorError<string> {
   return error instanceof MonitorError;
 }
 
@@ -74,4 +66,13 @@ export function toTaskError(error: unknown): TaskError {
 export function errorText(error: unknown): string {
   const { code, message, hint } = toTaskError(error);
   return hint === undefined ? `${code}: ${message}` : `${code}: ${message}\nNext: ${hint}`;
+}
+
+/**
+ * The same error with `where` in front of its message (`requests[3]: …`), its code, hint and
+ * retryability kept and the original as its cause; anything else is returned as it is.
+ */
+export function withContext(where: string, error: unknown): unknown {
+  if (!isMonitorError(error)) return error;
+  return new MonitorError<string>(error.code, `${where}: ${error.message}`, { hint: error.hint, retryable: error.retryable, cause: error });
 }

@@ -10,12 +10,13 @@ export function isInside(root: string, candidate: string): boolean {
 
 /**
  * Resolves `p` (relative to `base`) and follows every symlink; the real path must stay inside one
- * of `roots` (themselves resolved). Throws PATH_OUTSIDE_ROOT or, when nothing is there, `missing`.
+ * of `roots` (themselves resolved). Throws PATH_OUTSIDE_ROOT or, when nothing is there,
+ * `missingCode` (INVALID_INPUT unless the caller's kind has a code of its own for it).
  */
 export async function resolveInsideRoots(
   p: string,
   roots: readonly string[],
-  options: { base?: string; what?: string; missingCode?: 'WORKER_NOT_FOUND' | 'INVALID_INPUT' } = {},
+  options: { base?: string; what?: string; missingCode?: string } = {},
 ): Promise<string> {
   const what = options.what ?? 'path';
   if (p.includes('\0')) throw new MonitorError('INVALID_INPUT', `The ${what} contains a NUL byte.`);
@@ -27,23 +28,24 @@ export async function resolveInsideRoots(
   let real: string;
   try {
     real = await realpath(absolute);
-  } catch {
+  } catch (error) {
     // Say "outside" before "missing", so probing for files outside the roots learns nothing.
     if (!realRoots.some((root) => isInside(root, absolute))) throw outside(what, p, realRoots);
-    throw new MonitorError(options.missingCode ?? 'INVALID_INPUT', `No such ${what}: ${p}`, {
+    throw new MonitorError<string>(options.missingCode ?? 'INVALID_INPUT', `No such ${what}: ${p}`, {
       hint: `Paths are resolved against ${base}.`,
+      cause: error,
     });
   }
   if (!realRoots.some((root) => isInside(root, real))) throw outside(what, p, realRoots);
   return real;
 }
 
-/** No roots at all: the server was started without --root where its cwd could not serve as one (e.g. "/"). */
 /** The allowed folders with their symlinks followed (as given when one does not exist). */
 export function resolveRoots(roots: readonly string[]): Promise<string[]> {
   return Promise.all(roots.map((r) => realpath(r).catch(() => path.resolve(r))));
 }
 
+/** No roots at all: the server was started without --root where its cwd could not serve as one (e.g. "/"). */
 export function noAllowedFolders(what: string): MonitorError {
   return new MonitorError('PATH_OUTSIDE_ROOT', `No folders are allowed for the ${what}: the server has no project folder.`, {
     hint: 'Ask the user to start the server with --root /path/to/project (or "allowedRoots" in the config file); a server started in "/" without --root allows no folder.',

@@ -1,5 +1,5 @@
-import type { Ownership } from './engine/engine.js';
-import { readProcInfo } from './pools/script/orphans.js';
+import { closeSync, openSync, readSync } from 'node:fs';
+import type { Ownership } from './engine/types.js';
 
 /** `process.kill`'s shape: only the CLI hands in the real one (it is the one module that touches `process`). */
 export type KillFunction = (pid: number, signal: NodeJS.Signals | 0) => void;
@@ -43,4 +43,40 @@ export function processControl(pid: number, kill: KillFunction): ProcessControl 
 
 function errorCode(error: unknown): unknown {
   return error !== null && typeof error === 'object' && 'code' in error ? error.code : undefined;
+}
+
+/** One /proc/<pid>/stat line (~300 bytes; the command name in it is at most 16). */
+const statBuffer = Buffer.alloc(1024);
+
+/** A process as /proc shows it: its start time tells it from a later process given the same pid. */
+export interface ProcInfo {
+  /** Field 22 of /proc/<pid>/stat: clock ticks from boot to the process's start. */
+  startTime: string;
+  zombie: boolean;
+}
+
+/**
+ * What /proc/<pid>/stat says of `pid`; undefined when there is no such process (or no /proc).
+ * Synchronous on purpose: /proc is generated in memory and never waits on a disk. One read into
+ * a buffer: the kernel builds the line anew for every read call, and for a process that has just
+ * started that costs ~30 µs, so readFileSync's read-until-EOF doubled it (async: ~4x).
+ */
+export function readProcInfo(pid: number): ProcInfo | undefined {
+  let text: string;
+  try {
+    const fd = openSync(`/proc/${pid}/stat`, 'r');
+    try {
+      text = statBuffer.toString('latin1', 0, readSync(fd, statBuffer, 0, statBuffer.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  // Field 2 (the command name) is in parentheses and may itself hold spaces and ')'.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const state = fields[0];
+  const startTime = fields[22 - 3];
+  if (state === undefined || startTime === undefined || !/^\d+$/.test(startTime)) return undefined;
+  return { startTime, zombie: state === 'Z' };
 }

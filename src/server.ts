@@ -2,18 +2,15 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from './config.js';
-import { Engine, type Ownership } from './engine/engine.js';
-import type { Pool } from './engine/types.js';
-import { HttpPool } from './pools/http/pool.js';
-import { LlmService } from './pools/llm/service.js';
-import { createScriptWorkers } from './pools/script/kind.js';
+import { Engine } from './engine/engine.js';
+import type { Ownership } from './engine/types.js';
 import { errorText } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
-import type { Services } from './services.js';
+import { type BuiltKind, buildKinds } from './registry.js';
 import { JobStore } from './store/store.js';
-import { allTools } from './tools/index.js';
-import type { ToolContext } from './tools/tool.js';
+import { jobTools } from './tools/index.js';
+import type { AnyTool, ServerFacts, ToolContext } from './tools/tool.js';
 
 export const SERVER_NAME = 'monitor-mcp';
 export const SERVER_VERSION = '0.1.0';
@@ -39,59 +36,55 @@ export interface ServerDeps {
 export interface MonitorServer {
   server: McpServer;
   engine: Engine;
-  services: Services;
   /** Loads earlier jobs from the state directory; call once before connecting a transport. */
   start(): Promise<void>;
-  /** Stops running work (it loads as `interrupted` next time) and closes every pool. */
+  /** Stops running work (it loads as `interrupted` next time) and closes every kind. */
   close(): Promise<void>;
 }
 
-function instructions(config: Config): string {
+function instructions(config: Config, kinds: readonly BuiltKind[]): string {
+  const workers = kinds.map((k) => {
+    const dispatch = k.tools.filter((t) => t.dispatch).map((t) => t.name);
+    return dispatch.length > 0 ? `${k.summary} (${dispatch.join(', ')})` : k.summary;
+  });
+  const listed = workers.length > 1 ? `${workers.slice(0, -1).join(', ')}, and ${workers.at(-1) ?? ''}` : (workers[0] ?? '');
   return [
-    'monitor-mcp runs work on real parallel workers on this machine: worker scripts in a subprocess pool (run_script_batch), local LLMs on LM Studio or any OpenAI-compatible server (lmstudio_complete), and external HTTP APIs (http_batch).',
-    'Working pattern: 1) submit a whole batch with one dispatch tool; it returns a job_id at once. 2) Keep working on something else meanwhile. 3) Call collect_results with the job_id: it waits (bounded) for the job and returns status counts and a page of results within an output budget, with a cursor for the next page. Merge the results yourself.',
+    `monitor-mcp runs work on real parallel workers on this machine: ${listed}.`,
+    `Working pattern: 1) submit a whole batch with one dispatch tool; it returns a job_id at once. 2) Keep working on something else meanwhile. 3) Call collect_results with the job_id: it waits (bounded) for the job and returns status counts and a page of results within an output budget, with a cursor for the next page. Merge the results yourself.`,
     `Results live on disk (${config.stateDir}) and survive a server restart; jobs are removed ${config.retentionDays} days after they finish. Tasks cut off by a restart are "interrupted": resume_job runs them again. list_jobs shows every job; cancel_job stops one.`,
     'Prefer sending file paths to workers over pasting file contents: the workers read the files, so their contents never pass through your context.',
   ].join('\n');
 }
 
 /**
- * Builds the MCP server and everything under it. Side-effect free: nothing is read, written or
+ * Builds the MCP server and everything under it: every registered kind, the engine over their
+ * pools, the kinds' tools and the job tools. Side-effect free: nothing is read, written or
  * listened to until start() and a transport's connect().
  */
 export function createServer(config: Config, deps: ServerDeps & Required<Pick<ServerDeps, 'processes'>>): MonitorServer {
   const log = deps.log ?? silentLogger;
-  const store = new JobStore(config.stateDir, log);
-  const env = deps.env ?? {};
-  // Worker kinds: each builds its pool (and any service its tools need) here.
-  const scripts = createScriptWorkers(config, env, log, deps.processes);
-  const llm = new LlmService(config, { log, env });
-  const httpPool = new HttpPool({ settings: config.http, env, log });
-  const pools: Pool[] = [scripts.pool, llm.pool, httpPool];
-  const services: Services = {
-    closers: [() => scripts.pool.close(), () => llm.close(), () => httpPool.close()],
-    workers: scripts.catalog,
-    llm,
-    http: httpPool,
-  };
+  const kinds = buildKinds(config, { log, env: deps.env ?? {}, processes: deps.processes });
   const ownership = deps.ownership ?? deps.processes;
-  const engine = new Engine({ store, pools, log, retentionDays: config.retentionDays, ...(ownership ? { ownership } : {}) });
+  const engine = new Engine({ store: new JobStore(config.stateDir, log), pools: kinds.map((k) => k.instance.pool), log, retentionDays: config.retentionDays, ownership });
+  const facts: ServerFacts = {
+    kinds: kinds.map((k) => k.name),
+    dispatchTools: [...kinds.flatMap((k) => k.tools.filter((t) => t.dispatch).map((t) => t.name))],
+  };
 
   const server = new McpServer(
     { name: SERVER_NAME, version: SERVER_VERSION },
-    { capabilities: { logging: {} }, instructions: instructions(config) },
+    { capabilities: { logging: {} }, instructions: instructions(config, kinds) },
   );
-
-  for (const tool of allTools) {
+  const register = (tool: AnyTool, services: unknown): void => {
     server.registerTool(
       tool.name,
       { title: tool.title, description: tool.description, inputSchema: tool.inputSchema, annotations: tool.annotations },
       async (args: unknown, extra: RequestHandlerExtra<ServerRequest, ServerNotification>): Promise<CallToolResult> => {
         const progressToken = extra._meta?.progressToken;
-        const ctx: ToolContext = {
+        const ctx: ToolContext<unknown> = {
           config,
           engine,
-          services,
+          kind: services,
           log,
           signal: extra.signal,
           progress: async (progress, total, message) => {
@@ -115,19 +108,20 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
         }
       },
     );
-  }
+  };
+  for (const kind of kinds) for (const tool of kind.tools) register(tool, kind.instance.services);
+  for (const tool of jobTools(facts)) register(tool, undefined);
 
   return {
     server,
     engine,
-    services,
     async start() {
       const { loaded, removed, interrupted } = await engine.init();
       log.info(`state ${config.stateDir}: ${loaded} job(s) loaded, ${removed} expired removed, ${interrupted} with interrupted tasks`);
     },
     async close() {
       await engine.close();
-      for (const closer of services.closers) await closer().catch((error: unknown) => log.warn(`close: ${String(error)}`));
+      for (const kind of kinds) await kind.instance.close().catch((error: unknown) => log.warn(`closing ${kind.name}: ${String(error)}`));
       await server.close().catch(() => undefined);
     },
   };

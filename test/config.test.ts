@@ -58,11 +58,15 @@ describe('parseConfig', () => {
     ]);
   });
 
-  it('caps the page budget at Claude Code\'s 25,000 tokens and waits at the maximum wait', () => {
-    const config = parseConfig({ ...base, fileText: JSON.stringify({ collect: { maxBudgetTokens: 90000, defaultBudgetTokens: 60000, defaultWaitSeconds: 500 } }) });
-    expect(config.collect.maxBudgetTokens).toBe(25000);
-    expect(config.collect.defaultBudgetTokens).toBe(25000);
-    expect(config.collect.defaultWaitSeconds).toBe(config.collect.maxWaitSeconds);
+  it('refuses a page budget above Claude Code\'s 25,000 tokens and a default above its maximum, naming setting, value and range', () => {
+    const file = (collect: Record<string, number>): string => JSON.stringify({ collect });
+    expect(() => parseConfig({ ...base, fileText: file({ maxBudgetTokens: 90000 }) })).toThrow(/Expected collect\.maxBudgetTokens to be an integer from 1 to 25000, got 90000/);
+    expect(() => parseConfig({ ...base, fileText: file({ defaultWaitSeconds: 500 }) })).toThrow(/Expected collect\.defaultWaitSeconds to be a number from 0 to 110, got 500/);
+    expect(() => parseConfig({ ...base, fileText: file({ maxBudgetTokens: 4000, defaultBudgetTokens: 6000 }) })).toThrow(/Expected collect\.defaultBudgetTokens to be at most collect\.maxBudgetTokens \(4000\), got 6000/);
+    expect(() => parseConfig({ ...base, argv: ['--wait-seconds', '60', '--max-wait-seconds', '30'] })).toThrow(/Expected --wait-seconds \(collect\.defaultWaitSeconds\) to be at most collect\.maxWaitSeconds \(30\), got 60/);
+    // A default the user did not set gives way to a maximum they did.
+    const lowered = parseConfig({ ...base, argv: ['--max-wait-seconds', '5'], fileText: file({ maxBudgetTokens: 1000 }) });
+    expect(lowered.collect).toMatchObject({ maxWaitSeconds: 5, defaultWaitSeconds: 5, maxBudgetTokens: 1000, defaultBudgetTokens: 1000 });
   });
 
   it('allows no folder by default when started in the filesystem root (as Claude Desktop may), and says to pass --root', async () => {
@@ -90,18 +94,18 @@ describe('parseConfig', () => {
       ['llm', 'requestTimeoutSeconds', 1e12],
       ['collect', 'maxWaitSeconds', 111],
     ] as const) {
-      expect(() => parseConfig({ ...base, fileText: JSON.stringify({ [section]: { [key]: value } }) }), `${section}.${key}`).toThrow(new RegExp(`${section}\\.${key}: Too big`));
+      expect(() => parseConfig({ ...base, fileText: JSON.stringify({ [section]: { [key]: value } }) }), `${section}.${key}`).toThrow(new RegExp(`Expected ${section}\\.${key} to be a number from [\\d.]+ to \\d+, got ${value}`));
     }
-    expect(() => parseConfig({ ...base, argv: ['--timeout', '2147484'] })).toThrow(/--timeout to be a number from 0.001 to 86400, got "2147484"/);
-    expect(() => parseConfig({ ...base, argv: ['--max-wait-seconds', '600'] })).toThrow(/--max-wait-seconds to be a number from 0 to 110/);
-    expect(() => parseConfig({ ...base, argv: ['--wait-seconds', '1e10'] })).toThrow(/--wait-seconds to be a number from 0 to 110/);
+    expect(() => parseConfig({ ...base, argv: ['--timeout', '2147484'] })).toThrow(/--timeout \(script\.defaultTimeoutSeconds\) to be a number from 0.001 to 86400, got "2147484"/);
+    expect(() => parseConfig({ ...base, argv: ['--max-wait-seconds', '600'] })).toThrow(/--max-wait-seconds \(collect\.maxWaitSeconds\) to be a number from 0 to 110/);
+    expect(() => parseConfig({ ...base, argv: ['--wait-seconds', '1e10'] })).toThrow(/--wait-seconds \(collect\.defaultWaitSeconds\) to be a number from 0 to 110/);
     expect(parseConfig({ ...base, argv: ['--timeout', '86400', '--max-wait-seconds', '110'] }).collect.maxWaitSeconds).toBe(110);
   });
 
   it('rejects bad input with messages that name the problem', () => {
     expect(() => parseConfig({ ...base, argv: ['--bogus'] })).toThrow(/Unknown option --bogus/);
     expect(() => parseConfig({ ...base, argv: ['--state-dir'] })).toThrow(/needs a value/);
-    expect(() => parseConfig({ ...base, argv: ['--concurrency', '0'] })).toThrow(/--concurrency to be an integer ≥ 1, got "0"/);
+    expect(() => parseConfig({ ...base, argv: ['--concurrency', '0'] })).toThrow(/--concurrency \(script\.defaultConcurrency\) to be an integer from 1 up, got "0"/);
     expect(() => parseConfig({ ...base, env: { MONITOR_RETENTION_DAYS: 'soon' } })).toThrow(/MONITOR_RETENTION_DAYS/);
     expect(() => parseConfig({ ...base, fileText: '{ nope' })).toThrow(/not valid JSON/);
     expect(() => parseConfig({ ...base, fileText: JSON.stringify({ retentionDayz: 3 }) })).toThrow(/invalid/);
@@ -157,7 +161,7 @@ describe('parseConfig: http', () => {
   });
 
   it('rejects allowlist entries that are not [*.]host[:port]', () => {
-    expect(() => parseConfig({ ...base, argv: ['--http-allow-host', 'https://api.github.com/'] })).toThrow(/allowHosts entry/);
+    expect(() => parseConfig({ ...base, argv: ['--http-allow-host', 'https://api.github.com/'] })).toThrow(/--http-allow-host \(http\.allowHosts\) to be a list of host entries like "api\.github\.com"/);
     expect(() => parseConfig({ ...base, env: { MONITOR_HTTP_SECRET_ENV: 'not-a-name' } })).toThrow(/env var names/);
   });
 });

@@ -1,4 +1,4 @@
-import type { JobMeta } from '../engine/types.js';
+import type { JobMeta } from '../store/records.js';
 import { silentLogger } from '../log.js';
 import { JobStore } from '../store/store.js';
 import { formatAge, formatDuration } from '../tools/format.js';

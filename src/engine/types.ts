@@ -1,4 +1,7 @@
 import type { TaskError } from '../errors.js';
+import type { JobMeta, TaskRecord } from '../store/records.js';
+
+export type { JobMeta, TaskRecord };
 
 export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
@@ -10,7 +13,7 @@ export interface TaskContext {
   index: number;
   /** The task's own input, exactly as submitted (JSON). */
   input: unknown;
-  /** The job's options, shared by all its tasks (JSON, as submitted by the tool). */
+  /** The job's options, shared by all its tasks (JSON, as its kind's planner made them). */
   options: unknown;
   /** A folder reserved for this job's full outputs; a pool names files after `index`. */
   outputDir: string;
@@ -21,16 +24,30 @@ export interface TaskContext {
 }
 
 /**
- * What a pool returns. `value` is the JSON summary shown by collect_results (keep it small:
- * previews, not whole outputs). Full outputs go to files under outputDir, listed in `files`.
+ * What a pool returns. `value` is the kind's own JSON summary shown by collect_results (keep it
+ * small: previews, not whole outputs). Full outputs go to files under outputDir, listed in `files`.
  */
 export interface TaskResult {
   ok: boolean;
   value?: unknown;
   error?: TaskError;
   files?: Record<string, string>;
-  /** Tokens processed by a local model, summed per job by collect_results. */
-  usage?: { promptTokens: number; completionTokens: number };
+}
+
+/** A job's totals as shown with it: JSON fields for programs and a phrase for the status line. */
+export interface TotalsView {
+  fields: Record<string, unknown>;
+  text: string;
+}
+
+/**
+ * Running totals a kind keeps over a job's results (tokens processed, say), read from its own
+ * result values. The engine folds each recorded value in and shows the view with the job, knowing
+ * nothing of what is counted. Method syntax on purpose: a kind's own totals type stays assignable.
+ */
+export interface JobTotals<T> {
+  add(totals: T | undefined, value: unknown): T | undefined;
+  view(totals: T, elapsedMs: number): TotalsView | undefined;
 }
 
 /**
@@ -40,49 +57,39 @@ export interface TaskResult {
  */
 export interface Pool {
   readonly kind: string;
+  /** Tasks of all its jobs running at once (each job also has its own limit, enforced by the engine). */
   readonly concurrency: number;
-  /**
-   * Tasks handed over per unit of a job's concurrency (default 1). A pool that enforces the job's
-   * limit itself (the LLM router) takes 2, so a freed slot is refilled at once.
-   */
-  readonly prefetch?: number;
   run(task: TaskContext): Promise<TaskResult>;
   /** Optional one-off work before a job's first task runs (e.g. load an LLM once). */
   prepareJob?(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void>;
   /** Optional clean-up on start of what an earlier server left behind (e.g. orphaned workers); never throws. */
   recover?(): Promise<void>;
+  /** Optional running totals over each job's results. */
+  readonly totals?: JobTotals<unknown>;
 }
 
-/** One finished task as stored (one line of results.jsonl). */
-export interface TaskRecord {
-  index: number;
-  state: 'succeeded' | 'failed' | 'cancelled';
-  attempt: number;
-  startedAt?: string;
-  finishedAt: string;
-  durationMs?: number;
-  value?: unknown;
-  error?: TaskError;
-  files?: Record<string, string>;
-  usage?: { promptTokens: number; completionTokens: number };
+/** Who runs jobs: lets several servers (one per client session) share a state directory safely. */
+export interface Ownership {
+  pid: number;
+  /** Tells this process from a later one given the same pid (its start time), where known. */
+  startToken?: string;
+  /** With `startToken`, a process now holding that pid but started at another time is not it. */
+  isAlive(pid: number, startToken?: string): boolean;
 }
 
-export interface JobMeta {
-  id: string;
+/** What a kind's planner makes of a tool call: the tasks and how to run them, ready to submit. */
+export interface JobPlan {
   kind: string;
-  label?: string;
-  createdAt: string;
-  finishedAt?: string;
-  cancelledAt?: string;
-  taskCount: number;
-  concurrency: number;
+  /** One input per task (JSON); results keep these indices. */
+  inputs: readonly unknown[];
+  /** Shared by every task (JSON): stored with the job, so it runs the same after a restart. */
   options: unknown;
-  /** Most tasks that ran at once, saved when the job finishes. */
-  peakRunning?: number;
-  /** The server process running the job; another live server on the same state dir leaves it alone. */
-  ownerPid?: number;
-  /** The owner's start time, so a reused pid (after a reboot) is not taken for it. */
-  ownerStart?: string;
+  /** Tasks of this job at once. */
+  concurrency: number;
+}
+
+export interface SubmitRequest extends JobPlan {
+  label?: string;
 }
 
 export interface JobCounts {
@@ -112,5 +119,6 @@ export interface JobSnapshot {
   ownerPid?: number;
   /** Something the user should know about the job's storage (e.g. a result that could not be saved). */
   warning?: string;
-  usage: { promptTokens: number; completionTokens: number };
+  /** The kind's totals over the results so far, when it keeps any. */
+  totals?: TotalsView;
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { JobMeta, TaskRecord } from '../engine/types.js';
+import type { JobMeta, TaskRecord } from './records.js';
 import type { Logger } from '../log.js';
 import { writeFileAtomic } from './atomic.js';
 

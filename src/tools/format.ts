@@ -29,12 +29,7 @@ export function describeJob(job: JobSnapshot): string {
   let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency} (peak ${job.peakRunning} at once)`;
   if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
   if (job.warning !== undefined) line += `; WARNING: ${job.warning}`;
-  const tokens = job.usage.promptTokens + job.usage.completionTokens;
-  if (tokens > 0) {
-    const seconds = job.elapsedMs / 1000;
-    const rate = seconds > 0 ? ` at ${Math.round(job.usage.completionTokens / seconds)} tok/s out` : '';
-    line += `; ${tokens} tokens processed locally (${job.usage.promptTokens} in, ${job.usage.completionTokens} out${rate})`;
-  }
+  if (job.totals) line += `; ${job.totals.text}`;
   return line;
 }
 
@@ -53,13 +48,8 @@ export function jobView(job: JobSnapshot): Record<string, unknown> {
   if (job.label) view.label = job.label;
   if (job.warning) view.warning = job.warning;
   if (job.finishedAt) view.finished_at = job.finishedAt;
-  if (job.usage.promptTokens + job.usage.completionTokens > 0) {
-    view.tokens = {
-      prompt: job.usage.promptTokens,
-      completion: job.usage.completionTokens,
-      completion_per_second: job.elapsedMs > 0 ? Math.round((job.usage.completionTokens * 1000) / job.elapsedMs) : null,
-    };
-  }
+  // The kind's own totals (e.g. tokens of an LLM job).
+  if (job.totals) Object.assign(view, job.totals.fields);
   return view;
 }
 
@@ -133,4 +123,9 @@ function findLongestString(node: unknown): StringSlot | undefined {
   };
   if (node && typeof node === 'object') visit(node as Record<string, unknown>);
   return best;
+}
+
+/** `a`, `a or b`, `a, b or c`. */
+export function orList(names: readonly string[]): string {
+  return names.length <= 1 ? (names[0] ?? '') : `${names.slice(0, -1).join(', ')} or ${names.at(-1) ?? ''}`;
 }

@@ -1,5 +1,6 @@
 import type { WorkerEntry } from '../pools/script/catalog.js';
-import { defineTool } from './tool.js';
+import { scriptKind } from '../pools/script/index.js';
+import { defineKindTool } from './tool.js';
 
 function describeInput(worker: WorkerEntry): string {
   const { args, stdin, json } = worker.header.input;
@@ -24,7 +25,7 @@ function workerView(worker: WorkerEntry): Record<string, unknown> {
   return view;
 }
 
-export const listWorkersTool = defineTool({
+export const listWorkersTool = defineKindTool(scriptKind, {
   name: 'list_workers',
   title: 'List worker scripts',
   description: [
@@ -35,11 +36,11 @@ export const listWorkersTool = defineTool({
   inputSchema: {},
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(_args, ctx) {
-    const catalog = ctx.services.workers;
-    const workers = await catalog.list();
+    const scripts = ctx.kind;
+    const workers = await scripts.workers();
     const lines: string[] = [];
     if (workers.length === 0) {
-      lines.push(`No worker scripts found in ${catalog.dirs.join(', ')}. The user can add a folder with --workers-dir or "workersDirs" in the config file.`);
+      lines.push(`No worker scripts found in ${scripts.workerDirs.join(', ')}. The user can add a folder with --workers-dir or "workersDirs" in the config file.`);
     } else {
       lines.push(`${workers.length} worker(s); run one with run_script_batch {"worker": NAME, "inputs": [{"args": [...]}, ...]}:`);
       for (const worker of workers) {
@@ -51,9 +52,9 @@ export const listWorkersTool = defineTool({
         if (worker.shadows) lines.push(`  (hides a same-named script in: ${worker.shadows.join(', ')})`);
       }
     }
-    const commands = catalog.allowCommands;
+    const commands = scripts.allowCommands;
     lines.push('');
-    lines.push(`Worker folders: ${catalog.dirs.join(', ')}`);
+    lines.push(`Worker folders: ${scripts.workerDirs.join(', ')}`);
     lines.push(
       commands.length > 0
         ? `Commands allowed as run_script_batch "command": ${commands.join(', ')}`
@@ -61,7 +62,7 @@ export const listWorkersTool = defineTool({
     );
     return {
       text: lines.join('\n'),
-      structured: { workers: workers.map(workerView), dirs: [...catalog.dirs], commands: [...commands] },
+      structured: { workers: workers.map(workerView), dirs: [...scripts.workerDirs], commands: [...commands] },
     };
   },
 });

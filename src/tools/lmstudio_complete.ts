@@ -1,25 +1,7 @@
-import { readFile, stat } from 'node:fs/promises';
 import * as z from 'zod';
-import { MonitorError } from '../errors.js';
-import { resolveRoots } from '../paths.js';
-import { expandFiles } from '../pools/llm/glob.js';
-import {
-  CHUNK_BYTES_PER_TOKEN,
-  checkPlaceholders,
-  chunkRanges,
-  displayPath,
-  estimateTokens,
-  FILE_PLACEHOLDERS,
-  looksBinary,
-} from '../pools/llm/template.js';
-import type { ChatMessage, FileRef, LlmJobOptions, LlmTaskInput } from '../pools/llm/types.js';
-import { dispatchFields, dispatchReply } from './collect_results.js';
-import { defineTool } from './tool.js';
-
-/** Context assumed for chunk sizing when no endpoint tells the model's context length. */
-const ASSUMED_CONTEXT_TOKENS = 4096;
-/** Files larger than this are not cut into chunks at submit time (it reads them whole to find line breaks). */
-const MAX_CHUNKED_FILE_BYTES = 64 * 1024 * 1024;
+import { llmKind } from '../pools/llm/index.js';
+import { dispatchFields, submitPlan } from './dispatch.js';
+import { defineKindTool } from './tool.js';
 
 const scalar = z.union([z.string(), z.number(), z.boolean()]);
 
@@ -34,7 +16,8 @@ const promptSchema = z.strictObject({
   messages: z.array(messageSchema).min(1).optional().describe('A whole conversation instead of prompt (the model answers the last message).'),
 });
 
-export const lmstudioCompleteTool = defineTool({
+export const lmstudioCompleteTool = defineKindTool(llmKind, {
+  dispatch: true,
   name: 'lmstudio_complete',
   title: 'Run prompts on local LLMs in parallel',
   description: [
@@ -83,161 +66,27 @@ export const lmstudioCompleteTool = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
-    const llm = ctx.services.llm;
-    const settings = ctx.config.llm;
-    if ((args.prompts === undefined) === (args.template === undefined)) {
-      throw new MonitorError('INVALID_INPUT', args.prompts ? 'Give either prompts or template, not both.' : 'Nothing to send: give prompts, or a template with items and/or files.', {
-        hint: 'prompts: [{"prompt": "…"}], or template: "… {{content}} …" with files: ["src/**/*.ts"].',
-      });
-    }
-    if (args.prompts === undefined && args.items === undefined && args.files === undefined) {
-      throw new MonitorError('INVALID_INPUT', 'A template needs items and/or files to fill it.', { hint: 'Add files: ["path/or/**/*.glob"] or items: [{"name": "value"}].' });
-    }
-    if (args.prompts !== undefined && (args.items !== undefined || args.files !== undefined)) {
-      throw new MonitorError('INVALID_INPUT', 'items and files go with a template, not with prompts.', { hint: 'Use template with {{placeholders}} instead of prompts.' });
-    }
-    if (args.json_schema !== undefined) llm.schemas.compile(args.json_schema);
-
-    const resolved = await llm.resolveModel(args.model, ctx.signal);
-    const options: LlmJobOptions = { model: resolved.model, timeout_seconds: args.timeout_seconds ?? settings.requestTimeoutSeconds };
-    if (args.system !== undefined) options.system = args.system;
-    if (args.template !== undefined) options.template = args.template;
-    if (args.temperature !== undefined) options.temperature = args.temperature;
-    if (args.max_tokens !== undefined) options.max_tokens = args.max_tokens;
-    if (args.stop !== undefined) options.stop = args.stop;
-    if (args.seed !== undefined) options.seed = args.seed;
-    if (args.json_schema !== undefined) options.json_schema = args.json_schema;
-    if (args.include_reasoning) options.include_reasoning = true;
-
-    const notes: string[] = [];
-    let inputs: LlmTaskInput[];
-    if (args.prompts !== undefined) {
-      inputs = args.prompts.map((p, i) => ({ id: p.id ?? String(i + 1), messages: toMessages(p, i, args.system !== undefined) }));
-    } else {
-      const template = args.template ?? '';
-      const items = args.items;
-      const fileNames = new Set<string>(FILE_PLACEHOLDERS);
-      if (items && args.files) {
-        const clash = items.flatMap((item) => Object.keys(item)).find((k) => fileNames.has(k));
-        if (clash) throw new MonitorError('INVALID_INPUT', `Item value "${clash}" has the name of a file placeholder.`, { hint: `Rename it: ${FILE_PLACEHOLDERS.join(', ')} are filled from each file.` });
-      }
-      const available = new Set<string>(args.files ? FILE_PLACEHOLDERS : []);
-      if (items) {
-        // Every item must fill every placeholder: check the names all items share.
-        const shared = items.map((item) => new Set(Object.keys(item))).reduce((a, b) => new Set([...a].filter((k) => b.has(k))));
-        for (const key of shared) available.add(key);
-      }
-      checkPlaceholders(template, available, items ? (args.files ? 'the files and every item' : 'every item') : 'the files');
-
-      let files: FileRef[] | undefined;
-      if (args.files) {
-        const roots = ctx.config.allowedRoots;
-        const matched = await expandFiles(args.files, { roots, maxFiles: settings.maxFiles });
-        const realRoots = await resolveRoots(roots);
-        const chunkTokens = args.chunk_tokens ?? (args.chunk ? autoChunkTokens(resolved.contextLength, options) : undefined);
-        files = [];
-        let oversized = 0;
-        for (const file of matched) {
-          const display = displayPath(file, realRoots);
-          if (chunkTokens === undefined) {
-            const { size } = await stat(file);
-            if (resolved.contextLength !== undefined && size / 4 > resolved.contextLength) oversized++;
-            files.push({ path: file, display });
-            continue;
-          }
-          // One push per chunk: spreading 100k+ chunks into push() overflows the stack.
-          for (const chunk of await chunkFile(file, display, chunkTokens * CHUNK_BYTES_PER_TOKEN, settings.maxFileBytes, settings.maxTasks - files.length, settings.maxTasks)) files.push(chunk);
-        }
-        if (oversized > 0) {
-          notes.push(`Note: ${oversized} file(s) look larger than the model's context (${resolved.contextLength} tokens) and will fail with CONTEXT_OVERFLOW; cancel and resubmit with chunk: true to split them.`);
-        }
-        if (chunkTokens !== undefined) notes.push(`Files were cut into chunks of about ${chunkTokens} tokens: ${files.length} task(s) from ${matched.length} file(s).`);
-      }
-
-      inputs = [];
-      const itemList = items ?? [undefined];
-      for (const file of files ?? [undefined]) {
-        itemList.forEach((item, i) => {
-          const input: LlmTaskInput = { id: taskId(file, item, i, items !== undefined) };
-          if (item) input.values = item;
-          if (file) input.file = file;
-          inputs.push(input);
-        });
-        if (inputs.length > settings.maxTasks) break;
-      }
-    }
-    if (inputs.length > settings.maxTasks) throw tooManyTasks(settings.maxTasks, '');
-
-    const capacity = llm.router.capacityOf(resolved.endpoints);
-    const inFlight = Math.max(1, Math.min(args.concurrency ?? capacity, capacity));
-    options.concurrency = inFlight;
-    const job = await ctx.engine.submit({
-      kind: llm.pool.kind,
-      inputs,
-      options,
-      concurrency: inFlight,
-      ...(args.label === undefined ? {} : { label: args.label }),
-    });
-    const reply = await dispatchReply(ctx, job.id, args.wait_seconds);
-    const head = `Model ${resolved.model} on ${resolved.endpoints.join(', ')}, up to ${inFlight} prompt(s) at once.`;
-    return { text: [head, ...notes, reply.text].join('\n'), ...(reply.structured ? { structured: reply.structured } : {}) };
+    const plan = await ctx.kind.plan(
+      {
+        prompts: args.prompts,
+        template: args.template,
+        items: args.items,
+        files: args.files,
+        system: args.system,
+        model: args.model,
+        temperature: args.temperature,
+        maxTokens: args.max_tokens,
+        stop: args.stop,
+        seed: args.seed,
+        jsonSchema: args.json_schema,
+        includeReasoning: args.include_reasoning,
+        chunk: args.chunk,
+        chunkTokens: args.chunk_tokens,
+        concurrency: args.concurrency,
+        timeoutSeconds: args.timeout_seconds,
+      },
+      ctx.signal,
+    );
+    return submitPlan(ctx, plan, args, plan.notes);
   },
 });
-
-function toMessages(p: z.infer<typeof promptSchema>, index: number, hasSystem: boolean): ChatMessage[] {
-  if ((p.prompt === undefined) === (p.messages === undefined)) {
-    throw new MonitorError('INVALID_INPUT', `prompts[${index}] needs exactly one of prompt or messages.`, { hint: 'e.g. {"prompt": "Explain …"}' });
-  }
-  if (hasSystem && p.messages?.[0]?.role === 'system') {
-    throw new MonitorError('INVALID_INPUT', `prompts[${index}] starts with its own system message, and \`system\` is given too: only one can be used.`, {
-      hint: 'Drop `system`, or drop the system message from that prompt\'s messages (or put the text of both into one).',
-    });
-  }
-  return p.messages ?? [{ role: 'user', content: p.prompt ?? '' }];
-}
-
-function taskId(file: FileRef | undefined, item: Record<string, string | number | boolean> | undefined, index: number, hasItems: boolean): string {
-  const itemId = item && item.id !== undefined ? String(item.id) : String(index + 1);
-  if (!file) return itemId;
-  const fileId = file.chunks !== undefined && file.chunks > 1 ? `${file.display}#${file.chunk ?? 1}` : file.display;
-  return hasItems ? `${fileId} | ${itemId}` : fileId;
-}
-
-/** Tokens per chunk that leave room for the template, the system prompt and the answer. */
-function autoChunkTokens(contextLength: number | undefined, options: LlmJobOptions): number {
-  const context = contextLength ?? ASSUMED_CONTEXT_TOKENS;
-  const answer = options.max_tokens ?? Math.min(1024, Math.floor(context / 4));
-  const overhead = estimateTokens((options.template ?? '') + (options.system ?? '')) + 64;
-  return Math.max(128, Math.floor((context - answer - overhead) * 0.9));
-}
-
-function tooManyTasks(maxTasks: number, why: string): MonitorError {
-  return new MonitorError('INVALID_INPUT', `This would be more than ${maxTasks} tasks${why}.`, {
-    hint: 'Split the work into several calls, narrow the file patterns, or use larger chunks (chunk_tokens). The cap is "llm.maxTasks" in the config file.',
-  });
-}
-
-/**
- * Reads a file once at submit to cut it at line breaks; only the byte ranges are stored. `room` is
- * how many more tasks the job may have: a file that needs more is refused before it is read.
- */
-async function chunkFile(file: string, display: string, chunkBytes: number, maxFileBytes: number, room: number, maxTasks: number): Promise<FileRef[]> {
-  const { size } = await stat(file);
-  const bytesPerChunk = Math.max(16, Math.min(chunkBytes, maxFileBytes));
-  const fewest = Math.ceil(size / bytesPerChunk);
-  if (fewest > room) throw tooManyTasks(maxTasks, `: ${display} needs at least ${fewest} chunks of ${bytesPerChunk} bytes, and only ${room} more fit`);
-  if (size > MAX_CHUNKED_FILE_BYTES) {
-    throw new MonitorError('INVALID_INPUT', `${display} is ${size} bytes; files over ${MAX_CHUNKED_FILE_BYTES} bytes are not chunked.`, {
-      hint: 'Split it first (e.g. with run_script_batch), or leave it out of files.',
-    });
-  }
-  const buffer = await readFile(file);
-  if (looksBinary(buffer)) {
-    throw new MonitorError('INVALID_INPUT', `${display} looks binary (it contains NUL bytes); only text files can go into a prompt.`, {
-      hint: 'Narrow the file patterns to text files.',
-    });
-  }
-  const ranges = chunkRanges(buffer, bytesPerChunk, room + 1);
-  if (ranges.length > room) throw tooManyTasks(maxTasks, `: ${display} needs more than the ${room} chunks of ${bytesPerChunk} bytes that still fit`);
-  return ranges.map((range, i) => ({ path: file, display, chunk: i + 1, chunks: ranges.length, start: range.start, end: range.end, size: buffer.length }));
-}

@@ -1,10 +1,11 @@
 import * as z from 'zod';
 import { MonitorError } from '../errors.js';
-import type { EndpointReport } from '../pools/llm/service.js';
+import type { EndpointReport } from '../pools/llm/endpoints.js';
+import { llmKind } from '../pools/llm/index.js';
 import type { ModelInfo } from '../pools/llm/types.js';
-import { defineTool } from './tool.js';
+import { defineKindTool } from './tool.js';
 
-export const lmstudioModelsTool = defineTool({
+export const lmstudioModelsTool = defineKindTool(llmKind, {
   name: 'lmstudio_models',
   title: 'List local LLM endpoints and models',
   description: [
@@ -17,14 +18,14 @@ export const lmstudioModelsTool = defineTool({
   },
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   async handler(args, ctx) {
-    const llm = ctx.services.llm;
+    const llm = ctx.kind;
     if (args.endpoint !== undefined && !llm.endpointNames.includes(args.endpoint)) {
       throw new MonitorError('INVALID_INPUT', `No endpoint named "${args.endpoint}".`, { hint: `Configured endpoints: ${llm.endpointNames.join(', ')}.` });
     }
     const reports = (await llm.report(ctx.signal)).filter((r) => args.endpoint === undefined || r.name === args.endpoint);
     const lines: string[] = [];
     for (const report of reports) lines.push(...describeEndpoint(report));
-    const defaultModel = ctx.config.llm.defaultModel;
+    const defaultModel = llm.defaultModel;
     lines.push(defaultModel ? `Default model: ${defaultModel}.` : 'No default model is set: lmstudio_complete uses the loaded LLM unless you pass `model`.');
     return {
       text: lines.join('\n'),
@@ -65,6 +66,7 @@ function endpointView(report: EndpointReport): Record<string, unknown> {
     flavor: report.flavor,
     concurrency: report.concurrency,
     in_flight: report.active,
+    peak_in_flight: report.peak,
     reachable: report.reachable,
     models: report.models.map((m) => {
       const model: Record<string, unknown> = { id: m.id };

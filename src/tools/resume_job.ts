@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { dispatchReply } from './collect_results.js';
+import { dispatchReply } from './dispatch.js';
 import { describeJob } from './format.js';
 import { defineTool } from './tool.js';
 

@@ -1,38 +1,14 @@
 import * as z from 'zod';
-import type { SubmitRequest } from '../engine/engine.js';
-import { MonitorError } from '../errors.js';
-import { planJob, resolveCwd, SCRIPT_KIND, scriptTaskInputSchema, type ScriptJobOptions, type ScriptTaskInput } from '../pools/script/pool.js';
-import { dispatchFields, dispatchReply } from './collect_results.js';
-import { defineTool } from './tool.js';
+import { MAX_TIMEOUT_SECONDS } from '../config/core.js';
+import { scriptKind } from '../pools/script/index.js';
+import { scriptTaskInputSchema } from '../pools/script/pool.js';
+import { dispatchFields, submitPlan } from './dispatch.js';
+import { defineKindTool } from './tool.js';
 
 const MAX_TASKS = 10_000;
-const MAX_TIMEOUT_SECONDS = 86_400;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/**
- * Variables that make an interpreter, the shell or the dynamic loader run code of the caller's
- * choosing (NODE_OPTIONS=--import=data:…, LD_PRELOAD, PYTHONSTARTUP, BASH_ENV, SHELLOPTS+PS4, …) or
- * pick which program runs (PATH): through `env` they would run anything, past allowCommands.
- * MONITOR_* are set by the server itself.
- */
-const REFUSED_ENV = /^(LD_.*|DYLD_.*|NODE_OPTIONS|NODE_PATH|PYTHON.*|BASH_ENV|ENV|SHELLOPTS|BASHOPTS|PS4|PATH|PERL5.*|PERLLIB|RUBY.*|GLIBC_TUNABLES|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|MONITOR_.*)$/;
-
-/** Throws INVALID_INPUT for an env entry the tool must not pass on. */
-function checkEnvEntry(name: string, value: string): void {
-  if (!ENV_NAME.test(name)) {
-    throw new MonitorError('INVALID_INPUT', `"${name}" is not a valid environment variable name.`, { hint: 'Use letters, digits and _ only, not starting with a digit.' });
-  }
-  if (REFUSED_ENV.test(name.toUpperCase())) {
-    throw new MonitorError('INVALID_INPUT', `env cannot set ${name}: it changes which code the worker's interpreter, shell or loader runs${name.toUpperCase().startsWith('MONITOR_') ? ' (MONITOR_* are set by the server)' : ''}.`, {
-      hint: 'Leave it out and pass what the worker needs as args, stdin/json or a plain variable of its own (e.g. MY_WORKER_MODE). The user controls the server\'s own environment.',
-    });
-  }
-  if (value.includes('\0')) {
-    throw new MonitorError('INVALID_INPUT', `The value of env ${name} contains a NUL byte, which no process environment can hold.`, { hint: 'Remove the NUL byte, or send binary data on stdin.' });
-  }
-}
-
-export const runScriptBatchTool = defineTool({
+export const runScriptBatchTool = defineKindTool(scriptKind, {
+  dispatch: true,
   name: 'run_script_batch',
   title: 'Run a worker script over many inputs in parallel',
   description: [
@@ -53,54 +29,15 @@ export const runScriptBatchTool = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async handler(args, ctx) {
-    const { config } = ctx;
-    const catalog = ctx.services.workers;
-    if ((args.worker === undefined) === (args.command === undefined)) {
-      const names = await catalog.names().catch(() => []);
-      throw new MonitorError('INVALID_INPUT', args.worker === undefined ? 'Name the worker to run.' : 'Give either worker or command, not both.', {
-        hint: `Pass "worker" with one of: ${names.join(', ') || '(none found)'} (list_workers describes them). "command" works only for executables the user allowed.`,
-      });
-    }
-    const max = config.script.maxConcurrency;
-    const concurrency = args.concurrency ?? config.script.defaultConcurrency;
-    if (concurrency > max) {
-      throw new MonitorError('INVALID_INPUT', `concurrency must be from 1 to ${max}, got ${concurrency}.`, {
-        hint: `Use at most ${max} (the server's script.maxConcurrency), or omit it for the default ${config.script.defaultConcurrency}.`,
-      });
-    }
-    const env = args.env ?? {};
-    for (const [name, value] of Object.entries(env)) checkEnvEntry(name, value);
-    const inputs: ScriptTaskInput[] = args.inputs.map((input, index) => {
-      if (input.stdin !== undefined && input.json !== undefined) {
-        throw new MonitorError('INVALID_INPUT', `inputs[${index}] has both stdin and json, but json is delivered on stdin.`, {
-          hint: 'Put everything the worker needs in json, or send text in stdin and pass the rest in args.',
-        });
-      }
-      // A process argument is a C string: a NUL byte would fail every attempt at spawn time. (stdin is a byte stream: NUL is fine there.)
-      const nulArg = input.args?.findIndex((arg) => arg.includes('\0')) ?? -1;
-      if (nulArg !== -1) {
-        throw new MonitorError('INVALID_INPUT', `inputs[${index}].args[${nulArg}] contains a NUL byte, which a process argument cannot hold.`, {
-          hint: 'Remove the NUL byte; to pass binary data, send it on stdin (or as json).',
-        });
-      }
-      const task: ScriptTaskInput = {};
-      if (input.args !== undefined) task.args = input.args;
-      if (input.stdin !== undefined) task.stdin = input.stdin;
-      if (input.json !== undefined) task.json = input.json;
-      return task;
+    const plan = await ctx.kind.plan({
+      worker: args.worker,
+      command: args.command,
+      inputs: args.inputs,
+      concurrency: args.concurrency,
+      timeoutSeconds: args.timeout_seconds,
+      env: args.env,
+      cwd: args.cwd,
     });
-
-    const cwd = await resolveCwd(args.cwd ?? config.allowedRoots[0] ?? '.', config.allowedRoots);
-    const options: ScriptJobOptions = { cwd, timeout_seconds: args.timeout_seconds ?? config.script.defaultTimeoutSeconds };
-    if (args.worker !== undefined) options.worker = args.worker;
-    if (args.command !== undefined) options.command = args.command;
-    if (Object.keys(env).length > 0) options.env = env;
-    // Everything is checked before anything is submitted: a bad request leaves no job behind.
-    await planJob(options, { catalog, allowedRoots: config.allowedRoots, baseEnv: {}, searchPath: config.script.searchPath });
-
-    const submit: SubmitRequest = { kind: SCRIPT_KIND, inputs, options, concurrency };
-    if (args.label !== undefined) submit.label = args.label;
-    const job = await ctx.engine.submit(submit);
-    return dispatchReply(ctx, job.id, args.wait_seconds);
+    return submitPlan(ctx, plan, args);
   },
 });

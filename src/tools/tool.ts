@@ -1,15 +1,19 @@
 import type { ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import type * as z from 'zod';
-import type { Config } from '../config.js';
+import type { CoreConfig } from '../config/core.js';
+import type { SettingsTree } from '../config/settings.js';
 import type { Engine } from '../engine/engine.js';
 import type { Logger } from '../log.js';
-import type { Services } from '../services.js';
+import type { WorkerKind } from '../pools/kind.js';
 
-/** What a handler may use. Built once by createServer; nothing here touches `process`. */
-export interface ToolContext {
-  config: Config;
+/**
+ * What a handler may use. Built once per call by createServer; nothing here touches `process`.
+ * `kind` is the services of the worker kind the tool drives (undefined for the job tools).
+ */
+export interface ToolContext<Services = undefined> {
+  config: CoreConfig;
   engine: Engine;
-  services: Services;
+  kind: Services;
   log: Logger;
   /** Aborted when the client cancels the call. */
   signal: AbortSignal;
@@ -23,17 +27,40 @@ export interface ToolReply {
   structured?: Record<string, unknown>;
 }
 
-export interface ToolDefinition<Shape extends z.ZodRawShape = z.ZodRawShape> {
+export interface ToolDefinition<Shape extends z.ZodRawShape = z.ZodRawShape, Services = undefined> {
   name: string;
   title: string;
   description: string;
   inputSchema: Shape;
   annotations: ToolAnnotations;
+  /** Returns a job handle at once (the server's instructions list these as the ways to start work). */
+  dispatch?: boolean;
   /** Throw a MonitorError for bad input: it becomes isError text with its hint. */
-  handler(args: z.infer<z.ZodObject<Shape>>, ctx: ToolContext): Promise<ToolReply>;
+  handler(args: z.infer<z.ZodObject<Shape>>, ctx: ToolContext<Services>): Promise<ToolReply>;
 }
 
-/** Keeps the schema's inferred type flowing into the handler while the registry stays one array. */
+/** Any tool, whatever its schema and kind: what the server registers. */
+export type AnyTool = ToolDefinition<z.ZodRawShape, unknown>;
+
+/** A tool of the kind whose services are `Services`, whatever its schema. */
+export type KindTool<Services> = ToolDefinition<z.ZodRawShape, Services>;
+
+/** Keeps the schema's inferred type flowing into the handler (a job tool: no kind). */
 export function defineTool<Shape extends z.ZodRawShape>(tool: ToolDefinition<Shape>): ToolDefinition<Shape> {
   return tool;
 }
+
+/** A tool that drives one worker kind: its handler gets that kind's services as `ctx.kind`. */
+export function defineKindTool<Settings extends SettingsTree, Services, Shape extends z.ZodRawShape>(
+  _kind: WorkerKind<Settings, Services>,
+  tool: ToolDefinition<Shape, Services>,
+): ToolDefinition<Shape, Services> {
+  return tool;
+}
+
+/** What the job tools say about the server they run in: its kinds and the tools that start work. */
+export interface ServerFacts {
+  kinds: readonly string[];
+  dispatchTools: readonly string[];
+}
+

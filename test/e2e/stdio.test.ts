@@ -113,7 +113,7 @@ describe('the built server over stdio', () => {
     expect(stderr).not.toMatch(/EPIPE|Unhandled|at .*\.js:\d+/);
   });
 
-  it('keeps finished results across a SIGKILL; unfinished tasks are interrupted and resume finishes them', async () => {
+  it('keeps finished results across a SIGKILL; unfinished tasks are interrupted and resume finishes them', { timeout: 60_000 }, async () => {
     const stateDir = await newStateDir();
     const first = await connect(stateDir);
     const inputs = [

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
-import type { Pool, TaskContext, TaskResult } from '../../src/engine/types.js';
+import type { JobTotals, Pool, TaskContext, TaskResult } from '../../src/engine/types.js';
 import { silentLogger } from '../../src/log.js';
 import { JobStore } from '../../src/store/store.js';
 import { makeTempDir } from '../helpers/client.js';
@@ -15,6 +15,11 @@ class SleepPool implements Pool {
   peak = 0;
   started: Array<{ jobId: string; index: number }> = [];
   constructor(readonly concurrency: number) {}
+  /** Sums the `units` each result reports, as a kind sums its own data (tokens, say). */
+  readonly totals: JobTotals<number> = {
+    add: (sum, value) => (sum ?? 0) + ((value as { units?: number }).units ?? 0),
+    view: (sum) => ({ fields: { units: sum }, text: `${sum} units` }),
+  };
   async run(task: TaskContext): Promise<TaskResult> {
     this.running++;
     this.peak = Math.max(this.peak, this.running);
@@ -22,7 +27,7 @@ class SleepPool implements Pool {
     try {
       const { ms, fail } = task.input as { ms: number; fail?: boolean };
       await sleep(ms, undefined, { signal: task.signal });
-      return fail ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } } : { ok: true, value: { text: `slept ${ms}` }, usage: { promptTokens: 2, completionTokens: 3 } };
+      return fail ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } } : { ok: true, value: { text: `slept ${ms}`, units: 5 } };
     } finally {
       this.running--;
     }
@@ -56,7 +61,7 @@ describe('Engine', () => {
     expect(snapshot.state).toBe('succeeded');
     expect(snapshot.counts).toMatchObject({ total: 10, succeeded: 10, queued: 0, running: 0 });
     expect(snapshot.peakRunning).toBe(3);
-    expect(snapshot.usage).toEqual({ promptTokens: 20, completionTokens: 30 });
+    expect(snapshot.totals).toEqual({ fields: { units: 50 }, text: '50 units' });
     const records = await store.readResults(job.id);
     expect(records.map((r) => r.index).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(records.every((r) => r.state === 'succeeded' && r.durationMs !== undefined)).toBe(true);

@@ -3,7 +3,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../src/config.js';
-import { connectInMemory, jobIdOf, repoRoot, testConfig, type Connected } from './client.js';
+import { silentLogger } from '../../src/log.js';
+import { ScriptPool } from '../../src/pools/script/pool.js';
+import type { ProcessControl } from '../../src/processes.js';
+import { buildKinds } from '../../src/registry.js';
+import { connectInMemory, jobIdOf, repoRoot, testConfig, testProcesses, type Connected } from './client.js';
 
 export const fixtureWorkers = path.join(repoRoot, 'test', 'fixtures', 'workers');
 export const bundledWorkers = path.join(repoRoot, 'workers');
@@ -32,6 +36,13 @@ export async function scriptConfig(edit: (config: Config) => void = () => {}): P
     config.script.killGraceSeconds = 0.5;
     edit(config);
   });
+}
+
+/** The script kind's pool as createServer builds it (every kind's secret variables kept from its workers). */
+export function scriptPool(config: Config, env: Readonly<Record<string, string | undefined>> = process.env, processes: ProcessControl = testProcesses): ScriptPool {
+  const pool = buildKinds(config, { log: silentLogger, env, processes }).find((k) => k.name === 'script')?.instance.pool;
+  if (!(pool instanceof ScriptPool)) throw new Error('the script kind is not registered');
+  return pool;
 }
 
 /**

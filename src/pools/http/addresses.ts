@@ -1,6 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, isIPv4 } from 'node:net';
-import { MonitorError } from '../../errors.js';
+import { HttpError } from './errors.js';
 
 /** Ranges that reach this machine, its networks or nothing public; refused unless private addresses are allowed. */
 const IPV4_RANGES: ReadonlyArray<[string, number, string]> = [
@@ -97,9 +97,9 @@ function expandIPv6(address: string): number[] | undefined {
   return words.length === 8 && words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffff) ? words : undefined;
 }
 
-export function addressNotAllowed(host: string, address: string, reason: string): MonitorError {
+export function addressNotAllowed(host: string, address: string, reason: string): HttpError {
   const shown = host === address ? address : `${host} (${address})`;
-  return new MonitorError('ADDRESS_NOT_ALLOWED', `${shown} is a ${reason} address; http_batch only calls public addresses unless private ones are allowed.`, {
+  return new HttpError('ADDRESS_NOT_ALLOWED', `${shown} is a ${reason} address; http_batch only calls public addresses unless private ones are allowed.`, {
     hint: 'If the user really wants this (a local or internal service), ask them to start the server with --http-allow-private, or set MONITOR_HTTP_ALLOW_PRIVATE=1, or "http": {"allowPrivateAddresses": true} in the config file. The host must still be on the allowlist.',
   });
 }

@@ -1,20 +1,25 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Agent, type Dispatcher } from 'undici';
-import type { Config } from '../../config.js';
 import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
 import { isMonitorError, MonitorError, toTaskError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { parseRetryAfter, type RetryPolicy, retryDelayMs, sleep } from '../retry.js';
 import { checkedLookup, checkLiteralHost } from './addresses.js';
 import { readBody, type ReadBody } from './body.js';
+import { HttpError } from './errors.js';
 import { applyExtract, type ExtractSpec } from './extract.js';
 import { allowEntryFor, allowHostHint, hostKey, isHostAllowed, parseHostPatterns, type HostPattern } from './hosts.js';
 import { ACCEPT_ENCODING, extractOf, KEPT_RESPONSE_HEADERS, mergeHeaders, parseJobOptions, parseTaskInput, type HttpMethod } from './request.js';
-import { backoffMs, isRetryableError, parseRetryAfter, RETRY_STATUSES, sleep } from './retry.js';
+import { isRetryableError, RETRY_STATUSES } from './retry.js';
 import { checkSecretNames, mentionsTemplate, Redactor, referencedEnvNames, substituteHeaders, type Env } from './secrets.js';
 import { KeyedSemaphore } from './semaphore.js';
+import type { HttpSettings } from './settings.js';
 
-export type HttpSettings = Config['http'];
+export const HTTP_KIND = 'http';
+
+/** Backoff between retries of one request; a Retry-After past http.maxRetryAfterSeconds fails it instead. */
+export const HTTP_BACKOFF = { baseMs: 500, capMs: 30_000 } as const;
 
 /** Redirect hops followed per request before giving up. */
 export const MAX_REDIRECTS = 5;
@@ -68,12 +73,13 @@ interface Target {
  * address rules on every hop, limited per host, retried on 429/503, its body streamed to a file.
  */
 export class HttpPool implements Pool {
-  readonly kind = 'http';
+  readonly kind = HTTP_KIND;
   readonly concurrency: number;
   private readonly settings: HttpSettings;
   private readonly env: Env;
   private readonly log: Logger;
   private readonly patterns: HostPattern[];
+  private readonly policy: RetryPolicy;
   private readonly hostSlots = new KeyedSemaphore();
   private agent: Agent | undefined;
 
@@ -83,6 +89,7 @@ export class HttpPool implements Pool {
     this.log = options.log;
     this.concurrency = options.settings.maxConcurrency;
     this.patterns = parseHostPatterns(options.settings.allowHosts);
+    this.policy = { maxRetries: options.settings.maxRetries, ...HTTP_BACKOFF, maxRetryAfterMs: options.settings.maxRetryAfterSeconds * 1000 };
   }
 
   /**
@@ -101,7 +108,7 @@ export class HttpPool implements Pool {
     }
     if (!isHostAllowed(url, this.patterns)) {
       const entry = allowEntryFor(url);
-      throw new MonitorError('HOST_NOT_ALLOWED', `${entry} is not on the http allowlist${this.patterns.length === 0 ? ' (the allowlist is empty)' : ''}.`, {
+      throw new HttpError('HOST_NOT_ALLOWED', `${entry} is not on the http allowlist${this.patterns.length === 0 ? ' (the allowlist is empty)' : ''}.`, {
         hint: allowHostHint([entry]),
       });
     }
@@ -198,19 +205,19 @@ export class HttpPool implements Pool {
   /** The next hop of a redirect, after the same checks as the first URL. */
   private redirectTarget(run: RequestRun, from: Target, status: number, location: string): Target {
     if (run.redirects.length >= MAX_REDIRECTS) {
-      throw new MonitorError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected more than ${MAX_REDIRECTS} times.`, { hint: 'Call the final URL directly.' });
+      throw new HttpError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected more than ${MAX_REDIRECTS} times.`, { hint: 'Call the final URL directly.' });
     }
     let next: URL;
     try {
       next = new URL(location, from.url);
-    } catch {
-      throw new MonitorError('UPSTREAM_ERROR', `${from.url.href} redirected to an unreadable location "${location.slice(0, 200)}".`);
+    } catch (error) {
+      throw new HttpError('UPSTREAM_ERROR', `${from.url.href} redirected to an unreadable location "${location.slice(0, 200)}".`, { cause: error });
     }
     try {
       this.checkUrl(next, 'redirect target');
     } catch (error) {
       if (!isMonitorError(error)) throw error;
-      throw new MonitorError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected (${status}) to ${next.origin}, which was refused: ${error.message}`, error.hint === undefined ? {} : { hint: error.hint });
+      throw new HttpError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected (${status}) to ${next.origin}, which was refused: ${error.message}`, { hint: error.hint, cause: error });
     }
     let method = from.method;
     let body = from.body;
@@ -236,7 +243,7 @@ export class HttpPool implements Pool {
     if (run.retries >= maxRetries || isMonitorError(error) || !isRetryableError(error, target.method)) return false;
     run.retries++;
     this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} ${errorCode(error)}, retry ${run.retries}/${maxRetries}`);
-    await sleep(backoffMs(run.retries), task.signal);
+    await sleep(retryDelayMs(run.retries, this.policy), task.signal);
     return true;
   }
 
@@ -255,15 +262,15 @@ export class HttpPool implements Pool {
       if (!RETRY_STATUSES.has(exchange.status) || run.retries >= maxRetries) return exchange;
       const retryAfter = parseRetryAfter(headerText(exchange.headers['retry-after']));
       await discard(exchange);
-      if (retryAfter !== undefined && retryAfter > this.settings.maxRetryAfterSeconds * 1000) {
-        throw new MonitorError(
+      if (retryAfter !== undefined && retryAfter > this.policy.maxRetryAfterMs) {
+        throw new HttpError(
           'HTTP_ERROR',
           `${target.method} ${target.url.href} answered ${exchange.status} and asked to retry after ${Math.ceil(retryAfter / 1000)} s, longer than this server waits (${this.settings.maxRetryAfterSeconds} s).`,
           { hint: 'The API is rate limiting: wait that long, then run the failed requests again with resume_job (include failed). The user can raise http.maxRetryAfterSeconds.' },
         );
       }
       run.retries++;
-      const wait = retryAfter ?? backoffMs(run.retries);
+      const wait = retryDelayMs(run.retries, this.policy, retryAfter);
       this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} answered ${exchange.status}, retry ${run.retries}/${maxRetries} in ${wait} ms`);
       await sleep(wait, task.signal);
     }
@@ -452,17 +459,17 @@ function timedOut(error: unknown, timeout: AbortSignal, timeoutMs: number, targe
 }
 
 /** A plain network error as a MonitorError naming the request. */
-function describeFailure(error: unknown, method: string, url: string): MonitorError {
+function describeFailure(error: unknown, method: string, url: string): HttpError {
   const code = errorCode(error);
   const message = error instanceof Error ? error.message : String(error);
   const host = URL.canParse(url) ? new URL(url).host : url;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new MonitorError('ENDPOINT_UNREACHABLE', `${host} could not be resolved (${code}).`, { hint: 'Check the host name in the URL.', cause: error });
+    return new HttpError('ENDPOINT_UNREACHABLE', `${host} could not be resolved (${code}).`, { hint: 'Check the host name in the URL.', cause: error });
   }
   if (code === 'ECONNREFUSED') {
-    return new MonitorError('ENDPOINT_UNREACHABLE', `${host} refused the connection.`, { hint: 'Check the port and that the service is running.', cause: error });
+    return new HttpError('ENDPOINT_UNREACHABLE', `${host} refused the connection.`, { hint: 'Check the port and that the service is running.', cause: error });
   }
-  return new MonitorError('ENDPOINT_UNREACHABLE', `${method} ${url} failed: ${message}${code !== 'error' ? ` (${code})` : ''}.`, {
+  return new HttpError('ENDPOINT_UNREACHABLE', `${method} ${url} failed: ${message}${code !== 'error' ? ` (${code})` : ''}.`, {
     hint: 'Check the URL and that the service is reachable; failed requests can be run again with resume_job (include failed).',
     cause: error,
   });

@@ -1,4 +1,4 @@
-import { MonitorError } from '../../errors.js';
+import { HttpError } from './errors.js';
 
 /** `${env:NAME}` inside a header value; the stored request keeps the template, never the value. */
 const TEMPLATE = /\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}/g;
@@ -15,14 +15,14 @@ export function mentionsTemplate(text: string): boolean {
   return ANY_TEMPLATE.test(text);
 }
 
-export function secretNotAllowed(name: string): MonitorError {
-  return new MonitorError('SECRET_NOT_SET', `The header refers to \${env:${name}}, but ${name} is not on the list of env vars http_batch may use.`, {
+export function secretNotAllowed(name: string): HttpError {
+  return new HttpError('SECRET_NOT_SET', `The header refers to \${env:${name}}, but ${name} is not on the list of env vars http_batch may use.`, {
     hint: `Ask the user to allow it and restart the server: --http-secret-env ${name}, or MONITOR_HTTP_SECRET_ENV=${name}, or "http": {"secretEnv": ["${name}"]} in the config file. Never paste the secret itself into a request.`,
   });
 }
 
-export function secretNotSet(name: string): MonitorError {
-  return new MonitorError('SECRET_NOT_SET', `The header refers to \${env:${name}}, but ${name} is not set (or is empty) in the server's environment.`, {
+export function secretNotSet(name: string): HttpError {
+  return new HttpError('SECRET_NOT_SET', `The header refers to \${env:${name}}, but ${name} is not set (or is empty) in the server's environment.`, {
     hint: `Ask the user to set ${name} in the environment the MCP server starts with (for example in the client's MCP server config "env"), then restart it.`,
   });
 }

@@ -1,7 +1,9 @@
 import { buildConnector, Pool, type Dispatcher } from 'undici';
 import * as z from 'zod';
-import type { EndpointConfig } from '../../config.js';
 import { MonitorError } from '../../errors.js';
+import { parseRetryAfter } from '../retry.js';
+import { LlmError } from './errors.js';
+import type { EndpointConfig } from './settings.js';
 import { isStrictCompatible } from './schema.js';
 import { SseParser } from './sse.js';
 import type { ChatAnswer, ChatParams, ModelInfo } from './types.js';
@@ -9,7 +11,6 @@ import {
   CLOSED_CODES,
   errorCodeOf,
   extractUpstreamError,
-  parseRetryAfter,
   redactSecret,
   transportError,
   UpstreamAnswerError,
@@ -117,7 +118,7 @@ export class EndpointClient {
 
   /** Created on first use, so building the server does no I/O and holds no sockets; never again after close(). */
   private get pool(): Dispatcher {
-    if (this.closed) throw new MonitorError('CANCELLED', `The client of endpoint ${this.name} is closed (server shutting down).`);
+    if (this.closed) throw new MonitorError('SHUTTING_DOWN', `The client of endpoint ${this.name} is closed (the server is shutting down).`);
     if (!this.dispatcher) {
       const connector = buildConnector({ timeout: Math.min(10_000, this.requestTimeoutMs) });
       this.dispatcher = new Pool(this.origin, {
@@ -200,7 +201,7 @@ export class EndpointClient {
         size += buffer.length;
         if (size > limit) {
           abandon(response.body);
-          throw new MonitorError('RESPONSE_TOO_LARGE', `Endpoint ${this.name} sent more than ${limit} bytes.`);
+          throw new LlmError('RESPONSE_TOO_LARGE', `Endpoint ${this.name} sent more than ${limit} bytes.`);
         }
         chunks.push(buffer);
       }
@@ -281,8 +282,8 @@ export class EndpointClient {
       let parsed: unknown;
       try {
         parsed = JSON.parse(data);
-      } catch {
-        throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a stream event that is not JSON: ${JSON.stringify(redactSecret(data.slice(0, 200), ctx.secret))}`, 200);
+      } catch (error) {
+        throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a stream event that is not JSON: ${JSON.stringify(redactSecret(data.slice(0, 200), ctx.secret))}`, 200, { cause: error });
       }
       const error = extractUpstreamError(parsed);
       if (error || event === 'error') throw upstreamError(200, error ?? { message: data.slice(0, 500) }, ctx);
@@ -298,7 +299,7 @@ export class EndpointClient {
       if (piece) content.push(piece);
       if (thought) reasoning.push(thought);
       size += piece.length + thought.length;
-      if (size > MAX_JSON_BYTES) throw new MonitorError('RESPONSE_TOO_LARGE', `Endpoint ${this.name} streamed more than ${MAX_JSON_BYTES} characters.`);
+      if (size > MAX_JSON_BYTES) throw new LlmError('RESPONSE_TOO_LARGE', `Endpoint ${this.name} streamed more than ${MAX_JSON_BYTES} characters.`);
       if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
       const usage = chunk.data.usage;
       if (typeof usage?.prompt_tokens === 'number') promptTokens = usage.prompt_tokens;
@@ -322,12 +323,12 @@ export class EndpointClient {
     if (!done && finishReason === null) {
       const pieces = content.length + reasoning.length;
       if (!sawChunk) {
-        throw new MonitorError('EMPTY_ANSWER', `Endpoint ${this.name} closed the stream without sending anything.`, {
+        throw new LlmError('EMPTY_ANSWER', `Endpoint ${this.name} closed the stream without sending anything.`, {
           hint: 'LM Studio does this when the prompt overflows the context on some GGUF models; try chunk: true or a shorter prompt. An empty answer is retried once.',
           retryable: true,
         });
       }
-      throw new MonitorError('UPSTREAM_ERROR', `The stream from endpoint ${this.name} ended mid-answer (after ${pieces} pieces, no finish_reason).`, {
+      throw new LlmError('UPSTREAM_ERROR', `The stream from endpoint ${this.name} ended mid-answer (after ${pieces} pieces, no finish_reason).`, {
         hint: 'Usually transient (server restarted or evicted the model); it was retried with backoff. If it persists, check the server log.',
         retryable: true,
       });

@@ -1,16 +1,20 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';
-import { MonitorError, toTaskError } from '../../errors.js';
-import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
+import type { JobTotals, Pool, TaskContext, TaskResult } from '../../engine/types.js';
+import { isMonitorError, MonitorError, toTaskError } from '../../errors.js';
 import { resolveInsideRoots } from '../../paths.js';
-import { splitReasoning } from './reasoning.js';
+import { type RetryPolicy, retryDelayMs, sleep } from '../retry.js';
 import { Deadline } from './deadline.js';
-import { DOWN_FOR_MS, type LlmService } from './service.js';
+import { DOWN_FOR_MS, type Endpoints } from './endpoints.js';
+import { LlmError } from './errors.js';
+import { splitReasoning } from './reasoning.js';
+import type { SchemaValidator } from './schema.js';
 import { estimateTokens, readFileForPrompt, renderTemplate } from './template.js';
 import type { ChatAnswer, ChatMessage, LlmJobOptions, LlmTaskInput } from './types.js';
 import { isConnectionFailure, retryAfterMs } from './upstream.js';
+
+export const LLM_KIND = 'llm';
 
 const messageSchema = z.object({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
 const fileRefSchema = z.object({
@@ -37,14 +41,13 @@ const optionsSchema = z.object({
   json_schema: z.record(z.string(), z.unknown()).optional(),
   include_reasoning: z.boolean().optional(),
   timeout_seconds: z.number().positive(),
-  concurrency: z.number().int().positive().optional(),
 });
 
 /** Answers up to this long stay inline only; longer ones also go whole to a file. */
 const SHORT_TEXT_CHARS = 480;
 
-/** Engine-level tasks per request slot: see LlmPool.concurrency. */
-export const PREFETCH_FACTOR = 2;
+/** Backoff between retries of one prompt: short, since a local server recovers fast; its Retry-After wins up to 30 s. */
+export const LLM_BACKOFF = { baseMs: 250, capMs: 8_000, maxRetryAfterMs: 30_000 } as const;
 
 /** Parsed job options by the engine's options object: every task of a job shares the same one. */
 const parsedOptions = new WeakMap<object, LlmJobOptions>();
@@ -67,47 +70,92 @@ function parseStored<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   return parsed.data;
 }
 
-/** Backoff for transient failures: exponential, capped, with jitter; the server's Retry-After wins. */
-export function backoffMs(retry: number, retryAfter?: number, random: () => number = Math.random): number {
-  if (retryAfter !== undefined) return Math.min(30_000, retryAfter);
-  const ceiling = Math.min(8_000, 250 * 2 ** (retry - 1));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+export interface LlmPoolOptions {
+  endpoints: Endpoints;
+  schemas: SchemaValidator;
+  allowedRoots: readonly string[];
+  maxRetries: number;
+  maxFileBytes: number;
+  maxInlineChars: number;
 }
 
-interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-  estimated: boolean;
+/** One task's way through its attempts: what it has spent and tried so far. */
+interface Completion {
+  task: TaskContext;
+  options: LlmJobOptions;
+  /** The prompt as built; `conversation` is what the next request sends (a corrective retry adds to it). */
+  messages: ChatMessage[];
+  conversation: ChatMessage[];
+  /** The task's own fields (id, file, chunk), in every value it returns. */
+  base: Record<string, unknown>;
+  usage: { promptTokens: number; completionTokens: number; estimated: boolean };
+  /** Endpoints that refused a connection during this task. */
+  excluded: Set<string>;
+  discovery: 'fresh' | 'cached';
+  requests: number;
+  retries: number;
+  failovers: number;
+  emptyRetried: boolean;
+  schemaRetried: boolean;
+  lastEndpoint?: string;
 }
 
 /**
- * The `llm` worker kind. One task = one prompt (a file chunk filled into the template, or ready
- * messages). Routes to the least busy endpoint serving the job's model, fails over on connection
- * failures, retries transient errors with backoff, validates JSON answers (one corrective retry),
- * and keeps reasoning apart from the answer.
+ * What one attempt came to: an answer (or a final failure) ends the task; `again` and `failover`
+ * go on at once (a fresh model list, a corrective prompt, another endpoint); `retry` goes on after
+ * the backoff if the policy allows, else fails with `extra` in its value.
+ */
+type Outcome =
+  | { kind: 'done'; result: TaskResult }
+  | { kind: 'again' }
+  | { kind: 'failover' }
+  | { kind: 'retry'; error: unknown; extra?: Record<string, unknown> }
+  | { kind: 'fail'; error: unknown; extra?: Record<string, unknown> };
+
+/**
+ * The `llm` worker kind's pool. One task = one prompt (a file chunk filled into the template, or
+ * ready messages). Routes to the least busy endpoint serving the job's model, fails over on
+ * connection failures, retries transient errors with backoff, validates JSON answers (one
+ * corrective retry), and keeps reasoning apart from the answer.
  */
 export class LlmPool implements Pool {
-  readonly kind = 'llm';
-  private readonly service: LlmService;
+  readonly kind = LLM_KIND;
+  private readonly endpoints: Endpoints;
+  private readonly options: LlmPoolOptions;
+  private readonly policy: RetryPolicy;
 
-  constructor(service: LlmService) {
-    this.service = service;
+  constructor(options: LlmPoolOptions) {
+    this.options = options;
+    this.endpoints = options.endpoints;
+    this.policy = { maxRetries: options.maxRetries, ...LLM_BACKOFF };
   }
 
-  /**
-   * Twice all endpoint limits together. The router enforces each endpoint's limit (and each job's);
-   * the extra tasks wait there ready to send, so a freed slot is refilled at once instead of after
-   * the engine has recorded the previous answer (worth ~3% of wall time on short prompts).
-   */
+  /** All endpoint limits together: the router holds each endpoint to its own. */
   get concurrency(): number {
-    return this.service.router.capacity * PREFETCH_FACTOR;
+    return this.endpoints.router.capacity;
   }
 
-  readonly prefetch = PREFETCH_FACTOR;
+  /** Tokens processed locally, summed over a job's results (their tokens_in/tokens_out). */
+  readonly totals: JobTotals<{ prompt: number; completion: number }> = {
+    add(totals, value) {
+      const v = value as { tokens_in?: unknown; tokens_out?: unknown } | null;
+      const prompt = typeof v?.tokens_in === 'number' ? v.tokens_in : 0;
+      const completion = typeof v?.tokens_out === 'number' ? v.tokens_out : 0;
+      if (prompt + completion === 0) return totals;
+      return { prompt: (totals?.prompt ?? 0) + prompt, completion: (totals?.completion ?? 0) + completion };
+    },
+    view(totals, elapsedMs) {
+      const seconds = elapsedMs / 1000;
+      const rate = seconds > 0 ? Math.round(totals.completion / seconds) : undefined;
+      return {
+        fields: { tokens: { prompt: totals.prompt, completion: totals.completion, completion_per_second: rate ?? null } },
+        text: `${totals.prompt + totals.completion} tokens processed locally (${totals.prompt} in, ${totals.completion} out${rate === undefined ? '' : ` at ${rate} tok/s out`})`,
+      };
+    },
+  };
 
   async prepareJob(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void> {
-    const options = jobOptions(job.options);
-    await this.service.ensureLoaded(options.model, job.signal);
+    await this.endpoints.ensureLoaded(jobOptions(job.options).model, job.signal);
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
@@ -120,7 +168,39 @@ export class LlmPool implements Pool {
     } catch (error) {
       return { ok: false, error: toTaskError(error), value: base };
     }
-    return this.complete(task, options, messages, base);
+    const run: Completion = {
+      task,
+      options,
+      messages,
+      conversation: messages,
+      base,
+      usage: { promptTokens: 0, completionTokens: 0, estimated: false },
+      excluded: new Set(),
+      discovery: 'cached',
+      requests: 0,
+      retries: 0,
+      failovers: 0,
+      emptyRetried: false,
+      schemaRetried: false,
+    };
+    for (;;) {
+      task.signal.throwIfAborted();
+      const outcome = await this.attempt(run);
+      if (outcome.kind === 'done') return outcome.result;
+      if (outcome.kind === 'again' || outcome.kind === 'failover') continue;
+      if (outcome.kind === 'fail' || !this.mayRetry(run, outcome.error)) return failure(run, outcome.error, outcome.extra);
+      run.retries++;
+      await sleep(retryDelayMs(run.retries, this.policy, retryAfterMs(outcome.error)), task.signal);
+    }
+  }
+
+  /** Transient failures go again while retries last; an empty answer (often deterministic) only once. */
+  private mayRetry(run: Completion, error: unknown): boolean {
+    if (!(isMonitorError(error) && error.retryable) || run.retries >= this.policy.maxRetries) return false;
+    if (error.code !== 'EMPTY_ANSWER') return true;
+    if (run.emptyRetried) return false;
+    run.emptyRetried = true;
+    return true;
   }
 
   private async buildMessages(options: LlmJobOptions, input: LlmTaskInput): Promise<ChatMessage[]> {
@@ -132,14 +212,13 @@ export class LlmPool implements Pool {
     const values: Record<string, string> = {};
     for (const [key, value] of Object.entries(input.values ?? {})) values[key] = String(value);
     if (input.file) {
-      const { config } = this.service;
       // Checked again at run time: the path may have become a symlink pointing elsewhere since submit.
-      const real = await resolveInsideRoots(input.file.path, config.allowedRoots, { what: 'file' });
-      const content = await readFileForPrompt({ ...input.file, path: real }, config.llm.maxFileBytes);
-      const context = this.service.contextLength(options.model);
+      const real = await resolveInsideRoots(input.file.path, this.options.allowedRoots, { what: 'file' });
+      const content = await readFileForPrompt({ ...input.file, path: real }, this.options.maxFileBytes);
+      const context = this.endpoints.contextLength(options.model);
       // ~6 bytes a token is a generous lower bound: a file beyond it cannot fit, so do not send it.
       if (context !== undefined && content.length / 6 > context) {
-        throw new MonitorError('CONTEXT_OVERFLOW', `The file ${input.file.display} (${content.length} characters, ≈${estimateTokens(content)} tokens) is far larger than the model's context (${context} tokens).`, {
+        throw new LlmError('CONTEXT_OVERFLOW', `The file ${input.file.display} (${content.length} characters, ≈${estimateTokens(content)} tokens) is far larger than the model's context (${context} tokens).`, {
           hint: 'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
         });
       }
@@ -152,182 +231,149 @@ export class LlmPool implements Pool {
     return [...system, { role: 'user', content: renderTemplate(options.template, values) }];
   }
 
-  private async complete(task: TaskContext, options: LlmJobOptions, messages: ChatMessage[], base: Record<string, unknown>): Promise<TaskResult> {
-    const { service } = this;
-    const maxRetries = service.config.llm.maxRetries;
+  /** One request: pick an endpoint serving the model, send, and judge the answer. */
+  private async attempt(run: Completion): Promise<Outcome> {
+    const { task, options } = run;
+    const found = await this.endpoints.candidatesFor(options.model, run.discovery, task.signal);
+    // No list known at all (the server was down when asked): let the request itself find out.
+    const candidates = found.endpoints.length > 0 ? found.endpoints : found.unverified;
+    if (candidates.length === 0) {
+      const error = found.error ?? new LlmError('MODEL_NOT_FOUND', `No endpoint serves model "${options.model}".`);
+      // A cached list may be out of date: look again once before giving up, without waiting.
+      if (run.discovery === 'cached') {
+        run.discovery = 'fresh';
+        return { kind: 'again' };
+      }
+      return { kind: 'retry', error };
+    }
+    let choices = candidates.filter((e) => !run.excluded.has(e));
+    if (choices.length === 0) {
+      run.excluded.clear();
+      choices = candidates;
+    }
+    const lease = await this.endpoints.router.acquire(choices, task.signal);
+    run.lastEndpoint = lease.endpoint;
     const timeoutMs = options.timeout_seconds * 1000;
-    const usage: Usage = { promptTokens: 0, completionTokens: 0, estimated: false };
-    const excluded = new Set<string>();
-    let conversation = messages;
-    let retries = 0;
-    let failovers = 0;
-    let schemaRetried = false;
-    let requests = 0;
-    let lastEndpoint: string | undefined;
-    let emptyRetried = false;
-    let discovery: 'fresh' | 'cached' = 'cached';
-
-    const fail = (error: unknown, extra: Record<string, unknown> = {}): TaskResult => {
-      const value: Record<string, unknown> = { ...base, model: options.model, ...extra, requests };
-      if (lastEndpoint !== undefined) value.endpoint = lastEndpoint;
-      const result: TaskResult = { ok: false, error: toTaskError(error), value };
-      if (usage.promptTokens + usage.completionTokens > 0) result.usage = { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens };
-      return result;
-    };
-    // Transient failures wait and go again; everything else ends the task.
-    const retryOrFail = async (error: unknown): Promise<TaskResult | undefined> => {
-      if (!(error instanceof MonitorError && error.retryable) || retries >= maxRetries) return fail(error);
-      // An empty answer is often deterministic (the prompt overflowed the context): one more try only.
-      if (error.code === 'EMPTY_ANSWER') {
-        if (emptyRetried) return fail(error);
-        emptyRetried = true;
-      }
-      retries++;
-      await sleep(backoffMs(retries, retryAfterMs(error)), undefined, { signal: task.signal });
-      return undefined;
-    };
-
-    for (;;) {
-      task.signal.throwIfAborted();
-      const found = await service.candidatesFor(options.model, discovery, task.signal);
-      // No list known at all (the server was down when asked): let the request itself find out.
-      const endpoints = found.endpoints.length > 0 ? found.endpoints : found.unverified;
-      if (endpoints.length === 0) {
-        const error = found.error ?? new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${options.model}".`);
-        // A cached list may be out of date: look again once before giving up, without waiting.
-        if (discovery === 'cached') {
-          discovery = 'fresh';
-          continue;
-        }
-        const verdict = await retryOrFail(error);
-        if (verdict) return verdict;
-        continue;
-      }
-      let choices = endpoints.filter((e) => !excluded.has(e));
-      if (choices.length === 0) {
-        excluded.clear();
-        choices = endpoints;
-      }
-      const lease = await service.router.acquire(choices, task.signal, options.concurrency === undefined ? undefined : { key: task.jobId, limit: options.concurrency });
-      lastEndpoint = lease.endpoint;
-      const client = service.client(lease.endpoint);
-      const model = found.served[lease.endpoint] ?? options.model;
-      const deadline = new Deadline(timeoutMs, [task.signal], () =>
-        new MonitorError('TIMEOUT', `No complete answer from ${lease.endpoint} within ${options.timeout_seconds} s.`, {
-          hint: 'Raise timeout_seconds, lower max_tokens, or send less per prompt.',
-        }),
-      );
-      let answer: ChatAnswer;
-      requests++;
-      try {
-        const params: Parameters<typeof client.chat>[0] = { model, messages: conversation };
-        if (options.temperature !== undefined) params.temperature = options.temperature;
-        if (options.max_tokens !== undefined) params.maxTokens = options.max_tokens;
-        if (options.stop !== undefined) params.stop = options.stop;
-        if (options.seed !== undefined) params.seed = options.seed;
-        if (options.json_schema !== undefined) params.jsonSchema = options.json_schema;
-        answer = await client.chat(params, { signal: deadline.signal, timeoutMs });
-      } catch (caught) {
-        deadline.clear();
-        lease.release();
-        if (task.signal.aborted) throw task.signal.reason;
-        let error = deadline.expired ? deadline.signal.reason : caught;
-        if (isConnectionFailure(error)) {
-          service.router.markDown(lease.endpoint, DOWN_FOR_MS);
-          excluded.add(lease.endpoint);
-          // Another endpoint serving the model takes it at once, without backoff.
-          if (endpoints.some((e) => !excluded.has(e)) && failovers < endpoints.length) {
-            failovers++;
-            service.log.debug(`task ${task.index} of ${task.jobId}: ${lease.endpoint} unreachable, failing over`);
-            continue;
-          }
-        }
-        if (error instanceof MonitorError && error.code === 'MODEL_NOT_FOUND') error = await service.explainUnknownModel(lease.endpoint, error, task.signal);
-        const verdict = await retryOrFail(error);
-        if (verdict) return verdict;
-        continue;
-      }
+    const deadline = new Deadline(timeoutMs, [task.signal], () =>
+      new MonitorError('TIMEOUT', `No complete answer from ${lease.endpoint} within ${options.timeout_seconds} s.`, {
+        hint: 'Raise timeout_seconds, lower max_tokens, or send less per prompt.',
+      }),
+    );
+    let answer: ChatAnswer | undefined;
+    let failed: unknown;
+    run.requests++;
+    try {
+      const client = this.endpoints.client(lease.endpoint);
+      const params: Parameters<typeof client.chat>[0] = { model: found.served[lease.endpoint] ?? options.model, messages: run.conversation };
+      if (options.temperature !== undefined) params.temperature = options.temperature;
+      if (options.max_tokens !== undefined) params.maxTokens = options.max_tokens;
+      if (options.stop !== undefined) params.stop = options.stop;
+      if (options.seed !== undefined) params.seed = options.seed;
+      if (options.json_schema !== undefined) params.jsonSchema = options.json_schema;
+      answer = await client.chat(params, { signal: deadline.signal, timeoutMs });
+    } catch (caught) {
+      failed = deadline.expired ? deadline.signal.reason : caught;
+    } finally {
+      // The slot is free before anything else happens (backoff, failover, reading a model list).
       deadline.clear();
       lease.release();
-      service.router.markUp(lease.endpoint);
-
-      addUsage(usage, answer, conversation);
-      const split = splitReasoning(answer.content, answer.reasoning);
-      const truncated = answer.finishReason === 'length';
-      const meta: Record<string, unknown> = {
-        model: answer.model,
-        endpoint: lease.endpoint,
-        finish_reason: answer.finishReason,
-        truncated,
-        tokens_in: usage.promptTokens,
-        tokens_out: usage.completionTokens,
-        duration_ms: Math.round(answer.durationMs),
-      };
-      if (answer.ttftMs !== undefined) meta.ttft_ms = Math.round(answer.ttftMs);
-      if (usage.estimated) meta.tokens_estimated = true;
-      if (requests > 1) meta.requests = requests;
-
-      if (split.answer.length === 0) {
-        if (split.reasoning.length > 0 && truncated) {
-          return fail(
-            new MonitorError('EMPTY_ANSWER', `The model spent all ${options.max_tokens ?? 'its'} max_tokens reasoning and gave no answer.`, {
-              hint: 'Raise max_tokens (reasoning models need room to think before they answer).',
-            }),
-            meta,
-          );
-        }
-        const verdict = await retryOrFail(
-          new MonitorError('EMPTY_ANSWER', `Endpoint ${lease.endpoint} returned an empty answer (finish_reason ${answer.finishReason ?? 'none'}).`, {
-            hint: 'It was tried once more. Check the prompt and the server log; an empty answer can mean the prompt overflowed the context.',
-            retryable: true,
-          }),
-        );
-        if (verdict) return { ...verdict, value: { ...base, ...meta } };
-        continue;
-      }
-
-      let json: unknown;
-      if (options.json_schema !== undefined) {
-        const check = service.schemas.check(options.json_schema, split.answer);
-        if (!check.ok) {
-          if (!schemaRetried) {
-            schemaRetried = true;
-            conversation = [
-              ...messages,
-              { role: 'assistant', content: split.answer },
-              { role: 'user', content: `That answer does not match the required JSON schema: ${check.error}. Reply again with only the JSON value, matching this schema exactly:\n${JSON.stringify(options.json_schema)}` },
-            ];
-            continue;
-          }
-          const raw = await this.keep(task, split.answer, 'answer');
-          const failed = fail(
-            new MonitorError('SCHEMA_INVALID', `The answer does not match json_schema, also after one corrective retry: ${check.error}.${truncated ? ' It was cut off by max_tokens.' : ''}`, {
-              hint: truncated ? 'Raise max_tokens so the JSON can be completed.' : 'Simplify the schema or the prompt, or try a stronger model. The raw answer is in `text`.',
-            }),
-            { ...meta, ...raw.inline },
-          );
-          return raw.file === undefined ? failed : { ...failed, files: { answer: raw.file } };
-        }
-        json = check.value;
-      }
-
-      const value: Record<string, unknown> = { ...base };
-      const files: Record<string, string> = {};
-      const kept = await this.keep(task, split.answer, 'answer');
-      if (kept.file !== undefined) files.answer = kept.file;
-      if (json !== undefined) value.json = json;
-      else Object.assign(value, kept.inline);
-      if (options.include_reasoning && split.reasoning.length > 0) {
-        const reasoning = await this.keep(task, split.reasoning, 'reasoning');
-        if (reasoning.file !== undefined) files.reasoning = reasoning.file;
-        Object.assign(value, reasoning.inline);
-      }
-      Object.assign(value, meta);
-      if (answer.durationMs > 0 && answer.completionTokens !== undefined) value.tokens_per_second = Math.round(answer.completionTokens / (answer.durationMs / 1000));
-      const result: TaskResult = { ok: true, value, usage: { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } };
-      if (Object.keys(files).length > 0) result.files = files;
-      return result;
     }
+    if (answer === undefined) {
+      if (task.signal.aborted) throw task.signal.reason;
+      return this.afterRequestFailure(run, lease.endpoint, candidates, failed);
+    }
+    this.endpoints.router.markUp(lease.endpoint);
+    return this.judge(run, lease.endpoint, answer);
+  }
+
+  /** A request that failed: another endpoint at once after a connection failure, else retry (or fail). */
+  private async afterRequestFailure(run: Completion, endpoint: string, candidates: readonly string[], error: unknown): Promise<Outcome> {
+    if (isConnectionFailure(error)) {
+      this.endpoints.router.markDown(endpoint, DOWN_FOR_MS);
+      run.excluded.add(endpoint);
+      // Another endpoint serving the model takes it at once, without backoff.
+      if (candidates.some((e) => !run.excluded.has(e)) && run.failovers < candidates.length) {
+        run.failovers++;
+        this.endpoints.log.debug(`task ${run.task.index} of ${run.task.jobId}: ${endpoint} unreachable, failing over`);
+        return { kind: 'failover' };
+      }
+    }
+    if (isMonitorError(error) && error.code === 'MODEL_NOT_FOUND') return { kind: 'retry', error: await this.endpoints.explainUnknownModel(endpoint, error, run.task.signal) };
+    return { kind: 'retry', error };
+  }
+
+  /** An answer came back: empty, off-schema (one corrective retry) or good. */
+  private async judge(run: Completion, endpoint: string, answer: ChatAnswer): Promise<Outcome> {
+    const { task, options } = run;
+    addUsage(run.usage, answer, run.conversation);
+    const split = splitReasoning(answer.content, answer.reasoning);
+    const truncated = answer.finishReason === 'length';
+    const meta: Record<string, unknown> = {
+      model: answer.model,
+      endpoint,
+      finish_reason: answer.finishReason,
+      truncated,
+      tokens_in: run.usage.promptTokens,
+      tokens_out: run.usage.completionTokens,
+      duration_ms: Math.round(answer.durationMs),
+    };
+    if (answer.ttftMs !== undefined) meta.ttft_ms = Math.round(answer.ttftMs);
+    if (run.usage.estimated) meta.tokens_estimated = true;
+    if (run.requests > 1) meta.requests = run.requests;
+
+    if (split.answer.length === 0) {
+      if (split.reasoning.length > 0 && truncated) {
+        const error = new LlmError('EMPTY_ANSWER', `The model spent all ${options.max_tokens ?? 'its'} max_tokens reasoning and gave no answer.`, {
+          hint: 'Raise max_tokens (reasoning models need room to think before they answer).',
+        });
+        return { kind: 'fail', error, extra: meta };
+      }
+      const error = new LlmError('EMPTY_ANSWER', `Endpoint ${endpoint} returned an empty answer (finish_reason ${answer.finishReason ?? 'none'}).`, {
+        hint: 'It was tried once more. Check the prompt and the server log; an empty answer can mean the prompt overflowed the context.',
+        retryable: true,
+      });
+      return { kind: 'retry', error, extra: meta };
+    }
+
+    let json: unknown;
+    if (options.json_schema !== undefined) {
+      const check = this.options.schemas.check(options.json_schema, split.answer);
+      if (!check.ok) {
+        if (!run.schemaRetried) {
+          run.schemaRetried = true;
+          run.conversation = [
+            ...run.messages,
+            { role: 'assistant', content: split.answer },
+            { role: 'user', content: `That answer does not match the required JSON schema: ${check.error}. Reply again with only the JSON value, matching this schema exactly:\n${JSON.stringify(options.json_schema)}` },
+          ];
+          return { kind: 'again' };
+        }
+        const raw = await this.keep(task, split.answer, 'answer');
+        const error = new LlmError('SCHEMA_INVALID', `The answer does not match json_schema, also after one corrective retry: ${check.error}.${truncated ? ' It was cut off by max_tokens.' : ''}`, {
+          hint: truncated ? 'Raise max_tokens so the JSON can be completed.' : 'Simplify the schema or the prompt, or try a stronger model. The raw answer is in `text`.',
+        });
+        const failed = failure(run, error, { ...meta, ...raw.inline });
+        return { kind: 'done', result: raw.file === undefined ? failed : { ...failed, files: { answer: raw.file } } };
+      }
+      json = check.value;
+    }
+
+    const value: Record<string, unknown> = { ...run.base };
+    const files: Record<string, string> = {};
+    const kept = await this.keep(task, split.answer, 'answer');
+    if (kept.file !== undefined) files.answer = kept.file;
+    if (json !== undefined) value.json = json;
+    else Object.assign(value, kept.inline);
+    if (options.include_reasoning && split.reasoning.length > 0) {
+      const reasoning = await this.keep(task, split.reasoning, 'reasoning');
+      if (reasoning.file !== undefined) files.reasoning = reasoning.file;
+      Object.assign(value, reasoning.inline);
+    }
+    Object.assign(value, meta);
+    if (answer.durationMs > 0 && answer.completionTokens !== undefined) value.tokens_per_second = Math.round(answer.completionTokens / (answer.durationMs / 1000));
+    const result: TaskResult = { ok: true, value };
+    if (Object.keys(files).length > 0) result.files = files;
+    return { kind: 'done', result };
   }
 
   /**
@@ -336,7 +382,7 @@ export class LlmPool implements Pool {
    */
   private async keep(task: TaskContext, text: string, kind: 'answer' | 'reasoning'): Promise<{ inline: Record<string, unknown>; file?: string }> {
     const field = kind === 'answer' ? 'text' : 'reasoning';
-    const cap = this.service.config.llm.maxInlineChars;
+    const cap = this.options.maxInlineChars;
     const inline = text.length <= cap ? { [field]: text } : { [field]: `${text.slice(0, cap)}…`, [`${field}_cut`]: true };
     // collect_results never cuts a result below 512 characters: short answers need no file.
     if (text.length <= SHORT_TEXT_CHARS) return { inline };
@@ -353,6 +399,18 @@ export class LlmPool implements Pool {
   }
 }
 
+/** A failed task's result: its fields, the model, what it spent (tokens, requests) and where. */
+function failure(run: Completion, error: unknown, extra: Record<string, unknown> = {}): TaskResult {
+  const value: Record<string, unknown> = { ...run.base, model: run.options.model, ...extra, requests: run.requests };
+  if (run.lastEndpoint !== undefined) value.endpoint ??= run.lastEndpoint;
+  // Tokens spent on attempts that failed still count in the job's totals.
+  if (run.usage.promptTokens + run.usage.completionTokens > 0) {
+    value.tokens_in = run.usage.promptTokens;
+    value.tokens_out = run.usage.completionTokens;
+  }
+  return { ok: false, error: toTaskError(error), value };
+}
+
 function describeInput(input: LlmTaskInput): Record<string, unknown> {
   const base: Record<string, unknown> = { id: input.id };
   if ('file' in input && input.file) {
@@ -363,7 +421,7 @@ function describeInput(input: LlmTaskInput): Record<string, unknown> {
 }
 
 /** Adds the server's token counts, or an estimate (flagged) when it sent none. */
-function addUsage(usage: Usage, answer: ChatAnswer, conversation: readonly ChatMessage[]): void {
+function addUsage(usage: Completion['usage'], answer: ChatAnswer, conversation: readonly ChatMessage[]): void {
   if (answer.promptTokens !== undefined) usage.promptTokens += answer.promptTokens;
   else {
     usage.promptTokens += estimateTokens(conversation.map((m) => m.content).join('\n'));

@@ -24,20 +24,8 @@ interface Slot {
   peak: number;
 }
 
-/** A cap shared by every request with the same key (one job's own concurrency). */
-export interface GroupLimit {
-  key: string;
-  limit: number;
-}
-
-interface Group {
-  active: number;
-  limit: number;
-}
-
 interface Waiter {
   candidates: ReadonlySet<string>;
-  group: GroupLimit | undefined;
   resolve(lease: Lease): void;
   reject(error: unknown): void;
   signal: AbortSignal;
@@ -51,7 +39,6 @@ interface Waiter {
 export class Router {
   private readonly slots = new Map<string, Slot>();
   private readonly waiters: Waiter[] = [];
-  private readonly groups = new Map<string, Group>();
   private readonly now: () => number;
 
   constructor(endpoints: readonly RouterEndpoint[], now: () => number = Date.now) {
@@ -92,19 +79,18 @@ export class Router {
   }
 
   /**
-   * Resolves with a slot on one of `candidates` (and in `group`, when given); rejects with the
-   * signal's reason if it aborts first.
+   * Resolves with a slot on one of `candidates`; rejects with the signal's reason if it aborts
+   * first. (A job's own limit is the engine's: it never starts more of its tasks than that.)
    */
-  acquire(candidates: readonly string[], signal: AbortSignal, group?: GroupLimit): Promise<Lease> {
+  acquire(candidates: readonly string[], signal: AbortSignal): Promise<Lease> {
     const set = new Set(candidates.filter((name) => this.slots.has(name)));
     if (set.size === 0) return Promise.reject(new MonitorError('INTERNAL', `No configured endpoint among: ${candidates.join(', ')}.`));
     if (signal.aborted) return Promise.reject(signal.reason);
-    const slot = this.groupHasRoom(group) ? this.pick(set) : undefined;
-    if (slot) return Promise.resolve(this.lease(slot, group));
+    const slot = this.pick(set);
+    if (slot) return Promise.resolve(this.lease(slot));
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
         candidates: set,
-        group,
         resolve,
         reject,
         signal,
@@ -142,21 +128,9 @@ export class Router {
     return best;
   }
 
-  private groupHasRoom(group: GroupLimit | undefined): boolean {
-    if (!group) return true;
-    const state = this.groups.get(group.key);
-    return (state?.active ?? 0) < group.limit;
-  }
-
-  private lease(slot: Slot, group: GroupLimit | undefined): Lease {
+  private lease(slot: Slot): Lease {
     slot.active++;
     slot.peak = Math.max(slot.peak, slot.active);
-    let state: Group | undefined;
-    if (group) {
-      state = this.groups.get(group.key) ?? { active: 0, limit: group.limit };
-      state.active++;
-      this.groups.set(group.key, state);
-    }
     let released = false;
     return {
       endpoint: slot.name,
@@ -164,10 +138,6 @@ export class Router {
         if (released) return;
         released = true;
         slot.active--;
-        if (group && state) {
-          state.active--;
-          if (state.active === 0) this.groups.delete(group.key);
-        }
         this.drain();
       },
     };
@@ -177,14 +147,14 @@ export class Router {
     for (let i = 0; i < this.waiters.length; ) {
       const waiter = this.waiters[i];
       if (!waiter) break;
-      const slot = this.groupHasRoom(waiter.group) ? this.pick(waiter.candidates) : undefined;
+      const slot = this.pick(waiter.candidates);
       if (!slot) {
         i++;
         continue;
       }
       this.waiters.splice(i, 1);
       waiter.signal.removeEventListener('abort', waiter.onAbort);
-      waiter.resolve(this.lease(slot, waiter.group));
+      waiter.resolve(this.lease(slot));
     }
   }
 }

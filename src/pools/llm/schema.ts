@@ -1,26 +1,27 @@
-import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
-import type { JsonSchemaType, JsonSchemaValidator } from '@modelcontextprotocol/sdk/validation';
+import { Ajv, type ValidateFunction } from 'ajv';
+import ajvFormats from 'ajv-formats';
 import { MonitorError } from '../../errors.js';
 
 export type SchemaCheck = { ok: true; value: unknown } | { ok: false; error: string };
 
 /**
- * Compiles JSON schemas once (keyed by their text) and checks answers against them. Uses the ajv
- * that ships with the MCP SDK, through the SDK's own wrapper, so no extra dependency is needed.
+ * Compiles JSON schemas once (keyed by their text) and checks answers against them. Lenient about
+ * the schema (unknown keywords pass, as LM Studio takes them), strict about formats, every error told.
  */
 export class SchemaValidator {
-  private readonly provider = new AjvJsonSchemaValidator();
-  private readonly compiled = new Map<string, JsonSchemaValidator<unknown>>();
+  private readonly ajv = createAjv();
+  private readonly compiled = new Map<string, ValidateFunction>();
 
   /** Throws INVALID_INPUT when the schema itself does not compile. */
-  compile(schema: Record<string, unknown>): JsonSchemaValidator<unknown> {
+  compile(schema: Record<string, unknown>): ValidateFunction {
     const key = JSON.stringify(schema);
     let validate = this.compiled.get(key);
     if (!validate) {
       try {
-        validate = this.provider.getValidator<unknown>(schema as JsonSchemaType);
+        validate = this.ajv.compile(schema);
       } catch (error) {
         throw new MonitorError('INVALID_INPUT', `json_schema is not a valid JSON schema: ${error instanceof Error ? error.message : String(error)}`, {
+          cause: error,
           hint: 'Pass a JSON Schema object, e.g. {"type":"object","properties":{"summary":{"type":"string"}},"required":["summary"]}.',
         });
       }
@@ -40,9 +41,17 @@ export class SchemaValidator {
     } catch (error) {
       return { ok: false, error: `the answer is not valid JSON (${error instanceof Error ? error.message : String(error)})` };
     }
-    const result = this.compile(schema)(parsed);
-    return result.valid ? { ok: true, value: parsed } : { ok: false, error: result.errorMessage };
+    const validate = this.compile(schema);
+    return validate(parsed) ? { ok: true, value: parsed } : { ok: false, error: this.ajv.errorsText(validate.errors) };
   }
+}
+
+function createAjv(): Ajv {
+  const ajv = new Ajv({ strict: false, validateFormats: true, validateSchema: false, allErrors: true });
+  // ajv-formats is CommonJS: under NodeNext its typed default import is the module, whose
+  // `default` is the plugin (at run time the import is the plugin itself).
+  const addFormats = typeof ajvFormats === 'function' ? ajvFormats : ajvFormats.default;
+  return addFormats(ajv);
 }
 
 function stripFence(text: string): string {

@@ -1,6 +1,7 @@
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MonitorError } from '../../errors.js';
+import { LlmError } from './errors.js';
 import type { FileRef } from './types.js';
 
 /** Placeholders a template may use when `files` are given; item values may not reuse them. */
@@ -87,9 +88,10 @@ export async function readFileForPrompt(ref: FileRef, maxBytes: number): Promise
   let size: number;
   try {
     size = (await stat(ref.path)).size;
-  } catch {
+  } catch (error) {
     throw new MonitorError('INVALID_INPUT', `The file ${ref.display} is gone (it was there when the job was submitted).`, {
       hint: 'Restore the file, or submit a new job without it.',
+      cause: error,
     });
   }
   const chunked = ref.start !== undefined && ref.end !== undefined;
@@ -101,7 +103,7 @@ export async function readFileForPrompt(ref: FileRef, maxBytes: number): Promise
   const start = chunked ? (ref.start ?? 0) : 0;
   const end = chunked ? (ref.end ?? size) : size;
   if (end - start > maxBytes) {
-    throw new MonitorError('CONTEXT_OVERFLOW', `The file ${ref.display} is ${size} bytes, more than the ${maxBytes} bytes read per prompt.`, {
+    throw new LlmError('CONTEXT_OVERFLOW', `The file ${ref.display} is ${size} bytes, more than the ${maxBytes} bytes read per prompt.`, {
       hint: 'Pass chunk: true (or chunk_tokens) to split it into chunks, one task each.',
     });
   }

@@ -86,6 +86,4 @@ export interface LlmJobOptions {
   json_schema?: Record<string, unknown>;
   include_reasoning?: boolean;
   timeout_seconds: number;
-  /** Requests of this job in flight at once (the engine dispatches more, which wait for a slot). */
-  concurrency?: number;
 }

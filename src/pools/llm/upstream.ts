@@ -1,6 +1,7 @@
 import * as z from 'zod';
-import type { EndpointConfig } from '../../config.js';
-import { MonitorError, type ErrorCode } from '../../errors.js';
+import { MonitorError } from '../../errors.js';
+import { LlmError, type LlmErrorCode } from './errors.js';
+import type { EndpointConfig } from './settings.js';
 
 /** What the error mapping needs to know about the endpoint and the request. */
 export interface UpstreamContext {
@@ -13,10 +14,10 @@ export interface UpstreamContext {
 }
 
 /** An error the server sent as an HTTP answer: proof that the endpoint is there and answering. */
-export class UpstreamAnswerError extends MonitorError {
+export class UpstreamAnswerError extends LlmError {
   readonly status: number;
 
-  constructor(code: ErrorCode, message: string, status: number, options: { hint?: string; retryable?: boolean } = {}) {
+  constructor(code: LlmErrorCode | 'INVALID_INPUT', message: string, status: number, options: { hint?: string | undefined; retryable?: boolean; cause?: unknown } = {}) {
     super(code, message, options);
     this.status = status;
   }
@@ -26,12 +27,12 @@ export class UpstreamAnswerError extends MonitorError {
 export class BusyError extends UpstreamAnswerError {
   readonly retryAfterMs: number | undefined;
 
-  constructor(message: string, status: number, retryAfterSeconds?: number) {
+  constructor(message: string, status: number, retryAfterMs?: number) {
     super('UPSTREAM_ERROR', message, status, {
       hint: 'The server is busy, overloaded or still loading the model; it was retried with backoff. Lower `concurrency` or the endpoint\'s concurrency if this persists.',
       retryable: true,
     });
-    this.retryAfterMs = retryAfterSeconds === undefined ? undefined : retryAfterSeconds * 1000;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -144,7 +145,7 @@ export function isConnectionFailure(error: unknown): boolean {
  * endpoint down); a connection closed after it was made is a retryable UPSTREAM_ERROR; timeouts are
  * TIMEOUT (not retried: the same request would take as long again).
  */
-export function transportError(error: unknown, ctx: UpstreamContext, phase: 'request' | 'answer'): MonitorError {
+export function transportError(error: unknown, ctx: UpstreamContext, phase: 'request' | 'answer'): MonitorError<string> {
   if (error instanceof MonitorError) return error;
   const code = errorCodeOf(error);
   const detail = redactSecret(error instanceof Error ? error.message : String(error), ctx.secret);
@@ -157,14 +158,14 @@ export function transportError(error: unknown, ctx: UpstreamContext, phase: 'req
   }
   const closed = code !== undefined && CLOSED_CODES.has(code);
   if (phase === 'answer' && (closed || (code !== undefined && UNREACHABLE_CODES.has(code)))) {
-    return new MonitorError('UPSTREAM_ERROR', `The connection to ${where} was reset mid-answer (${code}).`, {
+    return new LlmError('UPSTREAM_ERROR', `The connection to ${where} was reset mid-answer (${code}).`, {
       hint: 'Usually transient (the server restarted, or evicted the model mid-generation); it was retried with backoff. If it keeps happening, check the server log.',
       cause: error,
       retryable: true,
     });
   }
   if (closed) {
-    return new MonitorError('UPSTREAM_ERROR', `The connection to ${where} closed before the answer (${code}).`, {
+    return new LlmError('UPSTREAM_ERROR', `The connection to ${where} closed before the answer (${code}).`, {
       hint: 'Usually transient (the server restarted, crashed or evicted the model while generating); it was retried with backoff. If it keeps happening, check the server log.',
       cause: error,
       retryable: true,
@@ -172,24 +173,24 @@ export function transportError(error: unknown, ctx: UpstreamContext, phase: 'req
   }
   if (code !== undefined && UNREACHABLE_CODES.has(code)) {
     const reason = code === 'ECONNREFUSED' ? 'nothing is listening there (server not running?)' : code;
-    return new MonitorError('ENDPOINT_UNREACHABLE', `Cannot reach ${where} at ${ctx.endpoint.url}: ${reason}.`, {
+    return new LlmError('ENDPOINT_UNREACHABLE', `Cannot reach ${where} at ${ctx.endpoint.url}: ${reason}.`, {
       hint: startHint(ctx.endpoint),
       cause: error,
       retryable: true,
     });
   }
-  return new MonitorError('UPSTREAM_ERROR', `Request to ${where} failed: ${detail}`, { cause: error, retryable: false });
+  return new LlmError('UPSTREAM_ERROR', `Request to ${where} failed: ${detail}`, { cause: error, retryable: false });
 }
 
 /** Maps an error answer (any status, including 200 carrying `error`) to a MonitorError with a next step. */
-export function upstreamError(status: number, body: UpstreamErrorBody, ctx: UpstreamContext, retryAfterSeconds?: number): UpstreamAnswerError {
+export function upstreamError(status: number, body: UpstreamErrorBody, ctx: UpstreamContext, retryAfterMs?: number): UpstreamAnswerError {
   const where = `endpoint ${ctx.endpoint.name}`;
   const text = redactSecret(body.message.trim(), ctx.secret);
   const lower = text.toLowerCase();
   const type = (body.type ?? '').toLowerCase();
   const code = (body.code ?? '').toLowerCase();
   const statusText = status === 200 ? 'status 200 carrying an error' : `HTTP ${status}`;
-  const fail = (errorCode: ErrorCode, message: string, hint: string): UpstreamAnswerError => new UpstreamAnswerError(errorCode, message, status, { hint });
+  const fail = (errorCode: LlmErrorCode | 'INVALID_INPUT', message: string, hint: string): UpstreamAnswerError => new UpstreamAnswerError(errorCode, message, status, { hint });
 
   if (status === 401 || status === 403 || code === 'invalid_api_key' || /api token|api key/.test(lower)) {
     const env = ctx.endpoint.apiKeyEnv;
@@ -222,7 +223,7 @@ export function upstreamError(status: number, body: UpstreamErrorBody, ctx: Upst
   }
   // "Error loading model…" is a failed load, not a load in progress: retrying would only load again.
   if (status === 429 || status === 502 || status === 503 || status === 504 || type === 'unavailable_error' || /^loading model/.test(lower)) {
-    return new BusyError(`${where} is busy or unavailable (${statusText}): ${text}`, status, retryAfterSeconds);
+    return new BusyError(`${where} is busy or unavailable (${statusText}): ${text}`, status, retryAfterMs);
   }
   if (/(error|failed to|unable to) load(ing)? (the )?model/.test(lower)) {
     return fail('UPSTREAM_ERROR', `${where} could not load the model: ${text}`,
@@ -239,20 +240,12 @@ export function upstreamError(status: number, body: UpstreamErrorBody, ctx: Upst
  * Adds the endpoint's models to an unknown-model error when the server's own message does not name
  * them (llama-server, Ollama and LM Studio 0.3.15 only say "not found").
  */
-export function withModelList(error: MonitorError, models: readonly string[]): MonitorError {
+export function withModelList(error: MonitorError<string>, models: readonly string[]): MonitorError<string> {
   if (error.code !== 'MODEL_NOT_FOUND' || models.length === 0 || models.every((m) => error.message.includes(m))) return error;
   const listed = `${error.message} Models there: ${models.slice(0, 30).join(', ')}${models.length > 30 ? ', …' : ''}.`;
   const status = answeredStatus(error);
-  return status === undefined ? new MonitorError(error.code, listed, { hint: error.hint }) : new UpstreamAnswerError(error.code, listed, status, { hint: error.hint });
-}
-
-/** Retry-After: delay-seconds or an HTTP date; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | undefined, now: number = Date.now()): number | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return seconds >= 0 ? seconds : undefined;
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, (date - now) / 1000);
+  const options = { hint: error.hint, cause: error };
+  return status === undefined ? new LlmError('MODEL_NOT_FOUND', listed, options) : new UpstreamAnswerError('MODEL_NOT_FOUND', listed, status, options);
 }
 
 /** Retry-After in ms when the server sent one with a busy answer. */

@@ -1,6 +1,7 @@
 import { open, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { isMonitorError, MonitorError } from '../../errors.js';
+import { ScriptError } from './errors.js';
 import type { Logger } from '../../log.js';
 import { isInside, resolveInsideRoots } from '../../paths.js';
 import { HEADER_SCAN_BYTES, parseWorkerHeader, type WorkerHeader } from './header.js';
@@ -110,7 +111,7 @@ export class WorkerCatalog {
       if (!(await stat(real)).isFile()) continue;
       return { name: worker, path: real };
     }
-    throw new MonitorError('WORKER_NOT_FOUND', `No worker "${worker}" in ${dirs.join(', ')}.`, { hint: await this.availableHint() });
+    throw new ScriptError('WORKER_NOT_FOUND', `No worker "${worker}" in ${dirs.join(', ')}.`, { hint: await this.availableHint() });
   }
 
   /** The plan for a worker: its interpreter by extension, or the file itself when it is executable. */
@@ -134,18 +135,18 @@ export class WorkerCatalog {
   async planCommand(command: string): Promise<LaunchPlan> {
     const allowed = this.options.allowCommands;
     if (allowed.length === 0) {
-      throw new MonitorError('COMMAND_NOT_ALLOWED', `Running arbitrary commands ("${command}") is turned off on this server.`, {
+      throw new ScriptError('COMMAND_NOT_ALLOWED', `Running arbitrary commands ("${command}") is turned off on this server.`, {
         hint: 'Use a worker instead (list_workers shows them). The user can allow specific executables with --allow-command NAME or "allowCommands" in the config file.',
       });
     }
     if (!allowed.includes(command)) {
-      throw new MonitorError('COMMAND_NOT_ALLOWED', `The command "${command}" is not in the allowed list.`, {
+      throw new ScriptError('COMMAND_NOT_ALLOWED', `The command "${command}" is not in the allowed list.`, {
         hint: `Allowed commands: ${allowed.join(', ')}. Give one of these exactly, or use a worker (list_workers).`,
       });
     }
     const file = await findExecutable(command, this.options.searchPath);
     if (file === undefined) {
-      throw new MonitorError('SPAWN_FAILED', `The allowed command "${command}" was not found${command.includes('/') ? '' : ' on PATH'} or is not executable.`, {
+      throw new ScriptError('SPAWN_FAILED', `The allowed command "${command}" was not found${command.includes('/') ? '' : ' on PATH'} or is not executable.`, {
         hint: 'Ask the user to install it or to fix the allowCommands entry (a name on PATH or an absolute path).',
       });
     }

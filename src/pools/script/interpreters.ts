@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { MonitorError } from '../../errors.js';
+import { ScriptError } from './errors.js';
 import type { Logger } from '../../log.js';
 
 /** The first executable file called `name` in the `searchPath` folders, or undefined. */
@@ -67,7 +67,7 @@ export class InterpreterResolver {
     const wanted = name === 'node' ? this.options.nodePath : name;
     const found = await findExecutable(wanted, this.options.searchPath);
     if (found === undefined) {
-      throw new MonitorError('SPAWN_FAILED', `The interpreter "${wanted}" was not found${wanted.includes('/') ? '' : ' on PATH'}.`, {
+      throw new ScriptError('SPAWN_FAILED', `The interpreter "${wanted}" was not found${wanted.includes('/') ? '' : ' on PATH'}.`, {
         hint: 'Install it, or point the file extension at an installed interpreter in the config file, e.g. "script": {"interpreters": {".py": "/usr/bin/python3"}}.',
       });
     }

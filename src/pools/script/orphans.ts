@@ -1,9 +1,8 @@
-import { closeSync, openSync, readSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../log.js';
-import type { ProcessControl } from '../../processes.js';
+import { readProcInfo, type ProcessControl } from '../../processes.js';
 
 /** How often recover() looks whether stopped workers are gone during the kill grace. */
 const POLL_MS = 50;
@@ -11,43 +10,8 @@ const POLL_MS = 50;
 const COMPACT_BYTES = 64 * 1024;
 /** Ends of groups are written with the next start, or after this long: a lost end line is harmless. */
 const LAZY_FLUSH_MS = 1000;
-/** One /proc/<pid>/stat line (~300 bytes; the command name in it is at most 16). */
-const statBuffer = Buffer.alloc(1024);
 /** `<server pid>.groups`: one journal per server process (`.tmp` while being compacted). */
 const JOURNAL_NAME = /^(\d+)\.groups(\.tmp)?$/;
-
-/** A process as /proc shows it: its start time tells it from a later process given the same pid. */
-export interface ProcInfo {
-  /** Field 22 of /proc/<pid>/stat: clock ticks from boot to the process's start. */
-  startTime: string;
-  zombie: boolean;
-}
-
-/**
- * What /proc/<pid>/stat says of `pid`; undefined when there is no such process (or no /proc).
- * Synchronous on purpose: /proc is generated in memory and never waits on a disk. One read into
- * a buffer: the kernel builds the line anew for every read call, and for a process that has just
- * started that costs ~30 µs, so readFileSync's read-until-EOF doubled it (async: ~4x).
- */
-export function readProcInfo(pid: number): ProcInfo | undefined {
-  let text: string;
-  try {
-    const fd = openSync(`/proc/${pid}/stat`, 'r');
-    try {
-      text = statBuffer.toString('latin1', 0, readSync(fd, statBuffer, 0, statBuffer.length, 0));
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-  // Field 2 (the command name) is in parentheses and may itself hold spaces and ')'.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const state = fields[0];
-  const startTime = fields[22 - 3];
-  if (state === undefined || startTime === undefined || !/^\d+$/.test(startTime)) return undefined;
-  return { startTime, zombie: state === 'Z' };
-}
 
 /** `@ <start time>`: the first line of a journal, which tells its server from a later process with its pid. */
 const OWNER_LINE = /^@ (\d+)$/m;

@@ -47,7 +47,7 @@ export const scriptTaskInputSchema = z
 export type ScriptTaskInput = z.infer<typeof scriptTaskInputSchema>;
 
 /** Everything per job that tasks share, worked out once (not once per task). */
-export interface JobPlan {
+export interface RunPlan {
   launch: LaunchPlan;
   cwd: string;
   env: Record<string, string>;
@@ -73,13 +73,13 @@ export interface ScriptPoolOptions {
 }
 
 /**
- * Checks a job's options and turns them into a plan: the worker or command resolved (inside a
- * workers folder / on the allowlist), the interpreter found, the cwd inside an allowed root.
+ * Checks a job's options and works out how its tasks start: the worker or command resolved (inside
+ * a workers folder / on the allowlist), the interpreter found, the cwd inside an allowed root.
  */
-export async function planJob(
+export async function prepareRun(
   options: ScriptJobOptions,
   context: { catalog: WorkerCatalog; allowedRoots: readonly string[]; baseEnv: ScriptPoolOptions['baseEnv']; searchPath: string },
-): Promise<JobPlan> {
+): Promise<RunPlan> {
   const launch = await context.catalog.plan({ worker: options.worker, command: options.command });
   const cwd = await resolveCwd(options.cwd, context.allowedRoots);
   const env: Record<string, string> = {};
@@ -102,7 +102,7 @@ export class ScriptPool implements Pool {
   readonly kind = SCRIPT_KIND;
   readonly concurrency: number;
   private readonly options: ScriptPoolOptions;
-  private readonly plans = new Map<string, Promise<JobPlan>>();
+  private readonly plans = new Map<string, Promise<RunPlan>>();
 
   constructor(options: ScriptPoolOptions) {
     if (!(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
@@ -134,13 +134,13 @@ export class ScriptPool implements Pool {
    * each, but a resumed task (a later attempt) is checked again against the folders and files as
    * they are now, and a failed plan is not kept (what failed it may be fixed by the next task).
    */
-  private planFor(jobId: string, attempt: number, rawOptions: unknown): Promise<JobPlan> {
+  private planFor(jobId: string, attempt: number, rawOptions: unknown): Promise<RunPlan> {
     const key = `${jobId}#${attempt}`;
     let plan = this.plans.get(key);
     if (!plan) {
       const parsed = scriptJobOptionsSchema.safeParse(rawOptions);
       plan = parsed.success
-        ? planJob(parsed.data, this.options)
+        ? prepareRun(parsed.data, this.options)
         : Promise.reject(new MonitorError('INVALID_INPUT', `The stored options of job ${jobId} are not script options: ${parsed.error.message}`));
       const cached = plan;
       cached.catch(() => {
@@ -155,7 +155,7 @@ export class ScriptPool implements Pool {
     return plan;
   }
 
-  private async spawn(plan: JobPlan, input: ScriptTaskInput, task: TaskContext): Promise<TaskResult> {
+  private async spawn(plan: RunPlan, input: ScriptTaskInput, task: TaskContext): Promise<TaskResult> {
     const { outputCapBytes, inlineBytes } = this.options;
     const stdinText = input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined);
     const env: Record<string, string> = {
@@ -288,7 +288,7 @@ export class ScriptPool implements Pool {
   }
 
   private failure(
-    plan: JobPlan,
+    plan: RunPlan,
     stopReason: 'timeout' | 'cancel' | undefined,
     exit: { code: number | null; signal: NodeJS.Signals | null } | undefined,
     stderrTail: unknown,

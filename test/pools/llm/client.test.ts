@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EndpointConfig } from '../../../src/config.js';
+import type { EndpointConfig } from '../../../src/pools/llm/settings.js';
 import { EndpointClient } from '../../../src/pools/llm/client.js';
 import { LmStudioDouble } from '../../fixtures/lmstudio-double.js';
 import { failure } from '../../helpers/cleanup.js';
@@ -278,7 +278,7 @@ describe('EndpointClient: stream-only and connection errors', () => {
       await client.models(signal());
       await client.close();
       const late = await failure(client.models(signal()));
-      expect(late.code).toBe('CANCELLED');
+      expect(late.code).toBe('SHUTTING_DOWN');
       expect(double.connections).toBe(1);
       expect(double.requests).toHaveLength(1);
     } finally {

@@ -123,7 +123,8 @@ describe.skipIf(!available)('LLM pool against the real llama-server (tiny model,
       }
 
       const busiest = await slotWatch;
-      const sent = c.app.services.llm.router.stats('llama')?.peak;
+      const models = await c.call('lmstudio_models', {});
+      const sent = (models.structuredContent as { endpoints: Array<{ name: string; peak_in_flight: number }> }).endpoints.find((e) => e.name === 'llama')?.peak_in_flight;
       console.info(`llama-server: at most ${busiest} slots processing at once; at most ${sent} requests in flight (limit 4)`);
       expect(sent).toBe(4);
       expect(busiest).toBeGreaterThanOrEqual(2);

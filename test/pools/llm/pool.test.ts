@@ -1,11 +1,14 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import type { Config, EndpointConfig } from '../../../src/config.js';
+import type { Config } from '../../../src/config.js';
 import { Engine } from '../../../src/engine/engine.js';
 import type { TaskRecord } from '../../../src/engine/types.js';
 import { silentLogger } from '../../../src/log.js';
-import { backoffMs } from '../../../src/pools/llm/pool.js';
-import { LlmService } from '../../../src/pools/llm/service.js';
+import type { Endpoints } from '../../../src/pools/llm/endpoints.js';
+import { createLlmParts } from '../../../src/pools/llm/index.js';
+import { LLM_BACKOFF, type LlmPool } from '../../../src/pools/llm/pool.js';
+import type { EndpointConfig } from '../../../src/pools/llm/settings.js';
+import { backoffMs, retryDelayMs } from '../../../src/pools/retry.js';
 import type { LlmJobOptions, LlmTaskInput } from '../../../src/pools/llm/types.js';
 import { JobStore } from '../../../src/store/store.js';
 import { LmStudioDouble, type DoubleOptions } from '../../fixtures/lmstudio-double.js';
@@ -17,7 +20,8 @@ interface Rig {
   engine: Engine;
   /** Waits until the job has no queued or running task. */
   settle(jobId: string): Promise<void>;
-  service: LlmService;
+  service: Endpoints;
+  pool: LlmPool;
   config: Config;
   run(prompts: string[], options?: Partial<LlmJobOptions>, concurrency?: number): Promise<{ jobId: string; records: TaskRecord[] }>;
   submit(prompts: string[], options?: Partial<LlmJobOptions>, concurrency?: number): Promise<string>;
@@ -41,16 +45,16 @@ async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void =
     c.llm.maxRetries = 3;
     edit(c);
   });
-  const service = new LlmService(config, { log: silentLogger, env: {} });
+  const { endpoints: service, pool } = createLlmParts(config, { log: silentLogger, env: {} });
   const store = new JobStore(config.stateDir, silentLogger);
-  const engine = new Engine({ store, pools: [service.pool], log: silentLogger, retentionDays: 1 });
+  const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 1 });
   await engine.init();
   cleanups.push(async () => {
     await engine.close();
     await service.close();
     await rm(config.stateDir, { recursive: true, force: true });
   });
-  const submit = async (prompts: string[], options: Partial<LlmJobOptions> = {}, concurrency = service.pool.concurrency): Promise<string> => {
+  const submit = async (prompts: string[], options: Partial<LlmJobOptions> = {}, concurrency = pool.concurrency): Promise<string> => {
     const inputs: LlmTaskInput[] = prompts.map((prompt, i) => ({ id: String(i + 1), messages: [{ role: 'user', content: prompt }] }));
     const job = await engine.submit({ kind: 'llm', inputs, options: { model: 'test-model', timeout_seconds: 30, ...options }, concurrency });
     return job.id;
@@ -61,6 +65,7 @@ async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void =
   return {
     engine,
     service,
+    pool,
     config,
     submit,
     settle,
@@ -81,10 +86,10 @@ describe('LlmPool', () => {
     const a = await double({ latencyMs: 60, slots: 8 });
     const b = await double({ latencyMs: 60, slots: 8 });
     const r = await rig([endpoint('a', a.url, 2), endpoint('b', b.url, 3)]);
-    // Twice the endpoint limits: the extra tasks wait in the router, ready to send.
-    expect(r.service.pool.concurrency).toBe(10);
+    // All endpoint limits together: the engine starts no more, the router holds each endpoint to its own.
+    expect(r.pool.concurrency).toBe(5);
     const started = Date.now();
-    const { records } = await r.run(Array.from({ length: 20 }, (_, i) => `prompt ${i}`));
+    const { jobId, records } = await r.run(Array.from({ length: 20 }, (_, i) => `prompt ${i}`));
     const wall = Date.now() - started;
     expect(records.every((rec) => rec.state === 'succeeded')).toBe(true);
     expect(a.peakInFlight).toBeLessThanOrEqual(2);
@@ -96,7 +101,10 @@ describe('LlmPool', () => {
     const endpoints = new Set(records.map((rec) => valueOf(rec).endpoint));
     expect(endpoints).toEqual(new Set(['a', 'b']));
     const first = records[0];
-    expect(first?.usage?.promptTokens).toBeGreaterThan(0);
+    expect(valueOf(first).tokens_in).toBeGreaterThan(0);
+    // The job's totals sum every result's tokens.
+    const tokensIn = records.reduce((n, rec) => n + Number(valueOf(rec).tokens_in), 0);
+    expect(r.engine.snapshotOf(jobId).totals?.fields).toMatchObject({ tokens: { prompt: tokensIn } });
     expect(valueOf(first)).toMatchObject({ id: '1', text: 'Answer to: prompt 0', model: 'test-model', finish_reason: 'stop', truncated: false });
     // Short answers live inline only.
     expect(first?.files).toBeUndefined();
@@ -272,10 +280,10 @@ describe('LlmPool', () => {
     expect((await stat(file)).mode & 0o777).toBe(0o600);
   });
 
-  it('a per-job concurrency below the endpoint limit caps that job, even with tasks dispatched ahead', async () => {
+  it('a per-job concurrency below the endpoint limit caps that job; above it, the endpoint limit holds', async () => {
     const d = await double({ latencyMs: 30 });
     const r = await rig([endpoint('d', d.url, 4)]);
-    await r.run(Array.from({ length: 12 }, (_, i) => `p${i}`), { concurrency: 2 }, 8);
+    await r.run(Array.from({ length: 12 }, (_, i) => `p${i}`), {}, 2);
     expect(d.peakInFlight).toBe(2);
     d.resetStats();
     await r.run(Array.from({ length: 12 }, (_, i) => `p${i}`), {}, 8);
@@ -283,11 +291,12 @@ describe('LlmPool', () => {
   });
 
   it('backs off exponentially with jitter, and honours Retry-After', () => {
-    expect(backoffMs(1, undefined, () => 0)).toBe(125);
-    expect(backoffMs(1, undefined, () => 1)).toBe(250);
-    expect(backoffMs(3, undefined, () => 1)).toBe(1000);
-    expect(backoffMs(20, undefined, () => 1)).toBe(8000);
-    expect(backoffMs(1, 2000)).toBe(2000);
-    expect(backoffMs(1, 999_000)).toBe(30_000);
+    const policy = { maxRetries: 3, ...LLM_BACKOFF };
+    expect(backoffMs(1, policy, () => 0)).toBe(125);
+    expect(backoffMs(1, policy, () => 1)).toBe(250);
+    expect(backoffMs(3, policy, () => 1)).toBe(1000);
+    expect(backoffMs(20, policy, () => 1)).toBe(8000);
+    expect(retryDelayMs(1, policy, 2000)).toBe(2000);
+    expect(retryDelayMs(1, policy, 999_000)).toBe(30_000);
   });
 });

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EndpointConfig } from '../../../src/config.js';
+import type { EndpointConfig } from '../../../src/pools/llm/settings.js';
 import { MonitorError } from '../../../src/errors.js';
 import { EndpointClient } from '../../../src/pools/llm/client.js';
 import { answeredStatus, redactSecret, retryAfterMs, transportError, type UpstreamContext } from '../../../src/pools/llm/upstream.js';

@@ -4,11 +4,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
 import { silentLogger } from '../../../src/log.js';
-import { processControl, type ProcessControl } from '../../../src/processes.js';
-import { createScriptWorkers } from '../../../src/pools/script/kind.js';
-import { GroupRecords, parseJournal, readProcInfo } from '../../../src/pools/script/orphans.js';
+import { processControl, readProcInfo, type ProcessControl } from '../../../src/processes.js';
+import { GroupRecords, parseJournal } from '../../../src/pools/script/orphans.js';
 import { makeTempDir, repoRoot } from '../../helpers/client.js';
-import { alive, eventually, fixtureWorkers, killQuietly, readPids, scriptConfig } from '../../helpers/scripts.js';
+import { alive, eventually, fixtureWorkers, killQuietly, readPids, scriptConfig, scriptPool } from '../../helpers/scripts.js';
 
 let config: Config;
 let workDir: string;
@@ -67,13 +66,13 @@ async function writeJournal(owner: number, lines: string[]): Promise<void> {
 }
 
 const recoverAsNextServer = async (): Promise<void> => {
-  await createScriptWorkers(config, process.env, silentLogger, thisServer).pool.recover();
+  await scriptPool(config, process.env, thisServer).recover();
 };
 
 describe('orphaned worker groups', { timeout: 20_000 }, () => {
   it('journals each running group under the state dir and its end when the task ends; close removes the journal', async () => {
     const owner = await deadPid();
-    const pool = createScriptWorkers(config, process.env, silentLogger, processControl(owner, kill)).pool;
+    const pool = scriptPool(config, process.env, processControl(owner, kill));
     const pidFile = path.join(workDir, `record-${Date.now()}`);
     const pending = pool.run({
       jobId: 'job_records',

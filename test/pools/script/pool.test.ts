@@ -3,12 +3,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
 import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
-import { silentLogger } from '../../../src/log.js';
-import { createScriptWorkers } from '../../../src/pools/script/kind.js';
 import type { ProcessControl } from '../../../src/processes.js';
 import type { ScriptJobOptions, ScriptPool } from '../../../src/pools/script/pool.js';
 import { makeTempDir, repoRoot, testProcesses } from '../../helpers/client.js';
-import { alive, eventually, killQuietly, readPids, scriptConfig } from '../../helpers/scripts.js';
+import { alive, eventually, killQuietly, readPids, scriptConfig, scriptPool } from '../../helpers/scripts.js';
 
 let config: Config;
 let pool: ScriptPool;
@@ -19,7 +17,7 @@ beforeAll(async () => {
   config = await scriptConfig((c) => {
     c.allowedRoots = [repoRoot, '/tmp'];
   });
-  pool = createScriptWorkers(config, process.env, silentLogger, testProcesses).pool;
+  pool = scriptPool(config, process.env, testProcesses);
   outputDir = await makeTempDir('monitor-pool-out-');
 });
 
@@ -186,7 +184,7 @@ describe('ScriptPool', () => {
     const recordingConfig = await scriptConfig((c) => {
       c.allowedRoots = [repoRoot];
     });
-    const recordingPool = createScriptWorkers(recordingConfig, process.env, silentLogger, recording).pool;
+    const recordingPool = scriptPool(recordingConfig, process.env, recording);
     try {
       const task: TaskContext = { jobId: 'job_signals', index: 0, input: { args: ['30'] }, options: { worker: 'sleep.py', cwd: repoRoot, timeout_seconds: 0.5 }, outputDir, attempt: 1, signal: new AbortController().signal };
       const result = await recordingPool.run(task);
@@ -259,7 +257,7 @@ describe('ScriptPool', () => {
       c.llm.endpoints = [{ name: 'lmstudio', url: 'http://127.0.0.1:1234', concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'FIXTURE_LM_KEY' }];
     });
     const env = { ...process.env, FIXTURE_HTTP_TOKEN: 'http-secret', FIXTURE_LM_KEY: 'lm-secret', FIXTURE_PLAIN: 'plain' };
-    const secretPool = createScriptWorkers(withSecrets, env, silentLogger, testProcesses).pool;
+    const secretPool = scriptPool(withSecrets, env, testProcesses);
     try {
       const task: TaskContext = { jobId: 'job_secrets', index: 0, input: {}, options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 10 }, outputDir, attempt: 1, signal: new AbortController().signal };
       const json = valueOf(await secretPool.run(task)).json as { env: Record<string, string> };
@@ -279,7 +277,7 @@ describe('ScriptPool', () => {
       c.workersDirs = [...c.workersDirs, workers];
       c.allowedRoots = [repoRoot];
     });
-    const replanPool = createScriptWorkers(replanConfig, process.env, silentLogger, testProcesses).pool;
+    const replanPool = scriptPool(replanConfig, process.env, testProcesses);
     const task = (index: number, attempt: number): TaskContext => ({
       jobId: 'job_replan',
       index,
@@ -334,7 +332,7 @@ describe('ScriptPool', () => {
     const broken = await scriptConfig((c) => {
       c.script.interpreters = { ...c.script.interpreters, '.py': '/nonexistent/python9' };
     });
-    const brokenPool = createScriptWorkers(broken, process.env, silentLogger, testProcesses).pool;
+    const brokenPool = scriptPool(broken, process.env, testProcesses);
     const task: TaskContext = { jobId: 'job_broken', index: 0, input: {}, options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 5 }, outputDir, attempt: 1, signal: new AbortController().signal };
     await expect(brokenPool.run(task)).rejects.toMatchObject({ code: 'SPAWN_FAILED', hint: expect.stringContaining('interpreters') });
     await rm(broken.stateDir, { recursive: true, force: true });

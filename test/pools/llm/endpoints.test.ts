@@ -1,9 +1,12 @@
 import { rm } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import type { Config, EndpointConfig } from '../../../src/config.js';
+import type { Config } from '../../../src/config.js';
 import { Engine } from '../../../src/engine/engine.js';
 import { silentLogger } from '../../../src/log.js';
-import { LlmService, matchModel } from '../../../src/pools/llm/service.js';
+import { type Endpoints, matchModel } from '../../../src/pools/llm/endpoints.js';
+import { createLlmParts } from '../../../src/pools/llm/index.js';
+import type { LlmPool } from '../../../src/pools/llm/pool.js';
+import type { EndpointConfig } from '../../../src/pools/llm/settings.js';
 import { JobStore } from '../../../src/store/store.js';
 import { LmStudioDouble, type DoubleOptions } from '../../fixtures/lmstudio-double.js';
 import { testConfig } from '../../helpers/client.js';
@@ -27,25 +30,27 @@ interface ServiceOptions {
   now?: () => number;
 }
 
-async function service(endpoints: EndpointConfig[], options: ServiceOptions = {}, edit: (c: Config) => void = () => {}): Promise<LlmService> {
+/** The pool and state dir behind each endpoints object service() made. */
+const rigs = new WeakMap<Endpoints, { pool: LlmPool; stateDir: string }>();
+
+async function service(endpoints: EndpointConfig[], options: ServiceOptions = {}, edit: (c: Config) => void = () => {}): Promise<Endpoints> {
   const config = await testConfig((c) => {
     c.llm.endpoints = endpoints;
     edit(c);
   });
-  const deps: ConstructorParameters<typeof LlmService>[1] = { log: silentLogger, env: options.env ?? {} };
-  if (options.now) deps.now = options.now;
-  const llm = new LlmService(config, deps);
+  const parts = createLlmParts(config, { log: silentLogger, env: options.env ?? {}, ...(options.now ? { now: options.now } : {}) });
+  rigs.set(parts.endpoints, { pool: parts.pool, stateDir: config.stateDir });
   cleanups.push(async () => {
-    await llm.close();
+    await parts.endpoints.close();
     await rm(config.stateDir, { recursive: true, force: true });
   });
-  return llm;
+  return parts.endpoints;
 }
 
 
 const listRequests = (d: LmStudioDouble): number => d.requests.filter((q) => q.path.endsWith('/models')).length;
 
-describe('LlmService discovery', () => {
+describe('Endpoints discovery', () => {
   it('answers "cached" from the cache for 30 s, then refreshes in the background; a failure is looked at again after 3 s', async () => {
     const d = await double();
     let clock = 1_000_000;
@@ -97,7 +102,9 @@ describe('LlmService discovery', () => {
     expect(found).toMatchObject({ endpoints: [], unverified: ['d'] });
 
     const d = await double({ port });
-    const engine = new Engine({ store: new JobStore(llm.config.stateDir, silentLogger), pools: [llm.pool], log: silentLogger, retentionDays: 1 });
+    const rig = rigs.get(llm);
+    if (!rig) throw new Error('no rig');
+    const engine = new Engine({ store: new JobStore(rig.stateDir, silentLogger), pools: [rig.pool], log: silentLogger, retentionDays: 1 });
     await engine.init();
     cleanups.push(() => engine.close());
     const job = await engine.submit({
@@ -130,7 +137,7 @@ describe('LlmService discovery', () => {
   });
 });
 
-describe('LlmService model resolution', () => {
+describe('Endpoints model resolution', () => {
   it('takes the only model of a single-model server, refuses to guess among several, and uses the loaded LLM of LM Studio', async () => {
     const single = await double({ flavor: 'openai', models: [{ id: 'tiny' }] });
     expect((await (await service([endpoint('s', single.url, { flavor: 'openai' })])).resolveModel(undefined)).model).toBe('tiny');
@@ -162,7 +169,7 @@ describe('LlmService model resolution', () => {
   });
 });
 
-describe('LlmService warm-up and reports', () => {
+describe('Endpoints warm-up and reports', () => {
   it('shares one warm-up between concurrent callers, and skips models already loaded', async () => {
     const d = await double({ models: [{ id: 'cold', state: 'not-loaded' }, { id: 'warm', state: 'loaded' }], loadMs: 100 });
     const llm = await service([endpoint('d', d.url)]);

@@ -1,20 +1,21 @@
-import type { Config, EndpointConfig } from '../../config.js';
 import { MonitorError, toTaskError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { EndpointClient } from './client.js';
 import { Deadline } from './deadline.js';
-import { LlmPool } from './pool.js';
+import { LlmError } from './errors.js';
 import { Router } from './router.js';
-import { SchemaValidator } from './schema.js';
+import type { EndpointConfig, LlmConfig } from './settings.js';
 import type { ModelInfo } from './types.js';
 import { answeredStatus, withModelList } from './upstream.js';
 
-export interface LlmDeps {
+export interface EndpointsDeps {
   log: Logger;
   /** The process environment (or a test's): bearer tokens are read from the vars named by `apiKeyEnv`. */
   env: Readonly<Record<string, string | undefined>>;
   now?: () => number;
 }
+
+export type LlmSettings = LlmConfig['llm'];
 
 /** One endpoint as lmstudio_models and doctor show it. */
 export interface EndpointReport {
@@ -29,7 +30,9 @@ export interface EndpointReport {
   /** Set when the config pins the models this endpoint may serve. */
   configuredModels?: string[];
   models: ModelInfo[];
+  /** Requests in flight now, and the most seen at once since the server started. */
   active: number;
+  peak: number;
   tokenEnv?: string;
   tokenSet: boolean;
 }
@@ -48,7 +51,7 @@ export interface Discovery {
   /** The last list read successfully; kept when a later refresh fails. */
   models?: ModelInfo[];
   /** Set when the last refresh failed. */
-  error?: MonitorError;
+  error?: MonitorError<string>;
   /** The last refresh got an HTTP answer (even an error answer). */
   answered: boolean;
 }
@@ -62,7 +65,7 @@ export interface Candidates {
   /** The id to send to each endpoint (`qwen3` is `qwen3:latest` on Ollama). */
   served: Record<string, string>;
   /** Why no endpoint is known to serve it. */
-  error?: MonitorError;
+  error?: MonitorError<string>;
 }
 
 /** Model lists are cached this long; after a failure, the next "cached" caller refreshes sooner. */
@@ -101,14 +104,13 @@ function isChatModel(model: ModelInfo): boolean {
 }
 
 /**
- * Everything the LLM tools need: one client per endpoint, the router (limits, least busy,
- * failover), cached model lists, model resolution and LM Studio warm-up, and the pool.
+ * The LLM endpoints: one client per endpoint, the router (limits, least busy, failover), cached
+ * model lists, model resolution and LM Studio warm-up. The pool sends prompts through it; the
+ * planner resolves models with it; lmstudio_models and doctor report from it.
  */
-export class LlmService {
-  readonly config: Config;
+export class Endpoints {
+  readonly settings: LlmSettings;
   readonly router: Router;
-  readonly schemas = new SchemaValidator();
-  readonly pool: LlmPool;
   readonly log: Logger;
   private readonly clients = new Map<string, EndpointClient>();
   private readonly discovery = new Map<string, Discovery>();
@@ -119,22 +121,21 @@ export class LlmService {
   private readonly lifetime = new AbortController();
   private readonly now: () => number;
 
-  constructor(config: Config, deps: LlmDeps) {
-    this.config = config;
+  constructor(settings: LlmSettings, deps: EndpointsDeps) {
+    this.settings = settings;
     this.log = deps.log;
     this.now = deps.now ?? Date.now;
-    for (const endpoint of config.llm.endpoints) {
+    for (const endpoint of settings.endpoints) {
       const token = endpoint.apiKeyEnv ? deps.env[endpoint.apiKeyEnv] : undefined;
       const options: ConstructorParameters<typeof EndpointClient>[0] = {
         endpoint,
-        requestTimeoutMs: config.llm.requestTimeoutSeconds * 1000,
-        stream: config.llm.stream,
+        requestTimeoutMs: settings.requestTimeoutSeconds * 1000,
+        stream: settings.stream,
       };
       if (token !== undefined) options.token = token;
       this.clients.set(endpoint.name, new EndpointClient(options));
     }
-    this.router = new Router(config.llm.endpoints.map((e) => ({ name: e.name, limit: e.concurrency })), this.now);
-    this.pool = new LlmPool(this);
+    this.router = new Router(settings.endpoints.map((e) => ({ name: e.name, limit: e.concurrency })), this.now);
   }
 
   get endpointNames(): string[] {
@@ -171,15 +172,15 @@ export class LlmService {
     const pending = this.pendingDiscovery.get(name);
     if (pending && pending.generation === generation) return pending.promise;
     const client = this.client(name);
-    const deadline = new Deadline(Math.min(10_000, this.config.llm.requestTimeoutSeconds * 1000), [this.lifetime.signal], () =>
-      new MonitorError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models within 10 s.`, { retryable: true }),
+    const deadline = new Deadline(Math.min(10_000, this.settings.requestTimeoutSeconds * 1000), [this.lifetime.signal], () =>
+      new LlmError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models within 10 s.`, { retryable: true }),
     );
     const promise: Promise<Discovery> = client
       .models(deadline.signal)
       .then(
         (models): Discovery => ({ at: this.now(), models, answered: true }),
         (error: unknown): Discovery => {
-          const mapped = error instanceof MonitorError ? error : new MonitorError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models.`, { cause: error, retryable: true });
+          const mapped = error instanceof MonitorError ? error : new LlmError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models.`, { cause: error, retryable: true });
           const failed: Discovery = { at: this.now(), error: mapped, answered: answeredStatus(mapped) !== undefined };
           // A failed refresh keeps the last good list: one hiccup must not fail a batch while the server is up.
           const previous = this.discovery.get(name)?.models;
@@ -215,7 +216,7 @@ export class LlmService {
   /** Every endpoint: reachable or not (why), its models, and how busy it is. */
   async report(signal?: AbortSignal): Promise<EndpointReport[]> {
     return Promise.all(
-      this.config.llm.endpoints.map(async (endpoint) => {
+      this.settings.endpoints.map(async (endpoint) => {
         const found = await this.discover(endpoint.name, 'fresh', signal);
         const stats = this.router.stats(endpoint.name);
         const report: EndpointReport = {
@@ -226,6 +227,7 @@ export class LlmService {
           reachable: found.error ? found.answered : true,
           models: found.error ? [] : (found.models ?? []),
           active: stats?.active ?? 0,
+          peak: stats?.peak ?? 0,
           tokenSet: this.client(endpoint.name).hasToken,
         };
         if (found.error) report.error = toTaskError(found.error);
@@ -243,7 +245,7 @@ export class LlmService {
    */
   async candidatesFor(model: string, mode: 'fresh' | 'cached', signal?: AbortSignal): Promise<Candidates> {
     const found: Candidates = { endpoints: [], unverified: [], served: {} };
-    const unreachable: MonitorError[] = [];
+    const unreachable: Array<MonitorError<string>> = [];
     const ambiguous: string[] = [];
     const available = new Set<string>();
     const consider = (name: string, ids: readonly string[]): void => {
@@ -255,7 +257,7 @@ export class LlmService {
       else for (const id of ids) available.add(id);
     };
     await Promise.all(
-      this.config.llm.endpoints.map(async (endpoint) => {
+      this.settings.endpoints.map(async (endpoint) => {
         if (endpoint.models.length > 0) return consider(endpoint.name, endpoint.models);
         const list = await this.discover(endpoint.name, mode, signal);
         if (list.error) unreachable.push(list.error);
@@ -282,7 +284,7 @@ export class LlmService {
     }
     const list = [...available].slice(0, 30);
     const down = unreachable.length > 0 ? ` (${unreachable.length} endpoint(s) did not answer: ${unreachable.map((e) => e.message).join(' ')})` : '';
-    found.error = new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${model}". Available: ${list.length > 0 ? list.join(', ') : 'none'}${down}.`, {
+    found.error = new LlmError('MODEL_NOT_FOUND', `No endpoint serves model "${model}". Available: ${list.length > 0 ? list.join(', ') : 'none'}${down}.`, {
       hint: 'Pass one of the available models as `model` (lmstudio_models lists them per endpoint), download it in LM Studio (`lms get <model>`), or add it to an endpoint\'s "models" in the config file.',
     });
     return found;
@@ -293,12 +295,12 @@ export class LlmService {
    * Refuses when no endpoint serving it answered just now (the server is down: say so at submit).
    */
   async resolveModel(requested: string | undefined, signal?: AbortSignal): Promise<ResolvedModel> {
-    const model = requested ?? this.config.llm.defaultModel ?? (await this.loadedModel(signal));
+    const model = requested ?? this.settings.defaultModel ?? (await this.loadedModel(signal));
     const found = await this.candidatesFor(model, 'fresh', signal);
     const live = found.endpoints.filter((name) => this.endpointIsConfiguredFor(name) || !this.discovery.get(name)?.error);
     if (live.length === 0) {
       const down = found.endpoints.map((name) => this.discovery.get(name)?.error).find((e) => e !== undefined);
-      throw down ?? found.error ?? new MonitorError('MODEL_NOT_FOUND', `No endpoint serves model "${model}".`);
+      throw down ?? found.error ?? new LlmError('MODEL_NOT_FOUND', `No endpoint serves model "${model}".`);
     }
     const resolved: ResolvedModel = { model, endpoints: found.endpoints };
     const context = this.contextLength(model, found.endpoints);
@@ -307,7 +309,7 @@ export class LlmService {
   }
 
   private endpointIsConfiguredFor(name: string): boolean {
-    return (this.config.llm.endpoints.find((e) => e.name === name)?.models.length ?? 0) > 0;
+    return (this.settings.endpoints.find((e) => e.name === name)?.models.length ?? 0) > 0;
   }
 
   /** Smallest known context length of `model` among `endpoints` (from the cached lists). */
@@ -325,10 +327,10 @@ export class LlmService {
 
   /** The loaded LLM of the first endpoint that has one (or the only LLM of a single-model server). */
   private async loadedModel(signal?: AbortSignal): Promise<string> {
-    const unreachable: MonitorError[] = [];
+    const unreachable: Array<MonitorError<string>> = [];
     const notLoaded: string[] = [];
     const ambiguous: string[] = [];
-    for (const endpoint of this.config.llm.endpoints) {
+    for (const endpoint of this.settings.endpoints) {
       const first = endpoint.models[0];
       if (first !== undefined) return first;
       const found = await this.discover(endpoint.name, 'fresh', signal);
@@ -353,13 +355,13 @@ export class LlmService {
       });
     }
     if (notLoaded.length > 0) {
-      throw new MonitorError('MODEL_NOT_LOADED', `No LLM is loaded. Downloaded: ${notLoaded.slice(0, 20).join(', ')}.`, {
+      throw new LlmError('MODEL_NOT_LOADED', `No LLM is loaded. Downloaded: ${notLoaded.slice(0, 20).join(', ')}.`, {
         hint: 'Pass `model` with one of these (LM Studio loads it just in time), load one (`lms load <model>` or LM Studio\'s Developer tab), or set a default with --model.',
       });
     }
     const first = unreachable[0];
     if (first) throw first;
-    throw new MonitorError('MODEL_NOT_LOADED', 'No endpoint lists any LLM.', { hint: 'Download and load a model in LM Studio, or pass `model`.' });
+    throw new LlmError('MODEL_NOT_LOADED', 'No endpoint lists any LLM.', { hint: 'Download and load a model in LM Studio, or pass `model`.' });
   }
 
   /**
@@ -395,8 +397,8 @@ export class LlmService {
     const info = found.error ? undefined : found.models?.find((m) => m.id === model);
     if (info?.state !== 'not-loaded') return;
     const lease = await this.router.acquire([name], this.lifetime.signal);
-    const deadline = new Deadline(this.config.llm.requestTimeoutSeconds * 1000, [this.lifetime.signal], () =>
-      new MonitorError('TIMEOUT', `Loading ${model} on ${name} took longer than ${this.config.llm.requestTimeoutSeconds} s.`),
+    const deadline = new Deadline(this.settings.requestTimeoutSeconds * 1000, [this.lifetime.signal], () =>
+      new LlmError('TIMEOUT', `Loading ${model} on ${name} took longer than ${this.settings.requestTimeoutSeconds} s.`),
     );
     try {
       this.log.info(`loading model ${model} on ${name} with one short request before the batch starts`);
@@ -409,7 +411,7 @@ export class LlmService {
   }
 
   /** An unknown-model error from a request, with the endpoint's models (read now) when the server did not list them. */
-  async explainUnknownModel(name: string, error: MonitorError, signal: AbortSignal): Promise<MonitorError> {
+  async explainUnknownModel(name: string, error: MonitorError<string>, signal: AbortSignal): Promise<MonitorError<string>> {
     // The list that sent us there is evidently stale: the next tasks read it again.
     this.invalidate(name);
     const found = await this.discover(name, 'fresh', signal);
@@ -417,7 +419,7 @@ export class LlmService {
   }
 
   async close(): Promise<void> {
-    this.lifetime.abort(new MonitorError('CANCELLED', 'Server shutting down.'));
+    this.lifetime.abort(new MonitorError('SHUTTING_DOWN', 'The server is shutting down.'));
     await Promise.all([...this.clients.values()].map((c) => c.close()));
   }
 }

@@ -1,0 +1,67 @@
+import path from 'node:path';
+import { atMost, choice, type Constraint, int, list, num, pathSetting, type SettingsTree, type ValuesOf } from './settings.js';
+
+/** Longest timeout anywhere (a day): Node timers overflow past 2^31-1 ms (~24.8 days) and fire at once. */
+export const MAX_TIMEOUT_SECONDS = 86_400;
+/** Longest wait of one tool call: Claude Code backgrounds a call after 2 minutes, so stay under it. */
+export const MAX_WAIT_SECONDS = 110;
+/** Claude Code refuses tool output above 25,000 tokens by default. */
+export const MAX_BUDGET_TOKENS = 25_000;
+
+/** The settings of the server itself: the state directory, the allowed folders, logging, collect_results. */
+export const CORE_SETTINGS = {
+  stateDir: pathSetting({
+    help: 'Where jobs are kept',
+    default: (ctx) => path.join(ctx.env.XDG_STATE_HOME || path.join(ctx.home, '.local', 'state'), 'monitor-mcp'),
+    defaultText: '$XDG_STATE_HOME/monitor-mcp (~/.local/state/monitor-mcp)',
+    env: 'MONITOR_STATE_DIR',
+    flag: '--state-dir DIR',
+  }),
+  retentionDays: num({
+    help: 'Jobs are removed at start-up this many days after they finished',
+    default: 7,
+    min: 0,
+    env: 'MONITOR_RETENTION_DAYS',
+    flag: '--retention-days N',
+  }),
+  allowedRoots: list({
+    help: 'Folders that paths must stay inside (script cwd, LLM files, what the bundled workers read)',
+    details: 'Other workers\' args are passed as given. The last source that names roots replaces the others (and the cwd default)',
+    item: 'folder',
+    paths: true,
+    combine: 'replace',
+    // The folder the client started the server in is the project, except the filesystem root:
+    // Claude Desktop may start servers in "/", and that would allow every file. Then no folder is
+    // allowed until the user names one (--root), and path-taking tools say so.
+    default: (ctx) => (path.parse(path.resolve(ctx.cwd)).root === path.resolve(ctx.cwd) ? [] : [ctx.cwd]),
+    defaultText: 'the server\'s cwd; none if that is /',
+    env: { name: 'MONITOR_ALLOWED_ROOTS', separator: 'path' },
+    flag: '--root DIR',
+  }),
+  logLevel: choice(['debug', 'info', 'warn', 'error'], {
+    help: 'How much to log (always to stderr)',
+    default: 'info',
+    env: 'MONITOR_LOG_LEVEL',
+    flag: '--log-level LEVEL',
+  }),
+  collect: {
+    defaultWaitSeconds: num({ help: 'Default wait of collect_results', default: 20, min: 0, max: MAX_WAIT_SECONDS, flag: '--wait-seconds N' }),
+    maxWaitSeconds: num({
+      help: 'Longest wait of any call',
+      details: `At most ${MAX_WAIT_SECONDS}: Claude Code backgrounds calls after 2 min; some clients give up at 60 s`,
+      default: 50,
+      min: 0,
+      max: MAX_WAIT_SECONDS,
+      flag: '--max-wait-seconds N',
+    }),
+    defaultBudgetTokens: int({ help: 'Default page size of collect_results, in tokens', default: 8000, min: 1, max: MAX_BUDGET_TOKENS, env: 'MONITOR_BUDGET_TOKENS', flag: '--budget-tokens N' }),
+    maxBudgetTokens: int({ help: 'Largest page a call may ask for', details: 'Never above Claude Code\'s 25,000', default: MAX_BUDGET_TOKENS, min: 1, max: MAX_BUDGET_TOKENS }),
+  },
+} satisfies SettingsTree;
+
+export const CORE_CONSTRAINTS: readonly Constraint[] = [
+  atMost('collect.defaultWaitSeconds', 'collect.maxWaitSeconds'),
+  atMost('collect.defaultBudgetTokens', 'collect.maxBudgetTokens'),
+];
+
+export type CoreConfig = ValuesOf<typeof CORE_SETTINGS>;

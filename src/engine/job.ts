@@ -1,0 +1,158 @@
+import type { JobCounts, JobMeta, JobSnapshot, JobState, JobTotals, TaskRecord, TaskState } from './types.js';
+
+const STATE_CODES: readonly TaskState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'];
+const code = (state: TaskState): number => STATE_CODES.indexOf(state);
+
+/**
+ * One job in memory: the state of each task, counts, the queue of what waits to run and the
+ * controllers of what runs. Finished work lives in the store; this holds only what a job needs to
+ * go on (10,000 tasks cost ~30 KB here, plus the inputs of queued tasks).
+ */
+export class Job {
+  meta: JobMeta;
+  private readonly states: Uint8Array;
+  private readonly attempts: Uint16Array;
+  readonly counts: JobCounts;
+  /** Inputs of queued tasks only; dropped once dispatched. */
+  private readonly inputs = new Map<number, unknown>();
+  private queue: number[] = [];
+  private queueHead = 0;
+  readonly running = new Map<number, AbortController>();
+  peakRunning: number;
+  /** Run by another live server on the same state dir: read-only here, refreshed from disk. */
+  foreign = false;
+  /** How many records of results.jsonl are applied to the task states. */
+  applied = 0;
+  /** Set when a result could not be written (disk full, …): shown with the job. */
+  storeError?: string;
+  /** The pool's one-off preparation (see Pool.prepareJob), started with the first task. */
+  prepared?: Promise<void>;
+  prepareAbort?: AbortController;
+  private totals: unknown;
+  private readonly totalsOf: JobTotals<unknown> | undefined;
+
+  constructor(meta: JobMeta, totalsOf?: JobTotals<unknown>) {
+    this.meta = meta;
+    this.states = new Uint8Array(meta.taskCount);
+    this.attempts = new Uint16Array(meta.taskCount).fill(1);
+    this.counts = { total: meta.taskCount, queued: meta.taskCount, running: 0, succeeded: 0, failed: 0, cancelled: 0, interrupted: 0 };
+    this.peakRunning = meta.peakRunning ?? 0;
+    this.totalsOf = totalsOf;
+  }
+
+  get id(): string {
+    return this.meta.id;
+  }
+
+  stateOf(index: number): TaskState {
+    return STATE_CODES[this.states[index] ?? 0] ?? 'queued';
+  }
+
+  attemptOf(index: number): number {
+    return this.attempts[index] ?? 1;
+  }
+
+  setState(index: number, state: TaskState): void {
+    this.counts[this.stateOf(index)]--;
+    this.counts[state]++;
+    this.states[index] = code(state);
+  }
+
+  /** A finished-task record, from this process or read back from disk. */
+  apply(record: TaskRecord): void {
+    if (record.index < 0 || record.index >= this.meta.taskCount) return;
+    this.setState(record.index, record.state);
+    this.attempts[record.index] = record.attempt;
+    if (this.totalsOf && record.value !== undefined) this.totals = this.totalsOf.add(this.totals, record.value);
+  }
+
+  /** Indices of the tasks now in one of `states`. */
+  indicesIn(states: readonly TaskState[]): number[] {
+    const wanted = new Set(states.map(code));
+    const out: number[] = [];
+    this.states.forEach((state, index) => {
+      if (wanted.has(state)) out.push(index);
+    });
+    return out;
+  }
+
+  /** Queues a task to run (again): a resumed task counts as a new attempt. */
+  enqueue(index: number, input: unknown, newAttempt: boolean): void {
+    this.setState(index, 'queued');
+    if (newAttempt) this.attempts[index] = this.attemptOf(index) + 1;
+    this.inputs.set(index, input);
+    this.queue.push(index);
+  }
+
+  get hasQueued(): boolean {
+    return this.queueHead < this.queue.length;
+  }
+
+  /** The next queued task, taken off the queue with its input. */
+  takeNext(): { index: number; input: unknown } | undefined {
+    if (!this.hasQueued) return undefined;
+    const index = this.queue[this.queueHead++] ?? 0;
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    }
+    const input = this.inputs.get(index);
+    this.inputs.delete(index);
+    return { index, input };
+  }
+
+  /** Empties the queue (cancel); returns what was in it. */
+  dropQueued(): number[] {
+    const dropped = this.queue.slice(this.queueHead);
+    this.queue = [];
+    this.queueHead = 0;
+    this.inputs.clear();
+    return dropped;
+  }
+
+  /** Tasks with no final record were cut off by the end of the process that ran them; true when any was. */
+  interruptUnfinished(): boolean {
+    let cut = false;
+    for (const index of this.indicesIn(['queued', 'running'])) {
+      this.setState(index, 'interrupted');
+      cut = true;
+    }
+    return cut;
+  }
+
+  get isDone(): boolean {
+    return this.counts.queued === 0 && this.counts.running === 0;
+  }
+
+  snapshot(now: number): JobSnapshot {
+    const { meta, counts } = this;
+    const end = meta.finishedAt ? Date.parse(meta.finishedAt) : now;
+    const elapsedMs = Math.max(0, end - Date.parse(meta.createdAt));
+    const snapshot: JobSnapshot = {
+      id: meta.id,
+      kind: meta.kind,
+      state: deriveState(counts, meta),
+      createdAt: meta.createdAt,
+      concurrency: meta.concurrency,
+      counts: { ...counts },
+      elapsedMs,
+      peakRunning: this.peakRunning,
+    };
+    if (meta.label !== undefined) snapshot.label = meta.label;
+    if (meta.finishedAt !== undefined) snapshot.finishedAt = meta.finishedAt;
+    if (this.foreign && meta.ownerPid !== undefined) snapshot.ownerPid = meta.ownerPid;
+    if (this.storeError !== undefined) snapshot.warning = this.storeError;
+    const totals = this.totals === undefined ? undefined : this.totalsOf?.view(this.totals, elapsedMs);
+    if (totals) snapshot.totals = totals;
+    return snapshot;
+  }
+}
+
+function deriveState(counts: JobCounts, meta: JobMeta): JobState {
+  if (counts.running > 0) return 'running';
+  if (counts.queued > 0) return counts.queued === counts.total ? 'queued' : 'running';
+  if (counts.interrupted > 0) return 'interrupted';
+  if (meta.cancelledAt !== undefined || counts.cancelled > 0) return 'cancelled';
+  if (counts.failed > 0) return 'failed';
+  return 'succeeded';
+}

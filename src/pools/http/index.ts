@@ -1,0 +1,33 @@
+import type { JobPlan } from '../../engine/types.js';
+import type { WorkerKind } from '../kind.js';
+import { HTTP_ERROR_CODES } from './errors.js';
+import { type HttpJobRequest, planHttpJob } from './plan.js';
+import { HTTP_KIND, HttpPool } from './pool.js';
+import { HTTP_CONSTRAINTS, HTTP_SETTINGS } from './settings.js';
+
+/** What http_batch uses. */
+export interface HttpServices {
+  /** Checks an http_batch request against the allowlist and secret rules and makes its job (nothing is sent). */
+  plan(request: HttpJobRequest): JobPlan;
+}
+
+/**
+ * The `http` kind: requests to external APIs, each checked against the allowlist and the address
+ * rules on every hop, limited per host, retried on 429/503, their bodies streamed to files.
+ */
+export const httpKind: WorkerKind<typeof HTTP_SETTINGS, HttpServices> = {
+  name: HTTP_KIND,
+  summary: 'external HTTP APIs',
+  settings: HTTP_SETTINGS,
+  constraints: HTTP_CONSTRAINTS,
+  errorCodes: HTTP_ERROR_CODES,
+  secretEnv: (config) => config.http.secretEnv,
+  create(config, deps) {
+    const pool = new HttpPool({ settings: config.http, env: deps.env, log: deps.log });
+    return {
+      pool,
+      services: { plan: (request) => planHttpJob(request, config.http, pool) },
+      close: () => pool.close(),
+    };
+  },
+};

@@ -1,0 +1,60 @@
+import type { CoreConfig } from '../config/core.js';
+import type { Constraint, SettingsTree, ValuesOf } from '../config/settings.js';
+import type { Pool } from '../engine/types.js';
+import type { Logger } from '../log.js';
+import type { ProcessControl } from '../processes.js';
+
+/** What every kind is built with. */
+export interface KindDeps {
+  log: Logger;
+  /**
+   * The environment secrets are read from (bearer tokens, `${env:NAME}` headers): the CLI passes
+   * process.env, tests their own map. Values are read when needed, never stored.
+   */
+  env: Readonly<Record<string, string | undefined>>;
+  /** Signals process groups and tells whether a process lives (only the CLI or a test holds `process`). */
+  processes: ProcessControl;
+  /** Env vars holding secrets that some kind uses: never handed to worker processes. */
+  secretEnv: ReadonlySet<string>;
+}
+
+/** `monitor-mcp doctor`'s report: each kind adds its own checks. */
+export interface DoctorReport {
+  section(title: string): void;
+  ok(text: string): void;
+  warn(text: string, fix?: string): void;
+  fail(text: string, fix?: string): void;
+  /** A line under the last check (e.g. a model an endpoint lists). */
+  detail(text: string): void;
+}
+
+/** A kind as the server runs it: its pool for the engine, services for its tools, checks, close. */
+export interface KindInstance<Services> {
+  readonly pool: Pool;
+  /** What the kind's tools use: a narrow interface (planning, listings), never the pool's insides. */
+  readonly services: Services;
+  /** After the engine has stopped its tasks: sockets, journals, timers. */
+  close(): Promise<void>;
+}
+
+/**
+ * A kind of worker: one folder under `src/pools/<kind>/` whose `index.ts` exports this. Adding a
+ * kind = that folder + its tool file + one line in `src/registry.ts`.
+ */
+export interface WorkerKind<Settings extends SettingsTree, Services> {
+  /** The job kind, as jobs record it. */
+  readonly name: string;
+  /** What it runs, for the server's instructions ("worker scripts in a subprocess pool"). */
+  readonly summary: string;
+  /** Its settings, each declared once (config file keys, env, flags, help, range). */
+  readonly settings: Settings;
+  readonly constraints?: readonly Constraint[];
+  /** The error codes it raises besides the core ones. */
+  readonly errorCodes: readonly string[];
+  /** Env vars its settings name as holding secrets (kept from every kind's worker processes). */
+  secretEnv?(config: ValuesOf<Settings>): string[];
+  /** Builds the kind: objects only, no I/O (createServer stays free of side effects). */
+  create(config: CoreConfig & ValuesOf<Settings>, deps: KindDeps): KindInstance<Services>;
+  /** Checks for `monitor-mcp doctor`, in a section of its own: what the kind needs to work here. */
+  doctor?(config: CoreConfig & ValuesOf<Settings>, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport, signal: AbortSignal): Promise<void>;
+}

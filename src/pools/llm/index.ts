@@ -1,0 +1,106 @@
+import type { CoreConfig } from '../../config/core.js';
+import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
+import { type EndpointReport, Endpoints, modelMatches } from './endpoints.js';
+import { LLM_ERROR_CODES } from './errors.js';
+import { type LlmJobPlan, type LlmJobRequest, planLlmJob } from './plan.js';
+import { LLM_KIND, LlmPool } from './pool.js';
+import { SchemaValidator } from './schema.js';
+import { LLM_SETTINGS, type LlmConfig } from './settings.js';
+
+/** What the LLM tools use. */
+export interface LlmServices {
+  /** Checks an lmstudio_complete request, resolves its model and makes its job (nothing is submitted). */
+  plan(request: LlmJobRequest, signal: AbortSignal): Promise<LlmJobPlan>;
+  /** Every endpoint: reachable or not (why), its models, how busy it is. */
+  report(signal: AbortSignal): Promise<EndpointReport[]>;
+  readonly endpointNames: readonly string[];
+  /** The model a request without `model` gets, when the user set one. */
+  readonly defaultModel: string | undefined;
+}
+
+/**
+ * The `llm` kind: prompts to local LLMs on LM Studio or any OpenAI-compatible server, routed to
+ * the least busy endpoint serving the job's model, within each endpoint's limit.
+ */
+export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
+  name: LLM_KIND,
+  summary: 'local LLMs on LM Studio or any OpenAI-compatible server',
+  settings: LLM_SETTINGS,
+  errorCodes: LLM_ERROR_CODES,
+  secretEnv: (config) => config.llm.endpoints.flatMap((e) => (e.apiKeyEnv === undefined ? [] : [e.apiKeyEnv])),
+  create(config, deps) {
+    const settings = config.llm;
+    const { endpoints, schemas, pool } = createLlmParts(config, deps);
+    return {
+      pool,
+      services: {
+        plan: (request, signal) => planLlmJob(request, { settings, allowedRoots: config.allowedRoots, endpoints, schemas, signal }),
+        report: (signal) => endpoints.report(signal),
+        endpointNames: endpoints.endpointNames,
+        defaultModel: settings.defaultModel,
+      },
+      close: () => endpoints.close(),
+    };
+  },
+  async doctor(config, deps, report, signal) {
+    const endpoints = new Endpoints(config.llm, deps);
+    try {
+      await checkEndpoints(config.llm, endpoints, report, signal);
+    } finally {
+      await endpoints.close();
+    }
+  },
+};
+
+/** The kind's parts, wired: the endpoints (clients, router, model lists), the JSON-schema checker and the pool. */
+export function createLlmParts(config: CoreConfig & LlmConfig, deps: Pick<KindDeps, 'log' | 'env'> & { now?: () => number }): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool } {
+  const settings = config.llm;
+  const endpoints = new Endpoints(settings, deps);
+  const schemas = new SchemaValidator();
+  const pool = new LlmPool({
+    endpoints,
+    schemas,
+    allowedRoots: config.allowedRoots,
+    maxRetries: settings.maxRetries,
+    maxFileBytes: settings.maxFileBytes,
+    maxInlineChars: settings.maxInlineChars,
+  });
+  return { endpoints, schemas, pool };
+}
+
+/** `doctor`: every endpoint (reachable, models, loaded), and the default model. */
+async function checkEndpoints(settings: LlmConfig['llm'], endpoints: Endpoints, report: DoctorReport, signal: AbortSignal): Promise<void> {
+  report.section('LLM endpoints');
+  const reports = await endpoints.report(signal);
+  for (const endpoint of reports) checkEndpoint(endpoint, report);
+  const wanted = settings.defaultModel;
+  if (wanted === undefined) return;
+  const servedBy = reports.filter((r) => (r.configuredModels ?? r.models.map((m) => m.id)).some((id) => modelMatches(wanted, id)));
+  if (servedBy.length > 0) report.ok(`default model ${wanted} is served by ${servedBy.map((r) => r.name).join(', ')}`);
+  else report.fail(`default model ${wanted} is not listed by any reachable endpoint`, 'Download it (`lms get <model>`), or change --model / "llm.defaultModel".');
+}
+
+function checkEndpoint(endpoint: EndpointReport, report: DoctorReport): void {
+  const where = `${endpoint.name} (${endpoint.flavor}, ${endpoint.url}, concurrency ${endpoint.concurrency})`;
+  if (endpoint.error || !endpoint.reachable) {
+    const code = endpoint.error?.code ?? 'ERROR';
+    const message = endpoint.error?.message ?? 'no answer';
+    // Reachable = an HTTP answer came back: a 401 means "there, but refused", not "down".
+    const state = !endpoint.reachable ? `not reachable: ${message}` : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
+    report.fail(`${where}: ${state}`, endpoint.error?.hint);
+    return;
+  }
+  const llms = endpoint.models.filter((m) => m.type === undefined || m.type === 'llm' || m.type === 'vlm');
+  const loaded = llms.filter((m) => m.state === 'loaded');
+  const knowsState = llms.some((m) => m.state !== undefined);
+  const tokenNote = endpoint.tokenEnv ? (endpoint.tokenSet ? `; token from ${endpoint.tokenEnv}` : '') : '';
+  report.ok(`${where}: reachable, ${endpoint.models.length} model(s)${knowsState ? `, ${loaded.length} LLM(s) loaded` : ''}${tokenNote}`);
+  for (const model of endpoint.models) {
+    const facts = [model.type, model.state, model.contextLength ? `context ${model.contextLength}` : undefined].filter((f) => f !== undefined);
+    report.detail(`- ${model.id}${facts.length > 0 ? ` (${facts.join(', ')})` : ''}`);
+  }
+  if (llms.length === 0) report.warn(`${endpoint.name} lists no LLM`, 'Download one (LM Studio: Discover tab, or `lms get <model>`).');
+  else if (knowsState && loaded.length === 0) {
+    report.warn(`${endpoint.name} has no LLM loaded: lmstudio_complete needs \`model\` (loaded just in time) or a default model`, 'Load one with `lms load <model>` or in the Developer tab, or set --model.');
+  }
+}

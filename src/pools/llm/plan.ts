@@ -1,0 +1,209 @@
+import { readFile, stat } from 'node:fs/promises';
+import type { JobPlan } from '../../engine/types.js';
+import { MonitorError } from '../../errors.js';
+import { resolveRoots } from '../../paths.js';
+import type { Endpoints, LlmSettings } from './endpoints.js';
+import { expandFiles } from './glob.js';
+import { LLM_KIND } from './pool.js';
+import type { SchemaValidator } from './schema.js';
+import { CHUNK_BYTES_PER_TOKEN, checkPlaceholders, chunkRanges, displayPath, estimateTokens, FILE_PLACEHOLDERS, looksBinary } from './template.js';
+import type { ChatMessage, FileRef, LlmJobOptions, LlmTaskInput } from './types.js';
+
+/** Context assumed for chunk sizing when no endpoint tells the model's context length. */
+const ASSUMED_CONTEXT_TOKENS = 4096;
+/** Files larger than this are not cut into chunks at submit time (it reads them whole to find line breaks). */
+const MAX_CHUNKED_FILE_BYTES = 64 * 1024 * 1024;
+
+type ItemValues = Record<string, string | number | boolean>;
+
+/** What lmstudio_complete asks for, before any of it is checked. */
+export interface LlmJobRequest {
+  prompts?: ReadonlyArray<{ id?: string | undefined; prompt?: string | undefined; messages?: ChatMessage[] | undefined }> | undefined;
+  template?: string | undefined;
+  items?: readonly ItemValues[] | undefined;
+  files?: readonly string[] | undefined;
+  system?: string | undefined;
+  model?: string | undefined;
+  temperature?: number | undefined;
+  maxTokens?: number | undefined;
+  stop?: string[] | undefined;
+  seed?: number | undefined;
+  jsonSchema?: Record<string, unknown> | undefined;
+  includeReasoning?: boolean | undefined;
+  chunk?: boolean | undefined;
+  chunkTokens?: number | undefined;
+  concurrency?: number | undefined;
+  timeoutSeconds?: number | undefined;
+}
+
+/** The job, and what the caller should know about how it will run (model, endpoints, chunking). */
+export interface LlmJobPlan extends JobPlan {
+  notes: string[];
+}
+
+export interface LlmPlanContext {
+  settings: LlmSettings;
+  allowedRoots: readonly string[];
+  endpoints: Endpoints;
+  schemas: SchemaValidator;
+  signal: AbortSignal;
+}
+
+/**
+ * Turns an lmstudio_complete request into tasks: one per prompt, or the template filled from each
+ * item and/or file (files × items), files cut into chunks sized to the model's context when asked.
+ * Resolves the model now (refusing when no endpoint serving it answers) and caps the job's
+ * concurrency at what those endpoints take together.
+ */
+export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext): Promise<LlmJobPlan> {
+  const { settings, endpoints } = context;
+  if ((request.prompts === undefined) === (request.template === undefined)) {
+    throw new MonitorError('INVALID_INPUT', request.prompts ? 'Give either prompts or template, not both.' : 'Nothing to send: give prompts, or a template with items and/or files.', {
+      hint: 'prompts: [{"prompt": "…"}], or template: "… {{content}} …" with files: ["src/**/*.ts"].',
+    });
+  }
+  if (request.prompts === undefined && request.items === undefined && request.files === undefined) {
+    throw new MonitorError('INVALID_INPUT', 'A template needs items and/or files to fill it.', { hint: 'Add files: ["path/or/**/*.glob"] or items: [{"name": "value"}].' });
+  }
+  if (request.prompts !== undefined && (request.items !== undefined || request.files !== undefined)) {
+    throw new MonitorError('INVALID_INPUT', 'items and files go with a template, not with prompts.', { hint: 'Use template with {{placeholders}} instead of prompts.' });
+  }
+  if (request.jsonSchema !== undefined) context.schemas.compile(request.jsonSchema);
+
+  const resolved = await endpoints.resolveModel(request.model, context.signal);
+  const options: LlmJobOptions = { model: resolved.model, timeout_seconds: request.timeoutSeconds ?? settings.requestTimeoutSeconds };
+  if (request.system !== undefined) options.system = request.system;
+  if (request.template !== undefined) options.template = request.template;
+  if (request.temperature !== undefined) options.temperature = request.temperature;
+  if (request.maxTokens !== undefined) options.max_tokens = request.maxTokens;
+  if (request.stop !== undefined) options.stop = request.stop;
+  if (request.seed !== undefined) options.seed = request.seed;
+  if (request.jsonSchema !== undefined) options.json_schema = request.jsonSchema;
+  if (request.includeReasoning) options.include_reasoning = true;
+
+  const notes: string[] = [];
+  const inputs =
+    request.prompts !== undefined
+      ? request.prompts.map((p, i): LlmTaskInput => ({ id: p.id ?? String(i + 1), messages: toMessages(p, i, request.system !== undefined) }))
+      : await templateInputs(request, request.template ?? '', resolved.contextLength, options, context, notes);
+  if (inputs.length > settings.maxTasks) throw tooManyTasks(settings.maxTasks, '');
+
+  const capacity = endpoints.router.capacityOf(resolved.endpoints);
+  const concurrency = Math.max(1, Math.min(request.concurrency ?? capacity, capacity));
+  notes.unshift(`Model ${resolved.model} on ${resolved.endpoints.join(', ')}, up to ${concurrency} prompt(s) at once.`);
+  return { kind: LLM_KIND, inputs, options, concurrency, notes };
+}
+
+/** One task per item, per file (or chunk), or per file × item; placeholders checked against what fills them. */
+async function templateInputs(request: LlmJobRequest, template: string, contextLength: number | undefined, options: LlmJobOptions, context: LlmPlanContext, notes: string[]): Promise<LlmTaskInput[]> {
+  const { settings } = context;
+  const items = request.items;
+  const fileNames = new Set<string>(FILE_PLACEHOLDERS);
+  if (items && request.files) {
+    const clash = items.flatMap((item) => Object.keys(item)).find((k) => fileNames.has(k));
+    if (clash) throw new MonitorError('INVALID_INPUT', `Item value "${clash}" has the name of a file placeholder.`, { hint: `Rename it: ${FILE_PLACEHOLDERS.join(', ')} are filled from each file.` });
+  }
+  const available = new Set<string>(request.files ? FILE_PLACEHOLDERS : []);
+  if (items) {
+    // Every item must fill every placeholder: check the names all items share.
+    const shared = items.map((item) => new Set(Object.keys(item))).reduce((a, b) => new Set([...a].filter((k) => b.has(k))));
+    for (const key of shared) available.add(key);
+  }
+  checkPlaceholders(template, available, items ? (request.files ? 'the files and every item' : 'every item') : 'the files');
+
+  let files: FileRef[] | undefined;
+  if (request.files) {
+    const roots = context.allowedRoots;
+    const matched = await expandFiles(request.files, { roots, maxFiles: settings.maxFiles });
+    const realRoots = await resolveRoots(roots);
+    const chunkTokens = request.chunkTokens ?? (request.chunk ? autoChunkTokens(contextLength, options) : undefined);
+    files = [];
+    let oversized = 0;
+    for (const file of matched) {
+      const display = displayPath(file, realRoots);
+      if (chunkTokens === undefined) {
+        const { size } = await stat(file);
+        if (contextLength !== undefined && size / 4 > contextLength) oversized++;
+        files.push({ path: file, display });
+        continue;
+      }
+      // One push per chunk: spreading 100k+ chunks into push() overflows the stack.
+      for (const chunk of await chunkFile(file, display, chunkTokens * CHUNK_BYTES_PER_TOKEN, settings.maxFileBytes, settings.maxTasks - files.length, settings.maxTasks)) files.push(chunk);
+    }
+    if (oversized > 0) {
+      notes.push(`Note: ${oversized} file(s) look larger than the model's context (${contextLength} tokens) and will fail with CONTEXT_OVERFLOW; cancel and resubmit with chunk: true to split them.`);
+    }
+    if (chunkTokens !== undefined) notes.push(`Files were cut into chunks of about ${chunkTokens} tokens: ${files.length} task(s) from ${matched.length} file(s).`);
+  }
+
+  const inputs: LlmTaskInput[] = [];
+  const itemList = items ?? [undefined];
+  for (const file of files ?? [undefined]) {
+    itemList.forEach((item, i) => {
+      const input: LlmTaskInput = { id: taskId(file, item, i, items !== undefined) };
+      if (item) input.values = item;
+      if (file) input.file = file;
+      inputs.push(input);
+    });
+    if (inputs.length > settings.maxTasks) break;
+  }
+  return inputs;
+}
+
+function toMessages(p: NonNullable<LlmJobRequest['prompts']>[number], index: number, hasSystem: boolean): ChatMessage[] {
+  if ((p.prompt === undefined) === (p.messages === undefined)) {
+    throw new MonitorError('INVALID_INPUT', `prompts[${index}] needs exactly one of prompt or messages.`, { hint: 'e.g. {"prompt": "Explain …"}' });
+  }
+  if (hasSystem && p.messages?.[0]?.role === 'system') {
+    throw new MonitorError('INVALID_INPUT', `prompts[${index}] starts with its own system message, and \`system\` is given too: only one can be used.`, {
+      hint: 'Drop `system`, or drop the system message from that prompt\'s messages (or put the text of both into one).',
+    });
+  }
+  return p.messages ?? [{ role: 'user', content: p.prompt ?? '' }];
+}
+
+function taskId(file: FileRef | undefined, item: ItemValues | undefined, index: number, hasItems: boolean): string {
+  const itemId = item && item.id !== undefined ? String(item.id) : String(index + 1);
+  if (!file) return itemId;
+  const fileId = file.chunks !== undefined && file.chunks > 1 ? `${file.display}#${file.chunk ?? 1}` : file.display;
+  return hasItems ? `${fileId} | ${itemId}` : fileId;
+}
+
+/** Tokens per chunk that leave room for the template, the system prompt and the answer. */
+function autoChunkTokens(contextLength: number | undefined, options: LlmJobOptions): number {
+  const context = contextLength ?? ASSUMED_CONTEXT_TOKENS;
+  const answer = options.max_tokens ?? Math.min(1024, Math.floor(context / 4));
+  const overhead = estimateTokens((options.template ?? '') + (options.system ?? '')) + 64;
+  return Math.max(128, Math.floor((context - answer - overhead) * 0.9));
+}
+
+function tooManyTasks(maxTasks: number, why: string): MonitorError {
+  return new MonitorError('INVALID_INPUT', `This would be more than ${maxTasks} tasks${why}.`, {
+    hint: 'Split the work into several calls, narrow the file patterns, or use larger chunks (chunk_tokens). The cap is "llm.maxTasks" in the config file.',
+  });
+}
+
+/**
+ * Reads a file once at submit to cut it at line breaks; only the byte ranges are stored. `room` is
+ * how many more tasks the job may have: a file that needs more is refused before it is read.
+ */
+async function chunkFile(file: string, display: string, chunkBytes: number, maxFileBytes: number, room: number, maxTasks: number): Promise<FileRef[]> {
+  const { size } = await stat(file);
+  const bytesPerChunk = Math.max(16, Math.min(chunkBytes, maxFileBytes));
+  const fewest = Math.ceil(size / bytesPerChunk);
+  if (fewest > room) throw tooManyTasks(maxTasks, `: ${display} needs at least ${fewest} chunks of ${bytesPerChunk} bytes, and only ${room} more fit`);
+  if (size > MAX_CHUNKED_FILE_BYTES) {
+    throw new MonitorError('INVALID_INPUT', `${display} is ${size} bytes; files over ${MAX_CHUNKED_FILE_BYTES} bytes are not chunked.`, {
+      hint: 'Split it first (e.g. with run_script_batch), or leave it out of files.',
+    });
+  }
+  const buffer = await readFile(file);
+  if (looksBinary(buffer)) {
+    throw new MonitorError('INVALID_INPUT', `${display} looks binary (it contains NUL bytes); only text files can go into a prompt.`, {
+      hint: 'Narrow the file patterns to text files.',
+    });
+  }
+  const ranges = chunkRanges(buffer, bytesPerChunk, room + 1);
+  if (ranges.length > room) throw tooManyTasks(maxTasks, `: ${display} needs more than the ${room} chunks of ${bytesPerChunk} bytes that still fit`);
+  return ranges.map((range, i) => ({ path: file, display, chunk: i + 1, chunks: ranges.length, start: range.start, end: range.end, size: buffer.length }));
+}

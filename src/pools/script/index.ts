@@ -1,0 +1,108 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { CoreConfig } from '../../config/core.js';
+import type { JobPlan } from '../../engine/types.js';
+import { errorText } from '../../errors.js';
+import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
+import { WorkerCatalog, type WorkerEntry } from './catalog.js';
+import { SCRIPT_ERROR_CODES } from './errors.js';
+import { InterpreterResolver } from './interpreters.js';
+import { GroupRecords } from './orphans.js';
+import { planScriptJob, type ScriptJobRequest } from './plan.js';
+import { SCRIPT_KIND, ScriptPool } from './pool.js';
+import { SCRIPT_CONSTRAINTS, SCRIPT_SETTINGS, type ScriptConfig } from './settings.js';
+
+/** What the script tools use. */
+export interface ScriptServices {
+  /** Checks a run_script_batch request and makes its job (nothing is submitted). */
+  plan(request: ScriptJobRequest): Promise<JobPlan>;
+  /** The workers run_script_batch can run, as list_workers shows them. */
+  workers(): Promise<WorkerEntry[]>;
+  readonly workerDirs: readonly string[];
+  /** Executables the user allowed as `command`. */
+  readonly allowCommands: readonly string[];
+}
+
+/**
+ * The `script` kind: worker scripts (or allowed commands) run once per input in a subprocess pool,
+ * each task in its own process group. Running groups are recorded under the state dir, so the
+ * next start ends those of a server that died (see orphans.ts).
+ */
+export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
+  name: SCRIPT_KIND,
+  summary: 'worker scripts in a subprocess pool',
+  settings: SCRIPT_SETTINGS,
+  constraints: SCRIPT_CONSTRAINTS,
+  errorCodes: SCRIPT_ERROR_CODES,
+  create(config, deps) {
+    const { script } = config;
+    const { log, processes } = deps;
+    const resolver = new InterpreterResolver({ searchPath: script.searchPath, nodePath: script.nodePath, env: deps.env, log });
+    const catalog = new WorkerCatalog({
+      workersDirs: config.workersDirs,
+      allowCommands: config.allowCommands,
+      interpreters: script.interpreters,
+      searchPath: script.searchPath,
+      resolver,
+      log,
+    });
+    const pool = new ScriptPool({
+      catalog,
+      allowedRoots: config.allowedRoots,
+      concurrency: script.maxConcurrency,
+      outputCapBytes: script.outputCapBytes,
+      inlineBytes: script.inlineBytes,
+      killGraceSeconds: script.killGraceSeconds,
+      // A worker script has no business with the secrets the server uses itself.
+      baseEnv: Object.fromEntries(Object.entries(deps.env).filter(([name]) => !deps.secretEnv.has(name))),
+      searchPath: script.searchPath,
+      log,
+      processes,
+      groupRecords: new GroupRecords({ dir: path.join(config.stateDir, 'pids'), processes, killGraceMs: script.killGraceSeconds * 1000, log }),
+    });
+    return {
+      pool,
+      services: {
+        plan: (request) => planScriptJob(request, { config, catalog }),
+        workers: () => catalog.list(),
+        workerDirs: catalog.dirs,
+        allowCommands: catalog.allowCommands,
+      },
+      close: () => pool.close(),
+    };
+  },
+  doctor: checkScripts,
+};
+
+/** `doctor`: Python for the bundled workers, and every workers folder. */
+async function checkScripts(config: CoreConfig & ScriptConfig, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport): Promise<void> {
+  report.section('Scripts');
+  const resolver = new InterpreterResolver({ searchPath: config.script.searchPath, nodePath: config.script.nodePath, env: deps.env, log: deps.log });
+  const name = config.script.interpreters['.py'] ?? 'python3';
+  let executable: string | undefined;
+  try {
+    executable = await resolver.resolve(name);
+  } catch (error) {
+    report.fail(`${name} not found: ${firstLine(error)}`, 'Install Python 3 (python.org, your package manager or pyenv), or set "script.interpreters" {".py": "/path/to/python3"} in the config file.');
+  }
+  if (executable !== undefined) {
+    const result = await execa(executable, ['--version'], { reject: false, timeout: 15_000, stdin: 'ignore', env: { ...deps.env }, extendEnv: false });
+    const version = `${String(result.stdout ?? '')} ${String(result.stderr ?? '')}`.trim();
+    if (result.exitCode === 0 && /^Python 3\./.test(version)) report.ok(`${version} at ${executable}`);
+    else if (result.exitCode === 0) report.warn(`${executable} reports "${version}"; worker scripts expect Python 3`, 'Point ".py" at a Python 3 interpreter in "script.interpreters".');
+    else report.fail(`${executable} --version failed (exit ${String(result.exitCode)}): ${version.slice(0, 200)}`, 'Repair or reinstall that Python, or point ".py" at another interpreter.');
+  }
+  for (const dir of config.workersDirs) {
+    try {
+      const names = (await readdir(dir)).filter((n) => !n.startsWith('.') && !n.startsWith('_'));
+      report.ok(`workers folder ${dir} (${names.length} entries)`);
+    } catch (error) {
+      report.fail(`workers folder ${dir} is not readable: ${firstLine(error)}`, 'Create it, or remove it from --workers-dir / "workersDirs".');
+    }
+  }
+}
+
+function firstLine(error: unknown): string {
+  return errorText(error).split('\n')[0] ?? '';
+}

@@ -1,0 +1,52 @@
+import path from 'node:path';
+import { MAX_TIMEOUT_SECONDS } from '../../config/core.js';
+import { atMost, type Constraint, derived, int, list, num, record, type SettingsTree, type ValuesOf } from '../../config/settings.js';
+
+export const SCRIPT_SETTINGS = {
+  workersDirs: list({
+    help: 'More folders of worker scripts, after the bundled one',
+    details: 'File, env and flags add up',
+    item: 'folder',
+    paths: true,
+    combine: 'add',
+    default: (ctx) => [path.join(ctx.packageRoot, 'workers')],
+    defaultText: 'the bundled workers/',
+    env: { name: 'MONITOR_WORKERS_DIRS', separator: 'path' },
+    flag: '--workers-dir DIR',
+  }),
+  allowCommands: list({
+    help: 'Executables run_script_batch may run directly as `command`',
+    details: 'Names on PATH or absolute paths; file, env and flags add up',
+    item: 'command',
+    combine: 'add',
+    default: [],
+    env: { name: 'MONITOR_ALLOW_COMMANDS', separator: ',' },
+    flag: '--allow-command NAME',
+  }),
+  script: {
+    maxConcurrency: int({ help: 'Ceiling for one script job and for all script tasks together', default: 64, min: 1, max: 1024, flag: '--max-concurrency N' }),
+    defaultConcurrency: int({ help: 'Default tasks at once per script job', default: (ctx) => Math.max(1, ctx.cpus), defaultText: 'number of CPUs', min: 1, flag: '--concurrency N' }),
+    defaultTimeoutSeconds: num({ help: 'Default per-task timeout of scripts, in seconds', default: 300, min: 0.001, max: MAX_TIMEOUT_SECONDS, flag: '--timeout SECONDS' }),
+    killGraceSeconds: num({ help: 'After SIGTERM (timeout or cancel), seconds a task\'s process group gets before SIGKILL', default: 2, min: 0, max: 60 }),
+    outputCapBytes: int({ help: 'stdout/stderr kept in memory per task; the rest streams to the task\'s output file', default: 1024 * 1024, min: 1 }),
+    inlineBytes: int({ help: 'stdout up to this size comes back whole in a result (parsed JSON or text); above it a preview and a file', default: 16 * 1024, min: 1, max: 1024 * 1024 }),
+    interpreters: record({
+      help: 'Interpreter by file extension',
+      details: 'Resolved once to a real path at start: version-manager shims cost ~300 ms a start',
+      default: { '.py': 'python3', '.js': 'node', '.mjs': 'node', '.cjs': 'node', '.sh': 'bash' },
+      defaultText: '.py python3, .js/.mjs/.cjs node, .sh bash',
+      key: /^\.[A-Za-z0-9]+$/,
+      keyText: 'extensions (".py")',
+      valueText: 'interpreter names or paths',
+    }),
+    nodePath: derived('The node binary for `.js` workers: the one running the server', (ctx) => ctx.execPath ?? 'node'),
+    searchPath: derived('Folders searched for interpreters and commands: the server\'s PATH', (ctx) => ctx.env.PATH || '/usr/local/bin:/usr/bin:/bin'),
+  },
+} satisfies SettingsTree;
+
+export const SCRIPT_CONSTRAINTS: readonly Constraint[] = [
+  atMost('script.defaultConcurrency', 'script.maxConcurrency'),
+  atMost('script.inlineBytes', 'script.outputCapBytes'),
+];
+
+export type ScriptConfig = ValuesOf<typeof SCRIPT_SETTINGS>;

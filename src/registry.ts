@@ -1,0 +1,54 @@
+import type { CoreConfig } from './config/core.js';
+import type { SettingsTree, ValuesOfAll } from './config/settings.js';
+import { httpKind } from './pools/http/index.js';
+import type { DoctorReport, KindDeps, KindInstance, WorkerKind } from './pools/kind.js';
+import { llmKind } from './pools/llm/index.js';
+import { scriptKind } from './pools/script/index.js';
+import { httpBatchTool } from './tools/http_batch.js';
+import { listWorkersTool } from './tools/list_workers.js';
+import { lmstudioCompleteTool } from './tools/lmstudio_complete.js';
+import { lmstudioModelsTool } from './tools/lmstudio_models.js';
+import { runScriptBatchTool } from './tools/run_script_batch.js';
+import type { AnyTool, KindTool } from './tools/tool.js';
+
+/** A kind with the tools that drive it. */
+export interface RegisteredKind<Settings extends SettingsTree, Services> {
+  kind: WorkerKind<Settings, Services>;
+  tools: ReadonlyArray<KindTool<Services>>;
+}
+
+function register<Settings extends SettingsTree, Services>(kind: WorkerKind<Settings, Services>, ...tools: ReadonlyArray<KindTool<Services>>): RegisteredKind<Settings, Services> {
+  return { kind, tools };
+}
+
+/** Every worker kind this server runs, with its tools, in the order clients list them. Adding a kind = one line here. */
+export const KINDS = [
+  register(scriptKind, runScriptBatchTool, listWorkersTool),
+  register(llmKind, lmstudioCompleteTool, lmstudioModelsTool),
+  register(httpKind, httpBatchTool),
+] as const;
+
+/** Every kind's settings as values (`config.script`, `config.llm`, …). */
+export type KindsConfig = ValuesOfAll<(typeof KINDS)[number]['kind']['settings']>;
+
+/** A kind built for a server: its instance, and its tools (their handlers get the instance's services). */
+export interface BuiltKind {
+  name: string;
+  summary: string;
+  instance: KindInstance<unknown>;
+  tools: readonly AnyTool[];
+}
+
+/**
+ * Builds every kind from the config: objects only, no I/O. The env vars any kind names as holding
+ * secrets are kept from all kinds' worker processes.
+ */
+export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps, 'secretEnv'>): BuiltKind[] {
+  const secretEnv = new Set(KINDS.flatMap(({ kind }) => kind.secretEnv?.(config) ?? []));
+  return KINDS.map(({ kind, tools }) => ({ name: kind.name, summary: kind.summary, instance: kind.create(config, { ...deps, secretEnv }), tools }));
+}
+
+/** Every kind's `doctor` checks, in registry order. */
+export async function doctorKinds(config: CoreConfig & KindsConfig, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport, signal: AbortSignal): Promise<void> {
+  for (const { kind } of KINDS) await kind.doctor?.(config, deps, report, signal);
+}

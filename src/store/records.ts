@@ -1,0 +1,38 @@
+import type { TaskError } from '../errors.js';
+
+/**
+ * What the state directory holds per job, as plain JSON: `job.json` is a JobMeta, each line of
+ * `results.jsonl` a TaskRecord. The store reads and writes them; the engine gives them meaning.
+ */
+export interface JobMeta {
+  id: string;
+  kind: string;
+  label?: string;
+  createdAt: string;
+  finishedAt?: string;
+  cancelledAt?: string;
+  taskCount: number;
+  concurrency: number;
+  /** The job's options as its kind's planner made them (JSON); shared by all its tasks. */
+  options: unknown;
+  /** Most tasks that ran at once, saved when the job finishes. */
+  peakRunning?: number;
+  /** The server process running the job; another live server on the same state dir leaves it alone. */
+  ownerPid?: number;
+  /** The owner's start time, so a reused pid (after a reboot) is not taken for it. */
+  ownerStart?: string;
+}
+
+/** One finished task (one line of results.jsonl). */
+export interface TaskRecord {
+  index: number;
+  state: 'succeeded' | 'failed' | 'cancelled';
+  attempt: number;
+  startedAt?: string;
+  finishedAt: string;
+  durationMs?: number;
+  /** The kind's own result data (previews, parsed JSON, token counts…). */
+  value?: unknown;
+  error?: TaskError;
+  files?: Record<string, string>;
+}

@@ -1,0 +1,63 @@
+import * as z from 'zod';
+import type { JobPlan, JobSnapshot } from '../engine/types.js';
+import { collect, type CollectRequest } from './collect_results.js';
+import { jobView } from './format.js';
+import type { ToolContext, ToolReply } from './tool.js';
+
+/** The fields every dispatch tool takes, described once. */
+export const dispatchFields = {
+  label: z.string().max(200).optional().describe('A short name shown in list_jobs, e.g. "deps of src/".'),
+  wait_seconds: z
+    .number()
+    .min(0)
+    .optional()
+    .describe('Wait up to this many seconds for the job and return its first page of results in this reply (default 0: return the job_id at once; capped by the server, about 50 s).'),
+};
+
+/** Submits a kind's plan and answers with the job handle (or its first page); `notes` go first. */
+export async function submitPlan(
+  ctx: ToolContext<unknown>,
+  plan: JobPlan,
+  args: { label?: string | undefined; wait_seconds?: number | undefined },
+  notes: readonly string[] = [],
+): Promise<ToolReply> {
+  const { kind, inputs, options, concurrency } = plan;
+  const job = await ctx.engine.submit({ kind, inputs, options, concurrency, ...(args.label === undefined ? {} : { label: args.label }) });
+  const reply = await dispatchReply(ctx, job.id, args.wait_seconds);
+  return notes.length === 0 ? reply : { ...reply, text: [...notes, reply.text].join('\n') };
+}
+
+/**
+ * What every dispatch tool answers: the job handle at once, or — when the caller asked to wait —
+ * the first page of results if the job finishes within `waitSeconds`.
+ */
+export async function dispatchReply(
+  ctx: ToolContext<unknown>,
+  jobId: string,
+  waitSeconds: number | undefined,
+  options: { resumed?: number } = {},
+): Promise<ToolReply> {
+  const wait = Math.min(waitSeconds ?? 0, ctx.config.collect.maxWaitSeconds);
+  const resumed = options.resumed !== undefined;
+  if (wait > 0) {
+    const request: CollectRequest = {
+      jobIds: [jobId],
+      waitSeconds: wait,
+      filter: 'all',
+      merge: 'list',
+      budgetTokens: ctx.config.collect.defaultBudgetTokens,
+    };
+    // A resumed job's first page shows the new attempts, not the results collected before.
+    if (resumed) request.startOffsets = [(await ctx.engine.results(jobId)).length];
+    const reply = await collect(ctx, request);
+    return { text: `job_id: ${jobId}\n${reply.text}`, structured: { job_id: jobId, ...reply.structured } };
+  }
+  const job: JobSnapshot = ctx.engine.snapshotOf(jobId);
+  const text = [
+    resumed
+      ? `Resumed ${jobId}: ${options.resumed ?? 0} task(s) queued again, of kind ${job.kind}, up to ${job.concurrency} at once.`
+      : `Submitted ${jobId}: ${job.counts.total} task(s) of kind ${job.kind}, up to ${job.concurrency} at once.`,
+    `Keep working on something else; then call collect_results with job_ids ["${jobId}"] (it waits up to ${ctx.config.collect.maxWaitSeconds} s and pages the results). cancel_job stops it.`,
+  ].join('\n');
+  return { text, structured: { job_id: jobId, ...jobView(job) } };
+}

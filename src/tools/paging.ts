@@ -1,0 +1,114 @@
+import type { TaskRecord } from '../engine/types.js';
+import { MonitorError } from '../errors.js';
+
+export type ResultFilter = 'all' | 'failed' | 'succeeded';
+
+const CURSOR_PREFIX = 'c2.';
+
+/**
+ * A cursor marks, per job of a request, how many of its finished-order records were shown. One
+ * cursor serves both paging (more is ready now) and polling (only what finishes later).
+ */
+export function encodeCursor(offsets: readonly number[], jobIds: readonly string[]): string {
+  return CURSOR_PREFIX + Buffer.from(JSON.stringify({ o: offsets, ids: jobIds.join(',') })).toString('base64url');
+}
+
+/** The offsets of a cursor that collect_results gave for exactly these job ids (in this order). */
+export function decodeCursor(text: string, jobIds: readonly string[]): number[] {
+  const bad = new MonitorError('INVALID_INPUT', `The cursor "${text.slice(0, 40)}" is not one collect_results gave for these job_ids.`, {
+    hint: 'Pass the next_cursor from the previous collect_results call with the same job_ids (same order), or omit cursor to start from the first result.',
+  });
+  if (!text.startsWith(CURSOR_PREFIX)) throw bad;
+  let parsed: { o?: unknown; ids?: unknown };
+  try {
+    parsed = JSON.parse(Buffer.from(text.slice(CURSOR_PREFIX.length), 'base64url').toString('utf8')) as { o?: unknown; ids?: unknown };
+  } catch {
+    throw bad;
+  }
+  const offsets = parsed.o;
+  if (parsed.ids !== jobIds.join(',') || !Array.isArray(offsets) || offsets.length !== jobIds.length) throw bad;
+  if (!offsets.every((n): n is number => Number.isInteger(n) && Number(n) >= 0)) throw bad;
+  return offsets;
+}
+
+export function matchesFilter(record: TaskRecord, filter: ResultFilter): boolean {
+  if (filter === 'all') return true;
+  if (filter === 'succeeded') return record.state === 'succeeded';
+  return record.state !== 'succeeded';
+}
+
+/** One result as a page shows it, and what it costs there (in characters). */
+export interface PageEntry<E> {
+  entry: E;
+  cost: number;
+}
+
+export interface PageInput<E> {
+  /** Each job of the request with its records in finish order. */
+  jobs: ReadonlyArray<{ id: string; records: readonly TaskRecord[] }>;
+  /** Per job, how many of its records earlier pages showed. */
+  offsets: readonly number[];
+  filter: ResultFilter;
+  /** Characters the results may take on this page. */
+  room: number;
+  render(jobId: string, record: TaskRecord): PageEntry<E>;
+  /** A result larger than the whole page, cut to fit `room`: it is cut, never skipped. */
+  shrink(entry: PageEntry<E>, room: number): PageEntry<E>;
+}
+
+export interface Page<E> {
+  entries: E[];
+  /** Where the next page starts, per job. */
+  offsets: number[];
+  /** True when results are left that did not fit. */
+  cut: boolean;
+  /** How many matching results are left after this page. */
+  remaining: number;
+  /** Characters the entries take. */
+  used: number;
+}
+
+/**
+ * One page of results in the order they finished, job after job, as many as fit `room`. Pure:
+ * the records come in, nothing is read or written.
+ */
+export function pageResults<E>(input: PageInput<E>): Page<E> {
+  const entries: E[] = [];
+  const offsets = [...input.offsets];
+  let used = 0;
+  let cut = false;
+  let remaining = 0;
+  input.jobs.forEach(({ id, records }, j) => {
+    let at = offsets[j] ?? 0;
+    if (cut) {
+      remaining += countMatching(records, at, input.filter);
+      return;
+    }
+    for (; at < records.length; at++) {
+      const record = records[at];
+      if (!record || !matchesFilter(record, input.filter)) continue;
+      let rendered = input.render(id, record);
+      if (used + rendered.cost > input.room) {
+        if (entries.length > 0) {
+          cut = true;
+          remaining += countMatching(records, at, input.filter);
+          break;
+        }
+        rendered = input.shrink(rendered, input.room - used);
+      }
+      used += rendered.cost;
+      entries.push(rendered.entry);
+    }
+    offsets[j] = at;
+  });
+  return { entries, offsets, cut, remaining, used };
+}
+
+function countMatching(records: readonly TaskRecord[], from: number, filter: ResultFilter): number {
+  let n = 0;
+  for (let i = from; i < records.length; i++) {
+    const record = records[i];
+    if (record && matchesFilter(record, filter)) n++;
+  }
+  return n;
+}

@@ -1,0 +1,101 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from './helpers/client.js';
+
+/**
+ * The layers of DESIGN.md, checked on the sources' import lines (type-only imports included: a
+ * type import is a dependency too).
+ */
+const src = path.join(repoRoot, 'src');
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(full);
+    return entry.name.endsWith('.ts') ? [full] : [];
+  });
+}
+
+/** Module (path relative to src, e.g. `engine/engine.ts`) → what it imports: other modules, or package names. */
+function importGraph(): Map<string, { internal: string[]; external: string[] }> {
+  const graph = new Map<string, { internal: string[]; external: string[] }>();
+  for (const file of sourceFiles(src)) {
+    const text = readFileSync(file, 'utf8');
+    const internal = new Set<string>();
+    const external = new Set<string>();
+    for (const match of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"`;]*?\bfrom\s+['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g)) {
+      const spec = match[1] ?? match[2] ?? match[3] ?? '';
+      if (spec.startsWith('.')) internal.add(path.relative(src, path.resolve(path.dirname(file), spec)).replace(/\.js$/, '.ts'));
+      else external.add(spec);
+    }
+    graph.set(path.relative(src, file), { internal: [...internal], external: [...external] });
+  }
+  return graph;
+}
+
+function cycles(graph: Map<string, { internal: string[] }>): string[][] {
+  const found: string[][] = [];
+  const state = new Map<string, 'open' | 'done'>();
+  const stack: string[] = [];
+  const visit = (node: string): void => {
+    state.set(node, 'open');
+    stack.push(node);
+    for (const next of graph.get(node)?.internal ?? []) {
+      if (state.get(next) === 'open') found.push([...stack.slice(stack.indexOf(next)), next]);
+      else if (state.get(next) === undefined) visit(next);
+    }
+    stack.pop();
+    state.set(node, 'done');
+  };
+  for (const node of graph.keys()) if (state.get(node) === undefined) visit(node);
+  return found;
+}
+
+const graph = importGraph();
+const kinds = readdirSync(path.join(src, 'pools'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+const kindOf = (module: string): string | undefined => /^pools\/([^/]+)\//.exec(module)?.[1];
+const under = (module: string, ...prefixes: string[]): boolean => prefixes.some((p) => module === p || module.startsWith(`${p}/`));
+
+/** Every edge `from → to` for which `bad` holds, as readable lines. */
+function edges(bad: (from: string, to: string) => boolean): string[] {
+  const out: string[] = [];
+  for (const [from, { internal, external }] of graph) for (const to of [...internal, ...external]) if (bad(from, to)) out.push(`${from} → ${to}`);
+  return out;
+}
+
+describe('architecture', () => {
+  it('has no import cycles', () => {
+    expect(cycles(graph).map((c) => c.join(' → '))).toEqual([]);
+  });
+
+  it('keeps MCP in tools/ and above: engine, store, pools, config and the OS adapters never import the SDK or a tool', () => {
+    const low = (m: string): boolean => under(m, 'engine', 'store', 'pools', 'config') || ['errors.ts', 'log.ts', 'paths.ts', 'processes.ts'].includes(m);
+    expect(edges((from, to) => low(from) && (to.startsWith('@modelcontextprotocol/') || under(to, 'tools') || to === 'server.ts'))).toEqual([]);
+  });
+
+  it('lets layers point down only: store knows no engine, the engine knows no pool, leaves import nothing of ours', () => {
+    expect(edges((from, to) => under(from, 'store') && (under(to, 'engine', 'pools', 'tools') || to === 'config.ts'))).toEqual([]);
+    expect(edges((from, to) => under(from, 'engine') && (under(to, 'pools', 'tools') || to === 'config.ts' || to === 'registry.ts'))).toEqual([]);
+    expect(edges((from, to) => ['errors.ts', 'log.ts'].includes(from) && !to.includes('/') && graph.has(to))).toEqual([]);
+    // The OS adapters serve every layer: they import no layer above them, save the engine's
+    // interfaces that they implement (Ownership).
+    expect(edges((from, to) => ['processes.ts', 'paths.ts'].includes(from) && under(to, 'engine', 'store', 'pools', 'tools') && to !== 'engine/types.ts')).toEqual([]);
+  });
+
+  it('keeps each worker kind in its folder: kinds import no other kind, and only the registry and that kind\'s tool files import it', () => {
+    expect(edges((from, to) => kindOf(from) !== undefined && kindOf(to) !== undefined && kindOf(from) !== kindOf(to))).toEqual([]);
+    expect(edges((from, to) => kindOf(to) !== undefined && kindOf(from) === undefined && from !== 'registry.ts' && !under(from, 'tools'))).toEqual([]);
+    // A tool file drives one kind at most.
+    for (const [from, { internal }] of graph) {
+      if (!under(from, 'tools')) continue;
+      expect(new Set(internal.map(kindOf).filter((k) => k !== undefined)).size, from).toBeLessThanOrEqual(1);
+    }
+    // Nothing outside a kind's folder (its tool files and the registry aside) writes its name out as a job kind.
+    for (const [module] of graph) {
+      if (kindOf(module) !== undefined || under(module, 'tools') || module === 'registry.ts') continue;
+      const text = readFileSync(path.join(src, module), 'utf8');
+      for (const kind of kinds) expect(text.includes(`'${kind}'`), `${module} names the kind '${kind}'`).toBe(false);
+    }
+  });
+});
