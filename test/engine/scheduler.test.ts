@@ -12,13 +12,19 @@ function job(id: string, tasks: number, concurrency: number): Job {
   return j;
 }
 
+/** A scheduler over one pool whose starts are only recorded (`job#index`). */
+function recording(limit: number): { scheduler: Scheduler; started: string[] } {
+  const started: string[] = [];
+  const scheduler = new Scheduler([pool(limit)], (_pool, j, index) => {
+    j.running.set(index, new AbortController());
+    started.push(`${j.id}#${index}`);
+  });
+  return { scheduler, started };
+}
+
 describe('Scheduler', () => {
   it('holds the pool limit and each job\'s own, serves jobs round-robin, and refills a freed slot at once', () => {
-    const started: string[] = [];
-    const scheduler = new Scheduler([pool(3)], (_pool, j, index) => {
-      j.running.set(index, new AbortController());
-      started.push(`${j.id}#${index}`);
-    });
+    const { scheduler, started } = recording(3);
     const big = job('big', 10, 2);
     const small = job('small', 2, 5);
     scheduler.add(big);
@@ -36,11 +42,7 @@ describe('Scheduler', () => {
   });
 
   it('stops serving a job whose queue was dropped, and starts nothing once stopped', () => {
-    const started: string[] = [];
-    const scheduler = new Scheduler([pool(1)], (_pool, j, index) => {
-      j.running.set(index, new AbortController());
-      started.push(`${j.id}#${index}`);
-    });
+    const { scheduler, started } = recording(1);
     const a = job('a', 3, 1);
     const b = job('b', 3, 1);
     scheduler.add(a);
