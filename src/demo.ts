@@ -42,7 +42,7 @@ interface JobView {
 interface CollectPage {
   jobs: JobView[];
   done: boolean;
-  more_now?: boolean;
+  remaining: number;
   next_cursor?: string;
   results: Array<{ index: number; state: string; duration_ms?: number; value?: { json?: unknown } }>;
 }
@@ -121,7 +121,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
         }
         const job = page.jobs[0];
         if (!job) throw new Error('collect_results returned no job');
-        if (page.done && !page.more_now) return { job, values, taskMs, pages };
+        if (page.done && page.remaining === 0) return { job, values, taskMs, pages };
         cursor = page.next_cursor;
       }
     };

@@ -1,14 +1,14 @@
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import type { CallToolResult, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { type CallToolResult, CallToolRequestSchema, ListToolsRequestSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import type { Ownership } from './engine/types.js';
-import { errorText } from './errors.js';
+import { errorText, MonitorError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
 import { type BuiltKind, buildKinds } from './registry.js';
 import { JobStore } from './store/store.js';
+import { closest, inputJsonSchema, parseArguments } from './tools/arguments.js';
 import { jobTools } from './tools/index.js';
 import type { AnyTool, ServerFacts, ToolContext } from './tools/tool.js';
 
@@ -34,7 +34,7 @@ export interface ServerDeps {
 }
 
 export interface MonitorServer {
-  server: McpServer;
+  server: Server;
   engine: Engine;
   /** Loads earlier jobs from the state directory; call once before connecting a transport. */
   start(): Promise<void>;
@@ -50,7 +50,7 @@ function instructions(config: Config, kinds: readonly BuiltKind[]): string {
   const listed = workers.length > 1 ? `${workers.slice(0, -1).join(', ')}, and ${workers.at(-1) ?? ''}` : (workers[0] ?? '');
   return [
     `monitor-mcp runs work on real parallel workers on this machine: ${listed}.`,
-    `Working pattern: 1) submit a whole batch with one dispatch tool; it returns a job_id at once. 2) Keep working on something else meanwhile. 3) Call collect_results with the job_id: it waits (bounded) for the job and returns status counts and a page of results within an output budget, with a cursor for the next page. Merge the results yourself.`,
+    `Working pattern: 1) submit a whole batch with one dispatch tool; it returns a job_id at once. 2) Keep working on something else meanwhile. 3) Call collect_results with the job_id: it waits (bounded) for the job and returns status counts and a page of results within an output budget. Every reply's "next" says the exact call to make next (the next page, newer results, or resume_job for interrupted tasks). Merge the results yourself, or let merge "json"/"text" join them with their ids.`,
     `Results live on disk (${config.stateDir}) and survive a server restart; jobs are removed ${config.retentionDays} days after they finish. Tasks cut off by a restart are "interrupted": resume_job runs them again. list_jobs shows every job; cancel_job stops one.`,
     'Prefer sending file paths to workers over pasting file contents: the workers read the files, so their contents never pass through your context.',
   ].join('\n');
@@ -71,46 +71,55 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
     dispatchTools: [...kinds.flatMap((k) => k.tools.filter((t) => t.dispatch).map((t) => t.name))],
   };
 
-  const server = new McpServer(
-    { name: SERVER_NAME, version: SERVER_VERSION },
-    { capabilities: { logging: {} }, instructions: instructions(config, kinds) },
-  );
-  const register = (tool: AnyTool, services: unknown): void => {
-    server.registerTool(
-      tool.name,
-      { title: tool.title, description: tool.description, inputSchema: tool.inputSchema, annotations: tool.annotations },
-      async (args: unknown, extra: RequestHandlerExtra<ServerRequest, ServerNotification>): Promise<CallToolResult> => {
-        const progressToken = extra._meta?.progressToken;
-        const ctx: ToolContext<unknown> = {
-          config,
-          engine,
-          kind: services,
-          log,
-          signal: extra.signal,
-          progress: async (progress, total, message) => {
-            if (progressToken === undefined) return;
-            await extra
-              .sendNotification({
-                method: 'notifications/progress',
-                params: total === undefined ? { progressToken, progress, message } : { progressToken, progress, total, message },
-              })
-              .catch(() => undefined);
-          },
-        };
-        try {
-          const reply = await tool.handler(args as never, ctx);
-          const result: CallToolResult = { content: [{ type: 'text', text: reply.text }] };
-          if (reply.structured) result.structuredContent = reply.structured;
-          return result;
-        } catch (error) {
-          log.debug(`${tool.name} failed: ${errorText(error)}`);
-          return { content: [{ type: 'text', text: errorText(error) }], isError: true };
-        }
+  const tools = new Map<string, { tool: AnyTool; services: unknown }>();
+  for (const kind of kinds) for (const tool of kind.tools) tools.set(tool.name, { tool, services: kind.instance.services });
+  for (const tool of jobTools(facts)) tools.set(tool.name, { tool, services: undefined });
+  // Listed once: what every client (and, in Claude Code, the model) gets on every request.
+  const listed: Tool[] = [...tools.values()].map(({ tool }) => ({
+    name: tool.name,
+    title: tool.title,
+    description: tool.description,
+    inputSchema: inputJsonSchema(tool.inputSchema) as Tool['inputSchema'],
+    annotations: tool.annotations,
+  }));
+
+  const server = new Server({ name: SERVER_NAME, version: SERVER_VERSION }, { capabilities: { tools: {}, logging: {} }, instructions: instructions(config, kinds) });
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: listed }));
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
+    const { name } = request.params;
+    const progressToken = request.params._meta?.progressToken;
+    const ctx = (services: unknown): ToolContext<unknown> => ({
+      config,
+      engine,
+      kind: services,
+      log,
+      signal: extra.signal,
+      progress: async (progress, total, message) => {
+        if (progressToken === undefined) return;
+        await extra
+          .sendNotification({
+            method: 'notifications/progress',
+            params: total === undefined ? { progressToken, progress, message } : { progressToken, progress, total, message },
+          })
+          .catch(() => undefined);
       },
-    );
-  };
-  for (const kind of kinds) for (const tool of kind.tools) register(tool, kind.instance.services);
-  for (const tool of jobTools(facts)) register(tool, undefined);
+    });
+    try {
+      const entry = tools.get(name);
+      if (!entry) {
+        const near = closest(name, [...tools.keys()]);
+        throw new MonitorError('INVALID_INPUT', `There is no tool "${name}".`, { hint: `${near ? `Did you mean ${near}? ` : ''}The tools: ${[...tools.keys()].join(', ')}.` });
+      }
+      const args = parseArguments(entry.tool.name, entry.tool.inputSchema, request.params.arguments);
+      const reply = await entry.tool.handler(args as never, ctx(entry.services));
+      const result: CallToolResult = { content: [{ type: 'text', text: reply.text }] };
+      if (reply.structured) result.structuredContent = reply.structured;
+      return result;
+    } catch (error) {
+      log.debug(`${name} failed: ${errorText(error)}`);
+      return { content: [{ type: 'text', text: errorText(error) }], isError: true };
+    }
+  });
 
   return {
     server,

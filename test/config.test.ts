@@ -14,7 +14,7 @@ describe('parseConfig', () => {
     expect(config.workersDirs).toEqual(['/opt/monitor/workers']);
     expect(config.allowedRoots).toEqual(['/work/project']);
     expect(config.script.defaultConcurrency).toBe(6);
-    expect(config.collect.maxBudgetTokens).toBe(25000);
+    expect(config.collect.maxBudgetTokens).toBe(12000);
     expect(config.llm.endpoints[0]).toMatchObject({ url: 'http://127.0.0.1:1234', concurrency: 4, flavor: 'lmstudio' });
     expect(config.http.allowHosts).toEqual([]);
   });
@@ -58,9 +58,9 @@ describe('parseConfig', () => {
     ]);
   });
 
-  it('refuses a page budget above Claude Code\'s 25,000 tokens and a default above its maximum, naming setting, value and range', () => {
+  it('refuses a page budget whose two copies would pass Claude Code\'s 25,000 tokens, and a default above its maximum, naming setting, value and range', () => {
     const file = (collect: Record<string, number>): string => JSON.stringify({ collect });
-    expect(() => parseConfig({ ...base, fileText: file({ maxBudgetTokens: 90000 }) })).toThrow(/Expected collect\.maxBudgetTokens to be an integer from 1 to 25000, got 90000/);
+    expect(() => parseConfig({ ...base, fileText: file({ maxBudgetTokens: 20000 }) })).toThrow(/Expected collect\.maxBudgetTokens to be an integer from 1 to 12000, got 20000/);
     expect(() => parseConfig({ ...base, fileText: file({ defaultWaitSeconds: 500 }) })).toThrow(/Expected collect\.defaultWaitSeconds to be a number from 0 to 110, got 500/);
     expect(() => parseConfig({ ...base, fileText: file({ maxBudgetTokens: 4000, defaultBudgetTokens: 6000 }) })).toThrow(/Expected collect\.defaultBudgetTokens to be at most collect\.maxBudgetTokens \(4000\), got 6000/);
     expect(() => parseConfig({ ...base, argv: ['--wait-seconds', '60', '--max-wait-seconds', '30'] })).toThrow(/Expected --wait-seconds \(collect\.defaultWaitSeconds\) to be at most collect\.maxWaitSeconds \(30\), got 60/);

@@ -5,8 +5,11 @@ import { atMost, choice, type Constraint, int, list, num, pathSetting, type Sett
 export const MAX_TIMEOUT_SECONDS = 86_400;
 /** Longest wait of one tool call: Claude Code backgrounds a call after 2 minutes, so stay under it. */
 export const MAX_WAIT_SECONDS = 110;
-/** Claude Code refuses tool output above 25,000 tokens by default. */
-export const MAX_BUDGET_TOKENS = 25_000;
+/**
+ * The largest page, in tokens. A reply carries its page twice (text and structuredContent), and
+ * Claude Code refuses tool output above 25,000 tokens: two copies of 12,000 stay under it.
+ */
+export const MAX_BUDGET_TOKENS = 12_000;
 
 /** The settings of the server itself: the state directory, the allowed folders, logging, collect_results. */
 export const CORE_SETTINGS = {
@@ -55,7 +58,13 @@ export const CORE_SETTINGS = {
       flag: '--max-wait-seconds N',
     }),
     defaultBudgetTokens: int({ help: 'Default page size of collect_results, in tokens', default: 8000, min: 1, max: MAX_BUDGET_TOKENS, env: 'MONITOR_BUDGET_TOKENS', flag: '--budget-tokens N' }),
-    maxBudgetTokens: int({ help: 'Largest page a call may ask for', details: 'Never above Claude Code\'s 25,000', default: MAX_BUDGET_TOKENS, min: 1, max: MAX_BUDGET_TOKENS }),
+    maxBudgetTokens: int({
+      help: 'Largest page a call may ask for, in tokens',
+      details: `At most ${MAX_BUDGET_TOKENS}: a reply carries its page as text and as structuredContent, and both together stay under Claude Code's 25,000-token limit`,
+      default: MAX_BUDGET_TOKENS,
+      min: 1,
+      max: MAX_BUDGET_TOKENS,
+    }),
   },
 } satisfies SettingsTree;
 

@@ -118,9 +118,13 @@ export class Engine {
     if (job.isDone) return this.snapshot(job);
     const finishedAt = this.now().toISOString();
     this.scheduler.remove(job);
-    const dropped: TaskRecord[] = job.dropQueued().map((index) => {
+    const pool = this.scheduler.pool(job.meta.kind);
+    const dropped: TaskRecord[] = job.dropQueued().map(({ index, input }) => {
       job.setState(index, 'cancelled');
-      return { index, state: 'cancelled', attempt: job.attemptOf(index), finishedAt, error: { code: 'CANCELLED', message: 'Cancelled before it started.' } };
+      const record: TaskRecord = { index, state: 'cancelled', attempt: job.attemptOf(index), finishedAt, error: { code: 'CANCELLED', message: 'Cancelled before it started.' } };
+      const label = pool?.label?.(input);
+      if (label !== undefined) record.label = label;
+      return record;
     });
     const reason = new MonitorError('CANCELLED', 'Job cancelled.');
     job.prepareAbort?.abort(reason);
@@ -279,12 +283,13 @@ export class Engine {
     job.peakRunning = Math.max(job.peakRunning, job.running.size);
     job.setState(index, 'running');
     const startedAt = this.now();
+    const label = pool.label?.(input);
     const run = runTask(pool, job, { index, input, outputDir: this.store.outputDir(job.id), signal: controller.signal }, this.log)
       .then(async (result) => {
         job.running.delete(index);
         // The slot goes to the next task now, not after the record is on disk.
         this.scheduler.finished(job);
-        await this.record(job, index, startedAt, controller.signal, result);
+        await this.record(job, { index, label }, startedAt, controller.signal, result);
       })
       .catch((error: unknown) => this.log.error(`task ${index} of ${job.id}: ${String(error)}`))
       .finally(() => {
@@ -294,13 +299,14 @@ export class Engine {
     this.inFlight.add(run);
   }
 
-  private async record(job: Job, index: number, startedAt: Date, signal: AbortSignal, result: TaskResult): Promise<void> {
+  private async record(job: Job, task: { index: number; label: string | undefined }, startedAt: Date, signal: AbortSignal, result: TaskResult): Promise<void> {
+    const { index } = task;
     if (this.closing && signal.aborted && !result.ok) {
       // Not recorded on purpose: the next start sees it as interrupted, ready to resume.
       job.setState(index, 'interrupted');
       return;
     }
-    const record = toRecord(job, index, startedAt, this.now(), signal.aborted, result);
+    const record = toRecord(job, task, startedAt, this.now(), signal.aborted, result);
     job.apply(record);
     job.applied++;
     try {

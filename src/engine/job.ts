@@ -102,8 +102,8 @@ export class Job {
   }
 
   /** Empties the queue (cancel); returns what was in it. */
-  dropQueued(): number[] {
-    const dropped = this.queue.slice(this.queueHead);
+  dropQueued(): Array<{ index: number; input: unknown }> {
+    const dropped = this.queue.slice(this.queueHead).map((index) => ({ index, input: this.inputs.get(index) }));
     this.queue = [];
     this.queueHead = 0;
     this.inputs.clear();

@@ -42,7 +42,8 @@ export async function runTask(
  * The record of a finished task. Work that completed is kept even if a cancel or shutdown arrived
  * meanwhile; a task stopped by a cancel is `cancelled`, whatever its pool made of the abort.
  */
-export function toRecord(job: Job, index: number, startedAt: Date, finishedAt: Date, aborted: boolean, result: TaskResult): TaskRecord {
+export function toRecord(job: Job, task: { index: number; label: string | undefined }, startedAt: Date, finishedAt: Date, aborted: boolean, result: TaskResult): TaskRecord {
+  const { index } = task;
   const state = result.ok ? 'succeeded' : aborted ? 'cancelled' : 'failed';
   const record: TaskRecord = {
     index,
@@ -52,6 +53,7 @@ export function toRecord(job: Job, index: number, startedAt: Date, finishedAt: D
     finishedAt: finishedAt.toISOString(),
     durationMs: finishedAt.getTime() - startedAt.getTime(),
   };
+  if (task.label !== undefined) record.label = task.label;
   if (result.value !== undefined) record.value = result.value;
   if (state === 'cancelled') record.error = { code: 'CANCELLED', message: 'Cancelled while running; its process was stopped.' };
   else if (result.error) record.error = result.error;

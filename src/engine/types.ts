@@ -66,6 +66,8 @@ export interface Pool {
   recover?(): Promise<void>;
   /** Optional running totals over each job's results. */
   readonly totals?: JobTotals<unknown>;
+  /** What a task works on, in a few words (its file, prompt id, args or URL), kept with its result. */
+  label?(input: unknown): string | undefined;
 }
 
 /** Who runs jobs: lets several servers (one per client session) share a state directory safely. */

@@ -58,3 +58,12 @@ export interface WorkerKind<Settings extends SettingsTree, Services> {
   /** Checks for `monitor-mcp doctor`, in a section of its own: what the kind needs to work here. */
   doctor?(config: CoreConfig & ValuesOf<Settings>, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport, signal: AbortSignal): Promise<void>;
 }
+
+/** Labels stay short: a result's provenance, not its content. */
+const LABEL_CHARS = 160;
+
+/** `text` cut to a label's length (its first line only). */
+export function shortLabel(text: string): string {
+  const line = text.split('\n', 1)[0] ?? '';
+  return line.length > LABEL_CHARS ? `${line.slice(0, LABEL_CHARS - 1)}…` : line;
+}

@@ -31,6 +31,8 @@ export interface TaskRecord {
   startedAt?: string;
   finishedAt: string;
   durationMs?: number;
+  /** What the task worked on, in a few words (its file, prompt id, args or URL): a result's provenance. */
+  label?: string;
   /** The kind's own result data (previews, parsed JSON, token counts…). */
   value?: unknown;
   error?: TaskError;

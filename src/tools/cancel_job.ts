@@ -1,14 +1,14 @@
 import * as z from 'zod';
-import { describeJob, jobView } from './format.js';
+import { call, describeJob, jobView } from './format.js';
 import { defineTool } from './tool.js';
 
 export const cancelJobTool = defineTool({
   name: 'cancel_job',
   title: 'Cancel a job',
   description:
-    'Stops a job: its queued tasks are dropped and its running tasks are stopped (processes killed with their children, HTTP requests aborted). Results that already finished stay collectable. Cancelled tasks can be run again with resume_job (include_cancelled).',
+    'Stops a job: queued tasks are dropped, running ones stopped (processes killed with their children, requests aborted). Finished results stay; resume_job with include_cancelled runs the cancelled tasks again.',
   inputSchema: {
-    job_id: z.string().min(1).describe('The job to stop, as returned by a dispatch tool or list_jobs.'),
+    job_id: z.string().min(1).describe('The job to stop.'),
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async handler(args, ctx) {
@@ -16,9 +16,11 @@ export const cancelJobTool = defineTool({
     const before = ctx.engine.snapshotOf(args.job_id);
     const after = await ctx.engine.cancel(args.job_id);
     const stopped = before.counts.queued + before.counts.running;
-    const text = stopped === 0
-      ? `Nothing to cancel: ${describeJob(after)}`
-      : `Cancelled ${before.counts.queued} queued and ${before.counts.running} running task(s).\n${describeJob(after)}`;
-    return { text, structured: jobView(after) };
+    const head = stopped === 0 ? 'Nothing to cancel: the job had finished.' : `Cancelled ${before.counts.queued} queued and ${before.counts.running} running task(s).`;
+    const next = `${call('collect_results', { job_ids: [after.id] })} shows what finished${stopped === 0 ? '' : `; ${call('resume_job', { job_id: after.id, include_cancelled: true })} runs the cancelled tasks again`}.`;
+    return {
+      text: [head, describeJob(after), next].join('\n'),
+      structured: { ...jobView(after), cancelled_queued: before.counts.queued, cancelled_running: before.counts.running, next },
+    };
   },
 });

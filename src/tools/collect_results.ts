@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
-import { CHARS_PER_TOKEN, describeJob, jobView, orList, resultView, shrinkToFit } from './format.js';
+import { call, CHARS_PER_TOKEN, describeJob, jobNext, jobView, orList, resultView, shrinkToFit } from './format.js';
 import { decodeCursor, encodeCursor, type PageEntry, pageResults, type ResultFilter } from './paging.js';
 import { defineTool, type ServerFacts, type ToolContext, type ToolReply } from './tool.js';
 
@@ -23,46 +23,57 @@ interface Shown {
   piece: unknown;
 }
 
-/** The part of a result that a merge mode keeps. */
-function mergedPiece(record: TaskRecord, merge: MergeMode): unknown {
-  const value = record.value;
-  const fields = value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  if (merge === 'text') {
-    if (typeof fields?.text === 'string') return fields.text;
-    if (fields?.json !== undefined) return JSON.stringify(fields.json, null, 2);
-    return record.error ? `(${record.state}: ${record.error.code} ${record.error.message})` : JSON.stringify(value ?? null);
-  }
-  if (fields?.json !== undefined) return fields.json;
-  if (typeof fields?.text === 'string') return fields.text;
-  return record.error ? { error: record.error } : (value ?? null);
+/** A result's provenance in merges: its label (file, prompt id, args, URL), else its index. */
+function sourceOf(record: TaskRecord): string {
+  return record.label ?? `#${record.index}`;
 }
 
-const sizeOf = (value: unknown): number => (typeof value === 'string' ? value.length : JSON.stringify(value).length) + 24;
+/** The output a merge keeps of a result: its parsed JSON, else its text, else its error. */
+function outputOf(record: TaskRecord, merge: MergeMode): { output: unknown } | { error: unknown } {
+  const value = record.value;
+  const fields = value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  if (record.error && record.state !== 'succeeded') return { error: { code: record.error.code, message: record.error.message } };
+  if (fields?.json !== undefined) return { output: merge === 'text' ? JSON.stringify(fields.json, null, 2) : fields.json };
+  if (typeof fields?.text === 'string') return { output: fields.text };
+  return { output: value ?? null };
+}
+
+const jsonSize = (value: unknown): number => JSON.stringify(value).length + 1;
 
 /**
- * How a merge mode puts results on a page. The reply carries each result twice (text for the
- * model, structuredContent for programs), so both count against the budget.
+ * How a merge mode puts results on a page, and what each costs. The reply carries the page twice
+ * (text for people, structuredContent for programs and Claude Code's model): a result costs what
+ * its larger copy takes, so a page gives the model about the budget it asked for.
  */
 function renderer(merge: MergeMode, multi: boolean): { render(jobId: string, record: TaskRecord): PageEntry<Shown>; shrink(shown: PageEntry<Shown>, room: number): PageEntry<Shown> } {
-  // In merge modes the outputs travel in `merged`; results keep only what identifies them.
-  const extraOf = (item: Record<string, unknown>): number => (merge === 'list' ? 0 : sizeOf(item));
+  const cost = (item: Record<string, unknown>, piece: unknown): number => {
+    if (merge === 'list') return jsonSize(item);
+    if (merge === 'json') return jsonSize(item) + jsonSize(piece);
+    const text = String(piece);
+    return jsonSize(item) + Math.max(text.length, JSON.stringify(text).length - 2) + 1;
+  };
+  const pieceOf = (jobId: string, record: TaskRecord): unknown => {
+    const out = outputOf(record, merge);
+    if (merge === 'json') return multi ? { job_id: jobId, id: sourceOf(record), ...out } : { id: sourceOf(record), ...out };
+    const body = 'output' in out ? (typeof out.output === 'string' ? out.output : JSON.stringify(out.output)) : `(${record.state}: ${record.error?.code ?? ''} ${record.error?.message ?? ''})`;
+    return `--- ${multi ? `${jobId} ` : ''}${sourceOf(record)} (#${record.index}, ${record.state}) ---\n${body}`;
+  };
   return {
     render(jobId, record) {
       const full = resultView(multi ? jobId : undefined, record);
-      if (merge === 'list') return { entry: { item: full, piece: full }, cost: 2 * sizeOf(full) };
+      if (merge === 'list') return { entry: { item: full, piece: full }, cost: cost(full, full) };
       const item = leanView(full);
-      const piece = mergedPiece(record, merge);
-      return { entry: { item, piece }, cost: 2 * sizeOf(piece) + extraOf(item) };
+      const piece = pieceOf(jobId, record);
+      return { entry: { item, piece }, cost: cost(item, piece) };
     },
     shrink({ entry }, left) {
-      const extra = extraOf(entry.item);
-      const room = Math.max(256, Math.floor((left - extra) / 2) - 24);
       if (merge === 'list') {
-        const shrunk = shrinkToFit(entry.item, room);
-        return { entry: { item: shrunk, piece: shrunk }, cost: 2 * sizeOf(shrunk) };
+        const shrunk = shrinkToFit(entry.item, Math.max(256, left - 1));
+        return { entry: { item: shrunk, piece: shrunk }, cost: cost(shrunk, shrunk) };
       }
+      const room = Math.max(256, left - jsonSize(entry.item) - 24);
       const piece = shrinkPiece(entry.piece, room);
-      return { entry: { item: entry.item, piece }, cost: 2 * sizeOf(piece) + extra };
+      return { entry: { item: entry.item, piece }, cost: cost(entry.item, piece) };
     },
   };
 }
@@ -84,43 +95,52 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
   const budgetChars = request.budgetTokens * CHARS_PER_TOKEN;
   const header = fitHeader(snapshots, budgetChars * 0.3);
   const jobViews = snapshots.map(jobView);
-  const used = header.join('\n').length + JSON.stringify(jobViews).length + 600;
+  // The status lines (text) or the job views (structured), the next step and the keys around them.
+  const overhead = Math.max(header.join('\n').length, JSON.stringify(jobViews).length) + RESERVED_CHARS;
   const multi = request.jobIds.length > 1;
   const jobs = await Promise.all(request.jobIds.map(async (id) => ({ id, records: await engine.results(id) })));
-  const page = pageResults({ jobs, offsets, filter: request.filter, room: budgetChars - used, ...renderer(request.merge, multi) });
+  const page = pageResults({ jobs, offsets, filter: request.filter, room: budgetChars - overhead, ...renderer(request.merge, multi) });
 
   const allDone = snapshots.every((s) => s.counts.queued === 0 && s.counts.running === 0);
   const items = page.entries.map((shown) => shown.item);
   const pieces = page.entries.map((shown) => shown.piece);
-  const lines: string[] = [...header];
-  if (request.merge === 'list') {
-    for (const piece of pieces) lines.push(JSON.stringify(piece));
-  } else if (request.merge === 'text') {
-    items.forEach((item, i) => {
-      const piece = pieces[i];
-      lines.push(`--- ${multi ? `${String(item.job_id)} ` : ''}#${String(item.index)} ${String(item.state)} ---`);
-      lines.push(typeof piece === 'string' ? piece : JSON.stringify(piece));
-    });
-  } else {
-    lines.push(JSON.stringify(pieces));
-  }
-  if (items.length === 0) {
-    lines.push(allDone ? 'No results match on this page.' : 'No new results yet; the jobs are still running.');
-  }
   // One cursor serves both paging and polling: it marks what this reply showed, per job.
   const nextCursor = page.cut || !allDone ? encodeCursor(page.offsets, request.jobIds) : undefined;
-  if (page.cut) {
-    lines.push(`${page.remaining} more result(s) available: call collect_results again with the same job_ids and cursor "${nextCursor ?? ''}".`);
-  } else if (nextCursor) {
-    lines.push(`Jobs still running. Keep working, then call collect_results with the same job_ids and cursor "${nextCursor}" to get only the results that finish after these.`);
-  }
+  const next = nextStep(request, snapshots, page.remaining, nextCursor);
+
+  const lines: string[] = [...header];
+  if (request.merge === 'list') for (const piece of pieces) lines.push(JSON.stringify(piece));
+  else if (request.merge === 'text') for (const piece of pieces) lines.push(String(piece));
+  else lines.push(JSON.stringify(pieces));
+  if (items.length === 0) lines.push(allDone ? 'No results match on this page.' : 'No new results yet; the jobs are still running.');
+  lines.push(next);
   const structured: Record<string, unknown> = { jobs: jobViews, done: allDone, results: items };
   if (request.merge !== 'list') structured.merged = request.merge === 'json' ? pieces : pieces.join('\n');
-  if (nextCursor) {
-    structured.next_cursor = nextCursor;
-    structured.more_now = page.cut;
-  }
+  structured.remaining = page.remaining;
+  if (nextCursor) structured.next_cursor = nextCursor;
+  structured.next = next;
   return { text: lines.join('\n'), structured };
+}
+
+/** Characters kept for the next step and the reply's own keys. */
+const RESERVED_CHARS = 700;
+
+/** The call to make after this page, with its exact arguments. */
+function nextStep(request: CollectRequest, snapshots: readonly JobSnapshot[], remaining: number, cursor: string | undefined): string {
+  const again: Record<string, unknown> = { job_ids: request.jobIds };
+  if (cursor) again.cursor = cursor;
+  if (request.filter !== 'all') again.filter = request.filter;
+  if (request.merge !== 'list') again.merge = request.merge;
+  if (remaining > 0) return `${remaining} more result(s) are ready: call ${call('collect_results', again)} to see them.`;
+  const total = snapshots.reduce((n, s) => n + s.counts.total, 0);
+  const finished = snapshots.reduce((n, s) => n + s.counts.total - s.counts.queued - s.counts.running, 0);
+  if (cursor) return `The job(s) are still running (${finished}/${total} tasks done). Keep working on something else, then call ${call('collect_results', again)}: it waits for and returns only results that finish after these.`;
+  const steps = snapshots.map(jobNext).filter((step) => step !== undefined);
+  const failed = snapshots.reduce((n, s) => n + s.counts.failed, 0);
+  if (failed > 0 && request.filter !== 'failed') {
+    steps.push(`${failed} task(s) failed: ${call('collect_results', { job_ids: request.jobIds, filter: 'failed' })} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`);
+  }
+  return steps.length > 0 ? steps.join(' ') : 'Every result has been shown; the job(s) are finished.';
 }
 
 /** Waits for the jobs (bounded), sending progress as tasks finish and a heartbeat while none do. */
@@ -172,15 +192,26 @@ function fitHeader(snapshots: readonly JobSnapshot[], maxChars: number): string[
   return lines;
 }
 
+/** A result in merge modes: what identifies it; its output (or error) is in `merged`. */
 function leanView(view: Record<string, unknown>): Record<string, unknown> {
   const rest = { ...view };
   delete rest.value;
+  delete rest.error;
   return rest;
 }
 
+const PIECE_CUT = '…[cut to fit the page; the full output is in the files list mode shows]';
+
+/** A merged piece cut to `room` characters; a JSON piece keeps its id and is cut in its output. */
 function shrinkPiece(piece: unknown, room: number): unknown {
-  const text = typeof piece === 'string' ? piece : JSON.stringify(piece);
-  return text.length <= room ? piece : `${text.slice(0, Math.max(64, room - 80))}…[cut to fit the page; see list mode for the file path]`;
+  const cut = (text: string, keep: number): string => (text.length <= keep ? text : `${text.slice(0, Math.max(64, keep - PIECE_CUT.length))}${PIECE_CUT}`);
+  if (typeof piece === 'string') return cut(piece, room);
+  if (piece && typeof piece === 'object' && 'output' in piece) {
+    const { output, ...rest } = piece as { output: unknown };
+    const text = typeof output === 'string' ? output : JSON.stringify(output);
+    return { ...rest, output: cut(text, room - JSON.stringify(rest).length - 16) };
+  }
+  return piece;
 }
 
 export function collectResultsTool(facts: ServerFacts) {
@@ -188,18 +219,19 @@ export function collectResultsTool(facts: ServerFacts) {
     name: 'collect_results',
     title: 'Collect job results',
     description: [
-      'Waits for one or more jobs (at most wait_seconds, bounded so the call never outlives the client), then returns each job\'s status counts and one page of finished results, in the order they finished, kept within an output budget.',
-      'Each result has the task index, state, duration, the worker\'s output (parsed JSON when it printed JSON) and, for large outputs, the path of the file holding all of it.',
-      'If more results exist the reply ends with a cursor: call again with the same job_ids and that cursor to page on. While jobs run, the reply gives a cursor that returns only results finishing later.',
-      'Use filter "failed" to inspect only failures; merge "text" or "json" to get the outputs concatenated or as one JSON array ready to merge.',
+      'Waits (bounded) for jobs, then returns their status and one page of finished results in finish order, within an output budget.',
+      'The reply: jobs (state queued, running, succeeded, failed, cancelled, or interrupted = cut off by a server restart, which resume_job runs again; counts per task state);',
+      'done (no task of these jobs is queued or running); results (index, id = what the task worked on, state, duration_ms, value = its output, files = full outputs on disk);',
+      'remaining (results ready now that did not fit this page); next_cursor and next (the exact call to make next: it pages on while remaining > 0 and, while jobs run, returns only newer results).',
+      'merge "json" gives merged = [{id, output}], "text" one text with a header per result; filter "failed" shows only failures.',
     ].join(' '),
     inputSchema: {
-      job_ids: z.array(z.string().min(1)).min(1).max(50).describe(`Job ids returned by ${orList(facts.dispatchTools)} (or listed by list_jobs).`),
-      wait_seconds: z.number().min(0).optional().describe('How long to wait for the jobs to finish before answering with what is done. Default about 20 s; capped by the server (about 50 s). 0 = answer at once.'),
-      cursor: z.string().optional().describe('The next_cursor of a previous call with the same job_ids, to continue where it stopped.'),
-      filter: z.enum(['all', 'failed', 'succeeded']).optional().describe('Which results to include: all (default), failed (also cancelled), or succeeded.'),
-      merge: z.enum(['list', 'text', 'json']).optional().describe('list (default): one JSON line per result with state, timing and files. text: outputs concatenated with separators. json: one JSON array of the outputs (parsed JSON where the worker printed JSON).'),
-      budget_tokens: z.number().int().min(200).optional().describe('Page size in tokens (≈4 characters each). Default about 8,000; capped at the server maximum (25,000, Claude Code\'s limit).'),
+      job_ids: z.array(z.string().min(1)).min(1).max(50).describe(`Jobs from ${orList(facts.dispatchTools)} or list_jobs.`),
+      wait_seconds: z.number().min(0).optional().describe('Longest wait for the jobs to finish (default 20; at most ~50; 0 = answer now).'),
+      cursor: z.string().optional().describe('next_cursor of the previous call with the same job_ids.'),
+      filter: z.enum(['all', 'failed', 'succeeded']).optional().describe('failed includes cancelled.'),
+      merge: z.enum(['list', 'text', 'json']).optional().describe('list (default): each result with its value; json, text: outputs merged, each with its id.'),
+      budget_tokens: z.number().int().min(200).optional().describe('Page size (default 8000 tokens; at most 12000).'),
     },
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async handler(args, ctx) {

@@ -1,17 +1,13 @@
 import * as z from 'zod';
 import type { JobPlan, JobSnapshot } from '../engine/types.js';
 import { collect, type CollectRequest } from './collect_results.js';
-import { jobView } from './format.js';
+import { call, jobView } from './format.js';
 import type { ToolContext, ToolReply } from './tool.js';
 
 /** The fields every dispatch tool takes, described once. */
 export const dispatchFields = {
-  label: z.string().max(200).optional().describe('A short name shown in list_jobs, e.g. "deps of src/".'),
-  wait_seconds: z
-    .number()
-    .min(0)
-    .optional()
-    .describe('Wait up to this many seconds for the job and return its first page of results in this reply (default 0: return the job_id at once; capped by the server, about 50 s).'),
+  label: z.string().max(200).optional().describe('A short name for list_jobs.'),
+  wait_seconds: z.number().min(0).optional().describe('Wait up to this long and return the first results in this reply (default 0: the job_id at once; at most ~50 s).'),
 };
 
 /** Submits a kind's plan and answers with the job handle (or its first page); `notes` go first. */
@@ -23,8 +19,7 @@ export async function submitPlan(
 ): Promise<ToolReply> {
   const { kind, inputs, options, concurrency } = plan;
   const job = await ctx.engine.submit({ kind, inputs, options, concurrency, ...(args.label === undefined ? {} : { label: args.label }) });
-  const reply = await dispatchReply(ctx, job.id, args.wait_seconds);
-  return notes.length === 0 ? reply : { ...reply, text: [...notes, reply.text].join('\n') };
+  return dispatchReply(ctx, job.id, args.wait_seconds, { notes });
 }
 
 /**
@@ -35,10 +30,11 @@ export async function dispatchReply(
   ctx: ToolContext<unknown>,
   jobId: string,
   waitSeconds: number | undefined,
-  options: { resumed?: number } = {},
+  options: { resumed?: number; notes?: readonly string[] } = {},
 ): Promise<ToolReply> {
   const wait = Math.min(waitSeconds ?? 0, ctx.config.collect.maxWaitSeconds);
   const resumed = options.resumed !== undefined;
+  const notes = options.notes ?? [];
   if (wait > 0) {
     const request: CollectRequest = {
       jobIds: [jobId],
@@ -50,14 +46,15 @@ export async function dispatchReply(
     // A resumed job's first page shows the new attempts, not the results collected before.
     if (resumed) request.startOffsets = [(await ctx.engine.results(jobId)).length];
     const reply = await collect(ctx, request);
-    return { text: `job_id: ${jobId}\n${reply.text}`, structured: { job_id: jobId, ...reply.structured } };
+    return { text: [`job_id: ${jobId}`, ...notes, reply.text].join('\n'), structured: { job_id: jobId, ...(notes.length > 0 ? { notes } : {}), ...reply.structured } };
   }
   const job: JobSnapshot = ctx.engine.snapshotOf(jobId);
-  const text = [
-    resumed
-      ? `Resumed ${jobId}: ${options.resumed ?? 0} task(s) queued again, of kind ${job.kind}, up to ${job.concurrency} at once.`
-      : `Submitted ${jobId}: ${job.counts.total} task(s) of kind ${job.kind}, up to ${job.concurrency} at once.`,
-    `Keep working on something else; then call collect_results with job_ids ["${jobId}"] (it waits up to ${ctx.config.collect.maxWaitSeconds} s and pages the results). cancel_job stops it.`,
-  ].join('\n');
-  return { text, structured: { job_id: jobId, ...jobView(job) } };
+  const next = `Keep working on something else, then call ${call('collect_results', { job_ids: [jobId] })}: it waits up to ${ctx.config.collect.maxWaitSeconds} s for the job and pages its results. ${call('cancel_job', { job_id: jobId })} stops it.`;
+  const head = resumed
+    ? `Resumed ${jobId}: ${options.resumed ?? 0} task(s) queued again, of kind ${job.kind}, up to ${job.concurrency} at once.`
+    : `Submitted ${jobId}: ${job.counts.total} task(s) of kind ${job.kind}, up to ${job.concurrency} at once.`;
+  const structured: Record<string, unknown> = { ...jobView(job) };
+  if (notes.length > 0) structured.notes = notes;
+  structured.next = next;
+  return { text: [head, ...notes, next].join('\n'), structured };
 }

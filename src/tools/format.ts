@@ -30,7 +30,20 @@ export function describeJob(job: JobSnapshot): string {
   if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
   if (job.warning !== undefined) line += `; WARNING: ${job.warning}`;
   if (job.totals) line += `; ${job.totals.text}`;
+  const next = jobNext(job);
+  if (next) line += `. ${next}`;
   return line;
+}
+
+/** `collect_results with {"job_ids":["job_…"]}`: a call the model can make as written. */
+export function call(tool: string, args: Record<string, unknown>): string {
+  return `${tool} with ${JSON.stringify(args)}`;
+}
+
+/** What a job needs from the caller, when it needs anything: its interrupted tasks resumed. */
+export function jobNext(job: JobSnapshot): string | undefined {
+  if (job.counts.interrupted === 0 || job.ownerPid !== undefined) return undefined;
+  return `${job.counts.interrupted} task(s) were interrupted by a server restart: call ${call('resume_job', { job_id: job.id })} to run them again.`;
 }
 
 /** The JSON view of a job snapshot used in structured results. */
@@ -48,8 +61,11 @@ export function jobView(job: JobSnapshot): Record<string, unknown> {
   if (job.label) view.label = job.label;
   if (job.warning) view.warning = job.warning;
   if (job.finishedAt) view.finished_at = job.finishedAt;
+  if (job.ownerPid !== undefined) view.run_by_other_server_pid = job.ownerPid;
   // The kind's own totals (e.g. tokens of an LLM job).
   if (job.totals) Object.assign(view, job.totals.fields);
+  const next = jobNext(job);
+  if (next) view.next = next;
   return view;
 }
 
@@ -58,6 +74,7 @@ export function resultView(jobId: string | undefined, record: TaskRecord): Recor
   const view: Record<string, unknown> = {};
   if (jobId !== undefined) view.job_id = jobId;
   view.index = record.index;
+  if (record.label !== undefined) view.id = record.label;
   view.state = record.state;
   if (record.durationMs !== undefined) view.duration_ms = record.durationMs;
   if (record.attempt > 1) view.attempt = record.attempt;

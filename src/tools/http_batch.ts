@@ -7,18 +7,16 @@ import { defineKindTool } from './tool.js';
 
 const MAX_REQUESTS = 1000;
 
-const headersSchema = z
-  .record(z.string(), z.string())
-  .describe('Header name → value. A secret is written as ${env:NAME} inside the value (e.g. "Authorization": "Bearer ${env:GITHUB_TOKEN}"): the server substitutes it from its environment and redacts it from every output. Never paste a secret itself.');
+const headersSchema = z.record(z.string(), z.string());
 
 const requestSchema = z.strictObject({
-  url: z.string().min(1).describe('Absolute http(s) URL, or a path relative to base_url. Its host must be on the user\'s allowlist.'),
-  method: z.enum(METHODS).optional().describe('HTTP method. Default GET, or POST when json or body is given.'),
-  headers: headersSchema.optional(),
-  json: z.unknown().optional().describe('A JSON request body (sent with content-type application/json unless headers set one).'),
-  body: z.string().optional().describe('A text request body, sent as is (set content-type in headers). Use either json or body.'),
-  extract: extractSchema.optional(),
-  timeout_seconds: z.number().positive().max(3600).optional().describe('This request\'s timeout per attempt, from sending to the last body byte.'),
+  url: z.string().min(1).describe('Absolute http(s) URL, or a path relative to base_url.'),
+  method: z.enum(METHODS).optional().describe('Default GET, or POST with a body.'),
+  headers: headersSchema.optional().describe('Its own headers; a secret as ${env:NAME}.'),
+  json: z.unknown().optional().describe('A JSON body.'),
+  body: z.string().optional().describe('A text body (set content-type).'),
+  extract: extractSchema.optional().describe('Its own extract.'),
+  timeout_seconds: z.number().positive().max(3600).optional().describe('Its own timeout per attempt.'),
 });
 
 export const httpBatchTool = defineKindTool(httpKind, {
@@ -26,22 +24,20 @@ export const httpBatchTool = defineKindTool(httpKind, {
   name: 'http_batch',
   title: 'Run HTTP API requests in parallel',
   description: [
-    'Sends a batch of HTTP requests to web APIs (issue trackers, package registries, internal services) concurrently, as one background job, and returns a job_id at once; collect the responses with collect_results.',
-    'Only hosts on the user\'s allowlist can be called, and private or loopback addresses only if the user allowed them; a refused host fails the whole call with instructions for the user.',
-    'Up to a few requests run at once per host; 429 and 503 answers are retried after the Retry-After delay. Redirects are followed only to allowed hosts.',
-    'Secrets: put ${env:NAME} in a header value (e.g. "Authorization": "Bearer ${env:GITHUB_TOKEN}"); only env vars the user allowed can be used, and their values never appear in results.',
-    'Each result\'s value has status, ok, the final url, a few headers (content-type, link, rate limits), and json (the parsed body, or just what `extract` selects) or a text preview; a large body is saved to the file in files.body.',
-    'Use extract to keep results small, e.g. ["number", "title", "user.login"] for a list of issues.',
+    'Sends HTTP requests to web APIs concurrently as one background job; returns a job_id at once, then collect_results gives the responses.',
+    'Only hosts on the user\'s allowlist can be called (private addresses only if allowed); a refused host fails the whole call, saying what the user can do. A few requests at once per host; 429 and 503 are retried after Retry-After; redirects only to allowed hosts.',
+    'Secrets: write ${env:NAME} in a header value, e.g. "Authorization": "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never shown in results.',
+    'A result\'s value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or a text preview; a large body goes to files.body.',
   ].join(' '),
   inputSchema: {
-    requests: z.array(requestSchema).min(1).max(MAX_REQUESTS).describe(`The requests, one task each (1 to ${MAX_REQUESTS}); results keep this order's indices.`),
-    base_url: z.string().optional().describe('Resolves relative request urls, e.g. "https://api.github.com" with url "/repos/o/r/issues".'),
-    headers: headersSchema.optional().describe('Headers sent with every request (a request\'s own headers win). Same ${env:NAME} rule for secrets.'),
-    extract: extractSchema.optional().describe('Default extract for every request (a request\'s own extract wins).'),
-    concurrency: z.number().int().min(1).optional().describe(`Requests of this job in flight at once (default ${DEFAULT_HTTP_CONCURRENCY}); the per-host limit still applies.`),
-    per_host_concurrency: z.number().int().min(1).optional().describe('Lower the per-host limit for this job (default and maximum: the server\'s, usually 4).'),
-    timeout_seconds: z.number().positive().max(3600).optional().describe('Default per-attempt timeout of every request (default: the server\'s, usually 30 s).'),
-    max_retries: z.number().int().min(0).optional().describe('Retries on 429/503 or a dropped connection (default and maximum: the server\'s, usually 3).'),
+    requests: z.array(requestSchema).min(1).max(MAX_REQUESTS).describe(`One task each (1–${MAX_REQUESTS}).`),
+    base_url: z.string().optional().describe('Resolves relative urls, e.g. "https://api.github.com".'),
+    headers: headersSchema.optional().describe('Headers for every request (a request\'s own win); a secret as ${env:NAME}.'),
+    extract: extractSchema.optional().describe('Keep part of each JSON body: a JSON pointer ("/items"), field paths (["number", "user.login"], per element of an array), or {"pointer", "fields"}.'),
+    concurrency: z.number().int().min(1).optional().describe(`Requests at once (default ${DEFAULT_HTTP_CONCURRENCY}).`),
+    per_host_concurrency: z.number().int().min(1).optional().describe('A lower per-host limit (default and most: usually 4).'),
+    timeout_seconds: z.number().positive().max(3600).optional().describe('Timeout per attempt (default 30 s).'),
+    max_retries: z.number().int().min(0).optional().describe('Retries on 429/503 or a dropped connection (default and most: 3).'),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },

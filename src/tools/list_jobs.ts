@@ -7,14 +7,14 @@ export function listJobsTool(facts: ServerFacts) {
     name: 'list_jobs',
     title: 'List jobs',
     description:
-      'Lists the jobs this server knows (including those from before a restart), newest first: id, kind, label, state, task counts, age and wall time. Use it to find a job_id again, or to see what still runs. Jobs are kept on disk for a few days after they finish (see the server instructions).',
+      'Lists jobs, newest first, also those from before a restart: id, kind, label, state, counts and times; next says what to do (e.g. resume_job for interrupted jobs). Jobs are kept a few days after they finish.',
     inputSchema: {
       state: z
         .enum(['active', 'finished', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'])
         .optional()
-        .describe('Only jobs in this state. "active" = queued or running; "finished" = everything else.'),
-      kind: z.string().optional().describe(`Only jobs of this kind: ${orList(facts.kinds)}.`),
-      limit: z.number().int().min(1).max(200).optional().describe('At most this many jobs (default 20).'),
+        .describe('active = queued or running; finished = the others.'),
+      kind: z.string().optional().describe(`${orList(facts.kinds)}.`),
+      limit: z.number().int().min(1).max(200).optional().describe('Default 20.'),
     },
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async handler(args, ctx) {
@@ -29,12 +29,14 @@ export function listJobsTool(facts: ServerFacts) {
       const shown = all.slice(0, args.limit ?? 20);
       const now = Date.now();
       const lines = shown.map((job) => `${describeJob(job)}; created ${formatAge(job.createdAt, now)}`);
-      if (shown.length === 0) lines.push(all.length === 0 && args.state === undefined && !args.kind ? `No jobs yet. Submit one with ${orList(facts.dispatchTools)}.` : 'No job matches.');
-      if (all.length > shown.length) lines.push(`(${all.length - shown.length} more; raise limit to see them)`);
-      if (shown.some((job) => job.state === 'interrupted')) {
-        lines.push('Interrupted jobs were cut off by a server restart: resume_job runs their unfinished tasks again.');
-      }
-      return { text: lines.join('\n'), structured: { jobs: shown.map(jobView), total: all.length } };
+      const next: string[] = [];
+      if (shown.length === 0) next.push(all.length === 0 && args.state === undefined && !args.kind ? `No jobs yet. Submit one with ${orList(facts.dispatchTools)}.` : 'No job matches.');
+      if (all.length > shown.length) next.push(`${all.length - shown.length} more job(s) match: raise limit (up to 200) to see them.`);
+      const interrupted = shown.filter((job) => job.counts.interrupted > 0 && job.ownerPid === undefined).map((job) => job.id);
+      if (interrupted.length > 0) next.push(`Interrupted jobs were cut off by a server restart: call resume_job with {"job_id": …} for ${interrupted.join(', ')} to run their unfinished tasks again.`);
+      if (next.length === 0 && shown.length > 0) next.push(`collect_results with {"job_ids": [...]} shows a job's results.`);
+      lines.push(...next);
+      return { text: lines.join('\n'), structured: { jobs: shown.map(jobView), shown: shown.length, total: all.length, next: next.join(' ') } };
     },
   });
 }

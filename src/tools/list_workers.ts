@@ -28,21 +28,22 @@ function workerView(worker: WorkerEntry): Record<string, unknown> {
 export const listWorkersTool = defineKindTool(scriptKind, {
   name: 'list_workers',
   title: 'List worker scripts',
-  description: [
-    'Lists the worker scripts run_script_batch can run: the bundled ones (dependency analysis, code statistics, regex search with context) and any in folders the user configured.',
-    'For each: its name (what run_script_batch\'s worker takes), a one-line description, its interpreter, the input it accepts (args, stdin text, or a json value on stdin) and what it prints.',
-    'Also says whether arbitrary commands are allowed and which.',
-  ].join(' '),
+  description:
+    'Lists the worker scripts run_script_batch can run (bundled: dependency analysis, code statistics, outlines, regex search with context; and the user\'s): name, description, interpreter, input (args, stdin or json) and output; and which commands are allowed.',
   inputSchema: {},
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(_args, ctx) {
     const scripts = ctx.kind;
     const workers = await scripts.workers();
     const lines: string[] = [];
+    const usage =
+      workers.length === 0
+        ? `No worker scripts found in ${scripts.workerDirs.join(', ')}. The user can add a folder with --workers-dir or "workersDirs" in the config file.`
+        : `Run one with run_script_batch {"worker": NAME, "inputs": [{"args": [...]}, ...]}: one task per input.`;
     if (workers.length === 0) {
-      lines.push(`No worker scripts found in ${scripts.workerDirs.join(', ')}. The user can add a folder with --workers-dir or "workersDirs" in the config file.`);
+      lines.push(usage);
     } else {
-      lines.push(`${workers.length} worker(s); run one with run_script_batch {"worker": NAME, "inputs": [{"args": [...]}, ...]}:`);
+      lines.push(`${workers.length} worker(s). ${usage}`);
       for (const worker of workers) {
         lines.push('');
         lines.push(`${worker.name} (${worker.interpreter}): ${worker.header.description ?? 'no description'}`);
@@ -53,16 +54,16 @@ export const listWorkersTool = defineKindTool(scriptKind, {
       }
     }
     const commands = scripts.allowCommands;
+    const commandsNote =
+      commands.length > 0
+        ? `Commands allowed as run_script_batch "command": ${commands.join(', ')}.`
+        : 'Arbitrary commands are off (the user can allow executables with --allow-command NAME or "allowCommands").';
     lines.push('');
     lines.push(`Worker folders: ${scripts.workerDirs.join(', ')}`);
-    lines.push(
-      commands.length > 0
-        ? `Commands allowed as run_script_batch "command": ${commands.join(', ')}`
-        : 'Arbitrary commands: off (the user can allow executables with --allow-command NAME or "allowCommands").',
-    );
+    lines.push(commandsNote);
     return {
       text: lines.join('\n'),
-      structured: { workers: workers.map(workerView), dirs: [...scripts.workerDirs], commands: [...commands] },
+      structured: { workers: workers.map(workerView), usage, dirs: [...scripts.workerDirs], commands: [...commands], commands_note: commandsNote },
     };
   },
 });

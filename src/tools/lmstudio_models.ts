@@ -8,13 +8,10 @@ import { defineKindTool } from './tool.js';
 export const lmstudioModelsTool = defineKindTool(llmKind, {
   name: 'lmstudio_models',
   title: 'List local LLM endpoints and models',
-  description: [
-    'Checks every configured LLM endpoint (LM Studio by default; also Ollama, llama.cpp, vLLM or a remote OpenAI-compatible API) and lists its models.',
-    'For each endpoint: reachable or not, or reachable but refusing (e.g. AUTH_REQUIRED without the API token), with the reason and how to fix it; its concurrency limit and requests in flight; for each model: type (llm / vlm / embeddings), whether it is loaded, and its context length, where the server tells.',
-    'Use it before lmstudio_complete to pick a `model`; an LLM marked loaded answers at once, others are loaded on first use.',
-  ].join(' '),
+  description:
+    'Checks every LLM endpoint and lists its models: reachable or not (or refusing, e.g. AUTH_REQUIRED, with the fix), its limit and requests in flight; per model its type, whether it is loaded and its context length. Use it to pick lmstudio_complete\'s model.',
   inputSchema: {
-    endpoint: z.string().optional().describe('Only this endpoint (by name). Default: all.'),
+    endpoint: z.string().optional().describe('Only this endpoint, by name.'),
   },
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   async handler(args, ctx) {
@@ -26,10 +23,11 @@ export const lmstudioModelsTool = defineKindTool(llmKind, {
     const lines: string[] = [];
     for (const report of reports) lines.push(...describeEndpoint(report));
     const defaultModel = llm.defaultModel;
-    lines.push(defaultModel ? `Default model: ${defaultModel}.` : 'No default model is set: lmstudio_complete uses the loaded LLM unless you pass `model`.');
+    const next = `${defaultModel ? `Default model: ${defaultModel}.` : 'No default model is set: lmstudio_complete uses the loaded LLM unless you pass `model`.'} Pass a model id listed here as lmstudio_complete's model; an endpoint with an error says how to fix it.`;
+    lines.push(next);
     return {
       text: lines.join('\n'),
-      structured: { endpoints: reports.map(endpointView), default_model: defaultModel ?? null },
+      structured: { endpoints: reports.map(endpointView), default_model: defaultModel ?? null, next },
     };
   },
 });

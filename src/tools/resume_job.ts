@@ -1,18 +1,18 @@
 import * as z from 'zod';
-import { dispatchReply } from './dispatch.js';
-import { describeJob } from './format.js';
+import { dispatchFields, dispatchReply } from './dispatch.js';
+import { call, describeJob, jobView } from './format.js';
 import { defineTool } from './tool.js';
 
 export const resumeJobTool = defineTool({
   name: 'resume_job',
   title: 'Resume a job',
   description:
-    'Runs the unfinished tasks of an existing job again, in the same job: tasks "interrupted" by a server restart always; failed and cancelled tasks when asked. Finished results are kept. Returns the job handle, like the dispatch tools; then use collect_results.',
+    'Runs a job\'s unfinished tasks again, in the same job: interrupted tasks always, failed and cancelled ones when asked. Finished results stay. Replies like a dispatch tool.',
   inputSchema: {
-    job_id: z.string().min(1).describe('The job to resume (list_jobs shows interrupted jobs).'),
-    include_failed: z.boolean().optional().describe('Also retry tasks that failed (default false).'),
-    include_cancelled: z.boolean().optional().describe('Also run tasks that were cancelled (default false).'),
-    wait_seconds: z.number().min(0).optional().describe('Wait up to this long for the job and return its first results inline (default 0: return at once).'),
+    job_id: z.string().min(1).describe('The job.'),
+    include_failed: z.boolean().optional().describe('Also failed tasks.'),
+    include_cancelled: z.boolean().optional().describe('Also cancelled tasks.'),
+    wait_seconds: dispatchFields.wait_seconds,
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
@@ -22,7 +22,8 @@ export const resumeJobTool = defineTool({
       cancelled: args.include_cancelled ?? false,
     });
     if (requeued === 0) {
-      return { text: `Nothing to resume (no interrupted${args.include_failed ? ', failed' : ''}${args.include_cancelled ? ', cancelled' : ''} tasks).\n${describeJob(snapshot)}`, structured: { job_id: snapshot.id, requeued } };
+      const next = `Nothing to resume: the job has no interrupted${args.include_failed ? ', failed' : ''}${args.include_cancelled ? ', cancelled' : ''} tasks${args.include_failed && args.include_cancelled ? '' : ' (include_failed / include_cancelled add those)'}. ${call('collect_results', { job_ids: [snapshot.id] })} shows its results.`;
+      return { text: `${next}\n${describeJob(snapshot)}`, structured: { ...jobView(snapshot), requeued, next } };
     }
     const reply = await dispatchReply(ctx, args.job_id, args.wait_seconds, { resumed: requeued });
     return { text: reply.text, structured: { ...reply.structured, requeued } };

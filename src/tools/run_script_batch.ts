@@ -12,19 +12,27 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   name: 'run_script_batch',
   title: 'Run a worker script over many inputs in parallel',
   description: [
-    'Runs one worker script (see list_workers) once per input, many at once in a local process pool, as one background job; returns a job_id at once. Collect the outputs with collect_results while you work on something else.',
-    'Use it for mechanical work over many files: dependency analysis, code statistics, regex search with context, or any script the user put in a workers folder. Send file paths, not file contents: the worker reads the files.',
-    'Each task\'s result value has exit_code, json (stdout parsed, when the worker printed JSON) or text (stdout, a preview when long), stderr_tail, stdout_bytes and truncated flags; large outputs are saved to files listed in the result. A non-zero exit is a failed task (NON_ZERO_EXIT) that still carries its output; a task over timeout_seconds is killed with its child processes (TIMEOUT).',
-    'No shell is involved: args are passed exactly as given. The worker\'s environment adds MONITOR_JOB_ID, MONITOR_TASK_INDEX, MONITOR_ATTEMPT, MONITOR_STDIN_FORMAT (json, text or none) and MONITOR_OUTPUT_DIR.',
+    'Runs a worker script (see list_workers) once per input in a local process pool, as one background job; returns a job_id at once, then collect_results gives the outputs.',
+    'For mechanical work over many files (dependencies, code statistics, regex search, the user\'s own scripts): pass file paths in args and the worker reads the files. No shell: args are passed as given.',
+    'A result\'s value: exit_code, json (stdout parsed, when JSON) or text (a preview when long), stderr_tail, stdout_bytes; long output goes to files. NON_ZERO_EXIT fails a task but keeps its output; TIMEOUT kills it with its children.',
   ].join(' '),
   inputSchema: {
-    worker: z.string().min(1).optional().describe('The worker to run, by the name list_workers shows, e.g. "code_stats.py". Give either worker or command.'),
-    command: z.string().min(1).optional().describe('Instead of a worker: an executable the user explicitly allowed (allowCommands in the server config; off by default), named exactly as allowed, e.g. "rg".'),
-    inputs: z.array(scriptTaskInputSchema).min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}].' }).max(MAX_TASKS).describe(`The tasks, 1 to ${MAX_TASKS}; results keep this order's indices.`),
-    concurrency: z.number().int().min(1, { error: 'concurrency must be a whole number from 1 up to the server maximum (script.maxConcurrency, 64 unless configured); omit it for the default (the number of CPUs).' }).optional().describe('Tasks of this job running at once. Default: the number of CPUs; at most the server\'s maximum (usually 64).'),
-    timeout_seconds: z.number().positive({ error: 'timeout_seconds must be more than 0; omit it for the default (300 s unless configured).' }).max(MAX_TIMEOUT_SECONDS).optional().describe('Per task: a task running longer is killed, with its child processes. Default 300 unless configured.'),
-    env: z.record(z.string(), z.string()).optional().describe('Environment variables added for every task (on top of the server\'s). Stored with the job: never put secrets here. Variables that change which code runs (PATH, NODE_OPTIONS, LD_*, PYTHON*, BASH_ENV, …) and MONITOR_* are refused.'),
-    cwd: z.string().min(1).optional().describe('Working folder of the tasks, where relative paths in args resolve. Must be inside the allowed roots; default the first allowed root (the project folder).'),
+    worker: z.string().min(1).optional().describe('A worker name from list_workers, e.g. "code_stats.py". Give worker or command.'),
+    command: z.string().min(1).optional().describe('Instead of a worker: an executable the user allowed (none unless configured).'),
+    inputs: z.array(scriptTaskInputSchema).min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}]' }).max(MAX_TASKS).describe(`The tasks (1–${MAX_TASKS}); results keep these indices.`),
+    concurrency: z
+      .number()
+      .int()
+      .min(1, { error: 'concurrency must be a whole number from 1 up to the server maximum (script.maxConcurrency, 64 unless configured); omit it for the default (the number of CPUs)' })
+      .optional()
+      .describe('Tasks at once (default: the CPUs; at most the server\'s maximum, usually 64).'),
+    timeout_seconds: z
+      .number()
+      .positive({ error: 'timeout_seconds must be more than 0; omit it for the default (300 s unless configured)' })
+      .max(MAX_TIMEOUT_SECONDS)
+      .optional().describe('Per task (default 300); a task over it is killed with its children.'),
+    env: z.record(z.string(), z.string()).optional().describe('Variables added for every task (stored with the job: no secrets). PATH, NODE_OPTIONS, LD_*, PYTHON*, MONITOR_* and the like are refused.'),
+    cwd: z.string().min(1).optional().describe('Working folder inside the allowed folders (default: the project folder).'),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },

@@ -147,10 +147,10 @@ describe('the built server over stdio', () => {
       const resumed = await second.call('resume_job', { job_id: jobId, wait_seconds: 30 });
       expect(resumed.isError).toBeFalsy();
       const final = await second.call('collect_results', { job_ids: [jobId], wait_seconds: 30, merge: 'json' });
-      const done = final.structuredContent as { jobs: Array<{ state: string; counts: Record<string, number> }>; merged: Array<{ label: string }> };
+      const done = final.structuredContent as { jobs: Array<{ state: string; counts: Record<string, number> }>; merged: Array<{ output: { label: string } }> };
       expect(done.jobs[0]?.state).toBe('succeeded');
       expect(done.jobs[0]?.counts).toMatchObject({ succeeded: 7, interrupted: 0 });
-      expect(done.merged.map((m) => m.label).sort()).toEqual(['quick0', 'quick1', 'quick2', 'quick3', 'slow0', 'slow1', 'slow2']);
+      expect(done.merged.map((m) => m.output.label).sort()).toEqual(['quick0', 'quick1', 'quick2', 'quick3', 'slow0', 'slow1', 'slow2']);
     } finally {
       await second.client.close();
     }

@@ -94,6 +94,8 @@ export function killQuietly(pid: number): void {
 
 export interface CollectedResult {
   index: number;
+  /** What the task worked on (its label): args, prompt id, file or URL. */
+  id?: string;
   state: string;
   attempt?: number;
   value?: Record<string, unknown>;
@@ -107,7 +109,7 @@ export async function collectAll(conn: Connected, jobId: string, timeoutMs = 60_
   const deadline = Date.now() + timeoutMs;
   let cursor: string | undefined;
   for (;;) {
-    const args: Record<string, unknown> = { job_ids: [jobId], wait_seconds: 20, budget_tokens: 25000 };
+    const args: Record<string, unknown> = { job_ids: [jobId], wait_seconds: 20, budget_tokens: 12000 };
     if (cursor) args.cursor = cursor;
     const reply = await conn.call('collect_results', args);
     if (reply.isError) throw new Error(`collect_results failed: ${JSON.stringify(reply.content)}`);

@@ -65,7 +65,7 @@ describe('cancel_job', () => {
     ] as const) {
       const reply = await conn.call('cancel_job', { job_id: jobId });
       expect(reply.isError).toBeFalsy();
-      expect(textOf(reply)).toMatch(new RegExp(`^Nothing to cancel: ${jobId} \\[script\\] ${state}`));
+      expect(textOf(reply)).toMatch(new RegExp(`^Nothing to cancel: the job had finished\\.\\n${jobId} \\[script\\] ${state}`));
       expect(reply.structuredContent).toMatchObject({ job_id: jobId, state, counts: { cancelled: 0 } });
       const { results, job } = await collectAll(conn, jobId);
       expect(job.state).toBe(state);

@@ -18,7 +18,8 @@ interface Page {
   jobs: Array<{ state: string; counts: Record<string, number> }>;
   results: Array<{ index: number; state: string; value?: { json?: { label: string; pad: string } }; error?: { code: string } }>;
   next_cursor?: string;
-  more_now?: boolean;
+  remaining: number;
+  next: string;
   done: boolean;
   merged?: unknown;
 }
@@ -40,10 +41,13 @@ describe('collect_results', () => {
     do {
       const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 1000, ...(cursor ? { cursor } : {}) });
       expect(reply.isError, textOf(reply)).toBeFalsy();
-      expect(textOf(reply).length + JSON.stringify(reply.structuredContent).length).toBeLessThanOrEqual(1000 * 4);
+      // Each copy (text, structuredContent) fits the budget; the one a model gets is filled close to it.
+      const structured = JSON.stringify(reply.structuredContent).length;
+      expect(Math.max(textOf(reply).length, structured)).toBeLessThanOrEqual(1000 * 4);
       const p = page(reply);
+      if (p.remaining > 0) expect(structured).toBeGreaterThan(1000 * 4 * 0.6);
       seen.push(...p.results.map((r) => r.value?.json?.label ?? '?'));
-      cursor = p.more_now ? p.next_cursor : undefined;
+      cursor = p.remaining > 0 ? p.next_cursor : undefined;
       pages++;
     } while (cursor && pages < 20);
     expect(pages).toBeGreaterThan(2);
@@ -55,12 +59,13 @@ describe('collect_results', () => {
     const jobId = await submit(m, [{ args: ['huge', '0', '200000'] }]);
     const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 500 });
     const text = textOf(reply);
-    expect(text.length + JSON.stringify(reply.structuredContent).length).toBeLessThanOrEqual(500 * 4);
+    expect(Math.max(text.length, JSON.stringify(reply.structuredContent).length)).toBeLessThanOrEqual(500 * 4);
     expect(text).toMatch(/cut to fit the page/);
     expect(page(reply).results).toHaveLength(1);
     for (const merge of ['text', 'json']) {
       const merged = await m.call('collect_results', { job_ids: [jobId], budget_tokens: 500, merge });
-      expect(textOf(merged).length + JSON.stringify(merged.structuredContent).length).toBeLessThanOrEqual(500 * 4);
+      expect(Math.max(textOf(merged).length, JSON.stringify(merged.structuredContent).length)).toBeLessThanOrEqual(500 * 4);
+      expect(JSON.stringify(page(merged).merged)).toContain('huge 0 200000');
     }
   });
 
@@ -71,10 +76,12 @@ describe('collect_results', () => {
     expect(page(failed).results.map((r) => [r.index, r.state, r.error?.code])).toEqual([[1, 'failed', 'NON_ZERO_EXIT']]);
     expect(page(failed).jobs[0]?.state).toBe('failed');
     const json = await m.call('collect_results', { job_ids: [jobId], filter: 'succeeded', merge: 'json' });
-    const merged = page(json).merged as Array<{ label: string }>;
-    expect(merged.map((v) => v.label).sort()).toEqual(['ok1', 'ok2']);
+    // Each merged piece says where it came from: the task's args.
+    const merged = page(json).merged as Array<{ id: string; output: { label: string } }>;
+    expect(merged.map((v) => [v.id, v.output.label]).sort()).toEqual([['ok1 0 0', 'ok1'], ['ok2 0 0', 'ok2']]);
     const text = await m.call('collect_results', { job_ids: [jobId], merge: 'text' });
-    expect(textOf(text)).toMatch(/--- #\d succeeded ---\n\{/);
+    expect(textOf(text)).toMatch(/--- ok1 0 0 \(#0, succeeded\) ---\n\{/);
+    expect(page(text).merged).toMatch(/--- bad 3 0 \(#1, failed\) ---\n\(failed: NON_ZERO_EXIT/);
   });
 
   it('collects several jobs at once and polls a running job without repeating results', async () => {

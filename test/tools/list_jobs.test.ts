@@ -60,7 +60,7 @@ describe('list_jobs', () => {
     expect((await list({ state: 'finished' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.http, ids.failed, ids.done]);
     expect((await list({ state: 'failed' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.failed]);
     const none = await list({ state: 'interrupted' });
-    expect(none.listed).toEqual({ jobs: [], total: 0 });
+    expect(none.listed).toEqual({ jobs: [], shown: 0, total: 0, next: 'No job matches.' });
     expect(none.text).toBe('No job matches.');
   });
 
@@ -75,7 +75,7 @@ describe('list_jobs', () => {
     const { text, listed } = await list({ limit: 2 });
     expect(listed.jobs.map((j) => j.job_id)).toEqual([ids.running, ids.http]);
     expect(listed.total).toBe(4);
-    expect(text).toContain('(2 more; raise limit to see them)');
+    expect(text).toContain('2 more job(s) match: raise limit (up to 200) to see them.');
     const bad = await conn.call('list_jobs', { limit: 0 });
     expect(bad.isError).toBe(true);
   });

@@ -52,7 +52,7 @@ describe('list_workers', () => {
       const text = textOf(reply);
       expect(text).toContain('analyze_dependencies.py (python3): The imports each source file makes');
       expect(text).toMatch(/mine\.py \(python3\): no description\n {2}input: not declared/);
-      expect(text).toContain('Arbitrary commands: off');
+      expect(text).toContain('Arbitrary commands are off');
     } finally {
       await conn.close();
     }

@@ -25,8 +25,8 @@ describe('resume_job', () => {
     await collectAll(conn, jobId);
     const reply = await conn.call('resume_job', { job_id: jobId, include_failed: true, include_cancelled: true });
     expect(reply.isError).toBeFalsy();
-    expect(textOf(reply)).toMatch(new RegExp(`^Nothing to resume \\(no interrupted, failed, cancelled tasks\\)\\.\\n${jobId} \\[script\\] succeeded`));
-    expect(reply.structuredContent).toEqual({ job_id: jobId, requeued: 0 });
+    expect(textOf(reply)).toMatch(new RegExp(`^Nothing to resume: the job has no interrupted, failed, cancelled tasks\\. .*\\n${jobId} \\[script\\] succeeded`));
+    expect(reply.structuredContent).toMatchObject({ job_id: jobId, state: 'succeeded', requeued: 0, next: expect.stringContaining('Nothing to resume') });
   });
 
   it('re-runs failed tasks only when asked, as a new attempt, and can wait for them', async () => {
@@ -34,7 +34,7 @@ describe('resume_job', () => {
     await collectAll(conn, jobId);
 
     const plain = await conn.call('resume_job', { job_id: jobId });
-    expect(textOf(plain)).toMatch(/^Nothing to resume \(no interrupted tasks\)/);
+    expect(textOf(plain)).toMatch(/^Nothing to resume: the job has no interrupted tasks \(include_failed \/ include_cancelled add those\)/);
     expect((plain.structuredContent as unknown as Resumed).requeued).toBe(0);
 
     const handle = await conn.call('resume_job', { job_id: jobId, include_failed: true });

@@ -4,6 +4,7 @@ import { Agent, type Dispatcher } from 'undici';
 import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
 import { isMonitorError, MonitorError, toTaskError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { shortLabel } from '../kind.js';
 import { parseRetryAfter, type RetryPolicy, retryDelayMs, sleep } from '../retry.js';
 import { checkedLookup, checkLiteralHost } from './addresses.js';
 import { readBody, type ReadBody } from './body.js';
@@ -160,6 +161,12 @@ export class HttpPool implements Pool {
       this.log.debug(`http ${task.jobId}#${task.index}: ${run.redactor.text(`${taskError.code} ${taskError.message}`)}`);
       return run.redactor.value({ ok: false, error: taskError, value });
     }
+  }
+
+  /** A request by its method and URL. */
+  label(input: unknown): string | undefined {
+    const { method, url } = (input ?? {}) as { method?: unknown; url?: unknown };
+    return typeof method === 'string' && typeof url === 'string' ? shortLabel(`${method} ${url}`) : undefined;
   }
 
   /** Called after the engine aborted its tasks: drop every socket rather than wait for a stuck one. */

@@ -6,16 +6,7 @@ export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTION
 export type HttpMethod = (typeof METHODS)[number];
 
 /** What http_batch accepts as `extract` and what is stored with a job: one schema for both. */
-export const extractSchema = z
-  .union([
-    z.string().describe('A JSON pointer, e.g. "/items/0/name" or "/data".'),
-    z.array(z.string()).describe('Dotted field paths kept from the body, e.g. ["name", "owner.login"]; applied to each element when the body is an array.'),
-    z.strictObject({
-      pointer: z.string().optional().describe('JSON pointer applied first, e.g. "/items".'),
-      fields: z.array(z.string()).optional().describe('Field paths then kept from what the pointer found (from each element of an array).'),
-    }),
-  ])
-  .describe('Keep only part of a JSON response, so results stay small (the full body is still saved to a file when large).');
+export const extractSchema = z.union([z.string(), z.array(z.string()), z.strictObject({ pointer: z.string().optional(), fields: z.array(z.string()).optional() })]);
 
 /**
  * One request as stored with the job. Header values keep their `${env:NAME}` templates: secrets

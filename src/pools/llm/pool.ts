@@ -4,6 +4,7 @@ import * as z from 'zod';
 import type { JobTotals, Pool, TaskContext, TaskResult } from '../../engine/types.js';
 import { isMonitorError, MonitorError, toTaskError } from '../../errors.js';
 import { resolveInsideRoots } from '../../paths.js';
+import { shortLabel } from '../kind.js';
 import { type RetryPolicy, retryDelayMs, sleep } from '../retry.js';
 import { Deadline } from './deadline.js';
 import { DOWN_FOR_MS, type Endpoints } from './endpoints.js';
@@ -153,6 +154,12 @@ export class LlmPool implements Pool {
       };
     },
   };
+
+  /** A task by its id: the prompt's id, the file (and chunk) or the item it was made from. */
+  label(input: unknown): string | undefined {
+    const id = (input as { id?: unknown } | null)?.id;
+    return typeof id === 'string' ? shortLabel(id) : undefined;
+  }
 
   async prepareJob(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void> {
     await this.endpoints.ensureLoaded(jobOptions(job.options).model, job.signal);
@@ -411,8 +418,9 @@ function failure(run: Completion, error: unknown, extra: Record<string, unknown>
   return { ok: false, error: toTaskError(error), value };
 }
 
+/** The task's own fields in its value (its id is its label, kept with the result). */
 function describeInput(input: LlmTaskInput): Record<string, unknown> {
-  const base: Record<string, unknown> = { id: input.id };
+  const base: Record<string, unknown> = {};
   if ('file' in input && input.file) {
     base.file = input.file.display;
     if (input.file.chunks !== undefined && input.file.chunks > 1) base.chunk = `${input.file.chunk ?? 1}/${input.file.chunks}`;

@@ -7,6 +7,7 @@ import { MonitorError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { resolveInsideRoots } from '../../paths.js';
 import type { ProcessControl } from '../../processes.js';
+import { shortLabel } from '../kind.js';
 import type { LaunchPlan, WorkerCatalog } from './catalog.js';
 import type { GroupRecords } from './orphans.js';
 import { decodeUtf8, headUtf8, OutputCapture, tailUtf8 } from './output.js';
@@ -39,11 +40,11 @@ export type ScriptJobOptions = z.infer<typeof scriptJobOptionsSchema>;
  */
 export const scriptTaskInputSchema = z
   .strictObject({
-    args: z.array(z.string()).optional().describe('Command-line arguments after the script, passed literally (no shell: quotes, $, ; and * mean nothing special). Usually file paths relative to cwd.'),
-    stdin: z.string().optional().describe('Text written to the worker\'s stdin.'),
-    json: z.unknown().optional().describe('A JSON value written to stdin as one line of JSON (use instead of stdin, not with it); the worker sees MONITOR_STDIN_FORMAT=json.'),
+    args: z.array(z.string()).optional().describe('Arguments after the script, passed literally (usually file paths relative to cwd).'),
+    stdin: z.string().optional().describe('Text on stdin.'),
+    json: z.unknown().optional().describe('A JSON value sent on stdin as one line (instead of stdin).'),
   })
-  .describe('One task: args and/or either stdin text or a json value. {} runs the worker with no input.');
+  .describe('One task; {} runs the worker with no input.');
 export type ScriptTaskInput = z.infer<typeof scriptTaskInputSchema>;
 
 /** Everything per job that tasks share, worked out once (not once per task). */
@@ -110,6 +111,14 @@ export class ScriptPool implements Pool {
     }
     this.options = options;
     this.concurrency = options.concurrency;
+  }
+
+  /** A task by its args (else its JSON or the first line of its stdin): what it worked on. */
+  label(input: unknown): string | undefined {
+    const { args, json, stdin } = (input ?? {}) as { args?: unknown; json?: unknown; stdin?: unknown };
+    if (Array.isArray(args) && args.length > 0) return shortLabel(args.map(String).join(' '));
+    if (json !== undefined) return shortLabel(JSON.stringify(json) ?? '');
+    return typeof stdin === 'string' && stdin !== '' ? shortLabel(stdin) : undefined;
   }
 
   /** Ends worker process groups that servers which died without cleaning up left running. */

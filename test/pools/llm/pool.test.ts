@@ -105,7 +105,8 @@ describe('LlmPool', () => {
     // The job's totals sum every result's tokens.
     const tokensIn = records.reduce((n, rec) => n + Number(valueOf(rec).tokens_in), 0);
     expect(r.engine.snapshotOf(jobId).totals?.fields).toMatchObject({ tokens: { prompt: tokensIn } });
-    expect(valueOf(first)).toMatchObject({ id: '1', text: 'Answer to: prompt 0', model: 'test-model', finish_reason: 'stop', truncated: false });
+    expect(first?.label).toBe('1');
+    expect(valueOf(first)).toMatchObject({ text: 'Answer to: prompt 0', model: 'test-model', finish_reason: 'stop', truncated: false });
     // Short answers live inline only.
     expect(first?.files).toBeUndefined();
   });
