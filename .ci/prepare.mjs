@@ -1,0 +1,20 @@
+// `npm run prepare` (npm runs it after `npm ci`/`npm install` in a checkout, before `npm pack`, and
+// when a checkout is installed as a folder: `npm i -g ./monitor-mcp`, `npx -y ./monitor-mcp`). It
+// builds dist/. A folder install gets no dependencies of its own, so they are installed first here,
+// exactly as the lockfile says, when TypeScript is not there yet.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const npm = process.env.npm_execpath;
+const run = (command, args) => execFileSync(command, args, { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+
+if (!existsSync(path.join(root, 'node_modules', 'typescript', 'package.json'))) {
+  process.stderr.write('monitor-mcp: installing its dependencies (npm ci) to build it\n');
+  // --ignore-scripts: this very script must not run again inside it.
+  if (npm) run(process.execPath, [npm, 'ci', '--ignore-scripts', '--no-audit', '--no-fund']);
+  else run(process.platform === 'win32' ? 'npm.cmd' : 'npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund']);
+}
+run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', root]);
