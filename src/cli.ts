@@ -20,7 +20,10 @@ Usage:
   monitor-mcp [options]          run the MCP server on stdio (what an MCP client starts)
   monitor-mcp jobs [options]     print the job table from the state directory
   monitor-mcp doctor [options]   check LLM endpoints, python3, workers and state directory
-  monitor-mcp demo               a real MCP client runs two batch jobs over this package's sources
+  monitor-mcp config --client claude-code|claude-desktop|cursor|vscode [--root DIR]
+                                 print a ready config for that client, with absolute paths
+  monitor-mcp demo [options]     a real MCP client runs two batch jobs over this package's sources
+                                 (and a small LLM job when an endpoint answers; options go to its server)
   monitor-mcp --help | --version
 
 Options (also settable in the config file and environment; see the README):
@@ -106,11 +109,20 @@ async function main(argv: string[]): Promise<number> {
         repoRoot: packageRoot,
         stateDir,
         cpus: cpus().length,
+        serverArgs: rest,
         write: (text) => process.stdout.write(text),
       });
     } finally {
       rmSync(stateDir, { recursive: true, force: true });
     }
+  }
+  if (command === 'config') {
+    const { clientConfig, parseConfigCommand } = await import('./commands/config.js');
+    const options = parseConfigCommand(rest, process.cwd());
+    const config = clientConfig({ ...options, node: process.execPath, cli: fileURLToPath(import.meta.url), ...(options.root === undefined ? {} : { root: options.root }), ...(options.name === undefined ? {} : { name: options.name }) });
+    process.stderr.write(`Put this in ${config.where}:\n`);
+    process.stdout.write(`${JSON.stringify(config.json, null, 2)}\n`);
+    return 0;
   }
   if (command === 'doctor') {
     const config = loadConfig(rest);

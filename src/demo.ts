@@ -1,5 +1,7 @@
-import { readdir } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -13,6 +15,8 @@ export interface DemoOptions {
   /** A fresh state directory, so the demo leaves the user's jobs alone. */
   stateDir: string;
   cpus: number;
+  /** More server options (e.g. `--endpoint llama=http://127.0.0.1:8080`), passed on as given. */
+  serverArgs?: readonly string[];
   write(text: string): void;
 }
 
@@ -44,7 +48,7 @@ interface CollectPage {
   done: boolean;
   remaining: number;
   next_cursor?: string;
-  results: Array<{ index: number; state: string; duration_ms?: number; value?: { json?: unknown } }>;
+  results: Array<{ index: number; id?: string; state: string; duration_ms?: number; value?: { json?: unknown; text?: string } }>;
 }
 
 async function sourceFiles(root: string): Promise<string[]> {
@@ -63,18 +67,30 @@ async function sourceFiles(root: string): Promise<string[]> {
 const pad = (text: string | number, width: number): string => String(text).padEnd(width);
 const padLeft = (text: string | number, width: number): string => String(text).padStart(width);
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+const run = promisify(execFile);
+
+/** Files per task: a worker started once per file would spend its time starting, not working. */
+const FILES_PER_TASK = 8;
+
+function batches<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
 
 /**
  * The main job, end to end: a real MCP client starts the built server over stdio, lists its tools
  * and workers, submits two batch jobs over this repository's own source files, keeps working while
- * they run, then collects every page and prints the merged results.
+ * they run, collects every page and prints the merged results; then runs the same tasks one after
+ * another without the server, so the speed-up it prints is measured, not estimated; and, when an
+ * LLM endpoint answers, sends a few files to the local model.
  */
 export async function runDemo(options: DemoOptions): Promise<number> {
   const { write } = options;
   const started = performance.now();
   const transport = new StdioClientTransport({
     command: options.nodePath,
-    args: [options.cliPath, '--state-dir', options.stateDir, '--root', options.repoRoot, '--log-level', 'warn'],
+    args: [options.cliPath, '--state-dir', options.stateDir, '--root', options.repoRoot, '--log-level', 'warn', ...(options.serverArgs ?? [])],
     cwd: options.repoRoot,
     stderr: 'inherit',
   });
@@ -85,52 +101,55 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     if (result.isError) throw new Error(`${name} failed: ${result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')}`);
     return result;
   };
+  const collectAll = async (jobId: string): Promise<{ job: JobView; results: CollectPage['results']; pages: number }> => {
+    const results: CollectPage['results'] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    for (;;) {
+      const page = (await call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) })).structuredContent as unknown as CollectPage;
+      pages++;
+      results.push(...page.results);
+      const job = page.jobs[0];
+      if (!job) throw new Error('collect_results returned no job');
+      if (page.done && page.remaining === 0) return { job, results, pages };
+      cursor = page.next_cursor;
+    }
+  };
 
   try {
     const version = client.getServerVersion();
     const { tools } = await client.listTools();
     write(`monitor-mcp demo: a real MCP client driving the built server over stdio\n\n`);
     write(`Server ${version?.name ?? '?'} ${version?.version ?? '?'}, ${tools.length} tools: ${tools.map((t) => t.name).join(', ')}\n`);
-    const workers = (await call('list_workers', {})).structuredContent as { workers: Array<{ name: string; interpreter: string; description?: string }> };
-    write(`Workers:\n${workers.workers.map((w) => `  ${pad(w.name, 26)} ${pad(w.interpreter, 8)} ${(w.description ?? '').slice(0, 80)}`).join('\n')}\n`);
+    const listed = (await call('list_workers', {})).structuredContent as { workers: Array<{ name: string; interpreter: string; path: string; description?: string }> };
+    write(`Workers:\n${listed.workers.map((w) => `  ${pad(w.name, 26)} ${pad(w.interpreter, 8)} ${(w.description ?? '').slice(0, 80)}`).join('\n')}\n`);
 
     const files = await sourceFiles(options.repoRoot);
     const concurrency = Math.max(2, options.cpus);
-    const inputs = files.map((file) => ({ args: [file] }));
-    write(`\nSubmitting two jobs over ${files.length} source files of this repository (one task per file, up to ${concurrency} at once each):\n`);
-    const depsJob = ((await call('run_script_batch', { worker: 'analyze_dependencies.py', inputs, concurrency, label: 'demo: dependencies' })).structuredContent as { job_id: string }).job_id;
-    const statsJob = ((await call('run_script_batch', { worker: 'code_stats.py', inputs, concurrency, label: 'demo: code stats' })).structuredContent as { job_id: string }).job_id;
-    write(`  ${depsJob}  analyze_dependencies.py\n  ${statsJob}  code_stats.py\n`);
-
-    write(`\nBoth returned at once. The orchestrator keeps working meanwhile; a glance at list_jobs:\n`);
-    const listed = await call('list_jobs', { state: 'active' });
-    write(listed.content.map((c) => (c.type === 'text' ? `  ${c.text.split('\n').join('\n  ')}` : '')).join('') + '\n');
-
-    write(`\nCollecting (collect_results waits, then pages results within the output budget, in the order tasks finished):\n`);
-    const collectAll = async (jobId: string): Promise<{ job: JobView; values: unknown[]; taskMs: number; pages: number }> => {
-      const values: unknown[] = [];
-      let cursor: string | undefined;
-      let pages = 0;
-      let taskMs = 0;
-      for (;;) {
-        const page = (await call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 12000, ...(cursor ? { cursor } : {}) })).structuredContent as unknown as CollectPage;
-        pages++;
-        for (const result of page.results) {
-          taskMs += result.duration_ms ?? 0;
-          if (result.value?.json !== undefined) values.push(result.value.json);
-        }
-        const job = page.jobs[0];
-        if (!job) throw new Error('collect_results returned no job');
-        if (page.done && page.remaining === 0) return { job, values, taskMs, pages };
-        cursor = page.next_cursor;
-      }
-    };
-    const [deps, stats] = await Promise.all([collectAll(depsJob), collectAll(statsJob)]);
-    for (const [name, got] of [['analyze_dependencies.py', deps], ['code_stats.py', stats]] as const) {
-      write(`  ${pad(name, 24)} ${got.job.state}: ${got.job.counts.succeeded}/${got.job.counts.total} succeeded in ${seconds(got.job.elapsed_ms)}, peak ${got.job.peak_running} at once, ${got.pages} page(s); tasks' own time ${seconds(got.taskMs)}\n`);
+    const inputs = batches(files, FILES_PER_TASK).map((group) => ({ args: group }));
+    const workers = ['analyze_dependencies.py', 'code_stats.py'];
+    write(`\nSubmitting two jobs over ${files.length} source files of this repository (${inputs.length} tasks each, ${FILES_PER_TASK} files a task, up to ${concurrency} at once each):\n`);
+    const submittedAt = performance.now();
+    const jobIds: string[] = [];
+    for (const worker of workers) {
+      const reply = (await call('run_script_batch', { worker, inputs, concurrency, label: `demo: ${worker}` })).structuredContent as { job_id: string };
+      jobIds.push(reply.job_id);
+      write(`  ${reply.job_id}  ${worker}\n`);
     }
 
-    const perFile: FileStats[] = stats.values.flatMap((v) => (v as { files?: FileStats[] }).files ?? []);
+    write(`\nBoth returned at once. The orchestrator keeps working meanwhile; a glance at list_jobs:\n`);
+    const glance = await call('list_jobs', { state: 'active' });
+    write(glance.content.map((c) => (c.type === 'text' ? `  ${c.text.split('\n').join('\n  ')}` : '')).join('') + '\n');
+
+    write(`\nCollecting (collect_results waits, then pages results within the output budget, in the order tasks finished):\n`);
+    const collected = await Promise.all(jobIds.map(collectAll));
+    const monitorMs = performance.now() - submittedAt;
+    collected.forEach((got, i) => {
+      write(`  ${pad(workers[i] ?? '', 24)} ${got.job.state}: ${got.job.counts.succeeded}/${got.job.counts.total} succeeded in ${seconds(got.job.elapsed_ms)}, peak ${got.job.peak_running} at once, ${got.pages} page(s)\n`);
+    });
+    const values = (i: number): unknown[] => (collected[i]?.results ?? []).flatMap((r) => (r.value?.json === undefined ? [] : [r.value.json]));
+
+    const perFile: FileStats[] = values(1).flatMap((v) => (v as { files?: FileStats[] }).files ?? []);
     const byLanguage = new Map<string, { files: number; lines: number; code: number; functions: number; todos: number }>();
     for (const f of perFile) {
       const key = f.language ?? 'other';
@@ -142,14 +161,14 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       row.todos += f.todos?.length ?? 0;
       byLanguage.set(key, row);
     }
-    write(`\nCode statistics, merged from ${perFile.length} results:\n  ${pad('language', 12)}${padLeft('files', 7)}${padLeft('lines', 9)}${padLeft('code', 9)}${padLeft('functions', 11)}${padLeft('TODOs', 7)}\n`);
+    write(`\nCode statistics, merged from ${perFile.length} files:\n  ${pad('language', 12)}${padLeft('files', 7)}${padLeft('lines', 9)}${padLeft('code', 9)}${padLeft('functions', 11)}${padLeft('TODOs', 7)}\n`);
     for (const [language, row] of [...byLanguage].sort((a, b) => b[1].code - a[1].code)) {
       write(`  ${pad(language, 12)}${padLeft(row.files, 7)}${padLeft(row.lines, 9)}${padLeft(row.code, 9)}${padLeft(row.functions, 11)}${padLeft(row.todos, 7)}\n`);
     }
     const largest = [...perFile].sort((a, b) => (b.code ?? 0) - (a.code ?? 0)).slice(0, 5);
     write(`  largest: ${largest.map((f) => `${f.file} (${f.code ?? 0})`).join(', ')}\n`);
 
-    const perDeps: FileDeps[] = deps.values.flatMap((v) => (v as { files?: FileDeps[] }).files ?? []);
+    const perDeps: FileDeps[] = values(0).flatMap((v) => (v as { files?: FileDeps[] }).files ?? []);
     const external = new Map<string, number>();
     const internal = new Map<string, number>();
     for (const f of perDeps) {
@@ -157,18 +176,65 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       for (const target of new Set((f.internal ?? []).map((e) => e.path ?? e.specifier))) internal.set(target, (internal.get(target) ?? 0) + 1);
     }
     const top = (m: Map<string, number>, n: number): string => [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${k} (${v})`).join(', ');
-    write(`\nDependencies, merged from ${perDeps.length} results:\n  external packages (files importing them): ${top(external, 8) || 'none'}\n  most imported modules of this repo: ${top(internal, 6) || 'none'}\n`);
+    write(`\nDependencies, merged from ${perDeps.length} files:\n  external packages (files importing them): ${top(external, 8) || 'none'}\n  most imported modules of this repo: ${top(internal, 6) || 'none'}\n`);
 
-    const models = await call('lmstudio_models', {}).catch((error: unknown) => ({ content: [{ type: 'text' as const, text: String(error) }] }));
-    const firstLine = models.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n').split('\n').slice(0, 3).join('\n  ');
-    write(`\nLocal LLM endpoints (lmstudio_models):\n  ${firstLine}\n`);
+    // The baseline, measured: the same tasks one after another, each the same process as a task.
+    const python = (await run('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim() || 'python3';
+    const baselineStart = performance.now();
+    for (const worker of workers) {
+      const script = listed.workers.find((w) => w.name === worker)?.path ?? worker;
+      for (const input of inputs) await run(python, [script, ...input.args], { cwd: options.repoRoot, maxBuffer: 64 * 1024 * 1024 });
+    }
+    const baselineMs = performance.now() - baselineStart;
+    write(`\nThe same ${workers.length * inputs.length} tasks one after another, without the server: ${seconds(baselineMs)}. Through monitor-mcp, two jobs side by side, submit to last result collected: ${seconds(monitorMs)} (${(baselineMs / monitorMs).toFixed(1)}× on ${options.cpus} CPU(s)).\n`);
 
-    const wall = performance.now() - started;
-    const taskTotal = deps.taskMs + stats.taskMs;
-    const jobsWall = Math.max(deps.job.elapsed_ms, stats.job.elapsed_ms);
-    write(`\nDone in ${seconds(wall)} (the two jobs ran side by side for ${seconds(jobsWall)}). One task at a time would have taken ${seconds(taskTotal)}: ${(taskTotal / Math.max(1, jobsWall)).toFixed(1)}× faster on ${options.cpus} CPU(s).\n`);
-    return deps.job.counts.failed + stats.job.counts.failed === 0 ? 0 : 1;
+    await demoLlm(call, collectAll, files, options.repoRoot, write);
+    write(`\nDone in ${seconds(performance.now() - started)}.\n`);
+    return collected.every((got) => got.job.counts.failed === 0) ? 0 : 1;
   } finally {
     await client.close();
   }
+}
+
+interface EndpointView {
+  name: string;
+  reachable: boolean;
+  error?: { code: string; message: string };
+  models: Array<{ id: string; type?: string; loaded?: boolean }>;
+}
+
+/** When an LLM endpoint answers with a model, a few of the files go to it: one summary each, read by the server, not the client. */
+async function demoLlm(
+  call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult>,
+  collectAll: (jobId: string) => Promise<{ job: JobView & { tokens?: { prompt: number; completion: number; completion_per_second: number | null } }; results: CollectPage['results'] }>,
+  files: readonly string[],
+  root: string,
+  write: (text: string) => void,
+): Promise<void> {
+  const models = (await call('lmstudio_models', {})).structuredContent as { endpoints: EndpointView[] };
+  // A chat model: anything but an embedding model.
+  const chat = (m: EndpointView['models'][number]): boolean => !/embed/i.test(m.type ?? m.id);
+  const serving = models.endpoints.find((e) => e.reachable && !e.error && e.models.some(chat));
+  if (!serving) {
+    const why = models.endpoints.map((e) => `${e.name}: ${e.error?.message ?? 'no LLM'}`).join('; ');
+    write(`\nLocal LLM: no endpoint answered with a model (${why}), so the LLM job is skipped. Start LM Studio with a model loaded, or pass --endpoint NAME=URL to the demo.\n`);
+    return;
+  }
+  const model = serving.models.find((m) => m.loaded && chat(m)) ?? serving.models.find(chat);
+  // The six smallest Python files: any model's context takes them whole.
+  const sizes = await Promise.all(files.filter((f) => f.endsWith('.py')).map(async (f) => ({ f, size: (await stat(path.join(root, f))).size })));
+  const picked = sizes.sort((a, b) => a.size - b.size).slice(0, 6).map((s) => s.f);
+  write(`\nLocal LLM: ${serving.name} serves ${model?.id ?? '?'}; one summary for each of ${picked.length} small Python files (the server reads them):\n`);
+  const submitted = (await call('lmstudio_complete', {
+    template: 'In one sentence, what does the script {{path}} do?\n\n{{content}}',
+    files: picked,
+    max_tokens: 48,
+    temperature: 0,
+    ...(model ? { model: model.id } : {}),
+    label: 'demo: summaries',
+  })).structuredContent as { job_id: string };
+  const got = await collectAll(submitted.job_id);
+  for (const r of got.results) write(`  ${pad(r.id ?? `#${r.index}`, 34)} ${r.state === 'succeeded' ? (r.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 90) : r.state}\n`);
+  const tokens = got.job.tokens;
+  if (tokens) write(`  ${tokens.prompt + tokens.completion} tokens processed locally (${tokens.prompt} in, ${tokens.completion} out${tokens.completion_per_second === null ? '' : `, ${tokens.completion_per_second} tok/s`}), none of them Claude's.\n`);
 }

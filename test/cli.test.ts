@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { repoRoot } from './helpers/client.js';
+import { llamaAvailable, startLlama } from './helpers/llama.js';
 
 const run = promisify(execFile);
 const cli = path.join(repoRoot, 'dist', 'src', 'cli.js');
@@ -50,14 +51,24 @@ describe('the monitor-mcp command (built)', () => {
     expect(missingConfig.stderr).toMatch(/Cannot read the config file/);
   });
 
-  it('the demo (the README\'s main job) runs end to end and merges real results', async () => {
-    const demo = await cliRun(['demo']);
-    expect(demo.stderr).toBe('');
-    expect(demo.code).toBe(0);
-    expect(demo.stdout).toMatch(/analyze_dependencies\.py\s+succeeded: (\d+)\/\1 succeeded/);
-    expect(demo.stdout).toMatch(/code_stats\.py\s+succeeded: (\d+)\/\1 succeeded/);
-    expect(demo.stdout).toMatch(/external packages \(files importing them\): .*zod/);
-    expect(demo.stdout).toMatch(/most imported modules of this repo: .*src\/errors\.ts/);
-    expect(demo.stdout).toMatch(/peak [2-9]\d* at once/);
-  }, 120_000);
+  it('the demo (the README\'s main job) runs end to end, merges real results and measures its baseline', async () => {
+    // With the real llama-server where the kit is here, the demo's LLM job runs too.
+    const llama = llamaAvailable ? await startLlama(4) : undefined;
+    try {
+      const demo = await cliRun(['demo', ...(llama ? ['--endpoint', `tiny=${llama.url}`] : [])]);
+      expect(demo.stderr).toBe('');
+      expect(demo.code).toBe(0);
+      expect(demo.stdout).toMatch(/analyze_dependencies\.py\s+succeeded: (\d+)\/\1 succeeded/);
+      expect(demo.stdout).toMatch(/code_stats\.py\s+succeeded: (\d+)\/\1 succeeded/);
+      expect(demo.stdout).toMatch(/external packages \(files importing them\): .*zod/);
+      expect(demo.stdout).toMatch(/most imported modules of this repo: .*src\/errors\.ts/);
+      expect(demo.stdout).toMatch(/peak [2-9]\d* at once/);
+      // The speed-up it prints is against the same tasks run one after another, measured.
+      expect(demo.stdout).toMatch(/The same (\d+) tasks one after another, without the server: [\d.]+ s\. Through monitor-mcp, two jobs side by side, submit to last result collected: [\d.]+ s \([\d.]+× on \d+ CPU\(s\)\)/);
+      if (llama) expect(demo.stdout).toMatch(/Local LLM: tiny serves tiny[\s\S]*\d+ tokens processed locally \(\d+ in, \d+ out/);
+      else expect(demo.stdout).toMatch(/the LLM job is skipped/);
+    } finally {
+      await llama?.stop();
+    }
+  }, 180_000);
 });

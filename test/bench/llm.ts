@@ -1,15 +1,12 @@
-import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { execa, type ResultPromise } from 'execa';
 import OpenAI from 'openai';
 import pLimit from 'p-limit';
 import { request } from 'undici';
 import { LmStudioDouble } from '../fixtures/lmstudio-double.js';
-import { jobIdOf, makeTempDir, repoRoot } from '../helpers/client.js';
+import { jobIdOf, makeTempDir } from '../helpers/client.js';
+import { llamaAvailable, llamaMissing, startLlama } from '../helpers/llama.js';
 import { type BenchRow, type BenchServer, ms, startServer, waitDone } from './common.js';
-import { freePort } from '../helpers/net.js';
 
 const PROMPTS = 200;
 const SLOTS = 4;
@@ -116,32 +113,15 @@ async function benchDouble(rows: BenchRow[]): Promise<void> {
 }
 
 async function benchLlamaServer(rows: BenchRow[]): Promise<void> {
-  const kit = path.resolve(repoRoot, '..', 'shared', 'llama');
-  const binary = path.join(kit, 'llama-server');
-  const model = path.join(kit, 'models', 'tiny.gguf');
-  if (!existsSync(binary) || !existsSync(model)) {
-    rows.push({ name: 'llama-server: skipped', value: `no kit at ${kit}` });
+  if (!llamaAvailable) {
+    rows.push({ name: 'llama-server: skipped', value: llamaMissing });
     return;
   }
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const llama: ResultPromise = execa(binary, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-t', '1', '--parallel', String(SLOTS), '-c', '8192', '--alias', 'tiny', '--no-webui'], {
-    reject: false,
-    stdin: 'ignore',
-    stdout: 'ignore',
-    stderr: 'ignore',
-    forceKillAfterDelay: 5000,
-  });
+  const llama = await startLlama(SLOTS);
+  const url = llama.url;
   const stateDir = await makeTempDir('monitor-bench-llama-');
   const servers: BenchServer[] = [];
   try {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const ok = await fetch(`${url}/health`).then((r) => r.status === 200, () => false);
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error('llama-server did not become healthy');
-      await sleep(100);
-    }
     // Our server twice: as configured by default (JSON answers) and with "llm.stream": true.
     const json = await startServer(['--state-dir', path.join(stateDir, 'a'), '--endpoint', `llama=${url}@${SLOTS}`, ...(await configArgs(stateDir, false))]);
     servers.push(json);
@@ -187,8 +167,7 @@ async function benchLlamaServer(rows: BenchRow[]): Promise<void> {
     }
   } finally {
     for (const server of servers) await server.close();
-    llama.kill('SIGTERM');
-    await llama;
+    await llama.stop();
     await rm(stateDir, { recursive: true, force: true });
   }
 }

@@ -51,6 +51,11 @@ describe('the built server over stdio', () => {
         for (const [field, schema] of Object.entries(properties)) expect(schema.description, `${tool.name}.${field}`).toBeTruthy();
       }
       expect(client.getInstructions()).toMatch(/collect_results/);
+      // The model receives every definition (name, description, input schema) with every request: kept lean.
+      const size = tools.reduce((n, t) => n + t.name.length + (t.description ?? '').length + JSON.stringify(t.inputSchema).length, 0);
+      expect(size).toBeLessThanOrEqual(16_000);
+      // Unknown arguments are refused, and the schema says so.
+      for (const tool of tools) expect(tool.inputSchema.additionalProperties, tool.name).toBe(false);
     } finally {
       await client.close();
     }

@@ -54,6 +54,31 @@ describe('collect_results', () => {
     expect(seen.sort()).toEqual(Array.from({ length: 12 }, (_, i) => `r${i}`).sort());
   });
 
+  it('fills a default page to about what the model receives: the budget in characters, counted once', async () => {
+    const m = await connect();
+    const jobId = await submit(m, Array.from({ length: 60 }, (_, i) => ({ args: [`f${i}`, '0', '1000'] })));
+    const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30 });
+    const received = JSON.stringify(reply.structuredContent).length;
+    // 8,000 tokens ≈ 32,000 characters: most of it reaches the model, and no copy passes it.
+    expect(received).toBeGreaterThan(32_000 * 0.9);
+    expect(received).toBeLessThanOrEqual(32_000);
+    expect(textOf(reply).length).toBeLessThanOrEqual(32_000);
+    expect(page(reply).remaining).toBeGreaterThan(0);
+  });
+
+  it('says in next what to do: page on, wait for newer results, look at the failures, or that all is shown', async () => {
+    const m = await connect();
+    const running = await submit(m, [{ args: ['quick', '0', '0'] }, { args: ['later', '0', '0', '2'] }], 2);
+    const polling = page(await m.call('collect_results', { job_ids: [running], wait_seconds: 0.5 }));
+    expect(polling.next).toMatch(/still running .* call collect_results with \{"job_ids":\[.*\],"cursor":"c2\./);
+    const failing = await submit(m, [{ args: ['ok', '0', '0'] }, { args: ['bad', '4', '0'] }]);
+    const done = page(await m.call('collect_results', { job_ids: [failing], wait_seconds: 30 }));
+    expect(done.done).toBe(true);
+    expect(done.next).toBe(`1 task(s) failed: collect_results with {"job_ids":["${failing}"],"filter":"failed"} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`);
+    const finished = page(await m.call('collect_results', { job_ids: [running], wait_seconds: 30, cursor: polling.next_cursor }));
+    expect(finished.next).toBe('Every result has been shown; the job(s) are finished.');
+  });
+
   it('cuts one result larger than the page instead of dropping it', async () => {
     const m = await connect();
     const jobId = await submit(m, [{ args: ['huge', '0', '200000'] }]);

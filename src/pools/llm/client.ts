@@ -96,9 +96,10 @@ export class EndpointClient {
 
   constructor(options: EndpointClientOptions) {
     this.endpoint = options.endpoint;
-    // An empty value (mcp.json passes `LM_API_TOKEN: "${LM_API_TOKEN:-}"`) means no token.
+    // An empty value (mcp.json passes `LM_API_TOKEN: "${LM_API_TOKEN:-}"`) means no token, and so
+    // does that template left as it is by a client that expands no variables.
     const token = options.token?.trim();
-    this.token = token ? token : undefined;
+    this.token = token && !/^\$\{[^}]*\}$/.test(token) ? token : undefined;
     this.requestTimeoutMs = options.requestTimeoutMs;
     this.stream = options.stream;
     const url = new URL(options.endpoint.url);

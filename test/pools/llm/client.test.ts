@@ -199,17 +199,19 @@ describe('EndpointClient: stream-only and connection errors', () => {
     }
   });
 
-  it('sends no Authorization header for an empty token (an unset ${VAR:-} in mcp.json)', async () => {
+  it('sends no Authorization header for an empty token (an unset ${VAR:-} in mcp.json), nor for that template unexpanded', async () => {
     const double = await LmStudioDouble.start();
-    const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false, token: '' });
-    try {
-      await client.chat(ask('hi'), { signal: signal() });
-      expect(client.hasToken).toBe(false);
-      expect(double.chatRequests.at(-1)?.authorization).toBeUndefined();
-    } finally {
-      await client.close();
-      await double.close();
+    for (const token of ['', '${LM_API_TOKEN:-}']) {
+      const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false, token });
+      try {
+        await client.chat(ask('hi'), { signal: signal() });
+        expect(client.hasToken).toBe(false);
+        expect(double.chatRequests.at(-1)?.authorization).toBeUndefined();
+      } finally {
+        await client.close();
+      }
     }
+    await double.close();
   });
 
   it('says how to start LM Studio when nothing listens', async () => {

@@ -1,36 +1,10 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EndpointClient } from '../../../src/pools/llm/client.js';
-import { connectInMemory, jobIdOf, repoRoot, testConfig, textOf, type Connected } from '../../helpers/client.js';
-import { freePort } from '../../helpers/net.js';
+import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../../helpers/client.js';
+import { type LlamaServer, llamaAvailable, llamaMissing, startLlama } from '../../helpers/llama.js';
 
-/** The real llama.cpp server kit shipped beside the repository (CI has it). */
-const kit = path.resolve(repoRoot, '..', 'shared', 'llama');
-const binary = path.join(kit, 'llama-server');
-const model = path.join(kit, 'models', 'tiny.gguf');
-const available = existsSync(binary) && existsSync(model) && process.platform === 'linux' && process.arch === 'x64';
-if (!available) console.warn(`SKIPPED: the real llama-server test needs ${binary} and ${model} (x86-64 Linux); they are not here.`);
-
-
-/** Polls /health until 200, the process exits, or the deadline passes. */
-async function waitHealthy(url: string, server: ResultPromise, deadlineMs: number): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  let exited = false;
-  void server.then(() => (exited = true), () => (exited = true));
-  while (Date.now() < deadline && !exited) {
-    try {
-      const response = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
-      if (response.status === 200) return;
-    } catch {
-      // Refused until the port opens.
-    }
-    await sleep(100);
-  }
-  throw new Error(exited ? 'llama-server exited before it was healthy' : `llama-server not healthy within ${deadlineMs} ms`);
-}
+if (!llamaAvailable) console.warn(`SKIPPED: ${llamaMissing}.`);
 
 interface Result {
   index: number;
@@ -38,29 +12,14 @@ interface Result {
   value?: { text?: string; model?: string; endpoint?: string; finish_reason?: string; tokens_out?: number; ttft_ms?: number; duration_ms?: number };
 }
 
-describe.skipIf(!available)('LLM pool against the real llama-server (tiny model, --parallel 4)', () => {
-  let server: ResultPromise | undefined;
-  let stderr = '';
+describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny model, --parallel 4)', () => {
+  let llama: LlamaServer | undefined;
   let c: Connected;
   let url = '';
 
   beforeAll(async () => {
-    const port = await freePort();
-    server = execa(binary, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-t', '1', '--parallel', '4', '-c', '8192', '--alias', 'tiny', '--no-webui'], {
-      reject: false,
-      stdin: 'ignore',
-      forceKillAfterDelay: 5000,
-    });
-    server.stderr?.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString()).slice(-4000);
-    });
-    url = `http://127.0.0.1:${port}`;
-    try {
-      // The first start unpacks the kit into its cache (a few seconds).
-      await waitHealthy(url, server, 60_000);
-    } catch (error) {
-      throw new Error(`${String(error)}\n${stderr}`);
-    }
+    llama = await startLlama(4);
+    url = llama.url;
     const config = await testConfig((cfg) => {
       cfg.llm.endpoints = [{ name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' }];
     });
@@ -69,10 +28,7 @@ describe.skipIf(!available)('LLM pool against the real llama-server (tiny model,
 
   afterAll(async () => {
     await c?.close();
-    if (server) {
-      server.kill('SIGTERM');
-      await server;
-    }
+    await llama?.stop();
   }, 20_000);
 
   it('answers 16 prompts with the real model, up to 4 at once', async () => {

@@ -1,0 +1,48 @@
+import * as z from 'zod';
+import { describe, expect, it } from 'vitest';
+import { closest, inputJsonSchema, parseArguments } from '../../src/tools/arguments.js';
+
+const shape = {
+  inputs: z.array(z.strictObject({ args: z.array(z.string()).optional() })).min(1, { error: 'inputs is empty' }).describe('The tasks.'),
+  timeout_seconds: z.number().positive().optional().describe('Per task.'),
+  concurrency: z.number().int().min(1).optional(),
+};
+
+describe('tool arguments', () => {
+  it('passes good arguments through, and takes missing arguments as none', () => {
+    expect(parseArguments('t', shape, { inputs: [{ args: ['a'] }], timeout_seconds: 5 })).toEqual({ inputs: [{ args: ['a'] }], timeout_seconds: 5 });
+    expect(() => parseArguments('t', shape, undefined)).toThrow(/inputs is required/);
+  });
+
+  it('names an unknown argument with what was probably meant, and every problem with its place', () => {
+    try {
+      parseArguments('run', shape, { inputs: [{ args: 'x', argz: [] }], timeout: 1, concurency: 0 });
+      expect.unreachable();
+    } catch (error) {
+      const { code, message, hint } = error as { code: string; message: string; hint: string };
+      expect(code).toBe('INVALID_INPUT');
+      expect(message).toContain('inputs[0].args: Invalid input: expected array, received string');
+      expect(message).toContain('unknown argument "argz"');
+      expect(message).toContain('unknown argument "timeout" (did you mean "timeout_seconds"?)');
+      expect(message).toContain('unknown argument "concurency" (did you mean "concurrency"?)');
+      expect(hint).toMatch(/call run again \(nothing was started\)\. inputs: The tasks\. .*Its arguments: inputs, timeout_seconds, concurrency\./);
+    }
+  });
+
+  it('suggests only names that are close', () => {
+    expect(closest('timeout', ['timeout_seconds', 'cwd'])).toBe('timeout_seconds');
+    expect(closest('wait_second', ['wait_seconds', 'label'])).toBe('wait_seconds');
+    expect(closest('lable', ['label', 'cwd'])).toBe('label');
+    expect(closest('banana', ['label', 'cwd'])).toBeUndefined();
+  });
+
+  it('lists a lean, strict JSON schema', () => {
+    const schema = inputJsonSchema({ ...shape, env: z.record(z.string(), z.string()).optional(), any: z.record(z.string(), z.unknown()).optional() });
+    expect(schema.$schema).toBeUndefined();
+    expect(schema.additionalProperties).toBe(false);
+    const text = JSON.stringify(schema);
+    expect(text).not.toContain(String(Number.MAX_SAFE_INTEGER));
+    expect(text).not.toContain('propertyNames');
+    expect(schema.properties).toMatchObject({ env: { type: 'object', additionalProperties: { type: 'string' } }, any: { type: 'object' } });
+  });
+});
