@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { describeJob, formatAge, jobView, orList } from './format.js';
+import { call, describeJob, formatAge, jobView, orList } from './format.js';
 import { defineTool, type ServerFacts } from './tool.js';
 
 export function listJobsTool(facts: ServerFacts) {
@@ -32,9 +32,11 @@ export function listJobsTool(facts: ServerFacts) {
       const next: string[] = [];
       if (shown.length === 0) next.push(all.length === 0 && args.state === undefined && !args.kind ? `No jobs yet. Submit one with ${orList(facts.dispatchTools)}.` : 'No job matches.');
       if (all.length > shown.length) next.push(`${all.length - shown.length} more job(s) match: raise limit (up to 200) to see them.`);
-      const interrupted = shown.filter((job) => job.counts.interrupted > 0 && job.ownerPid === undefined).map((job) => job.id);
-      if (interrupted.length > 0) next.push(`Interrupted jobs were cut off by a server restart: call resume_job with {"job_id": …} for ${interrupted.join(', ')} to run their unfinished tasks again.`);
-      if (next.length === 0 && shown.length > 0) next.push(`collect_results with {"job_ids": [...]} shows a job's results.`);
+      const interrupted = shown.filter((job) => job.counts.interrupted > 0 && job.ownerPid === undefined);
+      if (interrupted.length > 0) {
+        next.push(`Interrupted jobs were cut off by a server restart; to run their unfinished tasks again call ${interrupted.map((job) => call('resume_job', { job_id: job.id })).join(', ')}.`);
+      }
+      if (next.length === 0 && shown.length > 0) next.push('collect_results with a job\'s id in job_ids shows its results.');
       lines.push(...next);
       return { text: lines.join('\n'), structured: { jobs: shown.map(jobView), shown: shown.length, total: all.length, next: next.join(' ') } };
     },

@@ -81,6 +81,7 @@ describe('what Claude Code\'s model receives', () => {
       const listed = JSON.parse(await session.see('list_jobs', {})) as { jobs: Array<{ state: string; next?: string }>; next: string };
       expect(listed.jobs[0]?.state).toBe('interrupted');
       const resume = only(suggestedCalls(listed.jobs[0]?.next ?? ''), 'resume_job');
+      expect(only(suggestedCalls(listed.next), 'resume_job')).toEqual(resume);
       const resumed = JSON.parse(await session.see(resume.tool, resume.args)) as { requeued: number; next: string };
       expect(resumed.requeued).toBe(3);
 
