@@ -7,7 +7,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jobIdOf, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
-import { alive, eventually, killQuietly, readPids } from '../helpers/scripts.js';
+import { alive, eventually, killQuietly, readPids, until } from '../helpers/scripts.js';
 
 /** These tests run the built server (`npm test` compiles first), exactly as an MCP client starts it. */
 const cli = path.join(repoRoot, 'dist', 'src', 'cli.js');
@@ -79,8 +79,7 @@ describe('the built server over stdio', () => {
     send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'list_workers', arguments: {} } });
     send({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'run_script_batch', arguments: { worker: 'nap.py', inputs: [{ args: ['0', 'a'] }, { args: ['0', 'b'] }], wait_seconds: 20 } } });
     send({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'collect_results', arguments: { job_ids: ['job_doesnotexist'] } } });
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline && !(stdout.includes('"id":4') && stdout.includes('"id":5'))) await sleep(50);
+    await until(() => stdout.includes('"id":4') && stdout.includes('"id":5'), 'the replies to requests 4 and 5', 30_000);
     child.stdin.end();
     const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout' as const)]);
     expect(code).toBe(0);
@@ -106,8 +105,7 @@ describe('the built server over stdio', () => {
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline && !stderr.includes('ready')) await sleep(50);
+    await until(() => stderr.includes('ready'), 'the server to say it is ready');
     // Close our end of its stdout; its next reply then fails with EPIPE.
     child.stdout.destroy();
     child.stdin.write(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'gone', version: '0' } } }) + '\n');
@@ -123,18 +121,15 @@ describe('the built server over stdio', () => {
     const first = await connect(stateDir);
     const inputs = [
       ...Array.from({ length: 4 }, (_, i) => ({ args: ['0', `quick${i}`] })),
-      ...Array.from({ length: 3 }, (_, i) => ({ args: ['2', `slow${i}`] })),
+      ...Array.from({ length: 3 }, (_, i) => ({ args: ['8', `slow${i}`] })),
     ];
     const submitted = await first.call('run_script_batch', { worker: 'nap.py', inputs, concurrency: 7 });
     const jobId = jobIdOf(submitted);
     // Wait until the quick tasks are recorded, while the slow ones still run.
-    const deadline = Date.now() + 20_000;
-    for (;;) {
+    await until(async () => {
       const page = await first.call('collect_results', { job_ids: [jobId], wait_seconds: 0 });
-      const counts = (page.structuredContent as { jobs: Array<{ counts: { succeeded: number } }> }).jobs[0]?.counts;
-      if ((counts?.succeeded ?? 0) >= 4 || Date.now() > deadline) break;
-      await sleep(50);
-    }
+      return ((page.structuredContent as { jobs: Array<{ counts: { succeeded: number } }> }).jobs[0]?.counts.succeeded ?? 0) >= 4;
+    }, 'the 4 quick tasks');
     const pid = first.transport.pid;
     expect(pid).toBeTypeOf('number');
     process.kill(pid ?? 0, 'SIGKILL');

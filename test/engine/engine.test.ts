@@ -7,6 +7,7 @@ import type { JobTotals, Pool, TaskContext, TaskResult } from '../../src/engine/
 import { silentLogger } from '../../src/log.js';
 import { JobStore } from '../../src/store/store.js';
 import { makeTempDir } from '../helpers/client.js';
+import { eventually } from '../helpers/scripts.js';
 
 /** A real pool whose tasks sleep `input.ms` and record how many ran at once. */
 class SleepPool implements Pool {
@@ -81,7 +82,7 @@ describe('Engine', () => {
   it('cancel drops queued tasks, aborts running ones, and keeps finished results', async () => {
     const { engine, store } = await setup(4);
     const job = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }, ...tasks(5, 5000)], options: {}, concurrency: 2 });
-    await sleep(100);
+    expect(await eventually(() => engine.snapshotOf(job.id).counts.succeeded === 1, 20_000)).toBe(true);
     const after = await engine.cancel(job.id);
     expect(after.counts).toMatchObject({ succeeded: 1, queued: 0 });
     expect(after.counts.cancelled + after.counts.running).toBe(5);
@@ -96,7 +97,7 @@ describe('Engine', () => {
   it('after a restart, unfinished tasks are interrupted and resume finishes them in the same job', async () => {
     const first = await setup(4);
     const job = await first.engine.submit({ kind: 'sleep', inputs: [...tasks(2, 1), ...tasks(3, 10_000)], options: { a: 1 }, concurrency: 4 });
-    await sleep(300);
+    expect(await eventually(() => first.engine.snapshotOf(job.id).counts.succeeded === 2, 20_000)).toBe(true);
     await first.engine.close(2000);
 
     const store = new JobStore(first.dir, silentLogger);
@@ -141,7 +142,7 @@ describe('Engine', () => {
     };
     const engine2 = new Engine({ store, pools: [finishing], log: silentLogger, retentionDays: 7 });
     const job = await engine2.submit({ kind: 'sleep', inputs: [{}], options: {}, concurrency: 1 });
-    await sleep(20);
+    expect(await eventually(() => engine2.snapshotOf(job.id).counts.running === 1, 20_000)).toBe(true);
     await engine2.close(2000);
     expect((await store.readResults(job.id)).map((r) => r.state)).toEqual(['succeeded']);
     await engine.close(100);
@@ -204,8 +205,8 @@ describe('Engine with two servers on one state directory', () => {
     const ownership = (pid: number) => ({ pid, isAlive: (p: number) => alive.has(p) });
     const a = new Engine({ store: new JobStore(dir, silentLogger), pools: [new SleepPool(4)], log: silentLogger, retentionDays: 7, ownership: ownership(101) });
     await a.init();
-    const job = await a.submit({ kind: 'sleep', inputs: [...tasks(1, 1), ...tasks(2, 800)], options: {}, concurrency: 4 });
-    await sleep(100);
+    const job = await a.submit({ kind: 'sleep', inputs: [...tasks(1, 1), ...tasks(2, 3000)], options: {}, concurrency: 4 });
+    expect(await eventually(() => a.snapshotOf(job.id).counts.succeeded === 1, 20_000)).toBe(true);
 
     const b = new Engine({ store: new JobStore(dir, silentLogger), pools: [new SleepPool(4)], log: silentLogger, retentionDays: 7, ownership: ownership(202) });
     expect(await b.init()).toMatchObject({ interrupted: 0 });
@@ -213,7 +214,7 @@ describe('Engine with two servers on one state directory', () => {
     expect(seen).toMatchObject({ state: 'running', ownerPid: 101 });
     expect(seen.counts).toMatchObject({ succeeded: 1, running: 2 });
     await expect(b.cancel(job.id)).rejects.toThrow(/another monitor-mcp process \(pid 101\)/);
-    expect(await b.waitFor([job.id], 10_000)).toBe(true);
+    expect(await b.waitFor([job.id], 30_000)).toBe(true);
     expect(b.snapshotOf(job.id)).toMatchObject({ state: 'succeeded', counts: { succeeded: 3 } });
 
     const second = await a.submit({ kind: 'sleep', inputs: tasks(2, 5000), options: {}, concurrency: 2 });

@@ -73,13 +73,19 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
   }
 }
 
+/** Polls `check` until it holds; throws (saying what was awaited) when `timeoutMs` passes first. */
+export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000, stepMs = 50): Promise<void> {
+  if (!(await eventually(check, timeoutMs, stepMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
 /** The pids a fixture wrote to `file` (space or newline separated), once the file exists. */
-export async function readPids(file: string, timeoutMs = 10_000): Promise<number[]> {
+export async function readPids(file: string, timeoutMs = 20_000): Promise<number[]> {
   let text = '';
-  await eventually(async () => {
+  const written = await eventually(async () => {
     text = await readFile(file, 'utf8').catch(() => '');
     return text.trim() !== '';
   }, timeoutMs);
+  if (!written) throw new Error(`no pids in ${file} after ${timeoutMs} ms`);
   return text.trim().split(/\s+/).map(Number);
 }
 

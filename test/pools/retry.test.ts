@@ -34,6 +34,6 @@ describe('the retry policy shared by the LLM and HTTP kinds', () => {
     const pending = sleep(10_000, controller.signal);
     controller.abort(new Error('stop'));
     await expect(pending).rejects.toThrow('stop');
-    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(Date.now() - t0).toBeLessThan(5000);
   });
 });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { textOf, type Connected } from '../helpers/client.js';
-import { collectAll, connectWithE2eWorkers, submitScripts } from '../helpers/scripts.js';
+import { collectAll, connectWithE2eWorkers, submitScripts, until } from '../helpers/scripts.js';
 
 let conn: Connected;
 
@@ -68,12 +68,10 @@ describe('resume_job', () => {
     const reply = await conn.call('resume_job', { job_id: jobId, include_cancelled: true, wait_seconds: 0 });
     expect(reply.structuredContent).toMatchObject({ requeued: 2 });
     // The slow one would take 60 s: cancel it again once the quick one has run.
-    const deadline = Date.now() + 20_000;
-    for (;;) {
+    await until(async () => {
       const page = await conn.call('collect_results', { job_ids: [jobId], wait_seconds: 1 });
-      const counts = (page.structuredContent as { jobs: Array<{ counts: Record<string, number> }> }).jobs[0]?.counts;
-      if ((counts?.running ?? 0) === 1 || Date.now() > deadline) break;
-    }
+      return (page.structuredContent as { jobs: Array<{ counts: Record<string, number> }> }).jobs[0]?.counts.running === 1;
+    }, 'the slow task to run alone');
     await conn.call('cancel_job', { job_id: jobId });
     const { results } = await collectAll(conn, jobId);
     const attempts = results.filter((r) => (r.attempt ?? 1) === 2).map((r) => r.index).sort();

@@ -88,16 +88,12 @@ describe('LlmPool', () => {
     const r = await rig([endpoint('a', a.url, 2), endpoint('b', b.url, 3)]);
     // All endpoint limits together: the engine starts no more, the router holds each endpoint to its own.
     expect(r.pool.concurrency).toBe(5);
-    const started = Date.now();
     const { jobId, records } = await r.run(Array.from({ length: 20 }, (_, i) => `prompt ${i}`));
-    const wall = Date.now() - started;
     expect(records.every((rec) => rec.state === 'succeeded')).toBe(true);
     expect(a.peakInFlight).toBeLessThanOrEqual(2);
     expect(b.peakInFlight).toBeLessThanOrEqual(3);
     expect(a.peakInFlight + b.peakInFlight).toBe(5);
     expect(a.completed + b.completed).toBe(20);
-    // 20 prompts, 5 at once, 60 ms each: ≈ 240 ms; sequential would be 1200 ms.
-    expect(wall).toBeLessThan(1100);
     const endpoints = new Set(records.map((rec) => valueOf(rec).endpoint));
     expect(endpoints).toEqual(new Set(['a', 'b']));
     const first = records[0];
