@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The only module that touches `process`: argv, env, stdio, signals and the exit code.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, homedir, tmpdir } from 'node:os';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { renderJobTable } from './commands/jobs.js';
@@ -47,8 +48,26 @@ function loadConfig(argv: readonly string[]): Config {
   return parseConfig(fileText === undefined ? sources : { ...sources, fileText });
 }
 
+/**
+ * With MONITOR_EVENT_LOOP_STATS=FILE the server writes its event-loop delay (p50, p99, max in ms,
+ * from node:perf_hooks) to FILE when it shuts down: how `npm run bench` sees that the server stays
+ * responsive under load.
+ */
+function recordEventLoopDelay(): (() => void) | undefined {
+  const file = process.env.MONITOR_EVENT_LOOP_STATS;
+  if (!file) return undefined;
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  return () => {
+    histogram.disable();
+    const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
+    writeFileSync(file, JSON.stringify({ p50: ms(histogram.percentile(50)), p99: ms(histogram.percentile(99)), max: ms(histogram.max) }));
+  };
+}
+
 async function serve(config: Config): Promise<void> {
   const log = createLogger((line) => process.stderr.write(line), config.logLevel);
+  const writeLoopStats = recordEventLoopDelay();
   const processes = processControl(process.pid, (pid, signal) => {
     process.kill(pid, signal);
   });
@@ -64,7 +83,10 @@ async function serve(config: Config): Promise<void> {
     const force = setTimeout(() => process.exit(0), 8000);
     force.unref();
     app.close().then(
-      () => process.exit(0),
+      () => {
+        writeLoopStats?.();
+        process.exit(0);
+      },
       (error: unknown) => {
         log.error(`close failed: ${String(error)}`);
         process.exit(1);

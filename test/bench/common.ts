@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { repoRoot } from '../helpers/client.js';
 
@@ -27,12 +27,13 @@ export interface BenchServer {
 }
 
 /** The built server over stdio, exactly as a client starts it. */
-export async function startServer(args: string[]): Promise<BenchServer> {
+export async function startServer(args: string[], env: Record<string, string> = {}): Promise<BenchServer> {
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [path.join(repoRoot, 'dist', 'src', 'cli.js'), '--log-level', 'warn', ...args],
     cwd: repoRoot,
     stderr: 'inherit',
+    env: { ...getDefaultEnvironment(), ...env },
   });
   const client = new Client({ name: 'bench', version: '0' });
   await client.connect(transport);

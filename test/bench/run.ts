@@ -2,6 +2,7 @@
 import { printTable } from './common.js';
 import { benchLlm } from './llm.js';
 import { benchMemory } from './memory.js';
+import { benchResponsiveness } from './responsiveness.js';
 import { benchScripts } from './scripts.js';
 
 const only = process.argv.slice(2);
@@ -10,3 +11,4 @@ const want = (name: string): boolean => only.length === 0 || only.includes(name)
 if (want('scripts')) printTable('Script pool', await benchScripts());
 if (want('llm')) printTable('Local LLM workers', await benchLlm());
 if (want('memory')) printTable('Memory under large outputs', await benchMemory());
+if (want('responsiveness')) printTable('Responsiveness under load', await benchResponsiveness());
