@@ -5,7 +5,7 @@ import { applyNewRecords, FOREIGN_POLL_MS, Owners } from './foreign.js';
 import { Job } from './job.js';
 import { runTask, toRecord } from './runner.js';
 import { Scheduler } from './scheduler.js';
-import type { JobMeta, JobSnapshot, Ownership, Pool, SubmitRequest, TaskRecord, TaskResult } from './types.js';
+import type { JobMeta, JobSnapshot, Ownership, Pool, SubmitRequest, TaskRecord, TaskResult, TaskState } from './types.js';
 
 export interface EngineOptions {
   store: JobStore;
@@ -36,6 +36,8 @@ export class Engine {
   private readonly listeners = new Set<() => void>();
   private readonly inFlight = new Set<Promise<void>>();
   private closing = false;
+  /** How far this server has read the state directory's change log. */
+  private changesOffset = 0;
 
   constructor(options: EngineOptions) {
     this.store = options.store;
@@ -54,6 +56,8 @@ export class Engine {
   async init(): Promise<{ loaded: number; removed: number; interrupted: number }> {
     await this.store.init();
     for (const kind of this.scheduler.kinds) await this.scheduler.pool(kind)?.recover?.();
+    // Every folder is read now; from here on, only what the change log names.
+    this.changesOffset = await this.store.changesEnd();
     const cutoff = this.now().getTime() - this.retentionDays * 86_400_000;
     let removed = 0;
     let interrupted = 0;
@@ -69,17 +73,24 @@ export class Engine {
     return { loaded: this.jobs.size, removed, interrupted };
   }
 
-  /** Brings jobs run by other server processes up to date (no-op for our own). */
+  /**
+   * Brings in what other servers on the state directory did: the jobs they submitted or took over
+   * (from the change log, so the cost does not grow with the number of old jobs), and the progress
+   * of the jobs they run (all of them, or those of `jobIds`).
+   */
   async refresh(jobIds?: readonly string[]): Promise<void> {
-    // Another server process may have submitted jobs since we started.
-    if (jobIds === undefined) {
-      for (const meta of await this.store.loadAllReadOnly()) if (!this.jobs.has(meta.id)) await this.adopt(meta);
-    } else {
-      for (const id of jobIds) {
-        if (this.jobs.has(id) || !JobStore.isJobId(id)) continue;
-        const meta = await this.store.readMeta(id).catch(() => undefined);
-        if (meta) await this.adopt(meta);
+    const changes = await this.store.readChanges(this.changesOffset);
+    this.changesOffset = changes.offset;
+    const changed = changes.reset ? (await this.store.loadAllReadOnly()).map((meta) => meta.id) : changes.ids;
+    for (const id of [...changed, ...(jobIds ?? [])]) {
+      if (!JobStore.isJobId(id)) continue;
+      const known = this.jobs.get(id);
+      if (known) {
+        if (changed.includes(id)) await this.reconsider(known);
+        continue;
       }
+      const meta = await this.store.readMeta(id).catch(() => undefined);
+      if (meta) await this.adopt(meta);
     }
     const jobs = jobIds === undefined ? [...this.jobs.values()] : jobIds.map((id) => this.jobs.get(id));
     for (const job of jobs) if (job?.foreign) await this.follow(job);
@@ -101,10 +112,11 @@ export class Engine {
       options: request.options,
     };
     if (request.label !== undefined) meta.label = request.label;
-    this.owners.claim(meta);
-    await this.store.createJob(meta, request.inputs);
+    this.owners.stamp(meta, 1);
+    await this.store.createJob(meta, request.inputs, this.owners.me);
     const job = this.newJob(meta);
-    request.inputs.forEach((input, index) => job.enqueue(index, input, false));
+    job.owned = true;
+    request.inputs.forEach((input, index) => job.enqueue(index, input));
     this.jobs.set(meta.id, job);
     this.scheduler.add(job);
     this.emit();
@@ -113,8 +125,10 @@ export class Engine {
 
   /** Queued tasks are dropped at once; running ones are aborted and recorded as cancelled. */
   async cancel(jobId: string): Promise<JobSnapshot> {
-    const job = this.requireOwn(jobId);
+    const job = this.require(jobId);
     // A finished job keeps its state: there is nothing left to stop.
+    if (!job.foreign && job.isDone) return this.snapshot(job);
+    await this.own(job);
     if (job.isDone) return this.snapshot(job);
     const finishedAt = this.now().toISOString();
     this.scheduler.remove(job);
@@ -140,15 +154,24 @@ export class Engine {
 
   /** Queues interrupted (and, if asked, failed or cancelled) tasks of a job again, in the same job. */
   async resume(jobId: string, include: { failed?: boolean; cancelled?: boolean } = {}): Promise<{ snapshot: JobSnapshot; requeued: number }> {
-    const job = this.requireOwn(jobId);
+    const job = this.require(jobId);
     if (!this.scheduler.pool(job.meta.kind)) throw new MonitorError('JOB_NOT_RESUMABLE', `Job ${jobId} is of kind "${job.meta.kind}", which this server does not run.`);
-    const indices = job.indicesIn(['interrupted', ...(include.failed ? (['failed'] as const) : []), ...(include.cancelled ? (['cancelled'] as const) : [])]);
-    if (indices.length === 0) return { snapshot: this.snapshot(job), requeued: 0 };
+    const wanted = ['interrupted', ...(include.failed ? (['failed'] as const) : []), ...(include.cancelled ? (['cancelled'] as const) : [])] as const;
+    // Nothing to run again: no need to take the job over.
+    if (!job.foreign && job.isDone && job.indicesIn(wanted).length === 0) return { snapshot: this.snapshot(job), requeued: 0 };
+    const generation = await this.own(job);
+    const indices = job.indicesIn(wanted);
+    if (indices.length === 0) {
+      job.owned = false;
+      return { snapshot: this.snapshot(job), requeued: 0 };
+    }
     const inputs = await this.store.readInputs(jobId);
-    for (const index of indices) job.enqueue(index, inputs[index], true);
+    // Runs cut off by a crash left no record, but they count.
+    job.countRuns(await this.store.readRuns(jobId));
+    for (const index of indices) job.enqueue(index, inputs[index]);
     delete job.meta.finishedAt;
     delete job.meta.cancelledAt;
-    this.owners.claim(job.meta);
+    this.owners.stamp(job.meta, generation);
     await this.store.writeMeta(job.meta);
     this.scheduler.add(job);
     this.emit();
@@ -163,6 +186,11 @@ export class Engine {
   /** Throws JOB_NOT_FOUND with a hint, for tools. */
   snapshotOf(jobId: string): JobSnapshot {
     return this.snapshot(this.require(jobId));
+  }
+
+  /** The state of one task now (after a resume, a task with a record may be queued or running again). */
+  taskState(jobId: string, index: number): TaskState {
+    return this.require(jobId).stateOf(index);
   }
 
   meta(jobId: string): JobMeta {
@@ -190,8 +218,10 @@ export class Engine {
     return () => this.listeners.delete(listener);
   }
 
+  /** No task queued or running, and every record (and the job's end) on disk. */
   isDone(jobId: string): boolean {
-    return this.jobs.get(jobId)?.isDone ?? true;
+    const job = this.jobs.get(jobId);
+    return job === undefined || (job.isDone && job.settling === 0);
   }
 
   /**
@@ -267,6 +297,41 @@ export class Engine {
     await this.interrupt(job);
   }
 
+  /** A job this server does not run changed on disk: another server may have taken it over. */
+  private async reconsider(job: Job): Promise<void> {
+    if (job.owned || job.foreign) return;
+    const meta = await this.store.readMeta(job.id).catch(() => undefined);
+    if (!meta) return;
+    job.meta = await this.owners.latest(meta);
+    if (this.owners.ownedElsewhere(meta)) {
+      job.foreign = true;
+      await this.follow(job);
+    } else {
+      await applyNewRecords(this.store, job);
+    }
+  }
+
+  /**
+   * Makes this server the job's owner before it cancels or resumes it: exactly one server owns a
+   * job at a time. Returns the ownership generation held; refuses when another live server runs it.
+   */
+  private async own(job: Job): Promise<number> {
+    // Running here: this server holds the latest generation until the job finishes.
+    if (job.owned) return job.meta.ownerGeneration ?? 0;
+    // A job followed from another server: bring it up to date (its owner may be gone now).
+    if (job.foreign) await this.follow(job);
+    const generation = job.foreign ? undefined : await this.owners.take(job);
+    if (generation !== undefined) {
+      job.owned = true;
+      return generation;
+    }
+    job.foreign = true;
+    await this.follow(job);
+    throw new MonitorError('JOB_OWNED_ELSEWHERE', `Job ${job.id} is run by another monitor-mcp process (pid ${job.meta.ownerPid ?? '?'}) on the same state directory.`, {
+      hint: 'Cancel or resume it from the client session that started it (or wait for it to finish); its results are collectable from here.',
+    });
+  }
+
   /** Marks what no process runs any more as interrupted, and the job as ended; true when anything was. */
   private async interrupt(job: Job): Promise<boolean> {
     const cut = job.interruptUnfinished();
@@ -282,6 +347,9 @@ export class Engine {
     job.running.set(index, controller);
     job.peakRunning = Math.max(job.peakRunning, job.running.size);
     job.setState(index, 'running');
+    job.started(index);
+    // Not waited for (it rides along with the next lines): a run cut off in the moment before counts once less.
+    this.store.appendRun(job.id, index).catch((error: unknown) => this.log.warn(`could not note a run of ${job.id}#${index}: ${String(error)}`));
     const startedAt = this.now();
     const label = pool.label?.(input);
     const run = runTask(pool, job, { index, input, outputDir: this.store.outputDir(job.id), signal: controller.signal }, this.log)
@@ -309,13 +377,16 @@ export class Engine {
     const record = toRecord(job, task, startedAt, this.now(), signal.aborted, result);
     job.apply(record);
     job.applied++;
+    job.settling++;
     try {
       await this.store.appendResult(job.id, record);
+      await this.finishIfDone(job);
     } catch (error) {
       job.storeError = `task ${index}'s result could not be saved (${String(error)}); it will show as interrupted after a restart`;
       throw error;
+    } finally {
+      job.settling--;
     }
-    await this.finishIfDone(job);
   }
 
   private async finishIfDone(job: Job): Promise<void> {
@@ -323,6 +394,8 @@ export class Engine {
     job.meta.finishedAt = this.now().toISOString();
     job.meta.peakRunning = job.peakRunning;
     await this.store.writeMeta(job.meta);
+    // Finished: whichever server resumes it next takes it over (see Owners.take).
+    job.owned = false;
   }
 
   private newJob(meta: JobMeta): Job {
@@ -338,16 +411,6 @@ export class Engine {
     if (!job) {
       throw new MonitorError('JOB_NOT_FOUND', `No job "${jobId}" here.`, {
         hint: `Call list_jobs for the known job ids; jobs are removed ${this.retentionDays} days after they finish.`,
-      });
-    }
-    return job;
-  }
-
-  private requireOwn(jobId: string): Job {
-    const job = this.require(jobId);
-    if (job.foreign) {
-      throw new MonitorError('JOB_NOT_RESUMABLE', `Job ${jobId} is run by another monitor-mcp process (pid ${job.meta.ownerPid ?? '?'}) on the same state directory.`, {
-        hint: 'Cancel or resume it from the client session that started it; its results are collectable from here.',
       });
     }
     return job;

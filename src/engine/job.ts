@@ -21,6 +21,10 @@ export class Job {
   peakRunning: number;
   /** Run by another live server on the same state dir: read-only here, refreshed from disk. */
   foreign = false;
+  /** This server runs it: it submitted or resumed the job (took its latest generation) and the job is not finished. */
+  owned = false;
+  /** Records applied in memory whose write (and the job's end, when last) is not on disk yet. */
+  settling = 0;
   /** How many records of results.jsonl are applied to the task states. */
   applied = 0;
   /** Set when a result could not be written (disk full, …): shown with the job. */
@@ -34,7 +38,7 @@ export class Job {
   constructor(meta: JobMeta, totalsOf?: JobTotals<unknown>) {
     this.meta = meta;
     this.states = new Uint8Array(meta.taskCount);
-    this.attempts = new Uint16Array(meta.taskCount).fill(1);
+    this.attempts = new Uint16Array(meta.taskCount);
     this.counts = { total: meta.taskCount, queued: meta.taskCount, running: 0, succeeded: 0, failed: 0, cancelled: 0, interrupted: 0 };
     this.peakRunning = meta.peakRunning ?? 0;
     this.totalsOf = totalsOf;
@@ -48,8 +52,21 @@ export class Job {
     return STATE_CODES[this.states[index] ?? 0] ?? 'queued';
   }
 
+  /** Runs the task has started (its latest run's number; 0 before the first). */
   attemptOf(index: number): number {
-    return this.attempts[index] ?? 1;
+    return this.attempts[index] ?? 0;
+  }
+
+  /** The task starts another run; returns its number. */
+  started(index: number): number {
+    const attempt = this.attemptOf(index) + 1;
+    this.attempts[index] = attempt;
+    return attempt;
+  }
+
+  /** Runs started as the store counted them (a run cut off by a crash has no record, but counts). */
+  countRuns(runs: ReadonlyMap<number, number>): void {
+    for (const [index, count] of runs) if (index >= 0 && index < this.meta.taskCount) this.attempts[index] = Math.max(this.attemptOf(index), count);
   }
 
   setState(index: number, state: TaskState): void {
@@ -62,7 +79,7 @@ export class Job {
   apply(record: TaskRecord): void {
     if (record.index < 0 || record.index >= this.meta.taskCount) return;
     this.setState(record.index, record.state);
-    this.attempts[record.index] = record.attempt;
+    this.attempts[record.index] = Math.max(this.attemptOf(record.index), record.attempt);
     if (this.totalsOf && record.value !== undefined) this.totals = this.totalsOf.add(this.totals, record.value);
   }
 
@@ -76,10 +93,9 @@ export class Job {
     return out;
   }
 
-  /** Queues a task to run (again): a resumed task counts as a new attempt. */
-  enqueue(index: number, input: unknown, newAttempt: boolean): void {
+  /** Queues a task to run (again); its run counts when it starts. */
+  enqueue(index: number, input: unknown): void {
     this.setState(index, 'queued');
-    if (newAttempt) this.attempts[index] = this.attemptOf(index) + 1;
     this.inputs.set(index, input);
     this.queue.push(index);
   }

@@ -21,6 +21,8 @@ export interface JobMeta {
   ownerPid?: number;
   /** The owner's start time, so a reused pid (after a reboot) is not taken for it. */
   ownerStart?: string;
+  /** Which of the job's owners (`owner.<N>`) wrote this metadata; a newer claim means a takeover in progress. */
+  ownerGeneration?: number;
 }
 
 /** One finished task (one line of results.jsonl). */

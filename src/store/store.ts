@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { JobMeta, TaskRecord } from './records.js';
 import type { Logger } from '../log.js';
+import { Appender } from './appender.js';
 import { writeFileAtomic } from './atomic.js';
+import type { JobMeta, TaskRecord } from './records.js';
 
 interface ResultCache {
   bytes: number;
@@ -13,38 +14,51 @@ interface ResultCache {
 
 /** How many jobs' parsed results stay in memory; the others are read again from disk on demand. */
 const CACHED_JOBS = 16;
+/** The change log is started afresh (by a server starting) once it has grown this large. */
+const CHANGES_ROTATE_BYTES = 1024 * 1024;
 
-interface AppendQueue {
-  lines: string[];
-  records: number;
-  /** The write that will take `lines`; undefined once it has taken them. */
-  batch: Promise<void> | undefined;
-  /** Settles when the last write queued so far has finished (never rejects). */
-  written: Promise<void>;
+/** Who owns a job: the server (pid and start time) that took its latest generation. */
+export interface Claim {
+  generation: number;
+  pid: number;
+  start?: string;
+}
+
+/** Jobs whose folder changed (created, taken over, their metadata rewritten) since `offset`. */
+export interface Changes {
+  ids: string[];
+  offset: number;
+  /** The log was started afresh since `offset`: look at every job folder once. */
+  reset: boolean;
 }
 
 /**
- * The state directory: one folder per job.
- *   job.json       metadata, replaced atomically
- *   inputs.jsonl   one task input per line, written once (atomically) at submit
- *   results.jsonl  one finished task per line, appended; a torn last line is ignored on load
- *   out/           full outputs named by task index
+ * The state directory: one folder per job, and a log of changes shared by every server on it.
+ *   jobs/<id>/job.json       metadata, replaced atomically
+ *   jobs/<id>/owner.<N>      the job's Nth owner ({pid, start}); created exclusively, so of two
+ *                            servers taking a job over at once exactly one succeeds
+ *   jobs/<id>/inputs.jsonl   one task input per line, written once (atomically) at submit
+ *   jobs/<id>/results.jsonl  one finished task per line, appended; a torn last line is ignored
+ *   jobs/<id>/runs.log       one line per task start (its index): attempts count every run
+ *   jobs/<id>/out/           full outputs named by task index
+ *   changes.log              `<job id>` per change of any job folder, appended by every server: how
+ *                            the others notice new jobs and new owners without reading every folder
  * The store is the source of truth for finished work; the engine keeps only what runs in memory.
  */
 export class JobStore {
   readonly jobsDir: string;
+  private readonly changesFile: string;
   private readonly log: Logger;
-  /** Per job: lines waiting for the write in flight to finish; they go out together in the next one. */
-  private readonly appendQueues = new Map<string, AppendQueue>();
+  private readonly appender = new Appender();
+  private readonly metaWrites = new Set<Promise<void>>();
   /** Parsed results of the jobs read most recently (least recently used first); bounded. */
   private readonly resultCache = new Map<string, ResultCache>();
   /** One read at a time per job: concurrent collects must not parse the same bytes twice. */
   private readonly reads = new Map<string, Promise<unknown>>();
-  /** Jobs whose results file was checked for a torn last line since this process started. */
-  private readonly tailChecked = new Set<string>();
 
   constructor(stateDir: string, log: Logger) {
     this.jobsDir = path.join(stateDir, 'jobs');
+    this.changesFile = path.join(stateDir, 'changes.log');
     this.log = log;
   }
 
@@ -67,91 +81,137 @@ export class JobStore {
 
   async init(): Promise<void> {
     await mkdir(this.jobsDir, { recursive: true, mode: 0o700 });
+    // Readers that followed the old log see it shrink and look at every folder once.
+    const size = await stat(this.changesFile).then((s) => s.size, () => 0);
+    if (size > CHANGES_ROTATE_BYTES) await rename(this.changesFile, `${this.changesFile}.old`).catch(() => undefined);
   }
 
-  async createJob(meta: JobMeta, inputs: readonly unknown[]): Promise<void> {
+  /** A new job's folder, its first owner when given, and job.json last (a folder without it is a submit cut short). */
+  async createJob(meta: JobMeta, inputs: readonly unknown[], owner?: Omit<Claim, 'generation'>): Promise<void> {
     const dir = this.jobDir(meta.id);
     await mkdir(path.join(dir, 'out'), { recursive: true, mode: 0o700 });
     await writeFileAtomic(path.join(dir, 'inputs.jsonl'), inputs.map((i) => JSON.stringify(i ?? null)).join('\n') + '\n');
     await writeFileAtomic(path.join(dir, 'results.jsonl'), '');
-    // job.json last: a folder without it is an aborted submit and is swept on load.
+    if (owner) await writeFile(path.join(dir, 'owner.1'), JSON.stringify(owner), { flag: 'wx', mode: 0o600 });
     await writeFileAtomic(path.join(dir, 'job.json'), JSON.stringify(meta, null, 2));
+    await this.noteChange(meta.id);
   }
 
   async readMeta(id: string): Promise<JobMeta> {
     return JSON.parse(await readFile(path.join(this.jobDir(id), 'job.json'), 'utf8')) as JobMeta;
   }
 
-  async writeMeta(meta: JobMeta): Promise<void> {
-    await writeFileAtomic(path.join(this.jobDir(meta.id), 'job.json'), JSON.stringify(meta, null, 2));
+  writeMeta(meta: JobMeta): Promise<void> {
+    const write = (async () => {
+      await writeFileAtomic(path.join(this.jobDir(meta.id), 'job.json'), JSON.stringify(meta, null, 2));
+      await this.noteChange(meta.id);
+    })();
+    // flush() waits for it too: a job counts as finished before its end is on disk.
+    this.metaWrites.add(write);
+    void write.finally(() => this.metaWrites.delete(write)).catch(() => undefined);
+    return write;
+  }
+
+  /** The job's latest owner, or undefined for a job from before owners were recorded. */
+  async readClaim(jobId: string): Promise<Claim | undefined> {
+    const names = await readdir(this.jobDir(jobId)).catch(() => []);
+    let generation = 0;
+    for (const name of names) {
+      const match = /^owner\.(\d+)$/.exec(name);
+      if (match) generation = Math.max(generation, Number(match[1]));
+    }
+    if (generation === 0) return undefined;
+    try {
+      const owner = JSON.parse(await readFile(path.join(this.jobDir(jobId), `owner.${generation}`), 'utf8')) as Omit<Claim, 'generation'>;
+      return { ...owner, generation };
+    } catch {
+      // Being written by its new owner (created empty, then filled): read again later.
+      return { generation, pid: -1 };
+    }
+  }
+
+  /**
+   * Takes generation `claim.generation` of a job's ownership. Exclusive: false when another server
+   * took that generation first. The previous generation's file goes (only the latest counts).
+   */
+  async writeClaim(jobId: string, claim: Claim): Promise<boolean> {
+    const { generation, ...owner } = claim;
+    try {
+      await writeFile(path.join(this.jobDir(jobId), `owner.${generation}`), JSON.stringify(owner), { flag: 'wx', mode: 0o600 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw error;
+    }
+    await unlink(path.join(this.jobDir(jobId), `owner.${generation - 1}`)).catch(() => undefined);
+    await this.noteChange(jobId);
+    return true;
+  }
+
+  /** Records that a job's folder changed, for the other servers on this state directory. */
+  private async noteChange(jobId: string): Promise<void> {
+    await this.appender.append(this.changesFile, [jobId]).catch((error: unknown) => this.log.warn(`could not note a change of ${jobId}: ${String(error)}`));
+  }
+
+  /** The jobs changed since `offset` (0: from the start), and where to read next time. */
+  async readChanges(offset: number): Promise<Changes> {
+    const size = await stat(this.changesFile).then((s) => s.size, () => 0);
+    if (size < offset) return { ids: [], offset: 0, reset: true };
+    if (size === offset) return { ids: [], offset, reset: false };
+    const handle = await open(this.changesFile, 'r');
+    try {
+      const buffer = Buffer.alloc(size - offset);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+      const text = buffer.subarray(0, bytesRead).toString('utf8');
+      // Only whole lines: the rest is still being written.
+      const end = text.lastIndexOf('\n') + 1;
+      const ids = [...new Set(text.slice(0, end).split('\n').filter((id) => JobStore.isJobId(id)))];
+      return { ids, offset: offset + Buffer.byteLength(text.slice(0, end)), reset: false };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** How far the change log goes now (a server starting reads every folder, then follows from here). */
+  async changesEnd(): Promise<number> {
+    return stat(this.changesFile).then((s) => s.size, () => 0);
+  }
+
+  /** One write for many records (cancelling 10,000 queued tasks is one append, not 10,000). */
+  async appendResults(jobId: string, records: readonly TaskRecord[]): Promise<void> {
+    try {
+      await this.appender.append(path.join(this.jobDir(jobId), 'results.jsonl'), records.map((r) => JSON.stringify(r)));
+    } catch (error) {
+      this.log.error(`could not record ${records.length} task(s) of ${jobId}: ${String(error)}`);
+      throw error;
+    }
   }
 
   appendResult(jobId: string, record: TaskRecord): Promise<void> {
     return this.appendResults(jobId, [record]);
   }
 
-  /**
-   * One write for many records (cancelling 10,000 queued tasks is one append, not 10,000).
-   * Records arriving while a write is in flight are coalesced into the next one: writing each
-   * record on its own (open, write, close) falls behind fast tasks, and every record waiting in
-   * line keeps its finished task alive in memory.
-   */
-  appendResults(jobId: string, records: readonly TaskRecord[]): Promise<void> {
-    let queue = this.appendQueues.get(jobId);
-    if (!queue) {
-      queue = { lines: [], records: 0, batch: undefined, written: Promise.resolve() };
-      this.appendQueues.set(jobId, queue);
-    }
-    for (const record of records) queue.lines.push(JSON.stringify(record) + '\n');
-    queue.records += records.length;
-    if (queue.batch) return queue.batch;
-    const current = queue;
-    const file = path.join(this.jobDir(jobId), 'results.jsonl');
-    // Starts once the previous write has finished, so lines never interleave or reorder.
-    const batch = current.written.then(async () => {
-      const text = current.lines.join('');
-      const count = current.records;
-      current.lines = [];
-      current.records = 0;
-      current.batch = undefined;
-      try {
-        await appendFile(file, (await this.tornTailPrefix(jobId, file)) + text);
-      } catch (error) {
-        this.log.error(`could not record ${count} task(s) of ${jobId}: ${String(error)}`);
-        throw error;
-      } finally {
-        if (current.batch === undefined && this.appendQueues.get(jobId) === current) this.appendQueues.delete(jobId);
-      }
-    });
-    current.batch = batch;
-    current.written = batch.catch(() => undefined);
-    return batch;
+  /** Notes that a task starts a run (attempts count every run, even one cut off by a crash). */
+  appendRun(jobId: string, index: number): Promise<void> {
+    return this.appender.append(path.join(this.jobDir(jobId), 'runs.log'), [String(index)]);
   }
 
-  /**
-   * A crash mid-append can leave a last line without its newline; appending straight after it would
-   * glue the next record onto the torn one and lose both. Once per job, end such a line first.
-   */
-  private async tornTailPrefix(jobId: string, file: string): Promise<string> {
-    if (this.tailChecked.has(jobId)) return '';
-    this.tailChecked.add(jobId);
-    const handle = await open(file, 'r').catch(() => undefined);
-    if (!handle) return '';
-    try {
-      const { size } = await handle.stat();
-      if (size === 0) return '';
-      const last = Buffer.alloc(1);
-      await handle.read(last, 0, 1, size - 1);
-      return last[0] === 0x0a ? '' : '\n';
-    } finally {
-      await handle.close();
+  /** How many runs each task has started, by index (missing: none). */
+  async readRuns(jobId: string): Promise<Map<number, number>> {
+    const text = await readFile(path.join(this.jobDir(jobId), 'runs.log'), 'utf8').catch(() => '');
+    const runs = new Map<number, number>();
+    // The last piece is empty or torn (it may be the start of a longer index): not counted.
+    for (const line of text.split('\n').slice(0, -1)) {
+      if (!/^\d+$/.test(line)) continue;
+      const index = Number(line);
+      runs.set(index, (runs.get(index) ?? 0) + 1);
     }
+    return runs;
   }
 
-  /** Resolves once every append queued so far has reached the file. */
+  /** Resolves once every append queued so far (of one job, or all) has reached its file. */
   async flush(jobId?: string): Promise<void> {
-    const queues = jobId === undefined ? [...this.appendQueues.values()] : [this.appendQueues.get(jobId)];
-    await Promise.all(queues.map((q) => q?.written));
+    await this.appender.flush(jobId === undefined ? '' : this.jobDir(jobId));
+    await Promise.allSettled([...this.metaWrites]);
   }
 
   async readInputs(jobId: string): Promise<unknown[]> {

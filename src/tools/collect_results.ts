@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 import { call, CHARS_PER_TOKEN, describeJob, jobNext, jobView, orList, resultView, shrinkToFit } from './format.js';
-import { decodeCursor, encodeCursor, type PageEntry, pageResults, type ResultFilter } from './paging.js';
+import { decodeCursor, earlierAttempts, encodeCursor, type PageEntry, pageResults, type ResultFilter } from './paging.js';
 import { defineTool, type ServerFacts, type ToolContext, type ToolReply } from './tool.js';
 
 export type MergeMode = 'list' | 'text' | 'json';
@@ -13,6 +13,8 @@ export interface CollectRequest {
   filter: ResultFilter;
   merge: MergeMode;
   budgetTokens: number;
+  /** Also earlier attempts of tasks that ran again (by default a task's latest attempt is its result). */
+  allAttempts?: boolean;
   /** Start after these many finished-order records per job (instead of a cursor). */
   startOffsets?: number[];
 }
@@ -98,7 +100,14 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
   // The status lines (text) or the job views (structured), the next step and the keys around them.
   const overhead = Math.max(header.join('\n').length, JSON.stringify(jobViews).length) + RESERVED_CHARS;
   const multi = request.jobIds.length > 1;
-  const jobs = await Promise.all(request.jobIds.map(async (id) => ({ id, records: await engine.results(id) })));
+  const jobs = await Promise.all(
+    request.jobIds.map(async (id) => {
+      const records = await engine.results(id);
+      if (request.allAttempts) return { id, records };
+      const hidden = earlierAttempts(records, (index) => ['queued', 'running'].includes(engine.taskState(id, index)));
+      return { id, records, hidden };
+    }),
+  );
   const page = pageResults({ jobs, offsets, filter: request.filter, room: budgetChars - overhead, ...renderer(request.merge, multi) });
 
   const allDone = snapshots.every((s) => s.counts.queued === 0 && s.counts.running === 0);
@@ -131,6 +140,7 @@ function nextStep(request: CollectRequest, snapshots: readonly JobSnapshot[], re
   if (cursor) again.cursor = cursor;
   if (request.filter !== 'all') again.filter = request.filter;
   if (request.merge !== 'list') again.merge = request.merge;
+  if (request.allAttempts) again.all_attempts = true;
   if (remaining > 0) return `${remaining} more result(s) are ready: call ${call('collect_results', again)} to see them.`;
   const total = snapshots.reduce((n, s) => n + s.counts.total, 0);
   const finished = snapshots.reduce((n, s) => n + s.counts.total - s.counts.queued - s.counts.running, 0);
@@ -232,6 +242,7 @@ export function collectResultsTool(facts: ServerFacts) {
       filter: z.enum(['all', 'failed', 'succeeded']).optional().describe('failed includes cancelled.'),
       merge: z.enum(['list', 'text', 'json']).optional().describe('list (default): each result with its value; json, text: outputs merged, each with its id.'),
       budget_tokens: z.number().int().min(200).optional().describe('Page size (default 8000 tokens; at most 12000).'),
+      all_attempts: z.boolean().optional().describe('Also earlier attempts of tasks run again (default: only each task\'s latest).'),
     },
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async handler(args, ctx) {
@@ -244,6 +255,7 @@ export function collectResultsTool(facts: ServerFacts) {
         budgetTokens: Math.min(args.budget_tokens ?? limits.defaultBudgetTokens, limits.maxBudgetTokens),
       };
       if (args.cursor !== undefined) request.cursor = args.cursor;
+      if (args.all_attempts) request.allAttempts = true;
       return collect(ctx, request);
     },
   });

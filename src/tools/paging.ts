@@ -44,8 +44,8 @@ export interface PageEntry<E> {
 }
 
 export interface PageInput<E> {
-  /** Each job of the request with its records in finish order. */
-  jobs: ReadonlyArray<{ id: string; records: readonly TaskRecord[] }>;
+  /** Each job of the request with its records in finish order, and those not to show (earlier attempts). */
+  jobs: ReadonlyArray<{ id: string; records: readonly TaskRecord[]; hidden?: (record: TaskRecord, at: number) => boolean }>;
   /** Per job, how many of its records earlier pages showed. */
   offsets: readonly number[];
   filter: ResultFilter;
@@ -78,20 +78,21 @@ export function pageResults<E>(input: PageInput<E>): Page<E> {
   let used = 0;
   let cut = false;
   let remaining = 0;
-  input.jobs.forEach(({ id, records }, j) => {
+  input.jobs.forEach(({ id, records, hidden }, j) => {
+    const shows = (record: TaskRecord | undefined, at: number): record is TaskRecord => record !== undefined && matchesFilter(record, input.filter) && !hidden?.(record, at);
     let at = offsets[j] ?? 0;
     if (cut) {
-      remaining += countMatching(records, at, input.filter);
+      remaining += countShown(records, at, shows);
       return;
     }
     for (; at < records.length; at++) {
       const record = records[at];
-      if (!record || !matchesFilter(record, input.filter)) continue;
+      if (!shows(record, at)) continue;
       let rendered = input.render(id, record);
       if (used + rendered.cost > input.room) {
         if (entries.length > 0) {
           cut = true;
-          remaining += countMatching(records, at, input.filter);
+          remaining += countShown(records, at, shows);
           break;
         }
         rendered = input.shrink(rendered, input.room - used);
@@ -104,11 +105,18 @@ export function pageResults<E>(input: PageInput<E>): Page<E> {
   return { entries, offsets, cut, remaining, used };
 }
 
-function countMatching(records: readonly TaskRecord[], from: number, filter: ResultFilter): number {
+function countShown(records: readonly TaskRecord[], from: number, shows: (record: TaskRecord | undefined, at: number) => boolean): number {
   let n = 0;
-  for (let i = from; i < records.length; i++) {
-    const record = records[i];
-    if (record && matchesFilter(record, filter)) n++;
-  }
+  for (let at = from; at < records.length; at++) if (shows(records[at], at)) n++;
   return n;
+}
+
+/**
+ * Hides what is not a task's result any more: a record followed by a later one for the same task
+ * (resumed or retried), and the record of a task queued or running again now.
+ */
+export function earlierAttempts(records: readonly TaskRecord[], runningAgain: (index: number) => boolean): (record: TaskRecord, at: number) => boolean {
+  const latest = new Map<number, number>();
+  records.forEach((record, at) => latest.set(record.index, at));
+  return (record, at) => latest.get(record.index) !== at || runningAgain(record.index);
 }

@@ -26,10 +26,14 @@ describe('Job', () => {
     const job = new Job(meta(2));
     job.apply({ index: 5, state: 'succeeded', attempt: 1, finishedAt: '' });
     job.apply({ index: 1, state: 'failed', attempt: 1, finishedAt: '' });
-    job.enqueue(1, { again: true }, true);
-    expect(job.attemptOf(1)).toBe(2);
+    job.enqueue(1, { again: true });
+    // A run counts when it starts, not when it is queued.
+    expect(job.attemptOf(1)).toBe(1);
     expect(job.indicesIn(['queued'])).toEqual([0, 1]);
     expect(job.takeNext()).toEqual({ index: 1, input: { again: true } });
+    expect(job.started(1)).toBe(2);
+    job.countRuns(new Map([[1, 3], [9, 1]]));
+    expect(job.attemptOf(1)).toBe(3);
     expect(job.hasQueued).toBe(false);
   });
 });

@@ -8,7 +8,7 @@ const pool = (concurrency: number): Pool => ({ kind: 'k', concurrency, run: () =
 function job(id: string, tasks: number, concurrency: number): Job {
   const meta: JobMeta = { id, kind: 'k', createdAt: new Date(0).toISOString(), taskCount: tasks, concurrency, options: {} };
   const j = new Job(meta);
-  for (let i = 0; i < tasks; i++) j.enqueue(i, { n: i }, false);
+  for (let i = 0; i < tasks; i++) j.enqueue(i, { n: i });
   return j;
 }
 

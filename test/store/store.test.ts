@@ -92,4 +92,53 @@ describe('JobStore', () => {
     expect(await store.loadAll()).toEqual([]);
     expect(await readdir(store.jobsDir)).toEqual([]);
   });
+
+  it('gives each ownership generation to exactly one of many servers taking it at once', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id), [1, 2, 3], { pid: 10, start: 'a' });
+    expect(await store.readClaim(id)).toEqual({ generation: 1, pid: 10, start: 'a' });
+    // A second store on the same directory stands for another server process.
+    const other = new JobStore(path.dirname(store.jobsDir), silentLogger);
+    const wins = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? store : other).writeClaim(id, { generation: 2, pid: 100 + i })));
+    expect(wins.filter(Boolean)).toHaveLength(1);
+    const winner = 100 + wins.indexOf(true);
+    expect(await other.readClaim(id)).toEqual({ generation: 2, pid: winner });
+    // Only the latest generation stays.
+    expect((await readdir(store.jobDir(id))).filter((name) => name.startsWith('owner.'))).toEqual(['owner.2']);
+  });
+
+  it('tells other servers which jobs changed, through a shared change log', async () => {
+    const store = await newStore();
+    const other = new JobStore(path.dirname(store.jobsDir), silentLogger);
+    const start = await other.changesEnd();
+    const [a, b] = [JobStore.newJobId(), JobStore.newJobId()];
+    await store.createJob(meta(a), [1], { pid: 1 });
+    await store.createJob(meta(b), [1], { pid: 1 });
+    await store.writeMeta({ ...meta(a), finishedAt: new Date().toISOString() });
+    const first = await other.readChanges(start);
+    expect(first).toMatchObject({ ids: [a, b], reset: false });
+    expect(await other.readChanges(first.offset)).toEqual({ ids: [], offset: first.offset, reset: false });
+    // A half-written line is left for the next read.
+    await appendFile(path.join(path.dirname(store.jobsDir), 'changes.log'), b.slice(0, 5));
+    expect((await other.readChanges(first.offset)).ids).toEqual([]);
+    await appendFile(path.join(path.dirname(store.jobsDir), 'changes.log'), `${b.slice(5)}\n`);
+    expect((await other.readChanges(first.offset)).ids).toEqual([b]);
+    // A log started afresh (a server rotated it) makes readers look at every folder once.
+    await rm(path.join(path.dirname(store.jobsDir), 'changes.log'));
+    expect(await other.readChanges(first.offset)).toEqual({ ids: [], offset: 0, reset: true });
+  });
+
+  it('counts every run of a task, including one cut off before its record', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id), [1, 2, 3]);
+    await Promise.all([store.appendRun(id, 0), store.appendRun(id, 2), store.appendRun(id, 0)]);
+    await appendFile(path.join(store.jobDir(id), 'runs.log'), '2');
+    expect([...(await store.readRuns(id))].sort()).toEqual([[0, 2], [2, 1]]);
+    // The next server (the one that wrote the torn line crashed) ends it before its first line, so
+    // it counts from then on (one extra attempt at worst, never a lost line).
+    await new JobStore(path.dirname(store.jobsDir), silentLogger).appendRun(id, 1);
+    expect([...(await store.readRuns(id))].sort()).toEqual([[0, 2], [1, 1], [2, 2]]);
+  });
 });

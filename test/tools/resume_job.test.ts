@@ -43,6 +43,8 @@ describe('resume_job', () => {
     expect(handle.structuredContent).toMatchObject({ job_id: jobId, requeued: 2 });
     const { results, job } = await collectAll(conn, jobId);
     expect(job.state).toBe('failed');
+    // A task's latest attempt is its result: one per task.
+    expect(results.map((r) => r.index).sort()).toEqual([0, 1, 2]);
     const latest = new Map(results.map((r) => [r.index, r]));
     // The succeeded task was not run again (attempt 1 is not shown).
     expect(latest.get(0)).toMatchObject({ state: 'succeeded' });
@@ -67,15 +69,43 @@ describe('resume_job', () => {
 
     const reply = await conn.call('resume_job', { job_id: jobId, include_cancelled: true, wait_seconds: 0 });
     expect(reply.structuredContent).toMatchObject({ requeued: 2 });
-    // The slow one would take 60 s: cancel it again once the quick one has run.
+    // The slow one would take 60 s: cancel it again once it runs (one at a time: the other waits).
     await until(async () => {
       const page = await conn.call('collect_results', { job_ids: [jobId], wait_seconds: 1 });
       return (page.structuredContent as { jobs: Array<{ counts: Record<string, number> }> }).jobs[0]?.counts.running === 1;
-    }, 'the slow task to run alone');
+    }, 'the slow task to run');
     await conn.call('cancel_job', { job_id: jobId });
     const { results } = await collectAll(conn, jobId);
-    const attempts = results.filter((r) => (r.attempt ?? 1) === 2).map((r) => r.index).sort();
-    expect(attempts).toEqual([0, 1]);
+    // One result per task, its latest: the slow task's second run; the other never ran (no attempt).
+    expect(results.map((r) => [r.index, r.state, r.attempt]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([
+      [0, 'cancelled', 2],
+      [1, 'cancelled', undefined],
+    ]);
+  });
+
+  it('shows each task\'s latest attempt, with filters that agree with the counts; earlier attempts on request', async () => {
+    const inputs = Array.from({ length: 12 }, (_, i) => ({ args: [`t${i}`, i % 3 === 0 ? '4' : '0'] }));
+    const jobId = await submitScripts(conn, { worker: 'emit.py', inputs, concurrency: 4 });
+    await collectAll(conn, jobId);
+    for (let round = 0; round < 2; round++) {
+      const resumed = await conn.call('resume_job', { job_id: jobId, include_failed: true, wait_seconds: 30 });
+      expect(resumed.structuredContent).toMatchObject({ requeued: 4 });
+    }
+    const { results, job } = await collectAll(conn, jobId);
+    expect(results).toHaveLength(12);
+    expect(job.counts).toMatchObject({ succeeded: 8, failed: 4 });
+    const failed = await conn.call('collect_results', { job_ids: [jobId], filter: 'failed', wait_seconds: 0 });
+    const failedResults = (failed.structuredContent as { results: Array<{ index: number; attempt?: number }> }).results;
+    expect(failedResults.map((r) => [r.index, r.attempt]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([
+      [0, 3],
+      [3, 3],
+      [6, 3],
+      [9, 3],
+    ]);
+    const all = await conn.call('collect_results', { job_ids: [jobId], all_attempts: true, wait_seconds: 0 });
+    const every = (all.structuredContent as { results: Array<{ index: number; attempt?: number }> }).results;
+    expect(every).toHaveLength(20);
+    expect(every.filter((r) => r.index === 3).map((r) => r.attempt ?? 1)).toEqual([1, 2, 3]);
   });
 
   it('refuses an unknown job id with a hint', async () => {
