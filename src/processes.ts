@@ -8,6 +8,8 @@ export type KillFunction = (pid: number, signal: NodeJS.Signals | 0) => void;
 export interface ProcessControl extends Ownership {
   /** Sends `signal` to every process in group `pgid` (0 only checks); false when none got it. */
   signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean;
+  /** Sends `signal` to one process; false when it is gone (or not ours to signal). */
+  signalProcess(pid: number, signal: NodeJS.Signals): boolean;
 }
 
 export function processControl(pid: number, kill: KillFunction): ProcessControl {
@@ -35,6 +37,15 @@ export function processControl(pid: number, kill: KillFunction): ProcessControl 
         return true;
       } catch {
         // ESRCH: nothing left in the group (EPERM: not ours to signal).
+        return false;
+      }
+    },
+    signalProcess(target: number, signal: NodeJS.Signals): boolean {
+      if (!(Number.isInteger(target) && target > 1) || target === pid) return false;
+      try {
+        kill(target, signal);
+        return true;
+      } catch {
         return false;
       }
     },

@@ -183,4 +183,22 @@ describe('the built server over stdio', () => {
       for (const pid of pids) killQuietly(pid);
     }
   });
+
+  it('ends, when it shuts down, what its tasks started, even a descendant that left the process group', { timeout: 60_000 }, async () => {
+    const stateDir = await newStateDir();
+    const pidDir = await newStateDir();
+    const server = await connect(stateDir);
+    const pidFile = path.join(pidDir, 'escaped.pid');
+    const submitted = await server.call('run_script_batch', { worker: 'escape_group.py', inputs: [{ args: [pidFile, '60'] }], timeout_seconds: 120 });
+    expect(submitted.isError).toBeFalsy();
+    const [escaped = 0] = await readPids(pidFile, 20_000);
+    try {
+      expect(alive(escaped)).toBe(true);
+      // The client going away closes the server's stdin: the server shuts down.
+      await server.client.close();
+      await until(() => !alive(escaped), 'the escaped descendant to be ended at shutdown', 20_000);
+    } finally {
+      killQuietly(escaped);
+    }
+  });
 });

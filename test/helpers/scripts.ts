@@ -1,9 +1,10 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
+import { RUN_TOKEN_VAR } from '../../src/pools/script/descendants.js';
 import { ScriptPool } from '../../src/pools/script/pool.js';
 import type { ProcessControl } from '../../src/processes.js';
 import { buildKinds } from '../../src/registry.js';
@@ -133,3 +134,26 @@ export async function submitScripts(conn: Connected, args: Record<string, unknow
   if (reply.isError) throw new Error(`run_script_batch failed: ${JSON.stringify(reply.content)}`);
   return jobIdOf(reply);
 }
+
+/**
+ * Processes (by pid) whose environment carries a monitor-mcp run token that `matches`, read from
+ * /proc the way the server itself finds them (see src/pools/script/descendants.ts).
+ */
+export function processesWithToken(matches: (token: string) => boolean): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || !alive(Number(name))) continue;
+    let environ: string;
+    try {
+      environ = readFileSync(`/proc/${name}/environ`, 'latin1');
+    } catch {
+      continue;
+    }
+    const token = environ.split('\0').find((entry) => entry.startsWith(`${RUN_TOKEN_VAR}=`));
+    if (token !== undefined && matches(token.slice(RUN_TOKEN_VAR.length + 1))) found.push(Number(name));
+  }
+  return found;
+}
+
+/** The run tokens' server pid (see descendants.ts for the format). */
+export const tokenServerPid = (token: string): number => Number(token.split('.')[1]);

@@ -8,6 +8,7 @@ import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
 import { WorkerCatalog, type WorkerEntry } from './catalog.js';
 import { SCRIPT_ERROR_CODES } from './errors.js';
 import { InterpreterResolver } from './interpreters.js';
+import { Descendants } from './descendants.js';
 import { GroupRecords } from './orphans.js';
 import { planScriptJob, type ScriptJobRequest } from './plan.js';
 import { SCRIPT_KIND, ScriptPool } from './pool.js';
@@ -60,6 +61,7 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       log,
       processes,
       groupRecords: new GroupRecords({ dir: path.join(config.stateDir, 'pids'), processes, killGraceMs: script.killGraceSeconds * 1000, log }),
+      descendants: new Descendants({ stateDir: config.stateDir, processes, log }),
     });
     return {
       pool,

@@ -9,6 +9,7 @@ import { resolveInsideRoots } from '../../paths.js';
 import type { ProcessControl } from '../../processes.js';
 import { shortLabel } from '../kind.js';
 import type { LaunchPlan, WorkerCatalog } from './catalog.js';
+import type { Descendants } from './descendants.js';
 import type { GroupRecords } from './orphans.js';
 import { decodeUtf8, headUtf8, OutputCapture, tailUtf8 } from './output.js';
 
@@ -71,6 +72,8 @@ export interface ScriptPoolOptions {
   processes: Pick<ProcessControl, 'signalGroup'>;
   /** Where running process groups are recorded, so the next start can end what a crash left running. */
   groupRecords?: GroupRecords;
+  /** Finds and ends what a task's worker started that left its process group (see descendants.ts). */
+  descendants?: Descendants;
 }
 
 /**
@@ -124,10 +127,13 @@ export class ScriptPool implements Pool {
   /** Ends worker process groups that servers which died without cleaning up left running. */
   async recover(): Promise<void> {
     await this.options.groupRecords?.recover();
+    // Also what left its group, or was started before its group was recorded.
+    await this.options.descendants?.recover();
   }
 
-  /** After the engine has stopped every task: closes (and, with nothing running, removes) the journal. */
+  /** After the engine has stopped every task: ends what is left of them, closes (and, with nothing running, removes) the journal. */
   async close(): Promise<void> {
+    await this.options.descendants?.close();
     await this.options.groupRecords?.close();
   }
 
@@ -167,8 +173,13 @@ export class ScriptPool implements Pool {
   private async spawn(plan: RunPlan, input: ScriptTaskInput, task: TaskContext): Promise<TaskResult> {
     const { outputCapBytes, inlineBytes } = this.options;
     const stdinText = input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined);
+    const run = this.options.descendants?.begin();
     const env: Record<string, string> = {
+      // First: a reader of /proc/<pid>/environ finds it early (see descendants.ts).
+      ...run?.env,
       ...plan.env,
+      // A server started by another's worker inherited that one's token: its workers carry its own.
+      ...run?.env,
       MONITOR_JOB_ID: task.jobId,
       MONITOR_TASK_INDEX: String(task.index),
       MONITOR_ATTEMPT: String(task.attempt),
@@ -237,6 +248,7 @@ export class ScriptPool implements Pool {
       task.signal.removeEventListener('abort', onAbort);
       if (exit === undefined) signalGroup('SIGKILL');
       untrack?.();
+      run?.ended(stopReason !== undefined || exit === undefined);
     }
     if (spawnError) return { ok: false, error: spawnFailure(plan.launch, spawnError) };
 
