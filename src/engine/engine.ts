@@ -57,7 +57,7 @@ export class Engine {
     await this.store.init();
     for (const kind of this.scheduler.kinds) await this.scheduler.pool(kind)?.recover?.();
     // Every folder is read now; from here on, only what the change log names.
-    this.changesOffset = await this.store.changesEnd();
+    this.changesOffset = this.store.changesEnd();
     const cutoff = this.now().getTime() - this.retentionDays * 86_400_000;
     let removed = 0;
     let interrupted = 0;
@@ -79,21 +79,22 @@ export class Engine {
    * of the jobs they run (all of them, or those of `jobIds`).
    */
   async refresh(jobIds?: readonly string[]): Promise<void> {
-    const changes = await this.store.readChanges(this.changesOffset);
+    const changes = this.store.readChanges(this.changesOffset);
     this.changesOffset = changes.offset;
-    const changed = changes.reset ? (await this.store.loadAllReadOnly()).map((meta) => meta.id) : changes.ids;
-    for (const id of [...changed, ...(jobIds ?? [])]) {
+    const changed = new Set(changes.reset ? (await this.store.loadAllReadOnly()).map((meta) => meta.id) : changes.ids);
+    for (const id of new Set([...changed, ...(jobIds ?? [])])) {
       if (!JobStore.isJobId(id)) continue;
       const known = this.jobs.get(id);
       if (known) {
-        if (changed.includes(id)) await this.reconsider(known);
+        if (changed.has(id)) await this.reconsider(known);
         continue;
       }
       const meta = await this.store.readMeta(id).catch(() => undefined);
       if (meta) await this.adopt(meta);
     }
     const jobs = jobIds === undefined ? [...this.jobs.values()] : jobIds.map((id) => this.jobs.get(id));
-    for (const job of jobs) if (job?.foreign) await this.follow(job);
+    // Their metadata changes only with a line in the change log; their results file is looked at.
+    for (const job of jobs) if (job?.foreign) await this.follow(job, changed.has(job.id));
   }
 
   async submit(request: SubmitRequest): Promise<JobSnapshot> {
@@ -201,10 +202,12 @@ export class Engine {
     return [...this.jobs.values()].map((job) => this.snapshot(job)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
-  /** Finished-task records in finish order; waits for queued appends, so "done" implies "all here". */
+  /**
+   * Finished-task records in finish order, as far as they are on disk: all of them once the job is
+   * done (isDone waits for its writes); while it runs, a record still being written comes next time.
+   */
   async results(jobId: string): Promise<readonly TaskRecord[]> {
     this.require(jobId);
-    await this.store.flush(jobId);
     return this.store.readResults(jobId);
   }
 
@@ -250,7 +253,6 @@ export class Engine {
       });
       signal?.addEventListener('abort', finish, { once: true });
     });
-    await this.store.flush();
     return done();
   }
 
@@ -291,8 +293,8 @@ export class Engine {
   }
 
   /** Re-reads a job another server runs; once that server is gone, its leftovers are interrupted. */
-  private async follow(job: Job): Promise<void> {
-    if (await this.owners.follow(job)) return;
+  private async follow(job: Job, metaChanged = true): Promise<void> {
+    if (await this.owners.follow(job, metaChanged)) return;
     job.foreign = false;
     await this.interrupt(job);
   }

@@ -103,8 +103,8 @@ export class Owners {
    * Brings a job another server runs up to date from disk. Returns true while that server still
    * runs it, false once it finished or its server is gone (the caller then sees what is left).
    */
-  async follow(job: Job): Promise<boolean> {
-    job.meta = await this.latest(await this.store.readMeta(job.id).catch(() => job.meta));
+  async follow(job: Job, metaChanged = true): Promise<boolean> {
+    if (metaChanged) job.meta = await this.latest(await this.store.readMeta(job.id).catch(() => job.meta));
     // Tasks with no record yet are queued or running over there: shown as running.
     for (const index of job.indicesIn(['queued', 'interrupted'])) job.setState(index, 'running');
     await applyNewRecords(this.store, job);

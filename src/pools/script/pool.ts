@@ -107,6 +107,7 @@ export class ScriptPool implements Pool {
   readonly concurrency: number;
   private readonly options: ScriptPoolOptions;
   private readonly plans = new Map<string, Promise<RunPlan>>();
+  private lastTurn: Promise<void> = Promise.resolve();
 
   constructor(options: ScriptPoolOptions) {
     if (!(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
@@ -140,8 +141,20 @@ export class ScriptPool implements Pool {
   async run(task: TaskContext): Promise<TaskResult> {
     const plan = await this.planFor(task.jobId, task.attempt, task.options);
     const input = parseTaskInput(task.input);
+    await this.turnToSpawn();
     task.signal.throwIfAborted();
     return this.spawn(plan, input, task);
+  }
+
+  /**
+   * Resolves on a turn of the event loop of its own. Starting a process blocks the loop (fork and
+   * exec are synchronous, ~1-10 ms each); 64 slots opening at once used to start 64 processes in
+   * one turn and leave every request waiting for seconds. One start per turn lets replies through.
+   */
+  private turnToSpawn(): Promise<void> {
+    const turn = this.lastTurn.then(() => new Promise<void>((resolve) => setImmediate(resolve)));
+    this.lastTurn = turn;
+    return turn;
   }
 
   /**
