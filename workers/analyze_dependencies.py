@@ -3,6 +3,7 @@
 # monitor: args: FILE... source files, relative to the task's cwd (taken as the repo root)
 # monitor: json: {"files": ["src/a.ts", ...], "root": "repo root, default the cwd"}
 # monitor: output: json {"root", "files": [{"file", "language", "internal": [{"specifier", "path", "line"}], "external": [{"specifier", "package", "line"}], "builtin": [...], "error"?}], "external_packages": [...]}
+# monitor: isolated: yes
 """Standard library only; one process per task, so it starts fast and reads each file once."""
 import bisect
 import os

@@ -3,6 +3,7 @@
 # monitor: args: FILE... files to measure, relative to the task's cwd
 # monitor: json: {"files": ["src/a.ts", ...]}
 # monitor: output: json {"files": [{"file", "language", "lines", "blank", "comment", "code", "functions", "classes", "todos": [{"line", "tag", "text"}], "error"?}], "totals": {...}}
+# monitor: isolated: yes
 """Standard library only; one process per task, so it starts fast and reads each file once."""
 import os
 import re

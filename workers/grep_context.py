@@ -3,6 +3,7 @@
 # monitor: args: [--context N] [--max-matches N] [-i] [-F] [--include GLOB] PATTERN PATH... (folders are searched recursively, skipping dot-folders and node_modules)
 # monitor: json: {"pattern": "regex", "files": ["src", "README.md"], "context": 2, "max_matches": 100, "ignore_case": false, "fixed": false, "include": "*.ts"}
 # monitor: output: json {"pattern", "files": [{"file", "matches", "blocks": [{"start", "lines": [...], "match_lines": [...]}]}], "total_matches", "files_searched", "truncated"}
+# monitor: isolated: yes
 """Standard library only; one process per task, so it starts fast and reads each file once."""
 import fnmatch
 import os

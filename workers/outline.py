@@ -3,6 +3,7 @@
 # monitor: args: FILE... source files, relative to the task's cwd
 # monitor: json: {"files": ["src/a.ts", ...]}
 # monitor: output: json {"files": [{"file", "language", "lines", "symbols": [{"kind", "name", "line", "signature"?, "doc"?, "exported"?, "members"?}], "error"?}]}
+# monitor: isolated: yes
 """Standard library only; one process per task, so it starts fast and reads each file once."""
 import os
 import re

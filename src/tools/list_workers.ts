@@ -20,6 +20,7 @@ function workerView(worker: WorkerEntry): Record<string, unknown> {
     path: worker.path,
   };
   if (worker.header.output !== undefined) view.output = worker.header.output;
+  if (worker.header.env.length > 0) view.env = worker.header.env;
   if (Object.keys(worker.header.extra).length > 0) view.more = worker.header.extra;
   if (worker.shadows) view.shadows = worker.shadows;
   return view;
@@ -49,6 +50,7 @@ export const listWorkersTool = defineKindTool(scriptKind, {
         lines.push(`${worker.name} (${worker.interpreter}): ${worker.header.description ?? 'no description'}`);
         lines.push(`  input: ${describeInput(worker)}`);
         if (worker.header.output !== undefined) lines.push(`  output: ${worker.header.output}`);
+        if (worker.header.env.length > 0) lines.push(`  env it reads: ${worker.header.env.join(', ')}`);
         for (const [key, value] of Object.entries(worker.header.extra)) lines.push(`  ${key}: ${value}`);
         if (worker.shadows) lines.push(`  (hides a same-named script in: ${worker.shadows.join(', ')})`);
       }

@@ -18,6 +18,7 @@ beforeAll(async () => {
     c.allowedRoots = [repoRoot, tmp];
     c.script.maxConcurrency = 8;
     c.script.defaultConcurrency = 2;
+    c.allowEnv = ['MYTOOL_*', 'EXACT_NAME'];
   });
   conn = await connectInMemory(config, { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
 });
@@ -74,10 +75,16 @@ describe('run_script_batch', () => {
     await expect(readFile(path.join(tmp, 'out.txt'))).rejects.toThrow();
   });
 
-  it('runs in the given cwd with the env additions', async () => {
-    const jobId = await submitScripts(conn, { worker: 'echo.py', inputs: [{}], cwd: tmp, env: { FIXTURE_MODE: 'strict' } });
+  it('runs in the given cwd with the env additions: harmless ones, those the worker declares, those the user allows', async () => {
+    // echo.py declares FIXTURE_MODE ("# monitor: env: FIXTURE_MODE"); the user allowed MYTOOL_* and EXACT_NAME.
+    const env = { FIXTURE_MODE: 'strict', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', OMP_NUM_THREADS: '1', MYTOOL_LEVEL: '3', EXACT_NAME: 'x' };
+    const jobId = await submitScripts(conn, { worker: 'echo.py', inputs: [{}], cwd: tmp, env });
     const { results } = await collectAll(conn, jobId);
     expect(results[0]?.value?.json).toMatchObject({ cwd: tmp, env: { FIXTURE_MODE: 'strict' } });
+    // Declared by echo.py only: another worker may not have it.
+    const refused = await conn.call('run_script_batch', { worker: 'fail.py', inputs: [{}], env: { FIXTURE_MODE: 'strict' } });
+    expect(refused.isError).toBe(true);
+    expect(textOf(refused)).toMatch(/^INVALID_INPUT: env cannot set FIXTURE_MODE: only variables that cannot change which code runs[\s\S]*Next: .*# monitor: env: NAME.*--allow-env NAME/);
   });
 
   it('delivers NUL bytes on stdin intact (only args and env values cannot hold them)', async () => {
@@ -214,11 +221,17 @@ describe('run_script_batch refuses bad input and submits nothing', () => {
     { name: 'a cwd outside the roots', args: { worker: 'echo.py', inputs: [{}], cwd: '/etc' }, expected: /^PATH_OUTSIDE_ROOT: The cwd "\/etc" resolves outside[\s\S]*Next: / },
     { name: 'a cwd that is a file', args: { worker: 'echo.py', inputs: [{}], cwd: 'package.json' }, expected: /^INVALID_INPUT: The cwd "package.json" is not a folder/ },
     { name: 'a bad env name', args: { worker: 'echo.py', inputs: [{}], env: { 'BAD=NAME': 'x' } }, expected: /^INVALID_INPUT: "BAD=NAME" is not a valid environment variable name/ },
-    ...['NODE_OPTIONS', 'LD_PRELOAD', 'DYLD_INSERT_LIBRARIES', 'PYTHONPATH', 'PYTHONSTARTUP', 'BASH_ENV', 'ENV', 'PATH', 'PERL5OPT', 'RUBYOPT', 'SHELLOPTS', 'ld_preload', 'MONITOR_ALLOWED_ROOTS'].map((name) => ({
-      name: `env ${name}, which would choose the code that runs`,
-      args: { worker: 'echo.py', inputs: [{}], env: { OK_VAR: '1', [name]: name === 'NODE_OPTIONS' ? '--import=data:text/javascript,process.exit(9)' : '/tmp/x' } },
-      expected: new RegExp(`^INVALID_INPUT: env cannot set ${name}: it changes which code[\\s\\S]*Next: Leave it out`),
+    ...[
+      ...['NODE_OPTIONS', 'LD_PRELOAD', 'DYLD_INSERT_LIBRARIES', 'PYTHONPATH', 'PYTHONSTARTUP', 'BASH_ENV', 'ENV', 'PATH', 'PERL5OPT', 'RUBYOPT', 'SHELLOPTS', 'ld_preload'],
+      // What a denylist let through, each a way to run code: a .pth file in HOME's user site, git's and OpenSSL's hooks, editors.
+      ...['HOME', 'XDG_CONFIG_HOME', 'GIT_SSH_COMMAND', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_PROXY_COMMAND', 'EDITOR', 'PAGER', 'OPENSSL_CONF', 'MY_WORKER_MODE'],
+    ].map((name) => ({
+      name: `env ${name}, which is not on the allowlist`,
+      args: { worker: 'echo.py', inputs: [{}], env: { LANG: 'C', [name]: name === 'NODE_OPTIONS' ? '--import=data:text/javascript,process.exit(9)' : '/tmp/x' } },
+      expected: new RegExp(`^INVALID_INPUT: env cannot set ${name}: only variables that cannot change which code runs[\\s\\S]*Next: Leave it out`),
     })),
+    { name: 'env MONITOR_ALLOWED_ROOTS', args: { worker: 'echo.py', inputs: [{}], env: { MONITOR_ALLOWED_ROOTS: '/' } }, expected: /^INVALID_INPUT: env cannot set MONITOR_ALLOWED_ROOTS: MONITOR_\* variables are set by the server/ },
+    { name: 'a helper module hidden from list_workers', args: { worker: '_common.py', inputs: [{}] }, expected: /^WORKER_NOT_FOUND: "_common.py" is not a worker[\s\S]*Next: Available workers/ },
     { name: 'a NUL byte in an env value', args: { worker: 'echo.py', inputs: [{}], env: { MODE: 'a\u0000b' } }, expected: /^INVALID_INPUT: The value of env MODE contains a NUL byte[\s\S]*Next: / },
     { name: 'a NUL byte in an argument', args: { worker: 'echo.py', inputs: [{ args: ['ok'] }, { args: ['fine', 'a\u0000b'] }] }, expected: /^INVALID_INPUT: inputs\[1\]\.args\[1\] contains a NUL byte[\s\S]*Next: .*stdin/ },
   ];

@@ -28,7 +28,13 @@ export interface LaunchPlan {
   /** Short name for messages: the worker name or the command. */
   display: string;
   interpreter: string;
+  /** Variables the worker declares it reads (its header's `env`). */
+  declaredEnv: readonly string[];
 }
+
+/** Python started so that nothing outside the script and the standard library loads code into it. */
+const ISOLATED_PYTHON_FLAGS = ['-s', '-E'];
+const PYTHON_INTERPRETER = /(^|\/)python[0-9.]*$/;
 
 export interface WorkerCatalogOptions {
   workersDirs: readonly string[];
@@ -95,6 +101,10 @@ export class WorkerCatalog {
   async resolveWorker(worker: string): Promise<{ name: string; path: string }> {
     const dirs = this.options.workersDirs;
     if (worker.trim() === '') throw new MonitorError('INVALID_INPUT', 'The worker name is empty.', { hint: await this.availableHint() });
+    const base = path.basename(worker);
+    if (base.startsWith('.') || base.startsWith('_') || NOT_WORKERS.test(base)) {
+      throw new ScriptError('WORKER_NOT_FOUND', `"${worker}" is not a worker: names starting with "_" or "." are helper modules, and documents are not run.`, { hint: await this.availableHint() });
+    }
     if (worker.split(/[\\/]/).includes('..')) {
       throw new MonitorError('PATH_OUTSIDE_ROOT', `The worker "${worker}" climbs out of the workers folder with "..".`, {
         hint: `Name a worker by its file name, as list_workers shows it. ${await this.availableHint()}`,
@@ -117,10 +127,13 @@ export class WorkerCatalog {
   /** The plan for a worker: its interpreter by extension, or the file itself when it is executable. */
   async planWorker(worker: string): Promise<LaunchPlan> {
     const resolved = await this.resolveWorker(worker);
+    const header = parseWorkerHeader(await readHead(resolved.path));
     const interpreter = this.interpreterFor(resolved.name) ?? this.interpreterFor(resolved.path);
     if (interpreter !== undefined) {
       const file = await this.options.resolver.resolve(interpreter);
-      return { file, prefixArgs: [resolved.path], display: worker, interpreter };
+      // -s: no user site-packages (a HOME holding a .pth file ran code); -E: no PYTHON* variables.
+      const flags = header.isolated && PYTHON_INTERPRETER.test(interpreter) ? ISOLATED_PYTHON_FLAGS : [];
+      return { file, prefixArgs: [...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env };
     }
     const mode = (await stat(resolved.path)).mode;
     if ((mode & 0o111) === 0) {
@@ -128,7 +141,7 @@ export class WorkerCatalog {
         hint: `Known extensions: ${Object.keys(this.options.interpreters).join(', ')}. The user can mark the file executable (chmod +x) or map its extension in the config file ("script": {"interpreters": {...}}).`,
       });
     }
-    return { file: resolved.path, prefixArgs: [], display: worker, interpreter: 'executable' };
+    return { file: resolved.path, prefixArgs: [], display: worker, interpreter: 'executable', declaredEnv: header.env };
   }
 
   /** The plan for an arbitrary command: only one the user allowed by name or absolute path. */
@@ -150,7 +163,7 @@ export class WorkerCatalog {
         hint: 'Ask the user to install it or to fix the allowCommands entry (a name on PATH or an absolute path).',
       });
     }
-    return { file, prefixArgs: [], display: command, interpreter: 'executable' };
+    return { file, prefixArgs: [], display: command, interpreter: 'executable', declaredEnv: [] };
   }
 
   async plan(spec: { worker?: string | undefined; command?: string | undefined }): Promise<LaunchPlan> {

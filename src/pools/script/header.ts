@@ -5,6 +5,8 @@
  *   # monitor: args: FILE... paths of the files to analyse
  *   # monitor: json: {"files": ["path", ...]} on stdin
  *   # monitor: output: json
+ *   # monitor: env: DEPS_MAX_FILES          variables `env` may set for it
+ *   # monitor: isolated: yes                Python: started with -s -E
  *
  * Any line comment works (`#`, `//`, `--`, `;`). A key given twice continues the first value.
  */
@@ -15,6 +17,10 @@ export interface WorkerHeader {
   input: { args?: string; stdin?: string; json?: string };
   /** What it prints: `json`, `text`, or a description. */
   output?: string;
+  /** Variables it reads, which run_script_batch's `env` may then set for it. */
+  env: string[];
+  /** A Python worker that needs nothing from the user's site-packages or PYTHON* variables: started with `-s -E`. */
+  isolated: boolean;
   /** Other declared keys, kept for list_workers. */
   extra: Record<string, string>;
 }
@@ -23,10 +29,11 @@ export interface WorkerHeader {
 export const HEADER_SCAN_LINES = 60;
 export const HEADER_SCAN_BYTES = 16 * 1024;
 
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HEADER_LINE = /^\s*(?:#|\/\/|--|;)\s*monitor:\s*([A-Za-z][\w-]*)\s*:\s*(.*?)\s*$/;
 
 export function parseWorkerHeader(text: string): WorkerHeader {
-  const header: WorkerHeader = { input: {}, extra: {} };
+  const header: WorkerHeader = { input: {}, env: [], isolated: false, extra: {} };
   const values = new Map<string, string>();
   const lines = text.split('\n', HEADER_SCAN_LINES);
   for (const line of lines) {
@@ -42,6 +49,8 @@ export function parseWorkerHeader(text: string): WorkerHeader {
     if (key === 'description') header.description = value;
     else if (key === 'output') header.output = value;
     else if (key === 'args' || key === 'stdin' || key === 'json') header.input[key] = value;
+    else if (key === 'env') header.env = value.split(/[\s,]+/).filter((name) => ENV_NAME.test(name));
+    else if (key === 'isolated') header.isolated = /^(yes|true)$/i.test(value);
     else header.extra[key] = value;
   }
   return header;

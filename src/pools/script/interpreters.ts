@@ -77,7 +77,8 @@ export class InterpreterResolver {
 
   /** Asks the (possibly shimmed) python for sys.executable; falls back to the shim if that fails. */
   private async realPython(found: string): Promise<string> {
-    const result = await execa(found, ['-c', 'import sys; print(sys.executable)'], {
+    // -s -E: the probe must not run a sitecustomize or .pth file either.
+    const result = await execa(found, ['-s', '-E', '-c', 'import sys; print(sys.executable)'], {
       reject: false,
       timeout: 15_000,
       env: { ...this.options.env, PATH: this.options.env.PATH ?? this.options.searchPath },

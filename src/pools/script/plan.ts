@@ -24,12 +24,42 @@ export interface ScriptPlanContext {
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
- * Variables that make an interpreter, the shell or the dynamic loader run code of the caller's
- * choosing (NODE_OPTIONS=--import=data:…, LD_PRELOAD, PYTHONSTARTUP, BASH_ENV, SHELLOPTS+PS4, …) or
- * pick which program runs (PATH): through `env` they would run anything, past allowCommands.
- * MONITOR_* are set by the server itself.
+ * What `env` may set without the user's say: variables that tune how a program runs (locale, time
+ * zone, colours, thread counts, Python's output encoding) but cannot make it load or run other
+ * code. A denylist let HOME (a .pth file in a fake user site), XDG_CONFIG_HOME, GIT_SSH_COMMAND,
+ * GIT_CONFIG_*, EDITOR, PAGER and OPENSSL_CONF through, each of which runs code of the caller's
+ * choosing; so only these pass, plus what the user allows (`allowEnv`) and what the worker itself
+ * declares it reads (`# monitor: env:`).
  */
-const REFUSED_ENV = /^(LD_.*|DYLD_.*|NODE_OPTIONS|NODE_PATH|PYTHON.*|BASH_ENV|ENV|SHELLOPTS|BASHOPTS|PS4|PATH|PERL5.*|PERLLIB|RUBY.*|GLIBC_TUNABLES|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|MONITOR_.*)$/;
+export const HARMLESS_ENV: readonly string[] = [
+  'LANG',
+  'LANGUAGE',
+  'LC_*',
+  'TZ',
+  'NO_COLOR',
+  'FORCE_COLOR',
+  'CLICOLOR',
+  'COLUMNS',
+  'LINES',
+  'OMP_NUM_THREADS',
+  'MKL_NUM_THREADS',
+  'OPENBLAS_NUM_THREADS',
+  'NUMEXPR_NUM_THREADS',
+  'VECLIB_MAXIMUM_THREADS',
+  'RAYON_NUM_THREADS',
+  'GOMAXPROCS',
+  'UV_THREADPOOL_SIZE',
+  'PYTHONUNBUFFERED',
+  'PYTHONIOENCODING',
+  'PYTHONUTF8',
+  'PYTHONHASHSEED',
+  'PYTHONDONTWRITEBYTECODE',
+];
+
+/** A name against allowlist entries: exact (any case for the harmless ones), or `PREFIX_*`. */
+function allowedBy(name: string, entries: readonly string[]): boolean {
+  return entries.some((entry) => (entry.endsWith('*') ? name.startsWith(entry.slice(0, -1)) : name === entry));
+}
 
 /**
  * Checks a run_script_batch request and makes the job: the worker (or allowed command) resolved
@@ -52,32 +82,41 @@ export async function planScriptJob(request: ScriptJobRequest, context: ScriptPl
     });
   }
   const env = request.env ?? {};
-  for (const [name, value] of Object.entries(env)) checkEnvEntry(name, value);
+  for (const [name, value] of Object.entries(env)) checkEnvSyntax(name, value);
   const inputs = request.inputs.map(checkInput);
 
   const cwd = await resolveCwd(request.cwd ?? config.allowedRoots[0] ?? '.', config.allowedRoots);
   const options: ScriptJobOptions = { cwd, timeout_seconds: request.timeoutSeconds ?? config.script.defaultTimeoutSeconds };
   if (request.worker !== undefined) options.worker = request.worker;
   if (request.command !== undefined) options.command = request.command;
-  if (Object.keys(env).length > 0) options.env = { ...env };
   // A dry run of what each task does first: the worker or command and its interpreter must resolve.
-  await prepareRun(options, { catalog, allowedRoots: config.allowedRoots, baseEnv: {}, searchPath: config.script.searchPath });
+  const run = await prepareRun(options, { catalog, allowedRoots: config.allowedRoots, baseEnv: {}, searchPath: config.script.searchPath });
+  for (const name of Object.keys(env)) checkEnvAllowed(name, run.launch.declaredEnv, config.allowEnv);
+  if (Object.keys(env).length > 0) options.env = { ...env };
   return { kind: SCRIPT_KIND, inputs, options, concurrency };
 }
 
-/** Throws INVALID_INPUT for an env entry the tool must not pass on. */
-function checkEnvEntry(name: string, value: string): void {
+/** Throws INVALID_INPUT for an env entry no process could take. */
+function checkEnvSyntax(name: string, value: string): void {
   if (!ENV_NAME.test(name)) {
     throw new MonitorError('INVALID_INPUT', `"${name}" is not a valid environment variable name.`, { hint: 'Use letters, digits and _ only, not starting with a digit.' });
-  }
-  if (REFUSED_ENV.test(name.toUpperCase())) {
-    throw new MonitorError('INVALID_INPUT', `env cannot set ${name}: it changes which code the worker's interpreter, shell or loader runs${name.toUpperCase().startsWith('MONITOR_') ? ' (MONITOR_* are set by the server)' : ''}.`, {
-      hint: 'Leave it out and pass what the worker needs as args, stdin/json or a plain variable of its own (e.g. MY_WORKER_MODE). The user controls the server\'s own environment.',
-    });
   }
   if (value.includes('\0')) {
     throw new MonitorError('INVALID_INPUT', `The value of env ${name} contains a NUL byte, which no process environment can hold.`, { hint: 'Remove the NUL byte, or send binary data on stdin.' });
   }
+}
+
+/** Throws INVALID_INPUT for a variable `env` may not set (see HARMLESS_ENV). */
+function checkEnvAllowed(name: string, declared: readonly string[], userAllowed: readonly string[]): void {
+  // The server's own, whatever any list says.
+  if (name.toUpperCase().startsWith('MONITOR_')) {
+    throw new MonitorError('INVALID_INPUT', `env cannot set ${name}: MONITOR_* variables are set by the server.`, { hint: 'Leave it out; the worker gets the MONITOR_* variables it needs from the server.' });
+  }
+  if (allowedBy(name, HARMLESS_ENV) || declared.includes(name) || allowedBy(name, userAllowed)) return;
+  const declaredText = declared.length > 0 ? ` This worker declares ${declared.join(', ')}.` : '';
+  throw new MonitorError('INVALID_INPUT', `env cannot set ${name}: only variables that cannot change which code runs are passed (LANG, LC_*, TZ, thread counts, …), those the worker declares it reads, and those the user allows.${declaredText}`, {
+    hint: `Leave it out and pass what the worker needs as args or stdin/json. A worker can declare the variables it reads with a "# monitor: env: NAME" header line; the user can allow more with --allow-env NAME or "allowEnv" in the config file.`,
+  });
 }
 
 /** One task as stored: only the fields it gives, checked for what would fail every attempt. */

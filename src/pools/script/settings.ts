@@ -23,6 +23,15 @@ export const SCRIPT_SETTINGS = {
     env: { name: 'MONITOR_ALLOW_COMMANDS', separator: ',' },
     flag: '--allow-command NAME',
   }),
+  allowEnv: list({
+    help: 'Variables run_script_batch\'s `env` may set, besides the harmless ones (LANG, TZ, thread counts, …)',
+    details: 'Exact names, or a prefix ending in * (MYTOOL_*); file, env and flags add up',
+    item: 'variable name',
+    combine: 'add',
+    default: [],
+    env: { name: 'MONITOR_ALLOW_ENV', separator: ',' },
+    flag: '--allow-env NAME',
+  }),
   script: {
     maxConcurrency: int({ help: 'Ceiling for one script job and for all script tasks together', default: 64, min: 1, max: 1024, flag: '--max-concurrency N' }),
     defaultConcurrency: int({ help: 'Default tasks at once per script job', default: (ctx) => Math.max(1, ctx.cpus), defaultText: 'number of CPUs', min: 1, flag: '--concurrency N' }),

@@ -9,12 +9,16 @@ describe('parseWorkerHeader', () => {
       '# monitor: args: FILE... files to count',
       '# monitor: json: {"files": [...]}',
       '# monitor: output: json',
+      '# monitor: env: COUNT_MODE, COUNT_LIMIT not-a=name',
+      '# monitor: isolated: yes',
       'import sys',
     ].join('\n'));
     expect(header).toEqual({
       description: 'Counts lines.',
       input: { args: 'FILE... files to count', json: '{"files": [...]}' },
       output: 'json',
+      env: ['COUNT_MODE', 'COUNT_LIMIT'],
+      isolated: true,
       extra: {},
     });
   });
@@ -32,13 +36,13 @@ describe('parseWorkerHeader', () => {
   });
 
   it('gives an empty header for a script without one, and ignores lines far down the file', () => {
-    expect(parseWorkerHeader('echo hi\n')).toEqual({ input: {}, extra: {} });
+    expect(parseWorkerHeader('echo hi\n')).toEqual({ input: {}, env: [], isolated: false, extra: {} });
     const late = `${'x = 1\n'.repeat(100)}# monitor: description: too late\n`;
     expect(parseWorkerHeader(late).description).toBeUndefined();
   });
 
   it('ignores lines that only look similar', () => {
     const header = parseWorkerHeader(['print("# monitor: description: not a comment")', '# monitor description missing colon', '# monitor: args:'].join('\n'));
-    expect(header).toEqual({ input: {}, extra: {} });
+    expect(header).toEqual({ input: {}, env: [], isolated: false, extra: {} });
   });
 });

@@ -1,4 +1,6 @@
-import { readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
@@ -288,6 +290,30 @@ describe('ScriptPool', () => {
       expect(json.env.MONITOR_ALLOWED_ROOTS).toBe([repoRoot, '/tmp'].join(path.delimiter));
     } finally {
       await rm(withSecrets.stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('starts the bundled Python workers so that neither PYTHON* variables nor user site-packages load code into them', async () => {
+    const trap = await makeTempDir('monitor-pytrap-');
+    try {
+      const version = execFileSync('python3', ['-c', 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")'], { encoding: 'utf8' }).trim();
+      const userSite = path.join(trap, '.local', 'lib', version, 'site-packages');
+      await mkdir(userSite, { recursive: true });
+      // Each writes a marker file when Python loads it at start-up.
+      await writeFile(path.join(trap, 'sitecustomize.py'), `open(${JSON.stringify(path.join(trap, 'from-pythonpath'))}, "w").close()\n`);
+      await writeFile(path.join(userSite, 'evil.pth'), `import os; open(${JSON.stringify(path.join(trap, 'from-user-site'))}, "w").close()\n`);
+      const trapped = scriptPool(config, { ...process.env, PYTHONPATH: trap, HOME: trap, PYTHONNOUSERSITE: '' }, testProcesses);
+      const task = (worker: string, index: number): TaskContext => ({ jobId: `job_pytrap_${worker}`, index, input: { args: ['workers/outline.py'] }, options: { worker, cwd: repoRoot, timeout_seconds: 30 }, outputDir, attempt: 1, signal: new AbortController().signal });
+      const bundled = await trapped.run(task('outline.py', 0));
+      expect(bundled.ok).toBe(true);
+      expect(existsSync(path.join(trap, 'from-pythonpath'))).toBe(false);
+      expect(existsSync(path.join(trap, 'from-user-site'))).toBe(false);
+      // The trap is real: a worker that does not declare itself isolated loads both.
+      expect((await trapped.run(task('echo.py', 1))).ok).toBe(true);
+      expect(existsSync(path.join(trap, 'from-pythonpath'))).toBe(true);
+      expect(existsSync(path.join(trap, 'from-user-site'))).toBe(true);
+    } finally {
+      await rm(trap, { recursive: true, force: true });
     }
   });
 
