@@ -65,7 +65,7 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
   const log = deps.log ?? silentLogger;
   const kinds = buildKinds(config, { log, env: deps.env ?? {}, processes: deps.processes });
   const ownership = deps.ownership ?? deps.processes;
-  const engine = new Engine({ store: new JobStore(config.stateDir, log), pools: kinds.map((k) => k.instance.pool), log, retentionDays: config.retentionDays, ownership });
+  const engine = new Engine({ store: new JobStore(config.stateDir, log), pools: kinds.map((k) => k.instance.pool), log, retentionDays: config.retentionDays, ownership, maxStateBytes: config.maxStateMB * 1024 * 1024 });
   const facts: ServerFacts = {
     kinds: kinds.map((k) => k.name),
     dispatchTools: [...kinds.flatMap((k) => k.tools.filter((t) => t.dispatch).map((t) => t.name))],

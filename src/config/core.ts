@@ -11,6 +11,12 @@ export const MAX_WAIT_SECONDS = 110;
  */
 export const MAX_BUDGET_TOKENS = 12_000;
 
+/**
+ * The largest message limit, in MiB. Node cannot make a string of 512 MiB (V8's limit is just
+ * under 2^29 characters), and a message is held as bytes, text and parsed objects at once.
+ */
+export const MAX_MESSAGE_MIB = 256;
+
 /** The settings of the server itself: the state directory, the allowed folders, logging, collect_results. */
 export const CORE_SETTINGS = {
   stateDir: pathSetting({
@@ -27,6 +33,13 @@ export const CORE_SETTINGS = {
     env: 'MONITOR_RETENTION_DAYS',
     flag: '--retention-days N',
   }),
+  maxStateMB: int({
+    help: 'Most the state directory may hold, in MB; past it the oldest finished jobs are removed first',
+    default: 10 * 1024,
+    min: 1,
+    env: 'MONITOR_MAX_STATE_MB',
+    flag: '--max-state-mb N',
+  }),
   allowedRoots: list({
     help: 'Folders that paths must stay inside (script cwd, LLM files, what the bundled workers read)',
     details: 'Other workers\' args are passed as given. The last source that names roots replaces the others (and the cwd default)',
@@ -40,6 +53,15 @@ export const CORE_SETTINGS = {
     defaultText: 'the server\'s cwd; none if that is /',
     env: { name: 'MONITOR_ALLOWED_ROOTS', separator: 'path' },
     flag: '--root DIR',
+  }),
+  maxMessageMB: int({
+    help: 'Largest JSON-RPC message (one stdin line) the server reads, in MB (MiB, 1,048,576 bytes)',
+    details: `A longer line is answered with an error and skipped; the server keeps serving. At most ${MAX_MESSAGE_MIB}: the server holds a message several times over while parsing it. Large batches go in an inputs_file instead`,
+    default: 64,
+    min: 1,
+    max: MAX_MESSAGE_MIB,
+    env: 'MONITOR_MAX_MESSAGE_MB',
+    flag: '--max-message-mb N',
   }),
   logLevel: choice(['debug', 'info', 'warn', 'error'], {
     help: 'How much to log (always to stderr)',

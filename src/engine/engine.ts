@@ -5,6 +5,7 @@ import { applyNewRecords, FOREIGN_POLL_MS, Owners } from './foreign.js';
 import { Job } from './job.js';
 import { runTask, toRecord } from './runner.js';
 import { Scheduler } from './scheduler.js';
+import { StateLimit } from './state-limit.js';
 import type { JobMeta, JobSnapshot, Ownership, Pool, SubmitRequest, TaskRecord, TaskResult, TaskState } from './types.js';
 
 export interface EngineOptions {
@@ -15,6 +16,8 @@ export interface EngineOptions {
   now?: () => Date;
   /** Without it every unfinished job found on start counts as interrupted. */
   ownership?: Ownership;
+  /** The most the state directory may hold; the oldest finished jobs go first (see StateLimit). */
+  maxStateBytes?: number;
 }
 
 /**
@@ -33,6 +36,7 @@ export class Engine {
   private readonly jobs = new Map<string, Job>();
   private readonly scheduler: Scheduler;
   private readonly owners: Owners;
+  private readonly stateLimit: StateLimit | undefined;
   private readonly listeners = new Set<() => void>();
   private readonly inFlight = new Set<Promise<void>>();
   private closing = false;
@@ -46,6 +50,18 @@ export class Engine {
     this.retentionDays = options.retentionDays;
     this.owners = new Owners(options.store, options.ownership);
     this.scheduler = new Scheduler(options.pools, (pool, job, index, input) => this.start(pool, job, index, input));
+    if (options.maxStateBytes !== undefined) {
+      this.stateLimit = new StateLimit({
+        maxBytes: options.maxStateBytes,
+        log: options.log,
+        sizeOf: (jobId) => this.store.jobBytes(jobId),
+        jobs: () => [...this.jobs.values()].map((job) => ({ id: job.id, finishedAt: job.isDone && !job.foreign ? job.meta.finishedAt : undefined })),
+        remove: async (jobId) => {
+          await this.store.removeJob(jobId);
+          this.jobs.delete(jobId);
+        },
+      });
+    }
   }
 
   get kinds(): string[] {
@@ -70,6 +86,8 @@ export class Engine {
       }
       if (await this.adopt(meta)) interrupted++;
     }
+    // In the background: measuring a thousand job folders must not delay the first reply.
+    this.stateLimit?.schedule(0);
     return { loaded: this.jobs.size, removed, interrupted };
   }
 
@@ -262,6 +280,7 @@ export class Engine {
    */
   async close(graceMs = 5000): Promise<void> {
     this.closing = true;
+    this.stateLimit?.close();
     this.scheduler.stop();
     const reason = shuttingDown();
     for (const job of this.jobs.values()) {
@@ -398,6 +417,7 @@ export class Engine {
     await this.store.writeMeta(job.meta);
     // Finished: whichever server resumes it next takes it over (see Owners.take).
     job.owned = false;
+    this.stateLimit?.changed(job.id);
   }
 
   private newJob(meta: JobMeta): Job {
@@ -412,7 +432,7 @@ export class Engine {
     const job = this.jobs.get(jobId);
     if (!job) {
       throw new MonitorError('JOB_NOT_FOUND', `No job "${jobId}" here.`, {
-        hint: `Call list_jobs for the known job ids; jobs are removed ${this.retentionDays} days after they finish.`,
+        hint: `Call list_jobs for the known job ids; jobs are removed ${this.retentionDays} days after they finish (or sooner, oldest first, when the state directory outgrows its size limit).`,
       });
     }
     return job;

@@ -308,6 +308,11 @@ export class JobStore {
     return metas.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
+  /** The bytes of every file in a job's folder (0 when it is gone). */
+  jobBytes(jobId: string): Promise<number> {
+    return folderBytes(this.jobDir(jobId));
+  }
+
   async removeJob(jobId: string): Promise<void> {
     this.forget(jobId);
     await rm(this.jobDir(jobId), { recursive: true, force: true });
@@ -344,4 +349,15 @@ async function readRangeAsync(file: string, position: number, length: number): P
   } finally {
     await handle.close();
   }
+}
+
+async function folderBytes(dir: string): Promise<number> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  let total = 0;
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) total += await folderBytes(full);
+    else if (entry.isFile()) total += await stat(full).then((s) => s.size, () => 0);
+  }
+  return total;
 }

@@ -54,6 +54,8 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       concurrency: script.maxConcurrency,
       outputCapBytes: script.outputCapBytes,
       inlineBytes: script.inlineBytes,
+      maxTaskOutputBytes: script.maxTaskOutputBytes,
+      maxJobOutputBytes: script.maxJobOutputBytes,
       killGraceSeconds: script.killGraceSeconds,
       // A worker script has no business with the secrets the server uses itself.
       baseEnv: Object.fromEntries(Object.entries(deps.env).filter(([name]) => !deps.secretEnv.has(name))),

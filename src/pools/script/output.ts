@@ -2,6 +2,14 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
+/** How many of `bytes` may still go to disk (what is left of a task's and its job's allowance). */
+export interface DiskAllowance {
+  take(bytes: number): number;
+}
+
+/** No limit (tests, tools that capture a stream for themselves). */
+export const UNLIMITED: DiskAllowance = { take: (bytes) => bytes };
+
 /**
  * Collects one output stream of a task. Up to `capBytes` stays in memory; past that, everything
  * goes to `filePath` as it arrives (with backpressure), and memory keeps only a head and a tail,
@@ -15,12 +23,20 @@ export class OutputCapture {
   private file: WriteStream | undefined;
   private fileError: Error | undefined;
   private written = false;
+  /** Bytes that reached the file; below `bytes` once the disk allowance ran out. */
+  onDisk = 0;
 
   constructor(
     private readonly filePath: string,
     private readonly capBytes: number,
     private readonly keepBytes: number,
+    private readonly allowance: DiskAllowance = UNLIMITED,
   ) {}
+
+  /** True when some of the output was not written to the file (the allowance ran out). */
+  get cut(): boolean {
+    return (this.file !== undefined || this.written) && this.onDisk < this.bytes;
+  }
 
   /** Reads `stream` to its end; pauses it while the file cannot keep up. */
   attach(stream: Readable | null | undefined): void {
@@ -33,8 +49,12 @@ export class OutputCapture {
         return;
       }
       this.keepTail(chunk);
-      // After a write error the rest is only counted: the task must still end normally.
-      if (this.fileError === undefined && !this.file.write(chunk)) {
+      // After a write error, or past the allowance, the rest is only counted: the task must still end normally.
+      if (this.fileError !== undefined) return;
+      const allowed = this.allowance.take(chunk.length);
+      if (allowed === 0) return;
+      this.onDisk += allowed;
+      if (!this.file.write(allowed === chunk.length ? chunk : chunk.subarray(0, allowed))) {
         stream.pause();
         this.file.once('drain', () => stream.resume());
       }
@@ -82,7 +102,9 @@ export class OutputCapture {
     }
     if (!wanted) return undefined;
     if (!this.written) {
-      await writeFile(this.filePath, this.whole() ?? Buffer.alloc(0), { mode: 0o600 });
+      const whole = this.whole() ?? Buffer.alloc(0);
+      this.onDisk = this.allowance.take(whole.length);
+      await writeFile(this.filePath, whole.subarray(0, this.onDisk), { mode: 0o600 });
       this.written = true;
     }
     return this.filePath;
@@ -100,7 +122,8 @@ export class OutputCapture {
       this.fileError = error;
       stream.resume();
     });
-    this.file.write(all);
+    this.onDisk = this.allowance.take(all.length);
+    this.file.write(all.subarray(0, this.onDisk));
   }
 
   private keepTail(chunk: Buffer): void {

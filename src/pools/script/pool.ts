@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type ChildProcess, spawn as spawnProcess } from 'node:child_process';
 import * as z from 'zod';
@@ -11,7 +11,7 @@ import { shortLabel } from '../kind.js';
 import type { LaunchPlan, WorkerCatalog } from './catalog.js';
 import type { Descendants } from './descendants.js';
 import type { GroupRecords } from './orphans.js';
-import { decodeUtf8, headUtf8, OutputCapture, tailUtf8 } from './output.js';
+import { decodeUtf8, type DiskAllowance, headUtf8, OutputCapture, tailUtf8 } from './output.js';
 
 export const SCRIPT_KIND = 'script';
 
@@ -63,6 +63,9 @@ export interface ScriptPoolOptions {
   concurrency: number;
   outputCapBytes: number;
   inlineBytes: number;
+  /** What one task, and all tasks of a job, may write to disk (see OutputAllowance). */
+  maxTaskOutputBytes: number;
+  maxJobOutputBytes: number;
   killGraceSeconds: number;
   /** The environment workers start from (the server's own); PATH falls back to searchPath. */
   baseEnv: Readonly<Record<string, string | undefined>>;
@@ -108,6 +111,8 @@ export class ScriptPool implements Pool {
   private readonly options: ScriptPoolOptions;
   private readonly plans = new Map<string, Promise<RunPlan>>();
   private lastTurn: Promise<void> = Promise.resolve();
+  /** What each recent job may still write to disk; an evicted one is worked out again from its files. */
+  private readonly jobDisk = new Map<string, Promise<{ left: number }>>();
 
   constructor(options: ScriptPoolOptions) {
     if (!(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
@@ -141,9 +146,24 @@ export class ScriptPool implements Pool {
   async run(task: TaskContext): Promise<TaskResult> {
     const plan = await this.planFor(task.jobId, task.attempt, task.options);
     const input = parseTaskInput(task.input);
+    const allowance = new OutputAllowance(this.options.maxTaskOutputBytes, await this.jobAllowance(task.jobId, task.outputDir));
     await this.turnToSpawn();
     task.signal.throwIfAborted();
-    return this.spawn(plan, input, task);
+    return this.spawn(plan, input, task, allowance);
+  }
+
+  /** The job's disk allowance: its limit less what its output folder holds (a resumed job has written before). */
+  private jobAllowance(jobId: string, outputDir: string): Promise<{ left: number }> {
+    let allowance = this.jobDisk.get(jobId);
+    if (!allowance) {
+      allowance = folderBytes(outputDir).then((used) => ({ left: Math.max(0, this.options.maxJobOutputBytes - used) }));
+      this.jobDisk.set(jobId, allowance);
+      if (this.jobDisk.size > PLAN_CACHE_SIZE) {
+        const oldest = this.jobDisk.keys().next().value;
+        if (oldest !== undefined) this.jobDisk.delete(oldest);
+      }
+    }
+    return allowance;
   }
 
   /**
@@ -183,7 +203,7 @@ export class ScriptPool implements Pool {
     return plan;
   }
 
-  private async spawn(plan: RunPlan, input: ScriptTaskInput, task: TaskContext): Promise<TaskResult> {
+  private async spawn(plan: RunPlan, input: ScriptTaskInput, task: TaskContext, allowance: OutputAllowance): Promise<TaskResult> {
     const { outputCapBytes, inlineBytes } = this.options;
     const stdinText = input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined);
     const run = this.options.descendants?.begin();
@@ -201,8 +221,8 @@ export class ScriptPool implements Pool {
       // The bundled workers read files only inside these (a worker's args are paths of the model's choosing).
       MONITOR_ALLOWED_ROOTS: this.options.allowedRoots.join(path.delimiter),
     };
-    const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES);
-    const stderr = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES);
+    const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES, allowance);
+    const stderr = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES, allowance);
 
     // Plain child_process, not execa: at thousands of tasks execa's per-process promises, streams
     // and option copies were most of what the server allocated, and lifted its peak memory.
@@ -311,6 +331,13 @@ export class ScriptPool implements Pool {
         notes.push(`Could not write the ${name} file: ${error instanceof Error ? error.message : String(error)}.`);
       }
     }
+    if (stdout.cut || stderr.cut) {
+      value.files_cut = true;
+      const limit = allowance.ranOut === 'job' ? `its job's limit of ${this.options.maxJobOutputBytes} bytes (script.maxJobOutputBytes)` : `the task's limit of ${this.options.maxTaskOutputBytes} bytes (script.maxTaskOutputBytes)`;
+      notes.push(
+        `Output on disk was cut at ${limit}: the files hold the first ${stdout.onDisk} bytes of stdout and ${stderr.onDisk} of stderr; stdout_bytes and stderr_bytes count all the worker wrote, and the previews show its last bytes.`,
+      );
+    }
     if (notes.length > 0) value.notes = notes;
 
     const result: TaskResult = { ok: false, value };
@@ -346,6 +373,39 @@ export class ScriptPool implements Pool {
       hint: 'The value holds its stdout and stderr_tail (full stderr in files.stderr when long). Fix the input, then resume_job with include_failed: true re-runs only the failed tasks.',
     };
   }
+}
+
+/**
+ * What one task may still write to disk: its own limit, and what its job has left (shared by the
+ * job's tasks). A `yes` worker wrote 334 MB in 2 s; at the default timeout one task could write
+ * tens of GB, kept for days.
+ */
+class OutputAllowance implements DiskAllowance {
+  private taskLeft: number;
+  private readonly job: { left: number };
+  /** Which limit cut the output first. */
+  ranOut: 'task' | 'job' | undefined;
+
+  constructor(taskLimit: number, job: { left: number }) {
+    this.taskLeft = taskLimit;
+    this.job = job;
+  }
+
+  take(bytes: number): number {
+    const allowed = Math.max(0, Math.min(bytes, this.taskLeft, this.job.left));
+    this.taskLeft -= allowed;
+    this.job.left -= allowed;
+    if (allowed < bytes) this.ranOut ??= this.taskLeft <= 0 ? 'task' : 'job';
+    return allowed;
+  }
+}
+
+/** The bytes of the files directly in `dir` (a job's output folder has no subfolders); 0 when missing. */
+async function folderBytes(dir: string): Promise<number> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  let total = 0;
+  for (const name of names) total += await stat(path.join(dir, name)).then((s) => (s.isFile() ? s.size : 0), () => 0);
+  return total;
 }
 
 /**

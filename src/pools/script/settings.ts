@@ -38,6 +38,18 @@ export const SCRIPT_SETTINGS = {
     defaultTimeoutSeconds: num({ help: 'Default per-task timeout of scripts, in seconds', default: 300, min: 0.001, max: MAX_TIMEOUT_SECONDS, flag: '--timeout SECONDS' }),
     killGraceSeconds: num({ help: 'After SIGTERM (timeout or cancel), seconds a task\'s process group gets before SIGKILL', default: 2, min: 0, max: 60 }),
     outputCapBytes: int({ help: 'stdout/stderr kept in memory per task; the rest streams to the task\'s output file', default: 1024 * 1024, min: 1 }),
+    maxTaskOutputBytes: int({
+      help: 'Bytes of stdout and stderr together one task may write to disk; the rest is counted, not kept',
+      default: 64 * 1024 * 1024,
+      min: 1024,
+      flag: '--max-task-output-bytes N',
+    }),
+    maxJobOutputBytes: int({
+      help: 'Bytes of output all tasks of one job together may write to disk',
+      default: 1024 * 1024 * 1024,
+      min: 1024,
+      flag: '--max-job-output-bytes N',
+    }),
     inlineBytes: int({ help: 'stdout up to this size comes back whole in a result (parsed JSON or text); above it a preview and a file', default: 16 * 1024, min: 1, max: 1024 * 1024 }),
     interpreters: record({
       help: 'Interpreter by file extension',
@@ -56,6 +68,7 @@ export const SCRIPT_SETTINGS = {
 export const SCRIPT_CONSTRAINTS: readonly Constraint[] = [
   atMost('script.defaultConcurrency', 'script.maxConcurrency'),
   atMost('script.inlineBytes', 'script.outputCapBytes'),
+  atMost('script.maxTaskOutputBytes', 'script.maxJobOutputBytes'),
 ];
 
 export type ScriptConfig = ValuesOf<typeof SCRIPT_SETTINGS>;

@@ -293,6 +293,55 @@ describe('ScriptPool', () => {
     }
   });
 
+  it('cuts what a task, and all tasks of a job together, write to disk at their limits, with a note', async () => {
+    const capped = scriptPool(
+      await scriptConfig((c) => {
+        c.allowedRoots = [repoRoot];
+        c.script.outputCapBytes = 64 * 1024;
+        c.script.inlineBytes = 16 * 1024;
+        c.script.maxTaskOutputBytes = 3 * 1024 * 1024;
+        c.script.maxJobOutputBytes = 5 * 1024 * 1024;
+      }),
+      process.env,
+      testProcesses,
+    );
+    const jobDir = await makeTempDir('monitor-capped-');
+    try {
+      const task = (index: number, bytes: number): TaskContext => ({ jobId: 'job_capped', index, input: { args: [String(bytes), '100'] }, options: { worker: 'big_output.py', cwd: repoRoot, timeout_seconds: 60 }, outputDir: jobDir, attempt: 1, signal: new AbortController().signal });
+      // 8 MB from one task: its own limit (3 MB) cuts it.
+      const first = await capped.run(task(0, 8 * 1024 * 1024));
+      expect(first.ok).toBe(true);
+      expect(valueOf(first)).toMatchObject({ stdout_bytes: 8 * 1024 * 1024, files_cut: true });
+      expect((await stat(path.join(jobDir, '0.stdout'))).size).toBe(3 * 1024 * 1024);
+      expect(String(valueOf(first).notes)).toMatch(/cut at the task's limit of 3145728 bytes \(script\.maxTaskOutputBytes\)/);
+      // The job has 2 MB left: the next task is cut there, by the job's limit; its stderr gets nothing.
+      const second = await capped.run(task(1, 2.5 * 1024 * 1024));
+      expect(valueOf(second)).toMatchObject({ files_cut: true });
+      expect((await stat(path.join(jobDir, '1.stdout'))).size).toBe(2 * 1024 * 1024);
+      expect(String(valueOf(second).notes)).toMatch(/its job's limit of 5242880 bytes \(script\.maxJobOutputBytes\)/);
+      // Output that fits in memory is not cut and needs no file.
+      const third = await capped.run(task(2, 100));
+      expect(third.ok).toBe(true);
+      expect(valueOf(third).files_cut).toBeUndefined();
+      // A pool started later (a restart) counts what the job's folder already holds.
+      const restarted = scriptPool(
+        await scriptConfig((c) => {
+          c.allowedRoots = [repoRoot];
+          c.script.outputCapBytes = 64 * 1024;
+          c.script.inlineBytes = 16 * 1024;
+          c.script.maxTaskOutputBytes = 3 * 1024 * 1024;
+          c.script.maxJobOutputBytes = 5 * 1024 * 1024;
+        }),
+        process.env,
+        testProcesses,
+      );
+      const fourth = await restarted.run(task(3, 1024 * 1024));
+      expect(valueOf(fourth)).toMatchObject({ files_cut: true, stdout_bytes: 1024 * 1024 });
+    } finally {
+      await rm(jobDir, { recursive: true, force: true });
+    }
+  });
+
   it('starts the bundled Python workers so that neither PYTHON* variables nor user site-packages load code into them', async () => {
     const trap = await makeTempDir('monitor-pytrap-');
     try {
