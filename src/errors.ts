@@ -66,7 +66,21 @@ export function toTaskError(error: unknown): TaskError {
 /** Text for an isError tool result: what was wrong, then what to do next. */
 export function errorText(error: unknown): string {
   const { code, message, hint } = toTaskError(error);
-  return hint === undefined ? `${code}: ${message}` : `${code}: ${message}\nNext: ${hint}`;
+  const text = hint === undefined ? `${code}: ${message}` : `${code}: ${message}\nNext: ${hint}`;
+  return readable(text);
+}
+
+/** Longest run of non-space characters an error text repeats (an id, a path, a value) before it is shortened. */
+const LONGEST_WORD = 160;
+
+/**
+ * Error texts echo what the caller sent (ids, names, values): control characters (a NUL byte)
+ * are shown escaped, and a 5 KB "id" is shortened to its ends, so the text stays readable.
+ */
+export function readable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.replace(new RegExp(`[^\\s]{${LONGEST_WORD + 1},}`, 'g'), (word) => `${word.slice(0, 100)}…(${word.length} characters)…${word.slice(-40)}`);
 }
 
 /**

@@ -16,7 +16,7 @@ export function isInside(root: string, candidate: string): boolean {
 export async function resolveInsideRoots(
   p: string,
   roots: readonly string[],
-  options: { base?: string; what?: string; missingCode?: string } = {},
+  options: { base?: string; what?: string; missingCode?: string; widen?: string } = {},
 ): Promise<string> {
   const what = options.what ?? 'path';
   if (p.includes('\0')) throw new MonitorError('INVALID_INPUT', `The ${what} contains a NUL byte.`);
@@ -30,13 +30,13 @@ export async function resolveInsideRoots(
     real = await realpath(absolute);
   } catch (error) {
     // Say "outside" before "missing", so probing for files outside the roots learns nothing.
-    if (!realRoots.some((root) => isInside(root, absolute))) throw outside(what, p, realRoots);
+    if (!realRoots.some((root) => isInside(root, absolute))) throw outside(what, p, realRoots, options.widen);
     throw new MonitorError<string>(options.missingCode ?? 'INVALID_INPUT', `No such ${what}: ${p}`, {
       hint: `Paths are resolved against ${base}.`,
       cause: error,
     });
   }
-  if (!realRoots.some((root) => isInside(root, real))) throw outside(what, p, realRoots);
+  if (!realRoots.some((root) => isInside(root, real))) throw outside(what, p, realRoots, options.widen);
   return real;
 }
 
@@ -52,8 +52,9 @@ export function noAllowedFolders(what: string): MonitorError {
   });
 }
 
-function outside(what: string, p: string, roots: readonly string[]): MonitorError {
+/** `widen`: how the user allows more of these folders (default: the allowed roots' flag and key). */
+function outside(what: string, p: string, roots: readonly string[], widen = '--root or "allowedRoots" in the config file'): MonitorError {
   return new MonitorError('PATH_OUTSIDE_ROOT', `The ${what} "${p}" resolves outside the allowed folders.`, {
-    hint: `Use a path inside ${roots.join(', ')} (symlinks are followed before the check). The user can allow more folders with --root or "allowedRoots" in the config file.`,
+    hint: `Use a path inside ${roots.join(', ')} (symlinks are followed before the check). The user can allow more folders with ${widen}.`,
   });
 }

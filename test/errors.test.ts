@@ -23,6 +23,14 @@ describe('errors', () => {
     expect(withContext('x', plain)).toBe(plain);
   });
 
+  it('show what the caller sent readably: control characters escaped, a very long word shortened to its ends', () => {
+    const id = `job_${'x'.repeat(5000)}\u0000end`;
+    const text = errorText(new MonitorError('JOB_NOT_FOUND', `No job "${id}" here.`, { hint: 'Call list_jobs.' }));
+    expect(text).not.toContain('\u0000');
+    expect(text.length).toBeLessThan(300);
+    expect(text).toMatch(/^JOB_NOT_FOUND: No job "job_x+…\(5015 characters\)…x+\\u0000end" here\.\nNext: Call list_jobs\.$/);
+  });
+
   it('a shutting-down server says so, not INTERNAL', () => {
     expect(CORE_ERROR_CODES).toContain('SHUTTING_DOWN');
     expect(new MonitorError('SHUTTING_DOWN', 'The server is shutting down.').code).toBe('SHUTTING_DOWN');

@@ -39,6 +39,7 @@ export class Engine {
   private readonly stateLimit: StateLimit | undefined;
   private readonly listeners = new Set<() => void>();
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly peakWrites = new Map<string, NodeJS.Timeout>();
   private closing = false;
   /** How far this server has read the state directory's change log. */
   private changesOffset = 0;
@@ -281,6 +282,8 @@ export class Engine {
   async close(graceMs = 5000): Promise<void> {
     this.closing = true;
     this.stateLimit?.close();
+    for (const timer of this.peakWrites.values()) clearTimeout(timer);
+    this.peakWrites.clear();
     this.scheduler.stop();
     const reason = shuttingDown();
     for (const job of this.jobs.values()) {
@@ -366,7 +369,10 @@ export class Engine {
   private start(pool: Pool, job: Job, index: number, input: unknown): void {
     const controller = new AbortController();
     job.running.set(index, controller);
-    job.peakRunning = Math.max(job.peakRunning, job.running.size);
+    if (job.running.size > job.peakRunning) {
+      job.peakRunning = job.running.size;
+      this.notePeak(job);
+    }
     job.setState(index, 'running');
     job.started(index);
     // Not waited for (it rides along with the next lines): a run cut off in the moment before counts once less.
@@ -408,6 +414,22 @@ export class Engine {
     } finally {
       job.settling--;
     }
+  }
+
+  /**
+   * Saves a new peak of the job's tasks at once within a second (one write however fast it climbs):
+   * a job cut off by a crash still shows how far it got.
+   */
+  private notePeak(job: Job): void {
+    if (this.peakWrites.has(job.id)) return;
+    const timer = setTimeout(() => {
+      this.peakWrites.delete(job.id);
+      if (job.meta.finishedAt !== undefined || job.meta.peakRunning === job.peakRunning) return;
+      job.meta.peakRunning = job.peakRunning;
+      this.store.writeMeta(job.meta).catch((error: unknown) => this.log.warn(`could not save the peak of ${job.id}: ${String(error)}`));
+    }, 1000);
+    timer.unref();
+    this.peakWrites.set(job.id, timer);
   }
 
   private async finishIfDone(job: Job): Promise<void> {

@@ -54,6 +54,7 @@ export class JobStore {
   private readonly log: Logger;
   private readonly appender = new Appender();
   private readonly metaWrites = new Set<Promise<void>>();
+  private readonly lastMetaWrite = new Map<string, Promise<void>>();
   /** Parsed results of the jobs read most recently (least recently used first); bounded. */
   private readonly resultCache = new Map<string, ResultCache>();
   /** One read at a time per job: concurrent collects must not parse the same bytes twice. */
@@ -92,11 +93,19 @@ export class JobStore {
   /** A new job's folder, its first owner when given, and job.json last (a folder without it is a submit cut short). */
   async createJob(meta: JobMeta, inputs: readonly unknown[], owner?: Omit<Claim, 'generation'>): Promise<void> {
     const dir = this.jobDir(meta.id);
+    // Serialized before the folder exists: what cannot be stored leaves nothing behind.
+    const inputsText = inputs.map((i) => JSON.stringify(i ?? null)).join('\n') + '\n';
+    const metaText = JSON.stringify(meta, null, 2);
     await mkdir(path.join(dir, 'out'), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(path.join(dir, 'inputs.jsonl'), inputs.map((i) => JSON.stringify(i ?? null)).join('\n') + '\n');
-    await writeFileAtomic(path.join(dir, 'results.jsonl'), '');
-    if (owner) await writeFile(path.join(dir, 'owner.1'), JSON.stringify(owner), { flag: 'wx', mode: 0o600 });
-    await writeFileAtomic(path.join(dir, 'job.json'), JSON.stringify(meta, null, 2));
+    try {
+      await writeFileAtomic(path.join(dir, 'inputs.jsonl'), inputsText);
+      await writeFileAtomic(path.join(dir, 'results.jsonl'), '');
+      if (owner) await writeFile(path.join(dir, 'owner.1'), JSON.stringify(owner), { flag: 'wx', mode: 0o600 });
+      await writeFileAtomic(path.join(dir, 'job.json'), metaText);
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      throw error;
+    }
     await this.noteChange(meta.id);
   }
 
@@ -105,10 +114,18 @@ export class JobStore {
   }
 
   writeMeta(meta: JobMeta): Promise<void> {
-    const write = (async () => {
-      await writeFileAtomic(path.join(this.jobDir(meta.id), 'job.json'), JSON.stringify(meta, null, 2));
+    const text = JSON.stringify(meta, null, 2);
+    // One write at a time per job, in call order: an earlier snapshot must never land last.
+    const previous = this.lastMetaWrite.get(meta.id) ?? Promise.resolve();
+    const write = previous.then(async () => {
+      await writeFileAtomic(path.join(this.jobDir(meta.id), 'job.json'), text);
       await this.noteChange(meta.id);
-    })();
+    });
+    const settled = write.catch(() => undefined);
+    this.lastMetaWrite.set(meta.id, settled);
+    void settled.then(() => {
+      if (this.lastMetaWrite.get(meta.id) === settled) this.lastMetaWrite.delete(meta.id);
+    });
     // flush() waits for it too: a job counts as finished before its end is on disk.
     this.metaWrites.add(write);
     void write.finally(() => this.metaWrites.delete(write)).catch(() => undefined);

@@ -7,6 +7,7 @@ import { MonitorError } from '../errors.js';
  * `INVALID_INPUT: …` with a next step, as the model receives it.
  */
 export function parseArguments<Shape extends z.ZodRawShape>(toolName: string, shape: Shape, raw: unknown): z.infer<z.ZodObject<Shape>> {
+  checkDepth(toolName, raw);
   const parsed = z.strictObject(shape).safeParse(raw ?? {});
   if (parsed.success) return parsed.data;
   const known = Object.keys(shape);
@@ -22,6 +23,30 @@ export function parseArguments<Shape extends z.ZodRawShape>(toolName: string, sh
   throw new MonitorError('INVALID_INPUT', `Invalid arguments for ${toolName}: ${problems.join('; ')}.`, {
     hint: [`Fix ${problems.length === 1 ? 'it' : 'them'} and call ${toolName} again (nothing was started).`, ...help, `Its arguments: ${known.join(', ')}.`].join(' '),
   });
+}
+
+/** Deepest nesting of arguments: a worker's JSON input rarely needs 10; validation and storage recurse. */
+export const MAX_ARGUMENT_DEPTH = 64;
+
+/**
+ * Refuses arguments nested deeper than MAX_ARGUMENT_DEPTH, before anything recursive (schema
+ * checks, JSON of the stored job) meets them: 100,000 levels overflowed the stack mid-submit.
+ * Iterative, and it stops at the first place too deep.
+ */
+function checkDepth(toolName: string, raw: unknown): void {
+  const stack: Array<{ value: unknown; depth: number; path: string }> = [{ value: raw, depth: 0, path: '' }];
+  while (stack.length > 0) {
+    const { value, depth, path } = stack.pop() as { value: unknown; depth: number; path: string };
+    if (value === null || typeof value !== 'object') continue;
+    if (depth >= MAX_ARGUMENT_DEPTH) {
+      throw new MonitorError('INVALID_INPUT', `Invalid arguments for ${toolName}: ${path.slice(0, 120)}${path.length > 120 ? '…' : ''} nests deeper than ${MAX_ARGUMENT_DEPTH} levels.`, {
+        hint: `Flatten that value (at most ${MAX_ARGUMENT_DEPTH} levels of objects and arrays), or put it in a file the worker reads; nothing was started.`,
+      });
+    }
+    for (const [key, child] of Object.entries(value)) {
+      if (child !== null && typeof child === 'object') stack.push({ value: child, depth: depth + 1, path: Array.isArray(value) ? `${path}[${key}]` : path === '' ? key : `${path}.${key}` });
+    }
+  }
 }
 
 function describeIssue(issue: z.core.$ZodIssue, known: readonly string[]): string {

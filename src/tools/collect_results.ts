@@ -2,7 +2,7 @@ import * as z from 'zod';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 import { call, CHARS_PER_TOKEN, describeJob, jobNext, jobView, orList, resultView, shrinkToFit } from './format.js';
 import { decodeCursor, earlierAttempts, encodeCursor, type PageEntry, pageResults, type ResultFilter } from './paging.js';
-import { defineTool, type ServerFacts, type ToolContext, type ToolReply } from './tool.js';
+import { defineTool, type ServerFacts, type ToolContext, type ToolReply, withinLimit } from './tool.js';
 
 export type MergeMode = 'list' | 'text' | 'json';
 
@@ -249,10 +249,10 @@ export function collectResultsTool(facts: ServerFacts) {
       const { collect: limits } = ctx.config;
       const request: CollectRequest = {
         jobIds: [...new Set(args.job_ids)],
-        waitSeconds: Math.min(args.wait_seconds ?? limits.defaultWaitSeconds, limits.maxWaitSeconds),
+        waitSeconds: withinLimit('wait_seconds', args.wait_seconds ?? limits.defaultWaitSeconds, limits.maxWaitSeconds, 'collect.maxWaitSeconds'),
         filter: args.filter ?? 'all',
         merge: args.merge ?? 'list',
-        budgetTokens: Math.min(args.budget_tokens ?? limits.defaultBudgetTokens, limits.maxBudgetTokens),
+        budgetTokens: withinLimit('budget_tokens', args.budget_tokens ?? limits.defaultBudgetTokens, limits.maxBudgetTokens, 'collect.maxBudgetTokens'),
       };
       if (args.cursor !== undefined) request.cursor = args.cursor;
       if (args.all_attempts) request.allAttempts = true;

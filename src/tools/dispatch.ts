@@ -2,7 +2,7 @@ import * as z from 'zod';
 import type { JobPlan, JobSnapshot } from '../engine/types.js';
 import { collect, type CollectRequest } from './collect_results.js';
 import { call, jobView } from './format.js';
-import type { ToolContext, ToolReply } from './tool.js';
+import { type ToolContext, type ToolReply, withinLimit } from './tool.js';
 
 /** The fields every dispatch tool takes, described once. */
 export const dispatchFields = {
@@ -18,6 +18,8 @@ export async function submitPlan(
   notes: readonly string[] = [],
 ): Promise<ToolReply> {
   const { kind, inputs, options, concurrency } = plan;
+  // Before submitting: a refused call must leave no job behind.
+  checkWait(ctx, args.wait_seconds);
   const job = await ctx.engine.submit({ kind, inputs, options, concurrency, ...(args.label === undefined ? {} : { label: args.label }) });
   return dispatchReply(ctx, job.id, args.wait_seconds, { notes });
 }
@@ -32,7 +34,7 @@ export async function dispatchReply(
   waitSeconds: number | undefined,
   options: { resumed?: number; notes?: readonly string[] } = {},
 ): Promise<ToolReply> {
-  const wait = Math.min(waitSeconds ?? 0, ctx.config.collect.maxWaitSeconds);
+  const wait = checkWait(ctx, waitSeconds);
   const resumed = options.resumed !== undefined;
   const notes = options.notes ?? [];
   if (wait > 0) {
@@ -57,4 +59,9 @@ export async function dispatchReply(
   if (notes.length > 0) structured.notes = notes;
   structured.next = next;
   return { text: [head, ...notes, next].join('\n'), structured };
+}
+
+/** A dispatch tool's wait_seconds, refused over the server's longest wait. */
+export function checkWait(ctx: ToolContext<unknown>, waitSeconds: number | undefined): number {
+  return withinLimit('wait_seconds', waitSeconds ?? 0, ctx.config.collect.maxWaitSeconds, 'collect.maxWaitSeconds');
 }

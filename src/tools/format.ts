@@ -26,7 +26,7 @@ export function describeJob(job: JobSnapshot): string {
   if (c.interrupted) parts.push(`${c.interrupted} interrupted`);
   if (c.running) parts.push(`${c.running} running`);
   if (c.queued) parts.push(`${c.queued} queued`);
-  let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency} (peak ${job.peakRunning} at once)`;
+  let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency}${job.peakRunning > 0 ? ` (peak ${job.peakRunning} at once)` : ''}`;
   if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
   if (job.warning !== undefined) line += `; WARNING: ${job.warning}`;
   if (job.totals) line += `; ${job.totals.text}`;

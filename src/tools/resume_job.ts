@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import { dispatchFields, dispatchReply } from './dispatch.js';
+import { checkWait, dispatchFields, dispatchReply } from './dispatch.js';
 import { call, describeJob, jobView } from './format.js';
 import { defineTool } from './tool.js';
 
@@ -16,6 +16,7 @@ export const resumeJobTool = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
+    checkWait(ctx, args.wait_seconds);
     await ctx.engine.refresh([args.job_id]);
     const { requeued, snapshot } = await ctx.engine.resume(args.job_id, {
       failed: args.include_failed ?? false,

@@ -3,6 +3,7 @@ import type * as z from 'zod';
 import type { CoreConfig } from '../config/core.js';
 import type { SettingsTree } from '../config/settings.js';
 import type { Engine } from '../engine/engine.js';
+import { MonitorError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { WorkerKind } from '../pools/kind.js';
 
@@ -64,3 +65,14 @@ export interface ServerFacts {
   dispatchTools: readonly string[];
 }
 
+
+/**
+ * `value` when it is within `max`, else INVALID_INPUT naming the limit and the setting that sets
+ * it: a value over a limit is refused, never quietly lowered (the caller would not know).
+ */
+export function withinLimit(argument: string, value: number, max: number, setting: string): number {
+  if (value <= max) return value;
+  throw new MonitorError('INVALID_INPUT', `${argument} is ${value}, over this server's limit of ${max}.`, {
+    hint: `Use at most ${max}, or leave it out for the default. The user sets the limit with "${setting}" in the config file.`,
+  });
+}

@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { describe, expect, it } from 'vitest';
-import { closest, inputJsonSchema, parseArguments } from '../../src/tools/arguments.js';
+import { closest, inputJsonSchema, MAX_ARGUMENT_DEPTH, parseArguments } from '../../src/tools/arguments.js';
 
 const shape = {
   inputs: z.array(z.strictObject({ args: z.array(z.string()).optional() })).min(1, { error: 'inputs is empty' }).describe('The tasks.'),
@@ -9,6 +9,16 @@ const shape = {
 };
 
 describe('tool arguments', () => {
+  it('refuses arguments nested deeper than the limit before anything recursive meets them, naming where', () => {
+    const json = z.object({ inputs: z.array(z.object({ json: z.unknown() })) });
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = { a: deep };
+    expect(() => parseArguments('run', json.shape, { inputs: [{ json: deep }] })).toThrow(/^Invalid arguments for run: inputs\[0\]\.json\.a\.a.*… nests deeper than 64 levels\.$/);
+    let fine: unknown = 1;
+    for (let i = 0; i < MAX_ARGUMENT_DEPTH - 3; i++) fine = [fine];
+    expect(parseArguments('run', json.shape, { inputs: [{ json: fine }] }).inputs).toHaveLength(1);
+  });
+
   it('passes good arguments through, and takes missing arguments as none', () => {
     expect(parseArguments('t', shape, { inputs: [{ args: ['a'] }], timeout_seconds: 5 })).toEqual({ inputs: [{ args: ['a'] }], timeout_seconds: 5 });
     expect(() => parseArguments('t', shape, undefined)).toThrow(/inputs is required/);

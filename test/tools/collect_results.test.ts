@@ -152,6 +152,15 @@ describe('collect_results', () => {
     expect(textOf(badCursor)).toMatch(/cursor/);
     const empty = await m.call('collect_results', { job_ids: [] });
     expect(empty.isError).toBe(true);
+    // Over a limit is an error naming it, never a value quietly lowered.
+    const longWait = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 500 });
+    expect(textOf(longWait)).toMatch(/^INVALID_INPUT: wait_seconds is 500, over this server's limit of 50\.\nNext: Use at most 50.*"collect\.maxWaitSeconds"/);
+    const bigPage = await m.call('collect_results', { job_ids: [jobId], budget_tokens: 50_000 });
+    expect(textOf(bigPage)).toMatch(/^INVALID_INPUT: budget_tokens is 50000, over this server's limit of 12000\./);
+    const jobsBefore = (await m.call('list_jobs', {})).structuredContent as { total: number };
+    const dispatchWait = await m.call('run_script_batch', { worker: 'emit.py', inputs: [{}], wait_seconds: 500 });
+    expect(textOf(dispatchWait)).toMatch(/^INVALID_INPUT: wait_seconds is 500, over this server's limit of 50\./);
+    expect(((await m.call('list_jobs', {})).structuredContent as { total: number }).total).toBe(jobsBefore.total);
   });
 });
 

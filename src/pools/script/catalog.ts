@@ -113,7 +113,7 @@ export class WorkerCatalog {
     for (const dir of dirs) {
       let real: string;
       try {
-        real = await resolveInsideRoots(worker, dirs, { base: dir, what: 'worker', missingCode: 'WORKER_NOT_FOUND' });
+        real = await resolveInsideRoots(worker, dirs, { base: dir, what: 'worker', missingCode: 'WORKER_NOT_FOUND', widen: '--workers-dir or "workersDirs" in the config file' });
       } catch (error) {
         if (isMonitorError(error) && error.code === 'WORKER_NOT_FOUND') continue;
         throw error;
