@@ -207,7 +207,7 @@ describe('run_script_batch refuses bad input and submits nothing', () => {
     { name: 'an unknown worker', args: { worker: 'nope.py', inputs: [{}] }, expected: /^WORKER_NOT_FOUND: No worker "nope.py"[\s\S]*Next: Available workers: .*analyze_dependencies\.py.*echo\.py/ },
     { name: 'a path climbing out', args: { worker: '../../etc/passwd', inputs: [{}] }, expected: /^PATH_OUTSIDE_ROOT: [\s\S]*Next: / },
     { name: 'an absolute path elsewhere', args: { worker: '/etc/passwd', inputs: [{}] }, expected: /^PATH_OUTSIDE_ROOT: The worker "\/etc\/passwd" resolves outside[\s\S]*Next: / },
-    { name: 'a symlink out of the workers folder', args: { worker: 'escape.py', inputs: [{}] }, expected: /^PATH_OUTSIDE_ROOT: The worker "escape.py" resolves outside[\s\S]*Next: .*symlinks are followed/ },
+    { name: 'a symlink out of the workers folder', args: { worker: 'escape.py', inputs: [{}] }, expected: /^PATH_OUTSIDE_ROOT: The worker "escape.py" resolves outside[\s\S]*Next: .*symlinks are followed.*--workers-dir or "workersDirs"/ },
     { name: 'no worker', args: { inputs: [{}] }, expected: /^INVALID_INPUT: Name the worker to run\.\nNext: Pass "worker" with one of: .*code_stats\.py/ },
     { name: 'worker and command', args: { worker: 'echo.py', command: 'ls', inputs: [{}] }, expected: /^INVALID_INPUT: Give either worker or command, not both/ },
     { name: 'a command while commands are off', args: { command: 'ls', inputs: [{}] }, expected: /^COMMAND_NOT_ALLOWED: [\s\S]*Next: Use a worker instead/ },
