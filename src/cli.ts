@@ -5,13 +5,13 @@ import { cpus, homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { renderJobTable } from './commands/jobs.js';
 import { configFilePath, configHelp, parseConfig, type Config } from './config.js';
 import { errorText } from './errors.js';
 import { createLogger } from './log.js';
 import { processControl } from './processes.js';
 import { createServer, SERVER_VERSION } from './server.js';
+import { LineTransport, StreamError } from './transport.js';
 
 function help(): string {
   return `monitor-mcp ${SERVER_VERSION} — an MCP stdio server that runs batches on real parallel workers
@@ -73,19 +73,20 @@ async function serve(config: Config): Promise<void> {
   });
   const app = createServer(config, { log, env: process.env, processes });
   await app.start();
-  const transport = new StdioServerTransport();
+  const transport = new LineTransport({ input: process.stdin, output: process.stdout, maxMessageBytes: config.maxMessageMB * 1024 * 1024, log });
   let closing = false;
-  const shutdown = (why: string): void => {
+  /** `exitCode` 1 when the shutdown is for an error: a client or supervisor must not read it as a clean end. */
+  const shutdown = (why: string, exitCode = 0): void => {
     if (closing) return;
     closing = true;
     log.info(`shutting down (${why}); running tasks will show as interrupted and can be resumed`);
     // Bounded: a wedged close must not keep an orphan server alive after the client left.
-    const force = setTimeout(() => process.exit(0), 8000);
+    const force = setTimeout(() => process.exit(exitCode), 8000);
     force.unref();
     app.close().then(
       () => {
         writeLoopStats?.();
-        process.exit(0);
+        process.exit(exitCode);
       },
       (error: unknown) => {
         log.error(`close failed: ${String(error)}`);
@@ -93,11 +94,24 @@ async function serve(config: Config): Promise<void> {
       },
     );
   };
-  // The client died: writing a reply fails (EPIPE). Without a handler that would crash the server
-  // before close() stops its workers.
-  process.stdout.on('error', () => shutdown('stdout closed'));
-  process.stdin.on('end', () => shutdown('stdin closed'));
-  process.stdin.on('close', () => shutdown('stdin closed'));
+  // The transport listens for stdin's end and for stdout's errors (without a listener, the EPIPE of
+  // a dead client would crash the server before close() stops its workers); it reports a broken
+  // stream to onerror before it closes.
+  transport.onerror = (error) => {
+    if (!(error instanceof StreamError)) {
+      log.error(`transport: ${error.message}`);
+      return;
+    }
+    // The client died: its end of stdout is gone. That is how a session ends, not a failure.
+    const code = (error.cause as NodeJS.ErrnoException).code;
+    if (error.stream === 'output' && (code === 'EPIPE' || code === 'ECONNRESET')) {
+      shutdown('stdout closed');
+      return;
+    }
+    log.error(error.message);
+    shutdown(error.stream === 'input' ? 'stdin failed' : 'stdout failed', 1);
+  };
+  transport.onclose = () => shutdown('stdin closed');
   process.on('SIGINT', () => shutdown('SIGINT'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGHUP', () => shutdown('SIGHUP'));

@@ -56,7 +56,7 @@ export const CORE_SETTINGS = {
   }),
   maxMessageMB: int({
     help: 'Largest JSON-RPC message (one stdin line) the server reads, in MB (MiB, 1,048,576 bytes)',
-    details: `A longer line is answered with an error and skipped; the server keeps serving. At most ${MAX_MESSAGE_MIB}: the server holds a message several times over while parsing it. Large batches go in an inputs_file instead`,
+    details: `A longer line is answered with an error and skipped; the server keeps serving. At most ${MAX_MESSAGE_MIB}: the server holds a message several times over while parsing it. Large batches go in a JSONL file instead (inputs_file and its kin)`,
     default: 64,
     min: 1,
     max: MAX_MESSAGE_MIB,

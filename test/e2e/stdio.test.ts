@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { type AddressInfo, connect as connectTcp, createServer, type Socket } from 'node:net';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -199,6 +200,117 @@ describe('the built server over stdio', () => {
       await until(() => !alive(escaped), 'the escaped descendant to be ended at shutdown', 20_000);
     } finally {
       killQuietly(escaped);
+    }
+  });
+});
+
+describe('the built server with lines that are not JSON-RPC or over the size limit', () => {
+  /** The server over a raw child process: lines in, replies by id out, stderr kept. */
+  async function rawServer(extraArgs: string[] = []): Promise<{
+    write: (line: string) => void;
+    reply: (id: number | string | null) => { id?: unknown; result?: unknown; error?: { code: number; message: string } } | undefined;
+    replies: () => Array<{ id?: unknown; result?: unknown; error?: { code: number; message: string } }>;
+    stderr: () => string;
+    end: () => Promise<number | null | 'timeout'>;
+  }> {
+    const child = spawn(process.execPath, [...serverArgs(await newStateDir(), 'info'), ...extraArgs], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const replies = (): Array<{ id?: unknown; result?: unknown; error?: { code: number; message: string } }> =>
+      stdout.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id?: unknown });
+    child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '0' } } })}\n`);
+    child.stdin.write(`${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' })}\n`);
+    await until(() => replies().some((r) => r.id === 1), 'the reply to initialize');
+    return {
+      write: (line) => {
+        child.stdin.write(`${line}\n`);
+      },
+      reply: (id) => replies().find((r) => r.id === id),
+      replies,
+      stderr: () => stderr,
+      end: async () => {
+        child.stdin.end();
+        const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)]);
+        if (code === 'timeout') child.kill('SIGKILL');
+        return code;
+      },
+    };
+  }
+
+  it('answers an 11 MiB line over a 10 MiB limit with an error carrying its id, then keeps serving and exits 0', { timeout: 60_000 }, async () => {
+    const server = await rawServer(['--max-message-mb', '10']);
+    // 11,500 inputs of ~1 KB, written as the SDK's clients write a request: its id last.
+    const inputs = Array.from({ length: 11_500 }, (_, i) => ({ args: ['0', `${i}:${'x'.repeat(1000)}`] }));
+    const line = JSON.stringify({ method: 'tools/call', params: { name: 'run_script_batch', arguments: { worker: 'nap.py', inputs } }, jsonrpc: '2.0', id: 2 });
+    expect(line.length).toBeGreaterThan(11 * 1024 * 1024);
+    server.write(line);
+    await until(() => server.reply(2) !== undefined, 'the error reply to the oversize request', 30_000);
+    const error = server.reply(2)?.error;
+    expect(error?.code).toBe(-32600);
+    expect(error?.message).toMatch(/10 MiB size limit/);
+    expect(error?.message).toMatch(/inputs_file/);
+    expect(error?.message).toMatch(/--max-message-mb/);
+    server.write(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }));
+    await until(() => server.reply(3) !== undefined, 'the tools/list after it');
+    expect(JSON.stringify(server.reply(3)?.result)).toContain('run_script_batch');
+    expect(await server.end()).toBe(0);
+    expect(server.stderr()).toMatch(/^\[monitor-mcp\] warn: skipping a message over the 10 MiB limit/m);
+    expect(server.stderr()).toMatch(/shutting down \(stdin closed\)/);
+  });
+
+  it('answers garbage, batches, a wrong version and a null id with -32700/-32600, serves an 11 MiB message under the default limit, and logs each rejected line', { timeout: 60_000 }, async () => {
+    const server = await rawServer();
+    server.write('this is not json');
+    server.write(`[${JSON.stringify({ jsonrpc: '2.0', id: 10, method: 'ping' })}]`);
+    server.write(JSON.stringify({ jsonrpc: '1.0', id: 11, method: 'ping' }));
+    server.write(JSON.stringify({ jsonrpc: '2.0', id: null, method: 'ping' }));
+    // An invalid notification is not answered, only logged.
+    server.write(JSON.stringify({ jsonrpc: '1.0', method: 'notifications/initialized' }));
+    // Over the SDK's old 10 MiB read buffer, under the default 64 MiB limit: served.
+    server.write(JSON.stringify({ jsonrpc: '2.0', id: 12, method: 'ping', params: { _meta: { pad: 'p'.repeat(11 * 1024 * 1024) } } }));
+    await until(() => server.reply(12) !== undefined, 'the reply to the 11 MiB ping', 30_000);
+    expect(server.reply(12)).toEqual({ jsonrpc: '2.0', id: 12, result: {} });
+    expect(server.reply(11)?.error?.code).toBe(-32600);
+    const anonymous = server.replies().filter((r) => r.id === null);
+    expect(anonymous.map((r) => r.error?.code)).toEqual([-32700, -32600, -32600]);
+    expect(anonymous[1]?.error?.message).toMatch(/batch/);
+    expect(anonymous[2]?.error?.message).toMatch(/"id" must be a string or an integer/);
+    // initialize, 3 with no id, 11 and 12: the notification got nothing.
+    expect(server.replies()).toHaveLength(6);
+    expect(await server.end()).toBe(0);
+    const rejected = server.stderr().split('\n').filter((l) => l.startsWith('[monitor-mcp] warn: rejected an input line'));
+    expect(rejected).toHaveLength(5);
+    expect(rejected.filter((l) => l.includes('(not answered)'))).toHaveLength(1);
+    expect(rejected[0]).toContain('"this is not json"');
+  });
+
+  it('exits 1, after the normal shutdown, when reading stdin fails', async () => {
+    // stdin is a TCP connection that the other end resets: the server's read fails with ECONNRESET.
+    const listener = createServer();
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+    const stdin = connectTcp((listener.address() as AddressInfo).port, '127.0.0.1');
+    await new Promise((resolve) => stdin.once('connect', resolve));
+    const peer = await accepted;
+    try {
+      const child = spawn(process.execPath, serverArgs(await newStateDir(), 'info'), { cwd: repoRoot, stdio: [stdin, 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      await until(() => stderr.includes('ready'), 'the server to say it is ready');
+      peer.resetAndDestroy();
+      const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)]);
+      if (code === 'timeout') child.kill('SIGKILL');
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/^\[monitor-mcp\] error: reading the input failed: read ECONNRESET/m);
+      expect(stderr).toMatch(/shutting down \(stdin failed\)/);
+    } finally {
+      stdin.destroy();
+      peer.destroy();
+      listener.close();
     }
   });
 });
