@@ -1,6 +1,7 @@
 /**
  * One retry policy for the kinds that call servers (LLM endpoints, HTTP APIs): exponential backoff
- * with jitter, the server's Retry-After honoured up to a limit, and an abortable sleep.
+ * with jitter, the server's Retry-After honoured up to a limit (a longer one fails at once rather
+ * than hold a slot), and an abortable sleep.
  */
 export interface RetryPolicy {
   maxRetries: number;
@@ -20,6 +21,20 @@ export function backoffMs(retry: number, policy: Pick<RetryPolicy, 'baseMs' | 'c
 /** How long to wait before retry number `retry`: the server's Retry-After (at most the policy's), else backoff. */
 export function retryDelayMs(retry: number, policy: RetryPolicy, retryAfterMs?: number, random?: () => number): number {
   return retryAfterMs === undefined ? backoffMs(retry, policy, random) : Math.min(retryAfterMs, policy.maxRetryAfterMs);
+}
+
+/** Whether a retryable failure goes again, and when. */
+export type RetryDecision =
+  | { retry: true; delayMs: number }
+  | { retry: false; reason: 'retries-spent' }
+  /** The server asked for a longer wait than the policy allows: fail now rather than hold a slot for a retry it would refuse. */
+  | { retry: false; reason: 'retry-after-too-long'; retryAfterMs: number };
+
+/** After `retries` retries so far: retry after the server's Retry-After (or backoff), or give up and why. */
+export function decideRetry(retries: number, policy: RetryPolicy, retryAfterMs?: number, random?: () => number): RetryDecision {
+  if (retries >= policy.maxRetries) return { retry: false, reason: 'retries-spent' };
+  if (retryAfterMs !== undefined && retryAfterMs > policy.maxRetryAfterMs) return { retry: false, reason: 'retry-after-too-long', retryAfterMs };
+  return { retry: true, delayMs: retryDelayMs(retries + 1, policy, retryAfterMs, random) };
 }
 
 /**

@@ -3,6 +3,7 @@ import { httpKind } from '../pools/http/index.js';
 import { DEFAULT_HTTP_CONCURRENCY } from '../pools/http/plan.js';
 import { extractSchema, METHODS } from '../pools/http/request.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
+import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs-file.js';
 import { defineKindTool } from './tool.js';
 
 const MAX_REQUESTS = 1000;
@@ -19,6 +20,14 @@ const requestSchema = z.strictObject({
   timeout_seconds: z.number().positive().max(3600).optional().describe('Its own timeout per attempt.'),
 });
 
+const REQUESTS_FILE: ListFileSpec<z.infer<typeof requestSchema>> = {
+  argument: 'requests_file',
+  list: 'requests',
+  element: requestSchema,
+  maxItems: MAX_REQUESTS,
+  example: '{"url": "https://api.github.com/repos/o/r"}',
+};
+
 export const httpBatchTool = defineKindTool(httpKind, {
   dispatch: true,
   name: 'http_batch',
@@ -30,7 +39,8 @@ export const httpBatchTool = defineKindTool(httpKind, {
     'A result\'s value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or a text preview; a large body goes to files.body.',
   ].join(' '),
   inputSchema: {
-    requests: z.array(requestSchema).min(1).max(MAX_REQUESTS).describe(`One task each (1–${MAX_REQUESTS}).`),
+    requests: z.array(requestSchema).min(1).max(MAX_REQUESTS).optional().describe(`One task each (1–${MAX_REQUESTS}).`),
+    requests_file: z.string().min(1).optional().describe('Instead of requests, for large batches: a JSONL file inside the allowed folders, one request per line.'),
     base_url: z.string().optional().describe('Resolves relative urls, e.g. "https://api.github.com".'),
     headers: headersSchema.optional().describe('Headers for every request (a request\'s own win); a secret as ${env:NAME}.'),
     extract: extractSchema.optional().describe('Keep part of each JSON body: a JSON pointer ("/items"), field paths (["number", "user.login"], per element of an array), or {"pointer", "fields"}.'),
@@ -42,16 +52,22 @@ export const httpBatchTool = defineKindTool(httpKind, {
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
-    const plan = ctx.kind.plan({
-      requests: args.requests.map(({ timeout_seconds: timeoutSeconds, ...request }) => ({ ...request, timeoutSeconds })),
-      baseUrl: args.base_url,
-      headers: args.headers,
-      extract: args.extract,
-      concurrency: args.concurrency,
-      perHostConcurrency: args.per_host_concurrency,
-      timeoutSeconds: args.timeout_seconds,
-      maxRetries: args.max_retries,
-    });
+    const requests = await requiredListOrFile(REQUESTS_FILE, args.requests, args.requests_file, ctx.config.allowedRoots, ctx.signal);
+    let plan: ReturnType<typeof ctx.kind.plan>;
+    try {
+      plan = ctx.kind.plan({
+        requests: requests.items.map(({ timeout_seconds: timeoutSeconds, ...request }) => ({ ...request, timeoutSeconds })),
+        baseUrl: args.base_url,
+        headers: args.headers,
+        extract: args.extract,
+        concurrency: args.concurrency,
+        perHostConcurrency: args.per_host_concurrency,
+        timeoutSeconds: args.timeout_seconds,
+        maxRetries: args.max_retries,
+      });
+    } catch (error) {
+      throw withFileLine(error, REQUESTS_FILE, requests);
+    }
     return submitPlan(ctx, plan, args);
   },
 });

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { llmKind } from '../pools/llm/index.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
+import { listOrFile, type ListFileSpec, withFileLine } from './inputs-file.js';
 import { defineKindTool } from './tool.js';
 
 const scalar = z.union([z.string(), z.number(), z.boolean()]);
@@ -12,6 +13,17 @@ const promptSchema = z.strictObject({
   prompt: z.string().optional().describe('The user message.'),
   messages: z.array(messageSchema).min(1).optional().describe('A conversation instead; the model answers the last message.'),
 });
+
+const itemSchema = z.record(z.string(), scalar);
+
+/** The file forms of prompts and items; their cap is the job's (llm.maxTasks), known per server. */
+function listFiles(maxTasks: number): { prompts: ListFileSpec<z.infer<typeof promptSchema>>; items: ListFileSpec<z.infer<typeof itemSchema>> } {
+  const limitSource = '"llm.maxTasks" in the config file';
+  return {
+    prompts: { argument: 'prompts_file', list: 'prompts', element: promptSchema, maxItems: maxTasks, example: '{"prompt": "Explain …"}', limitSource },
+    items: { argument: 'items_file', list: 'items', element: itemSchema, maxItems: maxTasks, example: '{"topic": "auth"}', limitSource },
+  };
+}
 
 export const lmstudioCompleteTool = defineKindTool(llmKind, {
   dispatch: true,
@@ -26,8 +38,10 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   ].join(' '),
   inputSchema: {
     prompts: z.array(promptSchema).min(1).optional().describe('One task each: {"prompt": "…"} or {"messages": [...]}. Or use template.'),
+    prompts_file: z.string().min(1).optional().describe('Instead of prompts, for large batches: a JSONL file inside the allowed folders, one prompt per line.'),
     template: z.string().min(1).optional().describe('A prompt with {{KEY}} for item values and, with files, {{content}}, {{path}}, {{name}}, {{chunk}}, {{chunks}}. E.g. "Summarise {{path}}:\\n{{content}}".'),
-    items: z.array(z.record(z.string(), scalar)).min(1).optional().describe('Template values, one task each, e.g. [{"topic": "auth"}]; an "id" value names the result.'),
+    items: z.array(itemSchema).min(1).optional().describe('Template values, one task each, e.g. [{"topic": "auth"}]; an "id" value names the result.'),
+    items_file: z.string().min(1).optional().describe('Instead of items: a JSONL file inside the allowed folders, one item per line.'),
     files: z.array(z.string().min(1)).min(1).optional().describe('Paths or globs (*, ?, **, {a,b}) inside the allowed folders; ** skips dot-folders and node_modules.'),
     system: z.string().optional().describe('System prompt before every prompt.'),
     model: z.string().optional().describe('A model id from lmstudio_models (default: the configured default, else the loaded LLM).'),
@@ -45,11 +59,15 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
+    const specs = listFiles(ctx.kind.maxTasks);
+    const roots = ctx.config.allowedRoots;
+    const prompts = await listOrFile(specs.prompts, args.prompts, args.prompts_file, roots, ctx.signal);
+    const items = await listOrFile(specs.items, args.items, args.items_file, roots, ctx.signal);
     const plan = await ctx.kind.plan(
       {
-        prompts: args.prompts,
+        prompts: prompts?.items,
         template: args.template,
-        items: args.items,
+        items: items?.items,
         files: args.files,
         system: args.system,
         model: args.model,
@@ -65,7 +83,9 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
         timeoutSeconds: args.timeout_seconds,
       },
       ctx.signal,
-    );
+    ).catch((error: unknown) => {
+      throw withFileLine(error, specs.prompts, prompts);
+    });
     return submitPlan(ctx, plan, args, plan.notes);
   },
 });

@@ -1,11 +1,14 @@
 import * as z from 'zod';
 import { MAX_TIMEOUT_SECONDS } from '../config/core.js';
 import { scriptKind } from '../pools/script/index.js';
-import { scriptTaskInputSchema } from '../pools/script/pool.js';
+import { type ScriptTaskInput, scriptTaskInputSchema } from '../pools/script/pool.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
+import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs-file.js';
 import { defineKindTool } from './tool.js';
 
 const MAX_TASKS = 10_000;
+
+const INPUTS_FILE: ListFileSpec<ScriptTaskInput> = { argument: 'inputs_file', list: 'inputs', element: scriptTaskInputSchema, maxItems: MAX_TASKS, example: '{"args": ["src/a.ts"]}' };
 
 export const runScriptBatchTool = defineKindTool(scriptKind, {
   dispatch: true,
@@ -19,7 +22,8 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   inputSchema: {
     worker: z.string().min(1).optional().describe('A worker name from list_workers, e.g. "code_stats.py". Give worker or command.'),
     command: z.string().min(1).optional().describe('Instead of a worker: an executable the user allowed (none unless configured).'),
-    inputs: z.array(scriptTaskInputSchema).min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}]' }).max(MAX_TASKS).describe(`The tasks (1–${MAX_TASKS}); results keep these indices.`),
+    inputs: z.array(scriptTaskInputSchema).min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}]' }).max(MAX_TASKS).optional().describe(`The tasks (1–${MAX_TASKS}); results keep these indices.`),
+    inputs_file: z.string().min(1).optional().describe('Instead of inputs, for large batches: a JSONL file inside the allowed folders, one task per line (blank lines skipped).'),
     concurrency: z
       .number()
       .int()
@@ -37,15 +41,20 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async handler(args, ctx) {
-    const plan = await ctx.kind.plan({
-      worker: args.worker,
-      command: args.command,
-      inputs: args.inputs,
-      concurrency: args.concurrency,
-      timeoutSeconds: args.timeout_seconds,
-      env: args.env,
-      cwd: args.cwd,
-    });
+    const inputs = await requiredListOrFile(INPUTS_FILE, args.inputs, args.inputs_file, ctx.config.allowedRoots, ctx.signal);
+    const plan = await ctx.kind
+      .plan({
+        worker: args.worker,
+        command: args.command,
+        inputs: inputs.items,
+        concurrency: args.concurrency,
+        timeoutSeconds: args.timeout_seconds,
+        env: args.env,
+        cwd: args.cwd,
+      })
+      .catch((error: unknown) => {
+        throw withFileLine(error, INPUTS_FILE, inputs);
+      });
     return submitPlan(ctx, plan, args);
   },
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { HTTP_BACKOFF } from '../../src/pools/http/pool.js';
-import { backoffMs, parseRetryAfter, retryDelayMs, sleep } from '../../src/pools/retry.js';
+import { backoffMs, decideRetry, parseRetryAfter, retryDelayMs, sleep } from '../../src/pools/retry.js';
 
 describe('the retry policy shared by the LLM and HTTP kinds', () => {
   it('reads Retry-After as seconds or as an HTTP date', () => {
@@ -26,6 +26,16 @@ describe('the retry policy shared by the LLM and HTTP kinds', () => {
     expect(retryDelayMs(1, policy, 5000)).toBe(5000);
     expect(retryDelayMs(1, policy, 90_000)).toBe(60_000);
     expect(retryDelayMs(2, policy, undefined, () => 1)).toBe(1000);
+  });
+
+  it('decides per failure: wait and go again, give up when retries are spent, or at once when Retry-After is beyond the limit', () => {
+    const policy = { maxRetries: 2, ...HTTP_BACKOFF, maxRetryAfterMs: 60_000 };
+    expect(decideRetry(0, policy, undefined, () => 1)).toEqual({ retry: true, delayMs: 500 });
+    expect(decideRetry(1, policy, 5000)).toEqual({ retry: true, delayMs: 5000 });
+    expect(decideRetry(0, policy, 60_000)).toEqual({ retry: true, delayMs: 60_000 });
+    expect(decideRetry(0, policy, 100_000_000)).toEqual({ retry: false, reason: 'retry-after-too-long', retryAfterMs: 100_000_000 });
+    expect(decideRetry(2, policy, 5000)).toEqual({ retry: false, reason: 'retries-spent' });
+    expect(decideRetry(2, policy, 100_000_000)).toEqual({ retry: false, reason: 'retries-spent' });
   });
 
   it('a sleep ends at once when its signal aborts', async () => {

@@ -209,7 +209,44 @@ describe('http_batch', () => {
     expect(textOf(other)).not.toContain('value-that-must-not-show');
     const inUrl = await m.call('http_batch', { requests: [{ url: `${s.origin}/?key=\${env:OTHER_TOKEN}` }] });
     expect(textOf(inUrl)).toContain('headers only');
+    // base_url is a URL too: a template there would be sent literally (its braces percent-encoded).
+    for (const base of [`${s.origin}/\${env:OTHER_TOKEN}/`, `${s.origin}/?key=\${env:OTHER_TOKEN}`]) {
+      const inBase = await m.call('http_batch', { base_url: base, requests: [{ url: 'items' }] });
+      expect(inBase.isError).toBe(true);
+      expect(textOf(inBase)).toMatch(/INVALID_INPUT: .*headers only, not in base_url/);
+      expect(textOf(inBase)).toContain('Bearer ${env:API_TOKEN}');
+    }
     expect(s.requests).toHaveLength(0);
+  });
+
+  it('refuses values above the configured limits, naming the limit and how to raise it; values within them run', async () => {
+    const s = await server((req, res) => sendJson(res, 200, {}));
+    const m = await connect((h) => {
+      h.allowHosts = [s.hostEntry];
+      h.allowPrivateAddresses = true;
+      h.maxConcurrency = 8;
+      h.perHostConcurrency = 2;
+      h.maxRetries = 1;
+    });
+    const requests = [{ url: `${s.origin}/` }];
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ concurrency: 9 }, /INVALID_INPUT: concurrency 9 is more than http\.maxConcurrency \(8\)[\s\S]*Next: .*concurrency of at most 8.*"http": \{"maxConcurrency"/],
+      [{ per_host_concurrency: 3 }, /INVALID_INPUT: per_host_concurrency 3 is more than http\.perHostConcurrency \(2\)[\s\S]*"perHostConcurrency"/],
+      [{ max_retries: 2 }, /INVALID_INPUT: max_retries 2 is more than http\.maxRetries \(1\)[\s\S]*"maxRetries"/],
+    ];
+    for (const [args, expected] of cases) {
+      const reply = await m.call('http_batch', { requests, ...args });
+      expect(reply.isError, JSON.stringify(args)).toBe(true);
+      expect(textOf(reply)).toMatch(expected);
+    }
+    expect(s.requests).toHaveLength(0);
+    const within = await m.call('http_batch', { requests, concurrency: 8, per_host_concurrency: 2, max_retries: 1, wait_seconds: 20 });
+    expect(within.isError, textOf(within)).toBeFalsy();
+    expect(page(within).results[0]?.state).toBe('succeeded');
+    // The default concurrency (16) above a lowered limit is not the caller's doing: it runs at the limit.
+    const byDefault = await m.call('http_batch', { requests });
+    expect(byDefault.isError, textOf(byDefault)).toBeFalsy();
+    expect(textOf(byDefault)).toContain('up to 8 at once');
   });
 
   it('cancel_job aborts requests in flight', async () => {

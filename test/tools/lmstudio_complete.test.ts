@@ -194,6 +194,9 @@ describe('lmstudio_complete', () => {
       [{ prompts: [{ prompt: 'a' }], model: 'o4-mini' }, /MODEL_NOT_FOUND.*o4-mini.*Available: test-model/s],
       [{ prompts: [{}] }, /exactly one of prompt or messages/],
       [{ prompts: [{ messages: [{ role: 'system', content: 'Be terse.' }, { role: 'user', content: 'hi' }] }], system: 'Be kind.' }, /starts with its own system message, and `system` is given too/],
+      // Over a limit is an error naming it, never silently lowered.
+      [{ prompts: [{ prompt: 'a' }], concurrency: 5 }, /INVALID_INPUT: concurrency 5 is more than the endpoints serving test-model take at once \(4: lmstudio 4\)[\s\S]*Next: .*at most 4.*--lmstudio-concurrency/],
+      [{ template: '{{content}}', files: ['a.md'], chunk_tokens: 2_000_000 }, /INVALID_INPUT: chunk_tokens 2000000 .* more than llm\.maxFileBytes \(4194304 bytes\)[\s\S]*Next: .*at most 1398101.*"maxFileBytes"/],
     ];
     for (const [args, expected] of cases) {
       const reply = await c.call('lmstudio_complete', args);
@@ -201,6 +204,14 @@ describe('lmstudio_complete', () => {
       expect(textOf(reply)).toMatch(expected);
     }
     expect(double.chatRequests).toHaveLength(0);
+  });
+
+  it('takes a concurrency up to what the endpoints take', async () => {
+    const double = await startDouble();
+    const c = await connect(double.url);
+    const reply = await c.call('lmstudio_complete', { prompts: [{ prompt: 'a' }], concurrency: 4 });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    expect(textOf(reply)).toContain('up to 4 prompt(s) at once');
   });
 
   it('says how to start LM Studio when its server is not running', async () => {

@@ -43,8 +43,13 @@ type UrlChecks = Pick<HttpPool, 'checkUrl' | 'checkHeaders'>;
  * all, with what the user can do.
  */
 export function planHttpJob(request: HttpJobRequest, settings: HttpSettings, checks: UrlChecks): JobPlan {
+  checkLimit('concurrency', request.concurrency, 'maxConcurrency', settings.maxConcurrency);
+  checkLimit('per_host_concurrency', request.perHostConcurrency, 'perHostConcurrency', settings.perHostConcurrency);
+  checkLimit('max_retries', request.maxRetries, 'maxRetries', settings.maxRetries);
   let base: URL | undefined;
   if (request.baseUrl !== undefined) {
+    // base_url is part of every URL: a secret there would be sent, logged and stored in clear.
+    if (mentionsTemplate(request.baseUrl)) throw secretInUrl('base_url');
     base = parseUrl(request.baseUrl, 'base_url');
     checks.checkUrl(base, 'base_url');
   }
@@ -55,11 +60,7 @@ export function planHttpJob(request: HttpJobRequest, settings: HttpSettings, che
   const refusedHosts = new Set<string>();
   request.requests.forEach((one, index) => {
     try {
-      if (mentionsTemplate(one.url)) {
-        throw new MonitorError('INVALID_INPUT', 'Secrets (${env:NAME}) are substituted in headers only, not in the URL.', {
-          hint: 'Send the token in a header, e.g. "Authorization": "Bearer ${env:API_TOKEN}".',
-        });
-      }
+      if (mentionsTemplate(one.url)) throw secretInUrl('the URL');
       const url = parseUrl(one.url, 'url', base);
       try {
         checks.checkUrl(url);
@@ -88,9 +89,24 @@ export function planHttpJob(request: HttpJobRequest, settings: HttpSettings, che
   if (request.headers) options.headers = { ...request.headers };
   if (request.extract !== undefined) options.extract = request.extract;
   if (request.timeoutSeconds !== undefined) options.timeoutSeconds = request.timeoutSeconds;
-  if (request.perHostConcurrency !== undefined) options.perHostConcurrency = Math.min(request.perHostConcurrency, settings.perHostConcurrency);
-  if (request.maxRetries !== undefined) options.maxRetries = Math.min(request.maxRetries, settings.maxRetries);
-  return { kind: HTTP_KIND, inputs, options, concurrency: Math.min(request.concurrency ?? DEFAULT_HTTP_CONCURRENCY, settings.maxConcurrency) };
+  if (request.perHostConcurrency !== undefined) options.perHostConcurrency = request.perHostConcurrency;
+  if (request.maxRetries !== undefined) options.maxRetries = request.maxRetries;
+  // Only the default may exceed a lowered limit: it is not the caller's choice, so it runs at the limit.
+  return { kind: HTTP_KIND, inputs, options, concurrency: request.concurrency ?? Math.min(DEFAULT_HTTP_CONCURRENCY, settings.maxConcurrency) };
+}
+
+/** A value above the user's limit is refused, naming the limit: never silently lowered. */
+function checkLimit(argument: string, value: number | undefined, setting: keyof HttpSettings, limit: number): void {
+  if (value === undefined || value <= limit) return;
+  throw new MonitorError('INVALID_INPUT', `${argument} ${value} is more than http.${setting} (${limit}).`, {
+    hint: `Pass a ${argument} of at most ${limit}, or leave it out. Only the user can raise the limit: "http": {"${setting}": N} in the config file, then restart the server.`,
+  });
+}
+
+function secretInUrl(where: string): MonitorError {
+  return new MonitorError('INVALID_INPUT', `Secrets (\${env:NAME}) are substituted in headers only, not in ${where}.`, {
+    hint: 'Send the token in a header, e.g. "Authorization": "Bearer ${env:API_TOKEN}".',
+  });
 }
 
 function parseUrl(text: string, what: string, base?: URL): URL {

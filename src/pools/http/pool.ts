@@ -5,7 +5,7 @@ import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
 import { isMonitorError, MonitorError, toTaskError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { shortLabel } from '../kind.js';
-import { parseRetryAfter, type RetryPolicy, retryDelayMs, sleep } from '../retry.js';
+import { decideRetry, parseRetryAfter, type RetryPolicy, retryDelayMs, sleep } from '../retry.js';
 import { checkedLookup, checkLiteralHost } from './addresses.js';
 import { readBody, type ReadBody } from './body.js';
 import { HttpError } from './errors.js';
@@ -141,6 +141,7 @@ export class HttpPool implements Pool {
       task,
       started,
       timeoutMs: Math.round((input.timeoutSeconds ?? options.timeoutSeconds ?? this.settings.timeoutSeconds) * 1000),
+      // Checked against the limits at submit; the user may have lowered them since (a resumed job): the current ones hold.
       perHost: Math.min(options.perHostConcurrency ?? this.settings.perHostConcurrency, this.settings.perHostConcurrency),
       maxRetries: Math.min(options.maxRetries ?? this.settings.maxRetries, this.settings.maxRetries),
       extract: extractOf(input, options),
@@ -220,6 +221,12 @@ export class HttpPool implements Pool {
     } catch (error) {
       throw new HttpError('UPSTREAM_ERROR', `${from.url.href} redirected to an unreadable location "${location.slice(0, 200)}".`, { cause: error });
     }
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      // Such a URL has no origin to name (file: reads "null"): show the target and its scheme.
+      throw new HttpError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected (${status}) to ${next.href.slice(0, 200)}; the ${next.protocol} scheme is refused: only http(s) redirects to allowed hosts are followed.`, {
+        hint: 'Nothing was read from that target. If the data is reachable over http(s) on an allowed host, request that URL directly.',
+      });
+    }
     try {
       this.checkUrl(next, 'redirect target');
     } catch (error) {
@@ -266,20 +273,20 @@ export class HttpPool implements Pool {
         if (await this.retryAfterFailure(run, target, error)) continue;
         throw error;
       }
-      if (!RETRY_STATUSES.has(exchange.status) || run.retries >= maxRetries) return exchange;
-      const retryAfter = parseRetryAfter(headerText(exchange.headers['retry-after']));
+      if (!RETRY_STATUSES.has(exchange.status)) return exchange;
+      const decision = decideRetry(run.retries, { ...this.policy, maxRetries }, parseRetryAfter(headerText(exchange.headers['retry-after'])));
+      if (!decision.retry && decision.reason === 'retries-spent') return exchange;
       await discard(exchange);
-      if (retryAfter !== undefined && retryAfter > this.policy.maxRetryAfterMs) {
+      if (!decision.retry) {
         throw new HttpError(
           'HTTP_ERROR',
-          `${target.method} ${target.url.href} answered ${exchange.status} and asked to retry after ${Math.ceil(retryAfter / 1000)} s, longer than this server waits (${this.settings.maxRetryAfterSeconds} s).`,
+          `${target.method} ${target.url.href} answered ${exchange.status} and asked to retry after ${Math.ceil(decision.retryAfterMs / 1000)} s, longer than this server waits (${this.settings.maxRetryAfterSeconds} s).`,
           { hint: 'The API is rate limiting: wait that long, then run the failed requests again with resume_job (include failed). The user can raise http.maxRetryAfterSeconds.' },
         );
       }
       run.retries++;
-      const wait = retryDelayMs(run.retries, this.policy, retryAfter);
-      this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} answered ${exchange.status}, retry ${run.retries}/${maxRetries} in ${wait} ms`);
-      await sleep(wait, task.signal);
+      this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} answered ${exchange.status}, retry ${run.retries}/${maxRetries} in ${decision.delayMs} ms`);
+      await sleep(decision.delayMs, task.signal);
     }
   }
 

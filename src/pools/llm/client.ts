@@ -228,6 +228,13 @@ export class EndpointClient {
     const retryAfter = parseRetryAfter(headerText(response.headers['retry-after']));
     if (error) throw upstreamError(status, error, ctx, retryAfter);
     if (!ok) throw upstreamError(status, { message: text.slice(0, 500) || `HTTP ${status}` }, ctx, retryAfter);
+    if (text.trim().length === 0) {
+      // A hiccup, not a wrong URL (a wrong path gets an error body, even from LM Studio): worth retrying.
+      throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} answered status ${status} with an empty body (no JSON at all).`, status, {
+        hint: 'A server hiccup (seen under load, or while the server swaps models); it was retried with backoff. If it keeps happening, check the server log and that the model is loaded, then run the failed prompts again with resume_job (include_failed: true).',
+        retryable: true,
+      });
+    }
     if (parsed === undefined) {
       throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a body that is not JSON: ${JSON.stringify(redactSecret(text.slice(0, 200), ctx.secret))}`, status, {
         hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',

@@ -1,5 +1,6 @@
 import { MonitorError, toTaskError, type TaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { backoffMs, sleep } from '../retry.js';
 import { EndpointClient } from './client.js';
 import { Deadline } from './deadline.js';
 import { LlmError } from './errors.js';
@@ -13,6 +14,8 @@ export interface EndpointsDeps {
   /** The process environment (or a test's): bearer tokens are read from the vars named by `apiKeyEnv`. */
   env: Readonly<Record<string, string | undefined>>;
   now?: () => number;
+  /** How long tasks wait for an endpoint that stopped taking connections (default OUTAGE_WAIT_MS). */
+  outageWaitMs?: number;
 }
 
 export type LlmSettings = LlmConfig['llm'];
@@ -73,6 +76,35 @@ const DISCOVERY_TTL_MS = 30_000;
 const FAILURE_TTL_MS = 3_000;
 /** How long an endpoint that refused a connection is avoided while another serves the model. */
 export const DOWN_FOR_MS = 5_000;
+/**
+ * How long tasks wait, from the start of an outage, for an endpoint that stopped taking connections
+ * (LM Studio restarting, a model server being swapped) before they fail with ENDPOINT_UNREACHABLE.
+ */
+export const OUTAGE_WAIT_MS = 30_000;
+/** Probes of an endpoint that is away: the first soon, then further apart, with jitter, at most 2 s. */
+const OUTAGE_PROBE_BACKOFF = { baseMs: 250, capMs: 2_000 } as const;
+
+/** An endpoint that refused connections and has not answered since. */
+interface Outage {
+  since: number;
+  /** The connection failure that tasks fail with if it does not come back. */
+  error: MonitorError<string>;
+  /** Requests of tasks that failed to connect during it (probes not counted). */
+  refused: number;
+  probes: number;
+  lastProbeAt: number;
+  /** The probe under way, shared by every task waiting. */
+  probe?: Promise<boolean> | undefined;
+}
+
+/** An outage as tests and reports see it. */
+export interface OutageView {
+  since: number;
+  refused: number;
+  probes: number;
+  /** Tasks waiting for the endpoint now. */
+  waiting: number;
+}
 
 export type ModelMatch = { id: string } | { ambiguous: string[] };
 
@@ -119,12 +151,16 @@ export class Endpoints {
   private readonly pendingDiscovery = new Map<string, { generation: number; promise: Promise<Discovery> }>();
   private readonly warming = new Map<string, Promise<void>>();
   private readonly lifetime = new AbortController();
-  private readonly now: () => number;
+  private readonly outages = new Map<string, Outage>();
+  private readonly waiting = new Map<string, number>();
+  readonly now: () => number;
+  readonly outageWaitMs: number;
 
   constructor(settings: LlmSettings, deps: EndpointsDeps) {
     this.settings = settings;
     this.log = deps.log;
     this.now = deps.now ?? Date.now;
+    this.outageWaitMs = deps.outageWaitMs ?? OUTAGE_WAIT_MS;
     for (const endpoint of settings.endpoints) {
       const token = endpoint.apiKeyEnv ? deps.env[endpoint.apiKeyEnv] : undefined;
       const options: ConstructorParameters<typeof EndpointClient>[0] = {
@@ -192,11 +228,98 @@ export class Endpoints {
         deadline.clear();
         if (this.generationOf(name) === generation) this.discovery.set(name, result);
         if (this.pendingDiscovery.get(name)?.promise === promise) this.pendingDiscovery.delete(name);
-        if (!result.error) this.router.markUp(name);
+        if (!result.error || result.answered) this.noteReachable(name);
         return result;
       });
     this.pendingDiscovery.set(name, { generation, promise });
     return promise;
+  }
+
+  /** A task could not connect to `name`: an outage starts (or goes on) until the endpoint answers again. */
+  noteUnreachable(name: string, error: MonitorError<string>): void {
+    const now = this.now();
+    const outage = this.outages.get(name) ?? { since: now, error, refused: 0, probes: 0, lastProbeAt: now };
+    outage.error = error;
+    outage.refused++;
+    this.outages.set(name, outage);
+  }
+
+  /** Any HTTP answer (an error answer too) ends an outage: the server is there. */
+  noteReachable(name: string): void {
+    this.outages.delete(name);
+    this.router.markUp(name);
+  }
+
+  /** True while `name` has refused connections and not answered since. */
+  isAway(name: string): boolean {
+    return this.outages.has(name);
+  }
+
+  /** The failure an outage of `name` started with, for tasks that fail without sending anything. */
+  awayError(name: string): MonitorError<string> | undefined {
+    return this.outages.get(name)?.error;
+  }
+
+  outage(name: string): OutageView | undefined {
+    const outage = this.outages.get(name);
+    return outage && { since: outage.since, refused: outage.refused, probes: outage.probes, waiting: this.waiting.get(name) ?? 0 };
+  }
+
+  /**
+   * Waits until one of `names` (all away) answers again: true then, false once its outage is older
+   * than outageWaitMs or `until` (on this.now's clock) has passed. One probe at a time per endpoint
+   * serves every waiting task, further apart each time, with jitter; past the bound a task only
+   * joins a probe that is due, so a queue of tasks fails fast without a request each.
+   * Rejects with the signal's reason when it aborts.
+   */
+  async waitForAny(names: readonly string[], until: number, signal: AbortSignal): Promise<boolean> {
+    for (const name of names) this.waiting.set(name, (this.waiting.get(name) ?? 0) + 1);
+    try {
+      for (;;) {
+        const away = names.flatMap((name) => {
+          const outage = this.outages.get(name);
+          return outage ? [{ name, outage }] : [];
+        });
+        if (away.length < names.length) return true;
+        const now = this.now();
+        const deadline = Math.min(until, Math.max(...away.map(({ outage }) => outage.since + this.outageWaitMs)));
+        if (deadline <= now) {
+          // Past the bound: look once more only where a probe is due (at most every capMs), else fail now.
+          const due = away.filter(({ outage }) => now - outage.lastProbeAt >= OUTAGE_PROBE_BACKOFF.capMs);
+          if (due.length === 0) return false;
+          return await raceSignal(firstTrue(due.map(({ name, outage }) => this.probe(name, outage))), signal);
+        }
+        const timer = new Deadline(deadline - now, [signal], () => new MonitorError('TIMEOUT', 'The wait for the endpoint ran out.'));
+        try {
+          if (await raceSignal(firstTrue(away.map(({ name, outage }) => this.probe(name, outage))), timer.signal)) return true;
+        } catch (error) {
+          if (!timer.expired) throw error;
+          return false;
+        } finally {
+          timer.clear();
+        }
+      }
+    } finally {
+      for (const name of names) this.waiting.set(name, (this.waiting.get(name) ?? 1) - 1);
+    }
+  }
+
+  /** The probe of an outage under way, or the next one: after its backoff, a read of the model list. */
+  private probe(name: string, outage: Outage): Promise<boolean> {
+    outage.probe ??= this.runProbe(name, outage).finally(() => {
+      outage.probe = undefined;
+    });
+    return outage.probe;
+  }
+
+  private async runProbe(name: string, outage: Outage): Promise<boolean> {
+    const wait = outage.lastProbeAt + backoffMs(outage.probes + 1, OUTAGE_PROBE_BACKOFF) - this.now();
+    if (wait > 0) await sleep(wait, this.lifetime.signal);
+    await this.refresh(name);
+    outage.probes++;
+    outage.lastProbeAt = this.now();
+    // refresh() ends the outage (noteReachable) when the server answers anything at all.
+    return this.outages.get(name) !== outage;
   }
 
   /** Forget cached lists (after a warm-up, or when a model turned out to be gone). */
@@ -422,6 +545,20 @@ export class Endpoints {
     this.lifetime.abort(new MonitorError('SHUTTING_DOWN', 'The server is shutting down.'));
     await Promise.all([...this.clients.values()].map((c) => c.close()));
   }
+}
+
+/** True as soon as one of the promises is; false once all are false; rejects when one rejects first. */
+function firstTrue(promises: ReadonlyArray<Promise<boolean>>): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    let pending = promises.length;
+    if (pending === 0) resolve(false);
+    for (const promise of promises) {
+      promise.then((value) => {
+        if (value) resolve(true);
+        else if (--pending === 0) resolve(false);
+      }, reject);
+    }
+  });
 }
 
 /** Waits for `promise`, but stops waiting (rejecting with the reason) when `signal` aborts. */

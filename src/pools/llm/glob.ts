@@ -1,4 +1,4 @@
-import type { Dirent } from 'node:fs';
+import type { Dirent, Stats } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MonitorError } from '../../errors.js';
@@ -56,11 +56,7 @@ export async function expandFiles(patterns: readonly string[], options: GlobOpti
       if (firstMagic === -1) {
         const real = await resolveInsideRoots(single, options.roots, { base, what: 'file' });
         const info = await stat(real);
-        if (!info.isFile()) {
-          throw new MonitorError('INVALID_INPUT', `"${single}" is a folder, not a file.`, {
-            hint: `To take the files in it, use a pattern such as ${path.join(single, '**', '*')} (or a narrower extension).`,
-          });
-        }
+        if (!info.isFile()) throw notAFile(single, info);
         matches.push(real);
         continue;
       }
@@ -82,6 +78,19 @@ export async function expandFiles(patterns: readonly string[], options: GlobOpti
     for (const file of matches) add(file);
   }
   return out;
+}
+
+/** What a plain path that is not a regular file really is, and what to do instead. */
+export function notAFile(shown: string, info: Stats): MonitorError {
+  if (info.isDirectory()) {
+    return new MonitorError('INVALID_INPUT', `"${shown}" is a folder, not a file.`, {
+      hint: `To take the files in it, use a pattern such as ${path.join(shown, '**', '*')} (or a narrower extension).`,
+    });
+  }
+  const what = info.isFIFO() ? 'a named pipe (FIFO)' : info.isSocket() ? 'a socket' : info.isCharacterDevice() ? 'a character device' : info.isBlockDevice() ? 'a block device' : 'not a file';
+  return new MonitorError('INVALID_INPUT', `"${shown}" is ${what}, not a regular file.`, {
+    hint: 'Only regular files go into prompts: reading a pipe, socket or device would block or never end. Save its content to a file first (e.g. with run_script_batch), or leave it out of files.',
+  });
 }
 
 async function walk(

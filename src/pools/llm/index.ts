@@ -16,6 +16,8 @@ export interface LlmServices {
   readonly endpointNames: readonly string[];
   /** The model a request without `model` gets, when the user set one. */
   readonly defaultModel: string | undefined;
+  /** Most tasks in one job (llm.maxTasks): a prompts or items file is not read past it. */
+  readonly maxTasks: number;
 }
 
 /**
@@ -38,6 +40,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
         report: (signal) => endpoints.report(signal),
         endpointNames: endpoints.endpointNames,
         defaultModel: settings.defaultModel,
+        maxTasks: settings.maxTasks,
       },
       close: () => endpoints.close(),
     };
@@ -53,7 +56,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
 };
 
 /** The kind's parts, wired: the endpoints (clients, router, model lists), the JSON-schema checker and the pool. */
-export function createLlmParts(config: CoreConfig & LlmConfig, deps: Pick<KindDeps, 'log' | 'env'> & { now?: () => number }): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool } {
+export function createLlmParts(config: CoreConfig & LlmConfig, deps: Pick<KindDeps, 'log' | 'env'> & { now?: () => number; outageWaitMs?: number }): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool } {
   const settings = config.llm;
   const endpoints = new Endpoints(settings, deps);
   const schemas = new SchemaValidator();

@@ -52,8 +52,8 @@ export interface LlmPlanContext {
 /**
  * Turns an lmstudio_complete request into tasks: one per prompt, or the template filled from each
  * item and/or file (files × items), files cut into chunks sized to the model's context when asked.
- * Resolves the model now (refusing when no endpoint serving it answers) and caps the job's
- * concurrency at what those endpoints take together.
+ * Resolves the model now (refusing when no endpoint serving it answers) and refuses a concurrency
+ * above what those endpoints take together.
  */
 export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext): Promise<LlmJobPlan> {
   const { settings, endpoints } = context;
@@ -69,8 +69,11 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
     throw new MonitorError('INVALID_INPUT', 'items and files go with a template, not with prompts.', { hint: 'Use template with {{placeholders}} instead of prompts.' });
   }
   if (request.jsonSchema !== undefined) context.schemas.compile(request.jsonSchema);
+  if (request.chunkTokens !== undefined) checkChunkTokens(request.chunkTokens, settings.maxFileBytes);
 
   const resolved = await endpoints.resolveModel(request.model, context.signal);
+  const capacity = endpoints.router.capacityOf(resolved.endpoints);
+  if (request.concurrency !== undefined && request.concurrency > capacity) throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
   const options: LlmJobOptions = { model: resolved.model, timeout_seconds: request.timeoutSeconds ?? settings.requestTimeoutSeconds };
   if (request.system !== undefined) options.system = request.system;
   if (request.template !== undefined) options.template = request.template;
@@ -88,8 +91,7 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
       : await templateInputs(request, request.template ?? '', resolved.contextLength, options, context, notes);
   if (inputs.length > settings.maxTasks) throw tooManyTasks(settings.maxTasks, '');
 
-  const capacity = endpoints.router.capacityOf(resolved.endpoints);
-  const concurrency = Math.max(1, Math.min(request.concurrency ?? capacity, capacity));
+  const concurrency = Math.max(1, request.concurrency ?? capacity);
   notes.unshift(`Model ${resolved.model} on ${resolved.endpoints.join(', ')}, up to ${concurrency} prompt(s) at once.`);
   return { kind: LLM_KIND, inputs, options, concurrency, notes };
 }
@@ -177,6 +179,23 @@ function autoChunkTokens(contextLength: number | undefined, options: LlmJobOptio
   return Math.max(128, Math.floor((context - answer - overhead) * 0.9));
 }
 
+/** More prompts at once than the endpoints serving the model take is refused, naming their limits: never silently lowered. */
+function concurrencyOverLimit(concurrency: number, capacity: number, model: string, names: readonly string[], endpoints: Endpoints): MonitorError {
+  const limits = names.map((name) => `${name} ${endpoints.router.stats(name)?.limit ?? '?'}`).join(', ');
+  return new MonitorError('INVALID_INPUT', `concurrency ${concurrency} is more than the endpoints serving ${model} take at once (${capacity}: ${limits}).`, {
+    hint: `Pass a concurrency of at most ${capacity}, or leave it out (that is the default). Only the user can raise an endpoint's limit, and only as far as its server runs prompts in parallel (LM Studio: "Max Concurrent Predictions"): --lmstudio-concurrency N, --endpoint NAME=URL@N, or "concurrency" on the endpoint in "llm.endpoints" in the config file.`,
+  });
+}
+
+/** Chunks larger than llm.maxFileBytes could never be read into a prompt: refused rather than made smaller unasked. */
+function checkChunkTokens(chunkTokens: number, maxFileBytes: number): void {
+  const bytes = chunkTokens * CHUNK_BYTES_PER_TOKEN;
+  if (bytes <= maxFileBytes) return;
+  throw new MonitorError('INVALID_INPUT', `chunk_tokens ${chunkTokens} makes chunks of up to ${bytes} bytes, more than llm.maxFileBytes (${maxFileBytes} bytes) read into one prompt.`, {
+    hint: `Pass chunk_tokens of at most ${Math.floor(maxFileBytes / CHUNK_BYTES_PER_TOKEN)}, or chunk: true to size chunks to the model's context. Only the user can raise the limit: "llm": {"maxFileBytes": N} in the config file.`,
+  });
+}
+
 function tooManyTasks(maxTasks: number, why: string): MonitorError {
   return new MonitorError('INVALID_INPUT', `This would be more than ${maxTasks} tasks${why}.`, {
     hint: 'Split the work into several calls, narrow the file patterns, or use larger chunks (chunk_tokens). The cap is "llm.maxTasks" in the config file.',
@@ -189,6 +208,7 @@ function tooManyTasks(maxTasks: number, why: string): MonitorError {
  */
 async function chunkFile(file: string, display: string, chunkBytes: number, maxFileBytes: number, room: number, maxTasks: number): Promise<FileRef[]> {
   const { size } = await stat(file);
+  // An explicit chunk_tokens was checked against maxFileBytes at submit; a size made from the model's context may still need the cap.
   const bytesPerChunk = Math.max(16, Math.min(chunkBytes, maxFileBytes));
   const fewest = Math.ceil(size / bytesPerChunk);
   if (fewest > room) throw tooManyTasks(maxTasks, `: ${display} needs at least ${fewest} chunks of ${bytesPerChunk} bytes, and only ${room} more fit`);

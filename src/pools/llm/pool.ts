@@ -5,7 +5,7 @@ import type { JobTotals, Pool, TaskContext, TaskResult } from '../../engine/type
 import { isMonitorError, MonitorError, toTaskError } from '../../errors.js';
 import { resolveInsideRoots } from '../../paths.js';
 import { shortLabel } from '../kind.js';
-import { type RetryPolicy, retryDelayMs, sleep } from '../retry.js';
+import { decideRetry, type RetryPolicy, sleep } from '../retry.js';
 import { Deadline } from './deadline.js';
 import { DOWN_FOR_MS, type Endpoints } from './endpoints.js';
 import { LlmError } from './errors.js';
@@ -13,7 +13,7 @@ import { splitReasoning } from './reasoning.js';
 import type { SchemaValidator } from './schema.js';
 import { estimateTokens, readFileForPrompt, renderTemplate } from './template.js';
 import type { ChatAnswer, ChatMessage, LlmJobOptions, LlmTaskInput } from './types.js';
-import { isConnectionFailure, retryAfterMs } from './upstream.js';
+import { answeredStatus, isConnectionFailure, isEndpointAway, retriedOnlyOnce, retryAfterMs, retryAfterTooLong } from './upstream.js';
 
 export const LLM_KIND = 'llm';
 
@@ -47,7 +47,7 @@ const optionsSchema = z.object({
 /** Answers up to this long stay inline only; longer ones also go whole to a file. */
 const SHORT_TEXT_CHARS = 480;
 
-/** Backoff between retries of one prompt: short, since a local server recovers fast; its Retry-After wins up to 30 s. */
+/** Backoff between retries of one prompt: short, since a local server recovers fast; its Retry-After wins up to 30 s (a longer one fails at once). */
 export const LLM_BACKOFF = { baseMs: 250, capMs: 8_000, maxRetryAfterMs: 30_000 } as const;
 
 /** Parsed job options by the engine's options object: every task of a job shares the same one. */
@@ -96,20 +96,25 @@ interface Completion {
   requests: number;
   retries: number;
   failovers: number;
-  emptyRetried: boolean;
+  /** Kinds of failure already retried that are retried once only (retriedOnlyOnce). */
+  retriedOnce: Set<string>;
   schemaRetried: boolean;
+  /** When this task stops waiting for its endpoints to come back (set at its first outage, on endpoints.now's clock). */
+  outageUntil?: number;
   lastEndpoint?: string;
 }
 
 /**
  * What one attempt came to: an answer (or a final failure) ends the task; `again` and `failover`
- * go on at once (a fresh model list, a corrective prompt, another endpoint); `retry` goes on after
- * the backoff if the policy allows, else fails with `extra` in its value.
+ * go on at once (a fresh model list, a corrective prompt, another endpoint); `away` waits (bounded)
+ * for one of the endpoints to take connections again; `retry` goes on after the backoff if the
+ * policy allows, else fails with `extra` in its value.
  */
 type Outcome =
   | { kind: 'done'; result: TaskResult }
   | { kind: 'again' }
   | { kind: 'failover' }
+  | { kind: 'away'; endpoints: string[]; error: unknown }
   | { kind: 'retry'; error: unknown; extra?: Record<string, unknown> }
   | { kind: 'fail'; error: unknown; extra?: Record<string, unknown> };
 
@@ -187,7 +192,7 @@ export class LlmPool implements Pool {
       requests: 0,
       retries: 0,
       failovers: 0,
-      emptyRetried: false,
+      retriedOnce: new Set(),
       schemaRetried: false,
     };
     for (;;) {
@@ -195,19 +200,56 @@ export class LlmPool implements Pool {
       const outcome = await this.attempt(run);
       if (outcome.kind === 'done') return outcome.result;
       if (outcome.kind === 'again' || outcome.kind === 'failover') continue;
+      if (outcome.kind === 'away') {
+        if (await this.waitForEndpoints(run, outcome.endpoints)) continue;
+        return failure(run, this.stillAway(run, outcome.error));
+      }
       if (outcome.kind === 'fail' || !this.mayRetry(run, outcome.error)) return failure(run, outcome.error, outcome.extra);
+      const decision = decideRetry(run.retries, this.policy, retryAfterMs(outcome.error));
+      if (!decision.retry) {
+        const error = decision.reason === 'retry-after-too-long' && isMonitorError(outcome.error) ? retryAfterTooLong(outcome.error, decision.retryAfterMs, this.policy.maxRetryAfterMs) : outcome.error;
+        return failure(run, error, outcome.extra);
+      }
       run.retries++;
-      await sleep(retryDelayMs(run.retries, this.policy, retryAfterMs(outcome.error)), task.signal);
+      await sleep(decision.delayMs, task.signal);
     }
   }
 
-  /** Transient failures go again while retries last; an empty answer (often deterministic) only once. */
+  /** Transient failures go again while retries last; an empty answer or a 500 only once. */
   private mayRetry(run: Completion, error: unknown): boolean {
     if (!(isMonitorError(error) && error.retryable) || run.retries >= this.policy.maxRetries) return false;
-    if (error.code !== 'EMPTY_ANSWER') return true;
-    if (run.emptyRetried) return false;
-    run.emptyRetried = true;
+    const once = retriedOnlyOnce(error);
+    if (once === undefined) return true;
+    if (run.retriedOnce.has(once)) return false;
+    run.retriedOnce.add(once);
     return true;
+  }
+
+  /**
+   * Waits for one of `endpoints` to take connections again (no retry spent): true when one did;
+   * false once the outage outlasted llm's outage bound, or this task's timeout_seconds, whichever
+   * is shorter. A cancel ends the wait at once.
+   */
+  private async waitForEndpoints(run: Completion, endpoints: readonly string[]): Promise<boolean> {
+    run.outageUntil ??= this.endpoints.now() + this.outageLimitMs(run);
+    this.endpoints.log.debug(`task ${run.task.index} of ${run.task.jobId}: ${endpoints.join(', ')} not taking connections, waiting for it to come back`);
+    if (!(await this.endpoints.waitForAny(endpoints, run.outageUntil, run.task.signal))) return false;
+    run.excluded.clear();
+    return true;
+  }
+
+  private outageLimitMs(run: Completion): number {
+    return Math.min(this.endpoints.outageWaitMs, run.options.timeout_seconds * 1000);
+  }
+
+  /** ENDPOINT_UNREACHABLE after the wait: the connection failure, how long it waited, and what to do. */
+  private stillAway(run: Completion, error: unknown): unknown {
+    if (!isMonitorError(error)) return error;
+    const seconds = Math.round(this.outageLimitMs(run) / 100) / 10;
+    return new LlmError('ENDPOINT_UNREACHABLE', `${error.message} It did not come back within ${seconds} s.`, {
+      hint: `${error.hint ?? 'Start the server.'} Then run the failed prompts again with resume_job (include_failed: true).`,
+      cause: error,
+    });
   }
 
   private async buildMessages(options: LlmJobOptions, input: LlmTaskInput): Promise<ChatMessage[]> {
@@ -253,6 +295,12 @@ export class LlmPool implements Pool {
       }
       return { kind: 'retry', error };
     }
+    // Every endpoint serving the model refused connections just now: wait for one with the other
+    // tasks (one shared probe) rather than send a request each.
+    const first = candidates[0];
+    if (first !== undefined && candidates.every((e) => this.endpoints.isAway(e))) {
+      return { kind: 'away', endpoints: candidates, error: this.endpoints.awayError(first) };
+    }
     let choices = candidates.filter((e) => !run.excluded.has(e));
     if (choices.length === 0) {
       run.excluded.clear();
@@ -287,23 +335,30 @@ export class LlmPool implements Pool {
     }
     if (answer === undefined) {
       if (task.signal.aborted) throw task.signal.reason;
+      if (answeredStatus(failed) !== undefined) this.endpoints.noteReachable(lease.endpoint);
       return this.afterRequestFailure(run, lease.endpoint, candidates, failed);
     }
-    this.endpoints.router.markUp(lease.endpoint);
+    this.endpoints.noteReachable(lease.endpoint);
     return this.judge(run, lease.endpoint, answer);
   }
 
-  /** A request that failed: another endpoint at once after a connection failure, else retry (or fail). */
+  /**
+   * A request that failed: another endpoint at once after a connection failure, else a wait for
+   * the endpoints to come back (nothing listening there), else retry (or fail).
+   */
   private async afterRequestFailure(run: Completion, endpoint: string, candidates: readonly string[], error: unknown): Promise<Outcome> {
     if (isConnectionFailure(error)) {
       this.endpoints.router.markDown(endpoint, DOWN_FOR_MS);
       run.excluded.add(endpoint);
+      const away = isEndpointAway(error) && isMonitorError(error);
+      if (away) this.endpoints.noteUnreachable(endpoint, error);
       // Another endpoint serving the model takes it at once, without backoff.
       if (candidates.some((e) => !run.excluded.has(e)) && run.failovers < candidates.length) {
         run.failovers++;
         this.endpoints.log.debug(`task ${run.task.index} of ${run.task.jobId}: ${endpoint} unreachable, failing over`);
         return { kind: 'failover' };
       }
+      if (away) return { kind: 'away', endpoints: [...candidates], error };
     }
     if (isMonitorError(error) && error.code === 'MODEL_NOT_FOUND') return { kind: 'retry', error: await this.endpoints.explainUnknownModel(endpoint, error, run.task.signal) };
     return { kind: 'retry', error };

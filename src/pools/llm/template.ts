@@ -1,7 +1,9 @@
+import type { Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MonitorError } from '../../errors.js';
 import { LlmError } from './errors.js';
+import { notAFile } from './glob.js';
 import type { FileRef } from './types.js';
 
 /** Placeholders a template may use when `files` are given; item values may not reuse them. */
@@ -85,15 +87,18 @@ export function chunkRanges(buffer: Uint8Array, maxBytes: number, limit = Infini
 
 /** Reads a file for one task; refuses binary files and files over `maxBytes`. */
 export async function readFileForPrompt(ref: FileRef, maxBytes: number): Promise<string> {
-  let size: number;
+  let info: Stats;
   try {
-    size = (await stat(ref.path)).size;
+    info = await stat(ref.path);
   } catch (error) {
     throw new MonitorError('INVALID_INPUT', `The file ${ref.display} is gone (it was there when the job was submitted).`, {
       hint: 'Restore the file, or submit a new job without it.',
       cause: error,
     });
   }
+  // Replaced by a FIFO since submit, open() would wait for a writer forever.
+  if (!info.isFile()) throw notAFile(ref.display, info);
+  const size = info.size;
   const chunked = ref.start !== undefined && ref.end !== undefined;
   if (chunked && ref.size !== undefined && size !== ref.size) {
     throw new MonitorError('INVALID_INPUT', `The file ${ref.display} changed size since the job was submitted (${ref.size} → ${size} bytes), so its chunk ${ref.chunk ?? '?'} no longer lines up.`, {

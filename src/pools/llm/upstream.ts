@@ -139,6 +139,14 @@ export function isConnectionFailure(error: unknown): boolean {
 }
 
 /**
+ * A connection failure worth waiting out: nothing answers there now (not running, restarting,
+ * unreachable for a moment). A name that does not resolve is a wrong URL, not an outage.
+ */
+export function isEndpointAway(error: unknown): boolean {
+  return isConnectionFailure(error) && error instanceof Error && errorCodeOf(error.cause) !== 'ENOTFOUND';
+}
+
+/**
  * Maps a transport error from undici or node:net to a MonitorError. `request` = before the answer's
  * headers (the request was being sent, or the server was generating); `answer` = while reading the
  * body. Only failures to connect are ENDPOINT_UNREACHABLE (the router fails over and marks the
@@ -233,7 +241,33 @@ export function upstreamError(status: number, body: UpstreamErrorBody, ctx: Upst
     return fail('UPSTREAM_ERROR', `The model crashed on ${where}: ${text}`,
       'Reload the model (LM Studio: eject and load again, or `lms unload --all && lms load <model>`), maybe with a smaller context length, then resume_job with include_failed: true.');
   }
+  if (status === 500) {
+    // LM Studio answers a bare 500 when overloaded; a real bug would fail again, so once only (see retriedOnlyOnce).
+    return new UpstreamAnswerError('UPSTREAM_ERROR', `${where} answered with an error (${statusText}): ${text}`, status, {
+      hint: 'LM Studio answers 500 when it is overloaded; it was retried once. Lower `concurrency` (or the endpoint\'s), check the server log, then run the failed prompts again with resume_job (include_failed: true).',
+      retryable: true,
+    });
+  }
   return fail('UPSTREAM_ERROR', `${where} answered with an error (${statusText}): ${text}`, 'Check the request options (json_schema, stop, max_tokens) and the server log.');
+}
+
+/**
+ * Retryable failures tried once more at most, whatever llm.maxRetries says, by the name they are
+ * counted under: an empty answer (often the same again) and a 500 (an overload, or a real bug).
+ */
+export function retriedOnlyOnce(error: MonitorError<string>): string | undefined {
+  if (error.code === 'EMPTY_ANSWER') return 'empty answer';
+  if (answeredStatus(error) === 500) return 'HTTP 500';
+  return undefined;
+}
+
+/** A busy answer whose Retry-After is longer than the pool waits: failed at once, saying when to come back. */
+export function retryAfterTooLong(error: MonitorError<string>, retryAfterMs: number, limitMs: number): MonitorError<string> {
+  const seconds = Math.ceil(retryAfterMs / 1000);
+  const message = `${error.message}; it asked to retry after ${seconds} s, longer than monitor-mcp waits (${limitMs / 1000} s), so it was not retried.`;
+  const hint = `The server is rate limiting: wait ${seconds} s, then run the failed prompts again with resume_job (include_failed: true).`;
+  const status = answeredStatus(error);
+  return status === undefined ? new LlmError('UPSTREAM_ERROR', message, { hint, cause: error }) : new UpstreamAnswerError('UPSTREAM_ERROR', message, status, { hint, cause: error });
 }
 
 /**

@@ -165,6 +165,19 @@ describe('HttpPool', () => {
     expect(loop.error?.message).toContain('more than 5');
   });
 
+  it('names the scheme of a refused redirect target (file:, ftp:) instead of its origin "null"', async () => {
+    const s = await server((req, res) => {
+      res.writeHead(302, { location: req.url === '/ftp' ? 'ftp://files.example.com/x' : 'file:///etc/passwd' });
+      res.end();
+    });
+    const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true });
+    const file = await run({ method: 'GET', url: `${s.origin}/file` });
+    expect(file.error?.code).toBe('REDIRECT_NOT_ALLOWED');
+    expect(file.error?.message).toBe(`${s.origin}/file redirected (302) to file:///etc/passwd; the file: scheme is refused: only http(s) redirects to allowed hosts are followed.`);
+    const ftp = await run({ method: 'GET', url: `${s.origin}/ftp` });
+    expect(ftp.error?.message).toContain('redirected (302) to ftp://files.example.com/x; the ftp: scheme is refused');
+  });
+
   it('honours Retry-After on 429, backs off on 503, and gives up on a Retry-After beyond the limit', async () => {
     const seen = new Map<string, number>();
     const s = await server((req, res) => {

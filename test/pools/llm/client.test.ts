@@ -77,6 +77,9 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
     ['crash', 'UPSTREAM_ERROR', false],
     ['429', 'UPSTREAM_ERROR', true],
     ['503', 'UPSTREAM_ERROR', true],
+    ['429-long', 'UPSTREAM_ERROR', true],
+    ['500', 'UPSTREAM_ERROR', true],
+    ['empty-body', 'UPSTREAM_ERROR', true],
     ['load-error', 'UPSTREAM_ERROR', false],
     ['reset', 'UPSTREAM_ERROR', true],
     ['reset-late', 'UPSTREAM_ERROR', true],
@@ -85,6 +88,12 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
     expect(error.code).toBe(code);
     expect(error.retryable).toBe(retryable);
     expect(error.hint).toBeTruthy();
+  });
+
+  it('says an empty 200 body is what it is, not a wrong URL', async () => {
+    const error = await failure(client.chat(ask(`#fault:empty-body plain ${String(stream)}`), { signal: signal() }));
+    expect(error.message).toMatch(/status 200 with an empty body/);
+    expect(error.hint).not.toMatch(/endpoint URL/);
   });
 
   it('says what the base URL should be when the server does not know the path', async () => {

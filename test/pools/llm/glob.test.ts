@@ -1,4 +1,6 @@
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { expandBraces, expandFiles, segmentRegExp } from '../../../src/pools/llm/glob.js';
@@ -42,6 +44,28 @@ describe('expandFiles', () => {
     await expect(expandFiles(['src/link.ts'], { roots: [root], maxFiles: 100 })).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
     await expect(expandFiles(['../*'], { roots: [root], maxFiles: 100 })).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
     await expect(expandFiles(['**/*'], { roots: [root], maxFiles: 3 })).rejects.toThrow(/more than 3 files/);
+  });
+
+  it.skipIf(process.platform === 'win32')('says what a path that is not a regular file really is: a FIFO, a socket, a device', async () => {
+    const dir = await makeTempDir('glob-special-');
+    const fifo = path.join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    const socketPath = path.join(dir, 'sock');
+    const listening = createServer();
+    await new Promise<void>((resolve) => listening.listen(socketPath, resolve));
+    try {
+      const options = { roots: [dir, '/dev'], maxFiles: 10 };
+      await expect(expandFiles([fifo], options)).rejects.toMatchObject({
+        code: 'INVALID_INPUT',
+        message: expect.stringMatching(/"[^"]*pipe" is a named pipe \(FIFO\), not a regular file/),
+        hint: expect.stringMatching(/would block/),
+      });
+      await expect(expandFiles([socketPath], options)).rejects.toMatchObject({ message: expect.stringMatching(/is a socket, not a regular file/) });
+      await expect(expandFiles(['/dev/null'], options)).rejects.toMatchObject({ message: expect.stringMatching(/is a character device, not a regular file/) });
+    } finally {
+      await new Promise<void>((resolve) => listening.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('compiles segments and braces correctly', () => {

@@ -39,13 +39,13 @@ function endpoint(name: string, url: string, concurrency: number, extra: Partial
   return { name, url, concurrency, models: [], flavor: 'lmstudio', ...extra };
 }
 
-async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void = () => {}): Promise<Rig> {
+async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void = () => {}, deps: { outageWaitMs?: number } = {}): Promise<Rig> {
   const config = await testConfig((c) => {
     c.llm.endpoints = endpoints;
     c.llm.maxRetries = 3;
     edit(c);
   });
-  const { endpoints: service, pool } = createLlmParts(config, { log: silentLogger, env: {} });
+  const { endpoints: service, pool } = createLlmParts(config, { log: silentLogger, env: {}, ...deps });
   const store = new JobStore(config.stateDir, silentLogger);
   const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 1 });
   await engine.init();
@@ -285,6 +285,99 @@ describe('LlmPool', () => {
     d.resetStats();
     await r.run(Array.from({ length: 12 }, (_, i) => `p${i}`), {}, 8);
     expect(d.peakInFlight).toBe(4);
+  });
+
+  it('fails at once when a 429 asks to wait longer than it would, saying when to come back', { timeout: 20_000 }, async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const { records } = await r.run(['#fault:429-long x', '#fault:429*1 y']);
+    const [tooLong, short] = records;
+    expect(tooLong?.state).toBe('failed');
+    expect(tooLong?.error?.code).toBe('UPSTREAM_ERROR');
+    expect(tooLong?.error?.message).toMatch(/429.*retry after 100000 s.*longer than .*30 s/);
+    expect(tooLong?.error?.hint).toMatch(/resume_job/);
+    // No retry, so no slot held while waiting for nothing.
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:429-long x')).toHaveLength(1);
+    expect(short?.state).toBe('succeeded');
+  });
+
+  it('retries a 200 with an empty body within the retry budget, and says what happened when it persists', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const { records } = await r.run(['#fault:empty-body*2 twice', '#fault:empty-body always']);
+    const [twice, always] = records;
+    expect(twice?.state).toBe('succeeded');
+    expect(valueOf(twice).requests).toBe(3);
+    expect(always?.state).toBe('failed');
+    expect(always?.error?.code).toBe('UPSTREAM_ERROR');
+    expect(always?.error?.message).toMatch(/status 200 with an empty body/);
+    expect(always?.error?.hint).toMatch(/retried/);
+    expect(always?.error?.hint).not.toMatch(/endpoint URL/);
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:empty-body always')).toHaveLength(4); // 1 + maxRetries
+  });
+
+  it('retries a 500 once (LM Studio answers 500 when overloaded)', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    const { records } = await r.run(['#fault:500*1 once', '#fault:500 always']);
+    const [once, always] = records;
+    expect(once?.state).toBe('succeeded');
+    expect(valueOf(once).requests).toBe(2);
+    expect(always?.state).toBe('failed');
+    expect(always?.error?.code).toBe('UPSTREAM_ERROR');
+    expect(always?.error?.message).toMatch(/HTTP 500/);
+    expect(always?.error?.hint).toMatch(/retried once/);
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:500 always')).toHaveLength(2);
+  });
+
+  it('waits for an endpoint that went away and comes back on the same port, probing it once for all waiting tasks', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    // The server was up when the batch was planned: its model list is known.
+    expect((await r.run(['warm'])).records[0]?.state).toBe('succeeded');
+    await d.close();
+    const jobId = await r.submit(Array.from({ length: 12 }, (_, i) => `p${i}`));
+    // Down for longer than the retries alone would have lasted (~2 s of backoff).
+    await expect.poll(() => r.service.outage('d')?.probes ?? 0, { timeout: 15_000 }).toBeGreaterThanOrEqual(4);
+    const down = r.service.outage('d');
+    // Only the tasks in flight when it went away sent a request; the rest wait on the shared probe.
+    expect(down?.refused).toBeLessThanOrEqual(4);
+    expect(down?.waiting).toBe(4);
+    await d.reopen();
+    await r.settle(jobId);
+    const records = await r.engine.results(jobId);
+    expect(records.map((rec) => rec.state)).toEqual(Array(12).fill('succeeded'));
+    expect(d.chatRequests.filter((q) => q.prompt?.startsWith('p'))).toHaveLength(12);
+    expect(r.service.outage('d')).toBeUndefined();
+  });
+
+  it('fails waiting tasks with ENDPOINT_UNREACHABLE once the endpoint stays away past the bound, and queued ones at once', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 2)], () => {}, { outageWaitMs: 1500 });
+    expect((await r.run(['warm'])).records[0]?.state).toBe('succeeded');
+    await d.close();
+    const { records } = await r.run(Array.from({ length: 6 }, (_, i) => `p${i}`));
+    expect(records.map((rec) => rec.error?.code)).toEqual(Array(6).fill('ENDPOINT_UNREACHABLE'));
+    expect(records[0]?.error?.message).toMatch(/did not come back within 1\.5 s/);
+    expect(records[0]?.error?.hint).toMatch(/lms server start/);
+    expect(records[0]?.error?.hint).toMatch(/resume_job/);
+    // Two tasks in flight sent a request each; the four queued behind them sent nothing.
+    expect(r.service.outage('d')?.refused).toBeLessThanOrEqual(2);
+  });
+
+  it('a task waiting for its endpoint stops at once when cancelled, and never waits past its own timeout', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)]);
+    expect((await r.run(['warm'])).records[0]?.state).toBe('succeeded');
+    await d.close();
+    const jobId = await r.submit(['a', 'b']);
+    await expect.poll(() => r.service.outage('d')?.waiting ?? 0, { timeout: 10_000 }).toBe(2);
+    await r.engine.cancel(jobId);
+    await r.settle(jobId);
+    expect((await r.engine.results(jobId)).map((rec) => rec.state)).toEqual(['cancelled', 'cancelled']);
+
+    const { records } = await r.run(['c'], { timeout_seconds: 1 });
+    expect(records[0]?.error?.code).toBe('ENDPOINT_UNREACHABLE');
   });
 
   it('backs off exponentially with jitter, and honours Retry-After', () => {

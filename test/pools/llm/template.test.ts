@@ -1,4 +1,5 @@
-import { writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MonitorError } from '../../../src/errors.js';
@@ -50,5 +51,16 @@ describe('readFileForPrompt', () => {
     await writeFile(path.join(dir, 'b.bin'), Buffer.from([1, 0, 2]));
     await expect(readFileForPrompt({ path: path.join(dir, 'b.bin'), display: 'b.bin' }, 1000)).rejects.toThrow(/binary/);
     await expect(readFileForPrompt({ path: file, display: 'a.txt' }, 4)).rejects.toMatchObject({ code: 'CONTEXT_OVERFLOW' });
+  });
+
+  it.skipIf(process.platform === 'win32')('refuses a file that became a FIFO since submit instead of waiting for a writer forever', async () => {
+    const dir = await makeTempDir();
+    const fifo = path.join(dir, 'notes.md');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      await expect(readFileForPrompt({ path: fifo, display: 'notes.md' }, 1000)).rejects.toMatchObject({ code: 'INVALID_INPUT', message: '"notes.md" is a named pipe (FIFO), not a regular file.' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

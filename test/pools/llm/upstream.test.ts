@@ -155,11 +155,21 @@ const cases: Case[] = [
     hint: /additionalProperties/,
   },
   {
+    // LM Studio's answer when overloaded: retried, once (the pool counts it).
     name: 'a plain-text 500',
     reply: () => ({ status: 500, body: 'Internal Server Error' }),
     code: 'UPSTREAM_ERROR',
-    retryable: false,
+    retryable: true,
     message: /HTTP 500\): Internal Server Error/,
+    hint: /retried once/,
+  },
+  {
+    name: 'status 200 with an empty body',
+    reply: () => ({ status: 200, body: '', headers: { 'content-type': 'application/json' } }),
+    code: 'UPSTREAM_ERROR',
+    retryable: true,
+    message: /status 200 with an empty body/,
+    hint: /retried with backoff/,
   },
   {
     name: 'status 200 with a body that is not JSON',
