@@ -4,7 +4,9 @@
 # monitor: json: {"files": ["src/a.ts", ...], "root": "repo root, default the cwd"}
 # monitor: output: json {"root", "files": [{"file", "language", "internal": [{"specifier", "path", "line"}], "external": [{"specifier", "package", "line"}], "builtin": [...], "error"?}], "external_packages": [...]}
 # monitor: isolated: yes
-"""Standard library only; one process per task, so it starts fast and reads each file once."""
+# monitor: warm: yes
+"""Standard library only, so it starts fast; reads each file once. Warm-capable: nothing a task reads or
+changes outlives it (module state is constants and compiled patterns)."""
 import bisect
 import os
 import re
@@ -29,13 +31,12 @@ PY_STDLIB = set(getattr(sys, "stdlib_module_names", ())) | {"__future__"}
 fail = _common.failer("analyze_dependencies")
 
 
-def read_request():
+def read_request(task):
     """(files, root) from args, or from the JSON value on stdin."""
-    if len(sys.argv) > 1:
-        return sys.argv[1:], os.getcwd()
-    text = _common.stdin_text()
-    if text.strip():
-        request = _common.load_json(text, fail)
+    if task.args:
+        return task.args, os.getcwd()
+    request = _common.json_input(task, fail)
+    if request is not _common.NO_INPUT:
         if isinstance(request, list):
             request = {"files": request}
         if not isinstance(request, dict) or not isinstance(request.get("files"), list):
@@ -238,14 +239,17 @@ def analyze(path, root):
     return result
 
 
-def main():
-    files, root = read_request()
+def handle(task):
+    files, root = read_request(task)
     if not files:
         fail("no files given")
     results = [analyze(f, root) for f in files]
     packages = sorted({e["package"] for r in results for e in r.get("external", ())})
-    out = {"root": root, "files": results, "external_packages": packages}
-    _common.write_json(out)
+    return {"root": root, "files": results, "external_packages": packages}
+
+
+def main():
+    _common.serve(handle)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 # monitor: json: {"pattern": "regex", "files": ["src", "README.md"], "context": 2, "max_matches": 100, "ignore_case": false, "fixed": false, "include": "*.ts"}
 # monitor: output: json {"pattern", "files": [{"file", "matches", "blocks": [{"start", "lines": [...], "match_lines": [...]}]}], "total_matches", "files_searched", "truncated"}
 # monitor: isolated: yes
-"""Standard library only; one process per task, so it starts fast and reads each file once."""
+# monitor: warm: yes
+"""Standard library only, so it starts fast; reads each file once. Warm-capable: nothing a task reads or
+changes outlives it (module state is constants and compiled patterns)."""
 import fnmatch
 import os
 import re
@@ -30,9 +32,9 @@ def number(value, name, low, high):
     return n
 
 
-def read_request():
+def read_request(task):
     request = {"context": 2, "max_matches": 100, "ignore_case": False, "fixed": False, "include": None}
-    argv = sys.argv[1:]
+    argv = task.args
     if argv:
         positional = []
         i = 0
@@ -57,10 +59,9 @@ def read_request():
             fail("usage: grep_context.py [--context N] [--max-matches N] [-i] [-F] [--include GLOB] PATTERN PATH...")
         request["pattern"], request["files"] = positional[0], positional[1:]
     else:
-        text = _common.stdin_text()
-        if not text.strip():
+        given = _common.json_input(task, fail)
+        if given is _common.NO_INPUT:
             fail('give PATTERN PATH... as arguments, or {"pattern": ..., "files": [...]} as JSON on stdin')
-        given = _common.load_json(text, fail)
         if not isinstance(given, dict):
             fail("expected a JSON object on stdin")
         request.update({k: v for k, v in given.items() if v is not None})
@@ -127,8 +128,8 @@ def search(path, regex, context, budget):
     return entry, len(hits)
 
 
-def main():
-    request = read_request()
+def handle(task):
+    request = read_request(task)
     source = re.escape(request["pattern"]) if request["fixed"] else request["pattern"]
     try:
         regex = re.compile(source, re.IGNORECASE if request["ignore_case"] else 0)
@@ -147,8 +148,11 @@ def main():
             results.append(entry)
     if total >= budget:
         truncated = True
-    out = {"pattern": request["pattern"], "files": results, "total_matches": total, "files_searched": searched, "truncated": truncated}
-    _common.write_json(out)
+    return {"pattern": request["pattern"], "files": results, "total_matches": total, "files_searched": searched, "truncated": truncated}
+
+
+def main():
+    _common.serve(handle)
 
 
 if __name__ == "__main__":

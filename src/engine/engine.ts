@@ -432,8 +432,10 @@ export class Engine {
     this.peakWrites.set(job.id, timer);
   }
 
+  /** The one place a job's run ends: its last task recorded, or a cancel with nothing left running. */
   private async finishIfDone(job: Job): Promise<void> {
     if (!job.isDone || job.meta.finishedAt !== undefined) return;
+    this.scheduler.pool(job.meta.kind)?.jobEnded?.(job.id);
     job.meta.finishedAt = this.now().toISOString();
     job.meta.peakRunning = job.peakRunning;
     await this.store.writeMeta(job.meta);

@@ -62,6 +62,11 @@ export interface Pool {
   run(task: TaskContext): Promise<TaskResult>;
   /** Optional one-off work before a job's first task runs (e.g. load an LLM once). */
   prepareJob?(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void>;
+  /**
+   * Optional: the job has no task queued or running any more (finished, or cancelled); what the pool
+   * keeps for its tasks (warm worker processes) can go. A resumed job starts over. Never throws.
+   */
+  jobEnded?(jobId: string): void;
   /** Optional clean-up on start of what an earlier server left behind (e.g. orphaned workers); never throws. */
   recover?(): Promise<void>;
   /** Optional running totals over each job's results. */

@@ -37,6 +37,7 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
       .optional().describe('Per task (default 300); a task over it is killed with its children.'),
     env: z.record(z.string(), z.string()).optional().describe('Variables added for every task (stored with the job: no secrets). PATH, NODE_OPTIONS, LD_*, PYTHON*, MONITOR_* and the like are refused.'),
     cwd: z.string().min(1).optional().describe('Working folder inside the allowed folders (default: the project folder).'),
+    warm: z.boolean().optional().describe('Reuse worker processes between tasks (default: if the worker is warm; false: one process per task).'),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
@@ -51,6 +52,7 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
         timeoutSeconds: args.timeout_seconds,
         env: args.env,
         cwd: args.cwd,
+        warm: args.warm,
       })
       .catch((error: unknown) => {
         throw withFileLine(error, INPUTS_FILE, inputs);

@@ -4,11 +4,13 @@ import { benchLlm } from './llm.js';
 import { benchMemory } from './memory.js';
 import { benchResponsiveness } from './responsiveness.js';
 import { benchScripts } from './scripts.js';
+import { benchWarm } from './warm.js';
 
 const only = process.argv.slice(2);
 const want = (name: string): boolean => only.length === 0 || only.includes(name);
 
 if (want('scripts')) printTable('Script pool', await benchScripts());
+if (want('warm')) printTable('Warm workers (issue 10)', await benchWarm());
 if (want('llm')) printTable('Local LLM workers', await benchLlm());
 if (want('memory')) printTable('Memory under large outputs', await benchMemory());
 if (want('responsiveness')) printTable('Responsiveness under load', await benchResponsiveness());

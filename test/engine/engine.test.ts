@@ -16,7 +16,12 @@ class SleepPool implements Pool {
   running = 0;
   peak = 0;
   started: Array<{ jobId: string; index: number }> = [];
+  /** Jobs the engine said had no task queued or running any more, in order, with what ran then. */
+  ended: Array<{ jobId: string; running: number }> = [];
   constructor(readonly concurrency: number) {}
+  jobEnded(jobId: string): void {
+    this.ended.push({ jobId, running: this.running });
+  }
   /** Sums the `units` each result reports, as a kind sums its own data (tokens, say). */
   readonly totals: JobTotals<number> = {
     add: (sum, value) => (sum ?? 0) + ((value as { units?: number }).units ?? 0),
@@ -135,6 +140,31 @@ describe('Engine', () => {
     await engine.init();
     expect(engine.snapshotOf(job.id)).toMatchObject({ state: 'interrupted', peakRunning: 3 });
     await engine.close(0);
+  });
+
+  it('tells the pool once when a job\'s run ends: finished, cancelled with tasks running, cancelled with nothing running, and again after a resume', async () => {
+    const { engine, pool } = await setup(1);
+    const finished = await engine.submit({ kind: 'sleep', inputs: tasks(3, 5), options: {}, concurrency: 2 });
+    await engine.waitFor([finished.id], 10_000);
+    await until(() => pool.ended.length === 1, 'the finished job to be reported', 10_000);
+    expect(pool.ended).toEqual([{ jobId: finished.id, running: 0 }]);
+
+    // The pool's one slot: a job runs a long task while another waits with all its tasks queued.
+    const running = await engine.submit({ kind: 'sleep', inputs: tasks(2, 30_000), options: {}, concurrency: 1 });
+    const waiting = await engine.submit({ kind: 'sleep', inputs: tasks(2, 5), options: {}, concurrency: 1 });
+    await until(() => pool.running === 1, 'the long task to run', 10_000);
+    await engine.cancel(waiting.id);
+    expect(pool.ended.at(-1)).toEqual({ jobId: waiting.id, running: 1 });
+    await engine.cancel(running.id);
+    await engine.waitFor([running.id], 10_000);
+    expect(pool.ended.slice(1)).toEqual([{ jobId: waiting.id, running: 1 }, { jobId: running.id, running: 0 }]);
+
+    // Resumed, it runs (and ends) again.
+    await engine.resume(waiting.id, { cancelled: true });
+    await engine.waitFor([waiting.id], 10_000);
+    await until(() => pool.ended.length === 4, 'the resumed job to be reported', 10_000);
+    expect(pool.ended.at(-1)?.jobId).toBe(waiting.id);
+    expect(pool.ended.filter((e) => e.jobId === finished.id)).toHaveLength(1);
   });
 
   it('cancelling a finished job changes nothing', async () => {

@@ -1,7 +1,7 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectInMemory, makeTempDir, textOf } from '../helpers/client.js';
+import { connectInMemory, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
 import { bundledWorkers, fixtureWorkers, scriptConfig } from '../helpers/scripts.js';
 
 interface WorkerView {
@@ -11,6 +11,7 @@ interface WorkerView {
   input: { args?: string; stdin?: string; json?: string };
   output?: string;
   path: string;
+  warm: boolean;
 }
 
 let userDir: string;
@@ -53,6 +54,21 @@ describe('list_workers', () => {
       expect(text).toContain('analyze_dependencies.py (python3): The imports each source file makes');
       expect(text).toMatch(/mine\.py \(python3\): no description\n {2}input: not declared/);
       expect(text).toContain('Arbitrary commands are off');
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('says which workers run warm', async () => {
+    const warmWorkers = path.join(repoRoot, 'test', 'fixtures', 'warm-workers');
+    const conn = await connectInMemory(await scriptConfig((c) => c.workersDirs.push(warmWorkers)));
+    try {
+      const reply = await conn.call('list_workers', {});
+      const byName = new Map((reply.structuredContent as { workers: WorkerView[] }).workers.map((w) => [w.name, w]));
+      expect(byName.get('warm_probe.py')?.warm).toBe(true);
+      expect(byName.get('echo.py')?.warm).toBe(false);
+      expect(textOf(reply)).toMatch(/warm_probe\.py \(python3\): Test fixture \(warm\)[^\n]*\n(  .*\n)*  warm: yes \(one process serves many tasks\)/);
+      expect(textOf(reply)).not.toMatch(/echo\.py \(python3\)[^\n]*\n(  .*\n)*  warm: yes/);
     } finally {
       await conn.close();
     }

@@ -2,7 +2,7 @@ import { readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectInMemory, makeTempDir, repoRoot, textOf, type Connected } from '../helpers/client.js';
-import { alive, collectAll, eventually, killQuietly, readPids, scriptConfig, submitScripts } from '../helpers/scripts.js';
+import { alive, collectAll, eventually, killQuietly, readPids, scriptConfig, submitScripts, until } from '../helpers/scripts.js';
 
 let conn: Connected;
 let tmp: string;
@@ -199,6 +199,60 @@ describe('run_script_batch', () => {
     } finally {
       await allowed.close();
     }
+  });
+});
+
+describe('run_script_batch with warm workers', () => {
+  const warmWorkers = path.join(repoRoot, 'test', 'fixtures', 'warm-workers');
+  let warmConn: Connected;
+
+  beforeAll(async () => {
+    warmConn = await connectInMemory(
+      await scriptConfig((c) => {
+        c.workersDirs = [...c.workersDirs, warmWorkers];
+        c.allowCommands = ['echo'];
+      }),
+      { env: { PATH: process.env.PATH } },
+    );
+  });
+
+  afterAll(async () => {
+    await warmConn.close();
+  });
+
+  it('runs a warm worker warm by default, stores the choice with the job, and ends its processes when the job ends', async () => {
+    const jobId = await submitScripts(warmConn, { worker: 'warm_probe.py', inputs: Array.from({ length: 8 }, () => ({ args: ['pid'] })), concurrency: 2 });
+    expect(warmConn.app.engine.meta(jobId).options).toMatchObject({ warm: true });
+    const { results, job } = await collectAll(warmConn, jobId);
+    expect(job).toMatchObject({ state: 'succeeded' });
+    const pids = new Set(results.map((r) => Number((r.value?.json as { pid: number }).pid)));
+    expect(pids.size).toBeLessThanOrEqual(2);
+    expect(new Set(results.map((r) => (r.value?.warm as { process: number }).process)).size).toBe(pids.size);
+    try {
+      await until(() => [...pids].every((pid) => !alive(pid)), 'the job\'s warm processes to end with it', 20_000);
+    } finally {
+      for (const pid of pids) killQuietly(pid);
+    }
+  });
+
+  it('runs one process per task with warm: false', async () => {
+    const jobId = await submitScripts(warmConn, { worker: 'warm_probe.py', inputs: [{ args: ['echo'] }, { args: ['echo'] }], concurrency: 1, warm: false });
+    expect(warmConn.app.engine.meta(jobId).options).toMatchObject({ warm: false });
+    const { results } = await collectAll(warmConn, jobId);
+    expect(results.map((r) => r.value?.warm)).toEqual([undefined, undefined]);
+    const [first, second] = results.map((r) => (r.value?.json as { pid: number; env: Record<string, string> }));
+    expect(first?.pid).not.toBe(second?.pid);
+    expect(first?.env).not.toHaveProperty('MONITOR_WARM');
+  });
+
+  it('refuses warm: true for a worker that does not declare it, and for a command', async () => {
+    const worker = await warmConn.call('run_script_batch', { worker: 'echo.py', inputs: [{}], warm: true });
+    expect(worker.isError).toBe(true);
+    expect(textOf(worker)).toMatch(/^INVALID_INPUT: echo\.py cannot run warm: it does not declare "# monitor: warm: yes"\.\nNext: Omit warm/);
+    const command = await warmConn.call('run_script_batch', { command: 'echo', inputs: [{}], warm: true });
+    expect(textOf(command)).toMatch(/^INVALID_INPUT: echo cannot run warm: a command never does/);
+    // Cold is always fine.
+    expect((await warmConn.call('run_script_batch', { worker: 'echo.py', inputs: [{}], warm: false })).isError).toBeFalsy();
   });
 });
 

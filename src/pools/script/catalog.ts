@@ -30,6 +30,8 @@ export interface LaunchPlan {
   interpreter: string;
   /** Variables the worker declares it reads (its header's `env`). */
   declaredEnv: readonly string[];
+  /** The worker declares `warm: yes`: it can serve many tasks in one process (see warm.ts). */
+  warm: boolean;
 }
 
 /** Python started so that nothing outside the script and the standard library loads code into it. */
@@ -133,7 +135,7 @@ export class WorkerCatalog {
       const file = await this.options.resolver.resolve(interpreter);
       // -s: no user site-packages (a HOME holding a .pth file ran code); -E: no PYTHON* variables.
       const flags = header.isolated && PYTHON_INTERPRETER.test(interpreter) ? ISOLATED_PYTHON_FLAGS : [];
-      return { file, prefixArgs: [...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env };
+      return { file, prefixArgs: [...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env, warm: header.warm };
     }
     const mode = (await stat(resolved.path)).mode;
     if ((mode & 0o111) === 0) {
@@ -141,7 +143,7 @@ export class WorkerCatalog {
         hint: `Known extensions: ${Object.keys(this.options.interpreters).join(', ')}. The user can mark the file executable (chmod +x) or map its extension in the config file ("script": {"interpreters": {...}}).`,
       });
     }
-    return { file: resolved.path, prefixArgs: [], display: worker, interpreter: 'executable', declaredEnv: header.env };
+    return { file: resolved.path, prefixArgs: [], display: worker, interpreter: 'executable', declaredEnv: header.env, warm: header.warm };
   }
 
   /** The plan for an arbitrary command: only one the user allowed by name or absolute path. */
@@ -163,7 +165,7 @@ export class WorkerCatalog {
         hint: 'Ask the user to install it or to fix the allowCommands entry (a name on PATH or an absolute path).',
       });
     }
-    return { file, prefixArgs: [], display: command, interpreter: 'executable', declaredEnv: [] };
+    return { file, prefixArgs: [], display: command, interpreter: 'executable', declaredEnv: [], warm: false };
   }
 
   async plan(spec: { worker?: string | undefined; command?: string | undefined }): Promise<LaunchPlan> {

@@ -7,6 +7,7 @@
  *   # monitor: output: json
  *   # monitor: env: DEPS_MAX_FILES          variables `env` may set for it
  *   # monitor: isolated: yes                Python: started with -s -E
+ *   # monitor: warm: yes                    serves many tasks in one process (see warm.ts)
  *
  * Any line comment works (`#`, `//`, `--`, `;`). A key given twice continues the first value.
  */
@@ -21,6 +22,8 @@ export interface WorkerHeader {
   env: string[];
   /** A Python worker that needs nothing from the user's site-packages or PYTHON* variables: started with `-s -E`. */
   isolated: boolean;
+  /** It speaks the warm protocol (see warm.ts): one process may serve many tasks. */
+  warm: boolean;
   /** Other declared keys, kept for list_workers. */
   extra: Record<string, string>;
 }
@@ -33,7 +36,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HEADER_LINE = /^\s*(?:#|\/\/|--|;)\s*monitor:\s*([A-Za-z][\w-]*)\s*:\s*(.*?)\s*$/;
 
 export function parseWorkerHeader(text: string): WorkerHeader {
-  const header: WorkerHeader = { input: {}, env: [], isolated: false, extra: {} };
+  const header: WorkerHeader = { input: {}, env: [], isolated: false, warm: false, extra: {} };
   const values = new Map<string, string>();
   const lines = text.split('\n', HEADER_SCAN_LINES);
   for (const line of lines) {
@@ -51,6 +54,7 @@ export function parseWorkerHeader(text: string): WorkerHeader {
     else if (key === 'args' || key === 'stdin' || key === 'json') header.input[key] = value;
     else if (key === 'env') header.env = value.split(/[\s,]+/).filter((name) => ENV_NAME.test(name));
     else if (key === 'isolated') header.isolated = /^(yes|true)$/i.test(value);
+    else if (key === 'warm') header.warm = /^(yes|true)$/i.test(value);
     else header.extra[key] = value;
   }
   return header;

@@ -27,7 +27,7 @@ export interface ScriptServices {
 
 /**
  * The `script` kind: worker scripts (or allowed commands) run once per input in a subprocess pool,
- * each task in its own process group. Running groups are recorded under the state dir, so the
+ * each task in its own process group, or served by long-lived warm processes (see warm.ts). Running groups are recorded under the state dir, so the
  * next start ends those of a server that died (see orphans.ts).
  */
 export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
@@ -57,6 +57,8 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       maxTaskOutputBytes: script.maxTaskOutputBytes,
       maxJobOutputBytes: script.maxJobOutputBytes,
       killGraceSeconds: script.killGraceSeconds,
+      warmMaxTasks: script.warmMaxTasks,
+      warmMaxRssMB: script.warmMaxRssMB,
       // A worker script has no business with the secrets the server uses itself.
       baseEnv: Object.fromEntries(Object.entries(deps.env).filter(([name]) => !deps.secretEnv.has(name))),
       searchPath: script.searchPath,

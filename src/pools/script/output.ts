@@ -41,24 +41,30 @@ export class OutputCapture {
   /** Reads `stream` to its end; pauses it while the file cannot keep up. */
   attach(stream: Readable | null | undefined): void {
     if (!stream) return;
-    stream.on('data', (chunk: Buffer) => {
-      this.bytes += chunk.length;
-      if (!this.file) {
-        this.chunks.push(chunk);
-        if (this.bytes > this.capBytes) this.spill(stream);
-        return;
-      }
-      this.keepTail(chunk);
-      // After a write error, or past the allowance, the rest is only counted: the task must still end normally.
-      if (this.fileError !== undefined) return;
-      const allowed = this.allowance.take(chunk.length);
-      if (allowed === 0) return;
-      this.onDisk += allowed;
-      if (!this.file.write(allowed === chunk.length ? chunk : chunk.subarray(0, allowed))) {
-        stream.pause();
-        this.file.once('drain', () => stream.resume());
-      }
-    });
+    stream.on('data', (chunk: Buffer) => this.accept(chunk, stream));
+  }
+
+  /**
+   * Takes one chunk of the output. `source`, when given, is paused while the file cannot keep up
+   * (a warm process's pipes outlive the capture: its owner resumes them when the task ends).
+   */
+  accept(chunk: Buffer, source?: Readable): void {
+    this.bytes += chunk.length;
+    if (!this.file) {
+      this.chunks.push(chunk);
+      if (this.bytes > this.capBytes) this.spill(source);
+      return;
+    }
+    this.keepTail(chunk);
+    // After a write error, or past the allowance, the rest is only counted: the task must still end normally.
+    if (this.fileError !== undefined) return;
+    const allowed = this.allowance.take(chunk.length);
+    if (allowed === 0) return;
+    this.onDisk += allowed;
+    if (!this.file.write(allowed === chunk.length ? chunk : chunk.subarray(0, allowed)) && source) {
+      source.pause();
+      this.file.once('drain', () => source.resume());
+    }
   }
 
   /** True once the output outgrew memory and went to the file while running. */
@@ -111,7 +117,7 @@ export class OutputCapture {
   }
 
   /** Moves what memory holds into the file and switches to streaming. */
-  private spill(stream: Readable): void {
+  private spill(source: Readable | undefined): void {
     const all = Buffer.concat(this.chunks);
     this.chunks = [];
     this.head = Buffer.from(all.subarray(0, this.keepBytes));
@@ -120,7 +126,7 @@ export class OutputCapture {
     this.file = createWriteStream(this.filePath, { mode: 0o600 });
     this.file.on('error', (error) => {
       this.fileError = error;
-      stream.resume();
+      source?.resume();
     });
     this.onDisk = this.allowance.take(all.length);
     this.file.write(all.subarray(0, this.onDisk));

@@ -14,6 +14,8 @@ export interface ScriptJobRequest {
   timeoutSeconds?: number | undefined;
   env?: Readonly<Record<string, string>> | undefined;
   cwd?: string | undefined;
+  /** Warm processes (default: when the worker declares `warm: yes`); false asks for a process per task. */
+  warm?: boolean | undefined;
 }
 
 export interface ScriptPlanContext {
@@ -93,6 +95,13 @@ export async function planScriptJob(request: ScriptJobRequest, context: ScriptPl
   const run = await prepareRun(options, { catalog, allowedRoots: config.allowedRoots, baseEnv: {}, searchPath: config.script.searchPath });
   for (const name of Object.keys(env)) checkEnvAllowed(name, run.launch.declaredEnv, config.allowEnv);
   if (Object.keys(env).length > 0) options.env = { ...env };
+  if (request.warm === true && !run.launch.warm) {
+    throw new MonitorError('INVALID_INPUT', `${run.launch.display} cannot run warm: ${request.worker === undefined ? 'a command never does' : 'it does not declare "# monitor: warm: yes"'}.`, {
+      hint: 'Omit warm (or pass warm: false) to run one process per task. A worker that serves many tasks in one process declares "# monitor: warm: yes" (list_workers shows warm: true).',
+    });
+  }
+  // Stored as decided now: a resumed job runs the same way.
+  options.warm = request.warm ?? run.launch.warm;
   return { kind: SCRIPT_KIND, inputs, options, concurrency };
 }
 

@@ -1,26 +1,25 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { type ChildProcess, spawn as spawnProcess } from 'node:child_process';
 import * as z from 'zod';
 import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
-import { MonitorError, type TaskError } from '../../errors.js';
+import { MonitorError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { resolveInsideRoots } from '../../paths.js';
 import type { ProcessControl } from '../../processes.js';
 import { shortLabel } from '../kind.js';
-import type { LaunchPlan, WorkerCatalog } from './catalog.js';
+import type { WorkerCatalog } from './catalog.js';
 import type { Descendants } from './descendants.js';
+import { type RunPlan, settle, spawnFailure, startWorker } from './launch.js';
 import type { GroupRecords } from './orphans.js';
-import { decodeUtf8, type DiskAllowance, headUtf8, OutputCapture, tailUtf8 } from './output.js';
+import { OutputCapture } from './output.js';
+import { OutputAllowance, PREVIEW_BYTES, type ProcessExit, STDERR_TAIL_BYTES, taskResult } from './task-value.js';
+import { WarmWorkers } from './warm.js';
+
+export type { RunPlan } from './launch.js';
+export { PREVIEW_BYTES, STDERR_TAIL_BYTES } from './task-value.js';
 
 export const SCRIPT_KIND = 'script';
 
-/** Bytes of a large stdout shown in the value; the file has it all. */
-export const PREVIEW_BYTES = 2048;
-/** Bytes of stderr shown in the value. */
-export const STDERR_TAIL_BYTES = 2048;
-/** After the worker exits, how long its pipes may stay open (a grandchild that left the group). */
-const DRAIN_MS = 2000;
 /** Plans of this many recent jobs are kept; an evicted one is simply worked out again. */
 const PLAN_CACHE_SIZE = 128;
 
@@ -32,6 +31,8 @@ export const scriptJobOptionsSchema = z.object({
   cwd: z.string().min(1),
   env: z.record(z.string(), z.string()).optional(),
   timeout_seconds: z.number().positive(),
+  /** Tasks go to warm processes (see warm.ts); absent (a job from before warm workers) means cold. */
+  warm: z.boolean().optional(),
 });
 export type ScriptJobOptions = z.infer<typeof scriptJobOptionsSchema>;
 
@@ -48,14 +49,6 @@ export const scriptTaskInputSchema = z
   .describe('One task; {} runs the worker with no input.');
 export type ScriptTaskInput = z.infer<typeof scriptTaskInputSchema>;
 
-/** Everything per job that tasks share, worked out once (not once per task). */
-export interface RunPlan {
-  launch: LaunchPlan;
-  cwd: string;
-  env: Record<string, string>;
-  timeoutMs: number;
-}
-
 export interface ScriptPoolOptions {
   catalog: WorkerCatalog;
   allowedRoots: readonly string[];
@@ -67,6 +60,11 @@ export interface ScriptPoolOptions {
   maxTaskOutputBytes: number;
   maxJobOutputBytes: number;
   killGraceSeconds: number;
+  /** A warm process is replaced after this many tasks, or once its RSS is over warmMaxRssMB after one. */
+  warmMaxTasks: number;
+  warmMaxRssMB: number;
+  /** A warm process with no task for this long ends (default: a few seconds). */
+  warmIdleMs?: number;
   /** The environment workers start from (the server's own); PATH falls back to searchPath. */
   baseEnv: Readonly<Record<string, string | undefined>>;
   searchPath: string;
@@ -93,7 +91,9 @@ export async function prepareRun(
   for (const [key, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[key] = value;
   env.PATH ??= context.searchPath;
   Object.assign(env, options.env);
-  return { launch, cwd, env, timeoutMs: Math.round(options.timeout_seconds * 1000) };
+  // A worker that no longer declares warm (edited since the job was submitted) runs cold.
+  const warm = options.warm === true && launch.warm;
+  return { launch, cwd, env, timeoutMs: Math.round(options.timeout_seconds * 1000), warm };
 }
 
 export async function resolveCwd(cwd: string, allowedRoots: readonly string[]): Promise<string> {
@@ -113,6 +113,9 @@ export class ScriptPool implements Pool {
   private lastTurn: Promise<void> = Promise.resolve();
   /** What each recent job may still write to disk; an evicted one is worked out again from its files. */
   private readonly jobDisk = new Map<string, Promise<{ left: number }>>();
+  private readonly warm: WarmWorkers;
+  /** Cold tasks' processes starting or running: with the warm ones, at most `concurrency`. */
+  private coldProcesses = 0;
 
   constructor(options: ScriptPoolOptions) {
     if (!(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
@@ -120,6 +123,26 @@ export class ScriptPool implements Pool {
     }
     this.options = options;
     this.concurrency = options.concurrency;
+    this.warm = new WarmWorkers({
+      launch: options,
+      capacity: options.concurrency,
+      outputCapBytes: options.outputCapBytes,
+      inlineBytes: options.inlineBytes,
+      maxTaskOutputBytes: options.maxTaskOutputBytes,
+      maxJobOutputBytes: options.maxJobOutputBytes,
+      killGraceSeconds: options.killGraceSeconds,
+      maxTasks: options.warmMaxTasks,
+      maxRssBytes: options.warmMaxRssMB * 1024 * 1024,
+      ...(options.warmIdleMs === undefined ? {} : { idleMs: options.warmIdleMs }),
+      log: options.log,
+      turnToSpawn: () => this.turnToSpawn(),
+      coldProcesses: () => this.coldProcesses,
+    });
+  }
+
+  /** Warm processes running now (busy or idle), for tests and diagnostics. */
+  get warmProcesses(): number {
+    return this.warm.processCount;
   }
 
   /** A task by its args (else its JSON or the first line of its stdin): what it worked on. */
@@ -137,8 +160,14 @@ export class ScriptPool implements Pool {
     await this.options.descendants?.recover();
   }
 
+  /** The job has no task queued or running: its warm processes end. */
+  jobEnded(jobId: string): void {
+    this.warm.jobEnded(jobId);
+  }
+
   /** After the engine has stopped every task: ends what is left of them, closes (and, with nothing running, removes) the journal. */
   async close(): Promise<void> {
+    await this.warm.close();
     await this.options.descendants?.close();
     await this.options.groupRecords?.close();
   }
@@ -147,9 +176,17 @@ export class ScriptPool implements Pool {
     const plan = await this.planFor(task.jobId, task.attempt, task.options);
     const input = parseTaskInput(task.input);
     const allowance = new OutputAllowance(this.options.maxTaskOutputBytes, await this.jobAllowance(task.jobId, task.outputDir));
-    await this.turnToSpawn();
-    task.signal.throwIfAborted();
-    return this.spawn(plan, input, task, allowance);
+    if (plan.warm) return this.warm.run(planKey(task.jobId, task.attempt), plan, input, task, allowance);
+    // A cold process counts against the cap with the warm ones: an idle warm process may have to make room.
+    this.warm.makeRoom();
+    this.coldProcesses++;
+    try {
+      await this.turnToSpawn();
+      task.signal.throwIfAborted();
+      return await this.spawn(plan, input, task, allowance);
+    } finally {
+      this.coldProcesses--;
+    }
   }
 
   /** The job's disk allowance: its limit less what its output folder holds (a resumed job has written before). */
@@ -183,7 +220,7 @@ export class ScriptPool implements Pool {
    * they are now, and a failed plan is not kept (what failed it may be fixed by the next task).
    */
   private planFor(jobId: string, attempt: number, rawOptions: unknown): Promise<RunPlan> {
-    const key = `${jobId}#${attempt}`;
+    const key = planKey(jobId, attempt);
     let plan = this.plans.get(key);
     if (!plan) {
       const parsed = scriptJobOptionsSchema.safeParse(rawOptions);
@@ -204,39 +241,20 @@ export class ScriptPool implements Pool {
   }
 
   private async spawn(plan: RunPlan, input: ScriptTaskInput, task: TaskContext, allowance: OutputAllowance): Promise<TaskResult> {
-    const { outputCapBytes, inlineBytes } = this.options;
+    const { outputCapBytes } = this.options;
     const stdinText = input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined);
-    const run = this.options.descendants?.begin();
-    const env: Record<string, string> = {
-      // First: a reader of /proc/<pid>/environ finds it early (see descendants.ts).
-      ...run?.env,
-      ...plan.env,
-      // A server started by another's worker inherited that one's token: its workers carry its own.
-      ...run?.env,
-      MONITOR_JOB_ID: task.jobId,
-      MONITOR_TASK_INDEX: String(task.index),
-      MONITOR_ATTEMPT: String(task.attempt),
-      MONITOR_STDIN_FORMAT: input.stdin !== undefined ? 'text' : input.json !== undefined ? 'json' : 'none',
-      MONITOR_OUTPUT_DIR: task.outputDir,
-      // The bundled workers read files only inside these (a worker's args are paths of the model's choosing).
-      MONITOR_ALLOWED_ROOTS: this.options.allowedRoots.join(path.delimiter),
-    };
     const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES, allowance);
     const stderr = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES, allowance);
-
-    // Plain child_process, not execa: at thousands of tasks execa's per-process promises, streams
-    // and option copies were most of what the server allocated, and lifted its peak memory.
-    const subprocess = spawnProcess(plan.launch.file, [...plan.launch.prefixArgs, ...(input.args ?? [])], {
-      cwd: plan.cwd,
-      env,
-      // Its own process group, so a timeout or cancel can end the worker's children too.
-      detached: true,
+    const worker = startWorker(plan, this.options, { jobId: task.jobId, outputDir: task.outputDir }, {
+      args: input.args ?? [],
+      perProcessEnv: {
+        MONITOR_TASK_INDEX: String(task.index),
+        MONITOR_ATTEMPT: String(task.attempt),
+        MONITOR_STDIN_FORMAT: input.stdin !== undefined ? 'text' : input.json !== undefined ? 'json' : 'none',
+      },
       stdio: [stdinText === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
-    let startError: NodeJS.ErrnoException | undefined;
-    subprocess.once('error', (error: NodeJS.ErrnoException) => {
-      startError ??= error;
-    });
+    const { subprocess } = worker;
     if (stdinText !== undefined && subprocess.stdin) {
       // A worker may exit without reading all of its stdin: EPIPE here is not a failure.
       subprocess.stdin.on('error', () => undefined);
@@ -245,20 +263,14 @@ export class ScriptPool implements Pool {
     stdout.attach(subprocess.stdout);
     stderr.attach(subprocess.stderr);
 
-    const pid = subprocess.pid;
-    const untrack = pid === undefined ? undefined : this.options.groupRecords?.track(pid);
     let stopReason: 'timeout' | 'cancel' | undefined;
-    let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let exit: ProcessExit | undefined;
     let forceKill: NodeJS.Timeout | undefined;
-    const signalGroup = (signal: NodeJS.Signals): void => {
-      // A group already gone is fine.
-      if (pid !== undefined) this.options.processes.signalGroup(pid, signal);
-    };
     const stop = (reason: 'timeout' | 'cancel'): void => {
       if (stopReason !== undefined || exit !== undefined) return;
       stopReason = reason;
-      signalGroup('SIGTERM');
-      forceKill = setTimeout(() => signalGroup('SIGKILL'), this.options.killGraceSeconds * 1000);
+      worker.signalGroup('SIGTERM');
+      forceKill = setTimeout(() => worker.signalGroup('SIGKILL'), this.options.killGraceSeconds * 1000);
     };
     const timer = setTimeout(() => stop('timeout'), plan.timeoutMs);
     const onAbort = (): void => stop('cancel');
@@ -268,136 +280,29 @@ export class ScriptPool implements Pool {
       clearTimeout(timer);
       clearTimeout(forceKill);
       // Whatever the worker left behind in its group goes with it (also after a normal exit).
-      signalGroup('SIGKILL');
+      worker.signalGroup('SIGKILL');
     });
 
     let spawnError: { code?: string; message: string } | undefined;
     try {
       await settle(subprocess, () => exit !== undefined);
+      const startError = worker.startError;
       if (exit === undefined && startError) spawnError = { code: startError.code, message: startError.message };
     } finally {
       clearTimeout(timer);
       clearTimeout(forceKill);
       task.signal.removeEventListener('abort', onAbort);
-      if (exit === undefined) signalGroup('SIGKILL');
-      untrack?.();
-      run?.ended(stopReason !== undefined || exit === undefined);
+      if (exit === undefined) worker.signalGroup('SIGKILL');
+      worker.ended(stopReason !== undefined || exit === undefined);
     }
     if (spawnError) return { ok: false, error: spawnFailure(plan.launch, spawnError) };
-
-    const notes: string[] = [];
-    const value: Record<string, unknown> = { exit_code: exit?.code ?? null };
-    if (exit?.signal) value.signal = exit.signal;
-    value.timed_out = stopReason === 'timeout';
-
-    let wantStdoutFile = false;
-    const whole = stdout.whole();
-    if (whole !== undefined && whole.length <= inlineBytes) {
-      const { text, lossy } = decodeUtf8(whole);
-      const parsed = lossy ? undefined : parseJson(text);
-      if (parsed) value.json = parsed.value;
-      else if (text !== '') value.text = text.endsWith('\n') ? text.slice(0, -1) : text;
-      if (lossy) {
-        wantStdoutFile = true;
-        notes.push('stdout is not valid UTF-8: "text" shows it with U+FFFD replacement characters; files.stdout has the exact bytes.');
-      }
-    } else {
-      const head = headUtf8(stdout.first(), PREVIEW_BYTES);
-      const { text, lossy } = decodeUtf8(head);
-      value.text = text;
-      wantStdoutFile = true;
-      const looksJson = /^\s*[[{]/.test(text) ? ' It looks like JSON, too large to inline.' : '';
-      notes.push(`stdout is ${stdout.bytes} bytes; "text" shows the first ${head.length}; files.stdout has all of it.${looksJson}`);
-      if (lossy) notes.push('stdout is not valid UTF-8: the preview shows U+FFFD replacement characters; the file has the exact bytes.');
-    }
-    value.stdout_bytes = stdout.bytes;
-
-    let wantStderrFile = false;
-    if (stderr.bytes > 0) {
-      const { text, lossy } = decodeUtf8(tailUtf8(stderr.last(), STDERR_TAIL_BYTES));
-      value.stderr_tail = text;
-      value.stderr_bytes = stderr.bytes;
-      wantStderrFile = stderr.bytes > STDERR_TAIL_BYTES || lossy;
-      if (lossy) notes.push('stderr is not valid UTF-8: stderr_tail shows U+FFFD replacement characters.');
-    }
-    value.truncated = { stdout: whole === undefined || whole.length > inlineBytes, stderr: stderr.bytes > STDERR_TAIL_BYTES };
-
-    const files: Record<string, string> = {};
-    for (const [name, capture, wanted] of [['stdout', stdout, wantStdoutFile], ['stderr', stderr, wantStderrFile]] as const) {
-      try {
-        const file = await capture.finish(wanted);
-        if (file !== undefined) files[name] = file;
-      } catch (error) {
-        notes.push(`Could not write the ${name} file: ${error instanceof Error ? error.message : String(error)}.`);
-      }
-    }
-    if (stdout.cut || stderr.cut) {
-      value.files_cut = true;
-      const limit = allowance.ranOut === 'job' ? `its job's limit of ${this.options.maxJobOutputBytes} bytes (script.maxJobOutputBytes)` : `the task's limit of ${this.options.maxTaskOutputBytes} bytes (script.maxTaskOutputBytes)`;
-      notes.push(
-        `Output on disk was cut at ${limit}: the files hold the first ${stdout.onDisk} bytes of stdout and ${stderr.onDisk} of stderr; stdout_bytes and stderr_bytes count all the worker wrote, and the previews show its last bytes.`,
-      );
-    }
-    if (notes.length > 0) value.notes = notes;
-
-    const result: TaskResult = { ok: false, value };
-    if (Object.keys(files).length > 0) result.files = files;
-    const error = this.failure(plan, stopReason, exit, value.stderr_tail);
-    if (error) result.error = error;
-    else result.ok = true;
-    return result;
-  }
-
-  private failure(
-    plan: RunPlan,
-    stopReason: 'timeout' | 'cancel' | undefined,
-    exit: { code: number | null; signal: NodeJS.Signals | null } | undefined,
-    stderrTail: unknown,
-  ): TaskError | undefined {
-    const name = plan.launch.display;
-    const grace = this.options.killGraceSeconds;
-    if (stopReason === 'timeout') {
-      return {
-        code: 'TIMEOUT',
-        message: `${name} ran longer than ${plan.timeoutMs / 1000} s; its process group got SIGTERM, then SIGKILL after ${grace} s.`,
-        hint: 'Raise timeout_seconds, or give each task less work (fewer files per task). The value holds the output so far.',
-      };
-    }
-    if (stopReason === 'cancel') return { code: 'CANCELLED', message: `${name} was cancelled; its process group was stopped.` };
-    if (exit?.code === 0) return undefined;
-    const lastLine = typeof stderrTail === 'string' ? stderrTail.trim().split('\n').at(-1)?.slice(0, 300) : undefined;
-    const how = exit?.signal ? `was killed by ${exit.signal}` : `exited with code ${String(exit?.code)}`;
-    return {
-      code: 'NON_ZERO_EXIT',
-      message: `${name} ${how}${lastLine ? `: ${lastLine}` : '.'}`,
-      hint: 'The value holds its stdout and stderr_tail (full stderr in files.stderr when long). Fix the input, then resume_job with include_failed: true re-runs only the failed tasks.',
-    };
+    return taskResult(plan, { exit, stopReason, stdout, stderr, allowance }, this.options);
   }
 }
 
-/**
- * What one task may still write to disk: its own limit, and what its job has left (shared by the
- * job's tasks). A `yes` worker wrote 334 MB in 2 s; at the default timeout one task could write
- * tens of GB, kept for days.
- */
-class OutputAllowance implements DiskAllowance {
-  private taskLeft: number;
-  private readonly job: { left: number };
-  /** Which limit cut the output first. */
-  ranOut: 'task' | 'job' | undefined;
-
-  constructor(taskLimit: number, job: { left: number }) {
-    this.taskLeft = taskLimit;
-    this.job = job;
-  }
-
-  take(bytes: number): number {
-    const allowed = Math.max(0, Math.min(bytes, this.taskLeft, this.job.left));
-    this.taskLeft -= allowed;
-    this.job.left -= allowed;
-    if (allowed < bytes) this.ranOut ??= this.taskLeft <= 0 ? 'task' : 'job';
-    return allowed;
-  }
+/** Plans and warm processes are per job and attempt: a resumed task is checked again against the files as they are now. */
+function planKey(jobId: string, attempt: number): string {
+  return `${jobId}#${attempt}`;
 }
 
 /** The bytes of the files directly in `dir` (a job's output folder has no subfolders); 0 when missing. */
@@ -408,45 +313,6 @@ async function folderBytes(dir: string): Promise<number> {
   return total;
 }
 
-/**
- * Resolves once the subprocess has exited and its pipes have closed, or it could not start. After
- * the exit its pipes get DRAIN_MS to close; a descendant that escaped the process group and holds
- * them open must not keep the task running forever.
- */
-function settle(subprocess: ChildProcess, exited: () => boolean): Promise<void> {
-  return new Promise<void>((resolve) => {
-    let drainTimer: NodeJS.Timeout | undefined;
-    const done = (): void => {
-      clearTimeout(drainTimer);
-      resolve();
-    };
-    const arm = (): void => {
-      drainTimer = setTimeout(() => {
-        subprocess.stdout?.destroy();
-        subprocess.stderr?.destroy();
-        done();
-      }, DRAIN_MS);
-    };
-    subprocess.once('close', done);
-    subprocess.once('error', done);
-    if (exited()) arm();
-    else subprocess.once('exit', arm);
-  });
-}
-
-function parseJson(text: string): { value: unknown } | undefined {
-  const trimmed = text.trim();
-  if (trimmed === '') return undefined;
-  const first = trimmed[0];
-  // Only structured output counts as JSON: a worker printing "42" or "true" means text.
-  if (first !== '{' && first !== '[') return undefined;
-  try {
-    return { value: JSON.parse(trimmed) };
-  } catch {
-    return undefined;
-  }
-}
-
 function parseTaskInput(raw: unknown): ScriptTaskInput {
   const hint = 'Each input is {args?: string[], stdin?: string} or {args?: string[], json?: any}.';
   const parsed = scriptTaskInputSchema.safeParse(raw);
@@ -455,19 +321,4 @@ function parseTaskInput(raw: unknown): ScriptTaskInput {
     throw new MonitorError('INVALID_INPUT', 'Task input has both stdin and json, but json is sent on stdin.', { hint });
   }
   return parsed.data;
-}
-
-function spawnFailure(launch: LaunchPlan, error: { code?: string | undefined; message: string }): TaskError {
-  const file = launch.file;
-  const hints: Record<string, string> = {
-    ENOENT: `${file} (or the cwd) does not exist any more. Check the interpreter mapping in the config file and that the cwd still exists.`,
-    EACCES: `${file} is not executable. The user can chmod +x it, or map its extension to an interpreter in the config file.`,
-    E2BIG: 'The arguments or environment are too large for one process. Pass large inputs as json (sent on stdin) instead of args or env.',
-    ENOEXEC: `${file} is not a program the system can run (a script without a #! line?). Map its extension to an interpreter in the config file.`,
-  };
-  return {
-    code: 'SPAWN_FAILED',
-    message: `Could not start ${launch.display}: ${error.message.trim().split('\n').join('; ')}`,
-    hint: hints[error.code ?? ''] ?? 'Check that the worker and its interpreter run by hand; list_workers shows the interpreter per worker.',
-  };
 }

@@ -50,6 +50,13 @@ export const SCRIPT_SETTINGS = {
       min: 1024,
       flag: '--max-job-output-bytes N',
     }),
+    warmMaxTasks: int({ help: 'A warm worker process is replaced after serving this many tasks', default: 1000, min: 1 }),
+    warmMaxRssMB: int({
+      help: 'A warm worker process whose memory (RSS) is over this many MB after a task is replaced',
+      details: 'Read from /proc after each task: Linux only',
+      default: 1024,
+      min: 1,
+    }),
     inlineBytes: int({ help: 'stdout up to this size comes back whole in a result (parsed JSON or text); above it a preview and a file', default: 16 * 1024, min: 1, max: 1024 * 1024 }),
     interpreters: record({
       help: 'Interpreter by file extension',

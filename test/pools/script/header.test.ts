@@ -11,6 +11,7 @@ describe('parseWorkerHeader', () => {
       '# monitor: output: json',
       '# monitor: env: COUNT_MODE, COUNT_LIMIT not-a=name',
       '# monitor: isolated: yes',
+      '# monitor: warm: yes',
       'import sys',
     ].join('\n'));
     expect(header).toEqual({
@@ -19,6 +20,7 @@ describe('parseWorkerHeader', () => {
       output: 'json',
       env: ['COUNT_MODE', 'COUNT_LIMIT'],
       isolated: true,
+      warm: true,
       extra: {},
     });
   });
@@ -36,13 +38,13 @@ describe('parseWorkerHeader', () => {
   });
 
   it('gives an empty header for a script without one, and ignores lines far down the file', () => {
-    expect(parseWorkerHeader('echo hi\n')).toEqual({ input: {}, env: [], isolated: false, extra: {} });
+    expect(parseWorkerHeader('echo hi\n')).toEqual({ input: {}, env: [], isolated: false, warm: false, extra: {} });
     const late = `${'x = 1\n'.repeat(100)}# monitor: description: too late\n`;
     expect(parseWorkerHeader(late).description).toBeUndefined();
   });
 
   it('ignores lines that only look similar', () => {
     const header = parseWorkerHeader(['print("# monitor: description: not a comment")', '# monitor description missing colon', '# monitor: args:'].join('\n'));
-    expect(header).toEqual({ input: {}, env: [], isolated: false, extra: {} });
+    expect(header).toEqual({ input: {}, env: [], isolated: false, warm: false, extra: {} });
   });
 });

@@ -1,0 +1,161 @@
+import path from 'node:path';
+import { type ChildProcess, spawn as spawnProcess, type SpawnOptions, type StdioOptions } from 'node:child_process';
+import type { TaskError } from '../../errors.js';
+import type { ProcessControl } from '../../processes.js';
+import type { LaunchPlan } from './catalog.js';
+import type { Descendants } from './descendants.js';
+import type { GroupRecords } from './orphans.js';
+
+/** After the worker exits, how long its pipes may stay open (a grandchild that left the group). */
+const DRAIN_MS = 2000;
+
+/** Everything per job that tasks share, worked out once (not once per task). */
+export interface RunPlan {
+  launch: LaunchPlan;
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs: number;
+  /** Tasks go to long-lived processes (the job asked for it and the worker declares it; see warm.ts). */
+  warm: boolean;
+}
+
+/** What starting a worker process needs from the pool, cold or warm. */
+export interface LaunchDeps {
+  allowedRoots: readonly string[];
+  /** Signals worker process groups (timeouts, cancel, clean-up after exit). */
+  processes: Pick<ProcessControl, 'signalGroup'>;
+  /** Where running process groups are recorded, so the next start can end what a crash left running. */
+  groupRecords?: GroupRecords | undefined;
+  /** Finds and ends what a worker started that left its process group (see descendants.ts). */
+  descendants?: Descendants | undefined;
+}
+
+/**
+ * A worker's environment: the job's (the server's own less its secrets, plus the job's `env`),
+ * then the server's MONITOR_* variables, `perProcess` among them (a cold task's index, attempt and
+ * stdin format; MONITOR_WARM for a warm process).
+ */
+export function workerEnv(
+  plan: RunPlan,
+  runEnv: Readonly<Record<string, string>> | undefined,
+  where: { jobId: string; outputDir: string; allowedRoots: readonly string[] },
+  perProcess: Readonly<Record<string, string>>,
+): Record<string, string> {
+  return {
+    // First: a reader of /proc/<pid>/environ finds it early (see descendants.ts).
+    ...runEnv,
+    ...plan.env,
+    // A server started by another's worker inherited that one's token: its workers carry its own.
+    ...runEnv,
+    MONITOR_JOB_ID: where.jobId,
+    ...perProcess,
+    MONITOR_OUTPUT_DIR: where.outputDir,
+    // The bundled workers read files only inside these (a worker's args are paths of the model's choosing).
+    MONITOR_ALLOWED_ROOTS: where.allowedRoots.join(path.delimiter),
+  };
+}
+
+/** How every worker process is started: the job's cwd, never a shell, and a process group of its own. */
+export function workerSpawnOptions(plan: RunPlan, env: Record<string, string>, stdio: StdioOptions): SpawnOptions {
+  return {
+    cwd: plan.cwd,
+    env,
+    // Its own process group, so a timeout or cancel can end the worker's children too.
+    detached: true,
+    stdio,
+  };
+}
+
+/** A worker process as started by startWorker: its group tracked until `ended`. */
+export interface StartedWorker {
+  subprocess: ChildProcess;
+  pid: number | undefined;
+  /** The error that kept it from starting (the 'error' event), once known. */
+  readonly startError: NodeJS.ErrnoException | undefined;
+  /** Signals its whole process group; a group already gone is fine. */
+  signalGroup(signal: NodeJS.Signals): void;
+  /** The process is gone: its group leaves the journal, and what it left behind is looked for (`now`: at once). */
+  ended(now: boolean): void;
+}
+
+/**
+ * Starts `plan`'s worker with `args` the way every task's worker starts: the job's environment with
+ * a run token of its own, its process group recorded in the journal (so a server killed now leaves
+ * nothing the next start cannot end).
+ */
+export function startWorker(
+  plan: RunPlan,
+  deps: LaunchDeps,
+  where: { jobId: string; outputDir: string },
+  options: { args: readonly string[]; perProcessEnv: Readonly<Record<string, string>>; stdio: StdioOptions },
+): StartedWorker {
+  const run = deps.descendants?.begin();
+  const env = workerEnv(plan, run?.env, { ...where, allowedRoots: deps.allowedRoots }, options.perProcessEnv);
+  // Plain child_process, not execa: at thousands of tasks execa's per-process promises, streams
+  // and option copies were most of what the server allocated, and lifted its peak memory.
+  const subprocess = spawnProcess(plan.launch.file, [...plan.launch.prefixArgs, ...options.args], workerSpawnOptions(plan, env, options.stdio));
+  let startError: NodeJS.ErrnoException | undefined;
+  subprocess.once('error', (error: NodeJS.ErrnoException) => {
+    startError ??= error;
+  });
+  const pid = subprocess.pid;
+  const untrack = pid === undefined ? undefined : deps.groupRecords?.track(pid);
+  let over = false;
+  return {
+    subprocess,
+    pid,
+    get startError() {
+      return startError;
+    },
+    signalGroup(signal) {
+      if (pid !== undefined) deps.processes.signalGroup(pid, signal);
+    },
+    ended(now) {
+      if (over) return;
+      over = true;
+      untrack?.();
+      run?.ended(now);
+    },
+  };
+}
+
+/**
+ * Resolves once the subprocess has exited and its pipes have closed, or it could not start. After
+ * the exit its pipes get DRAIN_MS to close; a descendant that escaped the process group and holds
+ * them open must not keep the task running forever.
+ */
+export function settle(subprocess: ChildProcess, exited: () => boolean): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let drainTimer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      clearTimeout(drainTimer);
+      resolve();
+    };
+    const arm = (): void => {
+      drainTimer = setTimeout(() => {
+        for (const stream of subprocess.stdio) stream?.destroy();
+        done();
+      }, DRAIN_MS);
+    };
+    subprocess.once('close', done);
+    subprocess.once('error', done);
+    if (exited()) arm();
+    else subprocess.once('exit', arm);
+  });
+}
+
+/** SPAWN_FAILED with what to check for the usual reasons. */
+export function spawnFailure(launch: LaunchPlan, error: { code?: string | undefined; message: string }): TaskError {
+  const file = launch.file;
+  const hints: Record<string, string> = {
+    ENOENT: `${file} (or the cwd) does not exist any more. Check the interpreter mapping in the config file and that the cwd still exists.`,
+    EACCES: `${file} is not executable. The user can chmod +x it, or map its extension to an interpreter in the config file.`,
+    E2BIG: 'The arguments or environment are too large for one process. Pass large inputs as json (sent on stdin) instead of args or env.',
+    ENOEXEC: `${file} is not a program the system can run (a script without a #! line?). Map its extension to an interpreter in the config file.`,
+  };
+  return {
+    code: 'SPAWN_FAILED',
+    message: `Could not start ${launch.display}: ${error.message.trim().split('\n').join('; ')}`,
+    hint: hints[error.code ?? ''] ?? 'Check that the worker and its interpreter run by hand; list_workers shows the interpreter per worker.',
+  };
+}

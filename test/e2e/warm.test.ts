@@ -1,0 +1,79 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { jobIdOf, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
+import { killQuietly, processesWithToken, tokenServerPid, until } from '../helpers/scripts.js';
+
+/** The built server (`npm test` compiles first) with warm workers, SIGKILLed as a crashing machine would. */
+const cli = path.join(repoRoot, 'dist', 'src', 'cli.js');
+const warmWorkers = path.join(repoRoot, 'test', 'fixtures', 'warm-workers');
+const stateDirs: string[] = [];
+
+afterAll(async () => {
+  await Promise.all(stateDirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+interface Server {
+  pid: number;
+  call(name: string, args: Record<string, unknown>): Promise<CallToolResult>;
+  kill(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function start(stateDir: string): Promise<Server> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [cli, '--state-dir', stateDir, '--workers-dir', warmWorkers, '--root', repoRoot, '--log-level', 'warn'],
+    cwd: repoRoot,
+    stderr: 'pipe',
+  });
+  const client = new Client({ name: 'e2e-warm', version: '0.0.0' });
+  await client.connect(transport);
+  const pid = transport.pid ?? 0;
+  return {
+    pid,
+    call: async (name, args) => (await client.callTool({ name, arguments: args }, undefined, { timeout: 60_000 })) as CallToolResult,
+    async kill() {
+      killQuietly(pid);
+      await client.close().catch(() => undefined);
+    },
+    close: () => client.close(),
+  };
+}
+
+/** The worker processes of a server (warm ones included), found by their run token. */
+const processesOf = (serverPid: number): number[] => processesWithToken((token) => tokenServerPid(token) === serverPid);
+
+describe('warm workers of the built server', () => {
+  it('leaves no warm process alive after the server is SIGKILLed and started again', { timeout: 120_000 }, async () => {
+    const stateDir = await makeTempDir('monitor-e2e-warm-');
+    stateDirs.push(stateDir);
+    const first = await start(stateDir);
+    let orphans: number[] = [];
+    try {
+      // Two quick tasks leave two idle processes; two long ones keep two busy (and the job running).
+      const inputs = [{ args: ['pid'] }, { args: ['pid'] }, { args: ['sleep', '60'] }, { args: ['sleep', '60'] }];
+      const reply = await first.call('run_script_batch', { worker: 'warm_probe.py', inputs, concurrency: 4 });
+      expect(reply.isError, textOf(reply)).toBeFalsy();
+      jobIdOf(reply);
+      await until(() => processesOf(first.pid).length >= 4, 'four warm processes to run', 60_000);
+      await first.kill();
+      // The idle ones see EOF on fd 3 and exit by themselves; the busy ones outlive the server, each
+      // in its own process group, until the next start ends them.
+      orphans = processesOf(first.pid);
+      expect(orphans.length).toBeGreaterThanOrEqual(2);
+
+      const next = await start(stateDir);
+      try {
+        await until(() => processesOf(first.pid).length === 0, `the ${orphans.length} warm processes the killed server left to be ended`, 30_000);
+      } finally {
+        await next.close();
+      }
+    } finally {
+      for (const pid of [...orphans, ...processesOf(first.pid)]) killQuietly(pid);
+    }
+  });
+});
