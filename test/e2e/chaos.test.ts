@@ -190,8 +190,10 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
     const stateDir = await newStateDir();
     const first = await start(stateDir);
     const tasks = 16;
-    const jobId = jobIdOf(await first.call('run_script_batch', { worker: 'nap.py', inputs: Array.from({ length: tasks }, (_, i) => ({ args: ['2', `r${i}`] })), concurrency: tasks }));
+    const jobId = jobIdOf(await first.call('run_script_batch', { worker: 'nap.py', inputs: Array.from({ length: tasks }, (_, i) => ({ args: ['6', `r${i}`] })), concurrency: tasks }));
     await until(async () => ((await first.call('list_jobs', {})).structuredContent as { jobs: Array<{ counts: { running: number } }> }).jobs[0]?.counts.running === tasks, 'all tasks to run');
+    // Every worker alive, so every run is noted (a run cut off before its note reached the disk counts once less).
+    await until(() => processesOf(first.pid).length >= tasks, 'every worker process to start', 30_000);
     await first.kill();
 
     const [c, d] = await Promise.all([start(stateDir), start(stateDir)]);
