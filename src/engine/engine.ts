@@ -154,7 +154,6 @@ export class Engine {
     this.scheduler.remove(job);
     const pool = this.scheduler.pool(job.meta.kind);
     const dropped: TaskRecord[] = job.dropQueued().map(({ index, input }) => {
-      job.setState(index, 'cancelled');
       const record: TaskRecord = { index, state: 'cancelled', attempt: job.attemptOf(index), finishedAt, error: { code: 'CANCELLED', message: 'Cancelled before it started.' } };
       const label = pool?.label?.(input);
       if (label !== undefined) record.label = label;
@@ -164,8 +163,13 @@ export class Engine {
     job.prepareAbort?.abort(reason);
     for (const controller of job.running.values()) controller.abort(reason);
     job.meta.cancelledAt ??= finishedAt;
-    job.applied += dropped.length;
-    if (dropped.length > 0) await this.store.appendResults(jobId, dropped);
+    // Out of the queue already; counted as cancelled once on disk, like every finished task.
+    try {
+      if (dropped.length > 0) await this.store.appendResults(jobId, dropped);
+    } finally {
+      for (const record of dropped) job.setState(record.index, 'cancelled');
+      job.applied += dropped.length;
+    }
     await this.store.writeMeta(job.meta);
     await this.finishIfDone(job);
     this.emit();
@@ -402,15 +406,18 @@ export class Engine {
       return;
     }
     const record = toRecord(job, task, startedAt, this.now(), signal.aborted, result);
-    job.apply(record);
-    job.applied++;
     job.settling++;
     try {
-      await this.store.appendResult(job.id, record);
+      // Counted once on disk, not before: what a reply reports (counts, done) survives a crash.
+      await this.store.appendResult(job.id, record).catch((error: unknown) => {
+        job.storeError = `task ${index}'s result could not be saved (${String(error)}); it will show as interrupted after a restart`;
+        throw error;
+      }).finally(() => {
+        // Applied even when the write failed: the job must still end rather than show it running forever.
+        job.apply(record);
+        job.applied++;
+      });
       await this.finishIfDone(job);
-    } catch (error) {
-      job.storeError = `task ${index}'s result could not be saved (${String(error)}); it will show as interrupted after a restart`;
-      throw error;
     } finally {
       job.settling--;
     }

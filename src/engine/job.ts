@@ -23,7 +23,7 @@ export class Job {
   foreign = false;
   /** This server runs it: it submitted or resumed the job (took its latest generation) and the job is not finished. */
   owned = false;
-  /** Records applied in memory whose write (and the job's end, when last) is not on disk yet. */
+  /** Results being written, applied once on disk (and the job's end, when last, still to be written). */
   settling = 0;
   /** How many records of results.jsonl are applied to the task states. */
   applied = 0;

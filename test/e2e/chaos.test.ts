@@ -115,11 +115,20 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
       // The server that died before this one left workers: this start ends them.
       if (round > 0) await until(() => processesOf(previousPid).length === 0, `the workers of the server killed in round ${round - 1} to be ended`, 20_000);
       if (round === 0) jobId = jobIdOf(await server.call('run_script_batch', { worker: 'nap.py', inputs, concurrency: 8 }));
-      else {
+      else if ((await allResults(server, jobId)).results.length === tasks) {
+        // Every task finished before an earlier kill: nothing is left to cut off.
+        previousPid = server.pid;
+        await server.kill();
+        break;
+      } else {
         const resumed = await server.call('resume_job', { job_id: jobId });
         expect(resumed.isError, textOf(resumed)).toBeFalsy();
       }
+      // A random moment, but not before this round made progress: on a loaded machine a round could
+      // otherwise end before any task does, and there would be nothing a kill could lose.
       await new Promise((resolve) => setTimeout(resolve, 300 + next() * 1500));
+      const known = seen.size;
+      await until(async () => (await allResults(server, jobId)).results.length > known, `a task to finish in round ${round}`, 60_000, 100);
       // What a client saw before the kill must be found again, unchanged, afterwards.
       for (const result of (await allResults(server, jobId)).results) {
         const text = JSON.stringify(result);
@@ -181,8 +190,10 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
     const stateDir = await newStateDir();
     const first = await start(stateDir);
     const tasks = 16;
-    const jobId = jobIdOf(await first.call('run_script_batch', { worker: 'nap.py', inputs: Array.from({ length: tasks }, (_, i) => ({ args: ['2', `r${i}`] })), concurrency: tasks }));
+    const jobId = jobIdOf(await first.call('run_script_batch', { worker: 'nap.py', inputs: Array.from({ length: tasks }, (_, i) => ({ args: ['6', `r${i}`] })), concurrency: tasks }));
     await until(async () => ((await first.call('list_jobs', {})).structuredContent as { jobs: Array<{ counts: { running: number } }> }).jobs[0]?.counts.running === tasks, 'all tasks to run');
+    // Every worker alive, so every run is noted (a run cut off before its note reached the disk counts once less).
+    await until(() => processesOf(first.pid).length >= tasks, 'every worker process to start', 30_000);
     await first.kill();
 
     const [c, d] = await Promise.all([start(stateDir), start(stateDir)]);

@@ -6,6 +6,7 @@ import { Engine } from '../../src/engine/engine.js';
 import type { MonitorError } from '../../src/errors.js';
 import type { JobTotals, Pool, TaskContext, TaskResult } from '../../src/engine/types.js';
 import { silentLogger } from '../../src/log.js';
+import type { TaskRecord } from '../../src/store/records.js';
 import { JobStore } from '../../src/store/store.js';
 import { makeTempDir } from '../helpers/client.js';
 import { eventually, until } from '../helpers/scripts.js';
@@ -165,6 +166,33 @@ describe('Engine', () => {
     await until(() => pool.ended.length === 4, 'the resumed job to be reported', 10_000);
     expect(pool.ended.at(-1)?.jobId).toBe(waiting.id);
     expect(pool.ended.filter((e) => e.jobId === finished.id)).toHaveLength(1);
+  });
+
+  it('reports a finished task only once its result is on disk: what a reply counted survives a crash', async () => {
+    const dir = await makeTempDir();
+    dirs.push(dir);
+    /** A store whose result writes wait until the test lets them through (a slow disk). */
+    class HeldStore extends JobStore {
+      readonly held: Array<() => void> = [];
+      override appendResult(jobId: string, record: TaskRecord): Promise<void> {
+        return new Promise<void>((resolve) => this.held.push(resolve)).then(() => super.appendResult(jobId, record));
+      }
+    }
+    const store = new HeldStore(dir, silentLogger);
+    const engine = new Engine({ store, pools: [new SleepPool(4)], log: silentLogger, retentionDays: 7 });
+    await engine.init();
+    const job = await engine.submit({ kind: 'sleep', inputs: tasks(2, 1), options: {}, concurrency: 2 });
+    await until(() => store.held.length === 2, 'both results to be on their way to disk', 10_000);
+    // Both tasks have returned, neither result is written: nothing may be reported as finished yet.
+    expect(engine.snapshotOf(job.id).counts).toMatchObject({ succeeded: 0, running: 2 });
+    expect(engine.isDone(job.id)).toBe(false);
+    store.held.shift()?.();
+    await until(() => engine.snapshotOf(job.id).counts.succeeded === 1, 'the first result to count once written', 10_000);
+    expect((await store.readResults(job.id)).length).toBe(1);
+    store.held.shift()?.();
+    expect(await engine.waitFor([job.id], 10_000)).toBe(true);
+    expect((await store.readResults(job.id)).length).toBe(2);
+    await engine.close(0);
   });
 
   it('cancelling a finished job changes nothing', async () => {

@@ -12,7 +12,7 @@ import { connectInMemory, jobIdOf, repoRoot, testConfig, testProcesses, type Con
 
 export const fixtureWorkers = path.join(repoRoot, 'test', 'fixtures', 'workers');
 export const bundledWorkers = path.join(repoRoot, 'workers');
-/** emit.py args: [label, exit_code, size, sleep_seconds]; nap.py, noop.*, hold.py. */
+/** emit.py args: [label, exit_code, size, sleep_seconds, first_attempt_sleep_seconds]; nap.py, noop.*, hold.py. */
 export const e2eWorkers = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
 
 /** An in-memory client whose server also lists the e2e fixture workers. */
