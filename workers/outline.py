@@ -5,6 +5,7 @@
 # monitor: output: json {"files": [{"file", "language", "lines", "symbols": [{"kind", "name", "line", "signature"?, "doc"?, "exported"?, "members"?}], "error"?}]}
 # monitor: isolated: yes
 # monitor: warm: yes
+# monitor: pack: files
 """Standard library only, so it starts fast; reads each file once. Warm-capable: nothing a task reads or
 changes outlives it (module state is constants and compiled patterns)."""
 import os

@@ -3,8 +3,8 @@ import type { Logger } from '../log.js';
 import { JobStore } from '../store/store.js';
 import { applyNewRecords, FOREIGN_POLL_MS, Owners } from './foreign.js';
 import { Job } from './job.js';
-import { runTask, toRecord } from './runner.js';
-import { Scheduler } from './scheduler.js';
+import { runTasks, toRecord } from './runner.js';
+import { Scheduler, type TakenTask } from './scheduler.js';
 import { StateLimit } from './state-limit.js';
 import type { JobMeta, JobSnapshot, Ownership, Pool, SubmitRequest, TaskRecord, TaskResult, TaskState } from './types.js';
 
@@ -50,7 +50,7 @@ export class Engine {
     this.now = options.now ?? (() => new Date());
     this.retentionDays = options.retentionDays;
     this.owners = new Owners(options.store, options.ownership);
-    this.scheduler = new Scheduler(options.pools, (pool, job, index, input) => this.start(pool, job, index, input));
+    this.scheduler = new Scheduler(options.pools, (pool, job, tasks) => this.start(pool, job, tasks));
     if (options.maxStateBytes !== undefined) {
       this.stateLimit = new StateLimit({
         maxBytes: options.maxStateBytes,
@@ -370,27 +370,35 @@ export class Engine {
     return cut;
   }
 
-  private start(pool: Pool, job: Job, index: number, input: unknown): void {
+  private start(pool: Pool, job: Job, tasks: readonly TakenTask[]): void {
+    // One controller for the tasks of one run (a batch shares its process): a cancel stops them together.
     const controller = new AbortController();
-    job.running.set(index, controller);
+    const started = tasks.map(({ index, input }) => {
+      job.running.set(index, controller);
+      job.setState(index, 'running');
+      job.started(index);
+      // Not waited for (it rides along with the next lines): a run cut off in the moment before counts once less.
+      this.store.appendRun(job.id, index).catch((error: unknown) => this.log.warn(`could not note a run of ${job.id}#${index}: ${String(error)}`));
+      return { index, label: pool.label?.(input) };
+    });
     if (job.running.size > job.peakRunning) {
       job.peakRunning = job.running.size;
       this.notePeak(job);
     }
-    job.setState(index, 'running');
-    job.started(index);
-    // Not waited for (it rides along with the next lines): a run cut off in the moment before counts once less.
-    this.store.appendRun(job.id, index).catch((error: unknown) => this.log.warn(`could not note a run of ${job.id}#${index}: ${String(error)}`));
     const startedAt = this.now();
-    const label = pool.label?.(input);
-    const run = runTask(pool, job, { index, input, outputDir: this.store.outputDir(job.id), signal: controller.signal }, this.log)
-      .then(async (result) => {
-        job.running.delete(index);
-        // The slot goes to the next task now, not after the record is on disk.
+    const run = runTasks(pool, job, tasks, { outputDir: this.store.outputDir(job.id), signal: controller.signal }, this.log)
+      .then(async (results) => {
+        for (const { index } of started) job.running.delete(index);
+        // The slot goes to the next run now, not after the records are on disk.
         this.scheduler.finished(job);
-        await this.record(job, { index, label }, startedAt, controller.signal, result);
+        const recorded = await Promise.allSettled(
+          started.map((task, at) => this.record(job, task, startedAt, controller.signal, results[at] ?? { ok: false, error: { code: 'INTERNAL', message: 'The pool gave no result for this task.' } })),
+        );
+        recorded.forEach((outcome, at) => {
+          if (outcome.status === 'rejected') this.log.error(`task ${started[at]?.index ?? '?'} of ${job.id}: ${String(outcome.reason)}`);
+        });
       })
-      .catch((error: unknown) => this.log.error(`task ${index} of ${job.id}: ${String(error)}`))
+      .catch((error: unknown) => this.log.error(`tasks ${started.map((task) => task.index).join(', ')} of ${job.id}: ${String(error)}`))
       .finally(() => {
         this.inFlight.delete(run);
         this.emit();

@@ -17,7 +17,10 @@ export class Job {
   private readonly inputs = new Map<number, unknown>();
   private queue: number[] = [];
   private queueHead = 0;
+  /** Running tasks; the tasks of one batch share a controller. */
   readonly running = new Map<number, AbortController>();
+  /** Slots of its pool it holds: one per task run alone, one per batch (see Pool.batchSize); kept by the scheduler. */
+  slots = 0;
   peakRunning: number;
   /** Run by another live server on the same state dir: read-only here, refreshed from disk. */
   foreign = false;

@@ -1,20 +1,30 @@
-import { toTaskError } from '../errors.js';
+import { MonitorError, toTaskError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Job } from './job.js';
-import type { Pool, TaskRecord, TaskResult } from './types.js';
+import type { Pool, TaskContext, TaskRecord, TaskResult } from './types.js';
+
+/** The most tasks of a job with these options one run takes together (1: one at a time, through `run`). */
+export function batchLimit(pool: Pool, options: unknown): number {
+  if (!pool.runBatch || !pool.batchSize) return 1;
+  const size = pool.batchSize(options);
+  return Number.isInteger(size) && size > 1 ? size : 1;
+}
 
 /**
- * Runs one task on its pool: the job's one-off preparation first (shared by its tasks, started by
- * the first), then the task. Never rejects: whatever goes wrong becomes a failed result, and a task
- * aborted meanwhile fails with the abort's reason.
+ * Runs one task, or a batch of a job's tasks, on its pool: the job's one-off preparation first
+ * (shared by its tasks, started by the first), then the run. One result per task, in order. Never
+ * rejects: whatever goes wrong becomes failed results, and tasks aborted meanwhile fail with the
+ * abort's reason. A job whose pool batches has even a lone task go through runBatch: the pool
+ * decides how a batch of one runs.
  */
-export async function runTask(
+export async function runTasks(
   pool: Pool,
   job: Job,
-  task: { index: number; input: unknown; outputDir: string; signal: AbortSignal },
+  tasks: ReadonlyArray<{ index: number; input: unknown }>,
+  run: { outputDir: string; signal: AbortSignal },
   log: Logger,
-): Promise<TaskResult> {
-  const { signal } = task;
+): Promise<TaskResult[]> {
+  const { signal } = run;
   try {
     if (pool.prepareJob && !job.prepared) {
       job.prepareAbort = new AbortController();
@@ -24,17 +34,26 @@ export async function runTask(
     }
     if (job.prepared) await job.prepared;
     signal.throwIfAborted();
-    return await pool.run({
+    const contexts: TaskContext[] = tasks.map(({ index, input }) => ({
       jobId: job.id,
-      index: task.index,
-      input: task.input,
+      index,
+      input,
       options: job.meta.options,
-      outputDir: task.outputDir,
-      attempt: job.attemptOf(task.index),
+      outputDir: run.outputDir,
+      attempt: job.attemptOf(index),
       signal,
-    });
+    }));
+    const [only] = contexts;
+    if (only && contexts.length === 1 && batchLimit(pool, job.meta.options) === 1) return [await pool.run(only)];
+    if (!pool.runBatch) throw new MonitorError('INTERNAL', `The ${pool.kind} pool was given ${contexts.length} tasks at once but cannot run a batch.`);
+    const results = await pool.runBatch(contexts);
+    if (results.length !== contexts.length) {
+      throw new MonitorError('INTERNAL', `The ${pool.kind} pool returned ${results.length} results for a batch of ${contexts.length} tasks.`);
+    }
+    return results;
   } catch (error) {
-    return { ok: false, error: toTaskError(signal.aborted ? signal.reason : error) };
+    const failure: TaskResult = { ok: false, error: toTaskError(signal.aborted ? signal.reason : error) };
+    return tasks.map(() => failure);
   }
 }
 

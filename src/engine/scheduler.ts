@@ -1,4 +1,5 @@
 import type { Job } from './job.js';
+import { batchLimit } from './runner.js';
 import type { Pool } from './types.js';
 
 interface Lane {
@@ -9,12 +10,19 @@ interface Lane {
   next: number;
 }
 
-/** Starts one task; it must add the task to `job.running` before returning. */
-export type StartTask = (pool: Pool, job: Job, index: number, input: unknown) => void;
+/** A queued task taken to run. */
+export interface TakenTask {
+  index: number;
+  input: unknown;
+}
+
+/** Starts one run in a slot: one task, or a batch of a job's tasks (see Pool.batchSize). */
+export type StartTask = (pool: Pool, job: Job, tasks: readonly TakenTask[]) => void;
 
 /**
  * Which task runs next. The one place where limits hold: a pool's (all its jobs together) and a
- * job's own (`meta.concurrency`). Round-robin between the jobs of a pool, FIFO within a job.
+ * job's own (`meta.concurrency`), both counted in slots: a task run alone, or a batch of tasks of
+ * one job run together, holds one. Round-robin between the jobs of a pool, FIFO within a job.
  */
 export class Scheduler {
   private readonly lanes = new Map<string, Lane>();
@@ -57,11 +65,12 @@ export class Scheduler {
     if (lane.next >= lane.ring.length) lane.next = 0;
   }
 
-  /** A task of `job` has stopped running (its result is not recorded yet): its slot goes to the next one at once. */
+  /** A run of `job` (a task, or a batch) has stopped (its results are not recorded yet): its slot goes to the next one at once. */
   finished(job: Job): void {
     const lane = this.lanes.get(job.meta.kind);
     if (!lane) return;
     lane.running--;
+    job.slots--;
     this.pump(lane);
   }
 
@@ -74,12 +83,30 @@ export class Scheduler {
     while (!this.stopped && lane.running < lane.pool.concurrency && lane.ring.length > 0) {
       const job = this.pick(lane);
       if (!job) break;
-      const next = job.takeNext();
+      const size = this.batchOf(lane.pool, job);
+      const tasks: TakenTask[] = [];
+      while (tasks.length < size) {
+        const next = job.takeNext();
+        if (!next) break;
+        tasks.push(next);
+      }
       if (!job.hasQueued) this.remove(job);
-      if (!next) continue;
+      if (tasks.length === 0) continue;
       lane.running++;
-      this.start(lane.pool, job, next.index, next.input);
+      job.slots++;
+      this.start(lane.pool, job, tasks);
     }
+  }
+
+  /**
+   * How many of the job's queued tasks the opening slot takes: its pool's batch size, but no more
+   * than an even share of what is queued over the job's slots, so the last batches do not leave
+   * one slot busy with a full batch while the others have nothing (guided self-scheduling).
+   */
+  private batchOf(pool: Pool, job: Job): number {
+    const limit = batchLimit(pool, job.meta.options);
+    if (limit === 1) return 1;
+    return Math.max(1, Math.min(limit, Math.ceil(job.counts.queued / job.meta.concurrency)));
   }
 
   /** The next job in the ring with a queued task and room under its own limit. */
@@ -87,7 +114,7 @@ export class Scheduler {
     for (let tries = 0; tries < lane.ring.length; tries++) {
       const at = (lane.next + tries) % lane.ring.length;
       const job = lane.ring[at];
-      if (job && job.hasQueued && job.running.size < job.meta.concurrency) {
+      if (job && job.hasQueued && job.slots < job.meta.concurrency) {
         lane.next = (at + 1) % lane.ring.length;
         return job;
       }

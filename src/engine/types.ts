@@ -60,6 +60,17 @@ export interface Pool {
   /** Tasks of all its jobs running at once (each job also has its own limit, enforced by the engine). */
   readonly concurrency: number;
   run(task: TaskContext): Promise<TaskResult>;
+  /**
+   * Optional, with runBatch: how many queued tasks of a job (given its options) one run may take
+   * together; 1 runs them one by one through `run`. A batch holds ONE slot of the pool's limit and
+   * of its job's, whatever its size: it is one unit of work for the pool (one process, say).
+   */
+  batchSize?(options: unknown): number;
+  /**
+   * Runs tasks of one job together (see batchSize); they share one signal. Returns one result per
+   * task, in their order: each is recorded as its own. Like `run`, throws only for what fails them all.
+   */
+  runBatch?(tasks: readonly TaskContext[]): Promise<TaskResult[]>;
   /** Optional one-off work before a job's first task runs (e.g. load an LLM once). */
   prepareJob?(job: { jobId: string; options: unknown; signal: AbortSignal }): Promise<void>;
   /**

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { MAX_TIMEOUT_SECONDS } from '../config/core.js';
 import { scriptKind } from '../pools/script/index.js';
+import { MAX_PACK } from '../pools/script/pack.js';
 import { type ScriptTaskInput, scriptTaskInputSchema } from '../pools/script/pool.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
 import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs-file.js';
@@ -38,6 +39,13 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
     env: z.record(z.string(), z.string()).optional().describe('Variables added for every task (stored with the job: no secrets). PATH, NODE_OPTIONS, LD_*, PYTHON*, MONITOR_* and the like are refused.'),
     cwd: z.string().min(1).optional().describe('Working folder inside the allowed folders (default: the project folder).'),
     warm: z.boolean().optional().describe('Reuse worker processes between tasks (default: if the worker is warm; false: one process per task).'),
+    pack: z
+      .number()
+      .int()
+      .min(2, { error: 'pack must be a whole number from 2 to 64; omit it to run one input per process' })
+      .max(MAX_PACK, { error: 'pack must be a whole number from 2 to 64; omit it to run one input per process' })
+      .optional()
+      .describe('Run up to this many inputs\' args in one cold process (workers with pack: files), results still one per input.'),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
@@ -53,6 +61,7 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
         env: args.env,
         cwd: args.cwd,
         warm: args.warm,
+        pack: args.pack,
       })
       .catch((error: unknown) => {
         throw withFileLine(error, INPUTS_FILE, inputs);

@@ -8,7 +8,10 @@ import { type BenchRow, type BenchServer, ms, startServer, waitDone } from './co
 const run = promisify(execFile);
 const warmFixtures = path.join(repoRoot, 'test', 'fixtures', 'warm-workers');
 const codeStats = path.join(repoRoot, 'workers', 'code_stats.py');
-const ROUNDS = 3;
+/** BENCH_QUICK=1: one round of a tenth of the tasks, to check the bench itself runs (numbers mean nothing). */
+const QUICK = process.env.BENCH_QUICK === '1';
+const ROUNDS = QUICK ? 1 : 3;
+const scaled = (n: number): number => (QUICK ? Math.ceil(n / 10) : n);
 const CONCURRENCY = 2;
 /** Python as the pool starts an isolated worker. */
 const PY_FLAGS = ['-s', '-E'];
@@ -148,7 +151,7 @@ export async function benchWarm(): Promise<BenchRow[]> {
     });
 
     // (b) 1,000 trivial Python tasks.
-    const trivial = 1000;
+    const trivial = scaled(1000);
     const ids = Array.from({ length: trivial }, (_, i) => String(i));
     const inputs = ids.map((id) => ({ args: [id] }));
     const noop = path.join(warmFixtures, 'bench_noop.py');
@@ -174,7 +177,7 @@ export async function benchWarm(): Promise<BenchRow[]> {
     });
 
     // (c) A worker whose start costs 50 ms (a library import): paid per task cold, per process warm.
-    const slow = 300;
+    const slow = scaled(300);
     const slowInputs = Array.from({ length: slow }, (_, i) => ({ args: [String(i)] }));
     const c = { cold: new Series(), warm: new Series() };
     for (let round = 0; round < ROUNDS; round++) {
@@ -188,7 +191,7 @@ export async function benchWarm(): Promise<BenchRow[]> {
     });
 
     // The server's memory through a large warm job: the kernel's high-water mark, reset first.
-    const big = 10_000;
+    const big = scaled(10_000);
     await writeFile(`/proc/${server.pid}/clear_refs`, '5');
     const bigRun = new Series();
     await bigRun.measure(() => timeJob(server, { worker: 'bench_noop.py', inputs: Array.from({ length: big }, (_, i) => ({ args: [String(i)] })), concurrency: 8 }));

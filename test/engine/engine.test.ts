@@ -270,6 +270,124 @@ describe('Engine', () => {
   });
 });
 
+/** A real pool that runs up to `options.batch` tasks of a job together: each batch sleeps its longest `ms`. */
+class BatchPool implements Pool {
+  readonly kind = 'batch';
+  /** Batches (and lone runs) at once: what the limits count. */
+  slots = 0;
+  peakSlots = 0;
+  batches: number[][] = [];
+  aborted = 0;
+  constructor(readonly concurrency: number) {}
+  batchSize(options: unknown): number {
+    return (options as { batch?: number }).batch ?? 1;
+  }
+  label(input: unknown): string {
+    return `item ${(input as { name: string }).name}`;
+  }
+  async run(task: TaskContext): Promise<TaskResult> {
+    const [result] = await this.runBatch([task]);
+    return result ?? { ok: false };
+  }
+  async runBatch(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
+    this.slots++;
+    this.peakSlots = Math.max(this.peakSlots, this.slots);
+    this.batches.push(tasks.map((task) => task.index));
+    try {
+      const signal = tasks[0]?.signal;
+      // The tasks of a batch share one signal.
+      expect(tasks.every((task) => task.signal === signal)).toBe(true);
+      await sleep(Math.max(...tasks.map((task) => (task.input as { ms: number }).ms)), undefined, { signal });
+      return tasks.map((task) => ((task.input as { fail?: boolean }).fail ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } } : { ok: true, value: { index: task.index, with: tasks.length } }));
+    } catch (error) {
+      this.aborted++;
+      throw error;
+    } finally {
+      this.slots--;
+    }
+  }
+}
+
+describe('Engine with a pool that runs tasks in batches', () => {
+  async function batchSetup(poolConcurrency: number): Promise<{ engine: Engine; pool: BatchPool; store: JobStore }> {
+    const dir = await makeTempDir();
+    dirs.push(dir);
+    const store = new JobStore(dir, silentLogger);
+    const pool = new BatchPool(poolConcurrency);
+    const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 7 });
+    await engine.init();
+    return { engine, pool, store };
+  }
+  const items = (n: number, ms: number, extra: (i: number) => Record<string, unknown> = () => ({})): unknown[] => Array.from({ length: n }, (_, i) => ({ name: String(i), ms, ...extra(i) }));
+
+  it('counts a batch as one slot of the pool and of the job, and records each task of it as its own', async () => {
+    const { engine, pool, store } = await batchSetup(2);
+    const job = await engine.submit({ kind: 'batch', inputs: items(20, 30, (i) => (i === 5 ? { fail: true } : {})), options: { batch: 4 }, concurrency: 2 });
+    expect(await engine.waitFor([job.id], 20_000)).toBe(true);
+    expect(pool.peakSlots).toBe(2);
+    expect(pool.batches.every((b) => b.length >= 1 && b.length <= 4)).toBe(true);
+    expect(pool.batches.flat().sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(pool.batches[0]).toEqual([0, 1, 2, 3]);
+    const snapshot = engine.snapshotOf(job.id);
+    // A task asked to fail fails alone; its batch's others succeed.
+    expect(snapshot.counts).toMatchObject({ succeeded: 19, failed: 1, running: 0, queued: 0 });
+    // Tasks at once, not slots: two batches of four.
+    expect(snapshot.peakRunning).toBe(8);
+    const records = await store.readResults(job.id);
+    expect(records).toHaveLength(20);
+    for (const record of records) {
+      expect(record).toMatchObject({ attempt: 1, label: `item ${record.index}`, durationMs: expect.any(Number) });
+      if (record.index !== 5) expect(record.value).toMatchObject({ index: record.index });
+    }
+    expect(records.find((r) => r.index === 5)).toMatchObject({ state: 'failed', error: { code: 'NON_ZERO_EXIT' } });
+    // Resumed, the failed task runs again on its own, as attempt 2.
+    expect((await engine.resume(job.id, { failed: true })).requeued).toBe(1);
+    expect(await engine.waitFor([job.id], 20_000)).toBe(true);
+    expect(pool.batches.at(-1)).toEqual([5]);
+    expect((await store.readResults(job.id)).filter((r) => r.index === 5).map((r) => r.attempt)).toEqual([1, 2]);
+  });
+
+  it('shares the pool\'s slots between a batching job and one of single tasks', async () => {
+    const { engine, pool } = await batchSetup(2);
+    const batched = await engine.submit({ kind: 'batch', inputs: items(12, 20), options: { batch: 3 }, concurrency: 2 });
+    const single = await engine.submit({ kind: 'batch', inputs: items(4, 20), options: {}, concurrency: 2 });
+    expect(await engine.waitFor([batched.id, single.id], 20_000)).toBe(true);
+    expect(pool.peakSlots).toBe(2);
+    expect(engine.snapshotOf(batched.id).counts.succeeded).toBe(12);
+    expect(engine.snapshotOf(single.id).counts.succeeded).toBe(4);
+  });
+
+  it('cancel aborts every task of a running batch and drops the queued ones', async () => {
+    const { engine, pool, store } = await batchSetup(2);
+    const job = await engine.submit({ kind: 'batch', inputs: items(6, 30_000), options: { batch: 3 }, concurrency: 1 });
+    await until(() => pool.slots === 1, 'the first batch to run', 10_000);
+    expect(engine.snapshotOf(job.id).counts).toMatchObject({ running: 3, queued: 3 });
+    await engine.cancel(job.id);
+    expect(await engine.waitFor([job.id], 10_000)).toBe(true);
+    expect(pool.aborted).toBe(1);
+    const records = await store.readResults(job.id);
+    expect(records.map((r) => r.state)).toEqual(Array(6).fill('cancelled'));
+    expect(records.filter((r) => r.error?.message.includes('while running')).map((r) => r.index).sort()).toEqual([0, 1, 2]);
+    expect(engine.snapshotOf(job.id)).toMatchObject({ state: 'cancelled', counts: { cancelled: 6, running: 0 } });
+  });
+
+  it('fails every task of a batch whose pool throws, or returns another number of results', async () => {
+    const { engine, store } = await batchSetup(2);
+    const throwing: Pool = { kind: 'batch', concurrency: 1, batchSize: () => 2, run: () => Promise.reject(new Error('unused')), runBatch: () => Promise.reject(new Error('the batch broke')) };
+    const short: Pool = { kind: 'batch', concurrency: 1, batchSize: () => 2, run: () => Promise.reject(new Error('unused')), runBatch: () => Promise.resolve([{ ok: true }]) };
+    for (const [pool, message] of [[throwing, /the batch broke/], [short, /returned 1 results for a batch of 2 tasks/]] as const) {
+      const broken = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 7 });
+      const job = await broken.submit({ kind: 'batch', inputs: items(2, 1), options: {}, concurrency: 1 });
+      expect(await broken.waitFor([job.id], 10_000)).toBe(true);
+      const records = await store.readResults(job.id);
+      expect(records.map((r) => r.state)).toEqual(['failed', 'failed']);
+      expect(records.every((r) => message.test(r.error?.message ?? ''))).toBe(true);
+      await broken.close(0);
+    }
+    await engine.close(0);
+  });
+});
+
 describe('Engine with two servers on one state directory', () => {
   it('leaves a live server\'s job alone, follows its progress, and interrupts it once that server is gone', async () => {
     const dir = await makeTempDir();

@@ -12,6 +12,7 @@ interface WorkerView {
   output?: string;
   path: string;
   warm: boolean;
+  pack?: string;
 }
 
 let userDir: string;
@@ -69,6 +70,20 @@ describe('list_workers', () => {
       expect(byName.get('echo.py')?.warm).toBe(false);
       expect(textOf(reply)).toMatch(/warm_probe\.py \(python3\): Test fixture \(warm\)[^\n]*\n(  .*\n)*  warm: yes \(one process serves many tasks\)/);
       expect(textOf(reply)).not.toMatch(/echo\.py \(python3\)[^\n]*\n(  .*\n)*  warm: yes/);
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('says which workers pack several inputs per process', async () => {
+    const conn = await connectInMemory(await scriptConfig());
+    try {
+      const reply = await conn.call('list_workers', {});
+      const byName = new Map((reply.structuredContent as { workers: WorkerView[] }).workers.map((w) => [w.name, w]));
+      for (const name of ['code_stats.py', 'outline.py', 'analyze_dependencies.py', 'pack_probe.py']) expect(byName.get(name)?.pack, name).toBe('files');
+      for (const name of ['grep_context.py', 'echo.py']) expect(byName.get(name)?.pack, name).toBeUndefined();
+      expect(textOf(reply)).toMatch(/code_stats\.py \(python3\): [^\n]*\n(  .*\n)*  pack: files \(run_script_batch "pack" runs several inputs in one process\)/);
+      expect(textOf(reply)).not.toMatch(/grep_context\.py \(python3\)[^\n]*\n(  .*\n)*  pack: /);
     } finally {
       await conn.close();
     }

@@ -1,4 +1,4 @@
-import { readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectInMemory, makeTempDir, repoRoot, textOf, type Connected } from '../helpers/client.js';
@@ -256,6 +256,52 @@ describe('run_script_batch with warm workers', () => {
   });
 });
 
+describe('run_script_batch with pack', () => {
+  it('runs up to `pack` inputs per cold process with results one per input, as cold runs give them, and stores the choice with the job', async () => {
+    const files = (await readdir(path.join(repoRoot, 'src', 'pools', 'script'))).filter((name) => name.endsWith('.ts')).map((name) => `src/pools/script/${name}`);
+    files.push('workers/code_stats.py', 'workers/outline.py', 'README.md', 'no/such/file.ts');
+    const inputs = files.map((file) => ({ args: [file] }));
+    const jobId = await submitScripts(conn, { worker: 'code_stats.py', inputs, pack: 4, concurrency: 2 });
+    // Packing is for cold runs: it makes the job cold, and a resumed job packs the same way.
+    expect(conn.app.engine.meta(jobId).options).toMatchObject({ pack: 4, warm: false });
+    const { results, job } = await collectAll(conn, jobId);
+    expect(job).toMatchObject({ state: 'succeeded' });
+    expect(results).toHaveLength(files.length);
+    const coldId = await submitScripts(conn, { worker: 'code_stats.py', inputs, warm: false, concurrency: 2 });
+    const { results: cold } = await collectAll(conn, coldId);
+    for (const result of results) {
+      expect(result.id).toBe(files[result.index]);
+      const packed = result.value?.packed as { with: number; position: number; dropped: string[] } | undefined;
+      const coldJson = cold[result.index]?.value?.json as { files: unknown[] };
+      // The last batches of a job are smaller (its queue shared among its slots); one of a single input runs as a plain cold task.
+      if (packed === undefined) {
+        expect(result.value?.json).toEqual(coldJson);
+        continue;
+      }
+      expect(packed.with).toBeGreaterThan(1);
+      expect(packed.with).toBeLessThanOrEqual(4);
+      expect(packed.dropped).toEqual(['totals']);
+      expect(result.value?.json).toEqual({ files: coldJson.files });
+    }
+    expect(results.filter((r) => r.value?.packed !== undefined).length).toBeGreaterThan(files.length / 2);
+  });
+
+  it('refuses pack for a command', async () => {
+    const allowed = await connectInMemory(
+      await scriptConfig((c) => {
+        c.allowCommands = ['echo'];
+      }),
+      { env: { PATH: process.env.PATH } },
+    );
+    try {
+      const command = await allowed.call('run_script_batch', { command: 'echo', inputs: [{ args: ['a'] }], pack: 2 });
+      expect(textOf(command)).toMatch(/^INVALID_INPUT: echo cannot pack inputs: a command never does\.\nNext: Omit pack/);
+    } finally {
+      await allowed.close();
+    }
+  });
+});
+
 describe('run_script_batch refuses bad input and submits nothing', () => {
   const cases: Array<{ name: string; args: Record<string, unknown>; expected: RegExp }> = [
     { name: 'an unknown worker', args: { worker: 'nope.py', inputs: [{}] }, expected: /^WORKER_NOT_FOUND: No worker "nope.py"[\s\S]*Next: Available workers: .*analyze_dependencies\.py.*echo\.py/ },
@@ -287,6 +333,13 @@ describe('run_script_batch refuses bad input and submits nothing', () => {
     { name: 'env MONITOR_ALLOWED_ROOTS', args: { worker: 'echo.py', inputs: [{}], env: { MONITOR_ALLOWED_ROOTS: '/' } }, expected: /^INVALID_INPUT: env cannot set MONITOR_ALLOWED_ROOTS: MONITOR_\* variables are set by the server/ },
     { name: 'a helper module hidden from list_workers', args: { worker: '_common.py', inputs: [{}] }, expected: /^WORKER_NOT_FOUND: "_common.py" is not a worker[\s\S]*Next: Available workers/ },
     { name: 'a NUL byte in an env value', args: { worker: 'echo.py', inputs: [{}], env: { MODE: 'a\u0000b' } }, expected: /^INVALID_INPUT: The value of env MODE contains a NUL byte[\s\S]*Next: / },
+    { name: 'pack for a worker that does not declare it', args: { worker: 'echo.py', inputs: [{ args: ['a'] }], pack: 4 }, expected: /^INVALID_INPUT: echo\.py cannot pack inputs: it does not declare "# monitor: pack: files"\.\nNext: Omit pack/ },
+    { name: 'pack with stdin', args: { worker: 'code_stats.py', inputs: [{ args: ['a'] }, { stdin: 'x' }], pack: 4 }, expected: /^INVALID_INPUT: inputs\[1\] has stdin, but pack joins the inputs' args into one command line[\s\S]*Next: Give each input its files as args, or omit pack/ },
+    { name: 'pack with json', args: { worker: 'code_stats.py', inputs: [{ json: { files: ['a'] } }], pack: 4 }, expected: /^INVALID_INPUT: inputs\[0\] has json, but pack/ },
+    { name: 'pack with an input without args', args: { worker: 'code_stats.py', inputs: [{ args: ['a'] }, { args: [] }], pack: 4 }, expected: /^INVALID_INPUT: inputs\[1\] has no args, but pack/ },
+    { name: 'pack with warm: true', args: { worker: 'code_stats.py', inputs: [{ args: ['a'] }], pack: 4, warm: true }, expected: /^INVALID_INPUT: pack and warm: true do not go together[\s\S]*Next: Omit warm \(pack makes the job cold\)/ },
+    { name: 'pack 1', args: { worker: 'code_stats.py', inputs: [{ args: ['a'] }], pack: 1 }, expected: /pack must be a whole number from 2 to 64/ },
+    { name: 'pack 65', args: { worker: 'code_stats.py', inputs: [{ args: ['a'] }], pack: 65 }, expected: /pack must be a whole number from 2 to 64/ },
     { name: 'a NUL byte in an argument', args: { worker: 'echo.py', inputs: [{ args: ['ok'] }, { args: ['fine', 'a\u0000b'] }] }, expected: /^INVALID_INPUT: inputs\[1\]\.args\[1\] contains a NUL byte[\s\S]*Next: .*stdin/ },
   ];
 

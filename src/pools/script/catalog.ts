@@ -32,6 +32,8 @@ export interface LaunchPlan {
   declaredEnv: readonly string[];
   /** The worker declares `warm: yes`: it can serve many tasks in one process (see warm.ts). */
   warm: boolean;
+  /** The worker declares `pack: files`: several inputs' args can run in one process (see pack.ts). */
+  packFiles: boolean;
 }
 
 /** Python started so that nothing outside the script and the standard library loads code into it. */
@@ -135,7 +137,7 @@ export class WorkerCatalog {
       const file = await this.options.resolver.resolve(interpreter);
       // -s: no user site-packages (a HOME holding a .pth file ran code); -E: no PYTHON* variables.
       const flags = header.isolated && PYTHON_INTERPRETER.test(interpreter) ? ISOLATED_PYTHON_FLAGS : [];
-      return { file, prefixArgs: [...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env, warm: header.warm };
+      return { file, prefixArgs: [...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env, warm: header.warm, packFiles: header.pack === 'files' };
     }
     const mode = (await stat(resolved.path)).mode;
     if ((mode & 0o111) === 0) {
@@ -143,7 +145,7 @@ export class WorkerCatalog {
         hint: `Known extensions: ${Object.keys(this.options.interpreters).join(', ')}. The user can mark the file executable (chmod +x) or map its extension in the config file ("script": {"interpreters": {...}}).`,
       });
     }
-    return { file: resolved.path, prefixArgs: [], display: worker, interpreter: 'executable', declaredEnv: header.env, warm: header.warm };
+    return { file: resolved.path, prefixArgs: [], display: worker, interpreter: 'executable', declaredEnv: header.env, warm: header.warm, packFiles: header.pack === 'files' };
   }
 
   /** The plan for an arbitrary command: only one the user allowed by name or absolute path. */
@@ -165,7 +167,7 @@ export class WorkerCatalog {
         hint: 'Ask the user to install it or to fix the allowCommands entry (a name on PATH or an absolute path).',
       });
     }
-    return { file, prefixArgs: [], display: command, interpreter: 'executable', declaredEnv: [], warm: false };
+    return { file, prefixArgs: [], display: command, interpreter: 'executable', declaredEnv: [], warm: false, packFiles: false };
   }
 
   async plan(spec: { worker?: string | undefined; command?: string | undefined }): Promise<LaunchPlan> {

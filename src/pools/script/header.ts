@@ -8,6 +8,7 @@
  *   # monitor: env: DEPS_MAX_FILES          variables `env` may set for it
  *   # monitor: isolated: yes                Python: started with -s -E
  *   # monitor: warm: yes                    serves many tasks in one process (see warm.ts)
+ *   # monitor: pack: files                  inputs' args can share one process (see pack.ts)
  *
  * Any line comment works (`#`, `//`, `--`, `;`). A key given twice continues the first value.
  */
@@ -24,6 +25,11 @@ export interface WorkerHeader {
   isolated: boolean;
   /** It speaks the warm protocol (see warm.ts): one process may serve many tasks. */
   warm: boolean;
+  /**
+   * `files`: given the args of several inputs one after another, it prints one JSON object whose
+   * `files` array has exactly one entry per argument, in argument order (see pack.ts).
+   */
+  pack?: 'files';
   /** Other declared keys, kept for list_workers. */
   extra: Record<string, string>;
 }
@@ -55,6 +61,8 @@ export function parseWorkerHeader(text: string): WorkerHeader {
     else if (key === 'env') header.env = value.split(/[\s,]+/).filter((name) => ENV_NAME.test(name));
     else if (key === 'isolated') header.isolated = /^(yes|true)$/i.test(value);
     else if (key === 'warm') header.warm = /^(yes|true)$/i.test(value);
+    // Any other value is no promise the pool can split on: shown as declared, never packed.
+    else if (key === 'pack' && /^files$/i.test(value)) header.pack = 'files';
     else header.extra[key] = value;
   }
   return header;

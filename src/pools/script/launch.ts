@@ -17,6 +17,8 @@ export interface RunPlan {
   timeoutMs: number;
   /** Tasks go to long-lived processes (the job asked for it and the worker declares it; see warm.ts). */
   warm: boolean;
+  /** Cold runs take several inputs each (the job asked for it and the worker declares `pack: files`; see pack.ts). */
+  pack: boolean;
 }
 
 /** What starting a worker process needs from the pool, cold or warm. */

@@ -2,6 +2,7 @@ import type { CoreConfig } from '../../config/core.js';
 import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
 import type { WorkerCatalog } from './catalog.js';
+import { MAX_PACK, packableArgs } from './pack.js';
 import { prepareRun, resolveCwd, SCRIPT_KIND, type ScriptJobOptions, type ScriptTaskInput } from './pool.js';
 import type { ScriptConfig } from './settings.js';
 
@@ -14,8 +15,10 @@ export interface ScriptJobRequest {
   timeoutSeconds?: number | undefined;
   env?: Readonly<Record<string, string>> | undefined;
   cwd?: string | undefined;
-  /** Warm processes (default: when the worker declares `warm: yes`); false asks for a process per task. */
+  /** Warm processes (default: when the worker declares `warm: yes`, unless `pack`); false asks for a process per task. */
   warm?: boolean | undefined;
+  /** Up to this many inputs per cold process, the output split per input (a worker that declares `pack: files`; see pack.ts). */
+  pack?: number | undefined;
 }
 
 export interface ScriptPlanContext {
@@ -100,9 +103,36 @@ export async function planScriptJob(request: ScriptJobRequest, context: ScriptPl
       hint: 'Omit warm (or pass warm: false) to run one process per task. A worker that serves many tasks in one process declares "# monitor: warm: yes" (list_workers shows warm: true).',
     });
   }
-  // Stored as decided now: a resumed job runs the same way.
-  options.warm = request.warm ?? run.launch.warm;
+  if (request.pack !== undefined) checkPack(request.pack, request, run.launch, inputs);
+  // Stored as decided now: a resumed job runs the same way. Packing is for cold runs: it makes the job cold.
+  options.warm = request.warm ?? (request.pack === undefined && run.launch.warm);
+  if (request.pack !== undefined) options.pack = request.pack;
   return { kind: SCRIPT_KIND, inputs, options, concurrency };
+}
+
+/** Throws INVALID_INPUT unless the job's inputs can be packed `pack` to a process (see pack.ts). */
+function checkPack(pack: number, request: ScriptJobRequest, launch: { display: string; packFiles: boolean }, inputs: readonly ScriptTaskInput[]): void {
+  if (!(Number.isInteger(pack) && pack >= 2 && pack <= MAX_PACK)) {
+    throw new MonitorError('INVALID_INPUT', `pack must be a whole number from 2 to ${MAX_PACK}, got ${pack}.`, { hint: 'Omit pack to run one input per process.' });
+  }
+  if (!launch.packFiles) {
+    throw new MonitorError('INVALID_INPUT', `${launch.display} cannot pack inputs: ${request.worker === undefined ? 'a command never does' : 'it does not declare "# monitor: pack: files"'}.`, {
+      hint: 'Omit pack. A worker that, given many file arguments, prints {"files": [one entry per argument, in order], ...} declares "# monitor: pack: files" (list_workers shows pack).',
+    });
+  }
+  if (request.warm === true) {
+    throw new MonitorError('INVALID_INPUT', 'pack and warm: true do not go together: pack puts several inputs in one cold process, warm serves them one by one in long-lived processes.', {
+      hint: 'Omit warm (pack makes the job cold), or omit pack: a warm worker pays no process start per input.',
+    });
+  }
+  const unpackable = inputs.findIndex((input) => packableArgs(input) === undefined);
+  const input = inputs[unpackable];
+  if (input) {
+    const what = input.stdin !== undefined ? 'stdin' : input.json !== undefined ? 'json' : 'no args';
+    throw new MonitorError('INVALID_INPUT', `inputs[${unpackable}] has ${what}, but pack joins the inputs' args into one command line: every input needs args, and none stdin or json.`, {
+      hint: 'Give each input its files as args, or omit pack.',
+    });
+  }
 }
 
 /** Throws INVALID_INPUT for an env entry no process could take. */

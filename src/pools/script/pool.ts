@@ -2,7 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
 import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
-import { MonitorError } from '../../errors.js';
+import { MonitorError, toTaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { resolveInsideRoots } from '../../paths.js';
 import type { ProcessControl } from '../../processes.js';
@@ -11,14 +11,18 @@ import type { WorkerCatalog } from './catalog.js';
 import type { Descendants } from './descendants.js';
 import { type RunPlan, settle, spawnFailure, startWorker } from './launch.js';
 import type { GroupRecords } from './orphans.js';
-import { OutputCapture } from './output.js';
-import { OutputAllowance, PREVIEW_BYTES, type ProcessExit, STDERR_TAIL_BYTES, taskResult } from './task-value.js';
+import { decodeUtf8, OutputCapture, tailUtf8 } from './output.js';
+import { MAX_PACK, packableArgs, PackOutput, splitPack } from './pack.js';
+import { OutputAllowance, PREVIEW_BYTES, type ProcessExit, STDERR_TAIL_BYTES, type TaskEnd, taskResult } from './task-value.js';
 import { WarmWorkers } from './warm.js';
 
 export type { RunPlan } from './launch.js';
 export { PREVIEW_BYTES, STDERR_TAIL_BYTES } from './task-value.js';
 
 export const SCRIPT_KIND = 'script';
+
+/** The longest delay setTimeout takes (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** Plans of this many recent jobs are kept; an evicted one is simply worked out again. */
 const PLAN_CACHE_SIZE = 128;
@@ -33,6 +37,8 @@ export const scriptJobOptionsSchema = z.object({
   timeout_seconds: z.number().positive(),
   /** Tasks go to warm processes (see warm.ts); absent (a job from before warm workers) means cold. */
   warm: z.boolean().optional(),
+  /** Cold runs take up to this many inputs each, their output split per input (see pack.ts). */
+  pack: z.number().int().min(2).max(MAX_PACK).optional(),
 });
 export type ScriptJobOptions = z.infer<typeof scriptJobOptionsSchema>;
 
@@ -91,9 +97,10 @@ export async function prepareRun(
   for (const [key, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[key] = value;
   env.PATH ??= context.searchPath;
   Object.assign(env, options.env);
-  // A worker that no longer declares warm (edited since the job was submitted) runs cold.
+  // A worker that no longer declares warm (edited since the job was submitted) runs cold; one that no longer declares pack, an input per process.
   const warm = options.warm === true && launch.warm;
-  return { launch, cwd, env, timeoutMs: Math.round(options.timeout_seconds * 1000), warm };
+  const pack = options.pack !== undefined && !warm && launch.packFiles;
+  return { launch, cwd, env, timeoutMs: Math.round(options.timeout_seconds * 1000), warm, pack };
 }
 
 export async function resolveCwd(cwd: string, allowedRoots: readonly string[]): Promise<string> {
@@ -172,21 +179,160 @@ export class ScriptPool implements Pool {
     await this.options.groupRecords?.close();
   }
 
+  /** A packed job's cold runs take up to `pack` of its inputs each (see pack.ts). Read as is, not parsed: asked each time a slot opens. */
+  batchSize(options: unknown): number {
+    const { pack, warm } = (options ?? {}) as { pack?: unknown; warm?: unknown };
+    return typeof pack === 'number' && Number.isInteger(pack) && pack > 1 && warm !== true ? Math.min(pack, MAX_PACK) : 1;
+  }
+
   async run(task: TaskContext): Promise<TaskResult> {
     const plan = await this.planFor(task.jobId, task.attempt, task.options);
     const input = parseTaskInput(task.input);
-    const allowance = new OutputAllowance(this.options.maxTaskOutputBytes, await this.jobAllowance(task.jobId, task.outputDir));
+    const allowance = await this.allowanceOf(task);
     if (plan.warm) return this.warm.run(planKey(task.jobId, task.attempt), plan, input, task, allowance);
-    // A cold process counts against the cap with the warm ones: an idle warm process may have to make room.
+    return this.asColdProcess(() => this.runCold(plan, input, task, allowance));
+  }
+
+  /**
+   * Tasks of a packed job: their args together in one cold process, its `files` split back per
+   * input; when the pack fails as a whole, each input again alone (see pack.ts). One process at a
+   * time throughout: the batch holds one slot.
+   */
+  async runBatch(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
+    const [first] = tasks;
+    if (!first) return [];
+    // A later attempt among them: the plan is checked again against the files as they are now.
+    const plan = await this.planFor(first.jobId, Math.max(...tasks.map((task) => task.attempt)), first.options);
+    // The worker no longer declares `pack: files` (edited since the job was planned): each task as if alone.
+    if (!plan.pack) return this.eachAlone(tasks);
+    const results: Array<TaskResult | undefined> = tasks.map(() => undefined);
+    const members: PackMember[] = [];
+    const alone: TaskContext[] = [];
+    for (const [at, task] of tasks.entries()) {
+      let input: ScriptTaskInput;
+      try {
+        input = parseTaskInput(task.input);
+      } catch (error) {
+        results[at] = { ok: false, error: toTaskError(error) };
+        continue;
+      }
+      const args = packableArgs(input);
+      // Refused when the job was planned; an input of another shape still runs, alone.
+      if (args === undefined) alone.push(task);
+      else members.push({ at, task, input, args, allowance: await this.allowanceOf(task) });
+    }
+    const [lone] = members;
+    // A lone input gains nothing from a pack, and would run twice when it fails: a plain cold run (its value whole, without `packed`).
+    if (lone && members.length === 1) alone.push(lone.task);
+    else if (members.length > 1) {
+      const packed = await this.asColdProcess(() => this.runPack(plan, members));
+      members.forEach((member, position) => {
+        results[member.at] = packed[position];
+      });
+    }
+    const done = await this.eachAlone(alone);
+    alone.forEach((task, at) => {
+      results[tasks.indexOf(task)] = done[at];
+    });
+    return results.map((result) => result ?? { ok: false, error: { code: 'INTERNAL', message: 'The task got no result from its pack.' } });
+  }
+
+  /** Each task as run() runs it, one after another; a throw fails that task only. */
+  private async eachAlone(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
+    const results: TaskResult[] = [];
+    for (const task of tasks) {
+      results.push(await this.run(task).catch((error: unknown) => failed(task, error)));
+    }
+    return results;
+  }
+
+  /** Runs `work` counted as one cold process against the cap it shares with the warm ones (an idle warm process may have to make room). */
+  private async asColdProcess<T>(work: () => Promise<T>): Promise<T> {
     this.warm.makeRoom();
     this.coldProcesses++;
     try {
-      await this.turnToSpawn();
-      task.signal.throwIfAborted();
-      return await this.spawn(plan, input, task, allowance);
+      return await work();
     } finally {
       this.coldProcesses--;
     }
+  }
+
+  /** One input in a cold process of its own (the caller counts it, see asColdProcess). */
+  private async runCold(plan: RunPlan, input: ScriptTaskInput, task: TaskContext, allowance: OutputAllowance, told?: Pick<TaskEnd, 'notes' | 'extra'>): Promise<TaskResult> {
+    await this.turnToSpawn();
+    task.signal.throwIfAborted();
+    return this.spawn(plan, input, task, allowance, told);
+  }
+
+  /** The pack's one process, then a result per member: its share of the output, or its own run alone when the pack failed. */
+  private async runPack(plan: RunPlan, members: readonly PackMember[]): Promise<TaskResult[]> {
+    const [lead] = members;
+    if (!lead) return [];
+    const { task: first } = lead;
+    const { outputCapBytes } = this.options;
+    // Each input's own timeout, end to end; within what a timer can hold (~24.8 days: past it Node fires at once).
+    const timeoutMs = Math.min(plan.timeoutMs * members.length, MAX_TIMER_MS);
+    const stdout = new PackOutput(outputCapBytes);
+    // One log for the pack, named after its first task; a task's own stdout file comes from its split.
+    const stderr = new OutputCapture(path.join(first.outputDir, `pack-${first.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES, await this.allowanceOf(first));
+    await this.turnToSpawn();
+    first.signal.throwIfAborted();
+    const ran = await this.runProcess(
+      plan,
+      first,
+      {
+        args: members.flatMap((member) => member.args),
+        perProcessEnv: {
+          MONITOR_TASK_INDEX: String(first.index),
+          MONITOR_ATTEMPT: String(first.attempt),
+          MONITOR_STDIN_FORMAT: 'none',
+          MONITOR_PACK_INDICES: members.map((member) => member.task.index).join(','),
+        },
+        stdinText: undefined,
+        timeoutMs,
+        // The tasks of a batch share one signal.
+        signal: first.signal,
+      },
+      { stdout, stderr },
+    );
+    const place = (position: number): { with: number; position: number } => ({ with: members.length, position });
+    const results: TaskResult[] = [];
+    if (ran.stopReason === 'cancel') {
+      // Stopped with its job: nothing runs again.
+      for (const [position, member] of members.entries()) {
+        results.push(await taskResult(plan, { exit: ran.exit, stopReason: 'cancel', stdout: this.stdoutOf(member), stderr, allowance: member.allowance, extra: { packed: place(position) } }, this.options));
+      }
+      return results;
+    }
+    const split = splitPack({ ...ran, stdout, stderrTail: decodeUtf8(tailUtf8(stderr.last(), STDERR_TAIL_BYTES)).text }, members.map((member) => member.args), timeoutMs);
+    if ('problem' in split) {
+      const log = await stderr.finish(false).catch(() => undefined);
+      const why = `Ran alone: its pack of ${members.length} inputs ${split.problem}${log === undefined ? '' : ` (the pack's log: ${log})`}.`;
+      for (const [position, member] of members.entries()) {
+        const told = { notes: [why], extra: { packed: { ...place(position), ran_alone: true } } };
+        results.push(await this.runCold(plan, member.input, member.task, member.allowance, told).catch((error: unknown) => failed(member.task, error)));
+      }
+      return results;
+    }
+    // One at a time: the shared log's file is written by the first that wants it.
+    for (const [position, member] of members.entries()) {
+      const own = this.stdoutOf(member);
+      // What a cold run of this input alone prints, less the pack's other top-level keys.
+      own.accept(Buffer.from(`${JSON.stringify({ files: split.entries[position] ?? [] })}\n`));
+      const packed = split.dropped.length > 0 ? { ...place(position), dropped: split.dropped } : place(position);
+      const notes = stderr.bytes > 0 ? [`stderr_tail is the log of the whole pack of ${members.length} inputs.`] : [];
+      results.push(await taskResult(plan, { exit: ran.exit, stopReason: undefined, stdout: own, stderr, allowance: member.allowance, notes, extra: { packed } }, this.options));
+    }
+    return results;
+  }
+
+  private stdoutOf(member: PackMember): OutputCapture {
+    return new OutputCapture(path.join(member.task.outputDir, `${member.task.index}.stdout`), this.options.outputCapBytes, PREVIEW_BYTES, member.allowance);
+  }
+
+  /** What a task (or a pack's log) may write to disk: script.maxTaskOutputBytes, and what its job has left. */
+  private async allowanceOf(task: TaskContext): Promise<OutputAllowance> {
+    return new OutputAllowance(this.options.maxTaskOutputBytes, await this.jobAllowance(task.jobId, task.outputDir));
   }
 
   /** The job's disk allowance: its limit less what its output folder holds (a resumed job has written before). */
@@ -240,18 +386,41 @@ export class ScriptPool implements Pool {
     return plan;
   }
 
-  private async spawn(plan: RunPlan, input: ScriptTaskInput, task: TaskContext, allowance: OutputAllowance): Promise<TaskResult> {
+  private async spawn(plan: RunPlan, input: ScriptTaskInput, task: TaskContext, allowance: OutputAllowance, told?: Pick<TaskEnd, 'notes' | 'extra'>): Promise<TaskResult> {
     const { outputCapBytes } = this.options;
-    const stdinText = input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined);
     const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES, allowance);
     const stderr = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES, allowance);
-    const worker = startWorker(plan, this.options, { jobId: task.jobId, outputDir: task.outputDir }, {
-      args: input.args ?? [],
-      perProcessEnv: {
-        MONITOR_TASK_INDEX: String(task.index),
-        MONITOR_ATTEMPT: String(task.attempt),
-        MONITOR_STDIN_FORMAT: input.stdin !== undefined ? 'text' : input.json !== undefined ? 'json' : 'none',
+    const ran = await this.runProcess(
+      plan,
+      task,
+      {
+        args: input.args ?? [],
+        perProcessEnv: {
+          MONITOR_TASK_INDEX: String(task.index),
+          MONITOR_ATTEMPT: String(task.attempt),
+          MONITOR_STDIN_FORMAT: input.stdin !== undefined ? 'text' : input.json !== undefined ? 'json' : 'none',
+        },
+        stdinText: input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined),
+        timeoutMs: plan.timeoutMs,
+        signal: task.signal,
       },
+      { stdout, stderr },
+    );
+    if (ran.spawnError) return { ok: false, error: spawnFailure(plan.launch, ran.spawnError) };
+    return taskResult(plan, { exit: ran.exit, stopReason: ran.stopReason, stdout, stderr, allowance, ...told }, this.options);
+  }
+
+  /** One worker process from its start until it has exited and its pipes have closed; its output goes to `sinks`. */
+  private async runProcess(
+    plan: RunPlan,
+    where: { jobId: string; outputDir: string },
+    spec: { args: readonly string[]; perProcessEnv: Readonly<Record<string, string>>; stdinText: string | undefined; timeoutMs: number; signal: AbortSignal },
+    sinks: { stdout: OutputSink; stderr: OutputSink },
+  ): Promise<ProcessRun> {
+    const { stdinText, signal } = spec;
+    const worker = startWorker(plan, this.options, { jobId: where.jobId, outputDir: where.outputDir }, {
+      args: spec.args,
+      perProcessEnv: spec.perProcessEnv,
       stdio: [stdinText === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     const { subprocess } = worker;
@@ -260,8 +429,8 @@ export class ScriptPool implements Pool {
       subprocess.stdin.on('error', () => undefined);
       subprocess.stdin.end(stdinText);
     }
-    stdout.attach(subprocess.stdout);
-    stderr.attach(subprocess.stderr);
+    sinks.stdout.attach(subprocess.stdout);
+    sinks.stderr.attach(subprocess.stderr);
 
     let stopReason: 'timeout' | 'cancel' | undefined;
     let exit: ProcessExit | undefined;
@@ -272,11 +441,11 @@ export class ScriptPool implements Pool {
       worker.signalGroup('SIGTERM');
       forceKill = setTimeout(() => worker.signalGroup('SIGKILL'), this.options.killGraceSeconds * 1000);
     };
-    const timer = setTimeout(() => stop('timeout'), plan.timeoutMs);
+    const timer = setTimeout(() => stop('timeout'), spec.timeoutMs);
     const onAbort = (): void => stop('cancel');
-    task.signal.addEventListener('abort', onAbort, { once: true });
-    subprocess.once('exit', (code, signal) => {
-      exit = { code, signal };
+    signal.addEventListener('abort', onAbort, { once: true });
+    subprocess.once('exit', (code, exitSignal) => {
+      exit = { code, signal: exitSignal };
       clearTimeout(timer);
       clearTimeout(forceKill);
       // Whatever the worker left behind in its group goes with it (also after a normal exit).
@@ -291,13 +460,37 @@ export class ScriptPool implements Pool {
     } finally {
       clearTimeout(timer);
       clearTimeout(forceKill);
-      task.signal.removeEventListener('abort', onAbort);
+      signal.removeEventListener('abort', onAbort);
       if (exit === undefined) worker.signalGroup('SIGKILL');
       worker.ended(stopReason !== undefined || exit === undefined);
     }
-    if (spawnError) return { ok: false, error: spawnFailure(plan.launch, spawnError) };
-    return taskResult(plan, { exit, stopReason, stdout, stderr, allowance }, this.options);
+    return { exit, stopReason, spawnError };
   }
+}
+
+/** Where a process's stdout or stderr goes: an OutputCapture, or a pack's PackOutput. */
+type OutputSink = Pick<OutputCapture, 'attach'>;
+
+/** How a worker process ended. */
+interface ProcessRun {
+  exit: ProcessExit | undefined;
+  stopReason: 'timeout' | 'cancel' | undefined;
+  /** It could not start. */
+  spawnError: { code?: string; message: string } | undefined;
+}
+
+/** A task in a pack: its place in the batch, its input and args, and what it may write to disk. */
+interface PackMember {
+  at: number;
+  task: TaskContext;
+  input: ScriptTaskInput;
+  args: readonly string[];
+  allowance: OutputAllowance;
+}
+
+/** A task that threw, as the engine records one: its abort's reason when it was stopped. */
+function failed(task: TaskContext, error: unknown): TaskResult {
+  return { ok: false, error: toTaskError(task.signal.aborted ? task.signal.reason : error) };
 }
 
 /** Plans and warm processes are per job and attempt: a resumed task is checked again against the files as they are now. */

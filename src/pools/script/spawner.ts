@@ -239,6 +239,8 @@ def start(msg):
 
 
 def write_stdin(task, registered=True):
+    if task.stdin is None:
+        return  # an event of this round for a pipe closed earlier in the round
     fd = task.stdin.fileno()
     try:
         while task.pending:
@@ -262,6 +264,8 @@ def close_stdin(task, registered):
 
 
 def on_output(stream):
+    if not stream.open or stream.paused:
+        return  # an event of this round for a pipe closed or paused earlier in the round
     try:
         data = os.read(stream.file.fileno(), CHUNK)
     except BlockingIOError:

@@ -43,6 +43,14 @@ describe('parseWorkerHeader', () => {
     expect(parseWorkerHeader(late).description).toBeUndefined();
   });
 
+  it('reads pack: files, and keeps any other pack value as a plain key (no promise to split on)', () => {
+    expect(parseWorkerHeader('# monitor: pack: files\n').pack).toBe('files');
+    expect(parseWorkerHeader('# monitor: pack: Files\n').pack).toBe('files');
+    const other = parseWorkerHeader('# monitor: pack: lines\n');
+    expect(other.pack).toBeUndefined();
+    expect(other.extra).toEqual({ pack: 'lines' });
+  });
+
   it('ignores lines that only look similar', () => {
     const header = parseWorkerHeader(['print("# monitor: description: not a comment")', '# monitor description missing colon', '# monitor: args:'].join('\n'));
     expect(header).toEqual({ input: {}, env: [], isolated: false, warm: false, extra: {} });

@@ -225,6 +225,22 @@ describe('RelaySpawner', () => {
     expect(spawner.helperPid).not.toBe(helper);
   });
 
+  it('survives streams destroyed while their worker is still writing (a pipe closed while it has data pending)', async () => {
+    const spawner = relay();
+    await finish(await spawner.start(sh('true')));
+    const helper = spawner.helperPid;
+    for (let round = 0; round < 20; round++) {
+      const child = await spawner.start(sh('while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; echo e >&2; done'));
+      await new Promise((resolve) => child.stdout.once('data', resolve));
+      child.stdout.destroy();
+      child.stderr.destroy();
+      testProcesses.signalGroup(child.pid, 'SIGKILL');
+      await child.closed;
+    }
+    expect((await finish(await spawner.start(sh('echo still')))).stdout).toBe('still\n');
+    expect(spawner.helperPid).toBe(helper);
+  });
+
   it('at close, kills the process groups still running and the helper exits', async () => {
     const spawner = relay();
     const child = await spawner.start(sh('sleep 60'));
