@@ -56,8 +56,8 @@ describe('what Claude Code\'s model receives', () => {
 
       // 40 quick tasks with 1 KB of output each (more than one default page), 3 slow ones.
       const quick = Array.from({ length: 40 }, (_, i) => ({ args: [`q${i}`, '0', '1000'] }));
-      // The slow ones outlast any paging on a loaded machine (120 s), and take 1 s once resumed.
-      const slow = Array.from({ length: 3 }, (_, i) => ({ args: [`s${i}`, '0', '0', '1', '120'] }));
+      // The slow ones outlast any paging on a loaded machine (600 s, ended by the kill), and take 1 s once resumed.
+      const slow = Array.from({ length: 3 }, (_, i) => ({ args: [`s${i}`, '0', '0', '1', '600'] }));
       const dispatched = JSON.parse(await session.see('run_script_batch', { worker: emit?.name, inputs: [...quick, ...slow], concurrency: 8 })) as { job_id: string; next: string };
       expect(dispatched.next).toMatch(/collect_results with/);
 
@@ -71,6 +71,8 @@ describe('what Claude Code\'s model receives', () => {
         pages++;
         for (const r of page.results) labels.add(r.value?.json?.label ?? '?');
         if (page.remaining > 0) expect(page.next).toMatch(/more result\(s\) are ready/);
+        if (labels.size >= 40) break;
+        expect(page.done, `the slow tasks still run (shown so far: ${[...labels].join(' ')})`).toBe(false);
         call = only(suggestedCalls(page.next), 'collect_results');
       }
       expect(labels.size).toBe(40);
@@ -103,7 +105,7 @@ describe('what Claude Code\'s model receives', () => {
       }
       expect([...labels].sort()).toEqual([...quick, ...slow].map((input) => input.args[0]).sort());
       // Each result names the input it came from.
-      expect(ids).toContain('s0 0 0 1 120');
+      expect(ids).toContain('s0 0 0 1 600');
     } finally {
       await session.close();
     }
