@@ -62,6 +62,7 @@ describe('what Claude Code\'s model receives', () => {
       expect(dispatched.next).toMatch(/collect_results with/);
 
       const labels = new Set<string>();
+      const shown: string[] = [];
       let call = only(suggestedCalls(dispatched.next), 'collect_results');
       let pages = 0;
       const deadline = Date.now() + 150_000;
@@ -69,13 +70,16 @@ describe('what Claude Code\'s model receives', () => {
       while (labels.size < 40 && Date.now() < deadline) {
         const page = JSON.parse(await session.see(call.tool, { ...call.args, wait_seconds: 2 })) as Page;
         pages++;
-        for (const r of page.results) labels.add(r.value?.json?.label ?? '?');
+        for (const r of page.results) {
+          labels.add(r.value?.json?.label ?? '?');
+          shown.push(`${r.id ?? '?'}=${r.state}`);
+        }
         if (page.remaining > 0) expect(page.next).toMatch(/more result\(s\) are ready/);
         if (labels.size >= 40) break;
-        expect(page.done, `the slow tasks still run (shown so far: ${[...labels].join(' ')})`).toBe(false);
+        expect(page.done, `the slow tasks still run (shown so far: ${shown.join(', ')})`).toBe(false);
         call = only(suggestedCalls(page.next), 'collect_results');
       }
-      expect(labels.size).toBe(40);
+      expect(labels.size, `shown: ${shown.join(', ')}`).toBe(40);
       expect(pages).toBeGreaterThanOrEqual(2);
 
       // The server dies while the slow tasks run; the client starts it again.
