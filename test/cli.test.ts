@@ -13,9 +13,9 @@ afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
-async function cliRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cliRun(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { cwd: repoRoot, timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { cwd: repoRoot, timeout: timeoutMs });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code?: number; stdout?: string; stderr?: string };
@@ -51,11 +51,12 @@ describe('the monitor-mcp command (built)', () => {
     expect(missingConfig.stderr).toMatch(/Cannot read the config file/);
   });
 
-  it('the demo (the README\'s main job) runs end to end, merges real results and measures its baseline', async () => {
+  // Two jobs over this repo, their baseline run one after another, and an LLM job: minutes on a loaded 2-core machine.
+  it('the demo (the README\'s main job) runs end to end, merges real results and measures its baseline', { timeout: 300_000 }, async () => {
     // With the real llama-server where the kit is here, the demo's LLM job runs too.
     const llama = llamaAvailable ? await startLlama(4) : undefined;
     try {
-      const demo = await cliRun(['demo', ...(llama ? ['--endpoint', `tiny=${llama.url}`] : [])]);
+      const demo = await cliRun(['demo', ...(llama ? ['--endpoint', `tiny=${llama.url}`] : [])], 240_000);
       expect(demo.stderr).toBe('');
       expect(demo.code).toBe(0);
       expect(demo.stdout).toMatch(/analyze_dependencies\.py\s+succeeded: (\d+)\/\1 succeeded/);
