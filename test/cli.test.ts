@@ -52,7 +52,7 @@ describe('the monitor-mcp command (built)', () => {
   });
 
   // Two jobs over this repo, their baseline run one after another, and an LLM job: minutes on a loaded 2-core machine.
-  it('the demo (the README\'s main job) runs end to end, merges real results and measures its baseline', { timeout: 300_000 }, async () => {
+  it('the demo (the README\'s main job) runs end to end, merges real results and measures its baseline', async () => {
     // With the real llama-server where the kit is here, the demo's LLM job runs too.
     const llama = llamaAvailable ? await startLlama(4) : undefined;
     try {
@@ -71,5 +71,5 @@ describe('the monitor-mcp command (built)', () => {
     } finally {
       await llama?.stop();
     }
-  }, 180_000);
+  }, 300_000);
 });
