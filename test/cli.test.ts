@@ -37,7 +37,8 @@ describe('the monitor-mcp command (built)', () => {
       expect(late.stderr, args.join(' ')).toBe('');
       expect(late.stdout, args.join(' ')).toBe(help.stdout);
     }
-  });
+    // Six starts of the built CLI: seconds each on a loaded 2-core machine.
+  }, 120_000);
 
   it('fails clearly on an unknown command or option, on stderr', async () => {
     const unknown = await cliRun(['frobnicate']);
@@ -49,7 +50,7 @@ describe('the monitor-mcp command (built)', () => {
     const missingConfig = await cliRun(['jobs', '--config', '/nonexistent/monitor.json']);
     expect(missingConfig.code).toBe(2);
     expect(missingConfig.stderr).toMatch(/Cannot read the config file/);
-  });
+  }, 120_000);
 
   // Two jobs over this repo, their baseline run one after another, and an LLM job: minutes on a loaded 2-core machine.
   it('the demo (the README\'s main job) runs end to end, merges real results and measures its baseline', async () => {
