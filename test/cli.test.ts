@@ -13,9 +13,9 @@ afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
-async function cliRun(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cliRun(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { cwd: repoRoot, timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [cli, ...args], { cwd: repoRoot, timeout: timeoutMs });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code?: number; stdout?: string; stderr?: string };
@@ -37,7 +37,8 @@ describe('the monitor-mcp command (built)', () => {
       expect(late.stderr, args.join(' ')).toBe('');
       expect(late.stdout, args.join(' ')).toBe(help.stdout);
     }
-  });
+    // Six starts of the built CLI: seconds each on a loaded 2-core machine.
+  }, 120_000);
 
   it('fails clearly on an unknown command or option, on stderr', async () => {
     const unknown = await cliRun(['frobnicate']);
@@ -49,13 +50,14 @@ describe('the monitor-mcp command (built)', () => {
     const missingConfig = await cliRun(['jobs', '--config', '/nonexistent/monitor.json']);
     expect(missingConfig.code).toBe(2);
     expect(missingConfig.stderr).toMatch(/Cannot read the config file/);
-  });
+  }, 120_000);
 
+  // Two jobs over this repo, their baseline run one after another, and an LLM job: minutes on a loaded 2-core machine.
   it('the demo (the README\'s main job) runs end to end, merges real results and measures its baseline', async () => {
     // With the real llama-server where the kit is here, the demo's LLM job runs too.
     const llama = llamaAvailable ? await startLlama(4) : undefined;
     try {
-      const demo = await cliRun(['demo', ...(llama ? ['--endpoint', `tiny=${llama.url}`] : [])]);
+      const demo = await cliRun(['demo', ...(llama ? ['--endpoint', `tiny=${llama.url}`] : [])], 240_000);
       expect(demo.stderr).toBe('');
       expect(demo.code).toBe(0);
       expect(demo.stdout).toMatch(/analyze_dependencies\.py\s+succeeded: (\d+)\/\1 succeeded/);
@@ -70,5 +72,5 @@ describe('the monitor-mcp command (built)', () => {
     } finally {
       await llama?.stop();
     }
-  }, 180_000);
+  }, 300_000);
 });

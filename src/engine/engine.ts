@@ -217,6 +217,11 @@ export class Engine {
     return this.require(jobId).stateOf(index);
   }
 
+  /** The attempt a task is on: the number of its last run started. */
+  taskAttempt(jobId: string, index: number): number {
+    return this.require(jobId).attemptOf(index);
+  }
+
   meta(jobId: string): JobMeta {
     return this.require(jobId).meta;
   }

@@ -104,7 +104,7 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
     request.jobIds.map(async (id) => {
       const records = await engine.results(id);
       if (request.allAttempts) return { id, records };
-      const hidden = earlierAttempts(records, (index) => ['queued', 'running'].includes(engine.taskState(id, index)));
+      const hidden = earlierAttempts(records, (index) => ({ state: engine.taskState(id, index), attempt: engine.taskAttempt(id, index) }));
       return { id, records, hidden };
     }),
   );

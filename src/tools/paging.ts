@@ -111,12 +111,24 @@ function countShown(records: readonly TaskRecord[], from: number, shows: (record
   return n;
 }
 
+/** A task as it is now: its state and the attempt it is on (the last one started). */
+export interface TaskNow {
+  state: string;
+  attempt: number;
+}
+
 /**
  * Hides what is not a task's result any more: a record followed by a later one for the same task
- * (resumed or retried), and the record of a task queued or running again now.
+ * (resumed or retried), and the record of a task queued again, or running a later attempt, now.
+ * A record of the attempt running now is that run's result on its way in (on disk a moment before
+ * the task counts as finished): hidden, a page would skip it for good.
  */
-export function earlierAttempts(records: readonly TaskRecord[], runningAgain: (index: number) => boolean): (record: TaskRecord, at: number) => boolean {
+export function earlierAttempts(records: readonly TaskRecord[], now: (index: number) => TaskNow): (record: TaskRecord, at: number) => boolean {
   const latest = new Map<number, number>();
   records.forEach((record, at) => latest.set(record.index, at));
-  return (record, at) => latest.get(record.index) !== at || runningAgain(record.index);
+  return (record, at) => {
+    if (latest.get(record.index) !== at) return true;
+    const task = now(record.index);
+    return task.state === 'queued' || (task.state === 'running' && record.attempt < task.attempt);
+  };
 }

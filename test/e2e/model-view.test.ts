@@ -56,12 +56,13 @@ describe('what Claude Code\'s model receives', () => {
 
       // 40 quick tasks with 1 KB of output each (more than one default page), 3 slow ones.
       const quick = Array.from({ length: 40 }, (_, i) => ({ args: [`q${i}`, '0', '1000'] }));
-      // The slow ones outlast any paging on a loaded machine (120 s), and take 1 s once resumed.
-      const slow = Array.from({ length: 3 }, (_, i) => ({ args: [`s${i}`, '0', '0', '1', '120'] }));
+      // The slow ones outlast any paging on a loaded machine (600 s, ended by the kill), and take 1 s once resumed.
+      const slow = Array.from({ length: 3 }, (_, i) => ({ args: [`s${i}`, '0', '0', '1', '600'] }));
       const dispatched = JSON.parse(await session.see('run_script_batch', { worker: emit?.name, inputs: [...quick, ...slow], concurrency: 8 })) as { job_id: string; next: string };
       expect(dispatched.next).toMatch(/collect_results with/);
 
       const labels = new Set<string>();
+      const shown: string[] = [];
       let call = only(suggestedCalls(dispatched.next), 'collect_results');
       let pages = 0;
       const deadline = Date.now() + 150_000;
@@ -69,11 +70,16 @@ describe('what Claude Code\'s model receives', () => {
       while (labels.size < 40 && Date.now() < deadline) {
         const page = JSON.parse(await session.see(call.tool, { ...call.args, wait_seconds: 2 })) as Page;
         pages++;
-        for (const r of page.results) labels.add(r.value?.json?.label ?? '?');
+        for (const r of page.results) {
+          labels.add(r.value?.json?.label ?? '?');
+          shown.push(`${r.id ?? '?'}=${r.state}`);
+        }
         if (page.remaining > 0) expect(page.next).toMatch(/more result\(s\) are ready/);
+        if (labels.size >= 40) break;
+        expect(page.done, `the slow tasks still run (shown so far: ${shown.join(', ')})`).toBe(false);
         call = only(suggestedCalls(page.next), 'collect_results');
       }
-      expect(labels.size).toBe(40);
+      expect(labels.size, `shown: ${shown.join(', ')}`).toBe(40);
       expect(pages).toBeGreaterThanOrEqual(2);
 
       // The server dies while the slow tasks run; the client starts it again.
@@ -103,7 +109,7 @@ describe('what Claude Code\'s model receives', () => {
       }
       expect([...labels].sort()).toEqual([...quick, ...slow].map((input) => input.args[0]).sort());
       // Each result names the input it came from.
-      expect(ids).toContain('s0 0 0 1 120');
+      expect(ids).toContain('s0 0 0 1 600');
     } finally {
       await session.close();
     }

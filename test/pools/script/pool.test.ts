@@ -294,17 +294,19 @@ describe('ScriptPool', () => {
   });
 
   it('cuts what a task, and all tasks of a job together, write to disk at their limits, with a note', async () => {
-    const capped = scriptPool(
-      await scriptConfig((c) => {
-        c.allowedRoots = [repoRoot];
-        c.script.outputCapBytes = 64 * 1024;
-        c.script.inlineBytes = 16 * 1024;
-        c.script.maxTaskOutputBytes = 3 * 1024 * 1024;
-        c.script.maxJobOutputBytes = 5 * 1024 * 1024;
-      }),
-      process.env,
-      testProcesses,
-    );
+    const cappedPool = async (): Promise<ReturnType<typeof scriptPool>> =>
+      scriptPool(
+        await scriptConfig((c) => {
+          c.allowedRoots = [repoRoot];
+          c.script.outputCapBytes = 64 * 1024;
+          c.script.inlineBytes = 16 * 1024;
+          c.script.maxTaskOutputBytes = 3 * 1024 * 1024;
+          c.script.maxJobOutputBytes = 5 * 1024 * 1024;
+        }),
+        process.env,
+        testProcesses,
+      );
+    const capped = await cappedPool();
     const jobDir = await makeTempDir('monitor-capped-');
     try {
       const task = (index: number, bytes: number): TaskContext => ({ jobId: 'job_capped', index, input: { args: [String(bytes), '100'] }, options: { worker: 'big_output.py', cwd: repoRoot, timeout_seconds: 60 }, outputDir: jobDir, attempt: 1, signal: new AbortController().signal });
@@ -324,17 +326,7 @@ describe('ScriptPool', () => {
       expect(third.ok).toBe(true);
       expect(valueOf(third).files_cut).toBeUndefined();
       // A pool started later (a restart) counts what the job's folder already holds.
-      const restarted = scriptPool(
-        await scriptConfig((c) => {
-          c.allowedRoots = [repoRoot];
-          c.script.outputCapBytes = 64 * 1024;
-          c.script.inlineBytes = 16 * 1024;
-          c.script.maxTaskOutputBytes = 3 * 1024 * 1024;
-          c.script.maxJobOutputBytes = 5 * 1024 * 1024;
-        }),
-        process.env,
-        testProcesses,
-      );
+      const restarted = await cappedPool();
       const fourth = await restarted.run(task(3, 1024 * 1024));
       expect(valueOf(fourth)).toMatchObject({ files_cut: true, stdout_bytes: 1024 * 1024 });
     } finally {
