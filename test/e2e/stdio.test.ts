@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jobIdOf, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
@@ -29,8 +29,17 @@ function serverArgs(stateDir: string, logLevel: 'debug' | 'info' | 'warn' = 'war
   return [cli, '--state-dir', stateDir, '--workers-dir', fixtures, '--root', repoRoot, '--log-level', logLevel];
 }
 
-async function connect(stateDir: string): Promise<{ client: Client; transport: StdioClientTransport; call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult> }> {
-  const transport = new StdioClientTransport({ command: process.execPath, args: serverArgs(stateDir), cwd: repoRoot, stderr: 'pipe' });
+async function connect(
+  stateDir: string,
+  env?: Record<string, string>,
+): Promise<{ client: Client; transport: StdioClientTransport; call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult> }> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: serverArgs(stateDir),
+    cwd: repoRoot,
+    stderr: 'pipe',
+    ...(env ? { env: { ...getDefaultEnvironment(), ...env } } : {}),
+  });
   const client = new Client({ name: 'e2e', version: '0.0.0' });
   await client.connect(transport);
   const call = async (name: string, args: Record<string, unknown>): Promise<CallToolResult> =>
@@ -160,7 +169,8 @@ describe('the built server over stdio', () => {
   it('stops the worker process groups a SIGKILLed server left running when the next server starts', { timeout: 60_000 }, async () => {
     const stateDir = await newStateDir();
     const pidDir = await newStateDir();
-    const first = await connect(stateDir);
+    // Workers started directly by the server: nothing but the next start can end them.
+    const first = await connect(stateDir, { MONITOR_SPAWN_HELPER: '0' });
     const pidFile = path.join(pidDir, 'hold.pids');
     // hold.py and the child it forks sleep 60 s; only the next start can end them once their server is gone.
     const submitted = await first.call('run_script_batch', { worker: 'hold.py', inputs: [{ args: [pidFile] }], timeout_seconds: 120 });
@@ -180,6 +190,25 @@ describe('the built server over stdio', () => {
       } finally {
         await second.client.close();
       }
+    } finally {
+      for (const pid of pids) killQuietly(pid);
+    }
+  });
+
+  it('with the spawn helper (the default on Linux), a SIGKILLed server\'s workers end at once: the helper sees the server go', { timeout: 60_000 }, async () => {
+    const stateDir = await newStateDir();
+    const pidDir = await newStateDir();
+    const first = await connect(stateDir);
+    const pidFile = path.join(pidDir, 'hold.pids');
+    const submitted = await first.call('run_script_batch', { worker: 'hold.py', inputs: [{ args: [pidFile] }], timeout_seconds: 120 });
+    expect(submitted.isError).toBeFalsy();
+    const pids = await readPids(pidFile, 20_000);
+    expect(pids).toHaveLength(2);
+    try {
+      expect(pids.every(alive)).toBe(true);
+      process.kill(first.transport.pid ?? 0, 'SIGKILL');
+      await first.client.close().catch(() => undefined);
+      await until(() => !pids.some(alive), 'the helper to end the workers of its dead server', 20_000);
     } finally {
       for (const pid of pids) killQuietly(pid);
     }

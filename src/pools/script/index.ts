@@ -12,6 +12,7 @@ import { Descendants } from './descendants.js';
 import { GroupRecords } from './orphans.js';
 import { planScriptJob, type ScriptJobRequest } from './plan.js';
 import { SCRIPT_KIND, ScriptPool } from './pool.js';
+import { createSpawner, DirectSpawner } from './spawner.js';
 import { SCRIPT_CONSTRAINTS, SCRIPT_SETTINGS, type ScriptConfig } from './settings.js';
 
 /** What the script tools use. */
@@ -48,6 +49,8 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       resolver,
       log,
     });
+    // A worker script has no business with the secrets the server uses itself.
+    const baseEnv = Object.fromEntries(Object.entries(deps.env).filter(([name]) => !deps.secretEnv.has(name)));
     const pool = new ScriptPool({
       catalog,
       allowedRoots: config.allowedRoots,
@@ -59,13 +62,15 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       killGraceSeconds: script.killGraceSeconds,
       warmMaxTasks: script.warmMaxTasks,
       warmMaxRssMB: script.warmMaxRssMB,
-      // A worker script has no business with the secrets the server uses itself.
-      baseEnv: Object.fromEntries(Object.entries(deps.env).filter(([name]) => !deps.secretEnv.has(name))),
+      baseEnv,
       searchPath: script.searchPath,
       log,
       processes,
       groupRecords: new GroupRecords({ dir: path.join(config.stateDir, 'pids'), processes, killGraceMs: script.killGraceSeconds * 1000, log }),
       descendants: new Descendants({ stateDir: config.stateDir, processes, log }),
+      spawner: script.spawnHelper
+        ? createSpawner({ python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'), log, processes, env: baseEnv })
+        : new DirectSpawner(),
     });
     return {
       pool,

@@ -5,6 +5,7 @@ import type { ProcessControl } from '../../processes.js';
 import type { LaunchPlan } from './catalog.js';
 import type { Descendants } from './descendants.js';
 import type { GroupRecords } from './orphans.js';
+import type { SpawnedProcess, Spawner } from './spawner.js';
 
 /** After the worker exits, how long its pipes may stay open (a grandchild that left the group). */
 const DRAIN_MS = 2000;
@@ -119,6 +120,71 @@ export function startWorker(
       run?.ended(now);
     },
   };
+}
+
+/** A cold task's process, started through the spawner: its group tracked until `ended`. */
+export interface ColdWorker {
+  process: SpawnedProcess;
+  /** Signals its whole process group; a group already gone is fine. */
+  signalGroup(signal: NodeJS.Signals): void;
+  /** The process is gone: its group leaves the journal, and what it left behind is looked for (`now`: at once). */
+  ended(now: boolean): void;
+}
+
+/**
+ * Starts a cold task's process through `spawner` (off the server's main thread where it can; see
+ * spawner.ts) with the same environment, token and group journal as startWorker. Rejects with a
+ * SpawnError when it could not start.
+ */
+export async function startColdWorker(
+  plan: RunPlan,
+  deps: LaunchDeps,
+  spawner: Spawner,
+  where: { jobId: string; outputDir: string },
+  options: { args: readonly string[]; perProcessEnv: Readonly<Record<string, string>>; stdin: string | undefined },
+): Promise<ColdWorker> {
+  const run = deps.descendants?.begin();
+  const env = workerEnv(plan, run?.env, { ...where, allowedRoots: deps.allowedRoots }, options.perProcessEnv);
+  let started: SpawnedProcess;
+  try {
+    started = await spawner.start({ file: plan.launch.file, args: [...plan.launch.prefixArgs, ...options.args], cwd: plan.cwd, env, stdin: options.stdin });
+  } catch (error) {
+    run?.ended(true);
+    throw error;
+  }
+  const { pid } = started;
+  const untrack = deps.groupRecords?.track(pid);
+  let over = false;
+  return {
+    process: started,
+    signalGroup(signal) {
+      deps.processes.signalGroup(pid, signal);
+    },
+    ended(now) {
+      if (over) return;
+      over = true;
+      untrack?.();
+      run?.ended(now);
+    },
+  };
+}
+
+/**
+ * Resolves once the process has exited and its pipes have closed; after the exit they get
+ * DRAIN_MS to close (a descendant that escaped the group must not keep the task running forever).
+ */
+export async function settleSpawned(started: SpawnedProcess): Promise<void> {
+  await started.exited;
+  let drainTimer: NodeJS.Timeout | undefined;
+  const drained = new Promise<void>((resolve) => {
+    drainTimer = setTimeout(() => {
+      started.stdout.destroy();
+      started.stderr.destroy();
+      resolve();
+    }, DRAIN_MS);
+  });
+  await Promise.race([started.closed, drained]);
+  clearTimeout(drainTimer);
 }
 
 /**

@@ -9,11 +9,12 @@ import type { ProcessControl } from '../../processes.js';
 import { shortLabel } from '../kind.js';
 import type { WorkerCatalog } from './catalog.js';
 import type { Descendants } from './descendants.js';
-import { type RunPlan, settle, spawnFailure, startWorker } from './launch.js';
+import { type ColdWorker, type RunPlan, settleSpawned, spawnFailure, startColdWorker } from './launch.js';
 import type { GroupRecords } from './orphans.js';
 import { decodeUtf8, OutputCapture, tailUtf8 } from './output.js';
 import { MAX_PACK, packableArgs, PackOutput, splitPack } from './pack.js';
 import { OutputAllowance, PREVIEW_BYTES, type ProcessExit, STDERR_TAIL_BYTES, type TaskEnd, taskResult } from './task-value.js';
+import { DirectSpawner, SpawnError, type Spawner } from './spawner.js';
 import { WarmWorkers } from './warm.js';
 
 export type { RunPlan } from './launch.js';
@@ -81,6 +82,8 @@ export interface ScriptPoolOptions {
   groupRecords?: GroupRecords;
   /** Finds and ends what a task's worker started that left its process group (see descendants.ts). */
   descendants?: Descendants;
+  /** Starts cold tasks' processes (default: child_process.spawn on this thread); the pool closes it. */
+  spawner?: Spawner;
 }
 
 /**
@@ -121,6 +124,7 @@ export class ScriptPool implements Pool {
   /** What each recent job may still write to disk; an evicted one is worked out again from its files. */
   private readonly jobDisk = new Map<string, Promise<{ left: number }>>();
   private readonly warm: WarmWorkers;
+  private readonly spawner: Spawner;
   /** Cold tasks' processes starting or running: with the warm ones, at most `concurrency`. */
   private coldProcesses = 0;
 
@@ -130,6 +134,7 @@ export class ScriptPool implements Pool {
     }
     this.options = options;
     this.concurrency = options.concurrency;
+    this.spawner = options.spawner ?? new DirectSpawner();
     this.warm = new WarmWorkers({
       launch: options,
       capacity: options.concurrency,
@@ -175,6 +180,7 @@ export class ScriptPool implements Pool {
   /** After the engine has stopped every task: ends what is left of them, closes (and, with nothing running, removes) the journal. */
   async close(): Promise<void> {
     await this.warm.close();
+    await this.spawner.close();
     await this.options.descendants?.close();
     await this.options.groupRecords?.close();
   }
@@ -418,19 +424,20 @@ export class ScriptPool implements Pool {
     sinks: { stdout: OutputSink; stderr: OutputSink },
   ): Promise<ProcessRun> {
     const { stdinText, signal } = spec;
-    const worker = startWorker(plan, this.options, { jobId: where.jobId, outputDir: where.outputDir }, {
-      args: spec.args,
-      perProcessEnv: spec.perProcessEnv,
-      stdio: [stdinText === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-    });
-    const { subprocess } = worker;
-    if (stdinText !== undefined && subprocess.stdin) {
-      // A worker may exit without reading all of its stdin: EPIPE here is not a failure.
-      subprocess.stdin.on('error', () => undefined);
-      subprocess.stdin.end(stdinText);
+    let worker: ColdWorker;
+    try {
+      worker = await startColdWorker(plan, this.options, this.spawner, { jobId: where.jobId, outputDir: where.outputDir }, {
+        args: spec.args,
+        perProcessEnv: spec.perProcessEnv,
+        stdin: stdinText,
+      });
+    } catch (error) {
+      if (error instanceof SpawnError) return { exit: undefined, stopReason: undefined, spawnError: { code: error.code, message: error.message } };
+      throw error;
     }
-    sinks.stdout.attach(subprocess.stdout);
-    sinks.stderr.attach(subprocess.stderr);
+    const started = worker.process;
+    sinks.stdout.attach(started.stdout);
+    sinks.stderr.attach(started.stderr);
 
     let stopReason: 'timeout' | 'cancel' | undefined;
     let exit: ProcessExit | undefined;
@@ -444,19 +451,19 @@ export class ScriptPool implements Pool {
     const timer = setTimeout(() => stop('timeout'), spec.timeoutMs);
     const onAbort = (): void => stop('cancel');
     signal.addEventListener('abort', onAbort, { once: true });
-    subprocess.once('exit', (code, exitSignal) => {
-      exit = { code, signal: exitSignal };
+    // Cancelled while it was starting.
+    if (signal.aborted) stop('cancel');
+    const noteExit = started.exited.then((status) => {
+      exit = status;
       clearTimeout(timer);
       clearTimeout(forceKill);
       // Whatever the worker left behind in its group goes with it (also after a normal exit).
       worker.signalGroup('SIGKILL');
     });
 
-    let spawnError: { code?: string; message: string } | undefined;
     try {
-      await settle(subprocess, () => exit !== undefined);
-      const startError = worker.startError;
-      if (exit === undefined && startError) spawnError = { code: startError.code, message: startError.message };
+      await noteExit;
+      await settleSpawned(started);
     } finally {
       clearTimeout(timer);
       clearTimeout(forceKill);
@@ -464,7 +471,7 @@ export class ScriptPool implements Pool {
       if (exit === undefined) worker.signalGroup('SIGKILL');
       worker.ended(stopReason !== undefined || exit === undefined);
     }
-    return { exit, stopReason, spawnError };
+    return { exit, stopReason, spawnError: undefined };
   }
 }
 

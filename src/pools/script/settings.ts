@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { MAX_TIMEOUT_SECONDS } from '../../config/core.js';
-import { atMost, type Constraint, derived, int, list, num, record, type SettingsTree, type ValuesOf } from '../../config/settings.js';
+import { atMost, bool, type Constraint, derived, int, list, num, record, type SettingsTree, type ValuesOf } from '../../config/settings.js';
 
 export const SCRIPT_SETTINGS = {
   workersDirs: list({
@@ -49,6 +49,12 @@ export const SCRIPT_SETTINGS = {
       default: 1024 * 1024 * 1024,
       min: 1024,
       flag: '--max-job-output-bytes N',
+    }),
+    spawnHelper: bool({
+      help: 'Start cold workers through a small long-lived Python helper instead of forking the server for each task',
+      details: 'Linux only; forking the server copies its page tables per task. Without a usable python3, tasks start directly',
+      default: true,
+      env: 'MONITOR_SPAWN_HELPER',
     }),
     warmMaxTasks: int({ help: 'A warm worker process is replaced after serving this many tasks', default: 1000, min: 1 }),
     warmMaxRssMB: int({
