@@ -197,7 +197,8 @@ export class JobStore {
   /** One write for many records (cancelling 10,000 queued tasks is one append, not 10,000). */
   async appendResults(jobId: string, records: readonly TaskRecord[]): Promise<void> {
     try {
-      await this.appender.append(path.join(this.jobDir(jobId), 'results.jsonl'), records.map((r) => JSON.stringify(r)));
+      // Kept open: only the job's owner appends, and nothing replaces the file.
+      await this.appender.append(path.join(this.jobDir(jobId), 'results.jsonl'), records.map((r) => JSON.stringify(r)), true);
     } catch (error) {
       this.log.error(`could not record ${records.length} task(s) of ${jobId}: ${String(error)}`);
       throw error;
@@ -210,7 +211,7 @@ export class JobStore {
 
   /** Notes that a task starts a run (attempts count every run, even one cut off by a crash). */
   appendRun(jobId: string, index: number): Promise<void> {
-    return this.appender.append(path.join(this.jobDir(jobId), 'runs.log'), [String(index)]);
+    return this.appender.append(path.join(this.jobDir(jobId), 'runs.log'), [String(index)], true);
   }
 
   /** How many runs each task has started, by index (missing: none). */
@@ -319,6 +320,7 @@ export class JobStore {
         // Only old folders: a young one may be a submit another server is writing right now.
         if (!removeBroken || !(await isOlderThan(path.join(this.jobsDir, name), ABANDONED_SUBMIT_MS))) continue;
         this.log.warn(`job folder ${name} has no readable job.json (a submit cut short?); removing it`);
+        this.appender.release(path.join(this.jobsDir, name) + path.sep);
         await rm(path.join(this.jobsDir, name), { recursive: true, force: true });
       }
     }
@@ -332,6 +334,7 @@ export class JobStore {
 
   async removeJob(jobId: string): Promise<void> {
     this.forget(jobId);
+    this.appender.release(this.jobDir(jobId) + path.sep);
     await rm(this.jobDir(jobId), { recursive: true, force: true });
   }
 }

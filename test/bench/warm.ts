@@ -11,6 +11,8 @@ const codeStats = path.join(repoRoot, 'workers', 'code_stats.py');
 /** BENCH_QUICK=1: one round of a tenth of the tasks, to check the bench itself runs (numbers mean nothing). */
 const QUICK = process.env.BENCH_QUICK === '1';
 const ROUNDS = QUICK ? 1 : 3;
+/** (a) is short and its cold-vs-xargs gap is within the machine's noise: more rounds for its medians. */
+const ROUNDS_A = QUICK ? 1 : 5;
 const scaled = (n: number): number => (QUICK ? Math.ceil(n / 10) : n);
 const CONCURRENCY = 2;
 /** Python as the pool starts an isolated worker. */
@@ -121,7 +123,7 @@ export async function benchWarm(): Promise<BenchRow[]> {
     // (a) code_stats.py, one task per source file.
     const perFile = files.map((file) => ({ args: [file] }));
     const a = { plain: new Series(), xargs: new Series(), cold: new Series(), warm: new Series() };
-    for (let round = 0; round < ROUNDS; round++) {
+    for (let round = 0; round < ROUNDS_A; round++) {
       await a.plain.measure(() => timeCommand(python, [...PY_FLAGS, codeStats, ...files]));
       await a.xargs.measure(() => timeXargs(python, codeStats, files));
       await a.cold.measure(() => timeJob(server, { worker: 'code_stats.py', inputs: perFile, warm: false }));

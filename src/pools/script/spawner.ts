@@ -148,6 +148,9 @@ const DEFAULT_IDLE_MS = 30_000;
 /** How long close() waits for the helper to exit before killing it. */
 const CLOSE_WAIT_MS = 2000;
 
+const HELPER_SOURCE_VAR = 'MONITOR_SPAWN_HELPER_SOURCE';
+const HELPER_BOOT = `import os; exec(compile(os.environ.pop("${HELPER_SOURCE_VAR}"), "monitor-spawn-helper", "exec"))`;
+
 /**
  * The helper. Requests arrive as JSON lines on stdin ({"op": "start" | "pause" | "resume" | "close", "id", …});
  * everything goes back as frames on stdout. At EOF on stdin (the server closed it, or died) it
@@ -508,12 +511,13 @@ class Helper {
     env: Record<string, string>,
     private readonly events: { idle: (helper: Helper) => void; died: (helper: Helper, beforeReady: boolean, detail: string) => void; signalGroup: (pid: number) => void },
   ) {
-    this.child = spawn(python, ['-I', '-S', '-c', HELPER_SOURCE], {
+    // The source comes in the environment, so `ps` shows one short line, not the whole program.
+    this.child = spawn(python, ['-I', '-S', '-c', HELPER_BOOT], {
       // A group of its own: a terminal's Ctrl-C to the server's group must not reach it (it ends
       // with the server anyway: EOF on its stdin).
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
-      env,
+      env: { ...env, [HELPER_SOURCE_VAR]: HELPER_SOURCE },
       // Not the server's cwd: the helper must not keep a folder busy.
       cwd: '/',
     });
