@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -54,3 +56,14 @@ export async function waitDone(server: BenchServer, jobId: string): Promise<Call
 }
 
 export const ms = (n: number): string => `${Math.round(n)} ms`;
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+/** The interpreter behind the `python3` shim (a pyenv shim costs ~300 ms a start): what the pool resolves to once, and what xargs gets too. */
+export async function realPython(): Promise<string> {
+  const { stdout } = await promisify(execFile)('python3', ['-c', 'import sys; print(sys.executable)']);
+  return stdout.trim();
+}

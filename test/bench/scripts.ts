@@ -1,25 +1,14 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { jobIdOf, makeTempDir, repoRoot } from '../helpers/client.js';
-import { type BenchRow, ms, startServer, waitDone } from './common.js';
+import { type BenchRow, median, ms, realPython, startServer, waitDone } from './common.js';
 
-const run = promisify(execFile);
 const fixtures = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
 const noopPy = path.join(fixtures, 'noop.py');
 const ROUNDS = 3;
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
 
-/** The interpreter behind the `python3` shim: what the pool resolves to once, and what xargs gets too. */
-async function realPython(): Promise<string> {
-  const { stdout } = await run('python3', ['-c', 'import sys; print(sys.executable)']);
-  return stdout.trim();
-}
 
 async function timeXargs(python: string, tasks: number, concurrency: number): Promise<number> {
   const start = performance.now();

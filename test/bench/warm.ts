@@ -1,11 +1,9 @@
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { jobIdOf, makeTempDir, repoRoot } from '../helpers/client.js';
-import { type BenchRow, type BenchServer, ms, startServer, waitDone } from './common.js';
+import { type BenchRow, type BenchServer, median, ms, realPython, startServer, waitDone } from './common.js';
 
-const run = promisify(execFile);
 const warmFixtures = path.join(repoRoot, 'test', 'fixtures', 'warm-workers');
 const codeStats = path.join(repoRoot, 'workers', 'code_stats.py');
 /** BENCH_QUICK=1: one round of a tenth of the tasks, to check the bench itself runs (numbers mean nothing). */
@@ -18,16 +16,7 @@ const CONCURRENCY = 2;
 /** Python as the pool starts an isolated worker. */
 const PY_FLAGS = ['-s', '-E'];
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
 
-/** The interpreter behind the `python3` shim (a pyenv shim costs ~300 ms a start): what the pool resolves to once. */
-async function realPython(): Promise<string> {
-  const { stdout } = await run('python3', ['-c', 'import sys; print(sys.executable)']);
-  return stdout.trim();
-}
 
 /** This repository's TypeScript sources, relative to its root: the per-file workload of issue 10. */
 async function sourceFiles(): Promise<string[]> {

@@ -47,6 +47,17 @@ async function connect(
   return { client, transport, call };
 }
 
+/** Runs hold.py on `server`: it and the child it forks sleep 60 s. Returns both pids once they run. */
+async function startHold(server: Awaited<ReturnType<typeof connect>>): Promise<number[]> {
+  const pidFile = path.join(await newStateDir(), 'hold.pids');
+  const submitted = await server.call('run_script_batch', { worker: 'hold.py', inputs: [{ args: [pidFile] }], timeout_seconds: 120 });
+  expect(submitted.isError).toBeFalsy();
+  const pids = await readPids(pidFile, 20_000);
+  expect(pids).toHaveLength(2);
+  expect(pids.every(alive)).toBe(true);
+  return pids;
+}
+
 describe('the built server over stdio', () => {
   it('lists every tool with a description, annotations and an input schema', async () => {
     const { client } = await connect(await newStateDir());
@@ -168,17 +179,10 @@ describe('the built server over stdio', () => {
 
   it('stops the worker process groups a SIGKILLed server left running when the next server starts', { timeout: 60_000 }, async () => {
     const stateDir = await newStateDir();
-    const pidDir = await newStateDir();
     // Workers started directly by the server: nothing but the next start can end them.
     const first = await connect(stateDir, { MONITOR_SPAWN_HELPER: '0' });
-    const pidFile = path.join(pidDir, 'hold.pids');
-    // hold.py and the child it forks sleep 60 s; only the next start can end them once their server is gone.
-    const submitted = await first.call('run_script_batch', { worker: 'hold.py', inputs: [{ args: [pidFile] }], timeout_seconds: 120 });
-    expect(submitted.isError).toBeFalsy();
-    const pids = await readPids(pidFile, 20_000);
-    expect(pids).toHaveLength(2);
+    const pids = await startHold(first);
     try {
-      expect(pids.every(alive)).toBe(true);
       process.kill(first.transport.pid ?? 0, 'SIGKILL');
       await first.client.close().catch(() => undefined);
       await sleep(300);
@@ -196,16 +200,9 @@ describe('the built server over stdio', () => {
   });
 
   it('with the spawn helper (the default on Linux), a SIGKILLed server\'s workers end at once: the helper sees the server go', { timeout: 60_000 }, async () => {
-    const stateDir = await newStateDir();
-    const pidDir = await newStateDir();
-    const first = await connect(stateDir);
-    const pidFile = path.join(pidDir, 'hold.pids');
-    const submitted = await first.call('run_script_batch', { worker: 'hold.py', inputs: [{ args: [pidFile] }], timeout_seconds: 120 });
-    expect(submitted.isError).toBeFalsy();
-    const pids = await readPids(pidFile, 20_000);
-    expect(pids).toHaveLength(2);
+    const first = await connect(await newStateDir());
+    const pids = await startHold(first);
     try {
-      expect(pids.every(alive)).toBe(true);
       process.kill(first.transport.pid ?? 0, 'SIGKILL');
       await first.client.close().catch(() => undefined);
       await until(() => !pids.some(alive), 'the helper to end the workers of its dead server', 20_000);
