@@ -26,6 +26,7 @@ describe('runDoctor', () => {
     expect(out).toMatch(/\[ok\]\s+lmstudio \(lmstudio, http:\/\/127\.0\.0\.1:\d+, concurrency 4\): reachable, 1 model\(s\), 1 LLM\(s\) loaded/);
     expect(out).toContain('- qwen3-8b (llm, loaded, context 8192)');
     expect(out).toMatch(/\[ok\]\s+Python 3\.\d+/);
+    if (process.platform === 'linux') expect(out).toMatch(/\[ok\]\s+spawn helper: cold tasks start through it/);
     expect(out).toMatch(/\[ok\]\s+workers folder/);
     expect(out).toMatch(/\[ok\]\s+state directory .* is writable/);
     expect(out).toContain('All checks passed');

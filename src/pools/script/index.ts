@@ -103,6 +103,7 @@ async function checkScripts(config: CoreConfig & ScriptConfig, deps: Pick<KindDe
     if (result.exitCode === 0 && /^Python 3\./.test(version)) report.ok(`${version} at ${executable}`);
     else if (result.exitCode === 0) report.warn(`${executable} reports "${version}"; worker scripts expect Python 3`, 'Point ".py" at a Python 3 interpreter in "script.interpreters".');
     else report.fail(`${executable} --version failed (exit ${String(result.exitCode)}): ${version.slice(0, 200)}`, 'Repair or reinstall that Python, or point ".py" at another interpreter.');
+    if (config.script.spawnHelper) await checkSpawnHelper(executable, deps, report);
   }
   for (const dir of config.workersDirs) {
     try {
@@ -111,6 +112,37 @@ async function checkScripts(config: CoreConfig & ScriptConfig, deps: Pick<KindDe
     } catch (error) {
       report.fail(`workers folder ${dir} is not readable: ${firstLine(error)}`, 'Create it, or remove it from --workers-dir / "workersDirs".');
     }
+  }
+}
+
+/** Starts one process through the spawn helper, as the pool would start a cold task. */
+async function checkSpawnHelper(python: string, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport): Promise<void> {
+  // Nothing runs long enough to need ending: a helper that dies here has started nothing.
+  const spawner = createSpawner({ python: () => Promise.resolve(python), log: deps.log, processes: { signalGroup: () => false } });
+  if (spawner.mode === 'direct') return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const probe = spawner.start({ file: python, args: ['-c', 'pass'], cwd: path.parse(python).root, env: {} }).then(async (started) => {
+      started.stdout.resume();
+      started.stderr.resume();
+      return started.exited;
+    });
+    const timedOut = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), 15_000);
+    });
+    const exit = await Promise.race([probe, timedOut]);
+    if (spawner.mode === 'relay' && exit?.code === 0) report.ok('spawn helper: cold tasks start through it, not by forking the server');
+    else {
+      report.warn(
+        `the spawn helper did not work (${exit === undefined ? 'no answer in 15 s' : 'it could not run'}): cold tasks start directly from the server, ~15% slower at one process per task`,
+        'Check that this Python runs `python3 -I -S -c pass`; or set "script": {"spawnHelper": false} to silence this.',
+      );
+    }
+  } catch (error) {
+    report.warn(`the spawn helper could not start a process: ${firstLine(error)}`, 'Set "script": {"spawnHelper": false} in the config file if this persists.');
+  } finally {
+    clearTimeout(timer);
+    await spawner.close();
   }
 }
 
