@@ -379,6 +379,30 @@ export class EndpointClient {
     return models;
   }
 
+  /**
+   * How many tokens `text` makes with the served model's own tokenizer, where the server can tell
+   * (`POST /tokenize`: llama-server takes `content`, vLLM `prompt`); undefined where it cannot
+   * (LM Studio's REST API has no such route) or does not answer in time.
+   */
+  async countTokens(text: string, model: string, signal: AbortSignal, timeoutMs = 5000): Promise<number | undefined> {
+    if (this.endpoint.flavor === 'lmstudio') return undefined;
+    const ctx = this.context(model);
+    try {
+      const response = await this.send('POST', '/tokenize', { content: text, prompt: text, model }, ctx, signal, timeoutMs);
+      if (response.statusCode < 200 || response.statusCode >= 300) {
+        abandon(response.body);
+        return undefined;
+      }
+      const json = (await this.readJson(response, ctx, signal)) as { tokens?: unknown; count?: unknown } | undefined;
+      if (typeof json?.count === 'number' && json.count >= 0) return json.count;
+      return Array.isArray(json?.tokens) ? json.tokens.length : undefined;
+    } catch (error) {
+      if (signal.aborted) throw error;
+      // No counter here (an older server, another route layout): the caller estimates instead.
+      return undefined;
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     const dispatcher = this.dispatcher;

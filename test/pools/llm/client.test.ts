@@ -1,3 +1,4 @@
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EndpointConfig } from '../../../src/pools/llm/settings.js';
@@ -294,6 +295,46 @@ describe('EndpointClient: stream-only and connection errors', () => {
       expect(double.requests).toHaveLength(1);
     } finally {
       await double.close();
+    }
+  });
+});
+
+describe('EndpointClient.countTokens', () => {
+  it('asks /tokenize and reads llama-server\'s tokens or vLLM\'s count; undefined where there is no counter', async () => {
+    const answers: Record<string, { status: number; body: string }> = {
+      '/llama': { status: 200, body: JSON.stringify({ tokens: [1, 2, 3, 4, 5] }) },
+      '/vllm': { status: 200, body: JSON.stringify({ count: 7, max_model_len: 4096, tokens: [1, 2, 3, 4, 5, 6, 7] }) },
+      '/none': { status: 404, body: JSON.stringify({ error: 'Unexpected endpoint or method. (POST /tokenize)' }) },
+    };
+    const seen: string[] = [];
+    const server = createHttpServer((request, response) => {
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () => {
+        seen.push(`${request.method ?? ''} ${request.url ?? ''} ${body}`);
+        const answer = answers[(request.url ?? '').replace(/\/tokenize$/, '')] ?? { status: 500, body: '{}' };
+        response.writeHead(answer.status, { 'content-type': 'application/json' }).end(answer.body);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const clients: EndpointClient[] = [];
+    const count = (where: string, flavor: EndpointConfig['flavor'] = 'openai'): Promise<number | undefined> => {
+      const client = new EndpointClient({ endpoint: endpointFor(`http://127.0.0.1:${port}${where}`, { flavor }), requestTimeoutMs: 10_000, stream: false });
+      clients.push(client);
+      return client.countTokens('some text', 'm', signal());
+    };
+    try {
+      expect(await count('/llama')).toBe(5);
+      expect(await count('/vllm')).toBe(7);
+      expect(await count('/none')).toBeUndefined();
+      // LM Studio's REST API has no counter: not even asked.
+      expect(await count('/llama', 'lmstudio')).toBeUndefined();
+      expect(seen).toHaveLength(3);
+      expect(JSON.parse(seen[0]?.split(' ').slice(2).join(' ') ?? '{}')).toEqual({ content: 'some text', prompt: 'some text', model: 'm' });
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     }
   });
 });

@@ -106,4 +106,40 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
       }
     }
   }, 60_000);
+  it('counts tokens with the server\'s own tokenizer, so chunks of files fit the 2048-token slot (none overflows)', async () => {
+    const client = new EndpointClient({ endpoint: { name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' }, requestTimeoutMs: 30_000, stream: false });
+    try {
+      // tiny's small vocabulary makes ~1.6 bytes a token: far more tokens than the usual estimate.
+      const text = 'export function add(a: number, b: number): number {\n  return a + b;\n}\n';
+      const tokens = await client.countTokens(text, 'tiny', AbortSignal.timeout(10_000));
+      expect(tokens).toBeGreaterThan(text.length / 3);
+    } finally {
+      await client.close();
+    }
+
+    const submitted = await c.call('lmstudio_complete', {
+      template: 'Summarise part {{chunk}} of {{chunks}} of {{path}}:\n{{content}}',
+      files: ['src/pools/llm/*.ts'],
+      chunk: true,
+      max_tokens: 8,
+      temperature: 0,
+    });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    expect(textOf(submitted)).toMatch(/chunks of about \d+ tokens \(\d\.\d\d bytes a token, counted with llama's tokenizer/);
+    const jobId = jobIdOf(submitted);
+    const failed: string[] = [];
+    let total = 0;
+    let cursor: string | undefined;
+    for (const deadline = Date.now() + 240_000; Date.now() < deadline; ) {
+      const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) });
+      expect(reply.isError, textOf(reply)).toBeFalsy();
+      const structured = reply.structuredContent as { done?: boolean; results: Array<{ state: string; label?: string; error?: { code?: string } }>; next_cursor?: string | null };
+      total += structured.results.length;
+      for (const r of structured.results) if (r.state !== 'succeeded') failed.push(`${r.label ?? '?'}: ${r.error?.code ?? r.state}`);
+      cursor = structured.next_cursor ?? cursor;
+      if (structured.done && !structured.next_cursor) break;
+    }
+    expect(failed, failed.join('\n')).toEqual([]);
+    expect(total).toBeGreaterThan(20);
+  }, 300_000);
 });
