@@ -153,6 +153,22 @@ describe('lmstudio_complete', () => {
     // Every line went out exactly once across the chunks.
     const lines = sentBodies.flatMap((p) => p.replace(/^Part \d+\/\d+ of big.txt: /, '').split('\n')).filter((l) => l.length > 0);
     expect(lines.sort()).toEqual(big.split('\n').sort());
+
+    // Chunks still too large (the server refuses them; or far too large, so they are not sent): the
+    // hint asks for smaller chunks, not for chunking, which the caller already did.
+    for (const chunkTokens of [500, 2000]) {
+      const tooBig = await c.call('lmstudio_complete', { template: '{{content}}', files: ['big.txt'], chunk_tokens: chunkTokens, max_tokens: 50 });
+      const refused = await collectAll(c, jobIdOf(tooBig));
+      // The last chunk, a remainder, may be small enough.
+      const failedChunks = refused.results.filter((r) => r.state === 'failed');
+      expect(failedChunks.length).toBeGreaterThanOrEqual(refused.results.length - 1);
+      expect(failedChunks.length).toBeGreaterThan(0);
+      for (const result of failedChunks) {
+        expect(result.error?.code).toBe('CONTEXT_OVERFLOW');
+        expect(result.error?.hint).toMatch(/smaller chunk_tokens/);
+        expect(result.error?.hint).not.toMatch(/chunk: true/);
+      }
+    }
   });
 
   it('refuses a file that would need more chunks than the task cap before reading it', async () => {

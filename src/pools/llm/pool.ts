@@ -84,6 +84,8 @@ export interface LlmPoolOptions {
 interface Completion {
   task: TaskContext;
   options: LlmJobOptions;
+  /** A chunk of a file cut to the context at submit (chunk or chunk_tokens was given). */
+  chunked: boolean;
   /** The prompt as built; `conversation` is what the next request sends (a corrective retry adds to it). */
   messages: ChatMessage[];
   conversation: ChatMessage[];
@@ -183,6 +185,7 @@ export class LlmPool implements Pool {
     const run: Completion = {
       task,
       options,
+      chunked: 'file' in input && input.file?.chunks !== undefined,
       messages,
       conversation: messages,
       base,
@@ -268,7 +271,10 @@ export class LlmPool implements Pool {
       // ~6 bytes a token is a generous lower bound: a file beyond it cannot fit, so do not send it.
       if (context !== undefined && content.length / 6 > context) {
         throw new LlmError('CONTEXT_OVERFLOW', `The file ${input.file.display} (${content.length} characters, ≈${estimateTokens(content)} tokens) is far larger than the model's context (${context} tokens).`, {
-          hint: 'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
+          hint:
+            input.file.chunks !== undefined
+              ? CHUNK_TOO_LARGE_HINT
+              : 'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
         });
       }
       values.path = input.file.display;
@@ -461,6 +467,10 @@ export class LlmPool implements Pool {
   }
 }
 
+/** For a chunk that overflowed: the generic hint (pass chunk: true) is what the caller already did. */
+const CHUNK_TOO_LARGE_HINT =
+  'This chunk was still too large for the model\'s context: submit the file again with a smaller chunk_tokens (half the size the submit\'s note gave), a shorter template or system prompt, or a lower max_tokens; or load the model with a larger context length.';
+
 /** A failed task's result: its fields, the model, what it spent (tokens, requests) and where. */
 function failure(run: Completion, error: unknown, extra: Record<string, unknown> = {}): TaskResult {
   const value: Record<string, unknown> = { ...run.base, model: run.options.model, ...extra, requests: run.requests };
@@ -470,7 +480,12 @@ function failure(run: Completion, error: unknown, extra: Record<string, unknown>
     value.tokens_in = run.usage.promptTokens;
     value.tokens_out = run.usage.completionTokens;
   }
-  return { ok: false, error: toTaskError(error), value };
+  const taskError = toTaskError(error);
+  // The generic hint says to chunk: a chunk that still overflowed needs smaller chunks instead.
+  if (taskError.code === 'CONTEXT_OVERFLOW' && run.chunked) {
+    taskError.hint = CHUNK_TOO_LARGE_HINT;
+  }
+  return { ok: false, error: taskError, value };
 }
 
 /** The task's own fields in its value (its id is its label, kept with the result). */
