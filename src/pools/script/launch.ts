@@ -102,14 +102,21 @@ export function startWorker(
     startError ??= error;
   });
   const pid = subprocess.pid;
-  const untrack = pid === undefined ? undefined : deps.groupRecords?.track(pid);
-  let over = false;
   return {
     subprocess,
     pid,
     get startError() {
       return startError;
     },
+    ...trackGroup(pid, deps, run),
+  };
+}
+
+/** A started worker's process group: recorded in the journal and its run followed until `ended`. */
+function trackGroup(pid: number | undefined, deps: LaunchDeps, run: { ended(now: boolean): void } | undefined): Pick<StartedWorker, 'signalGroup' | 'ended'> {
+  const untrack = pid === undefined ? undefined : deps.groupRecords?.track(pid);
+  let over = false;
+  return {
     signalGroup(signal) {
       if (pid !== undefined) deps.processes.signalGroup(pid, signal);
     },
@@ -152,21 +159,7 @@ export async function startColdWorker(
     run?.ended(true);
     throw error;
   }
-  const { pid } = started;
-  const untrack = deps.groupRecords?.track(pid);
-  let over = false;
-  return {
-    process: started,
-    signalGroup(signal) {
-      deps.processes.signalGroup(pid, signal);
-    },
-    ended(now) {
-      if (over) return;
-      over = true;
-      untrack?.();
-      run?.ended(now);
-    },
-  };
+  return { process: started, ...trackGroup(started.pid, deps, run) };
 }
 
 /**
