@@ -10,6 +10,7 @@ export const CORE_ERROR_CODES = [
   'JOB_OWNED_ELSEWHERE',
   'TIMEOUT',
   'CANCELLED',
+  'UPSTREAM_FAILED',
   'SHUTTING_DOWN',
   'INTERNAL',
 ] as const;

@@ -6,7 +6,7 @@ import { Job } from './job.js';
 import { runTasks, toRecord } from './runner.js';
 import { Scheduler, type TakenTask } from './scheduler.js';
 import { StateLimit } from './state-limit.js';
-import type { JobMeta, JobSnapshot, Ownership, Pool, SubmitRequest, TaskRecord, TaskResult, TaskState } from './types.js';
+import type { JobMeta, JobSnapshot, Ownership, Pool, SubmitRequest, TaskRecord, TaskResult, TaskState, UpstreamView } from './types.js';
 
 export interface EngineOptions {
   store: JobStore;
@@ -34,6 +34,8 @@ export class Engine {
   private readonly now: () => Date;
   private readonly retentionDays: number;
   private readonly jobs = new Map<string, Job>();
+  /** A pipeline's links: each job's later stages (JobMeta.after points the other way). */
+  private readonly dependents = new Map<string, Set<string>>();
   private readonly scheduler: Scheduler;
   private readonly owners: Owners;
   private readonly stateLimit: StateLimit | undefined;
@@ -123,6 +125,7 @@ export class Engine {
       throw new MonitorError('INVALID_INPUT', `Expected concurrency to be an integer from 1 and up, got ${request.concurrency}.`);
     }
     if (request.inputs.length === 0) throw new MonitorError('INVALID_INPUT', 'A job needs at least one task.');
+    if (request.after) this.checkUpstream(request.after, request.inputs.length);
     const meta: JobMeta = {
       id: JobStore.newJobId(),
       kind: request.kind,
@@ -132,19 +135,62 @@ export class Engine {
       options: request.options,
     };
     if (request.label !== undefined) meta.label = request.label;
+    if (request.after) meta.after = { ...request.after };
     this.owners.stamp(meta, 1);
     await this.store.createJob(meta, request.inputs, this.owners.me);
     const job = this.newJob(meta);
     job.owned = true;
-    request.inputs.forEach((input, index) => job.enqueue(index, input));
     this.jobs.set(meta.id, job);
-    this.scheduler.add(job);
+    if (meta.after) {
+      request.inputs.forEach((input, index) => job.hold(index, input));
+      await this.feedHeld(job);
+    } else {
+      request.inputs.forEach((input, index) => job.enqueue(index, input));
+      this.scheduler.add(job);
+    }
     this.emit();
     return this.snapshot(job);
   }
 
-  /** Queued tasks are dropped at once; running ones are aborted and recorded as cancelled. */
+  /** A later stage runs on a job this server runs or has finished, one task per upstream task for `each`. */
+  private checkUpstream(after: NonNullable<SubmitRequest['after']>, taskCount: number): void {
+    const upstream = this.require(after.job);
+    if (upstream.foreign) {
+      throw new MonitorError('JOB_OWNED_ELSEWHERE', `Job ${after.job} is run by another monitor-mcp process (pid ${upstream.meta.ownerPid ?? '?'}): a later stage can only follow a job this server runs.`, {
+        hint: 'Submit the later stage from the client session that started that job, or once it has finished.',
+      });
+    }
+    if (after.mode === 'each' && taskCount !== upstream.meta.taskCount) {
+      throw new MonitorError('INTERNAL', `A stage over job ${after.job} needs ${upstream.meta.taskCount} tasks, one per upstream task; it was planned with ${taskCount}.`);
+    }
+  }
+
+  /** The jobs of `jobId`'s pipeline, first stage first (just the job when it has no stages). */
+  pipelineOf(jobId: string): string[] {
+    let root = this.require(jobId);
+    const seen = new Set<string>([root.id]);
+    for (let up = root.meta.after && this.jobs.get(root.meta.after.job); up && !seen.has(up.id); up = up.meta.after && this.jobs.get(up.meta.after.job)) {
+      seen.add(up.id);
+      root = up;
+    }
+    const order = [root.id];
+    for (let at = 0; at < order.length; at++) {
+      for (const next of this.dependents.get(order[at] ?? '') ?? []) if (!order.includes(next) && this.jobs.has(next)) order.push(next);
+    }
+    return order;
+  }
+
+  /**
+   * Queued tasks are dropped at once; running ones are aborted and recorded as cancelled. A stage of
+   * a pipeline cancels the whole pipeline, last stage first (so nothing downstream starts meanwhile).
+   */
   async cancel(jobId: string): Promise<JobSnapshot> {
+    const stages = this.pipelineOf(jobId);
+    for (const id of stages.reverse()) if (id !== jobId) await this.cancelOne(id);
+    return this.cancelOne(jobId);
+  }
+
+  private async cancelOne(jobId: string): Promise<JobSnapshot> {
     const job = this.require(jobId);
     // A finished job keeps its state: there is nothing left to stop.
     if (!job.foreign && job.isDone) return this.snapshot(job);
@@ -176,8 +222,18 @@ export class Engine {
     return this.snapshot(job);
   }
 
-  /** Queues interrupted (and, if asked, failed or cancelled) tasks of a job again, in the same job. */
+  /**
+   * Queues interrupted (and, if asked, failed or cancelled) tasks of a job again, in the same job.
+   * A stage of a pipeline resumes the whole pipeline, first stage first; a later stage's tasks wait
+   * for their upstream again.
+   */
   async resume(jobId: string, include: { failed?: boolean; cancelled?: boolean } = {}): Promise<{ snapshot: JobSnapshot; requeued: number }> {
+    let requeued = 0;
+    for (const id of this.pipelineOf(jobId)) requeued += (await this.resumeOne(id, include)).requeued;
+    return { snapshot: this.snapshotOf(jobId), requeued };
+  }
+
+  private async resumeOne(jobId: string, include: { failed?: boolean; cancelled?: boolean }): Promise<{ snapshot: JobSnapshot; requeued: number }> {
     const job = this.require(jobId);
     if (!this.scheduler.pool(job.meta.kind)) throw new MonitorError('JOB_NOT_RESUMABLE', `Job ${jobId} is of kind "${job.meta.kind}", which this server does not run.`);
     const wanted = ['interrupted', ...(include.failed ? (['failed'] as const) : []), ...(include.cancelled ? (['cancelled'] as const) : [])] as const;
@@ -186,20 +242,32 @@ export class Engine {
     const generation = await this.own(job);
     const indices = job.indicesIn(wanted);
     if (indices.length === 0) {
-      job.owned = false;
+      // Still running here (a pipeline resumed while a stage runs): it keeps its owner.
+      if (job.isDone) job.owned = false;
       return { snapshot: this.snapshot(job), requeued: 0 };
     }
     const inputs = await this.store.readInputs(jobId);
     // Runs cut off by a crash left no record, but they count.
     job.countRuns(await this.store.readRuns(jobId));
-    for (const index of indices) job.enqueue(index, inputs[index]);
+    for (const index of indices) {
+      if (job.meta.after) job.hold(index, inputs[index]);
+      else job.enqueue(index, inputs[index]);
+    }
     delete job.meta.finishedAt;
     delete job.meta.cancelledAt;
     this.owners.stamp(job.meta, generation);
     await this.store.writeMeta(job.meta);
-    this.scheduler.add(job);
+    if (job.meta.after) await this.feedHeld(job);
+    else this.scheduler.add(job);
     this.emit();
     return { snapshot: this.snapshot(job), requeued: indices.length };
+  }
+
+  /** What each task of a job works on (its label, else `#index`), for a later stage to name its tasks after. */
+  async labelsOf(jobId: string): Promise<string[]> {
+    const job = this.require(jobId);
+    const pool = this.scheduler.pool(job.meta.kind);
+    return (await this.store.readInputs(jobId)).map((input, index) => pool?.label?.(input) ?? `#${index}`);
   }
 
   get(jobId: string): JobSnapshot | undefined {
@@ -418,7 +486,12 @@ export class Engine {
       job.setState(index, 'interrupted');
       return;
     }
-    const record = toRecord(job, task, startedAt, this.now(), signal.aborted, result);
+    await this.persist(job, toRecord(job, task, startedAt, this.now(), signal.aborted, result));
+  }
+
+  /** Appends a finished task's record, counts it, ends the job when it was the last, and feeds later stages. */
+  private async persist(job: Job, record: TaskRecord): Promise<void> {
+    const { index } = record;
     job.settling++;
     try {
       // Counted once on disk, not before: what a reply reports (counts, done) survives a crash.
@@ -434,6 +507,70 @@ export class Engine {
     } finally {
       job.settling--;
     }
+    await this.feedDependents(job, record);
+  }
+
+  /** A task of `upstream` is recorded: its `each` partners in later stages may go; an `all` stage goes once the job has ended. */
+  private async feedDependents(upstream: Job, record: TaskRecord): Promise<void> {
+    for (const id of this.dependents.get(upstream.id) ?? []) {
+      const job = this.jobs.get(id);
+      if (!job?.owned || job.foreign || !job.meta.after) continue;
+      if (job.meta.after.mode === 'all') {
+        if (this.isDone(upstream.id)) await this.feedHeld(job);
+      } else if (job.isHeld(record.index) && upstream.stateOf(record.index) === record.state) {
+        await this.feedOne(job, upstream, record);
+        this.scheduler.add(job);
+      }
+    }
+  }
+
+  /** Releases the held tasks of a later stage whose upstream is in (from disk: after a submit, resume or restart). */
+  private async feedHeld(job: Job): Promise<void> {
+    const after = job.meta.after;
+    if (!after || job.heldIndices().length === 0) return;
+    const upstream = this.jobs.get(after.job);
+    if (!upstream) {
+      for (const index of job.heldIndices()) await this.failHeld(job, index, { code: 'UPSTREAM_FAILED', message: `Job ${after.job}, which this stage runs on, is gone (removed after its retention time).` });
+      return;
+    }
+    if (after.mode === 'all') {
+      // Interrupted upstream tasks may still run (resume): the stage waits for them.
+      if (!this.isDone(upstream.id) || upstream.counts.interrupted > 0) return;
+      const view: UpstreamView = { jobId: upstream.id, outputDir: this.store.outputDir(upstream.id), records: latestRecords(await this.store.readResults(upstream.id)) };
+      for (const index of job.heldIndices()) job.release(index, view);
+      this.scheduler.add(job);
+      return;
+    }
+    const latest = new Map(latestRecords(await this.store.readResults(upstream.id)).map((record) => [record.index, record]));
+    for (const index of job.heldIndices()) {
+      const record = latest.get(index);
+      if (record && job.isHeld(index) && upstream.stateOf(index) === record.state) await this.feedOne(job, upstream, record);
+    }
+    this.scheduler.add(job);
+  }
+
+  /** One task of an `each` stage gets its upstream's record: it queues on a success, else it is recorded as failed (or cancelled) with why. */
+  private async feedOne(job: Job, upstream: Job, record: TaskRecord): Promise<void> {
+    if (record.state === 'succeeded') {
+      job.release(record.index, { jobId: upstream.id, outputDir: this.store.outputDir(upstream.id), records: [record] });
+      return;
+    }
+    const from = `task #${record.index}${record.label === undefined ? '' : ` (${record.label})`} of job ${upstream.id}`;
+    const why = record.error ? `${record.error.code}: ${record.error.message}` : record.state;
+    await this.failHeld(job, record.index, {
+      code: record.state === 'cancelled' ? 'CANCELLED' : 'UPSTREAM_FAILED',
+      message: `Its input, ${from}, ${record.state === 'cancelled' ? 'was cancelled' : 'failed'} (${why}).`,
+      hint: `Fix that, then resume_job ${upstream.id} with include_failed: true: it runs the failed upstream tasks again and then this one.`,
+    });
+  }
+
+  private async failHeld(job: Job, index: number, error: NonNullable<TaskRecord['error']>): Promise<void> {
+    if (!job.isHeld(index)) return;
+    const input = job.unhold(index);
+    const record: TaskRecord = { index, state: error.code === 'CANCELLED' ? 'cancelled' : 'failed', attempt: job.attemptOf(index), finishedAt: this.now().toISOString(), error };
+    const label = this.scheduler.pool(job.meta.kind)?.label?.(input);
+    if (label !== undefined) record.label = label;
+    await this.persist(job, record);
   }
 
   /**
@@ -465,11 +602,19 @@ export class Engine {
   }
 
   private newJob(meta: JobMeta): Job {
+    if (meta.after) {
+      const feeds = this.dependents.get(meta.after.job) ?? new Set<string>();
+      feeds.add(meta.id);
+      this.dependents.set(meta.after.job, feeds);
+    }
     return new Job(meta, this.scheduler.pool(meta.kind)?.totals);
   }
 
   private snapshot(job: Job): JobSnapshot {
-    return job.snapshot(this.now().getTime());
+    const snapshot = job.snapshot(this.now().getTime());
+    const feeds = [...(this.dependents.get(job.id) ?? [])].filter((id) => this.jobs.has(id));
+    if (feeds.length > 0) snapshot.feeds = feeds;
+    return snapshot;
   }
 
   private require(jobId: string): Job {
@@ -485,6 +630,13 @@ export class Engine {
   private emit(): void {
     for (const listener of this.listeners) listener();
   }
+}
+
+/** Each task's latest record (records are in finish order: a later attempt comes later). */
+function latestRecords(records: readonly TaskRecord[]): TaskRecord[] {
+  const latest = new Map<number, TaskRecord>();
+  for (const record of records) latest.set(record.index, record);
+  return [...latest.values()].sort((a, b) => a.index - b.index);
 }
 
 function shuttingDown(): MonitorError {

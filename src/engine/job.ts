@@ -1,4 +1,4 @@
-import type { JobCounts, JobMeta, JobSnapshot, JobState, JobTotals, TaskRecord, TaskState } from './types.js';
+import type { JobCounts, JobMeta, JobSnapshot, JobState, JobTotals, TaskRecord, TaskState, UpstreamView } from './types.js';
 
 const STATE_CODES: readonly TaskState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'];
 const code = (state: TaskState): number => STATE_CODES.indexOf(state);
@@ -15,6 +15,10 @@ export class Job {
   readonly counts: JobCounts;
   /** Inputs of queued tasks only; dropped once dispatched. */
   private readonly inputs = new Map<number, unknown>();
+  /** A later stage's tasks waiting for their upstream: queued in counts, not in the queue yet. */
+  private readonly held = new Map<number, unknown>();
+  /** What each released task of a later stage runs on, until it is taken to run. */
+  private readonly upstreams = new Map<number, UpstreamView>();
   private queue: number[] = [];
   private queueHead = 0;
   /** Running tasks; the tasks of one batch share a controller. */
@@ -103,12 +107,45 @@ export class Job {
     this.queue.push(index);
   }
 
+  /** A later stage's task waits for its upstream before it can queue. */
+  hold(index: number, input: unknown): void {
+    this.setState(index, 'queued');
+    this.held.set(index, input);
+  }
+
+  isHeld(index: number): boolean {
+    return this.held.has(index);
+  }
+
+  /** Indices of the tasks waiting for their upstream. */
+  heldIndices(): number[] {
+    return [...this.held.keys()];
+  }
+
+  /** Its upstream is in: the task joins the queue with it. Returns its input. */
+  release(index: number, upstream: UpstreamView): unknown {
+    if (!this.held.has(index)) return undefined;
+    const input = this.held.get(index);
+    this.held.delete(index);
+    this.inputs.set(index, input);
+    this.upstreams.set(index, upstream);
+    this.queue.push(index);
+    return input;
+  }
+
+  /** Takes a held task out to be recorded without running (its upstream failed); returns its input. */
+  unhold(index: number): unknown {
+    const input = this.held.get(index);
+    this.held.delete(index);
+    return input;
+  }
+
   get hasQueued(): boolean {
     return this.queueHead < this.queue.length;
   }
 
   /** The next queued task, taken off the queue with its input. */
-  takeNext(): { index: number; input: unknown } | undefined {
+  takeNext(): { index: number; input: unknown; upstream?: UpstreamView } | undefined {
     if (!this.hasQueued) return undefined;
     const index = this.queue[this.queueHead++] ?? 0;
     if (this.queueHead === this.queue.length) {
@@ -117,21 +154,28 @@ export class Job {
     }
     const input = this.inputs.get(index);
     this.inputs.delete(index);
-    return { index, input };
+    const upstream = this.upstreams.get(index);
+    if (upstream === undefined) return { index, input };
+    this.upstreams.delete(index);
+    return { index, input, upstream };
   }
 
-  /** Empties the queue (cancel); returns what was in it. */
+  /** Empties the queue and the tasks waiting for their upstream (cancel); returns what was in them. */
   dropQueued(): Array<{ index: number; input: unknown }> {
     const dropped = this.queue.slice(this.queueHead).map((index) => ({ index, input: this.inputs.get(index) }));
+    for (const [index, input] of this.held) dropped.push({ index, input });
     this.queue = [];
     this.queueHead = 0;
     this.inputs.clear();
+    this.held.clear();
+    this.upstreams.clear();
     return dropped;
   }
 
   /** Tasks with no final record were cut off by the end of the process that ran them; true when any was. */
   interruptUnfinished(): boolean {
     let cut = false;
+    this.held.clear();
     for (const index of this.indicesIn(['queued', 'running'])) {
       this.setState(index, 'interrupted');
       cut = true;
@@ -158,6 +202,8 @@ export class Job {
       peakRunning: this.peakRunning,
     };
     if (meta.label !== undefined) snapshot.label = meta.label;
+    if (meta.after !== undefined) snapshot.after = { ...meta.after };
+    if (this.held.size > 0) snapshot.waiting = this.held.size;
     if (meta.finishedAt !== undefined) snapshot.finishedAt = meta.finishedAt;
     if (this.foreign && meta.ownerPid !== undefined) snapshot.ownerPid = meta.ownerPid;
     if (this.storeError !== undefined) snapshot.warning = this.storeError;

@@ -1,7 +1,7 @@
 import { MonitorError, toTaskError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Job } from './job.js';
-import type { Pool, TaskContext, TaskRecord, TaskResult } from './types.js';
+import type { Pool, TaskContext, TaskRecord, TaskResult, UpstreamView } from './types.js';
 
 /** The most tasks of a job with these options one run takes together (1: one at a time, through `run`). */
 export function batchLimit(pool: Pool, options: unknown): number {
@@ -20,7 +20,7 @@ export function batchLimit(pool: Pool, options: unknown): number {
 export async function runTasks(
   pool: Pool,
   job: Job,
-  tasks: ReadonlyArray<{ index: number; input: unknown }>,
+  tasks: ReadonlyArray<{ index: number; input: unknown; upstream?: UpstreamView }>,
   run: { outputDir: string; signal: AbortSignal },
   log: Logger,
 ): Promise<TaskResult[]> {
@@ -34,15 +34,11 @@ export async function runTasks(
     }
     if (job.prepared) await job.prepared;
     signal.throwIfAborted();
-    const contexts: TaskContext[] = tasks.map(({ index, input }) => ({
-      jobId: job.id,
-      index,
-      input,
-      options: job.meta.options,
-      outputDir: run.outputDir,
-      attempt: job.attemptOf(index),
-      signal,
-    }));
+    const contexts: TaskContext[] = tasks.map(({ index, input, upstream }) => {
+      const context: TaskContext = { jobId: job.id, index, input, options: job.meta.options, outputDir: run.outputDir, attempt: job.attemptOf(index), signal };
+      if (upstream) context.upstream = upstream;
+      return context;
+    });
     const [only] = contexts;
     if (only && contexts.length === 1 && batchLimit(pool, job.meta.options) === 1) return [await pool.run(only)];
     if (!pool.runBatch) throw new MonitorError('INTERNAL', `The ${pool.kind} pool was given ${contexts.length} tasks at once but cannot run a batch.`);

@@ -1,6 +1,6 @@
 import type { Job } from './job.js';
 import { batchLimit } from './runner.js';
-import type { Pool } from './types.js';
+import type { Pool, UpstreamView } from './types.js';
 
 interface Lane {
   pool: Pool;
@@ -14,6 +14,8 @@ interface Lane {
 export interface TakenTask {
   index: number;
   input: unknown;
+  /** A later stage's task: what its upstream came to. */
+  upstream?: UpstreamView;
 }
 
 /** Starts one run in a slot: one task, or a batch of a job's tasks (see Pool.batchSize). */

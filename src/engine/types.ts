@@ -21,6 +21,16 @@ export interface TaskContext {
   attempt: number;
   /** Aborted on cancel, on timeout set by the engine's caller, or on shutdown. */
   signal: AbortSignal;
+  /** For a later stage of a pipeline (JobMeta.after): what its task(s) upstream came to. */
+  upstream?: UpstreamView;
+}
+
+/** The upstream results a later stage's task runs on: the one record of its `each` partner, or every task's latest (`all`). */
+export interface UpstreamView {
+  jobId: string;
+  /** Where the upstream job's full outputs are (record.files name files there). */
+  outputDir: string;
+  records: readonly TaskRecord[];
 }
 
 /**
@@ -104,9 +114,13 @@ export interface JobPlan {
   options: unknown;
   /** Tasks of this job at once. */
   concurrency: number;
+  /** A later stage of a pipeline: runs on the results of this job (see JobMeta.after). */
+  after?: { job: string; mode: 'each' | 'all' };
+  /** A stage to submit after this job, over all its results (a reduce). */
+  then?: JobPlan;
 }
 
-export interface SubmitRequest extends JobPlan {
+export interface SubmitRequest extends Omit<JobPlan, 'then'> {
   label?: string;
 }
 
@@ -139,4 +153,10 @@ export interface JobSnapshot {
   warning?: string;
   /** The kind's totals over the results so far, when it keeps any. */
   totals?: TotalsView;
+  /** A pipeline's later stage: the job it runs on, and how (see JobMeta.after). */
+  after?: { job: string; mode: 'each' | 'all' };
+  /** The later stages that run on this job's results. */
+  feeds?: string[];
+  /** Tasks waiting for their input from the stage before (counted as queued). */
+  waiting?: number;
 }

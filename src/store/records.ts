@@ -23,6 +23,12 @@ export interface JobMeta {
   ownerStart?: string;
   /** Which of the job's owners (`owner.<N>`) wrote this metadata; a newer claim means a takeover in progress. */
   ownerGeneration?: number;
+  /**
+   * A later stage of a pipeline: its tasks run on the results of job `job`. `each`: task i waits
+   * for task i of that job and gets its record; `all`: every task waits for the whole job to end
+   * and gets all its records (a reduce).
+   */
+  after?: { job: string; mode: 'each' | 'all' };
 }
 
 /** One finished task (one line of results.jsonl). */

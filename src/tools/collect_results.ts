@@ -124,11 +124,49 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
   if (items.length === 0) lines.push(allDone ? 'No results match on this page.' : 'No new results yet; the jobs are still running.');
   lines.push(next);
   const structured: Record<string, unknown> = { jobs: jobViews, done: allDone, results: items };
+  const stages = await stageIndex(ctx, snapshots);
+  if (stages.length > 0) {
+    structured.upstream = stages;
+    lines.splice(header.length, 0, ...stages.map((stage) => `Upstream ${String(stage.job_id)}: ${String(stage.summary)}`));
+  }
   if (request.merge !== 'list') structured.merged = request.merge === 'json' ? pieces : pieces.join('\n');
   structured.remaining = page.remaining;
   if (nextCursor) structured.next_cursor = nextCursor;
   structured.next = next;
   return { text: lines.join('\n'), structured };
+}
+
+/** Failed upstream tasks named in a stage index: enough to see what is missing, not a page of them. */
+const FAILED_NAMED = 20;
+
+/**
+ * For jobs that run on another job's results (a reduce, a later stage): a short index of that job
+ * (its counts, the tasks that failed by name), not its per-task answers, which stay collectable.
+ */
+async function stageIndex(ctx: ToolContext<unknown>, snapshots: readonly JobSnapshot[]): Promise<Array<Record<string, unknown>>> {
+  const index: Array<Record<string, unknown>> = [];
+  for (const snapshot of snapshots) {
+    const upstreamId = snapshot.after?.job;
+    const upstream = upstreamId === undefined ? undefined : ctx.engine.get(upstreamId);
+    if (!upstream) continue;
+    const latest = new Map<number, TaskRecord>();
+    for (const record of await ctx.engine.results(upstream.id)) latest.set(record.index, record);
+    const failed = [...latest.values()].filter((record) => record.state !== 'succeeded');
+    const c = upstream.counts;
+    const entry: Record<string, unknown> = {
+      job_id: upstream.id,
+      kind: upstream.kind,
+      state: upstream.state,
+      counts: c,
+      summary: `${upstream.state}, ${c.succeeded}/${c.total} succeeded${c.failed ? `, ${c.failed} failed` : ''}${c.cancelled ? `, ${c.cancelled} cancelled` : ''}; its per-task results: ${call('collect_results', { job_ids: [upstream.id] })}`,
+    };
+    if (failed.length > 0) {
+      entry.failed = failed.slice(0, FAILED_NAMED).map((record) => ({ id: record.label ?? `#${record.index}`, code: record.error?.code ?? record.state }));
+      if (failed.length > FAILED_NAMED) entry.failed_more = failed.length - FAILED_NAMED;
+    }
+    index.push(entry);
+  }
+  return index;
 }
 
 /** Characters kept for the next step and the reply's own keys. */

@@ -20,8 +20,19 @@ export async function submitPlan(
   const { kind, inputs, options, concurrency } = plan;
   // Before submitting: a refused call must leave no job behind.
   checkWait(ctx, args.wait_seconds);
-  const job = await ctx.engine.submit({ kind, inputs, options, concurrency, ...(args.label === undefined ? {} : { label: args.label }) });
-  return dispatchReply(ctx, job.id, args.wait_seconds, { notes });
+  const label = args.label === undefined ? {} : { label: args.label };
+  const job = await ctx.engine.submit({ kind, inputs, options, concurrency, ...label, ...(plan.after ? { after: plan.after } : {}) });
+  if (!plan.then) return dispatchReply(ctx, job.id, args.wait_seconds, { notes });
+  const { kind: thenKind, inputs: thenInputs, options: thenOptions, concurrency: thenConcurrency } = plan.then;
+  const reduce = await ctx.engine
+    .submit({ kind: thenKind, inputs: thenInputs, options: thenOptions, concurrency: thenConcurrency, label: `${args.label ?? job.id} (reduce)`, after: { job: job.id, mode: 'all' } })
+    .catch(async (error: unknown) => {
+      // A map without its reduce is not what was asked for: nothing is left half-submitted.
+      await ctx.engine.cancel(job.id).catch(() => undefined);
+      throw error;
+    });
+  const stages = `Map job ${job.id} (${inputs.length} task(s)) → reduce job ${reduce.id}: collecting ${reduce.id} waits for both and returns the one merged answer, with an index of the map's results (its per-item answers stay collectable from ${job.id}).`;
+  return dispatchReply(ctx, reduce.id, args.wait_seconds, { notes: [...notes, stages] });
 }
 
 /**

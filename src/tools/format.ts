@@ -28,6 +28,8 @@ export function describeJob(job: JobSnapshot): string {
   if (c.queued) parts.push(`${c.queued} queued`);
   let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency}${job.peakRunning > 0 ? ` (peak ${job.peakRunning} at once)` : ''}`;
   if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
+  if (job.after) line += `; ${job.after.mode === 'all' ? 'runs on all the results of' : 'each task runs on its task of'} ${job.after.job}${job.waiting ? ` (${job.waiting} waiting for it)` : ''}`;
+  if (job.feeds) line += `; feeds ${job.feeds.join(', ')}`;
   if (job.warning !== undefined) line += `; WARNING: ${job.warning}`;
   if (job.totals) line += `; ${job.totals.text}`;
   const next = jobNext(job);
@@ -62,6 +64,9 @@ export function jobView(job: JobSnapshot): Record<string, unknown> {
   if (job.warning) view.warning = job.warning;
   if (job.finishedAt) view.finished_at = job.finishedAt;
   if (job.ownerPid !== undefined) view.run_by_other_server_pid = job.ownerPid;
+  if (job.after) view.runs_on = { job_id: job.after.job, each: job.after.mode === 'each' };
+  if (job.feeds) view.feeds = job.feeds;
+  if (job.waiting) view.waiting_for_upstream = job.waiting;
   // The kind's own totals (e.g. tokens of an LLM job).
   if (job.totals) Object.assign(view, job.totals.fields);
   const next = jobNext(job);

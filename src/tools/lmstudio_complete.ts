@@ -55,6 +55,12 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
     chunk_tokens: z.number().int().min(64).optional().describe('Chunk size in tokens (implies chunk).'),
     concurrency: z.number().int().min(1).optional().describe('Prompts at once (default and most: what the endpoints take; LM Studio 4).'),
     timeout_seconds: z.number().positive().max(7200).optional().describe('Longest wait for one answer (default 600 s); queue time does not count.'),
+    group: z.enum(['all', 'folder']).optional().describe('Pack the files into as few prompts as fit the context, each under a "### path" header: "all" together (more than one prompt adds a reduce), "folder" one answer per folder.'),
+    reduce: z
+      .union([z.string().min(1), z.strictObject({ prompt: z.string().min(1), max_tokens: z.number().int().min(1).optional() })])
+      .optional()
+      .describe('Merge all the answers on the local model when they are in (map → reduce, as a tree when they do not fit one prompt); the job_id returned is the reduce stage\'s, whose result is the one merged answer. E.g. "Combine these per-file findings into one review".'),
+    from_job: z.string().min(1).optional().describe('A later stage: one prompt per task of that job (e.g. run_script_batch), each sent as soon as its task succeeds; the template gets {{output}}, {{id}} and a JSON output\'s fields.'),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -81,6 +87,9 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
         chunkTokens: args.chunk_tokens,
         concurrency: args.concurrency,
         timeoutSeconds: args.timeout_seconds,
+        group: args.group,
+        reduce: typeof args.reduce === 'string' ? { prompt: args.reduce } : args.reduce && { prompt: args.reduce.prompt, maxTokens: args.reduce.max_tokens },
+        upstream: args.from_job === undefined ? undefined : { jobId: args.from_job, labels: await ctx.engine.labelsOf(args.from_job) },
       },
       ctx.signal,
     ).catch((error: unknown) => {

@@ -1,5 +1,6 @@
 // `npm run bench`: the performance table of the README. Not part of CI (timings need a quiet machine).
 import { printTable } from './common.js';
+import { benchContext } from './context.js';
 import { benchLlm } from './llm.js';
 import { benchMemory } from './memory.js';
 import { benchResponsiveness } from './responsiveness.js';
@@ -13,4 +14,5 @@ if (want('scripts')) printTable('Script pool', await benchScripts());
 if (want('warm')) printTable('Warm workers (issue 10)', await benchWarm());
 if (want('llm')) printTable('Local LLM workers', await benchLlm());
 if (want('memory')) printTable('Memory under large outputs', await benchMemory());
+if (want('context')) printTable('Context economy (issue 11)', await benchContext());
 if (want('responsiveness')) printTable('Responsiveness under load', await benchResponsiveness());

@@ -270,4 +270,43 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
       await double.close();
     }
   });
+  it('a script → LLM → reduce pipeline killed with SIGKILL mid-run resumes each stage where it stopped', { timeout: 180_000 }, async () => {
+    const double = await LmStudioDouble.start({ latencyMs: 30 });
+    const stateDir = await newStateDir();
+    const args = ['--endpoint', `lmstudio=${double.url}@2`];
+    try {
+      let server = await start(stateDir, args);
+      const tasks = 16;
+      const scriptId = jobIdOf(await server.call('run_script_batch', { worker: 'nap.py', inputs: Array.from({ length: tasks }, (_, i) => ({ args: ['0.4', `m${i}`] })), concurrency: 2 }));
+      const stage = await server.call('lmstudio_complete', { from_job: scriptId, template: 'Explain module {{label}}: {{output}}', reduce: 'Combine the explanations into one.', max_tokens: 16 });
+      expect(stage.isError, textOf(stage)).toBeFalsy();
+      const reduceId = jobIdOf(stage);
+      const stageId = (stage.structuredContent as { runs_on: { job_id: string } }).runs_on.job_id;
+      // Killed while the script stage is half done and the LLM stage has started on its results.
+      await until(async () => (await allResults(server, stageId)).results.length >= 3, 'the LLM stage to answer a few results', 60_000, 100);
+      expect((await allResults(server, scriptId)).results.length).toBeLessThan(tasks);
+      await server.kill();
+
+      server = await start(stateDir, args);
+      const interrupted = (await server.call('list_jobs', {})).structuredContent as { jobs: Array<{ job_id: string; state: string }> };
+      expect(interrupted.jobs.filter((j) => [scriptId, stageId, reduceId].includes(j.job_id)).map((j) => j.state).sort()).toEqual(['interrupted', 'interrupted', 'interrupted']);
+      const resumed = await server.call('resume_job', { job_id: reduceId });
+      expect(resumed.isError, textOf(resumed)).toBeFalsy();
+      await until(async () => (await allResults(server, reduceId)).job.state === 'succeeded', 'the resumed pipeline to finish', 120_000, 300);
+      for (const id of [scriptId, stageId]) {
+        const { results, job } = await allResults(server, id);
+        expect(job.state, id).toBe('succeeded');
+        expect(results.map((r) => r.index).sort((a, b) => a - b)).toEqual(Array.from({ length: tasks }, (_, i) => i));
+        // Each task ran to exactly one success: no task of a stage was recorded twice.
+        const lines = (await readFile(path.join(stateDir, 'jobs', id, 'results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { index: number; state: string });
+        expect(lines.filter((r) => r.state === 'succeeded').length, id).toBe(tasks);
+      }
+      const merged = (await allResults(server, reduceId)).results[0] as Result & { value: { inputs: number; failed_inputs: string[] } };
+      expect(merged.value.inputs).toBe(tasks);
+      expect(merged.value.failed_inputs).toEqual([]);
+      await server.close();
+    } finally {
+      await double.close();
+    }
+  });
 });

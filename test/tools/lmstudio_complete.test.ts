@@ -134,7 +134,9 @@ describe('lmstudio_complete', () => {
     const whole = await c.call('lmstudio_complete', { template: 'Summarise {{path}}: {{content}}', files: ['*.txt'], max_tokens: 50 });
     expect(textOf(whole)).toMatch(/1 file\(s\) look larger than the model's context/);
     const plain = await collectAll(c, jobIdOf(whole));
+    // Too large even in 8 parts: it fails, and the hint says to chunk it.
     expect(plain.results[0]?.error?.code).toBe('CONTEXT_OVERFLOW');
+    expect(plain.results[0]?.value?.split_for_context).toBe(2);
     expect(plain.results[0]?.error?.hint).toMatch(/chunk: true/);
     expect(plain.results[1]?.state).toBe('succeeded');
 
@@ -154,20 +156,24 @@ describe('lmstudio_complete', () => {
     const lines = sentBodies.flatMap((p) => p.replace(/^Part \d+\/\d+ of big.txt: /, '').split('\n')).filter((l) => l.length > 0);
     expect(lines.sort()).toEqual(big.split('\n').sort());
 
-    // Chunks still too large (the server refuses them; or far too large, so they are not sent): the
-    // hint asks for smaller chunks, not for chunking, which the caller already did.
-    for (const chunkTokens of [500, 2000]) {
-      const tooBig = await c.call('lmstudio_complete', { template: '{{content}}', files: ['big.txt'], chunk_tokens: chunkTokens, max_tokens: 50 });
-      const refused = await collectAll(c, jobIdOf(tooBig));
-      // The last chunk, a remainder, may be small enough.
-      const failedChunks = refused.results.filter((r) => r.state === 'failed');
-      expect(failedChunks.length).toBeGreaterThanOrEqual(refused.results.length - 1);
-      expect(failedChunks.length).toBeGreaterThan(0);
-      for (const result of failedChunks) {
-        expect(result.error?.code).toBe('CONTEXT_OVERFLOW');
-        expect(result.error?.hint).toMatch(/smaller chunk_tokens/);
-        expect(result.error?.hint).not.toMatch(/chunk: true/);
-      }
+    // Chunks too large for the context are split in two and asked again, up to 8 parts each.
+    const resplit = await collectAll(c, jobIdOf(await c.call('lmstudio_complete', { template: '{{content}}', files: ['big.txt'], chunk_tokens: 500, max_tokens: 50 })));
+    expect(resplit.results.every((r) => r.state === 'succeeded')).toBe(true);
+    expect(resplit.results.filter((r) => r.value?.split_for_context === 2).length).toBeGreaterThan(0);
+
+    // Chunks still too large after 3 splits (the server refuses them; or far too large, so they are
+    // not sent): the hint asks for smaller chunks, not for chunking, which the caller already did.
+    const tooBig = await c.call('lmstudio_complete', { template: '{{content}}', files: ['big.txt'], chunk_tokens: 3000, max_tokens: 50 });
+    const refused = await collectAll(c, jobIdOf(tooBig));
+    // The last chunk, a remainder, may be small enough.
+    const failedChunks = refused.results.filter((r) => r.state === 'failed');
+    expect(failedChunks.length).toBeGreaterThanOrEqual(refused.results.length - 1);
+    expect(failedChunks.length).toBeGreaterThan(0);
+    for (const result of failedChunks) {
+      expect(result.error?.code).toBe('CONTEXT_OVERFLOW');
+      expect(result.error?.message).toMatch(/^Split in two to fit the model's context, part 1 \(big\.txt#1 \[part 1\/2\]\) failed: /);
+      expect(result.error?.hint).toMatch(/smaller chunk_tokens/);
+      expect(result.error?.hint).not.toMatch(/chunk: true/);
     }
   });
 

@@ -1,4 +1,5 @@
 import { open, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
 import { resolveRoots } from '../../paths.js';
@@ -6,8 +7,8 @@ import type { Endpoints, LlmSettings } from './endpoints.js';
 import { expandFiles } from './glob.js';
 import { LLM_KIND } from './pool.js';
 import type { SchemaValidator } from './schema.js';
-import { CHUNK_BYTES_PER_TOKEN, checkPlaceholders, chunkRanges, displayPath, FILE_PLACEHOLDERS, looksBinary } from './template.js';
-import type { ChatMessage, FileRef, LlmJobOptions, LlmTaskInput } from './types.js';
+import { CHUNK_BYTES_PER_TOKEN, checkPlaceholders, chunkRanges, displayPath, FILE_PLACEHOLDERS, looksBinary, placeholdersOf } from './template.js';
+import type { ChatMessage, FileRef, LlmJobOptions, LlmTaskInput, ReduceOptions } from './types.js';
 
 /** Context assumed for chunk sizing when no endpoint tells the model's context length. */
 const ASSUMED_CONTEXT_TOKENS = 4096;
@@ -34,6 +35,12 @@ export interface LlmJobRequest {
   chunkTokens?: number | undefined;
   concurrency?: number | undefined;
   timeoutSeconds?: number | undefined;
+  /** Pack the files into as few prompts as fit the context: all together, or per folder. */
+  group?: 'all' | 'folder' | undefined;
+  /** Merge the answers on the model once they are in (a reduce stage). */
+  reduce?: { prompt: string; maxTokens?: number | undefined } | undefined;
+  /** A later stage: one task per task of this job, filled from its output (labels name them). */
+  upstream?: { jobId: string; labels: readonly string[] } | undefined;
 }
 
 /** The job, and what the caller should know about how it will run (model, endpoints, chunking). */
@@ -62,8 +69,21 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
       hint: 'prompts: [{"prompt": "…"}], or template: "… {{content}} …" with files: ["src/**/*.ts"].',
     });
   }
-  if (request.prompts === undefined && request.items === undefined && request.files === undefined) {
+  if (request.upstream !== undefined && (request.items !== undefined || request.files !== undefined || request.template === undefined)) {
+    throw new MonitorError('INVALID_INPUT', 'from_job fills a template from each result of that job: give template, and no items, files or prompts.', {
+      hint: 'e.g. template: "Explain the risks in this dependency report:\\n{{output}}"; {{output}} is the whole output, {{id}} what the task worked on, and a JSON output\'s top-level fields fill {{field}}.',
+    });
+  }
+  if (request.prompts === undefined && request.items === undefined && request.files === undefined && request.upstream === undefined) {
     throw new MonitorError('INVALID_INPUT', 'A template needs items and/or files to fill it.', { hint: 'Add files: ["path/or/**/*.glob"] or items: [{"name": "value"}].' });
+  }
+  if (request.group !== undefined && (request.files === undefined || request.items !== undefined || request.chunk !== undefined || request.chunkTokens !== undefined)) {
+    throw new MonitorError('INVALID_INPUT', 'group packs `files` into prompts and splits what does not fit by itself: it goes with files only, without items, chunk or chunk_tokens.', {
+      hint: 'e.g. template: "Review the architecture of this module:\\n{{content}}", files: ["src/auth/**"], group: "all".',
+    });
+  }
+  if (request.reduce !== undefined && request.reduce.prompt.trim() === '') {
+    throw new MonitorError('INVALID_INPUT', 'reduce needs a prompt: what to make of all the answers together.', { hint: 'e.g. reduce: "Combine these per-file findings into one architecture review."' });
   }
   if (request.prompts !== undefined && (request.items !== undefined || request.files !== undefined)) {
     throw new MonitorError('INVALID_INPUT', 'items and files go with a template, not with prompts.', { hint: 'Use template with {{placeholders}} instead of prompts.' });
@@ -85,15 +105,116 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
   if (request.includeReasoning) options.include_reasoning = true;
 
   const notes: string[] = [];
-  const inputs =
-    request.prompts !== undefined
-      ? request.prompts.map((p, i): LlmTaskInput => ({ id: p.id ?? String(i + 1), messages: toMessages(p, i, request.system !== undefined) }))
-      : await templateInputs(request, request.template ?? '', { contextLength: resolved.contextLength, endpoints: resolved.endpoints }, options, context, notes);
+  const served = { contextLength: resolved.contextLength, endpoints: resolved.endpoints };
+  let reducePrompt = request.reduce?.prompt;
+  let inputs: LlmTaskInput[];
+  let ratio: Measured | undefined;
+  if (request.prompts !== undefined) {
+    inputs = request.prompts.map((p, i): LlmTaskInput => ({ id: p.id ?? String(i + 1), messages: toMessages(p, i, request.system !== undefined) }));
+  } else if (request.upstream !== undefined) {
+    if (placeholdersOf(request.template ?? '').length === 0) checkPlaceholders(request.template ?? '', new Set(['output', 'id']), 'each result');
+    inputs = request.upstream.labels.map((label): LlmTaskInput => ({ id: label, upstream: true }));
+  } else if (request.group !== undefined) {
+    const packed = await groupInputs(request, request.template ?? '', request.group, served, options, context, notes);
+    inputs = packed.inputs;
+    ratio = packed.ratio;
+    if (inputs.length > 1 && request.group === 'all' && reducePrompt === undefined) {
+      reducePrompt = defaultReducePrompt(request.template ?? '');
+      notes.push(`They do not fit one prompt, so their ${inputs.length} answers are merged on the model by a reduce stage (map → reduce), added for you; pass reduce to word the merge yourself.`);
+    }
+  } else {
+    inputs = await templateInputs(request, request.template ?? '', served, options, context, notes);
+  }
   if (inputs.length > settings.maxTasks) throw tooManyTasks(settings.maxTasks, '');
 
   const concurrency = Math.max(1, request.concurrency ?? capacity);
   notes.unshift(`Model ${resolved.model} on ${resolved.endpoints.join(', ')}, up to ${concurrency} prompt(s) at once.`);
-  return { kind: LLM_KIND, inputs, options, concurrency, notes };
+  const plan: LlmJobPlan = { kind: LLM_KIND, inputs, options, concurrency, notes };
+  if (request.upstream !== undefined) plan.after = { job: request.upstream.jobId, mode: 'each' };
+  if (reducePrompt !== undefined) {
+    ratio ??= await measure(reducePrompt, served.endpoints, options.model, context);
+    const reduce: ReduceOptions = {
+      prompt: reducePrompt,
+      context_tokens: resolved.contextLength ?? ASSUMED_CONTEXT_TOKENS,
+      bytes_per_token: ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN * MEASURED_MARGIN,
+      parallel: concurrency,
+    };
+    const maxTokens = request.reduce?.maxTokens ?? options.max_tokens;
+    if (maxTokens !== undefined) reduce.max_tokens = maxTokens;
+    plan.then = { kind: LLM_KIND, inputs: [{ id: 'reduce', reduce: true }], options: { ...options, reduce }, concurrency: 1 };
+  }
+  return plan;
+}
+
+/** The merge a module too large for one prompt gets when the caller named none: the request itself, over the partial answers. */
+function defaultReducePrompt(template: string): string {
+  const request = template.replace(/\{\{\s*content\s*\}\}/g, '[the files]').replace(/\{\{\s*(path|name|chunk|chunks)\s*\}\}/g, '[…]').slice(0, 2000);
+  return `The files were too many for one prompt, so this request was asked of them in groups:\n---\n${request}\n---\nThe answers of the groups follow. Give the one answer to that request for all the files together.`;
+}
+
+/**
+ * Files packed into as few prompts as fit the model's context, in path order (`folder`: a folder's
+ * files together, never mixed with another folder's): each under a `### path` header. A file larger
+ * than a prompt's room is cut into chunks that each take a prompt.
+ */
+async function groupInputs(
+  request: LlmJobRequest,
+  template: string,
+  group: 'all' | 'folder',
+  served: { contextLength: number | undefined; endpoints: readonly string[] },
+  options: LlmJobOptions,
+  context: LlmPlanContext,
+  notes: string[],
+): Promise<{ inputs: LlmTaskInput[]; ratio: Measured | undefined }> {
+  const { settings } = context;
+  checkPlaceholders(template, new Set(FILE_PLACEHOLDERS), 'the files');
+  if (!placeholdersOf(template).includes('content')) {
+    throw new MonitorError('INVALID_INPUT', 'group puts the files into {{content}}, which the template does not use.', { hint: 'e.g. "Review this module:\\n{{content}}".' });
+  }
+  const matched = await expandFiles(request.files ?? [], { roots: context.allowedRoots, maxFiles: settings.maxFiles });
+  const realRoots = await resolveRoots(context.allowedRoots);
+  const ratio = await bytesPerToken(matched, served.endpoints, options.model, context);
+  const bytesPerTok = ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN;
+  const roomBytes = Math.floor(autoChunkTokens(served.contextLength, options, bytesPerTok) * bytesPerTok);
+  const files = await Promise.all(matched.map(async (file) => ({ path: file, display: displayPath(file, realRoots), size: (await stat(file)).size })));
+  files.sort((a, b) => (a.display < b.display ? -1 : a.display > b.display ? 1 : 0));
+  const folderOf = (display: string): string => (group === 'all' ? '' : path.posix.dirname(display.split(path.sep).join('/')));
+  const packs: Array<{ folder: string; refs: FileRef[]; bytes: number }> = [];
+  let current: { folder: string; refs: FileRef[]; bytes: number } | undefined;
+  for (const file of files) {
+    const header = Buffer.byteLength(`### ${file.display} (part 99 of 99)\n\n\n`);
+    const folder = folderOf(file.display);
+    const pieces: FileRef[] =
+      file.size + header <= roomBytes ? [{ path: file.path, display: file.display }] : await chunkFile(file.path, file.display, roomBytes - header, settings.maxFileBytes, settings.maxTasks, settings.maxTasks);
+    for (const piece of pieces) {
+      const bytes = (piece.end !== undefined && piece.start !== undefined ? piece.end - piece.start : file.size) + header;
+      if (!current || current.folder !== folder || current.bytes + bytes > roomBytes) {
+        current = { folder, refs: [], bytes: 0 };
+        packs.push(current);
+        if (packs.length > settings.maxTasks) throw tooManyTasks(settings.maxTasks, '');
+      }
+      current.refs.push(piece);
+      current.bytes += bytes;
+    }
+  }
+  const perFolder = new Map<string, number>();
+  for (const pack of packs) perFolder.set(pack.folder, (perFolder.get(pack.folder) ?? 0) + 1);
+  const seen = new Map<string, number>();
+  const inputs = packs.map((pack): LlmTaskInput => {
+    const k = (seen.get(pack.folder) ?? 0) + 1;
+    seen.set(pack.folder, k);
+    const of = perFolder.get(pack.folder) ?? 1;
+    const name = group === 'all' ? (packs.length === 1 ? 'all files' : `files ${k}/${packs.length}`) : `${pack.folder || '.'}${of > 1 ? ` [${k}/${of}]` : ''}`;
+    const fileCount = new Set(pack.refs.map((ref) => ref.display)).size;
+    const first = pack.refs[0]?.display ?? '';
+    const last = pack.refs.at(-1)?.display ?? '';
+    return { id: `${name}: ${fileCount === 1 ? first : `${first} … ${last}`} (${fileCount} file${fileCount === 1 ? '' : 's'})`, files: pack.refs };
+  });
+  const how = ratio !== undefined ? `${ratio.bytes.toFixed(2)} bytes a token, counted with ${ratio.measuredOn}'s tokenizer less a margin` : `${CHUNK_BYTES_PER_TOKEN} bytes a token, estimated`;
+  notes.push(
+    `${files.length} file(s) packed into ${packs.length} prompt(s) of up to ${Math.floor(roomBytes / 1024)} KB (≈${Math.floor(roomBytes / bytesPerTok)} tokens of the ${served.contextLength ?? ASSUMED_CONTEXT_TOKENS}-token context; ${how}), each file under a "### path" header.`,
+  );
+  return { inputs, ratio };
 }
 
 /** One task per item, per file (or chunk), or per file × item; placeholders checked against what fills them. */
@@ -144,7 +265,9 @@ async function templateInputs(
       for (const chunk of await chunkFile(file, display, chunkBytes, settings.maxFileBytes, settings.maxTasks - files.length, settings.maxTasks)) files.push(chunk);
     }
     if (oversized > 0) {
-      notes.push(`Note: ${oversized} file(s) look larger than the model's context (${contextLength} tokens) and will fail with CONTEXT_OVERFLOW; cancel and resubmit with chunk: true to split them.`);
+      notes.push(
+        `Note: ${oversized} file(s) look larger than the model's context (${contextLength} tokens): one the model refuses is split in two and asked again (up to 8 parts), and fails with CONTEXT_OVERFLOW if that is not enough; to cut them to the context up front, cancel and resubmit with chunk: true (or group: "all" to pack a module into as few prompts as fit).`,
+      );
     }
     if (chunkTokens !== undefined) {
       const how = ratio !== undefined ? `${ratio.bytes.toFixed(2)} bytes a token, counted with ${ratio.measuredOn}'s tokenizer less a margin` : `${CHUNK_BYTES_PER_TOKEN} bytes a token, estimated`;
@@ -205,7 +328,7 @@ const MEASURED_MARGIN = 0.8;
  * ~4 bytes a token for large BPE vocabularies down to 1.6 for a small one, where the fixed
  * estimate made chunks twice too large. Undefined bytes (no counter anywhere): the estimate.
  */
-async function bytesPerToken(files: readonly string[], endpointNames: readonly string[], model: string, context: LlmPlanContext): Promise<{ bytes: number; measuredOn: string } | undefined> {
+async function bytesPerToken(files: readonly string[], endpointNames: readonly string[], model: string, context: LlmPlanContext): Promise<Measured | undefined> {
   const parts: Buffer[] = [];
   for (const file of files.slice(0, SAMPLE_FILES)) {
     const handle = await open(file, 'r').catch(() => undefined);
@@ -218,7 +341,16 @@ async function bytesPerToken(files: readonly string[], endpointNames: readonly s
       await handle.close();
     }
   }
-  const sample = Buffer.concat(parts).toString('utf8');
+  return measure(Buffer.concat(parts).toString('utf8'), endpointNames, model, context);
+}
+
+interface Measured {
+  bytes: number;
+  measuredOn: string;
+}
+
+/** Bytes a token of `sample` on the first endpoint that counts tokens, less the margin. */
+async function measure(sample: string, endpointNames: readonly string[], model: string, context: LlmPlanContext): Promise<Measured | undefined> {
   if (sample.length === 0) return undefined;
   for (const name of endpointNames) {
     const tokens = await context.endpoints.client(name).countTokens(sample, model, context.signal);

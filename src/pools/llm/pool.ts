@@ -1,18 +1,20 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import type { JobTotals, Pool, TaskContext, TaskResult } from '../../engine/types.js';
+import type { JobTotals, Pool, TaskContext, TaskResult, UpstreamView } from '../../engine/types.js';
 import { isMonitorError, MonitorError, toTaskError } from '../../errors.js';
 import { resolveInsideRoots } from '../../paths.js';
 import { shortLabel } from '../kind.js';
+import { provenanceOf, stageOutput } from '../stage-input.js';
 import { decideRetry, type RetryPolicy, sleep } from '../retry.js';
 import { Deadline } from './deadline.js';
 import { DOWN_FOR_MS, type Endpoints } from './endpoints.js';
 import { LlmError } from './errors.js';
 import { splitReasoning } from './reasoning.js';
 import type { SchemaValidator } from './schema.js';
-import { estimateTokens, readFileForPrompt, renderTemplate } from './template.js';
-import type { ChatAnswer, ChatMessage, LlmJobOptions, LlmTaskInput } from './types.js';
+import { type Ask, piecesOf, treeReduce } from './reduce.js';
+import { estimateTokens, placeholdersOf, readFileForPrompt, renderTemplate } from './template.js';
+import type { ChatAnswer, ChatMessage, FileRef, LlmJobOptions, LlmTaskInput, ReduceTaskInput, TemplateTaskInput } from './types.js';
 import { answeredStatus, isConnectionFailure, isEndpointAway, retriedOnlyOnce, retryAfterMs, retryAfterTooLong } from './upstream.js';
 
 export const LLM_KIND = 'llm';
@@ -29,8 +31,22 @@ const fileRefSchema = z.object({
 });
 const inputSchema = z.union([
   z.object({ id: z.string(), messages: z.array(messageSchema).min(1) }),
-  z.object({ id: z.string(), values: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(), file: fileRefSchema.optional() }),
+  z.object({ id: z.string(), reduce: z.literal(true) }),
+  z.object({ id: z.string(), upstream: z.literal(true) }),
+  z.object({
+    id: z.string(),
+    values: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+    file: fileRefSchema.optional(),
+    files: z.array(fileRefSchema).min(1).optional(),
+  }),
 ]);
+const reduceSchema = z.object({
+  prompt: z.string(),
+  max_tokens: z.number().int().optional(),
+  context_tokens: z.number().int().positive(),
+  bytes_per_token: z.number().positive(),
+  parallel: z.number().int().positive(),
+});
 const optionsSchema = z.object({
   model: z.string(),
   system: z.string().optional(),
@@ -42,6 +58,7 @@ const optionsSchema = z.object({
   json_schema: z.record(z.string(), z.unknown()).optional(),
   include_reasoning: z.boolean().optional(),
   timeout_seconds: z.number().positive(),
+  reduce: reduceSchema.optional(),
 });
 
 /** Answers up to this long stay inline only; longer ones also go whole to a file. */
@@ -83,6 +100,8 @@ export interface LlmPoolOptions {
 /** One task's way through its attempts: what it has spent and tried so far. */
 interface Completion {
   task: TaskContext;
+  /** Names the task's output files: its index, or a part of it (a split half, a reduce step). */
+  stem: string;
   options: LlmJobOptions;
   /** A chunk of a file cut to the context at submit (chunk or chunk_tokens was given). */
   chunked: boolean;
@@ -175,17 +194,96 @@ export class LlmPool implements Pool {
   async run(task: TaskContext): Promise<TaskResult> {
     const options = jobOptions(task.options);
     const input: LlmTaskInput = parseStored(inputSchema, task.input, 'input');
+    if ('reduce' in input) return this.reduce(task, options);
+    return this.prompt(task, options, input, String(task.index), 0);
+  }
+
+  /** One prompt; one whose files overflow the context is split in two and each half asked (up to MAX_SPLIT_DEPTH times). */
+  private async prompt(task: TaskContext, options: LlmJobOptions, input: Exclude<LlmTaskInput, ReduceTaskInput>, stem: string, depth: number): Promise<TaskResult> {
     const base = describeInput(input);
-    let messages: ChatMessage[];
+    let result: TaskResult;
     try {
-      messages = await this.buildMessages(options, input);
+      const messages = await this.buildMessages(options, input, task.upstream);
+      result = await this.complete(task, options, messages, base, stem, 'file' in input && input.file?.chunks !== undefined);
     } catch (error) {
-      return { ok: false, error: toTaskError(error), value: base };
+      if (task.signal.aborted) throw error;
+      result = { ok: false, error: toTaskError(error), value: base };
     }
+    if (result.ok || result.error?.code !== 'CONTEXT_OVERFLOW' || depth >= MAX_SPLIT_DEPTH || !('file' in input || 'files' in input)) return result;
+    const halves = await splitForContext(input, this.options.allowedRoots);
+    if (!halves) return result;
+    this.endpoints.log.debug(`task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`);
+    return this.splitRun(task, options, halves, stem, depth, base);
+  }
+
+  /** The halves of a prompt that overflowed, asked one after the other; their answers joined, each labelled. */
+  private async splitRun(task: TaskContext, options: LlmJobOptions, halves: readonly TemplateTaskInput[], stem: string, depth: number, base: Record<string, unknown>): Promise<TaskResult> {
+    const parts: TaskResult[] = [];
+    for (const [i, half] of halves.entries()) {
+      const part = await this.prompt(task, options, half, `${stem}.p${i + 1}`, depth + 1);
+      parts.push(part);
+      if (!part.ok) break;
+    }
+    const spent = sumUsage(parts.map((part) => part.value));
+    const value: Record<string, unknown> = { ...base, model: options.model, split_for_context: halves.length, ...spent };
+    const failedAt = parts.findIndex((part) => !part.ok);
+    const failed = parts[failedAt];
+    if (failed) {
+      const error = failed.error ?? { code: 'INTERNAL', message: 'A part failed without an error.' };
+      // Only the outermost split says so: the innermost failure's own message follows.
+      const message = depth > 0 ? error.message : `Split in two to fit the model's context, part ${failedAt + 1} (${halves[failedAt]?.id ?? ''}) failed: ${error.message.replace(/^Split in two to fit the model's context, part \d \([^)]*\) failed: /, '')}`;
+      return { ok: false, value, error: { ...error, message } };
+    }
+    const texts = await Promise.all(parts.map((part) => stageOutput(part, this.options.maxFileBytes)));
+    const joined = texts.map((text, i) => `[part ${i + 1} of ${halves.length}: ${halves[i]?.id ?? ''}]\n${text.text}`).join('\n\n');
+    const kept = await this.keep(task, stem, joined, 'answer');
+    const result: TaskResult = { ok: true, value: { ...kept.inline, ...value } };
+    if (kept.file !== undefined) result.files = { answer: kept.file };
+    return result;
+  }
+
+  /** A reduce stage's task: merges its upstream's answers on the model (see treeReduce). */
+  private async reduce(task: TaskContext, options: LlmJobOptions): Promise<TaskResult> {
+    const reduce = options.reduce;
+    if (!reduce || !task.upstream) return { ok: false, error: { code: 'INTERNAL', message: 'A reduce task ran without its reduce options or its upstream results.' } };
+    const pieces = await piecesOf(task.upstream.records, this.options.maxFileBytes);
+    const step: LlmJobOptions = { ...options };
+    delete step.json_schema;
+    delete step.template;
+    if (reduce.max_tokens !== undefined) step.max_tokens = reduce.max_tokens;
+    const answers: Array<Record<string, unknown> | undefined> = [];
+    const ask: Ask = async (messages, stem) => {
+      const result = await this.complete(task, step, options.system ? [{ role: 'system', content: options.system }, ...messages] : messages, {}, stem, false);
+      const value = (result.value ?? {}) as Record<string, unknown>;
+      answers.push(value);
+      if (!result.ok) return { ok: false, error: result.error ?? { code: 'INTERNAL', message: 'A reduce step failed without an error.' }, value };
+      return { ok: true, text: (await stageOutput(result, this.options.maxFileBytes)).text, value };
+    };
+    const outcome = await treeReduce(pieces, reduce, ask, path.join(task.outputDir, `${task.index}.reduce`));
+    const summary: Record<string, unknown> = {
+      inputs: outcome.inputs,
+      failed_inputs: outcome.failedInputs.slice(0, 50),
+      levels: outcome.levels,
+      requests: outcome.requests,
+      model: options.model,
+      ...sumUsage(answers),
+    };
+    if (outcome.failedInputs.length > 50) summary.failed_inputs_more = outcome.failedInputs.length - 50;
+    if (outcome.reused > 0) summary.reused_steps = outcome.reused;
+    if (!outcome.result.ok) return { ok: false, error: outcome.result.error, value: summary };
+    const kept = await this.keep(task, String(task.index), outcome.result.text, 'answer');
+    const result: TaskResult = { ok: true, value: { ...kept.inline, ...summary } };
+    if (kept.file !== undefined) result.files = { answer: kept.file };
+    return result;
+  }
+
+  /** Asks the model `messages` until an answer or a final failure: routing, failover, retries, schema checks. */
+  private async complete(task: TaskContext, options: LlmJobOptions, messages: ChatMessage[], base: Record<string, unknown>, stem: string, chunked: boolean): Promise<TaskResult> {
     const run: Completion = {
       task,
+      stem,
       options,
-      chunked: 'file' in input && input.file?.chunks !== undefined,
+      chunked,
       messages,
       conversation: messages,
       base,
@@ -255,28 +353,41 @@ export class LlmPool implements Pool {
     });
   }
 
-  private async buildMessages(options: LlmJobOptions, input: LlmTaskInput): Promise<ChatMessage[]> {
+  private async buildMessages(options: LlmJobOptions, input: Exclude<LlmTaskInput, ReduceTaskInput>, upstream: UpstreamView | undefined): Promise<ChatMessage[]> {
     const system: ChatMessage[] = options.system ? [{ role: 'system', content: options.system }] : [];
     if ('messages' in input) {
       return input.messages[0]?.role === 'system' ? input.messages : [...system, ...input.messages];
     }
     if (options.template === undefined) throw new MonitorError('INVALID_INPUT', 'This job has template inputs but no template.');
+    if ('upstream' in input) return [...system, { role: 'user', content: await this.fillFromUpstream(options.template, upstream) }];
     const values: Record<string, string> = {};
     for (const [key, value] of Object.entries(input.values ?? {})) values[key] = String(value);
-    if (input.file) {
+    const files = input.files ?? (input.file ? [input.file] : []);
+    const texts: string[] = [];
+    for (const file of files) {
       // Checked again at run time: the path may have become a symlink pointing elsewhere since submit.
-      const real = await resolveInsideRoots(input.file.path, this.options.allowedRoots, { what: 'file' });
-      const content = await readFileForPrompt({ ...input.file, path: real }, this.options.maxFileBytes);
-      const context = this.endpoints.contextLength(options.model);
-      // ~6 bytes a token is a generous lower bound: a file beyond it cannot fit, so do not send it.
-      if (context !== undefined && content.length / 6 > context) {
-        throw new LlmError('CONTEXT_OVERFLOW', `The file ${input.file.display} (${content.length} characters, ≈${estimateTokens(content)} tokens) is far larger than the model's context (${context} tokens).`, {
-          hint:
-            input.file.chunks !== undefined
-              ? CHUNK_TOO_LARGE_HINT
-              : 'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
-        });
-      }
+      const real = await resolveInsideRoots(file.path, this.options.allowedRoots, { what: 'file' });
+      texts.push(await readFileForPrompt({ ...file, path: real }, this.options.maxFileBytes));
+    }
+    const content = input.files ? input.files.map((file, i) => `### ${partName(file)}\n${texts[i] ?? ''}`).join('\n\n') : (texts[0] ?? '');
+    const context = this.endpoints.contextLength(options.model);
+    // ~6 bytes a token is a generous lower bound: content beyond it cannot fit, so do not send it.
+    if (files.length > 0 && context !== undefined && content.length / 6 > context) {
+      const what = input.files ? `The ${input.files.length} files of ${input.id}` : `The file ${input.file?.display ?? ''}`;
+      throw new LlmError('CONTEXT_OVERFLOW', `${what} (${content.length} characters, ≈${estimateTokens(content)} tokens) is far larger than the model's context (${context} tokens).`, {
+        hint:
+          input.file?.chunks !== undefined
+            ? CHUNK_TOO_LARGE_HINT
+            : 'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
+      });
+    }
+    if (input.files) {
+      values.path = commonFolder(input.files.map((file) => file.display));
+      values.name = `${input.files.length} file(s)`;
+      values.content = content;
+      values.chunk = '1';
+      values.chunks = '1';
+    } else if (input.file) {
       values.path = input.file.display;
       values.name = path.basename(input.file.display);
       values.content = content;
@@ -284,6 +395,29 @@ export class LlmPool implements Pool {
       values.chunks = String(input.file.chunks ?? 1);
     }
     return [...system, { role: 'user', content: renderTemplate(options.template, values) }];
+  }
+
+  /**
+   * A later stage's prompt: {{output}} is the upstream task's whole output, {{id}} what it worked on,
+   * and each top-level field of a JSON output fills the placeholder of its name.
+   */
+  private async fillFromUpstream(template: string, upstream: UpstreamView | undefined): Promise<string> {
+    const record = upstream?.records[0];
+    if (!upstream || !record) throw new MonitorError('INTERNAL', 'A task of a later stage ran without its upstream result.');
+    const output = await stageOutput(record, this.options.maxFileBytes);
+    const values: Record<string, string> = {};
+    if (output.json !== null && typeof output.json === 'object' && !Array.isArray(output.json)) {
+      for (const [key, value] of Object.entries(output.json as Record<string, unknown>)) values[key] = typeof value === 'string' ? value : JSON.stringify(value);
+    }
+    values.output = output.text;
+    values.id = provenanceOf(record);
+    const missing = placeholdersOf(template).filter((name) => values[name] === undefined);
+    if (missing.length > 0) {
+      throw new MonitorError('INVALID_INPUT', `The template uses {{${missing.join('}}, {{')}}}, which the output of ${values.id} (task #${record.index} of job ${upstream.jobId}) does not have.`, {
+        hint: `Available: {{output}} (the whole output), {{id}}, and the top-level fields of a JSON output: ${Object.keys(values).filter((k) => k !== 'output' && k !== 'id').join(', ') || 'none here'}.`,
+      });
+    }
+    return renderTemplate(template, values);
   }
 
   /** One request: pick an endpoint serving the model, send, and judge the answer. */
@@ -416,7 +550,7 @@ export class LlmPool implements Pool {
           ];
           return { kind: 'again' };
         }
-        const raw = await this.keep(task, split.answer, 'answer');
+        const raw = await this.keep(task, run.stem, split.answer, 'answer');
         const error = new LlmError('SCHEMA_INVALID', `The answer does not match json_schema, also after one corrective retry: ${check.error}.${truncated ? ' It was cut off by max_tokens.' : ''}`, {
           hint: truncated ? 'Raise max_tokens so the JSON can be completed.' : 'Simplify the schema or the prompt, or try a stronger model. The raw answer is in `text`.',
         });
@@ -428,12 +562,12 @@ export class LlmPool implements Pool {
 
     const value: Record<string, unknown> = { ...run.base };
     const files: Record<string, string> = {};
-    const kept = await this.keep(task, split.answer, 'answer');
+    const kept = await this.keep(task, run.stem, split.answer, 'answer');
     if (kept.file !== undefined) files.answer = kept.file;
     if (json !== undefined) value.json = json;
     else Object.assign(value, kept.inline);
     if (options.include_reasoning && split.reasoning.length > 0) {
-      const reasoning = await this.keep(task, split.reasoning, 'reasoning');
+      const reasoning = await this.keep(task, run.stem, split.reasoning, 'reasoning');
       if (reasoning.file !== undefined) files.reasoning = reasoning.file;
       Object.assign(value, reasoning.inline);
     }
@@ -448,13 +582,13 @@ export class LlmPool implements Pool {
    * Writes the whole text to the task's output file (collect_results may cut long values to fit a
    * page; the file always has everything) and returns the inline part, cut at the configured cap.
    */
-  private async keep(task: TaskContext, text: string, kind: 'answer' | 'reasoning'): Promise<{ inline: Record<string, unknown>; file?: string }> {
+  private async keep(task: TaskContext, stem: string, text: string, kind: 'answer' | 'reasoning'): Promise<{ inline: Record<string, unknown>; file?: string }> {
     const field = kind === 'answer' ? 'text' : 'reasoning';
     const cap = this.options.maxInlineChars;
     const inline = text.length <= cap ? { [field]: text } : { [field]: `${text.slice(0, cap)}…`, [`${field}_cut`]: true };
     // collect_results never cuts a result below 512 characters: short answers need no file.
     if (text.length <= SHORT_TEXT_CHARS) return { inline };
-    const file = path.join(task.outputDir, `${task.index}.${kind}.txt`);
+    const file = path.join(task.outputDir, `${stem}.${kind}.txt`);
     // Answers may quote private files: readable by the owner only, like the rest of the state dir.
     try {
       await writeFile(file, text, { mode: 0o600 });
@@ -488,14 +622,92 @@ function failure(run: Completion, error: unknown, extra: Record<string, unknown>
   return { ok: false, error: taskError, value };
 }
 
+/** A prompt's files are split in two at most this many times over (8 parts) when they overflow the context. */
+const MAX_SPLIT_DEPTH = 3;
+
 /** The task's own fields in its value (its id is its label, kept with the result). */
 function describeInput(input: LlmTaskInput): Record<string, unknown> {
   const base: Record<string, unknown> = {};
+  if ('files' in input && input.files) base.files = input.files.map(partName);
   if ('file' in input && input.file) {
     base.file = input.file.display;
     if (input.file.chunks !== undefined && input.file.chunks > 1) base.chunk = `${input.file.chunk ?? 1}/${input.file.chunks}`;
   }
   return base;
+}
+
+/** A file or its chunk, as a packed prompt's header names it. */
+function partName(file: FileRef): string {
+  if (file.chunks !== undefined && file.chunks > 1) return `${file.display} (part ${file.chunk ?? 1} of ${file.chunks})`;
+  if (file.start !== undefined && file.end !== undefined && file.size !== undefined && (file.start > 0 || file.end < file.size)) return `${file.display} (bytes ${file.start}–${file.end} of ${file.size})`;
+  return file.display;
+}
+
+/** The folder the files share, for {{path}} of a packed prompt. */
+function commonFolder(displays: readonly string[]): string {
+  const split = displays.map((display) => display.split('/').slice(0, -1));
+  const first = split[0] ?? [];
+  let length = first.length;
+  for (const parts of split) {
+    let same = 0;
+    while (same < length && parts[same] === first[same]) same++;
+    length = same;
+  }
+  return length === 0 ? '.' : first.slice(0, length).join('/');
+}
+
+/** Tokens and requests spent by several answers (their values), summed. */
+function sumUsage(values: ReadonlyArray<unknown>): Record<string, number> {
+  const sum = { tokens_in: 0, tokens_out: 0, requests: 0 };
+  for (const value of values) {
+    const v = value as { tokens_in?: unknown; tokens_out?: unknown; requests?: unknown } | undefined;
+    if (typeof v?.tokens_in === 'number') sum.tokens_in += v.tokens_in;
+    if (typeof v?.tokens_out === 'number') sum.tokens_out += v.tokens_out;
+    sum.requests += typeof v?.requests === 'number' ? v.requests : 1;
+  }
+  return sum;
+}
+
+/**
+ * A prompt's files cut in two: a pack by its files, a lone file (or chunk) at the line break nearest
+ * its middle. Undefined when there is nothing left to cut.
+ */
+async function splitForContext(input: TemplateTaskInput, roots: readonly string[]): Promise<[TemplateTaskInput, TemplateTaskInput] | undefined> {
+  const files = input.files ?? (input.file ? [input.file] : []);
+  if (files.length > 1) {
+    const mid = Math.ceil(files.length / 2);
+    const halves = [files.slice(0, mid), files.slice(mid)];
+    return [halves[0] ?? [], halves[1] ?? []].map((part, i) => ({ ...input, id: `${input.id} [part ${i + 1}/2]`, files: part })) as [TemplateTaskInput, TemplateTaskInput];
+  }
+  const [file] = files;
+  if (!file) return undefined;
+  const real = await resolveInsideRoots(file.path, roots, { what: 'file' });
+  const size = (await stat(real)).size;
+  const start = file.start ?? 0;
+  const end = file.end ?? size;
+  if (end - start < 256) return undefined;
+  const handle = await open(real, 'r');
+  let cut: number;
+  try {
+    const buffer = Buffer.alloc(end - start);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
+    const middle = Math.floor(bytesRead / 2);
+    const at = buffer.subarray(0, bytesRead).lastIndexOf(0x0a, middle);
+    let offset = at > bytesRead / 4 ? at + 1 : middle;
+    while (offset > 1 && ((buffer[offset] ?? 0) & 0xc0) === 0x80) offset--;
+    cut = start + offset;
+  } finally {
+    await handle.close();
+  }
+  const half = (from: number, to: number, i: number): TemplateTaskInput => {
+    const ref: FileRef = { ...file, start: from, end: to, size };
+    const part: TemplateTaskInput = { id: `${input.id} [part ${i}/2]` };
+    if (input.values !== undefined) part.values = input.values;
+    if (input.files) part.files = [ref];
+    else part.file = ref;
+    return part;
+  };
+  return [half(start, cut, 1), half(cut, end, 2)];
 }
 
 /** Adds the server's token counts, or an estimate (flagged) when it sent none. */

@@ -45,8 +45,21 @@ export interface ModelInfo {
   maxContextLength?: number;
 }
 
-/** Task input as stored in inputs.jsonl: either ready messages or a template fill (file read at run time). */
-export type LlmTaskInput = PromptTaskInput | TemplateTaskInput;
+/**
+ * Task input as stored in inputs.jsonl: ready messages, a template fill (files read at run time),
+ * a later stage's task filled from its upstream task's output, or a reduce over a whole job's answers.
+ */
+export type LlmTaskInput = PromptTaskInput | TemplateTaskInput | UpstreamTaskInput | ReduceTaskInput;
+
+export interface UpstreamTaskInput {
+  id: string;
+  upstream: true;
+}
+
+export interface ReduceTaskInput {
+  id: string;
+  reduce: true;
+}
 
 export interface PromptTaskInput {
   id: string;
@@ -57,6 +70,8 @@ export interface TemplateTaskInput {
   id: string;
   values?: Record<string, string | number | boolean>;
   file?: FileRef;
+  /** Files packed into one prompt (group), each under a `### path` header. */
+  files?: FileRef[];
 }
 
 /** A file (or one chunk of it) that the pool reads when the task runs, so contents never sit in the job store. */
@@ -86,4 +101,18 @@ export interface LlmJobOptions {
   json_schema?: Record<string, unknown>;
   include_reasoning?: boolean;
   timeout_seconds: number;
+  /** A reduce stage: how its one task merges the map answers. */
+  reduce?: ReduceOptions;
+}
+
+/** How a reduce stage merges its map answers (stored with the job: the same after a restart). */
+export interface ReduceOptions {
+  prompt: string;
+  max_tokens?: number;
+  /** The model's context, per request (llama-server: per slot). */
+  context_tokens: number;
+  /** Bytes a token, measured with the endpoint's tokenizer less a margin, or the estimate. */
+  bytes_per_token: number;
+  /** Requests of one level at once. */
+  parallel: number;
 }

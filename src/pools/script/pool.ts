@@ -1,12 +1,13 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as z from 'zod';
-import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
+import type { Pool, TaskContext, TaskResult, UpstreamView } from '../../engine/types.js';
 import { MonitorError, toTaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { resolveInsideRoots } from '../../paths.js';
 import type { ProcessControl } from '../../processes.js';
 import { shortLabel } from '../kind.js';
+import { stageOutput } from '../stage-input.js';
 import type { WorkerCatalog } from './catalog.js';
 import type { Descendants } from './descendants.js';
 import { type ColdWorker, type RunPlan, settleSpawned, spawnFailure, startColdWorker } from './launch.js';
@@ -159,7 +160,9 @@ export class ScriptPool implements Pool {
 
   /** A task by its args (else its JSON or the first line of its stdin): what it worked on. */
   label(input: unknown): string | undefined {
-    const { args, json, stdin } = (input ?? {}) as { args?: unknown; json?: unknown; stdin?: unknown };
+    const { args, json, stdin, upstream } = (input ?? {}) as { args?: unknown; json?: unknown; stdin?: unknown; upstream?: unknown };
+    // A later stage's task is named after what its upstream task worked on.
+    if (typeof upstream === 'string') return shortLabel(upstream);
     if (Array.isArray(args) && args.length > 0) return shortLabel(args.map(String).join(' '));
     if (json !== undefined) return shortLabel(JSON.stringify(json) ?? '');
     return typeof stdin === 'string' && stdin !== '' ? shortLabel(stdin) : undefined;
@@ -193,7 +196,7 @@ export class ScriptPool implements Pool {
 
   async run(task: TaskContext): Promise<TaskResult> {
     const plan = await this.planFor(task.jobId, task.attempt, task.options);
-    const input = parseTaskInput(task.input);
+    const input = task.upstream ? await fedFromUpstream(parseTaskInput(task.input), task.upstream) : parseTaskInput(task.input);
     const allowance = await this.allowanceOf(task);
     if (plan.warm) return this.warm.run(planKey(task.jobId, task.attempt), plan, input, task, allowance);
     return this.asColdProcess(() => this.runCold(plan, input, task, allowance));
@@ -513,8 +516,22 @@ async function folderBytes(dir: string): Promise<number> {
   return total;
 }
 
-function parseTaskInput(raw: unknown): ScriptTaskInput {
+/** The most of an upstream task's output a later stage's task gets on stdin. */
+const MAX_UPSTREAM_STDIN_BYTES = 16 * 1024 * 1024;
+
+/** A later stage's task: its upstream task's whole output on stdin, as JSON when it is JSON. */
+async function fedFromUpstream(input: ScriptTaskInput, upstream: UpstreamView): Promise<ScriptTaskInput> {
+  const record = upstream.records[0];
+  if (!record) throw new MonitorError('INTERNAL', 'A task of a later stage ran without its upstream result.');
+  const output = await stageOutput(record, MAX_UPSTREAM_STDIN_BYTES);
+  return output.json !== undefined ? { ...input, json: output.json } : { ...input, stdin: `${output.text}\n` };
+}
+
+function parseTaskInput(stored: unknown): ScriptTaskInput {
   const hint = 'Each input is {args?: string[], stdin?: string} or {args?: string[], json?: any}.';
+  // `upstream` (what a later stage's task is named after) is stored, never given by a caller.
+  const raw = { ...((stored ?? {}) as Record<string, unknown>) };
+  delete raw.upstream;
   const parsed = scriptTaskInputSchema.safeParse(raw);
   if (!parsed.success) throw new MonitorError('INVALID_INPUT', `Task input is not readable: ${z.prettifyError(parsed.error)}`, { hint });
   if (parsed.data.stdin !== undefined && parsed.data.json !== undefined) {

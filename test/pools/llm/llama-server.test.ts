@@ -142,4 +142,31 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
     expect(failed, failed.join('\n')).toEqual([]);
     expect(total).toBeGreaterThan(20);
   }, 300_000);
+  it('analyses a module by map → reduce on the real model: packs that fit the slot, then one merged answer', async () => {
+    const submitted = await c.call('lmstudio_complete', {
+      template: 'List the main parts of this code:\n{{content}}',
+      files: ['src/store/*.ts'],
+      group: 'all',
+      reduce: { prompt: 'Combine these notes into one short overview of the store module.', max_tokens: 24 },
+      max_tokens: 12,
+      temperature: 0,
+    });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    const structured = submitted.structuredContent as { job_id: string; notes: string[]; runs_on: { job_id: string } };
+    expect(structured.notes.join(' ')).toMatch(/file\(s\) packed into \d+ prompt\(s\) .* counted with llama's tokenizer/);
+    let page: { done: boolean; results: Array<{ state: string; value?: { text?: string; inputs?: number; levels?: number; failed_inputs?: string[] }; error?: unknown }>; upstream?: Array<{ counts: { total: number; succeeded: number } }> } = { done: false, results: [] };
+    for (const deadline = Date.now() + 240_000; !page.done && Date.now() < deadline; ) {
+      const reply = await c.call('collect_results', { job_ids: [structured.job_id], wait_seconds: 30 });
+      expect(reply.isError, textOf(reply)).toBeFalsy();
+      page = reply.structuredContent as typeof page;
+    }
+    const merged = page.results[0];
+    expect(merged?.state, JSON.stringify(merged)).toBe('succeeded');
+    // Every pack fitted the 2048-token slot: no map answer failed, so none is missing from the merge.
+    const map = page.upstream?.[0];
+    expect(map?.counts.succeeded).toBe(map?.counts.total);
+    expect(merged?.value?.inputs).toBe(map?.counts.total);
+    expect(merged?.value?.failed_inputs).toEqual([]);
+    expect(merged?.value?.text?.length).toBeGreaterThan(0);
+  }, 300_000);
 });

@@ -1,0 +1,248 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config.js';
+import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
+import { cleanupsAfterEach } from '../helpers/cleanup.js';
+import { connectInMemory, jobIdOf, makeTempDir, testConfig, textOf, type Connected } from '../helpers/client.js';
+
+/** Map → reduce, whole-module prompts, re-split on overflow and script → LLM pipelines, through a real MCP client and the LM Studio double. */
+
+interface Result {
+  index: number;
+  id?: string;
+  state: string;
+  value?: Record<string, unknown>;
+  error?: { code: string; message: string };
+  files?: Record<string, string>;
+}
+
+interface Collected {
+  jobs: Array<Record<string, unknown>>;
+  results: Result[];
+  upstream?: Array<{ job_id: string; state: string; counts: Record<string, number>; failed?: Array<{ id: string; code: string }> }>;
+  done: boolean;
+}
+
+const cleanups = cleanupsAfterEach();
+
+async function startDouble(options: DoubleOptions = {}): Promise<LmStudioDouble> {
+  const double = await LmStudioDouble.start(options);
+  cleanups.push(() => double.close());
+  return double;
+}
+
+async function connect(url: string, edit: (config: Config) => void = () => {}): Promise<Connected> {
+  const config = await testConfig((c) => {
+    c.llm.endpoints = [{ name: 'lmstudio', url, concurrency: 4, models: [], flavor: 'lmstudio' }];
+    c.allowCommands = ['node', 'sleep'];
+    edit(c);
+  });
+  const connected = await connectInMemory(config);
+  cleanups.push(() => connected.close());
+  return connected;
+}
+
+async function filesRoot(files: Record<string, string>): Promise<string> {
+  const root = await makeTempDir('pipeline-files-');
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(root, name)), { recursive: true });
+    await writeFile(path.join(root, name), content);
+  }
+  cleanups.push(() => rm(root, { recursive: true, force: true }));
+  return root;
+}
+
+/** Waits (bounded) until the job is done and returns its one page. */
+async function collectDone(c: Connected, jobId: string): Promise<Collected> {
+  for (let round = 0; round < 20; round++) {
+    const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 30 });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    const structured = reply.structuredContent as unknown as Collected;
+    if (structured.done) return structured;
+  }
+  throw new Error(`job ${jobId} did not finish`);
+}
+
+/** A line of code repeated to `bytes`, so its size in tokens is known (the double counts 4 characters a token). */
+function code(name: string, bytes: number): string {
+  const line = `export const ${name} = compute(${name.length});\n`;
+  return line.repeat(Math.ceil(bytes / line.length)).slice(0, bytes);
+}
+
+describe('whole-module prompts and map → reduce', () => {
+  it('packs a module into one prompt when it fits, each file under its path header, in path order', async () => {
+    const double = await startDouble({ models: [{ id: 'small', type: 'llm', state: 'loaded', contextLength: 4096 }] });
+    const root = await filesRoot({ 'auth/b.ts': code('b', 300), 'auth/a.ts': code('a', 300), 'auth/sub/c.ts': code('c', 200) });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+    const reply = await c.call('lmstudio_complete', { template: 'Review the architecture of {{path}}:\n{{content}}', files: ['auth/**'], group: 'all' });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    expect(JSON.stringify(reply.structuredContent)).toMatch(/3 file\(s\) packed into 1 prompt/);
+    const done = await collectDone(c, jobIdOf(reply));
+    expect(done.results).toHaveLength(1);
+    expect(done.results[0]?.value?.files).toEqual(['auth/a.ts', 'auth/b.ts', 'auth/sub/c.ts']);
+    const prompt = double.chatRequests[0]?.prompt ?? '';
+    expect(prompt.startsWith('Review the architecture of auth:\n### auth/a.ts\n')).toBe(true);
+    expect(prompt.indexOf('### auth/a.ts')).toBeLessThan(prompt.indexOf('### auth/b.ts'));
+    expect(prompt.indexOf('### auth/b.ts')).toBeLessThan(prompt.indexOf('### auth/sub/c.ts'));
+    expect(prompt).toContain(code('c', 200));
+  });
+
+  it('a module too large for one prompt is packed to the context edge, and a 3-level tree reduce merges the answers into one', async () => {
+    // 600 tokens of context: a prompt holds ~1.3 KB of files; a reduce step a few answers.
+    const double = await startDouble({ models: [{ id: 'tiny', type: 'llm', state: 'loaded', contextLength: 600 }] });
+    const files: Record<string, string> = {};
+    const sizes = [700, 150, 150, 600, 300];
+    for (let i = 0; i < 30; i++) files[`mod/f${String(i).padStart(2, '0')}.ts`] = code(`f${i}`, sizes[i % sizes.length] ?? 100);
+    const root = await filesRoot(files);
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+    const reply = await c.call('lmstudio_complete', { template: 'Find risks in:\n{{content}}', files: ['mod/*.ts'], group: 'all', max_tokens: 40 });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    const structured = reply.structuredContent as { job_id: string; notes: string[]; runs_on?: { job_id: string } };
+    expect(structured.notes.join(' ')).toMatch(/reduce stage \(map → reduce\), added for you/);
+    const mapId = structured.runs_on?.job_id ?? '';
+    expect(mapId).toMatch(/^job_/);
+
+    const done = await collectDone(c, structured.job_id);
+    // The reduce job's page is the one merged answer and a short index of the map, not the map's answers.
+    expect(done.results).toHaveLength(1);
+    const merged = done.results[0];
+    expect(merged?.state, JSON.stringify(merged)).toBe('succeeded');
+    expect(merged?.value?.levels).toBe(3);
+    expect(typeof merged?.value?.text).toBe('string');
+    const map = done.upstream?.[0];
+    expect(map?.job_id).toBe(mapId);
+    expect(map?.state).toBe('succeeded');
+
+    const chats = double.chatRequests;
+    const mapPrompts = chats.filter((r) => r.prompt?.startsWith('Find risks in:'));
+    expect(mapPrompts.length).toBe(map?.counts.total);
+    // Packed to the edge: every map prompt fits the 300-token context, and together they hold every file once.
+    for (const r of mapPrompts) expect((r.prompt ?? '').length / 4).toBeLessThanOrEqual(600);
+    const headers = mapPrompts.flatMap((r) => [...(r.prompt ?? '').matchAll(/^### (mod\/f\d+\.ts)$/gm)].map((m) => m[1]));
+    expect(headers.sort()).toEqual(Object.keys(files).sort());
+    expect(mapPrompts.length).toBeLessThan(30);
+    // Level 1 names each map answer by its provenance; the last level merges "merged from" groups.
+    const reducePrompts = chats.filter((r) => r.prompt?.includes('each under a "### <source>" header'));
+    expect(reducePrompts.length).toBeGreaterThanOrEqual(4);
+    expect(reducePrompts.some((r) => /^### files 1\/\d+: mod\/f00\.ts/m.test(r.prompt ?? ''))).toBe(true);
+    const last = reducePrompts.at(-1)?.prompt ?? '';
+    expect(last).toMatch(/Below are all \d+ results/);
+    expect(last).toMatch(/^### merged from: /m);
+  });
+
+  it('a failed map item is named in the reduce input and in the index; the reduce still answers', async () => {
+    const double = await startDouble();
+    const c = await connect(double.url);
+    const reply = await c.call('lmstudio_complete', {
+      prompts: [{ id: 'login.ts', prompt: 'Review login' }, { id: 'tokens.ts', prompt: 'Review tokens #fault:crash' }, { id: 'session.ts', prompt: 'Review session' }],
+      reduce: { prompt: 'Combine these reviews into one.', max_tokens: 50 },
+    });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    const done = await collectDone(c, jobIdOf(reply));
+    expect(done.results[0]?.state).toBe('succeeded');
+    expect(done.results[0]?.value?.failed_inputs).toEqual(['tokens.ts']);
+    expect(done.upstream?.[0]?.failed).toEqual([{ id: 'tokens.ts', code: expect.any(String) }]);
+    const reducePrompt = double.chatRequests.find((r) => r.prompt?.startsWith('Combine these reviews'))?.prompt ?? '';
+    expect(reducePrompt).toMatch(/### tokens\.ts \(FAILED\)\n\[no answer: this input failed with /);
+    expect(reducePrompt).toContain('### login.ts\nAnswer to: Review login');
+    expect(reducePrompt).toContain('### session.ts\n');
+  });
+
+  it('a file that overflows the context is split in two and retried, its answer the two parts labelled', async () => {
+    const double = await startDouble({ models: [{ id: 'tiny', type: 'llm', state: 'loaded', contextLength: 300 }] });
+    const root = await filesRoot({ 'big.ts': code('big', 1500) });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+    const reply = await c.call('lmstudio_complete', { template: 'Summarise {{path}}:\n{{content}}', files: ['big.ts'], max_tokens: 20 });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    const done = await collectDone(c, jobIdOf(reply));
+    const result = done.results[0];
+    expect(result?.state, JSON.stringify(result)).toBe('succeeded');
+    expect(result?.value?.split_for_context).toBe(2);
+    expect(String(result?.value?.text)).toMatch(/^\[part 1 of 2: big\.ts \[part 1\/2\]\]\n[\s\S]*\n\n\[part 2 of 2: big\.ts \[part 2\/2\]\]/);
+    const halves = double.chatRequests.slice(1).map((r) => r.prompt ?? '');
+    expect(halves).toHaveLength(2);
+    // The halves together are the file, cut at a line break.
+    const bodies = halves.map((p) => p.slice(p.indexOf('\n') + 1));
+    expect(bodies.join('')).toBe(code('big', 1500));
+    expect(bodies[0]?.endsWith('\n')).toBe(true);
+  });
+});
+
+describe('script → LLM pipelines', () => {
+  it('the LLM stage takes each script result as it arrives, fills {{output}} and JSON fields, and names failed inputs', async () => {
+    const double = await startDouble({ latencyMs: 5 });
+    const c = await connect(double.url);
+    // Input 2 is slow, input 1 fails: the others' LLM tasks run before the script job ends.
+    const script = 'const [name, wait] = process.argv.slice(1); if (name === "bad") { console.error("no such module"); process.exit(3); } setTimeout(() => console.log(JSON.stringify({ module: name, deps: [name + "-dep"] })), Number(wait));';
+    const submitted = await c.call('run_script_batch', {
+      command: 'node',
+      inputs: [{ args: ['-e', script, 'auth', '0'] }, { args: ['-e', script, 'bad', '0'] }, { args: ['-e', script, 'billing', '3000'] }],
+    });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    const scriptId = jobIdOf(submitted);
+    const stage = await c.call('lmstudio_complete', { from_job: scriptId, template: 'Risks of module {{module}} with deps {{deps}}; raw: {{output}}' });
+    expect(stage.isError, textOf(stage)).toBeFalsy();
+    const stageId = jobIdOf(stage);
+    const done = await collectDone(c, stageId);
+    const byIndex = new Map(done.results.map((r) => [r.index, r]));
+    expect(byIndex.get(0)?.state).toBe('succeeded');
+    expect(byIndex.get(2)?.state).toBe('succeeded');
+    expect(byIndex.get(1)?.state).toBe('failed');
+    expect(byIndex.get(1)?.error?.code).toBe('UPSTREAM_FAILED');
+    expect(byIndex.get(1)?.error?.message).toMatch(/NON_ZERO_EXIT/);
+    const prompts = double.chatRequests.map((r) => r.prompt ?? '');
+    expect(prompts.some((p) => p.startsWith('Risks of module auth with deps ["auth-dep"]; raw: {'))).toBe(true);
+    // Streaming, not a barrier: auth's answer was recorded before the slow script task finished.
+    const scriptDone = await collectDone(c, scriptId);
+    const slowEnd = Date.parse(String((scriptDone.results.find((r) => r.index === 2) as unknown as { finished_at?: string })?.finished_at ?? ''));
+    const jobs = (await c.call('list_jobs', {})).structuredContent as { jobs: Array<Record<string, unknown>> };
+    expect(jobs.jobs.find((j) => j.job_id === stageId)?.runs_on).toEqual({ job_id: scriptId, each: true });
+    expect(jobs.jobs.find((j) => j.job_id === scriptId)?.feeds).toEqual([stageId]);
+    const records = (await readFile(path.join(c.config.stateDir, 'jobs', stageId, 'results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { index: number; finishedAt: string });
+    const authEnd = Date.parse(records.find((r) => r.index === 0)?.finishedAt ?? '');
+    if (!Number.isNaN(slowEnd)) expect(authEnd).toBeLessThan(slowEnd);
+    const scriptRecords = (await readFile(path.join(c.config.stateDir, 'jobs', scriptId, 'results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { index: number; finishedAt: string });
+    expect(authEnd).toBeLessThan(Date.parse(scriptRecords.find((r) => r.index === 2)?.finishedAt ?? ''));
+  });
+
+  it('cancel_job on the last stage cancels the whole pipeline mid-run', async () => {
+    const double = await startDouble();
+    const c = await connect(double.url);
+    const submitted = await c.call('run_script_batch', { command: 'sleep', inputs: [{ args: ['0'] }, { args: ['30'] }, { args: ['30'] }] });
+    const scriptId = jobIdOf(submitted);
+    const stage = await c.call('lmstudio_complete', { from_job: scriptId, template: 'Explain: {{output}}' });
+    const stageId = jobIdOf(stage);
+    const cancelled = await c.call('cancel_job', { job_id: stageId });
+    expect(cancelled.isError, textOf(cancelled)).toBeFalsy();
+    const scriptDone = await collectDone(c, scriptId);
+    expect(scriptDone.jobs[0]?.state).toBe('cancelled');
+    const stageDone = await collectDone(c, stageId);
+    expect(stageDone.jobs[0]?.state).toBe('cancelled');
+    expect(stageDone.results.filter((r) => r.index !== 0).every((r) => r.state === 'cancelled')).toBe(true);
+  });
+  it('an LLM → script stage gets each answer on stdin, named after its prompt', async () => {
+    const double = await startDouble();
+    const c = await connect(double.url);
+    const answers = await c.call('lmstudio_complete', { prompts: [{ id: 'auth', prompt: 'Explain auth' }, { id: 'billing', prompt: 'Explain billing #fault:crash' }] });
+    const llmId = jobIdOf(answers);
+    const refused = await c.call('run_script_batch', { command: 'node', from_job: llmId, inputs: [{ args: ['-e', '1'] }, { args: ['-e', '2'] }] });
+    expect(refused.isError).toBe(true);
+    expect(textOf(refused)).toMatch(/^INVALID_INPUT: With from_job each task gets its upstream task's output on stdin/);
+    const upper = 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(s.trim().toUpperCase()));';
+    const stage = await c.call('run_script_batch', { command: 'node', from_job: llmId, inputs: [{ args: ['-e', upper] }] });
+    expect(stage.isError, textOf(stage)).toBeFalsy();
+    const done = await collectDone(c, jobIdOf(stage));
+    const byIndex = new Map(done.results.map((r) => [r.index, r]));
+    expect(byIndex.get(0)?.id).toBe('auth');
+    expect(byIndex.get(0)?.value?.text).toBe('ANSWER TO: EXPLAIN AUTH');
+    expect(byIndex.get(1)?.id).toBe('billing');
+    expect(byIndex.get(1)?.error?.code).toBe('UPSTREAM_FAILED');
+  });
+});
