@@ -225,16 +225,21 @@ async function demoLlm(
   const sizes = await Promise.all(files.filter((f) => f.endsWith('.py')).map(async (f) => ({ f, size: (await stat(path.join(root, f))).size })));
   const picked = sizes.sort((a, b) => a.size - b.size).slice(0, 6).map((s) => s.f);
   write(`\nLocal LLM: ${serving.name} serves ${model?.id ?? '?'}; one summary for each of ${picked.length} small Python files (the server reads them):\n`);
+  // Map → reduce: the local model also merges the summaries, so Claude would read one answer.
   const submitted = (await call('lmstudio_complete', {
     template: 'In one sentence, what does the script {{path}} do?\n\n{{content}}',
     files: picked,
     max_tokens: 48,
     temperature: 0,
+    reduce: { prompt: 'In two sentences, what do these scripts do together?', max_tokens: 96 },
     ...(model ? { model: model.id } : {}),
     label: 'demo: summaries',
-  })).structuredContent as { job_id: string };
-  const got = await collectAll(submitted.job_id);
+  })).structuredContent as { job_id: string; runs_on?: { job_id: string } };
+  const reduced = await collectAll(submitted.job_id);
+  const got = await collectAll(submitted.runs_on?.job_id ?? submitted.job_id);
   for (const r of got.results) write(`  ${pad(r.id ?? `#${r.index}`, 34)} ${r.state === 'succeeded' ? (r.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 90) : r.state}\n`);
+  const merged = reduced.results[0];
+  write(`  merged on the local model (reduce): ${merged?.state === 'succeeded' ? (merged.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 160) : (merged?.state ?? '?')}\n`);
   const tokens = got.job.tokens;
-  if (tokens) write(`  ${tokens.prompt + tokens.completion} tokens processed locally (${tokens.prompt} in, ${tokens.completion} out${tokens.completion_per_second === null ? '' : `, ${tokens.completion_per_second} tok/s`}), none of them Claude's.\n`);
+  if (tokens) write(`  ${tokens.prompt + tokens.completion} tokens processed locally for the summaries (${tokens.prompt} in, ${tokens.completion} out${tokens.completion_per_second === null ? '' : `, ${tokens.completion_per_second} tok/s`}), none of them Claude's.\n`);
 }

@@ -67,7 +67,7 @@ describe('the monitor-mcp command (built)', () => {
       expect(demo.stdout).toMatch(/peak [2-9]\d* at once/);
       // The speed-up it prints is against the same tasks run one after another, measured.
       expect(demo.stdout).toMatch(/The same (\d+) tasks one after another, without the server: [\d.]+ s\. Through monitor-mcp, two jobs side by side, submit to last result collected: [\d.]+ s \([\d.]+× on \d+ CPU\(s\)\)/);
-      if (llama) expect(demo.stdout).toMatch(/Local LLM: tiny serves tiny[\s\S]*\d+ tokens processed locally \(\d+ in, \d+ out/);
+      if (llama) expect(demo.stdout).toMatch(/Local LLM: tiny serves tiny[\s\S]*merged on the local model \(reduce\): [^\n]*\S[\s\S]*\d+ tokens processed locally for the summaries \(\d+ in, \d+ out/);
       else expect(demo.stdout).toMatch(/the LLM job is skipped/);
     } finally {
       await llama?.stop();

@@ -177,6 +177,21 @@ describe('lmstudio_complete', () => {
     }
   });
 
+  it('without a tokenizer to ask (LM Studio), chunks are sized from the token counts the server reported for earlier prompts', async () => {
+    const double = await startDouble({ models: [{ id: 'small', state: 'loaded', contextLength: 256 }] });
+    const big = Array.from({ length: 200 }, (_, i) => `line ${i}: some text here`).join('\n');
+    const root = await filesRoot({ 'big.txt': big });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+    // Three answered prompts of ~100 tokens each: the double counts 4 characters a token.
+    await collectAll(c, jobIdOf(await c.call('lmstudio_complete', { prompts: [1, 2, 3].map((i) => ({ prompt: `${i} ${'word '.repeat(80)}` })), max_tokens: 5 })));
+    const chunked = await c.call('lmstudio_complete', { template: '{{content}}', files: ['big.txt'], chunk: true, max_tokens: 20 });
+    expect(textOf(chunked)).toMatch(/\(3\.[12]\d bytes a token, learned from the prompt token counts lmstudio reported for 3 earlier prompts less a margin\)/);
+    const parts = await collectAll(c, jobIdOf(chunked));
+    expect(parts.results.every((r) => r.state === 'succeeded' && r.value?.split_for_context === undefined)).toBe(true);
+  });
+
   it('refuses a file that would need more chunks than the task cap before reading it', async () => {
     const double = await startDouble();
     const root = await filesRoot({ 'huge.txt': 'x'.repeat(200_000) });

@@ -135,6 +135,10 @@ function isChatModel(model: ModelInfo): boolean {
   return !/embed/i.test(model.id);
 }
 
+/** Answered prompts, and their tokens, before their usage stands for a model's bytes a token. */
+const MIN_LEARNED_PROMPTS = 3;
+const MIN_LEARNED_TOKENS = 256;
+
 /**
  * The LLM endpoints: one client per endpoint, the router (limits, least busy, failover), cached
  * model lists, model resolution and LM Studio warm-up. The pool sends prompts through it; the
@@ -153,6 +157,8 @@ export class Endpoints {
   private readonly lifetime = new AbortController();
   private readonly outages = new Map<string, Outage>();
   private readonly waiting = new Map<string, number>();
+  /** Prompt bytes and the tokens the server counted for them, per endpoint and model (see learnedBytesPerToken). */
+  private readonly usage = new Map<string, { bytes: number; tokens: number; prompts: number }>();
   readonly now: () => number;
   readonly outageWaitMs: number;
 
@@ -248,6 +254,27 @@ export class Endpoints {
   noteReachable(name: string): void {
     this.outages.delete(name);
     this.router.markUp(name);
+  }
+
+  /** An answered prompt: its size and the tokens the server counted for it (usage.prompt_tokens). */
+  noteUsage(name: string, model: string, promptBytes: number, promptTokens: number): void {
+    if (!(promptTokens > 0)) return;
+    const key = `${name}\n${model}`;
+    const seen = this.usage.get(key) ?? { bytes: 0, tokens: 0, prompts: 0 };
+    seen.bytes += promptBytes;
+    seen.tokens += promptTokens;
+    seen.prompts++;
+    this.usage.set(key, seen);
+  }
+
+  /**
+   * Bytes a token of `model` on `name`, from the usage of prompts it answered: a measurement where
+   * the server has no tokenizer to ask. The chat template's tokens count too, so it errs small.
+   */
+  learnedBytesPerToken(name: string, model: string): { bytes: number; prompts: number } | undefined {
+    const seen = this.usage.get(`${name}\n${model}`);
+    if (!seen || seen.prompts < MIN_LEARNED_PROMPTS || seen.tokens < MIN_LEARNED_TOKENS) return undefined;
+    return { bytes: seen.bytes / seen.tokens, prompts: seen.prompts };
   }
 
   /** True while `name` has refused connections and not answered since. */

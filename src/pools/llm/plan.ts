@@ -210,7 +210,7 @@ async function groupInputs(
     const last = pack.refs.at(-1)?.display ?? '';
     return { id: `${name}: ${fileCount === 1 ? first : `${first} … ${last}`} (${fileCount} file${fileCount === 1 ? '' : 's'})`, files: pack.refs };
   });
-  const how = ratio !== undefined ? `${ratio.bytes.toFixed(2)} bytes a token, counted with ${ratio.measuredOn}'s tokenizer less a margin` : `${CHUNK_BYTES_PER_TOKEN} bytes a token, estimated`;
+  const how = describeRatio(ratio);
   notes.push(
     `${files.length} file(s) packed into ${packs.length} prompt(s) of up to ${Math.floor(roomBytes / 1024)} KB (≈${Math.floor(roomBytes / bytesPerTok)} tokens of the ${served.contextLength ?? ASSUMED_CONTEXT_TOKENS}-token context; ${how}), each file under a "### path" header.`,
   );
@@ -270,7 +270,7 @@ async function templateInputs(
       );
     }
     if (chunkTokens !== undefined) {
-      const how = ratio !== undefined ? `${ratio.bytes.toFixed(2)} bytes a token, counted with ${ratio.measuredOn}'s tokenizer less a margin` : `${CHUNK_BYTES_PER_TOKEN} bytes a token, estimated`;
+      const how = describeRatio(ratio);
       notes.push(`Files were cut into chunks of about ${chunkTokens} tokens (${how}): ${files.length} task(s) from ${matched.length} file(s).`);
     }
   }
@@ -346,7 +346,13 @@ async function bytesPerToken(files: readonly string[], endpointNames: readonly s
 
 interface Measured {
   bytes: number;
-  measuredOn: string;
+  /** How it was measured, for the submit's note. */
+  how: string;
+}
+
+/** The bytes a token a plan used, as its note says it. */
+function describeRatio(ratio: Measured | undefined): string {
+  return ratio !== undefined ? `${ratio.bytes.toFixed(2)} bytes a token, ${ratio.how} less a margin` : `${CHUNK_BYTES_PER_TOKEN} bytes a token, estimated`;
 }
 
 /** Bytes a token of `sample` on the first endpoint that counts tokens, less the margin. */
@@ -354,7 +360,12 @@ async function measure(sample: string, endpointNames: readonly string[], model: 
   if (sample.length === 0) return undefined;
   for (const name of endpointNames) {
     const tokens = await context.endpoints.client(name).countTokens(sample, model, context.signal);
-    if (tokens !== undefined && tokens > 0) return { bytes: (Buffer.byteLength(sample) / tokens) * MEASURED_MARGIN, measuredOn: name };
+    if (tokens !== undefined && tokens > 0) return { bytes: (Buffer.byteLength(sample) / tokens) * MEASURED_MARGIN, how: `counted with ${name}'s tokenizer` };
+  }
+  // No tokenizer to ask (LM Studio's REST API has none): what the endpoints reported for earlier prompts of this model.
+  for (const name of endpointNames) {
+    const learned = context.endpoints.learnedBytesPerToken(name, model);
+    if (learned) return { bytes: learned.bytes * MEASURED_MARGIN, how: `learned from the prompt token counts ${name} reported for ${learned.prompts} earlier prompts` };
   }
   return undefined;
 }

@@ -252,8 +252,8 @@ export class LlmPool implements Pool {
     delete step.template;
     if (reduce.max_tokens !== undefined) step.max_tokens = reduce.max_tokens;
     const answers: Array<Record<string, unknown> | undefined> = [];
-    const ask: Ask = async (messages, stem) => {
-      const result = await this.complete(task, step, options.system ? [{ role: 'system', content: options.system }, ...messages] : messages, {}, stem, false);
+    const ask: Ask = async (messages, stem, maxTokens) => {
+      const result = await this.complete(task, { ...step, max_tokens: maxTokens }, options.system ? [{ role: 'system', content: options.system }, ...messages] : messages, {}, stem, false);
       const value = (result.value ?? {}) as Record<string, unknown>;
       answers.push(value);
       if (!result.ok) return { ok: false, error: result.error ?? { code: 'INTERNAL', message: 'A reduce step failed without an error.' }, value };
@@ -508,6 +508,7 @@ export class LlmPool implements Pool {
   private async judge(run: Completion, endpoint: string, answer: ChatAnswer): Promise<Outcome> {
     const { task, options } = run;
     addUsage(run.usage, answer, run.conversation);
+    if (answer.promptTokens !== undefined) this.endpoints.noteUsage(endpoint, options.model, run.conversation.reduce((n, m) => n + Buffer.byteLength(m.content), 0), answer.promptTokens);
     const split = splitReasoning(answer.content, answer.reasoning);
     const truncated = answer.finishReason === 'length';
     const meta: Record<string, unknown> = {

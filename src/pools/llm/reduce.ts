@@ -8,14 +8,19 @@ import type { ChatMessage, ReduceOptions } from './types.js';
 
 /** One input of a reduce level: where it comes from and what it says. */
 export interface Piece {
+  /** Its header: the map task it answers, or the span of sources a merged piece covers. */
   source: string;
+  /** The map tasks it stands for, in order. */
+  sources: readonly string[];
   text: string;
+  /** Its length in the model's tokens, when the server counted it (the answer's tokens_out). */
+  tokens?: number;
   failed?: boolean;
 }
 
 export type AskResult = { ok: true; text: string; value: Record<string, unknown> } | { ok: false; error: TaskError; value: Record<string, unknown> };
-/** One request to the model; `stem` names its answer's file. */
-export type Ask = (messages: ChatMessage[], stem: string) => Promise<AskResult>;
+/** One request to the model, its answer at most `maxTokens` long; `stem` names its answer's file. */
+export type Ask = (messages: ChatMessage[], stem: string, maxTokens: number) => Promise<AskResult>;
 
 export interface ReduceOutcome {
   result: AskResult;
@@ -30,11 +35,14 @@ export interface ReduceOutcome {
 /** Tokens kept free besides the answer and the instructions: the chat template and counting error. */
 const SLACK_TOKENS = 96;
 /** A level that does not shrink is forced into pairs; past this many levels the reduce gives up. */
-const MAX_LEVELS = 8;
+const MAX_LEVELS = 12;
+/** A partial answer takes at most this share of a group's room, so each level merges several into one. */
+const STEP_SHARE = 1 / 6;
+const MIN_STEP_TOKENS = 48;
 /** A group's room never drops below this, however small the context: an overflow then halves it. */
-const MIN_GROUP_BYTES = 128;
-/** Sources listed in a combined piece's header before "… (N sources)". */
-const SOURCES_SHOWN = 6;
+const MIN_GROUP_TOKENS = 64;
+/** A request that overflows is halved at most this many times over. */
+const MAX_SPLITS = 4;
 
 /** The map answers as reduce inputs, in task order, each labelled with its provenance; a failed or cut answer is named, never dropped. */
 export async function piecesOf(records: readonly TaskRecord[], maxBytes: number): Promise<Piece[]> {
@@ -42,15 +50,29 @@ export async function piecesOf(records: readonly TaskRecord[], maxBytes: number)
   for (const record of records) {
     const source = provenanceOf(record);
     if (record.state !== 'succeeded') {
-      pieces.push({ source, failed: true, text: `[no answer: this input ${record.state === 'cancelled' ? 'was cancelled' : `failed with ${record.error?.code ?? 'an error'}: ${record.error?.message ?? ''}`}]` });
+      const why = record.state === 'cancelled' ? 'was cancelled' : `failed with ${record.error?.code ?? 'an error'}: ${record.error?.message ?? ''}`;
+      pieces.push({ source, sources: [source], failed: true, text: `[no answer: this input ${why}]` });
       continue;
     }
     const output = await stageOutput(record, maxBytes);
-    const value = record.value as { truncated?: unknown } | undefined;
-    const cut = output.cut || value?.truncated === true ? '\n[this answer was cut off]' : '';
-    pieces.push({ source, text: output.text + cut });
+    const value = record.value as { truncated?: unknown; tokens_out?: unknown } | undefined;
+    const cut = output.cut || value?.truncated === true;
+    const piece: Piece = { source, sources: [source], text: output.text + (cut ? '\n[this answer was cut off]' : '') };
+    // The server's own count of the answer (reasoning included: it errs large).
+    if (!output.cut && typeof value?.tokens_out === 'number' && value.tokens_out > 0) piece.tokens = value.tokens_out + (cut ? 8 : 0);
+    pieces.push(piece);
   }
   return pieces;
+}
+
+/** Sizes of one tree reduce, in the model's tokens. */
+interface Sizing {
+  /** Room for a group's pieces (headers included) in one request. */
+  room: number;
+  /** Longest answer of the final request and of a partial one. */
+  final: number;
+  step: number;
+  bytesPerToken: number;
 }
 
 /**
@@ -63,20 +85,23 @@ export async function treeReduce(pieces: readonly Piece[], options: ReduceOption
   const failedInputs = pieces.filter((piece) => piece.failed).map((piece) => piece.source);
   const outcome = { levels: 0, requests: 0, inputs: pieces.length, failedInputs, reused: 0 };
   await mkdir(cacheDir, { recursive: true, mode: 0o700 });
-  const promptBytes = Math.max(...[true, false].map((final) => Buffer.byteLength(instructions(options.prompt, 999, 999, 999, 999, final))));
-  const answerTokens = options.max_tokens ?? Math.floor(options.context_tokens / 4);
-  const budgetBytes = Math.max(MIN_GROUP_BYTES, Math.floor((options.context_tokens - answerTokens - SLACK_TOKENS) * options.bytes_per_token) - promptBytes);
+  const bytesPerToken = options.bytes_per_token;
+  const promptTokens = Math.max(...[true, false].map((final) => Buffer.byteLength(instructions(options.prompt, 999, 999, 999, 999, final, 9999)))) / bytesPerToken;
+  const final = options.max_tokens ?? Math.floor(options.context_tokens / 4);
+  const room = Math.max(MIN_GROUP_TOKENS, Math.floor(options.context_tokens - final - SLACK_TOKENS - promptTokens));
+  // Partial results kept short: a level of answers as long as the final one would at best halve.
+  const sizing: Sizing = { room, final, step: Math.min(final, Math.max(MIN_STEP_TOKENS, Math.floor(room * STEP_SHARE))), bytesPerToken };
   let level: Piece[] = [...pieces];
   for (let depth = 1; depth <= MAX_LEVELS; depth++) {
     outcome.levels = depth;
-    let groups = pack(level, budgetBytes);
+    let groups = pack(level, sizing);
     if (groups.length > 1 && groups.length >= level.length) groups = pairs(level);
-    const final = groups.length === 1;
-    const answers = await mapLimit(groups, options.parallel, (group, k) => askGroup(group, { depth, k, groups: groups.length, final, total: level.length }, options, ask, cacheDir, outcome));
+    const isFinal = groups.length === 1;
+    const answers = await mapLimit(groups, options.parallel, (group, k) => askGroup(group, { depth, k, groups: groups.length, final: isFinal, total: level.length }, sizing, options, ask, cacheDir, outcome));
     const failed = answers.find((answer) => !answer.ok);
     if (failed) return { ...outcome, result: failed };
-    if (final) return { ...outcome, result: answers[0] as AskResult };
-    level = answers.map((answer, k) => ({ source: combinedSource(groups[k] ?? []), text: answer.ok ? answer.text : '' }));
+    if (isFinal) return { ...outcome, result: answers[0] as AskResult };
+    level = answers.map((answer, k) => merged(groups[k] ?? [], answer));
   }
   return { ...outcome, result: { ok: false, error: { code: 'INTERNAL', message: `The reduce did not come down to one answer in ${MAX_LEVELS} levels.` }, value: {} } };
 }
@@ -90,8 +115,9 @@ interface GroupPlace {
 }
 
 /** One request over a group; on CONTEXT_OVERFLOW the group is halved (by pieces, else by text) and the halves' answers merged by one more request. */
-async function askGroup(group: readonly Piece[], place: GroupPlace, options: ReduceOptions, ask: Ask, cacheDir: string, outcome: { requests: number; reused: number }, split = 0): Promise<AskResult> {
-  const messages: ChatMessage[] = [{ role: 'user', content: `${instructions(options.prompt, group.length, place.total, place.k + 1, place.groups, place.final)}\n\n${group.map(render).join('\n\n')}` }];
+async function askGroup(group: readonly Piece[], place: GroupPlace, sizing: Sizing, options: ReduceOptions, ask: Ask, cacheDir: string, outcome: { requests: number; reused: number }, split = 0): Promise<AskResult> {
+  const maxTokens = place.final ? sizing.final : sizing.step;
+  const messages: ChatMessage[] = [{ role: 'user', content: `${instructions(options.prompt, group.length, place.total, place.k + 1, place.groups, place.final, maxTokens)}\n\n${group.map(render).join('\n\n')}` }];
   const key = createHash('sha256').update(JSON.stringify(messages)).digest('hex').slice(0, 16);
   const stem = `L${place.depth}-${place.k + 1}${split > 0 ? `-s${split}` : ''}`;
   const cached = path.join(cacheDir, `${stem}-${key}.txt`);
@@ -101,18 +127,17 @@ async function askGroup(group: readonly Piece[], place: GroupPlace, options: Red
     return { ok: true, text: kept, value: {} };
   }
   outcome.requests++;
-  const answer = await ask(messages, path.join(path.basename(cacheDir), stem));
-  if (!answer.ok && answer.error.code === 'CONTEXT_OVERFLOW' && split < 4) {
+  const answer = await ask(messages, path.join(path.basename(cacheDir), stem), maxTokens);
+  if (!answer.ok && answer.error.code === 'CONTEXT_OVERFLOW' && split < MAX_SPLITS) {
     const halves = halve(group);
     if (halves) {
-      const parts: AskResult[] = [];
+      const parts: Piece[] = [];
       for (const half of halves) {
-        const part = await askGroup(half, { ...place, final: false }, options, ask, cacheDir, outcome, split + 1);
+        const part = await askGroup(half, { ...place, final: false }, sizing, options, ask, cacheDir, outcome, split + 1);
         if (!part.ok) return part;
-        parts.push(part);
+        parts.push(merged(half, part));
       }
-      const merged = parts.map((part, i) => ({ source: combinedSource(halves[i] ?? []), text: part.ok ? part.text : '' }));
-      return askGroup(merged, place, options, ask, cacheDir, outcome, split + 1);
+      return askGroup(parts, place, sizing, options, ask, cacheDir, outcome, split + 1);
     }
   }
   if (answer.ok) await writeFile(cached, answer.text, { mode: 0o600 });
@@ -120,33 +145,48 @@ async function askGroup(group: readonly Piece[], place: GroupPlace, options: Red
 }
 
 /** What the model is asked to do with a group: merge into a partial result, or answer from all of it. */
-function instructions(prompt: string, count: number, total: number, part: number, parts: number, final = true): string {
+function instructions(prompt: string, count: number, total: number, part: number, parts: number, final: boolean, maxTokens: number): string {
   const how = final
     ? `Below are ${count === total ? `all ${count}` : count} results, each under a "### <source>" header. Answer the request above from them in one combined answer.`
-    : `Below are ${count} of ${total} results (group ${part} of ${parts}), each under a "### <source>" header. Merge them into one partial result for the request above; another step merges the groups.`;
+    : `Below are ${count} of ${total} results (group ${part} of ${parts}), each under a "### <source>" header. Merge them into one partial result for the request above, in at most about ${Math.max(20, Math.floor(maxTokens * 0.7))} words; another step merges the groups.`;
   return `${prompt}\n\n${how} Keep every distinct finding and name the source(s) each one comes from (file paths or ids, as in the headers). Name the results marked as failed or cut off.`;
 }
 
+function header(piece: Pick<Piece, 'source' | 'failed'>): string {
+  return `### ${piece.source}${piece.failed ? ' (FAILED)' : ''}\n`;
+}
+
 function render(piece: Piece): string {
-  return `### ${piece.source}${piece.failed ? ' (FAILED)' : ''}\n${piece.text}`;
+  return `${header(piece)}${piece.text}`;
 }
 
-/** The header of a merged group: the sources it covers. */
-function combinedSource(group: readonly Piece[]): string {
-  const sources = group.flatMap((piece) => (piece.source.startsWith('merged from: ') ? piece.source.slice('merged from: '.length).split(', ') : [piece.source]));
-  const shown = sources.slice(0, SOURCES_SHOWN).join(', ');
-  return `merged from: ${shown}${sources.length > SOURCES_SHOWN ? ` … (${sources.length} sources)` : ''}`;
+/** A group's answer as a piece of the next level: headed by the span of sources it covers. */
+function merged(group: readonly Piece[], answer: AskResult): Piece {
+  const sources = group.flatMap((piece) => piece.sources);
+  const first = sources[0] ?? '';
+  const last = sources.at(-1) ?? '';
+  const source = sources.length === 1 ? `merged from: ${first}` : `merged from ${sources.length} results: ${first} … ${last}`;
+  const piece: Piece = { source, sources, text: answer.ok ? answer.text : '' };
+  const tokens = answer.value.tokens_out;
+  if (typeof tokens === 'number' && tokens > 0) piece.tokens = tokens;
+  return piece;
 }
 
-/** Greedy, in order: as many pieces per group as fit `budgetBytes`; a piece alone larger than that is cut to fit, saying so. */
-export function pack(pieces: readonly Piece[], budgetBytes: number): Piece[][] {
+/** A piece's size in tokens: the server's count of its text where known, else its bytes at the measured rate; its header always estimated. */
+function tokensOf(piece: Piece, bytesPerToken: number): number {
+  const text = piece.tokens ?? Buffer.byteLength(piece.text) / bytesPerToken;
+  return text + (Buffer.byteLength(header(piece)) + 2) / bytesPerToken;
+}
+
+/** Greedy, in order: as many pieces per group as fit the room; a piece alone larger than that is cut to fit, saying so. */
+export function pack(pieces: readonly Piece[], sizing: Pick<Sizing, 'room' | 'bytesPerToken'>): Piece[][] {
   const groups: Piece[][] = [];
   let current: Piece[] = [];
   let used = 0;
   for (const original of pieces) {
-    const piece = fitPiece(original, budgetBytes);
-    const size = Buffer.byteLength(render(piece)) + 2;
-    if (current.length > 0 && used + size > budgetBytes) {
+    const piece = fitPiece(original, sizing);
+    const size = tokensOf(piece, sizing.bytesPerToken);
+    if (current.length > 0 && used + size > sizing.room) {
       groups.push(current);
       current = [];
       used = 0;
@@ -158,11 +198,13 @@ export function pack(pieces: readonly Piece[], budgetBytes: number): Piece[][] {
   return groups;
 }
 
-function fitPiece(piece: Piece, budgetBytes: number): Piece {
-  const room = budgetBytes - Buffer.byteLength(`### ${piece.source} (FAILED)\n`) - 64;
-  if (Buffer.byteLength(piece.text) <= room) return piece;
-  const text = Buffer.from(piece.text).subarray(0, Math.max(0, room)).toString('utf8').replace(/\uFFFD+$/, '');
-  return { ...piece, text: `${text}\n[…cut to fit the model's context]` };
+function fitPiece(piece: Piece, sizing: Pick<Sizing, 'room' | 'bytesPerToken'>): Piece {
+  if (tokensOf(piece, sizing.bytesPerToken) <= sizing.room) return piece;
+  const roomBytes = Math.floor((sizing.room - 16) * sizing.bytesPerToken) - Buffer.byteLength(header(piece));
+  const text = Buffer.from(piece.text).subarray(0, Math.max(0, roomBytes)).toString('utf8').replace(/\uFFFD+$/, '');
+  const cut: Piece = { source: piece.source, sources: piece.sources, text: `${text}\n[…cut to fit the model's context]` };
+  if (piece.failed) cut.failed = true;
+  return cut;
 }
 
 /** Two pieces a group: a level that fit nothing together still comes down by half. */
@@ -183,7 +225,8 @@ function halve(group: readonly Piece[]): [Piece[], Piece[]] | undefined {
   const middle = Math.floor(only.text.length / 2);
   const at = only.text.lastIndexOf('\n', middle);
   const cut = at > only.text.length / 4 ? at + 1 : middle;
-  return [[{ ...only, source: `${only.source} (first part)`, text: only.text.slice(0, cut) }], [{ ...only, source: `${only.source} (second part)`, text: only.text.slice(cut) }]];
+  const part = (text: string, which: string): Piece => ({ source: `${only.source} (${which} part)`, sources: only.sources, text });
+  return [[part(only.text.slice(0, cut), 'first')], [part(only.text.slice(cut), 'second')]];
 }
 
 /** Runs `fn` over `items`, at most `limit` at once, results in order. */
