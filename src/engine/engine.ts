@@ -229,14 +229,27 @@ export class Engine {
    */
   async resume(jobId: string, include: { failed?: boolean; cancelled?: boolean } = {}): Promise<{ snapshot: JobSnapshot; requeued: number }> {
     let requeued = 0;
-    for (const id of this.pipelineOf(jobId)) requeued += (await this.resumeOne(id, include)).requeued;
+    const rerun = new Set<string>();
+    for (const id of this.pipelineOf(jobId)) {
+      const after = this.jobs.get(id)?.meta.after;
+      // A reduce over results that change runs again, whatever its own state.
+      const stale = after?.mode === 'all' && rerun.has(after.job);
+      const count = (await this.resumeOne(id, stale ? { failed: true, cancelled: true, succeeded: true } : include)).requeued;
+      if (count > 0) rerun.add(id);
+      requeued += count;
+    }
     return { snapshot: this.snapshotOf(jobId), requeued };
   }
 
-  private async resumeOne(jobId: string, include: { failed?: boolean; cancelled?: boolean }): Promise<{ snapshot: JobSnapshot; requeued: number }> {
+  private async resumeOne(jobId: string, include: { failed?: boolean; cancelled?: boolean; succeeded?: boolean }): Promise<{ snapshot: JobSnapshot; requeued: number }> {
     const job = this.require(jobId);
     if (!this.scheduler.pool(job.meta.kind)) throw new MonitorError('JOB_NOT_RESUMABLE', `Job ${jobId} is of kind "${job.meta.kind}", which this server does not run.`);
-    const wanted = ['interrupted', ...(include.failed ? (['failed'] as const) : []), ...(include.cancelled ? (['cancelled'] as const) : [])] as const;
+    const wanted = [
+      'interrupted',
+      ...(include.failed ? (['failed'] as const) : []),
+      ...(include.cancelled ? (['cancelled'] as const) : []),
+      ...(include.succeeded ? (['succeeded'] as const) : []),
+    ] as const;
     // Nothing to run again: no need to take the job over.
     if (!job.foreign && job.isDone && job.indicesIn(wanted).length === 0) return { snapshot: this.snapshot(job), requeued: 0 };
     const generation = await this.own(job);

@@ -15,13 +15,18 @@ export async function submitPlan(
   ctx: ToolContext<unknown>,
   plan: JobPlan,
   args: { label?: string | undefined; wait_seconds?: number | undefined },
-  notes: readonly string[] = [],
+  given: readonly string[] = [],
 ): Promise<ToolReply> {
+  let notes = given;
   const { kind, inputs, options, concurrency } = plan;
   // Before submitting: a refused call must leave no job behind.
   checkWait(ctx, args.wait_seconds);
   const label = args.label === undefined ? {} : { label: args.label };
   const job = await ctx.engine.submit({ kind, inputs, options, concurrency, ...label, ...(plan.after ? { after: plan.after } : {}) });
+  const upstream = plan.after && ctx.engine.get(plan.after.job);
+  if (upstream && upstream.counts.interrupted > 0) {
+    notes = [...notes, `Job ${upstream.id} has ${upstream.counts.interrupted} interrupted task(s) (cut off by a restart): their tasks here wait until ${call('resume_job', { job_id: job.id })} runs them again.`];
+  }
   if (!plan.then) return dispatchReply(ctx, job.id, args.wait_seconds, { notes });
   const { kind: thenKind, inputs: thenInputs, options: thenOptions, concurrency: thenConcurrency } = plan.then;
   const reduce = await ctx.engine

@@ -139,8 +139,8 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
       bytes_per_token: ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN * MEASURED_MARGIN,
       parallel: concurrency,
     };
-    const maxTokens = request.reduce?.maxTokens ?? options.max_tokens;
-    if (maxTokens !== undefined) reduce.max_tokens = maxTokens;
+    // Not the map's max_tokens: that sizes one item's answer, and the merged one says more.
+    if (request.reduce?.maxTokens !== undefined) reduce.max_tokens = request.reduce.maxTokens;
     plan.then = { kind: LLM_KIND, inputs: [{ id: 'reduce', reduce: true }], options: { ...options, reduce }, concurrency: 1 };
   }
   return plan;
@@ -212,7 +212,7 @@ async function groupInputs(
   });
   const how = describeRatio(ratio);
   notes.push(
-    `${files.length} file(s) packed into ${packs.length} prompt(s) of up to ${Math.floor(roomBytes / 1024)} KB (≈${Math.floor(roomBytes / bytesPerTok)} tokens of the ${served.contextLength ?? ASSUMED_CONTEXT_TOKENS}-token context; ${how}), each file under a "### path" header.`,
+    `${files.length} file(s) packed into ${packs.length} prompt(s) of up to ${(roomBytes / 1024).toFixed(1)} KB (≈${Math.floor(roomBytes / bytesPerTok)} tokens of the ${served.contextLength ?? ASSUMED_CONTEXT_TOKENS}-token context; ${how}), each file under a "### path" header.`,
   );
   return { inputs, ratio };
 }

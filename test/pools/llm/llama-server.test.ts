@@ -168,5 +168,23 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
     expect(merged?.value?.inputs).toBe(map?.counts.total);
     expect(merged?.value?.failed_inputs).toEqual([]);
     expect(merged?.value?.text?.length).toBeGreaterThan(0);
+    // Packed to the edge of the 2048-token slot, by llama's own count of each prompt.
+    const mapPage = (await c.call('collect_results', { job_ids: [structured.runs_on.job_id], wait_seconds: 0, budget_tokens: 12_000 })).structuredContent as { results: Array<{ value?: { tokens_in?: number } }> };
+    const sizes = mapPage.results.map((r) => r.value?.tokens_in ?? 0);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(2048);
+    expect(Math.max(...sizes)).toBeGreaterThan(2048 * 0.6);
   }, 300_000);
+  it('splits a file the real server refuses as too long for its slot, and asks again in two halves', async () => {
+    // ~5 KB of TypeScript: over 2,048 tokens for tiny (its slot); not chunked.
+    const submitted = await c.call('lmstudio_complete', { template: 'Summarise {{path}}:\n{{content}}', files: ['test/fixtures/llm/long-module.ts'], max_tokens: 8, temperature: 0 });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    let page: { done: boolean; results: Array<{ state: string; value?: { split_for_context?: number; text?: string; tokens_in?: number }; error?: unknown }> } = { done: false, results: [] };
+    for (const deadline = Date.now() + 120_000; !page.done && Date.now() < deadline; ) {
+      page = (await c.call('collect_results', { job_ids: [jobIdOf(submitted)], wait_seconds: 30 })).structuredContent as typeof page;
+    }
+    const result = page.results[0];
+    expect(result?.state, JSON.stringify(result)).toBe('succeeded');
+    expect(result?.value?.split_for_context).toBe(2);
+    expect(result?.value?.text).toMatch(/^\[part 1 of 2: test\/fixtures\/llm\/long-module\.ts \[part 1\/2\]\]\n[\s\S]*\[part 2 of 2: /);
+  }, 180_000);
 });
