@@ -186,6 +186,29 @@ describe('whole-module prompts and map → reduce', () => {
   });
 });
 
+describe('stage arguments refused with what to do', () => {
+  it('refuses group with a binary file or with items, from_job with files, and a from_job that does not exist, submitting nothing', async () => {
+    const double = await startDouble();
+    const root = await filesRoot({ 'mod/a.ts': 'export const a = 1;\n', 'mod/blob.bin': 'ab\u0000cd' });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [{ template: '{{content}}', files: ['mod/*'], group: 'all' }, /^INVALID_INPUT: 1 of the files look binary \(they contain NUL bytes\): mod\/blob\.bin\./],
+      [{ template: '{{content}} {{topic}}', files: ['mod/a.ts'], items: [{ topic: 'x' }], group: 'all' }, /^INVALID_INPUT: group packs `files` into prompts/],
+      [{ template: 'Review {{path}}', files: ['mod/a.ts'], group: 'all' }, /^INVALID_INPUT: group puts the files into \{\{content\}\}/],
+      [{ template: '{{output}}', files: ['mod/a.ts'], from_job: 'job_AAAAAAAAAAAAAAAAAAAAAA' }, /^JOB_NOT_FOUND|^INVALID_INPUT: from_job fills a template/],
+    ];
+    for (const [args, expected] of cases) {
+      const reply = await c.call('lmstudio_complete', args);
+      expect(reply.isError, JSON.stringify(args)).toBe(true);
+      expect(textOf(reply)).toMatch(expected);
+      expect(textOf(reply)).toMatch(/\nNext: /);
+    }
+    expect(((await c.call('list_jobs', {})).structuredContent as { jobs: unknown[] }).jobs).toEqual([]);
+  });
+});
+
 describe('script → LLM pipelines', () => {
   it('the LLM stage takes each script result as it arrives, fills {{output}} and JSON fields, and names failed inputs', async () => {
     const double = await startDouble({ latencyMs: 5 });

@@ -178,6 +178,14 @@ async function groupInputs(
   const roomBytes = Math.floor(autoChunkTokens(served.contextLength, options, bytesPerTok) * bytesPerTok);
   const files = await Promise.all(matched.map(async (file) => ({ path: file, display: displayPath(file, realRoots), size: (await stat(file)).size })));
   files.sort((a, b) => (a.display < b.display ? -1 : a.display > b.display ? 1 : 0));
+  // One binary file would fail the whole prompt it is packed into: refused now, by name.
+  const binary: string[] = [];
+  for (const file of files) if (await startsBinary(file.path)) binary.push(file.display);
+  if (binary.length > 0) {
+    throw new MonitorError('INVALID_INPUT', `${binary.length} of the files look binary (they contain NUL bytes): ${binary.slice(0, 5).join(', ')}${binary.length > 5 ? ', …' : ''}. Only text files can go into a prompt.`, {
+      hint: 'Narrow the file patterns to text files (e.g. "src/auth/**/*.ts").',
+    });
+  }
   const folderOf = (display: string): string => (group === 'all' ? '' : path.posix.dirname(display.split(path.sep).join('/')));
   const packs: Array<{ folder: string; refs: FileRef[]; bytes: number }> = [];
   let current: { folder: string; refs: FileRef[]; bytes: number } | undefined;
@@ -376,6 +384,18 @@ function concurrencyOverLimit(concurrency: number, capacity: number, model: stri
   return new MonitorError('INVALID_INPUT', `concurrency ${concurrency} is more than the endpoints serving ${model} take at once (${capacity}: ${limits}).`, {
     hint: `Pass a concurrency of at most ${capacity}, or leave it out (that is the default). Only the user can raise an endpoint's limit, and only as far as its server runs prompts in parallel (LM Studio: "Max Concurrent Predictions"): --lmstudio-concurrency N, --endpoint NAME=URL@N, or "concurrency" on the endpoint in "llm.endpoints" in the config file.`,
   });
+}
+
+/** The file's first bytes hold a NUL byte (see looksBinary). */
+async function startsBinary(file: string): Promise<boolean> {
+  const handle = await open(file, 'r');
+  try {
+    const buffer = Buffer.alloc(SAMPLE_BYTES_PER_FILE);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return looksBinary(buffer.subarray(0, bytesRead));
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Chunks larger than llm.maxFileBytes could never be read into a prompt: refused rather than made smaller unasked. */

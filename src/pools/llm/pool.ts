@@ -209,11 +209,15 @@ export class LlmPool implements Pool {
       if (task.signal.aborted) throw error;
       result = { ok: false, error: toTaskError(error), value: base };
     }
-    if (result.ok || result.error?.code !== 'CONTEXT_OVERFLOW' || depth >= MAX_SPLIT_DEPTH || !('file' in input || 'files' in input)) return result;
-    const halves = await splitForContext(input, this.options.allowedRoots);
-    if (!halves) return result;
-    this.endpoints.log.debug(`task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`);
-    return this.splitRun(task, options, halves, stem, depth, base);
+    if (result.ok || result.error?.code !== 'CONTEXT_OVERFLOW' || !('file' in input || 'files' in input)) return result;
+    const halves = depth < MAX_SPLIT_DEPTH ? await splitForContext(input, this.options.allowedRoots) : undefined;
+    if (halves) {
+      this.endpoints.log.debug(`task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`);
+      result = await this.splitRun(task, options, halves, stem, depth, base);
+    }
+    // A pack (group) takes no chunk options: what is left to change is the room around the files.
+    if (!result.ok && result.error?.code === 'CONTEXT_OVERFLOW' && 'files' in input && input.files) result.error.hint = PACK_TOO_LARGE_HINT;
+    return result;
   }
 
   /** The halves of a prompt that overflowed, asked one after the other; their answers joined, each labelled. */
@@ -250,7 +254,6 @@ export class LlmPool implements Pool {
     const step: LlmJobOptions = { ...options };
     delete step.json_schema;
     delete step.template;
-    if (reduce.max_tokens !== undefined) step.max_tokens = reduce.max_tokens;
     const answers: Array<Record<string, unknown> | undefined> = [];
     const ask: Ask = async (messages, stem, maxTokens) => {
       const result = await this.complete(task, { ...step, max_tokens: maxTokens }, options.system ? [{ role: 'system', content: options.system }, ...messages] : messages, {}, stem, false);
@@ -622,6 +625,9 @@ function failure(run: Completion, error: unknown, extra: Record<string, unknown>
   }
   return { ok: false, error: taskError, value };
 }
+
+const PACK_TOO_LARGE_HINT =
+  'Even split into 8 parts this did not fit the model\'s context: shorten the template or system prompt, lower max_tokens, or load the model with a larger context length; or leave this file out of the group and send it alone with chunk: true.';
 
 /** A prompt's files are split in two at most this many times over (8 parts) when they overflow the context. */
 const MAX_SPLIT_DEPTH = 3;
