@@ -1,5 +1,8 @@
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach } from 'vitest';
 import { MonitorError } from '../../src/errors.js';
+import { makeTempDir } from './client.js';
 
 /** A list whose functions run after each test of the file, last registered first. */
 export function cleanupsAfterEach(): Array<() => Promise<void>> {
@@ -19,4 +22,15 @@ export async function failure(promise: Promise<unknown>): Promise<MonitorError> 
     throw error;
   }
   throw new Error('expected a failure');
+}
+
+/** A fresh folder holding `files` (relative path → content), removed by `cleanups` after the test. */
+export async function fileTree(files: Record<string, string>, cleanups: Array<() => Promise<void>>, prefix = 'files-'): Promise<string> {
+  const root = await makeTempDir(prefix);
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(root, name)), { recursive: true });
+    await writeFile(path.join(root, name), content);
+  }
+  cleanups.push(() => rm(root, { recursive: true, force: true }));
+  return root;
 }

@@ -1,12 +1,12 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import type { ServerDeps } from '../../src/server.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
-import { connectInMemory, jobIdOf, makeTempDir, testConfig, textOf, type Connected } from '../helpers/client.js';
+import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../helpers/client.js';
 import { freePort } from '../helpers/net.js';
-import { cleanupsAfterEach } from '../helpers/cleanup.js';
+import { cleanupsAfterEach, fileTree } from '../helpers/cleanup.js';
 
 interface CollectedResult {
   index: number;
@@ -54,14 +54,8 @@ async function collectAll(c: Connected, jobId: string): Promise<{ results: Colle
 }
 
 
-async function filesRoot(files: Record<string, string>): Promise<string> {
-  const root = await makeTempDir('llm-files-');
-  for (const [name, content] of Object.entries(files)) {
-    await mkdir(path.dirname(path.join(root, name)), { recursive: true });
-    await writeFile(path.join(root, name), content);
-  }
-  cleanups.push(() => rm(root, { recursive: true, force: true }));
-  return root;
+function filesRoot(files: Record<string, string>): Promise<string> {
+  return fileTree(files, cleanups, 'llm-files-');
 }
 
 describe('lmstudio_complete', () => {

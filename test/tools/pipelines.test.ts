@@ -1,10 +1,10 @@
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
-import { cleanupsAfterEach } from '../helpers/cleanup.js';
-import { connectInMemory, jobIdOf, makeTempDir, testConfig, textOf, type Connected } from '../helpers/client.js';
+import { cleanupsAfterEach, fileTree } from '../helpers/cleanup.js';
+import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../helpers/client.js';
 
 /** Map → reduce, whole-module prompts, re-split on overflow and script → LLM pipelines, through a real MCP client and the LM Studio double. */
 
@@ -43,14 +43,8 @@ async function connect(url: string, edit: (config: Config) => void = () => {}): 
   return connected;
 }
 
-async function filesRoot(files: Record<string, string>): Promise<string> {
-  const root = await makeTempDir('pipeline-files-');
-  for (const [name, content] of Object.entries(files)) {
-    await mkdir(path.dirname(path.join(root, name)), { recursive: true });
-    await writeFile(path.join(root, name), content);
-  }
-  cleanups.push(() => rm(root, { recursive: true, force: true }));
-  return root;
+function filesRoot(files: Record<string, string>): Promise<string> {
+  return fileTree(files, cleanups, 'pipeline-files-');
 }
 
 /** Waits (bounded) until the job is done and returns its one page. */
