@@ -5,7 +5,7 @@ import { cpus, homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { renderJobTable } from './commands/jobs.js';
+import { readJobDetail, readJobRows, renderJobDetail, renderJobTable } from './commands/jobs.js';
 import { configFilePath, configHelp, parseConfig, type Config } from './config.js';
 import { errorText } from './errors.js';
 import { createLogger } from './log.js';
@@ -19,7 +19,9 @@ function help(): string {
 
 Usage:
   monitor-mcp [options]          run the MCP server on stdio (what an MCP client starts)
-  monitor-mcp jobs [options]     print the job table from the state directory
+  monitor-mcp jobs [JOB_ID] [--watch] [--json] [options]
+                                 the job table from the state directory (every server's jobs),
+                                 one job's tasks, redrawn every second (--watch), or as JSON
   monitor-mcp doctor [options]   check LLM endpoints, python3, workers and state directory
   monitor-mcp config --client claude-code|claude-desktop|cursor|vscode [--root DIR]
                                  print a ready config for that client, with absolute paths
@@ -119,6 +121,52 @@ async function serve(config: Config): Promise<void> {
   log.info(`ready; state in ${config.stateDir}`);
 }
 
+/** `monitor-mcp jobs`: the table, one job (a job id), `--json`, and `--watch` (every second until Ctrl-C). */
+async function jobsCommand(argv: readonly string[]): Promise<number> {
+  const watch = argv.includes('--watch');
+  const json = argv.includes('--json');
+  const jobId = argv.find((arg) => /^job_[A-Za-z0-9_-]{22}$/.test(arg));
+  const config = loadConfig(argv.filter((arg) => arg !== '--watch' && arg !== '--json' && arg !== jobId));
+  const owners = processControl(process.pid, (pid, signal) => {
+    process.kill(pid, signal);
+  });
+  const alive = (pid: number, start?: string): boolean => owners.isAlive(pid, start);
+  const frame = async (): Promise<string | undefined> => {
+    const now = Date.now();
+    if (jobId !== undefined) {
+      const detail = await readJobDetail(config.stateDir, jobId, now, alive);
+      if (!detail) return undefined;
+      return json ? `${JSON.stringify({ job: detail.row, tasks: detail.records })}\n` : renderJobDetail(detail, now);
+    }
+    const rows = await readJobRows(config.stateDir, now, alive);
+    return json ? `${JSON.stringify({ state_dir: config.stateDir, jobs: rows })}\n` : renderJobTable(rows, config.stateDir, now);
+  };
+  const first = await frame();
+  if (first === undefined) {
+    process.stderr.write(`No job ${jobId ?? ''} in ${config.stateDir}. \`monitor-mcp jobs\` lists the jobs there.\n`);
+    return 1;
+  }
+  // A terminal is redrawn in place; anything else (a pipe, --json) gets one frame after another.
+  const redraw = (text: string): boolean => process.stdout.write(!json && process.stdout.isTTY ? `\x1b[H\x1b[2J${text}` : text);
+  redraw(first);
+  if (!watch) return 0;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      frame().then(
+        (text) => redraw(text ?? `No job ${jobId ?? ''} any more.\n`),
+        (error: unknown) => process.stderr.write(`monitor-mcp jobs: ${errorText(error)}\n`),
+      );
+    }, 1000);
+    const stop = (): void => {
+      clearInterval(timer);
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // Anywhere on the line (`monitor-mcp jobs --help`, `--state-dir x -h`): help, not "unknown option".
@@ -130,11 +178,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${SERVER_VERSION}\n`);
     return 0;
   }
-  if (command === 'jobs') {
-    const config = loadConfig(rest);
-    process.stdout.write(await renderJobTable(config.stateDir, Date.now()));
-    return 0;
-  }
+  if (command === 'jobs') return jobsCommand(rest);
   if (command === 'demo') {
     const { runDemo } = await import('./demo.js');
     const stateDir = mkdtempSync(path.join(tmpdir(), 'monitor-demo-'));
