@@ -5,7 +5,8 @@ import { cpus, homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { readJobDetail, readJobRows, renderJobDetail, renderJobTable } from './commands/jobs.js';
+import { renderJobDetail, renderJobTable } from './commands/jobs.js';
+import { DashboardData } from './dashboard/data.js';
 import { configFilePath, configHelp, parseConfig, type Config } from './config.js';
 import { errorText } from './errors.js';
 import { createLogger } from './log.js';
@@ -130,16 +131,16 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
   const owners = processControl(process.pid, (pid, signal) => {
     process.kill(pid, signal);
   });
-  const alive = (pid: number, start?: string): boolean => owners.isAlive(pid, start);
+  const data = new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start));
   const frame = async (): Promise<string | undefined> => {
     const now = Date.now();
     if (jobId !== undefined) {
-      const detail = await readJobDetail(config.stateDir, jobId, now, alive);
+      const detail = await data.tasks(jobId, 0, Number.MAX_SAFE_INTEGER);
       if (!detail) return undefined;
-      return json ? `${JSON.stringify({ job: detail.row, tasks: detail.records })}\n` : renderJobDetail(detail, now);
+      return json ? `${JSON.stringify({ job: detail.job, tasks: detail.tasks })}\n` : renderJobDetail(detail, now);
     }
-    const rows = await readJobRows(config.stateDir, now, alive);
-    return json ? `${JSON.stringify({ state_dir: config.stateDir, jobs: rows })}\n` : renderJobTable(rows, config.stateDir, now);
+    const { jobs } = await data.snapshot(now);
+    return json ? `${JSON.stringify({ state_dir: config.stateDir, jobs })}\n` : renderJobTable(jobs, config.stateDir, now);
   };
   const first = await frame();
   if (first === undefined) {

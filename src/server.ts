@@ -7,6 +7,7 @@ import { errorText, MonitorError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
 import { type BuiltKind, buildKinds } from './registry.js';
+import { LivePublisher } from './live/publisher.js';
 import { JobStore } from './store/store.js';
 import { closest, inputJsonSchema, parseArguments } from './tools/arguments.js';
 import { jobTools } from './tools/index.js';
@@ -124,14 +125,46 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
     }
   });
 
+  // The dashboard's view of this server: its pools' live figures, and its hand on cancel and resume.
+  const live = new LivePublisher({
+    stateDir: config.stateDir,
+    pid: ownership.pid,
+    ...(ownership.startToken === undefined ? {} : { start: ownership.startToken }),
+    version: SERVER_VERSION,
+    log,
+    figures: () => {
+      const figures: Record<string, unknown> = {};
+      for (const kind of kinds) {
+        const value = kind.instance.pool.liveFigures?.();
+        if (value !== undefined) figures[kind.name] = value;
+      }
+      return figures;
+    },
+    handles: async (jobId) => {
+      await engine.refresh([jobId]);
+      const job = engine.get(jobId);
+      return job !== undefined && job.ownerPid === undefined;
+    },
+    act: async (request) => {
+      if (request.action === 'cancel') {
+        const job = await engine.cancel(request.job_id);
+        return { ok: true, message: `Cancelled ${job.id}: it is ${job.state}.`, by_pid: ownership.pid };
+      }
+      const { snapshot, requeued } = await engine.resume(request.job_id, { failed: request.include_failed === true });
+      return { ok: true, message: `Resumed ${snapshot.id}: ${requeued} task(s) queued again.`, by_pid: ownership.pid };
+    },
+  });
+
   return {
     server,
     engine,
     async start() {
       const { loaded, removed, interrupted } = await engine.init();
       log.info(`state ${config.stateDir}: ${loaded} job(s) loaded, ${removed} expired removed, ${interrupted} with interrupted tasks`);
+      await live.start();
     },
     async close() {
+      await live.close();
       await engine.close();
       for (const kind of kinds) await kind.instance.close().catch((error: unknown) => log.warn(`closing ${kind.name}: ${String(error)}`));
       await server.close().catch(() => undefined);

@@ -94,6 +94,8 @@ export interface Pool {
   readonly totals?: JobTotals<unknown>;
   /** What a task works on, in a few words (its file, prompt id, args or URL), kept with its result. */
   label?(input: unknown): string | undefined;
+  /** Optional: how busy it is now (slots, queues, rates), published for the live dashboard; cheap and JSON. */
+  liveFigures?(): unknown;
 }
 
 /** Who runs jobs: lets several servers (one per client session) share a state directory safely. */

@@ -6,7 +6,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readJobDetail, readJobRows, renderJobDetail, renderJobTable } from '../../src/commands/jobs.js';
+import { renderJobDetail, renderJobTable } from '../../src/commands/jobs.js';
+import { DashboardData } from '../../src/dashboard/data.js';
 import { connectInMemory, jobIdOf, makeTempDir, repoRoot, testConfig, testProcesses } from '../helpers/client.js';
 import { killQuietly, until } from '../helpers/scripts.js';
 
@@ -27,21 +28,24 @@ describe('monitor-mcp jobs', () => {
       const reply = await m.call('run_script_batch', { worker: 'emit.py', inputs: [{ args: ['a'] }, { args: ['b', '1'] }], label: 'table test', wait_seconds: 20 });
       const jobId = jobIdOf(reply);
       const now = Date.now();
-      const table = renderJobTable(await readJobRows(config.stateDir, now, alive), config.stateDir, now);
+      const data = new DashboardData(config.stateDir, alive);
+      const table = renderJobTable((await data.snapshot(now)).jobs, config.stateDir, now);
       const row = table.split('\n').find((line) => line.startsWith(jobId)) ?? '';
       expect(row).toMatch(/script\s+table test\s+failed\s+2\s+1\s+1\s+0\s+0/);
       expect(table).toMatch(/^JOB\s+KIND\s+LABEL\s+STATE\s+TASKS\s+OK\s+FAILED\s+CANCELLED\s+PENDING\s+WALL\s+ETA\s+CREATED/);
-      const detail = await readJobDetail(config.stateDir, jobId, now, alive);
-      expect(detail?.row.state).toBe('failed');
-      const text = renderJobDetail(detail ?? { row: { id: '', kind: '', state: '', tasks: 0, succeeded: 0, failed: 0, cancelled: 0, pending: 0, elapsedMs: 0, createdAt: '' }, records: [] }, now);
+      const detail = await data.tasks(jobId);
+      expect(detail?.job.state).toBe('failed');
+      expect(detail?.job.failures).toEqual([{ code: 'NON_ZERO_EXIT', count: 1, example: expect.stringMatching(/^emit\.py exited with code 1/) }]);
+      if (!detail) throw new Error('no detail');
+      const text = renderJobDetail(detail, now);
       expect(text).toMatch(new RegExp(`^${jobId} \\[script: table test\\] failed: 2/2 done \\(1 ok, 1 failed, 0 cancelled, 0 pending\\)`));
       expect(text).toMatch(/^0\s+succeeded\s+1\s+[\d.]+ m?s\s+a\s*$/m);
       expect(text).toMatch(/^1\s+failed\s+1\s+[\d.]+ m?s\s+b 1\s+NON_ZERO_EXIT: emit\.py exited with code 1/m);
-      expect(await readJobDetail(config.stateDir, 'job_AAAAAAAAAAAAAAAAAAAAAA', now, alive)).toBeUndefined();
+      expect(await data.tasks('job_AAAAAAAAAAAAAAAAAAAAAA')).toBeUndefined();
     } finally {
       await m.close();
     }
-    expect(renderJobTable(await readJobRows(config.stateDir, Date.now(), alive), config.stateDir, Date.now())).toMatch(/No jobs in/);
+    expect(renderJobTable((await new DashboardData(config.stateDir, alive).snapshot(Date.now())).jobs, config.stateDir, Date.now())).toMatch(/No jobs in/);
   });
 
   it('the built command: a running job with its ETA, then after its server is SIGKILLed, interrupted with the resume hint; --json and --watch', { timeout: 120_000 }, async () => {
@@ -58,7 +62,7 @@ describe('monitor-mcp jobs', () => {
       await until(async () => ((await json()).jobs[0]?.succeeded as number) >= 2, 'two quick tasks to finish', 60_000, 200);
       const running = (await json()).jobs[0];
       expect(running).toMatchObject({ id: jobId, state: 'running', label: 'naps', tasks: 40, pending: 38, owner: { pid: serverPid, alive: true } });
-      expect(running?.etaMs).toBeGreaterThan(0);
+      expect(running?.eta_ms).toBeGreaterThan(0);
 
       // --watch redraws until interrupted: two frames, then SIGINT ends it with 0.
       const watcher = spawn(process.execPath, [cli, 'jobs', '--watch', '--state-dir', stateDir], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -76,13 +80,13 @@ describe('monitor-mcp jobs', () => {
       await until(() => !testProcesses.isAlive(serverPid), 'the server to die', 10_000, 50);
       const gone = (await json()).jobs[0];
       expect(gone).toMatchObject({ state: 'interrupted', owner: { pid: serverPid, alive: false } });
-      expect(gone?.next).toBe(`Its server (pid ${serverPid}) is gone. resume_job with {"job_id":"${jobId}"} runs its 38 unfinished task(s) again.`);
+      expect(gone?.next).toBe(`Its server (pid ${serverPid}) is gone. resume_job with {"job_id":"${jobId}"} (or Resume on the dashboard) runs its 38 unfinished task(s) again.`);
       const table = (await run(process.execPath, [cli, 'jobs', '--state-dir', stateDir], { cwd: repoRoot })).stdout;
       expect(table).toMatch(new RegExp(`${jobId}\\s+script\\s+naps\\s+interrupted\\s+40\\s+2\\s+0\\s+0\\s+38`));
       expect(table).toContain(`${jobId}: Its server (pid ${serverPid}) is gone.`);
-      const one = JSON.parse((await run(process.execPath, [cli, 'jobs', jobId, '--json', '--state-dir', stateDir], { cwd: repoRoot })).stdout) as { job: { state: string }; tasks: unknown[] };
+      const one = JSON.parse((await run(process.execPath, [cli, 'jobs', jobId, '--json', '--state-dir', stateDir], { cwd: repoRoot })).stdout) as { job: { state: string }; tasks: Array<{ state: string }> };
       expect(one.job.state).toBe('interrupted');
-      expect(one.tasks).toHaveLength(2);
+      expect(one.tasks.map((task) => task.state)).toEqual([...Array<string>(2).fill('succeeded'), ...Array<string>(38).fill('interrupted')]);
     } finally {
       killQuietly(serverPid);
       await client.close().catch(() => undefined);

@@ -135,6 +135,10 @@ function isChatModel(model: ModelInfo): boolean {
   return !/embed/i.test(model.id);
 }
 
+/** The tokens/s chart: 30 buckets of 10 s. */
+const TOKEN_BUCKET_MS = 10_000;
+const TOKEN_BUCKETS = 30;
+
 /** Answered prompts, and their tokens, before their usage stands for a model's bytes a token. */
 const MIN_LEARNED_PROMPTS = 3;
 const MIN_LEARNED_TOKENS = 256;
@@ -157,6 +161,8 @@ export class Endpoints {
   private readonly lifetime = new AbortController();
   private readonly outages = new Map<string, Outage>();
   private readonly waiting = new Map<string, number>();
+  /** Completion tokens per endpoint in 10-second buckets, for the dashboard's tokens/s chart. */
+  private readonly tokenBuckets = new Map<string, Map<number, number>>();
   /** Prompt bytes and the tokens the server counted for them, per endpoint and model (see learnedBytesPerToken). */
   private readonly usage = new Map<string, { bytes: number; tokens: number; prompts: number }>();
   readonly now: () => number;
@@ -254,6 +260,41 @@ export class Endpoints {
   noteReachable(name: string): void {
     this.outages.delete(name);
     this.router.markUp(name);
+  }
+
+  /** Tokens an endpoint generated just now (an answer's completion tokens). */
+  noteTokens(name: string, tokens: number): void {
+    if (!(tokens > 0)) return;
+    const bucket = Math.floor(this.now() / TOKEN_BUCKET_MS);
+    const buckets = this.tokenBuckets.get(name) ?? new Map<number, number>();
+    buckets.set(bucket, (buckets.get(bucket) ?? 0) + tokens);
+    for (const at of buckets.keys()) if (at <= bucket - TOKEN_BUCKETS) buckets.delete(at);
+    this.tokenBuckets.set(name, buckets);
+  }
+
+  /**
+   * Each endpoint as it is now, for the live dashboard: requests in flight and its limit, requests
+   * waiting that it could take, models it lists, and tokens/s over the last five minutes.
+   */
+  liveFigures(): Array<Record<string, unknown>> {
+    const bucket = Math.floor(this.now() / TOKEN_BUCKET_MS);
+    return this.settings.endpoints.map((endpoint) => {
+      const stats = this.router.stats(endpoint.name);
+      const buckets = this.tokenBuckets.get(endpoint.name);
+      const series: Array<[number, number]> = [];
+      for (let at = bucket - TOKEN_BUCKETS + 1; at <= bucket; at++) series.push([at * TOKEN_BUCKET_MS, (buckets?.get(at) ?? 0) / (TOKEN_BUCKET_MS / 1000)]);
+      const models = this.discovery.get(endpoint.name)?.models ?? [];
+      return {
+        name: endpoint.name,
+        busy: stats?.active ?? 0,
+        limit: stats?.limit ?? endpoint.concurrency,
+        waiting: this.router.waitingFor(endpoint.name),
+        peak: stats?.peak ?? 0,
+        reachable: !this.isAway(endpoint.name),
+        models: models.filter((m) => m.state !== 'not-loaded').map((m) => m.id).slice(0, 20),
+        tokens_per_second: series,
+      };
+    });
   }
 
   /** An answered prompt: its size and the tokens the server counted for it (usage.prompt_tokens). */

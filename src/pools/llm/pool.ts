@@ -181,6 +181,11 @@ export class LlmPool implements Pool {
     },
   };
 
+  /** Each endpoint's slots, queue and tokens/s, for the live dashboard. */
+  liveFigures(): unknown {
+    return { endpoints: this.endpoints.liveFigures() };
+  }
+
   /** A task by its id: the prompt's id, the file (and chunk) or the item it was made from. */
   label(input: unknown): string | undefined {
     const id = (input as { id?: unknown } | null)?.id;
@@ -511,6 +516,7 @@ export class LlmPool implements Pool {
   private async judge(run: Completion, endpoint: string, answer: ChatAnswer): Promise<Outcome> {
     const { task, options } = run;
     addUsage(run.usage, answer, run.conversation);
+    this.endpoints.noteTokens(endpoint, answer.completionTokens ?? 0);
     if (answer.promptTokens !== undefined) this.endpoints.noteUsage(endpoint, options.model, run.conversation.reduce((n, m) => n + Buffer.byteLength(m.content), 0), answer.promptTokens);
     const split = splitReasoning(answer.content, answer.reasoning);
     const truncated = answer.finishReason === 'length';

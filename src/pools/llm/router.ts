@@ -67,6 +67,11 @@ export class Router {
     return slot && { active: slot.active, limit: slot.limit, peak: slot.peak, down: slot.downUntil > this.now() };
   }
 
+  /** Requests waiting for a slot that this endpoint could take (they may go to another serving their model). */
+  waitingFor(name: string): number {
+    return this.waiters.filter((waiter) => waiter.candidates.has(name)).length;
+  }
+
   /** Avoid this endpoint for `ms` (connection refused, reset). */
   markDown(name: string, ms: number): void {
     const slot = this.slots.get(name);
