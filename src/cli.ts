@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The only module that touches `process`: argv, env, stdio, signals and the exit code.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, homedir, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -23,6 +24,9 @@ Usage:
   monitor-mcp jobs [JOB_ID] [--watch] [--json] [options]
                                  the job table from the state directory (every server's jobs),
                                  one job's tasks, redrawn every second (--watch), or as JSON
+  monitor-mcp dashboard [--port N] [--host ADDR] [--open] [options]
+                                 a live web page of every job and LLM endpoint on the state
+                                 directory (loopback, with a token; prints its URL first)
   monitor-mcp doctor [options]   check LLM endpoints, python3, workers and state directory
   monitor-mcp config --client claude-code|claude-desktop|cursor|vscode [--root DIR]
                                  print a ready config for that client, with absolute paths
@@ -168,6 +172,58 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
+/** `monitor-mcp dashboard`: serves the live page until Ctrl-C; its first line on stdout is the URL. */
+async function dashboardCommand(argv: readonly string[]): Promise<number> {
+  const rest = [...argv];
+  const take = (flag: string): string | undefined => {
+    const at = rest.indexOf(flag);
+    if (at === -1) return undefined;
+    const value = rest[at + 1];
+    if (value === undefined || value.startsWith('--')) throw new Error(`${flag} needs a value.`);
+    rest.splice(at, 2);
+    return value;
+  };
+  const portText = take('--port');
+  const host = take('--host') ?? '127.0.0.1';
+  const open = rest.includes('--open');
+  const config = loadConfig(rest.filter((arg) => arg !== '--open'));
+  const port = portText === undefined ? 0 : Number(portText);
+  if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new Error(`--port must be a whole number from 0 to 65535, got ${portText ?? ''}.`);
+  const log = createLogger((line) => process.stderr.write(line), config.logLevel);
+  const owners = processControl(process.pid, (pid, signal) => {
+    process.kill(pid, signal);
+  });
+  const { Dashboard } = await import('./dashboard/http.js');
+  const { dashboardAssets } = await import('./dashboard/assets.js');
+  const dashboard = new Dashboard({ data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start)), stateDir: config.stateDir, host, port, assets: dashboardAssets(packageRoot), log });
+  await dashboard.start();
+  process.stdout.write(`Dashboard: ${dashboard.url}\n`);
+  if (!isLoopbackHost(host)) process.stderr.write(`Warning: the dashboard listens on ${host}, not on loopback: anyone who can reach it and has the URL can cancel jobs.\n`);
+  if (open) openBrowser(dashboard.url);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  await dashboard.close();
+  return 0;
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+/** The user's browser, without a shell: the URL is one argument. */
+function openBrowser(url: string): void {
+  const [command, ...args] = process.platform === 'darwin' ? ['open'] : process.platform === 'win32' ? ['rundll32', 'url.dll,FileProtocolHandler'] : ['xdg-open'];
+  try {
+    const child = spawn(command ?? 'xdg-open', [...args, url], { stdio: 'ignore', detached: true });
+    child.on('error', () => process.stderr.write(`Could not open a browser; open ${url.split('?')[0] ?? url} with the printed URL.\n`));
+    child.unref();
+  } catch {
+    process.stderr.write('Could not open a browser; open the printed URL.\n');
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // Anywhere on the line (`monitor-mcp jobs --help`, `--state-dir x -h`): help, not "unknown option".
@@ -180,6 +236,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === 'jobs') return jobsCommand(rest);
+  if (command === 'dashboard') return dashboardCommand(rest);
   if (command === 'demo') {
     const { runDemo } = await import('./demo.js');
     const stateDir = mkdtempSync(path.join(tmpdir(), 'monitor-demo-'));

@@ -119,7 +119,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   try {
     const version = client.getServerVersion();
     const { tools } = await client.listTools();
-    write(`monitor-mcp demo: a real MCP client driving the built server over stdio\n\n`);
+    write(`monitor-mcp demo: a real MCP client driving the built server over stdio\n`);
+    write(`To watch it live in a browser, run in another terminal: monitor-mcp dashboard --state-dir ${options.stateDir}\n\n`);
     write(`Server ${version?.name ?? '?'} ${version?.version ?? '?'}, ${tools.length} tools: ${tools.map((t) => t.name).join(', ')}\n`);
     const listed = (await call('list_workers', {})).structuredContent as { workers: Array<{ name: string; interpreter: string; path: string; description?: string }> };
     write(`Workers:\n${listed.workers.map((w) => `  ${pad(w.name, 26)} ${pad(w.interpreter, 8)} ${(w.description ?? '').slice(0, 80)}`).join('\n')}\n`);

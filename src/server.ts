@@ -150,7 +150,8 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
         const job = await engine.cancel(request.job_id);
         return { ok: true, message: `Cancelled ${job.id}: it is ${job.state}.`, by_pid: ownership.pid };
       }
-      const { snapshot, requeued } = await engine.resume(request.job_id, { failed: request.include_failed === true });
+      // The dashboard's Resume runs whatever did not succeed: interrupted, failed and cancelled tasks.
+      const { snapshot, requeued } = await engine.resume(request.job_id, { failed: true, cancelled: true });
       return { ok: true, message: `Resumed ${snapshot.id}: ${requeued} task(s) queued again.`, by_pid: ownership.pid };
     },
   });
@@ -161,7 +162,7 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
     async start() {
       const { loaded, removed, interrupted } = await engine.init();
       log.info(`state ${config.stateDir}: ${loaded} job(s) loaded, ${removed} expired removed, ${interrupted} with interrupted tasks`);
-      await live.start();
+      if (config.liveFigures) await live.start();
     },
     async close() {
       await live.close();

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { atMost, choice, type Constraint, int, list, num, pathSetting, type SettingsTree, type ValuesOf } from './settings.js';
+import { atMost, bool, choice, type Constraint, int, list, num, pathSetting, type SettingsTree, type ValuesOf } from './settings.js';
 
 /** Longest timeout anywhere (a day): Node timers overflow past 2^31-1 ms (~24.8 days) and fire at once. */
 export const MAX_TIMEOUT_SECONDS = 86_400;
@@ -62,6 +62,12 @@ export const CORE_SETTINGS = {
     max: MAX_MESSAGE_MIB,
     env: 'MONITOR_MAX_MESSAGE_MB',
     flag: '--max-message-mb N',
+  }),
+  liveFigures: bool({
+    help: 'Publish this server\'s live figures for the dashboard every second, and take its cancel and resume requests',
+    details: 'live/<pid>.json and control/ in the state directory: one small write a second',
+    default: true,
+    env: 'MONITOR_LIVE_FIGURES',
   }),
   logLevel: choice(['debug', 'info', 'warn', 'error'], {
     help: 'How much to log (always to stderr)',

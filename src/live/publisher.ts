@@ -25,7 +25,6 @@ export interface LiveFile {
 export interface ControlRequest {
   action: 'cancel' | 'resume';
   job_id: string;
-  include_failed?: boolean;
   at: string;
 }
 

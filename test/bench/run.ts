@@ -1,6 +1,7 @@
 // `npm run bench`: the performance table of the README. Not part of CI (timings need a quiet machine).
 import { printTable } from './common.js';
 import { benchContext } from './context.js';
+import { benchDashboard } from './dashboard.js';
 import { benchLlm } from './llm.js';
 import { benchMemory } from './memory.js';
 import { benchResponsiveness } from './responsiveness.js';
@@ -15,4 +16,5 @@ if (want('warm')) printTable('Warm workers (issue 10)', await benchWarm());
 if (want('llm')) printTable('Local LLM workers', await benchLlm());
 if (want('memory')) printTable('Memory under large outputs', await benchMemory());
 if (want('context')) printTable('Context economy (issue 11)', await benchContext());
+if (want('dashboard')) printTable('Live dashboard (issue 12)', await benchDashboard());
 if (want('responsiveness')) printTable('Responsiveness under load', await benchResponsiveness());

@@ -1,0 +1,248 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { CONTROL_TIMEOUT_MS, type ControlReply, type ControlRequest, controlDir } from '../live/publisher.js';
+import type { Logger } from '../log.js';
+import { JobStore } from '../store/store.js';
+import type { DashboardData, DashboardState } from './data.js';
+
+/** How often the state directory is looked at for changes pushed to open pages. */
+const POLL_MS = 250;
+const COOKIE = 'monitor_dashboard';
+
+export interface DashboardOptions {
+  data: DashboardData;
+  stateDir: string;
+  host: string;
+  port: number;
+  /** The page's files (index.html, app.js, app.css) and uPlot's, served from the package. */
+  assets: Readonly<Record<string, string>>;
+  log: Logger;
+  /** Given by tests; otherwise 32 random bytes. */
+  token?: string;
+  now?: () => number;
+}
+
+const CONTENT_TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+
+/** No script or style but the package's own, no framing, no plugins, nothing sent elsewhere. */
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/**
+ * The live dashboard: a small HTTP server on loopback. Every request needs the token (in the URL
+ * the first time, then an HttpOnly SameSite=Strict cookie), a Host naming this server (against DNS
+ * rebinding) and, when it carries one, a same Origin (a POST must); changes reach open pages as
+ * Server-Sent Events. Cancel and resume go to the server running the job through the state
+ * directory (see LivePublisher), never run here.
+ */
+export class Dashboard {
+  readonly token: string;
+  private readonly options: DashboardOptions;
+  private readonly tokenDigest: Buffer;
+  private server: Server | undefined;
+  private readonly streams = new Set<ServerResponse>();
+  private timer: NodeJS.Timeout | undefined;
+  private last = '';
+  private lastState: DashboardState | undefined;
+  private polling: Promise<void> | undefined;
+  private port = 0;
+
+  constructor(options: DashboardOptions) {
+    this.options = options;
+    this.token = options.token ?? randomBytes(32).toString('base64url');
+    this.tokenDigest = digest(this.token);
+  }
+
+  get url(): string {
+    return `http://${hostForUrl(this.options.host)}:${this.port}/?token=${this.token}`;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((error: unknown) => {
+        this.options.log.warn(`dashboard: ${req.method ?? ''} ${pathOf(req)}: ${String(error)}`);
+        if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'Internal error.');
+        else res.end();
+      });
+    });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.options.port, this.options.host, () => resolve());
+    });
+    this.port = (server.address() as AddressInfo).port;
+    await this.poll();
+    this.timer = setInterval(() => {
+      this.polling ??= this.poll().finally(() => {
+        this.polling = undefined;
+      });
+    }, POLL_MS);
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.polling;
+    for (const stream of this.streams) stream.end();
+    this.streams.clear();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.server?.closeAllConnections();
+  }
+
+  /** Reads the state directory; open pages get the new state when anything changed. */
+  private async poll(): Promise<void> {
+    const state = await this.options.data.snapshot(this.now());
+    // generated_at changes every time: compare without it.
+    const key = JSON.stringify({ ...state, generated_at: '' });
+    this.lastState = state;
+    if (key === this.last) return;
+    this.last = key;
+    const event = `event: state\ndata: ${JSON.stringify(state)}\n\n`;
+    for (const stream of this.streams) stream.write(event);
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const refused = this.refusal(req);
+    if (refused) {
+      send(res, refused.status, 'text/plain; charset=utf-8', `${refused.message}\n`);
+      return;
+    }
+    const url = new URL(req.url ?? '/', 'http://dashboard.invalid');
+    const route = url.pathname;
+    if (req.method === 'GET' && route === '/') {
+      // The token moves from the URL into a cookie the browser sends only to this page's own requests.
+      res.setHeader('Set-Cookie', `${COOKIE}=${this.token}; HttpOnly; SameSite=Strict; Path=/`);
+      return this.asset(res, 'index.html');
+    }
+    if (req.method === 'GET' && /^\/assets\/[\w.-]+$/.test(route)) return this.asset(res, route.slice('/assets/'.length));
+    if (req.method === 'GET' && route === '/api/jobs') return sendJson(res, 200, this.lastState ?? (await this.options.data.snapshot(this.now())));
+    if (req.method === 'GET' && route === '/api/events') return this.events(req, res);
+    const job = /^\/api\/jobs\/(job_[A-Za-z0-9_-]{22})(\/(cancel|resume))?$/.exec(route);
+    if (job?.[1] !== undefined) {
+      const jobId = job[1];
+      if (req.method === 'GET' && job[3] === undefined) {
+        const offset = Math.max(0, Number(url.searchParams.get('offset') ?? 0) || 0);
+        const detail = await this.options.data.tasks(jobId, offset, 200);
+        return detail ? sendJson(res, 200, detail) : sendJson(res, 404, { error: `No job ${jobId}.` });
+      }
+      if (req.method === 'POST' && job[3] !== undefined) return this.control(res, { action: job[3] as ControlRequest['action'], job_id: jobId, at: new Date(this.now()).toISOString() });
+    }
+    send(res, 404, 'text/plain; charset=utf-8', 'Not found.\n');
+  }
+
+  /** Why a request is refused: no token, a foreign Host (DNS rebinding) or Origin (another site's page). */
+  private refusal(req: IncomingMessage): { status: number; message: string } | undefined {
+    const host = req.headers.host ?? '';
+    if (!this.hostsAllowed().has(host.toLowerCase())) return { status: 403, message: 'Refused: this dashboard answers only to its own address (Host header).' };
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `http://${host}`) return { status: 403, message: 'Refused: a request from another origin.' };
+    // A state-changing request must say where it comes from.
+    if (req.method !== 'GET' && req.method !== 'HEAD' && origin === undefined) return { status: 403, message: 'Refused: a POST without an Origin header.' };
+    if (!this.tokenMatches(tokenOf(req))) return { status: 401, message: 'Refused: open the dashboard with the URL it printed (it carries the token).' };
+    return undefined;
+  }
+
+  private hostsAllowed(): Set<string> {
+    const names = new Set([hostForUrl(this.options.host).toLowerCase()]);
+    if (isLoopback(this.options.host)) for (const name of ['127.0.0.1', 'localhost', '[::1]']) names.add(name);
+    return new Set([...names].map((name) => `${name}:${this.port}`));
+  }
+
+  private tokenMatches(given: string | undefined): boolean {
+    // Digests have one length, so the comparison takes the same time whatever was given.
+    return given !== undefined && timingSafeEqual(digest(given), this.tokenDigest);
+  }
+
+  private async asset(res: ServerResponse, name: string): Promise<void> {
+    const file = this.options.assets[name];
+    if (file === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'Not found.\n');
+    const body = await readFile(file);
+    send(res, 200, CONTENT_TYPES[path.extname(name)] ?? 'application/octet-stream', body);
+  }
+
+  private events(req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { ...securityHeaders(), 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive' });
+    res.write(`retry: 1000\n\n`);
+    if (this.lastState) res.write(`event: state\ndata: ${JSON.stringify(this.lastState)}\n\n`);
+    this.streams.add(res);
+    req.on('close', () => this.streams.delete(res));
+  }
+
+  /** Hands a cancel or resume to the server that runs the job, and waits (bounded) for its answer. */
+  private async control(res: ServerResponse, request: ControlRequest): Promise<void> {
+    if (!JobStore.isJobId(request.job_id)) return sendJson(res, 400, { ok: false, message: 'Not a job id.' });
+    const dir = controlDir(this.options.stateDir);
+    const name = `req-${Date.now()}-${randomBytes(6).toString('hex')}`;
+    await writeFile(path.join(dir, `${name}.json`), JSON.stringify(request), { mode: 0o600 });
+    const replyFile = path.join(dir, `${name}.reply.json`);
+    for (const deadline = Date.now() + CONTROL_TIMEOUT_MS; Date.now() < deadline; ) {
+      const reply = await readFile(replyFile, 'utf8').then((text) => JSON.parse(text) as ControlReply).catch(() => undefined);
+      if (reply) {
+        await rm(replyFile, { force: true });
+        void this.poll();
+        return sendJson(res, reply.ok ? 200 : 409, reply);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // Nobody took it: withdrawn, so no server acts on it later by surprise.
+    await rm(path.join(dir, `${name}.json`), { force: true });
+    return sendJson(res, 503, {
+      ok: false,
+      message: `No running monitor-mcp server on ${this.options.stateDir} took the ${request.action} within ${CONTROL_TIMEOUT_MS / 1000} s. A job is cancelled or resumed by a server on the same state directory: start a client session (Claude Code, Claude Desktop), or use resume_job or cancel_job there.`,
+    });
+  }
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+function tokenOf(req: IncomingMessage): string | undefined {
+  const header = req.headers['x-monitor-token'];
+  if (typeof header === 'string') return header;
+  const query = new URL(req.url ?? '/', 'http://dashboard.invalid').searchParams.get('token');
+  if (query !== null) return query;
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [key, ...value] = part.trim().split('=');
+    if (key === COOKIE) return value.join('=');
+  }
+  return undefined;
+}
+
+function pathOf(req: IncomingMessage): string {
+  // Never the query: it may carry the token.
+  return (req.url ?? '/').split('?')[0] ?? '/';
+}
+
+function isLoopback(host: string): boolean {
+  return host === '127.0.0.1' || host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function securityHeaders(): Record<string, string> {
+  return {
+    'Content-Security-Policy': CSP,
+    'X-Content-Type-Options': 'nosniff',
+    'Referrer-Policy': 'no-referrer',
+    'X-Frame-Options': 'DENY',
+    'Cache-Control': 'no-store',
+    'Cross-Origin-Resource-Policy': 'same-origin',
+  };
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string | Buffer): void {
+  res.writeHead(status, { ...securityHeaders(), 'Content-Type': type });
+  res.end(body);
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  send(res, status, 'application/json; charset=utf-8', JSON.stringify(value));
+}
