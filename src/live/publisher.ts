@@ -1,7 +1,6 @@
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { writeFileAtomic } from '../store/atomic.js';
 
 /** How often a running server rewrites its live file (its heartbeat) and looks for control requests. */
 export const LIVE_INTERVAL_MS = 1000;
@@ -110,7 +109,11 @@ export class LivePublisher {
     };
     if (this.options.start !== undefined) live.start = this.options.start;
     try {
-      await writeFileAtomic(this.file, `${JSON.stringify(live)}\n`);
+      // Renamed into place (a reader never sees half a file) but not fsynced: a live file is worth
+      // nothing after a crash, and an fsync a second would flush the journal under a busy job's appends.
+      const temp = `${this.file}.tmp`;
+      await writeFile(temp, `${JSON.stringify(live)}\n`, { mode: 0o600 });
+      await rename(temp, this.file);
       await this.takeRequests();
     } catch (error) {
       this.options.log.debug(`live figures: ${String(error)}`);
