@@ -1,6 +1,7 @@
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { readLiveServers } from '../live/publisher.js';
+import { silentLogger } from '../log.js';
 import type { JobMeta, TaskRecord } from '../store/records.js';
 import { JobStore } from '../store/store.js';
 
@@ -78,7 +79,7 @@ export class DashboardData {
 
   constructor(stateDir: string, alive: OwnerAlive) {
     this.stateDir = stateDir;
-    this.store = new JobStore(stateDir, { debug() {}, info() {}, warn() {}, error() {} });
+    this.store = new JobStore(stateDir, silentLogger);
     this.alive = alive;
   }
 

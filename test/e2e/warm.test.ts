@@ -58,8 +58,19 @@ describe('warm workers of the built server', () => {
       const inputs = [{ args: ['pid'] }, { args: ['pid'] }, { args: ['sleep', '60'] }, { args: ['sleep', '60'] }];
       const reply = await first.call('run_script_batch', { worker: 'warm_probe.py', inputs, concurrency: 4 });
       expect(reply.isError, textOf(reply)).toBeFalsy();
-      jobIdOf(reply);
+      const jobId = jobIdOf(reply);
       await until(() => processesOf(first.pid).length >= 4, 'four warm processes to run', 60_000);
+      // Four processes can exist before the last task reaches one: the sleeps must be running, or
+      // an idle process that was about to get one exits at the kill like the others.
+      await until(
+        async () => {
+          const page = (await first.call('collect_results', { job_ids: [jobId], wait_seconds: 0 })).structuredContent as { jobs: Array<{ counts: { succeeded: number; running: number } }> };
+          return page.jobs[0]?.counts.succeeded === 2 && page.jobs[0]?.counts.running === 2;
+        },
+        'the two quick tasks done and the two sleeps running',
+        60_000,
+        100,
+      );
       await first.kill();
       // The idle ones see EOF on fd 3 and exit by themselves; the busy ones outlive the server, each
       // in its own process group, until the next start ends them.
