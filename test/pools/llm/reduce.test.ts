@@ -1,0 +1,50 @@
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Ask, type Piece, treeReduce } from '../../../src/pools/llm/reduce.js';
+import type { ReduceOptions } from '../../../src/pools/llm/types.js';
+import { makeTempDir } from '../../helpers/client.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** A stand-in model that answers with the sources it was given, so the tree's shape can be checked. */
+function model(): { ask: Ask; prompts: string[] } {
+  const prompts: string[] = [];
+  const ask: Ask = (messages) => {
+    const text = messages.map((m) => m.content).join('\n');
+    prompts.push(text);
+    const sources = [...text.matchAll(/^### (.+)$/gm)].map((m) => m[1]).join('; ');
+    return Promise.resolve({ ok: true, text: `summary of ${sources}`.slice(0, 200), value: { tokens_out: 40 } });
+  };
+  return { ask, prompts };
+}
+
+describe('treeReduce', () => {
+  it('merges in levels sized to the context, and a run cut off and started again reuses every finished step', async () => {
+    const cacheDir = path.join(await makeTempDir('monitor-reduce-'), 'cache');
+    dirs.push(path.dirname(cacheDir));
+    const pieces: Piece[] = Array.from({ length: 40 }, (_, i) => ({ source: `src/f${i}.ts`, sources: [`src/f${i}.ts`], text: `finding ${i} `.repeat(20), tokens: 60 }));
+    const options: ReduceOptions = { prompt: 'Combine the findings.', context_tokens: 1200, bytes_per_token: 3, parallel: 2, max_tokens: 200 };
+    const first = model();
+    const done = await treeReduce(pieces, options, first.ask, cacheDir);
+    expect(done.result.ok).toBe(true);
+    expect(done.levels).toBeGreaterThanOrEqual(2);
+    expect(done.requests).toBe(first.prompts.length);
+    expect(done.reused).toBe(0);
+    // Every source went into exactly one first-level prompt.
+    const firstLevel = first.prompts.filter((p) => p.includes('### src/f'));
+    expect(firstLevel.flatMap((p) => [...p.matchAll(/^### (src\/f\d+\.ts)$/gm)].map((m) => m[1])).sort()).toEqual(pieces.map((p) => p.source).sort());
+    expect(first.prompts.at(-1)).toMatch(/^### merged from \d+ results: src\/f0\.ts … /m);
+
+    // The same inputs again (a resumed task): nothing is asked twice.
+    const again = model();
+    const resumed = await treeReduce(pieces, options, again.ask, cacheDir);
+    expect(again.prompts).toHaveLength(0);
+    expect(resumed.reused).toBe(done.requests);
+    expect(resumed.result).toMatchObject({ ok: true, text: done.result.ok ? done.result.text : '' });
+    expect((await readdir(cacheDir)).length).toBe(done.requests);
+  });
+});
