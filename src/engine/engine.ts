@@ -1,5 +1,6 @@
 import { MonitorError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { latestRecords } from '../store/records.js';
 import { JobStore } from '../store/store.js';
 import { applyNewRecords, FOREIGN_POLL_MS, Owners } from './foreign.js';
 import { Job } from './job.js';
@@ -643,13 +644,6 @@ export class Engine {
   private emit(): void {
     for (const listener of this.listeners) listener();
   }
-}
-
-/** Each task's latest record (records are in finish order: a later attempt comes later). */
-function latestRecords(records: readonly TaskRecord[]): TaskRecord[] {
-  const latest = new Map<number, TaskRecord>();
-  for (const record of records) latest.set(record.index, record);
-  return [...latest.values()].sort((a, b) => a.index - b.index);
 }
 
 function shuttingDown(): MonitorError {

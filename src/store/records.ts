@@ -31,6 +31,13 @@ export interface JobMeta {
   after?: { job: string; mode: 'each' | 'all' };
 }
 
+/** Each task's latest record, in task order (records come in finish order: a later attempt comes later). */
+export function latestRecords(records: readonly TaskRecord[]): TaskRecord[] {
+  const latest = new Map<number, TaskRecord>();
+  for (const record of records) latest.set(record.index, record);
+  return [...latest.values()].sort((a, b) => a.index - b.index);
+}
+
 /** One finished task (one line of results.jsonl). */
 export interface TaskRecord {
   index: number;

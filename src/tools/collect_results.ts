@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
+import { latestRecords } from '../store/records.js';
 import { call, CHARS_PER_TOKEN, describeJob, jobNext, jobView, orList, resultView, shrinkToFit } from './format.js';
 import { decodeCursor, earlierAttempts, encodeCursor, type PageEntry, pageResults, type ResultFilter } from './paging.js';
 import { defineTool, type ServerFacts, type ToolContext, type ToolReply, withinLimit } from './tool.js';
@@ -149,9 +150,7 @@ async function stageIndex(ctx: ToolContext<unknown>, snapshots: readonly JobSnap
     const upstreamId = snapshot.after?.job;
     const upstream = upstreamId === undefined ? undefined : ctx.engine.get(upstreamId);
     if (!upstream) continue;
-    const latest = new Map<number, TaskRecord>();
-    for (const record of await ctx.engine.results(upstream.id)) latest.set(record.index, record);
-    const failed = [...latest.values()].filter((record) => record.state !== 'succeeded');
+    const failed = latestRecords(await ctx.engine.results(upstream.id)).filter((record) => record.state !== 'succeeded');
     const c = upstream.counts;
     const entry: Record<string, unknown> = {
       job_id: upstream.id,

@@ -13,7 +13,7 @@ import { LlmError } from './errors.js';
 import { splitReasoning } from './reasoning.js';
 import type { SchemaValidator } from './schema.js';
 import { type Ask, piecesOf, treeReduce } from './reduce.js';
-import { estimateTokens, placeholdersOf, readFileForPrompt, renderTemplate } from './template.js';
+import { estimateTokens, middleBreak, placeholdersOf, readFileForPrompt, renderTemplate } from './template.js';
 import type { ChatAnswer, ChatMessage, FileRef, LlmJobOptions, LlmTaskInput, ReduceTaskInput, TemplateTaskInput } from './types.js';
 import { answeredStatus, isConnectionFailure, isEndpointAway, retriedOnlyOnce, retryAfterMs, retryAfterTooLong } from './upstream.js';
 
@@ -704,11 +704,7 @@ async function splitForContext(input: TemplateTaskInput, roots: readonly string[
   try {
     const buffer = Buffer.alloc(end - start);
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
-    const middle = Math.floor(bytesRead / 2);
-    const at = buffer.subarray(0, bytesRead).lastIndexOf(0x0a, middle);
-    let offset = at > bytesRead / 4 ? at + 1 : middle;
-    while (offset > 1 && ((buffer[offset] ?? 0) & 0xc0) === 0x80) offset--;
-    cut = start + offset;
+    cut = start + middleBreak(buffer.subarray(0, bytesRead));
   } finally {
     await handle.close();
   }

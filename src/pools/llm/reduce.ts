@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { TaskRecord } from '../../engine/types.js';
 import type { TaskError } from '../../errors.js';
 import { provenanceOf, stageOutput } from '../stage-input.js';
+import { middleBreak } from './template.js';
 import type { ChatMessage, ReduceOptions } from './types.js';
 
 /** One input of a reduce level: where it comes from and what it says. */
@@ -222,11 +223,10 @@ function halve(group: readonly Piece[]): [Piece[], Piece[]] | undefined {
   }
   const [only] = group;
   if (!only || only.text.length < 64) return undefined;
-  const middle = Math.floor(only.text.length / 2);
-  const at = only.text.lastIndexOf('\n', middle);
-  const cut = at > only.text.length / 4 ? at + 1 : middle;
+  const bytes = Buffer.from(only.text);
+  const cut = middleBreak(bytes);
   const part = (text: string, which: string): Piece => ({ source: `${only.source} (${which} part)`, sources: only.sources, text });
-  return [[part(only.text.slice(0, cut), 'first')], [part(only.text.slice(cut), 'second')]];
+  return [[part(bytes.subarray(0, cut).toString('utf8'), 'first')], [part(bytes.subarray(cut).toString('utf8'), 'second')]];
 }
 
 /** Runs `fn` over `items`, at most `limit` at once, results in order. */

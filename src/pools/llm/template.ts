@@ -85,6 +85,18 @@ export function chunkRanges(buffer: Uint8Array, maxBytes: number, limit = Infini
   return ranges;
 }
 
+/**
+ * Where to cut `bytes` in two: after the last line break before the middle (when one lies past the
+ * first quarter), else at the middle, never inside a UTF-8 character.
+ */
+export function middleBreak(bytes: Uint8Array): number {
+  const middle = Math.floor(bytes.length / 2);
+  const at = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).lastIndexOf(0x0a, middle);
+  let offset = at > bytes.length / 4 ? at + 1 : middle;
+  while (offset > 1 && ((bytes[offset] ?? 0) & 0xc0) === 0x80) offset--;
+  return offset;
+}
+
 /** Reads a file for one task; refuses binary files and files over `maxBytes`. */
 export async function readFileForPrompt(ref: FileRef, maxBytes: number): Promise<string> {
   let info: Stats;
