@@ -11,7 +11,8 @@ import { DashboardData } from './dashboard/data.js';
 import { configFilePath, configHelp, parseConfig, type Config } from './config.js';
 import { errorText } from './errors.js';
 import { createLogger } from './log.js';
-import { processControl } from './processes.js';
+import { platformFor } from './platform/index.js';
+import { processControl, type ProcessControl } from './processes.js';
 import { createServer, SERVER_VERSION } from './server.js';
 import { LineTransport, StreamError } from './transport.js';
 
@@ -41,17 +42,31 @@ ${configHelp()}
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
+/** The system this runs on: everything that differs between Linux, macOS and Windows asks it. */
+const platform = platformFor(process.platform, process.env);
+
+/** This process, able to check and stop others (the only real `process.kill`). */
+function thisProcess(): ProcessControl {
+  return processControl(
+    process.pid,
+    (pid, signal) => {
+      process.kill(pid, signal);
+    },
+    { platform, startedAtMs: Date.now() - process.uptime() * 1000 },
+  );
+}
+
 function loadConfig(argv: readonly string[]): Config {
   const env = process.env;
   const home = homedir();
-  const file = configFilePath(argv, env, home);
+  const file = configFilePath(argv, env, home, platform);
   let fileText: string | undefined;
   try {
     fileText = readFileSync(file.path, 'utf8');
   } catch (error) {
     if (file.explicit) throw new Error(`Cannot read the config file ${file.path}: ${(error as Error).message}`);
   }
-  const sources = { argv, env, home, cpus: cpus().length, packageRoot, cwd: process.cwd(), execPath: process.execPath, filePath: file.path };
+  const sources = { argv, env, home, cpus: cpus().length, packageRoot, cwd: process.cwd(), execPath: process.execPath, filePath: file.path, platform };
   return parseConfig(fileText === undefined ? sources : { ...sources, fileText });
 }
 
@@ -75,10 +90,8 @@ function recordEventLoopDelay(): (() => void) | undefined {
 async function serve(config: Config): Promise<void> {
   const log = createLogger((line) => process.stderr.write(line), config.logLevel);
   const writeLoopStats = recordEventLoopDelay();
-  const processes = processControl(process.pid, (pid, signal) => {
-    process.kill(pid, signal);
-  });
-  const app = createServer(config, { log, env: process.env, processes });
+  const processes = thisProcess();
+  const app = createServer(config, { log, env: process.env, processes, platform });
   await app.start();
   const transport = new LineTransport({ input: process.stdin, output: process.stdout, maxMessageBytes: config.maxMessageMB * 1024 * 1024, log });
   let closing = false;
@@ -132,9 +145,7 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
   const json = argv.includes('--json');
   const jobId = argv.find((arg) => /^job_[A-Za-z0-9_-]{22}$/.test(arg));
   const config = loadConfig(argv.filter((arg) => arg !== '--watch' && arg !== '--json' && arg !== jobId));
-  const owners = processControl(process.pid, (pid, signal) => {
-    process.kill(pid, signal);
-  });
+  const owners = thisProcess();
   const data = new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start));
   const frame = async (): Promise<string | undefined> => {
     const now = Date.now();
@@ -190,9 +201,7 @@ async function dashboardCommand(argv: readonly string[]): Promise<number> {
   const port = portText === undefined ? 0 : Number(portText);
   if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new Error(`--port must be a whole number from 0 to 65535, got ${portText ?? ''}.`);
   const log = createLogger((line) => process.stderr.write(line), config.logLevel);
-  const owners = processControl(process.pid, (pid, signal) => {
-    process.kill(pid, signal);
-  });
+  const owners = thisProcess();
   const { Dashboard } = await import('./dashboard/http.js');
   const { dashboardAssets } = await import('./dashboard/assets.js');
   const dashboard = new Dashboard({ data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start)), stateDir: config.stateDir, host, port, assets: dashboardAssets(packageRoot), log });
@@ -214,9 +223,9 @@ function isLoopbackHost(host: string): boolean {
 
 /** The user's browser, without a shell: the URL is one argument. */
 function openBrowser(url: string): void {
-  const [command, ...args] = process.platform === 'darwin' ? ['open'] : process.platform === 'win32' ? ['rundll32', 'url.dll,FileProtocolHandler'] : ['xdg-open'];
+  const command = platform.openUrl(url);
   try {
-    const child = spawn(command ?? 'xdg-open', [...args, url], { stdio: 'ignore', detached: true });
+    const child = spawn(command.file, command.args, { stdio: 'ignore', detached: true, windowsHide: true });
     child.on('error', () => process.stderr.write(`Could not open a browser; open ${url.split('?')[0] ?? url} with the printed URL.\n`));
     child.unref();
   } catch {
@@ -257,7 +266,14 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'config') {
     const { clientConfig, parseConfigCommand } = await import('./commands/config.js');
     const options = parseConfigCommand(rest, process.cwd());
-    const config = clientConfig({ ...options, node: process.execPath, cli: fileURLToPath(import.meta.url), ...(options.root === undefined ? {} : { root: options.root }), ...(options.name === undefined ? {} : { name: options.name }) });
+    const config = clientConfig({
+      ...options,
+      node: process.execPath,
+      cli: fileURLToPath(import.meta.url),
+      desktopConfigFile: platform.folders(process.env, homedir()).claudeDesktopConfig,
+      ...(options.root === undefined ? {} : { root: options.root }),
+      ...(options.name === undefined ? {} : { name: options.name }),
+    });
     process.stderr.write(`Put this in ${config.where}:\n`);
     process.stdout.write(`${JSON.stringify(config.json, null, 2)}\n`);
     return 0;
@@ -265,7 +281,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'doctor') {
     const config = loadConfig(rest);
     const { runDoctor } = await import('./doctor.js');
-    return runDoctor(config, { write: (line: string) => process.stdout.write(line), env: process.env });
+    return runDoctor(config, { write: (line: string) => process.stdout.write(line), env: process.env, platform });
   }
   if (command !== undefined && !command.startsWith('--')) {
     process.stderr.write(`Unknown command "${command}".\n\n${help()}`);

@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { errorText } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { DoctorReport } from './pools/kind.js';
+import { LINUX, type Platform } from './platform/index.js';
 import { doctorKinds } from './registry.js';
 
 export interface DoctorDeps {
@@ -13,6 +14,8 @@ export interface DoctorDeps {
   /** For endpoint tokens and interpreter probes; never printed. */
   env: Readonly<Record<string, string | undefined>>;
   log?: Logger;
+  /** The system it runs on (Linux when not given). */
+  platform?: Platform;
 }
 
 /** How long all checks together may take (endpoints that do not answer are reported as such). */
@@ -45,7 +48,7 @@ export async function runDoctor(config: Config, deps: DoctorDeps): Promise<numbe
   };
 
   const signal = AbortSignal.timeout(DOCTOR_TIMEOUT_MS);
-  await doctorKinds(config, { log: deps.log ?? silentLogger, env: deps.env }, report, signal);
+  await doctorKinds(config, { log: deps.log ?? silentLogger, env: deps.env, platform: deps.platform ?? LINUX }, report, signal);
 
   report.section('Folders');
   for (const root of config.allowedRoots) {

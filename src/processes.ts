@@ -1,45 +1,72 @@
-import { closeSync, openSync, readSync } from 'node:fs';
 import type { Ownership } from './engine/types.js';
+import { LINUX, type Platform, type ProcessState } from './platform/index.js';
 
 /** `process.kill`'s shape: only the CLI hands in the real one (it is the one module that touches `process`). */
 export type KillFunction = (pid: number, signal: NodeJS.Signals | 0) => void;
 
-/** This server process, and what it may do to others: check they live, signal process groups. */
+/** This server process, and what it may do to others: check they live, stop worker trees. */
 export interface ProcessControl extends Ownership {
-  /** Sends `signal` to every process in group `pgid` (0 only checks); false when none got it. */
-  signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean;
+  /** Signals a worker's whole tree (its process group; on Windows its process tree); 0 only checks. False when none got it. */
+  signalTree(pid: number, signal: NodeJS.Signals | 0): boolean;
   /** Sends `signal` to one process; false when it is gone (or not ours to signal). */
   signalProcess(pid: number, signal: NodeJS.Signals): boolean;
+  /** The start token and state of `pid` now, or undefined when it is gone (or the system will not say). */
+  stateOf(pid: number): ProcessState | undefined;
+  /** A start token for a worker this server has just spawned (cheap: once per task). */
+  spawnToken(pid: number): string | undefined;
+  /** Whether two start tokens name the same process start. */
+  sameStart(a: string, b: string): boolean;
 }
 
-export function processControl(pid: number, kill: KillFunction): ProcessControl {
-  const startToken = readProcInfo(pid)?.startTime;
+export interface ProcessControlOptions {
+  platform?: Platform;
+  /** When this server started (epoch ms): its start token where the system is not asked (macOS, Windows). */
+  startedAtMs?: number;
+  now?: () => number;
+}
+
+export function processControl(pid: number, kill: KillFunction, options: ProcessControlOptions = {}): ProcessControl {
+  const platform = options.platform ?? LINUX;
+  const now = options.now ?? Date.now;
+  const startToken = platform.ownStartToken(pid, options.startedAtMs ?? now());
+  const known = new Map<number, { state: ProcessState; at: number }>();
+  /**
+   * For isAlive only (which signals nothing): the platform's answer, reused for a while where
+   * getting it runs a tool, since a dashboard asks for every job's server four times a second.
+   * Liveness is checked afresh each time; "no such process" is never reused. What decides a signal
+   * (stateOf) always asks afresh.
+   */
+  const cachedState = (target: number): ProcessState | undefined => {
+    if (platform.processStateCacheMs === 0) return platform.processState(target);
+    const at = now();
+    const hit = known.get(target);
+    if (hit && at - hit.at < platform.processStateCacheMs && runs(target)) return hit.state;
+    const state = platform.processState(target);
+    if (known.size >= 1024) known.clear();
+    if (state) known.set(target, { state, at });
+    else known.delete(target);
+    return state;
+  };
+  const runs = (target: number): boolean => {
+    try {
+      kill(target, 0);
+      return true;
+    } catch (error) {
+      // EPERM: it runs, as another user.
+      return errorCode(error) === 'EPERM';
+    }
+  };
   return {
     pid,
     ...(startToken === undefined ? {} : { startToken }),
     isAlive(other: number, otherStart?: string): boolean {
-      try {
-        kill(other, 0);
-      } catch (error) {
-        // EPERM: it runs, as another user.
-        if (errorCode(error) !== 'EPERM') return false;
-      }
-      // After a reboot the pid may belong to something else: compare start times where /proc tells.
+      if (!runs(other)) return false;
+      // After a reboot the pid may belong to something else: compare start times where the system tells.
       if (otherStart === undefined) return true;
-      const now = readProcInfo(other)?.startTime;
-      return now === undefined || now === otherStart;
+      const current = cachedState(other)?.token;
+      return current === undefined || platform.sameStart(current, otherStart);
     },
-    signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
-      // -0 and -1 would address this server's own group and every process there is.
-      if (!(Number.isInteger(pgid) && pgid > 1)) return false;
-      try {
-        kill(-pgid, signal);
-        return true;
-      } catch {
-        // ESRCH: nothing left in the group (EPERM: not ours to signal).
-        return false;
-      }
-    },
+    signalTree: (target, signal) => target !== pid && platform.signalTree(kill, target, signal),
     signalProcess(target: number, signal: NodeJS.Signals): boolean {
       if (!(Number.isInteger(target) && target > 1) || target === pid) return false;
       try {
@@ -49,45 +76,12 @@ export function processControl(pid: number, kill: KillFunction): ProcessControl 
         return false;
       }
     },
+    stateOf: (target) => platform.processState(target),
+    spawnToken: (target) => platform.spawnToken(target, now()),
+    sameStart: (a, b) => platform.sameStart(a, b),
   };
 }
 
 function errorCode(error: unknown): unknown {
   return error !== null && typeof error === 'object' && 'code' in error ? error.code : undefined;
-}
-
-/** One /proc/<pid>/stat line (~300 bytes; the command name in it is at most 16). */
-const statBuffer = Buffer.alloc(1024);
-
-/** A process as /proc shows it: its start time tells it from a later process given the same pid. */
-export interface ProcInfo {
-  /** Field 22 of /proc/<pid>/stat: clock ticks from boot to the process's start. */
-  startTime: string;
-  zombie: boolean;
-}
-
-/**
- * What /proc/<pid>/stat says of `pid`; undefined when there is no such process (or no /proc).
- * Synchronous on purpose: /proc is generated in memory and never waits on a disk. One read into
- * a buffer: the kernel builds the line anew for every read call, and for a process that has just
- * started that costs ~30 µs, so readFileSync's read-until-EOF doubled it (async: ~4x).
- */
-export function readProcInfo(pid: number): ProcInfo | undefined {
-  let text: string;
-  try {
-    const fd = openSync(`/proc/${pid}/stat`, 'r');
-    try {
-      text = statBuffer.toString('latin1', 0, readSync(fd, statBuffer, 0, statBuffer.length, 0));
-    } finally {
-      closeSync(fd);
-    }
-  } catch {
-    return undefined;
-  }
-  // Field 2 (the command name) is in parentheses and may itself hold spaces and ')'.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const state = fields[0];
-  const startTime = fields[22 - 3];
-  if (state === undefined || startTime === undefined || !/^\d+$/.test(startTime)) return undefined;
-  return { startTime, zombie: state === 'Z' };
 }

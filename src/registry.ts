@@ -49,6 +49,6 @@ export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps
 }
 
 /** Every kind's `doctor` checks, in registry order. */
-export async function doctorKinds(config: CoreConfig & KindsConfig, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport, signal: AbortSignal): Promise<void> {
+export async function doctorKinds(config: CoreConfig & KindsConfig, deps: Pick<KindDeps, 'log' | 'env' | 'platform'>, report: DoctorReport, signal: AbortSignal): Promise<void> {
   for (const { kind } of KINDS) await kind.doctor?.(config, deps, report, signal);
 }

@@ -6,6 +6,7 @@ import type { Ownership } from './engine/types.js';
 import { errorText, MonitorError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
+import { LINUX, type Platform } from './platform/index.js';
 import { type BuiltKind, buildKinds } from './registry.js';
 import { LivePublisher } from './live/publisher.js';
 import { JobStore } from './store/store.js';
@@ -32,6 +33,8 @@ export interface ServerDeps {
    * a test) holds `process`.
    */
   processes?: ProcessControl;
+  /** The system the server runs on (the CLI's `process.platform`); Linux when not given. */
+  platform?: Platform;
 }
 
 export interface MonitorServer {
@@ -67,7 +70,7 @@ function instructions(config: Config, kinds: readonly BuiltKind[]): string {
  */
 export function createServer(config: Config, deps: ServerDeps & Required<Pick<ServerDeps, 'processes'>>): MonitorServer {
   const log = deps.log ?? silentLogger;
-  const kinds = buildKinds(config, { log, env: deps.env ?? {}, processes: deps.processes });
+  const kinds = buildKinds(config, { log, env: deps.env ?? {}, processes: deps.processes, platform: deps.platform ?? LINUX });
   const ownership = deps.ownership ?? deps.processes;
   const engine = new Engine({ store: new JobStore(config.stateDir, log), pools: kinds.map((k) => k.instance.pool), log, retentionDays: config.retentionDays, ownership, maxStateBytes: config.maxStateMB * 1024 * 1024 });
   const facts: ServerFacts = {

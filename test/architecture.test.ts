@@ -70,7 +70,7 @@ describe('architecture', () => {
   });
 
   it('keeps MCP in tools/ and above: engine, store, pools, config and the OS adapters never import the SDK or a tool', () => {
-    const low = (m: string): boolean => under(m, 'engine', 'store', 'pools', 'config') || ['errors.ts', 'log.ts', 'paths.ts', 'processes.ts'].includes(m);
+    const low = (m: string): boolean => under(m, 'engine', 'store', 'pools', 'config', 'platform') || ['errors.ts', 'log.ts', 'paths.ts', 'processes.ts'].includes(m);
     expect(edges((from, to) => low(from) && (to.startsWith('@modelcontextprotocol/') || under(to, 'tools') || to === 'server.ts'))).toEqual([]);
   });
 
@@ -81,6 +81,25 @@ describe('architecture', () => {
     // The OS adapters serve every layer: they import no layer above them, save the engine's
     // interfaces that they implement (Ownership).
     expect(edges((from, to) => ['processes.ts', 'paths.ts'].includes(from) && under(to, 'engine', 'store', 'pools', 'tools') && to !== 'engine/types.ts')).toEqual([]);
+    expect(edges((from, to) => under(from, 'platform') && graph.has(to) && !under(to, 'platform') && to !== 'paths.ts')).toEqual([]);
+  });
+
+  it('asks the platform module alone what system it runs on: nothing else tests process.platform, reads /proc or sends a raw signal to a group', () => {
+    const offenders: string[] = [];
+    for (const [module] of graph) {
+      if (under(module, 'platform')) continue;
+      // Comments may name them; code may not.
+      const code = readFileSync(path.join(src, module), 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, '');
+      // The CLI, the one module that touches `process`, hands process.platform in once.
+      const platformTests = [...code.matchAll(/process\.platform|\bos\.platform\(/g)].length;
+      if (platformTests > (module === 'cli.ts' ? 1 : 0)) offenders.push(`${module}: process.platform`);
+      if (/['"`]\/proc\b/.test(code)) offenders.push(`${module}: /proc`);
+      if (/kill\(\s*-/.test(code)) offenders.push(`${module}: kill(-pgid)`);
+      // Workers start with the platform's spawn options; the CLI's browser and the spawn helper
+      // (created only where the platform says it pays: Linux) are no workers.
+      if (/detached:\s*true/.test(code) && !['cli.ts', 'pools/script/spawner.ts'].includes(module)) offenders.push(`${module}: detached: true`);
+    }
+    expect(offenders).toEqual([]);
   });
 
   it('keeps each worker kind in its folder: kinds import no other kind, and only the registry and that kind\'s tool files import it', () => {

@@ -3,10 +3,23 @@ import { describe, expect, it } from 'vitest';
 import { configFilePath, parseConfig, type ConfigSources } from '../src/config.js';
 import { errorText } from '../src/errors.js';
 import { resolveInsideRoots } from '../src/paths.js';
+import { platformFor } from '../src/platform/index.js';
 
 const base: ConfigSources = { argv: [], env: {}, home: '/home/u', cpus: 6, packageRoot: '/opt/monitor', cwd: '/work/project' };
 
 describe('parseConfig', () => {
+  it("takes its default folders and path rules from the platform it is given", () => {
+    const windows = parseConfig({ ...base, env: { LOCALAPPDATA: 'C:\\Users\\u\\AppData\\Local' }, platform: platformFor('win32', {}) });
+    expect(windows.stateDir).toBe('C:\\Users\\u\\AppData\\Local\\monitor-mcp\\state');
+    expect(windows.pathRules).toEqual({ flavor: 'win32', caseInsensitive: true });
+    const mac = parseConfig({ ...base, home: '/Users/u', platform: platformFor('darwin') });
+    expect(mac.stateDir).toBe('/Users/u/Library/Application Support/monitor-mcp/state');
+    expect(mac.pathRules).toEqual({ flavor: 'posix', caseInsensitive: true });
+    expect(parseConfig(base).pathRules).toEqual({ flavor: 'posix', caseInsensitive: false });
+    expect(configFilePath([], { APPDATA: 'C:\\Users\\u\\AppData\\Roaming' }, 'C:\\Users\\u', platformFor('win32', {})).path).toBe('C:\\Users\\u\\AppData\\Roaming\\monitor-mcp\\config.json');
+    expect(configFilePath([], {}, '/Users/u', platformFor('darwin')).path).toBe('/Users/u/Library/Application Support/monitor-mcp/config.json');
+  });
+
   it('has sensible defaults derived from the machine', () => {
     const config = parseConfig(base);
     expect(config.stateDir).toBe('/home/u/.local/state/monitor-mcp');

@@ -31,12 +31,12 @@ describe('processControl', () => {
     const pgid = leader.pid ?? 0;
     const exited = new Promise((resolve) => leader.on('exit', resolve));
     try {
-      expect(control.signalGroup(pgid, 0)).toBe(true);
-      expect(control.signalGroup(pgid, 'SIGTERM')).toBe(true);
+      expect(control.signalTree(pgid, 0)).toBe(true);
+      expect(control.signalTree(pgid, 'SIGTERM')).toBe(true);
       await exited;
       expect(await eventually(() => !alive(member), 5000)).toBe(true);
       // The orphaned member stays a zombie in the group until PID 1 reaps it.
-      expect(await eventually(() => !control.signalGroup(pgid, 0), 10_000)).toBe(true);
+      expect(await eventually(() => !control.signalTree(pgid, 0), 10_000)).toBe(true);
     } finally {
       killQuietly(member);
       killQuietly(pgid);
@@ -48,10 +48,10 @@ describe('processControl', () => {
     const control = processControl(process.pid, (pid) => {
       sent.push(pid);
     });
-    expect(control.signalGroup(0, 'SIGKILL')).toBe(false);
-    expect(control.signalGroup(1, 'SIGKILL')).toBe(false);
-    expect(control.signalGroup(-5, 'SIGKILL')).toBe(false);
-    expect(control.signalGroup(1234, 0)).toBe(true);
+    expect(control.signalTree(0, 'SIGKILL')).toBe(false);
+    expect(control.signalTree(1, 'SIGKILL')).toBe(false);
+    expect(control.signalTree(-5, 'SIGKILL')).toBe(false);
+    expect(control.signalTree(1234, 0)).toBe(true);
     expect(sent).toEqual([-1234]);
   });
 });

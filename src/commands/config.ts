@@ -13,6 +13,8 @@ export interface ClientConfigOptions {
   root?: string;
   /** The server's name in the client (default "monitor"). */
   name?: string;
+  /** Claude Desktop's config file on this system, when it has one (macOS, Windows). */
+  desktopConfigFile?: string | undefined;
 }
 
 export interface ClientConfig {
@@ -38,7 +40,7 @@ export function clientConfig(options: ClientConfigOptions): ClientConfig {
       };
     case 'claude-desktop':
       return {
-        where: 'claude_desktop_config.json (macOS: ~/Library/Application Support/Claude/, Windows: %APPDATA%\\Claude\\), then restart Claude Desktop',
+        where: `${options.desktopConfigFile ?? 'claude_desktop_config.json (macOS: ~/Library/Application Support/Claude/, Windows: %APPDATA%\\Claude\\)'}, then restart Claude Desktop`,
         json: { mcpServers: { [name]: { command: options.node, args } } },
       };
     case 'cursor':

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { atMost, bool, choice, type Constraint, int, list, num, pathSetting, type SettingsTree, type ValuesOf } from './settings.js';
+import { atMost, bool, choice, type Constraint, derived, int, list, num, pathSetting, platformOf, type SettingsTree, type ValuesOf } from './settings.js';
 
 /** Longest timeout anywhere (a day): Node timers overflow past 2^31-1 ms (~24.8 days) and fire at once. */
 export const MAX_TIMEOUT_SECONDS = 86_400;
@@ -21,8 +21,8 @@ export const MAX_MESSAGE_MIB = 256;
 export const CORE_SETTINGS = {
   stateDir: pathSetting({
     help: 'Where jobs are kept',
-    default: (ctx) => path.join(ctx.env.XDG_STATE_HOME || path.join(ctx.home, '.local', 'state'), 'monitor-mcp'),
-    defaultText: '$XDG_STATE_HOME/monitor-mcp (~/.local/state/monitor-mcp)',
+    default: (ctx) => platformOf(ctx).folders(ctx.env, ctx.home).stateDir,
+    defaultText: 'Linux: $XDG_STATE_HOME/monitor-mcp (~/.local/state/monitor-mcp); macOS: ~/Library/Application Support/monitor-mcp/state; Windows: %LOCALAPPDATA%\\monitor-mcp\\state',
     env: 'MONITOR_STATE_DIR',
     flag: '--state-dir DIR',
   }),
@@ -75,6 +75,7 @@ export const CORE_SETTINGS = {
     env: 'MONITOR_LOG_LEVEL',
     flag: '--log-level LEVEL',
   }),
+  pathRules: derived('How paths are compared when kept inside the allowed folders: this system\'s (case-insensitive on macOS and Windows)', (ctx) => platformOf(ctx).pathRules),
   collect: {
     defaultWaitSeconds: num({ help: 'Default wait of collect_results', default: 20, min: 0, max: MAX_WAIT_SECONDS, flag: '--wait-seconds N' }),
     maxWaitSeconds: num({

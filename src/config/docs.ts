@@ -2,7 +2,7 @@ import { type SettingsTree, settingEntries } from './settings.js';
 
 /** The `Options` part of `--help`: one line per flag, made from the settings' declarations. */
 export function optionsHelp(tree: SettingsTree): string {
-  const rows: Array<[string, string]> = [['--config FILE', 'JSON config file (default: $XDG_CONFIG_HOME/monitor-mcp/config.json)']];
+  const rows: Array<[string, string]> = [['--config FILE', 'JSON config file (default: $XDG_CONFIG_HOME/monitor-mcp/config.json; macOS ~/Library/Application Support/monitor-mcp/config.json; Windows %APPDATA%\\monitor-mcp\\config.json)']];
   for (const { setting } of settingEntries(tree)) {
     for (const flag of setting.flags) {
       const notes = [flag.repeatable ? 'repeatable' : '', setting.defaultText === 'none' || setting.type === 'boolean' || flag.help ? '' : `default: ${setting.defaultText}`].filter((n) => n !== '');

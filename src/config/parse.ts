@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { MonitorError } from '../errors.js';
+import { LINUX, type Platform } from '../platform/index.js';
 import { type Constraint, isSetting, type Setting, type SettingContext, type SettingsTree, settingEntries, type SourceContext } from './settings.js';
 
 export interface ConfigSources extends SettingContext {
@@ -13,8 +14,8 @@ export interface ConfigSources extends SettingContext {
 /** The flag that names the config file; every other flag belongs to a setting. */
 const CONFIG_FLAG = '--config';
 
-/** Which config file to read: --config, else $MONITOR_MCP_CONFIG, else the XDG default (if it exists). */
-export function configFilePath(argv: readonly string[], env: ConfigSources['env'], home: string): { path: string; explicit: boolean } {
+/** Which config file to read: --config, else $MONITOR_MCP_CONFIG, else the platform's default (if it exists). */
+export function configFilePath(argv: readonly string[], env: ConfigSources['env'], home: string, platform: Platform = LINUX): { path: string; explicit: boolean } {
   let flag: string | undefined;
   argv.forEach((arg, i) => {
     if (arg === CONFIG_FLAG) flag = argv[i + 1];
@@ -22,8 +23,7 @@ export function configFilePath(argv: readonly string[], env: ConfigSources['env'
   });
   if (flag) return { path: flag, explicit: true };
   if (env.MONITOR_MCP_CONFIG) return { path: env.MONITOR_MCP_CONFIG, explicit: true };
-  const configHome = env.XDG_CONFIG_HOME || path.join(home, '.config');
-  return { path: path.join(configHome, 'monitor-mcp', 'config.json'), explicit: false };
+  return { path: platform.folders(env, home).configFile, explicit: false };
 }
 
 /**

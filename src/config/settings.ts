@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { MonitorError } from '../errors.js';
+import { LINUX, type Platform } from '../platform/index.js';
 
 /**
  * Each setting is declared once, here or in its worker kind's folder: its type and range, default,
@@ -18,6 +19,13 @@ export interface SettingContext {
   cwd: string;
   /** The node binary running the server. */
   execPath?: string;
+  /** The system it runs on (default folders, path rules); Linux when not given. */
+  platform?: Platform;
+}
+
+/** The platform a context names, Linux when none. */
+export function platformOf(ctx: Pick<SettingContext, 'platform'>): Platform {
+  return ctx.platform ?? LINUX;
 }
 
 /** Where a value comes from, for messages and for resolving relative paths. */

@@ -2,6 +2,7 @@ import type { CoreConfig } from '../config/core.js';
 import type { Constraint, SettingsTree, ValuesOf } from '../config/settings.js';
 import type { Pool } from '../engine/types.js';
 import type { Logger } from '../log.js';
+import type { Platform } from '../platform/index.js';
 import type { ProcessControl } from '../processes.js';
 
 /** What every kind is built with. */
@@ -14,6 +15,8 @@ export interface KindDeps {
   env: Readonly<Record<string, string | undefined>>;
   /** Signals process groups and tells whether a process lives (only the CLI or a test holds `process`). */
   processes: ProcessControl;
+  /** The system it runs on: how workers are started and stopped, how paths compare. */
+  platform: Platform;
   /** Env vars holding secrets that some kind uses: never handed to worker processes. */
   secretEnv: ReadonlySet<string>;
 }
@@ -56,7 +59,7 @@ export interface WorkerKind<Settings extends SettingsTree, Services> {
   /** Builds the kind: objects only, no I/O (createServer stays free of side effects). */
   create(config: CoreConfig & ValuesOf<Settings>, deps: KindDeps): KindInstance<Services>;
   /** Checks for `monitor-mcp doctor`, in a section of its own: what the kind needs to work here. */
-  doctor?(config: CoreConfig & ValuesOf<Settings>, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport, signal: AbortSignal): Promise<void>;
+  doctor?(config: CoreConfig & ValuesOf<Settings>, deps: Pick<KindDeps, 'log' | 'env' | 'platform'>, report: DoctorReport, signal: AbortSignal): Promise<void>;
 }
 
 /** Labels stay short: a result's provenance, not its content. */

@@ -6,6 +6,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { clientConfig, parseConfigCommand } from '../../src/commands/config.js';
+import { platformFor } from '../../src/platform/index.js';
 import { makeTempDir, repoRoot } from '../helpers/client.js';
 
 const run = promisify(execFile);
@@ -28,6 +29,16 @@ describe('monitor-mcp config', () => {
       servers: { mon: { type: 'stdio', command: '/usr/bin/node', args: ['/opt/monitor-mcp/dist/src/cli.js', '--root', '/home/u/p'] } },
     });
     expect(JSON.stringify(clientConfig({ client: 'cursor', ...paths, root: '/p' }).json)).not.toContain('${');
+  });
+
+  it("names Claude Desktop's config file on the system it runs on (macOS, Windows), or both where it has none", () => {
+    const paths = { node: 'C:\\Program Files\\nodejs\\node.exe', cli: 'C:\\mm\\dist\\src\\cli.js' };
+    const windowsFile = platformFor('win32', {}).folders({ APPDATA: 'C:\\Users\\ann\\AppData\\Roaming' }, 'C:\\Users\\ann').claudeDesktopConfig;
+    expect(clientConfig({ client: 'claude-desktop', ...paths, desktopConfigFile: windowsFile }).where).toBe('C:\\Users\\ann\\AppData\\Roaming\\Claude\\claude_desktop_config.json, then restart Claude Desktop');
+    const macFile = platformFor('darwin').folders({}, '/Users/ann').claudeDesktopConfig;
+    expect(clientConfig({ client: 'claude-desktop', ...paths, desktopConfigFile: macFile }).where).toMatch(/^\/Users\/ann\/Library\/Application Support\/Claude\/claude_desktop_config\.json,/);
+    expect(platformFor('linux').folders({}, '/home/ann').claudeDesktopConfig).toBeUndefined();
+    expect(clientConfig({ client: 'claude-desktop', ...paths }).where).toMatch(/macOS: .*Windows: /);
   });
 
   it('roots the clients that start servers elsewhere in this folder, and refuses an unknown client', () => {

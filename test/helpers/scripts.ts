@@ -1,3 +1,4 @@
+import { LINUX } from '../../src/platform/index.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -41,7 +42,7 @@ export async function scriptConfig(edit: (config: Config) => void = () => {}): P
 
 /** The script kind's pool as createServer builds it (every kind's secret variables kept from its workers). */
 export function scriptPool(config: Config, env: Readonly<Record<string, string | undefined>> = process.env, processes: ProcessControl = testProcesses): ScriptPool {
-  const pool = buildKinds(config, { log: silentLogger, env, processes }).find((k) => k.name === 'script')?.instance.pool;
+  const pool = buildKinds(config, { log: silentLogger, env, processes, platform: LINUX }).find((k) => k.name === 'script')?.instance.pool;
   if (!(pool instanceof ScriptPool)) throw new Error('the script kind is not registered');
   return pool;
 }

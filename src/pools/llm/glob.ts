@@ -2,11 +2,13 @@ import type { Dirent, Stats } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MonitorError } from '../../errors.js';
-import { isInside, noAllowedFolders, resolveInsideRoots, resolveRoots } from '../../paths.js';
+import { isInside, LINUX_PATHS, noAllowedFolders, type PathRules, resolveInsideRoots, resolveRoots } from '../../paths.js';
 
 export interface GlobOptions {
   /** Every match must really (after symlinks) be inside one of these. */
   roots: readonly string[];
+  /** How this system compares paths (Linux's when not given). */
+  rules?: PathRules;
   /** Relative patterns resolve against this (default: the first root). */
   base?: string;
   /** More matches than this is an error, not a silent cut. */
@@ -29,8 +31,9 @@ const MAGIC = /[*?[]/;
 export async function expandFiles(patterns: readonly string[], options: GlobOptions): Promise<string[]> {
   const base = options.base ?? options.roots[0];
   if (base === undefined) throw noAllowedFolders('files');
+  const rules = options.rules ?? LINUX_PATHS;
   const realRoots = await resolveRoots(options.roots);
-  const budget = { entries: options.maxEntries ?? 200_000 };
+  const budget = { entries: options.maxEntries ?? 200_000, rules };
   const seen = new Set<string>();
   const out: string[] = [];
   const add = (file: string): void => {
@@ -54,14 +57,14 @@ export async function expandFiles(patterns: readonly string[], options: GlobOpti
       const segments = absolute.split(path.sep);
       const firstMagic = segments.findIndex((s) => MAGIC.test(s));
       if (firstMagic === -1) {
-        const real = await resolveInsideRoots(single, options.roots, { base, what: 'file' });
+        const real = await resolveInsideRoots(single, options.roots, { base, what: 'file', rules });
         const info = await stat(real);
         if (!info.isFile()) throw notAFile(single, info);
         matches.push(real);
         continue;
       }
       const prefix = segments.slice(0, firstMagic).join(path.sep) || path.sep;
-      const dir = await resolveInsideRoots(prefix, options.roots, { base, what: 'folder' });
+      const dir = await resolveInsideRoots(prefix, options.roots, { base, what: 'folder', rules });
       searched = dir;
       let rest = segments.slice(firstMagic);
       // A trailing `**` means every file below.
@@ -100,7 +103,7 @@ async function walk(
   out: string[],
   visited: Set<string>,
   roots: readonly string[],
-  budget: { entries: number },
+  budget: { entries: number; rules: PathRules },
 ): Promise<void> {
   const key = `${at}\0${dir}`;
   if (visited.has(key) || at >= segments.length) return;
@@ -130,7 +133,7 @@ async function walk(
     else if (entry.isSymbolicLink()) {
       // A symlinked file counts only when its target is inside the roots too.
       const real = await realpath(full).catch(() => undefined);
-      if (real && roots.some((root) => isInside(root, real)) && (await stat(real)).isFile()) out.push(real);
+      if (real && roots.some((root) => isInside(root, real, budget.rules)) && (await stat(real)).isFile()) out.push(real);
     }
   }
 }

@@ -36,7 +36,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
     return {
       pool,
       services: {
-        plan: (request, signal) => planLlmJob(request, { settings, allowedRoots: config.allowedRoots, endpoints, schemas, signal }),
+        plan: (request, signal) => planLlmJob(request, { settings, allowedRoots: config.allowedRoots, pathRules: config.pathRules, endpoints, schemas, signal }),
         report: (signal) => endpoints.report(signal),
         endpointNames: endpoints.endpointNames,
         defaultModel: settings.defaultModel,
@@ -64,6 +64,7 @@ export function createLlmParts(config: CoreConfig & LlmConfig, deps: Pick<KindDe
     endpoints,
     schemas,
     allowedRoots: config.allowedRoots,
+    pathRules: config.pathRules,
     maxRetries: settings.maxRetries,
     maxFileBytes: settings.maxFileBytes,
     maxInlineChars: settings.maxInlineChars,

@@ -2,7 +2,7 @@ import { open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
-import { resolveRoots } from '../../paths.js';
+import { type PathRules, resolveRoots } from '../../paths.js';
 import type { Endpoints, LlmSettings } from './endpoints.js';
 import { expandFiles } from './glob.js';
 import { LLM_KIND } from './pool.js';
@@ -51,6 +51,8 @@ export interface LlmJobPlan extends JobPlan {
 export interface LlmPlanContext {
   settings: LlmSettings;
   allowedRoots: readonly string[];
+  /** How this system compares paths (Linux's when not given). */
+  pathRules?: PathRules;
   endpoints: Endpoints;
   schemas: SchemaValidator;
   signal: AbortSignal;
@@ -171,7 +173,7 @@ async function groupInputs(
   if (!placeholdersOf(template).includes('content')) {
     throw new MonitorError('INVALID_INPUT', 'group puts the files into {{content}}, which the template does not use.', { hint: 'e.g. "Review this module:\\n{{content}}".' });
   }
-  const matched = await expandFiles(request.files ?? [], { roots: context.allowedRoots, maxFiles: settings.maxFiles });
+  const matched = await expandFiles(request.files ?? [], { roots: context.allowedRoots, maxFiles: settings.maxFiles, ...(context.pathRules ? { rules: context.pathRules } : {}) });
   const realRoots = await resolveRoots(context.allowedRoots);
   const ratio = await bytesPerToken(matched, served.endpoints, options.model, context);
   const bytesPerTok = ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN;
@@ -253,7 +255,7 @@ async function templateInputs(
   let files: FileRef[] | undefined;
   if (request.files) {
     const roots = context.allowedRoots;
-    const matched = await expandFiles(request.files, { roots, maxFiles: settings.maxFiles });
+    const matched = await expandFiles(request.files, { roots, maxFiles: settings.maxFiles, ...(context.pathRules ? { rules: context.pathRules } : {}) });
     const realRoots = await resolveRoots(roots);
     const chunking = request.chunkTokens !== undefined || request.chunk === true;
     const ratio = chunking ? await bytesPerToken(matched, served.endpoints, options.model, context) : undefined;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import * as z from 'zod';
 import type { JobTotals, Pool, TaskContext, TaskResult, UpstreamView } from '../../engine/types.js';
 import { isMonitorError, MonitorError, toTaskError } from '../../errors.js';
-import { resolveInsideRoots } from '../../paths.js';
+import { type PathRules, resolveInsideRoots } from '../../paths.js';
 import { shortLabel } from '../kind.js';
 import { provenanceOf, stageOutput } from '../stage-input.js';
 import { decideRetry, type RetryPolicy, sleep } from '../retry.js';
@@ -92,6 +92,8 @@ export interface LlmPoolOptions {
   endpoints: Endpoints;
   schemas: SchemaValidator;
   allowedRoots: readonly string[];
+  /** How this system compares paths (Linux's when not given). */
+  pathRules?: PathRules;
   maxRetries: number;
   maxFileBytes: number;
   maxInlineChars: number;
@@ -215,7 +217,7 @@ export class LlmPool implements Pool {
       result = { ok: false, error: toTaskError(error), value: base };
     }
     if (result.ok || result.error?.code !== 'CONTEXT_OVERFLOW' || !('file' in input || 'files' in input)) return result;
-    const halves = depth < MAX_SPLIT_DEPTH ? await splitForContext(input, this.options.allowedRoots) : undefined;
+    const halves = depth < MAX_SPLIT_DEPTH ? await splitForContext(input, this.options.allowedRoots, this.options.pathRules) : undefined;
     if (halves) {
       this.endpoints.log.debug(`task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`);
       result = await this.splitRun(task, options, halves, stem, depth, base);
@@ -374,7 +376,7 @@ export class LlmPool implements Pool {
     const texts: string[] = [];
     for (const file of files) {
       // Checked again at run time: the path may have become a symlink pointing elsewhere since submit.
-      const real = await resolveInsideRoots(file.path, this.options.allowedRoots, { what: 'file' });
+      const real = await resolveInsideRoots(file.path, this.options.allowedRoots, { what: 'file', ...(this.options.pathRules ? { rules: this.options.pathRules } : {}) });
       texts.push(await readFileForPrompt({ ...file, path: real }, this.options.maxFileBytes));
     }
     const content = input.files ? input.files.map((file, i) => `### ${partName(file)}\n${texts[i] ?? ''}`).join('\n\n') : (texts[0] ?? '');
@@ -685,7 +687,7 @@ function sumUsage(values: ReadonlyArray<unknown>): Record<string, number> {
  * A prompt's files cut in two: a pack by its files, a lone file (or chunk) at the line break nearest
  * its middle. Undefined when there is nothing left to cut.
  */
-async function splitForContext(input: TemplateTaskInput, roots: readonly string[]): Promise<[TemplateTaskInput, TemplateTaskInput] | undefined> {
+async function splitForContext(input: TemplateTaskInput, roots: readonly string[], rules?: PathRules): Promise<[TemplateTaskInput, TemplateTaskInput] | undefined> {
   const files = input.files ?? (input.file ? [input.file] : []);
   if (files.length > 1) {
     const mid = Math.ceil(files.length / 2);
@@ -694,7 +696,7 @@ async function splitForContext(input: TemplateTaskInput, roots: readonly string[
   }
   const [file] = files;
   if (!file) return undefined;
-  const real = await resolveInsideRoots(file.path, roots, { what: 'file' });
+  const real = await resolveInsideRoots(file.path, roots, { what: 'file', ...(rules ? { rules } : {}) });
   const size = (await stat(real)).size;
   const start = file.start ?? 0;
   const end = file.end ?? size;

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { isMonitorError, MonitorError } from '../../errors.js';
 import { ScriptError } from './errors.js';
 import type { Logger } from '../../log.js';
-import { isInside, resolveInsideRoots } from '../../paths.js';
+import { isInside, type PathRules, resolveInsideRoots } from '../../paths.js';
+import { LINUX, type Platform } from '../../platform/index.js';
 import { HEADER_SCAN_BYTES, parseWorkerHeader, type WorkerHeader } from './header.js';
 import { findExecutable, type InterpreterResolver } from './interpreters.js';
 
@@ -38,7 +39,7 @@ export interface LaunchPlan {
 
 /** Python started so that nothing outside the script and the standard library loads code into it. */
 const ISOLATED_PYTHON_FLAGS = ['-s', '-E'];
-const PYTHON_INTERPRETER = /(^|\/)python[0-9.]*$/;
+const PYTHON_INTERPRETER = /(^|[\\/])(python[0-9.]*|py)(\.exe)?$/i;
 
 export interface WorkerCatalogOptions {
   workersDirs: readonly string[];
@@ -47,6 +48,8 @@ export interface WorkerCatalogOptions {
   searchPath: string;
   resolver: InterpreterResolver;
   log: Logger;
+  /** How files run and paths compare on this system (Linux when not given). */
+  platform?: Platform;
 }
 
 const NOT_WORKERS = /^(readme|license|changelog)(\.|$)|\.(md|txt|json|ya?ml|toml|cfg|ini|lock|pyc)$/i;
@@ -57,6 +60,14 @@ export class WorkerCatalog {
 
   constructor(options: WorkerCatalogOptions) {
     this.options = options;
+  }
+
+  private get platform(): Platform {
+    return this.options.platform ?? LINUX;
+  }
+
+  get pathRules(): PathRules {
+    return this.platform.pathRules;
   }
 
   get dirs(): readonly string[] {
@@ -117,7 +128,7 @@ export class WorkerCatalog {
     for (const dir of dirs) {
       let real: string;
       try {
-        real = await resolveInsideRoots(worker, dirs, { base: dir, what: 'worker', missingCode: 'WORKER_NOT_FOUND', widen: '--workers-dir or "workersDirs" in the config file' });
+        real = await resolveInsideRoots(worker, dirs, { base: dir, what: 'worker', missingCode: 'WORKER_NOT_FOUND', widen: '--workers-dir or "workersDirs" in the config file', rules: this.pathRules });
       } catch (error) {
         if (isMonitorError(error) && error.code === 'WORKER_NOT_FOUND') continue;
         throw error;
@@ -131,16 +142,23 @@ export class WorkerCatalog {
   /** The plan for a worker: its interpreter by extension, or the file itself when it is executable. */
   async planWorker(worker: string): Promise<LaunchPlan> {
     const resolved = await this.resolveWorker(worker);
-    const header = parseWorkerHeader(await readHead(resolved.path));
-    const interpreter = this.interpreterFor(resolved.name) ?? this.interpreterFor(resolved.path);
+    const head = await readHead(resolved.path);
+    const header = parseWorkerHeader(head);
+    const byExtension = this.interpreterFor(resolved.name) ?? this.interpreterFor(resolved.path);
+    const mode = (await stat(resolved.path)).mode;
+    // Windows runs no `#!` line: the server reads it (`/usr/bin/env python3` → python3), as cross-spawn does.
+    const shebang = byExtension === undefined && !this.platform.runsShebangs && !this.platform.isRunnable(resolved.path, mode) ? shebangCommand(head) : undefined;
+    const interpreter = byExtension ?? shebang?.[0];
     if (interpreter !== undefined) {
-      const file = await this.options.resolver.resolve(interpreter);
+      const file = await this.options.resolver.resolve(interpreter).catch((error: unknown) => {
+        const hint = this.platform.missingInterpreterHint(interpreter, path.extname(resolved.path) || undefined);
+        throw hint !== undefined && isMonitorError(error) ? new ScriptError('SPAWN_FAILED', error.message, { hint }) : error;
+      });
       // -s: no user site-packages (a HOME holding a .pth file ran code); -E: no PYTHON* variables.
       const flags = header.isolated && PYTHON_INTERPRETER.test(interpreter) ? ISOLATED_PYTHON_FLAGS : [];
-      return { file, prefixArgs: [...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env, warm: header.warm, packFiles: header.pack === 'files' };
+      return { file, prefixArgs: [...(shebang?.slice(1) ?? []), ...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env, warm: header.warm, packFiles: header.pack === 'files' };
     }
-    const mode = (await stat(resolved.path)).mode;
-    if ((mode & 0o111) === 0) {
+    if (!this.platform.isRunnable(resolved.path, mode)) {
       throw new MonitorError('INVALID_INPUT', `The worker "${worker}" has no known extension and is not executable, so there is no way to run it.`, {
         hint: `Known extensions: ${Object.keys(this.options.interpreters).join(', ')}. The user can mark the file executable (chmod +x) or map its extension in the config file ("script": {"interpreters": {...}}).`,
       });
@@ -161,7 +179,7 @@ export class WorkerCatalog {
         hint: `Allowed commands: ${allowed.join(', ')}. Give one of these exactly, or use a worker (list_workers).`,
       });
     }
-    const file = await findExecutable(command, this.options.searchPath);
+    const file = await findExecutable(command, this.options.searchPath, { platform: this.platform });
     if (file === undefined) {
       throw new ScriptError('SPAWN_FAILED', `The allowed command "${command}" was not found${command.includes('/') ? '' : ' on PATH'} or is not executable.`, {
         hint: 'Ask the user to install it or to fix the allowCommands entry (a name on PATH or an absolute path).',
@@ -184,15 +202,17 @@ export class WorkerCatalog {
 
   private async describe(realDir: string, name: string, realDirs: readonly string[]): Promise<WorkerEntry | undefined> {
     const real = await realpath(path.join(realDir, name));
-    if (!realDirs.some((dir) => isInside(dir, real))) {
+    if (!realDirs.some((dir) => isInside(dir, real, this.pathRules))) {
       this.options.log.debug(`worker ${name} in ${realDir} links outside the folder; not listed`);
       return undefined;
     }
     const info = await stat(real);
     if (!info.isFile()) return undefined;
-    const interpreter = this.interpreterFor(name) ?? this.interpreterFor(real) ?? ((info.mode & 0o111) !== 0 ? 'executable' : undefined);
+    const head = await readHead(real);
+    const interpreter =
+      this.interpreterFor(name) ?? this.interpreterFor(real) ?? (this.platform.isRunnable(real, info.mode) ? 'executable' : this.platform.runsShebangs ? undefined : shebangCommand(head)?.[0]);
     if (interpreter === undefined) return undefined;
-    return { name, dir: realDir, path: real, interpreter, header: parseWorkerHeader(await readHead(real)) };
+    return { name, dir: realDir, path: real, interpreter, header: parseWorkerHeader(head) };
   }
 
   private async availableHint(): Promise<string> {
@@ -201,6 +221,23 @@ export class WorkerCatalog {
       ? `Available workers: ${names.join(', ')} (list_workers describes each).`
       : `No workers found in ${this.options.workersDirs.join(', ')}; the user can add a folder with --workers-dir or "workersDirs".`;
   }
+}
+
+/**
+ * The program a `#!` line names, with its arguments: `#!/usr/bin/env python3` → [python3],
+ * `#!/bin/bash -e` → [bash, -e]. Only where the system does not read the line itself (Windows).
+ */
+export function shebangCommand(head: string): string[] | undefined {
+  const line = /^#!([^\r\n]*)/.exec(head)?.[1]?.trim();
+  if (!line) return undefined;
+  const [program, ...args] = line.split(/\s+/);
+  if (program === undefined) return undefined;
+  const name = program.split('/').pop() ?? program;
+  if (name === 'env') {
+    const [envProgram, ...envArgs] = args.filter((arg) => arg !== '-S');
+    return envProgram === undefined ? undefined : [envProgram, ...envArgs];
+  }
+  return name === '' ? undefined : [name, ...args];
 }
 
 async function readHead(file: string): Promise<string> {

@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readSync } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Logger } from '../../log.js';
-import { readProcInfo, type ProcessControl } from '../../processes.js';
+import { readProcInfo } from '../../platform/proc.js';
+import type { ProcessControl } from '../../processes.js';
 
 /**
  * Set in every worker's environment, and so inherited by everything the worker starts: a process
@@ -34,8 +35,8 @@ export interface DescendantsOptions {
   stateDir: string;
   processes: ProcessControl;
   log: Logger;
-  /** Where the process table is (tests may point elsewhere); without it nothing is tracked. */
-  procDir?: string;
+  /** Where the process table is (the platform's /proc; tests may point elsewhere); without it nothing is tracked. */
+  procDir: string | undefined;
 }
 
 /**
@@ -54,7 +55,7 @@ export interface DescendantsOptions {
  */
 export class Descendants {
   private readonly options: DescendantsOptions;
-  private readonly procDir: string;
+  private readonly procDir: string | undefined;
   private readonly stateKey: string;
   private readonly prefix: string;
   private readonly live = new Set<number>();
@@ -67,9 +68,9 @@ export class Descendants {
 
   constructor(options: DescendantsOptions) {
     this.options = options;
-    this.procDir = options.procDir ?? '/proc';
+    this.procDir = options.procDir;
     const { processes } = options;
-    this.enabled = processes.startToken !== undefined && readProcInfo(processes.pid) !== undefined;
+    this.enabled = this.procDir !== undefined && processes.startToken !== undefined && readProcInfo(processes.pid, this.procDir) !== undefined;
     this.stateKey = createHash('sha256').update(options.stateDir).digest('hex').slice(0, 12);
     // Several servers may share a process (tests, embedding): each sweeps only its own runs.
     this.prefix = `${this.stateKey}.${processes.pid}.${processes.startToken ?? '0'}.${randomBytes(6).toString('hex')}.`;
@@ -154,9 +155,11 @@ export class Descendants {
    */
   private async scan(matches: (token: Token, raw: string) => boolean): Promise<number[]> {
     const { processes } = this.options;
+    const procDir = this.procDir;
+    if (procDir === undefined) return [];
     let names: string[];
     try {
-      names = readdirSync(this.procDir);
+      names = readdirSync(procDir);
     } catch {
       return [];
     }
@@ -166,13 +169,13 @@ export class Descendants {
       for (const name of names.slice(at, at + SCAN_BATCH)) {
         const pid = Number(name);
         if (!Number.isInteger(pid) || pid <= 1 || pid === processes.pid) continue;
-        const before = readProcInfo(pid);
+        const before = readProcInfo(pid, procDir);
         if (!before || before.zombie) continue;
-        const raw = tokenOf(`${this.procDir}/${name}/environ`);
+        const raw = tokenOf(`${procDir}/${name}/environ`);
         if (raw === undefined) continue;
         const token = parseToken(raw);
         if (!token || !matches(token, raw)) continue;
-        if (readProcInfo(pid)?.startTime !== before.startTime) continue;
+        if (readProcInfo(pid, procDir)?.startTime !== before.startTime) continue;
         if (processes.signalProcess(pid, 'SIGKILL')) killed.push(pid);
       }
     }

@@ -39,8 +39,8 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
   errorCodes: SCRIPT_ERROR_CODES,
   create(config, deps) {
     const { script } = config;
-    const { log, processes } = deps;
-    const resolver = new InterpreterResolver({ searchPath: script.searchPath, nodePath: script.nodePath, env: deps.env, log });
+    const { log, processes, platform } = deps;
+    const resolver = new InterpreterResolver({ searchPath: script.searchPath, nodePath: script.nodePath, env: deps.env, log, lookup: { platform } });
     const catalog = new WorkerCatalog({
       workersDirs: config.workersDirs,
       allowCommands: config.allowCommands,
@@ -48,6 +48,7 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       searchPath: script.searchPath,
       resolver,
       log,
+      platform,
     });
     // A worker script has no business with the secrets the server uses itself.
     const baseEnv = Object.fromEntries(Object.entries(deps.env).filter(([name]) => !deps.secretEnv.has(name)));
@@ -66,11 +67,12 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       searchPath: script.searchPath,
       log,
       processes,
+      platform,
       groupRecords: new GroupRecords({ dir: path.join(config.stateDir, 'pids'), processes, killGraceMs: script.killGraceSeconds * 1000, log }),
-      descendants: new Descendants({ stateDir: config.stateDir, processes, log }),
+      descendants: new Descendants({ stateDir: config.stateDir, processes, log, procDir: platform.procDir }),
       spawner: script.spawnHelper
-        ? createSpawner({ python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'), log, processes, env: baseEnv })
-        : new DirectSpawner(),
+        ? createSpawner({ python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'), log, processes, env: baseEnv, platform })
+        : new DirectSpawner(platform),
     });
     return {
       pool,
@@ -87,9 +89,9 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
 };
 
 /** `doctor`: Python for the bundled workers, and every workers folder. */
-async function checkScripts(config: CoreConfig & ScriptConfig, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport): Promise<void> {
+async function checkScripts(config: CoreConfig & ScriptConfig, deps: Pick<KindDeps, 'log' | 'env' | 'platform'>, report: DoctorReport): Promise<void> {
   report.section('Scripts');
-  const resolver = new InterpreterResolver({ searchPath: config.script.searchPath, nodePath: config.script.nodePath, env: deps.env, log: deps.log });
+  const resolver = new InterpreterResolver({ searchPath: config.script.searchPath, nodePath: config.script.nodePath, env: deps.env, log: deps.log, lookup: { platform: deps.platform } });
   const name = config.script.interpreters['.py'] ?? 'python3';
   let executable: string | undefined;
   try {
@@ -116,9 +118,9 @@ async function checkScripts(config: CoreConfig & ScriptConfig, deps: Pick<KindDe
 }
 
 /** Starts one process through the spawn helper, as the pool would start a cold task. */
-async function checkSpawnHelper(python: string, deps: Pick<KindDeps, 'log' | 'env'>, report: DoctorReport): Promise<void> {
+async function checkSpawnHelper(python: string, deps: Pick<KindDeps, 'log' | 'env' | 'platform'>, report: DoctorReport): Promise<void> {
   // Nothing runs long enough to need ending: a helper that dies here has started nothing.
-  const spawner = createSpawner({ python: () => Promise.resolve(python), log: deps.log, processes: { signalGroup: () => false } });
+  const spawner = createSpawner({ python: () => Promise.resolve(python), log: deps.log, processes: { signalTree: () => false }, platform: deps.platform });
   if (spawner.mode === 'direct') return;
   let timer: NodeJS.Timeout | undefined;
   try {

@@ -1,26 +1,47 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { execa } from 'execa';
+import { LINUX, type Platform } from '../../platform/index.js';
 import { ScriptError } from './errors.js';
 import type { Logger } from '../../log.js';
 
-/** The first executable file called `name` in the `searchPath` folders, or undefined. */
-export async function findExecutable(name: string, searchPath: string): Promise<string | undefined> {
-  if (name.includes('/')) return path.isAbsolute(name) && (await isExecutableFile(name)) ? name : undefined;
-  for (const dir of searchPath.split(path.delimiter)) {
-    if (dir === '' || !path.isAbsolute(dir)) continue;
-    const candidate = path.join(dir, name);
-    if (await isExecutableFile(candidate)) return candidate;
+/** How executables are found: the platform's rules, and (for tests of another system's rules) its file checks. */
+export interface ExecutableLookup {
+  platform: Platform;
+  /** Whether `file` is a file this system may run; default: stat and the platform's rules. */
+  isExecutable?: (file: string) => Promise<boolean>;
+}
+
+/**
+ * The first executable file called `name` in the `searchPath` folders, or undefined. On Windows a
+ * name without a runnable extension is looked for with each of PATHEXT's (`py` → `py.exe`), as
+ * cross-spawn does; a stand-in (a Microsoft Store alias, WSL's bash) is passed over.
+ */
+export async function findExecutable(name: string, searchPath: string, lookup: ExecutableLookup = { platform: LINUX }): Promise<string | undefined> {
+  const { platform } = lookup;
+  const api = platform.path;
+  const runnable = lookup.isExecutable ?? ((file: string) => isExecutableFile(file, platform));
+  const usable = async (file: string): Promise<boolean> => !platform.isStandIn(file) && (await runnable(file));
+  if (name.includes('/') || name.includes(api.sep)) {
+    if (!api.isAbsolute(name)) return undefined;
+    for (const candidate of platform.executableNames(name)) if (await usable(candidate)) return candidate;
+    return undefined;
+  }
+  for (const dir of searchPath.split(api.delimiter)) {
+    if (dir === '' || !api.isAbsolute(dir)) continue;
+    for (const candidate of platform.executableNames(name)) {
+      const file = api.join(dir, candidate);
+      if (await usable(file)) return file;
+    }
   }
   return undefined;
 }
 
-export async function isExecutableFile(file: string): Promise<boolean> {
+export async function isExecutableFile(file: string, platform: Platform = LINUX): Promise<boolean> {
   try {
     const info = await stat(file);
     // The mode bits too: for root, access(X_OK) passes on files nobody may execute.
-    if (!info.isFile() || (info.mode & 0o111) === 0) return false;
+    if (!info.isFile() || !platform.isRunnable(file, info.mode)) return false;
     await access(file, constants.X_OK);
     return true;
   } catch {
@@ -28,7 +49,8 @@ export async function isExecutableFile(file: string): Promise<boolean> {
   }
 }
 
-const PYTHON_NAME = /^python[0-9.]*$/;
+/** Python, or Windows's py launcher: asked once where the real interpreter is. */
+const PYTHON_NAME = /^(python[0-9.]*|py)(\.exe)?$/i;
 
 export interface InterpreterResolverOptions {
   searchPath: string;
@@ -37,6 +59,8 @@ export interface InterpreterResolverOptions {
   /** Environment for the one-off probe (PATH and any pyenv/virtualenv variables matter). */
   env: Readonly<Record<string, string | undefined>>;
   log: Logger;
+  /** Where interpreters go by other names (python3 is `py` on Windows); Linux when not given. */
+  lookup?: ExecutableLookup;
 }
 
 /**
@@ -64,14 +88,21 @@ export class InterpreterResolver {
   }
 
   private async lookUp(name: string): Promise<string> {
+    const lookup = this.options.lookup ?? { platform: LINUX };
     const wanted = name === 'node' ? this.options.nodePath : name;
-    const found = await findExecutable(wanted, this.options.searchPath);
+    let found: string | undefined;
+    for (const candidate of name === 'node' ? [wanted] : lookup.platform.interpreterCandidates(wanted)) {
+      found = await findExecutable(candidate, this.options.searchPath, lookup);
+      if (found !== undefined) break;
+    }
     if (found === undefined) {
-      throw new ScriptError('SPAWN_FAILED', `The interpreter "${wanted}" was not found${wanted.includes('/') ? '' : ' on PATH'}.`, {
-        hint: 'Install it, or point the file extension at an installed interpreter in the config file, e.g. "script": {"interpreters": {".py": "/usr/bin/python3"}}.',
+      throw new ScriptError('SPAWN_FAILED', `The interpreter "${wanted}" was not found${lookup.platform.path.isAbsolute(wanted) ? '' : ' on PATH'}.`, {
+        hint:
+          lookup.platform.missingInterpreterHint(wanted, undefined) ??
+          'Install it, or point the file extension at an installed interpreter in the config file, e.g. "script": {"interpreters": {".py": "/usr/bin/python3"}}.',
       });
     }
-    if (!PYTHON_NAME.test(path.basename(found))) return found;
+    if (!PYTHON_NAME.test(lookup.platform.path.basename(found))) return found;
     return this.realPython(found);
   }
 
@@ -87,7 +118,7 @@ export class InterpreterResolver {
     });
     const real = typeof result.stdout === 'string' ? result.stdout.trim() : '';
     // Not realpath'd on purpose: a virtualenv's python is a symlink whose location selects the venv.
-    if (result.exitCode === 0 && path.isAbsolute(real) && (await isExecutableFile(real))) {
+    if (result.exitCode === 0 && (this.options.lookup?.platform ?? LINUX).path.isAbsolute(real) && (await isExecutableFile(real, this.options.lookup?.platform))) {
       if (real !== found) this.options.log.debug(`interpreter ${found} runs as ${real}`);
       return real;
     }

@@ -1,6 +1,6 @@
-import path from 'node:path';
 import { type ChildProcess, spawn as spawnProcess, type SpawnOptions, type StdioOptions } from 'node:child_process';
 import type { TaskError } from '../../errors.js';
+import { LINUX, type Platform } from '../../platform/index.js';
 import type { ProcessControl } from '../../processes.js';
 import type { LaunchPlan } from './catalog.js';
 import type { Descendants } from './descendants.js';
@@ -25,8 +25,10 @@ export interface RunPlan {
 /** What starting a worker process needs from the pool, cold or warm. */
 export interface LaunchDeps {
   allowedRoots: readonly string[];
+  /** How workers start and stop on this system (Linux when not given). */
+  platform?: Platform | undefined;
   /** Signals worker process groups (timeouts, cancel, clean-up after exit). */
-  processes: Pick<ProcessControl, 'signalGroup'>;
+  processes: Pick<ProcessControl, 'signalTree'>;
   /** Where running process groups are recorded, so the next start can end what a crash left running. */
   groupRecords?: GroupRecords | undefined;
   /** Finds and ends what a worker started that left its process group (see descendants.ts). */
@@ -43,6 +45,7 @@ export function workerEnv(
   runEnv: Readonly<Record<string, string>> | undefined,
   where: { jobId: string; outputDir: string; allowedRoots: readonly string[] },
   perProcess: Readonly<Record<string, string>>,
+  platform: Platform = LINUX,
 ): Record<string, string> {
   return {
     // First: a reader of /proc/<pid>/environ finds it early (see descendants.ts).
@@ -54,19 +57,16 @@ export function workerEnv(
     ...perProcess,
     MONITOR_OUTPUT_DIR: where.outputDir,
     // The bundled workers read files only inside these (a worker's args are paths of the model's choosing).
-    MONITOR_ALLOWED_ROOTS: where.allowedRoots.join(path.delimiter),
+    MONITOR_ALLOWED_ROOTS: where.allowedRoots.join(platform.path.delimiter),
   };
 }
 
-/** How every worker process is started: the job's cwd, never a shell, and a process group of its own. */
-export function workerSpawnOptions(plan: RunPlan, env: Record<string, string>, stdio: StdioOptions): SpawnOptions {
-  return {
-    cwd: plan.cwd,
-    env,
-    // Its own process group, so a timeout or cancel can end the worker's children too.
-    detached: true,
-    stdio,
-  };
+/**
+ * How every worker process is started: the job's cwd, never a shell, and as a tree the platform
+ * can stop (its own process group on posix; on Windows no console window of its own).
+ */
+export function workerSpawnOptions(plan: RunPlan, env: Record<string, string>, stdio: StdioOptions, platform: Platform = LINUX): SpawnOptions {
+  return { cwd: plan.cwd, env, ...platform.workerSpawnOptions, stdio };
 }
 
 /** A worker process as started by startWorker: its group tracked until `ended`. */
@@ -76,7 +76,7 @@ export interface StartedWorker {
   /** The error that kept it from starting (the 'error' event), once known. */
   readonly startError: NodeJS.ErrnoException | undefined;
   /** Signals its whole process group; a group already gone is fine. */
-  signalGroup(signal: NodeJS.Signals): void;
+  signalTree(signal: NodeJS.Signals): void;
   /** The process is gone: its group leaves the journal, and what it left behind is looked for (`now`: at once). */
   ended(now: boolean): void;
 }
@@ -93,10 +93,16 @@ export function startWorker(
   options: { args: readonly string[]; perProcessEnv: Readonly<Record<string, string>>; stdio: StdioOptions },
 ): StartedWorker {
   const run = deps.descendants?.begin();
-  const env = workerEnv(plan, run?.env, { ...where, allowedRoots: deps.allowedRoots }, options.perProcessEnv);
+  const platform = deps.platform ?? LINUX;
+  const env = workerEnv(plan, run?.env, { ...where, allowedRoots: deps.allowedRoots }, options.perProcessEnv, platform);
   // Plain child_process, not execa: at thousands of tasks execa's per-process promises, streams
-  // and option copies were most of what the server allocated, and lifted its peak memory.
-  const subprocess = spawnProcess(plan.launch.file, [...plan.launch.prefixArgs, ...options.args], workerSpawnOptions(plan, env, options.stdio));
+  // and option copies were most of what the server allocated, and lifted its peak memory. What
+  // execa's cross-spawn adds on Windows (batch files through cmd.exe, quoted) is the platform's
+  // commandLine; PATHEXT and `#!` lines were resolved once for the job (catalog.ts).
+  const command = platform.commandLine(plan.launch.file, [...plan.launch.prefixArgs, ...options.args]);
+  const spawnOptions = workerSpawnOptions(plan, env, options.stdio, platform);
+  if (command.windowsVerbatimArguments) spawnOptions.windowsVerbatimArguments = true;
+  const subprocess = spawnProcess(command.file, command.args, spawnOptions);
   let startError: NodeJS.ErrnoException | undefined;
   subprocess.once('error', (error: NodeJS.ErrnoException) => {
     startError ??= error;
@@ -113,12 +119,12 @@ export function startWorker(
 }
 
 /** A started worker's process group: recorded in the journal and its run followed until `ended`. */
-function trackGroup(pid: number | undefined, deps: LaunchDeps, run: { ended(now: boolean): void } | undefined): Pick<StartedWorker, 'signalGroup' | 'ended'> {
+function trackGroup(pid: number | undefined, deps: LaunchDeps, run: { ended(now: boolean): void } | undefined): Pick<StartedWorker, 'signalTree' | 'ended'> {
   const untrack = pid === undefined ? undefined : deps.groupRecords?.track(pid);
   let over = false;
   return {
-    signalGroup(signal) {
-      if (pid !== undefined) deps.processes.signalGroup(pid, signal);
+    signalTree(signal) {
+      if (pid !== undefined) deps.processes.signalTree(pid, signal);
     },
     ended(now) {
       if (over) return;
@@ -133,7 +139,7 @@ function trackGroup(pid: number | undefined, deps: LaunchDeps, run: { ended(now:
 export interface ColdWorker {
   process: SpawnedProcess;
   /** Signals its whole process group; a group already gone is fine. */
-  signalGroup(signal: NodeJS.Signals): void;
+  signalTree(signal: NodeJS.Signals): void;
   /** The process is gone: its group leaves the journal, and what it left behind is looked for (`now`: at once). */
   ended(now: boolean): void;
 }
@@ -151,7 +157,7 @@ export async function startColdWorker(
   options: { args: readonly string[]; perProcessEnv: Readonly<Record<string, string>>; stdin: string | undefined },
 ): Promise<ColdWorker> {
   const run = deps.descendants?.begin();
-  const env = workerEnv(plan, run?.env, { ...where, allowedRoots: deps.allowedRoots }, options.perProcessEnv);
+  const env = workerEnv(plan, run?.env, { ...where, allowedRoots: deps.allowedRoots }, options.perProcessEnv, deps.platform);
   let started: SpawnedProcess;
   try {
     started = await spawner.start({ file: plan.launch.file, args: [...plan.launch.prefixArgs, ...options.args], cwd: plan.cwd, env, stdin: options.stdin });

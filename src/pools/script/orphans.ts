@@ -1,8 +1,8 @@
-import { type FileHandle, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../log.js';
-import { readProcInfo, type ProcessControl } from '../../processes.js';
+import type { ProcessControl } from '../../processes.js';
 
 /** How often recover() looks whether stopped workers are gone during the kill grace. */
 const POLL_MS = 50;
@@ -13,8 +13,10 @@ const LAZY_FLUSH_MS = 1000;
 /** `<server pid>.groups`: one journal per server process (`.tmp` while being compacted). */
 const JOURNAL_NAME = /^(\d+)\.groups(\.tmp)?$/;
 
-/** `@ <start time>`: the first line of a journal, which tells its server from a later process with its pid. */
-const OWNER_LINE = /^@ (\d+)$/m;
+/** `@ <start token>`: the first line of a journal, which tells its server from a later process with its pid. */
+const OWNER_LINE = /^@ (t?\d+)$/m;
+/** A start token: clock ticks on Linux, `t<epoch seconds>` elsewhere (see platform/). */
+const START_TOKEN = /^t?\d+$/;
 
 /** The groups a journal says were running when it was last written: `+ pgid start` minus `- pgid`. */
 export function parseJournal(text: string): Map<number, string> {
@@ -23,7 +25,7 @@ export function parseJournal(text: string): Map<number, string> {
     const [sign, pgidText, startTime] = line.split(' ');
     const pgid = Number(pgidText);
     if (!Number.isInteger(pgid) || pgid <= 1) continue;
-    if (sign === '+' && startTime !== undefined && /^\d+$/.test(startTime)) running.set(pgid, startTime);
+    if (sign === '+' && startTime !== undefined && START_TOKEN.test(startTime)) running.set(pgid, startTime);
     else if (sign === '-') running.delete(pgid);
   }
   return running;
@@ -43,8 +45,9 @@ export interface GroupRecordsOptions {
  * (`<pid>.groups`: `+ pgid start` at spawn, `- pgid` at exit) through one open file, lines that
  * come together written at once: a file created and removed per task cost ~0.2 ms of server CPU
  * per task, this ~0.08 ms with the /proc read (a no-op bash task costs the server ~0.8 ms).
- * Linux only: without /proc a group's start time cannot be checked, and a pid the system has
- * since given to another process must never be signalled.
+ * A pid the system has since given to another process must never be signalled: each group is
+ * recorded with its start (exact from /proc on Linux; elsewhere the spawn time, checked against
+ * `ps`/PowerShell within seconds). On Windows a "group" is the worker's process tree.
  */
 export class GroupRecords {
   private readonly options: GroupRecordsOptions;
@@ -72,12 +75,12 @@ export class GroupRecords {
   /** Records the running group `pgid`; the returned function records its end. */
   track(pgid: number): () => void {
     if (this.off) return () => undefined;
-    const info = readProcInfo(pgid);
-    // Already gone (its exit handling ends the group), or no /proc to tell it apart later.
-    if (info === undefined) return () => undefined;
-    this.running.set(pgid, info.startTime);
+    const startTime = this.options.processes.spawnToken(pgid);
+    // Already gone (its exit handling ends the group), or no start to tell it apart later.
+    if (startTime === undefined) return () => undefined;
+    this.running.set(pgid, startTime);
     // At once: a server killed from now on leaves this group running.
-    this.append(`+ ${pgid} ${info.startTime}\n`, true);
+    this.append(`+ ${pgid} ${startTime}\n`, true);
     return () => {
       // Not urgent: an end line lost in a crash leaves a record of a group that is gone (or whose
       // pid now has another start time), which the next start skips. Most ride along with the
@@ -178,12 +181,6 @@ export class GroupRecords {
   async recover(): Promise<void> {
     const { dir, processes, log } = this.options;
     try {
-      await stat('/proc/self/stat');
-    } catch {
-      // Without /proc nothing was recorded and nothing could be checked.
-      return;
-    }
-    try {
       let names: string[];
       try {
         names = await readdir(dir);
@@ -206,8 +203,8 @@ export class GroupRecords {
           // A leader with another start time means the pid was given to a new process: the system
           // reuses a pid only once no process is left in the group it led, so ours is gone. A
           // leader that is gone (or a zombie) may have left members: the group id still names them.
-          const leader = readProcInfo(pgid);
-          if ((leader === undefined || leader.startTime === startTime) && processes.signalGroup(pgid, 'SIGTERM')) {
+          const leader = processes.stateOf(pgid);
+          if ((leader === undefined || processes.sameStart(leader.token, startTime)) && processes.signalTree(pgid, 'SIGTERM')) {
             stopping.push({ pgid, startTime });
           }
         }
@@ -216,14 +213,14 @@ export class GroupRecords {
         log.info(`stopping ${stopping.length} worker process group(s) left running by a server that did not exit cleanly: ${stopping.map((g) => g.pgid).join(', ')}`);
         const deadline = Date.now() + this.options.killGraceMs;
         const leaderRuns = (group: { pgid: number; startTime: string }): boolean => {
-          const leader = readProcInfo(group.pgid);
-          return leader !== undefined && leader.startTime === group.startTime && !leader.zombie;
+          const leader = processes.stateOf(group.pgid);
+          return leader !== undefined && processes.sameStart(leader.token, group.startTime) && !leader.zombie;
         };
         while (Date.now() < deadline && stopping.some(leaderRuns)) await sleep(POLL_MS);
         for (const group of stopping) {
-          const leader = readProcInfo(group.pgid);
+          const leader = processes.stateOf(group.pgid);
           // SIGKILL also ends members that ignored SIGTERM, unless the pid now leads someone else's group.
-          if (leader === undefined || leader.startTime === group.startTime) processes.signalGroup(group.pgid, 'SIGKILL');
+          if (leader === undefined || processes.sameStart(leader.token, group.startTime)) processes.signalTree(group.pgid, 'SIGKILL');
         }
       }
       for (const file of finished) await unlink(file).catch(() => undefined);

@@ -90,7 +90,7 @@ export async function planScriptJob(request: ScriptJobRequest, context: ScriptPl
   for (const [name, value] of Object.entries(env)) checkEnvSyntax(name, value);
   const inputs = request.inputs.map(checkInput);
 
-  const cwd = await resolveCwd(request.cwd ?? config.allowedRoots[0] ?? '.', config.allowedRoots);
+  const cwd = await resolveCwd(request.cwd ?? config.allowedRoots[0] ?? '.', config.allowedRoots, config.pathRules);
   const options: ScriptJobOptions = { cwd, timeout_seconds: request.timeoutSeconds ?? config.script.defaultTimeoutSeconds };
   if (request.worker !== undefined) options.worker = request.worker;
   if (request.command !== undefined) options.command = request.command;

@@ -4,7 +4,8 @@ import * as z from 'zod';
 import type { Pool, TaskContext, TaskResult, UpstreamView } from '../../engine/types.js';
 import { MonitorError, toTaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { resolveInsideRoots } from '../../paths.js';
+import { type PathRules, resolveInsideRoots } from '../../paths.js';
+import type { Platform } from '../../platform/index.js';
 import type { ProcessControl } from '../../processes.js';
 import { shortLabel } from '../kind.js';
 import { stageOutput } from '../stage-input.js';
@@ -78,7 +79,9 @@ export interface ScriptPoolOptions {
   searchPath: string;
   log: Logger;
   /** Signals worker process groups (timeouts, cancel, clean-up after exit). */
-  processes: Pick<ProcessControl, 'signalGroup'>;
+  processes: Pick<ProcessControl, 'signalTree'>;
+  /** How workers start and stop on this system (Linux when not given). */
+  platform?: Platform;
   /** Where running process groups are recorded, so the next start can end what a crash left running. */
   groupRecords?: GroupRecords;
   /** Finds and ends what a task's worker started that left its process group (see descendants.ts). */
@@ -96,7 +99,7 @@ export async function prepareRun(
   context: { catalog: WorkerCatalog; allowedRoots: readonly string[]; baseEnv: ScriptPoolOptions['baseEnv']; searchPath: string },
 ): Promise<RunPlan> {
   const launch = await context.catalog.plan({ worker: options.worker, command: options.command });
-  const cwd = await resolveCwd(options.cwd, context.allowedRoots);
+  const cwd = await resolveCwd(options.cwd, context.allowedRoots, context.catalog.pathRules);
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[key] = value;
   env.PATH ??= context.searchPath;
@@ -107,8 +110,8 @@ export async function prepareRun(
   return { launch, cwd, env, timeoutMs: Math.round(options.timeout_seconds * 1000), warm, pack };
 }
 
-export async function resolveCwd(cwd: string, allowedRoots: readonly string[]): Promise<string> {
-  const real = await resolveInsideRoots(cwd, allowedRoots, { what: 'cwd' });
+export async function resolveCwd(cwd: string, allowedRoots: readonly string[], rules: PathRules): Promise<string> {
+  const real = await resolveInsideRoots(cwd, allowedRoots, { what: 'cwd', rules });
   if (!(await stat(real)).isDirectory()) {
     throw new MonitorError('INVALID_INPUT', `The cwd "${cwd}" is not a folder.`, { hint: `Give a folder inside ${allowedRoots.join(', ')}.` });
   }
@@ -135,7 +138,7 @@ export class ScriptPool implements Pool {
     }
     this.options = options;
     this.concurrency = options.concurrency;
-    this.spawner = options.spawner ?? new DirectSpawner();
+    this.spawner = options.spawner ?? new DirectSpawner(options.platform);
     this.warm = new WarmWorkers({
       launch: options,
       capacity: options.concurrency,
@@ -448,8 +451,8 @@ export class ScriptPool implements Pool {
     const stop = (reason: 'timeout' | 'cancel'): void => {
       if (stopReason !== undefined || exit !== undefined) return;
       stopReason = reason;
-      worker.signalGroup('SIGTERM');
-      forceKill = setTimeout(() => worker.signalGroup('SIGKILL'), this.options.killGraceSeconds * 1000);
+      worker.signalTree('SIGTERM');
+      forceKill = setTimeout(() => worker.signalTree('SIGKILL'), this.options.killGraceSeconds * 1000);
     };
     const timer = setTimeout(() => stop('timeout'), spec.timeoutMs);
     const onAbort = (): void => stop('cancel');
@@ -461,7 +464,7 @@ export class ScriptPool implements Pool {
       clearTimeout(timer);
       clearTimeout(forceKill);
       // Whatever the worker left behind in its group goes with it (also after a normal exit).
-      worker.signalGroup('SIGKILL');
+      worker.signalTree('SIGKILL');
     });
 
     try {
@@ -471,7 +474,7 @@ export class ScriptPool implements Pool {
       clearTimeout(timer);
       clearTimeout(forceKill);
       signal.removeEventListener('abort', onAbort);
-      if (exit === undefined) worker.signalGroup('SIGKILL');
+      if (exit === undefined) worker.signalTree('SIGKILL');
       worker.ended(stopReason !== undefined || exit === undefined);
     }
     return { exit, stopReason, spawnError: undefined };

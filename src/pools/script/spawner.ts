@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { Readable } from 'node:stream';
 import type { Logger } from '../../log.js';
+import { LINUX, type Platform } from '../../platform/index.js';
 import type { ProcessControl } from '../../processes.js';
 
 /**
@@ -81,7 +82,7 @@ export interface SpawnerOptions {
   python: () => Promise<string>;
   log: Logger;
   /** Ends the process groups of a helper that died. */
-  processes: Pick<ProcessControl, 'signalGroup'>;
+  processes: Pick<ProcessControl, 'signalTree'>;
   /**
    * The helper's own environment (the workers' base environment, without the server's secrets);
    * each task gets exactly the environment of its request. Default: none.
@@ -89,25 +90,33 @@ export interface SpawnerOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** The helper exits after this long with nothing running; the next task starts it again. */
   idleMs?: number;
-  /** Where the helper pays off: Linux (elsewhere Node already uses posix_spawn, or vfork is missing). */
-  platform?: NodeJS.Platform;
+  /** Where the helper pays off (Linux: elsewhere Node already uses posix_spawn, or vfork is missing) and how workers start. */
+  platform: Platform;
 }
 
-/** The relay spawner on Linux, Node's own spawn elsewhere. */
+/** The relay spawner where it pays (Linux), Node's own spawn elsewhere. */
 export function createSpawner(options: SpawnerOptions): Spawner {
-  return (options.platform ?? process.platform) === 'linux' ? new RelaySpawner(options) : new DirectSpawner();
+  return options.platform.spawnHelper ? new RelaySpawner(options) : new DirectSpawner(options.platform);
 }
 
 /** child_process.spawn on the calling thread: the fallback, and the reference the relay must match. */
 export class DirectSpawner implements Spawner {
   readonly mode = 'direct';
+  private readonly platform: Platform;
+
+  constructor(platform: Platform = LINUX) {
+    this.platform = platform;
+  }
 
   async start(request: SpawnRequest): Promise<SpawnedProcess> {
-    const child = spawn(request.file, request.args, {
+    const command = this.platform.commandLine(request.file, request.args);
+    const child = spawn(command.file, command.args, {
       cwd: request.cwd,
       env: request.env,
-      // Its own session and process group, so a timeout or cancel can end the worker's children too.
-      detached: true,
+      // A tree the platform can stop: its own session and process group on posix; on Windows no
+      // console window, the tree found by taskkill /T.
+      ...this.platform.workerSpawnOptions,
+      ...(command.windowsVerbatimArguments ? { windowsVerbatimArguments: true } : {}),
       stdio: [request.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     const exited = new Promise<ExitStatus>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
@@ -509,7 +518,7 @@ class Helper {
   constructor(
     python: string,
     env: Record<string, string>,
-    private readonly events: { idle: (helper: Helper) => void; died: (helper: Helper, beforeReady: boolean, detail: string) => void; signalGroup: (pid: number) => void },
+    private readonly events: { idle: (helper: Helper) => void; died: (helper: Helper, beforeReady: boolean, detail: string) => void; signalTree: (pid: number) => void },
   ) {
     // The source comes in the environment, so `ps` shows one short line, not the whole program.
     this.child = spawn(python, ['-I', '-S', '-c', HELPER_BOOT], {
@@ -647,7 +656,7 @@ class Helper {
     if (!this.ending) this.events.died(this, !this.ready, detail);
     // Its processes run on without their pipes or a parent that reaps them: end their groups.
     for (const task of this.live.values()) {
-      this.events.signalGroup(task.pid);
+      this.events.signalTree(task.pid);
       task.abandon();
     }
     this.live.clear();
@@ -709,7 +718,7 @@ function normalized(request: SpawnRequest): SpawnRequest {
  */
 export class RelaySpawner implements Spawner {
   private readonly options: SpawnerOptions;
-  private readonly direct = new DirectSpawner();
+  private readonly direct: DirectSpawner;
   private helper: Helper | undefined;
   private starting: Promise<Helper | undefined> | undefined;
   private failures = 0;
@@ -718,6 +727,7 @@ export class RelaySpawner implements Spawner {
   private closed = false;
 
   constructor(options: SpawnerOptions) {
+    this.direct = new DirectSpawner(options.platform);
     this.options = options;
   }
 
@@ -768,8 +778,8 @@ export class RelaySpawner implements Spawner {
     const helper = new Helper(python, helperEnv(this.options.env), {
       idle: (h) => this.idle(h),
       died: (h, beforeReady, detail) => this.died(h, beforeReady, detail),
-      signalGroup: (pid) => {
-        this.options.processes.signalGroup(pid, 'SIGKILL');
+      signalTree: (pid) => {
+        this.options.processes.signalTree(pid, 'SIGKILL');
       },
     });
     this.helper = helper;

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { LINUX } from '../../platform/index.js';
+import { readProcRss } from '../../platform/proc.js';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { TaskContext, TaskResult } from '../../engine/types.js';
@@ -217,7 +218,8 @@ export class WarmWorkers {
     const { maxTasks, maxRssBytes } = this.options;
     if (this.closed) return this.retire(worker, 'the server is closing');
     if (worker.tasksServed >= maxTasks) return this.retire(worker, `it served ${worker.tasksServed} tasks (script.warmMaxTasks)`);
-    const rss = worker.pid === undefined ? undefined : readRssBytes(worker.pid);
+    const procDir = (this.options.launch.platform ?? LINUX).procDir;
+    const rss = worker.pid === undefined || procDir === undefined ? undefined : readProcRss(worker.pid, procDir);
     if (rss !== undefined && rss > maxRssBytes) {
       return this.retire(worker, `its memory (RSS ${Math.round(rss / 1048576)} MB) is over script.warmMaxRssMB`);
     }
@@ -327,16 +329,6 @@ function describeExit(exit: ProcessExit | undefined): string {
   return exit?.code === undefined || exit.code === null ? 'ended' : `exited with code ${exit.code}`;
 }
 
-/** A process's resident memory from /proc (a cheap read of a generated file); undefined off Linux. */
-function readRssBytes(pid: number): number | undefined {
-  try {
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
-    return match ? Number(match[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** `line` quoted for an error message: its start, escaped (JSON string rules), whatever its bytes. */
 function preview(line: Buffer | string): string {
   const text = typeof line === 'string' ? line : decodeUtf8(line.subarray(0, PREVIEW_CHARS * 4)).text;
@@ -425,7 +417,7 @@ class WarmProcess {
       clearTimeout(this.killTimer);
       clearTimeout(this.idleTimer);
       // Whatever the worker left behind in its group goes with it.
-      worker.signalGroup('SIGKILL');
+      worker.signalTree('SIGKILL');
     });
     this.spawned = new Promise((resolve) => {
       subprocess.once('spawn', () => resolve(undefined));
@@ -434,7 +426,7 @@ class WarmProcess {
     this.gone = settle(subprocess, () => this.exit !== undefined).then(() => {
       clearTimeout(this.killTimer);
       clearTimeout(this.idleTimer);
-      if (this.exit === undefined) worker.signalGroup('SIGKILL');
+      if (this.exit === undefined) worker.signalTree('SIGKILL');
       this.state = 'gone';
       worker.ended(this.forced || this.exit === undefined);
       onGone(this);
@@ -508,7 +500,7 @@ class WarmProcess {
     if (this.exit !== undefined) return;
     this.killTimer = setTimeout(() => {
       this.forced = true;
-      this.worker.signalGroup('SIGKILL');
+      this.worker.signalTree('SIGKILL');
     }, this.options.killGraceSeconds * 1000);
   }
 
@@ -520,9 +512,9 @@ class WarmProcess {
     clearTimeout(this.idleTimer);
     this.requests?.end();
     if (this.exit !== undefined) return;
-    this.worker.signalGroup('SIGTERM');
+    this.worker.signalTree('SIGTERM');
     clearTimeout(this.killTimer);
-    this.killTimer = setTimeout(() => this.worker.signalGroup('SIGKILL'), this.options.killGraceSeconds * 1000);
+    this.killTimer = setTimeout(() => this.worker.signalTree('SIGKILL'), this.options.killGraceSeconds * 1000);
   }
 
   private finish(outcome: Outcome): void {

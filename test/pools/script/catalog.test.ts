@@ -2,6 +2,7 @@ import { chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
+import { LINUX, type Platform, platformFor } from '../../../src/platform/index.js';
 import { WorkerCatalog } from '../../../src/pools/script/catalog.js';
 import { InterpreterResolver } from '../../../src/pools/script/interpreters.js';
 import { makeTempDir } from '../../helpers/client.js';
@@ -114,5 +115,32 @@ describe('WorkerCatalog.planCommand', () => {
     await expect(c.planCommand('rm')).rejects.toMatchObject({ code: 'COMMAND_NOT_ALLOWED', hint: expect.stringContaining('ls, /bin/echo') });
     await expect(c.planCommand('/bin/ls')).rejects.toMatchObject({ code: 'COMMAND_NOT_ALLOWED' });
     await expect(c.planCommand('missing-tool-xyz')).rejects.toMatchObject({ code: 'SPAWN_FAILED' });
+  });
+});
+
+describe('WorkerCatalog where the system does not run `#!` lines (Windows)', () => {
+  // Linux's file system with Windows's rules for what runs: the catalog's own logic, tested here.
+  const windowsLike: Platform = { ...LINUX, runsShebangs: false, isRunnable: (file) => /\.(com|exe|bat|cmd)$/i.test(file) };
+
+  function windowsCatalog(dirs: string[], interpreterMap: Record<string, string> = interpreters): WorkerCatalog {
+    // Interpreters are looked up on this (Linux) file system.
+    const resolver = new InterpreterResolver({ searchPath, nodePath: process.execPath, env: process.env, log: silentLogger, lookup: { platform: LINUX } });
+    return new WorkerCatalog({ workersDirs: dirs, allowCommands: [], interpreters: interpreterMap, searchPath, resolver, log: silentLogger, platform: windowsLike });
+  }
+
+  it('runs an extensionless script through the program its #! line names, as cross-spawn does', async () => {
+    const plan = await windowsCatalog([extraDir]).plan({ worker: 'plain' });
+    expect(plan.interpreter).toBe('sh');
+    expect(plan.file).toMatch(/\/sh$/);
+    expect(plan.prefixArgs).toEqual([path.join(extraDir, 'plain')]);
+    expect((await windowsCatalog([extraDir]).list()).find((w) => w.name === 'plain')?.interpreter).toBe('sh');
+  });
+
+  it('says how to get bash when a .sh worker cannot find one', async () => {
+    const win = platformFor('win32', {});
+    const noBash: Platform = { ...windowsLike, interpreterCandidates: () => ['no-such-bash-xyz'], missingInterpreterHint: win.missingInterpreterHint };
+    const resolver = new InterpreterResolver({ searchPath, nodePath: process.execPath, env: process.env, log: silentLogger, lookup: { platform: noBash } });
+    const withoutBash = new WorkerCatalog({ workersDirs: [fixtureWorkers], allowCommands: [], interpreters, searchPath, resolver, log: silentLogger, platform: noBash });
+    await expect(withoutBash.plan({ worker: 'no_header.sh' })).rejects.toMatchObject({ code: 'SPAWN_FAILED', hint: expect.stringMatching(/Git for Windows/) });
   });
 });

@@ -34,7 +34,7 @@ function startWithToken(token: string): number {
 
 describe('Descendants', () => {
   it('ends the processes of a run once it has ended, and every process of its own at close', async () => {
-    const descendants = new Descendants({ stateDir, processes: testProcesses, log: silentLogger });
+    const descendants = new Descendants({ stateDir, processes: testProcesses, log: silentLogger, procDir: '/proc' });
     expect(descendants.enabled).toBe(true);
     const first = descendants.begin();
     const second = descendants.begin();
@@ -49,9 +49,9 @@ describe('Descendants', () => {
   });
 
   it('at start, ends what gone servers on the same state dir left, and nothing else', async () => {
-    const mine = new Descendants({ stateDir, processes: testProcesses, log: silentLogger });
+    const mine = new Descendants({ stateDir, processes: testProcesses, log: silentLogger, procDir: '/proc' });
     const key = (mine.begin().env[RUN_TOKEN_VAR] ?? '').split('.')[0];
-    const otherKey = (new Descendants({ stateDir: `${stateDir}-other`, processes: testProcesses, log: silentLogger }).begin().env[RUN_TOKEN_VAR] ?? '').split('.')[0];
+    const otherKey = (new Descendants({ stateDir: `${stateDir}-other`, processes: testProcesses, log: silentLogger, procDir: '/proc' }).begin().env[RUN_TOKEN_VAR] ?? '').split('.')[0];
     // pid_max is at most 2^22: no process has this pid.
     const goneServer = 4_194_999;
     const orphan = startWithToken(`${key}.${goneServer}.123.abc.1`);

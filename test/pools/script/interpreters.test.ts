@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
+import { platformFor } from '../../../src/platform/index.js';
 import { findExecutable, InterpreterResolver } from '../../../src/pools/script/interpreters.js';
 import { makeTempDir } from '../../helpers/client.js';
 
@@ -53,5 +54,28 @@ describe('InterpreterResolver', () => {
     });
     // Not cached: a second call looks again instead of replaying the failure.
     await expect(r.resolve('ruby-does-not-exist')).rejects.toMatchObject({ code: 'SPAWN_FAILED' });
+  });
+});
+
+describe('findExecutable by Windows rules (its file checks faked)', () => {
+  const win = platformFor('win32', { PATHEXT: '.COM;.EXE;.BAT;.CMD', SystemRoot: 'C:\\Windows' });
+  const files = new Set(['C:\\Python312\\python.exe', 'C:\\Users\\ann\\AppData\\Local\\Microsoft\\WindowsApps\\python3.exe', 'C:\\tools\\lint.cmd', 'C:\\Windows\\py.exe']);
+  const lookup = { platform: win, isExecutable: (file: string) => Promise.resolve(files.has(file)) };
+  const searchPathWin = 'C:\\Users\\ann\\AppData\\Local\\Microsoft\\WindowsApps;relative\\dir;C:\\Python312;C:\\tools;C:\\Windows';
+
+  it('tries each PATHEXT extension in each PATH folder, skips relative folders and Store stubs', async () => {
+    expect(await findExecutable('python3', searchPathWin, lookup)).toBeUndefined();
+    expect(await findExecutable('python', searchPathWin, lookup)).toBe('C:\\Python312\\python.exe');
+    expect(await findExecutable('lint', searchPathWin, lookup)).toBe('C:\\tools\\lint.cmd');
+    expect(await findExecutable('C:\\Python312\\python', '', lookup)).toBe('C:\\Python312\\python.exe');
+  });
+
+  it('resolves python3 to the py launcher first, as Windows installs it', async () => {
+    const found: string[] = [];
+    for (const candidate of win.interpreterCandidates('python3')) {
+      const file = await findExecutable(candidate, searchPathWin, lookup);
+      if (file !== undefined) found.push(file);
+    }
+    expect(found).toEqual(['C:\\Windows\\py.exe', 'C:\\Python312\\python.exe']);
   });
 });

@@ -4,7 +4,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
 import { silentLogger } from '../../../src/log.js';
-import { processControl, readProcInfo, type ProcessControl } from '../../../src/processes.js';
+import { platformFor } from '../../../src/platform/index.js';
+import { readProcInfo } from '../../../src/platform/proc.js';
+import { processControl, type ProcessControl } from '../../../src/processes.js';
 import { GroupRecords, parseJournal } from '../../../src/pools/script/orphans.js';
 import { makeTempDir, repoRoot } from '../../helpers/client.js';
 import { alive, eventually, fixtureWorkers, killQuietly, readPids, scriptConfig, scriptPool } from '../../helpers/scripts.js';
@@ -139,6 +141,32 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
       const started = Date.now();
       await recoverAsNextServer();
       expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+      expect(await eventually(() => !alive(leader) && !alive(child), 5000)).toBe(true);
+      expect(await journals()).not.toContain(`${owner}.groups`);
+    } finally {
+      killQuietly(leader);
+      killQuietly(child);
+    }
+  });
+
+  it('does the same with macOS\'s way of telling processes apart: spawn times in the journal, checked with ps', async () => {
+    const mac = platformFor('darwin');
+    const owner = await deadPid();
+    const [leader = 0, child = 0] = await startGroup('stubborn.py');
+    try {
+      const dead = new GroupRecords({ dir: recordsDir, processes: processControl(owner, kill, { platform: mac }), killGraceMs: 500, log: silentLogger });
+      dead.track(leader);
+      await dead.flushed();
+      const recorded = (await runningIn(owner)).get(leader) ?? '';
+      expect(recorded).toMatch(/^t\d+$/);
+      // A later process given the leader's pid (a start a minute off) is left alone.
+      await writeJournal(owner, [`+ ${leader} t${Number(recorded.slice(1)) - 60}`]);
+      const next = new GroupRecords({ dir: recordsDir, processes: processControl(process.pid, kill, { platform: mac }), killGraceMs: 500, log: silentLogger });
+      await next.recover();
+      expect(alive(leader) && alive(child)).toBe(true);
+      // The group it recorded is ended, SIGKILL after the grace as on Linux.
+      await writeJournal(owner, [`+ ${leader} ${recorded}`]);
+      await next.recover();
       expect(await eventually(() => !alive(leader) && !alive(child), 5000)).toBe(true);
       expect(await journals()).not.toContain(`${owner}.groups`);
     } finally {

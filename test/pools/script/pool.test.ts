@@ -178,9 +178,9 @@ describe('ScriptPool', () => {
     const sent: Array<[number, string | number]> = [];
     const recording: ProcessControl = {
       ...testProcesses,
-      signalGroup(pgid, signal) {
+      signalTree(pgid, signal) {
         sent.push([pgid, signal]);
-        return testProcesses.signalGroup(pgid, signal);
+        return testProcesses.signalTree(pgid, signal);
       },
     };
     const recordingConfig = await scriptConfig((c) => {

@@ -1,3 +1,4 @@
+import { LINUX } from '../../../src/platform/index.js';
 import { execFileSync } from 'node:child_process';
 import { chmod, realpath, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -24,7 +25,7 @@ afterAll(async () => {
 });
 
 function relay(options: { idleMs?: number; python?: () => Promise<string> } = {}): RelaySpawner {
-  const spawner = new RelaySpawner({ python: options.python ?? (() => Promise.resolve(python)), log: silentLogger, processes: testProcesses, ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }) });
+  const spawner = new RelaySpawner({ python: options.python ?? (() => Promise.resolve(python)), log: silentLogger, processes: testProcesses, platform: LINUX, ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }) });
   spawners.push(spawner);
   return spawner;
 }
@@ -165,7 +166,7 @@ describe.each([
     child.stderr.resume();
     child.stdout.resume();
     expect(alive(grandchild)).toBe(true);
-    expect(testProcesses.signalGroup(child.pid, 'SIGKILL')).toBe(true);
+    expect(testProcesses.signalTree(child.pid, 'SIGKILL')).toBe(true);
     expect(await child.exited).toEqual({ code: null, signal: 'SIGKILL' });
     await child.closed;
     await until(() => !alive(grandchild), 'the grandchild to end with its group', 5000);
@@ -234,7 +235,7 @@ describe('RelaySpawner', () => {
       await new Promise((resolve) => child.stdout.once('data', resolve));
       child.stdout.destroy();
       child.stderr.destroy();
-      testProcesses.signalGroup(child.pid, 'SIGKILL');
+      testProcesses.signalTree(child.pid, 'SIGKILL');
       await child.closed;
     }
     expect((await finish(await spawner.start(sh('echo still')))).stdout).toBe('still\n');

@@ -343,7 +343,7 @@ describe('warm workers', () => {
       await until(() => !alive(pids[6] ?? 0), 'the last process to end at close', 10_000);
     });
 
-    it('replaces a process whose RSS is over script.warmMaxRssMB after a task', async () => {
+    it.skipIf(process.platform !== 'linux')('replaces a process whose RSS is over script.warmMaxRssMB after a task (read from /proc: Linux only)', async () => {
       const recycling = poolOf(await warmConfig((c) => (c.script.warmMaxRssMB = 80)));
       const jobId = newJob();
       const results = await runAll(jobId, [{ args: ['pid'] }, { args: ['pid'] }, { args: ['grow', '100'] }, { args: ['pid'] }], 1, { on: recycling });
@@ -414,7 +414,7 @@ describe('warm workers', () => {
         log: silentLogger,
         processes: testProcesses,
         groupRecords: new GroupRecords({ dir: path.join(made.stateDir, 'pids'), processes: testProcesses, killGraceMs: 500, log: silentLogger }),
-        descendants: new Descendants({ stateDir: made.stateDir, processes: testProcesses, log: silentLogger }),
+        descendants: new Descendants({ stateDir: made.stateDir, processes: testProcesses, log: silentLogger, procDir: '/proc' }),
       });
       pools.push(own);
       const pid = pidOf(await run(newJob(), 0, { args: ['pid'] }, { on: own }));
