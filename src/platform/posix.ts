@@ -28,9 +28,7 @@ export function parseElapsed(text: string): number | undefined {
 function xdgFolders(env: Env, home: string): Folders {
   return {
     stateDir: path.posix.join(env.XDG_STATE_HOME || path.posix.join(home, '.local', 'state'), 'monitor-mcp'),
-    stateText: '$XDG_STATE_HOME/monitor-mcp (~/.local/state/monitor-mcp)',
     configFile: path.posix.join(env.XDG_CONFIG_HOME || path.posix.join(home, '.config'), 'monitor-mcp', 'config.json'),
-    configText: '$XDG_CONFIG_HOME/monitor-mcp/config.json',
     claudeDesktopConfig: undefined,
   };
 }
@@ -40,9 +38,7 @@ function macFolders(env: Env, home: string): Folders {
   const support = path.posix.join(home, 'Library', 'Application Support', 'monitor-mcp');
   return {
     stateDir: env.XDG_STATE_HOME ? path.posix.join(env.XDG_STATE_HOME, 'monitor-mcp') : path.posix.join(support, 'state'),
-    stateText: '~/Library/Application Support/monitor-mcp/state ($XDG_STATE_HOME/monitor-mcp when set)',
     configFile: env.XDG_CONFIG_HOME ? path.posix.join(env.XDG_CONFIG_HOME, 'monitor-mcp', 'config.json') : path.posix.join(support, 'config.json'),
-    configText: '~/Library/Application Support/monitor-mcp/config.json ($XDG_CONFIG_HOME/monitor-mcp/config.json when set)',
     claudeDesktopConfig: path.posix.join(home, 'Library', 'Application Support', 'Claude', 'claude_desktop_config.json'),
   };
 }

@@ -15,10 +15,7 @@ export interface ProcessState {
 /** Where the server keeps its state and reads its config by default. */
 export interface Folders {
   stateDir: string;
-  /** How the README and --help name the state folder. */
-  stateText: string;
   configFile: string;
-  configText: string;
   /** Claude Desktop's config file here (it has no Linux build). */
   claudeDesktopConfig: string | undefined;
 }
@@ -66,8 +63,8 @@ export interface Platform {
   isRunnable(file: string, mode: number): boolean;
   /** The names to look for when `name` is asked for as an interpreter (python3 is `py` on Windows). */
   interpreterCandidates(name: string): string[];
-  /** What to say when none of the candidates exists. */
-  missingInterpreterHint(name: string, extension: string | undefined): string | undefined;
+  /** What to say when none of the candidates exists (undefined: the general hint). */
+  missingInterpreterHint(name: string): string | undefined;
   /** A path found on PATH that is a stand-in which must not be used (Windows Store stubs, WSL's bash). */
   isStandIn(file: string): boolean;
   /** Names a command may have on disk (`py` → `py.exe`, `py.com`, … on Windows). */

@@ -48,9 +48,7 @@ export function win32Platform(env: Env, commands: SystemCommands): Platform {
       const roaming = folderEnv.APPDATA || path.win32.join(home, 'AppData', 'Roaming');
       return {
         stateDir: path.win32.join(local, 'monitor-mcp', 'state'),
-        stateText: '%LOCALAPPDATA%\\monitor-mcp\\state',
         configFile: path.win32.join(roaming, 'monitor-mcp', 'config.json'),
-        configText: '%APPDATA%\\monitor-mcp\\config.json',
         claudeDesktopConfig: path.win32.join(roaming, 'Claude', 'claude_desktop_config.json'),
       };
     },
@@ -70,9 +68,9 @@ export function win32Platform(env: Env, commands: SystemCommands): Platform {
       if (base === 'bash') return ['bash', gitBash];
       return [name];
     },
-    missingInterpreterHint(name, extension) {
-      if (name.toLowerCase() === 'bash' || extension === '.sh') {
-        return `A ${extension ?? '.sh'} worker on Windows needs bash: install Git for Windows (it brings Git Bash at ${gitBash}), or map "${extension ?? '.sh'}" to a bash.exe in the config file ("script": {"interpreters": {"${extension ?? '.sh'}": "C:\\\\path\\\\to\\\\bash.exe"}}). WSL's bash is not used: it cannot open Windows paths as given.`;
+    missingInterpreterHint(name) {
+      if (name.toLowerCase() === 'bash') {
+        return `A .sh worker on Windows needs bash: install Git for Windows (it brings Git Bash at ${gitBash}), or map ".sh" to a bash.exe in the config file ("script": {"interpreters": {".sh": "C:\\\\path\\\\to\\\\bash.exe"}}). WSL's bash is not used: it cannot open Windows paths as given.`;
       }
       if (/^python3?$/i.test(name)) return 'Install Python 3 from python.org (it brings the py launcher), or map ".py" to a python.exe in the config file.';
       return undefined;

@@ -52,7 +52,7 @@ export const httpBatchTool = defineKindTool(httpKind, {
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
-    const requests = await requiredListOrFile(REQUESTS_FILE, args.requests, args.requests_file, ctx.config.allowedRoots, ctx.signal, ctx.config.pathRules);
+    const requests = await requiredListOrFile(REQUESTS_FILE, args.requests, args.requests_file, ctx.config, ctx.signal);
     let plan: ReturnType<typeof ctx.kind.plan>;
     try {
       plan = ctx.kind.plan({

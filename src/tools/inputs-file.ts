@@ -40,37 +40,29 @@ export interface LoadedList<T> {
   source?: { file: string; lines: number[] };
 }
 
+/** Where a list file may be (the server's config has both): the allowed folders, by the system's path rules. */
+export interface AllowedPlaces {
+  allowedRoots: readonly string[];
+  pathRules: PathRules;
+}
+
 /**
  * The list from whichever of the inline argument or the file was given; undefined when neither
  * was. Both at once is an error: which one the caller meant is not ours to guess.
  */
-export async function listOrFile<T>(
-  spec: ListFileSpec<T>,
-  inline: readonly T[] | undefined,
-  file: string | undefined,
-  roots: readonly string[],
-  signal?: AbortSignal,
-  rules?: PathRules,
-): Promise<LoadedList<T> | undefined> {
+export async function listOrFile<T>(spec: ListFileSpec<T>, inline: readonly T[] | undefined, file: string | undefined, places: AllowedPlaces, signal?: AbortSignal): Promise<LoadedList<T> | undefined> {
   if (inline !== undefined && file !== undefined) {
     throw new MonitorError('INVALID_INPUT', `Give either ${spec.list} or ${spec.argument}, not both.`, {
       hint: `Use ${spec.argument} for a large batch (the server reads the file), ${spec.list} for a short one. Nothing was started.`,
     });
   }
-  if (file !== undefined) return readListFile(spec, file, roots, signal, rules);
+  if (file !== undefined) return readListFile(spec, file, places, signal);
   return inline === undefined ? undefined : { items: [...inline] };
 }
 
 /** listOrFile for a list the tool cannot do without. */
-export async function requiredListOrFile<T>(
-  spec: ListFileSpec<T>,
-  inline: readonly T[] | undefined,
-  file: string | undefined,
-  roots: readonly string[],
-  signal?: AbortSignal,
-  rules?: PathRules,
-): Promise<LoadedList<T>> {
-  const loaded = await listOrFile(spec, inline, file, roots, signal, rules);
+export async function requiredListOrFile<T>(spec: ListFileSpec<T>, inline: readonly T[] | undefined, file: string | undefined, places: AllowedPlaces, signal?: AbortSignal): Promise<LoadedList<T>> {
+  const loaded = await listOrFile(spec, inline, file, places, signal);
   if (loaded) return loaded;
   throw new MonitorError('INVALID_INPUT', `Give the tasks: ${spec.list} (a list) or ${spec.argument} (a JSONL file, one per line).`, {
     hint: `e.g. ${spec.list}: [${spec.example}], or ${spec.argument}: "tasks.jsonl" holding lines like ${spec.example}.`,
@@ -94,8 +86,8 @@ export function withFileLine(error: unknown, spec: ListFileSpec<unknown>, loaded
  * element checked against `spec.element`. Refuses anything but a regular file, files over
  * MAX_LIST_FILE_BYTES, and more than `spec.maxItems` elements (it stops reading there).
  */
-export async function readListFile<T>(spec: ListFileSpec<T>, file: string, roots: readonly string[], signal?: AbortSignal, rules?: PathRules): Promise<LoadedList<T>> {
-  const real = await resolveInsideRoots(file, roots, { what: spec.argument, ...(rules ? { rules } : {}) });
+export async function readListFile<T>(spec: ListFileSpec<T>, file: string, places: AllowedPlaces, signal?: AbortSignal): Promise<LoadedList<T>> {
+  const real = await resolveInsideRoots(file, places.allowedRoots, { what: spec.argument, rules: places.pathRules });
   try {
     // Checked before opening: opening a FIFO waits for a writer, and a device may act on open.
     checkRegularFile(spec, file, await stat(real));

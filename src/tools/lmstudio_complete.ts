@@ -66,9 +66,8 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
     const specs = listFiles(ctx.kind.maxTasks);
-    const roots = ctx.config.allowedRoots;
-    const prompts = await listOrFile(specs.prompts, args.prompts, args.prompts_file, roots, ctx.signal, ctx.config.pathRules);
-    const items = await listOrFile(specs.items, args.items, args.items_file, roots, ctx.signal, ctx.config.pathRules);
+    const prompts = await listOrFile(specs.prompts, args.prompts, args.prompts_file, ctx.config, ctx.signal);
+    const items = await listOrFile(specs.items, args.items, args.items_file, ctx.config, ctx.signal);
     const plan = await ctx.kind.plan(
       {
         prompts: prompts?.items,

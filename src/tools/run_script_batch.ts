@@ -59,7 +59,7 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async handler(args, ctx) {
     if (args.from_job !== undefined) return submitPlan(ctx, await laterStage(args, args.from_job, ctx), args);
-    const inputs = await requiredListOrFile(INPUTS_FILE, args.inputs, args.inputs_file, ctx.config.allowedRoots, ctx.signal, ctx.config.pathRules);
+    const inputs = await requiredListOrFile(INPUTS_FILE, args.inputs, args.inputs_file, ctx.config, ctx.signal);
     const plan = await ctx.kind
       .plan({
         worker: args.worker,

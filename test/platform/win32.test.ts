@@ -93,7 +93,7 @@ describe('the Windows platform (run on Linux with its tools faked)', () => {
     expect(win.isStandIn('C:\\Program Files\\Git\\bin\\bash.exe')).toBe(false);
     expect(win.isRunnable('C:\\w\\job.CMD', 0o666)).toBe(true);
     expect(win.isRunnable('C:\\w\\job', 0o777)).toBe(false);
-    expect(win.missingInterpreterHint('bash', '.sh')).toMatch(/Git for Windows.*Git Bash.*WSL's bash is not used/s);
+    expect(win.missingInterpreterHint('bash')).toMatch(/Git for Windows.*Git Bash.*WSL's bash is not used/s);
     expect(win.runsShebangs).toBe(false);
     expect(win.spawnHelper).toBe(false);
     expect(win.procDir).toBeUndefined();

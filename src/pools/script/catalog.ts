@@ -150,10 +150,7 @@ export class WorkerCatalog {
     const shebang = byExtension === undefined && !this.platform.runsShebangs && !this.platform.isRunnable(resolved.path, mode) ? shebangCommand(head) : undefined;
     const interpreter = byExtension ?? shebang?.[0];
     if (interpreter !== undefined) {
-      const file = await this.options.resolver.resolve(interpreter).catch((error: unknown) => {
-        const hint = this.platform.missingInterpreterHint(interpreter, path.extname(resolved.path) || undefined);
-        throw hint !== undefined && isMonitorError(error) ? new ScriptError('SPAWN_FAILED', error.message, { hint }) : error;
-      });
+      const file = await this.options.resolver.resolve(interpreter);
       // -s: no user site-packages (a HOME holding a .pth file ran code); -E: no PYTHON* variables.
       const flags = header.isolated && PYTHON_INTERPRETER.test(interpreter) ? ISOLATED_PYTHON_FLAGS : [];
       return { file, prefixArgs: [...(shebang?.slice(1) ?? []), ...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env, warm: header.warm, packFiles: header.pack === 'files' };

@@ -98,7 +98,7 @@ export class InterpreterResolver {
     if (found === undefined) {
       throw new ScriptError('SPAWN_FAILED', `The interpreter "${wanted}" was not found${lookup.platform.path.isAbsolute(wanted) ? '' : ' on PATH'}.`, {
         hint:
-          lookup.platform.missingInterpreterHint(wanted, undefined) ??
+          lookup.platform.missingInterpreterHint(wanted) ??
           'Install it, or point the file extension at an installed interpreter in the config file, e.g. "script": {"interpreters": {".py": "/usr/bin/python3"}}.',
       });
     }
