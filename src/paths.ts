@@ -50,7 +50,7 @@ export function isInside(root: string, candidate: string, rules: PathRules = LIN
 export async function resolveInsideRoots(
   p: string,
   roots: readonly string[],
-  options: { base?: string; what?: string; missingCode?: string; widen?: string; rules?: PathRules; realpath?: (p: string) => Promise<string> } = {},
+  options: { base?: string; what?: string; missingCode?: string; widen?: string; rules?: PathRules | undefined; realpath?: (p: string) => Promise<string> } = {},
 ): Promise<string> {
   const what = options.what ?? 'path';
   const rules = options.rules ?? LINUX_PATHS;

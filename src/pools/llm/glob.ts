@@ -8,7 +8,7 @@ export interface GlobOptions {
   /** Every match must really (after symlinks) be inside one of these. */
   roots: readonly string[];
   /** How this system compares paths (Linux's when not given). */
-  rules?: PathRules;
+  rules?: PathRules | undefined;
   /** Relative patterns resolve against this (default: the first root). */
   base?: string;
   /** More matches than this is an error, not a silent cut. */
@@ -33,7 +33,8 @@ export async function expandFiles(patterns: readonly string[], options: GlobOpti
   if (base === undefined) throw noAllowedFolders('files');
   const rules = options.rules ?? LINUX_PATHS;
   const realRoots = await resolveRoots(options.roots);
-  const budget = { entries: options.maxEntries ?? 200_000, rules };
+  const budget = { entries: options.maxEntries ?? 200_000 };
+  const insideRoots = (real: string): boolean => realRoots.some((root) => isInside(root, real, rules));
   const seen = new Set<string>();
   const out: string[] = [];
   const add = (file: string): void => {
@@ -70,7 +71,7 @@ export async function expandFiles(patterns: readonly string[], options: GlobOpti
       // A trailing `**` means every file below.
       if (rest.at(-1) === '**') rest = [...rest, '*'];
       const found: string[] = [];
-      await walk(dir, rest, 0, found, new Set(), realRoots, budget);
+      await walk(dir, rest, 0, found, new Set(), insideRoots, budget);
       matches.push(...found.sort());
     }
     if (matches.length === 0) {
@@ -102,8 +103,8 @@ async function walk(
   at: number,
   out: string[],
   visited: Set<string>,
-  roots: readonly string[],
-  budget: { entries: number; rules: PathRules },
+  insideRoots: (real: string) => boolean,
+  budget: { entries: number },
 ): Promise<void> {
   const key = `${at}\0${dir}`;
   if (visited.has(key) || at >= segments.length) return;
@@ -112,10 +113,10 @@ async function walk(
   const last = at === segments.length - 1;
 
   if (segment === '**') {
-    await walk(dir, segments, at + 1, out, visited, roots, budget);
+    await walk(dir, segments, at + 1, out, visited, insideRoots, budget);
     for (const entry of await list(dir, budget)) {
       if (entry.isDirectory() && !entry.name.startsWith('.') && !SKIPPED_BY_GLOBSTAR.has(entry.name)) {
-        await walk(path.join(dir, entry.name), segments, at, out, visited, roots, budget);
+        await walk(path.join(dir, entry.name), segments, at, out, visited, insideRoots, budget);
       }
     }
     return;
@@ -126,14 +127,14 @@ async function walk(
     if (matcher ? !matcher.test(entry.name) : entry.name !== segment) continue;
     const full = path.join(dir, entry.name);
     if (!last) {
-      if (entry.isDirectory()) await walk(full, segments, at + 1, out, visited, roots, budget);
+      if (entry.isDirectory()) await walk(full, segments, at + 1, out, visited, insideRoots, budget);
       continue;
     }
     if (entry.isFile()) out.push(full);
     else if (entry.isSymbolicLink()) {
       // A symlinked file counts only when its target is inside the roots too.
       const real = await realpath(full).catch(() => undefined);
-      if (real && roots.some((root) => isInside(root, real, budget.rules)) && (await stat(real)).isFile()) out.push(real);
+      if (real && insideRoots(real) && (await stat(real)).isFile()) out.push(real);
     }
   }
 }

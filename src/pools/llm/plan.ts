@@ -173,7 +173,7 @@ async function groupInputs(
   if (!placeholdersOf(template).includes('content')) {
     throw new MonitorError('INVALID_INPUT', 'group puts the files into {{content}}, which the template does not use.', { hint: 'e.g. "Review this module:\\n{{content}}".' });
   }
-  const matched = await expandFiles(request.files ?? [], { roots: context.allowedRoots, maxFiles: settings.maxFiles, ...(context.pathRules ? { rules: context.pathRules } : {}) });
+  const matched = await expandFiles(request.files ?? [], { roots: context.allowedRoots, maxFiles: settings.maxFiles, rules: context.pathRules });
   const realRoots = await resolveRoots(context.allowedRoots);
   const ratio = await bytesPerToken(matched, served.endpoints, options.model, context);
   const bytesPerTok = ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN;
@@ -255,7 +255,7 @@ async function templateInputs(
   let files: FileRef[] | undefined;
   if (request.files) {
     const roots = context.allowedRoots;
-    const matched = await expandFiles(request.files, { roots, maxFiles: settings.maxFiles, ...(context.pathRules ? { rules: context.pathRules } : {}) });
+    const matched = await expandFiles(request.files, { roots, maxFiles: settings.maxFiles, rules: context.pathRules });
     const realRoots = await resolveRoots(roots);
     const chunking = request.chunkTokens !== undefined || request.chunk === true;
     const ratio = chunking ? await bytesPerToken(matched, served.endpoints, options.model, context) : undefined;

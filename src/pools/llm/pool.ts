@@ -105,8 +105,6 @@ interface Completion {
   /** Names the task's output files: its index, or a part of it (a split half, a reduce step). */
   stem: string;
   options: LlmJobOptions;
-  /** A chunk of a file cut to the context at submit (chunk or chunk_tokens was given). */
-  chunked: boolean;
   /** The prompt as built; `conversation` is what the next request sends (a corrective retry adds to it). */
   messages: ChatMessage[];
   conversation: ChatMessage[];
@@ -211,7 +209,7 @@ export class LlmPool implements Pool {
     let result: TaskResult;
     try {
       const messages = await this.buildMessages(options, input, task.upstream);
-      result = await this.complete(task, options, messages, base, stem, 'file' in input && input.file?.chunks !== undefined);
+      result = await this.complete(task, options, messages, base, stem);
     } catch (error) {
       if (task.signal.aborted) throw error;
       result = { ok: false, error: toTaskError(error), value: base };
@@ -222,8 +220,8 @@ export class LlmPool implements Pool {
       this.endpoints.log.debug(`task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`);
       result = await this.splitRun(task, options, halves, stem, depth, base);
     }
-    // A pack (group) takes no chunk options: what is left to change is the room around the files.
-    if (!result.ok && result.error?.code === 'CONTEXT_OVERFLOW' && 'files' in input && input.files) result.error.hint = PACK_TOO_LARGE_HINT;
+    const hint = overflowHint(input);
+    if (!result.ok && result.error?.code === 'CONTEXT_OVERFLOW' && hint !== undefined) result.error.hint = hint;
     return result;
   }
 
@@ -263,7 +261,7 @@ export class LlmPool implements Pool {
     delete step.template;
     const answers: Array<Record<string, unknown> | undefined> = [];
     const ask: Ask = async (messages, stem, maxTokens) => {
-      const result = await this.complete(task, { ...step, max_tokens: maxTokens }, options.system ? [{ role: 'system', content: options.system }, ...messages] : messages, {}, stem, false);
+      const result = await this.complete(task, { ...step, max_tokens: maxTokens }, options.system ? [{ role: 'system', content: options.system }, ...messages] : messages, {}, stem);
       const value = (result.value ?? {}) as Record<string, unknown>;
       answers.push(value);
       if (!result.ok) return { ok: false, error: result.error ?? { code: 'INTERNAL', message: 'A reduce step failed without an error.' }, value };
@@ -288,12 +286,11 @@ export class LlmPool implements Pool {
   }
 
   /** Asks the model `messages` until an answer or a final failure: routing, failover, retries, schema checks. */
-  private async complete(task: TaskContext, options: LlmJobOptions, messages: ChatMessage[], base: Record<string, unknown>, stem: string, chunked: boolean): Promise<TaskResult> {
+  private async complete(task: TaskContext, options: LlmJobOptions, messages: ChatMessage[], base: Record<string, unknown>, stem: string): Promise<TaskResult> {
     const run: Completion = {
       task,
       stem,
       options,
-      chunked,
       messages,
       conversation: messages,
       base,
@@ -376,7 +373,7 @@ export class LlmPool implements Pool {
     const texts: string[] = [];
     for (const file of files) {
       // Checked again at run time: the path may have become a symlink pointing elsewhere since submit.
-      const real = await resolveInsideRoots(file.path, this.options.allowedRoots, { what: 'file', ...(this.options.pathRules ? { rules: this.options.pathRules } : {}) });
+      const real = await resolveInsideRoots(file.path, this.options.allowedRoots, { what: 'file', rules: this.options.pathRules });
       texts.push(await readFileForPrompt({ ...file, path: real }, this.options.maxFileBytes));
     }
     const content = input.files ? input.files.map((file, i) => `### ${partName(file)}\n${texts[i] ?? ''}`).join('\n\n') : (texts[0] ?? '');
@@ -385,10 +382,7 @@ export class LlmPool implements Pool {
     if (files.length > 0 && context !== undefined && content.length / 6 > context) {
       const what = input.files ? `The ${input.files.length} files of ${input.id}` : `The file ${input.file?.display ?? ''}`;
       throw new LlmError('CONTEXT_OVERFLOW', `${what} (${content.length} characters, ≈${estimateTokens(content)} tokens) is far larger than the model's context (${context} tokens).`, {
-        hint:
-          input.file?.chunks !== undefined
-            ? CHUNK_TOO_LARGE_HINT
-            : 'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
+        hint: overflowHint(input) ?? 'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
       });
     }
     if (input.files) {
@@ -613,7 +607,17 @@ export class LlmPool implements Pool {
   }
 }
 
-/** For a chunk that overflowed: the generic hint (pass chunk: true) is what the caller already did. */
+/**
+ * What to change when `input` overflowed the context, where the generic hint (pass chunk: true)
+ * would not do: a chunk already is one (it needs smaller chunks), and a pack (group) takes no chunk
+ * options, so what is left is the room around its files. Undefined for a whole file or a prompt.
+ */
+function overflowHint(input: LlmTaskInput): string | undefined {
+  if ('files' in input && input.files) return PACK_TOO_LARGE_HINT;
+  if ('file' in input && input.file?.chunks !== undefined) return CHUNK_TOO_LARGE_HINT;
+  return undefined;
+}
+
 const CHUNK_TOO_LARGE_HINT =
   'This chunk was still too large for the model\'s context: submit the file again with a smaller chunk_tokens (half the size the submit\'s note gave), a shorter template or system prompt, or a lower max_tokens; or load the model with a larger context length.';
 
@@ -626,12 +630,7 @@ function failure(run: Completion, error: unknown, extra: Record<string, unknown>
     value.tokens_in = run.usage.promptTokens;
     value.tokens_out = run.usage.completionTokens;
   }
-  const taskError = toTaskError(error);
-  // The generic hint says to chunk: a chunk that still overflowed needs smaller chunks instead.
-  if (taskError.code === 'CONTEXT_OVERFLOW' && run.chunked) {
-    taskError.hint = CHUNK_TOO_LARGE_HINT;
-  }
-  return { ok: false, error: taskError, value };
+  return { ok: false, error: toTaskError(error), value };
 }
 
 const PACK_TOO_LARGE_HINT =
@@ -696,7 +695,7 @@ async function splitForContext(input: TemplateTaskInput, roots: readonly string[
   }
   const [file] = files;
   if (!file) return undefined;
-  const real = await resolveInsideRoots(file.path, roots, { what: 'file', ...(rules ? { rules } : {}) });
+  const real = await resolveInsideRoots(file.path, roots, { what: 'file', rules });
   const size = (await stat(real)).size;
   const start = file.start ?? 0;
   const end = file.end ?? size;
