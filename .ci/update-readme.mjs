@@ -10,7 +10,8 @@ const readme = path.join(root, 'README.md');
 const text = readFileSync(readme, 'utf8');
 const begin = text.indexOf('<!-- settings:begin');
 const end = text.indexOf('<!-- settings:end -->');
-if (begin === -1 || end === -1) throw new Error('README.md has no <!-- settings:begin --> … <!-- settings:end --> markers');
+if (begin === -1 || end === -1)
+  throw new Error('README.md has no <!-- settings:begin --> … <!-- settings:end --> markers');
 const head = text.slice(0, text.indexOf('\n', begin) + 1);
 writeFileSync(readme, `${head}${configTable()}\n${text.slice(end)}`);
 process.stdout.write('README.md: configuration table updated\n');

@@ -37,8 +37,15 @@
 
   function bar(job) {
     const pct = (n) => `${job.tasks > 0 ? (100 * n) / job.tasks : 0}%`;
-    const node = el('div', { className: 'bar', title: `${job.succeeded} ok, ${job.failed} failed, ${job.cancelled} cancelled of ${job.tasks}` });
-    for (const [cls, n] of [['ok', job.succeeded], ['fail', job.failed], ['cancel', job.cancelled]]) {
+    const node = el('div', {
+      className: 'bar',
+      title: `${job.succeeded} ok, ${job.failed} failed, ${job.cancelled} cancelled of ${job.tasks}`,
+    });
+    for (const [cls, n] of [
+      ['ok', job.succeeded],
+      ['fail', job.failed],
+      ['cancel', job.cancelled],
+    ]) {
       const part = el('span', { className: cls });
       part.style.width = pct(n);
       node.append(part);
@@ -61,26 +68,63 @@
     const done = job.succeeded + job.failed + job.cancelled;
     const failures = el('div', { className: 'failures' });
     for (const group of job.failures.slice(0, 3)) {
-      failures.append(el('div', { title: group.example }, [el('span', { className: 'code', text: group.code }), document.createTextNode(` ×${group.count} `), el('span', { className: 'example', text: group.example.slice(0, 80) })]));
+      failures.append(
+        el('div', { title: group.example }, [
+          el('span', { className: 'code', text: group.code }),
+          document.createTextNode(` ×${group.count} `),
+          el('span', { className: 'example', text: group.example.slice(0, 80) }),
+        ]),
+      );
     }
     const actions = el('td');
-    if (job.state === 'running' || job.state === 'queued') actions.append(el('button', { text: 'Cancel', 'data-action': 'cancel', onclick: (event) => { event.stopPropagation(); act(job, 'cancel'); } }));
-    if (job.state === 'interrupted' || job.state === 'failed' || job.state === 'cancelled') actions.append(el('button', { text: 'Resume', 'data-action': 'resume', onclick: (event) => { event.stopPropagation(); act(job, 'resume'); } }));
-    const name = el('td', {}, [el('div', { className: 'mono', text: job.id }), job.label ? el('div', { className: 'label', text: job.label }) : null, job.next ? el('div', { className: 'next', text: job.next }) : null, job.runs_on ? el('div', { className: 'label', text: `runs on ${job.runs_on}` }) : null]);
-    const tokens = job.tokens ? `${job.tokens.prompt} in / ${job.tokens.completion} out, ${job.tokens.per_second} tok/s` : '';
-    const row = el('tr', { className: `job${selected === job.id ? ' selected' : ''}`, 'data-job': job.id, onclick: () => select(job.id) }, [
-      el('td', {}, [el('span', { className: `state ${job.state}`, text: job.state })]),
-      name,
-      el('td', { text: job.kind }),
-      el('td', {}, [bar(job)]),
-      el('td', { className: 'done', text: `${done}/${job.tasks}` }),
-      el('td', { text: job.eta_ms === undefined ? '' : duration(job.eta_ms) }),
-      el('td', { text: duration(job.elapsed_ms) }),
-      el('td', { text: `${job.concurrency}${job.peak_running ? ` (peak ${job.peak_running})` : ''}` }),
-      el('td', {}, [failures]),
-      el('td', { className: 'label', text: tokens }),
-      actions,
+    if (job.state === 'running' || job.state === 'queued')
+      actions.append(
+        el('button', {
+          text: 'Cancel',
+          'data-action': 'cancel',
+          onclick: (event) => {
+            event.stopPropagation();
+            act(job, 'cancel');
+          },
+        }),
+      );
+    if (job.state === 'interrupted' || job.state === 'failed' || job.state === 'cancelled')
+      actions.append(
+        el('button', {
+          text: 'Resume',
+          'data-action': 'resume',
+          onclick: (event) => {
+            event.stopPropagation();
+            act(job, 'resume');
+          },
+        }),
+      );
+    const name = el('td', {}, [
+      el('div', { className: 'mono', text: job.id }),
+      job.label ? el('div', { className: 'label', text: job.label }) : null,
+      job.next ? el('div', { className: 'next', text: job.next }) : null,
+      job.runs_on ? el('div', { className: 'label', text: `runs on ${job.runs_on}` }) : null,
     ]);
+    const tokens = job.tokens
+      ? `${job.tokens.prompt} in / ${job.tokens.completion} out, ${job.tokens.per_second} tok/s`
+      : '';
+    const row = el(
+      'tr',
+      { className: `job${selected === job.id ? ' selected' : ''}`, 'data-job': job.id, onclick: () => select(job.id) },
+      [
+        el('td', {}, [el('span', { className: `state ${job.state}`, text: job.state })]),
+        name,
+        el('td', { text: job.kind }),
+        el('td', {}, [bar(job)]),
+        el('td', { className: 'done', text: `${done}/${job.tasks}` }),
+        el('td', { text: job.eta_ms === undefined ? '' : duration(job.eta_ms) }),
+        el('td', { text: duration(job.elapsed_ms) }),
+        el('td', { text: `${job.concurrency}${job.peak_running ? ` (peak ${job.peak_running})` : ''}` }),
+        el('td', {}, [failures]),
+        el('td', { className: 'label', text: tokens }),
+        actions,
+      ],
+    );
     return row;
   }
 
@@ -95,12 +139,27 @@
       el('div', { className: 'name', text: `${endpoint.name}${endpoint.reachable === false ? ' (unreachable)' : ''}` }),
       el('div', { className: 'models', text: (endpoint.models || []).join(', ') || 'no model loaded' }),
       slots,
-      el('div', { className: 'label slots-text', text: `${endpoint.busy}/${endpoint.limit} slots busy, ${endpoint.waiting} waiting, ${Math.round(now)} tok/s now (server pid ${endpoint.server_pid})` }),
+      el('div', {
+        className: 'label slots-text',
+        text: `${endpoint.busy}/${endpoint.limit} slots busy, ${endpoint.waiting} waiting, ${Math.round(now)} tok/s now (server pid ${endpoint.server_pid})`,
+      }),
       chartBox,
     ]);
     if (window.uPlot && series.length) {
       const data = [series.map((p) => p[0] / 1000), series.map((p) => p[1])];
-      const chart = new window.uPlot({ width: 260, height: 70, legend: { show: false }, cursor: { show: false }, axes: [{ show: false }, { size: 36, stroke: '#9aa3b2', grid: { stroke: '#2a2f3a' } }], series: [{}, { stroke: '#58a6ff', fill: 'rgba(88,166,255,.15)' }], scales: { x: { time: true } } }, data, chartBox);
+      const chart = new window.uPlot(
+        {
+          width: 260,
+          height: 70,
+          legend: { show: false },
+          cursor: { show: false },
+          axes: [{ show: false }, { size: 36, stroke: '#9aa3b2', grid: { stroke: '#2a2f3a' } }],
+          series: [{}, { stroke: '#58a6ff', fill: 'rgba(88,166,255,.15)' }],
+          scales: { x: { time: true } },
+        },
+        data,
+        chartBox,
+      );
       charts.set(key, chart);
     }
     return card;
@@ -109,14 +168,16 @@
   function render() {
     if (!state) return;
     const running = state.jobs.filter((j) => j.state === 'running' || j.state === 'queued').length;
-    $('summary').textContent = `${state.jobs.length} job(s), ${running} running · ${state.servers.length} server(s) live${state.servers.length ? ` (pid ${state.servers.map((s) => s.pid).join(', ')})` : ''}`;
+    $('summary').textContent =
+      `${state.jobs.length} job(s), ${running} running · ${state.servers.length} server(s) live${state.servers.length ? ` (pid ${state.servers.map((s) => s.pid).join(', ')})` : ''}`;
     for (const chart of charts.values()) chart.destroy();
     charts.clear();
     $('endpoints').replaceChildren(...state.endpoints.map(endpointCard));
     $('endpoints-section').hidden = state.endpoints.length === 0;
     $('jobs').tBodies[0].replaceChildren(...state.jobs.map(jobRow));
     $('empty').hidden = state.jobs.length > 0;
-    $('footer').textContent = `State directory: ${state.state_dir} · updated ${new Date(state.generated_at).toLocaleTimeString()}`;
+    $('footer').textContent =
+      `State directory: ${state.state_dir} · updated ${new Date(state.generated_at).toLocaleTimeString()}`;
   }
 
   async function loadDetail() {
@@ -126,16 +187,31 @@
     const { job, tasks, total } = await response.json();
     $('detail').hidden = false;
     $('detail-title').textContent = `${job.id}${job.label ? ` — ${job.label}` : ''} (${job.kind}, ${job.state})`;
-    $('detail-note').textContent = `${job.succeeded + job.failed + job.cancelled}/${job.tasks} done${total > tasks.length ? `; the first ${tasks.length} tasks shown` : ''}${job.next ? `. ${job.next}` : ''}`;
-    $('tasks').tBodies[0].replaceChildren(...tasks.map((task) => el('tr', { 'data-task': String(task.index) }, [
-      el('td', { text: String(task.index) }),
-      el('td', {}, [el('span', { className: `state ${task.state}`, text: task.state })]),
-      el('td', { text: task.attempt ? String(task.attempt) : '' }),
-      el('td', { text: duration(task.duration_ms) }),
-      el('td', { className: 'mono', text: task.id || '' }),
-      el('td', {}, [el('pre', { className: 'preview', text: task.error ? `${task.error.code}: ${task.error.message}` : (task.preview || '') })]),
-      el('td', { className: 'mono', text: Object.entries(task.files || {}).map(([k, v]) => `${k}: ${v}`).join('\n') }),
-    ])));
+    $('detail-note').textContent =
+      `${job.succeeded + job.failed + job.cancelled}/${job.tasks} done${total > tasks.length ? `; the first ${tasks.length} tasks shown` : ''}${job.next ? `. ${job.next}` : ''}`;
+    $('tasks').tBodies[0].replaceChildren(
+      ...tasks.map((task) =>
+        el('tr', { 'data-task': String(task.index) }, [
+          el('td', { text: String(task.index) }),
+          el('td', {}, [el('span', { className: `state ${task.state}`, text: task.state })]),
+          el('td', { text: task.attempt ? String(task.attempt) : '' }),
+          el('td', { text: duration(task.duration_ms) }),
+          el('td', { className: 'mono', text: task.id || '' }),
+          el('td', {}, [
+            el('pre', {
+              className: 'preview',
+              text: task.error ? `${task.error.code}: ${task.error.message}` : task.preview || '',
+            }),
+          ]),
+          el('td', {
+            className: 'mono',
+            text: Object.entries(task.files || {})
+              .map(([k, v]) => `${k}: ${v}`)
+              .join('\n'),
+          }),
+        ]),
+      ),
+    );
   }
 
   function select(jobId) {
@@ -152,7 +228,11 @@
       $('connection').className = 'pill live';
       render();
       // The open job's tasks follow, at most twice a second.
-      if (selected && !detailTimer) detailTimer = setTimeout(() => { detailTimer = null; loadDetail(); }, 500);
+      if (selected && !detailTimer)
+        detailTimer = setTimeout(() => {
+          detailTimer = null;
+          loadDetail();
+        }, 500);
     });
     events.onerror = () => {
       $('connection').textContent = 'offline';

@@ -66,7 +66,17 @@ function loadConfig(argv: readonly string[]): Config {
   } catch (error) {
     if (file.explicit) throw new Error(`Cannot read the config file ${file.path}: ${(error as Error).message}`);
   }
-  const sources = { argv, env, home, cpus: cpus().length, packageRoot, cwd: process.cwd(), execPath: process.execPath, filePath: file.path, platform };
+  const sources = {
+    argv,
+    env,
+    home,
+    cpus: cpus().length,
+    packageRoot,
+    cwd: process.cwd(),
+    execPath: process.execPath,
+    filePath: file.path,
+    platform,
+  };
   return parseConfig(fileText === undefined ? sources : { ...sources, fileText });
 }
 
@@ -83,7 +93,10 @@ function recordEventLoopDelay(): (() => void) | undefined {
   return () => {
     histogram.disable();
     const ms = (ns: number): number => Math.round(ns / 1e4) / 100;
-    writeFileSync(file, JSON.stringify({ p50: ms(histogram.percentile(50)), p99: ms(histogram.percentile(99)), max: ms(histogram.max) }));
+    writeFileSync(
+      file,
+      JSON.stringify({ p50: ms(histogram.percentile(50)), p99: ms(histogram.percentile(99)), max: ms(histogram.max) }),
+    );
   };
 }
 
@@ -93,7 +106,12 @@ async function serve(config: Config): Promise<void> {
   const processes = thisProcess();
   const app = createServer(config, { log, env: process.env, processes, platform });
   await app.start();
-  const transport = new LineTransport({ input: process.stdin, output: process.stdout, maxMessageBytes: config.maxMessageMB * 1024 * 1024, log });
+  const transport = new LineTransport({
+    input: process.stdin,
+    output: process.stdout,
+    maxMessageBytes: config.maxMessageMB * 1024 * 1024,
+    log,
+  });
   let closing = false;
   /** `exitCode` 1 when the shutdown is for an error: a client or supervisor must not read it as a clean end. */
   const shutdown = (why: string, exitCode = 0): void => {
@@ -155,7 +173,9 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
       return json ? `${JSON.stringify({ job: detail.job, tasks: detail.tasks })}\n` : renderJobDetail(detail, now);
     }
     const { jobs } = await data.snapshot(now);
-    return json ? `${JSON.stringify({ state_dir: config.stateDir, jobs })}\n` : renderJobTable(jobs, config.stateDir, now);
+    return json
+      ? `${JSON.stringify({ state_dir: config.stateDir, jobs })}\n`
+      : renderJobTable(jobs, config.stateDir, now);
   };
   const first = await frame();
   if (first === undefined) {
@@ -163,7 +183,8 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
     return 1;
   }
   // A terminal is redrawn in place; anything else (a pipe, --json) gets one frame after another.
-  const redraw = (text: string): boolean => process.stdout.write(!json && process.stdout.isTTY ? `\x1b[H\x1b[2J${text}` : text);
+  const redraw = (text: string): boolean =>
+    process.stdout.write(!json && process.stdout.isTTY ? `\x1b[H\x1b[2J${text}` : text);
   redraw(first);
   if (!watch) return 0;
   await new Promise<void>((resolve) => {
@@ -199,15 +220,26 @@ async function dashboardCommand(argv: readonly string[]): Promise<number> {
   const open = rest.includes('--open');
   const config = loadConfig(rest.filter((arg) => arg !== '--open'));
   const port = portText === undefined ? 0 : Number(portText);
-  if (!(Number.isInteger(port) && port >= 0 && port < 65536)) throw new Error(`--port must be a whole number from 0 to 65535, got ${portText ?? ''}.`);
+  if (!(Number.isInteger(port) && port >= 0 && port < 65536))
+    throw new Error(`--port must be a whole number from 0 to 65535, got ${portText ?? ''}.`);
   const log = createLogger((line) => process.stderr.write(line), config.logLevel);
   const owners = thisProcess();
   const { Dashboard } = await import('./dashboard/http.js');
   const { dashboardAssets } = await import('./dashboard/assets.js');
-  const dashboard = new Dashboard({ data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start)), stateDir: config.stateDir, host, port, assets: dashboardAssets(packageRoot), log });
+  const dashboard = new Dashboard({
+    data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start)),
+    stateDir: config.stateDir,
+    host,
+    port,
+    assets: dashboardAssets(packageRoot),
+    log,
+  });
   await dashboard.start();
   process.stdout.write(`Dashboard: ${dashboard.url}\n`);
-  if (!isLoopbackHost(host)) process.stderr.write(`Warning: the dashboard listens on ${host}, not on loopback: anyone who can reach it and has the URL can cancel jobs.\n`);
+  if (!isLoopbackHost(host))
+    process.stderr.write(
+      `Warning: the dashboard listens on ${host}, not on loopback: anyone who can reach it and has the URL can cancel jobs.\n`,
+    );
   if (open) openBrowser(dashboard.url);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', () => resolve());
@@ -226,7 +258,9 @@ function openBrowser(url: string): void {
   const command = platform.openUrl(url);
   try {
     const child = spawn(command.file, command.args, { stdio: 'ignore', detached: true, windowsHide: true });
-    child.on('error', () => process.stderr.write(`Could not open a browser; open ${url.split('?')[0] ?? url} with the printed URL.\n`));
+    child.on('error', () =>
+      process.stderr.write(`Could not open a browser; open ${url.split('?')[0] ?? url} with the printed URL.\n`),
+    );
     child.unref();
   } catch {
     process.stderr.write('Could not open a browser; open the printed URL.\n');

@@ -48,7 +48,13 @@ interface CollectPage {
   done: boolean;
   remaining: number;
   next_cursor?: string;
-  results: Array<{ index: number; id?: string; state: string; duration_ms?: number; value?: { json?: unknown; text?: string } }>;
+  results: Array<{
+    index: number;
+    id?: string;
+    state: string;
+    duration_ms?: number;
+    value?: { json?: unknown; text?: string };
+  }>;
 }
 
 async function sourceFiles(root: string): Promise<string[]> {
@@ -90,23 +96,39 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   const started = performance.now();
   const transport = new StdioClientTransport({
     command: options.nodePath,
-    args: [options.cliPath, '--state-dir', options.stateDir, '--root', options.repoRoot, '--log-level', 'warn', ...(options.serverArgs ?? [])],
+    args: [
+      options.cliPath,
+      '--state-dir',
+      options.stateDir,
+      '--root',
+      options.repoRoot,
+      '--log-level',
+      'warn',
+      ...(options.serverArgs ?? []),
+    ],
     cwd: options.repoRoot,
     stderr: 'inherit',
   });
   const client = new Client({ name: 'monitor-demo', version: '1.0.0' });
   await client.connect(transport);
   const call = async (name: string, args: Record<string, unknown>): Promise<CallToolResult> => {
-    const result = (await client.callTool({ name, arguments: args }, undefined, { timeout: 120_000 })) as CallToolResult;
-    if (result.isError) throw new Error(`${name} failed: ${result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')}`);
+    const result = (await client.callTool({ name, arguments: args }, undefined, {
+      timeout: 120_000,
+    })) as CallToolResult;
+    if (result.isError)
+      throw new Error(`${name} failed: ${result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')}`);
     return result;
   };
-  const collectAll = async (jobId: string): Promise<{ job: JobView; results: CollectPage['results']; pages: number }> => {
+  const collectAll = async (
+    jobId: string,
+  ): Promise<{ job: JobView; results: CollectPage['results']; pages: number }> => {
     const results: CollectPage['results'] = [];
     let cursor: string | undefined;
     let pages = 0;
     for (;;) {
-      const page = (await call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) })).structuredContent as unknown as CollectPage;
+      const page = (
+        await call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) })
+      ).structuredContent as unknown as CollectPage;
       pages++;
       results.push(...page.results);
       const job = page.jobs[0];
@@ -120,20 +142,31 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const version = client.getServerVersion();
     const { tools } = await client.listTools();
     write(`monitor-mcp demo: a real MCP client driving the built server over stdio\n`);
-    write(`To watch it live in a browser, run in another terminal: monitor-mcp dashboard --state-dir ${options.stateDir}\n\n`);
-    write(`Server ${version?.name ?? '?'} ${version?.version ?? '?'}, ${tools.length} tools: ${tools.map((t) => t.name).join(', ')}\n`);
-    const listed = (await call('list_workers', {})).structuredContent as { workers: Array<{ name: string; interpreter: string; path: string; description?: string }> };
-    write(`Workers:\n${listed.workers.map((w) => `  ${pad(w.name, 26)} ${pad(w.interpreter, 8)} ${(w.description ?? '').slice(0, 80)}`).join('\n')}\n`);
+    write(
+      `To watch it live in a browser, run in another terminal: monitor-mcp dashboard --state-dir ${options.stateDir}\n\n`,
+    );
+    write(
+      `Server ${version?.name ?? '?'} ${version?.version ?? '?'}, ${tools.length} tools: ${tools.map((t) => t.name).join(', ')}\n`,
+    );
+    const listed = (await call('list_workers', {})).structuredContent as {
+      workers: Array<{ name: string; interpreter: string; path: string; description?: string }>;
+    };
+    write(
+      `Workers:\n${listed.workers.map((w) => `  ${pad(w.name, 26)} ${pad(w.interpreter, 8)} ${(w.description ?? '').slice(0, 80)}`).join('\n')}\n`,
+    );
 
     const files = await sourceFiles(options.repoRoot);
     const concurrency = Math.max(2, options.cpus);
     const inputs = batches(files, FILES_PER_TASK).map((group) => ({ args: group }));
     const workers = ['analyze_dependencies.py', 'code_stats.py'];
-    write(`\nSubmitting two jobs over ${files.length} source files of this repository (${inputs.length} tasks each, ${FILES_PER_TASK} files a task, up to ${concurrency} at once each):\n`);
+    write(
+      `\nSubmitting two jobs over ${files.length} source files of this repository (${inputs.length} tasks each, ${FILES_PER_TASK} files a task, up to ${concurrency} at once each):\n`,
+    );
     const submittedAt = performance.now();
     const jobIds: string[] = [];
     for (const worker of workers) {
-      const reply = (await call('run_script_batch', { worker, inputs, concurrency, label: `demo: ${worker}` })).structuredContent as { job_id: string };
+      const reply = (await call('run_script_batch', { worker, inputs, concurrency, label: `demo: ${worker}` }))
+        .structuredContent as { job_id: string };
       jobIds.push(reply.job_id);
       write(`  ${reply.job_id}  ${worker}\n`);
     }
@@ -142,16 +175,24 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const glance = await call('list_jobs', { state: 'active' });
     write(glance.content.map((c) => (c.type === 'text' ? `  ${c.text.split('\n').join('\n  ')}` : '')).join('') + '\n');
 
-    write(`\nCollecting (collect_results waits, then pages results within the output budget, in the order tasks finished):\n`);
+    write(
+      `\nCollecting (collect_results waits, then pages results within the output budget, in the order tasks finished):\n`,
+    );
     const collected = await Promise.all(jobIds.map(collectAll));
     const monitorMs = performance.now() - submittedAt;
     collected.forEach((got, i) => {
-      write(`  ${pad(workers[i] ?? '', 24)} ${got.job.state}: ${got.job.counts.succeeded}/${got.job.counts.total} succeeded in ${seconds(got.job.elapsed_ms)}, peak ${got.job.peak_running} at once, ${got.pages} page(s)\n`);
+      write(
+        `  ${pad(workers[i] ?? '', 24)} ${got.job.state}: ${got.job.counts.succeeded}/${got.job.counts.total} succeeded in ${seconds(got.job.elapsed_ms)}, peak ${got.job.peak_running} at once, ${got.pages} page(s)\n`,
+      );
     });
-    const values = (i: number): unknown[] => (collected[i]?.results ?? []).flatMap((r) => (r.value?.json === undefined ? [] : [r.value.json]));
+    const values = (i: number): unknown[] =>
+      (collected[i]?.results ?? []).flatMap((r) => (r.value?.json === undefined ? [] : [r.value.json]));
 
     const perFile: FileStats[] = values(1).flatMap((v) => (v as { files?: FileStats[] }).files ?? []);
-    const byLanguage = new Map<string, { files: number; lines: number; code: number; functions: number; todos: number }>();
+    const byLanguage = new Map<
+      string,
+      { files: number; lines: number; code: number; functions: number; todos: number }
+    >();
     for (const f of perFile) {
       const key = f.language ?? 'other';
       const row = byLanguage.get(key) ?? { files: 0, lines: 0, code: 0, functions: 0, todos: 0 };
@@ -162,9 +203,13 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       row.todos += f.todos?.length ?? 0;
       byLanguage.set(key, row);
     }
-    write(`\nCode statistics, merged from ${perFile.length} files:\n  ${pad('language', 12)}${padLeft('files', 7)}${padLeft('lines', 9)}${padLeft('code', 9)}${padLeft('functions', 11)}${padLeft('TODOs', 7)}\n`);
+    write(
+      `\nCode statistics, merged from ${perFile.length} files:\n  ${pad('language', 12)}${padLeft('files', 7)}${padLeft('lines', 9)}${padLeft('code', 9)}${padLeft('functions', 11)}${padLeft('TODOs', 7)}\n`,
+    );
     for (const [language, row] of [...byLanguage].sort((a, b) => b[1].code - a[1].code)) {
-      write(`  ${pad(language, 12)}${padLeft(row.files, 7)}${padLeft(row.lines, 9)}${padLeft(row.code, 9)}${padLeft(row.functions, 11)}${padLeft(row.todos, 7)}\n`);
+      write(
+        `  ${pad(language, 12)}${padLeft(row.files, 7)}${padLeft(row.lines, 9)}${padLeft(row.code, 9)}${padLeft(row.functions, 11)}${padLeft(row.todos, 7)}\n`,
+      );
     }
     const largest = [...perFile].sort((a, b) => (b.code ?? 0) - (a.code ?? 0)).slice(0, 5);
     write(`  largest: ${largest.map((f) => `${f.file} (${f.code ?? 0})`).join(', ')}\n`);
@@ -173,21 +218,33 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const external = new Map<string, number>();
     const internal = new Map<string, number>();
     for (const f of perDeps) {
-      for (const pkg of new Set((f.external ?? []).map((e) => e.package ?? e.specifier))) external.set(pkg, (external.get(pkg) ?? 0) + 1);
-      for (const target of new Set((f.internal ?? []).map((e) => e.path ?? e.specifier))) internal.set(target, (internal.get(target) ?? 0) + 1);
+      for (const pkg of new Set((f.external ?? []).map((e) => e.package ?? e.specifier)))
+        external.set(pkg, (external.get(pkg) ?? 0) + 1);
+      for (const target of new Set((f.internal ?? []).map((e) => e.path ?? e.specifier)))
+        internal.set(target, (internal.get(target) ?? 0) + 1);
     }
-    const top = (m: Map<string, number>, n: number): string => [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${k} (${v})`).join(', ');
-    write(`\nDependencies, merged from ${perDeps.length} files:\n  external packages (files importing them): ${top(external, 8) || 'none'}\n  most imported modules of this repo: ${top(internal, 6) || 'none'}\n`);
+    const top = (m: Map<string, number>, n: number): string =>
+      [...m]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, n)
+        .map(([k, v]) => `${k} (${v})`)
+        .join(', ');
+    write(
+      `\nDependencies, merged from ${perDeps.length} files:\n  external packages (files importing them): ${top(external, 8) || 'none'}\n  most imported modules of this repo: ${top(internal, 6) || 'none'}\n`,
+    );
 
     // The baseline, measured: the same tasks one after another, each the same process as a task.
     const python = (await run('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim() || 'python3';
     const baselineStart = performance.now();
     for (const worker of workers) {
       const script = listed.workers.find((w) => w.name === worker)?.path ?? worker;
-      for (const input of inputs) await run(python, [script, ...input.args], { cwd: options.repoRoot, maxBuffer: 64 * 1024 * 1024 });
+      for (const input of inputs)
+        await run(python, [script, ...input.args], { cwd: options.repoRoot, maxBuffer: 64 * 1024 * 1024 });
     }
     const baselineMs = performance.now() - baselineStart;
-    write(`\nThe same ${workers.length * inputs.length} tasks one after another, without the server: ${seconds(baselineMs)}. Through monitor-mcp, two jobs side by side, submit to last result collected: ${seconds(monitorMs)} (${(baselineMs / monitorMs).toFixed(1)}× on ${options.cpus} CPU(s)).\n`);
+    write(
+      `\nThe same ${workers.length * inputs.length} tasks one after another, without the server: ${seconds(baselineMs)}. Through monitor-mcp, two jobs side by side, submit to last result collected: ${seconds(monitorMs)} (${(baselineMs / monitorMs).toFixed(1)}× on ${options.cpus} CPU(s)).\n`,
+    );
 
     await demoLlm(call, collectAll, files, options.repoRoot, write);
     write(`\nDone in ${seconds(performance.now() - started)}.\n`);
@@ -207,7 +264,10 @@ interface EndpointView {
 /** When an LLM endpoint answers with a model, a few of the files go to it: one summary each, read by the server, not the client. */
 async function demoLlm(
   call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult>,
-  collectAll: (jobId: string) => Promise<{ job: JobView & { tokens?: { prompt: number; completion: number; completion_per_second: number | null } }; results: CollectPage['results'] }>,
+  collectAll: (jobId: string) => Promise<{
+    job: JobView & { tokens?: { prompt: number; completion: number; completion_per_second: number | null } };
+    results: CollectPage['results'];
+  }>,
   files: readonly string[],
   root: string,
   write: (text: string) => void,
@@ -218,29 +278,48 @@ async function demoLlm(
   const serving = models.endpoints.find((e) => e.reachable && !e.error && e.models.some(chat));
   if (!serving) {
     const why = models.endpoints.map((e) => `${e.name}: ${e.error?.message ?? 'no LLM'}`).join('; ');
-    write(`\nLocal LLM: no endpoint answered with a model (${why}), so the LLM job is skipped. Start LM Studio with a model loaded, or pass --endpoint NAME=URL to the demo.\n`);
+    write(
+      `\nLocal LLM: no endpoint answered with a model (${why}), so the LLM job is skipped. Start LM Studio with a model loaded, or pass --endpoint NAME=URL to the demo.\n`,
+    );
     return;
   }
   const model = serving.models.find((m) => m.loaded && chat(m)) ?? serving.models.find(chat);
   // The six smallest Python files: any model's context takes them whole.
-  const sizes = await Promise.all(files.filter((f) => f.endsWith('.py')).map(async (f) => ({ f, size: (await stat(path.join(root, f))).size })));
-  const picked = sizes.sort((a, b) => a.size - b.size).slice(0, 6).map((s) => s.f);
-  write(`\nLocal LLM: ${serving.name} serves ${model?.id ?? '?'}; one summary for each of ${picked.length} small Python files (the server reads them):\n`);
+  const sizes = await Promise.all(
+    files.filter((f) => f.endsWith('.py')).map(async (f) => ({ f, size: (await stat(path.join(root, f))).size })),
+  );
+  const picked = sizes
+    .sort((a, b) => a.size - b.size)
+    .slice(0, 6)
+    .map((s) => s.f);
+  write(
+    `\nLocal LLM: ${serving.name} serves ${model?.id ?? '?'}; one summary for each of ${picked.length} small Python files (the server reads them):\n`,
+  );
   // Map → reduce: the local model also merges the summaries, so Claude would read one answer.
-  const submitted = (await call('lmstudio_complete', {
-    template: 'In one sentence, what does the script {{path}} do?\n\n{{content}}',
-    files: picked,
-    max_tokens: 48,
-    temperature: 0,
-    reduce: { prompt: 'In two sentences, what do these scripts do together?', max_tokens: 96 },
-    ...(model ? { model: model.id } : {}),
-    label: 'demo: summaries',
-  })).structuredContent as { job_id: string; runs_on?: { job_id: string } };
+  const submitted = (
+    await call('lmstudio_complete', {
+      template: 'In one sentence, what does the script {{path}} do?\n\n{{content}}',
+      files: picked,
+      max_tokens: 48,
+      temperature: 0,
+      reduce: { prompt: 'In two sentences, what do these scripts do together?', max_tokens: 96 },
+      ...(model ? { model: model.id } : {}),
+      label: 'demo: summaries',
+    })
+  ).structuredContent as { job_id: string; runs_on?: { job_id: string } };
   const reduced = await collectAll(submitted.job_id);
   const got = await collectAll(submitted.runs_on?.job_id ?? submitted.job_id);
-  for (const r of got.results) write(`  ${pad(r.id ?? `#${r.index}`, 34)} ${r.state === 'succeeded' ? (r.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 90) : r.state}\n`);
+  for (const r of got.results)
+    write(
+      `  ${pad(r.id ?? `#${r.index}`, 34)} ${r.state === 'succeeded' ? (r.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 90) : r.state}\n`,
+    );
   const merged = reduced.results[0];
-  write(`  merged on the local model (reduce): ${merged?.state === 'succeeded' ? (merged.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 160) : (merged?.state ?? '?')}\n`);
+  write(
+    `  merged on the local model (reduce): ${merged?.state === 'succeeded' ? (merged.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 160) : (merged?.state ?? '?')}\n`,
+  );
   const tokens = got.job.tokens;
-  if (tokens) write(`  ${tokens.prompt + tokens.completion} tokens processed locally for the summaries (${tokens.prompt} in, ${tokens.completion} out${tokens.completion_per_second === null ? '' : `, ${tokens.completion_per_second} tok/s`}), none of them Claude's.\n`);
+  if (tokens)
+    write(
+      `  ${tokens.prompt + tokens.completion} tokens processed locally for the summaries (${tokens.prompt} in, ${tokens.completion} out${tokens.completion_per_second === null ? '' : `, ${tokens.completion_per_second} tok/s`}), none of them Claude's.\n`,
+    );
 }

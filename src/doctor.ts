@@ -48,17 +48,30 @@ export async function runDoctor(config: Config, deps: DoctorDeps): Promise<numbe
   };
 
   const signal = AbortSignal.timeout(DOCTOR_TIMEOUT_MS);
-  await doctorKinds(config, { log: deps.log ?? silentLogger, env: deps.env, platform: deps.platform ?? LINUX }, report, signal);
+  await doctorKinds(
+    config,
+    { log: deps.log ?? silentLogger, env: deps.env, platform: deps.platform ?? LINUX },
+    report,
+    signal,
+  );
 
   report.section('Folders');
   for (const root of config.allowedRoots) {
     const info = await stat(root).catch(() => undefined);
     if (info?.isDirectory()) report.ok(`allowed folder ${root}`);
-    else report.fail(`allowed folder ${root} does not exist`, 'Fix --root / "allowedRoots" (paths and globs must stay inside these folders).');
+    else
+      report.fail(
+        `allowed folder ${root} does not exist`,
+        'Fix --root / "allowedRoots" (paths and globs must stay inside these folders).',
+      );
   }
   await checkStateDir(config.stateDir, report);
 
-  deps.write(failures === 0 ? `All checks passed${warnings > 0 ? ` (${warnings} warning(s))` : ''}.\n` : `${failures} check(s) failed${warnings > 0 ? `, ${warnings} warning(s)` : ''}: see "fix" above.\n`);
+  deps.write(
+    failures === 0
+      ? `All checks passed${warnings > 0 ? ` (${warnings} warning(s))` : ''}.\n`
+      : `${failures} check(s) failed${warnings > 0 ? `, ${warnings} warning(s)` : ''}: see "fix" above.\n`,
+  );
   return failures === 0 ? 0 : 1;
 }
 
@@ -70,6 +83,9 @@ async function checkStateDir(stateDir: string, report: DoctorReport): Promise<vo
     await rm(probe, { force: true });
     report.ok(`state directory ${stateDir} is writable`);
   } catch (error) {
-    report.fail(`state directory ${stateDir} is not writable: ${errorText(error).split('\n')[0] ?? ''}`, 'Fix its permissions, or choose another with --state-dir / MONITOR_STATE_DIR.');
+    report.fail(
+      `state directory ${stateDir} is not writable: ${errorText(error).split('\n')[0] ?? ''}`,
+      'Fix its permissions, or choose another with --state-dir / MONITOR_STATE_DIR.',
+    );
   }
 }

@@ -79,8 +79,14 @@ const LONGEST_WORD = 160;
  * are shown escaped, and a 5 KB "id" is shortened to its ends, so the text stays readable.
  */
 export function readable(text: string): string {
-  const escaped = text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return escaped.replace(new RegExp(`[^\\s]{${LONGEST_WORD + 1},}`, 'g'), (word) => `${word.slice(0, 100)}…(${word.length} characters)…${word.slice(-40)}`);
+  const escaped = text.replace(
+    /[\u0000-\u0008\u000b-\u001f\u007f]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return escaped.replace(
+    new RegExp(`[^\\s]{${LONGEST_WORD + 1},}`, 'g'),
+    (word) => `${word.slice(0, 100)}…(${word.length} characters)…${word.slice(-40)}`,
+  );
 }
 
 /**
@@ -89,5 +95,9 @@ export function readable(text: string): string {
  */
 export function withContext(where: string, error: unknown): unknown {
   if (!isMonitorError(error)) return error;
-  return new MonitorError<string>(error.code, `${where}: ${error.message}`, { hint: error.hint, retryable: error.retryable, cause: error });
+  return new MonitorError<string>(error.code, `${where}: ${error.message}`, {
+    hint: error.hint,
+    retryable: error.retryable,
+    cause: error,
+  });
 }

@@ -36,7 +36,8 @@ export function isInside(root: string, candidate: string, rules: PathRules = LIN
   const c = comparable(candidate, rules);
   if (!api.isAbsolute(r) || !api.isAbsolute(c)) return false;
   // Another drive or share: relative() would answer with an absolute path.
-  if (rules.flavor === 'win32' && path.win32.parse(r).root.toLowerCase() !== path.win32.parse(c).root.toLowerCase()) return false;
+  if (rules.flavor === 'win32' && path.win32.parse(r).root.toLowerCase() !== path.win32.parse(c).root.toLowerCase())
+    return false;
   const relative = api.relative(r, c);
   // A child may be named "..x": only ".." itself, as a whole segment, leaves the root.
   return relative === '' || (relative !== '..' && !relative.startsWith(`..${api.sep}`) && !api.isAbsolute(relative));
@@ -50,7 +51,14 @@ export function isInside(root: string, candidate: string, rules: PathRules = LIN
 export async function resolveInsideRoots(
   p: string,
   roots: readonly string[],
-  options: { base?: string; what?: string; missingCode?: string; widen?: string; rules?: PathRules | undefined; realpath?: (p: string) => Promise<string> } = {},
+  options: {
+    base?: string;
+    what?: string;
+    missingCode?: string;
+    widen?: string;
+    rules?: PathRules | undefined;
+    realpath?: (p: string) => Promise<string>;
+  } = {},
 ): Promise<string> {
   const what = options.what ?? 'path';
   const rules = options.rules ?? LINUX_PATHS;
@@ -77,19 +85,31 @@ export async function resolveInsideRoots(
 }
 
 /** The allowed folders with their symlinks followed (as given when one does not exist). */
-export function resolveRoots(roots: readonly string[], real: (p: string) => Promise<string> = realpath): Promise<string[]> {
+export function resolveRoots(
+  roots: readonly string[],
+  real: (p: string) => Promise<string> = realpath,
+): Promise<string[]> {
   return Promise.all(roots.map((r) => real(r).catch(() => path.resolve(r))));
 }
 
 /** No roots at all: the server was started without --root where its cwd could not serve as one (e.g. "/"). */
 export function noAllowedFolders(what: string): MonitorError {
-  return new MonitorError('PATH_OUTSIDE_ROOT', `No folders are allowed for the ${what}: the server has no project folder.`, {
-    hint: 'Ask the user to start the server with --root /path/to/project (or "allowedRoots" in the config file); a server started in "/" without --root allows no folder.',
-  });
+  return new MonitorError(
+    'PATH_OUTSIDE_ROOT',
+    `No folders are allowed for the ${what}: the server has no project folder.`,
+    {
+      hint: 'Ask the user to start the server with --root /path/to/project (or "allowedRoots" in the config file); a server started in "/" without --root allows no folder.',
+    },
+  );
 }
 
 /** `widen`: how the user allows more of these folders (default: the allowed roots' flag and key). */
-function outside(what: string, p: string, roots: readonly string[], widen = '--root or "allowedRoots" in the config file'): MonitorError {
+function outside(
+  what: string,
+  p: string,
+  roots: readonly string[],
+  widen = '--root or "allowedRoots" in the config file',
+): MonitorError {
   return new MonitorError('PATH_OUTSIDE_ROOT', `The ${what} "${p}" resolves outside the allowed folders.`, {
     hint: `Use a path inside ${roots.join(', ')} (symlinks are followed before the check). The user can allow more folders with ${widen}.`,
   });

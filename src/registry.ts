@@ -17,7 +17,10 @@ export interface RegisteredKind<Settings extends SettingsTree, Services> {
   tools: ReadonlyArray<KindTool<Services>>;
 }
 
-function register<Settings extends SettingsTree, Services>(kind: WorkerKind<Settings, Services>, ...tools: ReadonlyArray<KindTool<Services>>): RegisteredKind<Settings, Services> {
+function register<Settings extends SettingsTree, Services>(
+  kind: WorkerKind<Settings, Services>,
+  ...tools: ReadonlyArray<KindTool<Services>>
+): RegisteredKind<Settings, Services> {
   return { kind, tools };
 }
 
@@ -45,10 +48,20 @@ export interface BuiltKind {
  */
 export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps, 'secretEnv'>): BuiltKind[] {
   const secretEnv = new Set(KINDS.flatMap(({ kind }) => kind.secretEnv?.(config) ?? []));
-  return KINDS.map(({ kind, tools }) => ({ name: kind.name, summary: kind.summary, instance: kind.create(config, { ...deps, secretEnv }), tools }));
+  return KINDS.map(({ kind, tools }) => ({
+    name: kind.name,
+    summary: kind.summary,
+    instance: kind.create(config, { ...deps, secretEnv }),
+    tools,
+  }));
 }
 
 /** Every kind's `doctor` checks, in registry order. */
-export async function doctorKinds(config: CoreConfig & KindsConfig, deps: Pick<KindDeps, 'log' | 'env' | 'platform'>, report: DoctorReport, signal: AbortSignal): Promise<void> {
+export async function doctorKinds(
+  config: CoreConfig & KindsConfig,
+  deps: Pick<KindDeps, 'log' | 'env' | 'platform'>,
+  report: DoctorReport,
+  signal: AbortSignal,
+): Promise<void> {
   for (const { kind } of KINDS) await kind.doctor?.(config, deps, report, signal);
 }

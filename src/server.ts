@@ -1,5 +1,10 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { type CallToolResult, CallToolRequestSchema, ListToolsRequestSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import {
+  type CallToolResult,
+  CallToolRequestSchema,
+  ListToolsRequestSchema,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import type { Ownership } from './engine/types.js';
@@ -51,14 +56,17 @@ function instructions(config: Config, kinds: readonly BuiltKind[]): string {
     const dispatch = k.tools.filter((t) => t.dispatch).map((t) => t.name);
     return dispatch.length > 0 ? `${k.summary} (${dispatch.join(', ')})` : k.summary;
   });
-  const listed = workers.length > 1 ? `${workers.slice(0, -1).join(', ')}, and ${workers.at(-1) ?? ''}` : (workers[0] ?? '');
+  const listed =
+    workers.length > 1 ? `${workers.slice(0, -1).join(', ')}, and ${workers.at(-1) ?? ''}` : (workers[0] ?? '');
   return [
     `monitor-mcp runs work on real parallel workers on this machine: ${listed}.`,
     `Working pattern: 1) submit a whole batch with one dispatch tool; it returns a job_id at once. 2) Keep working on something else meanwhile. 3) Call collect_results with the job_id: it waits (bounded) for the job and returns status counts and a page of results within an output budget. Every reply's "next" says the exact call to make next (the next page, newer results, or resume_job for interrupted tasks). Merge the results yourself, or let merge "json"/"text" join them with their ids.`,
     `Results live on disk (${config.stateDir}) and survive a server restart; jobs are removed ${config.retentionDays} days after they finish. Tasks cut off by a restart are "interrupted": resume_job runs them again. list_jobs shows every job; cancel_job stops one.`,
     'Prefer sending file paths to workers over pasting file contents: the workers read the files, so their contents never pass through your context.',
     ...(kinds.some((k) => k.tools.some((t) => t.name === 'lmstudio_complete'))
-      ? ['To merge many answers, let the local model do it: lmstudio_complete with reduce (and group: "all" for a whole module) returns one merged answer to collect; from_job runs a job on another job\'s results as they arrive (script → LLM → script) without a round trip through you.']
+      ? [
+          'To merge many answers, let the local model do it: lmstudio_complete with reduce (and group: "all" for a whole module) returns one merged answer to collect; from_job runs a job on another job\'s results as they arrive (script → LLM → script) without a round trip through you.',
+        ]
       : []),
   ].join('\n');
 }
@@ -68,18 +76,34 @@ function instructions(config: Config, kinds: readonly BuiltKind[]): string {
  * pools, the kinds' tools and the job tools. Side-effect free: nothing is read, written or
  * listened to until start() and a transport's connect().
  */
-export function createServer(config: Config, deps: ServerDeps & Required<Pick<ServerDeps, 'processes'>>): MonitorServer {
+export function createServer(
+  config: Config,
+  deps: ServerDeps & Required<Pick<ServerDeps, 'processes'>>,
+): MonitorServer {
   const log = deps.log ?? silentLogger;
-  const kinds = buildKinds(config, { log, env: deps.env ?? {}, processes: deps.processes, platform: deps.platform ?? LINUX });
+  const kinds = buildKinds(config, {
+    log,
+    env: deps.env ?? {},
+    processes: deps.processes,
+    platform: deps.platform ?? LINUX,
+  });
   const ownership = deps.ownership ?? deps.processes;
-  const engine = new Engine({ store: new JobStore(config.stateDir, log), pools: kinds.map((k) => k.instance.pool), log, retentionDays: config.retentionDays, ownership, maxStateBytes: config.maxStateMB * 1024 * 1024 });
+  const engine = new Engine({
+    store: new JobStore(config.stateDir, log),
+    pools: kinds.map((k) => k.instance.pool),
+    log,
+    retentionDays: config.retentionDays,
+    ownership,
+    maxStateBytes: config.maxStateMB * 1024 * 1024,
+  });
   const facts: ServerFacts = {
     kinds: kinds.map((k) => k.name),
     dispatchTools: [...kinds.flatMap((k) => k.tools.filter((t) => t.dispatch).map((t) => t.name))],
   };
 
   const tools = new Map<string, { tool: AnyTool; services: unknown }>();
-  for (const kind of kinds) for (const tool of kind.tools) tools.set(tool.name, { tool, services: kind.instance.services });
+  for (const kind of kinds)
+    for (const tool of kind.tools) tools.set(tool.name, { tool, services: kind.instance.services });
   for (const tool of jobTools(facts)) tools.set(tool.name, { tool, services: undefined });
   // Listed once: what every client (and, in Claude Code, the model) gets on every request.
   const listed: Tool[] = [...tools.values()].map(({ tool }) => ({
@@ -90,7 +114,10 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
     annotations: tool.annotations,
   }));
 
-  const server = new Server({ name: SERVER_NAME, version: SERVER_VERSION }, { capabilities: { tools: {}, logging: {} }, instructions: instructions(config, kinds) });
+  const server = new Server(
+    { name: SERVER_NAME, version: SERVER_VERSION },
+    { capabilities: { tools: {}, logging: {} }, instructions: instructions(config, kinds) },
+  );
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: listed }));
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
     const { name } = request.params;
@@ -106,7 +133,8 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
         await extra
           .sendNotification({
             method: 'notifications/progress',
-            params: total === undefined ? { progressToken, progress, message } : { progressToken, progress, total, message },
+            params:
+              total === undefined ? { progressToken, progress, message } : { progressToken, progress, total, message },
           })
           .catch(() => undefined);
       },
@@ -115,7 +143,9 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
       const entry = tools.get(name);
       if (!entry) {
         const near = closest(name, [...tools.keys()]);
-        throw new MonitorError('INVALID_INPUT', `There is no tool "${name}".`, { hint: `${near ? `Did you mean ${near}? ` : ''}The tools: ${[...tools.keys()].join(', ')}.` });
+        throw new MonitorError('INVALID_INPUT', `There is no tool "${name}".`, {
+          hint: `${near ? `Did you mean ${near}? ` : ''}The tools: ${[...tools.keys()].join(', ')}.`,
+        });
       }
       const args = parseArguments(entry.tool.name, entry.tool.inputSchema, request.params.arguments);
       const reply = await entry.tool.handler(args as never, ctx(entry.services));
@@ -164,13 +194,16 @@ export function createServer(config: Config, deps: ServerDeps & Required<Pick<Se
     engine,
     async start() {
       const { loaded, removed, interrupted } = await engine.init();
-      log.info(`state ${config.stateDir}: ${loaded} job(s) loaded, ${removed} expired removed, ${interrupted} with interrupted tasks`);
+      log.info(
+        `state ${config.stateDir}: ${loaded} job(s) loaded, ${removed} expired removed, ${interrupted} with interrupted tasks`,
+      );
       if (config.liveFigures) await live.start();
     },
     async close() {
       await live.close();
       await engine.close();
-      for (const kind of kinds) await kind.instance.close().catch((error: unknown) => log.warn(`closing ${kind.name}: ${String(error)}`));
+      for (const kind of kinds)
+        await kind.instance.close().catch((error: unknown) => log.warn(`closing ${kind.name}: ${String(error)}`));
       await server.close().catch(() => undefined);
     },
   };

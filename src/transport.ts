@@ -143,11 +143,18 @@ export class LineTransport implements Transport {
       return;
     }
     const parts = [...this.pieces, piece];
-    this.oversize = { head: firstBytes(parts, ID_SEARCH_BYTES), tail: lastBytes(parts, ID_SEARCH_BYTES), bytes: this.pieceBytes + piece.length, answered: false };
+    this.oversize = {
+      head: firstBytes(parts, ID_SEARCH_BYTES),
+      tail: lastBytes(parts, ID_SEARCH_BYTES),
+      bytes: this.pieceBytes + piece.length,
+      answered: false,
+    };
     this.pieces = [];
     this.pieceBytes = 0;
     const id = idAtStart(this.oversize.head.toString('utf8'));
-    this.log.warn(`skipping a message over the ${this.limitText()} limit${id === undefined ? '' : ` (id ${JSON.stringify(id)})`} up to its newline; it starts ${preview(this.oversize.head)}`);
+    this.log.warn(
+      `skipping a message over the ${this.limitText()} limit${id === undefined ? '' : ` (id ${JSON.stringify(id)})`} up to its newline; it starts ${preview(this.oversize.head)}`,
+    );
     // Answered now when its id is known: the client's request fails at once, not after the upload.
     if (id !== undefined) {
       this.oversize.answered = true;
@@ -160,7 +167,8 @@ export class LineTransport implements Transport {
     if (skipped) {
       this.oversize = undefined;
       this.log.debug(`skipped the rest of the oversize message: ${skipped.bytes} bytes in all`);
-      if (!skipped.answered) this.reply(idAtEnd(skipped.tail.toString('utf8')) ?? null, INVALID_REQUEST, this.oversizeMessage());
+      if (!skipped.answered)
+        this.reply(idAtEnd(skipped.tail.toString('utf8')) ?? null, INVALID_REQUEST, this.oversizeMessage());
       return;
     }
     const line = Buffer.concat(this.pieces, this.pieceBytes);
@@ -178,7 +186,11 @@ export class LineTransport implements Transport {
       value = JSON.parse(text);
     } catch (error) {
       // V8's message quotes the line: escaped, like a preview.
-      this.reject(line, { code: PARSE_ERROR, message: `Parse error: the line is not JSON (${escapeControls((error as Error).message)}). Send one JSON-RPC message per line.`, replyId: null });
+      this.reject(line, {
+        code: PARSE_ERROR,
+        message: `Parse error: the line is not JSON (${escapeControls((error as Error).message)}). Send one JSON-RPC message per line.`,
+        replyId: null,
+      });
       return;
     }
     const parsed = JSONRPCMessageSchema.safeParse(value);
@@ -195,7 +207,9 @@ export class LineTransport implements Transport {
 
   private reject(line: Buffer, rejection: Rejection): void {
     const answer = rejection.replyId === undefined ? 'not answered' : `answered with ${rejection.code}`;
-    this.log.warn(`rejected an input line (${answer}): ${rejection.message} The line (${line.length} bytes): ${preview(line)}`);
+    this.log.warn(
+      `rejected an input line (${answer}): ${rejection.message} The line (${line.length} bytes): ${preview(line)}`,
+    );
     if (rejection.replyId !== undefined) this.reply(rejection.replyId, rejection.code, rejection.message);
   }
 
@@ -223,7 +237,10 @@ export class LineTransport implements Transport {
   private readonly onEnd = (): void => {
     if (this.closed) return;
     const unfinished = this.pieceBytes + (this.oversize?.bytes ?? 0);
-    if (unfinished > 0) this.log.warn(`the input ended in the middle of a line (${unfinished} bytes without a newline); that message was ignored`);
+    if (unfinished > 0)
+      this.log.warn(
+        `the input ended in the middle of a line (${unfinished} bytes without a newline); that message was ignored`,
+      );
     void this.close();
   };
 
@@ -243,15 +260,26 @@ export class LineTransport implements Transport {
 /** Why a parsed line is not a JSON-RPC message, and whether and with which id to answer it. */
 function invalidRequest(value: unknown): Rejection {
   if (Array.isArray(value)) {
-    return { code: INVALID_REQUEST, message: 'Invalid Request: batches (JSON arrays) are not supported by this MCP version; send each message on its own line.', replyId: null };
+    return {
+      code: INVALID_REQUEST,
+      message:
+        'Invalid Request: batches (JSON arrays) are not supported by this MCP version; send each message on its own line.',
+      replyId: null,
+    };
   }
   if (typeof value !== 'object' || value === null) {
-    return { code: INVALID_REQUEST, message: `Invalid Request: a JSON-RPC message is an object, not ${value === null ? 'null' : typeof value}.`, replyId: null };
+    return {
+      code: INVALID_REQUEST,
+      message: `Invalid Request: a JSON-RPC message is an object, not ${value === null ? 'null' : typeof value}.`,
+      replyId: null,
+    };
   }
   const message = value as Record<string, unknown>;
   const id = message.id;
   const validId = typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id));
-  const unknownKeys = Object.keys(message).filter((k) => !['jsonrpc', 'id', 'method', 'params', 'result', 'error'].includes(k));
+  const unknownKeys = Object.keys(message).filter(
+    (k) => !['jsonrpc', 'id', 'method', 'params', 'result', 'error'].includes(k),
+  );
   const why =
     message.jsonrpc !== '2.0'
       ? `"jsonrpc" must be "2.0", got ${short(message.jsonrpc)}.`
@@ -260,7 +288,10 @@ function invalidRequest(value: unknown): Rejection {
         : 'method' in message && typeof message.method !== 'string'
           ? `"method" must be a string, got ${short(message.method)}.`
           : unknownKeys.length > 0
-            ? `unexpected member${unknownKeys.length > 1 ? 's' : ''} ${unknownKeys.slice(0, 5).map((k) => short(k)).join(', ')}.`
+            ? `unexpected member${unknownKeys.length > 1 ? 's' : ''} ${unknownKeys
+                .slice(0, 5)
+                .map((k) => short(k))
+                .join(', ')}.`
             : !('method' in message) && !('result' in message) && !('error' in message)
               ? 'it has no "method" (nor "result" or "error").'
               : 'it matches no JSON-RPC request, notification or response (check "params", "result" or "error").';
@@ -289,7 +320,10 @@ function preview(start: Buffer): string {
 
 /** Control characters as `\uXXXX` (JSON.stringify leaves DEL, the C1 range and line separators raw). */
 function escapeControls(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** The first `n` bytes of the pieces, copied (the pieces' large buffers are not kept alive). */
@@ -318,7 +352,9 @@ function lastBytes(pieces: readonly Buffer[], n: number): Buffer {
 
 const ID_VALUE = String.raw`(-?\d+|"(?:[^"\\]|\\.)*")`;
 /** `"id"` among the first members, after only members with plain scalar values: surely the top-level id. */
-const ID_AT_START = new RegExp(String.raw`^\s*\{(?:\s*"[^"\\]*"\s*:\s*(?:"[^"\\]*"|-?\d+|true|false|null)\s*,)*?\s*"id"\s*:\s*${ID_VALUE}\s*[,}]`);
+const ID_AT_START = new RegExp(
+  String.raw`^\s*\{(?:\s*"[^"\\]*"\s*:\s*(?:"[^"\\]*"|-?\d+|true|false|null)\s*,)*?\s*"id"\s*:\s*${ID_VALUE}\s*[,}]`,
+);
 /** `"id"` as the last member, closed by the outermost brace (the SDK's clients write the id last). */
 const ID_AT_END = new RegExp(String.raw`[{,]\s*"id"\s*:\s*${ID_VALUE}\s*\}\s*$`);
 

@@ -24,9 +24,12 @@ function importGraph(): Map<string, { internal: string[]; external: string[] }> 
     const text = readFileSync(file, 'utf8');
     const internal = new Set<string>();
     const external = new Set<string>();
-    for (const match of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"`;]*?\bfrom\s+['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g)) {
+    for (const match of text.matchAll(
+      /(?:^|\n)\s*(?:import|export)\b[^'"`;]*?\bfrom\s+['"]([^'"]+)['"]|\bimport\s*\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g,
+    )) {
       const spec = match[1] ?? match[2] ?? match[3] ?? '';
-      if (spec.startsWith('.')) internal.add(path.relative(src, path.resolve(path.dirname(file), spec)).replace(/\.js$/, '.ts'));
+      if (spec.startsWith('.'))
+        internal.add(path.relative(src, path.resolve(path.dirname(file), spec)).replace(/\.js$/, '.ts'));
       else external.add(spec);
     }
     graph.set(path.relative(src, file), { internal: [...internal], external: [...external] });
@@ -53,14 +56,18 @@ function cycles(graph: Map<string, { internal: string[] }>): string[][] {
 }
 
 const graph = importGraph();
-const kinds = readdirSync(path.join(src, 'pools'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+const kinds = readdirSync(path.join(src, 'pools'), { withFileTypes: true })
+  .filter((e) => e.isDirectory())
+  .map((e) => e.name);
 const kindOf = (module: string): string | undefined => /^pools\/([^/]+)\//.exec(module)?.[1];
-const under = (module: string, ...prefixes: string[]): boolean => prefixes.some((p) => module === p || module.startsWith(`${p}/`));
+const under = (module: string, ...prefixes: string[]): boolean =>
+  prefixes.some((p) => module === p || module.startsWith(`${p}/`));
 
 /** Every edge `from → to` for which `bad` holds, as readable lines. */
 function edges(bad: (from: string, to: string) => boolean): string[] {
   const out: string[] = [];
-  for (const [from, { internal, external }] of graph) for (const to of [...internal, ...external]) if (bad(from, to)) out.push(`${from} → ${to}`);
+  for (const [from, { internal, external }] of graph)
+    for (const to of [...internal, ...external]) if (bad(from, to)) out.push(`${from} → ${to}`);
   return out;
 }
 
@@ -70,18 +77,43 @@ describe('architecture', () => {
   });
 
   it('keeps MCP in tools/ and above: engine, store, pools, config and the OS adapters never import the SDK or a tool', () => {
-    const low = (m: string): boolean => under(m, 'engine', 'store', 'pools', 'config', 'platform') || ['errors.ts', 'log.ts', 'paths.ts', 'processes.ts'].includes(m);
-    expect(edges((from, to) => low(from) && (to.startsWith('@modelcontextprotocol/') || under(to, 'tools') || to === 'server.ts'))).toEqual([]);
+    const low = (m: string): boolean =>
+      under(m, 'engine', 'store', 'pools', 'config', 'platform') ||
+      ['errors.ts', 'log.ts', 'paths.ts', 'processes.ts'].includes(m);
+    expect(
+      edges(
+        (from, to) =>
+          low(from) && (to.startsWith('@modelcontextprotocol/') || under(to, 'tools') || to === 'server.ts'),
+      ),
+    ).toEqual([]);
   });
 
   it('lets layers point down only: store knows no engine, the engine knows no pool, leaves import nothing of ours', () => {
-    expect(edges((from, to) => under(from, 'store') && (under(to, 'engine', 'pools', 'tools') || to === 'config.ts'))).toEqual([]);
-    expect(edges((from, to) => under(from, 'engine') && (under(to, 'pools', 'tools') || to === 'config.ts' || to === 'registry.ts'))).toEqual([]);
-    expect(edges((from, to) => ['errors.ts', 'log.ts'].includes(from) && !to.includes('/') && graph.has(to))).toEqual([]);
+    expect(
+      edges((from, to) => under(from, 'store') && (under(to, 'engine', 'pools', 'tools') || to === 'config.ts')),
+    ).toEqual([]);
+    expect(
+      edges(
+        (from, to) =>
+          under(from, 'engine') && (under(to, 'pools', 'tools') || to === 'config.ts' || to === 'registry.ts'),
+      ),
+    ).toEqual([]);
+    expect(edges((from, to) => ['errors.ts', 'log.ts'].includes(from) && !to.includes('/') && graph.has(to))).toEqual(
+      [],
+    );
     // The OS adapters serve every layer: they import no layer above them, save the engine's
     // interfaces that they implement (Ownership).
-    expect(edges((from, to) => ['processes.ts', 'paths.ts'].includes(from) && under(to, 'engine', 'store', 'pools', 'tools') && to !== 'engine/types.ts')).toEqual([]);
-    expect(edges((from, to) => under(from, 'platform') && graph.has(to) && !under(to, 'platform') && to !== 'paths.ts')).toEqual([]);
+    expect(
+      edges(
+        (from, to) =>
+          ['processes.ts', 'paths.ts'].includes(from) &&
+          under(to, 'engine', 'store', 'pools', 'tools') &&
+          to !== 'engine/types.ts',
+      ),
+    ).toEqual([]);
+    expect(
+      edges((from, to) => under(from, 'platform') && graph.has(to) && !under(to, 'platform') && to !== 'paths.ts'),
+    ).toEqual([]);
   });
 
   it('asks the platform module alone what system it runs on: nothing else tests process.platform, reads /proc or sends a raw signal to a group', () => {
@@ -97,14 +129,22 @@ describe('architecture', () => {
       if (/kill\(\s*-/.test(code)) offenders.push(`${module}: kill(-pgid)`);
       // Workers start with the platform's spawn options; the CLI's browser and the spawn helper
       // (created only where the platform says it pays: Linux) are no workers.
-      if (/detached:\s*true/.test(code) && !['cli.ts', 'pools/script/spawner.ts'].includes(module)) offenders.push(`${module}: detached: true`);
+      if (/detached:\s*true/.test(code) && !['cli.ts', 'pools/script/spawner.ts'].includes(module))
+        offenders.push(`${module}: detached: true`);
     }
     expect(offenders).toEqual([]);
   });
 
-  it('keeps each worker kind in its folder: kinds import no other kind, and only the registry and that kind\'s tool files import it', () => {
-    expect(edges((from, to) => kindOf(from) !== undefined && kindOf(to) !== undefined && kindOf(from) !== kindOf(to))).toEqual([]);
-    expect(edges((from, to) => kindOf(to) !== undefined && kindOf(from) === undefined && from !== 'registry.ts' && !under(from, 'tools'))).toEqual([]);
+  it("keeps each worker kind in its folder: kinds import no other kind, and only the registry and that kind's tool files import it", () => {
+    expect(
+      edges((from, to) => kindOf(from) !== undefined && kindOf(to) !== undefined && kindOf(from) !== kindOf(to)),
+    ).toEqual([]);
+    expect(
+      edges(
+        (from, to) =>
+          kindOf(to) !== undefined && kindOf(from) === undefined && from !== 'registry.ts' && !under(from, 'tools'),
+      ),
+    ).toEqual([]);
     // A tool file drives one kind at most.
     for (const [from, { internal }] of graph) {
       if (!under(from, 'tools')) continue;

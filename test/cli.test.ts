@@ -31,7 +31,12 @@ describe('the monitor-mcp command (built)', () => {
     expect(help.stdout).toMatch(/--state-dir DIR/);
     expect((await cliRun(['--version'])).stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
     // Asked for anywhere on the line, after a command or other options, help wins over "unknown option".
-    for (const args of [['jobs', '--help'], ['--state-dir', '/nonexistent/x', '--help'], ['jobs', '-h'], ['doctor', '--log-level', 'debug', '-h']]) {
+    for (const args of [
+      ['jobs', '--help'],
+      ['--state-dir', '/nonexistent/x', '--help'],
+      ['jobs', '-h'],
+      ['doctor', '--log-level', 'debug', '-h'],
+    ]) {
       const late = await cliRun(args);
       expect(late.code, args.join(' ')).toBe(0);
       expect(late.stderr, args.join(' ')).toBe('');
@@ -53,7 +58,7 @@ describe('the monitor-mcp command (built)', () => {
   }, 120_000);
 
   // Two jobs over this repo, their baseline run one after another, and an LLM job: minutes on a loaded 2-core machine.
-  it('the demo (the README\'s main job) runs end to end, merges real results and measures its baseline', async () => {
+  it("the demo (the README's main job) runs end to end, merges real results and measures its baseline", async () => {
     // With the real llama-server where the kit is here, the demo's LLM job runs too.
     const llama = llamaAvailable ? await startLlama(4) : undefined;
     try {
@@ -66,8 +71,13 @@ describe('the monitor-mcp command (built)', () => {
       expect(demo.stdout).toMatch(/most imported modules of this repo: .*src\/errors\.ts/);
       expect(demo.stdout).toMatch(/peak [2-9]\d* at once/);
       // The speed-up it prints is against the same tasks run one after another, measured.
-      expect(demo.stdout).toMatch(/The same (\d+) tasks one after another, without the server: [\d.]+ s\. Through monitor-mcp, two jobs side by side, submit to last result collected: [\d.]+ s \([\d.]+× on \d+ CPU\(s\)\)/);
-      if (llama) expect(demo.stdout).toMatch(/Local LLM: tiny serves tiny[\s\S]*merged on the local model \(reduce\): [^\n]*\S[\s\S]*\d+ tokens processed locally for the summaries \(\d+ in, \d+ out/);
+      expect(demo.stdout).toMatch(
+        /The same (\d+) tasks one after another, without the server: [\d.]+ s\. Through monitor-mcp, two jobs side by side, submit to last result collected: [\d.]+ s \([\d.]+× on \d+ CPU\(s\)\)/,
+      );
+      if (llama)
+        expect(demo.stdout).toMatch(
+          /Local LLM: tiny serves tiny[\s\S]*merged on the local model \(reduce\): [^\n]*\S[\s\S]*\d+ tokens processed locally for the summaries \(\d+ in, \d+ out/,
+        );
       else expect(demo.stdout).toMatch(/the LLM job is skipped/);
     } finally {
       await llama?.stop();

@@ -9,7 +9,6 @@ import { cleanupsAfterEach } from './helpers/cleanup.js';
 
 const cleanups = cleanupsAfterEach();
 
-
 // The doctor probes the real python3 on PATH, as `monitor-mcp doctor` would.
 const env = { PATH: process.env.PATH, HOME: process.env.HOME, PYENV_ROOT: process.env.PYENV_ROOT };
 
@@ -23,7 +22,9 @@ describe('runDoctor', () => {
     const lines: string[] = [];
     const code = await runDoctor(config, { write: (line) => lines.push(line), env });
     const out = lines.join('');
-    expect(out).toMatch(/\[ok\]\s+lmstudio \(lmstudio, http:\/\/127\.0\.0\.1:\d+, concurrency 4\): reachable, 1 model\(s\), 1 LLM\(s\) loaded/);
+    expect(out).toMatch(
+      /\[ok\]\s+lmstudio \(lmstudio, http:\/\/127\.0\.0\.1:\d+, concurrency 4\): reachable, 1 model\(s\), 1 LLM\(s\) loaded/,
+    );
     expect(out).toContain('- qwen3-8b (llm, loaded, context 8192)');
     expect(out).toMatch(/\[ok\]\s+Python 3\.\d+/);
     if (process.platform === 'linux') expect(out).toMatch(/\[ok\]\s+spawn helper: cold tasks start through it/);
@@ -60,7 +61,16 @@ describe('runDoctor', () => {
     await writeFile(blocker, 'not a folder');
     cleanups.push(() => rm(path.dirname(blocker), { recursive: true, force: true }));
     const config = await testConfig((c) => {
-      c.llm.endpoints = [{ name: 'guarded', url: guarded.url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }];
+      c.llm.endpoints = [
+        {
+          name: 'guarded',
+          url: guarded.url,
+          concurrency: 4,
+          models: [],
+          flavor: 'lmstudio',
+          apiKeyEnv: 'LM_API_TOKEN',
+        },
+      ];
       c.allowedRoots = [...c.allowedRoots, path.join(path.dirname(blocker), 'no-such-root')];
       // A state directory under a regular file cannot be created, whoever runs the test (root too).
       const made = c.stateDir;

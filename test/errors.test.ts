@@ -8,17 +8,34 @@ import { KINDS } from '../src/registry.js';
 describe('errors', () => {
   it('carry a stable code, a hint for the next step and the error they were made from', () => {
     const cause = new Error('ECONNREFUSED');
-    const error = new LlmError('ENDPOINT_UNREACHABLE', 'Endpoint lmstudio refused the connection.', { hint: 'Start the server.', cause, retryable: true });
+    const error = new LlmError('ENDPOINT_UNREACHABLE', 'Endpoint lmstudio refused the connection.', {
+      hint: 'Start the server.',
+      cause,
+      retryable: true,
+    });
     expect(isMonitorError(error)).toBe(true);
-    expect(error).toMatchObject({ name: 'LlmError', code: 'ENDPOINT_UNREACHABLE', hint: 'Start the server.', retryable: true, cause });
-    expect(errorText(error)).toBe('ENDPOINT_UNREACHABLE: Endpoint lmstudio refused the connection.\nNext: Start the server.');
+    expect(error).toMatchObject({
+      name: 'LlmError',
+      code: 'ENDPOINT_UNREACHABLE',
+      hint: 'Start the server.',
+      retryable: true,
+      cause,
+    });
+    expect(errorText(error)).toBe(
+      'ENDPOINT_UNREACHABLE: Endpoint lmstudio refused the connection.\nNext: Start the server.',
+    );
     expect(toTaskError(new TypeError('boom'))).toEqual({ code: 'INTERNAL', message: 'boom' });
   });
 
   it('keep code, hint, retryability and the original as cause when a place is put in front', () => {
     const original = new HttpError('SECRET_NOT_SET', 'GITHUB_TOKEN is not set.', { hint: 'Set it.' });
     const wrapped = withContext('requests[3]', original);
-    expect(wrapped).toMatchObject({ code: 'SECRET_NOT_SET', message: 'requests[3]: GITHUB_TOKEN is not set.', hint: 'Set it.', cause: original });
+    expect(wrapped).toMatchObject({
+      code: 'SECRET_NOT_SET',
+      message: 'requests[3]: GITHUB_TOKEN is not set.',
+      hint: 'Set it.',
+      cause: original,
+    });
     const plain = new Error('not ours');
     expect(withContext('x', plain)).toBe(plain);
   });
@@ -28,7 +45,9 @@ describe('errors', () => {
     const text = errorText(new MonitorError('JOB_NOT_FOUND', `No job "${id}" here.`, { hint: 'Call list_jobs.' }));
     expect(text).not.toContain('\u0000');
     expect(text.length).toBeLessThan(300);
-    expect(text).toMatch(/^JOB_NOT_FOUND: No job "job_x+…\(5015 characters\)…x+\\u0000end" here\.\nNext: Call list_jobs\.$/);
+    expect(text).toMatch(
+      /^JOB_NOT_FOUND: No job "job_x+…\(5015 characters\)…x+\\u0000end" here\.\nNext: Call list_jobs\.$/,
+    );
   });
 
   it('a shutting-down server says so, not INTERNAL', () => {

@@ -54,7 +54,7 @@ const cases: Array<{ rules: PathRules; name: string; table: Array<[string, strin
   },
 ];
 
-describe('path confinement under each platform\'s rules', () => {
+describe("path confinement under each platform's rules", () => {
   for (const { rules, name, table } of cases) {
     it.each(table)(`${name}: is %s containing %s? %s`, (root, candidate, inside) => {
       expect(isInside(root, candidate, rules)).toBe(inside);
@@ -63,17 +63,30 @@ describe('path confinement under each platform\'s rules', () => {
 
   it('follows a junction or symlink before the check, under win32 rules with a stand-in file system', async () => {
     // C:\Proj\link is a junction to C:\Secrets; C:\Proj\ok a real file; C:\Proj\gone does not exist.
-    const links: Record<string, string> = { 'c:\\proj': 'C:\\Proj', 'c:\\proj\\link': 'C:\\Secrets', 'c:\\proj\\link\\key.pem': 'C:\\Secrets\\key.pem', 'c:\\proj\\ok.ts': 'C:\\Proj\\ok.ts' };
+    const links: Record<string, string> = {
+      'c:\\proj': 'C:\\Proj',
+      'c:\\proj\\link': 'C:\\Secrets',
+      'c:\\proj\\link\\key.pem': 'C:\\Secrets\\key.pem',
+      'c:\\proj\\ok.ts': 'C:\\Proj\\ok.ts',
+    };
     const realpath = (p: string): Promise<string> => {
       const real = links[p.toLowerCase()];
-      return real === undefined ? Promise.reject(Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' })) : Promise.resolve(real);
+      return real === undefined
+        ? Promise.reject(Object.assign(new Error(`ENOENT: ${p}`), { code: 'ENOENT' }))
+        : Promise.resolve(real);
     };
     const options = { rules: WINDOWS, realpath };
     await expect(resolveInsideRoots('ok.ts', ['C:\\Proj'], options)).resolves.toBe('C:\\Proj\\ok.ts');
     await expect(resolveInsideRoots('OK.TS', ['c:\\PROJ'], options)).resolves.toBe('C:\\Proj\\ok.ts');
-    await expect(resolveInsideRoots('link\\key.pem', ['C:\\Proj'], options)).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
-    await expect(resolveInsideRoots('..\\Secrets\\key.pem', ['C:\\Proj'], options)).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
-    await expect(resolveInsideRoots('D:\\Proj\\ok.ts', ['C:\\Proj'], options)).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
+    await expect(resolveInsideRoots('link\\key.pem', ['C:\\Proj'], options)).rejects.toMatchObject({
+      code: 'PATH_OUTSIDE_ROOT',
+    });
+    await expect(resolveInsideRoots('..\\Secrets\\key.pem', ['C:\\Proj'], options)).rejects.toMatchObject({
+      code: 'PATH_OUTSIDE_ROOT',
+    });
+    await expect(resolveInsideRoots('D:\\Proj\\ok.ts', ['C:\\Proj'], options)).rejects.toMatchObject({
+      code: 'PATH_OUTSIDE_ROOT',
+    });
     await expect(resolveInsideRoots('gone.ts', ['C:\\Proj'], options)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
   });
 });

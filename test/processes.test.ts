@@ -26,8 +26,13 @@ describe('processControl', () => {
 
   it('signals a whole process group and says whether anyone got it', { timeout: 20_000 }, async () => {
     const control = processControl(process.pid, kill);
-    const leader = spawn('bash', ['-c', 'sleep 60 & echo $!; wait'], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
-    const member = Number(await new Promise<string>((resolve) => leader.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString()))));
+    const leader = spawn('bash', ['-c', 'sleep 60 & echo $!; wait'], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const member = Number(
+      await new Promise<string>((resolve) => leader.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString()))),
+    );
     const pgid = leader.pid ?? 0;
     const exited = new Promise((resolve) => leader.on('exit', resolve));
     try {

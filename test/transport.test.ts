@@ -26,7 +26,12 @@ async function open(maxMessageBytes = 1024): Promise<{
   const input = new PassThrough();
   const output = new PassThrough();
   const logs: string[] = [];
-  const transport = new LineTransport({ input, output, maxMessageBytes, log: createLogger((line) => logs.push(line), 'debug') });
+  const transport = new LineTransport({
+    input,
+    output,
+    maxMessageBytes,
+    log: createLogger((line) => logs.push(line), 'debug'),
+  });
   const messages: JSONRPCMessage[] = [];
   const errors: Error[] = [];
   let closes = 0;
@@ -44,7 +49,11 @@ async function open(maxMessageBytes = 1024): Promise<{
     errors,
     logs,
     closes: () => closes,
-    replies: () => written.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Reply),
+    replies: () =>
+      written
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Reply),
   };
 }
 
@@ -72,12 +81,19 @@ describe('LineTransport', () => {
 
   it('joins a message split across many chunks, multi-byte characters included, and takes \\r\\n line ends', async () => {
     const t = await open();
-    const line = Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'é✓😀', arguments: {} } })}\r\n`);
+    const line = Buffer.from(
+      `${JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'é✓😀', arguments: {} } })}\r\n`,
+    );
     // One byte at a time: every multi-byte character is cut in the middle.
     for (const byte of line) t.input.write(Buffer.from([byte]));
     t.input.write(`${ping(8)}\r\n`);
     await until(() => t.messages.length === 2, 'both messages');
-    expect(t.messages[0]).toEqual({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'é✓😀', arguments: {} } });
+    expect(t.messages[0]).toEqual({
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: { name: 'é✓😀', arguments: {} },
+    });
     expect(t.messages[1]).toEqual({ jsonrpc: '2.0', id: 8, method: 'ping' });
   });
 
@@ -142,7 +158,9 @@ describe('LineTransport', () => {
     // A line that is answered: once its reply is out, the three before it were handled.
     t.input.write('garbage\n');
     await until(() => t.replies().length > 0, 'the reply to the garbage');
-    expect(t.replies()).toEqual([expect.objectContaining({ id: null, error: expect.objectContaining({ code: PARSE_ERROR }) as unknown })]);
+    expect(t.replies()).toEqual([
+      expect.objectContaining({ id: null, error: expect.objectContaining({ code: PARSE_ERROR }) as unknown }),
+    ]);
     expect(t.logs.filter((l) => l.includes('(not answered)'))).toHaveLength(3);
   });
 
@@ -160,35 +178,48 @@ describe('LineTransport', () => {
     expect(t.replies()[0]).toMatchObject({ id: 2, error: { code: INVALID_REQUEST } });
   });
 
-  it('answers a 50 MiB line at once with its id, skips it without holding it, and serves the next line', { timeout: 60_000 }, async () => {
-    const t = await open(1024);
-    await write(t.input, '{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"run_script_batch","arguments":{"inputs":"');
-    await write(t.input, 'x'.repeat(2048));
-    // Answered while the line is still coming: the client's request fails now, not after the upload.
-    await until(() => t.replies().length === 1, 'the reply to the oversize request');
-    const reply = t.replies()[0];
-    expect(reply).toMatchObject({ jsonrpc: '2.0', id: 42, error: { code: INVALID_REQUEST } });
-    expect(reply?.error?.message).toContain('1024-byte size limit');
-    expect(reply?.error?.message).toMatch(/run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file/);
-    expect(reply?.error?.message).toMatch(/--max-message-mb N, the MONITOR_MAX_MESSAGE_MB environment variable or "maxMessageMB"/);
+  it(
+    'answers a 50 MiB line at once with its id, skips it without holding it, and serves the next line',
+    { timeout: 60_000 },
+    async () => {
+      const t = await open(1024);
+      await write(
+        t.input,
+        '{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"run_script_batch","arguments":{"inputs":"',
+      );
+      await write(t.input, 'x'.repeat(2048));
+      // Answered while the line is still coming: the client's request fails now, not after the upload.
+      await until(() => t.replies().length === 1, 'the reply to the oversize request');
+      const reply = t.replies()[0];
+      expect(reply).toMatchObject({ jsonrpc: '2.0', id: 42, error: { code: INVALID_REQUEST } });
+      expect(reply?.error?.message).toContain('1024-byte size limit');
+      expect(reply?.error?.message).toMatch(
+        /run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file/,
+      );
+      expect(reply?.error?.message).toMatch(
+        /--max-message-mb N, the MONITOR_MAX_MESSAGE_MB environment variable or "maxMessageMB"/,
+      );
 
-    const chunk = Buffer.alloc(64 * 1024, 'x');
-    for (let sent = 0; sent < 50 * 1024 * 1024; sent += chunk.length) await write(t.input, chunk);
-    await write(t.input, `"}}}\n${ping(43)}\n`);
-    await until(() => t.messages.length === 1, 'the request after the oversize line');
-    expect(t.messages[0]).toEqual({ jsonrpc: '2.0', id: 43, method: 'ping' });
-    expect(t.replies()).toHaveLength(1);
-    const warnings = t.logs.filter((l) => l.includes(' warn: '));
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/skipping a message over the 1024-byte limit \(id 42\)/);
-    // Only a short preview is logged, never the line.
-    expect(t.logs.join('').length).toBeLessThan(2000);
-  });
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      for (let sent = 0; sent < 50 * 1024 * 1024; sent += chunk.length) await write(t.input, chunk);
+      await write(t.input, `"}}}\n${ping(43)}\n`);
+      await until(() => t.messages.length === 1, 'the request after the oversize line');
+      expect(t.messages[0]).toEqual({ jsonrpc: '2.0', id: 43, method: 'ping' });
+      expect(t.replies()).toHaveLength(1);
+      const warnings = t.logs.filter((l) => l.includes(' warn: '));
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/skipping a message over the 1024-byte limit \(id 42\)/);
+      // Only a short preview is logged, never the line.
+      expect(t.logs.join('').length).toBeLessThan(2000);
+    },
+  );
 
-  it('finds the id of an oversize line at its end, as the SDK\'s clients write it, not a nested one', async () => {
+  it("finds the id of an oversize line at its end, as the SDK's clients write it, not a nested one", async () => {
     const t = await open(1024);
     const pad = 'y'.repeat(5000);
-    t.input.write(`{"method":"tools/call","params":{"id":999,"arguments":{"pad":"${pad}"}},"jsonrpc":"2.0","id":44}\r\n`);
+    t.input.write(
+      `{"method":"tools/call","params":{"id":999,"arguments":{"pad":"${pad}"}},"jsonrpc":"2.0","id":44}\r\n`,
+    );
     t.input.write(`{"method":"tools/call","params":{"pad":"${pad}","id":998},"jsonrpc":"2.0"}\n`);
     t.input.write(`${ping(45)}\n`);
     await until(() => t.replies().length === 2 && t.messages.length === 1, 'two replies and the ping');

@@ -115,7 +115,9 @@ async function serveWarm(handle, worker) {
   // Not passed on: a child of a task must not take itself for a warm worker.
   delete process.env.MONITOR_WARM;
   if (!isChannel(REQUESTS_FD) || !isChannel(REPLIES_FD)) {
-    process.stderr.write(`${worker}: MONITOR_WARM=1 but fd 3 and fd 4 are not open (the server passes them); unset MONITOR_WARM to run it cold\n`);
+    process.stderr.write(
+      `${worker}: MONITOR_WARM=1 but fd 3 and fd 4 are not open (the server passes them); unset MONITOR_WARM to run it cold\n`,
+    );
     process.exitCode = 2;
     return;
   }
@@ -185,10 +187,13 @@ async function runTask(handle, task, worker) {
 }
 
 function taskOf(request) {
-  if (request === null || typeof request !== 'object' || Array.isArray(request) || !('id' in request)) throw new Error('not an object with an id');
+  if (request === null || typeof request !== 'object' || Array.isArray(request) || !('id' in request))
+    throw new Error('not an object with an id');
   const { args = [], env = {}, stdin } = request;
-  if (!Array.isArray(args) || !args.every((arg) => typeof arg === 'string')) throw new Error('args must be a list of strings');
-  if (env === null || typeof env !== 'object' || !Object.values(env).every((value) => typeof value === 'string')) throw new Error('env must map names to strings');
+  if (!Array.isArray(args) || !args.every((arg) => typeof arg === 'string'))
+    throw new Error('args must be a list of strings');
+  if (env === null || typeof env !== 'object' || !Object.values(env).every((value) => typeof value === 'string'))
+    throw new Error('env must map names to strings');
   if (stdin !== undefined && typeof stdin !== 'string') throw new Error('stdin must be a string');
   const given = 'json' in request;
   // A JSON input is also stdin as one line of JSON, as a cold worker reads it.

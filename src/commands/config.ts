@@ -35,8 +35,13 @@ export function clientConfig(options: ClientConfigOptions): ClientConfig {
   switch (options.client) {
     case 'claude-code':
       return {
-        where: 'the project\'s .mcp.json (Claude Code asks once to approve it), or run: claude mcp add -s user monitor -- monitor-mcp',
-        json: { mcpServers: { [name]: { type: 'stdio', command: options.node, args, env: { LM_API_TOKEN: '${LM_API_TOKEN:-}' } } } },
+        where:
+          "the project's .mcp.json (Claude Code asks once to approve it), or run: claude mcp add -s user monitor -- monitor-mcp",
+        json: {
+          mcpServers: {
+            [name]: { type: 'stdio', command: options.node, args, env: { LM_API_TOKEN: '${LM_API_TOKEN:-}' } },
+          },
+        },
       };
     case 'claude-desktop':
       return {
@@ -57,7 +62,10 @@ export function clientConfig(options: ClientConfigOptions): ClientConfig {
 }
 
 /** `monitor-mcp config --client NAME [--root DIR] [--name NAME]`, parsed. */
-export function parseConfigCommand(argv: readonly string[], cwd: string): { client: ClientName; root: string | undefined; name: string | undefined } {
+export function parseConfigCommand(
+  argv: readonly string[],
+  cwd: string,
+): { client: ClientName; root: string | undefined; name: string | undefined } {
   let client: string | undefined;
   let root: string | undefined;
   let name: string | undefined;

@@ -8,7 +8,9 @@ import { formatAge, formatDuration } from '../tools/format.js';
  */
 export function renderJobTable(jobs: readonly DashboardJob[], stateDir: string, now: number): string {
   if (jobs.length === 0) return `No jobs in ${stateDir}.\n`;
-  const table: string[][] = [['JOB', 'KIND', 'LABEL', 'STATE', 'TASKS', 'OK', 'FAILED', 'CANCELLED', 'PENDING', 'WALL', 'ETA', 'CREATED']];
+  const table: string[][] = [
+    ['JOB', 'KIND', 'LABEL', 'STATE', 'TASKS', 'OK', 'FAILED', 'CANCELLED', 'PENDING', 'WALL', 'ETA', 'CREATED'],
+  ];
   for (const job of jobs) {
     table.push([
       job.id,
@@ -40,12 +42,26 @@ export function renderJobDetail(detail: { job: DashboardJob; tasks: readonly Das
   const table: string[][] = [['#', 'STATE', 'ATTEMPT', 'DURATION', 'ID', 'ERROR']];
   for (const task of tasks) {
     const error = task.error ? `${task.error.code}: ${task.error.message}`.replace(/\s+/g, ' ').slice(0, 100) : '';
-    table.push([String(task.index), task.state, task.attempt === undefined ? '' : String(task.attempt), task.duration_ms === undefined ? '' : formatDuration(task.duration_ms), (task.id ?? '').slice(0, 60), error]);
+    table.push([
+      String(task.index),
+      task.state,
+      task.attempt === undefined ? '' : String(task.attempt),
+      task.duration_ms === undefined ? '' : formatDuration(task.duration_ms),
+      (task.id ?? '').slice(0, 60),
+      error,
+    ]);
   }
   return `${lines.join('\n')}\n\n${columns(table)}\n`;
 }
 
 function columns(table: readonly string[][]): string {
   const widths = table[0]?.map((_, col) => Math.max(...table.map((row) => (row[col] ?? '').length))) ?? [];
-  return table.map((row) => row.map((cell, col) => cell.padEnd(widths[col] ?? 0)).join('  ').trimEnd()).join('\n');
+  return table
+    .map((row) =>
+      row
+        .map((cell, col) => cell.padEnd(widths[col] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

@@ -1,5 +1,18 @@
 import path from 'node:path';
-import { atMost, bool, choice, type Constraint, derived, int, list, num, pathSetting, platformOf, type SettingsTree, type ValuesOf } from './settings.js';
+import {
+  atMost,
+  bool,
+  choice,
+  type Constraint,
+  derived,
+  int,
+  list,
+  num,
+  pathSetting,
+  platformOf,
+  type SettingsTree,
+  type ValuesOf,
+} from './settings.js';
 
 /** Longest timeout anywhere (a day): Node timers overflow past 2^31-1 ms (~24.8 days) and fire at once. */
 export const MAX_TIMEOUT_SECONDS = 86_400;
@@ -22,7 +35,8 @@ export const CORE_SETTINGS = {
   stateDir: pathSetting({
     help: 'Where jobs are kept',
     default: (ctx) => platformOf(ctx).folders(ctx.env, ctx.home).stateDir,
-    defaultText: 'Linux: $XDG_STATE_HOME/monitor-mcp (~/.local/state/monitor-mcp); macOS: ~/Library/Application Support/monitor-mcp/state; Windows: %LOCALAPPDATA%\\monitor-mcp\\state',
+    defaultText:
+      'Linux: $XDG_STATE_HOME/monitor-mcp (~/.local/state/monitor-mcp); macOS: ~/Library/Application Support/monitor-mcp/state; Windows: %LOCALAPPDATA%\\monitor-mcp\\state',
     env: 'MONITOR_STATE_DIR',
     flag: '--state-dir DIR',
   }),
@@ -42,7 +56,8 @@ export const CORE_SETTINGS = {
   }),
   allowedRoots: list({
     help: 'Folders that paths must stay inside (script cwd, LLM files, what the bundled workers read)',
-    details: 'Other workers\' args are passed as given. The last source that names roots replaces the others (and the cwd default)',
+    details:
+      "Other workers' args are passed as given. The last source that names roots replaces the others (and the cwd default)",
     item: 'folder',
     paths: true,
     combine: 'replace',
@@ -50,7 +65,7 @@ export const CORE_SETTINGS = {
     // Claude Desktop may start servers in "/", and that would allow every file. Then no folder is
     // allowed until the user names one (--root), and path-taking tools say so.
     default: (ctx) => (path.parse(path.resolve(ctx.cwd)).root === path.resolve(ctx.cwd) ? [] : [ctx.cwd]),
-    defaultText: 'the server\'s cwd; none if that is /',
+    defaultText: "the server's cwd; none if that is /",
     env: { name: 'MONITOR_ALLOWED_ROOTS', separator: 'path' },
     flag: '--root DIR',
   }),
@@ -64,7 +79,7 @@ export const CORE_SETTINGS = {
     flag: '--max-message-mb N',
   }),
   liveFigures: bool({
-    help: 'Publish this server\'s live figures for the dashboard every second, and take its cancel and resume requests',
+    help: "Publish this server's live figures for the dashboard every second, and take its cancel and resume requests",
     details: 'live/<pid>.json and control/ in the state directory: one small write a second',
     default: true,
     env: 'MONITOR_LIVE_FIGURES',
@@ -75,9 +90,18 @@ export const CORE_SETTINGS = {
     env: 'MONITOR_LOG_LEVEL',
     flag: '--log-level LEVEL',
   }),
-  pathRules: derived('How paths are compared when kept inside the allowed folders: this system\'s (case-insensitive on macOS and Windows)', (ctx) => platformOf(ctx).pathRules),
+  pathRules: derived(
+    "How paths are compared when kept inside the allowed folders: this system's (case-insensitive on macOS and Windows)",
+    (ctx) => platformOf(ctx).pathRules,
+  ),
   collect: {
-    defaultWaitSeconds: num({ help: 'Default wait of collect_results', default: 20, min: 0, max: MAX_WAIT_SECONDS, flag: '--wait-seconds N' }),
+    defaultWaitSeconds: num({
+      help: 'Default wait of collect_results',
+      default: 20,
+      min: 0,
+      max: MAX_WAIT_SECONDS,
+      flag: '--wait-seconds N',
+    }),
     maxWaitSeconds: num({
       help: 'Longest wait of any call',
       details: `At most ${MAX_WAIT_SECONDS}: Claude Code backgrounds calls after 2 min; some clients give up at 60 s`,
@@ -86,7 +110,14 @@ export const CORE_SETTINGS = {
       max: MAX_WAIT_SECONDS,
       flag: '--max-wait-seconds N',
     }),
-    defaultBudgetTokens: int({ help: 'Default page size of collect_results, in tokens', default: 8000, min: 1, max: MAX_BUDGET_TOKENS, env: 'MONITOR_BUDGET_TOKENS', flag: '--budget-tokens N' }),
+    defaultBudgetTokens: int({
+      help: 'Default page size of collect_results, in tokens',
+      default: 8000,
+      min: 1,
+      max: MAX_BUDGET_TOKENS,
+      env: 'MONITOR_BUDGET_TOKENS',
+      flag: '--budget-tokens N',
+    }),
     maxBudgetTokens: int({
       help: 'Largest page a call may ask for, in tokens',
       details: `At most ${MAX_BUDGET_TOKENS}: a reply carries its page as text and as structuredContent, and both together stay under Claude Code's 25,000-token limit`,

@@ -1,7 +1,15 @@
 import path from 'node:path';
 import { MonitorError } from '../errors.js';
 import { LINUX, type Platform } from '../platform/index.js';
-import { type Constraint, isSetting, type Setting, type SettingContext, type SettingsTree, settingEntries, type SourceContext } from './settings.js';
+import {
+  type Constraint,
+  isSetting,
+  type Setting,
+  type SettingContext,
+  type SettingsTree,
+  settingEntries,
+  type SourceContext,
+} from './settings.js';
 
 export interface ConfigSources extends SettingContext {
   argv: readonly string[];
@@ -15,7 +23,12 @@ export interface ConfigSources extends SettingContext {
 const CONFIG_FLAG = '--config';
 
 /** Which config file to read: --config, else $MONITOR_MCP_CONFIG, else the platform's default (if it exists). */
-export function configFilePath(argv: readonly string[], env: ConfigSources['env'], home: string, platform: Platform = LINUX): { path: string; explicit: boolean } {
+export function configFilePath(
+  argv: readonly string[],
+  env: ConfigSources['env'],
+  home: string,
+  platform: Platform = LINUX,
+): { path: string; explicit: boolean } {
   let flag: string | undefined;
   argv.forEach((arg, i) => {
     if (arg === CONFIG_FLAG) flag = argv[i + 1];
@@ -30,12 +43,21 @@ export function configFilePath(argv: readonly string[], env: ConfigSources['env'
  * defaults < config file < environment < command-line flags, for every setting of `tree`. Pure:
  * everything it reads comes in through `src`. Returns the values as a nested object.
  */
-export function parseSettings(tree: SettingsTree, constraints: readonly Constraint[], src: ConfigSources): Record<string, unknown> {
+export function parseSettings(
+  tree: SettingsTree,
+  constraints: readonly Constraint[],
+  src: ConfigSources,
+): Record<string, unknown> {
   const entries = settingEntries(tree);
   const values = new Map<string, unknown>();
   /** Who set a value explicitly (a file key, an env var or a flag); defaults are absent. */
   const setBy = new Map<string, string>();
-  const source = (name: string, base: string): SourceContext => ({ name, base, home: src.home, get: (key) => values.get(key) });
+  const source = (name: string, base: string): SourceContext => ({
+    name,
+    base,
+    home: src.home,
+    get: (key) => values.get(key),
+  });
 
   for (const { key, setting } of entries) values.set(key, setting.default(src));
 
@@ -52,10 +74,14 @@ export function parseSettings(tree: SettingsTree, constraints: readonly Constrai
       }
     } catch (error) {
       if (!(error instanceof MonitorError)) throw error;
-      throw new MonitorError('INVALID_INPUT', `${src.filePath ? `Config file ${src.filePath}` : 'The config file'} is invalid: ${error.message}`, {
-        hint: error.hint ?? 'Fix the file; the README\'s configuration table lists every key.',
-        cause: error,
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `${src.filePath ? `Config file ${src.filePath}` : 'The config file'} is invalid: ${error.message}`,
+        {
+          hint: error.hint ?? "Fix the file; the README's configuration table lists every key.",
+          cause: error,
+        },
+      );
     }
   }
 
@@ -68,7 +94,10 @@ export function parseSettings(tree: SettingsTree, constraints: readonly Constrai
     }
   }
 
-  const flags = readFlags(src.argv, entries.map((e) => e.setting));
+  const flags = readFlags(
+    src.argv,
+    entries.map((e) => e.setting),
+  );
   for (const { key, setting } of entries) {
     for (const input of setting.flags) {
       const texts = flags.get(input.name);
@@ -89,10 +118,14 @@ function parseJson(text: string, file: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new MonitorError('INVALID_INPUT', `not valid JSON (${error instanceof Error ? error.message : String(error)})`, {
-      hint: `Fix the JSON in ${file}.`,
-      cause: error,
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `not valid JSON (${error instanceof Error ? error.message : String(error)})`,
+      {
+        hint: `Fix the JSON in ${file}.`,
+        cause: error,
+      },
+    );
   }
 }
 
@@ -101,14 +134,21 @@ function fileValues(raw: unknown, tree: SettingsTree): Map<string, unknown> {
   const out = new Map<string, unknown>();
   const walk = (node: unknown, branch: SettingsTree, prefix: string): void => {
     if (node === null || typeof node !== 'object' || Array.isArray(node)) {
-      throw new MonitorError('INVALID_INPUT', `Expected ${prefix || 'the file'} to be an object of settings, got ${JSON.stringify(node)}.`);
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `Expected ${prefix || 'the file'} to be an object of settings, got ${JSON.stringify(node)}.`,
+      );
     }
     for (const [name, value] of Object.entries(node)) {
       const key = prefix ? `${prefix}.${name}` : name;
       const declared = Object.hasOwn(branch, name) ? branch[name] : undefined;
       if (declared === undefined || (isSetting(declared) && !declared.inFile)) {
-        const known = Object.entries(branch).filter(([, n]) => !isSetting(n) || n.inFile).map(([k]) => k);
-        throw new MonitorError('INVALID_INPUT', `unknown key ${key}.`, { hint: `Known keys${prefix ? ` in ${prefix}` : ''}: ${known.join(', ')}.` });
+        const known = Object.entries(branch)
+          .filter(([, n]) => !isSetting(n) || n.inFile)
+          .map(([k]) => k);
+        throw new MonitorError('INVALID_INPUT', `unknown key ${key}.`, {
+          hint: `Known keys${prefix ? ` in ${prefix}` : ''}: ${known.join(', ')}.`,
+        });
       }
       if (isSetting(declared)) out.set(key, value);
       else walk(value, declared, key);
@@ -121,7 +161,8 @@ function fileValues(raw: unknown, tree: SettingsTree): Map<string, unknown> {
 /** `--name value` and `--name=value`; every flag may repeat. Flags without an argument take no value. */
 function readFlags(argv: readonly string[], settings: ReadonlyArray<Setting<unknown>>): Map<string, string[]> {
   const takesValue = new Map<string, boolean>([[CONFIG_FLAG, true]]);
-  for (const setting of settings) for (const input of setting.flags) takesValue.set(input.name, input.arg !== undefined);
+  for (const setting of settings)
+    for (const input of setting.flags) takesValue.set(input.name, input.arg !== undefined);
   const out = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -130,14 +171,19 @@ function readFlags(argv: readonly string[], settings: ReadonlyArray<Setting<unkn
     const name = eq === -1 ? arg : arg.slice(0, eq);
     const withValue = takesValue.get(name);
     if (withValue === undefined) {
-      throw new MonitorError('INVALID_INPUT', `Unknown option ${name}.`, { hint: 'Run `monitor-mcp --help` for the options.' });
+      throw new MonitorError('INVALID_INPUT', `Unknown option ${name}.`, {
+        hint: 'Run `monitor-mcp --help` for the options.',
+      });
     }
     let value: string;
     if (eq !== -1) value = arg.slice(eq + 1);
     else if (!withValue) value = '';
     else {
       const next = argv[i + 1];
-      if (next === undefined) throw new MonitorError('INVALID_INPUT', `Option ${name} needs a value.`, { hint: 'Run `monitor-mcp --help` for the options.' });
+      if (next === undefined)
+        throw new MonitorError('INVALID_INPUT', `Option ${name} needs a value.`, {
+          hint: 'Run `monitor-mcp --help` for the options.',
+        });
       value = next;
       i++;
     }
@@ -148,7 +194,11 @@ function readFlags(argv: readonly string[], settings: ReadonlyArray<Setting<unkn
   return out;
 }
 
-function applyConstraint(constraint: Constraint, values: Map<string, unknown>, setBy: ReadonlyMap<string, string>): void {
+function applyConstraint(
+  constraint: Constraint,
+  values: Map<string, unknown>,
+  setBy: ReadonlyMap<string, string>,
+): void {
   const smaller = values.get(constraint.smaller);
   const larger = values.get(constraint.larger);
   if (typeof smaller !== 'number' || typeof larger !== 'number' || smaller <= larger) return;
@@ -159,9 +209,13 @@ function applyConstraint(constraint: Constraint, values: Map<string, unknown>, s
     return;
   }
   const name = by === constraint.smaller ? constraint.smaller : `${by} (${constraint.smaller})`;
-  throw new MonitorError('INVALID_INPUT', `Expected ${name} to be at most ${constraint.larger} (${larger}), got ${smaller}.`, {
-    hint: constraint.hint ?? `Lower ${constraint.smaller}, or raise ${constraint.larger} too.`,
-  });
+  throw new MonitorError(
+    'INVALID_INPUT',
+    `Expected ${name} to be at most ${constraint.larger} (${larger}), got ${smaller}.`,
+    {
+      hint: constraint.hint ?? `Lower ${constraint.smaller}, or raise ${constraint.larger} too.`,
+    },
+  );
 }
 
 /** `{"a.b": 1}` → `{a: {b: 1}}`. */

@@ -118,7 +118,11 @@ function mergeAt(prefix: string, trees: readonly SettingsTree[]): SettingsTree {
 
 export function invalid(source: SourceContext, expected: string, got: unknown, hint?: string): MonitorError {
   const shown = typeof got === 'string' ? `"${got}"` : JSON.stringify(got);
-  return new MonitorError('INVALID_INPUT', `Expected ${source.name} to be ${expected}, got ${shown}.`, hint === undefined ? {} : { hint });
+  return new MonitorError(
+    'INVALID_INPUT',
+    `Expected ${source.name} to be ${expected}, got ${shown}.`,
+    hint === undefined ? {} : { hint },
+  );
 }
 
 interface Common<T> {
@@ -142,7 +146,12 @@ function splitFlag(flag: string | undefined): { name: string; arg?: string } | u
 }
 
 /** A setting whose every source gives one value (the last one wins). */
-function single<T>(common: Common<T>, type: string, parseText: (text: string, source: SourceContext) => T, parseRaw: (raw: unknown, source: SourceContext) => T): Setting<T> {
+function single<T>(
+  common: Common<T>,
+  type: string,
+  parseText: (text: string, source: SourceContext) => T,
+  parseRaw: (raw: unknown, source: SourceContext) => T,
+): Setting<T> {
   const replace = (texts: readonly string[], current: T, source: SourceContext): T => {
     const last = texts.at(-1);
     return last === undefined ? current : parseText(last, source);
@@ -152,8 +161,15 @@ function single<T>(common: Common<T>, type: string, parseText: (text: string, so
     isSetting: true,
     type,
     help: common.help,
-    default: (ctx) => (typeof common.default === 'function' ? (common.default as (c: SettingContext) => T)(ctx) : common.default),
-    defaultText: common.defaultText ?? (typeof common.default === 'function' ? '(computed)' : typeof common.default === 'string' ? common.default : JSON.stringify(common.default)),
+    default: (ctx) =>
+      typeof common.default === 'function' ? (common.default as (c: SettingContext) => T)(ctx) : common.default,
+    defaultText:
+      common.defaultText ??
+      (typeof common.default === 'function'
+        ? '(computed)'
+        : typeof common.default === 'string'
+          ? common.default
+          : JSON.stringify(common.default)),
     inFile: common.inFile ?? true,
     fromFile: (raw, _current, source) => parseRaw(raw, source),
     env: common.env === undefined ? [] : [{ name: common.env, apply: replace }],
@@ -173,7 +189,8 @@ function numberSetting(integer: boolean, options: Common<number> & { min: number
   const max = options.max ?? Number.POSITIVE_INFINITY;
   const expected = rangeText(integer, options.min, max);
   const check = (n: unknown, source: SourceContext, shown: unknown): number => {
-    if (typeof n !== 'number' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < options.min || n > max) throw invalid(source, expected, shown);
+    if (typeof n !== 'number' || !Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < options.min || n > max)
+      throw invalid(source, expected, shown);
     return n;
   };
   return single(
@@ -217,7 +234,8 @@ export function choice<const C extends string>(values: readonly C[], options: Co
 
 export function text(options: Common<string> & { pattern?: RegExp; patternText?: string }): Setting<string> {
   const parse = (raw: unknown, source: SourceContext): string => {
-    if (typeof raw !== 'string' || raw === '' || (options.pattern && !options.pattern.test(raw))) throw invalid(source, options.patternText ?? 'a non-empty text', raw);
+    if (typeof raw !== 'string' || raw === '' || (options.pattern && !options.pattern.test(raw)))
+      throw invalid(source, options.patternText ?? 'a non-empty text', raw);
     return raw;
   };
   return single(options, options.patternText ?? 'text', parse, parse);
@@ -272,7 +290,9 @@ export function list(options: ListOptions): Setting<string[]> {
     options.check?.(raw, source);
     return options.paths ? resolvePath(raw, source) : raw;
   };
-  const combine = (current: readonly string[], added: readonly string[]): string[] => [...new Set(options.combine === 'add' ? [...current, ...added] : added)];
+  const combine = (current: readonly string[], added: readonly string[]): string[] => [
+    ...new Set(options.combine === 'add' ? [...current, ...added] : added),
+  ];
   const flag = splitFlag(options.flag);
   const env = options.env;
   const setting: Setting<string[]> = {
@@ -280,11 +300,15 @@ export function list(options: ListOptions): Setting<string[]> {
     type: `list of ${options.item}s`,
     help: options.help,
     default: (ctx) => (typeof options.default === 'function' ? options.default(ctx) : [...options.default]),
-    defaultText: options.defaultText ?? (Array.isArray(options.default) && options.default.length === 0 ? 'none' : '(computed)'),
+    defaultText:
+      options.defaultText ?? (Array.isArray(options.default) && options.default.length === 0 ? 'none' : '(computed)'),
     inFile: options.inFile ?? true,
     fromFile: (raw, current, source) => {
       if (!Array.isArray(raw)) throw invalid(source, `a list of ${options.item}s`, raw);
-      return combine(current, raw.map((r) => entry(r, source)));
+      return combine(
+        current,
+        raw.map((r) => entry(r, source)),
+      );
     },
     env:
       env === undefined
@@ -296,12 +320,35 @@ export function list(options: ListOptions): Setting<string[]> {
               apply: (texts, current, source) => {
                 const last = texts.at(-1) ?? '';
                 const separator = env.separator === 'path' ? path.delimiter : ',';
-                const entries = last.split(separator).map((s) => s.trim()).filter((s) => s.length > 0);
-                return entries.length === 0 ? current : combine(current, entries.map((e) => entry(e, source)));
+                const entries = last
+                  .split(separator)
+                  .map((s) => s.trim())
+                  .filter((s) => s.length > 0);
+                return entries.length === 0
+                  ? current
+                  : combine(
+                      current,
+                      entries.map((e) => entry(e, source)),
+                    );
               },
             },
           ],
-    flags: flag === undefined ? [] : [{ ...flag, repeatable: true, apply: (texts, current, source) => (texts.length === 0 ? current : combine(current, texts.map((t) => entry(t, source)))) }],
+    flags:
+      flag === undefined
+        ? []
+        : [
+            {
+              ...flag,
+              repeatable: true,
+              apply: (texts, current, source) =>
+                texts.length === 0
+                  ? current
+                  : combine(
+                      current,
+                      texts.map((t) => entry(t, source)),
+                    ),
+            },
+          ],
   };
   if (options.finish) setting.finish = options.finish;
   if (options.details !== undefined) return { ...setting, details: options.details };
@@ -339,7 +386,15 @@ export function atMost(smaller: string, larger: string, hint?: string): Constrai
 }
 
 /** A file-only map of names to texts, merged over its default entry by entry (e.g. interpreters by extension). */
-export function record(options: { help: string; details?: string; default: Record<string, string>; defaultText: string; key: RegExp; keyText: string; valueText: string }): Setting<Record<string, string>> {
+export function record(options: {
+  help: string;
+  details?: string;
+  default: Record<string, string>;
+  defaultText: string;
+  key: RegExp;
+  keyText: string;
+  valueText: string;
+}): Setting<Record<string, string>> {
   const setting: Setting<Record<string, string>> = {
     isSetting: true,
     type: `map of ${options.keyText} to ${options.valueText}`,
@@ -348,11 +403,13 @@ export function record(options: { help: string; details?: string; default: Recor
     defaultText: options.defaultText,
     inFile: true,
     fromFile: (raw, current, source) => {
-      if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(source, `an object of ${options.keyText} to ${options.valueText}`, raw);
+      if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+        throw invalid(source, `an object of ${options.keyText} to ${options.valueText}`, raw);
       const out = { ...current };
       for (const [key, value] of Object.entries(raw)) {
         if (!options.key.test(key)) throw invalid({ ...source, name: `a key of ${source.name}` }, options.keyText, key);
-        if (typeof value !== 'string' || value === '') throw invalid({ ...source, name: `${source.name}["${key}"]` }, options.valueText, value);
+        if (typeof value !== 'string' || value === '')
+          throw invalid({ ...source, name: `${source.name}["${key}"]` }, options.valueText, value);
         out[key] = value;
       }
       return out;

@@ -102,13 +102,22 @@ export class DashboardData {
       state_dir: this.stateDir,
       generated_at: new Date(now).toISOString(),
       jobs,
-      servers: live.map((server) => ({ pid: server.pid, version: server.version, started_at: server.started_at, heartbeat_at: server.heartbeat_at })),
+      servers: live.map((server) => ({
+        pid: server.pid,
+        version: server.version,
+        started_at: server.started_at,
+        heartbeat_at: server.heartbeat_at,
+      })),
       endpoints,
     };
   }
 
   /** One job's tasks, each with its latest result (at most `limit`, from `offset`). */
-  async tasks(jobId: string, offset = 0, limit = 500): Promise<{ job: DashboardJob; tasks: DashboardTask[]; total: number } | undefined> {
+  async tasks(
+    jobId: string,
+    offset = 0,
+    limit = 500,
+  ): Promise<{ job: DashboardJob; tasks: DashboardTask[]; total: number } | undefined> {
     if (!JobStore.isJobId(jobId)) return undefined;
     const meta = await this.meta(jobId);
     if (!meta) return undefined;
@@ -128,7 +137,9 @@ export class DashboardData {
     if (!info) return undefined;
     const known = this.metas.get(id);
     if (known && known.mtimeMs === info.mtimeMs) return known.meta;
-    const meta = await readFile(file, 'utf8').then((text) => JSON.parse(text) as JobMeta).catch(() => undefined);
+    const meta = await readFile(file, 'utf8')
+      .then((text) => JSON.parse(text) as JobMeta)
+      .catch(() => undefined);
     if (meta) this.metas.set(id, { mtimeMs: info.mtimeMs, meta });
     return meta ?? known?.meta;
   }
@@ -177,7 +188,8 @@ export class DashboardData {
     if (meta.finishedAt !== undefined) job.finished_at = meta.finishedAt;
     if (meta.after) job.runs_on = meta.after.job;
     if (owner) job.owner = owner;
-    if (prompt + completion > 0) job.tokens = { prompt, completion, per_second: elapsed > 0 ? Math.round(completion / (elapsed / 1000)) : 0 };
+    if (prompt + completion > 0)
+      job.tokens = { prompt, completion, per_second: elapsed > 0 ? Math.round(completion / (elapsed / 1000)) : 0 };
     if (meta.finishedAt === undefined && owner?.alive) {
       job.state = latest.size === 0 ? 'queued' : 'running';
       if (latest.size > 0 && pending > 0) job.eta_ms = Math.round((elapsed / latest.size) * pending);
@@ -240,8 +252,16 @@ function taskView(record: TaskRecord): DashboardTask {
   if (record.label !== undefined) view.id = record.label;
   if (record.error) view.error = { code: record.error.code, message: record.error.message.slice(0, PREVIEW_CHARS) };
   const value = record.value as { text?: unknown; json?: unknown; stderr_tail?: unknown } | undefined;
-  const output = typeof value?.text === 'string' ? value.text : value?.json !== undefined ? JSON.stringify(value.json) : typeof value?.stderr_tail === 'string' ? value.stderr_tail : undefined;
-  if (output !== undefined) view.preview = output.length > PREVIEW_CHARS ? `${output.slice(0, PREVIEW_CHARS)}…` : output;
+  const output =
+    typeof value?.text === 'string'
+      ? value.text
+      : value?.json !== undefined
+        ? JSON.stringify(value.json)
+        : typeof value?.stderr_tail === 'string'
+          ? value.stderr_tail
+          : undefined;
+  if (output !== undefined)
+    view.preview = output.length > PREVIEW_CHARS ? `${output.slice(0, PREVIEW_CHARS)}…` : output;
   if (record.files) view.files = record.files;
   return view;
 }

@@ -25,10 +25,15 @@ export interface DashboardOptions {
   now?: () => number;
 }
 
-const CONTENT_TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
 
 /** No script or style but the package's own, no framing, no plugins, nothing sent elsewhere. */
-const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CSP =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /**
  * The live dashboard: a small HTTP server on loopback. Every request needs the token (in the URL
@@ -119,8 +124,10 @@ export class Dashboard {
       res.setHeader('Set-Cookie', `${COOKIE}=${this.token}; HttpOnly; SameSite=Strict; Path=/`);
       return this.asset(res, 'index.html');
     }
-    if (req.method === 'GET' && /^\/assets\/[\w.-]+$/.test(route)) return this.asset(res, route.slice('/assets/'.length));
-    if (req.method === 'GET' && route === '/api/jobs') return sendJson(res, 200, this.lastState ?? (await this.options.data.snapshot(this.now())));
+    if (req.method === 'GET' && /^\/assets\/[\w.-]+$/.test(route))
+      return this.asset(res, route.slice('/assets/'.length));
+    if (req.method === 'GET' && route === '/api/jobs')
+      return sendJson(res, 200, this.lastState ?? (await this.options.data.snapshot(this.now())));
     if (req.method === 'GET' && route === '/api/events') return this.events(req, res);
     const job = /^\/api\/jobs\/(job_[A-Za-z0-9_-]{22})(\/(cancel|resume))?$/.exec(route);
     if (job?.[1] !== undefined) {
@@ -130,7 +137,12 @@ export class Dashboard {
         const detail = await this.options.data.tasks(jobId, offset, 200);
         return detail ? sendJson(res, 200, detail) : sendJson(res, 404, { error: `No job ${jobId}.` });
       }
-      if (req.method === 'POST' && job[3] !== undefined) return this.control(res, { action: job[3] as ControlRequest['action'], job_id: jobId, at: new Date(this.now()).toISOString() });
+      if (req.method === 'POST' && job[3] !== undefined)
+        return this.control(res, {
+          action: job[3] as ControlRequest['action'],
+          job_id: jobId,
+          at: new Date(this.now()).toISOString(),
+        });
     }
     send(res, 404, 'text/plain; charset=utf-8', 'Not found.\n');
   }
@@ -138,12 +150,16 @@ export class Dashboard {
   /** Why a request is refused: no token, a foreign Host (DNS rebinding) or Origin (another site's page). */
   private refusal(req: IncomingMessage): { status: number; message: string } | undefined {
     const host = req.headers.host ?? '';
-    if (!this.hostsAllowed().has(host.toLowerCase())) return { status: 403, message: 'Refused: this dashboard answers only to its own address (Host header).' };
+    if (!this.hostsAllowed().has(host.toLowerCase()))
+      return { status: 403, message: 'Refused: this dashboard answers only to its own address (Host header).' };
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== `http://${host}`) return { status: 403, message: 'Refused: a request from another origin.' };
+    if (origin !== undefined && origin !== `http://${host}`)
+      return { status: 403, message: 'Refused: a request from another origin.' };
     // A state-changing request must say where it comes from.
-    if (req.method !== 'GET' && req.method !== 'HEAD' && origin === undefined) return { status: 403, message: 'Refused: a POST without an Origin header.' };
-    if (!this.tokenMatches(tokenOf(req))) return { status: 401, message: 'Refused: open the dashboard with the URL it printed (it carries the token).' };
+    if (req.method !== 'GET' && req.method !== 'HEAD' && origin === undefined)
+      return { status: 403, message: 'Refused: a POST without an Origin header.' };
+    if (!this.tokenMatches(tokenOf(req)))
+      return { status: 401, message: 'Refused: open the dashboard with the URL it printed (it carries the token).' };
     return undefined;
   }
 
@@ -166,7 +182,11 @@ export class Dashboard {
   }
 
   private events(req: IncomingMessage, res: ServerResponse): void {
-    res.writeHead(200, { ...securityHeaders(), 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'keep-alive' });
+    res.writeHead(200, {
+      ...securityHeaders(),
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      Connection: 'keep-alive',
+    });
     res.write(`retry: 1000\n\n`);
     if (this.lastState) res.write(`event: state\ndata: ${JSON.stringify(this.lastState)}\n\n`);
     this.streams.add(res);
@@ -180,8 +200,10 @@ export class Dashboard {
     const name = `req-${Date.now()}-${randomBytes(6).toString('hex')}`;
     await writeFile(path.join(dir, `${name}.json`), JSON.stringify(request), { mode: 0o600 });
     const replyFile = path.join(dir, `${name}.reply.json`);
-    for (const deadline = Date.now() + CONTROL_TIMEOUT_MS; Date.now() < deadline; ) {
-      const reply = await readFile(replyFile, 'utf8').then((text) => JSON.parse(text) as ControlReply).catch(() => undefined);
+    for (const deadline = Date.now() + CONTROL_TIMEOUT_MS; Date.now() < deadline;) {
+      const reply = await readFile(replyFile, 'utf8')
+        .then((text) => JSON.parse(text) as ControlReply)
+        .catch(() => undefined);
       if (reply) {
         await rm(replyFile, { force: true });
         void this.poll();

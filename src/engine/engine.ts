@@ -7,7 +7,17 @@ import { Job } from './job.js';
 import { runTasks, toRecord } from './runner.js';
 import { Scheduler, type TakenTask } from './scheduler.js';
 import { StateLimit } from './state-limit.js';
-import type { JobMeta, JobSnapshot, Ownership, Pool, SubmitRequest, TaskRecord, TaskResult, TaskState, UpstreamView } from './types.js';
+import type {
+  JobMeta,
+  JobSnapshot,
+  Ownership,
+  Pool,
+  SubmitRequest,
+  TaskRecord,
+  TaskResult,
+  TaskState,
+  UpstreamView,
+} from './types.js';
 
 export interface EngineOptions {
   store: JobStore;
@@ -59,7 +69,11 @@ export class Engine {
         maxBytes: options.maxStateBytes,
         log: options.log,
         sizeOf: (jobId) => this.store.jobBytes(jobId),
-        jobs: () => [...this.jobs.values()].map((job) => ({ id: job.id, finishedAt: job.isDone && !job.foreign ? job.meta.finishedAt : undefined })),
+        jobs: () =>
+          [...this.jobs.values()].map((job) => ({
+            id: job.id,
+            finishedAt: job.isDone && !job.foreign ? job.meta.finishedAt : undefined,
+          })),
         remove: async (jobId) => {
           await this.store.removeJob(jobId);
           this.jobs.delete(jobId);
@@ -120,10 +134,14 @@ export class Engine {
   }
 
   async submit(request: SubmitRequest): Promise<JobSnapshot> {
-    if (!this.scheduler.pool(request.kind)) throw new MonitorError('INTERNAL', `No pool for job kind "${request.kind}".`);
+    if (!this.scheduler.pool(request.kind))
+      throw new MonitorError('INTERNAL', `No pool for job kind "${request.kind}".`);
     if (this.closing) throw shuttingDown();
     if (!(Number.isInteger(request.concurrency) && request.concurrency > 0)) {
-      throw new MonitorError('INVALID_INPUT', `Expected concurrency to be an integer from 1 and up, got ${request.concurrency}.`);
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `Expected concurrency to be an integer from 1 and up, got ${request.concurrency}.`,
+      );
     }
     if (request.inputs.length === 0) throw new MonitorError('INVALID_INPUT', 'A job needs at least one task.');
     if (request.after) this.checkUpstream(request.after, request.inputs.length);
@@ -157,12 +175,19 @@ export class Engine {
   private checkUpstream(after: NonNullable<SubmitRequest['after']>, taskCount: number): void {
     const upstream = this.require(after.job);
     if (upstream.foreign) {
-      throw new MonitorError('JOB_OWNED_ELSEWHERE', `Job ${after.job} is run by another monitor-mcp process (pid ${upstream.meta.ownerPid ?? '?'}): a later stage can only follow a job this server runs.`, {
-        hint: 'Submit the later stage from the client session that started that job, or once it has finished.',
-      });
+      throw new MonitorError(
+        'JOB_OWNED_ELSEWHERE',
+        `Job ${after.job} is run by another monitor-mcp process (pid ${upstream.meta.ownerPid ?? '?'}): a later stage can only follow a job this server runs.`,
+        {
+          hint: 'Submit the later stage from the client session that started that job, or once it has finished.',
+        },
+      );
     }
     if (after.mode === 'each' && taskCount !== upstream.meta.taskCount) {
-      throw new MonitorError('INTERNAL', `A stage over job ${after.job} needs ${upstream.meta.taskCount} tasks, one per upstream task; it was planned with ${taskCount}.`);
+      throw new MonitorError(
+        'INTERNAL',
+        `A stage over job ${after.job} needs ${upstream.meta.taskCount} tasks, one per upstream task; it was planned with ${taskCount}.`,
+      );
     }
   }
 
@@ -170,13 +195,18 @@ export class Engine {
   pipelineOf(jobId: string): string[] {
     let root = this.require(jobId);
     const seen = new Set<string>([root.id]);
-    for (let up = root.meta.after && this.jobs.get(root.meta.after.job); up && !seen.has(up.id); up = up.meta.after && this.jobs.get(up.meta.after.job)) {
+    for (
+      let up = root.meta.after && this.jobs.get(root.meta.after.job);
+      up && !seen.has(up.id);
+      up = up.meta.after && this.jobs.get(up.meta.after.job)
+    ) {
       seen.add(up.id);
       root = up;
     }
     const order = [root.id];
     for (let at = 0; at < order.length; at++) {
-      for (const next of this.dependents.get(order[at] ?? '') ?? []) if (!order.includes(next) && this.jobs.has(next)) order.push(next);
+      for (const next of this.dependents.get(order[at] ?? '') ?? [])
+        if (!order.includes(next) && this.jobs.has(next)) order.push(next);
     }
     return order;
   }
@@ -201,7 +231,13 @@ export class Engine {
     this.scheduler.remove(job);
     const pool = this.scheduler.pool(job.meta.kind);
     const dropped: TaskRecord[] = job.dropQueued().map(({ index, input }) => {
-      const record: TaskRecord = { index, state: 'cancelled', attempt: job.attemptOf(index), finishedAt, error: { code: 'CANCELLED', message: 'Cancelled before it started.' } };
+      const record: TaskRecord = {
+        index,
+        state: 'cancelled',
+        attempt: job.attemptOf(index),
+        finishedAt,
+        error: { code: 'CANCELLED', message: 'Cancelled before it started.' },
+      };
       const label = pool?.label?.(input);
       if (label !== undefined) record.label = label;
       return record;
@@ -228,23 +264,34 @@ export class Engine {
    * A stage of a pipeline resumes the whole pipeline, first stage first; a later stage's tasks wait
    * for their upstream again.
    */
-  async resume(jobId: string, include: { failed?: boolean; cancelled?: boolean } = {}): Promise<{ snapshot: JobSnapshot; requeued: number }> {
+  async resume(
+    jobId: string,
+    include: { failed?: boolean; cancelled?: boolean } = {},
+  ): Promise<{ snapshot: JobSnapshot; requeued: number }> {
     let requeued = 0;
     const rerun = new Set<string>();
     for (const id of this.pipelineOf(jobId)) {
       const after = this.jobs.get(id)?.meta.after;
       // A reduce over results that change runs again, whatever its own state.
       const stale = after?.mode === 'all' && rerun.has(after.job);
-      const count = (await this.resumeOne(id, stale ? { failed: true, cancelled: true, succeeded: true } : include)).requeued;
+      const count = (await this.resumeOne(id, stale ? { failed: true, cancelled: true, succeeded: true } : include))
+        .requeued;
       if (count > 0) rerun.add(id);
       requeued += count;
     }
     return { snapshot: this.snapshotOf(jobId), requeued };
   }
 
-  private async resumeOne(jobId: string, include: { failed?: boolean; cancelled?: boolean; succeeded?: boolean }): Promise<{ snapshot: JobSnapshot; requeued: number }> {
+  private async resumeOne(
+    jobId: string,
+    include: { failed?: boolean; cancelled?: boolean; succeeded?: boolean },
+  ): Promise<{ snapshot: JobSnapshot; requeued: number }> {
     const job = this.require(jobId);
-    if (!this.scheduler.pool(job.meta.kind)) throw new MonitorError('JOB_NOT_RESUMABLE', `Job ${jobId} is of kind "${job.meta.kind}", which this server does not run.`);
+    if (!this.scheduler.pool(job.meta.kind))
+      throw new MonitorError(
+        'JOB_NOT_RESUMABLE',
+        `Job ${jobId} is of kind "${job.meta.kind}", which this server does not run.`,
+      );
     const wanted = [
       'interrupted',
       ...(include.failed ? (['failed'] as const) : []),
@@ -252,7 +299,8 @@ export class Engine {
       ...(include.succeeded ? (['succeeded'] as const) : []),
     ] as const;
     // Nothing to run again: no need to take the job over.
-    if (!job.foreign && job.isDone && job.indicesIn(wanted).length === 0) return { snapshot: this.snapshot(job), requeued: 0 };
+    if (!job.foreign && job.isDone && job.indicesIn(wanted).length === 0)
+      return { snapshot: this.snapshot(job), requeued: 0 };
     const generation = await this.own(job);
     const indices = job.indicesIn(wanted);
     if (indices.length === 0) {
@@ -309,7 +357,9 @@ export class Engine {
   }
 
   list(): JobSnapshot[] {
-    return [...this.jobs.values()].map((job) => this.snapshot(job)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+    return [...this.jobs.values()]
+      .map((job) => this.snapshot(job))
+      .sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
   /**
@@ -341,7 +391,12 @@ export class Engine {
    * Waits until every listed job has no queued or running task, `timeoutMs` passes, or `signal`
    * aborts; then resolves (never rejects). `onUpdate` runs after each change.
    */
-  async waitFor(jobIds: readonly string[], timeoutMs: number, signal?: AbortSignal, onUpdate?: () => void): Promise<boolean> {
+  async waitFor(
+    jobIds: readonly string[],
+    timeoutMs: number,
+    signal?: AbortSignal,
+    onUpdate?: () => void,
+  ): Promise<boolean> {
     await this.refresh(jobIds);
     const done = (): boolean => jobIds.every((id) => this.isDone(id));
     if (done() || timeoutMs <= 0 || signal?.aborted) return done();
@@ -356,7 +411,17 @@ export class Engine {
         resolve();
       };
       const timer = setTimeout(finish, timeoutMs);
-      const poll = foreign.length > 0 ? setInterval(() => void this.refresh(foreign).then(() => this.emit(), () => undefined), FOREIGN_POLL_MS) : undefined;
+      const poll =
+        foreign.length > 0
+          ? setInterval(
+              () =>
+                void this.refresh(foreign).then(
+                  () => this.emit(),
+                  () => undefined,
+                ),
+              FOREIGN_POLL_MS,
+            )
+          : undefined;
       const unsubscribe = this.onChange(() => {
         onUpdate?.();
         if (done()) finish();
@@ -442,9 +507,13 @@ export class Engine {
     }
     job.foreign = true;
     await this.follow(job);
-    throw new MonitorError('JOB_OWNED_ELSEWHERE', `Job ${job.id} is run by another monitor-mcp process (pid ${job.meta.ownerPid ?? '?'}) on the same state directory.`, {
-      hint: 'Cancel or resume it from the client session that started it (or wait for it to finish); its results are collectable from here.',
-    });
+    throw new MonitorError(
+      'JOB_OWNED_ELSEWHERE',
+      `Job ${job.id} is run by another monitor-mcp process (pid ${job.meta.ownerPid ?? '?'}) on the same state directory.`,
+      {
+        hint: 'Cancel or resume it from the client session that started it (or wait for it to finish); its results are collectable from here.',
+      },
+    );
   }
 
   /** Marks what no process runs any more as interrupted, and the job as ended; true when anything was. */
@@ -465,7 +534,9 @@ export class Engine {
       job.setState(index, 'running');
       job.started(index);
       // Not waited for (it rides along with the next lines): a run cut off in the moment before counts once less.
-      this.store.appendRun(job.id, index).catch((error: unknown) => this.log.warn(`could not note a run of ${job.id}#${index}: ${String(error)}`));
+      this.store
+        .appendRun(job.id, index)
+        .catch((error: unknown) => this.log.warn(`could not note a run of ${job.id}#${index}: ${String(error)}`));
       return { index, label: pool.label?.(input) };
     });
     if (job.running.size > job.peakRunning) {
@@ -473,19 +544,39 @@ export class Engine {
       this.notePeak(job);
     }
     const startedAt = this.now();
-    const run = runTasks(pool, job, tasks, { outputDir: this.store.outputDir(job.id), signal: controller.signal }, this.log)
+    const run = runTasks(
+      pool,
+      job,
+      tasks,
+      { outputDir: this.store.outputDir(job.id), signal: controller.signal },
+      this.log,
+    )
       .then(async (results) => {
         for (const { index } of started) job.running.delete(index);
         // The slot goes to the next run now, not after the records are on disk.
         this.scheduler.finished(job);
         const recorded = await Promise.allSettled(
-          started.map((task, at) => this.record(job, task, startedAt, controller.signal, results[at] ?? { ok: false, error: { code: 'INTERNAL', message: 'The pool gave no result for this task.' } })),
+          started.map((task, at) =>
+            this.record(
+              job,
+              task,
+              startedAt,
+              controller.signal,
+              results[at] ?? {
+                ok: false,
+                error: { code: 'INTERNAL', message: 'The pool gave no result for this task.' },
+              },
+            ),
+          ),
         );
         recorded.forEach((outcome, at) => {
-          if (outcome.status === 'rejected') this.log.error(`task ${started[at]?.index ?? '?'} of ${job.id}: ${String(outcome.reason)}`);
+          if (outcome.status === 'rejected')
+            this.log.error(`task ${started[at]?.index ?? '?'} of ${job.id}: ${String(outcome.reason)}`);
         });
       })
-      .catch((error: unknown) => this.log.error(`tasks ${started.map((task) => task.index).join(', ')} of ${job.id}: ${String(error)}`))
+      .catch((error: unknown) =>
+        this.log.error(`tasks ${started.map((task) => task.index).join(', ')} of ${job.id}: ${String(error)}`),
+      )
       .finally(() => {
         this.inFlight.delete(run);
         this.emit();
@@ -493,7 +584,13 @@ export class Engine {
     this.inFlight.add(run);
   }
 
-  private async record(job: Job, task: { index: number; label: string | undefined }, startedAt: Date, signal: AbortSignal, result: TaskResult): Promise<void> {
+  private async record(
+    job: Job,
+    task: { index: number; label: string | undefined },
+    startedAt: Date,
+    signal: AbortSignal,
+    result: TaskResult,
+  ): Promise<void> {
     const { index } = task;
     if (this.closing && signal.aborted && !result.ok) {
       // Not recorded on purpose: the next start sees it as interrupted, ready to resume.
@@ -509,14 +606,17 @@ export class Engine {
     job.settling++;
     try {
       // Counted once on disk, not before: what a reply reports (counts, done) survives a crash.
-      await this.store.appendResult(job.id, record).catch((error: unknown) => {
-        job.storeError = `task ${index}'s result could not be saved (${String(error)}); it will show as interrupted after a restart`;
-        throw error;
-      }).finally(() => {
-        // Applied even when the write failed: the job must still end rather than show it running forever.
-        job.apply(record);
-        job.applied++;
-      });
+      await this.store
+        .appendResult(job.id, record)
+        .catch((error: unknown) => {
+          job.storeError = `task ${index}'s result could not be saved (${String(error)}); it will show as interrupted after a restart`;
+          throw error;
+        })
+        .finally(() => {
+          // Applied even when the write failed: the job must still end rather than show it running forever.
+          job.apply(record);
+          job.applied++;
+        });
       await this.finishIfDone(job);
     } finally {
       job.settling--;
@@ -544,21 +644,32 @@ export class Engine {
     if (!after || job.heldIndices().length === 0) return;
     const upstream = this.jobs.get(after.job);
     if (!upstream) {
-      for (const index of job.heldIndices()) await this.failHeld(job, index, { code: 'UPSTREAM_FAILED', message: `Job ${after.job}, which this stage runs on, is gone (removed after its retention time).` });
+      for (const index of job.heldIndices())
+        await this.failHeld(job, index, {
+          code: 'UPSTREAM_FAILED',
+          message: `Job ${after.job}, which this stage runs on, is gone (removed after its retention time).`,
+        });
       return;
     }
     if (after.mode === 'all') {
       // Interrupted upstream tasks may still run (resume): the stage waits for them.
       if (!this.isDone(upstream.id) || upstream.counts.interrupted > 0) return;
-      const view: UpstreamView = { jobId: upstream.id, outputDir: this.store.outputDir(upstream.id), records: latestRecords(await this.store.readResults(upstream.id)) };
+      const view: UpstreamView = {
+        jobId: upstream.id,
+        outputDir: this.store.outputDir(upstream.id),
+        records: latestRecords(await this.store.readResults(upstream.id)),
+      };
       for (const index of job.heldIndices()) job.release(index, view);
       this.scheduler.add(job);
       return;
     }
-    const latest = new Map(latestRecords(await this.store.readResults(upstream.id)).map((record) => [record.index, record]));
+    const latest = new Map(
+      latestRecords(await this.store.readResults(upstream.id)).map((record) => [record.index, record]),
+    );
     for (const index of job.heldIndices()) {
       const record = latest.get(index);
-      if (record && job.isHeld(index) && upstream.stateOf(index) === record.state) await this.feedOne(job, upstream, record);
+      if (record && job.isHeld(index) && upstream.stateOf(index) === record.state)
+        await this.feedOne(job, upstream, record);
     }
     this.scheduler.add(job);
   }
@@ -566,7 +677,11 @@ export class Engine {
   /** One task of an `each` stage gets its upstream's record: it queues on a success, else it is recorded as failed (or cancelled) with why. */
   private async feedOne(job: Job, upstream: Job, record: TaskRecord): Promise<void> {
     if (record.state === 'succeeded') {
-      job.release(record.index, { jobId: upstream.id, outputDir: this.store.outputDir(upstream.id), records: [record] });
+      job.release(record.index, {
+        jobId: upstream.id,
+        outputDir: this.store.outputDir(upstream.id),
+        records: [record],
+      });
       return;
     }
     const from = `task #${record.index}${record.label === undefined ? '' : ` (${record.label})`} of job ${upstream.id}`;
@@ -581,7 +696,13 @@ export class Engine {
   private async failHeld(job: Job, index: number, error: NonNullable<TaskRecord['error']>): Promise<void> {
     if (!job.isHeld(index)) return;
     const input = job.unhold(index);
-    const record: TaskRecord = { index, state: error.code === 'CANCELLED' ? 'cancelled' : 'failed', attempt: job.attemptOf(index), finishedAt: this.now().toISOString(), error };
+    const record: TaskRecord = {
+      index,
+      state: error.code === 'CANCELLED' ? 'cancelled' : 'failed',
+      attempt: job.attemptOf(index),
+      finishedAt: this.now().toISOString(),
+      error,
+    };
     const label = this.scheduler.pool(job.meta.kind)?.label?.(input);
     if (label !== undefined) record.label = label;
     await this.persist(job, record);
@@ -597,7 +718,9 @@ export class Engine {
       this.peakWrites.delete(job.id);
       if (job.meta.finishedAt !== undefined || job.meta.peakRunning === job.peakRunning) return;
       job.meta.peakRunning = job.peakRunning;
-      this.store.writeMeta(job.meta).catch((error: unknown) => this.log.warn(`could not save the peak of ${job.id}: ${String(error)}`));
+      this.store
+        .writeMeta(job.meta)
+        .catch((error: unknown) => this.log.warn(`could not save the peak of ${job.id}: ${String(error)}`));
     }, 1000);
     timer.unref();
     this.peakWrites.set(job.id, timer);
@@ -647,5 +770,7 @@ export class Engine {
 }
 
 function shuttingDown(): MonitorError {
-  return new MonitorError('SHUTTING_DOWN', 'The server is shutting down.', { hint: 'Submit again after the client has restarted it; finished results stay collectable.' });
+  return new MonitorError('SHUTTING_DOWN', 'The server is shutting down.', {
+    hint: 'Submit again after the client has restarted it; finished results stay collectable.',
+  });
 }

@@ -26,7 +26,9 @@ export class Owners {
   /** This server as an owner (what a new job's first generation records). */
   get me(): { pid: number; start?: string } | undefined {
     if (!this.ownership) return undefined;
-    return this.ownership.startToken === undefined ? { pid: this.ownership.pid } : { pid: this.ownership.pid, start: this.ownership.startToken };
+    return this.ownership.startToken === undefined
+      ? { pid: this.ownership.pid }
+      : { pid: this.ownership.pid, start: this.ownership.startToken };
   }
 
   /** Names this server as the job's owner (its `generation`th) in its metadata (the caller writes it). */
@@ -78,7 +80,15 @@ export class Owners {
     for (let round = 0; round < 50; round++) {
       const claim = await this.store.readClaim(job.id);
       // A job from before owners were recorded: its metadata names the owner.
-      const current: Claim | undefined = claim ?? (job.meta.ownerPid === undefined ? undefined : { generation: 0, pid: job.meta.ownerPid, ...(job.meta.ownerStart === undefined ? {} : { start: job.meta.ownerStart }) });
+      const current: Claim | undefined =
+        claim ??
+        (job.meta.ownerPid === undefined
+          ? undefined
+          : {
+              generation: 0,
+              pid: job.meta.ownerPid,
+              ...(job.meta.ownerStart === undefined ? {} : { start: job.meta.ownerStart }),
+            });
       // Being written by a server that just took it: look again (for a while; a server killed
       // between creating and filling its claim leaves it empty for good, and that owner is gone).
       if (current?.pid === -1 && round < 20) {

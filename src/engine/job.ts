@@ -1,4 +1,13 @@
-import type { JobCounts, JobMeta, JobSnapshot, JobState, JobTotals, TaskRecord, TaskState, UpstreamView } from './types.js';
+import type {
+  JobCounts,
+  JobMeta,
+  JobSnapshot,
+  JobState,
+  JobTotals,
+  TaskRecord,
+  TaskState,
+  UpstreamView,
+} from './types.js';
 
 const STATE_CODES: readonly TaskState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'];
 const code = (state: TaskState): number => STATE_CODES.indexOf(state);
@@ -46,7 +55,15 @@ export class Job {
     this.meta = meta;
     this.states = new Uint8Array(meta.taskCount);
     this.attempts = new Uint16Array(meta.taskCount);
-    this.counts = { total: meta.taskCount, queued: meta.taskCount, running: 0, succeeded: 0, failed: 0, cancelled: 0, interrupted: 0 };
+    this.counts = {
+      total: meta.taskCount,
+      queued: meta.taskCount,
+      running: 0,
+      succeeded: 0,
+      failed: 0,
+      cancelled: 0,
+      interrupted: 0,
+    };
     this.peakRunning = meta.peakRunning ?? 0;
     this.totalsOf = totalsOf;
   }
@@ -73,7 +90,8 @@ export class Job {
 
   /** Runs started as the store counted them (a run cut off by a crash has no record, but counts). */
   countRuns(runs: ReadonlyMap<number, number>): void {
-    for (const [index, count] of runs) if (index >= 0 && index < this.meta.taskCount) this.attempts[index] = Math.max(this.attemptOf(index), count);
+    for (const [index, count] of runs)
+      if (index >= 0 && index < this.meta.taskCount) this.attempts[index] = Math.max(this.attemptOf(index), count);
   }
 
   setState(index: number, state: TaskState): void {

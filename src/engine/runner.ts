@@ -35,16 +35,31 @@ export async function runTasks(
     if (job.prepared) await job.prepared;
     signal.throwIfAborted();
     const contexts: TaskContext[] = tasks.map(({ index, input, upstream }) => {
-      const context: TaskContext = { jobId: job.id, index, input, options: job.meta.options, outputDir: run.outputDir, attempt: job.attemptOf(index), signal };
+      const context: TaskContext = {
+        jobId: job.id,
+        index,
+        input,
+        options: job.meta.options,
+        outputDir: run.outputDir,
+        attempt: job.attemptOf(index),
+        signal,
+      };
       if (upstream) context.upstream = upstream;
       return context;
     });
     const [only] = contexts;
     if (only && contexts.length === 1 && batchLimit(pool, job.meta.options) === 1) return [await pool.run(only)];
-    if (!pool.runBatch) throw new MonitorError('INTERNAL', `The ${pool.kind} pool was given ${contexts.length} tasks at once but cannot run a batch.`);
+    if (!pool.runBatch)
+      throw new MonitorError(
+        'INTERNAL',
+        `The ${pool.kind} pool was given ${contexts.length} tasks at once but cannot run a batch.`,
+      );
     const results = await pool.runBatch(contexts);
     if (results.length !== contexts.length) {
-      throw new MonitorError('INTERNAL', `The ${pool.kind} pool returned ${results.length} results for a batch of ${contexts.length} tasks.`);
+      throw new MonitorError(
+        'INTERNAL',
+        `The ${pool.kind} pool returned ${results.length} results for a batch of ${contexts.length} tasks.`,
+      );
     }
     return results;
   } catch (error) {
@@ -57,7 +72,14 @@ export async function runTasks(
  * The record of a finished task. Work that completed is kept even if a cancel or shutdown arrived
  * meanwhile; a task stopped by a cancel is `cancelled`, whatever its pool made of the abort.
  */
-export function toRecord(job: Job, task: { index: number; label: string | undefined }, startedAt: Date, finishedAt: Date, aborted: boolean, result: TaskResult): TaskRecord {
+export function toRecord(
+  job: Job,
+  task: { index: number; label: string | undefined },
+  startedAt: Date,
+  finishedAt: Date,
+  aborted: boolean,
+  result: TaskResult,
+): TaskRecord {
   const { index } = task;
   const state = result.ok ? 'succeeded' : aborted ? 'cancelled' : 'failed';
   const record: TaskRecord = {
@@ -70,7 +92,8 @@ export function toRecord(job: Job, task: { index: number; label: string | undefi
   };
   if (task.label !== undefined) record.label = task.label;
   if (result.value !== undefined) record.value = result.value;
-  if (state === 'cancelled') record.error = { code: 'CANCELLED', message: 'Cancelled while running; its process was stopped.' };
+  if (state === 'cancelled')
+    record.error = { code: 'CANCELLED', message: 'Cancelled while running; its process was stopped.' };
   else if (result.error) record.error = result.error;
   if (result.files) record.files = result.files;
   return record;

@@ -34,7 +34,9 @@ export class Scheduler {
   constructor(pools: readonly Pool[], start: StartTask) {
     for (const pool of pools) {
       if (!(Number.isInteger(pool.concurrency) && pool.concurrency > 0)) {
-        throw new TypeError(`Expected pool ${pool.kind} concurrency to be an integer from 1 and up, got ${pool.concurrency}`);
+        throw new TypeError(
+          `Expected pool ${pool.kind} concurrency to be an integer from 1 and up, got ${pool.concurrency}`,
+        );
       }
       this.lanes.set(pool.kind, { pool, running: 0, ring: [], next: 0 });
     }

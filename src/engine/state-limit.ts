@@ -50,7 +50,9 @@ export class StateLimit {
   /** Measures the jobs and removes the oldest finished ones while the total is over the limit. */
   check(): Promise<void> {
     this.checking ??= this.enforce()
-      .catch((error: unknown) => this.options.log.warn(`could not keep the state directory within its size limit: ${String(error)}`))
+      .catch((error: unknown) =>
+        this.options.log.warn(`could not keep the state directory within its size limit: ${String(error)}`),
+      )
       .finally(() => {
         this.checking = undefined;
       });
@@ -88,8 +90,13 @@ export class StateLimit {
       removed.push(job.id);
     }
     if (removed.length > 0) {
-      this.options.log.info(`removed ${removed.length} finished job(s), oldest first, to keep the state directory under ${this.options.maxBytes} bytes: ${removed.join(', ')}`);
+      this.options.log.info(
+        `removed ${removed.length} finished job(s), oldest first, to keep the state directory under ${this.options.maxBytes} bytes: ${removed.join(', ')}`,
+      );
     }
-    if (total > this.options.maxBytes) this.options.log.warn(`the state directory holds ${total} bytes, over its limit of ${this.options.maxBytes}, in jobs that are still running`);
+    if (total > this.options.maxBytes)
+      this.options.log.warn(
+        `the state directory holds ${total} bytes, over its limit of ${this.options.maxBytes}, in jobs that are still running`,
+      );
   }
 }

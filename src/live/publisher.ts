@@ -124,13 +124,27 @@ export class LivePublisher {
     const dir = controlDir(this.options.stateDir);
     const names = (await readdir(dir).catch(() => [])).filter((name) => /^req-[\w-]+\.json$/.test(name));
     for (const name of names) {
-      const request = await readFile(path.join(dir, name), 'utf8').then((text) => JSON.parse(text) as ControlRequest).catch(() => undefined);
+      const request = await readFile(path.join(dir, name), 'utf8')
+        .then((text) => JSON.parse(text) as ControlRequest)
+        .catch(() => undefined);
       if (!request || !(await this.options.handles(request.job_id).catch(() => false))) continue;
       const taken = path.join(dir, `${name.slice(0, -'.json'.length)}.taken-${this.options.pid}`);
       // Renamed by one server only: another that read it too finds it gone.
-      if (!(await rename(path.join(dir, name), taken).then(() => true, () => false))) continue;
-      const reply = await this.options.act(request).catch((error: unknown) => ({ ok: false, message: error instanceof Error ? error.message : String(error), by_pid: this.options.pid }));
-      await writeFile(path.join(dir, `${name.slice(0, -'.json'.length)}.reply.json`), JSON.stringify(reply), { mode: 0o600 });
+      if (
+        !(await rename(path.join(dir, name), taken).then(
+          () => true,
+          () => false,
+        ))
+      )
+        continue;
+      const reply = await this.options.act(request).catch((error: unknown) => ({
+        ok: false,
+        message: error instanceof Error ? error.message : String(error),
+        by_pid: this.options.pid,
+      }));
+      await writeFile(path.join(dir, `${name.slice(0, -'.json'.length)}.reply.json`), JSON.stringify(reply), {
+        mode: 0o600,
+      });
       await rm(taken, { force: true });
     }
   }
@@ -142,7 +156,9 @@ export async function readLiveServers(stateDir: string, now: number): Promise<Li
   const names = (await readdir(dir).catch(() => [])).filter((name) => /^\d+\.json$/.test(name));
   const live: LiveFile[] = [];
   for (const name of names) {
-    const file = await readFile(path.join(dir, name), 'utf8').then((text) => JSON.parse(text) as LiveFile).catch(() => undefined);
+    const file = await readFile(path.join(dir, name), 'utf8')
+      .then((text) => JSON.parse(text) as LiveFile)
+      .catch(() => undefined);
     if (file && now - Date.parse(file.heartbeat_at) <= LIVE_STALE_MS) live.push(file);
   }
   return live;

@@ -5,7 +5,12 @@ import type { SystemCommands } from './types.js';
 export const systemCommands: SystemCommands = {
   runSync(file, args, timeoutMs) {
     try {
-      return execFileSync(file, args, { encoding: 'utf8', timeout: timeoutMs, windowsHide: true, stdio: ['ignore', 'pipe', 'ignore'] });
+      return execFileSync(file, args, {
+        encoding: 'utf8',
+        timeout: timeoutMs,
+        windowsHide: true,
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
     } catch {
       return undefined;
     }

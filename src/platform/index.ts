@@ -6,7 +6,11 @@ import { win32Platform } from './win32.js';
 export type { CommandLine, Folders, OsName, Platform, ProcessState, SystemCommands } from './types.js';
 
 /** The platform for `os` (`process.platform`); another Unix gets Linux's folders and macOS's `ps`, without /proc. */
-export function platformFor(os: string, env: Readonly<Record<string, string | undefined>> = {}, commands: SystemCommands = systemCommands): Platform {
+export function platformFor(
+  os: string,
+  env: Readonly<Record<string, string | undefined>> = {},
+  commands: SystemCommands = systemCommands,
+): Platform {
   if (os === 'win32') return win32Platform(env, commands);
   if (os === 'darwin' || os === 'linux') return posixPlatform(os, commands);
   return posixPlatform('linux', commands, false);

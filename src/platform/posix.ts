@@ -13,7 +13,8 @@ export function startTokenAt(ms: number): string {
 
 /** Exact tokens (Linux's clock ticks) must be equal; `t` tokens may differ by the tolerance. */
 export function sameStart(a: string, b: string): boolean {
-  if (a.startsWith('t') && b.startsWith('t')) return Math.abs(Number(a.slice(1)) - Number(b.slice(1))) <= START_TOLERANCE_SECONDS;
+  if (a.startsWith('t') && b.startsWith('t'))
+    return Math.abs(Number(a.slice(1)) - Number(b.slice(1))) <= START_TOLERANCE_SECONDS;
   return a === b;
 }
 
@@ -37,9 +38,19 @@ function xdgFolders(env: Env, home: string): Folders {
 function macFolders(env: Env, home: string): Folders {
   const support = path.posix.join(home, 'Library', 'Application Support', 'monitor-mcp');
   return {
-    stateDir: env.XDG_STATE_HOME ? path.posix.join(env.XDG_STATE_HOME, 'monitor-mcp') : path.posix.join(support, 'state'),
-    configFile: env.XDG_CONFIG_HOME ? path.posix.join(env.XDG_CONFIG_HOME, 'monitor-mcp', 'config.json') : path.posix.join(support, 'config.json'),
-    claudeDesktopConfig: path.posix.join(home, 'Library', 'Application Support', 'Claude', 'claude_desktop_config.json'),
+    stateDir: env.XDG_STATE_HOME
+      ? path.posix.join(env.XDG_STATE_HOME, 'monitor-mcp')
+      : path.posix.join(support, 'state'),
+    configFile: env.XDG_CONFIG_HOME
+      ? path.posix.join(env.XDG_CONFIG_HOME, 'monitor-mcp', 'config.json')
+      : path.posix.join(support, 'config.json'),
+    claudeDesktopConfig: path.posix.join(
+      home,
+      'Library',
+      'Application Support',
+      'Claude',
+      'claude_desktop_config.json',
+    ),
   };
 }
 
@@ -48,7 +59,11 @@ function macFolders(env: Env, home: string): Folders {
  * `kill(-pgid)` reaches their children. Linux tells a process's start from /proc (exact, in memory);
  * elsewhere `ps -o etime=` does (one short run, only when a recorded pid must be checked).
  */
-export function posixPlatform(os: Exclude<OsName, 'win32'>, commands: SystemCommands, hasProc = os === 'linux'): Platform {
+export function posixPlatform(
+  os: Exclude<OsName, 'win32'>,
+  commands: SystemCommands,
+  hasProc = os === 'linux',
+): Platform {
   const procDir = hasProc ? '/proc' : undefined;
   return {
     os,

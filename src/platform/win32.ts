@@ -57,8 +57,15 @@ export function win32Platform(env: Env, commands: SystemCommands): Platform {
     commandLine(file, args): CommandLine {
       if (!BATCH_FILE.test(file)) return { file, args };
       const doubleEscape = CMD_SHIM.test(file);
-      const line = [path.win32.normalize(file).replace(CMD_META, '^$1'), ...args.map((arg) => quoteForCmd(arg, doubleEscape))].join(' ');
-      return { file: env.ComSpec ?? env.COMSPEC ?? path.win32.join(system32, 'cmd.exe'), args: ['/d', '/s', '/c', `"${line}"`], windowsVerbatimArguments: true };
+      const line = [
+        path.win32.normalize(file).replace(CMD_META, '^$1'),
+        ...args.map((arg) => quoteForCmd(arg, doubleEscape)),
+      ].join(' ');
+      return {
+        file: env.ComSpec ?? env.COMSPEC ?? path.win32.join(system32, 'cmd.exe'),
+        args: ['/d', '/s', '/c', `"${line}"`],
+        windowsVerbatimArguments: true,
+      };
     },
     isRunnable: (file) => runnable.has(path.win32.extname(file).toLowerCase()),
     interpreterCandidates(name) {
@@ -72,21 +79,30 @@ export function win32Platform(env: Env, commands: SystemCommands): Platform {
       if (name.toLowerCase() === 'bash') {
         return `A .sh worker on Windows needs bash: install Git for Windows (it brings Git Bash at ${gitBash}), or map ".sh" to a bash.exe in the config file ("script": {"interpreters": {".sh": "C:\\\\path\\\\to\\\\bash.exe"}}). WSL's bash is not used: it cannot open Windows paths as given.`;
       }
-      if (/^python3?$/i.test(name)) return 'Install Python 3 from python.org (it brings the py launcher), or map ".py" to a python.exe in the config file.';
+      if (/^python3?$/i.test(name))
+        return 'Install Python 3 from python.org (it brings the py launcher), or map ".py" to a python.exe in the config file.';
       return undefined;
     },
     isStandIn(file) {
       const lower = file.toLowerCase();
       // The Store's app-execution aliases open the Store instead of running; WSL's bash runs Linux.
-      return lower.includes('\\microsoft\\windowsapps\\') || lower === path.win32.join(system32, 'bash.exe').toLowerCase();
+      return (
+        lower.includes('\\microsoft\\windowsapps\\') || lower === path.win32.join(system32, 'bash.exe').toLowerCase()
+      );
     },
     executableNames(name) {
-      return runnable.has(path.win32.extname(name).toLowerCase()) ? [name] : pathExt.map((ext) => name + ext.toLowerCase());
+      return runnable.has(path.win32.extname(name).toLowerCase())
+        ? [name]
+        : pathExt.map((ext) => name + ext.toLowerCase());
     },
     processState(pid) {
       if (!(Number.isInteger(pid) && pid > 0)) return undefined;
       const powershell = path.win32.join(system32, 'WindowsPowerShell', 'v1.0', 'powershell.exe');
-      const out = commands.runSync(powershell, ['-NoLogo', '-NoProfile', '-NonInteractive', '-Command', START_QUERY(pid)], 15_000);
+      const out = commands.runSync(
+        powershell,
+        ['-NoLogo', '-NoProfile', '-NonInteractive', '-Command', START_QUERY(pid)],
+        15_000,
+      );
       const seconds = out === undefined ? NaN : Number(out.trim());
       return Number.isFinite(seconds) && out?.trim() !== '' ? { token: `t${seconds}`, zombie: false } : undefined;
     },
@@ -104,7 +120,12 @@ export function win32Platform(env: Env, commands: SystemCommands): Platform {
       }
       if (signal === 0) return true;
       // Without /F, taskkill asks windowed programs to close; console programs need the forced kill.
-      commands.startDetached(path.win32.join(system32, 'taskkill.exe'), ['/PID', String(pid), '/T', ...(signal === 'SIGKILL' ? ['/F'] : [])]);
+      commands.startDetached(path.win32.join(system32, 'taskkill.exe'), [
+        '/PID',
+        String(pid),
+        '/T',
+        ...(signal === 'SIGKILL' ? ['/F'] : []),
+      ]);
       return true;
     },
     openUrl: (url) => ({ file: path.win32.join(system32, 'rundll32.exe'), args: ['url.dll,FileProtocolHandler', url] }),

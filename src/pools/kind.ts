@@ -59,7 +59,12 @@ export interface WorkerKind<Settings extends SettingsTree, Services> {
   /** Builds the kind: objects only, no I/O (createServer stays free of side effects). */
   create(config: CoreConfig & ValuesOf<Settings>, deps: KindDeps): KindInstance<Services>;
   /** Checks for `monitor-mcp doctor`, in a section of its own: what the kind needs to work here. */
-  doctor?(config: CoreConfig & ValuesOf<Settings>, deps: Pick<KindDeps, 'log' | 'env' | 'platform'>, report: DoctorReport, signal: AbortSignal): Promise<void>;
+  doctor?(
+    config: CoreConfig & ValuesOf<Settings>,
+    deps: Pick<KindDeps, 'log' | 'env' | 'platform'>,
+    report: DoctorReport,
+    signal: AbortSignal,
+  ): Promise<void>;
 }
 
 /** Labels stay short: a result's provenance, not its content. */

@@ -13,7 +13,11 @@ export interface RetryPolicy {
 }
 
 /** Exponential backoff with jitter: retry 1 waits between base/2 and base, then 2×, 4×…, capped. */
-export function backoffMs(retry: number, policy: Pick<RetryPolicy, 'baseMs' | 'capMs'>, random: () => number = Math.random): number {
+export function backoffMs(
+  retry: number,
+  policy: Pick<RetryPolicy, 'baseMs' | 'capMs'>,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, retry - 1));
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
@@ -31,9 +35,15 @@ export type RetryDecision =
   | { retry: false; reason: 'retry-after-too-long'; retryAfterMs: number };
 
 /** After `retries` retries so far: retry after the server's Retry-After (or backoff), or give up and why. */
-export function decideRetry(retries: number, policy: RetryPolicy, retryAfterMs?: number, random?: () => number): RetryDecision {
+export function decideRetry(
+  retries: number,
+  policy: RetryPolicy,
+  retryAfterMs?: number,
+  random?: () => number,
+): RetryDecision {
   if (retries >= policy.maxRetries) return { retry: false, reason: 'retries-spent' };
-  if (retryAfterMs !== undefined && retryAfterMs > policy.maxRetryAfterMs) return { retry: false, reason: 'retry-after-too-long', retryAfterMs };
+  if (retryAfterMs !== undefined && retryAfterMs > policy.maxRetryAfterMs)
+    return { retry: false, reason: 'retry-after-too-long', retryAfterMs };
   return { retry: true, delayMs: retryDelayMs(retries + 1, policy, retryAfterMs, random) };
 }
 

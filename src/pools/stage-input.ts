@@ -16,15 +16,24 @@ export interface StageOutput {
 
 /** The whole output of `record` (at most `maxBytes` of it). */
 export async function stageOutput(record: Pick<TaskRecord, 'value' | 'files'>, maxBytes: number): Promise<StageOutput> {
-  const value = record.value !== null && typeof record.value === 'object' && !Array.isArray(record.value) ? (record.value as Record<string, unknown>) : {};
+  const value =
+    record.value !== null && typeof record.value === 'object' && !Array.isArray(record.value)
+      ? (record.value as Record<string, unknown>)
+      : {};
   if (value.json !== undefined) return { text: JSON.stringify(value.json, null, 1), json: value.json, cut: false };
   const file = record.files?.answer ?? record.files?.stdout;
   if (file !== undefined) {
     const read = await readHead(file, maxBytes).catch(() => undefined);
     if (read !== undefined) return read;
   }
-  const text = typeof value.text === 'string' ? value.text : record.value === undefined ? '' : JSON.stringify(record.value);
-  return { text, cut: value.text_cut === true || (typeof value.truncated === 'object' && (value.truncated as { stdout?: unknown }).stdout === true) };
+  const text =
+    typeof value.text === 'string' ? value.text : record.value === undefined ? '' : JSON.stringify(record.value);
+  return {
+    text,
+    cut:
+      value.text_cut === true ||
+      (typeof value.truncated === 'object' && (value.truncated as { stdout?: unknown }).stdout === true),
+  };
 }
 
 async function readHead(file: string, maxBytes: number): Promise<StageOutput> {

@@ -97,7 +97,7 @@ export class Appender {
     const current = entry;
     try {
       const data = Buffer.from(text);
-      for (let done = 0; done < data.length; ) done += writeSync(current.fd, data, done);
+      for (let done = 0; done < data.length;) done += writeSync(current.fd, data, done);
     } catch (error) {
       this.drop(file, current);
       throw error;

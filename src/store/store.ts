@@ -86,7 +86,10 @@ export class JobStore {
   async init(): Promise<void> {
     await mkdir(this.jobsDir, { recursive: true, mode: 0o700 });
     // Readers that followed the old log see it shrink and look at every folder once.
-    const size = await stat(this.changesFile).then((s) => s.size, () => 0);
+    const size = await stat(this.changesFile).then(
+      (s) => s.size,
+      () => 0,
+    );
     if (size > CHANGES_ROTATE_BYTES) await rename(this.changesFile, `${this.changesFile}.old`).catch(() => undefined);
   }
 
@@ -142,7 +145,10 @@ export class JobStore {
     }
     if (generation === 0) return undefined;
     try {
-      const owner = JSON.parse(await readFile(path.join(this.jobDir(jobId), `owner.${generation}`), 'utf8')) as Omit<Claim, 'generation'>;
+      const owner = JSON.parse(await readFile(path.join(this.jobDir(jobId), `owner.${generation}`), 'utf8')) as Omit<
+        Claim,
+        'generation'
+      >;
       return { ...owner, generation };
     } catch {
       // Being written by its new owner (created empty, then filled): read again later.
@@ -157,7 +163,10 @@ export class JobStore {
   async writeClaim(jobId: string, claim: Claim): Promise<boolean> {
     const { generation, ...owner } = claim;
     try {
-      await writeFile(path.join(this.jobDir(jobId), `owner.${generation}`), JSON.stringify(owner), { flag: 'wx', mode: 0o600 });
+      await writeFile(path.join(this.jobDir(jobId), `owner.${generation}`), JSON.stringify(owner), {
+        flag: 'wx',
+        mode: 0o600,
+      });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
       throw error;
@@ -169,7 +178,9 @@ export class JobStore {
 
   /** Records that a job's folder changed, for the other servers on this state directory. */
   private async noteChange(jobId: string): Promise<void> {
-    await this.appender.append(this.changesFile, [jobId]).catch((error: unknown) => this.log.warn(`could not note a change of ${jobId}: ${String(error)}`));
+    await this.appender
+      .append(this.changesFile, [jobId])
+      .catch((error: unknown) => this.log.warn(`could not note a change of ${jobId}: ${String(error)}`));
   }
 
   /**
@@ -185,7 +196,14 @@ export class JobStore {
     const text = readRange(this.changesFile, offset, size - offset).toString('utf8');
     // Only whole lines: the rest is still being written.
     const end = text.lastIndexOf('\n') + 1;
-    const ids = [...new Set(text.slice(0, end).split('\n').filter((id) => JobStore.isJobId(id)))];
+    const ids = [
+      ...new Set(
+        text
+          .slice(0, end)
+          .split('\n')
+          .filter((id) => JobStore.isJobId(id)),
+      ),
+    ];
     return { ids, offset: offset + Buffer.byteLength(text.slice(0, end)), reset: false };
   }
 
@@ -198,7 +216,11 @@ export class JobStore {
   async appendResults(jobId: string, records: readonly TaskRecord[]): Promise<void> {
     try {
       // Kept open: only the job's owner appends, and nothing replaces the file.
-      await this.appender.append(path.join(this.jobDir(jobId), 'results.jsonl'), records.map((r) => JSON.stringify(r)), true);
+      await this.appender.append(
+        path.join(this.jobDir(jobId), 'results.jsonl'),
+        records.map((r) => JSON.stringify(r)),
+        true,
+      );
     } catch (error) {
       this.log.error(`could not record ${records.length} task(s) of ${jobId}: ${String(error)}`);
       throw error;
@@ -235,7 +257,10 @@ export class JobStore {
 
   async readInputs(jobId: string): Promise<unknown[]> {
     const text = await readFile(path.join(this.jobDir(jobId), 'inputs.jsonl'), 'utf8');
-    return text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as unknown);
+    return text
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l) as unknown);
   }
 
   /**
@@ -274,7 +299,10 @@ export class JobStore {
     }
     if (size === cached.bytes) return cached.records;
     const length = size - cached.bytes;
-    const buffer = length <= SYNC_READ_BYTES ? readRange(file, cached.bytes, length) : await readRangeAsync(file, cached.bytes, length);
+    const buffer =
+      length <= SYNC_READ_BYTES
+        ? readRange(file, cached.bytes, length)
+        : await readRangeAsync(file, cached.bytes, length);
     cached.bytes += buffer.length;
     const text = cached.partial + buffer.toString('utf8');
     const lines = text.split('\n');
@@ -377,7 +405,11 @@ async function folderBytes(dir: string): Promise<number> {
   for (const entry of entries) {
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) total += await folderBytes(full);
-    else if (entry.isFile()) total += await stat(full).then((s) => s.size, () => 0);
+    else if (entry.isFile())
+      total += await stat(full).then(
+        (s) => s.size,
+        () => 0,
+      );
   }
   return total;
 }

@@ -6,22 +6,38 @@ import { MonitorError } from '../errors.js';
  * such as `timeout` for `timeout_seconds` must not run under a default), and every error reads
  * `INVALID_INPUT: …` with a next step, as the model receives it.
  */
-export function parseArguments<Shape extends z.ZodRawShape>(toolName: string, shape: Shape, raw: unknown): z.infer<z.ZodObject<Shape>> {
+export function parseArguments<Shape extends z.ZodRawShape>(
+  toolName: string,
+  shape: Shape,
+  raw: unknown,
+): z.infer<z.ZodObject<Shape>> {
   checkDepth(toolName, raw);
   const parsed = z.strictObject(shape).safeParse(raw ?? {});
   if (parsed.success) return parsed.data;
   const known = Object.keys(shape);
   const problems = parsed.error.issues.map((issue) => describeIssue(issue, known));
-  const fields = [...new Set(parsed.error.issues.map((issue) => issue.path[0]).filter((key): key is string => typeof key === 'string' && key in shape))];
+  const fields = [
+    ...new Set(
+      parsed.error.issues
+        .map((issue) => issue.path[0])
+        .filter((key): key is string => typeof key === 'string' && key in shape),
+    ),
+  ];
   const help = fields
     .map((key) => {
       const field = shape[key];
       const description = field === undefined ? undefined : z.globalRegistry.get(field)?.description;
-      return description ? `${key}: ${description.length > 240 ? `${description.slice(0, 240)}…` : description}` : undefined;
+      return description
+        ? `${key}: ${description.length > 240 ? `${description.slice(0, 240)}…` : description}`
+        : undefined;
     })
     .filter((line) => line !== undefined);
   throw new MonitorError('INVALID_INPUT', `Invalid arguments for ${toolName}: ${problems.join('; ')}.`, {
-    hint: [`Fix ${problems.length === 1 ? 'it' : 'them'} and call ${toolName} again (nothing was started).`, ...help, `Its arguments: ${known.join(', ')}.`].join(' '),
+    hint: [
+      `Fix ${problems.length === 1 ? 'it' : 'them'} and call ${toolName} again (nothing was started).`,
+      ...help,
+      `Its arguments: ${known.join(', ')}.`,
+    ].join(' '),
   });
 }
 
@@ -39,12 +55,21 @@ function checkDepth(toolName: string, raw: unknown): void {
     const { value, depth, path } = stack.pop() as { value: unknown; depth: number; path: string };
     if (value === null || typeof value !== 'object') continue;
     if (depth >= MAX_ARGUMENT_DEPTH) {
-      throw new MonitorError('INVALID_INPUT', `Invalid arguments for ${toolName}: ${path.slice(0, 120)}${path.length > 120 ? '…' : ''} nests deeper than ${MAX_ARGUMENT_DEPTH} levels.`, {
-        hint: `Flatten that value (at most ${MAX_ARGUMENT_DEPTH} levels of objects and arrays), or put it in a file the worker reads; nothing was started.`,
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `Invalid arguments for ${toolName}: ${path.slice(0, 120)}${path.length > 120 ? '…' : ''} nests deeper than ${MAX_ARGUMENT_DEPTH} levels.`,
+        {
+          hint: `Flatten that value (at most ${MAX_ARGUMENT_DEPTH} levels of objects and arrays), or put it in a file the worker reads; nothing was started.`,
+        },
+      );
     }
     for (const [key, child] of Object.entries(value)) {
-      if (child !== null && typeof child === 'object') stack.push({ value: child, depth: depth + 1, path: Array.isArray(value) ? `${path}[${key}]` : path === '' ? key : `${path}.${key}` });
+      if (child !== null && typeof child === 'object')
+        stack.push({
+          value: child,
+          depth: depth + 1,
+          path: Array.isArray(value) ? `${path}[${key}]` : path === '' ? key : `${path}.${key}`,
+        });
     }
   }
 }
@@ -59,13 +84,16 @@ function describeIssue(issue: z.core.$ZodIssue, known: readonly string[]): strin
       .join('; ');
   }
   const where = pathText(issue.path);
-  if (issue.code === 'invalid_type' && issue.path.length > 0 && /received undefined/.test(issue.message)) return `${where} is required`;
+  if (issue.code === 'invalid_type' && issue.path.length > 0 && /received undefined/.test(issue.message))
+    return `${where} is required`;
   return where ? `${where}: ${issue.message}` : issue.message;
 }
 
 /** `inputs[0].args` from `["inputs", 0, "args"]`. */
 function pathText(path: readonly PropertyKey[]): string {
-  return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`)).join('');
+  return path
+    .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
+    .join('');
 }
 
 /** The known name a mistyped one most likely meant: a prefix of it, or a few edits away. */
@@ -76,7 +104,8 @@ export function closest(word: string, names: readonly string[]): string | undefi
   let best: { name: string; distance: number } | undefined;
   for (const name of names) {
     const distance = editDistance(lower, name);
-    if (distance <= Math.max(2, Math.floor(name.length / 4)) && (!best || distance < best.distance)) best = { name, distance };
+    if (distance <= Math.max(2, Math.floor(name.length / 4)) && (!best || distance < best.distance))
+      best = { name, distance };
   }
   return best?.name;
 }
@@ -86,7 +115,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     const current = [i];
     for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(
+        (previous[j] ?? 0) + 1,
+        (current[j - 1] ?? 0) + 1,
+        (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     previous = current;
   }
@@ -107,7 +140,11 @@ export function inputJsonSchema(shape: z.ZodRawShape): Record<string, unknown> {
     if (node === null || typeof node !== 'object') return node;
     const out: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(node)) {
-      if ((key === 'maximum' && value === Number.MAX_SAFE_INTEGER) || (key === 'minimum' && value === Number.MIN_SAFE_INTEGER)) continue;
+      if (
+        (key === 'maximum' && value === Number.MAX_SAFE_INTEGER) ||
+        (key === 'minimum' && value === Number.MIN_SAFE_INTEGER)
+      )
+        continue;
       if (key === 'propertyNames' && JSON.stringify(value) === '{"type":"string"}') continue;
       if (key === 'additionalProperties' && (depth > 0 ? value === false : false)) continue;
       if (key === 'additionalProperties' && JSON.stringify(value) === '{}') continue;

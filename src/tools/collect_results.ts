@@ -2,7 +2,14 @@ import * as z from 'zod';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 import { latestRecords } from '../store/records.js';
 import { call, CHARS_PER_TOKEN, describeJob, jobNext, jobView, orList, resultView, shrinkToFit } from './format.js';
-import { decodeCursor, earlierAttempts, encodeCursor, type PageEntry, pageResults, type ResultFilter } from './paging.js';
+import {
+  decodeCursor,
+  earlierAttempts,
+  encodeCursor,
+  type PageEntry,
+  pageResults,
+  type ResultFilter,
+} from './paging.js';
 import { defineTool, type ServerFacts, type ToolContext, type ToolReply, withinLimit } from './tool.js';
 
 export type MergeMode = 'list' | 'text' | 'json';
@@ -34,9 +41,12 @@ function sourceOf(record: TaskRecord): string {
 /** The output a merge keeps of a result: its parsed JSON, else its text, else its error. */
 function outputOf(record: TaskRecord, merge: MergeMode): { output: unknown } | { error: unknown } {
   const value = record.value;
-  const fields = value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
-  if (record.error && record.state !== 'succeeded') return { error: { code: record.error.code, message: record.error.message } };
-  if (fields?.json !== undefined) return { output: merge === 'text' ? JSON.stringify(fields.json, null, 2) : fields.json };
+  const fields =
+    value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  if (record.error && record.state !== 'succeeded')
+    return { error: { code: record.error.code, message: record.error.message } };
+  if (fields?.json !== undefined)
+    return { output: merge === 'text' ? JSON.stringify(fields.json, null, 2) : fields.json };
   if (typeof fields?.text === 'string') return { output: fields.text };
   return { output: value ?? null };
 }
@@ -48,7 +58,13 @@ const jsonSize = (value: unknown): number => JSON.stringify(value).length + 1;
  * (text for people, structuredContent for programs and Claude Code's model): a result costs what
  * its larger copy takes, so a page gives the model about the budget it asked for.
  */
-function renderer(merge: MergeMode, multi: boolean): { render(jobId: string, record: TaskRecord): PageEntry<Shown>; shrink(shown: PageEntry<Shown>, room: number): PageEntry<Shown> } {
+function renderer(
+  merge: MergeMode,
+  multi: boolean,
+): {
+  render(jobId: string, record: TaskRecord): PageEntry<Shown>;
+  shrink(shown: PageEntry<Shown>, room: number): PageEntry<Shown>;
+} {
   const cost = (item: Record<string, unknown>, piece: unknown): number => {
     if (merge === 'list') return jsonSize(item);
     if (merge === 'json') return jsonSize(item) + jsonSize(piece);
@@ -57,8 +73,14 @@ function renderer(merge: MergeMode, multi: boolean): { render(jobId: string, rec
   };
   const pieceOf = (jobId: string, record: TaskRecord): unknown => {
     const out = outputOf(record, merge);
-    if (merge === 'json') return multi ? { job_id: jobId, id: sourceOf(record), ...out } : { id: sourceOf(record), ...out };
-    const body = 'output' in out ? (typeof out.output === 'string' ? out.output : JSON.stringify(out.output)) : `(${record.state}: ${record.error?.code ?? ''} ${record.error?.message ?? ''})`;
+    if (merge === 'json')
+      return multi ? { job_id: jobId, id: sourceOf(record), ...out } : { id: sourceOf(record), ...out };
+    const body =
+      'output' in out
+        ? typeof out.output === 'string'
+          ? out.output
+          : JSON.stringify(out.output)
+        : `(${record.state}: ${record.error?.code ?? ''} ${record.error?.message ?? ''})`;
     return `--- ${multi ? `${jobId} ` : ''}${sourceOf(record)} (#${record.index}, ${record.state}) ---\n${body}`;
   };
   return {
@@ -90,7 +112,9 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
   const { engine } = ctx;
   await engine.refresh(request.jobIds);
   for (const id of request.jobIds) engine.snapshotOf(id);
-  const offsets = request.cursor ? decodeCursor(request.cursor, request.jobIds) : (request.startOffsets ?? request.jobIds.map(() => 0));
+  const offsets = request.cursor
+    ? decodeCursor(request.cursor, request.jobIds)
+    : (request.startOffsets ?? request.jobIds.map(() => 0));
   await waitWithProgress(ctx, request);
 
   await engine.refresh(request.jobIds);
@@ -105,11 +129,20 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
     request.jobIds.map(async (id) => {
       const records = await engine.results(id);
       if (request.allAttempts) return { id, records };
-      const hidden = earlierAttempts(records, (index) => ({ state: engine.taskState(id, index), attempt: engine.taskAttempt(id, index) }));
+      const hidden = earlierAttempts(records, (index) => ({
+        state: engine.taskState(id, index),
+        attempt: engine.taskAttempt(id, index),
+      }));
       return { id, records, hidden };
     }),
   );
-  const page = pageResults({ jobs, offsets, filter: request.filter, room: budgetChars - overhead, ...renderer(request.merge, multi) });
+  const page = pageResults({
+    jobs,
+    offsets,
+    filter: request.filter,
+    room: budgetChars - overhead,
+    ...renderer(request.merge, multi),
+  });
 
   const allDone = snapshots.every((s) => s.counts.queued === 0 && s.counts.running === 0);
   const items = page.entries.map((shown) => shown.item);
@@ -122,13 +155,18 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
   if (request.merge === 'list') for (const piece of pieces) lines.push(JSON.stringify(piece));
   else if (request.merge === 'text') for (const piece of pieces) lines.push(String(piece));
   else lines.push(JSON.stringify(pieces));
-  if (items.length === 0) lines.push(allDone ? 'No results match on this page.' : 'No new results yet; the jobs are still running.');
+  if (items.length === 0)
+    lines.push(allDone ? 'No results match on this page.' : 'No new results yet; the jobs are still running.');
   lines.push(next);
   const structured: Record<string, unknown> = { jobs: jobViews, done: allDone, results: items };
   const stages = await stageIndex(ctx, snapshots);
   if (stages.length > 0) {
     structured.upstream = stages;
-    lines.splice(header.length, 0, ...stages.map((stage) => `Upstream ${String(stage.job_id)}: ${String(stage.summary)}`));
+    lines.splice(
+      header.length,
+      0,
+      ...stages.map((stage) => `Upstream ${String(stage.job_id)}: ${String(stage.summary)}`),
+    );
   }
   if (request.merge !== 'list') structured.merged = request.merge === 'json' ? pieces : pieces.join('\n');
   structured.remaining = page.remaining;
@@ -144,13 +182,18 @@ const FAILED_NAMED = 20;
  * For jobs that run on another job's results (a reduce, a later stage): a short index of that job
  * (its counts, the tasks that failed by name), not its per-task answers, which stay collectable.
  */
-async function stageIndex(ctx: ToolContext<unknown>, snapshots: readonly JobSnapshot[]): Promise<Array<Record<string, unknown>>> {
+async function stageIndex(
+  ctx: ToolContext<unknown>,
+  snapshots: readonly JobSnapshot[],
+): Promise<Array<Record<string, unknown>>> {
   const index: Array<Record<string, unknown>> = [];
   for (const snapshot of snapshots) {
     const upstreamId = snapshot.after?.job;
     const upstream = upstreamId === undefined ? undefined : ctx.engine.get(upstreamId);
     if (!upstream) continue;
-    const failed = latestRecords(await ctx.engine.results(upstream.id)).filter((record) => record.state !== 'succeeded');
+    const failed = latestRecords(await ctx.engine.results(upstream.id)).filter(
+      (record) => record.state !== 'succeeded',
+    );
     const c = upstream.counts;
     const entry: Record<string, unknown> = {
       job_id: upstream.id,
@@ -160,7 +203,9 @@ async function stageIndex(ctx: ToolContext<unknown>, snapshots: readonly JobSnap
       summary: `${upstream.state}, ${c.succeeded}/${c.total} succeeded${c.failed ? `, ${c.failed} failed` : ''}${c.cancelled ? `, ${c.cancelled} cancelled` : ''}; its per-task results: ${call('collect_results', { job_ids: [upstream.id] })}`,
     };
     if (failed.length > 0) {
-      entry.failed = failed.slice(0, FAILED_NAMED).map((record) => ({ id: record.label ?? `#${record.index}`, code: record.error?.code ?? record.state }));
+      entry.failed = failed
+        .slice(0, FAILED_NAMED)
+        .map((record) => ({ id: record.label ?? `#${record.index}`, code: record.error?.code ?? record.state }));
       if (failed.length > FAILED_NAMED) entry.failed_more = failed.length - FAILED_NAMED;
     }
     index.push(entry);
@@ -172,20 +217,29 @@ async function stageIndex(ctx: ToolContext<unknown>, snapshots: readonly JobSnap
 const RESERVED_CHARS = 700;
 
 /** The call to make after this page, with its exact arguments. */
-function nextStep(request: CollectRequest, snapshots: readonly JobSnapshot[], remaining: number, cursor: string | undefined): string {
+function nextStep(
+  request: CollectRequest,
+  snapshots: readonly JobSnapshot[],
+  remaining: number,
+  cursor: string | undefined,
+): string {
   const again: Record<string, unknown> = { job_ids: request.jobIds };
   if (cursor) again.cursor = cursor;
   if (request.filter !== 'all') again.filter = request.filter;
   if (request.merge !== 'list') again.merge = request.merge;
   if (request.allAttempts) again.all_attempts = true;
-  if (remaining > 0) return `${remaining} more result(s) are ready: call ${call('collect_results', again)} to see them.`;
+  if (remaining > 0)
+    return `${remaining} more result(s) are ready: call ${call('collect_results', again)} to see them.`;
   const total = snapshots.reduce((n, s) => n + s.counts.total, 0);
   const finished = snapshots.reduce((n, s) => n + s.counts.total - s.counts.queued - s.counts.running, 0);
-  if (cursor) return `The job(s) are still running (${finished}/${total} tasks done). Keep working on something else, then call ${call('collect_results', again)}: it waits for and returns only results that finish after these.`;
+  if (cursor)
+    return `The job(s) are still running (${finished}/${total} tasks done). Keep working on something else, then call ${call('collect_results', again)}: it waits for and returns only results that finish after these.`;
   const steps = snapshots.map(jobNext).filter((step) => step !== undefined);
   const failed = snapshots.reduce((n, s) => n + s.counts.failed, 0);
   if (failed > 0 && request.filter !== 'failed') {
-    steps.push(`${failed} task(s) failed: ${call('collect_results', { job_ids: request.jobIds, filter: 'failed' })} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`);
+    steps.push(
+      `${failed} task(s) failed: ${call('collect_results', { job_ids: request.jobIds, filter: 'failed' })} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`,
+    );
   }
   return steps.length > 0 ? steps.join(' ') : 'Every result has been shown; the job(s) are finished.';
 }
@@ -230,7 +284,9 @@ function fitHeader(snapshots: readonly JobSnapshot[], maxChars: number): string[
       const rest = snapshots.slice(i);
       const done = rest.reduce((n, s) => n + s.counts.total - s.counts.queued - s.counts.running, 0);
       const total = rest.reduce((n, s) => n + s.counts.total, 0);
-      lines.push(`…and ${rest.length} more job(s): ${done}/${total} tasks done (per-job counts in structuredContent.jobs, or collect fewer jobs at once).`);
+      lines.push(
+        `…and ${rest.length} more job(s): ${done}/${total} tasks done (per-job counts in structuredContent.jobs, or collect fewer jobs at once).`,
+      );
       break;
     }
     lines.push(line);
@@ -251,7 +307,8 @@ const PIECE_CUT = '…[cut to fit the page; the full output is in the files list
 
 /** A merged piece cut to `room` characters; a JSON piece keeps its id and is cut in its output. */
 function shrinkPiece(piece: unknown, room: number): unknown {
-  const cut = (text: string, keep: number): string => (text.length <= keep ? text : `${text.slice(0, Math.max(64, keep - PIECE_CUT.length))}${PIECE_CUT}`);
+  const cut = (text: string, keep: number): string =>
+    text.length <= keep ? text : `${text.slice(0, Math.max(64, keep - PIECE_CUT.length))}${PIECE_CUT}`;
   if (typeof piece === 'string') return cut(piece, room);
   if (piece && typeof piece === 'object' && 'output' in piece) {
     const { output, ...rest } = piece as { output: unknown };
@@ -273,23 +330,47 @@ export function collectResultsTool(facts: ServerFacts) {
       'merge "json" gives merged = [{id, output}], "text" one text with a header per result; filter "failed" shows only failures.',
     ].join(' '),
     inputSchema: {
-      job_ids: z.array(z.string().min(1)).min(1).max(50).describe(`Jobs from ${orList(facts.dispatchTools)} or list_jobs.`),
-      wait_seconds: z.number().min(0).optional().describe('Longest wait for the jobs to finish (default 20; at most ~50; 0 = answer now).'),
+      job_ids: z
+        .array(z.string().min(1))
+        .min(1)
+        .max(50)
+        .describe(`Jobs from ${orList(facts.dispatchTools)} or list_jobs.`),
+      wait_seconds: z
+        .number()
+        .min(0)
+        .optional()
+        .describe('Longest wait for the jobs to finish (default 20; at most ~50; 0 = answer now).'),
       cursor: z.string().optional().describe('next_cursor of the previous call with the same job_ids.'),
       filter: z.enum(['all', 'failed', 'succeeded']).optional().describe('failed includes cancelled.'),
-      merge: z.enum(['list', 'text', 'json']).optional().describe('list (default): each result with its value; json, text: outputs merged, each with its id.'),
+      merge: z
+        .enum(['list', 'text', 'json'])
+        .optional()
+        .describe('list (default): each result with its value; json, text: outputs merged, each with its id.'),
       budget_tokens: z.number().int().min(200).optional().describe('Page size (default 8000 tokens; at most 12000).'),
-      all_attempts: z.boolean().optional().describe('Also earlier attempts of tasks run again (default: only each task\'s latest).'),
+      all_attempts: z
+        .boolean()
+        .optional()
+        .describe("Also earlier attempts of tasks run again (default: only each task's latest)."),
     },
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async handler(args, ctx) {
       const { collect: limits } = ctx.config;
       const request: CollectRequest = {
         jobIds: [...new Set(args.job_ids)],
-        waitSeconds: withinLimit('wait_seconds', args.wait_seconds ?? limits.defaultWaitSeconds, limits.maxWaitSeconds, 'collect.maxWaitSeconds'),
+        waitSeconds: withinLimit(
+          'wait_seconds',
+          args.wait_seconds ?? limits.defaultWaitSeconds,
+          limits.maxWaitSeconds,
+          'collect.maxWaitSeconds',
+        ),
         filter: args.filter ?? 'all',
         merge: args.merge ?? 'list',
-        budgetTokens: withinLimit('budget_tokens', args.budget_tokens ?? limits.defaultBudgetTokens, limits.maxBudgetTokens, 'collect.maxBudgetTokens'),
+        budgetTokens: withinLimit(
+          'budget_tokens',
+          args.budget_tokens ?? limits.defaultBudgetTokens,
+          limits.maxBudgetTokens,
+          'collect.maxBudgetTokens',
+        ),
       };
       if (args.cursor !== undefined) request.cursor = args.cursor;
       if (args.all_attempts) request.allAttempts = true;

@@ -7,7 +7,13 @@ import { type ToolContext, type ToolReply, withinLimit } from './tool.js';
 /** The fields every dispatch tool takes, described once. */
 export const dispatchFields = {
   label: z.string().max(200).optional().describe('A short name for list_jobs.'),
-  wait_seconds: z.number().min(0).optional().describe('Wait up to this long and return the first results in this reply (default 0: the job_id at once; at most ~50 s).'),
+  wait_seconds: z
+    .number()
+    .min(0)
+    .optional()
+    .describe(
+      'Wait up to this long and return the first results in this reply (default 0: the job_id at once; at most ~50 s).',
+    ),
 };
 
 /** Submits a kind's plan and answers with the job handle (or its first page); `notes` go first. */
@@ -22,15 +28,32 @@ export async function submitPlan(
   // Before submitting: a refused call must leave no job behind.
   checkWait(ctx, args.wait_seconds);
   const label = args.label === undefined ? {} : { label: args.label };
-  const job = await ctx.engine.submit({ kind, inputs, options, concurrency, ...label, ...(plan.after ? { after: plan.after } : {}) });
+  const job = await ctx.engine.submit({
+    kind,
+    inputs,
+    options,
+    concurrency,
+    ...label,
+    ...(plan.after ? { after: plan.after } : {}),
+  });
   const upstream = plan.after && ctx.engine.get(plan.after.job);
   if (upstream && upstream.counts.interrupted > 0) {
-    notes = [...notes, `Job ${upstream.id} has ${upstream.counts.interrupted} interrupted task(s) (cut off by a restart): their tasks here wait until ${call('resume_job', { job_id: job.id })} runs them again.`];
+    notes = [
+      ...notes,
+      `Job ${upstream.id} has ${upstream.counts.interrupted} interrupted task(s) (cut off by a restart): their tasks here wait until ${call('resume_job', { job_id: job.id })} runs them again.`,
+    ];
   }
   if (!plan.then) return dispatchReply(ctx, job.id, args.wait_seconds, { notes });
   const { kind: thenKind, inputs: thenInputs, options: thenOptions, concurrency: thenConcurrency } = plan.then;
   const reduce = await ctx.engine
-    .submit({ kind: thenKind, inputs: thenInputs, options: thenOptions, concurrency: thenConcurrency, label: `${args.label ?? job.id} (reduce)`, after: { job: job.id, mode: 'all' } })
+    .submit({
+      kind: thenKind,
+      inputs: thenInputs,
+      options: thenOptions,
+      concurrency: thenConcurrency,
+      label: `${args.label ?? job.id} (reduce)`,
+      after: { job: job.id, mode: 'all' },
+    })
     .catch(async (error: unknown) => {
       // A map without its reduce is not what was asked for: nothing is left half-submitted.
       await ctx.engine.cancel(job.id).catch(() => undefined);
@@ -64,7 +87,10 @@ export async function dispatchReply(
     // A resumed job's first page shows the new attempts, not the results collected before.
     if (resumed) request.startOffsets = [(await ctx.engine.results(jobId)).length];
     const reply = await collect(ctx, request);
-    return { text: [`job_id: ${jobId}`, ...notes, reply.text].join('\n'), structured: { job_id: jobId, ...(notes.length > 0 ? { notes } : {}), ...reply.structured } };
+    return {
+      text: [`job_id: ${jobId}`, ...notes, reply.text].join('\n'),
+      structured: { job_id: jobId, ...(notes.length > 0 ? { notes } : {}), ...reply.structured },
+    };
   }
   const job: JobSnapshot = ctx.engine.snapshotOf(jobId);
   const next = `Keep working on something else, then call ${call('collect_results', { job_ids: [jobId] })}: it waits up to ${ctx.config.collect.maxWaitSeconds} s for the job and pages its results. ${call('cancel_job', { job_id: jobId })} stops it.`;

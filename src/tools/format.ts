@@ -28,7 +28,8 @@ export function describeJob(job: JobSnapshot): string {
   if (c.queued) parts.push(`${c.queued} queued`);
   let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency}${job.peakRunning > 0 ? ` (peak ${job.peakRunning} at once)` : ''}`;
   if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
-  if (job.after) line += `; ${job.after.mode === 'all' ? 'runs on all the results of' : 'each task runs on its task of'} ${job.after.job}${job.waiting ? ` (${job.waiting} waiting for it)` : ''}`;
+  if (job.after)
+    line += `; ${job.after.mode === 'all' ? 'runs on all the results of' : 'each task runs on its task of'} ${job.after.job}${job.waiting ? ` (${job.waiting} waiting for it)` : ''}`;
   if (job.feeds) line += `; feeds ${job.feeds.join(', ')}`;
   if (job.warning !== undefined) line += `; WARNING: ${job.warning}`;
   if (job.totals) line += `; ${job.totals.text}`;
@@ -113,7 +114,8 @@ export function shrinkToFit(view: Record<string, unknown>, maxChars: number): Re
     text = JSON.stringify(copy);
   }
   // Many small fields can still overflow: then the value goes, the file paths stay.
-  if (text.length > maxChars) copy.value = { cut: true, note: 'Too large for one page; the full output is in `files`.' };
+  if (text.length > maxChars)
+    copy.value = { cut: true, note: 'Too large for one page; the full output is in `files`.' };
   return copy;
 }
 
@@ -126,7 +128,9 @@ interface StringSlot {
 function findLongestString(node: unknown): StringSlot | undefined {
   let best: StringSlot | undefined;
   const visit = (container: Record<string, unknown> | unknown[]): void => {
-    const entries: Array<[string | number, unknown]> = Array.isArray(container) ? container.map((v, i) => [i, v]) : Object.entries(container);
+    const entries: Array<[string | number, unknown]> = Array.isArray(container)
+      ? container.map((v, i) => [i, v])
+      : Object.entries(container);
     for (const [key, child] of entries) {
       // File paths are how the model reaches the full output: never cut them.
       if (key === 'files') continue;

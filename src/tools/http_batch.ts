@@ -34,20 +34,42 @@ export const httpBatchTool = defineKindTool(httpKind, {
   title: 'Run HTTP API requests in parallel',
   description: [
     'Sends HTTP requests to web APIs concurrently as one background job; returns a job_id at once, then collect_results gives the responses.',
-    'Only hosts on the user\'s allowlist can be called (private addresses only if allowed); a refused host fails the whole call, saying what the user can do. A few requests at once per host; 429 and 503 are retried after Retry-After; redirects only to allowed hosts.',
+    "Only hosts on the user's allowlist can be called (private addresses only if allowed); a refused host fails the whole call, saying what the user can do. A few requests at once per host; 429 and 503 are retried after Retry-After; redirects only to allowed hosts.",
     'Secrets: write ${env:NAME} in a header value, e.g. "Authorization": "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never shown in results.',
-    'A result\'s value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or a text preview; a large body goes to files.body.',
+    "A result's value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or a text preview; a large body goes to files.body.",
   ].join(' '),
   inputSchema: {
     requests: z.array(requestSchema).min(1).max(MAX_REQUESTS).optional().describe(`One task each (1–${MAX_REQUESTS}).`),
-    requests_file: z.string().min(1).optional().describe('Instead of requests, for large batches: a JSONL file inside the allowed folders, one request per line.'),
+    requests_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Instead of requests, for large batches: a JSONL file inside the allowed folders, one request per line.',
+      ),
     base_url: z.string().optional().describe('Resolves relative urls, e.g. "https://api.github.com".'),
-    headers: headersSchema.optional().describe('Headers for every request (a request\'s own win); a secret as ${env:NAME}.'),
-    extract: extractSchema.optional().describe('Keep part of each JSON body: a JSON pointer ("/items"), field paths (["number", "user.login"], per element of an array), or {"pointer", "fields"}.'),
+    headers: headersSchema
+      .optional()
+      .describe("Headers for every request (a request's own win); a secret as ${env:NAME}."),
+    extract: extractSchema
+      .optional()
+      .describe(
+        'Keep part of each JSON body: a JSON pointer ("/items"), field paths (["number", "user.login"], per element of an array), or {"pointer", "fields"}.',
+      ),
     concurrency: z.number().int().min(1).optional().describe(`Requests at once (default ${DEFAULT_HTTP_CONCURRENCY}).`),
-    per_host_concurrency: z.number().int().min(1).optional().describe('A lower per-host limit (default and most: usually 4).'),
+    per_host_concurrency: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('A lower per-host limit (default and most: usually 4).'),
     timeout_seconds: z.number().positive().max(3600).optional().describe('Timeout per attempt (default 30 s).'),
-    max_retries: z.number().int().min(0).optional().describe('Retries on 429/503 or a dropped connection (default and most: 3).'),
+    max_retries: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('Retries on 429/503 or a dropped connection (default and most: 3).'),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
@@ -56,7 +78,10 @@ export const httpBatchTool = defineKindTool(httpKind, {
     let plan: ReturnType<typeof ctx.kind.plan>;
     try {
       plan = ctx.kind.plan({
-        requests: requests.items.map(({ timeout_seconds: timeoutSeconds, ...request }) => ({ ...request, timeoutSeconds })),
+        requests: requests.items.map(({ timeout_seconds: timeoutSeconds, ...request }) => ({
+          ...request,
+          timeoutSeconds,
+        })),
         baseUrl: args.base_url,
         headers: args.headers,
         extract: args.extract,

@@ -50,7 +50,13 @@ export interface AllowedPlaces {
  * The list from whichever of the inline argument or the file was given; undefined when neither
  * was. Both at once is an error: which one the caller meant is not ours to guess.
  */
-export async function listOrFile<T>(spec: ListFileSpec<T>, inline: readonly T[] | undefined, file: string | undefined, places: AllowedPlaces, signal?: AbortSignal): Promise<LoadedList<T> | undefined> {
+export async function listOrFile<T>(
+  spec: ListFileSpec<T>,
+  inline: readonly T[] | undefined,
+  file: string | undefined,
+  places: AllowedPlaces,
+  signal?: AbortSignal,
+): Promise<LoadedList<T> | undefined> {
   if (inline !== undefined && file !== undefined) {
     throw new MonitorError('INVALID_INPUT', `Give either ${spec.list} or ${spec.argument}, not both.`, {
       hint: `Use ${spec.argument} for a large batch (the server reads the file), ${spec.list} for a short one. Nothing was started.`,
@@ -61,24 +67,42 @@ export async function listOrFile<T>(spec: ListFileSpec<T>, inline: readonly T[] 
 }
 
 /** listOrFile for a list the tool cannot do without. */
-export async function requiredListOrFile<T>(spec: ListFileSpec<T>, inline: readonly T[] | undefined, file: string | undefined, places: AllowedPlaces, signal?: AbortSignal): Promise<LoadedList<T>> {
+export async function requiredListOrFile<T>(
+  spec: ListFileSpec<T>,
+  inline: readonly T[] | undefined,
+  file: string | undefined,
+  places: AllowedPlaces,
+  signal?: AbortSignal,
+): Promise<LoadedList<T>> {
   const loaded = await listOrFile(spec, inline, file, places, signal);
   if (loaded) return loaded;
-  throw new MonitorError('INVALID_INPUT', `Give the tasks: ${spec.list} (a list) or ${spec.argument} (a JSONL file, one per line).`, {
-    hint: `e.g. ${spec.list}: [${spec.example}], or ${spec.argument}: "tasks.jsonl" holding lines like ${spec.example}.`,
-  });
+  throw new MonitorError(
+    'INVALID_INPUT',
+    `Give the tasks: ${spec.list} (a list) or ${spec.argument} (a JSONL file, one per line).`,
+    {
+      hint: `e.g. ${spec.list}: [${spec.example}], or ${spec.argument}: "tasks.jsonl" holding lines like ${spec.example}.`,
+    },
+  );
 }
 
 /**
  * An error the planner raised about `list[N]`, told as the file's line instead when the list came
  * from a file (blank lines are skipped, so N alone would not find it); anything else as it is.
  */
-export function withFileLine(error: unknown, spec: ListFileSpec<unknown>, loaded: LoadedList<unknown> | undefined): unknown {
+export function withFileLine(
+  error: unknown,
+  spec: ListFileSpec<unknown>,
+  loaded: LoadedList<unknown> | undefined,
+): unknown {
   if (!loaded?.source || !isMonitorError(error)) return error;
   const match = new RegExp(`^${spec.list}\\[(\\d+)\\]`).exec(error.message);
   const line = match ? loaded.source.lines[Number(match[1])] : undefined;
   if (!match || line === undefined) return error;
-  return new MonitorError<string>(error.code, `${spec.argument} line ${line}${error.message.slice(match[0].length)}`, { hint: error.hint, retryable: error.retryable, cause: error });
+  return new MonitorError<string>(error.code, `${spec.argument} line ${line}${error.message.slice(match[0].length)}`, {
+    hint: error.hint,
+    retryable: error.retryable,
+    cause: error,
+  });
 }
 
 /**
@@ -86,7 +110,12 @@ export function withFileLine(error: unknown, spec: ListFileSpec<unknown>, loaded
  * element checked against `spec.element`. Refuses anything but a regular file, files over
  * MAX_LIST_FILE_BYTES, and more than `spec.maxItems` elements (it stops reading there).
  */
-export async function readListFile<T>(spec: ListFileSpec<T>, file: string, places: AllowedPlaces, signal?: AbortSignal): Promise<LoadedList<T>> {
+export async function readListFile<T>(
+  spec: ListFileSpec<T>,
+  file: string,
+  places: AllowedPlaces,
+  signal?: AbortSignal,
+): Promise<LoadedList<T>> {
   const real = await resolveInsideRoots(file, places.allowedRoots, { what: spec.argument, rules: places.pathRules });
   try {
     // Checked before opening: opening a FIFO waits for a writer, and a device may act on open.
@@ -96,16 +125,25 @@ export async function readListFile<T>(spec: ListFileSpec<T>, file: string, place
     const handle = await open(real, constants.O_RDONLY | constants.O_NONBLOCK | (constants.O_NOFOLLOW ?? 0));
     try {
       checkRegularFile(spec, file, await handle.stat());
-      return await parseLines(spec, file, (buffer) => handle.read(buffer, 0, buffer.length, null).then((r) => r.bytesRead), signal);
+      return await parseLines(
+        spec,
+        file,
+        (buffer) => handle.read(buffer, 0, buffer.length, null).then((r) => r.bytesRead),
+        signal,
+      );
     } finally {
       await handle.close();
     }
   } catch (error) {
     if (isMonitorError(error)) throw error;
-    throw new MonitorError('INVALID_INPUT', `Could not read ${spec.argument} "${file}": ${error instanceof Error ? error.message : String(error)}.`, {
-      hint: 'Check that the file exists and is readable, then call again (nothing was started).',
-      cause: error,
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `Could not read ${spec.argument} "${file}": ${error instanceof Error ? error.message : String(error)}.`,
+      {
+        hint: 'Check that the file exists and is readable, then call again (nothing was started).',
+        cause: error,
+      },
+    );
   }
 }
 
@@ -128,16 +166,25 @@ function whatItIs(stats: Stats): string {
 }
 
 function tooLarge(spec: ListFileSpec<unknown>, file: string, bytes: number): MonitorError {
-  return new MonitorError('INVALID_INPUT', `${spec.argument} "${file}" is ${(bytes / 1024 / 1024).toFixed(1)} MiB; at most ${MAX_LIST_FILE_BYTES / 1024 / 1024} MiB is read.`, {
-    hint: `Split it into smaller files, one call each (at most ${spec.maxItems} lines per call).`,
-  });
+  return new MonitorError(
+    'INVALID_INPUT',
+    `${spec.argument} "${file}" is ${(bytes / 1024 / 1024).toFixed(1)} MiB; at most ${MAX_LIST_FILE_BYTES / 1024 / 1024} MiB is read.`,
+    {
+      hint: `Split it into smaller files, one call each (at most ${spec.maxItems} lines per call).`,
+    },
+  );
 }
 
 /**
  * Splits what `read` returns into lines as bytes arrive (a newline byte never occurs inside a
  * UTF-8 sequence), keeping only the unfinished last line between reads.
  */
-async function parseLines<T>(spec: ListFileSpec<T>, file: string, read: (buffer: Buffer) => Promise<number>, signal: AbortSignal | undefined): Promise<LoadedList<T>> {
+async function parseLines<T>(
+  spec: ListFileSpec<T>,
+  file: string,
+  read: (buffer: Buffer) => Promise<number>,
+  signal: AbortSignal | undefined,
+): Promise<LoadedList<T>> {
   const items: T[] = [];
   const lines: number[] = [];
   const known = spec.element instanceof z.ZodObject ? Object.keys(spec.element.shape) : [];
@@ -150,9 +197,13 @@ async function parseLines<T>(spec: ListFileSpec<T>, file: string, read: (buffer:
     const value = parseLine(spec, bytes, lineNumber);
     if (value === undefined) return;
     if (items.length >= spec.maxItems) {
-      throw new MonitorError('INVALID_INPUT', `${spec.argument} has more than ${spec.maxItems} tasks (non-blank lines); one call takes at most ${spec.maxItems}.`, {
-        hint: `Split it into files of at most ${spec.maxItems} lines, one call each${spec.limitSource ? `; the cap is ${spec.limitSource}` : ''}. Nothing was started.`,
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `${spec.argument} has more than ${spec.maxItems} tasks (non-blank lines); one call takes at most ${spec.maxItems}.`,
+        {
+          hint: `Split it into files of at most ${spec.maxItems} lines, one call each${spec.limitSource ? `; the cap is ${spec.limitSource}` : ''}. Nothing was started.`,
+        },
+      );
     }
     const parsed = spec.element.safeParse(value.json);
     if (!parsed.success) {
@@ -167,7 +218,8 @@ async function parseLines<T>(spec: ListFileSpec<T>, file: string, read: (buffer:
 
   const buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
   for (;;) {
-    if (signal?.aborted) throw new MonitorError('CANCELLED', `Reading ${spec.argument} was cancelled; nothing was started.`);
+    if (signal?.aborted)
+      throw new MonitorError('CANCELLED', `Reading ${spec.argument} was cancelled; nothing was started.`);
     const bytesRead = await read(buffer);
     if (bytesRead === 0) break;
     total += bytesRead;
@@ -191,9 +243,13 @@ async function parseLines<T>(spec: ListFileSpec<T>, file: string, read: (buffer:
   }
   if (pending.length > 0) take(Buffer.concat(pending));
   if (items.length === 0) {
-    throw new MonitorError('INVALID_INPUT', `${spec.argument} "${file}" has no tasks: ${lineNumber === 0 ? 'it is empty' : 'every line is blank'}.`, {
-      hint: `Write one element of ${spec.list} per line, e.g. ${spec.example}.`,
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `${spec.argument} "${file}" has no tasks: ${lineNumber === 0 ? 'it is empty' : 'every line is blank'}.`,
+      {
+        hint: `Write one element of ${spec.list} per line, e.g. ${spec.example}.`,
+      },
+    );
   }
   return { items, source: { file, lines } };
 }
@@ -214,9 +270,13 @@ function parseLine(spec: ListFileSpec<unknown>, bytes: Buffer, lineNumber: numbe
   } catch (error) {
     // V8's message quotes the line itself: escaped and cut short like the preview.
     const reason = escapeControl(error instanceof Error ? error.message : String(error)).slice(0, 160);
-    throw new MonitorError('INVALID_INPUT', `${spec.argument} line ${lineNumber} is not valid JSON (${reason}): ${preview(text)}`, {
-      hint: `Each line is one JSON value, e.g. ${spec.example}. Fix that line and call again (nothing was started).`,
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `${spec.argument} line ${lineNumber} is not valid JSON (${reason}): ${preview(text)}`,
+      {
+        hint: `Each line is one JSON value, e.g. ${spec.example}. Fix that line and call again (nothing was started).`,
+      },
+    );
   }
 }
 
@@ -239,6 +299,8 @@ function describeIssue(issue: z.core.$ZodIssue, known: readonly string[]): strin
       })
       .join('; ');
   }
-  const where = issue.path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`)).join('');
+  const where = issue.path
+    .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
+    .join('');
   return where ? `${where}: ${issue.message}` : issue.message;
 }

@@ -32,7 +32,7 @@ export const listWorkersTool = defineKindTool(scriptKind, {
   name: 'list_workers',
   title: 'List worker scripts',
   description:
-    'Lists the worker scripts run_script_batch can run (bundled: dependency analysis, code statistics, outlines, regex search with context; and the user\'s): name, description, interpreter, input (args, stdin or json), output, whether it runs warm and whether it packs inputs; and which commands are allowed.',
+    "Lists the worker scripts run_script_batch can run (bundled: dependency analysis, code statistics, outlines, regex search with context; and the user's): name, description, interpreter, input (args, stdin or json), output, whether it runs warm and whether it packs inputs; and which commands are allowed.",
   inputSchema: {},
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(_args, ctx) {
@@ -54,7 +54,8 @@ export const listWorkersTool = defineKindTool(scriptKind, {
         if (worker.header.output !== undefined) lines.push(`  output: ${worker.header.output}`);
         if (worker.header.env.length > 0) lines.push(`  env it reads: ${worker.header.env.join(', ')}`);
         if (worker.header.warm) lines.push('  warm: yes (one process serves many tasks)');
-        if (worker.header.pack !== undefined) lines.push('  pack: files (run_script_batch "pack" runs several inputs in one process)');
+        if (worker.header.pack !== undefined)
+          lines.push('  pack: files (run_script_batch "pack" runs several inputs in one process)');
         for (const [key, value] of Object.entries(worker.header.extra)) lines.push(`  ${key}: ${value}`);
         if (worker.shadows) lines.push(`  (hides a same-named script in: ${worker.shadows.join(', ')})`);
       }
@@ -69,7 +70,13 @@ export const listWorkersTool = defineKindTool(scriptKind, {
     lines.push(commandsNote);
     return {
       text: lines.join('\n'),
-      structured: { workers: workers.map(workerView), usage, dirs: [...scripts.workerDirs], commands: [...commands], commands_note: commandsNote },
+      structured: {
+        workers: workers.map(workerView),
+        usage,
+        dirs: [...scripts.workerDirs],
+        commands: [...commands],
+        commands_note: commandsNote,
+      },
     };
   },
 });

@@ -11,17 +11,38 @@ const messageSchema = z.strictObject({ role: z.enum(['system', 'user', 'assistan
 const promptSchema = z.strictObject({
   id: z.string().max(200).optional().describe('Names its result (default: its position).'),
   prompt: z.string().optional().describe('The user message.'),
-  messages: z.array(messageSchema).min(1).optional().describe('A conversation instead; the model answers the last message.'),
+  messages: z
+    .array(messageSchema)
+    .min(1)
+    .optional()
+    .describe('A conversation instead; the model answers the last message.'),
 });
 
 const itemSchema = z.record(z.string(), scalar);
 
 /** The file forms of prompts and items; their cap is the job's (llm.maxTasks), known per server. */
-function listFiles(maxTasks: number): { prompts: ListFileSpec<z.infer<typeof promptSchema>>; items: ListFileSpec<z.infer<typeof itemSchema>> } {
+function listFiles(maxTasks: number): {
+  prompts: ListFileSpec<z.infer<typeof promptSchema>>;
+  items: ListFileSpec<z.infer<typeof itemSchema>>;
+} {
   const limitSource = '"llm.maxTasks" in the config file';
   return {
-    prompts: { argument: 'prompts_file', list: 'prompts', element: promptSchema, maxItems: maxTasks, example: '{"prompt": "Explain …"}', limitSource },
-    items: { argument: 'items_file', list: 'items', element: itemSchema, maxItems: maxTasks, example: '{"topic": "auth"}', limitSource },
+    prompts: {
+      argument: 'prompts_file',
+      list: 'prompts',
+      element: promptSchema,
+      maxItems: maxTasks,
+      example: '{"prompt": "Explain …"}',
+      limitSource,
+    },
+    items: {
+      argument: 'items_file',
+      list: 'items',
+      element: itemSchema,
+      maxItems: maxTasks,
+      example: '{"topic": "auth"}',
+      limitSource,
+    },
   };
 }
 
@@ -32,35 +53,95 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   description: [
     'Sends prompts to the local LLMs (LM Studio or any configured OpenAI-compatible server) as one background job, as many at once as the endpoints take; returns a job_id at once, then collect_results gives the answers.',
     'Give prompts, or a template with {{placeholders}} filled from items (one task each) and/or files (one task per file; files × items with both).',
-    'With files the server reads them itself and fills {{content}}, {{path}}, {{name}}: their contents never pass through your context. A file too large for the model\'s context fails with CONTEXT_OVERFLOW unless chunk is true.',
+    "With files the server reads them itself and fills {{content}}, {{path}}, {{name}}: their contents never pass through your context. A file too large for the model's context fails with CONTEXT_OVERFLOW unless chunk is true.",
     'json_schema makes each answer JSON, validated (one corrective retry).',
-    'A result\'s value: text or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it); reasoning only with include_reasoning. Transient failures are retried; others fail the task with a code and a hint. lmstudio_models lists the models.',
+    "A result's value: text or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it); reasoning only with include_reasoning. Transient failures are retried; others fail the task with a code and a hint. lmstudio_models lists the models.",
   ].join(' '),
   inputSchema: {
-    prompts: z.array(promptSchema).min(1).optional().describe('One task each: {"prompt": "…"} or {"messages": [...]}. Or use template.'),
-    prompts_file: z.string().min(1).optional().describe('Instead of prompts, for large batches: a JSONL file inside the allowed folders, one prompt per line.'),
-    template: z.string().min(1).optional().describe('A prompt with {{KEY}} for item values and, with files, {{content}}, {{path}}, {{name}}, {{chunk}}, {{chunks}}. E.g. "Summarise {{path}}:\\n{{content}}".'),
-    items: z.array(itemSchema).min(1).optional().describe('Template values, one task each, e.g. [{"topic": "auth"}]; an "id" value names the result.'),
-    items_file: z.string().min(1).optional().describe('Instead of items: a JSONL file inside the allowed folders, one item per line.'),
-    files: z.array(z.string().min(1)).min(1).optional().describe('Paths or globs (*, ?, **, {a,b}) inside the allowed folders; ** skips dot-folders and node_modules.'),
+    prompts: z
+      .array(promptSchema)
+      .min(1)
+      .optional()
+      .describe('One task each: {"prompt": "…"} or {"messages": [...]}. Or use template.'),
+    prompts_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Instead of prompts, for large batches: a JSONL file inside the allowed folders, one prompt per line.'),
+    template: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'A prompt with {{KEY}} for item values and, with files, {{content}}, {{path}}, {{name}}, {{chunk}}, {{chunks}}. E.g. "Summarise {{path}}:\\n{{content}}".',
+      ),
+    items: z
+      .array(itemSchema)
+      .min(1)
+      .optional()
+      .describe('Template values, one task each, e.g. [{"topic": "auth"}]; an "id" value names the result.'),
+    items_file: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Instead of items: a JSONL file inside the allowed folders, one item per line.'),
+    files: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .describe('Paths or globs (*, ?, **, {a,b}) inside the allowed folders; ** skips dot-folders and node_modules.'),
     system: z.string().optional().describe('System prompt before every prompt.'),
-    model: z.string().optional().describe('A model id from lmstudio_models (default: the configured default, else the loaded LLM).'),
+    model: z
+      .string()
+      .optional()
+      .describe('A model id from lmstudio_models (default: the configured default, else the loaded LLM).'),
     temperature: z.number().min(0).max(2).optional().describe('Sampling temperature.'),
     max_tokens: z.number().int().min(1).optional().describe('Longest answer in tokens (reasoning models need room).'),
     stop: z.array(z.string().min(1)).max(8).optional().describe('Stop sequences.'),
     seed: z.number().int().optional().describe('Sampling seed.'),
-    json_schema: z.record(z.string(), z.unknown()).optional().describe('JSON Schema each answer must match, e.g. {"type":"object","properties":{"risk":{"type":"integer"}},"required":["risk"]}.'),
-    include_reasoning: z.boolean().optional().describe('Also return the model\'s reasoning.'),
+    json_schema: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .describe(
+        'JSON Schema each answer must match, e.g. {"type":"object","properties":{"risk":{"type":"integer"}},"required":["risk"]}.',
+      ),
+    include_reasoning: z.boolean().optional().describe("Also return the model's reasoning."),
     chunk: z.boolean().optional().describe('Split files too large for the context into chunks, one task each.'),
     chunk_tokens: z.number().int().min(64).optional().describe('Chunk size in tokens (implies chunk).'),
-    concurrency: z.number().int().min(1).optional().describe('Prompts at once (default and most: what the endpoints take; LM Studio 4).'),
-    timeout_seconds: z.number().positive().max(7200).optional().describe('Longest wait for one answer (default 600 s); queue time does not count.'),
-    group: z.enum(['all', 'folder']).optional().describe('Pack the files into as few prompts as fit the context, each under a "### path" header: "all" together (more than one prompt adds a reduce), "folder" one answer per folder.'),
-    reduce: z
-      .union([z.string().min(1), z.strictObject({ prompt: z.string().min(1), max_tokens: z.number().int().min(1).optional() })])
+    concurrency: z
+      .number()
+      .int()
+      .min(1)
       .optional()
-      .describe('Merge all the answers on the local model when they are in (map → reduce, as a tree when they do not fit one prompt); the job_id returned is the reduce stage\'s, whose result is the one merged answer. E.g. "Combine these per-file findings into one review".'),
-    from_job: z.string().min(1).optional().describe('A later stage: one prompt per task of that job (e.g. run_script_batch), each sent as soon as its task succeeds; the template gets {{output}}, {{id}} and a JSON output\'s fields.'),
+      .describe('Prompts at once (default and most: what the endpoints take; LM Studio 4).'),
+    timeout_seconds: z
+      .number()
+      .positive()
+      .max(7200)
+      .optional()
+      .describe('Longest wait for one answer (default 600 s); queue time does not count.'),
+    group: z
+      .enum(['all', 'folder'])
+      .optional()
+      .describe(
+        'Pack the files into as few prompts as fit the context, each under a "### path" header: "all" together (more than one prompt adds a reduce), "folder" one answer per folder.',
+      ),
+    reduce: z
+      .union([
+        z.string().min(1),
+        z.strictObject({ prompt: z.string().min(1), max_tokens: z.number().int().min(1).optional() }),
+      ])
+      .optional()
+      .describe(
+        'Merge all the answers on the local model when they are in (map → reduce, as a tree when they do not fit one prompt); the job_id returned is the reduce stage\'s, whose result is the one merged answer. E.g. "Combine these per-file findings into one review".',
+      ),
+    from_job: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "A later stage: one prompt per task of that job (e.g. run_script_batch), each sent as soon as its task succeeds; the template gets {{output}}, {{id}} and a JSON output's fields.",
+      ),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -68,32 +149,40 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
     const specs = listFiles(ctx.kind.maxTasks);
     const prompts = await listOrFile(specs.prompts, args.prompts, args.prompts_file, ctx.config, ctx.signal);
     const items = await listOrFile(specs.items, args.items, args.items_file, ctx.config, ctx.signal);
-    const plan = await ctx.kind.plan(
-      {
-        prompts: prompts?.items,
-        template: args.template,
-        items: items?.items,
-        files: args.files,
-        system: args.system,
-        model: args.model,
-        temperature: args.temperature,
-        maxTokens: args.max_tokens,
-        stop: args.stop,
-        seed: args.seed,
-        jsonSchema: args.json_schema,
-        includeReasoning: args.include_reasoning,
-        chunk: args.chunk,
-        chunkTokens: args.chunk_tokens,
-        concurrency: args.concurrency,
-        timeoutSeconds: args.timeout_seconds,
-        group: args.group,
-        reduce: typeof args.reduce === 'string' ? { prompt: args.reduce } : args.reduce && { prompt: args.reduce.prompt, maxTokens: args.reduce.max_tokens },
-        upstream: args.from_job === undefined ? undefined : { jobId: args.from_job, labels: await ctx.engine.labelsOf(args.from_job) },
-      },
-      ctx.signal,
-    ).catch((error: unknown) => {
-      throw withFileLine(error, specs.prompts, prompts);
-    });
+    const plan = await ctx.kind
+      .plan(
+        {
+          prompts: prompts?.items,
+          template: args.template,
+          items: items?.items,
+          files: args.files,
+          system: args.system,
+          model: args.model,
+          temperature: args.temperature,
+          maxTokens: args.max_tokens,
+          stop: args.stop,
+          seed: args.seed,
+          jsonSchema: args.json_schema,
+          includeReasoning: args.include_reasoning,
+          chunk: args.chunk,
+          chunkTokens: args.chunk_tokens,
+          concurrency: args.concurrency,
+          timeoutSeconds: args.timeout_seconds,
+          group: args.group,
+          reduce:
+            typeof args.reduce === 'string'
+              ? { prompt: args.reduce }
+              : args.reduce && { prompt: args.reduce.prompt, maxTokens: args.reduce.max_tokens },
+          upstream:
+            args.from_job === undefined
+              ? undefined
+              : { jobId: args.from_job, labels: await ctx.engine.labelsOf(args.from_job) },
+        },
+        ctx.signal,
+      )
+      .catch((error: unknown) => {
+        throw withFileLine(error, specs.prompts, prompts);
+      });
     return submitPlan(ctx, plan, args, plan.notes);
   },
 });

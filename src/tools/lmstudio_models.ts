@@ -9,7 +9,7 @@ export const lmstudioModelsTool = defineKindTool(llmKind, {
   name: 'lmstudio_models',
   title: 'List local LLM endpoints and models',
   description:
-    'Checks every LLM endpoint and lists its models: reachable or not (or refusing, e.g. AUTH_REQUIRED, with the fix), its limit and requests in flight; per model its type, whether it is loaded and its context length. Use it to pick lmstudio_complete\'s model.',
+    "Checks every LLM endpoint and lists its models: reachable or not (or refusing, e.g. AUTH_REQUIRED, with the fix), its limit and requests in flight; per model its type, whether it is loaded and its context length. Use it to pick lmstudio_complete's model.",
   inputSchema: {
     endpoint: z.string().optional().describe('Only this endpoint, by name.'),
   },
@@ -17,9 +17,13 @@ export const lmstudioModelsTool = defineKindTool(llmKind, {
   async handler(args, ctx) {
     const llm = ctx.kind;
     if (args.endpoint !== undefined && !llm.endpointNames.includes(args.endpoint)) {
-      throw new MonitorError('INVALID_INPUT', `No endpoint named "${args.endpoint}".`, { hint: `Configured endpoints: ${llm.endpointNames.join(', ')}.` });
+      throw new MonitorError('INVALID_INPUT', `No endpoint named "${args.endpoint}".`, {
+        hint: `Configured endpoints: ${llm.endpointNames.join(', ')}.`,
+      });
     }
-    const reports = (await llm.report(ctx.signal)).filter((r) => args.endpoint === undefined || r.name === args.endpoint);
+    const reports = (await llm.report(ctx.signal)).filter(
+      (r) => args.endpoint === undefined || r.name === args.endpoint,
+    );
     const lines: string[] = [];
     for (const report of reports) lines.push(...describeEndpoint(report));
     const defaultModel = llm.defaultModel;
@@ -38,12 +42,16 @@ function describeEndpoint(report: EndpointReport): string[] {
     const code = report.error?.code ?? 'ERROR';
     const message = report.error?.message ?? 'no answer';
     // Reachable = an HTTP answer came back: a 401 means "there, but refused", not "down".
-    const state = !report.reachable ? `NOT REACHABLE — ${code}: ${message}` : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
+    const state = !report.reachable
+      ? `NOT REACHABLE — ${code}: ${message}`
+      : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
     const lines = [`${head}: ${state}`];
     if (report.error?.hint) lines.push(`  Fix: ${report.error.hint}`);
     return lines;
   }
-  const lines = [`${head}: reachable, ${report.models.length} model(s)${report.configuredModels ? `; configured to serve ${report.configuredModels.join(', ')}` : ''}`];
+  const lines = [
+    `${head}: reachable, ${report.models.length} model(s)${report.configuredModels ? `; configured to serve ${report.configuredModels.join(', ')}` : ''}`,
+  ];
   for (const model of report.models) lines.push(`  - ${describeModel(model)}`);
   return lines;
 }
@@ -53,7 +61,8 @@ function describeModel(model: ModelInfo): string {
   if (model.type) facts.push(model.type);
   if (model.state) facts.push(model.state);
   if (model.contextLength) facts.push(`context ${model.contextLength}`);
-  if (model.maxContextLength && model.maxContextLength !== model.contextLength) facts.push(`max context ${model.maxContextLength}`);
+  if (model.maxContextLength && model.maxContextLength !== model.contextLength)
+    facts.push(`max context ${model.maxContextLength}`);
   return facts.length > 0 ? `${model.id} (${facts.join(', ')})` : model.id;
 }
 

@@ -15,13 +15,20 @@ export function encodeCursor(offsets: readonly number[], jobIds: readonly string
 
 /** The offsets of a cursor that collect_results gave for exactly these job ids (in this order). */
 export function decodeCursor(text: string, jobIds: readonly string[]): number[] {
-  const bad = new MonitorError('INVALID_INPUT', `The cursor "${text.slice(0, 40)}" is not one collect_results gave for these job_ids.`, {
-    hint: 'Pass the next_cursor from the previous collect_results call with the same job_ids (same order), or omit cursor to start from the first result.',
-  });
+  const bad = new MonitorError(
+    'INVALID_INPUT',
+    `The cursor "${text.slice(0, 40)}" is not one collect_results gave for these job_ids.`,
+    {
+      hint: 'Pass the next_cursor from the previous collect_results call with the same job_ids (same order), or omit cursor to start from the first result.',
+    },
+  );
   if (!text.startsWith(CURSOR_PREFIX)) throw bad;
   let parsed: { o?: unknown; ids?: unknown };
   try {
-    parsed = JSON.parse(Buffer.from(text.slice(CURSOR_PREFIX.length), 'base64url').toString('utf8')) as { o?: unknown; ids?: unknown };
+    parsed = JSON.parse(Buffer.from(text.slice(CURSOR_PREFIX.length), 'base64url').toString('utf8')) as {
+      o?: unknown;
+      ids?: unknown;
+    };
   } catch {
     throw bad;
   }
@@ -45,7 +52,11 @@ export interface PageEntry<E> {
 
 export interface PageInput<E> {
   /** Each job of the request with its records in finish order, and those not to show (earlier attempts). */
-  jobs: ReadonlyArray<{ id: string; records: readonly TaskRecord[]; hidden?: (record: TaskRecord, at: number) => boolean }>;
+  jobs: ReadonlyArray<{
+    id: string;
+    records: readonly TaskRecord[];
+    hidden?: (record: TaskRecord, at: number) => boolean;
+  }>;
   /** Per job, how many of its records earlier pages showed. */
   offsets: readonly number[];
   filter: ResultFilter;
@@ -79,7 +90,8 @@ export function pageResults<E>(input: PageInput<E>): Page<E> {
   let cut = false;
   let remaining = 0;
   input.jobs.forEach(({ id, records, hidden }, j) => {
-    const shows = (record: TaskRecord | undefined, at: number): record is TaskRecord => record !== undefined && matchesFilter(record, input.filter) && !hidden?.(record, at);
+    const shows = (record: TaskRecord | undefined, at: number): record is TaskRecord =>
+      record !== undefined && matchesFilter(record, input.filter) && !hidden?.(record, at);
     let at = offsets[j] ?? 0;
     if (cut) {
       remaining += countShown(records, at, shows);
@@ -105,7 +117,11 @@ export function pageResults<E>(input: PageInput<E>): Page<E> {
   return { entries, offsets, cut, remaining, used };
 }
 
-function countShown(records: readonly TaskRecord[], from: number, shows: (record: TaskRecord | undefined, at: number) => boolean): number {
+function countShown(
+  records: readonly TaskRecord[],
+  from: number,
+  shows: (record: TaskRecord | undefined, at: number) => boolean,
+): number {
   let n = 0;
   for (let at = from; at < records.length; at++) if (shows(records[at], at)) n++;
   return n;
@@ -123,7 +139,10 @@ export interface TaskNow {
  * A record of the attempt running now is that run's result on its way in (on disk a moment before
  * the task counts as finished): hidden, a page would skip it for good.
  */
-export function earlierAttempts(records: readonly TaskRecord[], now: (index: number) => TaskNow): (record: TaskRecord, at: number) => boolean {
+export function earlierAttempts(
+  records: readonly TaskRecord[],
+  now: (index: number) => TaskNow,
+): (record: TaskRecord, at: number) => boolean {
   const latest = new Map<number, number>();
   records.forEach((record, at) => latest.set(record.index, at));
   return (record, at) => {

@@ -11,35 +11,84 @@ import { defineKindTool, type ToolContext } from './tool.js';
 
 const MAX_TASKS = 10_000;
 
-const INPUTS_FILE: ListFileSpec<ScriptTaskInput> = { argument: 'inputs_file', list: 'inputs', element: scriptTaskInputSchema, maxItems: MAX_TASKS, example: '{"args": ["src/a.ts"]}' };
+const INPUTS_FILE: ListFileSpec<ScriptTaskInput> = {
+  argument: 'inputs_file',
+  list: 'inputs',
+  element: scriptTaskInputSchema,
+  maxItems: MAX_TASKS,
+  example: '{"args": ["src/a.ts"]}',
+};
 
 const inputShape = {
-  worker: z.string().min(1).optional().describe('A worker name from list_workers, e.g. "code_stats.py". Give worker or command.'),
-  command: z.string().min(1).optional().describe('Instead of a worker: an executable the user allowed (none unless configured).'),
-  inputs: z.array(scriptTaskInputSchema).min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}]' }).max(MAX_TASKS).optional().describe(`The tasks (1–${MAX_TASKS}); results keep these indices.`),
-  inputs_file: z.string().min(1).optional().describe('Instead of inputs, for large batches: a JSONL file inside the allowed folders, one task per line (blank lines skipped).'),
+  worker: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('A worker name from list_workers, e.g. "code_stats.py". Give worker or command.'),
+  command: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Instead of a worker: an executable the user allowed (none unless configured).'),
+  inputs: z
+    .array(scriptTaskInputSchema)
+    .min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}]' })
+    .max(MAX_TASKS)
+    .optional()
+    .describe(`The tasks (1–${MAX_TASKS}); results keep these indices.`),
+  inputs_file: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'Instead of inputs, for large batches: a JSONL file inside the allowed folders, one task per line (blank lines skipped).',
+    ),
   concurrency: z
     .number()
     .int()
-    .min(1, { error: 'concurrency must be a whole number from 1 up to the server maximum (script.maxConcurrency, 64 unless configured); omit it for the default (the number of CPUs)' })
+    .min(1, {
+      error:
+        'concurrency must be a whole number from 1 up to the server maximum (script.maxConcurrency, 64 unless configured); omit it for the default (the number of CPUs)',
+    })
     .optional()
-    .describe('Tasks at once (default: the CPUs; at most the server\'s maximum, usually 64).'),
+    .describe("Tasks at once (default: the CPUs; at most the server's maximum, usually 64)."),
   timeout_seconds: z
     .number()
     .positive({ error: 'timeout_seconds must be more than 0; omit it for the default (300 s unless configured)' })
     .max(MAX_TIMEOUT_SECONDS)
-    .optional().describe('Per task (default 300); a task over it is killed with its children.'),
-  env: z.record(z.string(), z.string()).optional().describe('Variables added for every task (stored with the job: no secrets). PATH, NODE_OPTIONS, LD_*, PYTHON*, MONITOR_* and the like are refused.'),
-  cwd: z.string().min(1).optional().describe('Working folder inside the allowed folders (default: the project folder).'),
-  warm: z.boolean().optional().describe('Reuse worker processes between tasks (default: if the worker is warm; false: one process per task).'),
+    .optional()
+    .describe('Per task (default 300); a task over it is killed with its children.'),
+  env: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe(
+      'Variables added for every task (stored with the job: no secrets). PATH, NODE_OPTIONS, LD_*, PYTHON*, MONITOR_* and the like are refused.',
+    ),
+  cwd: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('Working folder inside the allowed folders (default: the project folder).'),
+  warm: z
+    .boolean()
+    .optional()
+    .describe('Reuse worker processes between tasks (default: if the worker is warm; false: one process per task).'),
   pack: z
     .number()
     .int()
     .min(2, { error: 'pack must be a whole number from 2 to 64; omit it to run one input per process' })
     .max(MAX_PACK, { error: 'pack must be a whole number from 2 to 64; omit it to run one input per process' })
     .optional()
-    .describe('Run up to this many inputs\' args in one cold process (workers with pack: files), results still one per input.'),
-  from_job: z.string().min(1).optional().describe('A later stage: one task per task of that job (e.g. lmstudio_complete answers), each started as soon as its task succeeds, with that output on stdin (JSON when it is JSON). Omit inputs, or give one input whose args every task gets.'),
+    .describe(
+      "Run up to this many inputs' args in one cold process (workers with pack: files), results still one per input.",
+    ),
+  from_job: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'A later stage: one task per task of that job (e.g. lmstudio_complete answers), each started as soon as its task succeeds, with that output on stdin (JSON when it is JSON). Omit inputs, or give one input whose args every task gets.',
+    ),
   ...dispatchFields,
 };
 
@@ -52,8 +101,8 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   title: 'Run a worker script over many inputs in parallel',
   description: [
     'Runs a worker script (see list_workers) once per input in a local process pool, as one background job; returns a job_id at once, then collect_results gives the outputs.',
-    'For mechanical work over many files (dependencies, code statistics, regex search, the user\'s own scripts): pass file paths in args and the worker reads the files. No shell: args are passed as given.',
-    'A result\'s value: exit_code, json (stdout parsed, when JSON) or text (a preview when long), stderr_tail, stdout_bytes; long output goes to files. NON_ZERO_EXIT fails a task but keeps its output; TIMEOUT kills it with its children.',
+    "For mechanical work over many files (dependencies, code statistics, regex search, the user's own scripts): pass file paths in args and the worker reads the files. No shell: args are passed as given.",
+    "A result's value: exit_code, json (stdout parsed, when JSON) or text (a preview when long), stderr_tail, stdout_bytes; long output goes to files. NON_ZERO_EXIT fails a task but keeps its output; TIMEOUT kills it with its children.",
   ].join(' '),
   inputSchema: inputShape,
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
@@ -82,10 +131,20 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
 /** run_script_batch with from_job: one task per upstream task, fed its output on stdin (see ScriptPool.run). */
 async function laterStage(args: RunScriptArgs, fromJob: string, ctx: ToolContext<ScriptServices>): Promise<JobPlan> {
   const [shared, ...more] = args.inputs ?? [];
-  if (args.inputs_file !== undefined || more.length > 0 || args.pack !== undefined || shared?.stdin !== undefined || shared?.json !== undefined) {
-    throw new MonitorError('INVALID_INPUT', 'With from_job each task gets its upstream task\'s output on stdin: give no inputs (or one input with the args every task gets), no stdin or json, no inputs_file and no pack.', {
-      hint: 'e.g. {"worker": "my_check.py", "from_job": "job_…", "inputs": [{"args": ["--strict"]}]}.',
-    });
+  if (
+    args.inputs_file !== undefined ||
+    more.length > 0 ||
+    args.pack !== undefined ||
+    shared?.stdin !== undefined ||
+    shared?.json !== undefined
+  ) {
+    throw new MonitorError(
+      'INVALID_INPUT',
+      "With from_job each task gets its upstream task's output on stdin: give no inputs (or one input with the args every task gets), no stdin or json, no inputs_file and no pack.",
+      {
+        hint: 'e.g. {"worker": "my_check.py", "from_job": "job_…", "inputs": [{"args": ["--strict"]}]}.',
+      },
+    );
   }
   const labels = await ctx.engine.labelsOf(fromJob);
   const plan = await ctx.kind.plan({
@@ -98,5 +157,9 @@ async function laterStage(args: RunScriptArgs, fromJob: string, ctx: ToolContext
     cwd: args.cwd,
     warm: args.warm,
   });
-  return { ...plan, inputs: plan.inputs.map((input, i) => ({ ...(input as object), upstream: labels[i] ?? `#${i}` })), after: { job: fromJob, mode: 'each' } };
+  return {
+    ...plan,
+    inputs: plan.inputs.map((input, i) => ({ ...(input as object), upstream: labels[i] ?? `#${i}` })),
+    after: { job: fromJob, mode: 'each' },
+  };
 }

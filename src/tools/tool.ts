@@ -65,7 +65,6 @@ export interface ServerFacts {
   dispatchTools: readonly string[];
 }
 
-
 /**
  * `value` when it is within `max`, else INVALID_INPUT naming the limit and the setting that sets
  * it: a value over a limit is refused, never quietly lowered (the caller would not know).

@@ -18,7 +18,9 @@ export function printTable(title: string, rows: readonly BenchRow[]): void {
   const cells = rows.map((r) => [r.name, r.value, r.goal ?? '', r.ok === undefined ? '' : r.ok ? 'ok' : 'MISSED']);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
   const line = (c: string[]): string => `| ${c.map((v, i) => v.padEnd(widths[i] ?? 0)).join(' | ')} |`;
-  process.stdout.write(`\n### ${title}\n\n${line(header)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${cells.map(line).join('\n')}\n`);
+  process.stdout.write(
+    `\n### ${title}\n\n${line(header)}\n|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|\n${cells.map(line).join('\n')}\n`,
+  );
 }
 
 export interface BenchServer {
@@ -42,7 +44,8 @@ export async function startServer(args: string[], env: Record<string, string> = 
   return {
     client,
     pid: transport.pid ?? 0,
-    call: async (name, a) => (await client.callTool({ name, arguments: a }, undefined, { timeout: 600_000 })) as CallToolResult,
+    call: async (name, a) =>
+      (await client.callTool({ name, arguments: a }, undefined, { timeout: 600_000 })) as CallToolResult,
     close: () => client.close(),
   };
 }

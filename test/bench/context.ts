@@ -14,7 +14,8 @@ import { type BenchRow, type BenchServer, ms, startServer } from './common.js';
  */
 const FILES = ['src/**/*.ts'];
 const TEMPLATE = 'List the risks and the main responsibilities of {{path}}:\n{{content}}';
-const REDUCE = 'Combine these findings into one architecture review of the code base: its parts, how they depend on each other, and the main risks. Name the files each finding comes from.';
+const REDUCE =
+  'Combine these findings into one architecture review of the code base: its parts, how they depend on each other, and the main risks. Name the files each finding comes from.';
 const MAP_TOKENS = 48;
 const REDUCE_TOKENS = 200;
 const SLOTS = 4;
@@ -39,7 +40,11 @@ async function walk(server: BenchServer, args: Record<string, unknown>): Promise
   let replies = 1;
   let cursor: string | undefined;
   for (;;) {
-    const reply = await server.call('collect_results', { job_ids: [jobId], wait_seconds: 50, ...(cursor ? { cursor } : {}) });
+    const reply = await server.call('collect_results', {
+      job_ids: [jobId],
+      wait_seconds: 50,
+      ...(cursor ? { cursor } : {}),
+    });
     bytes += forwarded(reply);
     replies++;
     const page = reply.structuredContent as { done: boolean; remaining: number; next_cursor?: string };
@@ -59,16 +64,43 @@ export async function benchContext(): Promise<BenchRow[]> {
   for (const file of files) fileBytes += (await readFile(file)).length;
   const llama = await startLlama(SLOTS);
   const stateDir = await makeTempDir('monitor-bench-context-');
-  const server = await startServer(['--state-dir', stateDir, '--root', repoRoot, '--endpoint', `llama=${llama.url}@${SLOTS}`]);
+  const server = await startServer([
+    '--state-dir',
+    stateDir,
+    '--root',
+    repoRoot,
+    '--endpoint',
+    `llama=${llama.url}@${SLOTS}`,
+  ]);
   try {
-    const perFile = await walk(server, { template: TEMPLATE, files: FILES, chunk: true, max_tokens: MAP_TOKENS, temperature: 0 });
-    const mapReduce = await walk(server, { template: TEMPLATE, files: FILES, group: 'all', reduce: { prompt: REDUCE, max_tokens: REDUCE_TOKENS }, max_tokens: MAP_TOKENS, temperature: 0 });
-    const merged = (mapReduce.final.structuredContent as { results: Array<{ state: string; value?: { text?: string; inputs?: number; levels?: number } }> }).results[0];
+    const perFile = await walk(server, {
+      template: TEMPLATE,
+      files: FILES,
+      chunk: true,
+      max_tokens: MAP_TOKENS,
+      temperature: 0,
+    });
+    const mapReduce = await walk(server, {
+      template: TEMPLATE,
+      files: FILES,
+      group: 'all',
+      reduce: { prompt: REDUCE, max_tokens: REDUCE_TOKENS },
+      max_tokens: MAP_TOKENS,
+      temperature: 0,
+    });
+    const merged = (
+      mapReduce.final.structuredContent as {
+        results: Array<{ state: string; value?: { text?: string; inputs?: number; levels?: number } }>;
+      }
+    ).results[0];
     const answer = merged?.value?.text ?? '';
     const named = files.filter((file) => answer.includes(path.relative(repoRoot, file))).length;
     const label = `src/ (${files.length} files, ${Math.round(fileBytes / 1024)} KB), llama-server tiny @${SLOTS}`;
     rows.push({ name: `${label}: Claude reads the files`, value: `${fileBytes} bytes into the model (1×)` });
-    rows.push({ name: `${label}: per-file answers collected (chunk: true)`, value: `${perFile.bytes} bytes in ${perFile.replies} replies (${(fileBytes / perFile.bytes).toFixed(1)}× fewer; ${ms(perFile.wallMs)})` });
+    rows.push({
+      name: `${label}: per-file answers collected (chunk: true)`,
+      value: `${perFile.bytes} bytes in ${perFile.replies} replies (${(fileBytes / perFile.bytes).toFixed(1)}× fewer; ${ms(perFile.wallMs)})`,
+    });
     const ratio = fileBytes / mapReduce.bytes;
     rows.push({
       name: `${label}: map → reduce (group: "all" + reduce)`,
@@ -76,7 +108,10 @@ export async function benchContext(): Promise<BenchRow[]> {
       goal: '≥ 50× fewer bytes than reading the files',
       ok: ratio >= 50 && merged?.state === 'succeeded',
     });
-    rows.push({ name: `${label}: final answer names source files`, value: `${named} of ${files.length} file paths appear in the ${answer.length}-character answer (the tiny test model writes noise; a real model is asked to name them)` });
+    rows.push({
+      name: `${label}: final answer names source files`,
+      value: `${named} of ${files.length} file paths appear in the ${answer.length}-character answer (the tiny test model writes noise; a real model is asked to name them)`,
+    });
   } finally {
     await server.close();
     await llama.stop();

@@ -19,11 +19,19 @@ async function cpuSeconds(pid: number): Promise<number> {
 /** The 10,000-task job of the script bench, with the server's live figures on or off: wall time and the server's CPU. */
 async function tenThousand(live: boolean): Promise<{ wallMs: number; cpuS: number }> {
   const stateDir = await makeTempDir('monitor-bench-live-');
-  const server = await startServer(['--state-dir', stateDir, '--workers-dir', fixtures], { MONITOR_LIVE_FIGURES: live ? '1' : '0' });
+  const server = await startServer(['--state-dir', stateDir, '--workers-dir', fixtures], {
+    MONITOR_LIVE_FIGURES: live ? '1' : '0',
+  });
   try {
     const start = performance.now();
     const cpuBefore = await cpuSeconds(server.pid);
-    const jobId = jobIdOf(await server.call('run_script_batch', { worker: 'noop.sh', inputs: Array.from({ length: 10_000 }, () => ({})), concurrency: 8 }));
+    const jobId = jobIdOf(
+      await server.call('run_script_batch', {
+        worker: 'noop.sh',
+        inputs: Array.from({ length: 10_000 }, () => ({})),
+        concurrency: 8,
+      }),
+    );
     await waitDone(server, jobId);
     return { wallMs: performance.now() - start, cpuS: (await cpuSeconds(server.pid)) - cpuBefore };
   } finally {
@@ -36,7 +44,12 @@ export async function benchDashboard(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   let weight = 0;
   for (const file of Object.values(dashboardAssets(repoRoot))) weight += (await stat(file)).size;
-  rows.push({ name: 'page weight (HTML, JS, CSS, uPlot; uncompressed, from the package)', value: `${(weight / 1024).toFixed(1)} KB`, goal: 'under 150 KB', ok: weight < 150 * 1024 });
+  rows.push({
+    name: 'page weight (HTML, JS, CSS, uPlot; uncompressed, from the package)',
+    value: `${(weight / 1024).toFixed(1)} KB`,
+    goal: 'under 150 KB',
+    ok: weight < 150 * 1024,
+  });
 
   if (chromiumPath) {
     const stateDir = await makeTempDir('monitor-bench-dashboard-');
@@ -48,12 +61,25 @@ export async function benchDashboard(): Promise<BenchRow[]> {
       await page.goto(dashboard.url);
       await page.waitForSelector('#connection.live');
       // Page code as strings: this file is compiled without the DOM's types.
-      const paint = (await page.evaluate("performance.getEntriesByType('paint').find((entry) => entry.name === 'first-contentful-paint')?.startTime ?? -1")) as number;
-      rows.push({ name: 'first contentful paint (headless chromium, loopback)', value: ms(paint), goal: 'under 500 ms', ok: paint >= 0 && paint < 500 });
+      const paint = (await page.evaluate(
+        "performance.getEntriesByType('paint').find((entry) => entry.name === 'first-contentful-paint')?.startTime ?? -1",
+      )) as number;
+      rows.push({
+        name: 'first contentful paint (headless chromium, loopback)',
+        value: ms(paint),
+        goal: 'under 500 ms',
+        ok: paint >= 0 && paint < 500,
+      });
 
       // Update latency: each task's finish (its record's finishedAt) to the page showing the new count.
       const tasks = 20;
-      const jobId = jobIdOf(await server.call('run_script_batch', { worker: 'emit.py', inputs: Array.from({ length: tasks }, (_, i) => ({ args: [`t${i}`, '0', '0', '0.4'] })), concurrency: 1 }));
+      const jobId = jobIdOf(
+        await server.call('run_script_batch', {
+          worker: 'emit.py',
+          inputs: Array.from({ length: tasks }, (_, i) => ({ args: [`t${i}`, '0', '0', '0.4'] })),
+          concurrency: 1,
+        }),
+      );
       await page.waitForSelector(`tr[data-job="${jobId}"]`);
       await page.evaluate(`(() => {
         const seen = [];
@@ -65,14 +91,21 @@ export async function benchDashboard(): Promise<BenchRow[]> {
         }).observe(document.querySelector('#jobs tbody'), { childList: true, subtree: true, characterData: true });
       })()`);
       await waitDone(server, jobId);
-      await page.waitForFunction((n) => ((globalThis as unknown as { __seen: Array<[number, number]> }).__seen ?? []).some(([count]) => count === n), tasks, { timeout: 10_000 });
+      await page.waitForFunction(
+        (n) =>
+          ((globalThis as unknown as { __seen: Array<[number, number]> }).__seen ?? []).some(([count]) => count === n),
+        tasks,
+        { timeout: 10_000 },
+      );
       const seen = await page.evaluate(() => (globalThis as unknown as { __seen: Array<[number, number]> }).__seen);
       const finished = (await readFile(path.join(stateDir, 'jobs', jobId, 'results.jsonl'), 'utf8'))
         .trim()
         .split('\n')
         .map((line) => Date.parse((JSON.parse(line) as { finishedAt: string }).finishedAt))
         .sort((a, b) => a - b);
-      const latencies = finished.map((at, k) => (seen.find(([count]) => count === k + 1)?.[1] ?? Number.NaN) - at).filter((value) => Number.isFinite(value));
+      const latencies = finished
+        .map((at, k) => (seen.find(([count]) => count === k + 1)?.[1] ?? Number.NaN) - at)
+        .filter((value) => Number.isFinite(value));
       rows.push({
         name: `update latency, task finished → shown (${latencies.length} of ${tasks} counts seen; the page may skip one when two land in one poll)`,
         value: `p50 ${ms(median(latencies))}, max ${ms(Math.max(...latencies))}`,
@@ -96,11 +129,30 @@ export async function benchDashboard(): Promise<BenchRow[]> {
     off.push(await tenThousand(false));
     on.push(await tenThousand(true));
   }
-  const range = (values: number[], unit: (n: number) => string): string => `${unit(Math.min(...values))}–${unit(Math.max(...values))}`;
+  const range = (values: number[], unit: (n: number) => string): string =>
+    `${unit(Math.min(...values))}–${unit(Math.max(...values))}`;
   const seconds = (n: number): string => `${(n / 1000).toFixed(1)} s`;
   const cpu = (n: number): string => `${n.toFixed(1)} s`;
-  rows.push({ name: '10,000-task job: wall, live figures off | on (min–max of 2 interleaved runs each)', value: `${range(off.map((r) => r.wallMs), seconds)} | ${range(on.map((r) => r.wallMs), seconds)}` });
-  rows.push({ name: '10,000-task job: server CPU, live figures off | on', value: `${range(off.map((r) => r.cpuS), cpu)} | ${range(on.map((r) => r.cpuS), cpu)}` });
+  rows.push({
+    name: '10,000-task job: wall, live figures off | on (min–max of 2 interleaved runs each)',
+    value: `${range(
+      off.map((r) => r.wallMs),
+      seconds,
+    )} | ${range(
+      on.map((r) => r.wallMs),
+      seconds,
+    )}`,
+  });
+  rows.push({
+    name: '10,000-task job: server CPU, live figures off | on',
+    value: `${range(
+      off.map((r) => r.cpuS),
+      cpu,
+    )} | ${range(
+      on.map((r) => r.cpuS),
+      cpu,
+    )}`,
+  });
 
   // The publisher's own cost, apart from the noise of a 70 s job on a shared machine: one beat.
   const beatDir = await makeTempDir('monitor-bench-beat-');
@@ -110,7 +162,20 @@ export async function benchDashboard(): Promise<BenchRow[]> {
     version: 'bench',
     log: silentLogger,
     intervalMs: 3_600_000,
-    figures: () => ({ llm: { endpoints: [{ name: 'lmstudio', busy: 3, limit: 4, waiting: 2, models: ['qwen3-8b'], tokens_per_second: Array.from({ length: 30 }, (_, i) => [i * 10_000, 40]) }] } }),
+    figures: () => ({
+      llm: {
+        endpoints: [
+          {
+            name: 'lmstudio',
+            busy: 3,
+            limit: 4,
+            waiting: 2,
+            models: ['qwen3-8b'],
+            tokens_per_second: Array.from({ length: 30 }, (_, i) => [i * 10_000, 40]),
+          },
+        ],
+      },
+    }),
     handles: () => Promise.resolve(false),
     act: () => Promise.resolve({ ok: true, message: '', by_pid: 1 }),
   });
@@ -122,6 +187,11 @@ export async function benchDashboard(): Promise<BenchRow[]> {
   await publisher.close();
   await rm(beatDir, { recursive: true, force: true });
   const perBeatMs = (used.user + used.system) / 1000 / beats;
-  rows.push({ name: 'one heartbeat (live file written atomically, control/ looked at), once a second', value: `${perBeatMs.toFixed(2)} ms CPU = ${(perBeatMs / 10).toFixed(3)}% of a core`, goal: 'under 0.5% of a core', ok: perBeatMs / 10 < 0.5 });
+  rows.push({
+    name: 'one heartbeat (live file written atomically, control/ looked at), once a second',
+    value: `${perBeatMs.toFixed(2)} ms CPU = ${(perBeatMs / 10).toFixed(3)}% of a core`,
+    goal: 'under 0.5% of a core',
+    ok: perBeatMs / 10 < 0.5,
+  });
   return rows;
 }

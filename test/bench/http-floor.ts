@@ -7,7 +7,8 @@ import { Agent } from 'undici';
 
 const [url = '', capText = '0', file = ''] = process.argv.slice(2);
 const cap = Number(capText);
-const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 'NaN');
+const kb = (field: string): number =>
+  Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 'NaN');
 
 const agent = new Agent();
 writeFileSync('/proc/self/clear_refs', '5');

@@ -13,7 +13,6 @@ const SLOTS = 4;
 const LATENCY_MS = 100;
 const prompts = Array.from({ length: PROMPTS }, (_, i) => `Summarise item ${i} in one line.`);
 
-
 interface JobOutcome {
   wallMs: number;
   succeeded: number;
@@ -26,12 +25,19 @@ async function timeOurs(server: BenchServer, args: Record<string, unknown>): Pro
   const jobId = jobIdOf(await server.call('lmstudio_complete', args));
   const last = await waitDone(server, jobId);
   const wallMs = performance.now() - start;
-  const job = (last.structuredContent as { jobs?: Array<{ counts?: { succeeded?: number }; tokens?: { completion?: number } }> }).jobs?.[0];
+  const job = (
+    last.structuredContent as { jobs?: Array<{ counts?: { succeeded?: number }; tokens?: { completion?: number } }> }
+  ).jobs?.[0];
   return { wallMs, succeeded: job?.counts?.succeeded ?? 0, completionTokens: job?.tokens?.completion ?? 0 };
 }
 
 /** The official client, the way people write it: p-limit around chat.completions.create. */
-async function timeOpenAi(baseURL: string, model: string, concurrency: number, maxTokens?: number): Promise<{ wallMs: number; completionTokens: number }> {
+async function timeOpenAi(
+  baseURL: string,
+  model: string,
+  concurrency: number,
+  maxTokens?: number,
+): Promise<{ wallMs: number; completionTokens: number }> {
   const client = new OpenAI({ apiKey: 'not-needed', baseURL, maxRetries: 0 });
   const limit = pLimit(concurrency);
   let completionTokens = 0;
@@ -39,7 +45,11 @@ async function timeOpenAi(baseURL: string, model: string, concurrency: number, m
   await Promise.all(
     prompts.map((prompt) =>
       limit(async () => {
-        const answer = await client.chat.completions.create({ model, messages: [{ role: 'user', content: prompt }], ...(maxTokens ? { max_tokens: maxTokens } : {}) });
+        const answer = await client.chat.completions.create({
+          model,
+          messages: [{ role: 'user', content: prompt }],
+          ...(maxTokens ? { max_tokens: maxTokens } : {}),
+        });
         completionTokens += answer.usage?.completion_tokens ?? 0;
       }),
     ),
@@ -48,20 +58,38 @@ async function timeOpenAi(baseURL: string, model: string, concurrency: number, m
 }
 
 /** Plain concurrent requests with undici: N lanes, each sending the next prompt when its answer is in. */
-async function timeDirect(url: string, model: string, concurrency: number, maxTokens: number, stream: boolean): Promise<{ wallMs: number; completionTokens: number }> {
+async function timeDirect(
+  url: string,
+  model: string,
+  concurrency: number,
+  maxTokens: number,
+  stream: boolean,
+): Promise<{ wallMs: number; completionTokens: number }> {
   let next = 0;
   let completionTokens = 0;
   const lane = async (): Promise<void> => {
     while (next < prompts.length) {
       const prompt = prompts[next++] ?? '';
-      const body = { model, messages: [{ role: 'user', content: prompt }], max_tokens: maxTokens, stream, ...(stream ? { stream_options: { include_usage: true } } : {}) };
+      const body = {
+        model,
+        messages: [{ role: 'user', content: prompt }],
+        max_tokens: maxTokens,
+        stream,
+        ...(stream ? { stream_options: { include_usage: true } } : {}),
+      };
       const send = async (): Promise<string> => {
-        const response = await request(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const response = await request(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         return response.body.text();
       };
       // llama-server closes a connection after 100 requests (Keep-Alive: max=100): resend once, as our client does.
       const text = await send().catch(send);
-      const usage = stream ? /"completion_tokens":(\d+)/.exec(text.slice(text.lastIndexOf('"usage"'))) : /"completion_tokens":(\d+)/.exec(text);
+      const usage = stream
+        ? /"completion_tokens":(\d+)/.exec(text.slice(text.lastIndexOf('"usage"')))
+        : /"completion_tokens":(\d+)/.exec(text);
       completionTokens += Number(usage?.[1] ?? 0);
     }
   };
@@ -71,9 +99,20 @@ async function timeDirect(url: string, model: string, concurrency: number, maxTo
 }
 
 async function benchDouble(rows: BenchRow[]): Promise<void> {
-  const double = await LmStudioDouble.start({ latencyMs: LATENCY_MS, slots: SLOTS, models: [{ id: 'bench-model', state: 'loaded', contextLength: 8192 }] });
+  const double = await LmStudioDouble.start({
+    latencyMs: LATENCY_MS,
+    slots: SLOTS,
+    models: [{ id: 'bench-model', state: 'loaded', contextLength: 8192 }],
+  });
   const stateDir = await makeTempDir('monitor-bench-llm-');
-  const server = await startServer(['--state-dir', stateDir, '--lmstudio-url', double.url, '--lmstudio-concurrency', String(SLOTS)]);
+  const server = await startServer([
+    '--state-dir',
+    stateDir,
+    '--lmstudio-url',
+    double.url,
+    '--lmstudio-concurrency',
+    String(SLOTS),
+  ]);
   try {
     const ideal = Math.ceil(PROMPTS / SLOTS) * LATENCY_MS;
     // Warm-up: connections, model list, JIT paths.
@@ -86,13 +125,20 @@ async function benchDouble(rows: BenchRow[]): Promise<void> {
     const peak = double.peakInFlight;
     const sequentialStart = performance.now();
     const client = new OpenAI({ apiKey: 'not-needed', baseURL: `${double.url}/v1`, maxRetries: 0 });
-    for (const prompt of prompts) await client.chat.completions.create({ model: 'bench-model', messages: [{ role: 'user', content: prompt }] });
+    for (const prompt of prompts)
+      await client.chat.completions.create({ model: 'bench-model', messages: [{ role: 'user', content: prompt }] });
     const sequential = performance.now() - sequentialStart;
 
     const ofIdeal = (ideal / ours.wallMs) * 100;
-    rows.push({ name: `double: ${PROMPTS} prompts, ${LATENCY_MS} ms each, ${SLOTS} slots: ideal ceil(${PROMPTS}/${SLOTS})×${LATENCY_MS} ms`, value: ms(ideal) });
+    rows.push({
+      name: `double: ${PROMPTS} prompts, ${LATENCY_MS} ms each, ${SLOTS} slots: ideal ceil(${PROMPTS}/${SLOTS})×${LATENCY_MS} ms`,
+      value: ms(ideal),
+    });
     rows.push({ name: 'double: sequential dispatch (openai client, one at a time)', value: ms(sequential) });
-    rows.push({ name: `double: openai + p-limit(${SLOTS})`, value: `${ms(openai.wallMs)} (${((ideal / openai.wallMs) * 100).toFixed(1)}% of ideal)` });
+    rows.push({
+      name: `double: openai + p-limit(${SLOTS})`,
+      value: `${ms(openai.wallMs)} (${((ideal / openai.wallMs) * 100).toFixed(1)}% of ideal)`,
+    });
     rows.push({
       name: 'double: monitor-mcp lmstudio_complete (submit → all collected, over stdio)',
       value: `${ms(ours.wallMs)} (${ofIdeal.toFixed(1)}% of ideal; ${ours.succeeded}/${PROMPTS} ok; peak ${peak} in flight)`,
@@ -123,9 +169,21 @@ async function benchLlamaServer(rows: BenchRow[]): Promise<void> {
   const servers: BenchServer[] = [];
   try {
     // Our server twice: as configured by default (JSON answers) and with "llm.stream": true.
-    const json = await startServer(['--state-dir', path.join(stateDir, 'a'), '--endpoint', `llama=${url}@${SLOTS}`, ...(await configArgs(stateDir, false))]);
+    const json = await startServer([
+      '--state-dir',
+      path.join(stateDir, 'a'),
+      '--endpoint',
+      `llama=${url}@${SLOTS}`,
+      ...(await configArgs(stateDir, false)),
+    ]);
     servers.push(json);
-    const streamed = await startServer(['--state-dir', path.join(stateDir, 'b'), '--endpoint', `llama=${url}@${SLOTS}`, ...(await configArgs(stateDir, true))]);
+    const streamed = await startServer([
+      '--state-dir',
+      path.join(stateDir, 'b'),
+      '--endpoint',
+      `llama=${url}@${SLOTS}`,
+      ...(await configArgs(stateDir, true)),
+    ]);
     servers.push(streamed);
     const maxTokens = 128;
     const args = { prompts: prompts.map((prompt) => ({ prompt })), max_tokens: maxTokens };
@@ -144,12 +202,16 @@ async function benchLlamaServer(rows: BenchRow[]): Promise<void> {
     for (let round = 0; round < 5; round++) {
       for (const [name, run] of Object.entries(runs)) {
         const result = await run();
-        if (process.env.BENCH_VERBOSE) process.stderr.write(`round ${round} ${name}: ${Math.round(result.wallMs)} ms, ${result.completionTokens} tokens\n`);
+        if (process.env.BENCH_VERBOSE)
+          process.stderr.write(
+            `round ${round} ${name}: ${Math.round(result.wallMs)} ms, ${result.completionTokens} tokens\n`,
+          );
         const previous = best.get(name);
         if (!previous || result.wallMs < previous.wallMs) best.set(name, result);
       }
     }
-    const rate = (r: { wallMs: number; completionTokens: number } | undefined): number => (r ? r.completionTokens / (r.wallMs / 1000) : 0);
+    const rate = (r: { wallMs: number; completionTokens: number } | undefined): number =>
+      r ? r.completionTokens / (r.wallMs / 1000) : 0;
     const directRate = rate(best.get('direct concurrent requests (undici, JSON)'));
     const label = `llama-server tiny, ${PROMPTS} prompts × ${maxTokens} tokens @${SLOTS}`;
     for (const [name, result] of best) {

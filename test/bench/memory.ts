@@ -38,11 +38,31 @@ export async function benchMemory(): Promise<BenchRow[]> {
   });
   const stateDir = await makeTempDir('monitor-bench-mem-');
   const configFile = path.join(stateDir, 'config.json');
-  await writeFile(configFile, JSON.stringify({ http: { maxResponseBytes: 20 * MB, maxInlineBytes: 4096, allowHosts: [http.hostEntry], allowPrivateAddresses: true } }));
-  const server = await startServer(['--config', configFile, '--state-dir', path.join(stateDir, 'state'), '--workers-dir', fixtures]);
+  await writeFile(
+    configFile,
+    JSON.stringify({
+      http: {
+        maxResponseBytes: 20 * MB,
+        maxInlineBytes: 4096,
+        allowHosts: [http.hostEntry],
+        allowPrivateAddresses: true,
+      },
+    }),
+  );
+  const server = await startServer([
+    '--config',
+    configFile,
+    '--state-dir',
+    path.join(stateDir, 'state'),
+    '--workers-dir',
+    fixtures,
+  ]);
   try {
     // A first small job of each kind, so what is measured is the big output, not loading code.
-    await waitDone(server, jobIdOf(await server.call('run_script_batch', { worker: 'big_output.py', inputs: [{ args: ['100'] }] })));
+    await waitDone(
+      server,
+      jobIdOf(await server.call('run_script_batch', { worker: 'big_output.py', inputs: [{ args: ['100'] }] })),
+    );
     await waitDone(server, jobIdOf(await server.call('http_batch', { requests: [{ url: `${http.origin}/small` }] })));
     const httpGrowth = await peakGrowthMb(server, async () => {
       await waitDone(server, jobIdOf(await server.call('http_batch', { requests: [{ url: `${http.origin}/big` }] })));
@@ -50,14 +70,40 @@ export async function benchMemory(): Promise<BenchRow[]> {
     // Node frees the socket's buffers lazily: even a bare client's RSS rises by several times the
     // body while it streams. That floor, measured in a process of its own, is the baseline.
     const floorScript = path.join(path.dirname(fileURLToPath(import.meta.url)), 'http-floor.js');
-    const { stdout } = await run(process.execPath, [floorScript, `${http.origin}/big`, String(20 * MB), path.join(stateDir, 'floor.body')]);
+    const { stdout } = await run(process.execPath, [
+      floorScript,
+      `${http.origin}/big`,
+      String(20 * MB),
+      path.join(stateDir, 'floor.body'),
+    ]);
     const floor = Number(stdout.trim());
-    rows.push({ name: '50 MB HTTP body, capped at 20 MB: bare undici client, peak RSS growth', value: `${floor.toFixed(1)} MB` });
-    rows.push({ name: '50 MB HTTP body, capped at 20 MB: server peak RSS growth', value: `${httpGrowth.toFixed(1)} MB`, goal: 'at most the bare client + 10 MB', ok: httpGrowth <= floor + 10 });
-    const scriptGrowth = await peakGrowthMb(server, async () => {
-      await waitDone(server, jobIdOf(await server.call('run_script_batch', { worker: 'big_output.py', inputs: [{ args: [String(10 * MB), '5000', '0.5'] }] })));
+    rows.push({
+      name: '50 MB HTTP body, capped at 20 MB: bare undici client, peak RSS growth',
+      value: `${floor.toFixed(1)} MB`,
     });
-    rows.push({ name: '10 MB of worker stdout: server peak RSS growth', value: `${scriptGrowth.toFixed(1)} MB`, goal: 'under 5 MB (holding it: 10 MB)', ok: scriptGrowth < 5 });
+    rows.push({
+      name: '50 MB HTTP body, capped at 20 MB: server peak RSS growth',
+      value: `${httpGrowth.toFixed(1)} MB`,
+      goal: 'at most the bare client + 10 MB',
+      ok: httpGrowth <= floor + 10,
+    });
+    const scriptGrowth = await peakGrowthMb(server, async () => {
+      await waitDone(
+        server,
+        jobIdOf(
+          await server.call('run_script_batch', {
+            worker: 'big_output.py',
+            inputs: [{ args: [String(10 * MB), '5000', '0.5'] }],
+          }),
+        ),
+      );
+    });
+    rows.push({
+      name: '10 MB of worker stdout: server peak RSS growth',
+      value: `${scriptGrowth.toFixed(1)} MB`,
+      goal: 'under 5 MB (holding it: 10 MB)',
+      ok: scriptGrowth < 5,
+    });
   } finally {
     await server.close();
     await http.close();

@@ -8,12 +8,12 @@ const fixtures = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
 const noopPy = path.join(fixtures, 'noop.py');
 const ROUNDS = 3;
 
-
-
 async function timeXargs(python: string, tasks: number, concurrency: number): Promise<number> {
   const start = performance.now();
   await new Promise<void>((resolve, reject) => {
-    const child = spawn('xargs', ['-P', String(concurrency), '-n', '1', python, noopPy], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const child = spawn('xargs', ['-P', String(concurrency), '-n', '1', python, noopPy], {
+      stdio: ['pipe', 'ignore', 'inherit'],
+    });
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`xargs exited ${code}`))));
     child.stdin.end(Array.from({ length: tasks }, (_, i) => String(i)).join('\n') + '\n');
@@ -50,14 +50,23 @@ export async function benchScripts(): Promise<BenchRow[]> {
     for (const concurrency of [2, 8]) {
       const tasks = 300;
       // Warm the page cache and the server's interpreter resolution once.
-      await waitDone(server, jobIdOf(await server.call('run_script_batch', { worker: 'noop.py', inputs: [{ args: ['w'] }], concurrency })));
+      await waitDone(
+        server,
+        jobIdOf(await server.call('run_script_batch', { worker: 'noop.py', inputs: [{ args: ['w'] }], concurrency })),
+      );
       // Interleaved rounds, median of each: a shared 2-core machine drifts between runs.
       const times = { xargs: [] as number[], raw: [] as number[], ours: [] as number[] };
       for (let round = 0; round < ROUNDS; round++) {
         times.xargs.push(await timeXargs(python, tasks, concurrency));
         times.raw.push(await timeRawSpawn(python, tasks, concurrency));
         const start = performance.now();
-        const jobId = jobIdOf(await server.call('run_script_batch', { worker: 'noop.py', inputs: Array.from({ length: tasks }, (_, i) => ({ args: [String(i)] })), concurrency }));
+        const jobId = jobIdOf(
+          await server.call('run_script_batch', {
+            worker: 'noop.py',
+            inputs: Array.from({ length: tasks }, (_, i) => ({ args: [String(i)] })),
+            concurrency,
+          }),
+        );
         await waitDone(server, jobId);
         times.ours.push(performance.now() - start);
       }
@@ -76,7 +85,13 @@ export async function benchScripts(): Promise<BenchRow[]> {
 
     const big = 10_000;
     const start = performance.now();
-    const jobId = jobIdOf(await server.call('run_script_batch', { worker: 'noop.sh', inputs: Array.from({ length: big }, () => ({})), concurrency: 8 }));
+    const jobId = jobIdOf(
+      await server.call('run_script_batch', {
+        worker: 'noop.sh',
+        inputs: Array.from({ length: big }, () => ({})),
+        concurrency: 8,
+      }),
+    );
     const submitMs = performance.now() - start;
     await waitDone(server, jobId);
     const wall = performance.now() - start;
@@ -86,9 +101,22 @@ export async function benchScripts(): Promise<BenchRow[]> {
     const status = await readFile(`/proc/${server.pid}/status`, 'utf8');
     const peakKb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 'NaN');
     rows.push({ name: `${big}-task job (bash no-op @8): submit`, value: ms(submitMs) });
-    rows.push({ name: `${big}-task job: wall time`, value: `${(wall / 1000).toFixed(1)} s (${Math.round(big / (wall / 1000))} tasks/s)` });
-    rows.push({ name: `${big}-task job: server peak RSS`, value: `${(peakKb / 1024).toFixed(0)} MB`, goal: 'under 200 MB', ok: peakKb / 1024 < 200 });
-    rows.push({ name: `${big}-task job: first collect_results page`, value: ms(firstPage), goal: 'under 50 ms', ok: firstPage < 50 });
+    rows.push({
+      name: `${big}-task job: wall time`,
+      value: `${(wall / 1000).toFixed(1)} s (${Math.round(big / (wall / 1000))} tasks/s)`,
+    });
+    rows.push({
+      name: `${big}-task job: server peak RSS`,
+      value: `${(peakKb / 1024).toFixed(0)} MB`,
+      goal: 'under 200 MB',
+      ok: peakKb / 1024 < 200,
+    });
+    rows.push({
+      name: `${big}-task job: first collect_results page`,
+      value: ms(firstPage),
+      goal: 'under 50 ms',
+      ok: firstPage < 50,
+    });
   } finally {
     await server.close();
     await rm(stateDir, { recursive: true, force: true });

@@ -16,15 +16,14 @@ const CONCURRENCY = 2;
 /** Python as the pool starts an isolated worker. */
 const PY_FLAGS = ['-s', '-E'];
 
-
-
 /** This repository's TypeScript sources, relative to its root: the per-file workload of issue 10. */
 async function sourceFiles(): Promise<string[]> {
   const files: string[] = [];
   for (const top of ['src', 'test']) {
     const entries = await readdir(path.join(repoRoot, top), { recursive: true, withFileTypes: true });
     for (const entry of entries) {
-      if (entry.isFile() && entry.name.endsWith('.ts')) files.push(path.relative(repoRoot, path.join(entry.parentPath, entry.name)));
+      if (entry.isFile() && entry.name.endsWith('.ts'))
+        files.push(path.relative(repoRoot, path.join(entry.parentPath, entry.name)));
     }
   }
   return files.sort();
@@ -34,9 +33,14 @@ async function sourceFiles(): Promise<string[]> {
 async function timeCommand(file: string, args: string[], stdin?: string): Promise<number> {
   const start = performance.now();
   await new Promise<void>((resolve, reject) => {
-    const child = spawn(file, args, { cwd: repoRoot, stdio: [stdin === undefined ? 'ignore' : 'pipe', 'ignore', 'inherit'] });
+    const child = spawn(file, args, {
+      cwd: repoRoot,
+      stdio: [stdin === undefined ? 'ignore' : 'pipe', 'ignore', 'inherit'],
+    });
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(file)} exited ${String(code)}`))));
+    child.on('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${path.basename(file)} exited ${String(code)}`)),
+    );
     child.stdin?.end(stdin);
   });
   return performance.now() - start;
@@ -44,17 +48,28 @@ async function timeCommand(file: string, args: string[], stdin?: string): Promis
 
 /** xargs -P2 -n1: one process per input line, the classic baseline. */
 function timeXargs(python: string, script: string, inputs: readonly string[]): Promise<number> {
-  return timeCommand('xargs', ['-P', String(CONCURRENCY), '-n', '1', python, ...PY_FLAGS, script], `${inputs.join('\n')}\n`);
+  return timeCommand(
+    'xargs',
+    ['-P', String(CONCURRENCY), '-n', '1', python, ...PY_FLAGS, script],
+    `${inputs.join('\n')}\n`,
+  );
 }
 
 /** Submit → every result collected; throws when the call is refused or a task failed (so a row never shows a fast failure). */
 async function timeJob(server: BenchServer, args: Record<string, unknown>): Promise<number> {
   const start = performance.now();
   const reply = await server.call('run_script_batch', { concurrency: CONCURRENCY, ...args });
-  if (reply.isError) throw new Error(reply.content.map((c) => (c.type === 'text' ? c.text : '')).join(' ').slice(0, 300));
+  if (reply.isError)
+    throw new Error(
+      reply.content
+        .map((c) => (c.type === 'text' ? c.text : ''))
+        .join(' ')
+        .slice(0, 300),
+    );
   const done = await waitDone(server, jobIdOf(reply));
   const wall = performance.now() - start;
-  const jobs = (done.structuredContent as { jobs?: { counts?: { failed?: number; cancelled?: number } }[] } | undefined)?.jobs;
+  const jobs = (done.structuredContent as { jobs?: { counts?: { failed?: number; cancelled?: number } }[] } | undefined)
+    ?.jobs;
   const counts = jobs?.[0]?.counts;
   const failed = (counts?.failed ?? 0) + (counts?.cancelled ?? 0);
   if (failed > 0) throw new Error(`${failed} task(s) failed`);
@@ -106,7 +121,11 @@ export async function benchWarm(): Promise<BenchRow[]> {
   const server = await startServer(['--state-dir', stateDir, '--workers-dir', warmFixtures, '--max-concurrency', '64']);
   try {
     // Warm the page cache and the server's interpreter resolution once (not measured).
-    await timeJob(server, { worker: 'code_stats.py', inputs: [{ args: [files[0] ?? 'README.md'] }], warm: false }).catch(() => 0);
+    await timeJob(server, {
+      worker: 'code_stats.py',
+      inputs: [{ args: [files[0] ?? 'README.md'] }],
+      warm: false,
+    }).catch(() => 0);
     await timeJob(server, { worker: 'bench_noop.py', inputs: [{ args: ['w'] }], warm: false }).catch(() => 0);
 
     // (a) code_stats.py, one task per source file.
@@ -130,7 +149,10 @@ export async function benchWarm(): Promise<BenchRow[]> {
     });
     rows.push({
       name: `(a) ${n} files, one task per file @2: monitor-mcp warm`,
-      value: a.warm.error === undefined ? `${a.warm.shown} (${ratio(a.warm.median, a.plain.median)} the plain process)` : a.warm.shown,
+      value:
+        a.warm.error === undefined
+          ? `${a.warm.shown} (${ratio(a.warm.median, a.plain.median)} the plain process)`
+          : a.warm.shown,
       goal: 'within 3× of the plain process',
       ok: a.warm.median <= 3 * a.plain.median,
     });
@@ -162,7 +184,10 @@ export async function benchWarm(): Promise<BenchRow[]> {
     });
     rows.push({
       name: `(b) ${trivial} trivial tasks: monitor-mcp warm`,
-      value: b.warm.error === undefined ? `${b.warm.shown} (${ratio(b.xargs.median, b.warm.median)} faster than xargs)` : b.warm.shown,
+      value:
+        b.warm.error === undefined
+          ? `${b.warm.shown} (${ratio(b.xargs.median, b.warm.median)} faster than xargs)`
+          : b.warm.shown,
       goal: 'at least 10× faster than xargs',
       ok: b.xargs.median >= 10 * b.warm.median,
     });
@@ -178,17 +203,34 @@ export async function benchWarm(): Promise<BenchRow[]> {
     rows.push({ name: `(c) ${slow} tasks, 50 ms import @2: monitor-mcp cold`, value: c.cold.shown });
     rows.push({
       name: `(c) ${slow} tasks, 50 ms import @2: monitor-mcp warm`,
-      value: c.warm.error === undefined ? `${c.warm.shown} (${ratio(c.cold.median, c.warm.median)} faster than cold)` : c.warm.shown,
+      value:
+        c.warm.error === undefined
+          ? `${c.warm.shown} (${ratio(c.cold.median, c.warm.median)} faster than cold)`
+          : c.warm.shown,
     });
 
     // The server's memory through a large warm job: the kernel's high-water mark, reset first.
     const big = scaled(10_000);
     await writeFile(`/proc/${server.pid}/clear_refs`, '5');
     const bigRun = new Series();
-    await bigRun.measure(() => timeJob(server, { worker: 'bench_noop.py', inputs: Array.from({ length: big }, (_, i) => ({ args: [String(i)] })), concurrency: 8 }));
+    await bigRun.measure(() =>
+      timeJob(server, {
+        worker: 'bench_noop.py',
+        inputs: Array.from({ length: big }, (_, i) => ({ args: [String(i)] })),
+        concurrency: 8,
+      }),
+    );
     const peakMb = (await statusKb(server.pid, 'VmHWM')) / 1024;
-    rows.push({ name: `${big}-task warm job (@8): wall time`, value: bigRun.error === undefined ? `${(bigRun.median / 1000).toFixed(1)} s` : bigRun.shown });
-    rows.push({ name: `${big}-task warm job: server peak RSS`, value: `${peakMb.toFixed(0)} MB`, goal: 'under 200 MB', ok: bigRun.error === undefined && peakMb < 200 });
+    rows.push({
+      name: `${big}-task warm job (@8): wall time`,
+      value: bigRun.error === undefined ? `${(bigRun.median / 1000).toFixed(1)} s` : bigRun.shown,
+    });
+    rows.push({
+      name: `${big}-task warm job: server peak RSS`,
+      value: `${peakMb.toFixed(0)} MB`,
+      goal: 'under 200 MB',
+      ok: bigRun.error === undefined && peakMb < 200,
+    });
   } finally {
     await server.close();
     await rm(stateDir, { recursive: true, force: true });

@@ -10,14 +10,14 @@ import { repoRoot } from '../helpers/client.js';
 const allSettings = [CORE_SETTINGS, ...KINDS.map(({ kind }) => kind.settings)].flatMap((tree) => settingEntries(tree));
 
 describe('configuration docs made from the declarations', () => {
-  it('the README\'s configuration table is the generated one (run `npm run docs` after changing a setting)', () => {
+  it("the README's configuration table is the generated one (run `npm run docs` after changing a setting)", () => {
     const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
     const begin = readme.indexOf('\n', readme.indexOf('<!-- settings:begin')) + 1;
     const end = readme.indexOf('<!-- settings:end -->');
     expect(readme.slice(begin, end).trim()).toBe(configTable());
   });
 
-  it('--help and the table list every flag, env var and file key of every kind\'s settings', () => {
+  it("--help and the table list every flag, env var and file key of every kind's settings", () => {
     const help = configHelp();
     const table = configTable();
     for (const { key, setting } of allSettings) {

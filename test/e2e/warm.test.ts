@@ -35,7 +35,8 @@ async function start(stateDir: string): Promise<Server> {
   const pid = transport.pid ?? 0;
   return {
     pid,
-    call: async (name, args) => (await client.callTool({ name, arguments: args }, undefined, { timeout: 60_000 })) as CallToolResult,
+    call: async (name, args) =>
+      (await client.callTool({ name, arguments: args }, undefined, { timeout: 60_000 })) as CallToolResult,
     async kill() {
       killQuietly(pid);
       await client.close().catch(() => undefined);
@@ -64,7 +65,8 @@ describe('warm workers of the built server', () => {
       // an idle process that was about to get one exits at the kill like the others.
       await until(
         async () => {
-          const page = (await first.call('collect_results', { job_ids: [jobId], wait_seconds: 0 })).structuredContent as { jobs: Array<{ counts: { succeeded: number; running: number } }> };
+          const page = (await first.call('collect_results', { job_ids: [jobId], wait_seconds: 0 }))
+            .structuredContent as { jobs: Array<{ counts: { succeeded: number; running: number } }> };
           return page.jobs[0]?.counts.succeeded === 2 && page.jobs[0]?.counts.running === 2;
         },
         'the two quick tasks done and the two sleeps running',
@@ -79,7 +81,11 @@ describe('warm workers of the built server', () => {
 
       const next = await start(stateDir);
       try {
-        await until(() => processesOf(first.pid).length === 0, `the ${orphans.length} warm processes the killed server left to be ended`, 30_000);
+        await until(
+          () => processesOf(first.pid).length === 0,
+          `the ${orphans.length} warm processes the killed server left to be ended`,
+          30_000,
+        );
       } finally {
         await next.close();
       }

@@ -38,7 +38,9 @@ class SleepPool implements Pool {
     try {
       const { ms, fail } = task.input as { ms: number; fail?: boolean };
       await sleep(ms, undefined, { signal: task.signal });
-      return fail ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } } : { ok: true, value: { text: `slept ${ms}`, units: 5 } };
+      return fail
+        ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } }
+        : { ok: true, value: { text: `slept ${ms}`, units: 5 } };
     } finally {
       this.running--;
     }
@@ -46,7 +48,10 @@ class SleepPool implements Pool {
 }
 
 const dirs: string[] = [];
-async function setup(poolConcurrency = 4, now?: () => Date): Promise<{ engine: Engine; pool: SleepPool; store: JobStore; dir: string }> {
+async function setup(
+  poolConcurrency = 4,
+  now?: () => Date,
+): Promise<{ engine: Engine; pool: SleepPool; store: JobStore; dir: string }> {
   const dir = await makeTempDir();
   dirs.push(dir);
   const store = new JobStore(dir, silentLogger);
@@ -60,7 +65,8 @@ afterEach(async () => {
   await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 });
 
-const tasks = (n: number, ms: number, extra: Record<string, unknown> = {}): unknown[] => Array.from({ length: n }, () => ({ ms, ...extra }));
+const tasks = (n: number, ms: number, extra: Record<string, unknown> = {}): unknown[] =>
+  Array.from({ length: n }, () => ({ ms, ...extra }));
 
 describe('Engine', () => {
   it('runs every task, respects the job limit and records results durably', async () => {
@@ -88,12 +94,20 @@ describe('Engine', () => {
     expect(pool.peak).toBe(2);
     // The small job must not wait behind all the big one's queue: they take turns.
     const lastSmall = Math.max(...pool.started.map((s, i) => (s.jobId === small.id ? i : -1)));
-    expect(lastSmall - startedBefore, pool.started.map((s) => (s.jobId === small.id ? 'S' : 'B')).join('')).toBeLessThan(5);
+    expect(
+      lastSmall - startedBefore,
+      pool.started.map((s) => (s.jobId === small.id ? 'S' : 'B')).join(''),
+    ).toBeLessThan(5);
   });
 
   it('cancel drops queued tasks, aborts running ones, and keeps finished results', async () => {
     const { engine, store } = await setup(4);
-    const job = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }, ...tasks(5, 5000)], options: {}, concurrency: 2 });
+    const job = await engine.submit({
+      kind: 'sleep',
+      inputs: [{ ms: 1 }, ...tasks(5, 5000)],
+      options: {},
+      concurrency: 2,
+    });
     expect(await eventually(() => engine.snapshotOf(job.id).counts.succeeded === 1, 20_000)).toBe(true);
     const after = await engine.cancel(job.id);
     expect(after.counts).toMatchObject({ succeeded: 1, queued: 0 });
@@ -103,12 +117,19 @@ describe('Engine', () => {
     expect(done.state).toBe('cancelled');
     expect(done.counts).toMatchObject({ succeeded: 1, cancelled: 5, running: 0, queued: 0 });
     const records = await store.readResults(job.id);
-    expect(records.filter((r) => r.state === 'cancelled').map((r) => r.error?.code)).toEqual(Array(5).fill('CANCELLED'));
+    expect(records.filter((r) => r.state === 'cancelled').map((r) => r.error?.code)).toEqual(
+      Array(5).fill('CANCELLED'),
+    );
   });
 
   it('after a restart, unfinished tasks are interrupted and resume finishes them in the same job', async () => {
     const first = await setup(4);
-    const job = await first.engine.submit({ kind: 'sleep', inputs: [...tasks(2, 1), ...tasks(3, 10_000)], options: { a: 1 }, concurrency: 4 });
+    const job = await first.engine.submit({
+      kind: 'sleep',
+      inputs: [...tasks(2, 1), ...tasks(3, 10_000)],
+      options: { a: 1 },
+      concurrency: 4,
+    });
     expect(await eventually(() => first.engine.snapshotOf(job.id).counts.succeeded === 2, 20_000)).toBe(true);
     await first.engine.close(2000);
 
@@ -123,7 +144,12 @@ describe('Engine', () => {
     // Make the interrupted tasks quick this time by editing nothing but the pool: inputs come from disk.
     const inputsFile = path.join(store.jobDir(job.id), 'inputs.jsonl');
     expect((await readFile(inputsFile, 'utf8')).trim().split('\n')).toHaveLength(5);
-    await writeFile(inputsFile, tasks(5, 5).map((t) => JSON.stringify(t)).join('\n') + '\n');
+    await writeFile(
+      inputsFile,
+      tasks(5, 5)
+        .map((t) => JSON.stringify(t))
+        .join('\n') + '\n',
+    );
     const { requeued } = await engine.resume(job.id);
     expect(requeued).toBe(3);
     await engine.waitFor([job.id], 5000);
@@ -134,19 +160,24 @@ describe('Engine', () => {
     expect(attempts).toHaveLength(3);
   });
 
-  it('keeps a job\'s peak of tasks at once across a crash', async () => {
+  it("keeps a job's peak of tasks at once across a crash", async () => {
     const first = await setup(8);
     const job = await first.engine.submit({ kind: 'sleep', inputs: tasks(3, 30_000), options: {}, concurrency: 3 });
     // Saved within a second of being reached, not only when the job ends.
     await until(async () => (await first.store.readMeta(job.id)).peakRunning === 3, 'the peak to be saved', 10_000);
     await first.engine.close(0);
-    const engine = new Engine({ store: new JobStore(first.dir, silentLogger), pools: [new SleepPool(8)], log: silentLogger, retentionDays: 7 });
+    const engine = new Engine({
+      store: new JobStore(first.dir, silentLogger),
+      pools: [new SleepPool(8)],
+      log: silentLogger,
+      retentionDays: 7,
+    });
     await engine.init();
     expect(engine.snapshotOf(job.id)).toMatchObject({ state: 'interrupted', peakRunning: 3 });
     await engine.close(0);
   });
 
-  it('tells the pool once when a job\'s run ends: finished, cancelled with tasks running, cancelled with nothing running, and again after a resume', async () => {
+  it("tells the pool once when a job's run ends: finished, cancelled with tasks running, cancelled with nothing running, and again after a resume", async () => {
     const { engine, pool } = await setup(1);
     const finished = await engine.submit({ kind: 'sleep', inputs: tasks(3, 5), options: {}, concurrency: 2 });
     await engine.waitFor([finished.id], 10_000);
@@ -161,7 +192,10 @@ describe('Engine', () => {
     expect(pool.ended.at(-1)).toEqual({ jobId: waiting.id, running: 1 });
     await engine.cancel(running.id);
     await engine.waitFor([running.id], 10_000);
-    expect(pool.ended.slice(1)).toEqual([{ jobId: waiting.id, running: 1 }, { jobId: running.id, running: 0 }]);
+    expect(pool.ended.slice(1)).toEqual([
+      { jobId: waiting.id, running: 1 },
+      { jobId: running.id, running: 0 },
+    ]);
 
     // Resumed, it runs (and ends) again.
     await engine.resume(waiting.id, { cancelled: true });
@@ -190,7 +224,11 @@ describe('Engine', () => {
     expect(engine.snapshotOf(job.id).counts).toMatchObject({ succeeded: 0, running: 2 });
     expect(engine.isDone(job.id)).toBe(false);
     store.held.shift()?.();
-    await until(() => engine.snapshotOf(job.id).counts.succeeded === 1, 'the first result to count once written', 10_000);
+    await until(
+      () => engine.snapshotOf(job.id).counts.succeeded === 1,
+      'the first result to count once written',
+      10_000,
+    );
     expect((await store.readResults(job.id)).length).toBe(1);
     store.held.shift()?.();
     expect(await engine.waitFor([job.id], 10_000)).toBe(true);
@@ -200,7 +238,12 @@ describe('Engine', () => {
 
   it('cancelling a finished job changes nothing', async () => {
     const { engine } = await setup(4);
-    const job = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }, { ms: 1, fail: true }], options: {}, concurrency: 2 });
+    const job = await engine.submit({
+      kind: 'sleep',
+      inputs: [{ ms: 1 }, { ms: 1, fail: true }],
+      options: {},
+      concurrency: 2,
+    });
     await engine.waitFor([job.id], 5000);
     expect((await engine.cancel(job.id)).state).toBe('failed');
     expect(engine.snapshotOf(job.id).state).toBe('failed');
@@ -226,7 +269,12 @@ describe('Engine', () => {
 
   it('retries failed tasks only when asked', async () => {
     const { engine } = await setup(4);
-    const job = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }, { ms: 1, fail: true }], options: {}, concurrency: 2 });
+    const job = await engine.submit({
+      kind: 'sleep',
+      inputs: [{ ms: 1 }, { ms: 1, fail: true }],
+      options: {},
+      concurrency: 2,
+    });
     await engine.waitFor([job.id], 5000);
     expect(engine.snapshotOf(job.id).state).toBe('failed');
     expect((await engine.resume(job.id)).requeued).toBe(0);
@@ -248,7 +296,13 @@ describe('Engine', () => {
 
     clock = new Date('2026-01-09T00:00:00Z');
     const store = new JobStore(first.dir, silentLogger);
-    const engine = new Engine({ store, pools: [new SleepPool(1)], log: silentLogger, retentionDays: 7, now: () => clock });
+    const engine = new Engine({
+      store,
+      pools: [new SleepPool(1)],
+      log: silentLogger,
+      retentionDays: 7,
+      now: () => clock,
+    });
     expect(await engine.init()).toMatchObject({ loaded: 1, removed: 1 });
     expect(engine.get(old.id)).toBeUndefined();
     expect(engine.snapshotOf(recent.id).counts.succeeded).toBe(2);
@@ -257,8 +311,12 @@ describe('Engine', () => {
   it('rejects unknown jobs and bad concurrency with actionable errors', async () => {
     const { engine } = await setup(1);
     expect(() => engine.snapshotOf('job_nope')).toThrow(/No job "job_nope".*/);
-    await expect(engine.submit({ kind: 'sleep', inputs: tasks(1, 1), options: {}, concurrency: 0 })).rejects.toThrow(/integer from 1 and up/);
-    await expect(engine.submit({ kind: 'sleep', inputs: [], options: {}, concurrency: 1 })).rejects.toThrow(/at least one task/);
+    await expect(engine.submit({ kind: 'sleep', inputs: tasks(1, 1), options: {}, concurrency: 0 })).rejects.toThrow(
+      /integer from 1 and up/,
+    );
+    await expect(engine.submit({ kind: 'sleep', inputs: [], options: {}, concurrency: 1 })).rejects.toThrow(
+      /at least one task/,
+    );
   });
 
   it('job ids are unguessable and job folders are only readable by the user', async () => {
@@ -301,7 +359,11 @@ class BatchPool implements Pool {
       // The tasks of a batch share one signal.
       expect(tasks.every((task) => task.signal === signal)).toBe(true);
       await sleep(Math.max(...tasks.map((task) => (task.input as { ms: number }).ms)), undefined, { signal });
-      return tasks.map((task) => ((task.input as { fail?: boolean }).fail ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } } : { ok: true, value: { index: task.index, with: tasks.length } }));
+      return tasks.map((task) =>
+        (task.input as { fail?: boolean }).fail
+          ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } }
+          : { ok: true, value: { index: task.index, with: tasks.length } },
+      );
     } catch (error) {
       this.aborted++;
       throw error;
@@ -321,11 +383,17 @@ describe('Engine with a pool that runs tasks in batches', () => {
     await engine.init();
     return { engine, pool, store };
   }
-  const items = (n: number, ms: number, extra: (i: number) => Record<string, unknown> = () => ({})): unknown[] => Array.from({ length: n }, (_, i) => ({ name: String(i), ms, ...extra(i) }));
+  const items = (n: number, ms: number, extra: (i: number) => Record<string, unknown> = () => ({})): unknown[] =>
+    Array.from({ length: n }, (_, i) => ({ name: String(i), ms, ...extra(i) }));
 
   it('counts a batch as one slot of the pool and of the job, and records each task of it as its own', async () => {
     const { engine, pool, store } = await batchSetup(2);
-    const job = await engine.submit({ kind: 'batch', inputs: items(20, 30, (i) => (i === 5 ? { fail: true } : {})), options: { batch: 4 }, concurrency: 2 });
+    const job = await engine.submit({
+      kind: 'batch',
+      inputs: items(20, 30, (i) => (i === 5 ? { fail: true } : {})),
+      options: { batch: 4 },
+      concurrency: 2,
+    });
     expect(await engine.waitFor([job.id], 20_000)).toBe(true);
     expect(pool.peakSlots).toBe(2);
     expect(pool.batches.every((b) => b.length >= 1 && b.length <= 4)).toBe(true);
@@ -350,9 +418,14 @@ describe('Engine with a pool that runs tasks in batches', () => {
     expect((await store.readResults(job.id)).filter((r) => r.index === 5).map((r) => r.attempt)).toEqual([1, 2]);
   });
 
-  it('shares the pool\'s slots between a batching job and one of single tasks', async () => {
+  it("shares the pool's slots between a batching job and one of single tasks", async () => {
     const { engine, pool } = await batchSetup(2);
-    const batched = await engine.submit({ kind: 'batch', inputs: items(12, 20), options: { batch: 3 }, concurrency: 2 });
+    const batched = await engine.submit({
+      kind: 'batch',
+      inputs: items(12, 20),
+      options: { batch: 3 },
+      concurrency: 2,
+    });
     const single = await engine.submit({ kind: 'batch', inputs: items(4, 20), options: {}, concurrency: 2 });
     expect(await engine.waitFor([batched.id, single.id], 20_000)).toBe(true);
     expect(pool.peakSlots).toBe(2);
@@ -370,15 +443,35 @@ describe('Engine with a pool that runs tasks in batches', () => {
     expect(pool.aborted).toBe(1);
     const records = await store.readResults(job.id);
     expect(records.map((r) => r.state)).toEqual(Array(6).fill('cancelled'));
-    expect(records.filter((r) => r.error?.message.includes('while running')).map((r) => r.index).sort()).toEqual([0, 1, 2]);
+    expect(
+      records
+        .filter((r) => r.error?.message.includes('while running'))
+        .map((r) => r.index)
+        .sort(),
+    ).toEqual([0, 1, 2]);
     expect(engine.snapshotOf(job.id)).toMatchObject({ state: 'cancelled', counts: { cancelled: 6, running: 0 } });
   });
 
   it('fails every task of a batch whose pool throws, or returns another number of results', async () => {
     const { engine, store } = await batchSetup(2);
-    const throwing: Pool = { kind: 'batch', concurrency: 1, batchSize: () => 2, run: () => Promise.reject(new Error('unused')), runBatch: () => Promise.reject(new Error('the batch broke')) };
-    const short: Pool = { kind: 'batch', concurrency: 1, batchSize: () => 2, run: () => Promise.reject(new Error('unused')), runBatch: () => Promise.resolve([{ ok: true }]) };
-    for (const [pool, message] of [[throwing, /the batch broke/], [short, /returned 1 results for a batch of 2 tasks/]] as const) {
+    const throwing: Pool = {
+      kind: 'batch',
+      concurrency: 1,
+      batchSize: () => 2,
+      run: () => Promise.reject(new Error('unused')),
+      runBatch: () => Promise.reject(new Error('the batch broke')),
+    };
+    const short: Pool = {
+      kind: 'batch',
+      concurrency: 1,
+      batchSize: () => 2,
+      run: () => Promise.reject(new Error('unused')),
+      runBatch: () => Promise.resolve([{ ok: true }]),
+    };
+    for (const [pool, message] of [
+      [throwing, /the batch broke/],
+      [short, /returned 1 results for a batch of 2 tasks/],
+    ] as const) {
       const broken = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 7 });
       const job = await broken.submit({ kind: 'batch', inputs: items(2, 1), options: {}, concurrency: 1 });
       expect(await broken.waitFor([job.id], 10_000)).toBe(true);
@@ -392,17 +485,34 @@ describe('Engine with a pool that runs tasks in batches', () => {
 });
 
 describe('Engine with two servers on one state directory', () => {
-  it('leaves a live server\'s job alone, follows its progress, and interrupts it once that server is gone', async () => {
+  it("leaves a live server's job alone, follows its progress, and interrupts it once that server is gone", async () => {
     const dir = await makeTempDir();
     dirs.push(dir);
     const alive = new Set([101, 202]);
     const ownership = (pid: number) => ({ pid, isAlive: (p: number) => alive.has(p) });
-    const a = new Engine({ store: new JobStore(dir, silentLogger), pools: [new SleepPool(4)], log: silentLogger, retentionDays: 7, ownership: ownership(101) });
+    const a = new Engine({
+      store: new JobStore(dir, silentLogger),
+      pools: [new SleepPool(4)],
+      log: silentLogger,
+      retentionDays: 7,
+      ownership: ownership(101),
+    });
     await a.init();
-    const job = await a.submit({ kind: 'sleep', inputs: [...tasks(1, 1), ...tasks(2, 3000)], options: {}, concurrency: 4 });
+    const job = await a.submit({
+      kind: 'sleep',
+      inputs: [...tasks(1, 1), ...tasks(2, 3000)],
+      options: {},
+      concurrency: 4,
+    });
     expect(await eventually(() => a.snapshotOf(job.id).counts.succeeded === 1, 20_000)).toBe(true);
 
-    const b = new Engine({ store: new JobStore(dir, silentLogger), pools: [new SleepPool(4)], log: silentLogger, retentionDays: 7, ownership: ownership(202) });
+    const b = new Engine({
+      store: new JobStore(dir, silentLogger),
+      pools: [new SleepPool(4)],
+      log: silentLogger,
+      retentionDays: 7,
+      ownership: ownership(202),
+    });
     expect(await b.init()).toMatchObject({ interrupted: 0 });
     const seen = b.snapshotOf(job.id);
     expect(seen).toMatchObject({ state: 'running', ownerPid: 101 });
@@ -428,11 +538,27 @@ describe('Engine with two servers on one state directory', () => {
     dirs.push(dir);
     const alive = new Set([100, 1, 2]);
     const server = (pid: number): Engine =>
-      new Engine({ store: new JobStore(dir, silentLogger), pools: [new SleepPool(8)], log: silentLogger, retentionDays: 7, ownership: { pid, isAlive: (p) => alive.has(p) } });
+      new Engine({
+        store: new JobStore(dir, silentLogger),
+        pools: [new SleepPool(8)],
+        log: silentLogger,
+        retentionDays: 7,
+        ownership: { pid, isAlive: (p) => alive.has(p) },
+      });
     const crashed = server(100);
     await crashed.init();
-    const job = await crashed.submit({ kind: 'sleep', inputs: [...tasks(2, 1), ...tasks(4, 1500)], options: {}, concurrency: 6 });
-    expect(await eventually(() => crashed.snapshotOf(job.id).counts.succeeded === 2 && crashed.snapshotOf(job.id).counts.running === 4, 20_000)).toBe(true);
+    const job = await crashed.submit({
+      kind: 'sleep',
+      inputs: [...tasks(2, 1), ...tasks(4, 1500)],
+      options: {},
+      concurrency: 6,
+    });
+    expect(
+      await eventually(
+        () => crashed.snapshotOf(job.id).counts.succeeded === 2 && crashed.snapshotOf(job.id).counts.running === 4,
+        20_000,
+      ),
+    ).toBe(true);
     // A kill -9: the process is gone, its running tasks leave no record.
     alive.delete(100);
     await crashed.close(0);
@@ -441,8 +567,12 @@ describe('Engine with two servers on one state directory', () => {
     expect(await c.init()).toMatchObject({ interrupted: 1 });
     expect(await d.init()).toMatchObject({ interrupted: 1 });
     const outcomes = await Promise.allSettled([c.resume(job.id), d.resume(job.id)]);
-    const won = outcomes.flatMap((o, i) => (o.status === 'fulfilled' ? [{ engine: [c, d][i] as Engine, requeued: o.value.requeued }] : []));
-    const lost = outcomes.flatMap((o, i) => (o.status === 'rejected' ? [{ engine: [c, d][i] as Engine, error: o.reason as MonitorError }] : []));
+    const won = outcomes.flatMap((o, i) =>
+      o.status === 'fulfilled' ? [{ engine: [c, d][i] as Engine, requeued: o.value.requeued }] : [],
+    );
+    const lost = outcomes.flatMap((o, i) =>
+      o.status === 'rejected' ? [{ engine: [c, d][i] as Engine, error: o.reason as MonitorError }] : [],
+    );
     expect(won).toHaveLength(1);
     expect(won[0]?.requeued).toBe(4);
     expect(lost).toHaveLength(1);
@@ -460,7 +590,12 @@ describe('Engine with two servers on one state directory', () => {
     expect(records).toHaveLength(6);
     expect(new Set(records.map((r) => r.index)).size).toBe(6);
     // The runs cut off by the crash count: the resumed tasks are on their second attempt.
-    expect(records.filter((r) => r.attempt === 2).map((r) => r.index).sort()).toEqual([2, 3, 4, 5]);
+    expect(
+      records
+        .filter((r) => r.attempt === 2)
+        .map((r) => r.index)
+        .sort(),
+    ).toEqual([2, 3, 4, 5]);
     expect(await loser.waitFor([job.id], 30_000)).toBe(true);
     expect(loser.snapshotOf(job.id)).toMatchObject({ state: 'succeeded', counts: { succeeded: 6 } });
 
@@ -476,7 +611,13 @@ describe('Engine with two servers on one state directory', () => {
     dirs.push(dir);
     const alive = new Set([100, 1, 2]);
     const server = (pid: number): Engine =>
-      new Engine({ store: new JobStore(dir, silentLogger), pools: [new SleepPool(8)], log: silentLogger, retentionDays: 7, ownership: { pid, isAlive: (p) => alive.has(p) } });
+      new Engine({
+        store: new JobStore(dir, silentLogger),
+        pools: [new SleepPool(8)],
+        log: silentLogger,
+        retentionDays: 7,
+        ownership: { pid, isAlive: (p) => alive.has(p) },
+      });
     const first = server(100);
     await first.init();
     const job = await first.submit({ kind: 'sleep', inputs: tasks(2, 10_000), options: {}, concurrency: 2 });
@@ -494,7 +635,10 @@ describe('Engine with two servers on one state directory', () => {
     await third.cancel(job.id);
     const records = await third.results(job.id);
     // Two runs each were cut off before this one; the cancel records the third.
-    expect(records.map((r) => [r.state, r.attempt])).toEqual([['cancelled', 3], ['cancelled', 3]]);
+    expect(records.map((r) => [r.state, r.attempt])).toEqual([
+      ['cancelled', 3],
+      ['cancelled', 3],
+    ]);
     await third.close(1000);
   });
 });
@@ -502,8 +646,19 @@ describe('Engine with two servers on one state directory', () => {
 describe('Engine: pipeline stages', () => {
   it('an `each` stage runs each task as its upstream task succeeds, and records the others failed without running them', async () => {
     const { engine, pool, store } = await setup(4);
-    const up = await engine.submit({ kind: 'sleep', inputs: [{ ms: 10 }, { ms: 10, fail: true }, { ms: 400 }], options: {}, concurrency: 3 });
-    const down = await engine.submit({ kind: 'sleep', inputs: tasks(3, 10), options: {}, concurrency: 3, after: { job: up.id, mode: 'each' } });
+    const up = await engine.submit({
+      kind: 'sleep',
+      inputs: [{ ms: 10 }, { ms: 10, fail: true }, { ms: 400 }],
+      options: {},
+      concurrency: 3,
+    });
+    const down = await engine.submit({
+      kind: 'sleep',
+      inputs: tasks(3, 10),
+      options: {},
+      concurrency: 3,
+      after: { job: up.id, mode: 'each' },
+    });
     expect(engine.snapshotOf(up.id).feeds).toEqual([down.id]);
     await engine.waitFor([down.id], 20_000);
     const records = await store.readResults(down.id);
@@ -513,23 +668,49 @@ describe('Engine: pipeline stages', () => {
     expect(byIndex.get(1)?.state).toBe('failed');
     expect(byIndex.get(1)?.error?.code).toBe('UPSTREAM_FAILED');
     expect(byIndex.get(1)?.error?.message).toMatch(/NON_ZERO_EXIT: asked to fail/);
-    expect(pool.started.filter((s) => s.jobId === down.id).map((s) => s.index).sort()).toEqual([0, 2]);
+    expect(
+      pool.started
+        .filter((s) => s.jobId === down.id)
+        .map((s) => s.index)
+        .sort(),
+    ).toEqual([0, 2]);
     expect(pool.upstreams.get(`${down.id}#2`)?.records.map((r) => r.index)).toEqual([2]);
     // Task 0 of the stage finished before the slow upstream task 2 did: no barrier.
     const upEnd = Date.parse((await store.readResults(up.id)).find((r) => r.index === 2)?.finishedAt ?? '');
     expect(Date.parse(byIndex.get(0)?.finishedAt ?? '')).toBeLessThan(upEnd);
   });
 
-  it('an `all` stage waits for the whole upstream job and gets every task\'s latest record; a cancel of any stage cancels all', async () => {
+  it("an `all` stage waits for the whole upstream job and gets every task's latest record; a cancel of any stage cancels all", async () => {
     const { engine, pool } = await setup(4);
-    const up = await engine.submit({ kind: 'sleep', inputs: [{ ms: 10 }, { ms: 10, fail: true }, { ms: 150 }], options: {}, concurrency: 3 });
-    const reduce = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }], options: {}, concurrency: 1, after: { job: up.id, mode: 'all' } });
+    const up = await engine.submit({
+      kind: 'sleep',
+      inputs: [{ ms: 10 }, { ms: 10, fail: true }, { ms: 150 }],
+      options: {},
+      concurrency: 3,
+    });
+    const reduce = await engine.submit({
+      kind: 'sleep',
+      inputs: [{ ms: 1 }],
+      options: {},
+      concurrency: 1,
+      after: { job: up.id, mode: 'all' },
+    });
     expect(engine.snapshotOf(reduce.id).waiting).toBe(1);
     await engine.waitFor([reduce.id], 20_000);
-    expect(pool.upstreams.get(`${reduce.id}#0`)?.records.map((r) => `${r.index}:${r.state}`)).toEqual(['0:succeeded', '1:failed', '2:succeeded']);
+    expect(pool.upstreams.get(`${reduce.id}#0`)?.records.map((r) => `${r.index}:${r.state}`)).toEqual([
+      '0:succeeded',
+      '1:failed',
+      '2:succeeded',
+    ]);
 
     const up2 = await engine.submit({ kind: 'sleep', inputs: tasks(2, 30_000), options: {}, concurrency: 2 });
-    const reduce2 = await engine.submit({ kind: 'sleep', inputs: [{ ms: 1 }], options: {}, concurrency: 1, after: { job: up2.id, mode: 'all' } });
+    const reduce2 = await engine.submit({
+      kind: 'sleep',
+      inputs: [{ ms: 1 }],
+      options: {},
+      concurrency: 1,
+      after: { job: up2.id, mode: 'all' },
+    });
     await until(() => pool.running === 2, 'the upstream tasks to run', 10_000);
     await engine.cancel(reduce2.id);
     await engine.waitFor([up2.id, reduce2.id], 10_000);
@@ -540,7 +721,13 @@ describe('Engine: pipeline stages', () => {
   it('after a restart, resuming the last stage resumes every stage; a held task goes once its upstream is in', async () => {
     const { engine, store, dir } = await setup(4);
     const up = await engine.submit({ kind: 'sleep', inputs: [{ ms: 10 }, { ms: 4000 }], options: {}, concurrency: 2 });
-    const down = await engine.submit({ kind: 'sleep', inputs: tasks(2, 10), options: {}, concurrency: 2, after: { job: up.id, mode: 'each' } });
+    const down = await engine.submit({
+      kind: 'sleep',
+      inputs: tasks(2, 10),
+      options: {},
+      concurrency: 2,
+      after: { job: up.id, mode: 'each' },
+    });
     await until(async () => (await store.readResults(down.id)).length === 1, 'the first stage task to finish', 10_000);
     await engine.close(100);
 

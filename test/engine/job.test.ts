@@ -2,16 +2,27 @@ import { describe, expect, it } from 'vitest';
 import { Job } from '../../src/engine/job.js';
 import type { JobMeta, JobTotals } from '../../src/engine/types.js';
 
-const meta = (tasks: number): JobMeta => ({ id: 'job_x', kind: 'k', createdAt: '2026-01-01T00:00:00.000Z', taskCount: tasks, concurrency: 2, options: {} });
+const meta = (tasks: number): JobMeta => ({
+  id: 'job_x',
+  kind: 'k',
+  createdAt: '2026-01-01T00:00:00.000Z',
+  taskCount: tasks,
+  concurrency: 2,
+  options: {},
+});
 const sum: JobTotals<number> = {
   add: (total, value) => (total ?? 0) + ((value as { n?: number }).n ?? 0),
   view: (total, elapsedMs) => ({ fields: { n: total, ms: elapsedMs }, text: `${total} n` }),
 };
 
 describe('Job', () => {
-  it('counts states, folds each record\'s data into the kind\'s totals, and derives the job state', () => {
+  it("counts states, folds each record's data into the kind's totals, and derives the job state", () => {
     const job = new Job(meta(3), sum);
-    expect(job.snapshot(Date.parse('2026-01-01T00:00:01Z'))).toMatchObject({ state: 'queued', counts: { queued: 3 }, elapsedMs: 1000 });
+    expect(job.snapshot(Date.parse('2026-01-01T00:00:01Z'))).toMatchObject({
+      state: 'queued',
+      counts: { queued: 3 },
+      elapsedMs: 1000,
+    });
     job.setState(0, 'running');
     job.apply({ index: 0, state: 'succeeded', attempt: 1, finishedAt: '', value: { n: 4 } });
     job.apply({ index: 1, state: 'failed', attempt: 1, finishedAt: '', value: { n: 1 } });
@@ -32,7 +43,12 @@ describe('Job', () => {
     expect(job.indicesIn(['queued'])).toEqual([0, 1]);
     expect(job.takeNext()).toEqual({ index: 1, input: { again: true } });
     expect(job.started(1)).toBe(2);
-    job.countRuns(new Map([[1, 3], [9, 1]]));
+    job.countRuns(
+      new Map([
+        [1, 3],
+        [9, 1],
+      ]),
+    );
     expect(job.attemptOf(1)).toBe(3);
     expect(job.hasQueued).toBe(false);
   });

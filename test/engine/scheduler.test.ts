@@ -19,7 +19,10 @@ function job(id: string, tasks: number, concurrency: number, options: Record<str
 }
 
 /** A scheduler over one pool whose starts are only recorded (`job#index`, a batch's as `job#i+j+k`), their tasks marked running as the engine does. */
-function recording(limit: number, of: (concurrency: number) => Pool = pool): { scheduler: Scheduler; started: string[] } {
+function recording(
+  limit: number,
+  of: (concurrency: number) => Pool = pool,
+): { scheduler: Scheduler; started: string[] } {
   const started: string[] = [];
   const scheduler = new Scheduler([of(limit)], (_pool, j, tasks) => {
     for (const { index } of tasks) {
@@ -41,7 +44,7 @@ function finish(scheduler: Scheduler, j: Job, ...indices: number[]): void {
 }
 
 describe('Scheduler', () => {
-  it('holds the pool limit and each job\'s own, serves jobs round-robin, and refills a freed slot at once', () => {
+  it("holds the pool limit and each job's own, serves jobs round-robin, and refills a freed slot at once", () => {
     const { scheduler, started } = recording(3);
     const big = job('big', 10, 2);
     const small = job('small', 2, 5);
@@ -72,7 +75,7 @@ describe('Scheduler', () => {
     expect(started).toEqual(['a#0', 'a#1']);
   });
 
-  it('gives a batching pool up to its batch size of one job\'s tasks per slot, counting a batch as one slot of the pool and of the job', () => {
+  it("gives a batching pool up to its batch size of one job's tasks per slot, counting a batch as one slot of the pool and of the job", () => {
     const { scheduler, started } = recording(3, batching);
     const packed = job('packed', 40, 2, { batch: 8 });
     const plain = job('plain', 3, 3);
@@ -90,7 +93,7 @@ describe('Scheduler', () => {
     expect(packed.slots).toBe(2);
   });
 
-  it('takes smaller batches as a job\'s queue runs low, so that no slot is left with a full batch while the others idle', () => {
+  it("takes smaller batches as a job's queue runs low, so that no slot is left with a full batch while the others idle", () => {
     const { scheduler, started } = recording(4, batching);
     const packed = job('packed', 10, 2, { batch: 8 });
     scheduler.add(packed);

@@ -29,7 +29,13 @@ describe('the state directory size limit', () => {
     const dir = await makeTempDir();
     dirs.push(dir);
     const store = new JobStore(dir, silentLogger);
-    const engine = new Engine({ store, pools: [new PaddingPool()], log: silentLogger, retentionDays: 7, maxStateBytes: 150_000 });
+    const engine = new Engine({
+      store,
+      pools: [new PaddingPool()],
+      log: silentLogger,
+      retentionDays: 7,
+      maxStateBytes: 150_000,
+    });
     await engine.init();
     const tasks = (n: number, bytes: number, ms = 1): unknown[] => Array.from({ length: n }, () => ({ bytes, ms }));
     const oldest = await engine.submit({ kind: 'pad', inputs: tasks(3, 15_000), options: {}, concurrency: 3 });
@@ -37,7 +43,12 @@ describe('the state directory size limit', () => {
     const older = await engine.submit({ kind: 'pad', inputs: tasks(3, 15_000), options: {}, concurrency: 3 });
     expect(await engine.waitFor([older.id], 20_000)).toBe(true);
     // A running job that alone holds more than the rest: counted, but not removable.
-    const running = await engine.submit({ kind: 'pad', inputs: tasks(2, 0, 60_000).map((t, i) => ({ ...(t as object), pad: 'p'.repeat(i === 0 ? 40_000 : 1) })), options: {}, concurrency: 2 });
+    const running = await engine.submit({
+      kind: 'pad',
+      inputs: tasks(2, 0, 60_000).map((t, i) => ({ ...(t as object), pad: 'p'.repeat(i === 0 ? 40_000 : 1) })),
+      options: {},
+      concurrency: 2,
+    });
     expect(engine.get(oldest.id)).toBeDefined();
 
     // ~46 KB + ~46 KB + ~41 KB, and ~31 KB more: over 150 KB, and under once the oldest is gone.

@@ -25,7 +25,11 @@ export async function failure(promise: Promise<unknown>): Promise<MonitorError> 
 }
 
 /** A fresh folder holding `files` (relative path → content), removed by `cleanups` after the test. */
-export async function fileTree(files: Record<string, string>, cleanups: Array<() => Promise<void>>, prefix = 'files-'): Promise<string> {
+export async function fileTree(
+  files: Record<string, string>,
+  cleanups: Array<() => Promise<void>>,
+  prefix = 'files-',
+): Promise<string> {
   const root = await makeTempDir(prefix);
   for (const [name, content] of Object.entries(files)) {
     await mkdir(path.dirname(path.join(root, name)), { recursive: true });

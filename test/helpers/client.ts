@@ -40,7 +40,11 @@ export interface Connected {
   app: MonitorServer;
   config: Config;
   /** Calls a tool and returns its result; never throws on isError. */
-  call(name: string, args?: Record<string, unknown>, options?: { onprogress?: (p: { progress: number; total?: number }) => void; signal?: AbortSignal }): Promise<CallToolResult>;
+  call(
+    name: string,
+    args?: Record<string, unknown>,
+    options?: { onprogress?: (p: { progress: number; total?: number }) => void; signal?: AbortSignal },
+  ): Promise<CallToolResult>;
   close(): Promise<void>;
 }
 
@@ -62,7 +66,11 @@ export async function connectInMemory(config: Config, deps: ServerDeps = {}): Pr
     app,
     config,
     async call(name, args = {}, options = {}) {
-      const requestOptions: { timeout: number; onprogress?: (p: { progress: number; total?: number }) => void; signal?: AbortSignal } = { timeout: 120_000 };
+      const requestOptions: {
+        timeout: number;
+        onprogress?: (p: { progress: number; total?: number }) => void;
+        signal?: AbortSignal;
+      } = { timeout: 120_000 };
       if (options.onprogress) requestOptions.onprogress = options.onprogress;
       if (options.signal) requestOptions.signal = options.signal;
       return (await client.callTool({ name, arguments: args }, undefined, requestOptions)) as CallToolResult;

@@ -6,7 +6,8 @@ import { repoRoot } from './client.js';
 const cli = path.join(repoRoot, 'dist', 'src', 'cli.js');
 
 /** Debian's chromium (apt), or the one CHROMIUM_PATH names: the browser tests drive it with playwright-core. */
-export const chromiumPath = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((file) => existsSync(file));
+export const chromiumPath =
+  process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((file) => existsSync(file));
 
 export interface RunningDashboard {
   /** The URL it printed, with its token. */
@@ -19,7 +20,10 @@ export interface RunningDashboard {
 
 /** `monitor-mcp dashboard` (built) on a state directory, until its first line gives the URL. */
 export async function startDashboard(stateDir: string, args: readonly string[] = []): Promise<RunningDashboard> {
-  const child = spawn(process.execPath, [cli, 'dashboard', '--state-dir', stateDir, '--log-level', 'warn', ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [cli, 'dashboard', '--state-dir', stateDir, '--log-level', 'warn', ...args], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();

@@ -11,7 +11,8 @@ const binary = path.join(kit, 'llama-server');
 const model = path.join(kit, 'models', 'tiny.gguf');
 
 /** True where the kit runs: its binary and model are there, on x86-64 Linux. */
-export const llamaAvailable = existsSync(binary) && existsSync(model) && process.platform === 'linux' && process.arch === 'x64';
+export const llamaAvailable =
+  existsSync(binary) && existsSync(model) && process.platform === 'linux' && process.arch === 'x64';
 export const llamaMissing = `the real llama-server needs ${binary} and ${model} (x86-64 Linux); they are not here`;
 
 export interface LlamaServer {
@@ -25,11 +26,31 @@ export interface LlamaServer {
 /** Starts llama-server with the tiny model (alias `tiny`) on a free port and waits until it is healthy. */
 export async function startLlama(slots = 4, deadlineMs = 60_000): Promise<LlamaServer> {
   const port = await freePort();
-  const server = execa(binary, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-t', '1', '--parallel', String(slots), '-c', '8192', '--alias', 'tiny', '--no-webui'], {
-    reject: false,
-    stdin: 'ignore',
-    forceKillAfterDelay: 5000,
-  });
+  const server = execa(
+    binary,
+    [
+      '-m',
+      model,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '-t',
+      '1',
+      '--parallel',
+      String(slots),
+      '-c',
+      '8192',
+      '--alias',
+      'tiny',
+      '--no-webui',
+    ],
+    {
+      reject: false,
+      stdin: 'ignore',
+      forceKillAfterDelay: 5000,
+    },
+  );
   let stderr = '';
   server.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);
@@ -53,7 +74,10 @@ export async function startLlama(slots = 4, deadlineMs = 60_000): Promise<LlamaS
 async function waitHealthy(url: string, server: ResultPromise, deadlineMs: number): Promise<void> {
   const deadline = Date.now() + deadlineMs;
   let exited = false;
-  void server.then(() => (exited = true), () => (exited = true));
+  void server.then(
+    () => (exited = true),
+    () => (exited = true),
+  );
   while (Date.now() < deadline && !exited) {
     try {
       const response = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
@@ -63,5 +87,7 @@ async function waitHealthy(url: string, server: ResultPromise, deadlineMs: numbe
     }
     await sleep(100);
   }
-  throw new Error(exited ? 'llama-server exited before it was healthy' : `llama-server not healthy within ${deadlineMs} ms`);
+  throw new Error(
+    exited ? 'llama-server exited before it was healthy' : `llama-server not healthy within ${deadlineMs} ms`,
+  );
 }

@@ -7,7 +7,9 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
  */
 export function modelView(result: CallToolResult): string {
   if (result.isError) return result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
-  return result.structuredContent === undefined ? result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n') : JSON.stringify(result.structuredContent);
+  return result.structuredContent === undefined
+    ? result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')
+    : JSON.stringify(result.structuredContent);
 }
 
 /** A call a reply tells the model to make: `tool with {...}`. */

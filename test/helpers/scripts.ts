@@ -41,8 +41,14 @@ export async function scriptConfig(edit: (config: Config) => void = () => {}): P
 }
 
 /** The script kind's pool as createServer builds it (every kind's secret variables kept from its workers). */
-export function scriptPool(config: Config, env: Readonly<Record<string, string | undefined>> = process.env, processes: ProcessControl = testProcesses): ScriptPool {
-  const pool = buildKinds(config, { log: silentLogger, env, processes, platform: LINUX }).find((k) => k.name === 'script')?.instance.pool;
+export function scriptPool(
+  config: Config,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  processes: ProcessControl = testProcesses,
+): ScriptPool {
+  const pool = buildKinds(config, { log: silentLogger, env, processes, platform: LINUX }).find(
+    (k) => k.name === 'script',
+  )?.instance.pool;
   if (!(pool instanceof ScriptPool)) throw new Error('the script kind is not registered');
   return pool;
 }
@@ -66,7 +72,11 @@ export function alive(pid: number): boolean {
 }
 
 /** Polls until `check` holds or `timeoutMs` passes; returns its last answer. */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 50): Promise<boolean> {
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  stepMs = 50,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return true;
@@ -76,8 +86,14 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
 }
 
 /** Polls `check` until it holds; throws (saying what was awaited) when `timeoutMs` passes first. */
-export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000, stepMs = 50): Promise<void> {
-  if (!(await eventually(check, timeoutMs, stepMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 20_000,
+  stepMs = 50,
+): Promise<void> {
+  if (!(await eventually(check, timeoutMs, stepMs)))
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
 /** The pids a fixture wrote to `file` (space or newline separated), once the file exists. */
@@ -112,7 +128,11 @@ export interface CollectedResult {
 }
 
 /** Every result of a job through collect_results (waiting and paging), sorted by task index. */
-export async function collectAll(conn: Connected, jobId: string, timeoutMs = 60_000): Promise<{ results: CollectedResult[]; job: Record<string, unknown> }> {
+export async function collectAll(
+  conn: Connected,
+  jobId: string,
+  timeoutMs = 60_000,
+): Promise<{ results: CollectedResult[]; job: Record<string, unknown> }> {
   const results: CollectedResult[] = [];
   const deadline = Date.now() + timeoutMs;
   let cursor: string | undefined;
@@ -121,10 +141,16 @@ export async function collectAll(conn: Connected, jobId: string, timeoutMs = 60_
     if (cursor) args.cursor = cursor;
     const reply = await conn.call('collect_results', args);
     if (reply.isError) throw new Error(`collect_results failed: ${JSON.stringify(reply.content)}`);
-    const structured = reply.structuredContent as { jobs: Array<Record<string, unknown>>; done: boolean; results: CollectedResult[]; next_cursor?: string };
+    const structured = reply.structuredContent as {
+      jobs: Array<Record<string, unknown>>;
+      done: boolean;
+      results: CollectedResult[];
+      next_cursor?: string;
+    };
     results.push(...structured.results);
     cursor = structured.next_cursor;
-    if (structured.done && cursor === undefined) return { results: results.sort((a, b) => a.index - b.index), job: structured.jobs[0] ?? {} };
+    if (structured.done && cursor === undefined)
+      return { results: results.sort((a, b) => a.index - b.index), job: structured.jobs[0] ?? {} };
     if (Date.now() > deadline) throw new Error(`job ${jobId} not done after ${timeoutMs} ms`);
   }
 }

@@ -62,9 +62,14 @@ export class WarmWorker {
 
   private constructor(command: string, args: string[], options: StartOptions) {
     this.replyTimeoutMs = options.replyTimeoutMs ?? 20_000;
-    this.child = spawn(command, args, { cwd: options.cwd, env: { ...options.env, MONITOR_WARM: '1' }, stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] });
+    this.child = spawn(command, args, {
+      cwd: options.cwd,
+      env: { ...options.env, MONITOR_WARM: '1' },
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+    });
     const [, stdout, stderr, requests, replies] = this.child.stdio;
-    if (!isReadable(stdout) || !isReadable(stderr) || !isWritable(requests) || !isReadable(replies)) throw new Error('spawn did not give the five pipes asked for');
+    if (!isReadable(stdout) || !isReadable(stderr) || !isWritable(requests) || !isReadable(replies))
+      throw new Error('spawn did not give the five pipes asked for');
     this.requests = requests;
     // A worker that exits while a request is still being written: its fate is told by `exited`.
     requests.on('error', () => {});
@@ -80,7 +85,9 @@ export class WarmWorker {
       this.child.on('close', (code, signal) => {
         const log = this.takeLog();
         if (this.pending) clearTimeout(this.pending.timer);
-        this.pending?.reject(new Error(`the worker ended (code ${code}, signal ${signal}) before replying; its log: ${log}`));
+        this.pending?.reject(
+          new Error(`the worker ended (code ${code}, signal ${signal}) before replying; its log: ${log}`),
+        );
         resolve({ code, signal, log });
       });
     });
@@ -105,7 +112,9 @@ export class WarmWorker {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending = undefined;
-        reject(new Error(`no reply within ${this.replyTimeoutMs} ms to ${line.slice(0, 200)}; log so far: ${this.log}`));
+        reject(
+          new Error(`no reply within ${this.replyTimeoutMs} ms to ${line.slice(0, 200)}; log so far: ${this.log}`),
+        );
       }, this.replyTimeoutMs);
       this.pending = { resolve, reject, timer };
       this.requests.write(`${line}\n`);
@@ -174,9 +183,17 @@ export interface ColdRun {
 }
 
 /** Runs a worker once, cold: args, the given stdin text (else /dev/null), stdout and stderr kept apart. */
-export function runCold(command: string, args: string[], options: { cwd: string; env: Record<string, string>; stdin?: string }): Promise<ColdRun> {
+export function runCold(
+  command: string,
+  args: string[],
+  options: { cwd: string; env: Record<string, string>; stdin?: string },
+): Promise<ColdRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: [options.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -200,6 +217,8 @@ let python: Promise<string> | undefined;
 
 /** The real python3 executable: a version manager's shim (pyenv) costs ~0.3 s a start. */
 export function pythonExecutable(): Promise<string> {
-  python ??= promisify(execFile)('python3', ['-c', 'import sys; print(sys.executable)']).then(({ stdout }) => stdout.trim());
+  python ??= promisify(execFile)('python3', ['-c', 'import sys; print(sys.executable)']).then(({ stdout }) =>
+    stdout.trim(),
+  );
   return python;
 }

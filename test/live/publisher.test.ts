@@ -32,15 +32,23 @@ function publisher(stateDir: string, pid: number, acted: ControlRequest[], handl
 }
 
 describe('LivePublisher', () => {
-  it('beats its live file with the pools\' figures, which readers see until it closes or goes stale', async () => {
+  it("beats its live file with the pools' figures, which readers see until it closes or goes stale", async () => {
     const stateDir = await makeTempDir('monitor-live-');
     dirs.push(stateDir);
     const live = publisher(stateDir, 4242, []);
     await live.start();
     const [seen] = await readLiveServers(stateDir, Date.now());
-    expect(seen).toMatchObject({ pid: 4242, version: '0.0.0', pools: { llm: { endpoints: [{ name: 'lmstudio', busy: 2, limit: 4 }] } } });
+    expect(seen).toMatchObject({
+      pid: 4242,
+      version: '0.0.0',
+      pools: { llm: { endpoints: [{ name: 'lmstudio', busy: 2, limit: 4 }] } },
+    });
     const first = seen?.heartbeat_at ?? '';
-    await until(async () => (await readLiveServers(stateDir, Date.now()))[0]?.heartbeat_at !== first, 'a second beat', 5000);
+    await until(
+      async () => (await readLiveServers(stateDir, Date.now()))[0]?.heartbeat_at !== first,
+      'a second beat',
+      5000,
+    );
     // A server killed without closing leaves its file: past 5 s without a beat it is not live.
     expect(await readLiveServers(stateDir, Date.now() + 10_000)).toEqual([]);
     await live.close();
@@ -54,11 +62,26 @@ describe('LivePublisher', () => {
     await publisher(stateDir, 1001, acted).start();
     await publisher(stateDir, 1002, acted).start();
     await publisher(stateDir, 1003, acted, false).start();
-    for (let i = 0; i < 10; i++) await writeFile(path.join(controlDir(stateDir), `req-${i}.json`), JSON.stringify({ action: 'cancel', job_id: `job_${String(i).padStart(22, 'A')}`, at: '' }));
-    await until(async () => (await readdir(controlDir(stateDir))).filter((name) => name.endsWith('.reply.json')).length === 10, 'ten replies', 10_000);
+    for (let i = 0; i < 10; i++)
+      await writeFile(
+        path.join(controlDir(stateDir), `req-${i}.json`),
+        JSON.stringify({ action: 'cancel', job_id: `job_${String(i).padStart(22, 'A')}`, at: '' }),
+      );
+    await until(
+      async () => (await readdir(controlDir(stateDir))).filter((name) => name.endsWith('.reply.json')).length === 10,
+      'ten replies',
+      10_000,
+    );
     expect(acted).toHaveLength(10);
     expect(new Set(acted.map((request) => request.job_id)).size).toBe(10);
-    const replies = await Promise.all([...Array(10).keys()].map(async (i) => JSON.parse(await readFile(path.join(controlDir(stateDir), `req-${i}.reply.json`), 'utf8')) as { by_pid: number }));
+    const replies = await Promise.all(
+      [...Array(10).keys()].map(
+        async (i) =>
+          JSON.parse(await readFile(path.join(controlDir(stateDir), `req-${i}.reply.json`), 'utf8')) as {
+            by_pid: number;
+          },
+      ),
+    );
     expect(replies.every((reply) => reply.by_pid === 1001 || reply.by_pid === 1002)).toBe(true);
     expect((await readdir(controlDir(stateDir))).filter((name) => !name.endsWith('.reply.json'))).toEqual([]);
   });

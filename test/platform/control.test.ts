@@ -3,7 +3,12 @@ import { platformFor, type SystemCommands } from '../../src/platform/index.js';
 import { processControl } from '../../src/processes.js';
 
 describe('processControl on a system where asking for a start time runs a tool (Windows, faked)', () => {
-  function setup(): { control: ReturnType<typeof processControl>; queries: () => number; alive: Set<number>; clock: { now: number } } {
+  function setup(): {
+    control: ReturnType<typeof processControl>;
+    queries: () => number;
+    alive: Set<number>;
+    clock: { now: number };
+  } {
     let queries = 0;
     const commands: SystemCommands = {
       runSync() {
@@ -17,7 +22,11 @@ describe('processControl on a system where asking for a start time runs a tool (
     const kill = (pid: number): void => {
       if (!alive.has(pid)) throw Object.assign(new Error('ESRCH'), { code: 'ESRCH' });
     };
-    const control = processControl(7, kill, { platform: platformFor('win32', {}, commands), startedAtMs: 99_500, now: () => clock.now });
+    const control = processControl(7, kill, {
+      platform: platformFor('win32', {}, commands),
+      startedAtMs: 99_500,
+      now: () => clock.now,
+    });
     return { control, queries: () => queries, alive, clock };
   }
 

@@ -14,7 +14,7 @@ async function exitedPid(): Promise<number> {
   return child.pid ?? 0;
 }
 
-describe('the macOS platform (its `ps` code run against this system\'s real ps)', () => {
+describe("the macOS platform (its `ps` code run against this system's real ps)", () => {
   const mac = platformFor('darwin');
 
   it('reads elapsed times as ps prints them', () => {
@@ -41,7 +41,10 @@ describe('the macOS platform (its `ps` code run against this system\'s real ps)'
       stateDir: '/Users/ann/Library/Application Support/monitor-mcp/state',
       configFile: '/Users/ann/Library/Application Support/monitor-mcp/config.json',
     });
-    expect(mac.folders({ XDG_STATE_HOME: '/x/state', XDG_CONFIG_HOME: '/x/config' }, '/Users/ann')).toMatchObject({ stateDir: '/x/state/monitor-mcp', configFile: '/x/config/monitor-mcp/config.json' });
+    expect(mac.folders({ XDG_STATE_HOME: '/x/state', XDG_CONFIG_HOME: '/x/config' }, '/Users/ann')).toMatchObject({
+      stateDir: '/x/state/monitor-mcp',
+      configFile: '/x/config/monitor-mcp/config.json',
+    });
     expect(mac.pathRules).toEqual({ flavor: 'posix', caseInsensitive: true });
     expect(mac.procDir).toBeUndefined();
     expect(mac.spawnHelper).toBe(false);
@@ -64,8 +67,14 @@ describe.skipIf(process.platform !== 'linux')('the Linux platform (skipped elsew
     expect(LINUX.spawnToken(process.pid, 0)).toBe(readProcInfo(process.pid)?.startTime);
     expect(LINUX.processState(await exitedPid())).toBeUndefined();
     expect(LINUX.sameStart('123', '124')).toBe(false);
-    expect(LINUX.folders({}, '/home/ann')).toMatchObject({ stateDir: '/home/ann/.local/state/monitor-mcp', configFile: '/home/ann/.config/monitor-mcp/config.json' });
-    expect(LINUX.folders({ XDG_STATE_HOME: '/s', XDG_CONFIG_HOME: '/c' }, '/home/ann')).toMatchObject({ stateDir: '/s/monitor-mcp', configFile: '/c/monitor-mcp/config.json' });
+    expect(LINUX.folders({}, '/home/ann')).toMatchObject({
+      stateDir: '/home/ann/.local/state/monitor-mcp',
+      configFile: '/home/ann/.config/monitor-mcp/config.json',
+    });
+    expect(LINUX.folders({ XDG_STATE_HOME: '/s', XDG_CONFIG_HOME: '/c' }, '/home/ann')).toMatchObject({
+      stateDir: '/s/monitor-mcp',
+      configFile: '/c/monitor-mcp/config.json',
+    });
     expect(LINUX.workerSpawnOptions.detached).toBe(true);
     expect(LINUX.commandLine('/bin/x', ['a'])).toEqual({ file: '/bin/x', args: ['a'] });
   });

@@ -4,7 +4,9 @@ import { platformFor, type SystemCommands } from '../../src/platform/index.js';
 import { quoteForCmd } from '../../src/platform/win32.js';
 
 /** What the Windows code runs, recorded: these tests run it on Linux, with the tools faked. */
-function recorder(answers: Record<string, string | undefined> = {}): SystemCommands & { ran: string[][]; started: string[][] } {
+function recorder(
+  answers: Record<string, string | undefined> = {},
+): SystemCommands & { ran: string[][]; started: string[][] } {
   const ran: string[][] = [];
   const started: string[][] = [];
   return {
@@ -21,9 +23,17 @@ function recorder(answers: Record<string, string | undefined> = {}): SystemComma
   };
 }
 
-const env = { SystemRoot: 'C:\\Windows', ComSpec: 'C:\\Windows\\system32\\cmd.exe', PATHEXT: '.COM;.EXE;.BAT;.CMD;.PY', ProgramFiles: 'C:\\Program Files' };
+const env = {
+  SystemRoot: 'C:\\Windows',
+  ComSpec: 'C:\\Windows\\system32\\cmd.exe',
+  PATHEXT: '.COM;.EXE;.BAT;.CMD;.PY',
+  ProgramFiles: 'C:\\Program Files',
+};
 const require = createRequire(import.meta.url);
-const crossSpawnEscape = require('cross-spawn/lib/util/escape.js') as { command(arg: string): string; argument(arg: string, doubleEscape: boolean): string };
+const crossSpawnEscape = require('cross-spawn/lib/util/escape.js') as {
+  command(arg: string): string;
+  argument(arg: string, doubleEscape: boolean): string;
+};
 
 describe('the Windows platform (run on Linux with its tools faked)', () => {
   it('stops a worker as a tree with taskkill /T, forcing with /F, never through a shell; signal 0 only checks', () => {
@@ -72,16 +82,26 @@ describe('the Windows platform (run on Linux with its tools faked)', () => {
     const win = platformFor('win32', env, recorder());
     const nasty = ['plain', 'two words', 'a"quote', 'trail\\', '%PATH%', 'a&b|c>d', '^caret!', 'back\\\\"slash', ''];
     const line = win.commandLine('C:\\tools\\my worker.cmd', nasty);
-    const expected = [crossSpawnEscape.command('C:\\tools\\my worker.cmd'), ...nasty.map((arg) => crossSpawnEscape.argument(arg, false))].join(' ');
-    expect(line).toEqual({ file: 'C:\\Windows\\system32\\cmd.exe', args: ['/d', '/s', '/c', `"${expected}"`], windowsVerbatimArguments: true });
+    const expected = [
+      crossSpawnEscape.command('C:\\tools\\my worker.cmd'),
+      ...nasty.map((arg) => crossSpawnEscape.argument(arg, false)),
+    ].join(' ');
+    expect(line).toEqual({
+      file: 'C:\\Windows\\system32\\cmd.exe',
+      args: ['/d', '/s', '/c', `"${expected}"`],
+      windowsVerbatimArguments: true,
+    });
     // An npm cmd shim runs its line through cmd.exe twice: metacharacters escaped twice.
     for (const arg of nasty) expect(quoteForCmd(arg, true)).toBe(crossSpawnEscape.argument(arg, true));
     // An executable is started as it is: no cmd.exe, no quoting (Node quotes for CreateProcess).
-    expect(win.commandLine('C:\\Python312\\python.exe', ['x y'])).toEqual({ file: 'C:\\Python312\\python.exe', args: ['x y'] });
+    expect(win.commandLine('C:\\Python312\\python.exe', ['x y'])).toEqual({
+      file: 'C:\\Python312\\python.exe',
+      args: ['x y'],
+    });
     expect(win.commandLine('C:\\tools\\RUN.BAT', []).file).toBe('C:\\Windows\\system32\\cmd.exe');
   });
 
-  it('finds commands by PATHEXT, prefers the py launcher for python3, passes over Store stubs and WSL\'s bash', () => {
+  it("finds commands by PATHEXT, prefers the py launcher for python3, passes over Store stubs and WSL's bash", () => {
     const win = platformFor('win32', env, recorder());
     expect(win.executableNames('py')).toEqual(['py.com', 'py.exe', 'py.bat', 'py.cmd', 'py.py']);
     expect(win.executableNames('tool.exe')).toEqual(['tool.exe']);
@@ -101,12 +121,27 @@ describe('the Windows platform (run on Linux with its tools faked)', () => {
 
   it('keeps state under %LOCALAPPDATA% and the config under %APPDATA%, and opens a URL without a shell', () => {
     const win = platformFor('win32', env, recorder());
-    expect(win.folders({ LOCALAPPDATA: 'C:\\Users\\ann\\AppData\\Local', APPDATA: 'C:\\Users\\ann\\AppData\\Roaming', XDG_STATE_HOME: '/ignored' }, 'C:\\Users\\ann')).toMatchObject({
+    expect(
+      win.folders(
+        {
+          LOCALAPPDATA: 'C:\\Users\\ann\\AppData\\Local',
+          APPDATA: 'C:\\Users\\ann\\AppData\\Roaming',
+          XDG_STATE_HOME: '/ignored',
+        },
+        'C:\\Users\\ann',
+      ),
+    ).toMatchObject({
       stateDir: 'C:\\Users\\ann\\AppData\\Local\\monitor-mcp\\state',
       configFile: 'C:\\Users\\ann\\AppData\\Roaming\\monitor-mcp\\config.json',
     });
-    expect(win.folders({}, 'C:\\Users\\bob')).toMatchObject({ stateDir: 'C:\\Users\\bob\\AppData\\Local\\monitor-mcp\\state', configFile: 'C:\\Users\\bob\\AppData\\Roaming\\monitor-mcp\\config.json' });
-    expect(win.openUrl('http://127.0.0.1:1/?token=x')).toEqual({ file: 'C:\\Windows\\System32\\rundll32.exe', args: ['url.dll,FileProtocolHandler', 'http://127.0.0.1:1/?token=x'] });
+    expect(win.folders({}, 'C:\\Users\\bob')).toMatchObject({
+      stateDir: 'C:\\Users\\bob\\AppData\\Local\\monitor-mcp\\state',
+      configFile: 'C:\\Users\\bob\\AppData\\Roaming\\monitor-mcp\\config.json',
+    });
+    expect(win.openUrl('http://127.0.0.1:1/?token=x')).toEqual({
+      file: 'C:\\Windows\\System32\\rundll32.exe',
+      args: ['url.dll,FileProtocolHandler', 'http://127.0.0.1:1/?token=x'],
+    });
     expect(win.pathRules).toEqual({ flavor: 'win32', caseInsensitive: true });
   });
 });

@@ -33,7 +33,11 @@ describe('the retry policy shared by the LLM and HTTP kinds', () => {
     expect(decideRetry(0, policy, undefined, () => 1)).toEqual({ retry: true, delayMs: 500 });
     expect(decideRetry(1, policy, 5000)).toEqual({ retry: true, delayMs: 5000 });
     expect(decideRetry(0, policy, 60_000)).toEqual({ retry: true, delayMs: 60_000 });
-    expect(decideRetry(0, policy, 100_000_000)).toEqual({ retry: false, reason: 'retry-after-too-long', retryAfterMs: 100_000_000 });
+    expect(decideRetry(0, policy, 100_000_000)).toEqual({
+      retry: false,
+      reason: 'retry-after-too-long',
+      retryAfterMs: 100_000_000,
+    });
     expect(decideRetry(2, policy, 5000)).toEqual({ retry: false, reason: 'retries-spent' });
     expect(decideRetry(2, policy, 100_000_000)).toEqual({ retry: false, reason: 'retries-spent' });
   });

@@ -37,7 +37,9 @@ describe('Appender', () => {
       const file = path.join(dir, `order-${String(keepOpen)}.log`);
       await Promise.all(Array.from({ length: 200 }, (_, i) => appender.append(file, [String(i)], keepOpen)));
       await appender.append(file, ['last'], keepOpen);
-      expect(await readFile(file, 'utf8')).toBe([...Array.from({ length: 200 }, (_, i) => String(i)), 'last', ''].join('\n'));
+      expect(await readFile(file, 'utf8')).toBe(
+        [...Array.from({ length: 200 }, (_, i) => String(i)), 'last', ''].join('\n'),
+      );
     }
     appender.release();
   });

@@ -20,14 +20,23 @@ async function newStore(): Promise<JobStore> {
   return store;
 }
 
-const meta = (id: string): JobMeta => ({ id, kind: 'script', createdAt: new Date().toISOString(), taskCount: 3, concurrency: 1, options: { worker: 'w.py' } });
+const meta = (id: string): JobMeta => ({
+  id,
+  kind: 'script',
+  createdAt: new Date().toISOString(),
+  taskCount: 3,
+  concurrency: 1,
+  options: { worker: 'w.py' },
+});
 
 describe('JobStore', () => {
   it('writes atomically and leaves no temp files behind', async () => {
     const dir = await makeTempDir();
     dirs.push(dir);
     const file = path.join(dir, 'a.json');
-    await Promise.all(Array.from({ length: 20 }, (_, i) => writeFileAtomic(file, JSON.stringify({ i, pad: 'x'.repeat(10_000) }))));
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => writeFileAtomic(file, JSON.stringify({ i, pad: 'x'.repeat(10_000) }))),
+    );
     expect(JSON.parse(await readFile(file, 'utf8'))).toHaveProperty('pad');
     expect(await readdir(dir)).toEqual(['a.json']);
   });
@@ -62,17 +71,26 @@ describe('JobStore', () => {
     const store = await newStore();
     const id = JobStore.newJobId();
     await store.createJob(meta(id), [1, 2, 3]);
-    await appendFile(path.join(store.jobDir(id), 'results.jsonl'), '{"index":0,"state":"succeeded","attempt":1,"finishedAt":"t"}\n{"index":1,"sta');
+    await appendFile(
+      path.join(store.jobDir(id), 'results.jsonl'),
+      '{"index":0,"state":"succeeded","attempt":1,"finishedAt":"t"}\n{"index":1,"sta',
+    );
     const after = new JobStore(path.dirname(store.jobsDir), silentLogger);
     await after.appendResult(id, { index: 1, state: 'succeeded', attempt: 2, finishedAt: 't' });
-    expect((await after.readResults(id)).map((r) => [r.index, r.attempt])).toEqual([[0, 1], [1, 2]]);
+    expect((await after.readResults(id)).map((r) => [r.index, r.attempt])).toEqual([
+      [0, 1],
+      [1, 2],
+    ]);
   });
 
   it('concurrent reads of one job parse each record once', async () => {
     const store = await newStore();
     const id = JobStore.newJobId();
     await store.createJob(meta(id), [1, 2, 3]);
-    await store.appendResults(id, [0, 1, 2].map((index) => ({ index, state: 'succeeded' as const, attempt: 1, finishedAt: 't' })));
+    await store.appendResults(
+      id,
+      [0, 1, 2].map((index) => ({ index, state: 'succeeded' as const, attempt: 1, finishedAt: 't' })),
+    );
     const reads = await Promise.all([store.readResults(id), store.readResults(id), store.readResults(id)]);
     for (const records of reads) expect(records.map((r) => r.index)).toEqual([0, 1, 2]);
   });
@@ -100,7 +118,9 @@ describe('JobStore', () => {
     expect(await store.readClaim(id)).toEqual({ generation: 1, pid: 10, start: 'a' });
     // A second store on the same directory stands for another server process.
     const other = new JobStore(path.dirname(store.jobsDir), silentLogger);
-    const wins = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? store : other).writeClaim(id, { generation: 2, pid: 100 + i })));
+    const wins = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => (i % 2 ? store : other).writeClaim(id, { generation: 2, pid: 100 + i })),
+    );
     expect(wins.filter(Boolean)).toHaveLength(1);
     const winner = 100 + wins.indexOf(true);
     expect(await other.readClaim(id)).toEqual({ generation: 2, pid: winner });
@@ -135,10 +155,17 @@ describe('JobStore', () => {
     await store.createJob(meta(id), [1, 2, 3]);
     await Promise.all([store.appendRun(id, 0), store.appendRun(id, 2), store.appendRun(id, 0)]);
     await appendFile(path.join(store.jobDir(id), 'runs.log'), '2');
-    expect([...(await store.readRuns(id))].sort()).toEqual([[0, 2], [2, 1]]);
+    expect([...(await store.readRuns(id))].sort()).toEqual([
+      [0, 2],
+      [2, 1],
+    ]);
     // The next server (the one that wrote the torn line crashed) ends it before its first line, so
     // it counts from then on (one extra attempt at worst, never a lost line).
     await new JobStore(path.dirname(store.jobsDir), silentLogger).appendRun(id, 1);
-    expect([...(await store.readRuns(id))].sort()).toEqual([[0, 2], [1, 1], [2, 2]]);
+    expect([...(await store.readRuns(id))].sort()).toEqual([
+      [0, 2],
+      [1, 1],
+      [2, 2],
+    ]);
   });
 });

@@ -3,7 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { closest, inputJsonSchema, MAX_ARGUMENT_DEPTH, parseArguments } from '../../src/tools/arguments.js';
 
 const shape = {
-  inputs: z.array(z.strictObject({ args: z.array(z.string()).optional() })).min(1, { error: 'inputs is empty' }).describe('The tasks.'),
+  inputs: z
+    .array(z.strictObject({ args: z.array(z.string()).optional() }))
+    .min(1, { error: 'inputs is empty' })
+    .describe('The tasks.'),
   timeout_seconds: z.number().positive().optional().describe('Per task.'),
   concurrency: z.number().int().min(1).optional(),
 };
@@ -13,14 +16,19 @@ describe('tool arguments', () => {
     const json = z.object({ inputs: z.array(z.object({ json: z.unknown() })) });
     let deep: unknown = 1;
     for (let i = 0; i < 100_000; i++) deep = { a: deep };
-    expect(() => parseArguments('run', json.shape, { inputs: [{ json: deep }] })).toThrow(/^Invalid arguments for run: inputs\[0\]\.json\.a\.a.*… nests deeper than 64 levels\.$/);
+    expect(() => parseArguments('run', json.shape, { inputs: [{ json: deep }] })).toThrow(
+      /^Invalid arguments for run: inputs\[0\]\.json\.a\.a.*… nests deeper than 64 levels\.$/,
+    );
     let fine: unknown = 1;
     for (let i = 0; i < MAX_ARGUMENT_DEPTH - 3; i++) fine = [fine];
     expect(parseArguments('run', json.shape, { inputs: [{ json: fine }] }).inputs).toHaveLength(1);
   });
 
   it('passes good arguments through, and takes missing arguments as none', () => {
-    expect(parseArguments('t', shape, { inputs: [{ args: ['a'] }], timeout_seconds: 5 })).toEqual({ inputs: [{ args: ['a'] }], timeout_seconds: 5 });
+    expect(parseArguments('t', shape, { inputs: [{ args: ['a'] }], timeout_seconds: 5 })).toEqual({
+      inputs: [{ args: ['a'] }],
+      timeout_seconds: 5,
+    });
     expect(() => parseArguments('t', shape, undefined)).toThrow(/inputs is required/);
   });
 
@@ -35,7 +43,9 @@ describe('tool arguments', () => {
       expect(message).toContain('unknown argument "argz"');
       expect(message).toContain('unknown argument "timeout" (did you mean "timeout_seconds"?)');
       expect(message).toContain('unknown argument "concurency" (did you mean "concurrency"?)');
-      expect(hint).toMatch(/call run again \(nothing was started\)\. inputs: The tasks\. .*Its arguments: inputs, timeout_seconds, concurrency\./);
+      expect(hint).toMatch(
+        /call run again \(nothing was started\)\. inputs: The tasks\. .*Its arguments: inputs, timeout_seconds, concurrency\./,
+      );
     }
   });
 
@@ -47,12 +57,19 @@ describe('tool arguments', () => {
   });
 
   it('lists a lean, strict JSON schema', () => {
-    const schema = inputJsonSchema({ ...shape, env: z.record(z.string(), z.string()).optional(), any: z.record(z.string(), z.unknown()).optional() });
+    const schema = inputJsonSchema({
+      ...shape,
+      env: z.record(z.string(), z.string()).optional(),
+      any: z.record(z.string(), z.unknown()).optional(),
+    });
     expect(schema.$schema).toBeUndefined();
     expect(schema.additionalProperties).toBe(false);
     const text = JSON.stringify(schema);
     expect(text).not.toContain(String(Number.MAX_SAFE_INTEGER));
     expect(text).not.toContain('propertyNames');
-    expect(schema.properties).toMatchObject({ env: { type: 'object', additionalProperties: { type: 'string' } }, any: { type: 'object' } });
+    expect(schema.properties).toMatchObject({
+      env: { type: 'object', additionalProperties: { type: 'string' } },
+      any: { type: 'object' },
+    });
   });
 });

@@ -22,7 +22,12 @@ describe('cancel_job', () => {
   it('stops a running job: the running task is killed, queued ones dropped, finished results kept', async () => {
     const jobId = await submitScripts(conn, {
       worker: 'emit.py',
-      inputs: [{ args: ['quick', '0'] }, { args: ['slow', '0', '0', '60'] }, { args: ['never', '0'] }, { args: ['never2', '0'] }],
+      inputs: [
+        { args: ['quick', '0'] },
+        { args: ['slow', '0', '0', '60'] },
+        { args: ['never', '0'] },
+        { args: ['never2', '0'] },
+      ],
       concurrency: 1,
     });
     // Wait until the quick task finished and the slow one runs.
@@ -56,7 +61,10 @@ describe('cancel_job', () => {
 
   it('leaves a finished job as it was: succeeded stays succeeded, failed stays failed, results intact', async () => {
     const succeeded = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['ok', '0'] }] });
-    const failed = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['ok', '0'] }, { args: ['bad', '4'] }] });
+    const failed = await submitScripts(conn, {
+      worker: 'emit.py',
+      inputs: [{ args: ['ok', '0'] }, { args: ['bad', '4'] }],
+    });
     await collectAll(conn, succeeded);
     await collectAll(conn, failed);
     for (const [jobId, state] of [
@@ -65,7 +73,9 @@ describe('cancel_job', () => {
     ] as const) {
       const reply = await conn.call('cancel_job', { job_id: jobId });
       expect(reply.isError).toBeFalsy();
-      expect(textOf(reply)).toMatch(new RegExp(`^Nothing to cancel: the job had finished\\.\\n${jobId} \\[script\\] ${state}`));
+      expect(textOf(reply)).toMatch(
+        new RegExp(`^Nothing to cancel: the job had finished\\.\\n${jobId} \\[script\\] ${state}`),
+      );
       expect(reply.structuredContent).toMatchObject({ job_id: jobId, state, counts: { cancelled: 0 } });
       const { results, job } = await collectAll(conn, jobId);
       expect(job.state).toBe(state);

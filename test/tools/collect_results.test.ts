@@ -16,7 +16,12 @@ async function connect(): Promise<Connected> {
 
 interface Page {
   jobs: Array<{ state: string; counts: Record<string, number> }>;
-  results: Array<{ index: number; state: string; value?: { json?: { label: string; pad: string } }; error?: { code: string } }>;
+  results: Array<{
+    index: number;
+    state: string;
+    value?: { json?: { label: string; pad: string } };
+    error?: { code: string };
+  }>;
   next_cursor?: string;
   remaining: number;
   next: string;
@@ -34,12 +39,20 @@ async function submit(m: Connected, inputs: unknown[], concurrency = 4): Promise
 describe('collect_results', () => {
   it('pages within the budget, and the cursor walks every result exactly once', async () => {
     const m = await connect();
-    const jobId = await submit(m, Array.from({ length: 12 }, (_, i) => ({ args: [`r${i}`, '0', '900'] })));
+    const jobId = await submit(
+      m,
+      Array.from({ length: 12 }, (_, i) => ({ args: [`r${i}`, '0', '900'] })),
+    );
     const seen: string[] = [];
     let cursor: string | undefined;
     let pages = 0;
     do {
-      const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 1000, ...(cursor ? { cursor } : {}) });
+      const reply = await m.call('collect_results', {
+        job_ids: [jobId],
+        wait_seconds: 30,
+        budget_tokens: 1000,
+        ...(cursor ? { cursor } : {}),
+      });
       expect(reply.isError, textOf(reply)).toBeFalsy();
       // Each copy (text, structuredContent) fits the budget; the one a model gets is filled close to it.
       const structured = JSON.stringify(reply.structuredContent).length;
@@ -56,7 +69,10 @@ describe('collect_results', () => {
 
   it('fills a default page to about what the model receives: the budget in characters, counted once', async () => {
     const m = await connect();
-    const jobId = await submit(m, Array.from({ length: 60 }, (_, i) => ({ args: [`f${i}`, '0', '1000'] })));
+    const jobId = await submit(
+      m,
+      Array.from({ length: 60 }, (_, i) => ({ args: [`f${i}`, '0', '1000'] })),
+    );
     const reply = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30 });
     const received = JSON.stringify(reply.structuredContent).length;
     // 8,000 tokens ≈ 32,000 characters: most of it reaches the model, and no copy passes it.
@@ -74,8 +90,12 @@ describe('collect_results', () => {
     const failing = await submit(m, [{ args: ['ok', '0', '0'] }, { args: ['bad', '4', '0'] }]);
     const done = page(await m.call('collect_results', { job_ids: [failing], wait_seconds: 30 }));
     expect(done.done).toBe(true);
-    expect(done.next).toBe(`1 task(s) failed: collect_results with {"job_ids":["${failing}"],"filter":"failed"} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`);
-    const finished = page(await m.call('collect_results', { job_ids: [running], wait_seconds: 30, cursor: polling.next_cursor }));
+    expect(done.next).toBe(
+      `1 task(s) failed: collect_results with {"job_ids":["${failing}"],"filter":"failed"} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`,
+    );
+    const finished = page(
+      await m.call('collect_results', { job_ids: [running], wait_seconds: 30, cursor: polling.next_cursor }),
+    );
     expect(finished.next).toBe('Every result has been shown; the job(s) are finished.');
   });
 
@@ -89,21 +109,32 @@ describe('collect_results', () => {
     expect(page(reply).results).toHaveLength(1);
     for (const merge of ['text', 'json']) {
       const merged = await m.call('collect_results', { job_ids: [jobId], budget_tokens: 500, merge });
-      expect(Math.max(textOf(merged).length, JSON.stringify(merged.structuredContent).length)).toBeLessThanOrEqual(500 * 4);
+      expect(Math.max(textOf(merged).length, JSON.stringify(merged.structuredContent).length)).toBeLessThanOrEqual(
+        500 * 4,
+      );
       expect(JSON.stringify(page(merged).merged)).toContain('huge 0 200000');
     }
   });
 
   it('filters failures and merges outputs as text or one JSON array', async () => {
     const m = await connect();
-    const jobId = await submit(m, [{ args: ['ok1', '0', '0'] }, { args: ['bad', '3', '0'] }, { args: ['ok2', '0', '0'] }]);
+    const jobId = await submit(m, [
+      { args: ['ok1', '0', '0'] },
+      { args: ['bad', '3', '0'] },
+      { args: ['ok2', '0', '0'] },
+    ]);
     const failed = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, filter: 'failed' });
-    expect(page(failed).results.map((r) => [r.index, r.state, r.error?.code])).toEqual([[1, 'failed', 'NON_ZERO_EXIT']]);
+    expect(page(failed).results.map((r) => [r.index, r.state, r.error?.code])).toEqual([
+      [1, 'failed', 'NON_ZERO_EXIT'],
+    ]);
     expect(page(failed).jobs[0]?.state).toBe('failed');
     const json = await m.call('collect_results', { job_ids: [jobId], filter: 'succeeded', merge: 'json' });
     // Each merged piece says where it came from: the task's args.
     const merged = page(json).merged as Array<{ id: string; output: { label: string } }>;
-    expect(merged.map((v) => [v.id, v.output.label]).sort()).toEqual([['ok1 0 0', 'ok1'], ['ok2 0 0', 'ok2']]);
+    expect(merged.map((v) => [v.id, v.output.label]).sort()).toEqual([
+      ['ok1 0 0', 'ok1'],
+      ['ok2 0 0', 'ok2'],
+    ]);
     const text = await m.call('collect_results', { job_ids: [jobId], merge: 'text' });
     expect(textOf(text)).toMatch(/--- ok1 0 0 \(#0, succeeded\) ---\n\{/);
     expect(page(text).merged).toMatch(/--- bad 3 0 \(#1, failed\) ---\n\(failed: NON_ZERO_EXIT/);
@@ -118,24 +149,47 @@ describe('collect_results', () => {
     expect(p1.done).toBe(false);
     expect(p1.next_cursor).toBeDefined();
     expect(p1.results.map((r) => r.value?.json?.label).sort()).toEqual(['fast', 'other']);
-    const second = await m.call('collect_results', { job_ids: [slow, other], wait_seconds: 30, cursor: p1.next_cursor });
+    const second = await m.call('collect_results', {
+      job_ids: [slow, other],
+      wait_seconds: 30,
+      cursor: p1.next_cursor,
+    });
     expect(page(second).results.map((r) => r.value?.json?.label)).toEqual(['late']);
     expect(page(second).done).toBe(true);
   });
 
   it('shows every result exactly once when two collects run at the same time', async () => {
     const m = await connect();
-    const jobId = await submit(m, Array.from({ length: 6 }, (_, i) => ({ args: [`c${i}`] })));
+    const jobId = await submit(
+      m,
+      Array.from({ length: 6 }, (_, i) => ({ args: [`c${i}`] })),
+    );
     await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30, budget_tokens: 200 });
-    const [a, b] = await Promise.all([m.call('collect_results', { job_ids: [jobId] }), m.call('collect_results', { job_ids: [jobId] })]);
-    for (const reply of [a, b]) expect(page(reply).results.map((r) => r.index).sort()).toEqual([0, 1, 2, 3, 4, 5]);
+    const [a, b] = await Promise.all([
+      m.call('collect_results', { job_ids: [jobId] }),
+      m.call('collect_results', { job_ids: [jobId] }),
+    ]);
+    for (const reply of [a, b])
+      expect(
+        page(reply)
+          .results.map((r) => r.index)
+          .sort(),
+      ).toEqual([0, 1, 2, 3, 4, 5]);
   });
 
   it('reports progress while it waits', async () => {
     const m = await connect();
-    const jobId = await submit(m, Array.from({ length: 4 }, (_, i) => ({ args: [`p${i}`, '0', '0', '0.4'] })), 1);
+    const jobId = await submit(
+      m,
+      Array.from({ length: 4 }, (_, i) => ({ args: [`p${i}`, '0', '0', '0.4'] })),
+      1,
+    );
     const progress: number[] = [];
-    await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30 }, { onprogress: (p) => progress.push(p.progress) });
+    await m.call(
+      'collect_results',
+      { job_ids: [jobId], wait_seconds: 30 },
+      { onprogress: (p) => progress.push(p.progress) },
+    );
     // The last notification can be lost by the SDK (typescript-sdk#2580); the earlier ones arrive.
     expect(progress.length).toBeGreaterThanOrEqual(2);
     expect(progress.every((p, i) => i === 0 || p >= (progress[i - 1] ?? 0))).toBe(true);
@@ -154,7 +208,9 @@ describe('collect_results', () => {
     expect(empty.isError).toBe(true);
     // Over a limit is an error naming it, never a value quietly lowered.
     const longWait = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 500 });
-    expect(textOf(longWait)).toMatch(/^INVALID_INPUT: wait_seconds is 500, over this server's limit of 50\.\nNext: Use at most 50.*"collect\.maxWaitSeconds"/);
+    expect(textOf(longWait)).toMatch(
+      /^INVALID_INPUT: wait_seconds is 500, over this server's limit of 50\.\nNext: Use at most 50.*"collect\.maxWaitSeconds"/,
+    );
     const bigPage = await m.call('collect_results', { job_ids: [jobId], budget_tokens: 50_000 });
     expect(textOf(bigPage)).toMatch(/^INVALID_INPUT: budget_tokens is 50000, over this server's limit of 12000\./);
     const jobsBefore = (await m.call('list_jobs', {})).structuredContent as { total: number };
@@ -167,7 +223,11 @@ describe('collect_results', () => {
 describe('list_jobs, cancel_job and resume_job', () => {
   it('lists, cancels (killing running tasks) and resumes cancelled tasks', async () => {
     const m = await connect();
-    const jobId = await submit(m, Array.from({ length: 6 }, (_, i) => ({ args: [`s${i}`, '0', '0', '20'] })), 2);
+    const jobId = await submit(
+      m,
+      Array.from({ length: 6 }, (_, i) => ({ args: [`s${i}`, '0', '0', '20'] })),
+      2,
+    );
     const listed = await m.call('list_jobs', { state: 'active' });
     expect(textOf(listed)).toContain(jobId);
     const started = Date.now();

@@ -22,16 +22,19 @@ async function server(handler: Parameters<typeof startHttpServer>[0]): Promise<T
 }
 
 async function connect(edit: (http: Config['http']) => void, env: Record<string, string> = {}): Promise<Connected> {
-  open = await connectInMemory(
-    await testConfig((c) => edit(c.http)),
-    { env },
-  );
+  open = await connectInMemory(await testConfig((c) => edit(c.http)), { env });
   return open;
 }
 
 interface Page {
   jobs: Array<{ state: string; counts: Record<string, number> }>;
-  results: Array<{ index: number; state: string; value?: Record<string, unknown>; error?: { code: string; message: string }; files?: Record<string, string> }>;
+  results: Array<{
+    index: number;
+    state: string;
+    value?: Record<string, unknown>;
+    error?: { code: string; message: string };
+    files?: Record<string, string>;
+  }>;
 }
 const page = (r: { structuredContent?: unknown }): Page => r.structuredContent as Page;
 
@@ -56,7 +59,12 @@ describe('http_batch', () => {
     });
     const reply = await m.call('http_batch', {
       base_url: s.origin,
-      requests: [{ url: '/repos/a' }, { url: '/repos/b', extract: '/owner/login' }, { url: '/old' }, { url: `${s.origin}/post`, json: { x: 1 } }],
+      requests: [
+        { url: '/repos/a' },
+        { url: '/repos/b', extract: '/owner/login' },
+        { url: '/old' },
+        { url: `${s.origin}/post`, json: { x: 1 } },
+      ],
       extract: ['path', 'owner.login'],
       label: 'repos',
     });
@@ -83,7 +91,9 @@ describe('http_batch', () => {
       h.allowHosts = [s.hostEntry];
       h.allowPrivateAddresses = true;
     });
-    const reply = await m.call('http_batch', { requests: [{ url: `${s.origin}/fine` }, { url: 'https://api.example.com/x' }] });
+    const reply = await m.call('http_batch', {
+      requests: [{ url: `${s.origin}/fine` }, { url: 'https://api.example.com/x' }],
+    });
     expect(reply.isError).toBe(true);
     const text = textOf(reply);
     expect(text).toContain('HOST_NOT_ALLOWED');
@@ -106,10 +116,17 @@ describe('http_batch', () => {
       h.allowHosts = [s.hostEntry];
       h.allowPrivateAddresses = true;
     });
-    const own = await m.call('http_batch', { requests: [{ url: `${s.origin}/` }, { url: `${s.origin}/`, headers: { 'Accept-Encoding': 'gzip' } }] });
+    const own = await m.call('http_batch', {
+      requests: [{ url: `${s.origin}/` }, { url: `${s.origin}/`, headers: { 'Accept-Encoding': 'gzip' } }],
+    });
     expect(own.isError).toBe(true);
-    expect(textOf(own)).toMatch(/^INVALID_INPUT: requests\[1\]: headers: The Accept-Encoding header is managed by the HTTP client[\s\S]*Next: .*uncompressed/);
-    const shared = await m.call('http_batch', { requests: [{ url: `${s.origin}/` }], headers: { host: 'elsewhere.example' } });
+    expect(textOf(own)).toMatch(
+      /^INVALID_INPUT: requests\[1\]: headers: The Accept-Encoding header is managed by the HTTP client[\s\S]*Next: .*uncompressed/,
+    );
+    const shared = await m.call('http_batch', {
+      requests: [{ url: `${s.origin}/` }],
+      headers: { host: 'elsewhere.example' },
+    });
     expect(textOf(shared)).toMatch(/^INVALID_INPUT: headers: The host header is managed/);
     expect(s.requests).toHaveLength(0);
   });
@@ -140,7 +157,9 @@ describe('http_batch', () => {
       h.allowHosts = [s.hostEntry];
       h.allowPrivateAddresses = true;
     });
-    const jobId = jobIdOf(await m.call('http_batch', { requests: [{ url: `${s.origin}/bounce` }, { url: `${s.origin}/fine` }] }));
+    const jobId = jobIdOf(
+      await m.call('http_batch', { requests: [{ url: `${s.origin}/bounce` }, { url: `${s.origin}/fine` }] }),
+    );
     const p = page(await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30 }));
     const bounced = p.results.find((r) => r.index === 0);
     expect(bounced?.state).toBe('failed');
@@ -200,11 +219,15 @@ describe('http_batch', () => {
       },
       { OTHER_TOKEN: 'value-that-must-not-show' },
     );
-    const missing = await m.call('http_batch', { requests: [{ url: `${s.origin}/`, headers: { 'x-api-key': '${env:MISSING_TOKEN}' } }] });
+    const missing = await m.call('http_batch', {
+      requests: [{ url: `${s.origin}/`, headers: { 'x-api-key': '${env:MISSING_TOKEN}' } }],
+    });
     expect(missing.isError).toBe(true);
     expect(textOf(missing)).toContain('SECRET_NOT_SET');
     expect(textOf(missing)).toContain('MISSING_TOKEN');
-    const other = await m.call('http_batch', { requests: [{ url: `${s.origin}/`, headers: { 'x-api-key': '${env:OTHER_TOKEN}' } }] });
+    const other = await m.call('http_batch', {
+      requests: [{ url: `${s.origin}/`, headers: { 'x-api-key': '${env:OTHER_TOKEN}' } }],
+    });
     expect(textOf(other)).toContain('--http-secret-env OTHER_TOKEN');
     expect(textOf(other)).not.toContain('value-that-must-not-show');
     const inUrl = await m.call('http_batch', { requests: [{ url: `${s.origin}/?key=\${env:OTHER_TOKEN}` }] });
@@ -230,8 +253,14 @@ describe('http_batch', () => {
     });
     const requests = [{ url: `${s.origin}/` }];
     const cases: Array<[Record<string, unknown>, RegExp]> = [
-      [{ concurrency: 9 }, /INVALID_INPUT: concurrency 9 is more than http\.maxConcurrency \(8\)[\s\S]*Next: .*concurrency of at most 8.*"http": \{"maxConcurrency"/],
-      [{ per_host_concurrency: 3 }, /INVALID_INPUT: per_host_concurrency 3 is more than http\.perHostConcurrency \(2\)[\s\S]*"perHostConcurrency"/],
+      [
+        { concurrency: 9 },
+        /INVALID_INPUT: concurrency 9 is more than http\.maxConcurrency \(8\)[\s\S]*Next: .*concurrency of at most 8.*"http": \{"maxConcurrency"/,
+      ],
+      [
+        { per_host_concurrency: 3 },
+        /INVALID_INPUT: per_host_concurrency 3 is more than http\.perHostConcurrency \(2\)[\s\S]*"perHostConcurrency"/,
+      ],
       [{ max_retries: 2 }, /INVALID_INPUT: max_retries 2 is more than http\.maxRetries \(1\)[\s\S]*"maxRetries"/],
     ];
     for (const [args, expected] of cases) {
@@ -240,7 +269,13 @@ describe('http_batch', () => {
       expect(textOf(reply)).toMatch(expected);
     }
     expect(s.requests).toHaveLength(0);
-    const within = await m.call('http_batch', { requests, concurrency: 8, per_host_concurrency: 2, max_retries: 1, wait_seconds: 20 });
+    const within = await m.call('http_batch', {
+      requests,
+      concurrency: 8,
+      per_host_concurrency: 2,
+      max_retries: 1,
+      wait_seconds: 20,
+    });
     expect(within.isError, textOf(within)).toBeFalsy();
     expect(page(within).results[0]?.state).toBe('succeeded');
     // The default concurrency (16) above a lowered limit is not the caller's doing: it runs at the limit.
@@ -262,7 +297,9 @@ describe('http_batch', () => {
       h.allowPrivateAddresses = true;
       h.timeoutSeconds = 120;
     });
-    const jobId = jobIdOf(await m.call('http_batch', { requests: Array.from({ length: 6 }, (_, i) => ({ url: `${s.origin}/${i}` })) }));
+    const jobId = jobIdOf(
+      await m.call('http_batch', { requests: Array.from({ length: 6 }, (_, i) => ({ url: `${s.origin}/${i}` })) }),
+    );
     // The per-host limit (4 by default) holds the other two back.
     await expect.poll(() => s.requests.length, { timeout: 10_000 }).toBe(4);
     const t0 = Date.now();

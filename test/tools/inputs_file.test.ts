@@ -45,10 +45,18 @@ async function jobCount(c: Connected = conn): Promise<number> {
 }
 
 /** Waits (collect_results waits on the job; failed results only, to keep replies small) until the job is done. */
-async function finished(jobId: string, timeoutMs = 240_000): Promise<{ state: string; counts: Record<string, number> }> {
+async function finished(
+  jobId: string,
+  timeoutMs = 240_000,
+): Promise<{ state: string; counts: Record<string, number> }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const reply = await conn.call('collect_results', { job_ids: [jobId], wait_seconds: 20, filter: 'failed', budget_tokens: 200 });
+    const reply = await conn.call('collect_results', {
+      job_ids: [jobId],
+      wait_seconds: 20,
+      filter: 'failed',
+      budget_tokens: 200,
+    });
     const job = (reply.structuredContent as { jobs: Array<{ state: string; counts: Record<string, number> }> }).jobs[0];
     if (job && job.state !== 'queued' && job.state !== 'running') return job;
     if (Date.now() > deadline) throw new Error(`job ${jobId} not done after ${timeoutMs} ms: ${JSON.stringify(job)}`);
@@ -66,7 +74,10 @@ async function refused(args: Record<string, unknown>, tool = 'run_script_batch',
 
 describe('run_script_batch with inputs_file', () => {
   it('reads one task per line (BOM, CRLF and blank lines tolerated), resolved against the project folder', async () => {
-    await writeFile(path.join(root, 'three.jsonl'), '\uFEFF{"args": ["a"]}\r\n\r\n{"stdin": "hi\\u0000there"}\n  \n{}\n');
+    await writeFile(
+      path.join(root, 'three.jsonl'),
+      '\uFEFF{"args": ["a"]}\r\n\r\n{"stdin": "hi\\u0000there"}\n  \n{}\n',
+    );
     const reply = await conn.call('run_script_batch', { worker: 'echo.py', inputs_file: 'three.jsonl' });
     expect(reply.isError, textOf(reply)).toBeFalsy();
     const { results } = await collectAll(conn, jobIdOf(reply));
@@ -82,7 +93,10 @@ describe('run_script_batch with inputs_file', () => {
 
   // 1,000 tasks: about 1 s unloaded (the bench's 805 tasks/s), half a minute on a loaded 2-core machine.
   it('runs a job of 1,000 tasks from a file', async () => {
-    const file = await jsonl('thousand.jsonl', Array.from({ length: 1000 }, () => ({})));
+    const file = await jsonl(
+      'thousand.jsonl',
+      Array.from({ length: 1000 }, () => ({})),
+    );
     const reply = await conn.call('run_script_batch', { worker: 'noop.sh', inputs_file: file, concurrency: 8 });
     expect(reply.isError, textOf(reply)).toBeFalsy();
     expect(reply.structuredContent).toMatchObject({ counts: { total: 1000 } });
@@ -102,14 +116,23 @@ describe('run_script_batch with inputs_file', () => {
     const { size } = await stat(file);
     expect(size).toBeGreaterThan(12_000_000);
 
-    const over = await jsonl('ten-thousand-one.jsonl', Array.from({ length: 10_001 }, () => ({})));
-    expect(await refused({ worker: 'noop.sh', inputs_file: over })).toMatch(/INVALID_INPUT: inputs_file has more than 10000 tasks/);
+    const over = await jsonl(
+      'ten-thousand-one.jsonl',
+      Array.from({ length: 10_001 }, () => ({})),
+    );
+    expect(await refused({ worker: 'noop.sh', inputs_file: over })).toMatch(
+      /INVALID_INPUT: inputs_file has more than 10000 tasks/,
+    );
   }, 120_000);
 
   it('wants exactly one of inputs and inputs_file', async () => {
     const file = await jsonl('one.jsonl', [{}]);
-    expect(await refused({ worker: 'noop.sh', inputs: [{}], inputs_file: file })).toMatch(/INVALID_INPUT: Give either inputs or inputs_file, not both/);
-    expect(await refused({ worker: 'noop.sh' })).toMatch(/INVALID_INPUT: Give the tasks: inputs \(a list\) or inputs_file/);
+    expect(await refused({ worker: 'noop.sh', inputs: [{}], inputs_file: file })).toMatch(
+      /INVALID_INPUT: Give either inputs or inputs_file, not both/,
+    );
+    expect(await refused({ worker: 'noop.sh' })).toMatch(
+      /INVALID_INPUT: Give the tasks: inputs \(a list\) or inputs_file/,
+    );
   });
 
   it('refuses a file outside the allowed folders, also through a symlink, naming the folders', async () => {
@@ -118,17 +141,25 @@ describe('run_script_batch with inputs_file', () => {
     expect(text).toMatch(/PATH_OUTSIDE_ROOT: The inputs_file ".*elsewhere.jsonl" resolves outside the allowed folders/);
     expect(text).toContain(root);
     await symlink(elsewhere, path.join(root, 'link.jsonl'));
-    expect(await refused({ worker: 'noop.sh', inputs_file: 'link.jsonl' })).toMatch(/PATH_OUTSIDE_ROOT: The inputs_file "link.jsonl" resolves outside/);
+    expect(await refused({ worker: 'noop.sh', inputs_file: 'link.jsonl' })).toMatch(
+      /PATH_OUTSIDE_ROOT: The inputs_file "link.jsonl" resolves outside/,
+    );
   });
 
   it('refuses what is not a regular file, saying what it is', async () => {
     const fifo = path.join(root, 'pipe.jsonl');
     execFileSync('mkfifo', [fifo]);
     // Opening a FIFO waits for a writer: the server must not even try.
-    expect(await refused({ worker: 'noop.sh', inputs_file: fifo })).toMatch(/INVALID_INPUT: inputs_file ".*pipe.jsonl" is a named pipe \(FIFO\), not a regular file/);
+    expect(await refused({ worker: 'noop.sh', inputs_file: fifo })).toMatch(
+      /INVALID_INPUT: inputs_file ".*pipe.jsonl" is a named pipe \(FIFO\), not a regular file/,
+    );
     await mkdir(path.join(root, 'folder.jsonl'));
-    expect(await refused({ worker: 'noop.sh', inputs_file: 'folder.jsonl' })).toMatch(/is a folder, not a regular file/);
-    expect(await refused({ worker: 'noop.sh', inputs_file: 'missing.jsonl' })).toMatch(/INVALID_INPUT: No such inputs_file: missing.jsonl/);
+    expect(await refused({ worker: 'noop.sh', inputs_file: 'folder.jsonl' })).toMatch(
+      /is a folder, not a regular file/,
+    );
+    expect(await refused({ worker: 'noop.sh', inputs_file: 'missing.jsonl' })).toMatch(
+      /INVALID_INPUT: No such inputs_file: missing.jsonl/,
+    );
   });
 
   it('names the line of a bad line, with a short escaped preview', async () => {
@@ -140,14 +171,22 @@ describe('run_script_batch with inputs_file', () => {
     expect(text.length).toBeLessThan(1000);
 
     const misnamed = await jsonl('misnamed.jsonl', [{}, { argz: ['x'] }]);
-    expect(await refused({ worker: 'noop.sh', inputs_file: misnamed })).toMatch(/inputs_file line 2: unknown field "argz" \(did you mean "args"\?\)/);
+    expect(await refused({ worker: 'noop.sh', inputs_file: misnamed })).toMatch(
+      /inputs_file line 2: unknown field "argz" \(did you mean "args"\?\)/,
+    );
     const wrongType = await jsonl('wrong-type.jsonl', [{ args: 'x' }]);
-    expect(await refused({ worker: 'noop.sh', inputs_file: wrongType })).toMatch(/inputs_file line 1: args: .*expected array/);
+    expect(await refused({ worker: 'noop.sh', inputs_file: wrongType })).toMatch(
+      /inputs_file line 1: args: .*expected array/,
+    );
     // The planner's own checks name the line too (blank lines make it differ from the index).
     const both = await jsonl('both.jsonl', [{}, '', { stdin: 'a', json: 1 }]);
-    expect(await refused({ worker: 'noop.sh', inputs_file: both })).toMatch(/INVALID_INPUT: inputs_file line 3 has both stdin and json/);
+    expect(await refused({ worker: 'noop.sh', inputs_file: both })).toMatch(
+      /INVALID_INPUT: inputs_file line 3 has both stdin and json/,
+    );
     await writeFile(path.join(root, 'latin1.jsonl'), Buffer.from('{}\n{"args": ["caf\xe9"]}\n', 'latin1'));
-    expect(await refused({ worker: 'noop.sh', inputs_file: 'latin1.jsonl' })).toMatch(/inputs_file line 2 is not valid UTF-8/);
+    expect(await refused({ worker: 'noop.sh', inputs_file: 'latin1.jsonl' })).toMatch(
+      /inputs_file line 2 is not valid UTF-8/,
+    );
     const blank = await jsonl('blank.jsonl', ['', '  ', '']);
     expect(await refused({ worker: 'noop.sh', inputs_file: blank })).toMatch(/has no tasks: every line is blank/);
   });
@@ -159,7 +198,16 @@ describe('lmstudio_complete with prompts_file and items_file', () => {
     cleanups.push(() => double.close());
     const c = await connectInMemory(
       await testConfig((cfg) => {
-        cfg.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }];
+        cfg.llm.endpoints = [
+          {
+            name: 'lmstudio',
+            url: double.url,
+            concurrency: 4,
+            models: [],
+            flavor: 'lmstudio',
+            apiKeyEnv: 'LM_API_TOKEN',
+          },
+        ];
         cfg.allowedRoots = [root];
       }),
     );
@@ -169,11 +217,19 @@ describe('lmstudio_complete with prompts_file and items_file', () => {
 
   it('reads prompts, or template items, one per line', async () => {
     const { c, double } = await connectLlm();
-    await jsonl('prompts.jsonl', [{ id: 'first', prompt: 'One' }, '', { messages: [{ role: 'user', content: 'Two' }] }]);
+    await jsonl('prompts.jsonl', [
+      { id: 'first', prompt: 'One' },
+      '',
+      { messages: [{ role: 'user', content: 'Two' }] },
+    ]);
     const prompts = await c.call('lmstudio_complete', { prompts_file: 'prompts.jsonl', max_tokens: 20 });
     expect(prompts.isError, textOf(prompts)).toBeFalsy();
     await jsonl('items.jsonl', [{ topic: 'auth', id: 'a' }, { topic: 'cache' }]);
-    const items = await c.call('lmstudio_complete', { template: 'About {{topic}}', items_file: 'items.jsonl', max_tokens: 20 });
+    const items = await c.call('lmstudio_complete', {
+      template: 'About {{topic}}',
+      items_file: 'items.jsonl',
+      max_tokens: 20,
+    });
     expect(items.isError, textOf(items)).toBeFalsy();
     for (const reply of [prompts, items]) {
       const jobId = jobIdOf(reply);
@@ -191,9 +247,13 @@ describe('lmstudio_complete with prompts_file and items_file', () => {
   it('refuses prompts and prompts_file together, and names a bad line', async () => {
     const { c } = await connectLlm();
     const file = await jsonl('one-prompt.jsonl', [{ prompt: 'x' }]);
-    expect(await refused({ prompts: [{ prompt: 'y' }], prompts_file: file }, 'lmstudio_complete', c)).toMatch(/Give either prompts or prompts_file, not both/);
+    expect(await refused({ prompts: [{ prompt: 'y' }], prompts_file: file }, 'lmstudio_complete', c)).toMatch(
+      /Give either prompts or prompts_file, not both/,
+    );
     const bad = await jsonl('bad-prompts.jsonl', [{ prompt: 'x' }, { prompt: 'y', mesages: [] }]);
-    expect(await refused({ prompts_file: bad }, 'lmstudio_complete', c)).toMatch(/prompts_file line 2: unknown field "mesages" \(did you mean "messages"\?\)/);
+    expect(await refused({ prompts_file: bad }, 'lmstudio_complete', c)).toMatch(
+      /prompts_file line 2: unknown field "mesages" \(did you mean "messages"\?\)/,
+    );
   });
 });
 
@@ -213,14 +273,22 @@ describe('http_batch with requests_file', () => {
     );
     cleanups.push(() => c.close());
     await jsonl('requests.jsonl', [{ url: '/a' }, '', { url: '/b', json: { x: 1 } }]);
-    const reply = await c.call('http_batch', { base_url: server.origin, requests_file: 'requests.jsonl', wait_seconds: 30 });
+    const reply = await c.call('http_batch', {
+      base_url: server.origin,
+      requests_file: 'requests.jsonl',
+      wait_seconds: 30,
+    });
     expect(reply.isError, textOf(reply)).toBeFalsy();
     expect(reply.structuredContent).toMatchObject({ done: true });
     expect(server.requests.map((r) => `${r.method} ${r.url}`).sort()).toEqual(['GET /a', 'POST /b']);
 
     // The planner's error for requests[1] is told as line 3 (the blank line is skipped).
     await jsonl('bad-requests.jsonl', [{ url: '/a' }, '', { url: '/b', json: {}, body: 'x' }]);
-    expect(await refused({ base_url: server.origin, requests_file: 'bad-requests.jsonl' }, 'http_batch', c)).toMatch(/INVALID_INPUT: requests_file line 3: Give either json or body/);
-    expect(await refused({ base_url: server.origin }, 'http_batch', c)).toMatch(/Give the tasks: requests \(a list\) or requests_file/);
+    expect(await refused({ base_url: server.origin, requests_file: 'bad-requests.jsonl' }, 'http_batch', c)).toMatch(
+      /INVALID_INPUT: requests_file line 3: Give either json or body/,
+    );
+    expect(await refused({ base_url: server.origin }, 'http_batch', c)).toMatch(
+      /Give the tasks: requests \(a list\) or requests_file/,
+    );
   });
 });

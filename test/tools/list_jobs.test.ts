@@ -30,11 +30,20 @@ beforeAll(async () => {
   // Oldest first: a succeeded, a failed and an http job, all finished; then one that keeps running.
   ids.done = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['a', '0'] }], label: 'all good' });
   await collectAll(conn, ids.done);
-  ids.failed = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['b', '0'] }, { args: ['c', '3'] }], label: 'one fails' });
+  ids.failed = await submitScripts(conn, {
+    worker: 'emit.py',
+    inputs: [{ args: ['b', '0'] }, { args: ['c', '3'] }],
+    label: 'one fails',
+  });
   await collectAll(conn, ids.failed);
   ids.http = jobIdOf(await conn.call('http_batch', { requests: [{ url: `${api.origin}/x` }], label: 'an api call' }));
   await collectAll(conn, ids.http);
-  ids.running = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['slow', '0', '0', '60'] }, { args: ['queued', '0'] }], concurrency: 1, label: 'still running' });
+  ids.running = await submitScripts(conn, {
+    worker: 'emit.py',
+    inputs: [{ args: ['slow', '0', '0', '60'] }, { args: ['queued', '0'] }],
+    concurrency: 1,
+    label: 'still running',
+  });
 });
 
 afterAll(async () => {
@@ -48,7 +57,12 @@ describe('list_jobs', () => {
     const { text, listed } = await list({});
     expect(listed.total).toBe(4);
     expect(listed.jobs.map((j) => j.job_id)).toEqual([ids.running, ids.http, ids.failed, ids.done]);
-    expect(listed.jobs.find((j) => j.job_id === ids.failed)).toMatchObject({ kind: 'script', state: 'failed', label: 'one fails', counts: { succeeded: 1, failed: 1, total: 2 } });
+    expect(listed.jobs.find((j) => j.job_id === ids.failed)).toMatchObject({
+      kind: 'script',
+      state: 'failed',
+      label: 'one fails',
+      counts: { succeeded: 1, failed: 1, total: 2 },
+    });
     expect(listed.jobs.find((j) => j.job_id === ids.http)).toMatchObject({ kind: 'http', state: 'succeeded' });
     expect(text).toMatch(new RegExp(`${ids.done} \\[script: all good\\] succeeded — 1/1 done`));
     expect(text).toMatch(/created .*ago|created/);
@@ -57,7 +71,11 @@ describe('list_jobs', () => {
 
   it('filters by active, finished and a single state', async () => {
     expect((await list({ state: 'active' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.running]);
-    expect((await list({ state: 'finished' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.http, ids.failed, ids.done]);
+    expect((await list({ state: 'finished' })).listed.jobs.map((j) => j.job_id)).toEqual([
+      ids.http,
+      ids.failed,
+      ids.done,
+    ]);
     expect((await list({ state: 'failed' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.failed]);
     const none = await list({ state: 'interrupted' });
     expect(none.listed).toEqual({ jobs: [], shown: 0, total: 0, next: 'No job matches.' });
@@ -68,7 +86,10 @@ describe('list_jobs', () => {
     expect((await list({ kind: 'http' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.http]);
     expect((await list({ kind: 'script' })).listed.total).toBe(3);
     expect((await list({ kind: 'llm' })).listed.total).toBe(0);
-    expect((await list({ kind: 'script', state: 'finished' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.failed, ids.done]);
+    expect((await list({ kind: 'script', state: 'finished' })).listed.jobs.map((j) => j.job_id)).toEqual([
+      ids.failed,
+      ids.done,
+    ]);
   });
 
   it('shows at most limit jobs and says how many more there are', async () => {

@@ -37,7 +37,11 @@ describe('list_workers', () => {
       const byName = new Map(structured.workers.map((w) => [w.name, w]));
 
       const deps = byName.get('analyze_dependencies.py');
-      expect(deps).toMatchObject({ interpreter: 'python3', path: path.join(bundledWorkers, 'analyze_dependencies.py'), output: expect.stringMatching(/^json/) });
+      expect(deps).toMatchObject({
+        interpreter: 'python3',
+        path: path.join(bundledWorkers, 'analyze_dependencies.py'),
+        output: expect.stringMatching(/^json/),
+      });
       expect(deps?.description).toContain('internal');
       expect(deps?.input.args).toContain('FILE...');
       expect(deps?.input.json).toContain('"files"');
@@ -68,7 +72,9 @@ describe('list_workers', () => {
       const byName = new Map((reply.structuredContent as { workers: WorkerView[] }).workers.map((w) => [w.name, w]));
       expect(byName.get('warm_probe.py')?.warm).toBe(true);
       expect(byName.get('echo.py')?.warm).toBe(false);
-      expect(textOf(reply)).toMatch(/warm_probe\.py \(python3\): Test fixture \(warm\)[^\n]*\n(  .*\n)*  warm: yes \(one process serves many tasks\)/);
+      expect(textOf(reply)).toMatch(
+        /warm_probe\.py \(python3\): Test fixture \(warm\)[^\n]*\n(  .*\n)*  warm: yes \(one process serves many tasks\)/,
+      );
       expect(textOf(reply)).not.toMatch(/echo\.py \(python3\)[^\n]*\n(  .*\n)*  warm: yes/);
     } finally {
       await conn.close();
@@ -80,9 +86,12 @@ describe('list_workers', () => {
     try {
       const reply = await conn.call('list_workers', {});
       const byName = new Map((reply.structuredContent as { workers: WorkerView[] }).workers.map((w) => [w.name, w]));
-      for (const name of ['code_stats.py', 'outline.py', 'analyze_dependencies.py', 'pack_probe.py']) expect(byName.get(name)?.pack, name).toBe('files');
+      for (const name of ['code_stats.py', 'outline.py', 'analyze_dependencies.py', 'pack_probe.py'])
+        expect(byName.get(name)?.pack, name).toBe('files');
       for (const name of ['grep_context.py', 'echo.py']) expect(byName.get(name)?.pack, name).toBeUndefined();
-      expect(textOf(reply)).toMatch(/code_stats\.py \(python3\): [^\n]*\n(  .*\n)*  pack: files \(run_script_batch "pack" runs several inputs in one process\)/);
+      expect(textOf(reply)).toMatch(
+        /code_stats\.py \(python3\): [^\n]*\n(  .*\n)*  pack: files \(run_script_batch "pack" runs several inputs in one process\)/,
+      );
       expect(textOf(reply)).not.toMatch(/grep_context\.py \(python3\)[^\n]*\n(  .*\n)*  pack: /);
     } finally {
       await conn.close();

@@ -25,9 +25,15 @@ async function startDouble(options: DoubleOptions = {}): Promise<LmStudioDouble>
   return double;
 }
 
-async function connect(url: string, edit: (config: Config) => void = () => {}, deps: ServerDeps = {}): Promise<Connected> {
+async function connect(
+  url: string,
+  edit: (config: Config) => void = () => {},
+  deps: ServerDeps = {},
+): Promise<Connected> {
   const config = await testConfig((c) => {
-    c.llm.endpoints = [{ name: 'lmstudio', url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }];
+    c.llm.endpoints = [
+      { name: 'lmstudio', url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' },
+    ];
     edit(c);
   });
   const connected = await connectInMemory(config, deps);
@@ -35,16 +41,27 @@ async function connect(url: string, edit: (config: Config) => void = () => {}, d
   return connected;
 }
 
-async function collectAll(c: Connected, jobId: string): Promise<{ results: CollectedResult[]; job: Record<string, unknown>; text: string }> {
+async function collectAll(
+  c: Connected,
+  jobId: string,
+): Promise<{ results: CollectedResult[]; job: Record<string, unknown>; text: string }> {
   const results: CollectedResult[] = [];
   let cursor: string | undefined;
   let job: Record<string, unknown> = {};
   let text = '';
   for (let page = 0; page < 50; page++) {
-    const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) });
+    const reply = await c.call('collect_results', {
+      job_ids: [jobId],
+      wait_seconds: 30,
+      ...(cursor ? { cursor } : {}),
+    });
     expect(reply.isError).toBeFalsy();
     text += textOf(reply);
-    const structured = reply.structuredContent as { jobs: Array<Record<string, unknown>>; results: CollectedResult[]; next_cursor?: string | null };
+    const structured = reply.structuredContent as {
+      jobs: Array<Record<string, unknown>>;
+      results: CollectedResult[];
+      next_cursor?: string | null;
+    };
     job = structured.jobs[0] ?? {};
     results.push(...structured.results);
     cursor = structured.next_cursor ?? undefined;
@@ -52,7 +69,6 @@ async function collectAll(c: Connected, jobId: string): Promise<{ results: Colle
   }
   return { results: results.sort((a, b) => a.index - b.index), job, text };
 }
-
 
 function filesRoot(files: Record<string, string>): Promise<string> {
   return fileTree(files, cleanups, 'llm-files-');
@@ -63,7 +79,11 @@ describe('lmstudio_complete', () => {
     const double = await startDouble({ latencyMs: 20 });
     const c = await connect(double.url);
     const submitted = await c.call('lmstudio_complete', {
-      prompts: [{ id: 'auth', prompt: 'Analyse the auth module' }, { prompt: 'Second' }, { messages: [{ role: 'user', content: 'Third' }] }],
+      prompts: [
+        { id: 'auth', prompt: 'Analyse the auth module' },
+        { prompt: 'Second' },
+        { messages: [{ role: 'user', content: 'Third' }] },
+      ],
       system: 'Be brief.',
       temperature: 0.2,
       max_tokens: 100,
@@ -76,7 +96,13 @@ describe('lmstudio_complete', () => {
     const { results, job } = await collectAll(c, jobIdOf(submitted));
     expect(results.map((r) => r.state)).toEqual(['succeeded', 'succeeded', 'succeeded']);
     expect(results[0]?.id).toBe('auth');
-    expect(results[0]?.value).toMatchObject({ text: 'Answer to: Analyse the auth module', model: 'test-model', endpoint: 'lmstudio', finish_reason: 'stop', truncated: false });
+    expect(results[0]?.value).toMatchObject({
+      text: 'Answer to: Analyse the auth module',
+      model: 'test-model',
+      endpoint: 'lmstudio',
+      finish_reason: 'stop',
+      truncated: false,
+    });
     expect(results[0]?.value?.tokens_in).toBeGreaterThan(0);
     expect(results[0]?.value?.tokens_out).toBe(6);
     expect(results[1]?.id).toBe('2');
@@ -85,7 +111,7 @@ describe('lmstudio_complete', () => {
     expect(tokens.prompt).toBe(results.reduce((sum, r) => sum + Number(r.value?.tokens_in), 0));
     expect(tokens.completion).toBe(results.reduce((sum, r) => sum + Number(r.value?.tokens_out), 0));
     expect(tokens.completion_per_second).toBeGreaterThan(0);
-    expect(tokens.completion_per_second).toBeLessThanOrEqual(tokens.completion * 1000 / Number(job.elapsed_ms) + 1);
+    expect(tokens.completion_per_second).toBeLessThanOrEqual((tokens.completion * 1000) / Number(job.elapsed_ms) + 1);
     for (const r of results) expect(Number(r.value?.tokens_per_second)).toBeGreaterThan(0);
     const sent = double.chatRequests[0]?.body ?? {};
     expect(sent).toMatchObject({ model: 'test-model', temperature: 0.2, max_tokens: 100, seed: 7, stop: ['END'] });
@@ -97,7 +123,12 @@ describe('lmstudio_complete', () => {
 
   it('fills a template from files it reads itself (globs inside the roots), crossed with items', async () => {
     const double = await startDouble();
-    const root = await filesRoot({ 'src/a.py': 'print("a")', 'src/b.py': 'print("b")', 'src/skip.txt': 'no', 'src/{{x}}.py': 'x = "{{content}}"' });
+    const root = await filesRoot({
+      'src/a.py': 'print("a")',
+      'src/b.py': 'print("b")',
+      'src/skip.txt': 'no',
+      'src/{{x}}.py': 'x = "{{content}}"',
+    });
     const c = await connect(double.url, (cfg) => {
       cfg.allowedRoots = [root];
     });
@@ -109,7 +140,14 @@ describe('lmstudio_complete', () => {
     expect(submitted.isError).toBeFalsy();
     const { results } = await collectAll(c, jobIdOf(submitted));
     expect(results).toHaveLength(6);
-    expect(results.map((r) => r.id)).toEqual(['src/a.py | 1', 'src/a.py | sty', 'src/b.py | 1', 'src/b.py | sty', 'src/{{x}}.py | 1', 'src/{{x}}.py | sty']);
+    expect(results.map((r) => r.id)).toEqual([
+      'src/a.py | 1',
+      'src/a.py | sty',
+      'src/b.py | 1',
+      'src/b.py | sty',
+      'src/{{x}}.py | 1',
+      'src/{{x}}.py | sty',
+    ]);
     const prompts = double.chatRequests.map((r) => r.prompt).sort();
     expect(prompts).toContain('File src/a.py (a.py), focus on security:\nprint("a")');
     // A file's own {{…}} text is not expanded again.
@@ -125,7 +163,11 @@ describe('lmstudio_complete', () => {
       cfg.allowedRoots = [root];
     });
 
-    const whole = await c.call('lmstudio_complete', { template: 'Summarise {{path}}: {{content}}', files: ['*.txt'], max_tokens: 50 });
+    const whole = await c.call('lmstudio_complete', {
+      template: 'Summarise {{path}}: {{content}}',
+      files: ['*.txt'],
+      max_tokens: 50,
+    });
     expect(textOf(whole)).toMatch(/1 file\(s\) look larger than the model's context/);
     const plain = await collectAll(c, jobIdOf(whole));
     // Too large even in 8 parts: it fails, and the hint says to chunk it.
@@ -135,7 +177,12 @@ describe('lmstudio_complete', () => {
     expect(plain.results[1]?.state).toBe('succeeded');
 
     double.resetStats();
-    const chunked = await c.call('lmstudio_complete', { template: 'Part {{chunk}}/{{chunks}} of {{path}}: {{content}}', files: ['big.txt'], chunk: true, max_tokens: 50 });
+    const chunked = await c.call('lmstudio_complete', {
+      template: 'Part {{chunk}}/{{chunks}} of {{path}}: {{content}}',
+      files: ['big.txt'],
+      chunk: true,
+      max_tokens: 50,
+    });
     expect(chunked.isError).toBeFalsy();
     // LM Studio's REST API cannot count tokens: the chunk size is estimated, and the note says so.
     expect(textOf(chunked)).toMatch(/chunks of about \d+ tokens \(3 bytes a token, estimated\)/);
@@ -147,17 +194,34 @@ describe('lmstudio_complete', () => {
     const sentBodies = double.chatRequests.map((r) => r.prompt ?? '');
     expect(sentBodies.some((p) => p.startsWith(`Part 1/${n} of big.txt: line 0:`))).toBe(true);
     // Every line went out exactly once across the chunks.
-    const lines = sentBodies.flatMap((p) => p.replace(/^Part \d+\/\d+ of big.txt: /, '').split('\n')).filter((l) => l.length > 0);
+    const lines = sentBodies
+      .flatMap((p) => p.replace(/^Part \d+\/\d+ of big.txt: /, '').split('\n'))
+      .filter((l) => l.length > 0);
     expect(lines.sort()).toEqual(big.split('\n').sort());
 
     // Chunks too large for the context are split in two and asked again, up to 8 parts each.
-    const resplit = await collectAll(c, jobIdOf(await c.call('lmstudio_complete', { template: '{{content}}', files: ['big.txt'], chunk_tokens: 500, max_tokens: 50 })));
+    const resplit = await collectAll(
+      c,
+      jobIdOf(
+        await c.call('lmstudio_complete', {
+          template: '{{content}}',
+          files: ['big.txt'],
+          chunk_tokens: 500,
+          max_tokens: 50,
+        }),
+      ),
+    );
     expect(resplit.results.every((r) => r.state === 'succeeded')).toBe(true);
     expect(resplit.results.filter((r) => r.value?.split_for_context === 2).length).toBeGreaterThan(0);
 
     // Chunks still too large after 3 splits (the server refuses them; or far too large, so they are
     // not sent): the hint asks for smaller chunks, not for chunking, which the caller already did.
-    const tooBig = await c.call('lmstudio_complete', { template: '{{content}}', files: ['big.txt'], chunk_tokens: 3000, max_tokens: 50 });
+    const tooBig = await c.call('lmstudio_complete', {
+      template: '{{content}}',
+      files: ['big.txt'],
+      chunk_tokens: 3000,
+      max_tokens: 50,
+    });
     const refused = await collectAll(c, jobIdOf(tooBig));
     // The last chunk, a remainder, may be small enough.
     const failedChunks = refused.results.filter((r) => r.state === 'failed');
@@ -165,7 +229,9 @@ describe('lmstudio_complete', () => {
     expect(failedChunks.length).toBeGreaterThan(0);
     for (const result of failedChunks) {
       expect(result.error?.code).toBe('CONTEXT_OVERFLOW');
-      expect(result.error?.message).toMatch(/^Split in two to fit the model's context, part 1 \(big\.txt#1 \[part 1\/2\]\) failed: /);
+      expect(result.error?.message).toMatch(
+        /^Split in two to fit the model's context, part 1 \(big\.txt#1 \[part 1\/2\]\) failed: /,
+      );
       expect(result.error?.hint).toMatch(/smaller chunk_tokens/);
       expect(result.error?.hint).not.toMatch(/chunk: true/);
     }
@@ -179,9 +245,24 @@ describe('lmstudio_complete', () => {
       cfg.allowedRoots = [root];
     });
     // Three answered prompts of ~100 tokens each: the double counts 4 characters a token.
-    await collectAll(c, jobIdOf(await c.call('lmstudio_complete', { prompts: [1, 2, 3].map((i) => ({ prompt: `${i} ${'word '.repeat(80)}` })), max_tokens: 5 })));
-    const chunked = await c.call('lmstudio_complete', { template: '{{content}}', files: ['big.txt'], chunk: true, max_tokens: 20 });
-    expect(textOf(chunked)).toMatch(/\(3\.[12]\d bytes a token, learned from the prompt token counts lmstudio reported for 3 earlier prompts less a margin\)/);
+    await collectAll(
+      c,
+      jobIdOf(
+        await c.call('lmstudio_complete', {
+          prompts: [1, 2, 3].map((i) => ({ prompt: `${i} ${'word '.repeat(80)}` })),
+          max_tokens: 5,
+        }),
+      ),
+    );
+    const chunked = await c.call('lmstudio_complete', {
+      template: '{{content}}',
+      files: ['big.txt'],
+      chunk: true,
+      max_tokens: 20,
+    });
+    expect(textOf(chunked)).toMatch(
+      /\(3\.[12]\d bytes a token, learned from the prompt token counts lmstudio reported for 3 earlier prompts less a margin\)/,
+    );
     const parts = await collectAll(c, jobIdOf(chunked));
     expect(parts.results.every((r) => r.state === 'succeeded' && r.value?.split_for_context === undefined)).toBe(true);
   });
@@ -202,8 +283,16 @@ describe('lmstudio_complete', () => {
   it('returns validated JSON for json_schema, mergeable into one array', async () => {
     const double = await startDouble();
     const c = await connect(double.url);
-    const schema = { type: 'object', properties: { summary: { type: 'string' }, risk: { type: 'integer', minimum: 2 } }, required: ['summary', 'risk'] };
-    const submitted = await c.call('lmstudio_complete', { prompts: [{ prompt: 'a' }, { prompt: 'b' }], json_schema: schema, wait_seconds: 20 });
+    const schema = {
+      type: 'object',
+      properties: { summary: { type: 'string' }, risk: { type: 'integer', minimum: 2 } },
+      required: ['summary', 'risk'],
+    };
+    const submitted = await c.call('lmstudio_complete', {
+      prompts: [{ prompt: 'a' }, { prompt: 'b' }],
+      json_schema: schema,
+      wait_seconds: 20,
+    });
     expect(submitted.isError).toBeFalsy();
     const merged = await c.call('collect_results', { job_ids: [jobIdOf(submitted)], merge: 'json', wait_seconds: 20 });
     expect(textOf(merged)).toContain('{"summary":"example","risk":2}');
@@ -226,10 +315,29 @@ describe('lmstudio_complete', () => {
       [{ prompts: [{ prompt: 'a' }], json_schema: { type: 'nonsense' } }, /json_schema is not a valid JSON schema/],
       [{ prompts: [{ prompt: 'a' }], model: 'o4-mini' }, /MODEL_NOT_FOUND.*o4-mini.*Available: test-model/s],
       [{ prompts: [{}] }, /exactly one of prompt or messages/],
-      [{ prompts: [{ messages: [{ role: 'system', content: 'Be terse.' }, { role: 'user', content: 'hi' }] }], system: 'Be kind.' }, /starts with its own system message, and `system` is given too/],
+      [
+        {
+          prompts: [
+            {
+              messages: [
+                { role: 'system', content: 'Be terse.' },
+                { role: 'user', content: 'hi' },
+              ],
+            },
+          ],
+          system: 'Be kind.',
+        },
+        /starts with its own system message, and `system` is given too/,
+      ],
       // Over a limit is an error naming it, never silently lowered.
-      [{ prompts: [{ prompt: 'a' }], concurrency: 5 }, /INVALID_INPUT: concurrency 5 is more than the endpoints serving test-model take at once \(4: lmstudio 4\)[\s\S]*Next: .*at most 4.*--lmstudio-concurrency/],
-      [{ template: '{{content}}', files: ['a.md'], chunk_tokens: 2_000_000 }, /INVALID_INPUT: chunk_tokens 2000000 .* more than llm\.maxFileBytes \(4194304 bytes\)[\s\S]*Next: .*at most 1398101.*"maxFileBytes"/],
+      [
+        { prompts: [{ prompt: 'a' }], concurrency: 5 },
+        /INVALID_INPUT: concurrency 5 is more than the endpoints serving test-model take at once \(4: lmstudio 4\)[\s\S]*Next: .*at most 4.*--lmstudio-concurrency/,
+      ],
+      [
+        { template: '{{content}}', files: ['a.md'], chunk_tokens: 2_000_000 },
+        /INVALID_INPUT: chunk_tokens 2000000 .* more than llm\.maxFileBytes \(4194304 bytes\)[\s\S]*Next: .*at most 1398101.*"maxFileBytes"/,
+      ],
     ];
     for (const [args, expected] of cases) {
       const reply = await c.call('lmstudio_complete', args);
@@ -255,7 +363,13 @@ describe('lmstudio_complete', () => {
   });
 
   it('uses the loaded LLM by default, and says so when none is loaded', async () => {
-    const double = await startDouble({ models: [{ id: 'embedder', type: 'embeddings', state: 'loaded' }, { id: 'cold', state: 'not-loaded' }, { id: 'warm', state: 'loaded' }] });
+    const double = await startDouble({
+      models: [
+        { id: 'embedder', type: 'embeddings', state: 'loaded' },
+        { id: 'cold', state: 'not-loaded' },
+        { id: 'warm', state: 'loaded' },
+      ],
+    });
     const c = await connect(double.url);
     const ok = await c.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }], wait_seconds: 20 });
     expect(textOf(ok)).toContain('Model warm on lmstudio');
@@ -280,10 +394,12 @@ describe('lmstudio_complete', () => {
     expect(textOf(refused)).toMatch(/AUTH_REQUIRED[\s\S]*LM_API_TOKEN/);
   });
 
-  it('--endpoint NAME=URL#lmstudio gets LM Studio\'s API and reads LM_API_TOKEN without further config', async () => {
+  it("--endpoint NAME=URL#lmstudio gets LM Studio's API and reads LM_API_TOKEN without further config", async () => {
     const double = await startDouble({ token: 'sk-lm-abc:def', models: [{ id: 'cold', state: 'not-loaded' }] });
     const config = await testConfig(() => {}, ['--endpoint', `box=${double.url}@2#lmstudio`]);
-    expect(config.llm.endpoints).toEqual([{ name: 'box', url: double.url, concurrency: 2, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }]);
+    expect(config.llm.endpoints).toEqual([
+      { name: 'box', url: double.url, concurrency: 2, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' },
+    ]);
     const c = await connectInMemory(config, { env: { LM_API_TOKEN: 'sk-lm-abc:def' } });
     cleanups.push(() => c.close());
     const reply = await c.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }], model: 'cold', wait_seconds: 20 });
@@ -297,7 +413,9 @@ describe('lmstudio_complete', () => {
   it('cancel_job aborts the HTTP requests in flight', async () => {
     const double = await startDouble();
     const c = await connect(double.url);
-    const submitted = await c.call('lmstudio_complete', { prompts: Array.from({ length: 5 }, (_, i) => ({ prompt: `#fault:hang ${i}` })) });
+    const submitted = await c.call('lmstudio_complete', {
+      prompts: Array.from({ length: 5 }, (_, i) => ({ prompt: `#fault:hang ${i}` })),
+    });
     await expect.poll(() => double.inFlight).toBe(4);
     const cancelled = await c.call('cancel_job', { job_id: jobIdOf(submitted) });
     expect(cancelled.isError).toBeFalsy();
@@ -314,7 +432,10 @@ describe('lmstudio_complete', () => {
       cfg.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
     });
     const first = await connectInMemory(config);
-    const submitted = await first.call('lmstudio_complete', { template: 'Summarise {{path}}: {{content}}', files: ['notes/*.md'] });
+    const submitted = await first.call('lmstudio_complete', {
+      template: 'Summarise {{path}}: {{content}}',
+      files: ['notes/*.md'],
+    });
     const jobId = jobIdOf(submitted);
     await expect.poll(() => double.inFlight).toBe(2);
     // A restart: the server goes away mid-answer (without cancelling), its tasks load as interrupted.

@@ -6,7 +6,6 @@ import { cleanupsAfterEach } from '../helpers/cleanup.js';
 
 const cleanups = cleanupsAfterEach();
 
-
 describe('lmstudio_models', () => {
   it('reports each endpoint: reachable or why not, models with type, loaded state and context', async () => {
     const lmstudio = await LmStudioDouble.start({
@@ -17,7 +16,10 @@ describe('lmstudio_models', () => {
       ],
     });
     const vllm = await LmStudioDouble.start({ flavor: 'openai', models: [{ id: 'meta/llama-3' }] });
-    cleanups.push(() => lmstudio.close(), () => vllm.close());
+    cleanups.push(
+      () => lmstudio.close(),
+      () => vllm.close(),
+    );
     const dead = `http://127.0.0.1:${await freePort()}`;
     const config = await testConfig((c) => {
       c.llm.endpoints = [
@@ -44,7 +46,13 @@ describe('lmstudio_models', () => {
       ['cluster', true],
       ['gpu2', false],
     ]);
-    expect(structured.endpoints[0]?.models).toContainEqual({ id: 'qwen3-8b', type: 'llm', loaded: true, context_length: 32768, max_context_length: 32768 });
+    expect(structured.endpoints[0]?.models).toContainEqual({
+      id: 'qwen3-8b',
+      type: 'llm',
+      loaded: true,
+      context_length: 32768,
+      max_context_length: 32768,
+    });
     expect(structured.endpoints[1]?.models).toEqual([{ id: 'meta/llama-3' }]);
     expect(vllm.requests.map((r) => r.path)).toEqual(['/v1/models']);
 
@@ -59,15 +67,31 @@ describe('lmstudio_models', () => {
     const guarded = await LmStudioDouble.start({ token: 'sk-lm-abc:def' });
     cleanups.push(() => guarded.close());
     const config = await testConfig((c) => {
-      c.llm.endpoints = [{ name: 'guarded', url: guarded.url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }];
+      c.llm.endpoints = [
+        {
+          name: 'guarded',
+          url: guarded.url,
+          concurrency: 4,
+          models: [],
+          flavor: 'lmstudio',
+          apiKeyEnv: 'LM_API_TOKEN',
+        },
+      ];
     });
     const c = await connectInMemory(config);
     cleanups.push(() => c.close());
     const reply = await c.call('lmstudio_models');
-    expect(textOf(reply)).toMatch(/guarded .*: reachable, refused \(AUTH_REQUIRED\): endpoint guarded refused the request \(HTTP 401\)/);
+    expect(textOf(reply)).toMatch(
+      /guarded .*: reachable, refused \(AUTH_REQUIRED\): endpoint guarded refused the request \(HTTP 401\)/,
+    );
     expect(textOf(reply)).toMatch(/Fix: Set LM_API_TOKEN/);
     expect(textOf(reply)).not.toContain('NOT REACHABLE');
     const structured = reply.structuredContent as { endpoints: Array<Record<string, unknown>> };
-    expect(structured.endpoints[0]).toMatchObject({ name: 'guarded', reachable: true, error: { code: 'AUTH_REQUIRED' }, models: [] });
+    expect(structured.endpoints[0]).toMatchObject({
+      name: 'guarded',
+      reachable: true,
+      error: { code: 'AUTH_REQUIRED' },
+      models: [],
+    });
   });
 });

@@ -20,7 +20,12 @@ interface Result {
 interface Collected {
   jobs: Array<Record<string, unknown>>;
   results: Result[];
-  upstream?: Array<{ job_id: string; state: string; counts: Record<string, number>; failed?: Array<{ id: string; code: string }> }>;
+  upstream?: Array<{
+    job_id: string;
+    state: string;
+    counts: Record<string, number>;
+    failed?: Array<{ id: string; code: string }>;
+  }>;
   done: boolean;
 }
 
@@ -67,11 +72,19 @@ function code(name: string, bytes: number): string {
 describe('whole-module prompts and map → reduce', () => {
   it('packs a module into one prompt when it fits, each file under its path header, in path order', async () => {
     const double = await startDouble({ models: [{ id: 'small', type: 'llm', state: 'loaded', contextLength: 4096 }] });
-    const root = await filesRoot({ 'auth/b.ts': code('b', 300), 'auth/a.ts': code('a', 300), 'auth/sub/c.ts': code('c', 200) });
+    const root = await filesRoot({
+      'auth/b.ts': code('b', 300),
+      'auth/a.ts': code('a', 300),
+      'auth/sub/c.ts': code('c', 200),
+    });
     const c = await connect(double.url, (cfg) => {
       cfg.allowedRoots = [root];
     });
-    const reply = await c.call('lmstudio_complete', { template: 'Review the architecture of {{path}}:\n{{content}}', files: ['auth/**'], group: 'all' });
+    const reply = await c.call('lmstudio_complete', {
+      template: 'Review the architecture of {{path}}:\n{{content}}',
+      files: ['auth/**'],
+      group: 'all',
+    });
     expect(reply.isError, textOf(reply)).toBeFalsy();
     expect(JSON.stringify(reply.structuredContent)).toMatch(/3 file\(s\) packed into 1 prompt/);
     const done = await collectDone(c, jobIdOf(reply));
@@ -89,12 +102,18 @@ describe('whole-module prompts and map → reduce', () => {
     const double = await startDouble({ models: [{ id: 'tiny', type: 'llm', state: 'loaded', contextLength: 800 }] });
     const files: Record<string, string> = {};
     const sizes = [700, 150, 150, 600, 300];
-    for (let i = 0; i < 100; i++) files[`mod/f${String(i).padStart(2, '0')}.ts`] = code(`f${i}`, sizes[i % sizes.length] ?? 100);
+    for (let i = 0; i < 100; i++)
+      files[`mod/f${String(i).padStart(2, '0')}.ts`] = code(`f${i}`, sizes[i % sizes.length] ?? 100);
     const root = await filesRoot(files);
     const c = await connect(double.url, (cfg) => {
       cfg.allowedRoots = [root];
     });
-    const reply = await c.call('lmstudio_complete', { template: 'Find risks in:\n{{content}}', files: ['mod/*.ts'], group: 'all', max_tokens: 40 });
+    const reply = await c.call('lmstudio_complete', {
+      template: 'Find risks in:\n{{content}}',
+      files: ['mod/*.ts'],
+      group: 'all',
+      max_tokens: 40,
+    });
     expect(reply.isError, textOf(reply)).toBeFalsy();
     const structured = reply.structuredContent as { job_id: string; notes: string[]; runs_on?: { job_id: string } };
     expect(structured.notes.join(' ')).toMatch(/reduce stage \(map → reduce\), added for you/);
@@ -117,7 +136,9 @@ describe('whole-module prompts and map → reduce', () => {
     expect(mapPrompts.length).toBe(map?.counts.total);
     // Packed to the edge: every map prompt fits the 300-token context, and together they hold every file once.
     for (const r of mapPrompts) expect((r.prompt ?? '').length / 4).toBeLessThanOrEqual(800);
-    const headers = mapPrompts.flatMap((r) => [...(r.prompt ?? '').matchAll(/^### (mod\/f\d+\.ts)$/gm)].map((m) => m[1]));
+    const headers = mapPrompts.flatMap((r) =>
+      [...(r.prompt ?? '').matchAll(/^### (mod\/f\d+\.ts)$/gm)].map((m) => m[1]),
+    );
     expect(headers.sort()).toEqual(Object.keys(files).sort());
     expect(mapPrompts.length).toBeLessThan(100);
     // Level 1 names each map answer by its provenance; the last level merges "merged from" groups.
@@ -133,7 +154,11 @@ describe('whole-module prompts and map → reduce', () => {
     const double = await startDouble();
     const c = await connect(double.url);
     const reply = await c.call('lmstudio_complete', {
-      prompts: [{ id: 'login.ts', prompt: 'Review login' }, { id: 'tokens.ts', prompt: `Review tokens ${'.'.repeat(60)} #fault:crash*1` }, { id: 'session.ts', prompt: 'Review session' }],
+      prompts: [
+        { id: 'login.ts', prompt: 'Review login' },
+        { id: 'tokens.ts', prompt: `Review tokens ${'.'.repeat(60)} #fault:crash*1` },
+        { id: 'session.ts', prompt: 'Review session' },
+      ],
       reduce: { prompt: 'Combine these reviews into one.', max_tokens: 50 },
     });
     expect(reply.isError, textOf(reply)).toBeFalsy();
@@ -164,13 +189,19 @@ describe('whole-module prompts and map → reduce', () => {
     const c = await connect(double.url, (cfg) => {
       cfg.allowedRoots = [root];
     });
-    const reply = await c.call('lmstudio_complete', { template: 'Summarise {{path}}:\n{{content}}', files: ['big.ts'], max_tokens: 20 });
+    const reply = await c.call('lmstudio_complete', {
+      template: 'Summarise {{path}}:\n{{content}}',
+      files: ['big.ts'],
+      max_tokens: 20,
+    });
     expect(reply.isError, textOf(reply)).toBeFalsy();
     const done = await collectDone(c, jobIdOf(reply));
     const result = done.results[0];
     expect(result?.state, JSON.stringify(result)).toBe('succeeded');
     expect(result?.value?.split_for_context).toBe(2);
-    expect(String(result?.value?.text)).toMatch(/^\[part 1 of 2: big\.ts \[part 1\/2\]\]\n[\s\S]*\n\n\[part 2 of 2: big\.ts \[part 2\/2\]\]/);
+    expect(String(result?.value?.text)).toMatch(
+      /^\[part 1 of 2: big\.ts \[part 1\/2\]\]\n[\s\S]*\n\n\[part 2 of 2: big\.ts \[part 2\/2\]\]/,
+    );
     const halves = double.chatRequests.slice(1).map((r) => r.prompt ?? '');
     expect(halves).toHaveLength(2);
     // The halves together are the file, cut at a line break.
@@ -188,10 +219,22 @@ describe('stage arguments refused with what to do', () => {
       cfg.allowedRoots = [root];
     });
     const cases: Array<[Record<string, unknown>, RegExp]> = [
-      [{ template: '{{content}}', files: ['mod/*'], group: 'all' }, /^INVALID_INPUT: 1 of the files look binary \(they contain NUL bytes\): mod\/blob\.bin\./],
-      [{ template: '{{content}} {{topic}}', files: ['mod/a.ts'], items: [{ topic: 'x' }], group: 'all' }, /^INVALID_INPUT: group packs `files` into prompts/],
-      [{ template: 'Review {{path}}', files: ['mod/a.ts'], group: 'all' }, /^INVALID_INPUT: group puts the files into \{\{content\}\}/],
-      [{ template: '{{output}}', files: ['mod/a.ts'], from_job: 'job_AAAAAAAAAAAAAAAAAAAAAA' }, /^JOB_NOT_FOUND|^INVALID_INPUT: from_job fills a template/],
+      [
+        { template: '{{content}}', files: ['mod/*'], group: 'all' },
+        /^INVALID_INPUT: 1 of the files look binary \(they contain NUL bytes\): mod\/blob\.bin\./,
+      ],
+      [
+        { template: '{{content}} {{topic}}', files: ['mod/a.ts'], items: [{ topic: 'x' }], group: 'all' },
+        /^INVALID_INPUT: group packs `files` into prompts/,
+      ],
+      [
+        { template: 'Review {{path}}', files: ['mod/a.ts'], group: 'all' },
+        /^INVALID_INPUT: group puts the files into \{\{content\}\}/,
+      ],
+      [
+        { template: '{{output}}', files: ['mod/a.ts'], from_job: 'job_AAAAAAAAAAAAAAAAAAAAAA' },
+        /^JOB_NOT_FOUND|^INVALID_INPUT: from_job fills a template/,
+      ],
     ];
     for (const [args, expected] of cases) {
       const reply = await c.call('lmstudio_complete', args);
@@ -208,14 +251,22 @@ describe('script → LLM pipelines', () => {
     const double = await startDouble({ latencyMs: 5 });
     const c = await connect(double.url);
     // Input 2 is slow, input 1 fails: the others' LLM tasks run before the script job ends.
-    const script = 'const [name, wait] = process.argv.slice(1); if (name === "bad") { console.error("no such module"); process.exit(3); } setTimeout(() => console.log(JSON.stringify({ module: name, deps: [name + "-dep"] })), Number(wait));';
+    const script =
+      'const [name, wait] = process.argv.slice(1); if (name === "bad") { console.error("no such module"); process.exit(3); } setTimeout(() => console.log(JSON.stringify({ module: name, deps: [name + "-dep"] })), Number(wait));';
     const submitted = await c.call('run_script_batch', {
       command: 'node',
-      inputs: [{ args: ['-e', script, 'auth', '0'] }, { args: ['-e', script, 'bad', '0'] }, { args: ['-e', script, 'billing', '3000'] }],
+      inputs: [
+        { args: ['-e', script, 'auth', '0'] },
+        { args: ['-e', script, 'bad', '0'] },
+        { args: ['-e', script, 'billing', '3000'] },
+      ],
     });
     expect(submitted.isError, textOf(submitted)).toBeFalsy();
     const scriptId = jobIdOf(submitted);
-    const stage = await c.call('lmstudio_complete', { from_job: scriptId, template: 'Risks of module {{module}} with deps {{deps}}; raw: {{output}}' });
+    const stage = await c.call('lmstudio_complete', {
+      from_job: scriptId,
+      template: 'Risks of module {{module}} with deps {{deps}}; raw: {{output}}',
+    });
     expect(stage.isError, textOf(stage)).toBeFalsy();
     const stageId = jobIdOf(stage);
     const done = await collectDone(c, stageId);
@@ -229,21 +280,32 @@ describe('script → LLM pipelines', () => {
     expect(prompts.some((p) => p.startsWith('Risks of module auth with deps ["auth-dep"]; raw: {'))).toBe(true);
     // Streaming, not a barrier: auth's answer was recorded before the slow script task finished.
     const scriptDone = await collectDone(c, scriptId);
-    const slowEnd = Date.parse(String((scriptDone.results.find((r) => r.index === 2) as unknown as { finished_at?: string })?.finished_at ?? ''));
+    const slowEnd = Date.parse(
+      String((scriptDone.results.find((r) => r.index === 2) as unknown as { finished_at?: string })?.finished_at ?? ''),
+    );
     const jobs = (await c.call('list_jobs', {})).structuredContent as { jobs: Array<Record<string, unknown>> };
     expect(jobs.jobs.find((j) => j.job_id === stageId)?.runs_on).toEqual({ job_id: scriptId, each: true });
     expect(jobs.jobs.find((j) => j.job_id === scriptId)?.feeds).toEqual([stageId]);
-    const records = (await readFile(path.join(c.config.stateDir, 'jobs', stageId, 'results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { index: number; finishedAt: string });
+    const records = (await readFile(path.join(c.config.stateDir, 'jobs', stageId, 'results.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { index: number; finishedAt: string });
     const authEnd = Date.parse(records.find((r) => r.index === 0)?.finishedAt ?? '');
     if (!Number.isNaN(slowEnd)) expect(authEnd).toBeLessThan(slowEnd);
-    const scriptRecords = (await readFile(path.join(c.config.stateDir, 'jobs', scriptId, 'results.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { index: number; finishedAt: string });
+    const scriptRecords = (await readFile(path.join(c.config.stateDir, 'jobs', scriptId, 'results.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { index: number; finishedAt: string });
     expect(authEnd).toBeLessThan(Date.parse(scriptRecords.find((r) => r.index === 2)?.finishedAt ?? ''));
   });
 
   it('cancel_job on the last stage cancels the whole pipeline mid-run', async () => {
     const double = await startDouble();
     const c = await connect(double.url);
-    const submitted = await c.call('run_script_batch', { command: 'sleep', inputs: [{ args: ['0'] }, { args: ['30'] }, { args: ['30'] }] });
+    const submitted = await c.call('run_script_batch', {
+      command: 'sleep',
+      inputs: [{ args: ['0'] }, { args: ['30'] }, { args: ['30'] }],
+    });
     const scriptId = jobIdOf(submitted);
     const stage = await c.call('lmstudio_complete', { from_job: scriptId, template: 'Explain: {{output}}' });
     const stageId = jobIdOf(stage);
@@ -258,13 +320,27 @@ describe('script → LLM pipelines', () => {
   it('an LLM → script stage gets each answer on stdin, named after its prompt', async () => {
     const double = await startDouble();
     const c = await connect(double.url);
-    const answers = await c.call('lmstudio_complete', { prompts: [{ id: 'auth', prompt: 'Explain auth' }, { id: 'billing', prompt: 'Explain billing #fault:crash' }] });
+    const answers = await c.call('lmstudio_complete', {
+      prompts: [
+        { id: 'auth', prompt: 'Explain auth' },
+        { id: 'billing', prompt: 'Explain billing #fault:crash' },
+      ],
+    });
     const llmId = jobIdOf(answers);
-    const refused = await c.call('run_script_batch', { command: 'node', from_job: llmId, inputs: [{ args: ['-e', '1'] }, { args: ['-e', '2'] }] });
+    const refused = await c.call('run_script_batch', {
+      command: 'node',
+      from_job: llmId,
+      inputs: [{ args: ['-e', '1'] }, { args: ['-e', '2'] }],
+    });
     expect(refused.isError).toBe(true);
     expect(textOf(refused)).toMatch(/^INVALID_INPUT: With from_job each task gets its upstream task's output on stdin/);
-    const upper = 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(s.trim().toUpperCase()));';
-    const stage = await c.call('run_script_batch', { command: 'node', from_job: llmId, inputs: [{ args: ['-e', upper] }] });
+    const upper =
+      'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(s.trim().toUpperCase()));';
+    const stage = await c.call('run_script_batch', {
+      command: 'node',
+      from_job: llmId,
+      inputs: [{ args: ['-e', upper] }],
+    });
     expect(stage.isError, textOf(stage)).toBeFalsy();
     const done = await collectDone(c, jobIdOf(stage));
     const byIndex = new Map(done.results.map((r) => [r.index, r]));

@@ -25,16 +25,30 @@ describe('resume_job', () => {
     await collectAll(conn, jobId);
     const reply = await conn.call('resume_job', { job_id: jobId, include_failed: true, include_cancelled: true });
     expect(reply.isError).toBeFalsy();
-    expect(textOf(reply)).toMatch(new RegExp(`^Nothing to resume: the job has no interrupted, failed, cancelled tasks\\. .*\\n${jobId} \\[script\\] succeeded`));
-    expect(reply.structuredContent).toMatchObject({ job_id: jobId, state: 'succeeded', requeued: 0, next: expect.stringContaining('Nothing to resume') });
+    expect(textOf(reply)).toMatch(
+      new RegExp(
+        `^Nothing to resume: the job has no interrupted, failed, cancelled tasks\\. .*\\n${jobId} \\[script\\] succeeded`,
+      ),
+    );
+    expect(reply.structuredContent).toMatchObject({
+      job_id: jobId,
+      state: 'succeeded',
+      requeued: 0,
+      next: expect.stringContaining('Nothing to resume'),
+    });
   });
 
   it('re-runs failed tasks only when asked, as a new attempt, and can wait for them', async () => {
-    const jobId = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['fine', '0'] }, { args: ['broken', '5'] }, { args: ['broken2', '6'] }] });
+    const jobId = await submitScripts(conn, {
+      worker: 'emit.py',
+      inputs: [{ args: ['fine', '0'] }, { args: ['broken', '5'] }, { args: ['broken2', '6'] }],
+    });
     await collectAll(conn, jobId);
 
     const plain = await conn.call('resume_job', { job_id: jobId });
-    expect(textOf(plain)).toMatch(/^Nothing to resume: the job has no interrupted tasks \(include_failed \/ include_cancelled add those\)/);
+    expect(textOf(plain)).toMatch(
+      /^Nothing to resume: the job has no interrupted tasks \(include_failed \/ include_cancelled add those\)/,
+    );
     expect((plain.structuredContent as unknown as Resumed).requeued).toBe(0);
 
     const handle = await conn.call('resume_job', { job_id: jobId, include_failed: true });
@@ -63,7 +77,11 @@ describe('resume_job', () => {
   });
 
   it('runs cancelled tasks again with include_cancelled', async () => {
-    const jobId = await submitScripts(conn, { worker: 'emit.py', inputs: [{ args: ['slow', '0', '0', '60'] }, { args: ['later', '0'] }], concurrency: 1 });
+    const jobId = await submitScripts(conn, {
+      worker: 'emit.py',
+      inputs: [{ args: ['slow', '0', '0', '60'] }, { args: ['later', '0'] }],
+      concurrency: 1,
+    });
     await conn.call('cancel_job', { job_id: jobId });
     expect((await collectAll(conn, jobId)).job.state).toBe('cancelled');
 
@@ -72,7 +90,9 @@ describe('resume_job', () => {
     // The slow one would take 60 s: cancel it again once it runs (one at a time: the other waits).
     await until(async () => {
       const page = await conn.call('collect_results', { job_ids: [jobId], wait_seconds: 1 });
-      return (page.structuredContent as { jobs: Array<{ counts: Record<string, number> }> }).jobs[0]?.counts.running === 1;
+      return (
+        (page.structuredContent as { jobs: Array<{ counts: Record<string, number> }> }).jobs[0]?.counts.running === 1
+      );
     }, 'the slow task to run');
     await conn.call('cancel_job', { job_id: jobId });
     const { results } = await collectAll(conn, jobId);
@@ -83,7 +103,7 @@ describe('resume_job', () => {
     ]);
   });
 
-  it('shows each task\'s latest attempt, with filters that agree with the counts; earlier attempts on request', async () => {
+  it("shows each task's latest attempt, with filters that agree with the counts; earlier attempts on request", async () => {
     const inputs = Array.from({ length: 12 }, (_, i) => ({ args: [`t${i}`, i % 3 === 0 ? '4' : '0'] }));
     const jobId = await submitScripts(conn, { worker: 'emit.py', inputs, concurrency: 4 });
     await collectAll(conn, jobId);

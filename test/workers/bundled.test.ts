@@ -42,20 +42,30 @@ interface DepFile {
 }
 
 describe('analyze_dependencies.py', () => {
-  it('splits a TypeScript file\'s imports into internal, external and builtin', async () => {
-    const out = await runOne('analyze_dependencies.py', { args: ['src/paths.ts', 'src/pools/script/pool.ts', 'workers/code_stats.py', 'src/pools/script/interpreters.ts'] });
+  it("splits a TypeScript file's imports into internal, external and builtin", async () => {
+    const out = await runOne('analyze_dependencies.py', {
+      args: ['src/paths.ts', 'src/pools/script/pool.ts', 'workers/code_stats.py', 'src/pools/script/interpreters.ts'],
+    });
     const [paths, pool, stats, interpreters] = out.files as DepFile[];
     expect(paths?.language).toBe('typescript');
-    expect(paths?.internal).toContainEqual(expect.objectContaining({ specifier: './errors.js', path: 'src/errors.ts' }));
+    expect(paths?.internal).toContainEqual(
+      expect.objectContaining({ specifier: './errors.js', path: 'src/errors.ts' }),
+    );
     expect(paths?.builtin).toContainEqual(expect.objectContaining({ specifier: 'node:path' }));
     expect(pool?.external).toContainEqual(expect.objectContaining({ specifier: 'zod', package: 'zod' }));
-    expect(pool?.internal).toContainEqual(expect.objectContaining({ specifier: '../../errors.js', path: 'src/errors.ts' }));
+    expect(pool?.internal).toContainEqual(
+      expect.objectContaining({ specifier: '../../errors.js', path: 'src/errors.ts' }),
+    );
     expect(pool?.external?.map((e) => e.package)).toEqual(['zod']);
     expect(interpreters?.external?.map((e) => e.package)).toEqual(expect.arrayContaining(['execa']));
-    expect(pool?.internal).toContainEqual(expect.objectContaining({ specifier: './catalog.js', path: 'src/pools/script/catalog.ts' }));
+    expect(pool?.internal).toContainEqual(
+      expect.objectContaining({ specifier: './catalog.js', path: 'src/pools/script/catalog.ts' }),
+    );
     expect(stats?.language).toBe('python');
     expect(stats?.builtin?.map((e) => e.specifier)).toEqual(expect.arrayContaining(['os', 're', 'sys', 'ast']));
-    expect(stats?.internal).toContainEqual(expect.objectContaining({ specifier: '_common', path: 'workers/_common.py' }));
+    expect(stats?.internal).toContainEqual(
+      expect.objectContaining({ specifier: '_common', path: 'workers/_common.py' }),
+    );
     expect(stats?.external).toEqual([]);
     expect(out.external_packages).toEqual(expect.arrayContaining(['execa', 'zod']));
   });
@@ -67,7 +77,9 @@ describe('analyze_dependencies.py', () => {
   });
 
   it('takes {"files": [...]} as json and reports unreadable or unsupported files per file', async () => {
-    const out = await runOne('analyze_dependencies.py', { json: { files: ['src/errors.ts', 'no/such/file.ts', 'package.json', 'test/fixtures/workers/direct'] } });
+    const out = await runOne('analyze_dependencies.py', {
+      json: { files: ['src/errors.ts', 'no/such/file.ts', 'package.json', 'test/fixtures/workers/direct'] },
+    });
     const files = out.files as DepFile[];
     expect(files[0]?.error).toBeUndefined();
     expect(files[1]?.error).toMatch(/unreadable/);
@@ -78,7 +90,9 @@ describe('analyze_dependencies.py', () => {
 
 describe('code_stats.py', () => {
   it('counts lines, comments, functions and classes of real files', async () => {
-    const out = await runOne('code_stats.py', { args: ['src/pools/script/catalog.ts', 'workers/grep_context.py', '/bin/sh'] });
+    const out = await runOne('code_stats.py', {
+      args: ['src/pools/script/catalog.ts', 'workers/grep_context.py', '/bin/sh'],
+    });
     const [catalog, grep, binary] = out.files as Array<Record<string, unknown>>;
     expect(catalog).toMatchObject({ language: 'typescript', classes: 1 });
     expect(catalog?.functions).toBeGreaterThan(5);
@@ -101,9 +115,14 @@ describe('code_stats.py', () => {
 
 describe('grep_context.py', () => {
   it('finds matches with context lines in files and folders', async () => {
-    const out = await runOne('grep_context.py', { args: ['--context', '1', '--include', '*.ts', 'export class WorkerCatalog', 'src'] });
+    const out = await runOne('grep_context.py', {
+      args: ['--context', '1', '--include', '*.ts', 'export class WorkerCatalog', 'src'],
+    });
     expect(out.total_matches).toBe(1);
-    const files = out.files as Array<{ file: string; blocks: Array<{ start: number; lines: string[]; match_lines: number[] }> }>;
+    const files = out.files as Array<{
+      file: string;
+      blocks: Array<{ start: number; lines: string[]; match_lines: number[] }>;
+    }>;
     expect(files).toHaveLength(1);
     expect(files[0]?.file).toBe('src/pools/script/catalog.ts');
     const block = files[0]?.blocks[0];
@@ -113,7 +132,9 @@ describe('grep_context.py', () => {
   });
 
   it('stops at max_matches and says so', async () => {
-    const out = await runOne('grep_context.py', { json: { pattern: 'import', files: ['src'], context: 0, max_matches: 5 } });
+    const out = await runOne('grep_context.py', {
+      json: { pattern: 'import', files: ['src'], context: 0, max_matches: 5 },
+    });
     expect(out.total_matches).toBe(5);
     expect(out.truncated).toBe(true);
   });
@@ -121,19 +142,30 @@ describe('grep_context.py', () => {
   it('fails the task (exit 2) on an invalid regex', async () => {
     const jobId = await submitScripts(conn, { worker: 'grep_context.py', inputs: [{ args: ['(unclosed', 'src'] }] });
     const { results } = await collectAll(conn, jobId);
-    expect(results[0]).toMatchObject({ state: 'failed', error: { code: 'NON_ZERO_EXIT', message: expect.stringContaining('not a valid regular expression') }, value: { exit_code: 2 } });
+    expect(results[0]).toMatchObject({
+      state: 'failed',
+      error: { code: 'NON_ZERO_EXIT', message: expect.stringContaining('not a valid regular expression') },
+      value: { exit_code: 2 },
+    });
   });
 });
 
 describe('outline.py', () => {
   it('maps classes, methods and functions of TypeScript and Python files', async () => {
     const out = await runOne('outline.py', { args: ['src/pools/script/catalog.ts', 'workers/outline.py'] });
-    const [ts, py] = out.files as Array<{ symbols: Array<{ kind: string; name: string; line: number; members?: Array<{ name: string }> }>; doc?: string }>;
+    const [ts, py] = out.files as Array<{
+      symbols: Array<{ kind: string; name: string; line: number; members?: Array<{ name: string }> }>;
+      doc?: string;
+    }>;
     const catalog = ts?.symbols.find((s) => s.name === 'WorkerCatalog');
     expect(catalog?.kind).toBe('class');
-    expect(catalog?.members?.map((m) => m.name)).toEqual(expect.arrayContaining(['list', 'resolveWorker', 'planWorker', 'planCommand']));
+    expect(catalog?.members?.map((m) => m.name)).toEqual(
+      expect.arrayContaining(['list', 'resolveWorker', 'planWorker', 'planCommand']),
+    );
     expect(ts?.symbols.find((s) => s.name === 'readHead')?.kind).toBe('function');
-    expect(py?.symbols.map((s) => s.name)).toEqual(expect.arrayContaining(['python_symbols', 'js_symbols', 'outline', 'main']));
+    expect(py?.symbols.map((s) => s.name)).toEqual(
+      expect.arrayContaining(['python_symbols', 'js_symbols', 'outline', 'main']),
+    );
     expect(py?.doc).toContain('Standard library only');
   });
 });
@@ -153,7 +185,10 @@ describe('every bundled worker, on files it must not read', () => {
     await writeFile(path.join(outside, 'private.py'), 'import secret_module  # TODO: private\n');
     await symlink(path.join(outside, 'private.py'), path.join(project, 'link_out.py'));
     await writeFile(path.join(project, 'fine.py'), 'import json  # TODO: fine\n');
-    await writeFile(path.join(project, 'binary.py'), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0, 0x54, 0x4f, 0x44, 0x4f]));
+    await writeFile(
+      path.join(project, 'binary.py'),
+      Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0, 0x54, 0x4f, 0x44, 0x4f]),
+    );
     guarded = await connectInMemory(
       await scriptConfig((c) => {
         c.allowedRoots = [project, '/dev'];
@@ -168,7 +203,16 @@ describe('every bundled worker, on files it must not read', () => {
     await rm(outside, { recursive: true, force: true });
   });
 
-  const files = (): string[] => ['pipe.py', 'zero.ts', 'folder.py', 'link_out.py', path.join(outside, 'private.py'), path.join(repoRoot, 'src', 'config.ts'), 'fine.py', 'binary.py'];
+  const files = (): string[] => [
+    'pipe.py',
+    'zero.ts',
+    'folder.py',
+    'link_out.py',
+    path.join(outside, 'private.py'),
+    path.join(repoRoot, 'src', 'config.ts'),
+    'fine.py',
+    'binary.py',
+  ];
   const cases: Array<{ worker: string; args: () => string[] }> = [
     { worker: 'analyze_dependencies.py', args: files },
     { worker: 'code_stats.py', args: files },
@@ -178,7 +222,12 @@ describe('every bundled worker, on files it must not read', () => {
   for (const { worker, args } of cases) {
     it(`${worker} skips FIFOs, devices and folders, and files outside the allowed folders, per file`, async () => {
       // A FIFO or /dev/zero read without care would hold the task until its timeout.
-      const jobId = await submitScripts(guarded, { worker, inputs: [{ args: args() }], cwd: project, timeout_seconds: 20 });
+      const jobId = await submitScripts(guarded, {
+        worker,
+        inputs: [{ args: args() }],
+        cwd: project,
+        timeout_seconds: 20,
+      });
       const { results } = await collectAll(guarded, jobId);
       expect(results[0]?.state, JSON.stringify(results[0])).toBe('succeeded');
       const out = results[0]?.value?.json as { files: Array<{ file: string; error?: string }> };
@@ -186,7 +235,8 @@ describe('every bundled worker, on files it must not read', () => {
       // grep_context searches a folder it is given (here an empty one); the others skip it.
       const specials = worker === 'grep_context.py' ? ['pipe.py', 'zero.ts'] : ['pipe.py', 'zero.ts', 'folder.py'];
       for (const special of specials) expect(byName.get(special)?.error, special).toMatch(/not a regular file/);
-      for (const far of ['link_out.py', 'private.py', 'config.ts']) expect(byName.get(far)?.error, far).toMatch(/outside the allowed folders/);
+      for (const far of ['link_out.py', 'private.py', 'config.ts'])
+        expect(byName.get(far)?.error, far).toMatch(/outside the allowed folders/);
       expect(byName.get('fine.py')?.error).toBeUndefined();
       expect(byName.get('binary.py')?.error).toBe('binary file');
       expect(JSON.stringify(out)).not.toContain('secret_module');
@@ -194,15 +244,26 @@ describe('every bundled worker, on files it must not read', () => {
   }
 
   it('grep_context.py does not list a folder outside the allowed ones', async () => {
-    const out = (await runOneOn(guarded, 'grep_context.py', { args: ['-F', 'TODO', outside, '.'] })) as { files: Array<{ file: string; error?: string; matches?: number }> };
+    const out = (await runOneOn(guarded, 'grep_context.py', { args: ['-F', 'TODO', outside, '.'] })) as {
+      files: Array<{ file: string; error?: string; matches?: number }>;
+    };
     expect(out.files).toContainEqual({ file: outside, error: expect.stringMatching(/outside the allowed folders/) });
     expect(out.files.find((f) => f.file === './fine.py')?.matches).toBe(1);
     expect(JSON.stringify(out)).not.toContain('secret_module');
   });
 });
 
-async function runOneOn(on: Connected, worker: string, input: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const jobId = await submitScripts(on, { worker, inputs: [input], cwd: on.config.allowedRoots[0], timeout_seconds: 20 });
+async function runOneOn(
+  on: Connected,
+  worker: string,
+  input: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
+  const jobId = await submitScripts(on, {
+    worker,
+    inputs: [input],
+    cwd: on.config.allowedRoots[0],
+    timeout_seconds: 20,
+  });
   const { results } = await collectAll(on, jobId);
   expect(results[0]?.state, JSON.stringify(results[0])).toBe('succeeded');
   return (results[0]?.value?.json ?? {}) as Record<string, unknown>;

@@ -103,7 +103,11 @@ const flavours: Flavour[] = [
 for (const flavour of flavours) {
   describe(flavour.name, () => {
     const cold = (args: string[], stdin?: string, env: Record<string, string> = {}): ReturnType<typeof runCold> =>
-      runCold(flavour.command(), [...flavour.args(), ...args], { cwd: folder, env: { ...baseEnv(), ...env }, ...(stdin === undefined ? {} : { stdin }) });
+      runCold(flavour.command(), [...flavour.args(), ...args], {
+        cwd: folder,
+        env: { ...baseEnv(), ...env },
+        ...(stdin === undefined ? {} : { stdin }),
+      });
 
     function startWarm(): WarmWorker {
       const warm = WarmWorker.start(flavour.command(), flavour.args(), { cwd: folder, env: baseEnv() });
@@ -114,16 +118,27 @@ for (const flavour of flavours) {
     }
 
     it('cold: args and stdin in, one JSON document out, exit 0', async () => {
-      const run = await cold(['a b', '$x'], '{"k": [1, "é"]}\n', { MONITOR_STDIN_FORMAT: 'json', MONITOR_TASK_INDEX: '4' });
+      const run = await cold(['a b', '$x'], '{"k": [1, "é"]}\n', {
+        MONITOR_STDIN_FORMAT: 'json',
+        MONITOR_TASK_INDEX: '4',
+      });
       expect(run).toMatchObject({ code: 0, stderr: '' });
       expect(run.stdout.endsWith('\n')).toBe(true);
       expect(run.stdout.trimEnd()).not.toContain('\n');
-      expect(JSON.parse(run.stdout)).toMatchObject({ args: ['a b', '$x'], stdin: '{"k": [1, "é"]}\n', json: { k: [1, 'é'] }, env: { MONITOR_TASK_INDEX: '4', MONITOR_STDIN_FORMAT: 'json', MONITOR_WARM: null } });
+      expect(JSON.parse(run.stdout)).toMatchObject({
+        args: ['a b', '$x'],
+        stdin: '{"k": [1, "é"]}\n',
+        json: { k: [1, 'é'] },
+        env: { MONITOR_TASK_INDEX: '4', MONITOR_STDIN_FORMAT: 'json', MONITOR_WARM: null },
+      });
     });
 
     it('cold: no stdin gives stdin and json null; text stdin is not parsed', async () => {
       expect(JSON.parse((await cold([])).stdout)).toMatchObject({ stdin: null, json: null });
-      expect(JSON.parse((await cold([], 'plain', { MONITOR_STDIN_FORMAT: 'text' })).stdout)).toMatchObject({ stdin: 'plain', json: null });
+      expect(JSON.parse((await cold([], 'plain', { MONITOR_STDIN_FORMAT: 'text' })).stdout)).toMatchObject({
+        stdin: 'plain',
+        json: null,
+      });
     });
 
     it('cold: fail() is exit 2 with `<name>: message` on stderr; JSON stdin that is not JSON fails the same way', async () => {
@@ -142,12 +157,42 @@ for (const flavour of flavours) {
     it('warm: one process serves task after task, each with its own input and MONITOR_* variables', async () => {
       const warm = startWarm();
       const first = await warm.send({ args: ['one'], env: { MONITOR_TASK_INDEX: '0', MONITOR_STDIN_FORMAT: 'none' } });
-      const second = await warm.send({ args: [], json: { n: 2, s: 'ünï ☃ \u2028' }, env: { MONITOR_TASK_INDEX: '1', MONITOR_STDIN_FORMAT: 'json' } });
+      const second = await warm.send({
+        args: [],
+        json: { n: 2, s: 'ünï ☃ \u2028' },
+        env: { MONITOR_TASK_INDEX: '1', MONITOR_STDIN_FORMAT: 'json' },
+      });
       const third = await warm.send({ stdin: 'line 1\nline 2\n' });
-      expect(first.reply).toMatchObject({ id: 1, exit_code: 0, result: { args: ['one'], stdin: null, json: null, env: { MONITOR_TASK_INDEX: '0', MONITOR_STDIN_FORMAT: 'none', MONITOR_WARM: null } } });
-      expect(second.reply).toMatchObject({ id: 2, exit_code: 0, result: { args: [], json: { n: 2, s: 'ünï ☃ \u2028' }, stdin: '{"n":2,"s":"ünï ☃ \u2028"}\n', env: { MONITOR_TASK_INDEX: '1' } } });
+      expect(first.reply).toMatchObject({
+        id: 1,
+        exit_code: 0,
+        result: {
+          args: ['one'],
+          stdin: null,
+          json: null,
+          env: { MONITOR_TASK_INDEX: '0', MONITOR_STDIN_FORMAT: 'none', MONITOR_WARM: null },
+        },
+      });
+      expect(second.reply).toMatchObject({
+        id: 2,
+        exit_code: 0,
+        result: {
+          args: [],
+          json: { n: 2, s: 'ünï ☃ \u2028' },
+          stdin: '{"n":2,"s":"ünï ☃ \u2028"}\n',
+          env: { MONITOR_TASK_INDEX: '1' },
+        },
+      });
       // A task's variables are undone after it: the third task set none.
-      expect(third.reply).toMatchObject({ id: 3, exit_code: 0, result: { stdin: 'line 1\nline 2\n', json: null, env: { MONITOR_TASK_INDEX: null, MONITOR_STDIN_FORMAT: null } } });
+      expect(third.reply).toMatchObject({
+        id: 3,
+        exit_code: 0,
+        result: {
+          stdin: 'line 1\nline 2\n',
+          json: null,
+          env: { MONITOR_TASK_INDEX: null, MONITOR_STDIN_FORMAT: null },
+        },
+      });
       const pids = [first, second, third].map(({ reply }) => (reply.result as { pid: number }).pid);
       expect(new Set(pids)).toEqual(new Set([warm.pid]));
       expect([first.log, second.log, third.log]).toEqual(['', '', '']);
@@ -162,7 +207,9 @@ for (const flavour of flavours) {
       expect(printed.log).toContain('printed on stderr');
       const next = await warm.send({ args: ['quiet'] });
       expect(next).toMatchObject({ reply: { id: 2, exit_code: 0 }, log: '' });
-      expect(warm.replyLines.map((line) => JSON.parse(line) as { id: number }).map((reply) => reply.id)).toEqual([1, 2]);
+      expect(warm.replyLines.map((line) => JSON.parse(line) as { id: number }).map((reply) => reply.id)).toEqual([
+        1, 2,
+      ]);
     });
 
     it('warm: fail() gives exit code 2 with its message in the log, an exception exit code 1, and the process serves on', async () => {
@@ -180,7 +227,11 @@ for (const flavour of flavours) {
     it('warm: a string result is sent as output', async () => {
       const warm = startWarm();
       const { reply } = await warm.send({ args: ['text'] });
-      expect(reply).toEqual({ id: 1, exit_code: 0, output: flavour.worker === 'probe' ? 'plain text\n' : '{"args":["text"]}' });
+      expect(reply).toEqual({
+        id: 1,
+        exit_code: 0,
+        output: flavour.worker === 'probe' ? 'plain text\n' : '{"args":["text"]}',
+      });
     });
 
     it('warm: a line that is not a request is answered with exit code 1 (id null when it has none) and the next one served', async () => {
@@ -213,12 +264,18 @@ describe('workers/_common.py serve(), Python specifics', () => {
 
   it('gives code written for cold runs its input as sys.argv and sys.stdin', async () => {
     const warm = startProbe();
-    expect((await warm.send({ args: ['old-style', 'x'], stdin: 'from stdin' })).reply.result).toEqual({ argv: ['old-style', 'x'], stdin: 'from stdin' });
-    expect((await warm.send({ args: ['old-style'], json: { a: 1 } })).reply.result).toEqual({ argv: ['old-style'], stdin: '{"a":1}\n' });
+    expect((await warm.send({ args: ['old-style', 'x'], stdin: 'from stdin' })).reply.result).toEqual({
+      argv: ['old-style', 'x'],
+      stdin: 'from stdin',
+    });
+    expect((await warm.send({ args: ['old-style'], json: { a: 1 } })).reply.result).toEqual({
+      argv: ['old-style'],
+      stdin: '{"a":1}\n',
+    });
     expect((await warm.send({ args: ['old-style'] })).reply.result).toEqual({ argv: ['old-style'], stdin: '' });
   });
 
-  it('sys.exit(n) in a task is that task\'s exit code', async () => {
+  it("sys.exit(n) in a task is that task's exit code", async () => {
     const warm = startProbe();
     expect((await warm.send({ args: ['exit', '3'] })).reply).toEqual({ id: 1, exit_code: 3 });
     expect((await warm.send({ args: ['exit', '0'] })).reply).toEqual({ id: 2, exit_code: 0 });

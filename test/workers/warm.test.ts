@@ -13,7 +13,11 @@ beforeAll(async () => {
   python = await pythonExecutable();
 });
 
-const env = (): Record<string, string> => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', MONITOR_ALLOWED_ROOTS: repoRoot, MONITOR_JOB_ID: 'warm-test' });
+const env = (): Record<string, string> => ({
+  PATH: process.env.PATH ?? '/usr/bin:/bin',
+  MONITOR_ALLOWED_ROOTS: repoRoot,
+  MONITOR_JOB_ID: 'warm-test',
+});
 
 function startWarm(worker: string): WarmWorker {
   const warm = WarmWorker.start(python, ['-s', '-E', path.join(bundledWorkers, worker)], { cwd: repoRoot, env: env() });
@@ -24,7 +28,11 @@ function startWarm(worker: string): WarmWorker {
 }
 
 /** The task as a cold process gets it: args, stdin, and the MONITOR_* variables in its environment. */
-async function runColdTask(worker: string, request: WarmRequest, index: number): Promise<{ code: number | null; json: unknown; stderr: string }> {
+async function runColdTask(
+  worker: string,
+  request: WarmRequest,
+  index: number,
+): Promise<{ code: number | null; json: unknown; stderr: string }> {
   const { args, stdin, format } = coldInput(request);
   const run = await runCold(python, ['-s', '-E', path.join(bundledWorkers, worker), ...args], {
     cwd: repoRoot,
@@ -117,7 +125,9 @@ describe('the bundled workers, warm', () => {
 
   it('the same task twice gives the same result (nothing carried over between tasks)', async () => {
     const warm = startWarm('grep_context.py');
-    const request: WarmRequest = { json: { pattern: 'def ', files: ['workers'], include: '*.py', context: 1, max_matches: 50 } };
+    const request: WarmRequest = {
+      json: { pattern: 'def ', files: ['workers'], include: '*.py', context: 1, max_matches: 50 },
+    };
     const first = await warm.send(request);
     await warm.send({ args: ['-i', '--max-matches', '1', 'import', 'src'] });
     const again = await warm.send(request);

@@ -99,9 +99,13 @@ function expandIPv6(address: string): number[] | undefined {
 
 export function addressNotAllowed(host: string, address: string, reason: string): HttpError {
   const shown = host === address ? address : `${host} (${address})`;
-  return new HttpError('ADDRESS_NOT_ALLOWED', `${shown} is a ${reason} address; http_batch only calls public addresses unless private ones are allowed.`, {
-    hint: 'If the user really wants this (a local or internal service), ask them to start the server with --http-allow-private, or set MONITOR_HTTP_ALLOW_PRIVATE=1, or "http": {"allowPrivateAddresses": true} in the config file. The host must still be on the allowlist.',
-  });
+  return new HttpError(
+    'ADDRESS_NOT_ALLOWED',
+    `${shown} is a ${reason} address; http_batch only calls public addresses unless private ones are allowed.`,
+    {
+      hint: 'If the user really wants this (a local or internal service), ask them to start the server with --http-allow-private, or set MONITOR_HTTP_ALLOW_PRIVATE=1, or "http": {"allowPrivateAddresses": true} in the config file. The host must still be on the allowlist.',
+    },
+  );
 }
 
 /** Throws ADDRESS_NOT_ALLOWED for an IP-literal host in a non-public range (names are checked at connect time). */
@@ -119,7 +123,11 @@ export type Resolver = (
   options: { all: true; family: number; verbatim: boolean },
   callback: (error: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
 ) => void;
-export type LookupFunction = (hostname: string, options: { all?: boolean; family?: number | string }, callback: LookupCallback) => void;
+export type LookupFunction = (
+  hostname: string,
+  options: { all?: boolean; family?: number | string },
+  callback: LookupCallback,
+) => void;
 
 /**
  * A `lookup` for net/tls.connect that resolves the name and refuses it when any address it
@@ -128,7 +136,8 @@ export type LookupFunction = (hostname: string, options: { all?: boolean; family
  */
 export function checkedLookup(allowPrivate: boolean, resolve: Resolver = dnsLookup): LookupFunction {
   return (hostname, options, callback) => {
-    const family = options.family === 4 || options.family === 'IPv4' ? 4 : options.family === 6 || options.family === 'IPv6' ? 6 : 0;
+    const family =
+      options.family === 4 || options.family === 'IPv4' ? 4 : options.family === 6 || options.family === 'IPv6' ? 6 : 0;
     resolve(hostname, { all: true, family, verbatim: true }, (error, addresses) => {
       if (error) {
         callback(error, []);

@@ -31,7 +31,12 @@ export interface ReadBody {
  * (connection dropped, timeout, cancel) the partial file is removed: no result names it, and a
  * retry must not leave an earlier attempt's bytes behind.
  */
-export async function readBody(body: AsyncIterable<Buffer> & { destroy(): unknown }, limits: BodyLimits, filePath: string, redactor: Redactor): Promise<ReadBody> {
+export async function readBody(
+  body: AsyncIterable<Buffer> & { destroy(): unknown },
+  limits: BodyLimits,
+  filePath: string,
+  redactor: Redactor,
+): Promise<ReadBody> {
   const filter = redactor.stream();
   const keptParts: Buffer[] = [];
   let keptBytes = 0;

@@ -17,12 +17,19 @@ export function validateExtract(spec: ExtractSpec): void {
   const pointer = typeof spec === 'string' ? spec : Array.isArray(spec) ? undefined : spec.pointer;
   const fields = Array.isArray(spec) ? spec : typeof spec === 'string' ? undefined : spec.fields;
   if (pointer !== undefined && pointer !== '' && !pointer.startsWith('/')) {
-    throw new MonitorError('INVALID_INPUT', `Expected extract to be a JSON pointer starting with "/" (e.g. "/items/0/name"), got "${pointer}".`, {
-      hint: 'Use a JSON pointer string, or a list of field paths like ["name", "owner.login"].',
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `Expected extract to be a JSON pointer starting with "/" (e.g. "/items/0/name"), got "${pointer}".`,
+      {
+        hint: 'Use a JSON pointer string, or a list of field paths like ["name", "owner.login"].',
+      },
+    );
   }
   if (fields !== undefined && (fields.length === 0 || fields.some((f) => f.length === 0))) {
-    throw new MonitorError('INVALID_INPUT', 'Expected extract fields to be a non-empty list of field paths like ["name", "owner.login"].');
+    throw new MonitorError(
+      'INVALID_INPUT',
+      'Expected extract fields to be a non-empty list of field paths like ["name", "owner.login"].',
+    );
   }
 }
 
@@ -35,7 +42,8 @@ export function applyExtract(body: unknown, spec: ExtractSpec): Extracted {
     if (!found.found) return { value: null, missing: pointer };
     value = found.value;
   }
-  if (fields !== undefined) value = Array.isArray(value) ? value.map((item) => pickFields(item, fields)) : pickFields(value, fields);
+  if (fields !== undefined)
+    value = Array.isArray(value) ? value.map((item) => pickFields(item, fields)) : pickFields(value, fields);
   return { value };
 }
 

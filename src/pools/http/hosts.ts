@@ -19,9 +19,13 @@ export interface HostPattern {
 /** Throws INVALID_INPUT naming the entry when it is not `[*.]host[:port]`. */
 export function parseHostPattern(entry: string): HostPattern {
   const bad = (why: string): MonitorError =>
-    new MonitorError('INVALID_INPUT', `Expected an http allowHosts entry like "api.github.com", "*.example.com" or "127.0.0.1:8080", got "${entry}" (${why}).`, {
-      hint: 'Write host names without a scheme or path; add :port for a non-default port; a leading "*." allows subdomains.',
-    });
+    new MonitorError(
+      'INVALID_INPUT',
+      `Expected an http allowHosts entry like "api.github.com", "*.example.com" or "127.0.0.1:8080", got "${entry}" (${why}).`,
+      {
+        hint: 'Write host names without a scheme or path; add :port for a non-default port; a leading "*." allows subdomains.',
+      },
+    );
   const trimmed = entry.trim();
   if (trimmed.includes('://') || /[/?#@\s]/.test(trimmed)) throw bad('no scheme, path, user or spaces');
   const wildcard = trimmed.startsWith('*.');

@@ -92,7 +92,12 @@ export function planHttpJob(request: HttpJobRequest, settings: HttpSettings, che
   if (request.perHostConcurrency !== undefined) options.perHostConcurrency = request.perHostConcurrency;
   if (request.maxRetries !== undefined) options.maxRetries = request.maxRetries;
   // Only the default may exceed a lowered limit: it is not the caller's choice, so it runs at the limit.
-  return { kind: HTTP_KIND, inputs, options, concurrency: request.concurrency ?? Math.min(DEFAULT_HTTP_CONCURRENCY, settings.maxConcurrency) };
+  return {
+    kind: HTTP_KIND,
+    inputs,
+    options,
+    concurrency: request.concurrency ?? Math.min(DEFAULT_HTTP_CONCURRENCY, settings.maxConcurrency),
+  };
 }
 
 /** A value above the user's limit is refused, naming the limit: never silently lowered. */
@@ -113,10 +118,14 @@ function parseUrl(text: string, what: string, base?: URL): URL {
   try {
     return new URL(text, base);
   } catch (error) {
-    throw new MonitorError('INVALID_INPUT', `Expected ${what} to be an absolute http(s) URL${base ? ' or a path relative to base_url' : ''}, got "${text.slice(0, 200)}".`, {
-      hint: base ? undefined : 'Write the full URL (https://host/path), or pass base_url and relative paths.',
-      cause: error,
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `Expected ${what} to be an absolute http(s) URL${base ? ' or a path relative to base_url' : ''}, got "${text.slice(0, 200)}".`,
+      {
+        hint: base ? undefined : 'Write the full URL (https://host/path), or pass base_url and relative paths.',
+        cause: error,
+      },
+    );
   }
 }
 
@@ -139,7 +148,8 @@ function toTaskInput(request: HttpRequestArgs, url: URL, checks: UrlChecks): Htt
   let body: string | undefined;
   if (request.json !== undefined) {
     body = JSON.stringify(request.json);
-    if (!Object.keys(headers).some((name) => name.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
+    if (!Object.keys(headers).some((name) => name.toLowerCase() === 'content-type'))
+      headers['content-type'] = 'application/json';
   } else if (request.body !== undefined) {
     body = request.body;
   }
@@ -150,7 +160,9 @@ function toTaskInput(request: HttpRequestArgs, url: URL, checks: UrlChecks): Htt
   }
   const method = request.method ?? (body === undefined ? 'GET' : 'POST');
   if (body !== undefined && (method === 'GET' || method === 'HEAD')) {
-    throw new MonitorError('INVALID_INPUT', `A ${method} request cannot have a body.`, { hint: 'Use POST, PUT or PATCH, or put the data in the query string.' });
+    throw new MonitorError('INVALID_INPUT', `A ${method} request cannot have a body.`, {
+      hint: 'Use POST, PUT or PATCH, or put the data in the query string.',
+    });
   }
   if (request.extract !== undefined) validateExtract(request.extract);
   url.hash = '';

@@ -11,9 +11,24 @@ import { readBody, type ReadBody } from './body.js';
 import { HttpError } from './errors.js';
 import { applyExtract, type ExtractSpec } from './extract.js';
 import { allowEntryFor, allowHostHint, hostKey, isHostAllowed, parseHostPatterns, type HostPattern } from './hosts.js';
-import { ACCEPT_ENCODING, extractOf, KEPT_RESPONSE_HEADERS, mergeHeaders, parseJobOptions, parseTaskInput, type HttpMethod } from './request.js';
+import {
+  ACCEPT_ENCODING,
+  extractOf,
+  KEPT_RESPONSE_HEADERS,
+  mergeHeaders,
+  parseJobOptions,
+  parseTaskInput,
+  type HttpMethod,
+} from './request.js';
 import { isRetryableError, RETRY_STATUSES } from './retry.js';
-import { checkSecretNames, mentionsTemplate, Redactor, referencedEnvNames, substituteHeaders, type Env } from './secrets.js';
+import {
+  checkSecretNames,
+  mentionsTemplate,
+  Redactor,
+  referencedEnvNames,
+  substituteHeaders,
+  type Env,
+} from './secrets.js';
 import { KeyedSemaphore } from './semaphore.js';
 import type { HttpSettings } from './settings.js';
 
@@ -90,7 +105,11 @@ export class HttpPool implements Pool {
     this.log = options.log;
     this.concurrency = options.settings.maxConcurrency;
     this.patterns = parseHostPatterns(options.settings.allowHosts);
-    this.policy = { maxRetries: options.settings.maxRetries, ...HTTP_BACKOFF, maxRetryAfterMs: options.settings.maxRetryAfterSeconds * 1000 };
+    this.policy = {
+      maxRetries: options.settings.maxRetries,
+      ...HTTP_BACKOFF,
+      maxRetryAfterMs: options.settings.maxRetryAfterSeconds * 1000,
+    };
   }
 
   /**
@@ -100,25 +119,37 @@ export class HttpPool implements Pool {
    */
   checkUrl(url: URL, what = 'URL'): void {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new MonitorError('INVALID_INPUT', `Expected an http or https ${what}, got "${url.protocol}" in ${url.href}.`);
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `Expected an http or https ${what}, got "${url.protocol}" in ${url.href}.`,
+      );
     }
     if (url.username !== '' || url.password !== '') {
-      throw new MonitorError('INVALID_INPUT', `The ${what} ${url.origin} carries a user name or password; they would be stored with the job.`, {
-        hint: 'Pass credentials in a header that refers to an env var instead, e.g. "Authorization": "Bearer ${env:API_TOKEN}".',
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `The ${what} ${url.origin} carries a user name or password; they would be stored with the job.`,
+        {
+          hint: 'Pass credentials in a header that refers to an env var instead, e.g. "Authorization": "Bearer ${env:API_TOKEN}".',
+        },
+      );
     }
     if (!isHostAllowed(url, this.patterns)) {
       const entry = allowEntryFor(url);
-      throw new HttpError('HOST_NOT_ALLOWED', `${entry} is not on the http allowlist${this.patterns.length === 0 ? ' (the allowlist is empty)' : ''}.`, {
-        hint: allowHostHint([entry]),
-      });
+      throw new HttpError(
+        'HOST_NOT_ALLOWED',
+        `${entry} is not on the http allowlist${this.patterns.length === 0 ? ' (the allowlist is empty)' : ''}.`,
+        {
+          hint: allowHostHint([entry]),
+        },
+      );
     }
     checkLiteralHost(url.hostname, this.settings.allowPrivateAddresses);
   }
 
   /** Throws SECRET_NOT_SET when a header refers to an env var that is not allowed or not set. */
   checkHeaders(headers: Readonly<Record<string, string>>): void {
-    for (const value of Object.values(headers)) checkSecretNames(referencedEnvNames(value), this.settings.secretEnv, this.env);
+    for (const value of Object.values(headers))
+      checkSecretNames(referencedEnvNames(value), this.settings.secretEnv, this.env);
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
@@ -129,7 +160,11 @@ export class HttpPool implements Pool {
     let substituted: ReturnType<typeof substituteHeaders>;
     try {
       // Checked again here: the config or the environment may have changed since the job was submitted.
-      if (mentionsTemplate(input.url)) throw new MonitorError('INVALID_INPUT', 'Secrets (${env:NAME}) are substituted in headers only, not in the URL.');
+      if (mentionsTemplate(input.url))
+        throw new MonitorError(
+          'INVALID_INPUT',
+          'Secrets (${env:NAME}) are substituted in headers only, not in the URL.',
+        );
       const url = new URL(input.url);
       this.checkUrl(url);
       substituted = substituteHeaders(mergeHeaders(options.headers, input.headers), this.settings.secretEnv, this.env);
@@ -142,7 +177,10 @@ export class HttpPool implements Pool {
       started,
       timeoutMs: Math.round((input.timeoutSeconds ?? options.timeoutSeconds ?? this.settings.timeoutSeconds) * 1000),
       // Checked against the limits at submit; the user may have lowered them since (a resumed job): the current ones hold.
-      perHost: Math.min(options.perHostConcurrency ?? this.settings.perHostConcurrency, this.settings.perHostConcurrency),
+      perHost: Math.min(
+        options.perHostConcurrency ?? this.settings.perHostConcurrency,
+        this.settings.perHostConcurrency,
+      ),
       maxRetries: Math.min(options.maxRetries ?? this.settings.maxRetries, this.settings.maxRetries),
       extract: extractOf(input, options),
       redactor: new Redactor(substituted.secrets),
@@ -156,10 +194,17 @@ export class HttpPool implements Pool {
     } catch (error) {
       if (task.signal.aborted) throw task.signal.reason;
       const taskError = toTaskError(isMonitorError(error) ? error : describeFailure(error, input.method, input.url));
-      const value: Record<string, unknown> = { ok: false, method: input.method, url: input.url, attempts: run.attempts };
+      const value: Record<string, unknown> = {
+        ok: false,
+        method: input.method,
+        url: input.url,
+        attempts: run.attempts,
+      };
       if (run.redirects.length > 0) value.redirects = run.redirects;
       value.duration_ms = Date.now() - run.started;
-      this.log.debug(`http ${task.jobId}#${task.index}: ${run.redactor.text(`${taskError.code} ${taskError.message}`)}`);
+      this.log.debug(
+        `http ${task.jobId}#${task.index}: ${run.redactor.text(`${taskError.code} ${taskError.message}`)}`,
+      );
       return run.redactor.value({ ok: false, error: taskError, value });
     }
   }
@@ -213,25 +258,39 @@ export class HttpPool implements Pool {
   /** The next hop of a redirect, after the same checks as the first URL. */
   private redirectTarget(run: RequestRun, from: Target, status: number, location: string): Target {
     if (run.redirects.length >= MAX_REDIRECTS) {
-      throw new HttpError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected more than ${MAX_REDIRECTS} times.`, { hint: 'Call the final URL directly.' });
+      throw new HttpError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected more than ${MAX_REDIRECTS} times.`, {
+        hint: 'Call the final URL directly.',
+      });
     }
     let next: URL;
     try {
       next = new URL(location, from.url);
     } catch (error) {
-      throw new HttpError('UPSTREAM_ERROR', `${from.url.href} redirected to an unreadable location "${location.slice(0, 200)}".`, { cause: error });
+      throw new HttpError(
+        'UPSTREAM_ERROR',
+        `${from.url.href} redirected to an unreadable location "${location.slice(0, 200)}".`,
+        { cause: error },
+      );
     }
     if (next.protocol !== 'http:' && next.protocol !== 'https:') {
       // Such a URL has no origin to name (file: reads "null"): show the target and its scheme.
-      throw new HttpError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected (${status}) to ${next.href.slice(0, 200)}; the ${next.protocol} scheme is refused: only http(s) redirects to allowed hosts are followed.`, {
-        hint: 'Nothing was read from that target. If the data is reachable over http(s) on an allowed host, request that URL directly.',
-      });
+      throw new HttpError(
+        'REDIRECT_NOT_ALLOWED',
+        `${from.url.href} redirected (${status}) to ${next.href.slice(0, 200)}; the ${next.protocol} scheme is refused: only http(s) redirects to allowed hosts are followed.`,
+        {
+          hint: 'Nothing was read from that target. If the data is reachable over http(s) on an allowed host, request that URL directly.',
+        },
+      );
     }
     try {
       this.checkUrl(next, 'redirect target');
     } catch (error) {
       if (!isMonitorError(error)) throw error;
-      throw new HttpError('REDIRECT_NOT_ALLOWED', `${from.url.href} redirected (${status}) to ${next.origin}, which was refused: ${error.message}`, { hint: error.hint, cause: error });
+      throw new HttpError(
+        'REDIRECT_NOT_ALLOWED',
+        `${from.url.href} redirected (${status}) to ${next.origin}, which was refused: ${error.message}`,
+        { hint: error.hint, cause: error },
+      );
     }
     let method = from.method;
     let body = from.body;
@@ -243,7 +302,8 @@ export class HttpPool implements Pool {
       headers = withoutHeaders(headers, new Set(['content-type']));
     }
     // Credentials were meant for the origin the request named; another origin does not get them.
-    if (next.origin !== from.url.origin) headers = withoutHeaders(headers, new Set([...CREDENTIAL_HEADERS, ...run.secretHeaders]));
+    if (next.origin !== from.url.origin)
+      headers = withoutHeaders(headers, new Set([...CREDENTIAL_HEADERS, ...run.secretHeaders]));
     return { url: next, method, headers, body };
   }
 
@@ -256,7 +316,9 @@ export class HttpPool implements Pool {
     if (task.signal.aborted) throw task.signal.reason;
     if (run.retries >= maxRetries || isMonitorError(error) || !isRetryableError(error, target.method)) return false;
     run.retries++;
-    this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} ${errorCode(error)}, retry ${run.retries}/${maxRetries}`);
+    this.log.debug(
+      `http ${task.jobId}#${task.index}: ${target.url.host} ${errorCode(error)}, retry ${run.retries}/${maxRetries}`,
+    );
     await sleep(retryDelayMs(run.retries, this.policy), task.signal);
     return true;
   }
@@ -274,18 +336,26 @@ export class HttpPool implements Pool {
         throw error;
       }
       if (!RETRY_STATUSES.has(exchange.status)) return exchange;
-      const decision = decideRetry(run.retries, { ...this.policy, maxRetries }, parseRetryAfter(headerText(exchange.headers['retry-after'])));
+      const decision = decideRetry(
+        run.retries,
+        { ...this.policy, maxRetries },
+        parseRetryAfter(headerText(exchange.headers['retry-after'])),
+      );
       if (!decision.retry && decision.reason === 'retries-spent') return exchange;
       await discard(exchange);
       if (!decision.retry) {
         throw new HttpError(
           'HTTP_ERROR',
           `${target.method} ${target.url.href} answered ${exchange.status} and asked to retry after ${Math.ceil(decision.retryAfterMs / 1000)} s, longer than this server waits (${this.settings.maxRetryAfterSeconds} s).`,
-          { hint: 'The API is rate limiting: wait that long, then run the failed requests again with resume_job (include failed). The user can raise http.maxRetryAfterSeconds.' },
+          {
+            hint: 'The API is rate limiting: wait that long, then run the failed requests again with resume_job (include failed). The user can raise http.maxRetryAfterSeconds.',
+          },
         );
       }
       run.retries++;
-      this.log.debug(`http ${task.jobId}#${task.index}: ${target.url.host} answered ${exchange.status}, retry ${run.retries}/${maxRetries} in ${decision.delayMs} ms`);
+      this.log.debug(
+        `http ${task.jobId}#${task.index}: ${target.url.host} answered ${exchange.status}, retry ${run.retries}/${maxRetries} in ${decision.delayMs} ms`,
+      );
       await sleep(decision.delayMs, task.signal);
     }
   }
@@ -301,7 +371,10 @@ export class HttpPool implements Pool {
         path: `${target.url.pathname}${target.url.search}`,
         method: target.method,
         // Whatever a stored request says (jobs from before this rule too): bodies come uncompressed.
-        headers: { ...withoutHeaders(target.headers, new Set(['accept-encoding'])), 'accept-encoding': ACCEPT_ENCODING },
+        headers: {
+          ...withoutHeaders(target.headers, new Set(['accept-encoding'])),
+          'accept-encoding': ACCEPT_ENCODING,
+        },
         body: target.body ?? null,
         signal,
         headersTimeout: run.timeoutMs,
@@ -321,7 +394,9 @@ export class HttpPool implements Pool {
     const looksJson = /[/+]json\b/i.test(contentType);
     const limits = {
       inlineBytes: this.settings.maxInlineBytes,
-      keepBytes: looksJson ? Math.max(this.settings.maxInlineBytes, this.settings.maxJsonBytes) : this.settings.maxInlineBytes,
+      keepBytes: looksJson
+        ? Math.max(this.settings.maxInlineBytes, this.settings.maxJsonBytes)
+        : this.settings.maxInlineBytes,
       maxBytes: this.settings.maxResponseBytes,
     };
     let read: ReadBody;
@@ -373,7 +448,10 @@ export class HttpPool implements Pool {
     const preview = read.kept.subarray(0, inline);
     const cut = read.kept.length > inline || !read.complete;
 
-    if (read.complete && (looksJson || (read.kept.length <= inline && /^\s*[[{]/.test(preview.toString('utf8', 0, 64))))) {
+    if (
+      read.complete &&
+      (looksJson || (read.kept.length <= inline && /^\s*[[{]/.test(preview.toString('utf8', 0, 64))))
+    ) {
       let parsed: unknown;
       let parsedOk = false;
       try {
@@ -447,7 +525,9 @@ function keptHeaders(headers: Readonly<Record<string, string | string[] | undefi
 
 function cutText(text: string, maxBytes: number): string {
   const bytes = Buffer.from(text, 'utf8');
-  return bytes.length <= maxBytes ? text : new TextDecoder('utf-8').decode(bytes.subarray(0, maxBytes), { stream: true });
+  return bytes.length <= maxBytes
+    ? text
+    : new TextDecoder('utf-8').decode(bytes.subarray(0, maxBytes), { stream: true });
 }
 
 const BINARY_TYPES = /^(image|audio|video|font)\/|^application\/(octet-stream|pdf|zip|gzip|x-tar|x-7z|wasm|vnd\.)/i;
@@ -478,26 +558,53 @@ function describeFailure(error: unknown, method: string, url: string): HttpError
   const message = error instanceof Error ? error.message : String(error);
   const host = URL.canParse(url) ? new URL(url).host : url;
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return new HttpError('ENDPOINT_UNREACHABLE', `${host} could not be resolved (${code}).`, { hint: 'Check the host name in the URL.', cause: error });
+    return new HttpError('ENDPOINT_UNREACHABLE', `${host} could not be resolved (${code}).`, {
+      hint: 'Check the host name in the URL.',
+      cause: error,
+    });
   }
   if (code === 'ECONNREFUSED') {
-    return new HttpError('ENDPOINT_UNREACHABLE', `${host} refused the connection.`, { hint: 'Check the port and that the service is running.', cause: error });
+    return new HttpError('ENDPOINT_UNREACHABLE', `${host} refused the connection.`, {
+      hint: 'Check the port and that the service is running.',
+      cause: error,
+    });
   }
-  return new HttpError('ENDPOINT_UNREACHABLE', `${method} ${url} failed: ${message}${code !== 'error' ? ` (${code})` : ''}.`, {
-    hint: 'Check the URL and that the service is reachable; failed requests can be run again with resume_job (include failed).',
-    cause: error,
-  });
+  return new HttpError(
+    'ENDPOINT_UNREACHABLE',
+    `${method} ${url} failed: ${message}${code !== 'error' ? ` (${code})` : ''}.`,
+    {
+      hint: 'Check the URL and that the service is reachable; failed requests can be run again with resume_job (include failed).',
+      cause: error,
+    },
+  );
 }
 
 function httpError(target: Target, status: number, attempts: number): TaskError {
   const what = `${target.method} ${target.url.href} answered ${status}`;
   if (status === 401 || status === 403) {
-    return { code: 'HTTP_ERROR', message: `${what}.`, hint: 'The API wants (other) credentials: send them in a header that refers to an env var, e.g. "Authorization": "Bearer ${env:API_TOKEN}".' };
+    return {
+      code: 'HTTP_ERROR',
+      message: `${what}.`,
+      hint: 'The API wants (other) credentials: send them in a header that refers to an env var, e.g. "Authorization": "Bearer ${env:API_TOKEN}".',
+    };
   }
   if (status === 404) return { code: 'HTTP_ERROR', message: `${what}.`, hint: 'Check the URL (path and query).' };
   if (status === 429 || status === 503) {
-    return { code: 'HTTP_ERROR', message: `${what} after ${attempts} attempt(s).`, hint: 'The API is rate limiting or overloaded: wait, then run the failed requests again with resume_job (include failed).' };
+    return {
+      code: 'HTTP_ERROR',
+      message: `${what} after ${attempts} attempt(s).`,
+      hint: 'The API is rate limiting or overloaded: wait, then run the failed requests again with resume_job (include failed).',
+    };
   }
-  if (status >= 500) return { code: 'HTTP_ERROR', message: `${what}.`, hint: 'A server-side error: retry later with resume_job (include failed).' };
-  return { code: 'HTTP_ERROR', message: `${what}.`, hint: 'The value holds the response body preview; the full body is in files.body when large.' };
+  if (status >= 500)
+    return {
+      code: 'HTTP_ERROR',
+      message: `${what}.`,
+      hint: 'A server-side error: retry later with resume_job (include failed).',
+    };
+  return {
+    code: 'HTTP_ERROR',
+    message: `${what}.`,
+    hint: 'The value holds the response body preview; the full body is in files.body when large.',
+  };
 }

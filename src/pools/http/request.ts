@@ -6,7 +6,11 @@ export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTION
 export type HttpMethod = (typeof METHODS)[number];
 
 /** What http_batch accepts as `extract` and what is stored with a job: one schema for both. */
-export const extractSchema = z.union([z.string(), z.array(z.string()), z.strictObject({ pointer: z.string().optional(), fields: z.array(z.string()).optional() })]);
+export const extractSchema = z.union([
+  z.string(),
+  z.array(z.string()),
+  z.strictObject({ pointer: z.string().optional(), fields: z.array(z.string()).optional() }),
+]);
 
 /**
  * One request as stored with the job. Header values keep their `${env:NAME}` templates: secrets
@@ -35,13 +39,15 @@ export type HttpJobOptions = z.infer<typeof jobOptionsSchema>;
 
 export function parseTaskInput(input: unknown): HttpTaskInput {
   const parsed = taskInputSchema.safeParse(input);
-  if (!parsed.success) throw new MonitorError('INVALID_INPUT', `This stored http request is not readable: ${parsed.error.message}`);
+  if (!parsed.success)
+    throw new MonitorError('INVALID_INPUT', `This stored http request is not readable: ${parsed.error.message}`);
   return parsed.data;
 }
 
 export function parseJobOptions(options: unknown): HttpJobOptions {
   const parsed = jobOptionsSchema.safeParse(options ?? {});
-  if (!parsed.success) throw new MonitorError('INVALID_INPUT', `This http job's stored options are not readable: ${parsed.error.message}`);
+  if (!parsed.success)
+    throw new MonitorError('INVALID_INPUT', `This http job's stored options are not readable: ${parsed.error.message}`);
   return parsed.data;
 }
 
@@ -84,11 +90,15 @@ export function checkHeader(name: string, value: string): void {
           : 'Leave it out; the URL decides the host, and the body its length.',
     });
   }
-  if (/[\r\n\0]/.test(value)) throw new MonitorError('INVALID_INPUT', `The value of header ${name} contains a line break or NUL byte.`);
+  if (/[\r\n\0]/.test(value))
+    throw new MonitorError('INVALID_INPUT', `The value of header ${name} contains a line break or NUL byte.`);
 }
 
 /** Request headers over shared ones, by case-insensitive name. */
-export function mergeHeaders(shared: Readonly<Record<string, string>> | undefined, own: Readonly<Record<string, string>> | undefined): Record<string, string> {
+export function mergeHeaders(
+  shared: Readonly<Record<string, string>> | undefined,
+  own: Readonly<Record<string, string>> | undefined,
+): Record<string, string> {
   const out = new Map<string, [string, string]>();
   for (const source of [shared, own]) {
     for (const [name, value] of Object.entries(source ?? {})) out.set(name.toLowerCase(), [name, value]);

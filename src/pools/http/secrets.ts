@@ -16,15 +16,23 @@ export function mentionsTemplate(text: string): boolean {
 }
 
 export function secretNotAllowed(name: string): HttpError {
-  return new HttpError('SECRET_NOT_SET', `The header refers to \${env:${name}}, but ${name} is not on the list of env vars http_batch may use.`, {
-    hint: `Ask the user to allow it and restart the server: --http-secret-env ${name}, or MONITOR_HTTP_SECRET_ENV=${name}, or "http": {"secretEnv": ["${name}"]} in the config file. Never paste the secret itself into a request.`,
-  });
+  return new HttpError(
+    'SECRET_NOT_SET',
+    `The header refers to \${env:${name}}, but ${name} is not on the list of env vars http_batch may use.`,
+    {
+      hint: `Ask the user to allow it and restart the server: --http-secret-env ${name}, or MONITOR_HTTP_SECRET_ENV=${name}, or "http": {"secretEnv": ["${name}"]} in the config file. Never paste the secret itself into a request.`,
+    },
+  );
 }
 
 export function secretNotSet(name: string): HttpError {
-  return new HttpError('SECRET_NOT_SET', `The header refers to \${env:${name}}, but ${name} is not set (or is empty) in the server's environment.`, {
-    hint: `Ask the user to set ${name} in the environment the MCP server starts with (for example in the client's MCP server config "env"), then restart it.`,
-  });
+  return new HttpError(
+    'SECRET_NOT_SET',
+    `The header refers to \${env:${name}}, but ${name} is not set (or is empty) in the server's environment.`,
+    {
+      hint: `Ask the user to set ${name} in the environment the MCP server starts with (for example in the client's MCP server config "env"), then restart it.`,
+    },
+  );
 }
 
 /** Throws SECRET_NOT_SET when a referenced var is not allowed or has no value. */
@@ -84,7 +92,10 @@ export class Redactor {
       .filter((s) => s.value.length > 0)
       .flatMap((s) => {
         const json = JSON.stringify(s.value).slice(1, -1);
-        return [s.value, json, json.replaceAll('/', '\\/'), encodeURIComponent(s.value)].map((value) => ({ name: s.name, value }));
+        return [s.value, json, json.replaceAll('/', '\\/'), encodeURIComponent(s.value)].map((value) => ({
+          name: s.name,
+          value,
+        }));
       });
     const unique = new Map(forms.map((f) => [f.value, f]));
     this.secrets = [...unique.values()]
@@ -116,7 +127,12 @@ export class Redactor {
       // defineProperty on a prototype-less object: a `__proto__` key (JSON.parse makes it an own key) stays a key.
       const out: Record<string, unknown> = Object.create(null);
       for (const [key, child] of Object.entries(node)) {
-        Object.defineProperty(out, this.text(key), { value: this.walk(child), enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(out, this.text(key), {
+          value: this.walk(child),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
       }
       return out;
     }

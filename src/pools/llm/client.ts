@@ -48,16 +48,25 @@ const STALE_CONNECTION_MS = 100;
 // Response shapes, loose: unknown fields pass, a field of the wrong type reads as absent.
 const maybeText = z.string().nullish().catch(undefined);
 const maybeNumber = z.number().nullish().catch(undefined);
-const usageSchema = z.looseObject({ prompt_tokens: maybeNumber, completion_tokens: maybeNumber }).nullish().catch(undefined);
+const usageSchema = z
+  .looseObject({ prompt_tokens: maybeNumber, completion_tokens: maybeNumber })
+  .nullish()
+  .catch(undefined);
 const textFields = { content: maybeText, reasoning_content: maybeText, reasoning: maybeText };
 const completionSchema = z.looseObject({
   model: maybeText,
-  choices: z.array(z.looseObject({ message: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText })).nullish().catch(undefined),
+  choices: z
+    .array(z.looseObject({ message: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText }))
+    .nullish()
+    .catch(undefined),
   usage: usageSchema,
 });
 const streamChunkSchema = z.looseObject({
   model: maybeText,
-  choices: z.array(z.looseObject({ delta: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText })).nullish().catch(undefined),
+  choices: z
+    .array(z.looseObject({ delta: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText }))
+    .nullish()
+    .catch(undefined),
   usage: usageSchema,
 });
 const listSchema = z.looseObject({ data: z.array(z.unknown()) });
@@ -119,7 +128,11 @@ export class EndpointClient {
 
   /** Created on first use, so building the server does no I/O and holds no sockets; never again after close(). */
   private get pool(): Dispatcher {
-    if (this.closed) throw new MonitorError('SHUTTING_DOWN', `The client of endpoint ${this.name} is closed (the server is shutting down).`);
+    if (this.closed)
+      throw new MonitorError(
+        'SHUTTING_DOWN',
+        `The client of endpoint ${this.name} is closed (the server is shutting down).`,
+      );
     if (!this.dispatcher) {
       const connector = buildConnector({ timeout: Math.min(10_000, this.requestTimeoutMs) });
       this.dispatcher = new Pool(this.origin, {
@@ -186,14 +199,26 @@ export class EndpointClient {
         // goes back to the caller, which retries with backoff.
         const code = errorCodeOf(error);
         const reused = this.connects === connectsBefore;
-        if (attempt === 0 && reused && code !== undefined && CLOSED_CODES.has(code) && performance.now() - started < STALE_CONNECTION_MS) continue;
+        if (
+          attempt === 0 &&
+          reused &&
+          code !== undefined &&
+          CLOSED_CODES.has(code) &&
+          performance.now() - started < STALE_CONNECTION_MS
+        )
+          continue;
         throw transportError(error, ctx, 'request');
       }
     }
   }
 
   /** Reads a whole body as text, refusing more than `limit` bytes. */
-  private async readText(response: Dispatcher.ResponseData, ctx: UpstreamContext, signal: AbortSignal, limit: number): Promise<string> {
+  private async readText(
+    response: Dispatcher.ResponseData,
+    ctx: UpstreamContext,
+    signal: AbortSignal,
+    limit: number,
+  ): Promise<string> {
     const chunks: Buffer[] = [];
     let size = 0;
     try {
@@ -214,7 +239,11 @@ export class EndpointClient {
   }
 
   /** Parses a JSON answer; any `error` in it (whatever the status) becomes a MonitorError. */
-  private async readJson(response: Dispatcher.ResponseData, ctx: UpstreamContext, signal: AbortSignal): Promise<unknown> {
+  private async readJson(
+    response: Dispatcher.ResponseData,
+    ctx: UpstreamContext,
+    signal: AbortSignal,
+  ): Promise<unknown> {
     const status = response.statusCode;
     const ok = status >= 200 && status < 300;
     const text = await this.readText(response, ctx, signal, ok ? MAX_JSON_BYTES : MAX_ERROR_BYTES);
@@ -230,15 +259,25 @@ export class EndpointClient {
     if (!ok) throw upstreamError(status, { message: text.slice(0, 500) || `HTTP ${status}` }, ctx, retryAfter);
     if (text.trim().length === 0) {
       // A hiccup, not a wrong URL (a wrong path gets an error body, even from LM Studio): worth retrying.
-      throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} answered status ${status} with an empty body (no JSON at all).`, status, {
-        hint: 'A server hiccup (seen under load, or while the server swaps models); it was retried with backoff. If it keeps happening, check the server log and that the model is loaded, then run the failed prompts again with resume_job (include_failed: true).',
-        retryable: true,
-      });
+      throw new UpstreamAnswerError(
+        'UPSTREAM_ERROR',
+        `Endpoint ${this.name} answered status ${status} with an empty body (no JSON at all).`,
+        status,
+        {
+          hint: 'A server hiccup (seen under load, or while the server swaps models); it was retried with backoff. If it keeps happening, check the server log and that the model is loaded, then run the failed prompts again with resume_job (include_failed: true).',
+          retryable: true,
+        },
+      );
     }
     if (parsed === undefined) {
-      throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a body that is not JSON: ${JSON.stringify(redactSecret(text.slice(0, 200), ctx.secret))}`, status, {
-        hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',
-      });
+      throw new UpstreamAnswerError(
+        'UPSTREAM_ERROR',
+        `Endpoint ${this.name} sent a body that is not JSON: ${JSON.stringify(redactSecret(text.slice(0, 200), ctx.secret))}`,
+        status,
+        {
+          hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',
+        },
+      );
     }
     return parsed;
   }
@@ -257,10 +296,21 @@ export class EndpointClient {
       // LM Studio turns any schema into a grammar; OpenAI's strict mode refuses schemas outside its
       // subset (400 for the whole job), so strict goes only where it is safe.
       const strict = this.endpoint.flavor === 'lmstudio' || isStrictCompatible(params.jsonSchema);
-      body.response_format = { type: 'json_schema', json_schema: { name: 'result', ...(strict ? { strict: true } : {}), schema: params.jsonSchema } };
+      body.response_format = {
+        type: 'json_schema',
+        json_schema: { name: 'result', ...(strict ? { strict: true } : {}), schema: params.jsonSchema },
+      };
     }
     const started = performance.now();
-    const response = await this.send('POST', '/v1/chat/completions', body, ctx, options.signal, timeoutMs, this.stream ? 'sse' : 'json');
+    const response = await this.send(
+      'POST',
+      '/v1/chat/completions',
+      body,
+      ctx,
+      options.signal,
+      timeoutMs,
+      this.stream ? 'sse' : 'json',
+    );
     const contentType = headerText(response.headers['content-type']) ?? '';
     if (this.stream && response.statusCode === 200 && contentType.includes('text/event-stream')) {
       return this.readStream(response, ctx, options.signal, started, params.model);
@@ -269,7 +319,13 @@ export class EndpointClient {
     return answerFromCompletion(json, params.model, performance.now() - started, this.name, response.statusCode);
   }
 
-  private async readStream(response: Dispatcher.ResponseData, ctx: UpstreamContext, signal: AbortSignal, started: number, requested: string): Promise<ChatAnswer> {
+  private async readStream(
+    response: Dispatcher.ResponseData,
+    ctx: UpstreamContext,
+    signal: AbortSignal,
+    started: number,
+    requested: string,
+  ): Promise<ChatAnswer> {
     const parser = new SseParser();
     const content: string[] = [];
     const reasoning: string[] = [];
@@ -291,7 +347,12 @@ export class EndpointClient {
       try {
         parsed = JSON.parse(data);
       } catch (error) {
-        throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} sent a stream event that is not JSON: ${JSON.stringify(redactSecret(data.slice(0, 200), ctx.secret))}`, 200, { cause: error });
+        throw new UpstreamAnswerError(
+          'UPSTREAM_ERROR',
+          `Endpoint ${this.name} sent a stream event that is not JSON: ${JSON.stringify(redactSecret(data.slice(0, 200), ctx.secret))}`,
+          200,
+          { cause: error },
+        );
       }
       const error = extractUpstreamError(parsed);
       if (error || event === 'error') throw upstreamError(200, error ?? { message: data.slice(0, 500) }, ctx);
@@ -307,7 +368,11 @@ export class EndpointClient {
       if (piece) content.push(piece);
       if (thought) reasoning.push(thought);
       size += piece.length + thought.length;
-      if (size > MAX_JSON_BYTES) throw new LlmError('RESPONSE_TOO_LARGE', `Endpoint ${this.name} streamed more than ${MAX_JSON_BYTES} characters.`);
+      if (size > MAX_JSON_BYTES)
+        throw new LlmError(
+          'RESPONSE_TOO_LARGE',
+          `Endpoint ${this.name} streamed more than ${MAX_JSON_BYTES} characters.`,
+        );
       if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
       const usage = chunk.data.usage;
       if (typeof usage?.prompt_tokens === 'number') promptTokens = usage.prompt_tokens;
@@ -336,12 +401,22 @@ export class EndpointClient {
           retryable: true,
         });
       }
-      throw new LlmError('UPSTREAM_ERROR', `The stream from endpoint ${this.name} ended mid-answer (after ${pieces} pieces, no finish_reason).`, {
-        hint: 'Usually transient (server restarted or evicted the model); it was retried with backoff. If it persists, check the server log.',
-        retryable: true,
-      });
+      throw new LlmError(
+        'UPSTREAM_ERROR',
+        `The stream from endpoint ${this.name} ended mid-answer (after ${pieces} pieces, no finish_reason).`,
+        {
+          hint: 'Usually transient (server restarted or evicted the model); it was retried with backoff. If it persists, check the server log.',
+          retryable: true,
+        },
+      );
     }
-    const answer: ChatAnswer = { content: content.join(''), reasoning: reasoning.join(''), model, finishReason, durationMs: performance.now() - started };
+    const answer: ChatAnswer = {
+      content: content.join(''),
+      reasoning: reasoning.join(''),
+      model,
+      finishReason,
+      durationMs: performance.now() - started,
+    };
     if (promptTokens !== undefined) answer.promptTokens = promptTokens;
     if (completionTokens !== undefined) answer.completionTokens = completionTokens;
     if (ttftMs !== undefined) answer.ttftMs = ttftMs;
@@ -362,7 +437,12 @@ export class EndpointClient {
           if (models !== undefined) return models;
         } catch (error) {
           // Older builds or an LM Studio-flavoured config pointing elsewhere: fall back to /v1.
-          if (!(error instanceof MonitorError) || error.code === 'AUTH_REQUIRED' || error.code === 'ENDPOINT_UNREACHABLE') throw error;
+          if (
+            !(error instanceof MonitorError) ||
+            error.code === 'AUTH_REQUIRED' ||
+            error.code === 'ENDPOINT_UNREACHABLE'
+          )
+            throw error;
         }
       } else {
         abandon(response.body);
@@ -372,9 +452,14 @@ export class EndpointClient {
     const json = await this.readJson(response, ctx, signal);
     const models = parseOpenAiModels(json);
     if (models === undefined) {
-      throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${this.name} answered /v1/models without a model list: ${JSON.stringify(json).slice(0, 200)}`, response.statusCode, {
-        hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',
-      });
+      throw new UpstreamAnswerError(
+        'UPSTREAM_ERROR',
+        `Endpoint ${this.name} answered /v1/models without a model list: ${JSON.stringify(json).slice(0, 200)}`,
+        response.statusCode,
+        {
+          hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',
+        },
+      );
     }
     return models;
   }
@@ -388,7 +473,14 @@ export class EndpointClient {
     if (this.endpoint.flavor === 'lmstudio') return undefined;
     const ctx = this.context(model);
     try {
-      const response = await this.send('POST', '/tokenize', { content: text, prompt: text, model }, ctx, signal, timeoutMs);
+      const response = await this.send(
+        'POST',
+        '/tokenize',
+        { content: text, prompt: text, model },
+        ctx,
+        signal,
+        timeoutMs,
+      );
       if (response.statusCode < 200 || response.statusCode >= 300) {
         abandon(response.body);
         return undefined;
@@ -421,13 +513,24 @@ function headerText(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-function answerFromCompletion(json: unknown, requested: string, durationMs: number, endpoint: string, status: number): ChatAnswer {
+function answerFromCompletion(
+  json: unknown,
+  requested: string,
+  durationMs: number,
+  endpoint: string,
+  status: number,
+): ChatAnswer {
   const body = completionSchema.safeParse(json);
   const choice = body.success ? body.data.choices?.[0] : undefined;
   if (!body.success || !choice) {
-    throw new UpstreamAnswerError('UPSTREAM_ERROR', `Endpoint ${endpoint} answered without choices: ${JSON.stringify(json).slice(0, 300)}`, status, {
-      hint: 'Check that the endpoint is an OpenAI-compatible chat completions server.',
-    });
+    throw new UpstreamAnswerError(
+      'UPSTREAM_ERROR',
+      `Endpoint ${endpoint} answered without choices: ${JSON.stringify(json).slice(0, 300)}`,
+      status,
+      {
+        hint: 'Check that the endpoint is an OpenAI-compatible chat completions server.',
+      },
+    );
   }
   const message = choice.message;
   const answer: ChatAnswer = {
@@ -485,7 +588,8 @@ export function parseOpenAiModels(json: unknown): ModelInfo[] | undefined {
     if (!parsed.success) continue;
     const m = parsed.data;
     const info: ModelInfo = { id: m.id };
-    const context = positive(m.meta?.n_ctx) ?? positive(m.max_model_len) ?? positive(m.context_length) ?? positive(m.context_window);
+    const context =
+      positive(m.meta?.n_ctx) ?? positive(m.max_model_len) ?? positive(m.context_length) ?? positive(m.context_window);
     if (context !== undefined) info.contextLength = context;
     const trained = positive(m.meta?.n_ctx_train);
     if (trained !== undefined) info.maxContextLength = trained;

@@ -20,10 +20,13 @@ export class Deadline {
     const already = this.parents.find((p) => p.aborted);
     if (already) this.controller.abort(already.reason);
     else for (const parent of this.parents) parent.addEventListener('abort', this.onParentAbort, { once: true });
-    this.timer = setTimeout(() => {
-      this.expired = true;
-      this.abort(reason());
-    }, Math.max(0, ms));
+    this.timer = setTimeout(
+      () => {
+        this.expired = true;
+        this.abort(reason());
+      },
+      Math.max(0, ms),
+    );
     // A request in flight keeps the process alive by itself; the timer must not outlive it.
     this.timer.unref();
   }

@@ -183,7 +183,10 @@ export class Endpoints {
       if (token !== undefined) options.token = token;
       this.clients.set(endpoint.name, new EndpointClient(options));
     }
-    this.router = new Router(settings.endpoints.map((e) => ({ name: e.name, limit: e.concurrency })), this.now);
+    this.router = new Router(
+      settings.endpoints.map((e) => ({ name: e.name, limit: e.concurrency })),
+      this.now,
+    );
   }
 
   get endpointNames(): string[] {
@@ -220,15 +223,26 @@ export class Endpoints {
     const pending = this.pendingDiscovery.get(name);
     if (pending && pending.generation === generation) return pending.promise;
     const client = this.client(name);
-    const deadline = new Deadline(Math.min(10_000, this.settings.requestTimeoutSeconds * 1000), [this.lifetime.signal], () =>
-      new LlmError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models within 10 s.`, { retryable: true }),
+    const deadline = new Deadline(
+      Math.min(10_000, this.settings.requestTimeoutSeconds * 1000),
+      [this.lifetime.signal],
+      () =>
+        new LlmError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models within 10 s.`, {
+          retryable: true,
+        }),
     );
     const promise: Promise<Discovery> = client
       .models(deadline.signal)
       .then(
         (models): Discovery => ({ at: this.now(), models, answered: true }),
         (error: unknown): Discovery => {
-          const mapped = error instanceof MonitorError ? error : new LlmError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models.`, { cause: error, retryable: true });
+          const mapped =
+            error instanceof MonitorError
+              ? error
+              : new LlmError('ENDPOINT_UNREACHABLE', `Endpoint ${name} did not list its models.`, {
+                  cause: error,
+                  retryable: true,
+                });
           const failed: Discovery = { at: this.now(), error: mapped, answered: answeredStatus(mapped) !== undefined };
           // A failed refresh keeps the last good list: one hiccup must not fail a batch while the server is up.
           const previous = this.discovery.get(name)?.models;
@@ -282,7 +296,8 @@ export class Endpoints {
       const stats = this.router.stats(endpoint.name);
       const buckets = this.tokenBuckets.get(endpoint.name);
       const series: Array<[number, number]> = [];
-      for (let at = bucket - TOKEN_BUCKETS + 1; at <= bucket; at++) series.push([at * TOKEN_BUCKET_MS, (buckets?.get(at) ?? 0) / (TOKEN_BUCKET_MS / 1000)]);
+      for (let at = bucket - TOKEN_BUCKETS + 1; at <= bucket; at++)
+        series.push([at * TOKEN_BUCKET_MS, (buckets?.get(at) ?? 0) / (TOKEN_BUCKET_MS / 1000)]);
       const models = this.discovery.get(endpoint.name)?.models ?? [];
       return {
         name: endpoint.name,
@@ -291,7 +306,10 @@ export class Endpoints {
         waiting: this.router.waitingFor(endpoint.name),
         peak: stats?.peak ?? 0,
         reachable: !this.isAway(endpoint.name),
-        models: models.filter((m) => m.state !== 'not-loaded').map((m) => m.id).slice(0, 20),
+        models: models
+          .filter((m) => m.state !== 'not-loaded')
+          .map((m) => m.id)
+          .slice(0, 20),
         tokens_per_second: series,
       };
     });
@@ -330,7 +348,14 @@ export class Endpoints {
 
   outage(name: string): OutageView | undefined {
     const outage = this.outages.get(name);
-    return outage && { since: outage.since, refused: outage.refused, probes: outage.probes, waiting: this.waiting.get(name) ?? 0 };
+    return (
+      outage && {
+        since: outage.since,
+        refused: outage.refused,
+        probes: outage.probes,
+        waiting: this.waiting.get(name) ?? 0,
+      }
+    );
   }
 
   /**
@@ -357,9 +382,14 @@ export class Endpoints {
           if (due.length === 0) return false;
           return await raceSignal(firstTrue(due.map(({ name, outage }) => this.probe(name, outage))), signal);
         }
-        const timer = new Deadline(deadline - now, [signal], () => new MonitorError('TIMEOUT', 'The wait for the endpoint ran out.'));
+        const timer = new Deadline(
+          deadline - now,
+          [signal],
+          () => new MonitorError('TIMEOUT', 'The wait for the endpoint ran out.'),
+        );
         try {
-          if (await raceSignal(firstTrue(away.map(({ name, outage }) => this.probe(name, outage))), timer.signal)) return true;
+          if (await raceSignal(firstTrue(away.map(({ name, outage }) => this.probe(name, outage))), timer.signal))
+            return true;
         } catch (error) {
           if (!timer.expired) throw error;
           return false;
@@ -452,7 +482,11 @@ export class Endpoints {
         if (endpoint.models.length > 0) return consider(endpoint.name, endpoint.models);
         const list = await this.discover(endpoint.name, mode, signal);
         if (list.error) unreachable.push(list.error);
-        if (list.models) consider(endpoint.name, list.models.filter(isChatModel).map((m) => m.id));
+        if (list.models)
+          consider(
+            endpoint.name,
+            list.models.filter(isChatModel).map((m) => m.id),
+          );
         else found.unverified.push(endpoint.name);
       }),
     );
@@ -463,9 +497,13 @@ export class Endpoints {
     for (const name of found.unverified) found.served[name] = model;
     if (found.endpoints.length > 0) return found;
     if (ambiguous.length > 0) {
-      found.error = new MonitorError('INVALID_INPUT', `Model "${model}" is ambiguous: it could be ${ambiguous.join('; ')}.`, {
-        hint: 'Pass the full model id as `model` (lmstudio_models lists them).',
-      });
+      found.error = new MonitorError(
+        'INVALID_INPUT',
+        `Model "${model}" is ambiguous: it could be ${ambiguous.join('; ')}.`,
+        {
+          hint: 'Pass the full model id as `model` (lmstudio_models lists them).',
+        },
+      );
       return found;
     }
     const firstUnreachable = unreachable[0];
@@ -474,10 +512,17 @@ export class Endpoints {
       return found;
     }
     const list = [...available].slice(0, 30);
-    const down = unreachable.length > 0 ? ` (${unreachable.length} endpoint(s) did not answer: ${unreachable.map((e) => e.message).join(' ')})` : '';
-    found.error = new LlmError('MODEL_NOT_FOUND', `No endpoint serves model "${model}". Available: ${list.length > 0 ? list.join(', ') : 'none'}${down}.`, {
-      hint: 'Pass one of the available models as `model` (lmstudio_models lists them per endpoint), download it in LM Studio (`lms get <model>`), or add it to an endpoint\'s "models" in the config file.',
-    });
+    const down =
+      unreachable.length > 0
+        ? ` (${unreachable.length} endpoint(s) did not answer: ${unreachable.map((e) => e.message).join(' ')})`
+        : '';
+    found.error = new LlmError(
+      'MODEL_NOT_FOUND',
+      `No endpoint serves model "${model}". Available: ${list.length > 0 ? list.join(', ') : 'none'}${down}.`,
+      {
+        hint: 'Pass one of the available models as `model` (lmstudio_models lists them per endpoint), download it in LM Studio (`lms get <model>`), or add it to an endpoint\'s "models" in the config file.',
+      },
+    );
     return found;
   }
 
@@ -488,7 +533,9 @@ export class Endpoints {
   async resolveModel(requested: string | undefined, signal?: AbortSignal): Promise<ResolvedModel> {
     const model = requested ?? this.settings.defaultModel ?? (await this.loadedModel(signal));
     const found = await this.candidatesFor(model, 'fresh', signal);
-    const live = found.endpoints.filter((name) => this.endpointIsConfiguredFor(name) || !this.discovery.get(name)?.error);
+    const live = found.endpoints.filter(
+      (name) => this.endpointIsConfiguredFor(name) || !this.discovery.get(name)?.error,
+    );
     if (live.length === 0) {
       const down = found.endpoints.map((name) => this.discovery.get(name)?.error).find((e) => e !== undefined);
       throw down ?? found.error ?? new LlmError('MODEL_NOT_FOUND', `No endpoint serves model "${model}".`);
@@ -508,7 +555,10 @@ export class Endpoints {
     let smallest: number | undefined;
     for (const name of endpoints) {
       const models = this.discovery.get(name)?.models ?? [];
-      const match = matchModel(model, models.map((m) => m.id));
+      const match = matchModel(
+        model,
+        models.map((m) => m.id),
+      );
       const info = match && 'id' in match ? models.find((m) => m.id === match.id) : undefined;
       const context = info?.contextLength ?? (info?.state === 'loaded' ? info.maxContextLength : undefined);
       if (context !== undefined && (smallest === undefined || context < smallest)) smallest = context;
@@ -541,18 +591,24 @@ export class Endpoints {
       ambiguous.push(...llms.map((m) => `${m.id} (${endpoint.name})`));
     }
     if (ambiguous.length > 0) {
-      throw new MonitorError('INVALID_INPUT', `Several models are available and none is set as default: ${ambiguous.slice(0, 20).join(', ')}.`, {
-        hint: 'Pass `model`, or set a default with --model / "llm.defaultModel".',
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `Several models are available and none is set as default: ${ambiguous.slice(0, 20).join(', ')}.`,
+        {
+          hint: 'Pass `model`, or set a default with --model / "llm.defaultModel".',
+        },
+      );
     }
     if (notLoaded.length > 0) {
       throw new LlmError('MODEL_NOT_LOADED', `No LLM is loaded. Downloaded: ${notLoaded.slice(0, 20).join(', ')}.`, {
-        hint: 'Pass `model` with one of these (LM Studio loads it just in time), load one (`lms load <model>` or LM Studio\'s Developer tab), or set a default with --model.',
+        hint: "Pass `model` with one of these (LM Studio loads it just in time), load one (`lms load <model>` or LM Studio's Developer tab), or set a default with --model.",
       });
     }
     const first = unreachable[0];
     if (first) throw first;
-    throw new LlmError('MODEL_NOT_LOADED', 'No endpoint lists any LLM.', { hint: 'Download and load a model in LM Studio, or pass `model`.' });
+    throw new LlmError('MODEL_NOT_LOADED', 'No endpoint lists any LLM.', {
+      hint: 'Download and load a model in LM Studio, or pass `model`.',
+    });
   }
 
   /**
@@ -588,12 +644,21 @@ export class Endpoints {
     const info = found.error ? undefined : found.models?.find((m) => m.id === model);
     if (info?.state !== 'not-loaded') return;
     const lease = await this.router.acquire([name], this.lifetime.signal);
-    const deadline = new Deadline(this.settings.requestTimeoutSeconds * 1000, [this.lifetime.signal], () =>
-      new LlmError('TIMEOUT', `Loading ${model} on ${name} took longer than ${this.settings.requestTimeoutSeconds} s.`),
+    const deadline = new Deadline(
+      this.settings.requestTimeoutSeconds * 1000,
+      [this.lifetime.signal],
+      () =>
+        new LlmError(
+          'TIMEOUT',
+          `Loading ${model} on ${name} took longer than ${this.settings.requestTimeoutSeconds} s.`,
+        ),
     );
     try {
       this.log.info(`loading model ${model} on ${name} with one short request before the batch starts`);
-      await this.client(name).chat({ model, messages: [{ role: 'user', content: 'Hi' }], maxTokens: 1 }, { signal: deadline.signal });
+      await this.client(name).chat(
+        { model, messages: [{ role: 'user', content: 'Hi' }], maxTokens: 1 },
+        { signal: deadline.signal },
+      );
     } finally {
       deadline.clear();
       lease.release();
@@ -602,11 +667,18 @@ export class Endpoints {
   }
 
   /** An unknown-model error from a request, with the endpoint's models (read now) when the server did not list them. */
-  async explainUnknownModel(name: string, error: MonitorError<string>, signal: AbortSignal): Promise<MonitorError<string>> {
+  async explainUnknownModel(
+    name: string,
+    error: MonitorError<string>,
+    signal: AbortSignal,
+  ): Promise<MonitorError<string>> {
     // The list that sent us there is evidently stale: the next tasks read it again.
     this.invalidate(name);
     const found = await this.discover(name, 'fresh', signal);
-    return withModelList(error, (found.error ? [] : (found.models ?? [])).filter(isChatModel).map((m) => m.id));
+    return withModelList(
+      error,
+      (found.error ? [] : (found.models ?? [])).filter(isChatModel).map((m) => m.id),
+    );
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,14 @@ import type { Dirent, Stats } from 'node:fs';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MonitorError } from '../../errors.js';
-import { isInside, LINUX_PATHS, noAllowedFolders, type PathRules, resolveInsideRoots, resolveRoots } from '../../paths.js';
+import {
+  isInside,
+  LINUX_PATHS,
+  noAllowedFolders,
+  type PathRules,
+  resolveInsideRoots,
+  resolveRoots,
+} from '../../paths.js';
 
 export interface GlobOptions {
   /** Every match must really (after symlinks) be inside one of these. */
@@ -75,9 +82,13 @@ export async function expandFiles(patterns: readonly string[], options: GlobOpti
       matches.push(...found.sort());
     }
     if (matches.length === 0) {
-      throw new MonitorError('INVALID_INPUT', `No file matches "${pattern}"${searched ? ` (searched in ${searched})` : ''}.`, {
-        hint: '`*` and `?` skip names starting with a dot, and `**` skips dot-folders and node_modules; name those explicitly. Patterns are resolved against the first allowed folder.',
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `No file matches "${pattern}"${searched ? ` (searched in ${searched})` : ''}.`,
+        {
+          hint: '`*` and `?` skip names starting with a dot, and `**` skips dot-folders and node_modules; name those explicitly. Patterns are resolved against the first allowed folder.',
+        },
+      );
     }
     for (const file of matches) add(file);
   }
@@ -91,7 +102,15 @@ export function notAFile(shown: string, info: Stats): MonitorError {
       hint: `To take the files in it, use a pattern such as ${path.join(shown, '**', '*')} (or a narrower extension).`,
     });
   }
-  const what = info.isFIFO() ? 'a named pipe (FIFO)' : info.isSocket() ? 'a socket' : info.isCharacterDevice() ? 'a character device' : info.isBlockDevice() ? 'a block device' : 'not a file';
+  const what = info.isFIFO()
+    ? 'a named pipe (FIFO)'
+    : info.isSocket()
+      ? 'a socket'
+      : info.isCharacterDevice()
+        ? 'a character device'
+        : info.isBlockDevice()
+          ? 'a block device'
+          : 'not a file';
   return new MonitorError('INVALID_INPUT', `"${shown}" is ${what}, not a regular file.`, {
     hint: 'Only regular files go into prompts: reading a pipe, socket or device would block or never end. Save its content to a file first (e.g. with run_script_batch), or leave it out of files.',
   });

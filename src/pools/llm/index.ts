@@ -36,7 +36,15 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
     return {
       pool,
       services: {
-        plan: (request, signal) => planLlmJob(request, { settings, allowedRoots: config.allowedRoots, pathRules: config.pathRules, endpoints, schemas, signal }),
+        plan: (request, signal) =>
+          planLlmJob(request, {
+            settings,
+            allowedRoots: config.allowedRoots,
+            pathRules: config.pathRules,
+            endpoints,
+            schemas,
+            signal,
+          }),
         report: (signal) => endpoints.report(signal),
         endpointNames: endpoints.endpointNames,
         defaultModel: settings.defaultModel,
@@ -56,7 +64,10 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
 };
 
 /** The kind's parts, wired: the endpoints (clients, router, model lists), the JSON-schema checker and the pool. */
-export function createLlmParts(config: CoreConfig & LlmConfig, deps: Pick<KindDeps, 'log' | 'env'> & { now?: () => number; outageWaitMs?: number }): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool } {
+export function createLlmParts(
+  config: CoreConfig & LlmConfig,
+  deps: Pick<KindDeps, 'log' | 'env'> & { now?: () => number; outageWaitMs?: number },
+): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool } {
   const settings = config.llm;
   const endpoints = new Endpoints(settings, deps);
   const schemas = new SchemaValidator();
@@ -73,15 +84,26 @@ export function createLlmParts(config: CoreConfig & LlmConfig, deps: Pick<KindDe
 }
 
 /** `doctor`: every endpoint (reachable, models, loaded), and the default model. */
-async function checkEndpoints(settings: LlmConfig['llm'], endpoints: Endpoints, report: DoctorReport, signal: AbortSignal): Promise<void> {
+async function checkEndpoints(
+  settings: LlmConfig['llm'],
+  endpoints: Endpoints,
+  report: DoctorReport,
+  signal: AbortSignal,
+): Promise<void> {
   report.section('LLM endpoints');
   const reports = await endpoints.report(signal);
   for (const endpoint of reports) checkEndpoint(endpoint, report);
   const wanted = settings.defaultModel;
   if (wanted === undefined) return;
-  const servedBy = reports.filter((r) => (r.configuredModels ?? r.models.map((m) => m.id)).some((id) => modelMatches(wanted, id)));
+  const servedBy = reports.filter((r) =>
+    (r.configuredModels ?? r.models.map((m) => m.id)).some((id) => modelMatches(wanted, id)),
+  );
   if (servedBy.length > 0) report.ok(`default model ${wanted} is served by ${servedBy.map((r) => r.name).join(', ')}`);
-  else report.fail(`default model ${wanted} is not listed by any reachable endpoint`, 'Download it (`lms get <model>`), or change --model / "llm.defaultModel".');
+  else
+    report.fail(
+      `default model ${wanted} is not listed by any reachable endpoint`,
+      'Download it (`lms get <model>`), or change --model / "llm.defaultModel".',
+    );
 }
 
 function checkEndpoint(endpoint: EndpointReport, report: DoctorReport): void {
@@ -90,7 +112,9 @@ function checkEndpoint(endpoint: EndpointReport, report: DoctorReport): void {
     const code = endpoint.error?.code ?? 'ERROR';
     const message = endpoint.error?.message ?? 'no answer';
     // Reachable = an HTTP answer came back: a 401 means "there, but refused", not "down".
-    const state = !endpoint.reachable ? `not reachable: ${message}` : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
+    const state = !endpoint.reachable
+      ? `not reachable: ${message}`
+      : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
     report.fail(`${where}: ${state}`, endpoint.error?.hint);
     return;
   }
@@ -98,13 +122,21 @@ function checkEndpoint(endpoint: EndpointReport, report: DoctorReport): void {
   const loaded = llms.filter((m) => m.state === 'loaded');
   const knowsState = llms.some((m) => m.state !== undefined);
   const tokenNote = endpoint.tokenEnv ? (endpoint.tokenSet ? `; token from ${endpoint.tokenEnv}` : '') : '';
-  report.ok(`${where}: reachable, ${endpoint.models.length} model(s)${knowsState ? `, ${loaded.length} LLM(s) loaded` : ''}${tokenNote}`);
+  report.ok(
+    `${where}: reachable, ${endpoint.models.length} model(s)${knowsState ? `, ${loaded.length} LLM(s) loaded` : ''}${tokenNote}`,
+  );
   for (const model of endpoint.models) {
-    const facts = [model.type, model.state, model.contextLength ? `context ${model.contextLength}` : undefined].filter((f) => f !== undefined);
+    const facts = [model.type, model.state, model.contextLength ? `context ${model.contextLength}` : undefined].filter(
+      (f) => f !== undefined,
+    );
     report.detail(`- ${model.id}${facts.length > 0 ? ` (${facts.join(', ')})` : ''}`);
   }
-  if (llms.length === 0) report.warn(`${endpoint.name} lists no LLM`, 'Download one (LM Studio: Discover tab, or `lms get <model>`).');
+  if (llms.length === 0)
+    report.warn(`${endpoint.name} lists no LLM`, 'Download one (LM Studio: Discover tab, or `lms get <model>`).');
   else if (knowsState && loaded.length === 0) {
-    report.warn(`${endpoint.name} has no LLM loaded: lmstudio_complete needs \`model\` (loaded just in time) or a default model`, 'Load one with `lms load <model>` or in the Developer tab, or set --model.');
+    report.warn(
+      `${endpoint.name} has no LLM loaded: lmstudio_complete needs \`model\` (loaded just in time) or a default model`,
+      'Load one with `lms load <model>` or in the Developer tab, or set --model.',
+    );
   }
 }

@@ -7,7 +7,15 @@ import type { Endpoints, LlmSettings } from './endpoints.js';
 import { expandFiles } from './glob.js';
 import { LLM_KIND } from './pool.js';
 import type { SchemaValidator } from './schema.js';
-import { CHUNK_BYTES_PER_TOKEN, checkPlaceholders, chunkRanges, displayPath, FILE_PLACEHOLDERS, looksBinary, placeholdersOf } from './template.js';
+import {
+  CHUNK_BYTES_PER_TOKEN,
+  checkPlaceholders,
+  chunkRanges,
+  displayPath,
+  FILE_PLACEHOLDERS,
+  looksBinary,
+  placeholdersOf,
+} from './template.js';
 import type { ChatMessage, FileRef, LlmJobOptions, LlmTaskInput, ReduceOptions } from './types.js';
 
 /** Context assumed for chunk sizing when no endpoint tells the model's context length. */
@@ -19,7 +27,9 @@ type ItemValues = Record<string, string | number | boolean>;
 
 /** What lmstudio_complete asks for, before any of it is checked. */
 export interface LlmJobRequest {
-  prompts?: ReadonlyArray<{ id?: string | undefined; prompt?: string | undefined; messages?: ChatMessage[] | undefined }> | undefined;
+  prompts?:
+    | ReadonlyArray<{ id?: string | undefined; prompt?: string | undefined; messages?: ChatMessage[] | undefined }>
+    | undefined;
   template?: string | undefined;
   items?: readonly ItemValues[] | undefined;
   files?: readonly string[] | undefined;
@@ -67,36 +77,74 @@ export interface LlmPlanContext {
 export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext): Promise<LlmJobPlan> {
   const { settings, endpoints } = context;
   if ((request.prompts === undefined) === (request.template === undefined)) {
-    throw new MonitorError('INVALID_INPUT', request.prompts ? 'Give either prompts or template, not both.' : 'Nothing to send: give prompts, or a template with items and/or files.', {
-      hint: 'prompts: [{"prompt": "…"}], or template: "… {{content}} …" with files: ["src/**/*.ts"].',
+    throw new MonitorError(
+      'INVALID_INPUT',
+      request.prompts
+        ? 'Give either prompts or template, not both.'
+        : 'Nothing to send: give prompts, or a template with items and/or files.',
+      {
+        hint: 'prompts: [{"prompt": "…"}], or template: "… {{content}} …" with files: ["src/**/*.ts"].',
+      },
+    );
+  }
+  if (
+    request.upstream !== undefined &&
+    (request.items !== undefined || request.files !== undefined || request.template === undefined)
+  ) {
+    throw new MonitorError(
+      'INVALID_INPUT',
+      'from_job fills a template from each result of that job: give template, and no items, files or prompts.',
+      {
+        hint: 'e.g. template: "Explain the risks in this dependency report:\\n{{output}}"; {{output}} is the whole output, {{id}} what the task worked on, and a JSON output\'s top-level fields fill {{field}}.',
+      },
+    );
+  }
+  if (
+    request.prompts === undefined &&
+    request.items === undefined &&
+    request.files === undefined &&
+    request.upstream === undefined
+  ) {
+    throw new MonitorError('INVALID_INPUT', 'A template needs items and/or files to fill it.', {
+      hint: 'Add files: ["path/or/**/*.glob"] or items: [{"name": "value"}].',
     });
   }
-  if (request.upstream !== undefined && (request.items !== undefined || request.files !== undefined || request.template === undefined)) {
-    throw new MonitorError('INVALID_INPUT', 'from_job fills a template from each result of that job: give template, and no items, files or prompts.', {
-      hint: 'e.g. template: "Explain the risks in this dependency report:\\n{{output}}"; {{output}} is the whole output, {{id}} what the task worked on, and a JSON output\'s top-level fields fill {{field}}.',
-    });
-  }
-  if (request.prompts === undefined && request.items === undefined && request.files === undefined && request.upstream === undefined) {
-    throw new MonitorError('INVALID_INPUT', 'A template needs items and/or files to fill it.', { hint: 'Add files: ["path/or/**/*.glob"] or items: [{"name": "value"}].' });
-  }
-  if (request.group !== undefined && (request.files === undefined || request.items !== undefined || request.chunk !== undefined || request.chunkTokens !== undefined)) {
-    throw new MonitorError('INVALID_INPUT', 'group packs `files` into prompts and splits what does not fit by itself: it goes with files only, without items, chunk or chunk_tokens.', {
-      hint: 'e.g. template: "Review the architecture of this module:\\n{{content}}", files: ["src/auth/**"], group: "all".',
-    });
+  if (
+    request.group !== undefined &&
+    (request.files === undefined ||
+      request.items !== undefined ||
+      request.chunk !== undefined ||
+      request.chunkTokens !== undefined)
+  ) {
+    throw new MonitorError(
+      'INVALID_INPUT',
+      'group packs `files` into prompts and splits what does not fit by itself: it goes with files only, without items, chunk or chunk_tokens.',
+      {
+        hint: 'e.g. template: "Review the architecture of this module:\\n{{content}}", files: ["src/auth/**"], group: "all".',
+      },
+    );
   }
   if (request.reduce !== undefined && request.reduce.prompt.trim() === '') {
-    throw new MonitorError('INVALID_INPUT', 'reduce needs a prompt: what to make of all the answers together.', { hint: 'e.g. reduce: "Combine these per-file findings into one architecture review."' });
+    throw new MonitorError('INVALID_INPUT', 'reduce needs a prompt: what to make of all the answers together.', {
+      hint: 'e.g. reduce: "Combine these per-file findings into one architecture review."',
+    });
   }
   if (request.prompts !== undefined && (request.items !== undefined || request.files !== undefined)) {
-    throw new MonitorError('INVALID_INPUT', 'items and files go with a template, not with prompts.', { hint: 'Use template with {{placeholders}} instead of prompts.' });
+    throw new MonitorError('INVALID_INPUT', 'items and files go with a template, not with prompts.', {
+      hint: 'Use template with {{placeholders}} instead of prompts.',
+    });
   }
   if (request.jsonSchema !== undefined) context.schemas.compile(request.jsonSchema);
   if (request.chunkTokens !== undefined) checkChunkTokens(request.chunkTokens, settings.maxFileBytes);
 
   const resolved = await endpoints.resolveModel(request.model, context.signal);
   const capacity = endpoints.router.capacityOf(resolved.endpoints);
-  if (request.concurrency !== undefined && request.concurrency > capacity) throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
-  const options: LlmJobOptions = { model: resolved.model, timeout_seconds: request.timeoutSeconds ?? settings.requestTimeoutSeconds };
+  if (request.concurrency !== undefined && request.concurrency > capacity)
+    throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
+  const options: LlmJobOptions = {
+    model: resolved.model,
+    timeout_seconds: request.timeoutSeconds ?? settings.requestTimeoutSeconds,
+  };
   if (request.system !== undefined) options.system = request.system;
   if (request.template !== undefined) options.template = request.template;
   if (request.temperature !== undefined) options.temperature = request.temperature;
@@ -112,9 +160,13 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
   let inputs: LlmTaskInput[];
   let ratio: Measured | undefined;
   if (request.prompts !== undefined) {
-    inputs = request.prompts.map((p, i): LlmTaskInput => ({ id: p.id ?? String(i + 1), messages: toMessages(p, i, request.system !== undefined) }));
+    inputs = request.prompts.map((p, i): LlmTaskInput => ({
+      id: p.id ?? String(i + 1),
+      messages: toMessages(p, i, request.system !== undefined),
+    }));
   } else if (request.upstream !== undefined) {
-    if (placeholdersOf(request.template ?? '').length === 0) checkPlaceholders(request.template ?? '', new Set(['output', 'id']), 'each result');
+    if (placeholdersOf(request.template ?? '').length === 0)
+      checkPlaceholders(request.template ?? '', new Set(['output', 'id']), 'each result');
     inputs = request.upstream.labels.map((label): LlmTaskInput => ({ id: label, upstream: true }));
   } else if (request.group !== undefined) {
     const packed = await groupInputs(request, request.template ?? '', request.group, served, options, context, notes);
@@ -122,7 +174,9 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
     ratio = packed.ratio;
     if (inputs.length > 1 && request.group === 'all' && reducePrompt === undefined) {
       reducePrompt = defaultReducePrompt(request.template ?? '');
-      notes.push(`They do not fit one prompt, so their ${inputs.length} answers are merged on the model by a reduce stage (map → reduce), added for you; pass reduce to word the merge yourself.`);
+      notes.push(
+        `They do not fit one prompt, so their ${inputs.length} answers are merged on the model by a reduce stage (map → reduce), added for you; pass reduce to word the merge yourself.`,
+      );
     }
   } else {
     inputs = await templateInputs(request, request.template ?? '', served, options, context, notes);
@@ -143,14 +197,22 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
     };
     // Not the map's max_tokens: that sizes one item's answer, and the merged one says more.
     if (request.reduce?.maxTokens !== undefined) reduce.max_tokens = request.reduce.maxTokens;
-    plan.then = { kind: LLM_KIND, inputs: [{ id: 'reduce', reduce: true }], options: { ...options, reduce }, concurrency: 1 };
+    plan.then = {
+      kind: LLM_KIND,
+      inputs: [{ id: 'reduce', reduce: true }],
+      options: { ...options, reduce },
+      concurrency: 1,
+    };
   }
   return plan;
 }
 
 /** The merge a module too large for one prompt gets when the caller named none: the request itself, over the partial answers. */
 function defaultReducePrompt(template: string): string {
-  const request = template.replace(/\{\{\s*content\s*\}\}/g, '[the files]').replace(/\{\{\s*(path|name|chunk|chunks)\s*\}\}/g, '[…]').slice(0, 2000);
+  const request = template
+    .replace(/\{\{\s*content\s*\}\}/g, '[the files]')
+    .replace(/\{\{\s*(path|name|chunk|chunks)\s*\}\}/g, '[…]')
+    .slice(0, 2000);
   return `The files were too many for one prompt, so this request was asked of them in groups:\n---\n${request}\n---\nThe answers of the groups follow. Give the one answer to that request for all the files together.`;
 }
 
@@ -171,33 +233,56 @@ async function groupInputs(
   const { settings } = context;
   checkPlaceholders(template, new Set(FILE_PLACEHOLDERS), 'the files');
   if (!placeholdersOf(template).includes('content')) {
-    throw new MonitorError('INVALID_INPUT', 'group puts the files into {{content}}, which the template does not use.', { hint: 'e.g. "Review this module:\\n{{content}}".' });
+    throw new MonitorError('INVALID_INPUT', 'group puts the files into {{content}}, which the template does not use.', {
+      hint: 'e.g. "Review this module:\\n{{content}}".',
+    });
   }
-  const matched = await expandFiles(request.files ?? [], { roots: context.allowedRoots, maxFiles: settings.maxFiles, rules: context.pathRules });
+  const matched = await expandFiles(request.files ?? [], {
+    roots: context.allowedRoots,
+    maxFiles: settings.maxFiles,
+    rules: context.pathRules,
+  });
   const realRoots = await resolveRoots(context.allowedRoots);
   const ratio = await bytesPerToken(matched, served.endpoints, options.model, context);
   const bytesPerTok = ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN;
   const roomBytes = Math.floor(autoChunkTokens(served.contextLength, options, bytesPerTok) * bytesPerTok);
-  const files = await Promise.all(matched.map(async (file) => ({ path: file, display: displayPath(file, realRoots), size: (await stat(file)).size })));
+  const files = await Promise.all(
+    matched.map(async (file) => ({ path: file, display: displayPath(file, realRoots), size: (await stat(file)).size })),
+  );
   files.sort((a, b) => (a.display < b.display ? -1 : a.display > b.display ? 1 : 0));
   // One binary file would fail the whole prompt it is packed into: refused now, by name.
   const binary: string[] = [];
   for (const file of files) if (await startsBinary(file.path)) binary.push(file.display);
   if (binary.length > 0) {
-    throw new MonitorError('INVALID_INPUT', `${binary.length} of the files look binary (they contain NUL bytes): ${binary.slice(0, 5).join(', ')}${binary.length > 5 ? ', …' : ''}. Only text files can go into a prompt.`, {
-      hint: 'Narrow the file patterns to text files (e.g. "src/auth/**/*.ts").',
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `${binary.length} of the files look binary (they contain NUL bytes): ${binary.slice(0, 5).join(', ')}${binary.length > 5 ? ', …' : ''}. Only text files can go into a prompt.`,
+      {
+        hint: 'Narrow the file patterns to text files (e.g. "src/auth/**/*.ts").',
+      },
+    );
   }
-  const folderOf = (display: string): string => (group === 'all' ? '' : path.posix.dirname(display.split(path.sep).join('/')));
+  const folderOf = (display: string): string =>
+    group === 'all' ? '' : path.posix.dirname(display.split(path.sep).join('/'));
   const packs: Array<{ folder: string; refs: FileRef[]; bytes: number }> = [];
   let current: { folder: string; refs: FileRef[]; bytes: number } | undefined;
   for (const file of files) {
     const header = Buffer.byteLength(`### ${file.display} (part 99 of 99)\n\n\n`);
     const folder = folderOf(file.display);
     const pieces: FileRef[] =
-      file.size + header <= roomBytes ? [{ path: file.path, display: file.display }] : await chunkFile(file.path, file.display, roomBytes - header, settings.maxFileBytes, settings.maxTasks, settings.maxTasks);
+      file.size + header <= roomBytes
+        ? [{ path: file.path, display: file.display }]
+        : await chunkFile(
+            file.path,
+            file.display,
+            roomBytes - header,
+            settings.maxFileBytes,
+            settings.maxTasks,
+            settings.maxTasks,
+          );
     for (const piece of pieces) {
-      const bytes = (piece.end !== undefined && piece.start !== undefined ? piece.end - piece.start : file.size) + header;
+      const bytes =
+        (piece.end !== undefined && piece.start !== undefined ? piece.end - piece.start : file.size) + header;
       if (!current || current.folder !== folder || current.bytes + bytes > roomBytes) {
         current = { folder, refs: [], bytes: 0 };
         packs.push(current);
@@ -214,11 +299,19 @@ async function groupInputs(
     const k = (seen.get(pack.folder) ?? 0) + 1;
     seen.set(pack.folder, k);
     const of = perFolder.get(pack.folder) ?? 1;
-    const name = group === 'all' ? (packs.length === 1 ? 'all files' : `files ${k}/${packs.length}`) : `${pack.folder || '.'}${of > 1 ? ` [${k}/${of}]` : ''}`;
+    const name =
+      group === 'all'
+        ? packs.length === 1
+          ? 'all files'
+          : `files ${k}/${packs.length}`
+        : `${pack.folder || '.'}${of > 1 ? ` [${k}/${of}]` : ''}`;
     const fileCount = new Set(pack.refs.map((ref) => ref.display)).size;
     const first = pack.refs[0]?.display ?? '';
     const last = pack.refs.at(-1)?.display ?? '';
-    return { id: `${name}: ${fileCount === 1 ? first : `${first} … ${last}`} (${fileCount} file${fileCount === 1 ? '' : 's'})`, files: pack.refs };
+    return {
+      id: `${name}: ${fileCount === 1 ? first : `${first} … ${last}`} (${fileCount} file${fileCount === 1 ? '' : 's'})`,
+      files: pack.refs,
+    };
   });
   const how = describeRatio(ratio);
   notes.push(
@@ -242,15 +335,24 @@ async function templateInputs(
   const fileNames = new Set<string>(FILE_PLACEHOLDERS);
   if (items && request.files) {
     const clash = items.flatMap((item) => Object.keys(item)).find((k) => fileNames.has(k));
-    if (clash) throw new MonitorError('INVALID_INPUT', `Item value "${clash}" has the name of a file placeholder.`, { hint: `Rename it: ${FILE_PLACEHOLDERS.join(', ')} are filled from each file.` });
+    if (clash)
+      throw new MonitorError('INVALID_INPUT', `Item value "${clash}" has the name of a file placeholder.`, {
+        hint: `Rename it: ${FILE_PLACEHOLDERS.join(', ')} are filled from each file.`,
+      });
   }
   const available = new Set<string>(request.files ? FILE_PLACEHOLDERS : []);
   if (items) {
     // Every item must fill every placeholder: check the names all items share.
-    const shared = items.map((item) => new Set(Object.keys(item))).reduce((a, b) => new Set([...a].filter((k) => b.has(k))));
+    const shared = items
+      .map((item) => new Set(Object.keys(item)))
+      .reduce((a, b) => new Set([...a].filter((k) => b.has(k))));
     for (const key of shared) available.add(key);
   }
-  checkPlaceholders(template, available, items ? (request.files ? 'the files and every item' : 'every item') : 'the files');
+  checkPlaceholders(
+    template,
+    available,
+    items ? (request.files ? 'the files and every item' : 'every item') : 'the files',
+  );
 
   let files: FileRef[] | undefined;
   if (request.files) {
@@ -259,7 +361,8 @@ async function templateInputs(
     const realRoots = await resolveRoots(roots);
     const chunking = request.chunkTokens !== undefined || request.chunk === true;
     const ratio = chunking ? await bytesPerToken(matched, served.endpoints, options.model, context) : undefined;
-    const chunkTokens = request.chunkTokens ?? (request.chunk ? autoChunkTokens(contextLength, options, ratio?.bytes ?? 4) : undefined);
+    const chunkTokens =
+      request.chunkTokens ?? (request.chunk ? autoChunkTokens(contextLength, options, ratio?.bytes ?? 4) : undefined);
     files = [];
     let oversized = 0;
     for (const file of matched) {
@@ -272,7 +375,15 @@ async function templateInputs(
       }
       // One push per chunk: spreading 100k+ chunks into push() overflows the stack.
       const chunkBytes = Math.floor(chunkTokens * (ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN));
-      for (const chunk of await chunkFile(file, display, chunkBytes, settings.maxFileBytes, settings.maxTasks - files.length, settings.maxTasks)) files.push(chunk);
+      for (const chunk of await chunkFile(
+        file,
+        display,
+        chunkBytes,
+        settings.maxFileBytes,
+        settings.maxTasks - files.length,
+        settings.maxTasks,
+      ))
+        files.push(chunk);
     }
     if (oversized > 0) {
       notes.push(
@@ -281,7 +392,9 @@ async function templateInputs(
     }
     if (chunkTokens !== undefined) {
       const how = describeRatio(ratio);
-      notes.push(`Files were cut into chunks of about ${chunkTokens} tokens (${how}): ${files.length} task(s) from ${matched.length} file(s).`);
+      notes.push(
+        `Files were cut into chunks of about ${chunkTokens} tokens (${how}): ${files.length} task(s) from ${matched.length} file(s).`,
+      );
     }
   }
 
@@ -299,14 +412,24 @@ async function templateInputs(
   return inputs;
 }
 
-function toMessages(p: NonNullable<LlmJobRequest['prompts']>[number], index: number, hasSystem: boolean): ChatMessage[] {
+function toMessages(
+  p: NonNullable<LlmJobRequest['prompts']>[number],
+  index: number,
+  hasSystem: boolean,
+): ChatMessage[] {
   if ((p.prompt === undefined) === (p.messages === undefined)) {
-    throw new MonitorError('INVALID_INPUT', `prompts[${index}] needs exactly one of prompt or messages.`, { hint: 'e.g. {"prompt": "Explain …"}' });
+    throw new MonitorError('INVALID_INPUT', `prompts[${index}] needs exactly one of prompt or messages.`, {
+      hint: 'e.g. {"prompt": "Explain …"}',
+    });
   }
   if (hasSystem && p.messages?.[0]?.role === 'system') {
-    throw new MonitorError('INVALID_INPUT', `prompts[${index}] starts with its own system message, and \`system\` is given too: only one can be used.`, {
-      hint: 'Drop `system`, or drop the system message from that prompt\'s messages (or put the text of both into one).',
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `prompts[${index}] starts with its own system message, and \`system\` is given too: only one can be used.`,
+      {
+        hint: "Drop `system`, or drop the system message from that prompt's messages (or put the text of both into one).",
+      },
+    );
   }
   return p.messages ?? [{ role: 'user', content: p.prompt ?? '' }];
 }
@@ -338,7 +461,12 @@ const MEASURED_MARGIN = 0.8;
  * ~4 bytes a token for large BPE vocabularies down to 1.6 for a small one, where the fixed
  * estimate made chunks twice too large. Undefined bytes (no counter anywhere): the estimate.
  */
-async function bytesPerToken(files: readonly string[], endpointNames: readonly string[], model: string, context: LlmPlanContext): Promise<Measured | undefined> {
+async function bytesPerToken(
+  files: readonly string[],
+  endpointNames: readonly string[],
+  model: string,
+  context: LlmPlanContext,
+): Promise<Measured | undefined> {
   const parts: Buffer[] = [];
   for (const file of files.slice(0, SAMPLE_FILES)) {
     const handle = await open(file, 'r').catch(() => undefined);
@@ -362,30 +490,52 @@ interface Measured {
 
 /** The bytes a token a plan used, as its note says it. */
 function describeRatio(ratio: Measured | undefined): string {
-  return ratio !== undefined ? `${ratio.bytes.toFixed(2)} bytes a token, ${ratio.how} less a margin` : `${CHUNK_BYTES_PER_TOKEN} bytes a token, estimated`;
+  return ratio !== undefined
+    ? `${ratio.bytes.toFixed(2)} bytes a token, ${ratio.how} less a margin`
+    : `${CHUNK_BYTES_PER_TOKEN} bytes a token, estimated`;
 }
 
 /** Bytes a token of `sample` on the first endpoint that counts tokens, less the margin. */
-async function measure(sample: string, endpointNames: readonly string[], model: string, context: LlmPlanContext): Promise<Measured | undefined> {
+async function measure(
+  sample: string,
+  endpointNames: readonly string[],
+  model: string,
+  context: LlmPlanContext,
+): Promise<Measured | undefined> {
   if (sample.length === 0) return undefined;
   for (const name of endpointNames) {
     const tokens = await context.endpoints.client(name).countTokens(sample, model, context.signal);
-    if (tokens !== undefined && tokens > 0) return { bytes: (Buffer.byteLength(sample) / tokens) * MEASURED_MARGIN, how: `counted with ${name}'s tokenizer` };
+    if (tokens !== undefined && tokens > 0)
+      return { bytes: (Buffer.byteLength(sample) / tokens) * MEASURED_MARGIN, how: `counted with ${name}'s tokenizer` };
   }
   // No tokenizer to ask (LM Studio's REST API has none): what the endpoints reported for earlier prompts of this model.
   for (const name of endpointNames) {
     const learned = context.endpoints.learnedBytesPerToken(name, model);
-    if (learned) return { bytes: learned.bytes * MEASURED_MARGIN, how: `learned from the prompt token counts ${name} reported for ${learned.prompts} earlier prompts` };
+    if (learned)
+      return {
+        bytes: learned.bytes * MEASURED_MARGIN,
+        how: `learned from the prompt token counts ${name} reported for ${learned.prompts} earlier prompts`,
+      };
   }
   return undefined;
 }
 
 /** More prompts at once than the endpoints serving the model take is refused, naming their limits: never silently lowered. */
-function concurrencyOverLimit(concurrency: number, capacity: number, model: string, names: readonly string[], endpoints: Endpoints): MonitorError {
+function concurrencyOverLimit(
+  concurrency: number,
+  capacity: number,
+  model: string,
+  names: readonly string[],
+  endpoints: Endpoints,
+): MonitorError {
   const limits = names.map((name) => `${name} ${endpoints.router.stats(name)?.limit ?? '?'}`).join(', ');
-  return new MonitorError('INVALID_INPUT', `concurrency ${concurrency} is more than the endpoints serving ${model} take at once (${capacity}: ${limits}).`, {
-    hint: `Pass a concurrency of at most ${capacity}, or leave it out (that is the default). Only the user can raise an endpoint's limit, and only as far as its server runs prompts in parallel (LM Studio: "Max Concurrent Predictions"): --lmstudio-concurrency N, --endpoint NAME=URL@N, or "concurrency" on the endpoint in "llm.endpoints" in the config file.`,
-  });
+  return new MonitorError(
+    'INVALID_INPUT',
+    `concurrency ${concurrency} is more than the endpoints serving ${model} take at once (${capacity}: ${limits}).`,
+    {
+      hint: `Pass a concurrency of at most ${capacity}, or leave it out (that is the default). Only the user can raise an endpoint's limit, and only as far as its server runs prompts in parallel (LM Studio: "Max Concurrent Predictions"): --lmstudio-concurrency N, --endpoint NAME=URL@N, or "concurrency" on the endpoint in "llm.endpoints" in the config file.`,
+    },
+  );
 }
 
 /** The file's first bytes hold a NUL byte (see looksBinary). */
@@ -404,9 +554,13 @@ async function startsBinary(file: string): Promise<boolean> {
 function checkChunkTokens(chunkTokens: number, maxFileBytes: number): void {
   const bytes = chunkTokens * CHUNK_BYTES_PER_TOKEN;
   if (bytes <= maxFileBytes) return;
-  throw new MonitorError('INVALID_INPUT', `chunk_tokens ${chunkTokens} makes chunks of up to ${bytes} bytes, more than llm.maxFileBytes (${maxFileBytes} bytes) read into one prompt.`, {
-    hint: `Pass chunk_tokens of at most ${Math.floor(maxFileBytes / CHUNK_BYTES_PER_TOKEN)}, or chunk: true to size chunks to the model's context. Only the user can raise the limit: "llm": {"maxFileBytes": N} in the config file.`,
-  });
+  throw new MonitorError(
+    'INVALID_INPUT',
+    `chunk_tokens ${chunkTokens} makes chunks of up to ${bytes} bytes, more than llm.maxFileBytes (${maxFileBytes} bytes) read into one prompt.`,
+    {
+      hint: `Pass chunk_tokens of at most ${Math.floor(maxFileBytes / CHUNK_BYTES_PER_TOKEN)}, or chunk: true to size chunks to the model's context. Only the user can raise the limit: "llm": {"maxFileBytes": N} in the config file.`,
+    },
+  );
 }
 
 function tooManyTasks(maxTasks: number, why: string): MonitorError {
@@ -419,24 +573,55 @@ function tooManyTasks(maxTasks: number, why: string): MonitorError {
  * Reads a file once at submit to cut it at line breaks; only the byte ranges are stored. `room` is
  * how many more tasks the job may have: a file that needs more is refused before it is read.
  */
-async function chunkFile(file: string, display: string, chunkBytes: number, maxFileBytes: number, room: number, maxTasks: number): Promise<FileRef[]> {
+async function chunkFile(
+  file: string,
+  display: string,
+  chunkBytes: number,
+  maxFileBytes: number,
+  room: number,
+  maxTasks: number,
+): Promise<FileRef[]> {
   const { size } = await stat(file);
   // An explicit chunk_tokens was checked against maxFileBytes at submit; a size made from the model's context may still need the cap.
   const bytesPerChunk = Math.max(16, Math.min(chunkBytes, maxFileBytes));
   const fewest = Math.ceil(size / bytesPerChunk);
-  if (fewest > room) throw tooManyTasks(maxTasks, `: ${display} needs at least ${fewest} chunks of ${bytesPerChunk} bytes, and only ${room} more fit`);
+  if (fewest > room)
+    throw tooManyTasks(
+      maxTasks,
+      `: ${display} needs at least ${fewest} chunks of ${bytesPerChunk} bytes, and only ${room} more fit`,
+    );
   if (size > MAX_CHUNKED_FILE_BYTES) {
-    throw new MonitorError('INVALID_INPUT', `${display} is ${size} bytes; files over ${MAX_CHUNKED_FILE_BYTES} bytes are not chunked.`, {
-      hint: 'Split it first (e.g. with run_script_batch), or leave it out of files.',
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `${display} is ${size} bytes; files over ${MAX_CHUNKED_FILE_BYTES} bytes are not chunked.`,
+      {
+        hint: 'Split it first (e.g. with run_script_batch), or leave it out of files.',
+      },
+    );
   }
   const buffer = await readFile(file);
   if (looksBinary(buffer)) {
-    throw new MonitorError('INVALID_INPUT', `${display} looks binary (it contains NUL bytes); only text files can go into a prompt.`, {
-      hint: 'Narrow the file patterns to text files.',
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `${display} looks binary (it contains NUL bytes); only text files can go into a prompt.`,
+      {
+        hint: 'Narrow the file patterns to text files.',
+      },
+    );
   }
   const ranges = chunkRanges(buffer, bytesPerChunk, room + 1);
-  if (ranges.length > room) throw tooManyTasks(maxTasks, `: ${display} needs more than the ${room} chunks of ${bytesPerChunk} bytes that still fit`);
-  return ranges.map((range, i) => ({ path: file, display, chunk: i + 1, chunks: ranges.length, start: range.start, end: range.end, size: buffer.length }));
+  if (ranges.length > room)
+    throw tooManyTasks(
+      maxTasks,
+      `: ${display} needs more than the ${room} chunks of ${bytesPerChunk} bytes that still fit`,
+    );
+  return ranges.map((range, i) => ({
+    path: file,
+    display,
+    chunk: i + 1,
+    chunks: ranges.length,
+    start: range.start,
+    end: range.end,
+    size: buffer.length,
+  }));
 }

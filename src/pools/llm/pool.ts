@@ -14,8 +14,23 @@ import { splitReasoning } from './reasoning.js';
 import type { SchemaValidator } from './schema.js';
 import { type Ask, piecesOf, treeReduce } from './reduce.js';
 import { estimateTokens, middleBreak, placeholdersOf, readFileForPrompt, renderTemplate } from './template.js';
-import type { ChatAnswer, ChatMessage, FileRef, LlmJobOptions, LlmTaskInput, ReduceTaskInput, TemplateTaskInput } from './types.js';
-import { answeredStatus, isConnectionFailure, isEndpointAway, retriedOnlyOnce, retryAfterMs, retryAfterTooLong } from './upstream.js';
+import type {
+  ChatAnswer,
+  ChatMessage,
+  FileRef,
+  LlmJobOptions,
+  LlmTaskInput,
+  ReduceTaskInput,
+  TemplateTaskInput,
+} from './types.js';
+import {
+  answeredStatus,
+  isConnectionFailure,
+  isEndpointAway,
+  retriedOnlyOnce,
+  retryAfterMs,
+  retryAfterTooLong,
+} from './upstream.js';
 
 export const LLM_KIND = 'llm';
 
@@ -84,7 +99,11 @@ function jobOptions(value: unknown): LlmJobOptions {
 /** Inputs and options come back from disk after a restart: check them rather than trust them. */
 function parseStored<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new MonitorError('INVALID_INPUT', `The stored ${what} of this task is not valid: ${parsed.error.issues[0]?.message ?? 'unknown'}`);
+  if (!parsed.success)
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `The stored ${what} of this task is not valid: ${parsed.error.issues[0]?.message ?? 'unknown'}`,
+    );
   return parsed.data;
 }
 
@@ -175,7 +194,9 @@ export class LlmPool implements Pool {
       const seconds = elapsedMs / 1000;
       const rate = seconds > 0 ? Math.round(totals.completion / seconds) : undefined;
       return {
-        fields: { tokens: { prompt: totals.prompt, completion: totals.completion, completion_per_second: rate ?? null } },
+        fields: {
+          tokens: { prompt: totals.prompt, completion: totals.completion, completion_per_second: rate ?? null },
+        },
         text: `${totals.prompt + totals.completion} tokens processed locally (${totals.prompt} in, ${totals.completion} out${rate === undefined ? '' : ` at ${rate} tok/s out`})`,
       };
     },
@@ -204,7 +225,13 @@ export class LlmPool implements Pool {
   }
 
   /** One prompt; one whose files overflow the context is split in two and each half asked (up to MAX_SPLIT_DEPTH times). */
-  private async prompt(task: TaskContext, options: LlmJobOptions, input: Exclude<LlmTaskInput, ReduceTaskInput>, stem: string, depth: number): Promise<TaskResult> {
+  private async prompt(
+    task: TaskContext,
+    options: LlmJobOptions,
+    input: Exclude<LlmTaskInput, ReduceTaskInput>,
+    stem: string,
+    depth: number,
+  ): Promise<TaskResult> {
     const base = describeInput(input);
     let result: TaskResult;
     try {
@@ -215,9 +242,14 @@ export class LlmPool implements Pool {
       result = { ok: false, error: toTaskError(error), value: base };
     }
     if (result.ok || result.error?.code !== 'CONTEXT_OVERFLOW' || !('file' in input || 'files' in input)) return result;
-    const halves = depth < MAX_SPLIT_DEPTH ? await splitForContext(input, this.options.allowedRoots, this.options.pathRules) : undefined;
+    const halves =
+      depth < MAX_SPLIT_DEPTH
+        ? await splitForContext(input, this.options.allowedRoots, this.options.pathRules)
+        : undefined;
     if (halves) {
-      this.endpoints.log.debug(`task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`);
+      this.endpoints.log.debug(
+        `task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`,
+      );
       result = await this.splitRun(task, options, halves, stem, depth, base);
     }
     const hint = overflowHint(input);
@@ -226,7 +258,14 @@ export class LlmPool implements Pool {
   }
 
   /** The halves of a prompt that overflowed, asked one after the other; their answers joined, each labelled. */
-  private async splitRun(task: TaskContext, options: LlmJobOptions, halves: readonly TemplateTaskInput[], stem: string, depth: number, base: Record<string, unknown>): Promise<TaskResult> {
+  private async splitRun(
+    task: TaskContext,
+    options: LlmJobOptions,
+    halves: readonly TemplateTaskInput[],
+    stem: string,
+    depth: number,
+    base: Record<string, unknown>,
+  ): Promise<TaskResult> {
     const parts: TaskResult[] = [];
     for (const [i, half] of halves.entries()) {
       const part = await this.prompt(task, options, half, `${stem}.p${i + 1}`, depth + 1);
@@ -234,17 +273,27 @@ export class LlmPool implements Pool {
       if (!part.ok) break;
     }
     const spent = sumUsage(parts.map((part) => part.value));
-    const value: Record<string, unknown> = { ...base, model: options.model, split_for_context: halves.length, ...spent };
+    const value: Record<string, unknown> = {
+      ...base,
+      model: options.model,
+      split_for_context: halves.length,
+      ...spent,
+    };
     const failedAt = parts.findIndex((part) => !part.ok);
     const failed = parts[failedAt];
     if (failed) {
       const error = failed.error ?? { code: 'INTERNAL', message: 'A part failed without an error.' };
       // Only the outermost split says so: the innermost failure's own message follows.
-      const message = depth > 0 ? error.message : `Split in two to fit the model's context, part ${failedAt + 1} (${halves[failedAt]?.id ?? ''}) failed: ${error.message.replace(/^Split in two to fit the model's context, part \d \([^)]*\) failed: /, '')}`;
+      const message =
+        depth > 0
+          ? error.message
+          : `Split in two to fit the model's context, part ${failedAt + 1} (${halves[failedAt]?.id ?? ''}) failed: ${error.message.replace(/^Split in two to fit the model's context, part \d \([^)]*\) failed: /, '')}`;
       return { ok: false, value, error: { ...error, message } };
     }
     const texts = await Promise.all(parts.map((part) => stageOutput(part, this.options.maxFileBytes)));
-    const joined = texts.map((text, i) => `[part ${i + 1} of ${halves.length}: ${halves[i]?.id ?? ''}]\n${text.text}`).join('\n\n');
+    const joined = texts
+      .map((text, i) => `[part ${i + 1} of ${halves.length}: ${halves[i]?.id ?? ''}]\n${text.text}`)
+      .join('\n\n');
     const kept = await this.keep(task, stem, joined, 'answer');
     const result: TaskResult = { ok: true, value: { ...kept.inline, ...value } };
     if (kept.file !== undefined) result.files = { answer: kept.file };
@@ -254,17 +303,32 @@ export class LlmPool implements Pool {
   /** A reduce stage's task: merges its upstream's answers on the model (see treeReduce). */
   private async reduce(task: TaskContext, options: LlmJobOptions): Promise<TaskResult> {
     const reduce = options.reduce;
-    if (!reduce || !task.upstream) return { ok: false, error: { code: 'INTERNAL', message: 'A reduce task ran without its reduce options or its upstream results.' } };
+    if (!reduce || !task.upstream)
+      return {
+        ok: false,
+        error: { code: 'INTERNAL', message: 'A reduce task ran without its reduce options or its upstream results.' },
+      };
     const pieces = await piecesOf(task.upstream.records, this.options.maxFileBytes);
     const step: LlmJobOptions = { ...options };
     delete step.json_schema;
     delete step.template;
     const answers: Array<Record<string, unknown> | undefined> = [];
     const ask: Ask = async (messages, stem, maxTokens) => {
-      const result = await this.complete(task, { ...step, max_tokens: maxTokens }, options.system ? [{ role: 'system', content: options.system }, ...messages] : messages, {}, stem);
+      const result = await this.complete(
+        task,
+        { ...step, max_tokens: maxTokens },
+        options.system ? [{ role: 'system', content: options.system }, ...messages] : messages,
+        {},
+        stem,
+      );
       const value = (result.value ?? {}) as Record<string, unknown>;
       answers.push(value);
-      if (!result.ok) return { ok: false, error: result.error ?? { code: 'INTERNAL', message: 'A reduce step failed without an error.' }, value };
+      if (!result.ok)
+        return {
+          ok: false,
+          error: result.error ?? { code: 'INTERNAL', message: 'A reduce step failed without an error.' },
+          value,
+        };
       return { ok: true, text: (await stageOutput(result, this.options.maxFileBytes)).text, value };
     };
     const outcome = await treeReduce(pieces, reduce, ask, path.join(task.outputDir, `${task.index}.reduce`));
@@ -286,7 +350,13 @@ export class LlmPool implements Pool {
   }
 
   /** Asks the model `messages` until an answer or a final failure: routing, failover, retries, schema checks. */
-  private async complete(task: TaskContext, options: LlmJobOptions, messages: ChatMessage[], base: Record<string, unknown>, stem: string): Promise<TaskResult> {
+  private async complete(
+    task: TaskContext,
+    options: LlmJobOptions,
+    messages: ChatMessage[],
+    base: Record<string, unknown>,
+    stem: string,
+  ): Promise<TaskResult> {
     const run: Completion = {
       task,
       stem,
@@ -312,10 +382,14 @@ export class LlmPool implements Pool {
         if (await this.waitForEndpoints(run, outcome.endpoints)) continue;
         return failure(run, this.stillAway(run, outcome.error));
       }
-      if (outcome.kind === 'fail' || !this.mayRetry(run, outcome.error)) return failure(run, outcome.error, outcome.extra);
+      if (outcome.kind === 'fail' || !this.mayRetry(run, outcome.error))
+        return failure(run, outcome.error, outcome.extra);
       const decision = decideRetry(run.retries, this.policy, retryAfterMs(outcome.error));
       if (!decision.retry) {
-        const error = decision.reason === 'retry-after-too-long' && isMonitorError(outcome.error) ? retryAfterTooLong(outcome.error, decision.retryAfterMs, this.policy.maxRetryAfterMs) : outcome.error;
+        const error =
+          decision.reason === 'retry-after-too-long' && isMonitorError(outcome.error)
+            ? retryAfterTooLong(outcome.error, decision.retryAfterMs, this.policy.maxRetryAfterMs)
+            : outcome.error;
         return failure(run, error, outcome.extra);
       }
       run.retries++;
@@ -340,7 +414,9 @@ export class LlmPool implements Pool {
    */
   private async waitForEndpoints(run: Completion, endpoints: readonly string[]): Promise<boolean> {
     run.outageUntil ??= this.endpoints.now() + this.outageLimitMs(run);
-    this.endpoints.log.debug(`task ${run.task.index} of ${run.task.jobId}: ${endpoints.join(', ')} not taking connections, waiting for it to come back`);
+    this.endpoints.log.debug(
+      `task ${run.task.index} of ${run.task.jobId}: ${endpoints.join(', ')} not taking connections, waiting for it to come back`,
+    );
     if (!(await this.endpoints.waitForAny(endpoints, run.outageUntil, run.task.signal))) return false;
     run.excluded.clear();
     return true;
@@ -360,30 +436,49 @@ export class LlmPool implements Pool {
     });
   }
 
-  private async buildMessages(options: LlmJobOptions, input: Exclude<LlmTaskInput, ReduceTaskInput>, upstream: UpstreamView | undefined): Promise<ChatMessage[]> {
+  private async buildMessages(
+    options: LlmJobOptions,
+    input: Exclude<LlmTaskInput, ReduceTaskInput>,
+    upstream: UpstreamView | undefined,
+  ): Promise<ChatMessage[]> {
     const system: ChatMessage[] = options.system ? [{ role: 'system', content: options.system }] : [];
     if ('messages' in input) {
       return input.messages[0]?.role === 'system' ? input.messages : [...system, ...input.messages];
     }
-    if (options.template === undefined) throw new MonitorError('INVALID_INPUT', 'This job has template inputs but no template.');
-    if ('upstream' in input) return [...system, { role: 'user', content: await this.fillFromUpstream(options.template, upstream) }];
+    if (options.template === undefined)
+      throw new MonitorError('INVALID_INPUT', 'This job has template inputs but no template.');
+    if ('upstream' in input)
+      return [...system, { role: 'user', content: await this.fillFromUpstream(options.template, upstream) }];
     const values: Record<string, string> = {};
     for (const [key, value] of Object.entries(input.values ?? {})) values[key] = String(value);
     const files = input.files ?? (input.file ? [input.file] : []);
     const texts: string[] = [];
     for (const file of files) {
       // Checked again at run time: the path may have become a symlink pointing elsewhere since submit.
-      const real = await resolveInsideRoots(file.path, this.options.allowedRoots, { what: 'file', rules: this.options.pathRules });
+      const real = await resolveInsideRoots(file.path, this.options.allowedRoots, {
+        what: 'file',
+        rules: this.options.pathRules,
+      });
       texts.push(await readFileForPrompt({ ...file, path: real }, this.options.maxFileBytes));
     }
-    const content = input.files ? input.files.map((file, i) => `### ${partName(file)}\n${texts[i] ?? ''}`).join('\n\n') : (texts[0] ?? '');
+    const content = input.files
+      ? input.files.map((file, i) => `### ${partName(file)}\n${texts[i] ?? ''}`).join('\n\n')
+      : (texts[0] ?? '');
     const context = this.endpoints.contextLength(options.model);
     // ~6 bytes a token is a generous lower bound: content beyond it cannot fit, so do not send it.
     if (files.length > 0 && context !== undefined && content.length / 6 > context) {
-      const what = input.files ? `The ${input.files.length} files of ${input.id}` : `The file ${input.file?.display ?? ''}`;
-      throw new LlmError('CONTEXT_OVERFLOW', `${what} (${content.length} characters, ≈${estimateTokens(content)} tokens) is far larger than the model's context (${context} tokens).`, {
-        hint: overflowHint(input) ?? 'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
-      });
+      const what = input.files
+        ? `The ${input.files.length} files of ${input.id}`
+        : `The file ${input.file?.display ?? ''}`;
+      throw new LlmError(
+        'CONTEXT_OVERFLOW',
+        `${what} (${content.length} characters, ≈${estimateTokens(content)} tokens) is far larger than the model's context (${context} tokens).`,
+        {
+          hint:
+            overflowHint(input) ??
+            'Submit it again with chunk: true (or chunk_tokens) to split it into chunks, one task each; {{chunk}} and {{chunks}} give the chunk number and count.',
+        },
+      );
     }
     if (input.files) {
       values.path = commonFolder(input.files.map((file) => file.display));
@@ -407,19 +502,29 @@ export class LlmPool implements Pool {
    */
   private async fillFromUpstream(template: string, upstream: UpstreamView | undefined): Promise<string> {
     const record = upstream?.records[0];
-    if (!upstream || !record) throw new MonitorError('INTERNAL', 'A task of a later stage ran without its upstream result.');
+    if (!upstream || !record)
+      throw new MonitorError('INTERNAL', 'A task of a later stage ran without its upstream result.');
     const output = await stageOutput(record, this.options.maxFileBytes);
     const values: Record<string, string> = {};
     if (output.json !== null && typeof output.json === 'object' && !Array.isArray(output.json)) {
-      for (const [key, value] of Object.entries(output.json as Record<string, unknown>)) values[key] = typeof value === 'string' ? value : JSON.stringify(value);
+      for (const [key, value] of Object.entries(output.json as Record<string, unknown>))
+        values[key] = typeof value === 'string' ? value : JSON.stringify(value);
     }
     values.output = output.text;
     values.id = provenanceOf(record);
     const missing = placeholdersOf(template).filter((name) => values[name] === undefined);
     if (missing.length > 0) {
-      throw new MonitorError('INVALID_INPUT', `The template uses {{${missing.join('}}, {{')}}}, which the output of ${values.id} (task #${record.index} of job ${upstream.jobId}) does not have.`, {
-        hint: `Available: {{output}} (the whole output), {{id}}, and the top-level fields of a JSON output: ${Object.keys(values).filter((k) => k !== 'output' && k !== 'id').join(', ') || 'none here'}.`,
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `The template uses {{${missing.join('}}, {{')}}}, which the output of ${values.id} (task #${record.index} of job ${upstream.jobId}) does not have.`,
+        {
+          hint: `Available: {{output}} (the whole output), {{id}}, and the top-level fields of a JSON output: ${
+            Object.keys(values)
+              .filter((k) => k !== 'output' && k !== 'id')
+              .join(', ') || 'none here'
+          }.`,
+        },
+      );
     }
     return renderTemplate(template, values);
   }
@@ -453,17 +558,23 @@ export class LlmPool implements Pool {
     const lease = await this.endpoints.router.acquire(choices, task.signal);
     run.lastEndpoint = lease.endpoint;
     const timeoutMs = options.timeout_seconds * 1000;
-    const deadline = new Deadline(timeoutMs, [task.signal], () =>
-      new MonitorError('TIMEOUT', `No complete answer from ${lease.endpoint} within ${options.timeout_seconds} s.`, {
-        hint: 'Raise timeout_seconds, lower max_tokens, or send less per prompt.',
-      }),
+    const deadline = new Deadline(
+      timeoutMs,
+      [task.signal],
+      () =>
+        new MonitorError('TIMEOUT', `No complete answer from ${lease.endpoint} within ${options.timeout_seconds} s.`, {
+          hint: 'Raise timeout_seconds, lower max_tokens, or send less per prompt.',
+        }),
     );
     let answer: ChatAnswer | undefined;
     let failed: unknown;
     run.requests++;
     try {
       const client = this.endpoints.client(lease.endpoint);
-      const params: Parameters<typeof client.chat>[0] = { model: found.served[lease.endpoint] ?? options.model, messages: run.conversation };
+      const params: Parameters<typeof client.chat>[0] = {
+        model: found.served[lease.endpoint] ?? options.model,
+        messages: run.conversation,
+      };
       if (options.temperature !== undefined) params.temperature = options.temperature;
       if (options.max_tokens !== undefined) params.maxTokens = options.max_tokens;
       if (options.stop !== undefined) params.stop = options.stop;
@@ -490,7 +601,12 @@ export class LlmPool implements Pool {
    * A request that failed: another endpoint at once after a connection failure, else a wait for
    * the endpoints to come back (nothing listening there), else retry (or fail).
    */
-  private async afterRequestFailure(run: Completion, endpoint: string, candidates: readonly string[], error: unknown): Promise<Outcome> {
+  private async afterRequestFailure(
+    run: Completion,
+    endpoint: string,
+    candidates: readonly string[],
+    error: unknown,
+  ): Promise<Outcome> {
     if (isConnectionFailure(error)) {
       this.endpoints.router.markDown(endpoint, DOWN_FOR_MS);
       run.excluded.add(endpoint);
@@ -504,7 +620,8 @@ export class LlmPool implements Pool {
       }
       if (away) return { kind: 'away', endpoints: [...candidates], error };
     }
-    if (isMonitorError(error) && error.code === 'MODEL_NOT_FOUND') return { kind: 'retry', error: await this.endpoints.explainUnknownModel(endpoint, error, run.task.signal) };
+    if (isMonitorError(error) && error.code === 'MODEL_NOT_FOUND')
+      return { kind: 'retry', error: await this.endpoints.explainUnknownModel(endpoint, error, run.task.signal) };
     return { kind: 'retry', error };
   }
 
@@ -513,7 +630,13 @@ export class LlmPool implements Pool {
     const { task, options } = run;
     addUsage(run.usage, answer, run.conversation);
     this.endpoints.noteTokens(endpoint, answer.completionTokens ?? 0);
-    if (answer.promptTokens !== undefined) this.endpoints.noteUsage(endpoint, options.model, run.conversation.reduce((n, m) => n + Buffer.byteLength(m.content), 0), answer.promptTokens);
+    if (answer.promptTokens !== undefined)
+      this.endpoints.noteUsage(
+        endpoint,
+        options.model,
+        run.conversation.reduce((n, m) => n + Buffer.byteLength(m.content), 0),
+        answer.promptTokens,
+      );
     const split = splitReasoning(answer.content, answer.reasoning);
     const truncated = answer.finishReason === 'length';
     const meta: Record<string, unknown> = {
@@ -531,15 +654,23 @@ export class LlmPool implements Pool {
 
     if (split.answer.length === 0) {
       if (split.reasoning.length > 0 && truncated) {
-        const error = new LlmError('EMPTY_ANSWER', `The model spent all ${options.max_tokens ?? 'its'} max_tokens reasoning and gave no answer.`, {
-          hint: 'Raise max_tokens (reasoning models need room to think before they answer).',
-        });
+        const error = new LlmError(
+          'EMPTY_ANSWER',
+          `The model spent all ${options.max_tokens ?? 'its'} max_tokens reasoning and gave no answer.`,
+          {
+            hint: 'Raise max_tokens (reasoning models need room to think before they answer).',
+          },
+        );
         return { kind: 'fail', error, extra: meta };
       }
-      const error = new LlmError('EMPTY_ANSWER', `Endpoint ${endpoint} returned an empty answer (finish_reason ${answer.finishReason ?? 'none'}).`, {
-        hint: 'It was tried once more. Check the prompt and the server log; an empty answer can mean the prompt overflowed the context.',
-        retryable: true,
-      });
+      const error = new LlmError(
+        'EMPTY_ANSWER',
+        `Endpoint ${endpoint} returned an empty answer (finish_reason ${answer.finishReason ?? 'none'}).`,
+        {
+          hint: 'It was tried once more. Check the prompt and the server log; an empty answer can mean the prompt overflowed the context.',
+          retryable: true,
+        },
+      );
       return { kind: 'retry', error, extra: meta };
     }
 
@@ -552,14 +683,23 @@ export class LlmPool implements Pool {
           run.conversation = [
             ...run.messages,
             { role: 'assistant', content: split.answer },
-            { role: 'user', content: `That answer does not match the required JSON schema: ${check.error}. Reply again with only the JSON value, matching this schema exactly:\n${JSON.stringify(options.json_schema)}` },
+            {
+              role: 'user',
+              content: `That answer does not match the required JSON schema: ${check.error}. Reply again with only the JSON value, matching this schema exactly:\n${JSON.stringify(options.json_schema)}`,
+            },
           ];
           return { kind: 'again' };
         }
         const raw = await this.keep(task, run.stem, split.answer, 'answer');
-        const error = new LlmError('SCHEMA_INVALID', `The answer does not match json_schema, also after one corrective retry: ${check.error}.${truncated ? ' It was cut off by max_tokens.' : ''}`, {
-          hint: truncated ? 'Raise max_tokens so the JSON can be completed.' : 'Simplify the schema or the prompt, or try a stronger model. The raw answer is in `text`.',
-        });
+        const error = new LlmError(
+          'SCHEMA_INVALID',
+          `The answer does not match json_schema, also after one corrective retry: ${check.error}.${truncated ? ' It was cut off by max_tokens.' : ''}`,
+          {
+            hint: truncated
+              ? 'Raise max_tokens so the JSON can be completed.'
+              : 'Simplify the schema or the prompt, or try a stronger model. The raw answer is in `text`.',
+          },
+        );
         const failed = failure(run, error, { ...meta, ...raw.inline });
         return { kind: 'done', result: raw.file === undefined ? failed : { ...failed, files: { answer: raw.file } } };
       }
@@ -578,7 +718,8 @@ export class LlmPool implements Pool {
       Object.assign(value, reasoning.inline);
     }
     Object.assign(value, meta);
-    if (answer.durationMs > 0 && answer.completionTokens !== undefined) value.tokens_per_second = Math.round(answer.completionTokens / (answer.durationMs / 1000));
+    if (answer.durationMs > 0 && answer.completionTokens !== undefined)
+      value.tokens_per_second = Math.round(answer.completionTokens / (answer.durationMs / 1000));
     const result: TaskResult = { ok: true, value };
     if (Object.keys(files).length > 0) result.files = files;
     return { kind: 'done', result };
@@ -588,10 +729,16 @@ export class LlmPool implements Pool {
    * Writes the whole text to the task's output file (collect_results may cut long values to fit a
    * page; the file always has everything) and returns the inline part, cut at the configured cap.
    */
-  private async keep(task: TaskContext, stem: string, text: string, kind: 'answer' | 'reasoning'): Promise<{ inline: Record<string, unknown>; file?: string }> {
+  private async keep(
+    task: TaskContext,
+    stem: string,
+    text: string,
+    kind: 'answer' | 'reasoning',
+  ): Promise<{ inline: Record<string, unknown>; file?: string }> {
     const field = kind === 'answer' ? 'text' : 'reasoning';
     const cap = this.options.maxInlineChars;
-    const inline = text.length <= cap ? { [field]: text } : { [field]: `${text.slice(0, cap)}…`, [`${field}_cut`]: true };
+    const inline =
+      text.length <= cap ? { [field]: text } : { [field]: `${text.slice(0, cap)}…`, [`${field}_cut`]: true };
     // collect_results never cuts a result below 512 characters: short answers need no file.
     if (text.length <= SHORT_TEXT_CHARS) return { inline };
     const file = path.join(task.outputDir, `${stem}.${kind}.txt`);
@@ -619,7 +766,7 @@ function overflowHint(input: LlmTaskInput): string | undefined {
 }
 
 const CHUNK_TOO_LARGE_HINT =
-  'This chunk was still too large for the model\'s context: submit the file again with a smaller chunk_tokens (half the size the submit\'s note gave), a shorter template or system prompt, or a lower max_tokens; or load the model with a larger context length.';
+  "This chunk was still too large for the model's context: submit the file again with a smaller chunk_tokens (half the size the submit's note gave), a shorter template or system prompt, or a lower max_tokens; or load the model with a larger context length.";
 
 /** A failed task's result: its fields, the model, what it spent (tokens, requests) and where. */
 function failure(run: Completion, error: unknown, extra: Record<string, unknown> = {}): TaskResult {
@@ -634,7 +781,7 @@ function failure(run: Completion, error: unknown, extra: Record<string, unknown>
 }
 
 const PACK_TOO_LARGE_HINT =
-  'Even split into 8 parts this did not fit the model\'s context: shorten the template or system prompt, lower max_tokens, or load the model with a larger context length; or leave this file out of the group and send it alone with chunk: true.';
+  "Even split into 8 parts this did not fit the model's context: shorten the template or system prompt, lower max_tokens, or load the model with a larger context length; or leave this file out of the group and send it alone with chunk: true.";
 
 /** A prompt's files are split in two at most this many times over (8 parts) when they overflow the context. */
 const MAX_SPLIT_DEPTH = 3;
@@ -645,15 +792,23 @@ function describeInput(input: LlmTaskInput): Record<string, unknown> {
   if ('files' in input && input.files) base.files = input.files.map(partName);
   if ('file' in input && input.file) {
     base.file = input.file.display;
-    if (input.file.chunks !== undefined && input.file.chunks > 1) base.chunk = `${input.file.chunk ?? 1}/${input.file.chunks}`;
+    if (input.file.chunks !== undefined && input.file.chunks > 1)
+      base.chunk = `${input.file.chunk ?? 1}/${input.file.chunks}`;
   }
   return base;
 }
 
 /** A file or its chunk, as a packed prompt's header names it. */
 function partName(file: FileRef): string {
-  if (file.chunks !== undefined && file.chunks > 1) return `${file.display} (part ${file.chunk ?? 1} of ${file.chunks})`;
-  if (file.start !== undefined && file.end !== undefined && file.size !== undefined && (file.start > 0 || file.end < file.size)) return `${file.display} (bytes ${file.start}–${file.end} of ${file.size})`;
+  if (file.chunks !== undefined && file.chunks > 1)
+    return `${file.display} (part ${file.chunk ?? 1} of ${file.chunks})`;
+  if (
+    file.start !== undefined &&
+    file.end !== undefined &&
+    file.size !== undefined &&
+    (file.start > 0 || file.end < file.size)
+  )
+    return `${file.display} (bytes ${file.start}–${file.end} of ${file.size})`;
   return file.display;
 }
 
@@ -686,12 +841,20 @@ function sumUsage(values: ReadonlyArray<unknown>): Record<string, number> {
  * A prompt's files cut in two: a pack by its files, a lone file (or chunk) at the line break nearest
  * its middle. Undefined when there is nothing left to cut.
  */
-async function splitForContext(input: TemplateTaskInput, roots: readonly string[], rules?: PathRules): Promise<[TemplateTaskInput, TemplateTaskInput] | undefined> {
+async function splitForContext(
+  input: TemplateTaskInput,
+  roots: readonly string[],
+  rules?: PathRules,
+): Promise<[TemplateTaskInput, TemplateTaskInput] | undefined> {
   const files = input.files ?? (input.file ? [input.file] : []);
   if (files.length > 1) {
     const mid = Math.ceil(files.length / 2);
     const halves = [files.slice(0, mid), files.slice(mid)];
-    return [halves[0] ?? [], halves[1] ?? []].map((part, i) => ({ ...input, id: `${input.id} [part ${i + 1}/2]`, files: part })) as [TemplateTaskInput, TemplateTaskInput];
+    return [halves[0] ?? [], halves[1] ?? []].map((part, i) => ({
+      ...input,
+      id: `${input.id} [part ${i + 1}/2]`,
+      files: part,
+    })) as [TemplateTaskInput, TemplateTaskInput];
   }
   const [file] = files;
   if (!file) return undefined;

@@ -19,7 +19,9 @@ export interface Piece {
   failed?: boolean;
 }
 
-export type AskResult = { ok: true; text: string; value: Record<string, unknown> } | { ok: false; error: TaskError; value: Record<string, unknown> };
+export type AskResult =
+  | { ok: true; text: string; value: Record<string, unknown> }
+  | { ok: false; error: TaskError; value: Record<string, unknown> };
 /** One request to the model, its answer at most `maxTokens` long; `stem` names its answer's file. */
 export type Ask = (messages: ChatMessage[], stem: string, maxTokens: number) => Promise<AskResult>;
 
@@ -51,7 +53,10 @@ export async function piecesOf(records: readonly TaskRecord[], maxBytes: number)
   for (const record of records) {
     const source = provenanceOf(record);
     if (record.state !== 'succeeded') {
-      const why = record.state === 'cancelled' ? 'was cancelled' : `failed with ${record.error?.code ?? 'an error'}: ${record.error?.message ?? ''}`;
+      const why =
+        record.state === 'cancelled'
+          ? 'was cancelled'
+          : `failed with ${record.error?.code ?? 'an error'}: ${record.error?.message ?? ''}`;
       pieces.push({ source, sources: [source], failed: true, text: `[no answer: this input ${why}]` });
       continue;
     }
@@ -60,7 +65,8 @@ export async function piecesOf(records: readonly TaskRecord[], maxBytes: number)
     const cut = output.cut || value?.truncated === true;
     const piece: Piece = { source, sources: [source], text: output.text + (cut ? '\n[this answer was cut off]' : '') };
     // The server's own count of the answer (reasoning included: it errs large).
-    if (!output.cut && typeof value?.tokens_out === 'number' && value.tokens_out > 0) piece.tokens = value.tokens_out + (cut ? 8 : 0);
+    if (!output.cut && typeof value?.tokens_out === 'number' && value.tokens_out > 0)
+      piece.tokens = value.tokens_out + (cut ? 8 : 0);
     pieces.push(piece);
   }
   return pieces;
@@ -82,29 +88,59 @@ interface Sizing {
  * level (a tree). A request that still overflows is split in two. Every answer is kept under
  * `cacheDir`, named by what was asked, so a run cut off by a restart reuses what it had.
  */
-export async function treeReduce(pieces: readonly Piece[], options: ReduceOptions, ask: Ask, cacheDir: string): Promise<ReduceOutcome> {
+export async function treeReduce(
+  pieces: readonly Piece[],
+  options: ReduceOptions,
+  ask: Ask,
+  cacheDir: string,
+): Promise<ReduceOutcome> {
   const failedInputs = pieces.filter((piece) => piece.failed).map((piece) => piece.source);
   const outcome = { levels: 0, requests: 0, inputs: pieces.length, failedInputs, reused: 0 };
   await mkdir(cacheDir, { recursive: true, mode: 0o700 });
   const bytesPerToken = options.bytes_per_token;
-  const promptTokens = Math.max(...[true, false].map((final) => Buffer.byteLength(instructions(options.prompt, 999, 999, 999, 999, final, 9999)))) / bytesPerToken;
+  const promptTokens =
+    Math.max(
+      ...[true, false].map((final) => Buffer.byteLength(instructions(options.prompt, 999, 999, 999, 999, final, 9999))),
+    ) / bytesPerToken;
   const final = options.max_tokens ?? Math.floor(options.context_tokens / 4);
   const room = Math.max(MIN_GROUP_TOKENS, Math.floor(options.context_tokens - final - SLACK_TOKENS - promptTokens));
   // Partial results kept short: a level of answers as long as the final one would at best halve.
-  const sizing: Sizing = { room, final, step: Math.min(final, Math.max(MIN_STEP_TOKENS, Math.floor(room * STEP_SHARE))), bytesPerToken };
+  const sizing: Sizing = {
+    room,
+    final,
+    step: Math.min(final, Math.max(MIN_STEP_TOKENS, Math.floor(room * STEP_SHARE))),
+    bytesPerToken,
+  };
   let level: Piece[] = [...pieces];
   for (let depth = 1; depth <= MAX_LEVELS; depth++) {
     outcome.levels = depth;
     let groups = pack(level, sizing);
     if (groups.length > 1 && groups.length >= level.length) groups = pairs(level);
     const isFinal = groups.length === 1;
-    const answers = await mapLimit(groups, options.parallel, (group, k) => askGroup(group, { depth, k, groups: groups.length, final: isFinal, total: level.length }, sizing, options, ask, cacheDir, outcome));
+    const answers = await mapLimit(groups, options.parallel, (group, k) =>
+      askGroup(
+        group,
+        { depth, k, groups: groups.length, final: isFinal, total: level.length },
+        sizing,
+        options,
+        ask,
+        cacheDir,
+        outcome,
+      ),
+    );
     const failed = answers.find((answer) => !answer.ok);
     if (failed) return { ...outcome, result: failed };
     if (isFinal) return { ...outcome, result: answers[0] as AskResult };
     level = answers.map((answer, k) => merged(groups[k] ?? [], answer));
   }
-  return { ...outcome, result: { ok: false, error: { code: 'INTERNAL', message: `The reduce did not come down to one answer in ${MAX_LEVELS} levels.` }, value: {} } };
+  return {
+    ...outcome,
+    result: {
+      ok: false,
+      error: { code: 'INTERNAL', message: `The reduce did not come down to one answer in ${MAX_LEVELS} levels.` },
+      value: {},
+    },
+  };
 }
 
 interface GroupPlace {
@@ -116,9 +152,23 @@ interface GroupPlace {
 }
 
 /** One request over a group; on CONTEXT_OVERFLOW the group is halved (by pieces, else by text) and the halves' answers merged by one more request. */
-async function askGroup(group: readonly Piece[], place: GroupPlace, sizing: Sizing, options: ReduceOptions, ask: Ask, cacheDir: string, outcome: { requests: number; reused: number }, split = 0): Promise<AskResult> {
+async function askGroup(
+  group: readonly Piece[],
+  place: GroupPlace,
+  sizing: Sizing,
+  options: ReduceOptions,
+  ask: Ask,
+  cacheDir: string,
+  outcome: { requests: number; reused: number },
+  split = 0,
+): Promise<AskResult> {
   const maxTokens = place.final ? sizing.final : sizing.step;
-  const messages: ChatMessage[] = [{ role: 'user', content: `${instructions(options.prompt, group.length, place.total, place.k + 1, place.groups, place.final, maxTokens)}\n\n${group.map(render).join('\n\n')}` }];
+  const messages: ChatMessage[] = [
+    {
+      role: 'user',
+      content: `${instructions(options.prompt, group.length, place.total, place.k + 1, place.groups, place.final, maxTokens)}\n\n${group.map(render).join('\n\n')}`,
+    },
+  ];
   const key = createHash('sha256').update(JSON.stringify(messages)).digest('hex').slice(0, 16);
   const stem = `L${place.depth}-${place.k + 1}${split > 0 ? `-s${split}` : ''}`;
   const cached = path.join(cacheDir, `${stem}-${key}.txt`);
@@ -134,7 +184,16 @@ async function askGroup(group: readonly Piece[], place: GroupPlace, sizing: Sizi
     if (halves) {
       const parts: Piece[] = [];
       for (const half of halves) {
-        const part = await askGroup(half, { ...place, final: false }, sizing, options, ask, cacheDir, outcome, split + 1);
+        const part = await askGroup(
+          half,
+          { ...place, final: false },
+          sizing,
+          options,
+          ask,
+          cacheDir,
+          outcome,
+          split + 1,
+        );
         if (!part.ok) return part;
         parts.push(merged(half, part));
       }
@@ -146,7 +205,15 @@ async function askGroup(group: readonly Piece[], place: GroupPlace, sizing: Sizi
 }
 
 /** What the model is asked to do with a group: merge into a partial result, or answer from all of it. */
-function instructions(prompt: string, count: number, total: number, part: number, parts: number, final: boolean, maxTokens: number): string {
+function instructions(
+  prompt: string,
+  count: number,
+  total: number,
+  part: number,
+  parts: number,
+  final: boolean,
+  maxTokens: number,
+): string {
   const how = final
     ? `Below are ${count === total ? `all ${count}` : count} results, each under a "### <source>" header. Answer the request above from them in one combined answer.`
     : `Below are ${count} of ${total} results (group ${part} of ${parts}), each under a "### <source>" header. Merge them into one partial result for the request above, in at most about ${Math.max(20, Math.floor(maxTokens * 0.7))} words; another step merges the groups.`;
@@ -166,7 +233,8 @@ function merged(group: readonly Piece[], answer: AskResult): Piece {
   const sources = group.flatMap((piece) => piece.sources);
   const first = sources[0] ?? '';
   const last = sources.at(-1) ?? '';
-  const source = sources.length === 1 ? `merged from: ${first}` : `merged from ${sources.length} results: ${first} … ${last}`;
+  const source =
+    sources.length === 1 ? `merged from: ${first}` : `merged from ${sources.length} results: ${first} … ${last}`;
   const piece: Piece = { source, sources, text: answer.ok ? answer.text : '' };
   const tokens = answer.value.tokens_out;
   if (typeof tokens === 'number' && tokens > 0) piece.tokens = tokens;
@@ -202,8 +270,15 @@ export function pack(pieces: readonly Piece[], sizing: Pick<Sizing, 'room' | 'by
 function fitPiece(piece: Piece, sizing: Pick<Sizing, 'room' | 'bytesPerToken'>): Piece {
   if (tokensOf(piece, sizing.bytesPerToken) <= sizing.room) return piece;
   const roomBytes = Math.floor((sizing.room - 16) * sizing.bytesPerToken) - Buffer.byteLength(header(piece));
-  const text = Buffer.from(piece.text).subarray(0, Math.max(0, roomBytes)).toString('utf8').replace(/\uFFFD+$/, '');
-  const cut: Piece = { source: piece.source, sources: piece.sources, text: `${text}\n[…cut to fit the model's context]` };
+  const text = Buffer.from(piece.text)
+    .subarray(0, Math.max(0, roomBytes))
+    .toString('utf8')
+    .replace(/\uFFFD+$/, '');
+  const cut: Piece = {
+    source: piece.source,
+    sources: piece.sources,
+    text: `${text}\n[…cut to fit the model's context]`,
+  };
   if (piece.failed) cut.failed = true;
   return cut;
 }
@@ -225,12 +300,23 @@ function halve(group: readonly Piece[]): [Piece[], Piece[]] | undefined {
   if (!only || only.text.length < 64) return undefined;
   const bytes = Buffer.from(only.text);
   const cut = middleBreak(bytes);
-  const part = (text: string, which: string): Piece => ({ source: `${only.source} (${which} part)`, sources: only.sources, text });
-  return [[part(bytes.subarray(0, cut).toString('utf8'), 'first')], [part(bytes.subarray(cut).toString('utf8'), 'second')]];
+  const part = (text: string, which: string): Piece => ({
+    source: `${only.source} (${which} part)`,
+    sources: only.sources,
+    text,
+  });
+  return [
+    [part(bytes.subarray(0, cut).toString('utf8'), 'first')],
+    [part(bytes.subarray(cut).toString('utf8'), 'second')],
+  ];
 }
 
 /** Runs `fn` over `items`, at most `limit` at once, results in order. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = new Array<R>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {

@@ -43,7 +43,8 @@ export class Router {
 
   constructor(endpoints: readonly RouterEndpoint[], now: () => number = Date.now) {
     endpoints.forEach((e, order) => {
-      if (!(Number.isInteger(e.limit) && e.limit > 0)) throw new TypeError(`Expected endpoint ${e.name} concurrency to be an integer from 1 and up, got ${e.limit}`);
+      if (!(Number.isInteger(e.limit) && e.limit > 0))
+        throw new TypeError(`Expected endpoint ${e.name} concurrency to be an integer from 1 and up, got ${e.limit}`);
       this.slots.set(e.name, { name: e.name, limit: e.limit, active: 0, order, downUntil: 0, peak: 0 });
     });
     this.now = now;
@@ -89,7 +90,8 @@ export class Router {
    */
   acquire(candidates: readonly string[], signal: AbortSignal): Promise<Lease> {
     const set = new Set(candidates.filter((name) => this.slots.has(name)));
-    if (set.size === 0) return Promise.reject(new MonitorError('INTERNAL', `No configured endpoint among: ${candidates.join(', ')}.`));
+    if (set.size === 0)
+      return Promise.reject(new MonitorError('INTERNAL', `No configured endpoint among: ${candidates.join(', ')}.`));
     if (signal.aborted) return Promise.reject(signal.reason);
     const slot = this.pick(set);
     if (slot) return Promise.resolve(this.lease(slot));
@@ -149,7 +151,7 @@ export class Router {
   }
 
   private drain(): void {
-    for (let i = 0; i < this.waiters.length; ) {
+    for (let i = 0; i < this.waiters.length;) {
       const waiter = this.waiters[i];
       if (!waiter) break;
       const slot = this.pick(waiter.candidates);

@@ -20,10 +20,14 @@ export class SchemaValidator {
       try {
         validate = this.ajv.compile(schema);
       } catch (error) {
-        throw new MonitorError('INVALID_INPUT', `json_schema is not a valid JSON schema: ${error instanceof Error ? error.message : String(error)}`, {
-          cause: error,
-          hint: 'Pass a JSON Schema object, e.g. {"type":"object","properties":{"summary":{"type":"string"}},"required":["summary"]}.',
-        });
+        throw new MonitorError(
+          'INVALID_INPUT',
+          `json_schema is not a valid JSON schema: ${error instanceof Error ? error.message : String(error)}`,
+          {
+            cause: error,
+            hint: 'Pass a JSON Schema object, e.g. {"type":"object","properties":{"summary":{"type":"string"}},"required":["summary"]}.',
+          },
+        );
       }
       // Jobs reuse a handful of schemas; the cap only guards against a client sending thousands.
       if (this.compiled.size > 100) this.compiled.clear();
@@ -39,7 +43,10 @@ export class SchemaValidator {
     try {
       parsed = JSON.parse(body);
     } catch (error) {
-      return { ok: false, error: `the answer is not valid JSON (${error instanceof Error ? error.message : String(error)})` };
+      return {
+        ok: false,
+        error: `the answer is not valid JSON (${error instanceof Error ? error.message : String(error)})`,
+      };
     }
     const validate = this.compile(schema);
     return validate(parsed) ? { ok: true, value: parsed } : { ok: false, error: this.ajv.errorsText(validate.errors) };

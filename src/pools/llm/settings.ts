@@ -1,5 +1,15 @@
 import { MAX_TIMEOUT_SECONDS } from '../../config/core.js';
-import { bool, int, invalid, num, optionalText, type Setting, type SettingsTree, type SourceContext, type ValuesOf } from '../../config/settings.js';
+import {
+  bool,
+  int,
+  invalid,
+  num,
+  optionalText,
+  type Setting,
+  type SettingsTree,
+  type SourceContext,
+  type ValuesOf,
+} from '../../config/settings.js';
 import { MonitorError } from '../../errors.js';
 
 /** One OpenAI-compatible server the LLM pool may send prompts to. */
@@ -22,7 +32,8 @@ export const DEFAULT_LMSTUDIO_URL = 'http://127.0.0.1:1234';
 /** LM Studio's SDK and CLI read the token from LM_API_TOKEN: every LM Studio endpoint does too. */
 const LM_STUDIO_TOKEN_ENV = 'LM_API_TOKEN';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const ENDPOINT_SYNTAX = 'Syntax: --endpoint [NAME=]URL[@CONCURRENCY][#lmstudio|#openai], e.g. gpu2=http://10.0.0.2:1234@2#lmstudio.';
+const ENDPOINT_SYNTAX =
+  'Syntax: --endpoint [NAME=]URL[@CONCURRENCY][#lmstudio|#openai], e.g. gpu2=http://10.0.0.2:1234@2#lmstudio.';
 
 /** Port 1234 is LM Studio's; anything else is taken for a plain OpenAI-compatible server. */
 function guessFlavor(url: string): EndpointConfig['flavor'] {
@@ -40,16 +51,21 @@ function normaliseUrl(url: string, source: SourceContext): string {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw invalid(source, 'an http(s) URL', url);
   if (parsed.username || parsed.password) {
     // Never echo the password: show the URL without its credentials.
-    throw new MonitorError('INVALID_INPUT', `The endpoint URL ${parsed.protocol}//…@${parsed.host}${parsed.pathname} in ${source.name} has a user name or password in it; monitor-mcp does not send URL credentials.`, {
-      hint: 'Remove them from the URL, put the token in an environment variable and name it with "apiKeyEnv" on the endpoint in the config file (LM Studio endpoints read LM_API_TOKEN by default).',
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `The endpoint URL ${parsed.protocol}//…@${parsed.host}${parsed.pathname} in ${source.name} has a user name or password in it; monitor-mcp does not send URL credentials.`,
+      {
+        hint: 'Remove them from the URL, put the token in an environment variable and name it with "apiKeyEnv" on the endpoint in the config file (LM Studio endpoints read LM_API_TOKEN by default).',
+      },
+    );
   }
   return parsed.href.replace(/\/+$/, '').replace(/\/v1$/, '');
 }
 
 function positiveInt(value: unknown, source: SourceContext, max: number): number {
   const n = typeof value === 'string' ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max) throw invalid(source, `an integer from 1 to ${max}`, value);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > max)
+    throw invalid(source, `an integer from 1 to ${max}`, value);
   return n;
 }
 
@@ -57,52 +73,82 @@ function positiveInt(value: unknown, source: SourceContext, max: number): number
  * `[NAME=]URL[@N][#FLAVOR]`: `gpu2=http://10.0.0.2:1234@2`, `ollama=http://127.0.0.1:11434#openai`.
  * FLAVOR is `lmstudio` or `openai`; without it, port 1234 means LM Studio.
  */
-function parseEndpointSpec(spec: string, index: number, defaultConcurrency: number, source: SourceContext): EndpointConfig {
+function parseEndpointSpec(
+  spec: string,
+  index: number,
+  defaultConcurrency: number,
+  source: SourceContext,
+): EndpointConfig {
   let rest = spec.trim();
   let flavor: EndpointConfig['flavor'] | undefined;
   const hash = rest.lastIndexOf('#');
   if (hash !== -1) {
     const word = rest.slice(hash + 1).toLowerCase();
-    if (word !== 'lmstudio' && word !== 'openai') throw invalid(source, '#lmstudio or #openai at the end of the endpoint', `#${word}`, ENDPOINT_SYNTAX);
+    if (word !== 'lmstudio' && word !== 'openai')
+      throw invalid(source, '#lmstudio or #openai at the end of the endpoint', `#${word}`, ENDPOINT_SYNTAX);
     flavor = word;
     rest = rest.slice(0, hash);
   }
   // Only a number after the last "@" is a concurrency: "user:pass@host" is refused by normaliseUrl.
   const count = /@(\d+)$/.exec(rest);
-  const concurrency = count ? positiveInt(count[1], { ...source, name: `the concurrency in ${source.name}` }, 256) : defaultConcurrency;
+  const concurrency = count
+    ? positiveInt(count[1], { ...source, name: `the concurrency in ${source.name}` }, 256)
+    : defaultConcurrency;
   if (count) rest = rest.slice(0, count.index);
   const eq = rest.indexOf('=');
   const named = eq > 0 && !rest.slice(0, eq).includes('/');
   const url = normaliseUrl(named ? rest.slice(eq + 1) : rest, source);
-  return { name: named ? rest.slice(0, eq) : `endpoint${index + 1}`, url, concurrency, models: [], flavor: flavor ?? guessFlavor(url) };
+  return {
+    name: named ? rest.slice(0, eq) : `endpoint${index + 1}`,
+    url,
+    concurrency,
+    models: [],
+    flavor: flavor ?? guessFlavor(url),
+  };
 }
 
 const ENDPOINT_KEYS = new Set(['name', 'url', 'concurrency', 'models', 'flavor', 'apiKeyEnv']);
 
 /** One `llm.endpoints` entry of the config file. */
-function endpointFromFile(raw: unknown, index: number, defaultConcurrency: number, source: SourceContext): EndpointConfig {
+function endpointFromFile(
+  raw: unknown,
+  index: number,
+  defaultConcurrency: number,
+  source: SourceContext,
+): EndpointConfig {
   const at = { ...source, name: `${source.name}[${index}]` };
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(at, 'an object {name?, url, concurrency?, models?, flavor?, apiKeyEnv?}', raw);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw invalid(at, 'an object {name?, url, concurrency?, models?, flavor?, apiKeyEnv?}', raw);
   const entry = raw as Record<string, unknown>;
   const unknown = Object.keys(entry).find((key) => !ENDPOINT_KEYS.has(key));
-  if (unknown !== undefined) throw new MonitorError('INVALID_INPUT', `unknown key ${at.name}.${unknown}.`, { hint: `Known keys: ${[...ENDPOINT_KEYS].join(', ')}.` });
+  if (unknown !== undefined)
+    throw new MonitorError('INVALID_INPUT', `unknown key ${at.name}.${unknown}.`, {
+      hint: `Known keys: ${[...ENDPOINT_KEYS].join(', ')}.`,
+    });
   if (typeof entry.url !== 'string') throw invalid({ ...at, name: `${at.name}.url` }, 'an http(s) URL', entry.url);
   const url = normaliseUrl(entry.url, { ...at, name: `${at.name}.url` });
   const name = entry.name === undefined ? `endpoint${index + 1}` : entry.name;
-  if (typeof name !== 'string' || name === '') throw invalid({ ...at, name: `${at.name}.name` }, 'a non-empty name', name);
+  if (typeof name !== 'string' || name === '')
+    throw invalid({ ...at, name: `${at.name}.name` }, 'a non-empty name', name);
   const models = entry.models ?? [];
-  if (!Array.isArray(models) || !models.every((m): m is string => typeof m === 'string' && m !== '')) throw invalid({ ...at, name: `${at.name}.models` }, 'a list of model ids', models);
+  if (!Array.isArray(models) || !models.every((m): m is string => typeof m === 'string' && m !== ''))
+    throw invalid({ ...at, name: `${at.name}.models` }, 'a list of model ids', models);
   const flavor = entry.flavor ?? guessFlavor(url);
-  if (flavor !== 'lmstudio' && flavor !== 'openai') throw invalid({ ...at, name: `${at.name}.flavor` }, '"lmstudio" or "openai"', flavor);
+  if (flavor !== 'lmstudio' && flavor !== 'openai')
+    throw invalid({ ...at, name: `${at.name}.flavor` }, '"lmstudio" or "openai"', flavor);
   const endpoint: EndpointConfig = {
     name,
     url,
-    concurrency: entry.concurrency === undefined ? defaultConcurrency : positiveInt(entry.concurrency, { ...at, name: `${at.name}.concurrency` }, 256),
+    concurrency:
+      entry.concurrency === undefined
+        ? defaultConcurrency
+        : positiveInt(entry.concurrency, { ...at, name: `${at.name}.concurrency` }, 256),
     models,
     flavor,
   };
   if (entry.apiKeyEnv !== undefined) {
-    if (typeof entry.apiKeyEnv !== 'string' || !ENV_NAME.test(entry.apiKeyEnv)) throw invalid({ ...at, name: `${at.name}.apiKeyEnv` }, 'an env var name', entry.apiKeyEnv);
+    if (typeof entry.apiKeyEnv !== 'string' || !ENV_NAME.test(entry.apiKeyEnv))
+      throw invalid({ ...at, name: `${at.name}.apiKeyEnv` }, 'an env var name', entry.apiKeyEnv);
     endpoint.apiKeyEnv = entry.apiKeyEnv;
   }
   return endpoint;
@@ -128,21 +174,37 @@ const endpoints: Setting<EndpointConfig[]> = {
   type: 'list of {name, url, concurrency, models?, flavor: "lmstudio"|"openai", apiKeyEnv?}',
   help: 'The OpenAI-compatible servers prompts go to',
   details:
-    '`flavor` defaults to `lmstudio` on port 1234, else `openai` (`lmstudio` adds LM Studio\'s native model list and just-in-time warm-up); a pasted `/v1` is stripped; a URL with `user:password@` is refused (use `apiKeyEnv`); every `lmstudio` endpoint reads its token from LM_API_TOKEN unless `apiKeyEnv` names another variable (the token itself is never in config or jobs; an empty value counts as unset). `--endpoint` replaces the list; `--lmstudio-url` and `--lmstudio-concurrency` change the LM Studio entry',
-  default: () => [{ name: 'lmstudio', url: DEFAULT_LMSTUDIO_URL, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: LM_STUDIO_TOKEN_ENV }],
+    "`flavor` defaults to `lmstudio` on port 1234, else `openai` (`lmstudio` adds LM Studio's native model list and just-in-time warm-up); a pasted `/v1` is stripped; a URL with `user:password@` is refused (use `apiKeyEnv`); every `lmstudio` endpoint reads its token from LM_API_TOKEN unless `apiKeyEnv` names another variable (the token itself is never in config or jobs; an empty value counts as unset). `--endpoint` replaces the list; `--lmstudio-url` and `--lmstudio-concurrency` change the LM Studio entry",
+  default: () => [
+    {
+      name: 'lmstudio',
+      url: DEFAULT_LMSTUDIO_URL,
+      concurrency: 4,
+      models: [],
+      flavor: 'lmstudio',
+      apiKeyEnv: LM_STUDIO_TOKEN_ENV,
+    },
+  ],
   defaultText: `LM Studio at ${DEFAULT_LMSTUDIO_URL}, 4 at once`,
   inFile: true,
   fromFile: (raw, _current, source) => {
     if (!Array.isArray(raw) || raw.length === 0) throw invalid(source, 'a non-empty list of endpoints', raw);
     return raw.map((entry, i) => endpointFromFile(entry, i, defaultConcurrencyOf(source), source));
   },
-  env: [{ name: 'MONITOR_LMSTUDIO_URL', apply: (texts, current, source) => (texts.length === 0 ? current : setLmStudioUrl(current, texts.at(-1) ?? '', source)) }],
+  env: [
+    {
+      name: 'MONITOR_LMSTUDIO_URL',
+      apply: (texts, current, source) =>
+        texts.length === 0 ? current : setLmStudioUrl(current, texts.at(-1) ?? '', source),
+    },
+  ],
   flags: [
     {
       name: '--lmstudio-url',
       arg: 'URL',
       help: `LM Studio base URL (default ${DEFAULT_LMSTUDIO_URL})`,
-      apply: (texts, current, source) => (texts.length === 0 ? current : setLmStudioUrl(current, texts.at(-1) ?? '', source)),
+      apply: (texts, current, source) =>
+        texts.length === 0 ? current : setLmStudioUrl(current, texts.at(-1) ?? '', source),
     },
     {
       name: '--lmstudio-concurrency',
@@ -160,13 +222,20 @@ const endpoints: Setting<EndpointConfig[]> = {
       arg: '[NAME=]URL[@N]',
       help: 'An OpenAI-compatible endpoint, replacing the default list',
       repeatable: true,
-      apply: (texts, current, source) => (texts.length === 0 ? current : texts.map((spec, i) => parseEndpointSpec(spec, i, defaultConcurrencyOf(source), source))),
+      apply: (texts, current, source) =>
+        texts.length === 0
+          ? current
+          : texts.map((spec, i) => parseEndpointSpec(spec, i, defaultConcurrencyOf(source), source)),
     },
   ],
   finish: (value, source) => {
     const names = new Set<string>();
     return value.map((e) => {
-      if (names.has(e.name)) throw new MonitorError('INVALID_INPUT', `Two LLM endpoints in ${source.name} are named "${e.name}"; names must be unique.`);
+      if (names.has(e.name))
+        throw new MonitorError(
+          'INVALID_INPUT',
+          `Two LLM endpoints in ${source.name} are named "${e.name}"; names must be unique.`,
+        );
       names.add(e.name);
       return e.flavor === 'lmstudio' && e.apiKeyEnv === undefined ? { ...e, apiKeyEnv: LM_STUDIO_TOKEN_ENV } : e;
     });
@@ -177,14 +246,44 @@ export const LLM_SETTINGS = {
   llm: {
     defaultConcurrency: int({ help: 'Concurrency of an endpoint that names none', default: 4, min: 1, max: 256 }),
     endpoints,
-    defaultModel: optionalText({ help: 'Model used when a request names none', defaultText: 'the loaded LLM', env: 'MONITOR_MODEL', flag: '--model ID' }),
-    requestTimeoutSeconds: num({ help: 'Longest wait for one answer, in seconds', default: 600, min: 0.001, max: MAX_TIMEOUT_SECONDS }),
-    maxRetries: int({ help: 'Retries of transient failures (connection closed, stream cut off, 429, 502, 503, 504; an empty answer at most once)', default: 3, min: 0, max: 10 }),
-    stream: bool({ help: 'Stream answers (SSE): adds time to first token, but costs ~5-10% throughput where the model shares the CPU', default: false }),
-    maxFileBytes: int({ help: 'Largest file (or chunk) read into one prompt, in bytes', default: 4 * 1024 * 1024, min: 1 }),
+    defaultModel: optionalText({
+      help: 'Model used when a request names none',
+      defaultText: 'the loaded LLM',
+      env: 'MONITOR_MODEL',
+      flag: '--model ID',
+    }),
+    requestTimeoutSeconds: num({
+      help: 'Longest wait for one answer, in seconds',
+      default: 600,
+      min: 0.001,
+      max: MAX_TIMEOUT_SECONDS,
+    }),
+    maxRetries: int({
+      help: 'Retries of transient failures (connection closed, stream cut off, 429, 502, 503, 504; an empty answer at most once)',
+      default: 3,
+      min: 0,
+      max: 10,
+    }),
+    stream: bool({
+      help: 'Stream answers (SSE): adds time to first token, but costs ~5-10% throughput where the model shares the CPU',
+      default: false,
+    }),
+    maxFileBytes: int({
+      help: 'Largest file (or chunk) read into one prompt, in bytes',
+      default: 4 * 1024 * 1024,
+      min: 1,
+    }),
     maxFiles: int({ help: 'Most files one lmstudio_complete call may match', default: 5000, min: 1 }),
-    maxTasks: int({ help: 'Most tasks (prompts, files × items, chunks) in one lmstudio_complete job', default: 20000, min: 1 }),
-    maxInlineChars: int({ help: 'Answer characters kept in a result; longer answers go whole to the task\'s output file', default: 16000, min: 1 }),
+    maxTasks: int({
+      help: 'Most tasks (prompts, files × items, chunks) in one lmstudio_complete job',
+      default: 20000,
+      min: 1,
+    }),
+    maxInlineChars: int({
+      help: "Answer characters kept in a result; longer answers go whole to the task's output file",
+      default: 16000,
+      min: 1,
+    }),
   },
 } satisfies SettingsTree;
 

@@ -42,7 +42,8 @@ export class SseParser {
 
   private line(line: string, events: SseEvent[]): void {
     if (line === '') {
-      if (this.dataLines.length > 0) events.push({ event: this.eventName || 'message', data: this.dataLines.join('\n') });
+      if (this.dataLines.length > 0)
+        events.push({ event: this.eventName || 'message', data: this.dataLines.join('\n') });
       this.eventName = '';
       this.dataLines = [];
       return;

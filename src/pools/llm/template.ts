@@ -30,15 +30,23 @@ export function renderTemplate(template: string, values: Readonly<Record<string,
 export function checkPlaceholders(template: string, available: ReadonlySet<string>, where: string): void {
   const used = placeholdersOf(template);
   if (used.length === 0) {
-    throw new MonitorError('INVALID_INPUT', 'The template has no {{placeholders}}, so every task would get the same prompt.', {
-      hint: `Use {{KEY}} for the value under KEY in each item${available.has('content') ? ', {{content}} and {{path}} for each file' : ''}.`,
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      'The template has no {{placeholders}}, so every task would get the same prompt.',
+      {
+        hint: `Use {{KEY}} for the value under KEY in each item${available.has('content') ? ', {{content}} and {{path}} for each file' : ''}.`,
+      },
+    );
   }
   const missing = used.filter((name) => !available.has(name));
   if (missing.length > 0) {
-    throw new MonitorError('INVALID_INPUT', `The template uses {{${missing.join('}}, {{')}}}, which ${where} does not provide.`, {
-      hint: `Available here: ${[...available].map((n) => `{{${n}}}`).join(', ') || 'none'}. File placeholders ({{path}}, {{name}}, {{content}}, {{chunk}}, {{chunks}}) need \`files\`; other names come from each item's values.`,
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `The template uses {{${missing.join('}}, {{')}}}, which ${where} does not provide.`,
+      {
+        hint: `Available here: ${[...available].map((n) => `{{${n}}}`).join(', ') || 'none'}. File placeholders ({{path}}, {{name}}, {{content}}, {{chunk}}, {{chunks}}) need \`files\`; other names come from each item's values.`,
+      },
+    );
   }
 }
 
@@ -61,7 +69,8 @@ export interface ChunkRange {
  * refuses a file that needs more).
  */
 export function chunkRanges(buffer: Uint8Array, maxBytes: number, limit = Infinity): ChunkRange[] {
-  if (!(Number.isInteger(maxBytes) && maxBytes >= 16)) throw new TypeError(`Expected maxBytes to be an integer from 16 and up, got ${maxBytes}`);
+  if (!(Number.isInteger(maxBytes) && maxBytes >= 16))
+    throw new TypeError(`Expected maxBytes to be an integer from 16 and up, got ${maxBytes}`);
   const ranges: ChunkRange[] = [];
   let start = 0;
   while (start < buffer.length && ranges.length < limit) {
@@ -103,26 +112,38 @@ export async function readFileForPrompt(ref: FileRef, maxBytes: number): Promise
   try {
     info = await stat(ref.path);
   } catch (error) {
-    throw new MonitorError('INVALID_INPUT', `The file ${ref.display} is gone (it was there when the job was submitted).`, {
-      hint: 'Restore the file, or submit a new job without it.',
-      cause: error,
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `The file ${ref.display} is gone (it was there when the job was submitted).`,
+      {
+        hint: 'Restore the file, or submit a new job without it.',
+        cause: error,
+      },
+    );
   }
   // Replaced by a FIFO since submit, open() would wait for a writer forever.
   if (!info.isFile()) throw notAFile(ref.display, info);
   const size = info.size;
   const chunked = ref.start !== undefined && ref.end !== undefined;
   if (chunked && ref.size !== undefined && size !== ref.size) {
-    throw new MonitorError('INVALID_INPUT', `The file ${ref.display} changed size since the job was submitted (${ref.size} → ${size} bytes), so its chunk ${ref.chunk ?? '?'} no longer lines up.`, {
-      hint: 'Submit the file again to cut fresh chunks.',
-    });
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `The file ${ref.display} changed size since the job was submitted (${ref.size} → ${size} bytes), so its chunk ${ref.chunk ?? '?'} no longer lines up.`,
+      {
+        hint: 'Submit the file again to cut fresh chunks.',
+      },
+    );
   }
   const start = chunked ? (ref.start ?? 0) : 0;
   const end = chunked ? (ref.end ?? size) : size;
   if (end - start > maxBytes) {
-    throw new LlmError('CONTEXT_OVERFLOW', `The file ${ref.display} is ${size} bytes, more than the ${maxBytes} bytes read per prompt.`, {
-      hint: 'Pass chunk: true (or chunk_tokens) to split it into chunks, one task each.',
-    });
+    throw new LlmError(
+      'CONTEXT_OVERFLOW',
+      `The file ${ref.display} is ${size} bytes, more than the ${maxBytes} bytes read per prompt.`,
+      {
+        hint: 'Pass chunk: true (or chunk_tokens) to split it into chunks, one task each.',
+      },
+    );
   }
   const handle = await open(ref.path, 'r');
   try {
@@ -135,9 +156,13 @@ export async function readFileForPrompt(ref: FileRef, maxBytes: number): Promise
     }
     const bytes = buffer.subarray(0, read);
     if (looksBinary(bytes)) {
-      throw new MonitorError('INVALID_INPUT', `The file ${ref.display} looks binary (it contains NUL bytes); only text files can go into a prompt.`, {
-        hint: 'Leave it out of `files` (narrow the glob), or convert it to text first with run_script_batch.',
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `The file ${ref.display} looks binary (it contains NUL bytes); only text files can go into a prompt.`,
+        {
+          hint: 'Leave it out of `files` (narrow the glob), or convert it to text first with run_script_batch.',
+        },
+      );
     }
     return bytes.toString('utf8');
   } finally {

@@ -17,7 +17,12 @@ export interface UpstreamContext {
 export class UpstreamAnswerError extends LlmError {
   readonly status: number;
 
-  constructor(code: LlmErrorCode | 'INVALID_INPUT', message: string, status: number, options: { hint?: string | undefined; retryable?: boolean; cause?: unknown } = {}) {
+  constructor(
+    code: LlmErrorCode | 'INVALID_INPUT',
+    message: string,
+    status: number,
+    options: { hint?: string | undefined; retryable?: boolean; cause?: unknown } = {},
+  ) {
     super(code, message, options);
     this.status = status;
   }
@@ -29,7 +34,7 @@ export class BusyError extends UpstreamAnswerError {
 
   constructor(message: string, status: number, retryAfterMs?: number) {
     super('UPSTREAM_ERROR', message, status, {
-      hint: 'The server is busy, overloaded or still loading the model; it was retried with backoff. Lower `concurrency` or the endpoint\'s concurrency if this persists.',
+      hint: "The server is busy, overloaded or still loading the model; it was retried with backoff. Lower `concurrency` or the endpoint's concurrency if this persists.",
       retryable: true,
     });
     this.retryAfterMs = retryAfterMs;
@@ -52,9 +57,18 @@ export interface UpstreamErrorBody {
 // Loose on purpose: a field of an unexpected type is dropped, never fatal.
 const optionalText = z.string().optional().catch(undefined);
 const optionalCode = z.union([z.string(), z.number()]).transform(String).optional().catch(undefined);
-const errorFieldsSchema = z.looseObject({ message: optionalText, type: optionalText, code: optionalCode, param: optionalText });
+const errorFieldsSchema = z.looseObject({
+  message: optionalText,
+  type: optionalText,
+  code: optionalCode,
+  param: optionalText,
+});
 const fastApiIssueSchema = z.looseObject({ msg: z.string() });
-const errorEnvelopeSchema = z.looseObject({ error: z.unknown().optional(), object: z.unknown().optional(), detail: z.unknown().optional() });
+const errorEnvelopeSchema = z.looseObject({
+  error: z.unknown().optional(),
+  object: z.unknown().optional(),
+  detail: z.unknown().optional(),
+});
 
 function fields(source: z.infer<typeof errorFieldsSchema>, message: string): UpstreamErrorBody {
   const out: UpstreamErrorBody = { message };
@@ -84,7 +98,9 @@ export function extractUpstreamError(body: unknown): UpstreamErrorBody | undefin
   }
   if (typeof detail === 'string') return { message: detail };
   if (Array.isArray(detail)) {
-    const issues = detail.map((item) => fastApiIssueSchema.safeParse(item)).flatMap((p) => (p.success ? [p.data.msg] : []));
+    const issues = detail
+      .map((item) => fastApiIssueSchema.safeParse(item))
+      .flatMap((p) => (p.success ? [p.data.msg] : []));
     if (issues.length > 0) return { message: issues.join('; ') };
   }
   return undefined;
@@ -121,9 +137,23 @@ function startHint(endpoint: UpstreamContext['endpoint']): string {
 }
 
 /** The request never reached the server: another endpoint can take it at once. */
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
 /** The connection closed after it was made: the request may have been written and even run. */
-export const CLOSED_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
+export const CLOSED_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+]);
 
 export function errorCodeOf(error: unknown): string | undefined {
   for (let e: unknown = error, depth = 0; e && depth < 4; depth++) {
@@ -153,16 +183,24 @@ export function isEndpointAway(error: unknown): boolean {
  * endpoint down); a connection closed after it was made is a retryable UPSTREAM_ERROR; timeouts are
  * TIMEOUT (not retried: the same request would take as long again).
  */
-export function transportError(error: unknown, ctx: UpstreamContext, phase: 'request' | 'answer'): MonitorError<string> {
+export function transportError(
+  error: unknown,
+  ctx: UpstreamContext,
+  phase: 'request' | 'answer',
+): MonitorError<string> {
   if (error instanceof MonitorError) return error;
   const code = errorCodeOf(error);
   const detail = redactSecret(error instanceof Error ? error.message : String(error), ctx.secret);
   const where = `endpoint ${ctx.endpoint.name}`;
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-    return new MonitorError('TIMEOUT', `The ${where} sent nothing for too long (${code === 'UND_ERR_HEADERS_TIMEOUT' ? 'no answer headers' : 'the answer stalled'}).`, {
-      hint: 'Raise timeout_seconds (or "llm.requestTimeoutSeconds"), lower max_tokens, or check that the server is not stuck loading a model.',
-      cause: error,
-    });
+    return new MonitorError(
+      'TIMEOUT',
+      `The ${where} sent nothing for too long (${code === 'UND_ERR_HEADERS_TIMEOUT' ? 'no answer headers' : 'the answer stalled'}).`,
+      {
+        hint: 'Raise timeout_seconds (or "llm.requestTimeoutSeconds"), lower max_tokens, or check that the server is not stuck loading a model.',
+        cause: error,
+      },
+    );
   }
   const closed = code !== undefined && CLOSED_CODES.has(code);
   if (phase === 'answer' && (closed || (code !== undefined && UNREACHABLE_CODES.has(code)))) {
@@ -191,14 +229,20 @@ export function transportError(error: unknown, ctx: UpstreamContext, phase: 'req
 }
 
 /** Maps an error answer (any status, including 200 carrying `error`) to a MonitorError with a next step. */
-export function upstreamError(status: number, body: UpstreamErrorBody, ctx: UpstreamContext, retryAfterMs?: number): UpstreamAnswerError {
+export function upstreamError(
+  status: number,
+  body: UpstreamErrorBody,
+  ctx: UpstreamContext,
+  retryAfterMs?: number,
+): UpstreamAnswerError {
   const where = `endpoint ${ctx.endpoint.name}`;
   const text = redactSecret(body.message.trim(), ctx.secret);
   const lower = text.toLowerCase();
   const type = (body.type ?? '').toLowerCase();
   const code = (body.code ?? '').toLowerCase();
   const statusText = status === 200 ? 'status 200 carrying an error' : `HTTP ${status}`;
-  const fail = (errorCode: LlmErrorCode | 'INVALID_INPUT', message: string, hint: string): UpstreamAnswerError => new UpstreamAnswerError(errorCode, message, status, { hint });
+  const fail = (errorCode: LlmErrorCode | 'INVALID_INPUT', message: string, hint: string): UpstreamAnswerError =>
+    new UpstreamAnswerError(errorCode, message, status, { hint });
 
   if (status === 401 || status === 403 || code === 'invalid_api_key' || /api token|api key/.test(lower)) {
     const env = ctx.endpoint.apiKeyEnv;
@@ -210,45 +254,90 @@ export function upstreamError(status: number, body: UpstreamErrorBody, ctx: Upst
     return fail('AUTH_REQUIRED', `${where} refused the request (${statusText}): ${text}`, hint);
   }
   if (/no models? (are )?loaded/.test(lower)) {
-    return fail('MODEL_NOT_LOADED', `${where} has no model loaded: ${text}`,
-      'Load a model (LM Studio: Developer tab → Select a model, or `lms load <model>`), or pass `model` with a downloaded model so LM Studio loads it just in time. lmstudio_models lists what is there.');
+    return fail(
+      'MODEL_NOT_LOADED',
+      `${where} has no model loaded: ${text}`,
+      'Load a model (LM Studio: Developer tab → Select a model, or `lms load <model>`), or pass `model` with a downloaded model so LM Studio loads it just in time. lmstudio_models lists what is there.',
+    );
   }
   if (body.param === 'response_format' || /response_format|json_schema|invalid schema/.test(lower)) {
-    return fail('INVALID_INPUT', `${where} refused json_schema (${statusText}): ${text}`,
-      'Make the schema acceptable to this server: for OpenAI\'s strict mode every object needs "additionalProperties": false and every property listed in "required"; or simplify it (no $ref, fewer keywords).');
+    return fail(
+      'INVALID_INPUT',
+      `${where} refused json_schema (${statusText}): ${text}`,
+      'Make the schema acceptable to this server: for OpenAI\'s strict mode every object needs "additionalProperties": false and every property listed in "required"; or simplify it (no $ref, fewer keywords).',
+    );
   }
-  if (code === 'model_not_found' || /invalid model identifier|model .*not found|model_not_found|does not exist|unknown model/.test(lower)) {
-    return fail('MODEL_NOT_FOUND', `${where} does not serve model "${ctx.model ?? '?'}": ${text}`,
-      'Pass one of the models there as `model` (lmstudio_models shows each endpoint\'s models), or download it first (`lms get <model>`, `ollama pull <model>`).');
+  if (
+    code === 'model_not_found' ||
+    /invalid model identifier|model .*not found|model_not_found|does not exist|unknown model/.test(lower)
+  ) {
+    return fail(
+      'MODEL_NOT_FOUND',
+      `${where} does not serve model "${ctx.model ?? '?'}": ${text}`,
+      "Pass one of the models there as `model` (lmstudio_models shows each endpoint's models), or download it first (`lms get <model>`, `ollama pull <model>`).",
+    );
   }
-  if (type.includes('exceed_context') || /context (length|size|window)|n_keep|n_ctx|too many tokens|maximum context|context.*exceeded|prompt is too long|longer than the (model'?s )?context/.test(lower)) {
-    return fail('CONTEXT_OVERFLOW', `The prompt does not fit the model's context on ${where}: ${text}`,
-      'Send less per prompt: for files pass chunk: true (or chunk_tokens) so each file is split into chunks, shorten the template, lower max_tokens, or load the model with a larger context length.');
+  if (
+    type.includes('exceed_context') ||
+    /context (length|size|window)|n_keep|n_ctx|too many tokens|maximum context|context.*exceeded|prompt is too long|longer than the (model'?s )?context/.test(
+      lower,
+    )
+  ) {
+    return fail(
+      'CONTEXT_OVERFLOW',
+      `The prompt does not fit the model's context on ${where}: ${text}`,
+      'Send less per prompt: for files pass chunk: true (or chunk_tokens) so each file is split into chunks, shorten the template, lower max_tokens, or load the model with a larger context length.',
+    );
   }
   if (/unexpected endpoint or method/.test(lower)) {
-    return fail('UPSTREAM_ERROR', `${where} does not know this path (${statusText}): ${text}`,
-      `The endpoint URL should be the server's base address without /v1 (now ${ctx.endpoint.url}); fix it in the config file or --lmstudio-url/--endpoint.`);
+    return fail(
+      'UPSTREAM_ERROR',
+      `${where} does not know this path (${statusText}): ${text}`,
+      `The endpoint URL should be the server's base address without /v1 (now ${ctx.endpoint.url}); fix it in the config file or --lmstudio-url/--endpoint.`,
+    );
   }
   // "Error loading model…" is a failed load, not a load in progress: retrying would only load again.
-  if (status === 429 || status === 502 || status === 503 || status === 504 || type === 'unavailable_error' || /^loading model/.test(lower)) {
+  if (
+    status === 429 ||
+    status === 502 ||
+    status === 503 ||
+    status === 504 ||
+    type === 'unavailable_error' ||
+    /^loading model/.test(lower)
+  ) {
     return new BusyError(`${where} is busy or unavailable (${statusText}): ${text}`, status, retryAfterMs);
   }
   if (/(error|failed to|unable to) load(ing)? (the )?model/.test(lower)) {
-    return fail('UPSTREAM_ERROR', `${where} could not load the model: ${text}`,
-      'The model does not fit or its runtime failed: load it by hand with a smaller context length (LM Studio: Developer tab, or `lms load <model> --context-length 8192`), free memory by unloading other models, or pick a smaller model.');
+    return fail(
+      'UPSTREAM_ERROR',
+      `${where} could not load the model: ${text}`,
+      'The model does not fit or its runtime failed: load it by hand with a smaller context length (LM Studio: Developer tab, or `lms load <model> --context-length 8192`), free memory by unloading other models, or pick a smaller model.',
+    );
   }
   if (/crash/.test(lower)) {
-    return fail('UPSTREAM_ERROR', `The model crashed on ${where}: ${text}`,
-      'Reload the model (LM Studio: eject and load again, or `lms unload --all && lms load <model>`), maybe with a smaller context length, then resume_job with include_failed: true.');
+    return fail(
+      'UPSTREAM_ERROR',
+      `The model crashed on ${where}: ${text}`,
+      'Reload the model (LM Studio: eject and load again, or `lms unload --all && lms load <model>`), maybe with a smaller context length, then resume_job with include_failed: true.',
+    );
   }
   if (status === 500) {
     // LM Studio answers a bare 500 when overloaded; a real bug would fail again, so once only (see retriedOnlyOnce).
-    return new UpstreamAnswerError('UPSTREAM_ERROR', `${where} answered with an error (${statusText}): ${text}`, status, {
-      hint: 'LM Studio answers 500 when it is overloaded; it was retried once. Lower `concurrency` (or the endpoint\'s), check the server log, then run the failed prompts again with resume_job (include_failed: true).',
-      retryable: true,
-    });
+    return new UpstreamAnswerError(
+      'UPSTREAM_ERROR',
+      `${where} answered with an error (${statusText}): ${text}`,
+      status,
+      {
+        hint: "LM Studio answers 500 when it is overloaded; it was retried once. Lower `concurrency` (or the endpoint's), check the server log, then run the failed prompts again with resume_job (include_failed: true).",
+        retryable: true,
+      },
+    );
   }
-  return fail('UPSTREAM_ERROR', `${where} answered with an error (${statusText}): ${text}`, 'Check the request options (json_schema, stop, max_tokens) and the server log.');
+  return fail(
+    'UPSTREAM_ERROR',
+    `${where} answered with an error (${statusText}): ${text}`,
+    'Check the request options (json_schema, stop, max_tokens) and the server log.',
+  );
 }
 
 /**
@@ -262,12 +351,18 @@ export function retriedOnlyOnce(error: MonitorError<string>): string | undefined
 }
 
 /** A busy answer whose Retry-After is longer than the pool waits: failed at once, saying when to come back. */
-export function retryAfterTooLong(error: MonitorError<string>, retryAfterMs: number, limitMs: number): MonitorError<string> {
+export function retryAfterTooLong(
+  error: MonitorError<string>,
+  retryAfterMs: number,
+  limitMs: number,
+): MonitorError<string> {
   const seconds = Math.ceil(retryAfterMs / 1000);
   const message = `${error.message}; it asked to retry after ${seconds} s, longer than monitor-mcp waits (${limitMs / 1000} s), so it was not retried.`;
   const hint = `The server is rate limiting: wait ${seconds} s, then run the failed prompts again with resume_job (include_failed: true).`;
   const status = answeredStatus(error);
-  return status === undefined ? new LlmError('UPSTREAM_ERROR', message, { hint, cause: error }) : new UpstreamAnswerError('UPSTREAM_ERROR', message, status, { hint, cause: error });
+  return status === undefined
+    ? new LlmError('UPSTREAM_ERROR', message, { hint, cause: error })
+    : new UpstreamAnswerError('UPSTREAM_ERROR', message, status, { hint, cause: error });
 }
 
 /**
@@ -275,11 +370,14 @@ export function retryAfterTooLong(error: MonitorError<string>, retryAfterMs: num
  * them (llama-server, Ollama and LM Studio 0.3.15 only say "not found").
  */
 export function withModelList(error: MonitorError<string>, models: readonly string[]): MonitorError<string> {
-  if (error.code !== 'MODEL_NOT_FOUND' || models.length === 0 || models.every((m) => error.message.includes(m))) return error;
+  if (error.code !== 'MODEL_NOT_FOUND' || models.length === 0 || models.every((m) => error.message.includes(m)))
+    return error;
   const listed = `${error.message} Models there: ${models.slice(0, 30).join(', ')}${models.length > 30 ? ', …' : ''}.`;
   const status = answeredStatus(error);
   const options = { hint: error.hint, cause: error };
-  return status === undefined ? new LlmError('MODEL_NOT_FOUND', listed, options) : new UpstreamAnswerError('MODEL_NOT_FOUND', listed, status, options);
+  return status === undefined
+    ? new LlmError('MODEL_NOT_FOUND', listed, options)
+    : new UpstreamAnswerError('MODEL_NOT_FOUND', listed, status, options);
 }
 
 /** Retry-After in ms when the server sent one with a busy answer. */

@@ -115,20 +115,35 @@ export class WorkerCatalog {
    */
   async resolveWorker(worker: string): Promise<{ name: string; path: string }> {
     const dirs = this.options.workersDirs;
-    if (worker.trim() === '') throw new MonitorError('INVALID_INPUT', 'The worker name is empty.', { hint: await this.availableHint() });
+    if (worker.trim() === '')
+      throw new MonitorError('INVALID_INPUT', 'The worker name is empty.', { hint: await this.availableHint() });
     const base = path.basename(worker);
     if (base.startsWith('.') || base.startsWith('_') || NOT_WORKERS.test(base)) {
-      throw new ScriptError('WORKER_NOT_FOUND', `"${worker}" is not a worker: names starting with "_" or "." are helper modules, and documents are not run.`, { hint: await this.availableHint() });
+      throw new ScriptError(
+        'WORKER_NOT_FOUND',
+        `"${worker}" is not a worker: names starting with "_" or "." are helper modules, and documents are not run.`,
+        { hint: await this.availableHint() },
+      );
     }
     if (worker.split(/[\\/]/).includes('..')) {
-      throw new MonitorError('PATH_OUTSIDE_ROOT', `The worker "${worker}" climbs out of the workers folder with "..".`, {
-        hint: `Name a worker by its file name, as list_workers shows it. ${await this.availableHint()}`,
-      });
+      throw new MonitorError(
+        'PATH_OUTSIDE_ROOT',
+        `The worker "${worker}" climbs out of the workers folder with "..".`,
+        {
+          hint: `Name a worker by its file name, as list_workers shows it. ${await this.availableHint()}`,
+        },
+      );
     }
     for (const dir of dirs) {
       let real: string;
       try {
-        real = await resolveInsideRoots(worker, dirs, { base: dir, what: 'worker', missingCode: 'WORKER_NOT_FOUND', widen: '--workers-dir or "workersDirs" in the config file', rules: this.pathRules });
+        real = await resolveInsideRoots(worker, dirs, {
+          base: dir,
+          what: 'worker',
+          missingCode: 'WORKER_NOT_FOUND',
+          widen: '--workers-dir or "workersDirs" in the config file',
+          rules: this.pathRules,
+        });
       } catch (error) {
         if (isMonitorError(error) && error.code === 'WORKER_NOT_FOUND') continue;
         throw error;
@@ -136,7 +151,9 @@ export class WorkerCatalog {
       if (!(await stat(real)).isFile()) continue;
       return { name: worker, path: real };
     }
-    throw new ScriptError('WORKER_NOT_FOUND', `No worker "${worker}" in ${dirs.join(', ')}.`, { hint: await this.availableHint() });
+    throw new ScriptError('WORKER_NOT_FOUND', `No worker "${worker}" in ${dirs.join(', ')}.`, {
+      hint: await this.availableHint(),
+    });
   }
 
   /** The plan for a worker: its interpreter by extension, or the file itself when it is executable. */
@@ -147,29 +164,56 @@ export class WorkerCatalog {
     const byExtension = this.interpreterFor(resolved.name) ?? this.interpreterFor(resolved.path);
     const mode = (await stat(resolved.path)).mode;
     // Windows runs no `#!` line: the server reads it (`/usr/bin/env python3` → python3), as cross-spawn does.
-    const shebang = byExtension === undefined && !this.platform.runsShebangs && !this.platform.isRunnable(resolved.path, mode) ? shebangCommand(head) : undefined;
+    const shebang =
+      byExtension === undefined && !this.platform.runsShebangs && !this.platform.isRunnable(resolved.path, mode)
+        ? shebangCommand(head)
+        : undefined;
     const interpreter = byExtension ?? shebang?.[0];
     if (interpreter !== undefined) {
       const file = await this.options.resolver.resolve(interpreter);
       // -s: no user site-packages (a HOME holding a .pth file ran code); -E: no PYTHON* variables.
       const flags = header.isolated && PYTHON_INTERPRETER.test(interpreter) ? ISOLATED_PYTHON_FLAGS : [];
-      return { file, prefixArgs: [...(shebang?.slice(1) ?? []), ...flags, resolved.path], display: worker, interpreter, declaredEnv: header.env, warm: header.warm, packFiles: header.pack === 'files' };
+      return {
+        file,
+        prefixArgs: [...(shebang?.slice(1) ?? []), ...flags, resolved.path],
+        display: worker,
+        interpreter,
+        declaredEnv: header.env,
+        warm: header.warm,
+        packFiles: header.pack === 'files',
+      };
     }
     if (!this.platform.isRunnable(resolved.path, mode)) {
-      throw new MonitorError('INVALID_INPUT', `The worker "${worker}" has no known extension and is not executable, so there is no way to run it.`, {
-        hint: `Known extensions: ${Object.keys(this.options.interpreters).join(', ')}. The user can mark the file executable (chmod +x) or map its extension in the config file ("script": {"interpreters": {...}}).`,
-      });
+      throw new MonitorError(
+        'INVALID_INPUT',
+        `The worker "${worker}" has no known extension and is not executable, so there is no way to run it.`,
+        {
+          hint: `Known extensions: ${Object.keys(this.options.interpreters).join(', ')}. The user can mark the file executable (chmod +x) or map its extension in the config file ("script": {"interpreters": {...}}).`,
+        },
+      );
     }
-    return { file: resolved.path, prefixArgs: [], display: worker, interpreter: 'executable', declaredEnv: header.env, warm: header.warm, packFiles: header.pack === 'files' };
+    return {
+      file: resolved.path,
+      prefixArgs: [],
+      display: worker,
+      interpreter: 'executable',
+      declaredEnv: header.env,
+      warm: header.warm,
+      packFiles: header.pack === 'files',
+    };
   }
 
   /** The plan for an arbitrary command: only one the user allowed by name or absolute path. */
   async planCommand(command: string): Promise<LaunchPlan> {
     const allowed = this.options.allowCommands;
     if (allowed.length === 0) {
-      throw new ScriptError('COMMAND_NOT_ALLOWED', `Running arbitrary commands ("${command}") is turned off on this server.`, {
-        hint: 'Use a worker instead (list_workers shows them). The user can allow specific executables with --allow-command NAME or "allowCommands" in the config file.',
-      });
+      throw new ScriptError(
+        'COMMAND_NOT_ALLOWED',
+        `Running arbitrary commands ("${command}") is turned off on this server.`,
+        {
+          hint: 'Use a worker instead (list_workers shows them). The user can allow specific executables with --allow-command NAME or "allowCommands" in the config file.',
+        },
+      );
     }
     if (!allowed.includes(command)) {
       throw new ScriptError('COMMAND_NOT_ALLOWED', `The command "${command}" is not in the allowed list.`, {
@@ -178,17 +222,31 @@ export class WorkerCatalog {
     }
     const file = await findExecutable(command, this.options.searchPath, { platform: this.platform });
     if (file === undefined) {
-      throw new ScriptError('SPAWN_FAILED', `The allowed command "${command}" was not found${command.includes('/') ? '' : ' on PATH'} or is not executable.`, {
-        hint: 'Ask the user to install it or to fix the allowCommands entry (a name on PATH or an absolute path).',
-      });
+      throw new ScriptError(
+        'SPAWN_FAILED',
+        `The allowed command "${command}" was not found${command.includes('/') ? '' : ' on PATH'} or is not executable.`,
+        {
+          hint: 'Ask the user to install it or to fix the allowCommands entry (a name on PATH or an absolute path).',
+        },
+      );
     }
-    return { file, prefixArgs: [], display: command, interpreter: 'executable', declaredEnv: [], warm: false, packFiles: false };
+    return {
+      file,
+      prefixArgs: [],
+      display: command,
+      interpreter: 'executable',
+      declaredEnv: [],
+      warm: false,
+      packFiles: false,
+    };
   }
 
   async plan(spec: { worker?: string | undefined; command?: string | undefined }): Promise<LaunchPlan> {
     if (spec.worker !== undefined) return this.planWorker(spec.worker);
     if (spec.command !== undefined) return this.planCommand(spec.command);
-    throw new MonitorError('INVALID_INPUT', 'Name a worker (or, if the user allowed commands, a command) to run.', { hint: await this.availableHint() });
+    throw new MonitorError('INVALID_INPUT', 'Name a worker (or, if the user allowed commands, a command) to run.', {
+      hint: await this.availableHint(),
+    });
   }
 
   private interpreterFor(file: string): string | undefined {
@@ -207,7 +265,13 @@ export class WorkerCatalog {
     if (!info.isFile()) return undefined;
     const head = await readHead(real);
     const interpreter =
-      this.interpreterFor(name) ?? this.interpreterFor(real) ?? (this.platform.isRunnable(real, info.mode) ? 'executable' : this.platform.runsShebangs ? undefined : shebangCommand(head)?.[0]);
+      this.interpreterFor(name) ??
+      this.interpreterFor(real) ??
+      (this.platform.isRunnable(real, info.mode)
+        ? 'executable'
+        : this.platform.runsShebangs
+          ? undefined
+          : shebangCommand(head)?.[0]);
     if (interpreter === undefined) return undefined;
     return { name, dir: realDir, path: real, interpreter, header: parseWorkerHeader(head) };
   }

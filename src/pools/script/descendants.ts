@@ -27,7 +27,14 @@ interface Token {
 
 function parseToken(text: string): Token | undefined {
   const [stateKey, pid, start, instance, run] = text.split('.');
-  if (stateKey === undefined || start === undefined || instance === undefined || !/^\d+$/.test(pid ?? '') || !/^\d+$/.test(run ?? '')) return undefined;
+  if (
+    stateKey === undefined ||
+    start === undefined ||
+    instance === undefined ||
+    !/^\d+$/.test(pid ?? '') ||
+    !/^\d+$/.test(run ?? '')
+  )
+    return undefined;
   return { stateKey, pid: Number(pid), start, instance, run: Number(run) };
 }
 
@@ -70,7 +77,10 @@ export class Descendants {
     this.options = options;
     this.procDir = options.procDir;
     const { processes } = options;
-    this.enabled = this.procDir !== undefined && processes.startToken !== undefined && readProcInfo(processes.pid, this.procDir) !== undefined;
+    this.enabled =
+      this.procDir !== undefined &&
+      processes.startToken !== undefined &&
+      readProcInfo(processes.pid, this.procDir) !== undefined;
     this.stateKey = createHash('sha256').update(options.stateDir).digest('hex').slice(0, 12);
     // Several servers may share a process (tests, embedding): each sweeps only its own runs.
     this.prefix = `${this.stateKey}.${processes.pid}.${processes.startToken ?? '0'}.${randomBytes(6).toString('hex')}.`;
@@ -102,7 +112,10 @@ export class Descendants {
       if (token.pid === processes.pid) return token.start !== processes.startToken;
       return !processes.isAlive(token.pid, token.start);
     });
-    if (stray.length > 0) this.options.log.info(`stopped ${stray.length} process(es) left running by a monitor-mcp server that is gone: ${stray.join(', ')}`);
+    if (stray.length > 0)
+      this.options.log.info(
+        `stopped ${stray.length} process(es) left running by a monitor-mcp server that is gone: ${stray.join(', ')}`,
+      );
     return stray.length;
   }
 
@@ -115,11 +128,16 @@ export class Descendants {
     const run = async (): Promise<void> => {
       do {
         this.again = false;
-        await this.scan((_token, raw) => raw.startsWith(this.prefix) && (this.closed || !this.live.has(Number(raw.slice(this.prefix.length)))));
+        await this.scan(
+          (_token, raw) =>
+            raw.startsWith(this.prefix) && (this.closed || !this.live.has(Number(raw.slice(this.prefix.length)))),
+        );
       } while (this.again);
     };
     this.sweeping = run()
-      .catch((error: unknown) => this.options.log.warn(`could not look for processes left by finished tasks: ${String(error)}`))
+      .catch((error: unknown) =>
+        this.options.log.warn(`could not look for processes left by finished tasks: ${String(error)}`),
+      )
       .finally(() => {
         this.sweeping = undefined;
       });

@@ -40,7 +40,13 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
   create(config, deps) {
     const { script } = config;
     const { log, processes, platform } = deps;
-    const resolver = new InterpreterResolver({ searchPath: script.searchPath, nodePath: script.nodePath, env: deps.env, log, lookup: { platform } });
+    const resolver = new InterpreterResolver({
+      searchPath: script.searchPath,
+      nodePath: script.nodePath,
+      env: deps.env,
+      log,
+      lookup: { platform },
+    });
     const catalog = new WorkerCatalog({
       workersDirs: config.workersDirs,
       allowCommands: config.allowCommands,
@@ -68,10 +74,21 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       log,
       processes,
       platform,
-      groupRecords: new GroupRecords({ dir: path.join(config.stateDir, 'pids'), processes, killGraceMs: script.killGraceSeconds * 1000, log }),
+      groupRecords: new GroupRecords({
+        dir: path.join(config.stateDir, 'pids'),
+        processes,
+        killGraceMs: script.killGraceSeconds * 1000,
+        log,
+      }),
       descendants: new Descendants({ stateDir: config.stateDir, processes, log, procDir: platform.procDir }),
       spawner: script.spawnHelper
-        ? createSpawner({ python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'), log, processes, env: baseEnv, platform })
+        ? createSpawner({
+            python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'),
+            log,
+            processes,
+            env: baseEnv,
+            platform,
+          })
         : new DirectSpawner(platform),
     });
     return {
@@ -89,22 +106,49 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
 };
 
 /** `doctor`: Python for the bundled workers, and every workers folder. */
-async function checkScripts(config: CoreConfig & ScriptConfig, deps: Pick<KindDeps, 'log' | 'env' | 'platform'>, report: DoctorReport): Promise<void> {
+async function checkScripts(
+  config: CoreConfig & ScriptConfig,
+  deps: Pick<KindDeps, 'log' | 'env' | 'platform'>,
+  report: DoctorReport,
+): Promise<void> {
   report.section('Scripts');
-  const resolver = new InterpreterResolver({ searchPath: config.script.searchPath, nodePath: config.script.nodePath, env: deps.env, log: deps.log, lookup: { platform: deps.platform } });
+  const resolver = new InterpreterResolver({
+    searchPath: config.script.searchPath,
+    nodePath: config.script.nodePath,
+    env: deps.env,
+    log: deps.log,
+    lookup: { platform: deps.platform },
+  });
   const name = config.script.interpreters['.py'] ?? 'python3';
   let executable: string | undefined;
   try {
     executable = await resolver.resolve(name);
   } catch (error) {
-    report.fail(`${name} not found: ${firstLine(error)}`, 'Install Python 3 (python.org, your package manager or pyenv), or set "script.interpreters" {".py": "/path/to/python3"} in the config file.');
+    report.fail(
+      `${name} not found: ${firstLine(error)}`,
+      'Install Python 3 (python.org, your package manager or pyenv), or set "script.interpreters" {".py": "/path/to/python3"} in the config file.',
+    );
   }
   if (executable !== undefined) {
-    const result = await execa(executable, ['--version'], { reject: false, timeout: 15_000, stdin: 'ignore', env: { ...deps.env }, extendEnv: false });
+    const result = await execa(executable, ['--version'], {
+      reject: false,
+      timeout: 15_000,
+      stdin: 'ignore',
+      env: { ...deps.env },
+      extendEnv: false,
+    });
     const version = `${String(result.stdout ?? '')} ${String(result.stderr ?? '')}`.trim();
     if (result.exitCode === 0 && /^Python 3\./.test(version)) report.ok(`${version} at ${executable}`);
-    else if (result.exitCode === 0) report.warn(`${executable} reports "${version}"; worker scripts expect Python 3`, 'Point ".py" at a Python 3 interpreter in "script.interpreters".');
-    else report.fail(`${executable} --version failed (exit ${String(result.exitCode)}): ${version.slice(0, 200)}`, 'Repair or reinstall that Python, or point ".py" at another interpreter.');
+    else if (result.exitCode === 0)
+      report.warn(
+        `${executable} reports "${version}"; worker scripts expect Python 3`,
+        'Point ".py" at a Python 3 interpreter in "script.interpreters".',
+      );
+    else
+      report.fail(
+        `${executable} --version failed (exit ${String(result.exitCode)}): ${version.slice(0, 200)}`,
+        'Repair or reinstall that Python, or point ".py" at another interpreter.',
+      );
     if (config.script.spawnHelper) await checkSpawnHelper(executable, deps, report);
   }
   for (const dir of config.workersDirs) {
@@ -112,28 +156,43 @@ async function checkScripts(config: CoreConfig & ScriptConfig, deps: Pick<KindDe
       const names = (await readdir(dir)).filter((n) => !n.startsWith('.') && !n.startsWith('_'));
       report.ok(`workers folder ${dir} (${names.length} entries)`);
     } catch (error) {
-      report.fail(`workers folder ${dir} is not readable: ${firstLine(error)}`, 'Create it, or remove it from --workers-dir / "workersDirs".');
+      report.fail(
+        `workers folder ${dir} is not readable: ${firstLine(error)}`,
+        'Create it, or remove it from --workers-dir / "workersDirs".',
+      );
     }
   }
 }
 
 /** Starts one process through the spawn helper, as the pool would start a cold task. */
-async function checkSpawnHelper(python: string, deps: Pick<KindDeps, 'log' | 'env' | 'platform'>, report: DoctorReport): Promise<void> {
+async function checkSpawnHelper(
+  python: string,
+  deps: Pick<KindDeps, 'log' | 'env' | 'platform'>,
+  report: DoctorReport,
+): Promise<void> {
   // Nothing runs long enough to need ending: a helper that dies here has started nothing.
-  const spawner = createSpawner({ python: () => Promise.resolve(python), log: deps.log, processes: { signalTree: () => false }, platform: deps.platform });
+  const spawner = createSpawner({
+    python: () => Promise.resolve(python),
+    log: deps.log,
+    processes: { signalTree: () => false },
+    platform: deps.platform,
+  });
   if (spawner.mode === 'direct') return;
   let timer: NodeJS.Timeout | undefined;
   try {
-    const probe = spawner.start({ file: python, args: ['-c', 'pass'], cwd: path.parse(python).root, env: {} }).then(async (started) => {
-      started.stdout.resume();
-      started.stderr.resume();
-      return started.exited;
-    });
+    const probe = spawner
+      .start({ file: python, args: ['-c', 'pass'], cwd: path.parse(python).root, env: {} })
+      .then(async (started) => {
+        started.stdout.resume();
+        started.stderr.resume();
+        return started.exited;
+      });
     const timedOut = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), 15_000);
     });
     const exit = await Promise.race([probe, timedOut]);
-    if (spawner.mode === 'relay' && exit?.code === 0) report.ok('spawn helper: cold tasks start through it, not by forking the server');
+    if (spawner.mode === 'relay' && exit?.code === 0)
+      report.ok('spawn helper: cold tasks start through it, not by forking the server');
     else {
       report.warn(
         `the spawn helper did not work (${exit === undefined ? 'no answer in 15 s' : 'it could not run'}): cold tasks start directly from the server, ~15% slower at one process per task`,
@@ -141,7 +200,10 @@ async function checkSpawnHelper(python: string, deps: Pick<KindDeps, 'log' | 'en
       );
     }
   } catch (error) {
-    report.warn(`the spawn helper could not start a process: ${firstLine(error)}`, 'Set "script": {"spawnHelper": false} in the config file if this persists.');
+    report.warn(
+      `the spawn helper could not start a process: ${firstLine(error)}`,
+      'Set "script": {"spawnHelper": false} in the config file if this persists.',
+    );
   } finally {
     clearTimeout(timer);
     await spawner.close();

@@ -17,7 +17,11 @@ export interface ExecutableLookup {
  * name without a runnable extension is looked for with each of PATHEXT's (`py` → `py.exe`), as
  * cross-spawn does; a stand-in (a Microsoft Store alias, WSL's bash) is passed over.
  */
-export async function findExecutable(name: string, searchPath: string, lookup: ExecutableLookup = { platform: LINUX }): Promise<string | undefined> {
+export async function findExecutable(
+  name: string,
+  searchPath: string,
+  lookup: ExecutableLookup = { platform: LINUX },
+): Promise<string | undefined> {
   const { platform } = lookup;
   const api = platform.path;
   const runnable = lookup.isExecutable ?? ((file: string) => isExecutableFile(file, platform));
@@ -96,11 +100,15 @@ export class InterpreterResolver {
       if (found !== undefined) break;
     }
     if (found === undefined) {
-      throw new ScriptError('SPAWN_FAILED', `The interpreter "${wanted}" was not found${lookup.platform.path.isAbsolute(wanted) ? '' : ' on PATH'}.`, {
-        hint:
-          lookup.platform.missingInterpreterHint(wanted) ??
-          'Install it, or point the file extension at an installed interpreter in the config file, e.g. "script": {"interpreters": {".py": "/usr/bin/python3"}}.',
-      });
+      throw new ScriptError(
+        'SPAWN_FAILED',
+        `The interpreter "${wanted}" was not found${lookup.platform.path.isAbsolute(wanted) ? '' : ' on PATH'}.`,
+        {
+          hint:
+            lookup.platform.missingInterpreterHint(wanted) ??
+            'Install it, or point the file extension at an installed interpreter in the config file, e.g. "script": {"interpreters": {".py": "/usr/bin/python3"}}.',
+        },
+      );
     }
     if (!PYTHON_NAME.test(lookup.platform.path.basename(found))) return found;
     return this.realPython(found);
@@ -118,11 +126,17 @@ export class InterpreterResolver {
     });
     const real = typeof result.stdout === 'string' ? result.stdout.trim() : '';
     // Not realpath'd on purpose: a virtualenv's python is a symlink whose location selects the venv.
-    if (result.exitCode === 0 && (this.options.lookup?.platform ?? LINUX).path.isAbsolute(real) && (await isExecutableFile(real, this.options.lookup?.platform))) {
+    if (
+      result.exitCode === 0 &&
+      (this.options.lookup?.platform ?? LINUX).path.isAbsolute(real) &&
+      (await isExecutableFile(real, this.options.lookup?.platform))
+    ) {
       if (real !== found) this.options.log.debug(`interpreter ${found} runs as ${real}`);
       return real;
     }
-    this.options.log.warn(`could not ask ${found} for its real path (exit ${String(result.exitCode)}); every task pays its start-up cost`);
+    this.options.log.warn(
+      `could not ask ${found} for its real path (exit ${String(result.exitCode)}); every task pays its start-up cost`,
+    );
     return found;
   }
 }

@@ -65,7 +65,12 @@ export function workerEnv(
  * How every worker process is started: the job's cwd, never a shell, and as a tree the platform
  * can stop (its own process group on posix; on Windows no console window of its own).
  */
-export function workerSpawnOptions(plan: RunPlan, env: Record<string, string>, stdio: StdioOptions, platform: Platform = LINUX): SpawnOptions {
+export function workerSpawnOptions(
+  plan: RunPlan,
+  env: Record<string, string>,
+  stdio: StdioOptions,
+  platform: Platform = LINUX,
+): SpawnOptions {
   return { cwd: plan.cwd, env, ...platform.workerSpawnOptions, stdio };
 }
 
@@ -119,7 +124,11 @@ export function startWorker(
 }
 
 /** A started worker's process group: recorded in the journal and its run followed until `ended`. */
-function trackGroup(pid: number | undefined, deps: LaunchDeps, run: { ended(now: boolean): void } | undefined): Pick<StartedWorker, 'signalTree' | 'ended'> {
+function trackGroup(
+  pid: number | undefined,
+  deps: LaunchDeps,
+  run: { ended(now: boolean): void } | undefined,
+): Pick<StartedWorker, 'signalTree' | 'ended'> {
   const untrack = pid === undefined ? undefined : deps.groupRecords?.track(pid);
   let over = false;
   return {
@@ -157,10 +166,22 @@ export async function startColdWorker(
   options: { args: readonly string[]; perProcessEnv: Readonly<Record<string, string>>; stdin: string | undefined },
 ): Promise<ColdWorker> {
   const run = deps.descendants?.begin();
-  const env = workerEnv(plan, run?.env, { ...where, allowedRoots: deps.allowedRoots }, options.perProcessEnv, deps.platform);
+  const env = workerEnv(
+    plan,
+    run?.env,
+    { ...where, allowedRoots: deps.allowedRoots },
+    options.perProcessEnv,
+    deps.platform,
+  );
   let started: SpawnedProcess;
   try {
-    started = await spawner.start({ file: plan.launch.file, args: [...plan.launch.prefixArgs, ...options.args], cwd: plan.cwd, env, stdin: options.stdin });
+    started = await spawner.start({
+      file: plan.launch.file,
+      args: [...plan.launch.prefixArgs, ...options.args],
+      cwd: plan.cwd,
+      env,
+      stdin: options.stdin,
+    });
   } catch (error) {
     run?.ended(true);
     throw error;
@@ -217,12 +238,15 @@ export function spawnFailure(launch: LaunchPlan, error: { code?: string | undefi
   const hints: Record<string, string> = {
     ENOENT: `${file} (or the cwd) does not exist any more. Check the interpreter mapping in the config file and that the cwd still exists.`,
     EACCES: `${file} is not executable. The user can chmod +x it, or map its extension to an interpreter in the config file.`,
-    E2BIG: 'The arguments or environment are too large for one process. Pass large inputs as json (sent on stdin) instead of args or env.',
+    E2BIG:
+      'The arguments or environment are too large for one process. Pass large inputs as json (sent on stdin) instead of args or env.',
     ENOEXEC: `${file} is not a program the system can run (a script without a #! line?). Map its extension to an interpreter in the config file.`,
   };
   return {
     code: 'SPAWN_FAILED',
     message: `Could not start ${launch.display}: ${error.message.trim().split('\n').join('; ')}`,
-    hint: hints[error.code ?? ''] ?? 'Check that the worker and its interpreter run by hand; list_workers shows the interpreter per worker.',
+    hint:
+      hints[error.code ?? ''] ??
+      'Check that the worker and its interpreter run by hand; list_workers shows the interpreter per worker.',
   };
 }

@@ -204,13 +204,18 @@ export class GroupRecords {
           // reuses a pid only once no process is left in the group it led, so ours is gone. A
           // leader that is gone (or a zombie) may have left members: the group id still names them.
           const leader = processes.stateOf(pgid);
-          if ((leader === undefined || processes.sameStart(leader.token, startTime)) && processes.signalTree(pgid, 'SIGTERM')) {
+          if (
+            (leader === undefined || processes.sameStart(leader.token, startTime)) &&
+            processes.signalTree(pgid, 'SIGTERM')
+          ) {
             stopping.push({ pgid, startTime });
           }
         }
       }
       if (stopping.length > 0) {
-        log.info(`stopping ${stopping.length} worker process group(s) left running by a server that did not exit cleanly: ${stopping.map((g) => g.pgid).join(', ')}`);
+        log.info(
+          `stopping ${stopping.length} worker process group(s) left running by a server that did not exit cleanly: ${stopping.map((g) => g.pgid).join(', ')}`,
+        );
         const deadline = Date.now() + this.options.killGraceMs;
         const leaderRuns = (group: { pgid: number; startTime: string }): boolean => {
           const leader = processes.stateOf(group.pgid);
@@ -220,7 +225,8 @@ export class GroupRecords {
         for (const group of stopping) {
           const leader = processes.stateOf(group.pgid);
           // SIGKILL also ends members that ignored SIGTERM, unless the pid now leads someone else's group.
-          if (leader === undefined || processes.sameStart(leader.token, group.startTime)) processes.signalTree(group.pgid, 'SIGKILL');
+          if (leader === undefined || processes.sameStart(leader.token, group.startTime))
+            processes.signalTree(group.pgid, 'SIGKILL');
         }
       }
       for (const file of finished) await unlink(file).catch(() => undefined);

@@ -25,8 +25,14 @@ import { lastLineOf, type ProcessExit } from './task-value.js';
 export const MAX_PACK = 64;
 
 /** The args of an input that can go in a pack: it has some, and no stdin or json (a pack has one stdin). */
-export function packableArgs(input: { args?: readonly string[] | undefined; stdin?: unknown; json?: unknown }): readonly string[] | undefined {
-  return input.args !== undefined && input.args.length > 0 && input.stdin === undefined && input.json === undefined ? input.args : undefined;
+export function packableArgs(input: {
+  args?: readonly string[] | undefined;
+  stdin?: unknown;
+  json?: unknown;
+}): readonly string[] | undefined {
+  return input.args !== undefined && input.args.length > 0 && input.stdin === undefined && input.json === undefined
+    ? input.args
+    : undefined;
 }
 
 /**
@@ -67,14 +73,20 @@ export interface PackRun {
  * Each input's entries of the pack's `files` (by `argsPerInput`, in order) and the other top-level
  * keys, or what keeps the pack from being split (said as the end of "its pack of N inputs …").
  */
-export function splitPack(run: PackRun, argsPerInput: ReadonlyArray<readonly string[]>, timeoutMs: number): { entries: unknown[][]; dropped: string[] } | { problem: string } {
+export function splitPack(
+  run: PackRun,
+  argsPerInput: ReadonlyArray<readonly string[]>,
+  timeoutMs: number,
+): { entries: unknown[][]; dropped: string[] } | { problem: string } {
   const { exit, stopReason, spawnError } = run;
   if (spawnError) return { problem: `could not start: ${spawnError.message.trim().split('\n').join('; ')}` };
-  if (stopReason === 'timeout') return { problem: `ran longer than its ${timeoutMs / 1000} s (timeout_seconds × its inputs) and was killed` };
+  if (stopReason === 'timeout')
+    return { problem: `ran longer than its ${timeoutMs / 1000} s (timeout_seconds × its inputs) and was killed` };
   if (exit?.signal) return { problem: withLastLine(`was killed by ${exit.signal}`, run.stderrTail) };
   if (exit?.code !== 0) return { problem: withLastLine(`exited with code ${String(exit?.code)}`, run.stderrTail) };
   const bytes = run.stdout.whole();
-  if (bytes === undefined) return { problem: `printed ${run.stdout.bytes} bytes, more than script.outputCapBytes to split in memory` };
+  if (bytes === undefined)
+    return { problem: `printed ${run.stdout.bytes} bytes, more than script.outputCapBytes to split in memory` };
   const { text, lossy } = decodeUtf8(bytes);
   if (lossy) return { problem: 'printed output that is not valid UTF-8' };
   let parsed: unknown;
@@ -83,15 +95,22 @@ export function splitPack(run: PackRun, argsPerInput: ReadonlyArray<readonly str
   } catch {
     return { problem: 'did not print one JSON document' };
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return { problem: 'printed JSON that is not an object' };
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    return { problem: 'printed JSON that is not an object' };
   const { files, ...rest } = parsed as Record<string, unknown>;
   if (!Array.isArray(files)) return { problem: 'printed JSON without a "files" array' };
   const args = argsPerInput.flat();
-  if (files.length !== args.length) return { problem: `printed ${files.length} "files" entries for ${args.length} arguments` };
+  if (files.length !== args.length)
+    return { problem: `printed ${files.length} "files" entries for ${args.length} arguments` };
   for (const [at, entry] of files.entries()) {
-    const named = entry !== null && typeof entry === 'object' && typeof (entry as { file?: unknown }).file === 'string' ? (entry as { file: string }).file : undefined;
+    const named =
+      entry !== null && typeof entry === 'object' && typeof (entry as { file?: unknown }).file === 'string'
+        ? (entry as { file: string }).file
+        : undefined;
     if (named !== undefined && named !== args[at]) {
-      return { problem: `printed the entry of ${JSON.stringify(named.slice(0, 200))} where that of argument ${at + 1}, ${JSON.stringify((args[at] ?? '').slice(0, 200))}, belongs` };
+      return {
+        problem: `printed the entry of ${JSON.stringify(named.slice(0, 200))} where that of argument ${at + 1}, ${JSON.stringify((args[at] ?? '').slice(0, 200))}, belongs`,
+      };
     }
   }
   const entries: unknown[][] = [];

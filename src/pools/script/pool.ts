@@ -15,7 +15,14 @@ import { type ColdWorker, type RunPlan, settleSpawned, spawnFailure, startColdWo
 import type { GroupRecords } from './orphans.js';
 import { decodeUtf8, OutputCapture, tailUtf8 } from './output.js';
 import { MAX_PACK, packableArgs, PackOutput, splitPack } from './pack.js';
-import { OutputAllowance, PREVIEW_BYTES, type ProcessExit, STDERR_TAIL_BYTES, type TaskEnd, taskResult } from './task-value.js';
+import {
+  OutputAllowance,
+  PREVIEW_BYTES,
+  type ProcessExit,
+  STDERR_TAIL_BYTES,
+  type TaskEnd,
+  taskResult,
+} from './task-value.js';
 import { DirectSpawner, SpawnError, type Spawner } from './spawner.js';
 import { WarmWorkers } from './warm.js';
 
@@ -51,7 +58,10 @@ export type ScriptJobOptions = z.infer<typeof scriptJobOptionsSchema>;
  */
 export const scriptTaskInputSchema = z
   .strictObject({
-    args: z.array(z.string()).optional().describe('Arguments after the script, passed literally (usually file paths relative to cwd).'),
+    args: z
+      .array(z.string())
+      .optional()
+      .describe('Arguments after the script, passed literally (usually file paths relative to cwd).'),
     stdin: z.string().optional().describe('Text on stdin.'),
     json: z.unknown().optional().describe('A JSON value sent on stdin as one line (instead of stdin).'),
   })
@@ -96,7 +106,12 @@ export interface ScriptPoolOptions {
  */
 export async function prepareRun(
   options: ScriptJobOptions,
-  context: { catalog: WorkerCatalog; allowedRoots: readonly string[]; baseEnv: ScriptPoolOptions['baseEnv']; searchPath: string },
+  context: {
+    catalog: WorkerCatalog;
+    allowedRoots: readonly string[];
+    baseEnv: ScriptPoolOptions['baseEnv'];
+    searchPath: string;
+  },
 ): Promise<RunPlan> {
   const launch = await context.catalog.plan({ worker: options.worker, command: options.command });
   const cwd = await resolveCwd(options.cwd, context.allowedRoots, context.catalog.pathRules);
@@ -113,7 +128,9 @@ export async function prepareRun(
 export async function resolveCwd(cwd: string, allowedRoots: readonly string[], rules: PathRules): Promise<string> {
   const real = await resolveInsideRoots(cwd, allowedRoots, { what: 'cwd', rules });
   if (!(await stat(real)).isDirectory()) {
-    throw new MonitorError('INVALID_INPUT', `The cwd "${cwd}" is not a folder.`, { hint: `Give a folder inside ${allowedRoots.join(', ')}.` });
+    throw new MonitorError('INVALID_INPUT', `The cwd "${cwd}" is not a folder.`, {
+      hint: `Give a folder inside ${allowedRoots.join(', ')}.`,
+    });
   }
   return real;
 }
@@ -163,7 +180,12 @@ export class ScriptPool implements Pool {
 
   /** A task by its args (else its JSON or the first line of its stdin): what it worked on. */
   label(input: unknown): string | undefined {
-    const { args, json, stdin, upstream } = (input ?? {}) as { args?: unknown; json?: unknown; stdin?: unknown; upstream?: unknown };
+    const { args, json, stdin, upstream } = (input ?? {}) as {
+      args?: unknown;
+      json?: unknown;
+      stdin?: unknown;
+      upstream?: unknown;
+    };
     // A later stage's task is named after what its upstream task worked on.
     if (typeof upstream === 'string') return shortLabel(upstream);
     if (Array.isArray(args) && args.length > 0) return shortLabel(args.map(String).join(' '));
@@ -194,12 +216,16 @@ export class ScriptPool implements Pool {
   /** A packed job's cold runs take up to `pack` of its inputs each (see pack.ts). Read as is, not parsed: asked each time a slot opens. */
   batchSize(options: unknown): number {
     const { pack, warm } = (options ?? {}) as { pack?: unknown; warm?: unknown };
-    return typeof pack === 'number' && Number.isInteger(pack) && pack > 1 && warm !== true ? Math.min(pack, MAX_PACK) : 1;
+    return typeof pack === 'number' && Number.isInteger(pack) && pack > 1 && warm !== true
+      ? Math.min(pack, MAX_PACK)
+      : 1;
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
     const plan = await this.planFor(task.jobId, task.attempt, task.options);
-    const input = task.upstream ? await fedFromUpstream(parseTaskInput(task.input), task.upstream) : parseTaskInput(task.input);
+    const input = task.upstream
+      ? await fedFromUpstream(parseTaskInput(task.input), task.upstream)
+      : parseTaskInput(task.input);
     const allowance = await this.allowanceOf(task);
     if (plan.warm) return this.warm.run(planKey(task.jobId, task.attempt), plan, input, task, allowance);
     return this.asColdProcess(() => this.runCold(plan, input, task, allowance));
@@ -246,7 +272,10 @@ export class ScriptPool implements Pool {
     alone.forEach((task, at) => {
       results[tasks.indexOf(task)] = done[at];
     });
-    return results.map((result) => result ?? { ok: false, error: { code: 'INTERNAL', message: 'The task got no result from its pack.' } });
+    return results.map(
+      (result) =>
+        result ?? { ok: false, error: { code: 'INTERNAL', message: 'The task got no result from its pack.' } },
+    );
   }
 
   /** Each task as run() runs it, one after another; a throw fails that task only. */
@@ -270,7 +299,13 @@ export class ScriptPool implements Pool {
   }
 
   /** One input in a cold process of its own (the caller counts it, see asColdProcess). */
-  private async runCold(plan: RunPlan, input: ScriptTaskInput, task: TaskContext, allowance: OutputAllowance, told?: Pick<TaskEnd, 'notes' | 'extra'>): Promise<TaskResult> {
+  private async runCold(
+    plan: RunPlan,
+    input: ScriptTaskInput,
+    task: TaskContext,
+    allowance: OutputAllowance,
+    told?: Pick<TaskEnd, 'notes' | 'extra'>,
+  ): Promise<TaskResult> {
     await this.turnToSpawn();
     task.signal.throwIfAborted();
     return this.spawn(plan, input, task, allowance, told);
@@ -286,7 +321,12 @@ export class ScriptPool implements Pool {
     const timeoutMs = Math.min(plan.timeoutMs * members.length, MAX_TIMER_MS);
     const stdout = new PackOutput(outputCapBytes);
     // One log for the pack, named after its first task; a task's own stdout file comes from its split.
-    const stderr = new OutputCapture(path.join(first.outputDir, `pack-${first.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES, await this.allowanceOf(first));
+    const stderr = new OutputCapture(
+      path.join(first.outputDir, `pack-${first.index}.stderr`),
+      outputCapBytes,
+      STDERR_TAIL_BYTES,
+      await this.allowanceOf(first),
+    );
     await this.turnToSpawn();
     first.signal.throwIfAborted();
     const ran = await this.runProcess(
@@ -312,17 +352,38 @@ export class ScriptPool implements Pool {
     if (ran.stopReason === 'cancel') {
       // Stopped with its job: nothing runs again.
       for (const [position, member] of members.entries()) {
-        results.push(await taskResult(plan, { exit: ran.exit, stopReason: 'cancel', stdout: this.stdoutOf(member), stderr, allowance: member.allowance, extra: { packed: place(position) } }, this.options));
+        results.push(
+          await taskResult(
+            plan,
+            {
+              exit: ran.exit,
+              stopReason: 'cancel',
+              stdout: this.stdoutOf(member),
+              stderr,
+              allowance: member.allowance,
+              extra: { packed: place(position) },
+            },
+            this.options,
+          ),
+        );
       }
       return results;
     }
-    const split = splitPack({ ...ran, stdout, stderrTail: decodeUtf8(tailUtf8(stderr.last(), STDERR_TAIL_BYTES)).text }, members.map((member) => member.args), timeoutMs);
+    const split = splitPack(
+      { ...ran, stdout, stderrTail: decodeUtf8(tailUtf8(stderr.last(), STDERR_TAIL_BYTES)).text },
+      members.map((member) => member.args),
+      timeoutMs,
+    );
     if ('problem' in split) {
       const log = await stderr.finish(false).catch(() => undefined);
       const why = `Ran alone: its pack of ${members.length} inputs ${split.problem}${log === undefined ? '' : ` (the pack's log: ${log})`}.`;
       for (const [position, member] of members.entries()) {
         const told = { notes: [why], extra: { packed: { ...place(position), ran_alone: true } } };
-        results.push(await this.runCold(plan, member.input, member.task, member.allowance, told).catch((error: unknown) => failed(member.task, error)));
+        results.push(
+          await this.runCold(plan, member.input, member.task, member.allowance, told).catch((error: unknown) =>
+            failed(member.task, error),
+          ),
+        );
       }
       return results;
     }
@@ -333,13 +394,32 @@ export class ScriptPool implements Pool {
       own.accept(Buffer.from(`${JSON.stringify({ files: split.entries[position] ?? [] })}\n`));
       const packed = split.dropped.length > 0 ? { ...place(position), dropped: split.dropped } : place(position);
       const notes = stderr.bytes > 0 ? [`stderr_tail is the log of the whole pack of ${members.length} inputs.`] : [];
-      results.push(await taskResult(plan, { exit: ran.exit, stopReason: undefined, stdout: own, stderr, allowance: member.allowance, notes, extra: { packed } }, this.options));
+      results.push(
+        await taskResult(
+          plan,
+          {
+            exit: ran.exit,
+            stopReason: undefined,
+            stdout: own,
+            stderr,
+            allowance: member.allowance,
+            notes,
+            extra: { packed },
+          },
+          this.options,
+        ),
+      );
     }
     return results;
   }
 
   private stdoutOf(member: PackMember): OutputCapture {
-    return new OutputCapture(path.join(member.task.outputDir, `${member.task.index}.stdout`), this.options.outputCapBytes, PREVIEW_BYTES, member.allowance);
+    return new OutputCapture(
+      path.join(member.task.outputDir, `${member.task.index}.stdout`),
+      this.options.outputCapBytes,
+      PREVIEW_BYTES,
+      member.allowance,
+    );
   }
 
   /** What a task (or a pack's log) may write to disk: script.maxTaskOutputBytes, and what its job has left. */
@@ -384,7 +464,12 @@ export class ScriptPool implements Pool {
       const parsed = scriptJobOptionsSchema.safeParse(rawOptions);
       plan = parsed.success
         ? prepareRun(parsed.data, this.options)
-        : Promise.reject(new MonitorError('INVALID_INPUT', `The stored options of job ${jobId} are not script options: ${parsed.error.message}`));
+        : Promise.reject(
+            new MonitorError(
+              'INVALID_INPUT',
+              `The stored options of job ${jobId} are not script options: ${parsed.error.message}`,
+            ),
+          );
       const cached = plan;
       cached.catch(() => {
         if (this.plans.get(key) === cached) this.plans.delete(key);
@@ -398,10 +483,26 @@ export class ScriptPool implements Pool {
     return plan;
   }
 
-  private async spawn(plan: RunPlan, input: ScriptTaskInput, task: TaskContext, allowance: OutputAllowance, told?: Pick<TaskEnd, 'notes' | 'extra'>): Promise<TaskResult> {
+  private async spawn(
+    plan: RunPlan,
+    input: ScriptTaskInput,
+    task: TaskContext,
+    allowance: OutputAllowance,
+    told?: Pick<TaskEnd, 'notes' | 'extra'>,
+  ): Promise<TaskResult> {
     const { outputCapBytes } = this.options;
-    const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES, allowance);
-    const stderr = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES, allowance);
+    const stdout = new OutputCapture(
+      path.join(task.outputDir, `${task.index}.stdout`),
+      outputCapBytes,
+      PREVIEW_BYTES,
+      allowance,
+    );
+    const stderr = new OutputCapture(
+      path.join(task.outputDir, `${task.index}.stderr`),
+      outputCapBytes,
+      STDERR_TAIL_BYTES,
+      allowance,
+    );
     const ran = await this.runProcess(
       plan,
       task,
@@ -419,26 +520,43 @@ export class ScriptPool implements Pool {
       { stdout, stderr },
     );
     if (ran.spawnError) return { ok: false, error: spawnFailure(plan.launch, ran.spawnError) };
-    return taskResult(plan, { exit: ran.exit, stopReason: ran.stopReason, stdout, stderr, allowance, ...told }, this.options);
+    return taskResult(
+      plan,
+      { exit: ran.exit, stopReason: ran.stopReason, stdout, stderr, allowance, ...told },
+      this.options,
+    );
   }
 
   /** One worker process from its start until it has exited and its pipes have closed; its output goes to `sinks`. */
   private async runProcess(
     plan: RunPlan,
     where: { jobId: string; outputDir: string },
-    spec: { args: readonly string[]; perProcessEnv: Readonly<Record<string, string>>; stdinText: string | undefined; timeoutMs: number; signal: AbortSignal },
+    spec: {
+      args: readonly string[];
+      perProcessEnv: Readonly<Record<string, string>>;
+      stdinText: string | undefined;
+      timeoutMs: number;
+      signal: AbortSignal;
+    },
     sinks: { stdout: OutputSink; stderr: OutputSink },
   ): Promise<ProcessRun> {
     const { stdinText, signal } = spec;
     let worker: ColdWorker;
     try {
-      worker = await startColdWorker(plan, this.options, this.spawner, { jobId: where.jobId, outputDir: where.outputDir }, {
-        args: spec.args,
-        perProcessEnv: spec.perProcessEnv,
-        stdin: stdinText,
-      });
+      worker = await startColdWorker(
+        plan,
+        this.options,
+        this.spawner,
+        { jobId: where.jobId, outputDir: where.outputDir },
+        {
+          args: spec.args,
+          perProcessEnv: spec.perProcessEnv,
+          stdin: stdinText,
+        },
+      );
     } catch (error) {
-      if (error instanceof SpawnError) return { exit: undefined, stopReason: undefined, spawnError: { code: error.code, message: error.message } };
+      if (error instanceof SpawnError)
+        return { exit: undefined, stopReason: undefined, spawnError: { code: error.code, message: error.message } };
       throw error;
     }
     const started = worker.process;
@@ -515,7 +633,11 @@ function planKey(jobId: string, attempt: number): string {
 async function folderBytes(dir: string): Promise<number> {
   const names = await readdir(dir).catch(() => [] as string[]);
   let total = 0;
-  for (const name of names) total += await stat(path.join(dir, name)).then((s) => (s.isFile() ? s.size : 0), () => 0);
+  for (const name of names)
+    total += await stat(path.join(dir, name)).then(
+      (s) => (s.isFile() ? s.size : 0),
+      () => 0,
+    );
   return total;
 }
 
@@ -536,7 +658,8 @@ function parseTaskInput(stored: unknown): ScriptTaskInput {
   const raw = { ...((stored ?? {}) as Record<string, unknown>) };
   delete raw.upstream;
   const parsed = scriptTaskInputSchema.safeParse(raw);
-  if (!parsed.success) throw new MonitorError('INVALID_INPUT', `Task input is not readable: ${z.prettifyError(parsed.error)}`, { hint });
+  if (!parsed.success)
+    throw new MonitorError('INVALID_INPUT', `Task input is not readable: ${z.prettifyError(parsed.error)}`, { hint });
   if (parsed.data.stdin !== undefined && parsed.data.json !== undefined) {
     throw new MonitorError('INVALID_INPUT', 'Task input has both stdin and json, but json is sent on stdin.', { hint });
   }

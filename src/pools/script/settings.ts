@@ -1,6 +1,17 @@
 import path from 'node:path';
 import { MAX_TIMEOUT_SECONDS } from '../../config/core.js';
-import { atMost, bool, type Constraint, derived, int, list, num, record, type SettingsTree, type ValuesOf } from '../../config/settings.js';
+import {
+  atMost,
+  bool,
+  type Constraint,
+  derived,
+  int,
+  list,
+  num,
+  record,
+  type SettingsTree,
+  type ValuesOf,
+} from '../../config/settings.js';
 
 export const SCRIPT_SETTINGS = {
   workersDirs: list({
@@ -24,7 +35,7 @@ export const SCRIPT_SETTINGS = {
     flag: '--allow-command NAME',
   }),
   allowEnv: list({
-    help: 'Variables run_script_batch\'s `env` may set, besides the harmless ones (LANG, TZ, thread counts, …)',
+    help: "Variables run_script_batch's `env` may set, besides the harmless ones (LANG, TZ, thread counts, …)",
     details: 'Exact names, or a prefix ending in * (MYTOOL_*); file, env and flags add up',
     item: 'variable name',
     combine: 'add',
@@ -33,11 +44,38 @@ export const SCRIPT_SETTINGS = {
     flag: '--allow-env NAME',
   }),
   script: {
-    maxConcurrency: int({ help: 'Ceiling for one script job and for all script tasks together', default: 64, min: 1, max: 1024, flag: '--max-concurrency N' }),
-    defaultConcurrency: int({ help: 'Default tasks at once per script job', default: (ctx) => Math.max(1, ctx.cpus), defaultText: 'number of CPUs', min: 1, flag: '--concurrency N' }),
-    defaultTimeoutSeconds: num({ help: 'Default per-task timeout of scripts, in seconds', default: 300, min: 0.001, max: MAX_TIMEOUT_SECONDS, flag: '--timeout SECONDS' }),
-    killGraceSeconds: num({ help: 'After SIGTERM (timeout or cancel), seconds a task\'s process group gets before SIGKILL', default: 2, min: 0, max: 60 }),
-    outputCapBytes: int({ help: 'stdout/stderr kept in memory per task; the rest streams to the task\'s output file', default: 1024 * 1024, min: 1 }),
+    maxConcurrency: int({
+      help: 'Ceiling for one script job and for all script tasks together',
+      default: 64,
+      min: 1,
+      max: 1024,
+      flag: '--max-concurrency N',
+    }),
+    defaultConcurrency: int({
+      help: 'Default tasks at once per script job',
+      default: (ctx) => Math.max(1, ctx.cpus),
+      defaultText: 'number of CPUs',
+      min: 1,
+      flag: '--concurrency N',
+    }),
+    defaultTimeoutSeconds: num({
+      help: 'Default per-task timeout of scripts, in seconds',
+      default: 300,
+      min: 0.001,
+      max: MAX_TIMEOUT_SECONDS,
+      flag: '--timeout SECONDS',
+    }),
+    killGraceSeconds: num({
+      help: "After SIGTERM (timeout or cancel), seconds a task's process group gets before SIGKILL",
+      default: 2,
+      min: 0,
+      max: 60,
+    }),
+    outputCapBytes: int({
+      help: "stdout/stderr kept in memory per task; the rest streams to the task's output file",
+      default: 1024 * 1024,
+      min: 1,
+    }),
     maxTaskOutputBytes: int({
       help: 'Bytes of stdout and stderr together one task may write to disk; the rest is counted, not kept',
       default: 64 * 1024 * 1024,
@@ -52,18 +90,28 @@ export const SCRIPT_SETTINGS = {
     }),
     spawnHelper: bool({
       help: 'Start cold workers through a small long-lived Python helper instead of forking the server for each task',
-      details: 'Linux only; forking the server copies its page tables per task. Without a usable python3, tasks start directly',
+      details:
+        'Linux only; forking the server copies its page tables per task. Without a usable python3, tasks start directly',
       default: true,
       env: 'MONITOR_SPAWN_HELPER',
     }),
-    warmMaxTasks: int({ help: 'A warm worker process is replaced after serving this many tasks', default: 1000, min: 1 }),
+    warmMaxTasks: int({
+      help: 'A warm worker process is replaced after serving this many tasks',
+      default: 1000,
+      min: 1,
+    }),
     warmMaxRssMB: int({
       help: 'A warm worker process whose memory (RSS) is over this many MB after a task is replaced',
       details: 'Read from /proc after each task: Linux only',
       default: 1024,
       min: 1,
     }),
-    inlineBytes: int({ help: 'stdout up to this size comes back whole in a result (parsed JSON or text); above it a preview and a file', default: 16 * 1024, min: 1, max: 1024 * 1024 }),
+    inlineBytes: int({
+      help: 'stdout up to this size comes back whole in a result (parsed JSON or text); above it a preview and a file',
+      default: 16 * 1024,
+      min: 1,
+      max: 1024 * 1024,
+    }),
     interpreters: record({
       help: 'Interpreter by file extension',
       details: 'Resolved once to a real path at start: version-manager shims cost ~300 ms a start',
@@ -74,7 +122,10 @@ export const SCRIPT_SETTINGS = {
       valueText: 'interpreter names or paths',
     }),
     nodePath: derived('The node binary for `.js` workers: the one running the server', (ctx) => ctx.execPath ?? 'node'),
-    searchPath: derived('Folders searched for interpreters and commands: the server\'s PATH', (ctx) => ctx.env.PATH || '/usr/local/bin:/usr/bin:/bin'),
+    searchPath: derived(
+      "Folders searched for interpreters and commands: the server's PATH",
+      (ctx) => ctx.env.PATH || '/usr/local/bin:/usr/bin:/bin',
+    ),
   },
 } satisfies SettingsTree;
 

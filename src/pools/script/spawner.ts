@@ -119,7 +119,9 @@ export class DirectSpawner implements Spawner {
       ...(command.windowsVerbatimArguments ? { windowsVerbatimArguments: true } : {}),
       stdio: [request.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
-    const exited = new Promise<ExitStatus>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<ExitStatus>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
     const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
@@ -401,7 +403,10 @@ class RelayStream extends Readable {
   private paused = false;
   private ended = false;
 
-  constructor(private readonly flow: (reading: boolean) => void, private readonly gone: () => void) {
+  constructor(
+    private readonly flow: (reading: boolean) => void,
+    private readonly gone: () => void,
+  ) {
     super({ highWaterMark: 64 * 1024 });
   }
 
@@ -518,7 +523,11 @@ class Helper {
   constructor(
     python: string,
     env: Record<string, string>,
-    private readonly events: { idle: (helper: Helper) => void; died: (helper: Helper, beforeReady: boolean, detail: string) => void; signalTree: (pid: number) => void },
+    private readonly events: {
+      idle: (helper: Helper) => void;
+      died: (helper: Helper, beforeReady: boolean, detail: string) => void;
+      signalTree: (pid: number) => void;
+    },
   ) {
     // The source comes in the environment, so `ps` shows one short line, not the whole program.
     this.child = spawn(python, ['-I', '-S', '-c', HELPER_BOOT], {
@@ -538,7 +547,9 @@ class Helper {
     // EPIPE when it died between writes: its exit is handled below.
     this.child.stdin?.on('error', () => undefined);
     this.child.once('error', (error) => this.fail(`could not start: ${error.message}`));
-    this.child.once('close', (code, signal) => this.fail(`exited (${signal ?? `code ${String(code)}`})${this.stderrTail ? `: ${this.stderrTail.trim()}` : ''}`));
+    this.child.once('close', (code, signal) =>
+      this.fail(`exited (${signal ?? `code ${String(code)}`})${this.stderrTail ? `: ${this.stderrTail.trim()}` : ''}`),
+    );
     this.idleRefs();
   }
 
@@ -555,7 +566,15 @@ class Helper {
     return new Promise<SpawnedProcess>((resolve, reject) => {
       this.pending.set(id, { request, resolve, reject });
       this.idleRefs();
-      this.send({ op: 'start', id, file: request.file, args: request.args, cwd: request.cwd, env: request.env, stdin: request.stdin ?? null });
+      this.send({
+        op: 'start',
+        id,
+        file: request.file,
+        args: request.args,
+        cwd: request.cwd,
+        env: request.env,
+        stdin: request.stdin ?? null,
+      });
     });
   }
 
@@ -589,7 +608,10 @@ class Helper {
 
   /** Keeps the event loop alive only while it has work: an idle helper must not hold the server open. */
   private idleRefs(): void {
-    const streams = [this.child.stdin, this.child.stdout, this.child.stderr] as unknown as ({ ref?: () => void; unref?: () => void } | null)[];
+    const streams = [this.child.stdin, this.child.stdout, this.child.stderr] as unknown as ({
+      ref?: () => void;
+      unref?: () => void;
+    } | null)[];
     if (this.busy) {
       this.child.ref();
       for (const stream of streams) stream?.ref?.();
@@ -661,7 +683,16 @@ class Helper {
     }
     this.live.clear();
     const lost = this.takePending();
-    for (const start of lost) start.reject(new SpawnError(start.request.file, start.request.args, 'EPIPE', -osConstants.errno.EPIPE, `spawn ${start.request.file}: the spawn helper ${detail}`));
+    for (const start of lost)
+      start.reject(
+        new SpawnError(
+          start.request.file,
+          start.request.args,
+          'EPIPE',
+          -osConstants.errno.EPIPE,
+          `spawn ${start.request.file}: the spawn helper ${detail}`,
+        ),
+      );
   }
 }
 
@@ -671,7 +702,8 @@ class Helper {
  */
 function helperEnv(base: SpawnerOptions['env']): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(base ?? {})) if (value !== undefined && !name.startsWith('MONITOR_')) env[name] = value;
+  for (const [name, value] of Object.entries(base ?? {}))
+    if (value !== undefined && !name.startsWith('MONITOR_')) env[name] = value;
   return env;
 }
 
@@ -691,7 +723,10 @@ function errnoName(errno: number): string {
 function checkRequest(request: SpawnRequest): void {
   const strings = [request.file, request.cwd, ...request.args, ...Object.entries(request.env).flat()];
   if (strings.some((s) => s.includes('\0'))) {
-    throw Object.assign(new TypeError('The arguments, cwd or environment of a process must be strings without null bytes.'), { code: 'ERR_INVALID_ARG_VALUE' });
+    throw Object.assign(
+      new TypeError('The arguments, cwd or environment of a process must be strings without null bytes.'),
+      { code: 'ERR_INVALID_ARG_VALUE' },
+    );
   }
 }
 

@@ -84,7 +84,9 @@ export async function taskResult(plan: RunPlan, end: TaskEnd, limits: ValueLimit
     else if (text !== '') value.text = text.endsWith('\n') ? text.slice(0, -1) : text;
     if (lossy) {
       wantStdoutFile = true;
-      notes.push('stdout is not valid UTF-8: "text" shows it with U+FFFD replacement characters; files.stdout has the exact bytes.');
+      notes.push(
+        'stdout is not valid UTF-8: "text" shows it with U+FFFD replacement characters; files.stdout has the exact bytes.',
+      );
     }
   } else {
     const head = headUtf8(stdout.first(), PREVIEW_BYTES);
@@ -92,8 +94,13 @@ export async function taskResult(plan: RunPlan, end: TaskEnd, limits: ValueLimit
     value.text = text;
     wantStdoutFile = true;
     const looksJson = /^\s*[[{]/.test(text) ? ' It looks like JSON, too large to inline.' : '';
-    notes.push(`stdout is ${stdout.bytes} bytes; "text" shows the first ${head.length}; files.stdout has all of it.${looksJson}`);
-    if (lossy) notes.push('stdout is not valid UTF-8: the preview shows U+FFFD replacement characters; the file has the exact bytes.');
+    notes.push(
+      `stdout is ${stdout.bytes} bytes; "text" shows the first ${head.length}; files.stdout has all of it.${looksJson}`,
+    );
+    if (lossy)
+      notes.push(
+        'stdout is not valid UTF-8: the preview shows U+FFFD replacement characters; the file has the exact bytes.',
+      );
   }
   value.stdout_bytes = stdout.bytes;
 
@@ -105,10 +112,16 @@ export async function taskResult(plan: RunPlan, end: TaskEnd, limits: ValueLimit
     wantStderrFile = stderr.bytes > STDERR_TAIL_BYTES || lossy;
     if (lossy) notes.push('stderr is not valid UTF-8: stderr_tail shows U+FFFD replacement characters.');
   }
-  value.truncated = { stdout: whole === undefined || whole.length > inlineBytes, stderr: stderr.bytes > STDERR_TAIL_BYTES };
+  value.truncated = {
+    stdout: whole === undefined || whole.length > inlineBytes,
+    stderr: stderr.bytes > STDERR_TAIL_BYTES,
+  };
 
   const files: Record<string, string> = {};
-  for (const [name, capture, wanted] of [['stdout', stdout, wantStdoutFile], ['stderr', stderr, wantStderrFile]] as const) {
+  for (const [name, capture, wanted] of [
+    ['stdout', stdout, wantStdoutFile],
+    ['stderr', stderr, wantStderrFile],
+  ] as const) {
     try {
       const file = await capture.finish(wanted);
       if (file !== undefined) files[name] = file;
@@ -142,7 +155,13 @@ export function lastLineOf(stderrTail: unknown): string | undefined {
   return typeof stderrTail === 'string' ? stderrTail.trim().split('\n').at(-1)?.slice(0, 300) || undefined : undefined;
 }
 
-function failure(plan: RunPlan, stopReason: 'timeout' | 'cancel' | undefined, exit: ProcessExit | undefined, stderrTail: unknown, grace: number): TaskError | undefined {
+function failure(
+  plan: RunPlan,
+  stopReason: 'timeout' | 'cancel' | undefined,
+  exit: ProcessExit | undefined,
+  stderrTail: unknown,
+  grace: number,
+): TaskError | undefined {
   const name = plan.launch.display;
   if (stopReason === 'timeout') {
     return {
@@ -151,7 +170,8 @@ function failure(plan: RunPlan, stopReason: 'timeout' | 'cancel' | undefined, ex
       hint: 'Raise timeout_seconds, or give each task less work (fewer files per task). The value holds the output so far.',
     };
   }
-  if (stopReason === 'cancel') return { code: 'CANCELLED', message: `${name} was cancelled; its process group was stopped.` };
+  if (stopReason === 'cancel')
+    return { code: 'CANCELLED', message: `${name} was cancelled; its process group was stopped.` };
   if (exit?.code === 0) return undefined;
   const lastLine = lastLineOf(stderrTail);
   const how = exit?.signal ? `was killed by ${exit.signal}` : `exited with code ${String(exit?.code)}`;

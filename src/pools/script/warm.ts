@@ -8,7 +8,15 @@ import type { Logger } from '../../log.js';
 import { ScriptError } from './errors.js';
 import { type LaunchDeps, type RunPlan, settle, spawnFailure, startWorker, type StartedWorker } from './launch.js';
 import { decodeUtf8, OutputCapture } from './output.js';
-import { lastLineOf, type OutputAllowance, PREVIEW_BYTES, type ProcessExit, STDERR_TAIL_BYTES, taskResult, type ValueLimits } from './task-value.js';
+import {
+  lastLineOf,
+  type OutputAllowance,
+  PREVIEW_BYTES,
+  type ProcessExit,
+  STDERR_TAIL_BYTES,
+  taskResult,
+  type ValueLimits,
+} from './task-value.js';
 
 /**
  * Warm workers: long-lived worker processes that serve a job's tasks one at a time, so a task
@@ -122,9 +130,20 @@ export class WarmWorkers {
    * Runs one task on a warm process of its group (`key`: the job and its attempt plan): an idle one,
    * else a new one. A process that dies mid-task has the task run once more on a fresh process.
    */
-  async run(key: string, plan: RunPlan, input: WarmTaskInput, task: TaskContext, allowance: OutputAllowance): Promise<TaskResult> {
+  async run(
+    key: string,
+    plan: RunPlan,
+    input: WarmTaskInput,
+    task: TaskContext,
+    allowance: OutputAllowance,
+  ): Promise<TaskResult> {
     const { outputCapBytes } = this.options;
-    const log = new OutputCapture(path.join(task.outputDir, `${task.index}.stderr`), outputCapBytes, STDERR_TAIL_BYTES, allowance);
+    const log = new OutputCapture(
+      path.join(task.outputDir, `${task.index}.stderr`),
+      outputCapBytes,
+      STDERR_TAIL_BYTES,
+      allowance,
+    );
     const deadline = Date.now() + plan.timeoutMs;
     let crash: { exit: ProcessExit | undefined; process: number } | undefined;
     for (;;) {
@@ -178,7 +197,12 @@ export class WarmWorkers {
   }
 
   /** An idle process of the group (unless `fresh`), else a new one; or why none could start. */
-  private async acquire(key: string, plan: RunPlan, task: TaskContext, fresh: boolean): Promise<{ process: WarmProcess } | { error: TaskError }> {
+  private async acquire(
+    key: string,
+    plan: RunPlan,
+    task: TaskContext,
+    fresh: boolean,
+  ): Promise<{ process: WarmProcess } | { error: TaskError }> {
     if (this.closed) throw new MonitorError('SHUTTING_DOWN', 'The server is shutting down.');
     const group = this.groups.get(key);
     while (!fresh && group && group.idle.length > 0) {
@@ -195,12 +219,19 @@ export class WarmWorkers {
       await this.options.turnToSpawn();
       task.signal.throwIfAborted();
       if (this.closed) throw new MonitorError('SHUTTING_DOWN', 'The server is shutting down.');
-      const started = startWorker(plan, this.options.launch, { jobId: task.jobId, outputDir: task.outputDir }, {
-        args: [],
-        perProcessEnv: { MONITOR_WARM: '1' },
-        stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      });
-      worker = new WarmProcess(++this.started, key, task.jobId, started, plan, this.options, (gone) => this.forget(gone));
+      const started = startWorker(
+        plan,
+        this.options.launch,
+        { jobId: task.jobId, outputDir: task.outputDir },
+        {
+          args: [],
+          perProcessEnv: { MONITOR_WARM: '1' },
+          stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+        },
+      );
+      worker = new WarmProcess(++this.started, key, task.jobId, started, plan, this.options, (gone) =>
+        this.forget(gone),
+      );
     } finally {
       this.starting--;
     }
@@ -217,7 +248,8 @@ export class WarmWorkers {
     if (outcome.kind !== 'reply' || worker.state !== 'busy') return;
     const { maxTasks, maxRssBytes } = this.options;
     if (this.closed) return this.retire(worker, 'the server is closing');
-    if (worker.tasksServed >= maxTasks) return this.retire(worker, `it served ${worker.tasksServed} tasks (script.warmMaxTasks)`);
+    if (worker.tasksServed >= maxTasks)
+      return this.retire(worker, `it served ${worker.tasksServed} tasks (script.warmMaxTasks)`);
     const procDir = (this.options.launch.platform ?? LINUX).procDir;
     const rss = worker.pid === undefined || procDir === undefined ? undefined : readProcRss(worker.pid, procDir);
     if (rss !== undefined && rss > maxRssBytes) {
@@ -236,7 +268,9 @@ export class WarmWorkers {
   private retire(worker: WarmProcess, why: string): void {
     this.unlist(worker);
     this.counted.delete(worker);
-    this.options.log.debug(`warm process ${worker.number} (${worker.plan.launch.display}, pid ${String(worker.pid)}) ends: ${why}`);
+    this.options.log.debug(
+      `warm process ${worker.number} (${worker.plan.launch.display}, pid ${String(worker.pid)}) ends: ${why}`,
+    );
     worker.end();
   }
 
@@ -269,12 +303,19 @@ export class WarmWorkers {
   ): Promise<TaskResult> {
     const { outcome, worker, log, allowance, crash } = ran;
     const { outputCapBytes } = this.options;
-    const stdout = new OutputCapture(path.join(task.outputDir, `${task.index}.stdout`), outputCapBytes, PREVIEW_BYTES, allowance);
+    const stdout = new OutputCapture(
+      path.join(task.outputDir, `${task.index}.stdout`),
+      outputCapBytes,
+      PREVIEW_BYTES,
+      allowance,
+    );
     const extra: Record<string, unknown> = { warm: ran.served };
     const notes: string[] = [];
     if (crash) {
       extra.retried_after_crash = { exit_code: crash.exit?.code ?? null, signal: crash.exit?.signal ?? null };
-      notes.push(`Warm process ${crash.process} ${describeExit(crash.exit)} mid-task; the task ran again on a fresh process (${ran.served.process}). stderr_tail holds the log of both runs.`);
+      notes.push(
+        `Warm process ${crash.process} ${describeExit(crash.exit)} mid-task; the task ran again on a fresh process (${ran.served.process}). stderr_tail holds the log of both runs.`,
+      );
     }
     const end = { stdout, stderr: log, allowance, notes, extra };
     const name = plan.launch.display;
@@ -282,15 +323,32 @@ export class WarmWorkers {
       case 'reply': {
         const { reply } = outcome;
         // The bytes a cold run of the same worker would print: its output, or its result as one JSON line.
-        const bytes = reply.output !== undefined ? Buffer.from(reply.output) : reply.result !== undefined ? Buffer.from(`${JSON.stringify(reply.result)}\n`) : undefined;
+        const bytes =
+          reply.output !== undefined
+            ? Buffer.from(reply.output)
+            : reply.result !== undefined
+              ? Buffer.from(`${JSON.stringify(reply.result)}\n`)
+              : undefined;
         if (bytes !== undefined && bytes.length > 0) stdout.accept(bytes);
-        return taskResult(plan, { ...end, exit: { code: reply.exit_code, signal: null }, stopReason: undefined }, this.options);
+        return taskResult(
+          plan,
+          { ...end, exit: { code: reply.exit_code, signal: null }, stopReason: undefined },
+          this.options,
+        );
       }
       case 'stopped':
         return taskResult(plan, { ...end, exit: worker.exit, stopReason: outcome.reason }, this.options);
       case 'protocol': {
-        const error = new ScriptError('WORKER_PROTOCOL', `${name} (warm process ${worker.number}) ${outcome.problem}; the process was killed and is replaced for the next task.`, { hint: PROTOCOL_HINT });
-        return taskResult(plan, { ...end, exit: undefined, stopReason: undefined, error: toTaskError(error) }, this.options);
+        const error = new ScriptError(
+          'WORKER_PROTOCOL',
+          `${name} (warm process ${worker.number}) ${outcome.problem}; the process was killed and is replaced for the next task.`,
+          { hint: PROTOCOL_HINT },
+        );
+        return taskResult(
+          plan,
+          { ...end, exit: undefined, stopReason: undefined, error: toTaskError(error) },
+          this.options,
+        );
       }
       case 'exited': {
         const result = await taskResult(plan, { ...end, exit: worker.exit, stopReason: undefined }, this.options);
@@ -346,13 +404,18 @@ function parseReply(line: Buffer, id: number): { reply: WarmReply } | { problem:
   } catch {
     return { problem: `sent a reply that is not JSON: ${preview(text)}` };
   }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return { problem: `sent a reply that is not a JSON object: ${preview(text)}` };
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    return { problem: `sent a reply that is not a JSON object: ${preview(text)}` };
   const reply = parsed as Record<string, unknown>;
-  if (reply.id !== id) return { problem: `replied with id ${JSON.stringify(reply.id) ?? 'missing'} to request ${id}: ${preview(text)}` };
+  if (reply.id !== id)
+    return { problem: `replied with id ${JSON.stringify(reply.id) ?? 'missing'} to request ${id}: ${preview(text)}` };
   const exitCode = reply.exit_code;
-  if (typeof exitCode !== 'number' || !Number.isInteger(exitCode)) return { problem: `sent a reply without an integer exit_code: ${preview(text)}` };
-  if (reply.output !== undefined && typeof reply.output !== 'string') return { problem: `sent a reply whose output is not a string: ${preview(text)}` };
-  if (reply.output !== undefined && reply.result !== undefined) return { problem: `sent a reply with both result and output: ${preview(text)}` };
+  if (typeof exitCode !== 'number' || !Number.isInteger(exitCode))
+    return { problem: `sent a reply without an integer exit_code: ${preview(text)}` };
+  if (reply.output !== undefined && typeof reply.output !== 'string')
+    return { problem: `sent a reply whose output is not a string: ${preview(text)}` };
+  if (reply.output !== undefined && reply.result !== undefined)
+    return { problem: `sent a reply with both result and output: ${preview(text)}` };
   const out: WarmReply = { exit_code: exitCode };
   if (reply.result !== undefined) out.result = reply.result;
   if (typeof reply.output === 'string') out.output = reply.output;
@@ -539,7 +602,11 @@ class WarmProcess {
 
   private flushStray(log: OutputCapture): void {
     if (this.strayDropped > 0) {
-      log.accept(Buffer.from(`[monitor-mcp: the warm process wrote ${this.strayBytes + this.strayDropped} bytes while idle; the first ${this.strayBytes} follow]\n`));
+      log.accept(
+        Buffer.from(
+          `[monitor-mcp: the warm process wrote ${this.strayBytes + this.strayDropped} bytes while idle; the first ${this.strayBytes} follow]\n`,
+        ),
+      );
     }
     for (const chunk of this.stray) log.accept(chunk);
     this.stray = [];
@@ -572,7 +639,9 @@ class WarmProcess {
         this.replyBroken = true;
         const head = Buffer.concat([...this.lineParts, piece].slice(0, 2));
         this.lineParts = [];
-        this.broken(`sent a reply longer than ${this.options.maxTaskOutputBytes} bytes (script.maxTaskOutputBytes): ${preview(head)}`);
+        this.broken(
+          `sent a reply longer than ${this.options.maxTaskOutputBytes} bytes (script.maxTaskOutputBytes): ${preview(head)}`,
+        );
         return;
       }
       if (piece.length > 0) {
@@ -594,7 +663,9 @@ class WarmProcess {
     const id = this.expectedId;
     if (!this.waiter || id === undefined) {
       if (this.state === 'ending' || this.state === 'gone') return;
-      this.options.log.warn(`warm process ${this.number} (${this.plan.launch.display}) sent a reply while no request was pending: ${preview(line)}; it is killed`);
+      this.options.log.warn(
+        `warm process ${this.number} (${this.plan.launch.display}) sent a reply while no request was pending: ${preview(line)}; it is killed`,
+      );
       this.replyBroken = true;
       this.terminate();
       return;

@@ -31,7 +31,14 @@ describe('address rules', () => {
   });
 
   it('lets public addresses through', () => {
-    for (const address of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '100.128.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8']) {
+    for (const address of [
+      '8.8.8.8',
+      '1.1.1.1',
+      '172.32.0.1',
+      '100.128.0.1',
+      '2606:4700:4700::1111',
+      '::ffff:8.8.8.8',
+    ]) {
       expect(nonPublicReason(address), address).toBeUndefined();
     }
   });
@@ -56,11 +63,16 @@ describe('address rules', () => {
     const resolver: Resolver = (hostname, _options, callback) => callback(null, answers[hostname] ?? []);
     const call = (allowPrivate: boolean, host: string, all: boolean): Promise<unknown> =>
       new Promise((resolve, reject) => {
-        checkedLookup(allowPrivate, resolver)(host, { all }, (error, address, family) => (error ? reject(error) : resolve(all ? address : [address, family])));
+        checkedLookup(allowPrivate, resolver)(host, { all }, (error, address, family) =>
+          error ? reject(error) : resolve(all ? address : [address, family]),
+        );
       });
     await expect(call(false, 'public.test', true)).resolves.toEqual([{ address: '93.184.216.34', family: 4 }]);
     await expect(call(false, 'public.test', false)).resolves.toEqual(['93.184.216.34', 4]);
-    await expect(call(false, 'mixed.test', true)).rejects.toMatchObject({ code: 'ADDRESS_NOT_ALLOWED', message: expect.stringContaining('mixed.test (10.0.0.7)') });
+    await expect(call(false, 'mixed.test', true)).rejects.toMatchObject({
+      code: 'ADDRESS_NOT_ALLOWED',
+      message: expect.stringContaining('mixed.test (10.0.0.7)'),
+    });
     await expect(call(true, 'mixed.test', true)).resolves.toHaveLength(2);
     await expect(call(false, 'nothing.test', true)).rejects.toMatchObject({ code: 'ENOTFOUND' });
   });

@@ -54,7 +54,12 @@ describe('readBody', () => {
   });
 
   it('keeps a small body whole in memory and writes no file', async () => {
-    const read = await readBody(lazyBody(1000), { inlineBytes: 4096, keepBytes: 4096, maxBytes: 1 << 20 }, path.join(dir, 'small.body'), new Redactor([]));
+    const read = await readBody(
+      lazyBody(1000),
+      { inlineBytes: 4096, keepBytes: 4096, maxBytes: 1 << 20 },
+      path.join(dir, 'small.body'),
+      new Redactor([]),
+    );
     expect(read).toMatchObject({ bytes: 1000, truncated: false, complete: true });
     expect(read.kept.length).toBe(1000);
     expect(read.file).toBeUndefined();

@@ -26,7 +26,7 @@ describe('extract', () => {
     expect(applyExtract({}, ['toString']).value).toEqual({ toString: null });
   });
 
-  it('keeps a field named __proto__ as a plain key, never as the row\'s prototype', () => {
+  it("keeps a field named __proto__ as a plain key, never as the row's prototype", () => {
     const parsed: unknown = JSON.parse('{"__proto__": {"polluted": true}, "name": "n"}');
     const row = applyExtract(parsed, ['__proto__', 'name', 'constructor']).value;
     expect(Object.keys(row as object)).toEqual(['__proto__', 'name', 'constructor']);

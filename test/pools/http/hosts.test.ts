@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { allowEntryFor, allowHostHint, isHostAllowed, parseHostPattern, parseHostPatterns } from '../../../src/pools/http/hosts.js';
+import {
+  allowEntryFor,
+  allowHostHint,
+  isHostAllowed,
+  parseHostPattern,
+  parseHostPatterns,
+} from '../../../src/pools/http/hosts.js';
 
 const allowed = (url: string, entries: string[]): boolean => isHostAllowed(new URL(url), parseHostPatterns(entries));
 
@@ -39,7 +45,17 @@ describe('allowHosts patterns', () => {
   });
 
   it('rejects entries that are not [*.]host[:port]', () => {
-    for (const bad of ['https://api.github.com', 'api.github.com/path', '*', '*.', 'a.*.com', 'user@host', 'host:99999', '*.10.0.0.1', 'a b']) {
+    for (const bad of [
+      'https://api.github.com',
+      'api.github.com/path',
+      '*',
+      '*.',
+      'a.*.com',
+      'user@host',
+      'host:99999',
+      '*.10.0.0.1',
+      'a b',
+    ]) {
       expect(() => parseHostPattern(bad), bad).toThrow(/allowHosts entry/);
     }
   });

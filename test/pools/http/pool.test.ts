@@ -7,7 +7,13 @@ import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
 import type { Logger } from '../../../src/log.js';
 import { HttpPool } from '../../../src/pools/http/pool.js';
 import type { HttpJobOptions, HttpTaskInput } from '../../../src/pools/http/request.js';
-import { type Handler, sendJson, startHttpServer, streamBytes, type TestHttpServer } from '../../fixtures/http-server.js';
+import {
+  type Handler,
+  sendJson,
+  startHttpServer,
+  streamBytes,
+  type TestHttpServer,
+} from '../../fixtures/http-server.js';
 import { makeTempDir, testConfig } from '../../helpers/client.js';
 
 const SECRET = 'tok_9f8e7d6c5b4a3210_SECRET';
@@ -68,13 +74,26 @@ function setup(edit: Partial<Config['http']>, env: Record<string, string> = {}):
 
 function valueOf(result: TaskResult): Record<string, unknown> {
   const value = result.value;
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error(`no value in ${JSON.stringify(result)}`);
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw new Error(`no value in ${JSON.stringify(result)}`);
   return Object.fromEntries(Object.entries(value));
 }
 
 describe('HttpPool', () => {
   it('returns status, parsed JSON and a few headers; extraction keeps only what was asked', async () => {
-    const s = await server((req, res) => sendJson(res, 200, { items: [{ name: 'a', owner: { login: 'x' }, big: 'y'.repeat(500) }, { name: 'b', owner: { login: 'z' } }] }, { link: '<next>; rel="next"', 'x-other': '1' }));
+    const s = await server((req, res) =>
+      sendJson(
+        res,
+        200,
+        {
+          items: [
+            { name: 'a', owner: { login: 'x' }, big: 'y'.repeat(500) },
+            { name: 'b', owner: { login: 'z' } },
+          ],
+        },
+        { link: '<next>; rel="next"', 'x-other': '1' },
+      ),
+    );
     const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true });
 
     const whole = await run({ method: 'GET', url: `${s.origin}/list?q=1` });
@@ -83,12 +102,19 @@ describe('HttpPool', () => {
     expect(v.status).toBe(200);
     expect(v.url).toBe(`${s.origin}/list?q=1`);
     expect(v.attempts).toBe(1);
-    expect(v.headers).toEqual({ 'content-type': 'application/json', 'content-length': expect.any(String), link: '<next>; rel="next"' });
+    expect(v.headers).toEqual({
+      'content-type': 'application/json',
+      'content-length': expect.any(String),
+      link: '<next>; rel="next"',
+    });
     expect(v.json).toMatchObject({ items: [{ name: 'a' }, { name: 'b' }] });
 
     const pointer = await run({ method: 'GET', url: `${s.origin}/`, extract: '/items/1/owner/login' });
     expect(valueOf(pointer).json).toBe('z');
-    const fields = await run({ method: 'GET', url: `${s.origin}/` }, { extract: { pointer: '/items', fields: ['name', 'owner.login', 'missing.path'] } });
+    const fields = await run(
+      { method: 'GET', url: `${s.origin}/` },
+      { extract: { pointer: '/items', fields: ['name', 'owner.login', 'missing.path'] } },
+    );
     expect(valueOf(fields).json).toEqual([
       { name: 'a', 'owner.login': 'x', 'missing.path': null },
       { name: 'b', 'owner.login': 'z', 'missing.path': null },
@@ -129,10 +155,20 @@ describe('HttpPool', () => {
 
   it('follows redirects within the allowlist and refuses one that leaves it', async () => {
     const outside = await server((req, res) => sendJson(res, 200, { reached: true }));
-    const other = await server((req, res, body) => sendJson(res, 200, { method: req.method, auth: req.headers.authorization ?? null, body }));
+    const other = await server((req, res, body) =>
+      sendJson(res, 200, { method: req.method, auth: req.headers.authorization ?? null, body }),
+    );
     const s = await server((req, res) => {
       const target =
-        req.url === '/hop' ? '/final' : req.url === '/away' ? `${outside.origin}/stolen` : req.url === '/cross' ? `${other.origin}/landing` : req.url === '/loop' ? '/loop' : undefined;
+        req.url === '/hop'
+          ? '/final'
+          : req.url === '/away'
+            ? `${outside.origin}/stolen`
+            : req.url === '/cross'
+              ? `${other.origin}/landing`
+              : req.url === '/loop'
+                ? '/loop'
+                : undefined;
       if (target) {
         res.writeHead(req.url === '/cross' ? 303 : 302, { location: target });
         res.end();
@@ -140,7 +176,10 @@ describe('HttpPool', () => {
       }
       sendJson(res, 200, { path: req.url });
     });
-    const { run } = setup({ allowHosts: [s.hostEntry, other.hostEntry], allowPrivateAddresses: true, secretEnv: ['TEST_TOKEN'] }, { TEST_TOKEN: SECRET });
+    const { run } = setup(
+      { allowHosts: [s.hostEntry, other.hostEntry], allowPrivateAddresses: true, secretEnv: ['TEST_TOKEN'] },
+      { TEST_TOKEN: SECRET },
+    );
 
     const hop = await run({ method: 'GET', url: `${s.origin}/hop` });
     expect(hop.ok).toBe(true);
@@ -155,7 +194,12 @@ describe('HttpPool', () => {
     expect(outside.requests).toHaveLength(0);
 
     // 303 after a POST becomes a GET without body; credentials stay with the origin they were for.
-    const cross = await run({ method: 'POST', url: `${s.origin}/cross`, headers: { authorization: 'Bearer ${env:TEST_TOKEN}', 'content-type': 'text/plain' }, body: 'payload' });
+    const cross = await run({
+      method: 'POST',
+      url: `${s.origin}/cross`,
+      headers: { authorization: 'Bearer ${env:TEST_TOKEN}', 'content-type': 'text/plain' },
+      body: 'payload',
+    });
     expect(cross.ok).toBe(true);
     expect(valueOf(cross).json).toEqual({ method: 'GET', auth: null, body: '' });
     expect(s.requests.find((r) => r.url === '/cross')?.headers.authorization).toBe(`Bearer ${SECRET}`);
@@ -173,7 +217,9 @@ describe('HttpPool', () => {
     const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true });
     const file = await run({ method: 'GET', url: `${s.origin}/file` });
     expect(file.error?.code).toBe('REDIRECT_NOT_ALLOWED');
-    expect(file.error?.message).toBe(`${s.origin}/file redirected (302) to file:///etc/passwd; the file: scheme is refused: only http(s) redirects to allowed hosts are followed.`);
+    expect(file.error?.message).toBe(
+      `${s.origin}/file redirected (302) to file:///etc/passwd; the file: scheme is refused: only http(s) redirects to allowed hosts are followed.`,
+    );
     const ftp = await run({ method: 'GET', url: `${s.origin}/ftp` });
     expect(ftp.error?.message).toContain('redirected (302) to ftp://files.example.com/x; the ftp: scheme is refused');
   });
@@ -189,7 +235,12 @@ describe('HttpPool', () => {
       if (req.url === '/always') return sendJson(res, 429, { error: 'no' }, { 'retry-after': '0' });
       return sendJson(res, 200, { n });
     });
-    const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, maxRetries: 3, maxRetryAfterSeconds: 60 });
+    const { run } = setup({
+      allowHosts: [s.hostEntry],
+      allowPrivateAddresses: true,
+      maxRetries: 3,
+      maxRetryAfterSeconds: 60,
+    });
 
     const t0 = Date.now();
     const limited = await run({ method: 'GET', url: `${s.origin}/limited` });
@@ -232,7 +283,16 @@ describe('HttpPool', () => {
       res.write(filler + auth.slice(0, cut));
       setTimeout(() => res.end(auth.slice(cut) + filler + auth), 50);
     });
-    const { run, logLines } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, secretEnv: ['TEST_TOKEN'], maxInlineBytes: 1024, maxRetries: 1 }, { TEST_TOKEN: SECRET });
+    const { run, logLines } = setup(
+      {
+        allowHosts: [s.hostEntry],
+        allowPrivateAddresses: true,
+        secretEnv: ['TEST_TOKEN'],
+        maxInlineBytes: 1024,
+        maxRetries: 1,
+      },
+      { TEST_TOKEN: SECRET },
+    );
     const headers = { authorization: 'Bearer ${env:TEST_TOKEN}' };
     const results = [
       await run({ method: 'GET', url: `${s.origin}/json`, headers }),
@@ -261,7 +321,10 @@ describe('HttpPool', () => {
 
   it('fails a request whose secret is not allowed or not set, naming the var but never a value', async () => {
     const s = await server((req, res) => sendJson(res, 200, {}));
-    const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, secretEnv: ['SET_TOKEN', 'UNSET_TOKEN'] }, { SET_TOKEN: SECRET, OTHER: 'other-value' });
+    const { run } = setup(
+      { allowHosts: [s.hostEntry], allowPrivateAddresses: true, secretEnv: ['SET_TOKEN', 'UNSET_TOKEN'] },
+      { SET_TOKEN: SECRET, OTHER: 'other-value' },
+    );
     const unset = await run({ method: 'GET', url: `${s.origin}/`, headers: { 'x-key': '${env:UNSET_TOKEN}' } });
     expect(unset.error?.code).toBe('SECRET_NOT_SET');
     expect(unset.error?.message).toContain('UNSET_TOKEN');
@@ -280,7 +343,12 @@ describe('HttpPool', () => {
       served = streamBytes(res, 50 * 1024 * 1024);
     });
     const cap = 20 * 1024 * 1024;
-    const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, maxResponseBytes: cap, maxInlineBytes: 4096 });
+    const { run } = setup({
+      allowHosts: [s.hostEntry],
+      allowPrivateAddresses: true,
+      maxResponseBytes: cap,
+      maxInlineBytes: 4096,
+    });
 
     const result = await run({ method: 'GET', url: `${s.origin}/big` });
 
@@ -300,15 +368,26 @@ describe('HttpPool', () => {
       const body = JSON.stringify({ you_sent: req.headers.authorization ?? '' });
       if (/gzip/.test(String(req.headers['accept-encoding'] ?? ''))) {
         const packed = gzipSync(body);
-        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': packed.length });
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'content-encoding': 'gzip',
+          'content-length': packed.length,
+        });
         res.end(packed);
         return;
       }
       sendJson(res, 200, JSON.parse(body));
     });
-    const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, secretEnv: ['TEST_TOKEN'] }, { TEST_TOKEN: SECRET });
+    const { run } = setup(
+      { allowHosts: [s.hostEntry], allowPrivateAddresses: true, secretEnv: ['TEST_TOKEN'] },
+      { TEST_TOKEN: SECRET },
+    );
     // A stored request may carry its own Accept-Encoding (the tool refuses it; older jobs may not have been checked).
-    const result = await run({ method: 'GET', url: `${s.origin}/`, headers: { 'Accept-Encoding': 'gzip, br', authorization: 'Bearer ${env:TEST_TOKEN}' } });
+    const result = await run({
+      method: 'GET',
+      url: `${s.origin}/`,
+      headers: { 'Accept-Encoding': 'gzip, br', authorization: 'Bearer ${env:TEST_TOKEN}' },
+    });
     expect(result.ok).toBe(true);
     expect(s.requests[0]?.headers['accept-encoding']).toBe('identity');
     expect(valueOf(result).json).toEqual({ you_sent: 'Bearer [redacted:TEST_TOKEN]' });
@@ -328,7 +407,12 @@ describe('HttpPool', () => {
       }
       sendJson(res, 200, { n });
     });
-    const { run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, maxInlineBytes: 1024, maxRetries: 2 });
+    const { run } = setup({
+      allowHosts: [s.hostEntry],
+      allowPrivateAddresses: true,
+      maxInlineBytes: 1024,
+      maxRetries: 2,
+    });
 
     const flaky = await run({ method: 'GET', url: `${s.origin}/flaky` }, {}, undefined, 900);
     expect(flaky.ok).toBe(true);
@@ -370,7 +454,11 @@ describe('HttpPool', () => {
       };
     const a = await server(slow(250));
     const b = await server(slow(250));
-    const { run } = setup({ allowHosts: [a.hostEntry, b.hostEntry], allowPrivateAddresses: true, perHostConcurrency: 2 });
+    const { run } = setup({
+      allowHosts: [a.hostEntry, b.hostEntry],
+      allowPrivateAddresses: true,
+      perHostConcurrency: 2,
+    });
     const results = await Promise.all([
       ...Array.from({ length: 6 }, () => run({ method: 'GET', url: `${a.origin}/` })),
       ...Array.from({ length: 6 }, () => run({ method: 'GET', url: `${b.origin}/` })),
@@ -378,7 +466,9 @@ describe('HttpPool', () => {
     expect(results.every((r) => r.ok)).toBe(true);
     expect(a.peakInFlight).toBe(2);
     expect(b.peakInFlight).toBe(2);
-    const lower = await Promise.all(Array.from({ length: 4 }, () => run({ method: 'GET', url: `${a.origin}/` }, { perHostConcurrency: 1 })));
+    const lower = await Promise.all(
+      Array.from({ length: 4 }, () => run({ method: 'GET', url: `${a.origin}/` }, { perHostConcurrency: 1 })),
+    );
     expect(lower.every((r) => r.ok)).toBe(true);
   });
 

@@ -3,8 +3,13 @@ import { Redactor, referencedEnvNames, substituteHeaders } from '../../../src/po
 
 describe('secrets', () => {
   it('finds ${env:NAME} references and substitutes allowed, set vars', () => {
-    expect(referencedEnvNames('Bearer ${env:A_TOKEN} and ${env:B} and ${env:A_TOKEN} and ${other}')).toEqual(['A_TOKEN', 'B']);
-    const out = substituteHeaders({ Authorization: 'Bearer ${env:TOKEN}', Accept: 'application/json' }, ['TOKEN'], { TOKEN: 'abc123secret' });
+    expect(referencedEnvNames('Bearer ${env:A_TOKEN} and ${env:B} and ${env:A_TOKEN} and ${other}')).toEqual([
+      'A_TOKEN',
+      'B',
+    ]);
+    const out = substituteHeaders({ Authorization: 'Bearer ${env:TOKEN}', Accept: 'application/json' }, ['TOKEN'], {
+      TOKEN: 'abc123secret',
+    });
     expect(out.headers).toEqual({ Authorization: 'Bearer abc123secret', Accept: 'application/json' });
     expect(out.secrets).toEqual([{ name: 'TOKEN', value: 'abc123secret' }]);
     expect([...out.secretHeaders]).toEqual(['authorization']);
@@ -22,7 +27,9 @@ describe('secrets', () => {
       { name: 'LONG', value: 'xxabcxx' },
     ]);
     expect(r.text('a xxabcxx b abc')).toBe('a [redacted:LONG] b [redacted:SHORT]');
-    expect(r.value({ k: ['abc', 1, null, { abc: 'xxabcxx' }] })).toEqual({ k: ['[redacted:SHORT]', 1, null, { '[redacted:SHORT]': '[redacted:LONG]' }] });
+    expect(r.value({ k: ['abc', 1, null, { abc: 'xxabcxx' }] })).toEqual({
+      k: ['[redacted:SHORT]', 1, null, { '[redacted:SHORT]': '[redacted:LONG]' }],
+    });
   });
 
   it('keeps a __proto__ key of a parsed body as a key while redacting', () => {

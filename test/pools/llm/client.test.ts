@@ -10,9 +10,14 @@ function endpointFor(url: string, extra: Partial<EndpointConfig> = {}): Endpoint
   return { name: 'double', url, concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN', ...extra };
 }
 
-
 const signal = (): AbortSignal => AbortSignal.timeout(10_000);
-const ask = (prompt: string, model = 'test-model'): { model: string; messages: Array<{ role: 'user'; content: string }> } => ({ model, messages: [{ role: 'user', content: prompt }] });
+const ask = (
+  prompt: string,
+  model = 'test-model',
+): { model: string; messages: Array<{ role: 'user'; content: string }> } => ({
+  model,
+  messages: [{ role: 'user', content: prompt }],
+});
 
 describe.each([true, false])('EndpointClient against the LM Studio double (stream: %s)', (stream) => {
   let double: LmStudioDouble;
@@ -66,7 +71,10 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
     const answer = await client.chat({ ...ask('count'), jsonSchema: schema }, { signal: signal() });
     expect(JSON.parse(answer.content)).toEqual({ n: 1 });
     // LM Studio takes any schema strictly (as a grammar).
-    expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'result', strict: true, schema } });
+    expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({
+      type: 'json_schema',
+      json_schema: { name: 'result', strict: true, schema },
+    });
   });
 
   it.each([
@@ -142,8 +150,19 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
 
   it('lists LM Studio models with type, state and context', async () => {
     const models = await client.models(signal());
-    expect(models).toContainEqual({ id: 'test-model', type: 'llm', state: 'loaded', contextLength: 4096, maxContextLength: 4096 });
-    expect(models).toContainEqual({ id: 'nomic-embed', type: 'embeddings', state: 'not-loaded', maxContextLength: 2048 });
+    expect(models).toContainEqual({
+      id: 'test-model',
+      type: 'llm',
+      state: 'loaded',
+      contextLength: 4096,
+      maxContextLength: 4096,
+    });
+    expect(models).toContainEqual({
+      id: 'nomic-embed',
+      type: 'embeddings',
+      state: 'not-loaded',
+      maxContextLength: 2048,
+    });
   });
 
   it('aborts the request in flight when the signal aborts, and the server sees the disconnect', async () => {
@@ -174,8 +193,18 @@ describe('EndpointClient: stream-only and connection errors', () => {
   it('asks for the token on 401 without one, and says it was refused with a wrong one', async () => {
     const double = await LmStudioDouble.start({ token: 'sk-lm-good:secret' });
     const without = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: true });
-    const wrong = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: true, token: 'sk-lm-bad:nope' });
-    const right = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: true, token: 'sk-lm-good:secret' });
+    const wrong = new EndpointClient({
+      endpoint: endpointFor(double.url),
+      requestTimeoutMs: 10_000,
+      stream: true,
+      token: 'sk-lm-bad:nope',
+    });
+    const right = new EndpointClient({
+      endpoint: endpointFor(double.url),
+      requestTimeoutMs: 10_000,
+      stream: true,
+      token: 'sk-lm-good:secret',
+    });
     try {
       const missing = await failure(without.chat(ask('hi'), { signal: signal() }));
       expect(missing.code).toBe('AUTH_REQUIRED');
@@ -197,7 +226,12 @@ describe('EndpointClient: stream-only and connection errors', () => {
 
   it('scrubs any token from server messages, also one that does not look like an LM Studio token', async () => {
     const double = await LmStudioDouble.start({ token: 'right-token-0000' });
-    const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false, token: 'my-own-secret-123456' });
+    const client = new EndpointClient({
+      endpoint: endpointFor(double.url),
+      requestTimeoutMs: 10_000,
+      stream: false,
+      token: 'my-own-secret-123456',
+    });
     try {
       const refused = await failure(client.chat(ask('hi'), { signal: signal() }));
       expect(double.chatRequests.at(-1)?.authorization).toBe('Bearer my-own-secret-123456');
@@ -212,7 +246,12 @@ describe('EndpointClient: stream-only and connection errors', () => {
   it('sends no Authorization header for an empty token (an unset ${VAR:-} in mcp.json), nor for that template unexpanded', async () => {
     const double = await LmStudioDouble.start();
     for (const token of ['', '${LM_API_TOKEN:-}']) {
-      const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false, token });
+      const client = new EndpointClient({
+        endpoint: endpointFor(double.url),
+        requestTimeoutMs: 10_000,
+        stream: false,
+        token,
+      });
       try {
         await client.chat(ask('hi'), { signal: signal() });
         expect(client.hasToken).toBe(false);
@@ -231,7 +270,11 @@ describe('EndpointClient: stream-only and connection errors', () => {
     const address = probe.address();
     const port = typeof address === 'object' && address ? address.port : 0;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
-    const client = new EndpointClient({ endpoint: endpointFor(`http://127.0.0.1:${port}`), requestTimeoutMs: 5_000, stream: true });
+    const client = new EndpointClient({
+      endpoint: endpointFor(`http://127.0.0.1:${port}`),
+      requestTimeoutMs: 5_000,
+      stream: true,
+    });
     try {
       const error = await failure(client.chat(ask('hi'), { signal: signal() }));
       expect(error.code).toBe('ENDPOINT_UNREACHABLE');
@@ -269,14 +312,29 @@ describe('EndpointClient: stream-only and connection errors', () => {
 
   it('sends strict json_schema to other servers only when the schema is strict-compatible', async () => {
     const double = await LmStudioDouble.start({ flavor: 'openai' });
-    const client = new EndpointClient({ endpoint: endpointFor(double.url, { flavor: 'openai' }), requestTimeoutMs: 10_000, stream: false });
+    const client = new EndpointClient({
+      endpoint: endpointFor(double.url, { flavor: 'openai' }),
+      requestTimeoutMs: 10_000,
+      stream: false,
+    });
     try {
       const loose = { type: 'object', properties: { n: { type: 'integer' } } };
       await client.chat({ ...ask('a'), jsonSchema: loose }, { signal: signal() });
-      expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'result', schema: loose } });
-      const strict = { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'], additionalProperties: false };
+      expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({
+        type: 'json_schema',
+        json_schema: { name: 'result', schema: loose },
+      });
+      const strict = {
+        type: 'object',
+        properties: { n: { type: 'integer' } },
+        required: ['n'],
+        additionalProperties: false,
+      };
       await client.chat({ ...ask('b'), jsonSchema: strict }, { signal: signal() });
-      expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({ type: 'json_schema', json_schema: { name: 'result', strict: true, schema: strict } });
+      expect(double.chatRequests.at(-1)?.body?.response_format).toEqual({
+        type: 'json_schema',
+        json_schema: { name: 'result', strict: true, schema: strict },
+      });
     } finally {
       await client.close();
       await double.close();
@@ -300,7 +358,7 @@ describe('EndpointClient: stream-only and connection errors', () => {
 });
 
 describe('EndpointClient.countTokens', () => {
-  it('asks /tokenize and reads llama-server\'s tokens or vLLM\'s count; undefined where there is no counter', async () => {
+  it("asks /tokenize and reads llama-server's tokens or vLLM's count; undefined where there is no counter", async () => {
     const answers: Record<string, { status: number; body: string }> = {
       '/llama': { status: 200, body: JSON.stringify({ tokens: [1, 2, 3, 4, 5] }) },
       '/vllm': { status: 200, body: JSON.stringify({ count: 7, max_model_len: 4096, tokens: [1, 2, 3, 4, 5, 6, 7] }) },
@@ -320,7 +378,11 @@ describe('EndpointClient.countTokens', () => {
     const { port } = server.address() as { port: number };
     const clients: EndpointClient[] = [];
     const count = (where: string, flavor: EndpointConfig['flavor'] = 'openai'): Promise<number | undefined> => {
-      const client = new EndpointClient({ endpoint: endpointFor(`http://127.0.0.1:${port}${where}`, { flavor }), requestTimeoutMs: 10_000, stream: false });
+      const client = new EndpointClient({
+        endpoint: endpointFor(`http://127.0.0.1:${port}${where}`, { flavor }),
+        requestTimeoutMs: 10_000,
+        stream: false,
+      });
       clients.push(client);
       return client.countTokens('some text', 'm', signal());
     };
@@ -331,7 +393,11 @@ describe('EndpointClient.countTokens', () => {
       // LM Studio's REST API has no counter: not even asked.
       expect(await count('/llama', 'lmstudio')).toBeUndefined();
       expect(seen).toHaveLength(3);
-      expect(JSON.parse(seen[0]?.split(' ').slice(2).join(' ') ?? '{}')).toEqual({ content: 'some text', prompt: 'some text', model: 'm' });
+      expect(JSON.parse(seen[0]?.split(' ').slice(2).join(' ') ?? '{}')).toEqual({
+        content: 'some text',
+        prompt: 'some text',
+        model: 'm',
+      });
     } finally {
       await Promise.all(clients.map((c) => c.close()));
       await new Promise<void>((resolve) => server.close(() => resolve()));

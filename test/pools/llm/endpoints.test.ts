@@ -33,12 +33,20 @@ interface ServiceOptions {
 /** The pool and state dir behind each endpoints object service() made. */
 const rigs = new WeakMap<Endpoints, { pool: LlmPool; stateDir: string }>();
 
-async function service(endpoints: EndpointConfig[], options: ServiceOptions = {}, edit: (c: Config) => void = () => {}): Promise<Endpoints> {
+async function service(
+  endpoints: EndpointConfig[],
+  options: ServiceOptions = {},
+  edit: (c: Config) => void = () => {},
+): Promise<Endpoints> {
   const config = await testConfig((c) => {
     c.llm.endpoints = endpoints;
     edit(c);
   });
-  const parts = createLlmParts(config, { log: silentLogger, env: options.env ?? {}, ...(options.now ? { now: options.now } : {}) });
+  const parts = createLlmParts(config, {
+    log: silentLogger,
+    env: options.env ?? {},
+    ...(options.now ? { now: options.now } : {}),
+  });
   rigs.set(parts.endpoints, { pool: parts.pool, stateDir: config.stateDir });
   cleanups.push(async () => {
     await parts.endpoints.close();
@@ -46,7 +54,6 @@ async function service(endpoints: EndpointConfig[], options: ServiceOptions = {}
   });
   return parts.endpoints;
 }
-
 
 const listRequests = (d: LmStudioDouble): number => d.requests.filter((q) => q.path.endsWith('/models')).length;
 
@@ -104,7 +111,12 @@ describe('Endpoints discovery', () => {
     const d = await double({ port });
     const rig = rigs.get(llm);
     if (!rig) throw new Error('no rig');
-    const engine = new Engine({ store: new JobStore(rig.stateDir, silentLogger), pools: [rig.pool], log: silentLogger, retentionDays: 1 });
+    const engine = new Engine({
+      store: new JobStore(rig.stateDir, silentLogger),
+      pools: [rig.pool],
+      log: silentLogger,
+      retentionDays: 1,
+    });
     await engine.init();
     cleanups.push(() => engine.close());
     const job = await engine.submit({
@@ -140,14 +152,23 @@ describe('Endpoints discovery', () => {
 describe('Endpoints model resolution', () => {
   it('takes the only model of a single-model server, refuses to guess among several, and uses the loaded LLM of LM Studio', async () => {
     const single = await double({ flavor: 'openai', models: [{ id: 'tiny' }] });
-    expect((await (await service([endpoint('s', single.url, { flavor: 'openai' })])).resolveModel(undefined)).model).toBe('tiny');
+    expect(
+      (await (await service([endpoint('s', single.url, { flavor: 'openai' })])).resolveModel(undefined)).model,
+    ).toBe('tiny');
 
     const several = await double({ flavor: 'openai', models: [{ id: 'a' }, { id: 'b' }] });
-    const ambiguous = await failure((await service([endpoint('m', several.url, { flavor: 'openai' })])).resolveModel(undefined));
+    const ambiguous = await failure(
+      (await service([endpoint('m', several.url, { flavor: 'openai' })])).resolveModel(undefined),
+    );
     expect(ambiguous.code).toBe('INVALID_INPUT');
     expect(ambiguous.message).toMatch(/Several models are available and none is set as default: a \(m\), b \(m\)/);
 
-    const lm = await double({ models: [{ id: 'cold', state: 'not-loaded' }, { id: 'warm', state: 'loaded' }] });
+    const lm = await double({
+      models: [
+        { id: 'cold', state: 'not-loaded' },
+        { id: 'warm', state: 'loaded' },
+      ],
+    });
     expect((await (await service([endpoint('l', lm.url)])).resolveModel(undefined)).model).toBe('warm');
   });
 
@@ -171,10 +192,20 @@ describe('Endpoints model resolution', () => {
 
 describe('Endpoints warm-up and reports', () => {
   it('shares one warm-up between concurrent callers, and skips models already loaded', async () => {
-    const d = await double({ models: [{ id: 'cold', state: 'not-loaded' }, { id: 'warm', state: 'loaded' }], loadMs: 100 });
+    const d = await double({
+      models: [
+        { id: 'cold', state: 'not-loaded' },
+        { id: 'warm', state: 'loaded' },
+      ],
+      loadMs: 100,
+    });
     const llm = await service([endpoint('d', d.url)]);
     const signal = AbortSignal.timeout(10_000);
-    await Promise.all([llm.ensureLoaded('cold', signal), llm.ensureLoaded('cold', signal), llm.ensureLoaded('warm', signal)]);
+    await Promise.all([
+      llm.ensureLoaded('cold', signal),
+      llm.ensureLoaded('cold', signal),
+      llm.ensureLoaded('warm', signal),
+    ]);
     expect(d.loads).toBe(1);
     expect(d.chatRequests.map((q) => [q.body?.model, q.body?.max_tokens])).toEqual([['cold', 1]]);
     // Loaded now: a later batch warms nothing up.
@@ -186,7 +217,12 @@ describe('Endpoints warm-up and reports', () => {
     const d = await double({ token: 'sk-lm-abc:def' });
     const empty = await service([endpoint('d', d.url)], { env: { LM_API_TOKEN: '' } });
     const [refused] = await empty.report();
-    expect(refused).toMatchObject({ reachable: true, tokenSet: false, tokenEnv: 'LM_API_TOKEN', error: { code: 'AUTH_REQUIRED' } });
+    expect(refused).toMatchObject({
+      reachable: true,
+      tokenSet: false,
+      tokenEnv: 'LM_API_TOKEN',
+      error: { code: 'AUTH_REQUIRED' },
+    });
     expect(d.requests.every((q) => q.authorization === undefined)).toBe(true);
 
     const set = await service([endpoint('d', d.url)], { env: { LM_API_TOKEN: 'sk-lm-abc:def' } });

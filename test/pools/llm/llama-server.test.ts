@@ -9,7 +9,15 @@ if (!llamaAvailable) console.warn(`SKIPPED: ${llamaMissing}.`);
 interface Result {
   index: number;
   state: string;
-  value?: { text?: string; model?: string; endpoint?: string; finish_reason?: string; tokens_out?: number; ttft_ms?: number; duration_ms?: number };
+  value?: {
+    text?: string;
+    model?: string;
+    endpoint?: string;
+    finish_reason?: string;
+    tokens_out?: number;
+    ttft_ms?: number;
+    duration_ms?: number;
+  };
 }
 
 describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny model, --parallel 4)', () => {
@@ -50,8 +58,15 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
     const slotWatch = (async (): Promise<number> => {
       let most = 0;
       while (!c.app.engine.isDone(jobId) && !watching.signal.aborted && Date.now() < watchDeadline) {
-        const slots: unknown = await fetch(`${url}/slots`, { signal: AbortSignal.timeout(2000) }).then((r) => r.json()).catch(() => []);
-        const busy = Array.isArray(slots) ? slots.filter((slot: unknown) => typeof slot === 'object' && slot !== null && 'is_processing' in slot && slot.is_processing === true).length : 0;
+        const slots: unknown = await fetch(`${url}/slots`, { signal: AbortSignal.timeout(2000) })
+          .then((r) => r.json())
+          .catch(() => []);
+        const busy = Array.isArray(slots)
+          ? slots.filter(
+              (slot: unknown) =>
+                typeof slot === 'object' && slot !== null && 'is_processing' in slot && slot.is_processing === true,
+            ).length
+          : 0;
         most = Math.max(most, busy);
         await sleep(20);
       }
@@ -61,8 +76,16 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
       const results: Result[] = [];
       let cursor: string | undefined;
       for (let page = 0; page < 20; page++) {
-        const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 45, ...(cursor ? { cursor } : {}) });
-        const structured = reply.structuredContent as { jobs: Array<{ state: string }>; results: Result[]; next_cursor?: string | null };
+        const reply = await c.call('collect_results', {
+          job_ids: [jobId],
+          wait_seconds: 45,
+          ...(cursor ? { cursor } : {}),
+        });
+        const structured = reply.structuredContent as {
+          jobs: Array<{ state: string }>;
+          results: Result[];
+          next_cursor?: string | null;
+        };
         results.push(...structured.results);
         cursor = structured.next_cursor ?? undefined;
         if (!cursor && structured.jobs[0]?.state !== 'running' && structured.jobs[0]?.state !== 'queued') break;
@@ -80,8 +103,12 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
 
       const busiest = await slotWatch;
       const models = await c.call('lmstudio_models', {});
-      const sent = (models.structuredContent as { endpoints: Array<{ name: string; peak_in_flight: number }> }).endpoints.find((e) => e.name === 'llama')?.peak_in_flight;
-      console.info(`llama-server: at most ${busiest} slots processing at once; at most ${sent} requests in flight (limit 4)`);
+      const sent = (
+        models.structuredContent as { endpoints: Array<{ name: string; peak_in_flight: number }> }
+      ).endpoints.find((e) => e.name === 'llama')?.peak_in_flight;
+      console.info(
+        `llama-server: at most ${busiest} slots processing at once; at most ${sent} requests in flight (limit 4)`,
+      );
       expect(sent).toBe(4);
       expect(busiest).toBeGreaterThanOrEqual(2);
       expect(busiest).toBeLessThanOrEqual(4);
@@ -91,11 +118,18 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
     }
   }, 120_000);
 
-  it('reads the real server\'s streamed answers (SSE) and JSON answers alike', async () => {
+  it("reads the real server's streamed answers (SSE) and JSON answers alike", async () => {
     for (const stream of [true, false]) {
-      const client = new EndpointClient({ endpoint: { name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' }, requestTimeoutMs: 30_000, stream });
+      const client = new EndpointClient({
+        endpoint: { name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' },
+        requestTimeoutMs: 30_000,
+        stream,
+      });
       try {
-        const answer = await client.chat({ model: 'tiny', messages: [{ role: 'user', content: 'Hello' }], maxTokens: 32 }, { signal: AbortSignal.timeout(30_000) });
+        const answer = await client.chat(
+          { model: 'tiny', messages: [{ role: 'user', content: 'Hello' }], maxTokens: 32 },
+          { signal: AbortSignal.timeout(30_000) },
+        );
         expect(answer.model).toBe('tiny');
         expect(answer.finishReason).toBe('length');
         expect(answer.completionTokens).toBe(32);
@@ -106,8 +140,12 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
       }
     }
   }, 60_000);
-  it('counts tokens with the server\'s own tokenizer, so chunks of files fit the 2048-token slot (none overflows)', async () => {
-    const client = new EndpointClient({ endpoint: { name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' }, requestTimeoutMs: 30_000, stream: false });
+  it("counts tokens with the server's own tokenizer, so chunks of files fit the 2048-token slot (none overflows)", async () => {
+    const client = new EndpointClient({
+      endpoint: { name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' },
+      requestTimeoutMs: 30_000,
+      stream: false,
+    });
     try {
       // tiny's small vocabulary makes ~1.6 bytes a token: far more tokens than the usual estimate.
       const text = 'export function add(a: number, b: number): number {\n  return a + b;\n}\n';
@@ -125,17 +163,28 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
       temperature: 0,
     });
     expect(submitted.isError, textOf(submitted)).toBeFalsy();
-    expect(textOf(submitted)).toMatch(/chunks of about \d+ tokens \(\d\.\d\d bytes a token, counted with llama's tokenizer/);
+    expect(textOf(submitted)).toMatch(
+      /chunks of about \d+ tokens \(\d\.\d\d bytes a token, counted with llama's tokenizer/,
+    );
     const jobId = jobIdOf(submitted);
     const failed: string[] = [];
     let total = 0;
     let cursor: string | undefined;
-    for (const deadline = Date.now() + 240_000; Date.now() < deadline; ) {
-      const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) });
+    for (const deadline = Date.now() + 240_000; Date.now() < deadline;) {
+      const reply = await c.call('collect_results', {
+        job_ids: [jobId],
+        wait_seconds: 30,
+        ...(cursor ? { cursor } : {}),
+      });
       expect(reply.isError, textOf(reply)).toBeFalsy();
-      const structured = reply.structuredContent as { done?: boolean; results: Array<{ state: string; label?: string; error?: { code?: string } }>; next_cursor?: string | null };
+      const structured = reply.structuredContent as {
+        done?: boolean;
+        results: Array<{ state: string; label?: string; error?: { code?: string } }>;
+        next_cursor?: string | null;
+      };
       total += structured.results.length;
-      for (const r of structured.results) if (r.state !== 'succeeded') failed.push(`${r.label ?? '?'}: ${r.error?.code ?? r.state}`);
+      for (const r of structured.results)
+        if (r.state !== 'succeeded') failed.push(`${r.label ?? '?'}: ${r.error?.code ?? r.state}`);
       cursor = structured.next_cursor ?? cursor;
       if (structured.done && !structured.next_cursor) break;
     }
@@ -153,9 +202,19 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
     });
     expect(submitted.isError, textOf(submitted)).toBeFalsy();
     const structured = submitted.structuredContent as { job_id: string; notes: string[]; runs_on: { job_id: string } };
-    expect(structured.notes.join(' ')).toMatch(/file\(s\) packed into \d+ prompt\(s\) .* counted with llama's tokenizer/);
-    let page: { done: boolean; results: Array<{ state: string; value?: { text?: string; inputs?: number; levels?: number; failed_inputs?: string[] }; error?: unknown }>; upstream?: Array<{ counts: { total: number; succeeded: number } }> } = { done: false, results: [] };
-    for (const deadline = Date.now() + 240_000; !page.done && Date.now() < deadline; ) {
+    expect(structured.notes.join(' ')).toMatch(
+      /file\(s\) packed into \d+ prompt\(s\) .* counted with llama's tokenizer/,
+    );
+    let page: {
+      done: boolean;
+      results: Array<{
+        state: string;
+        value?: { text?: string; inputs?: number; levels?: number; failed_inputs?: string[] };
+        error?: unknown;
+      }>;
+      upstream?: Array<{ counts: { total: number; succeeded: number } }>;
+    } = { done: false, results: [] };
+    for (const deadline = Date.now() + 240_000; !page.done && Date.now() < deadline;) {
       const reply = await c.call('collect_results', { job_ids: [structured.job_id], wait_seconds: 30 });
       expect(reply.isError, textOf(reply)).toBeFalsy();
       page = reply.structuredContent as typeof page;
@@ -169,22 +228,39 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
     expect(merged?.value?.failed_inputs).toEqual([]);
     expect(merged?.value?.text?.length).toBeGreaterThan(0);
     // Packed to the edge of the 2048-token slot, by llama's own count of each prompt.
-    const mapPage = (await c.call('collect_results', { job_ids: [structured.runs_on.job_id], wait_seconds: 0, budget_tokens: 12_000 })).structuredContent as { results: Array<{ value?: { tokens_in?: number } }> };
+    const mapPage = (
+      await c.call('collect_results', { job_ids: [structured.runs_on.job_id], wait_seconds: 0, budget_tokens: 12_000 })
+    ).structuredContent as { results: Array<{ value?: { tokens_in?: number } }> };
     const sizes = mapPage.results.map((r) => r.value?.tokens_in ?? 0);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(2048);
     expect(Math.max(...sizes)).toBeGreaterThan(2048 * 0.6);
   }, 300_000);
   it('splits a file the real server refuses as too long for its slot, and asks again in two halves', async () => {
     // ~5 KB of TypeScript: over 2,048 tokens for tiny (its slot); not chunked.
-    const submitted = await c.call('lmstudio_complete', { template: 'Summarise {{path}}:\n{{content}}', files: ['test/fixtures/llm/long-module.ts'], max_tokens: 8, temperature: 0 });
+    const submitted = await c.call('lmstudio_complete', {
+      template: 'Summarise {{path}}:\n{{content}}',
+      files: ['test/fixtures/llm/long-module.ts'],
+      max_tokens: 8,
+      temperature: 0,
+    });
     expect(submitted.isError, textOf(submitted)).toBeFalsy();
-    let page: { done: boolean; results: Array<{ state: string; value?: { split_for_context?: number; text?: string; tokens_in?: number }; error?: unknown }> } = { done: false, results: [] };
-    for (const deadline = Date.now() + 120_000; !page.done && Date.now() < deadline; ) {
-      page = (await c.call('collect_results', { job_ids: [jobIdOf(submitted)], wait_seconds: 30 })).structuredContent as typeof page;
+    let page: {
+      done: boolean;
+      results: Array<{
+        state: string;
+        value?: { split_for_context?: number; text?: string; tokens_in?: number };
+        error?: unknown;
+      }>;
+    } = { done: false, results: [] };
+    for (const deadline = Date.now() + 120_000; !page.done && Date.now() < deadline;) {
+      page = (await c.call('collect_results', { job_ids: [jobIdOf(submitted)], wait_seconds: 30 }))
+        .structuredContent as typeof page;
     }
     const result = page.results[0];
     expect(result?.state, JSON.stringify(result)).toBe('succeeded');
     expect(result?.value?.split_for_context).toBe(2);
-    expect(result?.value?.text).toMatch(/^\[part 1 of 2: test\/fixtures\/llm\/long-module\.ts \[part 1\/2\]\]\n[\s\S]*\[part 2 of 2: /);
+    expect(result?.value?.text).toMatch(
+      /^\[part 1 of 2: test\/fixtures\/llm\/long-module\.ts \[part 1\/2\]\]\n[\s\S]*\[part 2 of 2: /,
+    );
   }, 180_000);
 });

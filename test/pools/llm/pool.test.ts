@@ -23,7 +23,11 @@ interface Rig {
   service: Endpoints;
   pool: LlmPool;
   config: Config;
-  run(prompts: string[], options?: Partial<LlmJobOptions>, concurrency?: number): Promise<{ jobId: string; records: TaskRecord[] }>;
+  run(
+    prompts: string[],
+    options?: Partial<LlmJobOptions>,
+    concurrency?: number,
+  ): Promise<{ jobId: string; records: TaskRecord[] }>;
   submit(prompts: string[], options?: Partial<LlmJobOptions>, concurrency?: number): Promise<string>;
 }
 
@@ -39,7 +43,11 @@ function endpoint(name: string, url: string, concurrency: number, extra: Partial
   return { name, url, concurrency, models: [], flavor: 'lmstudio', ...extra };
 }
 
-async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void = () => {}, deps: { outageWaitMs?: number } = {}): Promise<Rig> {
+async function rig(
+  endpoints: EndpointConfig[],
+  edit: (config: Config) => void = () => {},
+  deps: { outageWaitMs?: number } = {},
+): Promise<Rig> {
   const config = await testConfig((c) => {
     c.llm.endpoints = endpoints;
     c.llm.maxRetries = 3;
@@ -54,9 +62,21 @@ async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void =
     await service.close();
     await rm(config.stateDir, { recursive: true, force: true });
   });
-  const submit = async (prompts: string[], options: Partial<LlmJobOptions> = {}, concurrency = pool.concurrency): Promise<string> => {
-    const inputs: LlmTaskInput[] = prompts.map((prompt, i) => ({ id: String(i + 1), messages: [{ role: 'user', content: prompt }] }));
-    const job = await engine.submit({ kind: 'llm', inputs, options: { model: 'test-model', timeout_seconds: 30, ...options }, concurrency });
+  const submit = async (
+    prompts: string[],
+    options: Partial<LlmJobOptions> = {},
+    concurrency = pool.concurrency,
+  ): Promise<string> => {
+    const inputs: LlmTaskInput[] = prompts.map((prompt, i) => ({
+      id: String(i + 1),
+      messages: [{ role: 'user', content: prompt }],
+    }));
+    const job = await engine.submit({
+      kind: 'llm',
+      inputs,
+      options: { model: 'test-model', timeout_seconds: 30, ...options },
+      concurrency,
+    });
     return job.id;
   };
   const settle = async (jobId: string): Promise<void> => {
@@ -78,11 +98,11 @@ async function rig(endpoints: EndpointConfig[], edit: (config: Config) => void =
   };
 }
 
-
-const valueOf = (record: TaskRecord | undefined): Record<string, unknown> => (record?.value ?? {}) as Record<string, unknown>;
+const valueOf = (record: TaskRecord | undefined): Record<string, unknown> =>
+  (record?.value ?? {}) as Record<string, unknown>;
 
 describe('LlmPool', () => {
-  it('never exceeds an endpoint\'s limit, spreads work over both endpoints, and sums usage', async () => {
+  it("never exceeds an endpoint's limit, spreads work over both endpoints, and sums usage", async () => {
     const a = await double({ latencyMs: 60, slots: 8 });
     const b = await double({ latencyMs: 60, slots: 8 });
     const r = await rig([endpoint('a', a.url, 2), endpoint('b', b.url, 3)]);
@@ -102,7 +122,12 @@ describe('LlmPool', () => {
     const tokensIn = records.reduce((n, rec) => n + Number(valueOf(rec).tokens_in), 0);
     expect(r.engine.snapshotOf(jobId).totals?.fields).toMatchObject({ tokens: { prompt: tokensIn } });
     expect(first?.label).toBe('1');
-    expect(valueOf(first)).toMatchObject({ text: 'Answer to: prompt 0', model: 'test-model', finish_reason: 'stop', truncated: false });
+    expect(valueOf(first)).toMatchObject({
+      text: 'Answer to: prompt 0',
+      model: 'test-model',
+      finish_reason: 'stop',
+      truncated: false,
+    });
     // Short answers live inline only.
     expect(first?.files).toBeUndefined();
   });
@@ -133,7 +158,13 @@ describe('LlmPool', () => {
   it('retries transient failures (503, 429, reset mid-answer) and not permanent ones', async () => {
     const d = await double();
     const r = await rig([endpoint('d', d.url, 4)]);
-    const { records } = await r.run(['#fault:503*2 one', '#fault:429*1 two', '#fault:reset-mid*1 three', '#fault:context four', '#fault:503 five']);
+    const { records } = await r.run([
+      '#fault:503*2 one',
+      '#fault:429*1 two',
+      '#fault:reset-mid*1 three',
+      '#fault:context four',
+      '#fault:503 five',
+    ]);
     const [busy, limited, reset, context, alwaysBusy] = records;
     expect(busy?.state).toBe('succeeded');
     expect(valueOf(busy).requests).toBe(3);
@@ -150,8 +181,15 @@ describe('LlmPool', () => {
   it('validates JSON answers: one corrective retry with the error fed back, then fails keeping the raw text', async () => {
     const d = await double();
     const r = await rig([endpoint('d', d.url, 4)]);
-    const schema = { type: 'object', properties: { risk: { type: 'integer' } }, required: ['risk'], additionalProperties: false };
-    const { records } = await r.run(['#fault:bad-json*1 fixable', '#fault:bad-json hopeless', 'fine'], { json_schema: schema });
+    const schema = {
+      type: 'object',
+      properties: { risk: { type: 'integer' } },
+      required: ['risk'],
+      additionalProperties: false,
+    };
+    const { records } = await r.run(['#fault:bad-json*1 fixable', '#fault:bad-json hopeless', 'fine'], {
+      json_schema: schema,
+    });
     expect(records[0]?.state).toBe('succeeded');
     expect(valueOf(records[0]).json).toEqual({ risk: 1 });
     const retry = d.chatRequests.filter((q) => JSON.stringify(q.body?.messages).includes('fixable'));
@@ -200,7 +238,14 @@ describe('LlmPool', () => {
     await expect.poll(() => d.disconnects).toBe(4);
     expect(d.inFlight).toBe(0);
     const records = await r.engine.results(jobId);
-    expect(records.map((rec) => `${rec.index}:${rec.state}`).sort()).toEqual(['0:cancelled', '1:cancelled', '2:cancelled', '3:cancelled', '4:cancelled', '5:cancelled']);
+    expect(records.map((rec) => `${rec.index}:${rec.state}`).sort()).toEqual([
+      '0:cancelled',
+      '1:cancelled',
+      '2:cancelled',
+      '3:cancelled',
+      '4:cancelled',
+      '5:cancelled',
+    ]);
   });
 
   it('warms an unloaded LM Studio model up once before fanning out, in a router slot, without pinning it', async () => {
@@ -243,7 +288,7 @@ describe('LlmPool', () => {
     expect(d.chatRequests).toHaveLength(1);
   });
 
-  it('sends the id the server knows (qwen3 → qwen3:30b), and lists the models when the server\'s own error does not', async () => {
+  it("sends the id the server knows (qwen3 → qwen3:30b), and lists the models when the server's own error does not", async () => {
     const d = await double({ flavor: 'openai', models: [{ id: 'qwen3:30b' }, { id: 'llama3.2:3b' }] });
     const r = await rig([endpoint('d', d.url, 4, { flavor: 'openai' })]);
     const { records } = await r.run(['hi'], { model: 'qwen3' });
@@ -254,18 +299,31 @@ describe('LlmPool', () => {
     const unknown = await pinned.run(['hi'], { model: 'ghost' });
     expect(unknown.records[0]?.error?.code).toBe('MODEL_NOT_FOUND');
     // Ollama only says "not found"; the list comes from the endpoint's /v1/models.
-    expect(unknown.records[0]?.error?.message).toMatch(/model "ghost" not found.*Models there: qwen3:30b, llama3\.2:3b\./);
+    expect(unknown.records[0]?.error?.message).toMatch(
+      /model "ghost" not found.*Models there: qwen3:30b, llama3\.2:3b\./,
+    );
   });
 
   it('marks truncation by max_tokens and returns inline <think> and gpt-oss `reasoning` on request', async () => {
-    const d = await double({ models: [{ id: 'test-model', state: 'loaded' }, { id: 'gpt-oss', state: 'loaded', reasoning: 'reasoning' }] });
+    const d = await double({
+      models: [
+        { id: 'test-model', state: 'loaded' },
+        { id: 'gpt-oss', state: 'loaded', reasoning: 'reasoning' },
+      ],
+    });
     const r = await rig([endpoint('d', d.url, 4)]);
     const cut = await r.run(['one two three four five'], { max_tokens: 2 });
     expect(valueOf(cut.records[0])).toMatchObject({ text: 'Answer to:', finish_reason: 'length', truncated: true });
     const inline = await r.run(['#fault:think t'], { include_reasoning: true });
-    expect(valueOf(inline.records[0])).toMatchObject({ text: 'Answer to: #fault:think t', reasoning: 'Inline reasoning here.' });
+    expect(valueOf(inline.records[0])).toMatchObject({
+      text: 'Answer to: #fault:think t',
+      reasoning: 'Inline reasoning here.',
+    });
     const oss = await r.run(['q'], { model: 'gpt-oss', include_reasoning: true });
-    expect(valueOf(oss.records[0])).toMatchObject({ text: 'Answer to: q', reasoning: 'Let me think about this step by step.' });
+    expect(valueOf(oss.records[0])).toMatchObject({
+      text: 'Answer to: q',
+      reasoning: 'Let me think about this step by step.',
+    });
     expect(d.chatRequests.at(-1)?.body?.model).toBe('gpt-oss');
   });
 
@@ -280,26 +338,38 @@ describe('LlmPool', () => {
   it('a per-job concurrency below the endpoint limit caps that job; above it, the endpoint limit holds', async () => {
     const d = await double({ latencyMs: 30 });
     const r = await rig([endpoint('d', d.url, 4)]);
-    await r.run(Array.from({ length: 12 }, (_, i) => `p${i}`), {}, 2);
+    await r.run(
+      Array.from({ length: 12 }, (_, i) => `p${i}`),
+      {},
+      2,
+    );
     expect(d.peakInFlight).toBe(2);
     d.resetStats();
-    await r.run(Array.from({ length: 12 }, (_, i) => `p${i}`), {}, 8);
+    await r.run(
+      Array.from({ length: 12 }, (_, i) => `p${i}`),
+      {},
+      8,
+    );
     expect(d.peakInFlight).toBe(4);
   });
 
-  it('fails at once when a 429 asks to wait longer than it would, saying when to come back', { timeout: 20_000 }, async () => {
-    const d = await double();
-    const r = await rig([endpoint('d', d.url, 4)]);
-    const { records } = await r.run(['#fault:429-long x', '#fault:429*1 y']);
-    const [tooLong, short] = records;
-    expect(tooLong?.state).toBe('failed');
-    expect(tooLong?.error?.code).toBe('UPSTREAM_ERROR');
-    expect(tooLong?.error?.message).toMatch(/429.*retry after 100000 s.*longer than .*30 s/);
-    expect(tooLong?.error?.hint).toMatch(/resume_job/);
-    // No retry, so no slot held while waiting for nothing.
-    expect(d.chatRequests.filter((q) => q.prompt === '#fault:429-long x')).toHaveLength(1);
-    expect(short?.state).toBe('succeeded');
-  });
+  it(
+    'fails at once when a 429 asks to wait longer than it would, saying when to come back',
+    { timeout: 20_000 },
+    async () => {
+      const d = await double();
+      const r = await rig([endpoint('d', d.url, 4)]);
+      const { records } = await r.run(['#fault:429-long x', '#fault:429*1 y']);
+      const [tooLong, short] = records;
+      expect(tooLong?.state).toBe('failed');
+      expect(tooLong?.error?.code).toBe('UPSTREAM_ERROR');
+      expect(tooLong?.error?.message).toMatch(/429.*retry after 100000 s.*longer than .*30 s/);
+      expect(tooLong?.error?.hint).toMatch(/resume_job/);
+      // No retry, so no slot held while waiting for nothing.
+      expect(d.chatRequests.filter((q) => q.prompt === '#fault:429-long x')).toHaveLength(1);
+      expect(short?.state).toBe('succeeded');
+    },
+  );
 
   it('retries a 200 with an empty body within the retry budget, and says what happened when it persists', async () => {
     const d = await double();

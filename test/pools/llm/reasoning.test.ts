@@ -19,6 +19,9 @@ describe('splitReasoning', () => {
   });
 
   it('leaves plain answers alone', () => {
-    expect(splitReasoning('Just text, with <b>tags</b>.')).toEqual({ answer: 'Just text, with <b>tags</b>.', reasoning: '' });
+    expect(splitReasoning('Just text, with <b>tags</b>.')).toEqual({
+      answer: 'Just text, with <b>tags</b>.',
+      reasoning: '',
+    });
   });
 });

@@ -26,8 +26,19 @@ describe('treeReduce', () => {
   it('merges in levels sized to the context, and a run cut off and started again reuses every finished step', async () => {
     const cacheDir = path.join(await makeTempDir('monitor-reduce-'), 'cache');
     dirs.push(path.dirname(cacheDir));
-    const pieces: Piece[] = Array.from({ length: 40 }, (_, i) => ({ source: `src/f${i}.ts`, sources: [`src/f${i}.ts`], text: `finding ${i} `.repeat(20), tokens: 60 }));
-    const options: ReduceOptions = { prompt: 'Combine the findings.', context_tokens: 1200, bytes_per_token: 3, parallel: 2, max_tokens: 200 };
+    const pieces: Piece[] = Array.from({ length: 40 }, (_, i) => ({
+      source: `src/f${i}.ts`,
+      sources: [`src/f${i}.ts`],
+      text: `finding ${i} `.repeat(20),
+      tokens: 60,
+    }));
+    const options: ReduceOptions = {
+      prompt: 'Combine the findings.',
+      context_tokens: 1200,
+      bytes_per_token: 3,
+      parallel: 2,
+      max_tokens: 200,
+    };
     const first = model();
     const done = await treeReduce(pieces, options, first.ask, cacheDir);
     expect(done.result.ok).toBe(true);
@@ -36,7 +47,9 @@ describe('treeReduce', () => {
     expect(done.reused).toBe(0);
     // Every source went into exactly one first-level prompt.
     const firstLevel = first.prompts.filter((p) => p.includes('### src/f'));
-    expect(firstLevel.flatMap((p) => [...p.matchAll(/^### (src\/f\d+\.ts)$/gm)].map((m) => m[1])).sort()).toEqual(pieces.map((p) => p.source).sort());
+    expect(firstLevel.flatMap((p) => [...p.matchAll(/^### (src\/f\d+\.ts)$/gm)].map((m) => m[1])).sort()).toEqual(
+      pieces.map((p) => p.source).sort(),
+    );
     expect(first.prompts.at(-1)).toMatch(/^### merged from \d+ results: src\/f0\.ts … /m);
 
     // The same inputs again (a resumed task): nothing is asked twice.

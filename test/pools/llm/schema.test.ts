@@ -32,15 +32,45 @@ describe('SchemaValidator', () => {
 });
 
 describe('isStrictCompatible', () => {
-  const strictObject = (properties: Record<string, unknown>): Record<string, unknown> => ({ type: 'object', properties, required: Object.keys(properties), additionalProperties: false });
+  const strictObject = (properties: Record<string, unknown>): Record<string, unknown> => ({
+    type: 'object',
+    properties,
+    required: Object.keys(properties),
+    additionalProperties: false,
+  });
 
   it.each([
     ['a closed object with every property required', strictObject({ a: { type: 'string' } }), true],
-    ['nested closed objects in properties and items', strictObject({ list: { type: 'array', items: strictObject({ n: { type: 'integer' } }) } }), true],
-    ['an object without additionalProperties: false', { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] }, false],
-    ['an optional property', { type: 'object', properties: { a: { type: 'string' }, b: { type: 'string' } }, required: ['a'], additionalProperties: false }, false],
-    ['an open object deep inside', strictObject({ inner: { type: 'object', properties: { x: { type: 'string' } }, required: ['x'] } }), false],
-    ['an open object in anyOf', strictObject({ v: { anyOf: [{ type: 'string' }, { type: 'object', properties: {} }] } }), false],
+    [
+      'nested closed objects in properties and items',
+      strictObject({ list: { type: 'array', items: strictObject({ n: { type: 'integer' } }) } }),
+      true,
+    ],
+    [
+      'an object without additionalProperties: false',
+      { type: 'object', properties: { a: { type: 'string' } }, required: ['a'] },
+      false,
+    ],
+    [
+      'an optional property',
+      {
+        type: 'object',
+        properties: { a: { type: 'string' }, b: { type: 'string' } },
+        required: ['a'],
+        additionalProperties: false,
+      },
+      false,
+    ],
+    [
+      'an open object deep inside',
+      strictObject({ inner: { type: 'object', properties: { x: { type: 'string' } }, required: ['x'] } }),
+      false,
+    ],
+    [
+      'an open object in anyOf',
+      strictObject({ v: { anyOf: [{ type: 'string' }, { type: 'object', properties: {} }] } }),
+      false,
+    ],
     ['a root that is not an object', { type: 'array', items: { type: 'string' } }, false],
   ])('%s → %s', (_what, candidate, expected) => {
     expect(isStrictCompatible(candidate)).toBe(expected);

@@ -3,7 +3,13 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MonitorError } from '../../../src/errors.js';
-import { checkPlaceholders, chunkRanges, placeholdersOf, readFileForPrompt, renderTemplate } from '../../../src/pools/llm/template.js';
+import {
+  checkPlaceholders,
+  chunkRanges,
+  placeholdersOf,
+  readFileForPrompt,
+  renderTemplate,
+} from '../../../src/pools/llm/template.js';
 import { makeTempDir } from '../../helpers/client.js';
 
 describe('templates', () => {
@@ -14,7 +20,9 @@ describe('templates', () => {
   });
 
   it('refuses placeholders nothing fills, naming them and what is available', () => {
-    expect(() => checkPlaceholders('Hi {{name}} {{content}}', new Set(['name']), 'every item')).toThrow(/\{\{content\}\}/);
+    expect(() => checkPlaceholders('Hi {{name}} {{content}}', new Set(['name']), 'every item')).toThrow(
+      /\{\{content\}\}/,
+    );
     expect(() => checkPlaceholders('no placeholders', new Set(['x']), 'every item')).toThrow(MonitorError);
     expect(() => checkPlaceholders('{{x}}', new Set(['x']), 'every item')).not.toThrow();
   });
@@ -37,7 +45,8 @@ describe('chunkRanges', () => {
 
   it('cuts a line-less text at character boundaries', () => {
     const buffer = Buffer.from('é'.repeat(100));
-    for (const r of chunkRanges(buffer, 33)) expect(() => new TextDecoder('utf-8', { fatal: true }).decode(buffer.subarray(r.start, r.end))).not.toThrow();
+    for (const r of chunkRanges(buffer, 33))
+      expect(() => new TextDecoder('utf-8', { fatal: true }).decode(buffer.subarray(r.start, r.end))).not.toThrow();
   });
 });
 
@@ -46,21 +55,35 @@ describe('readFileForPrompt', () => {
     const dir = await makeTempDir();
     const file = path.join(dir, 'a.txt');
     await writeFile(file, 'hello\nworld\n');
-    expect(await readFileForPrompt({ path: file, display: 'a.txt', chunk: 2, chunks: 2, start: 6, end: 12, size: 12 }, 1000)).toBe('world\n');
-    await expect(readFileForPrompt({ path: file, display: 'a.txt', chunk: 2, chunks: 2, start: 6, end: 12, size: 99 }, 1000)).rejects.toThrow(/changed size/);
+    expect(
+      await readFileForPrompt({ path: file, display: 'a.txt', chunk: 2, chunks: 2, start: 6, end: 12, size: 12 }, 1000),
+    ).toBe('world\n');
+    await expect(
+      readFileForPrompt({ path: file, display: 'a.txt', chunk: 2, chunks: 2, start: 6, end: 12, size: 99 }, 1000),
+    ).rejects.toThrow(/changed size/);
     await writeFile(path.join(dir, 'b.bin'), Buffer.from([1, 0, 2]));
-    await expect(readFileForPrompt({ path: path.join(dir, 'b.bin'), display: 'b.bin' }, 1000)).rejects.toThrow(/binary/);
-    await expect(readFileForPrompt({ path: file, display: 'a.txt' }, 4)).rejects.toMatchObject({ code: 'CONTEXT_OVERFLOW' });
+    await expect(readFileForPrompt({ path: path.join(dir, 'b.bin'), display: 'b.bin' }, 1000)).rejects.toThrow(
+      /binary/,
+    );
+    await expect(readFileForPrompt({ path: file, display: 'a.txt' }, 4)).rejects.toMatchObject({
+      code: 'CONTEXT_OVERFLOW',
+    });
   });
 
-  it.skipIf(process.platform === 'win32')('refuses a file that became a FIFO since submit instead of waiting for a writer forever', async () => {
-    const dir = await makeTempDir();
-    const fifo = path.join(dir, 'notes.md');
-    execFileSync('mkfifo', [fifo]);
-    try {
-      await expect(readFileForPrompt({ path: fifo, display: 'notes.md' }, 1000)).rejects.toMatchObject({ code: 'INVALID_INPUT', message: '"notes.md" is a named pipe (FIFO), not a regular file.' });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  it.skipIf(process.platform === 'win32')(
+    'refuses a file that became a FIFO since submit instead of waiting for a writer forever',
+    async () => {
+      const dir = await makeTempDir();
+      const fifo = path.join(dir, 'notes.md');
+      execFileSync('mkfifo', [fifo]);
+      try {
+        await expect(readFileForPrompt({ path: fifo, display: 'notes.md' }, 1000)).rejects.toMatchObject({
+          code: 'INVALID_INPUT',
+          message: '"notes.md" is a named pipe (FIFO), not a regular file.',
+        });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

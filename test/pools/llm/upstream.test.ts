@@ -3,7 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EndpointConfig } from '../../../src/pools/llm/settings.js';
 import { MonitorError } from '../../../src/errors.js';
 import { EndpointClient } from '../../../src/pools/llm/client.js';
-import { answeredStatus, redactSecret, retryAfterMs, transportError, type UpstreamContext } from '../../../src/pools/llm/upstream.js';
+import {
+  answeredStatus,
+  redactSecret,
+  retryAfterMs,
+  transportError,
+  type UpstreamContext,
+} from '../../../src/pools/llm/upstream.js';
 
 /** One error answer as some server sends it: status, headers and the body text. */
 interface Reply {
@@ -23,25 +29,46 @@ interface Case {
   retryAfter?: [number, number];
 }
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}): Reply => ({ status, body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers } });
+const json = (status: number, body: unknown, headers: Record<string, string> = {}): Reply => ({
+  status,
+  body: JSON.stringify(body),
+  headers: { 'content-type': 'application/json', ...headers },
+});
 
 const cases: Case[] = [
   {
     name: 'Ollama: unknown model, 404 not_found without a list',
-    reply: () => json(404, { error: { message: 'model "qwen3" not found, try pulling it first', type: 'api_error', param: null, code: null } }),
+    reply: () =>
+      json(404, {
+        error: { message: 'model "qwen3" not found, try pulling it first', type: 'api_error', param: null, code: null },
+      }),
     code: 'MODEL_NOT_FOUND',
     retryable: false,
     message: /does not serve model "m": model "qwen3" not found/,
   },
   {
     name: 'vLLM before 2025: {"object":"error"} for an unknown model',
-    reply: () => json(404, { object: 'error', message: 'The model `gpt-x` does not exist.', type: 'NotFoundError', param: null, code: 404 }),
+    reply: () =>
+      json(404, {
+        object: 'error',
+        message: 'The model `gpt-x` does not exist.',
+        type: 'NotFoundError',
+        param: null,
+        code: 404,
+      }),
     code: 'MODEL_NOT_FOUND',
     retryable: false,
   },
   {
     name: 'vLLM before 2025: {"object":"error"} for a prompt over the context',
-    reply: () => json(400, { object: 'error', message: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.", type: 'BadRequestError', param: null, code: 400 }),
+    reply: () =>
+      json(400, {
+        object: 'error',
+        message: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.",
+        type: 'BadRequestError',
+        param: null,
+        code: 400,
+      }),
     code: 'CONTEXT_OVERFLOW',
     retryable: false,
   },
@@ -54,14 +81,24 @@ const cases: Case[] = [
   },
   {
     name: 'FastAPI: 422 with a list of validation issues',
-    reply: () => json(422, { detail: [{ loc: ['body', 'messages'], msg: 'field required', type: 'value_error.missing' }] }),
+    reply: () =>
+      json(422, { detail: [{ loc: ['body', 'messages'], msg: 'field required', type: 'value_error.missing' }] }),
     code: 'UPSTREAM_ERROR',
     retryable: false,
     message: /field required/,
   },
   {
     name: 'llama-server: exceed_context_size_error',
-    reply: () => json(400, { error: { code: 400, message: 'the request exceeds the available context size, try increasing it', type: 'exceed_context_size_error', n_prompt_tokens: 5000, n_ctx: 4096 } }),
+    reply: () =>
+      json(400, {
+        error: {
+          code: 400,
+          message: 'the request exceeds the available context size, try increasing it',
+          type: 'exceed_context_size_error',
+          n_prompt_tokens: 5000,
+          n_ctx: 4096,
+        },
+      }),
     code: 'CONTEXT_OVERFLOW',
     retryable: false,
     hint: /chunk: true/,
@@ -74,7 +111,11 @@ const cases: Case[] = [
   },
   {
     name: 'a proxy: 502 with an HTML body',
-    reply: () => ({ status: 502, body: '<html><body>Bad Gateway</body></html>', headers: { 'content-type': 'text/html' } }),
+    reply: () => ({
+      status: 502,
+      body: '<html><body>Bad Gateway</body></html>',
+      headers: { 'content-type': 'text/html' },
+    }),
     code: 'UPSTREAM_ERROR',
     retryable: true,
     message: /busy or unavailable \(HTTP 502\)/,
@@ -87,21 +128,36 @@ const cases: Case[] = [
   },
   {
     name: '429 with Retry-After as seconds',
-    reply: () => json(429, { error: { message: 'Too many requests', type: 'rate_limit_error' } }, { 'retry-after': '2' }),
+    reply: () =>
+      json(429, { error: { message: 'Too many requests', type: 'rate_limit_error' } }, { 'retry-after': '2' }),
     code: 'UPSTREAM_ERROR',
     retryable: true,
     retryAfter: [2000, 2000],
   },
   {
     name: '429 with Retry-After as an HTTP date',
-    reply: () => json(429, { error: { message: 'Too many requests' } }, { 'retry-after': new Date(Date.now() + 6000).toUTCString() }),
+    reply: () =>
+      json(
+        429,
+        { error: { message: 'Too many requests' } },
+        { 'retry-after': new Date(Date.now() + 6000).toUTCString() },
+      ),
     code: 'UPSTREAM_ERROR',
     retryable: true,
     retryAfter: [3000, 7000],
   },
   {
     name: 'LM Studio 0.3.15: 404 "…Your models:" with the list in the message',
-    reply: () => json(404, { error: { message: 'Model "default" not found. Please specify a valid model.\n\nYour models:\n\nqwen2.5-7b-instruct\nllama-3.2-3b', type: 'invalid_request_error', param: 'model', code: 'model_not_found' } }),
+    reply: () =>
+      json(404, {
+        error: {
+          message:
+            'Model "default" not found. Please specify a valid model.\n\nYour models:\n\nqwen2.5-7b-instruct\nllama-3.2-3b',
+          type: 'invalid_request_error',
+          param: 'model',
+          code: 'model_not_found',
+        },
+      }),
     code: 'MODEL_NOT_FOUND',
     retryable: false,
     message: /Your models:[\s\S]*qwen2\.5-7b-instruct/,
@@ -116,19 +172,32 @@ const cases: Case[] = [
   },
   {
     name: 'LM Studio: status 200 carrying an error object',
-    reply: () => json(200, { error: { message: 'Context size has been exceeded.', type: 'invalid_request_error', param: null, code: null } }),
+    reply: () =>
+      json(200, {
+        error: { message: 'Context size has been exceeded.', type: 'invalid_request_error', param: null, code: null },
+      }),
     code: 'CONTEXT_OVERFLOW',
     retryable: false,
   },
   {
     name: 'LM Studio: no model loaded, bare string',
-    reply: () => json(400, { error: "No models loaded. Please load a model in the developer page or use the 'lms load' command." }),
+    reply: () =>
+      json(400, {
+        error: "No models loaded. Please load a model in the developer page or use the 'lms load' command.",
+      }),
     code: 'MODEL_NOT_LOADED',
     retryable: false,
   },
   {
     name: 'LM Studio: "Error loading model" is a failed load, not a busy server',
-    reply: () => json(400, { error: { message: 'Error loading model. (Exit code: 18446744072635812000). Unknown error. Try a different model and/or runtime.', type: 'invalid_request_error' } }),
+    reply: () =>
+      json(400, {
+        error: {
+          message:
+            'Error loading model. (Exit code: 18446744072635812000). Unknown error. Try a different model and/or runtime.',
+          type: 'invalid_request_error',
+        },
+      }),
     code: 'UPSTREAM_ERROR',
     retryable: false,
     message: /could not load the model/,
@@ -142,14 +211,30 @@ const cases: Case[] = [
   },
   {
     name: 'LM Studio: 401 without a token',
-    reply: () => json(401, { error: { type: 'invalid_request', code: 'invalid_api_key', message: 'An LM Studio API token is required to make requests to this server.' } }),
+    reply: () =>
+      json(401, {
+        error: {
+          type: 'invalid_request',
+          code: 'invalid_api_key',
+          message: 'An LM Studio API token is required to make requests to this server.',
+        },
+      }),
     code: 'AUTH_REQUIRED',
     retryable: false,
     hint: /Set LM_API_TOKEN/,
   },
   {
     name: 'hosted OpenAI: a schema strict mode refuses',
-    reply: () => json(400, { error: { message: "Invalid schema for response_format 'result': In context=(), 'additionalProperties' is required to be supplied and to be false.", type: 'invalid_request_error', param: 'response_format', code: null } }),
+    reply: () =>
+      json(400, {
+        error: {
+          message:
+            "Invalid schema for response_format 'result': In context=(), 'additionalProperties' is required to be supplied and to be false.",
+          type: 'invalid_request_error',
+          param: 'response_format',
+          code: null,
+        },
+      }),
     code: 'INVALID_INPUT',
     retryable: false,
     hint: /additionalProperties/,
@@ -193,7 +278,9 @@ describe('upstream error answers, as each server really sends them', () => {
       req.on('end', () => {
         seen++;
         const text = Buffer.concat(chunks).toString('utf8');
-        const reply = cases.find((c) => text.includes(JSON.stringify(c.name).slice(1, -1)))?.reply() ?? json(500, { error: 'no such case' });
+        const reply =
+          cases.find((c) => text.includes(JSON.stringify(c.name).slice(1, -1)))?.reply() ??
+          json(500, { error: 'no such case' });
         res.writeHead(reply.status, reply.headers ?? {});
         res.end(reply.body);
       });
@@ -201,7 +288,14 @@ describe('upstream error answers, as each server really sends them', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address();
     const port = typeof address === 'object' && address !== null ? address.port : 0;
-    const endpoint: EndpointConfig = { name: 'e', url: `http://127.0.0.1:${port}`, concurrency: 2, models: [], flavor: 'openai', apiKeyEnv: 'LM_API_TOKEN' };
+    const endpoint: EndpointConfig = {
+      name: 'e',
+      url: `http://127.0.0.1:${port}`,
+      concurrency: 2,
+      models: [],
+      flavor: 'openai',
+      apiKeyEnv: 'LM_API_TOKEN',
+    };
     client = new EndpointClient({ endpoint, requestTimeoutMs: 10_000, stream: false });
   });
   afterAll(async () => {
@@ -213,7 +307,10 @@ describe('upstream error answers, as each server really sends them', () => {
     const before = seen;
     let caught: unknown;
     try {
-      await client.chat({ model: 'm', messages: [{ role: 'user', content: c.name }] }, { signal: AbortSignal.timeout(10_000) });
+      await client.chat(
+        { model: 'm', messages: [{ role: 'user', content: c.name }] },
+        { signal: AbortSignal.timeout(10_000) },
+      );
     } catch (error) {
       caught = error;
     }
@@ -237,7 +334,10 @@ describe('upstream error answers, as each server really sends them', () => {
 });
 
 describe('transport failures', () => {
-  const ctx: UpstreamContext = { endpoint: { name: 'e', url: 'http://127.0.0.1:1234', flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' }, tokenSent: false };
+  const ctx: UpstreamContext = {
+    endpoint: { name: 'e', url: 'http://127.0.0.1:1234', flavor: 'lmstudio', apiKeyEnv: 'LM_API_TOKEN' },
+    tokenSent: false,
+  };
   const withCode = (code: string): Error => Object.assign(new Error(`boom ${code}`), { code });
 
   it.each([
@@ -257,16 +357,27 @@ describe('transport failures', () => {
     expect(error.code).toBe(expected);
     expect(error.retryable).toBe(retryable);
     expect(error.message).toMatch(expected === 'UPSTREAM_ERROR' && !retryable ? /fetch failed/ : message);
-    if (expected === 'ENDPOINT_UNREACHABLE') expect(error.hint).toMatch(/Developer tab[\s\S]*Status to Running[\s\S]*lms server start/);
+    if (expected === 'ENDPOINT_UNREACHABLE')
+      expect(error.hint).toMatch(/Developer tab[\s\S]*Status to Running[\s\S]*lms server start/);
   });
 });
 
 describe('redactSecret', () => {
   it.each([
     ['the whole token', 'bad token abcdef123456', 'abcdef123456', 'bad token [redacted]'],
-    ['the 10 characters LM Studio echoes', 'Malformed LM Studio API token provided: abcdef1234... Ensure', 'abcdef123456xyz', 'Malformed LM Studio API token provided: [redacted]... Ensure'],
+    [
+      'the 10 characters LM Studio echoes',
+      'Malformed LM Studio API token provided: abcdef1234... Ensure',
+      'abcdef123456xyz',
+      'Malformed LM Studio API token provided: [redacted]... Ensure',
+    ],
     ['a 6-character prefix', 'prefix abcdef then', 'abcdef123456', 'prefix [redacted] then'],
-    ['any LM Studio token, known or not', 'token sk-lm-Zx81:Qq2 was refused', undefined, 'token sk-lm-[redacted] was refused'],
+    [
+      'any LM Studio token, known or not',
+      'token sk-lm-Zx81:Qq2 was refused',
+      undefined,
+      'token sk-lm-[redacted] was refused',
+    ],
     ['nothing when the text has none of it', 'No models loaded.', 'abcdef123456', 'No models loaded.'],
     ['not 5 characters of the prefix', 'abcde is fine', 'abcdef123456', 'abcde is fine'],
   ])('removes %s', (_what, text, secret, expected) => {

@@ -14,7 +14,12 @@ let extraDir: string;
 let outside: string;
 
 function catalog(dirs: string[], allowCommands: string[] = []): WorkerCatalog {
-  const resolver = new InterpreterResolver({ searchPath, nodePath: process.execPath, env: { PATH: searchPath }, log: silentLogger });
+  const resolver = new InterpreterResolver({
+    searchPath,
+    nodePath: process.execPath,
+    env: { PATH: searchPath },
+    log: silentLogger,
+  });
   return new WorkerCatalog({ workersDirs: dirs, allowCommands, interpreters, searchPath, resolver, log: silentLogger });
 }
 
@@ -42,7 +47,9 @@ describe('WorkerCatalog.list', () => {
   it('lists the bundled workers with their header, interpreter and input forms', async () => {
     const workers = await catalog([bundledWorkers]).list();
     const names = workers.map((w) => w.name);
-    expect(names).toEqual(expect.arrayContaining(['analyze_dependencies.py', 'code_stats.py', 'grep_context.py', 'outline.py']));
+    expect(names).toEqual(
+      expect.arrayContaining(['analyze_dependencies.py', 'code_stats.py', 'grep_context.py', 'outline.py']),
+    );
     expect(names).not.toContain('README.md');
     for (const worker of workers) {
       expect(worker.interpreter).toBe('python3');
@@ -63,7 +70,8 @@ describe('WorkerCatalog.list', () => {
     expect(byName.get('linked_in.py')?.path).toBe(path.join(fixtureWorkers, 'echo.py'));
     expect(byName.get('code_stats.py')?.path).toBe(path.join(bundledWorkers, 'code_stats.py'));
     expect(byName.get('code_stats.py')?.shadows).toEqual([path.join(extraDir, 'code_stats.py')]);
-    for (const skipped of ['linked_out.py', 'notes', '_helper.py', 'sub', 'nested.py', 'plain']) expect(byName.has(skipped)).toBe(false);
+    for (const skipped of ['linked_out.py', 'notes', '_helper.py', 'sub', 'nested.py', 'plain'])
+      expect(byName.has(skipped)).toBe(false);
   });
 
   it('skips a folder that does not exist', async () => {
@@ -80,39 +88,68 @@ describe('WorkerCatalog.resolveWorker / planWorker', () => {
     expect(plan.prefixArgs).toEqual([path.join(fixtureWorkers, 'echo.py')]);
     expect(plan.interpreter).toBe('python3');
     expect(path.isAbsolute(plan.file)).toBe(true);
-    expect(await all().planWorker('direct')).toMatchObject({ file: path.join(fixtureWorkers, 'direct'), prefixArgs: [], interpreter: 'executable' });
-    expect(await all().planWorker('sub/nested.py')).toMatchObject({ prefixArgs: [path.join(extraDir, 'sub', 'nested.py')] });
-    expect(await all().planWorker(path.join(fixtureWorkers, 'echo.py'))).toMatchObject({ prefixArgs: [path.join(fixtureWorkers, 'echo.py')] });
+    expect(await all().planWorker('direct')).toMatchObject({
+      file: path.join(fixtureWorkers, 'direct'),
+      prefixArgs: [],
+      interpreter: 'executable',
+    });
+    expect(await all().planWorker('sub/nested.py')).toMatchObject({
+      prefixArgs: [path.join(extraDir, 'sub', 'nested.py')],
+    });
+    expect(await all().planWorker(path.join(fixtureWorkers, 'echo.py'))).toMatchObject({
+      prefixArgs: [path.join(fixtureWorkers, 'echo.py')],
+    });
   });
 
   it('refuses traversal, absolute paths elsewhere and symlinks out with PATH_OUTSIDE_ROOT', async () => {
-    for (const name of ['../../etc/passwd', '../fixtures/workers/echo.py', '/etc/passwd', '/etc/nonexistent.py', 'linked_out.py']) {
+    for (const name of [
+      '../../etc/passwd',
+      '../fixtures/workers/echo.py',
+      '/etc/passwd',
+      '/etc/nonexistent.py',
+      'linked_out.py',
+    ]) {
       await expect(all().resolveWorker(name), name).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
     }
   });
 
   it('answers WORKER_NOT_FOUND with the available names for an unknown worker', async () => {
-    const error = await all().resolveWorker('nope.py').catch((e: unknown) => e);
+    const error = await all()
+      .resolveWorker('nope.py')
+      .catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'WORKER_NOT_FOUND', hint: expect.stringContaining('analyze_dependencies.py') });
     expect(String((error as { hint: string }).hint)).toContain('echo.py');
     await expect(all().resolveWorker('sub')).rejects.toMatchObject({ code: 'WORKER_NOT_FOUND' });
   });
 
   it('refuses a file with no interpreter that is not executable', async () => {
-    await expect(all().planWorker('plain')).rejects.toMatchObject({ code: 'INVALID_INPUT', hint: expect.stringContaining('chmod +x') });
+    await expect(all().planWorker('plain')).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      hint: expect.stringContaining('chmod +x'),
+    });
   });
 });
 
 describe('WorkerCatalog.planCommand', () => {
   it('is off unless the user allowed commands', async () => {
-    await expect(catalog([fixtureWorkers]).planCommand('ls')).rejects.toMatchObject({ code: 'COMMAND_NOT_ALLOWED', hint: expect.stringContaining('--allow-command') });
+    await expect(catalog([fixtureWorkers]).planCommand('ls')).rejects.toMatchObject({
+      code: 'COMMAND_NOT_ALLOWED',
+      hint: expect.stringContaining('--allow-command'),
+    });
   });
 
   it('runs only commands on the allowlist, found on PATH or by absolute path', async () => {
     const c = catalog([fixtureWorkers], ['ls', '/bin/echo', 'missing-tool-xyz']);
-    expect(await c.planCommand('ls')).toMatchObject({ prefixArgs: [], interpreter: 'executable', file: expect.stringMatching(/\/ls$/) });
+    expect(await c.planCommand('ls')).toMatchObject({
+      prefixArgs: [],
+      interpreter: 'executable',
+      file: expect.stringMatching(/\/ls$/),
+    });
     expect(await c.planCommand('/bin/echo')).toMatchObject({ file: '/bin/echo' });
-    await expect(c.planCommand('rm')).rejects.toMatchObject({ code: 'COMMAND_NOT_ALLOWED', hint: expect.stringContaining('ls, /bin/echo') });
+    await expect(c.planCommand('rm')).rejects.toMatchObject({
+      code: 'COMMAND_NOT_ALLOWED',
+      hint: expect.stringContaining('ls, /bin/echo'),
+    });
     await expect(c.planCommand('/bin/ls')).rejects.toMatchObject({ code: 'COMMAND_NOT_ALLOWED' });
     await expect(c.planCommand('missing-tool-xyz')).rejects.toMatchObject({ code: 'SPAWN_FAILED' });
   });
@@ -120,12 +157,30 @@ describe('WorkerCatalog.planCommand', () => {
 
 describe('WorkerCatalog where the system does not run `#!` lines (Windows)', () => {
   // Linux's file system with Windows's rules for what runs: the catalog's own logic, tested here.
-  const windowsLike: Platform = { ...LINUX, runsShebangs: false, isRunnable: (file) => /\.(com|exe|bat|cmd)$/i.test(file) };
+  const windowsLike: Platform = {
+    ...LINUX,
+    runsShebangs: false,
+    isRunnable: (file) => /\.(com|exe|bat|cmd)$/i.test(file),
+  };
 
   function windowsCatalog(dirs: string[], interpreterMap: Record<string, string> = interpreters): WorkerCatalog {
     // Interpreters are looked up on this (Linux) file system.
-    const resolver = new InterpreterResolver({ searchPath, nodePath: process.execPath, env: process.env, log: silentLogger, lookup: { platform: LINUX } });
-    return new WorkerCatalog({ workersDirs: dirs, allowCommands: [], interpreters: interpreterMap, searchPath, resolver, log: silentLogger, platform: windowsLike });
+    const resolver = new InterpreterResolver({
+      searchPath,
+      nodePath: process.execPath,
+      env: process.env,
+      log: silentLogger,
+      lookup: { platform: LINUX },
+    });
+    return new WorkerCatalog({
+      workersDirs: dirs,
+      allowCommands: [],
+      interpreters: interpreterMap,
+      searchPath,
+      resolver,
+      log: silentLogger,
+      platform: windowsLike,
+    });
   }
 
   it('runs an extensionless script through the program its #! line names, as cross-spawn does', async () => {
@@ -138,9 +193,30 @@ describe('WorkerCatalog where the system does not run `#!` lines (Windows)', () 
 
   it('says how to get bash when a .sh worker cannot find one', async () => {
     const win = platformFor('win32', {});
-    const noBash: Platform = { ...windowsLike, interpreterCandidates: () => ['no-such-bash-xyz'], missingInterpreterHint: win.missingInterpreterHint };
-    const resolver = new InterpreterResolver({ searchPath, nodePath: process.execPath, env: process.env, log: silentLogger, lookup: { platform: noBash } });
-    const withoutBash = new WorkerCatalog({ workersDirs: [fixtureWorkers], allowCommands: [], interpreters, searchPath, resolver, log: silentLogger, platform: noBash });
-    await expect(withoutBash.plan({ worker: 'no_header.sh' })).rejects.toMatchObject({ code: 'SPAWN_FAILED', hint: expect.stringMatching(/Git for Windows/) });
+    const noBash: Platform = {
+      ...windowsLike,
+      interpreterCandidates: () => ['no-such-bash-xyz'],
+      missingInterpreterHint: win.missingInterpreterHint,
+    };
+    const resolver = new InterpreterResolver({
+      searchPath,
+      nodePath: process.execPath,
+      env: process.env,
+      log: silentLogger,
+      lookup: { platform: noBash },
+    });
+    const withoutBash = new WorkerCatalog({
+      workersDirs: [fixtureWorkers],
+      allowCommands: [],
+      interpreters,
+      searchPath,
+      resolver,
+      log: silentLogger,
+      platform: noBash,
+    });
+    await expect(withoutBash.plan({ worker: 'no_header.sh' })).rejects.toMatchObject({
+      code: 'SPAWN_FAILED',
+      hint: expect.stringMatching(/Git for Windows/),
+    });
   });
 });

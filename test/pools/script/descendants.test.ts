@@ -23,7 +23,11 @@ afterAll(async () => {
 
 /** A process that carries `token` as a worker (and all it starts) would: detached, in a session of its own. */
 function startWithToken(token: string): number {
-  const child = spawn('sleep', ['60'], { env: { ...process.env, [RUN_TOKEN_VAR]: token }, detached: true, stdio: 'ignore' });
+  const child = spawn('sleep', ['60'], {
+    env: { ...process.env, [RUN_TOKEN_VAR]: token },
+    detached: true,
+    stdio: 'ignore',
+  });
   child.unref();
   // Reaped by this process once killed, so it does not linger as a zombie.
   child.on('exit', () => undefined);
@@ -42,16 +46,23 @@ describe('Descendants', () => {
     const secondPid = startWithToken(second.env[RUN_TOKEN_VAR] ?? '');
     await until(() => alive(firstPid) && alive(secondPid), 'both to start');
     first.ended(true);
-    await until(() => !alive(firstPid), 'the ended run\'s process to be ended', 10_000);
+    await until(() => !alive(firstPid), "the ended run's process to be ended", 10_000);
     expect(alive(secondPid)).toBe(true);
     await descendants.close();
-    await until(() => !alive(secondPid), 'the running run\'s process to be ended at close', 10_000);
+    await until(() => !alive(secondPid), "the running run's process to be ended at close", 10_000);
   });
 
   it('at start, ends what gone servers on the same state dir left, and nothing else', async () => {
     const mine = new Descendants({ stateDir, processes: testProcesses, log: silentLogger, procDir: '/proc' });
     const key = (mine.begin().env[RUN_TOKEN_VAR] ?? '').split('.')[0];
-    const otherKey = (new Descendants({ stateDir: `${stateDir}-other`, processes: testProcesses, log: silentLogger, procDir: '/proc' }).begin().env[RUN_TOKEN_VAR] ?? '').split('.')[0];
+    const otherKey = (
+      new Descendants({
+        stateDir: `${stateDir}-other`,
+        processes: testProcesses,
+        log: silentLogger,
+        procDir: '/proc',
+      }).begin().env[RUN_TOKEN_VAR] ?? ''
+    ).split('.')[0];
     // pid_max is at most 2^22: no process has this pid.
     const goneServer = 4_194_999;
     const orphan = startWithToken(`${key}.${goneServer}.123.abc.1`);
@@ -62,7 +73,7 @@ describe('Descendants', () => {
     const earlierServer = startWithToken(`${key}.${process.pid}.1.abc.2`);
     await until(() => [orphan, otherStateDir, liveServer, earlierServer].every(alive), 'all four to start');
     expect(await mine.recover()).toBe(2);
-    await until(() => !alive(orphan) && !alive(earlierServer), 'the gone servers\' processes to be ended', 10_000);
+    await until(() => !alive(orphan) && !alive(earlierServer), "the gone servers' processes to be ended", 10_000);
     expect(alive(otherStateDir)).toBe(true);
     expect(alive(liveServer)).toBe(true);
     await mine.close();

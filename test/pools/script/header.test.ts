@@ -3,17 +3,19 @@ import { parseWorkerHeader } from '../../../src/pools/script/header.js';
 
 describe('parseWorkerHeader', () => {
   it('reads description, input forms and output from # comments', () => {
-    const header = parseWorkerHeader([
-      '#!/usr/bin/env python3',
-      '# monitor: description: Counts lines.',
-      '# monitor: args: FILE... files to count',
-      '# monitor: json: {"files": [...]}',
-      '# monitor: output: json',
-      '# monitor: env: COUNT_MODE, COUNT_LIMIT not-a=name',
-      '# monitor: isolated: yes',
-      '# monitor: warm: yes',
-      'import sys',
-    ].join('\n'));
+    const header = parseWorkerHeader(
+      [
+        '#!/usr/bin/env python3',
+        '# monitor: description: Counts lines.',
+        '# monitor: args: FILE... files to count',
+        '# monitor: json: {"files": [...]}',
+        '# monitor: output: json',
+        '# monitor: env: COUNT_MODE, COUNT_LIMIT not-a=name',
+        '# monitor: isolated: yes',
+        '# monitor: warm: yes',
+        'import sys',
+      ].join('\n'),
+    );
     expect(header).toEqual({
       description: 'Counts lines.',
       input: { args: 'FILE... files to count', json: '{"files": [...]}' },
@@ -26,12 +28,14 @@ describe('parseWorkerHeader', () => {
   });
 
   it('accepts //, -- and ; comments, any key case, and continues a repeated key', () => {
-    const header = parseWorkerHeader([
-      '// monitor: Description: First part,',
-      '//   monitor: description: second part.',
-      '-- monitor: stdin: text to scan',
-      '; monitor: example: {"args": ["a"]}',
-    ].join('\n'));
+    const header = parseWorkerHeader(
+      [
+        '// monitor: Description: First part,',
+        '//   monitor: description: second part.',
+        '-- monitor: stdin: text to scan',
+        '; monitor: example: {"args": ["a"]}',
+      ].join('\n'),
+    );
     expect(header.description).toBe('First part, second part.');
     expect(header.input).toEqual({ stdin: 'text to scan' });
     expect(header.extra).toEqual({ example: '{"args": ["a"]}' });
@@ -52,7 +56,13 @@ describe('parseWorkerHeader', () => {
   });
 
   it('ignores lines that only look similar', () => {
-    const header = parseWorkerHeader(['print("# monitor: description: not a comment")', '# monitor description missing colon', '# monitor: args:'].join('\n'));
+    const header = parseWorkerHeader(
+      [
+        'print("# monitor: description: not a comment")',
+        '# monitor description missing colon',
+        '# monitor: args:',
+      ].join('\n'),
+    );
     expect(header).toEqual({ input: {}, env: [], isolated: false, warm: false, extra: {} });
   });
 });

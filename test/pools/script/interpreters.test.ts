@@ -32,7 +32,12 @@ describe('findExecutable', () => {
 
 describe('InterpreterResolver', () => {
   const resolver = (nodePath = process.execPath): InterpreterResolver =>
-    new InterpreterResolver({ searchPath, nodePath, env: { PATH: searchPath, HOME: process.env.HOME }, log: silentLogger });
+    new InterpreterResolver({
+      searchPath,
+      nodePath,
+      env: { PATH: searchPath, HOME: process.env.HOME },
+      log: silentLogger,
+    });
 
   it('resolves python3 once to the interpreter behind any shim (sys.executable)', async () => {
     const { stdout } = await run('python3', ['-c', 'import sys; print(sys.executable)']);
@@ -59,9 +64,15 @@ describe('InterpreterResolver', () => {
 
 describe('findExecutable by Windows rules (its file checks faked)', () => {
   const win = platformFor('win32', { PATHEXT: '.COM;.EXE;.BAT;.CMD', SystemRoot: 'C:\\Windows' });
-  const files = new Set(['C:\\Python312\\python.exe', 'C:\\Users\\ann\\AppData\\Local\\Microsoft\\WindowsApps\\python3.exe', 'C:\\tools\\lint.cmd', 'C:\\Windows\\py.exe']);
+  const files = new Set([
+    'C:\\Python312\\python.exe',
+    'C:\\Users\\ann\\AppData\\Local\\Microsoft\\WindowsApps\\python3.exe',
+    'C:\\tools\\lint.cmd',
+    'C:\\Windows\\py.exe',
+  ]);
   const lookup = { platform: win, isExecutable: (file: string) => Promise.resolve(files.has(file)) };
-  const searchPathWin = 'C:\\Users\\ann\\AppData\\Local\\Microsoft\\WindowsApps;relative\\dir;C:\\Python312;C:\\tools;C:\\Windows';
+  const searchPathWin =
+    'C:\\Users\\ann\\AppData\\Local\\Microsoft\\WindowsApps;relative\\dir;C:\\Python312;C:\\tools;C:\\Windows';
 
   it('tries each PATHEXT extension in each PATH folder, skips relative folders and Store stubs', async () => {
     expect(await findExecutable('python3', searchPathWin, lookup)).toBeUndefined();

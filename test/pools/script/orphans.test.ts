@@ -9,7 +9,15 @@ import { readProcInfo } from '../../../src/platform/proc.js';
 import { processControl, type ProcessControl } from '../../../src/processes.js';
 import { GroupRecords, parseJournal } from '../../../src/pools/script/orphans.js';
 import { makeTempDir, repoRoot } from '../../helpers/client.js';
-import { alive, eventually, fixtureWorkers, killQuietly, readPids, scriptConfig, scriptPool } from '../../helpers/scripts.js';
+import {
+  alive,
+  eventually,
+  fixtureWorkers,
+  killQuietly,
+  readPids,
+  scriptConfig,
+  scriptPool,
+} from '../../helpers/scripts.js';
 
 let config: Config;
 let workDir: string;
@@ -93,7 +101,9 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
       const result = await pending;
       expect(result.error?.code).toBe('TIMEOUT');
       expect(await eventually(async () => (await runningIn(owner)).size === 0, 5000)).toBe(true);
-      expect(await readFile(path.join(recordsDir, `${owner}.groups`), 'utf8')).toBe(`+ ${parent} ${info?.startTime}\n- ${parent}\n`);
+      expect(await readFile(path.join(recordsDir, `${owner}.groups`), 'utf8')).toBe(
+        `+ ${parent} ${info?.startTime}\n- ${parent}\n`,
+      );
       // A clean shutdown leaves nothing for the next start.
       await pool.close();
       expect(await journals()).not.toContain(`${owner}.groups`);
@@ -109,7 +119,12 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
     const [busy = 0, busyChild = 0] = await startGroup('stubborn.py');
     const journal = path.join(recordsDir, `${owner}.groups`);
     try {
-      const records = new GroupRecords({ dir: recordsDir, processes: processControl(owner, kill), killGraceMs: 500, log: silentLogger });
+      const records = new GroupRecords({
+        dir: recordsDir,
+        processes: processControl(owner, kill),
+        killGraceMs: 500,
+        log: silentLogger,
+      });
       records.track(steady);
       // ~30 bytes a task: 5000 tasks pass the limit twice.
       for (let i = 0; i < 5000; i++) {
@@ -132,7 +147,12 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
     // stubborn.py ignores SIGTERM and forks a child that does too, all in its own group.
     const [leader = 0, child = 0] = await startGroup('stubborn.py');
     try {
-      const dead = new GroupRecords({ dir: recordsDir, processes: processControl(owner, kill), killGraceMs: 500, log: silentLogger });
+      const dead = new GroupRecords({
+        dir: recordsDir,
+        processes: processControl(owner, kill),
+        killGraceMs: 500,
+        log: silentLogger,
+      });
       dead.track(leader);
       await dead.flushed();
       expect((await runningIn(owner)).has(leader)).toBe(true);
@@ -149,19 +169,29 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
     }
   });
 
-  it('does the same with macOS\'s way of telling processes apart: spawn times in the journal, checked with ps', async () => {
+  it("does the same with macOS's way of telling processes apart: spawn times in the journal, checked with ps", async () => {
     const mac = platformFor('darwin');
     const owner = await deadPid();
     const [leader = 0, child = 0] = await startGroup('stubborn.py');
     try {
-      const dead = new GroupRecords({ dir: recordsDir, processes: processControl(owner, kill, { platform: mac }), killGraceMs: 500, log: silentLogger });
+      const dead = new GroupRecords({
+        dir: recordsDir,
+        processes: processControl(owner, kill, { platform: mac }),
+        killGraceMs: 500,
+        log: silentLogger,
+      });
       dead.track(leader);
       await dead.flushed();
       const recorded = (await runningIn(owner)).get(leader) ?? '';
       expect(recorded).toMatch(/^t\d+$/);
       // A later process given the leader's pid (a start a minute off) is left alone.
       await writeJournal(owner, [`+ ${leader} t${Number(recorded.slice(1)) - 60}`]);
-      const next = new GroupRecords({ dir: recordsDir, processes: processControl(process.pid, kill, { platform: mac }), killGraceMs: 500, log: silentLogger });
+      const next = new GroupRecords({
+        dir: recordsDir,
+        processes: processControl(process.pid, kill, { platform: mac }),
+        killGraceMs: 500,
+        log: silentLogger,
+      });
       await next.recover();
       expect(alive(leader) && alive(child)).toBe(true);
       // The group it recorded is ended, SIGKILL after the grace as on Linux.
@@ -175,7 +205,7 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
     }
   });
 
-  it('ends what a dead server\'s worker left in its group after the worker itself exited', async () => {
+  it("ends what a dead server's worker left in its group after the worker itself exited", async () => {
     const owner = await deadPid();
     // leave_child.py forks a sleeping child into its group and exits at once.
     const pids = await startGroup('leave_child.py');
@@ -207,7 +237,12 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
       const text = await readFile(journal, 'utf8');
       expect(text.split('\n')[0]).toBe(`@ ${readProcInfo(process.pid)?.startTime}`);
       const recovering = (): Promise<void> =>
-        new GroupRecords({ dir, processes: processControl(1 << 22, kill), killGraceMs: 500, log: silentLogger }).recover();
+        new GroupRecords({
+          dir,
+          processes: processControl(1 << 22, kill),
+          killGraceMs: 500,
+          log: silentLogger,
+        }).recover();
 
       await recovering();
       expect(alive(leader) && alive(child)).toBe(true);

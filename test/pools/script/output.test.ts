@@ -38,7 +38,9 @@ describe('OutputCapture', () => {
   it('spills to the file past the cap, keeping only head and tail in memory', async () => {
     const file = path.join(dir, 'big');
     const capture = new OutputCapture(file, 1000, 16);
-    const chunks = Array.from({ length: 50 }, (_, i) => Buffer.from(`${String(i).padStart(3, '0')}:${'x'.repeat(95)}\n`));
+    const chunks = Array.from({ length: 50 }, (_, i) =>
+      Buffer.from(`${String(i).padStart(3, '0')}:${'x'.repeat(95)}\n`),
+    );
     await feed(capture, chunks);
     expect(capture.spilled).toBe(true);
     expect(capture.whole()).toBeUndefined();

@@ -33,7 +33,12 @@ type Value = Record<string, unknown>;
 const valueOf = (result: TaskResult | undefined): Value => (result?.value ?? {}) as Value;
 
 /** The tasks of one batch of a fresh job, as the engine hands them over: one signal for all. */
-function batch(worker: string, inputs: readonly unknown[], options: Partial<ScriptJobOptions> = {}, signal = new AbortController().signal): TaskContext[] {
+function batch(
+  worker: string,
+  inputs: readonly unknown[],
+  options: Partial<ScriptJobOptions> = {},
+  signal = new AbortController().signal,
+): TaskContext[] {
   const jobId = `job_pack${++jobCounter}`;
   return inputs.map((input, index) => ({
     jobId,
@@ -56,13 +61,18 @@ function alone(worker: string, input: unknown, options: Partial<ScriptJobOptions
 /** The lines PACK_PROBE_LOG got: one per process, "<pid> <args...>". */
 async function processes(log: string): Promise<string[][]> {
   const text = await readFile(log, 'utf8').catch(() => '');
-  return text.trim() === '' ? [] : text.trim().split('\n').map((line) => line.split(' ').slice(1));
+  return text.trim() === ''
+    ? []
+    : text
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' ').slice(1));
 }
 
 const probeLog = (): string => path.join(tmp, `probe-${++jobCounter}.log`);
 
 describe('ScriptPool packs', () => {
-  it('splits a pack of code_stats over real files into per-input values equal to cold single runs\' files entries', async () => {
+  it("splits a pack of code_stats over real files into per-input values equal to cold single runs' files entries", async () => {
     const inputs = [
       { args: ['src/pools/script/pack.ts'] },
       { args: ['workers/code_stats.py', 'workers/_common.py'] },
@@ -77,7 +87,11 @@ describe('ScriptPool packs', () => {
       const cold = valueOf(await alone('code_stats.py', input));
       const value = valueOf(results[position]);
       expect(results[position]?.ok).toBe(true);
-      expect(value).toMatchObject({ exit_code: 0, timed_out: false, packed: { with: inputs.length, position, dropped: ['totals'] } });
+      expect(value).toMatchObject({
+        exit_code: 0,
+        timed_out: false,
+        packed: { with: inputs.length, position, dropped: ['totals'] },
+      });
       // Each input's entries, exactly as a cold run of it alone prints them.
       expect(value.json).toEqual({ files: (cold.json as { files: unknown[] }).files });
       expect(value.stdout_bytes).toBe(Buffer.byteLength(`${JSON.stringify(value.json)}\n`));
@@ -86,35 +100,65 @@ describe('ScriptPool packs', () => {
 
   it('runs a pack in one process, and shares its log with every input', async () => {
     const log = probeLog();
-    const results = await pool.runBatch(batch('pack_probe.py', [{ args: ['a'] }, { args: ['log', 'bb'] }, { args: ['ccc'] }], { env: { PACK_PROBE_LOG: log } }));
+    const results = await pool.runBatch(
+      batch('pack_probe.py', [{ args: ['a'] }, { args: ['log', 'bb'] }, { args: ['ccc'] }], {
+        env: { PACK_PROBE_LOG: log },
+      }),
+    );
     expect(await processes(log)).toEqual([['a', 'log', 'bb', 'ccc']]);
     expect(results.map((r) => valueOf(r).json)).toEqual([
       { files: [{ file: 'a', length: 1 }] },
-      { files: [{ file: 'log', length: 3 }, { file: 'bb', length: 2 }] },
+      {
+        files: [
+          { file: 'log', length: 3 },
+          { file: 'bb', length: 2 },
+        ],
+      },
       { files: [{ file: 'ccc', length: 3 }] },
     ]);
     for (const [position, result] of results.entries()) {
-      expect(valueOf(result)).toMatchObject({ packed: { with: 3, position, dropped: ['count', 'pid'] }, stderr_tail: expect.stringMatching(/^log from process \d+\n$/) });
+      expect(valueOf(result)).toMatchObject({
+        packed: { with: 3, position, dropped: ['count', 'pid'] },
+        stderr_tail: expect.stringMatching(/^log from process \d+\n$/),
+      });
       expect(valueOf(result).notes).toEqual(['stderr_tail is the log of the whole pack of 3 inputs.']);
     }
   });
 
   it('when the pack fails as a whole, runs each input alone, so that a bad input fails only itself', async () => {
     const cases = [
-      { bad: 'crash', problem: /its pack of 3 inputs exited with code 3: crash requested/, alone: { ok: false, code: 'NON_ZERO_EXIT' } },
+      {
+        bad: 'crash',
+        problem: /its pack of 3 inputs exited with code 3: crash requested/,
+        alone: { ok: false, code: 'NON_ZERO_EXIT' },
+      },
       { bad: 'short', problem: /its pack of 3 inputs printed 3 "files" entries for 4 arguments/, alone: { ok: true } },
-      { bad: 'swap', problem: /its pack of 3 inputs printed the entry of "c" where that of argument 1, "a", belongs/, alone: { ok: true } },
+      {
+        bad: 'swap',
+        problem: /its pack of 3 inputs printed the entry of "c" where that of argument 1, "a", belongs/,
+        alone: { ok: true },
+      },
     ];
     for (const { bad, problem, alone: expected } of cases) {
       const log = probeLog();
-      const results = await pool.runBatch(batch('pack_probe.py', [{ args: ['a'] }, { args: [bad] }, { args: ['b', 'c'] }], { env: { PACK_PROBE_LOG: log } }));
+      const results = await pool.runBatch(
+        batch('pack_probe.py', [{ args: ['a'] }, { args: [bad] }, { args: ['b', 'c'] }], {
+          env: { PACK_PROBE_LOG: log },
+        }),
+      );
       // The pack, then each input on its own.
       expect(await processes(log), bad).toEqual([['a', bad, 'b', 'c'], ['a'], [bad], ['b', 'c']]);
       const [first, middle, last] = results;
       expect(first?.ok, bad).toBe(true);
       // A run alone is a cold run, whole: its other keys are its own.
       expect(valueOf(first).json).toMatchObject({ files: [{ file: 'a', length: 1 }], count: 1 });
-      expect(valueOf(last).json).toMatchObject({ files: [{ file: 'b', length: 1 }, { file: 'c', length: 1 }], count: 2 });
+      expect(valueOf(last).json).toMatchObject({
+        files: [
+          { file: 'b', length: 1 },
+          { file: 'c', length: 1 },
+        ],
+        count: 2,
+      });
       expect(middle?.ok, bad).toBe(expected.ok);
       if (expected.code) expect(middle?.error?.code).toBe(expected.code);
       for (const [position, result] of results.entries()) {
@@ -127,11 +171,18 @@ describe('ScriptPool packs', () => {
   it('gives a pack the per-task timeout times its inputs, and runs them alone after it', async () => {
     const log = probeLog();
     const started = Date.now();
-    const results = await pool.runBatch(batch('pack_probe.py', [{ args: ['a'] }, { args: ['sleep'] }], { env: { PACK_PROBE_LOG: log }, timeout_seconds: 0.5 }));
+    const results = await pool.runBatch(
+      batch('pack_probe.py', [{ args: ['a'] }, { args: ['sleep'] }], {
+        env: { PACK_PROBE_LOG: log },
+        timeout_seconds: 0.5,
+      }),
+    );
     expect(await processes(log)).toEqual([['a', 'sleep'], ['a'], ['sleep']]);
     expect(results[0]?.ok).toBe(true);
     expect(results[1]?.error?.code).toBe('TIMEOUT');
-    expect(String(valueOf(results[0]).notes)).toMatch(/its pack of 2 inputs ran longer than its 1 s \(timeout_seconds × its inputs\) and was killed/);
+    expect(String(valueOf(results[0]).notes)).toMatch(
+      /its pack of 2 inputs ran longer than its 1 s \(timeout_seconds × its inputs\) and was killed/,
+    );
     // 1 s for the pack, 0.5 s for the sleeper alone, the kill graces; with room for a loaded machine.
     expect(Date.now() - started).toBeLessThan(20_000);
   });
@@ -139,7 +190,14 @@ describe('ScriptPool packs', () => {
   it('stops the whole pack on cancel, and runs nothing again', async () => {
     const log = probeLog();
     const controller = new AbortController();
-    const running = pool.runBatch(batch('pack_probe.py', [{ args: ['a'] }, { args: ['sleep'] }, { args: ['b'] }], { env: { PACK_PROBE_LOG: log } }, controller.signal));
+    const running = pool.runBatch(
+      batch(
+        'pack_probe.py',
+        [{ args: ['a'] }, { args: ['sleep'] }, { args: ['b'] }],
+        { env: { PACK_PROBE_LOG: log } },
+        controller.signal,
+      ),
+    );
     await until(async () => (await processes(log)).length === 1, 'the pack to start');
     controller.abort(new Error('cancelled'));
     const results = await running;
@@ -163,7 +221,9 @@ describe('ScriptPool packs', () => {
     }
     if (!deepAlone.ok) {
       expect(results[1]?.error?.code).toBe('NON_ZERO_EXIT');
-      expect(String(valueOf(results[0]).notes)).toMatch(/Ran alone: its pack of 3 inputs exited with code 1: RecursionError/);
+      expect(String(valueOf(results[0]).notes)).toMatch(
+        /Ran alone: its pack of 3 inputs exited with code 1: RecursionError/,
+      );
     }
   });
 
@@ -175,7 +235,9 @@ describe('ScriptPool packs', () => {
 
   it('runs a batch of one input as a plain cold task: nothing to split, and nothing to run twice', async () => {
     const log = probeLog();
-    const [result] = await pool.runBatch(batch('pack_probe.py', [{ args: ['crash'] }], { env: { PACK_PROBE_LOG: log } }));
+    const [result] = await pool.runBatch(
+      batch('pack_probe.py', [{ args: ['crash'] }], { env: { PACK_PROBE_LOG: log } }),
+    );
     expect(result?.error?.code).toBe('NON_ZERO_EXIT');
     expect(valueOf(result).packed).toBeUndefined();
     expect(await processes(log)).toEqual([['crash']]);

@@ -35,7 +35,11 @@ interface RunOptions {
 }
 
 /** One task straight through the pool (a fresh job id each time, like separate jobs). */
-function run(worker: string, input: unknown, { options = {}, signal = new AbortController().signal, index = 0 }: RunOptions = {}): Promise<TaskResult> {
+function run(
+  worker: string,
+  input: unknown,
+  { options = {}, signal = new AbortController().signal, index = 0 }: RunOptions = {},
+): Promise<TaskResult> {
   const task: TaskContext = {
     jobId: `job_test${++jobCounter}`,
     index,
@@ -53,7 +57,19 @@ const valueOf = (result: TaskResult): Value => (result.value ?? {}) as Value;
 
 describe('ScriptPool', () => {
   it('passes args literally (no shell), parses JSON stdout and sets the MONITOR_ variables', async () => {
-    const args = ['$(touch /tmp/pwned)', '; rm -rf /', '`id`', '*', 'a b', "'quoted'", '"dq"', '|', '&&', '$HOME', '\\n'];
+    const args = [
+      '$(touch /tmp/pwned)',
+      '; rm -rf /',
+      '`id`',
+      '*',
+      'a b',
+      "'quoted'",
+      '"dq"',
+      '|',
+      '&&',
+      '$HOME',
+      '\\n',
+    ];
     const result = await run('echo.py', { args }, { index: 7 });
     expect(result.ok).toBe(true);
     const value = valueOf(result);
@@ -63,7 +79,12 @@ describe('ScriptPool', () => {
     expect(json.args).toEqual(args);
     expect(json.stdin).toBe('');
     expect(json.cwd).toBe(repoRoot);
-    expect(json.env).toMatchObject({ MONITOR_TASK_INDEX: '7', MONITOR_ATTEMPT: '1', MONITOR_STDIN_FORMAT: 'none', MONITOR_OUTPUT_DIR: outputDir });
+    expect(json.env).toMatchObject({
+      MONITOR_TASK_INDEX: '7',
+      MONITOR_ATTEMPT: '1',
+      MONITOR_STDIN_FORMAT: 'none',
+      MONITOR_OUTPUT_DIR: outputDir,
+    });
     expect(json.env.MONITOR_JOB_ID).toMatch(/^job_test\d+$/);
     expect(result.files).toBeUndefined();
     await expect(stat('/tmp/pwned')).rejects.toThrow();
@@ -74,7 +95,11 @@ describe('ScriptPool', () => {
     expect(valueOf(text).json).toMatchObject({ stdin: 'line one\nline two', env: { MONITOR_STDIN_FORMAT: 'text' } });
 
     const json = await run('echo.py', { args: ['x'], json: { files: ['a.ts'], n: 2 } });
-    expect(valueOf(json).json).toMatchObject({ args: ['x'], stdin: '{"files":["a.ts"],"n":2}\n', env: { MONITOR_STDIN_FORMAT: 'json' } });
+    expect(valueOf(json).json).toMatchObject({
+      args: ['x'],
+      stdin: '{"files":["a.ts"],"n":2}\n',
+      env: { MONITOR_STDIN_FORMAT: 'json' },
+    });
   });
 
   it('succeeds when a worker exits without reading a large stdin', async () => {
@@ -148,7 +173,12 @@ describe('ScriptPool', () => {
     expect(value.text).toContain('café ok, then bad: \uFFFD');
     expect(value.text).toContain(' end');
     expect(value.stderr_tail).toBe('err \uFFFD\n');
-    expect(value.notes).toEqual(expect.arrayContaining([expect.stringContaining('stdout is not valid UTF-8'), expect.stringContaining('stderr is not valid UTF-8')]));
+    expect(value.notes).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('stdout is not valid UTF-8'),
+        expect.stringContaining('stderr is not valid UTF-8'),
+      ]),
+    );
     const bytes = await readFile(result.files?.stdout ?? '');
     expect(bytes.includes(Buffer.from([0xff, 0xfe]))).toBe(true);
   });
@@ -188,7 +218,15 @@ describe('ScriptPool', () => {
     });
     const recordingPool = scriptPool(recordingConfig, process.env, recording);
     try {
-      const task: TaskContext = { jobId: 'job_signals', index: 0, input: { args: ['30'] }, options: { worker: 'sleep.py', cwd: repoRoot, timeout_seconds: 0.5 }, outputDir, attempt: 1, signal: new AbortController().signal };
+      const task: TaskContext = {
+        jobId: 'job_signals',
+        index: 0,
+        input: { args: ['30'] },
+        options: { worker: 'sleep.py', cwd: repoRoot, timeout_seconds: 0.5 },
+        outputDir,
+        attempt: 1,
+        signal: new AbortController().signal,
+      };
       const result = await recordingPool.run(task);
       expect(result.error?.code).toBe('TIMEOUT');
       const groups = new Set(sent.map(([pgid]) => pgid));
@@ -247,7 +285,11 @@ describe('ScriptPool', () => {
     for (const how of ['timeout', 'cancel'] as const) {
       const pidFile = path.join(outputDir, `escaped-${how}-${Date.now()}`);
       const controller = new AbortController();
-      const running = run('escape_group.py', { args: [pidFile, '60'] }, { signal: controller.signal, options: { timeout_seconds: how === 'timeout' ? 2 : 60 } });
+      const running = run(
+        'escape_group.py',
+        { args: [pidFile, '60'] },
+        { signal: controller.signal, options: { timeout_seconds: how === 'timeout' ? 2 : 60 } },
+      );
       const [child = 0] = await readPids(pidFile);
       try {
         expect(alive(child)).toBe(true);
@@ -273,16 +315,38 @@ describe('ScriptPool', () => {
     await expect(run('echo.py', {}, { options: { cwd: '/etc' } })).rejects.toMatchObject({ code: 'PATH_OUTSIDE_ROOT' });
   });
 
-  it('keeps the server\'s secret variables from workers, and tells them the allowed folders', async () => {
+  it("keeps the server's secret variables from workers, and tells them the allowed folders", async () => {
     const withSecrets = await scriptConfig((c) => {
       c.allowedRoots = [repoRoot, '/tmp'];
       c.http.secretEnv = ['FIXTURE_HTTP_TOKEN'];
-      c.llm.endpoints = [{ name: 'lmstudio', url: 'http://127.0.0.1:1234', concurrency: 4, models: [], flavor: 'lmstudio', apiKeyEnv: 'FIXTURE_LM_KEY' }];
+      c.llm.endpoints = [
+        {
+          name: 'lmstudio',
+          url: 'http://127.0.0.1:1234',
+          concurrency: 4,
+          models: [],
+          flavor: 'lmstudio',
+          apiKeyEnv: 'FIXTURE_LM_KEY',
+        },
+      ];
     });
-    const env = { ...process.env, FIXTURE_HTTP_TOKEN: 'http-secret', FIXTURE_LM_KEY: 'lm-secret', FIXTURE_PLAIN: 'plain' };
+    const env = {
+      ...process.env,
+      FIXTURE_HTTP_TOKEN: 'http-secret',
+      FIXTURE_LM_KEY: 'lm-secret',
+      FIXTURE_PLAIN: 'plain',
+    };
     const secretPool = scriptPool(withSecrets, env, testProcesses);
     try {
-      const task: TaskContext = { jobId: 'job_secrets', index: 0, input: {}, options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 10 }, outputDir, attempt: 1, signal: new AbortController().signal };
+      const task: TaskContext = {
+        jobId: 'job_secrets',
+        index: 0,
+        input: {},
+        options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 10 },
+        outputDir,
+        attempt: 1,
+        signal: new AbortController().signal,
+      };
       const json = valueOf(await secretPool.run(task)).json as { env: Record<string, string> };
       expect(json.env.FIXTURE_PLAIN).toBe('plain');
       expect(json.env).not.toHaveProperty('FIXTURE_HTTP_TOKEN');
@@ -309,13 +373,23 @@ describe('ScriptPool', () => {
     const capped = await cappedPool();
     const jobDir = await makeTempDir('monitor-capped-');
     try {
-      const task = (index: number, bytes: number): TaskContext => ({ jobId: 'job_capped', index, input: { args: [String(bytes), '100'] }, options: { worker: 'big_output.py', cwd: repoRoot, timeout_seconds: 60 }, outputDir: jobDir, attempt: 1, signal: new AbortController().signal });
+      const task = (index: number, bytes: number): TaskContext => ({
+        jobId: 'job_capped',
+        index,
+        input: { args: [String(bytes), '100'] },
+        options: { worker: 'big_output.py', cwd: repoRoot, timeout_seconds: 60 },
+        outputDir: jobDir,
+        attempt: 1,
+        signal: new AbortController().signal,
+      });
       // 8 MB from one task: its own limit (3 MB) cuts it.
       const first = await capped.run(task(0, 8 * 1024 * 1024));
       expect(first.ok).toBe(true);
       expect(valueOf(first)).toMatchObject({ stdout_bytes: 8 * 1024 * 1024, files_cut: true });
       expect((await stat(path.join(jobDir, '0.stdout'))).size).toBe(3 * 1024 * 1024);
-      expect(String(valueOf(first).notes)).toMatch(/cut at the task's limit of 3145728 bytes \(script\.maxTaskOutputBytes\)/);
+      expect(String(valueOf(first).notes)).toMatch(
+        /cut at the task's limit of 3145728 bytes \(script\.maxTaskOutputBytes\)/,
+      );
       // The job has 2 MB left: the next task is cut there, by the job's limit; its stderr gets nothing.
       const second = await capped.run(task(1, 2.5 * 1024 * 1024));
       expect(valueOf(second)).toMatchObject({ files_cut: true });
@@ -337,14 +411,36 @@ describe('ScriptPool', () => {
   it('starts the bundled Python workers so that neither PYTHON* variables nor user site-packages load code into them', async () => {
     const trap = await makeTempDir('monitor-pytrap-');
     try {
-      const version = execFileSync('python3', ['-c', 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")'], { encoding: 'utf8' }).trim();
+      const version = execFileSync(
+        'python3',
+        ['-c', 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")'],
+        { encoding: 'utf8' },
+      ).trim();
       const userSite = path.join(trap, '.local', 'lib', version, 'site-packages');
       await mkdir(userSite, { recursive: true });
       // Each writes a marker file when Python loads it at start-up.
-      await writeFile(path.join(trap, 'sitecustomize.py'), `open(${JSON.stringify(path.join(trap, 'from-pythonpath'))}, "w").close()\n`);
-      await writeFile(path.join(userSite, 'evil.pth'), `import os; open(${JSON.stringify(path.join(trap, 'from-user-site'))}, "w").close()\n`);
-      const trapped = scriptPool(config, { ...process.env, PYTHONPATH: trap, HOME: trap, PYTHONNOUSERSITE: '' }, testProcesses);
-      const task = (worker: string, index: number): TaskContext => ({ jobId: `job_pytrap_${worker}`, index, input: { args: ['workers/outline.py'] }, options: { worker, cwd: repoRoot, timeout_seconds: 30 }, outputDir, attempt: 1, signal: new AbortController().signal });
+      await writeFile(
+        path.join(trap, 'sitecustomize.py'),
+        `open(${JSON.stringify(path.join(trap, 'from-pythonpath'))}, "w").close()\n`,
+      );
+      await writeFile(
+        path.join(userSite, 'evil.pth'),
+        `import os; open(${JSON.stringify(path.join(trap, 'from-user-site'))}, "w").close()\n`,
+      );
+      const trapped = scriptPool(
+        config,
+        { ...process.env, PYTHONPATH: trap, HOME: trap, PYTHONNOUSERSITE: '' },
+        testProcesses,
+      );
+      const task = (worker: string, index: number): TaskContext => ({
+        jobId: `job_pytrap_${worker}`,
+        index,
+        input: { args: ['workers/outline.py'] },
+        options: { worker, cwd: repoRoot, timeout_seconds: 30 },
+        outputDir,
+        attempt: 1,
+        signal: new AbortController().signal,
+      });
       const bundled = await trapped.run(task('outline.py', 0));
       expect(bundled.ok).toBe(true);
       expect(existsSync(path.join(trap, 'from-pythonpath'))).toBe(false);
@@ -413,7 +509,11 @@ describe('ScriptPool', () => {
     await rm(cwd, { recursive: true, force: true });
     const result = await pool.run(task(1));
     expect(result.ok).toBe(false);
-    expect(result.error).toMatchObject({ code: 'SPAWN_FAILED', message: expect.stringContaining('Could not start echo.py'), hint: expect.stringContaining('cwd') });
+    expect(result.error).toMatchObject({
+      code: 'SPAWN_FAILED',
+      message: expect.stringContaining('Could not start echo.py'),
+      hint: expect.stringContaining('cwd'),
+    });
   });
 
   it('reports an interpreter that cannot start as SPAWN_FAILED with a hint', async () => {
@@ -421,8 +521,19 @@ describe('ScriptPool', () => {
       c.script.interpreters = { ...c.script.interpreters, '.py': '/nonexistent/python9' };
     });
     const brokenPool = scriptPool(broken, process.env, testProcesses);
-    const task: TaskContext = { jobId: 'job_broken', index: 0, input: {}, options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 5 }, outputDir, attempt: 1, signal: new AbortController().signal };
-    await expect(brokenPool.run(task)).rejects.toMatchObject({ code: 'SPAWN_FAILED', hint: expect.stringContaining('interpreters') });
+    const task: TaskContext = {
+      jobId: 'job_broken',
+      index: 0,
+      input: {},
+      options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 5 },
+      outputDir,
+      attempt: 1,
+      signal: new AbortController().signal,
+    };
+    await expect(brokenPool.run(task)).rejects.toMatchObject({
+      code: 'SPAWN_FAILED',
+      hint: expect.stringContaining('interpreters'),
+    });
     await rm(broken.stateDir, { recursive: true, force: true });
   });
 });

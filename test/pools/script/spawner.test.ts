@@ -5,7 +5,13 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
-import { DirectSpawner, RelaySpawner, type SpawnedProcess, type Spawner, type SpawnRequest } from '../../../src/pools/script/spawner.js';
+import {
+  DirectSpawner,
+  RelaySpawner,
+  type SpawnedProcess,
+  type Spawner,
+  type SpawnRequest,
+} from '../../../src/pools/script/spawner.js';
 import { makeTempDir, testProcesses } from '../../helpers/client.js';
 import { alive, eventually, killQuietly, until } from '../../helpers/scripts.js';
 
@@ -25,7 +31,13 @@ afterAll(async () => {
 });
 
 function relay(options: { idleMs?: number; python?: () => Promise<string> } = {}): RelaySpawner {
-  const spawner = new RelaySpawner({ python: options.python ?? (() => Promise.resolve(python)), log: silentLogger, processes: testProcesses, platform: LINUX, ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }) });
+  const spawner = new RelaySpawner({
+    python: options.python ?? (() => Promise.resolve(python)),
+    log: silentLogger,
+    processes: testProcesses,
+    platform: LINUX,
+    ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }),
+  });
   spawners.push(spawner);
   return spawner;
 }
@@ -44,7 +56,9 @@ async function bytesOf(stream: Readable): Promise<Buffer> {
 }
 
 /** Everything a process wrote, and how it ended. */
-async function finish(child: SpawnedProcess): Promise<{ stdout: string; stderr: string; code: number | null; signal: string | null }> {
+async function finish(
+  child: SpawnedProcess,
+): Promise<{ stdout: string; stderr: string; code: number | null; signal: string | null }> {
   const [stdout, stderr, status] = await Promise.all([bytesOf(child.stdout), bytesOf(child.stderr), child.exited]);
   await child.closed;
   return { stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8'), ...status };
@@ -81,7 +95,11 @@ describe.each([
     // env itself, not a shell (a shell drops names it cannot use, like ODD.NAME).
     const env = { ...ENV, ONE: 'x y', EMPTY: '', 'ODD.NAME': 'z', UTF: 'ü' };
     const seen = await finish(await spawner.start({ file: '/usr/bin/env', args: [], cwd: dir, env }));
-    expect(seen.stdout.trim().split('\n').sort()).toEqual(Object.entries(env).map(([k, v]) => `${k}=${v}`).sort());
+    expect(seen.stdout.trim().split('\n').sort()).toEqual(
+      Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .sort(),
+    );
   });
 
   it('writes stdin text and closes it; without text, stdin is /dev/null', async () => {
@@ -139,11 +157,16 @@ describe.each([
       [{ file: 'no-such-program-anywhere', args: [], cwd: dir, env: ENV }, 'ENOENT'],
     ];
     for (const [request, code] of cases) {
-      const error = (await spawner.start(request).then(() => undefined, (e: unknown) => e)) as NodeJS.ErrnoException | undefined;
+      const error = (await spawner.start(request).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as NodeJS.ErrnoException | undefined;
       expect(error?.code, request.file).toBe(code);
       expect(error?.message).toBe(`spawn ${request.file} ${code}`);
     }
-    await expect(spawner.start({ file: '/bin/echo', args: ['a\0b'], cwd: dir, env: ENV })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    await expect(spawner.start({ file: '/bin/echo', args: ['a\0b'], cwd: dir, env: ENV })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
   });
 
   it('runs an executable file without a #! line with /bin/sh, as Node does', async () => {
@@ -161,7 +184,9 @@ describe.each([
 
   it('lets the server end the whole group by its pid, children included', async () => {
     const child = await spawner.start(sh('sleep 60 & echo $!; wait'));
-    const first = await new Promise<string>((resolve) => child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+    const first = await new Promise<string>((resolve) =>
+      child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())),
+    );
     const grandchild = Number(first.trim());
     child.stderr.resume();
     child.stdout.resume();
@@ -174,13 +199,17 @@ describe.each([
 
   it('closes once the streams are destroyed when a descendant that left the group keeps them open', async () => {
     const child = await spawner.start(sh('setsid sleep 60 & echo $!'));
-    const first = await new Promise<string>((resolve) => child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+    const first = await new Promise<string>((resolve) =>
+      child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())),
+    );
     const escaped = Number(first.trim());
     try {
       child.stderr.resume();
       child.stdout.resume();
       expect(await child.exited).toEqual({ code: 0, signal: null });
-      expect(await eventually(() => Promise.race([child.closed.then(() => true), Promise.resolve(false)]), 200, 20)).toBe(false);
+      expect(
+        await eventually(() => Promise.race([child.closed.then(() => true), Promise.resolve(false)]), 200, 20),
+      ).toBe(false);
       child.stdout.destroy();
       child.stderr.destroy();
       await child.closed;
@@ -190,7 +219,11 @@ describe.each([
   });
 
   it('runs many processes at once, each with its own output', async () => {
-    const children = await Promise.all(Array.from({ length: 40 }, (_, i) => spawner.start({ ...sh('cat; echo " $1"; echo e$1 >&2', [String(i)]), stdin: `in${i}` })));
+    const children = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        spawner.start({ ...sh('cat; echo " $1"; echo e$1 >&2', [String(i)]), stdin: `in${i}` }),
+      ),
+    );
     const results = await Promise.all(children.map(finish));
     results.forEach((result, i) => {
       expect(result.stdout).toBe(`in${i} ${i}\n`);
@@ -213,14 +246,18 @@ describe('RelaySpawner', () => {
   it('when the helper dies, ends its tasks (groups killed) and starts a new helper for the next task', async () => {
     const spawner = relay();
     const child = await spawner.start(sh('sleep 60 & echo $!; wait'));
-    const grandchild = Number((await new Promise<string>((resolve) => child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())))).trim());
+    const grandchild = Number(
+      (
+        await new Promise<string>((resolve) => child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())))
+      ).trim(),
+    );
     child.stdout.resume();
     child.stderr.resume();
     const helper = spawner.helperPid ?? 0;
     process.kill(helper, 'SIGKILL');
     expect(await child.exited).toEqual({ code: null, signal: 'SIGKILL' });
     await child.closed;
-    await until(() => !alive(child.pid) && !alive(grandchild), 'the dead helper\'s tasks to be ended', 5000);
+    await until(() => !alive(child.pid) && !alive(grandchild), "the dead helper's tasks to be ended", 5000);
     const next = await finish(await spawner.start(sh('echo again')));
     expect(next.stdout).toBe('again\n');
     expect(spawner.helperPid).not.toBe(helper);

@@ -63,7 +63,12 @@ interface RunOptions {
 }
 
 /** One task of `jobId` straight through the pool. */
-function run(jobId: string, index: number, input: unknown, { options = {}, signal = new AbortController().signal, attempt = 1, on = pool }: RunOptions = {}): Promise<TaskResult> {
+function run(
+  jobId: string,
+  index: number,
+  input: unknown,
+  { options = {}, signal = new AbortController().signal, attempt = 1, on = pool }: RunOptions = {},
+): Promise<TaskResult> {
   const task: TaskContext = {
     jobId,
     index,
@@ -77,7 +82,12 @@ function run(jobId: string, index: number, input: unknown, { options = {}, signa
 }
 
 /** Runs `inputs` as tasks 0..n-1 of one job, at most `concurrency` at once (as the engine would). */
-async function runAll(jobId: string, inputs: unknown[], concurrency: number, options: RunOptions = {}): Promise<TaskResult[]> {
+async function runAll(
+  jobId: string,
+  inputs: unknown[],
+  concurrency: number,
+  options: RunOptions = {},
+): Promise<TaskResult[]> {
   const results: TaskResult[] = new Array<TaskResult>(inputs.length);
   let next = 0;
   const lane = async (): Promise<void> => {
@@ -97,7 +107,8 @@ const pidOf = (result: TaskResult | undefined): number => {
   if (pid > 0) seenPids.add(pid);
   return pid;
 };
-const pidFile = (name: string): string => path.join(outputDir, `${name}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+const pidFile = (name: string): string =>
+  path.join(outputDir, `${name}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
 
 async function firstPid(file: string): Promise<number> {
   const [pid = 0] = await readPids(file);
@@ -106,39 +117,70 @@ async function firstPid(file: string): Promise<number> {
 }
 
 describe('warm workers', () => {
-  it('serves a task with a cold task\'s value shape, its input and per-task MONITOR_ variables, plus which process served it', async () => {
+  it("serves a task with a cold task's value shape, its input and per-task MONITOR_ variables, plus which process served it", async () => {
     const jobId = newJob();
     const result = await run(jobId, 7, { args: ['echo', 'a b', '$(id)'], json: { files: ['x.ts'] } });
     expect(result.ok).toBe(true);
     const value = valueOf(result);
-    expect(value).toMatchObject({ exit_code: 0, timed_out: false, truncated: { stdout: false, stderr: false }, warm: { process: expect.any(Number), task: 1 } });
+    expect(value).toMatchObject({
+      exit_code: 0,
+      timed_out: false,
+      truncated: { stdout: false, stderr: false },
+      warm: { process: expect.any(Number), task: 1 },
+    });
     expect(value.stdout_bytes).toBe(Buffer.byteLength(`${JSON.stringify(value.json)}\n`));
-    expect(value.json).toMatchObject({ args: ['echo', 'a b', '$(id)'], json: { files: ['x.ts'] }, stdin: null, cwd: repoRoot });
-    expect(value.json?.env).toMatchObject({ MONITOR_TASK_INDEX: '7', MONITOR_ATTEMPT: '1', MONITOR_STDIN_FORMAT: 'json', MONITOR_WARM: '1', MONITOR_JOB_ID: jobId, MONITOR_OUTPUT_DIR: outputDir });
+    expect(value.json).toMatchObject({
+      args: ['echo', 'a b', '$(id)'],
+      json: { files: ['x.ts'] },
+      stdin: null,
+      cwd: repoRoot,
+    });
+    expect(value.json?.env).toMatchObject({
+      MONITOR_TASK_INDEX: '7',
+      MONITOR_ATTEMPT: '1',
+      MONITOR_STDIN_FORMAT: 'json',
+      MONITOR_WARM: '1',
+      MONITOR_JOB_ID: jobId,
+      MONITOR_OUTPUT_DIR: outputDir,
+    });
     expect(result.files).toBeUndefined();
 
     const text = await run(jobId, 8, { args: ['echo'], stdin: 'line one\nline two' }, { attempt: 1 });
-    expect(valueOf(text).json).toMatchObject({ stdin: 'line one\nline two', env: { MONITOR_TASK_INDEX: '8', MONITOR_STDIN_FORMAT: 'text' } });
+    expect(valueOf(text).json).toMatchObject({
+      stdin: 'line one\nline two',
+      env: { MONITOR_TASK_INDEX: '8', MONITOR_STDIN_FORMAT: 'text' },
+    });
     // The same process served both.
     expect(valueOf(text).warm).toEqual({ process: value.warm?.process, task: 2 });
     expect(pidOf(text)).toBe(pidOf(result));
 
     // `output` counts as a cold worker's stdout: text, or JSON when it is an object.
-    expect(valueOf(await run(jobId, 9, { args: ['output', 'plain', 'words'] }))).toMatchObject({ text: 'plain words', stdout_bytes: 11 });
+    expect(valueOf(await run(jobId, 9, { args: ['output', 'plain', 'words'] }))).toMatchObject({
+      text: 'plain words',
+      stdout_bytes: 11,
+    });
     expect(valueOf(await run(jobId, 10, { args: ['output', '{"a":', '1}'] })).json).toEqual({ a: 1 });
     pool.jobEnded(jobId);
   });
 
-  it('spreads a job\'s tasks over at most as many processes as run at once, reusing idle ones', async () => {
+  it("spreads a job's tasks over at most as many processes as run at once, reusing idle ones", async () => {
     const jobId = newJob();
-    const results = await runAll(jobId, Array.from({ length: 12 }, () => ({ args: ['pid'] })), 2);
+    const results = await runAll(
+      jobId,
+      Array.from({ length: 12 }, () => ({ args: ['pid'] })),
+      2,
+    );
     expect(results.every((r) => r.ok)).toBe(true);
     const processes = new Set(results.map((r) => valueOf(r).warm?.process));
     expect(processes.size).toBeLessThanOrEqual(2);
     expect(new Set(results.map(pidOf)).size).toBe(processes.size);
     // Each process counts its own tasks: 12 in all.
     const perProcess = new Map<number | undefined, number>();
-    for (const r of results) perProcess.set(valueOf(r).warm?.process, Math.max(perProcess.get(valueOf(r).warm?.process) ?? 0, valueOf(r).warm?.task ?? 0));
+    for (const r of results)
+      perProcess.set(
+        valueOf(r).warm?.process,
+        Math.max(perProcess.get(valueOf(r).warm?.process) ?? 0, valueOf(r).warm?.task ?? 0),
+      );
     expect([...perProcess.values()].reduce((a, b) => a + b, 0)).toBe(12);
     pool.jobEnded(jobId);
   });
@@ -168,7 +210,7 @@ describe('warm workers', () => {
       pool.jobEnded(jobId);
     });
 
-    it('keeps non-UTF-8 output on fd 1 and 2 as the task\'s log, decoded lossily with a note', async () => {
+    it("keeps non-UTF-8 output on fd 1 and 2 as the task's log, decoded lossily with a note", async () => {
       const jobId = newJob();
       const result = await run(jobId, 21, { args: ['bad_utf8'] });
       expect(result.ok).toBe(true);
@@ -198,7 +240,7 @@ describe('warm workers', () => {
       pool.jobEnded(jobId);
     });
 
-    it('puts what a process writes while idle into its next task\'s log', async () => {
+    it("puts what a process writes while idle into its next task's log", async () => {
       const jobId = newJob();
       const trigger = pidFile('stray-trigger');
       const done = pidFile('stray-done');
@@ -214,13 +256,23 @@ describe('warm workers', () => {
   });
 
   describe('failures', () => {
-    it('fails a task whose reply says so with NON_ZERO_EXIT, like a cold worker\'s exit code, and keeps the process', async () => {
+    it("fails a task whose reply says so with NON_ZERO_EXIT, like a cold worker's exit code, and keeps the process", async () => {
       const jobId = newJob();
       const result = await run(jobId, 0, { args: ['fail', '3', 'disk', 'on', 'fire'] });
       expect(result.ok).toBe(false);
-      expect(result.error).toMatchObject({ code: 'NON_ZERO_EXIT', message: expect.stringContaining('exited with code 3: fatal: disk on fire') });
-      expect(valueOf(result)).toMatchObject({ exit_code: 3, text: 'partial output', stderr_tail: 'fatal: disk on fire\n' });
-      expect(valueOf(await run(jobId, 1, { args: ['pid'] })).warm).toEqual({ process: valueOf(result).warm?.process, task: 2 });
+      expect(result.error).toMatchObject({
+        code: 'NON_ZERO_EXIT',
+        message: expect.stringContaining('exited with code 3: fatal: disk on fire'),
+      });
+      expect(valueOf(result)).toMatchObject({
+        exit_code: 3,
+        text: 'partial output',
+        stderr_tail: 'fatal: disk on fire\n',
+      });
+      expect(valueOf(await run(jobId, 1, { args: ['pid'] })).warm).toEqual({
+        process: valueOf(result).warm?.process,
+        task: 2,
+      });
       pool.jobEnded(jobId);
     });
 
@@ -235,7 +287,9 @@ describe('warm workers', () => {
       const value = valueOf(result);
       expect(value.json).toMatchObject({ second: true });
       expect(value.retried_after_crash).toEqual({ exit_code: 3, signal: null });
-      expect(value.notes).toEqual([expect.stringMatching(/^Warm process \d+ exited with code 3 mid-task; the task ran again on a fresh process/)]);
+      expect(value.notes).toEqual([
+        expect.stringMatching(/^Warm process \d+ exited with code 3 mid-task; the task ran again on a fresh process/),
+      ]);
       expect(value.stderr_tail).toContain('first run crashes');
       expect(value.warm?.process).not.toBe(valueOf(warmUp).warm?.process);
       expect(value.warm?.task).toBe(1);
@@ -244,16 +298,29 @@ describe('warm workers', () => {
       pool.jobEnded(jobId);
     });
 
-    it('fails only the task whose process dies twice, with NON_ZERO_EXIT naming the crash; the job\'s other tasks go on', async () => {
+    it("fails only the task whose process dies twice, with NON_ZERO_EXIT naming the crash; the job's other tasks go on", async () => {
       const jobId = newJob();
-      const results = await runAll(jobId, [{ args: ['pid'] }, { args: ['crash', '5'] }, { args: ['pid'] }, { args: ['kill_self'] }, { args: ['pid'] }], 2);
+      const results = await runAll(
+        jobId,
+        [{ args: ['pid'] }, { args: ['crash', '5'] }, { args: ['pid'] }, { args: ['kill_self'] }, { args: ['pid'] }],
+        2,
+      );
       expect(results.map((r) => r.ok)).toEqual([true, false, true, false, true]);
       const crash = results[1];
-      expect(crash?.error).toMatchObject({ code: 'NON_ZERO_EXIT', message: expect.stringMatching(/warm_probe\.py: its warm process died mid-task \(exited with code 5\), on a fresh process too: about to crash with 5$/) });
+      expect(crash?.error).toMatchObject({
+        code: 'NON_ZERO_EXIT',
+        message: expect.stringMatching(
+          /warm_probe\.py: its warm process died mid-task \(exited with code 5\), on a fresh process too: about to crash with 5$/,
+        ),
+      });
       expect(valueOf(crash)).toMatchObject({ exit_code: 5, retried_after_crash: { exit_code: 5, signal: null } });
       expect(valueOf(crash).stderr_tail).toBe('about to crash with 5\nabout to crash with 5\n');
       expect(results[3]?.error?.message).toContain('(was killed by SIGKILL)');
-      expect(valueOf(results[3])).toMatchObject({ exit_code: null, signal: 'SIGKILL', retried_after_crash: { exit_code: null, signal: 'SIGKILL' } });
+      expect(valueOf(results[3])).toMatchObject({
+        exit_code: null,
+        signal: 'SIGKILL',
+        retried_after_crash: { exit_code: null, signal: 'SIGKILL' },
+      });
       pool.jobEnded(jobId);
     });
 
@@ -275,7 +342,7 @@ describe('warm workers', () => {
       pool.jobEnded(jobId);
     });
 
-    it('kills the process of a cancelled task; the job\'s next task gets a new one', async () => {
+    it("kills the process of a cancelled task; the job's next task gets a new one", async () => {
       const jobId = newJob();
       const file = pidFile('warm-cancel');
       const controller = new AbortController();
@@ -296,10 +363,15 @@ describe('warm workers', () => {
       const garbage = await run(jobId, 0, { args: ['garbage'] });
       expect(garbage.ok).toBe(false);
       expect(garbage.error?.code).toBe('WORKER_PROTOCOL');
-      expect(garbage.error?.message).toMatch(/^warm_probe\.py \(warm process \d+\) sent a reply that is not (JSON|valid UTF-8): "this is not json \\u0000\uFFFD"; the process was killed/);
+      expect(garbage.error?.message).toMatch(
+        /^warm_probe\.py \(warm process \d+\) sent a reply that is not (JSON|valid UTF-8): "this is not json \\u0000\uFFFD"; the process was killed/,
+      );
       expect(garbage.error?.hint).toContain('fd 4');
       const wrongId = await run(jobId, 1, { args: ['wrong_id'] });
-      expect(wrongId.error).toMatchObject({ code: 'WORKER_PROTOCOL', message: expect.stringContaining('replied with id 1001 to request 1') });
+      expect(wrongId.error).toMatchObject({
+        code: 'WORKER_PROTOCOL',
+        message: expect.stringContaining('replied with id 1001 to request 1'),
+      });
       expect(valueOf(wrongId).warm?.process).not.toBe(valueOf(garbage).warm?.process);
       const next = await run(jobId, 2, { args: ['pid'] });
       expect(next.ok).toBe(true);
@@ -311,7 +383,12 @@ describe('warm workers', () => {
       const small = poolOf(await warmConfig((c) => (c.script.maxTaskOutputBytes = 4096)));
       const jobId = newJob();
       const result = await run(jobId, 0, { args: ['big', String(1024 * 1024)] }, { on: small });
-      expect(result.error).toMatchObject({ code: 'WORKER_PROTOCOL', message: expect.stringContaining('sent a reply longer than 4096 bytes (script.maxTaskOutputBytes): "{\\"id\\": 0') });
+      expect(result.error).toMatchObject({
+        code: 'WORKER_PROTOCOL',
+        message: expect.stringContaining(
+          'sent a reply longer than 4096 bytes (script.maxTaskOutputBytes): "{\\"id\\": 0',
+        ),
+      });
       expect((await run(jobId, 1, { args: ['pid'] }, { on: small })).ok).toBe(true);
       await small.close();
     });
@@ -324,7 +401,10 @@ describe('warm workers', () => {
       pool.jobEnded(jobId);
       await rm(cwd, { recursive: true, force: true });
       const result = await run(jobId, 1, { args: ['pid'] }, { options: { cwd } });
-      expect(result.error).toMatchObject({ code: 'SPAWN_FAILED', message: expect.stringContaining(`Could not start ${probe}`) });
+      expect(result.error).toMatchObject({
+        code: 'SPAWN_FAILED',
+        message: expect.stringContaining(`Could not start ${probe}`),
+      });
       pool.jobEnded(jobId);
     });
   });
@@ -333,7 +413,12 @@ describe('warm workers', () => {
     it('replaces a process after script.warmMaxTasks tasks', async () => {
       const recycling = poolOf(await warmConfig((c) => (c.script.warmMaxTasks = 3)));
       const jobId = newJob();
-      const results = await runAll(jobId, Array.from({ length: 7 }, () => ({ args: ['pid'] })), 1, { on: recycling });
+      const results = await runAll(
+        jobId,
+        Array.from({ length: 7 }, () => ({ args: ['pid'] })),
+        1,
+        { on: recycling },
+      );
       expect(results.map((r) => valueOf(r).warm?.task)).toEqual([1, 2, 3, 1, 2, 3, 1]);
       const pids = results.map(pidOf);
       expect(new Set(pids).size).toBe(3);
@@ -343,33 +428,43 @@ describe('warm workers', () => {
       await until(() => !alive(pids[6] ?? 0), 'the last process to end at close', 10_000);
     });
 
-    it.skipIf(process.platform !== 'linux')('replaces a process whose RSS is over script.warmMaxRssMB after a task (read from /proc: Linux only)', async () => {
-      const recycling = poolOf(await warmConfig((c) => (c.script.warmMaxRssMB = 80)));
-      const jobId = newJob();
-      const results = await runAll(jobId, [{ args: ['pid'] }, { args: ['pid'] }, { args: ['grow', '100'] }, { args: ['pid'] }], 1, { on: recycling });
-      expect(results.every((r) => r.ok)).toBe(true);
-      const pids = results.map(pidOf);
-      expect(pids[1]).toBe(pids[0]);
-      expect(pids[2]).toBe(pids[0]);
-      expect(pids[3]).not.toBe(pids[2]);
-      await until(() => !alive(pids[2] ?? 0), 'the process over the RSS limit to exit', 10_000);
-      await recycling.close();
-    });
+    it.skipIf(process.platform !== 'linux')(
+      'replaces a process whose RSS is over script.warmMaxRssMB after a task (read from /proc: Linux only)',
+      async () => {
+        const recycling = poolOf(await warmConfig((c) => (c.script.warmMaxRssMB = 80)));
+        const jobId = newJob();
+        const results = await runAll(
+          jobId,
+          [{ args: ['pid'] }, { args: ['pid'] }, { args: ['grow', '100'] }, { args: ['pid'] }],
+          1,
+          { on: recycling },
+        );
+        expect(results.every((r) => r.ok)).toBe(true);
+        const pids = results.map(pidOf);
+        expect(pids[1]).toBe(pids[0]);
+        expect(pids[2]).toBe(pids[0]);
+        expect(pids[3]).not.toBe(pids[2]);
+        await until(() => !alive(pids[2] ?? 0), 'the process over the RSS limit to exit', 10_000);
+        await recycling.close();
+      },
+    );
   });
 
   describe('lifetime', () => {
-    it('ends a job\'s processes when its run ends, and all of them at close', async () => {
+    it("ends a job's processes when its run ends, and all of them at close", async () => {
       const own = poolOf(await warmConfig());
       const jobA = newJob();
       const jobB = newJob();
-      const a = (await runAll(jobA, [{ args: ['pid'] }, { args: ['sleep', '0.3'] }, { args: ['pid'] }], 2, { on: own })).map(pidOf);
+      const a = (
+        await runAll(jobA, [{ args: ['pid'] }, { args: ['sleep', '0.3'] }, { args: ['pid'] }], 2, { on: own })
+      ).map(pidOf);
       const b = (await runAll(jobB, [{ args: ['pid'] }, { args: ['sleep', '0.3'] }], 2, { on: own })).map(pidOf);
       const pidsA = [...new Set(a)];
       const pidsB = [...new Set(b)];
       expect(pidsA).toHaveLength(2);
       expect(own.warmProcesses).toBe(4);
       own.jobEnded(jobA);
-      await until(() => pidsA.every((pid) => !alive(pid)), 'job A\'s processes to exit', 10_000);
+      await until(() => pidsA.every((pid) => !alive(pid)), "job A's processes to exit", 10_000);
       expect(pidsB.every(alive)).toBe(true);
       expect(own.warmProcesses).toBe(2);
       await own.close();
@@ -394,7 +489,12 @@ describe('warm workers', () => {
         allowCommands: [],
         interpreters: made.script.interpreters,
         searchPath: made.script.searchPath,
-        resolver: new InterpreterResolver({ searchPath: made.script.searchPath, nodePath: made.script.nodePath, env: process.env, log: silentLogger }),
+        resolver: new InterpreterResolver({
+          searchPath: made.script.searchPath,
+          nodePath: made.script.nodePath,
+          env: process.env,
+          log: silentLogger,
+        }),
         log: silentLogger,
       });
       const own = new ScriptPool({
@@ -413,8 +513,18 @@ describe('warm workers', () => {
         searchPath: made.script.searchPath,
         log: silentLogger,
         processes: testProcesses,
-        groupRecords: new GroupRecords({ dir: path.join(made.stateDir, 'pids'), processes: testProcesses, killGraceMs: 500, log: silentLogger }),
-        descendants: new Descendants({ stateDir: made.stateDir, processes: testProcesses, log: silentLogger, procDir: '/proc' }),
+        groupRecords: new GroupRecords({
+          dir: path.join(made.stateDir, 'pids'),
+          processes: testProcesses,
+          killGraceMs: 500,
+          log: silentLogger,
+        }),
+        descendants: new Descendants({
+          stateDir: made.stateDir,
+          processes: testProcesses,
+          log: silentLogger,
+          procDir: '/proc',
+        }),
       });
       pools.push(own);
       const pid = pidOf(await run(newJob(), 0, { args: ['pid'] }, { on: own }));
@@ -424,12 +534,18 @@ describe('warm workers', () => {
     });
 
     it('counts idle warm processes against the cap it shares with cold tasks', async () => {
-      const capped = poolOf(await warmConfig((c) => {
-        c.script.maxConcurrency = 2;
-        c.script.defaultConcurrency = 2;
-      }));
+      const capped = poolOf(
+        await warmConfig((c) => {
+          c.script.maxConcurrency = 2;
+          c.script.defaultConcurrency = 2;
+        }),
+      );
       const jobA = newJob();
-      const pidsA = [...new Set((await runAll(jobA, [{ args: ['sleep', '0.3'] }, { args: ['sleep', '0.3'] }], 2, { on: capped })).map(pidOf))];
+      const pidsA = [
+        ...new Set(
+          (await runAll(jobA, [{ args: ['sleep', '0.3'] }, { args: ['sleep', '0.3'] }], 2, { on: capped })).map(pidOf),
+        ),
+      ];
       expect(pidsA).toHaveLength(2);
       expect(capped.warmProcesses).toBe(2);
       // A cold task of another job: one of job A's idle processes makes room for it.
@@ -437,13 +553,13 @@ describe('warm workers', () => {
       expect(cold.ok).toBe(true);
       expect(valueOf(cold).warm).toBeUndefined();
       expect(capped.warmProcesses).toBe(1);
-      await until(() => pidsA.filter(alive).length === 1, 'one of job A\'s idle processes to end', 10_000);
+      await until(() => pidsA.filter(alive).length === 1, "one of job A's idle processes to end", 10_000);
       // A warm job B with job A's process still idle: the two fill the cap; a second of B's takes A's place.
       const jobB = newJob();
       const b = await runAll(jobB, [{ args: ['sleep', '0.3'] }, { args: ['sleep', '0.3'] }], 2, { on: capped });
       expect(b.every((r) => r.ok)).toBe(true);
       expect(capped.warmProcesses).toBe(2);
-      await until(() => pidsA.every((pid) => !alive(pid)), 'job A\'s last idle process to end', 10_000);
+      await until(() => pidsA.every((pid) => !alive(pid)), "job A's last idle process to end", 10_000);
       await capped.close();
     });
   });
@@ -458,10 +574,26 @@ describe('warm workers', () => {
     }
     expect(pidOf(cold[0])).not.toBe(pidOf(cold[1]));
     const legacy = { worker: probe, cwd: repoRoot, timeout_seconds: 30 };
-    const old = await pool.run({ jobId: newJob(), index: 0, input: { args: ['echo'] }, options: legacy, outputDir, attempt: 1, signal: new AbortController().signal });
+    const old = await pool.run({
+      jobId: newJob(),
+      index: 0,
+      input: { args: ['echo'] },
+      options: legacy,
+      outputDir,
+      attempt: 1,
+      signal: new AbortController().signal,
+    });
     expect(valueOf(old).warm).toBeUndefined();
     // A worker that does not declare warm runs cold even when the stored options say warm (it was edited since).
-    const undeclared = await pool.run({ jobId: newJob(), index: 0, input: {}, options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 30, warm: true }, outputDir, attempt: 1, signal: new AbortController().signal });
+    const undeclared = await pool.run({
+      jobId: newJob(),
+      index: 0,
+      input: {},
+      options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 30, warm: true },
+      outputDir,
+      attempt: 1,
+      signal: new AbortController().signal,
+    });
     expect(undeclared.ok).toBe(true);
     expect(valueOf(undeclared).warm).toBeUndefined();
   });
