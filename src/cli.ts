@@ -13,7 +13,9 @@ import { errorText } from './errors.js';
 import { createLogger } from './log.js';
 import { platformFor } from './platform/index.js';
 import { processControl, type ProcessControl } from './processes.js';
+import { KINDS } from './registry.js';
 import { createServer, SERVER_VERSION } from './server.js';
+import { fileArgumentsPhrase } from './tools/arguments.js';
 import { LineTransport, StreamError } from './transport.js';
 
 function help(): string {
@@ -111,6 +113,7 @@ async function serve(config: Config): Promise<void> {
     output: process.stdout,
     maxMessageBytes: config.maxMessageMB * 1024 * 1024,
     log,
+    fileArguments: fileArgumentsPhrase(KINDS.flatMap(({ tools }) => tools)),
   });
   let closing = false;
   /** `exitCode` 1 when the shutdown is for an error: a client or supervisor must not read it as a clean end. */

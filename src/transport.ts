@@ -32,6 +32,11 @@ export interface LineTransportOptions {
   /** A line (one message) longer than this is answered with an error and skipped, never held. */
   maxMessageBytes: number;
   log: Logger;
+  /**
+   * The tools' file forms of their inline lists, in a phrase ("run_script_batch's inputs_file, …"),
+   * named in the oversize error: the server derives it from its tools' schemas.
+   */
+  fileArguments?: string;
 }
 
 interface Rejection {
@@ -56,6 +61,7 @@ export class LineTransport implements Transport {
   private readonly output: Writable;
   private readonly maxMessageBytes: number;
   private readonly log: Logger;
+  private readonly fileArguments: string | undefined;
   private started = false;
   private closed = false;
   /** The current line's pieces: joined once, when its newline arrives (no quadratic concatenation). */
@@ -69,6 +75,7 @@ export class LineTransport implements Transport {
     this.output = options.output;
     this.maxMessageBytes = options.maxMessageBytes;
     this.log = options.log;
+    this.fileArguments = options.fileArguments;
   }
 
   start(): Promise<void> {
@@ -229,7 +236,9 @@ export class LineTransport implements Transport {
     const setting = CORE_SETTINGS.maxMessageMB;
     return (
       `Invalid Request: the message is over the server's ${this.limitText()} size limit, so it was skipped unread. ` +
-      `For large batches, pass a JSONL file inside the allowed roots instead of the inline list: run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file. ` +
+      (this.fileArguments
+        ? `For large batches, pass a JSONL file inside the allowed roots instead of the inline list: ${this.fileArguments}. `
+        : '') +
       `The limit is raised with ${setting.flags[0]?.name ?? ''} N, the ${setting.env[0]?.name ?? ''} environment variable or "maxMessageMB" in the config file.`
     );
   }

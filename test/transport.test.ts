@@ -31,6 +31,8 @@ async function open(maxMessageBytes = 1024): Promise<{
     output,
     maxMessageBytes,
     log: createLogger((line) => logs.push(line), 'debug'),
+    fileArguments:
+      "run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file",
   });
   const messages: JSONRPCMessage[] = [];
   const errors: Error[] = [];

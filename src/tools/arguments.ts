@@ -154,3 +154,16 @@ export function inputJsonSchema(shape: z.ZodRawShape): Record<string, unknown> {
   };
   return lean(schema, 0) as Record<string, unknown>;
 }
+
+/**
+ * The file forms of the tools' inline lists (arguments named `*_file`), as a phrase for people:
+ * "run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file". Read from the
+ * schemas, so a new kind's tool is named without anyone listing it.
+ */
+export function fileArgumentsPhrase(tools: ReadonlyArray<{ name: string; inputSchema: z.ZodRawShape }>): string {
+  return tools
+    .map((tool) => ({ tool: tool.name, files: Object.keys(tool.inputSchema).filter((name) => name.endsWith('_file')) }))
+    .filter(({ files }) => files.length > 0)
+    .map(({ tool, files }) => `${tool}'s ${files.join(' or ')}`)
+    .join(', ');
+}

@@ -1,6 +1,13 @@
 import * as z from 'zod';
 import { describe, expect, it } from 'vitest';
-import { closest, inputJsonSchema, MAX_ARGUMENT_DEPTH, parseArguments } from '../../src/tools/arguments.js';
+import { KINDS } from '../../src/registry.js';
+import {
+  closest,
+  fileArgumentsPhrase,
+  inputJsonSchema,
+  MAX_ARGUMENT_DEPTH,
+  parseArguments,
+} from '../../src/tools/arguments.js';
 
 const shape = {
   inputs: z
@@ -71,5 +78,18 @@ describe('tool arguments', () => {
       env: { type: 'object', additionalProperties: { type: 'string' } },
       any: { type: 'object' },
     });
+  });
+});
+
+describe('fileArgumentsPhrase', () => {
+  it("names every registered tool's *_file arguments, read from the schemas", () => {
+    const tools = KINDS.flatMap(({ tools }) => tools);
+    expect(fileArgumentsPhrase(tools)).toBe(
+      "run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file",
+    );
+  });
+
+  it('leaves out tools without a file form', () => {
+    expect(fileArgumentsPhrase([{ name: 'a', inputSchema: { x: z.string() } }])).toBe('');
   });
 });
