@@ -16,6 +16,7 @@ import { processControl, type ProcessControl } from './processes.js';
 import { KINDS } from './registry.js';
 import { createServer, SERVER_VERSION } from './server.js';
 import { fileArgumentsPhrase } from './tools/arguments.js';
+import type { AnyTool } from './tools/tool.js';
 import { LineTransport, StreamError } from './transport.js';
 
 function help(): string {
@@ -113,7 +114,7 @@ async function serve(config: Config): Promise<void> {
     output: process.stdout,
     maxMessageBytes: config.maxMessageMB * 1024 * 1024,
     log,
-    fileArguments: fileArgumentsPhrase(KINDS.flatMap(({ tools }) => tools)),
+    fileArguments: fileArgumentsPhrase(KINDS.flatMap(({ tools }): readonly AnyTool[] => tools)),
   });
   let closing = false;
   /** `exitCode` 1 when the shutdown is for an error: a client or supervisor must not read it as a clean end. */

@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import { describe, expect, it } from 'vitest';
 import { KINDS } from '../../src/registry.js';
+import type { AnyTool } from '../../src/tools/tool.js';
 import {
   closest,
   fileArgumentsPhrase,
@@ -83,7 +84,7 @@ describe('tool arguments', () => {
 
 describe('fileArgumentsPhrase', () => {
   it("names every registered tool's *_file arguments, read from the schemas", () => {
-    const tools = KINDS.flatMap(({ tools }) => tools);
+    const tools = KINDS.flatMap(({ tools }): readonly AnyTool[] => tools);
     expect(fileArgumentsPhrase(tools)).toBe(
       "run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file",
     );
