@@ -38,6 +38,7 @@ export type KindsConfig = ValuesOfAll<(typeof KINDS)[number]['kind']['settings']
 export interface BuiltKind {
   name: string;
   summary: string;
+  instructions: readonly string[];
   instance: KindInstance<unknown>;
   tools: readonly AnyTool[];
 }
@@ -51,6 +52,7 @@ export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps
   return KINDS.map(({ kind, tools }) => ({
     name: kind.name,
     summary: kind.summary,
+    instructions: kind.instructions ?? [],
     instance: kind.create(config, { ...deps, secretEnv }),
     tools,
   }));

@@ -63,11 +63,7 @@ function instructions(config: Config, kinds: readonly BuiltKind[]): string {
     `Working pattern: 1) submit a whole batch with one dispatch tool; it returns a job_id at once. 2) Keep working on something else meanwhile. 3) Call collect_results with the job_id: it waits (bounded) for the job and returns status counts and a page of results within an output budget. Every reply's "next" says the exact call to make next (the next page, newer results, or resume_job for interrupted tasks). Merge the results yourself, or let merge "json"/"text" join them with their ids.`,
     `Results live on disk (${config.stateDir}) and survive a server restart; jobs are removed ${config.retentionDays} days after they finish. Tasks cut off by a restart are "interrupted": resume_job runs them again. list_jobs shows every job; cancel_job stops one.`,
     'Prefer sending file paths to workers over pasting file contents: the workers read the files, so their contents never pass through your context.',
-    ...(kinds.some((k) => k.tools.some((t) => t.name === 'lmstudio_complete'))
-      ? [
-          'To merge many answers, let the local model do it: lmstudio_complete with reduce (and group: "all" for a whole module) returns one merged answer to collect; from_job runs a job on another job\'s results as they arrive (script → LLM → script) without a round trip through you.',
-        ]
-      : []),
+    ...kinds.flatMap((k) => k.instructions),
   ].join('\n');
 }
 

@@ -49,6 +49,8 @@ export interface WorkerKind<Settings extends SettingsTree, Services> {
   readonly name: string;
   /** What it runs, for the server's instructions ("worker scripts in a subprocess pool"). */
   readonly summary: string;
+  /** Sentences of its own for the server's instructions (how to use its tools well), after the general ones. */
+  readonly instructions?: readonly string[];
   /** Its settings, each declared once (config file keys, env, flags, help, range). */
   readonly settings: Settings;
   readonly constraints?: readonly Constraint[];

@@ -3,7 +3,7 @@ import { httpKind } from '../pools/http/index.js';
 import { DEFAULT_HTTP_CONCURRENCY } from '../pools/http/plan.js';
 import { extractSchema, METHODS } from '../pools/http/request.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
-import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs-file.js';
+import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs_file.js';
 import { defineKindTool } from './tool.js';
 
 const MAX_REQUESTS = 1000;

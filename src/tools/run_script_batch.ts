@@ -6,7 +6,7 @@ import { scriptKind, type ScriptServices } from '../pools/script/index.js';
 import { MAX_PACK } from '../pools/script/pack.js';
 import { type ScriptTaskInput, scriptTaskInputSchema } from '../pools/script/pool.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
-import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs-file.js';
+import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs_file.js';
 import { defineKindTool, type ToolContext } from './tool.js';
 
 const MAX_TASKS = 10_000;

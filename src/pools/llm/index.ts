@@ -27,6 +27,9 @@ export interface LlmServices {
 export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
   name: LLM_KIND,
   summary: 'local LLMs on LM Studio or any OpenAI-compatible server',
+  instructions: [
+    'To merge many answers, let the local model do it: lmstudio_complete with reduce (and group: "all" for a whole module) returns one merged answer to collect; from_job runs a job on another job\'s results as they arrive (script → LLM → script) without a round trip through you.',
+  ],
   settings: LLM_SETTINGS,
   errorCodes: LLM_ERROR_CODES,
   secretEnv: (config) => config.llm.endpoints.flatMap((e) => (e.apiKeyEnv === undefined ? [] : [e.apiKeyEnv])),
