@@ -1,7 +1,7 @@
 import * as z from 'zod';
 import { llmKind } from '../pools/llm/index.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
-import { listOrFile, type ListFileSpec, withFileLine } from './inputs-file.js';
+import { listOrFile, type ListFileSpec, withFileLine } from './inputs_file.js';
 import { defineKindTool } from './tool.js';
 
 const scalar = z.union([z.string(), z.number(), z.boolean()]);

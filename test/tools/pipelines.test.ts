@@ -1,7 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
+import { latestRecords } from '../../src/store/records.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
 import { cleanupsAfterEach, fileTree } from '../helpers/cleanup.js';
 import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../helpers/client.js';
@@ -61,6 +60,14 @@ async function collectDone(c: Connected, jobId: string): Promise<Collected> {
     if (structured.done) return structured;
   }
   throw new Error(`job ${jobId} did not finish`);
+}
+
+/** When task `index` of a job was recorded (its latest record, through the engine's store), in ms since the epoch. */
+async function finishedAt(c: Connected, jobId: string, index: number): Promise<number> {
+  const record = latestRecords(await c.app.engine.results(jobId)).find((r) => r.index === index);
+  const at = Date.parse(record?.finishedAt ?? '');
+  if (Number.isNaN(at)) throw new Error(`task ${index} of ${jobId} has no finish time: ${JSON.stringify(record)}`);
+  return at;
 }
 
 /** A line of code repeated to `bytes`, so its size in tokens is known (the double counts 4 characters a token). */
@@ -278,25 +285,14 @@ describe('script → LLM pipelines', () => {
     expect(byIndex.get(1)?.error?.message).toMatch(/NON_ZERO_EXIT/);
     const prompts = double.chatRequests.map((r) => r.prompt ?? '');
     expect(prompts.some((p) => p.startsWith('Risks of module auth with deps ["auth-dep"]; raw: {'))).toBe(true);
-    // Streaming, not a barrier: auth's answer was recorded before the slow script task finished.
-    const scriptDone = await collectDone(c, scriptId);
-    const slowEnd = Date.parse(
-      String((scriptDone.results.find((r) => r.index === 2) as unknown as { finished_at?: string })?.finished_at ?? ''),
-    );
     const jobs = (await c.call('list_jobs', {})).structuredContent as { jobs: Array<Record<string, unknown>> };
     expect(jobs.jobs.find((j) => j.job_id === stageId)?.runs_on).toEqual({ job_id: scriptId, each: true });
     expect(jobs.jobs.find((j) => j.job_id === scriptId)?.feeds).toEqual([stageId]);
-    const records = (await readFile(path.join(c.config.stateDir, 'jobs', stageId, 'results.jsonl'), 'utf8'))
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as { index: number; finishedAt: string });
-    const authEnd = Date.parse(records.find((r) => r.index === 0)?.finishedAt ?? '');
-    if (!Number.isNaN(slowEnd)) expect(authEnd).toBeLessThan(slowEnd);
-    const scriptRecords = (await readFile(path.join(c.config.stateDir, 'jobs', scriptId, 'results.jsonl'), 'utf8'))
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line) as { index: number; finishedAt: string });
-    expect(authEnd).toBeLessThan(Date.parse(scriptRecords.find((r) => r.index === 2)?.finishedAt ?? ''));
+    // Streaming, not a barrier: auth's answer was recorded before the slow script task finished.
+    await collectDone(c, scriptId);
+    const authAnswered = await finishedAt(c, stageId, 0);
+    const slowScriptEnded = await finishedAt(c, scriptId, 2);
+    expect(authAnswered).toBeLessThan(slowScriptEnded);
   });
 
   it('cancel_job on the last stage cancels the whole pipeline mid-run', async () => {
