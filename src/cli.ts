@@ -302,7 +302,7 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   if (command === 'config') {
-    const { clientConfig, parseConfigCommand } = await import('./commands/config.js');
+    const { clientConfig, parseConfigCommand } = await import('./commands/client-config.js');
     const options = parseConfigCommand(rest, process.cwd());
     const config = clientConfig({
       ...options,

@@ -42,7 +42,7 @@ export const NEEDS_POSIX: Readonly<Record<string, string>> = {
   'test/e2e/warm.test.ts': 'warm fixture workers and the process groups a killed server leaves',
   'test/e2e/model-view.test.ts': 'fixture workers',
   'test/commands/jobs.test.ts': 'fixture workers and SIGINT to `jobs --watch`',
-  'test/commands/config.test.ts': 'expects POSIX absolute paths',
+  'test/commands/client-config.test.ts': 'expects POSIX absolute paths',
   'test/dashboard/dashboard.test.ts': 'fixture workers (and chromium: Linux only in the workflow)',
   'test/platform/posix.test.ts': 'runs ps and sends signals to process groups',
 };

@@ -5,7 +5,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { rm } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { clientConfig, parseConfigCommand } from '../../src/commands/config.js';
+import { clientConfig, parseConfigCommand } from '../../src/commands/client-config.js';
 import { platformFor } from '../../src/platform/index.js';
 import { makeTempDir, repoRoot } from '../helpers/client.js';
 
