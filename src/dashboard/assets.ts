@@ -4,7 +4,7 @@ import path from 'node:path';
 /** The page's files, served from the package (and uPlot from its own): nothing comes from the network. */
 export function dashboardAssets(packageRoot: string): Record<string, string> {
   const require = createRequire(import.meta.url);
-  const page = path.join(packageRoot, 'dashboard');
+  const page = path.join(packageRoot, 'web');
   return {
     'index.html': path.join(page, 'index.html'),
     'app.js': path.join(page, 'app.js'),
