@@ -1,7 +1,7 @@
 import type { TaskError } from '../errors.js';
-import type { JobMeta, TaskRecord } from '../store/records.js';
+import type { JobMeta, ResultEnvelope, ResultValue, TaskRecord } from '../store/records.js';
 
-export type { JobMeta, TaskRecord };
+export type { JobMeta, ResultEnvelope, ResultValue, TaskRecord };
 
 export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
@@ -39,7 +39,7 @@ export interface UpstreamView {
  */
 export interface TaskResult {
   ok: boolean;
-  value?: unknown;
+  value?: ResultValue;
   error?: TaskError;
   files?: Record<string, string>;
 }

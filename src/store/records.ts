@@ -38,6 +38,19 @@ export function latestRecords(records: readonly TaskRecord[]): TaskRecord[] {
   return [...latest.values()].sort((a, b) => a.index - b.index);
 }
 
+/** What every kind's result value holds the same way; the kind's own figures sit beside it. */
+export interface ResultEnvelope {
+  /** The output as text; when `cut`, only its start. Absent when `json` holds it. */
+  text?: string;
+  /** The output parsed as JSON, when it is JSON. */
+  json?: unknown;
+  /** `text` is only the start of a longer output; the whole output is the file `files.output`. */
+  cut?: boolean;
+}
+
+/** A task's result value: the envelope, and the kind's own figures (tokens_in, exit_code, status…) beside it. */
+export type ResultValue = ResultEnvelope & Record<string, unknown>;
+
 /** One finished task (one line of results.jsonl). */
 export interface TaskRecord {
   index: number;
@@ -48,8 +61,9 @@ export interface TaskRecord {
   durationMs?: number;
   /** What the task worked on, in a few words (its file, prompt id, args or URL): a result's provenance. */
   label?: string;
-  /** The kind's own result data (previews, parsed JSON, token counts…). */
-  value?: unknown;
+  /** The output (see ResultEnvelope; read it through store/result.ts) and the kind's own figures. */
+  value?: ResultValue;
   error?: TaskError;
+  /** Files under the job's out/ folder by role: `output` holds the whole output; others keep their names (stderr…). */
   files?: Record<string, string>;
 }

@@ -5,7 +5,7 @@ import type { JobTotals, Pool, TaskContext, TaskResult, UpstreamView } from '../
 import { isMonitorError, MonitorError, toTaskError } from '../../errors.js';
 import { type PathRules, resolveInsideRoots } from '../../paths.js';
 import { shortLabel } from '../kind.js';
-import { provenanceOf, stageOutput } from '../stage-input.js';
+import { provenanceOf, wholeOutput } from '../../store/result.js';
 import { decideRetry, type RetryPolicy, sleep } from '../retry.js';
 import { Deadline } from './deadline.js';
 import { DOWN_FOR_MS, type Endpoints } from './endpoints.js';
@@ -290,7 +290,7 @@ export class LlmPool implements Pool {
           : `Split in two to fit the model's context, part ${failedAt + 1} (${halves[failedAt]?.id ?? ''}) failed: ${error.message.replace(/^Split in two to fit the model's context, part \d \([^)]*\) failed: /, '')}`;
       return { ok: false, value, error: { ...error, message } };
     }
-    const texts = await Promise.all(parts.map((part) => stageOutput(part, this.options.maxFileBytes)));
+    const texts = await Promise.all(parts.map((part) => wholeOutput(part, this.options.maxFileBytes)));
     const joined = texts
       .map((text, i) => `[part ${i + 1} of ${halves.length}: ${halves[i]?.id ?? ''}]\n${text.text}`)
       .join('\n\n');
@@ -329,7 +329,7 @@ export class LlmPool implements Pool {
           error: result.error ?? { code: 'INTERNAL', message: 'A reduce step failed without an error.' },
           value,
         };
-      return { ok: true, text: (await stageOutput(result, this.options.maxFileBytes)).text, value };
+      return { ok: true, text: (await wholeOutput(result, this.options.maxFileBytes)).text, value };
     };
     const outcome = await treeReduce(pieces, reduce, ask, path.join(task.outputDir, `${task.index}.reduce`));
     const summary: Record<string, unknown> = {
@@ -504,7 +504,7 @@ export class LlmPool implements Pool {
     const record = upstream?.records[0];
     if (!upstream || !record)
       throw new MonitorError('INTERNAL', 'A task of a later stage ran without its upstream result.');
-    const output = await stageOutput(record, this.options.maxFileBytes);
+    const output = await wholeOutput(record, this.options.maxFileBytes);
     const values: Record<string, string> = {};
     if (output.json !== null && typeof output.json === 'object' && !Array.isArray(output.json)) {
       for (const [key, value] of Object.entries(output.json as Record<string, unknown>))

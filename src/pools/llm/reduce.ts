@@ -3,7 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { TaskRecord } from '../../engine/types.js';
 import type { TaskError } from '../../errors.js';
-import { provenanceOf, stageOutput } from '../stage-input.js';
+import { provenanceOf, wholeOutput } from '../../store/result.js';
 import { middleBreak } from './template.js';
 import type { ChatMessage, ReduceOptions } from './types.js';
 
@@ -60,7 +60,7 @@ export async function piecesOf(records: readonly TaskRecord[], maxBytes: number)
       pieces.push({ source, sources: [source], failed: true, text: `[no answer: this input ${why}]` });
       continue;
     }
-    const output = await stageOutput(record, maxBytes);
+    const output = await wholeOutput(record, maxBytes);
     const value = record.value as { truncated?: unknown; tokens_out?: unknown } | undefined;
     const cut = output.cut || value?.truncated === true;
     const piece: Piece = { source, sources: [source], text: output.text + (cut ? '\n[this answer was cut off]' : '') };

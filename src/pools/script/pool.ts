@@ -8,7 +8,7 @@ import { type PathRules, resolveInsideRoots } from '../../paths.js';
 import type { Platform } from '../../platform/index.js';
 import type { ProcessControl } from '../../processes.js';
 import { shortLabel } from '../kind.js';
-import { stageOutput } from '../stage-input.js';
+import { wholeOutput } from '../../store/result.js';
 import type { WorkerCatalog } from './catalog.js';
 import type { Descendants } from './descendants.js';
 import { type ColdWorker, type RunPlan, settleSpawned, spawnFailure, startColdWorker } from './launch.js';
@@ -648,7 +648,7 @@ const MAX_UPSTREAM_STDIN_BYTES = 16 * 1024 * 1024;
 async function fedFromUpstream(input: ScriptTaskInput, upstream: UpstreamView): Promise<ScriptTaskInput> {
   const record = upstream.records[0];
   if (!record) throw new MonitorError('INTERNAL', 'A task of a later stage ran without its upstream result.');
-  const output = await stageOutput(record, MAX_UPSTREAM_STDIN_BYTES);
+  const output = await wholeOutput(record, MAX_UPSTREAM_STDIN_BYTES);
   return output.json !== undefined ? { ...input, json: output.json } : { ...input, stdin: `${output.text}\n` };
 }
 
