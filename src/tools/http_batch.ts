@@ -1,7 +1,5 @@
 import * as z from 'zod';
-import { httpKind } from '../pools/http/index.js';
-import { DEFAULT_HTTP_CONCURRENCY } from '../pools/http/plan.js';
-import { extractSchema, METHODS } from '../pools/http/request.js';
+import { DEFAULT_HTTP_CONCURRENCY, extractSchema, httpKind, METHODS } from '../pools/http/index.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
 import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs_file.js';
 import { defineKindTool } from './tool.js';

@@ -1,5 +1,4 @@
-import type { WorkerEntry } from '../pools/script/catalog.js';
-import { scriptKind } from '../pools/script/index.js';
+import { scriptKind, type WorkerEntry } from '../pools/script/index.js';
 import { defineKindTool } from './tool.js';
 
 function describeInput(worker: WorkerEntry): string {

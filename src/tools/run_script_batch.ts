@@ -2,9 +2,13 @@ import * as z from 'zod';
 import { MAX_TIMEOUT_SECONDS } from '../config/core.js';
 import type { JobPlan } from '../engine/types.js';
 import { MonitorError } from '../errors.js';
-import { scriptKind, type ScriptServices } from '../pools/script/index.js';
-import { MAX_PACK } from '../pools/script/pack.js';
-import { type ScriptTaskInput, scriptTaskInputSchema } from '../pools/script/pool.js';
+import {
+  MAX_PACK,
+  scriptKind,
+  type ScriptServices,
+  type ScriptTaskInput,
+  scriptTaskInputSchema,
+} from '../pools/script/index.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
 import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs_file.js';
 import { defineKindTool, type ToolContext } from './tool.js';

@@ -5,6 +5,10 @@ import { type HttpJobRequest, planHttpJob } from './plan.js';
 import { HTTP_KIND, HttpPool } from './pool.js';
 import { HTTP_CONSTRAINTS, HTTP_SETTINGS } from './settings.js';
 
+// What the kind's tools use, from here: tools never import a kind's insides.
+export { DEFAULT_HTTP_CONCURRENCY } from './plan.js';
+export { extractSchema, METHODS } from './request.js';
+
 /** What http_batch uses. */
 export interface HttpServices {
   /** Checks an http_batch request against the allowlist and secret rules and makes its job (nothing is sent). */

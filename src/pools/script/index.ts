@@ -15,6 +15,11 @@ import { SCRIPT_KIND, ScriptPool } from './pool.js';
 import { createSpawner, DirectSpawner } from './spawner.js';
 import { SCRIPT_CONSTRAINTS, SCRIPT_SETTINGS, type ScriptConfig } from './settings.js';
 
+// What the kind's tools use, from here: tools never import a kind's insides.
+export { MAX_PACK } from './pack.js';
+export { type ScriptTaskInput, scriptTaskInputSchema } from './pool.js';
+export type { WorkerEntry } from './catalog.js';
+
 /** What the script tools use. */
 export interface ScriptServices {
   /** Checks a run_script_batch request and makes its job (nothing is submitted). */
