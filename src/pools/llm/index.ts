@@ -1,6 +1,7 @@
 import type { CoreConfig } from '../../config/core.js';
 import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
-import { type EndpointReport, Endpoints, modelMatches } from './endpoints.js';
+import { type EndpointReport, Endpoints } from './endpoints.js';
+import { modelMatches } from './models.js';
 import { LLM_ERROR_CODES } from './errors.js';
 import { type LlmJobPlan, type LlmJobRequest, planLlmJob } from './plan.js';
 import { LLM_KIND, LlmPool } from './pool.js';

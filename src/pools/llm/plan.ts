@@ -3,10 +3,11 @@ import path from 'node:path';
 import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
 import { type PathRules, resolveRoots } from '../../paths.js';
-import type { Endpoints, LlmSettings } from './endpoints.js';
+import type { Endpoints } from './endpoints.js';
 import { expandFiles } from './glob.js';
 import { LLM_KIND } from './pool.js';
 import type { SchemaValidator } from './schema.js';
+import type { LlmSettings } from './settings.js';
 import {
   CHUNK_BYTES_PER_TOKEN,
   checkPlaceholders,

@@ -288,3 +288,6 @@ export const LLM_SETTINGS = {
 } satisfies SettingsTree;
 
 export type LlmConfig = ValuesOf<typeof LLM_SETTINGS>;
+
+/** The `llm` settings the kind's parts are built with. */
+export type LlmSettings = LlmConfig['llm'];
