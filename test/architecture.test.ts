@@ -63,6 +63,10 @@ const kindOf = (module: string): string | undefined => /^pools\/([^/]+)\//.exec(
 const under = (module: string, ...prefixes: string[]): boolean =>
   prefixes.some((p) => module === p || module.startsWith(`${p}/`));
 
+/** A module's code without its comments (comments may name anything). */
+const codeOf = (module: string): string =>
+  readFileSync(path.join(src, module), 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, '');
+
 /** Every edge `from → to` for which `bad` holds, as readable lines. */
 function edges(bad: (from: string, to: string) => boolean): string[] {
   const out: string[] = [];
@@ -150,11 +154,34 @@ describe('architecture', () => {
       if (!under(from, 'tools')) continue;
       expect(new Set(internal.map(kindOf).filter((k) => k !== undefined)).size, from).toBeLessThanOrEqual(1);
     }
-    // Nothing outside a kind's folder (its tool files and the registry aside) writes its name out as a job kind.
+    // Nothing outside a kind's folder (its tool files and the registry aside) names it: not as a
+    // string ('llm', "llm", `llm`), not as a property (`pools.llm`, `config.script`), and no code
+    // names a kind's tools (the demo, a client of the server like the tests, aside).
+    const kindTools = new Map(
+      kinds.map((kind) => [
+        kind,
+        [...graph]
+          .filter(([from, { internal }]) => under(from, 'tools') && internal.some((to) => kindOf(to) === kind))
+          .flatMap(([from]) => [...readFileSync(path.join(src, from), 'utf8').matchAll(/\bname:\s*'([a-z_]+)'/g)])
+          .map((match) => match[1] ?? ''),
+      ]),
+    );
+    const named: string[] = [];
     for (const [module] of graph) {
       if (kindOf(module) !== undefined || under(module, 'tools') || module === 'registry.ts') continue;
-      const text = readFileSync(path.join(src, module), 'utf8');
-      for (const kind of kinds) expect(text.includes(`'${kind}'`), `${module} names the kind '${kind}'`).toBe(false);
+      const code = codeOf(module);
+      for (const kind of kinds) {
+        if (new RegExp(`(['"\`])${kind}\\1|\\.${kind}\\b`).test(code)) named.push(`${module} names the kind '${kind}'`);
+        for (const tool of module === 'demo.ts' ? [] : (kindTools.get(kind) ?? []))
+          if (code.includes(tool)) named.push(`${module} names ${kind}'s tool ${tool}`);
+      }
     }
+    expect(named).toEqual([]);
+  });
+
+  it("has tools import a kind through its index.ts only, never the kind's insides", () => {
+    expect(
+      edges((from, to) => under(from, 'tools') && kindOf(to) !== undefined && !/^pools\/[^/]+\/index\.ts$/.test(to)),
+    ).toEqual([]);
   });
 });
