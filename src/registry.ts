@@ -1,7 +1,7 @@
 import type { CoreConfig } from './config/core.js';
 import type { SettingsTree, ValuesOfAll } from './config/settings.js';
 import { httpKind } from './pools/http/index.js';
-import type { DoctorReport, KindDeps, KindInstance, WorkerKind } from './pools/kind.js';
+import type { DoctorReport, KindDeps, KindInstance, TaskCap, WorkerKind } from './pools/kind.js';
 import { llmKind } from './pools/llm/index.js';
 import { scriptKind } from './pools/script/index.js';
 import { httpBatchTool } from './tools/http_batch.js';
@@ -39,6 +39,7 @@ export interface BuiltKind {
   name: string;
   summary: string;
   instructions: readonly string[];
+  taskCap: TaskCap;
   instance: KindInstance<unknown>;
   tools: readonly AnyTool[];
 }
@@ -53,6 +54,7 @@ export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps
     name: kind.name,
     summary: kind.summary,
     instructions: kind.instructions ?? [],
+    taskCap: kind.taskCap(config),
     instance: kind.create(config, { ...deps, secretEnv }),
     tools,
   }));

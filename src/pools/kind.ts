@@ -31,6 +31,13 @@ export interface DoctorReport {
   detail(text: string): void;
 }
 
+/** Most tasks one job of a kind may hold, and the setting that changes it (none: fixed). */
+export interface TaskCap {
+  max: number;
+  /** e.g. `llm.maxTasks`, named in the error that refuses a longer list. */
+  setting?: string;
+}
+
 /** A kind as the server runs it: its pool for the engine, services for its tools, checks, close. */
 export interface KindInstance<Services> {
   readonly pool: Pool;
@@ -54,6 +61,8 @@ export interface WorkerKind<Settings extends SettingsTree, Services> {
   /** Its settings, each declared once (config file keys, env, flags, help, range). */
   readonly settings: Settings;
   readonly constraints?: readonly Constraint[];
+  /** Most tasks in one of its jobs: its tools refuse longer lists, inline or in a file. */
+  taskCap(config: CoreConfig & ValuesOf<Settings>): TaskCap;
   /** The error codes it raises besides the core ones. */
   readonly errorCodes: readonly string[];
   /** Env vars its settings name as holding secrets (kept from every kind's worker processes). */

@@ -9,6 +9,9 @@ import { HTTP_CONSTRAINTS, HTTP_SETTINGS } from './settings.js';
 export { DEFAULT_HTTP_CONCURRENCY } from './plan.js';
 export { extractSchema, METHODS } from './request.js';
 
+/** Most requests in one http_batch job (inline or in requests_file). */
+export const HTTP_MAX_TASKS = 1000;
+
 /** What http_batch uses. */
 export interface HttpServices {
   /** Checks an http_batch request against the allowlist and secret rules and makes its job (nothing is sent). */
@@ -25,6 +28,7 @@ export const httpKind: WorkerKind<typeof HTTP_SETTINGS, HttpServices> = {
   settings: HTTP_SETTINGS,
   constraints: HTTP_CONSTRAINTS,
   errorCodes: HTTP_ERROR_CODES,
+  taskCap: () => ({ max: HTTP_MAX_TASKS }),
   secretEnv: (config) => config.http.secretEnv,
   create(config, deps) {
     const pool = new HttpPool({ settings: config.http, env: deps.env, log: deps.log });

@@ -33,6 +33,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
   ],
   settings: LLM_SETTINGS,
   errorCodes: LLM_ERROR_CODES,
+  taskCap: (config) => ({ max: config.llm.maxTasks, setting: 'llm.maxTasks' }),
   secretEnv: (config) => config.llm.endpoints.flatMap((e) => (e.apiKeyEnv === undefined ? [] : [e.apiKeyEnv])),
   create(config, deps) {
     const settings = config.llm;

@@ -20,6 +20,9 @@ export { MAX_PACK } from './pack.js';
 export { type ScriptTaskInput, scriptTaskInputSchema } from './pool.js';
 export type { WorkerEntry } from './catalog.js';
 
+/** Most tasks in one run_script_batch job (inputs, inline or in inputs_file). */
+export const SCRIPT_MAX_TASKS = 10_000;
+
 /** What the script tools use. */
 export interface ScriptServices {
   /** Checks a run_script_batch request and makes its job (nothing is submitted). */
@@ -42,6 +45,7 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
   settings: SCRIPT_SETTINGS,
   constraints: SCRIPT_CONSTRAINTS,
   errorCodes: SCRIPT_ERROR_CODES,
+  taskCap: () => ({ max: SCRIPT_MAX_TASKS }),
   create(config, deps) {
     const { script } = config;
     const { log, processes, platform } = deps;
