@@ -1,10 +1,18 @@
-import type { Ownership } from './engine/types.js';
 import { LINUX, type Platform, type ProcessState } from './platform/index.js';
 
 /** `process.kill`'s shape: only the CLI hands in the real one (it is the one module that touches `process`). */
 export type KillFunction = (pid: number, signal: NodeJS.Signals | 0) => void;
 
 /** This server process, and what it may do to others: check they live, stop worker trees. */
+/** Who runs jobs: lets several servers (one per client session) share a state directory safely. */
+export interface Ownership {
+  pid: number;
+  /** Tells this process from a later one given the same pid (its start time), where known. */
+  startToken?: string;
+  /** With `startToken`, a process now holding that pid but started at another time is not it. */
+  isAlive(pid: number, startToken?: string): boolean;
+}
+
 export interface ProcessControl extends Ownership {
   /** Signals a worker's whole tree (its process group; on Windows its process tree); 0 only checks. False when none got it. */
   signalTree(pid: number, signal: NodeJS.Signals | 0): boolean;

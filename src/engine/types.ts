@@ -98,14 +98,8 @@ export interface Pool {
   liveFigures?(): unknown;
 }
 
-/** Who runs jobs: lets several servers (one per client session) share a state directory safely. */
-export interface Ownership {
-  pid: number;
-  /** Tells this process from a later one given the same pid (its start time), where known. */
-  startToken?: string;
-  /** With `startToken`, a process now holding that pid but started at another time is not it. */
-  isAlive(pid: number, startToken?: string): boolean;
-}
+/** Who runs jobs (declared by the OS adapter that implements it, below the engine). */
+export type { Ownership } from '../processes.js';
 
 /** What a kind's planner makes of a tool call: the tasks and how to run them, ready to submit. */
 export interface JobPlan {
