@@ -122,3 +122,24 @@ export const KEPT_RESPONSE_HEADERS: readonly string[] = [
   'ratelimit-remaining',
   'ratelimit-reset',
 ];
+
+/** A header as one string (undici gives repeated headers as a list). */
+export function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** `headers` without the ones named in `names` (lower case), whatever their case. */
+export function withoutHeaders(
+  headers: Readonly<Record<string, string>>,
+  names: ReadonlySet<string>,
+): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !names.has(name.toLowerCase())));
+}
+
+/** One hop's request as it is sent: secrets substituted, headers as a redirect left them. */
+export interface Target {
+  url: URL;
+  method: HttpMethod;
+  headers: Record<string, string>;
+  body: string | undefined;
+}
