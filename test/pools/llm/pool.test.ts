@@ -139,9 +139,12 @@ describe('LlmPool', () => {
     });
     const { records } = await r.run(['#fault:long essay']);
     const value = valueOf(records[0]);
-    expect(value.text_cut).toBe(true);
+    // The result envelope: `cut` says `text` is only the start; `files.output` holds the whole answer.
+    expect(value.cut).toBe(true);
+    expect(value.text_cut).toBeUndefined();
     expect(String(value.text)).toHaveLength(101);
-    const full = await readFile(records[0]?.files?.answer ?? '', 'utf8');
+    expect(records[0]?.files?.answer).toBeUndefined();
+    const full = await readFile(records[0]?.files?.output ?? '', 'utf8');
     expect(full).toMatch(/^Answer to: #fault:long essay( and more){300}$/);
   });
 
@@ -331,7 +334,7 @@ describe('LlmPool', () => {
     const d = await double();
     const r = await rig([endpoint('d', d.url, 4)]);
     const { records } = await r.run(['#fault:long essay']);
-    const file = records[0]?.files?.answer ?? '';
+    const file = records[0]?.files?.output ?? '';
     expect((await stat(file)).mode & 0o777).toBe(0o600);
   });
 

@@ -1,0 +1,212 @@
+import type { TaskContext, TaskResult } from '../../engine/types.js';
+import { isMonitorError, MonitorError } from '../../errors.js';
+import { decideRetry, type RetryPolicy, sleep } from '../retry.js';
+import { type Completion, failure, type Outcome, startCompletion } from './completion-state.js';
+import { Deadline } from './deadline.js';
+import { DOWN_FOR_MS, type Endpoints } from './endpoints.js';
+import { LlmError } from './errors.js';
+import { judge, type JudgeDeps } from './judge.js';
+import type { ChatAnswer, ChatMessage, ChatParams, LlmJobOptions } from './types.js';
+import {
+  answeredStatus,
+  isConnectionFailure,
+  isEndpointAway,
+  retriedOnlyOnce,
+  retryAfterMs,
+  retryAfterTooLong,
+} from './upstream.js';
+
+/** Backoff between retries of one prompt: short, since a local server recovers fast; its Retry-After wins up to 30 s (a longer one fails at once). */
+export const LLM_BACKOFF = { baseMs: 250, capMs: 8_000, maxRetryAfterMs: 30_000 } as const;
+
+/**
+ * The request path of one prompt: routes it to the least busy endpoint serving the model, fails
+ * over on connection failures, waits (bounded) for endpoints that went away, retries transient
+ * errors with backoff, and has each answer judged (judge.ts).
+ */
+export class Completer {
+  private readonly endpoints: Endpoints;
+  private readonly policy: RetryPolicy;
+  private readonly judgeDeps: JudgeDeps;
+
+  constructor(deps: JudgeDeps & { maxRetries: number }) {
+    this.endpoints = deps.endpoints;
+    this.policy = { maxRetries: deps.maxRetries, ...LLM_BACKOFF };
+    this.judgeDeps = { endpoints: deps.endpoints, schemas: deps.schemas, maxInlineChars: deps.maxInlineChars };
+  }
+
+  /** Asks the model `messages` until an answer or a final failure: routing, failover, retries, schema checks. */
+  async complete(
+    task: TaskContext,
+    options: LlmJobOptions,
+    messages: ChatMessage[],
+    base: Record<string, unknown>,
+    stem: string,
+  ): Promise<TaskResult> {
+    const run = startCompletion(task, options, messages, base, stem);
+    for (;;) {
+      task.signal.throwIfAborted();
+      const outcome = await this.attempt(run);
+      if (outcome.kind === 'done') return outcome.result;
+      if (outcome.kind === 'again' || outcome.kind === 'failover') continue;
+      if (outcome.kind === 'away') {
+        if (await this.waitForEndpoints(run, outcome.endpoints)) continue;
+        return failure(run, this.stillAway(run, outcome.error));
+      }
+      if (outcome.kind === 'fail' || !this.mayRetry(run, outcome.error))
+        return failure(run, outcome.error, outcome.extra);
+      const decision = decideRetry(run.retries, this.policy, retryAfterMs(outcome.error));
+      if (!decision.retry) {
+        const error =
+          decision.reason === 'retry-after-too-long' && isMonitorError(outcome.error)
+            ? retryAfterTooLong(outcome.error, decision.retryAfterMs, this.policy.maxRetryAfterMs)
+            : outcome.error;
+        return failure(run, error, outcome.extra);
+      }
+      run.retries++;
+      await sleep(decision.delayMs, task.signal);
+    }
+  }
+
+  /** Transient failures go again while retries last; an empty answer or a 500 only once. */
+  private mayRetry(run: Completion, error: unknown): boolean {
+    if (!(isMonitorError(error) && error.retryable) || run.retries >= this.policy.maxRetries) return false;
+    const once = retriedOnlyOnce(error);
+    if (once === undefined) return true;
+    if (run.retriedOnce.has(once)) return false;
+    run.retriedOnce.add(once);
+    return true;
+  }
+
+  /**
+   * Waits for one of `endpoints` to take connections again (no retry spent): true when one did;
+   * false once the outage outlasted llm's outage bound, or this task's timeout_seconds, whichever
+   * is shorter. A cancel ends the wait at once.
+   */
+  private async waitForEndpoints(run: Completion, endpoints: readonly string[]): Promise<boolean> {
+    run.outageUntil ??= this.endpoints.now() + this.outageLimitMs(run);
+    this.endpoints.log.debug(
+      `task ${run.task.index} of ${run.task.jobId}: ${endpoints.join(', ')} not taking connections, waiting for it to come back`,
+    );
+    if (!(await this.endpoints.waitForAny(endpoints, run.outageUntil, run.task.signal))) return false;
+    run.excluded.clear();
+    return true;
+  }
+
+  private outageLimitMs(run: Completion): number {
+    return Math.min(this.endpoints.outageWaitMs, run.options.timeout_seconds * 1000);
+  }
+
+  /** ENDPOINT_UNREACHABLE after the wait: the connection failure, how long it waited, and what to do. */
+  private stillAway(run: Completion, error: unknown): unknown {
+    if (!isMonitorError(error)) return error;
+    const seconds = Math.round(this.outageLimitMs(run) / 100) / 10;
+    return new LlmError('ENDPOINT_UNREACHABLE', `${error.message} It did not come back within ${seconds} s.`, {
+      hint: `${error.hint ?? 'Start the server.'} Then run the failed prompts again with resume_job (include_failed: true).`,
+      cause: error,
+    });
+  }
+
+  /** One request: pick an endpoint serving the model, send, and judge the answer. */
+  private async attempt(run: Completion): Promise<Outcome> {
+    const { task, options } = run;
+    const found = await this.endpoints.candidatesFor(options.model, run.discovery, task.signal);
+    // No list known at all (the server was down when asked): let the request itself find out.
+    const candidates = found.endpoints.length > 0 ? found.endpoints : found.unverified;
+    if (candidates.length === 0) {
+      const error = found.error ?? new LlmError('MODEL_NOT_FOUND', `No endpoint serves model "${options.model}".`);
+      // A cached list may be out of date: look again once before giving up, without waiting.
+      if (run.discovery === 'cached') {
+        run.discovery = 'fresh';
+        return { kind: 'again' };
+      }
+      return { kind: 'retry', error };
+    }
+    // Every endpoint serving the model refused connections just now: wait for one with the other
+    // tasks (one shared probe) rather than send a request each.
+    const first = candidates[0];
+    if (first !== undefined && candidates.every((e) => this.endpoints.isAway(e))) {
+      return { kind: 'away', endpoints: candidates, error: this.endpoints.awayError(first) };
+    }
+    let choices = candidates.filter((e) => !run.excluded.has(e));
+    if (choices.length === 0) {
+      run.excluded.clear();
+      choices = candidates;
+    }
+    const lease = await this.endpoints.router.acquire(choices, task.signal);
+    run.lastEndpoint = lease.endpoint;
+    const sent = await this.send(run, lease.endpoint, found.served[lease.endpoint] ?? options.model, () =>
+      lease.release(),
+    );
+    if (sent.answer === undefined) {
+      if (task.signal.aborted) throw task.signal.reason;
+      if (answeredStatus(sent.error) !== undefined) this.endpoints.noteReachable(lease.endpoint);
+      return this.afterRequestFailure(run, lease.endpoint, candidates, sent.error);
+    }
+    this.endpoints.noteReachable(lease.endpoint);
+    return judge(run, lease.endpoint, sent.answer, this.judgeDeps);
+  }
+
+  /** Sends the conversation to `endpoint` within the task's timeout; `release` frees its slot as soon as it is over. */
+  private async send(
+    run: Completion,
+    endpoint: string,
+    model: string,
+    release: () => void,
+  ): Promise<{ answer: ChatAnswer; error?: undefined } | { answer?: undefined; error: unknown }> {
+    const { task, options } = run;
+    const timeoutMs = options.timeout_seconds * 1000;
+    const deadline = new Deadline(
+      timeoutMs,
+      [task.signal],
+      () =>
+        new MonitorError('TIMEOUT', `No complete answer from ${endpoint} within ${options.timeout_seconds} s.`, {
+          hint: 'Raise timeout_seconds, lower max_tokens, or send less per prompt.',
+        }),
+    );
+    run.requests++;
+    try {
+      const params: ChatParams = { model, messages: run.conversation };
+      if (options.temperature !== undefined) params.temperature = options.temperature;
+      if (options.max_tokens !== undefined) params.maxTokens = options.max_tokens;
+      if (options.stop !== undefined) params.stop = options.stop;
+      if (options.seed !== undefined) params.seed = options.seed;
+      if (options.json_schema !== undefined) params.jsonSchema = options.json_schema;
+      return { answer: await this.endpoints.client(endpoint).chat(params, { signal: deadline.signal, timeoutMs }) };
+    } catch (caught) {
+      return { error: deadline.expired ? deadline.signal.reason : caught };
+    } finally {
+      // The slot is free before anything else happens (backoff, failover, reading a model list).
+      deadline.clear();
+      release();
+    }
+  }
+
+  /**
+   * A request that failed: another endpoint at once after a connection failure, else a wait for
+   * the endpoints to come back (nothing listening there), else retry (or fail).
+   */
+  private async afterRequestFailure(
+    run: Completion,
+    endpoint: string,
+    candidates: readonly string[],
+    error: unknown,
+  ): Promise<Outcome> {
+    if (isConnectionFailure(error)) {
+      this.endpoints.router.markDown(endpoint, DOWN_FOR_MS);
+      run.excluded.add(endpoint);
+      const away = isEndpointAway(error) && isMonitorError(error);
+      if (away) this.endpoints.noteUnreachable(endpoint, error);
+      // Another endpoint serving the model takes it at once, without backoff.
+      if (candidates.some((e) => !run.excluded.has(e)) && run.failovers < candidates.length) {
+        run.failovers++;
+        this.endpoints.log.debug(`task ${run.task.index} of ${run.task.jobId}: ${endpoint} unreachable, failing over`);
+        return { kind: 'failover' };
+      }
+      if (away) return { kind: 'away', endpoints: [...candidates], error };
+    }
+    if (isMonitorError(error) && error.code === 'MODEL_NOT_FOUND')
+      return { kind: 'retry', error: await this.endpoints.explainUnknownModel(endpoint, error, run.task.signal) };
+    return { kind: 'retry', error };
+  }
+}
