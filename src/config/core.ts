@@ -6,13 +6,13 @@ import {
   type Constraint,
   derived,
   int,
-  list,
   num,
   pathSetting,
   platformOf,
   type SettingsTree,
   type ValuesOf,
 } from './settings.js';
+import { list } from './collections.js';
 
 /** Longest timeout anywhere (a day): Node timers overflow past 2^31-1 ms (~24.8 days) and fire at once. */
 export const MAX_TIMEOUT_SECONDS = 86_400;

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseSettings } from '../../src/config/parse.js';
-import { atMost, int, list, mergeTrees } from '../../src/config/settings.js';
+import { atMost, int, mergeTrees } from '../../src/config/settings.js';
+import { list } from '../../src/config/collections.js';
 
 const sources = { argv: [], env: {}, home: '/home/u', cpus: 2, packageRoot: '/pkg', cwd: '/work' };
 

@@ -5,11 +5,11 @@ import {
   type Constraint,
   int,
   invalid,
-  list,
   num,
   type SettingsTree,
   type ValuesOf,
 } from '../../config/settings.js';
+import { list } from '../../config/collections.js';
 import { isMonitorError } from '../../errors.js';
 import { parseHostPattern } from './hosts.js';
 

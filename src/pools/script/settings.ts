@@ -6,12 +6,11 @@ import {
   type Constraint,
   derived,
   int,
-  list,
   num,
-  record,
   type SettingsTree,
   type ValuesOf,
 } from '../../config/settings.js';
+import { list, record } from '../../config/collections.js';
 
 export const SCRIPT_SETTINGS = {
   workersDirs: list({
