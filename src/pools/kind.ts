@@ -38,11 +38,33 @@ export interface TaskCap {
   setting?: string;
 }
 
+/**
+ * How busy a kind is now, in the one shape the dashboard draws for every kind: a card per unit of
+ * capacity (an LLM endpoint, the script pool, the HTTP pool). Published in each server's live file.
+ */
+export interface LiveCard {
+  /** The unit's name: an endpoint's, or the pool's ("scripts"). */
+  name: string;
+  /** One line under the name: the models loaded, what runs. */
+  detail?: string;
+  /** Work in flight, out of `limit` (drawn as slots). */
+  busy: number;
+  limit: number;
+  /** Work waiting for a slot. */
+  waiting: number;
+  /** false while it cannot be reached. */
+  reachable?: boolean;
+  /** Drawn as a chart: [bucket start (ms), amount per second] over the last minutes, and its unit. */
+  rate?: { unit: string; series: Array<[number, number]> };
+}
+
 /** A kind as the server runs it: its pool for the engine, services for its tools, checks, close. */
 export interface KindInstance<Services> {
   readonly pool: Pool;
   /** What the kind's tools use: a narrow interface (planning, listings), never the pool's insides. */
   readonly services: Services;
+  /** Its live cards now: cheap (called every second while live figures are on), JSON. */
+  live?(): LiveCard[];
   /** After the engine has stopped its tasks: sockets, journals, timers. */
   close(): Promise<void>;
 }

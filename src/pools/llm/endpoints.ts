@@ -3,7 +3,9 @@ import type { Logger } from '../../log.js';
 import { EndpointClient } from './client.js';
 import { Deadline } from './deadline.js';
 import { LlmError } from './errors.js';
-import { endpointLiveFigures, TokenRates } from './live-figures.js';
+import { RateBuckets } from '../rates.js';
+import type { LiveCard } from '../kind.js';
+import { endpointLiveCards } from './live-figures.js';
 import { type Discovery, ModelLists } from './model-lists.js';
 import { isChatModel } from './models.js';
 import { OUTAGE_WAIT_MS, type OutageView, Outages } from './outages.js';
@@ -64,7 +66,7 @@ export class Endpoints {
   private readonly lists: ModelLists;
   private readonly resolver: ModelResolver;
   private readonly outages: Outages;
-  private readonly rates: TokenRates;
+  private readonly rates: RateBuckets;
   private readonly usage = new PromptUsage();
   private readonly warming = new Map<string, Promise<void>>();
   private readonly lifetime = new AbortController();
@@ -102,7 +104,7 @@ export class Endpoints {
       lifetime: this.lifetime.signal,
       refresh: (name) => this.lists.refresh(name),
     });
-    this.rates = new TokenRates(this.now);
+    this.rates = new RateBuckets(this.now);
   }
 
   get endpointNames(): string[] {
@@ -176,8 +178,8 @@ export class Endpoints {
   }
 
   /** Each endpoint as it is now, for the live dashboard (see live-figures.ts). */
-  liveFigures(): Array<Record<string, unknown>> {
-    return endpointLiveFigures(this.settings.endpoints, {
+  liveCards(): LiveCard[] {
+    return endpointLiveCards(this.settings.endpoints, {
       router: this.router,
       rates: this.rates,
       models: (name) => this.lists.latest(name)?.models ?? [],

@@ -40,6 +40,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
     const { endpoints, schemas, pool } = createLlmParts(config, deps);
     return {
       pool,
+      live: () => endpoints.liveCards(),
       services: {
         plan: (request, signal) =>
           planLlmJob(request, {

@@ -62,11 +62,6 @@ export class LlmPool implements Pool {
     return this.endpoints.router.capacity;
   }
 
-  /** Each endpoint's slots, queue and tokens/s, for the live dashboard (see live-figures.ts). */
-  liveFigures(): unknown {
-    return { endpoints: this.endpoints.liveFigures() };
-  }
-
   /** A task by its id: the prompt's id, the file (and chunk) or the item it was made from. */
   label(input: unknown): string | undefined {
     const id = (input as { id?: unknown } | null)?.id;
