@@ -1,8 +1,6 @@
 import * as z from 'zod';
 import { MonitorError } from '../errors.js';
-import type { EndpointReport } from '../pools/llm/endpoints.js';
-import { llmKind } from '../pools/llm/index.js';
-import type { ModelInfo } from '../pools/llm/types.js';
+import { type EndpointReport, llmKind, type ModelInfo } from '../pools/llm/index.js';
 import { defineKindTool } from './tool.js';
 
 export const lmstudioModelsTool = defineKindTool(llmKind, {

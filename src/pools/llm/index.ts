@@ -8,6 +8,10 @@ import { LLM_KIND, LlmPool } from './pool.js';
 import { SchemaValidator } from './schema.js';
 import { LLM_SETTINGS, type LlmConfig } from './settings.js';
 
+// What the kind's tools use, from here: tools never import a kind's insides.
+export type { EndpointReport } from './endpoints.js';
+export type { ModelInfo } from './types.js';
+
 /** What the LLM tools use. */
 export interface LlmServices {
   /** Checks an lmstudio_complete request, resolves its model and makes its job (nothing is submitted). */
