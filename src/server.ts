@@ -1,23 +1,16 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import {
-  type CallToolResult,
-  CallToolRequestSchema,
-  ListToolsRequestSchema,
-  type Tool,
-} from '@modelcontextprotocol/sdk/types.js';
+import { ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
 import type { Ownership } from './engine/types.js';
-import { errorText, MonitorError } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
 import { LINUX, type Platform } from './platform/index.js';
 import { type BuiltKind, buildKinds } from './registry.js';
-import { LivePublisher } from './live/publisher.js';
+import { handleToolCalls } from './server-calls.js';
+import { liveControl } from './server-live.js';
+import { toolTable } from './server-tools.js';
 import { JobStore } from './store/store.js';
-import { closest, inputJsonSchema, parseArguments } from './tools/arguments.js';
-import { jobTools } from './tools/index.js';
-import type { AnyTool, ServerFacts, ToolContext } from './tools/tool.js';
 
 export const SERVER_NAME = 'monitor-mcp';
 export const SERVER_VERSION = '0.1.0';
@@ -92,98 +85,15 @@ export function createServer(
     ownership,
     maxStateBytes: config.maxStateMB * 1024 * 1024,
   });
-  const facts: ServerFacts = {
-    kinds: kinds.map((k) => k.name),
-    dispatchTools: [...kinds.flatMap((k) => k.tools.filter((t) => t.dispatch).map((t) => t.name))],
-  };
-
-  const tools = new Map<string, { tool: AnyTool; services: unknown }>();
-  for (const kind of kinds)
-    for (const tool of kind.tools) tools.set(tool.name, { tool, services: kind.instance.services });
-  for (const tool of jobTools(facts)) tools.set(tool.name, { tool, services: undefined });
-  // Listed once: what every client (and, in Claude Code, the model) gets on every request.
-  const listed: Tool[] = [...tools.values()].map(({ tool }) => ({
-    name: tool.name,
-    title: tool.title,
-    description: tool.description,
-    inputSchema: inputJsonSchema(tool.inputSchema) as Tool['inputSchema'],
-    annotations: tool.annotations,
-  }));
+  const table = toolTable(kinds);
 
   const server = new Server(
     { name: SERVER_NAME, version: SERVER_VERSION },
     { capabilities: { tools: {}, logging: {} }, instructions: instructions(config, kinds) },
   );
-  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: listed }));
-  server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
-    const { name } = request.params;
-    const progressToken = request.params._meta?.progressToken;
-    const ctx = (services: unknown): ToolContext<unknown> => ({
-      config,
-      engine,
-      kind: services,
-      log,
-      signal: extra.signal,
-      progress: async (progress, total, message) => {
-        if (progressToken === undefined) return;
-        await extra
-          .sendNotification({
-            method: 'notifications/progress',
-            params:
-              total === undefined ? { progressToken, progress, message } : { progressToken, progress, total, message },
-          })
-          .catch(() => undefined);
-      },
-    });
-    try {
-      const entry = tools.get(name);
-      if (!entry) {
-        const near = closest(name, [...tools.keys()]);
-        throw new MonitorError('INVALID_INPUT', `There is no tool "${name}".`, {
-          hint: `${near ? `Did you mean ${near}? ` : ''}The tools: ${[...tools.keys()].join(', ')}.`,
-        });
-      }
-      const args = parseArguments(entry.tool.name, entry.tool.inputSchema, request.params.arguments);
-      const reply = await entry.tool.handler(args as never, ctx(entry.services));
-      const result: CallToolResult = { content: [{ type: 'text', text: reply.text }] };
-      if (reply.structured) result.structuredContent = reply.structured;
-      return result;
-    } catch (error) {
-      log.debug(`${name} failed: ${errorText(error)}`);
-      return { content: [{ type: 'text', text: errorText(error) }], isError: true };
-    }
-  });
-
-  // The dashboard's view of this server: its pools' live figures, and its hand on cancel and resume.
-  const live = new LivePublisher({
-    stateDir: config.stateDir,
-    pid: ownership.pid,
-    ...(ownership.startToken === undefined ? {} : { start: ownership.startToken }),
-    version: SERVER_VERSION,
-    log,
-    figures: () => {
-      const figures: Record<string, unknown> = {};
-      for (const kind of kinds) {
-        const value = kind.instance.pool.liveFigures?.();
-        if (value !== undefined) figures[kind.name] = value;
-      }
-      return figures;
-    },
-    handles: async (jobId) => {
-      await engine.refresh([jobId]);
-      const job = engine.get(jobId);
-      return job !== undefined && job.ownerPid === undefined;
-    },
-    act: async (request) => {
-      if (request.action === 'cancel') {
-        const job = await engine.cancel(request.job_id);
-        return { ok: true, message: `Cancelled ${job.id}: it is ${job.state}.`, by_pid: ownership.pid };
-      }
-      // The dashboard's Resume runs whatever did not succeed: interrupted, failed and cancelled tasks.
-      const { snapshot, requeued } = await engine.resume(request.job_id, { failed: true, cancelled: true });
-      return { ok: true, message: `Resumed ${snapshot.id}: ${requeued} task(s) queued again.`, by_pid: ownership.pid };
-    },
-  });
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: table.listed }));
+  handleToolCalls(server, { config, engine, log, table });
+  const live = liveControl({ stateDir: config.stateDir, version: SERVER_VERSION, engine, kinds, ownership, log });
 
   return {
     server,
