@@ -105,9 +105,6 @@
       job.next ? el('div', { className: 'next', text: job.next }) : null,
       job.runs_on ? el('div', { className: 'label', text: `runs on ${job.runs_on}` }) : null,
     ]);
-    const tokens = job.tokens
-      ? `${job.tokens.prompt} in / ${job.tokens.completion} out, ${job.tokens.per_second} tok/s`
-      : '';
     const row = el(
       'tr',
       { className: `job${selected === job.id ? ' selected' : ''}`, 'data-job': job.id, onclick: () => select(job.id) },
@@ -121,27 +118,29 @@
         el('td', { text: duration(job.elapsed_ms) }),
         el('td', { text: `${job.concurrency}${job.peak_running ? ` (peak ${job.peak_running})` : ''}` }),
         el('td', {}, [failures]),
-        el('td', { className: 'label', text: tokens }),
+        el('td', { className: 'label', text: job.totals ? job.totals.text : '' }),
         actions,
       ],
     );
     return row;
   }
 
-  function endpointCard(endpoint) {
-    const key = `${endpoint.server_pid}:${endpoint.name}`;
-    const slots = el('div', { className: 'slots', title: `${endpoint.busy} of ${endpoint.limit} slots busy` });
-    for (let i = 0; i < endpoint.limit; i++) slots.append(el('span', { className: i < endpoint.busy ? 'busy' : '' }));
-    const series = endpoint.tokens_per_second || [];
+  /** A kind's live card (an LLM endpoint, the script pool, the HTTP pool): slots, queue, rate chart. */
+  function capacityCard(card) {
+    const key = `${card.server_pid}:${card.kind}:${card.name}`;
+    const slots = el('div', { className: 'slots', title: `${card.busy} of ${card.limit} slots busy` });
+    for (let i = 0; i < card.limit; i++) slots.append(el('span', { className: i < card.busy ? 'busy' : '' }));
+    const series = (card.rate && card.rate.series) || [];
     const now = series.length ? series[series.length - 1][1] : 0;
+    const rateText = card.rate ? `, ${Math.round(now)} ${card.rate.unit} now` : '';
     const chartBox = el('div', { className: 'chart' });
-    const card = el('div', { className: 'card', 'data-endpoint': endpoint.name }, [
-      el('div', { className: 'name', text: `${endpoint.name}${endpoint.reachable === false ? ' (unreachable)' : ''}` }),
-      el('div', { className: 'models', text: (endpoint.models || []).join(', ') || 'no model loaded' }),
+    const box = el('div', { className: 'card', 'data-kind': card.kind, 'data-card': card.name }, [
+      el('div', { className: 'name', text: `${card.name}${card.reachable === false ? ' (unreachable)' : ''}` }),
+      el('div', { className: 'models', text: `${card.kind}${card.detail ? ` · ${card.detail}` : ''}` }),
       slots,
       el('div', {
         className: 'label slots-text',
-        text: `${endpoint.busy}/${endpoint.limit} slots busy, ${endpoint.waiting} waiting, ${Math.round(now)} tok/s now (server pid ${endpoint.server_pid})`,
+        text: `${card.busy}/${card.limit} slots busy, ${card.waiting} waiting${rateText} (server pid ${card.server_pid})`,
       }),
       chartBox,
     ]);
@@ -162,7 +161,7 @@
       );
       charts.set(key, chart);
     }
-    return card;
+    return box;
   }
 
   function render() {
@@ -172,8 +171,8 @@
       `${state.jobs.length} job(s), ${running} running · ${state.servers.length} server(s) live${state.servers.length ? ` (pid ${state.servers.map((s) => s.pid).join(', ')})` : ''}`;
     for (const chart of charts.values()) chart.destroy();
     charts.clear();
-    $('endpoints').replaceChildren(...state.endpoints.map(endpointCard));
-    $('endpoints-section').hidden = state.endpoints.length === 0;
+    $('capacity').replaceChildren(...state.capacity.map(capacityCard));
+    $('capacity-section').hidden = state.capacity.length === 0;
     $('jobs').tBodies[0].replaceChildren(...state.jobs.map(jobRow));
     $('empty').hidden = state.jobs.length > 0;
     $('footer').textContent =
