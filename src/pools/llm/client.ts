@@ -1,22 +1,12 @@
 import { buildConnector, Pool, type Dispatcher } from 'undici';
-import * as z from 'zod';
 import { MonitorError } from '../../errors.js';
-import { parseRetryAfter } from '../retry.js';
-import { LlmError } from './errors.js';
+import { abandon, headerText, readJson } from './body.js';
+import { answerFromCompletion, parseLmStudioModels, parseOpenAiModels } from './responses.js';
 import type { EndpointConfig } from './settings.js';
 import { isStrictCompatible } from './schema.js';
-import { SseParser } from './sse.js';
+import { readChatStream } from './stream.js';
 import type { ChatAnswer, ChatParams, ModelInfo } from './types.js';
-import {
-  CLOSED_CODES,
-  errorCodeOf,
-  extractUpstreamError,
-  redactSecret,
-  transportError,
-  UpstreamAnswerError,
-  upstreamError,
-  type UpstreamContext,
-} from './upstream.js';
+import { CLOSED_CODES, errorCodeOf, transportError, UpstreamAnswerError, type UpstreamContext } from './upstream.js';
 
 export interface EndpointClientOptions {
   endpoint: EndpointConfig;
@@ -36,54 +26,11 @@ export interface ChatCallOptions {
   timeoutMs?: number;
 }
 
-/** Bodies of error answers and model lists are small; answers are bounded by max_tokens, this is the backstop. */
-const MAX_JSON_BYTES = 32 * 1024 * 1024;
-const MAX_ERROR_BYTES = 64 * 1024;
 /**
  * A kept-alive connection the server had already closed fails at once. A failure later than this
  * means the server took the request and went away while working on it: no blind resend then.
  */
 const STALE_CONNECTION_MS = 100;
-
-// Response shapes, loose: unknown fields pass, a field of the wrong type reads as absent.
-const maybeText = z.string().nullish().catch(undefined);
-const maybeNumber = z.number().nullish().catch(undefined);
-const usageSchema = z
-  .looseObject({ prompt_tokens: maybeNumber, completion_tokens: maybeNumber })
-  .nullish()
-  .catch(undefined);
-const textFields = { content: maybeText, reasoning_content: maybeText, reasoning: maybeText };
-const completionSchema = z.looseObject({
-  model: maybeText,
-  choices: z
-    .array(z.looseObject({ message: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText }))
-    .nullish()
-    .catch(undefined),
-  usage: usageSchema,
-});
-const streamChunkSchema = z.looseObject({
-  model: maybeText,
-  choices: z
-    .array(z.looseObject({ delta: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText }))
-    .nullish()
-    .catch(undefined),
-  usage: usageSchema,
-});
-const listSchema = z.looseObject({ data: z.array(z.unknown()) });
-const lmStudioModelSchema = z.looseObject({
-  id: z.string(),
-  type: maybeText,
-  state: maybeText,
-  loaded_context_length: maybeNumber,
-  max_context_length: maybeNumber,
-});
-const openAiModelSchema = z.looseObject({
-  id: z.string(),
-  meta: z.looseObject({ n_ctx: maybeNumber, n_ctx_train: maybeNumber }).nullish().catch(undefined),
-  max_model_len: maybeNumber,
-  context_length: maybeNumber,
-  context_window: maybeNumber,
-});
 
 /**
  * One OpenAI-compatible server: chat completions (streamed or not) and model lists (LM Studio's
@@ -212,95 +159,11 @@ export class EndpointClient {
     }
   }
 
-  /** Reads a whole body as text, refusing more than `limit` bytes. */
-  private async readText(
-    response: Dispatcher.ResponseData,
-    ctx: UpstreamContext,
-    signal: AbortSignal,
-    limit: number,
-  ): Promise<string> {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    try {
-      for await (const chunk of response.body) {
-        const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-        size += buffer.length;
-        if (size > limit) {
-          abandon(response.body);
-          throw new LlmError('RESPONSE_TOO_LARGE', `Endpoint ${this.name} sent more than ${limit} bytes.`);
-        }
-        chunks.push(buffer);
-      }
-    } catch (error) {
-      if (signal.aborted) throw signal.reason;
-      throw transportError(error, ctx, 'answer');
-    }
-    return Buffer.concat(chunks).toString('utf8');
-  }
-
-  /** Parses a JSON answer; any `error` in it (whatever the status) becomes a MonitorError. */
-  private async readJson(
-    response: Dispatcher.ResponseData,
-    ctx: UpstreamContext,
-    signal: AbortSignal,
-  ): Promise<unknown> {
-    const status = response.statusCode;
-    const ok = status >= 200 && status < 300;
-    const text = await this.readText(response, ctx, signal, ok ? MAX_JSON_BYTES : MAX_ERROR_BYTES);
-    let parsed: unknown;
-    try {
-      parsed = text.length === 0 ? undefined : JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    const error = extractUpstreamError(parsed);
-    const retryAfter = parseRetryAfter(headerText(response.headers['retry-after']));
-    if (error) throw upstreamError(status, error, ctx, retryAfter);
-    if (!ok) throw upstreamError(status, { message: text.slice(0, 500) || `HTTP ${status}` }, ctx, retryAfter);
-    if (text.trim().length === 0) {
-      // A hiccup, not a wrong URL (a wrong path gets an error body, even from LM Studio): worth retrying.
-      throw new UpstreamAnswerError(
-        'UPSTREAM_ERROR',
-        `Endpoint ${this.name} answered status ${status} with an empty body (no JSON at all).`,
-        status,
-        {
-          hint: 'A server hiccup (seen under load, or while the server swaps models); it was retried with backoff. If it keeps happening, check the server log and that the model is loaded, then run the failed prompts again with resume_job (include_failed: true).',
-          retryable: true,
-        },
-      );
-    }
-    if (parsed === undefined) {
-      throw new UpstreamAnswerError(
-        'UPSTREAM_ERROR',
-        `Endpoint ${this.name} sent a body that is not JSON: ${JSON.stringify(redactSecret(text.slice(0, 200), ctx.secret))}`,
-        status,
-        {
-          hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',
-        },
-      );
-    }
-    return parsed;
-  }
-
   /** One chat completion. Streams when configured; a server that answers JSON anyway is read as JSON. */
   async chat(params: ChatParams, options: ChatCallOptions): Promise<ChatAnswer> {
     const ctx = this.context(params.model);
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
-    const body: Record<string, unknown> = { model: params.model, messages: params.messages, stream: this.stream };
-    if (this.stream) body.stream_options = { include_usage: true };
-    if (params.temperature !== undefined) body.temperature = params.temperature;
-    if (params.maxTokens !== undefined) body.max_tokens = params.maxTokens;
-    if (params.stop !== undefined && params.stop.length > 0) body.stop = params.stop;
-    if (params.seed !== undefined) body.seed = params.seed;
-    if (params.jsonSchema !== undefined) {
-      // LM Studio turns any schema into a grammar; OpenAI's strict mode refuses schemas outside its
-      // subset (400 for the whole job), so strict goes only where it is safe.
-      const strict = this.endpoint.flavor === 'lmstudio' || isStrictCompatible(params.jsonSchema);
-      body.response_format = {
-        type: 'json_schema',
-        json_schema: { name: 'result', ...(strict ? { strict: true } : {}), schema: params.jsonSchema },
-      };
-    }
+    const body = chatRequestBody(params, this.stream, this.endpoint.flavor);
     const started = performance.now();
     const response = await this.send(
       'POST',
@@ -313,114 +176,10 @@ export class EndpointClient {
     );
     const contentType = headerText(response.headers['content-type']) ?? '';
     if (this.stream && response.statusCode === 200 && contentType.includes('text/event-stream')) {
-      return this.readStream(response, ctx, options.signal, started, params.model);
+      return readChatStream(response, ctx, options.signal, started, params.model);
     }
-    const json = await this.readJson(response, ctx, options.signal);
+    const json = await readJson(response, ctx, options.signal);
     return answerFromCompletion(json, params.model, performance.now() - started, this.name, response.statusCode);
-  }
-
-  private async readStream(
-    response: Dispatcher.ResponseData,
-    ctx: UpstreamContext,
-    signal: AbortSignal,
-    started: number,
-    requested: string,
-  ): Promise<ChatAnswer> {
-    const parser = new SseParser();
-    const content: string[] = [];
-    const reasoning: string[] = [];
-    let size = 0;
-    let model = requested;
-    let finishReason: string | null = null;
-    let promptTokens: number | undefined;
-    let completionTokens: number | undefined;
-    let ttftMs: number | undefined;
-    let done = false;
-    let sawChunk = false;
-
-    const handle = (data: string, event: string): void => {
-      if (data === '[DONE]') {
-        done = true;
-        return;
-      }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(data);
-      } catch (error) {
-        throw new UpstreamAnswerError(
-          'UPSTREAM_ERROR',
-          `Endpoint ${this.name} sent a stream event that is not JSON: ${JSON.stringify(redactSecret(data.slice(0, 200), ctx.secret))}`,
-          200,
-          { cause: error },
-        );
-      }
-      const error = extractUpstreamError(parsed);
-      if (error || event === 'error') throw upstreamError(200, error ?? { message: data.slice(0, 500) }, ctx);
-      const chunk = streamChunkSchema.safeParse(parsed);
-      if (!chunk.success) return;
-      sawChunk = true;
-      if (chunk.data.model) model = chunk.data.model;
-      const choice = chunk.data.choices?.[0];
-      const delta = choice?.delta;
-      const piece = delta?.content ?? '';
-      const thought = delta?.reasoning_content || delta?.reasoning || '';
-      if ((piece || thought) && ttftMs === undefined) ttftMs = performance.now() - started;
-      if (piece) content.push(piece);
-      if (thought) reasoning.push(thought);
-      size += piece.length + thought.length;
-      if (size > MAX_JSON_BYTES)
-        throw new LlmError(
-          'RESPONSE_TOO_LARGE',
-          `Endpoint ${this.name} streamed more than ${MAX_JSON_BYTES} characters.`,
-        );
-      if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
-      const usage = chunk.data.usage;
-      if (typeof usage?.prompt_tokens === 'number') promptTokens = usage.prompt_tokens;
-      if (typeof usage?.completion_tokens === 'number') completionTokens = usage.completion_tokens;
-    };
-
-    try {
-      // Read to the end even after [DONE]: a fully read body keeps the connection reusable.
-      for await (const chunk of response.body) {
-        if (done) continue;
-        const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-        for (const event of parser.push(bytes)) if (!done) handle(event.data, event.event);
-      }
-      if (!done) for (const event of parser.end()) handle(event.data, event.event);
-    } catch (error) {
-      abandon(response.body);
-      if (signal.aborted) throw signal.reason;
-      throw transportError(error, ctx, 'answer');
-    }
-    // A stream that stops before a finish_reason and without [DONE] lost its connection mid-answer.
-    if (!done && finishReason === null) {
-      const pieces = content.length + reasoning.length;
-      if (!sawChunk) {
-        throw new LlmError('EMPTY_ANSWER', `Endpoint ${this.name} closed the stream without sending anything.`, {
-          hint: 'LM Studio does this when the prompt overflows the context on some GGUF models; try chunk: true or a shorter prompt. An empty answer is retried once.',
-          retryable: true,
-        });
-      }
-      throw new LlmError(
-        'UPSTREAM_ERROR',
-        `The stream from endpoint ${this.name} ended mid-answer (after ${pieces} pieces, no finish_reason).`,
-        {
-          hint: 'Usually transient (server restarted or evicted the model); it was retried with backoff. If it persists, check the server log.',
-          retryable: true,
-        },
-      );
-    }
-    const answer: ChatAnswer = {
-      content: content.join(''),
-      reasoning: reasoning.join(''),
-      model,
-      finishReason,
-      durationMs: performance.now() - started,
-    };
-    if (promptTokens !== undefined) answer.promptTokens = promptTokens;
-    if (completionTokens !== undefined) answer.completionTokens = completionTokens;
-    if (ttftMs !== undefined) answer.ttftMs = ttftMs;
-    return answer;
   }
 
   /**
@@ -433,7 +192,7 @@ export class EndpointClient {
       const response = await this.send('GET', '/api/v0/models', undefined, ctx, signal, timeoutMs);
       if (response.statusCode !== 404) {
         try {
-          const models = parseLmStudioModels(await this.readJson(response, ctx, signal));
+          const models = parseLmStudioModels(await readJson(response, ctx, signal));
           if (models !== undefined) return models;
         } catch (error) {
           // Older builds or an LM Studio-flavoured config pointing elsewhere: fall back to /v1.
@@ -449,7 +208,7 @@ export class EndpointClient {
       }
     }
     const response = await this.send('GET', '/v1/models', undefined, ctx, signal, timeoutMs);
-    const json = await this.readJson(response, ctx, signal);
+    const json = await readJson(response, ctx, signal);
     const models = parseOpenAiModels(json);
     if (models === undefined) {
       throw new UpstreamAnswerError(
@@ -485,7 +244,7 @@ export class EndpointClient {
         abandon(response.body);
         return undefined;
       }
-      const json = (await this.readJson(response, ctx, signal)) as { tokens?: unknown; count?: unknown } | undefined;
+      const json = (await readJson(response, ctx, signal)) as { tokens?: unknown; count?: unknown } | undefined;
       if (typeof json?.count === 'number' && json.count >= 0) return json.count;
       return Array.isArray(json?.tokens) ? json.tokens.length : undefined;
     } catch (error) {
@@ -503,97 +262,26 @@ export class EndpointClient {
   }
 }
 
-/** Drops a body we will not read: closes its connection without an unhandled 'error' event. */
-function abandon(body: Dispatcher.ResponseData['body']): void {
-  body.on('error', () => undefined);
-  body.destroy();
-}
-
-function headerText(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function answerFromCompletion(
-  json: unknown,
-  requested: string,
-  durationMs: number,
-  endpoint: string,
-  status: number,
-): ChatAnswer {
-  const body = completionSchema.safeParse(json);
-  const choice = body.success ? body.data.choices?.[0] : undefined;
-  if (!body.success || !choice) {
-    throw new UpstreamAnswerError(
-      'UPSTREAM_ERROR',
-      `Endpoint ${endpoint} answered without choices: ${JSON.stringify(json).slice(0, 300)}`,
-      status,
-      {
-        hint: 'Check that the endpoint is an OpenAI-compatible chat completions server.',
-      },
-    );
+/** The body of one `/v1/chat/completions` request. */
+function chatRequestBody(
+  params: ChatParams,
+  stream: boolean,
+  flavor: EndpointConfig['flavor'],
+): Record<string, unknown> {
+  const body: Record<string, unknown> = { model: params.model, messages: params.messages, stream };
+  if (stream) body.stream_options = { include_usage: true };
+  if (params.temperature !== undefined) body.temperature = params.temperature;
+  if (params.maxTokens !== undefined) body.max_tokens = params.maxTokens;
+  if (params.stop !== undefined && params.stop.length > 0) body.stop = params.stop;
+  if (params.seed !== undefined) body.seed = params.seed;
+  if (params.jsonSchema !== undefined) {
+    // LM Studio turns any schema into a grammar; OpenAI's strict mode refuses schemas outside its
+    // subset (400 for the whole job), so strict goes only where it is safe.
+    const strict = flavor === 'lmstudio' || isStrictCompatible(params.jsonSchema);
+    body.response_format = {
+      type: 'json_schema',
+      json_schema: { name: 'result', ...(strict ? { strict: true } : {}), schema: params.jsonSchema },
+    };
   }
-  const message = choice.message;
-  const answer: ChatAnswer = {
-    content: message?.content ?? '',
-    reasoning: message?.reasoning_content || message?.reasoning || '',
-    model: body.data.model || requested,
-    finishReason: choice.finish_reason ?? null,
-    durationMs,
-  };
-  const usage = body.data.usage;
-  if (typeof usage?.prompt_tokens === 'number') answer.promptTokens = usage.prompt_tokens;
-  if (typeof usage?.completion_tokens === 'number') answer.completionTokens = usage.completion_tokens;
-  return answer;
-}
-
-function positive(value: number | null | undefined): number | undefined {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
-}
-
-/** The items of `{data: [...]}`, or undefined when the body has no such list. */
-function listItems(json: unknown): unknown[] | undefined {
-  const list = listSchema.safeParse(json);
-  return list.success ? list.data.data : undefined;
-}
-
-/** LM Studio `/api/v0/models`: id, type, state, max_context_length, loaded_context_length. Undefined without a list. */
-export function parseLmStudioModels(json: unknown): ModelInfo[] | undefined {
-  const items = listItems(json);
-  if (items === undefined) return undefined;
-  const models: ModelInfo[] = [];
-  for (const item of items) {
-    const parsed = lmStudioModelSchema.safeParse(item);
-    if (!parsed.success) continue;
-    const m = parsed.data;
-    const info: ModelInfo = { id: m.id };
-    if (m.type === 'llm' || m.type === 'vlm') info.type = m.type;
-    else if (m.type === 'embeddings' || m.type === 'embedding') info.type = 'embeddings';
-    if (m.state === 'loaded' || m.state === 'not-loaded') info.state = m.state;
-    const loaded = positive(m.loaded_context_length);
-    const max = positive(m.max_context_length);
-    if (loaded !== undefined) info.contextLength = loaded;
-    if (max !== undefined) info.maxContextLength = max;
-    models.push(info);
-  }
-  return models;
-}
-
-/** `/v1/models` of any OpenAI-compatible server; llama-server adds `meta.n_ctx`, vLLM `max_model_len`. Undefined without a list. */
-export function parseOpenAiModels(json: unknown): ModelInfo[] | undefined {
-  const items = listItems(json);
-  if (items === undefined) return undefined;
-  const models: ModelInfo[] = [];
-  for (const item of items) {
-    const parsed = openAiModelSchema.safeParse(item);
-    if (!parsed.success) continue;
-    const m = parsed.data;
-    const info: ModelInfo = { id: m.id };
-    const context =
-      positive(m.meta?.n_ctx) ?? positive(m.max_model_len) ?? positive(m.context_length) ?? positive(m.context_window);
-    if (context !== undefined) info.contextLength = context;
-    const trained = positive(m.meta?.n_ctx_train);
-    if (trained !== undefined) info.maxContextLength = trained;
-    models.push(info);
-  }
-  return models;
+  return body;
 }

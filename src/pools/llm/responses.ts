@@ -1,0 +1,130 @@
+import * as z from 'zod';
+import type { ChatAnswer, ModelInfo } from './types.js';
+import { UpstreamAnswerError } from './upstream.js';
+
+// Response shapes, loose: unknown fields pass, a field of the wrong type reads as absent.
+const maybeText = z.string().nullish().catch(undefined);
+const maybeNumber = z.number().nullish().catch(undefined);
+const usageSchema = z
+  .looseObject({ prompt_tokens: maybeNumber, completion_tokens: maybeNumber })
+  .nullish()
+  .catch(undefined);
+const textFields = { content: maybeText, reasoning_content: maybeText, reasoning: maybeText };
+const completionSchema = z.looseObject({
+  model: maybeText,
+  choices: z
+    .array(z.looseObject({ message: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText }))
+    .nullish()
+    .catch(undefined),
+  usage: usageSchema,
+});
+/** One event of a streamed chat completion. */
+export const streamChunkSchema = z.looseObject({
+  model: maybeText,
+  choices: z
+    .array(z.looseObject({ delta: z.looseObject(textFields).nullish().catch(undefined), finish_reason: maybeText }))
+    .nullish()
+    .catch(undefined),
+  usage: usageSchema,
+});
+const listSchema = z.looseObject({ data: z.array(z.unknown()) });
+const lmStudioModelSchema = z.looseObject({
+  id: z.string(),
+  type: maybeText,
+  state: maybeText,
+  loaded_context_length: maybeNumber,
+  max_context_length: maybeNumber,
+});
+const openAiModelSchema = z.looseObject({
+  id: z.string(),
+  meta: z.looseObject({ n_ctx: maybeNumber, n_ctx_train: maybeNumber }).nullish().catch(undefined),
+  max_model_len: maybeNumber,
+  context_length: maybeNumber,
+  context_window: maybeNumber,
+});
+
+/** A whole (not streamed) chat completion as an answer; one without choices is an UPSTREAM_ERROR. */
+export function answerFromCompletion(
+  json: unknown,
+  requested: string,
+  durationMs: number,
+  endpoint: string,
+  status: number,
+): ChatAnswer {
+  const body = completionSchema.safeParse(json);
+  const choice = body.success ? body.data.choices?.[0] : undefined;
+  if (!body.success || !choice) {
+    throw new UpstreamAnswerError(
+      'UPSTREAM_ERROR',
+      `Endpoint ${endpoint} answered without choices: ${JSON.stringify(json).slice(0, 300)}`,
+      status,
+      {
+        hint: 'Check that the endpoint is an OpenAI-compatible chat completions server.',
+      },
+    );
+  }
+  const message = choice.message;
+  const answer: ChatAnswer = {
+    content: message?.content ?? '',
+    reasoning: message?.reasoning_content || message?.reasoning || '',
+    model: body.data.model || requested,
+    finishReason: choice.finish_reason ?? null,
+    durationMs,
+  };
+  const usage = body.data.usage;
+  if (typeof usage?.prompt_tokens === 'number') answer.promptTokens = usage.prompt_tokens;
+  if (typeof usage?.completion_tokens === 'number') answer.completionTokens = usage.completion_tokens;
+  return answer;
+}
+
+function positive(value: number | null | undefined): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
+}
+
+/** The items of `{data: [...]}`, or undefined when the body has no such list. */
+function listItems(json: unknown): unknown[] | undefined {
+  const list = listSchema.safeParse(json);
+  return list.success ? list.data.data : undefined;
+}
+
+/** LM Studio `/api/v0/models`: id, type, state, max_context_length, loaded_context_length. Undefined without a list. */
+export function parseLmStudioModels(json: unknown): ModelInfo[] | undefined {
+  const items = listItems(json);
+  if (items === undefined) return undefined;
+  const models: ModelInfo[] = [];
+  for (const item of items) {
+    const parsed = lmStudioModelSchema.safeParse(item);
+    if (!parsed.success) continue;
+    const m = parsed.data;
+    const info: ModelInfo = { id: m.id };
+    if (m.type === 'llm' || m.type === 'vlm') info.type = m.type;
+    else if (m.type === 'embeddings' || m.type === 'embedding') info.type = 'embeddings';
+    if (m.state === 'loaded' || m.state === 'not-loaded') info.state = m.state;
+    const loaded = positive(m.loaded_context_length);
+    const max = positive(m.max_context_length);
+    if (loaded !== undefined) info.contextLength = loaded;
+    if (max !== undefined) info.maxContextLength = max;
+    models.push(info);
+  }
+  return models;
+}
+
+/** `/v1/models` of any OpenAI-compatible server; llama-server adds `meta.n_ctx`, vLLM `max_model_len`. Undefined without a list. */
+export function parseOpenAiModels(json: unknown): ModelInfo[] | undefined {
+  const items = listItems(json);
+  if (items === undefined) return undefined;
+  const models: ModelInfo[] = [];
+  for (const item of items) {
+    const parsed = openAiModelSchema.safeParse(item);
+    if (!parsed.success) continue;
+    const m = parsed.data;
+    const info: ModelInfo = { id: m.id };
+    const context =
+      positive(m.meta?.n_ctx) ?? positive(m.max_model_len) ?? positive(m.context_length) ?? positive(m.context_window);
+    if (context !== undefined) info.contextLength = context;
+    const trained = positive(m.meta?.n_ctx_train);
+    if (trained !== undefined) info.maxContextLength = trained;
+    models.push(info);
+  }
+  return models;
+}
