@@ -26,7 +26,7 @@ export function configHelp(): string {
   return optionsHelp(SETTINGS);
 }
 
-/** The README's configuration table. */
+/** The settings table of docs/configuration.md. */
 export function configTable(): string {
   return settingsTable(SETTINGS);
 }

@@ -12,6 +12,8 @@ export const NEEDS_LINUX: Readonly<Record<string, string>> = {
   'test/pools/script/orphans.test.ts': 'start times of real worker groups from /proc (its macOS case runs ps here)',
   'test/pools/script/descendants.test.ts': "finds a worker's descendants by their environment in /proc",
   'test/pools/script/spawner.test.ts': 'the vfork spawn helper, which runs on Linux only',
+  'test/pools/script/relay-spawner.test.ts': 'the vfork spawn helper, which runs on Linux only',
+  'test/pools/script/spawn-helper.test.ts': 'the vfork spawn helper, which runs on Linux only',
   'test/store/appender.test.ts': 'counts the files the process holds open in /proc/self/fd',
   'test/pools/llm/llama-server.test.ts': 'the llama-server kit from ../shared/llama is a Linux x86-64 build',
 };

@@ -29,7 +29,7 @@ export function optionsHelp(tree: SettingsTree): string {
 const cell = (text: string): string => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
 const code = (text: string): string => `\`${text}\``;
 
-/** The README's configuration table, made from the settings' declarations (a test keeps them equal). */
+/** docs/configuration.md's settings table, made from the settings' declarations (a test keeps them equal). */
 export function settingsTable(tree: SettingsTree): string {
   const lines = ['| Config file key | Env | Flag | Default | Meaning |', '|---|---|---|---|---|'];
   for (const { key, setting } of settingEntries(tree)) {

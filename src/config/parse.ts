@@ -78,7 +78,7 @@ export function parseSettings(
         'INVALID_INPUT',
         `${src.filePath ? `Config file ${src.filePath}` : 'The config file'} is invalid: ${error.message}`,
         {
-          hint: error.hint ?? "Fix the file; the README's configuration table lists every key.",
+          hint: error.hint ?? 'Fix the file; docs/configuration.md lists every key.',
           cause: error,
         },
       );

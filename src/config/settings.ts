@@ -5,7 +5,7 @@ import { LINUX, type Platform } from '../platform/index.js';
 /**
  * Each setting is declared once, here or in its worker kind's folder: its type and range, default,
  * config-file key (its path in the settings tree), env var, flags and help line. The file schema,
- * env and flag parsing, `--help` and the README's configuration table are all made from these
+ * env and flag parsing, `--help` and docs/configuration.md's settings table are all made from these
  * declarations (config/parse.ts, config/docs.ts).
  */
 
@@ -59,9 +59,9 @@ export interface Setting<T> {
   readonly isSetting: true;
   /** The value's type as the docs name it: `integer from 1 to 1024`, `list of host names`. */
   readonly type: string;
-  /** One line: what it is for (`--help` and the README). */
+  /** One line: what it is for (`--help` and the settings table). */
   readonly help: string;
-  /** More for the README's table: rules, interactions, examples. */
+  /** More for the settings table: rules, interactions, examples. */
   readonly details?: string;
   default(ctx: SettingContext): T;
   /** The default as the docs show it, when it is computed. */

@@ -12,7 +12,8 @@ import { Descendants } from './descendants.js';
 import { GroupRecords } from './orphans.js';
 import { planScriptJob, type ScriptJobRequest } from './plan.js';
 import { SCRIPT_KIND, ScriptPool } from './pool.js';
-import { createSpawner, DirectSpawner } from './spawner.js';
+import { createSpawner } from './relay-spawner.js';
+import { DirectSpawner } from './spawner.js';
 import { SCRIPT_CONSTRAINTS, SCRIPT_SETTINGS, type ScriptConfig } from './settings.js';
 
 // What the kind's tools use, from here: tools never import a kind's insides.

@@ -21,7 +21,7 @@ import {
 /**
  * Warm workers: long-lived worker processes that serve a job's tasks one at a time, so a task
  * costs a line each way instead of an interpreter start (~70 ms of CPU for Python, for ~1 ms of
- * work on a file). The protocol (v1, documented in the README):
+ * work on a file). The protocol (v1, documented in workers/README.md):
  *
  * - A worker declares `# monitor: warm: yes`. It is started exactly as a cold task (interpreter,
  *   flags, cwd, env, run token, process group) but with no task args, stdin /dev/null,

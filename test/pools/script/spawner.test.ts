@@ -1,68 +1,16 @@
-import { LINUX } from '../../../src/platform/index.js';
-import { execFileSync } from 'node:child_process';
-import { chmod, realpath, rm, writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../../src/log.js';
-import {
-  DirectSpawner,
-  RelaySpawner,
-  type SpawnedProcess,
-  type Spawner,
-  type SpawnRequest,
-} from '../../../src/pools/script/spawner.js';
-import { makeTempDir, testProcesses } from '../../helpers/client.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DirectSpawner, type Spawner, type SpawnRequest } from '../../../src/pools/script/spawner.js';
+import { testProcesses } from '../../helpers/client.js';
 import { alive, eventually, killQuietly, until } from '../../helpers/scripts.js';
+import { bytesOf, ENV, finish, sh as shIn, useSpawnerFixture } from './spawning.js';
 
-let python: string;
-let dir: string;
-const spawners: Spawner[] = [];
+/** What every spawner must do alike: the relay (through python/spawn_helper.py) matches Node's own spawn. */
 
-beforeAll(async () => {
-  // The real interpreter, as the pool resolves it (a pyenv shim would cost ~300 ms per helper start).
-  python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
-  dir = await realpath(await makeTempDir('monitor-spawner-'));
-});
-
-afterAll(async () => {
-  await Promise.all(spawners.map((s) => s.close()));
-  await rm(dir, { recursive: true, force: true });
-});
-
-function relay(options: { idleMs?: number; python?: () => Promise<string> } = {}): RelaySpawner {
-  const spawner = new RelaySpawner({
-    python: options.python ?? (() => Promise.resolve(python)),
-    log: silentLogger,
-    processes: testProcesses,
-    platform: LINUX,
-    ...(options.idleMs === undefined ? {} : { idleMs: options.idleMs }),
-  });
-  spawners.push(spawner);
-  return spawner;
-}
-
-const ENV = { PATH: '/usr/bin:/bin', LANG: 'C.UTF-8' };
-
-/** `sh -c script` with positional args: the processes under test, started for real. */
-function sh(script: string, args: string[] = [], more: Partial<SpawnRequest> = {}): SpawnRequest {
-  return { file: '/bin/sh', args: ['-c', script, 'sh', ...args], cwd: dir, env: ENV, ...more };
-}
-
-async function bytesOf(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-/** Everything a process wrote, and how it ended. */
-async function finish(
-  child: SpawnedProcess,
-): Promise<{ stdout: string; stderr: string; code: number | null; signal: string | null }> {
-  const [stdout, stderr, status] = await Promise.all([bytesOf(child.stdout), bytesOf(child.stderr), child.exited]);
-  await child.closed;
-  return { stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8'), ...status };
-}
+const fixture = useSpawnerFixture();
+const sh = (script: string, args?: string[], more?: Partial<SpawnRequest>): SpawnRequest =>
+  shIn(fixture.dir, script, args, more);
 
 /** Fields 5 and 6 of /proc/<pid>/stat: process group and session. */
 function groupAndSession(statLine: string): [number, number] {
@@ -71,8 +19,8 @@ function groupAndSession(statLine: string): [number, number] {
 }
 
 describe.each([
-  ['relay (through the helper)', (): Spawner => relay()],
-  ['direct (child_process.spawn)', (): Spawner => new DirectSpawner()],
+  ['relay (through the helper)', (): Spawner => fixture.relay()],
+  ['direct (child_process.spawn)', (): Spawner => fixture.keep(new DirectSpawner())],
 ])('%s spawner', (_name, make) => {
   let spawner: Spawner;
   beforeAll(() => {
@@ -91,10 +39,10 @@ describe.each([
   it('passes args literally, exactly the given environment and the cwd', async () => {
     const args = ['$(touch /tmp/pwned)', '; rm -rf /', '*', 'a b', "'q'", '\\n', 'ünï', 'lone \ud800 surrogate'];
     const printed = await finish(await spawner.start(sh('printf "%s\\n" "$@"; pwd', args)));
-    expect(printed.stdout).toBe([...args.map((a) => a.replace('\ud800', '\ufffd')), dir].join('\n') + '\n');
+    expect(printed.stdout).toBe([...args.map((a) => a.replace('\ud800', '\ufffd')), fixture.dir].join('\n') + '\n');
     // env itself, not a shell (a shell drops names it cannot use, like ODD.NAME).
     const env = { ...ENV, ONE: 'x y', EMPTY: '', 'ODD.NAME': 'z', UTF: 'ü' };
-    const seen = await finish(await spawner.start({ file: '/usr/bin/env', args: [], cwd: dir, env }));
+    const seen = await finish(await spawner.start({ file: '/usr/bin/env', args: [], cwd: fixture.dir, env }));
     expect(seen.stdout.trim().split('\n').sort()).toEqual(
       Object.entries(env)
         .map(([k, v]) => `${k}=${v}`)
@@ -147,14 +95,14 @@ describe.each([
   });
 
   it('rejects with the errno code when the process cannot start', async () => {
-    const notExecutable = path.join(dir, 'plain.txt');
+    const notExecutable = path.join(fixture.dir, 'plain.txt');
     await writeFile(notExecutable, 'echo hi\n');
     await chmod(notExecutable, 0o644);
     const cases: Array<[SpawnRequest, string]> = [
-      [{ file: path.join(dir, 'missing'), args: [], cwd: dir, env: ENV }, 'ENOENT'],
-      [{ file: notExecutable, args: [], cwd: dir, env: ENV }, 'EACCES'],
-      [{ file: '/bin/sh', args: ['-c', 'true'], cwd: path.join(dir, 'gone'), env: ENV }, 'ENOENT'],
-      [{ file: 'no-such-program-anywhere', args: [], cwd: dir, env: ENV }, 'ENOENT'],
+      [{ file: path.join(fixture.dir, 'missing'), args: [], cwd: fixture.dir, env: ENV }, 'ENOENT'],
+      [{ file: notExecutable, args: [], cwd: fixture.dir, env: ENV }, 'EACCES'],
+      [{ file: '/bin/sh', args: ['-c', 'true'], cwd: path.join(fixture.dir, 'gone'), env: ENV }, 'ENOENT'],
+      [{ file: 'no-such-program-anywhere', args: [], cwd: fixture.dir, env: ENV }, 'ENOENT'],
     ];
     for (const [request, code] of cases) {
       const error = (await spawner.start(request).then(
@@ -164,21 +112,23 @@ describe.each([
       expect(error?.code, request.file).toBe(code);
       expect(error?.message).toBe(`spawn ${request.file} ${code}`);
     }
-    await expect(spawner.start({ file: '/bin/echo', args: ['a\0b'], cwd: dir, env: ENV })).rejects.toMatchObject({
+    await expect(
+      spawner.start({ file: '/bin/echo', args: ['a\0b'], cwd: fixture.dir, env: ENV }),
+    ).rejects.toMatchObject({
       code: 'ERR_INVALID_ARG_VALUE',
     });
   });
 
   it('runs an executable file without a #! line with /bin/sh, as Node does', async () => {
-    const script = path.join(dir, 'no-shebang');
+    const script = path.join(fixture.dir, 'no-shebang');
     await writeFile(script, 'echo "by sh: $0 $1"\n');
     await chmod(script, 0o755);
-    const result = await finish(await spawner.start({ file: script, args: ['arg'], cwd: dir, env: ENV }));
+    const result = await finish(await spawner.start({ file: script, args: ['arg'], cwd: fixture.dir, env: ENV }));
     expect(result.stdout).toBe(`by sh: ${script} arg\n`);
   });
 
   it('finds a bare command name on the PATH of the given environment', async () => {
-    const result = await finish(await spawner.start({ file: 'echo', args: ['found'], cwd: dir, env: ENV }));
+    const result = await finish(await spawner.start({ file: 'echo', args: ['found'], cwd: fixture.dir, env: ENV }));
     expect(result.stdout).toBe('found\n');
   });
 
@@ -229,84 +179,5 @@ describe.each([
       expect(result.stdout).toBe(`in${i} ${i}\n`);
       expect(result.stderr).toBe(`e${i}\n`);
     });
-  });
-});
-
-describe('RelaySpawner', () => {
-  it('starts tasks through one helper process, not from the server', async () => {
-    const spawner = relay();
-    const child = await spawner.start(sh('echo $PPID'));
-    const { stdout } = await finish(child);
-    expect(spawner.mode).toBe('relay');
-    expect(spawner.helperPid).toBeDefined();
-    expect(Number(stdout.trim())).toBe(spawner.helperPid);
-    expect(Number(stdout.trim())).not.toBe(process.pid);
-  });
-
-  it('when the helper dies, ends its tasks (groups killed) and starts a new helper for the next task', async () => {
-    const spawner = relay();
-    const child = await spawner.start(sh('sleep 60 & echo $!; wait'));
-    const grandchild = Number(
-      (
-        await new Promise<string>((resolve) => child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString())))
-      ).trim(),
-    );
-    child.stdout.resume();
-    child.stderr.resume();
-    const helper = spawner.helperPid ?? 0;
-    process.kill(helper, 'SIGKILL');
-    expect(await child.exited).toEqual({ code: null, signal: 'SIGKILL' });
-    await child.closed;
-    await until(() => !alive(child.pid) && !alive(grandchild), "the dead helper's tasks to be ended", 5000);
-    const next = await finish(await spawner.start(sh('echo again')));
-    expect(next.stdout).toBe('again\n');
-    expect(spawner.helperPid).not.toBe(helper);
-  });
-
-  it('survives streams destroyed while their worker is still writing (a pipe closed while it has data pending)', async () => {
-    const spawner = relay();
-    await finish(await spawner.start(sh('true')));
-    const helper = spawner.helperPid;
-    for (let round = 0; round < 20; round++) {
-      const child = await spawner.start(sh('while :; do echo xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; echo e >&2; done'));
-      await new Promise((resolve) => child.stdout.once('data', resolve));
-      child.stdout.destroy();
-      child.stderr.destroy();
-      testProcesses.signalTree(child.pid, 'SIGKILL');
-      await child.closed;
-    }
-    expect((await finish(await spawner.start(sh('echo still')))).stdout).toBe('still\n');
-    expect(spawner.helperPid).toBe(helper);
-  });
-
-  it('at close, kills the process groups still running and the helper exits', async () => {
-    const spawner = relay();
-    const child = await spawner.start(sh('sleep 60'));
-    child.stdout.resume();
-    child.stderr.resume();
-    const helper = spawner.helperPid ?? 0;
-    await spawner.close();
-    expect(await child.exited).toMatchObject({ code: null });
-    await until(() => !alive(child.pid) && !alive(helper), 'the task and the helper to end', 5000);
-    await expect(spawner.start(sh('true'))).rejects.toThrow(/closed/);
-  });
-
-  it('exits when idle and starts again on demand', async () => {
-    const spawner = relay({ idleMs: 50 });
-    await finish(await spawner.start(sh('true')));
-    const helper = spawner.helperPid ?? 0;
-    expect(helper).toBeGreaterThan(0);
-    await until(() => spawner.helperPid === undefined && !alive(helper), 'the idle helper to exit', 5000);
-    expect((await finish(await spawner.start(sh('echo back')))).stdout).toBe('back\n');
-  });
-
-  it('falls back to starting processes directly when the helper cannot run', async () => {
-    const spawner = relay({ python: () => Promise.resolve(path.join(dir, 'no-python-here')) });
-    const result = await finish(await spawner.start(sh('echo $PPID')));
-    expect(spawner.mode).toBe('direct');
-    expect(Number(result.stdout.trim())).toBe(process.pid);
-    const none = relay({ python: () => Promise.reject(new Error('python3 not found')) });
-    expect((await finish(await none.start(sh('echo ok')))).stdout).toBe('ok\n');
-    expect(none.mode).toBe('direct');
   });
 });
