@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { expandFiles } from '../../src/pools/llm/glob.js';
 import { jobIdOf, makeTempDir, repoRoot } from '../helpers/client.js';
+import { collectAll } from '../helpers/collect.js';
 import { llamaAvailable, llamaMissing, startLlama } from '../helpers/llama.js';
 import { type BenchRow, type BenchServer, ms, startServer } from './common.js';
 
@@ -37,20 +38,14 @@ async function walk(server: BenchServer, args: Record<string, unknown>): Promise
   if (submitted.isError) throw new Error(JSON.stringify(submitted.content));
   const jobId = jobIdOf(submitted);
   let bytes = forwarded(submitted);
-  let replies = 1;
-  let cursor: string | undefined;
-  for (;;) {
-    const reply = await server.call('collect_results', {
-      job_ids: [jobId],
-      wait_seconds: 50,
-      ...(cursor ? { cursor } : {}),
-    });
-    bytes += forwarded(reply);
-    replies++;
-    const page = reply.structuredContent as { done: boolean; remaining: number; next_cursor?: string };
-    cursor = page.next_cursor;
-    if (page.done && page.remaining === 0) return { bytes, replies, wallMs: performance.now() - start, final: reply };
-  }
+  const { pages, lastReply } = await collectAll(server, jobId, {
+    waitSeconds: 50,
+    timeoutMs: 3_600_000,
+    onReply: (reply) => {
+      bytes += forwarded(reply);
+    },
+  });
+  return { bytes, replies: 1 + pages, wallMs: performance.now() - start, final: lastReply };
 }
 
 export async function benchContext(): Promise<BenchRow[]> {

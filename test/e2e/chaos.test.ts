@@ -6,6 +6,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LmStudioDouble } from '../fixtures/lmstudio-double.js';
 import { jobIdOf, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
+import { collectAll, type Collected } from '../helpers/collect.js';
 import { killQuietly, processesWithToken, tokenServerPid, until } from '../helpers/scripts.js';
 
 /**
@@ -87,29 +88,9 @@ interface Result {
   value?: unknown;
 }
 
-/** Every result of a job as one collect_results walk shows it (each task's latest, or all attempts). */
-async function allResults(
-  server: Server,
-  jobId: string,
-  allAttempts = false,
-): Promise<{ results: Result[]; job: { state: string; counts: Record<string, number> } }> {
-  const results: Result[] = [];
-  let cursor: string | undefined;
-  for (;;) {
-    const args: Record<string, unknown> = { job_ids: [jobId], wait_seconds: 0, budget_tokens: 12_000 };
-    if (cursor) args.cursor = cursor;
-    if (allAttempts) args.all_attempts = true;
-    const page = (await server.call('collect_results', args)).structuredContent as {
-      jobs: Array<{ state: string; counts: Record<string, number> }>;
-      results: Result[];
-      remaining: number;
-      next_cursor?: string;
-    };
-    results.push(...page.results);
-    if (page.remaining === 0) return { results, job: page.jobs[0] ?? { state: '?', counts: {} } };
-    cursor = page.next_cursor;
-  }
-}
+/** Every result of a job as one collect_results walk shows it now (each task's latest). */
+const allResults = (server: Server, jobId: string): Promise<Collected<Result>> =>
+  collectAll<Result>(server, jobId, { waitSeconds: 0, budgetTokens: 12_000, until: 'ready' });
 
 /** The processes (workers and what they started) of a server, found by their run token. */
 const processesOf = (serverPid: number): number[] => processesWithToken((token) => tokenServerPid(token) === serverPid);

@@ -116,44 +116,8 @@ export function killQuietly(pid: number): void {
   }
 }
 
-export interface CollectedResult {
-  index: number;
-  /** What the task worked on (its label): args, prompt id, file or URL. */
-  id?: string;
-  state: string;
-  attempt?: number;
-  value?: Record<string, unknown>;
-  error?: { code: string; message: string; hint?: string };
-  files?: Record<string, string>;
-}
-
-/** Every result of a job through collect_results (waiting and paging), sorted by task index. */
-export async function collectAll(
-  conn: Connected,
-  jobId: string,
-  timeoutMs = 60_000,
-): Promise<{ results: CollectedResult[]; job: Record<string, unknown> }> {
-  const results: CollectedResult[] = [];
-  const deadline = Date.now() + timeoutMs;
-  let cursor: string | undefined;
-  for (;;) {
-    const args: Record<string, unknown> = { job_ids: [jobId], wait_seconds: 20, budget_tokens: 12000 };
-    if (cursor) args.cursor = cursor;
-    const reply = await conn.call('collect_results', args);
-    if (reply.isError) throw new Error(`collect_results failed: ${JSON.stringify(reply.content)}`);
-    const structured = reply.structuredContent as {
-      jobs: Array<Record<string, unknown>>;
-      done: boolean;
-      results: CollectedResult[];
-      next_cursor?: string;
-    };
-    results.push(...structured.results);
-    cursor = structured.next_cursor;
-    if (structured.done && cursor === undefined)
-      return { results: results.sort((a, b) => a.index - b.index), job: structured.jobs[0] ?? {} };
-    if (Date.now() > deadline) throw new Error(`job ${jobId} not done after ${timeoutMs} ms`);
-  }
-}
+// The one paging helper lives in collect.ts; the script tests have always imported it from here.
+export { collectAll, type CollectedResult } from './collect.js';
 
 /** Submits a run_script_batch call and returns its job id (throws with the text on isError). */
 export async function submitScripts(conn: Connected, args: Record<string, unknown>): Promise<string> {

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Connected, connectInMemory, jobIdOf, repoRoot, testConfig, textOf } from '../helpers/client.js';
+import { collectAll } from '../helpers/collect.js';
 
 const fixtures = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
 let open: Connected | undefined;
@@ -43,26 +44,17 @@ describe('collect_results', () => {
       m,
       Array.from({ length: 12 }, (_, i) => ({ args: [`r${i}`, '0', '900'] })),
     );
-    const seen: string[] = [];
-    let cursor: string | undefined;
-    let pages = 0;
-    do {
-      const reply = await m.call('collect_results', {
-        job_ids: [jobId],
-        wait_seconds: 30,
-        budget_tokens: 1000,
-        ...(cursor ? { cursor } : {}),
-      });
-      expect(reply.isError, textOf(reply)).toBeFalsy();
-      // Each copy (text, structuredContent) fits the budget; the one a model gets is filled close to it.
-      const structured = JSON.stringify(reply.structuredContent).length;
-      expect(Math.max(textOf(reply).length, structured)).toBeLessThanOrEqual(1000 * 4);
-      const p = page(reply);
-      if (p.remaining > 0) expect(structured).toBeGreaterThan(1000 * 4 * 0.6);
-      seen.push(...p.results.map((r) => r.value?.json?.label ?? '?'));
-      cursor = p.remaining > 0 ? p.next_cursor : undefined;
-      pages++;
-    } while (cursor && pages < 20);
+    const { results, pages } = await collectAll<Page['results'][number]>(m, jobId, {
+      waitSeconds: 30,
+      budgetTokens: 1000,
+      onReply: (reply, p) => {
+        // Each copy (text, structuredContent) fits the budget; the one a model gets is filled close to it.
+        const structured = JSON.stringify(reply.structuredContent).length;
+        expect(Math.max(textOf(reply).length, structured)).toBeLessThanOrEqual(1000 * 4);
+        if (p.remaining > 0) expect(structured).toBeGreaterThan(1000 * 4 * 0.6);
+      },
+    });
+    const seen = results.map((r) => r.value?.json?.label ?? '?');
     expect(pages).toBeGreaterThan(2);
     expect(seen.sort()).toEqual(Array.from({ length: 12 }, (_, i) => `r${i}`).sort());
   });

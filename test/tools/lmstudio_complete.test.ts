@@ -5,17 +5,9 @@ import type { Config } from '../../src/config.js';
 import type { ServerDeps } from '../../src/server.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
 import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../helpers/client.js';
+import { collectAll } from '../helpers/collect.js';
 import { freePort } from '../helpers/net.js';
 import { cleanupsAfterEach, fileTree } from '../helpers/cleanup.js';
-
-interface CollectedResult {
-  index: number;
-  id?: string;
-  state: string;
-  value?: Record<string, unknown>;
-  error?: { code: string; message: string; hint?: string };
-  files?: Record<string, string>;
-}
 
 const cleanups = cleanupsAfterEach();
 
@@ -39,35 +31,6 @@ async function connect(
   const connected = await connectInMemory(config, deps);
   cleanups.push(() => connected.close());
   return connected;
-}
-
-async function collectAll(
-  c: Connected,
-  jobId: string,
-): Promise<{ results: CollectedResult[]; job: Record<string, unknown>; text: string }> {
-  const results: CollectedResult[] = [];
-  let cursor: string | undefined;
-  let job: Record<string, unknown> = {};
-  let text = '';
-  for (let page = 0; page < 50; page++) {
-    const reply = await c.call('collect_results', {
-      job_ids: [jobId],
-      wait_seconds: 30,
-      ...(cursor ? { cursor } : {}),
-    });
-    expect(reply.isError).toBeFalsy();
-    text += textOf(reply);
-    const structured = reply.structuredContent as {
-      jobs: Array<Record<string, unknown>>;
-      results: CollectedResult[];
-      next_cursor?: string | null;
-    };
-    job = structured.jobs[0] ?? {};
-    results.push(...structured.results);
-    cursor = structured.next_cursor ?? undefined;
-    if (!cursor && job.state !== 'running' && job.state !== 'queued') break;
-  }
-  return { results: results.sort((a, b) => a.index - b.index), job, text };
 }
 
 function filesRoot(files: Record<string, string>): Promise<string> {

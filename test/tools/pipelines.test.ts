@@ -4,6 +4,7 @@ import { latestRecords } from '../../src/store/records.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
 import { cleanupsAfterEach, fileTree } from '../helpers/cleanup.js';
 import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../helpers/client.js';
+import { collectAll, type CollectPage } from '../helpers/collect.js';
 
 /** Map → reduce, whole-module prompts, re-split on overflow and script → LLM pipelines, through a real MCP client and the LM Studio double. */
 
@@ -16,17 +17,7 @@ interface Result {
   files?: Record<string, string>;
 }
 
-interface Collected {
-  jobs: Array<Record<string, unknown>>;
-  results: Result[];
-  upstream?: Array<{
-    job_id: string;
-    state: string;
-    counts: Record<string, number>;
-    failed?: Array<{ id: string; code: string }>;
-  }>;
-  done: boolean;
-}
+type Collected = CollectPage<Result>;
 
 const cleanups = cleanupsAfterEach();
 
@@ -51,15 +42,10 @@ function filesRoot(files: Record<string, string>): Promise<string> {
   return fileTree(files, cleanups, 'pipeline-files-');
 }
 
-/** Waits (bounded) until the job is done and returns its one page. */
+/** Waits (bounded) until the job is done: its last page, with every result the walk showed. */
 async function collectDone(c: Connected, jobId: string): Promise<Collected> {
-  for (let round = 0; round < 20; round++) {
-    const reply = await c.call('collect_results', { job_ids: [jobId], wait_seconds: 30 });
-    expect(reply.isError, textOf(reply)).toBeFalsy();
-    const structured = reply.structuredContent as unknown as Collected;
-    if (structured.done) return structured;
-  }
-  throw new Error(`job ${jobId} did not finish`);
+  const { results, last } = await collectAll<Result>(c, jobId, { waitSeconds: 30 });
+  return { ...last, results };
 }
 
 /** When task `index` of a job was recorded (its latest record, through the engine's store), in ms since the epoch. */
