@@ -48,6 +48,7 @@ export function handleToolCalls(server: Server, deps: CallDeps): void {
         config,
         engine,
         kind: entry.services,
+        taskCap: entry.taskCap,
         log,
         signal: extra.signal,
         progress,

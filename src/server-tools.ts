@@ -1,4 +1,5 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import type { TaskCap } from './pools/kind.js';
 import type { BuiltKind } from './registry.js';
 import { inputJsonSchema } from './tools/arguments.js';
 import { jobTools } from './tools/index.js';
@@ -8,6 +9,8 @@ import type { AnyTool, ServerFacts } from './tools/tool.js';
 export interface ToolEntry {
   tool: AnyTool;
   services: unknown;
+  /** The kind's task cap (undefined for the job tools). */
+  taskCap: TaskCap | undefined;
 }
 
 /** Which tools the server offers: each by name, and their definitions as clients list them. */
@@ -25,8 +28,9 @@ export function toolTable(kinds: readonly BuiltKind[]): ToolTable {
   };
   const byName = new Map<string, ToolEntry>();
   for (const kind of kinds)
-    for (const tool of kind.tools) byName.set(tool.name, { tool, services: kind.instance.services });
-  for (const tool of jobTools(facts)) byName.set(tool.name, { tool, services: undefined });
+    for (const tool of kind.tools)
+      byName.set(tool.name, { tool, services: kind.instance.services, taskCap: kind.taskCap });
+  for (const tool of jobTools(facts)) byName.set(tool.name, { tool, services: undefined, taskCap: undefined });
   const listed: Tool[] = [...byName.values()].map(({ tool }) => ({
     name: tool.name,
     title: tool.title,

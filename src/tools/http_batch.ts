@@ -1,10 +1,8 @@
 import * as z from 'zod';
-import { DEFAULT_HTTP_CONCURRENCY, extractSchema, httpKind, METHODS } from '../pools/http/index.js';
+import { DEFAULT_HTTP_CONCURRENCY, extractSchema, HTTP_MAX_TASKS, httpKind, METHODS } from '../pools/http/index.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
 import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs_file.js';
-import { defineKindTool } from './tool.js';
-
-const MAX_REQUESTS = 1000;
+import { defineKindTool, taskCapOf } from './tool.js';
 
 const headersSchema = z.record(z.string(), z.string());
 
@@ -18,11 +16,10 @@ const requestSchema = z.strictObject({
   timeout_seconds: z.number().positive().max(3600).optional().describe('Its own timeout per attempt.'),
 });
 
-const REQUESTS_FILE: ListFileSpec<z.infer<typeof requestSchema>> = {
+const REQUESTS_FILE: Omit<ListFileSpec<z.infer<typeof requestSchema>>, 'cap'> = {
   argument: 'requests_file',
   list: 'requests',
   element: requestSchema,
-  maxItems: MAX_REQUESTS,
   example: '{"url": "https://api.github.com/repos/o/r"}',
 };
 
@@ -37,7 +34,12 @@ export const httpBatchTool = defineKindTool(httpKind, {
     "A result's value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or a text preview (cut: true when it is only the start); a large body goes whole to files.output.",
   ].join(' '),
   inputSchema: {
-    requests: z.array(requestSchema).min(1).max(MAX_REQUESTS).optional().describe(`One task each (1–${MAX_REQUESTS}).`),
+    requests: z
+      .array(requestSchema)
+      .min(1)
+      .max(HTTP_MAX_TASKS)
+      .optional()
+      .describe(`One task each (1–${HTTP_MAX_TASKS}).`),
     requests_file: z
       .string()
       .min(1)
@@ -72,7 +74,8 @@ export const httpBatchTool = defineKindTool(httpKind, {
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
-    const requests = await requiredListOrFile(REQUESTS_FILE, args.requests, args.requests_file, ctx.config, ctx.signal);
+    const requestsFile = { ...REQUESTS_FILE, cap: taskCapOf(ctx) };
+    const requests = await requiredListOrFile(requestsFile, args.requests, args.requests_file, ctx.config, ctx.signal);
     let plan: ReturnType<typeof ctx.kind.plan>;
     try {
       plan = ctx.kind.plan({
@@ -89,7 +92,7 @@ export const httpBatchTool = defineKindTool(httpKind, {
         maxRetries: args.max_retries,
       });
     } catch (error) {
-      throw withFileLine(error, REQUESTS_FILE, requests);
+      throw withFileLine(error, requestsFile, requests);
     }
     return submitPlan(ctx, plan, args);
   },

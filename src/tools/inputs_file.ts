@@ -6,6 +6,7 @@ import * as z from 'zod';
 import { isMonitorError, MonitorError } from '../errors.js';
 import { type PathRules, resolveInsideRoots } from '../paths.js';
 import { closest } from './arguments.js';
+import type { TaskCap } from '../pools/kind.js';
 
 /**
  * A batch too large for one JSON-RPC message comes as a JSONL file the server reads itself
@@ -27,11 +28,10 @@ export interface ListFileSpec<T> {
   list: string;
   /** What one line holds: the schema of one element of the inline list. */
   element: z.ZodType<T>;
-  maxItems: number;
+  /** The kind's task cap: a file is not read past it. */
+  cap: TaskCap;
   /** One valid line, for hints. */
   example: string;
-  /** Where `maxItems` comes from when the user can change it, e.g. `"llm.maxTasks" in the config file`. */
-  limitSource?: string;
 }
 
 /** A list as given inline, or read from a file (then with each element's line number, from 1). */
@@ -108,7 +108,7 @@ export function withFileLine(
 /**
  * Reads a UTF-8 JSONL file inside the allowed folders: blank lines skipped, every other line one
  * element checked against `spec.element`. Refuses anything but a regular file, files over
- * MAX_LIST_FILE_BYTES, and more than `spec.maxItems` elements (it stops reading there).
+ * MAX_LIST_FILE_BYTES, and more than `spec.cap.max` elements (it stops reading there).
  */
 export async function readListFile<T>(
   spec: ListFileSpec<T>,
@@ -170,7 +170,7 @@ function tooLarge(spec: ListFileSpec<unknown>, file: string, bytes: number): Mon
     'INVALID_INPUT',
     `${spec.argument} "${file}" is ${(bytes / 1024 / 1024).toFixed(1)} MiB; at most ${MAX_LIST_FILE_BYTES / 1024 / 1024} MiB is read.`,
     {
-      hint: `Split it into smaller files, one call each (at most ${spec.maxItems} lines per call).`,
+      hint: `Split it into smaller files, one call each (at most ${spec.cap.max} lines per call).`,
     },
   );
 }
@@ -196,12 +196,12 @@ async function parseLines<T>(
     lineNumber++;
     const value = parseLine(spec, bytes, lineNumber);
     if (value === undefined) return;
-    if (items.length >= spec.maxItems) {
+    if (items.length >= spec.cap.max) {
       throw new MonitorError(
         'INVALID_INPUT',
-        `${spec.argument} has more than ${spec.maxItems} tasks (non-blank lines); one call takes at most ${spec.maxItems}.`,
+        `${spec.argument} has more than ${spec.cap.max} tasks (non-blank lines); one call takes at most ${spec.cap.max}.`,
         {
-          hint: `Split it into files of at most ${spec.maxItems} lines, one call each${spec.limitSource ? `; the cap is ${spec.limitSource}` : ''}. Nothing was started.`,
+          hint: `Split it into files of at most ${spec.cap.max} lines, one call each${spec.cap.setting ? `; the cap is "${spec.cap.setting}" in the config file` : ''}. Nothing was started.`,
         },
       );
     }

@@ -2,7 +2,8 @@ import * as z from 'zod';
 import { llmKind } from '../pools/llm/index.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
 import { listOrFile, type ListFileSpec, withFileLine } from './inputs_file.js';
-import { defineKindTool } from './tool.js';
+import { defineKindTool, taskCapOf } from './tool.js';
+import type { TaskCap } from '../pools/kind.js';
 
 const scalar = z.union([z.string(), z.number(), z.boolean()]);
 
@@ -20,29 +21,20 @@ const promptSchema = z.strictObject({
 
 const itemSchema = z.record(z.string(), scalar);
 
-/** The file forms of prompts and items; their cap is the job's (llm.maxTasks), known per server. */
-function listFiles(maxTasks: number): {
+/** The file forms of prompts and items; their cap is the kind's (llm.maxTasks), known per server. */
+function listFiles(cap: TaskCap): {
   prompts: ListFileSpec<z.infer<typeof promptSchema>>;
   items: ListFileSpec<z.infer<typeof itemSchema>>;
 } {
-  const limitSource = '"llm.maxTasks" in the config file';
   return {
     prompts: {
       argument: 'prompts_file',
       list: 'prompts',
       element: promptSchema,
-      maxItems: maxTasks,
+      cap,
       example: '{"prompt": "Explain …"}',
-      limitSource,
     },
-    items: {
-      argument: 'items_file',
-      list: 'items',
-      element: itemSchema,
-      maxItems: maxTasks,
-      example: '{"topic": "auth"}',
-      limitSource,
-    },
+    items: { argument: 'items_file', list: 'items', element: itemSchema, cap, example: '{"topic": "auth"}' },
   };
 }
 
@@ -146,7 +138,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   async handler(args, ctx) {
-    const specs = listFiles(ctx.kind.maxTasks);
+    const specs = listFiles(taskCapOf(ctx));
     const prompts = await listOrFile(specs.prompts, args.prompts, args.prompts_file, ctx.config, ctx.signal);
     const items = await listOrFile(specs.items, args.items, args.items_file, ctx.config, ctx.signal);
     const plan = await ctx.kind

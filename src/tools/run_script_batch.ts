@@ -4,6 +4,7 @@ import type { JobPlan } from '../engine/types.js';
 import { MonitorError } from '../errors.js';
 import {
   MAX_PACK,
+  SCRIPT_MAX_TASKS,
   scriptKind,
   type ScriptServices,
   type ScriptTaskInput,
@@ -11,15 +12,12 @@ import {
 } from '../pools/script/index.js';
 import { dispatchFields, submitPlan } from './dispatch.js';
 import { type ListFileSpec, requiredListOrFile, withFileLine } from './inputs_file.js';
-import { defineKindTool, type ToolContext } from './tool.js';
+import { defineKindTool, taskCapOf, type ToolContext } from './tool.js';
 
-const MAX_TASKS = 10_000;
-
-const INPUTS_FILE: ListFileSpec<ScriptTaskInput> = {
+const INPUTS_FILE: Omit<ListFileSpec<ScriptTaskInput>, 'cap'> = {
   argument: 'inputs_file',
   list: 'inputs',
   element: scriptTaskInputSchema,
-  maxItems: MAX_TASKS,
   example: '{"args": ["src/a.ts"]}',
 };
 
@@ -37,9 +35,9 @@ const inputShape = {
   inputs: z
     .array(scriptTaskInputSchema)
     .min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}]' })
-    .max(MAX_TASKS)
+    .max(SCRIPT_MAX_TASKS)
     .optional()
-    .describe(`The tasks (1–${MAX_TASKS}); results keep these indices.`),
+    .describe(`The tasks (1–${SCRIPT_MAX_TASKS}); results keep these indices.`),
   inputs_file: z
     .string()
     .min(1)
@@ -112,7 +110,8 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   async handler(args, ctx) {
     if (args.from_job !== undefined) return submitPlan(ctx, await laterStage(args, args.from_job, ctx), args);
-    const inputs = await requiredListOrFile(INPUTS_FILE, args.inputs, args.inputs_file, ctx.config, ctx.signal);
+    const inputsFile = { ...INPUTS_FILE, cap: taskCapOf(ctx) };
+    const inputs = await requiredListOrFile(inputsFile, args.inputs, args.inputs_file, ctx.config, ctx.signal);
     const plan = await ctx.kind
       .plan({
         worker: args.worker,
@@ -126,7 +125,7 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
         pack: args.pack,
       })
       .catch((error: unknown) => {
-        throw withFileLine(error, INPUTS_FILE, inputs);
+        throw withFileLine(error, inputsFile, inputs);
       });
     return submitPlan(ctx, plan, args);
   },

@@ -5,7 +5,7 @@ import type { SettingsTree } from '../config/settings.js';
 import type { Engine } from '../engine/engine.js';
 import { MonitorError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { WorkerKind } from '../pools/kind.js';
+import type { TaskCap, WorkerKind } from '../pools/kind.js';
 
 /**
  * What a handler may use. Built once per call by createServer; nothing here touches `process`.
@@ -15,6 +15,8 @@ export interface ToolContext<Services = undefined> {
   config: CoreConfig;
   engine: Engine;
   kind: Services;
+  /** The task cap of the kind the tool drives (undefined for the job tools). */
+  taskCap: TaskCap | undefined;
   log: Logger;
   /** Aborted when the client cancels the call. */
   signal: AbortSignal;
@@ -57,6 +59,13 @@ export function defineKindTool<Settings extends SettingsTree, Services, Shape ex
   tool: ToolDefinition<Shape, Services>,
 ): ToolDefinition<Shape, Services> {
   return tool;
+}
+
+/** The task cap of a kind tool's kind (every kind declares one). */
+export function taskCapOf(ctx: Pick<ToolContext<unknown>, 'taskCap'>): TaskCap {
+  if (ctx.taskCap === undefined)
+    throw new MonitorError('INTERNAL', "A kind tool was called without its kind's task cap.");
+  return ctx.taskCap;
 }
 
 /** What the job tools say about the server they run in: its kinds and the tools that start work. */

@@ -21,8 +21,6 @@ export interface LlmServices {
   readonly endpointNames: readonly string[];
   /** The model a request without `model` gets, when the user set one. */
   readonly defaultModel: string | undefined;
-  /** Most tasks in one job (llm.maxTasks): a prompts or items file is not read past it. */
-  readonly maxTasks: number;
 }
 
 /**
@@ -58,7 +56,6 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
         report: (signal) => endpoints.report(signal),
         endpointNames: endpoints.endpointNames,
         defaultModel: settings.defaultModel,
-        maxTasks: settings.maxTasks,
       },
       close: () => endpoints.close(),
     };
