@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { pad, printCodeStats, printDependencies } from './demo-report.js';
 
 export interface DemoOptions {
   /** The node binary and the built cli.js to start as the server, exactly as an MCP client would. */
@@ -20,21 +21,6 @@ export interface DemoOptions {
   write(text: string): void;
 }
 
-interface FileStats {
-  file: string;
-  language?: string;
-  lines?: number;
-  code?: number;
-  functions?: number;
-  classes?: number;
-  todos?: unknown[];
-  error?: string;
-}
-interface FileDeps {
-  file: string;
-  internal?: Array<{ path?: string; specifier: string }>;
-  external?: Array<{ package?: string; specifier: string }>;
-}
 interface JobView {
   job_id: string;
   state: string;
@@ -70,8 +56,6 @@ async function sourceFiles(root: string): Promise<string[]> {
   return out.sort();
 }
 
-const pad = (text: string | number, width: number): string => String(text).padEnd(width);
-const padLeft = (text: string | number, width: number): string => String(text).padStart(width);
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 const run = promisify(execFile);
 
@@ -84,6 +68,29 @@ function batches<T>(items: readonly T[], size: number): T[][] {
   return out;
 }
 
+/** The two bundled workers the demo runs over the repository's files. */
+const SCRIPT_WORKERS = ['analyze_dependencies.py', 'code_stats.py'] as const;
+
+type Call = (name: string, args: Record<string, unknown>) => Promise<CallToolResult>;
+type CollectAll = (jobId: string) => Promise<Collected>;
+
+/** A job collected to its last page. */
+interface Collected {
+  job: JobView & { tokens?: { prompt: number; completion: number; completion_per_second: number | null } };
+  results: CollectPage['results'];
+  pages: number;
+}
+
+/** The script jobs as submitted: the tasks each got, and when. */
+interface ScriptBatch {
+  jobIds: string[];
+  inputs: Array<{ args: string[] }>;
+  concurrency: number;
+  submittedAt: number;
+}
+
+type ListedWorker = { name: string; interpreter: string; path: string; description?: string };
+
 /**
  * The main job, end to end: a real MCP client starts the built server over stdio, lists its tools
  * and workers, submits two batch jobs over this repository's own source files, keeps working while
@@ -94,40 +101,70 @@ function batches<T>(items: readonly T[], size: number): T[][] {
 export async function runDemo(options: DemoOptions): Promise<number> {
   const { write } = options;
   const started = performance.now();
-  const transport = new StdioClientTransport({
-    command: options.nodePath,
-    args: [
-      options.cliPath,
-      '--state-dir',
-      options.stateDir,
-      '--root',
-      options.repoRoot,
-      '--log-level',
-      'warn',
-      ...(options.serverArgs ?? []),
-    ],
-    cwd: options.repoRoot,
-    stderr: 'inherit',
-  });
-  const client = new Client({ name: 'monitor-demo', version: '1.0.0' });
-  await client.connect(transport);
-  const call = async (name: string, args: Record<string, unknown>): Promise<CallToolResult> => {
-    const result = (await client.callTool({ name, arguments: args }, undefined, {
+  const demo = await DemoClient.start(options);
+  try {
+    const workers = await introduce(demo, options);
+    const files = await sourceFiles(options.repoRoot);
+    const batch = await submitScriptJobs(demo.call, files, options);
+    await glanceAtJobs(demo.call, write);
+    const collected = await collectScriptJobs(demo.collectAll, batch, write);
+    const monitorMs = performance.now() - batch.submittedAt;
+    const values = (i: number): unknown[] =>
+      (collected[i]?.results ?? []).flatMap((r) => (r.value?.json === undefined ? [] : [r.value.json]));
+    printCodeStats(values(1), write);
+    printDependencies(values(0), write);
+    await printBaseline(workers, batch.inputs, monitorMs, options);
+    await demoLlm(demo.call, demo.collectAll, files, options.repoRoot, write);
+    write(`\nDone in ${seconds(performance.now() - started)}.\n`);
+    return collected.every((got) => got.job.counts.failed === 0) ? 0 : 1;
+  } finally {
+    await demo.close();
+  }
+}
+
+/** The client side: the built server started over stdio as an MCP client starts it, and calls that fail loudly. */
+class DemoClient {
+  private constructor(readonly client: Client) {}
+
+  static async start(options: DemoOptions): Promise<DemoClient> {
+    const transport = new StdioClientTransport({
+      command: options.nodePath,
+      args: [
+        options.cliPath,
+        '--state-dir',
+        options.stateDir,
+        '--root',
+        options.repoRoot,
+        '--log-level',
+        'warn',
+        ...(options.serverArgs ?? []),
+      ],
+      cwd: options.repoRoot,
+      stderr: 'inherit',
+    });
+    const client = new Client({ name: 'monitor-demo', version: '1.0.0' });
+    await client.connect(transport);
+    return new DemoClient(client);
+  }
+
+  /** Calls a tool; an isError reply throws with its text. */
+  readonly call: Call = async (name, args) => {
+    const result = (await this.client.callTool({ name, arguments: args }, undefined, {
       timeout: 120_000,
     })) as CallToolResult;
     if (result.isError)
       throw new Error(`${name} failed: ${result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')}`);
     return result;
   };
-  const collectAll = async (
-    jobId: string,
-  ): Promise<{ job: JobView; results: CollectPage['results']; pages: number }> => {
+
+  /** Pages through collect_results until the job is done and every result was read. */
+  readonly collectAll: CollectAll = async (jobId) => {
     const results: CollectPage['results'] = [];
     let cursor: string | undefined;
     let pages = 0;
     for (;;) {
       const page = (
-        await call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) })
+        await this.call('collect_results', { job_ids: [jobId], wait_seconds: 30, ...(cursor ? { cursor } : {}) })
       ).structuredContent as unknown as CollectPage;
       pages++;
       results.push(...page.results);
@@ -138,120 +175,91 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     }
   };
 
-  try {
-    const version = client.getServerVersion();
-    const { tools } = await client.listTools();
-    write(`monitor-mcp demo: a real MCP client driving the built server over stdio\n`);
-    write(
-      `To watch it live in a browser, run in another terminal: monitor-mcp dashboard --state-dir ${options.stateDir}\n\n`,
-    );
-    write(
-      `Server ${version?.name ?? '?'} ${version?.version ?? '?'}, ${tools.length} tools: ${tools.map((t) => t.name).join(', ')}\n`,
-    );
-    const listed = (await call('list_workers', {})).structuredContent as {
-      workers: Array<{ name: string; interpreter: string; path: string; description?: string }>;
-    };
-    write(
-      `Workers:\n${listed.workers.map((w) => `  ${pad(w.name, 26)} ${pad(w.interpreter, 8)} ${(w.description ?? '').slice(0, 80)}`).join('\n')}\n`,
-    );
-
-    const files = await sourceFiles(options.repoRoot);
-    const concurrency = Math.max(2, options.cpus);
-    const inputs = batches(files, FILES_PER_TASK).map((group) => ({ args: group }));
-    const workers = ['analyze_dependencies.py', 'code_stats.py'];
-    write(
-      `\nSubmitting two jobs over ${files.length} source files of this repository (${inputs.length} tasks each, ${FILES_PER_TASK} files a task, up to ${concurrency} at once each):\n`,
-    );
-    const submittedAt = performance.now();
-    const jobIds: string[] = [];
-    for (const worker of workers) {
-      const reply = (await call('run_script_batch', { worker, inputs, concurrency, label: `demo: ${worker}` }))
-        .structuredContent as { job_id: string };
-      jobIds.push(reply.job_id);
-      write(`  ${reply.job_id}  ${worker}\n`);
-    }
-
-    write(`\nBoth returned at once. The orchestrator keeps working meanwhile; a glance at list_jobs:\n`);
-    const glance = await call('list_jobs', { state: 'active' });
-    write(glance.content.map((c) => (c.type === 'text' ? `  ${c.text.split('\n').join('\n  ')}` : '')).join('') + '\n');
-
-    write(
-      `\nCollecting (collect_results waits, then pages results within the output budget, in the order tasks finished):\n`,
-    );
-    const collected = await Promise.all(jobIds.map(collectAll));
-    const monitorMs = performance.now() - submittedAt;
-    collected.forEach((got, i) => {
-      write(
-        `  ${pad(workers[i] ?? '', 24)} ${got.job.state}: ${got.job.counts.succeeded}/${got.job.counts.total} succeeded in ${seconds(got.job.elapsed_ms)}, peak ${got.job.peak_running} at once, ${got.pages} page(s)\n`,
-      );
-    });
-    const values = (i: number): unknown[] =>
-      (collected[i]?.results ?? []).flatMap((r) => (r.value?.json === undefined ? [] : [r.value.json]));
-
-    const perFile: FileStats[] = values(1).flatMap((v) => (v as { files?: FileStats[] }).files ?? []);
-    const byLanguage = new Map<
-      string,
-      { files: number; lines: number; code: number; functions: number; todos: number }
-    >();
-    for (const f of perFile) {
-      const key = f.language ?? 'other';
-      const row = byLanguage.get(key) ?? { files: 0, lines: 0, code: 0, functions: 0, todos: 0 };
-      row.files++;
-      row.lines += f.lines ?? 0;
-      row.code += f.code ?? 0;
-      row.functions += f.functions ?? 0;
-      row.todos += f.todos?.length ?? 0;
-      byLanguage.set(key, row);
-    }
-    write(
-      `\nCode statistics, merged from ${perFile.length} files:\n  ${pad('language', 12)}${padLeft('files', 7)}${padLeft('lines', 9)}${padLeft('code', 9)}${padLeft('functions', 11)}${padLeft('TODOs', 7)}\n`,
-    );
-    for (const [language, row] of [...byLanguage].sort((a, b) => b[1].code - a[1].code)) {
-      write(
-        `  ${pad(language, 12)}${padLeft(row.files, 7)}${padLeft(row.lines, 9)}${padLeft(row.code, 9)}${padLeft(row.functions, 11)}${padLeft(row.todos, 7)}\n`,
-      );
-    }
-    const largest = [...perFile].sort((a, b) => (b.code ?? 0) - (a.code ?? 0)).slice(0, 5);
-    write(`  largest: ${largest.map((f) => `${f.file} (${f.code ?? 0})`).join(', ')}\n`);
-
-    const perDeps: FileDeps[] = values(0).flatMap((v) => (v as { files?: FileDeps[] }).files ?? []);
-    const external = new Map<string, number>();
-    const internal = new Map<string, number>();
-    for (const f of perDeps) {
-      for (const pkg of new Set((f.external ?? []).map((e) => e.package ?? e.specifier)))
-        external.set(pkg, (external.get(pkg) ?? 0) + 1);
-      for (const target of new Set((f.internal ?? []).map((e) => e.path ?? e.specifier)))
-        internal.set(target, (internal.get(target) ?? 0) + 1);
-    }
-    const top = (m: Map<string, number>, n: number): string =>
-      [...m]
-        .sort((a, b) => b[1] - a[1])
-        .slice(0, n)
-        .map(([k, v]) => `${k} (${v})`)
-        .join(', ');
-    write(
-      `\nDependencies, merged from ${perDeps.length} files:\n  external packages (files importing them): ${top(external, 8) || 'none'}\n  most imported modules of this repo: ${top(internal, 6) || 'none'}\n`,
-    );
-
-    // The baseline, measured: the same tasks one after another, each the same process as a task.
-    const python = (await run('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim() || 'python3';
-    const baselineStart = performance.now();
-    for (const worker of workers) {
-      const script = listed.workers.find((w) => w.name === worker)?.path ?? worker;
-      for (const input of inputs)
-        await run(python, [script, ...input.args], { cwd: options.repoRoot, maxBuffer: 64 * 1024 * 1024 });
-    }
-    const baselineMs = performance.now() - baselineStart;
-    write(
-      `\nThe same ${workers.length * inputs.length} tasks one after another, without the server: ${seconds(baselineMs)}. Through monitor-mcp, two jobs side by side, submit to last result collected: ${seconds(monitorMs)} (${(baselineMs / monitorMs).toFixed(1)}× on ${options.cpus} CPU(s)).\n`,
-    );
-
-    await demoLlm(call, collectAll, files, options.repoRoot, write);
-    write(`\nDone in ${seconds(performance.now() - started)}.\n`);
-    return collected.every((got) => got.job.counts.failed === 0) ? 0 : 1;
-  } finally {
-    await client.close();
+  async close(): Promise<void> {
+    await this.client.close();
   }
+}
+
+/** What the client sees first: the server, its tools and its workers (returned: the baseline runs them). */
+async function introduce(demo: DemoClient, options: DemoOptions): Promise<ListedWorker[]> {
+  const { write } = options;
+  const version = demo.client.getServerVersion();
+  const { tools } = await demo.client.listTools();
+  write(`monitor-mcp demo: a real MCP client driving the built server over stdio\n`);
+  write(
+    `To watch it live in a browser, run in another terminal: monitor-mcp dashboard --state-dir ${options.stateDir}\n\n`,
+  );
+  write(
+    `Server ${version?.name ?? '?'} ${version?.version ?? '?'}, ${tools.length} tools: ${tools.map((t) => t.name).join(', ')}\n`,
+  );
+  const listed = (await demo.call('list_workers', {})).structuredContent as { workers: ListedWorker[] };
+  write(
+    `Workers:\n${listed.workers.map((w) => `  ${pad(w.name, 26)} ${pad(w.interpreter, 8)} ${(w.description ?? '').slice(0, 80)}`).join('\n')}\n`,
+  );
+  return listed.workers;
+}
+
+/** Two jobs over the repository's files, FILES_PER_TASK files a task; both return at once. */
+async function submitScriptJobs(call: Call, files: readonly string[], options: DemoOptions): Promise<ScriptBatch> {
+  const concurrency = Math.max(2, options.cpus);
+  const inputs = batches(files, FILES_PER_TASK).map((group) => ({ args: group }));
+  options.write(
+    `\nSubmitting two jobs over ${files.length} source files of this repository (${inputs.length} tasks each, ${FILES_PER_TASK} files a task, up to ${concurrency} at once each):\n`,
+  );
+  const submittedAt = performance.now();
+  const jobIds: string[] = [];
+  for (const worker of SCRIPT_WORKERS) {
+    const reply = (await call('run_script_batch', { worker, inputs, concurrency, label: `demo: ${worker}` }))
+      .structuredContent as { job_id: string };
+    jobIds.push(reply.job_id);
+    options.write(`  ${reply.job_id}  ${worker}\n`);
+  }
+  return { jobIds, inputs, concurrency, submittedAt };
+}
+
+/** What the orchestrator may do meanwhile: look at the jobs running. */
+async function glanceAtJobs(call: Call, write: (text: string) => void): Promise<void> {
+  write(`\nBoth returned at once. The orchestrator keeps working meanwhile; a glance at list_jobs:\n`);
+  const glance = await call('list_jobs', { state: 'active' });
+  write(glance.content.map((c) => (c.type === 'text' ? `  ${c.text.split('\n').join('\n  ')}` : '')).join('') + '\n');
+}
+
+/** Both jobs collected side by side, a line each. */
+async function collectScriptJobs(
+  collectAll: CollectAll,
+  batch: ScriptBatch,
+  write: (text: string) => void,
+): Promise<Collected[]> {
+  write(
+    `\nCollecting (collect_results waits, then pages results within the output budget, in the order tasks finished):\n`,
+  );
+  const collected = await Promise.all(batch.jobIds.map(collectAll));
+  collected.forEach((got, i) => {
+    write(
+      `  ${pad(SCRIPT_WORKERS[i] ?? '', 24)} ${got.job.state}: ${got.job.counts.succeeded}/${got.job.counts.total} succeeded in ${seconds(got.job.elapsed_ms)}, peak ${got.job.peak_running} at once, ${got.pages} page(s)\n`,
+    );
+  });
+  return collected;
+}
+
+/** The baseline, measured: the same tasks one after another, each the same process as a task. */
+async function printBaseline(
+  workers: readonly ListedWorker[],
+  inputs: ScriptBatch['inputs'],
+  monitorMs: number,
+  options: DemoOptions,
+): Promise<void> {
+  const python = (await run('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim() || 'python3';
+  const baselineStart = performance.now();
+  for (const worker of SCRIPT_WORKERS) {
+    const script = workers.find((w) => w.name === worker)?.path ?? worker;
+    for (const input of inputs)
+      await run(python, [script, ...input.args], { cwd: options.repoRoot, maxBuffer: 64 * 1024 * 1024 });
+  }
+  const baselineMs = performance.now() - baselineStart;
+  options.write(
+    `\nThe same ${SCRIPT_WORKERS.length * inputs.length} tasks one after another, without the server: ${seconds(baselineMs)}. Through monitor-mcp, two jobs side by side, submit to last result collected: ${seconds(monitorMs)} (${(baselineMs / monitorMs).toFixed(1)}× on ${options.cpus} CPU(s)).\n`,
+  );
 }
 
 interface EndpointView {
@@ -260,22 +268,21 @@ interface EndpointView {
   error?: { code: string; message: string };
   models: Array<{ id: string; type?: string; loaded?: boolean }>;
 }
+type ModelView = EndpointView['models'][number];
+
+/** A chat model: anything but an embedding model. */
+const isChatModel = (m: ModelView): boolean => !/embed/i.test(m.type ?? m.id);
 
 /** When an LLM endpoint answers with a model, a few of the files go to it: one summary each, read by the server, not the client. */
 async function demoLlm(
-  call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult>,
-  collectAll: (jobId: string) => Promise<{
-    job: JobView & { tokens?: { prompt: number; completion: number; completion_per_second: number | null } };
-    results: CollectPage['results'];
-  }>,
+  call: Call,
+  collectAll: CollectAll,
   files: readonly string[],
   root: string,
   write: (text: string) => void,
 ): Promise<void> {
   const models = (await call('lmstudio_models', {})).structuredContent as { endpoints: EndpointView[] };
-  // A chat model: anything but an embedding model.
-  const chat = (m: EndpointView['models'][number]): boolean => !/embed/i.test(m.type ?? m.id);
-  const serving = models.endpoints.find((e) => e.reachable && !e.error && e.models.some(chat));
+  const serving = models.endpoints.find((e) => e.reachable && !e.error && e.models.some(isChatModel));
   if (!serving) {
     const why = models.endpoints.map((e) => `${e.name}: ${e.error?.message ?? 'no LLM'}`).join('; ');
     write(
@@ -283,15 +290,8 @@ async function demoLlm(
     );
     return;
   }
-  const model = serving.models.find((m) => m.loaded && chat(m)) ?? serving.models.find(chat);
-  // The six smallest Python files: any model's context takes them whole.
-  const sizes = await Promise.all(
-    files.filter((f) => f.endsWith('.py')).map(async (f) => ({ f, size: (await stat(path.join(root, f))).size })),
-  );
-  const picked = sizes
-    .sort((a, b) => a.size - b.size)
-    .slice(0, 6)
-    .map((s) => s.f);
+  const model = serving.models.find((m) => m.loaded && isChatModel(m)) ?? serving.models.find(isChatModel);
+  const picked = await smallestPythonFiles(files, root, 6);
   write(
     `\nLocal LLM: ${serving.name} serves ${model?.id ?? '?'}; one summary for each of ${picked.length} small Python files (the server reads them):\n`,
   );
@@ -308,8 +308,24 @@ async function demoLlm(
     })
   ).structuredContent as { job_id: string; runs_on?: { job_id: string } };
   const reduced = await collectAll(submitted.job_id);
-  const got = await collectAll(submitted.runs_on?.job_id ?? submitted.job_id);
-  for (const r of got.results)
+  const summaries = await collectAll(submitted.runs_on?.job_id ?? submitted.job_id);
+  printSummaries(summaries, reduced, write);
+}
+
+/** The `count` smallest Python files: any model's context takes them whole. */
+async function smallestPythonFiles(files: readonly string[], root: string, count: number): Promise<string[]> {
+  const sizes = await Promise.all(
+    files.filter((f) => f.endsWith('.py')).map(async (f) => ({ f, size: (await stat(path.join(root, f))).size })),
+  );
+  return sizes
+    .sort((a, b) => a.size - b.size)
+    .slice(0, count)
+    .map((s) => s.f);
+}
+
+/** A summary per file, the merged one, and the tokens the local model spent on them. */
+function printSummaries(summaries: Collected, reduced: Collected, write: (text: string) => void): void {
+  for (const r of summaries.results)
     write(
       `  ${pad(r.id ?? `#${r.index}`, 34)} ${r.state === 'succeeded' ? (r.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 90) : r.state}\n`,
     );
@@ -317,7 +333,7 @@ async function demoLlm(
   write(
     `  merged on the local model (reduce): ${merged?.state === 'succeeded' ? (merged.value?.text ?? '').replace(/\s+/g, ' ').slice(0, 160) : (merged?.state ?? '?')}\n`,
   );
-  const tokens = got.job.tokens;
+  const tokens = summaries.job.tokens;
   if (tokens)
     write(
       `  ${tokens.prompt + tokens.completion} tokens processed locally for the summaries (${tokens.prompt} in, ${tokens.completion} out${tokens.completion_per_second === null ? '' : `, ${tokens.completion_per_second} tok/s`}), none of them Claude's.\n`,
