@@ -18,7 +18,7 @@ import { SCRIPT_CONSTRAINTS, SCRIPT_SETTINGS, type ScriptConfig } from './settin
 
 // What the kind's tools use, from here: tools never import a kind's insides.
 export { MAX_PACK } from './pack.js';
-export { type ScriptTaskInput, scriptTaskInputSchema } from './pool.js';
+export { type ScriptTaskInput, scriptTaskInputSchema } from './job-options.js';
 export type { WorkerEntry } from './catalog.js';
 
 /** Most tasks in one run_script_batch job (inputs, inline or in inputs_file). */

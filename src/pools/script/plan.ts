@@ -3,7 +3,8 @@ import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
 import type { WorkerCatalog } from './catalog.js';
 import { MAX_PACK, packableArgs } from './pack.js';
-import { prepareRun, resolveCwd, SCRIPT_KIND, type ScriptJobOptions, type ScriptTaskInput } from './pool.js';
+import { prepareRun, resolveCwd, type ScriptJobOptions, type ScriptTaskInput } from './job-options.js';
+import { SCRIPT_KIND } from './pool.js';
 import type { ScriptConfig } from './settings.js';
 
 /** What run_script_batch asks for, before any of it is checked. */

@@ -1,29 +1,22 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import * as z from 'zod';
 import type { Pool, TaskContext, TaskResult, UpstreamView } from '../../engine/types.js';
 import { MonitorError, toTaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { type PathRules, resolveInsideRoots } from '../../paths.js';
 import type { Platform } from '../../platform/index.js';
 import type { ProcessControl } from '../../processes.js';
-import { shortLabel } from '../kind.js';
 import { wholeOutput } from '../../store/result.js';
+import { shortLabel } from '../kind.js';
 import type { WorkerCatalog } from './catalog.js';
+import { ColdRunner } from './cold.js';
 import type { Descendants } from './descendants.js';
-import { type ColdWorker, type RunPlan, settleSpawned, spawnFailure, startColdWorker } from './launch.js';
+import { parseTaskInput, prepareRun, scriptJobOptionsSchema, type ScriptTaskInput } from './job-options.js';
+import type { RunPlan } from './launch.js';
 import type { GroupRecords } from './orphans.js';
-import { decodeUtf8, OutputCapture, tailUtf8 } from './output.js';
-import { MAX_PACK, packableArgs, PackOutput, splitPack } from './pack.js';
-import {
-  OutputAllowance,
-  PREVIEW_BYTES,
-  type ProcessExit,
-  STDERR_TAIL_BYTES,
-  type TaskEnd,
-  taskResult,
-} from './task-value.js';
-import { DirectSpawner, SpawnError, type Spawner } from './spawner.js';
+import { MAX_PACK, packableArgs } from './pack.js';
+import { type PackMember, runPack } from './pack-run.js';
+import { DirectSpawner, type Spawner } from './spawner.js';
+import { failedResult, OutputAllowance } from './task-value.js';
 import { WarmWorkers } from './warm.js';
 
 export type { RunPlan } from './launch.js';
@@ -31,42 +24,8 @@ export { PREVIEW_BYTES, STDERR_TAIL_BYTES } from './task-value.js';
 
 export const SCRIPT_KIND = 'script';
 
-/** The longest delay setTimeout takes (2^31 - 1 ms). */
-const MAX_TIMER_MS = 2_147_483_647;
-
 /** Plans of this many recent jobs are kept; an evicted one is simply worked out again. */
 const PLAN_CACHE_SIZE = 128;
-
-/** A job's options as run_script_batch stores them: enough to run its tasks again after a restart. */
-export const scriptJobOptionsSchema = z.object({
-  worker: z.string().min(1).optional(),
-  command: z.string().min(1).optional(),
-  /** Absolute, checked against the allowed roots at submit and again when the job (re)starts. */
-  cwd: z.string().min(1),
-  env: z.record(z.string(), z.string()).optional(),
-  timeout_seconds: z.number().positive(),
-  /** Tasks go to warm processes (see warm.ts); absent (a job from before warm workers) means cold. */
-  warm: z.boolean().optional(),
-  /** Cold runs take up to this many inputs each, their output split per input (see pack.ts). */
-  pack: z.number().int().min(2).max(MAX_PACK).optional(),
-});
-export type ScriptJobOptions = z.infer<typeof scriptJobOptionsSchema>;
-
-/**
- * One task's input: arguments, and at most one of stdin text or a JSON value (sent on stdin). The
- * one schema for both what run_script_batch accepts and what the pool reads back from the store.
- */
-export const scriptTaskInputSchema = z
-  .strictObject({
-    args: z
-      .array(z.string())
-      .optional()
-      .describe('Arguments after the script, passed literally (usually file paths relative to cwd).'),
-    stdin: z.string().optional().describe('Text on stdin.'),
-    json: z.unknown().optional().describe('A JSON value sent on stdin as one line (instead of stdin).'),
-  })
-  .describe('One task; {} runs the worker with no input.');
-export type ScriptTaskInput = z.infer<typeof scriptTaskInputSchema>;
 
 export interface ScriptPoolOptions {
   catalog: WorkerCatalog;
@@ -100,41 +59,6 @@ export interface ScriptPoolOptions {
   spawner?: Spawner;
 }
 
-/**
- * Checks a job's options and works out how its tasks start: the worker or command resolved (inside
- * a workers folder / on the allowlist), the interpreter found, the cwd inside an allowed root.
- */
-export async function prepareRun(
-  options: ScriptJobOptions,
-  context: {
-    catalog: WorkerCatalog;
-    allowedRoots: readonly string[];
-    baseEnv: ScriptPoolOptions['baseEnv'];
-    searchPath: string;
-  },
-): Promise<RunPlan> {
-  const launch = await context.catalog.plan({ worker: options.worker, command: options.command });
-  const cwd = await resolveCwd(options.cwd, context.allowedRoots, context.catalog.pathRules);
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[key] = value;
-  env.PATH ??= context.searchPath;
-  Object.assign(env, options.env);
-  // A worker that no longer declares warm (edited since the job was submitted) runs cold; one that no longer declares pack, an input per process.
-  const warm = options.warm === true && launch.warm;
-  const pack = options.pack !== undefined && !warm && launch.packFiles;
-  return { launch, cwd, env, timeoutMs: Math.round(options.timeout_seconds * 1000), warm, pack };
-}
-
-export async function resolveCwd(cwd: string, allowedRoots: readonly string[], rules: PathRules): Promise<string> {
-  const real = await resolveInsideRoots(cwd, allowedRoots, { what: 'cwd', rules });
-  if (!(await stat(real)).isDirectory()) {
-    throw new MonitorError('INVALID_INPUT', `The cwd "${cwd}" is not a folder.`, {
-      hint: `Give a folder inside ${allowedRoots.join(', ')}.`,
-    });
-  }
-  return real;
-}
-
 /** Runs worker scripts (never through a shell), one process group per task. */
 export class ScriptPool implements Pool {
   readonly kind = SCRIPT_KIND;
@@ -146,6 +70,7 @@ export class ScriptPool implements Pool {
   private readonly jobDisk = new Map<string, Promise<{ left: number }>>();
   private readonly warm: WarmWorkers;
   private readonly spawner: Spawner;
+  private readonly cold: ColdRunner;
   /** Cold tasks' processes starting or running: with the warm ones, at most `concurrency`. */
   private coldProcesses = 0;
 
@@ -156,6 +81,7 @@ export class ScriptPool implements Pool {
     this.options = options;
     this.concurrency = options.concurrency;
     this.spawner = options.spawner ?? new DirectSpawner(options.platform);
+    this.cold = new ColdRunner(options, this.spawner, () => this.turnToSpawn());
     this.warm = new WarmWorkers({
       launch: options,
       capacity: options.concurrency,
@@ -228,7 +154,7 @@ export class ScriptPool implements Pool {
       : parseTaskInput(task.input);
     const allowance = await this.allowanceOf(task);
     if (plan.warm) return this.warm.run(planKey(task.jobId, task.attempt), plan, input, task, allowance);
-    return this.asColdProcess(() => this.runCold(plan, input, task, allowance));
+    return this.asColdProcess(() => this.cold.runAlone(plan, input, task, allowance));
   }
 
   /**
@@ -262,8 +188,11 @@ export class ScriptPool implements Pool {
     const [lone] = members;
     // A lone input gains nothing from a pack, and would run twice when it fails: a plain cold run (its value whole, without `packed`).
     if (lone && members.length === 1) alone.push(lone.task);
-    else if (members.length > 1) {
-      const packed = await this.asColdProcess(() => this.runPack(plan, members));
+    else if (lone) {
+      const deps = { cold: this.cold, outputCapBytes: this.options.outputCapBytes, limits: this.options };
+      const packed = await this.asColdProcess(async () =>
+        runPack(deps, plan, members, await this.allowanceOf(lone.task)),
+      );
       members.forEach((member, position) => {
         results[member.at] = packed[position];
       });
@@ -282,7 +211,7 @@ export class ScriptPool implements Pool {
   private async eachAlone(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
     const results: TaskResult[] = [];
     for (const task of tasks) {
-      results.push(await this.run(task).catch((error: unknown) => failed(task, error)));
+      results.push(await this.run(task).catch((error: unknown) => failedResult(task, error)));
     }
     return results;
   }
@@ -296,130 +225,6 @@ export class ScriptPool implements Pool {
     } finally {
       this.coldProcesses--;
     }
-  }
-
-  /** One input in a cold process of its own (the caller counts it, see asColdProcess). */
-  private async runCold(
-    plan: RunPlan,
-    input: ScriptTaskInput,
-    task: TaskContext,
-    allowance: OutputAllowance,
-    told?: Pick<TaskEnd, 'notes' | 'extra'>,
-  ): Promise<TaskResult> {
-    await this.turnToSpawn();
-    task.signal.throwIfAborted();
-    return this.spawn(plan, input, task, allowance, told);
-  }
-
-  /** The pack's one process, then a result per member: its share of the output, or its own run alone when the pack failed. */
-  private async runPack(plan: RunPlan, members: readonly PackMember[]): Promise<TaskResult[]> {
-    const [lead] = members;
-    if (!lead) return [];
-    const { task: first } = lead;
-    const { outputCapBytes } = this.options;
-    // Each input's own timeout, end to end; within what a timer can hold (~24.8 days: past it Node fires at once).
-    const timeoutMs = Math.min(plan.timeoutMs * members.length, MAX_TIMER_MS);
-    const stdout = new PackOutput(outputCapBytes);
-    // One log for the pack, named after its first task; a task's own stdout file comes from its split.
-    const stderr = new OutputCapture(
-      path.join(first.outputDir, `pack-${first.index}.stderr`),
-      outputCapBytes,
-      STDERR_TAIL_BYTES,
-      await this.allowanceOf(first),
-    );
-    await this.turnToSpawn();
-    first.signal.throwIfAborted();
-    const ran = await this.runProcess(
-      plan,
-      first,
-      {
-        args: members.flatMap((member) => member.args),
-        perProcessEnv: {
-          MONITOR_TASK_INDEX: String(first.index),
-          MONITOR_ATTEMPT: String(first.attempt),
-          MONITOR_STDIN_FORMAT: 'none',
-          MONITOR_PACK_INDICES: members.map((member) => member.task.index).join(','),
-        },
-        stdinText: undefined,
-        timeoutMs,
-        // The tasks of a batch share one signal.
-        signal: first.signal,
-      },
-      { stdout, stderr },
-    );
-    const place = (position: number): { with: number; position: number } => ({ with: members.length, position });
-    const results: TaskResult[] = [];
-    if (ran.stopReason === 'cancel') {
-      // Stopped with its job: nothing runs again.
-      for (const [position, member] of members.entries()) {
-        results.push(
-          await taskResult(
-            plan,
-            {
-              exit: ran.exit,
-              stopReason: 'cancel',
-              stdout: this.stdoutOf(member),
-              stderr,
-              allowance: member.allowance,
-              extra: { packed: place(position) },
-            },
-            this.options,
-          ),
-        );
-      }
-      return results;
-    }
-    const split = splitPack(
-      { ...ran, stdout, stderrTail: decodeUtf8(tailUtf8(stderr.last(), STDERR_TAIL_BYTES)).text },
-      members.map((member) => member.args),
-      timeoutMs,
-    );
-    if ('problem' in split) {
-      const log = await stderr.finish(false).catch(() => undefined);
-      const why = `Ran alone: its pack of ${members.length} inputs ${split.problem}${log === undefined ? '' : ` (the pack's log: ${log})`}.`;
-      for (const [position, member] of members.entries()) {
-        const told = { notes: [why], extra: { packed: { ...place(position), ran_alone: true } } };
-        results.push(
-          await this.runCold(plan, member.input, member.task, member.allowance, told).catch((error: unknown) =>
-            failed(member.task, error),
-          ),
-        );
-      }
-      return results;
-    }
-    // One at a time: the shared log's file is written by the first that wants it.
-    for (const [position, member] of members.entries()) {
-      const own = this.stdoutOf(member);
-      // What a cold run of this input alone prints, less the pack's other top-level keys.
-      own.accept(Buffer.from(`${JSON.stringify({ files: split.entries[position] ?? [] })}\n`));
-      const packed = split.dropped.length > 0 ? { ...place(position), dropped: split.dropped } : place(position);
-      const notes = stderr.bytes > 0 ? [`stderr_tail is the log of the whole pack of ${members.length} inputs.`] : [];
-      results.push(
-        await taskResult(
-          plan,
-          {
-            exit: ran.exit,
-            stopReason: undefined,
-            stdout: own,
-            stderr,
-            allowance: member.allowance,
-            notes,
-            extra: { packed },
-          },
-          this.options,
-        ),
-      );
-    }
-    return results;
-  }
-
-  private stdoutOf(member: PackMember): OutputCapture {
-    return new OutputCapture(
-      path.join(member.task.outputDir, `${member.task.index}.stdout`),
-      this.options.outputCapBytes,
-      PREVIEW_BYTES,
-      member.allowance,
-    );
   }
 
   /** What a task (or a pack's log) may write to disk: script.maxTaskOutputBytes, and what its job has left. */
@@ -482,146 +287,6 @@ export class ScriptPool implements Pool {
     }
     return plan;
   }
-
-  private async spawn(
-    plan: RunPlan,
-    input: ScriptTaskInput,
-    task: TaskContext,
-    allowance: OutputAllowance,
-    told?: Pick<TaskEnd, 'notes' | 'extra'>,
-  ): Promise<TaskResult> {
-    const { outputCapBytes } = this.options;
-    const stdout = new OutputCapture(
-      path.join(task.outputDir, `${task.index}.stdout`),
-      outputCapBytes,
-      PREVIEW_BYTES,
-      allowance,
-    );
-    const stderr = new OutputCapture(
-      path.join(task.outputDir, `${task.index}.stderr`),
-      outputCapBytes,
-      STDERR_TAIL_BYTES,
-      allowance,
-    );
-    const ran = await this.runProcess(
-      plan,
-      task,
-      {
-        args: input.args ?? [],
-        perProcessEnv: {
-          MONITOR_TASK_INDEX: String(task.index),
-          MONITOR_ATTEMPT: String(task.attempt),
-          MONITOR_STDIN_FORMAT: input.stdin !== undefined ? 'text' : input.json !== undefined ? 'json' : 'none',
-        },
-        stdinText: input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined),
-        timeoutMs: plan.timeoutMs,
-        signal: task.signal,
-      },
-      { stdout, stderr },
-    );
-    if (ran.spawnError) return { ok: false, error: spawnFailure(plan.launch, ran.spawnError) };
-    return taskResult(
-      plan,
-      { exit: ran.exit, stopReason: ran.stopReason, stdout, stderr, allowance, ...told },
-      this.options,
-    );
-  }
-
-  /** One worker process from its start until it has exited and its pipes have closed; its output goes to `sinks`. */
-  private async runProcess(
-    plan: RunPlan,
-    where: { jobId: string; outputDir: string },
-    spec: {
-      args: readonly string[];
-      perProcessEnv: Readonly<Record<string, string>>;
-      stdinText: string | undefined;
-      timeoutMs: number;
-      signal: AbortSignal;
-    },
-    sinks: { stdout: OutputSink; stderr: OutputSink },
-  ): Promise<ProcessRun> {
-    const { stdinText, signal } = spec;
-    let worker: ColdWorker;
-    try {
-      worker = await startColdWorker(
-        plan,
-        this.options,
-        this.spawner,
-        { jobId: where.jobId, outputDir: where.outputDir },
-        {
-          args: spec.args,
-          perProcessEnv: spec.perProcessEnv,
-          stdin: stdinText,
-        },
-      );
-    } catch (error) {
-      if (error instanceof SpawnError)
-        return { exit: undefined, stopReason: undefined, spawnError: { code: error.code, message: error.message } };
-      throw error;
-    }
-    const started = worker.process;
-    sinks.stdout.attach(started.stdout);
-    sinks.stderr.attach(started.stderr);
-
-    let stopReason: 'timeout' | 'cancel' | undefined;
-    let exit: ProcessExit | undefined;
-    let forceKill: NodeJS.Timeout | undefined;
-    const stop = (reason: 'timeout' | 'cancel'): void => {
-      if (stopReason !== undefined || exit !== undefined) return;
-      stopReason = reason;
-      worker.signalTree('SIGTERM');
-      forceKill = setTimeout(() => worker.signalTree('SIGKILL'), this.options.killGraceSeconds * 1000);
-    };
-    const timer = setTimeout(() => stop('timeout'), spec.timeoutMs);
-    const onAbort = (): void => stop('cancel');
-    signal.addEventListener('abort', onAbort, { once: true });
-    // Cancelled while it was starting.
-    if (signal.aborted) stop('cancel');
-    const noteExit = started.exited.then((status) => {
-      exit = status;
-      clearTimeout(timer);
-      clearTimeout(forceKill);
-      // Whatever the worker left behind in its group goes with it (also after a normal exit).
-      worker.signalTree('SIGKILL');
-    });
-
-    try {
-      await noteExit;
-      await settleSpawned(started);
-    } finally {
-      clearTimeout(timer);
-      clearTimeout(forceKill);
-      signal.removeEventListener('abort', onAbort);
-      if (exit === undefined) worker.signalTree('SIGKILL');
-      worker.ended(stopReason !== undefined || exit === undefined);
-    }
-    return { exit, stopReason, spawnError: undefined };
-  }
-}
-
-/** Where a process's stdout or stderr goes: an OutputCapture, or a pack's PackOutput. */
-type OutputSink = Pick<OutputCapture, 'attach'>;
-
-/** How a worker process ended. */
-interface ProcessRun {
-  exit: ProcessExit | undefined;
-  stopReason: 'timeout' | 'cancel' | undefined;
-  /** It could not start. */
-  spawnError: { code?: string; message: string } | undefined;
-}
-
-/** A task in a pack: its place in the batch, its input and args, and what it may write to disk. */
-interface PackMember {
-  at: number;
-  task: TaskContext;
-  input: ScriptTaskInput;
-  args: readonly string[];
-  allowance: OutputAllowance;
-}
-
-/** A task that threw, as the engine records one: its abort's reason when it was stopped. */
-function failed(task: TaskContext, error: unknown): TaskResult {
-  return { ok: false, error: toTaskError(task.signal.aborted ? task.signal.reason : error) };
 }
 
 /** Plans and warm processes are per job and attempt: a resumed task is checked again against the files as they are now. */
@@ -650,18 +315,4 @@ async function fedFromUpstream(input: ScriptTaskInput, upstream: UpstreamView): 
   if (!record) throw new MonitorError('INTERNAL', 'A task of a later stage ran without its upstream result.');
   const output = await wholeOutput(record, MAX_UPSTREAM_STDIN_BYTES);
   return output.json !== undefined ? { ...input, json: output.json } : { ...input, stdin: `${output.text}\n` };
-}
-
-function parseTaskInput(stored: unknown): ScriptTaskInput {
-  const hint = 'Each input is {args?: string[], stdin?: string} or {args?: string[], json?: any}.';
-  // `upstream` (what a later stage's task is named after) is stored, never given by a caller.
-  const raw = { ...((stored ?? {}) as Record<string, unknown>) };
-  delete raw.upstream;
-  const parsed = scriptTaskInputSchema.safeParse(raw);
-  if (!parsed.success)
-    throw new MonitorError('INVALID_INPUT', `Task input is not readable: ${z.prettifyError(parsed.error)}`, { hint });
-  if (parsed.data.stdin !== undefined && parsed.data.json !== undefined) {
-    throw new MonitorError('INVALID_INPUT', 'Task input has both stdin and json, but json is sent on stdin.', { hint });
-  }
-  return parsed.data;
 }

@@ -1,12 +1,28 @@
-import type { TaskResult } from '../../engine/types.js';
-import type { TaskError } from '../../errors.js';
+import path from 'node:path';
+import type { ResultValue, TaskContext, TaskResult } from '../../engine/types.js';
+import { type TaskError, toTaskError } from '../../errors.js';
 import type { RunPlan } from './launch.js';
-import { decodeUtf8, type DiskAllowance, headUtf8, type OutputCapture, tailUtf8 } from './output.js';
+import { decodeUtf8, type DiskAllowance, headUtf8, OutputCapture, tailUtf8 } from './output.js';
 
 /** Bytes of a large stdout shown in the value; the file has it all. */
 export const PREVIEW_BYTES = 2048;
 /** Bytes of stderr shown in the value. */
 export const STDERR_TAIL_BYTES = 2048;
+
+/**
+ * A task's stdout or stderr as taskResult reads it: kept in memory up to `capBytes`, else in the
+ * file `<index>.stdout` / `<index>.stderr` of the job's output folder; the preview keeps its start
+ * (stdout) or its end (stderr).
+ */
+export function taskCapture(
+  task: { outputDir: string; index: number },
+  stream: 'stdout' | 'stderr',
+  capBytes: number,
+  allowance: DiskAllowance,
+): OutputCapture {
+  const keep = stream === 'stdout' ? PREVIEW_BYTES : STDERR_TAIL_BYTES;
+  return new OutputCapture(path.join(task.outputDir, `${task.index}.${stream}`), capBytes, keep, allowance);
+}
 
 export interface ValueLimits {
   inlineBytes: number;
@@ -64,80 +80,29 @@ export interface TaskEnd {
 }
 
 /**
- * A finished task's result: exit_code, stdout as json or text (a preview and a file when large),
- * stderr_tail, sizes, files and notes. One shape for cold and warm tasks.
+ * A finished task's result, one shape for cold and warm tasks: exit_code; the envelope (stdout as
+ * `json`, or as `text` with `cut` when only its start fits, the whole of it in `files.output`);
+ * stderr_tail (`stderr_cut` when longer, the whole in `files.stderr`), sizes and notes.
  */
 export async function taskResult(plan: RunPlan, end: TaskEnd, limits: ValueLimits): Promise<TaskResult> {
   const { stdout, stderr, exit, stopReason } = end;
-  const { inlineBytes } = limits;
   const notes: string[] = [...(end.notes ?? [])];
-  const value: Record<string, unknown> = { exit_code: exit?.code ?? null };
+  const value: ResultValue = { exit_code: exit?.code ?? null };
   if (exit?.signal) value.signal = exit.signal;
   value.timed_out = stopReason === 'timeout';
-
-  let wantStdoutFile = false;
-  const whole = stdout.whole();
-  if (whole !== undefined && whole.length <= inlineBytes) {
-    const { text, lossy } = decodeUtf8(whole);
-    const parsed = lossy ? undefined : parseJson(text);
-    if (parsed) value.json = parsed.value;
-    else if (text !== '') value.text = text.endsWith('\n') ? text.slice(0, -1) : text;
-    if (lossy) {
-      wantStdoutFile = true;
-      notes.push(
-        'stdout is not valid UTF-8: "text" shows it with U+FFFD replacement characters; files.stdout has the exact bytes.',
-      );
-    }
-  } else {
-    const head = headUtf8(stdout.first(), PREVIEW_BYTES);
-    const { text, lossy } = decodeUtf8(head);
-    value.text = text;
-    wantStdoutFile = true;
-    const looksJson = /^\s*[[{]/.test(text) ? ' It looks like JSON, too large to inline.' : '';
-    notes.push(
-      `stdout is ${stdout.bytes} bytes; "text" shows the first ${head.length}; files.stdout has all of it.${looksJson}`,
-    );
-    if (lossy)
-      notes.push(
-        'stdout is not valid UTF-8: the preview shows U+FFFD replacement characters; the file has the exact bytes.',
-      );
-  }
+  const keepOutput = describeStdout(stdout, limits.inlineBytes, value, notes);
   value.stdout_bytes = stdout.bytes;
-
-  let wantStderrFile = false;
-  if (stderr.bytes > 0) {
-    const { text, lossy } = decodeUtf8(tailUtf8(stderr.last(), STDERR_TAIL_BYTES));
-    value.stderr_tail = text;
-    value.stderr_bytes = stderr.bytes;
-    wantStderrFile = stderr.bytes > STDERR_TAIL_BYTES || lossy;
-    if (lossy) notes.push('stderr is not valid UTF-8: stderr_tail shows U+FFFD replacement characters.');
-  }
-  value.truncated = {
-    stdout: whole === undefined || whole.length > inlineBytes,
-    stderr: stderr.bytes > STDERR_TAIL_BYTES,
-  };
-
-  const files: Record<string, string> = {};
-  for (const [name, capture, wanted] of [
-    ['stdout', stdout, wantStdoutFile],
-    ['stderr', stderr, wantStderrFile],
-  ] as const) {
-    try {
-      const file = await capture.finish(wanted);
-      if (file !== undefined) files[name] = file;
-    } catch (error) {
-      notes.push(`Could not write the ${name} file: ${error instanceof Error ? error.message : String(error)}.`);
-    }
-  }
+  const keepStderr = describeStderr(stderr, value, notes);
+  const files = await keepFiles(
+    [
+      ['output', stdout, keepOutput],
+      ['stderr', stderr, keepStderr],
+    ],
+    notes,
+  );
   if (stdout.cut || stderr.cut) {
     value.files_cut = true;
-    const limit =
-      end.allowance.ranOut === 'job'
-        ? `its job's limit of ${limits.maxJobOutputBytes} bytes (script.maxJobOutputBytes)`
-        : `the task's limit of ${limits.maxTaskOutputBytes} bytes (script.maxTaskOutputBytes)`;
-    notes.push(
-      `Output on disk was cut at ${limit}: the files hold the first ${stdout.onDisk} bytes of stdout and ${stderr.onDisk} of stderr; stdout_bytes and stderr_bytes count all the worker wrote, and the previews show its last bytes.`,
-    );
+    notes.push(diskCutNote(end, limits));
   }
   Object.assign(value, end.extra);
   if (notes.length > 0) value.notes = notes;
@@ -148,6 +113,78 @@ export async function taskResult(plan: RunPlan, end: TaskEnd, limits: ValueLimit
   if (error) result.error = error;
   else result.ok = true;
   return result;
+}
+
+/** stdout into the value: parsed JSON, its text, or the start of it (`cut`). True when the whole must be kept in a file. */
+function describeStdout(stdout: OutputCapture, inlineBytes: number, value: ResultValue, notes: string[]): boolean {
+  const whole = stdout.whole();
+  if (whole !== undefined && whole.length <= inlineBytes) {
+    const { text, lossy } = decodeUtf8(whole);
+    const parsed = lossy ? undefined : parseJson(text);
+    if (parsed) value.json = parsed.value;
+    else if (text !== '') value.text = text.endsWith('\n') ? text.slice(0, -1) : text;
+    if (lossy)
+      notes.push(
+        'stdout is not valid UTF-8: "text" shows it with U+FFFD replacement characters; files.output has the exact bytes.',
+      );
+    return lossy;
+  }
+  const head = headUtf8(stdout.first(), PREVIEW_BYTES);
+  const { text, lossy } = decodeUtf8(head);
+  value.text = text;
+  value.cut = true;
+  const looksJson = /^\s*[[{]/.test(text) ? ' It looks like JSON, too large to inline.' : '';
+  notes.push(
+    `stdout is ${stdout.bytes} bytes; "text" shows the first ${head.length}; files.output has all of it.${looksJson}`,
+  );
+  if (lossy)
+    notes.push(
+      'stdout is not valid UTF-8: the preview shows U+FFFD replacement characters; the file has the exact bytes.',
+    );
+  return true;
+}
+
+/** stderr's tail into the value (`stderr_cut` when there was more). True when the whole must be kept in a file. */
+function describeStderr(stderr: OutputCapture, value: ResultValue, notes: string[]): boolean {
+  if (stderr.bytes === 0) return false;
+  const { text, lossy } = decodeUtf8(tailUtf8(stderr.last(), STDERR_TAIL_BYTES));
+  value.stderr_tail = text;
+  value.stderr_bytes = stderr.bytes;
+  if (stderr.bytes > STDERR_TAIL_BYTES) value.stderr_cut = true;
+  if (lossy) notes.push('stderr is not valid UTF-8: stderr_tail shows U+FFFD replacement characters.');
+  return stderr.bytes > STDERR_TAIL_BYTES || lossy;
+}
+
+/** Ends each capture, its file kept when wanted: the files by role. A file that could not be written gets a note. */
+async function keepFiles(
+  captures: ReadonlyArray<readonly [role: string, capture: OutputCapture, wanted: boolean]>,
+  notes: string[],
+): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const [role, capture, wanted] of captures) {
+    try {
+      const file = await capture.finish(wanted);
+      if (file !== undefined) files[role] = file;
+    } catch (error) {
+      const what = role === 'output' ? 'stdout' : role;
+      notes.push(`Could not write the ${what} file: ${error instanceof Error ? error.message : String(error)}.`);
+    }
+  }
+  return files;
+}
+
+/** Which limit cut the files on disk, and what they hold. */
+function diskCutNote(end: TaskEnd, limits: ValueLimits): string {
+  const limit =
+    end.allowance.ranOut === 'job'
+      ? `its job's limit of ${limits.maxJobOutputBytes} bytes (script.maxJobOutputBytes)`
+      : `the task's limit of ${limits.maxTaskOutputBytes} bytes (script.maxTaskOutputBytes)`;
+  return `Output on disk was cut at ${limit}: the files hold the first ${end.stdout.onDisk} bytes of stdout and ${end.stderr.onDisk} of stderr; stdout_bytes and stderr_bytes count all the worker wrote, and the previews show its last bytes.`;
+}
+
+/** A task that threw, as the engine records one: its abort's reason when it was stopped. */
+export function failedResult(task: Pick<TaskContext, 'signal'>, error: unknown): TaskResult {
+  return { ok: false, error: toTaskError(task.signal.aborted ? task.signal.reason : error) };
 }
 
 /** The last line of a stderr tail, short enough for an error message. */

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
 import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
-import type { ScriptJobOptions, ScriptPool } from '../../../src/pools/script/pool.js';
+import type { ScriptJobOptions } from '../../../src/pools/script/job-options.js';
+import type { ScriptPool } from '../../../src/pools/script/pool.js';
 import { makeTempDir, repoRoot, testProcesses } from '../../helpers/client.js';
 import { scriptConfig, scriptPool, until } from '../../helpers/scripts.js';
 

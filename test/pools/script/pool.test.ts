@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config.js';
 import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
 import type { ProcessControl } from '../../../src/processes.js';
-import type { ScriptJobOptions, ScriptPool } from '../../../src/pools/script/pool.js';
+import type { ScriptJobOptions } from '../../../src/pools/script/job-options.js';
+import type { ScriptPool } from '../../../src/pools/script/pool.js';
 import { makeTempDir, repoRoot, testProcesses } from '../../helpers/client.js';
 import { alive, eventually, killQuietly, readPids, scriptConfig, scriptPool, until } from '../../helpers/scripts.js';
 
@@ -142,13 +143,13 @@ describe('ScriptPool', () => {
     expect(result.ok).toBe(true);
     const value = valueOf(result);
     expect(value.stdout_bytes).toBe(size);
-    expect(value.truncated).toEqual({ stdout: true, stderr: true });
+    expect(value).toMatchObject({ cut: true, stderr_cut: true });
     expect(typeof value.text).toBe('string');
     expect((value.text as string).length).toBeLessThanOrEqual(2048);
     expect((value.text as string).startsWith('0123456789abc')).toBe(true);
     expect(value.notes).toEqual([expect.stringContaining(`stdout is ${size} bytes`)]);
-    expect(result.files?.stdout).toBe(path.join(outputDir, '3.stdout'));
-    expect((await stat(result.files?.stdout ?? '')).size).toBe(size);
+    expect(result.files?.output).toBe(path.join(outputDir, '3.stdout'));
+    expect((await stat(result.files?.output ?? '')).size).toBe(size);
     expect(value.stderr_bytes).toBe(5000);
     expect((value.stderr_tail as string).endsWith('eeeeEND\n')).toBe(true);
     expect((await readFile(result.files?.stderr ?? '', 'utf8')).length).toBe(5000);
@@ -162,8 +163,9 @@ describe('ScriptPool', () => {
     await expect(stat(path.join(outputDir, '11.stdout'))).rejects.toThrow();
 
     const middle = await run('big_output.py', { args: ['100000'] }, { index: 12 });
-    expect(valueOf(middle).truncated).toEqual({ stdout: true, stderr: false });
-    expect((await stat(middle.files?.stdout ?? '')).size).toBe(100000);
+    expect(valueOf(middle)).toMatchObject({ cut: true });
+    expect(valueOf(middle).stderr_cut).toBeUndefined();
+    expect((await stat(middle.files?.output ?? '')).size).toBe(100000);
   });
 
   it('decodes invalid UTF-8 lossily and says so; the file keeps the exact bytes', async () => {
@@ -179,7 +181,8 @@ describe('ScriptPool', () => {
         expect.stringContaining('stderr is not valid UTF-8'),
       ]),
     );
-    const bytes = await readFile(result.files?.stdout ?? '');
+    expect(value.cut).toBeUndefined();
+    const bytes = await readFile(result.files?.output ?? '');
     expect(bytes.includes(Buffer.from([0xff, 0xfe]))).toBe(true);
   });
 

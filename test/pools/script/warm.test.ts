@@ -8,7 +8,8 @@ import { WorkerCatalog } from '../../../src/pools/script/catalog.js';
 import { Descendants } from '../../../src/pools/script/descendants.js';
 import { InterpreterResolver } from '../../../src/pools/script/interpreters.js';
 import { GroupRecords } from '../../../src/pools/script/orphans.js';
-import { type ScriptJobOptions, ScriptPool } from '../../../src/pools/script/pool.js';
+import type { ScriptJobOptions } from '../../../src/pools/script/job-options.js';
+import { ScriptPool } from '../../../src/pools/script/pool.js';
 import { makeTempDir, repoRoot, testProcesses } from '../../helpers/client.js';
 import { alive, killQuietly, readPids, scriptConfig, scriptPool, until } from '../../helpers/scripts.js';
 
@@ -125,9 +126,10 @@ describe('warm workers', () => {
     expect(value).toMatchObject({
       exit_code: 0,
       timed_out: false,
-      truncated: { stdout: false, stderr: false },
       warm: { process: expect.any(Number), task: 1 },
     });
+    expect(value.cut).toBeUndefined();
+    expect(value.stderr_cut).toBeUndefined();
     expect(value.stdout_bytes).toBe(Buffer.byteLength(`${JSON.stringify(value.json)}\n`));
     expect(value.json).toMatchObject({
       args: ['echo', 'a b', '$(id)'],
@@ -194,16 +196,17 @@ describe('warm workers', () => {
       pool.jobEnded(jobId);
     });
 
-    it('takes a 5 MB reply: a preview in the value, all of it in files.stdout', async () => {
+    it('takes a 5 MB reply: a preview in the value (cut), all of it in files.output', async () => {
       const jobId = newJob();
       const size = 5 * 1024 * 1024;
       const result = await run(jobId, 3, { args: ['big', String(size)] });
       expect(result.ok).toBe(true);
       const value = valueOf(result);
-      expect(value).toMatchObject({ stdout_bytes: size, truncated: { stdout: true, stderr: false } });
+      expect(value).toMatchObject({ stdout_bytes: size, cut: true });
+      expect(value.stderr_cut).toBeUndefined();
       expect((value.text as string).length).toBeLessThanOrEqual(2048);
       expect(value.notes).toEqual([expect.stringContaining(`stdout is ${size} bytes`)]);
-      expect((await stat(result.files?.stdout ?? '')).size).toBe(size);
+      expect((await stat(result.files?.output ?? '')).size).toBe(size);
       expect(JSON.stringify(value).length).toBeLessThan(8 * 1024);
       // The process is fine afterwards.
       expect(valueOf(await run(jobId, 4, { args: ['pid'] })).warm).toEqual({ process: value.warm?.process, task: 2 });
