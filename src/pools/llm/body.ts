@@ -1,14 +1,8 @@
 import type { Dispatcher } from 'undici';
 import { parseRetryAfter } from '../retry.js';
+import { extractUpstreamError, upstreamError } from './error-answers.js';
 import { LlmError } from './errors.js';
-import {
-  extractUpstreamError,
-  redactSecret,
-  transportError,
-  UpstreamAnswerError,
-  upstreamError,
-  type UpstreamContext,
-} from './upstream.js';
+import { redactSecret, transportError, UpstreamAnswerError, type UpstreamContext } from './upstream.js';
 
 /** Bodies of error answers and model lists are small; answers are bounded by max_tokens, this is the backstop. */
 export const MAX_JSON_BYTES = 32 * 1024 * 1024;

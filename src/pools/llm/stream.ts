@@ -1,17 +1,11 @@
 import type { Dispatcher } from 'undici';
 import { abandon, MAX_JSON_BYTES } from './body.js';
+import { extractUpstreamError, upstreamError } from './error-answers.js';
 import { LlmError } from './errors.js';
 import { streamChunkSchema } from './responses.js';
 import { SseParser } from './sse.js';
 import type { ChatAnswer } from './types.js';
-import {
-  extractUpstreamError,
-  redactSecret,
-  transportError,
-  UpstreamAnswerError,
-  upstreamError,
-  type UpstreamContext,
-} from './upstream.js';
+import { redactSecret, transportError, UpstreamAnswerError, type UpstreamContext } from './upstream.js';
 
 /** A streamed answer as its events add up: content, reasoning, model, finish reason, usage. */
 class StreamedAnswer {
