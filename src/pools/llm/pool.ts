@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Pool, TaskContext, TaskResult } from '../../engine/types.js';
+import type { Pool, ResultValue, TaskContext, TaskResult } from '../../engine/types.js';
 import { toTaskError } from '../../errors.js';
 import type { PathRules } from '../../paths.js';
 import { wholeOutput } from '../../store/result.js';
@@ -164,7 +164,7 @@ export class LlmPool implements Pool {
     const step: LlmJobOptions = { ...options };
     delete step.json_schema;
     delete step.template;
-    const answers: Array<Record<string, unknown> | undefined> = [];
+    const answers: ResultValue[] = [];
     const ask: Ask = async (messages, stem, maxTokens) => {
       const result = await this.completer.complete(
         task,
@@ -173,7 +173,7 @@ export class LlmPool implements Pool {
         {},
         stem,
       );
-      const value = (result.value ?? {}) as Record<string, unknown>;
+      const value = result.value ?? {};
       answers.push(value);
       if (!result.ok)
         return {

@@ -61,12 +61,12 @@ export async function piecesOf(records: readonly TaskRecord[], maxBytes: number)
       continue;
     }
     const output = await wholeOutput(record, maxBytes);
-    const value = record.value as { truncated?: unknown; tokens_out?: unknown } | undefined;
-    const cut = output.cut || value?.truncated === true;
+    // The envelope's cut (only a preview was left), or this kind's own figure: max_tokens cut the answer.
+    const cut = output.cut || record.value?.truncated === true;
     const piece: Piece = { source, sources: [source], text: output.text + (cut ? '\n[this answer was cut off]' : '') };
     // The server's own count of the answer (reasoning included: it errs large).
-    if (!output.cut && typeof value?.tokens_out === 'number' && value.tokens_out > 0)
-      piece.tokens = value.tokens_out + (cut ? 8 : 0);
+    const tokensOut = record.value?.tokens_out;
+    if (!output.cut && typeof tokensOut === 'number' && tokensOut > 0) piece.tokens = tokensOut + (cut ? 8 : 0);
     pieces.push(piece);
   }
   return pieces;
