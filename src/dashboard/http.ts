@@ -1,11 +1,12 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { CONTROL_TIMEOUT_MS, type ControlReply, type ControlRequest, controlDir } from '../live/publisher.js';
+import { CONTROL_TIMEOUT_MS } from '../live/publisher.js';
 import type { Logger } from '../log.js';
-import { JobStore } from '../store/store.js';
+import { ControlFiles, type ControlRequest } from '../store/control.js';
+import { StateLayout } from '../store/layout.js';
 import type { DashboardData, DashboardState } from './data.js';
 
 /** How often the state directory is looked at for changes pushed to open pages. */
@@ -195,24 +196,20 @@ export class Dashboard {
 
   /** Hands a cancel or resume to the server that runs the job, and waits (bounded) for its answer. */
   private async control(res: ServerResponse, request: ControlRequest): Promise<void> {
-    if (!JobStore.isJobId(request.job_id)) return sendJson(res, 400, { ok: false, message: 'Not a job id.' });
-    const dir = controlDir(this.options.stateDir);
-    const name = `req-${Date.now()}-${randomBytes(6).toString('hex')}`;
-    await writeFile(path.join(dir, `${name}.json`), JSON.stringify(request), { mode: 0o600 });
-    const replyFile = path.join(dir, `${name}.reply.json`);
+    if (!StateLayout.isJobId(request.job_id)) return sendJson(res, 400, { ok: false, message: 'Not a job id.' });
+    const control = new ControlFiles(this.options.stateDir);
+    const files = await control.ask(request, Date.now());
     for (const deadline = Date.now() + CONTROL_TIMEOUT_MS; Date.now() < deadline;) {
-      const reply = await readFile(replyFile, 'utf8')
-        .then((text) => JSON.parse(text) as ControlReply)
-        .catch(() => undefined);
+      const reply = await control.reply(files.reply);
       if (reply) {
-        await rm(replyFile, { force: true });
+        await rm(files.reply, { force: true });
         void this.poll();
         return sendJson(res, reply.ok ? 200 : 409, reply);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     // Nobody took it: withdrawn, so no server acts on it later by surprise.
-    await rm(path.join(dir, `${name}.json`), { force: true });
+    await rm(files.request, { force: true });
     return sendJson(res, 503, {
       ok: false,
       message: `No running monitor-mcp server on ${this.options.stateDir} took the ${request.action} within ${CONTROL_TIMEOUT_MS / 1000} s. A job is cancelled or resumed by a server on the same state directory: start a client session (Claude Code, Claude Desktop), or use resume_job or cancel_job there.`,

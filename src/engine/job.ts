@@ -1,13 +1,5 @@
-import type {
-  JobCounts,
-  JobMeta,
-  JobSnapshot,
-  JobState,
-  JobTotals,
-  TaskRecord,
-  TaskState,
-  UpstreamView,
-} from './types.js';
+import { deriveState } from '../store/job-state.js';
+import type { JobCounts, JobMeta, JobSnapshot, JobTotals, TaskRecord, TaskState, UpstreamView } from './types.js';
 
 const STATE_CODES: readonly TaskState[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'];
 const code = (state: TaskState): number => STATE_CODES.indexOf(state);
@@ -205,6 +197,11 @@ export class Job {
     return this.counts.queued === 0 && this.counts.running === 0;
   }
 
+  /** Done, and every record (and the job's end) on disk. */
+  get isSettled(): boolean {
+    return this.isDone && this.settling === 0;
+  }
+
   snapshot(now: number): JobSnapshot {
     const { meta, counts } = this;
     const end = meta.finishedAt ? Date.parse(meta.finishedAt) : now;
@@ -229,13 +226,4 @@ export class Job {
     if (totals) snapshot.totals = totals;
     return snapshot;
   }
-}
-
-function deriveState(counts: JobCounts, meta: JobMeta): JobState {
-  if (counts.running > 0) return 'running';
-  if (counts.queued > 0) return counts.queued === counts.total ? 'queued' : 'running';
-  if (counts.interrupted > 0) return 'interrupted';
-  if (meta.cancelledAt !== undefined || counts.cancelled > 0) return 'cancelled';
-  if (counts.failed > 0) return 'failed';
-  return 'succeeded';
 }

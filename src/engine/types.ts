@@ -1,10 +1,16 @@
 import type { TaskError } from '../errors.js';
-import type { JobMeta, ResultEnvelope, ResultValue, TaskRecord } from '../store/records.js';
+import type {
+  JobCounts,
+  JobMeta,
+  JobState,
+  ResultEnvelope,
+  ResultValue,
+  TaskRecord,
+  TaskState,
+} from '../store/records.js';
 
-export type { JobMeta, ResultEnvelope, ResultValue, TaskRecord };
+export type { JobCounts, JobMeta, JobState, ResultEnvelope, ResultValue, TaskRecord, TaskState };
 
-export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 export const FINAL_TASK_STATES: readonly TaskState[] = ['succeeded', 'failed', 'cancelled', 'interrupted'];
 
 /** Everything a pool needs to run one task. Pools are stateless per job: options + input say it all. */
@@ -118,16 +124,6 @@ export interface JobPlan {
 
 export interface SubmitRequest extends Omit<JobPlan, 'then'> {
   label?: string;
-}
-
-export interface JobCounts {
-  total: number;
-  queued: number;
-  running: number;
-  succeeded: number;
-  failed: number;
-  cancelled: number;
-  interrupted: number;
 }
 
 export interface JobSnapshot {

@@ -1,37 +1,17 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import type { Logger } from '../log.js';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { type Logger, silentLogger } from '../log.js';
+import { type ControlReply, ControlFiles, type ControlRequest } from '../store/control.js';
+import { StateLayout } from '../store/layout.js';
+import { StateReader } from '../store/reader.js';
+import type { LiveFile } from '../store/records.js';
+
+export type { ControlReply, ControlRequest } from '../store/control.js';
+export type { LiveFile } from '../store/records.js';
 
 /** How often a running server rewrites its live file (its heartbeat) and looks for control requests. */
 export const LIVE_INTERVAL_MS = 1000;
-/** A live file older than this is a server that stopped without removing it (killed). */
-export const LIVE_STALE_MS = 5000;
 /** A control request nobody took within this long is answered by the dashboard itself. */
 export const CONTROL_TIMEOUT_MS = 5000;
-
-/** What a running server publishes for the dashboard and `monitor-mcp jobs` (`live/<pid>.json`). */
-export interface LiveFile {
-  pid: number;
-  start?: string;
-  version: string;
-  started_at: string;
-  heartbeat_at: string;
-  /** Each kind's live figures (the LLM endpoints: slots busy, queue, tokens/s). */
-  pools: Record<string, unknown>;
-}
-
-/** A cancel or resume asked by the dashboard, for the server that runs the job (`control/<id>.json`). */
-export interface ControlRequest {
-  action: 'cancel' | 'resume';
-  job_id: string;
-  at: string;
-}
-
-export interface ControlReply {
-  ok: boolean;
-  message: string;
-  by_pid: number;
-}
 
 export interface LivePublisherOptions {
   stateDir: string;
@@ -51,16 +31,15 @@ export interface LivePublisherOptions {
   intervalMs?: number;
 }
 
-export const liveDir = (stateDir: string): string => path.join(stateDir, 'live');
-export const controlDir = (stateDir: string): string => path.join(stateDir, 'control');
-
 /**
- * A running server's heartbeat: every second it rewrites `live/<pid>.json` (one small atomic
- * write) and looks in `control/` for a dashboard's cancel or resume of a job it handles. A request
- * is taken by renaming it (one server wins), answered in `<id>.reply.json`.
+ * A running server's heartbeat: every second it rewrites its live file (one small write, renamed
+ * into place) and looks for a dashboard's cancel or resume of a job it handles (ControlFiles: one
+ * server takes a request, and answers it).
  */
 export class LivePublisher {
   private readonly options: LivePublisherOptions;
+  private readonly layout: StateLayout;
+  private readonly control: ControlFiles;
   private readonly file: string;
   private readonly startedAt: string;
   private timer: NodeJS.Timeout | undefined;
@@ -69,13 +48,15 @@ export class LivePublisher {
 
   constructor(options: LivePublisherOptions) {
     this.options = options;
-    this.file = path.join(liveDir(options.stateDir), `${options.pid}.json`);
+    this.layout = new StateLayout(options.stateDir);
+    this.control = new ControlFiles(options.stateDir);
+    this.file = this.layout.liveFile(options.pid);
     this.startedAt = this.now().toISOString();
   }
 
   async start(): Promise<void> {
-    await mkdir(liveDir(this.options.stateDir), { recursive: true, mode: 0o700 });
-    await mkdir(controlDir(this.options.stateDir), { recursive: true, mode: 0o700 });
+    await mkdir(this.layout.liveDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.layout.controlDir, { recursive: true, mode: 0o700 });
     await this.beat();
     this.timer = setInterval(() => {
       // One beat at a time: a slow disk skips beats rather than piling them up.
@@ -121,45 +102,26 @@ export class LivePublisher {
   }
 
   private async takeRequests(): Promise<void> {
-    const dir = controlDir(this.options.stateDir);
-    const names = (await readdir(dir).catch(() => [])).filter((name) => /^req-[\w-]+\.json$/.test(name));
-    for (const name of names) {
-      const request = await readFile(path.join(dir, name), 'utf8')
-        .then((text) => JSON.parse(text) as ControlRequest)
-        .catch(() => undefined);
-      if (!request || !(await this.options.handles(request.job_id).catch(() => false))) continue;
-      const taken = path.join(dir, `${name.slice(0, -'.json'.length)}.taken-${this.options.pid}`);
-      // Renamed by one server only: another that read it too finds it gone.
-      if (
-        !(await rename(path.join(dir, name), taken).then(
-          () => true,
-          () => false,
-        ))
-      )
-        continue;
-      const reply = await this.options.act(request).catch((error: unknown) => ({
-        ok: false,
-        message: error instanceof Error ? error.message : String(error),
-        by_pid: this.options.pid,
-      }));
-      await writeFile(path.join(dir, `${name.slice(0, -'.json'.length)}.reply.json`), JSON.stringify(reply), {
-        mode: 0o600,
-      });
-      await rm(taken, { force: true });
+    const { pid } = this.options;
+    for (const { name, request } of await this.control.waiting()) {
+      if (!(await this.options.handles(request.job_id).catch(() => false))) continue;
+      await this.control.take(name, pid, () =>
+        this.options.act(request).catch((error: unknown) => ({
+          ok: false,
+          message: error instanceof Error ? error.message : String(error),
+          by_pid: pid,
+        })),
+      );
     }
   }
 }
 
-/** The live files of the servers that beat recently (a killed server's file goes stale). */
-export async function readLiveServers(stateDir: string, now: number): Promise<LiveFile[]> {
-  const dir = liveDir(stateDir);
-  const names = (await readdir(dir).catch(() => [])).filter((name) => /^\d+\.json$/.test(name));
-  const live: LiveFile[] = [];
-  for (const name of names) {
-    const file = await readFile(path.join(dir, name), 'utf8')
-      .then((text) => JSON.parse(text) as LiveFile)
-      .catch(() => undefined);
-    if (file && now - Date.parse(file.heartbeat_at) <= LIVE_STALE_MS) live.push(file);
-  }
-  return live;
+/** Where the live files are (the store's layout names it). */
+export const liveDir = (stateDir: string): string => new StateLayout(stateDir).liveDir;
+/** Where control requests go (the store's layout names it). */
+export const controlDir = (stateDir: string): string => new StateLayout(stateDir).controlDir;
+
+/** The live files of the servers that beat recently (read by the store: StateReader.liveServers). */
+export function readLiveServers(stateDir: string, now: number): Promise<LiveFile[]> {
+  return new StateReader(stateDir, silentLogger).liveServers(now);
 }

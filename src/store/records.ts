@@ -1,9 +1,39 @@
+import * as z from 'zod';
 import type { TaskError } from '../errors.js';
 
-/**
- * What the state directory holds per job, as plain JSON: `job.json` is a JobMeta, each line of
- * `results.jsonl` a TaskRecord. The store reads and writes them; the engine gives them meaning.
+/*
+ * What the state directory holds, as plain JSON, with the zod schema each is checked against when
+ * read: `job.json` is a JobMeta, each line of `results.jsonl` a TaskRecord, `owner.<N>` a Claim,
+ * `live/<pid>.json` a LiveFile. The store reads and writes them; the engine gives them meaning.
  */
+
+/** What every kind's result value holds the same way; the kind's own figures sit beside it. */
+export interface ResultEnvelope {
+  /** The output as text; when `cut`, only its start. Absent when `json` holds it. */
+  text?: string;
+  /** The output parsed as JSON, when it is JSON. */
+  json?: unknown;
+  /** `text` is only the start of a longer output; the whole output is the file `files.output`. */
+  cut?: boolean;
+}
+
+/** A task's result value: the envelope, and the kind's own figures (tokens_in, exit_code, status…) beside it. */
+export type ResultValue = ResultEnvelope & Record<string, unknown>;
+
+export type TaskState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
+
+/** How many of a job's tasks are in each state. */
+export interface JobCounts {
+  total: number;
+  queued: number;
+  running: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+  interrupted: number;
+}
+
 export interface JobMeta {
   id: string;
   kind: string;
@@ -13,8 +43,8 @@ export interface JobMeta {
   cancelledAt?: string;
   taskCount: number;
   concurrency: number;
-  /** The job's options as its kind's planner made them (JSON); shared by all its tasks. */
-  options: unknown;
+  /** The job's options as its kind's planner made them (JSON; absent when it made none); shared by all its tasks. */
+  options?: unknown;
   /** Most tasks that ran at once, saved when the job finishes. */
   peakRunning?: number;
   /** The server process running the job; another live server on the same state dir leaves it alone. */
@@ -31,26 +61,6 @@ export interface JobMeta {
   after?: { job: string; mode: 'each' | 'all' };
 }
 
-/** Each task's latest record, in task order (records come in finish order: a later attempt comes later). */
-export function latestRecords(records: readonly TaskRecord[]): TaskRecord[] {
-  const latest = new Map<number, TaskRecord>();
-  for (const record of records) latest.set(record.index, record);
-  return [...latest.values()].sort((a, b) => a.index - b.index);
-}
-
-/** What every kind's result value holds the same way; the kind's own figures sit beside it. */
-export interface ResultEnvelope {
-  /** The output as text; when `cut`, only its start. Absent when `json` holds it. */
-  text?: string;
-  /** The output parsed as JSON, when it is JSON. */
-  json?: unknown;
-  /** `text` is only the start of a longer output; the whole output is the file `files.output`. */
-  cut?: boolean;
-}
-
-/** A task's result value: the envelope, and the kind's own figures (tokens_in, exit_code, status…) beside it. */
-export type ResultValue = ResultEnvelope & Record<string, unknown>;
-
 /** One finished task (one line of results.jsonl). */
 export interface TaskRecord {
   index: number;
@@ -66,4 +76,120 @@ export interface TaskRecord {
   error?: TaskError;
   /** Files under the job's out/ folder by role: `output` holds the whole output; others keep their names (stderr…). */
   files?: Record<string, string>;
+}
+
+/** Who owns a job: the server (pid and start time) that took its latest generation. */
+export interface Claim {
+  generation: number;
+  pid: number;
+  start?: string;
+}
+
+/** What a running server publishes for the dashboard and `monitor-mcp jobs` (`live/<pid>.json`). */
+export interface LiveFile {
+  pid: number;
+  start?: string;
+  version: string;
+  started_at: string;
+  heartbeat_at: string;
+  /** Each kind's live figures (the LLM endpoints: slots busy, queue, tokens/s). */
+  pools: Record<string, unknown>;
+}
+
+/** Each task's latest record, in task order (records come in finish order: a later attempt comes later). */
+export function latestRecords(records: readonly TaskRecord[]): TaskRecord[] {
+  const latest = new Map<number, TaskRecord>();
+  for (const record of records) latest.set(record.index, record);
+  return [...latest.values()].sort((a, b) => a.index - b.index);
+}
+
+const count = z.number().int().nonnegative();
+
+// Typed as the interfaces above, so a field added to one and not the other does not compile.
+export const jobMetaSchema: z.ZodType<JobMeta> = z.object({
+  id: z.string().min(1),
+  kind: z.string().min(1),
+  label: z.string().optional(),
+  createdAt: z.string(),
+  finishedAt: z.string().optional(),
+  cancelledAt: z.string().optional(),
+  taskCount: count,
+  concurrency: z.number().int().positive(),
+  options: z.unknown().optional(),
+  peakRunning: count.optional(),
+  ownerPid: z.number().int().optional(),
+  ownerStart: z.string().optional(),
+  ownerGeneration: count.optional(),
+  after: z.object({ job: z.string(), mode: z.enum(['each', 'all']) }).optional(),
+});
+
+/** A value is the kind's to fill; only the envelope's fields have a type every reader relies on. */
+const resultValueSchema: z.ZodType<ResultValue> = z.looseObject({
+  text: z.string().optional(),
+  json: z.unknown().optional(),
+  cut: z.boolean().optional(),
+});
+
+export const taskRecordSchema: z.ZodType<TaskRecord> = z.object({
+  index: count,
+  state: z.enum(['succeeded', 'failed', 'cancelled']),
+  attempt: count,
+  startedAt: z.string().optional(),
+  finishedAt: z.string(),
+  durationMs: z.number().optional(),
+  label: z.string().optional(),
+  value: resultValueSchema.optional(),
+  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }).optional(),
+  files: z.record(z.string(), z.string()).optional(),
+});
+
+/** An `owner.<N>` file holds the claim but its generation, which is in its name. */
+export const ownerSchema: z.ZodType<Omit<Claim, 'generation'>> = z.object({
+  pid: z.number().int(),
+  start: z.string().optional(),
+});
+
+export const liveFileSchema: z.ZodType<LiveFile> = z.object({
+  pid: z.number().int(),
+  start: z.string().optional(),
+  version: z.string(),
+  started_at: z.string(),
+  heartbeat_at: z.string(),
+  pools: z.record(z.string(), z.unknown()),
+});
+
+/**
+ * A file of the state directory that does not hold what it should (a bad line of it, when `line`
+ * is set): says which and why, instead of a crash deep in whatever read it. The seam for a later
+ * quarantine of damaged jobs: every damaged record found on reading comes through here.
+ */
+export class DamagedRecordError extends Error {
+  override readonly name = 'DamagedRecordError';
+  readonly file: string;
+  readonly line: number | undefined;
+  readonly reason: string;
+
+  constructor(file: string, reason: string, line?: number) {
+    super(`${file}${line === undefined ? '' : ` line ${line}`} is damaged: ${reason}`);
+    this.file = file;
+    this.line = line;
+    this.reason = reason;
+  }
+}
+
+/** Parses and checks one record read from `file` (its line `line`); throws DamagedRecordError. */
+export function parseRecord<T>(schema: z.ZodType<T>, text: string, file: string, line?: number): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new DamagedRecordError(file, `not JSON (${error instanceof Error ? error.message : String(error)})`, line);
+  }
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues
+    .slice(0, 3)
+    .map((issue) => `${issue.path.join('.') || 'the record'}: ${issue.message}`)
+    .join('; ');
+  throw new DamagedRecordError(file, issues, line);
 }

@@ -1,72 +1,16 @@
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
-import type { MonitorError } from '../../src/errors.js';
-import type { JobTotals, Pool, TaskContext, TaskResult } from '../../src/engine/types.js';
+import type { Pool, TaskContext, TaskResult } from '../../src/engine/types.js';
 import { silentLogger } from '../../src/log.js';
 import type { TaskRecord } from '../../src/store/records.js';
 import { JobStore } from '../../src/store/store.js';
-import { makeTempDir } from '../helpers/client.js';
 import { eventually, until } from '../helpers/scripts.js';
+import { cleanup, setup, SleepPool, tasks, tempDir } from './harness.js';
 
-/** A real pool whose tasks sleep `input.ms` and record how many ran at once. */
-class SleepPool implements Pool {
-  readonly kind = 'sleep';
-  running = 0;
-  peak = 0;
-  started: Array<{ jobId: string; index: number }> = [];
-  /** What each task of a later stage was given of its upstream, by `jobId#index`. */
-  upstreams = new Map<string, TaskContext['upstream']>();
-  /** Jobs the engine said had no task queued or running any more, in order, with what ran then. */
-  ended: Array<{ jobId: string; running: number }> = [];
-  constructor(readonly concurrency: number) {}
-  jobEnded(jobId: string): void {
-    this.ended.push({ jobId, running: this.running });
-  }
-  /** Sums the `units` each result reports, as a kind sums its own data (tokens, say). */
-  readonly totals: JobTotals<number> = {
-    add: (sum, value) => (sum ?? 0) + ((value as { units?: number }).units ?? 0),
-    view: (sum) => ({ fields: { units: sum }, text: `${sum} units` }),
-  };
-  async run(task: TaskContext): Promise<TaskResult> {
-    this.running++;
-    this.peak = Math.max(this.peak, this.running);
-    this.started.push({ jobId: task.jobId, index: task.index });
-    if (task.upstream) this.upstreams.set(`${task.jobId}#${task.index}`, task.upstream);
-    try {
-      const { ms, fail } = task.input as { ms: number; fail?: boolean };
-      await sleep(ms, undefined, { signal: task.signal });
-      return fail
-        ? { ok: false, error: { code: 'NON_ZERO_EXIT', message: 'asked to fail' } }
-        : { ok: true, value: { text: `slept ${ms}`, units: 5 } };
-    } finally {
-      this.running--;
-    }
-  }
-}
-
-const dirs: string[] = [];
-async function setup(
-  poolConcurrency = 4,
-  now?: () => Date,
-): Promise<{ engine: Engine; pool: SleepPool; store: JobStore; dir: string }> {
-  const dir = await makeTempDir();
-  dirs.push(dir);
-  const store = new JobStore(dir, silentLogger);
-  const pool = new SleepPool(poolConcurrency);
-  const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 7, ...(now ? { now } : {}) });
-  await engine.init();
-  return { engine, pool, store, dir };
-}
-
-afterEach(async () => {
-  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
-
-const tasks = (n: number, ms: number, extra: Record<string, unknown> = {}): unknown[] =>
-  Array.from({ length: n }, () => ({ ms, ...extra }));
+afterEach(cleanup);
 
 describe('Engine', () => {
   it('runs every task, respects the job limit and records results durably', async () => {
@@ -206,8 +150,7 @@ describe('Engine', () => {
   });
 
   it('reports a finished task only once its result is on disk: what a reply counted survives a crash', async () => {
-    const dir = await makeTempDir();
-    dirs.push(dir);
+    const dir = await tempDir();
     /** A store whose result writes wait until the test lets them through (a slow disk). */
     class HeldStore extends JobStore {
       readonly held: Array<() => void> = [];
@@ -375,8 +318,7 @@ class BatchPool implements Pool {
 
 describe('Engine with a pool that runs tasks in batches', () => {
   async function batchSetup(poolConcurrency: number): Promise<{ engine: Engine; pool: BatchPool; store: JobStore }> {
-    const dir = await makeTempDir();
-    dirs.push(dir);
+    const dir = await tempDir();
     const store = new JobStore(dir, silentLogger);
     const pool = new BatchPool(poolConcurrency);
     const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 7 });
@@ -482,268 +424,4 @@ describe('Engine with a pool that runs tasks in batches', () => {
     }
     await engine.close(0);
   });
-});
-
-describe('Engine with two servers on one state directory', () => {
-  it("leaves a live server's job alone, follows its progress, and interrupts it once that server is gone", async () => {
-    const dir = await makeTempDir();
-    dirs.push(dir);
-    const alive = new Set([101, 202]);
-    const ownership = (pid: number) => ({ pid, isAlive: (p: number) => alive.has(p) });
-    const a = new Engine({
-      store: new JobStore(dir, silentLogger),
-      pools: [new SleepPool(4)],
-      log: silentLogger,
-      retentionDays: 7,
-      ownership: ownership(101),
-    });
-    await a.init();
-    const job = await a.submit({
-      kind: 'sleep',
-      inputs: [...tasks(1, 1), ...tasks(2, 3000)],
-      options: {},
-      concurrency: 4,
-    });
-    expect(await eventually(() => a.snapshotOf(job.id).counts.succeeded === 1, 20_000)).toBe(true);
-
-    const b = new Engine({
-      store: new JobStore(dir, silentLogger),
-      pools: [new SleepPool(4)],
-      log: silentLogger,
-      retentionDays: 7,
-      ownership: ownership(202),
-    });
-    expect(await b.init()).toMatchObject({ interrupted: 0 });
-    const seen = b.snapshotOf(job.id);
-    expect(seen).toMatchObject({ state: 'running', ownerPid: 101 });
-    expect(seen.counts).toMatchObject({ succeeded: 1, running: 2 });
-    await expect(b.cancel(job.id)).rejects.toThrow(/another monitor-mcp process \(pid 101\)/);
-    expect(await b.waitFor([job.id], 30_000)).toBe(true);
-    expect(b.snapshotOf(job.id)).toMatchObject({ state: 'succeeded', counts: { succeeded: 3 } });
-
-    const second = await a.submit({ kind: 'sleep', inputs: tasks(2, 5000), options: {}, concurrency: 2 });
-    await b.refresh();
-    expect(b.snapshotOf(second.id).state).toBe('running');
-    alive.delete(101);
-    await b.refresh([second.id]);
-    expect(b.snapshotOf(second.id)).toMatchObject({ state: 'interrupted', counts: { interrupted: 2 } });
-    expect((await b.resume(second.id)).requeued).toBe(2);
-    await b.cancel(second.id);
-    await a.close(1000);
-    await b.close(1000);
-  });
-
-  it('two servers resuming one interrupted job at once: exactly one runs it, the other sees the new owner at once', async () => {
-    const dir = await makeTempDir();
-    dirs.push(dir);
-    const alive = new Set([100, 1, 2]);
-    const server = (pid: number): Engine =>
-      new Engine({
-        store: new JobStore(dir, silentLogger),
-        pools: [new SleepPool(8)],
-        log: silentLogger,
-        retentionDays: 7,
-        ownership: { pid, isAlive: (p) => alive.has(p) },
-      });
-    const crashed = server(100);
-    await crashed.init();
-    const job = await crashed.submit({
-      kind: 'sleep',
-      inputs: [...tasks(2, 1), ...tasks(4, 1500)],
-      options: {},
-      concurrency: 6,
-    });
-    expect(
-      await eventually(
-        () => crashed.snapshotOf(job.id).counts.succeeded === 2 && crashed.snapshotOf(job.id).counts.running === 4,
-        20_000,
-      ),
-    ).toBe(true);
-    // A kill -9: the process is gone, its running tasks leave no record.
-    alive.delete(100);
-    await crashed.close(0);
-
-    const [c, d] = [server(1), server(2)];
-    expect(await c.init()).toMatchObject({ interrupted: 1 });
-    expect(await d.init()).toMatchObject({ interrupted: 1 });
-    const outcomes = await Promise.allSettled([c.resume(job.id), d.resume(job.id)]);
-    const won = outcomes.flatMap((o, i) =>
-      o.status === 'fulfilled' ? [{ engine: [c, d][i] as Engine, requeued: o.value.requeued }] : [],
-    );
-    const lost = outcomes.flatMap((o, i) =>
-      o.status === 'rejected' ? [{ engine: [c, d][i] as Engine, error: o.reason as MonitorError }] : [],
-    );
-    expect(won).toHaveLength(1);
-    expect(won[0]?.requeued).toBe(4);
-    expect(lost).toHaveLength(1);
-    expect(lost[0]?.error.code).toBe('JOB_OWNED_ELSEWHERE');
-    const winner = won[0]?.engine as Engine;
-    const loser = lost[0]?.engine as Engine;
-    const winnerPid = winner === c ? 1 : 2;
-    // The loser follows the job from disk now: the winner runs it.
-    expect(loser.snapshotOf(job.id)).toMatchObject({ state: 'running', ownerPid: winnerPid });
-    await expect(loser.cancel(job.id)).rejects.toMatchObject({ code: 'JOB_OWNED_ELSEWHERE' });
-    await expect(loser.resume(job.id)).rejects.toMatchObject({ code: 'JOB_OWNED_ELSEWHERE' });
-
-    expect(await winner.waitFor([job.id], 30_000)).toBe(true);
-    const records = await winner.results(job.id);
-    expect(records).toHaveLength(6);
-    expect(new Set(records.map((r) => r.index)).size).toBe(6);
-    // The runs cut off by the crash count: the resumed tasks are on their second attempt.
-    expect(
-      records
-        .filter((r) => r.attempt === 2)
-        .map((r) => r.index)
-        .sort(),
-    ).toEqual([2, 3, 4, 5]);
-    expect(await loser.waitFor([job.id], 30_000)).toBe(true);
-    expect(loser.snapshotOf(job.id)).toMatchObject({ state: 'succeeded', counts: { succeeded: 6 } });
-
-    // A third server that starts now sees the finished job; a fourth's resume has nothing to do.
-    const late = server(3);
-    await late.init();
-    expect((await late.resume(job.id)).requeued).toBe(0);
-    await Promise.all([c.close(1000), d.close(1000), late.close(1000)]);
-  });
-
-  it('a server that took a job and died leaves it to the next one', async () => {
-    const dir = await makeTempDir();
-    dirs.push(dir);
-    const alive = new Set([100, 1, 2]);
-    const server = (pid: number): Engine =>
-      new Engine({
-        store: new JobStore(dir, silentLogger),
-        pools: [new SleepPool(8)],
-        log: silentLogger,
-        retentionDays: 7,
-        ownership: { pid, isAlive: (p) => alive.has(p) },
-      });
-    const first = server(100);
-    await first.init();
-    const job = await first.submit({ kind: 'sleep', inputs: tasks(2, 10_000), options: {}, concurrency: 2 });
-    alive.delete(100);
-    await first.close(0);
-    const second = server(1);
-    await second.init();
-    expect((await second.resume(job.id)).requeued).toBe(2);
-    alive.delete(1);
-    await second.close(0);
-    const third = server(2);
-    await third.init();
-    expect(third.snapshotOf(job.id).state).toBe('interrupted');
-    expect((await third.resume(job.id)).requeued).toBe(2);
-    await third.cancel(job.id);
-    const records = await third.results(job.id);
-    // Two runs each were cut off before this one; the cancel records the third.
-    expect(records.map((r) => [r.state, r.attempt])).toEqual([
-      ['cancelled', 3],
-      ['cancelled', 3],
-    ]);
-    await third.close(1000);
-  });
-});
-
-describe('Engine: pipeline stages', () => {
-  it('an `each` stage runs each task as its upstream task succeeds, and records the others failed without running them', async () => {
-    const { engine, pool, store } = await setup(4);
-    const up = await engine.submit({
-      kind: 'sleep',
-      inputs: [{ ms: 10 }, { ms: 10, fail: true }, { ms: 400 }],
-      options: {},
-      concurrency: 3,
-    });
-    const down = await engine.submit({
-      kind: 'sleep',
-      inputs: tasks(3, 10),
-      options: {},
-      concurrency: 3,
-      after: { job: up.id, mode: 'each' },
-    });
-    expect(engine.snapshotOf(up.id).feeds).toEqual([down.id]);
-    await engine.waitFor([down.id], 20_000);
-    const records = await store.readResults(down.id);
-    const byIndex = new Map(records.map((r) => [r.index, r]));
-    expect(byIndex.get(0)?.state).toBe('succeeded');
-    expect(byIndex.get(2)?.state).toBe('succeeded');
-    expect(byIndex.get(1)?.state).toBe('failed');
-    expect(byIndex.get(1)?.error?.code).toBe('UPSTREAM_FAILED');
-    expect(byIndex.get(1)?.error?.message).toMatch(/NON_ZERO_EXIT: asked to fail/);
-    expect(
-      pool.started
-        .filter((s) => s.jobId === down.id)
-        .map((s) => s.index)
-        .sort(),
-    ).toEqual([0, 2]);
-    expect(pool.upstreams.get(`${down.id}#2`)?.records.map((r) => r.index)).toEqual([2]);
-    // Task 0 of the stage finished before the slow upstream task 2 did: no barrier.
-    const upEnd = Date.parse((await store.readResults(up.id)).find((r) => r.index === 2)?.finishedAt ?? '');
-    expect(Date.parse(byIndex.get(0)?.finishedAt ?? '')).toBeLessThan(upEnd);
-  });
-
-  it("an `all` stage waits for the whole upstream job and gets every task's latest record; a cancel of any stage cancels all", async () => {
-    const { engine, pool } = await setup(4);
-    const up = await engine.submit({
-      kind: 'sleep',
-      inputs: [{ ms: 10 }, { ms: 10, fail: true }, { ms: 150 }],
-      options: {},
-      concurrency: 3,
-    });
-    const reduce = await engine.submit({
-      kind: 'sleep',
-      inputs: [{ ms: 1 }],
-      options: {},
-      concurrency: 1,
-      after: { job: up.id, mode: 'all' },
-    });
-    expect(engine.snapshotOf(reduce.id).waiting).toBe(1);
-    await engine.waitFor([reduce.id], 20_000);
-    expect(pool.upstreams.get(`${reduce.id}#0`)?.records.map((r) => `${r.index}:${r.state}`)).toEqual([
-      '0:succeeded',
-      '1:failed',
-      '2:succeeded',
-    ]);
-
-    const up2 = await engine.submit({ kind: 'sleep', inputs: tasks(2, 30_000), options: {}, concurrency: 2 });
-    const reduce2 = await engine.submit({
-      kind: 'sleep',
-      inputs: [{ ms: 1 }],
-      options: {},
-      concurrency: 1,
-      after: { job: up2.id, mode: 'all' },
-    });
-    await until(() => pool.running === 2, 'the upstream tasks to run', 10_000);
-    await engine.cancel(reduce2.id);
-    await engine.waitFor([up2.id, reduce2.id], 10_000);
-    expect(engine.snapshotOf(up2.id).state).toBe('cancelled');
-    expect(engine.snapshotOf(reduce2.id).state).toBe('cancelled');
-  });
-
-  it('after a restart, resuming the last stage resumes every stage; a held task goes once its upstream is in', async () => {
-    const { engine, store, dir } = await setup(4);
-    const up = await engine.submit({ kind: 'sleep', inputs: [{ ms: 10 }, { ms: 4000 }], options: {}, concurrency: 2 });
-    const down = await engine.submit({
-      kind: 'sleep',
-      inputs: tasks(2, 10),
-      options: {},
-      concurrency: 2,
-      after: { job: up.id, mode: 'each' },
-    });
-    await until(async () => (await store.readResults(down.id)).length === 1, 'the first stage task to finish', 10_000);
-    await engine.close(100);
-
-    const store2 = new JobStore(dir, silentLogger);
-    const pool2 = new SleepPool(4);
-    const engine2 = new Engine({ store: store2, pools: [pool2], log: silentLogger, retentionDays: 7 });
-    await engine2.init();
-    expect(engine2.snapshotOf(up.id).state).toBe('interrupted');
-    expect(engine2.snapshotOf(down.id).state).toBe('interrupted');
-    const { requeued } = await engine2.resume(down.id);
-    expect(requeued).toBe(2);
-    expect(engine2.snapshotOf(down.id).waiting).toBe(1);
-    await engine2.waitFor([down.id], 60_000);
-    expect(engine2.snapshotOf(up.id).state).toBe('succeeded');
-    expect(engine2.snapshotOf(down.id).state).toBe('succeeded');
-    expect((await store2.readResults(down.id)).map((r) => r.index).sort()).toEqual([0, 1]);
-    await engine2.close(100);
-  }, 90_000);
 });

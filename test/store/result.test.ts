@@ -38,7 +38,7 @@ describe('envelopeOf', () => {
   });
 
   it('ignores fields of the wrong type instead of trusting them', () => {
-    const damaged = record({ value: { text: 42, cut: 'yes' } });
+    const damaged = { ...record({}), value: { text: 42, cut: 'yes' } } as unknown as TaskRecord;
     expect(envelopeOf(damaged)).toEqual({ cut: false });
     expect(envelopeOf({ value: ['not', 'an', 'object'] } as unknown as TaskRecord)).toEqual({ cut: false });
   });
