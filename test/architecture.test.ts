@@ -129,7 +129,7 @@ describe('architecture', () => {
       if (/kill\(\s*-/.test(code)) offenders.push(`${module}: kill(-pgid)`);
       // Workers start with the platform's spawn options; the CLI's browser and the spawn helper
       // (created only where the platform says it pays: Linux) are no workers.
-      if (/detached:\s*true/.test(code) && !['cli.ts', 'pools/script/spawner.ts'].includes(module))
+      if (/detached:\s*true/.test(code) && !['cli.ts', 'pools/script/spawn-helper.ts'].includes(module))
         offenders.push(`${module}: detached: true`);
     }
     expect(offenders).toEqual([]);

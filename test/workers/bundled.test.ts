@@ -44,21 +44,26 @@ interface DepFile {
 describe('analyze_dependencies.py', () => {
   it("splits a TypeScript file's imports into internal, external and builtin", async () => {
     const out = await runOne('analyze_dependencies.py', {
-      args: ['src/paths.ts', 'src/pools/script/pool.ts', 'workers/code_stats.py', 'src/pools/script/interpreters.ts'],
+      args: [
+        'src/paths.ts',
+        'src/pools/script/job-options.ts',
+        'workers/code_stats.py',
+        'src/pools/script/interpreters.ts',
+      ],
     });
-    const [paths, pool, stats, interpreters] = out.files as DepFile[];
+    const [paths, jobOptions, stats, interpreters] = out.files as DepFile[];
     expect(paths?.language).toBe('typescript');
     expect(paths?.internal).toContainEqual(
       expect.objectContaining({ specifier: './errors.js', path: 'src/errors.ts' }),
     );
     expect(paths?.builtin).toContainEqual(expect.objectContaining({ specifier: 'node:path' }));
-    expect(pool?.external).toContainEqual(expect.objectContaining({ specifier: 'zod', package: 'zod' }));
-    expect(pool?.internal).toContainEqual(
+    expect(jobOptions?.external).toContainEqual(expect.objectContaining({ specifier: 'zod', package: 'zod' }));
+    expect(jobOptions?.internal).toContainEqual(
       expect.objectContaining({ specifier: '../../errors.js', path: 'src/errors.ts' }),
     );
-    expect(pool?.external?.map((e) => e.package)).toEqual(['zod']);
+    expect(jobOptions?.external?.map((e) => e.package)).toEqual(['zod']);
     expect(interpreters?.external?.map((e) => e.package)).toEqual(expect.arrayContaining(['execa']));
-    expect(pool?.internal).toContainEqual(
+    expect(jobOptions?.internal).toContainEqual(
       expect.objectContaining({ specifier: './catalog.js', path: 'src/pools/script/catalog.ts' }),
     );
     expect(stats?.language).toBe('python');

@@ -1,22 +1,15 @@
+import type { TaskContext, TaskResult } from '../../engine/types.js';
+import { MonitorError, type TaskError } from '../../errors.js';
+import type { Logger } from '../../log.js';
 import { LINUX } from '../../platform/index.js';
 import { readProcRss } from '../../platform/proc.js';
-import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
-import type { TaskContext, TaskResult } from '../../engine/types.js';
-import { MonitorError, type TaskError, toTaskError } from '../../errors.js';
-import type { Logger } from '../../log.js';
-import { ScriptError } from './errors.js';
-import { type LaunchDeps, type RunPlan, settle, spawnFailure, startWorker, type StartedWorker } from './launch.js';
-import { decodeUtf8, OutputCapture } from './output.js';
-import {
-  lastLineOf,
-  type OutputAllowance,
-  PREVIEW_BYTES,
-  type ProcessExit,
-  STDERR_TAIL_BYTES,
-  taskResult,
-  type ValueLimits,
-} from './task-value.js';
+import { type LaunchDeps, type RunPlan, spawnFailure, startWorker } from './launch.js';
+import { type OutputAllowance, type ProcessExit, taskCapture, type ValueLimits } from './task-value.js';
+import { WarmProcess } from './warm-process.js';
+import { type Outcome, requestFor, type WarmTaskInput } from './warm-protocol.js';
+import { warmResult } from './warm-result.js';
+
+export type { WarmTaskInput } from './warm-protocol.js';
 
 /**
  * Warm workers: long-lived worker processes that serve a job's tasks one at a time, so a task
@@ -40,23 +33,6 @@ import {
 
 /** A warm process without a task for this long ends: a fallback, a job's end ends its processes at once. */
 const IDLE_MS = 5000;
-/** What a warm process writes while idle is kept for its next task's log up to this many bytes. */
-const STRAY_LIMIT = 64 * 1024;
-/** After a reply, turns of the event loop that may still bring the task's log (fd 1 and 2 are other pipes than fd 4). */
-const MAX_LOG_TURNS = 64;
-/** Characters of a bad reply quoted in the error. */
-const PREVIEW_CHARS = 200;
-
-const PROTOCOL_HINT =
-  'A warm worker writes exactly one JSON line per request on fd 4, {"id": <the request\'s id>, "exit_code": 0, "result": ...} (or "output": "text"), and its logs on stdout/stderr. Fix the worker; meanwhile run_script_batch with warm: false runs it cold.';
-
-/** One task's input, as the pool checked it. */
-export interface WarmTaskInput {
-  args?: string[] | undefined;
-  stdin?: string | undefined;
-  json?: unknown;
-}
-
 export interface WarmWorkersOptions extends ValueLimits {
   launch: LaunchDeps;
   /** Worker processes of all jobs at once, warm (busy or idle) and cold: the pool's concurrency. */
@@ -73,28 +49,6 @@ export interface WarmWorkersOptions extends ValueLimits {
   turnToSpawn(): Promise<void>;
   /** Cold tasks' processes running now: they count against `capacity` too. */
   coldProcesses(): number;
-}
-
-interface WarmReply {
-  exit_code: number;
-  result?: unknown;
-  output?: string;
-}
-
-/** How one request to a process ended. */
-type Outcome =
-  | { kind: 'reply'; reply: WarmReply }
-  | { kind: 'protocol'; problem: string }
-  /** The process ended without replying. */
-  | { kind: 'exited' }
-  | { kind: 'stopped'; reason: 'timeout' | 'cancel' };
-
-interface WarmRequest {
-  id: number;
-  args: string[];
-  env: Record<string, string>;
-  stdin?: string;
-  json?: unknown;
 }
 
 /** The idle warm processes of one job run (its tasks of one attempt plan), longest idle first. */
@@ -137,13 +91,7 @@ export class WarmWorkers {
     task: TaskContext,
     allowance: OutputAllowance,
   ): Promise<TaskResult> {
-    const { outputCapBytes } = this.options;
-    const log = new OutputCapture(
-      path.join(task.outputDir, `${task.index}.stderr`),
-      outputCapBytes,
-      STDERR_TAIL_BYTES,
-      allowance,
-    );
+    const log = taskCapture(task, 'stderr', this.options.outputCapBytes, allowance);
     const deadline = Date.now() + plan.timeoutMs;
     let crash: { exit: ProcessExit | undefined; process: number } | undefined;
     for (;;) {
@@ -157,7 +105,7 @@ export class WarmWorkers {
         crash = { exit: worker.exit, process: worker.number };
         continue;
       }
-      return this.result(plan, task, { outcome, worker, log, allowance, served, crash });
+      return warmResult(plan, task, { outcome, worker, log, allowance, served, crash }, this.options);
     }
   }
 
@@ -287,404 +235,5 @@ export class WarmWorkers {
     this.unlist(worker);
     this.counted.delete(worker);
     this.alive.delete(worker);
-  }
-
-  private async result(
-    plan: RunPlan,
-    task: TaskContext,
-    ran: {
-      outcome: Outcome;
-      worker: WarmProcess;
-      log: OutputCapture;
-      allowance: OutputAllowance;
-      served: { process: number; task: number };
-      crash: { exit: ProcessExit | undefined; process: number } | undefined;
-    },
-  ): Promise<TaskResult> {
-    const { outcome, worker, log, allowance, crash } = ran;
-    const { outputCapBytes } = this.options;
-    const stdout = new OutputCapture(
-      path.join(task.outputDir, `${task.index}.stdout`),
-      outputCapBytes,
-      PREVIEW_BYTES,
-      allowance,
-    );
-    const extra: Record<string, unknown> = { warm: ran.served };
-    const notes: string[] = [];
-    if (crash) {
-      extra.retried_after_crash = { exit_code: crash.exit?.code ?? null, signal: crash.exit?.signal ?? null };
-      notes.push(
-        `Warm process ${crash.process} ${describeExit(crash.exit)} mid-task; the task ran again on a fresh process (${ran.served.process}). stderr_tail holds the log of both runs.`,
-      );
-    }
-    const end = { stdout, stderr: log, allowance, notes, extra };
-    const name = plan.launch.display;
-    switch (outcome.kind) {
-      case 'reply': {
-        const { reply } = outcome;
-        // The bytes a cold run of the same worker would print: its output, or its result as one JSON line.
-        const bytes =
-          reply.output !== undefined
-            ? Buffer.from(reply.output)
-            : reply.result !== undefined
-              ? Buffer.from(`${JSON.stringify(reply.result)}\n`)
-              : undefined;
-        if (bytes !== undefined && bytes.length > 0) stdout.accept(bytes);
-        return taskResult(
-          plan,
-          { ...end, exit: { code: reply.exit_code, signal: null }, stopReason: undefined },
-          this.options,
-        );
-      }
-      case 'stopped':
-        return taskResult(plan, { ...end, exit: worker.exit, stopReason: outcome.reason }, this.options);
-      case 'protocol': {
-        const error = new ScriptError(
-          'WORKER_PROTOCOL',
-          `${name} (warm process ${worker.number}) ${outcome.problem}; the process was killed and is replaced for the next task.`,
-          { hint: PROTOCOL_HINT },
-        );
-        return taskResult(
-          plan,
-          { ...end, exit: undefined, stopReason: undefined, error: toTaskError(error) },
-          this.options,
-        );
-      }
-      case 'exited': {
-        const result = await taskResult(plan, { ...end, exit: worker.exit, stopReason: undefined }, this.options);
-        const lastLine = lastLineOf((result.value as { stderr_tail?: unknown }).stderr_tail);
-        const error = new ScriptError(
-          'NON_ZERO_EXIT',
-          `${name}: its warm process died mid-task (${describeExit(worker.exit)})${crash ? ', on a fresh process too' : ''}${lastLine ? `: ${lastLine}` : '.'}`,
-          {
-            hint: 'The task makes the worker crash: the value holds its stderr_tail (full log in files.stderr when long). Fix the worker or the input (warm: false runs it cold), then resume_job with include_failed: true.',
-          },
-        );
-        return { ...result, ok: false, error: toTaskError(error) };
-      }
-    }
-  }
-}
-
-/** The request line's content for one task: a cold task's args, input and per-task MONITOR_* variables. */
-function requestFor(task: TaskContext, input: WarmTaskInput): WarmRequest {
-  const message: WarmRequest = {
-    id: task.index,
-    args: input.args ?? [],
-    env: {
-      MONITOR_TASK_INDEX: String(task.index),
-      MONITOR_ATTEMPT: String(task.attempt),
-      MONITOR_STDIN_FORMAT: input.stdin !== undefined ? 'text' : input.json !== undefined ? 'json' : 'none',
-    },
-  };
-  if (input.stdin !== undefined) message.stdin = input.stdin;
-  else if (input.json !== undefined) message.json = input.json;
-  return message;
-}
-
-function describeExit(exit: ProcessExit | undefined): string {
-  if (exit?.signal) return `was killed by ${exit.signal}`;
-  return exit?.code === undefined || exit.code === null ? 'ended' : `exited with code ${exit.code}`;
-}
-
-/** `line` quoted for an error message: its start, escaped (JSON string rules), whatever its bytes. */
-function preview(line: Buffer | string): string {
-  const text = typeof line === 'string' ? line : decodeUtf8(line.subarray(0, PREVIEW_CHARS * 4)).text;
-  const shown = JSON.stringify(text.slice(0, PREVIEW_CHARS));
-  return text.length > PREVIEW_CHARS ? `${shown}…` : shown;
-}
-
-/** What is wrong with a reply line to request `id`, or the reply. */
-function parseReply(line: Buffer, id: number): { reply: WarmReply } | { problem: string } {
-  const { text, lossy } = decodeUtf8(line);
-  if (lossy) return { problem: `sent a reply that is not valid UTF-8: ${preview(text)}` };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return { problem: `sent a reply that is not JSON: ${preview(text)}` };
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
-    return { problem: `sent a reply that is not a JSON object: ${preview(text)}` };
-  const reply = parsed as Record<string, unknown>;
-  if (reply.id !== id)
-    return { problem: `replied with id ${JSON.stringify(reply.id) ?? 'missing'} to request ${id}: ${preview(text)}` };
-  const exitCode = reply.exit_code;
-  if (typeof exitCode !== 'number' || !Number.isInteger(exitCode))
-    return { problem: `sent a reply without an integer exit_code: ${preview(text)}` };
-  if (reply.output !== undefined && typeof reply.output !== 'string')
-    return { problem: `sent a reply whose output is not a string: ${preview(text)}` };
-  if (reply.output !== undefined && reply.result !== undefined)
-    return { problem: `sent a reply with both result and output: ${preview(text)}` };
-  const out: WarmReply = { exit_code: exitCode };
-  if (reply.result !== undefined) out.result = reply.result;
-  if (typeof reply.output === 'string') out.output = reply.output;
-  return { reply: out };
-}
-
-/** One warm worker process: its pipes, the task it serves, and its way out. */
-class WarmProcess {
-  state: 'busy' | 'idle' | 'ending' | 'gone' = 'busy';
-  tasksServed = 0;
-  idleSince = 0;
-  exit: ProcessExit | undefined;
-  /** Resolves once it started (undefined) or could not (the error). */
-  readonly spawned: Promise<NodeJS.ErrnoException | undefined>;
-  /** Resolves once it has exited and its pipes have closed (or were given up on). */
-  readonly gone: Promise<void>;
-  private readonly worker: StartedWorker;
-  /** fd 3: a socket, so also readable (nothing is expected from it). */
-  private readonly requests: (Readable & Writable) | undefined;
-  private readonly options: WarmWorkersOptions;
-  /** The current task's log; undefined while idle. */
-  private sink: OutputCapture | undefined;
-  private stray: Buffer[] = [];
-  private strayBytes = 0;
-  private strayDropped = 0;
-  /** Bytes seen on fd 1 and 2 so far: tells whether the log is still coming after a reply. */
-  private logBytes = 0;
-  private lineParts: Buffer[] = [];
-  private lineBytes = 0;
-  private replyBroken = false;
-  private expectedId: number | undefined;
-  private waiter: ((outcome: Outcome) => void) | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
-  private killTimer: NodeJS.Timeout | undefined;
-  /** Ended by the server (killed, or lingering past the grace): what it left is looked for at once. */
-  private forced = false;
-
-  constructor(
-    readonly number: number,
-    /** Its group: the job and attempt plan whose tasks it serves. */
-    readonly key: string,
-    readonly jobId: string,
-    worker: StartedWorker,
-    readonly plan: RunPlan,
-    options: WarmWorkersOptions,
-    onGone: (process: WarmProcess) => void,
-  ) {
-    this.worker = worker;
-    this.options = options;
-    const { subprocess } = worker;
-    const stdio = subprocess.stdio as unknown as Array<Readable & Writable>;
-    this.requests = stdio[3];
-    // The pipes are socket pairs: a worker that dies with a request unread leaves ECONNRESET (or
-    // EPIPE) on them. Not a failure of the server's: the process's exit tells what happened.
-    for (const stream of stdio) stream?.on('error', () => undefined);
-    // Nothing is read from fd 3, but its end must be noticed (and a misdirected write must not block the worker).
-    this.requests?.resume();
-    for (const stream of [stdio[1], stdio[2]]) stream?.on('data', (chunk: Buffer) => this.onLog(chunk, stream));
-    stdio[4]?.on('data', (chunk: Buffer) => this.onReplyData(chunk));
-    subprocess.once('exit', (code, signal) => {
-      this.exit = { code, signal };
-      clearTimeout(this.killTimer);
-      clearTimeout(this.idleTimer);
-      // Whatever the worker left behind in its group goes with it.
-      worker.signalTree('SIGKILL');
-    });
-    this.spawned = new Promise((resolve) => {
-      subprocess.once('spawn', () => resolve(undefined));
-      subprocess.once('error', (error: NodeJS.ErrnoException) => resolve(this.exit === undefined ? error : undefined));
-    });
-    this.gone = settle(subprocess, () => this.exit !== undefined).then(() => {
-      clearTimeout(this.killTimer);
-      clearTimeout(this.idleTimer);
-      if (this.exit === undefined) worker.signalTree('SIGKILL');
-      this.state = 'gone';
-      worker.ended(this.forced || this.exit === undefined);
-      onGone(this);
-      this.finish({ kind: 'exited' });
-    });
-  }
-
-  get pid(): number | undefined {
-    return this.worker.pid;
-  }
-
-  /** Takes an idle process for a task; false when it has exited meanwhile. */
-  claim(): boolean {
-    if (this.state !== 'idle' || this.exit !== undefined) return false;
-    clearTimeout(this.idleTimer);
-    this.state = 'busy';
-    return true;
-  }
-
-  /** Serves one task: sends the request, collects its log, waits for the reply (or the end of the process, a timeout, a cancel). */
-  async serve(message: WarmRequest, log: OutputCapture, timeoutMs: number, signal: AbortSignal): Promise<Outcome> {
-    if (this.state === 'gone') return { kind: 'exited' };
-    this.state = 'busy';
-    this.tasksServed++;
-    this.sink = log;
-    this.flushStray(log);
-    this.expectedId = message.id;
-    const outcome = new Promise<Outcome>((resolve) => {
-      this.waiter = resolve;
-    });
-    const timer = setTimeout(() => this.finish({ kind: 'stopped', reason: 'timeout' }), timeoutMs);
-    const onAbort = (): void => this.finish({ kind: 'stopped', reason: 'cancel' });
-    signal.addEventListener('abort', onAbort, { once: true });
-    if (signal.aborted) onAbort();
-    else if (this.state === 'busy' && this.exit === undefined) this.requests?.write(`${JSON.stringify(message)}\n`);
-    let result: Outcome;
-    try {
-      result = await outcome;
-    } finally {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-    }
-    if (result.kind === 'reply') await this.quietLog();
-    else if (result.kind !== 'exited') {
-      // Timeout, cancel, or a broken protocol: the task is over only once the process is.
-      this.terminate();
-      await this.gone;
-    }
-    this.sink = undefined;
-    this.expectedId = undefined;
-    // A capture paused the pipes while its file caught up; the next task's capture takes over.
-    this.resumeLog();
-    return result;
-  }
-
-  /** Waits in the idle ones; ends itself after `idleMs` without a task. */
-  idle(idleMs: number, onIdleTooLong: () => void): void {
-    this.state = 'idle';
-    this.idleSince = Date.now();
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(onIdleTooLong, idleMs);
-    this.idleTimer.unref();
-  }
-
-  /** Ends it gently: EOF on fd 3 (it exits), its group SIGKILLed if it lingers past the grace. */
-  end(): void {
-    if (this.state === 'ending' || this.state === 'gone') return;
-    this.state = 'ending';
-    clearTimeout(this.idleTimer);
-    this.requests?.end();
-    if (this.exit !== undefined) return;
-    this.killTimer = setTimeout(() => {
-      this.forced = true;
-      this.worker.signalTree('SIGKILL');
-    }, this.options.killGraceSeconds * 1000);
-  }
-
-  /** Ends it now (timeout, cancel, protocol error): SIGTERM to its group, SIGKILL after the grace. */
-  terminate(): void {
-    if (this.state === 'gone' || this.forced) return;
-    this.state = 'ending';
-    this.forced = true;
-    clearTimeout(this.idleTimer);
-    this.requests?.end();
-    if (this.exit !== undefined) return;
-    this.worker.signalTree('SIGTERM');
-    clearTimeout(this.killTimer);
-    this.killTimer = setTimeout(() => this.worker.signalTree('SIGKILL'), this.options.killGraceSeconds * 1000);
-  }
-
-  private finish(outcome: Outcome): void {
-    const waiter = this.waiter;
-    if (!waiter) return;
-    this.waiter = undefined;
-    waiter(outcome);
-  }
-
-  private onLog(chunk: Buffer, source: Readable): void {
-    this.logBytes += chunk.length;
-    if (this.sink) return this.sink.accept(chunk, source);
-    // Idle: kept (bounded) for the next task's log.
-    const room = STRAY_LIMIT - this.strayBytes;
-    if (room > 0) {
-      const kept = chunk.length <= room ? chunk : chunk.subarray(0, room);
-      this.stray.push(kept);
-      this.strayBytes += kept.length;
-    }
-    this.strayDropped += Math.max(0, chunk.length - Math.max(0, room));
-  }
-
-  private flushStray(log: OutputCapture): void {
-    if (this.strayDropped > 0) {
-      log.accept(
-        Buffer.from(
-          `[monitor-mcp: the warm process wrote ${this.strayBytes + this.strayDropped} bytes while idle; the first ${this.strayBytes} follow]\n`,
-        ),
-      );
-    }
-    for (const chunk of this.stray) log.accept(chunk);
-    this.stray = [];
-    this.strayBytes = 0;
-    this.strayDropped = 0;
-  }
-
-  /** The reply came: what the worker wrote on fd 1 and 2 before it may still be on its way (other pipes). */
-  private async quietLog(): Promise<void> {
-    for (let turn = 0; turn < MAX_LOG_TURNS; turn++) {
-      const seen = this.logBytes;
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      if (this.logBytes === seen) return;
-    }
-  }
-
-  private resumeLog(): void {
-    const stdio = this.worker.subprocess.stdio;
-    for (const stream of [stdio[1], stdio[2]]) if (stream && !stream.destroyed) (stream as Readable).resume();
-  }
-
-  /** Splits fd 4 into lines, never holding more than a task may output (script.maxTaskOutputBytes). */
-  private onReplyData(chunk: Buffer): void {
-    let start = 0;
-    while (!this.replyBroken && start < chunk.length) {
-      const newline = chunk.indexOf(10, start);
-      const end = newline === -1 ? chunk.length : newline;
-      const piece = chunk.subarray(start, end);
-      if (this.lineBytes + piece.length > this.options.maxTaskOutputBytes) {
-        this.replyBroken = true;
-        const head = Buffer.concat([...this.lineParts, piece].slice(0, 2));
-        this.lineParts = [];
-        this.broken(
-          `sent a reply longer than ${this.options.maxTaskOutputBytes} bytes (script.maxTaskOutputBytes): ${preview(head)}`,
-        );
-        return;
-      }
-      if (piece.length > 0) {
-        this.lineParts.push(piece);
-        this.lineBytes += piece.length;
-      }
-      if (newline === -1) return;
-      start = newline + 1;
-      const line = this.lineParts.length === 1 ? (this.lineParts[0] ?? Buffer.alloc(0)) : Buffer.concat(this.lineParts);
-      this.lineParts = [];
-      this.lineBytes = 0;
-      // A blank line carries nothing: tolerated.
-      if (line.toString('latin1').trim() === '') continue;
-      this.onReplyLine(line);
-    }
-  }
-
-  private onReplyLine(line: Buffer): void {
-    const id = this.expectedId;
-    if (!this.waiter || id === undefined) {
-      if (this.state === 'ending' || this.state === 'gone') return;
-      this.options.log.warn(
-        `warm process ${this.number} (${this.plan.launch.display}) sent a reply while no request was pending: ${preview(line)}; it is killed`,
-      );
-      this.replyBroken = true;
-      this.terminate();
-      return;
-    }
-    const parsed = parseReply(line, id);
-    if ('problem' in parsed) {
-      this.replyBroken = true;
-      this.broken(parsed.problem);
-      return;
-    }
-    this.expectedId = undefined;
-    this.finish({ kind: 'reply', reply: parsed.reply });
-  }
-
-  private broken(problem: string): void {
-    if (this.waiter) this.finish({ kind: 'protocol', problem });
-    else {
-      this.options.log.warn(`warm process ${this.number} (${this.plan.launch.display}) ${problem}; it is killed`);
-      this.terminate();
-    }
   }
 }
