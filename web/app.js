@@ -140,7 +140,7 @@
       slots,
       el('div', {
         className: 'label slots-text',
-        text: `${card.busy}/${card.limit} slots busy, ${card.waiting} waiting${rateText} (server pid ${card.server_pid})`,
+        text: `${card.busy}/${card.limit} slots busy${card.waiting === undefined ? '' : `, ${card.waiting} waiting`}${rateText} (server pid ${card.server_pid})`,
       }),
       chartBox,
     ]);

@@ -50,8 +50,8 @@ export interface LiveCard {
   /** Work in flight, out of `limit` (drawn as slots). */
   busy: number;
   limit: number;
-  /** Work waiting for a slot. */
-  waiting: number;
+  /** Work waiting for a slot, where the kind keeps a queue of its own. */
+  waiting?: number;
   /** false while it cannot be reached. */
   reachable?: boolean;
   /** Drawn as a chart: [bucket start (ms), amount per second] over the last minutes, and its unit. */

@@ -103,6 +103,7 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
     });
     return {
       pool,
+      live: () => pool.liveCards(),
       services: {
         plan: (request) => planScriptJob(request, { config, catalog }),
         workers: () => catalog.list(),

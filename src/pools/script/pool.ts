@@ -18,6 +18,8 @@ import { type PackMember, runPack } from './pack-run.js';
 import { DirectSpawner, type Spawner } from './spawner.js';
 import { failedResult, OutputAllowance } from './task-value.js';
 import { WarmWorkers } from './warm.js';
+import type { LiveCard } from '../kind.js';
+import { RateBuckets } from '../rates.js';
 
 export type { RunPlan } from './launch.js';
 export { PREVIEW_BYTES, STDERR_TAIL_BYTES } from './task-value.js';
@@ -73,6 +75,9 @@ export class ScriptPool implements Pool {
   private readonly cold: ColdRunner;
   /** Cold tasks' processes starting or running: with the warm ones, at most `concurrency`. */
   private coldProcesses = 0;
+  /** Runs in hand (a pack counts once), and tasks finished, for the live card. */
+  private busy = 0;
+  private readonly finished = new RateBuckets();
 
   constructor(options: ScriptPoolOptions) {
     if (!(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
@@ -148,6 +153,39 @@ export class ScriptPool implements Pool {
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
+    return this.counted(1, () => this.runOne(task));
+  }
+
+  async runBatch(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
+    return this.counted(tasks.length, () => this.runTogether(tasks));
+  }
+
+  /** The pool as a live card: slots in use, warm processes, tasks finished per second. */
+  liveCards(): LiveCard[] {
+    const warm = this.warm.processCount;
+    return [
+      {
+        name: 'scripts',
+        detail: `${warm} warm process${warm === 1 ? '' : 'es'}`,
+        busy: this.busy,
+        limit: this.concurrency,
+        rate: { unit: 'tasks/s', series: this.finished.series('scripts') },
+      },
+    ];
+  }
+
+  /** Counts a run (one slot, whatever its size) while it lasts, and its tasks once done. */
+  private async counted<T>(tasks: number, work: () => Promise<T>): Promise<T> {
+    this.busy++;
+    try {
+      return await work();
+    } finally {
+      this.busy--;
+      this.finished.note('scripts', tasks);
+    }
+  }
+
+  private async runOne(task: TaskContext): Promise<TaskResult> {
     const plan = await this.planFor(task.jobId, task.attempt, task.options);
     const input = task.upstream
       ? await fedFromUpstream(parseTaskInput(task.input), task.upstream)
@@ -162,7 +200,7 @@ export class ScriptPool implements Pool {
    * input; when the pack fails as a whole, each input again alone (see pack.ts). One process at a
    * time throughout: the batch holds one slot.
    */
-  async runBatch(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
+  private async runTogether(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
     const [first] = tasks;
     if (!first) return [];
     // A later attempt among them: the plan is checked again against the files as they are now.
