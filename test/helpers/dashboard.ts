@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { type IncomingHttpHeaders, request } from 'node:http';
 import path from 'node:path';
 import { repoRoot } from './client.js';
 
@@ -53,4 +54,31 @@ export async function startDashboard(stateDir: string, args: readonly string[] =
       await exited;
     },
   };
+}
+
+export interface RawReply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** A raw request, so Host, Origin and Cookie can be anything (fetch would set or refuse them itself). */
+export function rawRequest(
+  base: string,
+  pathname: string,
+  headers: Record<string, string>,
+  method = 'GET',
+): Promise<RawReply> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: url.hostname, port: url.port, path: pathname, method, headers }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => {
+        body += chunk.toString();
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
