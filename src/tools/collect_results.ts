@@ -1,6 +1,7 @@
 import * as z from 'zod';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 import { latestRecords } from '../store/records.js';
+import { envelopeOf, provenanceOf } from '../store/result.js';
 import { call, CHARS_PER_TOKEN, describeJob, jobNext, jobView, orList, resultView, shrinkToFit } from './format.js';
 import {
   decodeCursor,
@@ -33,22 +34,14 @@ interface Shown {
   piece: unknown;
 }
 
-/** A result's provenance in merges: its label (file, prompt id, args, URL), else its index. */
-function sourceOf(record: TaskRecord): string {
-  return record.label ?? `#${record.index}`;
-}
-
 /** The output a merge keeps of a result: its parsed JSON, else its text, else its error. */
 function outputOf(record: TaskRecord, merge: MergeMode): { output: unknown } | { error: unknown } {
-  const value = record.value;
-  const fields =
-    value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   if (record.error && record.state !== 'succeeded')
     return { error: { code: record.error.code, message: record.error.message } };
-  if (fields?.json !== undefined)
-    return { output: merge === 'text' ? JSON.stringify(fields.json, null, 2) : fields.json };
-  if (typeof fields?.text === 'string') return { output: fields.text };
-  return { output: value ?? null };
+  const { json, text } = envelopeOf(record);
+  if (json !== undefined) return { output: merge === 'text' ? JSON.stringify(json, null, 2) : json };
+  if (text !== undefined) return { output: text };
+  return { output: record.value ?? null };
 }
 
 const jsonSize = (value: unknown): number => JSON.stringify(value).length + 1;
@@ -74,14 +67,14 @@ function renderer(
   const pieceOf = (jobId: string, record: TaskRecord): unknown => {
     const out = outputOf(record, merge);
     if (merge === 'json')
-      return multi ? { job_id: jobId, id: sourceOf(record), ...out } : { id: sourceOf(record), ...out };
+      return multi ? { job_id: jobId, id: provenanceOf(record), ...out } : { id: provenanceOf(record), ...out };
     const body =
       'output' in out
         ? typeof out.output === 'string'
           ? out.output
           : JSON.stringify(out.output)
         : `(${record.state}: ${record.error?.code ?? ''} ${record.error?.message ?? ''})`;
-    return `--- ${multi ? `${jobId} ` : ''}${sourceOf(record)} (#${record.index}, ${record.state}) ---\n${body}`;
+    return `--- ${multi ? `${jobId} ` : ''}${provenanceOf(record)} (#${record.index}, ${record.state}) ---\n${body}`;
   };
   return {
     render(jobId, record) {
@@ -205,7 +198,7 @@ async function stageIndex(
     if (failed.length > 0) {
       entry.failed = failed
         .slice(0, FAILED_NAMED)
-        .map((record) => ({ id: record.label ?? `#${record.index}`, code: record.error?.code ?? record.state }));
+        .map((record) => ({ id: provenanceOf(record), code: record.error?.code ?? record.state }));
       if (failed.length > FAILED_NAMED) entry.failed_more = failed.length - FAILED_NAMED;
     }
     index.push(entry);
