@@ -34,6 +34,7 @@ export const httpKind: WorkerKind<typeof HTTP_SETTINGS, HttpServices> = {
     const pool = new HttpPool({ settings: config.http, env: deps.env, log: deps.log });
     return {
       pool,
+      live: () => pool.liveCards(),
       services: { plan: (request) => planHttpJob(request, config.http, pool) },
       close: () => pool.close(),
     };

@@ -27,6 +27,8 @@ import {
 } from './secrets.js';
 import type { HttpSettings } from './settings.js';
 import { type RequestRun, Transfer } from './transfer.js';
+import type { LiveCard } from '../kind.js';
+import { RateBuckets } from '../rates.js';
 
 export const HTTP_KIND = 'http';
 
@@ -52,6 +54,9 @@ export class HttpPool implements Pool {
   private readonly log: Logger;
   private readonly patterns: HostPattern[];
   private readonly transfer: Transfer;
+  /** Requests in hand, and requests finished, for the live card. */
+  private busy = 0;
+  private readonly finished = new RateBuckets();
 
   constructor(options: HttpPoolOptions) {
     this.settings = options.settings;
@@ -113,6 +118,30 @@ export class HttpPool implements Pool {
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
+    this.busy++;
+    try {
+      return await this.request(task);
+    } finally {
+      this.busy--;
+      this.finished.note('http', 1);
+    }
+  }
+
+  /** The pool as a live card: requests in hand out of its concurrency, requests finished per second. */
+  liveCards(): LiveCard[] {
+    const hosts = this.patterns.length;
+    return [
+      {
+        name: 'http',
+        detail: `${hosts} allowed host pattern${hosts === 1 ? '' : 's'}`,
+        busy: this.busy,
+        limit: this.concurrency,
+        rate: { unit: 'requests/s', series: this.finished.series('http') },
+      },
+    ];
+  }
+
+  private async request(task: TaskContext): Promise<TaskResult> {
     const started = Date.now();
     const input = parseTaskInput(task.input);
     const options = parseJobOptions(task.options);
