@@ -118,7 +118,7 @@ function interpreterCandidates(name: string, gitBash: string): string[] {
 
 function missingInterpreterHint(name: string, gitBash: string): string | undefined {
   if (name.toLowerCase() === 'bash') {
-    return `A .sh worker on Windows needs bash: install Git for Windows (it brings Git Bash at ${gitBash}), or map ".sh" to a bash.exe in the config file ("script": {"interpreters": {".sh": "C:\\\\path\\\\to\\\\bash.exe"}}). WSL's bash is not used: it cannot open Windows paths as given.`;
+    return `A .sh worker on Windows needs bash: install Git for Windows (it brings Git Bash at ${gitBash}), or map ".sh" to a bash.exe in the config file. WSL's bash is not used: it cannot open Windows paths as given.`;
   }
   if (/^python3?$/i.test(name))
     return 'Install Python 3 from python.org (it brings the py launcher), or map ".py" to a python.exe in the config file.';
