@@ -87,7 +87,8 @@ describe('architecture', () => {
     expect(
       edges(
         (from, to) =>
-          low(from) && (to.startsWith('@modelcontextprotocol/') || under(to, 'tools') || to === 'server.ts'),
+          low(from) &&
+          (to.startsWith('@modelcontextprotocol/') || under(to, 'tools') || /^server(-[a-z]+)?\.ts$/.test(to)),
       ),
     ).toEqual([]);
   });
@@ -179,5 +180,37 @@ describe('architecture', () => {
     expect(
       edges((from, to) => under(from, 'tools') && kindOf(to) !== undefined && !/^pools\/[^/]+\/index\.ts$/.test(to)),
     ).toEqual([]);
+  });
+
+  it("leaves the state directory's file names to store/: no module outside it writes them in code", async () => {
+    const { default: ts } = await import('typescript');
+    // A file of the layout (job.json, owner.<N>…) named in a string, or a folder of it (jobs/,
+    // live/…) as a path: in a path.join/resolve, or a literal path (`jobs/…`, `${dir}/live/`).
+    // Prose (a help text) has spaces; import paths are modules.
+    const fileName = /(?:^|[\\/])(?:job\.json|results\.jsonl|inputs\.jsonl|runs\.log|changes\.log|owner\.(?:\d+|$))$/;
+    const folders = ['jobs', 'out', 'live', 'control'];
+    const folderPath = new RegExp(`^(?:${folders.join('|')})/|/(?:${folders.join('|')})/$`);
+    const offenders: string[] = [];
+    for (const [module] of graph) {
+      if (under(module, 'store')) continue;
+      const text = readFileSync(path.join(src, module), 'utf8');
+      const source = ts.createSourceFile(module, text, ts.ScriptTarget.Latest, true);
+      const visit = (node: import('typescript').Node): void => {
+        const parent = node.parent as import('typescript').Node | undefined;
+        const modulePath = parent !== undefined && (ts.isImportDeclaration(parent) || ts.isExportDeclaration(parent));
+        if ((ts.isStringLiteralLike(node) || ts.isTemplateLiteralToken(node)) && !modulePath) {
+          const literal = node.text;
+          if (fileName.test(literal) || (!/\s/.test(literal) && folderPath.test(literal)))
+            offenders.push(`${module}: '${literal}'`);
+        }
+        if (ts.isCallExpression(node) && /\b(?:join|resolve)$/.test(node.expression.getText(source)))
+          for (const arg of node.arguments)
+            if (ts.isStringLiteralLike(arg) && folders.includes(arg.text))
+              offenders.push(`${module}: path with '${arg.text}'`);
+        ts.forEachChild(node, visit);
+      };
+      visit(source);
+    }
+    expect(offenders).toEqual([]);
   });
 });
