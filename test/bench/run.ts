@@ -6,12 +6,14 @@ import { benchLlm } from './llm.js';
 import { benchMemory } from './memory.js';
 import { benchResponsiveness } from './responsiveness.js';
 import { benchScripts } from './scripts.js';
+import { benchStops } from './stops.js';
 import { benchWarm } from './warm.js';
 
 const only = process.argv.slice(2);
 const want = (name: string): boolean => only.length === 0 || only.includes(name);
 
 if (want('scripts')) printTable('Script pool', await benchScripts());
+if (want('stops')) printTable('How fast work stops (cancel, timeouts)', await benchStops());
 if (want('warm')) printTable('Warm workers (issue 10)', await benchWarm());
 if (want('llm')) printTable('Local LLM workers', await benchLlm());
 if (want('memory')) printTable('Memory under large outputs', await benchMemory());

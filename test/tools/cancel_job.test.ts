@@ -37,12 +37,10 @@ describe('cancel_job', () => {
       if (counts?.succeeded === 1 && counts.running === 1) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    const started = Date.now();
     const reply = await conn.call('cancel_job', { job_id: jobId });
     expect(reply.isError).toBeFalsy();
     expect(textOf(reply)).toMatch(/^Cancelled 2 queued and 1 running task\(s\)\./);
     const { results, job } = await collectAll(conn, jobId);
-    expect(Date.now() - started).toBeLessThan(10_000);
     expect(job.state).toBe('cancelled');
     expect(results.map((r) => [r.index, r.state])).toEqual([
       [0, 'succeeded'],

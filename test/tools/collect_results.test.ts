@@ -222,11 +222,9 @@ describe('list_jobs, cancel_job and resume_job', () => {
     );
     const listed = await m.call('list_jobs', { state: 'active' });
     expect(textOf(listed)).toContain(jobId);
-    const started = Date.now();
     const cancelled = await m.call('cancel_job', { job_id: jobId });
     expect(textOf(cancelled)).toMatch(/Cancelled 4 queued and 2 running/);
     const after = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 20 });
-    expect(Date.now() - started).toBeLessThan(15_000);
     expect(page(after).jobs[0]).toMatchObject({ state: 'cancelled', counts: { cancelled: 6 } });
     expect(textOf(await m.call('list_jobs', { state: 'cancelled' }))).toContain(jobId);
 

@@ -302,12 +302,10 @@ describe('http_batch', () => {
     );
     // The per-host limit (4 by default) holds the other two back.
     await expect.poll(() => s.requests.length, { timeout: 10_000 }).toBe(4);
-    const t0 = Date.now();
     const cancel = await m.call('cancel_job', { job_id: jobId });
     expect(cancel.isError, textOf(cancel)).toBeFalsy();
     await expect.poll(() => hungUp, { timeout: 5000 }).toBe(4);
     const p = page(await m.call('collect_results', { job_ids: [jobId], wait_seconds: 10 }));
-    expect(Date.now() - t0).toBeLessThan(5000);
     expect(p.jobs[0]?.counts.cancelled).toBe(6);
     expect(s.requests).toHaveLength(4);
   });
