@@ -2,6 +2,7 @@ import { MonitorError, toTaskError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EngineContext } from './context.js';
 import type { Job } from './job.js';
+import { batchLimit } from './scheduler.js';
 import type { Pool, TaskContext, TaskRecord, TaskResult, UpstreamView } from './types.js';
 
 /** A queued task taken to run, with what its upstream came to when it is a later stage's. */
@@ -9,13 +10,6 @@ export interface TaskToRun {
   index: number;
   input: unknown;
   upstream?: UpstreamView;
-}
-
-/** The most tasks of a job with these options one run takes together (1: one at a time, through `run`). */
-export function batchLimit(pool: Pool, options: unknown): number {
-  if (!pool.runBatch || !pool.batchSize) return 1;
-  const size = pool.batchSize(options);
-  return Number.isInteger(size) && size > 1 ? size : 1;
 }
 
 /**

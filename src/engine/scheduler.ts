@@ -1,6 +1,12 @@
 import type { Job } from './job.js';
-import { batchLimit } from './runner.js';
 import type { Pool, UpstreamView } from './types.js';
+
+/** The most tasks of a job with these options one run takes together (1: one at a time, through `run`). */
+export function batchLimit(pool: Pool, options: unknown): number {
+  if (!pool.runBatch || !pool.batchSize) return 1;
+  const size = pool.batchSize(options);
+  return Number.isInteger(size) && size > 1 ? size : 1;
+}
 
 interface Lane {
   pool: Pool;
