@@ -55,8 +55,12 @@ export async function responseResult(
     headers: keptHeaders(exchange.headers),
     bytes: read.bytes,
   };
-  // Cut at the response size cap: the output is only the start of what the server had.
-  if (read.truncated) value.cut = true;
+  // Cut at the response size cap: even files.output is only the start of what the server sent
+  // (the kind's own figure, as the LLM kind's `truncated` is for max_tokens), and so is any preview.
+  if (read.truncated) {
+    value.cut = true;
+    value.truncated = true;
+  }
   if (run.redirects.length > 0) value.redirects = run.redirects;
   value.attempts = run.attempts;
   const files: Record<string, string> = {};
