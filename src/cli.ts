@@ -168,7 +168,9 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
   const jobId = argv.find((arg) => /^job_[A-Za-z0-9_-]{22}$/.test(arg));
   const config = loadConfig(argv.filter((arg) => arg !== '--watch' && arg !== '--json' && arg !== jobId));
   const owners = thisProcess();
-  const data = new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start));
+  // Damaged jobs are left out of the table, and said on stderr.
+  const log = createLogger((line) => process.stderr.write(line), config.logLevel);
+  const data = new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start), log);
   const frame = async (): Promise<string | undefined> => {
     const now = Date.now();
     if (jobId !== undefined) {
@@ -231,7 +233,7 @@ async function dashboardCommand(argv: readonly string[]): Promise<number> {
   const { Dashboard } = await import('./dashboard/http.js');
   const { dashboardAssets } = await import('./dashboard/assets.js');
   const dashboard = new Dashboard({
-    data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start)),
+    data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start), log),
     stateDir: config.stateDir,
     host,
     port,
