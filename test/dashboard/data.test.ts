@@ -1,0 +1,101 @@
+import { rm, writeFile } from 'node:fs/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DashboardData } from '../../src/dashboard/data.js';
+import type { JobMeta } from '../../src/engine/types.js';
+import { type Logger, silentLogger } from '../../src/log.js';
+import type { TaskRecord } from '../../src/store/records.js';
+import { JobStore } from '../../src/store/store.js';
+import { makeTempDir } from '../helpers/client.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function newStore(): Promise<JobStore> {
+  const dir = await makeTempDir();
+  dirs.push(dir);
+  const store = new JobStore(dir, silentLogger);
+  await store.init();
+  return store;
+}
+
+const meta = (id: string, fields: Partial<JobMeta> = {}): JobMeta => ({
+  id,
+  kind: 'script',
+  createdAt: new Date(Date.now() - 10_000).toISOString(),
+  taskCount: 3,
+  concurrency: 2,
+  options: {},
+  ...fields,
+});
+
+const done = (index: number, fields: Partial<TaskRecord> = {}): TaskRecord => ({
+  index,
+  state: 'succeeded',
+  attempt: 1,
+  finishedAt: new Date().toISOString(),
+  ...fields,
+});
+
+describe('DashboardData', () => {
+  it('lists every readable job, leaving a damaged one out with a line naming its file', async () => {
+    const store = await newStore();
+    const [good, bad] = [JobStore.newJobId(), JobStore.newJobId()];
+    await store.createJob(meta(good), [1, 2, 3]);
+    await store.createJob(meta(bad), [1, 2, 3]);
+    await writeFile(store.layout.metaFile(bad), '{"id": 7}');
+    const warnings: string[] = [];
+    const log: Logger = { ...silentLogger, warn: (line) => warnings.push(line) };
+    const data = new DashboardData(store.layout.stateDir, () => false, log);
+    expect((await data.snapshot(Date.now())).jobs.map((job) => job.id)).toEqual([good]);
+    expect(warnings).toEqual([expect.stringContaining(`${bad}`)]);
+    expect(warnings[0]).toMatch(/job\.json is damaged/);
+    expect(await data.tasks(bad)).toBeUndefined();
+  });
+
+  it('shows a job whose server is gone as interrupted with the resume call; a running one with its ETA', async () => {
+    const store = await newStore();
+    const [gone, running] = [JobStore.newJobId(), JobStore.newJobId()];
+    await store.createJob(meta(gone, { ownerPid: 11 }), [1, 2, 3], { pid: 11 });
+    await store.createJob(meta(running, { ownerPid: 22 }), [1, 2, 3], { pid: 22 });
+    for (const id of [gone, running])
+      await store.appendResults(id, [
+        done(0, { value: { text: 'x'.repeat(500), tokens_in: 10, tokens_out: 4 } }),
+        done(1, { state: 'failed', error: { code: 'NON_ZERO_EXIT', message: 'exit 1' } }),
+      ]);
+    const data = new DashboardData(store.layout.stateDir, (pid) => pid === 22);
+    const jobs = new Map((await data.snapshot(Date.now())).jobs.map((job) => [job.id, job]));
+    expect(jobs.get(gone)).toMatchObject({
+      state: 'interrupted',
+      succeeded: 1,
+      failed: 1,
+      pending: 1,
+      owner: { pid: 11, alive: false },
+      failures: [{ code: 'NON_ZERO_EXIT', count: 1, example: 'exit 1' }],
+      tokens: { prompt: 10, completion: 4 },
+      next: expect.stringMatching(/^Its server \(pid 11\) is gone\. resume_job with \{"job_id":"/),
+    });
+    expect(jobs.get(running)).toMatchObject({ state: 'running', owner: { pid: 22, alive: true } });
+    expect(jobs.get(running)?.eta_ms).toBeGreaterThan(0);
+    expect(jobs.get(running)?.next).toBeUndefined();
+
+    const detail = await data.tasks(gone);
+    expect(detail?.tasks).toEqual([
+      expect.objectContaining({ index: 0, state: 'succeeded', preview: `${'x'.repeat(400)}…` }),
+      expect.objectContaining({ index: 1, state: 'failed', error: { code: 'NON_ZERO_EXIT', message: 'exit 1' } }),
+      { index: 2, state: 'interrupted' },
+    ]);
+  });
+
+  it('reads only what was appended since the last poll', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id, { finishedAt: new Date().toISOString() }), [1, 2, 3]);
+    const data = new DashboardData(store.layout.stateDir, () => false);
+    await store.appendResult(id, done(0));
+    expect((await data.snapshot(Date.now())).jobs[0]).toMatchObject({ succeeded: 1, pending: 2 });
+    await store.appendResults(id, [done(1), done(0, { attempt: 2, state: 'failed' })]);
+    expect((await data.snapshot(Date.now())).jobs[0]).toMatchObject({ succeeded: 1, failed: 1, pending: 1 });
+  });
+});
