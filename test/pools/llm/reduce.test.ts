@@ -1,7 +1,8 @@
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Ask, type Piece, treeReduce } from '../../../src/pools/llm/reduce.js';
+import type { TaskRecord } from '../../../src/engine/types.js';
+import { type Ask, type Piece, piecesOf, treeReduce } from '../../../src/pools/llm/reduce.js';
 import type { ReduceOptions } from '../../../src/pools/llm/types.js';
 import { makeTempDir } from '../../helpers/client.js';
 
@@ -59,5 +60,50 @@ describe('treeReduce', () => {
     expect(resumed.reused).toBe(done.requests);
     expect(resumed.result).toMatchObject({ ok: true, text: done.result.ok ? done.result.text : '' });
     expect((await readdir(cacheDir)).length).toBe(done.requests);
+  });
+});
+
+describe('piecesOf', () => {
+  it('reads each answer through the result envelope: the whole output file, cut answers marked, failed ones named', async () => {
+    const dir = await makeTempDir('monitor-pieces-');
+    dirs.push(dir);
+    const whole = path.join(dir, '0.answer.txt');
+    await writeFile(whole, 'The whole answer, longer than its preview.');
+    const records: TaskRecord[] = [
+      {
+        index: 0,
+        state: 'succeeded',
+        attempt: 1,
+        finishedAt: '2026-01-01T00:00:00.000Z',
+        label: 'src/a.ts',
+        value: { text: 'The whole…', cut: true, tokens_out: 9 },
+        files: { output: whole },
+      },
+      {
+        index: 1,
+        state: 'succeeded',
+        attempt: 1,
+        finishedAt: '2026-01-01T00:00:00.000Z',
+        label: 'src/b.ts',
+        value: { text: 'Cut by max_tokens', truncated: true, tokens_out: 5 },
+      },
+      {
+        index: 2,
+        state: 'failed',
+        attempt: 1,
+        finishedAt: '2026-01-01T00:00:00.000Z',
+        error: { code: 'TIMEOUT', message: 'Too slow.' },
+      },
+    ];
+    expect(await piecesOf(records, 1024)).toEqual([
+      { source: 'src/a.ts', sources: ['src/a.ts'], text: 'The whole answer, longer than its preview.', tokens: 9 },
+      { source: 'src/b.ts', sources: ['src/b.ts'], text: 'Cut by max_tokens\n[this answer was cut off]', tokens: 13 },
+      {
+        source: 'task #2',
+        sources: ['task #2'],
+        failed: true,
+        text: '[no answer: this input failed with TIMEOUT: Too slow.]',
+      },
+    ]);
   });
 });
