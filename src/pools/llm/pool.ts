@@ -12,12 +12,10 @@ import { buildMessages, describeInput, overflowHint, type PromptInput, type Prom
 import { type Ask, piecesOf, treeReduce } from './reduce.js';
 import type { SchemaValidator } from './schema.js';
 import { jobOptions, taskInput } from './stored.js';
-import { llmTotals } from './totals.js';
 import type { LlmJobOptions, TemplateTaskInput } from './types.js';
 import { sumUsage } from './usage.js';
 
 export const LLM_KIND = 'llm';
-export { LLM_BACKOFF } from './completion.js';
 
 export interface LlmPoolOptions {
   endpoints: Endpoints;
@@ -38,8 +36,6 @@ export interface LlmPoolOptions {
  */
 export class LlmPool implements Pool {
   readonly kind = LLM_KIND;
-  /** Tokens processed locally, summed over a job's results (see totals.ts). */
-  readonly totals = llmTotals;
   private readonly endpoints: Endpoints;
   private readonly options: LlmPoolOptions;
   private readonly completer: Completer;
