@@ -26,8 +26,11 @@ export const NEEDS_LINUX: Readonly<Record<string, string>> = {
  */
 export const NEEDS_POSIX: Readonly<Record<string, string>> = {
   'test/pools/script/pool.test.ts': 'fixture workers in bash, process groups and signals',
+  'test/pools/script/cold.test.ts': 'fixture workers, process groups and signals',
+  'test/pools/script/task-value.test.ts': 'fixture workers',
   'test/pools/script/warm.test.ts': 'fixture workers, process groups and signals',
-  'test/pools/script/pack.test.ts': 'fixture workers',
+  'test/pools/script/warm-process.test.ts': 'fixture workers, process groups and signals',
+  'test/pools/script/pack-run.test.ts': 'fixture workers',
   'test/pools/script/catalog.test.ts': 'executable bits and #! scripts run directly',
   'test/pools/script/interpreters.test.ts':
     'executable bits (its Windows lookup rows run anywhere, but the file shares the POSIX ones)',

@@ -1,121 +1,20 @@
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../../src/config.js';
-import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
+import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
 import { WorkerCatalog } from '../../../src/pools/script/catalog.js';
 import { Descendants } from '../../../src/pools/script/descendants.js';
 import { InterpreterResolver } from '../../../src/pools/script/interpreters.js';
 import { GroupRecords } from '../../../src/pools/script/orphans.js';
-import type { ScriptJobOptions } from '../../../src/pools/script/job-options.js';
 import { ScriptPool } from '../../../src/pools/script/pool.js';
-import { makeTempDir, repoRoot, testProcesses } from '../../helpers/client.js';
-import { alive, killQuietly, readPids, scriptConfig, scriptPool, until } from '../../helpers/scripts.js';
+import { repoRoot, testProcesses } from '../../helpers/client.js';
+import { alive, until } from '../../helpers/scripts.js';
+import { probe, useWarmFixture, valueOf } from './warm-runs.js';
 
-const warmWorkers = path.join(repoRoot, 'test', 'fixtures', 'warm-workers');
-const probe = 'warm_probe.py';
+/** The warm pool (warm.ts): processes per job, reused, retried after a crash, recycled, ended; the cap shared with cold tasks. */
 
-let config: Config;
-let pool: ScriptPool;
-let outputDir: string;
-let jobCounter = 0;
-const pools: ScriptPool[] = [];
-const stateDirs: string[] = [];
-/** Pids the tests saw, ended at the end whatever happened. */
-const seenPids = new Set<number>();
-
-async function warmConfig(edit: (config: Config) => void = () => {}): Promise<Config> {
-  const made = await scriptConfig((c) => {
-    c.workersDirs = [...c.workersDirs, warmWorkers];
-    c.allowedRoots = [repoRoot, outputDir];
-    edit(c);
-  });
-  stateDirs.push(made.stateDir);
-  return made;
-}
-
-function poolOf(made: Config): ScriptPool {
-  const built = scriptPool(made, process.env, testProcesses);
-  pools.push(built);
-  return built;
-}
-
-beforeAll(async () => {
-  outputDir = await makeTempDir('monitor-warm-out-');
-  config = await warmConfig();
-  pool = poolOf(config);
-});
-
-afterAll(async () => {
-  for (const each of pools) await each.close();
-  for (const pid of seenPids) killQuietly(pid);
-  await rm(outputDir, { recursive: true, force: true });
-  await Promise.all(stateDirs.map((dir) => rm(dir, { recursive: true, force: true })));
-});
-
-const newJob = (): string => `job_warm${++jobCounter}`;
-
-interface RunOptions {
-  options?: Partial<ScriptJobOptions>;
-  signal?: AbortSignal;
-  attempt?: number;
-  on?: ScriptPool;
-}
-
-/** One task of `jobId` straight through the pool. */
-function run(
-  jobId: string,
-  index: number,
-  input: unknown,
-  { options = {}, signal = new AbortController().signal, attempt = 1, on = pool }: RunOptions = {},
-): Promise<TaskResult> {
-  const task: TaskContext = {
-    jobId,
-    index,
-    input,
-    options: { worker: probe, cwd: repoRoot, timeout_seconds: 30, warm: true, ...options },
-    outputDir,
-    attempt,
-    signal,
-  };
-  return on.run(task);
-}
-
-/** Runs `inputs` as tasks 0..n-1 of one job, at most `concurrency` at once (as the engine would). */
-async function runAll(
-  jobId: string,
-  inputs: unknown[],
-  concurrency: number,
-  options: RunOptions = {},
-): Promise<TaskResult[]> {
-  const results: TaskResult[] = new Array<TaskResult>(inputs.length);
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < inputs.length) {
-      const index = next++;
-      results[index] = await run(jobId, index, inputs[index], options);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, lane));
-  return results;
-}
-
-type Value = Record<string, unknown> & { warm?: { process: number; task: number }; json?: Record<string, unknown> };
-const valueOf = (result: TaskResult | undefined): Value => (result?.value ?? {}) as Value;
-const pidOf = (result: TaskResult | undefined): number => {
-  const pid = Number(valueOf(result).json?.pid);
-  if (pid > 0) seenPids.add(pid);
-  return pid;
-};
-const pidFile = (name: string): string =>
-  path.join(outputDir, `${name}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-
-async function firstPid(file: string): Promise<number> {
-  const [pid = 0] = await readPids(file);
-  seenPids.add(pid);
-  return pid;
-}
+const fixture = useWarmFixture();
+const { firstPid, newJob, pidFile, pidOf, poolOf, run, runAll, warmConfig } = fixture;
 
 describe('warm workers', () => {
   it("serves a task with a cold task's value shape, its input and per-task MONITOR_ variables, plus which process served it", async () => {
@@ -143,7 +42,7 @@ describe('warm workers', () => {
       MONITOR_STDIN_FORMAT: 'json',
       MONITOR_WARM: '1',
       MONITOR_JOB_ID: jobId,
-      MONITOR_OUTPUT_DIR: outputDir,
+      MONITOR_OUTPUT_DIR: fixture.outputDir,
     });
     expect(result.files).toBeUndefined();
 
@@ -162,7 +61,7 @@ describe('warm workers', () => {
       stdout_bytes: 11,
     });
     expect(valueOf(await run(jobId, 10, { args: ['output', '{"a":', '1}'] })).json).toEqual({ a: 1 });
-    pool.jobEnded(jobId);
+    fixture.pool.jobEnded(jobId);
   });
 
   it("spreads a job's tasks over at most as many processes as run at once, reusing idle ones", async () => {
@@ -184,78 +83,7 @@ describe('warm workers', () => {
         Math.max(perProcess.get(valueOf(r).warm?.process) ?? 0, valueOf(r).warm?.task ?? 0),
       );
     expect([...perProcess.values()].reduce((a, b) => a + b, 0)).toBe(12);
-    pool.jobEnded(jobId);
-  });
-
-  describe('framing', () => {
-    it('reads a reply written in pieces (cut inside a UTF-8 character)', async () => {
-      const jobId = newJob();
-      const result = await run(jobId, 0, { args: ['split'] });
-      expect(result.ok).toBe(true);
-      expect(valueOf(result).json).toEqual({ split: 'é'.repeat(100) });
-      pool.jobEnded(jobId);
-    });
-
-    it('takes a 5 MB reply: a preview in the value (cut), all of it in files.output', async () => {
-      const jobId = newJob();
-      const size = 5 * 1024 * 1024;
-      const result = await run(jobId, 3, { args: ['big', String(size)] });
-      expect(result.ok).toBe(true);
-      const value = valueOf(result);
-      expect(value).toMatchObject({ stdout_bytes: size, cut: true });
-      expect(value.stderr_cut).toBeUndefined();
-      expect((value.text as string).length).toBeLessThanOrEqual(2048);
-      expect(value.notes).toEqual([expect.stringContaining(`stdout is ${size} bytes`)]);
-      expect((await stat(result.files?.output ?? '')).size).toBe(size);
-      expect(JSON.stringify(value).length).toBeLessThan(8 * 1024);
-      // The process is fine afterwards.
-      expect(valueOf(await run(jobId, 4, { args: ['pid'] })).warm).toEqual({ process: value.warm?.process, task: 2 });
-      pool.jobEnded(jobId);
-    });
-
-    it("keeps non-UTF-8 output on fd 1 and 2 as the task's log, decoded lossily with a note", async () => {
-      const jobId = newJob();
-      const result = await run(jobId, 21, { args: ['bad_utf8'] });
-      expect(result.ok).toBe(true);
-      const value = valueOf(result);
-      expect(value.json).toEqual({ ok: true });
-      expect(value.stderr_tail).toContain('café then bad: \uFFFD');
-      expect(value.stderr_tail).toContain('err \uFFFD');
-      expect(value.notes).toEqual([expect.stringContaining('stderr is not valid UTF-8')]);
-      const bytes = await readFile(result.files?.stderr ?? '');
-      expect(bytes.includes(Buffer.from([0xff, 0xfe]))).toBe(true);
-      pool.jobEnded(jobId);
-    });
-
-    it('takes what a worker prints on stdout mid-task (even a line that looks like a reply) as its log, not as a reply', async () => {
-      const jobId = newJob();
-      const results = await runAll(jobId, [{ args: ['print'] }, { args: ['print'] }, { args: ['pid'] }], 1);
-      for (const result of results.slice(0, 2)) {
-        expect(result.ok).toBe(true);
-        expect(valueOf(result).json).toEqual({ ok: true });
-        expect(valueOf(result).stderr_tail).toContain('"result": "fake"');
-        expect(valueOf(result).stderr_tail).toContain('plain line on stdout');
-        expect(valueOf(result).stderr_tail).toContain('a line on stderr');
-      }
-      // Nothing of it leaked into the next task's log.
-      expect(valueOf(results[2]).stderr_tail).toBeUndefined();
-      expect(new Set(results.map((r) => valueOf(r).warm?.process)).size).toBe(1);
-      pool.jobEnded(jobId);
-    });
-
-    it("puts what a process writes while idle into its next task's log", async () => {
-      const jobId = newJob();
-      const trigger = pidFile('stray-trigger');
-      const done = pidFile('stray-done');
-      const first = await run(jobId, 0, { args: ['stray_when', trigger, done] });
-      expect(valueOf(first).stderr_tail).toBeUndefined();
-      await writeFile(trigger, '');
-      await readPids(done);
-      const second = await run(jobId, 1, { args: ['join'] });
-      expect(valueOf(second).warm?.task).toBe(2);
-      expect(valueOf(second).stderr_tail).toBe('stray output while idle\n');
-      pool.jobEnded(jobId);
-    });
+    fixture.pool.jobEnded(jobId);
   });
 
   describe('failures', () => {
@@ -276,7 +104,7 @@ describe('warm workers', () => {
         process: valueOf(result).warm?.process,
         task: 2,
       });
-      pool.jobEnded(jobId);
+      fixture.pool.jobEnded(jobId);
     });
 
     it('runs a task whose process dies mid-task once more on a fresh process, and says so', async () => {
@@ -298,7 +126,7 @@ describe('warm workers', () => {
       expect(value.warm?.task).toBe(1);
       expect(pidOf(result)).not.toBe(crashed);
       await until(() => !alive(crashed), 'the crashed process to be gone', 10_000);
-      pool.jobEnded(jobId);
+      fixture.pool.jobEnded(jobId);
     });
 
     it("fails only the task whose process dies twice, with NON_ZERO_EXIT naming the crash; the job's other tasks go on", async () => {
@@ -324,7 +152,7 @@ describe('warm workers', () => {
         signal: 'SIGKILL',
         retried_after_crash: { exit_code: null, signal: 'SIGKILL' },
       });
-      pool.jobEnded(jobId);
+      fixture.pool.jobEnded(jobId);
     });
 
     it('kills a timed-out process with its group and replaces it; later tasks succeed', async () => {
@@ -342,7 +170,7 @@ describe('warm workers', () => {
       expect(next.ok).toBe(true);
       expect(pidOf(next)).not.toBe(pid);
       expect(valueOf(next).warm?.process).not.toBe(valueOf(result).warm?.process);
-      pool.jobEnded(jobId);
+      fixture.pool.jobEnded(jobId);
     });
 
     it("kills the process of a cancelled task; the job's next task gets a new one", async () => {
@@ -358,57 +186,22 @@ describe('warm workers', () => {
       const next = await run(jobId, 1, { args: ['pid'] });
       expect(next.ok).toBe(true);
       expect(pidOf(next)).not.toBe(pid);
-      pool.jobEnded(jobId);
-    });
-
-    it('fails a task with WORKER_PROTOCOL on a reply that is not JSON or answers another request, and replaces the process', async () => {
-      const jobId = newJob();
-      const garbage = await run(jobId, 0, { args: ['garbage'] });
-      expect(garbage.ok).toBe(false);
-      expect(garbage.error?.code).toBe('WORKER_PROTOCOL');
-      expect(garbage.error?.message).toMatch(
-        /^warm_probe\.py \(warm process \d+\) sent a reply that is not (JSON|valid UTF-8): "this is not json \\u0000\uFFFD"; the process was killed/,
-      );
-      expect(garbage.error?.hint).toContain('fd 4');
-      const wrongId = await run(jobId, 1, { args: ['wrong_id'] });
-      expect(wrongId.error).toMatchObject({
-        code: 'WORKER_PROTOCOL',
-        message: expect.stringContaining('replied with id 1001 to request 1'),
-      });
-      expect(valueOf(wrongId).warm?.process).not.toBe(valueOf(garbage).warm?.process);
-      const next = await run(jobId, 2, { args: ['pid'] });
-      expect(next.ok).toBe(true);
-      expect(valueOf(next).warm?.process).not.toBe(valueOf(wrongId).warm?.process);
-      pool.jobEnded(jobId);
-    });
-
-    it('fails a reply longer than script.maxTaskOutputBytes with WORKER_PROTOCOL, without holding it', async () => {
-      const small = poolOf(await warmConfig((c) => (c.script.maxTaskOutputBytes = 4096)));
-      const jobId = newJob();
-      const result = await run(jobId, 0, { args: ['big', String(1024 * 1024)] }, { on: small });
-      expect(result.error).toMatchObject({
-        code: 'WORKER_PROTOCOL',
-        message: expect.stringContaining(
-          'sent a reply longer than 4096 bytes (script.maxTaskOutputBytes): "{\\"id\\": 0',
-        ),
-      });
-      expect((await run(jobId, 1, { args: ['pid'] }, { on: small })).ok).toBe(true);
-      await small.close();
+      fixture.pool.jobEnded(jobId);
     });
 
     it('reports a process that cannot start as SPAWN_FAILED', async () => {
-      const cwd = path.join(outputDir, `vanishing-${Date.now()}`);
+      const cwd = path.join(fixture.outputDir, `vanishing-${Date.now()}`);
       await mkdir(cwd);
       const jobId = newJob();
       expect((await run(jobId, 0, { args: ['pid'] }, { options: { cwd } })).ok).toBe(true);
-      pool.jobEnded(jobId);
+      fixture.pool.jobEnded(jobId);
       await rm(cwd, { recursive: true, force: true });
       const result = await run(jobId, 1, { args: ['pid'] }, { options: { cwd } });
       expect(result.error).toMatchObject({
         code: 'SPAWN_FAILED',
         message: expect.stringContaining(`Could not start ${probe}`),
       });
-      pool.jobEnded(jobId);
+      fixture.pool.jobEnded(jobId);
     });
   });
 
@@ -529,7 +322,7 @@ describe('warm workers', () => {
           procDir: '/proc',
         }),
       });
-      pools.push(own);
+      fixture.closeAfter(own);
       const pid = pidOf(await run(newJob(), 0, { args: ['pid'] }, { on: own }));
       await until(() => !alive(pid), 'the idle process to end', 10_000);
       expect(own.warmProcesses).toBe(0);
@@ -577,23 +370,23 @@ describe('warm workers', () => {
     }
     expect(pidOf(cold[0])).not.toBe(pidOf(cold[1]));
     const legacy = { worker: probe, cwd: repoRoot, timeout_seconds: 30 };
-    const old = await pool.run({
+    const old = await fixture.pool.run({
       jobId: newJob(),
       index: 0,
       input: { args: ['echo'] },
       options: legacy,
-      outputDir,
+      outputDir: fixture.outputDir,
       attempt: 1,
       signal: new AbortController().signal,
     });
     expect(valueOf(old).warm).toBeUndefined();
     // A worker that does not declare warm runs cold even when the stored options say warm (it was edited since).
-    const undeclared = await pool.run({
+    const undeclared = await fixture.pool.run({
       jobId: newJob(),
       index: 0,
       input: {},
       options: { worker: 'echo.py', cwd: repoRoot, timeout_seconds: 30, warm: true },
-      outputDir,
+      outputDir: fixture.outputDir,
       attempt: 1,
       signal: new AbortController().signal,
     });
