@@ -46,20 +46,20 @@ export async function readHelperProgram(file?: string): Promise<HelperProgram> {
   return { file: helperFile, source: await readFile(helperFile, 'utf8') };
 }
 
-/** The nearest folder above this module with a package.json: src/pools/script/ in a checkout, dist/src/pools/script/ installed. */
+/** The package's root: the nearest folder with a package.json above this module (in src/ or dist/src/). */
 async function packageRoot(): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   for (let dir = here; ; dir = path.dirname(dir)) {
-    if (
-      await access(path.join(dir, 'package.json')).then(
-        () => true,
-        () => false,
-      )
-    )
-      return dir;
+    if (await exists(path.join(dir, 'package.json'))) return dir;
     if (path.dirname(dir) === dir) throw new Error(`no package.json above ${here}`);
   }
 }
+
+const exists = (file: string): Promise<boolean> =>
+  access(file).then(
+    () => true,
+    () => false,
+  );
 
 export interface PendingStart {
   request: SpawnRequest;
