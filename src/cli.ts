@@ -13,7 +13,7 @@ import { errorText } from './errors.js';
 import { createLogger } from './log.js';
 import { platformFor } from './platform/index.js';
 import { processControl, type ProcessControl } from './processes.js';
-import { KINDS } from './registry.js';
+import { KINDS, kindTotals } from './registry.js';
 import { createServer, SERVER_VERSION } from './server.js';
 import { fileArgumentsPhrase } from './tools/arguments.js';
 import type { AnyTool } from './tools/tool.js';
@@ -170,7 +170,7 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
   const owners = thisProcess();
   // Damaged jobs are left out of the table, and said on stderr.
   const log = createLogger((line) => process.stderr.write(line), config.logLevel);
-  const data = new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start), log);
+  const data = new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start), log, kindTotals());
   const frame = async (): Promise<string | undefined> => {
     const now = Date.now();
     if (jobId !== undefined) {
@@ -233,7 +233,7 @@ async function dashboardCommand(argv: readonly string[]): Promise<number> {
   const { Dashboard } = await import('./dashboard/http.js');
   const { dashboardAssets } = await import('./dashboard/assets.js');
   const dashboard = new Dashboard({
-    data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start), log),
+    data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start), log, kindTotals()),
     stateDir: config.stateDir,
     host,
     port,

@@ -10,6 +10,7 @@ import { lmstudioCompleteTool } from './tools/lmstudio_complete.js';
 import { lmstudioModelsTool } from './tools/lmstudio_models.js';
 import { runScriptBatchTool } from './tools/run_script_batch.js';
 import type { AnyTool, KindTool } from './tools/tool.js';
+import type { JobTotals } from './engine/types.js';
 
 /** A kind with the tools that drive it. */
 export interface RegisteredKind<Settings extends SettingsTree, Services> {
@@ -40,6 +41,7 @@ export interface BuiltKind {
   summary: string;
   instructions: readonly string[];
   taskCap: TaskCap;
+  totals: JobTotals<unknown> | undefined;
   instance: KindInstance<unknown>;
   tools: readonly AnyTool[];
 }
@@ -55,9 +57,15 @@ export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps
     summary: kind.summary,
     instructions: kind.instructions ?? [],
     taskCap: kind.taskCap(config),
+    totals: kind.totals,
     instance: kind.create(config, { ...deps, secretEnv }),
     tools,
   }));
+}
+
+/** Each kind's running totals over its jobs' results, by kind name: for readers of the state directory. */
+export function kindTotals(): ReadonlyMap<string, JobTotals<unknown>> {
+  return new Map(KINDS.flatMap(({ kind }) => (kind.totals ? [[kind.name, kind.totals] as const] : [])));
 }
 
 /** Every kind's `doctor` checks, in registry order. */

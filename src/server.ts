@@ -80,6 +80,7 @@ export function createServer(
   const engine = new Engine({
     store: new JobStore(config.stateDir, log),
     pools: kinds.map((k) => k.instance.pool),
+    totals: new Map(kinds.flatMap((k) => (k.totals ? [[k.name, k.totals] as const] : []))),
     log,
     retentionDays: config.retentionDays,
     ownership,

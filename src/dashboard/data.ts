@@ -2,6 +2,8 @@ import { type Logger, silentLogger } from '../log.js';
 import { stateOnDisk } from '../store/job-state.js';
 import { StateReader } from '../store/reader.js';
 import type { JobMeta, LiveFile, TaskRecord } from '../store/records.js';
+import type { JobTotals, TotalsView } from '../engine/types.js';
+import type { LiveCard } from '../pools/kind.js';
 import { previewOf } from '../store/result.js';
 /** Tells whether the server process that owns a job still runs (pid, and its start time where known). */
 export type OwnerAlive = (pid: number, start?: string) => boolean;
@@ -25,8 +27,8 @@ export interface DashboardJob {
   finished_at?: string;
   /** Failures by error code: how many, and one message as an example. */
   failures: Array<{ code: string; count: number; example: string }>;
-  /** LLM jobs: tokens processed and generated per second of wall time. */
-  tokens?: { prompt: number; completion: number; per_second: number };
+  /** The kind's totals over the results so far (tokens processed, say), as the kind phrases them. */
+  totals?: TotalsView;
   owner?: { pid: number; alive: boolean };
   runs_on?: string;
   next?: string;
@@ -50,9 +52,12 @@ export interface DashboardState {
   jobs: DashboardJob[];
   /** Running servers on the state directory (their heartbeat is fresh). */
   servers: Array<{ pid: number; version: string; started_at: string; heartbeat_at: string }>;
-  /** LLM endpoints as their servers see them (slots busy, queue, models, tokens/s). */
-  endpoints: Array<Record<string, unknown>>;
+  /** Every kind's live cards (LLM endpoints, the script and HTTP pools), with the server that reports each. */
+  capacity: Array<LiveCard & { kind: string; server_pid: number }>;
 }
+
+/** The most slots a live card may draw. */
+const MAX_CARD_SLOTS = 1024;
 
 /** How much of a task's output the detail view shows. */
 const PREVIEW_CHARS = 400;
@@ -66,9 +71,16 @@ export class DashboardData {
   private readonly stateDir: string;
   private readonly reader: StateReader;
   private readonly alive: OwnerAlive;
+  private readonly totals: ReadonlyMap<string, JobTotals<unknown>>;
 
-  /** `log` hears of damaged jobs, which are left out. */
-  constructor(stateDir: string, alive: OwnerAlive, log: Logger = silentLogger) {
+  /** `log` hears of damaged jobs, which are left out; `totals` are the kinds' own, by kind name. */
+  constructor(
+    stateDir: string,
+    alive: OwnerAlive,
+    log: Logger = silentLogger,
+    totals: ReadonlyMap<string, JobTotals<unknown>> = new Map(),
+  ) {
+    this.totals = totals;
     this.stateDir = stateDir;
     // Every job's results stay read: the page polls them all several times a second.
     this.reader = new StateReader(stateDir, log, { cachedJobs: Number.POSITIVE_INFINITY });
@@ -91,7 +103,7 @@ export class DashboardData {
         started_at: server.started_at,
         heartbeat_at: server.heartbeat_at,
       })),
-      endpoints: llmEndpoints(live),
+      capacity: capacityOf(live),
     };
   }
 
@@ -141,8 +153,8 @@ export class DashboardData {
     if (meta.finishedAt !== undefined) job.finished_at = meta.finishedAt;
     if (meta.after) job.runs_on = meta.after.job;
     if (owner) job.owner = owner;
-    const tokens = tokenTotals(latest.values(), elapsed);
-    if (tokens) job.tokens = tokens;
+    const totals = totalsOf(this.totals.get(meta.kind), latest.values(), elapsed);
+    if (totals) job.totals = totals;
     if (runs) {
       if (latest.size > 0 && pending > 0) job.eta_ms = Math.round((elapsed / latest.size) * pending);
     } else if (pending > 0) {
@@ -169,24 +181,39 @@ function failuresOf(records: Iterable<TaskRecord>): DashboardJob['failures'] {
   return [...failures].map(([code, group]) => ({ code, ...group })).sort((a, b) => b.count - a.count);
 }
 
-/** LLM jobs: the prompt and completion tokens of their results, and completions per second of wall time. */
-function tokenTotals(records: Iterable<TaskRecord>, elapsedMs: number): DashboardJob['tokens'] {
-  let prompt = 0;
-  let completion = 0;
-  for (const record of records) {
-    if (typeof record.value?.tokens_in === 'number') prompt += record.value.tokens_in;
-    if (typeof record.value?.tokens_out === 'number') completion += record.value.tokens_out;
-  }
-  if (prompt + completion === 0) return undefined;
-  return { prompt, completion, per_second: elapsedMs > 0 ? Math.round(completion / (elapsedMs / 1000)) : 0 };
+/** A job's totals as its kind keeps them (none for a kind without totals, or before any result counts). */
+function totalsOf(
+  kindTotals: JobTotals<unknown> | undefined,
+  records: Iterable<TaskRecord>,
+  elapsedMs: number,
+): TotalsView | undefined {
+  if (!kindTotals) return undefined;
+  let sum: unknown;
+  for (const record of records) if (record.value !== undefined) sum = kindTotals.add(sum, record.value);
+  return sum === undefined ? undefined : kindTotals.view(sum, elapsedMs);
 }
 
-/** The LLM endpoints as the live servers see them, each with the pid of the server that reports it. */
-function llmEndpoints(live: readonly LiveFile[]): Array<Record<string, unknown>> {
-  return live.flatMap((server) => {
-    const llm = server.pools.llm as { endpoints?: Array<Record<string, unknown>> } | undefined;
-    return (llm?.endpoints ?? []).map((endpoint) => ({ ...endpoint, server_pid: server.pid }));
-  });
+/** Every kind's live cards as the live servers publish them, each with its kind and server's pid. */
+function capacityOf(live: readonly LiveFile[]): DashboardState['capacity'] {
+  return live.flatMap((server) =>
+    Object.entries(server.pools).flatMap(([kind, cards]) =>
+      (Array.isArray(cards) ? cards : []).filter(isLiveCard).map((card) => ({ ...card, kind, server_pid: server.pid })),
+    ),
+  );
+}
+
+/** A card from another server's file is checked before it is drawn: a broken one is left out. */
+function isLiveCard(card: unknown): card is LiveCard {
+  if (card === null || typeof card !== 'object') return false;
+  const { name, busy, limit } = card as Record<string, unknown>;
+  // The page draws `limit` slots: a number past any real pool's is no card.
+  return (
+    typeof name === 'string' &&
+    Number.isInteger(busy) &&
+    Number.isInteger(limit) &&
+    (limit as number) >= 0 &&
+    (limit as number) <= MAX_CARD_SLOTS
+  );
 }
 
 function taskView(record: TaskRecord): DashboardTask {

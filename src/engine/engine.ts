@@ -9,11 +9,22 @@ import { TaskRuns } from './runner.js';
 import { Scheduler } from './scheduler.js';
 import { StateLimit } from './state-limit.js';
 import { type WaitSource, waitForJobs } from './wait.js';
-import type { JobMeta, JobSnapshot, Ownership, Pool, SubmitRequest, TaskRecord, TaskState } from './types.js';
+import type {
+  JobMeta,
+  JobSnapshot,
+  JobTotals,
+  Ownership,
+  Pool,
+  SubmitRequest,
+  TaskRecord,
+  TaskState,
+} from './types.js';
 
 export interface EngineOptions {
   store: JobStore;
   pools: readonly Pool[];
+  /** Each kind's running totals over its jobs' results, by kind (kinds without any are absent). */
+  totals?: ReadonlyMap<string, JobTotals<unknown>>;
   log: Logger;
   retentionDays: number;
   now?: () => Date;
@@ -44,6 +55,7 @@ export class Engine {
   private readonly others: OtherServers;
   private readonly stateLimit: StateLimit | undefined;
   private readonly listeners = new Set<() => void>();
+  private readonly totals: ReadonlyMap<string, JobTotals<unknown>>;
   private closing = false;
 
   constructor(options: EngineOptions) {
@@ -51,6 +63,7 @@ export class Engine {
     this.log = options.log;
     this.now = options.now ?? (() => new Date());
     this.retentionDays = options.retentionDays;
+    this.totals = options.totals ?? new Map();
     this.scheduler = new Scheduler(options.pools, (pool, job, tasks) => this.runs.start(pool, job, tasks));
     const ctx: EngineContext = {
       store: this.store,
@@ -345,7 +358,7 @@ export class Engine {
 
   private newJob(meta: JobMeta): Job {
     this.pipelines.link(meta);
-    return new Job(meta, this.scheduler.pool(meta.kind)?.totals);
+    return new Job(meta, this.totals.get(meta.kind));
   }
 
   private snapshot(job: Job): JobSnapshot {

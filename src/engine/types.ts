@@ -96,12 +96,8 @@ export interface Pool {
   jobEnded?(jobId: string): void;
   /** Optional clean-up on start of what an earlier server left behind (e.g. orphaned workers); never throws. */
   recover?(): Promise<void>;
-  /** Optional running totals over each job's results. */
-  readonly totals?: JobTotals<unknown>;
   /** What a task works on, in a few words (its file, prompt id, args or URL), kept with its result. */
   label?(input: unknown): string | undefined;
-  /** Optional: how busy it is now (slots, queues, rates), published for the live dashboard; cheap and JSON. */
-  liveFigures?(): unknown;
 }
 
 /** Who runs jobs (declared by the OS adapter that implements it, below the engine). */

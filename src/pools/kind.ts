@@ -1,6 +1,6 @@
 import type { CoreConfig } from '../config/core.js';
 import type { Constraint, SettingsTree, ValuesOf } from '../config/settings.js';
-import type { Pool } from '../engine/types.js';
+import type { JobTotals, Pool } from '../engine/types.js';
 import type { Logger } from '../log.js';
 import type { Platform } from '../platform/index.js';
 import type { ProcessControl } from '../processes.js';
@@ -80,6 +80,11 @@ export interface WorkerKind<Settings extends SettingsTree, Services> {
   readonly summary: string;
   /** Sentences of its own for the server's instructions (how to use its tools well), after the general ones. */
   readonly instructions?: readonly string[];
+  /**
+   * Running totals over a job's results (tokens processed, say), read from its own result values;
+   * shown with the job by collect_results, list_jobs, the dashboard and `monitor-mcp jobs`.
+   */
+  readonly totals?: JobTotals<unknown>;
   /** Its settings, each declared once (config file keys, env, flags, help, range). */
   readonly settings: Settings;
   readonly constraints?: readonly Constraint[];

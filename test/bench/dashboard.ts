@@ -163,18 +163,16 @@ export async function benchDashboard(): Promise<BenchRow[]> {
     log: silentLogger,
     intervalMs: 3_600_000,
     figures: () => ({
-      llm: {
-        endpoints: [
-          {
-            name: 'lmstudio',
-            busy: 3,
-            limit: 4,
-            waiting: 2,
-            models: ['qwen3-8b'],
-            tokens_per_second: Array.from({ length: 30 }, (_, i) => [i * 10_000, 40]),
-          },
-        ],
-      },
+      llm: [
+        {
+          name: 'lmstudio',
+          detail: 'qwen3-8b',
+          busy: 3,
+          limit: 4,
+          waiting: 2,
+          rate: { unit: 'tok/s', series: Array.from({ length: 30 }, (_, i) => [i * 10_000, 40]) },
+        },
+      ],
     }),
     handles: () => Promise.resolve(false),
     act: () => Promise.resolve({ ok: true, message: '', by_pid: 1 }),

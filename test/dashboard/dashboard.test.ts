@@ -96,16 +96,19 @@ describe.skipIf(!chromiumPath)('the live dashboard in a real browser (headless c
       .toMatch(/^NON_ZERO_EXIT ×4 emit\.py exited with code 1/);
   }, 90_000);
 
-  it("shows an LLM endpoint's busy slots, from the server's live figures", async () => {
+  it("shows an LLM endpoint's busy slots as its live card, from the server's live figures", async () => {
     await call('lmstudio_complete', {
       prompts: Array.from({ length: 6 }, (_, i) => ({ prompt: `slow ${i}` })),
       label: 'slots test',
     });
-    const card = page.locator('.card[data-endpoint="lmstudio"]');
+    const card = page.locator('.card[data-kind="llm"][data-card="lmstudio"]');
     await card.waitFor({ timeout: 20_000 });
     await expect.poll(async () => card.locator('.slots span.busy').count(), { timeout: 20_000 }).toBe(4);
     expect(await card.locator('.slots-text').textContent()).toMatch(/^4\/4 slots busy, \d+ waiting, \d+ tok\/s now/);
-    expect(await card.locator('.models').textContent()).toBe('test-model');
+    expect(await card.locator('.models').textContent()).toBe('llm · test-model');
+    // Every kind draws its card the same way: the script pool's is there too, idle.
+    const scripts = page.locator('.card[data-kind="script"][data-card="scripts"]');
+    expect(await scripts.locator('.slots-text').textContent()).toMatch(/^\d+\/\d+ slots busy, \d+ tasks\/s now/);
   }, 60_000);
 
   it("renders an XSS payload in a worker's output as text, and stops a job with its Cancel button", async () => {

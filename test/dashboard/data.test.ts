@@ -1,7 +1,8 @@
 import { rm, writeFile } from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DashboardData } from '../../src/dashboard/data.js';
-import type { JobMeta } from '../../src/engine/types.js';
+import type { JobMeta, JobTotals } from '../../src/engine/types.js';
+import { LivePublisher } from '../../src/live/publisher.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { TaskRecord } from '../../src/store/records.js';
 import { JobStore } from '../../src/store/store.js';
@@ -29,6 +30,20 @@ const meta = (id: string, fields: Partial<JobMeta> = {}): JobMeta => ({
   options: {},
   ...fields,
 });
+
+/** A kind's totals as the dashboard gets them from the registry: here the tokens of a record, summed. */
+const unitTotals = new Map<string, JobTotals<unknown>>([
+  [
+    'script',
+    {
+      add: (sum, value) => {
+        const v = value as { tokens_in?: number; tokens_out?: number };
+        return ((sum as number | undefined) ?? 0) + (v.tokens_in ?? 0) + (v.tokens_out ?? 0);
+      },
+      view: (sum) => ({ fields: { units: sum }, text: `${String(sum)} units` }),
+    },
+  ],
+]);
 
 const done = (index: number, fields: Partial<TaskRecord> = {}): TaskRecord => ({
   index,
@@ -64,7 +79,7 @@ describe('DashboardData', () => {
         done(0, { value: { text: 'x'.repeat(500), tokens_in: 10, tokens_out: 4 } }),
         done(1, { state: 'failed', error: { code: 'NON_ZERO_EXIT', message: 'exit 1' } }),
       ]);
-    const data = new DashboardData(store.layout.stateDir, (pid) => pid === 22);
+    const data = new DashboardData(store.layout.stateDir, (pid) => pid === 22, silentLogger, unitTotals);
     const jobs = new Map((await data.snapshot(Date.now())).jobs.map((job) => [job.id, job]));
     expect(jobs.get(gone)).toMatchObject({
       state: 'interrupted',
@@ -73,7 +88,7 @@ describe('DashboardData', () => {
       pending: 1,
       owner: { pid: 11, alive: false },
       failures: [{ code: 'NON_ZERO_EXIT', count: 1, example: 'exit 1' }],
-      tokens: { prompt: 10, completion: 4 },
+      totals: { fields: { units: 14 }, text: '14 units' },
       next: expect.stringMatching(/^Its server \(pid 11\) is gone\. resume_job with \{"job_id":"/),
     });
     expect(jobs.get(running)).toMatchObject({ state: 'running', owner: { pid: 22, alive: true } });
@@ -97,5 +112,33 @@ describe('DashboardData', () => {
     expect((await data.snapshot(Date.now())).jobs[0]).toMatchObject({ succeeded: 1, pending: 2 });
     await store.appendResults(id, [done(1), done(0, { attempt: 2, state: 'failed' })]);
     expect((await data.snapshot(Date.now())).jobs[0]).toMatchObject({ succeeded: 1, failed: 1, pending: 1 });
+  });
+
+  it("draws every kind's live cards from the servers' live files, leaving out what is no card", async () => {
+    const store = await newStore();
+    const live = new LivePublisher({
+      stateDir: store.layout.stateDir,
+      pid: process.pid,
+      version: '0.0.0',
+      log: silentLogger,
+      intervalMs: 3_600_000,
+      figures: () => ({
+        llm: [{ name: 'lmstudio', detail: 'qwen3-8b', busy: 1, limit: 4, waiting: 2 }],
+        script: [{ name: 'scripts', busy: 3, limit: 8 }, { name: 'huge', busy: 0, limit: 1e9 }, { busy: 'x' }],
+        http: { not: 'a list' },
+      }),
+      handles: () => Promise.resolve(false),
+      act: () => Promise.resolve({ ok: true, message: '', by_pid: process.pid }),
+    });
+    await live.start();
+    try {
+      const { capacity } = await new DashboardData(store.layout.stateDir, () => true).snapshot(Date.now());
+      expect(capacity).toEqual([
+        { kind: 'llm', server_pid: process.pid, name: 'lmstudio', detail: 'qwen3-8b', busy: 1, limit: 4, waiting: 2 },
+        { kind: 'script', server_pid: process.pid, name: 'scripts', busy: 3, limit: 8 },
+      ]);
+    } finally {
+      await live.close();
+    }
   });
 });

@@ -8,6 +8,12 @@ import { makeTempDir } from '../helpers/client.js';
 
 /** What the engine's tests share: a pool of real sleeping tasks, and an engine on a fresh state directory. */
 
+/** Sums the `units` each result reports, as a kind sums its own data (tokens, say). */
+export const sleepTotals: JobTotals<number> = {
+  add: (sum, value) => (sum ?? 0) + ((value as { units?: number }).units ?? 0),
+  view: (sum) => ({ fields: { units: sum }, text: `${sum} units` }),
+};
+
 /** A real pool whose tasks sleep `input.ms` and record how many ran at once. */
 export class SleepPool implements Pool {
   readonly kind = 'sleep';
@@ -22,11 +28,6 @@ export class SleepPool implements Pool {
   jobEnded(jobId: string): void {
     this.ended.push({ jobId, running: this.running });
   }
-  /** Sums the `units` each result reports, as a kind sums its own data (tokens, say). */
-  readonly totals: JobTotals<number> = {
-    add: (sum, value) => (sum ?? 0) + ((value as { units?: number }).units ?? 0),
-    view: (sum) => ({ fields: { units: sum }, text: `${sum} units` }),
-  };
   async run(task: TaskContext): Promise<TaskResult> {
     this.running++;
     this.peak = Math.max(this.peak, this.running);
@@ -65,7 +66,14 @@ export async function setup(
   const dir = await tempDir();
   const store = new JobStore(dir, silentLogger);
   const pool = new SleepPool(poolConcurrency);
-  const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 7, ...(now ? { now } : {}) });
+  const engine = new Engine({
+    store,
+    pools: [pool],
+    totals: new Map([['sleep', sleepTotals]]),
+    log: silentLogger,
+    retentionDays: 7,
+    ...(now ? { now } : {}),
+  });
   await engine.init();
   return { engine, pool, store, dir };
 }

@@ -20,7 +20,7 @@ function publisher(stateDir: string, pid: number, acted: ControlRequest[], handl
     version: '0.0.0',
     log: silentLogger,
     intervalMs: 50,
-    figures: () => ({ llm: { endpoints: [{ name: 'lmstudio', busy: 2, limit: 4 }] } }),
+    figures: () => ({ llm: [{ name: 'lmstudio', busy: 2, limit: 4 }] }),
     handles: () => Promise.resolve(handles),
     act: (request) => {
       acted.push(request);
@@ -41,7 +41,7 @@ describe('LivePublisher', () => {
     expect(seen).toMatchObject({
       pid: 4242,
       version: '0.0.0',
-      pools: { llm: { endpoints: [{ name: 'lmstudio', busy: 2, limit: 4 }] } },
+      pools: { llm: [{ name: 'lmstudio', busy: 2, limit: 4 }] },
     });
     const first = seen?.heartbeat_at ?? '';
     await until(

@@ -7,6 +7,7 @@ import { type LlmJobPlan, type LlmJobRequest, planLlmJob } from './plan.js';
 import { LLM_KIND, LlmPool } from './pool.js';
 import { SchemaValidator } from './schema.js';
 import { LLM_SETTINGS, type LlmConfig } from './settings.js';
+import { llmTotals } from './totals.js';
 
 // What the kind's tools use, from here: tools never import a kind's insides.
 export type { EndpointReport } from './endpoints.js';
@@ -35,6 +36,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
   ],
   settings: LLM_SETTINGS,
   errorCodes: LLM_ERROR_CODES,
+  totals: llmTotals,
   taskCap: (config) => ({ max: config.llm.maxTasks, setting: 'llm.maxTasks' }),
   secretEnv: (config) => config.llm.endpoints.flatMap((e) => (e.apiKeyEnv === undefined ? [] : [e.apiKeyEnv])),
   create(config, deps) {

@@ -16,6 +16,7 @@ import { LmStudioDouble, type DoubleOptions } from '../../fixtures/lmstudio-doub
 import { testConfig } from '../../helpers/client.js';
 import { freePort } from '../../helpers/net.js';
 import { cleanupsAfterEach } from '../../helpers/cleanup.js';
+import { llmTotals } from '../../../src/pools/llm/totals.js';
 
 interface Rig {
   engine: Engine;
@@ -56,7 +57,13 @@ async function rig(
   });
   const { endpoints: service, pool } = createLlmParts(config, { log: silentLogger, env: {}, ...deps });
   const store = new JobStore(config.stateDir, silentLogger);
-  const engine = new Engine({ store, pools: [pool], log: silentLogger, retentionDays: 1 });
+  const engine = new Engine({
+    store,
+    pools: [pool],
+    totals: new Map([['llm', llmTotals]]),
+    log: silentLogger,
+    retentionDays: 1,
+  });
   await engine.init();
   cleanups.push(async () => {
     await engine.close();
