@@ -44,10 +44,9 @@ describe('the retry policy shared by the LLM and HTTP kinds', () => {
 
   it('a sleep ends at once when its signal aborts', async () => {
     const controller = new AbortController();
-    const t0 = Date.now();
+    // Not aborted, it would resolve after 10 s instead of rejecting (how fast: npm run bench stops).
     const pending = sleep(10_000, controller.signal);
     controller.abort(new Error('stop'));
     await expect(pending).rejects.toThrow('stop');
-    expect(Date.now() - t0).toBeLessThan(5000);
   });
 });

@@ -38,10 +38,8 @@ describe('HttpPool transfer', () => {
     expect(busy.ok).toBe(true);
     expect(valueOf(busy).attempts).toBe(3);
 
-    // Asked to wait an hour: fails at once instead.
-    const t1 = Date.now();
+    // Asked to wait an hour: fails at once instead (waiting would outlast the test's timeout).
     const forever = await run({ method: 'GET', url: `${s.origin}/forever` });
-    expect(Date.now() - t1).toBeLessThan(30_000);
     expect(forever.error?.code).toBe('HTTP_ERROR');
     expect(forever.error?.message).toContain('3600 s');
     expect(seen.get('/forever')).toBe(1);
@@ -142,11 +140,9 @@ describe('HttpPool transfer', () => {
       );
       await expect.poll(() => s.requests.length).toBe(before + 1);
       await new Promise((r) => setTimeout(r, 50));
-      const t0 = Date.now();
       controller.abort(new Error('cancelled by test'));
+      // Both would hang for good without the abort (how fast they stop: npm run bench stops).
       const settled = await outcome;
-      // Both would hang for good without the abort.
-      expect(Date.now() - t0).toBeLessThan(10_000);
       expect('e' in settled ? String(settled.e) : '').toContain('cancelled by test');
     }
     await expect.poll(() => closedWhileOpen).toBeGreaterThanOrEqual(3);
