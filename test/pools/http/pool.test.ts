@@ -2,12 +2,32 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sendJson } from '../../fixtures/http-server.js';
+import { until } from '../../helpers/scripts.js';
 import { httpHarness, SECRET } from './harness.js';
 
 const http = httpHarness();
 const { server, setup } = http;
 
 describe('HttpPool', () => {
+  it('shows requests in hand on its live card, and finished ones in its rate', async () => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const s = await server(async (req, res) => {
+      await held;
+      sendJson(res, 200, { ok: true });
+    });
+    const { pool, run } = setup({ allowHosts: [s.hostEntry], allowPrivateAddresses: true, maxConcurrency: 3 });
+    expect(pool.liveCards()).toMatchObject([{ name: 'http', busy: 0, limit: 3 }]);
+    const pending = run({ method: 'GET', url: `${s.origin}/slow` });
+    await until(() => pool.liveCards()[0]?.busy === 1, 'the request in hand on the card');
+    release();
+    expect((await pending).ok).toBe(true);
+    const [card] = pool.liveCards();
+    expect(card?.busy).toBe(0);
+    expect(card?.rate?.unit).toBe('requests/s');
+    expect(card?.rate?.series.reduce((sum, [, perSecond]) => sum + perSecond, 0)).toBeGreaterThan(0);
+  });
+
   it('refuses a host off the allowlist without sending anything', async () => {
     const s = await server((req, res) => sendJson(res, 200, {}));
     const { run } = setup({ allowHosts: ['api.example.com'], allowPrivateAddresses: true });
