@@ -1,243 +1,240 @@
 // The Monitor's page. Everything from the server (labels, outputs, errors, model answers) is
 // untrusted text: it goes into the page with textContent only, never as HTML.
-'use strict';
+// A module (strict, deferred, its names its own): index.html loads it with type="module".
+const $ = (id) => document.getElementById(id);
+let state = null;
+let selected = null;
+let detailTimer = null;
+const charts = new Map();
 
-(() => {
-  const $ = (id) => document.getElementById(id);
-  let state = null;
-  let selected = null;
-  let detailTimer = null;
-  const charts = new Map();
+// The token came in the URL; the server has set it as a cookie, so it leaves the address bar.
+if (location.search.includes('token=')) history.replaceState(null, '', '/');
 
-  // The token came in the URL; the server has set it as a cookie, so it leaves the address bar.
-  if (location.search.includes('token=')) history.replaceState(null, '', '/');
-
-  function el(tag, props = {}, children = []) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props)) {
-      if (key === 'text') node.textContent = value;
-      else if (key === 'className') node.className = value;
-      else if (key === 'title') node.title = value;
-      else if (key.startsWith('data-')) node.setAttribute(key, value);
-      else node[key] = value;
-    }
-    for (const child of children) if (child) node.append(child);
-    return node;
+function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === 'text') node.textContent = value;
+    else if (key === 'className') node.className = value;
+    else if (key === 'title') node.title = value;
+    else if (key.startsWith('data-')) node.setAttribute(key, value);
+    else node[key] = value;
   }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
 
-  function duration(ms) {
-    if (ms === undefined || ms === null) return '';
-    if (ms < 1000) return `${Math.round(ms)} ms`;
-    const s = ms / 1000;
-    if (s < 60) return `${s.toFixed(1)} s`;
-    const m = Math.floor(s / 60);
-    if (m < 60) return `${m} m ${Math.round(s % 60)} s`;
-    return `${Math.floor(m / 60)} h ${m % 60} m`;
+function duration(ms) {
+  if (ms === undefined || ms === null) return '';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} m ${Math.round(s % 60)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} m`;
+}
+
+function bar(job) {
+  const pct = (n) => `${job.tasks > 0 ? (100 * n) / job.tasks : 0}%`;
+  const node = el('div', {
+    className: 'bar',
+    title: `${job.succeeded} ok, ${job.failed} failed, ${job.cancelled} cancelled of ${job.tasks}`,
+  });
+  for (const [cls, n] of [
+    ['ok', job.succeeded],
+    ['fail', job.failed],
+    ['cancel', job.cancelled],
+  ]) {
+    const part = el('span', { className: cls });
+    part.style.width = pct(n);
+    node.append(part);
   }
+  return node;
+}
 
-  function bar(job) {
-    const pct = (n) => `${job.tasks > 0 ? (100 * n) / job.tasks : 0}%`;
-    const node = el('div', {
-      className: 'bar',
-      title: `${job.succeeded} ok, ${job.failed} failed, ${job.cancelled} cancelled of ${job.tasks}`,
-    });
-    for (const [cls, n] of [
-      ['ok', job.succeeded],
-      ['fail', job.failed],
-      ['cancel', job.cancelled],
-    ]) {
-      const part = el('span', { className: cls });
-      part.style.width = pct(n);
-      node.append(part);
-    }
-    return node;
+async function act(job, action) {
+  $('message').textContent = `${action === 'cancel' ? 'Cancelling' : 'Resuming'} ${job.id}…`;
+  try {
+    const response = await fetch(`/api/jobs/${job.id}/${action}`, { method: 'POST', credentials: 'same-origin' });
+    const reply = await response.json();
+    $('message').textContent = reply.message || `${action}: ${response.status}`;
+  } catch (error) {
+    $('message').textContent = `${action} failed: ${error}`;
   }
+}
 
-  async function act(job, action) {
-    $('message').textContent = `${action === 'cancel' ? 'Cancelling' : 'Resuming'} ${job.id}…`;
-    try {
-      const response = await fetch(`/api/jobs/${job.id}/${action}`, { method: 'POST', credentials: 'same-origin' });
-      const reply = await response.json();
-      $('message').textContent = reply.message || `${action}: ${response.status}`;
-    } catch (error) {
-      $('message').textContent = `${action} failed: ${error}`;
-    }
-  }
-
-  function jobRow(job) {
-    const done = job.succeeded + job.failed + job.cancelled;
-    const failures = el('div', { className: 'failures' });
-    for (const group of job.failures.slice(0, 3)) {
-      failures.append(
-        el('div', { title: group.example }, [
-          el('span', { className: 'code', text: group.code }),
-          document.createTextNode(` ×${group.count} `),
-          el('span', { className: 'example', text: group.example.slice(0, 80) }),
-        ]),
-      );
-    }
-    const actions = el('td');
-    if (job.state === 'running' || job.state === 'queued')
-      actions.append(
-        el('button', {
-          text: 'Cancel',
-          'data-action': 'cancel',
-          onclick: (event) => {
-            event.stopPropagation();
-            act(job, 'cancel');
-          },
-        }),
-      );
-    if (job.state === 'interrupted' || job.state === 'failed' || job.state === 'cancelled')
-      actions.append(
-        el('button', {
-          text: 'Resume',
-          'data-action': 'resume',
-          onclick: (event) => {
-            event.stopPropagation();
-            act(job, 'resume');
-          },
-        }),
-      );
-    const name = el('td', {}, [
-      el('div', { className: 'mono', text: job.id }),
-      job.label ? el('div', { className: 'label', text: job.label }) : null,
-      job.next ? el('div', { className: 'next', text: job.next }) : null,
-      job.runs_on ? el('div', { className: 'label', text: `runs on ${job.runs_on}` }) : null,
-    ]);
-    const row = el(
-      'tr',
-      { className: `job${selected === job.id ? ' selected' : ''}`, 'data-job': job.id, onclick: () => select(job.id) },
-      [
-        el('td', {}, [el('span', { className: `state ${job.state}`, text: job.state })]),
-        name,
-        el('td', { text: job.kind }),
-        el('td', {}, [bar(job)]),
-        el('td', { className: 'done', text: `${done}/${job.tasks}` }),
-        el('td', { text: job.eta_ms === undefined ? '' : duration(job.eta_ms) }),
-        el('td', { text: duration(job.elapsed_ms) }),
-        el('td', { text: `${job.concurrency}${job.peak_running ? ` (peak ${job.peak_running})` : ''}` }),
-        el('td', {}, [failures]),
-        el('td', { className: 'label', text: job.totals ? job.totals.text : '' }),
-        actions,
-      ],
+function jobRow(job) {
+  const done = job.succeeded + job.failed + job.cancelled;
+  const failures = el('div', { className: 'failures' });
+  for (const group of job.failures.slice(0, 3)) {
+    failures.append(
+      el('div', { title: group.example }, [
+        el('span', { className: 'code', text: group.code }),
+        document.createTextNode(` ×${group.count} `),
+        el('span', { className: 'example', text: group.example.slice(0, 80) }),
+      ]),
     );
-    return row;
   }
-
-  /** A kind's live card (an LLM endpoint, the script pool, the HTTP pool): slots, queue, rate chart. */
-  function capacityCard(card) {
-    const key = `${card.server_pid}:${card.kind}:${card.name}`;
-    const slots = el('div', { className: 'slots', title: `${card.busy} of ${card.limit} slots busy` });
-    for (let i = 0; i < card.limit; i++) slots.append(el('span', { className: i < card.busy ? 'busy' : '' }));
-    const series = (card.rate && card.rate.series) || [];
-    const now = series.length ? series[series.length - 1][1] : 0;
-    const rateText = card.rate ? `, ${Math.round(now)} ${card.rate.unit} now` : '';
-    const chartBox = el('div', { className: 'chart' });
-    const box = el('div', { className: 'card', 'data-kind': card.kind, 'data-card': card.name }, [
-      el('div', { className: 'name', text: `${card.name}${card.reachable === false ? ' (unreachable)' : ''}` }),
-      el('div', { className: 'models', text: `${card.kind}${card.detail ? ` · ${card.detail}` : ''}` }),
-      slots,
-      el('div', {
-        className: 'label slots-text',
-        text: `${card.busy}/${card.limit} slots busy${card.waiting === undefined ? '' : `, ${card.waiting} waiting`}${rateText} (server pid ${card.server_pid})`,
-      }),
-      chartBox,
-    ]);
-    if (window.uPlot && series.length) {
-      const data = [series.map((p) => p[0] / 1000), series.map((p) => p[1])];
-      const chart = new window.uPlot(
-        {
-          width: 260,
-          height: 70,
-          legend: { show: false },
-          cursor: { show: false },
-          axes: [{ show: false }, { size: 36, stroke: '#9aa3b2', grid: { stroke: '#2a2f3a' } }],
-          series: [{}, { stroke: '#58a6ff', fill: 'rgba(88,166,255,.15)' }],
-          scales: { x: { time: true } },
+  const actions = el('td');
+  if (job.state === 'running' || job.state === 'queued')
+    actions.append(
+      el('button', {
+        text: 'Cancel',
+        'data-action': 'cancel',
+        onclick: (event) => {
+          event.stopPropagation();
+          act(job, 'cancel');
         },
-        data,
-        chartBox,
-      );
-      charts.set(key, chart);
-    }
-    return box;
-  }
+      }),
+    );
+  if (job.state === 'interrupted' || job.state === 'failed' || job.state === 'cancelled')
+    actions.append(
+      el('button', {
+        text: 'Resume',
+        'data-action': 'resume',
+        onclick: (event) => {
+          event.stopPropagation();
+          act(job, 'resume');
+        },
+      }),
+    );
+  const name = el('td', {}, [
+    el('div', { className: 'mono', text: job.id }),
+    job.label ? el('div', { className: 'label', text: job.label }) : null,
+    job.next ? el('div', { className: 'next', text: job.next }) : null,
+    job.runs_on ? el('div', { className: 'label', text: `runs on ${job.runs_on}` }) : null,
+  ]);
+  const row = el(
+    'tr',
+    { className: `job${selected === job.id ? ' selected' : ''}`, 'data-job': job.id, onclick: () => select(job.id) },
+    [
+      el('td', {}, [el('span', { className: `state ${job.state}`, text: job.state })]),
+      name,
+      el('td', { text: job.kind }),
+      el('td', {}, [bar(job)]),
+      el('td', { className: 'done', text: `${done}/${job.tasks}` }),
+      el('td', { text: job.eta_ms === undefined ? '' : duration(job.eta_ms) }),
+      el('td', { text: duration(job.elapsed_ms) }),
+      el('td', { text: `${job.concurrency}${job.peak_running ? ` (peak ${job.peak_running})` : ''}` }),
+      el('td', {}, [failures]),
+      el('td', { className: 'label', text: job.totals ? job.totals.text : '' }),
+      actions,
+    ],
+  );
+  return row;
+}
 
-  function render() {
-    if (!state) return;
-    const running = state.jobs.filter((j) => j.state === 'running' || j.state === 'queued').length;
-    $('summary').textContent =
-      `${state.jobs.length} job(s), ${running} running · ${state.servers.length} server(s) live${state.servers.length ? ` (pid ${state.servers.map((s) => s.pid).join(', ')})` : ''}`;
-    for (const chart of charts.values()) chart.destroy();
-    charts.clear();
-    $('capacity').replaceChildren(...state.capacity.map(capacityCard));
-    $('capacity-section').hidden = state.capacity.length === 0;
-    $('jobs').tBodies[0].replaceChildren(...state.jobs.map(jobRow));
-    $('empty').hidden = state.jobs.length > 0;
-    $('footer').textContent =
-      `State directory: ${state.state_dir} · updated ${new Date(state.generated_at).toLocaleTimeString()}`;
+/** A kind's live card (an LLM endpoint, the script pool, the HTTP pool): slots, queue, rate chart. */
+function capacityCard(card) {
+  const key = `${card.server_pid}:${card.kind}:${card.name}`;
+  const slots = el('div', { className: 'slots', title: `${card.busy} of ${card.limit} slots busy` });
+  for (let i = 0; i < card.limit; i++) slots.append(el('span', { className: i < card.busy ? 'busy' : '' }));
+  const series = (card.rate && card.rate.series) || [];
+  const now = series.length ? series[series.length - 1][1] : 0;
+  const rateText = card.rate ? `, ${Math.round(now)} ${card.rate.unit} now` : '';
+  const chartBox = el('div', { className: 'chart' });
+  const box = el('div', { className: 'card', 'data-kind': card.kind, 'data-card': card.name }, [
+    el('div', { className: 'name', text: `${card.name}${card.reachable === false ? ' (unreachable)' : ''}` }),
+    el('div', { className: 'models', text: `${card.kind}${card.detail ? ` · ${card.detail}` : ''}` }),
+    slots,
+    el('div', {
+      className: 'label slots-text',
+      text: `${card.busy}/${card.limit} slots busy${card.waiting === undefined ? '' : `, ${card.waiting} waiting`}${rateText} (server pid ${card.server_pid})`,
+    }),
+    chartBox,
+  ]);
+  if (window.uPlot && series.length) {
+    const data = [series.map((p) => p[0] / 1000), series.map((p) => p[1])];
+    const chart = new window.uPlot(
+      {
+        width: 260,
+        height: 70,
+        legend: { show: false },
+        cursor: { show: false },
+        axes: [{ show: false }, { size: 36, stroke: '#9aa3b2', grid: { stroke: '#2a2f3a' } }],
+        series: [{}, { stroke: '#58a6ff', fill: 'rgba(88,166,255,.15)' }],
+        scales: { x: { time: true } },
+      },
+      data,
+      chartBox,
+    );
+    charts.set(key, chart);
   }
+  return box;
+}
 
-  async function loadDetail() {
-    if (!selected) return;
-    const response = await fetch(`/api/jobs/${selected}`, { credentials: 'same-origin' });
-    if (!response.ok) return;
-    const { job, tasks, total } = await response.json();
-    $('detail').hidden = false;
-    $('detail-title').textContent = `${job.id}${job.label ? ` — ${job.label}` : ''} (${job.kind}, ${job.state})`;
-    $('detail-note').textContent =
-      `${job.succeeded + job.failed + job.cancelled}/${job.tasks} done${total > tasks.length ? `; the first ${tasks.length} tasks shown` : ''}${job.next ? `. ${job.next}` : ''}`;
-    $('tasks').tBodies[0].replaceChildren(
-      ...tasks.map((task) =>
-        el('tr', { 'data-task': String(task.index) }, [
-          el('td', { text: String(task.index) }),
-          el('td', {}, [el('span', { className: `state ${task.state}`, text: task.state })]),
-          el('td', { text: task.attempt ? String(task.attempt) : '' }),
-          el('td', { text: duration(task.duration_ms) }),
-          el('td', { className: 'mono', text: task.id || '' }),
-          el('td', {}, [
-            el('pre', {
-              className: 'preview',
-              text: task.error ? `${task.error.code}: ${task.error.message}` : task.preview || '',
-            }),
-          ]),
-          el('td', {
-            className: 'mono',
-            text: Object.entries(task.files || {})
-              .map(([k, v]) => `${k}: ${v}`)
-              .join('\n'),
+function render() {
+  if (!state) return;
+  const running = state.jobs.filter((j) => j.state === 'running' || j.state === 'queued').length;
+  $('summary').textContent =
+    `${state.jobs.length} job(s), ${running} running · ${state.servers.length} server(s) live${state.servers.length ? ` (pid ${state.servers.map((s) => s.pid).join(', ')})` : ''}`;
+  for (const chart of charts.values()) chart.destroy();
+  charts.clear();
+  $('capacity').replaceChildren(...state.capacity.map(capacityCard));
+  $('capacity-section').hidden = state.capacity.length === 0;
+  $('jobs').tBodies[0].replaceChildren(...state.jobs.map(jobRow));
+  $('empty').hidden = state.jobs.length > 0;
+  $('footer').textContent =
+    `State directory: ${state.state_dir} · updated ${new Date(state.generated_at).toLocaleTimeString()}`;
+}
+
+async function loadDetail() {
+  if (!selected) return;
+  const response = await fetch(`/api/jobs/${selected}`, { credentials: 'same-origin' });
+  if (!response.ok) return;
+  const { job, tasks, total } = await response.json();
+  $('detail').hidden = false;
+  $('detail-title').textContent = `${job.id}${job.label ? ` — ${job.label}` : ''} (${job.kind}, ${job.state})`;
+  $('detail-note').textContent =
+    `${job.succeeded + job.failed + job.cancelled}/${job.tasks} done${total > tasks.length ? `; the first ${tasks.length} tasks shown` : ''}${job.next ? `. ${job.next}` : ''}`;
+  $('tasks').tBodies[0].replaceChildren(
+    ...tasks.map((task) =>
+      el('tr', { 'data-task': String(task.index) }, [
+        el('td', { text: String(task.index) }),
+        el('td', {}, [el('span', { className: `state ${task.state}`, text: task.state })]),
+        el('td', { text: task.attempt ? String(task.attempt) : '' }),
+        el('td', { text: duration(task.duration_ms) }),
+        el('td', { className: 'mono', text: task.id || '' }),
+        el('td', {}, [
+          el('pre', {
+            className: 'preview',
+            text: task.error ? `${task.error.code}: ${task.error.message}` : task.preview || '',
           }),
         ]),
-      ),
-    );
-  }
+        el('td', {
+          className: 'mono',
+          text: Object.entries(task.files || {})
+            .map(([k, v]) => `${k}: ${v}`)
+            .join('\n'),
+        }),
+      ]),
+    ),
+  );
+}
 
-  function select(jobId) {
-    selected = jobId;
+function select(jobId) {
+  selected = jobId;
+  render();
+  loadDetail();
+}
+
+function connect() {
+  const events = new EventSource('/api/events');
+  events.addEventListener('state', (event) => {
+    state = JSON.parse(event.data);
+    $('connection').textContent = 'live';
+    $('connection').className = 'pill live';
     render();
-    loadDetail();
-  }
+    // The open job's tasks follow, at most twice a second.
+    if (selected && !detailTimer)
+      detailTimer = setTimeout(() => {
+        detailTimer = null;
+        loadDetail();
+      }, 500);
+  });
+  events.onerror = () => {
+    $('connection').textContent = 'offline';
+    $('connection').className = 'pill offline';
+  };
+}
 
-  function connect() {
-    const events = new EventSource('/api/events');
-    events.addEventListener('state', (event) => {
-      state = JSON.parse(event.data);
-      $('connection').textContent = 'live';
-      $('connection').className = 'pill live';
-      render();
-      // The open job's tasks follow, at most twice a second.
-      if (selected && !detailTimer)
-        detailTimer = setTimeout(() => {
-          detailTimer = null;
-          loadDetail();
-        }, 500);
-    });
-    events.onerror = () => {
-      $('connection').textContent = 'offline';
-      $('connection').className = 'pill offline';
-    };
-  }
-
-  connect();
-})();
+connect();
