@@ -1,6 +1,6 @@
 // Types of docs.mjs for test/docs.test.ts, which runs it over the sources.
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
-import type { configTable, parseConfig } from '../src/config.js';
+import type { configTable, parseConfig } from '../src/registry.js';
 import type { processControl } from '../src/processes.js';
 import type { createServer } from '../src/server.js';
 

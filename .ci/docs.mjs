@@ -210,7 +210,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.reso
   const dist = (file) => import(pathToFileURL(path.join(root, 'dist', 'src', file)).href);
   const [{ createServer }, { parseConfig, configTable }, { processControl }] = await Promise.all([
     dist('server.js'),
-    dist('config.js'),
+    dist('registry.js'),
     dist('processes.js'),
   ]);
   const facts = await docsFacts({ createServer, parseConfig, configTable, processControl }, root);

@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Config } from './config.js';
+import { type Config, doctorKinds } from './registry.js';
 import { errorText } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { DoctorReport } from './pools/kind.js';
 import { LINUX, type Platform } from './platform/index.js';
-import { doctorKinds } from './registry.js';
 
 export interface DoctorDeps {
   /** Receives each line of the report, newline included. */

@@ -1,5 +1,7 @@
-import type { CoreConfig } from './config/core.js';
-import type { SettingsTree, ValuesOfAll } from './config/settings.js';
+import { CORE_CONSTRAINTS, CORE_SETTINGS, type CoreConfig } from './config/core.js';
+import { optionsHelp, settingsTable } from './config/docs.js';
+import { type ConfigSources, parseSettings } from './config/parse.js';
+import { mergeTrees, type SettingsTree, type ValuesOfAll } from './config/settings.js';
 import { httpKind } from './pools/http/index.js';
 import type { DoctorReport, KindDeps, KindInstance, TaskCap, WorkerKind } from './pools/kind.js';
 import { llmKind } from './pools/llm/index.js';
@@ -34,6 +36,33 @@ export const KINDS = [
 
 /** Every kind's settings as values (`config.script`, `config.llm`, …). */
 export type KindsConfig = ValuesOfAll<(typeof KINDS)[number]['kind']['settings']>;
+
+export { configFilePath, type ConfigSources } from './config/parse.js';
+
+/** The whole configuration: the server's own settings and every kind's. */
+export type Config = CoreConfig & KindsConfig;
+
+/** Every setting: the core's, then each registered kind's. */
+const SETTINGS = mergeTrees(CORE_SETTINGS, ...KINDS.map(({ kind }) => kind.settings));
+const CONSTRAINTS = [...CORE_CONSTRAINTS, ...KINDS.flatMap(({ kind }) => kind.constraints ?? [])];
+
+/**
+ * defaults < config file < environment < command-line flags. Pure: everything it reads comes in
+ * through `src`, so tests cover every layer without touching the process.
+ */
+export function parseConfig(src: ConfigSources): Config {
+  return parseSettings(SETTINGS, CONSTRAINTS, src) as Config;
+}
+
+/** The options part of `monitor-mcp --help`. */
+export function configHelp(): string {
+  return optionsHelp(SETTINGS);
+}
+
+/** The settings table of docs/configuration.md. */
+export function configTable(): string {
+  return settingsTable(SETTINGS);
+}
 
 /** A kind built for a server: its instance, and its tools (their handlers get the instance's services). */
 export interface BuiltKind {

@@ -1,6 +1,6 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { type CallToolResult, CallToolRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import type { Config } from './config.js';
+import type { Config } from './registry.js';
 import type { Engine } from './engine/engine.js';
 import { errorText, MonitorError } from './errors.js';
 import type { Logger } from './log.js';

@@ -1,12 +1,11 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import type { Config } from './config.js';
+import { buildKinds, type BuiltKind, type Config } from './registry.js';
 import { Engine } from './engine/engine.js';
 import type { Ownership } from './engine/types.js';
 import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
 import { LINUX, type Platform } from './platform/index.js';
-import { type BuiltKind, buildKinds } from './registry.js';
 import { handleToolCalls } from './server-calls.js';
 import { liveControl } from './server-live.js';
 import { toolTable } from './server-tools.js';

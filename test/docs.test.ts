@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { docsFacts, GENERATED_PAGES, renderDocs } from '../.ci/docs.mjs';
-import { configTable, parseConfig } from '../src/config.js';
+import { configTable, parseConfig } from '../src/registry.js';
 import { processControl } from '../src/processes.js';
 import { createServer } from '../src/server.js';
 import { repoRoot } from './helpers/client.js';

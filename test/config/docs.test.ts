@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { configHelp, configTable } from '../../src/config.js';
+import { configHelp, configTable, KINDS } from '../../src/registry.js';
 import { CORE_SETTINGS } from '../../src/config/core.js';
 import { settingEntries } from '../../src/config/settings.js';
-import { KINDS } from '../../src/registry.js';
 
 const allSettings = [CORE_SETTINGS, ...KINDS.map(({ kind }) => kind.settings)].flatMap((tree) => settingEntries(tree));
 

@@ -3,12 +3,11 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../../src/config.js';
+import { buildKinds, type Config } from '../../src/registry.js';
 import { silentLogger } from '../../src/log.js';
 import { RUN_TOKEN_VAR } from '../../src/pools/script/descendants.js';
 import { ScriptPool } from '../../src/pools/script/pool.js';
 import type { ProcessControl } from '../../src/processes.js';
-import { buildKinds } from '../../src/registry.js';
 import { connectInMemory, jobIdOf, repoRoot, testConfig, testProcesses, type Connected } from './client.js';
 
 export const fixtureWorkers = path.join(repoRoot, 'test', 'fixtures', 'workers');

@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config.js';
+import type { Config } from '../../src/registry.js';
 import { sendJson, startHttpServer, type TestHttpServer } from '../fixtures/http-server.js';
 import { type Connected, connectInMemory, jobIdOf, testConfig, textOf } from '../helpers/client.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config.js';
+import type { Config } from '../../src/registry.js';
 import { latestRecords } from '../../src/store/records.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
 import { cleanupsAfterEach, fileTree } from '../helpers/cleanup.js';

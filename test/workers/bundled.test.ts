@@ -214,7 +214,7 @@ describe('every bundled worker, on files it must not read', () => {
     'folder.py',
     'link_out.py',
     path.join(outside, 'private.py'),
-    path.join(repoRoot, 'src', 'config.ts'),
+    path.join(repoRoot, 'src', 'registry.ts'),
     'fine.py',
     'binary.py',
   ];
@@ -240,7 +240,7 @@ describe('every bundled worker, on files it must not read', () => {
       // grep_context searches a folder it is given (here an empty one); the others skip it.
       const specials = worker === 'grep_context.py' ? ['pipe.py', 'zero.ts'] : ['pipe.py', 'zero.ts', 'folder.py'];
       for (const special of specials) expect(byName.get(special)?.error, special).toMatch(/not a regular file/);
-      for (const far of ['link_out.py', 'private.py', 'config.ts'])
+      for (const far of ['link_out.py', 'private.py', 'registry.ts'])
         expect(byName.get(far)?.error, far).toMatch(/outside the allowed folders/);
       expect(byName.get('fine.py')?.error).toBeUndefined();
       expect(byName.get('binary.py')?.error).toBe('binary file');

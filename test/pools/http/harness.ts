@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll } from 'vitest';
-import type { Config } from '../../../src/config.js';
+import type { Config } from '../../../src/registry.js';
 import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
 import type { Logger } from '../../../src/log.js';
 import { HttpPool } from '../../../src/pools/http/pool.js';

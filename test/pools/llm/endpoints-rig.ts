@@ -1,5 +1,5 @@
 import { rm } from 'node:fs/promises';
-import type { Config } from '../../../src/config.js';
+import type { Config } from '../../../src/registry.js';
 import { silentLogger } from '../../../src/log.js';
 import type { Endpoints } from '../../../src/pools/llm/endpoints.js';
 import { createLlmParts } from '../../../src/pools/llm/index.js';

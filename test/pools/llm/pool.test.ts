@@ -1,6 +1,6 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import type { Config } from '../../../src/config.js';
+import type { Config } from '../../../src/registry.js';
 import { Engine } from '../../../src/engine/engine.js';
 import type { TaskRecord } from '../../../src/engine/types.js';
 import { silentLogger } from '../../../src/log.js';

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../../src/config.js';
+import type { Config } from '../../../src/registry.js';
 import { silentLogger } from '../../../src/log.js';
 import { platformFor } from '../../../src/platform/index.js';
 import { readProcInfo } from '../../../src/platform/proc.js';

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll } from 'vitest';
-import type { Config } from '../../../src/config.js';
+import type { Config } from '../../../src/registry.js';
 import type { TaskContext, TaskResult } from '../../../src/engine/types.js';
 import type { ScriptJobOptions } from '../../../src/pools/script/job-options.js';
 import type { ScriptPool } from '../../../src/pools/script/pool.js';

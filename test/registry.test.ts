@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configFilePath, parseConfig, type ConfigSources } from '../src/config.js';
+import { configFilePath, parseConfig, type ConfigSources } from '../src/registry.js';
 import { errorText } from '../src/errors.js';
 import { resolveInsideRoots } from '../src/paths.js';
 import { platformFor } from '../src/platform/index.js';
