@@ -1,7 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { controlDir, readLiveServers } from '../src/live/publisher.js';
+import { silentLogger } from '../src/log.js';
+import { StateLayout } from '../src/store/layout.js';
+import { StateReader } from '../src/store/reader.js';
 import { type Connected } from './helpers/client.js';
 import { connectWithE2eWorkers, submitScripts, until } from './helpers/scripts.js';
 
@@ -20,7 +22,7 @@ async function ask(
   action: 'cancel' | 'resume',
   jobId: string,
 ): Promise<{ ok: boolean; message: string; by_pid: number }> {
-  const dir = controlDir(conn.config.stateDir);
+  const dir = new StateLayout(conn.config.stateDir).controlDir;
   const id = `req-${action}-${jobId}`;
   await writeFile(
     path.join(dir, `${id}.json`),
@@ -44,8 +46,11 @@ async function stateOf(jobId: string): Promise<string | undefined> {
 
 describe('live control', () => {
   it("publishes this server's live file, and cancels and resumes its jobs when the dashboard asks", async () => {
-    await until(async () => (await readLiveServers(conn.config.stateDir, Date.now())).length === 1, 'the live file');
-    const [live] = await readLiveServers(conn.config.stateDir, Date.now());
+    await until(
+      async () => (await new StateReader(conn.config.stateDir, silentLogger).liveServers(Date.now())).length === 1,
+      'the live file',
+    );
+    const [live] = await new StateReader(conn.config.stateDir, silentLogger).liveServers(Date.now());
     expect(live?.pid).toBe(process.pid);
 
     const jobId = await submitScripts(conn, { worker: 'sleep.py', inputs: [{ args: ['60'] }] });

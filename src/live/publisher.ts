@@ -1,12 +1,10 @@
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { type Logger, silentLogger } from '../log.js';
+import type { Logger } from '../log.js';
 import { type ControlReply, ControlFiles, type ControlRequest } from '../store/control.js';
 import { StateLayout } from '../store/layout.js';
-import { StateReader } from '../store/reader.js';
 import type { LiveFile } from '../store/records.js';
 
 export type { ControlReply, ControlRequest } from '../store/control.js';
-export type { LiveFile } from '../store/records.js';
 
 /** How often a running server rewrites its live file (its heartbeat) and looks for control requests. */
 export const LIVE_INTERVAL_MS = 1000;
@@ -114,14 +112,4 @@ export class LivePublisher {
       );
     }
   }
-}
-
-/** Where the live files are (the store's layout names it). */
-export const liveDir = (stateDir: string): string => new StateLayout(stateDir).liveDir;
-/** Where control requests go (the store's layout names it). */
-export const controlDir = (stateDir: string): string => new StateLayout(stateDir).controlDir;
-
-/** The live files of the servers that beat recently (read by the store: StateReader.liveServers). */
-export function readLiveServers(stateDir: string, now: number): Promise<LiveFile[]> {
-  return new StateReader(stateDir, silentLogger).liveServers(now);
 }

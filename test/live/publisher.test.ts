@@ -1,12 +1,17 @@
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { controlDir, type ControlRequest, LivePublisher, liveDir, readLiveServers } from '../../src/live/publisher.js';
+import { type ControlRequest, LivePublisher } from '../../src/live/publisher.js';
 import { silentLogger } from '../../src/log.js';
+import { StateLayout } from '../../src/store/layout.js';
+import { StateReader } from '../../src/store/reader.js';
 import { makeTempDir } from '../helpers/client.js';
 import { until } from '../helpers/scripts.js';
 
 const dirs: string[] = [];
+const readLiveServers = (stateDir: string, now: number) => new StateReader(stateDir, silentLogger).liveServers(now);
+const liveDir = (stateDir: string): string => new StateLayout(stateDir).liveDir;
+const controlDir = (stateDir: string): string => new StateLayout(stateDir).controlDir;
 const publishers: LivePublisher[] = [];
 afterEach(async () => {
   for (const publisher of publishers.splice(0)) await publisher.close();
