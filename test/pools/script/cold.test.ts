@@ -75,7 +75,6 @@ describe('cold runs', () => {
   });
   it('kills the whole process group on timeout, even processes that ignore SIGTERM', async () => {
     const pidFile = path.join(fixture.outputDir, `stubborn-timeout-${Date.now()}`);
-    const started = Date.now();
     const pending = run('stubborn.py', { args: [pidFile] }, { options: { timeout_seconds: 1 } });
     const [parent = 0, child = 0] = await readPids(pidFile);
     try {
@@ -85,8 +84,7 @@ describe('cold runs', () => {
       expect(result.error?.code).toBe('TIMEOUT');
       expect(result.error?.hint).toContain('timeout_seconds');
       expect(valueOf(result)).toMatchObject({ timed_out: true, signal: 'SIGKILL' });
-      // 1 s timeout + 0.5 s grace, with room for a loaded machine.
-      expect(Date.now() - started).toBeLessThan(10_000);
+      // How soon after the 1 s timeout: npm run bench stops.
       expect(await eventually(() => !alive(parent) && !alive(child), 5000)).toBe(true);
     } finally {
       killQuietly(parent);

@@ -171,7 +171,6 @@ describe('ScriptPool packs', () => {
 
   it('gives a pack the per-task timeout times its inputs, and runs them alone after it', async () => {
     const log = probeLog();
-    const started = Date.now();
     const results = await pool.runBatch(
       batch('pack_probe.py', [{ args: ['a'] }, { args: ['sleep'] }], {
         env: { PACK_PROBE_LOG: log },
@@ -184,8 +183,7 @@ describe('ScriptPool packs', () => {
     expect(String(valueOf(results[0]).notes)).toMatch(
       /its pack of 2 inputs ran longer than its 1 s \(timeout_seconds × its inputs\) and was killed/,
     );
-    // 1 s for the pack, 0.5 s for the sleeper alone, the kill graces; with room for a loaded machine.
-    expect(Date.now() - started).toBeLessThan(20_000);
+    // How soon they stop: npm run bench stops.
   });
 
   it('stops the whole pack on cancel, and runs nothing again', async () => {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TaskContext } from '../../../src/engine/types.js';
 import { makeTempDir, repoRoot, testProcesses } from '../../helpers/client.js';
-import { scriptConfig, scriptPool } from '../../helpers/scripts.js';
+import { scriptConfig, scriptPool, until } from '../../helpers/scripts.js';
 import { usePoolFixture, valueOf } from './pool-runs.js';
 
 /** The script pool (pool.ts): a job's plan and environment, stored options and inputs, how its workers start. */
@@ -14,6 +14,23 @@ const fixture = usePoolFixture();
 const run = fixture.run;
 
 describe('ScriptPool', () => {
+  it('shows runs in hand on its live card, and finished tasks in its rate', async () => {
+    const { pool } = fixture;
+    const controller = new AbortController();
+    const pending = run('sleep.py', { args: ['60'] }, { signal: controller.signal });
+    try {
+      await until(() => pool.liveCards()[0]?.busy === 1, 'the running task on the card');
+      expect(pool.liveCards()).toMatchObject([{ name: 'scripts', limit: fixture.config.script.maxConcurrency }]);
+    } finally {
+      controller.abort();
+      // A cancelled run may reject (the engine records it as cancelled): either way it ended.
+      await pending.catch(() => undefined);
+    }
+    const [card] = pool.liveCards();
+    expect(card?.busy).toBe(0);
+    expect(card?.rate?.unit).toBe('tasks/s');
+    expect(card?.rate?.series.reduce((sum, [, perSecond]) => sum + perSecond, 0)).toBeGreaterThan(0);
+  });
   it('adds the job env to every task', async () => {
     const result = await run('echo.py', {}, { options: { env: { FIXTURE_COLOUR: 'blue' } } });
     expect(valueOf(result).json).toMatchObject({ env: { FIXTURE_COLOUR: 'blue' } });

@@ -158,13 +158,11 @@ describe('warm workers', () => {
     it('kills a timed-out process with its group and replaces it; later tasks succeed', async () => {
       const jobId = newJob();
       const file = pidFile('warm-timeout');
-      const started = Date.now();
       const pending = run(jobId, 0, { args: ['sleep', '60', file] }, { options: { timeout_seconds: 1 } });
       const pid = await firstPid(file);
       const result = await pending;
       expect(result.error).toMatchObject({ code: 'TIMEOUT', hint: expect.stringContaining('timeout_seconds') });
       expect(valueOf(result)).toMatchObject({ timed_out: true, exit_code: null, signal: 'SIGTERM' });
-      expect(Date.now() - started).toBeLessThan(15_000);
       await until(() => !alive(pid), 'the timed-out process to be gone', 10_000);
       const next = await run(jobId, 1, { args: ['pid'] }, { options: { timeout_seconds: 1 } });
       expect(next.ok).toBe(true);
