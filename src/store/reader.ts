@@ -55,8 +55,11 @@ export class StateReader {
   private readonly tails = new Map<string, ResultsTail>();
   /** One read at a time per job: concurrent collects must not parse the same bytes twice. */
   private readonly reads = new Map<string, Promise<unknown>>();
-  /** Metadata by the mtime of its file: a poll over every job re-reads only what changed. */
-  private readonly metas = new Map<string, { mtimeMs: number; meta?: JobMeta }>();
+  /**
+   * Metadata by the mtime of its file: a poll over every job re-reads only what changed. Holds the
+   * metadata of cached scans only (the engine changes its own copies), and which files are damaged.
+   */
+  private readonly metas = new Map<string, { mtimeMs: number; meta?: JobMeta; damaged?: true }>();
 
   constructor(stateDir: string, log: Logger, options: StateReaderOptions = {}) {
     this.layout = new StateLayout(stateDir);
@@ -123,16 +126,18 @@ export class StateReader {
     const info = await stat(this.layout.metaFile(id)).catch(() => undefined);
     if (!info) return 'missing';
     const known = this.metas.get(id);
-    if (known?.mtimeMs === info.mtimeMs && (cached || known.meta === undefined)) return known.meta;
+    const unchanged = known?.mtimeMs === info.mtimeMs;
+    if (unchanged && known.damaged) return undefined;
+    if (unchanged && cached && known.meta) return known.meta;
     try {
       const meta = await this.readMeta(id);
-      this.metas.set(id, { mtimeMs: info.mtimeMs, meta });
+      this.metas.set(id, cached ? { mtimeMs: info.mtimeMs, meta } : { mtimeMs: info.mtimeMs });
       return meta;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
       // Said once per version of the file, not on every poll.
-      if (known?.mtimeMs !== info.mtimeMs) this.damagedJob(id, error);
-      this.metas.set(id, { mtimeMs: info.mtimeMs });
+      this.damagedJob(id, error);
+      this.metas.set(id, { mtimeMs: info.mtimeMs, damaged: true });
       return undefined;
     }
   }
