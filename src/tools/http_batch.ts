@@ -31,7 +31,7 @@ export const httpBatchTool = defineKindTool(httpKind, {
     'Sends HTTP requests to web APIs concurrently as one background job; returns a job_id at once, then collect_results gives the responses.',
     "Only hosts on the user's allowlist can be called (private addresses only if allowed); a refused host fails the whole call, saying what the user can do. A few requests at once per host; 429 and 503 are retried after Retry-After; redirects only to allowed hosts.",
     'Secrets: write ${env:NAME} in a header value, e.g. "Authorization": "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never shown in results.',
-    "A result's value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or a text preview (cut: true when it is only the start); a large body goes whole to files.output (truncated: true when it passed the size cap).",
+    "A result's value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or text (cut: true: its start); all in files.output (truncated: true past the size cap).",
   ].join(' '),
   inputSchema: {
     requests: z

@@ -47,7 +47,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
     'Give prompts, or a template with {{placeholders}} filled from items (one task each) and/or files (one task per file; files × items with both).',
     "With files the server reads them itself and fills {{content}}, {{path}}, {{name}}: their contents never pass through your context. A file too large for the model's context fails with CONTEXT_OVERFLOW unless chunk is true.",
     'json_schema makes each answer JSON, validated (one corrective retry).',
-    "A result's value: text (a long answer's start, with cut: true: the whole is in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it); reasoning only with include_reasoning. Transient failures are retried; others fail the task with a code and a hint. lmstudio_models lists the models.",
+    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it); reasoning only with include_reasoning. Transient failures are retried; others fail the task with a code and a hint. lmstudio_models lists the models.",
   ].join(' '),
   inputSchema: {
     prompts: z

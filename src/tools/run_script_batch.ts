@@ -104,7 +104,7 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   description: [
     'Runs a worker script (see list_workers) once per input in a local process pool, as one background job; returns a job_id at once, then collect_results gives the outputs.',
     "For mechanical work over many files (dependencies, code statistics, regex search, the user's own scripts): pass file paths in args and the worker reads the files. No shell: args are passed as given.",
-    "A result's value: exit_code, json (parsed stdout) or text (its start with cut: true when long; the whole in files.output), stderr_tail, stdout_bytes. NON_ZERO_EXIT fails a task but keeps its output; TIMEOUT kills it with its children.",
+    "A result's value: exit_code, json (parsed stdout) or text (cut: true: its start; all in files.output), stderr_tail, stdout_bytes. NON_ZERO_EXIT fails a task but keeps its output; TIMEOUT kills it with its children.",
   ].join(' '),
   inputSchema: inputShape,
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
