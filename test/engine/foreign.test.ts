@@ -6,6 +6,17 @@ import { JobStore } from '../../src/store/store.js';
 import { eventually } from '../helpers/scripts.js';
 import { cleanup, SleepPool, tasks, tempDir } from './harness.js';
 
+/** A server (pid) on the state directory `dir`, taking the pids in `alive` for live processes. */
+function serverOn(dir: string, pid: number, alive: ReadonlySet<number>): Engine {
+  return new Engine({
+    store: new JobStore(dir, silentLogger),
+    pools: [new SleepPool(8)],
+    log: silentLogger,
+    retentionDays: 7,
+    ownership: { pid, isAlive: (p) => alive.has(p) },
+  });
+}
+
 afterEach(cleanup);
 
 describe('Engine with two servers on one state directory', () => {
@@ -59,14 +70,7 @@ describe('Engine with two servers on one state directory', () => {
   it('two servers resuming one interrupted job at once: exactly one runs it, the other sees the new owner at once', async () => {
     const dir = await tempDir();
     const alive = new Set([100, 1, 2]);
-    const server = (pid: number): Engine =>
-      new Engine({
-        store: new JobStore(dir, silentLogger),
-        pools: [new SleepPool(8)],
-        log: silentLogger,
-        retentionDays: 7,
-        ownership: { pid, isAlive: (p) => alive.has(p) },
-      });
+    const server = (pid: number): Engine => serverOn(dir, pid, alive);
     const crashed = server(100);
     await crashed.init();
     const job = await crashed.submit({
@@ -131,14 +135,7 @@ describe('Engine with two servers on one state directory', () => {
   it('a server that took a job and died leaves it to the next one', async () => {
     const dir = await tempDir();
     const alive = new Set([100, 1, 2]);
-    const server = (pid: number): Engine =>
-      new Engine({
-        store: new JobStore(dir, silentLogger),
-        pools: [new SleepPool(8)],
-        log: silentLogger,
-        retentionDays: 7,
-        ownership: { pid, isAlive: (p) => alive.has(p) },
-      });
+    const server = (pid: number): Engine => serverOn(dir, pid, alive);
     const first = server(100);
     await first.init();
     const job = await first.submit({ kind: 'sleep', inputs: tasks(2, 10_000), options: {}, concurrency: 2 });
