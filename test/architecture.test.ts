@@ -203,7 +203,7 @@ describe('architecture', () => {
     // live/…) as a path: in a path.join/resolve, or a literal path (`jobs/…`, `${dir}/live/`).
     // Prose (a help text) has spaces; import paths are modules.
     const fileName = /(?:^|[\\/])(?:job\.json|results\.jsonl|inputs\.jsonl|runs\.log|changes\.log|owner\.(?:\d+|$))$/;
-    const folders = ['jobs', 'out', 'live', 'control'];
+    const folders = ['jobs', 'out', 'live', 'control', 'pids'];
     const folderPath = new RegExp(`^(?:${folders.join('|')})/|/(?:${folders.join('|')})/$`);
     const offenders: string[] = [];
     for (const [module] of graph) {

@@ -23,6 +23,8 @@ export class StateLayout {
   readonly changesFile: string;
   readonly liveDir: string;
   readonly controlDir: string;
+  /** Worker process groups each server runs, so the next start ends what a crashed one left (the script kind's). */
+  readonly processGroupsDir: string;
 
   constructor(stateDir: string) {
     this.stateDir = stateDir;
@@ -30,6 +32,7 @@ export class StateLayout {
     this.changesFile = path.join(stateDir, 'changes.log');
     this.liveDir = path.join(stateDir, 'live');
     this.controlDir = path.join(stateDir, 'control');
+    this.processGroupsDir = path.join(stateDir, 'pids');
   }
 
   static isJobId(id: string): boolean {

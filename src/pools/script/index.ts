@@ -15,6 +15,7 @@ import { SCRIPT_KIND, ScriptPool } from './pool.js';
 import { createSpawner } from './relay-spawner.js';
 import { DirectSpawner } from './spawner.js';
 import { SCRIPT_CONSTRAINTS, SCRIPT_SETTINGS, type ScriptConfig } from './settings.js';
+import { StateLayout } from '../../store/layout.js';
 
 // What the kind's tools use, from here: tools never import a kind's insides.
 export { MAX_PACK } from './pack.js';
@@ -85,7 +86,7 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
       processes,
       platform,
       groupRecords: new GroupRecords({
-        dir: path.join(config.stateDir, 'pids'),
+        dir: new StateLayout(config.stateDir).processGroupsDir,
         processes,
         killGraceMs: script.killGraceSeconds * 1000,
         log,
