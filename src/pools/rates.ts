@@ -1,3 +1,5 @@
+import type { LiveCard } from './kind.js';
+
 /** A rate chart: 30 buckets of 10 s (the last five minutes). */
 const BUCKET_MS = 10_000;
 const BUCKETS = 30;
@@ -32,5 +34,42 @@ export class RateBuckets {
     for (let at = bucket - BUCKETS + 1; at <= bucket; at++)
       series.push([at * BUCKET_MS, (buckets?.get(at) ?? 0) / (BUCKET_MS / 1000)]);
     return series;
+  }
+}
+
+/**
+ * A pool's work in hand and work finished, as its live card shows them: for a kind whose pool
+ * counts whole runs (a script process, an HTTP request) and has no queue of its own.
+ */
+export class WorkGauge {
+  private inHand = 0;
+  private readonly finished: RateBuckets;
+  private readonly name: string;
+
+  constructor(name: string, now?: () => number) {
+    this.name = name;
+    this.finished = new RateBuckets(now);
+  }
+
+  /** Counts `work` as one run in hand while it lasts, and its `units` as finished once it ends. */
+  async count<T>(units: number, work: () => Promise<T>): Promise<T> {
+    this.inHand++;
+    try {
+      return await work();
+    } finally {
+      this.inHand--;
+      this.finished.note(this.name, units);
+    }
+  }
+
+  /** The card: runs in hand out of `limit`, and units finished per second. */
+  card(limit: number, detail: string, unit: string): LiveCard {
+    return {
+      name: this.name,
+      detail,
+      busy: this.inHand,
+      limit,
+      rate: { unit, series: this.finished.series(this.name) },
+    };
   }
 }

@@ -28,7 +28,7 @@ import {
 import type { HttpSettings } from './settings.js';
 import { type RequestRun, Transfer } from './transfer.js';
 import type { LiveCard } from '../kind.js';
-import { RateBuckets } from '../rates.js';
+import { WorkGauge } from '../rates.js';
 
 export const HTTP_KIND = 'http';
 
@@ -54,9 +54,8 @@ export class HttpPool implements Pool {
   private readonly log: Logger;
   private readonly patterns: HostPattern[];
   private readonly transfer: Transfer;
-  /** Requests in hand, and requests finished, for the live card. */
-  private busy = 0;
-  private readonly finished = new RateBuckets();
+  /** Requests in hand and requests finished, for the live card. */
+  private readonly gauge = new WorkGauge('http');
 
   constructor(options: HttpPoolOptions) {
     this.settings = options.settings;
@@ -118,27 +117,13 @@ export class HttpPool implements Pool {
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
-    this.busy++;
-    try {
-      return await this.request(task);
-    } finally {
-      this.busy--;
-      this.finished.note('http', 1);
-    }
+    return this.gauge.count(1, () => this.request(task));
   }
 
   /** The pool as a live card: requests in hand out of its concurrency, requests finished per second. */
   liveCards(): LiveCard[] {
     const hosts = this.patterns.length;
-    return [
-      {
-        name: 'http',
-        detail: `${hosts} allowed host pattern${hosts === 1 ? '' : 's'}`,
-        busy: this.busy,
-        limit: this.concurrency,
-        rate: { unit: 'requests/s', series: this.finished.series('http') },
-      },
-    ];
+    return [this.gauge.card(this.concurrency, `${hosts} allowed host pattern${hosts === 1 ? '' : 's'}`, 'requests/s')];
   }
 
   private async request(task: TaskContext): Promise<TaskResult> {

@@ -19,7 +19,7 @@ import { DirectSpawner, type Spawner } from './spawner.js';
 import { failedResult, OutputAllowance } from './task-value.js';
 import { WarmWorkers } from './warm.js';
 import type { LiveCard } from '../kind.js';
-import { RateBuckets } from '../rates.js';
+import { WorkGauge } from '../rates.js';
 
 export type { RunPlan } from './launch.js';
 export { PREVIEW_BYTES, STDERR_TAIL_BYTES } from './task-value.js';
@@ -75,9 +75,8 @@ export class ScriptPool implements Pool {
   private readonly cold: ColdRunner;
   /** Cold tasks' processes starting or running: with the warm ones, at most `concurrency`. */
   private coldProcesses = 0;
-  /** Runs in hand (a pack counts once), and tasks finished, for the live card. */
-  private busy = 0;
-  private readonly finished = new RateBuckets();
+  /** Runs in hand and tasks finished, for the live card. */
+  private readonly gauge = new WorkGauge('scripts');
 
   constructor(options: ScriptPoolOptions) {
     if (!(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
@@ -153,36 +152,18 @@ export class ScriptPool implements Pool {
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
-    return this.counted(1, () => this.runOne(task));
+    return this.gauge.count(1, () => this.runOne(task));
   }
 
+  // A pack holds one slot, whatever its size: one run in hand, its tasks finished together.
   async runBatch(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
-    return this.counted(tasks.length, () => this.runTogether(tasks));
+    return this.gauge.count(tasks.length, () => this.runTogether(tasks));
   }
 
   /** The pool as a live card: slots in use, warm processes, tasks finished per second. */
   liveCards(): LiveCard[] {
     const warm = this.warm.processCount;
-    return [
-      {
-        name: 'scripts',
-        detail: `${warm} warm process${warm === 1 ? '' : 'es'}`,
-        busy: this.busy,
-        limit: this.concurrency,
-        rate: { unit: 'tasks/s', series: this.finished.series('scripts') },
-      },
-    ];
-  }
-
-  /** Counts a run (one slot, whatever its size) while it lasts, and its tasks once done. */
-  private async counted<T>(tasks: number, work: () => Promise<T>): Promise<T> {
-    this.busy++;
-    try {
-      return await work();
-    } finally {
-      this.busy--;
-      this.finished.note('scripts', tasks);
-    }
+    return [this.gauge.card(this.concurrency, `${warm} warm process${warm === 1 ? '' : 'es'}`, 'tasks/s')];
   }
 
   private async runOne(task: TaskContext): Promise<TaskResult> {
