@@ -58,6 +58,10 @@ export interface DashboardState {
 
 /** The most slots a live card may draw. */
 const MAX_CARD_SLOTS = 1024;
+/** Cards per kind and kinds per server, the characters of a card's texts, points of its chart. */
+const MAX_CARDS = 64;
+const MAX_CARD_TEXT = 200;
+const MAX_RATE_POINTS = 120;
 
 /** How much of a task's output the detail view shows. */
 const PREVIEW_CHARS = 400;
@@ -196,24 +200,54 @@ function totalsOf(
 /** Every kind's live cards as the live servers publish them, each with its kind and server's pid. */
 function capacityOf(live: readonly LiveFile[]): DashboardState['capacity'] {
   return live.flatMap((server) =>
-    Object.entries(server.pools).flatMap(([kind, cards]) =>
-      (Array.isArray(cards) ? cards : []).filter(isLiveCard).map((card) => ({ ...card, kind, server_pid: server.pid })),
-    ),
+    Object.entries(server.pools)
+      .slice(0, MAX_CARDS)
+      .flatMap(([kind, cards]) =>
+        (Array.isArray(cards) ? cards.slice(0, MAX_CARDS) : [])
+          .map(liveCardOf)
+          .filter((card) => card !== undefined)
+          .map((card) => ({ ...card, kind: kind.slice(0, MAX_CARD_TEXT), server_pid: server.pid })),
+      ),
   );
 }
 
-/** A card from another server's file is checked before it is drawn: a broken one is left out. */
-function isLiveCard(card: unknown): card is LiveCard {
-  if (card === null || typeof card !== 'object') return false;
-  const { name, busy, limit } = card as Record<string, unknown>;
+const isCount = (n: unknown, max: number): n is number =>
+  Number.isInteger(n) && (n as number) >= 0 && (n as number) <= max;
+const shortText = (text: unknown): string | undefined =>
+  typeof text === 'string' ? text.slice(0, MAX_CARD_TEXT) : undefined;
+
+/**
+ * A card from another server's file, rebuilt from what checks out: no card without a name and
+ * counts a real pool could have; texts cut, the rate chart kept only as a short list of numbers.
+ */
+function liveCardOf(raw: unknown): LiveCard | undefined {
+  if (raw === null || typeof raw !== 'object') return undefined;
+  const { name, detail, busy, limit, waiting, reachable, rate } = raw as Record<string, unknown>;
+  const cardName = shortText(name);
   // The page draws `limit` slots: a number past any real pool's is no card.
-  return (
-    typeof name === 'string' &&
-    Number.isInteger(busy) &&
-    Number.isInteger(limit) &&
-    (limit as number) >= 0 &&
-    (limit as number) <= MAX_CARD_SLOTS
-  );
+  if (cardName === undefined || !isCount(limit, MAX_CARD_SLOTS) || !isCount(busy, MAX_CARD_SLOTS)) return undefined;
+  const card: LiveCard = { name: cardName, busy, limit };
+  const detailText = shortText(detail);
+  if (detailText !== undefined) card.detail = detailText;
+  if (isCount(waiting, Number.MAX_SAFE_INTEGER)) card.waiting = waiting;
+  if (typeof reachable === 'boolean') card.reachable = reachable;
+  const chart = rateOf(rate);
+  if (chart) card.rate = chart;
+  return card;
+}
+
+function rateOf(raw: unknown): LiveCard['rate'] {
+  if (raw === null || typeof raw !== 'object') return undefined;
+  const { unit, series } = raw as Record<string, unknown>;
+  const unitText = shortText(unit);
+  if (unitText === undefined || !Array.isArray(series)) return undefined;
+  const points = series
+    .slice(-MAX_RATE_POINTS)
+    .filter(
+      (point): point is [number, number] =>
+        Array.isArray(point) && point.length === 2 && point.every((n) => typeof n === 'number' && Number.isFinite(n)),
+    );
+  return { unit: unitText, series: points };
 }
 
 function taskView(record: TaskRecord): DashboardTask {

@@ -1,5 +1,5 @@
-import { statSync } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { constants, statSync } from 'node:fs';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { currentOwner } from './job-state.js';
@@ -19,6 +19,8 @@ import { readRange, ResultsTail } from './tail.js';
 
 /** A live file older than this is a server that stopped without removing it (killed). */
 export const LIVE_STALE_MS = 5000;
+/** A live file holds a few KB of figures; one far larger is no server's, and is not read. */
+const MAX_LIVE_FILE_BYTES = 1024 * 1024;
 
 /** Jobs whose folder changed (created, taken over, their metadata rewritten) since `offset`. */
 export interface Changes {
@@ -289,7 +291,7 @@ export class StateReader {
     for (const name of names) {
       const file = path.join(this.layout.liveDir, name);
       // Renamed into place, so never half written: one that does not parse is skipped quietly (it is replaced within a second).
-      const server = await readFile(file, 'utf8')
+      const server = await readSmallFile(file, MAX_LIVE_FILE_BYTES)
         .then((text) => parseRecord(liveFileSchema, text, file))
         .catch(() => undefined);
       if (server && now - Date.parse(server.heartbeat_at) <= LIVE_STALE_MS) live.push(server);
@@ -300,6 +302,22 @@ export class StateReader {
   /** The bytes of every file in a job's folder (0 when it is gone). */
   jobBytes(jobId: string): Promise<number> {
     return folderBytes(this.layout.jobDir(jobId));
+  }
+}
+
+/**
+ * A small file of the state directory, whole: refused unless it is a regular file (not a FIFO,
+ * which would block the read, nor a symlink planted in its place) of at most `maxBytes`.
+ */
+async function readSmallFile(file: string, maxBytes: number): Promise<string> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`${file} is not a regular file`);
+    if (info.size > maxBytes) throw new Error(`${file} is ${info.size} bytes, over ${maxBytes}`);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
   }
 }
 

@@ -1,4 +1,6 @@
-import { rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DashboardData } from '../../src/dashboard/data.js';
 import type { JobMeta, JobTotals } from '../../src/engine/types.js';
@@ -124,7 +126,18 @@ describe('DashboardData', () => {
       intervalMs: 3_600_000,
       figures: () => ({
         llm: [{ name: 'lmstudio', detail: 'qwen3-8b', busy: 1, limit: 4, waiting: 2 }],
-        script: [{ name: 'scripts', busy: 3, limit: 8 }, { name: 'huge', busy: 0, limit: 1e9 }, { busy: 'x' }],
+        script: [
+          {
+            name: 'scripts',
+            busy: 3,
+            limit: 8,
+            detail: 'x'.repeat(5000),
+            rate: { unit: 'tasks/s', series: [...Array.from({ length: 500 }, (_, i) => [i, 1]), ['bad', 1], [1]] },
+          },
+          { name: 'huge', busy: 0, limit: 1e9 },
+          { busy: 'x' },
+          { name: 'negative', busy: -1, limit: 4 },
+        ],
         http: { not: 'a list' },
       }),
       handles: () => Promise.resolve(false),
@@ -135,10 +148,46 @@ describe('DashboardData', () => {
       const { capacity } = await new DashboardData(store.layout.stateDir, () => true).snapshot(Date.now());
       expect(capacity).toEqual([
         { kind: 'llm', server_pid: process.pid, name: 'lmstudio', detail: 'qwen3-8b', busy: 1, limit: 4, waiting: 2 },
-        { kind: 'script', server_pid: process.pid, name: 'scripts', busy: 3, limit: 8 },
+        {
+          kind: 'script',
+          server_pid: process.pid,
+          name: 'scripts',
+          busy: 3,
+          limit: 8,
+          detail: 'x'.repeat(200),
+          // The last 120 points are kept, less the two broken ones among them.
+          rate: { unit: 'tasks/s', series: Array.from({ length: 118 }, (_, i) => [382 + i, 1]) },
+        },
       ]);
     } finally {
       await live.close();
     }
+  });
+
+  it("reads no live file that is not a small regular file: one too large, a FIFO or a symlink is no server's", async () => {
+    const store = await newStore();
+    const { layout } = store;
+    await mkdir(layout.liveDir, { recursive: true });
+    const beat = (pid: number): string =>
+      JSON.stringify({
+        pid,
+        version: '0',
+        started_at: new Date().toISOString(),
+        heartbeat_at: new Date().toISOString(),
+        pools: { script: [{ name: `server ${pid}`, busy: 0, limit: 2 }] },
+      });
+    await writeFile(layout.liveFile(101), beat(101));
+    await writeFile(
+      layout.liveFile(102),
+      beat(102).replace('"pools"', `"pad":"${'x'.repeat(2 * 1024 * 1024)}","pools"`),
+    );
+    execFileSync('mkfifo', [layout.liveFile(103)]);
+    const target = path.join(layout.stateDir, 'elsewhere.json');
+    await writeFile(target, beat(104));
+    await symlink(target, layout.liveFile(104));
+    // Each read is bounded and never blocks: only the good server's card comes back.
+    const { capacity, servers } = await new DashboardData(layout.stateDir, () => true).snapshot(Date.now());
+    expect(servers.map((server) => server.pid)).toEqual([101]);
+    expect(capacity.map((card) => card.name)).toEqual(['server 101']);
   });
 });
