@@ -1,27 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DashboardData } from '../../src/dashboard/data.js';
 import type { JobMeta, JobTotals } from '../../src/engine/types.js';
 import { LivePublisher } from '../../src/live/publisher.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { TaskRecord } from '../../src/store/records.js';
 import { JobStore } from '../../src/store/store.js';
-import { makeTempDir } from '../helpers/client.js';
+import { useTempStores } from '../helpers/store.js';
 
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function newStore(): Promise<JobStore> {
-  const dir = await makeTempDir();
-  dirs.push(dir);
-  const store = new JobStore(dir, silentLogger);
-  await store.init();
-  return store;
-}
+const newStore = useTempStores();
 
 const meta = (id: string, fields: Partial<JobMeta> = {}): JobMeta => ({
   id,

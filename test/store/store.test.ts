@@ -1,24 +1,13 @@
-import { appendFile, readdir, readFile, rm, utimes } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, utimes } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { JobMeta } from '../../src/engine/types.js';
 import { silentLogger } from '../../src/log.js';
 import { writeFileAtomic } from '../../src/store/atomic.js';
 import { JobStore } from '../../src/store/store.js';
-import { makeTempDir } from '../helpers/client.js';
+import { useTempStores } from '../helpers/store.js';
 
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function newStore(): Promise<JobStore> {
-  const dir = await makeTempDir();
-  dirs.push(dir);
-  const store = new JobStore(dir, silentLogger);
-  await store.init();
-  return store;
-}
+const newStore = useTempStores();
 
 const meta = (id: string): JobMeta => ({
   id,
@@ -31,8 +20,8 @@ const meta = (id: string): JobMeta => ({
 
 describe('JobStore', () => {
   it('writes atomically and leaves no temp files behind', async () => {
-    const dir = await makeTempDir();
-    dirs.push(dir);
+    const dir = path.join((await newStore()).layout.stateDir, 'atomic');
+    await mkdir(dir);
     const file = path.join(dir, 'a.json');
     await Promise.all(
       Array.from({ length: 20 }, (_, i) => writeFileAtomic(file, JSON.stringify({ i, pad: 'x'.repeat(10_000) }))),
