@@ -29,6 +29,21 @@ export interface TaskContext {
   signal: AbortSignal;
   /** For a later stage of a pipeline (JobMeta.after): what its task(s) upstream came to. */
   upstream?: UpstreamView;
+  /**
+   * Tells people what the running task has done so far (the engine provides it; a pool calls it
+   * after each step). Cheap and never throws; only the last update is kept, until the task ends.
+   */
+  progress?: (update: TaskProgress) => void;
+}
+
+/** What a running task has done so far, in a kind-neutral shape (an agent's steps, say). */
+export interface TaskProgress {
+  /** One line, e.g. "step 4 · grep /TODO/ in src · 3.1k tokens". */
+  summary: string;
+  /** A few figures: steps, tokens_in, tokens_out, last_tool… (numbers or short strings). */
+  figures?: Record<string, number | string>;
+  /** A JSONL file in the job's output folder that tells the task's story so far (shown on click). */
+  transcript?: string;
 }
 
 /** The upstream results a later stage's task runs on: the one record of its `each` partner, or every task's latest (`all`). */
