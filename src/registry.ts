@@ -3,7 +3,7 @@ import { optionsHelp, settingsTable } from './config/docs.js';
 import { type ConfigSources, parseSettings } from './config/parse.js';
 import { mergeTrees, type SettingsTree, type ValuesOfAll } from './config/settings.js';
 import { httpKind } from './pools/http/index.js';
-import type { DoctorReport, KindDeps, KindInstance, TaskCap, WorkerKind } from './pools/kind.js';
+import type { DoctorReport, KindDeps, KindInstance, LentServices, TaskCap, WorkerKind } from './pools/kind.js';
 import { llmKind } from './pools/llm/index.js';
 import { scriptKind } from './pools/script/index.js';
 import { httpBatchTool } from './tools/http_batch.js';
@@ -77,19 +77,23 @@ export interface BuiltKind {
 
 /**
  * Builds every kind from the config: objects only, no I/O. The env vars any kind names as holding
- * secrets are kept from all kinds' worker processes.
+ * secrets are kept from all kinds' worker processes. What each kind lends is gathered into one
+ * object every kind holds as `deps.lent`, filled once all are built (so only used at run time).
  */
-export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps, 'secretEnv'>): BuiltKind[] {
+export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps, 'secretEnv' | 'lent'>): BuiltKind[] {
   const secretEnv = new Set(KINDS.flatMap(({ kind }) => kind.secretEnv?.(config) ?? []));
-  return KINDS.map(({ kind, tools }) => ({
+  const lent: LentServices = {};
+  const built = KINDS.map(({ kind, tools }) => ({
     name: kind.name,
     summary: kind.summary,
     instructions: kind.instructions ?? [],
     taskCap: kind.taskCap(config),
     totals: kind.totals,
-    instance: kind.create(config, { ...deps, secretEnv }),
+    instance: kind.create(config, { ...deps, secretEnv, lent }),
     tools,
   }));
+  for (const { instance } of built) Object.assign(lent, instance.lends);
+  return built;
 }
 
 /** Each kind's running totals over its jobs' results, by kind name: for readers of the state directory. */

@@ -19,6 +19,24 @@ export interface KindDeps {
   platform: Platform;
   /** Env vars holding secrets that some kind uses: never handed to worker processes. */
   secretEnv: ReadonlySet<string>;
+  /**
+   * What the other kinds lend this one: one object shared by every kind, filled by the wiring after
+   * every kind is created (kinds import no other kind). Read it at run time only, never in create().
+   */
+  lent: LentServices;
+}
+
+/**
+ * Services one kind lends the others through the wiring. Each is optional: the kind that offers it
+ * may be absent, and a borrower says so when it is.
+ */
+export interface LentServices {
+  /**
+   * The bundled `outline.py` over `files` (paths inside the allowed roots), served by a warm
+   * worker: the JSON it prints, `{"files": [{file, language, lines, symbols, error?}]}`. Throws a
+   * MonitorError (outside the roots, timed out, failed); `signal` ends the call.
+   */
+  outline?(files: readonly string[], signal: AbortSignal): Promise<unknown>;
 }
 
 /** `monitor-mcp doctor`'s report: each kind adds its own checks. */
@@ -65,6 +83,8 @@ export interface KindInstance<Services> {
   readonly services: Services;
   /** Its live cards now: cheap (called every second while live figures are on), JSON. */
   live?(): LiveCard[];
+  /** What it offers the other kinds (their `deps.lent`), merged in by the wiring. */
+  readonly lends?: LentServices;
   /** After the engine has stopped its tasks: sockets, journals, timers. */
   close(): Promise<void>;
 }
