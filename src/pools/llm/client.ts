@@ -274,6 +274,10 @@ function chatRequestBody(
   if (params.maxTokens !== undefined) body.max_tokens = params.maxTokens;
   if (params.stop !== undefined && params.stop.length > 0) body.stop = params.stop;
   if (params.seed !== undefined) body.seed = params.seed;
+  if (params.tools !== undefined && params.tools.length > 0) {
+    body.tools = params.tools;
+    if (params.toolChoice !== undefined) body.tool_choice = params.toolChoice;
+  }
   if (params.jsonSchema !== undefined) {
     // LM Studio turns any schema into a grammar; OpenAI's strict mode refuses schemas outside its
     // subset (400 for the whole job), so strict goes only where it is safe.

@@ -1,5 +1,5 @@
 import * as z from 'zod';
-import type { ChatAnswer, ModelInfo } from './types.js';
+import type { ChatAnswer, ModelInfo, NativeToolCall } from './types.js';
 import { UpstreamAnswerError } from './upstream.js';
 
 // Response shapes, loose: unknown fields pass, a field of the wrong type reads as absent.
@@ -9,7 +9,8 @@ const usageSchema = z
   .looseObject({ prompt_tokens: maybeNumber, completion_tokens: maybeNumber })
   .nullish()
   .catch(undefined);
-const textFields = { content: maybeText, reasoning_content: maybeText, reasoning: maybeText };
+const maybeList = z.array(z.unknown()).nullish().catch(undefined);
+const textFields = { content: maybeText, reasoning_content: maybeText, reasoning: maybeText, tool_calls: maybeList };
 const completionSchema = z.looseObject({
   model: maybeText,
   choices: z
@@ -71,10 +72,63 @@ export function answerFromCompletion(
     finishReason: choice.finish_reason ?? null,
     durationMs,
   };
+  const toolCalls = nativeToolCalls(message?.tool_calls);
+  if (toolCalls.length > 0) answer.toolCalls = toolCalls;
   const usage = body.data.usage;
   if (typeof usage?.prompt_tokens === 'number') answer.promptTokens = usage.prompt_tokens;
   if (typeof usage?.completion_tokens === 'number') answer.completionTokens = usage.completion_tokens;
   return answer;
+}
+
+/** More calls than this in one answer is not a model at work: the rest are dropped. */
+export const MAX_TOOL_CALLS = 64;
+
+/** One element of `tool_calls` (whole, or a streamed fragment of one): every field may be absent or wrong. */
+export interface ToolCallPart {
+  index?: number;
+  id?: string;
+  name?: string;
+  /** A string as sent; an object (some servers) as its JSON text. */
+  arguments?: string;
+}
+
+/** Reads one `tool_calls` element loosely: a wrong-typed field is absent, a non-object is undefined. */
+export function toolCallPart(raw: unknown): ToolCallPart | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return undefined;
+  const item = raw as Record<string, unknown>;
+  const part: ToolCallPart = {};
+  if (typeof item.index === 'number' && Number.isInteger(item.index) && item.index >= 0) part.index = item.index;
+  if (typeof item.id === 'string' && item.id !== '') part.id = item.id;
+  const fn = item.function;
+  if (typeof fn === 'object' && fn !== null && !Array.isArray(fn)) {
+    const { name, arguments: args } = fn as Record<string, unknown>;
+    if (typeof name === 'string' && name !== '') part.name = name;
+    if (typeof args === 'string') part.arguments = args;
+    else if (typeof args === 'object' && args !== null) part.arguments = safeJson(args);
+  }
+  return part;
+}
+
+function safeJson(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return undefined; // a cycle cannot come out of JSON.parse; kept for safety
+  }
+}
+
+/** `message.tool_calls` of a whole answer; elements without a function name are dropped. */
+export function nativeToolCalls(raw: readonly unknown[] | null | undefined): NativeToolCall[] {
+  const calls: NativeToolCall[] = [];
+  for (const item of raw ?? []) {
+    if (calls.length >= MAX_TOOL_CALLS) break;
+    const part = toolCallPart(item);
+    if (part?.name === undefined) continue;
+    const call: NativeToolCall = { name: part.name, arguments: part.arguments ?? '' };
+    if (part.id !== undefined) call.id = part.id;
+    calls.push(call);
+  }
+  return calls;
 }
 
 function positive(value: number | null | undefined): number | undefined {

@@ -2,15 +2,67 @@ import type { Dispatcher } from 'undici';
 import { abandon, MAX_JSON_BYTES } from './body.js';
 import { extractUpstreamError, upstreamError } from './error-answers.js';
 import { LlmError } from './errors.js';
-import { streamChunkSchema } from './responses.js';
+import { MAX_TOOL_CALLS, streamChunkSchema, toolCallPart } from './responses.js';
 import { SseParser } from './sse.js';
-import type { ChatAnswer } from './types.js';
+import type { ChatAnswer, NativeToolCall } from './types.js';
 import { redactSecret, transportError, UpstreamAnswerError, type UpstreamContext } from './upstream.js';
+
+/**
+ * Streamed `delta.tool_calls` put together: fragments of one call share an `index`; its id and
+ * name come with the first, its arguments arrive in pieces to concatenate.
+ */
+class ToolCallFragments {
+  private readonly calls = new Map<number, { id?: string; name?: string; args: string[] }>();
+
+  /** Adds one delta's fragments; returns the argument characters they carried. */
+  add(fragments: readonly unknown[]): number {
+    let size = 0;
+    fragments.forEach((raw, position) => {
+      const part = toolCallPart(raw);
+      if (part === undefined) return;
+      const key = part.index ?? this.keyWithoutIndex(part.id, position);
+      let call = this.calls.get(key);
+      if (call === undefined) {
+        if (this.calls.size >= MAX_TOOL_CALLS) return;
+        call = { args: [] };
+        this.calls.set(key, call);
+      }
+      if (call.id === undefined && part.id !== undefined) call.id = part.id;
+      if (call.name === undefined && part.name !== undefined) call.name = part.name;
+      if (part.arguments) {
+        call.args.push(part.arguments);
+        size += part.arguments.length;
+      }
+    });
+    return size;
+  }
+
+  /** A server that sends no index: the call with this id, a new one for a new id, else by position. */
+  private keyWithoutIndex(id: string | undefined, position: number): number {
+    if (id === undefined) return position;
+    for (const [key, call] of this.calls) if (call.id === id) return key;
+    return this.calls.has(position) ? Math.max(...this.calls.keys()) + 1 : position;
+  }
+
+  /** The calls in index order; a call whose name never came is dropped. */
+  result(): NativeToolCall[] {
+    const calls: NativeToolCall[] = [];
+    for (const key of [...this.calls.keys()].sort((a, b) => a - b)) {
+      const call = this.calls.get(key);
+      if (call?.name === undefined) continue;
+      const native: NativeToolCall = { name: call.name, arguments: call.args.join('') };
+      if (call.id !== undefined) native.id = call.id;
+      calls.push(native);
+    }
+    return calls;
+  }
+}
 
 /** A streamed answer as its events add up: content, reasoning, model, finish reason, usage. */
 class StreamedAnswer {
   readonly content: string[] = [];
   readonly reasoning: string[] = [];
+  readonly toolCalls = new ToolCallFragments();
   size = 0;
   model: string;
   finishReason: string | null = null;
@@ -59,10 +111,12 @@ class StreamedAnswer {
     const delta = choice?.delta;
     const piece = delta?.content ?? '';
     const thought = delta?.reasoning_content || delta?.reasoning || '';
-    if ((piece || thought) && this.ttftMs === undefined) this.ttftMs = performance.now() - this.started;
+    const callSize = delta?.tool_calls ? this.toolCalls.add(delta.tool_calls) : 0;
+    if ((piece || thought || delta?.tool_calls?.length) && this.ttftMs === undefined)
+      this.ttftMs = performance.now() - this.started;
     if (piece) this.content.push(piece);
     if (thought) this.reasoning.push(thought);
-    this.size += piece.length + thought.length;
+    this.size += piece.length + thought.length + callSize;
     if (this.size > MAX_JSON_BYTES)
       throw new LlmError(
         'RESPONSE_TOO_LARGE',
@@ -103,6 +157,8 @@ class StreamedAnswer {
     if (this.promptTokens !== undefined) answer.promptTokens = this.promptTokens;
     if (this.completionTokens !== undefined) answer.completionTokens = this.completionTokens;
     if (this.ttftMs !== undefined) answer.ttftMs = this.ttftMs;
+    const toolCalls = this.toolCalls.result();
+    if (toolCalls.length > 0) answer.toolCalls = toolCalls;
     return answer;
   }
 }

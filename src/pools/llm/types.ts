@@ -1,10 +1,36 @@
 /** Shapes shared by the LLM pool's parts. Field names of stored inputs/options are snake_case JSON. */
 
+/** The roles a user may write in lmstudio_complete's prompts (the wire knows `tool` too). */
 export type ChatRole = 'system' | 'user' | 'assistant';
 
+/** One message on the wire: an agent's conversation adds the assistant's tool calls and their results. */
 export interface ChatMessage {
-  role: ChatRole;
+  role: ChatRole | 'tool';
   content: string;
+  /** An assistant message that called tools (OpenAI shape, arguments as a JSON string). */
+  tool_calls?: WireToolCall[];
+  /** A `tool` message: the id of the call it answers. */
+  tool_call_id?: string;
+}
+
+/** A tool call as OpenAI-compatible servers send and take it back in the conversation. */
+export interface WireToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A tool offered to the model (`tools` of a chat request, OpenAI format). */
+export interface ToolSpec {
+  type: 'function';
+  function: { name: string; description: string; parameters: Record<string, unknown> };
+}
+
+/** A tool call as the server sent it, before it is read: `arguments` exactly as sent (a string). */
+export interface NativeToolCall {
+  id?: string;
+  name: string;
+  arguments: string;
 }
 
 /** One request to an OpenAI-compatible `/v1/chat/completions`. */
@@ -17,6 +43,10 @@ export interface ChatParams {
   seed?: number;
   /** Sent as `response_format: {type: "json_schema", ...}`. */
   jsonSchema?: Record<string, unknown>;
+  /** Sent as `tools`; a server that refuses them answers 400 (see agent/calls.ts toolsRejected). */
+  tools?: readonly ToolSpec[];
+  /** Sent as `tool_choice` (only with tools). */
+  toolChoice?: 'auto' | 'required' | 'none';
 }
 
 /** What came back, before reasoning is split off and JSON is validated. */
@@ -27,6 +57,8 @@ export interface ChatAnswer {
   /** The model id the server reports (may differ from the one asked for, e.g. `name:2`). */
   model: string;
   finishReason: string | null;
+  /** Native tool calls (`message.tool_calls`, or streamed `delta.tool_calls` put together). */
+  toolCalls?: NativeToolCall[];
   promptTokens?: number;
   completionTokens?: number;
   /** Time to the first streamed token (streaming only). */
