@@ -1,0 +1,215 @@
+import { stat } from 'node:fs/promises';
+import { Worker } from 'node:worker_threads';
+import { walkFiles, type FoundFile } from './files.js';
+import { count, isRefusal, stringArgument } from './format.js';
+import { GREP_WORKER_SOURCE, type GrepJob, type GrepMessage } from './grep-worker.js';
+import type { AgentScope } from './scope.js';
+
+export interface GrepLimits {
+  /** The search's time once its thread runs: a catastrophic pattern is stopped here. */
+  timeMs: number;
+  maxFiles: number;
+  maxFileBytes: number;
+  maxShown: number;
+  maxCounted: number;
+  lineChars: number;
+  maxEntries: number;
+}
+
+export const GREP_LIMITS: GrepLimits = {
+  timeMs: 2000,
+  maxFiles: 2000,
+  maxFileBytes: 2 * 1024 * 1024,
+  maxShown: 50,
+  maxCounted: 1000,
+  lineChars: 200,
+  maxEntries: 20_000,
+};
+
+export interface GrepOutcome {
+  ok: boolean;
+  text: string;
+  summary: string;
+  bytesRead: number;
+}
+
+export interface CompiledPattern {
+  source: string;
+  flags: string;
+  /** Shown in the summary: `/source/flags`. */
+  shown: string;
+  /** Set when the pattern did not compile and is searched as literal text. */
+  literalBecause?: string;
+}
+
+/**
+ * A model's pattern as a JS RegExp: case-sensitive, unless it starts with `(?i)` or is written
+ * `/body/i` (the two forms models carry over from other tools). One that does not compile is
+ * searched as literal text, and the result says so.
+ */
+export function compilePattern(pattern: string): CompiledPattern {
+  let body = pattern;
+  let flags = '';
+  const slashed = /^\/(.+)\/([imsu]*)$/s.exec(pattern);
+  if (slashed) {
+    body = slashed[1] ?? '';
+    flags = slashed[2] ?? '';
+  }
+  if (body.startsWith('(?i)')) {
+    body = body.slice(4);
+    if (!flags.includes('i')) flags += 'i';
+  }
+  try {
+    new RegExp(body, flags);
+    return { source: body, flags, shown: `/${body}/${flags}` };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.replace(/^Invalid regular expression: /, '') : 'invalid';
+    return {
+      source: pattern.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'),
+      flags: '',
+      shown: JSON.stringify(pattern),
+      literalBecause: reason,
+    };
+  }
+}
+
+/** The grep tool: matches as `path:line: text`, searched off the main thread under a hard time limit. */
+export async function grep(
+  scope: AgentScope,
+  args: Record<string, unknown>,
+  signal: AbortSignal,
+  limits: GrepLimits = GREP_LIMITS,
+): Promise<GrepOutcome> {
+  const pattern = stringArgument(args.pattern, 'pattern');
+  const glob = stringArgument(args.glob, 'glob', 500);
+  const refused = (text: string): GrepOutcome => ({ ok: false, text, summary: 'grep (refused)', bytesRead: 0 });
+  if (pattern === undefined) return refused('grep needs a pattern (a regular expression or literal text).');
+  if (isRefusal(pattern)) return refused(pattern.refused);
+  if (isRefusal(glob)) return refused(glob.refused);
+  const where = await scope.resolve(args.path ?? '.', 'any');
+  if ('refused' in where) return refused(where.refused);
+  const compiled = compilePattern(pattern);
+  const isDir = (await stat(where.real)).isDirectory();
+  const walk = isDir
+    ? await walkFiles(scope, where.real, { glob, maxFiles: limits.maxFiles, maxEntries: limits.maxEntries, signal })
+    : { files: [where], moreFiles: false, stoppedEarly: false };
+  const run = await search(walk.files, compiled, limits, signal);
+  const notes: string[] = [];
+  if (compiled.literalBecause)
+    notes.push(`Not a valid regular expression (${compiled.literalBecause}): searched as literal text.`);
+  if (run.timedOut)
+    notes.push(
+      `The search was stopped after ${limits.timeMs / 1000} s, ${count(run.searched)} of ${count(walk.files.length)} files searched: the pattern may backtrack catastrophically (nested quantifiers such as (a+)+); simplify it.`,
+    );
+  if (run.error) notes.push(`The search failed: ${run.error}.`);
+  if (walk.moreFiles) notes.push(`Only the first ${count(limits.maxFiles)} files were searched: narrow path or glob.`);
+  if (walk.stoppedEarly) notes.push('The folder is too large to search whole: narrow path or glob.');
+  if (run.large > 0) notes.push(`${count(run.large)} files over ${limits.maxFileBytes / 1024 / 1024} MB skipped.`);
+  if (run.binary > 0) notes.push(`${count(run.binary)} binary files skipped.`);
+  const total = run.counted >= limits.maxCounted ? `${count(run.counted)}+` : count(run.counted);
+  if (run.lines.length < run.counted)
+    notes.push(`Showing the first ${run.lines.length} of ${total} matches: narrow the pattern, path or glob.`);
+  const matchWord = run.counted === 1 ? 'match' : 'matches';
+  const header =
+    run.counted === 0
+      ? `No matches for ${compiled.shown} in ${where.shown} (${count(run.searched)} files searched).`
+      : `${total} ${matchWord} for ${compiled.shown} in ${where.shown} (${count(run.files)} of ${count(run.searched)} files searched):`;
+  return {
+    ok: true,
+    text: [header, ...run.lines, ...notes].join('\n'),
+    summary: `grep ${cutShown(compiled.shown)} in ${where.shown} (${total} ${matchWord})`,
+    bytesRead: run.bytes,
+  };
+}
+
+interface SearchRun {
+  lines: string[];
+  counted: number;
+  /** Files with a match. */
+  files: number;
+  searched: number;
+  bytes: number;
+  binary: number;
+  large: number;
+  timedOut: boolean;
+  error?: string;
+}
+
+/** Runs the search in a worker thread; terminate() ends it at the time limit (a regex cannot be interrupted otherwise). */
+function search(
+  files: FoundFile[],
+  compiled: CompiledPattern,
+  limits: GrepLimits,
+  signal: AbortSignal,
+): Promise<SearchRun> {
+  const run: SearchRun = {
+    lines: [],
+    counted: 0,
+    files: 0,
+    searched: 0,
+    bytes: 0,
+    binary: 0,
+    large: 0,
+    timedOut: false,
+  };
+  if (files.length === 0) return Promise.resolve(run);
+  const job: GrepJob = {
+    files,
+    source: compiled.source,
+    flags: compiled.flags,
+    maxShown: limits.maxShown,
+    maxCounted: limits.maxCounted,
+    maxFileBytes: limits.maxFileBytes,
+    lineChars: limits.lineChars,
+  };
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const worker = new Worker(GREP_WORKER_SOURCE, {
+      eval: true,
+      workerData: job,
+      resourceLimits: { maxOldGenerationSizeMb: 256 },
+      stdout: true,
+      stderr: true,
+    });
+    let timer: NodeJS.Timeout | undefined;
+    // On a loaded machine the thread may take a while to start: that is not the pattern's time.
+    const hard = setTimeout(() => finish(() => (run.timedOut = true)), limits.timeMs + 10_000);
+    const onAbort = (): void => finish(() => reject(signal.reason));
+    const finish = (then: () => void): void => {
+      clearTimeout(timer);
+      clearTimeout(hard);
+      signal.removeEventListener('abort', onAbort);
+      worker.removeAllListeners();
+      worker.on('error', () => {});
+      void worker.terminate();
+      then();
+      resolve(run);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    worker.on('online', () => {
+      timer = setTimeout(() => finish(() => (run.timedOut = true)), limits.timeMs);
+    });
+    worker.on('message', (message: GrepMessage) => {
+      if ('done' in message) finish(() => {});
+      else if ('skipped' in message) run[message.skipped === 'binary' ? 'binary' : 'large']++;
+      else take(run, message);
+    });
+    worker.on('error', (error) => finish(() => (run.error = error.message)));
+    worker.on('exit', () => finish(() => {}));
+  });
+}
+
+function take(run: SearchRun, message: Extract<GrepMessage, { matches: unknown }>): void {
+  run.searched++;
+  run.bytes += message.bytes;
+  run.counted += message.counted;
+  if (message.counted > 0) run.files++;
+  for (const match of message.matches) run.lines.push(`${message.file}:${match.line}: ${match.text}`);
+}
+
+function cutShown(shown: string): string {
+  return shown.length > 60 ? `${shown.slice(0, 60)}…` : shown;
+}
