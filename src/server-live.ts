@@ -28,6 +28,13 @@ export function liveControl(deps: LiveControlDeps): LivePublisher {
     version: deps.version,
     log: deps.log,
     figures: () => liveFigures(kinds),
+    tasks: () =>
+      engine.runningProgress().map(({ jobId, index, updatedAt, ...progress }) => ({
+        job_id: jobId,
+        index,
+        updated_at: updatedAt,
+        ...progress,
+      })),
     handles: async (jobId) => {
       await engine.refresh([jobId]);
       const job = engine.get(jobId);

@@ -5,6 +5,7 @@ import type { EngineContext } from './context.js';
 import { OtherServers } from './foreign.js';
 import { Job } from './job.js';
 import { Pipelines } from './pipelines.js';
+import type { RunningProgress } from './progress.js';
 import { TaskRuns } from './runner.js';
 import { Scheduler } from './scheduler.js';
 import { StateLimit } from './state-limit.js';
@@ -299,6 +300,11 @@ export class Engine {
     return [...this.jobs.values()]
       .map((job) => this.snapshot(job))
       .sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
+  /** What this server's running tasks last said they had done (bounded), for the live file. */
+  runningProgress(): RunningProgress[] {
+    return this.runs.progress.list();
   }
 
   /**

@@ -2,8 +2,9 @@ import { MonitorError, toTaskError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EngineContext } from './context.js';
 import type { Job } from './job.js';
+import { ProgressBoard } from './progress.js';
 import { batchLimit } from './scheduler.js';
-import type { Pool, TaskContext, TaskRecord, TaskResult, UpstreamView } from './types.js';
+import type { Pool, TaskContext, TaskProgress, TaskRecord, TaskResult, UpstreamView } from './types.js';
 
 /** A queued task taken to run, with what its upstream came to when it is a later stage's. */
 export interface TaskToRun {
@@ -23,7 +24,7 @@ export async function runTasks(
   pool: Pool,
   job: Job,
   tasks: readonly TaskToRun[],
-  run: { outputDir: string; signal: AbortSignal },
+  run: { outputDir: string; signal: AbortSignal; progress?: ReadonlyMap<number, (update: TaskProgress) => void> },
   log: Logger,
 ): Promise<TaskResult[]> {
   const { signal } = run;
@@ -47,6 +48,8 @@ export async function runTasks(
         signal,
       };
       if (upstream) context.upstream = upstream;
+      const progress = run.progress?.get(index);
+      if (progress) context.progress = progress;
       return context;
     });
     const [only] = contexts;
@@ -119,10 +122,13 @@ export class TaskRuns {
   private readonly hooks: TaskRunsHooks;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly peakWrites = new Map<string, NodeJS.Timeout>();
+  /** What the running tasks say they have done so far (TaskContext.progress). */
+  readonly progress: ProgressBoard;
 
   constructor(ctx: EngineContext, hooks: TaskRunsHooks) {
     this.ctx = ctx;
     this.hooks = hooks;
+    this.progress = new ProgressBoard(ctx.now);
   }
 
   /** Starts one run (the scheduler's StartTask): one task, or a batch of a job's tasks. */
@@ -145,8 +151,14 @@ export class TaskRuns {
       this.notePeak(job);
     }
     const startedAt = this.ctx.now();
-    const run = runTasks(pool, job, tasks, { outputDir: store.outputDir(job.id), signal: controller.signal }, log)
+    const reporters = tasks.map(({ index }) => ({ index, ...this.progress.open(job.id, index) }));
+    const progress = new Map(reporters.map(({ index, report }) => [index, report]));
+    const endProgress = (): void => reporters.forEach((reporter) => reporter.end());
+    const runOn = { outputDir: store.outputDir(job.id), signal: controller.signal, progress };
+    const run = runTasks(pool, job, tasks, runOn, log)
       .then(async (results) => {
+        // Dropped as the task stops running: from now on its record tells what it did.
+        endProgress();
         for (const { index } of started) job.running.delete(index);
         // The slot goes to the next run now, not after the records are on disk.
         scheduler.finished(job);
@@ -162,6 +174,7 @@ export class TaskRuns {
         log.error(`tasks ${started.map((task) => task.index).join(', ')} of ${job.id}: ${String(error)}`),
       )
       .finally(() => {
+        endProgress();
         this.inFlight.delete(run);
         this.ctx.emit();
       });

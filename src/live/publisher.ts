@@ -2,7 +2,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import type { Logger } from '../log.js';
 import { type ControlReply, ControlFiles, type ControlRequest } from '../store/control.js';
 import { StateLayout } from '../store/layout.js';
-import type { LiveFile } from '../store/records.js';
+import type { LiveFile, LiveTaskProgress } from '../store/records.js';
 
 export type { ControlReply, ControlRequest } from '../store/control.js';
 
@@ -19,6 +19,8 @@ export interface LivePublisherOptions {
   log: Logger;
   /** Each kind's live figures, read every beat (cheap: counters the pools keep anyway). */
   figures(): Record<string, unknown>;
+  /** The last progress of the running tasks that report any, read every beat (bounded by the engine). */
+  tasks?(): LiveTaskProgress[];
   /**
    * Whether this server should act on a request about `jobId`: it runs the job, or no live server
    * does (a dead server's job, which any server can take over, as resume_job does).
@@ -87,6 +89,8 @@ export class LivePublisher {
       pools: this.options.figures(),
     };
     if (this.options.start !== undefined) live.start = this.options.start;
+    const tasks = this.options.tasks?.();
+    if (tasks !== undefined && tasks.length > 0) live.tasks = tasks;
     try {
       // Renamed into place (a reader never sees half a file) but not fsynced: a live file is worth
       // nothing after a crash, and an fsync a second would flush the journal under a busy job's appends.

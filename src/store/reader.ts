@@ -16,6 +16,7 @@ import {
   type TaskRecord,
 } from './records.js';
 import { readRange, ResultsTail } from './tail.js';
+import { readTranscript, type TranscriptTail } from './transcript.js';
 
 /** A live file older than this is a server that stopped without removing it (killed). */
 export const LIVE_STALE_MS = 5000;
@@ -297,6 +298,11 @@ export class StateReader {
       if (server && now - Date.parse(server.heartbeat_at) <= LIVE_STALE_MS) live.push(server);
     }
     return live;
+  }
+
+  /** The end of a task's transcript (see readTranscript): only a regular file inside the job's output folder is read. */
+  transcript(jobId: string, file: string): Promise<TranscriptTail> {
+    return readTranscript(this.layout.outputDir(jobId), file);
   }
 
   /** The bytes of every file in a job's folder (0 when it is gone). */

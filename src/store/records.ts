@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import type { TaskError } from '../errors.js';
+import { StateLayout } from './layout.js';
 
 /*
  * What the state directory holds, as plain JSON, with the zod schema each is checked against when
@@ -94,7 +95,27 @@ export interface LiveFile {
   heartbeat_at: string;
   /** Each kind's live figures (the LLM endpoints: slots busy, queue, tokens/s). */
   pools: Record<string, unknown>;
+  /** The last progress of the server's running tasks that report any (at most LIVE_PROGRESS.tasks). */
+  tasks?: LiveTaskProgress[];
 }
+
+/** What a running task has done so far, as a live file carries it (the engine's TaskProgress, bounded). */
+export interface ProgressView {
+  summary: string;
+  figures?: Record<string, number | string>;
+  /** A JSONL file in the job's output folder (absolute, or relative to that folder). */
+  transcript?: string;
+}
+
+/** One running task's progress in a live file. */
+export interface LiveTaskProgress extends ProgressView {
+  job_id: string;
+  index: number;
+  updated_at: string;
+}
+
+/** How much of running tasks' progress a live file may hold, and any reader keeps of it. */
+export const LIVE_PROGRESS = { tasks: 64, summary: 200, figures: 8, figureKey: 40, figureText: 120, path: 4096 };
 
 /** Each task's latest record, in task order (records come in finish order: a later attempt comes later). */
 export function latestRecords(records: readonly TaskRecord[]): TaskRecord[] {
@@ -156,7 +177,42 @@ export const liveFileSchema: z.ZodType<LiveFile> = z.object({
   started_at: z.string(),
   heartbeat_at: z.string(),
   pools: z.record(z.string(), z.unknown()),
+  // Each entry checked on its own: one bad entry (another version's, a hostile one) is left out, not the server.
+  tasks: z
+    .array(z.unknown())
+    .optional()
+    .transform((raw) => raw?.slice(0, LIVE_PROGRESS.tasks).flatMap((entry) => liveTaskOf(entry) ?? [])),
 });
+
+/** A task's progress cut to LIVE_PROGRESS; undefined unless it has a summary. Never throws. */
+export function boundedProgress(raw: unknown): ProgressView | undefined {
+  if (raw === null || typeof raw !== 'object') return undefined;
+  const { summary, figures, transcript } = raw as Record<string, unknown>;
+  if (typeof summary !== 'string') return undefined;
+  const view: ProgressView = { summary: summary.slice(0, LIVE_PROGRESS.summary) };
+  if (figures !== null && typeof figures === 'object' && !Array.isArray(figures)) {
+    const kept: Record<string, number | string> = {};
+    for (const [key, value] of Object.entries(figures).slice(0, LIVE_PROGRESS.figures)) {
+      const name = key.slice(0, LIVE_PROGRESS.figureKey);
+      if (typeof value === 'number' && Number.isFinite(value)) kept[name] = value;
+      else if (typeof value === 'string') kept[name] = value.slice(0, LIVE_PROGRESS.figureText);
+    }
+    view.figures = kept;
+  }
+  // A path cut short would name another file: too long is none.
+  if (typeof transcript === 'string' && transcript.length > 0 && transcript.length <= LIVE_PROGRESS.path)
+    view.transcript = transcript;
+  return view;
+}
+
+function liveTaskOf(raw: unknown): LiveTaskProgress | undefined {
+  const view = boundedProgress(raw);
+  if (!view) return undefined;
+  const { job_id: jobId, index, updated_at: updatedAt } = raw as Record<string, unknown>;
+  if (typeof jobId !== 'string' || !StateLayout.isJobId(jobId)) return undefined;
+  if (!Number.isSafeInteger(index) || (index as number) < 0 || typeof updatedAt !== 'string') return undefined;
+  return { job_id: jobId, index: index as number, updated_at: updatedAt.slice(0, 40), ...view };
+}
 
 /**
  * A file of the state directory that does not hold what it should (a bad line of it, when `line`
