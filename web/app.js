@@ -5,6 +5,8 @@ const $ = (id) => document.getElementById(id);
 let state = null;
 let selected = null;
 let detailTimer = null;
+// The transcript shown: { jobId, index }, reloaded with the detail while its task runs.
+let transcriptOpen = null;
 const charts = new Map();
 
 // The token came in the URL; the server has set it as a cookie, so it leaves the address bar.
@@ -102,6 +104,12 @@ function jobRow(job) {
     job.label ? el('div', { className: 'label', text: job.label }) : null,
     job.next ? el('div', { className: 'next', text: job.next }) : null,
     job.runs_on ? el('div', { className: 'label', text: `runs on ${job.runs_on}` }) : null,
+    job.progress
+      ? el('div', {
+          className: 'progress-line',
+          text: `${job.progress.tasks} reporting · #${job.progress.index}: ${job.progress.latest}`,
+        })
+      : null,
   ]);
   const row = el(
     'tr',
@@ -177,6 +185,89 @@ function render() {
     `State directory: ${state.state_dir} · updated ${new Date(state.generated_at).toLocaleTimeString()}`;
 }
 
+/** A running task's progress: its summary, then its figures on one line. */
+function progressText(progress) {
+  const figures = Object.entries(progress.figures || {}).map(([k, v]) => `${k} ${v}`);
+  return figures.length ? `${progress.summary}\n${figures.join(' · ')}` : progress.summary;
+}
+
+function outputCell(task) {
+  if (task.progress) return el('pre', { className: 'progress', text: progressText(task.progress) });
+  return el('pre', {
+    className: 'preview',
+    text: task.error ? `${task.error.code}: ${task.error.message}` : task.preview || '',
+  });
+}
+
+function filesCell(jobId, task) {
+  const files = Object.entries(task.files || {})
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('\n');
+  const cell = el('td', { className: 'mono', text: files });
+  if (task.transcript)
+    cell.append(
+      el('button', {
+        text: 'Transcript',
+        'data-action': 'transcript',
+        onclick: () => openTranscript(jobId, task.index),
+      }),
+    );
+  return cell;
+}
+
+// Fields of a transcript line shown first, in this order; any other field follows as compact JSON.
+const TRANSCRIPT_FIELDS = ['task', 'model', 'name', 'ok', 'summary', 'text', 'content', 'answer', 'calls', 'args'];
+const MAX_FIELD_CHARS = 4000;
+
+function transcriptLine(line) {
+  const head = [line.step === undefined ? '' : `step ${line.step}`, String(line.type ?? '?')].filter(Boolean);
+  const item = el('li', { 'data-type': String(line.type ?? '') }, [
+    el('div', { className: 'head', text: head.join(' · ') }),
+  ]);
+  const keys = Object.keys(line).filter((k) => k !== 'type' && k !== 'step');
+  const ordered = [
+    ...TRANSCRIPT_FIELDS.filter((k) => keys.includes(k)),
+    ...keys.filter((k) => !TRANSCRIPT_FIELDS.includes(k)),
+  ];
+  for (const key of ordered) {
+    const value = line[key];
+    const text = typeof value === 'string' ? value : JSON.stringify(value);
+    item.append(
+      el('div', { className: 'field' }, [
+        el('span', { className: 'key', text: `${key}: ` }),
+        el('span', {
+          className: 'value',
+          text: text.length > MAX_FIELD_CHARS ? `${text.slice(0, MAX_FIELD_CHARS)}…` : text,
+        }),
+      ]),
+    );
+  }
+  return item;
+}
+
+async function openTranscript(jobId, index) {
+  const same = transcriptOpen && transcriptOpen.jobId === jobId && transcriptOpen.index === index;
+  transcriptOpen = { jobId, index, state: same ? transcriptOpen.state : undefined };
+  $('transcript').hidden = false;
+  $('transcript-title').textContent = `Transcript of task ${index} of ${jobId}`;
+  let response;
+  let reply;
+  try {
+    response = await fetch(`/api/jobs/${jobId}/tasks/${index}/transcript`, { credentials: 'same-origin' });
+    reply = await response.json();
+  } catch (error) {
+    reply = { error: `could not read it: ${error}` };
+  }
+  if (!response || !response.ok) {
+    $('transcript-note').textContent = reply.error || `${response.status}`;
+    $('transcript-lines').replaceChildren();
+    return;
+  }
+  $('transcript-note').textContent =
+    `${reply.lines.length} step(s) shown${reply.cut ? ', the latest only (earlier ones left out)' : ''} · ${reply.bytes} bytes · ${reply.file}`;
+  $('transcript-lines').replaceChildren(...reply.lines.map(transcriptLine));
+}
+
 async function loadDetail() {
   if (!selected) return;
   const response = await fetch(`/api/jobs/${selected}`, { credentials: 'same-origin' });
@@ -194,24 +285,22 @@ async function loadDetail() {
         el('td', { text: task.attempt ? String(task.attempt) : '' }),
         el('td', { text: duration(task.duration_ms) }),
         el('td', { className: 'mono', text: task.id || '' }),
-        el('td', {}, [
-          el('pre', {
-            className: 'preview',
-            text: task.error ? `${task.error.code}: ${task.error.message}` : task.preview || '',
-          }),
-        ]),
-        el('td', {
-          className: 'mono',
-          text: Object.entries(task.files || {})
-            .map(([k, v]) => `${k}: ${v}`)
-            .join('\n'),
-        }),
+        el('td', {}, [outputCell(task)]),
+        filesCell(job.id, task),
       ]),
     ),
   );
+  // An open transcript follows its task while it runs, and once more as it ends.
+  const open = transcriptOpen && job.id === transcriptOpen.jobId && tasks.find((t) => t.index === transcriptOpen.index);
+  if (open && (open.state === 'running' || transcriptOpen.state === 'running')) openTranscript(job.id, open.index);
+  if (open) transcriptOpen.state = open.state;
 }
 
 function select(jobId) {
+  if (selected !== jobId) {
+    transcriptOpen = null;
+    $('transcript').hidden = true;
+  }
   selected = jobId;
   render();
   loadDetail();

@@ -5,6 +5,16 @@ import type { JobMeta, LiveFile, TaskRecord } from '../store/records.js';
 import type { JobTotals, TotalsView } from '../engine/types.js';
 import type { LiveCard } from '../pools/kind.js';
 import { previewOf } from '../store/result.js';
+import type { TranscriptTail } from '../store/transcript.js';
+import {
+  type JobProgressView,
+  jobProgressOf,
+  liveProgressOf,
+  progressView,
+  type RunningTasks,
+  runningTasksOf,
+  type TaskProgressView,
+} from './progress.js';
 /** Tells whether the server process that owns a job still runs (pid, and its start time where known). */
 export type OwnerAlive = (pid: number, start?: string) => boolean;
 
@@ -32,6 +42,8 @@ export interface DashboardJob {
   owner?: { pid: number; alive: boolean };
   runs_on?: string;
   next?: string;
+  /** While it runs: its tasks that report progress (an agent's steps), and the latest report. */
+  progress?: JobProgressView;
 }
 
 export interface DashboardTask {
@@ -44,6 +56,10 @@ export interface DashboardTask {
   preview?: string;
   error?: { code: string; message: string };
   files?: Record<string, string>;
+  /** A running task's last progress, from its server's live file. */
+  progress?: TaskProgressView;
+  /** It has a transcript: GET /api/jobs/<id>/tasks/<index>/transcript reads its end. */
+  transcript?: boolean;
 }
 
 export interface DashboardState {
@@ -93,10 +109,11 @@ export class DashboardData {
 
   async snapshot(now: number): Promise<DashboardState> {
     const { metas } = await this.reader.scanJobs(true);
-    const jobs: DashboardJob[] = [];
-    for (const meta of metas) jobs.push(await this.job(meta, now));
-    jobs.sort((a, b) => b.created_at.localeCompare(a.created_at));
     const live = await this.reader.liveServers(now);
+    const running = runningTasksOf(live);
+    const jobs: DashboardJob[] = [];
+    for (const meta of metas) jobs.push(await this.job(meta, now, running));
+    jobs.sort((a, b) => b.created_at.localeCompare(a.created_at));
     return {
       state_dir: this.stateDir,
       generated_at: new Date(now).toISOString(),
@@ -120,17 +137,47 @@ export class DashboardData {
     if (!StateReader.isJobId(jobId)) return undefined;
     const meta = await this.reader.knownMeta(jobId);
     if (!meta) return undefined;
-    const job = await this.job(meta, Date.now());
+    const now = Date.now();
+    const running = runningTasksOf(await this.reader.liveServers(now));
+    const job = await this.job(meta, now, running);
     const latest = await this.reader.latestResults(jobId);
+    const live = job.progress ? running.get(jobId) : undefined;
     const tasks: DashboardTask[] = [];
     for (let index = offset; index < Math.min(meta.taskCount, offset + limit); index++) {
       const record = latest.get(index);
-      tasks.push(record ? taskView(record) : { index, state: job.state === 'interrupted' ? 'interrupted' : 'pending' });
+      const progress = liveProgressOf(live?.get(index), record);
+      if (progress)
+        tasks.push({ index, state: 'running', progress: progressView(progress), transcript: !!progress.transcript });
+      else
+        tasks.push(
+          record ? taskView(record) : { index, state: job.state === 'interrupted' ? 'interrupted' : 'pending' },
+        );
     }
     return { job, tasks, total: meta.taskCount };
   }
 
-  private async job(meta: JobMeta, now: number): Promise<DashboardJob> {
+  /**
+   * The end of a task's transcript: the running task's (from its server's live file), else its
+   * record's `files.transcript`. Undefined when there is none; throws TranscriptRefused for a path
+   * the store will not read (outside the job's output folder, a symlink).
+   */
+  async transcript(jobId: string, index: number): Promise<(TranscriptTail & { file: string }) | undefined> {
+    if (!StateReader.isJobId(jobId) || !(await this.reader.knownMeta(jobId))) return undefined;
+    const record = (await this.reader.latestResults(jobId)).get(index);
+    const live = runningTasksOf(await this.reader.liveServers(Date.now()))
+      .get(jobId)
+      ?.get(index);
+    const file = liveProgressOf(live, record)?.transcript ?? record?.files?.transcript;
+    if (file === undefined) return undefined;
+    try {
+      return { file, ...(await this.reader.transcript(jobId, file)) };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+  }
+
+  private async job(meta: JobMeta, now: number, running: RunningTasks): Promise<DashboardJob> {
     const latest = await this.reader.latestResults(meta.id);
     const end = meta.finishedAt ? Date.parse(meta.finishedAt) : now;
     const elapsed = Math.max(0, end - Date.parse(meta.createdAt));
@@ -160,6 +207,8 @@ export class DashboardData {
     const totals = totalsOf(this.totals.get(meta.kind), latest.values(), elapsed);
     if (totals) job.totals = totals;
     if (runs) {
+      const progress = state === 'running' ? jobProgressOf(running.get(meta.id)) : undefined;
+      if (progress) job.progress = progress;
       if (latest.size > 0 && pending > 0) job.eta_ms = Math.round((elapsed / latest.size) * pending);
     } else if (pending > 0) {
       job.next = `${owner && !owner.alive ? `Its server (pid ${owner.pid}) is gone. ` : ''}resume_job with {"job_id":"${meta.id}"} (or Resume on the dashboard) runs its ${pending} unfinished task(s) again.`;
@@ -258,5 +307,6 @@ function taskView(record: TaskRecord): DashboardTask {
   const preview = previewOf(record, PREVIEW_CHARS);
   if (preview !== undefined) view.preview = preview;
   if (record.files) view.files = record.files;
+  if (record.files?.transcript !== undefined) view.transcript = true;
   return view;
 }

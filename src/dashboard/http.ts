@@ -7,6 +7,7 @@ import { CONTROL_TIMEOUT_MS } from '../live/publisher.js';
 import type { Logger } from '../log.js';
 import { ControlFiles, type ControlRequest } from '../store/control.js';
 import { StateLayout } from '../store/layout.js';
+import { TranscriptRefused } from '../store/transcript.js';
 import type { DashboardData, DashboardState } from './data.js';
 
 /** How often the state directory is looked at for changes pushed to open pages. */
@@ -130,6 +131,9 @@ export class Dashboard {
     if (req.method === 'GET' && route === '/api/jobs')
       return sendJson(res, 200, this.lastState ?? (await this.options.data.snapshot(this.now())));
     if (req.method === 'GET' && route === '/api/events') return this.events(req, res);
+    const transcript = /^\/api\/jobs\/(job_[A-Za-z0-9_-]{22})\/tasks\/(\d{1,9})\/transcript$/.exec(route);
+    if (req.method === 'GET' && transcript?.[1] !== undefined)
+      return this.transcript(res, transcript[1], Number(transcript[2]));
     const job = /^\/api\/jobs\/(job_[A-Za-z0-9_-]{22})(\/(cancel|resume))?$/.exec(route);
     if (job?.[1] !== undefined) {
       const jobId = job[1];
@@ -192,6 +196,18 @@ export class Dashboard {
     if (this.lastState) res.write(`event: state\ndata: ${JSON.stringify(this.lastState)}\n\n`);
     this.streams.add(res);
     req.on('close', () => this.streams.delete(res));
+  }
+
+  /** The end of a task's transcript, its lines parsed (the page renders them as text). */
+  private async transcript(res: ServerResponse, jobId: string, index: number): Promise<void> {
+    try {
+      const tail = await this.options.data.transcript(jobId, index);
+      if (!tail) return sendJson(res, 404, { error: `No transcript for task ${index} of ${jobId}.` });
+      return sendJson(res, 200, { job_id: jobId, index, ...tail });
+    } catch (error) {
+      if (error instanceof TranscriptRefused) return sendJson(res, 403, { error: `Refused: ${error.message}` });
+      throw error;
+    }
   }
 
   /** Hands a cancel or resume to the server that runs the job, and waits (bounded) for its answer. */
