@@ -115,7 +115,6 @@ async function check(
             : 'not a readable path';
     return { verified: false, reason };
   }
-  const range = `${count(citation.start_line)}–${count(citation.end_line)}`;
   const to = Math.min(citation.end_line, citation.start_line + MOST_CITED_LINES - 1);
   const window = await readLines(where.real, {
     from: citation.start_line,
@@ -145,7 +144,10 @@ async function check(
   let at = 0;
   for (const part of parts) {
     const found = haystack.indexOf(part, at);
-    if (found === -1) return { verified: false, reason: `quote not in lines ${range}` };
+    if (found === -1) {
+      const checked = to < citation.end_line ? ` (only a range's first ${count(MOST_CITED_LINES)} are checked)` : '';
+      return { verified: false, reason: `quote not in lines ${count(citation.start_line)}–${count(to)}${checked}` };
+    }
     at = found + part.length;
   }
   return { verified: true, reason: 'quote found' };

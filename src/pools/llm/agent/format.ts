@@ -68,7 +68,7 @@ export function lineArgument(value: unknown, name: string): number | undefined |
   if (typeof n !== 'number' || !Number.isInteger(n))
     return { refused: `${name} must be a whole number (got ${short(value)}).` };
   if (n < 1) return { refused: `${name} must be 1 or more (lines are numbered from 1).` };
-  if (n > 1e9) return { refused: `${name} ${count(n)} is too large.` };
+  if (n > 1e9) return { refused: `${name} ${short(value)} is too large.` };
   return n;
 }
 

@@ -104,8 +104,8 @@ export async function grep(
   if (run.error) notes.push(`The search failed: ${run.error}.`);
   if (walk.moreFiles) notes.push(`Only the first ${count(limits.maxFiles)} files were searched: narrow path or glob.`);
   if (walk.stoppedEarly) notes.push('The folder is too large to search whole: narrow path or glob.');
-  if (run.large > 0) notes.push(`${count(run.large)} files over ${limits.maxFileBytes / 1024 / 1024} MB skipped.`);
-  if (run.binary > 0) notes.push(`${count(run.binary)} binary files skipped.`);
+  if (run.large > 0) notes.push(`${files(run.large)} over ${limits.maxFileBytes / 1024 / 1024} MB skipped.`);
+  if (run.binary > 0) notes.push(`${files(run.binary, 'binary file')} skipped.`);
   const total = run.counted >= limits.maxCounted ? `${count(run.counted)}+` : count(run.counted);
   if (run.lines.length < run.counted)
     notes.push(`Showing the first ${run.lines.length} of ${total} matches: narrow the pattern, path or glob.`);
@@ -116,7 +116,8 @@ export async function grep(
       : `${total} ${matchWord} for ${compiled.shown} in ${where.shown} (${count(run.files)} of ${count(run.searched)} files searched):`;
   return {
     ok: true,
-    text: [header, ...run.lines, ...notes].join('\n'),
+    // Notes before the matches: a cut to the budget takes matches off the end, never a note.
+    text: [header, ...notes, ...run.lines].join('\n'),
     summary: `grep ${cutShown(compiled.shown)} in ${where.shown} (${total} ${matchWord})`,
     bytesRead: run.bytes,
   };
@@ -212,4 +213,8 @@ function take(run: SearchRun, message: Extract<GrepMessage, { matches: unknown }
 
 function cutShown(shown: string): string {
   return shown.length > 60 ? `${shown.slice(0, 60)}…` : shown;
+}
+
+function files(n: number, what = 'file'): string {
+  return `${count(n)} ${what}${n === 1 ? '' : 's'}`;
 }

@@ -57,6 +57,8 @@ const SOURCE = /\.(py|pyi|ts|tsx|mts|cts|js|mjs|cjs|jsx)$/i;
 export class Toolbox {
   readonly scope: AgentScope;
   readonly budget: Budget;
+  /** The budget's lines are the content's: a header and a note come on top. */
+  private readonly framed: Budget;
   private readonly outlineRunner: OutlineRunner | undefined;
   private readonly grepLimits: GrepLimits;
 
@@ -64,6 +66,7 @@ export class Toolbox {
     this.scope = options.scope;
     this.outlineRunner = options.outline;
     this.budget = { ...DEFAULT_BUDGET, ...options.budget };
+    this.framed = { bytes: this.budget.bytes, lines: this.budget.lines + 2 };
     this.grepLimits = { ...GREP_LIMITS, ...options.grep };
   }
 
@@ -79,7 +82,9 @@ export class Toolbox {
       result = refusal(`${short(name)} failed`, `${name} failed: ${cutBytes(message, 300)}`);
     }
     if (signal.aborted) throw signal.reason;
-    return { ...result, digest: digest(result.text) };
+    // Each tool cuts its own text with advice of its own; this only holds the budget for any other.
+    const text = cutToBudget(result.text, this.framed, 'ask for less');
+    return { ...result, text, digest: digest(text) };
   }
 
   private dispatch(name: string, args: Record<string, unknown>, signal: AbortSignal): Promise<Result> {
@@ -90,7 +95,7 @@ export class Toolbox {
         return this.readFile(args, signal);
       case 'grep':
         return grep(this.scope, args, signal, this.grepLimits).then((r) =>
-          r.ok ? { ...r, text: cutToBudget(r.text, this.budget, 'narrow the pattern, path or glob') } : r,
+          r.ok ? { ...r, text: cutToBudget(r.text, this.framed, 'narrow the pattern, path or glob') } : r,
         );
       case 'outline':
         return this.outline(args, signal);
@@ -112,26 +117,27 @@ export class Toolbox {
     let lines: string[];
     let more = 0;
     let note = '';
+    const most = Math.max(1, Math.min(LIST_ENTRIES, this.budget.lines));
     if (glob === undefined) {
       const entries = await listFolder(this.scope, where.real, signal);
-      lines = entries.slice(0, LIST_ENTRIES).map((e) => (e.dir ? `${e.shown}/` : e.shown));
-      more = Math.max(0, entries.length - LIST_ENTRIES);
+      lines = entries.slice(0, most).map((e) => (e.dir ? `${e.shown}/` : e.shown));
+      more = Math.max(0, entries.length - most);
     } else {
       const walk = await walkFiles(this.scope, where.real, {
         glob,
-        maxFiles: LIST_ENTRIES,
+        maxFiles: most,
         maxEntries: this.grepLimits.maxEntries,
         signal,
       });
       lines = walk.files.map((f) => f.shown);
-      if (walk.moreFiles) note = `\n[more than ${LIST_ENTRIES} files match: narrow the glob or list a deeper path]`;
+      if (walk.moreFiles) note = `\n[more than ${most} files match: narrow the glob or list a deeper path]`;
       if (walk.stoppedEarly) note += '\n[the folder is too large to walk whole: list a deeper path]';
     }
     if (more > 0) note = `\n[${count(more)} more entries not shown: list a deeper path, or use glob]`;
     const what = glob === undefined ? 'entries' : `files matching ${glob}`;
     const header =
       lines.length === 0 ? `${where.shown}/: no ${what}.` : `${where.shown}/ (${count(lines.length)} ${what}):`;
-    const text = cutToBudget([header, ...lines].join('\n') + note, this.budget, 'list a deeper path, or use glob');
+    const text = cutToBudget([header, ...lines].join('\n') + note, this.framed, 'list a deeper path, or use glob');
     const summary = `list_files ${where.shown}${glob === undefined ? '' : ` ${glob}`} (${count(lines.length)})`;
     return { ok: true, text, summary, bytesRead: 0 };
   }
@@ -208,7 +214,7 @@ export class Toolbox {
     for (const file of files) bytesRead += (await stat(file).catch(() => undefined))?.size ?? 0;
     const text = cutToBudget(
       lines.join('\n') + note,
-      this.budget,
+      this.framed,
       'outline a single file, or read_file the lines you need',
     );
     return { ok: true, text, summary: `outline ${where.shown}`, bytesRead };
