@@ -8,6 +8,7 @@ import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
 import { WorkerCatalog, type WorkerEntry } from './catalog.js';
 import { SCRIPT_ERROR_CODES } from './errors.js';
 import { InterpreterResolver } from './interpreters.js';
+import { OutlineLender } from './lend.js';
 import { Descendants } from './descendants.js';
 import { GroupRecords } from './orphans.js';
 import { planScriptJob, type ScriptJobRequest } from './plan.js';
@@ -102,9 +103,20 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
           })
         : new DirectSpawner(platform),
     });
+    const outline = new OutlineLender({
+      pool,
+      allowedRoots: config.allowedRoots,
+      resolver,
+      interpreters: script.interpreters,
+      baseEnv,
+      searchPath: script.searchPath,
+      log,
+      platform,
+    });
     return {
       pool,
       live: () => pool.liveCards(),
+      lends: { outline: (files, signal) => outline.outline(files, signal) },
       services: {
         plan: (request) => planScriptJob(request, { config, catalog }),
         workers: () => catalog.list(),

@@ -1,7 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Pool, TaskContext, TaskResult, UpstreamView } from '../../engine/types.js';
-import { MonitorError, toTaskError } from '../../errors.js';
+import { MonitorError, type TaskError, toTaskError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Platform } from '../../platform/index.js';
 import type { ProcessControl } from '../../processes.js';
@@ -17,7 +17,10 @@ import { MAX_PACK, packableArgs } from './pack.js';
 import { type PackMember, runPack } from './pack-run.js';
 import { DirectSpawner, type Spawner } from './spawner.js';
 import { failedResult, OutputAllowance } from './task-value.js';
-import { WarmWorkers } from './warm.js';
+import { Slots } from './slots.js';
+import { type WarmRequester, type WarmServed, WarmWorkers } from './warm.js';
+import type { LogSink } from './warm-process.js';
+import type { WarmRequest } from './warm-protocol.js';
 import type { LiveCard } from '../kind.js';
 import { WorkGauge } from '../rates.js';
 
@@ -77,6 +80,8 @@ export class ScriptPool implements Pool {
   private coldProcesses = 0;
   /** Runs in hand and tasks finished, for the live card. */
   private readonly gauge = new WorkGauge('scripts');
+  /** The engine's runs and the calls lent to other kinds, against `concurrency`. */
+  private readonly slots: Slots;
 
   constructor(options: ScriptPoolOptions) {
     if (!(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
@@ -84,6 +89,7 @@ export class ScriptPool implements Pool {
     }
     this.options = options;
     this.concurrency = options.concurrency;
+    this.slots = new Slots(options.concurrency);
     this.spawner = options.spawner ?? new DirectSpawner(options.platform);
     this.cold = new ColdRunner(options, this.spawner, () => this.turnToSpawn());
     this.warm = new WarmWorkers({
@@ -152,12 +158,30 @@ export class ScriptPool implements Pool {
   }
 
   async run(task: TaskContext): Promise<TaskResult> {
-    return this.gauge.count(1, () => this.runOne(task));
+    return this.slots.hold(() => this.gauge.count(1, () => this.runOne(task)));
   }
 
   // A pack holds one slot, whatever its size: one run in hand, its tasks finished together.
   async runBatch(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
-    return this.gauge.count(tasks.length, () => this.runTogether(tasks));
+    return this.slots.hold(() => this.gauge.count(tasks.length, () => this.runTogether(tasks)));
+  }
+
+  /**
+   * One request on a warm process of group `key` for a service lent to another kind (lend.ts):
+   * it waits for a slot the engine's runs leave free, and counts as a run in hand; the process
+   * stays up between calls like a job's (its idle timeout and close() end it).
+   */
+  async lentRequest(
+    key: string,
+    plan: RunPlan,
+    message: WarmRequest,
+    log: LogSink,
+    deadline: number,
+    who: WarmRequester,
+  ): Promise<WarmServed | { error: TaskError }> {
+    return this.slots.borrow(who.signal, deadline, () =>
+      this.gauge.count(1, () => this.warm.request(key, plan, message, log, deadline, who)),
+    );
   }
 
   /** The pool as a live card: slots in use, warm processes, tasks finished per second. */
@@ -230,7 +254,9 @@ export class ScriptPool implements Pool {
   private async eachAlone(tasks: readonly TaskContext[]): Promise<TaskResult[]> {
     const results: TaskResult[] = [];
     for (const task of tasks) {
-      results.push(await this.run(task).catch((error: unknown) => failedResult(task, error)));
+      // Within the batch's slot: counted as a run in hand, not as a slot of its own.
+      const result = this.gauge.count(1, () => this.runOne(task));
+      results.push(await result.catch((error: unknown) => failedResult(task, error)));
     }
     return results;
   }

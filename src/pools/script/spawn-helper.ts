@@ -47,7 +47,7 @@ export async function readHelperProgram(file?: string): Promise<HelperProgram> {
 }
 
 /** The package's root: the nearest folder with a package.json above this module (in src/ or dist/src/). */
-async function packageRoot(): Promise<string> {
+export async function packageRoot(): Promise<string> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   for (let dir = here; ; dir = path.dirname(dir)) {
     if (await exists(path.join(dir, 'package.json'))) return dir;

@@ -1,7 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from '../../log.js';
 import { type RunPlan, settle, type StartedWorker } from './launch.js';
-import type { OutputCapture } from './output.js';
 import type { ProcessExit } from './task-value.js';
 import { type Outcome, parseReply, preview, type WarmRequest } from './warm-protocol.js';
 
@@ -9,6 +8,12 @@ import { type Outcome, parseReply, preview, type WarmRequest } from './warm-prot
 const STRAY_LIMIT = 64 * 1024;
 /** After a reply, turns of the event loop that may still bring the task's log (fd 1 and 2 are other pipes than fd 4). */
 const MAX_LOG_TURNS = 64;
+/** Where a request's log goes: a task's stderr capture, or a lent call's tail in memory. */
+export interface LogSink {
+  /** One chunk of fd 1 or 2; `source` may be paused while the sink catches up (the process resumes it after the request). */
+  accept(chunk: Buffer, source?: Readable): void;
+}
+
 /** What a warm process needs from its pool. */
 export interface WarmProcessOptions {
   killGraceSeconds: number;
@@ -32,7 +37,7 @@ export class WarmProcess {
   private readonly requests: (Readable & Writable) | undefined;
   private readonly options: WarmProcessOptions;
   /** The current task's log; undefined while idle. */
-  private sink: OutputCapture | undefined;
+  private sink: LogSink | undefined;
   private stray: Buffer[] = [];
   private strayBytes = 0;
   private strayDropped = 0;
@@ -105,7 +110,7 @@ export class WarmProcess {
   }
 
   /** Serves one task: sends the request, collects its log, waits for the reply (or the end of the process, a timeout, a cancel). */
-  async serve(message: WarmRequest, log: OutputCapture, timeoutMs: number, signal: AbortSignal): Promise<Outcome> {
+  async serve(message: WarmRequest, log: LogSink, timeoutMs: number, signal: AbortSignal): Promise<Outcome> {
     if (this.state === 'gone') return { kind: 'exited' };
     this.state = 'busy';
     this.tasksServed++;
@@ -195,7 +200,7 @@ export class WarmProcess {
     this.strayDropped += Math.max(0, chunk.length - Math.max(0, room));
   }
 
-  private flushStray(log: OutputCapture): void {
+  private flushStray(log: LogSink): void {
     if (this.strayDropped > 0) {
       log.accept(
         Buffer.from(

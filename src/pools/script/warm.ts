@@ -5,8 +5,8 @@ import { LINUX } from '../../platform/index.js';
 import { readProcRss } from '../../platform/proc.js';
 import { type LaunchDeps, type RunPlan, spawnFailure, startWorker } from './launch.js';
 import { type OutputAllowance, type ProcessExit, taskCapture, type ValueLimits } from './task-value.js';
-import { WarmProcess } from './warm-process.js';
-import { type Outcome, requestFor, type WarmTaskInput } from './warm-protocol.js';
+import { type LogSink, WarmProcess } from './warm-process.js';
+import { type Outcome, requestFor, type WarmRequest, type WarmTaskInput } from './warm-protocol.js';
 import { warmResult } from './warm-result.js';
 
 export type { WarmTaskInput } from './warm-protocol.js';
@@ -51,6 +51,21 @@ export interface WarmWorkersOptions extends ValueLimits {
   coldProcesses(): number;
 }
 
+/** Who a request is for: its job (or the service lent), the output folder its process is told of, and its signal. */
+export interface WarmRequester {
+  jobId: string;
+  outputDir: string;
+  signal: AbortSignal;
+}
+
+/** A request served: how it ended, on which process; and the process that died before, when it was sent twice. */
+export interface WarmServed {
+  outcome: Outcome;
+  worker: WarmProcess;
+  served: { process: number; task: number };
+  crash: { exit: ProcessExit | undefined; process: number } | undefined;
+}
+
 /** The idle warm processes of one job run (its tasks of one attempt plan), longest idle first. */
 interface WarmGroup {
   jobId: string;
@@ -92,20 +107,37 @@ export class WarmWorkers {
     allowance: OutputAllowance,
   ): Promise<TaskResult> {
     const log = taskCapture(task, 'stderr', this.options.outputCapBytes, allowance);
-    const deadline = Date.now() + plan.timeoutMs;
-    let crash: { exit: ProcessExit | undefined; process: number } | undefined;
+    const ran = await this.request(key, plan, requestFor(task, input), log, Date.now() + plan.timeoutMs, task);
+    if ('error' in ran) return { ok: false, error: ran.error };
+    return warmResult(plan, task, { ...ran, log, allowance }, this.options);
+  }
+
+  /**
+   * One request on a process of group `key` (an idle one, else a new one), its log into `log`, until
+   * `deadline` (ms since the epoch): a task's, or a call another kind borrows (lend.ts). A process
+   * that dies mid-request has it sent once more to a fresh process.
+   */
+  async request(
+    key: string,
+    plan: RunPlan,
+    message: WarmRequest,
+    log: LogSink,
+    deadline: number,
+    who: WarmRequester,
+  ): Promise<WarmServed | { error: TaskError }> {
+    let crash: WarmServed['crash'];
     for (;;) {
-      const acquired = await this.acquire(key, plan, task, crash !== undefined);
-      if ('error' in acquired) return { ok: false, error: acquired.error };
+      const acquired = await this.acquire(key, plan, who, crash !== undefined);
+      if ('error' in acquired) return acquired;
       const worker = acquired.process;
-      const outcome = await worker.serve(requestFor(task, input), log, Math.max(0, deadline - Date.now()), task.signal);
+      const outcome = await worker.serve(message, log, Math.max(0, deadline - Date.now()), who.signal);
       const served = { process: worker.number, task: worker.tasksServed };
       this.release(worker, outcome);
-      if (outcome.kind === 'exited' && crash === undefined && !task.signal.aborted) {
+      if (outcome.kind === 'exited' && crash === undefined && !who.signal.aborted) {
         crash = { exit: worker.exit, process: worker.number };
         continue;
       }
-      return warmResult(plan, task, { outcome, worker, log, allowance, served, crash }, this.options);
+      return { outcome, worker, served, crash };
     }
   }
 
@@ -148,7 +180,7 @@ export class WarmWorkers {
   private async acquire(
     key: string,
     plan: RunPlan,
-    task: TaskContext,
+    who: WarmRequester,
     fresh: boolean,
   ): Promise<{ process: WarmProcess } | { error: TaskError }> {
     if (this.closed) throw new MonitorError('SHUTTING_DOWN', 'The server is shutting down.');
@@ -165,19 +197,19 @@ export class WarmWorkers {
     let worker: WarmProcess;
     try {
       await this.options.turnToSpawn();
-      task.signal.throwIfAborted();
+      who.signal.throwIfAborted();
       if (this.closed) throw new MonitorError('SHUTTING_DOWN', 'The server is shutting down.');
       const started = startWorker(
         plan,
         this.options.launch,
-        { jobId: task.jobId, outputDir: task.outputDir },
+        { jobId: who.jobId, outputDir: who.outputDir },
         {
           args: [],
           perProcessEnv: { MONITOR_WARM: '1' },
           stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
         },
       );
-      worker = new WarmProcess(++this.started, key, task.jobId, started, plan, this.options, (gone) =>
+      worker = new WarmProcess(++this.started, key, who.jobId, started, plan, this.options, (gone) =>
         this.forget(gone),
       );
     } finally {
