@@ -9,6 +9,7 @@ import { scriptKind } from './pools/script/index.js';
 import { httpBatchTool } from './tools/http_batch.js';
 import { listWorkersTool } from './tools/list_workers.js';
 import { lmstudioCompleteTool } from './tools/lmstudio_complete.js';
+import { lmstudioInvestigateTool } from './tools/lmstudio_investigate.js';
 import { lmstudioModelsTool } from './tools/lmstudio_models.js';
 import { runScriptBatchTool } from './tools/run_script_batch.js';
 import type { AnyTool, KindTool } from './tools/tool.js';
@@ -30,7 +31,7 @@ function register<Settings extends SettingsTree, Services>(
 /** Every worker kind this server runs, with its tools, in the order clients list them. Adding a kind = one line here. */
 export const KINDS = [
   register(scriptKind, runScriptBatchTool, listWorkersTool),
-  register(llmKind, lmstudioCompleteTool, lmstudioModelsTool),
+  register(llmKind, lmstudioCompleteTool, lmstudioInvestigateTool, lmstudioModelsTool),
   register(httpKind, httpBatchTool),
 ] as const;
 

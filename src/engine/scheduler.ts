@@ -90,7 +90,7 @@ export class Scheduler {
   }
 
   private pump(lane: Lane): void {
-    while (!this.stopped && lane.running < lane.pool.concurrency && lane.ring.length > 0) {
+    while (!this.stopped && lane.ring.length > 0) {
       const job = this.pick(lane);
       if (!job) break;
       const size = this.batchOf(lane.pool, job);
@@ -124,11 +124,17 @@ export class Scheduler {
     for (let tries = 0; tries < lane.ring.length; tries++) {
       const at = (lane.next + tries) % lane.ring.length;
       const job = lane.ring[at];
-      if (job && job.hasQueued && job.slots < job.meta.concurrency) {
+      if (job && job.hasQueued && job.slots < job.meta.concurrency && lane.running < poolLimit(lane.pool, job)) {
         lane.next = (at + 1) % lane.ring.length;
         return job;
       }
     }
     return undefined;
   }
+}
+
+/** The pool's limit for this job's tasks: its own concurrency, unless it says otherwise for such a job. */
+function poolLimit(pool: Pool, job: Job): number {
+  const limit = pool.concurrencyFor?.(job.meta.options);
+  return limit !== undefined && Number.isInteger(limit) && limit > 0 ? limit : pool.concurrency;
 }

@@ -90,6 +90,11 @@ export interface Pool {
   readonly kind: string;
   /** Tasks of all its jobs running at once (each job also has its own limit, enforced by the engine). */
   readonly concurrency: number;
+  /**
+   * Optional: the pool's limit for the tasks of a job with these options, when not `concurrency`:
+   * tasks that hold a slot only part of the time (an agent between its model requests) may be more.
+   */
+  concurrencyFor?(options: unknown): number;
   run(task: TaskContext): Promise<TaskResult>;
   /**
    * Optional, with runBatch: how many queued tasks of a job (given its options) one run may take

@@ -1,4 +1,4 @@
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -21,6 +21,28 @@ const stateDirs: string[] = [];
 afterAll(async () => {
   await Promise.all(stateDirs.map((d) => rm(d, { recursive: true, force: true })));
 });
+
+/** The steps investigations have on disk, as "Task: <task> #<step>", read from their transcripts. */
+async function recordedSteps(stateDir: string): Promise<Set<string>> {
+  const steps = new Set<string>();
+  const files = (await readdir(stateDir, { recursive: true })).filter((f) => f.endsWith('.transcript.jsonl'));
+  for (const file of files) {
+    const text = await readFile(path.join(stateDir, file), 'utf8').catch(() => '');
+    let task = '';
+    for (const line of text.split('\n')) {
+      const parsed = (() => {
+        try {
+          return JSON.parse(line) as { type?: string; task?: string; step?: number };
+        } catch {
+          return undefined;
+        }
+      })();
+      if (parsed?.type === 'start') task = `Task: ${parsed.task ?? ''}`;
+      if (parsed?.type === 'request') steps.add(`${task} #${parsed.step ?? 0}`);
+    }
+  }
+  return steps;
+}
 
 /** mulberry32: a small seeded generator, so each run's kill times can be replayed. */
 function random(seed: number): () => number {
@@ -422,6 +444,72 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
         expect(merged.value.failed_inputs).toEqual([]);
         await server.close();
       } finally {
+        await double.close();
+      }
+    },
+  );
+
+  it(
+    'resumes investigations killed with SIGKILL mid-loop from their last step: no answered request is sent again',
+    { timeout: 180_000 },
+    async () => {
+      const stepOf = (messages: Array<{ role?: string }>): number =>
+        messages.filter((m) => m.role === 'assistant').length + 1;
+      const double = await LmStudioDouble.start({
+        latencyMs: 300,
+        agent: ({ messages }) => {
+          const step = stepOf(messages as Array<{ role?: string }>);
+          if (step < 6)
+            return { tool_calls: [{ name: 'read_file', arguments: { path: 'package.json', start_line: step } }] };
+          return {
+            tool_calls: [
+              {
+                name: 'finish',
+                arguments: {
+                  answer: 'Read it.',
+                  citations: [{ path: 'package.json', start_line: 1, end_line: 1, quote: '{' }],
+                },
+              },
+            ],
+          };
+        },
+      });
+      const stateDir = await newStateDir();
+      const args = ['--endpoint', `lmstudio=${double.url}@2`];
+      let server = await start(stateDir, args);
+      try {
+        const tasks = [{ task: 'first' }, { task: 'second' }, { task: 'third' }];
+        const jobId = jobIdOf(await server.call('lmstudio_investigate', { tasks, max_steps: 8 }));
+        // Killed once the transcripts hold 5 answered steps (a request of another task is then in flight).
+        await until(async () => (await recordedSteps(stateDir)).size >= 5, 'five steps on disk', 60_000, 20);
+        await server.kill();
+        const before = await recordedSteps(stateDir);
+        const sentBefore = double.chatRequests.length;
+        server = await start(stateDir, args);
+        const resumed = await server.call('resume_job', { job_id: jobId });
+        expect(resumed.isError, textOf(resumed)).toBeFalsy();
+        await until(
+          async () => (await allResults(server, jobId)).job.state === 'succeeded',
+          'the investigations to finish',
+          120_000,
+          250,
+        );
+        const { results } = await allResults(server, jobId);
+        for (const result of results)
+          expect(result.value).toMatchObject({ steps: 6, citations_verified: '1/1', text: 'Read it.' });
+        expect(results.some((r) => Number((r.value as { resumed_after_step?: number }).resumed_after_step) > 0)).toBe(
+          true,
+        );
+        // A step on disk before the kill was replayed from the transcript, not asked again.
+        const askedAgain = double.chatRequests.slice(sentBefore).filter((request) => {
+          const messages = (request.body?.messages ?? []) as Array<{ role?: string; content?: unknown }>;
+          const task = String(messages.find((m) => m.role === 'user')?.content ?? '');
+          return before.has(`${task} #${stepOf(messages)}`);
+        });
+        expect(askedAgain).toHaveLength(0);
+        expect((await recordedSteps(stateDir)).size).toBe(18);
+      } finally {
+        await server.close();
         await double.close();
       }
     },

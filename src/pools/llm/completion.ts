@@ -6,7 +6,7 @@ import { Deadline } from './deadline.js';
 import { DOWN_FOR_MS, type Endpoints } from './endpoints.js';
 import { LlmError } from './errors.js';
 import { judge, type JudgeDeps } from './judge.js';
-import type { ChatAnswer, ChatMessage, ChatParams, LlmJobOptions } from './types.js';
+import type { ChatAnswer, ChatMessage, ChatParams, LlmJobOptions, ToolSpec } from './types.js';
 import {
   answeredStatus,
   isConnectionFailure,
@@ -15,6 +15,15 @@ import {
   retryAfterMs,
   retryAfterTooLong,
 } from './upstream.js';
+
+/** What an answer that came back becomes: judged as a prompt's answer by default, or taken as it is (an agent's step). */
+export type Settle = (run: Completion, endpoint: string, answer: ChatAnswer) => Promise<Outcome>;
+
+/** What a request carries beyond the messages: the tools offered (an agent's step). */
+export interface RequestExtras {
+  tools?: readonly ToolSpec[] | undefined;
+  settle?: Settle | undefined;
+}
 
 /** Backoff between retries of one prompt: short, since a local server recovers fast; its Retry-After wins up to 30 s (a longer one fails at once). */
 export const LLM_BACKOFF = { baseMs: 250, capMs: 8_000, maxRetryAfterMs: 30_000 } as const;
@@ -42,11 +51,12 @@ export class Completer {
     messages: ChatMessage[],
     base: Record<string, unknown>,
     stem: string,
+    extras: RequestExtras = {},
   ): Promise<TaskResult> {
     const run = startCompletion(task, options, messages, base, stem);
     for (;;) {
       task.signal.throwIfAborted();
-      const outcome = await this.attempt(run);
+      const outcome = await this.attempt(run, extras);
       if (outcome.kind === 'done') return outcome.result;
       if (outcome.kind === 'again' || outcome.kind === 'failover') continue;
       if (outcome.kind === 'away') {
@@ -108,7 +118,7 @@ export class Completer {
   }
 
   /** One request: pick an endpoint serving the model, send, and judge the answer. */
-  private async attempt(run: Completion): Promise<Outcome> {
+  private async attempt(run: Completion, extras: RequestExtras): Promise<Outcome> {
     const { task, options } = run;
     const found = await this.endpoints.candidatesFor(options.model, run.discovery, task.signal);
     // No list known at all (the server was down when asked): let the request itself find out.
@@ -135,7 +145,7 @@ export class Completer {
     }
     const lease = await this.endpoints.router.acquire(choices, task.signal);
     run.lastEndpoint = lease.endpoint;
-    const sent = await this.send(run, lease.endpoint, found.served[lease.endpoint] ?? options.model, () =>
+    const sent = await this.send(run, lease.endpoint, found.served[lease.endpoint] ?? options.model, extras, () =>
       lease.release(),
     );
     if (sent.answer === undefined) {
@@ -144,6 +154,7 @@ export class Completer {
       return this.afterRequestFailure(run, lease.endpoint, candidates, sent.error);
     }
     this.endpoints.noteReachable(lease.endpoint);
+    if (extras.settle) return extras.settle(run, lease.endpoint, sent.answer);
     return judge(run, lease.endpoint, sent.answer, this.judgeDeps);
   }
 
@@ -152,6 +163,7 @@ export class Completer {
     run: Completion,
     endpoint: string,
     model: string,
+    extras: RequestExtras,
     release: () => void,
   ): Promise<{ answer: ChatAnswer; error?: undefined } | { answer?: undefined; error: unknown }> {
     const { task, options } = run;
@@ -172,6 +184,7 @@ export class Completer {
       if (options.stop !== undefined) params.stop = options.stop;
       if (options.seed !== undefined) params.seed = options.seed;
       if (options.json_schema !== undefined) params.jsonSchema = options.json_schema;
+      if (extras.tools !== undefined && extras.tools.length > 0) params.tools = extras.tools;
       return { answer: await this.endpoints.client(endpoint).chat(params, { signal: deadline.signal, timeoutMs }) };
     } catch (caught) {
       return { error: deadline.expired ? deadline.signal.reason : caught };

@@ -3,6 +3,7 @@ import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
 import { type EndpointReport, Endpoints } from './endpoints.js';
 import { modelMatches } from './models.js';
 import { LLM_ERROR_CODES } from './errors.js';
+import { type InvestigateRequest, planInvestigation } from './agent/plan.js';
 import { type LlmJobPlan, type LlmJobRequest, planLlmJob } from './plan.js';
 import { LLM_KIND, LlmPool } from './pool.js';
 import { SchemaValidator } from './schema.js';
@@ -12,11 +13,15 @@ import { llmTotals } from './totals.js';
 // What the kind's tools use, from here: tools never import a kind's insides.
 export type { EndpointReport } from './endpoints.js';
 export type { ModelInfo } from './types.js';
+export type { InvestigateRequest } from './agent/plan.js';
+export { DEFAULT_MAX_STEPS, MOST_STEPS } from './agent/types.js';
 
 /** What the LLM tools use. */
 export interface LlmServices {
   /** Checks an lmstudio_complete request, resolves its model and makes its job (nothing is submitted). */
   plan(request: LlmJobRequest, signal: AbortSignal): Promise<LlmJobPlan>;
+  /** Checks an lmstudio_investigate request and makes its job of investigations (nothing is submitted). */
+  investigate(request: InvestigateRequest, signal: AbortSignal): Promise<LlmJobPlan>;
   /** Every endpoint: reachable or not (why), its models, how busy it is. */
   report(signal: AbortSignal): Promise<EndpointReport[]>;
   readonly endpointNames: readonly string[];
@@ -55,6 +60,15 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
             schemas,
             signal,
           }),
+        investigate: (request, signal) =>
+          planInvestigation(request, {
+            settings,
+            allowedRoots: config.allowedRoots,
+            pathRules: config.pathRules,
+            endpoints,
+            schemas,
+            signal,
+          }),
         report: (signal) => endpoints.report(signal),
         endpointNames: endpoints.endpointNames,
         defaultModel: settings.defaultModel,
@@ -75,7 +89,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
 /** The kind's parts, wired: the endpoints (clients, router, model lists), the JSON-schema checker and the pool. */
 export function createLlmParts(
   config: CoreConfig & LlmConfig,
-  deps: Pick<KindDeps, 'log' | 'env'> & { now?: () => number; outageWaitMs?: number },
+  deps: Pick<KindDeps, 'log' | 'env'> & Partial<Pick<KindDeps, 'lent'>> & { now?: () => number; outageWaitMs?: number },
 ): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool } {
   const settings = config.llm;
   const endpoints = new Endpoints(settings, deps);
@@ -88,6 +102,7 @@ export function createLlmParts(
     maxRetries: settings.maxRetries,
     maxFileBytes: settings.maxFileBytes,
     maxInlineChars: settings.maxInlineChars,
+    lent: deps.lent ?? {},
   });
   return { endpoints, schemas, pool };
 }

@@ -1,3 +1,4 @@
+import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
 import type { Endpoints } from './endpoints.js';
 import { ASSUMED_CONTEXT_TOKENS, checkChunkTokens, tooManyTasks } from './plan-chunks.js';
@@ -41,24 +42,39 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
   notes.unshift(`Model ${resolved.model} on ${resolved.endpoints.join(', ')}, up to ${concurrency} prompt(s) at once.`);
   const plan: LlmJobPlan = { kind: LLM_KIND, inputs, options, concurrency, notes };
   if (request.upstream !== undefined) plan.after = { job: request.upstream.jobId, mode: 'each' };
-  if (made.reducePrompt !== undefined) {
-    const ratio = made.ratio ?? (await measure(made.reducePrompt, resolved.endpoints, options.model, context));
-    const reduce: ReduceOptions = {
-      prompt: made.reducePrompt,
-      context_tokens: resolved.contextLength ?? ASSUMED_CONTEXT_TOKENS,
-      bytes_per_token: ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN * MEASURED_MARGIN,
-      parallel: concurrency,
-    };
-    // Not the map's max_tokens: that sizes one item's answer, and the merged one says more.
-    if (request.reduce?.maxTokens !== undefined) reduce.max_tokens = request.reduce.maxTokens;
-    plan.then = {
-      kind: LLM_KIND,
-      inputs: [{ id: 'reduce', reduce: true }],
-      options: { ...options, reduce },
-      concurrency: 1,
-    };
-  }
+  if (made.reducePrompt !== undefined)
+    plan.then = await reduceStage(
+      { prompt: made.reducePrompt, maxTokens: request.reduce?.maxTokens },
+      resolved,
+      options,
+      context,
+      concurrency,
+      made.ratio,
+    );
   return plan;
+}
+
+/** The stage that merges a job's answers on the model once they are in (map → reduce), sized to the model's context. */
+export async function reduceStage(
+  asked: { prompt: string; maxTokens?: number | undefined },
+  resolved: Pick<ResolvedModel, 'endpoints' | 'contextLength'>,
+  options: LlmJobOptions,
+  context: LlmPlanContext,
+  parallel: number,
+  measured?: Measured,
+): Promise<JobPlan> {
+  const ratio = measured ?? (await measure(asked.prompt, resolved.endpoints, options.model, context));
+  const reduce: ReduceOptions = {
+    prompt: asked.prompt,
+    context_tokens: resolved.contextLength ?? ASSUMED_CONTEXT_TOKENS,
+    bytes_per_token: ratio?.bytes ?? CHUNK_BYTES_PER_TOKEN * MEASURED_MARGIN,
+    parallel,
+  };
+  // Not the map's max_tokens: that sizes one item's answer, and the merged one says more.
+  if (asked.maxTokens !== undefined) reduce.max_tokens = asked.maxTokens;
+  const stageOptions: LlmJobOptions = { ...options, reduce };
+  delete stageOptions.agent;
+  return { kind: LLM_KIND, inputs: [{ id: 'reduce', reduce: true }], options: stageOptions, concurrency: 1 };
 }
 
 /** The tasks of each way of asking, the reduce prompt (asked for, or added to a group that did not fit one prompt), and the bytes a token measured on the way. */
@@ -172,7 +188,7 @@ function checkGroupAndReduce(request: LlmJobRequest): void {
 }
 
 /** More prompts at once than the endpoints serving the model take is refused, naming their limits: never silently lowered. */
-function concurrencyOverLimit(
+export function concurrencyOverLimit(
   concurrency: number,
   capacity: number,
   model: string,

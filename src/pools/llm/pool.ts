@@ -2,6 +2,8 @@ import path from 'node:path';
 import type { Pool, ResultValue, TaskContext, TaskResult } from '../../engine/types.js';
 import { toTaskError } from '../../errors.js';
 import type { PathRules } from '../../paths.js';
+import type { LentServices } from '../kind.js';
+import { Investigation } from './agent/loop.js';
 import { wholeOutput } from '../../store/result.js';
 import { shortLabel } from '../kind.js';
 import { keepText } from './answer-files.js';
@@ -12,7 +14,7 @@ import { buildMessages, describeInput, overflowHint, type PromptInput, type Prom
 import { type Ask, piecesOf, treeReduce } from './reduce.js';
 import type { SchemaValidator } from './schema.js';
 import { jobOptions, taskInput } from './stored.js';
-import type { LlmJobOptions, TemplateTaskInput } from './types.js';
+import type { LlmJobOptions, LlmTaskInput, ReduceTaskInput, TemplateTaskInput } from './types.js';
 import { sumUsage } from './usage.js';
 
 export const LLM_KIND = 'llm';
@@ -26,7 +28,15 @@ export interface LlmPoolOptions {
   maxRetries: number;
   maxFileBytes: number;
   maxInlineChars: number;
+  /** What other kinds lend (the warm outline worker for the agents), filled by the wiring. */
+  lent?: LentServices;
 }
+
+/**
+ * Agents hold a slot only while their request runs, not while their tools do: a job of them may
+ * run this many times the slots' agents at once, so a slot freed by one agent's tool call serves another.
+ */
+export const AGENTS_PER_SLOT = 2;
 
 /**
  * The `llm` worker kind's pool. One task = one prompt (a file chunk filled into the template, or
@@ -58,6 +68,11 @@ export class LlmPool implements Pool {
     return this.endpoints.router.capacity;
   }
 
+  /** Investigations may be more than the slots (see AGENTS_PER_SLOT); prompts are as many as the slots. */
+  concurrencyFor(options: unknown): number {
+    return jobOptions(options).agent ? this.concurrency * AGENTS_PER_SLOT : this.concurrency;
+  }
+
   /** A task by its id: the prompt's id, the file (and chunk) or the item it was made from. */
   label(input: unknown): string | undefined {
     const id = (input as { id?: unknown } | null)?.id;
@@ -72,6 +87,12 @@ export class LlmPool implements Pool {
     const options = jobOptions(task.options);
     const input = taskInput(task.input);
     if ('reduce' in input) return this.reduce(task, options);
+    if (options.agent !== undefined) return this.investigate(task, options, input);
+    if ('task' in input)
+      return {
+        ok: false,
+        error: { code: 'INTERNAL', message: 'An investigation ran in a job without agent options.' },
+      };
     return this.prompt(task, options, input, String(task.index), 0);
   }
 
@@ -146,6 +167,40 @@ export class LlmPool implements Pool {
       .map((text, i) => `[part ${i + 1} of ${halves.length}: ${halves[i]?.id ?? ''}]\n${text.text}`)
       .join('\n\n');
     return this.answered(task, stem, joined, value);
+  }
+
+  /** An investigation: its task given, or filled from its upstream result (a later stage's), run as an agent loop. */
+  private async investigate(
+    task: TaskContext,
+    options: LlmJobOptions,
+    input: Exclude<LlmTaskInput, ReduceTaskInput>,
+  ): Promise<TaskResult> {
+    const agent = options.agent ?? { max_steps: 1 };
+    let spec: { task: string; paths?: readonly string[] | undefined };
+    if ('task' in input) spec = { task: input.task, paths: input.paths };
+    else if ('upstream' in input) {
+      const messages = await buildMessages({ ...options, system: undefined }, input, task.upstream, this.sources);
+      spec = { task: messages.at(-1)?.content ?? '', paths: agent.paths };
+    } else
+      return {
+        ok: false,
+        error: { code: 'INTERNAL', message: 'An investigation needs a task or an upstream result.' },
+      };
+    const investigation = new Investigation(
+      {
+        completer: this.completer,
+        endpoints: this.endpoints,
+        schemas: this.options.schemas,
+        allowedRoots: this.options.allowedRoots,
+        pathRules: this.options.pathRules,
+        maxInlineChars: this.options.maxInlineChars,
+        lent: this.options.lent ?? {},
+      },
+      task,
+      options,
+      { ...spec, maxSteps: agent.max_steps },
+    );
+    return investigation.run();
   }
 
   /** A reduce stage's task: merges its upstream's answers on the model (see treeReduce). */

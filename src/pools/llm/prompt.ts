@@ -5,10 +5,18 @@ import { type PathRules, resolveInsideRoots } from '../../paths.js';
 import { provenanceOf, wholeOutput } from '../../store/result.js';
 import { LlmError } from './errors.js';
 import { estimateTokens, placeholdersOf, readFileForPrompt, renderTemplate } from './template.js';
-import type { ChatMessage, FileRef, LlmJobOptions, LlmTaskInput, ReduceTaskInput, TemplateTaskInput } from './types.js';
+import type {
+  AgentTaskInput,
+  ChatMessage,
+  FileRef,
+  LlmJobOptions,
+  LlmTaskInput,
+  ReduceTaskInput,
+  TemplateTaskInput,
+} from './types.js';
 
 /** A task that is one prompt (every input but a reduce). */
-export type PromptInput = Exclude<LlmTaskInput, ReduceTaskInput>;
+export type PromptInput = Exclude<LlmTaskInput, ReduceTaskInput | AgentTaskInput>;
 
 /** What building a prompt reads: files inside the allowed places, and the model's context. */
 export interface PromptSources {

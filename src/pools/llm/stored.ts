@@ -15,6 +15,7 @@ const fileRefSchema = z.object({
 });
 const inputSchema = z.union([
   z.object({ id: z.string(), messages: z.array(messageSchema).min(1) }),
+  z.object({ id: z.string(), task: z.string(), paths: z.array(z.string()).optional() }),
   z.object({ id: z.string(), reduce: z.literal(true) }),
   z.object({ id: z.string(), upstream: z.literal(true) }),
   z.object({
@@ -43,6 +44,7 @@ const optionsSchema = z.object({
   include_reasoning: z.boolean().optional(),
   timeout_seconds: z.number().positive(),
   reduce: reduceSchema.optional(),
+  agent: z.object({ max_steps: z.number().int().positive(), paths: z.array(z.string()).optional() }).optional(),
 });
 
 /** Parsed job options by the engine's options object: every task of a job shares the same one. */

@@ -1,3 +1,4 @@
+import type { AgentJobOptions, AgentTaskInput } from './agent/types.js';
 /** Shapes shared by the LLM pool's parts. Field names of stored inputs/options are snake_case JSON. */
 
 /** The roles a user may write in lmstudio_complete's prompts (the wire knows `tool` too). */
@@ -81,7 +82,7 @@ export interface ModelInfo {
  * Task input as stored in inputs.jsonl: ready messages, a template fill (files read at run time),
  * a later stage's task filled from its upstream task's output, or a reduce over a whole job's answers.
  */
-export type LlmTaskInput = PromptTaskInput | TemplateTaskInput | UpstreamTaskInput | ReduceTaskInput;
+export type LlmTaskInput = PromptTaskInput | TemplateTaskInput | UpstreamTaskInput | ReduceTaskInput | AgentTaskInput;
 
 export interface UpstreamTaskInput {
   id: string;
@@ -121,6 +122,9 @@ export interface FileRef {
   size?: number;
 }
 
+/** A job of investigations (lmstudio_investigate): how its agents run. */
+export type { AgentJobOptions, AgentTaskInput } from './agent/types.js';
+
 /** Job options as stored in job.json (no secrets: tokens come from the environment at run time). */
 export interface LlmJobOptions {
   model: string;
@@ -135,6 +139,8 @@ export interface LlmJobOptions {
   timeout_seconds: number;
   /** A reduce stage: how its one task merges the map answers. */
   reduce?: ReduceOptions;
+  /** A job of investigations: each task is an agent loop, not one prompt. */
+  agent?: AgentJobOptions;
 }
 
 /** How a reduce stage merges its map answers (stored with the job: the same after a restart). */
