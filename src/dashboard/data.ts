@@ -207,8 +207,12 @@ export class DashboardData {
     const totals = totalsOf(this.totals.get(meta.kind), latest.values(), elapsed);
     if (totals) job.totals = totals;
     if (runs) {
-      const progress = state === 'running' ? jobProgressOf(running.get(meta.id)) : undefined;
-      if (progress) job.progress = progress;
+      const progress = jobProgressOf(running.get(meta.id));
+      if (progress) {
+        job.progress = progress;
+        // Queued on disk until its first result, but its server says tasks of it run.
+        job.state = 'running';
+      }
       if (latest.size > 0 && pending > 0) job.eta_ms = Math.round((elapsed / latest.size) * pending);
     } else if (pending > 0) {
       job.next = `${owner && !owner.alive ? `Its server (pid ${owner.pid}) is gone. ` : ''}resume_job with {"job_id":"${meta.id}"} (or Resume on the dashboard) runs its ${pending} unfinished task(s) again.`;

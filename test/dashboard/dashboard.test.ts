@@ -1,10 +1,14 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LivePublisher } from '../../src/live/publisher.js';
+import { silentLogger } from '../../src/log.js';
+import type { LiveTaskProgress } from '../../src/store/records.js';
+import { JobStore } from '../../src/store/store.js';
 import { LmStudioDouble } from '../fixtures/lmstudio-double.js';
 import { jobIdOf, makeTempDir, repoRoot } from '../helpers/client.js';
 import { chromiumPath, type RunningDashboard, startDashboard } from '../helpers/dashboard.js';
@@ -146,6 +150,98 @@ describe.skipIf(!chromiumPath)('the live dashboard in a real browser (headless c
     await expect
       .poll(async () => page.locator('#message').textContent(), { timeout: 10_000 })
       .toMatch(new RegExp(`^Cancelled ${jobId}`));
+  }, 90_000);
+
+  it("shows a running task's progress, and opens its transcript whose hostile text stays text", async () => {
+    // A job run by this test process (alive, so the job is running) that publishes its task's progress
+    // in its own live file, as a server's engine does for an agent's steps.
+    const store = new JobStore(stateDir, silentLogger);
+    const jobId = JobStore.newJobId();
+    const createdAt = new Date().toISOString();
+    await store.createJob(
+      { id: jobId, kind: 'llm', createdAt, taskCount: 2, concurrency: 2, ownerPid: process.pid },
+      [1, 2],
+    );
+    const hostile = '<img src=x onerror="window.__pwned=3">';
+    const transcript = path.join(store.outputDir(jobId), '0.transcript.jsonl');
+    const line = (value: unknown): string => `${JSON.stringify(value)}\n`;
+    await writeFile(transcript, line({ type: 'start', task: `find ${hostile}`, model: 'm', tools: ['grep'] }));
+    let progress: LiveTaskProgress = {
+      job_id: jobId,
+      index: 0,
+      summary: `step 1 · grep /${hostile}/ in src`,
+      figures: { steps: 1, tokens_in: 812, last_tool: 'grep' },
+      transcript,
+      updated_at: new Date().toISOString(),
+    };
+    const live = new LivePublisher({
+      stateDir,
+      pid: process.pid,
+      version: '0.0.0',
+      log: silentLogger,
+      intervalMs: 200,
+      figures: () => ({}),
+      tasks: () => [progress],
+      handles: () => Promise.resolve(false),
+      act: () => Promise.resolve({ ok: false, message: 'not here', by_pid: process.pid }),
+    });
+    await live.start();
+    try {
+      const row = page.locator(`tr[data-job="${jobId}"]`);
+      await row.waitFor({ timeout: 20_000 });
+      await expect
+        .poll(async () => row.locator('.progress-line').textContent(), { timeout: 20_000 })
+        .toBe(`1 reporting · #0: step 1 · grep /${hostile}/ in src`);
+      await row.click();
+      const task = page.locator('#tasks tr[data-task="0"]');
+      await expect
+        .poll(async () => task.locator('pre.progress').textContent(), { timeout: 20_000 })
+        .toBe(`step 1 · grep /${hostile}/ in src\nsteps 1 · tokens_in 812 · last_tool grep`);
+      expect(await task.locator('.state').textContent()).toBe('running');
+      expect(await page.locator('#tasks tr[data-task="1"] button[data-action="transcript"]').count()).toBe(0);
+
+      await task.locator('button[data-action="transcript"]').click();
+      const lines = page.locator('#transcript-lines li');
+      await expect.poll(async () => lines.count(), { timeout: 20_000 }).toBe(1);
+      expect(await lines.first().locator('.head').textContent()).toBe('start');
+      expect(await lines.first().locator('.field').first().textContent()).toBe(`task: find ${hostile}`);
+
+      // The agent goes on: its next step shows in the open transcript, which follows the running task.
+      await appendFile(
+        transcript,
+        line({
+          type: 'tool',
+          step: 1,
+          call_id: 'c1',
+          name: 'grep',
+          args: { pattern: hostile },
+          ok: true,
+          summary: hostile,
+          preview: `<script>window.__pwned=4</script>`,
+        }),
+      );
+      progress = {
+        ...progress,
+        summary: 'step 2 · finish',
+        figures: { steps: 2 },
+        updated_at: new Date().toISOString(),
+      };
+      await expect.poll(async () => lines.count(), { timeout: 20_000 }).toBe(2);
+      const tool = lines.nth(1);
+      expect(await tool.locator('.head').textContent()).toBe('step 1 · tool');
+      expect(await tool.locator('.field').allTextContents()).toEqual([
+        'name: grep',
+        'ok: true',
+        `summary: ${hostile}`,
+        `args: {"pattern":${JSON.stringify(hostile)}}`,
+        'call_id: c1',
+        'preview: <script>window.__pwned=4</script>',
+      ]);
+      expect(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned)).toBeUndefined();
+      expect(await page.locator('#transcript img, #transcript script, #tasks img, #jobs img').count()).toBe(0);
+    } finally {
+      await live.close();
+    }
   }, 90_000);
 
   it('takes the README screenshot on a demo job', async () => {

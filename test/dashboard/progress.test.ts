@@ -123,6 +123,42 @@ describe("a running task's progress on the dashboard", () => {
     ]);
   });
 
+  it('shows a job as running, not queued, from its first report on (before any task has a record)', async () => {
+    const stateDir = await mkdtemp(path.join(tmpdir(), 'monitor-dashboard-progress-'));
+    cleanups.push(() => rm(stateDir, { recursive: true, force: true }));
+    const store = new JobStore(stateDir, silentLogger);
+    await store.init();
+    const id = JobStore.newJobId();
+    const createdAt = new Date().toISOString();
+    await store.createJob({ id, kind: 'llm', createdAt, taskCount: 1, concurrency: 1, ownerPid: OWNER }, [1]);
+    const data = new DashboardData(stateDir, (pid) => pid === OWNER);
+    expect((await data.snapshot(Date.now())).jobs[0]).toMatchObject({ state: 'queued' });
+    const live = new LivePublisher({
+      stateDir,
+      pid: OWNER,
+      version: '0.0.0',
+      log: silentLogger,
+      figures: () => ({}),
+      tasks: () => [{ job_id: id, index: 0, summary: 'step 1', updated_at: new Date().toISOString() }],
+      handles: () => Promise.resolve(false),
+      act: () => Promise.resolve({ ok: true, message: '', by_pid: OWNER }),
+    });
+    await live.start();
+    cleanups.push(() => live.close());
+    expect((await data.snapshot(Date.now())).jobs[0]).toMatchObject({
+      state: 'running',
+      progress: { tasks: 1, index: 0, latest: 'step 1' },
+    });
+    expect((await data.tasks(id))?.tasks).toEqual([
+      {
+        index: 0,
+        state: 'running',
+        progress: { summary: 'step 1', updated_at: expect.any(String) as string },
+        transcript: false,
+      },
+    ]);
+  });
+
   it("shows a task's record, not its progress, once the record is newer (it ended since its server's last beat)", async () => {
     const { data, id } = await runningJob((out, jobId) => [
       { job_id: jobId, index: 2, summary: 'step 9', updated_at: new Date(Date.now() - 60_000).toISOString() },
