@@ -2,8 +2,10 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EndpointConfig } from '../../../src/pools/llm/settings.js';
+import { toolsRejected } from '../../../src/pools/llm/agent/calls.js';
 import { EndpointClient } from '../../../src/pools/llm/client.js';
-import { LmStudioDouble } from '../../fixtures/lmstudio-double.js';
+import type { ChatMessage, ToolSpec } from '../../../src/pools/llm/types.js';
+import { type AgentTurn, LmStudioDouble } from '../../fixtures/lmstudio-double.js';
 import { failure } from '../../helpers/cleanup.js';
 
 function endpointFor(url: string, extra: Partial<EndpointConfig> = {}): EndpointConfig {
@@ -401,6 +403,198 @@ describe('EndpointClient.countTokens', () => {
     } finally {
       await Promise.all(clients.map((c) => c.close()));
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe.each([true, false])('EndpointClient: tool calling over HTTP (stream: %s)', (stream) => {
+  const tools: ToolSpec[] = [
+    {
+      type: 'function',
+      function: {
+        name: 'read_file',
+        description: 'Read a file.',
+        parameters: { type: 'object', properties: { path: { type: 'string' } }, required: ['path'] },
+      },
+    },
+  ];
+  const turns: AgentTurn[] = [];
+  let double: LmStudioDouble;
+  let client: EndpointClient;
+
+  beforeAll(async () => {
+    double = await LmStudioDouble.start({
+      agent: (turn) => {
+        turns.push(turn);
+        if (turn.tools === undefined) return undefined;
+        return {
+          content: 'Reading both.',
+          tool_calls: [
+            { name: 'read_file', arguments: { path: 'src/a.ts', note: 'a "quoted" ünïcode 🙂 text' } },
+            { name: 'grep', arguments: '{"pattern": "TODO"}' },
+          ],
+        };
+      },
+    });
+    client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream });
+  });
+  afterAll(async () => {
+    await client.close();
+    await double.close();
+  });
+
+  it('sends tools and tool_choice, and reads the native calls back with their ids and exact arguments', async () => {
+    const answer = await client.chat({ ...ask('find it'), tools, toolChoice: 'auto' }, { signal: signal() });
+    const sent = double.chatRequests.at(-1)?.body;
+    expect(sent?.tools).toEqual(tools);
+    expect(sent?.tool_choice).toBe('auto');
+    expect(turns.at(-1)?.tools).toEqual(tools);
+    expect(answer.content).toBe('Reading both.');
+    expect(answer.finishReason).toBe('tool_calls');
+    expect(answer.toolCalls).toEqual([
+      {
+        id: expect.stringMatching(/^call_/) as unknown,
+        name: 'read_file',
+        arguments: JSON.stringify({ path: 'src/a.ts', note: 'a "quoted" ünïcode 🙂 text' }),
+      },
+      { id: expect.stringMatching(/^call_/) as unknown, name: 'grep', arguments: '{"pattern": "TODO"}' },
+    ]);
+    expect(answer.toolCalls?.[0]?.id).not.toBe(answer.toolCalls?.[1]?.id);
+    expect(answer.completionTokens).toBeGreaterThan(0);
+    if (stream) expect(answer.ttftMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('streams each call as LM Studio does: an opening delta with id and name, then argument fragments', async () => {
+    const response = await fetch(`${double.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...ask('find it'), tools, stream }),
+    });
+    const text = await response.text();
+    if (!stream) {
+      expect(JSON.parse(text)).toMatchObject({
+        choices: [{ finish_reason: 'tool_calls', message: { role: 'assistant' } }],
+      });
+      return;
+    }
+    const deltas = text
+      .split('\n\n')
+      .filter((line) => line.startsWith('data: {'))
+      .map((line) => JSON.parse(line.slice(6)) as { choices: Array<{ delta: { tool_calls?: unknown[] } }> })
+      .flatMap((event) => event.choices[0]?.delta.tool_calls ?? []);
+    expect(deltas[0]).toMatchObject({
+      index: 0,
+      id: expect.stringMatching(/^call_/) as unknown,
+      type: 'function',
+      function: { name: 'read_file', arguments: '' },
+    });
+    const fragments = deltas.filter(
+      (d) => (d as { index?: number; id?: string }).index === 0 && !('id' in (d as object)),
+    );
+    expect(fragments.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('sends neither tools nor tool_choice without tools; an answer without calls has no toolCalls', async () => {
+    const answer = await client.chat({ ...ask('plain'), tools: [], toolChoice: 'required' }, { signal: signal() });
+    const sent = double.chatRequests.at(-1)?.body;
+    expect(sent).not.toHaveProperty('tools');
+    expect(sent).not.toHaveProperty('tool_choice');
+    expect(answer.content).toBe('Answer to: plain');
+    expect(answer.toolCalls).toBeUndefined();
+  });
+
+  it('carries a conversation with tool calls and tool results, counted in the usage', async () => {
+    const first = await client.chat({ ...ask('find it'), tools }, { signal: signal() });
+    const calls = (first.toolCalls ?? []).map((c) => ({
+      id: c.id ?? '',
+      type: 'function' as const,
+      function: { name: c.name, arguments: c.arguments },
+    }));
+    const result = 'line\n'.repeat(400);
+    const messages: ChatMessage[] = [
+      { role: 'user', content: 'find it' },
+      { role: 'assistant', content: first.content, tool_calls: calls },
+      { role: 'tool', tool_call_id: calls[0]?.id ?? '', content: result },
+    ];
+    const second = await client.chat({ model: 'test-model', messages, tools }, { signal: signal() });
+    expect(turns.at(-1)?.messages).toEqual(messages);
+    // The tool result's 2,000 characters count (about 500 tokens at 4 characters a token).
+    expect(second.promptTokens).toBeGreaterThan((first.promptTokens ?? 0) + 450);
+  });
+});
+
+describe('EndpointClient: servers that refuse tools', () => {
+  it('answers 400 with the refusal, which toolsRejected recognises; requests without tools still work', async () => {
+    for (const rejectTools of ['tools param requires --jinja flag', true] as const) {
+      const double = await LmStudioDouble.start({ rejectTools });
+      const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: true });
+      try {
+        const tools: ToolSpec[] = [
+          { type: 'function', function: { name: 'grep', description: 'Search.', parameters: { type: 'object' } } },
+        ];
+        const refused = await failure(client.chat({ ...ask('find it'), tools }, { signal: signal() }));
+        expect(refused.message).toContain(rejectTools === true ? 'test-model does not support tools' : rejectTools);
+        expect(toolsRejected(refused)).toBe(true);
+        const plain = await client.chat(ask('find it'), { signal: signal() });
+        expect(plain.content).toBe('Answer to: find it');
+        expect(toolsRejected(new Error(plain.content))).toBe(false);
+      } finally {
+        await client.close();
+        await double.close();
+      }
+    }
+  });
+});
+
+describe('EndpointClient: streamed tool calls as other servers send them', () => {
+  /** A server that streams these events (each a JSON chunk) and ends with [DONE]. */
+  async function streaming(events: unknown[]): Promise<{ url: string; close: () => Promise<void> }> {
+    const server = createHttpServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        response.writeHead(200, { 'content-type': 'text/event-stream' });
+        for (const event of events) response.write(`data: ${JSON.stringify(event)}\n\n`);
+        response.end('data: [DONE]\n\n');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    return {
+      url: `http://127.0.0.1:${port}`,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
+  }
+  const delta = (d: Record<string, unknown>, finish: string | null = null): unknown => ({
+    choices: [{ index: 0, delta: d, finish_reason: finish }],
+  });
+
+  it('puts fragments together by index, without index by id or position, arguments sent as objects, and drops the hostile', async () => {
+    const server = await streaming([
+      delta({ role: 'assistant', content: null }),
+      delta({ tool_calls: [{ index: 1, id: 'b', type: 'function', function: { name: 'grep', arguments: '' } }] }),
+      delta({ tool_calls: [{ index: 0, id: 'a', function: { name: 'read_file', arguments: '{"pa' } }] }),
+      delta({ tool_calls: [{ index: 0, function: { arguments: 'th": "x"}' } }] }),
+      delta({ tool_calls: [{ index: 1, function: { name: 'ignored-later-name', arguments: '{"pattern":' } }] }),
+      delta({ tool_calls: [{ index: 1, function: { arguments: ' "y"}' } }] }),
+      // Ollama-like whole calls without index, one a JSON object; then garbage fragments.
+      delta({ tool_calls: [{ id: 'c', function: { name: 'outline', arguments: { path: 'z.py' } } }] }),
+      delta({ tool_calls: [null, 7, 'x', { index: -1, function: 'nope' }, { index: 9, function: { arguments: 5 } }] }),
+      delta({ tool_calls: { not: 'a list' } }),
+      delta({}, 'tool_calls'),
+    ]);
+    const client = new EndpointClient({ endpoint: endpointFor(server.url), requestTimeoutMs: 10_000, stream: true });
+    try {
+      const answer = await client.chat(ask('go'), { signal: signal() });
+      expect(answer.finishReason).toBe('tool_calls');
+      expect(answer.content).toBe('');
+      expect(answer.toolCalls).toEqual([
+        { id: 'a', name: 'read_file', arguments: '{"path": "x"}' },
+        { id: 'b', name: 'grep', arguments: '{"pattern": "y"}' },
+        { id: 'c', name: 'outline', arguments: '{"path":"z.py"}' },
+      ]);
+    } finally {
+      await client.close();
+      await server.close();
     }
   });
 });

@@ -57,4 +57,39 @@ describe('response shapes', () => {
     expect(caught).toBeInstanceOf(MonitorError);
     expect((caught as MonitorError).code).toBe('UPSTREAM_ERROR');
   });
+
+  it('reads message.tool_calls loosely: arguments as sent, an object as its JSON, hostile elements dropped', () => {
+    const json = {
+      choices: [
+        {
+          message: {
+            content: null,
+            tool_calls: [
+              { id: 'x1', type: 'function', function: { name: 'read_file', arguments: '{"path":"a"}' } },
+              { id: '', function: { name: 'grep', arguments: { pattern: 'TODO' } } },
+              { function: { name: 'outline' } },
+              { function: { arguments: '{}' } },
+              { id: 3, function: { name: 7 } },
+              null,
+              'call',
+              [1],
+            ],
+          },
+          finish_reason: 'tool_calls',
+        },
+      ],
+    };
+    const answer = answerFromCompletion(json, 'm', 1, 'lm', 200);
+    expect(answer.content).toBe('');
+    expect(answer.finishReason).toBe('tool_calls');
+    expect(answer.toolCalls).toEqual([
+      { id: 'x1', name: 'read_file', arguments: '{"path":"a"}' },
+      { name: 'grep', arguments: '{"pattern":"TODO"}' },
+      { name: 'outline', arguments: '' },
+    ]);
+    for (const toolCalls of [[], 'not a list', { index: 0 }, null])
+      expect(
+        answerFromCompletion({ choices: [{ message: { content: 'x', tool_calls: toolCalls } }] }, 'm', 1, 'lm', 200),
+      ).not.toHaveProperty('toolCalls');
+  });
 });
