@@ -1,4 +1,4 @@
-import { readFile, symlink } from 'node:fs/promises';
+import { readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/registry.js';
@@ -216,6 +216,7 @@ describe('lmstudio_investigate', () => {
     expect(result?.value).toMatchObject({ text: 'One function.', steps: 2 });
     expect(result?.value?.notes).toEqual([expect.stringContaining('refused')]);
     const sent = double.chatRequests;
+    // Refused once (llama-server's 500 is not retried): every later request describes the tools in the prompt.
     expect(sent[0]?.body?.tools).toBeDefined();
     expect(sent.slice(1).every((r) => r.body?.tools === undefined)).toBe(true);
     const system = String((sent[1]?.body?.messages as Turn['messages'])[0]?.content);
@@ -241,5 +242,67 @@ describe('lmstudio_investigate', () => {
     expect(steps.isError).toBe(true);
     const none = await c.call('lmstudio_investigate', {});
     expect(textOf(none)).toContain('Nothing to investigate');
+  });
+
+  it('makes room in a filling context by eliding the oldest tool results to a stub, never overflowing', async () => {
+    const line = (i: number): string => `export const value${String(i).padStart(3, '0')} = "${'x'.repeat(40)}";`;
+    const big = Array.from({ length: 120 }, (_, i) => line(i)).join('\n');
+    const { double, c, root } = await setUp(
+      (turn) => {
+        const step = stepOf(turn);
+        if (step <= 3) return call('read_file', { path: `src/big${step}.ts` });
+        return call('finish', { answer: 'Read three files.', citations: [] });
+      },
+      { models: [{ id: 'test-model', type: 'llm', state: 'loaded', contextLength: 4000 }] },
+    );
+    for (const n of [1, 2, 3]) await writeFile(path.join(root, `src/big${n}.ts`), big);
+    const [result] = await investigate(c, { tasks: [{ task: 'read them all' }], max_tokens: 200 });
+    expect(result?.state, JSON.stringify(result)).toBe('succeeded');
+    expect(Number(result?.value?.elided_results)).toBeGreaterThan(0);
+    const last = double.chatRequests.at(-1)?.body?.messages as Turn['messages'];
+    expect(last.some((m) => /^\[read_file src\/big1\.ts [^\]]*elided\]$/.test(String(m.content)))).toBe(true);
+    // Every request fitted: the double refuses a prompt over its context with a 400.
+    expect(double.chatRequests).toHaveLength(4);
+  });
+
+  it('reads a 10 MB file by windows and stops a catastrophic regex, and the loop goes on', async () => {
+    const { double, c, root } = await setUp((turn) => {
+      switch (stepOf(turn)) {
+        case 1:
+          return call('read_file', { path: 'huge.txt', start_line: 100_000, end_line: 100_001 });
+        case 2:
+          return call('grep', { pattern: '(a+)+$', path: 'evil.txt' });
+        default:
+          return call('finish', { answer: 'Done.', citations: [{ path: 'huge.txt', start_line: 2, end_line: 2 }] });
+      }
+    });
+    const row = `${'0123456789'.repeat(9)}\n`;
+    await writeFile(path.join(root, 'huge.txt'), row.repeat(Math.ceil((10 * 1024 * 1024) / row.length)));
+    await writeFile(path.join(root, 'evil.txt'), `${'a'.repeat(60)}b\n`);
+    const [result] = await investigate(c, { tasks: [{ task: 'hostile files' }] });
+    expect(result?.value).toMatchObject({ text: 'Done.', steps: 3, citations_verified: '1/1' });
+    const replies = (double.chatRequests.at(-1)?.body?.messages as Turn['messages'])
+      .filter((m) => m.role === 'tool')
+      .map((m) => String(m.content));
+    expect(replies[0]).toContain('100000');
+    expect(replies[0]?.length).toBeLessThan(2000);
+    expect(replies[1]).toContain('stopped after');
+  }, 60_000);
+
+  it('reads tasks from tasks_file, merges the findings with reduce, and runs one investigation per upstream result', async () => {
+    const { c, root } = await setUp((turn) => {
+      if (turn.tools === undefined && !taskOf(turn).startsWith('Task:')) return undefined;
+      return call('finish', { answer: `Found for ${taskOf(turn).slice(6, 40)}`, citations: [] });
+    });
+    await writeFile(path.join(root, 'tasks.jsonl'), '{"id": "a", "task": "alpha"}\n{"id": "b", "task": "beta"}\n');
+    const [merged] = await investigate(c, { tasks_file: 'tasks.jsonl', reduce: 'Merge the findings.' });
+    expect(merged?.state).toBe('succeeded');
+    expect(merged?.value).toMatchObject({ inputs: 2 });
+    const upstream = await c.call('lmstudio_complete', { prompts: [{ prompt: 'one' }, { prompt: 'two' }] });
+    const later = await investigate(c, { from_job: jobIdOf(upstream), tasks: [{ task: 'Explain: {{output}}' }] });
+    expect(later.map((r) => r.value?.text)).toEqual([
+      'Found for Explain: Answer to: one',
+      'Found for Explain: Answer to: two',
+    ]);
   });
 });

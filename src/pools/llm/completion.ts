@@ -23,6 +23,8 @@ export type Settle = (run: Completion, endpoint: string, answer: ChatAnswer) => 
 export interface RequestExtras {
   tools?: readonly ToolSpec[] | undefined;
   settle?: Settle | undefined;
+  /** Errors not worth a retry for this request (a server refusing `tools`: the caller changes the request instead). */
+  final?: ((error: unknown) => boolean) | undefined;
 }
 
 /** Backoff between retries of one prompt: short, since a local server recovers fast; its Retry-After wins up to 30 s (a longer one fails at once). */
@@ -63,7 +65,7 @@ export class Completer {
         if (await this.waitForEndpoints(run, outcome.endpoints)) continue;
         return failure(run, this.stillAway(run, outcome.error));
       }
-      if (outcome.kind === 'fail' || !this.mayRetry(run, outcome.error))
+      if (outcome.kind === 'fail' || extras.final?.(outcome.error) || !this.mayRetry(run, outcome.error))
         return failure(run, outcome.error, outcome.extra);
       const decision = decideRetry(run.retries, this.policy, retryAfterMs(outcome.error));
       if (!decision.retry) {

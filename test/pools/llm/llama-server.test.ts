@@ -235,6 +235,35 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
     expect(Math.max(...sizes)).toBeLessThanOrEqual(2048);
     expect(Math.max(...sizes)).toBeGreaterThan(2048 * 0.6);
   }, 300_000);
+  it('runs investigations with `tools` in the request; the tiny model never calls one, so its text is the answer', async () => {
+    const submitted = await c.call('lmstudio_investigate', {
+      tasks: Array.from({ length: 4 }, (_, i) => ({
+        task: `Where is job state ${i} derived?`,
+        paths: ['src/store/**'],
+      })),
+      max_tokens: 24,
+      temperature: 0,
+    });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    let page: {
+      done: boolean;
+      results: Array<{ state: string; value?: Record<string, unknown>; files?: Record<string, string> }>;
+    } = { done: false, results: [] };
+    for (const deadline = Date.now() + 120_000; !page.done && Date.now() < deadline;) {
+      const reply = await c.call('collect_results', { job_ids: [jobIdOf(submitted)], wait_seconds: 30 });
+      page = reply.structuredContent as typeof page;
+    }
+    expect(page.results).toHaveLength(4);
+    for (const result of page.results) {
+      expect(result.state, JSON.stringify(result)).toBe('succeeded');
+      expect(result.value).toMatchObject({ steps: 1, answered_without_tools: true, model: 'tiny' });
+      expect(result.value?.notes, 'llama-server took `tools`').toBeUndefined();
+      expect(String(result.value?.text).length).toBeGreaterThan(0);
+      expect(Number(result.value?.tokens_in)).toBeGreaterThan(0);
+      expect(result.files?.transcript).toMatch(/\.transcript\.jsonl$/);
+    }
+  }, 150_000);
+
   it('splits a file the real server refuses as too long for its slot, and asks again in two halves', async () => {
     // ~5 KB of TypeScript: over 2,048 tokens for tiny (its slot); not chunked.
     const submitted = await c.call('lmstudio_complete', {

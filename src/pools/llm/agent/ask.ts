@@ -27,6 +27,7 @@ export async function askStep(
   messages: ChatMessage[],
   tools: readonly ToolSpec[] | undefined,
   usage: Usage,
+  final?: (error: unknown) => boolean,
 ): Promise<Answered | { failed: TaskResult }> {
   let answered: Answered | undefined;
   const settle: Settle = (run, endpoint, answer) => {
@@ -56,7 +57,7 @@ export async function askStep(
     };
     return Promise.resolve({ kind: 'done', result: { ok: true } });
   };
-  const result = await completer.complete(task, options, messages, {}, String(task.index), { tools, settle });
+  const result = await completer.complete(task, options, messages, {}, String(task.index), { tools, settle, final });
   if (result.ok && answered !== undefined) return answered;
   return { failed: result };
 }

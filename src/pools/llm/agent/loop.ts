@@ -60,6 +60,7 @@ export class Investigation {
   private readonly tools: ToolSpec[];
   /** Calls made so far, by what they asked: a repeat is answered with a note, not run again. */
   private readonly seen = new Map<string, { step: number; message: number }>();
+  private readonly ids = new Set<string>();
   private protocol: 'tools' | 'prompt' = 'tools';
   private lastCall = false;
   private schemaCorrected = false;
@@ -177,7 +178,7 @@ export class Investigation {
     };
     if (reading.kind === 'calls') {
       line.native = native;
-      line.calls = reading.calls.map((c): CallLine => ({ id: c.id, name: c.name, args: c.args }));
+      line.calls = reading.calls.map((c, i): CallLine => ({ id: this.uniqueId(c.id, i), name: c.name, args: c.args }));
       const recovered = reading.calls.flatMap((c) => (c.recovered ? [c.recovered] : []));
       if (recovered.length > 0) line.recovered = recovered;
     }
@@ -185,6 +186,13 @@ export class Investigation {
     await this.transcript.append(line);
     await this.take(line);
     return undefined;
+  }
+
+  /** Call ids answer their calls across the whole conversation: one a server repeats (or one made up per answer) is renamed. */
+  private uniqueId(id: string, position: number): string {
+    const unique = id !== '' && !this.ids.has(id) ? id : `call_${this.figures.steps + 1}_${position + 1}`;
+    this.ids.add(unique);
+    return unique;
   }
 
   /** A request of the step: the conversation fitted to the context; a server refusing `tools` gets the prompt protocol. */
@@ -200,6 +208,8 @@ export class Investigation {
         this.conversation.messages,
         tools,
         this.usage,
+        // A refusal of `tools` is answered by describing them in the prompt, not by asking again.
+        tools === undefined ? undefined : toolsRejected,
       );
       if (!('failed' in asked)) {
         this.learnRatio(asked);
@@ -249,6 +259,7 @@ export class Investigation {
       this.usage.completionTokens += line.tokens_out;
     }
     const calls = line.calls ?? [];
+    for (const call of calls) this.ids.add(call.id);
     const assistant: ChatMessage = { role: 'assistant', content: line.content };
     if (line.native && calls.length > 0)
       assistant.tool_calls = calls.map((c) => ({
