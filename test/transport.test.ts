@@ -32,7 +32,7 @@ async function open(maxMessageBytes = 1024): Promise<{
     maxMessageBytes,
     log: createLogger((line) => logs.push(line), 'debug'),
     fileArguments:
-      "run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file",
+      "run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, lmstudio_investigate's tasks_file, http_batch's requests_file",
   });
   const messages: JSONRPCMessage[] = [];
   const errors: Error[] = [];
@@ -196,7 +196,7 @@ describe('LineTransport', () => {
       expect(reply).toMatchObject({ jsonrpc: '2.0', id: 42, error: { code: INVALID_REQUEST } });
       expect(reply?.error?.message).toContain('1024-byte size limit');
       expect(reply?.error?.message).toMatch(
-        /run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file/,
+        /run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, lmstudio_investigate's tasks_file, http_batch's requests_file/,
       );
       expect(reply?.error?.message).toMatch(
         /--max-message-mb N, the MONITOR_MAX_MESSAGE_MB environment variable or "maxMessageMB"/,

@@ -29,7 +29,7 @@ export const httpBatchTool = defineKindTool(httpKind, {
   title: 'Run HTTP API requests in parallel',
   description: [
     'Sends HTTP requests to web APIs concurrently as one background job; returns a job_id at once, then collect_results gives the responses.',
-    "Only hosts on the user's allowlist can be called (private addresses only if allowed); a refused host fails the whole call, saying what the user can do. A few requests at once per host; 429 and 503 are retried after Retry-After; redirects only to allowed hosts.",
+    "Only hosts on the user's allowlist (private addresses only if allowed); a refused host fails the whole call, saying what the user can do. A few requests at once per host; 429 and 503 are retried after Retry-After.",
     'Secrets: write ${env:NAME} in a header value, e.g. "Authorization": "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never shown in results.',
     "A result's value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or text (cut: true: its start); all in files.output (truncated: true past the size cap).",
   ].join(' '),
@@ -40,13 +40,7 @@ export const httpBatchTool = defineKindTool(httpKind, {
       .max(HTTP_MAX_TASKS)
       .optional()
       .describe(`One task each (1–${HTTP_MAX_TASKS}).`),
-    requests_file: z
-      .string()
-      .min(1)
-      .optional()
-      .describe(
-        'Instead of requests, for large batches: a JSONL file inside the allowed folders, one request per line.',
-      ),
+    requests_file: z.string().min(1).optional().describe('Instead of requests: a JSONL file, one request per line.'),
     base_url: z.string().optional().describe('Resolves relative urls, e.g. "https://api.github.com".'),
     headers: headersSchema
       .optional()

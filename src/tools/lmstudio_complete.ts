@@ -45,9 +45,9 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   description: [
     'Sends prompts to the local LLMs (LM Studio or any configured OpenAI-compatible server) as one background job, as many at once as the endpoints take; returns a job_id at once, then collect_results gives the answers.',
     'Give prompts, or a template with {{placeholders}} filled from items (one task each) and/or files (one task per file; files × items with both).',
-    "With files the server reads them itself and fills {{content}}, {{path}}, {{name}}: their contents never pass through your context. A file too large for the model's context fails with CONTEXT_OVERFLOW unless chunk is true.",
+    'With files the server reads them itself ({{content}}, {{path}}, {{name}}): their contents never pass through your context. A file too large for the context fails with CONTEXT_OVERFLOW unless chunk is true.',
     'json_schema makes each answer JSON, validated (one corrective retry).',
-    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it); reasoning only with include_reasoning. Transient failures are retried; others fail the task with a code and a hint. lmstudio_models lists the models.",
+    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it). Transient failures are retried; others fail with a code and a hint. To explore code rather than send known files: lmstudio_investigate.",
   ].join(' '),
   inputSchema: {
     prompts: z
@@ -55,11 +55,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .min(1)
       .optional()
       .describe('One task each: {"prompt": "…"} or {"messages": [...]}. Or use template.'),
-    prompts_file: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Instead of prompts, for large batches: a JSONL file inside the allowed folders, one prompt per line.'),
+    prompts_file: z.string().min(1).optional().describe('Instead of prompts: a JSONL file, one prompt per line.'),
     template: z
       .string()
       .min(1)
@@ -72,11 +68,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .min(1)
       .optional()
       .describe('Template values, one task each, e.g. [{"topic": "auth"}]; an "id" value names the result.'),
-    items_file: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Instead of items: a JSONL file inside the allowed folders, one item per line.'),
+    items_file: z.string().min(1).optional().describe('Instead of items: a JSONL file, one item per line.'),
     files: z
       .array(z.string().min(1))
       .min(1)
@@ -116,7 +108,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .enum(['all', 'folder'])
       .optional()
       .describe(
-        'Pack the files into as few prompts as fit the context, each under a "### path" header: "all" together (more than one prompt adds a reduce), "folder" one answer per folder.',
+        'Pack the files into as few prompts as fit the context, each under "### path": "all" together (adds a reduce when it takes several), "folder" one answer per folder.',
       ),
     reduce: z
       .union([
@@ -125,7 +117,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       ])
       .optional()
       .describe(
-        'Merge all the answers on the local model when they are in (map → reduce, as a tree when they do not fit one prompt); the job_id returned is the reduce stage\'s, whose result is the one merged answer. E.g. "Combine these per-file findings into one review".',
+        'Merge all the answers on the local model (map → reduce, as a tree when they do not fit one prompt); the job_id returned is the merge\'s. E.g. "Combine these findings into one review".',
       ),
     from_job: z
       .string()

@@ -6,13 +6,9 @@ import { defineKindTool, taskCapOf } from './tool.js';
 import type { TaskCap } from '../pools/kind.js';
 
 const taskSchema = z.strictObject({
-  id: z.string().max(200).optional().describe('Names its result (default: its position).'),
-  task: z.string().min(1).describe('What to find out, as you would ask a colleague.'),
-  paths: z
-    .array(z.string().min(1))
-    .max(64)
-    .optional()
-    .describe('Folders, files or globs the agent may look at (default: all allowed folders).'),
+  id: z.string().max(200).optional().describe('Names its result.'),
+  task: z.string().min(1).describe('What to find out.'),
+  paths: z.array(z.string().min(1)).max(64).optional().describe('Folders, files or globs it may read (default: all).'),
 });
 
 function tasksFile(cap: TaskCap): ListFileSpec<z.infer<typeof taskSchema>> {
@@ -24,18 +20,14 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
   name: 'lmstudio_investigate',
   title: 'Hand tasks to local agents that read the code',
   description: [
-    "Local agents: each task runs on the local model as a bounded loop over read-only tools (list_files, read_file, grep, outline; confined to the allowed folders and the task's paths), many at once; returns a job_id at once, then collect_results.",
-    'Use it to delegate exploring ("how does auth check tokens?", "why does this test fail?") without reading the files yourself; lmstudio_complete when you already know what to send.',
-    'A result\'s value: text (or json), citations checked by the server against the files (verified true/false, citations_verified "k/n"), steps, tool_calls, tokens_in/out, bytes_read, max_steps_reached when cut; the step log is files.transcript.',
+    'Local agents: each task runs on the local model as a bounded loop of read-only tools (list_files, read_file, grep, outline) confined to the allowed folders and its paths, many at once; returns a job_id, then collect_results.',
+    'Delegate exploring ("why does this test fail?") without reading the files yourself.',
+    'A result: text or json; citations checked against the files (verified, citations_verified "k/n"); steps, tool_calls, tokens, max_steps_reached; files.transcript.',
   ].join(' '),
   inputSchema: {
-    tasks: z.array(taskSchema).min(1).optional().describe('One investigation each.'),
-    tasks_file: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('Instead of tasks: a JSONL file inside the allowed folders, one task per line.'),
-    model: z.string().optional().describe('A model id from lmstudio_models; one that calls tools well is best.'),
+    tasks: z.array(taskSchema).min(1).optional().describe('One agent each.'),
+    tasks_file: z.string().min(1).optional().describe('Instead of tasks: a JSONL file, one task per line.'),
+    model: z.string().optional().describe('From lmstudio_models; one that calls tools well.'),
     max_steps: z
       .number()
       .int()
@@ -43,28 +35,17 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
       .max(MOST_STEPS)
       .optional()
       .describe(`Model requests per task before it must finish (default ${DEFAULT_MAX_STEPS}).`),
-    max_tokens: z.number().int().min(1).optional().describe('Longest answer of one step in tokens.'),
+    max_tokens: z.number().int().min(1).optional().describe('Longest answer of one step.'),
     temperature: z.number().min(0).max(2).optional().describe('Sampling temperature.'),
-    json_schema: z
-      .record(z.string(), z.unknown())
-      .optional()
-      .describe('JSON Schema the final answer must match (one corrective retry).'),
-    concurrency: z.number().int().min(1).optional().describe('Investigations at once (default: 2 per slot).'),
-    timeout_seconds: z.number().positive().max(7200).optional().describe('Longest wait for one step (default 600 s).'),
-    reduce: z
-      .union([
-        z.string().min(1),
-        z.strictObject({ prompt: z.string().min(1), max_tokens: z.number().int().min(1).optional() }),
-      ])
-      .optional()
-      .describe("Merge all findings into one answer on the local model; the job_id returned is the merge's."),
+    json_schema: z.record(z.string(), z.unknown()).optional().describe('JSON Schema the final answer must match.'),
+    concurrency: z.number().int().min(1).optional().describe('Agents at once (default: 2 per slot).'),
+    timeout_seconds: z.number().positive().max(7200).optional().describe('Longest wait for one step (default 600).'),
+    reduce: z.string().min(1).optional().describe('Merge all findings into one answer on the local model.'),
     from_job: z
       .string()
       .min(1)
       .optional()
-      .describe(
-        "One investigation per task of that job as it succeeds; give one task whose text is a template: {{output}}, {{id}}, a JSON output's fields.",
-      ),
+      .describe('One agent per result of that job; the one task is a template: {{output}}, {{id}}.'),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -82,10 +63,7 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
           jsonSchema: args.json_schema,
           concurrency: args.concurrency,
           timeoutSeconds: args.timeout_seconds,
-          reduce:
-            typeof args.reduce === 'string'
-              ? { prompt: args.reduce }
-              : args.reduce && { prompt: args.reduce.prompt, maxTokens: args.reduce.max_tokens },
+          reduce: args.reduce === undefined ? undefined : { prompt: args.reduce },
           upstream:
             args.from_job === undefined
               ? undefined

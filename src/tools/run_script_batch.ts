@@ -38,13 +38,7 @@ const inputShape = {
     .max(SCRIPT_MAX_TASKS)
     .optional()
     .describe(`The tasks (1–${SCRIPT_MAX_TASKS}); results keep these indices.`),
-  inputs_file: z
-    .string()
-    .min(1)
-    .optional()
-    .describe(
-      'Instead of inputs, for large batches: a JSONL file inside the allowed folders, one task per line (blank lines skipped).',
-    ),
+  inputs_file: z.string().min(1).optional().describe('Instead of inputs: a JSONL file, one task per line.'),
   concurrency: z
     .number()
     .int()

@@ -86,7 +86,7 @@ describe('fileArgumentsPhrase', () => {
   it("names every registered tool's *_file arguments, read from the schemas", () => {
     const tools = KINDS.flatMap(({ tools }): readonly AnyTool[] => tools);
     expect(fileArgumentsPhrase(tools)).toBe(
-      "run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, http_batch's requests_file",
+      "run_script_batch's inputs_file, lmstudio_complete's prompts_file or items_file, lmstudio_investigate's tasks_file, http_batch's requests_file",
     );
   });
 
