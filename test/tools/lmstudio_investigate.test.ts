@@ -305,4 +305,35 @@ describe('lmstudio_investigate', () => {
       'Found for Explain: Answer to: two',
     ]);
   });
+
+  it('answers a repeated call with a note instead of its result again', async () => {
+    const { double, c } = await setUp((turn) => {
+      if (stepOf(turn) <= 2) return call('read_file', { path: 'src/util.ts' });
+      return call('finish', { answer: 'x = 1', citations: [] });
+    });
+    const [result] = await investigate(c, { tasks: [{ task: 'repeat' }] });
+    expect(result?.value).toMatchObject({ steps: 3, tool_calls: { read_file: 2 } });
+    const replies = (double.chatRequests.at(-1)?.body?.messages as Turn['messages']).filter((m) => m.role === 'tool');
+    expect(String(replies[0]?.content)).toContain('export const x = 1;');
+    expect(String(replies[1]?.content)).toContain('already made this exact call');
+  });
+
+  it('runs more agents than slots, each with one request in flight, the endpoint never over its limit', async () => {
+    const { double, c } = await setUp(
+      (turn) => {
+        if (stepOf(turn) <= 3) return call('grep', { pattern: `value${stepOf(turn)}`, path: 'src' });
+        return call('finish', { answer: 'done', citations: [] });
+      },
+      { latencyMs: 60, slots: 4 },
+    );
+    const submitted = await c.call('lmstudio_investigate', {
+      tasks: Array.from({ length: 12 }, (_, i) => ({ task: `agent ${i}` })),
+    });
+    const { results, job } = await collectAll(c, jobIdOf(submitted));
+    expect(results.every((r) => r.state === 'succeeded')).toBe(true);
+    expect(job.concurrency).toBe(8);
+    expect(Number(job.peak_running)).toBeGreaterThan(4);
+    expect(double.peakActive).toBeLessThanOrEqual(4);
+    expect(double.peakInFlight).toBeLessThanOrEqual(4);
+  });
 });

@@ -106,7 +106,9 @@ export class Investigation {
 
   /** An earlier run's transcript: its steps replayed (no request sent again), the file started over with them. */
   private async resume(): Promise<void> {
-    const lines = await Transcript.read(this.transcript.file);
+    // A transcript that reached its end belongs to an attempt that finished (and failed): a new attempt starts over.
+    const read = await Transcript.read(this.transcript.file);
+    const lines = read.some((line) => line.type === 'finish') ? [] : read;
     // Notes of what a replay says again by itself (a changed result, a schema correction) are dropped.
     const kept = lines.filter(
       (line) =>
@@ -115,6 +117,7 @@ export class Investigation {
         (line.type === 'note' && (line.kind === 'protocol' || line.kind === 'last_call')),
     );
     if (kept.length === 0) {
+      await Transcript.rewrite(this.transcript.file, []);
       await this.transcript.append({
         type: 'start',
         task: this.spec.task,
@@ -185,6 +188,7 @@ export class Investigation {
     if (reading.kind === 'malformed') line.correction = reading.correction;
     await this.transcript.append(line);
     await this.take(line);
+    this.report();
     return undefined;
   }
 
@@ -236,7 +240,9 @@ export class Investigation {
     const context = this.deps.endpoints.contextLength(this.options.model);
     if (context === undefined) return;
     const room = (context - (this.stepOptions.max_tokens ?? STEP_MAX_TOKENS)) * CONTEXT_MARGIN;
-    const ratio = this.bytesPerToken ?? CHUNK_BYTES_PER_TOKEN;
+    const learned =
+      this.figures.endpoint && this.deps.endpoints.learnedBytesPerToken(this.figures.endpoint, this.options.model);
+    const ratio = this.bytesPerToken ?? (learned ? learned.bytes : CHUNK_BYTES_PER_TOKEN);
     this.figures.elided += this.conversation.fitTo(Math.max(0, room) * ratio);
   }
 
@@ -329,7 +335,6 @@ export class Investigation {
     });
     this.seen.set(key, { step, message: this.conversation.length });
     this.reply(call, native, outcome.text, outcome.summary);
-    this.report();
   }
 
   /** A tool's result into the conversation: a `tool` message for a native call, else a user message naming the call. */

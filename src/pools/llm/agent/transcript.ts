@@ -54,7 +54,8 @@ export class Transcript {
 
   append(line: TranscriptLine): Promise<void> {
     const text = `${JSON.stringify(line)}\n`;
-    const write = this.chain.then(() => appendFile(this.file, text, 'utf8'));
+    // Tool results may quote private files: readable by the owner only, like the rest of the state dir.
+    const write = this.chain.then(() => appendFile(this.file, text, { encoding: 'utf8', mode: 0o600 }));
     this.chain = write.catch(() => undefined);
     return write;
   }
@@ -87,7 +88,10 @@ export class Transcript {
   /** Starts the file over with `lines` (a resumed run: a line cut by the crash must not join the next one). */
   static async rewrite(file: string, lines: readonly TranscriptLine[]): Promise<void> {
     const temporary = `${file}.tmp`;
-    await writeFile(temporary, lines.map((line) => `${JSON.stringify(line)}\n`).join(''), 'utf8');
+    await writeFile(temporary, lines.map((line) => `${JSON.stringify(line)}\n`).join(''), {
+      encoding: 'utf8',
+      mode: 0o600,
+    });
     await rename(temporary, file);
   }
 }
