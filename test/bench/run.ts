@@ -1,4 +1,5 @@
 // `npm run bench`: the performance table of the README. Not part of CI (timings need a quiet machine).
+import { benchAgents } from './agents.js';
 import { printTable } from './common.js';
 import { benchContext } from './context.js';
 import { benchDashboard } from './dashboard.js';
@@ -19,4 +20,5 @@ if (want('llm')) printTable('Local LLM workers', await benchLlm());
 if (want('memory')) printTable('Memory under large outputs', await benchMemory());
 if (want('context')) printTable('Context economy (issue 11)', await benchContext());
 if (want('dashboard')) printTable('Live dashboard (issue 12)', await benchDashboard());
+if (want('agents')) printTable('Local agents (issue 20)', await benchAgents());
 if (want('responsiveness')) printTable('Responsiveness under load', await benchResponsiveness());
