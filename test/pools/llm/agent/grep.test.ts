@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compilePattern } from '../../../../src/pools/llm/agent/grep.js';
+import { compilePattern, grepThreadsStarted } from '../../../../src/pools/llm/agent/grep.js';
 import { AgentScope } from '../../../../src/pools/llm/agent/scope.js';
 import { Toolbox, type ToolOutcome } from '../../../../src/pools/llm/agent/toolbox.js';
 
@@ -160,4 +160,19 @@ describe('grep', () => {
     setTimeout(() => controller.abort(new Error('cancelled')), 100);
     await expect(pending).rejects.toThrow('cancelled');
   });
+
+  it(
+    'keeps finished threads warm for the next searches, and never reuses one it stopped',
+    { timeout: 60_000 },
+    async () => {
+      await grep(toolbox(), { pattern: 'login' });
+      const before = grepThreadsStarted();
+      for (let i = 0; i < 5; i++) await grep(toolbox(), { pattern: 'login' });
+      expect(grepThreadsStarted()).toBe(before);
+      // A stopped search's thread is ended, not put back: the next search after it still finds matches.
+      await grep(toolbox(), { pattern: '(a+)+$', path: 'evil.txt' });
+      const outcome = await grep(toolbox(), { pattern: 'login\\(' });
+      expect(outcome.text).toContain('src/auth/login.ts:1:');
+    },
+  );
 });
