@@ -16,6 +16,14 @@ export const dispatchFields = {
     ),
 };
 
+/** A later stage's upstream (from_job): the job and what each of its tasks worked on, one task each. */
+export async function upstreamOf(
+  ctx: ToolContext<unknown>,
+  fromJob: string | undefined,
+): Promise<{ jobId: string; labels: string[] } | undefined> {
+  return fromJob === undefined ? undefined : { jobId: fromJob, labels: await ctx.engine.labelsOf(fromJob) };
+}
+
 /** Submits a kind's plan and answers with the job handle (or its first page); `notes` go first. */
 export async function submitPlan(
   ctx: ToolContext<unknown>,

@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { llmKind } from '../pools/llm/index.js';
-import { dispatchFields, submitPlan } from './dispatch.js';
+import { dispatchFields, submitPlan, upstreamOf } from './dispatch.js';
 import { listOrFile, type ListFileSpec, withFileLine } from './inputs_file.js';
 import { defineKindTool, taskCapOf } from './tool.js';
 import type { TaskCap } from '../pools/kind.js';
@@ -157,10 +157,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
             typeof args.reduce === 'string'
               ? { prompt: args.reduce }
               : args.reduce && { prompt: args.reduce.prompt, maxTokens: args.reduce.max_tokens },
-          upstream:
-            args.from_job === undefined
-              ? undefined
-              : { jobId: args.from_job, labels: await ctx.engine.labelsOf(args.from_job) },
+          upstream: await upstreamOf(ctx, args.from_job),
         },
         ctx.signal,
       )

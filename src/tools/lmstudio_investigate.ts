@@ -1,6 +1,6 @@
 import * as z from 'zod';
 import { DEFAULT_MAX_STEPS, llmKind, MOST_STEPS } from '../pools/llm/index.js';
-import { dispatchFields, submitPlan } from './dispatch.js';
+import { dispatchFields, submitPlan, upstreamOf } from './dispatch.js';
 import { listOrFile, type ListFileSpec, withFileLine } from './inputs_file.js';
 import { defineKindTool, taskCapOf } from './tool.js';
 import type { TaskCap } from '../pools/kind.js';
@@ -64,10 +64,7 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
           concurrency: args.concurrency,
           timeoutSeconds: args.timeout_seconds,
           reduce: args.reduce === undefined ? undefined : { prompt: args.reduce },
-          upstream:
-            args.from_job === undefined
-              ? undefined
-              : { jobId: args.from_job, labels: await ctx.engine.labelsOf(args.from_job) },
+          upstream: await upstreamOf(ctx, args.from_job),
         },
         ctx.signal,
       )

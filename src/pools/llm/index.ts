@@ -4,7 +4,7 @@ import { type EndpointReport, Endpoints } from './endpoints.js';
 import { modelMatches } from './models.js';
 import { LLM_ERROR_CODES } from './errors.js';
 import { type InvestigateRequest, planInvestigation } from './agent/plan.js';
-import { type LlmJobPlan, type LlmJobRequest, planLlmJob } from './plan.js';
+import { type LlmJobPlan, type LlmJobRequest, type LlmPlanContext, planLlmJob } from './plan.js';
 import { LLM_KIND, LlmPool } from './pool.js';
 import { SchemaValidator } from './schema.js';
 import { LLM_SETTINGS, type LlmConfig } from './settings.js';
@@ -48,28 +48,20 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
   create(config, deps) {
     const settings = config.llm;
     const { endpoints, schemas, pool } = createLlmParts(config, deps);
+    const planContext = (signal: AbortSignal): LlmPlanContext => ({
+      settings,
+      allowedRoots: config.allowedRoots,
+      pathRules: config.pathRules,
+      endpoints,
+      schemas,
+      signal,
+    });
     return {
       pool,
       live: () => endpoints.liveCards(),
       services: {
-        plan: (request, signal) =>
-          planLlmJob(request, {
-            settings,
-            allowedRoots: config.allowedRoots,
-            pathRules: config.pathRules,
-            endpoints,
-            schemas,
-            signal,
-          }),
-        investigate: (request, signal) =>
-          planInvestigation(request, {
-            settings,
-            allowedRoots: config.allowedRoots,
-            pathRules: config.pathRules,
-            endpoints,
-            schemas,
-            signal,
-          }),
+        plan: (request, signal) => planLlmJob(request, planContext(signal)),
+        investigate: (request, signal) => planInvestigation(request, planContext(signal)),
         report: (signal) => endpoints.report(signal),
         endpointNames: endpoints.endpointNames,
         defaultModel: settings.defaultModel,
