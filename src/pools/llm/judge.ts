@@ -6,7 +6,7 @@ import { LlmError } from './errors.js';
 import { splitReasoning } from './reasoning.js';
 import type { SchemaValidator } from './schema.js';
 import type { ChatAnswer } from './types.js';
-import { addUsage } from './usage.js';
+import { addUsage, type Usage } from './usage.js';
 
 /** What judging an answer uses: the endpoints (to note what the answer taught), the schema checker, the inline cap. */
 export interface JudgeDeps {
@@ -17,18 +17,32 @@ export interface JudgeDeps {
 
 type Split = ReturnType<typeof splitReasoning>;
 
-/** An answer came back: empty, off-schema (one corrective retry) or good. */
-export async function judge(run: Completion, endpoint: string, answer: ChatAnswer, deps: JudgeDeps): Promise<Outcome> {
-  const { options } = run;
-  addUsage(run.usage, answer, run.conversation);
-  deps.endpoints.noteTokens(endpoint, answer.completionTokens ?? 0);
+/**
+ * What an answer spent: added to `usage` (a task's), and told to the endpoint (its token rate, and
+ * the bytes a token its prompt measured, which sizes later prompts).
+ */
+export function noteSpent(
+  usage: Usage,
+  run: Completion,
+  endpoint: string,
+  answer: ChatAnswer,
+  endpoints: Endpoints,
+): void {
+  addUsage(usage, answer, run.conversation);
+  endpoints.noteTokens(endpoint, answer.completionTokens ?? 0);
   if (answer.promptTokens !== undefined)
-    deps.endpoints.noteUsage(
+    endpoints.noteUsage(
       endpoint,
-      options.model,
+      run.options.model,
       run.conversation.reduce((n, m) => n + Buffer.byteLength(m.content), 0),
       answer.promptTokens,
     );
+}
+
+/** An answer came back: empty, off-schema (one corrective retry) or good. */
+export async function judge(run: Completion, endpoint: string, answer: ChatAnswer, deps: JudgeDeps): Promise<Outcome> {
+  const { options } = run;
+  noteSpent(run.usage, run, endpoint, answer, deps.endpoints);
   const split = splitReasoning(answer.content, answer.reasoning);
   const truncated = answer.finishReason === 'length';
   const figures = answerFigures(run, endpoint, answer, truncated);

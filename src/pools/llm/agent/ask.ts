@@ -3,7 +3,8 @@ import type { Completer, Settle } from '../completion.js';
 import type { Endpoints } from '../endpoints.js';
 import { LlmError } from '../errors.js';
 import type { ChatAnswer, ChatMessage, LlmJobOptions, ToolSpec } from '../types.js';
-import { addUsage, type Usage } from '../usage.js';
+import type { Usage } from '../usage.js';
+import { noteSpent } from '../judge.js';
 
 /** One answered step: what came back, from where. */
 export interface Answered {
@@ -32,12 +33,7 @@ export async function askStep(
   let answered: Answered | undefined;
   const settle: Settle = (run, endpoint, answer) => {
     const before = { in: usage.promptTokens, out: usage.completionTokens };
-    addUsage(usage, answer, run.conversation);
-    endpoints.noteTokens(endpoint, answer.completionTokens ?? 0);
-    if (answer.promptTokens !== undefined) {
-      const bytes = run.conversation.reduce((n, m) => n + Buffer.byteLength(m.content), 0);
-      endpoints.noteUsage(endpoint, options.model, bytes, answer.promptTokens);
-    }
+    noteSpent(usage, run, endpoint, answer, endpoints);
     if (answer.content.trim() === '' && (answer.toolCalls ?? []).length === 0) {
       const error = new LlmError(
         'EMPTY_ANSWER',

@@ -1,4 +1,5 @@
 import type { ChatMessage } from '../types.js';
+import { elidedStub } from './format.js';
 
 interface Entry {
   message: ChatMessage;
@@ -15,10 +16,6 @@ function bytesOf(message: ChatMessage): number {
   return bytes;
 }
 
-function kilobytes(bytes: number): string {
-  return bytes < 1024 ? `${bytes} B` : `${(bytes / 1024).toFixed(1)} KB`;
-}
-
 /**
  * An investigation's conversation. When it nears the model's context, the oldest tool results give
  * way to a one-line stub (`[read_file src/a.ts 1–80: 2.1 KB, elided]`) before the request is sent:
@@ -29,7 +26,7 @@ export class Conversation {
 
   add(message: ChatMessage, summary?: string): void {
     const entry: Entry = { message };
-    if (summary !== undefined) entry.stub = `[${summary}: ${kilobytes(Buffer.byteLength(message.content))}, elided]`;
+    if (summary !== undefined) entry.stub = elidedStub(summary, message.content);
     this.entries.push(entry);
   }
 

@@ -2,7 +2,7 @@ import type { TaskContext, TaskResult } from '../../../engine/types.js';
 import { keepText } from '../answer-files.js';
 import type { LlmJobOptions } from '../types.js';
 import type { Usage } from '../usage.js';
-import { type CheckedCitation, verifyCitations } from './citations.js';
+import { type CheckedCitation, citationsVerified, verifyCitations } from './citations.js';
 import type { Finished } from './finish.js';
 import type { AgentScope } from './scope.js';
 
@@ -95,9 +95,8 @@ function figuresOf(parts: ResultParts): Record<string, unknown> {
 }
 
 function citationFields(checked: readonly CheckedCitation[]): Record<string, unknown> {
-  const verified = checked.filter((c) => c.verified).length;
   const fields: Record<string, unknown> = {
-    citations_verified: `${verified}/${checked.length}`,
+    citations_verified: citationsVerified(checked),
     citations: checked.slice(0, SHOWN_CITATIONS).map((c) => ({
       path: c.path,
       start_line: c.start_line,

@@ -18,8 +18,8 @@ describe('Conversation', () => {
     expect(conversation.bytes).toBeGreaterThan(9000);
     expect(conversation.fitTo(5000)).toBe(2);
     const contents = conversation.messages.map((m) => m.content);
-    expect(contents[3]).toBe('[read_file src/f1.ts 1–80: 2.9 KB, elided]');
-    expect(contents[5]).toBe('[read_file src/f2.ts 1–80: 2.9 KB, elided]');
+    expect(contents[3]).toBe('[read_file src/f1.ts 1–80: 3.0 KB, elided]');
+    expect(contents[5]).toBe('[read_file src/f2.ts 1–80: 3.0 KB, elided]');
     expect(contents[7]).toHaveLength(3000);
     // The call it answers is kept: the stub still answers its tool_call_id.
     expect(conversation.messages[3]?.tool_call_id).toBe('c1');
