@@ -1,4 +1,5 @@
 import { appendFile, open, rename, writeFile } from 'node:fs/promises';
+import * as z from 'zod';
 
 /** A call as the transcript keeps it (its arguments as read, after recovery). */
 export interface CallLine {
@@ -43,6 +44,56 @@ export type TranscriptLine =
   | { type: 'note'; step: number; kind: 'protocol' | 'last_call' | 'schema' | 'changed' | 'elided'; text: string }
   | { type: 'finish'; step: number; answer: unknown; citations: unknown[]; cut: boolean };
 
+const step = z.number().int().min(0).max(1_000_000);
+const args = z.record(z.string(), z.unknown());
+const callSchema = z.object({ id: z.string().max(200), name: z.string().max(100), args });
+/**
+ * A resumed task rebuilds its conversation from these lines: the file sits in the state directory
+ * and is read as untrusted input. A line that does not check out ends the replay there, as a cut one does.
+ */
+const lineSchema: z.ZodType<TranscriptLine> = z.union([
+  z.object({
+    type: z.literal('start'),
+    task: z.string(),
+    model: z.string(),
+    tools: z.array(z.string()),
+    paths: z.array(z.string()).optional(),
+    at: z.string(),
+  }),
+  z.object({
+    type: z.literal('request'),
+    step,
+    endpoint: z.string().optional(),
+    tokens_in: z.number().nonnegative(),
+    tokens_out: z.number().nonnegative(),
+    content: z.string(),
+    reading: z.enum(['calls', 'malformed', 'text']),
+    native: z.boolean().optional(),
+    calls: z.array(callSchema).max(64).optional(),
+    correction: z.string().optional(),
+    recovered: z.array(z.string()).optional(),
+  }),
+  z.object({
+    type: z.literal('tool'),
+    step,
+    call_id: z.string(),
+    name: z.string(),
+    args,
+    ok: z.boolean(),
+    summary: z.string(),
+    bytes: z.number().nonnegative(),
+    digest: z.string(),
+    preview: z.string(),
+  }),
+  z.object({
+    type: z.literal('note'),
+    step,
+    kind: z.enum(['protocol', 'last_call', 'schema', 'changed', 'elided']),
+    text: z.string(),
+  }),
+  z.object({ type: z.literal('finish'), step, answer: z.unknown(), citations: z.array(z.unknown()), cut: z.boolean() }),
+]);
+
 /** The transcript may be long, but it is read only on resume: anything past this is not trusted. */
 const MAX_TRANSCRIPT_BYTES = 64 * 1024 * 1024;
 
@@ -72,12 +123,15 @@ export class Transcript {
       const lines: TranscriptLine[] = [];
       for (const text of buffer.toString('utf8').split('\n')) {
         if (text.trim() === '') continue;
+        let parsed: unknown;
         try {
-          const line = JSON.parse(text) as TranscriptLine;
-          if (line && typeof line === 'object' && typeof line.type === 'string') lines.push(line);
+          parsed = JSON.parse(text);
         } catch {
           break;
         }
+        const line = lineSchema.safeParse(parsed);
+        if (!line.success) break;
+        lines.push(line.data);
       }
       return lines;
     } finally {

@@ -1,4 +1,4 @@
-import { appendFile, readFile, stat } from 'node:fs/promises';
+import { appendFile, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Transcript } from '../../../../src/pools/llm/agent/transcript.js';
@@ -25,5 +25,28 @@ describe('Transcript', () => {
 
   it('reads nothing from a file that is not there', async () => {
     expect(await Transcript.read(path.join(await makeTempDir('transcript-'), 'none.jsonl'))).toEqual([]);
+  });
+
+  it('reads a planted or damaged transcript as untrusted: the replay ends at the first line that does not check out', async () => {
+    const file = path.join(await makeTempDir('transcript-'), '0.transcript.jsonl');
+    const good = { type: 'request', step: 1, tokens_in: 5, tokens_out: 2, content: 'ok', reading: 'calls' };
+    const hostile = [
+      { ...good, step: 2, calls: 'read_file /etc/passwd' },
+      { ...good, step: 'two' },
+      { ...good, step: 2, calls: [{ id: 'c', name: 'read_file', args: ['not', 'an', 'object'] }] },
+      { ...good, step: 2, reading: 'run_shell' },
+      { type: 'note', step: 2, kind: 'protocol' },
+    ];
+    for (const line of hostile) {
+      await writeFile(
+        file,
+        `${JSON.stringify(good)}\n${JSON.stringify(line)}\n${JSON.stringify({ ...good, step: 3 })}\n`,
+      );
+      const read = await Transcript.read(file);
+      expect(
+        read.map((l) => (l.type === 'request' ? l.step : l.type)),
+        JSON.stringify(line),
+      ).toEqual([1]);
+    }
   });
 });
