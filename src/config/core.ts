@@ -55,7 +55,7 @@ export const CORE_SETTINGS = {
     flag: '--max-state-mb N',
   }),
   allowedRoots: list({
-    help: 'Folders that paths must stay inside (script cwd, LLM files, what the bundled workers read)',
+    help: 'Folders that paths must stay inside (script cwd, LLM files, what local agents and the bundled workers read)',
     details:
       "Other workers' args are passed as given. The last source that names roots replaces the others (and the cwd default)",
     item: 'folder',
