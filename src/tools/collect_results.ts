@@ -10,6 +10,7 @@ import {
   type PageEntry,
   pageResults,
   type ResultFilter,
+  unverifiedNote,
 } from './paging.js';
 import { defineTool, type ServerFacts, type ToolContext, type ToolReply, withinLimit } from './tool.js';
 
@@ -66,15 +67,19 @@ function renderer(
   };
   const pieceOf = (jobId: string, record: TaskRecord): unknown => {
     const out = outputOf(record, merge);
-    if (merge === 'json')
-      return multi ? { job_id: jobId, id: provenanceOf(record), ...out } : { id: provenanceOf(record), ...out };
+    const unverified = unverifiedNote(record);
+    if (merge === 'json') {
+      const piece = multi ? { job_id: jobId, id: provenanceOf(record), ...out } : { id: provenanceOf(record), ...out };
+      return unverified === undefined ? piece : { ...piece, unverified };
+    }
     const body =
       'output' in out
         ? typeof out.output === 'string'
           ? out.output
           : JSON.stringify(out.output)
         : `(${record.state}: ${record.error?.code ?? ''} ${record.error?.message ?? ''})`;
-    return `--- ${multi ? `${jobId} ` : ''}${provenanceOf(record)} (#${record.index}, ${record.state}) ---\n${body}`;
+    const state = unverified === undefined ? record.state : `${record.state}, UNVERIFIED: ${unverified}`;
+    return `--- ${multi ? `${jobId} ` : ''}${provenanceOf(record)} (#${record.index}, ${state}) ---\n${body}`;
   };
   return {
     render(jobId, record) {
@@ -234,7 +239,18 @@ function nextStep(
       `${failed} task(s) failed: ${call('collect_results', { job_ids: request.jobIds, filter: 'failed' })} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`,
     );
   }
+  const unverified = snapshots.reduce((n, s) => n + unverifiedCount(s), 0);
+  if (unverified > 0 && request.filter !== 'unverified')
+    steps.push(
+      `${unverified} answer(s) failed their checks and are kept unverified: ${call('collect_results', { job_ids: request.jobIds, filter: 'unverified' })} shows only those, each with its checks' reasons.`,
+    );
   return steps.length > 0 ? steps.join(' ') : 'Every result has been shown; the job(s) are finished.';
+}
+
+/** A job's answers kept unverified, as its kind's totals count them (`verification`). */
+function unverifiedCount(snapshot: JobSnapshot): number {
+  const verification = snapshot.totals?.fields.verification as { unverified?: unknown } | undefined;
+  return typeof verification?.unverified === 'number' ? verification.unverified : 0;
 }
 
 /** Waits for the jobs (bounded), sending progress as tasks finish and a heartbeat while none do. */
@@ -334,7 +350,10 @@ export function collectResultsTool(facts: ServerFacts) {
         .optional()
         .describe('Longest wait for the jobs to finish (default 20; at most ~50; 0 = answer now).'),
       cursor: z.string().optional().describe('next_cursor of the previous call with the same job_ids.'),
-      filter: z.enum(['all', 'failed', 'succeeded']).optional().describe('failed includes cancelled.'),
+      filter: z
+        .enum(['all', 'failed', 'succeeded', 'unverified'])
+        .optional()
+        .describe('failed includes cancelled; unverified: answers that failed their checks.'),
       merge: z
         .enum(['list', 'text', 'json'])
         .optional()

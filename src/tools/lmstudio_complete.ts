@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { llmKind } from '../pools/llm/index.js';
+import { checksFields, checksOf } from './checks.js';
 import { dispatchFields, submitPlan, upstreamOf } from './dispatch.js';
 import { listOrFile, type ListFileSpec, withFileLine } from './inputs_file.js';
 import { defineKindTool, taskCapOf } from './tool.js';
@@ -43,11 +44,10 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   name: 'lmstudio_complete',
   title: 'Run prompts on local LLMs in parallel',
   description: [
-    'Sends prompts to the local LLMs (LM Studio or any configured OpenAI-compatible server) as one background job, as many at once as the endpoints take; returns a job_id at once, then collect_results gives the answers.',
+    'Runs prompts on the local LLMs (LM Studio or any OpenAI-compatible server) as one background job, as many at once as the endpoints take; returns a job_id at once, then collect_results.',
     'Give prompts, or a template with {{placeholders}} filled from items (one task each) and/or files (one task per file; files × items with both).',
     'With files the server reads them itself ({{content}}, {{path}}, {{name}}): their contents never pass through your context. A file too large for the context fails with CONTEXT_OVERFLOW unless chunk is true.',
-    'json_schema makes each answer JSON, validated (one corrective retry).',
-    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it). Transient failures are retried; others fail with a code and a hint. To explore code rather than send known files: lmstudio_investigate.",
+    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it); with checks, verified and why. Transient failures are retried; others fail with a code and a hint. To explore code rather than send known files: lmstudio_investigate.",
   ].join(' '),
   inputSchema: {
     prompts: z
@@ -87,7 +87,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .record(z.string(), z.unknown())
       .optional()
       .describe(
-        'JSON Schema each answer must match, e.g. {"type":"object","properties":{"risk":{"type":"integer"}},"required":["risk"]}.',
+        'JSON Schema each answer must match (one corrective retry), e.g. {"type":"object","properties":{"risk":{"type":"integer"}},"required":["risk"]}.',
       ),
     include_reasoning: z.boolean().optional().describe("Also return the model's reasoning."),
     chunk: z.boolean().optional().describe('Split files too large for the context into chunks, one task each.'),
@@ -126,6 +126,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .describe(
         "A later stage: one prompt per task of that job (e.g. run_script_batch), each sent as soon as its task succeeds; the template gets {{output}}, {{id}} and a JSON output's fields.",
       ),
+    ...checksFields,
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -158,6 +159,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
               ? { prompt: args.reduce }
               : args.reduce && { prompt: args.reduce.prompt, maxTokens: args.reduce.max_tokens },
           upstream: await upstreamOf(ctx, args.from_job),
+          ...checksOf(args),
         },
         ctx.signal,
       )

@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { DEFAULT_MAX_STEPS, llmKind, MOST_STEPS } from '../pools/llm/index.js';
+import { checksOf, investigateChecksFields } from './checks.js';
 import { dispatchFields, submitPlan, upstreamOf } from './dispatch.js';
 import { listOrFile, type ListFileSpec, withFileLine } from './inputs_file.js';
 import { defineKindTool, taskCapOf } from './tool.js';
@@ -46,6 +47,7 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
       .min(1)
       .optional()
       .describe('One agent per result of that job; the one task is a template: {{output}}, {{id}}.'),
+    ...investigateChecksFields,
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
@@ -65,6 +67,7 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
           timeoutSeconds: args.timeout_seconds,
           reduce: args.reduce === undefined ? undefined : { prompt: args.reduce },
           upstream: await upstreamOf(ctx, args.from_job),
+          ...checksOf(args),
         },
         ctx.signal,
       )

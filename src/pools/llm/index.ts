@@ -14,6 +14,7 @@ import { llmTotals } from './totals.js';
 export type { EndpointReport } from './endpoints.js';
 export type { ModelInfo } from './types.js';
 export type { InvestigateRequest } from './agent/plan.js';
+export type { ChecksRequest } from './checks/plan.js';
 export { DEFAULT_MAX_STEPS, MOST_STEPS } from './agent/types.js';
 
 /** What the LLM tools use. */
@@ -54,6 +55,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
       pathRules: config.pathRules,
       endpoints,
       schemas,
+      lent: deps.lent,
       signal,
     });
     return {

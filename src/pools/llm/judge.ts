@@ -50,8 +50,9 @@ export async function judge(run: Completion, endpoint: string, answer: ChatAnswe
   let json: unknown;
   if (options.json_schema !== undefined) {
     const check = deps.schemas.check(options.json_schema, split.answer);
-    if (!check.ok) return offSchema(run, split.answer, check.error, figures, deps);
-    json = check.value;
+    // A job with checks re-asks an off-schema answer itself (checks/verify.ts): here it is kept as text.
+    if (check.ok) json = check.value;
+    else if (options.checks === undefined) return offSchema(run, split.answer, check.error, figures, deps);
   }
   return { kind: 'done', result: await goodAnswer(run, answer, split, json, figures, deps) };
 }

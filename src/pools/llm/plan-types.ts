@@ -1,5 +1,7 @@
 import type { JobPlan } from '../../engine/types.js';
 import type { PathRules } from '../../paths.js';
+import type { LentServices } from '../kind.js';
+import type { ChecksRequest } from './checks/plan.js';
 import type { Endpoints } from './endpoints.js';
 import type { SchemaValidator } from './schema.js';
 import type { LlmSettings } from './settings.js';
@@ -33,6 +35,9 @@ export interface LlmJobRequest {
   reduce?: { prompt: string; maxTokens?: number | undefined } | undefined;
   /** A later stage: one task per task of this job, filled from its output (labels name them). */
   upstream?: { jobId: string; labels: readonly string[] } | undefined;
+  /** What each answer must pass to be verified, and where one that keeps failing goes. */
+  checks?: ChecksRequest | undefined;
+  escalateModel?: string | undefined;
 }
 
 /** The job, and what the caller should know about how it will run (model, endpoints, chunking). */
@@ -47,6 +52,8 @@ export interface LlmPlanContext {
   pathRules?: PathRules;
   endpoints: Endpoints;
   schemas: SchemaValidator;
+  /** What other kinds lend (the checker scripts of `checks.script`). */
+  lent?: LentServices | undefined;
   signal: AbortSignal;
 }
 

@@ -1,5 +1,6 @@
 import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
+import { planChecks } from './checks/plan.js';
 import type { Endpoints } from './endpoints.js';
 import { ASSUMED_CONTEXT_TOKENS, checkChunkTokens, tooManyTasks } from './plan-chunks.js';
 import { templateInputs } from './plan-files.js';
@@ -34,6 +35,14 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
     throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
   const options = jobOptionsOf(request, resolved.model, settings);
   const notes: string[] = [];
+  const checks = await planChecks(
+    request.checks,
+    request.escalateModel,
+    { model: resolved.model, jsonSchema: request.jsonSchema },
+    context,
+    notes,
+  );
+  if (checks !== undefined) options.checks = checks;
   const made = await makeInputs(request, resolved, options, context, notes);
   const { inputs } = made;
   if (inputs.length > settings.maxTasks) throw tooManyTasks(settings.maxTasks, '');

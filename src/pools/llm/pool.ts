@@ -11,11 +11,12 @@ import { Completer } from './completion.js';
 import { MAX_SPLIT_DEPTH, splitForContext } from './context-split.js';
 import type { Endpoints } from './endpoints.js';
 import { buildMessages, describeInput, overflowHint, type PromptInput, type PromptSources } from './prompt.js';
-import { type Ask, piecesOf, treeReduce } from './reduce.js';
+import { type Ask as ReduceAsk, piecesOf, treeReduce } from './reduce.js';
 import type { SchemaValidator } from './schema.js';
 import { jobOptions, taskInput } from './stored.js';
-import type { LlmJobOptions, LlmTaskInput, ReduceTaskInput, TemplateTaskInput } from './types.js';
+import type { ChatMessage, LlmJobOptions, LlmTaskInput, ReduceTaskInput, TemplateTaskInput } from './types.js';
 import { sumUsage } from './usage.js';
+import { type Ask, type Asker, verifyAnswer } from './checks/verify.js';
 
 export const LLM_KIND = 'llm';
 
@@ -86,14 +87,41 @@ export class LlmPool implements Pool {
   async run(task: TaskContext): Promise<TaskResult> {
     const options = jobOptions(task.options);
     const input = taskInput(task.input);
-    if ('reduce' in input) return this.reduce(task, options);
-    if (options.agent !== undefined) return this.investigate(task, options, input);
-    if ('task' in input)
+    if ('task' in input && options.agent === undefined)
       return {
         ok: false,
         error: { code: 'INTERNAL', message: 'An investigation ran in a job without agent options.' },
       };
-    return this.prompt(task, options, input, String(task.index), 0);
+    const ask: Asker =
+      'reduce' in input
+        ? (a) => this.reduce(task, asked(options, a), a.stem, a.feedback?.message)
+        : options.agent !== undefined
+          ? (a) => this.investigate(task, asked(options, a), input, a)
+          : (a) => this.prompt(task, asked(options, a), input, a.stem, 0, followUp(a));
+    const stem = String(task.index);
+    if (options.checks === undefined) return ask({ model: options.model, stem });
+    // A reduce's answer has no schema of its own and is one merge: its checks are the files' and the script's.
+    const checks =
+      'reduce' in input ? { ...options.checks, schema: undefined, agree: undefined } : { ...options.checks };
+    return verifyAnswer(
+      ask,
+      {
+        checks,
+        model: options.model,
+        stem,
+        jsonSchema: 'reduce' in input ? undefined : options.json_schema,
+        temperature: options.temperature,
+        seed: options.seed,
+        maxBytes: this.options.maxFileBytes,
+        signal: task.signal,
+      },
+      {
+        schemas: this.options.schemas,
+        allowedRoots: this.options.allowedRoots,
+        pathRules: this.options.pathRules,
+        lent: this.options.lent ?? {},
+      },
+    );
   }
 
   /** One prompt; one whose files overflow the context is split in two and each half asked (up to MAX_SPLIT_DEPTH times). */
@@ -103,11 +131,12 @@ export class LlmPool implements Pool {
     input: PromptInput,
     stem: string,
     depth: number,
+    followUp: readonly ChatMessage[] = [],
   ): Promise<TaskResult> {
     const base = describeInput(input);
     let result: TaskResult;
     try {
-      const messages = await buildMessages(options, input, task.upstream, this.sources);
+      const messages = [...(await buildMessages(options, input, task.upstream, this.sources)), ...followUp];
       result = await this.completer.complete(task, options, messages, base, stem);
     } catch (error) {
       if (task.signal.aborted) throw error;
@@ -122,7 +151,7 @@ export class LlmPool implements Pool {
       this.endpoints.log.debug(
         `task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`,
       );
-      result = await this.splitRun(task, options, halves, stem, depth, base);
+      result = await this.splitRun(task, options, halves, stem, depth, base, followUp);
     }
     const hint = overflowHint(input);
     if (!result.ok && result.error?.code === 'CONTEXT_OVERFLOW' && hint !== undefined) result.error.hint = hint;
@@ -137,10 +166,11 @@ export class LlmPool implements Pool {
     stem: string,
     depth: number,
     base: Record<string, unknown>,
+    followUp: readonly ChatMessage[],
   ): Promise<TaskResult> {
     const parts: TaskResult[] = [];
     for (const [i, half] of halves.entries()) {
-      const part = await this.prompt(task, options, half, `${stem}.p${i + 1}`, depth + 1);
+      const part = await this.prompt(task, options, half, `${stem}.p${i + 1}`, depth + 1, followUp);
       parts.push(part);
       if (!part.ok) break;
     }
@@ -174,6 +204,7 @@ export class LlmPool implements Pool {
     task: TaskContext,
     options: LlmJobOptions,
     input: Exclude<LlmTaskInput, ReduceTaskInput>,
+    ask: Ask,
   ): Promise<TaskResult> {
     const agent = options.agent ?? { max_steps: 1 };
     let spec: { task: string; paths?: readonly string[] | undefined };
@@ -198,14 +229,22 @@ export class LlmPool implements Pool {
       },
       task,
       options,
-      { ...spec, maxSteps: agent.max_steps },
+      { ...spec, task: withFeedback(spec.task, ask), maxSteps: agent.max_steps, stem: ask.stem },
     );
     return investigation.run();
   }
 
   /** A reduce stage's task: merges its upstream's answers on the model (see treeReduce). */
-  private async reduce(task: TaskContext, options: LlmJobOptions): Promise<TaskResult> {
-    const reduce = options.reduce;
+  private async reduce(
+    task: TaskContext,
+    options: LlmJobOptions,
+    stem: string,
+    feedback?: string,
+  ): Promise<TaskResult> {
+    const reduce = options.reduce && {
+      ...options.reduce,
+      prompt: feedback === undefined ? options.reduce.prompt : `${options.reduce.prompt}\n\n${feedback}`,
+    };
     if (!reduce || !task.upstream)
       return {
         ok: false,
@@ -216,7 +255,7 @@ export class LlmPool implements Pool {
     delete step.json_schema;
     delete step.template;
     const answers: ResultValue[] = [];
-    const ask: Ask = async (messages, stem, maxTokens) => {
+    const ask: ReduceAsk = async (messages, stem, maxTokens) => {
       const result = await this.completer.complete(
         task,
         { ...step, max_tokens: maxTokens },
@@ -234,7 +273,7 @@ export class LlmPool implements Pool {
         };
       return { ok: true, text: (await wholeOutput(result, this.options.maxFileBytes)).text, value };
     };
-    const outcome = await treeReduce(pieces, reduce, ask, path.join(task.outputDir, `${task.index}.reduce`));
+    const outcome = await treeReduce(pieces, reduce, ask, path.join(task.outputDir, `${stem}.reduce`));
     const summary: Record<string, unknown> = {
       inputs: outcome.inputs,
       failed_inputs: outcome.failedInputs.slice(0, 50),
@@ -244,9 +283,11 @@ export class LlmPool implements Pool {
       ...sumUsage(answers),
     };
     if (outcome.failedInputs.length > 50) summary.failed_inputs_more = outcome.failedInputs.length - 50;
+    const unverified = pieces.filter((piece) => piece.unverified).map((piece) => piece.source);
+    if (unverified.length > 0) summary.unverified_inputs = unverified.slice(0, 50);
     if (outcome.reused > 0) summary.reused_steps = outcome.reused;
     if (!outcome.result.ok) return { ok: false, error: outcome.result.error, value: summary };
-    return this.answered(task, String(task.index), outcome.result.text, summary);
+    return this.answered(task, stem, outcome.result.text, summary);
   }
 
   /** A result made of several answers (split parts, a reduce): the joined text kept, then the figures. */
@@ -261,4 +302,34 @@ export class LlmPool implements Pool {
     if (kept.file !== undefined) result.files = { output: kept.file };
     return result;
   }
+}
+
+/** The job's options as one ask wants them: its model (an escalation's), and an agreement sample's sampling. */
+function asked(options: LlmJobOptions, ask: Ask): LlmJobOptions {
+  if (ask.model === options.model && ask.sampling === undefined) return options;
+  const changed: LlmJobOptions = { ...options, model: ask.model };
+  if (ask.sampling !== undefined) {
+    changed.temperature = ask.sampling.temperature;
+    if (ask.sampling.seed !== undefined) changed.seed = ask.sampling.seed;
+  }
+  return changed;
+}
+
+/** A re-ask of a prompt: the answer that failed, then what failed in it. */
+function followUp(ask: Ask): ChatMessage[] {
+  if (ask.feedback === undefined) return [];
+  return [
+    { role: 'assistant', content: ask.feedback.answer },
+    { role: 'user', content: ask.feedback.message },
+  ];
+}
+
+/** Most of an earlier answer an investigation's re-ask repeats to it. */
+const FEEDBACK_ANSWER_CHARS = 4000;
+
+/** A re-asked investigation's task: the task, the answer that failed (its start), and what failed in it. */
+function withFeedback(task: string, ask: Ask): string {
+  if (ask.feedback === undefined) return task;
+  const answer = ask.feedback.answer.slice(0, FEEDBACK_ANSWER_CHARS);
+  return `${task}\n\nAn earlier answer to this task:\n${answer}\n\n${ask.feedback.message}`;
 }

@@ -17,6 +17,8 @@ export interface Piece {
   /** Its length in the model's tokens, when the server counted it (the answer's tokens_out). */
   tokens?: number;
   failed?: boolean;
+  /** Its answer failed its checks (verified: false): merged, marked as such. */
+  unverified?: boolean;
 }
 
 export type AskResult =
@@ -47,6 +49,8 @@ const MIN_GROUP_TOKENS = 64;
 /** A request that overflows is halved at most this many times over. */
 const MAX_SPLITS = 4;
 
+const UNVERIFIED_MARK = '[UNVERIFIED: this answer failed its checks; do not present its claims as established]\n';
+
 /** The map answers as reduce inputs, in task order, each labelled with its provenance; a failed or cut answer is named, never dropped. */
 export async function piecesOf(records: readonly TaskRecord[], maxBytes: number): Promise<Piece[]> {
   const pieces: Piece[] = [];
@@ -63,7 +67,14 @@ export async function piecesOf(records: readonly TaskRecord[], maxBytes: number)
     const output = await wholeOutput(record, maxBytes);
     // The envelope's cut (only a preview was left), or this kind's own figure: max_tokens cut the answer.
     const cut = output.cut || record.value?.truncated === true;
-    const piece: Piece = { source, sources: [source], text: output.text + (cut ? '\n[this answer was cut off]' : '') };
+    // An answer that failed its checks is merged, but the model is told: its claims need care.
+    const unverified = record.value?.verified === false;
+    const piece: Piece = {
+      source,
+      sources: [source],
+      text: (unverified ? UNVERIFIED_MARK : '') + output.text + (cut ? '\n[this answer was cut off]' : ''),
+    };
+    if (unverified) piece.unverified = true;
     // The server's own count of the answer (reasoning included: it errs large).
     const tokensOut = record.value?.tokens_out;
     if (!output.cut && typeof tokensOut === 'number' && tokensOut > 0) piece.tokens = tokensOut + (cut ? 8 : 0);
@@ -217,7 +228,7 @@ function instructions(
   const how = final
     ? `Below are ${count === total ? `all ${count}` : count} results, each under a "### <source>" header. Answer the request above from them in one combined answer.`
     : `Below are ${count} of ${total} results (group ${part} of ${parts}), each under a "### <source>" header. Merge them into one partial result for the request above, in at most about ${Math.max(20, Math.floor(maxTokens * 0.7))} words; another step merges the groups.`;
-  return `${prompt}\n\n${how} Keep every distinct finding and name the source(s) each one comes from (file paths or ids, as in the headers). Name the results marked as failed or cut off.`;
+  return `${prompt}\n\n${how} Keep every distinct finding and name the source(s) each one comes from (file paths or ids, as in the headers). Name the results marked as failed, cut off or UNVERIFIED.`;
 }
 
 function header(piece: Pick<Piece, 'source' | 'failed'>): string {

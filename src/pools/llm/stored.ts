@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { MonitorError } from '../../errors.js';
+import { MOST_AGREE } from './checks/types.js';
 import type { LlmJobOptions, LlmTaskInput } from './types.js';
 
 /** The shapes of types.ts's stored task inputs and job options, checked when read back. */
@@ -32,6 +33,19 @@ const reduceSchema = z.object({
   bytes_per_token: z.number().positive(),
   parallel: z.number().int().positive(),
 });
+const checksSchema = z.object({
+  schema: z.boolean().optional(),
+  citations: z.boolean().optional(),
+  script: z
+    .object({
+      worker: z.string().min(1),
+      args: z.array(z.string()).optional(),
+      timeout_seconds: z.number().positive().optional(),
+    })
+    .optional(),
+  agree: z.number().int().min(1).max(MOST_AGREE).optional(),
+  escalate_model: z.string().min(1).optional(),
+});
 const optionsSchema = z.object({
   model: z.string(),
   system: z.string().optional(),
@@ -45,6 +59,7 @@ const optionsSchema = z.object({
   timeout_seconds: z.number().positive(),
   reduce: reduceSchema.optional(),
   agent: z.object({ max_steps: z.number().int().positive(), paths: z.array(z.string()).optional() }).optional(),
+  checks: checksSchema.optional(),
 });
 
 /** Parsed job options by the engine's options object: every task of a job shares the same one. */

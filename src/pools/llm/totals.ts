@@ -1,32 +1,72 @@
 import type { JobTotals } from '../../engine/types.js';
 
-/** A job's tokens processed locally so far. */
+/** A job's tokens processed locally so far, and its answers' verdicts when it has checks. */
 export interface LlmTotals {
   prompt: number;
   completion: number;
+  /** Answers that passed their checks, and those kept with verified: false. */
+  verified?: number;
+  unverified?: number;
+  /** Requests beyond one per answer spent on its checks: agreement samples, re-asks, escalations. */
+  extra?: { agree: number; reask: number; escalate: number };
+}
+
+function count(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
+}
+
+/** What one result's checks add: its verdict and the requests they spent. */
+function addVerdict(totals: LlmTotals, v: Record<string, unknown>): void {
+  if (typeof v.verified !== 'boolean' || !Array.isArray(v.checks)) return;
+  if (v.verified) totals.verified = (totals.verified ?? 0) + 1;
+  else totals.unverified = (totals.unverified ?? 0) + 1;
+  const spent = (v.extra_requests ?? {}) as Record<string, unknown>;
+  const extra = totals.extra ?? { agree: 0, reask: 0, escalate: 0 };
+  extra.agree += count(spent.agree);
+  extra.reask += count(spent.reask);
+  extra.escalate += count(spent.escalate);
+  totals.extra = extra;
 }
 
 /**
  * The LLM kind's job totals: tokens processed locally, summed over a job's results (their
- * tokens_in / tokens_out), and the completion rate over the job's time. Needs no pool: anything
- * holding a job's records can sum them.
+ * tokens_in / tokens_out), the completion rate over the job's time, and with checks how many
+ * answers were verified and what the checks cost. Needs no pool: anything holding a job's records
+ * can sum them.
  */
 export const llmTotals: JobTotals<LlmTotals> = {
   add(totals, value) {
-    const v = value as { tokens_in?: unknown; tokens_out?: unknown } | null;
-    const prompt = typeof v?.tokens_in === 'number' ? v.tokens_in : 0;
-    const completion = typeof v?.tokens_out === 'number' ? v.tokens_out : 0;
-    if (prompt + completion === 0) return totals;
-    return { prompt: (totals?.prompt ?? 0) + prompt, completion: (totals?.completion ?? 0) + completion };
+    const v = (value ?? {}) as Record<string, unknown>;
+    const prompt = count(v.tokens_in);
+    const completion = count(v.tokens_out);
+    const checked = typeof v.verified === 'boolean' && Array.isArray(v.checks);
+    if (prompt + completion === 0 && !checked) return totals;
+    const next: LlmTotals = {
+      ...(totals ?? { prompt: 0, completion: 0 }),
+      prompt: (totals?.prompt ?? 0) + prompt,
+      completion: (totals?.completion ?? 0) + completion,
+    };
+    if (totals?.extra) next.extra = { ...totals.extra };
+    addVerdict(next, v);
+    return next;
   },
   view(totals, elapsedMs) {
     const seconds = elapsedMs / 1000;
     const rate = seconds > 0 ? Math.round(totals.completion / seconds) : undefined;
-    return {
-      fields: {
-        tokens: { prompt: totals.prompt, completion: totals.completion, completion_per_second: rate ?? null },
-      },
-      text: `${totals.prompt + totals.completion} tokens processed locally (${totals.prompt} in, ${totals.completion} out${rate === undefined ? '' : ` at ${rate} tok/s out`})`,
+    const fields: Record<string, unknown> = {
+      tokens: { prompt: totals.prompt, completion: totals.completion, completion_per_second: rate ?? null },
     };
+    let text = `${totals.prompt + totals.completion} tokens processed locally (${totals.prompt} in, ${totals.completion} out${rate === undefined ? '' : ` at ${rate} tok/s out`})`;
+    if (totals.verified !== undefined || totals.unverified !== undefined) {
+      const extra = totals.extra ?? { agree: 0, reask: 0, escalate: 0 };
+      fields.verification = {
+        verified: totals.verified ?? 0,
+        unverified: totals.unverified ?? 0,
+        extra_requests: extra,
+      };
+      const spent = extra.agree + extra.reask + extra.escalate;
+      text += `; ${totals.verified ?? 0} verified, ${totals.unverified ?? 0} unverified; ${spent} extra request(s) on checks (${extra.reask} re-ask, ${extra.escalate} escalation, ${extra.agree} agreement)`;
+    }
+    return { fields, text };
   },
 };

@@ -1,4 +1,5 @@
 import type { AgentJobOptions, AgentTaskInput } from './agent/types.js';
+import type { ChecksOptions } from './checks/types.js';
 /** Shapes shared by the LLM pool's parts. Field names of stored inputs/options are snake_case JSON. */
 
 /** The roles a user may write in lmstudio_complete's prompts (the wire knows `tool` too). */
@@ -141,6 +142,8 @@ export interface LlmJobOptions {
   reduce?: ReduceOptions;
   /** A job of investigations: each task is an agent loop, not one prompt. */
   agent?: AgentJobOptions;
+  /** What each answer must pass to be called verified; what fails is asked again, then escalated. */
+  checks?: ChecksOptions;
 }
 
 /** How a reduce stage merges its map answers (stored with the job: the same after a restart). */

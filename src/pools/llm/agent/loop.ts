@@ -37,6 +37,8 @@ export interface AgentSpec {
   task: string;
   paths?: readonly string[] | undefined;
   maxSteps: number;
+  /** Names its files (transcript, answer): the task's index, or an attempt of it (a re-ask, a sample). */
+  stem?: string | undefined;
 }
 
 /** Room kept for the answer and the server's own tokens when fitting the conversation to the context. */
@@ -79,7 +81,7 @@ export class Investigation {
     this.scope = new AgentScope({ allowedRoots: deps.allowedRoots, pathRules: deps.pathRules, paths: spec.paths });
     const outline = deps.lent.outline?.bind(deps.lent);
     this.toolbox = new Toolbox(outline ? { scope: this.scope, outline } : { scope: this.scope });
-    this.transcript = new Transcript(path.join(task.outputDir, `${task.index}.transcript.jsonl`));
+    this.transcript = new Transcript(path.join(task.outputDir, `${spec.stem ?? task.index}.transcript.jsonl`));
     this.figures = { steps: 0, toolCalls: {}, bytesRead: 0, corrections: 0, elided: 0, notes: [] };
     const stepOptions: LlmJobOptions = { ...options, max_tokens: options.max_tokens ?? STEP_MAX_TOKENS };
     delete stepOptions.json_schema;
@@ -381,6 +383,7 @@ export class Investigation {
       failed,
       transcript: this.transcript.file,
       maxInlineChars: this.deps.maxInlineChars,
+      stem: this.spec.stem ?? String(this.task.index),
     });
   }
 }

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { MonitorError } from '../../../errors.js';
 import { isInside, LINUX_PATHS, resolveRoots } from '../../../paths.js';
+import { type ChecksRequest, planChecks } from '../checks/plan.js';
 import { tooManyTasks } from '../plan-chunks.js';
 import type { LlmJobPlan, LlmPlanContext } from '../plan-types.js';
 import { upstreamInputs } from '../plan-prompts.js';
@@ -22,6 +23,9 @@ export interface InvestigateRequest {
   reduce?: { prompt: string; maxTokens?: number | undefined } | undefined;
   /** A later stage: one investigation per task of this job, the one task given its template. */
   upstream?: { jobId: string; labels: readonly string[] } | undefined;
+  /** What each answer must pass to be verified, and where one that keeps failing goes. */
+  checks?: ChecksRequest | undefined;
+  escalateModel?: string | undefined;
 }
 
 /** Globs a task may give, each at most this long; more than this many is a sign of a list of files better given as a folder. */
@@ -59,6 +63,15 @@ export async function planInvestigation(request: InvestigateRequest, context: Ll
   if (request.maxTokens !== undefined) options.max_tokens = request.maxTokens;
   if (request.temperature !== undefined) options.temperature = request.temperature;
   if (request.jsonSchema !== undefined) options.json_schema = request.jsonSchema;
+  const notes: string[] = [];
+  const checks = await planChecks(
+    request.checks,
+    request.escalateModel,
+    { model: resolved.model, jsonSchema: request.jsonSchema },
+    context,
+    notes,
+  );
+  if (checks !== undefined) options.checks = checks;
 
   let inputs: LlmTaskInput[];
   if (request.upstream !== undefined) {
@@ -75,9 +88,9 @@ export async function planInvestigation(request: InvestigateRequest, context: Ll
   if (inputs.length > settings.maxTasks) throw tooManyTasks(settings.maxTasks, '');
 
   const concurrency = Math.max(1, request.concurrency ?? capacity);
-  const notes = [
+  notes.unshift(
     `Model ${resolved.model} on ${resolved.endpoints.join(', ')}: ${inputs.length} investigation(s), up to ${concurrency} at once, at most ${maxSteps} steps each.`,
-  ];
+  );
   const plan: LlmJobPlan = { kind: LLM_KIND, inputs, options, concurrency, notes };
   if (request.upstream !== undefined) plan.after = { job: request.upstream.jobId, mode: 'each' };
   if (request.reduce !== undefined)

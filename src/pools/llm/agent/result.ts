@@ -33,6 +33,8 @@ export interface ResultParts {
   failed: TaskResult | undefined;
   transcript: string;
   maxInlineChars: number;
+  /** Names the answer's file (see AgentSpec.stem). */
+  stem: string;
 }
 
 /**
@@ -50,7 +52,7 @@ export async function investigationResult(parts: ResultParts): Promise<TaskResul
   }
   const checked = await verifyCitations(finished.citations, parts.scope, task.signal);
   Object.assign(value, citationFields(checked));
-  const kept = await keepText(task.outputDir, String(task.index), finished.text, 'answer', parts.maxInlineChars);
+  const kept = await keepText(task.outputDir, parts.stem, finished.text, 'answer', parts.maxInlineChars);
   if (kept.file !== undefined) files.output = kept.file;
   if (finished.json !== undefined) value.json = finished.json;
   else Object.assign(value, kept.inline);
