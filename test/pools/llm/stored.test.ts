@@ -29,4 +29,21 @@ describe('stored inputs and options', () => {
     expect(first).toEqual(stored);
     expect(jobOptions(stored)).toBe(first);
   });
+
+  it("reads back a job's checks as stored, and refuses damaged ones", () => {
+    const stored = {
+      model: 'small',
+      timeout_seconds: 60,
+      checks: {
+        schema: true,
+        citations: true,
+        script: { worker: 'check_patch.py', args: ['--strict'], timeout_seconds: 5 },
+        agree: 3,
+        escalate_model: 'big',
+      },
+    };
+    expect(jobOptions(stored)).toEqual(stored);
+    expect(() => jobOptions({ ...stored, checks: { agree: 1000 } })).toThrow(/stored job options/);
+    expect(() => jobOptions({ ...stored, checks: { script: { args: [] } } })).toThrow(MonitorError);
+  });
 });

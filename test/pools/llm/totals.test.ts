@@ -26,4 +26,45 @@ describe('llmTotals', () => {
       tokens: { prompt: 1, completion: 2, completion_per_second: null },
     });
   });
+
+  it('counts verdicts and the requests checks spent, only for results that carry a verdict', () => {
+    const values = [
+      {
+        text: 'a',
+        tokens_in: 10,
+        tokens_out: 5,
+        verified: true,
+        checks: [{ name: 'citations', ok: true }],
+        attempts: 1,
+      },
+      {
+        text: 'b',
+        tokens_in: 10,
+        tokens_out: 5,
+        verified: false,
+        checks: [{ name: 'citations', ok: false, reason: 'x' }],
+        extra_requests: { reask: 1, escalate: 1 },
+      },
+      { text: 'c', verified: true, checks: [{ name: 'agree', ok: true }], extra_requests: { agree: 2, reask: -5 } },
+      // An agent's citation flag without checks is no verdict.
+      { text: 'd', tokens_in: 1, tokens_out: 1, verified: 'yes' },
+    ];
+    const totals = values.reduce<ReturnType<typeof llmTotals.add>>((sum, v) => llmTotals.add(sum, v), undefined);
+    expect(totals).toEqual({
+      prompt: 21,
+      completion: 11,
+      verified: 2,
+      unverified: 1,
+      extra: { agree: 2, reask: 1, escalate: 1 },
+    });
+    const view = totals && llmTotals.view(totals, 1000);
+    expect(view?.fields.verification).toEqual({
+      verified: 2,
+      unverified: 1,
+      extra_requests: { agree: 2, reask: 1, escalate: 1 },
+    });
+    expect(view?.text).toContain(
+      '2 verified, 1 unverified; 4 extra request(s) on checks (1 re-ask, 1 escalation, 2 agreement)',
+    );
+  });
 });
