@@ -193,9 +193,10 @@ function progressText(progress) {
 
 function outputCell(task) {
   if (task.progress) return el('pre', { className: 'progress', text: progressText(task.progress) });
+  const text = task.error ? `${task.error.code}: ${task.error.message}` : task.preview || '';
   return el('pre', {
-    className: 'preview',
-    text: task.error ? `${task.error.code}: ${task.error.message}` : task.preview || '',
+    className: task.unverified ? 'preview unverified' : 'preview',
+    text: task.unverified ? `UNVERIFIED (${task.unverified})\n${text}` : text,
   });
 }
 

@@ -4,7 +4,7 @@ import { StateReader } from '../store/reader.js';
 import type { JobMeta, LiveFile, TaskRecord } from '../store/records.js';
 import type { JobTotals, TotalsView } from '../engine/types.js';
 import type { LiveCard } from '../pools/kind.js';
-import { previewOf } from '../store/result.js';
+import { previewOf, unverifiedNote } from '../store/result.js';
 import type { TranscriptTail } from '../store/transcript.js';
 import {
   type JobProgressView,
@@ -54,6 +54,8 @@ export interface DashboardTask {
   id?: string;
   /** The start of its output or error, bounded: the page shows it as text. */
   preview?: string;
+  /** Its answer failed its checks (kept with verified: false): why, bounded. */
+  unverified?: string;
   error?: { code: string; message: string };
   files?: Record<string, string>;
   /** A running task's last progress, from its server's live file. */
@@ -310,6 +312,8 @@ function taskView(record: TaskRecord): DashboardTask {
   if (record.error) view.error = { code: record.error.code, message: record.error.message.slice(0, PREVIEW_CHARS) };
   const preview = previewOf(record, PREVIEW_CHARS);
   if (preview !== undefined) view.preview = preview;
+  const unverified = unverifiedNote(record);
+  if (unverified !== undefined) view.unverified = unverified;
   if (record.files) view.files = record.files;
   if (record.files?.transcript !== undefined) view.transcript = true;
   return view;

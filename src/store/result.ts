@@ -127,3 +127,23 @@ export function previewOf(record: RecordFields, chars: number): string | undefin
 export function provenanceOf(record: Pick<TaskRecord, 'label' | 'index'>): string {
   return record.label ?? `task #${record.index}`;
 }
+
+/** Reasons shown for an unverified answer in a merge, at most this long. */
+const UNVERIFIED_NOTE_CHARS = 300;
+
+/**
+ * Why a succeeded answer is not verified (it failed its checks: `verified: false` with each failed
+ * check's reason), or undefined for one verified or never checked.
+ */
+export function unverifiedNote(record: Pick<TaskRecord, 'value'>): string | undefined {
+  const value = record.value as { verified?: unknown; checks?: unknown } | undefined;
+  if (value?.verified !== false) return undefined;
+  const failed = Array.isArray(value.checks)
+    ? value.checks.flatMap((c: unknown) => {
+        const check = (c ?? {}) as { name?: unknown; ok?: unknown; reason?: unknown };
+        return check.ok === false ? [`${String(check.name)}: ${String(check.reason ?? 'failed')}`] : [];
+      })
+    : [];
+  const text = failed.join('; ') || 'failed its checks';
+  return text.length > UNVERIFIED_NOTE_CHARS ? `${text.slice(0, UNVERIFIED_NOTE_CHARS - 1)}…` : text;
+}

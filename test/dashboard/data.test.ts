@@ -8,6 +8,7 @@ import { LivePublisher } from '../../src/live/publisher.js';
 import { type Logger, silentLogger } from '../../src/log.js';
 import type { TaskRecord } from '../../src/store/records.js';
 import { JobStore } from '../../src/store/store.js';
+import { llmTotals } from '../../src/pools/llm/totals.js';
 import { useTempStores } from '../helpers/store.js';
 
 const newStore = useTempStores();
@@ -178,5 +179,34 @@ describe('DashboardData', () => {
     const { capacity, servers } = await new DashboardData(layout.stateDir, () => true).snapshot(Date.now());
     expect(servers.map((server) => server.pid)).toEqual([101]);
     expect(capacity.map((card) => card.name)).toEqual(['server 101']);
+  });
+
+  it("shows an LLM job's verdicts in its totals and marks each unverified answer with its checks' reasons", async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id, { kind: 'llm', taskCount: 2, finishedAt: new Date().toISOString() }), [1, 2]);
+    await store.appendResults(id, [
+      done(0, {
+        value: { text: 'ok', tokens_in: 5, tokens_out: 5, verified: true, checks: [{ name: 'citations', ok: true }] },
+      }),
+      done(1, {
+        value: {
+          text: 'see a.ts:999',
+          tokens_in: 5,
+          tokens_out: 5,
+          verified: false,
+          checks: [
+            { name: 'citations', ok: false, reason: '1 of 1 citation(s) do not hold: a.ts:999 (file has 3 lines)' },
+          ],
+          extra_requests: { reask: 1 },
+        },
+      }),
+    ]);
+    const data = new DashboardData(store.layout.stateDir, () => false, silentLogger, new Map([['llm', llmTotals]]));
+    const job = (await data.snapshot(Date.now())).jobs[0];
+    expect(job?.totals?.text).toContain('1 verified, 1 unverified; 1 extra request(s) on checks (1 re-ask');
+    const tasks = (await data.tasks(id))?.tasks ?? [];
+    expect(tasks[0]?.unverified).toBeUndefined();
+    expect(tasks[1]?.unverified).toBe('citations: 1 of 1 citation(s) do not hold: a.ts:999 (file has 3 lines)');
   });
 });
