@@ -333,10 +333,9 @@ export function collectResultsTool(facts: ServerFacts) {
     title: 'Collect job results',
     description: [
       'Waits (bounded) for jobs, then returns their status and one page of finished results in finish order, within an output budget.',
-      'The reply: jobs (state queued, running, succeeded, failed, cancelled, or interrupted = cut off by a server restart, which resume_job runs again; counts per task state);',
-      'done (no task of these jobs is queued or running); results (index, id = what the task worked on, state, duration_ms, value = its output, files = full outputs on disk);',
-      'remaining (results ready now that did not fit this page); next_cursor and next (the exact call to make next: it pages on while remaining > 0 and, while jobs run, returns only newer results).',
-      'merge "json" gives merged = [{id, output}], "text" one text with a header per result; filter "failed" shows only failures.',
+      'The reply: jobs (state, e.g. interrupted = cut off by a restart, resume_job runs it again; counts per task state);',
+      'done (nothing queued or running); results (index, id = what the task worked on, state, duration_ms, value = its output, files = full outputs on disk);',
+      'remaining (ready but not on this page); next_cursor and next (the exact call to make next: it pages on while remaining > 0, and while jobs run returns only newer results).',
     ].join(' '),
     inputSchema: {
       job_ids: z
@@ -349,7 +348,7 @@ export function collectResultsTool(facts: ServerFacts) {
         .min(0)
         .optional()
         .describe('Longest wait for the jobs to finish (default 20; at most ~50; 0 = answer now).'),
-      cursor: z.string().optional().describe('next_cursor of the previous call with the same job_ids.'),
+      cursor: z.string().optional().describe("The previous reply's next_cursor (same job_ids)."),
       filter: z
         .enum(['all', 'failed', 'succeeded', 'unverified'])
         .optional()
@@ -357,12 +356,11 @@ export function collectResultsTool(facts: ServerFacts) {
       merge: z
         .enum(['list', 'text', 'json'])
         .optional()
-        .describe('list (default): each result with its value; json, text: outputs merged, each with its id.'),
+        .describe(
+          'list (default): results with values; json: merged = [{id, output}]; text: one text, a header per result.',
+        ),
       budget_tokens: z.number().int().min(200).optional().describe('Page size (default 8000 tokens; at most 12000).'),
-      all_attempts: z
-        .boolean()
-        .optional()
-        .describe("Also earlier attempts of tasks run again (default: only each task's latest)."),
+      all_attempts: z.boolean().optional().describe('Also earlier attempts of tasks run again.'),
     },
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     async handler(args, ctx) {

@@ -11,7 +11,7 @@ export const dispatchFields = {
     .number()
     .min(0)
     .optional()
-    .describe('Wait up to this long for first results in this reply (default 0; at most ~50 s).'),
+    .describe('Seconds to wait for results in this reply (default 0; at most ~50).'),
 };
 
 /** A later stage's upstream (from_job): the job and what each of its tasks worked on, one task each. */

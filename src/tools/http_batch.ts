@@ -9,7 +9,7 @@ const headersSchema = z.record(z.string(), z.string());
 const requestSchema = z.strictObject({
   url: z.string().min(1).describe('Absolute http(s) URL, or a path relative to base_url.'),
   method: z.enum(METHODS).optional().describe('Default GET, or POST with a body.'),
-  headers: headersSchema.optional().describe('Its own headers; a secret as ${env:NAME}.'),
+  headers: headersSchema.optional().describe('Its own headers.'),
   json: z.unknown().optional().describe('A JSON body.'),
   body: z.string().optional().describe('A text body (set content-type).'),
   extract: extractSchema.optional().describe('Its own extract.'),
@@ -28,9 +28,9 @@ export const httpBatchTool = defineKindTool(httpKind, {
   name: 'http_batch',
   title: 'Run HTTP API requests in parallel',
   description: [
-    'Sends HTTP requests to web APIs concurrently as one background job; returns a job_id at once, then collect_results gives the responses.',
-    "Only hosts on the user's allowlist (private addresses only if allowed); a refused host fails the whole call, saying what the user can do. A few requests at once per host; 429 and 503 are retried after Retry-After.",
-    'Secrets: write ${env:NAME} in a header value, e.g. "Authorization": "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never shown in results.',
+    'Sends HTTP requests to web APIs concurrently as one background job; returns a job_id at once, then collect_results.',
+    "Only hosts on the user's allowlist (private addresses only if allowed); a refused host fails the whole call. 429 and 503 are retried after Retry-After.",
+    'Secrets: ${env:NAME} in a header value, e.g. "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never shown in results.',
     "A result's value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or text (cut: true: its start); all in files.output (truncated: true past the size cap).",
   ].join(' '),
   inputSchema: {
@@ -40,15 +40,13 @@ export const httpBatchTool = defineKindTool(httpKind, {
       .max(HTTP_MAX_TASKS)
       .optional()
       .describe(`One task each (1–${HTTP_MAX_TASKS}).`),
-    requests_file: z.string().min(1).optional().describe('Instead of requests: a JSONL file, one request per line.'),
+    requests_file: z.string().min(1).optional().describe('Instead of requests: a JSONL file, one per line.'),
     base_url: z.string().optional().describe('Resolves relative urls, e.g. "https://api.github.com".'),
-    headers: headersSchema
-      .optional()
-      .describe("Headers for every request (a request's own win); a secret as ${env:NAME}."),
+    headers: headersSchema.optional().describe("Headers for every request (a request's own win)."),
     extract: extractSchema
       .optional()
       .describe(
-        'Keep part of each JSON body: a JSON pointer ("/items"), field paths (["number", "user.login"], per element of an array), or {"pointer", "fields"}.',
+        'Keep part of each JSON body: a JSON pointer ("/items"), field paths (["number", "user.login"], per array element) or {"pointer", "fields"}.',
       ),
     concurrency: z.number().int().min(1).optional().describe(`Requests at once (default ${DEFAULT_HTTP_CONCURRENCY}).`),
     per_host_concurrency: z

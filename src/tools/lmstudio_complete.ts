@@ -13,11 +13,7 @@ const messageSchema = z.strictObject({ role: z.enum(['system', 'user', 'assistan
 const promptSchema = z.strictObject({
   id: z.string().max(200).optional().describe('Names its result (default: its position).'),
   prompt: z.string().optional().describe('The user message.'),
-  messages: z
-    .array(messageSchema)
-    .min(1)
-    .optional()
-    .describe('A conversation instead; the model answers the last message.'),
+  messages: z.array(messageSchema).min(1).optional().describe('A conversation instead of prompt.'),
 });
 
 const itemSchema = z.record(z.string(), scalar);
@@ -44,41 +40,33 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   name: 'lmstudio_complete',
   title: 'Run prompts on local LLMs in parallel',
   description: [
-    'Runs prompts on the local LLMs (LM Studio or any OpenAI-compatible server) as one background job, as many at once as the endpoints take; returns a job_id at once, then collect_results.',
-    'Give prompts, or a template with {{placeholders}} filled from items (one task each) and/or files (one task per file; files × items with both).',
-    'With files the server reads them itself ({{content}}, {{path}}, {{name}}): their contents never pass through your context. A file too large for the context fails with CONTEXT_OVERFLOW unless chunk is true.',
-    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason (truncated when max_tokens cut it); with checks, verified and why. Transient failures are retried; others fail with a code and a hint. To explore code rather than send known files: lmstudio_investigate.",
+    'Runs prompts on local LLMs (LM Studio or any OpenAI-compatible server) in parallel as one background job; returns a job_id at once, then collect_results.',
+    'Give prompts, or a template filled from items (one task each) and/or files (one per file; files × items with both): the server reads the files; their contents never enter your context.',
+    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason, truncated (max_tokens cut it); with checks, verified and why. Transient failures are retried. To explore code rather than send known files: lmstudio_investigate.",
   ].join(' '),
   inputSchema: {
-    prompts: z
-      .array(promptSchema)
-      .min(1)
-      .optional()
-      .describe('One task each: {"prompt": "…"} or {"messages": [...]}. Or use template.'),
-    prompts_file: z.string().min(1).optional().describe('Instead of prompts: a JSONL file, one prompt per line.'),
+    prompts: z.array(promptSchema).min(1).optional().describe('One task each.'),
+    prompts_file: z.string().min(1).optional().describe('Instead of prompts: a JSONL file, one per line.'),
     template: z
       .string()
       .min(1)
       .optional()
       .describe(
-        'A prompt with {{KEY}} for item values and, with files, {{content}}, {{path}}, {{name}}, {{chunk}}, {{chunks}}. E.g. "Summarise {{path}}:\\n{{content}}".',
+        'A prompt with {{KEY}} for item values; with files {{content}}, {{path}}, {{name}}, {{chunk}}, {{chunks}}, e.g. "Review {{path}}:\\n{{content}}".',
       ),
     items: z
       .array(itemSchema)
       .min(1)
       .optional()
-      .describe('Template values, one task each, e.g. [{"topic": "auth"}]; an "id" value names the result.'),
-    items_file: z.string().min(1).optional().describe('Instead of items: a JSONL file, one item per line.'),
+      .describe('Template values, one task each, e.g. {"topic": "auth"}; "id" names the result.'),
+    items_file: z.string().min(1).optional().describe('Instead of items: a JSONL file, one per line.'),
     files: z
       .array(z.string().min(1))
       .min(1)
       .optional()
-      .describe('Paths or globs (*, ?, **, {a,b}) inside the allowed folders; ** skips dot-folders and node_modules.'),
+      .describe('Paths or globs (*, ?, **, {a,b}) in the allowed folders; ** skips dot-folders and node_modules.'),
     system: z.string().optional().describe('System prompt before every prompt.'),
-    model: z
-      .string()
-      .optional()
-      .describe('A model id from lmstudio_models (default: the configured default, else the loaded LLM).'),
+    model: z.string().optional().describe('From lmstudio_models (default: the configured one, else the loaded LLM).'),
     temperature: z.number().min(0).max(2).optional().describe('Sampling temperature.'),
     max_tokens: z.number().int().min(1).optional().describe('Longest answer in tokens (reasoning models need room).'),
     stop: z.array(z.string().min(1)).max(8).optional().describe('Stop sequences.'),
@@ -86,9 +74,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
     json_schema: z
       .record(z.string(), z.unknown())
       .optional()
-      .describe(
-        'JSON Schema each answer must match (one corrective retry), e.g. {"type":"object","properties":{"risk":{"type":"integer"}},"required":["risk"]}.',
-      ),
+      .describe('JSON Schema each answer must match (one corrective retry); the value is then json.'),
     include_reasoning: z.boolean().optional().describe("Also return the model's reasoning."),
     chunk: z.boolean().optional().describe('Split files too large for the context into chunks, one task each.'),
     chunk_tokens: z.number().int().min(64).optional().describe('Chunk size in tokens (implies chunk).'),
@@ -97,18 +83,18 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .int()
       .min(1)
       .optional()
-      .describe('Prompts at once (default and most: what the endpoints take; LM Studio 4).'),
+      .describe('Prompts at once (default and most: what the endpoints take).'),
     timeout_seconds: z
       .number()
       .positive()
       .max(7200)
       .optional()
-      .describe('Longest wait for one answer (default 600 s); queue time does not count.'),
+      .describe('Per answer (default 600 s), not counting queue time.'),
     group: z
       .enum(['all', 'folder'])
       .optional()
       .describe(
-        'Pack the files into as few prompts as fit the context, each under "### path": "all" together (adds a reduce when it takes several), "folder" one answer per folder.',
+        'Pack files into as few prompts as fit, each under "### path": "all" together (several are then reduced), "folder" one answer per folder.',
       ),
     reduce: z
       .union([
@@ -117,14 +103,14 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       ])
       .optional()
       .describe(
-        'Merge all the answers on the local model (map → reduce, as a tree when they do not fit one prompt); the job_id returned is the merge\'s. E.g. "Combine these findings into one review".',
+        "A prompt merging all answers on the local model (as a tree if they do not fit one); the job_id returned is the merge's.",
       ),
     from_job: z
       .string()
       .min(1)
       .optional()
       .describe(
-        "A later stage: one prompt per task of that job (e.g. run_script_batch), each sent as soon as its task succeeds; the template gets {{output}}, {{id}} and a JSON output's fields.",
+        "A later stage: one prompt per task of that job, sent as soon as it succeeds; the template gets {{output}}, {{id}} and a JSON output's fields.",
       ),
     ...checksFields,
     ...dispatchFields,

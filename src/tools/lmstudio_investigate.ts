@@ -21,13 +21,13 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
   name: 'lmstudio_investigate',
   title: 'Hand tasks to local agents that read the code',
   description: [
-    'Local agents: each task runs on the local model as a bounded loop of read-only tools (list_files, read_file, grep, outline) confined to the allowed folders and its paths, many at once; returns a job_id, then collect_results.',
+    'Local agents: each task runs on the local model as a bounded loop of read-only tools (list_files, read_file, grep, outline) within the allowed folders and its paths, many at once; returns a job_id, then collect_results.',
     'Delegate exploring ("why does this test fail?") without reading the files yourself.',
     'A result: text or json; citations checked against the files (verified, citations_verified "k/n"); steps, tool_calls, tokens, max_steps_reached; files.transcript.',
   ].join(' '),
   inputSchema: {
     tasks: z.array(taskSchema).min(1).optional().describe('One agent each.'),
-    tasks_file: z.string().min(1).optional().describe('Instead of tasks: a JSONL file, one task per line.'),
+    tasks_file: z.string().min(1).optional().describe('Instead of tasks: a JSONL file, one per line.'),
     model: z.string().optional().describe('From lmstudio_models; one that calls tools well.'),
     max_steps: z
       .number()

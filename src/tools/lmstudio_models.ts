@@ -7,7 +7,7 @@ export const lmstudioModelsTool = defineKindTool(llmKind, {
   name: 'lmstudio_models',
   title: 'List local LLM endpoints and models',
   description:
-    "Checks every LLM endpoint and lists its models: reachable or not (or refusing, e.g. AUTH_REQUIRED, with the fix), its limit and requests in flight; per model its type, whether it is loaded and its context length. Use it to pick lmstudio_complete's model.",
+    "Checks every LLM endpoint and lists its models: reachable or not (or refusing, with the fix), its limit and requests in flight; per model its type, whether it is loaded, its context length. Use it to pick lmstudio_complete's model.",
   inputSchema: {
     endpoint: z.string().optional().describe('Only this endpoint, by name.'),
   },

@@ -7,7 +7,7 @@ export const resumeJobTool = defineTool({
   name: 'resume_job',
   title: 'Resume a job',
   description:
-    "Runs a job's unfinished tasks again, in the same job: interrupted tasks always, failed and cancelled ones when asked. Finished results stay. A stage of a pipeline resumes every stage, and a reduce whose inputs ran again. Replies like a dispatch tool.",
+    "Runs a job's unfinished tasks again, in the same job: interrupted always, failed and cancelled when asked. Finished results stay. A stage of a pipeline resumes every stage, and a reduce whose inputs ran again. Replies like a dispatch tool.",
   inputSchema: {
     job_id: z.string().min(1).describe('The job.'),
     include_failed: z.boolean().optional().describe('Also failed tasks.'),

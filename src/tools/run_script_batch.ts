@@ -22,23 +22,19 @@ const INPUTS_FILE: Omit<ListFileSpec<ScriptTaskInput>, 'cap'> = {
 };
 
 const inputShape = {
-  worker: z
-    .string()
-    .min(1)
-    .optional()
-    .describe('A worker name from list_workers, e.g. "code_stats.py". Give worker or command.'),
+  worker: z.string().min(1).optional().describe('A worker from list_workers, e.g. "code_stats.py"; or give command.'),
   command: z
     .string()
     .min(1)
     .optional()
-    .describe('Instead of a worker: an executable the user allowed (none unless configured).'),
+    .describe('Instead of worker: an executable the user allowed (none by default).'),
   inputs: z
     .array(scriptTaskInputSchema)
     .min(1, { error: 'inputs is empty: give at least one task, e.g. [{"args": ["src/a.ts"]}]' })
     .max(SCRIPT_MAX_TASKS)
     .optional()
     .describe(`The tasks (1–${SCRIPT_MAX_TASKS}); results keep these indices.`),
-  inputs_file: z.string().min(1).optional().describe('Instead of inputs: a JSONL file, one task per line.'),
+  inputs_file: z.string().min(1).optional().describe('Instead of inputs: a JSONL file, one per line.'),
   concurrency: z
     .number()
     .int()
@@ -47,7 +43,7 @@ const inputShape = {
         'concurrency must be a whole number from 1 up to the server maximum (script.maxConcurrency, 64 unless configured); omit it for the default (the number of CPUs)',
     })
     .optional()
-    .describe("Tasks at once (default: the CPUs; at most the server's maximum, usually 64)."),
+    .describe('Tasks at once (default: the CPUs; at most usually 64).'),
   timeout_seconds: z
     .number()
     .positive({ error: 'timeout_seconds must be more than 0; omit it for the default (300 s unless configured)' })
@@ -58,17 +54,10 @@ const inputShape = {
     .record(z.string(), z.string())
     .optional()
     .describe(
-      'Variables added for every task (stored with the job: no secrets). PATH, NODE_OPTIONS, LD_*, PYTHON*, MONITOR_* and the like are refused.',
+      'Variables for every task (stored with the job: no secrets); only LANG, TZ and such unless the worker or the user allows more.',
     ),
-  cwd: z
-    .string()
-    .min(1)
-    .optional()
-    .describe('Working folder inside the allowed folders (default: the project folder).'),
-  warm: z
-    .boolean()
-    .optional()
-    .describe('Reuse worker processes between tasks (default: if the worker is warm; false: one process per task).'),
+  cwd: z.string().min(1).optional().describe("Working folder in the allowed folders (default: the project's)."),
+  warm: z.boolean().optional().describe('Reuse processes between tasks (default: if the worker is warm).'),
   pack: z
     .number()
     .int()
@@ -76,14 +65,14 @@ const inputShape = {
     .max(MAX_PACK, { error: 'pack must be a whole number from 2 to 64; omit it to run one input per process' })
     .optional()
     .describe(
-      "Run up to this many inputs' args in one cold process (workers with pack: files), results still one per input.",
+      "Run up to this many inputs' args in one process (workers with pack: files); still one result per input.",
     ),
   from_job: z
     .string()
     .min(1)
     .optional()
     .describe(
-      'A later stage: one task per task of that job (e.g. lmstudio_complete answers), each started as soon as its task succeeds, with that output on stdin (JSON when it is JSON). Omit inputs, or give one input whose args every task gets.',
+      'A later stage: one task per task of that job, started as soon as it succeeds, with its output on stdin (as JSON if it is). Omit inputs, or give one input whose args every task gets.',
     ),
   ...dispatchFields,
 };
@@ -96,9 +85,9 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   name: 'run_script_batch',
   title: 'Run a worker script over many inputs in parallel',
   description: [
-    'Runs a worker script (see list_workers) once per input in a local process pool, as one background job; returns a job_id at once, then collect_results gives the outputs.',
-    "For mechanical work over many files (dependencies, code statistics, regex search, the user's own scripts): pass file paths in args and the worker reads the files. No shell: args are passed as given.",
-    "A result's value: exit_code, json (parsed stdout) or text (cut: true: its start; all in files.output), stderr_tail, stdout_bytes. NON_ZERO_EXIT fails a task but keeps its output; TIMEOUT kills it with its children.",
+    'Runs a worker script (see list_workers) once per input in a local process pool, as one background job; returns a job_id at once, then collect_results.',
+    "For mechanical work over many files (dependencies, code statistics, regex search, the user's scripts): pass file paths in args, the worker reads them. No shell.",
+    "A result's value: exit_code, json (parsed stdout) or text (cut: true: its start; all in files.output), stderr_tail, stdout_bytes. A non-zero exit fails the task but keeps its output.",
   ].join(' '),
   inputSchema: inputShape,
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
