@@ -37,6 +37,35 @@ export interface LentServices {
    * MonitorError (outside the roots, timed out, failed); `signal` ends the call.
    */
   outline?(files: readonly string[], signal: AbortSignal): Promise<unknown>;
+  /**
+   * Runs worker `worker` (a name list_workers shows) with `args` on an LLM answer: the answer on stdin as
+   * an LLM → script pipeline stage gets its upstream's output (a JSON answer as one line of JSON, else the
+   * text and a newline). Exit 0 accepts. Never throws for what the worker does (crash, timeout, non-zero
+   * exit, killed): that is a rejection with its reason. Throws MonitorError CANCELLED when `signal` aborts,
+   * INVALID_INPUT when the worker is unknown. It also throws when the check could not run at all, which
+   * says nothing of the answer: TIMEOUT (no script slot freed within `timeoutMs`), SPAWN_FAILED (the
+   * worker's interpreter cannot start), SHUTTING_DOWN.
+   */
+  checkAnswer?(request: AnswerCheckRequest, signal: AbortSignal): Promise<AnswerCheckReply>;
+  /** Throws INVALID_INPUT (naming the workers there are, and list_workers) when no worker has this name. */
+  checkerExists?(worker: string): Promise<void>;
+}
+
+/** One answer for LentServices.checkAnswer: `timeoutMs` bounds the worker's run (and, apart, its wait for a slot). */
+export interface AnswerCheckRequest {
+  worker: string;
+  args?: readonly string[];
+  answer: { text: string; json?: unknown };
+  timeoutMs: number;
+}
+
+/** A checker's verdict on one answer. */
+export interface AnswerCheckReply {
+  accepted: boolean;
+  /** Why not, in one short text: the worker's stdout trimmed (≤ 1,000 chars); else its stderr's last line; else "exit 3" / "timed out after 30 s" / "killed by SIGSEGV". Absent when accepted. */
+  reason?: string;
+  exitCode: number | null;
+  durationMs: number;
 }
 
 /** `monitor-mcp doctor`'s report: each kind adds its own checks. */

@@ -45,7 +45,7 @@ describe('list_workers', () => {
       expect(deps?.description).toContain('internal');
       expect(deps?.input.args).toContain('FILE...');
       expect(deps?.input.json).toContain('"files"');
-      for (const name of ['code_stats.py', 'grep_context.py', 'outline.py']) {
+      for (const name of ['check_patch.py', 'code_stats.py', 'grep_context.py', 'outline.py']) {
         expect(byName.get(name)?.description).not.toBe('no description');
       }
       expect(byName.get('mine.py')).toMatchObject({ interpreter: 'python3', description: 'no description', input: {} });

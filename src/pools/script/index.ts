@@ -4,8 +4,9 @@ import { execa } from 'execa';
 import type { CoreConfig } from '../../config/core.js';
 import type { JobPlan } from '../../engine/types.js';
 import { errorText } from '../../errors.js';
-import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
+import type { DoctorReport, KindDeps, LentServices, WorkerKind } from '../kind.js';
 import { WorkerCatalog, type WorkerEntry } from './catalog.js';
+import { AnswerChecker } from './check-lend.js';
 import { SCRIPT_ERROR_CODES } from './errors.js';
 import { InterpreterResolver } from './interpreters.js';
 import { OutlineLender } from './lend.js';
@@ -103,31 +104,50 @@ export const scriptKind: WorkerKind<typeof SCRIPT_SETTINGS, ScriptServices> = {
           })
         : new DirectSpawner(platform),
     });
-    const outline = new OutlineLender({
-      pool,
-      allowedRoots: config.allowedRoots,
-      resolver,
-      interpreters: script.interpreters,
-      baseEnv,
-      searchPath: script.searchPath,
-      log,
-      platform,
-    });
+    const lent = lentServices({ pool, catalog, resolver, config, baseEnv, deps });
     return {
       pool,
       live: () => pool.liveCards(),
-      lends: { outline: (files, signal) => outline.outline(files, signal) },
+      lends: lent.lends,
       services: {
         plan: (request) => planScriptJob(request, { config, catalog }),
         workers: () => catalog.list(),
         workerDirs: catalog.dirs,
         allowCommands: catalog.allowCommands,
       },
-      close: () => pool.close(),
+      close: async () => {
+        await pool.close();
+        await lent.close();
+      },
     };
   },
   doctor: checkScripts,
 };
+
+/** What the kind lends the others: the bundled outline, and any worker as an answer checker. */
+function lentServices(made: {
+  pool: ScriptPool;
+  catalog: WorkerCatalog;
+  resolver: InterpreterResolver;
+  config: CoreConfig & ScriptConfig;
+  baseEnv: Record<string, string | undefined>;
+  deps: KindDeps;
+}): { lends: LentServices; close(): Promise<void> } {
+  const { pool, catalog, resolver, config, baseEnv } = made;
+  const { log, platform } = made.deps;
+  const shared = { pool, allowedRoots: config.allowedRoots, baseEnv, searchPath: config.script.searchPath, log };
+  const outline = new OutlineLender({ ...shared, resolver, interpreters: config.script.interpreters, platform });
+  // Any worker of any workers folder may check an answer, as run_script_batch may run it.
+  const checker = new AnswerChecker({ ...shared, catalog });
+  return {
+    lends: {
+      outline: (files, signal) => outline.outline(files, signal),
+      checkAnswer: (request, signal) => checker.checkAnswer(request, signal),
+      checkerExists: (worker) => checker.checkerExists(worker),
+    },
+    close: () => checker.close(),
+  };
+}
 
 /** `doctor`: Python for the bundled workers, and every workers folder. */
 async function checkScripts(

@@ -8,7 +8,7 @@ import type { ProcessControl } from '../../processes.js';
 import { wholeOutput } from '../../store/result.js';
 import { shortLabel } from '../kind.js';
 import type { WorkerCatalog } from './catalog.js';
-import { ColdRunner } from './cold.js';
+import { ColdRunner, type OutputSink, type ProcessRun, type ProcessSpec } from './cold.js';
 import type { Descendants } from './descendants.js';
 import { parseTaskInput, prepareRun, scriptJobOptionsSchema, type ScriptTaskInput } from './job-options.js';
 import type { RunPlan } from './launch.js';
@@ -169,7 +169,8 @@ export class ScriptPool implements Pool {
   /**
    * One request on a warm process of group `key` for a service lent to another kind (lend.ts):
    * it waits for a slot the engine's runs leave free, and counts as a run in hand; the process
-   * stays up between calls like a job's (its idle timeout and close() end it).
+   * stays up between calls like a job's (its idle timeout and close() end it). `deadline` ends the
+   * wait and the request; with `runMs`, the request gets that long from when it holds its slot.
    */
   async lentRequest(
     key: string,
@@ -178,9 +179,34 @@ export class ScriptPool implements Pool {
     log: LogSink,
     deadline: number,
     who: WarmRequester,
+    runMs?: number,
   ): Promise<WarmServed | { error: TaskError }> {
     return this.slots.borrow(who.signal, deadline, () =>
-      this.gauge.count(1, () => this.warm.request(key, plan, message, log, deadline, who)),
+      this.gauge.count(1, () =>
+        this.warm.request(key, plan, message, log, runMs === undefined ? deadline : Date.now() + runMs, who),
+      ),
+    );
+  }
+
+  /**
+   * One cold process for a service lent to another kind (check-lend.ts): like lentRequest it waits
+   * until `deadline` for a slot the engine's runs leave free; it counts as a run in hand and a cold
+   * process, and runs as a task's would, `spec.timeoutMs` from its start.
+   */
+  async lentProcess(
+    plan: RunPlan,
+    spec: ProcessSpec,
+    sinks: { stdout: OutputSink; stderr: OutputSink },
+    deadline: number,
+    where: { jobId: string; outputDir: string },
+  ): Promise<ProcessRun> {
+    return this.slots.borrow(spec.signal, deadline, () =>
+      this.gauge.count(1, () =>
+        this.asColdProcess(async () => {
+          await this.cold.takeTurn(spec.signal);
+          return this.cold.runProcess(plan, where, spec, sinks);
+        }),
+      ),
     );
   }
 

@@ -48,7 +48,13 @@ describe('WorkerCatalog.list', () => {
     const workers = await catalog([bundledWorkers]).list();
     const names = workers.map((w) => w.name);
     expect(names).toEqual(
-      expect.arrayContaining(['analyze_dependencies.py', 'code_stats.py', 'grep_context.py', 'outline.py']),
+      expect.arrayContaining([
+        'analyze_dependencies.py',
+        'check_patch.py',
+        'code_stats.py',
+        'grep_context.py',
+        'outline.py',
+      ]),
     );
     expect(names).not.toContain('README.md');
     for (const worker of workers) {
@@ -56,7 +62,8 @@ describe('WorkerCatalog.list', () => {
       expect(worker.header.description?.length).toBeGreaterThan(20);
       expect(worker.header.input.args).toBeDefined();
       expect(worker.header.input.json).toBeDefined();
-      expect(worker.header.output).toMatch(/^json/);
+      // check_patch.py, an answer checker, says why it refuses an answer in plain text.
+      expect(worker.header.output).toMatch(worker.name === 'check_patch.py' ? /^text/ : /^json/);
     }
   });
 
