@@ -31,7 +31,7 @@ export const listWorkersTool = defineKindTool(scriptKind, {
   name: 'list_workers',
   title: 'List worker scripts',
   description:
-    "Lists the worker scripts run_script_batch can run (bundled: dependency analysis, code statistics, outlines, regex search with context; and the user's): name, description, interpreter, input (args, stdin or json), output, warm, pack; and the allowed commands.",
+    "Lists the worker scripts run_script_batch can run (bundled: dependency analysis, code statistics, outlines, regex search with context, a patch checker for checks; and the user's): name, description, interpreter, input (args, stdin or json), output, warm, pack; and the allowed commands.",
   inputSchema: {},
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(_args, ctx) {

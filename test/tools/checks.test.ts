@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { Config } from '../../src/registry.js';
 import { type AgentTurn, LmStudioDouble, type ScriptedTurn } from '../fixtures/lmstudio-double.js';
 import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../helpers/client.js';
 import { collectAll, type CollectedResult } from '../helpers/collect.js';
@@ -76,7 +77,7 @@ function liar(samples: Map<string, number>): (turn: AgentTurn) => ScriptedTurn {
   };
 }
 
-async function setUp(edit: (files: string) => Record<string, unknown> = () => ({})): Promise<{
+async function setUp(edit: (config: Config) => void = () => {}): Promise<{
   c: Connected;
   double: LmStudioDouble;
   root: string;
@@ -88,7 +89,7 @@ async function setUp(edit: (files: string) => Record<string, unknown> = () => ({
   const config = await testConfig((c) => {
     c.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
     c.allowedRoots = [root];
-    Object.assign(c, edit(root));
+    edit(c);
   });
   const c = await connectInMemory(config);
   cleanups.push(() => c.close());
@@ -365,5 +366,76 @@ describe('checks on a reduce and on investigations', () => {
     const reasked = tasksSeen.find((t) => t.includes('fixed-on-reask') && t.includes('An earlier answer'));
     expect(reasked).toMatch(/src\/a\.ts:999 \(file has 10 lines\)/);
     expect(byId.get('escalate')?.files?.transcript).toMatch(/2\.e\.transcript\.jsonl$/);
+  });
+});
+
+describe('checker scripts', () => {
+  const CHECKERS: Record<string, string> = {
+    // Accepts an answer that cites src/a.ts; otherwise says why on stdout.
+    'names_file.py': `import sys
+answer = sys.stdin.read()
+if "src/a.ts" in answer:
+    sys.exit(0)
+print("the answer names no file of the module")
+sys.exit(1)
+`,
+    'hangs.py': 'import time\ntime.sleep(120)\n',
+    'crashes.py': 'import sys\nsys.stderr.write("Traceback: boom in the checker\\n")\nsys.exit(3)\n',
+  };
+
+  async function withCheckers(): Promise<{ c: Connected; double: LmStudioDouble }> {
+    const workers = await fileTree(CHECKERS, cleanups, 'checkers-');
+    return setUp((config) => {
+      config.workersDirs = [...config.workersDirs, workers];
+    });
+  }
+
+  it('a worker gets the answer on stdin and accepts with exit 0; its stdout is the reason it rejects', async () => {
+    const { c } = await withCheckers();
+    const results = await run(c, {
+      prompts: [
+        { id: 'cites', prompt: 'Where is v1? lie:none' },
+        { id: 'vague', prompt: 'Where is v1? lie:uncited' },
+      ],
+      checks: { script: { worker: 'names_file.py' } },
+    });
+    const byId = new Map(results.map((r) => [r.id, r.value]));
+    expect(byId.get('cites')).toMatchObject({ verified: true, attempts: 1, checks: [{ name: 'script', ok: true }] });
+    expect(byId.get('vague')).toMatchObject({
+      verified: false,
+      attempts: 2,
+      checks: [{ name: 'script', ok: false, reason: 'names_file.py: the answer names no file of the module' }],
+    });
+  });
+
+  it('a checker that times out or crashes fails the check with its reason, not the task', async () => {
+    const { c } = await withCheckers();
+    const hung = await run(c, {
+      prompts: [{ id: 'x', prompt: 'Where is v1? lie:none' }],
+      checks: { script: { worker: 'hangs.py', timeout_seconds: 1 } },
+    });
+    expect(hung[0]?.state).toBe('succeeded');
+    expect(hung[0]?.value).toMatchObject({ verified: false, attempts: 2 });
+    const hungReason = (hung[0]?.value?.checks as Array<{ reason?: string }>)[0]?.reason;
+    expect(hungReason).toMatch(/^hangs\.py: .*timed out after 1 s/);
+    const crashed = await run(c, {
+      prompts: [{ id: 'y', prompt: 'Where is v1? lie:none' }],
+      checks: { script: { worker: 'crashes.py' } },
+    });
+    expect(crashed[0]?.state).toBe('succeeded');
+    const crashReason = (crashed[0]?.value?.checks as Array<{ reason?: string }>)[0]?.reason;
+    expect(crashReason).toMatch(/^crashes\.py: .*boom in the checker/);
+  }, 60_000);
+
+  it('an unknown checker is refused at submit, naming list_workers', async () => {
+    const { c } = await withCheckers();
+    const refused = await c.call('lmstudio_complete', {
+      model: 'small',
+      prompts: [{ prompt: 'x' }],
+      checks: { script: { worker: 'no_such_checker.py' } },
+    });
+    expect(refused.isError).toBe(true);
+    expect(textOf(refused)).toMatch(/no_such_checker\.py/);
+    expect(textOf(refused)).toMatch(/list_workers/);
   });
 });

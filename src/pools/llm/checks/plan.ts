@@ -11,6 +11,9 @@ export interface ChecksRequest {
   agree?: number | undefined;
 }
 
+/** Longest run a checker script may be given. */
+const MOST_SCRIPT_SECONDS = 3600;
+
 export interface ChecksContext {
   endpoints: Endpoints;
   lent?: LentServices | undefined;
@@ -83,6 +86,12 @@ async function scriptCheck(
     throw new MonitorError('INVALID_INPUT', 'checks.script needs the script kind, which is not loaded here.', {
       hint: 'Use the schema, citations or agree checks instead.',
     });
+  if (script.timeoutSeconds !== undefined && script.timeoutSeconds > MOST_SCRIPT_SECONDS)
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `checks.script.timeout_seconds is at most ${MOST_SCRIPT_SECONDS}; got ${script.timeoutSeconds}.`,
+      { hint: 'A checker should take seconds; leave timeout_seconds out for 60.' },
+    );
   await exists(script.worker);
   const stored: NonNullable<ChecksOptions['script']> = { worker: script.worker };
   if (script.args !== undefined) stored.args = [...script.args];
