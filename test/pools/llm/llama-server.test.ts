@@ -235,6 +235,49 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
     expect(Math.max(...sizes)).toBeLessThanOrEqual(2048);
     expect(Math.max(...sizes)).toBeGreaterThan(2048 * 0.6);
   }, 300_000);
+  it('checks answers of the real model: agreement samples, citations, a re-ask, the verdict and its cost', async () => {
+    const submitted = await c.call('lmstudio_complete', {
+      prompts: Array.from({ length: 4 }, (_, i) => ({ prompt: `Where is job state ${i} derived? Cite path:line.` })),
+      max_tokens: 16,
+      temperature: 0.8,
+      checks: { agree: 3, citations: true },
+    });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    let page: {
+      done: boolean;
+      jobs: Array<Record<string, unknown>>;
+      results: Array<{ state: string; value?: Record<string, unknown> }>;
+    } = { done: false, jobs: [], results: [] };
+    const results: typeof page.results = [];
+    let cursor: string | undefined;
+    for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
+      const reply = await c.call('collect_results', {
+        job_ids: [jobIdOf(submitted)],
+        wait_seconds: 30,
+        ...(cursor ? { cursor } : {}),
+      });
+      page = reply.structuredContent as typeof page;
+      results.push(...page.results);
+      cursor = (page as { next_cursor?: string }).next_cursor;
+      if (page.done && cursor === undefined) break;
+    }
+    expect(results).toHaveLength(4);
+    // The tiny model writes gibberish: no sample cites a line that exists, so no answer is verified,
+    // and each was sampled 3 times, then re-asked with the reasons (3 samples more), never dropped.
+    for (const result of results) {
+      expect(result.state, JSON.stringify(result)).toBe('succeeded');
+      expect(result.value).toMatchObject({ verified: false, attempts: 2, extra_requests: { agree: 2, reask: 3 } });
+      const checks = result.value?.checks as Array<{ name: string; ok: boolean }>;
+      expect(checks.map((check) => check.name)).toEqual(['agree', 'citations']);
+      expect(checks[1]?.ok).toBe(false);
+    }
+    expect(page.jobs[0]?.verification).toEqual({
+      verified: 0,
+      unverified: 4,
+      extra_requests: { agree: 8, reask: 12, escalate: 0 },
+    });
+  }, 150_000);
+
   it('runs investigations with `tools` in the request; the tiny model never calls one, so its text is the answer', async () => {
     const submitted = await c.call('lmstudio_investigate', {
       tasks: Array.from({ length: 4 }, (_, i) => ({
