@@ -181,6 +181,10 @@ describe('checks: every answer carries a machine-checked verdict', () => {
     expect(byId.get('honest')).toMatchObject({ verified: true, attempts: 1 });
     expect(byId.get('quote')).toMatchObject({ verified: true, attempts: 2, fixed_by: 're-ask', model: 'small' });
     expect(byId.get('quote')?.json).toMatchObject({ answer: 'v2 is 2' });
+    expect(byId.get('quote')?.first_failure).toBe(
+      'citations: 1 of 1 citation(s) do not hold: src/a.ts:2 (quote not in lines 2–2)',
+    );
+    expect(byId.get('honest')?.first_failure).toBeUndefined();
     for (const id of ['malformed', 'quote-stubborn'])
       expect(byId.get(id), id).toMatchObject({
         verified: true,

@@ -82,6 +82,8 @@ export async function verifyAnswer(ask: Asker, plan: VerifyPlan, deps: AnswerChe
     if (passed(bigger)) fixedBy = 'escalate';
   }
   const result = verdict(settled, attempts, fixedBy, spent, plan);
+  // What the first answer got wrong stays visible when a later one was kept: how far the model can be trusted.
+  if (settled !== first && result.value) result.value.first_failure = failedReasons(first.outcomes);
   if (errors.length > 0 && result.value) result.value.attempt_errors = errors;
   return result;
 }
@@ -130,6 +132,17 @@ async function answerOf(result: TaskResult, maxBytes: number): Promise<Answer> {
   const whole = await wholeOutput(result, maxBytes);
   return whole.json !== undefined ? { text: whole.text, json: whole.json, result } : { text: whole.text, result };
 }
+
+/** Reasons of the checks that failed, in one bounded line. */
+function failedReasons(outcomes: readonly CheckOutcome[]): string {
+  const text = outcomes
+    .filter((o) => !o.ok)
+    .map((o) => `${o.name}: ${o.reason ?? 'failed'}`)
+    .join('; ');
+  return text.length > FIRST_FAILURE_CHARS ? `${text.slice(0, FIRST_FAILURE_CHARS - 1)}…` : text;
+}
+
+const FIRST_FAILURE_CHARS = 300;
 
 /** The re-ask: what failed, in the checks' own words, and what to do about it. */
 function reaskMessage(outcomes: readonly CheckOutcome[], plan: VerifyPlan): string {
