@@ -264,6 +264,23 @@ describe('checks: every answer carries a machine-checked verdict', () => {
     expect(double.chatRequests).toHaveLength(3 + 9);
   });
 
+  it('checks answers of a template over files, each file its own task', async () => {
+    const { c } = await setUp();
+    const results = await run(c, {
+      template: 'Where is v1 in {{path}}? {{lie}}\n{{content}}',
+      files: ['src/*.ts'],
+      items: [
+        { id: 'honest', lie: 'lie:none' },
+        { id: 'lying', lie: 'lie:past-end' },
+      ],
+      checks: { citations: true },
+    });
+    expect(results.map((r) => [r.id, r.value?.verified])).toEqual([
+      ['src/a.ts | honest', true],
+      ['src/a.ts | lying', false],
+    ]);
+  });
+
   it('refuses checks it cannot run, saying what to do', async () => {
     const { c } = await setUp();
     const noSchema = await c.call('lmstudio_complete', {
