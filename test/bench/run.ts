@@ -1,5 +1,6 @@
 // `npm run bench`: the performance table of the README. Not part of CI (timings need a quiet machine).
 import { benchAgents } from './agents.js';
+import { benchChecks } from './checks.js';
 import { printTable } from './common.js';
 import { benchContext } from './context.js';
 import { benchDashboard } from './dashboard.js';
@@ -21,4 +22,5 @@ if (want('memory')) printTable('Memory under large outputs', await benchMemory()
 if (want('context')) printTable('Context economy (issue 11)', await benchContext());
 if (want('dashboard')) printTable('Live dashboard (issue 12)', await benchDashboard());
 if (want('agents')) printTable('Local agents (issue 20)', await benchAgents());
+if (want('checks')) printTable('Answers Claude can trust (issue 21)', await benchChecks());
 if (want('responsiveness')) printTable('Responsiveness under load', await benchResponsiveness());
