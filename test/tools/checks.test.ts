@@ -195,6 +195,12 @@ describe('checks: every answer carries a machine-checked verdict', () => {
       });
     // The malformed answer's schema check failed before the escalation: asked of small twice, then of big.
     expect(double.chatRequests.filter((r) => String(r.body?.model) === 'big')).toHaveLength(2);
+    // The job's tokens count every answer asked for, the ones thrown away too.
+    const tokens = job.tokens as { prompt: number; completion: number };
+    const served = double.chatRequests.length;
+    expect(results.reduce((n, r) => n + Number(r.value?.requests ?? 1), 0)).toBe(served);
+    expect(tokens.completion).toBe(results.reduce((n, r) => n + Number(r.value?.tokens_out), 0));
+    expect(byId.get('malformed')?.requests).toBe(3);
     expect(job.verification).toEqual({
       verified: 4,
       unverified: 0,

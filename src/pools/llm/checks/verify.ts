@@ -1,5 +1,6 @@
 import type { TaskResult } from '../../../engine/types.js';
 import { wholeOutput } from '../../../store/result.js';
+import { sumUsage } from '../usage.js';
 import { agreement } from './agree.js';
 import { type Answer, type AnswerCheckDeps, checkAnswer } from './answer-checks.js';
 import { AGREE_TEMPERATURE, type CheckOutcome, type ChecksOptions } from './types.js';
@@ -47,11 +48,18 @@ type Stage = 'first' | 'reask' | 'escalate';
  * check's reason, never passed off as verified. An attempt that fails outright (no answer at all)
  * ends a first attempt as the task's failure; a later one leaves the earlier answer standing.
  */
-export async function verifyAnswer(ask: Asker, plan: VerifyPlan, deps: AnswerCheckDeps): Promise<TaskResult> {
+export async function verifyAnswer(asker: Asker, plan: VerifyPlan, deps: AnswerCheckDeps): Promise<TaskResult> {
+  // Every answer asked for, kept or not: what the task spent is all of theirs.
+  const asked: TaskResult[] = [];
+  const ask: Asker = async (request) => {
+    const result = await asker(request);
+    asked.push(result);
+    return result;
+  };
   const spent: Record<Stage, number> = { first: 0, reask: 0, escalate: 0 };
   const first = await attempt(ask, plan, deps, { model: plan.model, stem: plan.stem });
   spent.first = first.asks;
-  if (first.answer === undefined) return first.result;
+  if (first.answer === undefined) return withAllSpent(first.result, asked);
   let settled = first;
   let attempts = 1;
   let fixedBy: Stage | undefined;
@@ -85,7 +93,13 @@ export async function verifyAnswer(ask: Asker, plan: VerifyPlan, deps: AnswerChe
   // What the first answer got wrong stays visible when a later one was kept: how far the model can be trusted.
   if (settled !== first && result.value) result.value.first_failure = failedReasons(first.outcomes);
   if (errors.length > 0 && result.value) result.value.attempt_errors = errors;
-  return result;
+  return withAllSpent(result, asked);
+}
+
+/** A result whose tokens and requests are those of every answer asked for (one answer's are its own already). */
+function withAllSpent(result: TaskResult, asked: readonly TaskResult[]): TaskResult {
+  if (asked.length <= 1) return result;
+  return { ...result, value: { ...(result.value ?? {}), ...sumUsage(asked.map((r) => r.value)) } };
 }
 
 function passed(attempt: Attempt): boolean {
