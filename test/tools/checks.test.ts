@@ -466,3 +466,55 @@ sys.exit(1)
     expect(textOf(refused)).toMatch(/list_workers/);
   });
 });
+
+describe('checks across a restart', () => {
+  it('an investigation cut off while its re-ask runs resumes without asking its first attempt again', async () => {
+    const finish = (answer: string, line: number): ScriptedTurn => ({
+      tool_calls: [{ name: 'finish', arguments: { answer, citations: [{ path: 'src/a.ts', start_line: line }] } }],
+    });
+    const double = await LmStudioDouble.start({
+      models: MODELS,
+      latencyMs: 5,
+      agent: (turn) => {
+        const messages = turn.messages as Array<{ role: string; content: string }>;
+        const task = messages.find((m) => m.role === 'user')?.content ?? '';
+        if (task.includes('An earlier answer to this task')) return finish('v1 is 1', 1);
+        // The first answer is wrong, and its text makes the re-ask's first request hang once.
+        return finish('v1 is at the end #fault:hang*1', 999);
+      },
+    });
+    cleanups.push(() => double.close());
+    const root = await fileTree({ 'src/a.ts': A_TS }, cleanups, 'checks-resume-');
+    const config = await testConfig((cfg) => {
+      cfg.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
+      cfg.allowedRoots = [root];
+    });
+    const first = await connectInMemory(config);
+    const submitted = await first.call('lmstudio_investigate', {
+      model: 'small',
+      tasks: [{ id: 'v1', task: 'Where is v1?' }],
+      checks: { citations: true },
+    });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    const jobId = jobIdOf(submitted);
+    const isReask = (prompt: unknown): boolean => String(prompt).includes('An earlier answer to this task');
+    for (const deadline = Date.now() + 20_000; !double.chatRequests.some((r) => isReask(r.prompt));) {
+      if (Date.now() > deadline) throw new Error('the re-ask was never sent');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // The server stops (its tasks load as interrupted next time); its state directory stays.
+    await first.client.close();
+    await first.app.close();
+    const firstAsked = double.chatRequests.filter((r) => !isReask(r.prompt)).length;
+    expect(firstAsked).toBe(1);
+
+    const second = await connectInMemory(config);
+    cleanups.push(() => second.close());
+    const resumed = await second.call('resume_job', { job_id: jobId });
+    expect(resumed.isError, textOf(resumed)).toBeFalsy();
+    const { results } = await collectAll(second, jobId);
+    expect(results.at(-1)?.value).toMatchObject({ verified: true, attempts: 2, fixed_by: 're-ask' });
+    // The first attempt was replayed from its transcript: not one request of it was sent again.
+    expect(double.chatRequests.filter((r) => !isReask(r.prompt))).toHaveLength(firstAsked);
+  }, 60_000);
+});

@@ -229,7 +229,13 @@ export class LlmPool implements Pool {
       },
       task,
       options,
-      { ...spec, task: withFeedback(spec.task, ask), maxSteps: agent.max_steps, stem: ask.stem },
+      {
+        ...spec,
+        task: withFeedback(spec.task, ask),
+        maxSteps: agent.max_steps,
+        stem: ask.stem,
+        replayAnswered: options.checks !== undefined,
+      },
     );
     return investigation.run();
   }

@@ -39,6 +39,8 @@ export interface AgentSpec {
   maxSteps: number;
   /** Names its files (transcript, answer): the task's index, or an attempt of it (a re-ask, a sample). */
   stem?: string | undefined;
+  /** An answer that finished is replayed on resume, not asked again: its checks, not the engine, judge it. */
+  replayAnswered?: boolean | undefined;
 }
 
 /** Room kept for the answer and the server's own tokens when fitting the conversation to the context. */
@@ -108,9 +110,12 @@ export class Investigation {
 
   /** An earlier run's transcript: its steps replayed (no request sent again), the file started over with them. */
   private async resume(): Promise<void> {
-    // A transcript that reached its end belongs to an attempt that finished (and failed): a new attempt starts over.
+    // A transcript that reached its end belongs to an attempt that finished (and failed): a new attempt
+    // starts over; with checks, one that answered is kept (the task was cut off while checking it).
     const read = await Transcript.read(this.transcript.file);
-    const lines = read.some((line) => line.type === 'finish') ? [] : read;
+    const end = read.find((line) => line.type === 'finish');
+    const answered = end !== undefined && end.answer !== '' && this.spec.replayAnswered === true;
+    const lines = end !== undefined && !answered ? [] : read;
     // Notes of what a replay says again by itself (a changed result, a schema correction) are dropped.
     const kept = lines.filter(
       (line) =>
