@@ -467,6 +467,45 @@ sys.exit(1)
   });
 });
 
+describe('checks of an investigation with a schema', () => {
+  it('an answer off json_schema is a failed schema check, re-asked then escalated, not a failed task', async () => {
+    const double = await LmStudioDouble.start({
+      models: MODELS,
+      latencyMs: 5,
+      agent: (turn) => {
+        const answer = String(turn.body.model) === 'big' ? { risk: 3 } : { risky: 'yes' };
+        return { tool_calls: [{ name: 'finish', arguments: { answer, citations: [] } }] };
+      },
+    });
+    cleanups.push(() => double.close());
+    const root = await fileTree({ 'src/a.ts': A_TS }, cleanups, 'checks-schema-');
+    const config = await testConfig((cfg) => {
+      cfg.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
+      cfg.allowedRoots = [root];
+    });
+    const c = await connectInMemory(config);
+    cleanups.push(() => c.close());
+    const submitted = await c.call('lmstudio_investigate', {
+      model: 'small',
+      tasks: [{ id: 'risk', task: 'How risky is src/a.ts?' }],
+      json_schema: { type: 'object', properties: { risk: { type: 'integer' } }, required: ['risk'] },
+      checks: { schema: true },
+      escalate_model: 'big',
+    });
+    expect(submitted.isError, textOf(submitted)).toBeFalsy();
+    const { results } = await collectAll(c, jobIdOf(submitted));
+    expect(results[0]?.state).toBe('succeeded');
+    expect(results[0]?.value).toMatchObject({
+      json: { risk: 3 },
+      verified: true,
+      attempts: 3,
+      fixed_by: 'escalation',
+      checks: [{ name: 'schema', ok: true }],
+    });
+    expect(String(results[0]?.value?.first_failure)).toMatch(/^schema: /);
+  });
+});
+
 describe('checks across a restart', () => {
   it('an investigation cut off while its re-ask runs resumes without asking its first attempt again', async () => {
     const finish = (answer: string, line: number): ScriptedTurn => ({

@@ -39,6 +39,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
   summary: 'local LLMs on LM Studio or any OpenAI-compatible server',
   instructions: [
     'To have the local model explore code itself (list, grep, read files) and come back with an answer whose citations the server checked, use lmstudio_investigate: one task per question, not a prompt per file.',
+    'To rely on local answers without re-reading the sources, give checks (citations, schema, a checker script, agree) and escalate_model: each result says verified or why not.',
     'To merge many answers, let the local model do it: lmstudio_complete with reduce (and group: "all" for a whole module) returns one merged answer to collect; from_job runs a job on another job\'s results as they arrive (script → LLM → script) without a round trip through you.',
   ],
   settings: LLM_SETTINGS,

@@ -19,7 +19,7 @@ export interface Agreement {
 export function agreement(samples: readonly TaskResult[], answers: ReadonlyArray<string | undefined>): Agreement {
   const groups = new Map<string, number[]>();
   answers.forEach((answer, at) => {
-    if (answer === undefined || samples[at]?.ok !== true) return;
+    if (answer === undefined) return;
     const key = normalised(answer);
     groups.set(key, [...(groups.get(key) ?? []), at]);
   });

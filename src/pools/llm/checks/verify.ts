@@ -111,7 +111,7 @@ async function attempt(ask: Asker, plan: VerifyPlan, deps: AnswerCheckDeps, base
   const k = plan.checks.agree ?? 1;
   if (k <= 1) {
     const result = await ask(base);
-    const answer = result.ok ? await answerOf(result, plan.maxBytes) : undefined;
+    const answer = answered(result) ? await answerOf(result, plan.maxBytes) : undefined;
     const outcomes = answer ? await checkAnswer(answer, plan.checks, plan.jsonSchema, deps, plan.signal) : [];
     return { result, answer, outcomes, asks: 1 };
   }
@@ -122,7 +122,7 @@ async function attempt(ask: Asker, plan: VerifyPlan, deps: AnswerCheckDeps, base
       return ask({ ...base, stem: i === 0 ? base.stem : `${base.stem}.s${i + 1}`, sampling });
     }),
   );
-  const answers = await Promise.all(samples.map((s) => (s.ok ? answerOf(s, plan.maxBytes) : undefined)));
+  const answers = await Promise.all(samples.map((s) => (answered(s) ? answerOf(s, plan.maxBytes) : undefined)));
   const agreed = agreement(
     samples,
     answers.map((a) => (a === undefined ? undefined : a.json !== undefined ? JSON.stringify(a.json) : a.text)),
@@ -136,6 +136,11 @@ async function attempt(ask: Asker, plan: VerifyPlan, deps: AnswerCheckDeps, base
     : { name: 'agree', ok: false, reason: agreed.reason ?? 'no majority' };
   const outcomes = [agree, ...(await checkAnswer(chosen, plan.checks, plan.jsonSchema, deps, plan.signal))];
   return { result, answer: chosen, outcomes, asks: k };
+}
+
+/** An answer came back: a success, or one off its schema (an investigation fails those itself; here the schema check says so). */
+function answered(result: TaskResult): boolean {
+  return result.ok || result.error?.code === 'SCHEMA_INVALID';
 }
 
 function failedAll(): TaskResult {

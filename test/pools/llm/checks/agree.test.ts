@@ -25,7 +25,7 @@ describe('agreement', () => {
     const split = agreement([ok, ok, ok, ok], ['a', 'b', 'a', 'b']);
     expect(split.majority).toBe(false);
     expect(split.reason).toBe('no majority among 4 samples: "a" ×2, "b" ×2');
-    const withFailures = agreement([ok, failed, failed], ['a', 'a', undefined]);
+    const withFailures = agreement([ok, failed, failed], ['a', undefined, undefined]);
     expect(withFailures).toMatchObject({ chosen: 0, votes: 1, majority: false });
     expect(withFailures.reason).toContain('2 gave no answer');
     expect(agreement([failed, failed], [undefined, undefined])).toMatchObject({
