@@ -77,13 +77,12 @@ function liar(samples: Map<string, number>): (turn: AgentTurn) => ScriptedTurn {
   };
 }
 
-async function setUp(edit: (config: Config) => void = () => {}): Promise<{
-  c: Connected;
-  double: LmStudioDouble;
-  root: string;
-}> {
-  const samples = new Map<string, number>();
-  const double = await LmStudioDouble.start({ models: MODELS, agent: liar(samples), latencyMs: 5 });
+/** A server over src/a.ts and a double of `small` and `big` answering as `agent` says (the liar unless told). */
+async function setUp(
+  edit: (config: Config) => void = () => {},
+  agent: (turn: AgentTurn) => ScriptedTurn | undefined = liar(new Map()),
+): Promise<{ c: Connected; double: LmStudioDouble; config: Config }> {
+  const double = await LmStudioDouble.start({ models: MODELS, agent, latencyMs: 5 });
   cleanups.push(() => double.close());
   const root = await fileTree({ 'src/a.ts': A_TS }, cleanups, 'checks-');
   const config = await testConfig((c) => {
@@ -93,7 +92,7 @@ async function setUp(edit: (config: Config) => void = () => {}): Promise<{
   });
   const c = await connectInMemory(config);
   cleanups.push(() => c.close());
-  return { c, double, root };
+  return { c, double, config };
 }
 
 async function run(c: Connected, args: Record<string, unknown>): Promise<CollectedResult[]> {
@@ -348,10 +347,9 @@ describe('checks on a reduce and on investigations', () => {
       tool_calls: [{ name: 'finish', arguments: { answer, citations: [{ path: 'src/a.ts', start_line: line }] } }],
     });
     const tasksSeen: string[] = [];
-    const double = await LmStudioDouble.start({
-      models: MODELS,
-      latencyMs: 5,
-      agent: (turn) => {
+    const { c } = await setUp(
+      () => {},
+      (turn) => {
         const messages = turn.messages as Array<{ role: string; content: string }>;
         const task = messages.find((m) => m.role === 'user')?.content ?? '';
         tasksSeen.push(task);
@@ -359,15 +357,7 @@ describe('checks on a reduce and on investigations', () => {
         if (task.includes('fixed-on-reask') && task.includes('An earlier answer to this task')) return finish('v1', 1);
         return finish('v1 is at the end', 999);
       },
-    });
-    cleanups.push(() => double.close());
-    const root = await fileTree({ 'src/a.ts': A_TS }, cleanups, 'checks-agent-');
-    const config = await testConfig((cfg) => {
-      cfg.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
-      cfg.allowedRoots = [root];
-    });
-    const c = await connectInMemory(config);
-    cleanups.push(() => c.close());
+    );
     const submitted = await c.call('lmstudio_investigate', {
       model: 'small',
       tasks: [
@@ -469,22 +459,13 @@ sys.exit(1)
 
 describe('checks of an investigation with a schema', () => {
   it('an answer off json_schema is a failed schema check, re-asked then escalated, not a failed task', async () => {
-    const double = await LmStudioDouble.start({
-      models: MODELS,
-      latencyMs: 5,
-      agent: (turn) => {
+    const { c } = await setUp(
+      () => {},
+      (turn) => {
         const answer = String(turn.body.model) === 'big' ? { risk: 3 } : { risky: 'yes' };
         return { tool_calls: [{ name: 'finish', arguments: { answer, citations: [] } }] };
       },
-    });
-    cleanups.push(() => double.close());
-    const root = await fileTree({ 'src/a.ts': A_TS }, cleanups, 'checks-schema-');
-    const config = await testConfig((cfg) => {
-      cfg.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
-      cfg.allowedRoots = [root];
-    });
-    const c = await connectInMemory(config);
-    cleanups.push(() => c.close());
+    );
     const submitted = await c.call('lmstudio_investigate', {
       model: 'small',
       tasks: [{ id: 'risk', task: 'How risky is src/a.ts?' }],
@@ -511,24 +492,17 @@ describe('checks across a restart', () => {
     const finish = (answer: string, line: number): ScriptedTurn => ({
       tool_calls: [{ name: 'finish', arguments: { answer, citations: [{ path: 'src/a.ts', start_line: line }] } }],
     });
-    const double = await LmStudioDouble.start({
-      models: MODELS,
-      latencyMs: 5,
-      agent: (turn) => {
+    const { c, double, config } = await setUp(
+      () => {},
+      (turn) => {
         const messages = turn.messages as Array<{ role: string; content: string }>;
         const task = messages.find((m) => m.role === 'user')?.content ?? '';
         if (task.includes('An earlier answer to this task')) return finish('v1 is 1', 1);
         // The first answer is wrong, and its text makes the re-ask's first request hang once.
         return finish('v1 is at the end #fault:hang*1', 999);
       },
-    });
-    cleanups.push(() => double.close());
-    const root = await fileTree({ 'src/a.ts': A_TS }, cleanups, 'checks-resume-');
-    const config = await testConfig((cfg) => {
-      cfg.llm.endpoints = [{ name: 'lmstudio', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
-      cfg.allowedRoots = [root];
-    });
-    const first = await connectInMemory(config);
+    );
+    const first = c;
     const submitted = await first.call('lmstudio_investigate', {
       model: 'small',
       tasks: [{ id: 'v1', task: 'Where is v1?' }],
