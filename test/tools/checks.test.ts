@@ -342,6 +342,19 @@ describe('checks on a reduce and on investigations', () => {
     expect(merge?.prompt).not.toMatch(/### good\n\[UNVERIFIED/);
   });
 
+  it('a reduce of a job that only asked for agreement gives no verdict rather than a vacuous one', async () => {
+    const { c } = await setUp();
+    const results = await run(c, {
+      prompts: [{ prompt: 'Colour of v1? lie:none' }, { prompt: 'Colour of v2? lie:none' }],
+      checks: { agree: 3 },
+      reduce: 'Merge these findings.',
+    });
+    expect(results).toHaveLength(1);
+    expect(results[0]?.state).toBe('succeeded');
+    expect(results[0]?.value?.verified).toBeUndefined();
+    expect(results[0]?.value?.checks).toBeUndefined();
+  });
+
   it('an investigation whose citations fail is re-asked with the reasons, then escalated; one that holds is verified', async () => {
     const finish = (answer: string, line: number): ScriptedTurn => ({
       tool_calls: [{ name: 'finish', arguments: { answer, citations: [{ path: 'src/a.ts', start_line: line }] } }],

@@ -103,6 +103,14 @@ export class LlmPool implements Pool {
     // A reduce's answer has no schema of its own and is one merge: its checks are the files' and the script's.
     const checks =
       'reduce' in input ? { ...options.checks, schema: undefined, agree: undefined } : { ...options.checks };
+    // Nothing left to check (a reduce of a job that only asked for schema or agreement): no verdict, not a vacuous "verified".
+    if (
+      checks.citations !== true &&
+      checks.script === undefined &&
+      checks.schema !== true &&
+      checks.agree === undefined
+    )
+      return ask({ model: options.model, stem });
     return verifyAnswer(
       ask,
       {
