@@ -14,6 +14,9 @@ describe('agreement', () => {
     expect(normalised('{not json')).toBe(normalised('{NOT json'));
     // A JSON string and the same text unquoted are different answers: one is JSON.
     expect(normalised('"red"')).not.toBe(normalised('red'));
+    // A hostile answer nested past the stack compares as text instead of taking the task down.
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    expect(normalised(deep)).toBe(`text:${deep}`);
   });
 
   it('accepts the answer more than half of the samples give, the first of them chosen', () => {
