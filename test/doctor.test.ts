@@ -23,7 +23,7 @@ describe('runDoctor', () => {
     const code = await runDoctor(config, { write: (line) => lines.push(line), env });
     const out = lines.join('');
     expect(out).toMatch(
-      /\[ok\]\s+lmstudio \(lmstudio, http:\/\/127\.0\.0\.1:\d+, concurrency 4\): reachable, 1 model\(s\), 1 LLM\(s\) loaded/,
+      /\[ok\]\s+lmstudio \(lmstudio, http:\/\/127\.0\.0\.1:\d+, 4 slot\(s\), 4 at once\): reachable, 1 model\(s\), 1 LLM\(s\) loaded/,
     );
     expect(out).toContain('- qwen3-8b (llm, loaded, context 8192)');
     expect(out).toMatch(/\[ok\]\s+Python 3\.\d+/);

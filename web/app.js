@@ -103,7 +103,12 @@ function jobRow(job) {
     el('div', { className: 'mono', text: job.id }),
     job.label ? el('div', { className: 'label', text: job.label }) : null,
     job.next ? el('div', { className: 'next', text: job.next }) : null,
-    job.runs_on ? el('div', { className: 'label', text: `runs on ${job.runs_on}` }) : null,
+    job.runs_on
+      ? el('div', {
+          className: 'label',
+          text: `runs on ${job.runs_on}${job.upstream_tasks ? ` (${job.upstream_tasks.done}/${job.upstream_tasks.total} done)` : ''}`,
+        })
+      : null,
     job.progress
       ? el('div', {
           className: 'progress-line',

@@ -36,7 +36,7 @@ export function renderJobDetail(detail: { job: DashboardJob; tasks: readonly Das
   const { job, tasks } = detail;
   const lines = [
     `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state}: ${job.succeeded + job.failed + job.cancelled}/${job.tasks} done (${job.succeeded} ok, ${job.failed} failed, ${job.cancelled} cancelled, ${job.pending} pending)`,
-    `created ${formatAge(job.created_at, now)} ago; wall ${formatDuration(job.elapsed_ms)}${job.eta_ms === undefined ? '' : `; about ${formatDuration(job.eta_ms)} left`}${job.owner ? `; server pid ${job.owner.pid}${job.owner.alive ? '' : ' (gone)'}` : ''}${job.runs_on ? `; runs on ${job.runs_on}` : ''}`,
+    `created ${formatAge(job.created_at, now)} ago; wall ${formatDuration(job.elapsed_ms)}${job.eta_ms === undefined ? '' : `; about ${formatDuration(job.eta_ms)} left`}${job.owner ? `; server pid ${job.owner.pid}${job.owner.alive ? '' : ' (gone)'}` : ''}${job.runs_on ? `; runs on ${job.runs_on}${job.upstream_tasks ? ` (${job.upstream_tasks.done}/${job.upstream_tasks.total} done)` : ''}` : ''}`,
   ];
   if (job.next) lines.push(job.next);
   const table: string[][] = [['#', 'STATE', 'ATTEMPT', 'DURATION', 'ID', 'ERROR']];

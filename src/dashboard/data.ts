@@ -41,6 +41,8 @@ export interface DashboardJob {
   totals?: TotalsView;
   owner?: { pid: number; alive: boolean };
   runs_on?: string;
+  /** While its tasks wait for the job it runs on (a reduce's map): that job's tasks done and in all. */
+  upstream_tasks?: { done: number; total: number };
   next?: string;
   /** While it runs: its tasks that report progress (an agent's steps), and the latest report. */
   progress?: JobProgressView;
@@ -205,6 +207,12 @@ export class DashboardData {
     if (meta.label !== undefined) job.label = meta.label;
     if (meta.finishedAt !== undefined) job.finished_at = meta.finishedAt;
     if (meta.after) job.runs_on = meta.after.job;
+    if (meta.after && pending > 0) {
+      const upstream = await this.reader.knownMeta(meta.after.job);
+      const done = upstream && (await this.reader.latestResults(upstream.id)).size;
+      if (upstream && done !== undefined && done < upstream.taskCount)
+        job.upstream_tasks = { done, total: upstream.taskCount };
+    }
     if (owner) job.owner = owner;
     const totals = totalsOf(this.totals.get(meta.kind), latest.values(), elapsed);
     if (totals) job.totals = totals;

@@ -371,7 +371,7 @@ export class Engine {
     const snapshot = job.snapshot(this.now().getTime());
     const feeds = this.pipelines.feedsOf(job.id);
     if (feeds.length > 0) snapshot.feeds = feeds;
-    return snapshot;
+    return this.pipelines.withUpstreamTasks(snapshot);
   }
 
   private require(jobId: string): Job {

@@ -2,7 +2,7 @@ import { MonitorError } from '../errors.js';
 import { latestRecords } from '../store/records.js';
 import type { EngineContext } from './context.js';
 import type { Job } from './job.js';
-import type { JobMeta, SubmitRequest, TaskRecord, UpstreamView } from './types.js';
+import type { JobMeta, JobSnapshot, SubmitRequest, TaskRecord, UpstreamView } from './types.js';
 
 /** Records a task's end (the engine's TaskRuns.persist): pipelines record the tasks they fail that way. */
 export type Persist = (job: Job, record: TaskRecord) => Promise<void>;
@@ -53,6 +53,24 @@ export class Pipelines {
         `A stage over job ${after.job} needs ${upstream.meta.taskCount} tasks, one per upstream task; it was planned with ${taskCount}.`,
       );
     }
+  }
+
+  /**
+   * A later stage whose tasks still wait for the stages before it (a reduce while its map runs),
+   * with those stages' tasks done so far: its own counts (0/1) say nothing of them.
+   */
+  withUpstreamTasks(snapshot: JobSnapshot): JobSnapshot {
+    if (!snapshot.waiting || !snapshot.after) return snapshot;
+    const { jobs } = this.ctx;
+    const seen = new Set<string>([snapshot.id]);
+    const sum = { done: 0, total: 0 };
+    for (let up = jobs.get(snapshot.after.job); up && !seen.has(up.id); up = up.meta.after && jobs.get(up.meta.after.job)) {
+      seen.add(up.id);
+      sum.total += up.counts.total;
+      sum.done += up.counts.total - up.counts.queued - up.counts.running;
+    }
+    if (sum.total > 0) snapshot.upstreamTasks = sum;
+    return snapshot;
   }
 
   /** The jobs of `job`'s pipeline, first stage first (just the job when it has no stages). */

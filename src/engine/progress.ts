@@ -7,6 +7,15 @@ export interface RunningProgress extends TaskProgress {
   index: number;
   /** When it was reported (ISO). */
   updatedAt: string;
+  /** What it waits on now (TaskContext.note), also first in the summary. */
+  note?: string;
+}
+
+/** What one run of a task reports through (TaskContext.progress and .note), and what ends it. */
+export interface TaskReporter {
+  report: (update: TaskProgress) => void;
+  note: (text: string | undefined) => void;
+  end: () => void;
 }
 
 /**
@@ -24,23 +33,47 @@ export class ProgressBoard {
 
   /**
    * What one run of a task reports through, and what ends it. A report after the end (a pool's
-   * late callback) is dropped, and an end never drops a later run's progress of the same task.
+   * late callback) is dropped, and an end never drops a later run's progress of the same task. A
+   * note stands before the last report until taken back.
    */
-  open(jobId: string, index: number): { report: (update: TaskProgress) => void; end: () => void } {
+  open(jobId: string, index: number): TaskReporter {
     const key = `${jobId}#${index}`;
     let ended = false;
     let mine: RunningProgress | undefined;
+    let last: ReturnType<typeof boundedProgress>;
+    let noted: string | undefined;
+    const publish = (): void => {
+      if (ended) return;
+      if (last === undefined && noted === undefined) {
+        if (mine !== undefined && this.latest.get(key) === mine) this.latest.delete(key);
+        mine = undefined;
+        return;
+      }
+      const summary = noted === undefined ? (last?.summary ?? '') : last ? `${noted} · ${last.summary}` : noted;
+      mine = {
+        jobId,
+        index,
+        updatedAt: this.now().toISOString(),
+        ...last,
+        summary: summary.slice(0, LIVE_PROGRESS.summary),
+      };
+      if (noted !== undefined) mine.note = noted;
+      this.latest.set(key, mine);
+    };
     return {
       report: (update) => {
-        if (ended) return;
         try {
           const view = boundedProgress(update);
           if (!view) return;
-          mine = { jobId, index, updatedAt: this.now().toISOString(), ...view };
-          this.latest.set(key, mine);
+          last = view;
+          publish();
         } catch {
           // Never thrown into the pool's loop: a progress line is worth less than the task.
         }
+      },
+      note: (text) => {
+        noted = typeof text === 'string' && text !== '' ? text.slice(0, LIVE_PROGRESS.summary) : undefined;
+        publish();
       },
       end: () => {
         ended = true;

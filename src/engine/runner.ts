@@ -2,9 +2,9 @@ import { MonitorError, toTaskError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EngineContext } from './context.js';
 import type { Job } from './job.js';
-import { ProgressBoard } from './progress.js';
+import { ProgressBoard, type TaskReporter } from './progress.js';
 import { batchLimit } from './scheduler.js';
-import type { Pool, TaskContext, TaskProgress, TaskRecord, TaskResult, UpstreamView } from './types.js';
+import type { Pool, TaskContext, TaskRecord, TaskResult, UpstreamView } from './types.js';
 
 /** A queued task taken to run, with what its upstream came to when it is a later stage's. */
 export interface TaskToRun {
@@ -24,7 +24,11 @@ export async function runTasks(
   pool: Pool,
   job: Job,
   tasks: readonly TaskToRun[],
-  run: { outputDir: string; signal: AbortSignal; progress?: ReadonlyMap<number, (update: TaskProgress) => void> },
+  run: {
+    outputDir: string;
+    signal: AbortSignal;
+    progress?: ReadonlyMap<number, Pick<TaskReporter, 'report' | 'note'>>;
+  },
   log: Logger,
 ): Promise<TaskResult[]> {
   const { signal } = run;
@@ -48,8 +52,11 @@ export async function runTasks(
         signal,
       };
       if (upstream) context.upstream = upstream;
-      const progress = run.progress?.get(index);
-      if (progress) context.progress = progress;
+      const reporter = run.progress?.get(index);
+      if (reporter) {
+        context.progress = reporter.report;
+        context.note = reporter.note;
+      }
       return context;
     });
     const [only] = contexts;
@@ -152,7 +159,7 @@ export class TaskRuns {
     }
     const startedAt = this.ctx.now();
     const reporters = tasks.map(({ index }) => ({ index, ...this.progress.open(job.id, index) }));
-    const progress = new Map(reporters.map(({ index, report }) => [index, report]));
+    const progress = new Map(reporters.map((reporter) => [reporter.index, reporter]));
     const endProgress = (): void => reporters.forEach((reporter) => reporter.end());
     const runOn = { outputDir: store.outputDir(job.id), signal: controller.signal, progress };
     const run = runTasks(pool, job, tasks, runOn, log)

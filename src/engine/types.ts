@@ -34,6 +34,11 @@ export interface TaskContext {
    * after each step). Cheap and never throws; only the last update is kept, until the task ends.
    */
   progress?: (update: TaskProgress) => void;
+  /**
+   * Says what the running task is waiting on now ("no tokens from gpu1 for 12 s"), shown before its
+   * progress and apart in collect_results' job view, until taken back with undefined. Never throws.
+   */
+  note?: (text: string | undefined) => void;
 }
 
 /** What a running task has done so far, in a kind-neutral shape (an agent's steps, say). */
@@ -167,4 +172,6 @@ export interface JobSnapshot {
   feeds?: string[];
   /** Tasks waiting for their input from the stage before (counted as queued). */
   waiting?: number;
+  /** While tasks wait: the tasks of the stages before this one (a reduce's map), done and in all. */
+  upstreamTasks?: { done: number; total: number };
 }

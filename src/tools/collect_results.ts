@@ -2,7 +2,17 @@ import * as z from 'zod';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 import { latestRecords } from '../store/records.js';
 import { envelopeOf, provenanceOf } from '../store/result.js';
-import { call, CHARS_PER_TOKEN, describeJob, jobNext, jobView, orList, resultView, shrinkToFit } from './format.js';
+import {
+  call,
+  CHARS_PER_TOKEN,
+  describeJob,
+  jobNext,
+  liveViews,
+  orList,
+  resultView,
+  shrinkToFit,
+  tasksDone,
+} from './format.js';
 import {
   decodeCursor,
   earlierAttempts,
@@ -119,7 +129,8 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
   const snapshots = request.jobIds.map((id) => engine.snapshotOf(id));
   const budgetChars = request.budgetTokens * CHARS_PER_TOKEN;
   const header = fitHeader(snapshots, budgetChars * 0.3);
-  const jobViews = snapshots.map(jobView);
+  const { views: jobViews, lines: notes } = liveViews(snapshots, engine.runningProgress());
+  header.push(...notes);
   // The status lines (text) or the job views (structured), the next step and the keys around them.
   const overhead = Math.max(header.join('\n').length, JSON.stringify(jobViews).length) + RESERVED_CHARS;
   const multi = request.jobIds.length > 1;
@@ -228,8 +239,7 @@ function nextStep(
   if (request.allAttempts) again.all_attempts = true;
   if (remaining > 0)
     return `${remaining} more result(s) are ready: call ${call('collect_results', again)} to see them.`;
-  const total = snapshots.reduce((n, s) => n + s.counts.total, 0);
-  const finished = snapshots.reduce((n, s) => n + s.counts.total - s.counts.queued - s.counts.running, 0);
+  const { done: finished, total } = tasksDone(snapshots);
   if (cursor)
     return `The job(s) are still running (${finished}/${total} tasks done). Keep working on something else, then call ${call('collect_results', again)}: it waits for and returns only results that finish after these.`;
   const steps = snapshots.map(jobNext).filter((step) => step !== undefined);
@@ -261,13 +271,7 @@ async function waitWithProgress(ctx: ToolContext<unknown>, request: CollectReque
     const now = Date.now();
     if (now - lastProgress < 250) return;
     lastProgress = now;
-    let done = 0;
-    let total = 0;
-    for (const id of request.jobIds) {
-      const c = engine.snapshotOf(id).counts;
-      total += c.total;
-      done += c.total - c.queued - c.running;
-    }
+    const { done, total } = tasksDone(request.jobIds.map((id) => engine.snapshotOf(id)));
     void ctx.progress(done, total, `${done}/${total} tasks done`).catch(() => undefined);
   };
   report();

@@ -1,3 +1,4 @@
+import type { RunningProgress } from '../engine/progress.js';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 
 /** Tool output is measured in characters; ≈4 characters make a token for the client's budget. */
@@ -26,7 +27,9 @@ export function describeJob(job: JobSnapshot): string {
   if (c.interrupted) parts.push(`${c.interrupted} interrupted`);
   if (c.running) parts.push(`${c.running} running`);
   if (c.queued) parts.push(`${c.queued} queued`);
-  let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency}${job.peakRunning > 0 ? ` (peak ${job.peakRunning} at once)` : ''}`;
+  // A reduce's 0/1 says nothing while its map runs: the tasks before it come first.
+  const up = job.upstreamTasks ? `upstream ${job.upstreamTasks.done}/${job.upstreamTasks.total} done, then ` : '';
+  let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${up}${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency}${job.peakRunning > 0 ? ` (peak ${job.peakRunning} at once)` : ''}`;
   if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
   if (job.after)
     line += `; ${job.after.mode === 'all' ? 'runs on all the results of' : 'each task runs on its task of'} ${job.after.job}${job.waiting ? ` (${job.waiting} waiting for it)` : ''}`;
@@ -36,6 +39,25 @@ export function describeJob(job: JobSnapshot): string {
   const next = jobNext(job);
   if (next) line += `. ${next}`;
   return line;
+}
+
+/**
+ * Tasks done and in all over some jobs; a later stage still waiting counts the tasks of the stages
+ * before it too (a reduce's map), unless its upstream is one of the jobs.
+ */
+export function tasksDone(snapshots: readonly JobSnapshot[]): { done: number; total: number } {
+  const ids = new Set(snapshots.map((s) => s.id));
+  let done = 0;
+  let total = 0;
+  for (const s of snapshots) {
+    total += s.counts.total;
+    done += s.counts.total - s.counts.queued - s.counts.running;
+    if (s.upstreamTasks && s.after && !ids.has(s.after.job)) {
+      total += s.upstreamTasks.total;
+      done += s.upstreamTasks.done;
+    }
+  }
+  return { done, total };
 }
 
 /** `collect_results with {"job_ids":["job_…"]}`: a call the model can make as written. */
@@ -68,11 +90,37 @@ export function jobView(job: JobSnapshot): Record<string, unknown> {
   if (job.after) view.runs_on = { job_id: job.after.job, each: job.after.mode === 'each' };
   if (job.feeds) view.feeds = job.feeds;
   if (job.waiting) view.waiting_for_upstream = job.waiting;
+  if (job.upstreamTasks) view.upstream_tasks = job.upstreamTasks;
   // The kind's own totals (e.g. tokens of an LLM job).
   if (job.totals) Object.assign(view, job.totals.fields);
   const next = jobNext(job);
   if (next) view.next = next;
   return view;
+}
+
+/** Running tasks' notes shown per job: enough to see what they wait on, not a list of all. */
+const NOTES_SHOWN = 5;
+
+/**
+ * The jobs' views, each with what its running tasks wait on now (TaskContext.note: "no tokens from
+ * gpu1 for 12 s") as `notes`; and those notes as status lines.
+ */
+export function liveViews(
+  snapshots: readonly JobSnapshot[],
+  running: readonly RunningProgress[],
+): { views: Array<Record<string, unknown>>; lines: string[] } {
+  const lines: string[] = [];
+  const views = snapshots.map((snapshot) => {
+    const view = jobView(snapshot);
+    const noted = running.filter((task) => task.jobId === snapshot.id && task.note !== undefined);
+    if (noted.length === 0) return view;
+    const notes = noted.slice(0, NOTES_SHOWN).map((task) => `task ${task.index}: ${task.note ?? ''}`);
+    if (noted.length > NOTES_SHOWN) notes.push(`and ${noted.length - NOTES_SHOWN} more task(s)`);
+    view.notes = notes;
+    lines.push(`${snapshot.id} now: ${notes.join('; ')}`);
+    return view;
+  });
+  return { views, lines };
 }
 
 /** One result as shown to the model. */

@@ -6,6 +6,7 @@ import { benchContext } from './context.js';
 import { benchDashboard } from './dashboard.js';
 import { benchLlm } from './llm.js';
 import { benchMemory } from './memory.js';
+import { benchPrefix } from './prefix.js';
 import { benchResponsiveness } from './responsiveness.js';
 import { benchScripts } from './scripts.js';
 import { benchStops } from './stops.js';
@@ -23,4 +24,5 @@ if (want('context')) printTable('Context economy (issue 11)', await benchContext
 if (want('dashboard')) printTable('Live dashboard (issue 12)', await benchDashboard());
 if (want('agents')) printTable('Local agents (issue 20)', await benchAgents());
 if (want('checks')) printTable('Answers Claude can trust (issue 21)', await benchChecks());
+if (want('prefix')) printTable('Prefix reuse (issue 22)', await benchPrefix());
 if (want('responsiveness')) printTable('Responsiveness under load', await benchResponsiveness());

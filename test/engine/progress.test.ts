@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.js';
+import { ProgressBoard } from '../../src/engine/progress.js';
 import type { TaskProgress } from '../../src/engine/types.js';
 import { silentLogger } from '../../src/log.js';
 import { JobStore } from '../../src/store/store.js';
@@ -108,4 +109,30 @@ describe('a running task’s progress', () => {
     expect(engine.runningProgress()).toEqual([]);
     await engine.close(2000);
   }, 60_000);
+
+  it('shows a note before the last report until it is taken back, and alone when there is no report', () => {
+    const board = new ProgressBoard(() => new Date());
+    const run = board.open('job_a', 3);
+    run.note('no tokens from gpu1 for 12 s');
+    expect(board.list()).toEqual([
+      expect.objectContaining({
+        index: 3,
+        summary: 'no tokens from gpu1 for 12 s',
+        note: 'no tokens from gpu1 for 12 s',
+      }),
+    ]);
+    run.report({ summary: 'step 2', figures: { steps: 2 } });
+    expect(board.list()[0]).toMatchObject({ summary: 'no tokens from gpu1 for 12 s · step 2', figures: { steps: 2 } });
+    // Taken back: the report is as it was; with no report, nothing is left.
+    run.note(undefined);
+    expect(board.list()).toEqual([expect.objectContaining({ summary: 'step 2' })]);
+    expect(board.list()[0]?.note).toBeUndefined();
+    const other = board.open('job_a', 4);
+    other.note('waiting');
+    other.note(undefined);
+    expect(board.list().map((p) => p.index)).toEqual([3]);
+    run.end();
+    run.note('too late');
+    expect(board.list()).toEqual([]);
+  });
 });

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa, type ResultPromise } from 'execa';
@@ -23,8 +24,17 @@ export interface LlamaServer {
   stop(): Promise<void>;
 }
 
+export interface LlamaOptions {
+  /** Total context, split across the slots (default 8192). */
+  context?: number;
+  /** Serve GET /metrics (Prometheus text: prompt tokens evaluated, and more). */
+  metrics?: boolean;
+  /** More llama-server flags. */
+  args?: readonly string[];
+}
+
 /** Starts llama-server with the tiny model (alias `tiny`) on a free port and waits until it is healthy. */
-export async function startLlama(slots = 4, deadlineMs = 60_000): Promise<LlamaServer> {
+export async function startLlama(slots = 4, deadlineMs = 60_000, options: LlamaOptions = {}): Promise<LlamaServer> {
   const port = await freePort();
   const server = execa(
     binary,
@@ -40,10 +50,12 @@ export async function startLlama(slots = 4, deadlineMs = 60_000): Promise<LlamaS
       '--parallel',
       String(slots),
       '-c',
-      '8192',
+      String(options.context ?? 8192),
       '--alias',
       'tiny',
       '--no-webui',
+      ...(options.metrics ? ['--metrics'] : []),
+      ...(options.args ?? []),
     ],
     {
       reject: false,
@@ -68,6 +80,63 @@ export async function startLlama(slots = 4, deadlineMs = 60_000): Promise<LlamaS
     throw new Error(`${String(error)}\n${stderr}`);
   }
   return { url, process: server, stderr: () => stderr, stop };
+}
+
+/** One counter of a server started with `metrics: true`, e.g. `prompt_tokens_total` (prompt tokens it evaluated, cached ones not counted). */
+export async function llamaMetric(url: string, name: string): Promise<number> {
+  const response = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) });
+  const text = await response.text();
+  const line = text.split('\n').find((l) => l.startsWith(`llamacpp:${name} `));
+  const value = Number(line?.split(' ')[1]);
+  if (!Number.isFinite(value)) throw new Error(`llama-server /metrics has no llamacpp:${name}: ${text.slice(0, 300)}`);
+  return value;
+}
+
+export interface RecordingProxy {
+  url: string;
+  /** The JSON bodies of the chat completions sent through it, in order of arrival. */
+  chats: Array<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+/** A pass-through in front of `target` (a llama-server) that keeps the chat requests' bodies: what the pool sent (id_slot, cache_prompt). */
+export async function recordingProxy(target: string): Promise<RecordingProxy> {
+  const chats: Array<Record<string, unknown>> = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (req.method === 'POST' && req.url?.endsWith('/chat/completions'))
+        chats.push(JSON.parse(body.toString()) as Record<string, unknown>);
+      const headers: Record<string, string> = {};
+      if (req.headers['content-type']) headers['content-type'] = req.headers['content-type'];
+      fetch(`${target}${req.url ?? '/'}`, {
+        method: req.method ?? 'GET',
+        headers,
+        ...(req.method === 'GET' || req.method === 'HEAD' ? {} : { body }),
+        signal: AbortSignal.timeout(120_000),
+      })
+        .then(async (answer) => {
+          const payload = Buffer.from(await answer.arrayBuffer());
+          res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' });
+          res.end(payload);
+        })
+        .catch(() => res.destroy());
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    chats,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 /** Polls /health until 200, the process exits, or the deadline passes. */

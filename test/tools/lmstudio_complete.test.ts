@@ -133,9 +133,10 @@ describe('lmstudio_complete', () => {
     });
     expect(textOf(whole)).toMatch(/1 file\(s\) look larger than the model's context/);
     const plain = await collectAll(c, jobIdOf(whole));
-    // Too large even in 8 parts: it fails, and the hint says to chunk it.
+    // Too large even in eighths: it fails at its first eighth, cut into 4 parts by then (that eighth,
+    // the next eighth, a quarter and a half), and the hint says to chunk it.
     expect(plain.results[0]?.error?.code).toBe('CONTEXT_OVERFLOW');
-    expect(plain.results[0]?.value?.split_for_context).toBe(2);
+    expect(plain.results[0]?.value?.split_for_context).toBe(4);
     expect(plain.results[0]?.error?.hint).toMatch(/chunk: true/);
     expect(plain.results[1]?.state).toBe('succeeded');
 
@@ -193,7 +194,7 @@ describe('lmstudio_complete', () => {
     for (const result of failedChunks) {
       expect(result.error?.code).toBe('CONTEXT_OVERFLOW');
       expect(result.error?.message).toMatch(
-        /^Split in two to fit the model's context, part 1 \(big\.txt#1 \[part 1\/2\]\) failed: /,
+        /^Split into \d parts to fit the model's context \(halved 3 times over\); big\.txt#1 \[part 1\/8\] failed: /,
       );
       expect(result.error?.hint).toMatch(/smaller chunk_tokens/);
       expect(result.error?.hint).not.toMatch(/chunk: true/);

@@ -23,7 +23,7 @@ describe('lmstudio_models', () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const config = await testConfig((c) => {
       c.llm.endpoints = [
-        { name: 'gpu1', url: lmstudio.url, concurrency: 4, models: [], flavor: 'lmstudio' },
+        { name: 'gpu1', url: lmstudio.url, concurrency: 4, concurrencyAuto: true, models: [], flavor: 'lmstudio' },
         { name: 'cluster', url: vllm.url, concurrency: 16, models: [], flavor: 'openai' },
         { name: 'gpu2', url: dead, concurrency: 2, models: [], flavor: 'lmstudio' },
       ];
@@ -34,8 +34,10 @@ describe('lmstudio_models', () => {
     const reply = await c.call('lmstudio_models');
     expect(reply.isError).toBeFalsy();
     const text = textOf(reply);
-    expect(text).toContain('gpu1 (lmstudio');
-    expect(text).toContain('qwen3-8b (llm, loaded, context 32768)');
+    // The flavour is what the server said (LM Studio's /api/v1/models), slots and limit from its loaded instance.
+    expect(text).toMatch(/gpu1 \(lmstudio, http:\S+, 4 slot\(s\), 4 at once \[server\], checked \d+ s ago\)/);
+    expect(text).toMatch(/cluster \(openai, http:\S+, 16 at once \[config\]/);
+    expect(text).toContain('qwen3-8b (llm, loaded, context 32768 per slot [server], 4 parallel)');
     expect(text).toContain('llama-70b (llm, not-loaded, max context 131072)');
     expect(text).toContain('nomic-embed (embeddings, not-loaded');
     expect(text).toMatch(/gpu2 .*NOT REACHABLE — ENDPOINT_UNREACHABLE/);
@@ -46,15 +48,31 @@ describe('lmstudio_models', () => {
       ['cluster', true],
       ['gpu2', false],
     ]);
+    expect(structured.endpoints[0]).toMatchObject({
+      flavor: 'lmstudio',
+      slots: { total: 4, source: 'server' },
+      limit: { value: 4, source: 'server' },
+    });
     expect(structured.endpoints[0]?.models).toContainEqual({
       id: 'qwen3-8b',
       type: 'llm',
-      loaded: true,
+      state: 'loaded',
       context_length: 32768,
+      context_source: 'server',
+      parallel: 4,
       max_context_length: 32768,
     });
-    expect(structured.endpoints[1]?.models).toEqual([{ id: 'meta/llama-3' }]);
-    expect(vllm.requests.map((r) => r.path)).toEqual(['/v1/models']);
+    // A plain server tells no context: the one chunks are sized to is the assumed default, and says so.
+    expect(structured.endpoints[1]).toMatchObject({
+      flavor: 'openai',
+      slots: null,
+      limit: { value: 16, source: 'config' },
+    });
+    expect(structured.endpoints[1]?.models).toEqual([
+      { id: 'meta/llama-3', context_length: 4096, context_source: 'default' },
+    ]);
+    expect(structured.endpoints[2]).toMatchObject({ flavor: null, reachable: false });
+    expect(vllm.requests.map((r) => r.path)).toContain('/v1/models');
 
     const one = await c.call('lmstudio_models', { endpoint: 'cluster' });
     expect((one.structuredContent as { endpoints: unknown[] }).endpoints).toHaveLength(1);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/registry.js';
 import { latestRecords } from '../../src/store/records.js';
+import { DashboardData } from '../../src/dashboard/data.js';
 import { LmStudioDouble, type DoubleOptions } from '../fixtures/lmstudio-double.js';
 import { cleanupsAfterEach, fileTree } from '../helpers/cleanup.js';
 import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../helpers/client.js';
@@ -143,6 +144,50 @@ describe('whole-module prompts and map → reduce', () => {
     expect(last).toMatch(/^### merged from \d+ results: files 1\/\d+: mod\/f00\.ts/m);
   });
 
+  it("while the map runs, the reduce job's progress counts the map's tasks (status line, job view, progress, dashboard), not 0/1", async () => {
+    // 12 map prompts, 4 at once, 600 ms each: three waves, time enough to look while the map runs.
+    const double = await startDouble({ latencyMs: 600 });
+    const c = await connect(double.url);
+    const reply = await c.call('lmstudio_complete', {
+      prompts: Array.from({ length: 12 }, (_, i) => ({ id: `q${i}`, prompt: `Question ${i}` })),
+      reduce: { prompt: 'Combine these answers into one.', max_tokens: 20 },
+      max_tokens: 5,
+    });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    const reduceId = jobIdOf(reply);
+
+    const early = await c.call('collect_results', { job_ids: [reduceId], wait_seconds: 0 });
+    const page = early.structuredContent as {
+      jobs: Array<{ upstream_tasks?: { done: number; total: number } }>;
+      next: string;
+    };
+    const up = page.jobs[0]?.upstream_tasks;
+    expect(up?.total, textOf(early)).toBe(12);
+    expect(up?.done).toBeLessThan(12);
+    expect(textOf(early)).toMatch(new RegExp(`^${reduceId} .* — upstream ${up?.done}/12 done, then 0/1 done \\(0 succeeded, 1 queued\\)`));
+    expect(page.next).toMatch(new RegExp(`still running \\(${up?.done}/13 tasks done\\)`));
+
+    // The dashboard's row: the job it runs on, with how far that job is.
+    const dashboard = new DashboardData(c.config.stateDir, () => true);
+    const row = (await dashboard.snapshot(Date.now())).jobs.find((job) => job.id === reduceId);
+    expect(row?.upstream_tasks?.total).toBe(12);
+    expect(row?.upstream_tasks?.done).toBeLessThan(12);
+
+    // Progress while collect_results waits: over the map's 12 tasks and the reduce's one.
+    const progress: Array<{ progress: number; total?: number }> = [];
+    const last = await c.call(
+      'collect_results',
+      { job_ids: [reduceId], wait_seconds: 45 },
+      { onprogress: (p) => progress.push(p) },
+    );
+    expect((last.structuredContent as { done: boolean }).done, textOf(last)).toBe(true);
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((p) => p.total === 13)).toBe(true);
+    expect(progress.some((p) => p.progress > 0 && p.progress < 12), JSON.stringify(progress)).toBe(true);
+    // Once the map is in, the reduce's line says nothing of it.
+    expect(textOf(last)).not.toMatch(/upstream \d+\/12 done/);
+  }, 60_000);
+
   it('a failed map item is named in the reduce input and in the index; the reduce still answers', async () => {
     const double = await startDouble();
     const c = await connect(double.url);
@@ -201,6 +246,45 @@ describe('whole-module prompts and map → reduce', () => {
     const bodies = halves.map((p) => p.slice(p.indexOf('\n') + 1));
     expect(bodies.join('')).toBe(code('big', 1500));
     expect(bodies[0]?.endsWith('\n')).toBe(true);
+  });
+
+  it('a file split three levels deep counts its 8 parts, not the last level’s 2; one too large even so says how far it was cut', async () => {
+    // 300 tokens of context (the double counts 4 characters a token): a quarter of 6,000 bytes is
+    // refused by the server, an eighth fits; 24,000 bytes do not fit even in eighths.
+    const double = await startDouble({ models: [{ id: 'tiny', type: 'llm', state: 'loaded', contextLength: 300 }] });
+    const root = await filesRoot({ 'big.ts': code('big', 6000), 'huge.ts': code('huge', 24_000) });
+    const c = await connect(double.url, (cfg) => {
+      cfg.allowedRoots = [root];
+    });
+    const reply = await c.call('lmstudio_complete', {
+      template: 'Summarise {{path}}:\n{{content}}',
+      files: ['big.ts', 'huge.ts'],
+      max_tokens: 20,
+    });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    const done = await collectDone(c, jobIdOf(reply));
+    const big = done.results.find((r) => r.id === 'big.ts');
+    expect(big?.state, JSON.stringify(big)).toBe('succeeded');
+    expect(big?.value?.split_for_context).toBe(8);
+    const labels = [...String(big?.value?.text).matchAll(/^\[part (\d+) of (\d+): big\.ts \[part (\d+)\/(\d+)\]\]$/gm)];
+    expect(labels.map((m) => `${m[1]}/${m[2]} ${m[3]}/${m[4]}`)).toEqual(
+      [1, 2, 3, 4, 5, 6, 7, 8].map((i) => `${i}/8 ${i}/8`),
+    );
+    // The eighths the server answered are the file, in order.
+    const eighths = double.chatRequests
+      .map((r) => r.prompt ?? '')
+      .filter((p) => p.startsWith('Summarise big.ts') && p.length < 1000);
+    expect(eighths).toHaveLength(8);
+    expect(eighths.map((p) => p.slice(p.indexOf('\n') + 1)).join('')).toBe(code('big', 6000));
+
+    const huge = done.results.find((r) => r.id === 'huge.ts');
+    expect(huge?.state).toBe('failed');
+    expect(huge?.error?.code).toBe('CONTEXT_OVERFLOW');
+    // Its first eighth was refused: it stopped there, cut into that eighth and the 3 parts not asked yet.
+    expect(huge?.value?.split_for_context).toBe(4);
+    expect(huge?.error?.message).toMatch(
+      /^Split into 4 parts to fit the model's context \(halved 3 times over\); huge\.ts \[part 1\/8\] failed: /,
+    );
   });
 });
 

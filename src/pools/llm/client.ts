@@ -1,12 +1,22 @@
 import { buildConnector, Pool, type Dispatcher } from 'undici';
 import { MonitorError } from '../../errors.js';
 import { abandon, headerText, readJson } from './body.js';
-import { answerFromCompletion, parseLmStudioModels, parseOpenAiModels } from './responses.js';
+import { type Probe, probeServer } from './probe.js';
+import { answerFromCompletion } from './responses.js';
 import type { EndpointConfig } from './settings.js';
 import { isStrictCompatible } from './schema.js';
+import type { StreamWatch } from './stall.js';
 import { readChatStream } from './stream.js';
 import type { ChatAnswer, ChatParams, ModelInfo } from './types.js';
-import { CLOSED_CODES, errorCodeOf, transportError, UpstreamAnswerError, type UpstreamContext } from './upstream.js';
+import type { ServerFlavor } from './server-facts.js';
+import {
+  BusyError,
+  CLOSED_CODES,
+  errorCodeOf,
+  transportError,
+  UpstreamAnswerError,
+  type UpstreamContext,
+} from './upstream.js';
 
 export interface EndpointClientOptions {
   endpoint: EndpointConfig;
@@ -24,6 +34,8 @@ export interface ChatCallOptions {
   signal: AbortSignal;
   /** Overrides requestTimeoutMs for this call. */
   timeoutMs?: number;
+  /** Told when a streamed request starts and as its events come (stall.ts); a non-streamed one only disarms it. */
+  watch?: StreamWatch | undefined;
 }
 
 /**
@@ -49,6 +61,8 @@ export class EndpointClient {
   private closed = false;
   /** Connections opened so far: a request during which none opened ran on a reused one. */
   private connects = 0;
+  /** What the server turned out to be on its last probe (probe.ts); until then, what the config says. */
+  detected: ServerFlavor | undefined;
 
   constructor(options: EndpointClientOptions) {
     this.endpoint = options.endpoint;
@@ -73,6 +87,11 @@ export class EndpointClient {
     return this.token !== undefined;
   }
 
+  /** The server's flavour as last detected, else the configured one (a port-1234 guess until it answers). */
+  get flavor(): ServerFlavor {
+    return this.detected ?? (this.endpoint.flavor === 'lmstudio' ? 'lmstudio' : 'openai');
+  }
+
   /** Created on first use, so building the server does no I/O and holds no sockets; never again after close(). */
   private get pool(): Dispatcher {
     if (this.closed)
@@ -83,7 +102,8 @@ export class EndpointClient {
     if (!this.dispatcher) {
       const connector = buildConnector({ timeout: Math.min(10_000, this.requestTimeoutMs) });
       this.dispatcher = new Pool(this.origin, {
-        connections: this.endpoint.concurrency + 1,
+        // One spare for model lists and probes; with no cap set, the router (the server's slots) bounds it.
+        connections: this.endpoint.concurrencyAuto ? null : this.endpoint.concurrency + 1,
         pipelining: 1,
         keepAliveTimeout: 30_000,
         keepAliveMaxTimeout: 600_000,
@@ -163,8 +183,9 @@ export class EndpointClient {
   async chat(params: ChatParams, options: ChatCallOptions): Promise<ChatAnswer> {
     const ctx = this.context(params.model);
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
-    const body = chatRequestBody(params, this.stream, this.endpoint.flavor);
+    const body = chatRequestBody(params, this.stream, this.flavor);
     const started = performance.now();
+    if (this.stream) options.watch?.arm();
     const response = await this.send(
       'POST',
       '/v1/chat/completions',
@@ -176,51 +197,50 @@ export class EndpointClient {
     );
     const contentType = headerText(response.headers['content-type']) ?? '';
     if (this.stream && response.statusCode === 200 && contentType.includes('text/event-stream')) {
-      return readChatStream(response, ctx, options.signal, started, params.model);
+      return readChatStream(response, ctx, options.signal, started, params.model, options.watch);
     }
+    // A JSON answer (an error, or a server that does not stream) says nothing until it is whole.
+    options.watch?.disarm();
     const json = await readJson(response, ctx, options.signal);
     return answerFromCompletion(json, params.model, performance.now() - started, this.name, response.statusCode);
   }
 
   /**
-   * The models this endpoint serves: LM Studio's `/api/v0/models` (type, state, context), else (or
-   * when that answers without a list) `/v1/models`.
+   * GET `path` for a probe (probe.ts): its JSON, or undefined where the server has no such route
+   * (404, an error answer, a body that is not JSON). Connection failures, refused tokens, timeouts
+   * and busy answers reject: they say nothing about which server this is.
    */
-  async models(signal: AbortSignal, timeoutMs = Math.min(this.requestTimeoutMs, 10_000)): Promise<ModelInfo[]> {
+  async probe(path: string, signal: AbortSignal, timeoutMs: number, strict = false): Promise<unknown> {
     const ctx = this.context();
-    if (this.endpoint.flavor === 'lmstudio') {
-      const response = await this.send('GET', '/api/v0/models', undefined, ctx, signal, timeoutMs);
-      if (response.statusCode !== 404) {
-        try {
-          const models = parseLmStudioModels(await readJson(response, ctx, signal));
-          if (models !== undefined) return models;
-        } catch (error) {
-          // Older builds or an LM Studio-flavoured config pointing elsewhere: fall back to /v1.
-          if (
-            !(error instanceof MonitorError) ||
-            error.code === 'AUTH_REQUIRED' ||
-            error.code === 'ENDPOINT_UNREACHABLE'
-          )
-            throw error;
-        }
-      } else {
-        abandon(response.body);
-      }
+    const response = await this.send('GET', path, undefined, ctx, signal, timeoutMs);
+    if (strict) return readJson(response, ctx, signal);
+    if (response.statusCode === 404) {
+      abandon(response.body);
+      return undefined;
     }
-    const response = await this.send('GET', '/v1/models', undefined, ctx, signal, timeoutMs);
-    const json = await readJson(response, ctx, signal);
-    const models = parseOpenAiModels(json);
-    if (models === undefined) {
-      throw new UpstreamAnswerError(
-        'UPSTREAM_ERROR',
-        `Endpoint ${this.name} answered /v1/models without a model list: ${JSON.stringify(json).slice(0, 200)}`,
-        response.statusCode,
-        {
-          hint: 'Check that the endpoint URL points at an OpenAI-compatible server (base address, without /v1).',
-        },
-      );
+    try {
+      return await readJson(response, ctx, signal);
+    } catch (error) {
+      if (signal.aborted || !(error instanceof MonitorError) || error instanceof BusyError) throw error;
+      if (['AUTH_REQUIRED', 'ENDPOINT_UNREACHABLE', 'TIMEOUT'].includes(error.code)) throw error;
+      return undefined;
     }
-    return models;
+  }
+
+  /** What the server is and serves (probe.ts); remembers the flavour for the next probe and for requests. */
+  async discover(signal: AbortSignal, timeoutMs = Math.min(this.requestTimeoutMs, 10_000)): Promise<Probe> {
+    const found = await probeServer(
+      (path, strict) => this.probe(path, signal, timeoutMs, strict),
+      this.name,
+      this.detected,
+    );
+    this.detected = found.facts.flavor;
+    return found;
+  }
+
+  /** The models this endpoint serves (see discover). */
+  async models(signal: AbortSignal, timeoutMs?: number): Promise<ModelInfo[]> {
+    return (await this.discover(signal, timeoutMs)).models;
   }
 
   /**
@@ -229,7 +249,8 @@ export class EndpointClient {
    * (LM Studio's REST API has no such route) or does not answer in time.
    */
   async countTokens(text: string, model: string, signal: AbortSignal, timeoutMs = 5000): Promise<number | undefined> {
-    if (this.endpoint.flavor === 'lmstudio') return undefined;
+    // LM Studio's REST API and Ollama have no such route.
+    if (this.flavor === 'lmstudio' || this.flavor === 'ollama') return undefined;
     const ctx = this.context(model);
     try {
       const response = await this.send(
@@ -260,14 +281,23 @@ export class EndpointClient {
     this.dispatcher = undefined;
     if (dispatcher && this.ownsDispatcher) await dispatcher.destroy().catch(() => undefined);
   }
+
+  /** POST a JSON body (model load/unload, lifecycle.ts): the JSON answer, any error answer as a MonitorError. */
+  async postJson(
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+    timeoutMs: number,
+    model?: string,
+  ): Promise<unknown> {
+    const ctx = this.context(model);
+    const response = await this.send('POST', path, body, ctx, signal, timeoutMs);
+    return readJson(response, ctx, signal);
+  }
 }
 
 /** The body of one `/v1/chat/completions` request. */
-function chatRequestBody(
-  params: ChatParams,
-  stream: boolean,
-  flavor: EndpointConfig['flavor'],
-): Record<string, unknown> {
+function chatRequestBody(params: ChatParams, stream: boolean, flavor: ServerFlavor): Record<string, unknown> {
   const body: Record<string, unknown> = { model: params.model, messages: params.messages, stream };
   if (stream) body.stream_options = { include_usage: true };
   if (params.temperature !== undefined) body.temperature = params.temperature;
@@ -286,6 +316,11 @@ function chatRequestBody(
       type: 'json_schema',
       json_schema: { name: 'result', ...(strict ? { strict: true } : {}), schema: params.jsonSchema },
     };
+  }
+  // llama-server's own fields: keep the prompt in the slot's cache, and the slot that holds its prefix.
+  if (flavor === 'llama-server' && params.prefixCache !== undefined) {
+    body.cache_prompt = true;
+    if (params.prefixCache.slot !== undefined) body.id_slot = params.prefixCache.slot;
   }
   return body;
 }

@@ -27,6 +27,8 @@ export interface Completion {
   /** When this task stops waiting for its endpoints to come back (set at its first outage, on endpoints.now's clock). */
   outageUntil?: number;
   lastEndpoint?: string;
+  /** Where a request of this task went silent (stall.ts): it has had its one stall retry. */
+  stalledOn?: string;
 }
 
 /** A task's first attempt, nothing spent yet. */

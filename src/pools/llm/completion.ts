@@ -6,6 +6,9 @@ import { Deadline } from './deadline.js';
 import { DOWN_FOR_MS, type Endpoints } from './endpoints.js';
 import { LlmError } from './errors.js';
 import { judge, type JudgeDeps } from './judge.js';
+import type { Lease } from './router.js';
+import { conversationKey, PrefixSlots, type SlotChoice } from './slots.js';
+import { type StallBoard, stalledError, StallWatch } from './stall.js';
 import type { ChatAnswer, ChatMessage, ChatParams, LlmJobOptions, ToolSpec } from './types.js';
 import {
   answeredStatus,
@@ -25,6 +28,14 @@ export interface RequestExtras {
   settle?: Settle | undefined;
   /** Errors not worth a retry for this request (a server refusing `tools`: the caller changes the request instead). */
   final?: ((error: unknown) => boolean) | undefined;
+  /** What this request shares with others (slots.ts); by default its conversation but the last message, when long. */
+  prefixKey?: string | undefined;
+}
+
+/** How long a streamed answer may be silent (0 = no limit), and where the endpoint cards read the silences. */
+export interface StallDeps {
+  stallMs?: number | undefined;
+  stallBoard?: StallBoard | undefined;
 }
 
 /** Backoff between retries of one prompt: short, since a local server recovers fast; its Retry-After wins up to 30 s (a longer one fails at once). */
@@ -39,11 +50,15 @@ export class Completer {
   private readonly endpoints: Endpoints;
   private readonly policy: RetryPolicy;
   private readonly judgeDeps: JudgeDeps;
+  private readonly stalls: StallDeps;
+  private readonly slots: PrefixSlots;
 
-  constructor(deps: JudgeDeps & { maxRetries: number }) {
+  constructor(deps: JudgeDeps & { maxRetries: number } & StallDeps) {
     this.endpoints = deps.endpoints;
     this.policy = { maxRetries: deps.maxRetries, ...LLM_BACKOFF };
     this.judgeDeps = { endpoints: deps.endpoints, schemas: deps.schemas, maxInlineChars: deps.maxInlineChars };
+    this.stalls = { stallMs: deps.stallMs, stallBoard: deps.stallBoard };
+    this.slots = new PrefixSlots(deps.endpoints, deps.endpoints.settings.prefixReuse);
   }
 
   /** Asks the model `messages` until an answer or a final failure: routing, failover, retries, schema checks. */
@@ -145,11 +160,25 @@ export class Completer {
       run.excluded.clear();
       choices = candidates;
     }
-    const lease = await this.endpoints.router.acquire(choices, task.signal);
-    run.lastEndpoint = lease.endpoint;
-    const sent = await this.send(run, lease.endpoint, found.served[lease.endpoint] ?? options.model, extras, () =>
-      lease.release(),
+    // A prefix's requests beyond its slots wait before the router, holding no lease another prefix could use.
+    const turn = await this.slots.enter(
+      extras.prefixKey ?? conversationKey(options.model, run.conversation),
+      choices,
+      task.signal,
     );
+    let lease: Lease;
+    try {
+      lease = await this.endpoints.router.acquire(choices, task.signal);
+    } catch (error) {
+      turn.release();
+      throw error;
+    }
+    run.lastEndpoint = lease.endpoint;
+    const model = found.served[lease.endpoint] ?? options.model;
+    const sent = await this.send(run, lease.endpoint, model, extras, turn.on(lease.endpoint), () => {
+      lease.release();
+      turn.release();
+    });
     if (sent.answer === undefined) {
       if (task.signal.aborted) throw task.signal.reason;
       if (answeredStatus(sent.error) !== undefined) this.endpoints.noteReachable(lease.endpoint);
@@ -166,13 +195,20 @@ export class Completer {
     endpoint: string,
     model: string,
     extras: RequestExtras,
+    prefixCache: SlotChoice | undefined,
     release: () => void,
   ): Promise<{ answer: ChatAnswer; error?: undefined } | { answer?: undefined; error: unknown }> {
     const { task, options } = run;
     const timeoutMs = options.timeout_seconds * 1000;
+    const watch = new StallWatch({
+      endpoint,
+      stallMs: this.stalls.stallMs ?? 0,
+      note: task.note,
+      board: this.stalls.stallBoard,
+    });
     const deadline = new Deadline(
       timeoutMs,
-      [task.signal],
+      [task.signal, watch.signal],
       () =>
         new MonitorError('TIMEOUT', `No complete answer from ${endpoint} within ${options.timeout_seconds} s.`, {
           hint: 'Raise timeout_seconds, lower max_tokens, or send less per prompt.',
@@ -187,11 +223,14 @@ export class Completer {
       if (options.seed !== undefined) params.seed = options.seed;
       if (options.json_schema !== undefined) params.jsonSchema = options.json_schema;
       if (extras.tools !== undefined && extras.tools.length > 0) params.tools = extras.tools;
-      return { answer: await this.endpoints.client(endpoint).chat(params, { signal: deadline.signal, timeoutMs }) };
+      if (prefixCache !== undefined) params.prefixCache = prefixCache;
+      const client = this.endpoints.client(endpoint);
+      return { answer: await client.chat(params, { signal: deadline.signal, timeoutMs, watch }) };
     } catch (caught) {
       return { error: deadline.expired ? deadline.signal.reason : caught };
     } finally {
       // The slot is free before anything else happens (backoff, failover, reading a model list).
+      watch.clear();
       deadline.clear();
       release();
     }
@@ -207,6 +246,7 @@ export class Completer {
     candidates: readonly string[],
     error: unknown,
   ): Promise<Outcome> {
+    if (isMonitorError(error) && error.code === 'STALLED') return this.afterStall(run, endpoint, candidates);
     if (isConnectionFailure(error)) {
       this.endpoints.router.markDown(endpoint, DOWN_FOR_MS);
       run.excluded.add(endpoint);
@@ -223,5 +263,23 @@ export class Completer {
     if (isMonitorError(error) && error.code === 'MODEL_NOT_FOUND')
       return { kind: 'retry', error: await this.endpoints.explainUnknownModel(endpoint, error, run.task.signal) };
     return { kind: 'retry', error };
+  }
+
+  /**
+   * A request that went silent: sent again at once, once per prompt, and not out of maxRetries (a
+   * hung slot says nothing of the prompt), to another endpoint serving the model when there is one
+   * (else the same, where another slot takes it); a second stall fails the prompt STALLED.
+   */
+  private afterStall(run: Completion, endpoint: string, candidates: readonly string[]): Outcome {
+    const seconds = (this.stalls.stallMs ?? 0) / 1000;
+    const where = `task ${run.task.index} of ${run.task.jobId}: no token from ${endpoint} for ${seconds} s`;
+    if (run.stalledOn !== undefined) {
+      this.endpoints.log.warn(`${where} again, failing it STALLED`);
+      return { kind: 'fail', error: stalledError(endpoint, seconds, run.stalledOn) };
+    }
+    run.stalledOn = endpoint;
+    if (candidates.some((e) => e !== endpoint)) run.excluded.add(endpoint);
+    this.endpoints.log.warn(`${where}, aborted and sent again`);
+    return { kind: 'failover' };
   }
 }

@@ -13,8 +13,10 @@ import { PromptUsage } from './prompt-usage.js';
 import { raceSignal } from './race.js';
 import { type Candidates, ModelResolver, type ResolvedModel } from './resolve.js';
 import { Router } from './router.js';
+import type { ServerFacts, ServerFlavor, SlotFacts } from './server-facts.js';
 import type { EndpointConfig, LlmSettings } from './settings.js';
 import type { ModelInfo } from './types.js';
+import { type EndpointReport, type LimitSource, reportOf } from './endpoint-report.js';
 import { withModelList } from './upstream.js';
 
 export interface EndpointsDeps {
@@ -26,25 +28,9 @@ export interface EndpointsDeps {
   outageWaitMs?: number;
 }
 
-/** One endpoint as lmstudio_models and doctor show it. */
-export interface EndpointReport {
-  name: string;
-  url: string;
-  flavor: EndpointConfig['flavor'];
-  concurrency: number;
-  /** An HTTP answer came back (a 401 counts: the server is there, it refused). */
-  reachable: boolean;
-  /** Why the model list could not be read (unreachable, or the server's error answer). */
-  error?: TaskError;
-  /** Set when the config pins the models this endpoint may serve. */
-  configuredModels?: string[];
-  models: ModelInfo[];
-  /** Requests in flight now, and the most seen at once since the server started. */
-  active: number;
-  peak: number;
-  tokenEnv?: string;
-  tokenSet: boolean;
-}
+/** How old a live card's probe may be while the endpoint works, and while it is idle. */
+const LIVE_PROBE_BUSY_MS = 10_000;
+const LIVE_PROBE_IDLE_MS = 60_000;
 
 /** How long an endpoint that refused a connection is avoided while another serves the model. */
 export const DOWN_FOR_MS = 5_000;
@@ -70,6 +56,8 @@ export class Endpoints {
   private readonly usage = new PromptUsage();
   private readonly warming = new Map<string, Promise<void>>();
   private readonly lifetime = new AbortController();
+  /** Where each endpoint's limit came from: its server's slots, the user, or the default before either. */
+  private readonly limitSources = new Map<string, LimitSource>();
 
   constructor(settings: LlmSettings, deps: EndpointsDeps) {
     this.settings = settings;
@@ -96,6 +84,7 @@ export class Endpoints {
       now: this.now,
       lifetime: this.lifetime.signal,
       onAnswer: (name) => this.noteReachable(name),
+      onFacts: (name, facts) => this.followServer(name, facts),
     });
     this.resolver = new ModelResolver(settings, this.lists);
     this.outages = new Outages({
@@ -135,6 +124,16 @@ export class Endpoints {
   /** Which model a job uses, and where (see ModelResolver.resolveModel). */
   resolveModel(requested: string | undefined, signal?: AbortSignal): Promise<ResolvedModel> {
     return this.resolver.resolveModel(requested, signal);
+  }
+
+  /** What the server at `name` turned out to be (undefined until it answered a probe). */
+  serverFlavor(name: string): ServerFlavor | undefined {
+    return this.lists.latest(name)?.facts?.flavor;
+  }
+
+  /** Parallel slots the server at `name` reported on its last probe (undefined where it tells none). */
+  slotsOf(name: string): SlotFacts | undefined {
+    return this.lists.latest(name)?.facts?.slots;
   }
 
   /** Smallest known context length of `model` among `endpoints` (from the cached lists). */
@@ -179,10 +178,18 @@ export class Endpoints {
 
   /** Each endpoint as it is now, for the live dashboard (see live-figures.ts). */
   liveCards(): LiveCard[] {
+    const now = this.now();
+    for (const name of this.endpointNames) {
+      const last = this.lists.latest(name);
+      const working = (this.router.stats(name)?.active ?? 0) > 0 || this.router.waitingFor(name) > 0;
+      // The card probes by itself: often while work runs, now and then while idle (a probe shows in the server's log).
+      if (!last || now - last.at > (working ? LIVE_PROBE_BUSY_MS : LIVE_PROBE_IDLE_MS)) void this.lists.refresh(name);
+    }
     return endpointLiveCards(this.settings.endpoints, {
       router: this.router,
       rates: this.rates,
-      models: (name) => this.lists.latest(name)?.models ?? [],
+      latest: (name) => this.lists.latest(name),
+      now,
       isAway: (name) => this.outages.isAway(name),
     });
   }
@@ -197,28 +204,46 @@ export class Endpoints {
     return this.usage.bytesPerToken(name, model);
   }
 
-  /** Every endpoint: reachable or not (why), its models, and how busy it is. */
+  /** Every endpoint as its server says it is now (asked now): flavour, slots, models, how busy, and where each figure came from. */
   async report(signal?: AbortSignal): Promise<EndpointReport[]> {
     return Promise.all(
-      this.settings.endpoints.map(async (endpoint) => {
-        const found = await this.discover(endpoint.name, 'fresh', signal);
-        const stats = this.router.stats(endpoint.name);
-        const report: EndpointReport = {
-          name: endpoint.name,
-          url: endpoint.url,
-          flavor: endpoint.flavor,
-          concurrency: endpoint.concurrency,
-          reachable: found.error ? found.answered : true,
-          models: found.error ? [] : (found.models ?? []),
-          active: stats?.active ?? 0,
-          peak: stats?.peak ?? 0,
+      this.settings.endpoints.map(async (endpoint) =>
+        reportOf(endpoint, await this.discover(endpoint.name, 'fresh', signal), {
+          stats: this.router.stats(endpoint.name),
+          limitSource: this.limitSourceOf(endpoint.name),
           tokenSet: this.client(endpoint.name).hasToken,
-        };
-        if (found.error) report.error = toTaskError(found.error);
-        if (endpoint.models.length > 0) report.configuredModels = [...endpoint.models];
-        if (endpoint.apiKeyEnv) report.tokenEnv = endpoint.apiKeyEnv;
-        return report;
-      }),
+        }),
+      ),
+    );
+  }
+
+  /** Where `name`'s limit came from (see followServer). */
+  limitSourceOf(name: string): LimitSource {
+    const endpoint = this.settings.endpoints.find((e) => e.name === name);
+    return this.limitSources.get(name) ?? (endpoint?.concurrencyAuto ? 'default' : 'config');
+  }
+
+  /**
+   * The router's limit on `name` follows its server: as many at once as it has slots when the
+   * user set no concurrency, else the user's figure capped at the slots. A server that tells no
+   * slots keeps the user's figure, or the default.
+   */
+  private followServer(name: string, facts: ServerFacts): void {
+    const endpoint = this.settings.endpoints.find((e) => e.name === name);
+    if (!endpoint) return;
+    const slots = facts.slots?.total;
+    let limit = endpoint.concurrency;
+    let source: LimitSource = endpoint.concurrencyAuto ? 'default' : 'config';
+    if (slots !== undefined && (endpoint.concurrencyAuto || slots < endpoint.concurrency)) {
+      limit = slots;
+      source = 'server';
+    }
+    const before = this.router.stats(name)?.limit;
+    this.limitSources.set(name, source);
+    if (before === limit) return;
+    this.router.setLimit(name, limit);
+    this.log.info(
+      `endpoint ${name} (${facts.flavor}): ${limit} request(s) at once${source === 'server' ? `, the ${slots} slot(s) its server reports` : ''}${!endpoint.concurrencyAuto && source === 'server' ? ` (below the configured ${endpoint.concurrency})` : ''}`,
     );
   }
 
@@ -231,7 +256,7 @@ export class Endpoints {
     const { endpoints, served } = await this.candidatesFor(model, 'cached', signal);
     await Promise.all(
       endpoints
-        .filter((name) => this.client(name).endpoint.flavor === 'lmstudio')
+        .filter((name) => this.client(name).flavor === 'lmstudio')
         .map((name) => {
           const id = served[name] ?? model;
           const key = `${name}\0${id}`;

@@ -13,6 +13,8 @@ export interface UpstreamErrorBody {
   type?: string;
   code?: string;
   param?: string;
+  /** The context the request overflowed, where the server says (llama-server's `n_ctx`: the slot's). */
+  contextTokens?: number;
 }
 
 // Loose on purpose: a field of an unexpected type is dropped, never fatal.
@@ -23,6 +25,7 @@ const errorFieldsSchema = z.looseObject({
   type: optionalText,
   code: optionalCode,
   param: optionalText,
+  n_ctx: z.number().int().positive().optional().catch(undefined),
 });
 const fastApiIssueSchema = z.looseObject({ msg: z.string() });
 const errorEnvelopeSchema = z.looseObject({
@@ -36,6 +39,7 @@ function fields(source: z.infer<typeof errorFieldsSchema>, message: string): Ups
   if (source.type !== undefined) out.type = source.type;
   if (source.code !== undefined) out.code = source.code;
   if (source.param !== undefined) out.param = source.param;
+  if (source.n_ctx !== undefined) out.contextTokens = source.n_ctx;
   return out;
 }
 
@@ -76,6 +80,7 @@ interface ErrorAnswer {
   type: string;
   code: string;
   param: string | undefined;
+  contextTokens: number | undefined;
   statusText: string;
   ctx: UpstreamContext;
 }
@@ -96,6 +101,7 @@ export function upstreamError(
     type: (body.type ?? '').toLowerCase(),
     code: (body.code ?? '').toLowerCase(),
     param: body.param,
+    contextTokens: body.contextTokens,
     statusText: status === 200 ? 'status 200 carrying an error' : `HTTP ${status}`,
     ctx,
   };
@@ -166,11 +172,15 @@ function requestError(answer: ErrorAnswer): UpstreamAnswerError | undefined {
       lower,
     )
   ) {
+    // llama-server's own shape: its context is per slot and set when it starts, not per model load.
+    const llama = type === 'exceed_context_size_error';
     return answerError(
       answer,
       'CONTEXT_OVERFLOW',
       `The prompt does not fit the model's context on ${where}: ${text}`,
-      'Send less per prompt: for files pass chunk: true (or chunk_tokens) so each file is split into chunks, shorten the template, lower max_tokens, or load the model with a larger context length.',
+      llama
+        ? `Send less per prompt: for files pass chunk: true (or chunk_tokens) so each file is split into chunks, or shorten the template; or ${llamaLargerContext(answer.contextTokens)}.`
+        : 'Send less per prompt: for files pass chunk: true (or chunk_tokens) so each file is split into chunks, shorten the template, lower max_tokens, or load the model with a larger context length.',
     );
   }
   if (/unexpected endpoint or method/.test(lower)) {
@@ -182,6 +192,23 @@ function requestError(answer: ErrorAnswer): UpstreamAnswerError | undefined {
     );
   }
   return undefined;
+}
+
+/** How to make llama-server's context larger: each slot holds `-c` / `--parallel` tokens, fixed at start. */
+function llamaLargerContext(slotTokens: number | undefined): string {
+  const holds = slotTokens === undefined ? '' : ` (this slot holds ${slotTokens} tokens)`;
+  return `give each slot more context: llama-server splits its total context -c evenly across its --parallel slots${holds}, so restart it with a larger -c or a smaller --parallel`;
+}
+
+/**
+ * The way to a larger context an overflow hint from here names, for a hint written over it (a chunk's,
+ * a pack's): llama-server's own flags when the server was one, else loading the model larger.
+ */
+export function largerContextIn(hint: string | undefined): string {
+  return (
+    /give each slot more context: llama-server .*? a smaller --parallel/.exec(hint ?? '')?.[0] ??
+    'load the model with a larger context length'
+  );
 }
 
 /** The server's own trouble: busy (retried), a failed load, a crash, a bare 500 (retried once), or anything else. */

@@ -11,6 +11,7 @@ export const LLM_ERROR_CODES = [
   'SCHEMA_INVALID',
   'UPSTREAM_ERROR',
   'RESPONSE_TOO_LARGE',
+  'STALLED',
 ] as const;
 export type LlmErrorCode = (typeof LLM_ERROR_CODES)[number];
 

@@ -1,18 +1,22 @@
 import type { CoreConfig } from '../../config/core.js';
 import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
-import { type EndpointReport, Endpoints } from './endpoints.js';
+import type { EndpointReport } from './endpoint-report.js';
+import { Endpoints } from './endpoints.js';
 import { modelMatches } from './models.js';
 import { LLM_ERROR_CODES } from './errors.js';
+import { changeModel, type ModelChange, type ModelChangeResult } from './lifecycle.js';
 import { type InvestigateRequest, planInvestigation } from './agent/plan.js';
 import { type LlmJobPlan, type LlmJobRequest, type LlmPlanContext, planLlmJob } from './plan.js';
 import { LLM_KIND, LlmPool } from './pool.js';
 import { SchemaValidator } from './schema.js';
+import { StallBoard } from './stall.js';
 import { LLM_SETTINGS, type LlmConfig } from './settings.js';
 import { llmTotals } from './totals.js';
 
 // What the kind's tools use, from here: tools never import a kind's insides.
-export type { EndpointReport } from './endpoints.js';
+export type { EndpointReport, ReportedModel } from './endpoint-report.js';
 export type { ModelInfo } from './types.js';
+export type { ModelChange, ModelChangeResult } from './lifecycle.js';
 export type { InvestigateRequest } from './agent/plan.js';
 export type { ChecksRequest } from './checks/plan.js';
 export { DEFAULT_MAX_STEPS, MOST_STEPS } from './agent/types.js';
@@ -25,6 +29,8 @@ export interface LlmServices {
   investigate(request: InvestigateRequest, signal: AbortSignal): Promise<LlmJobPlan>;
   /** Every endpoint: reachable or not (why), its models, how busy it is. */
   report(signal: AbortSignal): Promise<EndpointReport[]>;
+  /** Loads or unloads a model on the endpoint(s) serving it (lifecycle.ts). */
+  changeModel(change: ModelChange, signal: AbortSignal): Promise<ModelChangeResult[]>;
   readonly endpointNames: readonly string[];
   /** The model a request without `model` gets, when the user set one. */
   readonly defaultModel: string | undefined;
@@ -49,7 +55,7 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
   secretEnv: (config) => config.llm.endpoints.flatMap((e) => (e.apiKeyEnv === undefined ? [] : [e.apiKeyEnv])),
   create(config, deps) {
     const settings = config.llm;
-    const { endpoints, schemas, pool } = createLlmParts(config, deps);
+    const { endpoints, schemas, pool, stallBoard } = createLlmParts(config, deps);
     const planContext = (signal: AbortSignal): LlmPlanContext => ({
       settings,
       allowedRoots: config.allowedRoots,
@@ -61,11 +67,12 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
     });
     return {
       pool,
-      live: () => endpoints.liveCards(),
+      live: () => stallBoard.withNotes(endpoints.liveCards()),
       services: {
         plan: (request, signal) => planLlmJob(request, planContext(signal)),
         investigate: (request, signal) => planInvestigation(request, planContext(signal)),
         report: (signal) => endpoints.report(signal),
+        changeModel: (change, signal) => changeModel(endpoints, change, signal),
         endpointNames: endpoints.endpointNames,
         defaultModel: settings.defaultModel,
       },
@@ -86,10 +93,11 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
 export function createLlmParts(
   config: CoreConfig & LlmConfig,
   deps: Pick<KindDeps, 'log' | 'env'> & Partial<Pick<KindDeps, 'lent'>> & { now?: () => number; outageWaitMs?: number },
-): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool } {
+): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool; stallBoard: StallBoard } {
   const settings = config.llm;
   const endpoints = new Endpoints(settings, deps);
   const schemas = new SchemaValidator();
+  const stallBoard = new StallBoard(settings.stallSeconds * 1000);
   const pool = new LlmPool({
     endpoints,
     schemas,
@@ -99,8 +107,10 @@ export function createLlmParts(
     maxFileBytes: settings.maxFileBytes,
     maxInlineChars: settings.maxInlineChars,
     lent: deps.lent ?? {},
+    stallMs: settings.stallSeconds * 1000,
+    stallBoard,
   });
-  return { endpoints, schemas, pool };
+  return { endpoints, schemas, pool, stallBoard };
 }
 
 /** `doctor`: every endpoint (reachable, models, loaded), and the default model. */
@@ -127,7 +137,7 @@ async function checkEndpoints(
 }
 
 function checkEndpoint(endpoint: EndpointReport, report: DoctorReport): void {
-  const where = `${endpoint.name} (${endpoint.flavor}, ${endpoint.url}, concurrency ${endpoint.concurrency})`;
+  const where = `${endpoint.name} (${endpoint.flavor ?? 'not identified'}, ${endpoint.url}, ${endpoint.slots ? `${endpoint.slots.total} slot(s), ` : ''}${endpoint.limit} at once)`;
   if (endpoint.error || !endpoint.reachable) {
     const code = endpoint.error?.code ?? 'ERROR';
     const message = endpoint.error?.message ?? 'no answer';

@@ -3,6 +3,7 @@ import type { EndpointClient } from './client.js';
 import { Deadline } from './deadline.js';
 import { LlmError } from './errors.js';
 import { raceSignal } from './race.js';
+import type { ServerFacts } from './server-facts.js';
 import type { ModelInfo } from './types.js';
 import { answeredStatus } from './upstream.js';
 
@@ -12,6 +13,8 @@ export interface Discovery {
   at: number;
   /** The last list read successfully; kept when a later refresh fails. */
   models?: ModelInfo[];
+  /** What the server said about itself (flavour, slots) with that list. */
+  facts?: ServerFacts;
   /** Set when the last refresh failed. */
   error?: MonitorError<string>;
   /** The last refresh got an HTTP answer (even an error answer). */
@@ -31,6 +34,8 @@ export interface ModelListsDeps {
   lifetime: AbortSignal;
   /** The endpoint answered (its list, or an error answer): it is there. */
   onAnswer(name: string): void;
+  /** A probe read what the server is (flavour, slots): the router's limit follows it. */
+  onFacts?(name: string, facts: ServerFacts, models: readonly ModelInfo[]): void;
 }
 
 /**
@@ -86,9 +91,9 @@ export class ModelLists {
         }),
     );
     const promise: Promise<Discovery> = client
-      .models(deadline.signal)
+      .discover(deadline.signal)
       .then(
-        (models): Discovery => ({ at: this.deps.now(), models, answered: true }),
+        ({ models, facts }): Discovery => ({ at: this.deps.now(), models, facts, answered: true }),
         (error: unknown) => this.failed(name, generation, error),
       )
       .then((result) => {
@@ -96,6 +101,7 @@ export class ModelLists {
         if (this.generationOf(name) === generation) this.lists.set(name, result);
         if (this.pending.get(name)?.promise === promise) this.pending.delete(name);
         if (!result.error || result.answered) this.deps.onAnswer(name);
+        if (result.facts && !result.error) this.deps.onFacts?.(name, result.facts, result.models ?? []);
         return result;
       });
     this.pending.set(name, { generation, promise });
@@ -112,6 +118,8 @@ export class ModelLists {
             retryable: true,
           });
     const failed: Discovery = { at: this.deps.now(), error: mapped, answered: answeredStatus(mapped) !== undefined };
+    const before = this.lists.get(name)?.facts;
+    if (before && this.generationOf(name) === generation) failed.facts = before;
     // A failed refresh keeps the last good list: one hiccup must not fail a batch while the server is up.
     const previous = this.lists.get(name)?.models;
     if (previous && this.generationOf(name) === generation) failed.models = previous;

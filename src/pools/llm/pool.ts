@@ -8,13 +8,21 @@ import { wholeOutput } from '../../store/result.js';
 import { shortLabel } from '../kind.js';
 import { keepText } from './answer-files.js';
 import { Completer } from './completion.js';
-import { MAX_SPLIT_DEPTH, splitForContext } from './context-split.js';
+import { askInParts, type SplitOutcome, splitFailure, splitForContext } from './context-split.js';
 import type { Endpoints } from './endpoints.js';
-import { buildMessages, describeInput, overflowHint, type PromptInput, type PromptSources } from './prompt.js';
+import {
+  buildMessages,
+  describeInput,
+  overflowHint,
+  prefixKeyOf,
+  type PromptInput,
+  type PromptSources,
+} from './prompt.js';
 import { type Ask as ReduceAsk, piecesOf, treeReduce } from './reduce.js';
 import type { SchemaValidator } from './schema.js';
+import type { StallBoard } from './stall.js';
 import { jobOptions, taskInput } from './stored.js';
-import type { ChatMessage, LlmJobOptions, LlmTaskInput, ReduceTaskInput, TemplateTaskInput } from './types.js';
+import type { ChatMessage, LlmJobOptions, LlmTaskInput, ReduceTaskInput } from './types.js';
 import { sumUsage } from './usage.js';
 import { type Ask, type Asker, verifyAnswer } from './checks/verify.js';
 
@@ -31,6 +39,9 @@ export interface LlmPoolOptions {
   maxInlineChars: number;
   /** What other kinds lend (the warm outline worker for the agents), filled by the wiring. */
   lent?: LentServices;
+  /** Longest silence of a streamed answer (0 = none) and where the endpoint cards read silences (stall.ts). */
+  stallMs?: number;
+  stallBoard?: StallBoard;
 }
 
 /**
@@ -61,6 +72,7 @@ export class LlmPool implements Pool {
       pathRules: options.pathRules,
       maxFileBytes: options.maxFileBytes,
       contextLength: (model) => this.endpoints.contextLength(model),
+      prefixFirst: this.endpoints.settings.prefixReuse,
     };
   }
 
@@ -97,7 +109,7 @@ export class LlmPool implements Pool {
         ? (a) => this.reduce(task, asked(options, a), a.stem, a.feedback?.message)
         : options.agent !== undefined
           ? (a) => this.investigate(task, asked(options, a), input, a)
-          : (a) => this.prompt(task, asked(options, a), input, a.stem, 0, followUp(a));
+          : (a) => this.prompt(task, asked(options, a), input, a.stem, followUp(a));
     const stem = String(task.index);
     if (options.checks === undefined) return ask({ model: options.model, stem });
     // A reduce's answer has no schema of its own and is one merge: its checks are the files' and the script's.
@@ -132,77 +144,69 @@ export class LlmPool implements Pool {
     );
   }
 
-  /** One prompt; one whose files overflow the context is split in two and each half asked (up to MAX_SPLIT_DEPTH times). */
+  /** One prompt; one whose files overflow the context is asked in parts (context-split.ts). */
   private async prompt(
     task: TaskContext,
     options: LlmJobOptions,
     input: PromptInput,
     stem: string,
-    depth: number,
     followUp: readonly ChatMessage[] = [],
   ): Promise<TaskResult> {
-    const base = describeInput(input);
-    let result: TaskResult;
-    try {
-      const messages = [...(await buildMessages(options, input, task.upstream, this.sources)), ...followUp];
-      result = await this.completer.complete(task, options, messages, base, stem);
-    } catch (error) {
-      if (task.signal.aborted) throw error;
-      result = { ok: false, error: toTaskError(error), value: base };
-    }
-    if (result.ok || result.error?.code !== 'CONTEXT_OVERFLOW' || !('file' in input || 'files' in input)) return result;
-    const halves =
-      depth < MAX_SPLIT_DEPTH
-        ? await splitForContext(input, this.options.allowedRoots, this.options.pathRules)
-        : undefined;
-    if (halves) {
-      this.endpoints.log.debug(
-        `task ${task.index} of ${task.jobId}: ${input.id} overflowed the context, splitting it in two`,
-      );
-      result = await this.splitRun(task, options, halves, stem, depth, base, followUp);
-    }
-    const hint = overflowHint(input);
+    const whole = await this.askOnce(task, options, input, stem, followUp);
+    if (whole.ok || whole.error?.code !== 'CONTEXT_OVERFLOW' || !('file' in input || 'files' in input)) return whole;
+    const split = await askInParts(
+      input,
+      stem,
+      (part, partStem) => this.askOnce(task, options, part, partStem, followUp),
+      (part) => {
+        this.endpoints.log.debug(
+          `task ${task.index} of ${task.jobId}: ${part.id} overflowed the context, splitting it in two`,
+        );
+        return splitForContext(part, this.options.allowedRoots, this.options.pathRules);
+      },
+    );
+    const result = split ? await this.joinParts(task, options, input, stem, split) : whole;
+    const hint = overflowHint(input, result.error?.hint);
     if (!result.ok && result.error?.code === 'CONTEXT_OVERFLOW' && hint !== undefined) result.error.hint = hint;
     return result;
   }
 
-  /** The halves of a prompt that overflowed, asked one after the other; their answers joined, each labelled. */
-  private async splitRun(
+  /** One request of a prompt (or of a part of one); an error building or sending it is its result. */
+  private async askOnce(
     task: TaskContext,
     options: LlmJobOptions,
-    halves: readonly TemplateTaskInput[],
+    input: PromptInput,
     stem: string,
-    depth: number,
-    base: Record<string, unknown>,
     followUp: readonly ChatMessage[],
   ): Promise<TaskResult> {
-    const parts: TaskResult[] = [];
-    for (const [i, half] of halves.entries()) {
-      const part = await this.prompt(task, options, half, `${stem}.p${i + 1}`, depth + 1, followUp);
-      parts.push(part);
-      if (!part.ok) break;
+    try {
+      const messages = [...(await buildMessages(options, input, task.upstream, this.sources)), ...followUp];
+      const prefixKey = prefixKeyOf(options, input, this.sources.prefixFirst === true);
+      return await this.completer.complete(task, options, messages, describeInput(input), stem, { prefixKey });
+    } catch (error) {
+      if (task.signal.aborted) throw error;
+      return { ok: false, error: toTaskError(error), value: describeInput(input) };
     }
-    const spent = sumUsage(parts.map((part) => part.value));
+  }
+
+  /** The parts of a prompt that overflowed: their answers joined, each labelled, or the failure of the part that failed. */
+  private async joinParts(
+    task: TaskContext,
+    options: LlmJobOptions,
+    input: PromptInput,
+    stem: string,
+    split: SplitOutcome,
+  ): Promise<TaskResult> {
     const value: Record<string, unknown> = {
-      ...base,
+      ...describeInput(input),
       model: options.model,
-      split_for_context: halves.length,
-      ...spent,
+      split_for_context: split.parts,
+      ...sumUsage(split.asked.map((part) => part.result.value)),
     };
-    const failedAt = parts.findIndex((part) => !part.ok);
-    const failed = parts[failedAt];
-    if (failed) {
-      const error = failed.error ?? { code: 'INTERNAL', message: 'A part failed without an error.' };
-      // Only the outermost split says so: the innermost failure's own message follows.
-      const message =
-        depth > 0
-          ? error.message
-          : `Split in two to fit the model's context, part ${failedAt + 1} (${halves[failedAt]?.id ?? ''}) failed: ${error.message.replace(/^Split in two to fit the model's context, part \d \([^)]*\) failed: /, '')}`;
-      return { ok: false, value, error: { ...error, message } };
-    }
-    const texts = await Promise.all(parts.map((part) => wholeOutput(part, this.options.maxFileBytes)));
+    if (split.asked.some((part) => !part.result.ok)) return { ok: false, value, error: splitFailure(split) };
+    const texts = await Promise.all(split.asked.map((part) => wholeOutput(part.result, this.options.maxFileBytes)));
     const joined = texts
-      .map((text, i) => `[part ${i + 1} of ${halves.length}: ${halves[i]?.id ?? ''}]\n${text.text}`)
+      .map((text, i) => `[part ${i + 1} of ${split.parts}: ${split.asked[i]?.input.id ?? ''}]\n${text.text}`)
       .join('\n\n');
     return this.answered(task, stem, joined, value);
   }

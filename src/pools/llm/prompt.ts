@@ -3,8 +3,10 @@ import type { UpstreamView } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
 import { type PathRules, resolveInsideRoots } from '../../paths.js';
 import { provenanceOf, wholeOutput } from '../../store/result.js';
+import { largerContextIn } from './error-answers.js';
 import { LlmError } from './errors.js';
-import { estimateTokens, placeholdersOf, readFileForPrompt, renderTemplate } from './template.js';
+import { hashKey } from './slots.js';
+import { estimateTokens, FILE_PLACEHOLDERS, placeholdersOf, readFileForPrompt, renderTemplate } from './template.js';
 import type {
   AgentTaskInput,
   ChatMessage,
@@ -26,6 +28,8 @@ export interface PromptSources {
   maxFileBytes: number;
   /** The model's context in tokens, where an endpoint told it. */
   contextLength(model: string): number | undefined;
+  /** A file asked about per item goes first in the prompt, so its prompts share a prefix (llm.prefixReuse). */
+  prefixFirst?: boolean | undefined;
 }
 
 /**
@@ -67,7 +71,51 @@ export async function buildMessages(
     values.chunk = String(input.file.chunk ?? 1);
     values.chunks = String(input.file.chunks ?? 1);
   }
-  return [...system, { role: 'user', content: renderTemplate(options.template, values) }];
+  const user =
+    sources.prefixFirst === true && itemBeforeContent(options.template, input)
+      ? fileFirst(options.template, values, input)
+      : renderTemplate(options.template, values);
+  return [...system, { role: 'user', content: user }];
+}
+
+const CONTENT = /\{\{\s*content\s*\}\}/;
+
+/**
+ * True when the file is what a template's tasks share (a file × items task) but the template puts
+ * an item's own text before it: each prompt would then differ from its first line on.
+ */
+function itemBeforeContent(template: string, input: TemplateTaskInput): boolean {
+  if (input.values === undefined || (input.file === undefined && input.files === undefined)) return false;
+  const at = template.search(CONTENT);
+  if (at === -1) return false;
+  const fileNames = new Set<string>(FILE_PLACEHOLDERS);
+  return placeholdersOf(template.slice(0, at)).some((name) => !fileNames.has(name));
+}
+
+/**
+ * The file (or packed files) first, then the template as written with {{content}} pointing back to
+ * it: the model is asked the same, and every item's prompt starts with the same tokens.
+ */
+function fileFirst(template: string, values: Readonly<Record<string, string>>, input: TemplateTaskInput): string {
+  const content = values.content ?? '';
+  const block = input.file && !input.files ? `### ${partName(input.file)}\n${content}` : content;
+  const pointer = input.files ? '(the files above)' : `(the file ${values.path ?? ''} above)`;
+  return `${block}\n\n---\n\n${renderTemplate(template, { ...values, content: pointer })}`;
+}
+
+/**
+ * What a file × items task shares with the other items of its file (slots.ts routes on it): the
+ * system prompt, the template's text before the file unless the file goes first, and which file
+ * (and range) it is. Undefined for other tasks: their conversation decides (conversationKey).
+ */
+export function prefixKeyOf(options: LlmJobOptions, input: PromptInput, prefixFirst: boolean): string | undefined {
+  if (!prefixFirst || options.template === undefined || 'messages' in input || 'upstream' in input) return undefined;
+  const files = input.files ?? (input.file ? [input.file] : []);
+  const at = options.template.search(CONTENT);
+  if (input.values === undefined || files.length === 0 || at === -1) return undefined;
+  const head = itemBeforeContent(options.template, input) ? '' : options.template.slice(0, at);
+  const ranges = files.map((file) => `${file.path}\0${file.start ?? ''}-${file.end ?? ''}`);
+  return hashKey(options.model, options.system ?? '', head, ...ranges);
 }
 
 async function readFiles(files: readonly FileRef[], sources: PromptSources): Promise<string[]> {
@@ -135,20 +183,21 @@ async function fillFromUpstream(
   return renderTemplate(template, values);
 }
 
-const CHUNK_TOO_LARGE_HINT =
-  "This chunk was still too large for the model's context: submit the file again with a smaller chunk_tokens (half the size the submit's note gave), a shorter template or system prompt, or a lower max_tokens; or load the model with a larger context length.";
+const chunkTooLargeHint = (larger: string): string =>
+  `This chunk was still too large for the model's context: submit the file again with a smaller chunk_tokens (half the size the submit's note gave), a shorter template or system prompt, or a lower max_tokens; or ${larger}.`;
 
-const PACK_TOO_LARGE_HINT =
-  "Even split into 8 parts this did not fit the model's context: shorten the template or system prompt, lower max_tokens, or load the model with a larger context length; or leave this file out of the group and send it alone with chunk: true.";
+const packTooLargeHint = (larger: string): string =>
+  `Even split into 8 parts this did not fit the model's context: shorten the template or system prompt, lower max_tokens, or ${larger}; or leave this file out of the group and send it alone with chunk: true.`;
 
 /**
  * What to change when `input` overflowed the context, where the generic hint (pass chunk: true)
  * would not do: a chunk already is one (it needs smaller chunks), and a pack (group) takes no chunk
- * options, so what is left is the room around its files. Undefined for a whole file or a prompt.
+ * options, so what is left is the room around its files; the way to a larger context is the one
+ * the server's own hint named (`serverHint`). Undefined for a whole file or a prompt.
  */
-export function overflowHint(input: LlmTaskInput): string | undefined {
-  if ('files' in input && input.files) return PACK_TOO_LARGE_HINT;
-  if ('file' in input && input.file?.chunks !== undefined) return CHUNK_TOO_LARGE_HINT;
+export function overflowHint(input: LlmTaskInput, serverHint?: string): string | undefined {
+  if ('files' in input && input.files) return packTooLargeHint(largerContextIn(serverHint));
+  if ('file' in input && input.file?.chunks !== undefined) return chunkTooLargeHint(largerContextIn(serverHint));
   return undefined;
 }
 

@@ -131,7 +131,7 @@ export function nativeToolCalls(raw: readonly unknown[] | null | undefined): Nat
   return calls;
 }
 
-function positive(value: number | null | undefined): number | undefined {
+export function positive(value: number | null | undefined): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
 }
 

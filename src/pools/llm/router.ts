@@ -73,6 +73,17 @@ export class Router {
     return this.waiters.filter((waiter) => waiter.candidates.has(name)).length;
   }
 
+  /**
+   * Changes how many requests may be in flight on `name` (the server's slots were read, or the
+   * adaptive limit moved). Lowering it lets requests in flight finish; raising it starts waiters.
+   */
+  setLimit(name: string, limit: number): void {
+    const slot = this.slots.get(name);
+    if (!slot || !(Number.isInteger(limit) && limit > 0) || slot.limit === limit) return;
+    slot.limit = limit;
+    this.drain();
+  }
+
   /** Avoid this endpoint for `ms` (connection refused, reset). */
   markDown(name: string, ms: number): void {
     const slot = this.slots.get(name);

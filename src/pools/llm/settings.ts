@@ -18,8 +18,10 @@ export interface EndpointConfig {
   name: string;
   /** Base URL without `/v1`, e.g. `http://127.0.0.1:1234`. */
   url: string;
-  /** Requests in flight at once (LM Studio's "Max Concurrent Predictions" defaults to 4). */
+  /** Requests in flight at once: the user's cap, or (concurrencyAuto) where to start before the server says. */
   concurrency: number;
+  /** True when the user set no concurrency: the server's slots decide, or the adaptive limit where it says none. */
+  concurrencyAuto?: boolean;
   /** Models served here; empty = ask the server. */
   models: string[];
   /** `lmstudio` enables the native `/api/v0` and `/api/v1` calls; `openai` uses `/v1` only. */
@@ -98,13 +100,15 @@ function parseEndpointSpec(
   const eq = rest.indexOf('=');
   const named = eq > 0 && !rest.slice(0, eq).includes('/');
   const url = normaliseUrl(named ? rest.slice(eq + 1) : rest, source);
-  return {
+  const endpoint: EndpointConfig = {
     name: named ? rest.slice(0, eq) : `endpoint${index + 1}`,
     url,
     concurrency,
     models: [],
     flavor: flavor ?? guessFlavor(url),
   };
+  if (!count) endpoint.concurrencyAuto = true;
+  return endpoint;
 }
 
 const ENDPOINT_KEYS = new Set(['name', 'url', 'concurrency', 'models', 'flavor', 'apiKeyEnv']);
@@ -146,6 +150,7 @@ function endpointFromFile(
     models,
     flavor,
   };
+  if (entry.concurrency === undefined) endpoint.concurrencyAuto = true;
   if (entry.apiKeyEnv !== undefined) {
     if (typeof entry.apiKeyEnv !== 'string' || !ENV_NAME.test(entry.apiKeyEnv))
       throw invalid({ ...at, name: `${at.name}.apiKeyEnv` }, 'an env var name', entry.apiKeyEnv);
@@ -159,7 +164,15 @@ function setLmStudioUrl(endpoints: readonly EndpointConfig[], url: string, sourc
   const out = endpoints.map((e) => ({ ...e }));
   const existing = out.find((e) => e.flavor === 'lmstudio');
   if (existing) existing.url = normalised;
-  else out.unshift({ name: 'lmstudio', url: normalised, concurrency: 4, models: [], flavor: 'lmstudio' });
+  else
+    out.unshift({
+      name: 'lmstudio',
+      url: normalised,
+      concurrency: 4,
+      concurrencyAuto: true,
+      models: [],
+      flavor: 'lmstudio',
+    });
   return out;
 }
 
@@ -180,6 +193,7 @@ const endpoints: Setting<EndpointConfig[]> = {
       name: 'lmstudio',
       url: DEFAULT_LMSTUDIO_URL,
       concurrency: 4,
+      concurrencyAuto: true,
       models: [],
       flavor: 'lmstudio',
       apiKeyEnv: LM_STUDIO_TOKEN_ENV,
@@ -214,7 +228,7 @@ const endpoints: Setting<EndpointConfig[]> = {
         const last = texts.at(-1);
         if (last === undefined) return current;
         const n = positiveInt(last, source, 256);
-        return current.map((e) => (e.flavor === 'lmstudio' ? { ...e, concurrency: n } : e));
+        return current.map((e) => (e.flavor === 'lmstudio' ? { ...e, concurrency: n, concurrencyAuto: false } : e));
       },
     },
     {
@@ -244,7 +258,12 @@ const endpoints: Setting<EndpointConfig[]> = {
 
 export const LLM_SETTINGS = {
   llm: {
-    defaultConcurrency: int({ help: 'Concurrency of an endpoint that names none', default: 4, min: 1, max: 256 }),
+    defaultConcurrency: int({
+      help: "Requests at once on an endpoint that names no concurrency, until its server's slots are read (a server that tells none: where the adaptive limit starts)",
+      default: 4,
+      min: 1,
+      max: 256,
+    }),
     endpoints,
     defaultModel: optionalText({
       help: 'Model used when a request names none',
@@ -258,6 +277,14 @@ export const LLM_SETTINGS = {
       min: 0.001,
       max: MAX_TIMEOUT_SECONDS,
     }),
+    stallSeconds: num({
+      help: 'Longest wait for the next token of a streamed answer (the first included), in seconds; 0 = never',
+      details:
+        'A request silent that long is aborted and retried once (on another endpoint serving the model when there is one; not counted in maxRetries), then fails STALLED. Only streamed answers (llm.stream): a non-streamed one sends nothing until it is complete, so it cannot be told from a long generation and keeps requestTimeoutSeconds',
+      default: 60,
+      min: 0,
+      max: MAX_TIMEOUT_SECONDS,
+    }),
     maxRetries: int({
       help: 'Retries of transient failures (connection closed, stream cut off, 429, 502, 503, 504; an empty answer at most once)',
       default: 3,
@@ -267,6 +294,17 @@ export const LLM_SETTINGS = {
     stream: bool({
       help: 'Stream answers (SSE): adds time to first token, but costs ~5-10% throughput where the model shares the CPU',
       default: false,
+    }),
+    allowModelLoad: bool({
+      help: 'Let a job that asks for a context_length the loaded model lacks load it with that context (LM Studio: unloads the smaller instance first)',
+      details:
+        'Off: the job runs on the model as loaded and its answer says how to load it by hand. Where the server cannot set a context over HTTP (llama-server, Ollama through its OpenAI-compatible API, vLLM) nothing is loaded either way',
+      default: false,
+      env: 'MONITOR_ALLOW_MODEL_LOAD',
+    }),
+    prefixReuse: bool({
+      help: 'Put what prompts share (a file asked many questions) first, and on llama-server send prompts sharing it to the slots that hold it (cache_prompt, id_slot): its prefill is reused',
+      default: true,
     }),
     maxFileBytes: int({
       help: 'Largest file (or chunk) read into one prompt, in bytes',

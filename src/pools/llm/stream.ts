@@ -4,6 +4,7 @@ import { extractUpstreamError, upstreamError } from './error-answers.js';
 import { LlmError } from './errors.js';
 import { MAX_TOOL_CALLS, streamChunkSchema, toolCallPart } from './responses.js';
 import { SseParser } from './sse.js';
+import type { StreamWatch } from './stall.js';
 import type { ChatAnswer, NativeToolCall } from './types.js';
 import { redactSecret, transportError, UpstreamAnswerError, type UpstreamContext } from './upstream.js';
 
@@ -163,13 +164,17 @@ class StreamedAnswer {
   }
 }
 
-/** Reads a streamed chat completion (SSE) to its end: the answer, or the error the stream carried or ended with. */
+/**
+ * Reads a streamed chat completion (SSE) to its end: the answer, or the error the stream carried or
+ * ended with. `watch` hears of every event (a token, a role, usage), so it knows how long it is silent.
+ */
 export async function readChatStream(
   response: Dispatcher.ResponseData,
   ctx: UpstreamContext,
   signal: AbortSignal,
   started: number,
   requested: string,
+  watch?: StreamWatch,
 ): Promise<ChatAnswer> {
   const parser = new SseParser();
   const answer = new StreamedAnswer(ctx, started, requested);
@@ -178,7 +183,10 @@ export async function readChatStream(
     for await (const chunk of response.body) {
       if (answer.done) continue;
       const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-      for (const event of parser.push(bytes)) if (!answer.done) answer.add(event.data, event.event);
+      for (const event of parser.push(bytes)) {
+        watch?.touch();
+        if (!answer.done) answer.add(event.data, event.event);
+      }
     }
     if (!answer.done) for (const event of parser.end()) answer.add(event.data, event.event);
   } catch (error) {

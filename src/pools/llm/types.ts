@@ -49,6 +49,8 @@ export interface ChatParams {
   tools?: readonly ToolSpec[];
   /** Sent as `tool_choice` (only with tools). */
   toolChoice?: 'auto' | 'required' | 'none';
+  /** Prefix reuse (slots.ts): llama-server gets `cache_prompt` and, when given, `id_slot`; other servers nothing. */
+  prefixCache?: { slot?: number };
 }
 
 /** What came back, before reasoning is split off and JSON is validated. */
@@ -77,6 +79,8 @@ export interface ModelInfo {
   contextLength?: number;
   /** Largest context the model supports. */
   maxContextLength?: number;
+  /** Requests the loaded instance decodes together (LM Studio's `parallel`). */
+  parallel?: number;
 }
 
 /**

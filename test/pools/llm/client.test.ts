@@ -158,6 +158,7 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
       state: 'loaded',
       contextLength: 4096,
       maxContextLength: 4096,
+      parallel: 4,
     });
     expect(models).toContainEqual({
       id: 'nomic-embed',
@@ -288,12 +289,20 @@ describe('EndpointClient: stream-only and connection errors', () => {
     }
   });
 
-  it('falls back to /v1/models on a server without the LM Studio API', async () => {
+  it('falls back to /v1/models on a server without the LM Studio API, whatever its port says', async () => {
     const double = await LmStudioDouble.start({ flavor: 'openai' });
     const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
     try {
       expect(await client.models(signal())).toEqual([{ id: 'test-model' }]);
-      expect(double.requests.map((r) => r.path)).toEqual(['/api/v0/models', '/v1/models']);
+      const paths = double.requests.map((r) => r.path);
+      // Asked at once: the routes only llama-server, LM Studio 0.4 and Ollama answer; then LM Studio 0.3's, then /v1.
+      expect(paths.slice(0, 3).sort()).toEqual(['/api/tags', '/api/v1/models', '/props']);
+      expect(paths.slice(3)).toEqual(['/api/v0/models', '/v1/models']);
+      expect(client.flavor).toBe('openai');
+      // The next probe of a known plain server goes straight to the full detection again (it has no route of its own).
+      double.resetStats();
+      await client.models(signal());
+      expect(double.requests.map((r) => r.path)).toContain('/v1/models');
     } finally {
       await client.close();
       await double.close();
@@ -301,11 +310,11 @@ describe('EndpointClient: stream-only and connection errors', () => {
   });
 
   it('falls back to /v1/models when /api/v0/models answers without a list', async () => {
-    const double = await LmStudioDouble.start({ nativeListWithoutData: true });
+    const double = await LmStudioDouble.start({ nativeListWithoutData: true, noV1List: true });
     const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
     try {
       expect(await client.models(signal())).toEqual([{ id: 'test-model' }]);
-      expect(double.requests.map((r) => r.path)).toEqual(['/api/v0/models', '/v1/models']);
+      expect(double.requests.map((r) => r.path).slice(3)).toEqual(['/api/v0/models', '/v1/models']);
     } finally {
       await client.close();
       await double.close();
@@ -348,11 +357,13 @@ describe('EndpointClient: stream-only and connection errors', () => {
     const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
     try {
       await client.models(signal());
+      const { connections } = double;
+      const requests = double.requests.length;
       await client.close();
       const late = await failure(client.models(signal()));
       expect(late.code).toBe('SHUTTING_DOWN');
-      expect(double.connections).toBe(1);
-      expect(double.requests).toHaveLength(1);
+      expect(double.connections).toBe(connections);
+      expect(double.requests).toHaveLength(requests);
     } finally {
       await double.close();
     }

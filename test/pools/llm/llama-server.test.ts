@@ -41,7 +41,9 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
 
   it('answers 16 prompts with the real model, up to 4 at once', async () => {
     const models = await c.call('lmstudio_models');
-    expect(textOf(models)).toMatch(/llama .*reachable, 1 model\(s\)[\s\S]*tiny \(context 2048/);
+    expect(textOf(models)).toMatch(
+      /llama \(llama-server, \S+, 4 slot\(s\), 0 busy, 4 at once \[config\].*reachable, 1 model\(s\)[\s\S]*tiny \(loaded, context 2048 per slot \[server\]/,
+    );
 
     const submitted = await c.call('lmstudio_complete', {
       prompts: Array.from({ length: 16 }, (_, i) => ({ prompt: `Write a story about the number ${i}.` })),

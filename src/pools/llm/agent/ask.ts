@@ -53,7 +53,14 @@ export async function askStep(
     };
     return Promise.resolve({ kind: 'done', result: { ok: true } });
   };
-  const result = await completer.complete(task, options, messages, {}, String(task.index), { tools, settle, final });
+  // One agent's conversation grows step by step: its steps go to the slot holding the last one.
+  const prefixKey = `agent ${task.jobId}#${task.index}`;
+  const result = await completer.complete(task, options, messages, {}, String(task.index), {
+    tools,
+    settle,
+    final,
+    prefixKey,
+  });
   if (result.ok && answered !== undefined) return answered;
   return { failed: result };
 }
