@@ -337,11 +337,19 @@ describe('parseConfig: LLM endpoints', () => {
         name: 'lmstudio',
         url: 'http://127.0.0.1:1234',
         concurrency: 4,
+        concurrencyAuto: true,
         models: [],
         flavor: 'lmstudio',
         apiKeyEnv: 'LM_API_TOKEN',
       },
-      { name: 'ollama', url: 'http://127.0.0.1:11434', concurrency: 4, models: [], flavor: 'openai' },
+      {
+        name: 'ollama',
+        url: 'http://127.0.0.1:11434',
+        concurrency: 4,
+        concurrencyAuto: true,
+        models: [],
+        flavor: 'openai',
+      },
       {
         name: 'box',
         url: 'http://10.0.0.3:8080',
@@ -350,7 +358,14 @@ describe('parseConfig: LLM endpoints', () => {
         flavor: 'lmstudio',
         apiKeyEnv: 'LM_API_TOKEN',
       },
-      { name: 'proxy', url: 'http://10.0.0.4:1234', concurrency: 4, models: [], flavor: 'openai' },
+      {
+        name: 'proxy',
+        url: 'http://10.0.0.4:1234',
+        concurrency: 4,
+        concurrencyAuto: true,
+        models: [],
+        flavor: 'openai',
+      },
     ]);
     expect(() => parseConfig({ ...base, argv: ['--endpoint', 'http://127.0.0.1:1234#vllm'] })).toThrow(
       /#lmstudio or #openai/,

@@ -56,15 +56,19 @@ export class Pipelines {
   }
 
   /**
-   * A later stage whose tasks still wait for the stages before it (a reduce while its map runs),
-   * with those stages' tasks done so far: its own counts (0/1) say nothing of them.
+   * A later stage with the tasks of the stages before it, done and in all: while it waits for them
+   * (a reduce while its map runs) its own counts (0/1) say nothing of how far the pipeline is.
    */
   withUpstreamTasks(snapshot: JobSnapshot): JobSnapshot {
-    if (!snapshot.waiting || !snapshot.after) return snapshot;
+    if (!snapshot.after) return snapshot;
     const { jobs } = this.ctx;
     const seen = new Set<string>([snapshot.id]);
     const sum = { done: 0, total: 0 };
-    for (let up = jobs.get(snapshot.after.job); up && !seen.has(up.id); up = up.meta.after && jobs.get(up.meta.after.job)) {
+    for (
+      let up = jobs.get(snapshot.after.job);
+      up && !seen.has(up.id);
+      up = up.meta.after && jobs.get(up.meta.after.job)
+    ) {
       seen.add(up.id);
       sum.total += up.counts.total;
       sum.done += up.counts.total - up.counts.queued - up.counts.running;

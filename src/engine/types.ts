@@ -172,6 +172,6 @@ export interface JobSnapshot {
   feeds?: string[];
   /** Tasks waiting for their input from the stage before (counted as queued). */
   waiting?: number;
-  /** While tasks wait: the tasks of the stages before this one (a reduce's map), done and in all. */
+  /** A later stage's: the tasks of the stages before it (a reduce's map), done and in all. */
   upstreamTasks?: { done: number; total: number };
 }

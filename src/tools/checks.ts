@@ -18,7 +18,7 @@ export const checksFields = {
     })
     .optional()
     .describe(
-      'Verify each answer: schema (json_schema), citations (cited lines exist, quotes match), script (a worker gets the answer on stdin; exit 0 accepts), agree: k samples, majority wins. Failing: re-asked once with the reasons, then escalate_model; still failing: verified false.',
+      'Verify answers: schema, citations (lines exist, quotes match), script (a worker reads the answer on stdin; exit 0 accepts), agree: k samples, majority wins. Failing: re-asked with the reasons, then escalate_model, else verified false.',
     ),
   escalate_model: z.string().min(1).optional().describe('A bigger model for answers still failing checks.'),
 };

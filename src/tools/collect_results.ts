@@ -337,9 +337,9 @@ export function collectResultsTool(facts: ServerFacts) {
     title: 'Collect job results',
     description: [
       'Waits (bounded) for jobs, then returns their status and one page of finished results in finish order, within an output budget.',
-      'The reply: jobs (state, e.g. interrupted = cut off by a restart, resume_job runs it again; counts per task state);',
+      'The reply: jobs (state, e.g. interrupted = cut off by a restart: resume_job; counts per task state);',
       'done (nothing queued or running); results (index, id = what the task worked on, state, duration_ms, value = its output, files = full outputs on disk);',
-      'remaining (ready but not on this page); next_cursor and next (the exact call to make next: it pages on while remaining > 0, and while jobs run returns only newer results).',
+      'remaining (ready but not on this page); next_cursor and next (the exact next call: it pages on while remaining > 0; while jobs run, only newer results).',
     ].join(' '),
     inputSchema: {
       job_ids: z

@@ -11,7 +11,7 @@ export const dispatchFields = {
     .number()
     .min(0)
     .optional()
-    .describe('Seconds to wait for results in this reply (default 0; at most ~50).'),
+    .describe('Wait up to N s for results in this reply (default 0, most ~50).'),
 };
 
 /** A later stage's upstream (from_job): the job and what each of its tasks worked on, one task each. */

@@ -28,7 +28,8 @@ export function describeJob(job: JobSnapshot): string {
   if (c.running) parts.push(`${c.running} running`);
   if (c.queued) parts.push(`${c.queued} queued`);
   // A reduce's 0/1 says nothing while its map runs: the tasks before it come first.
-  const up = job.upstreamTasks ? `upstream ${job.upstreamTasks.done}/${job.upstreamTasks.total} done, then ` : '';
+  const up =
+    job.waiting && job.upstreamTasks ? `upstream ${job.upstreamTasks.done}/${job.upstreamTasks.total} done, then ` : '';
   let line = `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state} — ${up}${finished}/${c.total} done (${parts.join(', ')}); ${formatDuration(job.elapsedMs)}, concurrency ${job.concurrency}${job.peakRunning > 0 ? ` (peak ${job.peakRunning} at once)` : ''}`;
   if (job.ownerPid !== undefined) line += `; run by another monitor-mcp process (pid ${job.ownerPid})`;
   if (job.after)
@@ -42,8 +43,8 @@ export function describeJob(job: JobSnapshot): string {
 }
 
 /**
- * Tasks done and in all over some jobs; a later stage still waiting counts the tasks of the stages
- * before it too (a reduce's map), unless its upstream is one of the jobs.
+ * Tasks done and in all over some jobs; a later stage counts the tasks of the stages before it too
+ * (a reduce's map), unless its upstream is one of the jobs: the pipeline's, from start to end.
  */
 export function tasksDone(snapshots: readonly JobSnapshot[]): { done: number; total: number } {
   const ids = new Set(snapshots.map((s) => s.id));
@@ -90,7 +91,7 @@ export function jobView(job: JobSnapshot): Record<string, unknown> {
   if (job.after) view.runs_on = { job_id: job.after.job, each: job.after.mode === 'each' };
   if (job.feeds) view.feeds = job.feeds;
   if (job.waiting) view.waiting_for_upstream = job.waiting;
-  if (job.upstreamTasks) view.upstream_tasks = job.upstreamTasks;
+  if (job.waiting && job.upstreamTasks) view.upstream_tasks = job.upstreamTasks;
   // The kind's own totals (e.g. tokens of an LLM job).
   if (job.totals) Object.assign(view, job.totals.fields);
   const next = jobNext(job);

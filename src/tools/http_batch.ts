@@ -29,9 +29,9 @@ export const httpBatchTool = defineKindTool(httpKind, {
   title: 'Run HTTP API requests in parallel',
   description: [
     'Sends HTTP requests to web APIs concurrently as one background job; returns a job_id at once, then collect_results.',
-    "Only hosts on the user's allowlist (private addresses only if allowed); a refused host fails the whole call. 429 and 503 are retried after Retry-After.",
-    'Secrets: ${env:NAME} in a header value, e.g. "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never shown in results.',
-    "A result's value: status, ok, url, a few headers, and json (the parsed body, or what extract keeps) or text (cut: true: its start); all in files.output (truncated: true past the size cap).",
+    "Only hosts on the user's allowlist (private addresses only if allowed); a refused host fails the call. 429/503 wait for Retry-After.",
+    'Secrets: ${env:NAME} in a header, e.g. "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never in results.',
+    "A result's value: status, ok, url, some headers, json (the parsed body or what extract keeps) or text (cut: true: its start); all in files.output (truncated: true past the cap).",
   ].join(' '),
   inputSchema: {
     requests: z

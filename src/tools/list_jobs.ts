@@ -7,7 +7,7 @@ export function listJobsTool(facts: ServerFacts) {
     name: 'list_jobs',
     title: 'List jobs',
     description:
-      'Lists jobs, newest first, also those from before a restart: id, kind, label, state, counts and times; next says what to do (e.g. resume_job for interrupted jobs). Jobs are kept a few days after they finish.',
+      'Lists jobs, newest first, also those from before a restart: id, kind, label, state, counts and times; next says what to do (e.g. resume_job for interrupted jobs). Kept a few days after they finish.',
     inputSchema: {
       state: z
         .enum(['active', 'finished', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'])

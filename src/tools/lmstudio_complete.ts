@@ -11,7 +11,7 @@ const scalar = z.union([z.string(), z.number(), z.boolean()]);
 const messageSchema = z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
 
 const promptSchema = z.strictObject({
-  id: z.string().max(200).optional().describe('Names its result (default: its position).'),
+  id: z.string().max(200).optional().describe('Names its result.'),
   prompt: z.string().optional().describe('The user message.'),
   messages: z.array(messageSchema).min(1).optional().describe('A conversation instead of prompt.'),
 });
@@ -41,8 +41,8 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   title: 'Run prompts on local LLMs in parallel',
   description: [
     'Runs prompts on local LLMs (LM Studio or any OpenAI-compatible server) in parallel as one background job; returns a job_id at once, then collect_results.',
-    'Give prompts, or a template filled from items (one task each) and/or files (one per file; files × items with both): the server reads the files; their contents never enter your context.',
-    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason, truncated (max_tokens cut it); with checks, verified and why. Transient failures are retried. To explore code rather than send known files: lmstudio_investigate.",
+    'Give prompts, or a template filled from items (one task each) and/or files (one per file; files × items with both): the server reads the files, not your context.',
+    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason, truncated (max_tokens cut it); with checks, verified and why. To explore code rather than send known files: lmstudio_investigate.",
   ].join(' '),
   inputSchema: {
     prompts: z.array(promptSchema).min(1).optional().describe('One task each.'),
@@ -58,13 +58,13 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .array(itemSchema)
       .min(1)
       .optional()
-      .describe('Template values, one task each, e.g. {"topic": "auth"}; "id" names the result.'),
+      .describe('Template values, one task each, e.g. {"topic": "auth"}; "id" names it.'),
     items_file: z.string().min(1).optional().describe('Instead of items: a JSONL file, one per line.'),
     files: z
       .array(z.string().min(1))
       .min(1)
       .optional()
-      .describe('Paths or globs (*, ?, **, {a,b}) in the allowed folders; ** skips dot-folders and node_modules.'),
+      .describe('Paths or globs (*, ?, **, {a,b}) in the allowed folders; ** skips dot-folders, node_modules.'),
     system: z.string().optional().describe('System prompt before every prompt.'),
     model: z.string().optional().describe('From lmstudio_models (default: the configured one, else the loaded LLM).'),
     temperature: z.number().min(0).max(2).optional().describe('Sampling temperature.'),
@@ -74,10 +74,11 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
     json_schema: z
       .record(z.string(), z.unknown())
       .optional()
-      .describe('JSON Schema each answer must match (one corrective retry); the value is then json.'),
+      .describe('JSON Schema each answer must match (retried once); the value is then json.'),
     include_reasoning: z.boolean().optional().describe("Also return the model's reasoning."),
     chunk: z.boolean().optional().describe('Split files too large for the context into chunks, one task each.'),
     chunk_tokens: z.number().int().min(64).optional().describe('Chunk size in tokens (implies chunk).'),
+    context_length: z.number().int().min(256).optional().describe('Context needed (tokens).'),
     concurrency: z
       .number()
       .int()
@@ -94,7 +95,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .enum(['all', 'folder'])
       .optional()
       .describe(
-        'Pack files into as few prompts as fit, each under "### path": "all" together (several are then reduced), "folder" one answer per folder.',
+        'Pack files into few prompts, each under "### path": "all" together (then reduced), "folder" one per folder.',
       ),
     reduce: z
       .union([
@@ -103,14 +104,14 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       ])
       .optional()
       .describe(
-        "A prompt merging all answers on the local model (as a tree if they do not fit one); the job_id returned is the merge's.",
+        "Merge all answers on the local model with this prompt (a tree if they do not fit); the job_id returned is the merge's.",
       ),
     from_job: z
       .string()
       .min(1)
       .optional()
       .describe(
-        "A later stage: one prompt per task of that job, sent as soon as it succeeds; the template gets {{output}}, {{id}} and a JSON output's fields.",
+        "A later stage: one prompt per task of that job as it succeeds; the template gets {{output}}, {{id}}, a JSON output's fields.",
       ),
     ...checksFields,
     ...dispatchFields,
@@ -137,6 +138,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
           includeReasoning: args.include_reasoning,
           chunk: args.chunk,
           chunkTokens: args.chunk_tokens,
+          contextLength: args.context_length,
           concurrency: args.concurrency,
           timeoutSeconds: args.timeout_seconds,
           group: args.group,

@@ -21,8 +21,8 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
   name: 'lmstudio_investigate',
   title: 'Hand tasks to local agents that read the code',
   description: [
-    'Local agents: each task runs on the local model as a bounded loop of read-only tools (list_files, read_file, grep, outline) within the allowed folders and its paths, many at once; returns a job_id, then collect_results.',
-    'Delegate exploring ("why does this test fail?") without reading the files yourself.',
+    'Local agents: each task runs on the local model as a bounded loop of read-only tools (list_files, read_file, grep, outline) in the allowed folders and its paths, many at once; returns a job_id, then collect_results.',
+    'Delegate exploring ("why does this test fail?") without reading files yourself.',
     'A result: text or json; citations checked against the files (verified, citations_verified "k/n"); steps, tool_calls, tokens, max_steps_reached; files.transcript.',
   ].join(' '),
   inputSchema: {
@@ -39,6 +39,7 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
     max_tokens: z.number().int().min(1).optional().describe('Longest answer of one step.'),
     temperature: z.number().min(0).max(2).optional().describe('Sampling temperature.'),
     json_schema: z.record(z.string(), z.unknown()).optional().describe('JSON Schema the final answer must match.'),
+    context_length: z.number().int().min(256).optional().describe('Context needed (tokens).'),
     concurrency: z.number().int().min(1).optional().describe('Agents at once (default: 2 per slot).'),
     timeout_seconds: z.number().positive().max(7200).optional().describe('Longest wait for one step (default 600).'),
     reduce: z.string().min(1).optional().describe('Merge all findings into one answer on the local model.'),
@@ -63,6 +64,7 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
           maxTokens: args.max_tokens,
           temperature: args.temperature,
           jsonSchema: args.json_schema,
+          contextLength: args.context_length,
           concurrency: args.concurrency,
           timeoutSeconds: args.timeout_seconds,
           reduce: args.reduce === undefined ? undefined : { prompt: args.reduce },

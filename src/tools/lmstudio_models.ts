@@ -8,7 +8,7 @@ export const lmstudioModelsTool = defineKindTool(llmKind, {
   name: 'lmstudio_models',
   title: 'List local LLM endpoints and models',
   description:
-    "Asks every LLM endpoint what it is: flavour, reachable (or the fix), parallel slots, requests at once (and whether the server, the config or a default set that); per model its state and context per slot. Use it to pick lmstudio_complete's model.",
+    "Asks each LLM endpoint what it is: flavour, reachable (or the fix), slots, requests at once (and who set that); per model its state and context per slot. Pick lmstudio_complete's model here; action loads or unloads one.",
   inputSchema: {
     endpoint: z.string().optional().describe('Only this endpoint, by name.'),
     ...modelActionFields,
@@ -43,7 +43,8 @@ function describeEndpoint(report: EndpointReport, now: number): string[] {
   const slots = report.slots
     ? `${report.slots.total} slot(s)${report.slots.busy === undefined ? '' : `, ${report.slots.busy} busy`}, `
     : '';
-  const head = `${report.name} (${flavor}, ${report.url}, ${slots}${report.limit} at once [${report.limitSource}]${report.active > 0 ? `, ${report.active} in flight` : ''}, checked ${secondsAgo(report.checkedAt, now)} s ago)`;
+  const measuring = report.adaptive ? `, measuring: ${report.adaptive.phase}` : '';
+  const head = `${report.name} (${flavor}, ${report.url}, ${slots}${report.limit} at once [${report.limitSource}${measuring}]${report.active > 0 ? `, ${report.active} in flight` : ''}, checked ${secondsAgo(report.checkedAt, now)} s ago)`;
   if (report.error || !report.reachable) {
     const code = report.error?.code ?? 'ERROR';
     const message = report.error?.message ?? 'no answer';
@@ -60,6 +61,16 @@ function describeEndpoint(report: EndpointReport, now: number): string[] {
   ];
   for (const model of report.models) lines.push(`  - ${describeModel(model)}`);
   return lines;
+}
+
+/** A measured limit: what it is doing, and the best level and tokens/s found so far. */
+function adaptiveView(report: EndpointReport): Record<string, unknown> {
+  if (!report.adaptive) return {};
+  const { phase, best, tokensPerSecond } = report.adaptive;
+  const view: Record<string, unknown> = { phase };
+  if (best !== undefined) view.best = best;
+  if (tokensPerSecond !== undefined) view.tokens_per_second = Math.round(tokensPerSecond);
+  return view;
 }
 
 function secondsAgo(at: number, now: number): number {
@@ -85,7 +96,7 @@ function endpointView(report: EndpointReport, now: number): Record<string, unkno
     reachable: report.reachable,
     checked_seconds_ago: secondsAgo(report.checkedAt, now),
     slots: report.slots ? { ...report.slots, source: 'server' } : null,
-    limit: { value: report.limit, source: report.limitSource },
+    limit: { value: report.limit, source: report.limitSource, ...adaptiveView(report) },
     in_flight: report.active,
     peak_in_flight: report.peak,
     models: report.models.map((m) => {

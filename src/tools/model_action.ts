@@ -5,10 +5,10 @@ import type { ToolReply } from './tool.js';
 
 /** lmstudio_models' load/unload arguments (the listing's are in lmstudio_models.ts). */
 export const modelActionFields = {
-  action: z.enum(['load', 'unload']).optional().describe('Load or unload `model` instead of listing.'),
-  model: z.string().min(1).optional().describe('With action: the model id.'),
-  context_length: z.number().int().min(256).optional().describe('With load: context in tokens.'),
-  ttl_seconds: z.number().int().min(1).optional().describe('With load: unload after this idle time.'),
+  action: z.enum(['load', 'unload']).optional().describe('Instead of listing: load or unload model.'),
+  model: z.string().min(1).optional().describe('Model id, with action.'),
+  context_length: z.number().int().min(256).optional().describe('Load: context in tokens.'),
+  ttl_seconds: z.number().int().min(1).optional().describe('Load: idle seconds before unload.'),
 };
 
 interface ActionArgs {

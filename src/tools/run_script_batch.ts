@@ -49,7 +49,7 @@ const inputShape = {
     .positive({ error: 'timeout_seconds must be more than 0; omit it for the default (300 s unless configured)' })
     .max(MAX_TIMEOUT_SECONDS)
     .optional()
-    .describe('Per task (default 300); a task over it is killed with its children.'),
+    .describe('Per task (default 300 s); past it, killed with its children.'),
   env: z
     .record(z.string(), z.string())
     .optional()
@@ -86,7 +86,7 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   title: 'Run a worker script over many inputs in parallel',
   description: [
     'Runs a worker script (see list_workers) once per input in a local process pool, as one background job; returns a job_id at once, then collect_results.',
-    "For mechanical work over many files (dependencies, code statistics, regex search, the user's scripts): pass file paths in args, the worker reads them. No shell.",
+    "For mechanical work over many files (dependencies, code stats, regex search, the user's scripts): pass paths in args, the worker reads them. No shell.",
     "A result's value: exit_code, json (parsed stdout) or text (cut: true: its start; all in files.output), stderr_tail, stdout_bytes. A non-zero exit fails the task but keeps its output.",
   ].join(' '),
   inputSchema: inputShape,

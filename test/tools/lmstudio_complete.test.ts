@@ -112,9 +112,14 @@ describe('lmstudio_complete', () => {
       'src/{{x}}.py | sty',
     ]);
     const prompts = double.chatRequests.map((r) => r.prompt).sort();
-    expect(prompts).toContain('File src/a.py (a.py), focus on security:\nprint("a")');
+    // The file its items share goes first (llm.prefixReuse), the template after it as written.
+    expect(prompts).toContain(
+      '### src/a.py\nprint("a")\n\n---\n\nFile src/a.py (a.py), focus on security:\n(the file src/a.py above)',
+    );
     // A file's own {{…}} text is not expanded again.
-    expect(prompts).toContain('File src/{{x}}.py ({{x}}.py), focus on style:\nx = "{{content}}"');
+    expect(prompts).toContain(
+      '### src/{{x}}.py\nx = "{{content}}"\n\n---\n\nFile src/{{x}}.py ({{x}}.py), focus on style:\n(the file src/{{x}}.py above)',
+    );
     expect(results[0]?.value?.file).toBe('src/a.py');
   });
 
@@ -368,7 +373,7 @@ describe('lmstudio_complete', () => {
     cleanups.push(() => c.close());
     const reply = await c.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }], model: 'cold', wait_seconds: 20 });
     expect(reply.isError, textOf(reply)).toBeFalsy();
-    expect(double.requests.map((r) => r.path)).toContain('/api/v0/models');
+    expect(double.requests.map((r) => r.path)).toContain('/api/v1/models');
     expect(double.requests.every((r) => r.authorization === 'Bearer sk-lm-abc:def')).toBe(true);
     // The model was cold: one warm-up, then the prompt.
     expect(double.chatRequests.map((r) => r.body?.max_tokens)).toEqual([1, undefined]);

@@ -164,7 +164,9 @@ describe('whole-module prompts and map → reduce', () => {
     const up = page.jobs[0]?.upstream_tasks;
     expect(up?.total, textOf(early)).toBe(12);
     expect(up?.done).toBeLessThan(12);
-    expect(textOf(early)).toMatch(new RegExp(`^${reduceId} .* — upstream ${up?.done}/12 done, then 0/1 done \\(0 succeeded, 1 queued\\)`));
+    expect(textOf(early)).toMatch(
+      new RegExp(`^${reduceId} .* — upstream ${up?.done}/12 done, then 0/1 done \\(0 succeeded, 1 queued\\)`),
+    );
     expect(page.next).toMatch(new RegExp(`still running \\(${up?.done}/13 tasks done\\)`));
 
     // The dashboard's row: the job it runs on, with how far that job is.
@@ -183,7 +185,10 @@ describe('whole-module prompts and map → reduce', () => {
     expect((last.structuredContent as { done: boolean }).done, textOf(last)).toBe(true);
     expect(progress.length).toBeGreaterThan(0);
     expect(progress.every((p) => p.total === 13)).toBe(true);
-    expect(progress.some((p) => p.progress > 0 && p.progress < 12), JSON.stringify(progress)).toBe(true);
+    expect(
+      progress.some((p) => p.progress > 0 && p.progress < 12),
+      JSON.stringify(progress),
+    ).toBe(true);
     // Once the map is in, the reduce's line says nothing of it.
     expect(textOf(last)).not.toMatch(/upstream \d+\/12 done/);
   }, 60_000);

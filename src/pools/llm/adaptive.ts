@@ -221,7 +221,10 @@ export class AdaptiveLimits {
     const w = t.window;
     if (w.full < w.samples * SATURATED_SHARE) return this.unsaturated(t);
     const tps = slope(w);
-    if (tps === undefined) return;
+    if (tps === undefined) {
+      t.window = newWindow(0);
+      return;
+    }
     t.steps++;
     if (t.phase === 'measure') this.measured(t, tps);
     else if (t.phase === 'up') this.probedUp(t, tps);
@@ -338,7 +341,8 @@ function closeBunch(w: Window): void {
 function slope(w: Window): number | undefined {
   const d = w.n * w.stt - w.st * w.st;
   if (!(d > 0)) return undefined;
-  return Math.max(0, (w.n * w.stc - w.st * w.sc) / d);
+  // Never 0: a later comparison divides by it.
+  return Math.max(1e-6, (w.n * w.stc - w.st * w.sc) / d);
 }
 
 /** Levels tried at once from `level`: 1 up to 15, then an eighth (so a probe's expected gain stays measurable). */

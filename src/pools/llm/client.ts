@@ -9,14 +9,7 @@ import type { StreamWatch } from './stall.js';
 import { readChatStream } from './stream.js';
 import type { ChatAnswer, ChatParams, ModelInfo } from './types.js';
 import type { ServerFlavor } from './server-facts.js';
-import {
-  BusyError,
-  CLOSED_CODES,
-  errorCodeOf,
-  transportError,
-  UpstreamAnswerError,
-  type UpstreamContext,
-} from './upstream.js';
+import { BusyError, CLOSED_CODES, errorCodeOf, transportError, type UpstreamContext } from './upstream.js';
 
 export interface EndpointClientOptions {
   endpoint: EndpointConfig;

@@ -1,4 +1,5 @@
 import { toTaskError, type TaskError } from '../../errors.js';
+import type { AdaptiveView } from './adaptive.js';
 import type { Discovery } from './model-lists.js';
 import { ASSUMED_CONTEXT_TOKENS } from './plan-chunks.js';
 import type { FigureSource, ServerFlavor, SlotFacts } from './server-facts.js';
@@ -17,6 +18,8 @@ export interface EndpointReport {
   /** Requests sent at once now, and where that figure came from. */
   limit: number;
   limitSource: LimitSource;
+  /** How the measured limit stands, where the server tells no slots (adaptive.ts). */
+  adaptive?: { phase: string; best?: number; tokensPerSecond?: number };
   /** Parallel slots as the server reports them (total, busy). */
   slots?: SlotFacts;
   /** An HTTP answer came back (a 401 counts: the server is there, it refused). */
@@ -55,6 +58,7 @@ export function reportOf(
     stats: { active: number; limit: number; peak: number } | undefined;
     limitSource: LimitSource;
     tokenSet: boolean;
+    adaptive?: AdaptiveView | undefined;
   },
 ): EndpointReport {
   const report: EndpointReport = {
@@ -71,6 +75,14 @@ export function reportOf(
     checkedAt: found.at,
   };
   if (found.facts?.slots && !found.error) report.slots = found.facts.slots;
+  if (now.adaptive) {
+    const { phase, best, tokensPerSecond } = now.adaptive;
+    report.adaptive = {
+      phase,
+      ...(best === undefined ? {} : { best }),
+      ...(tokensPerSecond === undefined ? {} : { tokensPerSecond }),
+    };
+  }
   if (found.error) report.error = toTaskError(found.error);
   if (endpoint.models.length > 0) report.configuredModels = [...endpoint.models];
   if (endpoint.apiKeyEnv) report.tokenEnv = endpoint.apiKeyEnv;

@@ -1,4 +1,4 @@
-import { MonitorError, toTaskError, type TaskError } from '../../errors.js';
+import { MonitorError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { EndpointClient } from './client.js';
 import { Deadline } from './deadline.js';
@@ -12,10 +12,10 @@ import { OUTAGE_WAIT_MS, type OutageView, Outages } from './outages.js';
 import { PromptUsage } from './prompt-usage.js';
 import { raceSignal } from './race.js';
 import { type Candidates, ModelResolver, type ResolvedModel } from './resolve.js';
+import { ADAPTIVE_MAX, AdaptiveLimits, type AdaptiveView } from './adaptive.js';
 import { Router } from './router.js';
 import type { ServerFacts, ServerFlavor, SlotFacts } from './server-facts.js';
-import type { EndpointConfig, LlmSettings } from './settings.js';
-import type { ModelInfo } from './types.js';
+import type { LlmSettings } from './settings.js';
 import { type EndpointReport, type LimitSource, reportOf } from './endpoint-report.js';
 import { withModelList } from './upstream.js';
 
@@ -26,6 +26,8 @@ export interface EndpointsDeps {
   now?: () => number;
   /** How long tasks wait for an endpoint that stopped taking connections (default OUTAGE_WAIT_MS). */
   outageWaitMs?: number;
+  /** The adaptive limit's shortest measuring window (default 10 s; tests shorten it). */
+  adaptiveWindowMs?: number;
 }
 
 /** How old a live card's probe may be while the endpoint works, and while it is idle. */
@@ -58,6 +60,8 @@ export class Endpoints {
   private readonly lifetime = new AbortController();
   /** Where each endpoint's limit came from: its server's slots, the user, or the default before either. */
   private readonly limitSources = new Map<string, LimitSource>();
+  /** Limits of endpoints whose server tells no slots and whose user set none: measured (adaptive.ts). */
+  private readonly adaptive: AdaptiveLimits;
 
   constructor(settings: LlmSettings, deps: EndpointsDeps) {
     this.settings = settings;
@@ -94,6 +98,12 @@ export class Endpoints {
       refresh: (name) => this.lists.refresh(name),
     });
     this.rates = new RateBuckets(this.now);
+    this.adaptive = new AdaptiveLimits({
+      router: this.router,
+      log: this.log,
+      now: this.now,
+      ...(deps.adaptiveWindowMs === undefined ? {} : { windowMs: deps.adaptiveWindowMs }),
+    });
   }
 
   get endpointNames(): string[] {
@@ -174,6 +184,7 @@ export class Endpoints {
   /** Tokens an endpoint generated just now (an answer's completion tokens). */
   noteTokens(name: string, tokens: number): void {
     this.rates.note(name, tokens);
+    this.adaptive.noteTokens(name, tokens);
   }
 
   /** Each endpoint as it is now, for the live dashboard (see live-figures.ts). */
@@ -212,9 +223,25 @@ export class Endpoints {
           stats: this.router.stats(endpoint.name),
           limitSource: this.limitSourceOf(endpoint.name),
           tokenSet: this.client(endpoint.name).hasToken,
+          adaptive: this.adaptive.view(endpoint.name),
         }),
       ),
     );
+  }
+
+  /**
+   * Requests `names` may take at once at most: a measured endpoint counts its ceiling (the router
+   * holds it to what it has measured so far), so a job planned now is not held to the first guess.
+   */
+  capacityOf(names: readonly string[]): number {
+    let total = 0;
+    for (const name of names) total += this.adaptive.view(name)?.max ?? this.router.stats(name)?.limit ?? 0;
+    return total;
+  }
+
+  /** How the adaptive limit of `name` stands, when it is measured. */
+  adaptiveView(name: string): AdaptiveView | undefined {
+    return this.adaptive.view(name);
   }
 
   /** Where `name`'s limit came from (see followServer). */
@@ -232,6 +259,13 @@ export class Endpoints {
     const endpoint = this.settings.endpoints.find((e) => e.name === name);
     if (!endpoint) return;
     const slots = facts.slots?.total;
+    if (slots === undefined && endpoint.concurrencyAuto) {
+      // Nothing to read: measure. Once started, the measuring owns the limit (a new probe must not reset it).
+      this.limitSources.set(name, 'learned');
+      if (!this.adaptive.isActive(name)) this.adaptive.activate(name, endpoint.concurrency, ADAPTIVE_MAX);
+      return;
+    }
+    this.adaptive.deactivate(name);
     let limit = endpoint.concurrency;
     let source: LimitSource = endpoint.concurrencyAuto ? 'default' : 'config';
     if (slots !== undefined && (endpoint.concurrencyAuto || slots < endpoint.concurrency)) {
@@ -318,6 +352,7 @@ export class Endpoints {
   }
 
   async close(): Promise<void> {
+    this.adaptive.close();
     this.lifetime.abort(new MonitorError('SHUTTING_DOWN', 'The server is shutting down.'));
     await Promise.all([...this.clients.values()].map((c) => c.close()));
   }

@@ -92,7 +92,8 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
 /** The kind's parts, wired: the endpoints (clients, router, model lists), the JSON-schema checker and the pool. */
 export function createLlmParts(
   config: CoreConfig & LlmConfig,
-  deps: Pick<KindDeps, 'log' | 'env'> & Partial<Pick<KindDeps, 'lent'>> & { now?: () => number; outageWaitMs?: number },
+  deps: Pick<KindDeps, 'log' | 'env'> &
+    Partial<Pick<KindDeps, 'lent'>> & { now?: () => number; outageWaitMs?: number; adaptiveWindowMs?: number },
 ): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool; stallBoard: StallBoard } {
   const settings = config.llm;
   const endpoints = new Endpoints(settings, deps);

@@ -49,8 +49,9 @@ export async function changeModel(
   const targets = await targetsOf(endpoints, change, signal);
   const results: ModelChangeResult[] = [];
   for (const { name, id } of targets) {
-    const flavor = endpoints.serverFlavor(name) ?? endpoints.client(name).flavor;
+    // Probed first: an endpoint whose models the config pins may not have been asked yet.
     const router = (await endpoints.discover(name, 'cached', signal)).facts?.router === true;
+    const flavor = endpoints.serverFlavor(name) ?? endpoints.client(name).flavor;
     const notes: string[] = [];
     try {
       await changeOn(endpoints, { name, id, flavor, router }, change, notes, signal);

@@ -27,6 +27,8 @@ export interface LlmJobRequest {
   includeReasoning?: boolean | undefined;
   chunk?: boolean | undefined;
   chunkTokens?: number | undefined;
+  /** Context the job needs, in tokens: said up front when the loaded model holds less (plan-context.ts). */
+  contextLength?: number | undefined;
   concurrency?: number | undefined;
   timeoutSeconds?: number | undefined;
   /** Pack the files into as few prompts as fit the context: all together, or per folder. */

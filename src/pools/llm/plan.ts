@@ -2,6 +2,7 @@ import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
 import { planChecks } from './checks/plan.js';
 import type { Endpoints } from './endpoints.js';
+import { askedContext } from './plan-context.js';
 import { ASSUMED_CONTEXT_TOKENS, checkChunkTokens, tooManyTasks } from './plan-chunks.js';
 import { templateInputs } from './plan-files.js';
 import { defaultReducePrompt, groupInputs } from './plan-groups.js';
@@ -29,12 +30,17 @@ export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext
   if (request.jsonSchema !== undefined) context.schemas.compile(request.jsonSchema);
   if (request.chunkTokens !== undefined) checkChunkTokens(request.chunkTokens, settings.maxFileBytes);
 
-  const resolved = await endpoints.resolveModel(request.model, context.signal);
-  const capacity = endpoints.router.capacityOf(resolved.endpoints);
+  const notes: string[] = [];
+  const resolved = await askedContext(
+    request.contextLength,
+    await endpoints.resolveModel(request.model, context.signal),
+    context,
+    notes,
+  );
+  const capacity = endpoints.capacityOf(resolved.endpoints);
   if (request.concurrency !== undefined && request.concurrency > capacity)
     throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
   const options = jobOptionsOf(request, resolved.model, settings);
-  const notes: string[] = [];
   const checks = await planChecks(
     request.checks,
     request.escalateModel,

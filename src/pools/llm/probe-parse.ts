@@ -6,6 +6,7 @@ import type { ModelInfo } from './types.js';
 // out, never a failed probe (servers add and rename fields between builds).
 const count = z.number().nullish().catch(undefined);
 const text = z.string().nullish().catch(undefined);
+const absent = (value: unknown): boolean => value === null || value === undefined;
 
 const llamaPropsSchema = z.looseObject({
   total_slots: count,
@@ -26,7 +27,7 @@ export function parseLlamaProps(json: unknown): LlamaProps | undefined {
   if (!parsed.success) return undefined;
   const props = parsed.data;
   const router = props.role === 'router';
-  if (!router && props.total_slots == null && props.default_generation_settings == null) return undefined;
+  if (!router && absent(props.total_slots) && absent(props.default_generation_settings)) return undefined;
   const out: LlamaProps = { router };
   const slots = positive(props.total_slots);
   const context = positive(props.default_generation_settings?.n_ctx);
@@ -44,7 +45,7 @@ export function parseLlamaSlots(json: unknown): { total: number; busy: number } 
   for (const item of json) {
     const slot = slotSchema.safeParse(item);
     if (!slot.success) return undefined;
-    if (slot.data.is_processing === true || (slot.data.is_processing == null && slot.data.state === 1)) busy++;
+    if (slot.data.is_processing === true || (absent(slot.data.is_processing) && slot.data.state === 1)) busy++;
   }
   return { total: json.length, busy };
 }

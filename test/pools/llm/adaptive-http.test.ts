@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Engine } from '../../../src/engine/engine.js';
 import type { Logger } from '../../../src/log.js';
 import { silentLogger } from '../../../src/log.js';
-import { AdaptiveLimits, type AdaptiveView } from '../../../src/pools/llm/adaptive.js';
+import { ADAPTIVE_MAX, type AdaptiveView } from '../../../src/pools/llm/adaptive.js';
 import { createLlmParts } from '../../../src/pools/llm/index.js';
 import { llmTotals } from '../../../src/pools/llm/totals.js';
 import type { LlmTaskInput } from '../../../src/pools/llm/types.js';
@@ -35,7 +35,9 @@ describe('AdaptiveLimits over real HTTP', () => {
         { name: 'plain', url: double.url, concurrency: 4, concurrencyAuto: true, models: [], flavor: 'openai' },
       ];
     });
-    const { endpoints, pool } = createLlmParts(config, { log: silentLogger, env: {} });
+    const lines: string[] = [];
+    const log: Logger = { ...silentLogger, info: (m) => lines.push(m) };
+    const { endpoints, pool } = createLlmParts(config, { log, env: {}, adaptiveWindowMs: 2000 });
     const engine = new Engine({
       store: new JobStore(config.stateDir, silentLogger),
       pools: [pool],
@@ -44,22 +46,17 @@ describe('AdaptiveLimits over real HTTP', () => {
       retentionDays: 1,
     });
     await engine.init();
-    const lines: string[] = [];
-    const log: Logger = { ...silentLogger, info: (m) => lines.push(m) };
-    // Until Endpoints builds and feeds it itself: the manager over its router, fed each answer's tokens.
-    const adaptive = new AdaptiveLimits({ router: endpoints.router, log, windowMs: 2000 });
-    const forward = endpoints.noteTokens.bind(endpoints);
-    endpoints.noteTokens = (name, tokens) => {
-      forward(name, tokens);
-      adaptive.noteTokens(name, tokens);
-    };
     cleanups.push(async () => {
-      adaptive.close();
       await engine.close();
       await endpoints.close();
       await rm(config.stateDir, { recursive: true, force: true });
     });
-    adaptive.activate('plain', config.llm.defaultConcurrency, 16);
+    // The probe finds no slots (no /props, no LM Studio or Ollama list): the limit is measured, from 4.
+    await endpoints.resolveModel('test-model', AbortSignal.timeout(10_000));
+    expect(endpoints.limitSourceOf('plain')).toBe('learned');
+    expect(endpoints.router.stats('plain')?.limit).toBe(4);
+    // A job planned now may run up to the measured limit's ceiling: the router holds it to the limit.
+    expect(endpoints.capacityOf(['plain'])).toBe(ADAPTIVE_MAX);
 
     const inputs: LlmTaskInput[] = Array.from({ length: 2000 }, (_, i) => ({
       id: String(i + 1),
@@ -70,12 +67,11 @@ describe('AdaptiveLimits over real HTTP', () => {
       kind: 'llm',
       inputs,
       options: { model: 'test-model', timeout_seconds: 30 },
-      concurrency: 16,
+      concurrency: endpoints.capacityOf(['plain']),
     });
-    const view = (): AdaptiveView | undefined => adaptive.view('plain');
+    const view = (): AdaptiveView | undefined => endpoints.adaptiveView('plain');
     const found = await until(() => view()?.phase === 'hold', 50_000);
     await engine.cancel(job.id);
-    if (process.env.ADAPTIVE_DEBUG) console.log(lines.join('\n'), view());
     expect(found, lines.join('\n')).toBe(true);
     expect([6, 7], lines.join('\n')).toContain(view()?.limit);
     expect(endpoints.router.stats('plain')?.limit).toBe(view()?.limit);

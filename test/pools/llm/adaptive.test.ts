@@ -38,13 +38,19 @@ describe('AdaptiveLimits', () => {
   });
 
   it('finds 6 (or 7) through noisy answer lengths, whatever the seed, never leaving its bounds', () => {
-    for (let seed = 1; seed <= 12; seed++) {
-      const s = sim({ ...sixSlots, jitter: 0.5, seed }, { start: 4, max: 16 });
-      expect(s.run(900_000, held), `seed ${seed}`).toBe(true);
-      expect([6, 7], `seed ${seed}: ${s.lines.join(' | ')}`).toContain(s.view.limit);
-      expect(s.view.steps).toBeLessThanOrEqual(8);
-      expect(Math.min(...s.limits)).toBeGreaterThanOrEqual(1);
-      expect(Math.max(...s.limits)).toBeLessThanOrEqual(16);
+    for (const [jitter, levels] of [
+      [0.5, [6, 7]],
+      // Answers from 4 to 76 tokens: a noisy measure may stop one short or one beyond, not further.
+      [0.9, [5, 6, 7]],
+    ] as const) {
+      for (let seed = 1; seed <= 20; seed++) {
+        const s = sim({ ...sixSlots, jitter, seed }, { start: 4, max: 16 });
+        expect(s.run(900_000, held), `seed ${seed}`).toBe(true);
+        expect(levels, `jitter ${jitter}, seed ${seed}: ${s.lines.join(' | ')}`).toContain(s.view.limit);
+        expect(s.view.steps).toBeLessThanOrEqual(6);
+        expect(Math.min(...s.limits)).toBeGreaterThanOrEqual(1);
+        expect(Math.max(...s.limits)).toBeLessThanOrEqual(16);
+      }
     }
   });
 

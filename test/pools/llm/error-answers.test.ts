@@ -95,7 +95,8 @@ const cases: Case[] = [
       }),
     code: 'CONTEXT_OVERFLOW',
     retryable: false,
-    hint: /chunk: true/,
+    // Its own remedy: a slot's context is -c / --parallel, set when it starts; no "load the model".
+    hint: /chunk: true.*; or give each slot more context: llama-server splits its total context -c evenly across its --parallel slots \(this slot holds 4096 tokens\), so restart it with a larger -c or a smaller --parallel\.$/,
   },
   {
     name: 'llama-server: 503 unavailable_error while loading',
@@ -172,6 +173,7 @@ const cases: Case[] = [
       }),
     code: 'CONTEXT_OVERFLOW',
     retryable: false,
+    hint: /chunk: true.*lower max_tokens, or load the model with a larger context length\.$/,
   },
   {
     name: 'LM Studio: no model loaded, bare string',

@@ -1,7 +1,17 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EndpointClient } from '../../../src/pools/llm/client.js';
-import { connectInMemory, jobIdOf, testConfig, textOf, type Connected } from '../../helpers/client.js';
+import {
+  connectInMemory,
+  jobIdOf,
+  makeTempDir,
+  repoRoot,
+  testConfig,
+  textOf,
+  type Connected,
+} from '../../helpers/client.js';
 import { type LlamaServer, llamaAvailable, llamaMissing, startLlama } from '../../helpers/llama.js';
 
 if (!llamaAvailable) console.warn(`SKIPPED: ${llamaMissing}.`);
@@ -337,4 +347,74 @@ describe.skipIf(!llamaAvailable)('LLM pool against the real llama-server (tiny m
       /^\[part 1 of 2: test\/fixtures\/llm\/long-module\.ts \[part 1\/2\]\]\n[\s\S]*\[part 2 of 2: /,
     );
   }, 180_000);
+
+  it("a prompt over the slot's context fails with llama-server's own remedy (-c, --parallel), and so does a file or chunk too large even in eighths", async () => {
+    const root = await makeTempDir('llama-overflow-');
+    // ~80 KB: an eighth (~10 KB; 5 KB of a 40,000-token chunk) is still over tiny's 2,048-token slot,
+    // yet small enough to be sent.
+    const text = (await readFile(path.join(repoRoot, 'test/fixtures/llm/long-module.ts'), 'utf8')).repeat(16);
+    await writeFile(path.join(root, 'huge.ts'), text);
+    const m = await connectInMemory(
+      await testConfig((cfg) => {
+        cfg.llm.endpoints = [{ name: 'llama', url, concurrency: 4, models: [], flavor: 'openai' }];
+        cfg.allowedRoots = [root];
+      }),
+    );
+    type Failed = {
+      state: string;
+      error?: { code: string; message: string; hint?: string };
+      value?: Record<string, unknown>;
+    };
+    const failures = async (args: Record<string, unknown>): Promise<Failed[]> => {
+      const submitted = await m.call('lmstudio_complete', { max_tokens: 4, temperature: 0, ...args });
+      expect(submitted.isError, textOf(submitted)).toBeFalsy();
+      let page: { done: boolean; results: Failed[] } = { done: false, results: [] };
+      const results: Failed[] = [];
+      let cursor: string | undefined;
+      for (const deadline = Date.now() + 120_000; !page.done && Date.now() < deadline;) {
+        const reply = await m.call('collect_results', {
+          job_ids: [jobIdOf(submitted)],
+          wait_seconds: 30,
+          ...(cursor ? { cursor } : {}),
+        });
+        page = reply.structuredContent as typeof page;
+        results.push(...page.results);
+        cursor = (reply.structuredContent as { next_cursor?: string }).next_cursor;
+      }
+      expect(page.done).toBe(true);
+      return results.filter((r) => r.state === 'failed');
+    };
+    const llamaRemedy =
+      /give each slot more context: llama-server splits its total context -c evenly across its --parallel slots \(this slot holds 2048 tokens\), so restart it with a larger -c or a smaller --parallel/;
+    try {
+      const [prompt] = await failures({ prompts: [{ id: 'long', prompt: `Summarise: ${text.slice(0, 12_000)}` }] });
+      expect(prompt?.error?.code, JSON.stringify(prompt)).toBe('CONTEXT_OVERFLOW');
+      expect(prompt?.error?.message).toMatch(/does not fit the model's context on endpoint llama/);
+      expect(prompt?.error?.hint).toMatch(llamaRemedy);
+      expect(prompt?.error?.hint).not.toMatch(/load the model/);
+
+      const [file] = await failures({ template: 'Summarise {{path}}:\n{{content}}', files: ['huge.ts'] });
+      expect(file?.error?.code, JSON.stringify(file)).toBe('CONTEXT_OVERFLOW');
+      expect(file?.value?.split_for_context).toBe(4);
+      expect(file?.error?.message).toMatch(
+        /^Split into 4 parts to fit the model's context \(halved 3 times over\); huge\.ts \[part 1\/8\] failed: /,
+      );
+      expect(file?.error?.hint).toMatch(llamaRemedy);
+
+      // A chunk's hint is the pool's (smaller chunks), still with llama-server's way to a larger context.
+      const chunks = await failures({ template: '{{content}}', files: ['huge.ts'], chunk_tokens: 40_000 });
+      expect(chunks.length).toBeGreaterThan(0);
+      for (const chunk of chunks) {
+        expect(chunk.error?.code, JSON.stringify(chunk)).toBe('CONTEXT_OVERFLOW');
+        expect(chunk.error?.hint).toMatch(
+          /^This chunk was still too large for the model's context: .*smaller chunk_tokens/,
+        );
+        expect(chunk.error?.hint).toMatch(llamaRemedy);
+        expect(chunk.error?.hint).not.toMatch(/load the model/);
+      }
+    } finally {
+      await m.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  }, 240_000);
 });

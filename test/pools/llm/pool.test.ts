@@ -271,7 +271,7 @@ describe('LlmPool', () => {
     expect(records.every((rec) => rec.state === 'succeeded')).toBe(true);
     expect(d.loads).toBe(1);
     // A just-in-time load (keeps LM Studio's idle TTL and auto-evict), not /api/v1/models/load.
-    expect(d.requests.some((q) => q.path.startsWith('/api/v1/'))).toBe(false);
+    expect(d.requests.some((q) => q.method === 'POST' && q.path.startsWith('/api/v1/'))).toBe(false);
     expect(d.chatRequests[0]?.body).toMatchObject({ model: 'test-model', max_tokens: 1 });
     expect(d.chatRequests).toHaveLength(9);
     expect(d.peakInFlight).toBeLessThanOrEqual(4);

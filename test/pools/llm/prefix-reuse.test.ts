@@ -1,6 +1,8 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LmStudioDouble } from '../../fixtures/lmstudio-double.js';
+import { cleanupsAfterEach, fileTree } from '../../helpers/cleanup.js';
 import { collectAll } from '../../helpers/collect.js';
 import { connectInMemory, jobIdOf, makeTempDir, testConfig, type Connected } from '../../helpers/client.js';
 import {
@@ -119,4 +121,32 @@ describe.skipIf(!llamaAvailable)('prefix reuse against the real llama-server (--
     // alpha's prompts went back to the slots that held alpha from the first test.
     expect([...a].sort()).toEqual([...new Set(slotsOf('alpha0 ='))].sort());
   }, 120_000);
+});
+
+describe('prefix reuse on other servers', () => {
+  const cleanups = cleanupsAfterEach();
+
+  it('puts the file first for LM Studio too, without llama-server fields, and holds no request back', async () => {
+    const double = await LmStudioDouble.start({ slots: 4, latencyMs: 50 });
+    cleanups.push(() => double.close());
+    const root = await fileTree({ 'alpha.ts': moduleText('alpha') }, cleanups, 'prefix-lms-');
+    const config = await testConfig((cfg) => {
+      cfg.llm.endpoints = [{ name: 'lms', url: double.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
+      cfg.allowedRoots = [root];
+    });
+    const c = await connectInMemory(config);
+    cleanups.push(() => c.close());
+    const submitted = await c.call('lmstudio_complete', { template: TEMPLATE, files: ['alpha.ts'], items: questions });
+    expect(submitted.isError, JSON.stringify(submitted.content)).toBeFalsy();
+    const { results } = await collectAll(c, jobIdOf(submitted));
+    expect(results.map((r) => r.state)).toEqual(Array(8).fill('succeeded'));
+    expect(double.chatRequests).toHaveLength(8);
+    for (const request of double.chatRequests) {
+      expect(request.prompt?.startsWith('### alpha.ts\nline 0:')).toBe(true);
+      expect(request.body).not.toHaveProperty('cache_prompt');
+      expect(request.body).not.toHaveProperty('id_slot');
+    }
+    // Its own cache decides: all four slots in use at once.
+    expect(double.peakInFlight).toBe(4);
+  });
 });

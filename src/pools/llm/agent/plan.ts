@@ -2,6 +2,7 @@ import path from 'node:path';
 import { MonitorError } from '../../../errors.js';
 import { isInside, LINUX_PATHS, resolveRoots } from '../../../paths.js';
 import { type ChecksRequest, planChecks } from '../checks/plan.js';
+import { askedContext } from '../plan-context.js';
 import { tooManyTasks } from '../plan-chunks.js';
 import type { LlmJobPlan, LlmPlanContext } from '../plan-types.js';
 import { upstreamInputs } from '../plan-prompts.js';
@@ -18,6 +19,8 @@ export interface InvestigateRequest {
   maxTokens?: number | undefined;
   temperature?: number | undefined;
   jsonSchema?: Record<string, unknown> | undefined;
+  /** Context the job needs, in tokens (plan-context.ts). */
+  contextLength?: number | undefined;
   concurrency?: number | undefined;
   timeoutSeconds?: number | undefined;
   reduce?: { prompt: string; maxTokens?: number | undefined } | undefined;
@@ -50,8 +53,14 @@ export async function planInvestigation(request: InvestigateRequest, context: Ll
     );
   for (const [i, task] of tasks.entries()) await checkPaths(task.paths, `tasks[${i}].paths`, context);
 
-  const resolved = await endpoints.resolveModel(request.model, context.signal);
-  const capacity = endpoints.router.capacityOf(resolved.endpoints) * AGENTS_PER_SLOT;
+  const notes: string[] = [];
+  const resolved = await askedContext(
+    request.contextLength,
+    await endpoints.resolveModel(request.model, context.signal),
+    context,
+    notes,
+  );
+  const capacity = endpoints.capacityOf(resolved.endpoints) * AGENTS_PER_SLOT;
   if (request.concurrency !== undefined && request.concurrency > capacity)
     throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
   const agent: AgentJobOptions = { max_steps: maxSteps };
@@ -63,7 +72,6 @@ export async function planInvestigation(request: InvestigateRequest, context: Ll
   if (request.maxTokens !== undefined) options.max_tokens = request.maxTokens;
   if (request.temperature !== undefined) options.temperature = request.temperature;
   if (request.jsonSchema !== undefined) options.json_schema = request.jsonSchema;
-  const notes: string[] = [];
   const checks = await planChecks(
     request.checks,
     request.escalateModel,
