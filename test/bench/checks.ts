@@ -5,6 +5,7 @@ import { type AgentTurn, LmStudioDouble, type ScriptedTurn } from '../fixtures/l
 import { jobIdOf, makeTempDir } from '../helpers/client.js';
 import { type CollectedResult, collectAll } from '../helpers/collect.js';
 import { type BenchRow, type BenchServer, median, ms, startServer, waitDone } from './common.js';
+import { seededRandom } from '../helpers/random.js';
 
 /**
  * Answers Claude can trust (issue 21): 200 prompts to a double whose small model answers wrongly 30%
@@ -29,18 +30,6 @@ const REASK = 'Your answer was checked and it failed';
 type Lie = 'past-end' | 'bad-quote' | 'no-file' | 'uncited';
 const LIES: readonly Lie[] = ['past-end', 'bad-quote', 'no-file', 'uncited'];
 
-/** A small seeded PRNG (mulberry32): the same seed, the same lies. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 interface Fixture {
   path: string;
   lines: string[];
@@ -63,7 +52,7 @@ function fixtures(): Fixture[] {
 }
 
 function plans(files: readonly Fixture[], seed: number): Plan[] {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   return Array.from({ length: PROMPTS }, () => {
     // Five draws per prompt whatever they decide, so one prompt's script never shifts another's.
     const [f, l, wrong, fixes, kind] = [random(), random(), random(), random(), random()];

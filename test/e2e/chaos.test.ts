@@ -8,6 +8,7 @@ import { LmStudioDouble } from '../fixtures/lmstudio-double.js';
 import { jobIdOf, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
 import { collectAll, type Collected } from '../helpers/collect.js';
 import { killQuietly, processesWithToken, tokenServerPid, until } from '../helpers/scripts.js';
+import { seededRandom } from '../helpers/random.js';
 
 /**
  * The built server as a crashing machine and a second client session would treat it: SIGKILLs at
@@ -42,18 +43,6 @@ async function recordedSteps(stateDir: string): Promise<Set<string>> {
     }
   }
   return steps;
-}
-
-/** mulberry32: a small seeded generator, so each run's kill times can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Server {
@@ -124,7 +113,7 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
     `loses nothing and runs each task to exactly one result through 6 random SIGKILLs (seed ${seed})`,
     { timeout: 240_000 },
     async () => {
-      const next = random(seed);
+      const next = seededRandom(seed);
       const stateDir = await newStateDir();
       const tasks = 120;
       // Most tasks are quick, some take a while: kills land both between and during them.
@@ -210,7 +199,7 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
     `ends the workers of a server killed 0-30 ms after a submit, at the next start (seed ${seed})`,
     { timeout: 120_000 },
     async () => {
-      const next = random(seed + 1);
+      const next = seededRandom(seed + 1);
       for (let round = 0; round < 3; round++) {
         const stateDir = await newStateDir();
         const server = await start(stateDir);
@@ -312,7 +301,7 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
     `finishes an LLM batch whose endpoint fails 20% of requests in every way, and goes away for 3 s (seed ${seed})`,
     { timeout: 180_000 },
     async () => {
-      const next = random(seed + 2);
+      const next = seededRandom(seed + 2);
       const double = await LmStudioDouble.start({ latencyMs: 20 });
       const server = await start(await newStateDir(), ['--endpoint', `lmstudio=${double.url}@4`]);
       try {

@@ -103,6 +103,15 @@ describe('lmstudio_models action', () => {
     const [unloaded] = resultsOf(await c.call('lmstudio_models', { action: 'unload', model: 'qwen3' }));
     expect(unloaded).toMatchObject({ loaded: false });
     expect(ollama.loaded('qwen3')).toBeUndefined();
+    // A context no model takes (a model's hostile call) never reaches the server: Ollama would try to allocate it.
+    const before = ollama.requests.length;
+    const absurd = await c.call('lmstudio_models', { action: 'load', model: 'qwen3', context_length: 1e12 });
+    expect(absurd.isError).toBe(true);
+    expect(textOf(absurd)).toMatch(/INVALID_INPUT: context_length 1000000000000 is more than any model takes/);
+    expect(ollama.requests).toHaveLength(before);
+    const job = await c.call('lmstudio_complete', { prompts: [{ prompt: 'hi' }], context_length: 1e12 });
+    expect(job.isError).toBe(true);
+    expect(textOf(job)).toContain('is more than any model takes');
   });
 
   it('loads through router-mode llama-server, waits for the status, and reports a child that failed clearly', async () => {

@@ -7,7 +7,7 @@ import type { EndpointConfig } from './settings.js';
 import { isStrictCompatible } from './schema.js';
 import type { StreamWatch } from './stall.js';
 import { readChatStream } from './stream.js';
-import type { ChatAnswer, ChatParams, ModelInfo } from './types.js';
+import type { ChatAnswer, ChatParams } from './types.js';
 import type { ServerFlavor } from './server-facts.js';
 import { BusyError, CLOSED_CODES, errorCodeOf, transportError, type UpstreamContext } from './upstream.js';
 
@@ -229,11 +229,6 @@ export class EndpointClient {
     );
     this.detected = found.facts.flavor;
     return found;
-  }
-
-  /** The models this endpoint serves (see discover). */
-  async models(signal: AbortSignal, timeoutMs?: number): Promise<ModelInfo[]> {
-    return (await this.discover(signal, timeoutMs)).models;
   }
 
   /**

@@ -4,7 +4,8 @@ import type { EndpointClient } from './client.js';
 import type { Endpoints } from './endpoints.js';
 import { LlmError } from './errors.js';
 import { matchModel } from './models.js';
-import type { ServerFlavor } from './server-facts.js';
+import { lmStudioInstances, routerStatus } from './probe-parse.js';
+import { MOST_CONTEXT_TOKENS, type ServerFlavor } from './server-facts.js';
 import type { ModelInfo } from './types.js';
 
 /** What lmstudio_models' `action` asks for. */
@@ -41,17 +42,29 @@ const STATUS_POLL_MS = 250;
  * Servers that cannot (vLLM, plain OpenAI-compatible ones, llama-server serving one model) are
  * refused with the way to do it there. The lists are read again afterwards.
  */
+/**
+ * A context asked for (a model's tool call, hostile or wrong): past any real model's it would have
+ * a server try to allocate it (Ollama's num_ctx is taken as it comes), so it is refused here.
+ */
+export function checkAskedContext(tokens: number | undefined): void {
+  if (tokens !== undefined && tokens > MOST_CONTEXT_TOKENS)
+    throw new MonitorError('INVALID_INPUT', `context_length ${tokens} is more than any model takes.`, {
+      hint: `Ask for at most ${MOST_CONTEXT_TOKENS} tokens; lmstudio_models shows each model's largest context.`,
+    });
+}
+
 export async function changeModel(
   endpoints: Endpoints,
   change: ModelChange,
   signal: AbortSignal,
 ): Promise<ModelChangeResult[]> {
+  checkAskedContext(change.contextLength);
   const targets = await targetsOf(endpoints, change, signal);
   const results: ModelChangeResult[] = [];
   for (const { name, id } of targets) {
     // Probed first: an endpoint whose models the config pins may not have been asked yet.
     const router = (await endpoints.discover(name, 'cached', signal)).facts?.router === true;
-    const flavor = endpoints.serverFlavor(name) ?? endpoints.client(name).flavor;
+    const flavor = endpoints.client(name).flavor;
     const notes: string[] = [];
     try {
       await changeOn(endpoints, { name, id, flavor, router }, change, notes, signal);
@@ -176,7 +189,7 @@ async function lmStudioLoad(
   signal: AbortSignal,
   timeoutMs: number,
 ): Promise<void> {
-  const instances = instancesOf(await client.probe('/api/v1/models', signal, timeoutMs, true), id);
+  const instances = lmStudioInstances(await client.probe('/api/v1/models', signal, timeoutMs, true), id);
   const current = instances[0]?.contextLength;
   if (instances.length > 0 && (change.contextLength === undefined || change.contextLength === current)) {
     notes.push(`${id} was loaded already${current === undefined ? '' : ` with context ${current}`}: left as it is.`);
@@ -200,25 +213,11 @@ async function lmStudioUnload(
   signal: AbortSignal,
   timeoutMs: number,
 ): Promise<void> {
-  const instances = instancesOf(await client.probe('/api/v1/models', signal, timeoutMs, true), id);
+  const instances = lmStudioInstances(await client.probe('/api/v1/models', signal, timeoutMs, true), id);
   if (instances.length === 0)
     throw new LlmError('MODEL_NOT_LOADED', `${id} is not loaded on ${client.name}: nothing to unload.`);
   for (const instance of instances)
     await client.postJson('/api/v1/models/unload', { instance_id: instance.id }, signal, timeoutMs, id);
-}
-
-/** The loaded instances of `key` in LM Studio's `/api/v1/models`, with their context. */
-export function instancesOf(list: unknown, key: string): Array<{ id: string; contextLength?: number }> {
-  const models = (list as { models?: unknown } | null)?.models;
-  if (!Array.isArray(models)) return [];
-  const model = models.find((m): m is Record<string, unknown> => (m as { key?: unknown } | null)?.key === key);
-  const instances: unknown[] = Array.isArray(model?.loaded_instances) ? model.loaded_instances : [];
-  return instances.flatMap((item) => {
-    const instance = item as { id?: unknown; config?: { context_length?: unknown } } | null;
-    if (typeof instance?.id !== 'string') return [];
-    const context = instance.config?.context_length;
-    return [typeof context === 'number' ? { id: instance.id, contextLength: context } : { id: instance.id }];
-  });
 }
 
 /**
@@ -294,22 +293,4 @@ async function routerChange(
       );
     await sleep(STATUS_POLL_MS, undefined, { signal });
   }
-}
-
-/** One model's status in router-mode llama-server's `/models`. */
-export function routerStatus(
-  list: unknown,
-  id: string,
-): { value: string | undefined; failed: boolean; exitCode?: number } | undefined {
-  const data = (list as { data?: unknown } | null)?.data;
-  if (!Array.isArray(data)) return undefined;
-  const model = data.find((m): m is Record<string, unknown> => (m as { id?: unknown } | null)?.id === id);
-  const status = model?.status as { value?: unknown; failed?: unknown; exit_code?: unknown } | undefined;
-  if (status === undefined) return undefined;
-  const out: { value: string | undefined; failed: boolean; exitCode?: number } = {
-    value: typeof status.value === 'string' ? status.value : undefined,
-    failed: status.failed === true,
-  };
-  if (typeof status.exit_code === 'number') out.exitCode = status.exit_code;
-  return out;
 }

@@ -1,6 +1,6 @@
-import { toTaskError } from '../../errors.js';
+import { MonitorError, toTaskError } from '../../errors.js';
 import type { Endpoints } from './endpoints.js';
-import { changeModel } from './lifecycle.js';
+import { changeModel, checkAskedContext } from './lifecycle.js';
 import type { LlmPlanContext } from './plan-types.js';
 import type { ResolvedModel } from './resolve.js';
 import type { ServerFlavor } from './server-facts.js';
@@ -11,6 +11,49 @@ import type { ModelInfo } from './types.js';
  * loads do (a REST load without a TTL would stay pinned in memory).
  */
 const JOB_LOAD_TTL_SECONDS = 3600;
+
+/**
+ * The job's model, resolved (and loaded with the context asked, see askedContext), and how many of
+ * its tasks may run at once: `perSlot` for each request its endpoints take. A concurrency above
+ * that is refused.
+ */
+export async function resolveForJob(
+  request: { model?: string | undefined; contextLength?: number | undefined; concurrency?: number | undefined },
+  perSlot: number,
+  context: LlmPlanContext,
+  notes: string[],
+): Promise<{ resolved: ResolvedModel; capacity: number }> {
+  const { endpoints } = context;
+  checkAskedContext(request.contextLength);
+  const resolved = await askedContext(
+    request.contextLength,
+    await endpoints.resolveModel(request.model, context.signal),
+    context,
+    notes,
+  );
+  const capacity = endpoints.capacityOf(resolved.endpoints) * perSlot;
+  if (request.concurrency !== undefined && request.concurrency > capacity)
+    throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
+  return { resolved, capacity };
+}
+
+/** More prompts at once than the endpoints serving the model take is refused, naming their limits: never silently lowered. */
+function concurrencyOverLimit(
+  concurrency: number,
+  capacity: number,
+  model: string,
+  names: readonly string[],
+  endpoints: Endpoints,
+): MonitorError {
+  const limits = names.map((name) => `${name} ${endpoints.capacityOf([name])}`).join(', ');
+  return new MonitorError(
+    'INVALID_INPUT',
+    `concurrency ${concurrency} is more than the endpoints serving ${model} take at once (${capacity}: ${limits}).`,
+    {
+      hint: `Pass a concurrency of at most ${capacity}, or leave it out (that is the default). An endpoint takes as many as its server has slots (llama-server --parallel, LM Studio \`lms load <model> --parallel N\`; measured where the server tells none), lowered only by the user's --lmstudio-concurrency N, --endpoint NAME=URL@N or "concurrency" in "llm.endpoints".`,
+    },
+  );
+}
 
 /**
  * A job's `context_length`: on each endpoint serving the model where the loaded instance holds less
@@ -32,7 +75,7 @@ export async function askedContext(
     const id = served[name] ?? resolved.model;
     const info = (await endpoints.discover(name, 'cached', signal)).models?.find((m) => m.id === id);
     if (info?.contextLength !== undefined && info.contextLength >= wanted) continue;
-    const flavor = endpoints.serverFlavor(name) ?? endpoints.client(name).flavor;
+    const flavor = endpoints.client(name).flavor;
     const short = shortfall(id, name, info, wanted);
     if (info?.maxContextLength !== undefined && info.maxContextLength < wanted) {
       notes.push(`${short} Its largest context is ${info.maxContextLength}: the job runs with what is loaded.`);

@@ -1,8 +1,7 @@
 import type { JobPlan } from '../../engine/types.js';
 import { MonitorError } from '../../errors.js';
 import { planChecks } from './checks/plan.js';
-import type { Endpoints } from './endpoints.js';
-import { askedContext } from './plan-context.js';
+import { resolveForJob } from './plan-context.js';
 import { ASSUMED_CONTEXT_TOKENS, checkChunkTokens, tooManyTasks } from './plan-chunks.js';
 import { templateInputs } from './plan-files.js';
 import { defaultReducePrompt, groupInputs } from './plan-groups.js';
@@ -25,21 +24,13 @@ export type { LlmJobPlan, LlmJobRequest, LlmPlanContext } from './plan-types.js'
  * above what those endpoints take together.
  */
 export async function planLlmJob(request: LlmJobRequest, context: LlmPlanContext): Promise<LlmJobPlan> {
-  const { settings, endpoints } = context;
+  const { settings } = context;
   checkRequest(request);
   if (request.jsonSchema !== undefined) context.schemas.compile(request.jsonSchema);
   if (request.chunkTokens !== undefined) checkChunkTokens(request.chunkTokens, settings.maxFileBytes);
 
   const notes: string[] = [];
-  const resolved = await askedContext(
-    request.contextLength,
-    await endpoints.resolveModel(request.model, context.signal),
-    context,
-    notes,
-  );
-  const capacity = endpoints.capacityOf(resolved.endpoints);
-  if (request.concurrency !== undefined && request.concurrency > capacity)
-    throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
+  const { resolved, capacity } = await resolveForJob(request, 1, context, notes);
   const options = jobOptionsOf(request, resolved.model, settings);
   const checks = await planChecks(
     request.checks,
@@ -200,22 +191,4 @@ function checkGroupAndReduce(request: LlmJobRequest): void {
       hint: 'e.g. reduce: "Combine these per-file findings into one architecture review."',
     });
   }
-}
-
-/** More prompts at once than the endpoints serving the model take is refused, naming their limits: never silently lowered. */
-export function concurrencyOverLimit(
-  concurrency: number,
-  capacity: number,
-  model: string,
-  names: readonly string[],
-  endpoints: Endpoints,
-): MonitorError {
-  const limits = names.map((name) => `${name} ${endpoints.router.stats(name)?.limit ?? '?'}`).join(', ');
-  return new MonitorError(
-    'INVALID_INPUT',
-    `concurrency ${concurrency} is more than the endpoints serving ${model} take at once (${capacity}: ${limits}).`,
-    {
-      hint: `Pass a concurrency of at most ${capacity}, or leave it out (that is the default). Only the user can raise an endpoint's limit, and only as far as its server runs prompts in parallel (LM Studio: "Max Concurrent Predictions"): --lmstudio-concurrency N, --endpoint NAME=URL@N, or "concurrency" on the endpoint in "llm.endpoints" in the config file.`,
-    },
-  );
 }

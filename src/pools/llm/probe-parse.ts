@@ -92,6 +92,17 @@ export function parseLmStudioV1(json: unknown): { models: ModelInfo[]; slots?: n
   return slots > 0 ? { models, slots } : { models };
 }
 
+/** The loaded instances of `key` in LM Studio's `/api/v1/models` (`key`, `key:2`, …), with their context. */
+export function lmStudioInstances(json: unknown, key: string): Array<{ id: string; contextLength?: number }> {
+  const parsed = lmStudioV1Schema.safeParse(json);
+  const model = parsed.success ? parsed.data.models.find((m) => m.key === key) : undefined;
+  return (model?.loaded_instances ?? []).flatMap((instance) => {
+    if (typeof instance.id !== 'string') return [];
+    const context = positive(instance.config?.context_length);
+    return [context === undefined ? { id: instance.id } : { id: instance.id, contextLength: context }];
+  });
+}
+
 const ollamaListSchema = z.looseObject({
   models: z.array(z.looseObject({ name: z.string(), model: text, digest: text, context_length: count })),
 });
@@ -124,13 +135,29 @@ const routerModelSchema = z.looseObject({
     z.looseObject({
       id: z.string(),
       status: z
-        .looseObject({ value: text, failed: z.boolean().nullish().catch(undefined) })
+        .looseObject({ value: text, failed: z.boolean().nullish().catch(undefined), exit_code: count })
         .nullish()
         .catch(undefined),
       context_length: count,
     }),
   ),
 });
+
+/** One model's status in a router-mode llama-server's `/models` (after a load: did its child start?). */
+export function routerStatus(
+  json: unknown,
+  id: string,
+): { value: string | undefined; failed: boolean; exitCode?: number } | undefined {
+  const parsed = routerModelSchema.safeParse(json);
+  const status = parsed.success ? parsed.data.data.find((m) => m.id === id)?.status : undefined;
+  if (!status) return undefined;
+  const out: { value: string | undefined; failed: boolean; exitCode?: number } = {
+    value: status.value ?? undefined,
+    failed: status.failed === true,
+  };
+  if (typeof status.exit_code === 'number') out.exitCode = status.exit_code;
+  return out;
+}
 
 /** llama-server in router mode lists every model of its folder with its status (`loaded`, `unloaded`, `loading`). */
 export function parseRouterModels(json: unknown): ModelInfo[] | undefined {

@@ -8,7 +8,14 @@ import {
   parseRouterModels,
 } from './probe-parse.js';
 import { parseLmStudioModels, parseOpenAiModels } from './responses.js';
-import type { ServerFacts, ServerFlavor } from './server-facts.js';
+import {
+  MOST_CONTEXT_TOKENS,
+  MOST_MODEL_ID_CHARS,
+  MOST_MODELS,
+  MOST_SLOTS,
+  type ServerFacts,
+  type ServerFlavor,
+} from './server-facts.js';
 import type { ModelInfo } from './types.js';
 import { UpstreamAnswerError } from './upstream.js';
 
@@ -32,6 +39,10 @@ export interface Probe {
  * that has not changed.
  */
 export async function probeServer(get: ProbeGet, name: string, known?: ServerFlavor): Promise<Probe> {
+  return bounded(await detect(get, name, known));
+}
+
+async function detect(get: ProbeGet, name: string, known?: ServerFlavor): Promise<Probe> {
   if (known !== undefined) {
     const again = await probeAs(known, get);
     if (again) return again;
@@ -45,6 +56,34 @@ export async function probeServer(get: ProbeGet, name: string, known?: ServerFla
   if (pulled) return ollama(get, pulled);
   return (await lmStudioV0(get)) ?? openAi(get, name);
 }
+
+/**
+ * What a server said, held to what a real one could say (server-facts.ts): slots and contexts
+ * capped, models whose id is too long or carries control characters (they reach a terminal through
+ * `monitor-mcp doctor`) dropped, the list cut.
+ */
+function bounded(probe: Probe): Probe {
+  const facts: ServerFacts = { ...probe.facts };
+  if (facts.slots) {
+    const total = Math.min(facts.slots.total, MOST_SLOTS);
+    facts.slots = facts.slots.busy === undefined ? { total } : { total, busy: Math.min(facts.slots.busy, total) };
+  }
+  const models = probe.models
+    .filter((m) => m.id.length <= MOST_MODEL_ID_CHARS && !CONTROL.test(m.id))
+    .slice(0, MOST_MODELS)
+    .map((m): ModelInfo => {
+      const model = { ...m };
+      if (model.contextLength !== undefined) model.contextLength = Math.min(model.contextLength, MOST_CONTEXT_TOKENS);
+      if (model.maxContextLength !== undefined)
+        model.maxContextLength = Math.min(model.maxContextLength, MOST_CONTEXT_TOKENS);
+      if (model.parallel !== undefined) model.parallel = Math.min(model.parallel, MOST_SLOTS);
+      return model;
+    });
+  return { facts, models };
+}
+
+// C0 and C1 controls, DEL, and the bidi overrides that make text read other than it is.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 
 /** The probe of a server already known to be `flavor`; undefined when it no longer answers as one. */
 async function probeAs(flavor: ServerFlavor, get: ProbeGet): Promise<Probe | undefined> {
@@ -104,6 +143,8 @@ async function llamaRouter(get: ProbeGet, list: unknown): Promise<Probe> {
   await Promise.all(
     models
       .filter((m) => m.state === 'loaded')
+      // One request per loaded model: a router runs a few at once (--models-max, default 4).
+      .slice(0, ROUTER_PROPS_ASKED)
       .map(async (m) => {
         const props = parseLlamaProps(await get(`/props?model=${encodeURIComponent(m.id)}`));
         if (props?.contextPerSlot !== undefined) m.contextLength = props.contextPerSlot;
@@ -117,6 +158,8 @@ async function llamaRouter(get: ProbeGet, list: unknown): Promise<Probe> {
   if (total > 0) facts.slots = { total };
   return { facts, models };
 }
+
+const ROUTER_PROPS_ASKED = 16;
 
 /** Ollama: pulled models from /api/tags, the loaded ones and their context from /api/ps. It tells no slot count. */
 async function ollama(get: ProbeGet, pulled: ReadonlyArray<{ id: string }>): Promise<Probe> {

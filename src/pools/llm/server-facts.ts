@@ -19,3 +19,13 @@ export interface ServerFacts {
   /** llama-server started with --models-dir (router mode): models load and unload through /models/load. */
   router?: boolean;
 }
+
+/**
+ * Bounds on what a server may say about itself: a limit past the most a config may set (256), a
+ * context past any real model's, an id a person could not read or a client would not send, a list
+ * longer than anyone picks from are a broken or hostile server, not facts to schedule on.
+ */
+export const MOST_SLOTS = 256;
+export const MOST_CONTEXT_TOKENS = 16 * 1024 * 1024;
+export const MOST_MODEL_ID_CHARS = 256;
+export const MOST_MODELS = 1000;

@@ -1,5 +1,6 @@
 import { AdaptiveLimits, type AdaptiveView } from '../../../src/pools/llm/adaptive.js';
 import type { Logger } from '../../../src/log.js';
+import { seededRandom } from '../../helpers/random.js';
 
 /** How the simulated server behaves. */
 export interface SimServer {
@@ -45,7 +46,7 @@ export class Sim {
   constructor(server: SimServer, options: SimOptions) {
     this.server = server;
     this.demand = options.demand ?? Infinity;
-    this.random = seeded(server.seed ?? 1);
+    this.random = seededRandom(server.seed ?? 1);
     const log: Logger = {
       debug: () => {},
       info: (m) => this.lines.push(m),
@@ -112,16 +113,4 @@ export class Sim {
     }
     if (this.clock % 50 === 0) this.adaptive.tick();
   }
-}
-
-/** A small seeded generator (mulberry32): the same noise on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -151,7 +151,7 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
   });
 
   it('lists LM Studio models with type, state and context', async () => {
-    const models = await client.models(signal());
+    const { models } = await client.discover(signal());
     expect(models).toContainEqual({
       id: 'test-model',
       type: 'llm',
@@ -220,7 +220,7 @@ describe('EndpointClient: stream-only and connection errors', () => {
       expect(refused.message).not.toMatch(/sk-lm-bad|bad:no/);
       expect((await right.chat(ask('hi'), { signal: signal() })).content).toBe('Answer to: hi');
       expect(double.chatRequests.at(-1)?.authorization).toBe('Bearer sk-lm-good:secret');
-      expect((await failure(without.models(signal()))).code).toBe('AUTH_REQUIRED');
+      expect((await failure(without.discover(signal()))).code).toBe('AUTH_REQUIRED');
     } finally {
       await Promise.all([without.close(), wrong.close(), right.close()]);
       await double.close();
@@ -293,7 +293,7 @@ describe('EndpointClient: stream-only and connection errors', () => {
     const double = await LmStudioDouble.start({ flavor: 'openai' });
     const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
     try {
-      expect(await client.models(signal())).toEqual([{ id: 'test-model' }]);
+      expect((await client.discover(signal())).models).toEqual([{ id: 'test-model' }]);
       const paths = double.requests.map((r) => r.path);
       // Asked at once: the routes only llama-server, LM Studio 0.4 and Ollama answer; then LM Studio 0.3's, then /v1.
       expect(paths.slice(0, 3).sort()).toEqual(['/api/tags', '/api/v1/models', '/props']);
@@ -301,7 +301,7 @@ describe('EndpointClient: stream-only and connection errors', () => {
       expect(client.flavor).toBe('openai');
       // The next probe of a known plain server goes straight to the full detection again (it has no route of its own).
       double.resetStats();
-      await client.models(signal());
+      await client.discover(signal());
       expect(double.requests.map((r) => r.path)).toContain('/v1/models');
     } finally {
       await client.close();
@@ -313,7 +313,7 @@ describe('EndpointClient: stream-only and connection errors', () => {
     const double = await LmStudioDouble.start({ nativeListWithoutData: true, noV1List: true });
     const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
     try {
-      expect(await client.models(signal())).toEqual([{ id: 'test-model' }]);
+      expect((await client.discover(signal())).models).toEqual([{ id: 'test-model' }]);
       expect(double.requests.map((r) => r.path).slice(3)).toEqual(['/api/v0/models', '/v1/models']);
     } finally {
       await client.close();
@@ -356,11 +356,11 @@ describe('EndpointClient: stream-only and connection errors', () => {
     const double = await LmStudioDouble.start();
     const client = new EndpointClient({ endpoint: endpointFor(double.url), requestTimeoutMs: 10_000, stream: false });
     try {
-      await client.models(signal());
+      await client.discover(signal());
       const { connections } = double;
       const requests = double.requests.length;
       await client.close();
-      const late = await failure(client.models(signal()));
+      const late = await failure(client.discover(signal()));
       expect(late.code).toBe('SHUTTING_DOWN');
       expect(double.connections).toBe(connections);
       expect(double.requests).toHaveLength(requests);

@@ -2,7 +2,6 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { instancesOf, routerStatus } from '../../../src/pools/llm/lifecycle.js';
 import { cleanupsAfterEach } from '../../helpers/cleanup.js';
 import { connectInMemory, repoRoot, testConfig, textOf } from '../../helpers/client.js';
 import { llamaAvailable, llamaMissing } from '../../helpers/llama.js';
@@ -12,32 +11,6 @@ const cleanups = cleanupsAfterEach();
 const kit = path.resolve(repoRoot, '..', 'shared', 'llama');
 
 describe('model lifecycle answers', () => {
-  it("reads router-mode llama-server's status and LM Studio's instances as the servers write them", () => {
-    const list = {
-      data: [
-        { id: 'tiny', status: { value: 'unloaded', args: [], exit_code: 1, failed: true } },
-        { id: 'other', status: { value: 'loading' } },
-      ],
-      object: 'list',
-    };
-    expect(routerStatus(list, 'tiny')).toEqual({ value: 'unloaded', failed: true, exitCode: 1 });
-    expect(routerStatus(list, 'other')).toEqual({ value: 'loading', failed: false });
-    expect(routerStatus(list, 'nope')).toBeUndefined();
-    expect(routerStatus({ error: 'x' }, 'tiny')).toBeUndefined();
-    const v1 = {
-      models: [
-        {
-          key: 'qwen3-8b',
-          loaded_instances: [{ id: 'qwen3-8b', config: { context_length: 8192, parallel: 4 } }, { id: 'qwen3-8b:2' }],
-        },
-        { key: 'cold', loaded_instances: [] },
-      ],
-    };
-    expect(instancesOf(v1, 'qwen3-8b')).toEqual([{ id: 'qwen3-8b', contextLength: 8192 }, { id: 'qwen3-8b:2' }]);
-    expect(instancesOf(v1, 'cold')).toEqual([]);
-    expect(instancesOf(null, 'cold')).toEqual([]);
-  });
-
   // The kit's router spawns its child through the bundled loader with the router's arguments, and
   // the loader refuses them: every load fails with exit code 1. That is the failure a user must see.
   it.skipIf(!llamaAvailable)(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  lmStudioInstances,
   looksLikeVllm,
   ollamaModels,
   parseLlamaProps,
@@ -7,6 +8,7 @@ import {
   parseLmStudioV1,
   parseOllamaList,
   parseRouterModels,
+  routerStatus,
 } from '../../../src/pools/llm/probe-parse.js';
 
 // Shapes captured from the real servers (llama-server b11669 here; LM Studio and Ollama from their docs).
@@ -141,5 +143,31 @@ describe('what each server says about itself', () => {
     ).toBe(true);
     expect(looksLikeVllm({ object: 'list', data: [{ id: 'tiny', owned_by: 'llamacpp' }] })).toBe(false);
     expect(looksLikeVllm(undefined)).toBe(false);
+  });
+
+  it("reads router-mode llama-server's status and LM Studio's instances as the servers write them", () => {
+    const list = {
+      data: [
+        { id: 'tiny', status: { value: 'unloaded', args: [], exit_code: 1, failed: true } },
+        { id: 'other', status: { value: 'loading' } },
+      ],
+      object: 'list',
+    };
+    expect(routerStatus(list, 'tiny')).toEqual({ value: 'unloaded', failed: true, exitCode: 1 });
+    expect(routerStatus(list, 'other')).toEqual({ value: 'loading', failed: false });
+    expect(routerStatus(list, 'nope')).toBeUndefined();
+    expect(routerStatus({ error: 'x' }, 'tiny')).toBeUndefined();
+    const v1 = {
+      models: [
+        {
+          key: 'qwen3-8b',
+          loaded_instances: [{ id: 'qwen3-8b', config: { context_length: 8192, parallel: 4 } }, { id: 'qwen3-8b:2' }],
+        },
+        { key: 'cold', loaded_instances: [] },
+      ],
+    };
+    expect(lmStudioInstances(v1, 'qwen3-8b')).toEqual([{ id: 'qwen3-8b', contextLength: 8192 }, { id: 'qwen3-8b:2' }]);
+    expect(lmStudioInstances(v1, 'cold')).toEqual([]);
+    expect(lmStudioInstances(null, 'cold')).toEqual([]);
   });
 });

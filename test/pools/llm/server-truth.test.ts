@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendJson, startHttpServer } from '../../fixtures/http-server.js';
 import { LmStudioDouble } from '../../fixtures/lmstudio-double.js';
 import { OllamaDouble } from '../../fixtures/ollama-double.js';
 import { cleanupsAfterEach } from '../../helpers/cleanup.js';
@@ -131,5 +132,58 @@ describe('servers that tell their slots, and ones that do not', () => {
     cleanups.push(() => c.close());
     const [view] = await endpointsOf(c);
     expect(view).toMatchObject({ flavor: null, reachable: false, slots: null, limit: { value: 4, source: 'default' } });
+  });
+});
+
+describe('a server that lies about itself', () => {
+  const cleanups = cleanupsAfterEach();
+
+  it('is held to what a real server could say: slots, context, model ids and their number bounded', async () => {
+    const ids = [
+      'tiny',
+      '\u001b[2J\u001b[31mred',
+      'right\u202eleft',
+      'x'.repeat(300),
+      '<img src=x onerror="alert(1)">',
+      ...Array.from({ length: 2000 }, (_, i) => `m${i}`),
+    ];
+    const liar = await startHttpServer((req, res) => {
+      const path = req.url ?? '';
+      if (path === '/props')
+        return sendJson(res, 200, { total_slots: 1e9, default_generation_settings: { n_ctx: 1e15 } });
+      if (path === '/slots') return sendJson(res, 200, [{ id: 0, is_processing: true }]);
+      if (path === '/v1/models')
+        return sendJson(res, 200, { object: 'list', data: ids.map((id) => ({ id, meta: { n_ctx: 1e15 } })) });
+      return sendJson(res, 404, { error: { message: 'File Not Found', type: 'not_found_error', code: 404 } });
+    });
+    cleanups.push(() => liar.close());
+    const config = await testConfig((cfg) => (cfg.llm.endpoints = [auto('liar', liar.origin)]));
+    const c = await connectInMemory(config);
+    cleanups.push(() => c.close());
+    const reply = await c.call('lmstudio_models');
+    const [view] = (reply.structuredContent as { endpoints: EndpointView[] }).endpoints;
+    // /slots listed one slot, /props a billion: the slots it lists win, and a limit never passes 256.
+    expect(view).toMatchObject({ flavor: 'llama-server', slots: { total: 1, busy: 1 }, limit: { value: 1 } });
+    const listed = view?.models.map((m) => m.id) ?? [];
+    expect(listed).toHaveLength(1000);
+    expect(listed.slice(0, 2)).toEqual(['tiny', '<img src=x onerror="alert(1)">']);
+    expect(view?.models[0]?.context_length).toBe(16 * 1024 * 1024);
+    // No control character or bidi override reaches a reader (the terminal of `monitor-mcp doctor`).
+    expect(textOf(reply)).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
+  });
+
+  it('with no /slots, a billion slots in /props is capped at 256', async () => {
+    const liar = await startHttpServer((req, res) => {
+      if (req.url === '/props')
+        return sendJson(res, 200, { total_slots: 1e9, default_generation_settings: { n_ctx: 2048 } });
+      if (req.url === '/v1/models') return sendJson(res, 200, { object: 'list', data: [{ id: 'tiny' }] });
+      return sendJson(res, 404, { error: { message: 'File Not Found' } });
+    });
+    cleanups.push(() => liar.close());
+    const config = await testConfig((cfg) => (cfg.llm.endpoints = [auto('liar', liar.origin)]));
+    const c = await connectInMemory(config);
+    cleanups.push(() => c.close());
+    const [view] = await endpointsOf(c);
+    expect(view).toMatchObject({ slots: { total: 256 }, limit: { value: 256, source: 'server' } });
   });
 });

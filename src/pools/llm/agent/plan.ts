@@ -2,11 +2,11 @@ import path from 'node:path';
 import { MonitorError } from '../../../errors.js';
 import { isInside, LINUX_PATHS, resolveRoots } from '../../../paths.js';
 import { type ChecksRequest, planChecks } from '../checks/plan.js';
-import { askedContext } from '../plan-context.js';
+import { resolveForJob } from '../plan-context.js';
 import { tooManyTasks } from '../plan-chunks.js';
 import type { LlmJobPlan, LlmPlanContext } from '../plan-types.js';
 import { upstreamInputs } from '../plan-prompts.js';
-import { concurrencyOverLimit, reduceStage } from '../plan.js';
+import { reduceStage } from '../plan.js';
 import { AGENTS_PER_SLOT, LLM_KIND } from '../pool.js';
 import type { LlmJobOptions, LlmTaskInput } from '../types.js';
 import { type AgentJobOptions, DEFAULT_MAX_STEPS, MOST_STEPS } from './types.js';
@@ -39,7 +39,7 @@ const MOST_PATHS = 64;
  * upstream result), on the resolved model, as many at once as AGENTS_PER_SLOT × the slots serving it.
  */
 export async function planInvestigation(request: InvestigateRequest, context: LlmPlanContext): Promise<LlmJobPlan> {
-  const { settings, endpoints } = context;
+  const { settings } = context;
   const tasks = checkTasks(request);
   if (request.jsonSchema !== undefined) context.schemas.compile(request.jsonSchema);
   const maxSteps = request.maxSteps ?? DEFAULT_MAX_STEPS;
@@ -54,15 +54,7 @@ export async function planInvestigation(request: InvestigateRequest, context: Ll
   for (const [i, task] of tasks.entries()) await checkPaths(task.paths, `tasks[${i}].paths`, context);
 
   const notes: string[] = [];
-  const resolved = await askedContext(
-    request.contextLength,
-    await endpoints.resolveModel(request.model, context.signal),
-    context,
-    notes,
-  );
-  const capacity = endpoints.capacityOf(resolved.endpoints) * AGENTS_PER_SLOT;
-  if (request.concurrency !== undefined && request.concurrency > capacity)
-    throw concurrencyOverLimit(request.concurrency, capacity, resolved.model, resolved.endpoints, endpoints);
+  const { resolved, capacity } = await resolveForJob(request, AGENTS_PER_SLOT, context, notes);
   const agent: AgentJobOptions = { max_steps: maxSteps };
   const options: LlmJobOptions = {
     model: resolved.model,
