@@ -1,13 +1,11 @@
 #!/usr/bin/env node
 // The only module that touches `process`: argv, env, stdio, signals and the exit code.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, homedir, tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { renderJobDetail, renderJobTable } from './commands/jobs.js';
-import { DashboardData } from './dashboard/data.js';
 import { type Config, configFilePath, configHelp, KINDS, kindTotals, parseConfig } from './registry.js';
 import { errorText } from './errors.js';
 import { createLogger } from './log.js';
@@ -33,6 +31,9 @@ Usage:
   monitor-mcp doctor [options]   check LLM endpoints, python3, workers and state directory
   monitor-mcp config --client claude-code|claude-desktop|cursor|vscode [--root DIR]
                                  print a ready config for that client, with absolute paths
+  monitor-mcp new-worker NAME [--node] [--dir DIR]
+                                 write a working warm worker NAME.py (NAME.mjs with --node) to the
+                                 user workers folder (or DIR) and print how to try it
   monitor-mcp demo [options]     a real MCP client runs two batch jobs over this package's sources
                                  (and a small LLM job when an endpoint answers; options go to its server)
   monitor-mcp --help | --version
@@ -107,7 +108,6 @@ async function serve(config: Config): Promise<void> {
   const writeLoopStats = recordEventLoopDelay();
   const processes = thisProcess();
   const app = createServer(config, { log, env: process.env, processes, platform });
-  await app.start();
   const transport = new LineTransport({
     input: process.stdin,
     output: process.stdout,
@@ -157,6 +157,8 @@ async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGHUP', () => shutdown('SIGHUP'));
   await app.server.connect(transport);
+  // After the handshake's way is open: initialize and tools/list need none of it, tool calls wait for it.
+  await app.start();
   log.info(`ready; state in ${config.stateDir}`);
 }
 
@@ -169,6 +171,10 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
   const owners = thisProcess();
   // Damaged jobs are left out of the table, and said on stderr.
   const log = createLogger((line) => process.stderr.write(line), config.logLevel);
+  const [{ DashboardData }, { renderJobDetail, renderJobTable }] = await Promise.all([
+    import('./dashboard/data.js'),
+    import('./commands/jobs.js'),
+  ]);
   const data = new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start), log, kindTotals());
   const frame = async (): Promise<string | undefined> => {
     const now = Date.now();
@@ -177,10 +183,10 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
       if (!detail) return undefined;
       return json ? `${JSON.stringify({ job: detail.job, tasks: detail.tasks })}\n` : renderJobDetail(detail, now);
     }
-    const { jobs } = await data.snapshot(now);
+    const { jobs, state_dir_note: note } = await data.snapshot(now);
     return json
-      ? `${JSON.stringify({ state_dir: config.stateDir, jobs })}\n`
-      : renderJobTable(jobs, config.stateDir, now);
+      ? `${JSON.stringify({ state_dir: config.stateDir, ...(note === undefined ? {} : { state_dir_note: note }), jobs })}\n`
+      : renderJobTable(jobs, config.stateDir, now, note);
   };
   const first = await frame();
   if (first === undefined) {
@@ -231,6 +237,7 @@ async function dashboardCommand(argv: readonly string[]): Promise<number> {
   const owners = thisProcess();
   const { Dashboard } = await import('./dashboard/http.js');
   const { dashboardAssets } = await import('./dashboard/assets.js');
+  const { DashboardData } = await import('./dashboard/data.js');
   const dashboard = new Dashboard({
     data: new DashboardData(config.stateDir, (pid, start) => owners.isAlive(pid, start), log, kindTotals()),
     stateDir: config.stateDir,
@@ -287,20 +294,20 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'dashboard') return dashboardCommand(rest);
   if (command === 'demo') {
     const { runDemo } = await import('./demo.js');
+    // Kept after the demo (its last lines say how to remove it): the commands it prints show its jobs.
     const stateDir = mkdtempSync(path.join(tmpdir(), 'monitor-demo-'));
-    try {
-      return await runDemo({
-        nodePath: process.execPath,
-        cliPath: fileURLToPath(import.meta.url),
-        repoRoot: packageRoot,
-        stateDir,
-        cpus: cpus().length,
-        serverArgs: rest,
-        write: (text) => process.stdout.write(text),
-      });
-    } finally {
-      rmSync(stateDir, { recursive: true, force: true });
-    }
+    return runDemo({
+      nodePath: process.execPath,
+      cliPath: fileURLToPath(import.meta.url),
+      repoRoot: packageRoot,
+      stateDir,
+      cpus: cpus().length,
+      cwd: process.cwd(),
+      searchPath: process.env.PATH ?? '',
+      platform,
+      serverArgs: rest,
+      write: (text) => process.stdout.write(text),
+    });
   }
   if (command === 'config') {
     const { clientConfig, parseConfigCommand } = await import('./commands/client-config.js');
@@ -315,6 +322,20 @@ async function main(argv: string[]): Promise<number> {
     });
     process.stderr.write(`Put this in ${config.where}:\n`);
     process.stdout.write(`${JSON.stringify(config.json, null, 2)}\n`);
+    return 0;
+  }
+  if (command === 'new-worker') {
+    const { parseNewWorkerCommand, writeNewWorker } = await import('./commands/new-worker.js');
+    const parsed = parseNewWorkerCommand(rest, process.cwd());
+    const config = loadConfig(parsed.configArgs);
+    const { report } = await writeNewWorker({
+      command: parsed,
+      workersDirs: config.workersDirs,
+      bundledDir: config.bundledWorkersDir,
+      userDir: config.userWorkersDir,
+      os: platform.os,
+    });
+    process.stdout.write(report);
     return 0;
   }
   if (command === 'doctor') {

@@ -1,11 +1,15 @@
 import { execFile } from 'node:child_process';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { pad, printCodeStats, printDependencies } from './demo-report.js';
+import { type DemoJob, measureSpeedup } from './demo-speed.js';
+import { cliCommand, type DemoShell, keptLines, watchLines } from './demo-watch.js';
+import type { Platform } from './platform/index.js';
+import { formatDuration } from './tools/format.js';
 
 export interface DemoOptions {
   /** The node binary and the built cli.js to start as the server, exactly as an MCP client would. */
@@ -13,9 +17,13 @@ export interface DemoOptions {
   cliPath: string;
   /** The repository whose source files the workers analyse (and the server's allowed root). */
   repoRoot: string;
-  /** A fresh state directory, so the demo leaves the user's jobs alone. */
+  /** A fresh state directory, so the demo leaves the user's jobs alone; it stays, for the dashboard and `jobs`. */
   stateDir: string;
   cpus: number;
+  /** Where the demo was started, the user's PATH and the system: the commands it prints run there as printed. */
+  cwd: string;
+  searchPath: string;
+  platform: Platform;
   /** More server options (e.g. `--endpoint llama=http://127.0.0.1:8080`), passed on as given. */
   serverArgs?: readonly string[];
   write(text: string): void;
@@ -56,7 +64,6 @@ async function sourceFiles(root: string): Promise<string[]> {
   return out.sort();
 }
 
-const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 const run = promisify(execFile);
 
 /** Files per task: a worker started once per file would spend its time starting, not working. */
@@ -94,16 +101,23 @@ type ListedWorker = { name: string; interpreter: string; path: string; descripti
 /**
  * The main job, end to end: a real MCP client starts the built server over stdio, lists its tools
  * and workers, submits two batch jobs over this repository's own source files, keeps working while
- * they run, collects every page and prints the merged results; then runs the same tasks one after
- * another without the server, so the speed-up it prints is measured, not estimated; and, when an
- * LLM endpoint answers, sends a few files to the local model.
+ * they run, collects every page and prints the merged results; then measures where the speed-up
+ * comes from (a sample of the same tasks a process each one after another, warm one at a time,
+ * warm in parallel, in rounds); and, when an LLM endpoint answers, sends a few files to the local
+ * model. Its state directory stays: the commands it prints show its jobs after it.
  */
 export async function runDemo(options: DemoOptions): Promise<number> {
   const { write } = options;
   const started = performance.now();
-  const demo = await DemoClient.start(options);
+  const cli = await cliCommand(shellOf(options));
+  const demo = await DemoClient.start(options).catch(async (error: unknown) => {
+    // Nothing ran, nothing was printed: no folder is left behind.
+    await rm(options.stateDir, { recursive: true, force: true });
+    throw error;
+  });
+  let told = false;
   try {
-    const workers = await introduce(demo, options);
+    const workers = await introduce(demo, options, cli);
     const files = await sourceFiles(options.repoRoot);
     const batch = await submitScriptJobs(demo.call, files, options);
     await glanceAtJobs(demo.call, write);
@@ -113,13 +127,62 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       (collected[i]?.results ?? []).flatMap((r) => (r.value?.json === undefined ? [] : [r.value.json]));
     printCodeStats(values(1), write);
     printDependencies(values(0), write);
-    await printBaseline(workers, batch.inputs, monitorMs, options);
+    write(
+      `\nAll ${SCRIPT_WORKERS.length * batch.inputs.length} tasks through monitor-mcp, two jobs side by side: ${formatDuration(monitorMs)} from submitting them to the last result collected.\n`,
+    );
+    await measureSpeedup({
+      runJobs: (jobs) => runJobs(demo, jobs),
+      workers: SCRIPT_WORKERS.map((name) => ({
+        name,
+        file: workers.find((w) => w.name === name)?.path ?? name,
+        inputs: batch.inputs,
+      })),
+      python: await pythonPath(),
+      cpus: options.cpus,
+      cwd: options.repoRoot,
+      write,
+    });
     await demoLlm(demo.call, demo.collectAll, files, options.repoRoot, write);
-    write(`\nDone in ${seconds(performance.now() - started)}.\n`);
+    write(keptLines(cli, options.stateDir, options.platform));
+    told = true;
+    write(`\nDone in ${formatDuration(performance.now() - started)}.\n`);
     return collected.every((got) => got.job.counts.failed === 0) ? 0 : 1;
   } finally {
+    // Stopped midway, its jobs stay there too.
+    if (!told) write(keptLines(cli, options.stateDir, options.platform));
     await demo.close();
   }
+}
+
+function shellOf(options: DemoOptions): DemoShell {
+  const { nodePath, cliPath, cwd, searchPath, platform } = options;
+  return { nodePath, cliPath, cwd, searchPath, platform };
+}
+
+/** The interpreter python3 names here, as the cold way runs the workers. */
+async function pythonPath(): Promise<string> {
+  return (await run('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim() || 'python3';
+}
+
+/** Jobs submitted at once, each collected to its last result; a failed task fails the demo loudly. */
+async function runJobs(demo: DemoClient, jobs: readonly DemoJob[]): Promise<void> {
+  const ids = await Promise.all(
+    jobs.map(
+      async (job) =>
+        (
+          (
+            await demo.call('run_script_batch', {
+              worker: job.worker,
+              inputs: job.inputs,
+              concurrency: job.concurrency,
+              label: job.label,
+            })
+          ).structuredContent as { job_id: string }
+        ).job_id,
+    ),
+  );
+  for (const got of await Promise.all(ids.map(demo.collectAll)))
+    if (got.job.counts.failed > 0) throw new Error(`${got.job.job_id}: ${got.job.counts.failed} task(s) failed`);
 }
 
 /** The client side: the built server started over stdio as an MCP client starts it, and calls that fail loudly. */
@@ -181,14 +244,12 @@ class DemoClient {
 }
 
 /** What the client sees first: the server, its tools and its workers (returned: the baseline runs them). */
-async function introduce(demo: DemoClient, options: DemoOptions): Promise<ListedWorker[]> {
+async function introduce(demo: DemoClient, options: DemoOptions, cli: readonly string[]): Promise<ListedWorker[]> {
   const { write } = options;
   const version = demo.client.getServerVersion();
   const { tools } = await demo.client.listTools();
   write(`monitor-mcp demo: a real MCP client driving the built server over stdio\n`);
-  write(
-    `To watch it live in a browser, run in another terminal: monitor-mcp dashboard --state-dir ${options.stateDir}\n\n`,
-  );
+  write(`${watchLines(cli, options.stateDir)}\n`);
   write(
     `Server ${version?.name ?? '?'} ${version?.version ?? '?'}, ${tools.length} tools: ${tools.map((t) => t.name).join(', ')}\n`,
   );
@@ -236,30 +297,10 @@ async function collectScriptJobs(
   const collected = await Promise.all(batch.jobIds.map(collectAll));
   collected.forEach((got, i) => {
     write(
-      `  ${pad(SCRIPT_WORKERS[i] ?? '', 24)} ${got.job.state}: ${got.job.counts.succeeded}/${got.job.counts.total} succeeded in ${seconds(got.job.elapsed_ms)}, peak ${got.job.peak_running} at once, ${got.pages} page(s)\n`,
+      `  ${pad(SCRIPT_WORKERS[i] ?? '', 24)} ${got.job.state}: ${got.job.counts.succeeded}/${got.job.counts.total} succeeded in ${formatDuration(got.job.elapsed_ms)}, peak ${got.job.peak_running} at once, ${got.pages} page(s)\n`,
     );
   });
   return collected;
-}
-
-/** The baseline, measured: the same tasks one after another, each the same process as a task. */
-async function printBaseline(
-  workers: readonly ListedWorker[],
-  inputs: ScriptBatch['inputs'],
-  monitorMs: number,
-  options: DemoOptions,
-): Promise<void> {
-  const python = (await run('python3', ['-c', 'import sys; print(sys.executable)'])).stdout.trim() || 'python3';
-  const baselineStart = performance.now();
-  for (const worker of SCRIPT_WORKERS) {
-    const script = workers.find((w) => w.name === worker)?.path ?? worker;
-    for (const input of inputs)
-      await run(python, [script, ...input.args], { cwd: options.repoRoot, maxBuffer: 64 * 1024 * 1024 });
-  }
-  const baselineMs = performance.now() - baselineStart;
-  options.write(
-    `\nThe same ${SCRIPT_WORKERS.length * inputs.length} tasks one after another, without the server: ${seconds(baselineMs)}. Through monitor-mcp, two jobs side by side, submit to last result collected: ${seconds(monitorMs)} (${(baselineMs / monitorMs).toFixed(1)}× on ${options.cpus} CPU(s)).\n`,
-  );
 }
 
 interface EndpointView {

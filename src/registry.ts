@@ -65,36 +65,62 @@ export function configTable(): string {
   return settingsTable(SETTINGS);
 }
 
-/** A kind built for a server: its instance, and its tools (their handlers get the instance's services). */
-export interface BuiltKind {
+/** A kind as the server describes it before any pool is loaded: what initialize and tools/list need. */
+export interface KindFacts {
   name: string;
   summary: string;
   instructions: readonly string[];
   taskCap: TaskCap;
   totals: JobTotals<unknown> | undefined;
-  instance: KindInstance<unknown>;
   tools: readonly AnyTool[];
 }
 
-/**
- * Builds every kind from the config: objects only, no I/O. The env vars any kind names as holding
- * secrets are kept from all kinds' worker processes. What each kind lends is gathered into one
- * object every kind holds as `deps.lent`, filled once all are built (so only used at run time).
- */
-export function buildKinds(config: CoreConfig & KindsConfig, deps: Omit<KindDeps, 'secretEnv' | 'lent'>): BuiltKind[] {
-  const secretEnv = new Set(KINDS.flatMap(({ kind }) => kind.secretEnv?.(config) ?? []));
-  const lent: LentServices = {};
-  const built = KINDS.map(({ kind, tools }) => ({
+/** A kind built for a server: its instance, and its tools (their handlers get the instance's services). */
+export interface BuiltKind extends KindFacts {
+  instance: KindInstance<unknown>;
+}
+
+/** Every kind's facts for this config: no pool loaded, nothing built. */
+export function describeKinds(config: CoreConfig & KindsConfig): KindFacts[] {
+  return KINDS.map((registered) => factsOf(registered, config));
+}
+
+function factsOf({ kind, tools }: (typeof KINDS)[number], config: CoreConfig & KindsConfig): KindFacts {
+  return {
     name: kind.name,
     summary: kind.summary,
     instructions: kind.instructions ?? [],
     taskCap: kind.taskCap(config),
     totals: kind.totals,
-    instance: kind.create(config, { ...deps, secretEnv, lent }),
     tools,
-  }));
+  };
+}
+
+/**
+ * Builds every kind from the config: each loads its pool's modules, then makes objects only, no
+ * I/O. The env vars any kind names as holding secrets are kept from all kinds' worker processes.
+ * What each kind lends is gathered into one object every kind holds as `deps.lent`, filled once
+ * all are built (so only used at run time).
+ */
+export async function buildKinds(
+  config: CoreConfig & KindsConfig,
+  deps: Omit<KindDeps, 'secretEnv' | 'lent'>,
+): Promise<BuiltKind[]> {
+  const secretEnv = secretEnvOf(config);
+  const lent: LentServices = {};
+  const built = await Promise.all(
+    KINDS.map(async (registered): Promise<BuiltKind> => ({
+      ...factsOf(registered, config),
+      instance: await registered.kind.create(config, { ...deps, secretEnv, lent }),
+    })),
+  );
   for (const { instance } of built) Object.assign(lent, instance.lends);
   return built;
+}
+
+/** The env vars any kind names as holding secrets: kept from every kind's worker processes. */
+export function secretEnvOf(config: CoreConfig & KindsConfig): ReadonlySet<string> {
+  return new Set(KINDS.flatMap(({ kind }) => kind.secretEnv?.(config) ?? []));
 }
 
 /** Each kind's running totals over its jobs' results, by kind name: for readers of the state directory. */

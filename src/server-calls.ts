@@ -1,19 +1,20 @@
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { type CallToolResult, CallToolRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from './registry.js';
-import type { Engine } from './engine/engine.js';
 import { errorText, MonitorError } from './errors.js';
 import type { Logger } from './log.js';
+import type { Runtime } from './server-start.js';
 import type { ToolTable } from './server-tools.js';
 import { closest, parseArguments } from './tools/arguments.js';
 import type { ToolContext } from './tools/tool.js';
 
-/** What a tool call is answered with: the server's settings, its engine and its tools. */
+/** What a tool call is answered with: the server's settings, its tools, and the kinds and engine once built. */
 export interface CallDeps {
   config: Config;
-  engine: Engine;
   log: Logger;
   table: ToolTable;
+  /** The built kinds and the engine with the state directory recovered (built once, right after the handshake). */
+  runtime(): Promise<Runtime>;
 }
 
 /** Sends a progress notification for the call, when the client asked for them; never fails the call. */
@@ -24,7 +25,7 @@ type Progress = ToolContext<unknown>['progress'];
  * and turns any error into `isError` text (`CODE: message` and what to do next).
  */
 export function handleToolCalls(server: Server, deps: CallDeps): void {
-  const { config, engine, log, table } = deps;
+  const { config, log, table } = deps;
   server.setRequestHandler(CallToolRequestSchema, async (request, extra): Promise<CallToolResult> => {
     const { name } = request.params;
     const progressToken = request.params._meta?.progressToken;
@@ -44,10 +45,11 @@ export function handleToolCalls(server: Server, deps: CallDeps): void {
       const entry = table.byName.get(name);
       if (!entry) throw unknownTool(name, [...table.byName.keys()]);
       const args = parseArguments(entry.tool.name, entry.tool.inputSchema, request.params.arguments);
+      const { engine, services } = await deps.runtime();
       const context: ToolContext<unknown> = {
         config,
         engine,
-        kind: entry.services,
+        kind: services(entry.kind),
         taskCap: entry.taskCap,
         log,
         signal: extra.signal,

@@ -1,15 +1,16 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { buildKinds, type BuiltKind, type Config } from './registry.js';
-import { Engine } from './engine/engine.js';
+import { type Config, describeKinds, type KindFacts } from './registry.js';
+import type { Engine } from './engine/engine.js';
 import type { Ownership } from './engine/types.js';
 import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
 import { LINUX, type Platform } from './platform/index.js';
+import { registerPrompts } from './prompts/index.js';
 import { handleToolCalls } from './server-calls.js';
-import { liveControl } from './server-live.js';
+import { LazyRuntime } from './server-start.js';
 import { toolTable } from './server-tools.js';
-import { JobStore } from './store/store.js';
+import { serveJobsView } from './tools/ui.js';
 
 export const SERVER_NAME = 'monitor-mcp';
 export const SERVER_VERSION = '0.1.0';
@@ -36,14 +37,19 @@ export interface ServerDeps {
 
 export interface MonitorServer {
   server: Server;
-  engine: Engine;
-  /** Loads earlier jobs from the state directory; call once before connecting a transport. */
+  /** The engine, once start() has finished (throws before). */
+  readonly engine: Engine;
+  /**
+   * Builds the kinds and the engine and loads earlier jobs from the state directory. Call it right
+   * after connecting a transport: the server answers initialize and tools/list without it, and every
+   * tool call waits for it (a call that comes first starts it).
+   */
   start(): Promise<void>;
   /** Stops running work (it loads as `interrupted` next time) and closes every kind. */
   close(): Promise<void>;
 }
 
-function instructions(config: Config, kinds: readonly BuiltKind[]): string {
+function instructions(config: Config, kinds: readonly KindFacts[]): string {
   const workers = kinds.map((k) => {
     const dispatch = k.tools.filter((t) => t.dispatch).map((t) => t.name);
     return dispatch.length > 0 ? `${k.summary} (${dispatch.join(', ')})` : k.summary;
@@ -60,56 +66,48 @@ function instructions(config: Config, kinds: readonly BuiltKind[]): string {
 }
 
 /**
- * Builds the MCP server and everything under it: every registered kind, the engine over their
- * pools, the kinds' tools and the job tools. Side-effect free: nothing is read, written or
- * listened to until start() and a transport's connect().
+ * Builds the MCP server: the kinds' tools and the job tools, listed from the kinds' facts; the
+ * kinds themselves (their pools) and the engine are built by start(). Side-effect free: nothing is
+ * read, written or listened to until start() and a transport's connect().
  */
 export function createServer(
   config: Config,
   deps: ServerDeps & Required<Pick<ServerDeps, 'processes'>>,
 ): MonitorServer {
   const log = deps.log ?? silentLogger;
-  const kinds = buildKinds(config, {
+  const kinds = describeKinds(config);
+  const runtime = new LazyRuntime({
+    config,
     log,
     env: deps.env ?? {},
     processes: deps.processes,
+    ownership: deps.ownership ?? deps.processes,
     platform: deps.platform ?? LINUX,
-  });
-  const ownership = deps.ownership ?? deps.processes;
-  const engine = new Engine({
-    store: new JobStore(config.stateDir, log),
-    pools: kinds.map((k) => k.instance.pool),
-    totals: new Map(kinds.flatMap((k) => (k.totals ? [[k.name, k.totals] as const] : []))),
-    log,
-    retentionDays: config.retentionDays,
-    ownership,
-    maxStateBytes: config.maxStateMB * 1024 * 1024,
+    version: SERVER_VERSION,
   });
   const table = toolTable(kinds);
 
   const server = new Server(
     { name: SERVER_NAME, version: SERVER_VERSION },
-    { capabilities: { tools: {}, logging: {} }, instructions: instructions(config, kinds) },
+    { capabilities: { tools: {}, prompts: {}, resources: {}, logging: {} }, instructions: instructions(config, kinds) },
   );
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: table.listed }));
-  handleToolCalls(server, { config, engine, log, table });
-  const live = liveControl({ stateDir: config.stateDir, version: SERVER_VERSION, engine, kinds, ownership, log });
+  registerPrompts(server, { roots: config.allowedRoots, rules: config.pathRules });
+  handleToolCalls(server, { config, log, table, runtime: () => runtime.ready() });
+  serveJobsView(server, log);
 
   return {
     server,
-    engine,
+    get engine(): Engine {
+      const built = runtime.current;
+      if (!built) throw new Error('The engine is built by start(): await it first.');
+      return built.engine;
+    },
     async start() {
-      const { loaded, removed, interrupted } = await engine.init();
-      log.info(
-        `state ${config.stateDir}: ${loaded} job(s) loaded, ${removed} expired removed, ${interrupted} with interrupted tasks`,
-      );
-      if (config.liveFigures) await live.start();
+      await runtime.ready();
     },
     async close() {
-      await live.close();
-      await engine.close();
-      for (const kind of kinds)
-        await kind.instance.close().catch((error: unknown) => log.warn(`closing ${kind.name}: ${String(error)}`));
+      await runtime.close();
       await server.close().catch(() => undefined);
     },
   };

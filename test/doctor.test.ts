@@ -1,4 +1,4 @@
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runDoctor } from '../src/doctor.js';
@@ -28,7 +28,7 @@ describe('runDoctor', () => {
     expect(out).toContain('- qwen3-8b (llm, loaded, context 8192)');
     expect(out).toMatch(/\[ok\]\s+Python 3\.\d+/);
     if (process.platform === 'linux') expect(out).toMatch(/\[ok\]\s+spawn helper: cold tasks start through it/);
-    expect(out).toMatch(/\[ok\]\s+workers folder/);
+    expect(out).toMatch(/\[ok\]\s+bundled workers folder/);
     expect(out).toMatch(/\[ok\]\s+state directory .* is writable/);
     expect(out).toContain('All checks passed');
     expect(code).toBe(0);
@@ -86,5 +86,31 @@ describe('runDoctor', () => {
     expect(out).not.toMatch(/not reachable/);
     expect(out).toMatch(/\[FAIL\] allowed folder .*no-such-root does not exist/);
     expect(out).toMatch(/\[FAIL\] state directory .*a-file\/state is not writable/);
+  });
+  it('lists the workers folders: the user one missing is fine, then its workers, and a name one hides from another', async () => {
+    const configHome = await makeTempDir('doctor-config-home-');
+    cleanups.push(() => rm(configHome, { recursive: true, force: true }));
+    const config = await testConfig(() => {}, [], { XDG_CONFIG_HOME: configHome });
+    cleanups.push(() => rm(config.stateDir, { recursive: true, force: true }));
+    const userWorkers = path.join(configHome, 'monitor-mcp', 'workers');
+    const doctor = async (): Promise<string> => {
+      const lines: string[] = [];
+      await runDoctor(config, { write: (line) => lines.push(line), env });
+      return lines.join('');
+    };
+    const before = await doctor();
+    expect(before).toMatch(/\[ok\]\s+bundled workers folder \S+ \(5 worker\(s\)\)/);
+    expect(before).toContain(
+      `[ok]   user workers folder ${userWorkers} (not created yet: \`monitor-mcp new-worker NAME\` writes a first worker there)`,
+    );
+    expect(before).not.toMatch(/\[FAIL\].*workers folder/);
+
+    await mkdir(userWorkers, { recursive: true });
+    await writeFile(path.join(userWorkers, 'tally.py'), 'print(1)\n');
+    await writeFile(path.join(userWorkers, 'code_stats.py'), 'print(2)\n');
+    await writeFile(path.join(userWorkers, '_helper.py'), '');
+    const after = await doctor();
+    expect(after).toContain(`[ok]   user workers folder ${userWorkers} (2 worker(s))`);
+    expect(after).toMatch(/\[warn\] code_stats\.py in \S+ hides the same-named worker in .*code_stats\.py/);
   });
 });

@@ -49,6 +49,7 @@ export const NEEDS_POSIX: Readonly<Record<string, string>> = {
   'test/commands/jobs.test.ts': 'fixture workers and SIGINT to `jobs --watch`',
   'test/commands/client-config.test.ts': 'expects POSIX absolute paths',
   'test/dashboard/dashboard.test.ts': 'fixture workers (and chromium: Linux only in the workflow)',
+  'test/tools/ui-browser.test.ts': 'fixture workers (and chromium: Linux only in the workflow)',
   'test/platform/posix.test.ts': 'runs ps and sends signals to process groups',
 };
 

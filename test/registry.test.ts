@@ -39,7 +39,7 @@ describe('parseConfig', () => {
     const config = parseConfig(base);
     expect(config.stateDir).toBe('/home/u/.local/state/monitor-mcp');
     expect(config.retentionDays).toBe(7);
-    expect(config.workersDirs).toEqual(['/opt/monitor/workers']);
+    expect(config.workersDirs).toEqual(['/opt/monitor/workers', '/home/u/.config/monitor-mcp/workers']);
     expect(config.allowedRoots).toEqual(['/work/project']);
     expect(config.script.defaultConcurrency).toBe(6);
     expect(config.collect.maxBudgetTokens).toBe(12000);
@@ -82,14 +82,19 @@ describe('parseConfig', () => {
     expect(fromFlags.collect.defaultWaitSeconds).toBe(5);
   });
 
-  it('adds workers dirs after the bundled one and honours XDG_STATE_HOME', () => {
+  it('adds workers dirs after the bundled one and the user one, and honours XDG_STATE_HOME', () => {
     const config = parseConfig({
       ...base,
       env: { XDG_STATE_HOME: '/xdg' },
       argv: ['--workers-dir', 'mine', '--workers-dir', '/abs/w'],
     });
     expect(config.stateDir).toBe('/xdg/monitor-mcp');
-    expect(config.workersDirs).toEqual(['/opt/monitor/workers', '/work/project/mine', '/abs/w']);
+    expect(config.workersDirs).toEqual([
+      '/opt/monitor/workers',
+      '/home/u/.config/monitor-mcp/workers',
+      '/work/project/mine',
+      '/abs/w',
+    ]);
   });
 
   it('parses endpoint specs and strips a pasted /v1', () => {
@@ -140,6 +145,11 @@ describe('parseConfig', () => {
     });
     // An explicit root, from any source, is taken as given.
     expect(parseConfig({ ...base, cwd: '/', argv: ['--root', '/srv/app'] }).allowedRoots).toEqual(['/srv/app']);
+    // Several folders after one --root, as a Claude Desktop bundle expands the folders picked, up to the next option.
+    expect(
+      parseConfig({ ...base, cwd: '/', argv: ['--root', '/a', '/b', '--log-level', 'warn', '--root', '/c', 'd'] })
+        .allowedRoots,
+    ).toEqual(['/a', '/b', '/c', '/d']);
     expect(parseConfig({ ...base, cwd: '/', env: { MONITOR_ALLOWED_ROOTS: '/a:/b' } }).allowedRoots).toEqual([
       '/a',
       '/b',
@@ -298,6 +308,7 @@ describe('parseConfig: http', () => {
     });
     expect(config.workersDirs).toEqual([
       '/opt/monitor/workers',
+      '/home/u/.config/monitor-mcp/workers',
       '/etc/mm/file-workers',
       '/env/w1',
       '/env/w2',
@@ -370,6 +381,27 @@ describe('parseConfig: LLM endpoints', () => {
     expect(() => parseConfig({ ...base, argv: ['--endpoint', 'http://127.0.0.1:1234#vllm'] })).toThrow(
       /#lmstudio or #openai/,
     );
+  });
+
+  it('takes several endpoints in one MONITOR_ENDPOINTS text (a Claude Desktop settings field); empty keeps the default', () => {
+    const specs = 'lmstudio=http://127.0.0.1:1234,  box=http://10.0.0.3:8080@2#lmstudio\nhttp://10.0.0.4:8000/v1';
+    const fromEnv = parseConfig({ ...base, env: { MONITOR_ENDPOINTS: specs } }).llm.endpoints;
+    expect(fromEnv.map((e) => [e.name, e.url, e.concurrency, e.flavor, e.apiKeyEnv])).toEqual([
+      ['lmstudio', 'http://127.0.0.1:1234', 4, 'lmstudio', 'LM_API_TOKEN'],
+      ['box', 'http://10.0.0.3:8080', 2, 'lmstudio', 'LM_API_TOKEN'],
+      ['endpoint3', 'http://10.0.0.4:8000', 4, 'openai', undefined],
+    ]);
+    const defaults = parseConfig(base).llm.endpoints;
+    expect(parseConfig({ ...base, env: { MONITOR_ENDPOINTS: ' , ' } }).llm.endpoints).toEqual(defaults);
+    // Flags still win over the environment.
+    expect(
+      parseConfig({
+        ...base,
+        env: { MONITOR_ENDPOINTS: specs },
+        argv: ['--endpoint', 'x=http://10.0.0.9:1'],
+      }).llm.endpoints.map((e) => e.name),
+    ).toEqual(['x']);
+    expect(() => parseConfig({ ...base, env: { MONITOR_ENDPOINTS: 'a=ftp://x' } })).toThrow(/MONITOR_ENDPOINTS/);
   });
 
   it('gives LM Studio endpoints from the config file and --lmstudio-url the LM_API_TOKEN default, keeping an explicit apiKeyEnv', () => {

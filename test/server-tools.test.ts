@@ -1,14 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { buildKinds, KINDS } from '../src/registry.js';
-import { LINUX } from '../src/platform/index.js';
-import { silentLogger } from '../src/log.js';
+import { describeKinds, KINDS } from '../src/registry.js';
 import { toolTable } from '../src/server-tools.js';
-import { testConfig, testProcesses } from './helpers/client.js';
+import { testConfig } from './helpers/client.js';
 
 describe('the tool table', () => {
-  it("holds every kind's tools with that kind's services, then the job tools, each listed once with a JSON schema", async () => {
+  it("holds every kind's tools with that kind's name, then the job tools, each listed once with a JSON schema", async () => {
     const config = await testConfig();
-    const kinds = buildKinds(config, { log: silentLogger, env: {}, processes: testProcesses, platform: LINUX });
+    const kinds = describeKinds(config);
     const table = toolTable(kinds);
 
     const kindTools = KINDS.flatMap(({ tools }) => tools.map((t) => t.name));
@@ -16,13 +14,11 @@ describe('the tool table', () => {
     expect(names.slice(0, kindTools.length)).toEqual(kindTools);
     expect(names.slice(kindTools.length)).toEqual(['collect_results', 'list_jobs', 'cancel_job', 'resume_job']);
     expect(new Set(names).size).toBe(names.length);
-    for (const kind of kinds)
-      for (const tool of kind.tools) expect(table.byName.get(tool.name)?.services).toBe(kind.instance.services);
-    expect(table.byName.get('collect_results')?.services).toBeUndefined();
+    for (const kind of kinds) for (const tool of kind.tools) expect(table.byName.get(tool.name)?.kind).toBe(kind.name);
+    expect(table.byName.get('collect_results')?.kind).toBeUndefined();
     for (const listed of table.listed) {
       expect(listed.inputSchema.type).toBe('object');
       expect(listed.description?.length).toBeGreaterThan(0);
     }
-    await Promise.all(kinds.map((k) => k.instance.close()));
   });
 });

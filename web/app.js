@@ -1,9 +1,13 @@
 // The Monitor's page. Everything from the server (labels, outputs, errors, model answers) is
 // untrusted text: it goes into the page with textContent only, never as HTML.
 // A module (strict, deferred, its names its own): index.html loads it with type="module".
+import { duration } from './format.js';
+
 const $ = (id) => document.getElementById(id);
 let state = null;
 let selected = null;
+// The open job's tasks: all of them in index order, or its failed ones alone ("Failures only").
+let failedOnly = false;
 let detailTimer = null;
 // The transcript shown: { jobId, index }, reloaded with the detail while its task runs.
 let transcriptOpen = null;
@@ -23,16 +27,6 @@ function el(tag, props = {}, children = []) {
   }
   for (const child of children) if (child) node.append(child);
   return node;
-}
-
-function duration(ms) {
-  if (ms === undefined || ms === null) return '';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m} m ${Math.round(s % 60)} s`;
-  return `${Math.floor(m / 60)} h ${m % 60} m`;
 }
 
 function bar(job) {
@@ -66,7 +60,16 @@ async function act(job, action) {
 
 function jobRow(job) {
   const done = job.succeeded + job.failed + job.cancelled;
-  const failures = el('div', { className: 'failures' });
+  // A click on the failures opens the job with its failed tasks alone.
+  const failures = el('div', {
+    className: job.failed > 0 ? 'failures clickable' : 'failures',
+    title: job.failed > 0 ? 'Show the failed tasks alone' : '',
+    onclick: (event) => {
+      if (job.failed === 0) return;
+      event.stopPropagation();
+      select(job.id, true);
+    },
+  });
   for (const group of job.failures.slice(0, 3)) {
     failures.append(
       el('div', { title: group.example }, [
@@ -186,6 +189,7 @@ function render() {
   $('capacity-section').hidden = state.capacity.length === 0;
   $('jobs').tBodies[0].replaceChildren(...state.jobs.map(jobRow));
   $('empty').hidden = state.jobs.length > 0;
+  $('empty').textContent = `No jobs in ${state.state_dir}${state.state_dir_note ? ` (${state.state_dir_note})` : ''}.`;
   $('footer').textContent =
     `State directory: ${state.state_dir} · updated ${new Date(state.generated_at).toLocaleTimeString()}`;
 }
@@ -276,13 +280,26 @@ async function openTranscript(jobId, index) {
 
 async function loadDetail() {
   if (!selected) return;
-  const response = await fetch(`/api/jobs/${selected}`, { credentials: 'same-origin' });
+  const asked = { jobId: selected, failedOnly };
+  const response = await fetch(`/api/jobs/${asked.jobId}${asked.failedOnly ? '?only=failed' : ''}`, {
+    credentials: 'same-origin',
+  });
   if (!response.ok) return;
   const { job, tasks, total } = await response.json();
+  // Another job or the other view was asked for meanwhile: its own answer draws it.
+  if (selected !== asked.jobId || failedOnly !== asked.failedOnly) return;
   $('detail').hidden = false;
   $('detail-title').textContent = `${job.id}${job.label ? ` — ${job.label}` : ''} (${job.kind}, ${job.state})`;
+  const shown = asked.failedOnly
+    ? `; its ${total} failed task(s)${total > tasks.length ? `, the first ${tasks.length} shown` : ''}`
+    : total > tasks.length
+      ? `; the first ${tasks.length} tasks shown`
+      : '';
   $('detail-note').textContent =
-    `${job.succeeded + job.failed + job.cancelled}/${job.tasks} done${total > tasks.length ? `; the first ${tasks.length} tasks shown` : ''}${job.next ? `. ${job.next}` : ''}`;
+    `${job.succeeded + job.failed + job.cancelled}/${job.tasks} done${shown}${job.next ? `. ${job.next}` : ''}`;
+  $('failed-only-box').hidden = job.failed === 0 && !asked.failedOnly;
+  $('failed-only').checked = asked.failedOnly;
+  $('failed-only-text').textContent = `Failures only (${job.failed} of ${job.tasks})`;
   $('tasks').tBodies[0].replaceChildren(
     ...tasks.map((task) =>
       el('tr', { 'data-task': String(task.index) }, [
@@ -302,15 +319,22 @@ async function loadDetail() {
   if (open) transcriptOpen.state = open.state;
 }
 
-function select(jobId) {
+function select(jobId, onlyFailed = false) {
   if (selected !== jobId) {
     transcriptOpen = null;
     $('transcript').hidden = true;
+    failedOnly = false;
   }
+  if (onlyFailed) failedOnly = true;
   selected = jobId;
   render();
   loadDetail();
 }
+
+$('failed-only').addEventListener('change', (event) => {
+  failedOnly = event.target.checked;
+  loadDetail();
+});
 
 function connect() {
   const events = new EventSource('/api/events');

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# monitor: description: Per source file: language, lines, blank, comment and code lines, functions and classes (Python via ast, others by pattern), and TODO/FIXME/HACK/XXX notes with line numbers.
+# monitor: description: Per source file: language, lines, blank, comment and code lines, functions and classes defined (Python via ast, others by pattern; callbacks passed are not counted), and TODO/FIXME/HACK/XXX notes (comments starting with one) with line numbers.
 # monitor: args: FILE... files to measure, relative to the task's cwd
 # monitor: json: {"files": ["src/a.ts", ...]}
 # monitor: output: json {"files": [{"file", "language", "lines", "blank", "comment", "code", "functions", "classes", "todos": [{"line", "tag", "text"}], "error"?}], "totals": {...}}
@@ -32,14 +32,24 @@ C_STYLE = {"javascript", "typescript", "java", "kotlin", "scala", "go", "rust", 
 HASH_STYLE = {"python", "shell", "ruby", "perl", "r", "yaml", "toml", "ini"}
 DASH_STYLE = {"sql", "lua", "haskell"}
 
-TODO = re.compile(r"\b(TODO|FIXME|HACK|XXX)\b[\s:(\-]*(.*)")
-# A note counts when it sits in a comment: after a comment marker on its line, or inside a block comment.
+# A note is a comment that starts with its tag ("# TODO: x", "// FIXME(me) y", " * HACK"); a comment or
+# code that only mentions one (a list of tags, a pattern like this worker's own) is none.
+NOTE = re.compile(r"(TODO|FIXME|HACK|XXX)\b(?![/|,.\w])[\s:(\-]*(.*)")
+NOTE_LEAD = re.compile(r"[\s/*#!<\-\"']*")
 COMMENT_MARKER = {"c": re.compile(r"//|/\*|^\s*\*"), "hash": re.compile(r"#"), "dash": re.compile(r"--"), "html": re.compile(r"<!--")}
+# Parameters: one level of parentheses or braces inside (destructuring, a callback's type), no statement.
+JS_PARAMS = r"\((?:[^(){};]|\([^(){};]*\)|\{[^{};]*\})*\)"
+# Functions defined, not callbacks passed: `.map((x) => …)` and `.on("e", function () {…})` are none.
 JS_FUNCTIONS = re.compile(
-    r"\bfunction\b\s*\*?\s*[\w$]*\s*\("                                     # function declarations and expressions
-    r"|(?:^|[=:(,]\s*|\breturn\s+)(?:async\s+)?(?:\([^()]*\)|[\w$]+)\s*(?::\s*[^=;{]+?)?=>"  # arrow functions
-    r"|^\s*(?:(?:public|private|protected|static|async|override|readonly|get|set|\*)\s+)*"
-    r"(?!(?:if|for|while|switch|catch|with|return|function|new|else|do|typeof|await)\b)[\w$]+\s*(?:<[^>]*>)?\([^;]*\)\s*(?::\s*[^;{=]+)?\{",  # methods
+    r"\bfunction\b\s*\*?\s*[\w$]+\s*[<(]"  # function f(, function* f(
+    r"|(?:[=:]|\bdefault)\s*(?:async\s+)?function\b\s*\*?\s*\("  # f = function (, export default function (
+    # an arrow function given a name: const f = (…) => …, a class field `handle = async (e) => …`
+    r"|^[ \t]*(?:(?:export|const|let|var|public|private|protected|static|readonly|override|declare)\s+)*"
+    r"[\w$#.]+[ \t]*(?::[^=;]+?)?=\s*(?:async\s+)?(?:<[^<>]*>\s*)?(?:" + JS_PARAMS + r"|[\w$]+)\s*(?::\s*[^=;{]+?)?=>"
+    # methods of classes and object literals
+    r"|^[ \t]*(?:(?:public|private|protected|static|async|override|readonly|get|set|\*)\s+)*"
+    r"(?!(?:if|for|while|switch|catch|with|return|function|new|else|do|typeof|await)\b)[\w$#]+\s*(?:<[^<>]*>)?"
+    + JS_PARAMS + r"\s*(?::\s*[^;{=]+)?\{",
     re.M,
 )
 JS_CLASSES = re.compile(r"(?<![\w$.])class\s+[\w$]+")
@@ -121,6 +131,19 @@ def python_structure(text, path, comments):
     return functions, classes
 
 
+def note_in(line, in_comment, marker):
+    """The note a line holds: its comment (the whole line inside a comment, else what follows the first
+    comment marker; the whole line for a language without comments) starting with a tag."""
+    start = 0
+    if marker is not None and not in_comment:
+        opened = marker.search(line)
+        if opened is None:
+            return None
+        start = opened.end()
+    text = line[start:]
+    return NOTE.match(text, NOTE_LEAD.match(text).end())
+
+
 def measure(path):
     result = {"file": path}
     language = LANGUAGES.get(os.path.splitext(path)[1].lower())
@@ -156,11 +179,7 @@ def measure(path):
     marker = COMMENT_MARKER.get(style) if style else None
     for number, line in enumerate(lines, 1):
         if "TODO" in line or "FIXME" in line or "HACK" in line or "XXX" in line:
-            match = TODO.search(line)
-            if match and marker is not None and number - 1 not in comments:
-                opened = marker.search(line)
-                if opened is None or opened.start() > match.start():
-                    match = None
+            match = note_in(line, number - 1 in comments, marker)
             if match:
                 if len(todos) == MAX_TODOS:
                     result["todos_truncated"] = True

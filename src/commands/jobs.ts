@@ -6,8 +6,14 @@ import { formatAge, formatDuration } from '../tools/format.js';
  * every job of every server on the state directory; an unfinished job whose server is gone shows
  * as interrupted, with the call that resumes it.
  */
-export function renderJobTable(jobs: readonly DashboardJob[], stateDir: string, now: number): string {
-  if (jobs.length === 0) return `No jobs in ${stateDir}.\n`;
+export function renderJobTable(
+  jobs: readonly DashboardJob[],
+  stateDir: string,
+  now: number,
+  /** Why there are none (DashboardState.state_dir_note): "the folder does not exist", say. */
+  emptyNote?: string,
+): string {
+  if (jobs.length === 0) return `No jobs in ${stateDir}${emptyNote ? ` (${emptyNote})` : ''}.\n`;
   const table: string[][] = [
     ['JOB', 'KIND', 'LABEL', 'STATE', 'TASKS', 'OK', 'FAILED', 'CANCELLED', 'PENDING', 'WALL', 'ETA', 'CREATED'],
   ];
@@ -36,7 +42,7 @@ export function renderJobDetail(detail: { job: DashboardJob; tasks: readonly Das
   const { job, tasks } = detail;
   const lines = [
     `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state}: ${job.succeeded + job.failed + job.cancelled}/${job.tasks} done (${job.succeeded} ok, ${job.failed} failed, ${job.cancelled} cancelled, ${job.pending} pending)`,
-    `created ${formatAge(job.created_at, now)} ago; wall ${formatDuration(job.elapsed_ms)}${job.eta_ms === undefined ? '' : `; about ${formatDuration(job.eta_ms)} left`}${job.owner ? `; server pid ${job.owner.pid}${job.owner.alive ? '' : ' (gone)'}` : ''}${job.runs_on ? `; runs on ${job.runs_on}${job.upstream_tasks ? ` (${job.upstream_tasks.done}/${job.upstream_tasks.total} done)` : ''}` : ''}`,
+    `created ${formatAge(job.created_at, now)}; wall ${formatDuration(job.elapsed_ms)}${job.eta_ms === undefined ? '' : `; about ${formatDuration(job.eta_ms)} left`}${job.owner ? `; server pid ${job.owner.pid}${job.owner.alive ? '' : ' (gone)'}` : ''}${job.runs_on ? `; runs on ${job.runs_on}${job.upstream_tasks ? ` (${job.upstream_tasks.done}/${job.upstream_tasks.total} done)` : ''}` : ''}`,
   ];
   if (job.next) lines.push(job.next);
   const table: string[][] = [['#', 'STATE', 'ATTEMPT', 'DURATION', 'ID', 'ERROR']];

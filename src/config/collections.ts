@@ -15,6 +15,8 @@ export interface ListOptions extends Omit<Common<string[]>, 'env' | 'flag'> {
   env?: { name: string; separator: ',' | 'path' };
   /** A repeatable flag, one entry each. */
   flag?: string;
+  /** The flag also takes the words after it, up to the next option (Input.variadic). */
+  variadic?: boolean;
 }
 
 /** A list of texts or paths; repeats are dropped. */
@@ -74,6 +76,7 @@ export function list(options: ListOptions): Setting<string[]> {
             {
               ...flag,
               repeatable: true,
+              ...(options.variadic ? { variadic: true } : {}),
               apply: (texts, current, source) =>
                 texts.length === 0
                   ? current

@@ -68,6 +68,7 @@ export const CORE_SETTINGS = {
     defaultText: "the server's cwd; none if that is /",
     env: { name: 'MONITOR_ALLOWED_ROOTS', separator: 'path' },
     flag: '--root DIR',
+    variadic: true,
   }),
   maxMessageMB: int({
     help: 'Largest JSON-RPC message (one stdin line) the server reads, in MB (MiB, 1,048,576 bytes)',

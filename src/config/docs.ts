@@ -1,4 +1,8 @@
-import { type SettingsTree, settingEntries } from './settings.js';
+import { type Input, type SettingsTree, settingEntries } from './settings.js';
+
+/** How often a flag may be given, for the help and the table ('' for once). */
+const repeats = (flag: Input<unknown>): string =>
+  flag.repeatable ? (flag.variadic ? 'repeatable; several may follow it' : 'repeatable') : '';
 
 /** The `Options` part of `--help`: one line per flag, made from the settings' declarations. */
 export function optionsHelp(tree: SettingsTree): string {
@@ -11,7 +15,7 @@ export function optionsHelp(tree: SettingsTree): string {
   for (const { setting } of settingEntries(tree)) {
     for (const flag of setting.flags) {
       const notes = [
-        flag.repeatable ? 'repeatable' : '',
+        repeats(flag),
         setting.defaultText === 'none' || setting.type === 'boolean' || flag.help
           ? ''
           : `default: ${setting.defaultText}`,
@@ -36,7 +40,7 @@ export function settingsTable(tree: SettingsTree): string {
     if (!setting.inFile && setting.env.length === 0 && setting.flags.length === 0) continue;
     const env = setting.env.map((e) => `${code(e.name)}${e.format ? ` (${e.format})` : ''}`).join(', ');
     const flags = setting.flags
-      .map((f) => `${code(f.arg === undefined ? f.name : `${f.name} ${f.arg}`)}${f.repeatable ? ' (repeatable)' : ''}`)
+      .map((f) => `${code(f.arg === undefined ? f.name : `${f.name} ${f.arg}`)}${repeats(f) ? ` (${repeats(f)})` : ''}`)
       .join(', ');
     const meaning = [setting.help, setting.details].filter((t) => t !== undefined).join('. ');
     lines.push(

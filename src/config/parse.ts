@@ -161,8 +161,12 @@ function fileValues(raw: unknown, tree: SettingsTree): Map<string, unknown> {
 /** `--name value` and `--name=value`; every flag may repeat. Flags without an argument take no value. */
 function readFlags(argv: readonly string[], settings: ReadonlyArray<Setting<unknown>>): Map<string, string[]> {
   const takesValue = new Map<string, boolean>([[CONFIG_FLAG, true]]);
+  const variadic = new Set<string>();
   for (const setting of settings)
-    for (const input of setting.flags) takesValue.set(input.name, input.arg !== undefined);
+    for (const input of setting.flags) {
+      takesValue.set(input.name, input.arg !== undefined);
+      if (input.variadic) variadic.add(input.name);
+    }
   const out = new Map<string, string[]>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? '';
@@ -189,6 +193,9 @@ function readFlags(argv: readonly string[], settings: ReadonlyArray<Setting<unkn
     }
     const texts = out.get(name) ?? [];
     texts.push(value);
+    // `--root A B`: the words after the value are more values, up to the next option.
+    while (variadic.has(name) && i + 1 < argv.length && !(argv[i + 1] ?? '').startsWith('--'))
+      texts.push(argv[++i] ?? '');
     out.set(name, texts);
   }
   return out;

@@ -49,6 +49,11 @@ export interface Input<T> {
   help?: string;
   /** The flag may be given several times (each adds an entry). */
   repeatable?: boolean;
+  /**
+   * The flag also takes the words after its value, up to the next option (`--root A B`): a Claude
+   * Desktop bundle expands a list the user picked into separate arguments after one flag.
+   */
+  variadic?: boolean;
   /** How the value is written, for the docs (`,`-separated). */
   format?: string;
   /** Every occurrence of the flag (or the env value), in order, applied to the value so far. */

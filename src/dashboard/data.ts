@@ -1,5 +1,8 @@
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { type Logger, silentLogger } from '../log.js';
 import { stateOnDisk } from '../store/job-state.js';
+import { StateLayout } from '../store/layout.js';
 import { StateReader } from '../store/reader.js';
 import type { JobMeta, LiveFile, TaskRecord } from '../store/records.js';
 import type { JobTotals, TotalsView } from '../engine/types.js';
@@ -70,6 +73,8 @@ export interface DashboardState {
   state_dir: string;
   generated_at: string;
   jobs: DashboardJob[];
+  /** With no job: why, said beside "no jobs in <state_dir>" (a mistyped --state-dir shows as such). */
+  state_dir_note?: string;
   /** Running servers on the state directory (their heartbeat is fresh). */
   servers: Array<{ pid: number; version: string; started_at: string; heartbeat_at: string }>;
   /** Every kind's live cards (LLM endpoints, the script and HTTP pools), with the server that reports each. */
@@ -118,10 +123,12 @@ export class DashboardData {
     const jobs: DashboardJob[] = [];
     for (const meta of metas) jobs.push(await this.job(meta, now, running));
     jobs.sort((a, b) => b.created_at.localeCompare(a.created_at));
+    const note = jobs.length === 0 ? await emptyStateDirNote(this.stateDir) : undefined;
     return {
       state_dir: this.stateDir,
       generated_at: new Date(now).toISOString(),
       jobs,
+      ...(note === undefined ? {} : { state_dir_note: note }),
       servers: live.map((server) => ({
         pid: server.pid,
         version: server.version,
@@ -132,11 +139,15 @@ export class DashboardData {
     };
   }
 
-  /** One job's tasks, each with its latest result (at most `limit`, from `offset`). */
+  /**
+   * One job's tasks, each with its latest result (at most `limit`, from `offset`); `only: 'failed'`:
+   * its failed tasks alone (`total` counts them), so a few failures among thousands are found.
+   */
   async tasks(
     jobId: string,
     offset = 0,
     limit = 500,
+    only?: 'failed',
   ): Promise<{ job: DashboardJob; tasks: DashboardTask[]; total: number } | undefined> {
     if (!StateReader.isJobId(jobId)) return undefined;
     const meta = await this.reader.knownMeta(jobId);
@@ -147,6 +158,10 @@ export class DashboardData {
     const latest = await this.reader.latestResults(jobId);
     const live = job.progress ? running.get(jobId) : undefined;
     const tasks: DashboardTask[] = [];
+    if (only === 'failed') {
+      const failed = [...latest.values()].filter((r) => r.state === 'failed').sort((a, b) => a.index - b.index);
+      return { job, tasks: failed.slice(offset, offset + limit).map(taskView), total: failed.length };
+    }
     for (let index = offset; index < Math.min(meta.taskCount, offset + limit); index++) {
       const record = latest.get(index);
       const progress = liveProgressOf(live?.get(index), record);
@@ -234,6 +249,19 @@ export class DashboardData {
     const owner = await this.reader.ownerOf(meta);
     return owner && { pid: owner.pid, alive: this.alive(owner.pid, owner.start) };
   }
+}
+
+/** Why a state directory shows no job: it is not there, not a folder, empty, or has had no job yet. */
+async function emptyStateDirNote(stateDir: string): Promise<string> {
+  const info = await stat(stateDir).catch((error: unknown) => error as NodeJS.ErrnoException);
+  if (info instanceof Error)
+    return info.code === 'ENOENT' ? 'the folder does not exist' : `it cannot be read: ${info.code ?? info.message}`;
+  if (!info.isDirectory()) return 'it is not a folder';
+  const entries = new Set(await readdir(stateDir).catch(() => []));
+  if (entries.size === 0) return 'the folder is empty';
+  const layout = new StateLayout(stateDir);
+  const ours = [layout.jobsDir, layout.liveDir, layout.changesFile].some((file) => entries.has(path.basename(file)));
+  return ours ? 'no job there yet' : 'nothing of monitor-mcp in it: is it a state directory?';
 }
 
 /** Failures by error code, most frequent first, each with one message as an example. */

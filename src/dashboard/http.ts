@@ -139,7 +139,8 @@ export class Dashboard {
       const jobId = job[1];
       if (req.method === 'GET' && job[3] === undefined) {
         const offset = Math.max(0, Number(url.searchParams.get('offset') ?? 0) || 0);
-        const detail = await this.options.data.tasks(jobId, offset, 200);
+        const only = url.searchParams.get('only') === 'failed' ? 'failed' : undefined;
+        const detail = await this.options.data.tasks(jobId, offset, 200, only);
         return detail ? sendJson(res, 200, detail) : sendJson(res, 404, { error: `No job ${jobId}.` });
       }
       if (req.method === 'POST' && job[3] !== undefined)

@@ -114,6 +114,11 @@ export interface KindInstance<Services> {
   live?(): LiveCard[];
   /** What it offers the other kinds (their `deps.lent`), merged in by the wiring. */
   readonly lends?: LentServices;
+  /**
+   * What a first dispatch or task would otherwise wait for (a client library to load), done in the
+   * background once the server has recovered its state: no process started, nothing sent. Never throws.
+   */
+  warmUp?(): Promise<void>;
   /** After the engine has stopped its tasks: sockets, journals, timers. */
   close(): Promise<void>;
 }
@@ -143,8 +148,11 @@ export interface WorkerKind<Settings extends SettingsTree, Services> {
   readonly errorCodes: readonly string[];
   /** Env vars its settings name as holding secrets (kept from every kind's worker processes). */
   secretEnv?(config: ValuesOf<Settings>): string[];
-  /** Builds the kind: objects only, no I/O (createServer stays free of side effects). */
-  create(config: CoreConfig & ValuesOf<Settings>, deps: KindDeps): KindInstance<Services>;
+  /**
+   * Builds the kind: objects only, no I/O. Async because it loads the kind's pool (a dynamic
+   * import): index.ts, what the server needs to answer initialize and tools/list, stays light.
+   */
+  create(config: CoreConfig & ValuesOf<Settings>, deps: KindDeps): Promise<KindInstance<Services>>;
   /** Checks for `monitor-mcp doctor`, in a section of its own: what the kind needs to work here. */
   doctor?(
     config: CoreConfig & ValuesOf<Settings>,

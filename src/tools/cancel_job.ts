@@ -6,7 +6,7 @@ export const cancelJobTool = defineTool({
   name: 'cancel_job',
   title: 'Cancel a job',
   description:
-    'Stops a job: queued tasks dropped, running ones stopped (processes killed with their children, requests aborted). Finished results stay; resume_job with include_cancelled reruns the rest. Stopping a pipeline stage stops every stage.',
+    'Stops a job: queued tasks dropped, running ones killed (with child processes) or aborted. Finished results stay; resume_job with include_cancelled reruns the rest. Stopping a pipeline stage stops every stage.',
   inputSchema: {
     job_id: z.string().min(1).describe('The job to stop.'),
   },

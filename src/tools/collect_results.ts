@@ -2,48 +2,21 @@ import * as z from 'zod';
 import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 import { latestRecords } from '../store/records.js';
 import { envelopeOf, provenanceOf } from '../store/result.js';
+import { call, CHARS_PER_TOKEN, describeJob, liveViews, resultView, shrinkToFit, tasksDone } from './format.js';
 import {
-  call,
-  CHARS_PER_TOKEN,
-  describeJob,
-  jobNext,
-  liveViews,
-  orList,
-  resultView,
-  shrinkToFit,
-  tasksDone,
-} from './format.js';
-import {
+  type CollectRequest,
   decodeCursor,
   earlierAttempts,
   encodeCursor,
+  type MergeMode,
+  nextStep,
   type PageEntry,
   pageResults,
-  type ResultFilter,
   unverifiedNote,
 } from './paging.js';
-import { defineTool, type ServerFacts, type ToolContext, type ToolReply, withinLimit } from './tool.js';
+import { defineTool, type ToolContext, type ToolReply, withinLimit } from './tool.js';
 
-export type MergeMode = 'list' | 'text' | 'json';
-
-export interface CollectRequest {
-  jobIds: string[];
-  waitSeconds: number;
-  cursor?: string;
-  filter: ResultFilter;
-  merge: MergeMode;
-  budgetTokens: number;
-  /** Also earlier attempts of tasks that ran again (by default a task's latest attempt is its result). */
-  allAttempts?: boolean;
-  /** Start after these many finished-order records per job (instead of a cursor). */
-  startOffsets?: number[];
-}
-
-/** One result on a page: what identifies it, and (in merge modes) its output apart. */
-interface Shown {
-  item: Record<string, unknown>;
-  piece: unknown;
-}
+export type { CollectRequest, MergeMode } from './paging.js';
 
 /** The output a merge keeps of a result: its parsed JSON, else its text, else its error. */
 function outputOf(record: TaskRecord, merge: MergeMode): { output: unknown } | { error: unknown } {
@@ -60,27 +33,35 @@ const jsonSize = (value: unknown): number => JSON.stringify(value).length + 1;
 /**
  * How a merge mode puts results on a page, and what each costs. The reply carries the page twice
  * (text for people, structuredContent for programs and Claude Code's model): a result costs what
- * its larger copy takes, so a page gives the model about the budget it asked for.
+ * its larger copy takes, so a page gives the model about the budget it asked for. In a merge mode
+ * a result is its piece alone: what tells it apart (id, error, attempt, files) is in the piece,
+ * not repeated in a list beside it.
  */
 function renderer(
   merge: MergeMode,
   multi: boolean,
 ): {
-  render(jobId: string, record: TaskRecord): PageEntry<Shown>;
-  shrink(shown: PageEntry<Shown>, room: number): PageEntry<Shown>;
+  render(jobId: string, record: TaskRecord): PageEntry<unknown>;
+  shrink(shown: PageEntry<unknown>, room: number): PageEntry<unknown>;
 } {
-  const cost = (item: Record<string, unknown>, piece: unknown): number => {
-    if (merge === 'list') return jsonSize(item);
-    if (merge === 'json') return jsonSize(item) + jsonSize(piece);
+  const cost = (piece: unknown): number => {
+    if (merge !== 'text') return jsonSize(piece);
     const text = String(piece);
-    return jsonSize(item) + Math.max(text.length, JSON.stringify(text).length - 2) + 1;
+    return Math.max(text.length, JSON.stringify(text).length - 2) + 1;
   };
   const pieceOf = (jobId: string, record: TaskRecord): unknown => {
     const out = outputOf(record, merge);
     const unverified = unverifiedNote(record);
+    const { attempt, files } = record;
     if (merge === 'json') {
-      const piece = multi ? { job_id: jobId, id: provenanceOf(record), ...out } : { id: provenanceOf(record), ...out };
-      return unverified === undefined ? piece : { ...piece, unverified };
+      return {
+        ...(multi ? { job_id: jobId } : {}),
+        id: provenanceOf(record),
+        ...(attempt > 1 ? { attempt } : {}),
+        ...out,
+        ...(unverified === undefined ? {} : { unverified }),
+        ...(files ? { files } : {}),
+      };
     }
     const body =
       'output' in out
@@ -88,25 +69,22 @@ function renderer(
           ? out.output
           : JSON.stringify(out.output)
         : `(${record.state}: ${record.error?.code ?? ''} ${record.error?.message ?? ''})`;
-    const state = unverified === undefined ? record.state : `${record.state}, UNVERIFIED: ${unverified}`;
-    return `--- ${multi ? `${jobId} ` : ''}${provenanceOf(record)} (#${record.index}, ${state}) ---\n${body}`;
+    let about = unverified === undefined ? record.state : `${record.state}, UNVERIFIED: ${unverified}`;
+    if (attempt > 1) about += `, attempt ${attempt}`;
+    if (files) about += `, files ${JSON.stringify(files)}`;
+    return `--- ${multi ? `${jobId} ` : ''}${provenanceOf(record)} (#${record.index}, ${about}) ---\n${body}`;
   };
   return {
     render(jobId, record) {
-      const full = resultView(multi ? jobId : undefined, record);
-      if (merge === 'list') return { entry: { item: full, piece: full }, cost: cost(full, full) };
-      const item = leanView(full);
-      const piece = pieceOf(jobId, record);
-      return { entry: { item, piece }, cost: cost(item, piece) };
+      const piece = merge === 'list' ? resultView(multi ? jobId : undefined, record) : pieceOf(jobId, record);
+      return { entry: piece, cost: cost(piece) };
     },
     shrink({ entry }, left) {
-      if (merge === 'list') {
-        const shrunk = shrinkToFit(entry.item, Math.max(256, left - 1));
-        return { entry: { item: shrunk, piece: shrunk }, cost: cost(shrunk, shrunk) };
-      }
-      const room = Math.max(256, left - jsonSize(entry.item) - 24);
-      const piece = shrinkPiece(entry.piece, room);
-      return { entry: { item: entry.item, piece }, cost: cost(entry.item, piece) };
+      const piece =
+        merge === 'list'
+          ? shrinkToFit(entry as Record<string, unknown>, Math.max(256, left - 1))
+          : shrinkPiece(entry, Math.max(256, left - 24));
+      return { entry: piece, cost: cost(piece) };
     },
   };
 }
@@ -131,8 +109,14 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
   const header = fitHeader(snapshots, budgetChars * 0.3);
   const { views: jobViews, lines: notes } = liveViews(snapshots, engine.runningProgress());
   header.push(...notes);
-  // The status lines (text) or the job views (structured), the next step and the keys around them.
-  const overhead = Math.max(header.join('\n').length, JSON.stringify(jobViews).length) + RESERVED_CHARS;
+  const stages = await stageIndex(ctx, snapshots);
+  // The status lines (text) or the job views (structured), the upstream index, the next step and
+  // the keys around them; the next step names the jobs up to 4 times (calls, cursors).
+  const overhead =
+    Math.max(header.join('\n').length, JSON.stringify(jobViews).length) +
+    (stages.length > 0 ? JSON.stringify(stages).length : 0) +
+    RESERVED_CHARS +
+    4 * JSON.stringify(request.jobIds).length;
   const multi = request.jobIds.length > 1;
   const jobs = await Promise.all(
     request.jobIds.map(async (id) => {
@@ -154,21 +138,21 @@ export async function collect(ctx: ToolContext<unknown>, request: CollectRequest
   });
 
   const allDone = snapshots.every((s) => s.counts.queued === 0 && s.counts.running === 0);
-  const items = page.entries.map((shown) => shown.item);
-  const pieces = page.entries.map((shown) => shown.piece);
+  const pieces = page.entries;
   // One cursor serves both paging and polling: it marks what this reply showed, per job.
   const nextCursor = page.cut || !allDone ? encodeCursor(page.offsets, request.jobIds) : undefined;
-  const next = nextStep(request, snapshots, page.remaining, nextCursor);
+  const next = nextStep(request, snapshots, page.remaining, nextCursor, ctx.config.collect);
 
   const lines: string[] = [...header];
   if (request.merge === 'list') for (const piece of pieces) lines.push(JSON.stringify(piece));
   else if (request.merge === 'text') for (const piece of pieces) lines.push(String(piece));
   else lines.push(JSON.stringify(pieces));
-  if (items.length === 0)
+  if (pieces.length === 0)
     lines.push(allDone ? 'No results match on this page.' : 'No new results yet; the jobs are still running.');
   lines.push(next);
-  const structured: Record<string, unknown> = { jobs: jobViews, done: allDone, results: items };
-  const stages = await stageIndex(ctx, snapshots);
+  const structured: Record<string, unknown> = { jobs: jobViews, done: allDone };
+  // A merge's pieces are its results: a list of them beside it would say it all twice.
+  if (request.merge === 'list') structured.results = pieces;
   if (stages.length > 0) {
     structured.upstream = stages;
     lines.splice(
@@ -225,44 +209,6 @@ async function stageIndex(
 /** Characters kept for the next step and the reply's own keys. */
 const RESERVED_CHARS = 700;
 
-/** The call to make after this page, with its exact arguments. */
-function nextStep(
-  request: CollectRequest,
-  snapshots: readonly JobSnapshot[],
-  remaining: number,
-  cursor: string | undefined,
-): string {
-  const again: Record<string, unknown> = { job_ids: request.jobIds };
-  if (cursor) again.cursor = cursor;
-  if (request.filter !== 'all') again.filter = request.filter;
-  if (request.merge !== 'list') again.merge = request.merge;
-  if (request.allAttempts) again.all_attempts = true;
-  if (remaining > 0)
-    return `${remaining} more result(s) are ready: call ${call('collect_results', again)} to see them.`;
-  const { done: finished, total } = tasksDone(snapshots);
-  if (cursor)
-    return `The job(s) are still running (${finished}/${total} tasks done). Keep working on something else, then call ${call('collect_results', again)}: it waits for and returns only results that finish after these.`;
-  const steps = snapshots.map(jobNext).filter((step) => step !== undefined);
-  const failed = snapshots.reduce((n, s) => n + s.counts.failed, 0);
-  if (failed > 0 && request.filter !== 'failed') {
-    steps.push(
-      `${failed} task(s) failed: ${call('collect_results', { job_ids: request.jobIds, filter: 'failed' })} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`,
-    );
-  }
-  const unverified = snapshots.reduce((n, s) => n + unverifiedCount(s), 0);
-  if (unverified > 0 && request.filter !== 'unverified')
-    steps.push(
-      `${unverified} answer(s) failed their checks and are kept unverified: ${call('collect_results', { job_ids: request.jobIds, filter: 'unverified' })} shows only those, each with its checks' reasons.`,
-    );
-  return steps.length > 0 ? steps.join(' ') : 'Every result has been shown; the job(s) are finished.';
-}
-
-/** A job's answers kept unverified, as its kind's totals count them (`verification`). */
-function unverifiedCount(snapshot: JobSnapshot): number {
-  const verification = snapshot.totals?.fields.verification as { unverified?: unknown } | undefined;
-  return typeof verification?.unverified === 'number' ? verification.unverified : 0;
-}
-
 /** Waits for the jobs (bounded), sending progress as tasks finish and a heartbeat while none do. */
 async function waitWithProgress(ctx: ToolContext<unknown>, request: CollectRequest): Promise<void> {
   const { engine } = ctx;
@@ -308,14 +254,6 @@ function fitHeader(snapshots: readonly JobSnapshot[], maxChars: number): string[
   return lines;
 }
 
-/** A result in merge modes: what identifies it; its output (or error) is in `merged`. */
-function leanView(view: Record<string, unknown>): Record<string, unknown> {
-  const rest = { ...view };
-  delete rest.value;
-  delete rest.error;
-  return rest;
-}
-
 const PIECE_CUT = '…[cut to fit the page; the full output is in the files list mode shows]';
 
 /** A merged piece cut to `room` characters; a JSON piece keeps its id and is cut in its output. */
@@ -331,64 +269,56 @@ function shrinkPiece(piece: unknown, room: number): unknown {
   return piece;
 }
 
-export function collectResultsTool(facts: ServerFacts) {
-  return defineTool({
-    name: 'collect_results',
-    title: 'Collect job results',
-    description: [
-      'Waits (bounded) for jobs, then returns their status and one page of finished results in finish order, within an output budget.',
-      'The reply: jobs (state, e.g. interrupted = cut off by a restart: resume_job; counts per task state);',
-      'done (nothing queued or running); results (index, id = what the task worked on, state, duration_ms, value = its output, files = full outputs on disk);',
-      'remaining (ready but not on this page); next_cursor and next (the exact next call: it pages on while remaining > 0; while jobs run, only newer results).',
-    ].join(' '),
-    inputSchema: {
-      job_ids: z
-        .array(z.string().min(1))
-        .min(1)
-        .max(50)
-        .describe(`Jobs from ${orList(facts.dispatchTools)} or list_jobs.`),
-      wait_seconds: z
-        .number()
-        .min(0)
-        .optional()
-        .describe('Longest wait for the jobs to finish (default 20; at most ~50; 0 = answer now).'),
-      cursor: z.string().optional().describe("The previous reply's next_cursor (same job_ids)."),
-      filter: z
-        .enum(['all', 'failed', 'succeeded', 'unverified'])
-        .optional()
-        .describe('failed includes cancelled; unverified: answers that failed their checks.'),
-      merge: z
-        .enum(['list', 'text', 'json'])
-        .optional()
-        .describe(
-          'list (default): results with values; json: merged = [{id, output}]; text: one text, a header per result.',
-        ),
-      budget_tokens: z.number().int().min(200).optional().describe('Page size (default 8000 tokens; at most 12000).'),
-      all_attempts: z.boolean().optional().describe('Also earlier attempts of tasks run again.'),
-    },
-    annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-    async handler(args, ctx) {
-      const { collect: limits } = ctx.config;
-      const request: CollectRequest = {
-        jobIds: [...new Set(args.job_ids)],
-        waitSeconds: withinLimit(
-          'wait_seconds',
-          args.wait_seconds ?? limits.defaultWaitSeconds,
-          limits.maxWaitSeconds,
-          'collect.maxWaitSeconds',
-        ),
-        filter: args.filter ?? 'all',
-        merge: args.merge ?? 'list',
-        budgetTokens: withinLimit(
-          'budget_tokens',
-          args.budget_tokens ?? limits.defaultBudgetTokens,
-          limits.maxBudgetTokens,
-          'collect.maxBudgetTokens',
-        ),
-      };
-      if (args.cursor !== undefined) request.cursor = args.cursor;
-      if (args.all_attempts) request.allAttempts = true;
-      return collect(ctx, request);
-    },
-  });
-}
+export const collectResultsTool = defineTool({
+  name: 'collect_results',
+  title: 'Collect job results',
+  description: [
+    'Waits (bounded) for jobs, then returns their status and one page of finished results in finish order, within a budget.',
+    'Reply: jobs (state, counts); done; results (id = what the task worked on, state, value = output, files = full outputs on disk);',
+    'remaining (ready, not on this page); next (the exact next call: pages on, then only newer results).',
+  ].join(' '),
+  inputSchema: {
+    job_ids: z.array(z.string().min(1)).min(1).max(50).describe('From a tool that starts jobs, or list_jobs.'),
+    wait_seconds: z
+      .number()
+      .min(0)
+      .optional()
+      .describe('Wait up to N s for the jobs (default 20, max ~50; 0: answer now).'),
+    cursor: z.string().optional().describe("The previous reply's next_cursor (same job_ids)."),
+    filter: z
+      .enum(['all', 'failed', 'succeeded', 'unverified'])
+      .optional()
+      .describe('failed includes cancelled; unverified: answers that failed their checks.'),
+    merge: z
+      .enum(['list', 'text', 'json'])
+      .optional()
+      .describe('list (default): results; json/text: merged instead, as [{id, output|error}] or one text.'),
+    budget_tokens: z.number().int().min(200).optional().describe('Page size (default 8000 tokens; at most 12000).'),
+    all_attempts: z.boolean().optional().describe('Also earlier attempts of tasks run again.'),
+  },
+  annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+  async handler(args, ctx) {
+    const { collect: limits } = ctx.config;
+    const request: CollectRequest = {
+      jobIds: [...new Set(args.job_ids)],
+      waitSeconds: withinLimit(
+        'wait_seconds',
+        args.wait_seconds ?? limits.defaultWaitSeconds,
+        limits.maxWaitSeconds,
+        'collect.maxWaitSeconds',
+      ),
+      filter: args.filter ?? 'all',
+      merge: args.merge ?? 'list',
+      budgetTokens: withinLimit(
+        'budget_tokens',
+        args.budget_tokens ?? limits.defaultBudgetTokens,
+        limits.maxBudgetTokens,
+        'collect.maxBudgetTokens',
+      ),
+    };
+    if (args.budget_tokens !== undefined) request.budgetAsked = true;
+    if (args.cursor !== undefined) request.cursor = args.cursor;
+    if (args.all_attempts) request.allAttempts = true;
+    return collect(ctx, request);
+  },
+});

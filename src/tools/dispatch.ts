@@ -1,17 +1,14 @@
 import * as z from 'zod';
 import type { JobPlan, JobSnapshot } from '../engine/types.js';
 import { collect, type CollectRequest } from './collect_results.js';
-import { call, jobView } from './format.js';
+import { call, jobView, waitNote } from './format.js';
+import { encodeCursor } from './paging.js';
 import { type ToolContext, type ToolReply, withinLimit } from './tool.js';
 
 /** The fields every dispatch tool takes, described once. */
 export const dispatchFields = {
   label: z.string().max(200).optional().describe('A short name for list_jobs.'),
-  wait_seconds: z
-    .number()
-    .min(0)
-    .optional()
-    .describe('Wait up to N s for results in this reply (default 0, most ~50).'),
+  wait_seconds: z.number().min(0).optional().describe('Wait up to N s for results here (default 0, max ~50).'),
 };
 
 /** A later stage's upstream (from_job): the job and what each of its tasks worked on, one task each. */
@@ -77,11 +74,14 @@ export async function dispatchReply(
   ctx: ToolContext<unknown>,
   jobId: string,
   waitSeconds: number | undefined,
-  options: { resumed?: number; notes?: readonly string[] } = {},
+  options: { resumed?: number; recordsBefore?: number; notes?: readonly string[] } = {},
 ): Promise<ToolReply> {
   const wait = checkWait(ctx, waitSeconds);
   const resumed = options.resumed !== undefined;
   const notes = options.notes ?? [];
+  // A resumed job's results from before are not news: its pages start after them (read before the
+  // resume, so a task run again that finishes at once is not skipped).
+  const startOffset = resumed ? (options.recordsBefore ?? (await ctx.engine.results(jobId)).length) : 0;
   if (wait > 0) {
     const request: CollectRequest = {
       jobIds: [jobId],
@@ -90,8 +90,7 @@ export async function dispatchReply(
       merge: 'list',
       budgetTokens: ctx.config.collect.defaultBudgetTokens,
     };
-    // A resumed job's first page shows the new attempts, not the results collected before.
-    if (resumed) request.startOffsets = [(await ctx.engine.results(jobId)).length];
+    if (resumed) request.startOffsets = [startOffset];
     const reply = await collect(ctx, request);
     return {
       text: [`job_id: ${jobId}`, ...notes, reply.text].join('\n'),
@@ -99,7 +98,12 @@ export async function dispatchReply(
     };
   }
   const job: JobSnapshot = ctx.engine.snapshotOf(jobId);
-  const next = `Keep working on something else, then call ${call('collect_results', { job_ids: [jobId] })}: it waits up to ${ctx.config.collect.maxWaitSeconds} s for the job and pages its results. ${call('cancel_job', { job_id: jobId })} stops it.`;
+  const collectArgs: Record<string, unknown> = { job_ids: [jobId] };
+  if (resumed) collectArgs.cursor = encodeCursor([startOffset], [jobId]);
+  const pages = resumed
+    ? 'then pages the results of the tasks run again (without cursor: all its results)'
+    : 'then pages its results';
+  const next = `Keep working on something else, then call ${call('collect_results', collectArgs)}: ${waitNote(ctx.config.collect, 'the job')}, ${pages}. ${call('cancel_job', { job_id: jobId })} stops it.`;
   const head = resumed
     ? `Resumed ${jobId}: ${options.resumed ?? 0} task(s) queued again, of kind ${job.kind}, up to ${job.concurrency} at once.`
     : `Submitted ${jobId}: ${job.counts.total} task(s) of kind ${job.kind}, up to ${job.concurrency} at once.`;

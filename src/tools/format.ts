@@ -4,11 +4,17 @@ import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 /** Tool output is measured in characters; ≈4 characters make a token for the client's budget. */
 export const CHARS_PER_TOKEN = 4;
 
+/**
+ * A duration as every text of monitor-mcp says it (tools, `monitor-mcp jobs`, the demo): "850 ms",
+ * "17.2 s", "1 min 29 s", "3 h 5 min", "4 days". The dashboard's page has a copy (web/format.js;
+ * test/dashboard/format.test.ts checks they agree). Rounded first, so never "60.0 s" or "1 min 60 s".
+ */
 export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const minutes = Math.floor(ms / 60_000);
-  if (minutes < 60) return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
+  if (ms < 999.5) return `${Math.round(ms)} ms`;
+  if (ms < 59_950) return `${(ms / 1000).toFixed(1)} s`;
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  const minutes = Math.round(ms / 60_000);
   const hours = Math.floor(minutes / 60);
   return hours < 48 ? `${hours} h ${minutes % 60} min` : `${Math.floor(hours / 24)} days`;
 }
@@ -64,6 +70,17 @@ export function tasksDone(snapshots: readonly JobSnapshot[]): { done: number; to
 /** `collect_results with {"job_ids":["job_…"]}`: a call the model can make as written. */
 export function call(tool: string, args: Record<string, unknown>): string {
   return `${tool} with ${JSON.stringify(args)}`;
+}
+
+/**
+ * What a suggested collect_results call without wait_seconds waits (the server's default), and
+ * how to wait longer: the text must match the call as written.
+ */
+export function waitNote(limits: { defaultWaitSeconds: number; maxWaitSeconds: number }, what: string): string {
+  const { defaultWaitSeconds: wait, maxWaitSeconds: max } = limits;
+  const longer = `"wait_seconds": ${max} waits up to ${max} s`;
+  if (wait > 0) return `it waits up to ${wait} s for ${what} to finish${max > wait ? ` (${longer})` : ''}`;
+  return max > 0 ? `it answers at once (${longer} for ${what} to finish)` : 'it answers at once';
 }
 
 /** What a job needs from the caller, when it needs anything: its interrupted tasks resumed. */

@@ -29,9 +29,9 @@ export const httpBatchTool = defineKindTool(httpKind, {
   title: 'Run HTTP API requests in parallel',
   description: [
     'Sends HTTP requests to web APIs concurrently as one background job; returns a job_id at once, then collect_results.',
-    "Only hosts on the user's allowlist (private addresses only if allowed); a refused host fails the call. 429/503 wait for Retry-After.",
-    'Secrets: ${env:NAME} in a header, e.g. "Bearer ${env:GITHUB_TOKEN}"; only env vars the user allowed, never in results.',
-    "A result's value: status, ok, url, some headers, json (the parsed body or what extract keeps) or text (cut: true: its start); all in files.output (truncated: true past the cap).",
+    "Only hosts on the user's allowlist (private addresses only if allowed); a refused host fails the call.",
+    'Secrets: ${env:NAME} in a header; only env vars the user allowed, never in results.',
+    "A result's value: status, ok, url, some headers, json (parsed body or what extract keeps) or text (cut: true: its start; all in files.output).",
   ].join(' '),
   inputSchema: {
     requests: z
@@ -41,7 +41,7 @@ export const httpBatchTool = defineKindTool(httpKind, {
       .optional()
       .describe(`One task each (1–${HTTP_MAX_TASKS}).`),
     requests_file: z.string().min(1).optional().describe('Instead of requests: a JSONL file, one per line.'),
-    base_url: z.string().optional().describe('Resolves relative urls, e.g. "https://api.github.com".'),
+    base_url: z.string().optional().describe('Base of relative urls.'),
     headers: headersSchema.optional().describe("Headers for every request (a request's own win)."),
     extract: extractSchema
       .optional()
@@ -61,7 +61,7 @@ export const httpBatchTool = defineKindTool(httpKind, {
       .int()
       .min(0)
       .optional()
-      .describe('Retries on 429/503 or a dropped connection (default and most: 3).'),
+      .describe('Retries on 429/503 (after Retry-After) or a dropped connection (default and most: 3).'),
     ...dispatchFields,
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },

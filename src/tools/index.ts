@@ -6,5 +6,5 @@ import type { AnyTool, ServerFacts } from './tool.js';
 
 /** The tools every server has, whatever its kinds: they work on jobs. */
 export function jobTools(facts: ServerFacts): AnyTool[] {
-  return [collectResultsTool(facts), listJobsTool(facts), cancelJobTool, resumeJobTool];
+  return [collectResultsTool, listJobsTool(facts), cancelJobTool, resumeJobTool];
 }

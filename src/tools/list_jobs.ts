@@ -1,13 +1,18 @@
 import * as z from 'zod';
-import { call, describeJob, formatAge, jobView, orList } from './format.js';
+import type { JobSnapshot } from '../engine/types.js';
+import type { CoreConfig } from '../config/core.js';
+import { call, describeJob, formatAge, jobView, orList, waitNote } from './format.js';
 import { defineTool, type ServerFacts } from './tool.js';
+
+/** Running jobs one suggested collect_results call names, at most. */
+const COLLECT_AT_ONCE = 10;
 
 export function listJobsTool(facts: ServerFacts) {
   return defineTool({
     name: 'list_jobs',
     title: 'List jobs',
     description:
-      'Lists jobs, newest first, also those from before a restart: id, kind, label, state, counts and times; next says what to do (e.g. resume_job for interrupted jobs). Kept a few days after they finish.',
+      'Lists jobs, newest first, also from before a restart: id, kind, label, state, counts, times; next: the exact call to make. Kept a few days after they finish.',
     inputSchema: {
       state: z
         .enum(['active', 'finished', 'queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted'])
@@ -37,18 +42,18 @@ export function listJobsTool(facts: ServerFacts) {
         next.push(
           all.length === 0 && args.state === undefined && !args.kind
             ? `No jobs yet. Submit one with ${orList(facts.dispatchTools)}.`
-            : 'No job matches.',
+            : `No job matches; ${call('list_jobs', {})} lists them all.`,
         );
       if (all.length > shown.length)
-        next.push(`${all.length - shown.length} more job(s) match: raise limit (up to 200) to see them.`);
+        next.push(
+          `${all.length - shown.length} more job(s) match: ${call('list_jobs', { ...args, limit: Math.min(200, all.length) })} lists them.`,
+        );
       const interrupted = shown.filter((job) => job.counts.interrupted > 0 && job.ownerPid === undefined);
       if (interrupted.length > 0) {
         next.push(
           `Interrupted jobs were cut off by a server restart; to run their unfinished tasks again call ${interrupted.map((job) => call('resume_job', { job_id: job.id })).join(', ')}.`,
         );
-      }
-      if (next.length === 0 && shown.length > 0)
-        next.push("collect_results with a job's id in job_ids shows its results.");
+      } else if (shown.length > 0) next.push(collectNext(shown, ctx.config.collect));
       lines.push(...next);
       return {
         text: lines.join('\n'),
@@ -56,4 +61,13 @@ export function listJobsTool(facts: ServerFacts) {
       };
     },
   });
+}
+
+/** The results most worth collecting: the jobs still running (those a model waits for), else the newest job's. */
+function collectNext(shown: readonly JobSnapshot[], limits: CoreConfig['collect']): string {
+  const running = shown.filter((job) => job.state === 'queued' || job.state === 'running').slice(0, COLLECT_AT_ONCE);
+  if (running.length > 0)
+    return `${call('collect_results', { job_ids: running.map((job) => job.id) })}: ${waitNote(limits, 'the running job(s)')}, then pages their results.`;
+  const newest = shown[0];
+  return newest ? `${call('collect_results', { job_ids: [newest.id] })} shows the newest job's results.` : '';
 }

@@ -1,4 +1,4 @@
-import { scriptKind, type WorkerEntry } from '../pools/script/index.js';
+import { type ScriptServices, scriptKind, type WorkerEntry, type WorkersFolder } from '../pools/script/index.js';
 import { defineKindTool } from './tool.js';
 
 function describeInput(worker: WorkerEntry): string {
@@ -27,6 +27,27 @@ function workerView(worker: WorkerEntry): Record<string, unknown> {
   return view;
 }
 
+/** A folder as the model sees it: where, which (bundled, user, added), there or not, how many workers. */
+function folderView(folder: WorkersFolder, scripts: ScriptServices): Record<string, unknown> {
+  const role =
+    folder.dir === scripts.bundledWorkersDir ? 'bundled' : folder.dir === scripts.userWorkersDir ? 'user' : 'added';
+  return { path: folder.dir, role, exists: folder.exists, workers: folder.workers };
+}
+
+function folderText(view: Record<string, unknown>): string {
+  const count = view.exists ? `${String(view.workers)} worker(s)` : 'not created yet';
+  return `${String(view.path)} (${String(view.role)}, ${count})`;
+}
+
+/** Where the user puts a worker of their own, and how one imports the bundled helpers. */
+function newWorkersNote(scripts: ScriptServices, folders: readonly WorkersFolder[]): string {
+  const user = folders.find((f) => f.dir === scripts.userWorkersDir);
+  const where = user
+    ? `the user workers folder ${user.dir}${user.exists ? '' : ' (created by its first worker)'}`
+    : 'a folder the user adds with --workers-dir';
+  return `New workers go in ${where}: \`monitor-mcp new-worker NAME\` (or NAME --node) writes a working warm worker there, listed here at once. Any worker may use the bundled helpers: Python \`import _common\`, Node \`await import(process.env.MONITOR_SERVE)\`.`;
+}
+
 export const listWorkersTool = defineKindTool(scriptKind, {
   name: 'list_workers',
   title: 'List worker scripts',
@@ -36,7 +57,9 @@ export const listWorkersTool = defineKindTool(scriptKind, {
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   async handler(_args, ctx) {
     const scripts = ctx.kind;
-    const workers = await scripts.workers();
+    const { workers, folders } = await scripts.survey();
+    const dirs = folders.map((folder) => folderView(folder, scripts));
+    const newWorkers = newWorkersNote(scripts, folders);
     const lines: string[] = [];
     const usage =
       workers.length === 0
@@ -65,14 +88,16 @@ export const listWorkersTool = defineKindTool(scriptKind, {
         ? `Commands allowed as run_script_batch "command": ${commands.join(', ')}.`
         : 'Arbitrary commands are off (the user can allow executables with --allow-command NAME or "allowCommands").';
     lines.push('');
-    lines.push(`Worker folders: ${scripts.workerDirs.join(', ')}`);
+    lines.push(`Worker folders, searched in order (the first wins a name): ${dirs.map(folderText).join('; ')}`);
+    lines.push(newWorkers);
     lines.push(commandsNote);
     return {
       text: lines.join('\n'),
       structured: {
         workers: workers.map(workerView),
         usage,
-        dirs: [...scripts.workerDirs],
+        dirs,
+        new_workers: newWorkers,
         commands: [...commands],
         commands_note: commandsNote,
       },

@@ -42,7 +42,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
   description: [
     'Runs prompts on local LLMs (LM Studio or any OpenAI-compatible server) in parallel as one background job; returns a job_id at once, then collect_results.',
     'Give prompts, or a template filled from items (one task each) and/or files (one per file; files × items with both): the server reads the files, not your context.',
-    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens_in/out, duration_ms, finish_reason, truncated (max_tokens cut it); with checks, verified and why. To explore code rather than send known files: lmstudio_investigate.",
+    "A result's value: text (cut: true: its start; all in files.output) or json, model, endpoint, tokens, finish_reason, truncated (max_tokens cut it); with checks, verified. To explore code instead: lmstudio_investigate.",
   ].join(' '),
   inputSchema: {
     prompts: z.array(promptSchema).min(1).optional().describe('One task each.'),
@@ -52,21 +52,17 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       .min(1)
       .optional()
       .describe(
-        'A prompt with {{KEY}} for item values; with files {{content}}, {{path}}, {{name}}, {{chunk}}, {{chunks}}, e.g. "Review {{path}}:\\n{{content}}".',
+        'A prompt with {{KEY}} for item values; with files {{content}}, {{path}}, {{name}}, {{chunk}}, {{chunks}}.',
       ),
-    items: z
-      .array(itemSchema)
-      .min(1)
-      .optional()
-      .describe('Template values, one task each, e.g. {"topic": "auth"}; "id" names it.'),
+    items: z.array(itemSchema).min(1).optional().describe('Template values, e.g. {"topic": "auth"}; "id" names it.'),
     items_file: z.string().min(1).optional().describe('Instead of items: a JSONL file, one per line.'),
     files: z
       .array(z.string().min(1))
       .min(1)
       .optional()
-      .describe('Paths or globs (*, ?, **, {a,b}) in the allowed folders; ** skips dot-folders, node_modules.'),
+      .describe('Paths or globs in the allowed folders (** skips dot-folders, node_modules).'),
     system: z.string().optional().describe('System prompt before every prompt.'),
-    model: z.string().optional().describe('From lmstudio_models (default: the configured one, else the loaded LLM).'),
+    model: z.string().optional().describe('From lmstudio_models (default: configured, else the loaded LLM).'),
     temperature: z.number().min(0).max(2).optional().describe('Sampling temperature.'),
     max_tokens: z.number().int().min(1).optional().describe('Longest answer in tokens (reasoning models need room).'),
     stop: z.array(z.string().min(1)).max(8).optional().describe('Stop sequences.'),
@@ -104,7 +100,7 @@ export const lmstudioCompleteTool = defineKindTool(llmKind, {
       ])
       .optional()
       .describe(
-        "Merge all answers on the local model with this prompt (a tree if they do not fit); the job_id returned is the merge's.",
+        "Merge all answers on the local model with this prompt (a tree if they do not fit); returns the merge's job_id.",
       ),
     from_job: z
       .string()

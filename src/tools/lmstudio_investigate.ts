@@ -23,7 +23,7 @@ export const lmstudioInvestigateTool = defineKindTool(llmKind, {
   description: [
     'Local agents: each task runs on the local model as a bounded loop of read-only tools (list_files, read_file, grep, outline) in the allowed folders and its paths, many at once; returns a job_id, then collect_results.',
     'Delegate exploring ("why does this test fail?") without reading files yourself.',
-    'A result: text or json; citations checked against the files (verified, citations_verified "k/n"); steps, tool_calls, tokens, max_steps_reached; files.transcript.',
+    'A result: text or json, its citations checked (verified), steps, tokens; files.transcript.',
   ].join(' '),
   inputSchema: {
     tasks: z.array(taskSchema).min(1).optional().describe('One agent each.'),

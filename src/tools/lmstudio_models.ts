@@ -8,7 +8,7 @@ export const lmstudioModelsTool = defineKindTool(llmKind, {
   name: 'lmstudio_models',
   title: 'List local LLM endpoints and models',
   description:
-    "Asks each LLM endpoint what it is: flavour, reachable (or the fix), slots, requests at once (and who set that); per model its state and context per slot. Pick lmstudio_complete's model here; action loads or unloads one.",
+    "Asks each LLM endpoint what it is: flavour, reachable (or the fix), slots, requests at once (and who set that); per model its state and context per slot. Pick lmstudio_complete's model here.",
   inputSchema: {
     endpoint: z.string().optional().describe('Only this endpoint, by name.'),
     ...modelActionFields,

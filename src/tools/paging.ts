@@ -1,10 +1,28 @@
-import type { TaskRecord } from '../engine/types.js';
+import type { JobSnapshot, TaskRecord } from '../engine/types.js';
 import { MonitorError } from '../errors.js';
 import { unverifiedNote } from '../store/result.js';
+import { call, jobNext, tasksDone, waitNote } from './format.js';
 
 export { unverifiedNote };
 
 export type ResultFilter = 'all' | 'failed' | 'succeeded' | 'unverified';
+
+export type MergeMode = 'list' | 'text' | 'json';
+
+export interface CollectRequest {
+  jobIds: string[];
+  waitSeconds: number;
+  cursor?: string;
+  filter: ResultFilter;
+  merge: MergeMode;
+  budgetTokens: number;
+  /** The caller chose budgetTokens: the calls `next` suggests keep it. */
+  budgetAsked?: boolean;
+  /** Also earlier attempts of tasks that ran again (by default a task's latest attempt is its result). */
+  allAttempts?: boolean;
+  /** Start after these many finished-order records per job (instead of a cursor). */
+  startOffsets?: number[];
+}
 
 const CURSOR_PREFIX = 'c2.';
 
@@ -154,4 +172,54 @@ export function earlierAttempts(
     const task = now(record.index);
     return task.state === 'queued' || (task.state === 'running' && record.attempt < task.attempt);
   };
+}
+
+/** The call to make after this page, with its exact arguments. */
+export function nextStep(
+  request: CollectRequest,
+  snapshots: readonly JobSnapshot[],
+  remaining: number,
+  cursor: string | undefined,
+  limits: { defaultWaitSeconds: number; maxWaitSeconds: number },
+): string {
+  // Every call suggested keeps what the caller chose for its pages.
+  const collectWith = (args: Record<string, unknown>): string =>
+    call('collect_results', {
+      job_ids: request.jobIds,
+      ...args,
+      ...(request.merge === 'list' ? {} : { merge: request.merge }),
+      ...(request.budgetAsked ? { budget_tokens: request.budgetTokens } : {}),
+      ...(request.allAttempts ? { all_attempts: true } : {}),
+    });
+  const again: Record<string, unknown> = {};
+  if (cursor) again.cursor = cursor;
+  if (request.filter !== 'all') again.filter = request.filter;
+  const running = snapshots.some((s) => s.counts.queued > 0 || s.counts.running > 0);
+  // Ready results need no wait: without wait_seconds 0 the call would first wait for the running jobs.
+  if (remaining > 0)
+    return `${remaining} more result(s) are ready: call ${collectWith(running ? { ...again, wait_seconds: 0 } : again)} to see them.`;
+  const { done: finished, total } = tasksDone(snapshots);
+  if (cursor)
+    return `The job(s) are still running (${finished}/${total} tasks done). Keep working on something else, then call ${collectWith(again)}: ${waitNote(limits, 'them')}, then returns only results newer than these.`;
+  const steps = snapshots.map(jobNext).filter((step) => step !== undefined);
+  const failing = snapshots.filter((s) => s.counts.failed > 0);
+  const failed = failing.reduce((n, s) => n + s.counts.failed, 0);
+  if (failed > 0 && request.filter !== 'failed') {
+    const rerun = failing.map((s) => call('resume_job', { job_id: s.id, include_failed: true }));
+    steps.push(
+      `${failed} task(s) failed: ${collectWith({ filter: 'failed' })} shows only those; once the cause is fixed, ${rerun.join(', ')} runs them again.`,
+    );
+  }
+  const unverified = snapshots.reduce((n, s) => n + unverifiedCount(s), 0);
+  if (unverified > 0 && request.filter !== 'unverified')
+    steps.push(
+      `${unverified} answer(s) failed their checks and are kept unverified: ${collectWith({ filter: 'unverified' })} shows only those, each with its checks' reasons.`,
+    );
+  return steps.length > 0 ? steps.join(' ') : 'Every result has been shown; the job(s) are finished.';
+}
+
+/** A job's answers kept unverified, as its kind's totals count them (`verification`). */
+function unverifiedCount(snapshot: JobSnapshot): number {
+  const verification = snapshot.totals?.fields.verification as { unverified?: unknown } | undefined;
+  return typeof verification?.unverified === 'number' ? verification.unverified : 0;
 }

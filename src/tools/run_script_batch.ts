@@ -22,7 +22,7 @@ const INPUTS_FILE: Omit<ListFileSpec<ScriptTaskInput>, 'cap'> = {
 };
 
 const inputShape = {
-  worker: z.string().min(1).optional().describe('A worker from list_workers, e.g. "code_stats.py"; or give command.'),
+  worker: z.string().min(1).optional().describe('A worker from list_workers; or give command.'),
   command: z
     .string()
     .min(1)
@@ -54,7 +54,7 @@ const inputShape = {
     .record(z.string(), z.string())
     .optional()
     .describe(
-      'Variables for every task (stored with the job: no secrets); only LANG, TZ and such unless the worker or the user allows more.',
+      'Variables for every task (stored: no secrets); only LANG, TZ and such unless the worker or user allows more.',
     ),
   cwd: z.string().min(1).optional().describe("Working folder in the allowed folders (default: the project's)."),
   warm: z.boolean().optional().describe('Reuse processes between tasks (default: if the worker is warm).'),
@@ -72,7 +72,7 @@ const inputShape = {
     .min(1)
     .optional()
     .describe(
-      'A later stage: one task per task of that job, started as soon as it succeeds, with its output on stdin (as JSON if it is). Omit inputs, or give one input whose args every task gets.',
+      'A later stage: one task per task of that job as it succeeds, its output on stdin (JSON if it is). Omit inputs, or give one input whose args every task gets.',
     ),
   ...dispatchFields,
 };
@@ -85,9 +85,9 @@ export const runScriptBatchTool = defineKindTool(scriptKind, {
   name: 'run_script_batch',
   title: 'Run a worker script over many inputs in parallel',
   description: [
-    'Runs a worker script (see list_workers) once per input in a local process pool, as one background job; returns a job_id at once, then collect_results.',
-    "For mechanical work over many files (dependencies, code stats, regex search, the user's scripts): pass paths in args, the worker reads them. No shell.",
-    "A result's value: exit_code, json (parsed stdout) or text (cut: true: its start; all in files.output), stderr_tail, stdout_bytes. A non-zero exit fails the task but keeps its output.",
+    'Runs a worker script once per input in a local process pool, as one background job; returns a job_id at once, then collect_results.',
+    'For mechanical work over many files: pass paths in args, the worker reads them. No shell.',
+    "A result's value: exit_code, json (parsed stdout) or text (cut: true: its start; all in files.output), stderr_tail. A non-zero exit fails the task but keeps its output.",
   ].join(' '),
   inputSchema: inputShape,
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },

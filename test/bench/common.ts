@@ -30,11 +30,15 @@ export interface BenchServer {
   close(): Promise<void>;
 }
 
-/** The built server over stdio, exactly as a client starts it. */
-export async function startServer(args: string[], env: Record<string, string> = {}): Promise<BenchServer> {
+/** The built server (or another build's `cli`) over stdio, exactly as a client starts it. */
+export async function startServer(
+  args: string[],
+  env: Record<string, string> = {},
+  cli = path.join(repoRoot, 'dist', 'src', 'cli.js'),
+): Promise<BenchServer> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [path.join(repoRoot, 'dist', 'src', 'cli.js'), '--log-level', 'warn', ...args],
+    args: [cli, '--log-level', 'warn', ...args],
     cwd: repoRoot,
     stderr: 'inherit',
     env: { ...getDefaultEnvironment(), ...env },

@@ -11,7 +11,7 @@ const fixtures = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
 const OLD_JOBS = 1000;
 
 /** A heavy week at the default retention: finished jobs of 3 tasks each, written as a server would. */
-async function seedOldJobs(stateDir: string): Promise<void> {
+export async function seedOldJobs(stateDir: string): Promise<void> {
   const store = new JobStore(stateDir, silentLogger);
   await store.init();
   const day = 86_400_000;

@@ -9,12 +9,14 @@ import { benchMemory } from './memory.js';
 import { benchPrefix } from './prefix.js';
 import { benchResponsiveness } from './responsiveness.js';
 import { benchScripts } from './scripts.js';
+import { benchStart } from './start.js';
 import { benchStops } from './stops.js';
 import { benchWarm } from './warm.js';
 
 const only = process.argv.slice(2);
 const want = (name: string): boolean => only.length === 0 || only.includes(name);
 
+if (want('start')) printTable('A fast start (issue 23)', await benchStart());
 if (want('scripts')) printTable('Script pool', await benchScripts());
 if (want('stops')) printTable('How fast work stops (cancel, timeouts)', await benchStops());
 if (want('warm')) printTable('Warm workers (issue 10)', await benchWarm());

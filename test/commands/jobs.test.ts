@@ -50,6 +50,8 @@ describe('monitor-mcp jobs', () => {
       expect(text).toMatch(
         new RegExp(`^${jobId} \\[script: table test\\] failed: 2/2 done \\(1 ok, 1 failed, 0 cancelled, 0 pending\\)`),
       );
+      // Its age said once: "created 17.2 s ago", not "ago ago".
+      expect(text.split('\n')[1]).toMatch(/^created (\d+ ms|[\d.]+ s) ago; wall (\d+ ms|[\d.]+ s)$/);
       expect(text).toMatch(/^0\s+succeeded\s+1\s+[\d.]+ m?s\s+a\s*$/m);
       expect(text).toMatch(/^1\s+failed\s+1\s+[\d.]+ m?s\s+b 1\s+NON_ZERO_EXIT: emit\.py exited with code 1/m);
       expect(await data.tasks('job_AAAAAAAAAAAAAAAAAAAAAA')).toBeUndefined();
@@ -64,6 +66,20 @@ describe('monitor-mcp jobs', () => {
       ),
     ).toMatch(/No jobs in/);
   });
+
+  it('the built command says why it shows no job: a state directory that does not exist, or is empty', async () => {
+    const dir = await makeTempDir('monitor-jobs-empty-');
+    dirs.push(dir);
+    const table = async (stateDir: string): Promise<string> =>
+      (await run(process.execPath, [cli, 'jobs', '--state-dir', stateDir], { cwd: repoRoot })).stdout;
+    expect(await table(dir)).toBe(`No jobs in ${dir} (the folder is empty).\n`);
+    const missing = path.join(dir, 'typo');
+    expect(await table(missing)).toBe(`No jobs in ${missing} (the folder does not exist).\n`);
+    const json = JSON.parse(
+      (await run(process.execPath, [cli, 'jobs', '--json', '--state-dir', missing], { cwd: repoRoot })).stdout,
+    ) as unknown;
+    expect(json).toEqual({ state_dir: missing, state_dir_note: 'the folder does not exist', jobs: [] });
+  }, 60_000);
 
   it(
     'the built command: a running job with its ETA, then after its server is SIGKILLed, interrupted with the resume hint; --json and --watch',

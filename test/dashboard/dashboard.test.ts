@@ -204,6 +204,10 @@ describe.skipIf(!chromiumPath)('the live dashboard in a real browser (headless c
       expect(await page.locator('#tasks tr[data-task="1"] button[data-action="transcript"]').count()).toBe(0);
 
       await task.locator('button[data-action="transcript"]').click();
+      // The id as it is, not upper-cased like the section headings.
+      await expect
+        .poll(async () => page.locator('#transcript-title').innerText(), { timeout: 20_000 })
+        .toBe(`Transcript of task 0 of ${jobId}`);
       const lines = page.locator('#transcript-lines li');
       await expect.poll(async () => lines.count(), { timeout: 20_000 }).toBe(1);
       expect(await lines.first().locator('.head').textContent()).toBe('start');
@@ -246,6 +250,103 @@ describe.skipIf(!chromiumPath)('the live dashboard in a real browser (headless c
       await live.close();
     }
   }, 90_000);
+
+  it("shows a job's case-sensitive id as it is, and its few failures among 300 tasks alone (Failures only)", async () => {
+    // A finished job written to the state directory as a server writes it; its id with lower-case letters.
+    const store = new JobStore(stateDir, silentLogger);
+    let jobId = JobStore.newJobId();
+    while (!/[a-z]/.test(jobId.slice(4))) jobId = JobStore.newJobId();
+    const createdAt = new Date(Date.now() - 90_000).toISOString();
+    const inputs = Array.from({ length: 300 }, (_, i) => i);
+    await store.createJob(
+      {
+        id: jobId,
+        kind: 'script',
+        label: 'many',
+        createdAt,
+        finishedAt: new Date().toISOString(),
+        taskCount: 300,
+        concurrency: 4,
+        options: {},
+      },
+      inputs,
+    );
+    const failing = new Set([7, 250, 299]);
+    await store.appendResults(
+      jobId,
+      inputs.map((index) => ({
+        index,
+        attempt: 1,
+        finishedAt: new Date().toISOString(),
+        durationMs: 89_400,
+        ...(failing.has(index)
+          ? { state: 'failed' as const, error: { code: 'NON_ZERO_EXIT', message: `task ${index} exited with code 1` } }
+          : { state: 'succeeded' as const }),
+      })),
+    );
+    const row = page.locator(`tr[data-job="${jobId}"]`);
+    await row.waitFor({ timeout: 20_000 });
+    // What the eye sees (innerText applies CSS text-transform), not only the DOM's text.
+    expect(await row.locator('.mono').first().innerText()).toBe(jobId);
+    await row.click();
+    const title = page.locator('#detail-title');
+    await expect.poll(async () => title.innerText(), { timeout: 20_000 }).toBe(`${jobId} — many (script, failed)`);
+    const rows = page.locator('#tasks tbody tr');
+    await expect.poll(async () => rows.count(), { timeout: 20_000 }).toBe(200);
+    // In index order only the first page's failure shows; the toggle names how many there are.
+    expect(await page.locator('#tasks tbody tr .state.failed').count()).toBe(1);
+    expect(await page.locator('#tasks tr[data-task="0"] td').nth(3).textContent()).toBe('1 min 29 s');
+    const toggle = page.locator('#failed-only-box');
+    expect(await toggle.isVisible()).toBe(true);
+    expect((await toggle.innerText()).trim()).toBe('Failures only (3 of 300)');
+    await page.locator('#failed-only').check();
+    await expect
+      .poll(async () => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-task'))), { timeout: 20_000 })
+      .toEqual(['7', '250', '299']);
+    expect(await page.locator('#detail-note').textContent()).toMatch(/^300\/300 done; its 3 failed task\(s\)/);
+    expect(await page.locator('#tasks tr[data-task="250"] pre.preview').textContent()).toBe(
+      'NON_ZERO_EXIT: task 250 exited with code 1',
+    );
+    await page.locator('#failed-only').uncheck();
+    await expect.poll(async () => rows.count(), { timeout: 20_000 }).toBe(200);
+
+    // From the job list: a click on a job's failures opens it with its failures alone.
+    const otherId = JobStore.newJobId();
+    await store.createJob({ id: otherId, kind: 'script', createdAt, taskCount: 1, concurrency: 1, options: {} }, [0]);
+    await page.locator(`tr[data-job="${otherId}"]`).click();
+    await expect.poll(async () => title.innerText(), { timeout: 20_000 }).not.toContain(jobId);
+    await row.locator('.failures').click();
+    await expect
+      .poll(async () => rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-task'))), { timeout: 20_000 })
+      .toEqual(['7', '250', '299']);
+    expect(await page.locator('#failed-only').isChecked()).toBe(true);
+  }, 60_000);
+
+  it('says so when its state directory does not exist or is empty, rather than an empty table', async () => {
+    const empty = await makeTempDir('monitor-dashboard-empty-');
+    const missing = path.join(empty, 'typo');
+    const other = await browser.newPage();
+    const boards: RunningDashboard[] = [];
+    try {
+      for (const [dir, note] of [
+        [missing, 'the folder does not exist'],
+        [empty, 'the folder is empty'],
+      ] as const) {
+        const board = await startDashboard(dir);
+        boards.push(board);
+        await other.goto(board.url);
+        await other.waitForSelector('#connection.live', { timeout: 20_000 });
+        await expect
+          .poll(async () => other.locator('#empty').innerText(), { timeout: 20_000 })
+          .toBe(`No jobs in ${dir} (${note}).`);
+        expect(await other.locator('#jobs tbody tr').count()).toBe(0);
+      }
+    } finally {
+      await other.close();
+      await Promise.all(boards.map((board) => board.close()));
+      await rm(empty, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('takes the README screenshot on a demo job', async () => {
     const jobId = jobIdOf(

@@ -95,6 +95,50 @@ describe('DashboardData', () => {
     ]);
   });
 
+  it("lists a job's failed tasks alone when asked: three failures among 600 tasks, past the first page too", async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    const inputs = Array.from({ length: 600 }, (_, i) => i);
+    await store.createJob(meta(id, { taskCount: 600, finishedAt: new Date().toISOString() }), inputs);
+    const failing = new Set([5, 450, 599]);
+    await store.appendResults(
+      id,
+      inputs.map((i) =>
+        failing.has(i) ? done(i, { state: 'failed', error: { code: 'NON_ZERO_EXIT', message: `exit ${i}` } }) : done(i),
+      ),
+    );
+    const data = new DashboardData(store.layout.stateDir, () => false);
+    const page = await data.tasks(id, 0, 200);
+    expect(page?.total).toBe(600);
+    expect(page?.tasks.filter((t) => t.state === 'failed').map((t) => t.index)).toEqual([5]);
+    const failed = await data.tasks(id, 0, 200, 'failed');
+    expect(failed?.total).toBe(3);
+    expect(failed?.tasks.map((t) => [t.index, t.state, t.error?.message])).toEqual([
+      [5, 'failed', 'exit 5'],
+      [450, 'failed', 'exit 450'],
+      [599, 'failed', 'exit 599'],
+    ]);
+    expect((await data.tasks(id, 1, 1, 'failed'))?.tasks.map((t) => t.index)).toEqual([450]);
+  });
+
+  it('says why a state directory shows no job: not there, not a folder, empty, not a state directory, none yet', async () => {
+    const store = await newStore();
+    const dir = store.layout.stateDir;
+    const note = async (stateDir: string): Promise<string | undefined> =>
+      (await new DashboardData(stateDir, () => false).snapshot(Date.now())).state_dir_note;
+    expect(await note(dir)).toBe('no job there yet');
+    expect(await note(path.join(dir, 'nowhere'))).toBe('the folder does not exist');
+    await writeFile(path.join(dir, 'a-file'), 'x');
+    expect(await note(path.join(dir, 'a-file'))).toBe('it is not a folder');
+    await mkdir(path.join(dir, 'empty'));
+    expect(await note(path.join(dir, 'empty'))).toBe('the folder is empty');
+    await mkdir(path.join(dir, 'other'));
+    await writeFile(path.join(dir, 'other', 'notes.txt'), 'x');
+    expect(await note(path.join(dir, 'other'))).toBe('nothing of monitor-mcp in it: is it a state directory?');
+    await store.createJob(meta(JobStore.newJobId()), [1]);
+    expect(await note(dir)).toBeUndefined();
+  });
+
   it('reads only what was appended since the last poll', async () => {
     const store = await newStore();
     const id = JobStore.newJobId();

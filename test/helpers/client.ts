@@ -20,12 +20,16 @@ export async function makeTempDir(prefix = 'monitor-test-'): Promise<string> {
   return mkdtemp(path.join(tmpdir(), prefix));
 }
 
-/** A Config as the CLI would build it, with a fresh state dir; `edit` adjusts it further. */
-export async function testConfig(edit: (config: Config) => void = () => {}, argv: string[] = []): Promise<Config> {
+/** A Config as the CLI would build it, with a fresh state dir; `edit` adjusts it further; `env` is what config parsing sees. */
+export async function testConfig(
+  edit: (config: Config) => void = () => {},
+  argv: string[] = [],
+  env: Readonly<Record<string, string | undefined>> = {},
+): Promise<Config> {
   const stateDir = await makeTempDir('monitor-state-');
   const config = parseConfig({
     argv: ['--state-dir', stateDir, ...argv],
-    env: {},
+    env,
     home: stateDir,
     cpus: cpus().length,
     packageRoot: repoRoot,

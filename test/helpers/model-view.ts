@@ -1,4 +1,6 @@
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { Ajv } from 'ajv';
 
 /**
  * What Claude Code hands its model for a tool result (observed on 2.1.197, see
@@ -39,4 +41,17 @@ export function suggestedCalls(text: string): SuggestedCall[] {
     }
   }
   return calls;
+}
+
+/**
+ * What is wrong with a suggested call against its tool's inputSchema as the client lists it:
+ * empty when the call can be made as written.
+ */
+export async function callProblems(client: Client, suggested: SuggestedCall): Promise<string[]> {
+  const { tools } = await client.listTools();
+  const tool = tools.find((t) => t.name === suggested.tool);
+  if (!tool) return [`no tool ${suggested.tool}`];
+  const validate = new Ajv({ strict: false, allErrors: true }).compile(tool.inputSchema);
+  if (validate(suggested.args)) return [];
+  return (validate.errors ?? []).map((e) => `${suggested.tool}${e.instancePath} ${e.message ?? ''}`);
 }

@@ -3,9 +3,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildKinds, type Config } from '../../src/registry.js';
+import { type Config, secretEnvOf } from '../../src/registry.js';
 import { silentLogger } from '../../src/log.js';
 import { RUN_TOKEN_VAR } from '../../src/pools/script/descendants.js';
+import { createScriptInstance } from '../../src/pools/script/instance.js';
 import { ScriptPool } from '../../src/pools/script/pool.js';
 import type { ProcessControl } from '../../src/processes.js';
 import { connectInMemory, jobIdOf, repoRoot, testConfig, testProcesses, type Connected } from './client.js';
@@ -39,16 +40,21 @@ export async function scriptConfig(edit: (config: Config) => void = () => {}): P
   });
 }
 
-/** The script kind's pool as createServer builds it (every kind's secret variables kept from its workers). */
+/** The script kind's pool as the server builds it (every kind's secret variables kept from its workers). */
 export function scriptPool(
   config: Config,
   env: Readonly<Record<string, string | undefined>> = process.env,
   processes: ProcessControl = testProcesses,
 ): ScriptPool {
-  const pool = buildKinds(config, { log: silentLogger, env, processes, platform: LINUX }).find(
-    (k) => k.name === 'script',
-  )?.instance.pool;
-  if (!(pool instanceof ScriptPool)) throw new Error('the script kind is not registered');
+  const { pool } = createScriptInstance(config, {
+    log: silentLogger,
+    env,
+    processes,
+    platform: LINUX,
+    secretEnv: secretEnvOf(config),
+    lent: {},
+  });
+  if (!(pool instanceof ScriptPool)) throw new Error('the script kind builds no ScriptPool');
   return pool;
 }
 

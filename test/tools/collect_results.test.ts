@@ -2,6 +2,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Connected, connectInMemory, jobIdOf, repoRoot, testConfig, textOf } from '../helpers/client.js';
 import { collectAll } from '../helpers/collect.js';
+import { until } from '../helpers/scripts.js';
+import { callProblems, modelView, type SuggestedCall, suggestedCalls } from '../helpers/model-view.js';
 
 const fixtures = path.join(repoRoot, 'test', 'fixtures', 'e2e-workers');
 let open: Connected | undefined;
@@ -83,12 +85,96 @@ describe('collect_results', () => {
     const done = page(await m.call('collect_results', { job_ids: [failing], wait_seconds: 30 }));
     expect(done.done).toBe(true);
     expect(done.next).toBe(
-      `1 task(s) failed: collect_results with {"job_ids":["${failing}"],"filter":"failed"} shows only those; once the cause is fixed, resume_job with include_failed: true runs them again.`,
+      `1 task(s) failed: collect_results with {"job_ids":["${failing}"],"filter":"failed"} shows only those; once the cause is fixed, resume_job with {"job_id":"${failing}","include_failed":true} runs them again.`,
     );
+    for (const suggested of suggestedCalls(done.next)) expect(await callProblems(m.client, suggested)).toEqual([]);
     const finished = page(
       await m.call('collect_results', { job_ids: [running], wait_seconds: 30, cursor: polling.next_cursor }),
     );
     expect(finished.next).toBe('Every result has been shown; the job(s) are finished.');
+  });
+
+  it(
+    "keeps the caller's budget_tokens, merge and filter in every call next suggests, each valid as written",
+    { timeout: 90_000 },
+    async () => {
+      const m = await connect();
+      const jobId = await submit(
+        m,
+        [
+          ...Array.from({ length: 8 }, (_, i) => ({ args: [`b${i}`, '0', '600'] })),
+          { args: ['broken', '3', '0'] },
+          { args: ['slow', '0', '0', '10'] },
+        ],
+        10,
+      );
+      const exact = async (next: string): Promise<SuggestedCall> => {
+        const [first] = suggestedCalls(next);
+        if (!first) throw new Error(`no call in: ${next}`);
+        expect(await callProblems(m.client, first), next).toEqual([]);
+        return first;
+      };
+      const options = { merge: 'json', budget_tokens: 400 };
+      // Once the quick tasks are done (the slow one is not), more is ready than a 400-token page holds.
+      await until(async () => {
+        const listed = (await m.call('list_jobs', {})).structuredContent as unknown as Page;
+        const counts = listed.jobs[0]?.counts ?? {};
+        return (counts.succeeded ?? 0) + (counts.failed ?? 0) >= 9;
+      }, 'the quick tasks');
+      let reply = page(await m.call('collect_results', { job_ids: [jobId], wait_seconds: 0, ...options }));
+      const variants = new Set<string>();
+      for (let i = 0; i < 30; i++) {
+        const suggested = await exact(reply.next);
+        expect(suggested.args).toMatchObject({ job_ids: [jobId], ...options });
+        if (reply.remaining > 0) {
+          variants.add(reply.done ? 'ready' : 'ready while running');
+          // Ready results need no wait while a job runs: the call says so.
+          if (!reply.done) expect(suggested.args.wait_seconds).toBe(0);
+        } else if (!reply.done) {
+          variants.add('newer');
+          expect(reply.next).toMatch(/it waits up to 20 s for them to finish \("wait_seconds": 50 waits up to 50 s\)/);
+        } else {
+          variants.add('failed');
+          expect(suggested.args).toMatchObject({ filter: 'failed' });
+          const failed = page(await m.call(suggested.tool, suggested.args));
+          expect(failed.merged).toEqual([
+            {
+              id: 'broken 3 0',
+              error: { code: 'NON_ZERO_EXIT', message: expect.stringContaining('code 3') as string },
+            },
+          ]);
+          break;
+        }
+        reply = page(await m.call(suggested.tool, suggested.args));
+      }
+      expect(variants).toContain('ready while running');
+      expect(variants).toContain('newer');
+      expect(variants).toContain('failed');
+    },
+  );
+
+  it('a merged page says each result once: no list of ids and states beside merged', async () => {
+    const m = await connect();
+    const jobId = await submit(m, [
+      { args: ['ok1', '0', '0'] },
+      { args: ['bad', '3', '0'] },
+      { args: ['big', '0', '200000'] },
+    ]);
+    const listed = await m.call('collect_results', { job_ids: [jobId], wait_seconds: 30 });
+    const json = await m.call('collect_results', { job_ids: [jobId], merge: 'json' });
+    const seen = JSON.parse(modelView(json)) as Page;
+    expect(seen.results).toBeUndefined();
+    expect(seen.jobs[0]?.counts).toMatchObject({ succeeded: 2, failed: 1 });
+    const pieces = seen.merged as Array<{ id: string; error?: unknown; files?: Record<string, string> }>;
+    // A failure is told by its id and error; a large output by the file that holds it whole.
+    expect(pieces.find((p) => p.id === 'bad 3 0')?.error).toMatchObject({ code: 'NON_ZERO_EXIT' });
+    expect(pieces.find((p) => p.id === 'big 0 200000')?.files?.output).toMatch(/\S/);
+    expect(pieces.find((p) => p.id === 'ok1 0 0')).not.toHaveProperty('files');
+    // Merged, the model receives less than the list of the same results.
+    expect(modelView(json).length).toBeLessThan(modelView(listed).length);
+    const text = page(await m.call('collect_results', { job_ids: [jobId], merge: 'text' }));
+    expect(text.results).toBeUndefined();
+    expect(text.merged).toMatch(/--- big 0 200000 \(#2, succeeded, files \{"output":"[^"]+"\}\) ---\n/);
   });
 
   it('cuts one result larger than the page instead of dropping it', async () => {

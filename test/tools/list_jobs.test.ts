@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendJson, startHttpServer, type TestHttpServer } from '../fixtures/http-server.js';
 import { connectInMemory, jobIdOf, textOf, type Connected } from '../helpers/client.js';
+import { callProblems, type SuggestedCall, suggestedCalls } from '../helpers/model-view.js';
 import { collectAll, e2eWorkers, scriptConfig, submitScripts } from '../helpers/scripts.js';
 
 let conn: Connected;
@@ -10,6 +11,14 @@ const ids: Record<'done' | 'failed' | 'http' | 'running', string> = { done: '', 
 interface Listed {
   jobs: Array<{ job_id: string; kind: string; state: string; label?: string; counts: Record<string, number> }>;
   total: number;
+  next: string;
+}
+
+/** The calls a next text suggests, each checked against its tool's inputSchema. */
+async function exactCalls(text: string): Promise<SuggestedCall[]> {
+  const calls = suggestedCalls(text);
+  for (const suggested of calls) expect(await callProblems(conn.client, suggested), text).toEqual([]);
+  return calls;
 }
 async function list(args: Record<string, unknown>): Promise<{ text: string; listed: Listed }> {
   const reply = await conn.call('list_jobs', args);
@@ -78,8 +87,9 @@ describe('list_jobs', () => {
     ]);
     expect((await list({ state: 'failed' })).listed.jobs.map((j) => j.job_id)).toEqual([ids.failed]);
     const none = await list({ state: 'interrupted' });
-    expect(none.listed).toEqual({ jobs: [], shown: 0, total: 0, next: 'No job matches.' });
-    expect(none.text).toBe('No job matches.');
+    const noneNext = 'No job matches; list_jobs with {} lists them all.';
+    expect(none.listed).toEqual({ jobs: [], shown: 0, total: 0, next: noneNext });
+    expect(none.text).toBe(noneNext);
   });
 
   it('filters by kind', async () => {
@@ -96,8 +106,28 @@ describe('list_jobs', () => {
     const { text, listed } = await list({ limit: 2 });
     expect(listed.jobs.map((j) => j.job_id)).toEqual([ids.running, ids.http]);
     expect(listed.total).toBe(4);
-    expect(text).toContain('2 more job(s) match: raise limit (up to 200) to see them.');
+    expect(text).toContain('2 more job(s) match: list_jobs with {"limit":4} lists them.');
+    // The call as written, made: every job.
+    const [more] = await exactCalls(listed.next);
+    expect(more?.tool).toBe('list_jobs');
+    const all = await list(more?.args ?? {});
+    expect(all.listed.jobs).toHaveLength(4);
     const bad = await conn.call('list_jobs', { limit: 0 });
     expect(bad.isError).toBe(true);
+  });
+  it('names the exact call to make next: the running jobs collected, else the newest job', async () => {
+    const { listed } = await list({});
+    const [running] = await exactCalls(listed.next);
+    expect(running).toEqual({ tool: 'collect_results', args: { job_ids: [ids.running] } });
+    expect(listed.next).toMatch(
+      /waits up to 20 s for the running job\(s\) to finish \("wait_seconds": 50 waits up to 50 s\)/,
+    );
+
+    const finished = await list({ state: 'finished' });
+    const [newest] = await exactCalls(finished.listed.next);
+    expect(newest).toEqual({ tool: 'collect_results', args: { job_ids: [ids.http] } });
+    // Made as written: the newest finished job's results, at once.
+    const page = await conn.call(newest?.tool ?? '', newest?.args ?? {});
+    expect(page.structuredContent).toMatchObject({ done: true, results: [{ state: 'succeeded' }] });
   });
 });

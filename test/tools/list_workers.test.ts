@@ -1,7 +1,7 @@
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectInMemory, makeTempDir, repoRoot, textOf } from '../helpers/client.js';
+import { connectInMemory, makeTempDir, repoRoot, testConfig, textOf } from '../helpers/client.js';
 import { bundledWorkers, fixtureWorkers, scriptConfig } from '../helpers/scripts.js';
 
 interface WorkerView {
@@ -13,6 +13,7 @@ interface WorkerView {
   path: string;
   warm: boolean;
   pack?: string;
+  shadows?: string[];
 }
 
 let userDir: string;
@@ -33,7 +34,11 @@ describe('list_workers', () => {
     try {
       const reply = await conn.call('list_workers', {});
       expect(reply.isError).toBeFalsy();
-      const structured = reply.structuredContent as { workers: WorkerView[]; dirs: string[]; commands: string[] };
+      const structured = reply.structuredContent as {
+        workers: WorkerView[];
+        dirs: Array<{ path: string; role: string; exists: boolean; workers: number }>;
+        commands: string[];
+      };
       const byName = new Map(structured.workers.map((w) => [w.name, w]));
 
       const deps = byName.get('analyze_dependencies.py');
@@ -52,7 +57,13 @@ describe('list_workers', () => {
       expect(byName.get('echo.mjs')?.interpreter).toBe('node');
       expect(byName.get('direct')?.interpreter).toBe('executable');
       expect(byName.has('README.md')).toBe(false);
-      expect(structured.dirs).toEqual([bundledWorkers, fixtureWorkers, userDir]);
+      expect(structured.dirs.map((d) => [d.path, d.role, d.exists])).toEqual([
+        [bundledWorkers, 'bundled', true],
+        [conn.config.userWorkersDir, 'user', false],
+        [fixtureWorkers, 'added', true],
+        [userDir, 'added', true],
+      ]);
+      expect(structured.dirs.find((d) => d.path === userDir)?.workers).toBe(1);
       expect(structured.commands).toEqual([]);
 
       const text = textOf(reply);
@@ -61,6 +72,42 @@ describe('list_workers', () => {
       expect(text).toContain('Arbitrary commands are off');
     } finally {
       await conn.close();
+    }
+  });
+
+  it("lists the user workers folder from the config's env, its workers, and where new ones go", async () => {
+    const configHome = await makeTempDir('monitor-config-home-');
+    const config = await testConfig(() => {}, [], { XDG_CONFIG_HOME: configHome });
+    const userWorkers = path.join(configHome, 'monitor-mcp', 'workers');
+    const conn = await connectInMemory(config);
+    try {
+      // Missing is fine: listed as not there yet, with where a first worker goes.
+      const before = await conn.call('list_workers', {});
+      expect(before.isError).toBeFalsy();
+      const first = before.structuredContent as { dirs: Array<Record<string, unknown>>; new_workers: string };
+      expect(first.dirs[1]).toEqual({ path: userWorkers, role: 'user', exists: false, workers: 0 });
+      expect(first.new_workers).toContain(`the user workers folder ${userWorkers} (created by its first worker)`);
+      expect(first.new_workers).toContain('monitor-mcp new-worker NAME');
+      expect(textOf(before)).toContain(`${userWorkers} (user, not created yet)`);
+
+      await mkdir(userWorkers, { recursive: true });
+      await writeFile(path.join(userWorkers, 'tally.py'), '# monitor: description: Mine.\nprint(1)\n');
+      // A bundled name in the user folder loses to the bundled worker, and says so.
+      await writeFile(path.join(userWorkers, 'outline.py'), 'print(2)\n');
+      const after = await conn.call('list_workers', {});
+      const second = after.structuredContent as { workers: WorkerView[]; dirs: Array<Record<string, unknown>> };
+      expect(second.dirs[1]).toEqual({ path: userWorkers, role: 'user', exists: true, workers: 2 });
+      expect(second.workers.find((w) => w.name === 'tally.py')).toMatchObject({
+        description: 'Mine.',
+        path: path.join(userWorkers, 'tally.py'),
+      });
+      expect(second.workers.find((w) => w.name === 'outline.py')).toMatchObject({
+        path: path.join(bundledWorkers, 'outline.py'),
+        shadows: [path.join(userWorkers, 'outline.py')],
+      });
+    } finally {
+      await conn.close();
+      await rm(configHome, { recursive: true, force: true });
     }
   });
 

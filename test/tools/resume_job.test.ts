@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { textOf, type Connected } from '../helpers/client.js';
+import { callProblems, suggestedCalls } from '../helpers/model-view.js';
 import { collectAll, connectWithE2eWorkers, submitScripts, until } from '../helpers/scripts.js';
 
 let conn: Connected;
@@ -74,6 +75,25 @@ describe('resume_job', () => {
       [1, 'failed', 3],
       [2, 'failed', 3],
     ]);
+  });
+
+  it("next's call, made as written, pages only the results of the tasks run again", async () => {
+    const jobId = await submitScripts(conn, {
+      worker: 'emit.py',
+      inputs: [{ args: ['fine', '0'] }, { args: ['broken', '5'] }],
+    });
+    await collectAll(conn, jobId);
+    const handle = (await conn.call('resume_job', { job_id: jobId, include_failed: true })).structuredContent as {
+      next: string;
+    };
+    const [collect, cancel] = suggestedCalls(handle.next);
+    expect(collect).toMatchObject({ tool: 'collect_results', args: { job_ids: [jobId], cursor: expect.any(String) } });
+    expect(cancel).toEqual({ tool: 'cancel_job', args: { job_id: jobId } });
+    for (const suggested of [collect, cancel])
+      expect(await callProblems(conn.client, suggested ?? { tool: '', args: {} })).toEqual([]);
+    expect(handle.next).toContain('it waits up to 20 s for the job to finish ("wait_seconds": 50 waits up to 50 s)');
+    const page = (await conn.call(collect?.tool ?? '', collect?.args ?? {})).structuredContent as unknown as Resumed;
+    expect(page.results?.map((r) => [r.index, r.state, r.attempt])).toEqual([[1, 'failed', 2]]);
   });
 
   it('runs cancelled tasks again with include_cancelled', async () => {

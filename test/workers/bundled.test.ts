@@ -6,15 +6,65 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectInMemory, makeTempDir, repoRoot, type Connected } from '../helpers/client.js';
 import { collectAll, scriptConfig, submitScripts } from '../helpers/scripts.js';
 
-/** The bundled workers, run by run_script_batch over this repository's own files. */
+/** The bundled workers, run by run_script_batch over this repository's own files (and code_stats.py's samples). */
 let conn: Connected;
+let sampleDir = '';
+const samples = { ts: '', py: '' };
+
+/** What code_stats.py must tell apart: functions defined from callbacks passed, notes from mentions of a tag. */
+// Interpolated, so that this file's own source holds no note (the demo counts this repository's).
+const [TODO, FIXME] = ['TODO', 'FIXME'];
+const SAMPLE_TS = `// ${TODO}: a real note
+/* ${FIXME}(me): another */
+const pattern = /TODO|FIXME/; // a pattern, no note
+// the tags TODO/FIXME are mentioned here, no note
+export function named(a: number): number {
+  return [a].map((x) => x * 2).filter(function (y) { return y > 0; })[0] ?? 0;
+}
+export const arrow = async (a: string): Promise<string> => a;
+const short = (x: number) => x + 1;
+class Thing {
+  private field = (e: string) => e;
+  constructor(readonly n: number) {}
+  get size(): number { return this.n; }
+  method({ a }: { a: number } = { a: 1 }) { return a; }
+}
+setTimeout(() => {}, 0);
+promise.then((x) => x, (e) => { throw e; });
+`;
+const SAMPLE_PY = `import re
+
+# TODO: a real note
+NOTE = re.compile(r"TODO|FIXME")  # FIXME: and this one
+# mentions TODO/FIXME only
+
+
+def f(x):
+    """XXX docstring note"""
+    return list(map(lambda y: y, [x]))
+
+
+class C:
+    def m(self):
+        async def inner():
+            pass
+        return inner
+`;
 
 beforeAll(async () => {
-  conn = await connectInMemory(await scriptConfig(), { env: { PATH: process.env.PATH } });
+  sampleDir = await makeTempDir('monitor-code-stats-');
+  samples.ts = path.join(sampleDir, 'sample.ts');
+  samples.py = path.join(sampleDir, 'sample.py');
+  await writeFile(samples.ts, SAMPLE_TS);
+  await writeFile(samples.py, SAMPLE_PY);
+  conn = await connectInMemory(await scriptConfig((c) => c.allowedRoots.push(sampleDir)), {
+    env: { PATH: process.env.PATH },
+  });
 });
 
 afterAll(async () => {
   await conn.close();
+  await rm(sampleDir, { recursive: true, force: true });
 });
 
 async function runOne(worker: string, input: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -110,11 +160,30 @@ describe('code_stats.py', () => {
     expect(out.totals).toMatchObject({ files: 3 });
   });
 
-  it('finds TODO notes with their line numbers', async () => {
-    const out = await runOne('code_stats.py', { args: ['workers/code_stats.py'] });
-    const [stats] = out.files as Array<{ todos: Array<{ line: number; tag: string }> }>;
-    // Its header comment mentions TODO/FIXME on line 2; code that matches the word is not a note.
-    expect(stats?.todos).toEqual([expect.objectContaining({ line: 2, tag: 'TODO' })]);
+  it('finds TODO notes with their line numbers, not a mention of a tag nor a pattern for them', async () => {
+    const out = await runOne('code_stats.py', { args: ['workers/code_stats.py', samples.ts, samples.py] });
+    type Stats = { todos: Array<{ line: number; tag: string; text: string }>; functions: number };
+    const [self, ts, py] = out.files as Stats[];
+    // Its own header lists the tags and its code holds their pattern: neither is a note.
+    expect(self?.todos).toEqual([]);
+    expect(ts?.todos.map((t) => [t.line, t.tag, t.text])).toEqual([
+      [1, 'TODO', 'a real note'],
+      [2, 'FIXME', 'me): another'],
+    ]);
+    expect(py?.todos.map((t) => [t.line, t.tag])).toEqual([
+      [3, 'TODO'],
+      [4, 'FIXME'],
+      [9, 'XXX'],
+    ]);
+  });
+
+  it('counts the functions a file defines, not the callbacks it passes', async () => {
+    const out = await runOne('code_stats.py', { args: [samples.ts, samples.py] });
+    const [ts, py] = out.files as Array<{ functions: number; classes: number }>;
+    // named, arrow, short, field, constructor, get size, method; none of the five callbacks.
+    expect(ts).toMatchObject({ functions: 7, classes: 1 });
+    // f, m and inner; not the lambda.
+    expect(py).toMatchObject({ functions: 3, classes: 1 });
   });
 });
 

@@ -62,7 +62,7 @@ describe('check_patch.py', () => {
     config = await scriptConfig((c) => {
       c.allowedRoots = [repo];
     });
-    const kinds = buildKinds(config, {
+    const kinds = await buildKinds(config, {
       log: silentLogger,
       env: process.env,
       processes: testProcesses,

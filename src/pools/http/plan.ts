@@ -3,13 +3,11 @@ import { isMonitorError, MonitorError, withContext } from '../../errors.js';
 import { HttpError } from './errors.js';
 import { type ExtractSpec, validateExtract } from './extract.js';
 import { allowEntryFor, allowHostHint } from './hosts.js';
-import { HTTP_KIND, type HttpPool } from './pool.js';
+import { DEFAULT_HTTP_CONCURRENCY, HTTP_KIND } from './facts.js';
+import type { HttpPool } from './pool.js';
 import { checkHeader, type HttpJobOptions, type HttpMethod, type HttpTaskInput } from './request.js';
 import { mentionsTemplate } from './secrets.js';
 import type { HttpSettings } from './settings.js';
-
-/** Requests of one job in flight at once when the call names no concurrency. */
-export const DEFAULT_HTTP_CONCURRENCY = 16;
 
 /** One request as http_batch takes it. */
 export interface HttpRequestArgs {

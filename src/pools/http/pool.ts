@@ -29,8 +29,7 @@ import type { HttpSettings } from './settings.js';
 import { type RequestRun, Transfer } from './transfer.js';
 import type { LiveCard } from '../kind.js';
 import { WorkGauge } from '../rates.js';
-
-export const HTTP_KIND = 'http';
+import { HTTP_KIND } from './facts.js';
 
 /** Backoff between retries of one request; a Retry-After past http.maxRetryAfterSeconds fails it instead. */
 export const HTTP_BACKOFF = { baseMs: 500, capMs: 30_000 } as const;

@@ -1,4 +1,4 @@
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import type { TaskContext } from '../../engine/types.js';
 import { isMonitorError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -99,10 +99,13 @@ export class Transfer {
     await agent?.destroy();
   }
 
-  private dispatcher(): Agent {
-    // Built on first use so createServer stays free of side effects. The lookup refuses names that
-    // resolve to non-public addresses, and the socket connects to the address it checked.
-    this.agent ??= new Agent({
+  private async dispatcher(): Promise<Agent> {
+    // Built on first use so createServer stays free of side effects, and undici loaded then (it
+    // costs the server's start ~80 ms). The lookup refuses names that resolve to non-public
+    // addresses, and the socket connects to the address it checked.
+    if (this.agent) return this.agent;
+    const { Agent: UndiciAgent } = await import('undici');
+    this.agent ??= new UndiciAgent({
       connect: { lookup: checkedLookup(this.options.settings.allowPrivateAddresses), timeout: 10_000 },
       keepAliveTimeout: 4_000,
     });
@@ -168,7 +171,9 @@ export class Transfer {
     const timeout = AbortSignal.timeout(run.timeoutMs);
     const signal = AbortSignal.any([run.task.signal, timeout]);
     try {
-      const response = await this.dispatcher().request({
+      const response = await (
+        await this.dispatcher()
+      ).request({
         origin: target.url.origin,
         path: `${target.url.pathname}${target.url.search}`,
         method: target.method,

@@ -1,4 +1,4 @@
-import { buildConnector, Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { MonitorError } from '../../errors.js';
 import { abandon, headerText, readJson } from './body.js';
 import { type Probe, probeServer } from './probe.js';
@@ -85,29 +85,35 @@ export class EndpointClient {
     return this.detected ?? (this.endpoint.flavor === 'lmstudio' ? 'lmstudio' : 'openai');
   }
 
-  /** Created on first use, so building the server does no I/O and holds no sockets; never again after close(). */
-  private get pool(): Dispatcher {
-    if (this.closed)
+  /**
+   * Created on first use, so building the server does no I/O and holds no sockets; never again
+   * after close(). undici is imported then too: loading it costs the server's start ~80 ms.
+   */
+  private async pool(): Promise<Dispatcher> {
+    if (!this.dispatcher && !this.closed) {
+      const { buildConnector, Pool } = await import('undici');
+      const connector = buildConnector({ timeout: Math.min(10_000, this.requestTimeoutMs) });
+      // Checked again after the import: another request may have made it, or close() come meanwhile.
+      if (!this.dispatcher && !this.closed)
+        this.dispatcher = new Pool(this.origin, {
+          // One spare for model lists and probes; with no cap set, the router (the server's slots) bounds it.
+          connections: this.endpoint.concurrencyAuto ? null : this.endpoint.concurrency + 1,
+          pipelining: 1,
+          keepAliveTimeout: 30_000,
+          keepAliveMaxTimeout: 600_000,
+          headersTimeout: this.requestTimeoutMs,
+          bodyTimeout: this.requestTimeoutMs,
+          connect: (options, callback) => {
+            this.connects++;
+            connector(options, callback);
+          },
+        });
+    }
+    if (this.closed || !this.dispatcher)
       throw new MonitorError(
         'SHUTTING_DOWN',
         `The client of endpoint ${this.name} is closed (the server is shutting down).`,
       );
-    if (!this.dispatcher) {
-      const connector = buildConnector({ timeout: Math.min(10_000, this.requestTimeoutMs) });
-      this.dispatcher = new Pool(this.origin, {
-        // One spare for model lists and probes; with no cap set, the router (the server's slots) bounds it.
-        connections: this.endpoint.concurrencyAuto ? null : this.endpoint.concurrency + 1,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        keepAliveMaxTimeout: 600_000,
-        headersTimeout: this.requestTimeoutMs,
-        bodyTimeout: this.requestTimeoutMs,
-        connect: (options, callback) => {
-          this.connects++;
-          connector(options, callback);
-        },
-      });
-    }
     return this.dispatcher;
   }
 
@@ -141,7 +147,9 @@ export class EndpointClient {
       const connectsBefore = this.connects;
       const started = performance.now();
       try {
-        return await this.pool.request({
+        return await (
+          await this.pool()
+        ).request({
           origin: this.origin,
           path: this.prefix + path,
           method,

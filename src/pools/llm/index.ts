@@ -1,16 +1,8 @@
-import type { CoreConfig } from '../../config/core.js';
-import type { DoctorReport, KindDeps, WorkerKind } from '../kind.js';
-import type { EndpointReport } from './endpoint-report.js';
-import { Endpoints } from './endpoints.js';
-import { modelMatches } from './models.js';
+import type { WorkerKind } from '../kind.js';
 import { LLM_ERROR_CODES } from './errors.js';
-import { changeModel, type ModelChange, type ModelChangeResult } from './lifecycle.js';
-import { type InvestigateRequest, planInvestigation } from './agent/plan.js';
-import { type LlmJobPlan, type LlmJobRequest, type LlmPlanContext, planLlmJob } from './plan.js';
-import { LLM_KIND, LlmPool } from './pool.js';
-import { SchemaValidator } from './schema.js';
-import { StallBoard } from './stall.js';
-import { LLM_SETTINGS, type LlmConfig } from './settings.js';
+import { LLM_KIND } from './facts.js';
+import type { LlmServices } from './instance.js';
+import { LLM_SETTINGS } from './settings.js';
 import { llmTotals } from './totals.js';
 
 // What the kind's tools use, from here: tools never import a kind's insides.
@@ -20,21 +12,7 @@ export type { ModelChange, ModelChangeResult } from './lifecycle.js';
 export type { InvestigateRequest } from './agent/plan.js';
 export type { ChecksRequest } from './checks/plan.js';
 export { DEFAULT_MAX_STEPS, MOST_STEPS } from './agent/types.js';
-
-/** What the LLM tools use. */
-export interface LlmServices {
-  /** Checks an lmstudio_complete request, resolves its model and makes its job (nothing is submitted). */
-  plan(request: LlmJobRequest, signal: AbortSignal): Promise<LlmJobPlan>;
-  /** Checks an lmstudio_investigate request and makes its job of investigations (nothing is submitted). */
-  investigate(request: InvestigateRequest, signal: AbortSignal): Promise<LlmJobPlan>;
-  /** Every endpoint: reachable or not (why), its models, how busy it is. */
-  report(signal: AbortSignal): Promise<EndpointReport[]>;
-  /** Loads or unloads a model on the endpoint(s) serving it (lifecycle.ts). */
-  changeModel(change: ModelChange, signal: AbortSignal): Promise<ModelChangeResult[]>;
-  readonly endpointNames: readonly string[];
-  /** The model a request without `model` gets, when the user set one. */
-  readonly defaultModel: string | undefined;
-}
+export type { LlmServices } from './instance.js';
 
 /**
  * The `llm` kind: prompts to local LLMs on LM Studio or any OpenAI-compatible server, routed to
@@ -53,121 +31,13 @@ export const llmKind: WorkerKind<typeof LLM_SETTINGS, LlmServices> = {
   totals: llmTotals,
   taskCap: (config) => ({ max: config.llm.maxTasks, setting: 'llm.maxTasks' }),
   secretEnv: (config) => config.llm.endpoints.flatMap((e) => (e.apiKeyEnv === undefined ? [] : [e.apiKeyEnv])),
-  create(config, deps) {
-    const settings = config.llm;
-    const { endpoints, schemas, pool, stallBoard } = createLlmParts(config, deps);
-    const planContext = (signal: AbortSignal): LlmPlanContext => ({
-      settings,
-      allowedRoots: config.allowedRoots,
-      pathRules: config.pathRules,
-      endpoints,
-      schemas,
-      lent: deps.lent,
-      signal,
-    });
-    return {
-      pool,
-      live: () => stallBoard.withNotes(endpoints.liveCards()),
-      services: {
-        plan: (request, signal) => planLlmJob(request, planContext(signal)),
-        investigate: (request, signal) => planInvestigation(request, planContext(signal)),
-        report: (signal) => endpoints.report(signal),
-        changeModel: (change, signal) => changeModel(endpoints, change, signal),
-        endpointNames: endpoints.endpointNames,
-        defaultModel: settings.defaultModel,
-      },
-      close: () => endpoints.close(),
-    };
+  // The endpoints, the pool and its services load here, after the handshake: not on the way to answering initialize.
+  async create(config, deps) {
+    const { createLlmInstance } = await import('./instance.js');
+    return createLlmInstance(config, deps);
   },
   async doctor(config, deps, report, signal) {
-    const endpoints = new Endpoints(config.llm, deps);
-    try {
-      await checkEndpoints(config.llm, endpoints, report, signal);
-    } finally {
-      await endpoints.close();
-    }
+    const { checkLlm } = await import('./doctor.js');
+    await checkLlm(config, deps, report, signal);
   },
 };
-
-/** The kind's parts, wired: the endpoints (clients, router, model lists), the JSON-schema checker and the pool. */
-export function createLlmParts(
-  config: CoreConfig & LlmConfig,
-  deps: Pick<KindDeps, 'log' | 'env'> &
-    Partial<Pick<KindDeps, 'lent'>> & { now?: () => number; outageWaitMs?: number; adaptiveWindowMs?: number },
-): { endpoints: Endpoints; schemas: SchemaValidator; pool: LlmPool; stallBoard: StallBoard } {
-  const settings = config.llm;
-  const endpoints = new Endpoints(settings, deps);
-  const schemas = new SchemaValidator();
-  const stallBoard = new StallBoard(settings.stallSeconds * 1000);
-  const pool = new LlmPool({
-    endpoints,
-    schemas,
-    allowedRoots: config.allowedRoots,
-    pathRules: config.pathRules,
-    maxRetries: settings.maxRetries,
-    maxFileBytes: settings.maxFileBytes,
-    maxInlineChars: settings.maxInlineChars,
-    lent: deps.lent ?? {},
-    stallMs: settings.stallSeconds * 1000,
-    stallBoard,
-  });
-  return { endpoints, schemas, pool, stallBoard };
-}
-
-/** `doctor`: every endpoint (reachable, models, loaded), and the default model. */
-async function checkEndpoints(
-  settings: LlmConfig['llm'],
-  endpoints: Endpoints,
-  report: DoctorReport,
-  signal: AbortSignal,
-): Promise<void> {
-  report.section('LLM endpoints');
-  const reports = await endpoints.report(signal);
-  for (const endpoint of reports) checkEndpoint(endpoint, report);
-  const wanted = settings.defaultModel;
-  if (wanted === undefined) return;
-  const servedBy = reports.filter((r) =>
-    (r.configuredModels ?? r.models.map((m) => m.id)).some((id) => modelMatches(wanted, id)),
-  );
-  if (servedBy.length > 0) report.ok(`default model ${wanted} is served by ${servedBy.map((r) => r.name).join(', ')}`);
-  else
-    report.fail(
-      `default model ${wanted} is not listed by any reachable endpoint`,
-      'Download it (`lms get <model>`), or change --model / "llm.defaultModel".',
-    );
-}
-
-function checkEndpoint(endpoint: EndpointReport, report: DoctorReport): void {
-  const where = `${endpoint.name} (${endpoint.flavor ?? 'not identified'}, ${endpoint.url}, ${endpoint.slots ? `${endpoint.slots.total} slot(s), ` : ''}${endpoint.limit} at once)`;
-  if (endpoint.error || !endpoint.reachable) {
-    const code = endpoint.error?.code ?? 'ERROR';
-    const message = endpoint.error?.message ?? 'no answer';
-    // Reachable = an HTTP answer came back: a 401 means "there, but refused", not "down".
-    const state = !endpoint.reachable
-      ? `not reachable: ${message}`
-      : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
-    report.fail(`${where}: ${state}`, endpoint.error?.hint);
-    return;
-  }
-  const llms = endpoint.models.filter((m) => m.type === undefined || m.type === 'llm' || m.type === 'vlm');
-  const loaded = llms.filter((m) => m.state === 'loaded');
-  const knowsState = llms.some((m) => m.state !== undefined);
-  const tokenNote = endpoint.tokenEnv ? (endpoint.tokenSet ? `; token from ${endpoint.tokenEnv}` : '') : '';
-  report.ok(
-    `${where}: reachable, ${endpoint.models.length} model(s)${knowsState ? `, ${loaded.length} LLM(s) loaded` : ''}${tokenNote}`,
-  );
-  for (const model of endpoint.models) {
-    const facts = [model.type, model.state, model.contextLength ? `context ${model.contextLength}` : undefined].filter(
-      (f) => f !== undefined,
-    );
-    report.detail(`- ${model.id}${facts.length > 0 ? ` (${facts.join(', ')})` : ''}`);
-  }
-  if (llms.length === 0)
-    report.warn(`${endpoint.name} lists no LLM`, 'Download one (LM Studio: Discover tab, or `lms get <model>`).');
-  else if (knowsState && loaded.length === 0) {
-    report.warn(
-      `${endpoint.name} has no LLM loaded: lmstudio_complete needs \`model\` (loaded just in time) or a default model`,
-      'Load one with `lms load <model>` or in the Developer tab, or set --model.',
-    );
-  }
-}

@@ -8,7 +8,7 @@ import { defaultReducePrompt, groupInputs } from './plan-groups.js';
 import { type Measured, measure, MEASURED_MARGIN } from './plan-measure.js';
 import { promptInputs, upstreamInputs } from './plan-prompts.js';
 import type { LlmJobPlan, LlmJobRequest, LlmPlanContext, ServedModel } from './plan-types.js';
-import { LLM_KIND } from './pool.js';
+import { LLM_KIND } from './facts.js';
 import type { ResolvedModel } from './resolve.js';
 import type { LlmSettings } from './settings.js';
 import { CHUNK_BYTES_PER_TOKEN } from './template.js';

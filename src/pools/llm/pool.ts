@@ -25,8 +25,7 @@ import { jobOptions, taskInput } from './stored.js';
 import type { ChatMessage, LlmJobOptions, LlmTaskInput, ReduceTaskInput } from './types.js';
 import { sumUsage } from './usage.js';
 import { type Ask, type Asker, verifyAnswer } from './checks/verify.js';
-
-export const LLM_KIND = 'llm';
+import { LLM_KIND } from './facts.js';
 
 export interface LlmPoolOptions {
   endpoints: Endpoints;

@@ -187,7 +187,7 @@ const endpoints: Setting<EndpointConfig[]> = {
   type: 'list of {name, url, concurrency, models?, flavor: "lmstudio"|"openai", apiKeyEnv?}',
   help: 'The OpenAI-compatible servers prompts go to',
   details:
-    "What each server is (LM Studio, llama-server, Ollama, vLLM, other) is asked of the server, not read from its port; `flavor` (default `lmstudio` on port 1234, else `openai`) only picks the token variable and the start hint until it answers. Without `concurrency` an endpoint runs as many requests at once as its server reports slots (llama-server `/props`, LM Studio's loaded instance), or adapts from `llm.defaultConcurrency` where it reports none; a `concurrency` caps that. A pasted `/v1` is stripped; a URL with `user:password@` is refused (use `apiKeyEnv`); every `lmstudio` endpoint reads its token from LM_API_TOKEN unless `apiKeyEnv` names another variable (the token itself is never in config or jobs; an empty value counts as unset). `--endpoint` replaces the list; `--lmstudio-url` and `--lmstudio-concurrency` change the LM Studio entry",
+    "What each server is (LM Studio, llama-server, Ollama, vLLM, other) is asked of the server, not read from its port; `flavor` (default `lmstudio` on port 1234, else `openai`) only picks the token variable and the start hint until it answers. Without `concurrency` an endpoint runs as many requests at once as its server reports slots (llama-server `/props`, LM Studio's loaded instance), or adapts from `llm.defaultConcurrency` where it reports none; a `concurrency` caps that. A pasted `/v1` is stripped; a URL with `user:password@` is refused (use `apiKeyEnv`); every `lmstudio` endpoint reads its token from LM_API_TOKEN unless `apiKeyEnv` names another variable (the token itself is never in config or jobs; an empty value counts as unset). `--endpoint` and `MONITOR_ENDPOINTS` replace the list; `--lmstudio-url` and `--lmstudio-concurrency` change the LM Studio entry",
   default: () => [
     {
       name: 'lmstudio',
@@ -206,6 +206,17 @@ const endpoints: Setting<EndpointConfig[]> = {
     return raw.map((entry, i) => endpointFromFile(entry, i, defaultConcurrencyOf(source), source));
   },
   env: [
+    {
+      // One text for several endpoints: what a Claude Desktop bundle's settings field can hold.
+      name: 'MONITOR_ENDPOINTS',
+      format: '`[NAME=]URL[@N]` entries, `,`- or space-separated',
+      apply: (texts, current, source) => {
+        const specs = (texts.at(-1) ?? '').split(/[\s,]+/).filter((spec) => spec !== '');
+        return specs.length === 0
+          ? current
+          : specs.map((spec, i) => parseEndpointSpec(spec, i, defaultConcurrencyOf(source), source));
+      },
+    },
     {
       name: 'MONITOR_LMSTUDIO_URL',
       apply: (texts, current, source) =>

@@ -3,9 +3,10 @@ import path from 'node:path';
 import { isMonitorError, MonitorError } from '../../errors.js';
 import { ScriptError } from './errors.js';
 import type { Logger } from '../../log.js';
-import { isInside, type PathRules, resolveInsideRoots } from '../../paths.js';
+import { comparable, isInside, type PathRules, resolveInsideRoots } from '../../paths.js';
 import { LINUX, type Platform } from '../../platform/index.js';
 import { HEADER_SCAN_BYTES, parseWorkerHeader, type WorkerHeader } from './header.js';
+import type { HelperAccess } from './helpers.js';
 import { findExecutable, type InterpreterResolver } from './interpreters.js';
 
 /** A script found in a workers folder, as list_workers shows it. */
@@ -35,6 +36,16 @@ export interface LaunchPlan {
   warm: boolean;
   /** The worker declares `pack: files`: several inputs' args can run in one process (see pack.ts). */
   packFiles: boolean;
+  /** How it reaches the bundled helpers (_common.py, _serve.mjs); absent for a command. */
+  helpers?: HelperAccess;
+}
+
+/** A workers folder as list_workers and doctor show it. */
+export interface WorkersFolder {
+  dir: string;
+  exists: boolean;
+  /** The workers it holds, those an earlier folder hides included. */
+  workers: number;
 }
 
 /** Python started so that nothing outside the script and the standard library loads code into it. */
@@ -50,9 +61,16 @@ export interface WorkerCatalogOptions {
   log: Logger;
   /** How files run and paths compare on this system (Linux when not given). */
   platform?: Platform;
+  /** The bundled workers folder, whose helpers every worker may import (see helpers.ts). */
+  helpersDir?: string;
 }
 
 const NOT_WORKERS = /^(readme|license|changelog)(\.|$)|\.(md|txt|json|ya?ml|toml|cfg|ini|lock|pyc)$/i;
+
+/** Whether a file name in a workers folder may be a worker: not a helper module (`_…`), hidden file or document. */
+export function isWorkerFileName(name: string): boolean {
+  return !(name.startsWith('.') || name.startsWith('_') || NOT_WORKERS.test(name));
+}
 
 /** The scripts in the workers folders, and the rules for turning a request into a LaunchPlan. */
 export class WorkerCatalog {
@@ -80,7 +98,13 @@ export class WorkerCatalog {
 
   /** Every runnable script at the top of each workers folder; the first folder wins a name clash. */
   async list(): Promise<WorkerEntry[]> {
+    return (await this.survey()).workers;
+  }
+
+  /** The workers (as list()) and each workers folder in search order: whether it is there, how many workers it holds. */
+  async survey(): Promise<{ workers: WorkerEntry[]; folders: WorkersFolder[] }> {
     const byName = new Map<string, WorkerEntry>();
+    const folders: WorkersFolder[] = [];
     const realDirs = await Promise.all(this.options.workersDirs.map((d) => realpath(d).catch(() => path.resolve(d))));
     for (const dir of this.options.workersDirs) {
       let realDir: string;
@@ -89,19 +113,24 @@ export class WorkerCatalog {
         realDir = await realpath(dir);
         names = (await readdir(realDir)).sort();
       } catch (error) {
+        // A missing folder is fine (the user workers folder until its first worker): it holds none.
         this.options.log.debug(`workers folder ${dir} unreadable: ${String(error)}`);
+        folders.push({ dir, exists: false, workers: 0 });
         continue;
       }
+      let count = 0;
       for (const name of names) {
-        if (name.startsWith('.') || name.startsWith('_') || NOT_WORKERS.test(name)) continue;
+        if (!isWorkerFileName(name)) continue;
         const entry = await this.describe(realDir, name, realDirs).catch(() => undefined);
         if (!entry) continue;
+        count++;
         const existing = byName.get(name);
         if (existing) (existing.shadows ??= []).push(entry.path);
         else byName.set(name, entry);
       }
+      folders.push({ dir, exists: true, workers: count });
     }
-    return [...byName.values()];
+    return { workers: [...byName.values()], folders };
   }
 
   /** Names for an error message's "available workers" list. */
@@ -118,7 +147,7 @@ export class WorkerCatalog {
     if (worker.trim() === '')
       throw new MonitorError('INVALID_INPUT', 'The worker name is empty.', { hint: await this.availableHint() });
     const base = path.basename(worker);
-    if (base.startsWith('.') || base.startsWith('_') || NOT_WORKERS.test(base)) {
+    if (!isWorkerFileName(base)) {
       throw new ScriptError(
         'WORKER_NOT_FOUND',
         `"${worker}" is not a worker: names starting with "_" or "." are helper modules, and documents are not run.`,
@@ -156,8 +185,11 @@ export class WorkerCatalog {
     });
   }
 
-  /** The plan for a worker: its interpreter by extension, or the file itself when it is executable. */
-  async planWorker(worker: string): Promise<LaunchPlan> {
+  /**
+   * The plan for a worker: its interpreter by extension, or the file itself when it is executable.
+   * `check`: a dry run, whose interpreter is only located (see InterpreterResolver.locate).
+   */
+  async planWorker(worker: string, check = false): Promise<LaunchPlan> {
     const resolved = await this.resolveWorker(worker);
     const head = await readHead(resolved.path);
     const header = parseWorkerHeader(head);
@@ -170,9 +202,13 @@ export class WorkerCatalog {
         : undefined;
     const interpreter = byExtension ?? shebang?.[0];
     if (interpreter !== undefined) {
-      const file = await this.options.resolver.resolve(interpreter);
-      // -s: no user site-packages (a HOME holding a .pth file ran code); -E: no PYTHON* variables.
-      const flags = header.isolated && PYTHON_INTERPRETER.test(interpreter) ? ISOLATED_PYTHON_FLAGS : [];
+      const { resolver } = this.options;
+      const file = await (check ? resolver.locate(interpreter) : resolver.resolve(interpreter));
+      const isolated = header.isolated && PYTHON_INTERPRETER.test(interpreter);
+      const helpers = await this.helperAccess(resolved.path, isolated);
+      // -s: no user site-packages (a HOME holding a .pth file ran code); -E: no PYTHON* variables
+      // (outside the helpers' folder the environment is cleared of them instead: see helpers.ts).
+      const flags = isolated ? (helpers?.isolatedEnv ? ['-s'] : ISOLATED_PYTHON_FLAGS) : [];
       return {
         file,
         prefixArgs: [...(shebang?.slice(1) ?? []), ...flags, resolved.path],
@@ -181,6 +217,7 @@ export class WorkerCatalog {
         declaredEnv: header.env,
         warm: header.warm,
         packFiles: header.pack === 'files',
+        ...(helpers ? { helpers } : {}),
       };
     }
     if (!this.platform.isRunnable(resolved.path, mode)) {
@@ -192,6 +229,7 @@ export class WorkerCatalog {
         },
       );
     }
+    const helpers = await this.helperAccess(resolved.path, false);
     return {
       file: resolved.path,
       prefixArgs: [],
@@ -200,7 +238,19 @@ export class WorkerCatalog {
       declaredEnv: header.env,
       warm: header.warm,
       packFiles: header.pack === 'files',
+      ...(helpers ? { helpers } : {}),
     };
+  }
+
+  /** How the worker at `real` reaches the helpers; an isolated Python worker in their own folder needs nothing (-E stays). */
+  private async helperAccess(real: string, isolated: boolean): Promise<HelperAccess | undefined> {
+    const dir = this.options.helpersDir;
+    if (dir === undefined) return undefined;
+    const realDir = await realpath(dir).catch(() => path.resolve(dir));
+    const rules = this.pathRules;
+    const besideHelpers = comparable(path.dirname(real), rules) === comparable(realDir, rules);
+    if (isolated && besideHelpers) return undefined;
+    return { dir: realDir, delimiter: this.platform.path.delimiter, isolatedEnv: isolated };
   }
 
   /** The plan for an arbitrary command: only one the user allowed by name or absolute path. */
@@ -241,8 +291,8 @@ export class WorkerCatalog {
     };
   }
 
-  async plan(spec: { worker?: string | undefined; command?: string | undefined }): Promise<LaunchPlan> {
-    if (spec.worker !== undefined) return this.planWorker(spec.worker);
+  async plan(spec: { worker?: string | undefined; command?: string | undefined }, check = false): Promise<LaunchPlan> {
+    if (spec.worker !== undefined) return this.planWorker(spec.worker, check);
     if (spec.command !== undefined) return this.planCommand(spec.command);
     throw new MonitorError('INVALID_INPUT', 'Name a worker (or, if the user allowed commands, a command) to run.', {
       hint: await this.availableHint(),

@@ -1,6 +1,5 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
-import { execa } from 'execa';
 import { LINUX, type Platform } from '../../platform/index.js';
 import { ScriptError } from './errors.js';
 import type { Logger } from '../../log.js';
@@ -75,20 +74,27 @@ export interface InterpreterResolverOptions {
 export class InterpreterResolver {
   private readonly options: InterpreterResolverOptions;
   private readonly cache = new Map<string, Promise<string>>();
+  private readonly located = new Map<string, Promise<string>>();
 
   constructor(options: InterpreterResolverOptions) {
     this.options = options;
   }
 
   resolve(name: string): Promise<string> {
-    let pending = this.cache.get(name);
-    if (!pending) {
-      pending = this.lookUp(name);
-      // A failure is not remembered: the user may install the interpreter and try again.
-      pending.catch(() => this.cache.delete(name));
-      this.cache.set(name, pending);
-    }
-    return pending;
+    return once(this.cache, name, async () => {
+      const found = await this.locate(name);
+      const platform = this.options.lookup?.platform ?? LINUX;
+      return PYTHON_NAME.test(platform.path.basename(found)) ? this.realPython(found) : found;
+    });
+  }
+
+  /**
+   * Where `name` is on the search path (found once), without asking Python where it really lives:
+   * enough to tell that a task can start. A dispatch checks this before it returns its job handle;
+   * the Python probe (a process start, ~330 ms through a pyenv shim) waits for the first task.
+   */
+  locate(name: string): Promise<string> {
+    return once(this.located, name, () => this.lookUp(name));
   }
 
   private async lookUp(name: string): Promise<string> {
@@ -110,12 +116,13 @@ export class InterpreterResolver {
         },
       );
     }
-    if (!PYTHON_NAME.test(lookup.platform.path.basename(found))) return found;
-    return this.realPython(found);
+    return found;
   }
 
   /** Asks the (possibly shimmed) python for sys.executable; falls back to the shim if that fails. */
   private async realPython(found: string): Promise<string> {
+    // execa is loaded here, when first needed: it costs the server's start ~80 ms.
+    const { execa } = await import('execa');
     // -s -E: the probe must not run a sitecustomize or .pth file either.
     const result = await execa(found, ['-s', '-E', '-c', 'import sys; print(sys.executable)'], {
       reject: false,
@@ -139,4 +146,15 @@ export class InterpreterResolver {
     );
     return found;
   }
+}
+
+/** `cache`'s promise for `key`, made by `make` the first time; a failure is not remembered (the user may install the interpreter and try again). */
+function once(cache: Map<string, Promise<string>>, key: string, make: () => Promise<string>): Promise<string> {
+  let pending = cache.get(key);
+  if (!pending) {
+    pending = make();
+    pending.catch(() => cache.delete(key));
+    cache.set(key, pending);
+  }
+  return pending;
 }

@@ -5,6 +5,7 @@ import { type PathRules, resolveInsideRoots } from '../../paths.js';
 import type { WorkerCatalog } from './catalog.js';
 import type { RunPlan } from './launch.js';
 import { MAX_PACK } from './pack.js';
+import { addHelperEnv } from './helpers.js';
 
 /**
  * What a script job stores (its options, its tasks' inputs), checked the same way when
@@ -55,14 +56,17 @@ export async function prepareRun(
     /** The environment workers start from (the server's own); PATH falls back to searchPath. */
     baseEnv: Readonly<Record<string, string | undefined>>;
     searchPath: string;
+    /** A dry run (a dispatch's check): nothing waits for a process start (see InterpreterResolver.locate). */
+    check?: boolean;
   },
 ): Promise<RunPlan> {
-  const launch = await context.catalog.plan({ worker: options.worker, command: options.command });
+  const launch = await context.catalog.plan({ worker: options.worker, command: options.command }, context.check);
   const cwd = await resolveCwd(options.cwd, context.allowedRoots, context.catalog.pathRules);
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(context.baseEnv)) if (value !== undefined) env[key] = value;
   env.PATH ??= context.searchPath;
   Object.assign(env, options.env);
+  addHelperEnv(env, launch.helpers);
   // A worker that no longer declares warm (edited since the job was submitted) runs cold; one that no longer declares pack, an input per process.
   const warm = options.warm === true && launch.warm;
   const pack = options.pack !== undefined && !warm && launch.packFiles;

@@ -4,7 +4,7 @@ import { MonitorError } from '../../errors.js';
 import type { WorkerCatalog } from './catalog.js';
 import { MAX_PACK, packableArgs } from './pack.js';
 import { prepareRun, resolveCwd, type ScriptJobOptions, type ScriptTaskInput } from './job-options.js';
-import { SCRIPT_KIND } from './pool.js';
+import { SCRIPT_KIND } from './facts.js';
 import type { ScriptConfig } from './settings.js';
 
 /** What run_script_batch asks for, before any of it is checked. */
@@ -102,12 +102,13 @@ export async function planScriptJob(request: ScriptJobRequest, context: ScriptPl
   };
   if (request.worker !== undefined) options.worker = request.worker;
   if (request.command !== undefined) options.command = request.command;
-  // A dry run of what each task does first: the worker or command and its interpreter must resolve.
+  // A dry run of what each task does first: the worker or command and its interpreter must be found.
   const run = await prepareRun(options, {
     catalog,
     allowedRoots: config.allowedRoots,
     baseEnv: {},
     searchPath: config.script.searchPath,
+    check: true,
   });
   for (const name of Object.keys(env)) checkEnvAllowed(name, run.launch.declaredEnv, config.allowEnv);
   if (Object.keys(env).length > 0) options.env = { ...env };

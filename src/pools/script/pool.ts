@@ -23,11 +23,10 @@ import type { LogSink } from './warm-process.js';
 import type { WarmRequest } from './warm-protocol.js';
 import type { LiveCard } from '../kind.js';
 import { WorkGauge } from '../rates.js';
+import { SCRIPT_KIND } from './facts.js';
 
 export type { RunPlan } from './launch.js';
 export { PREVIEW_BYTES, STDERR_TAIL_BYTES } from './task-value.js';
-
-export const SCRIPT_KIND = 'script';
 
 /** Plans of this many recent jobs are kept; an evicted one is simply worked out again. */
 const PLAN_CACHE_SIZE = 128;

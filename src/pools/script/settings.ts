@@ -7,23 +7,46 @@ import {
   derived,
   int,
   num,
+  platformOf,
+  type SettingContext,
   type SettingsTree,
   type ValuesOf,
 } from '../../config/settings.js';
 import { list, record } from '../../config/collections.js';
 
+/** The bundled workers/ folder: its workers, and the helpers any worker may import (_common.py, _serve.mjs). */
+export function bundledWorkersFolder(ctx: Pick<SettingContext, 'packageRoot'>): string {
+  return path.join(ctx.packageRoot, 'workers');
+}
+
+/** The user's own workers: `workers/` in the folder of the default config file (computed from env, as that is). */
+export function userWorkersFolder(ctx: Pick<SettingContext, 'env' | 'home' | 'platform'>): string {
+  const platform = platformOf(ctx);
+  const configFile = platform.folders(ctx.env, ctx.home).configFile;
+  return platform.path.join(platform.path.dirname(configFile), 'workers');
+}
+
 export const SCRIPT_SETTINGS = {
   workersDirs: list({
-    help: 'More folders of worker scripts, after the bundled one',
-    details: 'File, env and flags add up',
+    help: 'More folders of worker scripts, after the bundled one and the user workers folder',
+    details:
+      'File, env and flags add up. The user workers folder (Linux: $XDG_CONFIG_HOME/monitor-mcp/workers; macOS: ~/Library/Application Support/monitor-mcp/workers; Windows: %APPDATA%\\monitor-mcp\\workers) may be missing. When two folders hold the same name, the earlier one wins',
     item: 'folder',
     paths: true,
     combine: 'add',
-    default: (ctx) => [path.join(ctx.packageRoot, 'workers')],
-    defaultText: 'the bundled workers/',
+    default: (ctx) => [bundledWorkersFolder(ctx), userWorkersFolder(ctx)],
+    defaultText: 'the bundled workers/, then the user workers folder (workers/ beside the default config file)',
     env: { name: 'MONITOR_WORKERS_DIRS', separator: 'path' },
     flag: '--workers-dir DIR',
   }),
+  bundledWorkersDir: derived(
+    'The bundled workers folder: its helpers (_common.py, _serve.mjs) are importable by every worker',
+    bundledWorkersFolder,
+  ),
+  userWorkersDir: derived(
+    'The user workers folder (searched after the bundled one; `monitor-mcp new-worker` writes there)',
+    userWorkersFolder,
+  ),
   allowCommands: list({
     help: 'Executables run_script_batch may run directly as `command`',
     details: 'Names on PATH or absolute paths; file, env and flags add up',

@@ -3,6 +3,7 @@ import type { ResultValue, TaskContext, TaskResult } from '../../engine/types.js
 import { type TaskError, toTaskError } from '../../errors.js';
 import type { RunPlan } from './launch.js';
 import { decodeUtf8, type DiskAllowance, headUtf8, OutputCapture, tailUtf8 } from './output.js';
+import { missingHelperHint } from './helpers.js';
 
 /** Bytes of a large stdout shown in the value; the file has it all. */
 export const PREVIEW_BYTES = 2048;
@@ -215,7 +216,9 @@ function failure(
   return {
     code: 'NON_ZERO_EXIT',
     message: `${name} ${how}${lastLine ? `: ${lastLine}` : '.'}`,
-    hint: 'The value holds its stdout and stderr_tail (full stderr in files.stderr when long). Fix the input, then resume_job with include_failed: true re-runs only the failed tasks.',
+    hint:
+      missingHelperHint(stderrTail, plan.launch.helpers) ??
+      'The value holds its stdout and stderr_tail (full stderr in files.stderr when long). Fix the input, then resume_job with include_failed: true re-runs only the failed tasks.',
   };
 }
 

@@ -13,6 +13,7 @@ import {
 } from './task-value.js';
 import type { WarmProcess } from './warm-process.js';
 import type { Outcome } from './warm-protocol.js';
+import { missingHelperHint } from './helpers.js';
 
 const PROTOCOL_HINT =
   'A warm worker writes exactly one JSON line per request on fd 4, {"id": <the request\'s id>, "exit_code": 0, "result": ...} (or "output": "text"), and its logs on stdout/stderr. Fix the worker; meanwhile run_script_batch with warm: false runs it cold.';
@@ -87,7 +88,9 @@ export async function warmResult(
         'NON_ZERO_EXIT',
         `${name}: its warm process died mid-task (${describeExit(worker.exit)})${crash ? ', on a fresh process too' : ''}${lastLine ? `: ${lastLine}` : '.'}`,
         {
-          hint: 'The task makes the worker crash: the value holds its stderr_tail (full log in files.stderr when long). Fix the worker or the input (warm: false runs it cold), then resume_job with include_failed: true.',
+          hint:
+            missingHelperHint(result.value?.stderr_tail, plan.launch.helpers) ??
+            'The task makes the worker crash: the value holds its stderr_tail (full log in files.stderr when long). Fix the worker or the input (warm: false runs it cold), then resume_job with include_failed: true.',
         },
       );
       return { ...result, ok: false, error: toTaskError(error) };

@@ -5,7 +5,7 @@ import { Engine } from '../../../src/engine/engine.js';
 import type { Logger } from '../../../src/log.js';
 import { silentLogger } from '../../../src/log.js';
 import { ADAPTIVE_MAX, type AdaptiveView } from '../../../src/pools/llm/adaptive.js';
-import { createLlmParts } from '../../../src/pools/llm/index.js';
+import { createLlmParts } from '../../../src/pools/llm/instance.js';
 import { llmTotals } from '../../../src/pools/llm/totals.js';
 import type { LlmTaskInput } from '../../../src/pools/llm/types.js';
 import { JobStore } from '../../../src/store/store.js';

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { Config } from '../../../src/registry.js';
 import { silentLogger } from '../../../src/log.js';
 import type { Endpoints } from '../../../src/pools/llm/endpoints.js';
-import { createLlmParts } from '../../../src/pools/llm/index.js';
+import { createLlmParts } from '../../../src/pools/llm/instance.js';
 import type { LlmPool } from '../../../src/pools/llm/pool.js';
 import type { EndpointConfig } from '../../../src/pools/llm/settings.js';
 import { LmStudioDouble, type DoubleOptions } from '../../fixtures/lmstudio-double.js';

@@ -5,7 +5,7 @@ import { Engine } from '../../../src/engine/engine.js';
 import type { TaskRecord } from '../../../src/engine/types.js';
 import { silentLogger } from '../../../src/log.js';
 import type { Endpoints } from '../../../src/pools/llm/endpoints.js';
-import { createLlmParts } from '../../../src/pools/llm/index.js';
+import { createLlmParts } from '../../../src/pools/llm/instance.js';
 import { LLM_BACKOFF } from '../../../src/pools/llm/completion.js';
 import type { LlmPool } from '../../../src/pools/llm/pool.js';
 import type { EndpointConfig } from '../../../src/pools/llm/settings.js';

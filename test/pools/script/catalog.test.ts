@@ -85,6 +85,18 @@ describe('WorkerCatalog.list', () => {
     const workers = await catalog([path.join(extraDir, 'missing'), fixtureWorkers]).list();
     expect(workers.map((w) => w.name)).toContain('echo.py');
   });
+
+  it('surveys each folder: there or not, and its workers, hidden ones included', async () => {
+    const missing = path.join(extraDir, 'missing');
+    const { folders } = await catalog([bundledWorkers, missing, extraDir]).survey();
+    // extraDir: code_stats.py (hidden by the bundled one); linked_in.py links into a folder not searched here, notes
+    // is not runnable, sub is a folder.
+    expect(folders).toEqual([
+      { dir: bundledWorkers, exists: true, workers: 5 },
+      { dir: missing, exists: false, workers: 0 },
+      { dir: extraDir, exists: true, workers: 1 },
+    ]);
+  });
 });
 
 describe('WorkerCatalog.resolveWorker / planWorker', () => {
@@ -127,6 +139,40 @@ describe('WorkerCatalog.resolveWorker / planWorker', () => {
     expect(error).toMatchObject({ code: 'WORKER_NOT_FOUND', hint: expect.stringContaining('analyze_dependencies.py') });
     expect(String((error as { hint: string }).hint)).toContain('echo.py');
     await expect(all().resolveWorker('sub')).rejects.toMatchObject({ code: 'WORKER_NOT_FOUND' });
+  });
+
+  it('lets every worker reach the bundled helpers; an isolated one outside their folder without -E, which would hide them', async () => {
+    const isolated = path.join(extraDir, 'isolated.py');
+    await writeFile(isolated, '# monitor: isolated: yes\nimport _common\n');
+    const withHelpers = new WorkerCatalog({
+      workersDirs: [bundledWorkers, fixtureWorkers, extraDir],
+      allowCommands: ['true'],
+      interpreters,
+      searchPath,
+      resolver: new InterpreterResolver({
+        searchPath,
+        nodePath: process.execPath,
+        env: { PATH: searchPath },
+        log: silentLogger,
+      }),
+      log: silentLogger,
+      helpersDir: bundledWorkers,
+    });
+    const bundled = await withHelpers.planWorker('outline.py');
+    expect(bundled.prefixArgs).toEqual(['-s', '-E', path.join(bundledWorkers, 'outline.py')]);
+    expect(bundled.helpers).toBeUndefined();
+    const outside = await withHelpers.planWorker('isolated.py');
+    expect(outside.prefixArgs).toEqual(['-s', isolated]);
+    expect(outside.helpers).toEqual({ dir: bundledWorkers, delimiter: ':', isolatedEnv: true });
+    expect((await withHelpers.planWorker('echo.py')).helpers).toEqual({
+      dir: bundledWorkers,
+      delimiter: ':',
+      isolatedEnv: false,
+    });
+    expect((await withHelpers.planCommand('true')).helpers).toBeUndefined();
+    // Without a helpers folder (as before), nothing changes.
+    expect((await all().planWorker('isolated.py')).prefixArgs).toEqual(['-s', '-E', isolated]);
+    await rm(isolated);
   });
 
   it('refuses a file with no interpreter that is not executable', async () => {

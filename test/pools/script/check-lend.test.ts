@@ -81,7 +81,7 @@ describe('the lent answer checker', () => {
       c.workersDirs = [...c.workersDirs, workers];
       c.script.maxConcurrency = 2;
     });
-    const kinds = buildKinds(config, {
+    const kinds = await buildKinds(config, {
       log: silentLogger,
       env: process.env,
       processes: testProcesses,

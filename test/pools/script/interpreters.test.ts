@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, rm, writeFile } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -45,6 +45,29 @@ describe('InterpreterResolver', () => {
     const first = r.resolve('python3');
     expect(r.resolve('python3')).toBe(first);
     expect(await first).toBe(stdout.trim());
+  });
+
+  it('locates python3 on the path without starting it (a dispatch waits for no process); resolve then asks it', async () => {
+    // A shim that says where it was run: locate() must leave no trace, resolve() one.
+    const dir = await makeTempDir('monitor-shim-');
+    const trace = path.join(dir, 'ran');
+    const shim = path.join(dir, 'python3');
+    await writeFile(shim, `#!/bin/sh\necho ran >> '${trace}'\nexec python3 "$@"\n`, { mode: 0o755 });
+    const r = new InterpreterResolver({
+      searchPath: `${dir}:${searchPath}`,
+      nodePath: process.execPath,
+      env: { PATH: searchPath, HOME: process.env.HOME },
+      log: silentLogger,
+    });
+    try {
+      expect(await r.locate('python3')).toBe(shim);
+      await expect(readFile(trace, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+      const { stdout } = await run('python3', ['-c', 'import sys; print(sys.executable)']);
+      expect(await r.resolve('python3')).toBe(stdout.trim());
+      expect(await readFile(trace, 'utf8')).toBe('ran\n');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('uses the configured node binary for "node"', async () => {

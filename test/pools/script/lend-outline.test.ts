@@ -65,7 +65,7 @@ describe('the lent outline service', () => {
     config = await scriptConfig((c) => {
       c.allowedRoots = [root];
     });
-    const kinds = buildKinds(config, {
+    const kinds = await buildKinds(config, {
       log: silentLogger,
       env: process.env,
       processes: testProcesses,

@@ -7,7 +7,8 @@ import { tooManyTasks } from '../plan-chunks.js';
 import type { LlmJobPlan, LlmPlanContext } from '../plan-types.js';
 import { upstreamInputs } from '../plan-prompts.js';
 import { reduceStage } from '../plan.js';
-import { AGENTS_PER_SLOT, LLM_KIND } from '../pool.js';
+import { LLM_KIND } from '../facts.js';
+import { AGENTS_PER_SLOT } from '../pool.js';
 import type { LlmJobOptions, LlmTaskInput } from '../types.js';
 import { type AgentJobOptions, DEFAULT_MAX_STEPS, MOST_STEPS } from './types.js';
 
