@@ -43,6 +43,10 @@ ${configHelp()}
 `;
 }
 
+/** How long after the client's `initialized` the server builds its pools and recovers its jobs. */
+const START_AFTER_HANDSHAKE_MS = 100;
+/** When to build them for a client that never sends `initialized`. */
+const START_FALLBACK_MS = 2000;
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The system this runs on: everything that differs between Linux, macOS and Windows asks it. */
@@ -157,7 +161,17 @@ async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGHUP', () => shutdown('SIGHUP'));
   await app.server.connect(transport);
-  // After the handshake's way is open: initialize and tools/list need none of it, tool calls wait for it.
+  // Built after the handshake, so its imports do not slow the answers to initialize and tools/list:
+  // a moment after the client's `initialized` (or later, for a client that never sends it). A tool
+  // call that comes first starts it itself and waits for it.
+  await new Promise<void>((resolve) => {
+    const fallback = setTimeout(resolve, START_FALLBACK_MS);
+    app.server.oninitialized = () => {
+      clearTimeout(fallback);
+      setTimeout(resolve, START_AFTER_HANDSHAKE_MS);
+    };
+  });
+  if (closing) return;
   await app.start();
   log.info(`ready; state in ${config.stateDir}`);
 }

@@ -8,7 +8,7 @@ import type { ProcessControl } from './processes.js';
 import { type BuiltKind, buildKinds, type Config } from './registry.js';
 
 /** How long after the recovery the live file starts and the kinds warm up (see LazyRuntime.afterRecovery). */
-const LATER_MS = 300;
+const LATER_MS = 100;
 
 /** What tool calls run on: every kind built (its pool loaded), and the engine with the state directory recovered. */
 export interface Runtime {
@@ -95,7 +95,7 @@ export class LazyRuntime {
     this.built = runtime;
     // Not awaited, and not at once: the calls that waited for the recovery run first.
     this.laterTimer = setTimeout(() => {
-      this.later = this.afterRecovery(runtime);
+      if (!this.closing) this.later = this.afterRecovery(runtime);
     }, LATER_MS);
     this.laterTimer.unref();
     return runtime;

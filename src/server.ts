@@ -6,7 +6,7 @@ import type { Ownership } from './engine/types.js';
 import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
 import { LINUX, type Platform } from './platform/index.js';
-import { registerPrompts } from './prompts/index.js';
+import { registerPrompts } from './prompts/register.js';
 import { handleToolCalls } from './server-calls.js';
 import { LazyRuntime } from './server-start.js';
 import { toolTable } from './server-tools.js';

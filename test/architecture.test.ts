@@ -168,7 +168,8 @@ describe('architecture', () => {
     }
     // Nothing outside a kind's folder (its tool files and the registry aside) names it: not as a
     // string ('llm', "llm", `llm`), not as a property (`pools.llm`, `config.script`), and no code
-    // names a kind's tools (the demo and the prompts, which tell a client which calls to make, aside).
+    // names a kind's tools (the demo, the prompts and `new-worker`, which tell a client or a user
+    // which calls to make, aside).
     const kindTools = new Map(
       kinds.map((kind) => [
         kind,
@@ -184,7 +185,11 @@ describe('architecture', () => {
       const code = codeOf(module);
       for (const kind of kinds) {
         if (new RegExp(`(['"\`])${kind}\\1|\\.${kind}\\b`).test(code)) named.push(`${module} names the kind '${kind}'`);
-        for (const tool of module === 'demo.ts' || under(module, 'prompts') ? [] : (kindTools.get(kind) ?? []))
+        const tellsCalls =
+          module === 'demo.ts' ||
+          under(module, 'prompts') ||
+          /^commands\/(new-worker|worker-templates)\.ts$/.test(module);
+        for (const tool of tellsCalls ? [] : (kindTools.get(kind) ?? []))
           if (code.includes(tool)) named.push(`${module} names ${kind}'s tool ${tool}`);
       }
     }

@@ -1,10 +1,4 @@
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import {
-  GetPromptRequestSchema,
-  type GetPromptResult,
-  ListPromptsRequestSchema,
-  type Prompt,
-} from '@modelcontextprotocol/sdk/types.js';
+import type { GetPromptResult, Prompt } from '@modelcontextprotocol/sdk/types.js';
 import { closest } from '../tools/arguments.js';
 import { analyseModule } from './analyse_module.js';
 import { fanOutQuestion } from './fan_out_question.js';
@@ -45,13 +39,4 @@ export async function getPrompt(
   }
   const text = await prompt.render(checkArguments(prompt, args), ctx);
   return { description: prompt.description, messages: [{ role: 'user', content: { type: 'text', text } }] };
-}
-
-/** Answers prompts/list and prompts/get on `server` (which declares the `prompts` capability). */
-export function registerPrompts(server: Server, ctx: PromptContext): void {
-  const listed = listedPrompts();
-  server.setRequestHandler(ListPromptsRequestSchema, () => ({ prompts: listed }));
-  server.setRequestHandler(GetPromptRequestSchema, (request) =>
-    getPrompt(request.params.name, request.params.arguments, ctx),
-  );
 }

@@ -10,7 +10,7 @@ import { GroupRecords } from './orphans.js';
 import { planScriptJob, type ScriptJobRequest } from './plan.js';
 import { ScriptPool } from './pool.js';
 import { createSpawner } from './relay-spawner.js';
-import { DirectSpawner } from './spawner.js';
+import { DirectSpawner, type Spawner } from './spawner.js';
 import type { ScriptConfig } from './settings.js';
 import { StateLayout } from '../../store/layout.js';
 
@@ -76,15 +76,7 @@ export function createScriptInstance(config: CoreConfig & ScriptConfig, deps: Ki
       log,
     }),
     descendants: new Descendants({ stateDir: config.stateDir, processes, log, procDir: platform.procDir }),
-    spawner: script.spawnHelper
-      ? createSpawner({
-          python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'),
-          log,
-          processes,
-          env: baseEnv,
-          platform,
-        })
-      : new DirectSpawner(platform),
+    spawner: spawnerFor(config, deps, resolver, baseEnv),
   });
   const lent = lentServices({ pool, catalog, resolver, config, baseEnv, deps });
   return {
@@ -112,6 +104,24 @@ export function createScriptInstance(config: CoreConfig & ScriptConfig, deps: Ki
       await lent.close();
     },
   };
+}
+
+/** Cold tasks start through the spawn helper (a warm Python process) unless the user turned it off. */
+function spawnerFor(
+  config: CoreConfig & ScriptConfig,
+  { log, processes, platform }: KindDeps,
+  resolver: InterpreterResolver,
+  env: Record<string, string | undefined>,
+): Spawner {
+  const { script } = config;
+  if (!script.spawnHelper) return new DirectSpawner(platform);
+  return createSpawner({
+    python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'),
+    log,
+    processes,
+    env,
+    platform,
+  });
 }
 
 /** What the kind lends the others: the bundled outline, and any worker as an answer checker. */
