@@ -1,6 +1,7 @@
 // The Monitor's page. Everything from the server (labels, outputs, errors, model answers) is
 // untrusted text: it goes into the page with textContent only, never as HTML.
 // A module (strict, deferred, its names its own): index.html loads it with type="module".
+import { el } from './dom.js';
 import { duration } from './format.js';
 
 const $ = (id) => document.getElementById(id);
@@ -15,19 +16,6 @@ const charts = new Map();
 
 // The token came in the URL; the server has set it as a cookie, so it leaves the address bar.
 if (location.search.includes('token=')) history.replaceState(null, '', '/');
-
-function el(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'text') node.textContent = value;
-    else if (key === 'className') node.className = value;
-    else if (key === 'title') node.title = value;
-    else if (key.startsWith('data-')) node.setAttribute(key, value);
-    else node[key] = value;
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 function bar(job) {
   const pct = (n) => `${job.tasks > 0 ? (100 * n) / job.tasks : 0}%`;

@@ -1,21 +1,9 @@
 // The jobs view's pieces of page, drawn from the server's data: every field goes in as text
 // (textContent, attributes), never as HTML. Plain functions of their arguments; jobs-view.js holds the state.
+import { el } from './dom.js';
 import { duration } from './format.js';
 
 export const COUNTED = ['succeeded', 'failed', 'cancelled', 'interrupted', 'running', 'queued'];
-
-export function el(tag, props = {}, children = []) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === 'text') node.textContent = value;
-    else if (key === 'className') node.className = value;
-    else if (key === 'title') node.title = value;
-    else if (key.startsWith('data-')) node.setAttribute(key, value);
-    else node[key] = value;
-  }
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
 
 export const num = (value) => (typeof value === 'number' && Number.isFinite(value) ? value : 0);
 export const str = (value) => (value === undefined || value === null ? '' : String(value));

@@ -3,19 +3,9 @@
 // the job runs, the view follows it by calling the server's tools through the host
 // (app.callServerTool), and stops once it is finished. Everything from the server (labels, ids,
 // error messages) is untrusted text: it goes into the page with textContent only, never as HTML.
+import { el } from './dom.js';
 import { duration } from './format.js';
-import {
-  bar,
-  COUNTED,
-  countChips,
-  countsOf,
-  el,
-  endpointCard,
-  failureRow,
-  jobRow,
-  num,
-  str,
-} from './jobs-view-draw.js';
+import { bar, COUNTED, countChips, countsOf, endpointCard, failureRow, jobRow, num, str } from './jobs-view-draw.js';
 
 const { App, PostMessageTransport, applyDocumentTheme, applyHostStyleVariables, applyHostFonts } =
   globalThis.McpExtApps;

@@ -9,6 +9,7 @@ export function dashboardAssets(packageRoot: string): Record<string, string> {
     'index.html': path.join(page, 'index.html'),
     'app.js': path.join(page, 'app.js'),
     'format.js': path.join(page, 'format.js'),
+    'dom.js': path.join(page, 'dom.js'),
     'app.css': path.join(page, 'app.css'),
     'uPlot.iife.min.js': require.resolve('uplot/dist/uPlot.iife.min.js'),
     'uPlot.min.css': require.resolve('uplot/dist/uPlot.min.css'),
