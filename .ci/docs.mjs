@@ -100,6 +100,11 @@ function renderToolsPage(text, tools) {
 
 function toolsIndex(tools) {
   const json = JSON.stringify(tools).length;
+  // The budget test/e2e/stdio.test.ts holds to 18,000: what the model reads of each tool.
+  const lean = tools.reduce(
+    (sum, tool) => sum + tool.name.length + (tool.description ?? '').length + JSON.stringify(tool.inputSchema).length,
+    0,
+  );
   const rows = tools.map((tool) => `| [\`${tool.name}\`](#${tool.name}) | ${cell(markdownText(tool.title ?? ''))} |`);
   return [
     '| Tool | What it does |',
@@ -108,7 +113,8 @@ function toolsIndex(tools) {
     '',
     `The server lists these ${tools.length} tools; their definitions as it sends them (\`tools/list\`) are ` +
       `${json.toLocaleString('en-US')} characters of JSON (≈${(Math.round(json / 400) * 100).toLocaleString('en-US')} tokens ` +
-      'at about 4 characters each), which a client such as Claude Code sends to its model with every request.',
+      'at about 4 characters each), which a client such as Claude Code sends to its model with every request; ' +
+      `their names, descriptions and input schemas alone, ${lean.toLocaleString('en-US')} (at most 18,000).`,
   ].join('\n');
 }
 

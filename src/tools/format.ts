@@ -7,7 +7,7 @@ export const CHARS_PER_TOKEN = 4;
 /**
  * A duration as every text of monitor-mcp says it (tools, `monitor-mcp jobs`, the demo): "850 ms",
  * "17.2 s", "1 min 29 s", "3 h 5 min", "4 days". The dashboard's page has a copy (web/format.js;
- * test/dashboard/format.test.ts checks they agree). Rounded first, so never "60.0 s" or "1 min 60 s".
+ * test/tools/format-duration.test.ts checks they agree). Rounded first, so never "60.0 s" or "1 min 60 s".
  */
 export function formatDuration(ms: number): string {
   if (ms < 999.5) return `${Math.round(ms)} ms`;
