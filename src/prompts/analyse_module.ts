@@ -1,5 +1,5 @@
 import { describeCount, type FolderListing, listFolder } from './folder.js';
-import type { PromptDefinition } from './prompt.js';
+import { isGlob, MODEL_ARGUMENT, type PromptDefinition } from './prompt.js';
 import { call, collect, jobOf, label, noLlm, quoted, Steps, untemplated, withModel } from './text.js';
 
 const DEFAULT_FOCUS = 'its architecture: its parts, how they depend on each other, and its risks';
@@ -28,17 +28,12 @@ export const analyseModule: PromptDefinition = {
       multiline: true,
       example: 'error handling',
     },
-    {
-      name: 'model',
-      description: 'A model from lmstudio_models (default: the loaded one)',
-      max: 200,
-      example: 'qwen3',
-    },
+    MODEL_ARGUMENT,
   ],
   async render(args, ctx) {
     const path = args.path ?? '';
     const focus = args.focus ?? DEFAULT_FOCUS;
-    const glob = /[*?[{]/.test(path);
+    const glob = isGlob(path);
     const listing = glob ? undefined : await listFolder(path, ctx);
     const sources = listing?.files.filter((f) => SOURCE.test(f)) ?? [];
     const steps = new Steps();

@@ -1,4 +1,4 @@
-import { invalidParams, type PromptDefinition } from './prompt.js';
+import { invalidParams, MODEL_ARGUMENT, type PromptDefinition } from './prompt.js';
 import { call, collect, jobOf, label, listArgument, noLlm, quoted, Steps, untemplated, withModel } from './text.js';
 
 /** Most patterns one argument may name (lmstudio_complete takes any number; a slash command should not need more). */
@@ -26,12 +26,7 @@ export const fanOutQuestion: PromptDefinition = {
       multiline: true,
       example: 'Where are tokens validated?',
     },
-    {
-      name: 'model',
-      description: 'A model from lmstudio_models (default: the loaded one)',
-      max: 200,
-      example: 'qwen3',
-    },
+    MODEL_ARGUMENT,
   ],
   async render(args) {
     const files = listArgument(args.files ?? '');

@@ -21,6 +21,19 @@ export interface PromptArgumentSpec {
   example: string;
 }
 
+/** The optional model every prompt takes. */
+export const MODEL_ARGUMENT: PromptArgumentSpec = {
+  name: 'model',
+  description: 'A model from lmstudio_models (default: the loaded one)',
+  max: 200,
+  example: 'qwen3',
+};
+
+/** A path argument that is a glob (lmstudio_complete's `files` reads these characters as one). */
+export function isGlob(path: string): boolean {
+  return /[*?[{]/.test(path);
+}
+
 /** One slash-command workflow: its arguments and the text that tells Claude which calls to make. */
 export interface PromptDefinition {
   name: string;

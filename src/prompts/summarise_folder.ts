@@ -1,5 +1,5 @@
 import { describeCount, listFolder } from './folder.js';
-import { invalidParams, type PromptDefinition } from './prompt.js';
+import { invalidParams, isGlob, MODEL_ARGUMENT, type PromptDefinition } from './prompt.js';
 import { call, collect, jobOf, label, noLlm, quoted, Steps, untemplated, withModel } from './text.js';
 
 /** Figures from a script (no LLM needed), a summary per file on the local LLM, merged there into one. */
@@ -10,16 +10,11 @@ export const summariseFolder: PromptDefinition = {
     'Summarise a folder: its figures from code_stats.py (sizes, functions, TODOs), a summary of each file on the local LLM, merged into one summary there; Claude reads only the result, not the files.',
   arguments: [
     { name: 'folder', description: 'The folder to summarise', required: true, max: 500, example: 'src/store' },
-    {
-      name: 'model',
-      description: 'A model from lmstudio_models (default: the loaded one)',
-      max: 200,
-      example: 'qwen3',
-    },
+    MODEL_ARGUMENT,
   ],
   async render(args, ctx) {
     const folder = args.folder ?? '';
-    if (/[*?[{]/.test(folder))
+    if (isGlob(folder))
       throw invalidParams(`The folder ${quoted(folder)} is a glob.`, 'Give one folder, e.g. src/store.');
     const listing = await listFolder(folder, ctx);
     if (!listing.isFolder)

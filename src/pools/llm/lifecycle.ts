@@ -195,8 +195,7 @@ async function lmStudioLoad(
     notes.push(`${id} was loaded already${current === undefined ? '' : ` with context ${current}`}: left as it is.`);
     return;
   }
-  for (const instance of instances)
-    await client.postJson('/api/v1/models/unload', { instance_id: instance.id }, signal, timeoutMs, id);
+  await unloadInstances(client, id, instances, signal, timeoutMs);
   const body: Record<string, unknown> = { model: id, echo_load_config: true };
   if (change.contextLength !== undefined) body.context_length = change.contextLength;
   if (change.ttlSeconds !== undefined) body.ttl = change.ttlSeconds;
@@ -216,6 +215,17 @@ async function lmStudioUnload(
   const instances = lmStudioInstances(await client.probe('/api/v1/models', signal, timeoutMs, true), id);
   if (instances.length === 0)
     throw new LlmError('MODEL_NOT_LOADED', `${id} is not loaded on ${client.name}: nothing to unload.`);
+  await unloadInstances(client, id, instances, signal, timeoutMs);
+}
+
+/** LM Studio 0.4: each instance through `POST /api/v1/models/unload`, one after another. */
+async function unloadInstances(
+  client: EndpointClient,
+  id: string,
+  instances: ReadonlyArray<{ id: string }>,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<void> {
   for (const instance of instances)
     await client.postJson('/api/v1/models/unload', { instance_id: instance.id }, signal, timeoutMs, id);
 }

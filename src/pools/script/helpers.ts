@@ -40,7 +40,6 @@ export function addHelperEnv(env: Record<string, string>, helpers: HelperAccess 
 }
 
 const PYTHON_MISSING = new RegExp(`No module named '${PYTHON_HELPER}'`);
-const NODE_MISSING = /ERR_MODULE_NOT_FOUND[\s\S]*_serve\.mjs|_serve\.mjs[\s\S]*ERR_MODULE_NOT_FOUND/;
 
 /**
  * What to do when a worker failed because it could not import a bundled helper (seen in its
@@ -52,7 +51,7 @@ export function missingHelperHint(stderrTail: unknown, helpers: HelperAccess | u
   if (PYTHON_MISSING.test(stderrTail)) {
     return `The worker imports ${PYTHON_HELPER}, the bundled helper module (${path.join(where, `${PYTHON_HELPER}.py`)}). The server puts that folder on PYTHONPATH for every worker; this one's interpreter did not read it (a #! line or interpreter with -E or -I?). The user can drop that flag (declare "# monitor: isolated: yes" instead), or copy ${PYTHON_HELPER}.py next to the worker; then resume_job with include_failed: true.`;
   }
-  if (NODE_MISSING.test(stderrTail)) {
+  if (stderrTail.includes('ERR_MODULE_NOT_FOUND') && stderrTail.includes(NODE_HELPER)) {
     return `The worker imports ${NODE_HELPER} by a path where it is not: the bundled one is in ${where}. A worker outside that folder imports it as \`const { serve, fail } = await import(process.env.${SERVE_VAR});\` (the server sets ${SERVE_VAR} to its file URL; \`monitor-mcp new-worker NAME --node\` writes such a worker). Then resume_job with include_failed: true.`;
   }
   return undefined;
