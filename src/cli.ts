@@ -14,8 +14,12 @@ import { processControl, type ProcessControl } from './processes.js';
 import { createServer, SERVER_VERSION } from './server.js';
 import { fileArgumentsPhrase } from './tools/arguments.js';
 import type { AnyTool } from './tools/tool.js';
+import { terminalJson, terminalText } from './terminal.js';
 import { LineTransport, StreamError } from './transport.js';
 
+/** All the CLI prints goes through these: what came from outside cannot steer the terminal (terminal.ts). */
+const toStdout = (text: string): boolean => process.stdout.write(terminalText(text));
+const toStderr = (text: string): boolean => process.stderr.write(terminalText(text));
 function help(): string {
   return `monitor-mcp ${SERVER_VERSION} — an MCP stdio server that runs batches on real parallel workers
 (worker scripts, local LLMs, HTTP APIs) as durable jobs for one orchestrating model.
@@ -25,9 +29,13 @@ Usage:
   monitor-mcp jobs [JOB_ID] [--watch] [--json] [options]
                                  the job table from the state directory (every server's jobs),
                                  one job's tasks, redrawn every second (--watch), or as JSON
-  monitor-mcp dashboard [--port N] [--host ADDR] [--open] [options]
+  monitor-mcp dashboard [--port N] [--host ADDR] [--allow-host NAME]... [--open] [options]
                                  a live web page of every job and LLM endpoint on the state
-                                 directory (loopback, with a token; prints its URL first)
+                                 directory (loopback, with a token; prints its URL first).
+                                 --host 0.0.0.0 serves other machines over plain HTTP (the token
+                                 in clear), answering to this machine's addresses and each
+                                 --allow-host name; safer: ssh -L PORT:127.0.0.1:PORT to a
+                                 dashboard on loopback
   monitor-mcp doctor [options]   check LLM endpoints, python3, workers and state directory
   monitor-mcp config --client claude-code|claude-desktop|cursor|vscode [--root DIR]
                                  print a ready config for that client, with absolute paths
@@ -108,7 +116,7 @@ function recordEventLoopDelay(): (() => void) | undefined {
 }
 
 async function serve(config: Config): Promise<void> {
-  const log = createLogger((line) => process.stderr.write(line), config.logLevel);
+  const log = createLogger((line) => toStderr(line), config.logLevel);
   const writeLoopStats = recordEventLoopDelay();
   const processes = thisProcess();
   const app = createServer(config, { log, env: process.env, processes, platform });
@@ -184,7 +192,7 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
   const config = loadConfig(argv.filter((arg) => arg !== '--watch' && arg !== '--json' && arg !== jobId));
   const owners = thisProcess();
   // Damaged jobs are left out of the table, and said on stderr.
-  const log = createLogger((line) => process.stderr.write(line), config.logLevel);
+  const log = createLogger((line) => toStderr(line), config.logLevel);
   const [{ DashboardData }, { renderJobDetail, renderJobTable }] = await Promise.all([
     import('./dashboard/data.js'),
     import('./commands/jobs.js'),
@@ -204,19 +212,21 @@ async function jobsCommand(argv: readonly string[]): Promise<number> {
   };
   const first = await frame();
   if (first === undefined) {
-    process.stderr.write(`No job ${jobId ?? ''} in ${config.stateDir}. \`monitor-mcp jobs\` lists the jobs there.\n`);
+    toStderr(`No job ${jobId ?? ''} in ${config.stateDir}. \`monitor-mcp jobs\` lists the jobs there.\n`);
     return 1;
   }
-  // A terminal is redrawn in place; anything else (a pipe, --json) gets one frame after another.
-  const redraw = (text: string): boolean =>
-    process.stdout.write(!json && process.stdout.isTTY ? `\x1b[H\x1b[2J${text}` : text);
+  // A terminal is redrawn in place (our clear-screen raw, the frame escaped); a pipe or --json gets frame after frame.
+  const redraw = (text: string): boolean => {
+    if (!json && process.stdout.isTTY) process.stdout.write('\x1b[H\x1b[2J');
+    return process.stdout.write(json ? terminalJson(text) : terminalText(text));
+  };
   redraw(first);
   if (!watch) return 0;
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       frame().then(
         (text) => redraw(text ?? `No job ${jobId ?? ''} any more.\n`),
-        (error: unknown) => process.stderr.write(`monitor-mcp jobs: ${errorText(error)}\n`),
+        (error: unknown) => toStderr(`monitor-mcp jobs: ${errorText(error)}\n`),
       );
     }, 1000);
     const stop = (): void => {
@@ -242,12 +252,14 @@ async function dashboardCommand(argv: readonly string[]): Promise<number> {
   };
   const portText = take('--port');
   const host = take('--host') ?? '127.0.0.1';
+  const allowHosts: string[] = [];
+  for (let name = take('--allow-host'); name !== undefined; name = take('--allow-host')) allowHosts.push(name);
   const open = rest.includes('--open');
   const config = loadConfig(rest.filter((arg) => arg !== '--open'));
   const port = portText === undefined ? 0 : Number(portText);
   if (!(Number.isInteger(port) && port >= 0 && port < 65536))
     throw new Error(`--port must be a whole number from 0 to 65535, got ${portText ?? ''}.`);
-  const log = createLogger((line) => process.stderr.write(line), config.logLevel);
+  const log = createLogger((line) => toStderr(line), config.logLevel);
   const owners = thisProcess();
   const { Dashboard } = await import('./dashboard/http.js');
   const { dashboardAssets } = await import('./dashboard/assets.js');
@@ -257,14 +269,15 @@ async function dashboardCommand(argv: readonly string[]): Promise<number> {
     stateDir: config.stateDir,
     host,
     port,
+    allowHosts,
     assets: dashboardAssets(packageRoot),
     log,
   });
   await dashboard.start();
-  process.stdout.write(`Dashboard: ${dashboard.url}\n`);
+  toStdout(`Dashboard: ${dashboard.url}\n`);
   if (!isLoopbackHost(host))
-    process.stderr.write(
-      `Warning: the dashboard listens on ${host}, not on loopback: anyone who can reach it and has the URL can cancel jobs.\n`,
+    toStderr(
+      `Warning: the dashboard listens on ${host}, not on loopback, over plain HTTP: its token (in the URL, then in a cookie) travels in clear text, and anyone who sees it can read every job's output and cancel or resume jobs. It answers to the Host names ${dashboard.allowedHosts.join(', ')} (more with --allow-host NAME). From another machine, prefer SSH port forwarding to a loopback dashboard: ssh -L PORT:127.0.0.1:PORT this-machine, then monitor-mcp dashboard --port PORT here.\n`,
     );
   if (open) openBrowser(dashboard.url);
   await new Promise<void>((resolve) => {
@@ -285,11 +298,11 @@ function openBrowser(url: string): void {
   try {
     const child = spawn(command.file, command.args, { stdio: 'ignore', detached: true, windowsHide: true });
     child.on('error', () =>
-      process.stderr.write(`Could not open a browser; open ${url.split('?')[0] ?? url} with the printed URL.\n`),
+      toStderr(`Could not open a browser; open ${url.split('?')[0] ?? url} with the printed URL.\n`),
     );
     child.unref();
   } catch {
-    process.stderr.write('Could not open a browser; open the printed URL.\n');
+    toStderr('Could not open a browser; open the printed URL.\n');
   }
 }
 
@@ -297,11 +310,11 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // Anywhere on the line (`monitor-mcp jobs --help`, `--state-dir x -h`): help, not "unknown option".
   if (command === 'help' || argv.some((arg) => arg === '--help' || arg === '-h')) {
-    process.stdout.write(help());
+    toStdout(help());
     return 0;
   }
   if (command === '--version' || command === '-v') {
-    process.stdout.write(`${SERVER_VERSION}\n`);
+    toStdout(`${SERVER_VERSION}\n`);
     return 0;
   }
   if (command === 'jobs') return jobsCommand(rest);
@@ -320,7 +333,7 @@ async function main(argv: string[]): Promise<number> {
       searchPath: process.env.PATH ?? '',
       platform,
       serverArgs: rest,
-      write: (text) => process.stdout.write(text),
+      write: (text) => toStdout(text),
     });
   }
   if (command === 'config') {
@@ -334,8 +347,8 @@ async function main(argv: string[]): Promise<number> {
       ...(options.root === undefined ? {} : { root: options.root }),
       ...(options.name === undefined ? {} : { name: options.name }),
     });
-    process.stderr.write(`Put this in ${config.where}:\n`);
-    process.stdout.write(`${JSON.stringify(config.json, null, 2)}\n`);
+    toStderr(`Put this in ${config.where}:\n`);
+    process.stdout.write(terminalJson(`${JSON.stringify(config.json, null, 2)}\n`));
     return 0;
   }
   if (command === 'new-worker') {
@@ -349,16 +362,16 @@ async function main(argv: string[]): Promise<number> {
       userDir: config.userWorkersDir,
       os: platform.os,
     });
-    process.stdout.write(report);
+    toStdout(report);
     return 0;
   }
   if (command === 'doctor') {
     const config = loadConfig(rest);
     const { runDoctor } = await import('./doctor.js');
-    return runDoctor(config, { write: (line: string) => process.stdout.write(line), env: process.env, platform });
+    return runDoctor(config, { write: (line: string) => toStdout(line), env: process.env, platform });
   }
   if (command !== undefined && !command.startsWith('--')) {
-    process.stderr.write(`Unknown command "${command}".\n\n${help()}`);
+    toStderr(`Unknown command "${command}".\n\n${help()}`);
     return 2;
   }
   await serve(loadConfig(argv));
@@ -370,7 +383,7 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (error: unknown) => {
-    process.stderr.write(`monitor-mcp: ${errorText(error)}\n`);
+    toStderr(`monitor-mcp: ${errorText(error)}\n`);
     process.exit(2);
   },
 );

@@ -6,6 +6,7 @@ import { errorText } from './errors.js';
 import { silentLogger, type Logger } from './log.js';
 import type { DoctorReport } from './pools/kind.js';
 import { LINUX, type Platform } from './platform/index.js';
+import { terminalValue as shown } from './terminal.js';
 
 export interface DoctorDeps {
   /** Receives each line of the report, newline included. */
@@ -28,12 +29,14 @@ const DOCTOR_TIMEOUT_MS = 15_000;
 export async function runDoctor(config: Config, deps: DoctorDeps): Promise<number> {
   let failures = 0;
   let warnings = 0;
+  // Each report item is one line: the paths, worker names and server messages in it are escaped
+  // (a value's own newline shows as \n), so nothing from outside steers the terminal.
   const line = (mark: string, text: string, fix?: string): void => {
-    deps.write(`${mark} ${text}\n`);
-    if (fix) deps.write(`       fix: ${fix}\n`);
+    deps.write(`${mark} ${shown(text)}\n`);
+    if (fix) deps.write(`       fix: ${shown(fix)}\n`);
   };
   const report: DoctorReport = {
-    section: (title) => deps.write(`${title}\n`),
+    section: (title) => deps.write(`${shown(title)}\n`),
     ok: (text) => line('[ok]  ', text),
     warn: (text, fix) => {
       warnings++;
@@ -43,7 +46,7 @@ export async function runDoctor(config: Config, deps: DoctorDeps): Promise<numbe
       failures++;
       line('[FAIL]', text, fix);
     },
-    detail: (text) => deps.write(`       ${text}\n`),
+    detail: (text) => deps.write(`       ${shown(text)}\n`),
   };
 
   const signal = AbortSignal.timeout(DOCTOR_TIMEOUT_MS);

@@ -1,3 +1,5 @@
+import { terminalValue } from './terminal.js';
+
 /** stdout belongs to the MCP protocol, so every log line goes to an injected stderr-like sink. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -12,7 +14,8 @@ const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 
 
 export function createLogger(write: (line: string) => void, level: LogLevel = 'info'): Logger {
   const emit = (at: LogLevel, message: string): void => {
-    if (order[at] >= order[level]) write(`[monitor-mcp] ${at}: ${message}\n`);
+    // Messages carry labels, paths and worker output: one line each, nothing that steers a terminal.
+    if (order[at] >= order[level]) write(`[monitor-mcp] ${at}: ${terminalValue(message)}\n`);
   };
   return {
     debug: (m) => emit('debug', m),

@@ -4,6 +4,7 @@ import { type ControlReply, type ControlRequest, LivePublisher } from './live/pu
 import type { Logger } from './log.js';
 import type { LiveCard } from './pools/kind.js';
 import type { BuiltKind } from './registry.js';
+import { StateReader } from './store/reader.js';
 
 export interface LiveControlDeps {
   stateDir: string;
@@ -12,6 +13,8 @@ export interface LiveControlDeps {
   kinds: readonly BuiltKind[];
   ownership: Ownership;
   log: Logger;
+  /** How often the live file beats and control/ is looked at (tests); LIVE_INTERVAL_MS otherwise. */
+  intervalMs?: number;
 }
 
 /**
@@ -27,6 +30,7 @@ export function liveControl(deps: LiveControlDeps): LivePublisher {
     ...(ownership.startToken === undefined ? {} : { start: ownership.startToken }),
     version: deps.version,
     log: deps.log,
+    ...(deps.intervalMs === undefined ? {} : { intervalMs: deps.intervalMs }),
     figures: () => liveFigures(kinds),
     tasks: () =>
       engine.runningProgress().map(({ jobId, index, updatedAt, ...progress }) => ({
@@ -35,13 +39,27 @@ export function liveControl(deps: LiveControlDeps): LivePublisher {
         updated_at: updatedAt,
         ...progress,
       })),
-    handles: async (jobId) => {
-      await engine.refresh([jobId]);
-      const job = engine.get(jobId);
-      return job !== undefined && job.ownerPid === undefined;
-    },
+    handles: (jobId) => handles(deps, jobId),
     act: (request) => actOn(engine, request, ownership.pid),
   });
+}
+
+/**
+ * Whether this server acts on a dashboard's request about `jobId`. Every server on the state
+ * directory sees the request, and the first to rename it acts: so only the job's owner does while
+ * it is alive and listening (its live file beats), and any other only once the owner is gone, as
+ * resume_job would take it over. A job another live server runs is never acted on here.
+ */
+async function handles(deps: LiveControlDeps, jobId: string): Promise<boolean> {
+  const { engine, ownership } = deps;
+  await engine.refresh([jobId]);
+  const job = engine.get(jobId);
+  if (job === undefined || job.ownerPid !== undefined) return false;
+  // A finished job is not "run" by anyone, but its last owner still takes what is asked about it.
+  const { ownerPid, ownerStart } = engine.meta(jobId);
+  if (ownerPid === undefined || ownerPid === ownership.pid || !ownership.isAlive(ownerPid, ownerStart)) return true;
+  const live = await new StateReader(deps.stateDir, deps.log).liveServers(Date.now());
+  return !live.some((server) => server.pid === ownerPid);
 }
 
 /** Each kind's live cards, under its name (kinds without any are left out). */
@@ -60,7 +78,12 @@ async function actOn(engine: Engine, request: ControlRequest, pid: number): Prom
     const job = await engine.cancel(request.job_id);
     return { ok: true, message: `Cancelled ${job.id}: it is ${job.state}.`, by_pid: pid };
   }
-  // The dashboard's Resume runs whatever did not succeed: interrupted, failed and cancelled tasks.
-  const { snapshot, requeued } = await engine.resume(request.job_id, { failed: true, cancelled: true });
-  return { ok: true, message: `Resumed ${snapshot.id}: ${requeued} task(s) queued again.`, by_pid: pid };
+  if (request.action === 'resume') {
+    // The dashboard's Resume runs whatever did not succeed: interrupted, failed and cancelled tasks.
+    const { snapshot, requeued } = await engine.resume(request.job_id, { failed: true, cancelled: true });
+    return { ok: true, message: `Resumed ${snapshot.id}: ${requeued} task(s) queued again.`, by_pid: pid };
+  }
+  // Never reached through ControlFiles (its schema refuses it first): an unknown action is no resume.
+  const action = String((request as { action: unknown }).action);
+  return { ok: false, message: `Refused: "${action}" is no action (only cancel and resume are).`, by_pid: pid };
 }

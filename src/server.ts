@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from './log.js';
 import type { ProcessControl } from './processes.js';
 import { LINUX, type Platform } from './platform/index.js';
 import { registerPrompts } from './prompts/register.js';
+import { ParamsCheckingServer } from './request-params.js';
 import { handleToolCalls } from './server-calls.js';
 import { LazyRuntime } from './server-start.js';
 import { toolTable } from './server-tools.js';
@@ -87,7 +88,8 @@ export function createServer(
   });
   const table = toolTable(kinds);
 
-  const server = new Server(
+  // Wrongly typed params answer -32602 with one line, not -32603 with zod's issue list.
+  const server = new ParamsCheckingServer(
     { name: SERVER_NAME, version: SERVER_VERSION },
     { capabilities: { tools: {}, prompts: {}, resources: {}, logging: {} }, instructions: instructions(config, kinds) },
   );

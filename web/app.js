@@ -13,9 +13,36 @@ let detailTimer = null;
 // The transcript shown: { jobId, index }, reloaded with the detail while its task runs.
 let transcriptOpen = null;
 const charts = new Map();
+// The server's clock minus the page's, from each event's generated_at: elapsed times tick here
+// between events (the server sends only what changed, and time passing is no change).
+let skew = 0;
 
 // The token came in the URL; the server has set it as a cookie, so it leaves the address bar.
 if (location.search.includes('token=')) history.replaceState(null, '', '/');
+
+/** A job's elapsed time and ETA now, counted from its timestamps as the server counts them. */
+function jobTimes(job) {
+  const start = Date.parse(job.created_at);
+  if (Number.isNaN(start)) return { elapsed: job.elapsed_ms, eta: job.eta_ms };
+  const end = job.finished_at ? Date.parse(job.finished_at) : Date.now() + skew;
+  const elapsed = Math.max(0, end - start);
+  // The server's ETA is the elapsed time times (unfinished / done): it grows with elapsed alike.
+  const eta = job.eta_ms === undefined || !(job.elapsed_ms > 0) ? job.eta_ms : (job.eta_ms * elapsed) / job.elapsed_ms;
+  return { elapsed, eta };
+}
+
+/** Every unfinished job's elapsed time and ETA, redrawn in place once a second. */
+function tick() {
+  if (!state) return;
+  for (const job of state.jobs) {
+    if (job.finished_at) continue;
+    const row = document.querySelector(`tr[data-job="${CSS.escape(job.id)}"]`);
+    if (!row) continue;
+    const { elapsed, eta } = jobTimes(job);
+    row.querySelector('td.elapsed').textContent = duration(elapsed);
+    row.querySelector('td.eta').textContent = eta === undefined ? '' : duration(eta);
+  }
+}
 
 function bar(job) {
   const pct = (n) => `${job.tasks > 0 ? (100 * n) / job.tasks : 0}%`;
@@ -46,6 +73,23 @@ async function act(job, action) {
   }
 }
 
+/** Cancel for a job in flight, Resume for one that ended short; a damaged job gets neither. */
+function actionButtons(job) {
+  const button = (action, text) =>
+    el('button', {
+      text,
+      'data-action': action,
+      onclick: (event) => {
+        event.stopPropagation();
+        act(job, action);
+      },
+    });
+  if (job.state === 'running' || job.state === 'queued') return [button('cancel', 'Cancel')];
+  if (job.state === 'interrupted' || job.state === 'failed' || job.state === 'cancelled')
+    return [button('resume', 'Resume')];
+  return [];
+}
+
 function jobRow(job) {
   const done = job.succeeded + job.failed + job.cancelled;
   // A click on the failures opens the job with its failed tasks alone.
@@ -67,29 +111,7 @@ function jobRow(job) {
       ]),
     );
   }
-  const actions = el('td');
-  if (job.state === 'running' || job.state === 'queued')
-    actions.append(
-      el('button', {
-        text: 'Cancel',
-        'data-action': 'cancel',
-        onclick: (event) => {
-          event.stopPropagation();
-          act(job, 'cancel');
-        },
-      }),
-    );
-  if (job.state === 'interrupted' || job.state === 'failed' || job.state === 'cancelled')
-    actions.append(
-      el('button', {
-        text: 'Resume',
-        'data-action': 'resume',
-        onclick: (event) => {
-          event.stopPropagation();
-          act(job, 'resume');
-        },
-      }),
-    );
+  const actions = el('td', {}, actionButtons(job));
   const name = el('td', {}, [
     el('div', { className: 'mono', text: job.id }),
     job.label ? el('div', { className: 'label', text: job.label }) : null,
@@ -107,6 +129,7 @@ function jobRow(job) {
         })
       : null,
   ]);
+  const times = jobTimes(job);
   const row = el(
     'tr',
     { className: `job${selected === job.id ? ' selected' : ''}`, 'data-job': job.id, onclick: () => select(job.id) },
@@ -116,8 +139,8 @@ function jobRow(job) {
       el('td', { text: job.kind }),
       el('td', {}, [bar(job)]),
       el('td', { className: 'done', text: `${done}/${job.tasks}` }),
-      el('td', { text: job.eta_ms === undefined ? '' : duration(job.eta_ms) }),
-      el('td', { text: duration(job.elapsed_ms) }),
+      el('td', { className: 'eta', text: times.eta === undefined ? '' : duration(times.eta) }),
+      el('td', { className: 'elapsed', text: duration(times.elapsed) }),
       el('td', { text: `${job.concurrency}${job.peak_running ? ` (peak ${job.peak_running})` : ''}` }),
       el('td', {}, [failures]),
       el('td', { className: 'label', text: job.totals ? job.totals.text : '' }),
@@ -166,8 +189,8 @@ function capacityCard(card) {
   return box;
 }
 
-function render() {
-  if (!state) return;
+/** The summary line and the live cards: all a `live` event (servers and cards alone) changes. */
+function renderLive() {
   const running = state.jobs.filter((j) => j.state === 'running' || j.state === 'queued').length;
   $('summary').textContent =
     `${state.jobs.length} job(s), ${running} running · ${state.servers.length} server(s) live${state.servers.length ? ` (pid ${state.servers.map((s) => s.pid).join(', ')})` : ''}`;
@@ -175,11 +198,16 @@ function render() {
   charts.clear();
   $('capacity').replaceChildren(...state.capacity.map(capacityCard));
   $('capacity-section').hidden = state.capacity.length === 0;
+}
+
+function render() {
+  if (!state) return;
+  renderLive();
   $('jobs').tBodies[0].replaceChildren(...state.jobs.map(jobRow));
   $('empty').hidden = state.jobs.length > 0;
   $('empty').textContent = `No jobs in ${state.state_dir}${state.state_dir_note ? ` (${state.state_dir_note})` : ''}.`;
   $('footer').textContent =
-    `State directory: ${state.state_dir} · updated ${new Date(state.generated_at).toLocaleTimeString()}`;
+    `State directory: ${state.state_dir} · last change ${new Date(state.generated_at).toLocaleTimeString()}`;
 }
 
 /** A running task's progress: its summary, then its figures on one line. */
@@ -326,8 +354,16 @@ $('failed-only').addEventListener('change', (event) => {
 
 function connect() {
   const events = new EventSource('/api/events');
+  events.addEventListener('live', (event) => {
+    if (!state) return;
+    const { servers, capacity, generated_at } = JSON.parse(event.data);
+    Object.assign(state, { servers, capacity });
+    skew = Date.parse(generated_at) - Date.now();
+    renderLive();
+  });
   events.addEventListener('state', (event) => {
     state = JSON.parse(event.data);
+    skew = Date.parse(state.generated_at) - Date.now();
     $('connection').textContent = 'live';
     $('connection').className = 'pill live';
     render();
@@ -345,3 +381,4 @@ function connect() {
 }
 
 connect();
+setInterval(tick, 1000);

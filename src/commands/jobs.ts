@@ -1,4 +1,5 @@
 import type { DashboardJob, DashboardTask } from '../dashboard/data.js';
+import { terminalValue as shown } from '../terminal.js';
 import { formatAge, formatDuration } from '../tools/format.js';
 
 /**
@@ -13,7 +14,8 @@ export function renderJobTable(
   /** Why there are none (DashboardState.state_dir_note): "the folder does not exist", say. */
   emptyNote?: string,
 ): string {
-  if (jobs.length === 0) return `No jobs in ${stateDir}${emptyNote ? ` (${emptyNote})` : ''}.\n`;
+  // Every value from outside (labels, ids, paths, messages) is one line with its control characters escaped.
+  if (jobs.length === 0) return `No jobs in ${shown(stateDir)}${emptyNote ? ` (${emptyNote})` : ''}.\n`;
   const table: string[][] = [
     ['JOB', 'KIND', 'LABEL', 'STATE', 'TASKS', 'OK', 'FAILED', 'CANCELLED', 'PENDING', 'WALL', 'ETA', 'CREATED'],
   ];
@@ -30,21 +32,22 @@ export function renderJobTable(
       String(job.pending),
       formatDuration(job.elapsed_ms),
       job.eta_ms === undefined ? '' : formatDuration(job.eta_ms),
-      formatAge(job.created_at, now),
+      // A damaged job has no time that can be trusted.
+      job.created_at === '' ? '' : formatAge(job.created_at, now),
     ]);
   }
-  const notes = jobs.filter((job) => job.next !== undefined).map((job) => `${job.id}: ${job.next ?? ''}`);
-  return `${columns(table)}\n${notes.length > 0 ? `\n${notes.join('\n')}\n` : ''}\nState directory: ${stateDir}\n`;
+  const notes = jobs.filter((job) => job.next !== undefined).map((job) => shown(`${job.id}: ${job.next ?? ''}`));
+  return `${columns(table)}\n${notes.length > 0 ? `\n${notes.join('\n')}\n` : ''}\nState directory: ${shown(stateDir)}\n`;
 }
 
 /** One job (`monitor-mcp jobs JOB_ID`): its state, then each task with its latest result. */
 export function renderJobDetail(detail: { job: DashboardJob; tasks: readonly DashboardTask[] }, now: number): string {
   const { job, tasks } = detail;
   const lines = [
-    `${job.id} [${job.kind}${job.label ? `: ${job.label}` : ''}] ${job.state}: ${job.succeeded + job.failed + job.cancelled}/${job.tasks} done (${job.succeeded} ok, ${job.failed} failed, ${job.cancelled} cancelled, ${job.pending} pending)`,
-    `created ${formatAge(job.created_at, now)}; wall ${formatDuration(job.elapsed_ms)}${job.eta_ms === undefined ? '' : `; about ${formatDuration(job.eta_ms)} left`}${job.owner ? `; server pid ${job.owner.pid}${job.owner.alive ? '' : ' (gone)'}` : ''}${job.runs_on ? `; runs on ${job.runs_on}${job.upstream_tasks ? ` (${job.upstream_tasks.done}/${job.upstream_tasks.total} done)` : ''}` : ''}`,
+    `${shown(job.id)} [${job.kind}${job.label ? `: ${shown(job.label)}` : ''}] ${job.state}: ${job.succeeded + job.failed + job.cancelled}/${job.tasks} done (${job.succeeded} ok, ${job.failed} failed, ${job.cancelled} cancelled, ${job.pending} pending)`,
+    `created ${formatAge(job.created_at, now)}; wall ${formatDuration(job.elapsed_ms)}${job.eta_ms === undefined ? '' : `; about ${formatDuration(job.eta_ms)} left`}${job.owner ? `; server pid ${job.owner.pid}${job.owner.alive ? '' : ' (gone)'}` : ''}${job.runs_on ? `; runs on ${shown(job.runs_on)}${job.upstream_tasks ? ` (${job.upstream_tasks.done}/${job.upstream_tasks.total} done)` : ''}` : ''}`,
   ];
-  if (job.next) lines.push(job.next);
+  if (job.next) lines.push(shown(job.next));
   const table: string[][] = [['#', 'STATE', 'ATTEMPT', 'DURATION', 'ID', 'ERROR']];
   for (const task of tasks) {
     const error = task.error ? `${task.error.code}: ${task.error.message}`.replace(/\s+/g, ' ').slice(0, 100) : '';
@@ -60,7 +63,8 @@ export function renderJobDetail(detail: { job: DashboardJob; tasks: readonly Das
   return `${lines.join('\n')}\n\n${columns(table)}\n`;
 }
 
-function columns(table: readonly string[][]): string {
+function columns(cells: readonly string[][]): string {
+  const table = cells.map((row) => row.map(shown));
   const widths = table[0]?.map((_, col) => Math.max(...table.map((row) => (row[col] ?? '').length))) ?? [];
   return table
     .map((row) =>

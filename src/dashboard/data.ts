@@ -1,10 +1,11 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type Logger, silentLogger } from '../log.js';
-import { stateOnDisk } from '../store/job-state.js';
+import { stateOnDisk, type TasksOnDisk } from '../store/job-state.js';
 import { StateLayout } from '../store/layout.js';
 import { StateReader } from '../store/reader.js';
-import type { JobMeta, LiveFile, TaskRecord } from '../store/records.js';
+import { DamagedRecordError, type JobMeta, type LiveFile, type TaskRecord } from '../store/records.js';
+import { damagedView } from './damaged.js';
 import type { JobTotals, TotalsView } from '../engine/types.js';
 import type { LiveCard } from '../pools/kind.js';
 import { previewOf, unverifiedNote } from '../store/result.js';
@@ -31,7 +32,10 @@ export interface DashboardJob {
   succeeded: number;
   failed: number;
   cancelled: number;
+  /** Tasks not finished: running (a run started, not recorded), queued, or interrupted. */
   pending: number;
+  /** Of those, running (at most the job's concurrency). */
+  running: number;
   elapsed_ms: number;
   eta_ms?: number;
   concurrency: number;
@@ -49,6 +53,8 @@ export interface DashboardJob {
   next?: string;
   /** While it runs: its tasks that report progress (an agent's steps), and the latest report. */
   progress?: JobProgressView;
+  /** State `damaged`: the file that fails its check and why (its figures are all 0: nothing of it is read). */
+  damaged?: { path: string; reason: string; moved_to?: string };
 }
 
 export interface DashboardTask {
@@ -117,12 +123,14 @@ export class DashboardData {
   }
 
   async snapshot(now: number): Promise<DashboardState> {
-    const { metas } = await this.reader.scanJobs(true);
+    const { metas, damaged } = await this.reader.scanJobs(true);
     const live = await this.reader.liveServers(now);
     const running = runningTasksOf(live);
     const jobs: DashboardJob[] = [];
-    for (const meta of metas) jobs.push(await this.job(meta, now, running));
+    for (const meta of metas) jobs.push(await this.jobOrDamaged(meta, now, running));
     jobs.sort((a, b) => b.created_at.localeCompare(a.created_at));
+    // Listed after the others: a damaged job has no time of its own that can be trusted.
+    jobs.push(...damaged.map((found) => damagedView(found, this.reader.jobDir(found.id))));
     const note = jobs.length === 0 ? await emptyStateDirNote(this.stateDir) : undefined;
     return {
       state_dir: this.stateDir,
@@ -150,27 +158,30 @@ export class DashboardData {
     only?: 'failed',
   ): Promise<{ job: DashboardJob; tasks: DashboardTask[]; total: number } | undefined> {
     if (!StateReader.isJobId(jobId)) return undefined;
-    const meta = await this.reader.knownMeta(jobId);
+    const meta = await this.reader.jobOrDamaged(jobId);
     if (!meta) return undefined;
+    if ('reason' in meta) return { job: damagedView(meta, this.reader.jobDir(jobId)), tasks: [], total: 0 };
     const now = Date.now();
     const running = runningTasksOf(await this.reader.liveServers(now));
-    const job = await this.job(meta, now, running);
+    const job = await this.jobOrDamaged(meta, now, running);
+    if (job.damaged) return { job, tasks: [], total: 0 };
     const latest = await this.reader.latestResults(jobId);
     const live = job.progress ? running.get(jobId) : undefined;
+    const ownerRuns = job.owner?.alive === true;
+    const { running: started, unfinished } = stateOnDisk(meta, await this.onDisk(jobId, ownerRuns), ownerRuns);
     const tasks: DashboardTask[] = [];
     if (only === 'failed') {
       const failed = [...latest.values()].filter((r) => r.state === 'failed').sort((a, b) => a.index - b.index);
       return { job, tasks: failed.slice(offset, offset + limit).map(taskView), total: failed.length };
     }
     for (let index = offset; index < Math.min(meta.taskCount, offset + limit); index++) {
-      const record = latest.get(index);
+      // A task queued again by a resume: its record is of an earlier attempt.
+      const record = unfinished.has(index) ? undefined : latest.get(index);
       const progress = liveProgressOf(live?.get(index), record);
       if (progress)
         tasks.push({ index, state: 'running', progress: progressView(progress), transcript: !!progress.transcript });
-      else
-        tasks.push(
-          record ? taskView(record) : { index, state: job.state === 'interrupted' ? 'interrupted' : 'pending' },
-        );
+      else if (record) tasks.push(taskView(record));
+      else tasks.push({ index, state: started.has(index) ? 'running' : ownerRuns ? 'pending' : 'interrupted' });
     }
     return { job, tasks, total: meta.taskCount };
   }
@@ -196,14 +207,24 @@ export class DashboardData {
     }
   }
 
+  /** The job, or, when a file of it fails on reading (its results file is a FIFO, say), the job as damaged. */
+  private async jobOrDamaged(meta: JobMeta, now: number, running: RunningTasks): Promise<DashboardJob> {
+    try {
+      return await this.job(meta, now, running);
+    } catch (error) {
+      if (!(error instanceof DamagedRecordError)) throw error;
+      return damagedView({ id: meta.id, path: error.file, reason: error.reason }, this.reader.jobDir(meta.id));
+    }
+  }
+
   private async job(meta: JobMeta, now: number, running: RunningTasks): Promise<DashboardJob> {
     const latest = await this.reader.latestResults(meta.id);
     const end = meta.finishedAt ? Date.parse(meta.finishedAt) : now;
     const elapsed = Math.max(0, end - Date.parse(meta.createdAt));
     const owner = meta.finishedAt === undefined ? await this.owner(meta) : undefined;
     const runs = owner?.alive === true;
-    const { state, counts } = stateOnDisk(meta, latest, runs);
-    const pending = meta.taskCount - latest.size;
+    const { state, counts } = stateOnDisk(meta, await this.onDisk(meta.id, runs), runs);
+    const pending = counts.queued + counts.running + counts.interrupted;
     const job: DashboardJob = {
       id: meta.id,
       kind: meta.kind,
@@ -213,6 +234,7 @@ export class DashboardData {
       failed: counts.failed,
       cancelled: counts.cancelled,
       pending,
+      running: counts.running,
       elapsed_ms: elapsed,
       concurrency: meta.concurrency,
       peak_running: meta.peakRunning ?? 0,
@@ -224,12 +246,13 @@ export class DashboardData {
     if (meta.after) job.runs_on = meta.after.job;
     if (meta.after && pending > 0) {
       const upstream = await this.reader.knownMeta(meta.after.job);
-      const done = upstream && (await this.reader.latestResults(upstream.id)).size;
+      // A damaged upstream is shown as such on its own row, not on this one.
+      const done = upstream && (await this.reader.latestResults(upstream.id).catch(() => undefined))?.size;
       if (upstream && done !== undefined && done < upstream.taskCount)
         job.upstream_tasks = { done, total: upstream.taskCount };
     }
     if (owner) job.owner = owner;
-    const totals = totalsOf(this.totals.get(meta.kind), latest.values(), elapsed);
+    const totals = totalsOf(this.totals.get(meta.kind), latest.values(), meta, elapsed);
     if (totals) job.totals = totals;
     if (runs) {
       const progress = jobProgressOf(running.get(meta.id));
@@ -243,6 +266,17 @@ export class DashboardData {
       job.next = `${owner && !owner.alive ? `Its server (pid ${owner.pid}) is gone. ` : ''}resume_job with {"job_id":"${meta.id}"} (or Resume on the dashboard) runs its ${pending} unfinished task(s) again.`;
     }
     return job;
+  }
+
+  /** A job's tasks as its files show them (which started: only while its owner runs it). */
+  private async onDisk(jobId: string, ownerRuns: boolean): Promise<TasksOnDisk> {
+    const disk: TasksOnDisk = {
+      records: await this.reader.readResults(jobId),
+      latest: await this.reader.latestResults(jobId),
+      requeued: await this.reader.readRequeued(jobId),
+    };
+    if (ownerRuns) disk.runs = await this.reader.readRuns(jobId);
+    return disk;
   }
 
   private async owner(meta: JobMeta): Promise<DashboardJob['owner']> {
@@ -276,16 +310,25 @@ function failuresOf(records: Iterable<TaskRecord>): DashboardJob['failures'] {
   return [...failures].map(([code, group]) => ({ code, ...group })).sort((a, b) => b.count - a.count);
 }
 
-/** A job's totals as its kind keeps them (none for a kind without totals, or before any result counts). */
+/**
+ * A job's totals as its kind keeps them (none without totals, or before any result counts); an unfinished
+ * job's rates over the time to its latest result, so they stay put while nothing new comes (no push).
+ */
 function totalsOf(
   kindTotals: JobTotals<unknown> | undefined,
   records: Iterable<TaskRecord>,
+  meta: JobMeta,
   elapsedMs: number,
 ): TotalsView | undefined {
   if (!kindTotals) return undefined;
   let sum: unknown;
-  for (const record of records) if (record.value !== undefined) sum = kindTotals.add(sum, record.value);
-  return sum === undefined ? undefined : kindTotals.view(sum, elapsedMs);
+  let latest = Number.NEGATIVE_INFINITY;
+  for (const record of records) {
+    if (record.value !== undefined) sum = kindTotals.add(sum, record.value);
+    latest = Math.max(latest, Date.parse(record.finishedAt));
+  }
+  const span = meta.finishedAt === undefined ? latest - Date.parse(meta.createdAt) : elapsedMs;
+  return sum === undefined ? undefined : kindTotals.view(sum, Number.isFinite(span) ? Math.max(0, span) : elapsedMs);
 }
 
 /** Every kind's live cards as the live servers publish them, each with its kind and server's pid. */

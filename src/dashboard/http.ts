@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, isIPv6 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { CONTROL_TIMEOUT_MS } from '../live/publisher.js';
 import type { Logger } from '../log.js';
@@ -9,10 +10,19 @@ import { ControlFiles, type ControlRequest } from '../store/control.js';
 import { StateLayout } from '../store/layout.js';
 import { TranscriptRefused } from '../store/transcript.js';
 import type { DashboardData, DashboardState } from './data.js';
+import { EventStreams, liveEvent, seenKeys, stateEvent, type StreamLimits } from './push.js';
 
 /** How often the state directory is looked at for changes pushed to open pages. */
 const POLL_MS = 250;
-const COOKIE = 'monitor_dashboard';
+/**
+ * The cookie that stands for the token, named per port: browsers do not scope cookies by port, so
+ * one name would make two dashboards on one host overwrite each other's. It still reaches every
+ * service on this host whatever its port (no cookie attribute prevents that); what it opens is
+ * this dashboard alone, whose token it is (Jupyter names its login cookie after host and port alike).
+ */
+const COOKIE_PREFIX = 'monitor_dashboard_';
+/** Longer request targets are refused (414) before any parsing. */
+const MAX_URL = 4096;
 
 export interface DashboardOptions {
   data: DashboardData;
@@ -22,9 +32,14 @@ export interface DashboardOptions {
   /** The page's files (index.html, app.js, app.css) and uPlot's, served from the package. */
   assets: Readonly<Record<string, string>>;
   log: Logger;
+  /** More Host names it answers to (--allow-host), beside its own address (and this machine's when bound to all). */
+  allowHosts?: readonly string[];
   /** Given by tests; otherwise 32 random bytes. */
   token?: string;
   now?: () => number;
+  /** Given by tests: the event streams' bounds (STREAM_LIMITS otherwise) and the poll interval. */
+  limits?: Partial<StreamLimits>;
+  pollMs?: number;
 }
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -49,21 +64,40 @@ export class Dashboard {
   private readonly options: DashboardOptions;
   private readonly tokenDigest: Buffer;
   private server: Server | undefined;
-  private readonly streams = new Set<ServerResponse>();
+  private readonly streams: EventStreams;
+  /** The page's files by name (a Map: a name such as `__proto__` is just not there). */
+  private readonly assets: ReadonlyMap<string, string>;
   private timer: NodeJS.Timeout | undefined;
-  private last = '';
+  private seen = { jobs: '', live: '' };
   private lastState: DashboardState | undefined;
   private polling: Promise<void> | undefined;
+  private pollError: string | undefined;
   private port = 0;
+  private hosts = new Set<string>();
 
   constructor(options: DashboardOptions) {
     this.options = options;
     this.token = options.token ?? randomBytes(32).toString('base64url');
     this.tokenDigest = digest(this.token);
+    this.assets = new Map(Object.entries(options.assets));
+    for (const name of options.allowHosts ?? []) hostName(name);
+    this.streams = new EventStreams(() => this.lastState && stateEvent(this.lastState, this.now()), options.limits);
   }
 
+  /** The URL to open on this machine (bound to all addresses: by loopback). */
   get url(): string {
-    return `http://${hostForUrl(this.options.host)}:${this.port}/?token=${this.token}`;
+    const host = isWildcard(this.options.host) ? (this.options.host === '::' ? '::1' : '127.0.0.1') : this.options.host;
+    return `http://${hostForUrl(host)}:${this.port}/?token=${this.token}`;
+  }
+
+  /** The Host headers it answers to (`name:port`): anything else is refused (DNS rebinding). */
+  get allowedHosts(): string[] {
+    return [...this.hosts];
+  }
+
+  /** Open event streams and the bytes they have not taken yet (what bounds them, as tests see it). */
+  streamStats(): { open: number; buffered: number } {
+    return this.streams.stats();
   }
 
   async start(): Promise<void> {
@@ -80,33 +114,50 @@ export class Dashboard {
       server.listen(this.options.port, this.options.host, () => resolve());
     });
     this.port = (server.address() as AddressInfo).port;
-    await this.poll();
-    this.timer = setInterval(() => {
-      this.polling ??= this.poll().finally(() => {
-        this.polling = undefined;
-      });
-    }, POLL_MS);
+    this.hosts = hostsAllowed(this.options.host, this.port, this.options.allowHosts ?? []);
+    await this.pollSafely();
+    this.timer = setInterval(() => this.refresh(), this.options.pollMs ?? POLL_MS);
   }
 
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.polling;
-    for (const stream of this.streams) stream.end();
-    this.streams.clear();
+    this.streams.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
   }
 
-  /** Reads the state directory; open pages get the new state when anything changed. */
+  /**
+   * Reads the state directory; open pages get what changed that a person sees: the whole state when
+   * a job did, the live servers' cards alone when only they did, nothing when only time passed.
+   */
   private async poll(): Promise<void> {
-    const state = await this.options.data.snapshot(this.now());
-    // generated_at changes every time: compare without it.
-    const key = JSON.stringify({ ...state, generated_at: '' });
+    const now = this.now();
+    const state = await this.options.data.snapshot(now);
     this.lastState = state;
-    if (key === this.last) return;
-    this.last = key;
-    const event = `event: state\ndata: ${JSON.stringify(state)}\n\n`;
-    for (const stream of this.streams) stream.write(event);
+    const seen = seenKeys(state);
+    if (seen.jobs !== this.seen.jobs) this.streams.send(stateEvent(state, now));
+    else if (seen.live !== this.seen.live) this.streams.send(liveEvent(state, now));
+    this.seen = seen;
+  }
+
+  /** A poll now, unless one runs: one at a time, so an older state is never sent after a newer one. */
+  private refresh(): void {
+    this.polling ??= this.pollSafely().finally(() => {
+      this.polling = undefined;
+    });
+  }
+
+  /** A poll whose failure is logged (once while it fails alike) and tried again next time, never thrown. */
+  private async pollSafely(): Promise<void> {
+    try {
+      await this.poll();
+      this.pollError = undefined;
+    } catch (error) {
+      const message = String(error);
+      if (message !== this.pollError) this.options.log.warn(`dashboard: reading ${this.options.stateDir}: ${message}`);
+      this.pollError = message;
+    }
   }
 
   private now(): number {
@@ -119,18 +170,19 @@ export class Dashboard {
       send(res, refused.status, 'text/plain; charset=utf-8', `${refused.message}\n`);
       return;
     }
-    const url = new URL(req.url ?? '/', 'http://dashboard.invalid');
+    const url = parseTarget(req.url);
+    if (typeof url === 'string') return send(res, url === 'long' ? 414 : 400, 'text/plain; charset=utf-8', BAD[url]);
     const route = url.pathname;
     if (req.method === 'GET' && route === '/') {
       // The token moves from the URL into a cookie the browser sends only to this page's own requests.
-      res.setHeader('Set-Cookie', `${COOKIE}=${this.token}; HttpOnly; SameSite=Strict; Path=/`);
+      res.setHeader('Set-Cookie', `${COOKIE_PREFIX}${this.port}=${this.token}; HttpOnly; SameSite=Strict; Path=/`);
       return this.asset(res, 'index.html');
     }
     if (req.method === 'GET' && /^\/assets\/[\w.-]+$/.test(route))
       return this.asset(res, route.slice('/assets/'.length));
     if (req.method === 'GET' && route === '/api/jobs')
       return sendJson(res, 200, this.lastState ?? (await this.options.data.snapshot(this.now())));
-    if (req.method === 'GET' && route === '/api/events') return this.events(req, res);
+    if (req.method === 'GET' && route === '/api/events') return this.streams.open(req, res, securityHeaders());
     const transcript = /^\/api\/jobs\/(job_[A-Za-z0-9_-]{22})\/tasks\/(\d{1,9})\/transcript$/.exec(route);
     if (req.method === 'GET' && transcript?.[1] !== undefined)
       return this.transcript(res, transcript[1], Number(transcript[2]));
@@ -156,7 +208,7 @@ export class Dashboard {
   /** Why a request is refused: no token, a foreign Host (DNS rebinding) or Origin (another site's page). */
   private refusal(req: IncomingMessage): { status: number; message: string } | undefined {
     const host = req.headers.host ?? '';
-    if (!this.hostsAllowed().has(host.toLowerCase()))
+    if (!this.hosts.has(host.toLowerCase()))
       return { status: 403, message: 'Refused: this dashboard answers only to its own address (Host header).' };
     const origin = req.headers.origin;
     if (origin !== undefined && origin !== `http://${host}`)
@@ -164,15 +216,9 @@ export class Dashboard {
     // A state-changing request must say where it comes from.
     if (req.method !== 'GET' && req.method !== 'HEAD' && origin === undefined)
       return { status: 403, message: 'Refused: a POST without an Origin header.' };
-    if (!this.tokenMatches(tokenOf(req)))
+    if (!this.tokenMatches(tokenOf(req, `${COOKIE_PREFIX}${this.port}`)))
       return { status: 401, message: 'Refused: open the dashboard with the URL it printed (it carries the token).' };
     return undefined;
-  }
-
-  private hostsAllowed(): Set<string> {
-    const names = new Set([hostForUrl(this.options.host).toLowerCase()]);
-    if (isLoopback(this.options.host)) for (const name of ['127.0.0.1', 'localhost', '[::1]']) names.add(name);
-    return new Set([...names].map((name) => `${name}:${this.port}`));
   }
 
   private tokenMatches(given: string | undefined): boolean {
@@ -181,22 +227,10 @@ export class Dashboard {
   }
 
   private async asset(res: ServerResponse, name: string): Promise<void> {
-    const file = this.options.assets[name];
+    const file = this.assets.get(name);
     if (file === undefined) return send(res, 404, 'text/plain; charset=utf-8', 'Not found.\n');
     const body = await readFile(file);
     send(res, 200, CONTENT_TYPES[path.extname(name)] ?? 'application/octet-stream', body);
-  }
-
-  private events(req: IncomingMessage, res: ServerResponse): void {
-    res.writeHead(200, {
-      ...securityHeaders(),
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      Connection: 'keep-alive',
-    });
-    res.write(`retry: 1000\n\n`);
-    if (this.lastState) res.write(`event: state\ndata: ${JSON.stringify(this.lastState)}\n\n`);
-    this.streams.add(res);
-    req.on('close', () => this.streams.delete(res));
   }
 
   /** The end of a task's transcript, its lines parsed (the page renders them as text). */
@@ -214,13 +248,13 @@ export class Dashboard {
   /** Hands a cancel or resume to the server that runs the job, and waits (bounded) for its answer. */
   private async control(res: ServerResponse, request: ControlRequest): Promise<void> {
     if (!StateLayout.isJobId(request.job_id)) return sendJson(res, 400, { ok: false, message: 'Not a job id.' });
-    const control = new ControlFiles(this.options.stateDir);
+    const control = new ControlFiles(this.options.stateDir, this.options.log);
     const files = await control.ask(request, Date.now());
     for (const deadline = Date.now() + CONTROL_TIMEOUT_MS; Date.now() < deadline;) {
       const reply = await control.reply(files.reply);
       if (reply) {
         await rm(files.reply, { force: true });
-        void this.poll();
+        this.refresh();
         return sendJson(res, reply.ok ? 200 : 409, reply);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -238,16 +272,63 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }
 
-function tokenOf(req: IncomingMessage): string | undefined {
+function tokenOf(req: IncomingMessage, cookie: string): string | undefined {
   const header = req.headers['x-monitor-token'];
   if (typeof header === 'string') return header;
-  const query = new URL(req.url ?? '/', 'http://dashboard.invalid').searchParams.get('token');
+  const url = parseTarget(req.url);
+  const query = typeof url === 'string' ? null : url.searchParams.get('token');
   if (query !== null) return query;
   for (const part of (req.headers.cookie ?? '').split(';')) {
     const [key, ...value] = part.trim().split('=');
-    if (key === COOKIE) return value.join('=');
+    if (key === cookie) return value.join('=');
   }
   return undefined;
+}
+
+const BAD = {
+  long: `Refused: the request's URL is longer than ${MAX_URL} characters.\n`,
+  malformed: "Bad request: the request's URL cannot be read (a path such as /api/jobs is expected).\n",
+  encoding: "Bad request: the request's URL has a broken %-escape.\n",
+} as const;
+
+/** The request's target as a URL, or why it is refused: too long, not a path, a broken %-escape. */
+function parseTarget(target: string | undefined): URL | keyof typeof BAD {
+  const text = target ?? '/';
+  if (text.length > MAX_URL) return 'long';
+  // Only origin-form (`/path?query`): `//host`, `http://…` and the like are no request for this page.
+  if (!text.startsWith('/') || text.startsWith('//')) return 'malformed';
+  let url: URL;
+  try {
+    url = new URL(text, 'http://dashboard.invalid');
+    decodeURIComponent(url.pathname);
+  } catch (error) {
+    return error instanceof URIError ? 'encoding' : 'malformed';
+  }
+  return url;
+}
+
+/** Host names it answers to, each with its port: its own address, loopback's names, every address of this machine when bound to all, and `extra`. */
+function hostsAllowed(host: string, port: number, extra: readonly string[]): Set<string> {
+  const names = new Set([hostForUrl(host).toLowerCase(), ...extra.map((name) => hostName(name).toLowerCase())]);
+  if (isLoopback(host) || isWildcard(host)) for (const name of ['127.0.0.1', 'localhost', '[::1]']) names.add(name);
+  if (isWildcard(host))
+    for (const address of Object.values(networkInterfaces()).flat())
+      // An IPv4 wildcard takes IPv4 connections alone; `::` takes both.
+      if (address && (host === '::' || address.family === 'IPv4')) names.add(hostForUrl(address.address).toLowerCase());
+  return new Set([...names].map((name) => `${name}:${port}`));
+}
+
+/** An --allow-host value as a Host header names it: a host name or an address (an IPv6 one bracketed), no port. */
+function hostName(name: string): string {
+  if (isIPv6(name)) return `[${name}]`;
+  if (/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(name) || /^\[[0-9A-Fa-f:.]+\]$/.test(name)) return name;
+  throw new Error(
+    `--allow-host takes a host name or address as the browser's address bar shows it, without a port or scheme (the dashboard adds its port), got ${JSON.stringify(name)}.`,
+  );
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
 }
 
 function pathOf(req: IncomingMessage): string {
@@ -260,7 +341,7 @@ function isLoopback(host: string): boolean {
 }
 
 function hostForUrl(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
+  return isIPv6(host) ? `[${host}]` : host;
 }
 
 function securityHeaders(): Record<string, string> {

@@ -1,11 +1,13 @@
 import { MonitorError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { DamagedJob } from '../store/records.js';
 import { JobStore } from '../store/store.js';
 import type { EngineContext } from './context.js';
-import { OtherServers } from './foreign.js';
+import { damagedJobError, OtherServers } from './foreign.js';
 import { Job } from './job.js';
 import { Pipelines } from './pipelines.js';
 import type { RunningProgress } from './progress.js';
+import { requeueJob, type ResumeParts } from './resume.js';
 import { TaskRuns } from './runner.js';
 import { Scheduler } from './scheduler.js';
 import { StateLimit } from './state-limit.js';
@@ -37,8 +39,8 @@ export interface EngineOptions {
 
 /**
  * Jobs, tasks, limits, cancellation and resume: the facade over the job state (job.ts), the
- * scheduler (scheduler.ts), task runs (runner.ts), pipelines (pipelines.ts) and jobs other
- * servers own (foreign.ts). Knows no worker kind and nothing of MCP: a pool is a name, a limit
+ * scheduler (scheduler.ts), task runs (runner.ts), resumes (resume.ts), pipelines (pipelines.ts)
+ * and jobs other servers own (foreign.ts). Knows no worker kind and nothing of MCP: a pool is a name, a limit
  * and `run(task)`.
  *
  * Persistence order: a job's folder is whole before it is known (submit); a task's record is
@@ -54,6 +56,7 @@ export class Engine {
   private readonly runs: TaskRuns;
   private readonly pipelines: Pipelines;
   private readonly others: OtherServers;
+  private readonly parts: ResumeParts;
   private readonly stateLimit: StateLimit | undefined;
   private readonly listeners = new Set<() => void>();
   private readonly totals: ReadonlyMap<string, JobTotals<unknown>>;
@@ -81,6 +84,7 @@ export class Engine {
     });
     this.pipelines = new Pipelines(ctx, (job, record) => this.runs.persist(job, record));
     this.others = new OtherServers(ctx, options.ownership, (meta) => this.newJob(meta));
+    this.parts = { ctx, others: this.others, pipelines: this.pipelines };
     if (options.maxStateBytes !== undefined) {
       this.stateLimit = new StateLimit({
         maxBytes: options.maxStateBytes,
@@ -111,14 +115,17 @@ export class Engine {
     const cutoff = this.now().getTime() - this.retentionDays * 86_400_000;
     let removed = 0;
     let interrupted = 0;
-    for (const meta of await this.store.loadAll()) {
+    const { metas, damaged } = await this.store.loadAll();
+    // Each damaged job costs only itself: quarantined (unless another live server owns it), shown as damaged.
+    for (const found of damaged) await this.others.quarantine(found);
+    for (const meta of metas) {
       // Unfinished jobs are kept: they load as interrupted (or stay with the live server running them).
       if (meta.finishedAt !== undefined && Date.parse(meta.finishedAt) < cutoff) {
         await this.store.removeJob(meta.id);
         removed++;
         continue;
       }
-      if (await this.others.adopt(meta)) interrupted++;
+      if (await this.others.adoptOrQuarantine(meta)) interrupted++;
     }
     // In the background: measuring a thousand job folders must not delay the first reply.
     this.stateLimit?.schedule(0);
@@ -188,12 +195,23 @@ export class Engine {
     return this.cancelOne(jobId);
   }
 
+  /**
+   * An interrupted job (its server stopped) is taken over and its interrupted tasks recorded as
+   * cancelled: it shows cancelled everywhere from then on, and resume_job with include_cancelled
+   * runs them again.
+   */
   private async cancelOne(jobId: string): Promise<JobSnapshot> {
     const job = this.require(jobId);
+    // Another server's job: as it is now (its owner may be gone, or have finished it).
+    await this.others.catchUp(job);
     // A finished job keeps its state: there is nothing left to stop.
-    if (!job.foreign && job.isDone) return this.snapshot(job);
-    await this.others.own(job);
-    if (job.isDone) return this.snapshot(job);
+    if (!job.foreign && job.isDone && job.counts.interrupted === 0) return this.snapshot(job);
+    const generation = await this.others.own(job);
+    if (job.counts.interrupted > 0) {
+      // Taken over: it ends again, by this cancel, under this server's generation.
+      delete job.meta.finishedAt;
+      this.others.stamp(job.meta, generation);
+    }
     await this.runs.cancel(job);
     this.emit();
     return this.snapshot(job);
@@ -211,65 +229,25 @@ export class Engine {
     let requeued = 0;
     const rerun = new Set<string>();
     for (const id of this.pipelineOf(jobId)) {
-      const after = this.jobs.get(id)?.meta.after;
+      const job = this.require(id);
+      const after = job.meta.after;
       // A reduce over results that change runs again, whatever its own state.
       const stale = after?.mode === 'all' && rerun.has(after.job);
-      const count = (await this.resumeOne(id, stale ? { failed: true, cancelled: true, succeeded: true } : include))
-        .requeued;
+      const count = await this.others.damagedCosts(job, () =>
+        requeueJob(this.parts, job, stale ? { failed: true, cancelled: true, succeeded: true } : include),
+      );
       if (count > 0) rerun.add(id);
       requeued += count;
     }
     return { snapshot: this.snapshotOf(jobId), requeued };
   }
 
-  private async resumeOne(
-    jobId: string,
-    include: { failed?: boolean; cancelled?: boolean; succeeded?: boolean },
-  ): Promise<{ snapshot: JobSnapshot; requeued: number }> {
-    const job = this.require(jobId);
-    if (!this.scheduler.pool(job.meta.kind))
-      throw new MonitorError(
-        'JOB_NOT_RESUMABLE',
-        `Job ${jobId} is of kind "${job.meta.kind}", which this server does not run.`,
-      );
-    const wanted = [
-      'interrupted',
-      ...(include.failed ? (['failed'] as const) : []),
-      ...(include.cancelled ? (['cancelled'] as const) : []),
-      ...(include.succeeded ? (['succeeded'] as const) : []),
-    ] as const;
-    // Nothing to run again: no need to take the job over.
-    if (!job.foreign && job.isDone && job.indicesIn(wanted).length === 0)
-      return { snapshot: this.snapshot(job), requeued: 0 };
-    const generation = await this.others.own(job);
-    const indices = job.indicesIn(wanted);
-    if (indices.length === 0) {
-      // Still running here (a pipeline resumed while a stage runs): it keeps its owner.
-      if (job.isDone) job.owned = false;
-      return { snapshot: this.snapshot(job), requeued: 0 };
-    }
-    const inputs = await this.store.readInputs(jobId);
-    // Runs cut off by a crash left no record, but they count.
-    job.countRuns(await this.store.readRuns(jobId));
-    for (const index of indices) {
-      if (job.meta.after) job.hold(index, inputs[index]);
-      else job.enqueue(index, inputs[index]);
-    }
-    delete job.meta.finishedAt;
-    delete job.meta.cancelledAt;
-    this.others.stamp(job.meta, generation);
-    await this.store.writeMeta(job.meta);
-    if (job.meta.after) await this.pipelines.feedHeld(job);
-    else this.scheduler.add(job);
-    this.emit();
-    return { snapshot: this.snapshot(job), requeued: indices.length };
-  }
-
   /** What each task of a job works on (its label, else `#index`), for a later stage to name its tasks after. */
   async labelsOf(jobId: string): Promise<string[]> {
     const job = this.require(jobId);
     const pool = this.scheduler.pool(job.meta.kind);
-    return (await this.store.readInputs(jobId)).map((input, index) => pool?.label?.(input) ?? `#${index}`);
+    const inputs = await this.others.damagedCosts(job, () => this.store.readInputs(jobId));
+    return inputs.map((input, index) => pool?.label?.(input) ?? `#${index}`);
   }
 
   get(jobId: string): JobSnapshot | undefined {
@@ -294,6 +272,11 @@ export class Engine {
 
   meta(jobId: string): JobMeta {
     return this.require(jobId).meta;
+  }
+
+  /** The jobs found damaged (quarantined, or shown so while another server owns them), by id. */
+  damagedJobs(): DamagedJob[] {
+    return [...this.others.damaged.values()];
   }
 
   list(): JobSnapshot[] {
@@ -376,6 +359,8 @@ export class Engine {
 
   private require(jobId: string): Job {
     const job = this.jobs.get(jobId);
+    const damaged = job ? undefined : this.others.damaged.get(jobId);
+    if (damaged) throw damagedJobError(damaged, this.store.jobDir(jobId));
     if (!job) {
       throw new MonitorError('JOB_NOT_FOUND', `No job "${jobId}" here.`, {
         hint: `Call list_jobs for the known job ids; jobs are removed ${this.retentionDays} days after they finish (or sooner, oldest first, when the state directory outgrows its size limit).`,

@@ -2,9 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { MonitorError } from '../errors.js';
 import { withCurrentOwner } from '../store/job-state.js';
 import { StateReader } from '../store/reader.js';
-import type { Claim } from '../store/records.js';
+import { type Claim, type DamagedJob, DamagedRecordError } from '../store/records.js';
 import type { EngineContext } from './context.js';
 import type { Job } from './job.js';
+import { batchLimit } from './scheduler.js';
 import type { JobMeta, Ownership } from './types.js';
 
 /** How often a waiter re-reads jobs that another server runs (they change only on disk). */
@@ -24,6 +25,8 @@ export class OtherServers {
   private readonly newJob: (meta: JobMeta) => Job;
   /** How far this server has read the state directory's change log. */
   private changesOffset = 0;
+  /** Jobs found damaged, by id: quarantined by this server or another, or shown so while another live server owns them. */
+  readonly damaged = new Map<string, DamagedJob>();
 
   /** Without `ownership` this server owns everything (one server, or tests). */
   constructor(ctx: EngineContext, ownership: Ownership | undefined, newJob: (meta: JobMeta) => Job) {
@@ -68,15 +71,29 @@ export class OtherServers {
       if (!StateReader.isJobId(id)) continue;
       const known = jobs.get(id);
       if (known) {
-        if (changed.has(id)) await this.reconsider(known);
+        // Quarantined by the server that took it over: damaged here too.
+        const note = changed.has(id) && !known.owned ? await store.damagedNote(id) : undefined;
+        if (note) await this.quarantine(note);
+        else if (changed.has(id)) await this.guarded(id, () => this.reconsider(known));
         continue;
       }
-      const meta = await this.readMeta(id);
-      if (meta) await this.adopt(meta);
+      const meta = await this.readNew(id);
+      if (meta) await this.adoptOrQuarantine(meta);
     }
     const followed = jobIds === undefined ? [...jobs.values()] : jobIds.map((id) => jobs.get(id));
     // Their metadata changes only with a line in the change log; their results file is looked at.
-    for (const job of followed) if (job?.foreign) await this.follow(job, changed.has(job.id));
+    for (const job of followed)
+      if (job?.foreign) await this.guarded(job.id, () => this.follow(job, changed.has(job.id)));
+  }
+
+  /** Runs `act` on a job found on disk; a file of it found damaged costs that job alone (see quarantine). */
+  private async guarded(id: string, act: () => Promise<void>): Promise<void> {
+    try {
+      await act();
+    } catch (error) {
+      if (!(error instanceof DamagedRecordError)) throw error;
+      await this.quarantine({ id, path: error.file, reason: error.reason });
+    }
   }
 
   /**
@@ -110,6 +127,80 @@ export class OtherServers {
     return this.interrupt(job);
   }
 
+  /** Brings a job another server runs up to date before acting on it: its owner may be gone, or have finished it. */
+  async catchUp(job: Job): Promise<void> {
+    if (job.foreign) await this.follow(job);
+  }
+
+  /** adopt(), but a job whose files fail on reading is quarantined (see quarantine) instead; never throws for it. */
+  async adoptOrQuarantine(meta: JobMeta): Promise<boolean> {
+    try {
+      return await this.adopt(meta);
+    } catch (error) {
+      if (!(error instanceof DamagedRecordError)) throw error;
+      await this.quarantine({ id: meta.id, path: error.file, reason: error.reason });
+      return false;
+    }
+  }
+
+  /**
+   * A damaged job: out of the jobs, into `damaged`. Quarantined on disk (see JobStore.quarantine)
+   * unless it already is or another live server owns it: only a server about to own a job moves
+   * its files; readers (and this server, for another's job) only show it as damaged.
+   */
+  async quarantine(found: DamagedJob): Promise<DamagedJob> {
+    this.ctx.jobs.delete(found.id);
+    const leave = found.at !== undefined || (await this.ownedByOtherLive(found.id));
+    const shown = leave ? found : await this.ctx.store.quarantine(found);
+    this.damaged.set(found.id, shown);
+    return shown;
+  }
+
+  /**
+   * Runs `act` on a job; a file of it found damaged on the way (its inputs, say) quarantines the
+   * job (see quarantine) and answers JOB_DAMAGED instead.
+   */
+  async damagedCosts<T>(job: Job, act: () => Promise<T>): Promise<T> {
+    try {
+      return await act();
+    } catch (error) {
+      if (!(error instanceof DamagedRecordError)) throw error;
+      job.owned = false;
+      this.ctx.scheduler.remove(job);
+      const damaged = await this.quarantine({ id: job.id, path: error.file, reason: error.reason });
+      this.ctx.emit();
+      throw damagedJobError(damaged, this.ctx.store.jobDir(job.id));
+    }
+  }
+
+  /** The job's latest claim names another server that still runs. */
+  private async ownedByOtherLive(id: string): Promise<boolean> {
+    if (!this.ownership) return false;
+    const claim = await this.ctx.store.readClaim(id);
+    return (
+      claim !== undefined &&
+      claim.pid > 0 &&
+      claim.pid !== this.ownership.pid &&
+      this.ownership.isAlive(claim.pid, claim.start)
+    );
+  }
+
+  /** A job the change log names that this server does not know: its metadata, or undefined (noted when damaged). */
+  private async readNew(id: string): Promise<JobMeta | undefined> {
+    const note = await this.ctx.store.damagedNote(id);
+    if (note) {
+      this.damaged.set(id, note);
+      return undefined;
+    }
+    return this.ctx.store.readMeta(id).catch((error: unknown) => {
+      if (error instanceof DamagedRecordError) {
+        this.ctx.log.warn(`job ${id} is damaged: ${error.message}`);
+        this.damaged.set(id, { id, path: error.file, reason: error.reason });
+      } else if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.ctx.log.warn(String(error));
+      return undefined;
+    });
+  }
+
   /**
    * Makes this server the job's owner before it cancels or resumes it: exactly one server owns a
    * job at a time. Returns the ownership generation held; refuses when another live server runs it.
@@ -135,13 +226,17 @@ export class OtherServers {
     );
   }
 
-  /** Applies the records appended to the job's results file since the last call. */
+  /**
+   * Applies the records appended to the job's results file since the last call, and the tasks a
+   * resume queued again over their records (unfinished until recorded again).
+   */
   async applyNewRecords(job: Job): Promise<void> {
     const records = await this.ctx.store.readResults(job.id);
     for (; job.applied < records.length; job.applied++) {
       const record = records[job.applied];
       if (record) job.apply(record);
     }
+    job.countRequeued(await this.ctx.store.readRequeued(job.id));
   }
 
   /** A job this server does not run changed on disk: another server may have taken it over. */
@@ -161,12 +256,29 @@ export class OtherServers {
   /** Re-reads a job another server runs; once that server is gone, its leftovers are interrupted. */
   private async follow(job: Job, metaChanged = true): Promise<void> {
     if (metaChanged) job.meta = await this.latest((await this.readMeta(job.id)) ?? job.meta);
-    // Tasks with no record yet are queued or running over there: shown as running.
-    for (const index of job.indicesIn(['queued', 'interrupted'])) job.setState(index, 'running');
     await this.applyNewRecords(job);
-    if (this.ownedElsewhere(job.meta)) return;
+    if (this.ownedElsewhere(job.meta)) {
+      this.showRunning(job, await this.ctx.store.readRuns(job.id));
+      return;
+    }
     job.foreign = false;
     await this.interrupt(job);
+  }
+
+  /**
+   * The unfinished tasks of a job another server runs, as its runs log shows them: running when a
+   * run started that has no record yet, queued otherwise. At most as many as the job runs at once:
+   * the log also keeps the starts of runs a crash cut off, whose tasks may be queued again now.
+   */
+  private showRunning(job: Job, runs: ReadonlyMap<number, number>): void {
+    const pool = this.ctx.scheduler.pool(job.meta.kind);
+    const limit = job.meta.concurrency * (pool ? batchLimit(pool, job.meta.options) : 1);
+    let running = 0;
+    for (const index of job.indicesIn(['queued', 'running', 'interrupted'])) {
+      const started = running < limit && (runs.get(index) ?? 0) > job.attemptOf(index);
+      if (started) running++;
+      job.setState(index, started ? 'running' : 'queued');
+    }
   }
 
   /** Marks what no process runs any more as interrupted, and the job as ended; true when anything was. */
@@ -245,4 +357,12 @@ export class OtherServers {
     }
     return undefined;
   }
+}
+
+/** What a tool answers for a damaged job: which file, why, and what to do. */
+export function damagedJobError(damaged: DamagedJob, folder: string): MonitorError {
+  const moved = damaged.moved_to ? ` It was moved to ${damaged.moved_to}.` : '';
+  return new MonitorError('JOB_DAMAGED', `Job ${damaged.id} is damaged: ${damaged.path}: ${damaged.reason}.${moved}`, {
+    hint: `Its results cannot be trusted or resumed. Inspect the folder ${folder}${damaged.moved_to ? ' (damaged.json says what failed)' : ''} and remove it when done; the other jobs are not affected.`,
+  });
 }

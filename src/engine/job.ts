@@ -7,12 +7,15 @@ const code = (state: TaskState): number => STATE_CODES.indexOf(state);
 /**
  * One job in memory: the state of each task, counts, the queue of what waits to run and the
  * controllers of what runs. Finished work lives in the store; this holds only what a job needs to
- * go on (10,000 tasks cost ~30 KB here, plus the inputs of queued tasks).
+ * go on (10,000 tasks cost ~70 KB here, plus the inputs of queued tasks).
  */
 export class Job {
   meta: JobMeta;
   private readonly states: Uint8Array;
   private readonly attempts: Uint16Array;
+  /** Records applied per task, and times a resume queued it again over its record: unfinished while records ≤ requeues. */
+  private readonly recorded: Uint16Array;
+  private readonly requeued: Uint16Array;
   readonly counts: JobCounts;
   /** Inputs of queued tasks only; dropped once dispatched. */
   private readonly inputs = new Map<number, unknown>();
@@ -47,6 +50,8 @@ export class Job {
     this.meta = meta;
     this.states = new Uint8Array(meta.taskCount);
     this.attempts = new Uint16Array(meta.taskCount);
+    this.recorded = new Uint16Array(meta.taskCount);
+    this.requeued = new Uint16Array(meta.taskCount);
     this.counts = {
       total: meta.taskCount,
       queued: meta.taskCount,
@@ -80,6 +85,11 @@ export class Job {
     return attempt;
   }
 
+  /** The run `started` counted never reached its worker (see Pool.reportsBegin): it is no attempt. */
+  notStarted(index: number): void {
+    this.attempts[index] = Math.max(0, this.attemptOf(index) - 1);
+  }
+
   /** Runs started as the store counted them (a run cut off by a crash has no record, but counts). */
   countRuns(runs: ReadonlyMap<number, number>): void {
     for (const [index, count] of runs)
@@ -92,12 +102,44 @@ export class Job {
     this.states[index] = code(state);
   }
 
-  /** A finished-task record, from this process or read back from disk. */
+  /**
+   * A finished-task record, from this process or read back from disk. One that a resume has queued
+   * again since (requeued.log, read before it) leaves the task unfinished.
+   */
   apply(record: TaskRecord): void {
     if (record.index < 0 || record.index >= this.meta.taskCount) return;
-    this.setState(record.index, record.state);
+    this.recorded[record.index] = Math.min(0xffff, (this.recorded[record.index] ?? 0) + 1);
+    this.setState(record.index, this.isRecorded(record.index) ? record.state : this.unfinishedState(record.index));
     this.attempts[record.index] = Math.max(this.attemptOf(record.index), record.attempt);
     if (this.totalsOf && record.value !== undefined) this.totals = this.totalsOf.add(this.totals, record.value);
+  }
+
+  /** The task has a record of its latest queueing (none of a resume that queued it again since). */
+  isRecorded(index: number): boolean {
+    return (this.recorded[index] ?? 0) > (this.requeued[index] ?? 0);
+  }
+
+  /** A resume queues the task again over its record (see JobStore.appendRequeued): one more record is due. */
+  requeueOver(index: number): void {
+    this.requeued[index] = Math.min(0xffff, (this.requeued[index] ?? 0) + 1);
+  }
+
+  /**
+   * The requeues another server (or an earlier run of this one) noted (requeued.log): a task with a
+   * record but queued again since is unfinished, queued until told otherwise.
+   */
+  countRequeued(requeued: ReadonlyMap<number, number>): void {
+    for (const [index, times] of requeued) {
+      if (index < 0 || index >= this.meta.taskCount || times <= (this.requeued[index] ?? 0)) continue;
+      this.requeued[index] = Math.min(0xffff, times);
+      if (!this.isRecorded(index)) this.setState(index, this.unfinishedState(index));
+    }
+  }
+
+  /** What an unfinished task stays: queued, running or interrupted as it is, else queued. */
+  private unfinishedState(index: number): TaskState {
+    const state = this.stateOf(index);
+    return state === 'queued' || state === 'running' || state === 'interrupted' ? state : 'queued';
   }
 
   /** Indices of the tasks now in one of `states`. */

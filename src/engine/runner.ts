@@ -28,6 +28,8 @@ export async function runTasks(
     outputDir: string;
     signal: AbortSignal;
     progress?: ReadonlyMap<number, Pick<TaskReporter, 'report' | 'note'>>;
+    /** Given to the tasks as their `began` (see Pool.reportsBegin). */
+    began?: (index: number) => void;
   },
   log: Logger,
 ): Promise<TaskResult[]> {
@@ -52,6 +54,8 @@ export async function runTasks(
         signal,
       };
       if (upstream) context.upstream = upstream;
+      const { began } = run;
+      if (began) context.began = () => began(index);
       const reporter = run.progress?.get(index);
       if (reporter) {
         context.progress = reporter.report;
@@ -147,12 +151,9 @@ export class TaskRuns {
       job.running.set(index, controller);
       job.setState(index, 'running');
       job.started(index);
-      // Not waited for (it rides along with the next lines): a run cut off in the moment before counts once less.
-      store
-        .appendRun(job.id, index)
-        .catch((error: unknown) => log.warn(`could not note a run of ${job.id}#${index}: ${String(error)}`));
       return { index, label: pool.label?.(input) };
     });
+    const began = this.beginRuns(pool, job, started);
     if (job.running.size > job.peakRunning) {
       job.peakRunning = job.running.size;
       this.notePeak(job);
@@ -161,16 +162,20 @@ export class TaskRuns {
     const reporters = tasks.map(({ index }) => ({ index, ...this.progress.open(job.id, index) }));
     const progress = new Map(reporters.map((reporter) => [reporter.index, reporter]));
     const endProgress = (): void => reporters.forEach((reporter) => reporter.end());
-    const runOn = { outputDir: store.outputDir(job.id), signal: controller.signal, progress };
+    const runOn = { outputDir: store.outputDir(job.id), signal: controller.signal, progress, began: began.note };
+    // The slot goes to the next run once these tasks are counted (a few µs after the run: their
+    // records are appended on this thread), not before: counts.running stays within the job's limit.
+    const slot = slotOf(started.length, () => scheduler.finished(job));
     const run = runTasks(pool, job, tasks, runOn, log)
       .then(async (results) => {
         // Dropped as the task stops running: from now on its record tells what it did.
         endProgress();
         for (const { index } of started) job.running.delete(index);
-        // The slot goes to the next run now, not after the records are on disk.
-        scheduler.finished(job);
+        began.settle();
         const recorded = await Promise.allSettled(
-          started.map((task, at) => this.record(job, task, startedAt, controller.signal, results[at] ?? noResult)),
+          started.map((task, at) =>
+            this.record(job, task, startedAt, controller.signal, results[at] ?? noResult, slot.counted),
+          ),
         );
         recorded.forEach((outcome, at) => {
           if (outcome.status === 'rejected')
@@ -181,11 +186,41 @@ export class TaskRuns {
         log.error(`tasks ${started.map((task) => task.index).join(', ')} of ${job.id}: ${String(error)}`),
       )
       .finally(() => {
+        // Whatever went wrong above: the slot is not kept.
+        slot.release();
         endProgress();
         this.inFlight.delete(run);
         this.ctx.emit();
       });
     this.inFlight.add(run);
+  }
+
+  /**
+   * When the runs of `started` count (an attempt, noted in runs.log): once the pool says their work
+   * began (Pool.reportsBegin), else at once. `settle` at the run's end: one that never began (its
+   * process could not start, a cancel while it waited) is no attempt, and its record says so.
+   */
+  private beginRuns(
+    pool: Pool,
+    job: Job,
+    started: ReadonlyArray<{ index: number }>,
+  ): { note: ((index: number) => void) | undefined; settle(): void } {
+    const pending = new Set(started.map(({ index }) => index));
+    const note = (index: number): void => {
+      if (!pending.delete(index)) return;
+      // Not waited for (it rides along with the next lines): a run cut off in the moment before counts once less.
+      this.ctx.store
+        .appendRun(job.id, index)
+        .catch((error: unknown) => this.ctx.log.warn(`could not note a run of ${job.id}#${index}: ${String(error)}`));
+    };
+    if (!pool.reportsBegin) for (const { index } of started) note(index);
+    return {
+      note: pool.reportsBegin ? note : undefined,
+      settle() {
+        for (const index of pending) job.notStarted(index);
+        pending.clear();
+      },
+    };
   }
 
   private async record(
@@ -194,17 +229,22 @@ export class TaskRuns {
     startedAt: Date,
     signal: AbortSignal,
     result: TaskResult,
+    counted: () => void,
   ): Promise<void> {
     if (this.hooks.closing() && signal.aborted && !result.ok) {
       // Not recorded on purpose: the next start sees it as interrupted, ready to resume.
       job.setState(task.index, 'interrupted');
+      counted();
       return;
     }
-    await this.persist(job, toRecord(job, task, startedAt, this.ctx.now(), signal.aborted, result));
+    await this.persist(job, toRecord(job, task, startedAt, this.ctx.now(), signal.aborted, result), counted);
   }
 
-  /** Appends a finished task's record, counts it, ends the job when it was the last, and feeds later stages. */
-  async persist(job: Job, record: TaskRecord): Promise<void> {
+  /**
+   * Appends a finished task's record, counts it (then calls `counted`), ends the job when it was
+   * the last, and feeds later stages.
+   */
+  async persist(job: Job, record: TaskRecord, counted?: () => void): Promise<void> {
     const { index } = record;
     job.settling++;
     try {
@@ -219,6 +259,7 @@ export class TaskRuns {
           // Applied even when the write failed: the job must still end rather than show it running forever.
           job.apply(record);
           job.applied++;
+          counted?.();
         });
       await this.finishIfDone(job);
     } finally {
@@ -230,24 +271,34 @@ export class TaskRuns {
   /**
    * Stops what is left of a job: its queued tasks are recorded as cancelled at once, its running
    * ones aborted (recorded as cancelled when they stop), and the cancel noted in its metadata.
+   * Its interrupted tasks (no process runs them: their server stopped) are recorded as cancelled
+   * too, so the job no longer waits for a resume.
    */
   async cancel(job: Job): Promise<void> {
     const { store, scheduler } = this.ctx;
+    // Awaited only when there are any: a running job's queue is emptied in this same turn.
+    const interrupted = job.counts.interrupted > 0 ? await this.interruptedTasks(job) : [];
     const finishedAt = this.ctx.now().toISOString();
     scheduler.remove(job);
     const pool = scheduler.pool(job.meta.kind);
-    const dropped: TaskRecord[] = job.dropQueued().map(({ index, input }) => {
+    const cancelled = (index: number, input: unknown, message: string): TaskRecord => {
       const record: TaskRecord = {
         index,
         state: 'cancelled',
         attempt: job.attemptOf(index),
         finishedAt,
-        error: { code: 'CANCELLED', message: 'Cancelled before it started.' },
+        error: { code: 'CANCELLED', message },
       };
       const label = pool?.label?.(input);
       if (label !== undefined) record.label = label;
       return record;
-    });
+    };
+    const dropped: TaskRecord[] = [
+      ...job.dropQueued().map(({ index, input }) => cancelled(index, input, 'Cancelled before it started.')),
+      ...interrupted.map(({ index, input }) =>
+        cancelled(index, input, 'Cancelled after its server stopped, before it ran again.'),
+      ),
+    ];
     const reason = new MonitorError('CANCELLED', 'Job cancelled.');
     job.prepareAbort?.abort(reason);
     for (const controller of job.running.values()) controller.abort(reason);
@@ -256,11 +307,20 @@ export class TaskRuns {
     try {
       if (dropped.length > 0) await store.appendResults(job.id, dropped);
     } finally {
-      for (const record of dropped) job.setState(record.index, 'cancelled');
+      for (const record of dropped) job.apply(record);
       job.applied += dropped.length;
     }
     await store.writeMeta(job.meta);
     await this.finishIfDone(job);
+  }
+
+  /** A job's interrupted tasks with their inputs. */
+  private async interruptedTasks(job: Job): Promise<Array<{ index: number; input: unknown }>> {
+    const indices = job.indicesIn(['interrupted']);
+    const inputs = await this.ctx.store.readInputs(job.id);
+    // Runs cut off by the crash left no record, but they count.
+    job.countRuns(await this.ctx.store.readRuns(job.id));
+    return indices.map((index) => ({ index, input: inputs[index] }));
   }
 
   /** The one place a job's run ends: its last task recorded, or a cancel with nothing left running. */
@@ -306,6 +366,25 @@ export class TaskRuns {
     ]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * One slot of the scheduler held by a run of `tasks` tasks: `counted` once per task, and the slot
+ * is given back when all are (or by `release`, at the end of the run whatever happened); once.
+ */
+function slotOf(tasks: number, finished: () => void): { counted: () => void; release: () => void } {
+  let left = tasks;
+  const release = (): void => {
+    if (left < 0) return;
+    left = -1;
+    finished();
+  };
+  return {
+    counted: () => {
+      if (--left === 0) release();
+    },
+    release,
+  };
 }
 
 const noResult: TaskResult = {

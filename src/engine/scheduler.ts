@@ -75,7 +75,7 @@ export class Scheduler {
     if (lane.next >= lane.ring.length) lane.next = 0;
   }
 
-  /** A run of `job` (a task, or a batch) has stopped (its results are not recorded yet): its slot goes to the next one at once. */
+  /** A run of `job` (a task, or a batch) has stopped and its tasks are counted: its slot goes to the next one at once. */
   finished(job: Job): void {
     const lane = this.lanes.get(job.meta.kind);
     if (!lane) return;

@@ -23,8 +23,14 @@ export interface TaskContext {
   options: unknown;
   /** A folder reserved for this job's full outputs; a pool names files after `index`. */
   outputDir: string;
-  /** 1 on the first run; resumed tasks count on. */
+  /** 1 on the first run that reaches its worker; resumed tasks count on. */
   attempt: number;
+  /**
+   * The pool calls it once the task's work has really started (its worker process runs, its
+   * request was handed over): only such runs count as attempts. Given only to pools that say
+   * `reportsBegin`; calling it again in the same run changes nothing.
+   */
+  began?: () => void;
   /** Aborted on cancel, on timeout set by the engine's caller, or on shutdown. */
   signal: AbortSignal;
   /** For a later stage of a pipeline (JobMeta.after): what its task(s) upstream came to. */
@@ -101,6 +107,12 @@ export interface Pool {
    */
   concurrencyFor?(options: unknown): number;
   run(task: TaskContext): Promise<TaskResult>;
+  /**
+   * Optional: the pool calls each task's `began` when its work really starts, so a start that fails
+   * before (its process could not start, a cancel while it waited) is no attempt. Without it, every
+   * run the engine starts counts.
+   */
+  readonly reportsBegin?: boolean;
   /**
    * Optional, with runBatch: how many queued tasks of a job (given its options) one run may take
    * together; 1 runs them one by one through `run`. A batch holds ONE slot of the pool's limit and

@@ -8,6 +8,8 @@ export interface ProcInfo {
   /** Field 22 of /proc/<pid>/stat: clock ticks from boot to the process's start. */
   startTime: string;
   zombie: boolean;
+  /** Field 4: its parent's pid (a subreaper's child once its own parent died). */
+  ppid: number;
 }
 
 /**
@@ -31,9 +33,10 @@ export function readProcInfo(pid: number, procDir = '/proc'): ProcInfo | undefin
   // Field 2 (the command name) is in parentheses and may itself hold spaces and ')'.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const state = fields[0];
+  const ppid = Number(fields[4 - 3]);
   const startTime = fields[22 - 3];
   if (state === undefined || startTime === undefined || !/^\d+$/.test(startTime)) return undefined;
-  return { startTime, zombie: state === 'Z' };
+  return { startTime, zombie: state === 'Z', ppid };
 }
 
 /** A process's resident memory from /proc/<pid>/status, in bytes (a cheap read of a generated file). */

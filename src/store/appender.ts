@@ -1,5 +1,13 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
-import { appendFile, open } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { SAFE_READ_FLAGS } from './safe-read.js';
+
+/**
+ * Appends never follow a symlink planted in the file's place (O_NOFOLLOW: it would write elsewhere)
+ * nor wait for a reader of a FIFO (O_NONBLOCK: opening one fails at once with ENXIO).
+ */
+const APPEND_FLAGS =
+  constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 interface Queue {
   lines: string[];
@@ -66,7 +74,7 @@ export class Appender {
       try {
         const whole = (await this.tornTailPrefix(file)) + text;
         if (keepOpen) this.writeKept(file, whole);
-        else await appendFile(file, whole, { mode: 0o600 });
+        else await appendTo(file, whole);
       } finally {
         if (current.batch === undefined && this.queues.get(file) === current) this.queues.delete(file);
       }
@@ -90,7 +98,7 @@ export class Appender {
   private writeKept(file: string, text: string): void {
     let entry = this.kept.get(file);
     if (entry) this.kept.delete(file);
-    else entry = { fd: openSync(file, 'a', 0o600), idle: undefined };
+    else entry = { fd: openRegular(file), idle: undefined };
     // Re-inserted: the map's order is least recently used first.
     this.kept.set(file, entry);
     clearTimeout(entry.idle);
@@ -125,11 +133,13 @@ export class Appender {
   private async tornTailPrefix(file: string): Promise<string> {
     if (this.tailChecked.has(file)) return '';
     this.tailChecked.add(file);
-    const handle = await open(file, 'r').catch(() => undefined);
+    const handle = await open(file, SAFE_READ_FLAGS).catch(() => undefined);
     if (!handle) return '';
     try {
-      const { size } = await handle.stat();
-      if (size === 0) return '';
+      const info = await handle.stat();
+      // Not a regular file: the append itself refuses it.
+      if (!info.isFile() || info.size === 0) return '';
+      const { size } = info;
       const last = Buffer.alloc(1);
       await handle.read(last, 0, 1, size - 1);
       return last[0] === 0x0a ? '' : '\n';
@@ -137,4 +147,22 @@ export class Appender {
       await handle.close();
     }
   }
+}
+
+async function appendTo(file: string, text: string): Promise<void> {
+  const handle = await open(file, APPEND_FLAGS, 0o600);
+  try {
+    // A folder opens for nothing (EISDIR comes first); any other non-regular file is refused here.
+    if (!(await handle.stat()).isFile()) throw new Error(`${file} is not a regular file; not appended to`);
+    await handle.writeFile(text);
+  } finally {
+    await handle.close();
+  }
+}
+
+function openRegular(file: string): number {
+  const fd = openSync(file, APPEND_FLAGS, 0o600);
+  if (fstatSync(fd).isFile()) return fd;
+  closeSync(fd);
+  throw new Error(`${file} is not a regular file; not appended to`);
 }

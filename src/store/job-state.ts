@@ -15,17 +15,60 @@ export function deriveState(counts: JobCounts, meta: Pick<JobMeta, 'cancelledAt'
   return 'succeeded';
 }
 
+/** What a reader finds of a job's tasks on disk. */
+export interface TasksOnDisk {
+  /** Every record in the order written (a task run again has one per attempt). */
+  records: readonly TaskRecord[];
+  /** Each task's latest record. */
+  latest: ReadonlyMap<number, TaskRecord>;
+  /** Runs started, by task (runs.log; StateReader.readRuns). */
+  runs?: ReadonlyMap<number, number>;
+  /** Times a resume queued each task again over its record (requeued.log; StateReader.readRequeued). */
+  requeued?: ReadonlyMap<number, number>;
+}
+
+/** A job's tasks as a reader that runs none of them counts them (see stateOnDisk). */
+export interface JobOnDisk {
+  state: JobState;
+  counts: JobCounts;
+  /** Tasks counted as running. */
+  running: ReadonlySet<number>;
+  /** Tasks without a record for their latest queueing: pending (or interrupted), whatever a record says. */
+  unfinished: ReadonlySet<number>;
+}
+
 /**
- * A job as its files show it to a reader that runs none of it: tasks without a record are pending,
- * and interrupted unless a live server still runs the job (`ownerRunsIt`). While it does, the job
- * is queued until its first result and running after (also while resumed tasks run again over the
- * records of their earlier attempts).
+ * Tasks a resume queued again over their record that have no newer one yet: by the records of
+ * each, one more than its lines in requeued.log are due.
+ */
+export function requeuedUnfinished(
+  records: readonly TaskRecord[],
+  requeued: ReadonlyMap<number, number> | undefined,
+): Set<number> {
+  const unfinished = new Set<number>();
+  if (!requeued || requeued.size === 0) return unfinished;
+  const recorded = new Map<number, number>();
+  for (const record of records)
+    if (requeued.has(record.index)) recorded.set(record.index, (recorded.get(record.index) ?? 0) + 1);
+  for (const [index, times] of requeued) if ((recorded.get(index) ?? 0) <= times) unfinished.add(index);
+  return unfinished;
+}
+
+/**
+ * A job as its files show it to a reader that runs none of it (the dashboard, `monitor-mcp jobs`).
+ * A task is finished once it has a record, and one more for each time a resume queued it again
+ * (requeued.log). An unfinished task is interrupted unless a live server still runs the job
+ * (`ownerRunsIt`); while one does, the task runs when a run of it started (runs.log) and is not
+ * recorded yet, and is queued otherwise. Running is bounded by `maxRunning` (the job's concurrency
+ * unless a batching pool says more): the log keeps the starts of runs a crash cut off, whose tasks
+ * may wait in the queue again now.
  */
 export function stateOnDisk(
-  meta: Pick<JobMeta, 'taskCount' | 'cancelledAt'>,
-  latest: ReadonlyMap<number, TaskRecord>,
+  meta: Pick<JobMeta, 'taskCount' | 'cancelledAt' | 'concurrency'>,
+  disk: TasksOnDisk,
   ownerRunsIt: boolean,
-): { state: JobState; counts: JobCounts } {
+  maxRunning = meta.concurrency,
+): JobOnDisk {
   const counts: JobCounts = {
     total: meta.taskCount,
     queued: 0,
@@ -35,14 +78,23 @@ export function stateOnDisk(
     cancelled: 0,
     interrupted: 0,
   };
-  for (const record of latest.values()) counts[record.state]++;
-  const pending = meta.taskCount - latest.size;
-  if (ownerRunsIt) {
-    counts.running = pending;
-    return { state: latest.size === 0 ? 'queued' : 'running', counts };
+  const unfinished = requeuedUnfinished(disk.records, disk.requeued);
+  for (const record of disk.latest.values())
+    if (record.index >= 0 && record.index < meta.taskCount && !unfinished.has(record.index)) counts[record.state]++;
+  for (const index of unfinished) if (index < 0 || index >= meta.taskCount) unfinished.delete(index);
+  for (let index = 0; index < meta.taskCount; index++) if (!disk.latest.has(index)) unfinished.add(index);
+  const running = new Set<number>();
+  if (!ownerRunsIt) {
+    counts.interrupted = unfinished.size;
+    return { state: deriveState(counts, meta), counts, running, unfinished };
   }
-  counts.interrupted = pending;
-  return { state: deriveState(counts, meta), counts };
+  for (const [index, started] of disk.runs ?? []) {
+    if (running.size >= Math.max(0, maxRunning)) break;
+    if (unfinished.has(index) && started > (disk.latest.get(index)?.attempt ?? 0)) running.add(index);
+  }
+  counts.running = running.size;
+  counts.queued = unfinished.size - running.size;
+  return { state: deriveState(counts, meta), counts, running, unfinished };
 }
 
 /**

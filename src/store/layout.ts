@@ -10,7 +10,11 @@ import path from 'node:path';
  *   jobs/<id>/inputs.jsonl   one task input per line, written once (atomically) at submit
  *   jobs/<id>/results.jsonl  one finished task per line, appended; a torn last line is ignored
  *   jobs/<id>/runs.log       one line per task start (its index): attempts count every run
+ *   jobs/<id>/requeued.log   one line per task a resume queued again over its record (its index):
+ *                            such a task is unfinished until it has one record more than lines here
  *   jobs/<id>/out/           full outputs named by task index
+ *   jobs/<id>/damaged.json   a quarantined job: which file failed and why; the file itself was
+ *                            moved aside to `<name>.damaged-<time>` (see JobStore.quarantine)
  *   changes.log              `<job id>` per change of any job folder, appended by every server: how
  *                            the others notice new jobs and new owners without reading every folder
  *   live/<pid>.json          each running server's heartbeat and live pool figures
@@ -57,6 +61,20 @@ export class StateLayout {
 
   runsFile(id: string): string {
     return path.join(this.jobDir(id), 'runs.log');
+  }
+
+  requeuedFile(id: string): string {
+    return path.join(this.jobDir(id), 'requeued.log');
+  }
+
+  /** A quarantined job's note: which file was damaged, why, and where it was moved (see JobStore.quarantine). */
+  damagedNoteFile(id: string): string {
+    return path.join(this.jobDir(id), 'damaged.json');
+  }
+
+  /** Where a damaged file is moved aside to, in its own folder. */
+  static quarantinedName(file: string, now: Date): string {
+    return `${file}.damaged-${now.toISOString().replace(/[:.]/g, '-')}`;
   }
 
   outputDir(id: string): string {

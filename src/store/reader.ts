@@ -1,11 +1,12 @@
-import { constants, statSync } from 'node:fs';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { currentOwner } from './job-state.js';
 import { StateLayout } from './layout.js';
 import {
   type Claim,
+  type DamagedJob,
   DamagedRecordError,
   type JobMeta,
   jobMetaSchema,
@@ -15,13 +16,13 @@ import {
   parseRecord,
   type TaskRecord,
 } from './records.js';
-import { readRange, ResultsTail } from './tail.js';
+import { messageOf, readDamagedNote, readOrEmpty, sayOnce } from './damaged.js';
+import { readStateFile, readStateRange, STATE_CAPS } from './safe-read.js';
+import { ResultsTail } from './tail.js';
 import { readTranscript, type TranscriptTail } from './transcript.js';
 
 /** A live file older than this is a server that stopped without removing it (killed). */
 export const LIVE_STALE_MS = 5000;
-/** A live file holds a few KB of figures; one far larger is no server's, and is not read. */
-const MAX_LIVE_FILE_BYTES = 1024 * 1024;
 
 /** Jobs whose folder changed (created, taken over, their metadata rewritten) since `offset`. */
 export interface Changes {
@@ -31,11 +32,13 @@ export interface Changes {
   reset: boolean;
 }
 
-/** The job folders found: those with readable metadata, and those without job.json at all. */
+/** The job folders found: those with readable metadata, those without job.json at all, and the damaged. */
 export interface JobScan {
   metas: JobMeta[];
   /** Folders with no job.json (yet): a submit being written, or one cut short. */
   missing: string[];
+  /** Jobs whose job.json fails (or that were quarantined): shown as damaged, in folder order. */
+  damaged: DamagedJob[];
 }
 
 export interface StateReaderOptions {
@@ -54,6 +57,8 @@ export class StateReader {
   readonly layout: StateLayout;
   protected readonly log: Logger;
   private readonly cachedJobs: number;
+  /** Says a refused file once (see readOrEmpty), not on every poll. */
+  private readonly said: (line: string) => void;
   /** Results of the jobs read most recently (least recently used first); bounded. */
   private readonly tails = new Map<string, ResultsTail>();
   /** One read at a time per job: concurrent collects must not parse the same bytes twice. */
@@ -62,12 +67,13 @@ export class StateReader {
    * Metadata by the mtime of its file: a poll over every job re-reads only what changed. Holds the
    * metadata of cached scans only (the engine changes its own copies), and which files are damaged.
    */
-  private readonly metas = new Map<string, { mtimeMs: number; meta?: JobMeta; damaged?: true }>();
+  private readonly metas = new Map<string, { version: string; meta?: JobMeta; damaged?: DamagedJob }>();
 
   constructor(stateDir: string, log: Logger, options: StateReaderOptions = {}) {
     this.layout = new StateLayout(stateDir);
     this.log = log;
     this.cachedJobs = options.cachedJobs ?? 16;
+    this.said = sayOnce(log);
   }
 
   static isJobId(id: string): boolean {
@@ -94,12 +100,20 @@ export class StateReader {
   /** A job's metadata; throws DamagedRecordError when job.json does not hold one (ENOENT when missing). */
   async readMeta(id: string): Promise<JobMeta> {
     const file = this.layout.metaFile(id);
-    return parseRecord(jobMetaSchema, await readFile(file, 'utf8'), file);
+    const meta = parseRecord(jobMetaSchema, await readStateFile(file, STATE_CAPS.meta), file);
+    // Another job's metadata copied into this folder would be taken for that job.
+    if (meta.id !== id) throw new DamagedRecordError(file, `it names job ${meta.id.slice(0, 40)}, not ${id}`);
+    return meta;
+  }
+
+  /** Why a job is damaged when it is known to be (see readDamagedNote). */
+  damagedNote(id: string): Promise<DamagedJob | undefined> {
+    return readDamagedNote(this.layout, id);
   }
 
   /**
-   * Every job folder: readable metadata, and the folders without job.json. A damaged job.json is
-   * logged (once per version of the file) and skipped. `cached`: a file unchanged since the last
+   * Every job folder: readable metadata, the folders without job.json, and the damaged jobs (said
+   * in the log once per version of the file). `cached`: a file unchanged since the last
    * scan is not read again, and its metadata is the same object as then (for readers that change
    * nothing: the dashboard polls every job several times a second).
    */
@@ -107,51 +121,68 @@ export class StateReader {
     const ids = await this.jobIds();
     const metas: JobMeta[] = [];
     const missing: string[] = [];
+    const damaged: DamagedJob[] = [];
     for (const id of ids) {
       const meta = await this.metaOnScan(id, cached);
       if (meta === 'missing') missing.push(id);
-      else if (meta) metas.push(meta);
+      else if ('reason' in meta) damaged.push(meta);
+      else metas.push(meta);
     }
     // What is cached of jobs gone (removed by their retention time) goes with them.
     const present = new Set(ids);
     for (const id of [...this.metas.keys(), ...this.tails.keys()]) if (!present.has(id)) this.forget(id);
     metas.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-    return { metas, missing };
+    return { metas, missing, damaged };
   }
 
   /** A job's metadata as scanJobs(true) reads it: undefined when missing or damaged. */
   async knownMeta(id: string): Promise<JobMeta | undefined> {
     const meta = await this.metaOnScan(id, true);
+    return meta === 'missing' || 'reason' in meta ? undefined : meta;
+  }
+
+  /** A job as scanJobs(true) reads it: its metadata, or why it is damaged; undefined when there is no such job. */
+  async jobOrDamaged(id: string): Promise<JobMeta | DamagedJob | undefined> {
+    const meta = await this.metaOnScan(id, true);
     return meta === 'missing' ? undefined : meta;
   }
 
-  private async metaOnScan(id: string, cached: boolean): Promise<JobMeta | 'missing' | undefined> {
-    const info = await stat(this.layout.metaFile(id)).catch(() => undefined);
-    if (!info) return 'missing';
+  private async metaOnScan(id: string, cached: boolean): Promise<JobMeta | DamagedJob | 'missing'> {
+    const folder = await lstat(this.layout.jobDir(id)).catch(() => undefined);
+    if (!folder) return 'missing';
+    const info = folder.isDirectory() ? await lstat(this.layout.metaFile(id)).catch(() => undefined) : undefined;
+    // The folder's time changes with its entries (a quarantine note, job.json replaced): its note is read again then.
+    const version = `${folder.mtimeMs}/${info?.mtimeMs ?? '-'}`;
     const known = this.metas.get(id);
-    const unchanged = known?.mtimeMs === info.mtimeMs;
-    if (unchanged && known.damaged) return undefined;
+    const unchanged = known?.version === version;
+    if (unchanged && known.damaged) return known.damaged;
     if (unchanged && cached && known.meta) return known.meta;
+    // A quarantined job stays damaged whatever its folder holds now: a server moved a file of it aside.
+    const note = await this.damagedNote(id);
+    if (note) {
+      this.metas.set(id, { version, damaged: note });
+      return note;
+    }
+    if (!info) return 'missing';
     try {
       const meta = await this.readMeta(id);
-      this.metas.set(id, cached ? { mtimeMs: info.mtimeMs, meta } : { mtimeMs: info.mtimeMs });
+      this.metas.set(id, cached ? { version, meta } : { version });
       return meta;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'missing';
       // Said once per version of the file, not on every poll.
-      this.damagedJob(id, error);
-      this.metas.set(id, { mtimeMs: info.mtimeMs, damaged: true });
-      return undefined;
+      const damaged = this.damagedJob(id, error);
+      this.metas.set(id, { version, damaged });
+      return damaged;
     }
   }
 
-  /**
-   * A job whose metadata cannot be read is left out, said once. (Where a later issue quarantines
-   * it and shows it as `damaged`.)
-   */
-  protected damagedJob(id: string, error: unknown): void {
-    const why = error instanceof DamagedRecordError ? error.message : `${this.layout.metaFile(id)}: ${String(error)}`;
-    this.log.warn(`job ${id} left out: ${why}`);
+  /** A job whose metadata cannot be read: shown as damaged, said once (per version of the file). */
+  protected damagedJob(id: string, error: unknown): DamagedJob {
+    const file = error instanceof DamagedRecordError ? error.file : this.layout.metaFile(id);
+    const reason = error instanceof DamagedRecordError ? error.reason : messageOf(error);
+    this.log.warn(`job ${id} is damaged: ${file}: ${reason}`);
+    return { id, path: file, reason };
   }
 
   /**
@@ -203,7 +234,7 @@ export class StateReader {
   /** The task inputs of a job, as submitted; throws DamagedRecordError on a line that is not JSON. */
   async readInputs(jobId: string): Promise<unknown[]> {
     const file = this.layout.inputsFile(jobId);
-    const lines = (await readFile(file, 'utf8')).split('\n');
+    const lines = (await readStateFile(file, STATE_CAPS.inputs)).split('\n');
     const inputs: unknown[] = [];
     lines.forEach((line, at) => {
       if (line.length === 0) return;
@@ -218,7 +249,9 @@ export class StateReader {
 
   /** How many runs each task has started, by index (missing: none). */
   async readRuns(jobId: string): Promise<Map<number, number>> {
-    const text = await readFile(this.layout.runsFile(jobId), 'utf8').catch(() => '');
+    const file = this.layout.runsFile(jobId);
+    // Only counts of attempts come from it: a damaged one costs those, said in the log.
+    const text = await readOrEmpty(file, STATE_CAPS.runs, this.said);
     const runs = new Map<number, number>();
     // The last piece is empty or torn (it may be the start of a longer index): not counted.
     for (const line of text.split('\n').slice(0, -1)) {
@@ -227,6 +260,20 @@ export class StateReader {
       runs.set(index, (runs.get(index) ?? 0) + 1);
     }
     return runs;
+  }
+
+  /**
+   * How many times a resume queued each task again over its record (requeued.log), by index: a task
+   * is unfinished until it has one record more than that. A file that is no small regular file is
+   * named in the log and read as none.
+   */
+  async readRequeued(jobId: string): Promise<Map<number, number>> {
+    const file = this.layout.requeuedFile(jobId);
+    const text = await readStateFile(file, STATE_CAPS.runs).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn(`${file} not read: ${messageOf(error)}`);
+      return '';
+    });
+    return countIndices(text);
   }
 
   /**
@@ -240,12 +287,12 @@ export class StateReader {
     for (const name of names) generation = Math.max(generation, StateLayout.ownerGeneration(name) ?? 0);
     if (generation === 0) return undefined;
     const file = this.layout.ownerFile(jobId, generation);
-    const text = await readFile(file, 'utf8').catch(() => '');
+    const text = await readOrEmpty(file, STATE_CAPS.owner, this.said);
     if (text === '') return { generation, pid: -1 };
     try {
       return { ...parseRecord(ownerSchema, text, file), generation };
     } catch (error) {
-      this.log.warn(String(error instanceof Error ? error.message : error));
+      this.said(error instanceof Error ? error.message : String(error));
       return { generation, pid: -1 };
     }
   }
@@ -263,10 +310,21 @@ export class StateReader {
    */
   readChanges(offset: number): Changes {
     const file = this.layout.changesFile;
-    const size = statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+    const info = lstatSync(file, { throwIfNoEntry: false });
+    // Not a regular file (a FIFO, a symlink): never opened; a server starting moves it aside.
+    if (info && !info.isFile()) return { ids: [], offset, reset: false };
+    const size = info?.size ?? 0;
     if (size < offset) return { ids: [], offset: 0, reset: true };
     if (size === offset) return { ids: [], offset, reset: false };
-    const text = readRange(file, offset, size - offset).toString('utf8');
+    // Far behind (or a huge file written into its place): look at every folder once instead.
+    if (size - offset > STATE_CAPS.chunk) return { ids: [], offset: size, reset: true };
+    let text: string;
+    try {
+      text = readStateRange(file, offset, size - offset).toString('utf8');
+    } catch (error) {
+      this.log.warn(`${file} not read: ${messageOf(error)}`);
+      return { ids: [], offset, reset: false };
+    }
     // Only whole lines: the rest is still being written.
     const end = text.lastIndexOf('\n') + 1;
     const ids = [
@@ -282,7 +340,8 @@ export class StateReader {
 
   /** How far the change log goes now (a server starting reads every folder, then follows from here). */
   changesEnd(): number {
-    return statSync(this.layout.changesFile, { throwIfNoEntry: false })?.size ?? 0;
+    const info = lstatSync(this.layout.changesFile, { throwIfNoEntry: false });
+    return info?.isFile() ? info.size : 0;
   }
 
   /** The live files of the servers that beat recently (a killed server's file goes stale). */
@@ -292,7 +351,7 @@ export class StateReader {
     for (const name of names) {
       const file = path.join(this.layout.liveDir, name);
       // Renamed into place, so never half written: one that does not parse is skipped quietly (it is replaced within a second).
-      const server = await readSmallFile(file, MAX_LIVE_FILE_BYTES)
+      const server = await readStateFile(file, STATE_CAPS.live)
         .then((text) => parseRecord(liveFileSchema, text, file))
         .catch(() => undefined);
       if (server && now - Date.parse(server.heartbeat_at) <= LIVE_STALE_MS) live.push(server);
@@ -311,20 +370,15 @@ export class StateReader {
   }
 }
 
-/**
- * A small file of the state directory, whole: refused unless it is a regular file (not a FIFO,
- * which would block the read, nor a symlink planted in its place) of at most `maxBytes`.
- */
-async function readSmallFile(file: string, maxBytes: number): Promise<string> {
-  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) throw new Error(`${file} is not a regular file`);
-    if (info.size > maxBytes) throw new Error(`${file} is ${info.size} bytes, over ${maxBytes}`);
-    return await handle.readFile('utf8');
-  } finally {
-    await handle.close();
+/** How often each index appears, one a line; the last piece is empty or torn (the start of a longer index) and not counted. */
+function countIndices(text: string): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const line of text.split('\n').slice(0, -1)) {
+    if (!/^\d{1,9}$/.test(line)) continue;
+    const index = Number(line);
+    counts.set(index, (counts.get(index) ?? 0) + 1);
   }
+  return counts;
 }
 
 async function folderBytes(dir: string): Promise<number> {

@@ -86,6 +86,29 @@ export interface Claim {
   start?: string;
 }
 
+/**
+ * A job whose files do not hold what they should: left out of every count, shown as `damaged`
+ * with the file and why. A server that is about to own it moves the file aside (`moved_to`) and
+ * leaves a note (damaged.json) so that every reader finds it damaged from then on.
+ */
+export interface DamagedJob {
+  id: string;
+  /** The file (or the job's folder) that failed. */
+  path: string;
+  reason: string;
+  /** Where the file was moved (quarantined) to, beside it in the job's folder. */
+  moved_to?: string;
+  /** When it was quarantined. */
+  at?: string;
+}
+
+export const damagedNoteSchema: z.ZodType<Omit<DamagedJob, 'id'>> = z.object({
+  path: z.string(),
+  reason: z.string(),
+  moved_to: z.string().optional(),
+  at: z.string().optional(),
+});
+
 /** What a running server publishes for the dashboard and `monitor-mcp jobs` (`live/<pid>.json`). */
 export interface LiveFile {
   pid: number;
@@ -125,17 +148,21 @@ export function latestRecords(records: readonly TaskRecord[]): TaskRecord[] {
 }
 
 const count = z.number().int().nonnegative();
+/** A time every reader can compute with (elapsed times, retention). */
+const isoTime = z.string().refine((text) => Number.isFinite(Date.parse(text)), 'not a date');
+/** Past any kind's task cap by far; a job.json saying more is damaged (not an array of a billion tasks). */
+export const MAX_JOB_TASKS = 10_000_000;
 
 // Typed as the interfaces above, so a field added to one and not the other does not compile.
 export const jobMetaSchema: z.ZodType<JobMeta> = z.object({
   id: z.string().min(1),
   kind: z.string().min(1),
   label: z.string().optional(),
-  createdAt: z.string(),
-  finishedAt: z.string().optional(),
-  cancelledAt: z.string().optional(),
-  taskCount: count,
-  concurrency: z.number().int().positive(),
+  createdAt: isoTime,
+  finishedAt: isoTime.optional(),
+  cancelledAt: isoTime.optional(),
+  taskCount: count.max(MAX_JOB_TASKS),
+  concurrency: z.number().int().positive().max(MAX_JOB_TASKS),
   options: z.unknown().optional(),
   peakRunning: count.optional(),
   ownerPid: z.number().int().optional(),

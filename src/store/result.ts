@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import type { TaskRecord } from './records.js';
+import { SAFE_READ_FLAGS } from './safe-read.js';
 
 /**
  * The one reader of result values and output files. Every kind writes the ResultEnvelope (text /
@@ -83,9 +84,12 @@ export async function wholeOutput(record: RecordFields, maxBytes: number): Promi
 }
 
 async function readHead(file: string, maxBytes: number): Promise<WholeOutput> {
-  const handle = await open(file, 'r');
+  // The path comes from a record: no symlink followed, no FIFO waited on, nothing but a regular file read.
+  const handle = await open(file, SAFE_READ_FLAGS);
   try {
-    const { size } = await handle.stat();
+    const info = await handle.stat();
+    if (!info.isFile()) throw new Error(`${file} is not a regular file`);
+    const { size } = info;
     const buffer = Buffer.alloc(Math.min(size, maxBytes));
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
     const text = buffer.subarray(0, bytesRead).toString('utf8').replace(/\n$/, '');

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
 import { Appender } from './appender.js';
 import { writeFileAtomic } from './atomic.js';
-import { StateReader } from './reader.js';
-import type { Claim, JobMeta, TaskRecord } from './records.js';
+import { StateLayout } from './layout.js';
+import { type JobScan, StateReader } from './reader.js';
+import type { Claim, DamagedJob, JobMeta, TaskRecord } from './records.js';
 
 export type { Changes } from './reader.js';
 export type { Claim } from './records.js';
@@ -27,8 +28,11 @@ export class JobStore extends StateReader {
   private readonly metaWrites = new Set<Promise<void>>();
   private readonly lastMetaWrite = new Map<string, Promise<void>>();
 
-  constructor(stateDir: string, log: Logger) {
+  private readonly now: () => Date;
+
+  constructor(stateDir: string, log: Logger, now: () => Date = () => new Date()) {
     super(stateDir, log);
+    this.now = now;
   }
 
   static newJobId(): string {
@@ -40,11 +44,49 @@ export class JobStore extends StateReader {
     await mkdir(this.layout.jobsDir, { recursive: true, mode: 0o700 });
     // Readers that followed the old log see it shrink and look at every folder once.
     const file = this.layout.changesFile;
-    const size = await stat(file).then(
-      (s) => s.size,
-      () => 0,
+    const info = await lstat(file).catch(() => undefined);
+    // A FIFO, a symlink or a folder in its place is never read nor appended to: moved aside, said once.
+    if (info && !info.isFile()) await this.moveAside(file, 'it is not a regular file');
+    else if (info && info.size > CHANGES_ROTATE_BYTES) await rename(file, `${file}.old`).catch(() => undefined);
+  }
+
+  /**
+   * Quarantines a damaged job: its failing file is moved aside in its folder (`<name>.damaged-<time>`),
+   * a note (damaged.json) says which and why, and one line in the log. Only for a job this server
+   * is about to own (at recovery, or a resume or cancel): readers only show it as damaged. From
+   * then on every reader shows the job as damaged, and nothing removes it but its user.
+   */
+  async quarantine(found: DamagedJob): Promise<DamagedJob> {
+    const { id } = found;
+    const quarantined: DamagedJob = { ...found, at: this.now().toISOString() };
+    // A job folder that is no folder (a symlink) is left as it is: nothing is written through it.
+    if (path.dirname(found.path) === this.layout.jobDir(id) && (await isFolder(this.layout.jobDir(id)))) {
+      const aside = StateLayout.quarantinedName(found.path, this.now());
+      const moved = await rename(found.path, aside).then(
+        () => true,
+        () => false,
+      );
+      if (moved) quarantined.moved_to = aside;
+      const note = { path: found.path, reason: found.reason, moved_to: quarantined.moved_to, at: quarantined.at };
+      await writeFileAtomic(this.layout.damagedNoteFile(id), JSON.stringify(note, null, 2)).catch((error: unknown) =>
+        this.log.warn(`could not write the quarantine note of ${id}: ${String(error)}`),
+      );
+    }
+    const moved = quarantined.moved_to === undefined ? '' : ` (moved to ${quarantined.moved_to})`;
+    this.log.error(`job ${id} quarantined: ${found.path}: ${found.reason}${moved}`);
+    this.forget(id);
+    this.appender.release(this.layout.jobDir(id) + path.sep);
+    await this.noteChange(id);
+    return quarantined;
+  }
+
+  /** A shared file that is not what it should be, moved aside with a log line. */
+  private async moveAside(file: string, reason: string): Promise<void> {
+    const aside = StateLayout.quarantinedName(file, this.now());
+    await rename(file, aside).then(
+      () => this.log.error(`${file} moved to ${aside}: ${reason}`),
+      (error: unknown) => this.log.error(`${file}: ${reason}; could not move it aside: ${String(error)}`),
     );
-    if (size > CHANGES_ROTATE_BYTES) await rename(file, `${file}.old`).catch(() => undefined);
   }
 
   /** A new job's folder, its first owner when given, and job.json last (a folder without it is a submit cut short). */
@@ -133,6 +175,14 @@ export class JobStore extends StateReader {
     return this.appender.append(this.layout.runsFile(jobId), [String(index)], true);
   }
 
+  /**
+   * Notes that a resume queues these tasks again over their records (see readRequeued): written
+   * before the job's metadata says it runs again, so a crash from then on leaves them unfinished.
+   */
+  appendRequeued(jobId: string, indices: readonly number[]): Promise<void> {
+    return this.appender.append(this.layout.requeuedFile(jobId), indices.map(String), true);
+  }
+
   /** Resolves once every append queued so far (of one job, or all) has reached its file. */
   async flush(jobId?: string): Promise<void> {
     await this.appender.flush(jobId === undefined ? '' : this.layout.jobDir(jobId));
@@ -140,18 +190,20 @@ export class JobStore extends StateReader {
   }
 
   /**
-   * Every job with readable metadata, oldest first. Old folders without job.json (a submit cut
-   * short) are removed; a damaged job.json is left as it is and its job left out (see damagedJob).
+   * Every job with readable metadata, oldest first, and the damaged ones (left as they are: the
+   * caller quarantines those it may). Old folders without job.json (a submit cut short) are
+   * removed; a quarantined job's folder is not (it has its note).
    */
-  async loadAll(): Promise<JobMeta[]> {
-    const { metas, missing } = await this.scanJobs();
+  async loadAll(): Promise<JobScan> {
+    const scan = await this.scanJobs();
+    const { missing } = scan;
     for (const id of missing) {
       // Only old folders: a young one may be a submit another server is writing right now.
       if (!(await isOlderThan(this.layout.jobDir(id), ABANDONED_SUBMIT_MS))) continue;
       this.log.warn(`job folder ${id} has no job.json (a submit cut short?); removing it`);
       await this.removeJob(id);
     }
-    return metas;
+    return scan;
   }
 
   /** The same, touching nothing: for readers while a server may own the directory. */
@@ -172,4 +224,12 @@ async function isOlderThan(file: string, ms: number): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** A folder itself, not a symlink to one. */
+function isFolder(dir: string): Promise<boolean> {
+  return lstat(dir).then(
+    (info) => info.isDirectory(),
+    () => false,
+  );
 }

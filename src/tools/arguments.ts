@@ -74,6 +74,27 @@ function checkDepth(toolName: string, raw: unknown): void {
   }
 }
 
+/**
+ * True when JSON `text` opens more than `max` objects and arrays at once. A scan of the text, not a
+ * parse: JSON.parse and everything after it recurse, and 50,000 levels overflow the stack. Brackets
+ * inside strings (escaped quotes included) are text.
+ */
+export function nestsDeeper(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 function describeIssue(issue: z.core.$ZodIssue, known: readonly string[]): string {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys

@@ -15,18 +15,22 @@ export const cancelJobTool = defineTool({
     await ctx.engine.refresh([args.job_id]);
     const before = ctx.engine.snapshotOf(args.job_id);
     const after = await ctx.engine.cancel(args.job_id);
-    const stopped = before.counts.queued + before.counts.running;
+    const { queued, running, interrupted } = before.counts;
+    const stopped = queued + running + interrupted;
     const head =
       stopped === 0
         ? 'Nothing to cancel: the job had finished.'
-        : `Cancelled ${before.counts.queued} queued and ${before.counts.running} running task(s).`;
+        : interrupted > 0
+          ? `Cancelled ${interrupted} interrupted task(s): their server had stopped; the job is cancelled now.`
+          : `Cancelled ${queued} queued and ${running} running task(s).`;
     const next = `${call('collect_results', { job_ids: [after.id] })} shows what finished${stopped === 0 ? '' : `; ${call('resume_job', { job_id: after.id, include_cancelled: true })} runs the cancelled tasks again`}.`;
     return {
       text: [head, describeJob(after), next].join('\n'),
       structured: {
         ...jobView(after),
-        cancelled_queued: before.counts.queued,
-        cancelled_running: before.counts.running,
+        cancelled_queued: queued,
+        cancelled_running: running,
+        cancelled_interrupted: interrupted,
         next,
       },
     };

@@ -5,7 +5,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import * as z from 'zod';
 import { isMonitorError, MonitorError } from '../errors.js';
 import { type PathRules, resolveInsideRoots } from '../paths.js';
-import { closest } from './arguments.js';
+import { closest, MAX_ARGUMENT_DEPTH, nestsDeeper } from './arguments.js';
 import type { TaskCap } from '../pools/kind.js';
 
 /**
@@ -15,6 +15,13 @@ import type { TaskCap } from '../pools/kind.js';
 
 /** The largest list file read: every task is held in memory until the job is stored. */
 export const MAX_LIST_FILE_BYTES = 256 * 1024 * 1024;
+/**
+ * The longest line read: one line is one task, and a line is held several times over while it is
+ * parsed (100 MB took the server to 800 MB). As much as a script's stdin gets from an upstream task.
+ */
+export const MAX_LINE_BYTES = 16 * 1024 * 1024;
+/** A line's element sits two levels into the call's arguments (`inputs[N]`): it may nest as deep as inline. */
+const MAX_LINE_DEPTH = MAX_ARGUMENT_DEPTH - 2;
 /** Read a slice at a time, and let other work run every few hundred lines: parsing never holds the event loop for long. */
 const READ_CHUNK_BYTES = 1024 * 1024;
 const LINES_PER_TURN = 500;
@@ -192,19 +199,12 @@ async function parseLines<T>(
   let pending: Buffer[] = [];
   let total = 0;
   let linesThisTurn = 0;
+  let pendingBytes = 0;
   const take = (bytes: Buffer): void => {
     lineNumber++;
-    const value = parseLine(spec, bytes, lineNumber);
+    const value = parseLine(spec, file, bytes, lineNumber);
     if (value === undefined) return;
-    if (items.length >= spec.cap.max) {
-      throw new MonitorError(
-        'INVALID_INPUT',
-        `${spec.argument} has more than ${spec.cap.max} tasks (non-blank lines); one call takes at most ${spec.cap.max}.`,
-        {
-          hint: `Split it into files of at most ${spec.cap.max} lines, one call each${spec.cap.setting ? `; the cap is "${spec.cap.setting}" in the config file` : ''}. Nothing was started.`,
-        },
-      );
-    }
+    if (items.length >= spec.cap.max) throw tooManyTasks(spec);
     const parsed = spec.element.safeParse(value.json);
     if (!parsed.success) {
       const problems = parsed.error.issues.map((issue) => describeIssue(issue, known));
@@ -229,8 +229,10 @@ async function parseLines<T>(
     let start = 0;
     for (let newline = chunk.indexOf(0x0a, start); newline !== -1; newline = chunk.indexOf(0x0a, start)) {
       const piece = chunk.subarray(start, newline);
+      if (pendingBytes + piece.length > MAX_LINE_BYTES) throw lineTooLong(spec, file, lineNumber + 1);
       take(pending.length === 0 ? piece : Buffer.concat([...pending, piece]));
       pending = [];
+      pendingBytes = 0;
       start = newline + 1;
       // The read buffer is not reused before this loop ends, so waiting here is safe.
       if (++linesThisTurn >= LINES_PER_TURN) {
@@ -239,7 +241,12 @@ async function parseLines<T>(
       }
     }
     // A copy: the read buffer is reused for the next slice.
-    if (start < chunk.length) pending.push(Buffer.from(chunk.subarray(start)));
+    if (start < chunk.length) {
+      // Held only up to the cap: a 100 MB line is refused after its first 16 MiB, never built whole.
+      pendingBytes += chunk.length - start;
+      if (pendingBytes > MAX_LINE_BYTES) throw lineTooLong(spec, file, lineNumber + 1);
+      pending.push(Buffer.from(chunk.subarray(start)));
+    }
   }
   if (pending.length > 0) take(Buffer.concat(pending));
   if (items.length === 0) {
@@ -254,8 +261,33 @@ async function parseLines<T>(
   return { items, source: { file, lines } };
 }
 
+function tooManyTasks(spec: ListFileSpec<unknown>): MonitorError {
+  return new MonitorError(
+    'INVALID_INPUT',
+    `${spec.argument} has more than ${spec.cap.max} tasks (non-blank lines); one call takes at most ${spec.cap.max}.`,
+    {
+      hint: `Split it into files of at most ${spec.cap.max} lines, one call each${spec.cap.setting ? `; the cap is "${spec.cap.setting}" in the config file` : ''}. Nothing was started.`,
+    },
+  );
+}
+
+function lineTooLong(spec: ListFileSpec<unknown>, file: string, lineNumber: number): MonitorError {
+  return new MonitorError(
+    'INVALID_INPUT',
+    `${spec.argument} "${file}" line ${lineNumber} is longer than ${MAX_LINE_BYTES / 1024 / 1024} MiB, the most one line may hold; reading stopped there.`,
+    {
+      hint: `One line is one element of ${spec.list}: put large data in a file the task reads and pass its path in the line. Nothing was started.`,
+    },
+  );
+}
+
 /** One line's JSON value, or undefined for a blank line. */
-function parseLine(spec: ListFileSpec<unknown>, bytes: Buffer, lineNumber: number): { json: unknown } | undefined {
+function parseLine(
+  spec: ListFileSpec<unknown>,
+  file: string,
+  bytes: Buffer,
+  lineNumber: number,
+): { json: unknown } | undefined {
   if (!isUtf8(bytes)) {
     throw new MonitorError('INVALID_INPUT', `${spec.argument} line ${lineNumber} is not valid UTF-8.`, {
       hint: 'Write the file as UTF-8 (binary data can go inside a JSON string, escaped). Nothing was started.',
@@ -265,6 +297,16 @@ function parseLine(spec: ListFileSpec<unknown>, bytes: Buffer, lineNumber: numbe
   if (lineNumber === 1 && text.startsWith('\uFEFF')) text = text.slice(1);
   if (text.endsWith('\r')) text = text.slice(0, -1);
   if (text.trim() === '') return undefined;
+  // Before JSON.parse, which recurses: inline arguments get the same limit (arguments.ts).
+  if (nestsDeeper(text, MAX_LINE_DEPTH)) {
+    throw new MonitorError(
+      'INVALID_INPUT',
+      `${spec.argument} "${file}" line ${lineNumber} nests deeper than ${MAX_ARGUMENT_DEPTH} levels (counted as ${spec.list}[…] inline).`,
+      {
+        hint: `Flatten that value (at most ${MAX_LINE_DEPTH} levels of objects and arrays in a line), or put it in a file the worker reads; nothing was started.`,
+      },
+    );
+  }
   try {
     return { json: JSON.parse(text) as unknown };
   } catch (error) {

@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import type { JobSnapshot } from '../engine/types.js';
+import type { DamagedJob } from '../store/records.js';
 import type { CoreConfig } from '../config/core.js';
 import { call, describeJob, formatAge, jobView, orList, waitNote } from './format.js';
 import { defineTool, type ServerFacts } from './tool.js';
@@ -34,19 +35,27 @@ export function listJobsTool(facts: ServerFacts) {
         if (args.state === 'finished') return !active(job.state);
         return args.state === undefined || job.state === args.state;
       });
-      const shown = all.slice(0, args.limit ?? 20);
+      const limit = args.limit ?? 20;
+      const shown = all.slice(0, limit);
+      // Damaged jobs are no kind and never active: listed after the others, unless a filter leaves them out.
+      const damaged =
+        args.kind || (args.state !== undefined && args.state !== 'finished') ? [] : ctx.engine.damagedJobs();
+      const damagedShown = damaged.slice(0, Math.max(0, limit - shown.length));
       const now = Date.now();
       const lines = shown.map((job) => `${describeJob(job)}; created ${formatAge(job.createdAt, now)}`);
+      for (const job of damagedShown) lines.push(`${job.id} damaged: ${job.path}: ${job.reason}`);
       const next: string[] = [];
-      if (shown.length === 0)
+      if (damagedShown.length > 0) next.push(DAMAGED_NEXT);
+      if (shown.length + damagedShown.length === 0)
         next.push(
           all.length === 0 && args.state === undefined && !args.kind
             ? `No jobs yet. Submit one with ${orList(facts.dispatchTools)}.`
             : `No job matches; ${call('list_jobs', {})} lists them all.`,
         );
-      if (all.length > shown.length)
+      const total = all.length + damaged.length;
+      if (total > shown.length + damagedShown.length)
         next.push(
-          `${all.length - shown.length} more job(s) match: ${call('list_jobs', { ...args, limit: Math.min(200, all.length) })} lists them.`,
+          `${total - shown.length - damagedShown.length} more job(s) match: ${call('list_jobs', { ...args, limit: Math.min(200, total) })} lists them.`,
         );
       const interrupted = shown.filter((job) => job.counts.interrupted > 0 && job.ownerPid === undefined);
       if (interrupted.length > 0) {
@@ -57,10 +66,25 @@ export function listJobsTool(facts: ServerFacts) {
       lines.push(...next);
       return {
         text: lines.join('\n'),
-        structured: { jobs: shown.map(jobView), shown: shown.length, total: all.length, next: next.join(' ') },
+        structured: {
+          jobs: [...shown.map(jobView), ...damagedShown.map(damagedView)],
+          shown: shown.length + damagedShown.length,
+          total,
+          next: next.join(' '),
+        },
       };
     },
   });
+}
+
+const DAMAGED_NEXT =
+  'A damaged job has a file that fails its check (damaged.path and damaged.reason say which and why): it is left out of everything else. Inspect its folder and remove it when done; the other jobs are not affected.';
+
+/** A damaged job as list_jobs shows it: which file failed and why, and where it was moved to. */
+function damagedView(job: DamagedJob): Record<string, unknown> {
+  const damaged: Record<string, string> = { path: job.path, reason: job.reason };
+  if (job.moved_to !== undefined) damaged.moved_to = job.moved_to;
+  return { job_id: job.id, state: 'damaged', damaged };
 }
 
 /** The results most worth collecting: the jobs still running (those a model waits for), else the newest job's. */

@@ -27,18 +27,82 @@ export const lmstudioModelsTool = defineKindTool(llmKind, {
     );
     const lines: string[] = [];
     const now = Date.now();
-    for (const report of reports) lines.push(...describeEndpoint(report, now));
+    const room = { chars: MODELS_BUDGET_CHARS, endpoints: reports.length };
+    const views: Array<Record<string, unknown>> = [];
+    for (const report of reports) {
+      const listing = shownModels(report, args.model, room);
+      lines.push(...describeEndpoint(report, listing, now));
+      views.push(endpointView(report, listing, now));
+    }
     const defaultModel = llm.defaultModel;
     const next = `${defaultModel ? `Default model: ${defaultModel}.` : 'No default model is set: lmstudio_complete uses the loaded LLM unless you pass `model`.'} Pass a model id listed here as lmstudio_complete's model; an endpoint with an error says how to fix it.`;
     lines.push(next);
     return {
       text: lines.join('\n'),
-      structured: { endpoints: reports.map((r) => endpointView(r, now)), default_model: defaultModel ?? null, next },
+      structured: { endpoints: views, default_model: defaultModel ?? null, next },
     };
   },
 });
 
-function describeEndpoint(report: EndpointReport, now: number): string[] {
+/**
+ * A server may list any number of models (100,000 made a 3.7 MB reply): at most MOST_SHOWN an
+ * endpoint and MODELS_BUDGET_CHARS of them in all, loaded ones first, then chat models, with a note
+ * saying how many were left out and how to see one. Ids are at most 256 characters (probe.ts).
+ */
+const MOST_SHOWN = 200;
+const MODELS_BUDGET_CHARS = 30_000;
+/** Error texts from a server, cut: the fix is in their first lines. */
+const MOST_ERROR_CHARS = 500;
+
+interface Listing {
+  shown: ReportedModel[];
+  /** Models the server listed (or that match `model`, when given). */
+  total: number;
+  note?: string;
+}
+
+function modelRank(model: ReportedModel): number {
+  if (model.state === 'loaded') return 0;
+  return model.type === 'embeddings' || (model.type === undefined && /embed/i.test(model.id)) ? 2 : 1;
+}
+
+/** The models of `report` to show within `room` (shared by the endpoints): matching `filter`, loaded first. */
+function shownModels(
+  report: EndpointReport,
+  filter: string | undefined,
+  room: { chars: number; endpoints: number },
+): Listing {
+  const wanted = filter?.toLowerCase();
+  const matching = report.models
+    .map((model, i) => ({ model, i }))
+    .filter(({ model }) => wanted === undefined || model.id.toLowerCase().includes(wanted))
+    .sort((a, b) => modelRank(a.model) - modelRank(b.model) || a.i - b.i)
+    .map(({ model }) => model);
+  const shown: ReportedModel[] = [];
+  for (const model of matching) {
+    const size = JSON.stringify(modelView(model)).length + 1;
+    if (shown.length >= MOST_SHOWN || size > room.chars) break;
+    room.chars -= size;
+    shown.push(model);
+  }
+  const listed = report.modelsListed ?? report.models.length;
+  const total = wanted === undefined ? listed : matching.length;
+  const listing: Listing = { shown, total };
+  const kept =
+    report.modelsListed === undefined
+      ? ''
+      : ` The server listed ${listed}; the ${report.models.length} kept (loaded ones first) are the ones searched and used.`;
+  if (shown.length < total)
+    listing.note = `${shown.length} of ${total}${wanted === undefined ? '' : ` matching "${filter}"`} models shown (loaded, then chat models first).${kept} To see a given one, call lmstudio_models with model: "<its id, or part of it>" and no action${room.endpoints > 1 ? `, or endpoint: "${report.name}" to list this endpoint alone` : ''}.`;
+  else if (kept) listing.note = kept.trim();
+  return listing;
+}
+
+function cut(text: string, most: number): string {
+  return text.length > most ? `${text.slice(0, most)}…` : text;
+}
+
+function describeEndpoint(report: EndpointReport, listing: Listing, now: number): string[] {
   const flavor = report.flavor ?? 'not identified';
   const slots = report.slots
     ? `${report.slots.total} slot(s)${report.slots.busy === undefined ? '' : `, ${report.slots.busy} busy`}, `
@@ -47,19 +111,20 @@ function describeEndpoint(report: EndpointReport, now: number): string[] {
   const head = `${report.name} (${flavor}, ${report.url}, ${slots}${report.limit} at once [${report.limitSource}${measuring}]${report.active > 0 ? `, ${report.active} in flight` : ''}, checked ${secondsAgo(report.checkedAt, now)} s ago)`;
   if (report.error || !report.reachable) {
     const code = report.error?.code ?? 'ERROR';
-    const message = report.error?.message ?? 'no answer';
+    const message = cut(report.error?.message ?? 'no answer', MOST_ERROR_CHARS);
     // Reachable = an HTTP answer came back: a 401 means "there, but refused", not "down".
     const state = !report.reachable
       ? `NOT REACHABLE — ${code}: ${message}`
       : `reachable, ${code === 'AUTH_REQUIRED' ? 'refused' : 'but answered with an error'} (${code}): ${message}`;
     const lines = [`${head}: ${state}`];
-    if (report.error?.hint) lines.push(`  Fix: ${report.error.hint}`);
+    if (report.error?.hint) lines.push(`  Fix: ${cut(report.error.hint, MOST_ERROR_CHARS)}`);
     return lines;
   }
   const lines = [
-    `${head}: reachable, ${report.models.length} model(s)${report.configuredModels ? `; configured to serve ${report.configuredModels.join(', ')}` : ''}`,
+    `${head}: reachable, ${listing.total} model(s)${report.configuredModels ? `; configured to serve ${report.configuredModels.join(', ')}` : ''}`,
   ];
-  for (const model of report.models) lines.push(`  - ${describeModel(model)}`);
+  for (const model of listing.shown) lines.push(`  - ${describeModel(model)}`);
+  if (listing.note) lines.push(`  Note: ${listing.note}`);
   return lines;
 }
 
@@ -88,7 +153,20 @@ function describeModel(model: ReportedModel): string {
   return facts.length > 0 ? `${model.id} (${facts.join(', ')})` : model.id;
 }
 
-function endpointView(report: EndpointReport, now: number): Record<string, unknown> {
+function modelView(m: ReportedModel): Record<string, unknown> {
+  const model: Record<string, unknown> = { id: m.id };
+  if (m.type) model.type = m.type;
+  if (m.state) model.state = m.state;
+  if (m.contextLength) {
+    model.context_length = m.contextLength;
+    model.context_source = m.contextSource ?? 'server';
+  }
+  if (m.parallel) model.parallel = m.parallel;
+  if (m.maxContextLength) model.max_context_length = m.maxContextLength;
+  return model;
+}
+
+function endpointView(report: EndpointReport, listing: Listing, now: number): Record<string, unknown> {
   const view: Record<string, unknown> = {
     name: report.name,
     url: report.url,
@@ -99,20 +177,18 @@ function endpointView(report: EndpointReport, now: number): Record<string, unkno
     limit: { value: report.limit, source: report.limitSource, ...adaptiveView(report) },
     in_flight: report.active,
     peak_in_flight: report.peak,
-    models: report.models.map((m) => {
-      const model: Record<string, unknown> = { id: m.id };
-      if (m.type) model.type = m.type;
-      if (m.state) model.state = m.state;
-      if (m.contextLength) {
-        model.context_length = m.contextLength;
-        model.context_source = m.contextSource ?? 'server';
-      }
-      if (m.parallel) model.parallel = m.parallel;
-      if (m.maxContextLength) model.max_context_length = m.maxContextLength;
-      return model;
-    }),
+    models: listing.shown.map(modelView),
   };
-  if (report.error) view.error = report.error;
+  if (listing.shown.length < listing.total || report.modelsListed !== undefined) view.models_total = listing.total;
+  if (listing.note) view.models_note = listing.note;
+  if (report.error) {
+    const { message, hint, ...rest } = report.error;
+    view.error = {
+      ...rest,
+      message: cut(message, MOST_ERROR_CHARS),
+      ...(hint ? { hint: cut(hint, MOST_ERROR_CHARS) } : {}),
+    };
+  }
   if (report.configuredModels) view.configured_models = report.configuredModels;
   return view;
 }

@@ -1,9 +1,11 @@
 import { readFile, rm, stat } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { dashboardAssets } from '../../src/dashboard/assets.js';
 import { LivePublisher } from '../../src/live/publisher.js';
 import { silentLogger } from '../../src/log.js';
+import { JobStore } from '../../src/store/store.js';
 import { jobIdOf, makeTempDir, repoRoot } from '../helpers/client.js';
 import { chromiumPath, startDashboard } from '../helpers/dashboard.js';
 import { type BenchRow, median, ms, startServer, waitDone } from './common.js';
@@ -40,8 +42,110 @@ async function tenThousand(live: boolean): Promise<{ wallMs: number; cpuS: numbe
   }
 }
 
-export async function benchDashboard(): Promise<BenchRow[]> {
+/** A process's resident memory (MB), from /proc. */
+async function rssMb(pid: number): Promise<number> {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
+  return Number(kb) / 1024;
+}
+
+/** A client that asks for the event stream and never reads past the first chunk; its status. */
+function stalledStream(port: number, token: string, sockets: Socket[]): Promise<number> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1', () =>
+      socket.write(`GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nx-monitor-token: ${token}\r\n\r\n`),
+    );
+    sockets.push(socket);
+    socket.on('error', () => resolve(0));
+    socket.once('data', (chunk: Buffer) => {
+      socket.pause();
+      resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(chunk.toString())?.[1] ?? 0));
+    });
+  });
+}
+
+/**
+ * Issue 24: 40 jobs (a state of ~15 KB), one of them running and getting a result every 100 ms;
+ * 300 clients open the event stream and never read. The dashboard's memory, and how many it took.
+ * Then the bytes a reading page gets over 10 s while the job runs with nothing new.
+ */
+export async function benchDashboardStreams(): Promise<BenchRow[]> {
+  const stateDir = await makeTempDir('monitor-bench-streams-');
+  const store = new JobStore(stateDir, silentLogger);
+  await store.init();
+  const createdAt = new Date().toISOString();
+  for (let i = 0; i < 39; i++)
+    await store.createJob(
+      { id: JobStore.newJobId(), kind: 'script', label: `job ${i}`, createdAt, taskCount: 10, concurrency: 2 },
+      Array.from({ length: 10 }, (_, k) => k),
+    );
+  const running = JobStore.newJobId();
+  await store.createJob(
+    { id: running, kind: 'script', createdAt, taskCount: 1000, concurrency: 8, ownerPid: process.pid },
+    Array.from({ length: 1000 }, (_, k) => k),
+  );
+  const dashboard = await startDashboard(stateDir);
+  const pid = dashboard.process.pid ?? 0;
+  const port = Number(new URL(dashboard.base).port);
+  const sockets: Socket[] = [];
   const rows: BenchRow[] = [];
+  try {
+    const before = await rssMb(pid);
+    const statuses = await Promise.all(
+      Array.from({ length: 300 }, () => stalledStream(port, dashboard.token, sockets)),
+    );
+    let peak = before;
+    for (let index = 0; index < 300; index++) {
+      await store.appendResult(running, {
+        index,
+        state: 'succeeded',
+        attempt: 1,
+        finishedAt: new Date().toISOString(),
+      });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (index % 10 === 0) peak = Math.max(peak, await rssMb(pid));
+    }
+    const after = await rssMb(pid);
+    rows.push({
+      name: '300 event streams that never read, 30 s of a state changing 10 times a second: taken | refused (503)',
+      value: `${statuses.filter((s) => s === 200).length} | ${statuses.filter((s) => s === 503).length}`,
+      goal: '32 | 268',
+      ok: statuses.filter((s) => s === 200).length === 32,
+    });
+    rows.push({
+      name: "the same: the dashboard's RSS before → peak → after",
+      value: `${before.toFixed(0)} → ${peak.toFixed(0)} → ${after.toFixed(0)} MB`,
+      goal: 'under +40 MB',
+      ok: peak - before < 40,
+    });
+    for (const socket of sockets) socket.destroy();
+    // A page that reads, for 10 s, while the job runs with no new result.
+    let bytes = 0;
+    const page = connect(port, '127.0.0.1', () =>
+      page.write(`GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nx-monitor-token: ${dashboard.token}\r\n\r\n`),
+    );
+    page.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const first = bytes;
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    page.destroy();
+    rows.push({
+      name: 'bytes sent to a page in 10 s while a job runs with no new result (after its first state)',
+      value: `${bytes - first} B (first state ${first} B)`,
+      goal: 'under 1 KB',
+      ok: bytes - first < 1024,
+    });
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await dashboard.close();
+    await rm(stateDir, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+export async function benchDashboard(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [...(await benchDashboardStreams())];
   let weight = 0;
   for (const file of Object.values(dashboardAssets(repoRoot))) weight += (await stat(file)).size;
   rows.push({

@@ -70,12 +70,88 @@ describe.skipIf(!chromiumPath)('the live dashboard in a real browser (headless c
   // The token, Host and Origin checks and the headers are plain HTTP: test/dashboard/http.test.ts.
   it('moves the token out of the address bar into its cookie, and the page stays live on it', async () => {
     expect(new URL(page.url()).search).toBe('');
-    expect((await page.context().cookies()).map((c) => [c.name, c.httpOnly, c.sameSite])).toEqual([
-      ['monitor_dashboard', true, 'Strict'],
+    expect((await page.context().cookies()).map((c) => [c.name, c.httpOnly, c.sameSite, c.path])).toEqual([
+      [`monitor_dashboard_${new URL(dashboard.url).port}`, true, 'Strict', '/'],
     ]);
     await page.reload();
     await page.waitForSelector('#connection.live', { timeout: 20_000 });
   });
+
+  it('keeps two dashboards on two ports working side by side in one browser (a cookie each)', async () => {
+    const otherDir = await makeTempDir('monitor-dashboard-second-');
+    const second = await startDashboard(otherDir);
+    const context = await browser.newContext();
+    try {
+      const first = await context.newPage();
+      await first.goto(dashboard.url);
+      await first.waitForSelector('#connection.live', { timeout: 20_000 });
+      const other = await context.newPage();
+      await other.goto(second.url);
+      await other.waitForSelector('#connection.live', { timeout: 20_000 });
+      // Each page, reloaded without its token (the address bar no longer has it), is still its own dashboard's.
+      for (const [tab, dir] of [
+        [first, stateDir],
+        [other, otherDir],
+      ] as const) {
+        await tab.reload();
+        await tab.waitForSelector('#connection.live', { timeout: 20_000 });
+        const status = await tab.evaluate("fetch('/api/jobs').then((r) => r.status)");
+        expect(status).toBe(200);
+        await expect.poll(async () => tab.locator('#footer').innerText(), { timeout: 20_000 }).toContain(dir);
+      }
+      expect((await context.cookies()).map((c) => c.name).sort()).toEqual(
+        [`monitor_dashboard_${new URL(dashboard.url).port}`, `monitor_dashboard_${new URL(second.url).port}`].sort(),
+      );
+    } finally {
+      await context.close();
+      await second.close();
+      await rm(otherDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it("counts a running job's elapsed time on in the page, with no new event from the server until a result", async () => {
+    const quietDir = await makeTempDir('monitor-dashboard-quiet-');
+    const quiet = await startDashboard(quietDir);
+    const store = new JobStore(quietDir, silentLogger);
+    const jobId = JobStore.newJobId();
+    const createdAt = new Date(Date.now() - 65_000).toISOString();
+    await store.createJob(
+      { id: jobId, kind: 'script', createdAt, taskCount: 3, concurrency: 1, ownerPid: process.pid },
+      [0, 1, 2],
+    );
+    const tab = await browser.newPage();
+    try {
+      // The events the page's EventSource receives, as the browser's network layer sees them.
+      const cdp = await tab.context().newCDPSession(tab);
+      const events: string[] = [];
+      cdp.on('Network.eventSourceMessageReceived', (message) => events.push(message.eventName));
+      await cdp.send('Network.enable');
+      await tab.goto(quiet.url);
+      const row = tab.locator(`tr[data-job="${jobId}"]`);
+      await row.waitFor({ timeout: 20_000 });
+      const elapsed = row.locator('td.elapsed');
+      const seen = await elapsed.innerText();
+      expect(seen).toMatch(/^1 min \d+ s$/);
+      // It ticks in the page: two more seconds shown, while the server sent nothing new.
+      const seconds = (text: string): number => Number(/(\d+) s$/.exec(text)?.[1]);
+      await expect
+        .poll(async () => seconds(await elapsed.innerText()), { timeout: 20_000 })
+        .toBeGreaterThanOrEqual(seconds(seen) + 2);
+      expect(events).toEqual(['state']);
+      await store.appendResult(jobId, {
+        index: 0,
+        state: 'succeeded',
+        attempt: 1,
+        finishedAt: new Date().toISOString(),
+      });
+      await expect.poll(async () => row.locator('td.done').innerText(), { timeout: 20_000 }).toBe('1/3');
+      expect(events).toEqual(['state', 'state']);
+    } finally {
+      await tab.close();
+      await quiet.close();
+      await rm(quietDir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it("shows a running job's progress advancing, then its failures grouped by error code", async () => {
     // Eight tasks, two at a time, a failure every other one.

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DashboardData } from '../../src/dashboard/data.js';
@@ -46,7 +46,7 @@ const done = (index: number, fields: Partial<TaskRecord> = {}): TaskRecord => ({
 });
 
 describe('DashboardData', () => {
-  it('lists every readable job, leaving a damaged one out with a line naming its file', async () => {
+  it('lists every readable job, and a damaged one as damaged with its file, said once in the log', async () => {
     const store = await newStore();
     const [good, bad] = [JobStore.newJobId(), JobStore.newJobId()];
     await store.createJob(meta(good), [1, 2, 3]);
@@ -55,10 +55,19 @@ describe('DashboardData', () => {
     const warnings: string[] = [];
     const log: Logger = { ...silentLogger, warn: (line) => warnings.push(line) };
     const data = new DashboardData(store.layout.stateDir, () => false, log);
-    expect((await data.snapshot(Date.now())).jobs.map((job) => job.id)).toEqual([good]);
+    const { jobs } = await data.snapshot(Date.now());
+    expect(jobs.map((job) => [job.id, job.state])).toEqual([
+      [good, 'interrupted'],
+      [bad, 'damaged'],
+    ]);
+    expect(jobs[1]?.damaged).toEqual({ path: store.layout.metaFile(bad), reason: expect.stringMatching(/id: /) });
+    expect(jobs[1]?.next).toMatch(/Inspect the folder .* and remove it/);
+    await data.snapshot(Date.now());
     expect(warnings).toEqual([expect.stringContaining(`${bad}`)]);
-    expect(warnings[0]).toMatch(/job\.json is damaged/);
-    expect(await data.tasks(bad)).toBeUndefined();
+    expect(warnings[0]).toMatch(/job\.json: id: /);
+    expect((await data.tasks(bad))?.job.state).toBe('damaged');
+    // Nothing moved: readers only show.
+    expect(await readFile(store.layout.metaFile(bad), 'utf8')).toBe('{"id": 7}');
   });
 
   it('shows a job whose server is gone as interrupted with the resume call; a running one with its ETA', async () => {
@@ -93,6 +102,46 @@ describe('DashboardData', () => {
       expect.objectContaining({ index: 1, state: 'failed', error: { code: 'NON_ZERO_EXIT', message: 'exit 1' } }),
       { index: 2, state: 'interrupted' },
     ]);
+  });
+
+  it('shows a job in flight as running from its first start, not from its first result; never more running than its concurrency', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id, { ownerPid: 22, taskCount: 4 }), [1, 2, 3, 4], { pid: 22 });
+    const data = new DashboardData(store.layout.stateDir, (pid) => pid === 22, silentLogger);
+    const job = async (): Promise<unknown> => (await data.snapshot(Date.now())).jobs[0];
+    expect(await job()).toMatchObject({ state: 'queued', running: 0, pending: 4 });
+    // Its server notes each start in runs.log: the first task runs, no result yet.
+    await store.appendRun(id, 0);
+    await store.flush(id);
+    expect(await job()).toMatchObject({ state: 'running', running: 1, pending: 4 });
+    // Starts of runs cut off earlier (a crash) stay in the log: more starts than slots are not more running.
+    for (const index of [1, 2, 3]) await store.appendRun(id, index);
+    await store.flush(id);
+    expect(await job()).toMatchObject({ state: 'running', running: 2, pending: 4 });
+    await store.appendResult(id, done(0));
+    expect(await job()).toMatchObject({ state: 'running', running: 2, succeeded: 1, pending: 3 });
+    expect((await data.tasks(id))?.tasks.map((t) => t.state)).toEqual(['succeeded', 'running', 'running', 'pending']);
+  });
+
+  it('shows a job resumed from cancelled whose server then died as interrupted, not cancelled', async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    await store.createJob(meta(id, { ownerPid: 11 }), [1, 2, 3], { pid: 11 });
+    const cancelled = (index: number): TaskRecord =>
+      done(index, { state: 'cancelled', error: { code: 'CANCELLED', message: 'Cancelled before it started.' } });
+    await store.appendResults(id, [done(0), cancelled(1), cancelled(2)]);
+    // The resume queued #1 and #2 again over their records; its server died before either was recorded.
+    await store.appendRequeued(id, [1, 2]);
+    await store.flush(id);
+    const data = new DashboardData(store.layout.stateDir, () => false, silentLogger);
+    expect((await data.snapshot(Date.now())).jobs[0]).toMatchObject({
+      state: 'interrupted',
+      succeeded: 1,
+      cancelled: 0,
+      pending: 2,
+    });
+    expect((await data.tasks(id))?.tasks.map((t) => t.state)).toEqual(['succeeded', 'interrupted', 'interrupted']);
   });
 
   it("lists a job's failed tasks alone when asked: three failures among 600 tasks, past the first page too", async () => {
@@ -252,5 +301,30 @@ describe('DashboardData', () => {
     const tasks = (await data.tasks(id))?.tasks ?? [];
     expect(tasks[0]?.unverified).toBeUndefined();
     expect(tasks[1]?.unverified).toBe('citations: 1 of 1 citation(s) do not hold: a.ts:999 (file has 3 lines)');
+  });
+
+  it("keeps a running job's token rate over the time to its latest result: it does not sink while only time passes", async () => {
+    const store = await newStore();
+    const id = JobStore.newJobId();
+    const created = Date.now() - 60_000;
+    await store.createJob(
+      meta(id, { kind: 'llm', createdAt: new Date(created).toISOString(), ownerPid: 77 }),
+      [1, 2, 3],
+    );
+    // 1000 tokens out 10 s after the start: 100 tok/s, however long it then waits for the next one.
+    await store.appendResult(
+      id,
+      done(0, { finishedAt: new Date(created + 10_000).toISOString(), value: { tokens_in: 10, tokens_out: 1000 } }),
+    );
+    const data = new DashboardData(
+      store.layout.stateDir,
+      (pid) => pid === 77,
+      silentLogger,
+      new Map([['llm', llmTotals]]),
+    );
+    const texts = [];
+    for (const later of [0, 20_000, 600_000])
+      texts.push((await data.snapshot(Date.now() + later)).jobs[0]?.totals?.text);
+    expect(texts).toEqual(Array(3).fill('1010 tokens processed locally (10 in, 1000 out at 100 tok/s out)'));
   });
 });

@@ -1,4 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -97,12 +100,19 @@ describe('the dashboard answers only its own page: token, Host and Origin checks
     }
   });
 
-  it('moves the token into an HttpOnly, SameSite=Strict cookie, which then stands for it', async () => {
+  it('moves the token into an HttpOnly, SameSite=Strict cookie named for its port, which then stands for it', async () => {
+    const port = new URL(dashboard.base).port;
     const page = await send(withToken('/'), { host });
+    // Named per port: browsers share cookies between the ports of a host, so two dashboards keep one each.
     expect(page.headers['set-cookie']).toEqual([
-      `monitor_dashboard=${dashboard.token}; HttpOnly; SameSite=Strict; Path=/`,
+      `monitor_dashboard_${port}=${dashboard.token}; HttpOnly; SameSite=Strict; Path=/`,
     ]);
-    const cookie = `monitor_dashboard=${dashboard.token}`;
+    const cookie = `monitor_dashboard_${port}=${dashboard.token}`;
+    // Another port's cookie, or the old shared name, is not this dashboard's.
+    expect((await send('/api/jobs', { host, cookie: `monitor_dashboard=${dashboard.token}` })).status).toBe(401);
+    expect(
+      (await send('/api/jobs', { host, cookie: `monitor_dashboard_${Number(port) + 1}=${dashboard.token}` })).status,
+    ).toBe(401);
     expect((await send('/api/jobs', { host, cookie })).status).toBe(200);
     expect((await send('/assets/app.js', { host, cookie: `theme=dark; ${cookie}` })).status).toBe(200);
     expect((await send('/api/jobs', { host, cookie: `${cookie}x` })).status).toBe(401);
@@ -129,7 +139,116 @@ describe('the dashboard answers only its own page: token, Host and Origin checks
       expect(reply.headers['referrer-policy']).toBe('no-referrer');
     }
   });
+
+  it('answers 404 to a prototype key as an asset name, never 500', async () => {
+    for (const name of ['__proto__', 'constructor', 'hasOwnProperty', 'toString', 'valueOf', '__defineGetter__']) {
+      const reply = await send(withToken(`/assets/${name}`), { host });
+      expect(reply.status, name).toBe(404);
+    }
+    expect((await send(withToken('/assets/app.js'), { host })).status).toBe(200);
+  });
+
+  it('answers a malformed request with 4xx, never 500, and goes on serving', async () => {
+    const port = Number(new URL(dashboard.base).port);
+    const line = (target: string): string =>
+      `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nx-monitor-token: ${dashboard.token}\r\nConnection: close\r\n\r\n`;
+    const cases: Array<[string, string, number]> = [
+      ['garbage', 'GARBAGE\r\n\r\n', 400],
+      ['a broken %-escape', line('/api/jobs/%E0%A4%A'), 400],
+      ['a broken %-escape in a page path', line('/jobs/%E0%A4%A'), 400],
+      ['an absolute URL that does not parse', line('http://[x'), 400],
+      ['a target that is no path', line('//x:y'), 400],
+      ['an over-long URL', line(`/api/jobs?x=${'a'.repeat(5000)}`), 414],
+      ["a request line past the parser's limit", line(`/${'a'.repeat(20_000)}`), 431],
+    ];
+    for (const [what, text, status] of cases) {
+      const reply = await rawSocket(port, text);
+      expect(reply, what).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect((await send(withToken('/api/jobs'), { host })).status, `after ${what}`).toBe(200);
+    }
+    const broken = await rawSocket(port, line('/api/jobs/%E0%A4%A'));
+    expect(broken).toContain("Bad request: the request's URL has a broken %-escape.");
+  });
 });
+
+describe('the dashboard bound to all addresses (--host 0.0.0.0)', () => {
+  let stateDir = '';
+  let dashboard: RunningDashboard;
+  let port = '';
+  /** A non-loopback IPv4 address of this machine, as another machine would name it in the Host header. */
+  const external = Object.values(networkInterfaces())
+    .flat()
+    .find((address) => address && address.family === 'IPv4' && !address.internal)?.address;
+
+  beforeAll(async () => {
+    stateDir = await makeTempDir('monitor-dashboard-all-');
+    dashboard = await startDashboard(stateDir, ['--host', '0.0.0.0', '--allow-host', 'monitor.example']);
+    port = new URL(dashboard.base).port;
+  }, 60_000);
+
+  afterAll(async () => {
+    await dashboard?.close();
+    if (stateDir) await rm(stateDir, { recursive: true, force: true });
+  });
+
+  it("answers to this machine's own addresses and each --allow-host name, and to nothing else", async () => {
+    // The URL it prints opens on this machine.
+    expect(new URL(dashboard.url).hostname).toBe('127.0.0.1');
+    const get = (host: string): Promise<RawReply> =>
+      rawRequest(dashboard.base, `/api/jobs?token=${dashboard.token}`, { host });
+    const allowed = ['127.0.0.1', 'localhost', 'monitor.example', 'MONITOR.example', ...(external ? [external] : [])];
+    for (const name of allowed) expect((await get(`${name}:${port}`)).status, name).toBe(200);
+    for (const name of ['attacker.example', 'monitor.example.attacker.example', '0.0.0.1'])
+      expect((await get(`${name}:${port}`)).status, name).toBe(403);
+    if (external) expect((await get(`${external}:${Number(port) + 1}`)).status).toBe(403);
+    // A POST from a page on an allowed name carries that origin.
+    const post = await rawRequest(
+      dashboard.base,
+      `/api/jobs/${NO_JOB}/cancel?token=${dashboard.token}`,
+      { host: `monitor.example:${port}`, origin: `http://monitor.example:${port}` },
+      'POST',
+    );
+    expect(post.status).not.toBe(403);
+  });
+
+  it('warns plainly that the token travels in clear text, naming the Host names and SSH forwarding', async () => {
+    await until(() => dashboard.stderr().includes('\n'), 'its warning', 10_000);
+    const said = dashboard.stderr();
+    expect(said).toMatch(/^Warning: the dashboard listens on 0\.0\.0\.0, not on loopback, over plain HTTP: its token/m);
+    expect(said).toContain('travels in clear text');
+    expect(said).toContain(`monitor.example:${port}`);
+    if (external) expect(said).toContain(`${external}:${port}`);
+    expect(said).toContain('ssh -L PORT:127.0.0.1:PORT');
+  });
+
+  it('refuses an --allow-host value with a port or a scheme, saying what it takes', async () => {
+    for (const bad of ['host:8080', 'http://host', 'a b']) {
+      const run = spawnSync(process.execPath, [cli, 'dashboard', '--state-dir', stateDir, '--allow-host', bad], {
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      expect(run.status, bad).toBe(2);
+      expect(run.stderr).toContain('--allow-host takes a host name or address');
+    }
+  });
+});
+
+/** Sends `text` over a fresh socket, and gives the answer's first line (empty when the server just closed). */
+function rawSocket(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.end(text));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    socket.on('error', () => resolve(answer));
+    socket.on('close', () => resolve(answer));
+    setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer within 10 s to ${text.slice(0, 40)}`));
+    }, 10_000).unref();
+  });
+}
 
 describe("the dashboard's control path (no browser)", () => {
   it(

@@ -254,6 +254,12 @@ describe('chaos: the built server under SIGKILL and a second server', () => {
       );
       // Every worker alive, so every run is noted (a run cut off before its note reached the disk counts once less).
       await until(() => processesOf(first.pid).length >= tasks, 'every worker process to start', 30_000);
+      // A run is noted once its worker runs (runs.log), a moment after the process appears.
+      const runsLog = path.join(stateDir, 'jobs', jobId, 'runs.log');
+      await until(
+        async () => (await readFile(runsLog, 'utf8').catch(() => '')).split('\n').length > tasks,
+        'every run to be noted',
+      );
       await first.kill();
 
       const [c, d] = await Promise.all([start(stateDir), start(stateDir)]);

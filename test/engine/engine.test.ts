@@ -425,3 +425,30 @@ describe('Engine with a pool that runs tasks in batches', () => {
     await engine.close(0);
   });
 });
+
+describe('Engine status figures', () => {
+  it("never counts more tasks running than the job's concurrency, also while finished ones are being recorded", async () => {
+    const { engine } = await setup(16);
+    const job = await engine.submit({ kind: 'sleep', inputs: tasks(600, 1), options: {}, concurrency: 16 });
+    const seen: Array<{ running: number; sum: number }> = [];
+    const sample = (): void => {
+      const { counts } = engine.snapshotOf(job.id);
+      const sum = counts.queued + counts.running + counts.succeeded + counts.failed + counts.cancelled;
+      seen.push({ running: counts.running, sum: sum + counts.interrupted });
+    };
+    const off = engine.onChange(sample);
+    // Also between the engine's own changes: a reply can come at any moment.
+    const timer = setInterval(sample, 0);
+    try {
+      expect(await engine.waitFor([job.id], 60_000)).toBe(true);
+    } finally {
+      off();
+      clearInterval(timer);
+    }
+    expect(seen.length).toBeGreaterThan(100);
+    expect(Math.max(...seen.map((s) => s.running))).toBeLessThanOrEqual(16);
+    // Every task is counted once, in one state, whenever one looks.
+    expect(seen.every((s) => s.sum === 600)).toBe(true);
+    expect(engine.snapshotOf(job.id).counts).toMatchObject({ succeeded: 600, running: 0 });
+  }, 90_000);
+});

@@ -3,7 +3,7 @@ import { Engine } from '../../src/engine/engine.js';
 import type { MonitorError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { JobStore } from '../../src/store/store.js';
-import { eventually } from '../helpers/scripts.js';
+import { eventually, until } from '../helpers/scripts.js';
 import { cleanup, SleepPool, tasks, tempDir } from './harness.js';
 
 /** A server (pid) on the state directory `dir`, taking the pids in `alive` for live processes. */
@@ -158,5 +158,117 @@ describe('Engine with two servers on one state directory', () => {
       ['cancelled', 3],
     ]);
     await third.close(1000);
+  });
+});
+
+describe("Another server's view of a job, and a job whose owner is gone", () => {
+  it("counts only the tasks started as running, never more than the job's concurrency; the rest are queued", async () => {
+    const dir = await tempDir();
+    const alive = new Set([101, 202]);
+    const owner = serverOn(dir, 101, alive);
+    await owner.init();
+    const job = await owner.submit({ kind: 'sleep', inputs: tasks(300, 60_000), options: {}, concurrency: 2 });
+    const viewer = serverOn(dir, 202, alive);
+    await viewer.init();
+    // Before the first result: started tasks run, the others wait (not "queued" for the whole job, nor 300 running).
+    await until(async () => {
+      await viewer.refresh([job.id]);
+      return viewer.snapshotOf(job.id).counts.running === 2;
+    }, 'the viewer to see both started tasks');
+    expect(viewer.snapshotOf(job.id)).toMatchObject({ state: 'running', counts: { running: 2, queued: 298 } });
+    await owner.cancel(job.id);
+    expect(await viewer.waitFor([job.id], 20_000)).toBe(true);
+    expect(viewer.snapshotOf(job.id)).toMatchObject({ state: 'cancelled', counts: { cancelled: 300, running: 0 } });
+    await Promise.all([owner.close(1000), viewer.close(1000)]);
+  });
+
+  it('a job resumed from cancelled whose new owner crashes loads as interrupted, and a plain resume runs its tasks', async () => {
+    const dir = await tempDir();
+    const alive = new Set([100, 1, 2]);
+    const server = (pid: number): Engine => serverOn(dir, pid, alive);
+    const first = server(100);
+    await first.init();
+    const job = await first.submit({
+      kind: 'sleep',
+      inputs: [...tasks(1, 1), ...tasks(3, 60_000)],
+      options: {},
+      concurrency: 2,
+    });
+    await until(
+      () => first.snapshotOf(job.id).counts.succeeded === 1 && first.snapshotOf(job.id).counts.running === 2,
+      'the first task to finish and two to run',
+    );
+    await first.cancel(job.id);
+    expect(await first.waitFor([job.id], 20_000)).toBe(true);
+    expect(first.snapshotOf(job.id)).toMatchObject({ state: 'cancelled', counts: { cancelled: 3 } });
+    expect((await first.resume(job.id, { cancelled: true })).requeued).toBe(3);
+    await until(() => first.snapshotOf(job.id).counts.running === 2, 'two tasks to run again');
+
+    // Another server sees them run and wait again, not cancelled.
+    const viewer = server(2);
+    await viewer.init();
+    expect(viewer.snapshotOf(job.id)).toMatchObject({
+      state: 'running',
+      counts: { succeeded: 1, running: 2, queued: 1, cancelled: 0 },
+    });
+
+    // A kill -9 of the new owner: two tasks running, one queued, none recorded.
+    alive.delete(100);
+    await first.close(0);
+    const second = server(1);
+    expect(await second.init()).toMatchObject({ interrupted: 1 });
+    expect(second.snapshotOf(job.id)).toMatchObject({
+      state: 'interrupted',
+      counts: { succeeded: 1, interrupted: 3, cancelled: 0 },
+    });
+    await viewer.refresh([job.id]);
+    expect(viewer.snapshotOf(job.id)).toMatchObject({ state: 'interrupted', counts: { interrupted: 3 } });
+    expect((await second.resume(job.id)).requeued).toBe(3);
+    expect(second.snapshotOf(job.id).counts).toMatchObject({ running: 2, queued: 1 });
+    await second.cancel(job.id);
+    expect(await second.waitFor([job.id], 20_000)).toBe(true);
+    await Promise.all([second.close(1000), viewer.close(1000)]);
+  });
+
+  it('cancel of an interrupted job takes it over and records its tasks as cancelled, for every server and after a restart', async () => {
+    const dir = await tempDir();
+    const alive = new Set([100, 1, 2, 3]);
+    const server = (pid: number): Engine => serverOn(dir, pid, alive);
+    const first = server(100);
+    await first.init();
+    const job = await first.submit({
+      kind: 'sleep',
+      inputs: [...tasks(1, 1), ...tasks(3, 60_000)],
+      options: {},
+      concurrency: 2,
+    });
+    await until(() => first.snapshotOf(job.id).counts.succeeded === 1, 'the first task to finish');
+    // The second server follows the job while its owner lives; then the owner is killed.
+    const second = server(1);
+    await second.init();
+    expect(second.snapshotOf(job.id).state).toBe('running');
+    alive.delete(100);
+    await first.close(0);
+
+    const cancelled = await second.cancel(job.id);
+    expect(cancelled).toMatchObject({ state: 'cancelled', counts: { succeeded: 1, cancelled: 3, interrupted: 0 } });
+    const records = await second.results(job.id);
+    expect(records.filter((r) => r.state === 'cancelled').map((r) => r.index)).toEqual([1, 2, 3]);
+    expect(records.find((r) => r.state === 'cancelled')?.error?.message).toMatch(/server.*stopped/);
+
+    // Another live server sees it cancelled (not run by the server that cancelled it), and so does one started later.
+    const viewer = server(2);
+    await viewer.init();
+    expect(viewer.snapshotOf(job.id)).toMatchObject({ state: 'cancelled', counts: { cancelled: 3 } });
+    alive.delete(1);
+    await second.close(1000);
+    const later = server(3);
+    await later.init();
+    expect(later.snapshotOf(job.id)).toMatchObject({ state: 'cancelled', counts: { cancelled: 3 } });
+    // Still resumable: the cancelled tasks run again when asked.
+    expect((await later.resume(job.id)).requeued).toBe(0);
+    expect((await later.resume(job.id, { cancelled: true })).requeued).toBe(3);
+    await later.cancel(job.id);
+    await Promise.all([later.close(1000), viewer.close(1000)]);
   });
 });

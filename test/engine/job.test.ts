@@ -52,4 +52,36 @@ describe('Job', () => {
     expect(job.attemptOf(1)).toBe(3);
     expect(job.hasQueued).toBe(false);
   });
+  it('keeps a task a resume queued again over its record unfinished until a newer record, whichever is read first', () => {
+    const cancelled = { index: 0, state: 'cancelled' as const, attempt: 1, finishedAt: '' };
+    const again = { index: 0, state: 'succeeded' as const, attempt: 2, finishedAt: '' };
+    // Loaded from disk: the record, then requeued.log.
+    const loaded = new Job(meta(1));
+    loaded.apply(cancelled);
+    expect(loaded.isRecorded(0)).toBe(true);
+    loaded.countRequeued(new Map([[0, 1]]));
+    expect([loaded.stateOf(0), loaded.isRecorded(0)]).toEqual(['queued', false]);
+    expect(loaded.interruptUnfinished()).toBe(true);
+    expect(loaded.snapshot(0)).toMatchObject({ state: 'interrupted', counts: { interrupted: 1, cancelled: 0 } });
+    // Read again: nothing new changes nothing; the newer record finishes it.
+    loaded.countRequeued(new Map([[0, 1]]));
+    expect(loaded.stateOf(0)).toBe('interrupted');
+    loaded.apply(again);
+    expect([loaded.stateOf(0), loaded.isRecorded(0)]).toEqual(['succeeded', true]);
+    // The owner's own resume: noted in memory, then its record comes.
+    const owner = new Job(meta(1));
+    owner.apply(cancelled);
+    owner.requeueOver(0);
+    owner.enqueue(0, {});
+    expect(owner.isRecorded(0)).toBe(false);
+    owner.apply(again);
+    expect(owner.snapshot(0)).toMatchObject({ state: 'succeeded', counts: { succeeded: 1, cancelled: 0 } });
+    // Requeues counted before the records are read (another server's view): the old record leaves it queued.
+    const viewer = new Job(meta(1));
+    viewer.countRequeued(new Map([[0, 1]]));
+    viewer.apply(cancelled);
+    expect(viewer.stateOf(0)).toBe('queued');
+    viewer.apply(again);
+    expect(viewer.stateOf(0)).toBe('succeeded');
+  });
 });

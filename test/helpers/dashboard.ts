@@ -16,6 +16,8 @@ export interface RunningDashboard {
   base: string;
   token: string;
   process: ChildProcess;
+  /** What it has written to stderr so far (its warnings). */
+  stderr(): string;
   close(): Promise<void>;
 }
 
@@ -49,6 +51,7 @@ export async function startDashboard(stateDir: string, args: readonly string[] =
     base: parsed.origin,
     token: parsed.searchParams.get('token') ?? '',
     process: child,
+    stderr: () => stderr,
     async close() {
       child.kill('SIGTERM');
       await exited;

@@ -35,7 +35,7 @@ const meta = (id: string, createdAt = new Date().toISOString()): JobMeta => ({
 });
 
 describe('StateReader', () => {
-  it('leaves out a job whose job.json is damaged, saying which file and why, once; it does not remove it', async () => {
+  it('shows a job whose job.json is damaged as damaged, saying which file and why, once; it does not remove it', async () => {
     const log = listener();
     const store = await newStore(log);
     const [good, bad, notJson] = [JobStore.newJobId(), JobStore.newJobId(), JobStore.newJobId()];
@@ -45,10 +45,10 @@ describe('StateReader', () => {
     const old = new Date(Date.now() - 3600_000);
     await utimes(store.jobDir(bad), old, old);
 
-    expect((await store.loadAll()).map((m) => m.id)).toEqual([good]);
+    expect((await store.loadAll()).metas.map((m) => m.id)).toEqual([good]);
     expect(log.warnings).toHaveLength(2);
-    expect(log.warnings.find((line) => line.includes(bad))).toMatch(/job\.json is damaged: taskCount: .*number/);
-    expect(log.warnings.find((line) => line.includes(notJson))).toMatch(/job\.json is damaged: not JSON/);
+    expect(log.warnings.find((line) => line.includes(bad))).toMatch(/job\.json: taskCount: .*number/);
+    expect(log.warnings.find((line) => line.includes(notJson))).toMatch(/job\.json: not JSON/);
     expect((await readdir(store.jobsDir)).sort()).toEqual([good, bad, notJson].sort());
     await expect(store.readMeta(bad)).rejects.toThrow(/job\.json is damaged/);
 

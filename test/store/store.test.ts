@@ -42,7 +42,7 @@ describe('JobStore', () => {
       { index: 1, state: 'cancelled', attempt: 1, finishedAt: 't' },
     ]);
     expect((await store.readResults(id)).map((r) => r.index)).toEqual([2, 0, 1]);
-    expect((await store.loadAll()).map((m) => m.id)).toEqual([id]);
+    expect((await store.loadAll()).metas.map((m) => m.id)).toEqual([id]);
   });
 
   it('ignores a torn line and picks up the rest once it is completed', async () => {
@@ -92,11 +92,11 @@ describe('JobStore', () => {
     expect(await store.loadAllReadOnly()).toEqual([]);
     expect(await readdir(store.jobsDir)).toEqual([id]);
     // A young folder may be a submit another server is writing: left alone.
-    expect(await store.loadAll()).toEqual([]);
+    expect((await store.loadAll()).metas).toEqual([]);
     expect(await readdir(store.jobsDir)).toEqual([id]);
     const old = new Date(Date.now() - 3600_000);
     await utimes(store.jobDir(id), old, old);
-    expect(await store.loadAll()).toEqual([]);
+    expect((await store.loadAll()).metas).toEqual([]);
     expect(await readdir(store.jobsDir)).toEqual([]);
   });
 

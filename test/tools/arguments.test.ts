@@ -7,6 +7,7 @@ import {
   fileArgumentsPhrase,
   inputJsonSchema,
   MAX_ARGUMENT_DEPTH,
+  nestsDeeper,
   parseArguments,
 } from '../../src/tools/arguments.js';
 
@@ -30,6 +31,24 @@ describe('tool arguments', () => {
     let fine: unknown = 1;
     for (let i = 0; i < MAX_ARGUMENT_DEPTH - 3; i++) fine = [fine];
     expect(parseArguments('run', json.shape, { inputs: [{ json: fine }] }).inputs).toHaveLength(1);
+  });
+
+  it('measures the nesting of JSON text without parsing it: strings and escapes are text', () => {
+    const nested = (n: number): string => `${'['.repeat(n)}${']'.repeat(n)}`;
+    expect(nestsDeeper(nested(50_000), 64)).toBe(true);
+    expect(nestsDeeper(nested(64), 64)).toBe(false);
+    expect(nestsDeeper(nested(65), 64)).toBe(true);
+    expect(nestsDeeper(`{"a": "${'['.repeat(100)}", "b": [[1]]}`, 3)).toBe(false);
+    expect(nestsDeeper(JSON.stringify({ a: `\\" ${'{'.repeat(100)}` }), 3)).toBe(false);
+    expect(nestsDeeper(String.raw`[{"a": "\\"}, [[[[1]]]]]`, 4)).toBe(true);
+    // A line the file forms refuse is one the inline check refuses too, and the other way round.
+    const lineLimit = MAX_ARGUMENT_DEPTH - 2;
+    const json = z.object({ inputs: z.array(z.object({ json: z.unknown() })) });
+    const element = (n: number): unknown => JSON.parse(`{"json": ${nested(n - 1)}}`);
+    expect(() => parseArguments('run', json.shape, { inputs: [element(lineLimit)] })).not.toThrow();
+    expect(() => parseArguments('run', json.shape, { inputs: [element(lineLimit + 1)] })).toThrow(/nests deeper/);
+    expect(nestsDeeper(JSON.stringify(element(lineLimit)), lineLimit)).toBe(false);
+    expect(nestsDeeper(JSON.stringify(element(lineLimit + 1)), lineLimit)).toBe(true);
   });
 
   it('passes good arguments through, and takes missing arguments as none', () => {

@@ -1,6 +1,17 @@
+import { rm } from 'node:fs/promises';
+
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { textOf, type Connected } from '../helpers/client.js';
-import { collectAll, connectWithE2eWorkers, submitScripts } from '../helpers/scripts.js';
+import { startBuiltServer } from '../helpers/built-server.js';
+import { connectInMemory, jobIdOf, textOf, type Connected } from '../helpers/client.js';
+import type { CollectPage } from '../helpers/collect.js';
+import {
+  collectAll,
+  connectWithE2eWorkers,
+  e2eWorkers,
+  scriptConfig,
+  submitScripts,
+  until,
+} from '../helpers/scripts.js';
 
 let conn: Connected;
 
@@ -83,6 +94,79 @@ describe('cancel_job', () => {
     expect(textOf(listed)).not.toContain(succeeded);
     expect(textOf(listed)).not.toContain(failed);
   });
+
+  it(
+    'cancels a job left interrupted by a killed server: its tasks recorded cancelled, so after a restart too, and resumable',
+    { timeout: 120_000 },
+    async () => {
+      const config = await scriptConfig((c) => {
+        c.workersDirs = [...c.workersDirs, e2eWorkers];
+      });
+      const killed = await startBuiltServer(config.stateDir);
+      let jobId = '';
+      try {
+        jobId = jobIdOf(
+          await killed.call('run_script_batch', {
+            worker: 'emit.py',
+            inputs: [{ args: ['quick', '0'] }, ...['a', 'b', 'c'].map((label) => ({ args: [label, '0', '0', '60'] }))],
+            concurrency: 2,
+          }),
+        );
+        await until(async () => {
+          const page = await killed.call('collect_results', { job_ids: [jobId], wait_seconds: 0 });
+          const counts = (page.structuredContent as unknown as CollectPage).jobs[0]?.counts;
+          return counts?.succeeded === 1 && counts.running === 2;
+        }, 'the quick task to finish and two slow ones to run');
+      } finally {
+        // A kill -9: its two running tasks leave no record (the next server ends their processes).
+        await killed.kill();
+      }
+
+      const conns: Connected[] = [];
+      const connect = async (): Promise<Connected> => {
+        const conn = await connectInMemory(config, { env: { PATH: process.env.PATH } });
+        conns.push(conn);
+        return conn;
+      };
+      try {
+        const next = await connect();
+        const listed = await next.call('list_jobs', {});
+        expect(listed.structuredContent).toMatchObject({ jobs: [{ job_id: jobId, state: 'interrupted' }] });
+        const reply = await next.call('cancel_job', { job_id: jobId });
+        expect(reply.isError).toBeFalsy();
+        expect(textOf(reply)).toMatch(/^Cancelled 3 interrupted task\(s\): their server had stopped/);
+        expect(reply.structuredContent).toMatchObject({
+          job_id: jobId,
+          state: 'cancelled',
+          counts: { succeeded: 1, cancelled: 3, interrupted: 0 },
+          cancelled_interrupted: 3,
+        });
+        const { results, job } = await collectAll(next, jobId);
+        expect(job.state).toBe('cancelled');
+        expect(results.map((r) => [r.index, r.state])).toEqual([
+          [0, 'succeeded'],
+          [1, 'cancelled'],
+          [2, 'cancelled'],
+          [3, 'cancelled'],
+        ]);
+        // Stopped as a client restarting it would (Connected.close would remove the state directory).
+        await next.client.close();
+        await next.app.close();
+
+        // Started again: still cancelled, and resume_job with include_cancelled runs the three again.
+        const later = await connect();
+        expect((await later.call('list_jobs', { state: 'cancelled' })).structuredContent).toMatchObject({
+          jobs: [{ job_id: jobId, state: 'cancelled' }],
+        });
+        const resumed = await later.call('resume_job', { job_id: jobId, include_cancelled: true, wait_seconds: 0 });
+        expect(resumed.structuredContent).toMatchObject({ requeued: 3 });
+        await later.call('cancel_job', { job_id: jobId });
+      } finally {
+        await Promise.all(conns.map((conn) => conn.close().catch(() => undefined)));
+        await rm(config.stateDir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('refuses an unknown job id with a hint', async () => {
     const reply = await conn.call('cancel_job', { job_id: 'job_doesnotexist00000000' });

@@ -190,6 +190,31 @@ describe('run_script_batch with inputs_file', () => {
     const blank = await jsonl('blank.jsonl', ['', '  ', '']);
     expect(await refused({ worker: 'noop.sh', inputs_file: blank })).toMatch(/has no tasks: every line is blank/);
   });
+
+  it('refuses a line nested 50,000 deep with the 64-level error inline arguments get, naming the line', async () => {
+    const deep = `{"json": ${'['.repeat(50_000)}${']'.repeat(50_000)}}`;
+    // Brackets inside strings (escaped quotes too) are text, not nesting.
+    const quoted = JSON.stringify({ json: { text: `\\" ${'['.repeat(500)}` } });
+    const file = await jsonl('deep.jsonl', [{}, quoted, deep]);
+    const text = await refused({ worker: 'noop.sh', inputs_file: file });
+    expect(text).toMatch(/^INVALID_INPUT: inputs_file "[^"]*deep\.jsonl" line 3 nests deeper than 64 levels/);
+    expect(text).toContain('deep.jsonl');
+    expect(text).not.toMatch(/stack|INTERNAL/i);
+    // Inline, the same depth gets the same kind of error.
+    const inline = await refused({
+      worker: 'noop.sh',
+      inputs: [{ json: JSON.parse(`${'['.repeat(100)}${']'.repeat(100)}`) }],
+    });
+    expect(inline).toMatch(/nests deeper than 64 levels/);
+  });
+
+  it('refuses a line longer than the cap, naming the file, the line and the cap, without reading the rest', async () => {
+    const file = path.join(root, 'long-line.jsonl');
+    await writeFile(file, `{}\n{"stdin": "${'x'.repeat(17 * 1024 * 1024)}"}\n{}\n`);
+    const text = await refused({ worker: 'noop.sh', inputs_file: file });
+    expect(text).toMatch(/^INVALID_INPUT: inputs_file "[^"]*long-line\.jsonl" line 2 is longer than 16 MiB/);
+    expect(text.length).toBeLessThan(1500);
+  }, 30_000);
 });
 
 describe('lmstudio_complete with prompts_file and items_file', () => {

@@ -112,4 +112,47 @@ describe('lmstudio_models', () => {
       models: [],
     });
   });
+
+  it('lists at most 200 models of a server listing 20,000, loaded ones first, within the output budget, and says how to see one', async () => {
+    const models = Array.from({ length: 20_000 }, (_, i) => ({
+      id: `org-${String(i).padStart(6, '0')}/model-${'x'.repeat(100)}`,
+      type: 'llm' as const,
+      state: 'not-loaded' as const,
+      contextLength: 8192,
+    }));
+    // The one loaded model comes last in the server's list: it must be kept and shown first all the same.
+    models.push({ id: 'the-loaded-one', type: 'llm', state: 'loaded' as 'not-loaded', contextLength: 4096 });
+    const big = await LmStudioDouble.start({ models });
+    cleanups.push(() => big.close());
+    const config = await testConfig((c) => {
+      c.llm.endpoints = [{ name: 'big', url: big.url, concurrency: 4, models: [], flavor: 'lmstudio' }];
+    });
+    const c = await connectInMemory(config);
+    cleanups.push(() => c.close());
+
+    const reply = await c.call('lmstudio_models');
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    const json = JSON.stringify(reply.structuredContent);
+    // Text and structuredContent together within the client's 25,000-token reply (≈4 characters a token).
+    expect(json.length + textOf(reply).length).toBeLessThan(80_000);
+    const endpoint = (reply.structuredContent as { endpoints: Array<Record<string, unknown>> }).endpoints[0];
+    const shown = endpoint?.models as Array<{ id: string }>;
+    expect(shown.length).toBeGreaterThan(50);
+    expect(shown.length).toBeLessThanOrEqual(200);
+    expect(shown[0]?.id).toBe('the-loaded-one');
+    expect(endpoint?.models_total).toBe(20_001);
+    expect(String(endpoint?.models_note)).toMatch(
+      new RegExp(
+        `^${shown.length} of 20001 models shown \\(loaded, then chat models first\\)\\. The server listed 20001; the 1000 kept`,
+      ),
+    );
+    expect(String(endpoint?.models_note)).toContain('model: "<its id, or part of it>" and no action');
+    expect(textOf(reply)).toContain(`Note: ${String(endpoint?.models_note)}`);
+
+    // A given one, by part of its id.
+    const one = await c.call('lmstudio_models', { model: 'org-000500/' });
+    const found = (one.structuredContent as { endpoints: Array<Record<string, unknown>> }).endpoints[0];
+    expect((found?.models as Array<{ id: string }>).map((m) => m.id)).toEqual([`org-000500/model-${'x'.repeat(100)}`]);
+    expect(found?.models_total).toBe(1);
+  }, 120_000);
 });

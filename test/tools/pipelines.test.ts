@@ -226,6 +226,35 @@ describe('whole-module prompts and map → reduce', () => {
     expect(last).toContain('### tokens.ts\nAnswer to: Review tokens');
   });
 
+  it('a reduce over a map with no answer fails UPSTREAM_FAILED naming the failures, and asks the model nothing', async () => {
+    const double = await startDouble();
+    const c = await connect(double.url);
+    const reply = await c.call('lmstudio_complete', {
+      prompts: [
+        { id: 'a.ts', prompt: 'Review a #fault:crash' },
+        { id: 'b.ts', prompt: 'Review b #fault:no-model-string' },
+        { id: 'c.ts', prompt: 'Review c #fault:crash' },
+      ],
+      reduce: { prompt: 'Combine these reviews into one.', max_tokens: 50 },
+    });
+    expect(reply.isError, textOf(reply)).toBeFalsy();
+    const done = await collectDone(c, jobIdOf(reply));
+    const result = done.results[0];
+    expect(result?.state, JSON.stringify(result)).toBe('failed');
+    expect(result?.error?.code).toBe('UPSTREAM_FAILED');
+    // How many, which codes, and the map job to resume.
+    expect(result?.error?.message).toMatch(/none of the 3 upstream tasks of job \S+ succeeded: 3 failed \(/i);
+    expect(result?.error?.message).toContain('a.ts');
+    const upstreamJob = done.upstream?.[0]?.job_id ?? '';
+    expect(String((result?.error as { hint?: string } | undefined)?.hint)).toContain(
+      `resume_job ${upstreamJob} with include_failed: true`,
+    );
+    expect(result?.value?.failed_inputs).toEqual(['a.ts', 'b.ts', 'c.ts']);
+    expect(result?.value?.requests).toBe(0);
+    // No prompt made only of failure notes reached the model.
+    expect(double.chatRequests.some((r) => r.prompt?.startsWith('Combine these reviews'))).toBe(false);
+  }, 60_000);
+
   it('a file that overflows the context is split in two and retried, its answer the two parts labelled', async () => {
     const double = await startDouble({ models: [{ id: 'tiny', type: 'llm', state: 'loaded', contextLength: 300 }] });
     const root = await filesRoot({ 'big.ts': code('big', 1500) });

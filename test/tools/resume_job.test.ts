@@ -1,7 +1,18 @@
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { textOf, type Connected } from '../helpers/client.js';
+import { startBuiltServer } from '../helpers/built-server.js';
+import { connectInMemory, jobIdOf, makeTempDir, textOf, type Connected } from '../helpers/client.js';
+import type { CollectPage } from '../helpers/collect.js';
 import { callProblems, suggestedCalls } from '../helpers/model-view.js';
-import { collectAll, connectWithE2eWorkers, submitScripts, until } from '../helpers/scripts.js';
+import {
+  collectAll,
+  connectWithE2eWorkers,
+  e2eWorkers,
+  scriptConfig,
+  submitScripts,
+  until,
+} from '../helpers/scripts.js';
 
 let conn: Connected;
 
@@ -97,11 +108,18 @@ describe('resume_job', () => {
   });
 
   it('runs cancelled tasks again with include_cancelled', async () => {
+    const logs = await makeTempDir('monitor-resume-cancelled-');
+    const slowLog = path.join(logs, 'slow.log');
     const jobId = await submitScripts(conn, {
-      worker: 'emit.py',
-      inputs: [{ args: ['slow', '0', '0', '60'] }, { args: ['later', '0'] }],
+      worker: 'record.py',
+      inputs: [{ args: [slowLog, '60'] }, { args: [path.join(logs, 'later.log'), '0'] }],
       concurrency: 1,
     });
+    // Once its worker runs: a run cancelled before it reached its worker would be no attempt.
+    await until(
+      async () => (await readFile(slowLog, 'utf8').catch(() => '')).startsWith('start'),
+      'the slow task to run',
+    );
     await conn.call('cancel_job', { job_id: jobId });
     expect((await collectAll(conn, jobId)).job.state).toBe('cancelled');
 
@@ -121,6 +139,7 @@ describe('resume_job', () => {
       [0, 'cancelled', 2],
       [1, 'cancelled', undefined],
     ]);
+    await rm(logs, { recursive: true, force: true });
   });
 
   it("shows each task's latest attempt, with filters that agree with the counts; earlier attempts on request", async () => {
@@ -147,6 +166,61 @@ describe('resume_job', () => {
     expect(every).toHaveLength(20);
     expect(every.filter((r) => r.index === 3).map((r) => r.attempt ?? 1)).toEqual([1, 2, 3]);
   });
+
+  it(
+    'a job resumed from cancelled whose server is then killed shows interrupted, and a plain resume runs its tasks',
+    { timeout: 120_000 },
+    async () => {
+      const config = await scriptConfig((c) => {
+        c.workersDirs = [...c.workersDirs, e2eWorkers];
+      });
+      const killed = await startBuiltServer(config.stateDir);
+      let next: Connected | undefined;
+      try {
+        const jobId = jobIdOf(
+          await killed.call('run_script_batch', {
+            worker: 'emit.py',
+            inputs: [{ args: ['quick', '0'] }, ...['a', 'b', 'c'].map((label) => ({ args: [label, '0', '0', '60'] }))],
+            concurrency: 2,
+          }),
+        );
+        const countsOn = async (call: typeof killed.call): Promise<Record<string, number> | undefined> =>
+          (
+            (await call('collect_results', { job_ids: [jobId], wait_seconds: 0 }))
+              .structuredContent as unknown as CollectPage
+          ).jobs[0]?.counts;
+        await until(async () => {
+          const counts = await countsOn(killed.call);
+          return counts?.succeeded === 1 && counts.running === 2;
+        }, 'the quick task to finish and two slow ones to run');
+        expect((await killed.call('cancel_job', { job_id: jobId })).structuredContent).toMatchObject({
+          state: 'cancelled',
+        });
+        const resumed = await killed.call('resume_job', { job_id: jobId, include_cancelled: true, wait_seconds: 0 });
+        expect(resumed.structuredContent).toMatchObject({ requeued: 3 });
+        await until(async () => (await countsOn(killed.call))?.running === 2, 'two slow tasks to run again');
+        await killed.kill();
+
+        next = await connectInMemory(config, { env: { PATH: process.env.PATH } });
+        const conn = next;
+        expect((await conn.call('list_jobs', {})).structuredContent).toMatchObject({
+          jobs: [{ job_id: jobId, state: 'interrupted' }],
+        });
+        expect(await countsOn((name, args) => conn.call(name, args))).toMatchObject({
+          succeeded: 1,
+          interrupted: 3,
+          cancelled: 0,
+        });
+        const plain = await conn.call('resume_job', { job_id: jobId, wait_seconds: 0 });
+        expect(plain.structuredContent).toMatchObject({ requeued: 3 });
+        await conn.call('cancel_job', { job_id: jobId });
+      } finally {
+        await killed.kill();
+        await next?.close();
+        await rm(config.stateDir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it('refuses an unknown job id with a hint', async () => {
     const reply = await conn.call('resume_job', { job_id: 'job_doesnotexist00000000' });

@@ -244,6 +244,12 @@ for (const flavour of flavours) {
       expect((await warm.sendLine('{"id": 42, "args": ["fine"]}')).reply).toMatchObject({ id: 42, exit_code: 0 });
     });
 
+    it('warm: echoes the id exactly as the request gave it (a random integer, or any JSON value)', async () => {
+      const warm = startWarm();
+      for (const id of [1844674407, 2147483646, 'a1b2c3d4e5f6', 7.5])
+        expect((await warm.sendLine(JSON.stringify({ id, args: ['x'] }))).reply).toMatchObject({ id, exit_code: 0 });
+    });
+
     it('warm: a child process of a task is not told to run warm and does not hold the protocol pipes', async () => {
       const warm = startWarm();
       const { reply } = await warm.send({});

@@ -1,8 +1,10 @@
+import { isUtf8 } from 'node:buffer';
 import type { Dispatcher } from 'undici';
 import { parseRetryAfter } from '../retry.js';
+import { markLossy } from './decoding.js';
 import { extractUpstreamError, upstreamError } from './error-answers.js';
 import { LlmError } from './errors.js';
-import { redactSecret, transportError, UpstreamAnswerError, type UpstreamContext } from './upstream.js';
+import { EmptyBodyError, redactSecret, transportError, UpstreamAnswerError, type UpstreamContext } from './upstream.js';
 
 /** Bodies of error answers and model lists are small; answers are bounded by max_tokens, this is the backstop. */
 export const MAX_JSON_BYTES = 32 * 1024 * 1024;
@@ -24,7 +26,7 @@ async function readText(
   ctx: UpstreamContext,
   signal: AbortSignal,
   limit: number,
-): Promise<string> {
+): Promise<{ text: string; lossy: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {
@@ -41,7 +43,8 @@ async function readText(
     if (signal.aborted) throw signal.reason;
     throw transportError(error, ctx, 'answer');
   }
-  return Buffer.concat(chunks).toString('utf8');
+  const bytes = Buffer.concat(chunks);
+  return { text: bytes.toString('utf8'), lossy: !isUtf8(bytes) };
 }
 
 /** Parses a JSON answer; any `error` in it (whatever the status) becomes a MonitorError. */
@@ -53,25 +56,27 @@ export async function readJson(
   const name = ctx.endpoint.name;
   const status = response.statusCode;
   const ok = status >= 200 && status < 300;
-  const text = await readText(response, ctx, signal, ok ? MAX_JSON_BYTES : MAX_ERROR_BYTES);
+  const { text, lossy } = await readText(response, ctx, signal, ok ? MAX_JSON_BYTES : MAX_ERROR_BYTES);
   let parsed: unknown;
   try {
     parsed = text.length === 0 ? undefined : JSON.parse(text);
   } catch {
     parsed = undefined;
   }
+  // Invalid bytes were decoded as U+FFFD: the answer built from this body says so (decoding.ts).
+  if (lossy) markLossy(parsed);
   const error = extractUpstreamError(parsed);
   const retryAfter = parseRetryAfter(headerText(response.headers['retry-after']));
   if (error) throw upstreamError(status, error, ctx, retryAfter);
   if (!ok) throw upstreamError(status, { message: text.slice(0, 500) || `HTTP ${status}` }, ctx, retryAfter);
   if (text.trim().length === 0) {
     // A hiccup, not a wrong URL (a wrong path gets an error body, even from LM Studio): worth retrying.
-    throw new UpstreamAnswerError(
+    throw new EmptyBodyError(
       'UPSTREAM_ERROR',
       `Endpoint ${name} answered status ${status} with an empty body (no JSON at all).`,
       status,
       {
-        hint: 'A server hiccup (seen under load, or while the server swaps models); it was retried with backoff. If it keeps happening, check the server log and that the model is loaded, then run the failed prompts again with resume_job (include_failed: true).',
+        hint: 'A server hiccup (seen under load, or while the server swaps models); it was retried once. If it keeps happening, check the server log and that the model is loaded, then run the failed prompts again with resume_job (include_failed: true).',
         retryable: true,
       },
     );

@@ -29,6 +29,12 @@ export interface ChatCallOptions {
   timeoutMs?: number;
   /** Told when a streamed request starts and as its events come (stall.ts); a non-streamed one only disarms it. */
   watch?: StreamWatch | undefined;
+  /**
+   * Asked before sending again on a fresh connection after a kept-alive one closed at once: false
+   * when the caller's retry budget is spent, true after charging one retry to it (the server may
+   * have received the first request). By default the resend is free.
+   */
+  mayResend?: (() => boolean) | undefined;
 }
 
 /**
@@ -139,6 +145,7 @@ export class EndpointClient {
     signal: AbortSignal,
     timeoutMs: number,
     accept: 'json' | 'sse' = 'json',
+    mayResend: () => boolean = () => true,
   ): Promise<Dispatcher.ResponseData> {
     const headers = this.headers(accept === 'json');
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -164,7 +171,8 @@ export class EndpointClient {
         // A kept-alive connection the server closed just as we reused it (llama-server closes one
         // after 100 requests, most servers after a few idle seconds) fails at once: send again on a
         // fresh one. Anything else (a fresh connection, or a failure while the server was working)
-        // goes back to the caller, which retries with backoff.
+        // goes back to the caller, which retries with backoff. The resend is one of the caller's
+        // retries: a server that closed after reading the request may have done the work.
         const code = errorCodeOf(error);
         const reused = this.connects === connectsBefore;
         if (
@@ -172,7 +180,8 @@ export class EndpointClient {
           reused &&
           code !== undefined &&
           CLOSED_CODES.has(code) &&
-          performance.now() - started < STALE_CONNECTION_MS
+          performance.now() - started < STALE_CONNECTION_MS &&
+          mayResend()
         )
           continue;
         throw transportError(error, ctx, 'request');
@@ -195,6 +204,7 @@ export class EndpointClient {
       options.signal,
       timeoutMs,
       this.stream ? 'sse' : 'json',
+      options.mayResend,
     );
     const contentType = headerText(response.headers['content-type']) ?? '';
     if (this.stream && response.statusCode === 200 && contentType.includes('text/event-stream')) {

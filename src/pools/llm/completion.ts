@@ -225,7 +225,14 @@ export class Completer {
       if (extras.tools !== undefined && extras.tools.length > 0) params.tools = extras.tools;
       if (prefixCache !== undefined) params.prefixCache = prefixCache;
       const client = this.endpoints.client(endpoint);
-      return { answer: await client.chat(params, { signal: deadline.signal, timeoutMs, watch }) };
+      // A resend on a fresh connection after a stale kept-alive one is one of this prompt's retries.
+      const mayResend = (): boolean => {
+        if (run.retries >= this.policy.maxRetries) return false;
+        run.retries++;
+        run.requests++;
+        return true;
+      };
+      return { answer: await client.chat(params, { signal: deadline.signal, timeoutMs, watch, mayResend }) };
     } catch (caught) {
       return { error: deadline.expired ? deadline.signal.reason : caught };
     } finally {

@@ -29,6 +29,8 @@ export interface EndpointReport {
   /** Set when the config pins the models this endpoint may serve. */
   configuredModels?: string[];
   models: ReportedModel[];
+  /** The server listed more models than were kept (probe.ts): how many it listed. */
+  modelsListed?: number;
   /** Requests in flight now, and the most seen at once since the server started. */
   active: number;
   peak: number;
@@ -75,6 +77,7 @@ export function reportOf(
     checkedAt: found.at,
   };
   if (found.facts?.slots && !found.error) report.slots = found.facts.slots;
+  if (found.facts?.modelsListed !== undefined && !found.error) report.modelsListed = found.facts.modelsListed;
   if (now.adaptive) {
     const { phase, best, tokensPerSecond } = now.adaptive;
     report.adaptive = {

@@ -75,6 +75,8 @@ function answerFigures(
   };
   if (answer.ttftMs !== undefined) figures.ttft_ms = Math.round(answer.ttftMs);
   if (run.usage.estimated) figures.tokens_estimated = true;
+  // Invalid UTF-8, token counts that were none (decoding.ts): said, as a script's output says it.
+  if (answer.notes !== undefined && answer.notes.length > 0) figures.notes = [...answer.notes];
   if (run.requests > 1) figures.requests = run.requests;
   return figures;
 }

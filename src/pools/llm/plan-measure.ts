@@ -14,6 +14,9 @@ export interface Measured {
   how: string;
 }
 
+/** Real tokenizers take 1.5–5 bytes a token of text; more means the count was wrong. */
+const MOST_BYTES_PER_TOKEN = 8;
+
 /**
  * Bytes per token for sizing chunks, measured on a sample of the files with the tokenizer of the
  * first endpoint serving the model that has one (`/tokenize`): a model's vocabulary decides it, from
@@ -58,8 +61,10 @@ export async function measure(
   if (sample.length === 0) return undefined;
   for (const name of endpointNames) {
     const tokens = await context.endpoints.client(name).countTokens(sample, model, context.signal);
-    if (tokens !== undefined && tokens > 0)
-      return { bytes: (Buffer.byteLength(sample) / tokens) * MEASURED_MARGIN, how: `counted with ${name}'s tokenizer` };
+    // A count no tokenizer gives (1e300 tokens, or 1 for the whole sample) is the server's error, not a measure.
+    const bytes = tokens !== undefined && tokens > 0 ? Buffer.byteLength(sample) / tokens : undefined;
+    if (bytes !== undefined && bytes >= 1 && bytes <= MOST_BYTES_PER_TOKEN)
+      return { bytes: bytes * MEASURED_MARGIN, how: `counted with ${name}'s tokenizer` };
   }
   // No tokenizer to ask (LM Studio's REST API has none): what the endpoints reported for earlier prompts of this model.
   for (const name of endpointNames) {

@@ -290,7 +290,13 @@ export class LlmPool implements Pool {
         };
       return { ok: true, text: (await wholeOutput(result, this.options.maxFileBytes)).text, value };
     };
-    const outcome = await treeReduce(pieces, reduce, ask, path.join(task.outputDir, `${stem}.reduce`));
+    const outcome = await treeReduce(
+      pieces,
+      reduce,
+      ask,
+      path.join(task.outputDir, `${stem}.reduce`),
+      task.upstream.jobId,
+    );
     const summary: Record<string, unknown> = {
       inputs: outcome.inputs,
       failed_inputs: outcome.failedInputs.slice(0, 50),

@@ -68,18 +68,35 @@ function bounded(probe: Probe): Probe {
     const total = Math.min(facts.slots.total, MOST_SLOTS);
     facts.slots = facts.slots.busy === undefined ? { total } : { total, busy: Math.min(facts.slots.busy, total) };
   }
-  const models = probe.models
-    .filter((m) => m.id.length <= MOST_MODEL_ID_CHARS && !CONTROL.test(m.id))
-    .slice(0, MOST_MODELS)
-    .map((m): ModelInfo => {
+  const models = keptModels(probe.models.filter((m) => m.id.length <= MOST_MODEL_ID_CHARS && !CONTROL.test(m.id))).map(
+    (m): ModelInfo => {
       const model = { ...m };
       if (model.contextLength !== undefined) model.contextLength = Math.min(model.contextLength, MOST_CONTEXT_TOKENS);
       if (model.maxContextLength !== undefined)
         model.maxContextLength = Math.min(model.maxContextLength, MOST_CONTEXT_TOKENS);
       if (model.parallel !== undefined) model.parallel = Math.min(model.parallel, MOST_SLOTS);
       return model;
-    });
+    },
+  );
+  if (probe.models.length > models.length) facts.modelsListed = probe.models.length;
   return { facts, models };
+}
+
+/**
+ * At most MOST_MODELS of a list, in the server's order: past the cap, loaded models are kept first,
+ * then chat models, so the one a job can use now is never the one cut.
+ */
+function keptModels(models: ModelInfo[]): ModelInfo[] {
+  if (models.length <= MOST_MODELS) return models;
+  const rank = (m: ModelInfo): number => (m.state === 'loaded' ? 0 : m.type === 'embeddings' ? 2 : 1);
+  const kept = new Set(
+    models
+      .map((m, i) => ({ i, rank: rank(m) }))
+      .sort((a, b) => a.rank - b.rank || a.i - b.i)
+      .slice(0, MOST_MODELS)
+      .map((m) => m.i),
+  );
+  return models.filter((_, i) => kept.has(i));
 }
 
 // C0 and C1 controls, DEL, and the bidi overrides that make text read other than it is.

@@ -1,6 +1,8 @@
 /** Answered prompts, and their tokens, before their usage stands for a model's bytes a token. */
 const MIN_LEARNED_PROMPTS = 3;
 const MIN_LEARNED_TOKENS = 256;
+/** Real tokenizers take 1.5–5 bytes a token; more is a server's count that is wrong (too few tokens). */
+const MOST_BYTES_PER_TOKEN = 8;
 
 /**
  * Prompt bytes and the tokens the server counted for them, per endpoint and model: a measurement
@@ -11,7 +13,8 @@ export class PromptUsage {
 
   /** An answered prompt: its size and the tokens the server counted for it (usage.prompt_tokens). */
   note(name: string, model: string, promptBytes: number, promptTokens: number): void {
-    if (!(promptTokens > 0)) return;
+    // Counts are checked when an answer is read (decoding.ts); these guard the sums all the same.
+    if (!Number.isSafeInteger(promptTokens) || promptTokens <= 0 || !Number.isSafeInteger(promptBytes)) return;
     const key = `${name}\n${model}`;
     const seen = this.seen.get(key) ?? { bytes: 0, tokens: 0, prompts: 0 };
     seen.bytes += promptBytes;
@@ -27,6 +30,7 @@ export class PromptUsage {
   bytesPerToken(name: string, model: string): { bytes: number; prompts: number } | undefined {
     const seen = this.seen.get(`${name}\n${model}`);
     if (!seen || seen.prompts < MIN_LEARNED_PROMPTS || seen.tokens < MIN_LEARNED_TOKENS) return undefined;
-    return { bytes: seen.bytes / seen.tokens, prompts: seen.prompts };
+    // A server that counts 1 token for a whole prompt would have chunks sized far past any context.
+    return { bytes: Math.min(seen.bytes / seen.tokens, MOST_BYTES_PER_TOKEN), prompts: seen.prompts };
   }
 }

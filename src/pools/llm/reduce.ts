@@ -17,6 +17,8 @@ export interface Piece {
   /** Its length in the model's tokens, when the server counted it (the answer's tokens_out). */
   tokens?: number;
   failed?: boolean;
+  /** Why a failed input has no answer: its error code, or CANCELLED. */
+  failure?: string;
   /** Its answer failed its checks (verified: false): merged, marked as such. */
   unverified?: boolean;
 }
@@ -61,7 +63,13 @@ export async function piecesOf(records: readonly TaskRecord[], maxBytes: number)
         record.state === 'cancelled'
           ? 'was cancelled'
           : `failed with ${record.error?.code ?? 'an error'}: ${record.error?.message ?? ''}`;
-      pieces.push({ source, sources: [source], failed: true, text: `[no answer: this input ${why}]` });
+      pieces.push({
+        source,
+        sources: [source],
+        failed: true,
+        failure: record.state === 'cancelled' ? 'CANCELLED' : (record.error?.code ?? 'ERROR'),
+        text: `[no answer: this input ${why}]`,
+      });
       continue;
     }
     const output = await wholeOutput(record, maxBytes);
@@ -104,9 +112,13 @@ export async function treeReduce(
   options: ReduceOptions,
   ask: Ask,
   cacheDir: string,
+  upstreamJob = 'the upstream job',
 ): Promise<ReduceOutcome> {
   const failedInputs = pieces.filter((piece) => piece.failed).map((piece) => piece.source);
   const outcome = { levels: 0, requests: 0, inputs: pieces.length, failedInputs, reused: 0 };
+  // Nothing but failure notes to merge: the model would only restate them as if they were an answer.
+  if (pieces.length > 0 && failedInputs.length === pieces.length)
+    return { ...outcome, result: { ok: false, error: noAnswers(pieces, upstreamJob), value: {} } };
   await mkdir(cacheDir, { recursive: true, mode: 0o700 });
   const bytesPerToken = options.bytes_per_token;
   const promptTokens =
@@ -151,6 +163,33 @@ export async function treeReduce(
       error: { code: 'INTERNAL', message: `The reduce did not come down to one answer in ${MAX_LEVELS} levels.` },
       value: {},
     },
+  };
+}
+
+/** The error of a reduce whose every input failed: how many, their codes with a few examples, and how to run them again. */
+function noAnswers(pieces: readonly Piece[], upstreamJob: string): TaskError {
+  const byCode = new Map<string, string[]>();
+  for (const piece of pieces) {
+    const code = piece.failure ?? 'ERROR';
+    byCode.set(code, [...(byCode.get(code) ?? []), piece.source]);
+  }
+  const cancelled = byCode.get('CANCELLED')?.length ?? 0;
+  const failed = pieces.length - cancelled;
+  const counts = [failed > 0 ? `${failed} failed` : '', cancelled > 0 ? `${cancelled} cancelled` : '']
+    .filter(Boolean)
+    .join(', ');
+  const codes = [...byCode]
+    .sort((a, b) => b[1].length - a[1].length)
+    .slice(0, 4)
+    .map(([code, sources]) => {
+      const some = sources.slice(0, 3).map((s) => (s.length > 80 ? `${s.slice(0, 80)}…` : s));
+      return `${code} ×${sources.length}: ${some.join(', ')}${sources.length > some.length ? ', …' : ''}`;
+    });
+  const more = byCode.size > codes.length ? `; ${byCode.size - codes.length} more code(s)` : '';
+  return {
+    code: 'UPSTREAM_FAILED',
+    message: `None of the ${pieces.length} upstream tasks of job ${upstreamJob} succeeded: ${counts} (${codes.join('; ')}${more}). There is nothing to merge; the model was not asked.`,
+    hint: `See why with collect_results on ${upstreamJob}, fix the cause, then resume_job ${upstreamJob} with include_failed: true: it runs the failed tasks again and then this reduce.`,
   };
 }
 

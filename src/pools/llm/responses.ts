@@ -1,14 +1,13 @@
 import * as z from 'zod';
+import { INVALID_UTF8_NOTE, usageCounts, wasLossy } from './decoding.js';
 import type { ChatAnswer, ModelInfo, NativeToolCall } from './types.js';
 import { UpstreamAnswerError } from './upstream.js';
 
 // Response shapes, loose: unknown fields pass, a field of the wrong type reads as absent.
 const maybeText = z.string().nullish().catch(undefined);
 const maybeNumber = z.number().nullish().catch(undefined);
-const usageSchema = z
-  .looseObject({ prompt_tokens: maybeNumber, completion_tokens: maybeNumber })
-  .nullish()
-  .catch(undefined);
+// Token counts are read by usageCounts (decoding.ts): one that is no count is noted, not dropped silently.
+const usageSchema = z.looseObject({}).nullish().catch(undefined);
 const maybeList = z.array(z.unknown()).nullish().catch(undefined);
 const textFields = { content: maybeText, reasoning_content: maybeText, reasoning: maybeText, tool_calls: maybeList };
 const completionSchema = z.looseObject({
@@ -74,9 +73,11 @@ export function answerFromCompletion(
   };
   const toolCalls = nativeToolCalls(message?.tool_calls);
   if (toolCalls.length > 0) answer.toolCalls = toolCalls;
-  const usage = body.data.usage;
-  if (typeof usage?.prompt_tokens === 'number') answer.promptTokens = usage.prompt_tokens;
-  if (typeof usage?.completion_tokens === 'number') answer.completionTokens = usage.completion_tokens;
+  const usage = usageCounts(body.data.usage);
+  if (usage.prompt !== undefined) answer.promptTokens = usage.prompt;
+  if (usage.completion !== undefined) answer.completionTokens = usage.completion;
+  const notes = wasLossy(json) ? [INVALID_UTF8_NOTE, ...usage.notes] : usage.notes;
+  if (notes.length > 0) answer.notes = notes;
   return answer;
 }
 

@@ -18,6 +18,8 @@ export interface ServerFacts {
   slots?: SlotFacts;
   /** llama-server started with --models-dir (router mode): models load and unload through /models/load. */
   router?: boolean;
+  /** The server listed more models than are kept (MOST_MODELS, loaded ones first): how many it listed. */
+  modelsListed?: number;
 }
 
 /**

@@ -1,3 +1,5 @@
+import { Utf8Check } from './decoding.js';
+
 /** One server-sent event: `event:` name (default "message") and its `data:` lines joined by "\n". */
 export interface SseEvent {
   event: string;
@@ -10,12 +12,15 @@ export interface SseEvent {
  */
 export class SseParser {
   private readonly decoder = new TextDecoder();
+  /** Whether the bytes were valid UTF-8: invalid ones are decoded as U+FFFD, and the answer says so. */
+  private readonly utf8 = new Utf8Check();
   private buffer = '';
   private eventName = '';
   private dataLines: string[] = [];
 
   /** Feeds raw bytes; returns the events completed by them. */
   push(chunk: Uint8Array | string): SseEvent[] {
+    if (typeof chunk !== 'string') this.utf8.push(chunk);
     this.buffer += typeof chunk === 'string' ? chunk : this.decoder.decode(chunk, { stream: true });
     const events: SseEvent[] = [];
     let newline: number;
@@ -33,11 +38,17 @@ export class SseParser {
   /** Flushes an event left open when the stream ends without a blank line. */
   end(): SseEvent[] {
     const events: SseEvent[] = [];
+    this.utf8.end();
     const rest = this.buffer + this.decoder.decode();
     this.buffer = '';
     if (rest.length > 0) this.line(rest, events);
     this.line('', events);
     return events;
+  }
+
+  /** Some bytes so far were not valid UTF-8 (a character split across reads is not). */
+  get lossy(): boolean {
+    return this.utf8.lossy;
   }
 
   private line(line: string, events: SseEvent[]): void {

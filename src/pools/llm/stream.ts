@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { abandon, MAX_JSON_BYTES } from './body.js';
+import { INVALID_UTF8_NOTE, tokenCount } from './decoding.js';
 import { extractUpstreamError, upstreamError } from './error-answers.js';
 import { LlmError } from './errors.js';
 import { MAX_TOOL_CALLS, streamChunkSchema, toolCallPart } from './responses.js';
@@ -59,6 +60,10 @@ class ToolCallFragments {
   }
 }
 
+function present(value: unknown): boolean {
+  return value !== null && value !== undefined;
+}
+
 /** A streamed answer as its events add up: content, reasoning, model, finish reason, usage. */
 class StreamedAnswer {
   readonly content: string[] = [];
@@ -69,6 +74,8 @@ class StreamedAnswer {
   finishReason: string | null = null;
   promptTokens: number | undefined;
   completionTokens: number | undefined;
+  /** Usage figures that were no counts, by field, as of the last usage that had the field. */
+  readonly usageNotes = new Map<string, string>();
   ttftMs: number | undefined;
   done = false;
   sawChunk = false;
@@ -124,9 +131,18 @@ class StreamedAnswer {
         `Endpoint ${this.name} streamed more than ${MAX_JSON_BYTES} characters.`,
       );
     if (typeof choice?.finish_reason === 'string') this.finishReason = choice.finish_reason;
-    const usage = chunk.data.usage;
-    if (typeof usage?.prompt_tokens === 'number') this.promptTokens = usage.prompt_tokens;
-    if (typeof usage?.completion_tokens === 'number') this.completionTokens = usage.completion_tokens;
+    const usage = chunk.data.usage as Record<string, unknown> | null | undefined;
+    // Some servers send usage with every chunk: a field's last value stands, and so does its note.
+    if (present(usage?.prompt_tokens)) this.promptTokens = this.count(usage?.prompt_tokens, 'prompt_tokens');
+    if (present(usage?.completion_tokens))
+      this.completionTokens = this.count(usage?.completion_tokens, 'completion_tokens');
+  }
+
+  private count(raw: unknown, field: string): number | undefined {
+    const { count, note } = tokenCount(raw, field);
+    if (note === undefined) this.usageNotes.delete(field);
+    else this.usageNotes.set(field, note);
+    return count;
   }
 
   /** The answer once the stream ended; one that stopped before a finish_reason and without [DONE] lost its connection. */
@@ -158,6 +174,7 @@ class StreamedAnswer {
     if (this.promptTokens !== undefined) answer.promptTokens = this.promptTokens;
     if (this.completionTokens !== undefined) answer.completionTokens = this.completionTokens;
     if (this.ttftMs !== undefined) answer.ttftMs = this.ttftMs;
+    if (this.usageNotes.size > 0) answer.notes = [...this.usageNotes.values()];
     const toolCalls = this.toolCalls.result();
     if (toolCalls.length > 0) answer.toolCalls = toolCalls;
     return answer;
@@ -194,5 +211,7 @@ export async function readChatStream(
     if (signal.aborted) throw signal.reason;
     throw transportError(error, ctx, 'answer');
   }
-  return answer.finish();
+  const finished = answer.finish();
+  if (parser.lossy) finished.notes = [INVALID_UTF8_NOTE, ...(finished.notes ?? [])];
+  return finished;
 }

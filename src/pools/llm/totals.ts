@@ -1,4 +1,8 @@
 import type { JobTotals } from '../../engine/types.js';
+import { MOST_TOKENS_PER_ANSWER } from './decoding.js';
+
+/** A task's tokens over all its requests: many answers' worth, still far from overflowing a sum. */
+export const MOST_TASK_TOKENS = 1000 * MOST_TOKENS_PER_ANSWER;
 
 /** A job's tokens processed locally so far, and its answers' verdicts when it has checks. */
 export interface LlmTotals {
@@ -11,8 +15,12 @@ export interface LlmTotals {
   extra?: { agree: number; reask: number; escalate: number };
 }
 
+/**
+ * A stored figure as a count: a whole number up to MOST_TASK_TOKENS, else 0 — records written before
+ * answers were checked (decoding.ts), or edited by hand, may say 1e300 or -5, and sums stay finite.
+ */
 function count(value: unknown): number {
-  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0;
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 && value <= MOST_TASK_TOKENS ? value : 0;
 }
 
 /** What one result's checks add: its verdict and the requests they spent. */

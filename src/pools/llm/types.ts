@@ -68,6 +68,8 @@ export interface ChatAnswer {
   /** Time to the first streamed token (streaming only). */
   ttftMs?: number;
   durationMs: number;
+  /** What was wrong with the answer as sent (invalid UTF-8, a token count that is none): the task's value shows them. */
+  notes?: string[];
 }
 
 /** A model as one endpoint describes it; fields are set only when the server tells. */

@@ -27,6 +27,9 @@ export class UpstreamAnswerError extends LlmError {
   }
 }
 
+/** A 2xx answer with no body at all: retried once at most, as an empty answer is (retriedOnlyOnce). */
+export class EmptyBodyError extends UpstreamAnswerError {}
+
 /** 429/502/503/504 and "Loading model": transient, retried after the server's Retry-After when it sent one. */
 export class BusyError extends UpstreamAnswerError {
   readonly retryAfterMs: number | undefined;
@@ -172,7 +175,7 @@ export function transportError(
  * counted under: an empty answer (often the same again) and a 500 (an overload, or a real bug).
  */
 export function retriedOnlyOnce(error: MonitorError<string>): string | undefined {
-  if (error.code === 'EMPTY_ANSWER') return 'empty answer';
+  if (error.code === 'EMPTY_ANSWER' || error instanceof EmptyBodyError) return 'empty answer';
   if (answeredStatus(error) === 500) return 'HTTP 500';
   return undefined;
 }

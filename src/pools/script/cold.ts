@@ -42,6 +42,8 @@ export interface ProcessSpec {
   stdinText: string | undefined;
   timeoutMs: number;
   signal: AbortSignal;
+  /** Called once the process runs (its task's run counts from then: TaskContext.began). */
+  began?: (() => void) | undefined;
 }
 
 /**
@@ -87,6 +89,7 @@ export class ColdRunner {
         stdinText: input.stdin ?? (input.json !== undefined ? `${JSON.stringify(input.json)}\n` : undefined),
         timeoutMs: plan.timeoutMs,
         signal: task.signal,
+        began: task.began,
       },
       { stdout, stderr },
     );
@@ -119,6 +122,7 @@ export class ColdRunner {
         return { exit: undefined, stopReason: undefined, spawnError: { code: error.code, message: error.message } };
       throw error;
     }
+    spec.began?.();
     sinks.stdout.attach(worker.process.stdout);
     sinks.stderr.attach(worker.process.stderr);
     return this.watch(worker, spec);

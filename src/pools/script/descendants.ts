@@ -4,6 +4,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Logger } from '../../log.js';
 import { readProcInfo } from '../../platform/proc.js';
 import type { ProcessControl } from '../../processes.js';
+import type { Adopter } from './spawner.js';
 
 /**
  * Set in every worker's environment, and so inherited by everything the worker starts: a process
@@ -44,6 +45,8 @@ export interface DescendantsOptions {
   log: Logger;
   /** Where the process table is (the platform's /proc; tests may point elsewhere); without it nothing is tracked. */
   procDir: string | undefined;
+  /** The process that adopts the tasks' orphans, if one runs now (the spawn helper; see spawner.ts). */
+  adopter?: () => Adopter | undefined;
 }
 
 /**
@@ -57,8 +60,12 @@ export interface DescendantsOptions {
  *  - at start, the processes of servers on this state dir that are gone (however they died, and
  *    whether or not they recorded anything), and ends them;
  *  - at shutdown, every process of its own.
- * What escapes it: a descendant that clears its environment and leaves the group, or one running
- * setuid (its environment is not readable). Without /proc (macOS, Windows) only process groups work.
+ * A descendant that clears its environment (or runs setuid: its environment is not readable) and
+ * leaves the group has no token; for cold tasks started through the spawn helper it is still found,
+ * by its parent: the helper adopts its tasks' orphans (a child subreaper), so each sweep hands it
+ * the processes whose parent it is, and it ends those that started before every task still running
+ * (python/spawn_helper.py). What escapes both: such a descendant of a warm worker or of a task
+ * started without the helper. Without /proc (macOS, Windows) only process groups work.
  */
 export class Descendants {
   private readonly options: DescendantsOptions;
@@ -128,10 +135,14 @@ export class Descendants {
     const run = async (): Promise<void> => {
       do {
         this.again = false;
+        const adopter = this.options.adopter?.();
+        const adopted: Array<readonly [number, string]> = [];
         await this.scan(
           (_token, raw) =>
             raw.startsWith(this.prefix) && (this.closed || !this.live.has(Number(raw.slice(this.prefix.length)))),
+          adopter && { pid: adopter.pid, found: adopted },
         );
+        if (adopter && adopted.length > 0) adopter.sweep(adopted);
       } while (this.again);
     };
     this.sweeping = run()
@@ -171,7 +182,10 @@ export class Descendants {
    * Synchronous reads in small batches: /proc is generated in memory, and a batch holds the event
    * loop far less than a thread pool busy with thousands of reads would hold the server's file I/O.
    */
-  private async scan(matches: (token: Token, raw: string) => boolean): Promise<number[]> {
+  private async scan(
+    matches: (token: Token, raw: string) => boolean,
+    children?: { pid: number; found: Array<readonly [number, string]> },
+  ): Promise<number[]> {
     const { processes } = this.options;
     const procDir = this.procDir;
     if (procDir === undefined) return [];
@@ -190,9 +204,12 @@ export class Descendants {
         const before = readProcInfo(pid, procDir);
         if (!before || before.zombie) continue;
         const raw = tokenOf(`${procDir}/${name}/environ`);
-        if (raw === undefined) continue;
-        const token = parseToken(raw);
-        if (!token || !matches(token, raw)) continue;
+        const token = raw === undefined ? undefined : parseToken(raw);
+        if (!token || raw === undefined || !matches(token, raw)) {
+          // Whether it is a stray is the adopter's to decide: it knows which of its children are tasks.
+          if (children && before.ppid === children.pid) children.found.push([pid, before.startTime]);
+          continue;
+        }
         if (readProcInfo(pid, procDir)?.startTime !== before.startTime) continue;
         if (processes.signalProcess(pid, 'SIGKILL')) killed.push(pid);
       }

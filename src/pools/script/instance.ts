@@ -10,7 +10,7 @@ import { GroupRecords } from './orphans.js';
 import { planScriptJob, type ScriptJobRequest } from './plan.js';
 import { ScriptPool } from './pool.js';
 import { createSpawner } from './relay-spawner.js';
-import { DirectSpawner, type Spawner } from './spawner.js';
+import { type Adopter, DirectSpawner, type Spawner } from './spawner.js';
 import type { ScriptConfig } from './settings.js';
 import { StateLayout } from '../../store/layout.js';
 
@@ -53,6 +53,7 @@ export function createScriptInstance(config: CoreConfig & ScriptConfig, deps: Ki
   });
   // A worker script has no business with the secrets the server uses itself.
   const baseEnv = Object.fromEntries(Object.entries(deps.env).filter(([name]) => !deps.secretEnv.has(name)));
+  const { spawner, descendants } = startersFor(config, deps, resolver, baseEnv);
   const pool = new ScriptPool({
     catalog,
     allowedRoots: config.allowedRoots,
@@ -75,8 +76,8 @@ export function createScriptInstance(config: CoreConfig & ScriptConfig, deps: Ki
       killGraceMs: script.killGraceSeconds * 1000,
       log,
     }),
-    descendants: new Descendants({ stateDir: config.stateDir, processes, log, procDir: platform.procDir }),
-    spawner: spawnerFor(config, deps, resolver, baseEnv),
+    descendants,
+    spawner,
   });
   const lent = lentServices({ pool, catalog, resolver, config, baseEnv, deps });
   return {
@@ -106,22 +107,36 @@ export function createScriptInstance(config: CoreConfig & ScriptConfig, deps: Ki
   };
 }
 
-/** Cold tasks start through the spawn helper (a warm Python process) unless the user turned it off. */
-function spawnerFor(
+/**
+ * How tasks' processes start and what they leave behind is found: cold tasks start through the
+ * spawn helper (a warm Python process) unless the user turned it off; strays without a run token
+ * are found by their parent, the helper that adopted them.
+ */
+function startersFor(
   config: CoreConfig & ScriptConfig,
   { log, processes, platform }: KindDeps,
   resolver: InterpreterResolver,
   env: Record<string, string | undefined>,
-): Spawner {
+): { spawner: Spawner; descendants: Descendants } {
   const { script } = config;
-  if (!script.spawnHelper) return new DirectSpawner(platform);
-  return createSpawner({
-    python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'),
-    log,
+  const spawner: Spawner = script.spawnHelper
+    ? createSpawner({
+        python: () => resolver.resolve(script.interpreters['.py'] ?? 'python3'),
+        log,
+        processes,
+        env,
+        platform,
+      })
+    : new DirectSpawner(platform);
+  const adopter = (): Adopter | undefined => spawner.adopter;
+  const descendants = new Descendants({
+    stateDir: config.stateDir,
     processes,
-    env,
-    platform,
+    log,
+    procDir: platform.procDir,
+    adopter,
   });
+  return { spawner, descendants };
 }
 
 /** What the kind lends the others: the bundled outline, and any worker as an answer checker. */

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn as spawnProcess, type SpawnOptions, type StdioOptions } from 'node:child_process';
+import { Readable, type Stream } from 'node:stream';
 import type { TaskError } from '../../errors.js';
 import { LINUX, type Platform } from '../../platform/index.js';
 import type { ProcessControl } from '../../processes.js';
@@ -7,8 +8,13 @@ import type { Descendants } from './descendants.js';
 import type { GroupRecords } from './orphans.js';
 import type { SpawnedProcess, Spawner } from './spawner.js';
 
-/** After the worker exits, how long its pipes may stay open (a grandchild that left the group). */
+/**
+ * After the worker exits, how long its pipes may stay open at most (a stray that left the group
+ * holds them, or keeps writing to them).
+ */
 const DRAIN_MS = 2000;
+/** After the worker exits, pipes that stay quiet this long are closed on our side (a stray may hold them open). */
+const QUIET_MS = 50;
 
 /** Everything per job that tasks share, worked out once (not once per task). */
 export interface RunPlan {
@@ -190,45 +196,73 @@ export async function startColdWorker(
 }
 
 /**
- * Resolves once the process has exited and its pipes have closed; after the exit they get
- * DRAIN_MS to close (a descendant that escaped the group must not keep the task running forever).
+ * Resolves once the process has exited and its pipes have closed, or have gone quiet (see
+ * drainAfterExit): a descendant that escaped the process group and holds them open must not keep
+ * the task running.
  */
 export async function settleSpawned(started: SpawnedProcess): Promise<void> {
   await started.exited;
-  let drainTimer: NodeJS.Timeout | undefined;
-  const drained = new Promise<void>((resolve) => {
-    drainTimer = setTimeout(() => {
-      started.stdout.destroy();
-      started.stderr.destroy();
-      resolve();
-    }, DRAIN_MS);
-  });
-  await Promise.race([started.closed, drained]);
-  clearTimeout(drainTimer);
+  await drainAfterExit([started.stdout, started.stderr], started.closed);
 }
 
 /**
- * Resolves once the subprocess has exited and its pipes have closed, or it could not start. After
- * the exit its pipes get DRAIN_MS to close; a descendant that escaped the process group and holds
- * them open must not keep the task running forever.
+ * Resolves once the subprocess has exited and its pipes have closed (or gone quiet, see
+ * drainAfterExit), or it could not start.
  */
 export function settle(subprocess: ChildProcess, exited: () => boolean): Promise<void> {
+  const closed = new Promise<void>((resolve) => {
+    subprocess.once('close', () => resolve());
+    subprocess.once('error', () => resolve());
+  });
+  const drained = (): Promise<void> => drainAfterExit(subprocess.stdio, closed);
+  if (exited()) return drained();
+  return Promise.race([closed, new Promise<void>((resolve) => subprocess.once('exit', () => resolve()))]).then(drained);
+}
+
+/**
+ * After the process exited: resolves at `closed` (every pipe at its end), or once the pipes have
+ * been quiet for QUIET_MS and one more poll of them brought nothing; then our ends are destroyed.
+ * What the worker wrote before it went has arrived by then (the spawn helper relays a task's
+ * pipes up to its exit before reporting it; Node reads a pipe that is ready in its next poll), so
+ * only what a stray that left the group writes later is lost, and a stray that holds the pipes
+ * costs no wait. A stream its reader has paused (a slow disk) is waited for, up to DRAIN_MS in all.
+ */
+export function drainAfterExit(streams: readonly (Stream | null | undefined)[], closed: Promise<void>): Promise<void> {
+  const open = streams.filter(
+    (stream): stream is Readable => stream instanceof Readable && !stream.destroyed && !stream.readableEnded,
+  );
+  // Only streams someone reads: a 'data' listener on any other would start it flowing into nowhere.
+  const read = open.filter((stream) => stream.listenerCount('data') > 0);
+  let seen = 0;
+  const onData = (): void => {
+    seen++;
+  };
+  for (const stream of read) stream.on('data', onData);
   return new Promise<void>((resolve) => {
-    let drainTimer: NodeJS.Timeout | undefined;
-    const done = (): void => {
-      clearTimeout(drainTimer);
+    let quiet: NodeJS.Timeout | undefined;
+    let poll: NodeJS.Immediate | undefined;
+    let over = false;
+    const finish = (destroy: boolean): void => {
+      if (over) return;
+      over = true;
+      clearTimeout(quiet);
+      clearTimeout(cap);
+      if (poll) clearImmediate(poll);
+      for (const stream of read) stream.off('data', onData);
+      if (destroy) for (const stream of open) stream.destroy();
       resolve();
     };
+    const held = (): boolean => read.some((stream) => stream.readableFlowing === false && !stream.readableEnded);
     const arm = (): void => {
-      drainTimer = setTimeout(() => {
-        for (const stream of subprocess.stdio) stream?.destroy();
-        done();
-      }, DRAIN_MS);
+      const mark = seen;
+      quiet = setTimeout(() => {
+        // One more poll phase first: it reads what the kernel still holds for us.
+        poll = setImmediate(() => (seen !== mark || held() ? arm() : finish(true)));
+      }, QUIET_MS);
     };
-    subprocess.once('close', done);
-    subprocess.once('error', done);
-    if (exited()) arm();
-    else subprocess.once('exit', arm);
+    const cap = setTimeout(() => finish(true), DRAIN_MS);
+    void closed.then(() => finish(false));
+    arm();
   });
 }
 

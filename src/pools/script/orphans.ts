@@ -1,8 +1,9 @@
-import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../log.js';
 import type { ProcessControl } from '../../processes.js';
+import { readStateFile } from '../../store/safe-read.js';
 
 /** How often recover() looks whether stopped workers are gone during the kill grace. */
 const POLL_MS = 50;
@@ -11,6 +12,8 @@ const COMPACT_BYTES = 64 * 1024;
 /** Ends of groups are written with the next start, or after this long: a lost end line is harmless. */
 const LAZY_FLUSH_MS = 1000;
 /** `<server pid>.groups`: one journal per server process (`.tmp` while being compacted). */
+/** A journal holds a line per process group a server started (compacted as it grows): far under this. */
+const JOURNAL_READ_CAP = 16 * 1024 * 1024;
 const JOURNAL_NAME = /^(\d+)\.groups(\.tmp)?$/;
 
 /** `@ <start token>`: the first line of a journal, which tells its server from a later process with its pid. */
@@ -194,7 +197,8 @@ export class GroupRecords {
         if (!match) continue;
         const file = path.join(dir, name);
         // A `.tmp` is a compaction cut short: the journal it was to replace is still whole.
-        const text = match[2] === undefined ? await readFile(file, 'utf8').catch(() => '') : '';
+        // Read as state, not trusted: a FIFO or symlink planted here must not block or redirect the start.
+        const text = match[2] === undefined ? await readStateFile(file, JOURNAL_READ_CAP).catch(() => '') : '';
         const owner = Number(match[1]);
         // Our own pid on a journal means a dead server had it before: this one has started nothing yet.
         if (owner !== processes.pid && processes.isAlive(owner, OWNER_LINE.exec(text)?.[1])) continue;

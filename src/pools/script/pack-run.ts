@@ -79,6 +79,7 @@ export async function runPack(
       timeoutMs,
       // The tasks of a batch share one signal.
       signal: first.signal,
+      began: () => members.forEach((member) => member.task.began?.()),
     },
     { stdout, stderr },
   );

@@ -67,6 +67,8 @@ export interface ScriptPoolOptions {
 export class ScriptPool implements Pool {
   readonly kind = SCRIPT_KIND;
   readonly concurrency: number;
+  /** A task's run counts once its worker process runs (cold.ts), or its warm request is on its way. */
+  readonly reportsBegin = true;
   private readonly options: ScriptPoolOptions;
   private readonly plans = new Map<string, Promise<RunPlan>>();
   private lastTurn: Promise<void> = Promise.resolve();
@@ -221,7 +223,9 @@ export class ScriptPool implements Pool {
       ? await fedFromUpstream(parseTaskInput(task.input), task.upstream)
       : parseTaskInput(task.input);
     const allowance = await this.allowanceOf(task);
-    if (plan.warm) return this.warm.run(planKey(task.jobId, task.attempt), plan, input, task, allowance);
+    if (plan.warm) {
+      return this.warm.run(planKey(task.jobId, task.attempt), plan, input, task, allowance);
+    }
     return this.asColdProcess(() => this.cold.runAlone(plan, input, task, allowance));
   }
 

@@ -2,7 +2,7 @@ import type { Logger } from '../../log.js';
 import type { Platform } from '../../platform/index.js';
 import type { ProcessControl } from '../../processes.js';
 import { Helper, type HelperProgram, readHelperProgram } from './spawn-helper.js';
-import { DirectSpawner, type SpawnedProcess, type Spawner, type SpawnRequest } from './spawner.js';
+import { type Adopter, DirectSpawner, type SpawnedProcess, type Spawner, type SpawnRequest } from './spawner.js';
 
 /** Helper failures in a row (dying before it says it is ready) after which tasks are spawned directly. */
 const MAX_HELPER_FAILURES = 3;
@@ -98,7 +98,13 @@ export class RelaySpawner implements Spawner {
 
   /** The helper's pid while one runs (tests, diagnostics). */
   get helperPid(): number | undefined {
-    return this.helper && !this.helper.dead ? this.helper.pid : undefined;
+    return this.helper && !this.helper.dead && this.helper.pid > 0 ? this.helper.pid : undefined;
+  }
+
+  /** The running helper, once it said it adopts its tasks' orphans. */
+  get adopter(): Adopter | undefined {
+    const helper = this.helper;
+    return helper && !helper.dead && helper.subreaper ? helper : undefined;
   }
 
   async start(request: SpawnRequest): Promise<SpawnedProcess> {

@@ -4,7 +4,7 @@ import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RelayProcess } from './relay-process.js';
-import { type ExitStatus, type SpawnedProcess, SpawnError, type SpawnRequest } from './spawner.js';
+import { type Adopter, type ExitStatus, type SpawnedProcess, SpawnError, type SpawnRequest } from './spawner.js';
 
 /**
  * The spawn helper as the server runs it: python/spawn_helper.py (its protocol is described at
@@ -68,13 +68,15 @@ export interface PendingStart {
 }
 
 /** One helper process and its framed channel. */
-export class Helper {
+export class Helper implements Adopter {
   private readonly child: ChildProcess;
   private readonly pending = new Map<number, PendingStart>();
   private readonly live = new Map<number, RelayProcess>();
   private buffered: Buffer = Buffer.alloc(0);
   private nextId = 1;
   ready = false;
+  /** It said it adopts the orphans of its tasks (a child subreaper; see python/spawn_helper.py). */
+  subreaper = false;
   /** Set once it has exited (or could not start); no request is sent after that. */
   dead = false;
   /** Asked to exit (idle, or the spawner closed): its exit is not a failure. */
@@ -115,8 +117,16 @@ export class Helper {
     this.idleRefs();
   }
 
-  get pid(): number | undefined {
-    return this.child.pid;
+  /** The helper's pid as an Adopter (0 before it started). */
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  /** Hands the helper processes found with it as their parent; it ends the strays among them. */
+  sweep(found: ReadonlyArray<readonly [number, string]>): void {
+    const workers = new Set([...this.live.values()].map((task) => task.pid));
+    const procs = found.filter(([pid]) => !workers.has(pid)).map(([pid, start]) => [pid, Number(start)]);
+    if (procs.length > 0) this.send({ op: 'sweep', procs });
   }
 
   get busy(): boolean {
@@ -203,6 +213,7 @@ export class Helper {
   private frame(kind: number, id: number, payload: Buffer): void {
     if (kind === READY) {
       this.ready = true;
+      this.subreaper = readyFacts(payload).subreaper === true;
       return;
     }
     if (kind === STARTED || kind === FAILED) {
@@ -255,6 +266,16 @@ export class Helper {
           `spawn ${start.request.file}: the spawn helper ${detail}`,
         ),
       );
+  }
+}
+
+/** What the helper says of itself when ready (an older helper says nothing). */
+function readyFacts(payload: Buffer): { subreaper?: unknown } {
+  try {
+    const facts: unknown = JSON.parse(payload.toString('utf8'));
+    return facts !== null && typeof facts === 'object' ? facts : {};
+  } catch {
+    return {};
   }
 }
 

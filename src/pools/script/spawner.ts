@@ -17,7 +17,10 @@ import { LINUX, type Platform } from '../../platform/index.js';
  * whose address space is ~10 MB anyway. The helper starts each task in a session and process group
  * of its own, writes its stdin, reaps it, and relays its stdout/stderr and exit status over one
  * framed pipe (spawn-helper.ts). The server still signals the task's group itself (the pid is the
- * group id), so timeouts, cancel and the group journal work as before.
+ * group id), so timeouts, cancel and the group journal work as before. The helper is also a child
+ * subreaper: a task's descendant whose parent dies becomes the helper's child, however it left the
+ * task's group, session or environment, and the server's sweeps (descendants.ts) have the helper
+ * end those of tasks that have ended (the Adopter below).
  *
  * This file: what every spawner offers, and the direct one.
  */
@@ -49,9 +52,22 @@ export interface SpawnedProcess {
   readonly closed: Promise<void>;
 }
 
+/**
+ * A process that adopts the orphaned descendants of the tasks it starts (a Linux child subreaper:
+ * the spawn helper), so that a stray which left its task's process group and cleared its
+ * environment can still be found: by its parent.
+ */
+export interface Adopter {
+  readonly pid: number;
+  /** Processes found with `pid` as their parent ([pid, start from /proc]): it ends those that are strays of ended tasks. */
+  sweep(found: ReadonlyArray<readonly [number, string]>): void;
+}
+
 export interface Spawner {
   /** `relay` (through the helper) or `direct` (child_process.spawn on this thread). */
   readonly mode: 'relay' | 'direct';
+  /** The adopter of the tasks' orphans while there is one (the helper, where it could become a subreaper). */
+  readonly adopter?: Adopter | undefined;
   /** Resolves once the process runs (exec succeeded); rejects with a SpawnError when it could not start. */
   start(request: SpawnRequest): Promise<SpawnedProcess>;
   /** Ends the helper; process groups it still has are killed (SIGKILL). */

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import type { TaskContext } from '../../engine/types.js';
 import { decodeUtf8 } from './output.js';
 
@@ -5,6 +6,14 @@ import { decodeUtf8 } from './output.js';
 
 /** Characters of a bad reply quoted in the error. */
 const PREVIEW_CHARS = 200;
+/**
+ * Request ids are drawn from 1 up to this: a reply written before its request was read cannot
+ * guess it. Integers, as the protocol always had (a worker may parse the id as a 32-bit int).
+ */
+const ID_LIMIT = 2 ** 31 - 1;
+/** What to do about a worker that closed fd 3 or fd 4 while it kept running. */
+export const PIPE_HINT =
+  'A warm worker keeps fd 3 (requests) and fd 4 (replies) open until EOF on fd 3, then exits. Check that it, or a library it calls, does not close them (closing every fd above 2, say) and that a child it starts does not take them; meanwhile run_script_batch with warm: false runs it cold.';
 
 /** One task's input, as the pool checked it. */
 export interface WarmTaskInput {
@@ -23,14 +32,18 @@ export interface WarmReply {
 /** How one request to a process ended. */
 export type Outcome =
   | { kind: 'reply'; reply: WarmReply }
-  | { kind: 'protocol'; problem: string }
+  | { kind: 'protocol'; problem: string; hint?: string }
   /** The process ended without replying. */
   | { kind: 'exited' }
   | { kind: 'stopped'; reason: 'timeout' | 'cancel' };
 
+/** How serving one request ended: as an Outcome, or without the request ever read (it may go to another process). */
+export type ServeOutcome = Outcome | { kind: 'unsent'; problem: string; hint: string };
+
 /** One request line: a cold task's args, input and per-task MONITOR_* variables. */
 export interface WarmRequest {
-  id: number;
+  /** Not sent as given: each request goes out with an id of its own (requestId, WarmProcess.serve). */
+  id?: number;
   args: string[];
   env: Record<string, string>;
   stdin?: string;
@@ -40,7 +53,6 @@ export interface WarmRequest {
 /** The request line's content for one task: a cold task's args, input and per-task MONITOR_* variables. */
 export function requestFor(task: TaskContext, input: WarmTaskInput): WarmRequest {
   const message: WarmRequest = {
-    id: task.index,
     args: input.args ?? [],
     env: {
       MONITOR_TASK_INDEX: String(task.index),
@@ -51,6 +63,14 @@ export function requestFor(task: TaskContext, input: WarmTaskInput): WarmRequest
   if (input.stdin !== undefined) message.stdin = input.stdin;
   else if (input.json !== undefined) message.json = input.json;
   return message;
+}
+
+/** A fresh request id: random, and never the one sent before (`previous`), so a stale or early reply cannot match. */
+export function requestId(previous: number | undefined): number {
+  for (;;) {
+    const id = randomInt(1, ID_LIMIT);
+    if (id !== previous) return id;
+  }
 }
 
 /** `line` quoted for an error message: its start, escaped (JSON string rules), whatever its bytes. */
@@ -74,7 +94,9 @@ export function parseReply(line: Buffer, id: number): { reply: WarmReply } | { p
     return { problem: `sent a reply that is not a JSON object: ${preview(text)}` };
   const reply = parsed as Record<string, unknown>;
   if (reply.id !== id)
-    return { problem: `replied with id ${JSON.stringify(reply.id) ?? 'missing'} to request ${id}: ${preview(text)}` };
+    return {
+      problem: `replied with id ${JSON.stringify(reply.id) ?? 'missing'} to request ${id} (a reply carries the id read from the request it answers): ${preview(text)}`,
+    };
   const exitCode = reply.exit_code;
   if (typeof exitCode !== 'number' || !Number.isInteger(exitCode))
     return { problem: `sent a reply without an integer exit_code: ${preview(text)}` };

@@ -77,7 +77,7 @@ export async function warmResult(
       const error = new ScriptError(
         'WORKER_PROTOCOL',
         `${name} (warm process ${worker.number}) ${outcome.problem}; the process was killed and is replaced for the next task.`,
-        { hint: PROTOCOL_HINT },
+        { hint: outcome.hint ?? PROTOCOL_HINT },
       );
       return taskResult(plan, { ...end, exit: undefined, stopReason: undefined, error: toTaskError(error) }, options);
     }

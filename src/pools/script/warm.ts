@@ -19,16 +19,18 @@ export type { WarmTaskInput } from './warm-protocol.js';
  * - A worker declares `# monitor: warm: yes`. It is started exactly as a cold task (interpreter,
  *   flags, cwd, env, run token, process group) but with no task args, stdin /dev/null,
  *   MONITOR_WARM=1, fd 3 for requests (server → worker) and fd 4 for replies (worker → server).
- * - Request, one JSON line: `{"id": 7, "args": [...], "env": {"MONITOR_TASK_INDEX": "7",
+ * - Request, one JSON line: `{"id": 48213077, "args": [...], "env": {"MONITOR_TASK_INDEX": "7",
  *   "MONITOR_ATTEMPT": "1", "MONITOR_STDIN_FORMAT": "none"}}` plus at most one of `"stdin"` (text)
  *   or `"json"` (a value): a cold task's input.
- * - Reply, one JSON line: `{"id": 7, "exit_code": 0, "result": <JSON>}` or `... "output": "<text>"}`.
+ * - Reply, one JSON line: `{"id": 48213077, "exit_code": 0, "result": <JSON>}` or `... "output": "<text>"}`.
+ *   The id is an integer drawn at random per request: only the request itself tells it.
  *   exit_code ≠ 0 fails the task like a cold worker's exit code; `output` counts as a cold
  *   worker's stdout, `result` as the JSON it would print.
  * - What the worker writes on fd 1 and 2 during a task is that task's log (its stderr capture);
  *   it flushes them before replying. Output while idle goes to the next task's log.
  * - It exits at EOF on fd 3. A reply that is not JSON, has another id or is too long fails the task
- *   with WORKER_PROTOCOL and the process is killed.
+ *   with WORKER_PROTOCOL and the process is killed; so does closing fd 3 or fd 4 while it runs
+ *   (noticed at once: an idle one is killed, a request waiting on it fails).
  */
 
 /** A warm process without a task for this long ends: a fallback, a job's end ends its processes at once. */
@@ -56,6 +58,10 @@ export interface WarmRequester {
   jobId: string;
   outputDir: string;
   signal: AbortSignal;
+  /** A task's attempt (its plan's): a later one's plan takes the job's processes over. 0 when not given. */
+  attempt?: number;
+  /** A task's run counts from the moment its request goes to a process (TaskContext.began). */
+  began?: (() => void) | undefined;
 }
 
 /** A request served: how it ended, on which process; and the process that died before, when it was sent twice. */
@@ -66,15 +72,24 @@ export interface WarmServed {
   crash: { exit: ProcessExit | undefined; process: number } | undefined;
 }
 
-/** The idle warm processes of one job run (its tasks of one attempt plan), longest idle first. */
+/**
+ * The warm processes of one job (or lent service): all on one plan, the one of the latest attempt
+ * asked for (`key`); its idle ones longest idle first. A task of an earlier attempt (resumed
+ * tasks and fresh ones run side by side) is served on them too, so the job never has more
+ * processes than tasks in flight: at most its concurrency.
+ */
 interface WarmGroup {
   jobId: string;
+  key: string;
+  attempt: number;
+  plan: RunPlan;
   idle: WarmProcess[];
 }
 
 /** Long-lived worker processes per job, shared by its tasks one at a time (see the protocol above). */
 export class WarmWorkers {
   private readonly options: WarmWorkersOptions;
+  /** By job id (a lent service's key), until the job's run ends: its plan is kept while it has no process. */
   private readonly groups = new Map<string, WarmGroup>();
   /** Busy and idle processes: what counts against the capacity (processes ending do not). */
   private readonly counted = new Set<WarmProcess>();
@@ -96,7 +111,7 @@ export class WarmWorkers {
   }
 
   /**
-   * Runs one task on a warm process of its group (`key`: the job and its attempt plan): an idle one,
+   * Runs one task on a warm process of its job (`key`: the job and its attempt plan): an idle one,
    * else a new one. A process that dies mid-task has the task run once more on a fresh process.
    */
   async run(
@@ -113,7 +128,7 @@ export class WarmWorkers {
   }
 
   /**
-   * One request on a process of group `key` (an idle one, else a new one), its log into `log`, until
+   * One request on a process of `who.jobId` (an idle one, else a new one), its log into `log`, until
    * `deadline` (ms since the epoch): a task's, or a call another kind borrows (lend.ts). A process
    * that dies mid-request has it sent once more to a fresh process.
    */
@@ -126,38 +141,49 @@ export class WarmWorkers {
     who: WarmRequester,
   ): Promise<WarmServed | { error: TaskError }> {
     let crash: WarmServed['crash'];
+    let resent = false;
     for (;;) {
       const acquired = await this.acquire(key, plan, who, crash !== undefined);
       if ('error' in acquired) return acquired;
       const worker = acquired.process;
-      const outcome = await worker.serve(message, log, Math.max(0, deadline - Date.now()), who.signal);
-      const served = { process: worker.number, task: worker.tasksServed };
+      who.began?.();
+      const served = await worker.serve(message, log, Math.max(0, deadline - Date.now()), who.signal);
+      const place = { process: worker.number, task: worker.tasksServed };
+      if (served.kind === 'unsent' && !resent && !who.signal.aborted) {
+        // Closed its request pipe before reading the request: the worker never saw it, another process gets it.
+        this.options.log.warn(
+          `warm process ${worker.number} (${worker.plan.launch.display}, pid ${String(worker.pid)}) ${served.problem}; it was killed and the request goes to a fresh process`,
+        );
+        resent = true;
+        continue;
+      }
+      const outcome: Outcome = served.kind === 'unsent' ? { ...served, kind: 'protocol' } : served;
       this.release(worker, outcome);
       if (outcome.kind === 'exited' && crash === undefined && !who.signal.aborted) {
         crash = { exit: worker.exit, process: worker.number };
         continue;
       }
-      return { outcome, worker, served, crash };
+      return { outcome, worker, served: place, crash };
     }
   }
 
-  /** The job's run is over: its idle processes end now (a busy one ends when idle, or with the pool). */
+  /** The job's run is over: its idle processes end now, a busy one when its request is over. */
   jobEnded(jobId: string): void {
-    for (const group of [...this.groups.values()]) {
-      if (group.jobId !== jobId) continue;
-      for (const worker of [...group.idle]) this.retire(worker, 'its job ended');
-    }
+    const group = this.groups.get(jobId);
+    if (!group) return;
+    this.groups.delete(jobId);
+    for (const worker of [...group.idle]) this.retire(worker, 'its job ended');
   }
 
   /**
    * Before another process starts: when the processes running (cold and warm, idle ones included)
-   * fill the capacity, ends idle warm processes of other groups until there is room.
+   * fill the capacity, ends idle warm processes of other jobs until there is room.
    */
-  makeRoom(exceptKey?: string): void {
+  makeRoom(exceptJob?: string): void {
     while (this.processCount + this.options.coldProcesses() + 1 > this.options.capacity) {
       let victim: WarmProcess | undefined;
-      for (const [key, group] of this.groups) {
-        if (key === exceptKey) continue;
+      for (const [jobId, group] of this.groups) {
+        if (jobId === exceptJob) continue;
         const oldest = group.idle[0];
         if (oldest && (!victim || oldest.idleSince < victim.idleSince)) victim = oldest;
       }
@@ -176,7 +202,25 @@ export class WarmWorkers {
     await Promise.all([...this.alive].map((worker) => worker.gone));
   }
 
-  /** An idle process of the group (unless `fresh`), else a new one; or why none could start. */
+  /**
+   * The job's group, on the plan of the latest attempt asked for: a later attempt's plan (a resume,
+   * after the worker may have been fixed) takes it over, and the idle processes of the earlier one
+   * end at once; a busy one ends when its request is over.
+   */
+  private groupOf(key: string, plan: RunPlan, who: WarmRequester): WarmGroup {
+    const attempt = who.attempt ?? 0;
+    let group = this.groups.get(who.jobId);
+    if (!group) {
+      group = { jobId: who.jobId, key, attempt, plan, idle: [] };
+      this.groups.set(who.jobId, group);
+    } else if (group.key !== key && attempt > group.attempt) {
+      Object.assign(group, { key, attempt, plan });
+      for (const worker of [...group.idle]) this.retire(worker, `attempt ${attempt} of its job runs on a new plan`);
+    }
+    return group;
+  }
+
+  /** An idle process of the job (unless `fresh`), else a new one; or why none could start. */
   private async acquire(
     key: string,
     plan: RunPlan,
@@ -184,50 +228,69 @@ export class WarmWorkers {
     fresh: boolean,
   ): Promise<{ process: WarmProcess } | { error: TaskError }> {
     if (this.closed) throw new MonitorError('SHUTTING_DOWN', 'The server is shutting down.');
-    const group = this.groups.get(key);
-    while (!fresh && group && group.idle.length > 0) {
+    const group = this.groupOf(key, plan, who);
+    while (!fresh && group.idle.length > 0) {
       // Most recently idle first: its memory is warm, and the oldest are the ones to let go.
       const worker = group.idle.pop();
-      if (group.idle.length === 0) this.groups.delete(key);
       if (worker?.claim()) return { process: worker };
     }
-    // A retry after a crash may end an idle process of its own group: it takes none of them.
-    this.makeRoom(fresh ? undefined : key);
+    // A retry after a crash takes none of its job's idle processes, and makes room at their expense too.
+    this.makeRoom(fresh ? undefined : who.jobId);
     this.starting++;
     let worker: WarmProcess;
     try {
+      // Its job's processes on their way out (an earlier plan's, a broken one) go first: the job
+      // never has more processes alive than tasks in flight, however briefly.
+      await Promise.all(
+        [...this.alive]
+          .filter((other) => other.jobId === who.jobId && other.state === 'ending')
+          .map((other) => other.gone),
+      );
       await this.options.turnToSpawn();
       who.signal.throwIfAborted();
       if (this.closed) throw new MonitorError('SHUTTING_DOWN', 'The server is shutting down.');
-      const started = startWorker(
-        plan,
-        this.options.launch,
-        { jobId: who.jobId, outputDir: who.outputDir },
-        {
-          args: [],
-          perProcessEnv: { MONITOR_WARM: '1' },
-          stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-        },
-      );
-      worker = new WarmProcess(++this.started, key, who.jobId, started, plan, this.options, (gone) =>
-        this.forget(gone),
-      );
+      worker = this.spawn(group, who);
     } finally {
       this.starting--;
     }
     this.alive.add(worker);
     this.counted.add(worker);
     const startError = await worker.spawned;
-    if (startError) return { error: spawnFailure(plan.launch, { code: startError.code, message: startError.message }) };
+    if (startError)
+      return { error: spawnFailure(worker.plan.launch, { code: startError.code, message: startError.message }) };
     return { process: worker };
   }
 
-  /** After a task: the process goes back to its group's idle ones, or is replaced when it has served enough. */
+  /** A new process on the group's plan (it may have changed while this one waited for its turn). */
+  private spawn(group: WarmGroup, who: WarmRequester): WarmProcess {
+    const started = startWorker(
+      group.plan,
+      this.options.launch,
+      { jobId: who.jobId, outputDir: who.outputDir },
+      { args: [], perProcessEnv: { MONITOR_WARM: '1' }, stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] },
+    );
+    return new WarmProcess(++this.started, group.key, who.jobId, started, group.plan, this.options, {
+      gone: (gone) => this.forget(gone),
+      broken: (broken, problem) => {
+        this.options.log.warn(
+          `warm process ${broken.number} (${broken.plan.launch.display}, pid ${String(broken.pid)}) ${problem}; it is killed`,
+        );
+        this.uncount(broken);
+        broken.terminate();
+      },
+    });
+  }
+
+  /** After a task: the process goes back to its job's idle ones, or is replaced when it has served enough. */
   private release(worker: WarmProcess, outcome: Outcome): void {
     // Killed (timeout, cancel, protocol) or dead: it is on its way out and forgets itself when gone.
     if (outcome.kind !== 'reply' || worker.state !== 'busy') return;
     const { maxTasks, maxRssBytes } = this.options;
     if (this.closed) return this.retire(worker, 'the server is closing');
+    // A pipe it closed is noticed after its grace (or its exit): ended then, never given another task.
+    if (!worker.usable) return;
+    const group = this.groups.get(worker.jobId);
+    if (group?.key !== worker.key) return this.retire(worker, 'its job ended or runs on a later plan');
     if (worker.tasksServed >= maxTasks)
       return this.retire(worker, `it served ${worker.tasksServed} tasks (script.warmMaxTasks)`);
     const procDir = (this.options.launch.platform ?? LINUX).procDir;
@@ -236,36 +299,28 @@ export class WarmWorkers {
       return this.retire(worker, `its memory (RSS ${Math.round(rss / 1048576)} MB) is over script.warmMaxRssMB`);
     }
     worker.idle(this.options.idleMs ?? IDLE_MS, () => this.retire(worker, 'it was idle'));
-    let group = this.groups.get(worker.key);
-    if (!group) {
-      group = { jobId: worker.jobId, idle: [] };
-      this.groups.set(worker.key, group);
-    }
     group.idle.push(worker);
   }
 
   /** Ends a process that is not serving a task: fd 3 closed (it exits), its group killed after the grace. */
   private retire(worker: WarmProcess, why: string): void {
-    this.unlist(worker);
-    this.counted.delete(worker);
+    this.uncount(worker);
     this.options.log.debug(
       `warm process ${worker.number} (${worker.plan.launch.display}, pid ${String(worker.pid)}) ends: ${why}`,
     );
     worker.end();
   }
 
-  /** Takes it out of its group's idle ones (a group without idle processes is dropped). */
-  private unlist(worker: WarmProcess): void {
-    const group = this.groups.get(worker.key);
-    if (!group) return;
-    const at = group.idle.indexOf(worker);
-    if (at !== -1) group.idle.splice(at, 1);
-    if (group.idle.length === 0) this.groups.delete(worker.key);
+  /** No longer counted against the capacity, nor among its job's idle ones. */
+  private uncount(worker: WarmProcess): void {
+    const idle = this.groups.get(worker.jobId)?.idle;
+    const at = idle?.indexOf(worker) ?? -1;
+    if (at !== -1) idle?.splice(at, 1);
+    this.counted.delete(worker);
   }
 
   private forget(worker: WarmProcess): void {
-    this.unlist(worker);
-    this.counted.delete(worker);
+    this.uncount(worker);
     this.alive.delete(worker);
   }
 }

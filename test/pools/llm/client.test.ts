@@ -126,6 +126,20 @@ describe.each([true, false])('EndpointClient against the LM Studio double (strea
     expect(answer.content).toContain('Answer to: #fault:reset*1');
   });
 
+  it('does not resend on a fresh connection when the caller says its retries are spent', async () => {
+    await client.chat(ask('warm again'), { signal: signal() });
+    const prompt = `#fault:reset*1 spent ${String(stream)}`;
+    let asked = 0;
+    const mayResend = (): boolean => {
+      asked++;
+      return false;
+    };
+    const error = await failure(client.chat(ask(prompt), { signal: signal(), mayResend }));
+    expect(error.code).toBe('UPSTREAM_ERROR');
+    expect(asked).toBe(1);
+    expect(double.chatRequests.filter((q) => q.prompt === prompt)).toHaveLength(1);
+  });
+
   it('does not resend blindly when the connection closes while the server generates, and does not call the server down', async () => {
     const prompt = `#fault:reset-late once ${String(stream)}`;
     const error = await failure(client.chat(ask(prompt), { signal: signal() }));

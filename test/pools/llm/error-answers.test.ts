@@ -250,7 +250,8 @@ const cases: Case[] = [
     code: 'UPSTREAM_ERROR',
     retryable: true,
     message: /status 200 with an empty body/,
-    hint: /retried with backoff/,
+    // Counted as an empty answer: retried once, not up to maxRetries.
+    hint: /retried once/,
   },
   {
     name: 'status 200 with a body that is not JSON',

@@ -382,19 +382,50 @@ describe('LlmPool', () => {
     },
   );
 
-  it('retries a 200 with an empty body within the retry budget, and says what happened when it persists', async () => {
+  it('retries a 200 with an empty body once (as an empty answer), and says what happened when it persists', async () => {
     const d = await double();
     const r = await rig([endpoint('d', d.url, 4)]);
-    const { records } = await r.run(['#fault:empty-body*2 twice', '#fault:empty-body always']);
-    const [twice, always] = records;
-    expect(twice?.state).toBe('succeeded');
-    expect(valueOf(twice).requests).toBe(3);
+    const { records } = await r.run(['#fault:empty-body*1 once', '#fault:empty-body always']);
+    const [once, always] = records;
+    expect(once?.state).toBe('succeeded');
+    expect(valueOf(once).requests).toBe(2);
     expect(always?.state).toBe('failed');
     expect(always?.error?.code).toBe('UPSTREAM_ERROR');
     expect(always?.error?.message).toMatch(/status 200 with an empty body/);
     expect(always?.error?.hint).toMatch(/retried/);
     expect(always?.error?.hint).not.toMatch(/endpoint URL/);
-    expect(d.chatRequests.filter((q) => q.prompt === '#fault:empty-body always')).toHaveLength(4); // 1 + maxRetries
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:empty-body always')).toHaveLength(2); // 1 + one retry
+  });
+
+  it.each([3, 1, 0])(
+    'sends a prompt whose connection drops at once exactly 1 + maxRetries (%i) times, kept-alive connections or not',
+    async (maxRetries) => {
+      const d = await double();
+      const r = await rig([endpoint('d', d.url, 4)], (c) => {
+        c.llm.maxRetries = maxRetries;
+      });
+      // Kept-alive connections to reuse: a drop on one of them looks like a stale keep-alive.
+      await r.run(Array.from({ length: 8 }, (_, i) => `warm ${i}`));
+      const { records } = await r.run(['#fault:reset always'], {}, 1);
+      expect(records[0]?.state).toBe('failed');
+      expect(records[0]?.error?.code).toBe('UPSTREAM_ERROR');
+      const sent = d.chatRequests.filter((q) => q.prompt === '#fault:reset always');
+      expect(sent).toHaveLength(1 + maxRetries);
+      expect(valueOf(records[0]).requests).toBe(1 + maxRetries);
+    },
+    30_000,
+  );
+
+  it('a stale kept-alive connection costs one retry, and the prompt still succeeds', async () => {
+    const d = await double();
+    const r = await rig([endpoint('d', d.url, 4)], (c) => {
+      c.llm.maxRetries = 1;
+    });
+    await r.run(Array.from({ length: 8 }, (_, i) => `warm ${i}`));
+    const { records } = await r.run(['#fault:reset*1 stale'], {}, 1);
+    expect(records[0]?.state).toBe('succeeded');
+    expect(d.chatRequests.filter((q) => q.prompt === '#fault:reset*1 stale')).toHaveLength(2);
+    expect(valueOf(records[0]).requests).toBe(2);
   });
 
   it('retries a 500 once (LM Studio answers 500 when overloaded)', async () => {

@@ -102,6 +102,7 @@ describe('piecesOf', () => {
         source: 'task #2',
         sources: ['task #2'],
         failed: true,
+        failure: 'TIMEOUT',
         text: '[no answer: this input failed with TIMEOUT: Too slow.]',
       },
     ]);

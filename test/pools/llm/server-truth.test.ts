@@ -165,7 +165,10 @@ describe('a server that lies about itself', () => {
     // /slots listed one slot, /props a billion: the slots it lists win, and a limit never passes 256.
     expect(view).toMatchObject({ flavor: 'llama-server', slots: { total: 1, busy: 1 }, limit: { value: 1 } });
     const listed = view?.models.map((m) => m.id) ?? [];
-    expect(listed).toHaveLength(1000);
+    // 1,000 kept of the 2,005 listed (three ids refused); the reply shows 200 of them and says so.
+    expect(listed).toHaveLength(200);
+    expect(view).toMatchObject({ models_total: 2005 });
+    expect(JSON.stringify(view)).toMatch(/The server listed 2005; the 1000 kept/);
     expect(listed.slice(0, 2)).toEqual(['tiny', '<img src=x onerror="alert(1)">']);
     expect(view?.models[0]?.context_length).toBe(16 * 1024 * 1024);
     // No control character or bidi override reaches a reader (the terminal of `monitor-mcp doctor`).

@@ -185,6 +185,45 @@ describe('cold runs', () => {
       }
     }
   });
+  it('does not wait for pipes a stray holds once the worker is gone (a 1 s timeout stays about 1 s)', async () => {
+    for (const how of ['exit', 'timeout'] as const) {
+      const pidFile = path.join(fixture.outputDir, `stray-pipes-${how}-${Date.now()}`);
+      const began = Date.now();
+      let ended = 0;
+      const running = run(
+        'escape_group.py',
+        { args: how === 'exit' ? [pidFile] : [pidFile, '60'] },
+        { options: { timeout_seconds: 1 } },
+      ).finally(() => (ended = Date.now()));
+      // Written just before the worker prints its last line and exits (or sleeps into its timeout).
+      const [child = 0] = await readPids(pidFile);
+      const written = Date.now();
+      const result = await running;
+      try {
+        expect(result.error?.code).toBe(how === 'exit' ? undefined : 'TIMEOUT');
+        // What the worker wrote before it went is kept.
+        expect(valueOf(result).text).toBe('parent done');
+        // Before: the 2 s drain was paid waiting for the stray's end of the pipes (≥ 3 s after a 1 s timeout).
+        if (how === 'exit') expect(ended - written).toBeLessThan(1000);
+        else expect(ended - began).toBeLessThan(2500);
+      } finally {
+        killQuietly(child);
+      }
+    }
+  }, 30_000);
+  it('ends the daemons a worker starts even when they leave its group and clear their environment', async () => {
+    const pidFile = path.join(fixture.outputDir, `scatter-${Date.now()}`);
+    const result = await run('scatter.py', { args: [pidFile, '48'] });
+    const daemons = await readPids(pidFile);
+    try {
+      expect(result.ok).toBe(true);
+      expect(daemons).toHaveLength(48);
+      // Before: 48 of 48 lived on (no token to find them by, no group to reach them through).
+      await until(() => daemons.every((pid) => !alive(pid)), 'the daemons to be ended with their task', 10_000);
+    } finally {
+      for (const pid of daemons) killQuietly(pid);
+    }
+  }, 30_000);
   it('stops before starting when the task is already cancelled', async () => {
     const controller = new AbortController();
     controller.abort(new Error('cancelled before start'));

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../src/log.js';
@@ -77,5 +78,31 @@ describe('Descendants', () => {
     expect(alive(otherStateDir)).toBe(true);
     expect(alive(liveServer)).toBe(true);
     await mine.close();
+  });
+
+  it('after a run ends, hands the adopter the processes whose parent it is, with their starts, and kills none of them', async () => {
+    const handed: Array<readonly [number, string]> = [];
+    // This test process plays the adopter: what it starts is its child.
+    const adopter = {
+      pid: process.pid,
+      sweep: (found: ReadonlyArray<readonly [number, string]>) => handed.push(...found),
+    };
+    const descendants = new Descendants({
+      stateDir,
+      processes: testProcesses,
+      log: silentLogger,
+      procDir: '/proc',
+      adopter: () => adopter,
+    });
+    const child = spawn('sleep', ['60'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: 'ignore' });
+    started.push(child);
+    const pid = child.pid ?? 0;
+    await until(() => alive(pid), 'the child to start');
+    descendants.begin().ended(true);
+    await until(() => handed.some(([found]) => found === pid), 'the child to be handed to the adopter', 10_000);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    expect(handed.find(([found]) => found === pid)?.[1]).toBe(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    expect(alive(pid)).toBe(true);
+    await descendants.close();
   });
 });

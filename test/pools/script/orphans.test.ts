@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/registry.js';
@@ -167,6 +167,17 @@ describe('orphaned worker groups', { timeout: 20_000 }, () => {
       killQuietly(leader);
       killQuietly(child);
     }
+  });
+
+  it('is not held up by a FIFO or a symlink to /dev/zero planted as a journal: both are read as state, never blocked on', async () => {
+    await mkdir(recordsDir, { recursive: true });
+    const fifo = path.join(recordsDir, `${await deadPid()}.groups`);
+    const made = spawnSync('mkfifo', [fifo]);
+    expect(made.status).toBe(0);
+    await symlink('/dev/zero', path.join(recordsDir, `${await deadPid()}.groups`));
+    // Before, recover() blocked for good opening the FIFO; the vitest timeout would end it.
+    await recoverAsNextServer();
+    expect((await journals()).filter((name) => name.endsWith('.groups'))).toEqual([]);
   });
 
   it("does the same with macOS's way of telling processes apart: spawn times in the journal, checked with ps", async () => {

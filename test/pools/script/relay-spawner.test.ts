@@ -21,6 +21,8 @@ describe('RelaySpawner', () => {
     expect(spawner.helperPid).toBeDefined();
     expect(Number(stdout.trim())).toBe(spawner.helperPid);
     expect(Number(stdout.trim())).not.toBe(process.pid);
+    // It became a child subreaper: it adopts the tasks' orphans, and is the one to sweep them.
+    expect(spawner.adopter?.pid).toBe(spawner.helperPid);
   });
 
   it('when the helper dies, ends its tasks (groups killed) and starts a new helper for the next task', async () => {

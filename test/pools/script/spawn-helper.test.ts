@@ -1,4 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -88,6 +89,36 @@ class HelperProcess {
 
 const json = (frame: Frame): unknown => JSON.parse(frame.payload.toString('utf8'));
 
+/** A daemon as a careless worker starts one: its own session, an empty environment, the pipes let go. */
+const DAEMON = 'setsid env -i sleep 60 </dev/null >/dev/null 2>&1 &';
+
+const pidOut = (frame: Frame): number => Number(frame.payload.toString('latin1').trim());
+
+/** A process's parent and start (clock ticks since boot) from /proc, or undefined once it is gone (or a zombie). */
+function statOf(pid: number): { ppid: number; start: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' ? undefined : { ppid: Number(fields[1]), start: Number(fields[19]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Clock ticks since boot now (USER_HZ is 100 on the systems the tests run on). */
+const uptimeTicks = (): number => Math.floor(Number(readFileSync('/proc/uptime', 'latin1').split(' ')[0]) * 100);
+
+/** What the server's sweep hands the helper: the processes whose parent it is, with their starts. */
+function childrenOf(parent: number): Array<[number, number]> {
+  const found: Array<[number, number]> = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = statOf(Number(name));
+    if (stat?.ppid === parent) found.push([Number(name), stat.start]);
+  }
+  return found;
+}
+
 async function ready(): Promise<HelperProcess> {
   const helper = new HelperProcess(fixture.python);
   await helper.frame(0, READY);
@@ -97,7 +128,8 @@ async function ready(): Promise<HelperProcess> {
 describe('python/spawn_helper.py over its protocol', () => {
   it('says READY first, then runs a task: STARTED with its pid, its output, both ends and its exit', async () => {
     const helper = await ready();
-    expect(helper.frames[0]).toEqual({ kind: READY, id: 0, payload: Buffer.alloc(0) });
+    expect(helper.frames[0]).toMatchObject({ kind: READY, id: 0 });
+    expect(json(helper.frames[0] as Frame)).toEqual({ subreaper: true });
     helper.send(helper.start(1, 'echo $$; echo oops >&2; exit 3'));
     const started = await helper.frame(1, STARTED);
     const done = await helper.finished(1);
@@ -199,6 +231,59 @@ describe('python/spawn_helper.py over its protocol', () => {
     helper.child.stdin.end();
     expect((await helper.exited).code).toBe(0);
     await until(() => !alive(pid) && !alive(grandchild), 'the task and its child to be killed', 5000);
+  });
+
+  it('adopts the orphans of its tasks and, asked to sweep, ends those that started before every task still running', async () => {
+    const helper = await ready();
+    const helperPid = helper.child.pid ?? 0;
+    // Task 1 leaves a daemon with an empty environment in a session of its own, and exits.
+    helper.send(helper.start(1, `${DAEMON} echo $!`));
+    const early = pidOut(await helper.frame(1, OUT));
+    await helper.frame(1, EXIT);
+    await until(() => statOf(early)?.ppid === helperPid, 'the orphan to be adopted by the helper');
+    // Task 2 starts (a tick later) and keeps running; its daemon is orphaned at once (a double fork).
+    const earlyStart = statOf(early)?.start ?? 0;
+    await until(() => uptimeTicks() > earlyStart + 2, 'a later clock tick');
+    helper.send(helper.start(2, `(${DAEMON} echo $!); exec sleep 60`));
+    const worker = Number((await helper.frame(2, STARTED)).payload.toString('latin1'));
+    const late = pidOut(await helper.frame(2, OUT));
+    await until(() => statOf(late)?.ppid === helperPid, "the running task's orphan to be adopted");
+    expect(childrenOf(helperPid).map(([pid]) => pid)).toEqual(expect.arrayContaining([early, late, worker]));
+    helper.send({ op: 'sweep', procs: childrenOf(helperPid) });
+    await until(() => !alive(early), "the ended task's stray to be ended", 5000);
+    // Task 2 still runs and started before it: its daemon may be its own, and stays (one request: swept together).
+    expect(alive(late) && alive(worker)).toBe(true);
+    process.kill(-worker, 'SIGKILL');
+    await helper.frame(2, EXIT);
+    helper.send({ op: 'sweep', procs: childrenOf(helperPid) });
+    await until(() => !alive(late), 'the stray of the task that ended since to be ended', 5000);
+  });
+
+  it('after ending a stray, also ends the children it left in sessions of their own', async () => {
+    const helper = await ready();
+    const helperPid = helper.child.pid ?? 0;
+    helper.send(helper.start(1, `(setsid sh -c '${DAEMON} echo $$ $!; exec env -i sleep 60' &)`));
+    const [leader = 0, inner = 0] = (await helper.frame(1, OUT)).payload
+      .toString('latin1')
+      .trim()
+      .split(' ')
+      .map(Number);
+    await helper.frame(1, EXIT);
+    await until(() => statOf(leader)?.ppid === helperPid, 'the session leader to be adopted');
+    expect(statOf(inner)?.ppid).toBe(leader);
+    helper.send({ op: 'sweep', procs: childrenOf(helperPid) });
+    await until(() => !alive(leader) && !alive(inner), 'the stray and its child to be ended', 5000);
+  });
+
+  it('at EOF on its stdin, also ends the strays it adopted', async () => {
+    const helper = await ready();
+    helper.send(helper.start(1, `${DAEMON} echo $!`));
+    const daemon = pidOut(await helper.frame(1, OUT));
+    await helper.frame(1, EXIT);
+    await until(() => statOf(daemon)?.ppid === helper.child.pid, 'the orphan to be adopted');
+    helper.child.stdin.end();
+    expect((await helper.exited).code).toBe(0);
+    await until(() => !alive(daemon), 'the adopted stray to be ended', 5000);
   });
 
   it('ends with a traceback naming its file on a request that is not JSON (the server sends none)', async () => {

@@ -1,12 +1,12 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { readPids } from '../../helpers/scripts.js';
+import { alive, readPids, until } from '../../helpers/scripts.js';
 import { useWarmFixture, valueOf } from './warm-runs.js';
 
 /** One warm process (warm-process.ts): replies read from fd 4 however they come, logs from fd 1 and 2, broken replies. */
 
 const fixture = useWarmFixture();
-const { newJob, pidFile, poolOf, run, runAll, warmConfig } = fixture;
+const { firstPid, newJob, pidFile, pidOf, poolOf, run, runAll, warmConfig } = fixture;
 
 describe('a warm process', () => {
   describe('framing', () => {
@@ -93,12 +93,30 @@ describe('a warm process', () => {
       const wrongId = await run(jobId, 1, { args: ['wrong_id'] });
       expect(wrongId.error).toMatchObject({
         code: 'WORKER_PROTOCOL',
-        message: expect.stringContaining('replied with id 1001 to request 1'),
+        message: expect.stringMatching(/replied with id (\d+) to request (\d+)/),
       });
       expect(valueOf(wrongId).warm?.process).not.toBe(valueOf(garbage).warm?.process);
       const next = await run(jobId, 2, { args: ['pid'] });
       expect(next.ok).toBe(true);
       expect(valueOf(next).warm?.process).not.toBe(valueOf(wrongId).warm?.process);
+      fixture.pool.jobEnded(jobId);
+    });
+
+    it("never takes a reply written before its request arrived: ids can't be guessed", async () => {
+      const jobId = newJob();
+      const first = await run(jobId, 5, { args: ['forge_next'] });
+      expect(first.ok).toBe(true);
+      const started = Date.now();
+      // The worker answers with the id it guesses (the previous one + 1) before reading this request.
+      const next = await run(jobId, 6, { args: ['pid'] });
+      expect(next.ok).toBe(false);
+      expect(next.error).toMatchObject({
+        code: 'WORKER_PROTOCOL',
+        message: expect.stringMatching(/replied with id \d+ to request \d+/),
+      });
+      expect(valueOf(next).json).toBeUndefined();
+      expect(Date.now() - started).toBeLessThan(10_000);
+      await until(() => !alive(pidOf(first)), 'the forging process to be killed', 10_000);
       fixture.pool.jobEnded(jobId);
     });
 
@@ -109,11 +127,99 @@ describe('a warm process', () => {
       expect(result.error).toMatchObject({
         code: 'WORKER_PROTOCOL',
         message: expect.stringContaining(
-          'sent a reply longer than 4096 bytes (script.maxTaskOutputBytes): "{\\"id\\": 0',
+          'sent a reply longer than 4096 bytes (script.maxTaskOutputBytes): "{\\"id\\": ',
         ),
       });
       expect((await run(jobId, 1, { args: ['pid'] }, { on: small })).ok).toBe(true);
       await small.close();
     });
+  });
+
+  describe('closed pipes', () => {
+    it(
+      'kills a process that closed its request pipe (fd 3) while idle, without waiting for a task',
+      { timeout: 60_000 },
+      async () => {
+        const jobId = newJob();
+        const marker = pidFile('close-requests');
+        const first = await run(jobId, 0, { args: ['close_requests', marker] });
+        expect(first.ok).toBe(true);
+        expect(await firstPid(marker)).toBe(pidOf(first));
+        // Well under its idle timeout (5 s) plus the kill grace: noticed, not left to linger.
+        await until(() => !alive(pidOf(first)), 'the process without a request pipe to be killed', 4_000);
+        expect(fixture.pool.warmProcesses).toBe(0);
+        const next = await run(jobId, 1, { args: ['pid'] });
+        expect(next.ok).toBe(true);
+        expect(valueOf(next).warm?.process).not.toBe(valueOf(first).warm?.process);
+        fixture.pool.jobEnded(jobId);
+      },
+    );
+
+    it(
+      'sends the next task to a fresh process at once when the last one closed its request pipe (fd 3) after replying',
+      { timeout: 60_000 },
+      async () => {
+        const jobId = newJob();
+        const first = await run(jobId, 0, { args: ['close_requests'] });
+        expect(first.ok).toBe(true);
+        const started = Date.now();
+        const next = await run(jobId, 1, { args: ['pid'] }, { options: { timeout_seconds: 20 } });
+        expect(next.ok, JSON.stringify(next.error)).toBe(true);
+        expect(pidOf(next)).not.toBe(pidOf(first));
+        expect(valueOf(next).warm?.process).not.toBe(valueOf(first).warm?.process);
+        expect(Date.now() - started).toBeLessThan(10_000);
+        await until(() => !alive(pidOf(first)), 'the process without a request pipe to be ended', 10_000);
+        fixture.pool.jobEnded(jobId);
+      },
+    );
+
+    it(
+      'fails a task whose process closed its reply pipe (fd 4) with WORKER_PROTOCOL at once, not TIMEOUT',
+      { timeout: 60_000 },
+      async () => {
+        const jobId = newJob();
+        const file = pidFile('close-replies');
+        const started = Date.now();
+        const result = await run(jobId, 0, { args: ['close_replies', file] }, { options: { timeout_seconds: 20 } });
+        const pid = await firstPid(file);
+        expect(result.ok).toBe(false);
+        expect(result.error).toMatchObject({
+          code: 'WORKER_PROTOCOL',
+          message: expect.stringContaining('closed its reply pipe (fd 4)'),
+          hint: expect.stringContaining('fd 4'),
+        });
+        expect(Date.now() - started).toBeLessThan(10_000);
+        await until(() => !alive(pid), 'the process without a reply pipe to be killed', 10_000);
+        const next = await run(jobId, 1, { args: ['pid'] });
+        expect(next.ok).toBe(true);
+        expect(pidOf(next)).not.toBe(pid);
+        fixture.pool.jobEnded(jobId);
+      },
+    );
+
+    it(
+      'fails a task with WORKER_PROTOCOL at once when fresh processes too close fd 3 before reading a request',
+      { timeout: 60_000 },
+      async () => {
+        const jobId = newJob();
+        const started = Date.now();
+        const result = await run(
+          jobId,
+          0,
+          { args: ['pid'] },
+          { options: { timeout_seconds: 20, env: { FIXTURE_MODE: 'no_requests' } } },
+        );
+        expect(result.error).toMatchObject({
+          code: 'WORKER_PROTOCOL',
+          message: expect.stringMatching(
+            /did not read its request: fd 3 was closed \((EPIPE|ECONNRESET|ERR_STREAM_\w+)\)/,
+          ),
+          hint: expect.stringContaining('fd 3 (requests)'),
+        });
+        expect(Date.now() - started).toBeLessThan(10_000);
+        await until(() => fixture.pool.warmProcesses === 0, 'both broken processes to be ended', 10_000);
+        fixture.pool.jobEnded(jobId);
+      },
+    );
   });
 });

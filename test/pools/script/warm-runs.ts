@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll } from 'vitest';
 import type { Config } from '../../../src/registry.js';
@@ -12,6 +13,40 @@ import { killQuietly, readPids, scriptConfig, scriptPool } from '../../helpers/s
 
 export const warmWorkers = path.join(repoRoot, 'test', 'fixtures', 'warm-workers');
 export const probe = 'warm_probe.py';
+
+/** Live warm worker processes of `jobId` (read from /proc: Linux), whoever started them. */
+export function warmProcessesOf(jobId: string): number[] {
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let environ: string[];
+    let stat: string;
+    try {
+      environ = readFileSync(`/proc/${name}/environ`, 'latin1').split('\0');
+      stat = readFileSync(`/proc/${name}/stat`, 'latin1');
+    } catch {
+      continue;
+    }
+    // A zombie is dead already; it only waits to be reaped.
+    if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') continue;
+    if (environ.includes(`MONITOR_JOB_ID=${jobId}`) && environ.includes('MONITOR_WARM=1')) found.push(Number(name));
+  }
+  return found;
+}
+
+/** Samples warmProcessesOf(jobId) every few ms until stopped; `stop()` gives the most seen at once. */
+export function watchWarmProcesses(jobId: string, everyMs = 25): { stop(): number } {
+  let most = warmProcessesOf(jobId).length;
+  const timer = setInterval(() => {
+    most = Math.max(most, warmProcessesOf(jobId).length);
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return Math.max(most, warmProcessesOf(jobId).length);
+    },
+  };
+}
 
 export interface WarmRunOptions {
   options?: Partial<ScriptJobOptions>;

@@ -9,7 +9,7 @@ import { GroupRecords } from '../../../src/pools/script/orphans.js';
 import { ScriptPool } from '../../../src/pools/script/pool.js';
 import { repoRoot, testProcesses } from '../../helpers/client.js';
 import { alive, until } from '../../helpers/scripts.js';
-import { probe, useWarmFixture, valueOf } from './warm-runs.js';
+import { probe, useWarmFixture, valueOf, warmProcessesOf, watchWarmProcesses } from './warm-runs.js';
 
 /** The warm pool (warm.ts): processes per job, reused, retried after a crash, recycled, ended; the cap shared with cold tasks. */
 
@@ -84,6 +84,29 @@ describe('warm workers', () => {
       );
     expect([...perProcess.values()].reduce((a, b) => a + b, 0)).toBe(12);
     fixture.pool.jobEnded(jobId);
+  });
+
+  describe.skipIf(process.platform !== 'linux')('across attempts (processes counted from /proc: Linux)', () => {
+    it("keeps a resumed job's processes to its concurrency: a later attempt's plan takes them over, earlier ones end at once", async () => {
+      const jobId = newJob();
+      const sleeps = (n: number): unknown[] => Array.from({ length: n }, () => ({ args: ['sleep', '0.2'] }));
+      const first = (await runAll(jobId, sleeps(2), 2)).map(pidOf);
+      expect(new Set(first).size).toBe(2);
+      expect(warmProcessesOf(jobId)).toHaveLength(2);
+      // A resume: tasks run again (attempt 2) beside tasks never run before (attempt 1), two at a time.
+      const watch = watchWarmProcesses(jobId);
+      const again = runAll(jobId, sleeps(4), 1, { attempt: 2 });
+      const fresh = runAll(jobId, sleeps(4), 1, { attempt: 1 });
+      const results = [...(await again), ...(await fresh)];
+      const most = watch.stop();
+      expect(results.every((r) => r.ok)).toBe(true);
+      expect(most).toBeLessThanOrEqual(2);
+      expect(fixture.pool.warmProcesses).toBeLessThanOrEqual(2);
+      // The first attempt's processes ended when the second took over, not after the idle timeout.
+      await until(() => first.every((pid) => !alive(pid)), "the first attempt's processes to end", 3_000);
+      fixture.pool.jobEnded(jobId);
+      await until(() => warmProcessesOf(jobId).length === 0, "the job's processes to end with it", 10_000);
+    });
   });
 
   describe('failures', () => {
