@@ -1,6 +1,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import type { Logger } from '../log.js';
-import { type ControlReply, ControlFiles, type ControlRequest, writeReplacing } from '../store/control.js';
+import { writeFileAtomic } from '../store/atomic.js';
+import { type ControlReply, ControlFiles, type ControlRequest } from '../store/control.js';
 import { StateLayout } from '../store/layout.js';
 import type { LiveFile, LiveTaskProgress } from '../store/records.js';
 
@@ -116,7 +117,7 @@ export class LivePublisher {
     // Renamed into place (a reader never sees half a file; a symlink or FIFO planted at its name is
     // replaced) but not fsynced: a live file is worth nothing after a crash, and an fsync a second
     // would flush the journal under a busy job's appends.
-    await writeReplacing(this.file, `${JSON.stringify(live)}\n`).then(
+    await writeFileAtomic(this.file, `${JSON.stringify(live)}\n`, { durable: false }).then(
       () => this.failures.delete('live figures'),
       (error: unknown) => this.failed('live figures', error),
     );

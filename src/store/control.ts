@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
-import path from 'node:path';
+import { lstat, readdir, rename, unlink } from 'node:fs/promises';
 import * as z from 'zod';
 import { type Logger, silentLogger } from '../log.js';
 import { StateLayout } from './layout.js';
+import { writeFileAtomic } from './atomic.js';
 import { DamagedRecordError, parseRecord } from './records.js';
+import { readStateFile, readStateFileAndTime } from './safe-read.js';
 
 /** A cancel or resume asked by the dashboard, for the server that runs the job (in `control/`). */
 export interface ControlRequest {
@@ -36,11 +35,6 @@ const MAX_REQUESTS_PER_LOOK = 64;
 /** Names remembered as not removable (a directory planted in `control/`), so each is said once. */
 const MAX_REMEMBERED = 1000;
 
-// Without O_NONBLOCK a FIFO's open waits for a writer and holds a libuv thread (and the heartbeat
-// behind it) for good; O_NOFOLLOW refuses a symlink planted in a file's place. Windows has neither.
-const READ_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
-const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
-
 const requestSchema: z.ZodType<ControlRequest> = z.object({
   action: z.enum(['cancel', 'resume']),
   job_id: z.string().refine((id) => StateLayout.isJobId(id), 'not a job id'),
@@ -52,9 +46,6 @@ const replySchema: z.ZodType<ControlReply> = z.object({
   message: z.string(),
   by_pid: z.number(),
 });
-
-/** A file of `control/` that is no request: not a regular file, too big, or a symlink. */
-class NotControlFile extends Error {}
 
 /** What one look at a request file found. */
 type Look =
@@ -87,14 +78,14 @@ export class ControlFiles {
   async ask(request: ControlRequest, now: number): Promise<{ request: string; reply: string }> {
     const files = this.layout.newControlRequest(now);
     // Renamed into place: a server never sees half a request.
-    await writeReplacing(files.request, JSON.stringify(request));
+    await writeFileAtomic(files.request, JSON.stringify(request), { durable: false });
     return files;
   }
 
   /** The answer in `file`, once it is there (and whole). */
   async reply(file: string): Promise<ControlReply | undefined> {
-    return readControlFile(file)
-      .then(({ text }) => parseRecord(replySchema, text, file))
+    return readStateFile(file, CONTROL_FILE_MAX_BYTES)
+      .then((text) => parseRecord(replySchema, text, file))
       .catch(() => undefined);
   }
 
@@ -132,7 +123,7 @@ export class ControlFiles {
     );
     if (!taken) return false;
     const reply = await act();
-    await writeReplacing(files.reply, JSON.stringify(reply)).catch((error: unknown) =>
+    await writeFileAtomic(files.reply, JSON.stringify(reply), { durable: false }).catch((error: unknown) =>
       this.log.warn(`control: could not answer ${files.reply}: ${String(error)}`),
     );
     await unlink(files.taken).catch(() => undefined);
@@ -168,11 +159,11 @@ export class ControlFiles {
     const file = this.layout.controlFile(name);
     let read: { text: string; mtimeMs: number };
     try {
-      read = await readControlFile(file);
+      read = await readStateFileAndTime(file, CONTROL_FILE_MAX_BYTES);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return undefined;
-      return { junk: error instanceof NotControlFile ? error.message : String(error) };
+      return { junk: error instanceof DamagedRecordError ? error.reason : String(error) };
     }
     const age = now - read.mtimeMs;
     if (age > REQUEST_STALE_MS)
@@ -222,52 +213,4 @@ function actionNamed(text: string): string {
     // Not JSON: the reason says so.
   }
   return '';
-}
-
-/**
- * A small file of `control/`, whole: only a regular file (not a FIFO, a device or a symlink) of
- * at most CONTROL_FILE_MAX_BYTES, looked at with lstat before it is opened at all.
- */
-async function readControlFile(file: string): Promise<{ text: string; mtimeMs: number }> {
-  const seen = await lstat(file);
-  if (seen.isSymbolicLink()) throw new NotControlFile('a symlink, not a request (never followed)');
-  if (!seen.isFile()) throw new NotControlFile('not a regular file (a FIFO, a device or a folder)');
-  if (seen.size > CONTROL_FILE_MAX_BYTES)
-    throw new NotControlFile(`${seen.size} bytes, over the ${CONTROL_FILE_MAX_BYTES} a request can be`);
-  const handle = await open(file, READ_FLAGS).catch((error: unknown) => {
-    // Replaced by a symlink since the lstat.
-    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new NotControlFile('a symlink (never followed)');
-    throw error;
-  });
-  try {
-    // Looked at again through the handle: what was checked above may have been swapped since.
-    const info = await handle.stat();
-    if (!info.isFile()) throw new NotControlFile('not a regular file');
-    const buffer = Buffer.alloc(CONTROL_FILE_MAX_BYTES + 1);
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-    if (bytesRead > CONTROL_FILE_MAX_BYTES)
-      throw new NotControlFile(`over the ${CONTROL_FILE_MAX_BYTES} bytes a request can be`);
-    return { text: buffer.toString('utf8', 0, bytesRead), mtimeMs: info.mtimeMs };
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Writes `file` by renaming a new file into place: a symlink or FIFO planted at `file` is replaced,
- * never followed or opened, and a reader sees the old file or the whole new one. Not fsynced (what
- * goes through here is worth nothing after a crash).
- */
-export async function writeReplacing(file: string, text: string): Promise<void> {
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(temp, CREATE_FLAGS, 0o600);
-  try {
-    await handle.writeFile(text);
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, file).catch(async (error: unknown) => {
-    await unlink(temp).catch(() => undefined);
-    throw error;
-  });
 }

@@ -61,6 +61,16 @@ export async function readStateFile(file: string, maxBytes: number): Promise<str
 
 /** A state file whole, as bytes. */
 export async function readStateBytes(file: string, maxBytes: number): Promise<Buffer> {
+  return (await readWhole(file, maxBytes)).bytes;
+}
+
+/** A state file whole, as UTF-8, with when it was last written (a control request's age). */
+export async function readStateFileAndTime(file: string, maxBytes: number): Promise<{ text: string; mtimeMs: number }> {
+  const { bytes, info } = await readWhole(file, maxBytes);
+  return { text: bytes.toString('utf8'), mtimeMs: info.mtimeMs };
+}
+
+async function readWhole(file: string, maxBytes: number): Promise<{ bytes: Buffer; info: Stats }> {
   const handle = await open(file, SAFE_READ_FLAGS).catch((error: unknown) => refusal(file, error));
   try {
     const info = await handle.stat();
@@ -68,7 +78,7 @@ export async function readStateBytes(file: string, maxBytes: number): Promise<Bu
     // Read to the size seen, not to the end: a file growing meanwhile is not read past the cap.
     const buffer = Buffer.alloc(info.size);
     const { bytesRead } = await handle.read(buffer, 0, info.size, 0);
-    return buffer.subarray(0, bytesRead);
+    return { bytes: buffer.subarray(0, bytesRead), info };
   } finally {
     await handle.close();
   }

@@ -119,7 +119,7 @@ describe('LivePublisher', () => {
       execFileSync('mkfifo', [path.join(control, 'fifo')]);
       await beats(stateDir, 4242, 5, 10_000);
       await until(
-        async () => lines.some((line) => /removed .*req-fifo\.json: not a regular file/.test(line)),
+        async () => lines.some((line) => /removed .*req-fifo\.json: it is a FIFO, not a regular file/.test(line)),
         'the log line',
         5000,
       );

@@ -81,7 +81,7 @@ describe('ControlFiles', () => {
       );
       expect(await exists(path.join(dir, 'req-fifo.json'))).toBe(false);
       expect(lines.filter((line) => line.includes('req-fifo.json'))).toEqual([
-        expect.stringMatching(/warn: control: removed .*req-fifo\.json: not a regular file/) as string,
+        expect.stringMatching(/warn: control: removed .*req-fifo\.json: it is a FIFO, not a regular file/) as string,
       ]);
       // Gone for good: the next look neither reads nor logs it again.
       expect(await control.waiting(1)).toEqual([]);
@@ -108,9 +108,9 @@ describe('ControlFiles', () => {
       expect(await readdir(dir)).toEqual([]);
       // The symlinks themselves went, not what they point at.
       expect(await exists(elsewhere)).toBe(true);
-      expect(lines.join('')).toMatch(/removed .*req-zero\.json: a symlink/);
-      expect(lines.join('')).toMatch(/removed .*req-link\.json: a symlink/);
-      expect(lines.join('')).toMatch(/removed .*req-big\.json: 314572800 bytes, over the 4096/);
+      expect(lines.join('')).toMatch(/removed .*req-zero\.json: it is a symlink/);
+      expect(lines.join('')).toMatch(/removed .*req-link\.json: it is a symlink/);
+      expect(lines.join('')).toMatch(/removed .*req-big\.json: it is 314572800 bytes, over the 4096/);
     },
     30_000,
   );
