@@ -186,7 +186,11 @@ describe.skipIf(process.platform === 'win32')('the built server with FIFOs in co
       execFileSync('mkfifo', [path.join(layout.controlDir, 'req-fifo.json')]);
       execFileSync('mkfifo', [path.join(layout.controlDir, 'fifo')]);
       await beats(layout.liveFile(pid), 3, 20_000);
-      await until(() => /removed .*req-fifo\.json: it is a FIFO, not a regular file/.test(stderr), 'the log line', 10_000);
+      await until(
+        () => /removed .*req-fifo\.json: it is a FIFO, not a regular file/.test(stderr),
+        'the log line',
+        10_000,
+      );
       await rm(path.join(layout.controlDir, 'fifo'));
       await beats(layout.liveFile(pid), 2, 20_000);
       const control = new ControlFiles(stateDir);
